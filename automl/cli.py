@@ -1,0 +1,92 @@
+"""The ``automl`` command: ``run``, ``space show|check``, ``export``.
+
+Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
+lazily, so ``automl space check`` does not pay for importing the training stack.
+User mistakes (:class:`automl.errors.UserError`) print one message and exit 2; anything else is an
+internal error: exit 1 with a request to report it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from automl.errors import UserError
+
+__all__ = ["main", "build_parser", "parse_set_args"]
+
+ISSUES_URL = "the automl issue tracker"
+
+
+def parse_set_args(items: list[str] | None, flag: str = "--set") -> dict[str, str]:
+    """Turn ``["k=v", ...]`` into a dict; a malformed item is a user error naming it."""
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag} {item!r}: expected KEY=VALUE, for example {flag} channels=32")
+        out[key.strip()] = value.strip()
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, no usage dump of every subcommand
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="automl", description="Search a family of networks, one per size budget, in one run.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    r = sub.add_parser("run", help="run a recipe: train supernet, search, derive, retrain, export, report")
+    r.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
+    r.add_argument("overrides", nargs="*", metavar="key.path=value", help="recipe overrides, e.g. search.lam=4")
+    r.add_argument("--out", default=None, help="output directory (default runs/<name>-<timestamp>)")
+    r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    r.set_defaults(module="automl.commands.run")
+
+    s = sub.add_parser("space", help="inspect a .space file")
+    ssub = s.add_subparsers(dest="space_command", required=True, parser_class=_Parser)
+    show = ssub.add_parser("show", help="decisions, choices, costs and size of a space")
+    show.add_argument("file")
+    show.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    show.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    show.set_defaults(module="automl.commands.space")
+    check = ssub.add_parser("check", help="validate a space file")
+    check.add_argument("file")
+    check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    check.set_defaults(module="automl.commands.space")
+
+    e = sub.add_parser("export", help="export one architecture as a standalone torch model and ONNX")
+    e.add_argument("space", help=".space file")
+    e.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
+    e.add_argument("--out", required=True, help="output directory")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    e.add_argument("--weights", default=None, help="supernet checkpoint to inherit weights from")
+    e.add_argument("--se", type=float, default=0.0, help="squeeze-and-excitation ratio for MBConv blocks")
+    e.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    e.set_defaults(module="automl.commands.export")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        return int(importlib.import_module(args.module).main(args) or 0)
+    except UserError as e:
+        print(str(e) if getattr(e, "located", False) else f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
+        traceback.print_exc()
+        print(f"automl: internal error (a bug, not your input); please report it with the traceback above "
+              f"to {ISSUES_URL}.", file=sys.stderr)
+        return 1

@@ -1,0 +1,65 @@
+"""The project's error types.
+
+Every mistake a user can make is raised as a :class:`UserError` (exit code 2, one clear message, no
+traceback). Anything else escaping the CLI is an internal error (exit code 1).
+"""
+
+from __future__ import annotations
+
+__all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "format_source_error"]
+
+
+class UserError(Exception):
+    """A mistake in the user's input. The message says what is wrong and how to fix it."""
+
+    exit_code = 2
+    located = False  # True when the message already starts with FILE:LINE:COL or FILE: KEY
+
+
+def format_source_error(
+    filename: str, line: int | None, column: int | None, message: str, source_line: str | None = None
+) -> str:
+    """``FILE:LINE:COL: message`` followed by the offending line and a caret under the column."""
+    where = str(filename)
+    if line is not None:
+        where += f":{line}"
+        if column is not None:
+            where += f":{column}"
+    text = f"{where}: {message}"
+    if source_line is not None and line is not None:
+        src = source_line.rstrip("\n").expandtabs(1)
+        text += f"\n    {src}"
+        if column is not None:
+            text += "\n    " + " " * max(column - 1, 0) + "^"
+    return text
+
+
+class SpaceError(UserError):
+    """An error in a ``.space`` file, with its position."""
+
+    located = True
+
+    def __init__(self, message: str, filename: str = "<space>", line: int | None = None,
+                 column: int | None = None, source_line: str | None = None):
+        self.message, self.filename, self.line, self.column = message, filename, line, column
+        self.source_line = source_line
+        super().__init__(format_source_error(filename, line, column, message, source_line))
+
+
+class RecipeError(UserError):
+    """An error in a recipe: names the file, the key path and, where known, the line."""
+
+    located = True
+
+    def __init__(self, message: str, filename: str | None = None, key: str | None = None,
+                 line: int | None = None):
+        self.message, self.filename, self.key, self.line = message, filename, key, line
+        where = ""
+        if filename:
+            where = str(filename) + (f":{line}" if line else "") + ": "
+        keytxt = f"{key}: " if key else ""
+        super().__init__(f"{where}{keytxt}{message}")
+
+
+class DataError(UserError):
+    """Missing or unreadable data (wrong root, missing files)."""
