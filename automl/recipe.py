@@ -1,0 +1,571 @@
+"""Recipes: one typed YAML file that holds every setting of a run.
+
+A recipe names the search space, the data, and the settings of the three phases of the paper (§3-§4):
+training the supernet weights W on D_W while the distribution parameters theta learn on D_theta, deriving
+one architecture per regularisation coefficient epsilon, and retraining each on D = D_W ∪ D_theta.
+
+>>> recipe = load_recipe("recipes/quickstart.yaml", ["search.lam=4", "retrain.epochs=0"])
+>>> recipe.search.lam, recipe.space_path.is_absolute()
+(4, True)
+
+Paths (``space``, ``data.root``, ``export.dir``) written in the YAML file are relative to the recipe's
+folder; paths given as command-line overrides (``data.root=./data``) are relative to the current working
+directory, which is what a user typing them means. After loading, every path is absolute.
+
+Every mistake is a :class:`~automl.errors.RecipeError` naming the file, the dotted key and its line::
+
+    recipes/x.yaml:12: search.lam: must be >= 2 (got 1)
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from automl.errors import RecipeError
+
+__all__ = [
+    "Recipe",
+    "DataConfig",
+    "SyntheticConfig",
+    "SearchConfig",
+    "OptimConfig",
+    "RetrainConfig",
+    "ExportConfig",
+    "load_recipe",
+    "parse_recipe",
+    "PATH_KEYS",
+]
+
+# Keys holding filesystem paths: resolved to absolute paths when the recipe is loaded.
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("export", "dir"))
+
+
+def _check_scalar(v: Any) -> Any:
+    """Space parameters are scalars; say so once instead of one error per union member."""
+    if v is None or isinstance(v, (dict, list, tuple, set)):
+        raise ValueError("must be a number, a string or a boolean")
+    return v
+
+
+Scalar = Annotated[Union[bool, int, float, str], BeforeValidator(_check_scalar)]
+
+
+class _Config(BaseModel):
+    """Base of every recipe section: unknown keys are errors and sections are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SyntheticConfig(_Config):
+    """Shape of the random, learnable ``synthetic`` dataset (smoke tests only)."""
+
+    num_train: int = Field(256, gt=0, description="training images")
+    num_test: int = Field(64, gt=0, description="test images")
+    num_classes: int = Field(10, ge=2, description="classes")
+    channels: int = Field(3, gt=0, description="image channels")
+    size: int = Field(8, gt=0, description="image height and width")
+
+
+class DataConfig(_Config):
+    """The dataset, how its training part splits into D_W and D_theta, and the batch sizes."""
+
+    dataset: Literal["digits", "cifar10", "imagefolder", "synthetic"] = Field(
+        "digits", description="which dataset")
+    root: str | None = Field(None, description="data folder; required for cifar10 and imagefolder")
+    download: bool = Field(False, description="cifar10 only: download into root if missing")
+    theta_split: float | int = Field(
+        0.5, description="fraction (0<x<1) or count (>=1) of the training set held out as D_theta")
+    batch_size: int = Field(64, gt=0, description="mini-batch size of D_W (and of D for retraining)")
+    theta_batch_size: int | None = Field(None, gt=0, description="mini-batch size of D_theta; null: batch_size")
+    test_batch_size: int = Field(256, gt=0, description="mini-batch size for evaluation")
+    image_size: int | None = Field(
+        None, gt=0, description="null: native size (digits 8, cifar10 32, imagefolder 224)")
+    workers: int = Field(0, ge=0, description="DataLoader worker processes (imagefolder only)")
+    synthetic: SyntheticConfig = Field(SyntheticConfig(), description="synthetic dataset shape")
+    limit_train: int | None = Field(None, gt=0, description="keep only the first N training items")
+
+    @field_validator("theta_split", mode="before")
+    @classmethod
+    def _theta_split(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError("must be a fraction in (0, 1) or a count >= 1")
+        if isinstance(v, float) and not 0.0 < v < 1.0:
+            if v >= 1.0 and v.is_integer():
+                return int(v)  # 100.0 is a count
+            raise ValueError("must be a fraction in (0, 1) or a count >= 1")
+        if isinstance(v, int) and v < 1:
+            raise ValueError("must be a fraction in (0, 1) or a count >= 1")
+        return v
+
+
+def _auto_or(low: float, strict: bool):
+    """A before-validator for ``"auto" | float`` fields with one clear message."""
+    op = ">" if strict else ">="
+
+    def check(v: Any) -> Any:
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (v <= low if strict else v < low):
+            raise ValueError(f"must be 'auto' or a number {op} {low:g}")
+        return float(v)
+
+    return check
+
+
+class SearchConfig(_Config):
+    """Supernet training and the multi-epsilon ASNG search (paper §3, Algorithm 1)."""
+
+    method: Literal["importance_sampling", "separate", "simultaneous", "random"] = Field(
+        "importance_sampling", description="how theta for every epsilon is learned, or random search")
+    epsilons: list[Annotated[float, Field(ge=0)]] = Field(
+        [0.0, 0.1, 0.3, 0.5], min_length=1, description="regularisation coefficients epsilon_n")
+    lam: int = Field(2, ge=2, description="architectures sampled per step (lambda)")
+    weight_epochs: int = Field(10, ge=0, description="epochs updating W (T_W)")
+    theta_epochs: int = Field(10, ge=0, description="epochs updating theta (T_theta)")
+    theta_lr: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, True))] = Field(
+        "auto", description="learning rate of theta; auto: 1/sum(K_d)")
+    theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
+        "auto", description="lower bound of each theta entry; auto: the ASNG default")
+    cost: str = Field("params", min_length=1, description="cost metric of the space")
+    normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
+    random_budget: bool = Field(
+        True, description="random: sample within each derived architecture's cost budget")
+    random_budgets: list[Annotated[float, Field(ge=0)]] | None = Field(
+        None, min_length=1, description="random: explicit cost budgets, one architecture each")
+    log_every: int = Field(10, gt=0, description="steps between logged metrics")
+
+
+class OptimConfig(_Config):
+    """The optimiser of the supernet weights W during the search."""
+
+    name: Literal["sgd", "adamw", "rmsprop"] = Field("sgd", description="optimiser")
+    lr: float = Field(0.025, gt=0, description="initial learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum")
+    nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
+    weight_decay: float = Field(3e-4, ge=0, description="weight decay")
+    schedule: Literal["cosine", "constant", "step"] = Field("cosine", description="learning-rate schedule")
+    min_lr: float = Field(0.0, ge=0, description="final learning rate of the cosine schedule")
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs")
+    grad_clip: float | None = Field(5.0, gt=0, description="gradient-norm clip; null: none")
+
+
+class RetrainConfig(_Config):
+    """Retraining each derived architecture from scratch on D (paper §4)."""
+
+    epochs: int = Field(10, ge=0, description="epochs; 0 skips retraining")
+    space_args: dict[str, Scalar] = Field(
+        {}, description="space parameters for the retrained networks (more cells, channels)")
+    batch_size: int | None = Field(None, gt=0, description="null: data.batch_size")
+    optimizer: Literal["sgd", "adamw", "rmsprop"] = Field("sgd", description="optimiser")
+    lr: float = Field(0.025, gt=0, description="initial learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="momentum")
+    weight_decay: float = Field(3e-4, ge=0, description="weight decay")
+    rmsprop_eps: float = Field(0.001, gt=0, description="rmsprop epsilon")
+    rmsprop_alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop smoothing constant")
+    schedule: Literal["cosine", "step", "constant"] = Field("cosine", description="learning-rate schedule")
+    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs")
+    warmup_lr: float = Field(0.0, ge=0, description="learning rate at the start of the warm-up")
+    decay_rate: float = Field(0.963, gt=0, le=1, description="step schedule: factor every decay_epochs")
+    decay_epochs: float = Field(3, gt=0, description="step schedule: epochs between decays")
+    min_lr: float = Field(0.0, ge=0, description="floor of the learning rate")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing")
+    ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the evaluated weights; null: none")
+    se: float = Field(0.0, ge=0, lt=1, description="squeeze-and-excitation ratio in MBConv blocks")
+    grad_clip: float | None = Field(5.0, gt=0, description="gradient-norm clip; null: none")
+
+
+class ExportConfig(_Config):
+    """Export of the retrained networks."""
+
+    onnx: bool = Field(True, description="also write ONNX files")
+    dir: str | None = Field(None, description="export folder; null: DIR/export")
+    opset: int = Field(17, ge=17, description="ONNX opset")
+
+
+class Recipe(_Config):
+    """A whole run. Load it with :func:`load_recipe`; every path in it is absolute."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name, used in output folders")
+    seed: int = Field(0, description="seed of every random choice in the run")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+    space: str = Field(..., min_length=1, description=".space file")
+    space_args: dict[str, Scalar] = Field({}, description="space parameter overrides for the search supernet")
+    data: DataConfig = Field(DataConfig(), description="dataset and loaders")
+    search: SearchConfig = Field(SearchConfig(), description="supernet training and search")
+    optim: OptimConfig = Field(OptimConfig(), description="optimiser of the supernet weights")
+    retrain: RetrainConfig = Field(RetrainConfig(), description="retraining of derived networks")
+    export: ExportConfig = Field(ExportConfig(), description="export")
+
+    _source: Path | None = PrivateAttr(None)
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def source(self) -> Path | None:
+        """The recipe file this came from (None when built from a dict)."""
+        return self._source
+
+    @property
+    def base_dir(self) -> Path:
+        """The recipe's folder: relative paths in the file were resolved against it."""
+        return self._base_dir
+
+    @property
+    def space_path(self) -> Path:
+        """Absolute path of the ``.space`` file."""
+        return _resolve(self.space, self._base_dir)
+
+    @property
+    def data_root(self) -> Path | None:
+        """Absolute data folder, or None."""
+        return None if self.data.root is None else _resolve(self.data.root, self._base_dir)
+
+    @property
+    def export_dir(self) -> Path | None:
+        """Absolute export folder, or None (then the run uses DIR/export)."""
+        return None if self.export.dir is None else _resolve(self.export.dir, self._base_dir)
+
+    def __eq__(self, other: object) -> bool:  # where a recipe came from does not change what it says
+        return isinstance(other, Recipe) and self.model_dump() == other.model_dump()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def to_yaml(self) -> str:
+        """The resolved recipe (defaults filled, paths absolute); loading it back gives an equal Recipe."""
+        head = f"# resolved from {self._source}\n" if self._source else ""
+        return head + yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
+
+    def dump_resolved(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``)."""
+        path = Path(path)
+        path.write_text(self.to_yaml(), encoding="utf-8")
+        return path
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _resolve(p: str | os.PathLike, base: Path) -> Path:
+    q = Path(os.path.expanduser(str(p)))
+    return q if q.is_absolute() else (base / q).resolve()
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe file. Raises :class:`RecipeError` for every mistake."""
+    path = Path(path)
+    name = str(path)
+    if not path.exists():
+        raise RecipeError(f"no such recipe file (looked for {path.absolute()})", name)
+    if path.is_dir():
+        raise RecipeError("is a directory, expected a recipe YAML file", name)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise RecipeError(f"cannot read the recipe: {e.strerror or e}", name) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise RecipeError(f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the recipe as UTF-8",
+                          name, line=line) from None
+    return parse_recipe(text, filename=name, base_dir=path.absolute().parent, overrides=overrides,
+                        source=path.absolute())
+
+
+def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathLike | None = None,
+                 overrides: list[str] | None = None, source: Path | None = None) -> Recipe:
+    """Validate recipe YAML ``text``; relative paths resolve against ``base_dir`` (default: cwd)."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        raise RecipeError(f"YAML syntax error: {problem}", filename,
+                          line=mark.line + 1 if mark else None) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"a recipe must be a mapping of keys to values, got a {_kind(data)}", filename,
+                          line=1)
+    _check_duplicates(node, filename)
+
+    # Paths in the file are relative to the recipe; overrides' paths (already absolute) to the cwd.
+    data = _resolve_paths(data, base)
+    applied: list[tuple[tuple[str, ...], str]] = []
+    for item in overrides or []:
+        keys, value = _parse_override(item, filename)
+        if keys in PATH_KEYS and isinstance(value, str):
+            value = str(_resolve(value, Path.cwd()))
+        data = _set(data, keys, value)
+        applied.append((keys, item))
+
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as e:
+        raise _recipe_error(e, filename, node, applied) from None
+    recipe._source = source
+    recipe._base_dir = base
+    _cross_checks(recipe, filename, node, applied)
+    return recipe
+
+
+def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
+    d = recipe.data
+    if d.dataset in ("cifar10", "imagefolder") and d.root is None:
+        keys = ("data", "dataset")
+        where = _override_for(keys, applied) or ""
+        line = None if where else _line_of(node, keys)
+        layout = ("<root>/cifar-10-batches-py/" if d.dataset == "cifar10"
+                  else "<root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg")
+        msg = (f"dataset {d.dataset} needs data.root, the folder holding {layout}; set it in the recipe "
+               f"(data: {{root: ...}}) or on the command line: data.root=/path/to/data")
+        raise RecipeError(f"{where}{msg}", filename, "data.root", line)
+
+
+def _resolve_paths(data: dict, base: Path) -> dict:
+    for keys in PATH_KEYS:
+        cur: Any = data
+        for k in keys[:-1]:
+            cur = cur.get(k) if isinstance(cur, dict) else None
+        if isinstance(cur, dict) and isinstance(cur.get(keys[-1]), str) and cur[keys[-1]]:
+            cur[keys[-1]] = str(_resolve(cur[keys[-1]], base))
+    return data
+
+
+# -------------------------------------------------------------------------------------------- overrides
+
+
+def _parse_override(item: str, filename: str) -> tuple[tuple[str, ...], Any]:
+    """``search.epsilons=[0,0.5]`` -> (("search", "epsilons"), [0, 0.5]); the key must exist."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise RecipeError(f"override {item!r}: expected key.path=value, for example search.lam=4", filename)
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as e:
+        raise RecipeError(f"override {item}: cannot parse the value {text!r} as YAML "
+                          f"({getattr(e, 'problem', e)})", filename, key) from None
+    keys = tuple(key.split("."))
+    model: Any = Recipe
+    for i, k in enumerate(keys):
+        fields = model.model_fields
+        if k not in fields:
+            bad = ".".join(keys[: i + 1])
+            close = difflib.get_close_matches(k, list(fields), n=1)
+            hint = (f"; did you mean {'.'.join(keys[:i] + (close[0],))}?" if close
+                    else f"; known keys here: {', '.join(fields)}")
+            raise RecipeError(f"override {item}: unknown key {bad}{hint}", filename)
+        ann = fields[k].annotation
+        if typing.get_origin(_container(ann)) is dict:
+            break  # a free-form mapping (space_args): any key below is fine
+        model = None if _container(ann) is not None else _model_of(ann)
+        if model is None and i < len(keys) - 1:
+            raise RecipeError(f"override {item}: {'.'.join(keys[: i + 1])} is a value, not a section",
+                              filename)
+    return keys, value
+
+
+def _set(data: dict, keys: tuple[str, ...], value: Any) -> dict:
+    cur = data
+    for k in keys[:-1]:
+        if not isinstance(cur.get(k), dict):
+            cur[k] = {}
+        cur = cur[k]
+    cur[keys[-1]] = value
+    return data
+
+
+def _override_for(path: tuple, applied) -> str | None:
+    for keys, item in reversed(applied):
+        if tuple(path[: len(keys)]) == keys:
+            return f"override {item}: "
+    return None
+
+
+# ------------------------------------------------------------------------------------- error reporting
+
+
+def _model_of(ann: Any) -> type[BaseModel] | None:
+    """The recipe section class behind an annotation (unwrapping Optional), or None."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in typing.get_args(ann):
+        m = _model_of(a)
+        if m is not None:
+            return m
+    return None
+
+
+def _container(ann: Any) -> Any:
+    """``list[...]``/``dict[...]`` behind an annotation (unwrapping Optional), or None."""
+    if typing.get_origin(ann) in (list, dict):
+        return ann
+    for a in typing.get_args(ann):
+        if typing.get_origin(a) in (list, dict):
+            return a
+    return None
+
+
+def _schema_path(loc: tuple, err_type: str) -> tuple:
+    """Keep the parts of a pydantic ``loc`` that are keys or indices; drop union-member tags."""
+    out: list = []
+    cur: Any = Recipe
+    for part in loc:
+        if isinstance(cur, type) and issubclass(cur, BaseModel):
+            out.append(part)
+            f = cur.model_fields.get(part) if isinstance(part, str) else None
+            ann = f.annotation if f is not None else None
+            cur = _container(ann) or _model_of(ann) or ann
+        elif _container(cur) is not None:
+            container = _container(cur)
+            if (typing.get_origin(container) is list) != isinstance(part, int):
+                continue  # a tag, not an index or key
+            out.append(part)
+            cur = typing.get_args(container)[-1]
+        # else: a union-member tag such as "float" or "literal['auto']"
+    return tuple(out)
+
+
+def _got(v: Any) -> str:
+    s = repr(v) if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip()
+    if s.endswith("\n..."):
+        s = s[:-4]
+    s = s.removesuffix("...").strip()
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _message(err: dict, path: tuple) -> str:
+    t, ctx, inp = err["type"], err.get("ctx") or {}, err.get("input")
+    got = f" (got {_got(inp)})"
+    if t == "extra_forbidden":
+        model = Recipe
+        for p in path[:-1]:
+            model = _model_of(model.model_fields[p].annotation) if p in model.model_fields else None
+            if model is None:
+                break
+        hint = ""
+        if model is not None:
+            close = difflib.get_close_matches(str(path[-1]), list(model.model_fields), n=1)
+            hint = (f"; did you mean {'.'.join(map(str, path[:-1] + (close[0],)))}?" if close
+                    else f"; known keys here: {', '.join(model.model_fields)}")
+        return f"unknown key{hint}"
+    if t == "missing":
+        return "required key is missing"
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+              "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+    if t in bounds:
+        op, k = bounds[t]
+        return f"must be {op} {ctx.get(k)}{got}"
+    if t == "literal_error":
+        return f"must be one of {ctx.get('expected', '').replace(chr(39), '')}{got}"
+    simple = {
+        "int_type": "must be an integer", "int_parsing": "must be an integer",
+        "int_from_float": "must be an integer", "float_type": "must be a number",
+        "float_parsing": "must be a number", "bool_type": "must be true or false",
+        "bool_parsing": "must be true or false", "string_type": "must be a string",
+        "list_type": "must be a list", "dict_type": "must be a mapping of keys to values",
+        "model_type": "must be a mapping of keys to values", "model_attributes_type":
+            "must be a mapping of keys to values", "finite_number": "must be a finite number",
+    }
+    if t in simple:
+        return simple[t] + got
+    if t == "too_short":
+        return ("must not be empty" if ctx.get("min_length") == 1 else
+                f"needs at least {ctx.get('min_length')} items") + got
+    if t == "string_too_short":
+        return "must not be empty"
+    if t == "string_pattern_mismatch":
+        return f"may contain only letters, digits, '_', '.' and '-'{got}"
+    if t == "value_error":
+        return str(err["msg"]).removeprefix("Value error, ") + got
+    return err["msg"] + got
+
+
+def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeError:
+    groups: dict[tuple, list[dict]] = {}
+    for err in e.errors(include_url=False):
+        groups.setdefault(_schema_path(tuple(err["loc"]), err["type"]), []).append(err)
+    lines: list[tuple[str, int | None, str, str]] = []
+    for path, errs in groups.items():
+        msgs: list[str] = []
+        for err in errs:
+            m = _message(err, path)
+            if m not in msgs:
+                msgs.append(m)
+        if len(msgs) > 1:  # a union: "must be an integer (got x) or must be ..." -> one message
+            got = f" (got {_got(errs[0].get('input'))})"
+            msgs = [" or ".join(m.removesuffix(got) for m in msgs) + got]
+        key = _dotted(path)
+        ov = _override_for(path, applied)
+        line = None if ov else _line_of(node, path, missing=errs[0]["type"] == "missing")
+        lines.append((key, line, (ov or "") + msgs[0], ov or ""))
+    lines.sort(key=lambda x: (x[1] is None, x[1] or 0))
+    key, line, msg, _ = lines[0]
+    err = RecipeError(msg, filename, key or None, line)
+    if len(lines) > 1:
+        text = "\n".join(str(RecipeError(m, filename, k or None, ln)) for k, ln, m, _ in lines)
+        err.args = (f"{len(lines)} errors in the recipe:\n{text}",)
+    err.errors = [(k, ln, m) for k, ln, m, _ in lines]  # type: ignore[attr-defined]
+    return err
+
+
+def _dotted(path: tuple) -> str:
+    """("search", "epsilons", 1) -> "search.epsilons[1]"."""
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _line_of(node, path: tuple, missing: bool = False) -> int | None:
+    """1-based line of the key at ``path`` in the composed YAML (its deepest existing ancestor)."""
+    if node is None:
+        return None
+    line = None
+    cur = node
+    for part in path:
+        nxt = None
+        if isinstance(cur, yaml.MappingNode):
+            for k, v in cur.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == str(part):
+                    nxt, line = v, k.start_mark.line + 1
+                    break
+        elif isinstance(cur, yaml.SequenceNode) and isinstance(part, int) and part < len(cur.value):
+            nxt = cur.value[part]
+            line = nxt.start_mark.line + 1
+        if nxt is None:
+            break
+        cur = nxt
+    if line is None and not missing:
+        return None
+    return line
+
+
+def _check_duplicates(node, filename: str, prefix: tuple = ()) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                if k.value in seen and k.value != "<<":
+                    key = ".".join(prefix + (k.value,))
+                    raise RecipeError(f"duplicate key (first on line {seen[k.value]})", filename, key,
+                                      k.start_mark.line + 1)
+                seen[k.value] = k.start_mark.line + 1
+                _check_duplicates(v, filename, prefix + (k.value,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _check_duplicates(v, filename, prefix + (str(i),))
+
+
+def _kind(v: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(v),
+                                                                                            type(v).__name__)
