@@ -1,0 +1,411 @@
+"""Datasets and deterministic loaders for D_W, D_theta, D = D_W ∪ D_theta and the test set (paper §4).
+
+>>> from automl.recipe import DataConfig
+>>> data = build_data(DataConfig(dataset="digits"), base_dir=".", seed=0, device="cpu")
+>>> data.input_shape, data.num_classes, len(data.w) > 0
+((1, 8, 8), 10, True)
+>>> x, y = next(iter(data.w.epoch(0)))
+
+The order of the batches of every :class:`Loader` is a pure function of (seed, epoch, rank): resuming a run
+at the start of an epoch replays exactly the batches it would have seen. Training loaders shuffle with a
+``torch.Generator`` seeded from (seed, epoch, loader name); with ``world_size > 1`` each rank takes a
+disjoint, equal-size shard of that permutation (the remainder is dropped so every rank runs the same
+number of steps). The test loader does not shuffle and covers each test item exactly once across ranks.
+
+Small datasets (digits, synthetic, CIFAR-10) live on the device as tensors and are batched by indexing,
+with CIFAR's augmentation done on the device in batch: no DataLoader, no worker processes.
+ImageNet-style folders go through a torch DataLoader whose sampler replays the same index order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import math
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from automl.errors import DataError
+from automl.recipe import DataConfig
+
+__all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "NATIVE_SIZE", "DIGITS_CSV"]
+
+_logger = logging.getLogger(__name__)
+
+DIGITS_CSV = Path(__file__).resolve().parent.parent / "data" / "digits.csv.gz"
+NATIVE_SIZE = {"digits": 8, "cifar10": 32, "imagefolder": 224}
+DIGITS_TEST = 360            # 1797 = 1437 train + 360 test, like scikit-learn's usual 80/20 split
+DIGITS_SPLIT_SEED = 20240501  # a constant: the digits test set never depends on the recipe's seed
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def _seed_of(*parts: object) -> int:
+    """A 63-bit seed from any parts; stable across processes and Python versions (unlike hash())."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class Loader:
+    """Batches of one split. ``len(loader)`` is the number of batches per epoch for this rank.
+
+    ``loader.epoch(e)`` yields ``(x, y)``: ``x`` float on the device, ``y`` long. The batch order is a
+    pure function of (seed, epoch, rank). Training loaders shuffle; the last batch may be smaller but is
+    never empty. The test loader does not shuffle and strides its items over the ranks.
+    """
+
+    def __init__(self, name: str, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
+                 rank: int = 0, world_size: int = 1):
+        self.name, self.batch_size, self.seed, self.shuffle = name, int(batch_size), seed, shuffle
+        self.indices = indices.long().cpu()  # dataset items of this split (all ranks)
+        self.rank, self.world_size = rank, world_size
+
+    @property
+    def num_samples(self) -> int:
+        """Items this rank sees per epoch."""
+        n = len(self.indices)
+        if self.shuffle:
+            return n // self.world_size
+        return len(range(self.rank, n, self.world_size))
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        """Dataset indices this rank visits in ``epoch``, in order."""
+        if not self.shuffle:
+            return self.indices[self.rank::self.world_size]
+        g = torch.Generator().manual_seed(_seed_of(self.seed, epoch, self.name))
+        perm = self.indices[torch.randperm(len(self.indices), generator=g)]
+        per_rank = len(perm) // self.world_size
+        return perm[self.rank: per_rank * self.world_size: self.world_size]
+
+    def batches(self, epoch: int) -> list[torch.Tensor]:
+        """The index batches of ``epoch`` (none empty)."""
+        return [b for b in self.order(epoch).split(self.batch_size) if len(b)]
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.name!r}, items={len(self.indices)}, batch_size={self.batch_size},"
+                f" batches={len(self)}, shuffle={self.shuffle}, rank={self.rank}/{self.world_size})")
+
+
+class TensorLoader(Loader):
+    """A loader over tensors already on the device: a batch is one indexing op (plus ``augment``)."""
+
+    def __init__(self, name: str, x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor, batch_size: int,
+                 seed: int, shuffle: bool, rank: int = 0, world_size: int = 1,
+                 transform: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
+                 augment: bool = False):
+        super().__init__(name, indices, batch_size, seed, shuffle, rank, world_size)
+        self.x, self.y, self.transform, self.augment = x, y, transform, augment
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        # Augmentation draws from its own generator so it, too, replays exactly on resume.
+        g = torch.Generator().manual_seed(_seed_of(self.seed, epoch, self.name, self.rank, "augment")) \
+            if self.augment else None
+        for idx in self.batches(epoch):
+            idx = idx.to(self.x.device)
+            x = self.x[idx]
+            if self.transform is not None:
+                x = self.transform(x, g)
+            yield x, self.y[idx]
+
+
+class _EpochSampler(torch.utils.data.Sampler):
+    """Yields the index list set for the current epoch; the DataLoader reads it anew each epoch."""
+
+    def __init__(self):
+        self.indices: list[int] = []
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class FolderLoader(Loader):
+    """A torch DataLoader over an ImageFolder whose sampler follows :meth:`Loader.order`."""
+
+    def __init__(self, name: str, dataset, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
+                 device: torch.device, workers: int, rank: int = 0, world_size: int = 1):
+        super().__init__(name, indices, batch_size, seed, shuffle, rank, world_size)
+        self.dataset, self.device, self.workers = dataset, device, workers
+        self._sampler = _EpochSampler()
+        self._loader = None  # built on first use: the loader used only for retraining spawns no workers early
+
+    def epoch(self, epoch: int) -> Iterator[Batch]:
+        if self._loader is None:
+            self._loader = torch.utils.data.DataLoader(
+                self.dataset, batch_size=self.batch_size, sampler=self._sampler, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, drop_last=False)
+        self._sampler.indices = self.order(epoch).tolist()
+        for x, y in self._loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+@dataclass
+class Data:
+    """The four loaders of a run and the shape of its inputs."""
+
+    input_shape: tuple[int, int, int]  # (C, H, W) after resizing
+    num_classes: int
+    w: Loader       # D_W: updates the supernet weights
+    theta: Loader   # D_theta: updates the distribution parameters theta
+    full: Loader    # D = D_W ∪ D_theta: retraining
+    test: Loader    # held-out test/validation set
+    dataset: str = ""
+
+
+# ------------------------------------------------------------------------------------------- building
+
+
+def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: str | torch.device,
+               rank: int = 0, world_size: int = 1) -> Data:
+    """Load ``cfg.dataset`` and return its loaders; raises :class:`DataError` for missing data.
+
+    ``cfg.root`` is resolved against ``base_dir`` when relative (a recipe's roots are already absolute).
+    """
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+    device = torch.device(device)
+    root = None
+    if cfg.root is not None:
+        root = Path(os.path.expanduser(cfg.root))
+        if not root.is_absolute():
+            root = (Path(base_dir) / root).resolve()
+    size = cfg.image_size
+    common = dict(seed=seed, rank=rank, world_size=world_size)
+
+    if cfg.dataset == "imagefolder":
+        return _build_imagefolder(cfg, root, size or NATIVE_SIZE["imagefolder"], device, common)
+
+    if cfg.dataset == "digits":
+        x_tr, y_tr, x_te, y_te, classes = _load_digits()
+        transform_train = transform_test = None
+    elif cfg.dataset == "synthetic":
+        x_tr, y_tr, x_te, y_te, classes = _make_synthetic(cfg, seed)
+        transform_train = transform_test = None
+    elif cfg.dataset == "cifar10":
+        x_tr, y_tr, x_te, y_te, classes = _load_cifar10(root, cfg.download)
+        target = size or NATIVE_SIZE["cifar10"]
+        transform_train = _cifar_transform(train=True, size=target)
+        transform_test = _cifar_transform(train=False, size=target)
+    else:  # the recipe schema prevents this
+        raise DataError(f"unknown dataset {cfg.dataset!r}")
+
+    if cfg.dataset != "cifar10" and size is not None and size != x_tr.shape[-1]:
+        x_tr, x_te = _resize(x_tr, size), _resize(x_te, size)
+
+    n_train = len(y_tr) if cfg.limit_train is None else min(cfg.limit_train, len(y_tr))
+    x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
+    idx_w, idx_theta = _split(n_train, cfg.theta_split, seed)
+
+    x_tr, y_tr, x_te, y_te = (t.to(device) for t in (x_tr, y_tr, x_te, y_te))
+    c, h, w = x_tr.shape[1:]
+    if cfg.dataset == "cifar10":
+        h = w = size or NATIVE_SIZE["cifar10"]
+    augment = cfg.dataset == "cifar10"
+
+    def train(name, idx, bs):
+        return TensorLoader(name, x_tr, y_tr, idx, bs, shuffle=True, transform=transform_train,
+                            augment=augment, **common)
+
+    _logger.debug("data %s: %d train (D_W %d, D_theta %d), %d test", cfg.dataset, n_train, len(idx_w),
+                  len(idx_theta), len(y_te))
+    return Data(
+        input_shape=(int(c), int(h), int(w)), num_classes=classes, dataset=cfg.dataset,
+        w=train("w", idx_w, cfg.batch_size),
+        theta=train("theta", idx_theta, cfg.theta_batch_size or cfg.batch_size),
+        full=train("full", torch.arange(n_train), cfg.batch_size),
+        test=TensorLoader("test", x_te, y_te, torch.arange(len(y_te)), cfg.test_batch_size, shuffle=False,
+                          transform=transform_test, **common),
+    )
+
+
+def _split(n: int, theta_split: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold out D_theta from the n training items: a count, or a fraction rounded to the nearest item."""
+    n_theta = theta_split if isinstance(theta_split, int) else round(theta_split * n)
+    if isinstance(theta_split, float):
+        n_theta = min(max(n_theta, 1), n - 1)
+    if not 1 <= n_theta < n:
+        raise DataError(f"data.theta_split={theta_split} holds out {n_theta} of {n} training items, leaving "
+                        f"none for D_W; use a fraction such as data.theta_split=0.5 or a count below {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(seed, "theta_split")))
+    return perm[n_theta:].sort().values, perm[:n_theta].sort().values
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    return F.interpolate(x.float(), size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=size < x.shape[-1])
+
+
+# ------------------------------------------------------------------------------------------- datasets
+
+
+def _load_digits():
+    """scikit-learn's 8x8 digits from the bundled CSV: a fixed, stratified 1437/360 split, normalised."""
+    try:
+        with gzip.open(DIGITS_CSV, "rt") as f:
+            arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
+    except OSError as e:
+        raise DataError(f"cannot read the bundled digits data {DIGITS_CSV}: {e}; reinstall automl") from None
+    x = torch.from_numpy(arr[:, :64] / 16.0).reshape(-1, 1, 8, 8)
+    y = torch.from_numpy(arr[:, 64]).long()
+    # Stratified: each class gives its share of the 360 test items, in a fixed shuffled order.
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(DIGITS_SPLIT_SEED))
+    test_mask = torch.zeros(len(y), dtype=torch.bool)
+    counts = torch.bincount(y, minlength=10)
+    quota = (counts.double() * DIGITS_TEST / len(y)).floor().long()
+    rest = DIGITS_TEST - int(quota.sum())  # largest remainders get one more
+    frac = counts.double() * DIGITS_TEST / len(y) - quota
+    quota[frac.argsort(descending=True)[:rest]] += 1
+    for c in range(10):
+        members = perm[y[perm] == c]
+        test_mask[members[: quota[c]]] = True
+    train_idx = perm[~test_mask[perm]]
+    test_idx = torch.nonzero(test_mask).flatten()
+    x_tr, x_te = x[train_idx], x[test_idx]
+    mean, std = x_tr.mean(), x_tr.std()
+    return (x_tr - mean) / std, y[train_idx], (x_te - mean) / std, y[test_idx], 10
+
+
+def _make_synthetic(cfg: DataConfig, seed: int):
+    """Random images whose mean depends on the label, so a network can learn them (smoke tests)."""
+    s = cfg.synthetic
+    g = torch.Generator().manual_seed(_seed_of(seed, "synthetic"))
+    means = torch.randn(s.num_classes, s.channels, s.size, s.size, generator=g)
+
+    def make(n):
+        y = torch.randint(0, s.num_classes, (n,), generator=g)
+        return means[y] + torch.randn(n, s.channels, s.size, s.size, generator=g), y
+
+    x_tr, y_tr = make(s.num_train)
+    x_te, y_te = make(s.num_test)
+    return x_tr, y_tr, x_te, y_te, s.num_classes
+
+
+def _cifar_help(root: Path) -> str:
+    return (f"CIFAR-10 must be at {root / CIFAR_DIR}/ ({', '.join(CIFAR_FILES)}). Get it with "
+            f"data.download=true on a machine with internet, or copy the python version of CIFAR-10 "
+            f"(cifar-10-python.tar.gz, extracted) into {root}")
+
+
+def _load_cifar10(root: Path | None, download: bool):
+    """The python pickles of CIFAR-10 as uint8 tensors (N, 3, 32, 32); downloads them if asked."""
+    if root is None:
+        raise DataError("dataset cifar10 needs data.root: set data.root=/path/to/data")
+    folder = root / CIFAR_DIR
+    missing = [f for f in CIFAR_FILES if not (folder / f).is_file()]
+    if missing and download:
+        try:
+            import torchvision
+
+            torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+        except Exception as e:  # no network, no disk space, bad checksum: all the user's to fix
+            raise DataError(f"could not download CIFAR-10 into {root}: {e}. {_cifar_help(root)}") from None
+        missing = [f for f in CIFAR_FILES if not (folder / f).is_file()]
+    if missing:
+        what = f"{root} does not exist" if not root.exists() else \
+            f"missing {', '.join(str(folder / f) for f in missing)}"
+        raise DataError(f"CIFAR-10 not found: {what}. {_cifar_help(root)}")
+
+    def read(names):
+        xs, ys = [], []
+        for name in names:
+            try:
+                with open(folder / name, "rb") as f:
+                    d = pickle.load(f, encoding="latin1")
+                data = d["data"] if "data" in d else d[b"data"]
+                labels = d["labels"] if "labels" in d else d[b"labels"]
+            except Exception as e:
+                raise DataError(f"cannot read {folder / name} as a CIFAR-10 python batch: {e}. "
+                                f"{_cifar_help(root)}") from None
+            xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(labels, dtype=np.int64))
+        return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
+
+    x_tr, y_tr = read(CIFAR_FILES[:5])
+    x_te, y_te = read(CIFAR_FILES[5:])
+    return x_tr, y_tr, x_te, y_te, 10
+
+
+def _cifar_transform(train: bool, size: int):
+    """uint8 batch -> normalised float batch; for training a random 32x32 crop of the 4-padded image and a
+    horizontal flip, both drawn per image on the device in one go."""
+
+    def transform(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        dev = x.device
+        if train:
+            b = x.shape[0]
+            ox, oy, flip = (torch.randint(0, 9, (b,), generator=g), torch.randint(0, 9, (b,), generator=g),
+                            torch.rand(b, generator=g) < 0.5)
+            ox, oy, flip = ox.to(dev), oy.to(dev), flip.to(dev)
+            xp = F.pad(x, (4, 4, 4, 4))  # zero padding, like torchvision's RandomCrop(32, padding=4)
+            ar = torch.arange(32, device=dev)
+            rows = (oy[:, None] + ar)[:, None, :, None]
+            cols = (ox[:, None] + ar)[:, None, None, :]
+            x = xp[torch.arange(b, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None],
+                   rows, cols]
+            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        mean = torch.tensor(CIFAR_MEAN, device=dev).view(1, 3, 1, 1)
+        std = torch.tensor(CIFAR_STD, device=dev).view(1, 3, 1, 1)
+        x = (x.float() / 255.0 - mean) / std
+        if size != 32:
+            x = _resize(x, size)
+        return x
+
+    return transform
+
+
+def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: torch.device, common) -> Data:
+    """ImageNet-style ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg``."""
+    from torchvision import datasets, transforms
+
+    layout = "expected <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg (one folder per class)"
+    if root is None:
+        raise DataError(f"dataset imagefolder needs data.root: set data.root=/path/to/data; {layout}")
+    for p in (root, root / "train", root / "val"):
+        if not p.is_dir():
+            raise DataError(f"image folder not found: {p} does not exist; {layout}")
+    norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    train_tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
+                                   transforms.ToTensor(), norm])
+    test_tf = transforms.Compose([transforms.Resize(int(size / 0.875)), transforms.CenterCrop(size),
+                                  transforms.ToTensor(), norm])
+    try:
+        train_set = datasets.ImageFolder(str(root / "train"), transform=train_tf)
+        test_set = datasets.ImageFolder(str(root / "val"), transform=test_tf)
+    except (FileNotFoundError, OSError) as e:
+        raise DataError(f"cannot read the image folder {root}: {e}; {layout}") from None
+    if train_set.classes != test_set.classes:
+        raise DataError(f"{root / 'train'} and {root / 'val'} have different class folders "
+                        f"({len(train_set.classes)} vs {len(test_set.classes)}); {layout}")
+    n_train = len(train_set) if cfg.limit_train is None else min(cfg.limit_train, len(train_set))
+    idx_w, idx_theta = _split(n_train, cfg.theta_split, common["seed"])
+
+    def loader(name, ds, idx, bs, shuffle):
+        return FolderLoader(name, ds, idx, bs, shuffle=shuffle, device=device, workers=cfg.workers, **common)
+
+    return Data(
+        input_shape=(3, size, size), num_classes=len(train_set.classes), dataset="imagefolder",
+        w=loader("w", train_set, idx_w, cfg.batch_size, True),
+        theta=loader("theta", train_set, idx_theta, cfg.theta_batch_size or cfg.batch_size, True),
+        full=loader("full", train_set, torch.arange(n_train), cfg.batch_size, True),
+        test=loader("test", test_set, torch.arange(len(test_set)), cfg.test_batch_size, False),
+    )
