@@ -1,0 +1,50 @@
+"""``automl run RECIPE [key.path=value ...] [--out DIR] [--resume]``."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from automl.errors import UserError
+
+__all__ = ["main", "default_out_dir"]
+
+
+def default_out_dir(name: str) -> Path:
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _latest_run(name: str) -> Path:
+    runs = sorted(Path("runs").glob(f"{name}-*"), key=lambda p: p.stat().st_mtime) if Path("runs").is_dir() else []
+    if not runs:
+        raise UserError(f"--resume without --out: no earlier run of {name!r} under runs/; pass --out DIR")
+    return runs[-1]
+
+
+def main(args) -> int:
+    from automl.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    import torch
+
+    from automl.pipeline import Run, resolve_device
+    from automl.train.distributed import broadcast_object, init_distributed
+
+    info = init_distributed("cuda" if resolve_device(recipe.device, _single()).type == "cuda" else "cpu")
+    if args.out:
+        out = Path(args.out)
+    elif args.resume:
+        out = _latest_run(recipe.name)
+    else:
+        out = default_out_dir(recipe.name)
+    out = Path(broadcast_object(str(out), info))  # every rank uses rank 0's timestamped folder
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    Run(recipe, out, resume=args.resume, info=info).execute()
+    return 0
+
+
+def _single():
+    from automl.train.distributed import DistInfo
+
+    return DistInfo()

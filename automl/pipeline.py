@@ -1,0 +1,611 @@
+"""``automl run``: from data to N retrained, exported architectures, driven by a recipe.
+
+The run is a list of *stages* (paper §3.3, §4; Algorithms 1–3):
+
+=====================  ============================================================================
+search.method          stages
+=====================  ============================================================================
+importance_sampling    weights (uniform sampling, eq. 3) -> theta (all N ε at once, eq. 9–10)
+separate               weights -> theta/0 … theta/N-1 (one ε each, eq. 7)
+simultaneous           simultaneous/0 … /N-1 (fresh W per ε, W and θ steps interleaved)
+random                 random (sample architectures, optionally within cost budgets)
+=====================  ============================================================================
+
+followed by ``retrain/i`` for every derived architecture (train from scratch on all of D, evaluate on the
+test set, export) and the report. A checkpoint is written atomically at the end of every epoch of every
+stage; ``--resume`` restarts at the last one, and on the CPU the resumed run's architectures equal an
+uninterrupted run's, because everything random is a function of the seed and of state in the checkpoint
+(model init is seeded per stage, the data order is a function of (seed, epoch), the engine and samplers
+carry their RNG, and the global RNG state is saved and restored).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from automl.errors import UserError
+from automl.train.checkpoint import CheckpointStore
+from automl.train.distributed import DistInfo, all_reduce_mean, barrier, broadcast_object
+from automl.train.loops import (create_optimizer, create_scheduler, evaluate, path_losses, train_step,
+                                weight_step)
+from automl.train.progress import Reporter
+
+__all__ = ["Run", "plan_stages", "resolve_device"]
+
+_logger = logging.getLogger(__name__)
+CKPT_FORMAT = 1
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device: cuda was asked for but no CUDA GPU is visible; set device=cpu or device=auto")
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+def plan_stages(method: str, n: int) -> list[str]:
+    """The stage keys of a run with ``n`` architectures."""
+    if method == "importance_sampling":
+        search = ["weights", "theta"]
+    elif method == "separate":
+        search = ["weights"] + [f"theta/{i}" for i in range(n)]
+    elif method == "simultaneous":
+        search = [f"simultaneous/{i}" for i in range(n)]
+    elif method == "random":
+        search = ["random"]
+    else:  # the schema rejects anything else
+        raise ValueError(method)
+    return search + [f"retrain/{i}" for i in range(n)]
+
+
+def _kind(stage: str) -> str:
+    return stage.split("/")[0]
+
+
+class Run:
+    """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json)."""
+
+    def __init__(self, recipe, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None,
+                 tty: bool | None = None):
+        self.recipe = recipe
+        self.out = Path(out_dir)
+        self.resume = resume
+        self.info = info or DistInfo()
+        self.device = resolve_device(recipe.device, self.info)
+        self.store = CheckpointStore(self.out / "checkpoints")
+        self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty)
+        s = recipe.search
+        self.method = s.method
+        self.n = self._num_archs()
+        self.stages = plan_stages(self.method, self.n)
+        self.recipe_yaml = recipe.to_yaml()
+        self.recipe_hash = hashlib.sha256(self.recipe_yaml.encode()).hexdigest()
+
+    # ------------------------------------------------------------------ set-up
+    def _num_archs(self) -> int:
+        s = self.recipe.search
+        if s.method == "random" and s.random_budgets:
+            return len(s.random_budgets)
+        return len(s.epsilons)
+
+    def _epsilon(self, i: int) -> float | None:
+        s = self.recipe.search
+        if s.method == "random":
+            return None
+        return float(s.epsilons[i])
+
+    def _prepare_out(self) -> None:
+        """Check the output folder before any work: writable, and not silently reusing an old run."""
+        if self.resume:
+            if not self.store.exists():
+                raise UserError(f"--resume: no checkpoint in {self.out} (looked for "
+                                f"{self.store.index_path}); start a new run without --resume")
+        elif self.out.exists() and any(self.out.iterdir()):
+            raise UserError(f"--out {self.out} already holds files; pass --resume to continue that run, "
+                            f"or choose another --out")
+        if not self.info.is_main:
+            return
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot write there ({e.strerror}); choose a writable folder")
+
+    def _load_spaces(self):
+        from automl.compile import load_compiled
+
+        r = self.recipe
+        search_args = {k: str(v) for k, v in r.space_args.items()}
+        retrain_args = dict(search_args)
+        retrain_args.update({k: str(v) for k, v in r.retrain.space_args.items()})
+        self.space = load_compiled(r.space_path, search_args)
+        self.retrain_space = (self.space if retrain_args == search_args
+                              else load_compiled(r.space_path, retrain_args))
+        self.space_args, self.retrain_space_args = search_args, retrain_args
+        if [d.name for d in self.retrain_space.decisions] != [d.name for d in self.space.decisions]:
+            raise UserError(f"retrain.space_args changes the decisions of {r.space_path}; retraining must "
+                            f"keep the search space's decisions (change sizes, not structure)")
+
+    def _load_data(self):
+        from automl.train.data import build_data
+
+        r = self.recipe
+        self.data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device=self.device,
+                               rank=self.info.rank, world_size=self.info.world_size)
+        for sp, where in ((self.space, "space_args"), (self.retrain_space, "retrain.space_args")):
+            if tuple(sp.input_shape) != tuple(self.data.input_shape) or sp.num_classes != self.data.num_classes:
+                raise UserError(
+                    f"{r.source}: the space {r.space_path.name} (with {where}) takes input "
+                    f"{tuple(sp.input_shape)} with {sp.num_classes} classes, but data.dataset "
+                    f"{r.data.dataset} gives {tuple(self.data.input_shape)} with {self.data.num_classes} "
+                    f"classes; set the space's size parameters in {where} (see `automl space show`)")
+
+    def _prepare_costs(self) -> None:
+        """The engine's cost table: the recipe's metric, normalised so the largest per-choice cost is 1
+        (``automl.search.normalize_costs``), which makes ε mean the same on every space."""
+        from automl.search import normalize_costs
+
+        ct = self.space.cost_table
+        raw = ct.costs(self.recipe.search.cost)
+        if self.recipe.search.normalize_costs:
+            self.engine_costs = normalize_costs(raw, ct.mask)
+            self.cost_scale = float(raw[ct.mask].abs().max()) or 1.0
+        else:
+            self.engine_costs, self.cost_scale = raw, 1.0
+
+    def _engine(self, epsilons):
+        from automl.search import MultiEpsilonSearch
+
+        s = self.recipe.search
+        return MultiEpsilonSearch(
+            num_choices=self.space.num_choices, costs=self.engine_costs, epsilons=list(epsilons), lam=s.lam,
+            lr=None if s.theta_lr == "auto" else float(s.theta_lr),
+            theta_min=None if s.theta_min == "auto" else float(s.theta_min),
+            seed=self.recipe.seed, device=self.device)
+
+    def _build_supernet(self, stage_idx: int) -> nn.Module:
+        torch.manual_seed(self.recipe.seed * 1009 + stage_idx)
+        net = self.space.build_supernet().to(self.device)
+        if self.device.type == "cuda":
+            net = net.to(memory_format=torch.channels_last)
+        return net
+
+    def _weight_optim(self, net: nn.Module, epochs: int):
+        o = self.recipe.optim
+        opt = create_optimizer(net, o.name, o.lr, o.weight_decay, o.momentum, o.nesterov)
+        sched = create_scheduler(opt, o.schedule, epochs, len(self.data.w), min_lr=o.min_lr,
+                                 warmup_epochs=o.warmup_epochs)
+        return opt, sched
+
+    # ------------------------------------------------------------------ checkpoint
+    def _rng_state(self) -> dict:
+        st = {"torch": torch.get_rng_state(), "sampler": self.sampler.get_state()}
+        if torch.cuda.is_available() and self.device.type == "cuda":
+            st["cuda"] = torch.cuda.get_rng_state(self.device)
+        return st
+
+    def _set_rng_state(self, st: dict) -> None:
+        torch.set_rng_state(st["torch"])
+        self.sampler.set_state(st["sampler"])
+        if "cuda" in st and self.device.type == "cuda":
+            torch.cuda.set_rng_state(st["cuda"], self.device)
+
+    def _save(self, stage_idx: int, epoch: int, **objects) -> None:
+        """Checkpoint at a boundary: ``stage_idx`` with ``epoch`` epochs done (rank 0 writes; all wait)."""
+        if self.info.is_main:
+            state = {"format": CKPT_FORMAT, "recipe_sha256": self.recipe_hash, "stage": stage_idx,
+                     "epoch": epoch, "archs": self.archs, "results": self.results,
+                     "phase_seconds": self.phase_seconds, "supernet": self.supernet_state,
+                     "rng": self._rng_state()}
+            for k, v in objects.items():
+                state[k] = v.state_dict() if hasattr(v, "state_dict") else v
+            self.store.save(state)
+        barrier(self.info)
+
+    def _sampler_archs(self, n: int) -> torch.Tensor:
+        """``n`` architectures sampled uniformly (weight phase), from the run's own generator."""
+        k = torch.tensor(self.space.num_choices, dtype=torch.float64)
+        u = torch.rand(n, len(k), generator=self.sampler, dtype=torch.float64)
+        return (u * k).long().clamp_max(k.long() - 1).to(self.device)
+
+    # ------------------------------------------------------------------ main
+    def execute(self) -> dict:
+        r = self.recipe
+        self._prepare_out()
+        self._load_spaces()
+        self._load_data()
+        self._prepare_costs()
+        self.sampler = torch.Generator().manual_seed(r.seed)
+        self.archs: list[list[int]] | None = None
+        self.results: dict[str, dict] = {}
+        self.phase_seconds: dict[str, float] = {}
+        self.supernet_state = None
+        start_stage, start_epoch, ckpt = 0, 0, None
+        if self.resume:
+            ckpt = self.store.load() if self.info.is_main else None
+            ckpt = broadcast_object(ckpt, self.info)
+            if ckpt is None:
+                raise UserError(f"--resume: every checkpoint in {self.store.folder} is unreadable or corrupted; "
+                                f"start a new run")
+            if ckpt.get("recipe_sha256") != self.recipe_hash:
+                raise UserError(f"--resume: the recipe differs from the one {self.out} was started with "
+                                f"(see {self.out / 'recipe.resolved.yaml'}); resume with the same recipe and "
+                                f"overrides, or start a new run")
+            start_stage, start_epoch = ckpt["stage"], ckpt["epoch"]
+            self.archs, self.results = ckpt["archs"], ckpt["results"]
+            self.phase_seconds, self.supernet_state = ckpt["phase_seconds"], ckpt["supernet"]
+            if start_epoch == 0:  # at a stage boundary; mid-stage, the stage restores it after building
+                self._set_rng_state(ckpt["rng"])
+            self.reporter.info(f"resuming {self.out} at {self._stage_name(start_stage)}, epoch {start_epoch}")
+        elif self.info.is_main:
+            from automl._io import atomic_write_text
+
+            atomic_write_text(self.out / "recipe.resolved.yaml", self.recipe_yaml)
+        try:
+            for idx in range(start_stage, len(self.stages)):
+                mid_stage = ckpt is not None and idx == start_stage and start_epoch > 0
+                self._run_stage(idx, start_epoch if mid_stage else 0, ckpt if mid_stage else None)
+        except KeyboardInterrupt:
+            self.reporter.info(f"\ninterrupted; the last checkpoint is in {self.store.folder}. "
+                               f"Continue with: automl run {r.source} --out {self.out} --resume")
+            raise
+        results = self._results()
+        if self.info.is_main:
+            from automl.report import write_report
+
+            write_report(self.out, results, self.reporter)
+        return results
+
+    def _stage_name(self, idx: int) -> str:
+        return self.stages[idx] if idx < len(self.stages) else "report"
+
+    def _run_stage(self, idx: int, start_epoch: int, ckpt: dict | None) -> None:
+        stage = self.stages[idx]
+        kind = _kind(stage)
+        i = int(stage.split("/")[1]) if "/" in stage else None
+        if kind == "weights":
+            self._stage_weights(idx, start_epoch, ckpt)
+        elif kind == "theta":
+            self._stage_theta(idx, start_epoch, ckpt, i)
+        elif kind == "simultaneous":
+            self._stage_simultaneous(idx, start_epoch, ckpt, i)
+        elif kind == "random":
+            self._stage_random(idx)
+        elif kind == "retrain":
+            self._stage_retrain(idx, start_epoch, ckpt, i)
+
+    def _timed(self, kind: str, seconds: float) -> None:
+        self.phase_seconds[kind] = self.phase_seconds.get(kind, 0.0) + seconds
+
+    def _log_every(self) -> int:
+        return self.recipe.search.log_every
+
+    # ------------------------------------------------------------------ stages
+    def _stage_weights(self, idx: int, start_epoch: int, ckpt: dict | None) -> None:
+        """Algorithm 1 lines 2–5: train W with λ uniformly sampled paths per step (eq. 3)."""
+        s = self.recipe.search
+        net = self._build_supernet(idx)
+        opt, sched = self._weight_optim(net, s.weight_epochs)
+        num_updates = 0
+        if ckpt is not None:
+            net.load_state_dict(ckpt["supernet_train"])
+            opt.load_state_dict(ckpt["optimizer"])
+            num_updates = ckpt["num_updates"]
+            self._set_rng_state(ckpt["rng"])
+        criterion = nn.CrossEntropyLoss()
+        for epoch in range(start_epoch, s.weight_epochs):
+            t0 = time.perf_counter()
+            net.train()
+            num_updates = self._weight_epoch(net, opt, sched, criterion, epoch, s.weight_epochs, num_updates,
+                                             "weights", lambda: self._sampler_archs(s.lam))
+            self._timed("weights", time.perf_counter() - t0)
+            if epoch + 1 < s.weight_epochs:
+                self._save(idx, epoch + 1, supernet_train=net, optimizer=opt, num_updates=num_updates)
+        self.supernet_state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        self._save(idx + 1, 0)
+
+    def _weight_epoch(self, net, opt, sched, criterion, epoch, epochs, num_updates, phase, sample, theta=None):
+        """One epoch of W updates; with ``theta`` = (engine, theta iterator) also a θ step after each (Alg. 2)."""
+        loader = self.data.w
+        every = self._log_every()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device)
+        seen = 0
+        with self.reporter.epoch(phase, epoch, epochs, len(loader)) as update:
+            for step, (x, y) in enumerate(loader.epoch(epoch)):
+                archs = sample()
+                loss, corr = weight_step(net, x, y, archs, opt, criterion, self.info,
+                                         self.recipe.optim.grad_clip, self.device)
+                num_updates += 1
+                sched.step_update(num_updates)
+                loss_sum += loss
+                correct += corr
+                seen += y.numel()
+                if theta is not None:
+                    engine, theta_batches = theta
+                    xt, yt = next(theta_batches)
+                    self._theta_step(net, engine, xt, yt)
+                if (step + 1) % every == 0 or step + 1 == len(loader):
+                    mean = loss_sum.item() / (step + 1)
+                    if not math.isfinite(mean):
+                        raise UserError(f"{phase}: the training loss became {mean} at epoch {epoch + 1}, step "
+                                        f"{step + 1}; lower optim.lr or set optim.grad_clip (now "
+                                        f"{self.recipe.optim.grad_clip})")
+                    acc = correct.item() / max(seen, 1)
+                    update(step + 1, loss=mean, acc=acc)
+                    self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean, accuracy=acc,
+                                      lr=opt.param_groups[0]["lr"])
+        self.reporter.info(f"{phase} epoch {epoch + 1}/{epochs}: loss {loss_sum.item() / max(len(loader), 1):.4f} "
+                           f"acc {correct.item() / max(seen, 1):.3f} lr {opt.param_groups[0]['lr']:.4g}")
+        return num_updates
+
+    def _theta_step(self, net, engine, x, y) -> torch.Tensor:
+        """Algorithm 1 line 8: ask λ paths, their D_θ losses (averaged over ranks), tell every distribution."""
+        archs = engine.ask()
+        losses = all_reduce_mean(path_losses(net, x, y, archs, self.device), self.info)
+        engine.tell(archs, losses)
+        return losses
+
+    def _supernet_from_state(self, idx: int) -> nn.Module:
+        net = self._build_supernet(idx)
+        net.load_state_dict(self.supernet_state)
+        net.train()
+        return net
+
+    def _theta_epochs(self, idx, start_epoch, ckpt, engine, phase) -> None:
+        s = self.recipe.search
+        net = self._supernet_from_state(idx)
+        if ckpt is not None:
+            engine.load_state_dict(ckpt["engine"])
+            self._set_rng_state(ckpt["rng"])
+        loader = self.data.theta
+        for epoch in range(start_epoch, s.theta_epochs):
+            t0 = time.perf_counter()
+            loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+            with self.reporter.epoch(phase, epoch, s.theta_epochs, len(loader)) as update:
+                for step, (x, y) in enumerate(loader.epoch(epoch)):
+                    loss_sum += self._theta_step(net, engine, x, y).mean()
+                    if (step + 1) % self._log_every() == 0 or step + 1 == len(loader):
+                        mean = loss_sum.item() / (step + 1)
+                        update(step + 1, loss=mean)
+                        self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean,
+                                          expected_cost=engine.expected_cost().tolist())
+            self._timed("theta", time.perf_counter() - t0)
+            self.reporter.info(f"{phase} epoch {epoch + 1}/{s.theta_epochs}: loss "
+                               f"{loss_sum.item() / max(len(loader), 1):.4f} max θ "
+                               f"{engine.theta.amax(-1).mean(-1).tolist()}")
+            if epoch + 1 < s.theta_epochs:
+                self._save(idx, epoch + 1, engine=engine)
+
+    def _stage_theta(self, idx: int, start_epoch: int, ckpt: dict | None, i: int | None) -> None:
+        """importance_sampling: all N distributions at once (eq. 10); separate: distribution ``i`` alone (eq. 7)."""
+        eps = self.recipe.search.epsilons
+        engine = self._engine(eps if i is None else [eps[i]])
+        self._theta_epochs(idx, start_epoch, ckpt, engine, "theta" if i is None else f"theta eps={eps[i]}")
+        best = engine.best().tolist()
+        if i is None:
+            self.archs = best
+        else:
+            self.archs = (self.archs or [None] * self.n)
+            self.archs[i] = best[0]
+        self._save(idx + 1, 0)
+
+    def _stage_simultaneous(self, idx: int, start_epoch: int, ckpt: dict | None, i: int) -> None:
+        """Algorithm 2 for ε_i: a fresh W; each step updates W with λ paths from P_θ, then θ on a D_θ batch."""
+        s = self.recipe.search
+        eps = s.epsilons[i]
+        net = self._build_supernet(idx)
+        engine = self._engine([eps])
+        opt, sched = self._weight_optim(net, s.weight_epochs)
+        num_updates = 0
+        if ckpt is not None:
+            net.load_state_dict(ckpt["supernet_train"])
+            opt.load_state_dict(ckpt["optimizer"])
+            engine.load_state_dict(ckpt["engine"])
+            num_updates = ckpt["num_updates"]
+            self._set_rng_state(ckpt["rng"])
+        criterion = nn.CrossEntropyLoss()
+
+        def theta_batches(epoch):
+            e = epoch * 1_000_003  # a D_θ epoch sequence of its own, cycled to match D_W's length
+            while True:
+                yield from self.data.theta.epoch(e)
+                e += 1
+
+        for epoch in range(start_epoch, s.weight_epochs):
+            t0 = time.perf_counter()
+            net.train()
+            num_updates = self._weight_epoch(net, opt, sched, criterion, epoch, s.weight_epochs, num_updates,
+                                             f"simultaneous eps={eps}", lambda: engine.ask(),
+                                             theta=(engine, theta_batches(epoch)))
+            self._timed("simultaneous", time.perf_counter() - t0)
+            if epoch + 1 < s.weight_epochs:
+                self._save(idx, epoch + 1, supernet_train=net, optimizer=opt, engine=engine,
+                           num_updates=num_updates)
+        self.archs = (self.archs or [None] * self.n)
+        self.archs[i] = engine.best()[0].tolist()
+        self._save(idx + 1, 0)
+
+    def _stage_random(self, idx: int) -> None:
+        """The paper's random baseline: uniform architectures, or uniform within each cost budget."""
+        from automl.search import RandomSearch
+
+        s = self.recipe.search
+        t0 = time.perf_counter()
+        ct = self.space.cost_table
+        archs = []
+        if s.random_budgets:
+            raw = ct.costs(s.cost)
+            fixed = ct.fixed.get(s.cost, 0.0)
+            for j, budget in enumerate(s.random_budgets):
+                rs = RandomSearch(self.space.num_choices, costs=raw, budget=float(budget) - fixed,
+                                  seed=self.recipe.seed + j)
+                archs.append(rs.ask()[0].tolist())
+        else:
+            rs = RandomSearch(self.space.num_choices, seed=self.recipe.seed)
+            archs = [rs.ask()[0].tolist() for _ in range(self.n)]
+        self.archs = archs
+        self._timed("random", time.perf_counter() - t0)
+        self._save(idx + 1, 0)
+
+    def _stage_retrain(self, idx: int, start_epoch: int, ckpt: dict | None, i: int) -> None:
+        """Retrain architecture ``i`` from scratch on all of D, evaluate it on the test set, export it."""
+        rt = self.recipe.retrain
+        arch = torch.tensor(self.archs[i], dtype=torch.long)
+        sp = self.retrain_space
+        torch.manual_seed(self.recipe.seed * 7919 + i)
+        model = sp.build_standalone(arch, se=rt.se).to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        eps = self._epsilon(i)
+        tag = f"eps={eps}" if eps is not None else f"random {i}"
+        accuracy = None
+        t0 = time.perf_counter()
+        if rt.epochs > 0:
+            accuracy = self._retrain(idx, start_epoch, ckpt, model, tag)
+        elif self.supernet_state is not None and sp is self.space:
+            self._inherit(model, arch)
+        self._timed("retrain", time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        onnx_rel = self._export(i, model, arch, eps) if self.info.is_main else None
+        self._timed("export", time.perf_counter() - t0)
+        self.results[str(i)] = {"test_accuracy": accuracy, "params": sum(p.numel() for p in model.parameters()),
+                                "onnx": onnx_rel}
+        self._save(idx + 1, 0)
+
+    def _retrain(self, idx, start_epoch, ckpt, model, tag) -> float:
+        from timm.utils import ModelEmaV3
+
+        rt = self.recipe.retrain
+        loader = self.data.full
+        opt = create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
+                               eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
+        sched = create_scheduler(opt, rt.schedule, rt.epochs, len(loader), min_lr=rt.min_lr,
+                                 warmup_epochs=rt.warmup_epochs, warmup_lr=rt.warmup_lr,
+                                 decay_rate=rt.decay_rate, decay_epochs=rt.decay_epochs)
+        ema = ModelEmaV3(model, decay=rt.ema) if rt.ema else None
+        num_updates = 0
+        if ckpt is not None:
+            model.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            if ema is not None:
+                ema.load_state_dict(ckpt["ema"])
+            num_updates = ckpt["num_updates"]
+            self._set_rng_state(ckpt["rng"])
+        sched.step_update(num_updates)
+        criterion = nn.CrossEntropyLoss(label_smoothing=rt.label_smoothing)
+        every = self._log_every()
+        phase = f"retrain {tag}"
+        for epoch in range(start_epoch, rt.epochs):
+            model.train()
+            loss_sum = torch.zeros((), device=self.device)
+            correct = torch.zeros((), device=self.device)
+            seen = 0
+            with self.reporter.epoch(phase, epoch, rt.epochs, len(loader)) as update:
+                for step, (x, y) in enumerate(loader.epoch(epoch)):
+                    loss, corr = train_step(model, x, y, opt, criterion, self.info, rt.grad_clip, self.device)
+                    num_updates += 1
+                    sched.step_update(num_updates)
+                    if ema is not None:
+                        ema.update(model, step=num_updates)
+                    loss_sum += loss
+                    correct += corr
+                    seen += y.numel()
+                    if (step + 1) % every == 0 or step + 1 == len(loader):
+                        mean = loss_sum.item() / (step + 1)
+                        if not math.isfinite(mean):
+                            raise UserError(f"{phase}: the training loss became {mean} at epoch {epoch + 1}; "
+                                            f"lower retrain.lr or set retrain.grad_clip")
+                        update(step + 1, loss=mean, acc=correct.item() / max(seen, 1))
+                        self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean,
+                                          accuracy=correct.item() / max(seen, 1), lr=opt.param_groups[0]["lr"])
+            self.reporter.info(f"{phase} epoch {epoch + 1}/{rt.epochs}: loss "
+                               f"{loss_sum.item() / max(len(loader), 1):.4f} acc {correct.item() / max(seen, 1):.3f}")
+            if epoch + 1 < rt.epochs:
+                objs = {"model": model, "optimizer": opt, "num_updates": num_updates}
+                if ema is not None:
+                    objs["ema"] = ema
+                self._save(idx, epoch + 1, **objs)
+        final = ema.module if ema is not None else model
+        if ema is not None:
+            model.load_state_dict(ema.module.state_dict())
+        final.eval()
+        test_loss, accuracy = evaluate(final, self.data.test, self.device, self.info)
+        self.reporter.info(f"{phase}: test accuracy {accuracy:.4f} (loss {test_loss:.4f})")
+        self.reporter.log(phase=phase, epoch=rt.epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
+        return accuracy
+
+    def _inherit(self, model: nn.Module, arch: torch.Tensor) -> None:
+        """retrain.epochs 0: the exported model takes the supernet's weights on the chosen path."""
+        try:
+            from automl.export import inherit_weights
+        except ImportError:
+            return
+        inherit_weights(self.space, self.supernet_state, arch, model)
+
+    def _export(self, i: int, model: nn.Module, arch: torch.Tensor, eps) -> str | None:
+        from automl._io import atomic_write_json
+
+        r = self.recipe
+        sub = f"eps-{eps:g}" if eps is not None else f"random-{i}"
+        root = r.export_dir or self.out / "export"
+        folder = root / sub
+        names = self.retrain_space.decode(arch)
+        try:
+            from automl.export import export_architecture
+        except ImportError:
+            atomic_write_json(folder / "arch.json", {"choices": names})
+            return None
+        model_cpu = model.to("cpu").float().eval()
+        export_architecture(self.retrain_space, arch, folder, model=model_cpu, se=r.retrain.se,
+                            opset=r.export.opset, onnx=r.export.onnx, epsilon=eps,
+                            cost=self.space.cost_table.total(arch, r.search.cost), cost_metric=r.search.cost,
+                            space_path=r.space_path, space_args=self.retrain_space_args)
+        model.to(self.device)
+        if not r.export.onnx:
+            return None
+        onnx_path = folder / "model.onnx"
+        try:
+            return str(onnx_path.relative_to(self.out))
+        except ValueError:
+            return str(onnx_path)
+
+    # ------------------------------------------------------------------ results
+    def _results(self) -> dict:
+        r = self.recipe
+        archs = []
+        for i, arch in enumerate(self.archs or []):
+            res = self.results.get(str(i), {})
+            a = torch.tensor(arch, dtype=torch.long)
+            archs.append({
+                "epsilon": self._epsilon(i),
+                "choices": self.space.decode(a),
+                "params": res.get("params"),
+                "cost": float(self.space.cost_table.total(a, r.search.cost)),
+                "test_accuracy": res.get("test_accuracy"),
+                "onnx": res.get("onnx"),
+            })
+        search_kinds = ("weights", "theta", "simultaneous", "random")
+        return {
+            "recipe": r.name,
+            "method": self.method,
+            "search_seconds": round(sum(self.phase_seconds.get(k, 0.0) for k in search_kinds), 3),
+            "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
+            "cost_metric": r.search.cost,
+            "cost_normalization": {"normalized": bool(r.search.normalize_costs),
+                                   "scale": getattr(self, "cost_scale", 1.0)},
+            "world_size": self.info.world_size,
+            "architectures": archs,
+        }

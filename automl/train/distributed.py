@@ -1,0 +1,102 @@
+"""Data-parallel training under ``torchrun`` (no launcher of our own).
+
+Design (see README "Distributed"):
+
+* Every rank runs the same program with the same seed, so every rank samples the **same** λ architectures
+  at every step (the engine's RNG is identical everywhere). Each rank computes the loss of those paths on
+  its own shard of the mini-batch.
+* Weight phase: a single-path supernet leaves most parameters without a gradient. Because the paths are
+  identical on all ranks, the set of parameters that have a gradient is identical too, so we all-reduce
+  exactly those gradients (flattened into one buffer) instead of paying DDP's ``find_unused_parameters``
+  graph traversal every step.
+* θ phase: the λ losses are all-reduced (mean over ranks) and every rank applies the identical ``tell()``,
+  so θ never diverges between ranks.
+* Only rank 0 writes files; all ranks read the same checkpoint on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["DistInfo", "init_distributed", "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier",
+           "broadcast_object"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Initialise the process group when started by torchrun (``WORLD_SIZE`` > 1); gloo on CPU, nccl on CUDA."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device_kind == "cuda" else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
+    return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def all_reduce_grads(params, info: DistInfo) -> None:
+    """Average the gradients of ``params`` that have one, in a single flattened all-reduce."""
+    if not info.enabled:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= info.world_size
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.enabled:
+        t = t.clone()
+        dist.all_reduce(t)
+        t /= info.world_size
+    return t
+
+
+def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.enabled:
+        t = t.clone()
+        dist.all_reduce(t)
+    return t
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def broadcast_object(obj, info: DistInfo):
+    """Rank 0's ``obj`` on every rank."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

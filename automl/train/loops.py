@@ -1,0 +1,140 @@
+"""The training and evaluation steps of every phase.
+
+* :func:`weight_step` — eq. 3: the λ sampled paths see the same mini-batch; their gradients are averaged.
+* :func:`path_losses` — the θ phase's black-box evaluation: forward only, no autograd.
+* :func:`evaluate` — loss and accuracy of one network on a loader (summed over ranks).
+
+None of these calls ``.item()``: the step loop never waits for the device; the caller syncs every
+``log_every`` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_sum
+
+__all__ = ["autocast_for", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
+           "create_scheduler"]
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on CUDA; full precision on the CPU (bf16 there is slower and changes results)."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+
+
+def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, criterion, info: DistInfo,
+                grad_clip: float | None, device: torch.device):
+    """One update of the supernet weights W by eq. 3 and return (mean loss, correct count of the first path).
+
+    Each path's loss is divided by λ and back-propagated on its own, so memory holds one path's graph at a
+    time; the accumulated gradient is exactly the average of the λ gradients. Parameters not on any
+    sampled path keep ``grad=None`` and so are untouched by the optimiser (no weight decay, no momentum).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    x = _prepare(x, device)
+    lam = archs.shape[0]
+    total = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for i in range(lam):
+        with autocast_for(device):
+            out = supernet(x, archs[i])
+            loss = criterion(out, y) / lam
+        loss.backward()
+        total += loss.detach().float()
+        if i == 0:
+            correct = (out.detach().argmax(1) == y).sum()
+    params = [p for p in supernet.parameters() if p.grad is not None]
+    all_reduce_grads(params, info)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return total, correct
+
+
+def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, grad_clip: float | None,
+               device: torch.device):
+    """One ordinary training step of a standalone network (retraining)."""
+    optimizer.zero_grad(set_to_none=True)
+    x = _prepare(x, device)
+    with autocast_for(device):
+        out = model(x)
+        loss = criterion(out, y)
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    all_reduce_grads(params, info)
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss.detach().float(), (out.detach().argmax(1) == y).sum()
+
+
+@torch.inference_mode()
+def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Cross-entropy of each of the λ paths on the same D_θ mini-batch: a (λ,) float tensor.
+
+    The supernet is in train mode: BatchNorm uses the batch's statistics, because the running statistics of
+    a weight-sharing supernet average over random paths and fit no single one.
+    """
+    x = _prepare(x, device)
+    out = []
+    for i in range(archs.shape[0]):
+        with autocast_for(device):
+            logits = supernet(x, archs[i])
+        out.append(F.cross_entropy(logits.float(), y))
+    return torch.stack(out)
+
+
+@torch.inference_mode()
+def evaluate(forward, loader, device: torch.device, info: DistInfo) -> tuple[float, float]:
+    """(mean loss, accuracy) of ``forward(x)`` over every batch of ``loader``, summed over ranks."""
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    for x, y in loader.epoch(0):
+        with autocast_for(device):
+            logits = forward(_prepare(x, device))
+        logits = logits.float()
+        sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
+        sums[1] += (logits.argmax(1) == y).sum()
+        sums[2] += y.numel()
+    sums = all_reduce_sum(sums, info)
+    n = max(sums[2].item(), 1.0)
+    return sums[0].item() / n, sums[1].item() / n
+
+
+def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
+                     nesterov: bool = False, **extra):
+    """timm's optimizer factory (bias and norm parameters get no weight decay, as in timm's train.py)."""
+    import timm.optim
+
+    opt = {"sgd": "sgd" if nesterov else "momentum", "adamw": "adamw", "rmsprop": "rmsprop"}[name]
+    kwargs = {}
+    if name in ("sgd", "rmsprop"):
+        kwargs["momentum"] = momentum
+    if name == "rmsprop":
+        kwargs.update({k: v for k, v in extra.items() if k in ("eps", "alpha")})
+    return timm.optim.create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+def create_scheduler(optimizer, schedule: str, epochs: int, steps_per_epoch: int, *, min_lr: float = 0.0,
+                     warmup_epochs: float = 0, warmup_lr: float = 0.0, decay_rate: float = 0.1,
+                     decay_epochs: float = 30):
+    """timm's scheduler, stepped per update (``step_update(num_updates)``): the lr is a pure function of the
+    number of updates, so a resumed run sets it by one call."""
+    import timm.scheduler
+
+    sched = {"cosine": "cosine", "step": "step", "constant": "constant"}[schedule]
+    scheduler, _ = timm.scheduler.create_scheduler_v2(
+        optimizer, sched=sched, num_epochs=max(epochs, 1), decay_epochs=decay_epochs, decay_rate=decay_rate,
+        min_lr=min_lr, warmup_lr=warmup_lr, warmup_epochs=warmup_epochs, step_on_epochs=False,
+        updates_per_epoch=max(steps_per_epoch, 1))
+    return scheduler
