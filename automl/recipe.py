@@ -464,9 +464,11 @@ def _message(err: dict, path: tuple) -> str:
               "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
     if t in bounds:
         op, k = bounds[t]
-        return f"must be {op} {ctx.get(k)}{got}"
+        bound = ctx.get(k)
+        return f"must be {op} {bound:g}{got}" if isinstance(bound, (int, float)) else f"must be {op} {bound}{got}"
     if t == "literal_error":
-        return f"must be one of {ctx.get('expected', '').replace(chr(39), '')}{got}"
+        choices = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"must be one of {choices}{got}"
     simple = {
         "int_type": "must be an integer", "int_parsing": "must be an integer",
         "int_from_float": "must be an integer", "float_type": "must be a number",
@@ -513,7 +515,7 @@ def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeErr
     err = RecipeError(msg, filename, key or None, line)
     if len(lines) > 1:
         text = "\n".join(str(RecipeError(m, filename, k or None, ln)) for k, ln, m, _ in lines)
-        err.args = (f"{len(lines)} errors in the recipe:\n{text}",)
+        err.args = (f"{filename}: {len(lines)} errors in the recipe:\n{text}",)
     err.errors = [(k, ln, m) for k, ln, m, _ in lines]  # type: ignore[attr-defined]
     return err
 

@@ -1,0 +1,181 @@
+"""Recipe loading: defaults, located errors, typed overrides, relative paths, resolved round trip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from automl.errors import RecipeError, UserError
+from automl.recipe import Recipe, load_recipe
+
+CASES = Path(__file__).parent / "recipe_cases"
+MINIMAL = "name: demo\nspace: spaces/demo.space\n"
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "r.yaml") -> Path:
+    p = tmp_path / name
+    p.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return p
+
+
+def error_of(path, overrides=None) -> RecipeError:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, overrides)
+    assert isinstance(info.value, UserError) and info.value.exit_code == 2
+    return info.value
+
+
+def test_defaults_fill_in(tmp_path):
+    r = load_recipe(write(tmp_path, MINIMAL))
+    assert r.name == "demo" and r.seed == 0 and r.device == "auto" and r.space_args == {}
+    assert r.data.dataset == "digits" and r.data.root is None and r.data.theta_split == 0.5
+    assert r.data.batch_size == 64 and r.data.theta_batch_size is None and r.data.test_batch_size == 256
+    assert r.data.synthetic.num_train == 256 and r.data.synthetic.size == 8
+    assert r.search.method == "importance_sampling" and r.search.epsilons == [0.0, 0.1, 0.3, 0.5]
+    assert r.search.lam == 2 and r.search.theta_lr == "auto" and r.search.theta_min == "auto"
+    assert r.search.cost == "params" and r.search.normalize_costs and r.search.random_budgets is None
+    assert r.optim.name == "sgd" and r.optim.lr == 0.025 and r.optim.momentum == 0.9
+    assert r.optim.weight_decay == 3e-4 and r.optim.schedule == "cosine" and r.optim.grad_clip == 5.0
+    assert r.retrain.epochs == 10 and r.retrain.decay_rate == 0.963 and r.retrain.ema is None
+    assert r.export.onnx and r.export.dir is None and r.export.opset == 17
+
+
+def test_source_base_dir_and_relative_paths(tmp_path):
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    p = write(sub, MINIMAL + "data: {dataset: cifar10, root: ../data}\nexport: {dir: out/export}\n")
+    r = load_recipe(p)
+    assert r.source == p.absolute() and r.base_dir == sub.absolute()
+    assert r.space_path == (sub / "spaces/demo.space").resolve() and r.space_path.is_absolute()
+    assert r.data_root == (tmp_path / "data").resolve() and Path(r.data.root).is_absolute()
+    assert r.export_dir == (sub / "out/export").resolve()
+    assert r.data_root and load_recipe(write(tmp_path, MINIMAL)).data_root is None
+
+
+def test_override_paths_are_relative_to_cwd(tmp_path, monkeypatch):
+    sub = tmp_path / "recipes"
+    sub.mkdir()
+    p = write(sub, MINIMAL)
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    r = load_recipe(p, ["data.root=./data", "space=my.space", "export.dir=/abs/x"])
+    assert r.data_root == elsewhere.resolve() / "data"
+    assert r.space_path == elsewhere.resolve() / "my.space"
+    assert r.export_dir == Path("/abs/x")
+
+
+def test_overrides_are_typed(tmp_path):
+    r = load_recipe(write(tmp_path, MINIMAL), [
+        "search.lam=4", "search.epsilons=[0,0.5]", "retrain.epochs=0", "data.root=/data/imagenet",
+        "export.onnx=false", "data.theta_split=100", "search.theta_lr=0.01", "space_args.channels=32",
+        "retrain.space_args.cells=10", "data.image_size=null", "optim.lr=1e-3"])
+    assert r.search.lam == 4 and r.search.epsilons == [0.0, 0.5] and r.retrain.epochs == 0
+    assert r.data.root == "/data/imagenet" and r.export.onnx is False
+    assert r.data.theta_split == 100 and isinstance(r.data.theta_split, int)
+    assert r.search.theta_lr == 0.01 and r.space_args == {"channels": 32}
+    assert r.retrain.space_args == {"cells": 10} and r.optim.lr == pytest.approx(1e-3)
+
+
+def test_override_without_equals(tmp_path):
+    e = error_of(write(tmp_path, MINIMAL), ["search.lam"])
+    assert "override 'search.lam'" in str(e) and "key.path=value" in str(e)
+
+
+def test_override_unknown_key_suggests(tmp_path):
+    e = error_of(write(tmp_path, MINIMAL), ["search.lamb=4"])
+    assert "override search.lamb=4: unknown key search.lamb; did you mean search.lam?" in str(e)
+    e = error_of(write(tmp_path, MINIMAL), ["serch.lam=4"])
+    assert "unknown key serch; did you mean search?" in str(e)
+    e = error_of(write(tmp_path, MINIMAL), ["search.lam.x=4"])
+    assert "search.lam is a value, not a section" in str(e)
+
+
+def test_override_bad_value_names_the_override(tmp_path):
+    e = error_of(write(tmp_path, MINIMAL + "search:\n  lam: 3\n"), ["search.lam=1"])
+    assert "override search.lam=1: must be >= 2 (got 1)" in str(e) and e.key == "search.lam"
+    assert e.line is None  # the bad value is not in the file
+
+
+def test_errors_carry_file_key_line(tmp_path):
+    p = write(tmp_path, MINIMAL + "search:\n  epsilons: [0.1]\n  lam: 1\n")
+    e = error_of(p)
+    assert (e.filename, e.key, e.line) == (str(p), "search.lam", 5)
+    assert str(e) == f"{p}:5: search.lam: must be >= 2 (got 1)"
+
+
+def test_several_errors_in_one_message(tmp_path):
+    p = write(tmp_path, MINIMAL + "search:\n  lam: 1\n  bogus: 2\noptim:\n  lr: -1\n")
+    text = str(error_of(p))
+    lines = text.splitlines()
+    assert lines[0] == f"{p}: 3 errors in the recipe:"
+    assert lines[1] == f"{p}:4: search.lam: must be >= 2 (got 1)"
+    assert lines[2] == f"{p}:5: search.bogus: unknown key; known keys here: " + ", ".join(
+        Recipe.model_fields["search"].annotation.model_fields)
+    assert lines[3] == f"{p}:7: optim.lr: must be > 0 (got -1)"
+
+
+def test_missing_file(tmp_path):
+    e = error_of(tmp_path / "nope.yaml")
+    assert "nope.yaml" in str(e) and "no such recipe file" in str(e)
+
+
+def test_directory_given(tmp_path):
+    assert "is a directory" in str(error_of(tmp_path))
+
+
+def test_not_utf8(tmp_path):
+    e = error_of(write(tmp_path, b"name: demo\nspace: caf\xe9.space\n"))
+    assert "not UTF-8" in str(e) and e.line == 2
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root reads anything")
+def test_unreadable(tmp_path):
+    p = write(tmp_path, MINIMAL)
+    p.chmod(0)
+    try:
+        assert "cannot read" in str(error_of(p))
+    finally:
+        p.chmod(0o644)
+
+
+def test_empty_file_reports_missing_keys(tmp_path):
+    text = str(error_of(write(tmp_path, "")))
+    assert "name: required key is missing" in text and "space: required key is missing" in text
+
+
+def test_resolved_yaml_round_trips(tmp_path):
+    p = write(tmp_path, MINIMAL + "data: {dataset: imagefolder, root: imgs, theta_split: 0.25}\n"
+              "search: {epsilons: [0, 0.3], theta_lr: 0.02}\nspace_args: {channels: 16, op: conv}\n")
+    r = load_recipe(p, ["retrain.space_args.cells=10", "export.dir=exp"])
+    out = tmp_path / "elsewhere"
+    out.mkdir()
+    resolved = r.dump_resolved(out / "recipe.resolved.yaml")
+    again = load_recipe(resolved)
+    assert again == r and again.source == resolved and again.data_root == r.data_root
+    assert "theta_batch_size: null" in r.to_yaml()  # every default is written out
+
+
+def test_recipe_is_frozen(tmp_path):
+    r = load_recipe(write(tmp_path, MINIMAL))
+    with pytest.raises(Exception):
+        r.seed = 3  # type: ignore[misc]
+
+
+CASE_FILES = sorted(CASES.glob("*.yaml"))
+
+
+def test_corpus_is_large_enough():
+    assert len(CASE_FILES) >= 20
+
+
+@pytest.mark.parametrize("case", CASE_FILES, ids=[p.stem for p in CASE_FILES])
+def test_malformed_recipe_corpus(case):
+    first = case.read_text().splitlines()[0]
+    assert first.startswith("# expect:"), f"{case.name} must start with '# expect: <message fragment>'"
+    expected = first.split("# expect:", 1)[1].strip()
+    e = error_of(case)
+    assert expected in str(e), f"{case.name}: {str(e)!r} lacks {expected!r}"
+    assert str(e).startswith(str(case))  # every message names the file first
