@@ -1,0 +1,95 @@
+"""Read an architecture given as choice names (``ARCH.json``) and validate it against a space."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+import torch
+
+from automl.errors import UserError
+
+__all__ = ["read_arch_file", "choices_from_json", "as_arch"]
+
+
+def _decisions(compiled) -> list[tuple[str, tuple[str, ...]]]:
+    return [(d.name, tuple(d.choices)) for d in compiled.decisions]
+
+
+def _close(name: str, options: Sequence[str]) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, list(options), n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
+    """Choice names in declaration order from ``{"choices": [...]}`` or ``{"choices": {decision: choice}}``.
+
+    Any wrong count, unknown decision or unknown choice is a :class:`UserError` naming it.
+    """
+    decisions = _decisions(compiled)
+    if isinstance(obj, dict):
+        if "choices" not in obj:
+            raise UserError(f"{source}: expected an object with a \"choices\" key, "
+                            f"e.g. {{\"choices\": [\"{decisions[0][1][0] if decisions else '...'}\", ...]}}")
+        obj = obj["choices"]
+    if isinstance(obj, dict):
+        unknown = [k for k in obj if k not in dict(decisions)]
+        if unknown:
+            raise UserError(f"{source}: unknown decision {unknown[0]!r}{_close(str(unknown[0]), [d for d, _ in decisions])}; "
+                            f"the space has {len(decisions)} decisions: {', '.join(d for d, _ in decisions[:6])}"
+                            + (", ..." if len(decisions) > 6 else ""))
+        missing = [d for d, _ in decisions if d not in obj]
+        if missing:
+            raise UserError(f"{source}: no choice given for decision {missing[0]!r}"
+                            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        names = [obj[d] for d, _ in decisions]
+        labels = [f"decision {d!r}" for d, _ in decisions]
+    elif isinstance(obj, list):
+        if len(obj) != len(decisions):
+            raise UserError(f"{source}: {len(obj)} choices given, the space has {len(decisions)} decisions")
+        names = list(obj)
+        labels = [f"choice #{i + 1} (decision {d!r})" for i, (d, _) in enumerate(decisions)]
+    else:
+        raise UserError(f"{source}: \"choices\" must be a list of choice names or an object "
+                        f"{{decision: choice}}, not {type(obj).__name__}")
+    for name, label, (_, options) in zip(names, labels, decisions):
+        if not isinstance(name, str):
+            raise UserError(f"{source}: {label}: expected a choice name (a string), got {name!r}")
+        if name not in options:
+            raise UserError(f"{source}: {label}: unknown choice {name!r}{_close(name, options)}; "
+                            f"choices: {', '.join(options)}")
+    return names
+
+
+def read_arch_file(path: str | os.PathLike, compiled) -> torch.Tensor:
+    """Read ``ARCH.json`` and encode it for ``compiled``: a LongTensor (D,)."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except FileNotFoundError:
+        raise UserError(f"--arch {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--arch {path}: cannot read it ({e})") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    return compiled.encode(choices_from_json(obj, compiled, source=str(path)))
+
+
+def as_arch(arch: Any, compiled) -> torch.Tensor:
+    """Accept an encoded arch (tensor / list of ints), choice names (list) or ``{decision: choice}``."""
+    if isinstance(arch, torch.Tensor):
+        arch = arch.detach().cpu().long().reshape(-1)
+        if arch.numel() != len(compiled.decisions):
+            raise UserError(f"arch has {arch.numel()} entries, the space has {len(compiled.decisions)} decisions")
+        for i, (k, d) in enumerate(zip(arch.tolist(), compiled.decisions)):
+            if not 0 <= k < len(d.choices):
+                raise UserError(f"arch[{i}] = {k}: decision {d.name!r} has {len(d.choices)} choices")
+        return arch
+    if isinstance(arch, (list, tuple)) and arch and all(isinstance(a, int) and not isinstance(a, bool) for a in arch):
+        return as_arch(torch.tensor(list(arch), dtype=torch.long), compiled)
+    return compiled.encode(choices_from_json(arch if isinstance(arch, dict) and "choices" in arch
+                                             else {"choices": arch}, compiled))

@@ -1,0 +1,239 @@
+"""``export_architecture``: one architecture of a space -> a folder with ONNX, weights and a manifest."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl.errors import UserError
+from automl.export._arch import as_arch
+from automl.export.inherit import inherit_weights
+from automl.export.manifest import FORMAT_VERSION, atomic_path, read_manifest, write_manifest
+from automl.export.onnx import export_onnx
+from automl.export.standalone import add_se, build_timm_model, count_params, timm_spec
+
+__all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights"]
+
+_logger = logging.getLogger(__name__)
+
+ONNX_NAME = "model.onnx"
+SAFETENSORS_NAME = "model.safetensors"
+PT_NAME = "model.pt"
+
+
+def save_weights(model: nn.Module, out_dir: Path) -> dict[str, str]:
+    """Write the state_dict as ``model.safetensors`` (or ``model.pt`` when tensors share storage)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    try:
+        from safetensors.torch import save_file
+
+        with atomic_path(out_dir / SAFETENSORS_NAME, suffix=".safetensors") as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        stale, entry = out_dir / PT_NAME, {"file": SAFETENSORS_NAME, "format": "safetensors"}
+    except (ImportError, RuntimeError, ValueError) as e:  # shared storage: safetensors refuses it
+        _logger.debug("safetensors refused the state_dict (%s); writing %s", e, PT_NAME)
+        with atomic_path(out_dir / PT_NAME, suffix=".pt") as tmp:
+            torch.save(state, str(tmp))
+        stale, entry = out_dir / SAFETENSORS_NAME, {"file": PT_NAME, "format": "torch"}
+    if stale.exists():  # a previous export into the same folder must not leave a second set of weights
+        stale.unlink()
+    return entry
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise UserError(f"{path}: the export's weights file is missing")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a truncated or foreign file
+        raise UserError(f"{path}: cannot read the weights ({e})") from None
+
+
+def _cost_entry(compiled, arch, cost, cost_metric) -> dict[str, float]:
+    table = compiled.cost_table
+    out = {m: float(table.total(arch, m)) for m in table.metrics}
+    if isinstance(cost, dict):
+        out.update({k: float(v) for k, v in cost.items()})
+    elif cost is not None:
+        out[cost_metric] = float(cost)
+    return out
+
+
+def _space_args(compiled, space_args) -> dict[str, str]:
+    if space_args is None:
+        space_args = getattr(compiled, "overrides", None) or {}
+    return {str(k): str(v) for k, v in dict(space_args).items()}
+
+
+def _versions() -> dict[str, str]:
+    import timm
+
+    out = {"torch": torch.__version__, "timm": timm.__version__}
+    try:
+        import onnx
+        import onnxruntime
+
+        out.update(onnx=onnx.__version__, onnxruntime=onnxruntime.__version__)
+    except ImportError:
+        pass
+    return out
+
+
+def check_se(se: float, compiled) -> float:
+    """The squeeze-and-excitation ratio, validated: in [0, 1), and only for chain spaces."""
+    se = float(se)
+    if not 0 <= se < 1:
+        raise UserError(f"--se {se:g}: the squeeze-and-excitation ratio must be in [0, 1), e.g. 0.25")
+    if se and compiled.kind != "chain":
+        raise UserError(f"--se {se:g}: squeeze-and-excitation applies to MBConv blocks of chain spaces; "
+                        f"{compiled.name} is a {compiled.kind} space")
+    return se
+
+
+def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None, supernet_state: dict | None = None,
+                        se: float = 0.0, opset: int = 17, onnx: bool = True, epsilon: float | None = None,
+                        cost: float | dict | None = None, cost_metric: str = "params",
+                        space_path: str | os.PathLike | None = None, space_args: dict | None = None,
+                        model: nn.Module | None = None) -> dict[str, Any]:
+    """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
+
+    ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
+    order, or ``{decision: choice}``. The standalone model is ``model`` when given (an already trained
+    one, exported as is; not modified), else ``compiled.build_standalone(arch, se)`` with, in that order
+    of precedence, ``weights`` (its own state_dict), the chosen path of ``supernet_state`` (weight
+    inheritance) or fresh initialisation. ``space_path`` / ``space_args`` (the ``--set`` overrides)
+    are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
+    the folder. ``cost`` overrides the cost table's total for ``cost_metric``.
+
+    Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
+    (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file.
+    Raises :class:`~automl.errors.UserError` for bad input, ``OnnxParityError`` /
+    ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
+    """
+    se = check_se(se, compiled)
+    arch = as_arch(arch, compiled)
+    names = list(compiled.decode(arch))
+    input_shape = tuple(int(v) for v in compiled.input_shape)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    if model is not None:
+        model, source = copy.deepcopy(model).cpu(), "model"
+    else:
+        model = compiled.build_standalone(arch, se=se)
+        source = "fresh"
+        if weights is not None:
+            try:
+                model.load_state_dict(weights)
+            except RuntimeError as e:
+                raise UserError(f"the given weights do not fit the standalone model of this architecture: "
+                                f"{str(e).splitlines()[0]}") from None
+            source = "standalone"
+        elif supernet_state is not None:
+            supernet = compiled.build_supernet()
+            try:
+                supernet.load_state_dict(supernet_state)
+            except RuntimeError as e:
+                raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
+                                f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None
+            inherit_weights(supernet, arch, model, input_shape)
+            source = "supernet"
+    model.eval()
+    params = count_params(model)
+
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "space": str(space_path) if space_path is not None else getattr(compiled, "path", None),
+        "space_name": compiled.name,
+        "space_args": _space_args(compiled, space_args),
+        "kind": compiled.kind,
+        "decisions": [d.name for d in compiled.decisions],
+        "choices": names,
+        "arch": [int(k) for k in arch.tolist()],
+        "params": params,
+        "cost": _cost_entry(compiled, arch, cost, cost_metric),
+        "cost_metric": cost_metric,
+    }
+    if epsilon is not None:
+        manifest["epsilon"] = float(epsilon)
+    manifest.update({
+        "input_shape": list(input_shape),
+        "num_classes": int(compiled.num_classes),
+        "se": se,
+    })
+    arch_def = compiled.arch_def(arch) if compiled.kind == "chain" else None
+    if arch_def is not None:
+        arch_def = add_se(arch_def, se)
+        kw = timm_spec(model, arch_def, input_shape)
+        manifest.update({"arch_def": arch_def, "stem_size": kw["stem_size"], "num_features": kw["num_features"],
+                         "timm_kwargs": kw})
+    else:
+        manifest.update({"arch_def": None, "stem_size": getattr(compiled, "stem_size", None),
+                         "num_features": getattr(compiled, "num_features", None)})
+
+    src_space = manifest["space"]
+    if src_space and Path(src_space).is_file():
+        copy_name = "space" + (Path(src_space).suffix or ".space")
+        if Path(src_space).resolve() != (out_dir / copy_name).resolve():
+            with atomic_path(out_dir / copy_name) as tmp:
+                shutil.copyfile(src_space, tmp)
+        manifest["space_file"] = copy_name
+
+    manifest["weights"] = {**save_weights(model, out_dir), "source": source}
+    manifest["onnx"] = export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset) if onnx else None
+    manifest["versions"] = _versions()
+    write_manifest(out_dir, manifest)
+    _logger.info("exported %s (%s params) to %s", compiled.name, f"{params:,}", out_dir)
+    return manifest
+
+
+def _first_mismatch(e: RuntimeError) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+
+
+def load_model(out_dir) -> nn.Module:
+    """Rebuild the exported torch model of ``out_dir`` with its weights, in eval mode.
+
+    Chain spaces are rebuilt with timm alone, from the manifest's ``arch_def`` and ``timm_kwargs``; cell
+    spaces through the space file copied into the folder (or the recorded path), its ``space_args``
+    and the choices.
+    """
+    out_dir = Path(out_dir)
+    m = read_manifest(out_dir)
+    if m.get("arch_def") is not None and m.get("timm_kwargs") is not None:
+        model = build_timm_model(m["arch_def"], m["timm_kwargs"])
+    else:
+        from automl.compile import load_compiled
+
+        candidates = [out_dir / m["space_file"]] if m.get("space_file") else []
+        if m.get("space"):
+            candidates.append(Path(m["space"]))
+        space = next((p for p in candidates if p.is_file()), None)
+        if space is None:
+            raise UserError(f"{out_dir}: the space file of this export is missing "
+                            f"(looked for {', '.join(map(str, candidates)) or 'nothing recorded'})")
+        compiled = load_compiled(str(space), m.get("space_args") or None)
+        model = compiled.build_standalone(compiled.encode(m["choices"]), se=float(m.get("se", 0.0)))
+    weights = m.get("weights") or {}
+    state = load_weights(out_dir / weights.get("file", SAFETENSORS_NAME))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise UserError(f"{out_dir}: the weights do not fit the model the manifest describes: "
+                        f"{_first_mismatch(e)}") from None
+    if count_params(model) != m.get("params", count_params(model)):
+        raise UserError(f"{out_dir}: rebuilt model has {count_params(model):,} parameters, the manifest says "
+                        f"{m['params']:,}")
+    return model.eval()

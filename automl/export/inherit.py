@@ -1,0 +1,148 @@
+"""Weight inheritance: copy the chosen ops' weights from a trained supernet into a standalone model.
+
+The supernet and the standalone model are built by the compiler from the same blocks; only the chosen
+path differs (the supernet holds every candidate, the standalone model only the chosen one and no
+``skip`` layers). Rather than tie this module to the compiler's attribute names, we pair modules by
+the order in which they run: one forward pass of the supernet on the architecture and one of the
+standalone model, each recording every module that owns parameters or buffers the first time it is
+called. The two sequences must match module by module (same type, same tensor names and shapes);
+extra standalone modules that the supernet does not have (squeeze-and-excitation added at export)
+are left freshly initialised. Anything else is a bug and raises :class:`InheritError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl.errors import UserError
+
+__all__ = ["InheritError", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order"]
+
+_logger = logging.getLogger(__name__)
+
+# Modules that the standalone model may have and the supernet not; they keep their fresh weights.
+_STANDALONE_ONLY = ("SqueezeExcite",)
+
+
+class InheritError(RuntimeError):
+    """The supernet's chosen path and the standalone model do not line up: a bug."""
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint saved with ``torch.save`` (``weights_only=True``); a bad file is a UserError."""
+    if not os.path.isfile(path):
+        raise UserError(f"--weights {path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a corrupt or foreign file
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"--weights {path}: not a readable torch checkpoint ({first})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"--weights {path}: expected a dict (a state_dict or {{'supernet': state_dict}}), "
+                        f"got {type(obj).__name__}")
+    return obj
+
+
+def split_checkpoint(obj: dict[str, Any], standalone_keys: set[str], source: str = "checkpoint"
+                     ) -> tuple[str, dict[str, torch.Tensor]]:
+    """Tell what a loaded checkpoint holds: ``("supernet", sd)`` or ``("standalone", sd)``.
+
+    ``{"supernet": sd}`` is a supernet checkpoint (what ``automl run`` writes); ``{"model": sd}`` or a
+    bare state_dict whose keys are exactly the standalone model's is a standalone one; any other bare
+    state_dict is taken for a supernet's.
+    """
+    for key, kind in (("supernet", "supernet"), ("model", "standalone"), ("state_dict", None)):
+        if key in obj and isinstance(obj[key], dict):
+            sd = obj[key]
+            if kind is None:
+                kind = "standalone" if set(sd) == standalone_keys else "supernet"
+            break
+    else:
+        sd = obj
+        kind = "standalone" if set(sd) == standalone_keys else "supernet"
+    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if not sd or bad:
+        raise UserError(f"{source}: not a state_dict" + (f" (entry {bad[0]!r} is not a tensor)" if bad else " (empty)"))
+    return kind, sd
+
+
+def _owns_state(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters(recurse=False)) or any(True for _ in m.buffers(recurse=False))
+
+
+def execution_order(model: nn.Module, *args, **kwargs) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` of every module owning parameters or buffers, in first-call order of one forward."""
+    order: list[tuple[str, nn.Module]] = []
+    seen: set[int] = set()
+    handles = []
+
+    def hook(name):
+        def pre(mod, _inputs):
+            if id(mod) not in seen:
+                seen.add(id(mod))
+                order.append((name, mod))
+        return pre
+
+    for name, mod in model.named_modules():
+        if _owns_state(mod):
+            handles.append(mod.register_forward_pre_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return order
+
+
+def _signature(m: nn.Module) -> tuple:
+    state = m.state_dict(keep_vars=True)
+    own = {k: tuple(v.shape) for k, v in state.items() if "." not in k}
+    return type(m).__name__, tuple(sorted(own.items()))
+
+
+def inherit_weights(supernet: nn.Module, arch: torch.Tensor, standalone: nn.Module,
+                    input_shape: tuple[int, int, int]) -> int:
+    """Copy into ``standalone`` the weights (and BN statistics) of ``supernet`` on the path ``arch``.
+
+    ``supernet`` must already hold the trained state (``supernet.load_state_dict(...)``); its forward is
+    ``supernet(x, arch)``. Returns the number of modules copied. Raises :class:`InheritError` when the
+    paths do not line up.
+    """
+    device = next((p.device for p in supernet.parameters()), torch.device("cpu"))
+    x = torch.zeros(1, *input_shape, device=device)
+    src = execution_order(supernet, x, arch.to(device))
+    dst = execution_order(standalone, x.to(next((p.device for p in standalone.parameters()), device)))
+    extra = tuple(name + "." for name, m in standalone.named_modules() if type(m).__name__ in _STANDALONE_ONLY)
+    i = copied = 0
+    for dname, dmod in dst:
+        if i < len(src) and _signature(src[i][1]) == _signature(dmod):
+            sname, smod = src[i]
+            own = {k: v for k, v in smod.state_dict().items() if "." not in k}
+            missing, unexpected = dmod.load_state_dict(own, strict=False)
+            missing = [k for k in missing if "." not in k]
+            if missing or unexpected:
+                raise InheritError(f"inherit {sname} -> {dname}: missing {missing}, unexpected {unexpected}")
+            i += 1
+            copied += 1
+        elif extra and dname.startswith(extra):
+            continue  # added at export (squeeze-and-excitation): stays freshly initialised
+        else:
+            want = _signature(src[i][1]) if i < len(src) else "nothing (supernet path exhausted)"
+            raise InheritError(f"cannot inherit weights: standalone module {dname} {_signature(dmod)} has no "
+                               f"counterpart; the supernet's next module on the path is "
+                               f"{src[i][0] if i < len(src) else '-'} {want}")
+    if i != len(src):
+        raise InheritError(f"cannot inherit weights: {len(src) - i} supernet modules on the path were not used, "
+                           f"first {src[i][0]}")
+    _logger.debug("inherited %d modules from the supernet", copied)
+    return copied
+

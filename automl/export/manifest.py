@@ -1,0 +1,71 @@
+"""The export folder's ``manifest.json`` and atomic file writes.
+
+Every file of an export is written to a temporary name in the same folder and moved into place with
+``os.replace``, so a reader (or a crashed run) never sees half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from automl.errors import UserError
+
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "atomic_path", "atomic_write_text", "write_manifest",
+           "read_manifest"]
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
+
+    ``suffix`` keeps the extension for writers that look at it (``torch.onnx.export`` does not, but
+    safetensors and humans reading a crashed folder do).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
+    path = Path(out_dir) / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    return path
+
+
+def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """The manifest of an export folder; a missing or unreadable one is a :class:`UserError`."""
+    path = Path(out_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise UserError(f"{path}: no manifest here; is {out_dir} a folder written by `automl export`?")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not a readable manifest ({e})") from None
+    if not isinstance(manifest, dict) or "choices" not in manifest:
+        raise UserError(f"{path}: not an automl export manifest (no 'choices')")
+    version = manifest.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UserError(f"{path}: format_version {version!r} is newer than this automl understands "
+                        f"({FORMAT_VERSION}); upgrade automl")
+    return manifest

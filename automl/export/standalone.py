@@ -1,0 +1,133 @@
+"""Describe a standalone chain model as plain timm arguments, and rebuild it from them.
+
+A chain space's standalone model is a timm ``EfficientNet``. The manifest records what rebuilds it with
+timm alone, no automl needed::
+
+    from functools import partial
+    from timm.layers import get_act_layer
+    from timm.models._efficientnet_builder import decode_arch_def
+    from timm.models.efficientnet import EfficientNet
+    kw = manifest["timm_kwargs"]            # stem_size, num_features, num_classes, in_chans, act_layer, ...
+    model = EfficientNet(decode_arch_def(manifest["arch_def"]), **resolve_timm_kwargs(kw))
+
+:func:`timm_spec` reads those arguments off a built model and proves they rebuild it exactly (same
+state_dict keys and shapes, same output), so the manifest can never describe a different network.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["count_params", "add_se", "timm_spec", "resolve_timm_kwargs", "build_timm_model", "StandaloneSpecError"]
+
+
+class StandaloneSpecError(RuntimeError):
+    """The standalone model cannot be described by timm arguments: a bug in the compiler or here."""
+
+
+def count_params(model: nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+def add_se(arch_def: list[list[str]], se: float) -> list[list[str]]:
+    """Add ``_se<ratio>`` to every MBConv (``ir``) block string of a timm arch_def that has none."""
+    if not se:
+        return [list(stage) for stage in arch_def]
+    out = []
+    for stage in arch_def:
+        out.append([b if not b.startswith("ir_") or "_se" in b else f"{b}_se{se:g}" for b in stage])
+    return out
+
+
+def _act_name(act: nn.Module | None) -> str:
+    from timm.layers.create_act import _ACT_LAYER_DEFAULT
+
+    if act is None:
+        return "identity"
+    for name, cls in _ACT_LAYER_DEFAULT.items():
+        if type(act) is cls:
+            return name
+    raise StandaloneSpecError(f"activation {type(act).__name__} has no timm name")
+
+
+def resolve_timm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Turn the manifest's JSON ``timm_kwargs`` into ``EfficientNet`` keyword arguments."""
+    from timm.layers import get_act_layer
+
+    kw = dict(kwargs)
+    if "act_layer" in kw:
+        kw["act_layer"] = get_act_layer(kw["act_layer"])
+    if "norm_kwargs" in kw:
+        kw["norm_layer"] = partial(nn.BatchNorm2d, **kw.pop("norm_kwargs"))
+    if kw.pop("round_chs", True) is False:
+        kw["round_chs_fn"] = _identity
+    return kw
+
+
+def _identity(c):
+    return c
+
+
+def build_timm_model(arch_def: list[list[str]], timm_kwargs: dict[str, Any]) -> nn.Module:
+    """``EfficientNet(decode_arch_def(arch_def), **timm_kwargs)`` with the JSON values resolved."""
+    from timm.models._efficientnet_builder import decode_arch_def
+    from timm.models.efficientnet import EfficientNet
+
+    return EfficientNet(decode_arch_def(copy.deepcopy(arch_def)), **resolve_timm_kwargs(timm_kwargs))
+
+
+def _same_model(a: nn.Module, b: nn.Module, input_shape) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    if list(sa) != list(sb) or any(sa[k].shape != sb[k].shape for k in sa):
+        return False
+    b.load_state_dict(sa)
+    x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
+    a_mode, b_mode = a.training, b.training
+    a.eval(), b.eval()
+    try:
+        with torch.no_grad():
+            ya, yb = a(x.to(next(a.parameters()).device)).cpu(), b(x)
+    finally:
+        a.train(a_mode), b.train(b_mode)
+    return ya.shape == yb.shape and torch.allclose(ya, yb, rtol=1e-4, atol=1e-5 * max(1.0, float(ya.abs().max())))
+
+
+def timm_spec(model: nn.Module, arch_def: list[list[str]], input_shape) -> dict[str, Any]:
+    """The JSON ``timm_kwargs`` that rebuild ``model`` from ``arch_def`` with timm's ``EfficientNet``.
+
+    Raises :class:`StandaloneSpecError` when no such arguments reproduce the model.
+    """
+    from timm.models.efficientnet import EfficientNet
+
+    if not isinstance(model, EfficientNet):
+        raise StandaloneSpecError(f"chain standalone model is a {type(model).__name__}, not a timm EfficientNet")
+    stem = model.conv_stem
+    kw: dict[str, Any] = {
+        "num_classes": int(model.num_classes),
+        "in_chans": int(stem.in_channels),
+        "stem_size": int(stem.out_channels),
+        "stem_kernel_size": int(stem.kernel_size[0]),
+        "fix_stem": True,
+        "num_features": int(model.conv_head.out_channels) if isinstance(model.conv_head, nn.Conv2d) else 0,
+        "act_layer": _act_name(getattr(model.bn1, "act", None)),
+        "global_pool": getattr(model.global_pool, "pool_type", "avg") or "avg",
+        "drop_rate": float(model.drop_rate),
+    }
+    bn = model.bn1
+    if isinstance(bn, nn.BatchNorm2d) and (bn.eps != 1e-5 or bn.momentum != 0.1):
+        kw["norm_kwargs"] = {"eps": float(bn.eps), "momentum": float(bn.momentum)}
+    for extra in ({}, {"round_chs": False}):
+        candidate = {**kw, **extra}
+        try:
+            rebuilt = build_timm_model(arch_def, candidate)
+        except Exception as e:  # noqa: BLE001 - a bad arch_def is reported below with the model
+            raise StandaloneSpecError(f"timm cannot build arch_def {arch_def}: {e}") from e
+        if _same_model(model, rebuilt, input_shape):
+            return candidate
+    raise StandaloneSpecError(f"EfficientNet(decode_arch_def({arch_def}), **{kw}) does not rebuild the "
+                              f"standalone model the compiler built")
