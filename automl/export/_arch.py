@@ -30,11 +30,11 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
     Any wrong count, unknown decision or unknown choice is a :class:`UserError` naming it.
     """
     decisions = _decisions(compiled)
-    if isinstance(obj, dict):
-        if "choices" not in obj:
-            raise UserError(f"{source}: expected an object with a \"choices\" key, "
-                            f"e.g. {{\"choices\": [\"{decisions[0][1][0] if decisions else '...'}\", ...]}}")
-        obj = obj["choices"]
+    if not isinstance(obj, dict) or "choices" not in obj:
+        example = decisions[0][1][0] if decisions else "..."
+        raise UserError(f"{source}: expected an object with a \"choices\" key, "
+                        f"e.g. {{\"choices\": [\"{example}\", ...]}}")
+    obj = obj["choices"]
     if isinstance(obj, dict):
         unknown = [k for k in obj if k not in dict(decisions)]
         if unknown:

@@ -105,7 +105,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         se: float = 0.0, opset: int = 17, onnx: bool = True, epsilon: float | None = None,
                         cost: float | dict | None = None, cost_metric: str = "params",
                         space_path: str | os.PathLike | None = None, space_args: dict | None = None,
-                        model: nn.Module | None = None) -> dict[str, Any]:
+                        model: nn.Module | None = None, normalize: dict | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -114,7 +114,9 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     of precedence, ``weights`` (its own state_dict), the chosen path of ``supernet_state`` (weight
     inheritance) or fresh initialisation. ``space_path`` / ``space_args`` (the ``--set`` overrides)
     are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
-    the folder. ``cost`` overrides the cost table's total for ``cost_metric``.
+    the folder. ``cost`` overrides the cost table's total for ``cost_metric``. ``normalize``
+    (``{"mean": [...], "std": [...]}``, per channel, on inputs scaled to [0, 1]) records the input
+    normalisation the model was trained with, for deployment code.
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file.
@@ -172,6 +174,9 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
         "num_classes": int(compiled.num_classes),
         "se": se,
     })
+    if normalize is not None:
+        manifest["normalize"] = {"mean": [float(v) for v in normalize["mean"]],
+                                 "std": [float(v) for v in normalize["std"]]}
     arch_def = compiled.arch_def(arch) if compiled.kind == "chain" else None
     if arch_def is not None:
         arch_def = add_se(arch_def, se)

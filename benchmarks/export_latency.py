@@ -1,0 +1,124 @@
+"""onnxruntime vs PyTorch eager on the CPU for exported architectures.
+
+    python benchmarks/export_latency.py [EXPORT_DIR ...] [--threads N] [--runs 30]
+
+Measures per model: latency at batch 1 and throughput at batch 32, median and p95 over timed runs after
+a warm-up, for PyTorch eager (``automl.export.load_model``, ``torch.inference_mode``) and onnxruntime
+(``CPUExecutionProvider``), both on the same number of threads. Without EXPORT_DIRs it exports a few
+random architectures of the ProxylessNAS space at 224x224 into a temporary folder (fresh weights: the
+latency does not depend on them). Prints a table, then one JSON line with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def _time(fn, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def bench_dir(folder: Path, threads: int, runs: int) -> dict:
+    import onnxruntime as ort
+
+    from automl.export import load_model, read_manifest
+
+    m = read_manifest(folder)
+    model = load_model(folder)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(str(folder / "model.onnx"), sess_options=opts, providers=["CPUExecutionProvider"])
+    row = {"dir": str(folder), "params": m["params"], "input_shape": m["input_shape"], "choices": m["choices"]}
+    for batch, key, n in ((1, "b1", runs), (32, "b32", max(3, runs // 5))):
+        x = torch.randn(batch, *m["input_shape"])
+        xn = x.numpy()
+
+        def run_torch():
+            with torch.inference_mode():
+                model(x)
+
+        def run_ort():
+            session.run(None, {"input": xn})
+
+        for name, fn in (("torch", run_torch), ("onnxruntime", run_ort)):
+            ts = _time(fn, n, warmup=max(2, n // 5))
+            med, p95 = statistics.median(ts), _percentile(ts, 95)
+            if batch == 1:
+                row[f"{name}_{key}_ms"] = {"median": med * 1e3, "p95": p95 * 1e3}
+            else:  # throughput: the p95 of the time gives the 5th percentile of the throughput
+                row[f"{name}_{key}_img_s"] = {"median": batch / med, "p95": batch / p95}
+    return row
+
+
+def export_random(out: Path, space: str, n: int, seed: int, overrides: dict) -> list[Path]:
+    from automl.compile import load_compiled
+    from automl.export import export_architecture
+
+    cs = load_compiled(space, overrides or None)
+    g = torch.Generator().manual_seed(seed)
+    dirs = []
+    for i in range(n):
+        arch = torch.tensor([int(torch.randint(len(d.choices), (1,), generator=g)) for d in cs.decisions])
+        d = out / f"random-{i}"
+        export_architecture(cs, arch, d, space_path=space, space_args=overrides)
+        dirs.append(d)
+    return dirs
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dirs", nargs="*", type=Path, help="export folders (default: export random architectures)")
+    p.add_argument("--space", default=str(ROOT / "spaces" / "proxylessnas.space"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="space overrides")
+    p.add_argument("-n", "--num-archs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", type=int, default=30, help="timed runs at batch 1 (batch 32: runs/5, at least 3)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    overrides = dict(kv.split("=", 1) for kv in a.set)
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = a.dirs or export_random(Path(tmp), a.space, a.num_archs, a.seed, overrides)
+        rows = [bench_dir(Path(d), a.threads, a.runs) for d in dirs]
+    hdr = (f"{'model':<12} {'params':>10} {'input':>11} | {'b1 torch ms':>15} {'b1 ort ms':>15} | "
+           f"{'b32 torch img/s':>17} {'b32 ort img/s':>17}")
+    print(f"CPU: {platform.processor() or platform.machine()}, {a.threads} threads, torch {torch.__version__}; "
+          f"median (p95)")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        f = lambda v: f"{v['median']:7.2f} ({v['p95']:5.2f})"  # noqa: E731
+        g = lambda v: f"{v['median']:8.1f} ({v['p95']:6.1f})"  # noqa: E731
+        print(f"{Path(r['dir']).name:<12} {r['params']:>10,} {'x'.join(map(str, r['input_shape'])):>11} | "
+              f"{f(r['torch_b1_ms']):>15} {f(r['onnxruntime_b1_ms']):>15} | "
+              f"{g(r['torch_b32_img_s']):>17} {g(r['onnxruntime_b32_img_s']):>17}")
+    print(json.dumps({"benchmark": "export_latency", "threads": a.threads, "torch": torch.__version__,
+                      "results": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
