@@ -212,3 +212,9 @@ def test_missing_imagefolder_names_the_path(tmp_path, make):
     with pytest.raises(DataError) as info:
         build_data(DataConfig(dataset="imagefolder", root=str(root)), ".", 0, "cpu")
     assert f"{missing} does not exist" in str(info.value) and "<root>/train/<class>" in str(info.value)
+
+
+def test_with_batch_size_keeps_the_order(digits):
+    big = digits.full.with_batch_size(500)
+    assert big.batch_size == 500 and len(big) == 3 and digits.full.batch_size == 100
+    assert seen(big, 2) == seen(digits.full, 2) and digits.full.with_batch_size(None) is digits.full

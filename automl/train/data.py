@@ -19,6 +19,7 @@ ImageNet-style folders go through a torch DataLoader whose sampler replays the s
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import logging
@@ -98,6 +99,16 @@ class Loader:
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         raise NotImplementedError
+
+    def with_batch_size(self, batch_size: int | None) -> "Loader":
+        """The same split and order with another batch size (``retrain.batch_size``); None: unchanged."""
+        if batch_size is None or batch_size == self.batch_size:
+            return self
+        other = copy.copy(self)
+        other.batch_size = int(batch_size)
+        if isinstance(other, FolderLoader):
+            other._sampler, other._loader = _EpochSampler(), None
+        return other
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({self.name!r}, items={len(self.indices)}, batch_size={self.batch_size},"
