@@ -1,0 +1,62 @@
+"""Cost-table normalisation, so that an epsilon means the same in every search space."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["normalize_costs", "cost_scale"]
+
+
+def cost_scale(costs: torch.Tensor, mask: torch.Tensor | None = None) -> float:
+    """The scale :func:`normalize_costs` divides by: the largest ``|c_{d,k}|`` over the valid entries.
+
+    Returns 1.0 when every valid cost is zero (nothing to normalise).
+    """
+    costs, mask = _check(costs, mask)
+    valid = costs[mask]
+    if valid.numel() == 0:
+        return 1.0
+    scale = float(valid.abs().max())
+    return scale if scale > 0 else 1.0
+
+
+def normalize_costs(costs: torch.Tensor, mask: torch.Tensor | None = None,
+                    return_scale: bool = False) -> torch.Tensor | tuple[torch.Tensor, float]:
+    """Divide a ``(D, Kmax)`` cost table by its largest per-choice cost, so that ``c in [0, 1]``.
+
+    Why: the regulariser of eq. 5 is ``epsilon * E[R(M)]`` with ``R(M) = sum_d c_{d,k(d)}``; in eq. 7
+    the epsilon term ``epsilon (c_d - Q_d 1) * theta_d`` is compared with the utility term whose size
+    is fixed (``|w| <= 2``). Raw costs (parameter counts, FLOPs) differ by orders of magnitude between
+    spaces, so the same epsilon would mean "ignore size" in one space and "only size matters" in
+    another. Dividing by the largest single-choice cost makes ``epsilon in {0, 0.1, 0.3, 0.5}`` (the
+    paper's values) comparable across spaces. Only the per-choice scale is used, so the number of
+    decisions still counts: a space with more decisions has a larger total ``R``.
+
+    Args:
+        costs: ``(D, Kmax)`` float tensor, ``c_{d,k}``.
+        mask: ``(D, Kmax)`` bool tensor, True where choice ``k`` exists for decision ``d``
+            (default: all True). Masked entries are set to 0 in the result.
+        return_scale: also return the scale used (record it, e.g. in results.json; multiply a
+            normalised cost by it to get back the raw cost).
+
+    Returns:
+        The normalised float64 table, or ``(table, scale)`` when ``return_scale`` is True.
+    """
+    costs, mask = _check(costs, mask)
+    scale = cost_scale(costs, mask)
+    out = torch.where(mask, costs / scale, torch.zeros((), dtype=costs.dtype, device=costs.device))
+    return (out, scale) if return_scale else out
+
+
+def _check(costs, mask):
+    costs = torch.as_tensor(costs, dtype=torch.float64)
+    if costs.dim() != 2:
+        raise ValueError(f"costs must be a (D, Kmax) table, got shape {tuple(costs.shape)}")
+    if mask is None:
+        mask = torch.ones(costs.shape, dtype=torch.bool, device=costs.device)
+    mask = torch.as_tensor(mask, dtype=torch.bool, device=costs.device)
+    if mask.shape != costs.shape:
+        raise ValueError(f"mask shape {tuple(mask.shape)} does not match costs shape {tuple(costs.shape)}")
+    if not bool(torch.isfinite(costs[mask]).all()):
+        raise ValueError("costs contain NaN or inf in valid entries; give finite costs")
+    return costs, mask

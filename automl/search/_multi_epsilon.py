@@ -1,0 +1,448 @@
+"""The search engine: N categorical distributions, one per epsilon, updated together (eq. 9-10).
+
+Notation follows the paper (§2-3): D decisions, decision d has K_d choices, theta^(n) (D, Kmax) is the
+n-th categorical distribution (padded with zeros beyond K_d), c (D, Kmax) the cost table, lam the
+number of architectures per iteration, eta the learning rate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, Sequence
+
+import torch
+
+from ._base import Searcher
+
+__all__ = ["MultiEpsilonSearch", "quantile_utilities"]
+
+_logger = logging.getLogger(__name__)
+
+_STATE_VERSION = 1
+
+
+def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int) -> torch.Tensor:
+    """Ranking-based utilities ``s_i^(n) = w(q^(n)(M_i))`` of eq. 9 (eq. 5's ``w`` for N = 1).
+
+    ``q^(n)(M_i) = (1/lam) sum_k r_k^(n) I{L_k <= L_i}`` is the importance-weighted estimate of the
+    probability, under ``P_theta^(n)``, of a loss no larger than ``L_i``; ``w(q) = -2`` for
+    ``q <= 1/4``, ``0`` for ``q <= 3/4`` and ``2`` above (the best quarter gets -2: the update
+    subtracts, so good samples pull theta toward them).
+
+    Ties (the paper's footnote 3 ignores them): as in the rigorous IGO definition (Ollivier et al.
+    2017), the ``t`` samples of a tie block share the mean of the utilities they would get if the tie
+    were broken. Unweighted, a block whose last member has ``q+ = (j + t - 1)/lam`` covers the
+    quantiles ``q+ - o/lam, o = 0..t-1``, i.e. ranks ``j..j+t-1``, and every member gets the mean of
+    ``w`` there. With importance weights the ranks a block would occupy depend on how its members'
+    weights are ordered, so the order-free generalisation used here splits the block's quantile
+    interval ``(q-, q+]`` (width ``(1/lam) * sum of the block's r``) into ``t`` equal steps ``delta``,
+    as if each member carried the block's mean weight, and averages ``w(q+ - o*delta)``,
+    ``o = 0..t-1``. It reduces to the IGO rank average when r = 1, and to eq. 9 exactly when the
+    losses are distinct (t = 1: ``w(q+)``, the formula of the paper).
+
+    Args:
+        losses: ``(G, S)`` finite or +inf losses; ``G = 1`` (all distributions see the same samples,
+            importance sampling) or ``G = N`` (distribution n sees row n only).
+        ratios: ``(N, S)`` likelihood ratios ``r_k^(n)``.
+        lam: the normaliser ``lam`` of eq. 9.
+
+    Returns:
+        ``(N, S)`` utilities.
+    """
+    # le[g, i, k] = I{L_k <= L_i}
+    le = losses.unsqueeze(-1) >= losses.unsqueeze(-2)
+    lef = le.to(ratios.dtype)
+    # q[n, i] = (1/lam) sum_k r[n, k] le[i, k]: one batched matmul for all n and i.
+    q = torch.matmul(ratios.unsqueeze(1), lef.transpose(-1, -2)).squeeze(1) / lam
+    levels = _W_LEVELS.get((ratios.dtype, ratios.device))
+    if levels is None:
+        levels = _W_LEVELS[(ratios.dtype, ratios.device)] = (
+            torch.tensor([-2.0, 0.0, 2.0], dtype=ratios.dtype, device=ratios.device),
+            torch.tensor([0.25, 0.75], dtype=ratios.dtype, device=ratios.device))
+    values, bounds = levels
+    s = losses.shape[-1]
+    # Distinct losses: le holds exactly S(S+1)/2 ones per group; anything more means ties.
+    if int(le.sum()) == losses.shape[0] * s * (s + 1) // 2:
+        # bucketize(right=False) gives 0 for q <= 1/4, 1 for q <= 3/4, 2 above: exactly w.
+        return values[torch.bucketize(q, bounds)]
+    eqf = (le & le.transpose(-1, -2)).to(ratios.dtype)      # tie blocks (G, S, S), symmetric
+    t = eqf.sum(-1)                                          # block sizes (G, S)
+    width = torch.matmul(ratios.unsqueeze(1), eqf).squeeze(1) / lam   # q+ - q-  (N, S)
+    delta = width / t
+    offs = torch.arange(s, dtype=ratios.dtype, device=ratios.device)
+    pts = q.unsqueeze(-1) - offs * delta.unsqueeze(-1)       # (N, S, S): q+ - o delta
+    valid = offs < t.unsqueeze(-1)                           # only o = 0..t-1
+    w = values[torch.bucketize(pts, bounds)] * valid
+    return w.sum(-1) / t
+
+
+_W_LEVELS: dict = {}
+
+
+class MultiEpsilonSearch(Searcher):
+    """Importance-sampled multi-epsilon ASNG: N architectures of different complexity from one search.
+
+    Keeps one categorical distribution ``P_theta^(n)`` per regularisation coefficient ``epsilon_n``.
+    :meth:`ask` samples ``lam`` architectures from the mixture ``(1/N) sum_n P_theta^(n)``;
+    :meth:`tell` updates every distribution from all of them with importance weights (eq. 9-10). With
+    N = 1 this is eq. 7 (the likelihood ratio is identically 1). The engine sees only choice counts,
+    costs and losses, so it can drive any black-box objective.
+
+    Args:
+        num_choices: ``[K_1, ..., K_D]``; ``K_d == 1`` marks a fixed decision (theta = 1).
+        costs: ``(D, Kmax)`` cost table ``c_{d,k}``, used exactly as given (normalise it first with
+            :func:`automl.search.normalize_costs`); entries beyond ``K_d`` are ignored. ``None``
+            means all zero (no regularisation).
+        epsilons: ``[epsilon_1, ..., epsilon_N]``, non-negative.
+        lam: ``lam >= 2`` architectures per iteration (per distribution when
+            ``importance_sampling=False``).
+        lr: eta; ``None`` gives the paper's ``1 / sum_d K_d``.
+        theta_min: lower bound on every ``theta_{d,k}`` after each update. ``None`` gives ASNG-NAS's
+            range restriction ``1 / (D_valid (K_d - 1))`` (``D_valid`` = decisions with
+            ``K_d > 1``; if that bound is infeasible, ``K_d * bound >= 1``, as in spaces of one or
+            two decisions, ``1 / (2 K_d)`` is used). ``0`` disables it (theta is still clamped at 0
+            and renormalised, so it stays on the simplex).
+        init_theta: optional ``(N, D, Kmax)`` or ``(D, Kmax)`` start (default uniform); it is
+            renormalised and range-restricted like any update.
+        seed: seed of the engine's own ``torch.Generator`` (CPU; samples are moved to ``device``).
+        device: where theta lives and the update runs.
+        importance_sampling: ``False`` gives the paper's Method 2 update: distribution n samples its
+            own ``lam`` architectures and learns only from them (:meth:`ask` returns ``N * lam``
+            rows grouped by distribution, :meth:`tell` takes ``N * lam`` losses).
+        dtype: dtype of theta (float64 by default: theta_min can be ~1e-3 and the ratios span many
+            orders of magnitude).
+
+    Example:
+        >>> import torch
+        >>> from automl.search import MultiEpsilonSearch
+        >>> costs = torch.tensor([[0.0, 0.5, 1.0]] * 4)          # 4 decisions, 3 choices each
+        >>> s = MultiEpsilonSearch([3] * 4, costs, epsilons=[0.0, 0.5], lam=8, seed=0)
+        >>> for _ in range(300):
+        ...     arch = s.ask()                                     # (8, 4)
+        ...     s.tell(arch, (arch != 2).sum(1).double())          # choice 2 is best but costly
+        >>> s.best()[0].tolist()
+        [2, 2, 2, 2]
+    """
+
+    def __init__(self, num_choices: Sequence[int], costs: torch.Tensor | None,
+                 epsilons: Sequence[float], lam: int = 2, lr: float | None = None,
+                 theta_min: float | None = None, init_theta: torch.Tensor | None = None,
+                 seed: int = 0, device: str | torch.device = "cpu",
+                 importance_sampling: bool = True, dtype: torch.dtype = torch.float64):
+        self.num_choices = _check_num_choices(num_choices)
+        D, Kmax = len(self.num_choices), max(self.num_choices)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        dev = dict(dtype=dtype, device=self.device)
+        K = torch.tensor(self.num_choices)
+        self._mask_cpu = torch.arange(Kmax) < K.unsqueeze(1)                 # (D, Kmax)
+        self.mask = self._mask_cpu.to(self.device)
+
+        self.epsilons = _check_epsilons(epsilons)
+        N = len(self.epsilons)
+        if isinstance(lam, bool) or not isinstance(lam, int) or lam < 2:
+            raise ValueError(f"lam must be an integer >= 2 (samples per iteration), got {lam!r}")
+        self.lam = lam
+        self.importance_sampling = bool(importance_sampling)
+
+        if lr is None:
+            lr = 1.0 / float(K.sum())                                         # the paper's eta
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite number or None, got {lr!r}")
+        self.lr = float(lr)
+
+        self.costs = _check_costs(costs, D, Kmax, self._mask_cpu).to(**dev)
+        self._theta_min_arg = theta_min
+        tmin = _theta_min_table(self.num_choices, theta_min)                  # (D,) per decision
+        self.theta_min = tmin                                                  # list[float]
+        tmin_t = torch.tensor(tmin, dtype=torch.float64).unsqueeze(1) * self._mask_cpu
+        self._tmin = tmin_t.to(**dev)                                          # (D, Kmax), 0 if masked
+        self._tmin_sum = self._tmin.sum(-1, keepdim=True)                      # K_d theta_min_d
+        self._free_mass = 1.0 - self._tmin_sum
+        # |step| <= eta (2 N + 2 eps max|c|): only astronomical costs can overflow, so only then pay
+        # for the finiteness check in _restrict.
+        self._guard_overflow = max(self.epsilons) * float(self.costs.abs().max()) * self.lr > 1e300
+
+        # Constants of ask/tell, built once so a call allocates only what it must.
+        self._neg_lr_eps = -self.lr * torch.tensor(self.epsilons, **dev).view(N, 1, 1)
+        self._eye = torch.eye(Kmax, **dev)                                     # one-hot rows m_d
+        self._kminus1 = (K - 1).to(self.device)
+        self._log_n = math.log(N)
+        self._tiny = torch.finfo(dtype).tiny
+        self._group_cpu = torch.arange(N).repeat_interleave(lam)               # Method 2 rows
+        self._ones = torch.ones(N, lam, **dev)
+        self._generator = torch.Generator(device="cpu")
+        self._generator.manual_seed(int(seed))
+        self.seed = int(seed)
+        self.step = 0                                                          # number of tell()s
+
+        uniform = self._mask_cpu.to(torch.float64) / K.unsqueeze(1)
+        if init_theta is None:
+            theta = uniform.expand(N, D, Kmax).clone()
+        else:
+            theta = _check_init_theta(init_theta, N, D, Kmax, self._mask_cpu)
+        self._theta = self._restrict(theta.to(**dev), theta.to(**dev))
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def num_distributions(self) -> int:
+        """N, the number of epsilons (and of architectures :meth:`best` returns)."""
+        return len(self.epsilons)
+
+    @property
+    def theta(self) -> torch.Tensor:
+        """``(N, D, Kmax)``: row (n, d) is the categorical distribution of decision d under epsilon_n."""
+        return self._theta
+
+    @property
+    def rows_per_ask(self) -> int:
+        """Rows :meth:`ask` returns: ``lam``, or ``N * lam`` without importance sampling."""
+        return self.lam if self.importance_sampling else self.lam * self.num_distributions
+
+    def max_prob(self) -> torch.Tensor:
+        """``(N, D)``: the largest probability of each decision, ``max_k theta_{d,k}^(n)``."""
+        return self._theta.max(-1).values
+
+    @property
+    def converged(self) -> bool:
+        """True when every decision of every distribution is within 0.01 of the most concentrated
+        state the range restriction allows (``max_k theta_{d,k} >= 1 - (K_d - 1) theta_min_d - 0.01``)."""
+        limit = 1.0 - (torch.tensor(self.num_choices, dtype=self.dtype) - 1) * torch.tensor(
+            self.theta_min, dtype=self.dtype) - 0.01
+        return bool((self.max_prob().cpu() >= limit).all())
+
+    def expected_cost(self) -> torch.Tensor:
+        """``(N,)``: ``E_{P_theta^(n)}[R(M)] = sum_d Q_d`` (eq. 6) for each distribution."""
+        return (self._theta * self.costs).sum((-1, -2))
+
+    def best(self) -> torch.Tensor:
+        """``(N, D)``: ``argmax_M P_theta^(n)(M)`` for each n, i.e. the most likely choice per decision."""
+        return self._theta.argmax(-1)
+
+    # ---------------------------------------------------------------- ask / tell
+    def sample_uniform(self, n: int) -> torch.Tensor:
+        """``(n, D)`` architectures drawn uniformly (the weight-training phase), from the engine's RNG."""
+        u = torch.rand(n, len(self.num_choices), generator=self._generator, dtype=torch.float64)
+        k = torch.tensor(self.num_choices, dtype=torch.float64)
+        return (u * k).long().minimum(torch.tensor(self.num_choices) - 1).to(self.device)
+
+    def ask(self) -> torch.Tensor:
+        """Sample architectures: ``(lam, D)`` from the mixture ``(1/N) sum_n P_theta^(n)``, or without
+        importance sampling ``(N * lam, D)``, rows ``n*lam .. (n+1)*lam - 1`` from ``P_theta^(n)``."""
+        D = len(self.num_choices)
+        if self.importance_sampling:
+            # One uniform draw per row for the mixture component (picked uniformly), then one per
+            # decision: a single generator call.
+            u = torch.rand(self.lam, D + 1, generator=self._generator, dtype=self.dtype)
+            comp = (u[:, 0] * self.num_distributions).long().clamp_max_(self.num_distributions - 1)
+            u = u[:, 1:]
+        else:
+            comp = self._group_cpu
+            u = torch.rand(comp.shape[0], D, generator=self._generator, dtype=self.dtype)
+        if self.device.type != "cpu":
+            comp, u = comp.to(self.device), u.to(self.device)
+        # Inverse-CDF sampling of every decision at once: k = #{j : cumsum_j <= u}; the clamp keeps
+        # k < K_d when rounding leaves the cumulative sum a hair below u.
+        cum = self._theta.cumsum(-1)[comp]
+        return (cum <= u.unsqueeze(-1)).sum(-1).minimum(self._kminus1)
+
+    def tell(self, arch: torch.Tensor, losses: Any) -> None:
+        """Apply one update of every distribution (eq. 10) from the losses of ``arch``.
+
+        ``theta_d^(n) <- theta_d^(n) - eta [ (1/lam) sum_i s_i^(n) r_i^(n) (m_d^(i) - theta_d^(n))
+        + epsilon_n (c_d - Q_d 1) * theta_d^(n) ]``, ``Q_d = sum_k c_{d,k} theta_{d,k}``, with
+        ``r_i^(n) = P_theta^(n)(M_i) / ((1/N) sum_m P_theta^(m)(M_i))`` (computed in log space, so
+        D = 40 or more never underflows) and ``s_i^(n)`` from :func:`quantile_utilities` (eq. 9).
+        Then the range restriction (see ``theta_min``). Without importance sampling r = 1 and
+        distribution n sees only its own ``lam`` rows (eq. 7 per distribution).
+
+        NaN and +-inf losses rank worst (tied with each other) and a warning is issued.
+        """
+        N, lam = self.num_distributions, self.lam
+        D, Kmax = self._theta.shape[1:]
+        arch = self._check_arch(arch)
+        S = arch.shape[0]
+        losses = self._check_losses(losses, S)
+        theta = self._theta
+
+        m = self._eye[arch].view(S, D * Kmax)                  # one-hot m^(i), flattened
+        if self.importance_sampling:
+            # log P_theta^(n)(M_i) = sum_d log theta_{d, k_i(d)}: a matmul with the one-hots. The
+            # clamp keeps log finite where theta_min = 0 let theta reach 0 (masked entries too).
+            logp = torch.mm(theta.clamp_min(self._tiny).log().view(N, D * Kmax), m.t())  # (N, S)
+            ratios = torch.exp(logp - (torch.logsumexp(logp, 0) - self._log_n))
+            grouped_losses, grouped_m = losses.view(1, S), m.view(1, S, D * Kmax)
+        else:
+            ratios = self._ones
+            grouped_losses, grouped_m = losses.view(N, lam), m.view(N, lam, D * Kmax)
+
+        # s_i r_i, with eta / lam folded in so the update below is a handful of fused ops.
+        u = quantile_utilities(grouped_losses, ratios, lam).mul_(ratios).mul_(self.lr / lam)
+        # eta/lam sum_i u_i (m^(i) - theta) = eta/lam (sum_i u_i m^(i)) - eta/lam (sum_i u_i) theta
+        sum_um = torch.matmul(u.unsqueeze(1), grouped_m).view(N, D, Kmax)
+        Q = (self.costs * theta).sum(-1, keepdim=True)                      # Q_d = sum_k c_dk theta_dk
+        # theta - eta eps (c - Q) theta + eta/lam (sum u) theta - eta/lam sum u m, factored on theta;
+        # (c - Q) * theta is the natural gradient of E[R] (eq. 7).
+        coef = (self.costs - Q).mul_(self._neg_lr_eps).add_(u.sum(-1).view(N, 1, 1) + 1.0)
+        new = theta.mul(coef).sub_(sum_um)
+        self._theta = self._restrict(new, theta)
+        self.step += 1
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """Plain tensors and Python values (``torch.load(weights_only=True)`` can read it back)."""
+        return {
+            "version": _STATE_VERSION,
+            "kind": "MultiEpsilonSearch",
+            "num_choices": list(self.num_choices),
+            "epsilons": list(self.epsilons),
+            "lam": self.lam,
+            "lr": self.lr,
+            "theta_min": list(self.theta_min),
+            "importance_sampling": self.importance_sampling,
+            "costs": self.costs.detach().cpu().clone(),
+            "theta": self._theta.detach().cpu().clone(),
+            "generator": self._generator.get_state(),
+            "step": self.step,
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore theta, the RNG and the step count; the configuration must match this engine's."""
+        if state.get("kind") != "MultiEpsilonSearch" or state.get("version") != _STATE_VERSION:
+            raise ValueError(f"not a MultiEpsilonSearch state (version {_STATE_VERSION}): "
+                             f"kind={state.get('kind')!r}, version={state.get('version')!r}")
+        for key in ("num_choices", "epsilons", "lam", "lr", "theta_min", "importance_sampling"):
+            mine, theirs = getattr(self, key), state[key]
+            if (list(mine) if isinstance(mine, (list, tuple)) else mine) != theirs:
+                raise ValueError(f"state was saved with {key}={theirs!r} but this engine has "
+                                 f"{key}={mine!r}; build the engine with the same settings")
+        if not torch.equal(state["costs"].to(torch.float64), self.costs.cpu().to(torch.float64)):
+            raise ValueError("state was saved with a different cost table; build the engine with the same costs")
+        theta = state["theta"]
+        if tuple(theta.shape) != tuple(self._theta.shape):
+            raise ValueError(f"state theta has shape {tuple(theta.shape)}, expected {tuple(self._theta.shape)}")
+        self._theta = theta.to(dtype=self.dtype, device=self.device).clone()
+        self._generator.set_state(state["generator"])
+        self.step = int(state["step"])
+        self.seed = int(state.get("seed", self.seed))
+
+    # ---------------------------------------------------------------- internals
+    def _restrict(self, new: torch.Tensor, old: torch.Tensor) -> torch.Tensor:
+        """Range restriction of ASNG-NAS: ``theta >= theta_min``, rows summing to 1.
+
+        Entries are lifted to theta_min, then the excess mass ``sum - 1`` is taken from the part
+        above theta_min in proportion to it, which keeps every entry >= theta_min (a plain
+        renormalisation could push lifted entries back below it).
+        With theta_min = 0 this is clamp-at-0-and-renormalise. A decision whose step overflowed to a
+        non-finite value (astronomical costs) keeps its previous distribution.
+        """
+        if self._guard_overflow:
+            new = torch.where(torch.isfinite(new).all(-1, keepdim=True), new, old)
+        new = torch.maximum(new, self._tmin)
+        # theta_min + (theta - theta_min) (1 - sum theta_min) / (sum theta - sum theta_min): sums to 1.
+        factor = self._free_mass / (new.sum(-1, keepdim=True) - self._tmin_sum)
+        return torch.addcmul(self._tmin, new - self._tmin, factor)
+
+    def _check_arch(self, arch) -> torch.Tensor:
+        arch = torch.as_tensor(arch)
+        rows = self.rows_per_ask
+        if arch.dim() != 2 or arch.shape != (rows, len(self.num_choices)):
+            raise ValueError(f"arch must have shape ({rows}, {len(self.num_choices)}) "
+                             f"(rows returned by ask()), got {tuple(arch.shape)}")
+        if arch.dtype != torch.long:
+            arch = arch.long()
+        arch = arch.to(self.device)
+        if bool(((arch < 0) | (arch > self._kminus1)).any()):
+            raise ValueError(f"arch has a choice index outside 0..K_d-1 (K = {self.num_choices})")
+        return arch
+
+    def _check_losses(self, losses, rows: int) -> torch.Tensor:
+        losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
+        if losses.shape[0] != rows:
+            raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.shape[0]}")
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            warnings.warn(f"{bad} of {rows} losses are NaN or inf; they rank worst in this update",
+                          RuntimeWarning, stacklevel=3)
+            losses = torch.where(finite, losses, torch.full_like(losses, math.inf))
+        return losses
+
+
+# -------------------------------------------------------------------- validation helpers
+def _check_num_choices(num_choices) -> list[int]:
+    try:
+        out = [int(k) for k in num_choices]
+    except (TypeError, ValueError):
+        raise ValueError(f"num_choices must be a list of positive integers, got {num_choices!r}") from None
+    if not out:
+        raise ValueError("num_choices is empty: the space needs at least one decision")
+    if any(k < 1 or k != kk for k, kk in zip(out, num_choices)):
+        raise ValueError(f"every K_d in num_choices must be an integer >= 1, got {list(num_choices)!r}")
+    return out
+
+
+def _check_epsilons(epsilons) -> list[float]:
+    try:
+        out = [float(e) for e in epsilons]
+    except (TypeError, ValueError):
+        raise ValueError(f"epsilons must be a list of numbers, got {epsilons!r}") from None
+    if not out:
+        raise ValueError("epsilons is empty: give at least one regularisation coefficient")
+    bad = [e for e in out if not math.isfinite(e) or e < 0]
+    if bad:
+        raise ValueError(f"epsilons must be finite and >= 0, got {bad}")
+    return out
+
+
+def _check_costs(costs, D: int, Kmax: int, mask: torch.Tensor) -> torch.Tensor:
+    if costs is None:
+        return torch.zeros(D, Kmax, dtype=torch.float64)
+    costs = torch.as_tensor(costs).detach().to("cpu", torch.float64)
+    if tuple(costs.shape) != (D, Kmax):
+        raise ValueError(f"costs must have shape (D, Kmax) = ({D}, {Kmax}) to match num_choices, "
+                         f"got {tuple(costs.shape)}")
+    if not bool(torch.isfinite(costs[mask]).all()):
+        raise ValueError("costs contain NaN or inf for existing choices; give finite costs")
+    # Entries beyond K_d never matter (theta is 0 there); zero them so NaN padding cannot leak in.
+    return torch.where(mask, costs, torch.zeros(()))
+
+
+def _theta_min_table(num_choices: list[int], theta_min) -> list[float]:
+    valid_d = sum(k > 1 for k in num_choices)
+    out = []
+    for k in num_choices:
+        if k == 1:
+            out.append(0.0)                                   # a fixed decision: theta = 1
+        elif theta_min is None:
+            t = 1.0 / (valid_d * (k - 1))                     # ASNG-NAS
+            out.append(t if k * t < 1 else 1.0 / (2 * k))
+        else:
+            out.append(float(theta_min))
+    if theta_min is not None:
+        t = float(theta_min) if isinstance(theta_min, (int, float)) else math.nan
+        kmax = max(num_choices)
+        if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
+            raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "
+                             f"got {theta_min!r}")
+    return out
+
+
+def _check_init_theta(init_theta, N: int, D: int, Kmax: int, mask: torch.Tensor) -> torch.Tensor:
+    theta = torch.as_tensor(init_theta).detach().to("cpu", torch.float64)
+    if tuple(theta.shape) == (D, Kmax):
+        theta = theta.expand(N, D, Kmax)
+    if tuple(theta.shape) != (N, D, Kmax):
+        raise ValueError(f"init_theta must have shape (N, D, Kmax) = ({N}, {D}, {Kmax}) or (D, Kmax), "
+                         f"got {tuple(theta.shape)}")
+    if not bool(torch.isfinite(theta).all()) or bool((theta < 0).any()):
+        raise ValueError("init_theta must be finite and non-negative")
+    if bool((theta.masked_select(~mask.expand(N, D, Kmax)) != 0).any()):
+        raise ValueError("init_theta must be 0 beyond K_d (for choices that do not exist)")
+    sums = theta.sum(-1)
+    if not bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-6)):
+        raise ValueError("every row of init_theta must sum to 1 over the first K_d entries")
+    return theta.clone()

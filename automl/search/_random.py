@@ -1,0 +1,154 @@
+"""Random search: the paper's simplest baseline (uniform architectures, optionally under a cost budget)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+
+from ._base import Searcher
+from ._multi_epsilon import _check_costs, _check_num_choices
+
+__all__ = ["RandomSearch"]
+
+_STATE_VERSION = 1
+
+
+class RandomSearch(Searcher):
+    """Uniform random architectures, or uniform among those whose cost fits a budget.
+
+    With ``budget`` (one number or a list, one per wanted architecture: the paper samples networks of
+    2.5M, 3.0M, 4.0M and 5.0M parameters), :meth:`ask` returns ``lam`` architectures per budget,
+    grouped by budget, each uniform among the architectures with ``R(M) = sum_d c_{d,k(d)} <= budget``
+    (rejection sampling in vectorised batches; a budget below the cheapest architecture, or one so
+    tight that ``max_tries`` batches find too few, raises ``ValueError``). :meth:`tell` remembers the
+    lowest loss per group, and :meth:`best` returns it (before any ``tell``, the first row of the last
+    ``ask`` per group, drawing one if ``ask`` was never called).
+
+    Example:
+        >>> from automl.search import RandomSearch
+        >>> s = RandomSearch([3, 3], costs=[[0., 1., 2.], [0., 1., 2.]], budget=[1.0, 4.0], seed=0)
+        >>> arch = s.ask()                       # (2, 2): one per budget
+        >>> s.tell(arch, [0.5, 0.1]); s.best().shape
+        torch.Size([2, 2])
+    """
+
+    def __init__(self, num_choices: Sequence[int], costs: torch.Tensor | None = None,
+                 budget: float | Sequence[float] | None = None, seed: int = 0, lam: int = 1,
+                 device: str | torch.device = "cpu", max_tries: int = 100, batch: int = 1024):
+        self.num_choices = _check_num_choices(num_choices)
+        D, Kmax = len(self.num_choices), max(self.num_choices)
+        self.device = torch.device(device)
+        self._mask = torch.arange(Kmax) < torch.tensor(self.num_choices).unsqueeze(1)
+        if budget is not None and costs is None:
+            raise ValueError("a budget needs a cost table: pass costs=(D, Kmax) tensor")
+        self.costs = _check_costs(costs, D, Kmax, self._mask)
+        if budget is None:
+            self.budgets: list[float | None] = [None]
+        else:
+            raw = [budget] if isinstance(budget, (int, float)) else list(budget)
+            if not raw or any(not isinstance(b, (int, float)) or math.isnan(b) for b in raw):
+                raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}")
+            self.budgets = [float(b) for b in raw]
+            cheapest = float(torch.where(self._mask, self.costs, torch.tensor(math.inf)).min(-1).values.sum())
+            too_small = [b for b in self.budgets if b < cheapest]
+            if too_small:
+                raise ValueError(f"budget {too_small} is below the cheapest architecture's cost "
+                                 f"{cheapest:.6g}; raise the budget")
+        if isinstance(lam, bool) or not isinstance(lam, int) or lam < 1:
+            raise ValueError(f"lam must be an integer >= 1, got {lam!r}")
+        if max_tries < 1 or batch < 1:
+            raise ValueError("max_tries and batch must be >= 1")
+        self.lam, self.max_tries, self.batch = lam, int(max_tries), int(batch)
+        self.seed = int(seed)
+        self._generator = torch.Generator().manual_seed(self.seed)
+        self._k = torch.tensor(self.num_choices)
+        N = len(self.budgets)
+        self._best_arch = torch.zeros(N, D, dtype=torch.long)
+        self._best_loss = torch.full((N,), math.inf, dtype=torch.float64)
+        self._told = torch.zeros(N, dtype=torch.bool)
+        self._last: torch.Tensor | None = None
+
+    @property
+    def num_distributions(self) -> int:
+        """N, the number of budgets (1 without a budget)."""
+        return len(self.budgets)
+
+    def _uniform(self, n: int) -> torch.Tensor:
+        u = torch.rand(n, len(self.num_choices), generator=self._generator, dtype=torch.float64)
+        return (u * self._k).long().minimum(self._k - 1)
+
+    def _within(self, budget: float | None, n: int) -> torch.Tensor:
+        if budget is None:
+            return self._uniform(n)
+        found, have = [], 0
+        for _ in range(self.max_tries):
+            cand = self._uniform(self.batch)
+            cost = self.costs.gather(1, cand.t()).sum(0)              # R(M) per candidate
+            ok = cand[cost <= budget]
+            found.append(ok)
+            have += ok.shape[0]
+            if have >= n:
+                return torch.cat(found)[:n]
+        raise ValueError(f"budget {budget:.6g} is too tight: {self.max_tries} x {self.batch} uniform "
+                         f"architectures gave only {have} of the {n} needed; raise the budget or max_tries")
+
+    def ask(self) -> torch.Tensor:
+        """``(N * lam, D)``: ``lam`` architectures per budget, grouped by budget."""
+        arch = torch.cat([self._within(b, self.lam) for b in self.budgets])
+        self._last = arch
+        return arch.to(self.device)
+
+    def tell(self, arch: torch.Tensor, losses: Any) -> None:
+        """Remember the lowest-loss architecture of each budget group (NaN counts as worst)."""
+        arch = torch.as_tensor(arch).long().cpu()
+        N, D = self.num_distributions, len(self.num_choices)
+        if tuple(arch.shape) != (N * self.lam, D):
+            raise ValueError(f"arch must have shape ({N * self.lam}, {D}), got {tuple(arch.shape)}")
+        losses = torch.as_tensor(losses, dtype=torch.float64).reshape(-1).cpu()
+        if losses.shape[0] != arch.shape[0]:
+            raise ValueError(f"expected {arch.shape[0]} losses, got {losses.shape[0]}")
+        losses = torch.nan_to_num(losses, nan=math.inf).view(N, self.lam)
+        low, idx = losses.min(-1)
+        better = (low < self._best_loss) | ~self._told
+        chosen = arch.view(N, self.lam, D)[torch.arange(N), idx]
+        self._best_arch = torch.where(better.unsqueeze(1), chosen, self._best_arch)
+        self._best_loss = torch.where(better, low, self._best_loss)
+        self._told |= True
+
+    def best(self) -> torch.Tensor:
+        """``(N, D)``: the lowest-loss architecture told per budget (see the class docstring)."""
+        if bool(self._told.all()):
+            return self._best_arch.to(self.device)
+        if self._last is None:
+            self.ask()
+        first = self._last.view(self.num_distributions, self.lam, -1)[:, 0]
+        return torch.where(self._told.unsqueeze(1), self._best_arch, first).to(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": _STATE_VERSION, "kind": "RandomSearch",
+            "num_choices": list(self.num_choices), "budgets": list(self.budgets), "lam": self.lam,
+            "costs": self.costs.clone(), "generator": self._generator.get_state(),
+            "best_arch": self._best_arch.clone(), "best_loss": self._best_loss.clone(),
+            "told": self._told.clone(), "last": None if self._last is None else self._last.clone(),
+            "seed": self.seed,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "RandomSearch" or state.get("version") != _STATE_VERSION:
+            raise ValueError(f"not a RandomSearch state: kind={state.get('kind')!r}, "
+                             f"version={state.get('version')!r}")
+        for key in ("num_choices", "budgets", "lam"):
+            if getattr(self, key) != state[key]:
+                raise ValueError(f"state was saved with {key}={state[key]!r} but this searcher has "
+                                 f"{key}={getattr(self, key)!r}")
+        if not torch.equal(state["costs"], self.costs):
+            raise ValueError("state was saved with a different cost table")
+        self._generator.set_state(state["generator"])
+        self._best_arch = state["best_arch"].clone()
+        self._best_loss = state["best_loss"].clone()
+        self._told = state["told"].clone()
+        self._last = None if state["last"] is None else state["last"].clone()
+        self.seed = int(state.get("seed", self.seed))

@@ -1,0 +1,67 @@
+"""Time one ask() + tell() of MultiEpsilonSearch (median over many iterations, after a warm-up).
+
+    /work/venv/bin/python benchmarks/engine_speed.py [--iters 2000]
+
+CPU case: N = 8, D = 21, K = 7, lam = 8 (goal: under 0.5 ms). CUDA case, when available:
+N = 8, D = 40, K = 7, lam = 64. Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from automl.search import MultiEpsilonSearch
+
+
+def time_engine(N, D, K, lam, device, iters, warmup, importance_sampling=True):
+    torch.manual_seed(0)
+    costs = torch.rand(D, K, dtype=torch.float64)
+    s = MultiEpsilonSearch([K] * D, costs, epsilons=torch.linspace(0, 1, N).tolist(), lam=lam,
+                           seed=0, device=device, importance_sampling=importance_sampling)
+    rows = s.rows_per_ask
+    # Distinct losses, as a network's losses are; generated up front so only the engine is timed.
+    losses = torch.rand(iters + warmup, rows, dtype=torch.float64, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    times = []
+    for i in range(iters + warmup):
+        sync()
+        t0 = time.perf_counter()
+        arch = s.ask()
+        s.tell(arch, losses[i])
+        sync()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    times.sort()
+    return {"N": N, "D": D, "K": K, "lam": lam, "device": str(device),
+            "importance_sampling": importance_sampling,
+            "median_ms": 1e3 * statistics.median(times), "p90_ms": 1e3 * times[int(0.9 * len(times))]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--iters", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=200)
+    args = ap.parse_args()
+    torch.set_num_threads(1)   # small ops: threads only add overhead
+    cases = [dict(N=8, D=21, K=7, lam=8, device="cpu"),
+             dict(N=8, D=21, K=7, lam=8, device="cpu", importance_sampling=False)]
+    if torch.cuda.is_available():
+        cases.append(dict(N=8, D=40, K=7, lam=64, device="cuda"))
+    results = [time_engine(**c, iters=args.iters, warmup=args.warmup) for c in cases]
+    print(f"ask+tell time (median of {args.iters} after {args.warmup} warm-up), torch {torch.__version__}, "
+          f"{platform.processor() or platform.machine()}")
+    print(f"{'device':>6} {'IS':>5} {'N':>3} {'D':>3} {'K':>3} {'lam':>4} {'median ms':>10} {'p90 ms':>8}")
+    for r in results:
+        print(f"{r['device']:>6} {str(r['importance_sampling']):>5} {r['N']:>3} {r['D']:>3} {r['K']:>3} "
+              f"{r['lam']:>4} {r['median_ms']:>10.3f} {r['p90_ms']:>8.3f}")
+    print(json.dumps({"benchmark": "engine_speed", "torch": torch.__version__, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
