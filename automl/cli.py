@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("file")
     show.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     show.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    show.add_argument("--metric", default="params", help="cost metric to show (default params)")
     show.set_defaults(module="automl.commands.space")
     check = ssub.add_parser("check", help="validate a space file")
     check.add_argument("file")

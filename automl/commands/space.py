@@ -1,0 +1,107 @@
+"""``automl space show|check FILE [--set k=v ...]``: inspect or validate a ``.space`` file."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from automl.errors import UserError
+
+__all__ = ["main", "space_summary", "format_cost"]
+
+
+def format_cost(value: float, metric: str = "params") -> str:
+    """4421616 -> '4.42M', 13554 -> '13.6K'; other metrics as plain numbers."""
+    if metric == "params":
+        v = abs(value)
+        if v >= 1e9:
+            return f"{value / 1e9:.3g}G"
+        if v >= 1e6:
+            return f"{value / 1e6:.3g}M"
+        if v >= 1e4:
+            return f"{value / 1e3:.3g}K"
+        return f"{value:,.0f}"
+    return f"{value:g}"
+
+
+def space_summary(cs, metric: str = "params") -> dict:
+    """The JSON object ``automl space show --json`` prints."""
+    ct = cs.cost_table
+    costs = {m: ct.costs(m) for m in ct.metrics}
+    decisions = []
+    for d, dec in enumerate(cs.decisions):
+        decisions.append({
+            "name": dec.name,
+            "choices": [{"name": c, "cost": float(costs[metric][d, k]),
+                         "costs": {m: float(costs[m][d, k]) for m in ct.metrics}}
+                        for k, c in enumerate(dec.choices)],
+        })
+    return {
+        "name": cs.name,
+        "kind": cs.kind,
+        "file": cs.filename,
+        "input_shape": list(cs.input_shape),
+        "num_classes": cs.num_classes,
+        "params": dict(cs.params),
+        "metric": metric,
+        "metrics": list(ct.metrics),
+        "num_decisions": cs.num_decisions,
+        "sum_k": cs.sum_k,
+        "size": cs.size,
+        "decisions": decisions,
+        "fixed_cost": ct.fixed[metric],
+        "min_cost": ct.min_total(metric),
+        "max_cost": ct.max_total(metric),
+    }
+
+
+def _load(args):
+    from automl.cli import parse_set_args
+    from automl.compile import load_compiled
+    return load_compiled(args.file, parse_set_args(args.set))
+
+
+def _show_table(cs, metric: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    ct = cs.cost_table
+    costs = ct.costs(metric)
+    console = Console(width=max(100, Console().width))
+    dims = " x ".join(str(v) for v in cs.input_shape)
+    title = f"space {cs.name} ({cs.kind}, input {dims}, {cs.num_classes} classes)"
+    table = Table(title=title, title_justify="left", show_lines=False)
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("decision", style="bold")
+    table.add_column("K", justify="right")
+    table.add_column(f"choices ({metric})")
+    for d, dec in enumerate(cs.decisions):
+        choices = ", ".join(f"{c} [cyan]{format_cost(float(costs[d, k]), metric)}[/]"
+                            for k, c in enumerate(dec.choices))
+        table.add_row(str(d), dec.name, str(len(dec.choices)), choices)
+    console.print(table)
+    if cs.params:
+        console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in cs.params.items()), highlight=False)
+    console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {cs.size:.4g} architectures",
+                  highlight=False)
+    console.print(f"{metric}: fixed {format_cost(ct.fixed[metric], metric)}, "
+                  f"smallest {format_cost(ct.min_total(metric), metric)}, "
+                  f"largest {format_cost(ct.max_total(metric), metric)}"
+                  + (f"  (metrics: {', '.join(ct.metrics)})" if len(ct.metrics) > 1 else ""), highlight=False)
+
+
+def main(args) -> int:
+    cs = _load(args)
+    metric = getattr(args, "metric", None) or "params"
+    if metric not in cs.cost_table.metrics:
+        raise UserError(f"--metric {metric}: space {cs.name} has the metrics {', '.join(cs.cost_table.metrics)}")
+    if args.space_command == "check":
+        ct = cs.cost_table
+        print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {cs.num_decisions} decisions, sum of K = {cs.sum_k}, "
+              f"{cs.size:.3g} architectures, params {format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
+        return 0
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(space_summary(cs, metric)) + "\n")
+        return 0
+    _show_table(cs, metric)
+    return 0

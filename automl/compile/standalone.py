@@ -1,0 +1,138 @@
+"""Standalone models: only the ops one architecture chose.
+
+Chain spaces export as timm: :func:`arch_def` gives a timm arch_def (stages of block strings such as
+``'ir_r1_k3_s2_e3_c24'``, ``skip`` layers left out) and :func:`build_standalone` the matching
+``timm.models.efficientnet.EfficientNet``. :func:`block_map` says which supernet op became which
+timm block, for weight inheritance. Cell spaces build a :class:`CellNet` with the chosen ops only.
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import get_act_layer
+from timm.models._efficientnet_builder import decode_arch_def
+from timm.models.efficientnet import EfficientNet
+from torch import nn
+
+from automl.compile._ops import block_string
+from automl.compile._registry import create_op, get_op
+from automl.compile.supernet import _out_conv, cell_head, cell_preprocess, cell_stem
+
+__all__ = ["arch_def", "block_map", "build_standalone", "CellNet", "StandaloneCell"]
+
+
+def _chosen_layers(cs, arch):
+    a = cs.check_arch(arch)
+    for i, layer in enumerate(cs.plan.layers):
+        k = 0 if layer.decision is None else a[layer.decision]
+        yield i, k, layer, layer.choices[k]
+
+
+def block_map(cs, arch) -> list[tuple[int, int, int, int]]:
+    """``(layer, choice, stage, block)``: supernet ``layers[layer].ops[choice]`` is the standalone
+    EfficientNet's ``blocks[stage][block]`` (skip layers and empty stages left out)."""
+    if cs.kind != "chain":
+        raise ValueError("block_map applies to chain spaces")
+    out, stage_of, counts = [], {}, {}
+    for i, k, layer, op in _chosen_layers(cs, arch):
+        if op == "skip":
+            continue
+        if layer.stage not in stage_of:
+            stage_of[layer.stage] = len(stage_of)
+        s = stage_of[layer.stage]
+        out.append((i, k, s, counts.get(s, 0)))
+        counts[s] = counts.get(s, 0) + 1
+    return out
+
+
+def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
+    """The timm arch_def of ``arch`` for a chain space (None for a cell space).
+
+    ``EfficientNet(block_args=decode_arch_def(arch_def), stem_size=cs.stem_size,
+    num_features=cs.plan.num_features, num_classes=cs.num_classes, in_chans=C, act_layer=...)`` is the
+    chosen network; ``se > 0`` appends ``_se{se}`` to the InvertedResidual blocks.
+    """
+    if cs.kind != "chain":
+        cs.check_arch(arch)
+        return None
+    stages: dict[int, list[str]] = {}
+    for _, _, layer, op in _chosen_layers(cs, arch):
+        if op == "skip":
+            continue
+        stages.setdefault(layer.stage, []).append(
+            block_string(get_op(op).block_str, layer.out_ch, layer.stride, se))
+    return [stages[s] for s in sorted(stages)]
+
+
+def build_standalone(cs, arch, se: float = 0.0) -> nn.Module:
+    """Only the chosen ops of ``arch``: a timm EfficientNet (chain) or a :class:`CellNet` (cell)."""
+    if cs.kind == "chain":
+        plan = cs.plan
+        blocks = arch_def(cs, arch, se)
+        return EfficientNet(block_args=decode_arch_def(blocks), num_classes=plan.num_classes,
+                            num_features=plan.num_features, in_chans=plan.in_chans, stem_size=plan.stem_size,
+                            stem_kernel_size=plan.stem_kernel, act_layer=get_act_layer(plan.activation))
+    return CellNet(cs, arch)
+
+
+class StandaloneCell(nn.Module):
+    """A cell with only the chosen ops. ``ops["j_i_k"]`` is the supernet's ``ops[j][i][k]``;
+    ``out_convs["j"]`` exists only for the nodes no other node reads."""
+
+    def __init__(self, template, inst, a: list[int]):
+        super().__init__()
+        c = inst.channels
+        self.pre0, self.pre1 = cell_preprocess(inst)
+        self.ops = nn.ModuleDict()
+        self._nodes = []
+        used = set()
+        for j, node in enumerate(template.nodes):
+            slots = []
+            for di, do in zip(node.input_decisions, node.op_decisions):
+                ci, oi = a[di], a[do]
+                key = f"{j}_{ci}_{oi}"
+                if key not in self.ops:
+                    cand = node.candidates[ci]
+                    self.ops[key] = create_op(node.ops[oi], c, c, template.stride if cand < 2 else 1)
+                slots.append((node.candidates[ci], key))
+                used.add(node.candidates[ci])
+            self._nodes.append(slots)
+        self._loose = [j for j in range(len(template.nodes)) if 2 + j not in used]
+        self.out_convs = nn.ModuleDict({str(j): _out_conv(c) for j in self._loose})
+        self.out_bn = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=False)
+
+    def forward(self, s0, s1):
+        states = [self.pre0(s0), self.pre1(s1)]
+        for slots in self._nodes:
+            h = None
+            for src, key in slots:
+                y = self.ops[key](states[src])
+                h = y if h is None else h + y
+            states.append(h)
+        out = None
+        for j in self._loose:
+            y = self.out_convs[str(j)](self.relu(states[2 + j]))
+            out = y if out is None else out + y
+        return self.out_bn(out)
+
+
+class CellNet(nn.Module):
+    """The standalone network of a cell space for one architecture (same module names as the supernet)."""
+
+    def __init__(self, cs, arch):
+        super().__init__()
+        a = cs.check_arch(arch)
+        plan = cs.plan
+        self.arch = list(a)
+        self.stem = cell_stem(plan)
+        self.cells = nn.ModuleList(StandaloneCell(plan.templates[inst.template], inst, a)
+                                   for inst in plan.instances)
+        self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1)
+        x = self.bn2(self.conv_head(s1))
+        return self.classifier(self.global_pool(x))

@@ -1,0 +1,273 @@
+"""The weight-sharing supernet: every candidate op of every decision, run single-path.
+
+``Supernet.forward(x, arch)`` runs only the chosen path; ``arch`` is a LongTensor (D,) of choice
+indices in declaration order, turned into a Python list once per forward.
+
+Module tree (stable: weight inheritance and checkpoints rely on it):
+
+chain spaces (:class:`ChainSupernet`), mirroring timm's EfficientNet names::
+
+    conv_stem, bn1                  stem conv and BatchNormAct (as timm)
+    layers[i].ops[k]                layer i (in declaration order, fixed layers included), choice k;
+                                    layers[i].decision: its index in arch, or None for a fixed layer
+    conv_head, bn2                  1x1 head conv and BatchNormAct (Identity when the head width is 0)
+    global_pool, classifier         timm's create_classifier
+
+    The blocks are built by timm's EfficientNetBuilder from the same block strings the exported
+    arch_def uses, so ``layers[i].ops[k]`` has exactly the state_dict of the standalone block.
+
+cell spaces (:class:`CellSupernet`)::
+
+    stem                            Sequential(conv, BN)
+    cells[c].pre0, cells[c].pre1    preprocessing of the two cell inputs
+    cells[c].ops[j][i][k]           node j reading its i-th candidate input through op k (the node's
+                                    input slots share these modules, as ENAS shares per (node, input, op))
+    cells[c].out_convs[j], out_bn   output: BN(sum over unused nodes j of out_convs[j](relu(h_j))),
+                                    the same as a 1x1 conv over their concatenation
+    conv_head, bn2, global_pool, classifier
+"""
+
+from __future__ import annotations
+
+import torch
+from timm.layers import BatchNormAct2d, create_classifier, create_conv2d, get_act_layer
+from timm.models._efficientnet_builder import efficientnet_init_weights
+from torch import nn
+
+from automl.compile._ops import FactorizedReduce, ReLUConvBN
+from automl.compile._registry import create_op
+from automl.compile.costs import count_params
+
+__all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet", "chain_fixed_params",
+           "cell_fixed_params", "chain_stem", "chain_head", "cell_preprocess", "cell_stem", "cell_head"]
+
+
+# ---- parts shared with the standalone models and the cost table ---------------------------------
+
+def chain_stem(plan, device=None) -> tuple[nn.Module, nn.Module]:
+    """(conv_stem, bn1) exactly as timm's EfficientNet builds them."""
+    act = get_act_layer(plan.activation)
+    conv = create_conv2d(plan.in_chans, plan.stem_size, plan.stem_kernel, stride=2, padding="", device=device)
+    bn = BatchNormAct2d(plan.stem_size, act_layer=act, inplace=True, device=device)
+    return conv, bn
+
+
+def chain_head(plan, head_in: int, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    """(conv_head, bn2, global_pool, classifier) exactly as timm's EfficientNet builds them."""
+    act = get_act_layer(plan.activation)
+    if plan.num_features > 0:
+        conv = create_conv2d(head_in, plan.num_features, 1, padding="", device=device)
+        bn = BatchNormAct2d(plan.num_features, act_layer=act, inplace=True, device=device)
+        feats = plan.num_features
+    else:
+        conv, bn, feats = nn.Identity(), nn.Identity(), head_in
+    pool, classifier = create_classifier(feats, plan.num_classes, pool_type="avg", device=device)
+    return conv, bn, pool, classifier
+
+
+def _chain_head_in(plan) -> int:
+    return plan.layers[-1].out_ch if plan.layers else plan.stem_size
+
+
+def chain_fixed_params(plan) -> int:
+    """Parameters of the stem and head of a chain network (the fixed layers are counted by the caller)."""
+    mods = list(chain_stem(plan, device="meta")) + list(chain_head(plan, _chain_head_in(plan), device="meta"))
+    return sum(count_params(m) for m in mods)
+
+
+def cell_stem(plan, device=None) -> nn.Sequential:
+    return nn.Sequential(
+        create_conv2d(plan.in_chans, plan.stem_width, plan.stem_kernel, stride=plan.stem_stride, device=device),
+        nn.BatchNorm2d(plan.stem_width, device=device))
+
+
+def cell_head(plan, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
+    head_in = plan.instances[-1].channels
+    if plan.num_features > 0:
+        conv = create_conv2d(head_in, plan.num_features, 1, device=device)
+        bn = BatchNormAct2d(plan.num_features, act_layer=nn.ReLU, device=device)
+        feats = plan.num_features
+    else:
+        conv, bn, feats = nn.Identity(), nn.Identity(), head_in
+    pool, classifier = create_classifier(feats, plan.num_classes, pool_type="avg", device=device)
+    return conv, bn, pool, classifier
+
+
+def cell_preprocess(inst, device=None) -> tuple[nn.Module, nn.Module]:
+    """(pre0, pre1): map the two cell inputs to the cell's width (and resolution)."""
+    if inst.reduce_prev:
+        pre0 = FactorizedReduce(inst.c_prev_prev, inst.channels, device=device)
+    else:
+        pre0 = ReLUConvBN(inst.c_prev_prev, inst.channels, 1, 1, device=device)
+    return pre0, ReLUConvBN(inst.c_prev, inst.channels, 1, 1, device=device)
+
+
+def _out_conv(c: int, device=None) -> nn.Module:
+    return nn.Conv2d(c, c, 1, bias=False, device=device)
+
+
+def cell_fixed_params(plan) -> int:
+    """Stem, head, and every cell's preprocessing and output convs (counted for every node: the cost
+    table's approximation, see docs/space-language.md)."""
+    total = count_params(cell_stem(plan, device="meta"))
+    total += sum(count_params(m) for m in cell_head(plan, device="meta"))
+    cache: dict = {}
+    for inst in plan.instances:
+        t = plan.templates[inst.template]
+        key = (inst, len(t.nodes))
+        if key not in cache:
+            pre0, pre1 = cell_preprocess(inst, device="meta")
+            n = count_params(pre0) + count_params(pre1)
+            n += len(t.nodes) * count_params(_out_conv(inst.channels, "meta")) + 2 * inst.channels
+            cache[key] = n
+        total += cache[key]
+    return total
+
+
+# ---- supernets ----------------------------------------------------------------------------------
+
+class Supernet(nn.Module):
+    """Base class: ``forward(x, arch)`` runs the path ``arch`` (LongTensor (D,)) selects."""
+
+    num_decisions: int
+
+    def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def path_modules(self, arch) -> list[nn.Module]:
+        """The modules the path ``arch`` uses (for counting its parameters, or inheriting weights)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def path_params(self, arch) -> int:
+        """Number of distinct parameters on the path ``arch``."""
+        seen, n = set(), 0
+        for m in self.path_modules(arch):
+            for p in m.parameters():
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    n += p.numel()
+        return n
+
+
+class ChainLayerOps(nn.Module):
+    """The candidate ops of one chain layer (one op for a fixed layer)."""
+
+    def __init__(self, layer, act_layer, device=None):
+        super().__init__()
+        self.name = layer.name
+        self.choices = layer.choices
+        self.decision = layer.decision
+        self.ops = nn.ModuleList(create_op(op, layer.in_ch, layer.out_ch, layer.stride, act_layer=act_layer,
+                                           device=device) for op in layer.choices)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name}, decision={self.decision}, choices={list(self.choices)}"
+
+
+class ChainSupernet(Supernet):
+    def __init__(self, cs, device=None):
+        super().__init__()
+        plan = cs.plan
+        self.num_decisions = cs.num_decisions
+        act = get_act_layer(plan.activation)
+        self.conv_stem, self.bn1 = chain_stem(plan, device)
+        self.layers = nn.ModuleList(ChainLayerOps(layer, act, device) for layer in plan.layers)
+        self.conv_head, self.bn2, self.global_pool, self.classifier = chain_head(plan, _chain_head_in(plan), device)
+        efficientnet_init_weights(self)
+        # (ops, index into arch or -1): the forward loop does nothing but index
+        self._route = [(layer.ops, -1 if layer.decision is None else layer.decision) for layer in self.layers]
+
+    def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
+        a = arch.tolist()
+        x = self.bn1(self.conv_stem(x))
+        for ops, d in self._route:
+            x = ops[a[d] if d >= 0 else 0](x)
+        x = self.bn2(self.conv_head(x))
+        return self.classifier(self.global_pool(x))
+
+    def path_modules(self, arch) -> list[nn.Module]:
+        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        mods = [self.conv_stem, self.bn1]
+        mods += [ops[a[d] if d >= 0 else 0] for ops, d in self._route]
+        return mods + [self.conv_head, self.bn2, self.classifier]
+
+
+class SuperCell(nn.Module):
+    """One cell instance with every candidate (input, op) of every node."""
+
+    def __init__(self, template, inst, device=None):
+        super().__init__()
+        c = inst.channels
+        self.pre0, self.pre1 = cell_preprocess(inst, device)
+        self.ops = nn.ModuleList(
+            nn.ModuleList(
+                nn.ModuleList(create_op(op, c, c, template.stride if cand < 2 else 1, device=device)
+                              for op in node.ops)
+                for cand in node.candidates)
+            for node in template.nodes)
+        self.out_convs = nn.ModuleList(_out_conv(c, device) for _ in template.nodes)
+        self.out_bn = nn.BatchNorm2d(c, device=device)
+        self.relu = nn.ReLU(inplace=False)
+        self._nodes = [(j, node.candidates, node.input_decisions, node.op_decisions)
+                       for j, node in enumerate(template.nodes)]
+
+    def forward(self, s0, s1, a: list[int]):
+        states = [self.pre0(s0), self.pre1(s1)]
+        used = [False] * len(states) + [False] * len(self._nodes)
+        for j, cands, ins, ops in self._nodes:
+            node_ops = self.ops[j]
+            h = None
+            for di, do in zip(ins, ops):
+                ci = a[di]
+                src = cands[ci]
+                used[src] = True
+                y = node_ops[ci][a[do]](states[src])
+                h = y if h is None else h + y
+            states.append(h)
+        out = None
+        for j in range(len(self._nodes)):
+            if not used[2 + j]:
+                y = self.out_convs[j](self.relu(states[2 + j]))
+                out = y if out is None else out + y
+        return self.out_bn(out)
+
+    def path_modules(self, a: list[int]) -> list[nn.Module]:
+        mods = [self.pre0, self.pre1, self.out_bn]
+        used = set()
+        for j, cands, ins, ops in self._nodes:
+            for di, do in zip(ins, ops):
+                mods.append(self.ops[j][a[di]][a[do]])
+                used.add(cands[a[di]])
+        mods += [self.out_convs[j] for j in range(len(self._nodes)) if 2 + j not in used]
+        return mods
+
+
+class CellSupernet(Supernet):
+    def __init__(self, cs, device=None):
+        super().__init__()
+        plan = cs.plan
+        self.num_decisions = cs.num_decisions
+        self.stem = cell_stem(plan, device)
+        self.cells = nn.ModuleList(SuperCell(plan.templates[inst.template], inst, device)
+                                   for inst in plan.instances)
+        self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan, device)
+
+    def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
+        a = arch.tolist()
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, a)
+        x = self.bn2(self.conv_head(s1))
+        return self.classifier(self.global_pool(x))
+
+    def path_modules(self, arch) -> list[nn.Module]:
+        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        mods = [self.stem, self.conv_head, self.bn2, self.classifier]
+        for cell in self.cells:
+            mods += cell.path_modules(a)
+        return mods
+
+
+def build_supernet(cs, device=None) -> Supernet:
+    """The supernet of a compiled space (chain or cell)."""
+    return ChainSupernet(cs, device) if cs.kind == "chain" else CellSupernet(cs, device)

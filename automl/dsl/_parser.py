@@ -1,0 +1,433 @@
+"""Parse ``.space`` text into the IR, turning every Lark error into a positioned :class:`SpaceError`.
+
+The grammar lives in ``space.lark`` beside this file (LALR, strict). Syntax errors name the expected
+tokens in words (``'stage'``, ``a name``, ``a number``), never Lark's internal ``__ANON_3``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import math
+import os
+import re
+from pathlib import Path
+
+import lark
+from lark import Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from automl.dsl import ir
+from automl.errors import SpaceError
+
+__all__ = ["parse_space", "load_space", "grammar_text", "space_parser"]
+
+_logger = logging.getLogger(__name__)
+_GRAMMAR = Path(__file__).with_name("space.lark")
+_TERMINAL_WORDS = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
+
+
+def grammar_text() -> str:
+    return _GRAMMAR.read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def space_parser() -> lark.Lark:
+    """The LALR parser, built once. Strict mode (conflict and collision checks) needs ``interegular``."""
+    try:
+        import interegular  # noqa: F401
+        strict = True
+    except ImportError:  # pragma: no cover - the grammar is checked in CI where it is installed
+        _logger.debug("interegular not installed: building the .space parser without strict checks")
+        strict = False
+    return lark.Lark(grammar_text(), parser="lalr", lexer="contextual", strict=strict,
+                     propagate_positions=True, maybe_placeholders=True)
+
+
+# ---- Lark tree -> IR ---------------------------------------------------------------------------
+
+def _pos(x) -> ir.Pos:
+    if isinstance(x, Token):
+        return ir.Pos(x.line or 1, x.column or 1)
+    return ir.Pos(getattr(x, "line", 1) or 1, getattr(x, "column", 1) or 1)
+
+
+def _name(tok: Token) -> ir.Name:
+    return ir.Name(str(tok), _pos(tok))
+
+
+def _number(tok: Token) -> int | float:
+    text = str(tok)
+    if re.fullmatch(r"\d+", text):
+        return int(text)
+    return float(text)
+
+
+@v_args(meta=True)
+class _ToIR(Transformer):
+    # expressions
+    def number(self, meta, c):
+        return ir.Num(_number(c[0]), _pos(c[0]))
+
+    def ref(self, meta, c):
+        return ir.Ref(str(c[0]), _pos(c[0]))
+
+    def _bin(op):  # noqa: N805 - a method factory used at class creation
+        def f(self, meta, c):
+            return ir.BinOp(op, c[0], c[1], c[0].pos)
+        return f
+
+    add, sub, mul, div, floordiv = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("//")
+
+    def neg(self, meta, c):
+        return ir.Neg(c[0], _pos(meta))
+
+    def signed_number(self, meta, c):
+        return _number(c[0])
+
+    def negative_number(self, meta, c):
+        return -_number(c[0])
+
+    # header
+    def space_stmt(self, meta, c):
+        return ("space", _name(c[0]), _pos(meta))
+
+    def param_stmt(self, meta, c):
+        return ("param", ir.Param(str(c[0]), c[1], c[1], _pos(c[0])), _pos(meta))
+
+    def input_stmt(self, meta, c):
+        return ("input", tuple(c), _pos(meta))
+
+    def classes_stmt(self, meta, c):
+        return ("classes", c[0], _pos(meta))
+
+    # choices
+    def name_list(self, meta, c):
+        return tuple(_name(t) for t in c)
+
+    def choices_stmt(self, meta, c):
+        return ("choices", ir.ChoiceSet(str(c[0]), c[1], _pos(c[0])), _pos(meta))
+
+    def choice_ref(self, meta, c):
+        return ir.ChoiceRef(str(c[0]), _pos(c[0]))
+
+    def choice_inline(self, meta, c):
+        return ir.ChoiceInline(c[0], _pos(meta))
+
+    # network
+    def option(self, meta, c):
+        return ir.Option(str(c[0]), c[1], _pos(c[0]))
+
+    def activation_stmt(self, meta, c):
+        return ("activation", _name(c[0]), _pos(meta))
+
+    def stem_stmt(self, meta, c):
+        return ("stem", tuple(c), _pos(meta))
+
+    def head_stmt(self, meta, c):
+        return ("head", tuple(c), _pos(meta))
+
+    def fixed_body(self, meta, c):
+        return ir.FixedBody(_name(c[0]), _pos(meta))
+
+    def choose_body(self, meta, c):
+        return ir.ChooseBody(c[0], c[1], _pos(meta))
+
+    def stage_stmt(self, meta, c, single=False):
+        return ("stage", ir.Stage(str(c[0]), tuple(c[1:-1]), c[-1], single, _pos(c[0])), _pos(meta))
+
+    def layer_stmt(self, meta, c):
+        return self.stage_stmt(meta, c, single=True)
+
+    def cell_item(self, meta, c):
+        return ir.CellItem(str(c[0]), c[1], _pos(c[0]))
+
+    def split(self, meta, c):
+        return c[0]
+
+    def cells_stmt(self, meta, c):
+        # with maybe_placeholders the children are: items..., split-or-None, options...
+        opts = tuple(x for x in c if isinstance(x, ir.Option))
+        n_items = len(c) - len(opts) - 1
+        items, split = tuple(c[:n_items]), c[n_items]
+        return ("cells", ir.CellsLayout(items, split, opts, _pos(meta)), _pos(meta))
+
+    def network_block(self, meta, c):
+        fields = {"activation": None, "stem": None, "head": None, "cells": None}
+        where = {}
+        stages, dups = [], []
+        for kind, value, pos in c:
+            if kind == "stage":
+                stages.append(value)
+            elif fields[kind] is not None:
+                dups.append((kind, pos))
+            else:
+                fields[kind], where[kind] = value, pos
+        return ("network", ir.Network(
+            activation=fields["activation"], stem=fields["stem"], stem_pos=where.get("stem"),
+            stages=tuple(stages), head=fields["head"], head_pos=where.get("head"), cells=fields["cells"],
+            pos=_pos(meta), duplicates=tuple(dups)), _pos(meta))
+
+    # cells
+    def cell_inputs(self, meta, c):
+        return ("inputs", c[0], _pos(meta))
+
+    def cell_stride(self, meta, c):
+        return ("stride", c[0], _pos(meta))
+
+    def earlier(self, meta, c):
+        return None
+
+    def node_stmt(self, meta, c):
+        return ir.Node(str(c[0]), c[1], c[2], c[3], _pos(c[0]))
+
+    def cell_block(self, meta, c):
+        inputs = stride = None
+        nodes = []
+        for x in c[1:]:
+            if isinstance(x, ir.Node):
+                nodes.append(x)
+            elif x[0] == "inputs":
+                inputs = x[1]
+            else:
+                stride = x[1]
+        return ("cell", ir.CellTemplate(str(c[0]), inputs, stride, tuple(nodes), _pos(c[0])), _pos(meta))
+
+    # metrics
+    def cost_entry(self, meta, c):
+        return ir.CostEntry(_name(c[0]), _name(c[1]) if c[1] is not None else None, float(c[2]), _pos(meta))
+
+    def default_entry(self, meta, c):
+        return ir.CostEntry(None, None, float(c[0]), _pos(meta))
+
+    def fixed_entry(self, meta, c):
+        return ("fixed", float(c[0]), _pos(meta))
+
+    def metric_block(self, meta, c):
+        entries = tuple(x for x in c[1:] if isinstance(x, ir.CostEntry))
+        fixed = [x for x in c[1:] if isinstance(x, tuple)]
+        return ("metric", ir.Metric(str(c[0]), entries, fixed[-1][1] if fixed else 0.0,
+                                    fixed[-1][2] if fixed else None, _pos(c[0])), _pos(meta))
+
+    def start(self, meta, c):
+        return list(c)
+
+
+# ---- syntax errors in words --------------------------------------------------------------------
+
+def _describe_expected(names) -> list[str]:
+    words = set()
+    p = space_parser()
+    for n in names:
+        if n in _TERMINAL_WORDS:
+            words.add(_TERMINAL_WORDS[n])
+            continue
+        try:
+            term = p.get_terminal(n)
+        except KeyError:
+            words.add(n.lower())
+            continue
+        if term.pattern.type == "str":
+            words.add(repr(term.pattern.value))
+        else:
+            words.add(n.lower())
+    return sorted(words, key=lambda w: (not w.startswith("'"), w))
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    if tok.type == "NAME":
+        return f"name {str(tok)!r}"
+    if tok.type == "NUMBER":
+        return f"number {str(tok)}"
+    return repr(str(tok))
+
+
+def _hint(tok: Token, expected_words: list[str]) -> str:
+    text = str(tok)
+    keywords = [w.strip("'") for w in expected_words if w.startswith("'") and w.strip("'").isalpha()]
+    if tok.type == "NAME" and re.fullmatch(r"x\d+(x\d+)*", text) and "x" in keywords:
+        return "; write the shape with spaces, e.g. `input 3 x 32 x 32`"
+    if tok.type in ("NAME",) or text.isalpha():
+        close = difflib.get_close_matches(text, keywords, n=1, cutoff=0.75)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+    return ""
+
+
+def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
+    lines = text.split("\n")
+
+    def err(msg, line, col):
+        line = max(1, min(line or 1, len(lines)))
+        return SpaceError(msg, filename, line, max(col or 1, 1), lines[line - 1])
+
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else ""
+        what = f"unexpected character {ch!r}" if ch.isprintable() else f"unexpected character U+{ord(ch):04X}"
+        # the lexer's list of allowed terminals is not the parser's expectation here: leave it out
+        if ch == "\t" or ch.isspace():
+            what += " (use plain spaces)"
+        return err(what, e.line, e.column)
+    if isinstance(e, UnexpectedToken):
+        tok = e.token
+        expected = _describe_expected(e.accepts or e.expected or ())
+        msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + _hint(tok, expected)
+        if tok.type == "$END":
+            line, col = _end_position(text)
+            return err(msg, line, col)
+        return err(msg, tok.line, tok.column)
+    if isinstance(e, UnexpectedEOF):  # pragma: no cover - LALR reports UnexpectedToken($END)
+        line, col = _end_position(text)
+        return err(f"unexpected end of the file; expected {_join(_describe_expected(e.expected))}", line, col)
+    line = getattr(e, "line", 1)
+    col = getattr(e, "column", 1)
+    return err("syntax error", line if isinstance(line, int) and line > 0 else 1,
+               col if isinstance(col, int) and col > 0 else 1)
+
+
+def _end_position(text: str) -> tuple[int, int]:
+    """Just after the last non-blank, non-comment character."""
+    lines = text.split("\n")
+    for i in range(len(lines) - 1, -1, -1):
+        code = lines[i].split("#", 1)[0].rstrip()
+        if code:
+            return i + 1, len(code) + 1
+    return 1, 1
+
+
+def _join(words: list[str], limit: int = 14) -> str:
+    if not words:
+        return "nothing"
+    if len(words) > limit:
+        words = words[:limit] + ["..."]
+    if len(words) == 1:
+        return words[0]
+    return "one of " + ", ".join(words)
+
+
+# ---- public entry points -----------------------------------------------------------------------
+
+def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] | None = None) -> ir.Space:
+    """Parse ``.space`` text into an :class:`ir.Space`, applying ``--set`` style overrides.
+
+    Raises :class:`SpaceError` (``FILE:LINE:COL: message``) for every mistake in the text.
+    """
+    filename = str(filename)
+    try:
+        tree = space_parser().parse(text)
+    except UnexpectedInput as e:
+        raise _syntax_error(e, text, filename) from None
+    except RecursionError:  # absurdly nested parentheses
+        raise SpaceError("expression nested too deeply", filename, 1, 1) from None
+    try:
+        statements = _ToIR().transform(tree)
+    except lark.exceptions.VisitError as e:  # pragma: no cover - the transformer raises nothing itself
+        raise SpaceError(f"cannot read the file: {e.orig_exc}", filename) from None
+    return _assemble(statements, text, filename, overrides or {})
+
+
+def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None) -> ir.Space:
+    """Read and parse a ``.space`` file. A missing, unreadable or non-UTF-8 file is a :class:`SpaceError`."""
+    filename = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise SpaceError("no such file; check the path (spaces ship in spaces/, e.g. spaces/digits.space)",
+                         filename)
+    if p.is_dir():
+        raise SpaceError("is a directory, not a .space file", filename)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise SpaceError(f"cannot read the file: {e.strerror or e}", filename) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[:e.start]
+        line = before.count(b"\n") + 1
+        line_start = before.rfind(b"\n") + 1
+        col = len(data[line_start:e.start].decode("utf-8", errors="replace")) + 1
+        src = data.split(b"\n")[line - 1].decode("utf-8", errors="replace")
+        raise SpaceError(f"the file is not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8",
+                         filename, line, col, src) from None
+    if text.startswith("\ufeff"):  # a UTF-8 byte order mark: harmless, skip it
+        text = text[1:]
+    return parse_space(text, filename, overrides)
+
+
+def _parse_override(space_err, p: ir.Param, raw: str) -> int | float:
+    text = raw.strip()
+    if re.fullmatch(r"[+-]?\d+", text):
+        value: int | float = int(text)
+    else:
+        try:
+            value = float(text)
+        except ValueError:
+            raise space_err(f"--set {p.name}={raw}: expected a number") from None
+        if not math.isfinite(value):
+            raise space_err(f"--set {p.name}={raw}: expected a finite number") from None
+    if isinstance(p.default, int) and not isinstance(value, int):
+        if float(value).is_integer():
+            return int(value)
+        raise space_err(f"--set {p.name}={raw}: parameter {p.name} is a whole number (default {p.default})")
+    if isinstance(p.default, float):
+        return float(value)
+    return value
+
+
+def _assemble(statements: list, text: str, filename: str, overrides: dict[str, str]) -> ir.Space:
+    singles: dict[str, tuple] = {}
+    dups: list[tuple[str, ir.Pos]] = []
+    params: list[ir.Param] = []
+    sets, cells, metrics = [], [], []
+    for kind, value, pos in statements:
+        if kind in ("space", "input", "classes", "network"):
+            if kind in singles:
+                dups.append((kind, pos))
+            else:
+                singles[kind] = (value, pos)
+        elif kind == "param":
+            params.append(value)
+        elif kind == "choices":
+            sets.append(value)
+        elif kind == "cell":
+            cells.append(value)
+        elif kind == "metric":
+            metrics.append(value)
+
+    def at(pos):
+        return lambda msg: ir.Space(filename, text, None, None, (), None, None, None, None, (), None, (), ()).error(
+            msg, pos)
+
+    seen: dict[str, ir.Param] = {}
+    for p in params:
+        if p.name in seen:
+            first = seen[p.name].pos
+            raise at(p.pos)(f"duplicate parameter {p.name!r} (first declared at line {first.line})")
+        seen[p.name] = p
+    resolved = []
+    for p in params:
+        if p.name in overrides:
+            p = ir.Param(p.name, p.default, _parse_override(at(None), p, overrides[p.name]), p.pos)
+        resolved.append(p)
+    unknown = [k for k in overrides if k not in seen]
+    if unknown:
+        names = ", ".join(sorted(seen)) if seen else "none"
+        raise SpaceError(f"--set {unknown[0]}: unknown parameter {unknown[0]!r}; this space's parameters are: "
+                         f"{names}", filename)
+
+    def get(kind):
+        v = singles.get(kind)
+        return (v[0], v[1]) if v else (None, None)
+
+    name, name_pos = get("space")
+    shape, shape_pos = get("input")
+    classes, classes_pos = get("classes")
+    network, _ = get("network")
+    return ir.Space(
+        filename=filename, source=text, name=name.name if name else None, name_pos=name.pos if name else None,
+        params=tuple(resolved), input_shape=shape, input_pos=shape_pos, classes=classes,
+        classes_pos=classes_pos, choice_sets=tuple(sets), network=network, cells=tuple(cells),
+        metrics=tuple(metrics), duplicates=tuple(dups), overrides={k: str(v) for k, v in overrides.items()})
