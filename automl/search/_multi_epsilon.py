@@ -51,34 +51,38 @@ def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int) -> 
     Returns:
         ``(N, S)`` utilities.
     """
+    values, bounds = _w_tables(ratios.dtype, ratios.device)
+    G, S = losses.shape
     # le[g, i, k] = I{L_k <= L_i}
     le = losses.unsqueeze(-1) >= losses.unsqueeze(-2)
     lef = le.to(ratios.dtype)
-    # q[n, i] = (1/lam) sum_k r[n, k] le[i, k]: one batched matmul for all n and i.
-    q = torch.matmul(ratios.unsqueeze(1), lef.transpose(-1, -2)).squeeze(1) / lam
-    levels = _W_LEVELS.get((ratios.dtype, ratios.device))
-    if levels is None:
-        levels = _W_LEVELS[(ratios.dtype, ratios.device)] = (
-            torch.tensor([-2.0, 0.0, 2.0], dtype=ratios.dtype, device=ratios.device),
-            torch.tensor([0.25, 0.75], dtype=ratios.dtype, device=ratios.device))
-    values, bounds = levels
-    s = losses.shape[-1]
+    # q[n, i] = (1/lam) sum_k r[n, k] le[i, k], by broadcasting (not a matmul: see tell()).
+    q = (ratios.unsqueeze(1) * lef).sum(-1).div_(lam)
     # Distinct losses: le holds exactly S(S+1)/2 ones per group; anything more means ties.
-    if int(le.sum()) == losses.shape[0] * s * (s + 1) // 2:
+    if int(le.sum()) == G * S * (S + 1) // 2:
         # bucketize(right=False) gives 0 for q <= 1/4, 1 for q <= 3/4, 2 above: exactly w.
         return values[torch.bucketize(q, bounds)]
     eqf = (le & le.transpose(-1, -2)).to(ratios.dtype)      # tie blocks (G, S, S), symmetric
     t = eqf.sum(-1)                                          # block sizes (G, S)
-    width = torch.matmul(ratios.unsqueeze(1), eqf).squeeze(1) / lam   # q+ - q-  (N, S)
+    width = (ratios.unsqueeze(1) * eqf).sum(-1).div_(lam)    # q+ - q-  (N, S)
     delta = width / t
-    offs = torch.arange(s, dtype=ratios.dtype, device=ratios.device)
+    offs = torch.arange(S, dtype=ratios.dtype, device=ratios.device)
     pts = q.unsqueeze(-1) - offs * delta.unsqueeze(-1)       # (N, S, S): q+ - o delta
     valid = offs < t.unsqueeze(-1)                           # only o = 0..t-1
     w = values[torch.bucketize(pts, bounds)] * valid
     return w.sum(-1) / t
 
 
-_W_LEVELS: dict = {}
+_W_TABLES: dict = {}
+
+
+def _w_tables(dtype, device):
+    """The levels (-2, 0, 2) and boundaries (1/4, 3/4) of w, built once per dtype and device."""
+    key = (dtype, device)
+    if key not in _W_TABLES:
+        _W_TABLES[key] = (torch.tensor([-2.0, 0.0, 2.0], dtype=dtype, device=device),
+                          torch.tensor([0.25, 0.75], dtype=dtype, device=device))
+    return _W_TABLES[key]
 
 
 class MultiEpsilonSearch(Searcher):
@@ -167,9 +171,10 @@ class MultiEpsilonSearch(Searcher):
 
         # Constants of ask/tell, built once so a call allocates only what it must.
         self._neg_lr_eps = -self.lr * torch.tensor(self.epsilons, **dev).view(N, 1, 1)
-        self._eye = torch.eye(Kmax, **dev)                                     # one-hot rows m_d
+        self._d_offsets = (torch.arange(D) * Kmax).to(self.device)              # row starts of d
+        # Method 2: sample s belongs to distribution s // lam; offsets into a flat (N * D * Kmax)
+        self._group_offsets = (torch.arange(N).repeat_interleave(lam * D) * (D * Kmax)).to(self.device)
         self._kminus1 = (K - 1).to(self.device)
-        self._log_n = math.log(N)
         self._tiny = torch.finfo(dtype).tiny
         self._group_cpu = torch.arange(N).repeat_interleave(lam)               # Method 2 rows
         self._ones = torch.ones(N, lam, **dev)
@@ -233,20 +238,17 @@ class MultiEpsilonSearch(Searcher):
         importance sampling ``(N * lam, D)``, rows ``n*lam .. (n+1)*lam - 1`` from ``P_theta^(n)``."""
         D = len(self.num_choices)
         if self.importance_sampling:
-            # One uniform draw per row for the mixture component (picked uniformly), then one per
-            # decision: a single generator call.
-            u = torch.rand(self.lam, D + 1, generator=self._generator, dtype=self.dtype)
-            comp = (u[:, 0] * self.num_distributions).long().clamp_max_(self.num_distributions - 1)
-            u = u[:, 1:]
+            # A mixture sample: pick a component uniformly, then sample it.
+            comp = torch.randint(self.num_distributions, (self.lam,), generator=self._generator)
         else:
             comp = self._group_cpu
-            u = torch.rand(comp.shape[0], D, generator=self._generator, dtype=self.dtype)
+        u = torch.rand(comp.shape[0], D, 1, generator=self._generator, dtype=self.dtype)
         if self.device.type != "cpu":
             comp, u = comp.to(self.device), u.to(self.device)
-        # Inverse-CDF sampling of every decision at once: k = #{j : cumsum_j <= u}; the clamp keeps
-        # k < K_d when rounding leaves the cumulative sum a hair below u.
+        # Inverse-CDF sampling of every decision at once: k = #{j : cumsum_j <= u} (searchsorted with
+        # right=True); the clamp keeps k < K_d when rounding leaves the cumulative sum a hair below u.
         cum = self._theta.cumsum(-1)[comp]
-        return (cum <= u.unsqueeze(-1)).sum(-1).minimum(self._kminus1)
+        return torch.searchsorted(cum, u, right=True).squeeze(-1).minimum(self._kminus1)
 
     def tell(self, arch: torch.Tensor, losses: Any) -> None:
         """Apply one update of every distribution (eq. 10) from the losses of ``arch``.
@@ -267,21 +269,38 @@ class MultiEpsilonSearch(Searcher):
         losses = self._check_losses(losses, S)
         theta = self._theta
 
-        m = self._eye[arch].view(S, D * Kmax)                  # one-hot m^(i), flattened
+        # Position of theta_{d, k_i(d)} in a flattened (D * Kmax) row, for every sample i and d. The
+        # sums over samples below are gathers and index_adds rather than matmuls with one-hot
+        # vectors: these products are tiny, and BLAS may hand them to threads, which costs
+        # milliseconds on a busy machine.
+        flat = (arch + self._d_offsets).view(-1)                              # (S * D,)
         if self.importance_sampling:
-            # log P_theta^(n)(M_i) = sum_d log theta_{d, k_i(d)}: a matmul with the one-hots. The
-            # clamp keeps log finite where theta_min = 0 let theta reach 0 (masked entries too).
-            logp = torch.mm(theta.clamp_min(self._tiny).log().view(N, D * Kmax), m.t())  # (N, S)
-            ratios = torch.exp(logp - (torch.logsumexp(logp, 0) - self._log_n))
-            grouped_losses, grouped_m = losses.view(1, S), m.view(1, S, D * Kmax)
+            # log P_theta^(n)(M_i) = sum_d log theta_{d, k_i(d)}; the clamp keeps the log finite
+            # where theta_min = 0 let theta reach 0.
+            log_theta = theta.clamp_min(self._tiny).log().view(N, D * Kmax)
+            logp = log_theta.index_select(1, flat).view(N, S, D).sum(-1)      # (N, S)
+            # r = P_n / ((1/N) sum_m P_m), shifted by each sample's largest log-probability so
+            # nothing underflows (a hand-rolled logsumexp: logp is finite, so torch's inf checks,
+            # which triple the cost here, are not needed).
+            ratios = torch.exp(logp - logp.amax(0))
+            ratios = ratios.div_(ratios.mean(0))
+            grouped_losses = losses.view(1, S)
         else:
             ratios = self._ones
-            grouped_losses, grouped_m = losses.view(N, lam), m.view(N, lam, D * Kmax)
+            grouped_losses = losses.view(N, lam)
 
         # s_i r_i, with eta / lam folded in so the update below is a handful of fused ops.
         u = quantile_utilities(grouped_losses, ratios, lam).mul_(ratios).mul_(self.lr / lam)
-        # eta/lam sum_i u_i (m^(i) - theta) = eta/lam (sum_i u_i m^(i)) - eta/lam (sum_i u_i) theta
-        sum_um = torch.matmul(u.unsqueeze(1), grouped_m).view(N, D, Kmax)
+        # eta/lam sum_i u_i (m^(i) - theta) = eta/lam (sum_i u_i m^(i)) - eta/lam (sum_i u_i) theta;
+        # sum_i u_i m^(i) adds u_i at position (d, k_i(d)) of every decision.
+        u_rep = u.unsqueeze(-1).expand(N, u.shape[1], D)
+        if self.importance_sampling:
+            sum_um = theta.new_zeros(N, D * Kmax).index_add_(1, flat, u_rep.reshape(N, S * D))
+        else:
+            # distribution n adds only its own rows: offset the positions by n * D * Kmax
+            sum_um = theta.new_zeros(N * D * Kmax).index_add_(0, flat + self._group_offsets,
+                                                              u_rep.reshape(-1))
+        sum_um = sum_um.view(N, D, Kmax)
         Q = (self.costs * theta).sum(-1, keepdim=True)                      # Q_d = sum_k c_dk theta_dk
         # theta - eta eps (c - Q) theta + eta/lam (sum u) theta - eta/lam sum u m, factored on theta;
         # (c - Q) * theta is the natural gradient of E[R] (eq. 7).
