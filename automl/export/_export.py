@@ -76,6 +76,11 @@ def _space_args(compiled, space_args) -> dict[str, str]:
     return {str(k): str(v) for k, v in dict(space_args).items()}
 
 
+def _space_file(compiled) -> str | None:
+    name = getattr(compiled, "filename", None)
+    return str(name) if name and os.path.isfile(name) else None
+
+
 def _versions() -> dict[str, str]:
     import timm
 
@@ -156,7 +161,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
 
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
-        "space": str(space_path) if space_path is not None else getattr(compiled, "path", None),
+        "space": str(space_path) if space_path is not None else _space_file(compiled),
         "space_name": compiled.name,
         "space_args": _space_args(compiled, space_args),
         "kind": compiled.kind,

@@ -56,6 +56,7 @@ def onnx_parity(path: str | os.PathLike, model: nn.Module, inputs: Sequence[torc
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1  # a few small inputs: threads only add contention
     session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     max_abs = max_rel = 0.0
     for x in inputs:
