@@ -232,7 +232,8 @@ def _describe_expected(names) -> list[str]:
             words.add(repr(term.pattern.value))
         else:
             words.add(n.lower())
-    return sorted(words, key=lambda w: (not w.startswith("'"), w))
+    # keywords first, then punctuation and operators, then "a name", "a number"
+    return sorted(words, key=lambda w: (not w[1:2].isalpha(), not w.startswith("'"), w))
 
 
 def _describe_token(tok: Token) -> str:

@@ -1,0 +1,89 @@
+"""The shipped spaces and the `automl space show|check` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from automl.cli import main
+from automl.compile import load_compiled
+
+SPACES = sorted(Path("spaces").glob("*.space"))
+SMALL = {
+    "proxylessnas": ["size=32", "width=0.25", "head=64"],
+    "enas_micro": ["size=8", "channels=4", "normal_cells=2"],
+    "digits": [],
+}
+
+
+def test_spaces_shipped():
+    assert {p.stem for p in SPACES} >= {"proxylessnas", "enas_micro", "digits"}
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_every_space_compiles_small(path):
+    overrides = dict(item.split("=") for item in SMALL.get(path.stem, []))
+    cs = load_compiled(path, overrides)
+    assert cs.num_decisions >= 8 and all(k >= 2 for k in cs.num_choices)
+    assert cs.cost_table.min_total() < cs.cost_table.max_total()
+    assert cs.overrides == overrides
+
+
+def test_paper_space_sizes():
+    prox = load_compiled("spaces/proxylessnas.space")
+    assert (prox.num_decisions, prox.sum_k) == (21, 141)
+    assert prox.input_shape == (3, 224, 224) and prox.num_classes == 1000
+    assert prox.num_choices == [6, 7, 7, 7] * 5 + [6]
+    enas = load_compiled("spaces/enas_micro.space")
+    assert (enas.num_decisions, enas.sum_k) == (40, 180)
+    assert enas.num_choices[:8] == [2, 2, 5, 5, 3, 3, 5, 5]
+    assert enas.input_shape == (3, 32, 32)
+    kinds = "".join(enas.plan.templates[i.template].name[0] for i in enas.plan.instances)
+    assert kinds == "nnrnnrnn" and enas.plan.instances[0].channels == 16
+
+
+def test_digits_space_budget():
+    cs = load_compiled("spaces/digits.space")
+    ct = cs.cost_table
+    assert cs.input_shape == (1, 8, 8) and cs.num_classes == 10
+    assert cs.num_decisions >= 8 and min(cs.num_choices) >= 3
+    assert ct.max_total() >= 10 * ct.min_total() / 2
+    per_layer = ct.costs().masked_fill(~ct.mask, float("nan"))
+    nonzero = per_layer[per_layer > 0]
+    assert nonzero.max() >= 10 * nonzero.min()
+    assert cs.stem_size >= 16 and cs.arch_def(ct.cheapest()) is not None
+
+
+def test_show_json(capsys):
+    assert main(["space", "show", "spaces/proxylessnas.space", "--json"]) == 0
+    out = capsys.readouterr().out
+    obj = json.loads(out)  # exactly one JSON object
+    assert obj["name"] == "proxylessnas" and obj["sum_k"] == 141 and obj["num_decisions"] == 21
+    assert len(obj["decisions"]) == 21 and obj["decisions"][0]["name"] == "s1_1"
+    assert {c["name"] for c in obj["decisions"][1]["choices"]} >= {"skip", "ir_k7_e6"}
+    assert obj["decisions"][1]["choices"][-1] == {"name": "skip", "cost": 0.0, "costs": {"params": 0.0}}
+    assert obj["min_cost"] < obj["max_cost"] and obj["fixed_cost"] > 0
+    assert obj["size"] == 6 ** 6 * 7 ** 15
+
+
+def test_show_table(capsys):
+    assert main(["space", "show", "spaces/enas_micro.space", "--set", "channels=8"]) == 0
+    out = capsys.readouterr().out
+    assert "normal_n1_input1" in out and "D = 40" in out and "sum of K = 180" in out
+    assert "channels=8" in out
+
+
+def test_show_metric(capsys):
+    assert main(["space", "show", "spaces/digits.space", "--json", "--metric", "layers"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["metric"] == "layers" and obj["max_cost"] == 9
+    assert main(["space", "show", "spaces/digits.space", "--metric", "flops"]) == 2
+    assert "has the metrics params, layers" in capsys.readouterr().err
+
+
+def test_check(capsys):
+    assert main(["space", "check", "spaces/digits.space"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith("spaces/digits.space: ok:") and "9 decisions" in out[0]
