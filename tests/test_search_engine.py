@@ -387,3 +387,18 @@ def test_cuda_matches_cpu():
         c.tell(ac, ac.sum(1).double())
         g.tell(ag, ag.sum(1).double())
     torch.testing.assert_close(c.theta, g.theta.cpu())
+
+
+def test_docs_example_runs_and_prints_what_the_docs_say():
+    import contextlib
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).parents[1] / "docs" / "search-engine.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    assert len(code.strip().splitlines()) <= 25
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "search-engine.md", "exec"), {})
+    printed = re.findall(r"prints \(torch[^)]*\)\n```\n(.*?)```", doc, re.S)[0]
+    assert out.getvalue() == printed

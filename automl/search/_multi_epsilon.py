@@ -382,6 +382,10 @@ class MultiEpsilonSearch(Searcher):
         losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
         if losses.shape[0] != rows:
             raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.shape[0]}")
+        # One reduction on the common path: a finite sum means every loss is finite (an overflowing
+        # sum of finite losses only sends us to the exact check below).
+        if math.isfinite(float(losses.sum())):
+            return losses
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).sum())
