@@ -7,7 +7,6 @@ number of architectures per iteration, eta the learning rate.
 
 from __future__ import annotations
 
-import logging
 import math
 import warnings
 from typing import Any, Sequence
@@ -18,7 +17,6 @@ from ._base import Searcher
 
 __all__ = ["MultiEpsilonSearch", "quantile_utilities"]
 
-_logger = logging.getLogger(__name__)
 
 _STATE_VERSION = 1
 
@@ -158,7 +156,6 @@ class MultiEpsilonSearch(Searcher):
         self.lr = float(lr)
 
         self.costs = _check_costs(costs, D, Kmax, self._mask_cpu).to(**dev)
-        self._theta_min_arg = theta_min
         tmin = _theta_min_table(self.num_choices, theta_min)                  # (D,) per decision
         self.theta_min = tmin                                                  # list[float]
         tmin_t = torch.tensor(tmin, dtype=torch.float64).unsqueeze(1) * self._mask_cpu
