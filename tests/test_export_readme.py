@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "export" / "README.md"
@@ -24,22 +22,24 @@ def exported(tmp_path_factory):
     from automl.compile import load_compiled
     from automl.export import export_architecture
 
-    from tests.test_export_spaces import small_overrides, space_files
-
-    space = next(p for p in space_files() if load_compiled(str(p), small_overrides(p)).kind == "chain")
-    cs = load_compiled(str(space), small_overrides(space))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared test machine: see test_export_spaces.one_thread
+    space = ROOT / "spaces" / "digits.space"  # a chain space: the timm snippet applies
+    cs = load_compiled(str(space))
     work = tmp_path_factory.mktemp("readme")
     arch = [0] * len(cs.decisions)
-    export_architecture(cs, arch, work / "export" / "my-net", space_path=str(space),
-                        space_args=small_overrides(space))
+    export_architecture(cs, arch, work / "export" / "my-net", space_path=str(space))
+    torch.set_num_threads(threads)
     return work
 
 
-def run_snippet(code: str, cwd: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
+def run_snippet(code: str, cwd: Path, monkeypatch, capsys) -> str:
+    """Run the snippet as written, in this process (a fresh interpreter would spend seconds importing
+    torch), with ``cwd`` as the working directory; returns what it printed."""
+    monkeypatch.chdir(cwd)
+    capsys.readouterr()
+    exec(compile(code, str(README), "exec"), {"__name__": "__main__"})  # noqa: S102 - our own README
+    return capsys.readouterr().out
 
 
 def test_readme_has_the_snippets():
@@ -48,14 +48,14 @@ def test_readme_has_the_snippets():
     assert "onnxruntime" in blocks[0] and len(blocks[0].strip().splitlines()) <= 16
 
 
-def test_onnxruntime_snippet_classifies_an_image(exported):
+def test_onnxruntime_snippet_classifies_an_image(exported, monkeypatch, capsys):
     from PIL import Image
 
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(exported / "cat.jpg")
-    out = run_snippet(python_blocks()[0], exported)
+    out = run_snippet(python_blocks()[0], exported, monkeypatch, capsys)
     assert re.fullmatch(r"class \d+ of \d+\n", out), out
 
 
-def test_timm_rebuild_snippet(exported):
-    assert run_snippet(python_blocks()[1], exported) == "True\n"
+def test_timm_rebuild_snippet(exported, monkeypatch, capsys):
+    assert run_snippet(python_blocks()[1], exported, monkeypatch, capsys) == "True\n"

@@ -1,0 +1,121 @@
+"""`automl export`: success paths and clean errors (exit 2, one message naming the problem)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from automl.cli import main
+from automl.compile import load_compiled
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = str(ROOT / "spaces" / "digits.space")
+ENAS = str(ROOT / "spaces" / "enas_micro.space")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared test machine: see test_export_spaces.one_thread
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_compiled(DIGITS)
+
+
+def write_arch(path: Path, obj) -> str:
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return str(path)
+
+
+def test_export_command_writes_a_folder(tmp_path, digits, capsys):
+    names = [d.choices[-1] for d in digits.decisions]
+    arch = write_arch(tmp_path / "arch.json", {"choices": names})
+    out = tmp_path / "out"
+    assert main(["export", DIGITS, "--arch", arch, "--out", str(out), "--set", "head=64"]) == 0
+    assert "exported digits" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["choices"] == names and manifest["space_args"] == {"head": "64"}
+    assert manifest["num_features"] == 64 and manifest["weights"]["source"] == "fresh"
+    assert (out / "model.onnx").is_file() and (out / "model.safetensors").is_file()
+
+
+def test_weights_from_a_supernet_checkpoint(tmp_path, digits, capsys):
+    by_name = {d.name: d.choices[0] for d in digits.decisions}
+    arch = write_arch(tmp_path / "arch.json", {"choices": by_name})
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"supernet": digits.build_supernet().state_dict(), "epoch": 3}, ckpt)
+    out = tmp_path / "out"
+    assert main(["export", DIGITS, "--arch", arch, "--out", str(out), "--weights", str(ckpt)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["weights"]["source"] == "supernet"
+    # a bare standalone state_dict is recognised by its keys
+    torch.save(digits.build_standalone(digits.encode(by_name)).state_dict(), ckpt)
+    assert main(["export", DIGITS, "--arch", arch, "--out", str(out), "--weights", str(ckpt)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["weights"]["source"] == "standalone"
+
+
+def _err(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err  # one message, no traceback
+    return err
+
+
+@pytest.mark.parametrize("content, expect", [
+    (None, "no such file"),
+    ("{\"choices\": [", "not valid JSON"),
+    ({"choices": ["ir_k3_e1"]}, "1 choices given, the space has 9 decisions"),
+    ({"choices": {"nope": "ir_k3_e1"}}, "unknown decision 'nope'"),
+    ({"choices": ["ir_k3_e1"] * 8 + ["ir_k9_e1"]}, "unknown choice 'ir_k9_e1'"),
+    ({"arch": []}, "\"choices\" key"),
+])
+def test_bad_arch_file(tmp_path, capsys, content, expect):
+    path = tmp_path / "arch.json"
+    if content is not None:
+        write_arch(path, content)
+    assert main(["export", DIGITS, "--arch", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = _err(capsys)
+    assert expect in err and "arch.json" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def good_arch(tmp_path, digits):
+    return write_arch(tmp_path / "arch.json", {"choices": [d.choices[0] for d in digits.decisions]})
+
+
+def test_bad_weights(tmp_path, digits, good_arch, capsys):
+    out = str(tmp_path / "out")
+    assert main(["export", DIGITS, "--arch", good_arch, "--out", out, "--weights", str(tmp_path / "no.pt")]) == 2
+    assert "no.pt: no such file" in _err(capsys)
+    (tmp_path / "bad.pt").write_bytes(b"garbage")
+    assert main(["export", DIGITS, "--arch", good_arch, "--out", out, "--weights", str(tmp_path / "bad.pt")]) == 2
+    assert "bad.pt: not a readable torch checkpoint" in _err(capsys)
+    other = load_compiled(DIGITS, {"head": "64"}).build_supernet().state_dict()
+    torch.save({"supernet": other}, tmp_path / "other.pt")
+    assert main(["export", DIGITS, "--arch", good_arch, "--out", out, "--weights", str(tmp_path / "other.pt")]) == 2
+    assert "does not fit space digits" in _err(capsys)
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--opset", "13"], "opset 17 or newer"),
+    (["--se", "-1"], "--se -1"),
+    (["--set", "head"], "expected KEY=VALUE"),
+])
+def test_bad_options(tmp_path, good_arch, capsys, extra, expect):
+    assert main(["export", DIGITS, "--arch", good_arch, "--out", str(tmp_path / "out"), *extra]) == 2
+    assert expect in _err(capsys)
+
+
+def test_missing_space_and_se_on_cells(tmp_path, good_arch, capsys):
+    assert main(["export", str(tmp_path / "nope.space"), "--arch", good_arch, "--out", str(tmp_path)]) == 2
+    assert "nope.space: no such space file" in _err(capsys)
+    cs = load_compiled(ENAS)
+    arch = write_arch(tmp_path / "cell.json", {"choices": [d.choices[0] for d in cs.decisions]})
+    assert main(["export", ENAS, "--arch", arch, "--out", str(tmp_path / "o"), "--se", "0.25"]) == 2
+    assert "applies to MBConv blocks of chain spaces" in _err(capsys)
