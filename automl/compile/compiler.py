@@ -114,6 +114,14 @@ class CellPlan:
     num_classes: int
 
 
+def _fmt(v) -> str:
+    """A number for an error message (huge ints do not fit a float format)."""
+    if isinstance(v, int):
+        text = str(v)
+        return text if len(text) <= 20 else text[:8] + "...(" + str(len(text)) + " digits)"
+    return f"{v:g}"
+
+
 # ---- name resolution and expression evaluation --------------------------------------------------
 
 class _Resolver:
@@ -166,7 +174,7 @@ class _Resolver:
         v = self.eval(e)
         if isinstance(v, float):
             if not math.isfinite(v) or not v.is_integer():
-                raise self.err(f"{what} must be a whole number, got {v:g}", e.pos)
+                raise self.err(f"{what} must be a whole number, got {_fmt(v)}", e.pos)
             v = int(v)
         if not lo <= v <= hi:
             raise self.err(f"{what} must be between {lo} and {hi}, got {v}", e.pos)
@@ -176,7 +184,7 @@ class _Resolver:
         """A chain width: any positive number, rounded as timm rounds channels (multiples of 8)."""
         v = self.eval(e)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= _MAX_CH):
-            raise self.err(f"{what} must be a number between 1 and {_MAX_CH}, got {v:g}", e.pos)
+            raise self.err(f"{what} must be a number between 1 and {_MAX_CH}, got {_fmt(v)}", e.pos)
         return int(round_channels(v))
 
     def options(self, opts: tuple[ir.Option, ...], allowed: dict[str, str], where: str) -> dict[str, ir.Option]:
@@ -656,6 +664,13 @@ def _metric_costs(r: _Resolver, metric: ir.Metric, decisions: list[Decision]) ->
 
 def compile_space(space: ir.Space) -> CompiledSpace:
     """IR -> :class:`CompiledSpace` (decisions, plan, cost table). Raises :class:`SpaceError`."""
+    try:
+        return _compile(space)
+    except RecursionError:
+        raise space.error("expression nested too deeply", ir.Pos(1, 1)) from None
+
+
+def _compile(space: ir.Space) -> CompiledSpace:
     first = ir.Pos(1, 1)
     for kind, pos in space.duplicates:
         raise space.error(f"a second {kind!r} statement; a space has one", pos)

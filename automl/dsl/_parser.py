@@ -322,11 +322,11 @@ def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] 
     except UnexpectedInput as e:
         raise _syntax_error(e, text, filename) from None
     except RecursionError:  # absurdly nested parentheses
-        raise SpaceError("expression nested too deeply", filename, 1, 1) from None
+        raise SpaceError("expression nested too deeply", filename, 1, 1, text.split("\n", 1)[0]) from None
     try:
         statements = _ToIR().transform(tree)
-    except lark.exceptions.VisitError as e:  # pragma: no cover - the transformer raises nothing itself
-        raise SpaceError(f"cannot read the file: {e.orig_exc}", filename) from None
+    except (RecursionError, lark.exceptions.VisitError):  # absurdly nested parentheses
+        raise SpaceError("expression nested too deeply", filename, 1, 1, text.split("\n", 1)[0]) from None
     return _assemble(statements, text, filename, overrides or {})
 
 
