@@ -32,7 +32,8 @@ from torch import nn
 
 from automl.errors import UserError
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import DistInfo, all_reduce_mean, barrier, broadcast_object
+from automl.train.distributed import (DistInfo, all_reduce_mean, assert_same_on_all_ranks, barrier,
+                                      broadcast_object)
 from automl.train.loops import (create_optimizer, create_scheduler, evaluate, path_losses, train_step,
                                 weight_step)
 from automl.train.progress import Reporter
@@ -144,6 +145,9 @@ class Run:
         r = self.recipe
         self.data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device=self.device,
                                rank=self.info.rank, world_size=self.info.world_size)
+
+    def _check_shapes(self) -> None:
+        r = self.recipe
         for sp, where in ((self.space, "space_args"), (self.retrain_space, "retrain.space_args")):
             if tuple(sp.input_shape) != tuple(self.data.input_shape) or sp.num_classes != self.data.num_classes:
                 raise UserError(
@@ -160,8 +164,8 @@ class Run:
         ct = self.space.cost_table
         raw = ct.costs(self.recipe.search.cost)
         if self.recipe.search.normalize_costs:
-            self.engine_costs = normalize_costs(raw, ct.mask)
-            self.cost_scale = float(raw[ct.mask].abs().max()) or 1.0
+            self.engine_costs, scale = normalize_costs(raw, ct.mask, return_scale=True)
+            self.cost_scale = float(scale)
         else:
             self.engine_costs, self.cost_scale = raw, 1.0
 
@@ -224,8 +228,9 @@ class Run:
     def execute(self) -> dict:
         r = self.recipe
         self._prepare_out()
+        self._load_data()  # first: a wrong data.root should fail before any space is compiled
         self._load_spaces()
-        self._load_data()
+        self._check_shapes()
         self._prepare_costs()
         self.sampler = torch.Generator().manual_seed(r.seed)
         self.archs: list[list[int]] | None = None
@@ -394,6 +399,7 @@ class Run:
         eps = self.recipe.search.epsilons
         engine = self._engine(eps if i is None else [eps[i]])
         self._theta_epochs(idx, start_epoch, ckpt, engine, "theta" if i is None else f"theta eps={eps[i]}")
+        assert_same_on_all_ranks(engine.theta, self.info, "theta")
         best = engine.best().tolist()
         if i is None:
             self.archs = best
@@ -434,6 +440,7 @@ class Run:
             if epoch + 1 < s.weight_epochs:
                 self._save(idx, epoch + 1, supernet_train=net, optimizer=opt, engine=engine,
                            num_updates=num_updates)
+        assert_same_on_all_ranks(engine.theta, self.info, "theta")
         self.archs = (self.archs or [None] * self.n)
         self.archs[i] = engine.best()[0].tolist()
         self._save(idx + 1, 0)
@@ -444,7 +451,7 @@ class Run:
 
         s = self.recipe.search
         t0 = time.perf_counter()
-        ct = self.space.cost_table
+        ct = self.retrain_space.cost_table  # budgets are for the network that is trained and deployed
         archs = []
         if s.random_budgets:
             raw = ct.costs(s.cost)
@@ -489,7 +496,7 @@ class Run:
         from timm.utils import ModelEmaV3
 
         rt = self.recipe.retrain
-        loader = self.data.full
+        loader = self.data.full.with_batch_size(rt.batch_size)
         opt = create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
                                eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
         sched = create_scheduler(opt, rt.schedule, rt.epochs, len(loader), min_lr=rt.min_lr,
@@ -549,25 +556,20 @@ class Run:
 
     def _inherit(self, model: nn.Module, arch: torch.Tensor) -> None:
         """retrain.epochs 0: the exported model takes the supernet's weights on the chosen path."""
-        try:
-            from automl.export import inherit_weights
-        except ImportError:
-            return
-        inherit_weights(self.space, self.supernet_state, arch, model)
+        from automl.export import inherit_weights
+
+        net = self.space.build_supernet()
+        net.load_state_dict(self.supernet_state)
+        inherit_weights(net.eval(), arch, model.cpu().eval(), tuple(self.space.input_shape))
+        model.to(self.device)
 
     def _export(self, i: int, model: nn.Module, arch: torch.Tensor, eps) -> str | None:
-        from automl._io import atomic_write_json
-
         r = self.recipe
         sub = f"eps-{eps:g}" if eps is not None else f"random-{i}"
         root = r.export_dir or self.out / "export"
         folder = root / sub
-        names = self.retrain_space.decode(arch)
-        try:
-            from automl.export import export_architecture
-        except ImportError:
-            atomic_write_json(folder / "arch.json", {"choices": names})
-            return None
+        from automl.export import export_architecture
+
         model_cpu = model.to("cpu").float().eval()
         export_architecture(self.retrain_space, arch, folder, model=model_cpu, se=r.retrain.se,
                             opset=r.export.opset, onnx=r.export.onnx, epsilon=eps,

@@ -24,7 +24,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["DistInfo", "init_distributed", "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier",
-           "broadcast_object"]
+           "broadcast_object", "assert_same_on_all_ranks"]
 
 
 @dataclass(frozen=True)
@@ -100,3 +100,14 @@ def broadcast_object(obj, info: DistInfo):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def assert_same_on_all_ranks(t: torch.Tensor, info: DistInfo, what: str) -> None:
+    """Raise if ``t`` differs between ranks (θ must never diverge: every rank applies the same tell())."""
+    if not info.enabled:
+        return
+    gathered = [torch.empty_like(t) for _ in range(info.world_size)]
+    dist.all_gather(gathered, t.contiguous())
+    for r, g in enumerate(gathered):
+        if not torch.equal(g, gathered[0]):
+            raise RuntimeError(f"{what} differs between rank 0 and rank {r}: the ranks diverged")

@@ -1,0 +1,144 @@
+"""End-to-end runs of ``automl run`` on tiny settings: every method, resume equivalence, CLI errors."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from automl.cli import main
+from automl.pipeline import Run
+from automl.recipe import load_recipe
+from automl.train.checkpoint import CheckpointStore
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+TINY = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
+        "search.weight_epochs=2", "search.theta_epochs=2", "search.epsilons=[0,0.5]", "retrain.epochs=1",
+        "export.onnx=false", "search.log_every=2"]
+
+
+def run(tmp_path, overrides, resume=False, name="run"):
+    recipe = load_recipe(QUICK, TINY + overrides)
+    return Run(recipe, tmp_path / name, resume=resume, tty=False).execute()
+
+
+@pytest.mark.parametrize("method", ["importance_sampling", "separate", "simultaneous", "random"])
+def test_each_method_end_to_end(tmp_path, method):
+    res = run(tmp_path, [f"search.method={method}"])
+    out = tmp_path / "run"
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk == res
+    assert res["method"] == method and res["recipe"] == "quickstart"
+    assert len(res["architectures"]) == 2
+    for a in res["architectures"]:
+        assert set(a) == {"epsilon", "choices", "params", "cost", "test_accuracy", "onnx"}
+        assert isinstance(a["params"], int) and a["params"] > 0
+        assert 0.0 <= a["test_accuracy"] <= 1.0
+        assert len(a["choices"]) >= 8
+    if method == "random":
+        assert all(a["epsilon"] is None for a in res["architectures"])
+    else:
+        assert [a["epsilon"] for a in res["architectures"]] == [0.0, 0.5]
+        assert res["search_seconds"] > 0
+    for f in ("recipe.resolved.yaml", "metrics.jsonl", "report.md", "pareto.png"):
+        assert (out / f).is_file(), f
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"phase", "epoch", "step", "loss", "seconds"} <= set(lines[0])
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| ε |" in (out / "report.md").read_text()
+
+
+def test_run_exports_onnx_per_epsilon(tmp_path):
+    res = run(tmp_path, ["export.onnx=true", "search.epsilons=[0.2]"])
+    a = res["architectures"][0]
+    assert a["onnx"] == "export/eps-0.2/model.onnx"
+    manifest = json.loads((tmp_path / "run" / "export" / "eps-0.2" / "manifest.json").read_text())
+    assert manifest["params"] == a["params"] and manifest["choices"] == a["choices"]
+    assert manifest["epsilon"] == 0.2
+
+
+class _Killed(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("method,kill_after", [
+    ("importance_sampling", 1),   # mid weight phase
+    ("importance_sampling", 2),   # weight -> θ boundary
+    ("importance_sampling", 3),   # mid θ phase
+    ("importance_sampling", 5),   # mid retraining of the first architecture
+    ("importance_sampling", 7),   # mid retraining of the second
+    ("simultaneous", 2),
+    ("separate", 3),
+])
+def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, method, kill_after):
+    extra = [f"search.method={method}", "retrain.epochs=2"]
+    reference = run(tmp_path, extra, name="ref")
+
+    real_save = CheckpointStore.save
+    calls = {"n": 0}
+
+    def save_then_die(self, state):
+        path = real_save(self, state)
+        calls["n"] += 1
+        if calls["n"] == kill_after:
+            raise _Killed()
+        return path
+
+    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, extra, name="killed")
+    monkeypatch.setattr(CheckpointStore, "save", real_save)
+    assert not (tmp_path / "killed" / "results.json").exists()
+    resumed = run(tmp_path, extra, resume=True, name="killed")
+    strip = lambda r: [(a["choices"], a["params"], a["test_accuracy"]) for a in r["architectures"]]  # noqa: E731
+    assert strip(resumed) == strip(reference)
+
+
+def test_resume_refuses_a_different_recipe(tmp_path, capsys):
+    out = tmp_path / "r"
+    assert main(["run", QUICK, *TINY, "retrain.epochs=0", "--out", str(out)]) == 0
+    code = main(["run", QUICK, *TINY, "retrain.epochs=0", "search.lam=3", "--out", str(out), "--resume"])
+    assert code == 2
+    assert "recipe differs" in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_is_a_user_error(tmp_path, capsys):
+    code = main(["run", QUICK, *TINY, "--out", str(tmp_path / "empty"), "--resume"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no checkpoint" in err and "Traceback" not in err
+
+
+def test_out_dir_with_files_is_refused(tmp_path, capsys):
+    (tmp_path / "old.txt").write_text("x")
+    code = main(["run", QUICK, *TINY, "--out", str(tmp_path)])
+    assert code == 2 and "--resume" in capsys.readouterr().err
+
+
+def test_bad_override_is_a_user_error(tmp_path, capsys):
+    code = main(["run", QUICK, "search.lam=1", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "search.lam" in err and "Traceback" not in err
+
+
+def test_imagenet_recipe_with_missing_root_fails_fast(tmp_path, capsys):
+    t0 = time.perf_counter()
+    code = main(["run", str(ROOT / "recipes" / "imagenet.yaml"), "data.root=/does/not/exist", "device=cpu",
+                 "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "/does/not/exist" in err and "Traceback" not in err
+    assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.heavy
+def test_quickstart_as_a_user_runs_it(tmp_path):
+    """The README's main command on the real recipe (CI only: a few minutes)."""
+    res = run_full = Run(load_recipe(QUICK), tmp_path / "q", tty=False).execute()
+    archs = run_full["architectures"]
+    assert len(archs) == 4
+    assert archs[0]["test_accuracy"] >= 0.90
+    params = [a["params"] for a in archs]
+    assert len(set(params)) >= 3
+    assert params == sorted(params, reverse=True)
+    assert all(a["onnx"] for a in res["architectures"])
