@@ -110,6 +110,7 @@ def test_bad_weights(tmp_path, digits, good_arch, capsys):
 def test_bad_options(tmp_path, good_arch, capsys, extra, expect):
     assert main(["export", DIGITS, "--arch", good_arch, "--out", str(tmp_path / "out"), *extra]) == 2
     assert expect in _err(capsys)
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_space_and_se_on_cells(tmp_path, good_arch, capsys):

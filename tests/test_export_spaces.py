@@ -108,6 +108,7 @@ def test_inherited_weights_reproduce_the_supernet(space, tmp_path):
     manifest = export_architecture(cs, arch, tmp_path, supernet_state=supernet.state_dict(), onnx=False,
                                    space_path=str(space), space_args=ov)
     assert manifest["weights"]["source"] == "supernet" and manifest["onnx"] is None
+    assert not (tmp_path / "model.onnx").exists()
     model = load_model(tmp_path)
     supernet.eval()
     x = torch.randn(3, *cs.input_shape, generator=torch.Generator().manual_seed(3))
@@ -173,3 +174,14 @@ def test_spnasnet_is_a_member_of_the_proxylessnas_space(tmp_path):
     ours = load_model(tmp_path)
     assert {k: v.shape for k, v in ours.state_dict().items()} == \
            {k: v.shape for k, v in reference.state_dict().items()}
+
+
+def test_inheritance_refuses_a_different_architecture():
+    from automl.export import InheritError, inherit_weights
+
+    cs = load_compiled(str(ROOT / "spaces" / "digits.space"))
+    a = torch.zeros(len(cs.decisions), dtype=torch.long)
+    b = a.clone()
+    b[0] = 2  # ir_k5_e6 instead of ir_k3_e1
+    with pytest.raises(InheritError, match="no counterpart"):
+        inherit_weights(cs.build_supernet(), a, cs.build_standalone(b), cs.input_shape)

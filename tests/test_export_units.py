@@ -115,3 +115,15 @@ def test_arch_json_errors(obj, message):
 def test_arch_json_forms():
     assert choices_from_json({"choices": ["mb5", "skip"]}, SPACE) == ["mb5", "skip"]
     assert choices_from_json({"choices": {"l2": "skip", "l1": "mb5"}}, SPACE) == ["mb5", "skip"]
+
+
+def test_weights_fall_back_to_torch_for_shared_tensors(tmp_path):
+    from automl.export._export import load_weights, save_weights
+
+    tied = nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 4))
+    tied[1].weight = tied[0].weight
+    entry = save_weights(tied, tmp_path)
+    assert entry == {"file": "model.pt", "format": "torch"}
+    assert torch.equal(load_weights(tmp_path / "model.pt")["1.weight"], tied[0].weight.detach())
+    entry = save_weights(nn.Linear(2, 2), tmp_path)  # a later export into the same folder
+    assert entry["file"] == "model.safetensors" and not (tmp_path / "model.pt").exists()

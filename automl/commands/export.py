@@ -17,6 +17,7 @@ def main(args) -> int:
     from automl.compile import load_compiled
     from automl.export import export_architecture, load_checkpoint, read_arch_file, split_checkpoint
     from automl.export._export import check_se
+    from automl.export.onnx import check_opset
 
     overrides = parse_set_args(args.set)
     if not os.path.isfile(args.space):
@@ -24,6 +25,7 @@ def main(args) -> int:
     compiled = load_compiled(args.space, overrides or None)
     arch = read_arch_file(args.arch, compiled)
     se = check_se(args.se, compiled)
+    check_opset(args.opset)
 
     weights = supernet_state = None
     if args.weights:

@@ -15,8 +15,8 @@ from torch import nn
 from automl.errors import UserError
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
-from automl.export.manifest import FORMAT_VERSION, atomic_path, read_manifest, write_manifest
-from automl.export.onnx import export_onnx
+from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, atomic_path, read_manifest, write_manifest
+from automl.export.onnx import check_opset, export_onnx
 from automl.export.standalone import add_se, build_timm_model, count_params, timm_spec
 
 __all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights"]
@@ -129,11 +129,16 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
     """
     se = check_se(se, compiled)
+    if onnx:
+        check_opset(opset)  # before anything is written
     arch = as_arch(arch, compiled)
     names = list(compiled.decode(arch))
     input_shape = tuple(int(v) for v in compiled.input_shape)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # the manifest is written last: a folder with a manifest holds a complete export, even when an
+    # export into it is interrupted halfway
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
     if model is not None:
         model, source = copy.deepcopy(model).cpu(), "model"
@@ -202,6 +207,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
 
     manifest["weights"] = {**save_weights(model, out_dir), "source": source}
     manifest["onnx"] = export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset) if onnx else None
+    if not onnx:
+        (out_dir / ONNX_NAME).unlink(missing_ok=True)  # from an earlier export into this folder
     manifest["versions"] = _versions()
     write_manifest(out_dir, manifest)
     _logger.info("exported %s (%s params) to %s", compiled.name, f"{params:,}", out_dir)

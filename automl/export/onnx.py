@@ -20,7 +20,7 @@ from torch import nn
 from automl.errors import UserError
 from automl.export.manifest import atomic_path
 
-__all__ = ["MIN_OPSET", "PARITY_TOLERANCE", "OnnxParityError", "export_onnx", "onnx_parity"]
+__all__ = ["MIN_OPSET", "check_opset", "PARITY_TOLERANCE", "OnnxParityError", "export_onnx", "onnx_parity"]
 
 _logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class OnnxParityError(RuntimeError):
     """onnxruntime and torch disagree on the exported model: a bug, never the user's fault."""
 
 
-def _check_opset(opset: int) -> int:
+def check_opset(opset: int) -> int:
     if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
         raise UserError(f"--opset {opset!r}: ONNX export needs opset {MIN_OPSET} or newer")
     try:
@@ -82,7 +82,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
     """
     import onnx
 
-    opset = _check_opset(opset)
+    opset = check_opset(opset)
     c, h, w = (int(v) for v in input_shape)
     gen = torch.Generator().manual_seed(seed)
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
