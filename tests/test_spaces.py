@@ -87,3 +87,30 @@ def test_check(capsys):
     assert main(["space", "check", "spaces/digits.space"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith("spaces/digits.space: ok:") and "9 decisions" in out[0]
+
+
+def _doc_blocks():
+    import re
+    import textwrap
+    text = Path("docs/space-language.md").read_text(encoding="utf-8")
+    return [textwrap.dedent(m.group(2)) for m in re.finditer(r"^( *)```\n(.*?)^\1```", text, re.S | re.M)]
+
+
+def test_docs_examples_compile():
+    from automl.compile import compile_space
+    from automl.dsl import parse_space
+    blocks = _doc_blocks()
+    tiny = compile_space(parse_space(blocks[0], "tiny.space"))
+    assert [d.name for d in tiny.decisions] == ["s1_1", "s1_2", "s2_1", "s2_2"]
+    assert tiny.num_choices == [3, 4, 3, 4]
+
+    def block(start):
+        return next(b for b in blocks if b.lstrip().startswith(start))
+    tutorial = "\n".join(block(s) for s in ("space cifar_chain", "choices block =", "network\n  stem width 24"))
+    for metric in (block("metric latency_ms\n  default"), block("metric latency_ms\n  fixed")):
+        cs = compile_space(parse_space(tutorial + metric, "cifar_chain.space"))
+        assert (cs.num_decisions, cs.sum_k) == (9, 42)
+        assert cs.cost_table.metrics == ("params", "latency_ms")
+    lat = cs.cost_table.costs("latency_ms")
+    assert lat[0, cs.decisions[0].choices.index("ir_k3_e3")] == 1.2  # `ir_k3_e3 in s1_1` wins
+    assert cs.cost_table.fixed["latency_ms"] == 3.1
