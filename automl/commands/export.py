@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from automl.cli import parse_set_args
 from automl.errors import UserError
 
 __all__ = ["main"]
-
-_logger = logging.getLogger(__name__)
 
 
 def main(args) -> int:
@@ -38,8 +35,8 @@ def main(args) -> int:
             weights = state
     manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                                    se=se, opset=args.opset, space_path=args.space, space_args=overrides)
-    onnx = manifest["onnx"]
-    print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {manifest['weights']['source']}) "
-          f"to {args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| {onnx['parity_max_abs_diff']:.2g}), "
-          f"{manifest['weights']['file']}, manifest.json")
+    onnx, w = manifest["onnx"], manifest["weights"]
+    print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
+          f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
+          f"{onnx['parity_max_abs_diff']:.2g}), {w['file']}, manifest.json")
     return 0

@@ -38,7 +38,8 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
     if isinstance(obj, dict):
         unknown = [k for k in obj if k not in dict(decisions)]
         if unknown:
-            raise UserError(f"{source}: unknown decision {unknown[0]!r}{_close(str(unknown[0]), [d for d, _ in decisions])}; "
+            hint = _close(str(unknown[0]), [d for d, _ in decisions])
+            raise UserError(f"{source}: unknown decision {unknown[0]!r}{hint}; "
                             f"the space has {len(decisions)} decisions: {', '.join(d for d, _ in decisions[:6])}"
                             + (", ..." if len(decisions) > 6 else ""))
         missing = [d for d, _ in decisions if d not in obj]
