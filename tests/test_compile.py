@@ -230,3 +230,24 @@ def test_register_op():
     assert "test_zero_op" in list_ops("test_*")
     with pytest.raises(ValueError, match="already registered"):
         register_op("test_zero_op", "cell")(_zero)
+
+
+@pytest.mark.parametrize("head", ["head width 32", ""])
+def test_plain_timm_arguments_rebuild_the_standalone(head):
+    """EfficientNet(decode_arch_def(arch_def), stem_size, num_features, num_classes, in_chans) is the network."""
+    from timm.models._efficientnet_builder import decode_arch_def
+    from timm.models.efficientnet import EfficientNet
+    cs = compile_space(parse_space(f"""
+input 2 x 16 x 16
+classes 3
+choices mb = ir_k3_e1, ds_k3, skip
+network
+  stem width 8
+  stage a width 8 repeat 2 choose mb
+  stage b width 16 stride 2 repeat 2 choose [ir_k5_e6, ds_k5] then mb
+  {head}
+end""", "h.space"))
+    for arch in random_archs(cs, 4) + [cs.cost_table.cheapest()]:
+        model = EfficientNet(block_args=decode_arch_def(cs.arch_def(arch)), stem_size=cs.stem_size,
+                             num_features=cs.num_features, num_classes=cs.num_classes, in_chans=2)
+        assert count_params(model) == cs.cost_table.total(arch) == count_params(cs.build_standalone(arch))

@@ -33,6 +33,7 @@ end
 
 
 def test_grammar_is_lalr_strict():
+    pytest.importorskip("interegular", reason="Lark's strict mode needs interegular (lark[interegular])")
     p = space_parser()
     assert p.options.parser == "lalr"
     assert p.options.strict

@@ -519,12 +519,9 @@ class CompiledSpace:
 
     @property
     def num_features(self) -> int:
-        """Head width (the 1x1 head conv); for a chain without head conv, the last stage's width."""
-        if self.plan.num_features:
-            return self.plan.num_features
-        if self.kind == "chain":
-            return self.plan.layers[-1].out_ch if self.plan.layers else self.plan.stem_size
-        return self.plan.instances[-1].channels
+        """Head width (the 1x1 head conv), 0 when the space has no head conv: exactly timm
+        EfficientNet's ``num_features`` argument."""
+        return self.plan.num_features
 
     @property
     def act_layer(self):
