@@ -398,20 +398,24 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
         elif kind == "metric":
             metrics.append(value)
 
-    def at(pos):
-        return lambda msg: ir.Space(filename, text, None, None, (), None, None, None, None, (), None, (), ()).error(
-            msg, pos)
+    lines = text.split("\n")
+
+    def error_at(pos: ir.Pos | None):
+        """A function message -> SpaceError at ``pos`` (or naming only the file)."""
+        if pos is None:
+            return lambda msg: SpaceError(msg, filename)
+        return lambda msg: SpaceError(msg, filename, pos.line, pos.column, lines[pos.line - 1])
 
     seen: dict[str, ir.Param] = {}
     for p in params:
         if p.name in seen:
             first = seen[p.name].pos
-            raise at(p.pos)(f"duplicate parameter {p.name!r} (first declared at line {first.line})")
+            raise error_at(p.pos)(f"duplicate parameter {p.name!r} (first declared at line {first.line})")
         seen[p.name] = p
     resolved = []
     for p in params:
         if p.name in overrides:
-            p = ir.Param(p.name, p.default, _parse_override(at(None), p, overrides[p.name]), p.pos)
+            p = ir.Param(p.name, p.default, _parse_override(error_at(None), p, overrides[p.name]), p.pos)
         resolved.append(p)
     unknown = [k for k in overrides if k not in seen]
     if unknown:
