@@ -1,0 +1,72 @@
+"""One training step of the supernet on a fixed path vs the same architecture as a standalone timm network.
+
+    python benchmarks/supernet_overhead.py [SPACE] [--set k=v ...] [--batch 64] [--device cpu|cuda]
+
+Same batch, same device, same optimiser; the ratio is supernet / standalone seconds per step (goal <= 1.10).
+Defaults: spaces/digits.space at batch 64 on the CPU; on a GPU, pass spaces/proxylessnas.space --batch 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import emit, median, timeit  # noqa: E402
+
+from automl.cli import parse_set_args  # noqa: E402
+from automl.compile import load_compiled  # noqa: E402
+from automl.train.loops import autocast_for  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("space", nargs="?", default=str(ROOT / "spaces" / "digits.space"))
+    p.add_argument("--set", action="append")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--archs", type=int, default=3, help="random architectures to average over")
+    a = p.parse_args()
+    dev = torch.device(a.device)
+    cs = load_compiled(a.space, parse_set_args(a.set))
+    sync = dev.type == "cuda"
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(a.batch, *cs.input_shape, generator=g).to(dev)
+    y = torch.randint(0, cs.num_classes, (a.batch,), generator=g).to(dev)
+    if sync:
+        x = x.contiguous(memory_format=torch.channels_last)
+    supernet = cs.build_supernet().to(dev)
+    rows = []
+    for j in range(a.archs):
+        arch = torch.tensor([int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices])
+        standalone = cs.build_standalone(arch).to(dev)
+        if sync:
+            supernet, standalone = (m.to(memory_format=torch.channels_last) for m in (supernet, standalone))
+
+        def stepper(model, fwd):
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+            def step():
+                opt.zero_grad(set_to_none=True)
+                with autocast_for(dev):
+                    loss = torch.nn.functional.cross_entropy(fwd(), y)
+                loss.backward()
+                opt.step()
+            return step
+
+        t_super = median(timeit(stepper(supernet, lambda: supernet(x, arch.to(dev))), sync=sync))
+        t_alone = median(timeit(stepper(standalone, lambda: standalone(x)), sync=sync))
+        rows.append({"arch": j, "params": sum(p.numel() for p in standalone.parameters()),
+                     "supernet_ms": 1e3 * t_super, "standalone_ms": 1e3 * t_alone, "ratio": t_super / t_alone})
+    ratio = median([r["ratio"] for r in rows])
+    print(f"supernet / standalone step time: median ratio {ratio:.3f} (goal <= 1.10)")
+    emit("supernet_overhead", rows, space=Path(a.space).name, batch=a.batch, device=str(dev), median_ratio=ratio)
+
+
+if __name__ == "__main__":
+    main()
