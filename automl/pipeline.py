@@ -107,6 +107,8 @@ class Run:
 
     def _prepare_out(self) -> None:
         """Check the output folder before any work: writable, and not silently reusing an old run."""
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
         if self.resume:
             if not self.store.exists():
                 raise UserError(f"--resume: no checkpoint in {self.out} (looked for "
@@ -215,7 +217,12 @@ class Run:
                      "rng": self._rng_state()}
             for k, v in objects.items():
                 state[k] = v.state_dict() if hasattr(v, "state_dict") else v
-            self.store.save(state)
+            state["bad_steps"] = self.bad_steps
+            try:
+                self.store.save(state)
+            except OSError as e:  # disk full, folder removed: the previous checkpoint is untouched
+                raise UserError(f"cannot write a checkpoint in {self.store.folder} ({e.strerror or e}); the "
+                                f"previous checkpoint is intact: free space and continue with --resume") from None
         barrier(self.info)
 
     def _sampler_archs(self, n: int) -> torch.Tensor:
@@ -237,6 +244,7 @@ class Run:
         self.results: dict[str, dict] = {}
         self.phase_seconds: dict[str, float] = {}
         self.supernet_state = None
+        self.bad_steps = 0  # weight steps skipped for a non-finite loss (search.nan_policy: skip)
         start_stage, start_epoch, ckpt = 0, 0, None
         if self.resume:
             ckpt = self.store.load() if self.info.is_main else None
@@ -251,6 +259,7 @@ class Run:
             start_stage, start_epoch = ckpt["stage"], ckpt["epoch"]
             self.archs, self.results = ckpt["archs"], ckpt["results"]
             self.phase_seconds, self.supernet_state = ckpt["phase_seconds"], ckpt["supernet"]
+            self.bad_steps = ckpt.get("bad_steps", 0)
             if start_epoch == 0:  # at a stage boundary; mid-stage, the stage restores it after building
                 self._set_rng_state(ckpt["rng"])
             self.reporter.info(f"resuming {self.out} at {self._stage_name(start_stage)}, epoch {start_epoch}")
@@ -328,26 +337,41 @@ class Run:
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         seen = 0
+        s = self.recipe.search
+        skip = s.nan_policy == "skip"
+        good = 0  # steps applied (all of them under nan_policy stop)
         with self.reporter.epoch(phase, epoch, epochs, len(loader)) as update:
             for step, (x, y) in enumerate(loader.epoch(epoch)):
                 archs = sample()
                 loss, corr = weight_step(net, x, y, archs, opt, criterion, self.info,
-                                         self.recipe.optim.grad_clip, self.device)
+                                         self.recipe.optim.grad_clip, self.device, skip_nonfinite=skip)
                 num_updates += 1
                 sched.step_update(num_updates)
-                loss_sum += loss
-                correct += corr
-                seen += y.numel()
+                if skip and not math.isfinite(loss.item()):  # not applied: count it, stop past the limit
+                    self.bad_steps += 1
+                    self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, skipped="non-finite loss",
+                                      bad_steps=self.bad_steps)
+                    if self.bad_steps > s.max_bad_steps:
+                        raise UserError(
+                            f"{phase}: {self.bad_steps} weight steps had a non-finite loss (more than "
+                            f"search.max_bad_steps={s.max_bad_steps}), the last at epoch {epoch + 1}, step "
+                            f"{step + 1}; lower optim.lr or set optim.grad_clip")
+                else:
+                    good += 1
+                    loss_sum += loss
+                    correct += corr
+                    seen += y.numel()
                 if theta is not None:
                     engine, theta_batches = theta
                     xt, yt = next(theta_batches)
                     self._theta_step(net, engine, xt, yt)
                 if (step + 1) % every == 0 or step + 1 == len(loader):
-                    mean = loss_sum.item() / (step + 1)
+                    mean = loss_sum.item() / max(good, 1)
                     if not math.isfinite(mean):
-                        raise UserError(f"{phase}: the training loss became {mean} at epoch {epoch + 1}, step "
+                        raise UserError(f"{phase}: the training loss became {mean} at epoch {epoch + 1}, by step "
                                         f"{step + 1}; lower optim.lr or set optim.grad_clip (now "
-                                        f"{self.recipe.optim.grad_clip})")
+                                        f"{self.recipe.optim.grad_clip}), or skip such steps with "
+                                        f"search.nan_policy=skip")
                     acc = correct.item() / max(seen, 1)
                     update(step + 1, loss=mean, acc=acc)
                     self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean, accuracy=acc,
@@ -566,7 +590,7 @@ class Run:
     def _export(self, i: int, model: nn.Module, arch: torch.Tensor, eps) -> str | None:
         r = self.recipe
         sub = f"eps-{eps:g}" if eps is not None else f"random-{i}"
-        root = r.export_dir or self.out / "export"
+        root = r.export_root(self.out)
         folder = root / sub
         from automl.export import export_architecture
 

@@ -8,9 +8,11 @@ one architecture per regularisation coefficient epsilon, and retraining each on 
 >>> recipe.search.lam, recipe.space_path.is_absolute()
 (4, True)
 
-Paths (``space``, ``data.root``, ``export.dir``) written in the YAML file are relative to the recipe's
-folder; paths given as command-line overrides (``data.root=./data``) are relative to the current working
-directory, which is what a user typing them means. After loading, every path is absolute.
+Paths (``space``, ``data.root``) written in the YAML file are relative to the recipe's folder; paths given
+as command-line overrides (``data.root=./data``) are relative to the current working directory, which is
+what a user typing them means. After loading, these paths are absolute. ``export.dir`` is where the run
+*writes*, so a relative one is inside the run's output folder (``--out DIR`` -> ``DIR/<export.dir>``) and
+may not leave it with ``..``; only an absolute path (given explicitly) exports elsewhere.
 
 Every mistake is a :class:`~automl.errors.RecipeError` naming the file, the dotted key and its line::
 
@@ -44,7 +46,7 @@ __all__ = [
 ]
 
 # Keys holding filesystem paths: resolved to absolute paths when the recipe is loaded.
-PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("export", "dir"))
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"))
 
 
 def _check_scalar(v: Any) -> Any:
@@ -60,7 +62,7 @@ Scalar = Annotated[Union[bool, int, float, str], BeforeValidator(_check_scalar)]
 class _Config(BaseModel):
     """Base of every recipe section: unknown keys are errors and sections are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SyntheticConfig(_Config):
@@ -140,6 +142,10 @@ class SearchConfig(_Config):
     random_budgets: list[Annotated[float, Field(ge=0)]] | None = Field(
         None, min_length=1, description="random: explicit cost budgets, one architecture each")
     log_every: int = Field(10, gt=0, description="steps between logged metrics")
+    nan_policy: Literal["stop", "skip"] = Field(
+        "stop", description="a weight step with a non-finite loss: stop the run, or skip the step (not applied)")
+    max_bad_steps: int = Field(
+        10, ge=0, description="nan_policy skip: stop when more weight steps than this were skipped")
 
 
 class OptimConfig(_Config):
@@ -185,8 +191,20 @@ class ExportConfig(_Config):
     """Export of the retrained networks."""
 
     onnx: bool = Field(True, description="also write ONNX files")
-    dir: str | None = Field(None, description="export folder; null: DIR/export")
+    dir: str | None = Field(
+        None, description="export folder; relative: inside the run's output folder DIR; null: DIR/export")
     opset: int = Field(17, ge=17, description="ONNX opset")
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_inside(cls, v: str | None) -> str | None:
+        if v is None or Path(os.path.expanduser(v)).is_absolute():
+            return v  # absolute: given explicitly, allowed anywhere
+        norm = os.path.normpath(v)
+        if norm == ".." or norm.startswith(".." + os.sep):
+            raise ValueError("a relative export.dir is inside the run's output folder and may not leave it "
+                             "with '..'; give an absolute path to export elsewhere")
+        return v
 
 
 class Recipe(_Config):
@@ -228,8 +246,18 @@ class Recipe(_Config):
 
     @property
     def export_dir(self) -> Path | None:
-        """Absolute export folder, or None (then the run uses DIR/export)."""
-        return None if self.export.dir is None else _resolve(self.export.dir, self._base_dir)
+        """The explicit absolute export folder, or None when the export goes inside the run's folder."""
+        if self.export.dir is None:
+            return None
+        q = Path(os.path.expanduser(self.export.dir))
+        return q if q.is_absolute() else None
+
+    def export_root(self, out_dir: str | os.PathLike) -> Path:
+        """Where the run in ``out_dir`` exports: ``out_dir/export``, ``out_dir/<relative export.dir>``, or the
+        absolute ``export.dir``."""
+        if self.export.dir is None:
+            return Path(out_dir) / "export"
+        return self.export_dir or Path(out_dir) / os.path.normpath(self.export.dir)
 
     def __eq__(self, other: object) -> bool:  # where a recipe came from does not change what it says
         return isinstance(other, Recipe) and self.model_dump() == other.model_dump()
@@ -288,6 +316,14 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         problem = getattr(e, "problem", None) or str(e)
+        if isinstance(e, yaml.reader.ReaderError):  # a control character: no mark, a position
+            line = text[: e.position].count("\n") + 1
+            char = chr(e.character) if isinstance(e.character, int) else e.character
+            raise RecipeError(f"the character {char!r} is not allowed in YAML; remove it", filename,
+                              line=line) from None
+        if isinstance(e, yaml.constructor.ConstructorError):  # !!python/object and friends: never built
+            raise RecipeError(f"unsupported YAML tag ({problem}); a recipe holds plain values only, no "
+                              f"Python objects", filename, line=mark.line + 1 if mark else None) from None
         raise RecipeError(f"YAML syntax error: {problem}", filename,
                           line=mark.line + 1 if mark else None) from None
     if data is None:

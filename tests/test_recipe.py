@@ -50,7 +50,8 @@ def test_source_base_dir_and_relative_paths(tmp_path):
     assert r.source == p.absolute() and r.base_dir == sub.absolute()
     assert r.space_path == (sub / "spaces/demo.space").resolve() and r.space_path.is_absolute()
     assert r.data_root == (tmp_path / "data").resolve() and Path(r.data.root).is_absolute()
-    assert r.export_dir == (sub / "out/export").resolve()
+    assert r.export_dir is None  # relative: inside the run's output folder, not next to the recipe
+    assert r.export_root(tmp_path / "run") == tmp_path / "run" / "out" / "export"
     assert r.data_root and load_recipe(write(tmp_path, MINIMAL)).data_root is None
 
 

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import pickle
 from pathlib import Path
 
 import torch
@@ -33,7 +34,7 @@ class CheckpointStore:
     def _index(self) -> list[dict]:
         try:
             return json.loads(self.index_path.read_text())["checkpoints"]
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError):  # missing, unreadable, not a folder, garbled
             return []
 
     def exists(self) -> bool:
@@ -65,5 +66,11 @@ class CheckpointStore:
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
                 _logger.warning("checkpoint %s is corrupted (checksum mismatch); using the previous one", path)
                 continue
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            try:
+                return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+                # e.g. a file holding arbitrary Python objects: refused, never executed
+                _logger.warning("checkpoint %s was refused (%s); trying the previous one", path,
+                                str(e).splitlines()[0] if str(e) else type(e).__name__)
+                continue
         return None

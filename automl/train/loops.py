@@ -34,8 +34,13 @@ def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, criterion, info: DistInfo,
-                grad_clip: float | None, device: torch.device):
+                grad_clip: float | None, device: torch.device, skip_nonfinite: bool = False):
     """One update of the supernet weights W by eq. 3 and return (mean loss, correct count of the first path).
+
+    With ``skip_nonfinite`` (the recipe's ``search.nan_policy: skip``) a step whose loss or gradient is not
+    finite on any rank is not applied (the optimiser does not step, its state is untouched) and the returned
+    loss is non-finite: that is how the caller counts skipped steps. This check syncs with the device once
+    per step; the default (stop) policy does not.
 
     Each path's loss is divided by λ and back-propagated on its own, so memory holds one path's graph at a
     time; the accumulated gradient is exactly the average of the λ gradients. Parameters not on any
@@ -56,6 +61,12 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
             correct = (out.detach().argmax(1) == y).sum()
     params = [p for p in supernet.parameters() if p.grad is not None]
     all_reduce_grads(params, info)
+    if skip_nonfinite:
+        grad_sum = sum((p.grad.double().sum() for p in params), total.new_zeros((), dtype=torch.float64))
+        bad = (~torch.isfinite(total) | ~torch.isfinite(grad_sum)).float()
+        if all_reduce_sum(bad, info).item() > 0:  # every rank takes the same decision
+            optimizer.zero_grad(set_to_none=True)
+            return total.new_tensor(float("nan")) if torch.isfinite(total) else total, correct
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()

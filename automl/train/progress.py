@@ -9,6 +9,7 @@ Only rank 0 prints or writes.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from contextlib import contextmanager
@@ -31,6 +32,8 @@ class Reporter:
         if not self.enabled or self.metrics_path is None:
             return
         fields.setdefault("seconds", round(time.perf_counter() - self._t0, 3))
+        # strict JSON has no NaN/Infinity: a non-finite number (a diverged loss) is written as null
+        fields = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()}
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(fields) + "\n")
 
