@@ -15,7 +15,8 @@ from torch import nn
 from automl.errors import UserError
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
-from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, atomic_path, read_manifest, write_manifest
+from automl._io import atomic_path
+from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest, write_manifest
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.standalone import add_se, build_timm_model, count_params, timm_spec
 

@@ -1,50 +1,23 @@
-"""The export folder's ``manifest.json`` and atomic file writes.
+"""The export folder's ``manifest.json``.
 
 Every file of an export is written to a temporary name in the same folder and moved into place with
-``os.replace``, so a reader (or a crashed run) never sees half a file.
+``os.replace`` (``automl._io``), so a reader (or a crashed run) never sees half a file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from automl._io import atomic_write_text
 from automl.errors import UserError
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "atomic_path", "atomic_write_text", "write_manifest",
-           "read_manifest"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is removed.
-
-    ``suffix`` keeps the extension for writers that look at it (``torch.onnx.export`` does not, but
-    safetensors and humans reading a crashed folder do).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
-from automl.export.manifest import atomic_path
+from automl._io import atomic_path
 
 __all__ = ["MIN_OPSET", "check_opset", "PARITY_TOLERANCE", "OnnxParityError", "export_onnx", "onnx_parity"]
 
