@@ -317,6 +317,20 @@ def _cifar_help(root: Path) -> str:
             f"(cifar-10-python.tar.gz, extracted) into {root}")
 
 
+class _ArraysOnlyUnpickler(pickle.Unpickler):
+    """CIFAR-10's python batches are pickles of dicts, lists, bytes and numpy arrays: anything else (a
+    pickle that would call a function while loading) is refused, so a planted data file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused to load {module}.{name} (only arrays, lists and dicts)")
+
+
 def _load_cifar10(root: Path | None, download: bool):
     """The python pickles of CIFAR-10 as uint8 tensors (N, 3, 32, 32); downloads them if asked."""
     if root is None:
@@ -341,7 +355,7 @@ def _load_cifar10(root: Path | None, download: bool):
         for name in names:
             try:
                 with open(folder / name, "rb") as f:
-                    d = pickle.load(f, encoding="latin1")
+                    d = _ArraysOnlyUnpickler(f, encoding="latin1").load()
                 data = d["data"] if "data" in d else d[b"data"]
                 labels = d["labels"] if "labels" in d else d[b"labels"]
             except Exception as e:

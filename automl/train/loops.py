@@ -38,8 +38,9 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
     """One update of the supernet weights W by eq. 3 and return (mean loss, correct count of the first path).
 
     With ``skip_nonfinite`` (the recipe's ``search.nan_policy: skip``) a step whose loss or gradient is not
-    finite on any rank is not applied (the optimiser does not step, its state is untouched) and the returned
-    loss is non-finite: that is how the caller counts skipped steps. This check syncs with the device once
+    finite on any rank is not applied (the optimiser does not step, its state is untouched, and the
+    BatchNorm running statistics the forward pass changed are put back) and the returned loss is
+    non-finite: that is how the caller counts skipped steps. This check syncs with the device once
     per step; the default (stop) policy does not.
 
     Each path's loss is divided by λ and back-propagated on its own, so memory holds one path's graph at a
@@ -49,6 +50,8 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
     optimizer.zero_grad(set_to_none=True)
     x = _prepare(x, device)
     lam = archs.shape[0]
+    buffers = list(supernet.buffers()) if skip_nonfinite else []
+    saved = [b.detach().clone() for b in buffers]
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for i in range(lam):
@@ -66,6 +69,9 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
         bad = (~torch.isfinite(total) | ~torch.isfinite(grad_sum)).float()
         if all_reduce_sum(bad, info).item() > 0:  # every rank takes the same decision
             optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, v in zip(buffers, saved):
+                    b.copy_(v)
             return total.new_tensor(float("nan")) if torch.isfinite(total) else total, correct
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)

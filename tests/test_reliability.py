@@ -1,0 +1,431 @@
+"""Hardening: CLI misuse and exit codes, safe loading, NaN/inf handling, write errors, where a run writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import automl.pipeline
+from automl.cli import main
+from automl.errors import RecipeError, UserError
+from automl.pipeline import Run
+from automl.recipe import load_recipe, parse_recipe
+from automl.train.checkpoint import CheckpointStore
+from automl.train.distributed import DistInfo
+from automl.train.loops import weight_step
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+# One epoch of 3 weight steps, one θ epoch, no retraining (the exported net inherits supernet weights).
+SMALL = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
+         "search.weight_epochs=2", "search.theta_epochs=1", "search.epsilons=[0,0.5]", "retrain.epochs=0",
+         "export.onnx=false", "search.log_every=1", "device=cpu"]
+AS_ROOT = os.name == "posix" and os.geteuid() == 0
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return code, err
+
+
+# ---------------------------------------------------------------------------------------- CLI misuse
+
+
+def test_missing_recipe(tmp_path, capsys):
+    code, err = cli(capsys, "run", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "no such recipe file" in err and len(err.strip().splitlines()) == 1
+
+
+def test_directory_instead_of_recipe(tmp_path, capsys):
+    code, err = cli(capsys, "run", str(tmp_path), "--out", str(tmp_path / "o"))
+    assert code == 2 and "is a directory" in err
+
+
+def test_directory_instead_of_space(tmp_path, capsys):
+    code, err = cli(capsys, "space", "check", str(tmp_path))
+    assert code == 2 and str(tmp_path) in err
+
+
+def test_wrong_flag(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["run", QUICK, "--bogus"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "unrecognized arguments: --bogus" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(AS_ROOT or os.name != "posix", reason="root reads anything")
+def test_unreadable_recipe(tmp_path, capsys):
+    p = tmp_path / "r.yaml"
+    shutil.copy(QUICK, p)
+    p.chmod(0)
+    try:
+        code, err = cli(capsys, "run", str(p), "--out", str(tmp_path / "o"))
+    finally:
+        p.chmod(0o644)
+    assert code == 2 and "cannot read" in err
+
+
+def test_out_under_a_regular_file(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = cli(capsys, "run", QUICK, *SMALL, "--out", str(blocker / "run"))
+    assert code == 2 and "cannot write there" in err and str(blocker / "run") in err
+
+
+def test_out_is_a_regular_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    for extra in ([], ["--resume"]):
+        code, err = cli(capsys, "run", QUICK, *SMALL, "--out", str(f), *extra)
+        assert code == 2 and "is a file, not a folder" in err
+    assert f.read_text() == "x"
+
+
+def test_resume_with_no_checkpoint_starts_nothing(tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    code, err = cli(capsys, "run", QUICK, *SMALL, "--out", str(out), "--resume")
+    assert code == 2 and "no checkpoint" in err and len(err.strip().splitlines()) == 1
+    assert list(out.iterdir()) == []
+
+
+def _python_m(*args, cwd):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "automl", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=300)
+
+
+def test_real_process_user_errors_exit_2(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for args in (["run", "missing.yaml"],
+                 ["run", QUICK, *SMALL, "--out", str(blocker / "run")],
+                 ["run", QUICK, *SMALL, "--out", str(tmp_path / "empty"), "--resume"]):
+        p = _python_m(*args, cwd=tmp_path)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "Traceback" not in p.stderr and p.stderr.strip(), (args, p.stderr)
+
+
+# ---------------------------------------------------------------------------------------- exit codes
+
+
+def test_internal_error_exits_1_and_asks_for_a_report(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("internal boom")
+
+    monkeypatch.setattr("automl.commands.space.main", broken)
+    assert main(["space", "check", str(ROOT / "spaces" / "digits.space")]) == 1
+    err = capsys.readouterr().err
+    assert "internal boom" in err and "internal error" in err and "please report" in err
+
+
+def test_success_exits_0(capsys):
+    assert main(["space", "check", str(ROOT / "spaces" / "digits.space")]) == 0
+
+
+# ---------------------------------------------------------------------------------------- safe loading
+
+
+def test_yaml_python_tag_is_rejected_and_not_run(tmp_path, capsys):
+    marker = tmp_path / "hacked"
+    p = tmp_path / "r.yaml"
+    p.write_text(f'name: x\nspace: !!python/object/apply:os.system ["touch {marker}"]\n')
+    with pytest.raises(RecipeError) as info:
+        load_recipe(p)
+    assert info.value.line == 2 and "no Python objects" in str(info.value)
+    code, err = cli(capsys, "run", str(p), "--out", str(tmp_path / "o"))
+    assert code == 2 and not marker.exists()
+    with pytest.raises(RecipeError, match="override"):
+        load_recipe(QUICK, [f"name=!!python/object/apply:os.system [touch {marker}]"])
+    assert not marker.exists()
+
+
+class _Evil:
+    marker = None
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_checkpoint_with_custom_class_is_refused(tmp_path, caplog):
+    marker = tmp_path / "pwned"
+    store = CheckpointStore(tmp_path / "ck")
+    store.save({"step": 1})
+    evil = _Evil()
+    evil.marker = str(marker)
+    store.save({"step": 2, "x": evil})  # a valid checksum: the content itself is refused
+    assert store.load()["step"] == 1 and not marker.exists()
+    assert "refused" in caplog.text
+    only = CheckpointStore(tmp_path / "ck2")
+    only.save({"x": evil})
+    assert only.load() is None and not marker.exists()
+
+
+def test_loaders_use_weights_only():
+    """Every torch.load in the package reads weights only (grep, so a new one cannot slip in)."""
+    import re
+
+    calls = []
+    for f in (ROOT / "automl").rglob("*.py"):
+        for m in re.finditer(r"torch\.load\((.*)", f.read_text()):
+            calls.append((f.name, m.group(1)))
+            assert "weights_only=True" in m.group(1), (f, m.group(0))
+    assert calls
+    for f in (ROOT / "automl").rglob("*.py"):
+        text = f.read_text()
+        assert "yaml.load(" not in text and "yaml.unsafe_load" not in text and "pickle.load(" not in text, f
+        assert not re.search(r"(?<![\w.])(?<!def )(eval|exec)\(", text), f  # builtins; a method may be named eval
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_cifar_pickles_load_arrays_only(tmp_path, protocol):
+    import pickle
+
+    import numpy as np
+
+    from automl.errors import DataError
+    from automl.recipe import DataConfig
+    from automl.train.data import build_data
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (10, 3072), dtype=np.uint8), b"labels": [i % 10 for i in range(10)],
+                 b"batch_label": name.encode()}
+        (folder / name).write_bytes(pickle.dumps(batch, protocol=protocol))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [b"c"] * 10}, protocol=protocol))
+    cfg = DataConfig(dataset="cifar10", root=str(tmp_path), batch_size=8)
+    assert build_data(cfg, ".", 0, "cpu").num_classes == 10
+    marker = tmp_path / "pwned"
+    evil = _Evil()
+    evil.marker = str(marker)
+    (folder / "data_batch_3").write_bytes(pickle.dumps({b"data": evil, b"labels": []}, protocol=protocol))
+    with pytest.raises(DataError, match="refused to load"):
+        build_data(cfg, ".", 0, "cpu")
+    assert not marker.exists()
+
+
+# ---------------------------------------------------------------------------------------- NaN / inf
+
+
+def test_nan_policy_in_the_schema():
+    r = load_recipe(QUICK)
+    assert r.search.nan_policy == "stop" and r.search.max_bad_steps == 10
+    r = load_recipe(QUICK, ["search.nan_policy=skip", "search.max_bad_steps=0"])
+    assert r.search.nan_policy == "skip" and r.search.max_bad_steps == 0
+    with pytest.raises(RecipeError, match="must be one of stop, skip"):
+        load_recipe(QUICK, ["search.nan_policy=ignore"])
+    with pytest.raises(RecipeError, match="must be >= 0"):
+        load_recipe(QUICK, ["search.max_bad_steps=-1"])
+    for bad in ("optim.lr=.inf", "optim.lr=.nan", "search.epsilons=[.inf]"):
+        with pytest.raises(RecipeError, match="finite|must be"):
+            load_recipe(QUICK, [bad])
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+        self.bn = nn.BatchNorm1d(3)
+
+    def forward(self, x, arch):
+        return self.bn(self.lin(x))
+
+
+@pytest.mark.parametrize("poison", ["input", "weights"])
+def test_skipped_step_is_not_applied(poison):
+    torch.manual_seed(0)
+    net = _Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    archs = torch.zeros(2, 1, dtype=torch.long)
+    args = (nn.CrossEntropyLoss(), DistInfo(), 5.0, torch.device("cpu"))
+    loss, _ = weight_step(net, x, y, archs, opt, *args, skip_nonfinite=True)
+    assert math.isfinite(loss.item())
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    momentum = [opt.state[p]["momentum_buffer"].clone() for p in net.parameters()]
+    if poison == "input":
+        x = x.clone()
+        x[0, 0] = float("nan")
+    else:
+        y = y.clone()
+        with torch.no_grad():
+            net.lin.weight[0, 0] = float("inf")
+        before["lin.weight"][0, 0] = float("inf")
+    loss, _ = weight_step(net, x, y, archs, opt, *args, skip_nonfinite=True)
+    assert not math.isfinite(loss.item())
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for p, m in zip(net.parameters(), momentum):
+        assert torch.equal(opt.state[p]["momentum_buffer"], m)
+        assert p.grad is None
+
+
+def test_diverging_weights_stop_with_step_and_hint(tmp_path, capsys):
+    code, err = cli(capsys, "run", QUICK, *SMALL, "optim.lr=1e30", "optim.grad_clip=null",
+                    "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert "weights: the training loss became" in err and "epoch 1, by step" in err
+    assert "lower optim.lr" in err and "nan_policy=skip" in err
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def _poison_steps(monkeypatch, bad: set[int]):
+    """Make the weight steps numbered in ``bad`` (1-based, whole run) see a NaN input."""
+    real = automl.pipeline.weight_step
+    calls = {"n": 0}
+
+    def step(net, x, *a, **k):
+        calls["n"] += 1
+        if calls["n"] in bad:
+            x = torch.full_like(x, float("nan"))
+        return real(net, x, *a, **k)
+
+    monkeypatch.setattr(automl.pipeline, "weight_step", step)
+
+
+def test_nan_policy_skip_skips_and_counts(tmp_path, monkeypatch, capsys):
+    _poison_steps(monkeypatch, {2, 5})
+    out = tmp_path / "o"
+    code, err = cli(capsys, "run", QUICK, *SMALL, "search.nan_policy=skip", "--out", str(out))
+    assert code == 0, err
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    skipped = [x for x in lines if x.get("skipped")]
+    assert [(x["epoch"], x["step"], x["bad_steps"]) for x in skipped] == [(1, 2, 1), (2, 2, 2)]
+    assert all(x["loss"] is None or math.isfinite(x["loss"]) for x in lines if "loss" in x)
+    res = json.loads((out / "results.json").read_text())
+    assert len(res["architectures"]) == 2
+    state = CheckpointStore(out / "checkpoints").load()
+    assert state["bad_steps"] == 2
+    assert all(torch.isfinite(v).all() for v in state["supernet"].values() if v.is_floating_point())
+
+
+def test_nan_policy_skip_stops_past_max_bad_steps(tmp_path, monkeypatch, capsys):
+    _poison_steps(monkeypatch, {1, 3})
+    code, err = cli(capsys, "run", QUICK, *SMALL, "search.nan_policy=skip", "search.max_bad_steps=1",
+                    "--out", str(tmp_path / "o"))
+    assert code == 2
+    assert "2 weight steps had a non-finite loss (more than search.max_bad_steps=1)" in err
+    assert "epoch 1, step 3" in err and "lower optim.lr" in err
+
+
+def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch):
+    from automl.search import MultiEpsilonSearch
+
+    real_losses = automl.pipeline.path_losses
+    calls = {"n": 0, "nan_told": 0}
+
+    def losses(*a, **k):
+        out = real_losses(*a, **k).clone()
+        calls["n"] += 1
+        out[calls["n"] % out.numel()] = float("nan") if calls["n"] % 2 else float("inf")
+        if calls["n"] % 5 == 0:
+            out[:] = float("nan")  # every path bad at once
+        return out
+
+    real_tell = MultiEpsilonSearch.tell
+
+    def tell(self, archs, losses_):
+        calls["nan_told"] += int((~torch.isfinite(losses_)).any())
+        real_tell(self, archs, losses_)
+        assert torch.isfinite(self.theta).all()
+        assert torch.allclose(self.theta.sum(-1), torch.ones(()).double().to(self.theta), atol=1e-6)
+
+    monkeypatch.setattr(automl.pipeline, "path_losses", losses)
+    monkeypatch.setattr(MultiEpsilonSearch, "tell", tell)
+    res = Run(load_recipe(QUICK, SMALL + ["search.theta_epochs=2"]), tmp_path / "o", tty=False).execute()
+    assert calls["nan_told"] == calls["n"] >= 6
+    assert len(res["architectures"]) == 2 and all(a["params"] > 0 for a in res["architectures"])
+    lines = (tmp_path / "o" / "metrics.jsonl").read_text()
+    assert "NaN" not in lines and "Infinity" not in lines  # strict JSON
+
+
+# ---------------------------------------------------------------------------------------- write errors
+
+
+def test_disk_full_while_checkpointing_keeps_previous(tmp_path, monkeypatch, capsys):
+    import automl.train.checkpoint as ck
+
+    real = ck.atomic_write_bytes
+    calls = {"n": 0}
+
+    def write(path, data):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(ck, "atomic_write_bytes", write)
+    out = tmp_path / "o"
+    code, err = cli(capsys, "run", QUICK, *SMALL, "--out", str(out))
+    assert code == 2 and "No space left on device" in err and "previous checkpoint is intact" in err
+    monkeypatch.undo()
+    store = CheckpointStore(out / "checkpoints")
+    first = store.load()
+    assert (first["stage"], first["epoch"]) == (0, 1)  # the one written before the failure
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+    code, err = cli(capsys, "run", QUICK, *SMALL, "--out", str(out), "--resume")
+    assert code == 0, err
+    assert (out / "results.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------- where a run writes
+
+
+def test_export_dir_rule(tmp_path):
+    base = "name: x\nspace: s.space\n"
+    r = parse_recipe(base + "export: {dir: models}\n", "r.yaml", base_dir=tmp_path)
+    assert r.export_dir is None and r.export_root(tmp_path / "run") == tmp_path / "run" / "models"
+    r = parse_recipe(base + "export: {dir: a/../b}\n", "r.yaml", base_dir=tmp_path)
+    assert r.export_root(tmp_path / "run") == tmp_path / "run" / "b"
+    assert parse_recipe(base, "r.yaml").export_root(tmp_path / "run") == tmp_path / "run" / "export"
+    absolute = str(tmp_path / "elsewhere")
+    r = parse_recipe(base + f"export: {{dir: {absolute}}}\n", "r.yaml", base_dir=tmp_path)
+    assert r.export_dir == Path(absolute) and r.export_root(tmp_path / "run") == Path(absolute)
+    for bad in ("..", "../x", "a/../../x", "./../x"):
+        with pytest.raises(RecipeError) as info:
+            parse_recipe(base + f"export: {{dir: '{bad}'}}\n", "r.yaml", base_dir=tmp_path)
+        assert info.value.key == "export.dir" and info.value.line == 3 and "absolute path" in str(info.value)
+        with pytest.raises(RecipeError, match="override export.dir="):
+            parse_recipe(base, "r.yaml", overrides=[f"export.dir={bad}"])
+
+
+def _tree(root: Path, skip: Path) -> dict:
+    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*")
+            if skip not in p.parents and p != skip}
+
+
+def test_a_run_writes_only_inside_out(tmp_path, monkeypatch):
+    """Default settings (export.dir null) and a relative export.dir: nothing appears outside --out."""
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "spaces").mkdir()
+    shutil.copy(QUICK, tmp_path / "recipes" / "q.yaml")
+    shutil.copy(ROOT / "spaces" / "digits.space", tmp_path / "spaces" / "digits.space")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    out = tmp_path / "out"
+    before = _tree(tmp_path, out)
+    assert main(["run", str(tmp_path / "recipes" / "q.yaml"), *SMALL, "search.epsilons=[0.3]",
+                 "--out", str(out)]) == 0
+    assert _tree(tmp_path, out) == before
+    assert (out / "export" / "eps-0.3" / "manifest.json").is_file()
+    out2 = tmp_path / "out2"
+    before = _tree(tmp_path, out2)
+    assert main(["run", str(tmp_path / "recipes" / "q.yaml"), *SMALL, "search.epsilons=[0.3]",
+                 "export.dir=models", "--out", str(out2)]) == 0
+    assert _tree(tmp_path, out2) == before
+    assert (out2 / "models" / "eps-0.3" / "manifest.json").is_file()
+    assert not (out2 / "export").exists() and list(cwd.iterdir()) == []
