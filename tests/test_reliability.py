@@ -321,6 +321,7 @@ def test_nan_policy_skip_stops_past_max_bad_steps(tmp_path, monkeypatch, capsys)
     assert "epoch 1, step 3" in err and "lower optim.lr" in err
 
 
+@pytest.mark.filterwarnings("ignore:.*rank worst:RuntimeWarning")
 def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch):
     from automl.search import MultiEpsilonSearch
 
