@@ -24,7 +24,7 @@ from _common import emit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERRIDES = ["search.weight_epochs=2", "search.theta_epochs=1", "retrain.epochs=0", "export.onnx=false",
-             "search.epsilons=[0,0.5]"]
+             "search.epsilons=[0,0.5]", "search.lam=2"]
 
 
 def run(nproc: int, device: str, port: int) -> dict:

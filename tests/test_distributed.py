@@ -28,7 +28,7 @@ def test_torchrun_two_processes(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
            "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), "device=cpu",
            "data.limit_train=256", "data.batch_size=32", "data.theta_batch_size=32", "search.weight_epochs=1",
-           "search.theta_epochs=1", "search.epsilons=[0,0.5]", "retrain.epochs=1", "export.onnx=false",
+           "search.theta_epochs=1", "search.epsilons=[0,0.5]", "search.lam=2", "retrain.epochs=1", "export.onnx=false",
            "--out", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

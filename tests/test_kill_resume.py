@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 BASE = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
-        "search.epsilons=[0,0.5]", "search.log_every=1", "device=cpu"]
+        "search.epsilons=[0,0.5]", "search.lam=2", "search.log_every=1", "device=cpu"]
 # Every phase lasts several logged steps; ONNX export makes the export phase long enough to hit.
 FULL = BASE + ["search.weight_epochs=3", "search.theta_epochs=3", "retrain.epochs=2", "export.onnx=true"]
 # The default-run variant: search only (retrain.epochs=0 exports the inherited weights), no ONNX.

@@ -14,7 +14,7 @@ from automl.train.checkpoint import CheckpointStore
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 TINY = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
-        "search.weight_epochs=2", "search.theta_epochs=2", "search.epsilons=[0,0.5]", "retrain.epochs=1",
+        "search.weight_epochs=2", "search.theta_epochs=2", "search.epsilons=[0,0.5]", "search.lam=2", "retrain.epochs=1",
         "export.onnx=false", "search.log_every=2"]
 
 
