@@ -598,7 +598,8 @@ class Run:
         export_architecture(self.retrain_space, arch, folder, model=model_cpu, se=r.retrain.se,
                             opset=r.export.opset, onnx=r.export.onnx, epsilon=eps,
                             cost=self.space.cost_table.total(arch, r.search.cost), cost_metric=r.search.cost,
-                            space_path=r.space_path, space_args=self.retrain_space_args)
+                            space_path=r.space_path, space_args=self.retrain_space_args,
+                            normalize=self.data.normalize)
         model.to(self.device)
         if not r.export.onnx:
             return None

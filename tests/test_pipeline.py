@@ -56,6 +56,8 @@ def test_run_exports_onnx_per_epsilon(tmp_path):
     manifest = json.loads((tmp_path / "run" / "export" / "eps-0.2" / "manifest.json").read_text())
     assert manifest["params"] == a["params"] and manifest["choices"] == a["choices"]
     assert manifest["epsilon"] == 0.2
+    # the digits' input normalisation travels with the model, for deployment code to apply
+    assert len(manifest["normalize"]["mean"]) == 1 and manifest["normalize"]["std"][0] > 0
 
 
 class _Killed(KeyboardInterrupt):

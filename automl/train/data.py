@@ -181,6 +181,8 @@ class Data:
     full: Loader    # D = D_W ∪ D_theta: retraining
     test: Loader    # held-out test/validation set
     dataset: str = ""
+    # per-channel mean/std applied to pixels in [0, 1] (recorded in export manifests); None: not normalised
+    normalize: dict | None = None
 
 
 # ------------------------------------------------------------------------------------------- building
@@ -207,13 +209,14 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
         return _build_imagefolder(cfg, root, size or NATIVE_SIZE["imagefolder"], device, common)
 
     if cfg.dataset == "digits":
-        x_tr, y_tr, x_te, y_te, classes = _load_digits()
+        x_tr, y_tr, x_te, y_te, classes, normalize = _load_digits()
         transform_train = transform_test = None
     elif cfg.dataset == "synthetic":
         x_tr, y_tr, x_te, y_te, classes = _make_synthetic(cfg, seed)
-        transform_train = transform_test = None
+        transform_train = transform_test = normalize = None
     elif cfg.dataset == "cifar10":
         x_tr, y_tr, x_te, y_te, classes = _load_cifar10(root, cfg.download)
+        normalize = {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
         target = size or NATIVE_SIZE["cifar10"]
         transform_train = _cifar_transform(train=True, size=target)
         transform_test = _cifar_transform(train=False, size=target)
@@ -240,7 +243,7 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
     _logger.debug("data %s: %d train (D_W %d, D_theta %d), %d test", cfg.dataset, n_train, len(idx_w),
                   len(idx_theta), len(y_te))
     return Data(
-        input_shape=(int(c), int(h), int(w)), num_classes=classes, dataset=cfg.dataset,
+        input_shape=(int(c), int(h), int(w)), num_classes=classes, dataset=cfg.dataset, normalize=normalize,
         w=train("w", idx_w, cfg.batch_size),
         theta=train("theta", idx_theta, cfg.theta_batch_size or cfg.batch_size),
         full=train("full", torch.arange(n_train), cfg.batch_size),
@@ -293,7 +296,8 @@ def _load_digits():
     test_idx = torch.nonzero(test_mask).flatten()
     x_tr, x_te = x[train_idx], x[test_idx]
     mean, std = x_tr.mean(), x_tr.std()
-    return (x_tr - mean) / std, y[train_idx], (x_te - mean) / std, y[test_idx], 10
+    norm = {"mean": [float(mean)], "std": [float(std)]}
+    return (x_tr - mean) / std, y[train_idx], (x_te - mean) / std, y[test_idx], 10, norm
 
 
 def _make_synthetic(cfg: DataConfig, seed: int):
@@ -429,6 +433,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
 
     return Data(
         input_shape=(3, size, size), num_classes=len(train_set.classes), dataset="imagefolder",
+        normalize={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         w=loader("w", train_set, idx_w, cfg.batch_size, True),
         theta=loader("theta", train_set, idx_theta, cfg.theta_batch_size or cfg.batch_size, True),
         full=loader("full", train_set, torch.arange(n_train), cfg.batch_size, True),
