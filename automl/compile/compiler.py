@@ -248,6 +248,15 @@ class _Resolver:
 
 # ---- chain networks -----------------------------------------------------------------------------
 
+def _head_features(r: _Resolver, net: ir.Network) -> int:
+    """Width of the 1x1 head conv (timm's ``num_features``), 0 when the network has no head."""
+    if net.head is None:
+        return 0
+    head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "",
+                                "kernel": "the head conv is 1x1"}, "head")
+    return r.whole(head["width"].value, "head width", 0, _MAX_CH) if "width" in head else 0
+
+
 def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: int):
     space = r.space
     if net.stem is None:
@@ -329,12 +338,7 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
                 decisions.append(Decision(lname, tuple(c[0] for c in choices)))
             layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec))
         cur = width
-    if net.head is not None:
-        head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "",
-                                    "kernel": "the head conv is 1x1"}, "head")
-        num_features = r.whole(head["width"].value, "head width", 0, _MAX_CH) if "width" in head else 0
-    else:
-        num_features = 0
+    num_features = _head_features(r, net)
     plan = ChainPlan(in_chans, stem_size, stem_kernel, act, tuple(layers), num_features, num_classes,
                      len(net.stages))
     return plan, decisions
@@ -464,12 +468,7 @@ def _compile_cells(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
         instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev))
         reduce_prev = p.stride == 2
         c_pp, c_p = c_p, c
-    if net.head is not None:
-        head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "",
-                                    "kernel": "the head conv is 1x1"}, "head")
-        num_features = r.whole(head["width"].value, "head width", 0, _MAX_CH) if "width" in head else 0
-    else:
-        num_features = 0
+    num_features = _head_features(r, net)
     plan = CellPlan(in_chans, stem_width, stem_kernel, stem_stride, tuple(plans), tuple(instances),
                     num_features, num_classes)
     return plan, decisions
