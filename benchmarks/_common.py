@@ -33,6 +33,18 @@ def timeit(fn, repeat: int = 20, warmup: int = 3, sync: bool = False) -> list[fl
     return out
 
 
+def space_parser(default_space: str):
+    """The arguments every per-space benchmark takes: SPACE, --set k=v, --batch, --device."""
+    import argparse
+
+    p = argparse.ArgumentParser()
+    p.add_argument("space", nargs="?", default=default_space)
+    p.add_argument("--set", action="append", help="space parameter override k=v")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p
+
+
 def median(xs) -> float:
     return statistics.median(xs)
 

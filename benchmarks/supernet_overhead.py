@@ -8,14 +8,13 @@ Defaults: spaces/digits.space at batch 64 on the CPU; on a GPU, pass spaces/prox
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, timeit  # noqa: E402
+from _common import emit, median, space_parser, timeit  # noqa: E402
 
 from automl.cli import parse_set_args  # noqa: E402
 from automl.compile import load_compiled  # noqa: E402
@@ -25,11 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("space", nargs="?", default=str(ROOT / "spaces" / "digits.space"))
-    p.add_argument("--set", action="append")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p = space_parser(str(ROOT / "spaces" / "digits.space"))
     p.add_argument("--archs", type=int, default=3, help="random architectures to average over")
     a = p.parse_args()
     dev = torch.device(a.device)
