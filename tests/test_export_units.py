@@ -88,6 +88,8 @@ def test_split_checkpoint():
     sd = {"a": torch.zeros(1)}
     assert split_checkpoint({"supernet": sd, "step": torch.tensor(3)}, {"a"})[0] == "supernet"
     assert split_checkpoint({"model": sd}, set())[0] == "standalone"
+    # a run's checkpoint from inside the weight phase: the partly trained supernet, no final one yet
+    assert split_checkpoint({"supernet": None, "supernet_train": sd, "epoch": 3}, {"a"}) == ("supernet", sd)
     assert split_checkpoint(sd, {"a"})[0] == "standalone"
     assert split_checkpoint(sd, {"b"})[0] == "supernet"
     with pytest.raises(UserError, match="not a state_dict"):

@@ -56,7 +56,9 @@ def split_checkpoint(obj: dict[str, Any], standalone_keys: set[str], source: str
     bare state_dict whose keys are exactly the standalone model's is a standalone one; any other bare
     state_dict is taken for a supernet's.
     """
-    for key, kind in (("supernet", "supernet"), ("model", "standalone"), ("state_dict", None)):
+    # "supernet_train": a checkpoint of `automl run` written during the weight phase (partly trained)
+    for key, kind in (("supernet", "supernet"), ("supernet_train", "supernet"), ("model", "standalone"),
+                      ("state_dict", None)):
         if key in obj and isinstance(obj[key], dict):
             sd = obj[key]
             if kind is None:
