@@ -229,7 +229,9 @@ class Run:
         """``n`` architectures sampled uniformly (weight phase), from the run's own generator."""
         k = torch.tensor(self.space.num_choices, dtype=torch.float64)
         u = torch.rand(n, len(k), generator=self.sampler, dtype=torch.float64)
-        return (u * k).long().clamp_max(k.long() - 1).to(self.device)
+        # kept on the CPU: the supernet only reads the indices in Python (moving them to the GPU and back
+        # would cost a host sync per path)
+        return (u * k).long().clamp_max(k.long() - 1)
 
     # ------------------------------------------------------------------ main
     def execute(self) -> dict:
@@ -382,8 +384,8 @@ class Run:
 
     def _theta_step(self, net, engine, x, y) -> torch.Tensor:
         """Algorithm 1 line 8: ask λ paths, their D_θ losses (averaged over ranks), tell every distribution."""
-        archs = engine.ask()
-        losses = all_reduce_mean(path_losses(net, x, y, archs, self.device), self.info)
+        archs = engine.ask()  # on the engine's device; the supernet reads the indices once, from the CPU
+        losses = all_reduce_mean(path_losses(net, x, y, archs.cpu(), self.device), self.info)
         engine.tell(archs, losses)
         return losses
 
@@ -458,7 +460,7 @@ class Run:
             t0 = time.perf_counter()
             net.train()
             num_updates = self._weight_epoch(net, opt, sched, criterion, epoch, s.weight_epochs, num_updates,
-                                             f"simultaneous eps={eps}", lambda: engine.ask(),
+                                             f"simultaneous eps={eps}", lambda: engine.ask().cpu(),
                                              theta=(engine, theta_batches(epoch)))
             self._timed("simultaneous", time.perf_counter() - t0)
             if epoch + 1 < s.weight_epochs:
