@@ -1,6 +1,8 @@
-"""Atomic file writes: a temporary file in the same folder, fsync, then ``os.replace``.
+"""File I/O shared by the modules.
 
-A reader (or a resumed run) sees either the old file or the new one, never half of one.
+Atomic writes: a temporary file in the same folder, fsync, then ``os.replace``; a reader (or a resumed
+run) sees either the old file or the new one, never half of one. Reading a user's UTF-8 text file, with
+the reason it failed, for the caller to word as its own user error.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_utf8_text",
+           "UnreadableText"]
 
 
 @contextlib.contextmanager
@@ -48,3 +51,39 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+class UnreadableText(Exception):
+    """Why a user's text file could not be read; the caller words the message for its kind of file.
+
+    ``reason`` is ``"missing"``, ``"directory"``, ``"unreadable"`` (``detail``: the OS's reason) or
+    ``"encoding"`` (``detail``: the first bad byte, e.g. ``0xff``, at ``line``/``column``).
+    """
+
+    def __init__(self, reason: str, detail: str = "", line: int | None = None, column: int | None = None,
+                 source_line: str | None = None):
+        super().__init__(reason)
+        self.reason, self.detail, self.line, self.column, self.source_line = reason, detail, line, column, source_line
+
+
+def read_utf8_text(path: str | os.PathLike) -> str:
+    """The text of a user's UTF-8 file (a leading byte order mark removed), or :class:`UnreadableText`."""
+    p = Path(path)
+    if not p.exists():
+        raise UnreadableText("missing")
+    if p.is_dir():
+        raise UnreadableText("directory")
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise UnreadableText("unreadable", str(e.strerror or e)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        before = data[:e.start]
+        line = before.count(b"\n") + 1
+        line_start = before.rfind(b"\n") + 1
+        col = len(data[line_start:e.start].decode("utf-8", errors="replace")) + 1
+        src = data.split(b"\n")[line - 1].decode("utf-8", errors="replace")
+        raise UnreadableText("encoding", f"0x{data[e.start]:02x}", line, col, src) from None
+    return text[1:] if text.startswith("\ufeff") else text

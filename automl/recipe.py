@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
 
 __all__ = [
@@ -288,20 +289,16 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     """Read, override and validate a recipe file. Raises :class:`RecipeError` for every mistake."""
     path = Path(path)
     name = str(path)
-    if not path.exists():
-        raise RecipeError(f"no such recipe file (looked for {path.absolute()})", name)
-    if path.is_dir():
-        raise RecipeError("is a directory, expected a recipe YAML file", name)
     try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise RecipeError(f"cannot read the recipe: {e.strerror or e}", name) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[: e.start].count(b"\n") + 1
-        raise RecipeError(f"not UTF-8 text (byte 0x{raw[e.start]:02x}); save the recipe as UTF-8",
-                          name, line=line) from None
+        text = read_utf8_text(path)
+    except UnreadableText as e:
+        message = {
+            "missing": f"no such recipe file (looked for {path.absolute()})",
+            "directory": "is a directory, expected a recipe YAML file",
+            "unreadable": f"cannot read the recipe: {e.detail}",
+            "encoding": f"not UTF-8 text (byte {e.detail}); save the recipe as UTF-8",
+        }[e.reason]
+        raise RecipeError(message, name, line=e.line) from None
     return parse_recipe(text, filename=name, base_dir=path.absolute().parent, overrides=overrides,
                         source=path.absolute())
 

@@ -18,6 +18,7 @@ import lark
 from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from automl._io import UnreadableText, read_utf8_text
 from automl.dsl import ir
 from automl.errors import SpaceError
 
@@ -333,28 +334,16 @@ def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] 
 def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None) -> ir.Space:
     """Read and parse a ``.space`` file. A missing, unreadable or non-UTF-8 file is a :class:`SpaceError`."""
     filename = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise SpaceError("no such file; check the path (spaces ship in spaces/, e.g. spaces/digits.space)",
-                         filename)
-    if p.is_dir():
-        raise SpaceError("is a directory, not a .space file", filename)
     try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise SpaceError(f"cannot read the file: {e.strerror or e}", filename) from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        before = data[:e.start]
-        line = before.count(b"\n") + 1
-        line_start = before.rfind(b"\n") + 1
-        col = len(data[line_start:e.start].decode("utf-8", errors="replace")) + 1
-        src = data.split(b"\n")[line - 1].decode("utf-8", errors="replace")
-        raise SpaceError(f"the file is not UTF-8 text (byte 0x{data[e.start]:02x}); save it as UTF-8",
-                         filename, line, col, src) from None
-    if text.startswith("\ufeff"):  # a UTF-8 byte order mark: harmless, skip it
-        text = text[1:]
+        text = read_utf8_text(path)
+    except UnreadableText as e:
+        message = {
+            "missing": "no such file; check the path (spaces ship in spaces/, e.g. spaces/digits.space)",
+            "directory": "is a directory, not a .space file",
+            "unreadable": f"cannot read the file: {e.detail}",
+            "encoding": f"the file is not UTF-8 text (byte {e.detail}); save it as UTF-8",
+        }[e.reason]
+        raise SpaceError(message, filename, e.line, e.column, e.source_line) from None
     return parse_space(text, filename, overrides)
 
 
