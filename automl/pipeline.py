@@ -106,7 +106,13 @@ class Run:
         return float(s.epsilons[i])
 
     def _prepare_out(self) -> None:
-        """Check the output folder before any work: writable, and not silently reusing an old run."""
+        """Check the output folder before any work: writable, and not silently reusing an old run.
+
+        Rank 0 alone checks: it owns the folder (other ranks could see its first files and take them for
+        an old run, and on several machines they may not share the folder at all). If it fails, torchrun
+        stops the other ranks."""
+        if not self.info.is_main:
+            return
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
         if self.resume:
@@ -116,8 +122,6 @@ class Run:
         elif self.out.exists() and any(self.out.iterdir()):
             raise UserError(f"--out {self.out} already holds files; pass --resume to continue that run, "
                             f"or choose another --out")
-        if not self.info.is_main:
-            return
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             probe = self.out / ".write-test"
