@@ -600,13 +600,12 @@ class Run:
         folder = root / sub
         from automl.export import export_architecture
 
-        model_cpu = model.to("cpu").float().eval()
-        export_architecture(self.retrain_space, arch, folder, model=model_cpu, se=r.retrain.se,
+        # export_architecture exports a CPU copy in eval mode; the trained model stays where it is
+        export_architecture(self.retrain_space, arch, folder, model=model, se=r.retrain.se,
                             opset=r.export.opset, onnx=r.export.onnx, epsilon=eps,
                             cost=self.space.cost_table.total(arch, r.search.cost), cost_metric=r.search.cost,
                             space_path=r.space_path, space_args=self.retrain_space_args,
                             normalize=self.data.normalize)
-        model.to(self.device)
         if not r.export.onnx:
             return None
         onnx_path = folder / "model.onnx"
