@@ -28,9 +28,10 @@ def main(args) -> int:
     import torch
 
     from automl.pipeline import Run, resolve_device
-    from automl.train.distributed import broadcast_object, init_distributed
+    from automl.train.distributed import DistInfo, broadcast_object, init_distributed
 
-    info = init_distributed("cuda" if resolve_device(recipe.device, _single()).type == "cuda" else "cpu")
+    # the backend (nccl or gloo) follows the device the recipe asks for
+    info = init_distributed(resolve_device(recipe.device, DistInfo()).type)
     if args.out:
         out = Path(args.out)
     elif args.resume:
@@ -42,9 +43,3 @@ def main(args) -> int:
         torch.backends.cudnn.benchmark = True
     Run(recipe, out, resume=args.resume, info=info).execute()
     return 0
-
-
-def _single():
-    from automl.train.distributed import DistInfo
-
-    return DistInfo()
