@@ -246,6 +246,41 @@ def test_nan_losses_rank_worst_with_warning():
     assert s.theta[0, 0, 1] < 0.5                        # the NaN sample (choice 1) was pushed away
 
 
+@pytest.mark.parametrize("importance_sampling", [True, False])
+def test_sync_free_tell_is_bit_identical_to_the_checked_one(importance_sampling):
+    """The GPU path (no read-backs) on the CPU: same θ after distinct, tied and non-finite losses."""
+    kw = dict(num_choices=[3, 4, 2, 4], costs=torch.rand(4, 4, generator=torch.Generator().manual_seed(1)),
+              epsilons=[0.0, 0.5, 2.0], lam=6, seed=3, importance_sampling=importance_sampling)
+    checked, free = MultiEpsilonSearch(**kw), MultiEpsilonSearch(**kw, sync_free=True)
+    gen = torch.Generator().manual_seed(5)
+    for step in range(30):
+        a, b = checked.ask(), free.ask()
+        assert torch.equal(a, b)
+        losses = torch.rand(a.shape[0], generator=gen, dtype=torch.float64)
+        if step % 3 == 1:
+            losses = losses.mul(3).floor()               # many ties
+        if step % 5 == 2:
+            losses[0], losses[-1] = math.nan, math.inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            checked.tell(a, losses)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # the sync-free path counts, never warns
+            free.tell(b, losses)
+        assert torch.equal(checked.theta, free.theta), step
+    assert checked.nonfinite_losses == free.nonfinite_losses == 12
+
+
+def test_sync_free_still_checks_archs_it_did_not_sample():
+    s = MultiEpsilonSearch([3, 3], None, [0.0], lam=2, sync_free=True)
+    a = s.ask()
+    bad = a.clone()
+    bad[0, 1] = 3
+    with pytest.raises(ValueError, match="outside 0..K_d-1"):
+        s.tell(bad, torch.tensor([1.0, 2.0]))
+    s.tell(a, torch.tensor([1.0, 2.0]))                  # its own sample passes
+
+
 def test_log_space_ratios_do_not_underflow_at_large_d():
     D = 60
     gen = torch.Generator().manual_seed(7)
@@ -387,6 +422,24 @@ def test_cuda_matches_cpu():
         c.tell(ac, ac.sum(1).double())
         g.tell(ag, ag.sum(1).double())
     torch.testing.assert_close(c.theta, g.theta.cpu())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_ask_tell_never_synchronize():
+    """On a GPU, ask()+tell() read nothing back (torch's sync debug mode raises on any sync)."""
+    kw = dict(num_choices=[7] * 21, costs=torch.rand(21, 7), epsilons=[0.0, 0.3, 1.0, 3.0], lam=8, seed=0)
+    g = MultiEpsilonSearch(**kw, device="cuda")
+    losses = torch.rand(8, device="cuda")
+    g.tell(g.ask(), losses)                              # warm-up: lazy CUDA initialisation may sync
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(5):
+            a = g.ask()
+            g.tell(a, losses + a.sum(1))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(g.theta).all()
 
 
 def test_docs_example_runs_and_prints_what_the_docs_say():

@@ -21,7 +21,8 @@ __all__ = ["MultiEpsilonSearch", "quantile_utilities"]
 _STATE_VERSION = 1
 
 
-def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int) -> torch.Tensor:
+def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int,
+                       check_ties: bool = True) -> torch.Tensor:
     """Ranking-based utilities ``s_i^(n) = w(q^(n)(M_i))`` of eq. 9 (eq. 5's ``w`` for N = 1).
 
     ``q^(n)(M_i) = (1/lam) sum_k r_k^(n) I{L_k <= L_i}`` is the importance-weighted estimate of the
@@ -45,6 +46,10 @@ def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int) -> 
             importance sampling) or ``G = N`` (distribution n sees row n only).
         ratios: ``(N, S)`` likelihood ratios ``r_k^(n)``.
         lam: the normaliser ``lam`` of eq. 9.
+        check_ties: look for ties first and take the short formula when there are none. The check
+            reads one number back from the device; ``False`` always takes the tie-aware formula, which
+            gives bit-identical utilities when the losses are distinct and never waits for the device
+            (the engine passes ``False`` on GPUs).
 
     Returns:
         ``(N, S)`` utilities.
@@ -57,7 +62,7 @@ def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int) -> 
     # q[n, i] = (1/lam) sum_k r[n, k] le[i, k], by broadcasting (not a matmul: see tell()).
     q = (ratios.unsqueeze(1) * lef).sum(-1).div_(lam)
     # Distinct losses: le holds exactly S(S+1)/2 ones per group; anything more means ties.
-    if int(le.sum()) == G * S * (S + 1) // 2:
+    if check_ties and int(le.sum()) == G * S * (S + 1) // 2:
         # bucketize(right=False) gives 0 for q <= 1/4, 1 for q <= 3/4, 2 above: exactly w.
         return values[torch.bucketize(q, bounds)]
     eqf = (le & le.transpose(-1, -2)).to(ratios.dtype)      # tie blocks (G, S, S), symmetric
@@ -115,6 +120,11 @@ class MultiEpsilonSearch(Searcher):
             rows grouped by distribution, :meth:`tell` takes ``N * lam`` losses).
         dtype: dtype of theta (float64 by default: theta_min can be ~1e-3 and the ratios span many
             orders of magnitude).
+        sync_free: make :meth:`tell` read nothing back from ``device``: no tie check (the tie-aware
+            utilities are exact without it), non-finite losses are counted on the device
+            (:attr:`nonfinite_losses`) instead of warned about, and ``ask()``'s own samples are not
+            range-checked. Results are bit-identical either way. ``None`` (default): on for any
+            device but the CPU, where reading back is free.
 
     Example:
         >>> import torch
@@ -132,7 +142,8 @@ class MultiEpsilonSearch(Searcher):
                  epsilons: Sequence[float], lam: int = 2, lr: float | None = None,
                  theta_min: float | None = None, init_theta: torch.Tensor | None = None,
                  seed: int = 0, device: str | torch.device = "cpu",
-                 importance_sampling: bool = True, dtype: torch.dtype = torch.float64):
+                 importance_sampling: bool = True, dtype: torch.dtype = torch.float64,
+                 sync_free: bool | None = None):
         self.num_choices = _check_num_choices(num_choices)
         D, Kmax = len(self.num_choices), max(self.num_choices)
         self.device = torch.device(device)
@@ -171,10 +182,17 @@ class MultiEpsilonSearch(Searcher):
         self._d_offsets = (torch.arange(D) * Kmax).to(self.device)              # row starts of d
         # Method 2: sample s belongs to distribution s // lam; offsets into a flat (N * D * Kmax)
         self._group_offsets = (torch.arange(N).repeat_interleave(lam * D) * (D * Kmax)).to(self.device)
-        self._kminus1 = (K - 1).to(self.device)
+        self._kminus1_cpu = K - 1
+        self._kminus1 = self._kminus1_cpu.to(self.device)
         self._tiny = torch.finfo(dtype).tiny
         self._group_cpu = torch.arange(N).repeat_interleave(lam)               # Method 2 rows
         self._ones = torch.ones(N, lam, **dev)
+        # On an accelerator, tell() never reads a value back (no host sync): the tie check is skipped
+        # (the tie-aware formula is exact either way), losses are checked on the device and ask()'s own
+        # samples are trusted, as they are valid by construction. On the CPU a read-back costs nothing.
+        self._host_checks = (self.device.type == "cpu") if sync_free is None else not sync_free
+        self._last_ask: torch.Tensor | None = None
+        self._nonfinite = torch.zeros((), dtype=torch.long, device=self.device)
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(int(seed))
         self.seed = int(seed)
@@ -240,12 +258,14 @@ class MultiEpsilonSearch(Searcher):
         else:
             comp = self._group_cpu
         u = torch.rand(comp.shape[0], D, 1, generator=self._generator, dtype=self.dtype)
-        if self.device.type != "cpu":
-            comp, u = comp.to(self.device), u.to(self.device)
+        if self.device.type != "cpu":  # non_blocking: a blocking host-to-device copy waits for the stream
+            comp, u = comp.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
         # Inverse-CDF sampling of every decision at once: k = #{j : cumsum_j <= u} (searchsorted with
         # right=True); the clamp keeps k < K_d when rounding leaves the cumulative sum a hair below u.
         cum = self._theta.cumsum(-1)[comp]
-        return torch.searchsorted(cum, u, right=True).squeeze(-1).minimum(self._kminus1)
+        out = torch.searchsorted(cum, u, right=True).squeeze(-1).minimum(self._kminus1)
+        self._last_ask = out
+        return out
 
     def tell(self, arch: torch.Tensor, losses: Any) -> None:
         """Apply one update of every distribution (eq. 10) from the losses of ``arch``.
@@ -257,7 +277,9 @@ class MultiEpsilonSearch(Searcher):
         Then the range restriction (see ``theta_min``). Without importance sampling r = 1 and
         distribution n sees only its own ``lam`` rows (eq. 7 per distribution).
 
-        NaN and +-inf losses rank worst (tied with each other) and a warning is issued.
+        NaN and +-inf losses rank worst (tied with each other) and are counted in
+        :attr:`nonfinite_losses`; on the CPU a warning is issued at once. On a GPU nothing in here waits
+        for the device (read :attr:`nonfinite_losses` when you log).
         """
         N, lam = self.num_distributions, self.lam
         D, Kmax = self._theta.shape[1:]
@@ -287,7 +309,8 @@ class MultiEpsilonSearch(Searcher):
             grouped_losses = losses.view(N, lam)
 
         # s_i r_i, with eta / lam folded in so the update below is a handful of fused ops.
-        u = quantile_utilities(grouped_losses, ratios, lam).mul_(ratios).mul_(self.lr / lam)
+        u = quantile_utilities(grouped_losses, ratios, lam, check_ties=self._host_checks)
+        u = u.mul_(ratios).mul_(self.lr / lam)
         # eta/lam sum_i u_i (m^(i) - theta) = eta/lam (sum_i u_i m^(i)) - eta/lam (sum_i u_i) theta;
         # sum_i u_i m^(i) adds u_i at position (d, k_i(d)) of every decision.
         u_rep = u.unsqueeze(-1).expand(N, u.shape[1], D)
@@ -362,7 +385,13 @@ class MultiEpsilonSearch(Searcher):
         factor = self._free_mass / (new.sum(-1, keepdim=True) - self._tmin_sum)
         return torch.addcmul(self._tmin, new - self._tmin, factor)
 
+    @property
+    def nonfinite_losses(self) -> int:
+        """How many losses told so far were NaN or inf (they ranked worst). Reading it syncs."""
+        return int(self._nonfinite)
+
     def _check_arch(self, arch) -> torch.Tensor:
+        trusted = arch is self._last_ask  # ask()'s own output: in range by construction
         arch = torch.as_tensor(arch)
         rows = self.rows_per_ask
         if arch.dim() != 2 or arch.shape != (rows, len(self.num_choices)):
@@ -370,15 +399,21 @@ class MultiEpsilonSearch(Searcher):
                              f"(rows returned by ask()), got {tuple(arch.shape)}")
         if arch.dtype != torch.long:
             arch = arch.long()
-        arch = arch.to(self.device)
-        if bool(((arch < 0) | (arch > self._kminus1)).any()):
+        # Checked where it is: on the host for free; on the device only if it did not come from ask().
+        if (arch.device.type == "cpu" or self._host_checks or not trusted) and bool(
+                ((arch < 0) | (arch > (self._kminus1_cpu if arch.device.type == "cpu"
+                                       else self._kminus1.to(arch.device)))).any()):
             raise ValueError(f"arch has a choice index outside 0..K_d-1 (K = {self.num_choices})")
-        return arch
+        return arch.to(self.device, non_blocking=True)
 
     def _check_losses(self, losses, rows: int) -> torch.Tensor:
         losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
         if losses.shape[0] != rows:
             raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.shape[0]}")
+        if not self._host_checks:  # on the device: count and replace, never read back
+            finite = torch.isfinite(losses)
+            self._nonfinite += rows - finite.sum()
+            return torch.where(finite, losses, torch.full_like(losses, math.inf))
         # One reduction on the common path: a finite sum means every loss is finite (an overflowing
         # sum of finite losses only sends us to the exact check below).
         if math.isfinite(float(losses.sum())):
@@ -386,6 +421,7 @@ class MultiEpsilonSearch(Searcher):
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             bad = int((~finite).sum())
+            self._nonfinite += bad
             warnings.warn(f"{bad} of {rows} losses are NaN or inf; they rank worst in this update",
                           RuntimeWarning, stacklevel=3)
             losses = torch.where(finite, losses, torch.full_like(losses, math.inf))
