@@ -183,7 +183,9 @@ class Run:
             num_choices=self.space.num_choices, costs=self.engine_costs, epsilons=list(epsilons), lam=s.lam,
             lr=None if s.theta_lr == "auto" else float(s.theta_lr),
             theta_min=None if s.theta_min == "auto" else float(s.theta_min),
-            seed=self.recipe.seed, device=self.device)
+            seed=self.recipe.seed, device=self.device,
+            # the GPU's code path everywhere: tell() reads nothing back; bad losses are reported per epoch
+            sync_free=True)
 
     def _build_supernet(self, stage_idx: int) -> nn.Module:
         torch.manual_seed(self.recipe.seed * 1009 + stage_idx)
@@ -386,6 +388,17 @@ class Run:
                            f"acc {correct.item() / max(seen, 1):.3f} lr {opt.param_groups[0]['lr']:.4g}")
         return num_updates
 
+    def _report_nonfinite(self, engine, phase: str, epoch: int, seen: int) -> int:
+        """Once per epoch (it reads a count back from the device): θ-phase losses that were NaN or inf
+        since ``seen`` were reported; returns the new total."""
+        total = engine.nonfinite_losses
+        new = total - seen
+        if new:
+            self.reporter.info(f"{phase} epoch {epoch + 1}: {new} path losses were NaN or inf; they ranked "
+                               f"worst (check optim.lr or the data if this persists)")
+            self.reporter.log(phase=phase, epoch=epoch + 1, nonfinite_path_losses=new)
+        return total
+
     def _theta_step(self, net, engine, x, y) -> torch.Tensor:
         """Algorithm 1 line 8: ask λ paths, their D_θ losses (averaged over ranks), tell every distribution."""
         archs = engine.ask()  # on the engine's device; the supernet reads the indices once, from the CPU
@@ -406,6 +419,7 @@ class Run:
             engine.load_state_dict(ckpt["engine"])
             self._set_rng_state(ckpt["rng"])
         loader = self.data.theta
+        nonfinite = 0
         for epoch in range(start_epoch, s.theta_epochs):
             t0 = time.perf_counter()
             loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
@@ -418,6 +432,7 @@ class Run:
                         self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean,
                                           expected_cost=engine.expected_cost().tolist())
             self._timed("theta", time.perf_counter() - t0)
+            nonfinite = self._report_nonfinite(engine, phase, epoch, nonfinite)
             self.reporter.info(f"{phase} epoch {epoch + 1}/{s.theta_epochs}: loss "
                                f"{loss_sum.item() / max(len(loader), 1):.4f} max θ "
                                f"{engine.theta.amax(-1).mean(-1).tolist()}")
@@ -460,6 +475,7 @@ class Run:
                 yield from self.data.theta.epoch(e)
                 e += 1
 
+        nonfinite = 0
         for epoch in range(start_epoch, s.weight_epochs):
             t0 = time.perf_counter()
             net.train()
@@ -467,6 +483,7 @@ class Run:
                                              f"simultaneous eps={eps}", lambda: engine.ask().cpu(),
                                              theta=(engine, theta_batches(epoch)))
             self._timed("simultaneous", time.perf_counter() - t0)
+            nonfinite = self._report_nonfinite(engine, f"simultaneous eps={eps}", epoch, nonfinite)
             if epoch + 1 < s.weight_epochs:
                 self._save(idx, epoch + 1, supernet_train=net, optimizer=opt, engine=engine,
                            num_updates=num_updates)

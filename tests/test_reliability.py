@@ -322,11 +322,11 @@ def test_nan_policy_skip_stops_past_max_bad_steps(tmp_path, monkeypatch, capsys)
 
 
 @pytest.mark.filterwarnings("ignore:.*rank worst:RuntimeWarning")
-def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch):
+def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch, capsys):
     from automl.search import MultiEpsilonSearch
 
     real_losses = automl.pipeline.path_losses
-    calls = {"n": 0, "nan_told": 0}
+    calls = {"n": 0, "nan_told": 0, "bad": 0}
 
     def losses(*a, **k):
         out = real_losses(*a, **k).clone()
@@ -334,6 +334,7 @@ def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch
         out[calls["n"] % out.numel()] = float("nan") if calls["n"] % 2 else float("inf")
         if calls["n"] % 5 == 0:
             out[:] = float("nan")  # every path bad at once
+        calls["bad"] += int((~torch.isfinite(out)).sum())
         return out
 
     real_tell = MultiEpsilonSearch.tell
@@ -351,6 +352,11 @@ def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch
     assert len(res["architectures"]) == 2 and all(a["params"] > 0 for a in res["architectures"])
     lines = (tmp_path / "o" / "metrics.jsonl").read_text()
     assert "NaN" not in lines and "Infinity" not in lines  # strict JSON
+    # counted on the device and reported once per θ epoch (the GPU's sync-free path, also used on the CPU)
+    reported = [json.loads(x) for x in lines.splitlines() if "nonfinite_path_losses" in x]
+    assert [r["epoch"] for r in reported] == [1, 2]
+    assert sum(r["nonfinite_path_losses"] for r in reported) == calls["bad"]
+    assert "path losses were NaN or inf; they ranked worst" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------------------------------- write errors
