@@ -129,8 +129,12 @@ class TensorLoader(Loader):
         # Augmentation draws from its own generator so it, too, replays exactly on resume.
         g = torch.Generator().manual_seed(_seed_of(self.seed, epoch, self.name, self.rank, "augment")) \
             if self.augment else None
-        for idx in self.batches(epoch):
-            idx = idx.to(self.x.device)
+        # One host-to-device copy per epoch, non-blocking (a blocking one per batch would wait for the GPU
+        # at every step); the batches are slices of it, as in batches().
+        order = self.order(epoch)
+        if not len(order):
+            return
+        for idx in order.to(self.x.device, non_blocking=True).split(self.batch_size):
             x = self.x[idx]
             if self.transform is not None:
                 x = self.transform(x, g)
@@ -378,13 +382,21 @@ def _cifar_transform(train: bool, size: int):
     """uint8 batch -> normalised float batch; for training a random 32x32 crop of the 4-padded image and a
     horizontal flip, both drawn per image on the device in one go."""
 
+    consts: dict = {}  # mean and std, copied to each device once
+
     def transform(x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
         dev = x.device
+        if dev not in consts:
+            consts[dev] = (torch.tensor(CIFAR_MEAN, device=dev).view(1, 3, 1, 1),
+                           torch.tensor(CIFAR_STD, device=dev).view(1, 3, 1, 1))
+        mean, std = consts[dev]
         if train:
             b = x.shape[0]
+            # drawn on the host (the run's generator, so a resumed run replays them), copied without
+            # waiting for the GPU
             ox, oy, flip = (torch.randint(0, 9, (b,), generator=g), torch.randint(0, 9, (b,), generator=g),
                             torch.rand(b, generator=g) < 0.5)
-            ox, oy, flip = ox.to(dev), oy.to(dev), flip.to(dev)
+            ox, oy, flip = (t.to(dev, non_blocking=True) for t in (ox, oy, flip))
             xp = F.pad(x, (4, 4, 4, 4))  # zero padding, like torchvision's RandomCrop(32, padding=4)
             ar = torch.arange(32, device=dev)
             rows = (oy[:, None] + ar)[:, None, :, None]
@@ -392,8 +404,6 @@ def _cifar_transform(train: bool, size: int):
             x = xp[torch.arange(b, device=dev)[:, None, None, None], torch.arange(3, device=dev)[None, :, None, None],
                    rows, cols]
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        mean = torch.tensor(CIFAR_MEAN, device=dev).view(1, 3, 1, 1)
-        std = torch.tensor(CIFAR_STD, device=dev).view(1, 3, 1, 1)
         x = (x.float() / 255.0 - mean) / std
         if size != 32:
             x = _resize(x, size)
