@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU checks and the GPU rows of the Performance table, as ONE prepared run for a lent GPU machine
+# (a few minutes of device time; nothing here is needed by CI, which has no GPU).
+#
+#   bash benchmarks/gpu_check.sh            # writes logs and JSON lines under ${OUT:-gpu-results}/
+#
+# The device machine has PyTorch but not all of our dependencies and no internet: put the missing
+# pure-Python wheels in .whl/ first (here, with internet; .whl/ is git-ignored via .git/info/exclude):
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux2014_x86_64 -d .whl lark interegular pydantic pydantic_core annotated-types \
+#     typing-inspection typing_extensions timm
+# and carry .whl. Every step has its own time limit so one hang cannot eat the whole lease; the total
+# stays under about 8 minutes on an H200.
+set -u
+OUT=${OUT:-gpu-results}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+PY=${PY:-python3}
+BUDGET=${BUDGET:-480}  # seconds for all steps together: a step gets what is left, at most its own limit
+step() {  # step NAME SECONDS CMD...: run with a limit, append its log to all.log, never stop the script
+  local name=$1 limit=$2; shift 2
+  local left=$((BUDGET - SECONDS))
+  if [ "$left" -lt 20 ]; then echo "$name skipped: budget spent" | tee -a "$OUT/summary.txt"; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$SECONDS
+  { echo "=== $name: $*"; timeout "$limit" "$@" 2>&1; echo "=== $name: rc=$? in $((SECONDS - t0)) s"; } \
+    | tee -a "$OUT/all.log" | tail -n 30
+  echo "$name done in $((SECONDS - t0)) s (limit $limit)" >>"$OUT/summary.txt"
+}
+
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"; } >"$OUT/summary.txt" 2>&1
+cat "$OUT/summary.txt"
+
+step tests 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_search_engine.py -k "cuda or gpu or synchron" -rs
+step engine_speed 45 $PY benchmarks/engine_speed.py --iters 500 --warmup 50
+step supernet_overhead_digits 45 $PY benchmarks/supernet_overhead.py spaces/digits.space --device cuda --batch 256
+step supernet_overhead_proxyless 90 $PY benchmarks/supernet_overhead.py spaces/proxylessnas.space --device cuda --batch 128
+step engine_overhead_proxyless 60 $PY benchmarks/engine_overhead.py spaces/proxylessnas.space --device cuda --batch 128 --lam 8 --eps 3
+step search_cost 150 $PY benchmarks/search_cost.py recipes/quickstart.yaml device=cuda --no-sweep
+step quickstart 100 $PY -m automl run recipes/quickstart.yaml device=cuda --out /tmp/qs
+cp /tmp/qs/results.json "$OUT/quickstart-results.json" 2>/dev/null
+grep -h '^{"benchmark"' "$OUT/all.log" >"$OUT/benchmarks.jsonl"
+cat "$OUT/summary.txt"   # OUT holds 4 files: summary.txt, all.log, benchmarks.jsonl, quickstart-results.json
