@@ -1,15 +1,17 @@
 """Search cost of the three ways to get N architectures (paper Table 1), on one recipe and one machine.
 
-    python benchmarks/search_cost.py [RECIPE] [key=value ...]
+    python benchmarks/search_cost.py [RECIPE] [key=value ...] [--no-sweep]
 
 Runs the recipe (default recipes/quickstart.yaml) with search.method = importance_sampling, separate and
 simultaneous (retraining and export off: search cost excludes them, as in the paper) and prints the search
 seconds and the ratios beside the paper's (proposed / Method 1 = 3.4/16.4 = 0.21, proposed / Method 2 =
-3.4/5.2 = 0.65). Then importance_sampling with N = 1, 2, 4, 8 ε values (the goal: flat).
+3.4/5.2 = 0.65), with each run's weight-phase and θ-phase seconds. Then importance_sampling with N = 1, 2,
+4, 8 ε values spread over the recipe's ε range (the goal: flat).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 from pathlib import Path
@@ -24,33 +26,44 @@ ROOT = Path(__file__).resolve().parents[1]
 OFF = ["retrain.epochs=0", "export.onnx=false"]
 
 
-def search_seconds(recipe_path, overrides) -> float:
+def search_run(recipe_path, overrides) -> dict:
     recipe = load_recipe(recipe_path, OFF + overrides)
     with tempfile.TemporaryDirectory() as d:
-        res = Run(recipe, Path(d) / "run", tty=False).execute()
-    return res["search_seconds"]
+        return Run(recipe, Path(d) / "run", tty=False).execute()
 
 
 def main(argv: list[str]) -> None:
-    recipe = argv[0] if argv and not "=" in argv[0] else str(ROOT / "recipes" / "quickstart.yaml")
-    extra = [a for a in argv if "=" in a]
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
+    p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
+    p.add_argument("--no-sweep", action="store_true", help="skip the N = 1, 2, 4, 8 sweep")
+    a = p.parse_args(argv)
+    if "=" in a.recipe:  # only overrides were given
+        a.overrides.insert(0, a.recipe)
+        a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
     rows = []
     secs = {}
     for method in ("importance_sampling", "separate", "simultaneous"):
-        secs[method] = search_seconds(recipe, extra + [f"search.method={method}"])
-        rows.append({"method": method, "N": 4, "search_s": secs[method]})
+        res = search_run(a.recipe, a.overrides + [f"search.method={method}"])
+        secs[method] = res["search_seconds"]
+        ph = res["phase_seconds"]
+        rows.append({"method": method, "N": 4, "search_s": secs[method],
+                     "weights_s": ph.get("weights", ph.get("simultaneous", 0.0)), "theta_s": ph.get("theta", 0.0),
+                     "params": [x["params"] for x in res["architectures"]]})
     ratio_m1 = secs["importance_sampling"] / secs["simultaneous"]
     ratio_m2 = secs["importance_sampling"] / secs["separate"]
     print(f"importance_sampling / Method 1 (simultaneous): {ratio_m1:.3f}   (paper: 0.21)")
     print(f"importance_sampling / Method 2 (separate):     {ratio_m2:.3f}   (paper: 0.65)")
     scaling = []
-    for n in (1, 2, 4, 8):
-        eps = [round(0.5 * j / max(n - 1, 1), 4) for j in range(n)]
-        s = search_seconds(recipe, extra + ["search.method=importance_sampling",
-                                            "search.epsilons=[" + ",".join(map(str, eps)) + "]"])
-        scaling.append({"method": "importance_sampling", "N": n, "search_s": s})
+    emax = max(load_recipe(a.recipe, a.overrides).search.epsilons) or 0.5  # the sweep spans the recipe's ε range
+    for n in () if a.no_sweep else (1, 2, 4, 8):
+        eps = [round(emax * j / max(n - 1, 1), 4) for j in range(n)]
+        res = search_run(a.recipe, a.overrides + ["search.method=importance_sampling",
+                                                  "search.epsilons=[" + ",".join(map(str, eps)) + "]"])
+        scaling.append({"method": "importance_sampling", "N": n, "search_s": res["search_seconds"]})
     emit("search_cost", rows + scaling, ratio_vs_method1=ratio_m1, ratio_vs_method2=ratio_m2,
-         paper_ratio_vs_method1=round(3.4 / 16.4, 3), paper_ratio_vs_method2=round(3.4 / 5.2, 3))
+         paper_ratio_vs_method1=round(3.4 / 16.4, 3), paper_ratio_vs_method2=round(3.4 / 5.2, 3),
+         recipe=Path(a.recipe).name, overrides=a.overrides)
 
 
 if __name__ == "__main__":
