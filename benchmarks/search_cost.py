@@ -12,6 +12,7 @@ seconds and the ratios beside the paper's (proposed / Method 1 = 3.4/16.4 = 0.21
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -27,9 +28,25 @@ OFF = ["retrain.epochs=0", "export.onnx=false"]
 
 
 def search_run(recipe_path, overrides) -> dict:
+    """The results of one run; ``iterations`` added: weight steps taken (one per D_W batch and epoch, per ε
+    for Method 1), each followed by a θ step in Method 1 and matched by one in the θ phase otherwise."""
     recipe = load_recipe(recipe_path, OFF + overrides)
     with tempfile.TemporaryDirectory() as d:
-        return Run(recipe, Path(d) / "run", tty=False).execute()
+        run = Run(recipe, Path(d) / "run", tty=False)
+        res = run.execute()
+    runs = len(recipe.search.epsilons) if recipe.search.method == "simultaneous" else 1
+    res["iterations"] = runs * recipe.search.weight_epochs * len(run.data.w)
+    return res
+
+
+def _row(method: str, run: int, res: dict) -> dict:
+    ph = res["phase_seconds"]
+    return {"method": method, "run": run, "N": len(res["architectures"]), "search_s": res["search_seconds"],
+            "weights_s": ph.get("weights", ph.get("simultaneous", 0.0)), "theta_s": ph.get("theta", 0.0),
+            # ms per weight step plus its θ step(s): Method 1's steps run on the networks its distributions
+            # converge to, the other methods' weight steps on uniform samples
+            "ms_per_iteration": 1e3 * res["search_seconds"] / res["iterations"],
+            "params": [x["params"] for x in res["architectures"]]}
 
 
 def main(argv: list[str]) -> None:
@@ -37,19 +54,22 @@ def main(argv: list[str]) -> None:
     p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--no-sweep", action="store_true", help="skip the N = 1, 2, 4, 8 sweep")
+    p.add_argument("--repeat", type=int, default=1, help="runs per method, interleaved; the median is used")
     a = p.parse_args(argv)
     if "=" in a.recipe:  # only overrides were given
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
+    # Warm-up, untimed: the first run in a process pays for one-time set-up (oneDNN/cuDNN kernel selection
+    # for every op shape, allocator growth), which would otherwise be charged to whichever method runs first.
+    search_run(a.recipe, a.overrides + ["search.weight_epochs=1", "search.theta_epochs=1"])
     rows = []
-    secs = {}
-    for method in ("importance_sampling", "separate", "simultaneous"):
-        res = search_run(a.recipe, a.overrides + [f"search.method={method}"])
-        secs[method] = res["search_seconds"]
-        ph = res["phase_seconds"]
-        rows.append({"method": method, "N": 4, "search_s": secs[method],
-                     "weights_s": ph.get("weights", ph.get("simultaneous", 0.0)), "theta_s": ph.get("theta", 0.0),
-                     "params": [x["params"] for x in res["architectures"]]})
+    samples: dict[str, list[float]] = {}
+    for rep in range(a.repeat):
+        for method in ("importance_sampling", "separate", "simultaneous"):
+            res = search_run(a.recipe, a.overrides + [f"search.method={method}"])
+            samples.setdefault(method, []).append(res["search_seconds"])
+            rows.append(_row(method, rep + 1, res))
+    secs = {m: statistics.median(v) for m, v in samples.items()}
     ratio_m1 = secs["importance_sampling"] / secs["simultaneous"]
     ratio_m2 = secs["importance_sampling"] / secs["separate"]
     print(f"importance_sampling / Method 1 (simultaneous): {ratio_m1:.3f}   (paper: 0.21)")
@@ -60,8 +80,8 @@ def main(argv: list[str]) -> None:
         eps = [round(emax * j / max(n - 1, 1), 4) for j in range(n)]
         res = search_run(a.recipe, a.overrides + ["search.method=importance_sampling",
                                                   "search.epsilons=[" + ",".join(map(str, eps)) + "]"])
-        scaling.append({"method": "importance_sampling", "N": n, "search_s": res["search_seconds"]})
-    emit("search_cost", rows + scaling, ratio_vs_method1=ratio_m1, ratio_vs_method2=ratio_m2,
+        scaling.append(_row("importance_sampling", 1, res))
+    emit("search_cost", rows + scaling, median_search_s=secs, ratio_vs_method1=ratio_m1, ratio_vs_method2=ratio_m2,
          paper_ratio_vs_method1=round(3.4 / 16.4, 3), paper_ratio_vs_method2=round(3.4 / 5.2, 3),
          recipe=Path(a.recipe).name, overrides=a.overrides)
 
