@@ -183,9 +183,7 @@ class Run:
             num_choices=self.space.num_choices, costs=self.engine_costs, epsilons=list(epsilons), lam=s.lam,
             lr=None if s.theta_lr == "auto" else float(s.theta_lr),
             theta_min=None if s.theta_min == "auto" else float(s.theta_min),
-            seed=self.recipe.seed, device=self.device,
-            # the GPU's code path everywhere: tell() reads nothing back; bad losses are reported per epoch
-            sync_free=True)
+            seed=self.recipe.seed, device=self.device)  # on a GPU, tell() reads nothing back (sync_free)
 
     def _build_supernet(self, stage_idx: int) -> nn.Module:
         torch.manual_seed(self.recipe.seed * 1009 + stage_idx)

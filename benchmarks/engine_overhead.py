@@ -34,8 +34,7 @@ def main() -> None:
     cs = load_compiled(a.space, parse_set_args(a.set))
     net = cs.build_supernet().to(dev).train()
     costs = normalize_costs(cs.cost_table.costs("params"), cs.cost_table.mask)
-    engine = MultiEpsilonSearch(cs.num_choices, costs, [0.1 * i for i in range(a.eps)], lam=a.lam, device=dev,
-                                sync_free=True)  # as the pipeline builds it
+    engine = MultiEpsilonSearch(cs.num_choices, costs, [0.1 * i for i in range(a.eps)], lam=a.lam, device=dev)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch, *cs.input_shape, generator=g).to(dev)
     y = torch.randint(0, cs.num_classes, (a.batch,), generator=g).to(dev)

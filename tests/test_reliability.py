@@ -352,7 +352,7 @@ def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch
     assert len(res["architectures"]) == 2 and all(a["params"] > 0 for a in res["architectures"])
     lines = (tmp_path / "o" / "metrics.jsonl").read_text()
     assert "NaN" not in lines and "Infinity" not in lines  # strict JSON
-    # counted on the device and reported once per θ epoch (the GPU's sync-free path, also used on the CPU)
+    # counted by the engine, reported once per θ epoch (how a GPU run, which never reads back per step, hears of them)
     reported = [json.loads(x) for x in lines.splitlines() if "nonfinite_path_losses" in x]
     assert [r["epoch"] for r in reported] == [1, 2]
     assert sum(r["nonfinite_path_losses"] for r in reported) == calls["bad"]

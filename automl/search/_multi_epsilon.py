@@ -386,6 +386,11 @@ class MultiEpsilonSearch(Searcher):
         return torch.addcmul(self._tmin, new - self._tmin, factor)
 
     @property
+    def sync_free(self) -> bool:
+        """Whether :meth:`tell` avoids every read-back from the device (see the constructor)."""
+        return not self._host_checks
+
+    @property
     def nonfinite_losses(self) -> int:
         """How many losses told so far were NaN or inf (they ranked worst). Reading it syncs."""
         return int(self._nonfinite)
