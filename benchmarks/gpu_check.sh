@@ -43,6 +43,7 @@ step supernet_overhead_proxyless 90 $PY benchmarks/supernet_overhead.py spaces/p
 step engine_overhead_proxyless 60 $PY benchmarks/engine_overhead.py spaces/proxylessnas.space --device cuda --batch 128 --lam 8 --eps 3
 step search_cost 150 $PY benchmarks/search_cost.py recipes/quickstart.yaml device=cuda --no-sweep
 step quickstart 100 $PY -m automl run recipes/quickstart.yaml device=cuda --out /tmp/qs-$$
+step scaling 90 $PY benchmarks/scaling.py --gpus
 cp /tmp/qs-$$/results.json "$OUT/quickstart-results.json" 2>/dev/null
 grep -h '^{"benchmark"' "$OUT/all.log" >"$OUT/benchmarks.jsonl"
 cat "$OUT/summary.txt"   # OUT holds 4 files: summary.txt, all.log, benchmarks.jsonl, quickstart-results.json
