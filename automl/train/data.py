@@ -93,9 +93,13 @@ class Loader:
         per_rank = len(perm) // self.world_size
         return perm[self.rank: per_rank * self.world_size: self.world_size]
 
-    def batches(self, epoch: int) -> list[torch.Tensor]:
-        """The index batches of ``epoch`` (none empty)."""
-        return [b for b in self.order(epoch).split(self.batch_size) if len(b)]
+    def batches(self, epoch: int, device: torch.device | None = None) -> list[torch.Tensor]:
+        """The index batches of ``epoch`` (none empty); with ``device``, views of one non-blocking copy of
+        the epoch's order there (a blocking copy per batch would wait for the GPU at every step)."""
+        order = self.order(epoch)
+        if device is not None:
+            order = order.to(device, non_blocking=True)
+        return [b for b in order.split(self.batch_size) if len(b)]
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
         raise NotImplementedError
@@ -129,12 +133,7 @@ class TensorLoader(Loader):
         # Augmentation draws from its own generator so it, too, replays exactly on resume.
         g = torch.Generator().manual_seed(_seed_of(self.seed, epoch, self.name, self.rank, "augment")) \
             if self.augment else None
-        # One host-to-device copy per epoch, non-blocking (a blocking one per batch would wait for the GPU
-        # at every step); the batches are slices of it, as in batches().
-        order = self.order(epoch)
-        if not len(order):
-            return
-        for idx in order.to(self.x.device, non_blocking=True).split(self.batch_size):
+        for idx in self.batches(epoch, self.x.device):
             x = self.x[idx]
             if self.transform is not None:
                 x = self.transform(x, g)
