@@ -405,10 +405,11 @@ class MultiEpsilonSearch(Searcher):
         if arch.dtype != torch.long:
             arch = arch.long()
         # Checked where it is: on the host for free; on the device only if it did not come from ask().
-        if (arch.device.type == "cpu" or self._host_checks or not trusted) and bool(
-                ((arch < 0) | (arch > (self._kminus1_cpu if arch.device.type == "cpu"
-                                       else self._kminus1.to(arch.device)))).any()):
-            raise ValueError(f"arch has a choice index outside 0..K_d-1 (K = {self.num_choices})")
+        on_host = arch.device.type == "cpu"
+        if on_host or self._host_checks or not trusted:
+            kmax = self._kminus1_cpu if on_host else self._kminus1.to(arch.device)
+            if bool(((arch < 0) | (arch > kmax)).any()):
+                raise ValueError(f"arch has a choice index outside 0..K_d-1 (K = {self.num_choices})")
         return arch.to(self.device, non_blocking=True)
 
     def _check_losses(self, losses, rows: int) -> torch.Tensor:
