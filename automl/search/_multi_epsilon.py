@@ -416,22 +416,20 @@ class MultiEpsilonSearch(Searcher):
         losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
         if losses.shape[0] != rows:
             raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.shape[0]}")
-        if not self._host_checks:  # on the device: count and replace, never read back
-            finite = torch.isfinite(losses)
-            self._nonfinite += rows - finite.sum()
-            return torch.where(finite, losses, torch.full_like(losses, math.inf))
-        # One reduction on the common path: a finite sum means every loss is finite (an overflowing
-        # sum of finite losses only sends us to the exact check below).
-        if math.isfinite(float(losses.sum())):
+        # On the host, one reduction on the common path: a finite sum means every loss is finite (an
+        # overflowing sum of finite losses only sends us to the exact check below).
+        if self._host_checks and math.isfinite(float(losses.sum())):
             return losses
         finite = torch.isfinite(losses)
-        if not bool(finite.all()):
+        if self._host_checks:
             bad = int((~finite).sum())
-            self._nonfinite += bad
+            if not bad:
+                return losses
             warnings.warn(f"{bad} of {rows} losses are NaN or inf; they rank worst in this update",
                           RuntimeWarning, stacklevel=3)
-            losses = torch.where(finite, losses, torch.full_like(losses, math.inf))
-        return losses
+        # counted and replaced on the device: sync_free never reads this back
+        self._nonfinite += rows - finite.sum()
+        return torch.where(finite, losses, torch.full_like(losses, math.inf))
 
 
 # -------------------------------------------------------------------- validation helpers
