@@ -61,9 +61,8 @@ def main():
     print(f"{'device':>6} {'IS':>5} {'sync_free':>9} {'N':>3} {'D':>3} {'K':>3} {'lam':>4} {'median ms':>10} "
           f"{'p90 ms':>8}")
     for r in results:
-        print(f"{r['device']:>6} {str(r['importance_sampling']):>5} {str(r['sync_free']):>9} {r['N']:>3} {r['D']:>3} "
-              f"{r['K']:>3} "
-              f"{r['lam']:>4} {r['median_ms']:>10.3f} {r['p90_ms']:>8.3f}")
+        print(f"{r['device']:>6} {str(r['importance_sampling']):>5} {str(r['sync_free']):>9} {r['N']:>3} "
+              f"{r['D']:>3} {r['K']:>3} {r['lam']:>4} {r['median_ms']:>10.3f} {r['p90_ms']:>8.3f}")
     print(json.dumps({"benchmark": "engine_speed", "torch": torch.__version__, "results": results}))
 
 
