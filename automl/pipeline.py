@@ -32,10 +32,11 @@ from torch import nn
 
 from automl.errors import UserError
 from automl.train.checkpoint import CheckpointStore
+from automl.train.depthwise import plain_convs
 from automl.train.distributed import (DistInfo, all_reduce_mean, assert_same_on_all_ranks, barrier,
                                       broadcast_object)
-from automl.train.loops import (create_optimizer, create_scheduler, evaluate, path_losses, train_step,
-                                weight_step)
+from automl.train.loops import (create_optimizer, create_scheduler, evaluate, for_training, path_losses,
+                                train_step, weight_step)
 from automl.train.progress import Reporter
 
 __all__ = ["Run", "plan_stages", "resolve_device"]
@@ -187,10 +188,7 @@ class Run:
 
     def _build_supernet(self, stage_idx: int) -> nn.Module:
         torch.manual_seed(self.recipe.seed * 1009 + stage_idx)
-        net = self.space.build_supernet().to(self.device)
-        if self.device.type == "cuda":
-            net = net.to(memory_format=torch.channels_last)
-        return net
+        return for_training(self.space.build_supernet(), self.device)
 
     def _weight_optim(self, net: nn.Module, epochs: int):
         o = self.recipe.optim
@@ -518,9 +516,7 @@ class Run:
         arch = torch.tensor(self.archs[i], dtype=torch.long)
         sp = self.retrain_space
         torch.manual_seed(self.recipe.seed * 7919 + i)
-        model = sp.build_standalone(arch, se=rt.se).to(self.device)
-        if self.device.type == "cuda":
-            model = model.to(memory_format=torch.channels_last)
+        model = for_training(sp.build_standalone(arch, se=rt.se), self.device)
         eps = self._epsilon(i)
         tag = f"eps={eps}" if eps is not None else f"random {i}"
         accuracy = None
@@ -605,7 +601,8 @@ class Run:
 
         net = self.space.build_supernet()
         net.load_state_dict(self.supernet_state)
-        inherit_weights(net.eval(), arch, model.cpu().eval(), tuple(self.space.input_shape))
+        # not trained further: only exported, as a plain timm network
+        inherit_weights(net.eval(), arch, plain_convs(model.cpu().eval()), tuple(self.space.input_shape))
         model.to(self.device)
 
     def _export(self, i: int, model: nn.Module, arch: torch.Tensor, eps) -> str | None:

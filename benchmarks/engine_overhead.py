@@ -19,7 +19,7 @@ from _common import emit, median, space_parser, timeit  # noqa: E402
 from automl.cli import parse_set_args  # noqa: E402
 from automl.compile import load_compiled  # noqa: E402
 from automl.search import MultiEpsilonSearch, normalize_costs  # noqa: E402
-from automl.train.loops import path_losses  # noqa: E402
+from automl.train.loops import for_training, path_losses  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def main() -> None:
     dev = torch.device(a.device)
     sync = dev.type == "cuda"
     cs = load_compiled(a.space, parse_set_args(a.set))
-    net = cs.build_supernet().to(dev).train()
+    net = for_training(cs.build_supernet(), dev).train()  # as the pipeline builds it
     costs = normalize_costs(cs.cost_table.costs("params"), cs.cost_table.mask)
     engine = MultiEpsilonSearch(cs.num_choices, costs, [0.1 * i for i in range(a.eps)], lam=a.lam, device=dev)
     g = torch.Generator().manual_seed(0)

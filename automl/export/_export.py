@@ -19,6 +19,7 @@ from automl._io import atomic_path
 from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest, write_manifest
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.standalone import add_se, build_timm_model, count_params, timm_spec
+from automl.train.depthwise import plain_convs
 
 __all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights"]
 
@@ -142,7 +143,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
     if model is not None:
-        model, source = copy.deepcopy(model).cpu(), "model"
+        # a plain timm network again: the training-only depthwise backward stays behind (automl.train.depthwise)
+        model, source = plain_convs(copy.deepcopy(model).cpu()), "model"
     else:
         model = compiled.build_standalone(arch, se=se)
         source = "fresh"

@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automl.train.depthwise import use_fast_depthwise_grad
 from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_sum
 
-__all__ = ["autocast_for", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
+__all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
            "create_scheduler"]
 
 
@@ -29,8 +30,23 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
+def for_training(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` on ``device``, ready for the steps below: channels_last, and on the CPU the faster depthwise
+    weight gradient for small maps (:mod:`automl.train.depthwise`).
+
+    channels_last is what cuDNN and oneDNN run fastest. Measured on the CPU (2-core x86, one thread): a
+    supernet weight step 1.6–2.4x and a θ-phase evaluation 2.2–2.6x faster on the ENAS cell space at 32x32
+    and ProxylessNAS at 64x64 (README, Performance).
+    """
+    model = model.to(device).to(memory_format=torch.channels_last)
+    if device.type == "cpu":
+        use_fast_depthwise_grad(model)
+    return model
+
+
 def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
+    """Images in channels_last, the layout cuDNN and oneDNN (the CPU) are fastest in (see for_training)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, criterion, info: DistInfo,

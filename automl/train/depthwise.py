@@ -1,0 +1,116 @@
+"""A faster weight gradient for depthwise convolutions on small feature maps, on the CPU.
+
+oneDNN's depthwise-convolution weight gradient (what ``Conv2d.backward`` calls on the CPU) is very slow on
+small feature maps: on 2x2 maps it takes 10 to 30 times as long as the forward pass, and on 4x4 maps with a
+5x5 or 7x7 kernel 20 to 80 times, with or without channels_last. Those maps are the late stages of
+the digits space (8x8 images), of CIFAR-10 networks and of ImageNet networks at small input sizes, and there
+this one gradient took about a third of a supernet training step. (``pytorch/pytorch#13716`` tracks slow
+depthwise convolutions on the CPU.)
+
+:func:`use_fast_depthwise_grad` gives such convolutions a backward that computes the weight gradient as
+``k*k`` channels-last multiply-and-sum reductions, one per kernel offset (each vectorises over channels),
+and leaves the input gradient to ATen. It is taken only where it was measured faster: training on the
+CPU, float32, output maps of at most 2x2, or input maps of at most 4x4 with a kernel of 5 or more
+(``benchmarks/depthwise_grad.py`` prints both timings per shape). Everything else — CUDA, eval mode,
+inference and ONNX export, larger maps — runs ``nn.Conv2d.forward`` unchanged. Results equal ATen's up
+to float rounding (``tests/test_depthwise.py``); the module keeps its class's parameters and state_dict keys, and
+:func:`plain_convs` turns it back into ``nn.Conv2d`` (exported models are plain timm networks).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["FastDepthwiseConv2d", "use_fast_depthwise_grad", "plain_convs", "depthwise_weight_grad",
+           "fast_path_applies"]
+
+
+def fast_path_applies(in_hw: tuple[int, int], out_hw: tuple[int, int], kernel: tuple[int, int]) -> bool:
+    """Where the reduction beats oneDNN's weight gradient (measured; see the module docstring)."""
+    return out_hw[0] * out_hw[1] <= 4 or (in_hw[0] * in_hw[1] <= 16 and min(kernel) >= 5)
+
+
+def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int],
+                          stride: tuple[int, int], padding: tuple[int, int],
+                          dilation: tuple[int, int]) -> torch.Tensor:
+    """d loss / d weight of ``F.conv2d(x, weight, stride=..., padding=..., dilation=..., groups=C)``.
+
+    ``weight`` has shape (C, 1, kh, kw); ``grad_out`` is the gradient of the output (N, C, Ho, Wo).
+    """
+    c = x.shape[1]
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    xp = F.pad(x, [pw, pw, ph, ph]).permute(0, 2, 3, 1).contiguous()  # N, Hp, Wp, C
+    g = grad_out.permute(0, 2, 3, 1).contiguous()  # N, Ho, Wo, C
+    ho, wo = g.shape[1], g.shape[2]
+    out = x.new_empty(kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            a, b = i * dh, j * dw
+            window = xp[:, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw]
+            torch.sum((g * window).view(-1, c), 0, out=out[i, j])
+    return out.permute(2, 0, 1).unsqueeze(1)
+
+
+class _DepthwiseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, dilation):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, dilation)
+        return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.conf
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, None, list(stride), list(padding), list(dilation), False, [0, 0],
+                weight.shape[0], [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            grad_w = depthwise_weight_grad(x, grad_out, tuple(weight.shape[2:]), stride, padding, dilation)
+        return grad_x, grad_w, None, None, None
+
+
+class FastDepthwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (depthwise, no bias, zero padding) whose CPU training step uses the faster weight gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.training and x.device.type == "cpu" and x.dim() == 4 and x.dtype == torch.float32
+                and self.weight.dtype == torch.float32 and torch.is_grad_enabled() and self.weight.requires_grad
+                and not torch.jit.is_tracing() and not torch.jit.is_scripting()):
+            kernel = self.kernel_size
+            in_hw = (x.shape[2], x.shape[3])
+            out_hw = tuple((in_hw[d] + 2 * self.padding[d] - self.dilation[d] * (kernel[d] - 1) - 1)
+                           // self.stride[d] + 1 for d in range(2))
+            if fast_path_applies(in_hw, out_hw, kernel):
+                return _DepthwiseConv.apply(x, self.weight, self.stride, self.padding, self.dilation)
+        return super().forward(x)
+
+
+def _eligible(m: nn.Module) -> bool:
+    return (type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.bias is None
+            and m.padding_mode == "zeros" and not isinstance(m.padding, str))
+
+
+def use_fast_depthwise_grad(model: nn.Module) -> int:
+    """Switch every plain depthwise ``nn.Conv2d`` of ``model`` to :class:`FastDepthwiseConv2d`, in place.
+
+    Parameters, buffers and state_dict keys stay as they are. Returns the number of modules switched.
+    """
+    n = 0
+    for m in model.modules():
+        if _eligible(m):
+            m.__class__ = FastDepthwiseConv2d
+            n += 1
+    return n
+
+
+def plain_convs(model: nn.Module) -> nn.Module:
+    """Undo :func:`use_fast_depthwise_grad` in place (every FastDepthwiseConv2d back to nn.Conv2d); returns model."""
+    for m in model.modules():
+        if type(m) is FastDepthwiseConv2d:
+            m.__class__ = nn.Conv2d
+    return model

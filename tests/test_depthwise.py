@@ -1,0 +1,126 @@
+"""The CPU depthwise weight gradient (automl.train.depthwise) against ATen's, and where it is used."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from automl.compile import load_compiled
+from automl.train.depthwise import (FastDepthwiseConv2d, depthwise_weight_grad, fast_path_applies,
+                                    use_fast_depthwise_grad)
+from automl.train.loops import for_training
+
+CASES = [  # channels, input size, kernel, stride, padding, dilation
+    (8, (2, 2), 3, 1, 1, 1),
+    (5, (2, 3), 3, 2, 1, 1),
+    (8, (4, 4), 5, 1, 2, 1),
+    (8, (4, 4), 5, 2, 2, 1),
+    (3, (4, 4), 7, 1, 3, 1),
+    (6, (5, 4), (3, 5), (2, 1), (1, 2), 1),
+    (4, (4, 4), 3, 1, 2, 2),
+    (4, (7, 7), 3, 3, 0, 1),
+]
+
+
+@pytest.mark.parametrize("c,hw,k,s,p,d", CASES)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_weight_grad_equals_aten(c, hw, k, s, p, d, channels_last):
+    g = torch.Generator().manual_seed(0)
+    pair = nn.modules.utils._pair
+    x = torch.randn(3, c, *hw, generator=g, dtype=torch.float64)
+    w = torch.randn(c, 1, *pair(k), generator=g, dtype=torch.float64)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = F.conv2d(x, w, None, s, p, d, c)
+    go = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    ref = torch.ops.aten.convolution_backward(go, x, w, None, list(pair(s)), list(pair(p)), list(pair(d)), False,
+                                              [0, 0], c, [False, True, False])[1]
+    got = depthwise_weight_grad(x, go, pair(k), pair(s), pair(p), pair(d))
+    assert got.shape == w.shape
+    torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("hw,k,s", [((2, 2), 3, 1), ((4, 4), 5, 2), ((4, 4), 3, 2)])
+def test_module_gradients_equal_plain_conv(hw, k, s):
+    """A FastDepthwiseConv2d in training gives nn.Conv2d's output and both gradients (fast path or not)."""
+    torch.manual_seed(0)
+    plain = nn.Conv2d(6, 6, k, stride=s, padding=k // 2, groups=6, bias=False)
+    fast = nn.Conv2d(6, 6, k, stride=s, padding=k // 2, groups=6, bias=False)
+    fast.load_state_dict(plain.state_dict())
+    assert use_fast_depthwise_grad(fast) == 1 and type(fast) is FastDepthwiseConv2d
+    x = torch.randn(4, 6, *hw).contiguous(memory_format=torch.channels_last)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = plain(xa), fast(xb)
+    torch.testing.assert_close(yb, ya)
+    go = torch.randn_like(ya)
+    ya.backward(go)
+    yb.backward(go)
+    torch.testing.assert_close(xb.grad, xa.grad)
+    torch.testing.assert_close(fast.weight.grad, plain.weight.grad, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_path_only_where_measured_faster():
+    assert fast_path_applies((2, 2), (2, 2), (3, 3))
+    assert fast_path_applies((4, 4), (2, 2), (3, 3))  # stride 2 onto 2x2
+    assert fast_path_applies((4, 4), (4, 4), (5, 5))
+    assert not fast_path_applies((4, 4), (4, 4), (3, 3))
+    assert not fast_path_applies((8, 8), (8, 8), (5, 5))
+
+
+def test_fast_path_is_taken_only_in_cpu_training(monkeypatch):
+    """Eval mode, no_grad and tracing (ONNX export) run nn.Conv2d.forward, untouched."""
+    from automl.train import depthwise
+
+    calls = []
+    real = depthwise._DepthwiseConv.apply
+    monkeypatch.setattr(depthwise._DepthwiseConv, "apply", lambda *a: calls.append(1) or real(*a))
+    conv = nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False)
+    use_fast_depthwise_grad(conv)
+    x = torch.randn(2, 4, 2, 2)
+    conv(x)
+    assert len(calls) == 1
+    with torch.no_grad():
+        conv(x)
+    conv.eval()
+    conv(x)
+    torch.jit.trace(conv.train(), x)
+    conv(torch.randn(2, 4, 8, 8))  # large map: ATen is faster there
+    assert len(calls) == 1
+
+
+def test_only_plain_depthwise_convs_are_switched():
+    m = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, bias=False),   # depthwise: switched
+                      nn.Conv2d(4, 8, 1, bias=False),              # pointwise
+                      nn.Conv2d(8, 8, 3, groups=8, bias=True),     # has a bias
+                      nn.Conv2d(8, 8, 3, groups=4, bias=False),    # grouped, not depthwise
+                      nn.Conv2d(8, 8, 3, groups=8, bias=False, padding="same"))
+    keys = list(m.state_dict())
+    assert use_fast_depthwise_grad(m) == 1
+    assert [type(c) for c in m] == [FastDepthwiseConv2d] + [nn.Conv2d] * 4
+    assert list(m.state_dict()) == keys
+
+
+def test_supernet_for_training_on_cpu_trains_like_the_plain_supernet():
+    """The digits supernet (depthwise convs on 4x4 and 2x2 maps): one path's gradients match the plain net's."""
+    cs = load_compiled("spaces/digits.space")
+    torch.manual_seed(0)
+    plain = cs.build_supernet().train()
+    fast = for_training(cs.build_supernet(), torch.device("cpu")).train()
+    fast.load_state_dict(plain.state_dict())
+    assert any(type(m) is FastDepthwiseConv2d for m in fast.modules())
+    arch = torch.full((len(cs.num_choices),), 2)  # ir_k5_e6 everywhere: the widest blocks, no skips
+    x, y = torch.randn(16, *cs.input_shape), torch.randint(0, cs.num_classes, (16,))
+    for net in (plain, fast):
+        F.cross_entropy(net(x.contiguous(memory_format=torch.channels_last) if net is fast else x, arch), y).backward()
+    grads = {n: p.grad for n, p in plain.named_parameters() if p.grad is not None}
+    assert grads and {n for n, p in fast.named_parameters() if p.grad is not None} == set(grads)
+    for n, p in fast.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, grads[n], rtol=1e-4, atol=1e-5, msg=n)
+
+
+def test_plain_convs_undoes_the_switch():
+    m = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, bias=False), nn.Conv2d(4, 4, 1))
+    use_fast_depthwise_grad(m)
+    from automl.train.depthwise import plain_convs
+    assert plain_convs(m) is m and [type(c) for c in m] == [nn.Conv2d, nn.Conv2d]
