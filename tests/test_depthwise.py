@@ -60,11 +60,11 @@ def test_module_gradients_equal_plain_conv(hw, k, s):
 
 
 def test_fast_path_only_where_measured_faster():
-    assert fast_path_applies((2, 2), (2, 2), (3, 3))
-    assert fast_path_applies((4, 4), (2, 2), (3, 3))  # stride 2 onto 2x2
-    assert fast_path_applies((4, 4), (4, 4), (5, 5))
-    assert not fast_path_applies((4, 4), (4, 4), (3, 3))
-    assert not fast_path_applies((8, 8), (8, 8), (5, 5))
+    assert fast_path_applies((2, 2), (3, 3))
+    assert fast_path_applies((1, 3), (3, 3))
+    assert fast_path_applies((4, 4), (5, 5))
+    assert not fast_path_applies((4, 4), (3, 3))  # oneDNN is faster there, stride 1 or 2
+    assert not fast_path_applies((8, 8), (5, 5))
 
 
 def test_fast_path_is_taken_only_in_cpu_training(monkeypatch):

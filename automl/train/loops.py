@@ -34,9 +34,9 @@ def for_training(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` on ``device``, ready for the steps below: channels_last, and on the CPU the faster depthwise
     weight gradient for small maps (:mod:`automl.train.depthwise`).
 
-    channels_last is what cuDNN and oneDNN run fastest. Measured on the CPU (2-core x86, one thread): a
-    supernet weight step 1.6–2.4x and a θ-phase evaluation 2.2–2.6x faster on the ENAS cell space at 32x32
-    and ProxylessNAS at 64x64 (README, Performance).
+    channels_last is what cuDNN and oneDNN run fastest. Measured on the CPU (2-core x86, one thread), a
+    supernet training step on one path is 2.0–2.8x faster on the ENAS cell space at 32x32 and ProxylessNAS
+    at 64x64, and 1.5–3x on digits (``benchmarks/supernet_overhead.py`` against its ``--plain``).
     """
     model = model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cpu":
