@@ -123,6 +123,16 @@ def test_bad_override_is_a_user_error(tmp_path, capsys):
     assert code == 2 and "search.lam" in err and "Traceback" not in err
 
 
+def test_overrides_may_follow_the_options(tmp_path, capsys):
+    code = main(["run", QUICK, "--out", str(tmp_path / "x"), "search.lam=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "search.lam" in err  # read as an override (and rejected by the schema)
+    with pytest.raises(SystemExit) as exc:  # argparse's exit, as for any bad flag
+        main(["run", QUICK, "--out", str(tmp_path / "y"), "--bogus"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "unrecognized arguments: --bogus" in err
+
+
 def test_imagenet_recipe_with_missing_root_fails_fast(tmp_path, capsys):
     t0 = time.perf_counter()
     code = main(["run", str(ROOT / "recipes" / "imagenet.yaml"), "data.root=/does/not/exist", "device=cpu",
