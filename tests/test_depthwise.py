@@ -19,6 +19,9 @@ CASES = [  # channels, input size, kernel, stride, padding, dilation
     (6, (5, 4), (3, 5), (2, 1), (1, 2), 1),
     (4, (4, 4), 3, 1, 2, 2),
     (4, (7, 7), 3, 3, 0, 1),
+    (8, (2, 2), 5, 1, 2, 1),  # 16 of the 25 offsets read only padding
+    (4, (3, 3), 3, 1, 3, 1),  # padding wider than the kernel reaches: some outputs see no input at all
+    (4, (5, 6), 3, 2, 3, 2),
 ]
 
 

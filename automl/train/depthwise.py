@@ -8,13 +8,14 @@ took up to a third of a supernet training step. (``pytorch/pytorch#13716`` track
 convolutions on the CPU.)
 
 :func:`use_fast_depthwise_grad` gives such convolutions a backward that computes the weight gradient as
-``k*k`` channels-last multiply-and-sum reductions, one per kernel offset (each vectorises over channels),
-and leaves the input gradient to ATen. It is taken only where it was measured faster: training on the
-CPU, float32, input maps of at most 2x2, or of at most 4x4 with a kernel of 5 or more
-(``benchmarks/depthwise_grad.py`` prints both timings per shape). Everything else — CUDA, eval mode,
-inference and ONNX export, larger maps — runs ``nn.Conv2d.forward`` unchanged. Results equal ATen's up
-to float rounding (``tests/test_depthwise.py``); the module keeps its class's parameters and state_dict keys, and
-:func:`plain_convs` turns it back into ``nn.Conv2d`` (exported models are plain timm networks).
+``k*k`` channels-last multiply-and-sum reductions, one per kernel offset over the input it reads
+without padding (each vectorises over channels), and leaves the input gradient to ATen. It is taken
+only where it was measured faster: training on the CPU, float32, input maps of at most 2x2, or of at
+most 4x4 with a kernel of 5 or more (``benchmarks/depthwise_grad.py`` prints both timings per shape).
+Everything else — CUDA, eval mode, inference and ONNX export, larger maps — runs ``nn.Conv2d.forward``
+unchanged. Results equal ATen's up to float rounding (``tests/test_depthwise.py``); the module keeps its
+class's parameters and state_dict keys, and :func:`plain_convs` turns it back into ``nn.Conv2d``
+(exported models are plain timm networks).
 """
 
 from __future__ import annotations
@@ -35,24 +36,41 @@ def fast_path_applies(in_hw: tuple[int, int], kernel: tuple[int, int]) -> bool:
     return area <= 4 or (area <= 16 and min(kernel) >= 5)
 
 
+def _overlap(out_len: int, in_len: int, offset: int, stride: int, pad: int) -> tuple[int, int]:
+    """First and last output index whose tap at ``offset`` (kernel index x dilation) reads a real input
+    element rather than padding; first > last when there is none."""
+    first = max(0, -(-(pad - offset) // stride))
+    last = min(out_len - 1, (in_len - 1 + pad - offset) // stride)
+    return first, last
+
+
 def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int],
                           stride: tuple[int, int], padding: tuple[int, int],
                           dilation: tuple[int, int]) -> torch.Tensor:
     """d loss / d weight of ``F.conv2d(x, weight, stride=..., padding=..., dilation=..., groups=C)``.
 
     ``weight`` has shape (C, 1, kh, kw); ``grad_out`` is the gradient of the output (N, C, Ho, Wo).
+    Each kernel offset multiplies only the part of the input it reads without padding (on a 2x2 map with
+    a 5x5 kernel, 16 of the 25 offsets read nothing but padding and are 0), so nothing is padded or copied.
     """
     c = x.shape[1]
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    xp = F.pad(x, [pw, pw, ph, ph]).permute(0, 2, 3, 1).contiguous()  # N, Hp, Wp, C
-    g = grad_out.permute(0, 2, 3, 1).contiguous()  # N, Ho, Wo, C
-    ho, wo = g.shape[1], g.shape[2]
-    out = x.new_empty(kh, kw, c)
+    xs = x.permute(0, 2, 3, 1)  # N, H, W, C: views, contiguous when the tensors are channels_last
+    gs = grad_out.permute(0, 2, 3, 1)
+    h, w, ho, wo = xs.shape[1], xs.shape[2], gs.shape[1], gs.shape[2]
+    out = x.new_zeros(kh, kw, c)
     for i in range(kh):
+        r0, r1 = _overlap(ho, h, i * dh, sh, ph)
+        if r0 > r1:
+            continue
+        h0 = r0 * sh + i * dh - ph
         for j in range(kw):
-            a, b = i * dh, j * dw
-            window = xp[:, a:a + sh * (ho - 1) + 1:sh, b:b + sw * (wo - 1) + 1:sw]
-            torch.sum((g * window).view(-1, c), 0, out=out[i, j])
+            c0, c1 = _overlap(wo, w, j * dw, sw, pw)
+            if c0 > c1:
+                continue
+            w0 = c0 * sw + j * dw - pw
+            window = xs[:, h0:h0 + sh * (r1 - r0) + 1:sh, w0:w0 + sw * (c1 - c0) + 1:sw]
+            torch.sum((gs[:, r0:r1 + 1, c0:c1 + 1] * window).reshape(-1, c), 0, out=out[i, j])
     return out.permute(2, 0, 1).unsqueeze(1)
 
 
