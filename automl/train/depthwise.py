@@ -36,12 +36,17 @@ def fast_path_applies(in_hw: tuple[int, int], kernel: tuple[int, int]) -> bool:
     return area <= 4 or (area <= 16 and min(kernel) >= 5)
 
 
-def _overlap(out_len: int, in_len: int, offset: int, stride: int, pad: int) -> tuple[int, int]:
-    """First and last output index whose tap at ``offset`` (kernel index x dilation) reads a real input
-    element rather than padding; first > last when there is none."""
-    first = max(0, -(-(pad - offset) // stride))
-    last = min(out_len - 1, (in_len - 1 + pad - offset) // stride)
-    return first, last
+def _taps(out_len: int, in_len: int, k: int, dilation: int, stride: int, pad: int) -> list[tuple[int, ...]]:
+    """Along one axis, the kernel taps that read real input rather than only padding: (tap, first output,
+    last output, first input index read)."""
+    taps = []
+    for t in range(k):
+        offset = t * dilation
+        first = max(0, -(-(pad - offset) // stride))
+        last = min(out_len - 1, (in_len - 1 + pad - offset) // stride)
+        if first <= last:
+            taps.append((t, first, last, first * stride + offset - pad))
+    return taps
 
 
 def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int],
@@ -59,16 +64,9 @@ def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple
     gs = grad_out.permute(0, 2, 3, 1)
     h, w, ho, wo = xs.shape[1], xs.shape[2], gs.shape[1], gs.shape[2]
     out = x.new_zeros(kh, kw, c)
-    for i in range(kh):
-        r0, r1 = _overlap(ho, h, i * dh, sh, ph)
-        if r0 > r1:
-            continue
-        h0 = r0 * sh + i * dh - ph
-        for j in range(kw):
-            c0, c1 = _overlap(wo, w, j * dw, sw, pw)
-            if c0 > c1:
-                continue
-            w0 = c0 * sw + j * dw - pw
+    cols = _taps(wo, w, kw, dw, sw, pw)
+    for i, r0, r1, h0 in _taps(ho, h, kh, dh, sh, ph):
+        for j, c0, c1, w0 in cols:
             window = xs[:, h0:h0 + sh * (r1 - r0) + 1:sh, w0:w0 + sw * (c1 - c0) + 1:sw]
             torch.sum((gs[:, r0:r1 + 1, c0:c1 + 1] * window).reshape(-1, c), 0, out=out[i, j])
     return out.permute(2, 0, 1).unsqueeze(1)
