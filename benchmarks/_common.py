@@ -14,7 +14,10 @@ import torch
 def machine() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    # the intra-op thread count changes CPU figures (and their ratios): set it with OMP_NUM_THREADS
+    threads = torch.get_num_threads()
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+            f"{threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__}")
 
 
 def timeit(fn, repeat: int = 20, warmup: int = 3, sync: bool = False) -> list[float]:
