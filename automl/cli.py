@@ -1,4 +1,4 @@
-"""The ``automl`` command: ``run``, ``space show|check``, ``export``.
+"""The ``automl`` command: ``run``, ``rank``, ``space show|check``, ``export``.
 
 Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
 lazily, so ``automl space check`` does not pay for importing the training stack.
@@ -49,6 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output directory (default runs/<name>-<timestamp>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.set_defaults(module="automl.commands.run")
+
+    k = sub.add_parser("rank", help="measure how well a finished run's supernet ranks architectures (Kendall's tau)")
+    k.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a finished run (importance_sampling or separate)")
+    k.add_argument("--archs", type=int, default=None, help="K architectures (default: the run's ranking.archs, or 20)")
+    k.add_argument("--retrain-epochs", type=int, default=None,
+                   help="stand-alone epochs of each (default: the run's ranking.retrain_epochs, or retrain.epochs)")
+    k.set_defaults(module="automl.commands.rank")
 
     s = sub.add_parser("space", help="inspect a .space file")
     ssub = s.add_subparsers(dest="space_command", required=True, parser_class=_Parser)

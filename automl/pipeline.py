@@ -12,7 +12,8 @@ random                 random (sample architectures, optionally within cost budg
 =====================  ============================================================================
 
 followed by ``retrain/i`` for every derived architecture (train from scratch on all of D, evaluate on the
-test set, export) and the report. A checkpoint is written atomically at the end of every epoch of every
+test set, export), with a ``ranking`` section ``ranking/j`` for each of its K architectures (score on the
+supernet, retrain stand-alone; :mod:`automl.ranking`), and the report. A checkpoint is written atomically at the end of every epoch of every
 stage; ``--resume`` restarts at the last one, and on the CPU the resumed run's architectures equal an
 uninterrupted run's, because everything random is a function of the seed and of state in the checkpoint
 (model init is seeded per stage, the data order is a function of (seed, epoch), the engine and samplers
@@ -36,7 +37,7 @@ from automl.train.depthwise import plain_convs
 from automl.train.distributed import (DistInfo, all_reduce_mean, assert_same_on_all_ranks, barrier,
                                       broadcast_object)
 from automl.train.loops import (create_optimizer, create_scheduler, evaluate, for_training, path_losses,
-                                train_step, weight_step)
+                                recalibrate_bn, train_step, weight_step)
 from automl.train.progress import Reporter
 
 __all__ = ["Run", "plan_stages", "resolve_device"]
@@ -55,8 +56,8 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
     return torch.device("cpu")
 
 
-def plan_stages(method: str, n: int) -> list[str]:
-    """The stage keys of a run with ``n`` architectures."""
+def plan_stages(method: str, n: int, ranking: int = 0) -> list[str]:
+    """The stage keys of a run with ``n`` architectures (and ``ranking`` architectures whose ranking is measured)."""
     if method == "importance_sampling":
         search = ["weights", "theta"]
     elif method == "separate":
@@ -67,7 +68,7 @@ def plan_stages(method: str, n: int) -> list[str]:
         search = ["random"]
     else:  # the schema rejects anything else
         raise ValueError(method)
-    return search + [f"retrain/{i}" for i in range(n)]
+    return search + [f"retrain/{i}" for i in range(n)] + [f"ranking/{j}" for j in range(ranking)]
 
 
 def _kind(stage: str) -> str:
@@ -89,7 +90,8 @@ class Run:
         s = recipe.search
         self.method = s.method
         self.n = self._num_archs()
-        self.stages = plan_stages(self.method, self.n)
+        self.stages = plan_stages(self.method, self.n, recipe.ranking.archs if recipe.ranking else 0)
+        self.checkpointing = True  # automl rank: off (a finished run's checkpoint is left as it is)
         self.recipe_yaml = recipe.to_yaml()
         self.recipe_hash = hashlib.sha256(self.recipe_yaml.encode()).hexdigest()
 
@@ -163,6 +165,21 @@ class Run:
                     f"{r.data.dataset} gives {tuple(self.data.input_shape)} with {self.data.num_classes} "
                     f"classes; set the space's size parameters in {where} (see `automl space show`)")
 
+    def _check_ranking(self) -> None:
+        """The ranking section fits the run: a weight-sharing supernet to score on, and K <= the space's size."""
+        from automl.ranking import space_size
+
+        rk, src = self.recipe.ranking, self.recipe.source or "the recipe"
+        if rk is None:
+            return
+        if self.method not in ("importance_sampling", "separate"):
+            raise UserError(f"{src}: ranking: needs the supernet of the weight phase, which search.method "
+                            f"{self.method} does not train; use importance_sampling or separate, or remove ranking")
+        n = space_size(self.space.num_choices)
+        if rk.archs > n:
+            raise UserError(f"{src}: ranking.archs: {rk.archs} architectures asked for, but the space "
+                            f"{self.recipe.space_path.name} has only {n:,}; set ranking.archs to at most {n}")
+
     def _prepare_costs(self) -> None:
         """The engine's cost table: the recipe's metric, normalised so the largest per-choice cost is 1
         (``automl.search.normalize_costs``), which makes ε mean the same on every space."""
@@ -212,6 +229,8 @@ class Run:
 
     def _save(self, stage_idx: int, epoch: int, **objects) -> None:
         """Checkpoint at a boundary: ``stage_idx`` with ``epoch`` epochs done (rank 0 writes; all wait)."""
+        if not self.checkpointing:
+            return
         if self.info.is_main:
             state = {"format": CKPT_FORMAT, "recipe_sha256": self.recipe_hash, "stage": stage_idx,
                      "epoch": epoch, "archs": self.archs, "results": self.results,
@@ -228,12 +247,16 @@ class Run:
         barrier(self.info)
 
     def _sampler_archs(self, n: int) -> torch.Tensor:
-        """``n`` architectures sampled uniformly (weight phase), from the run's own generator."""
-        k = torch.tensor(self.space.num_choices, dtype=torch.float64)
-        u = torch.rand(n, len(k), generator=self.sampler, dtype=torch.float64)
-        # kept on the CPU: the supernet only reads the indices in Python (moving them to the GPU and back
-        # would cost a host sync per path)
-        return (u * k).long().clamp_max(k.long() - 1)
+        """``n`` weight-phase paths by ``search.weight_sampling`` (automl/train/sampling.py), from the run's
+        own generator."""
+        from automl.train.sampling import fair_archs, sandwich_archs, uniform_archs
+
+        how = self.recipe.search.weight_sampling
+        if how == "fair":
+            return fair_archs(self.space.num_choices, n, self.sampler)
+        if how == "sandwich":
+            return sandwich_archs(self.space.num_choices, self.space.cost_table.costs("params"), n, self.sampler)
+        return uniform_archs(self.space.num_choices, n, self.sampler)
 
     # ------------------------------------------------------------------ main
     def execute(self) -> dict:
@@ -242,6 +265,7 @@ class Run:
         self._load_data()  # first: a wrong data.root should fail before any space is compiled
         self._load_spaces()
         self._check_shapes()
+        self._check_ranking()
         self._prepare_costs()
         self.sampler = torch.Generator().manual_seed(r.seed)
         self.archs: list[list[int]] | None = None
@@ -303,6 +327,8 @@ class Run:
             self._stage_random(idx)
         elif kind == "retrain":
             self._stage_retrain(idx, start_epoch, ckpt, i)
+        elif kind == "ranking":
+            self._stage_ranking(idx, start_epoch, ckpt, i)
 
     def _timed(self, kind: str, seconds: float) -> None:
         self.phase_seconds[kind] = self.phase_seconds.get(kind, 0.0) + seconds
@@ -348,7 +374,8 @@ class Run:
             for step, (x, y) in enumerate(loader.epoch(epoch)):
                 archs = sample()
                 loss, corr = weight_step(net, x, y, archs, opt, criterion, self.info,
-                                         self.recipe.optim.grad_clip, self.device, skip_nonfinite=skip)
+                                         self.recipe.optim.grad_clip, self.device, skip_nonfinite=skip,
+                                         distill=s.inplace_distill and theta is None)
                 num_updates += 1
                 sched.step_update(num_updates)
                 if skip and not math.isfinite(loss.item()):  # not applied: count it, stop past the limit
@@ -398,7 +425,9 @@ class Run:
     def _theta_step(self, net, engine, x, y) -> torch.Tensor:
         """Algorithm 1 line 8: ask λ paths, their D_θ losses (averaged over ranks), tell every distribution."""
         archs = engine.ask()  # on the engine's device; the supernet reads the indices once, from the CPU
-        losses = all_reduce_mean(path_losses(net, x, y, archs.cpu(), self.device), self.info)
+        calibration = self._bn_batches(self.recipe.search.theta_bn_batches) \
+            if self.recipe.search.theta_bn == "recalibrate" else None
+        losses = all_reduce_mean(path_losses(net, x, y, archs.cpu(), self.device, calibration), self.info)
         engine.tell(archs, losses)
         return losses
 
@@ -533,10 +562,107 @@ class Run:
                                 "onnx": onnx_rel}
         self._save(idx + 1, 0)
 
-    def _retrain(self, idx, start_epoch, ckpt, model, tag) -> float:
+    # ------------------------------------------------------------------ ranking
+    def _bn_batches(self, n: int) -> list[torch.Tensor]:
+        """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
+        every path, so paths differ only by their weights)."""
+        if getattr(self, "_bn_cache", (None,))[0] != n:
+            xs = []
+            for x, _ in self.data.w.epoch(0):
+                if len(xs) == n:
+                    break
+                xs.append(x)
+            self._bn_cache = (n, xs)
+        return self._bn_cache[1]
+
+    def _ranking_archs(self) -> torch.Tensor:
+        from automl.ranking import select_archs
+
+        if getattr(self, "_rank_archs", None) is None:
+            ct = self.space.cost_table
+            # seed 0, not the recipe's: the same K architectures in every run of the space, so τ compares
+            # across seeds and settings
+            self._rank_archs = select_archs(self.space.num_choices, ct.costs(self.recipe.search.cost),
+                                            self.recipe.ranking.archs, seed=0)
+        return self._rank_archs
+
+    def _stage_ranking(self, idx: int, start_epoch: int, ckpt: dict | None, j: int) -> None:
+        """Architecture ``j`` of the ranking: its loss on the supernet and its stand-alone test accuracy."""
+        rk, rt = self.recipe.ranking, self.recipe.retrain
+        epochs = rt.epochs if rk.retrain_epochs is None else rk.retrain_epochs
+        arch = self._ranking_archs()[j]
+        net = self._supernet_from_state(idx)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            # what the θ phase sees by default: train mode, each batch's own statistics
+            loss_batch, _ = evaluate(lambda x: net(x, arch), self.data.theta, self.device, self.info)
+            recalibrate_bn(net, lambda x: net(x.contiguous(memory_format=torch.channels_last), arch),
+                           self._bn_batches(rk.bn_batches))
+            loss, acc = evaluate(lambda x: net(x, arch), self.data.theta, self.device, self.info)
+        sp = self.retrain_space
+        if epochs > 0:
+            torch.manual_seed(self.recipe.seed * 7919 + 100_003 + j)
+            model = for_training(sp.build_standalone(arch, se=rt.se), self.device)
+            test_acc = self._retrain(idx, start_epoch, ckpt, model, f"ranking {j + 1}/{rk.archs}", epochs=epochs)
+            params = sum(p.numel() for p in model.parameters())
+        else:  # the supernet's own weights on the path, BatchNorm as recalibrated above
+            _, test_acc = evaluate(lambda x: net(x, arch), self.data.test, self.device, self.info)
+            params = net.path_params(arch)
+        self._timed("ranking", time.perf_counter() - t0)
+        self.results[f"ranking/{j}"] = {
+            "choices": self.space.decode(arch), "params": params,
+            "cost": float(self.space.cost_table.total(arch, self.recipe.search.cost)),
+            "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,
+            "test_accuracy": test_acc}
+        self.reporter.info(f"ranking {j + 1}/{rk.archs}: {params:,} params, supernet loss {loss:.4f} "
+                           f"(batch statistics {loss_batch:.4f}), stand-alone test accuracy {test_acc:.4f}")
+        self._save(idx + 1, 0)
+
+    def _ranking_results(self) -> dict | None:
+        from automl.ranking import summarize
+
+        entries = [self.results.get(f"ranking/{j}") for j in range(self.recipe.ranking.archs)] \
+            if self.recipe.ranking else []
+        if not entries or any(e is None for e in entries):
+            return None
+        return summarize(entries)
+
+    def rank(self) -> dict:
+        """``automl rank``: the ranking section on the finished run in ``out`` (its last checkpoint's supernet);
+        results.json and report.md are updated, the checkpoints are left as they are."""
+        ckpt = self.store.load() if self.store.exists() else None
+        if ckpt is None or ckpt.get("supernet") is None:
+            raise UserError(f"{self.out}: no checkpoint with a trained supernet (looked in {self.store.folder}); "
+                            f"automl rank needs a run of search.method importance_sampling or separate")
+        self.checkpointing = False
+        self._load_data()
+        self._load_spaces()
+        self._check_shapes()
+        self._check_ranking()
+        self.sampler = torch.Generator().manual_seed(self.recipe.seed)
+        self.archs, self.results, self.phase_seconds = ckpt["archs"], dict(ckpt["results"]), {}
+        self.supernet_state = ckpt["supernet"]
+        first = len(self.stages) - self.recipe.ranking.archs
+        for idx in range(first, len(self.stages)):
+            self._run_stage(idx, 0, None)
+        ranking = self._ranking_results()
+        if self.info.is_main:
+            import json
+
+            from automl.report import write_report
+
+            path = self.out / "results.json"
+            results = json.loads(path.read_text()) if path.exists() else self._results()
+            results["ranking"] = ranking
+            write_report(self.out, results, self.reporter)
+        return ranking
+
+    def _retrain(self, idx, start_epoch, ckpt, model, tag, epochs: int | None = None) -> float:
         from timm.utils import ModelEmaV3
 
         rt = self.recipe.retrain
+        if epochs is not None:  # the ranking's stand-alone training: the same settings, its own length
+            rt = rt.model_copy(update={"epochs": epochs})
         loader = self.data.full.with_batch_size(rt.batch_size)
         opt = create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
                                eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
@@ -652,4 +778,5 @@ class Run:
                                    "scale": getattr(self, "cost_scale", 1.0)},
             "world_size": self.info.world_size,
             "architectures": archs,
+            **({"ranking": self._ranking_results()} if r.ranking else {}),
         }

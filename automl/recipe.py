@@ -147,6 +147,15 @@ class SearchConfig(_Config):
         "stop", description="a weight step with a non-finite loss: stop the run, or skip the step (not applied)")
     max_bad_steps: int = Field(
         10, ge=0, description="nan_policy skip: stop when more weight steps than this were skipped")
+    weight_sampling: Literal["uniform", "fair", "sandwich"] = Field(
+        "uniform", description="weight phase paths: uniform (the paper), fair (each step's lam paths cover every "
+        "choice of every decision as equally as possible, FairNAS), sandwich (largest + smallest + uniform, BigNAS)")
+    inplace_distill: bool = Field(
+        False, description="sandwich only: the other paths learn the largest path's predictions (BigNAS)")
+    theta_bn: Literal["batch", "recalibrate"] = Field(
+        "batch", description="BatchNorm in the theta phase: the batch's own statistics, or running statistics "
+        "recalibrated for each path on theta_bn_batches D_W batches (Once-for-All)")
+    theta_bn_batches: int = Field(2, gt=0, description="theta_bn recalibrate: D_W batches per path")
 
 
 class OptimConfig(_Config):
@@ -188,6 +197,16 @@ class RetrainConfig(_Config):
     grad_clip: float | None = Field(5.0, gt=0, description="gradient-norm clip; null: none")
 
 
+class RankingConfig(_Config):
+    """How well the supernet ranks architectures (automl/ranking.py); absent or null: not measured."""
+
+    archs: int = Field(20, ge=3, description="architectures spread over the cost range (K)")
+    retrain_epochs: int | None = Field(
+        None, ge=0, description="stand-alone epochs of each (the retrain section's settings); null: retrain.epochs; "
+        "0: the supernet's own weights on the test set")
+    bn_batches: int = Field(10, gt=0, description="D_W batches that recalibrate BatchNorm for each architecture")
+
+
 class ExportConfig(_Config):
     """Export of the retrained networks."""
 
@@ -221,6 +240,7 @@ class Recipe(_Config):
     optim: OptimConfig = Field(OptimConfig(), description="optimiser of the supernet weights")
     retrain: RetrainConfig = Field(RetrainConfig(), description="retraining of derived networks")
     export: ExportConfig = Field(ExportConfig(), description="export")
+    ranking: RankingConfig | None = Field(None, description="measure the supernet's ranking; null: off")
 
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -361,6 +381,13 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
         msg = (f"dataset {d.dataset} needs data.root, the folder holding {layout}; set it in the recipe "
                f"(data: {{root: ...}}) or on the command line: data.root=/path/to/data")
         raise RecipeError(f"{where}{msg}", filename, "data.root", line)
+    s = recipe.search
+    if s.inplace_distill and s.weight_sampling != "sandwich":
+        keys = ("search", "inplace_distill")
+        where = _override_for(keys, applied) or ""
+        raise RecipeError(f"{where}needs search.weight_sampling: sandwich (the largest path is the teacher); set "
+                          f"it, or set search.inplace_distill: false", filename, "search.inplace_distill",
+                          None if where else _line_of(node, keys))
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:

@@ -20,7 +20,7 @@ from automl.train.depthwise import use_fast_depthwise_grad
 from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_sum
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
-           "create_scheduler"]
+           "create_scheduler", "recalibrate_bn"]
 
 
 def autocast_for(device: torch.device):
@@ -50,7 +50,8 @@ def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, criterion, info: DistInfo,
-                grad_clip: float | None, device: torch.device, skip_nonfinite: bool = False):
+                grad_clip: float | None, device: torch.device, skip_nonfinite: bool = False,
+                distill: bool = False):
     """One update of the supernet weights W by eq. 3 and return (mean loss, correct count of the first path).
 
     With ``skip_nonfinite`` (the recipe's ``search.nan_policy: skip``) a step whose loss or gradient is not
@@ -62,6 +63,9 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
     Each path's loss is divided by λ and back-propagated on its own, so memory holds one path's graph at a
     time; the accumulated gradient is exactly the average of the λ gradients. Parameters not on any
     sampled path keep ``grad=None`` and so are untouched by the optimiser (no weight decay, no momentum).
+
+    With ``distill`` (BigNAS's in-place distillation; the sandwich rule puts the largest path first) path 0
+    learns the labels and every other path the detached soft predictions of path 0 on the same batch.
     """
     optimizer.zero_grad(set_to_none=True)
     x = _prepare(x, device)
@@ -70,10 +74,16 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
     saved = [b.detach().clone() for b in buffers]
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
+    teacher = None
     for i in range(lam):
         with autocast_for(device):
             out = supernet(x, archs[i])
-            loss = criterion(out, y) / lam
+            if teacher is None:
+                loss = criterion(out, y) / lam
+            else:  # soft-target cross-entropy against the largest path
+                loss = -(teacher * F.log_softmax(out.float(), 1)).sum(1).mean() / lam
+        if distill and i == 0:
+            teacher = F.softmax(out.detach().float(), 1)
         loss.backward()
         total += loss.detach().float()
         if i == 0:
@@ -112,19 +122,44 @@ def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, gra
     return loss.detach().float(), (out.detach().argmax(1) == y).sum()
 
 
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, forward, batches) -> nn.Module:
+    """Once-for-All's BatchNorm recalibration: reset every BatchNorm's running statistics and re-estimate
+    them as the plain average over ``batches`` (``forward(x)`` in train mode); returns ``net`` in eval mode."""
+    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: every batch weighs the same
+    net.train()
+    for x in batches:
+        forward(x)
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    return net.eval()
+
+
 @torch.inference_mode()
-def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.device) -> torch.Tensor:
+def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.device,
+                calibration: list | None = None) -> torch.Tensor:
     """Cross-entropy of each of the λ paths on the same D_θ mini-batch: a (λ,) float tensor.
 
-    The supernet is in train mode: BatchNorm uses the batch's statistics, because the running statistics of
-    a weight-sharing supernet average over random paths and fit no single one.
+    By default the supernet is in train mode: BatchNorm uses the batch's statistics, because the running
+    statistics of a weight-sharing supernet average over random paths and fit no single one. With
+    ``calibration`` (a list of input batches) each path's statistics are instead recalibrated on them
+    (:func:`recalibrate_bn`) and the path is evaluated in eval mode; the supernet is left in train mode.
     """
     x = _prepare(x, device)
     out = []
     for i in range(archs.shape[0]):
         with autocast_for(device):
+            if calibration is not None:
+                a = archs[i]
+                recalibrate_bn(supernet, lambda b: supernet(_prepare(b, device), a), calibration)
             logits = supernet(x, archs[i])
         out.append(F.cross_entropy(logits.float(), y))
+    if calibration is not None:
+        supernet.train()
     return torch.stack(out)
 
 

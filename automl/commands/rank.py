@@ -1,0 +1,32 @@
+"""``automl rank RUN_DIR [--archs K] [--retrain-epochs E]``: the ranking section on a finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from automl.errors import UserError
+
+__all__ = ["main"]
+
+
+def main(args) -> int:
+    from automl.recipe import load_recipe
+
+    out = Path(args.run_dir)
+    resolved = out / "recipe.resolved.yaml"
+    if not resolved.is_file():
+        raise UserError(f"{out}: no recipe.resolved.yaml; RUN_DIR must be the --out folder of an automl run")
+    # the run's own ranking section, or the defaults when it had none; then the flags
+    overrides = [] if load_recipe(resolved).ranking is not None else ["ranking={}"]
+    if args.archs is not None:
+        overrides.append(f"ranking.archs={args.archs}")
+    if args.retrain_epochs is not None:
+        overrides.append(f"ranking.retrain_epochs={args.retrain_epochs}")
+    recipe = load_recipe(resolved, overrides)
+
+    from automl.pipeline import Run
+
+    ranking = Run(recipe, out).rank()
+    print(f"kendall_tau {ranking['kendall_tau']:.4f}  spearman {ranking['spearman']:.4f}  "
+          f"({len(ranking['archs'])} architectures)")
+    return 0

@@ -1,0 +1,126 @@
+"""How well the supernet ranks architectures: the recipe's ``ranking`` section and ``automl rank``.
+
+K architectures spread over the cost range are scored on the trained supernet (BatchNorm statistics
+recalibrated for each one on a few training batches, as Once-for-All does: the running statistics of a
+weight-sharing supernet average over random paths and fit no single one) and retrained stand-alone. The
+rank correlation between the two orders (Kendall's τ-b and Spearman's ρ) says how far the search, which
+ranks paths by their supernet loss, can be trusted.
+
+The correlations are computed here in a few lines of numpy (scipy is not a dependency); the tests check them
+against a brute-force count over all pairs.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+
+__all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "select_archs", "summarize"]
+
+
+def _sign_matrix(v: np.ndarray) -> np.ndarray:
+    return np.sign(v[:, None] - v[None, :])
+
+
+def pair_counts(x, y) -> dict:
+    """Pairs (i < j) ordered the same way by ``x`` and ``y`` (concordant), the opposite way (discordant),
+    or tied in either."""
+    sx, sy = _sign_matrix(np.asarray(x, float)), _sign_matrix(np.asarray(y, float))
+    iu = np.triu_indices(len(sx), 1)
+    prod = (sx * sy)[iu]
+    return {"total": int(prod.size), "concordant": int((prod > 0).sum()), "discordant": int((prod < 0).sum()),
+            "tied": int((prod == 0).sum())}
+
+
+def kendall_tau_b(x, y) -> float:
+    """Kendall's τ-b: (concordant − discordant) / sqrt((n0 − n_x) (n0 − n_y)), ties counted per variable
+    (n0 pairs, n_x of them tied in x, n_y tied in y). NaN when either variable is constant."""
+    sx, sy = _sign_matrix(np.asarray(x, float)), _sign_matrix(np.asarray(y, float))
+    iu = np.triu_indices(len(sx), 1)
+    sx, sy = sx[iu], sy[iu]
+    denom = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
+    return float((sx * sy).sum() / denom) if denom > 0 else float("nan")
+
+
+def _ranks(v: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their mean rank."""
+    order = np.argsort(v, kind="stable")
+    ranks = np.empty(len(v), float)
+    sv = v[order]
+    i = 0
+    while i < len(v):
+        j = i
+        while j + 1 < len(v) and sv[j + 1] == sv[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman's ρ: the Pearson correlation of the (mid-)ranks. NaN when either variable is constant."""
+    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
+
+
+def space_size(num_choices) -> int:
+    return math.prod(int(k) for k in num_choices)
+
+
+def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int = 4096) -> torch.Tensor:
+    """``k`` distinct architectures (LongTensor (k, D), in increasing cost) spread evenly over the cost range.
+
+    ``costs`` is the (D, Kmax) per-choice cost table (additive). The targets are k costs evenly spaced from the
+    cheapest to the most expensive architecture: the two extremes themselves, and for each target in between
+    the unused architecture of a seeded pool whose cost is closest. The pool is every architecture when the
+    space has at most ``pool``, else ``pool`` samples tilted from cheap to costly (decision d takes choice j
+    with probability ∝ exp(β c_dj / max_j c_dj), β from −6 to 6), so its costs cover the range rather than
+    the middle that uniform samples crowd. Raises ValueError when the space has fewer than ``k``."""
+    ks = [int(c) for c in num_choices]
+    n = space_size(ks)
+    if k > n:
+        raise ValueError(f"{k} architectures asked for, but the space has only {n}")
+    costs = costs.double()
+    smallest = torch.stack([costs[d, :kd].argmin() for d, kd in enumerate(ks)])
+    largest = torch.stack([costs[d, :kd].argmax() for d, kd in enumerate(ks)])
+    if n <= pool:
+        cand = torch.tensor(list(itertools.product(*[range(kd) for kd in ks])), dtype=torch.long)
+    else:
+        g = torch.Generator().manual_seed(seed)
+        beta = torch.linspace(-6, 6, pool, dtype=torch.float64)[:, None]
+        cols = []
+        for d, kd in enumerate(ks):
+            c = costs[d, :kd]
+            rel = (c - c.min()) / (c.max() - c.min()) if c.max() > c.min() else torch.zeros_like(c)
+            cols.append(torch.multinomial(torch.softmax(beta * rel, 1), 1, generator=g)[:, 0])
+        cand = torch.unique(torch.cat([smallest[None], largest[None], torch.stack(cols, 1)]), dim=0)
+    c = costs.gather(1, cand.t()).sum(0)
+    free = torch.ones(len(cand), dtype=torch.bool)
+    chosen = []
+    for extreme in (smallest, largest):
+        i = int((cand == extreme).all(1).nonzero()[0, 0])
+        free[i] = False
+        chosen.append(i)
+    for t in torch.linspace(float(c[chosen[0]]), float(c[chosen[1]]), k, dtype=torch.float64)[1:-1]:
+        i = int((c - t).abs().masked_fill(~free, float("inf")).argmin())
+        free[i] = False
+        chosen.append(i)
+    chosen = torch.tensor(chosen)
+    return cand[chosen[torch.argsort(c[chosen], stable=True)]]
+
+
+def summarize(entries: list[dict]) -> dict:
+    """The ``ranking`` section of results.json from per-architecture entries (each with ``supernet_loss``,
+    ``supernet_loss_batch_stats`` and ``test_accuracy``). The supernet's score is its negated loss on D_θ
+    (what the θ phase ranks by), the truth is the stand-alone test accuracy."""
+    truth = [e["test_accuracy"] for e in entries]
+    score = [-e["supernet_loss"] for e in entries]
+    score_batch = [-e["supernet_loss_batch_stats"] for e in entries]
+    return {"kendall_tau": kendall_tau_b(score, truth), "spearman": spearman(score, truth),
+            "kendall_tau_batch_stats": kendall_tau_b(score_batch, truth),
+            "archs": entries, "pairs": pair_counts(score, truth)}

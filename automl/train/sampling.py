@@ -1,0 +1,47 @@
+"""How the weight phase samples its λ paths per step (``search.weight_sampling``).
+
+* ``uniform`` — the paper's eq. 3: every decision uniform and independent (``Run._sampler_archs``).
+* ``fair`` — :func:`fair_archs`, FairNAS's strict fairness: in each step every choice of every decision is
+  trained by as equal a number of the λ paths as possible (exactly λ/K_d each when K_d divides λ).
+* ``sandwich`` — :func:`sandwich_archs`, BigNAS's sandwich rule: the largest and the smallest architecture
+  in every step, the other λ − 2 uniform.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["fair_archs", "sandwich_archs", "uniform_archs"]
+
+
+def uniform_archs(num_choices, n: int, generator: torch.Generator) -> torch.Tensor:
+    """``n`` architectures, every decision uniform and independent."""
+    k = torch.tensor(num_choices, dtype=torch.float64)
+    u = torch.rand(n, len(k), generator=generator, dtype=torch.float64)
+    # kept on the CPU: the supernet only reads the indices in Python (moving them to the GPU and back
+    # would cost a host sync per path)
+    return (u * k).long().clamp_max(k.long() - 1)
+
+
+def fair_archs(num_choices, lam: int, generator: torch.Generator) -> torch.Tensor:
+    """(λ, D) architectures whose column d is ⌈λ/K_d⌉ random permutations of 0..K_d−1 end to end, cut to λ.
+
+    Every choice of decision d appears ⌊λ/K_d⌋ or ⌈λ/K_d⌉ times; which choices get the extra count is random,
+    so each row is still uniform on every decision (a row's value is one entry of a random permutation), and
+    the columns are independent, so Algorithm 1 sees the same marginal distribution as with uniform sampling.
+    """
+    cols = []
+    for k in num_choices:
+        k = int(k)
+        reps = -(-lam // k)
+        cols.append(torch.cat([torch.randperm(k, generator=generator) for _ in range(reps)])[:lam])
+    return torch.stack(cols, 1) if cols else torch.zeros(lam, 0, dtype=torch.long)
+
+
+def sandwich_archs(num_choices, costs: torch.Tensor, lam: int, generator: torch.Generator) -> torch.Tensor:
+    """(λ, D): row 0 the largest architecture (the costliest choice of every decision in the (D, Kmax) table
+    ``costs``), row 1 the smallest, rows 2.. uniform."""
+    ks = [int(k) for k in num_choices]
+    largest = torch.stack([costs[d, :k].argmax() for d, k in enumerate(ks)])
+    smallest = torch.stack([costs[d, :k].argmin() for d, k in enumerate(ks)])
+    return torch.cat([largest[None], smallest[None], uniform_archs(ks, lam - 2, generator)])

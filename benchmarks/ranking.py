@@ -1,0 +1,168 @@
+"""Does the supernet rank? Kendall's τ per weight-phase option, θ-phase loss signal vs noise, and the stability
+of the most accurate member over threads and seeds (issue #20).
+
+    python benchmarks/ranking.py [--out DIR] [--archs 20] [--options a,b,...] [--no-tau] [--no-stability]
+                                 [RECIPE] [key=value ...]
+
+Every run is ``automl run`` in a subprocess (so OMP_NUM_THREADS sets torch's thread count), kept in --out
+(default runs/bench-ranking), and reused when its results.json is already there: the script can be re-run
+after a change to re-measure only what was deleted.
+
+* **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
+  retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
+  seed 0 and on seed 1 (τ between the two is the ceiling the retraining noise allows).
+* **τ per option**: the weight phase alone (θ phase, retraining and export off) with each option's overrides,
+  then the ranking section with ``retrain_epochs=0`` scores the same K architectures on the supernet (loss on
+  D_θ, BatchNorm recalibrated, and with each batch's statistics as the θ phase does); τ against the truth.
+* **signal / noise**: on each option's supernet, the D_θ losses of the K architectures on every D_θ batch
+  in train mode (what the θ phase compares). Per pair of architectures, |mean difference| / standard
+  deviation over batches of the difference, and the share of single batches that order the pair as the
+  mean does.
+* **stability**: the recipe as given with ``retrain.epochs=0``, for search.method separate and
+  importance_sampling, over threads {1, 2} x seeds {0, 1, 2}: the parameters of the ε = 0 member (the
+  recipe's first ε / budget) and max / min.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import emit  # noqa: E402
+
+from automl.ranking import kendall_tau_b, spearman  # noqa: E402
+from automl.recipe import load_recipe  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OFF = ["retrain.epochs=0", "export.onnx=false"]
+
+# the weight-phase options of issue #20 (overrides on top of the recipe)
+OPTIONS = {
+    "uniform": [],
+    "fair": ["search.weight_sampling=fair"],
+    "sandwich": ["search.weight_sampling=sandwich"],
+    "sandwich+distill": ["search.weight_sampling=sandwich", "search.inplace_distill=true"],
+    "lr0.1": ["optim.lr=0.1"],
+    "lr0.6": ["optim.lr=0.6"],
+    "epochs30": ["search.weight_epochs=30"],
+    "fair+epochs30": ["search.weight_sampling=fair", "search.weight_epochs=30"],
+}
+
+
+def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None = None) -> dict:
+    """results.json of ``automl run recipe overrides --out out`` (reused when it exists)."""
+    res = out / "results.json"
+    if not res.exists():
+        env = dict(os.environ)
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        if out.exists():  # an interrupted earlier attempt
+            import shutil
+
+            shutil.rmtree(out)
+        cmd = [sys.executable, "-m", "automl", "run", recipe, *overrides, "--out", str(out)]
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+    return json.loads(res.read_text())
+
+
+def truth(recipe: str, overrides: list[str], out: Path, k: int, seed: int) -> list[float]:
+    epochs = load_recipe(recipe, overrides).retrain.epochs
+    res = automl_run(recipe, overrides + OFF + [
+        f"seed={seed}", "search.weight_epochs=0", "search.theta_epochs=0", f"ranking.archs={k}",
+        f"ranking.retrain_epochs={epochs}"], out / f"truth-seed{seed}")
+    return [a["test_accuracy"] for a in res["ranking"]["archs"]]
+
+
+def signal_noise(run_dir: Path) -> dict:
+    """Pairwise |mean loss difference| / its batch-to-batch standard deviation, on the run's supernet."""
+    from automl.pipeline import Run
+    from automl.recipe import load_recipe as lr
+
+    recipe = lr(run_dir / "recipe.resolved.yaml")
+    run = Run(recipe, run_dir, tty=False)
+    run._load_data()
+    run._load_spaces()
+    run.supernet_state = run.store.load()["supernet"]
+    archs = run._ranking_archs()
+    net = run._supernet_from_state(0)
+    losses = []
+    with torch.inference_mode():
+        for x, y in run.data.theta.epoch(0):
+            x = x.contiguous(memory_format=torch.channels_last)
+            losses.append([float(torch.nn.functional.cross_entropy(net(x, a), y)) for a in archs])
+    L = np.array(losses).T  # (K, batches)
+    i, j = np.triu_indices(len(L), 1)
+    d = L[i] - L[j]  # (pairs, batches)
+    mean, sd = d.mean(1), d.std(1, ddof=1)
+    agree = (np.sign(d) == np.sign(mean)[:, None]).mean(1)
+    return {"pair_snr_median": float(np.median(np.abs(mean) / sd)),
+            "pair_absdiff_median": float(np.median(np.abs(mean))), "pair_sd_median": float(np.median(sd)),
+            "batch_agrees_median": float(np.median(agree)), "batches": L.shape[1]}
+
+
+def main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
+    p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
+    p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"))
+    p.add_argument("--archs", type=int, default=20)
+    p.add_argument("--options", default=",".join(OPTIONS), help=f"comma-separated, of {', '.join(OPTIONS)}")
+    p.add_argument("--no-tau", action="store_true", help="skip the τ per option")
+    p.add_argument("--no-stability", action="store_true", help="skip the threads x seeds table")
+    p.add_argument("--methods", default="separate,importance_sampling")
+    a = p.parse_args(argv)
+    if "=" in a.recipe:
+        a.overrides.insert(0, a.recipe)
+        a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not a.no_tau:
+        t0, t1 = truth(a.recipe, a.overrides, out, a.archs, 0), truth(a.recipe, a.overrides, out, a.archs, 1)
+        print(f"retraining noise: τ(seed 0, seed 1) = {kendall_tau_b(t0, t1):.3f}, ρ = {spearman(t0, t1):.3f}")
+        rows = []
+        for name in a.options.split(","):
+            ov = a.overrides + OFF + OPTIONS[name] + [
+                "search.theta_epochs=0", f"ranking.archs={a.archs}", "ranking.retrain_epochs=0"]
+            res = automl_run(a.recipe, ov, out / f"option-{name}")
+            rk = res["ranking"]["archs"]
+            score = [-e["supernet_loss"] for e in rk]
+            score_b = [-e["supernet_loss_batch_stats"] for e in rk]
+            sn = signal_noise(out / f"option-{name}")
+            rows.append({"option": name, "tau": kendall_tau_b(score, t0), "tau_seed1": kendall_tau_b(score, t1),
+                         "spearman": spearman(score, t0), "tau_batch_stats": kendall_tau_b(score_b, t0),
+                         "supernet_acc_median": float(np.median([e["supernet_accuracy"] for e in rk])),
+                         "weights_s": res["phase_seconds"].get("weights", 0.0),
+                         "snr": sn["pair_snr_median"], "batch_agrees": sn["batch_agrees_median"]})
+            print(rows[-1], flush=True)
+        emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
+             retrain_noise_tau=kendall_tau_b(t0, t1))
+    if not a.no_stability:
+        rows = []
+        for method in a.methods.split(","):
+            params = []
+            for threads in (1, 2):
+                for seed in (0, 1, 2):
+                    res = automl_run(a.recipe, a.overrides + OFF + [f"search.method={method}", f"seed={seed}"],
+                                     out / f"stab-{method}-t{threads}-s{seed}", threads=threads)
+                    archs = res["architectures"]
+                    params.append(archs[0]["params"])
+                    rows.append({"method": method, "threads": threads, "seed": seed,
+                                 "params": [x["params"] for x in archs]})
+                    print(rows[-1], flush=True)
+            print(f"{method}: most accurate member {min(params):,}-{max(params):,} parameters, "
+                  f"max/min {max(params) / min(params):.2f}")
+        emit("ranking_stability", rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,187 @@
+"""The supernet's ranking (automl/ranking.py, the recipe's ``ranking`` section, ``automl rank``) and the
+weight-phase sampling options (automl/train/sampling.py)."""
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from automl.cli import main
+from automl.pipeline import Run
+from automl.ranking import kendall_tau_b, pair_counts, select_archs, spearman
+from automl.recipe import load_recipe
+from automl.train.sampling import fair_archs, sandwich_archs
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+TINY = ["data.dataset=synthetic", "data.synthetic.channels=1", "data.synthetic.num_train=128",
+        "data.synthetic.num_test=64", "data.batch_size=32", "data.theta_batch_size=32", "search.weight_epochs=1",
+        "search.theta_epochs=1", "search.epsilons=[0,0.5]", "search.lam=2", "retrain.epochs=1",
+        "export.onnx=false", "search.log_every=2"]
+
+
+# ---- rank correlations against brute force ------------------------------------------------------
+
+def _brute_tau_b(x, y):
+    c = d = tx = ty = 0
+    n = len(x)
+    for i, j in itertools.combinations(range(n), 2):
+        sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+        c += sx * sy > 0
+        d += sx * sy < 0
+        tx += sx == 0
+        ty += sy == 0
+    n0 = n * (n - 1) / 2
+    return (c - d) / math.sqrt((n0 - tx) * (n0 - ty))
+
+
+def _brute_spearman(x, y):
+    def ranks(v):  # 1 + number smaller + half the others equal to it
+        return [1 + sum(w < a for w in v) + (sum(w == a for w in v) - 1) / 2 for a in v]
+    rx, ry = np.array(ranks(list(x))), np.array(ranks(list(y)))
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tau_b_and_spearman_equal_brute_force_with_and_without_ties(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 25))
+    # seeds 0-2: coarse values with many ties; 3-5: continuous values
+    x = rng.integers(0, 4, n).astype(float) if seed < 3 else rng.normal(size=n)
+    y = x + rng.normal(scale=1.0, size=n) if seed % 2 else rng.integers(0, 5, n).astype(float)
+    if seed < 3:
+        y = np.round(y)
+    assert kendall_tau_b(x, y) == pytest.approx(_brute_tau_b(x, y), abs=1e-12)
+    assert spearman(x, y) == pytest.approx(_brute_spearman(x, y), abs=1e-12)
+    p = pair_counts(x, y)
+    assert p["concordant"] + p["discordant"] + p["tied"] == p["total"] == n * (n - 1) // 2
+
+
+def test_perfect_and_reversed_orders_and_constants():
+    x = [3.0, 1.0, 2.0, 5.0]
+    assert kendall_tau_b(x, [2 * v for v in x]) == 1.0 and spearman(x, x) == pytest.approx(1.0)
+    assert kendall_tau_b(x, [-v for v in x]) == -1.0 and spearman(x, [-v for v in x]) == pytest.approx(-1.0)
+    assert math.isnan(kendall_tau_b(x, [1.0] * 4)) and math.isnan(spearman(x, [1.0] * 4))
+
+
+# ---- which architectures are ranked -------------------------------------------------------------
+
+def test_select_archs_spreads_over_the_cost_range_without_repeats():
+    costs = torch.tensor([[0.0, 1.0, 5.0]] * 4 + [[0.0, 2.0, 0.0]] * 3, dtype=torch.float64)
+    nc = [3] * 4 + [2] * 3
+    a = select_archs(nc, costs, 10, seed=0)
+    assert a.shape == (10, 7) and len({tuple(r) for r in a.tolist()}) == 10
+    c = costs.gather(1, a.t()).sum(0)
+    assert float(c.min()) == 0.0 and float(c.max()) == 26.0  # the cheapest and the costliest (small space: all)
+    assert torch.all(c[1:] >= c[:-1])  # targets in increasing order
+    assert torch.equal(a, select_archs(nc, costs, 10, seed=0))
+    with pytest.raises(ValueError, match="only 648"):
+        select_archs(nc, costs, 649, seed=0)
+
+
+def test_select_archs_samples_a_large_space():
+    nc = [4] * 12  # 16.7 M architectures: a seeded pool
+    costs = torch.arange(4, dtype=torch.float64).expand(12, 4).clone()
+    a = select_archs(nc, costs, 20, seed=3)
+    c = costs.gather(1, a.t()).sum(0)
+    assert c[0] == 0 and c[-1] == 36 and len({tuple(r) for r in a.tolist()}) == 20
+    assert float((c[1:] - c[:-1]).max()) <= 3  # evenly spread (36 / 19 apart): no big gap
+
+
+# ---- weight-phase sampling ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("lam", [2, 3, 8, 13])
+def test_fair_archs_cover_every_choice_as_equally_as_possible(lam):
+    nc = [3, 4, 2, 1, 5]
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        a = fair_archs(nc, lam, g)
+        assert a.shape == (lam, len(nc))
+        for d, k in enumerate(nc):
+            counts = torch.bincount(a[:, d], minlength=k)
+            assert len(counts) == k
+            assert counts.min() >= lam // k and counts.max() <= -(-lam // k), (d, counts)
+
+
+def test_fair_archs_marginals_are_uniform_and_decisions_independent():
+    nc, lam, steps = [3, 4], 8, 20000
+    g = torch.Generator().manual_seed(1)
+    a = torch.cat([fair_archs(nc, lam, g) for _ in range(steps)]).view(steps, lam, 2)
+    for row in (0, lam - 1):  # every row position, not only the sum over rows, is uniform
+        for d, k in enumerate(nc):
+            freq = torch.bincount(a[:, row, d], minlength=k).double() / steps
+            assert torch.allclose(freq, torch.full((k,), 1 / k, dtype=torch.float64), atol=0.015), (row, d, freq)
+    joint = torch.zeros(3, 4)
+    for r in a[:, 0].tolist():
+        joint[r[0], r[1]] += 1
+    assert torch.allclose(joint / steps, torch.full((3, 4), 1 / 12), atol=0.01)
+
+
+def test_sandwich_archs_start_with_largest_and_smallest():
+    costs = torch.tensor([[1.0, 3.0, 2.0], [5.0, 0.0, 0.0]])
+    a = sandwich_archs([3, 2], costs, 6, torch.Generator().manual_seed(0))
+    assert a[0].tolist() == [1, 0] and a[1].tolist() == [0, 1] and a.shape == (6, 2)
+
+
+# ---- the ranking section in a run, and automl rank ----------------------------------------------
+
+def _check_ranking(rk, k):
+    assert set(rk) >= {"kendall_tau", "spearman", "archs", "pairs"}
+    assert len(rk["archs"]) == k and rk["pairs"]["total"] == k * (k - 1) // 2
+    for e in rk["archs"]:
+        assert {"choices", "params", "cost", "supernet_loss", "supernet_loss_batch_stats", "test_accuracy"} <= set(e)
+        assert 0.0 <= e["test_accuracy"] <= 1.0 and e["supernet_loss"] > 0
+    truth = [e["test_accuracy"] for e in rk["archs"]]
+    assert rk["kendall_tau"] == pytest.approx(_brute_tau_b([-e["supernet_loss"] for e in rk["archs"]], truth)) \
+        or math.isnan(rk["kendall_tau"])
+    costs = [e["cost"] for e in rk["archs"]]
+    assert costs == sorted(costs) and costs[0] < costs[-1]
+
+
+def test_ranking_section_writes_results_fields_on_synthetic_data(tmp_path):
+    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.bn_batches=1"])
+    res = Run(recipe, tmp_path / "run", tty=False).execute()
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert on_disk == json.loads(json.dumps(res))
+    _check_ranking(on_disk["ranking"], 3)
+    assert (tmp_path / "run" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Kendall's τ" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_automl_rank_on_a_finished_run(tmp_path, capsys):
+    recipe = load_recipe(QUICK, TINY)
+    res = Run(recipe, tmp_path / "run", tty=False).execute()
+    assert "ranking" not in res
+    ckpt_index = (tmp_path / "run" / "checkpoints" / "checkpoints.json").read_text()
+    assert main(["rank", str(tmp_path / "run"), "--archs", "4", "--retrain-epochs", "0"]) == 0
+    assert "kendall_tau" in capsys.readouterr().out
+    on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
+    _check_ranking(on_disk["ranking"], 4)
+    assert on_disk["architectures"] == json.loads(json.dumps(res["architectures"]))
+    assert (tmp_path / "run" / "checkpoints" / "checkpoints.json").read_text() == ckpt_index  # untouched
+
+
+@pytest.mark.parametrize("args,key", [
+    (["ranking.archs=2"], "ranking.archs"),
+    (["ranking.archs=200000"], "ranking.archs"),  # the digits space has 110,592 architectures
+    (["ranking.archs=5", "ranking.retrain_epochs=-1"], "ranking.retrain_epochs"),
+    (["ranking.archs=5", "search.method=random"], "ranking"),
+])
+def test_bad_ranking_settings_are_one_clear_message(tmp_path, capsys, args, key):
+    rc = main(["run", QUICK, *TINY, *args, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and f"{key}:" in err, err
+
+
+def test_automl_rank_bad_settings(tmp_path, capsys):
+    assert main(["rank", str(tmp_path / "nothing")]) == 2
+    assert "recipe.resolved.yaml" in capsys.readouterr().err
+    recipe = load_recipe(QUICK, TINY + ["search.method=random"])
+    Run(recipe, tmp_path / "run", tty=False).execute()
+    assert main(["rank", str(tmp_path / "run"), "--archs", "3"]) == 2
+    assert "supernet" in capsys.readouterr().err
