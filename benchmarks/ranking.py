@@ -69,9 +69,11 @@ def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None
 
             shutil.rmtree(out)
         cmd = [sys.executable, "-m", "automl", "run", recipe, *overrides, "--out", str(out)]
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed:\n{p.stderr[-3000:]}")
+        log = out.with_name(out.name + ".log")  # a file, not a pipe: the run outlives this script if killed
+        with open(log, "w") as f:
+            rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+        if rc != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed (exit {rc}); see {log}")
     return json.loads(res.read_text())
 
 
@@ -83,10 +85,21 @@ def truth(recipe: str, overrides: list[str], out: Path, k: int, seed: int) -> li
     return [a["test_accuracy"] for a in res["ranking"]["archs"]]
 
 
+def _pair_stats(L: np.ndarray) -> dict:
+    i, j = np.triu_indices(len(L), 1)
+    d = L[i] - L[j]  # (pairs, batches)
+    mean, sd = d.mean(1), d.std(1, ddof=1)
+    agree = (np.sign(d) == np.sign(mean)[:, None]).mean(1)
+    return {"snr": float(np.median(np.abs(mean) / sd)), "absdiff": float(np.median(np.abs(mean))),
+            "sd": float(np.median(sd)), "batch_agrees": float(np.median(agree))}
+
+
 def signal_noise(run_dir: Path) -> dict:
-    """Pairwise |mean loss difference| / its batch-to-batch standard deviation, on the run's supernet."""
+    """Pairwise |mean loss difference| / its batch-to-batch standard deviation, on the run's supernet, with each
+    batch's BatchNorm statistics (``batch``, the θ phase's default) and with recalibrated ones (``recal``)."""
     from automl.pipeline import Run
     from automl.recipe import load_recipe as lr
+    from automl.train.loops import recalibrate_bn
 
     recipe = lr(run_dir / "recipe.resolved.yaml")
     run = Run(recipe, run_dir, tty=False)
@@ -95,19 +108,20 @@ def signal_noise(run_dir: Path) -> dict:
     run.supernet_state = run.store.load()["supernet"]
     archs = run._ranking_archs()
     net = run._supernet_from_state(0)
-    losses = []
+    batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in run.data.theta.epoch(0)]
+    calib = [x.contiguous(memory_format=torch.channels_last) for x in run._bn_batches(recipe.search.theta_bn_batches)]
+    out = {}
     with torch.inference_mode():
-        for x, y in run.data.theta.epoch(0):
-            x = x.contiguous(memory_format=torch.channels_last)
-            losses.append([float(torch.nn.functional.cross_entropy(net(x, a), y)) for a in archs])
-    L = np.array(losses).T  # (K, batches)
-    i, j = np.triu_indices(len(L), 1)
-    d = L[i] - L[j]  # (pairs, batches)
-    mean, sd = d.mean(1), d.std(1, ddof=1)
-    agree = (np.sign(d) == np.sign(mean)[:, None]).mean(1)
-    return {"pair_snr_median": float(np.median(np.abs(mean) / sd)),
-            "pair_absdiff_median": float(np.median(np.abs(mean))), "pair_sd_median": float(np.median(sd)),
-            "batch_agrees_median": float(np.median(agree)), "batches": L.shape[1]}
+        for mode in ("batch", "recal"):
+            L = []
+            for a in archs:
+                if mode == "recal":
+                    recalibrate_bn(net, lambda x: net(x, a), calib)
+                else:
+                    net.train()
+                L.append([float(torch.nn.functional.cross_entropy(net(x, a), y)) for x, y in batches])
+            out.update({f"{mode}_{k}": v for k, v in _pair_stats(np.array(L)).items()})
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -142,7 +156,7 @@ def main(argv: list[str]) -> None:
                          "spearman": spearman(score, t0), "tau_batch_stats": kendall_tau_b(score_b, t0),
                          "supernet_acc_median": float(np.median([e["supernet_accuracy"] for e in rk])),
                          "weights_s": res["phase_seconds"].get("weights", 0.0),
-                         "snr": sn["pair_snr_median"], "batch_agrees": sn["batch_agrees_median"]})
+                         **sn})
             print(rows[-1], flush=True)
         emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
              retrain_noise_tau=kendall_tau_b(t0, t1))

@@ -14,6 +14,7 @@ from automl.cli import main
 from automl.pipeline import Run
 from automl.ranking import kendall_tau_b, pair_counts, select_archs, spearman
 from automl.recipe import load_recipe
+from automl.train.checkpoint import CheckpointStore
 from automl.train.sampling import fair_archs, sandwich_archs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,14 +143,35 @@ def _check_ranking(rk, k):
     assert costs == sorted(costs) and costs[0] < costs[-1]
 
 
-def test_ranking_section_writes_results_fields_on_synthetic_data(tmp_path):
-    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.bn_batches=1"])
+class _Killed(KeyboardInterrupt):
+    pass
+
+
+def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp_path, monkeypatch):
+    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=2", "ranking.bn_batches=1"])
     res = Run(recipe, tmp_path / "run", tty=False).execute()
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
     _check_ranking(on_disk["ranking"], 3)
     assert (tmp_path / "run" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert "Kendall's τ" in (tmp_path / "run" / "report.md").read_text()
+
+    # killed mid-way through the stand-alone training of the second ranked architecture, then resumed
+    real_save, calls = CheckpointStore.save, {"n": 0}
+
+    def save_then_die(self, state):
+        path = real_save(self, state)
+        calls["n"] += 1
+        if calls["n"] == 7:  # weights, θ, retrain/0, retrain/1, ranking/0 epoch 1 and end, ranking/1 epoch 1
+            raise _Killed()
+        return path
+
+    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Run(recipe, tmp_path / "killed", tty=False).execute()
+    monkeypatch.setattr(CheckpointStore, "save", real_save)
+    resumed = Run(recipe, tmp_path / "killed", resume=True, tty=False).execute()
+    assert resumed["ranking"]["archs"] == res["ranking"]["archs"]
 
 
 def test_automl_rank_on_a_finished_run(tmp_path, capsys):
@@ -185,3 +207,63 @@ def test_automl_rank_bad_settings(tmp_path, capsys):
     Run(recipe, tmp_path / "run", tty=False).execute()
     assert main(["rank", str(tmp_path / "run"), "--archs", "3"]) == 2
     assert "supernet" in capsys.readouterr().err
+
+
+# ---- the training options in the steps --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits_supernet():
+    from automl.compile import load_compiled
+
+    sp = load_compiled(ROOT / "spaces" / "digits.space")
+    torch.manual_seed(0)
+    return sp, sp.build_supernet()
+
+
+def test_weight_step_inplace_distillation_gradient(digits_supernet):
+    """distill: path 0 learns the labels, the others path 0's detached soft predictions (BigNAS)."""
+    from automl.train.distributed import DistInfo
+    from automl.train.loops import weight_step
+
+    sp, net = digits_supernet
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    archs = sandwich_archs(sp.num_choices, sp.cost_table.costs("params"), 3, g)
+    net.eval()  # BatchNorm fixed, so the two computations see the same function
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    weight_step(net, x, y, archs, opt, torch.nn.CrossEntropyLoss(), DistInfo(), None, torch.device("cpu"),
+                distill=True)
+    got = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    net.zero_grad(set_to_none=True)
+    teacher = torch.softmax(net(x, archs[0]).detach(), 1)
+    loss = torch.nn.functional.cross_entropy(net(x, archs[0]), y)
+    for a in archs[1:]:
+        loss = loss - (teacher * torch.log_softmax(net(x, a), 1)).sum(1).mean()
+    (loss / 3).backward()
+    want = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
+    assert got.keys() == want.keys()
+    for n in want:
+        torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-6)
+    net.zero_grad(set_to_none=True)
+
+
+def test_path_losses_with_recalibrated_batchnorm(digits_supernet):
+    from automl.train.loops import path_losses, recalibrate_bn
+
+    sp, net = digits_supernet
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
+    calib = [torch.randn(16, 1, 8, 8, generator=g) + 1.0 for _ in range(2)]
+    archs = fair_archs(sp.num_choices, 2, g)
+    net.train()
+    got = path_losses(net, x, y, archs, torch.device("cpu"), calibration=calib)
+    assert net.training  # left as the θ phase keeps it
+    batch = path_losses(net, x, y, archs, torch.device("cpu"))
+    for i, a in enumerate(archs):
+        recalibrate_bn(net, lambda b: net(b, a), calib)
+        with torch.no_grad():
+            want = torch.nn.functional.cross_entropy(net(x, a), y)
+        assert float(got[i]) == pytest.approx(float(want), rel=1e-5)
+        assert abs(float(got[i]) - float(batch[i])) > 1e-4  # the batch's own statistics give another loss
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.momentum == 0.1  # restored after the cumulative average
