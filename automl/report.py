@@ -52,12 +52,7 @@ def render_markdown(results: dict) -> str:
 
 def plot_pareto(results: dict) -> bytes:
     """PNG bytes of parameters vs test accuracy (architectures without an accuracy are drawn at 0)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
+    fig, ax = _figure()
     archs = results["architectures"]
     xs = [a.get("params") or 0 for a in archs]
     ys = [100 * (a.get("test_accuracy") or 0.0) for a in archs]
@@ -67,29 +62,34 @@ def plot_pareto(results: dict) -> bytes:
     ax.set_xlabel("parameters")
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(f"{results['recipe']} ({results['method']})")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig, ax)
 
 
 def plot_ranking(results: dict) -> bytes:
     """PNG bytes of the ranking: supernet loss vs stand-alone test accuracy, one point per architecture."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rk = results["ranking"]
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
+    fig, ax = _figure()
     pts = ax.scatter([a["supernet_loss"] for a in rk["archs"]], [100 * a["test_accuracy"] for a in rk["archs"]],
                      c=[a["params"] for a in rk["archs"]], cmap="viridis")
     fig.colorbar(pts, ax=ax, label="parameters")
     ax.set_xlabel("supernet loss on D_θ (BatchNorm recalibrated)")
     ax.set_ylabel("stand-alone test accuracy [%]")
     ax.set_title(f"{results['recipe']}: Kendall τ {rk['kendall_tau']:.3f}, Spearman {rk['spearman']:.3f}")
+    return _png(fig, ax)
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5.5, 4), dpi=120)
+
+
+def _png(fig, ax) -> bytes:
+    import matplotlib.pyplot as plt
+
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()

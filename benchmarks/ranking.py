@@ -134,6 +134,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--no-tau", action="store_true", help="skip the τ per option")
     p.add_argument("--no-stability", action="store_true", help="skip the threads x seeds table")
     p.add_argument("--methods", default="separate,importance_sampling")
+    p.add_argument("--jobs", type=int, default=1, help="stability runs at once (each a process)")
     a = p.parse_args(argv)
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
@@ -161,22 +162,20 @@ def main(argv: list[str]) -> None:
         emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
              retrain_noise_tau=kendall_tau_b(t0, t1))
     if not a.no_stability:
-        rows = []
+        from concurrent.futures import ThreadPoolExecutor
+
+        combos = [(m, t, sd) for m in a.methods.split(",") for t in (1, 2) for sd in (0, 1, 2)]
+        with ThreadPoolExecutor(a.jobs) as pool:  # the runs are subprocesses: threads only wait
+            results = list(pool.map(lambda c: automl_run(
+                a.recipe, a.overrides + OFF + [f"search.method={c[0]}", f"seed={c[2]}"],
+                out / f"stab-{c[0]}-t{c[1]}-s{c[2]}", threads=c[1]), combos))
+        rows = [{"method": m, "threads": t, "seed": sd, "params": [x["params"] for x in res["architectures"]]}
+                for (m, t, sd), res in zip(combos, results)]
+        emit("ranking_stability", rows)
         for method in a.methods.split(","):
-            params = []
-            for threads in (1, 2):
-                for seed in (0, 1, 2):
-                    res = automl_run(a.recipe, a.overrides + OFF + [f"search.method={method}", f"seed={seed}"],
-                                     out / f"stab-{method}-t{threads}-s{seed}", threads=threads)
-                    archs = res["architectures"]
-                    params.append(archs[0]["params"])
-                    rows.append({"method": method, "threads": threads, "seed": seed,
-                                 "params": [x["params"] for x in archs]})
-                    print(rows[-1], flush=True)
+            params = [r["params"][0] for r in rows if r["method"] == method]
             print(f"{method}: most accurate member {min(params):,}-{max(params):,} parameters, "
                   f"max/min {max(params) / min(params):.2f}")
-        emit("ranking_stability", rows)
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])
