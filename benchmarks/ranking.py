@@ -64,6 +64,9 @@ def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None
         env = dict(os.environ)
         if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)
+            # idle OpenMP threads sleep rather than spin: on a busy shared machine spinning threads starve each
+            # other (the thread count, and so the results, are unchanged)
+            env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if out.exists():  # an interrupted earlier attempt
             import shutil
 
