@@ -267,3 +267,23 @@ def test_path_losses_with_recalibrated_batchnorm(digits_supernet):
         assert abs(float(got[i]) - float(batch[i])) > 1e-4  # the batch's own statistics give another loss
     bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
     assert bn.momentum == 0.1  # restored after the cumulative average
+
+
+def test_training_options_reach_the_run(tmp_path):
+    """Each option changes what the weight or θ phase computes (their first logged losses differ from the
+    default run's), and the run completes."""
+    def first_losses(name, extra):
+        recipe = load_recipe(QUICK, TINY + ["search.log_every=1"] + extra)
+        Run(recipe, tmp_path / name, tty=False).execute()
+        rows = [json.loads(x) for x in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        return {ph: next(r["loss"] for r in rows if r.get("phase") == ph) for ph in ("weights", "theta")}
+
+    base = first_losses("base", [])
+    fair = first_losses("fair", ["search.weight_sampling=fair"])
+    recal = first_losses("recal", ["search.theta_bn=recalibrate", "search.theta_bn_batches=1"])
+    sandwich = first_losses("sandwich", ["search.weight_sampling=sandwich"])
+    distill = first_losses("distill", ["search.weight_sampling=sandwich", "search.inplace_distill=true"])
+    assert fair["weights"] != base["weights"] and sandwich["weights"] != base["weights"]
+    assert recal["weights"] == base["weights"] and recal["theta"] != base["theta"]  # θ phase only
+    # the first step's loss is the same (path 0 is the teacher); the steps after it differ
+    assert distill["theta"] != sandwich["theta"]
