@@ -246,7 +246,7 @@ class Run:
         self.preempt.saved()
         signum = self.preempt.signalled()
         if signum:
-            where = f"{self._stage_name(stage_idx)}, epoch {epoch}" + (f", step {step}" if step else "")
+            where = f"{self._stage_name(stage_idx)}, epoch {epoch}" + (f" + {step} steps" if step else "")
             torchrun = " (under torchrun: the same torchrun command, with --resume)" if self.info.enabled else ""
             self.reporter.info(f"stopped by {signal.Signals(signum).name}; the checkpoint in {self.store.folder} "
                                f"resumes at {where}. Continue with: {self.resume_command}{torchrun}")
@@ -316,8 +316,10 @@ class Run:
                 self._set_rng_state(ckpt["rng"])
             if "metrics_bytes" in ckpt:  # the lines logged after the checkpoint are logged again below
                 self.reporter.cut(ckpt["metrics_bytes"])
+            if self.info.is_main:
+                self.store.remove_temporaries()  # of a write a kill cut short; this run holds the lock
             self.reporter.info(f"resuming {self.out} at {self._stage_name(start_stage)}, epoch {start_epoch}"
-                               + (f", step {start_step}" if start_step else ""))
+                               + (f" + {start_step} steps" if start_step else ""))
         elif self.info.is_main:
             from automl._io import atomic_write_text
 
