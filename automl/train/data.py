@@ -7,7 +7,8 @@
 >>> x, y = next(iter(data.w.epoch(0)))
 
 The order of the batches of every :class:`Loader` is a pure function of (seed, epoch, rank): resuming a run
-at the start of an epoch replays exactly the batches it would have seen. Training loaders shuffle with a
+at the start of an epoch replays exactly the batches it would have seen, and inside an epoch
+``loader.epoch(e, start=k)`` yields the batches after the first k. Training loaders shuffle with a
 ``torch.Generator`` seeded from (seed, epoch, loader name); with ``world_size > 1`` each rank takes a
 disjoint, equal-size shard of that permutation (the remainder is dropped so every rank runs the same
 number of steps). The test loader does not shuffle and covers each test item exactly once across ranks.
