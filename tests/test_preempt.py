@@ -16,9 +16,11 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from test_kill_resume import _cmd, _env, _lines  # a real `python -m automl run` and its metrics
 
 import automl.pipeline
 from automl.cli import main
@@ -36,10 +38,6 @@ TINY = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32"
         "search.weight_epochs=2", "search.theta_epochs=2", "search.epsilons=[0,0.5]", "search.lam=2",
         "retrain.epochs=2", "export.onnx=false", "search.log_every=1", "device=cpu"]
 STEPS = ("weight_step", "path_losses", "train_step")  # the training steps of the pipeline
-
-
-def _env():
-    return dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
 
 def _metrics(out: Path) -> list[dict]:
@@ -274,17 +272,17 @@ def test_second_writer_is_refused_while_the_folder_is_locked_and_accepted_after_
 
 # ------------------------------------------------------------------------------------ real processes
 
-def _cmd(overrides, out, resume=False):
-    return [sys.executable, "-m", "automl", "run", QUICK, *overrides, "--out", str(out)] + (
-        ["--resume"] if resume else [])
-
-
-def _lines(out: Path) -> list[dict]:
-    try:
-        text = (out / "metrics.jsonl").read_text()
-    except FileNotFoundError:
-        return []
-    return [json.loads(x) for x in text.splitlines() if x.endswith("}")]
+@contextmanager
+def _child(cmd, log_path: Path):
+    """A child process writing to ``log_path``, killed on the way out if it is still alive."""
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
 
 def _wait_for(proc, out: Path, phase: str, epoch: int, step: int, timeout: float = 300) -> None:
@@ -324,9 +322,7 @@ def _sigterm_then_resume(tmp_path, overrides, reference, phase, epoch, step, sec
     ``resume_here`` in this one) and compare with ``reference``. Returns the checkpoint it stopped with."""
     ref, ref_lines = reference[:2]
     out = tmp_path / "run"
-    log = open(tmp_path / "killed.log", "w+")
-    proc = subprocess.Popen(_cmd(overrides, out), stdout=log, stderr=subprocess.STDOUT, env=_env())
-    try:
+    with _child(_cmd(overrides, out), tmp_path / "killed.log") as proc:
         _wait_for(proc, out, phase, epoch, step)
         proc.send_signal(signal.SIGSTOP)  # paused, it keeps its lock
         if second_writer:
@@ -334,12 +330,7 @@ def _sigterm_then_resume(tmp_path, overrides, reference, phase, epoch, step, sec
         proc.send_signal(signal.SIGTERM)  # delivered once it continues
         proc.send_signal(signal.SIGCONT)
         assert proc.wait(timeout=120) == 143
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    log.seek(0)
-    text = log.read()
+    text = (tmp_path / "killed.log").read_text()
     assert "stopped by SIGTERM" in text and "Traceback" not in text, text[-2000:]
     command = shlex.split(text.split("Continue with: ")[1].splitlines()[0])
     assert command[:2] == ["automl", "run"] and command[-1] == "--resume"
@@ -372,17 +363,12 @@ def test_sigterm_to_a_real_run_in_every_phase_refusing_a_second_writer(tmp_path,
 def test_second_real_writer_refused_while_running_accepted_after_kill_9(tmp_path, real_reference):
     ref, _ = real_reference
     out = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(REAL, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
-    try:
+    with _child(_cmd(REAL, out), tmp_path / "killed.log") as proc:
         _wait_for(proc, out, "weights", 2, 1)
         proc.send_signal(signal.SIGSTOP)
         _refused_while(proc, out, REAL)
         proc.kill()  # SIGKILL, while paused: no handler runs, the kernel drops the lock
         proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     p = subprocess.run(_cmd(REAL, out, resume=True), capture_output=True, text=True, env=_env(), timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert _strip(json.loads((out / "results.json").read_text())) == _strip(ref)
@@ -407,18 +393,11 @@ def test_sigterm_to_torchrun_in_the_weight_phase_then_resume(tmp_path):
     p = subprocess.run(_torchrun(ref, 29541), capture_output=True, text=True, env=_env(), timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = tmp_path / "run"
-    log = open(tmp_path / "killed.log", "w+")
-    proc = subprocess.Popen(_torchrun(out, 29542), stdout=log, stderr=subprocess.STDOUT, env=_env())
-    try:
+    with _child(_torchrun(out, 29542), tmp_path / "killed.log") as proc:
         _wait_for(proc, out, "weights", 2, 3)
         proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks, at whatever step each is
         proc.wait(timeout=120)  # torchrun itself exits 1 after a signal (its own SignalException)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    log.seek(0)
-    text = log.read()
+    text = (tmp_path / "killed.log").read_text()
     assert "stopped by SIGTERM" in text, text[-3000:]
     done = CheckpointStore(out / "checkpoints").load()
     assert done["stage"] == 0 and done["step"] > 0, text[-3000:]  # both ranks stopped at one step, inside it
