@@ -74,11 +74,9 @@ class RunLock:
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         try:
             fd = os.open(self.path, flags, 0o644)
-        except (FileNotFoundError, NotADirectoryError):
-            if create:
-                raise
-            return False  # no run folder yet, or no run ever locked it
         except OSError as e:
+            if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
+                return False  # no run folder yet, or no run ever locked it
             raise UserError(f"--out {self.folder}: cannot open its lock file {self.path} ({e.strerror or e}); "
                             f"make the folder writable or choose another --out") from None
         try:
