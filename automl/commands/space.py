@@ -11,8 +11,8 @@ __all__ = ["main", "space_summary", "format_cost"]
 
 
 def format_cost(value: float, metric: str = "params") -> str:
-    """4421616 -> '4.42M', 13554 -> '13.6K'; other metrics as plain numbers."""
-    if metric == "params":
+    """4421616 -> '4.42M', 13554 -> '13.6K' (params, macs); other metrics as plain numbers."""
+    if metric in ("params", "macs"):
         v = abs(value)
         if v >= 1e9:
             return f"{value / 1e9:.3g}G"

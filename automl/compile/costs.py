@@ -1,7 +1,7 @@
 """The cost table: what each choice of each decision costs, per metric (the paper's c_{d,k}).
 
-``params`` (the paper's metric: the number of weights of the chosen op) is measured by the compiler;
-other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
+``params`` (the paper's metric: the number of weights of the chosen op) and ``macs`` (multiply-adds
+per sample, :mod:`automl.compile.macs`) are measured by the compiler; other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
 ``(D, Kmax)`` tensor per metric with a mask for the ragged choice counts, plus the fixed cost of the
 parts of the network that are not searched, so that ``total(arch) = fixed + sum_d c[d, arch[d]]``.
 """
@@ -15,7 +15,9 @@ from torch import nn
 
 from automl.errors import UserError
 
-__all__ = ["CostTable", "count_params"]
+__all__ = ["CostTable", "count_params", "BUILTIN_METRICS"]
+
+BUILTIN_METRICS = ("params", "macs")  # measured by the compiler for every space
 
 
 def count_params(module: nn.Module) -> int:
