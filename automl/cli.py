@@ -1,4 +1,4 @@
-"""The ``automl`` command: ``run``, ``space show|check``, ``export``.
+"""The ``automl`` command: ``run``, ``space show|check|cost|profile``, ``export``.
 
 Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
 lazily, so ``automl space check`` does not pay for importing the training stack.
@@ -62,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file")
     check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     check.set_defaults(module="automl.commands.space")
+    cost = ssub.add_parser("cost", help="predicted cost of one architecture under every metric (JSON)")
+    cost.add_argument("file")
+    cost.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
+    cost.add_argument("--cost-table", default=None, help="a table from `automl space profile` (adds its metric)")
+    cost.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    cost.set_defaults(module="automl.commands.space")
+    prof = ssub.add_parser("profile", help="measure a latency table of every choice on this machine")
+    prof.add_argument("file")
+    prof.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    prof.add_argument("--runtime", default="onnxruntime", help="runtime to measure with (onnxruntime)")
+    prof.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default 1)")
+    prof.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    prof.add_argument("--repeat", type=int, default=20, help="timed runs per piece, after warm-up (default 20)")
+    prof.add_argument("--metric", default="latency", help="metric name in the table (default latency)")
+    prof.add_argument("--out", required=True, help="TABLE.json to write")
+    prof.set_defaults(module="automl.commands.space")
 
     e = sub.add_parser("export", help="export one architecture as a standalone torch model and ONNX")
     e.add_argument("space", help=".space file")

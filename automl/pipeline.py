@@ -145,6 +145,17 @@ class Run:
         if [d.name for d in self.retrain_space.decisions] != [d.name for d in self.space.decisions]:
             raise UserError(f"retrain.space_args changes the decisions of {r.space_path}; retraining must "
                             f"keep the search space's decisions (change sizes, not structure)")
+        if r.cost_table_path is not None:
+            from automl.profile import apply_cost_table, read_cost_table
+
+            # measured for the network that is deployed: checked against the retrained space's sizes
+            table = read_cost_table(r.cost_table_path, self.retrain_space, source=f"{r.source} search.cost_table")
+            for sp in {id(self.space): self.space, id(self.retrain_space): self.retrain_space}.values():
+                apply_cost_table(sp, table)
+        if r.search.cost not in self.space.cost_table.metrics:
+            raise UserError(f"{r.source}: search.cost {r.search.cost!r} is not a metric of {r.space_path.name} "
+                            f"(it has {', '.join(self.space.cost_table.metrics)}); a latency table comes from "
+                            f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
 
     def _load_data(self):
         from automl.train.data import build_data

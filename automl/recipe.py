@@ -137,6 +137,8 @@ class SearchConfig(_Config):
     theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
         "auto", description="lower bound of each theta entry; auto: the ASNG default")
     cost: str = Field("params", min_length=1, description="cost metric of the space")
+    cost_table: str | None = Field(
+        None, min_length=1, description="a cost table (JSON) from `automl space profile`; relative: to the recipe")
     normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
     random_budget: bool = Field(
         True, description="random: sample within each derived architecture's cost budget")
@@ -239,6 +241,11 @@ class Recipe(_Config):
     def space_path(self) -> Path:
         """Absolute path of the ``.space`` file."""
         return _resolve(self.space, self._base_dir)
+
+    @property
+    def cost_table_path(self) -> Path | None:
+        """Absolute path of ``search.cost_table``, or None."""
+        return None if self.search.cost_table is None else _resolve(self.search.cost_table, self._base_dir)
 
     @property
     def data_root(self) -> Path | None:

@@ -50,6 +50,18 @@ class CostTable:
             self._costs[metric] = t
         self.fixed: dict[str, float] = {m: float(fixed.get(m, 0.0)) for m in self._costs}
 
+    def add_metric(self, metric: str, rows: Sequence[Sequence[float]], fixed: float = 0.0) -> None:
+        """Add a metric (e.g. a latency table measured by ``automl space profile``); rows as in ``costs``."""
+        if metric in self._costs:
+            raise UserError(f"the cost table already has a metric {metric!r}")
+        if len(rows) != len(self.choice_names) or any(len(r) != len(c) for r, c in zip(rows, self.choice_names)):
+            raise UserError(f"metric {metric!r}: the costs do not match the decisions and choices")
+        t = torch.zeros(self.mask.shape, dtype=torch.float64)
+        for d, row in enumerate(rows):
+            t[d, :len(row)] = torch.tensor([float(v) for v in row], dtype=torch.float64)
+        self._costs[metric] = t
+        self.fixed[metric] = float(fixed)
+
     @property
     def metrics(self) -> tuple[str, ...]:
         return tuple(self._costs)
