@@ -92,6 +92,7 @@ class Run:
         self.stages = plan_stages(self.method, self.n)
         self.recipe_yaml = recipe.to_yaml()
         self.recipe_hash = hashlib.sha256(self.recipe_yaml.encode()).hexdigest()
+        self._edge: dict[int, dict] = {}  # architecture -> measured latency / int8 of its export
 
     # ------------------------------------------------------------------ set-up
     def _num_archs(self) -> int:
@@ -541,7 +542,7 @@ class Run:
         onnx_rel = self._export(i, model, arch, eps) if self.info.is_main else None
         self._timed("export", time.perf_counter() - t0)
         self.results[str(i)] = {"test_accuracy": accuracy, "params": sum(p.numel() for p in model.parameters()),
-                                "onnx": onnx_rel}
+                                "onnx": onnx_rel, **self._edge.pop(i, {})}
         self._save(idx + 1, 0)
 
     def _retrain(self, idx, start_epoch, ckpt, model, tag) -> float:
@@ -631,6 +632,12 @@ class Run:
                             normalize=self.data.normalize)
         if not r.export.onnx:
             return None
+        from automl.export.quantize import int8_summary, measure_export
+
+        # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
+        m = measure_export(folder, quantize=r.export.quantize, calibration=self.data.full.epoch(0),
+                           test=lambda: self.data.test.epoch(0))
+        self._edge[i] = {"latency_ms": m["latency"]["fp32_ms"], "int8": int8_summary(m)}
         onnx_path = folder / "model.onnx"
         try:
             return str(onnx_path.relative_to(self.out))
@@ -651,6 +658,9 @@ class Run:
                 "cost": float(self.space.cost_table.total(a, r.search.cost)),
                 "test_accuracy": res.get("test_accuracy"),
                 "onnx": res.get("onnx"),
+                "macs": float(self.retrain_space.cost_table.total(a, "macs")),
+                "latency_ms": res.get("latency_ms"),
+                "int8": res.get("int8"),
             })
         search_kinds = ("weights", "theta", "simultaneous", "random")
         return {

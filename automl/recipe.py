@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import model_validator
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
@@ -197,6 +198,15 @@ class ExportConfig(_Config):
     dir: str | None = Field(
         None, description="export folder; relative: inside the run's output folder DIR; null: DIR/export")
     opset: int = Field(17, ge=17, description="ONNX opset")
+    quantize: Literal["int8"] | None = Field(
+        None, description="int8: also write model.int8.onnx (onnxruntime static quantisation, QDQ, per-channel)")
+
+    @model_validator(mode="after")
+    def _quantize_needs_onnx(self):
+        if self.quantize is not None and not self.onnx:
+            raise ValueError(f"quantize: {self.quantize} quantises the ONNX model; set export.onnx: true "
+                             f"or remove export.quantize")
+        return self
 
     @field_validator("dir")
     @classmethod
