@@ -129,13 +129,23 @@ def test_a_recipe_searches_on_latency(table_file, tmp_path):
 
     shutil.copy(table_file, tmp_path / "t.json")  # relative to the recipe
     recipe = _recipe(tmp_path, "t.json")
-    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), *TINY]) == 0
+    assert main(["run", str(recipe), "--out", str(tmp_path / "run"), *TINY, "export.onnx=true",
+                 "export.quantize=int8"]) == 0
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["cost_metric"] == "latency"
     t = json.loads(table_file.read_text())
+    cs = load_compiled(DIGITS)
     for a in res["architectures"]:
         expected = t["fixed"] + sum(d["choices"][c] for d, c in zip(t["decisions"], a["choices"]))
         assert a["cost"] == pytest.approx(expected)
+        assert a["macs"] == cs.cost_table.total(cs.encode(a["choices"]), "macs")
+        assert a["latency_ms"] > 0 and a["int8"]["latency_ms"] > 0 and 0 <= a["int8"]["test_accuracy"] <= 1
+        assert a["int8"]["size_bytes"] < a["int8"]["fp32_size_bytes"]
+    # the report shows params, MACs, latency (fp32, int8) and accuracy; the plot's axis is the cost metric
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| MACs |" in report and "latency fp32" in report and "![latency vs test accuracy]" in report
+    row = next(line for line in report.splitlines() if line.startswith("| 0 |"))
+    assert f"{res['architectures'][0]['latency_ms']:.3g} ms" in row and "x |" in row
 
 
 def test_a_recipe_with_a_wrong_table_or_metric_stops_early(table_file, tmp_path, capsys):
