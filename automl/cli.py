@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     prof.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     prof.add_argument("--repeat", type=int, default=20, help="timed runs per piece, after warm-up (default 20)")
     prof.add_argument("--metric", default="latency", help="metric name in the table (default latency)")
+    prof.add_argument("--clock", default="wall",
+                      help="wall: elapsed time; cpu: the calling thread's CPU time (--threads 1; a shared machine)")
+    prof.add_argument("--calibrate", type=int, default=8,
+                      help="whole random networks timed to fit the per-piece graph cost (chains; 0: off)")
     prof.add_argument("--out", required=True, help="TABLE.json to write")
     prof.set_defaults(module="automl.commands.space")
 

@@ -45,7 +45,7 @@ from automl._io import atomic_write_json
 from automl.compile.costs import BUILTIN_METRICS
 from automl.errors import UserError
 
-__all__ = ["RUNTIMES", "TABLE_FORMAT", "machine_info", "ort_session", "time_session", "profile_space",
+__all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "machine_info", "ort_session", "time_session", "profile_space",
            "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table"]
 
 RUNTIMES = ("onnxruntime",)
@@ -86,15 +86,31 @@ def ort_session(model, threads: int = 1):
                                 providers=["CPUExecutionProvider"])
 
 
-def time_session(session, inputs: dict, repeat: int, warmup: int) -> float:
-    """Median wall time of ``session.run`` in milliseconds, after ``warmup`` untimed runs."""
-    for _ in range(warmup):
+MIN_SECONDS = 0.1  # a piece of a few microseconds is timed over at least this long, not just `repeat` runs
+
+
+CLOCKS = ("wall", "cpu")
+
+
+def time_session(session, inputs: dict, repeat: int, warmup: int, min_seconds: float = MIN_SECONDS,
+                 clock: str = "wall") -> float:
+    """Median time of ``session.run`` in milliseconds, after ``warmup`` untimed runs; at least ``repeat``
+    timed runs, more for fast graphs (about ``min_seconds`` in all).
+
+    ``clock="wall"``: elapsed time (the latency). ``clock="cpu"``: the CPU time of the calling thread,
+    which with one intra-op thread is where onnxruntime runs every op: on a machine shared with other
+    work it stays what the latency would be on an idle machine, where wall time grows with the load.
+    """
+    now = time.perf_counter if clock == "wall" else time.thread_time
+    t0 = time.perf_counter()
+    for _ in range(max(1, warmup)):
         session.run(None, inputs)
+    per_run = (time.perf_counter() - t0) / max(1, warmup)
     times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
+    for _ in range(max(repeat, min(100 * repeat, int(min_seconds / max(per_run, 1e-7))))):
+        t0 = now()
         session.run(None, inputs)
-        times.append(time.perf_counter() - t0)
+        times.append(now() - t0)
     return 1e3 * statistics.median(times)
 
 
@@ -109,12 +125,13 @@ def _onnx_bytes(module: nn.Module, shapes: list[tuple[int, ...]], opset: int = 1
     return buf.getvalue()
 
 
-def time_module(module: nn.Module, shapes: list[tuple[int, ...]], threads: int, repeat: int, warmup: int) -> float:
+def time_module(module: nn.Module, shapes: list[tuple[int, ...]], threads: int, repeat: int, warmup: int,
+                clock: str = "wall") -> float:
     """Median onnxruntime latency (ms) of ``module`` exported alone with inputs of ``shapes`` (batch included)."""
     session = ort_session(_onnx_bytes(module, shapes), threads)
     rng = np.random.default_rng(0)
     inputs = {f"x{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)}
-    return time_session(session, inputs, repeat, warmup)
+    return time_session(session, inputs, repeat, warmup, clock=clock)
 
 
 class _Tiny(nn.Module):
@@ -228,11 +245,16 @@ def params_fingerprint(cs) -> str:
 
 
 def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: int = 1, repeat: int = 20,
-                  warmup: int | None = None, metric: str = "latency", progress: bool = True) -> dict:
-    """Measure the latency table of a compiled space on this machine; returns the table (a dict)."""
+                  warmup: int | None = None, metric: str = "latency", progress: bool = True,
+                  calibrate: int = 8, clock: str = "wall") -> dict:
+    """Measure the latency table of a compiled space on this machine; returns the table (a dict).
+
+    ``calibrate`` (chain spaces): that many random whole networks are timed as well, and the time a piece
+    pays only for being a graph of its own (fitted by least squares, one number) is taken off every piece.
+    """
     import onnxruntime as ort
 
-    check_profile_args(runtime, threads, batch, repeat)
+    check_profile_args(runtime, threads, batch, repeat, clock)
     warmup = max(2, repeat // 4) if warmup is None else int(warmup)
     torch.manual_seed(0)
     pieces, fixed_keys, choice_keys = _pieces(cs)
@@ -241,14 +263,20 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     bar = _progress(progress, total, f"profiling {cs.name}")
     with bar as p:
         task = p.add_task(f"profiling {cs.name}", total=total) if p is not None else None
-        overhead = time_module(_Tiny(), [(batch, 1, 1, 1)], threads, repeat, warmup)
+        overhead = time_module(_Tiny(), [(batch, 1, 1, 1)], threads, repeat, warmup, clock)
         if p is not None:
             p.advance(task)
         for key, (factory, shapes, where) in pieces.items():
-            ms = time_module(factory(), [(batch, *s) for s in shapes], threads, repeat, warmup)
+            ms = time_module(factory(), [(batch, *s) for s in shapes], threads, repeat, warmup, clock)
             values[key] = max(0.0, ms - overhead)
             if p is not None:
                 p.update(task, advance=1, description=f"profiling {cs.name}: {where}")
+    calibration = None
+    if calibrate and cs.kind == "chain":
+        calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup,
+                                 calibrate, progress, clock)
+        c = calibration["per_piece_ms"]
+        values = {k: max(0.0, v - c) for k, v in values.items()}
     fixed_parts: dict[str, float] = {"overhead": overhead}
     for key in fixed_keys:
         where = pieces[key][2]
@@ -265,9 +293,42 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
         "machine": machine_info(threads),
         "runtime": {"name": runtime, "version": ort.__version__},
         "batch": int(batch), "input_size": list(cs.input_shape), "repeat": int(repeat), "warmup": warmup,
-        "overhead": overhead, "fixed": float(sum(fixed_parts.values())), "fixed_parts": fixed_parts,
+        "clock": clock,
+        "overhead": overhead, "calibration": calibration,
+        "fixed": float(sum(fixed_parts.values())), "fixed_parts": fixed_parts,
         "decisions": decisions,
     }
+
+
+def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup, n, progress,
+               clock) -> dict:
+    """Fit the per-piece boundary cost ``c``: whole = overhead + sum over its pieces of (t_i - c).
+
+    A piece timed alone pays for its own graph boundary (reading an input that no earlier op just wrote,
+    allocating its output, starting a run) which a piece inside the whole network does not; ``c`` is
+    its least-squares estimate from ``n`` random whole networks (seeded: the same networks every time).
+    """
+    g = torch.Generator().manual_seed(12345)
+    rows = []
+    with _progress(progress, n, "") as p:
+        task = p.add_task(f"calibrating on {n} whole networks", total=n) if p is not None else None
+        for _ in range(n):
+            arch = [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]
+            keys = list(fixed_keys) + [k for d, a in enumerate(arch) for k in choice_keys[d][a]]
+            predicted = overhead + sum(values[k] for k in keys)
+            model = cs.build_standalone(torch.tensor(arch))
+            measured = time_module(model, [(batch, *cs.input_shape)], threads, repeat, warmup, clock)
+            rows.append((len(keys), predicted, measured))
+            if p is not None:
+                p.advance(task)
+    num = sum(k * (pr - me) for k, pr, me in rows)
+    den = sum(k * k for k, _, _ in rows)
+    positive = sorted(v for v in values.values() if v > 0)
+    c = min(max(0.0, num / den if den else 0.0), positive[len(positive) // 2] if positive else 0.0)
+    err_before = [abs(pr - me) / me for _, pr, me in rows]
+    err_after = [abs(pr - k * c - me) / me for k, pr, me in rows]  # before clipping pieces at 0
+    return {"archs": n, "per_piece_ms": c, "mape_before_pct": 100 * statistics.mean(err_before),
+            "mape_after_pct": 100 * statistics.mean(err_after)}
 
 
 class _NoProgress:
@@ -287,7 +348,12 @@ def _progress(enabled: bool, total: int, label: str):
                     TimeRemainingColumn(), transient=True)
 
 
-def check_profile_args(runtime: str, threads: int, batch: int, repeat: int) -> None:
+def check_profile_args(runtime: str, threads: int, batch: int, repeat: int, clock: str = "wall") -> None:
+    if clock not in CLOCKS:
+        raise UserError(f"--clock {clock}: use wall (elapsed time) or cpu (the calling thread's CPU time)")
+    if clock == "cpu" and threads != 1:
+        raise UserError(f"--clock cpu measures the thread that calls onnxruntime, which runs every op only "
+                        f"with one intra-op thread: use --threads 1 (got {threads}) or --clock wall")
     if runtime not in RUNTIMES:
         raise UserError(f"--runtime {runtime}: unsupported runtime; automl measures with "
                         f"{', '.join(RUNTIMES)} (its CPU execution provider)")

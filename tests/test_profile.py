@@ -12,7 +12,7 @@ from automl.compile import load_compiled
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
-SMALL = ["--repeat", "2"]
+SMALL = ["--repeat", "2", "--calibrate", "3"]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +34,9 @@ def test_profile_writes_a_table_in_the_cost_table_layout(table_file):
         assert all(v >= 0 for v in entry["choices"].values())
         if "skip" in entry["choices"]:
             assert entry["choices"]["skip"] == 0.0
+    # the per-piece correction was fitted on 3 whole networks, and its errors there recorded
+    cal = t["calibration"]
+    assert cal["archs"] == 3 and cal["per_piece_ms"] >= 0 and cal["mape_before_pct"] >= 0 <= cal["mape_after_pct"]
     # stem, head and the per-call overhead make the fixed part
     assert set(t["fixed_parts"]) == {"overhead", "stem", "head"}
     assert t["fixed"] == pytest.approx(sum(t["fixed_parts"].values())) and t["fixed"] > 0
@@ -103,6 +106,9 @@ def test_other_widths_are_a_mismatch(table_file, tmp_path, capsys):
     (["--runtime", "tflite"], "--runtime tflite: unsupported runtime"),
     (["--threads", "0"], "--threads 0"),
     (["--metric", "params"], "--metric params"),
+    (["--clock", "cpu", "--threads", "2"], "use --threads 1"),
+    (["--clock", "gpu"], "--clock gpu"),
+    (["--calibrate", "-1"], "--calibrate -1"),
 ])
 def test_bad_profile_options_write_nothing(tmp_path, capsys, flags, message):
     out = tmp_path / "t.json"

@@ -107,7 +107,9 @@ def _cost(args, cs) -> int:
 def _profile(args, cs) -> int:
     from automl.profile import check_profile_args, profile_space, write_cost_table
 
-    check_profile_args(args.runtime, args.threads, args.batch, args.repeat)
+    check_profile_args(args.runtime, args.threads, args.batch, args.repeat, args.clock)
+    if args.calibrate < 0:
+        raise UserError(f"--calibrate {args.calibrate}: the number of whole networks must be >= 0")
     if not args.metric.isidentifier() or args.metric in cs.cost_table.metrics:
         raise UserError(f"--metric {args.metric}: pick a new metric name (the space has "
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
@@ -115,7 +117,7 @@ def _profile(args, cs) -> int:
     if not os.path.isdir(out_dir):
         raise UserError(f"--out {args.out}: the folder {out_dir} does not exist")
     table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch, repeat=args.repeat,
-                          metric=args.metric, progress=sys.stderr.isatty())
+                          metric=args.metric, progress=sys.stderr.isatty(), calibrate=args.calibrate, clock=args.clock)
     write_cost_table(table, args.out)
     lo = table["fixed"] + sum(min(d["choices"].values()) for d in table["decisions"])
     hi = table["fixed"] + sum(max(d["choices"].values()) for d in table["decisions"])

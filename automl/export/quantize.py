@@ -107,13 +107,14 @@ def onnx_accuracy(path: str | os.PathLike, batches: Iterable, input_name: str = 
 
 
 def onnx_latency(path: str | os.PathLike, input_shape, threads: int = 1, batch: int = 1,
-                 repeat: int = LATENCY_REPEAT, input_name: str = "input") -> float:
-    """Median onnxruntime latency (ms) of an ONNX model on this machine (after warm-up)."""
+                 repeat: int = LATENCY_REPEAT, input_name: str = "input", clock: str = "wall") -> float:
+    """Median onnxruntime latency (ms) of an ONNX model on this machine (after warm-up); ``clock`` as in
+    :func:`automl.profile.time_session`."""
     from automl.profile import ort_session, time_session
 
     session = ort_session(str(path), threads)
     x = np.random.default_rng(0).standard_normal((batch, *input_shape)).astype(np.float32)
-    return time_session(session, {input_name: x}, repeat, max(3, repeat // 5))
+    return time_session(session, {input_name: x}, repeat, max(3, repeat // 5), clock=clock)
 
 
 def _size(path: Path) -> int:
