@@ -249,8 +249,8 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
                   calibrate: int = 8, clock: str = "wall") -> dict:
     """Measure the latency table of a compiled space on this machine; returns the table (a dict).
 
-    ``calibrate`` (chain spaces): that many random whole networks are timed as well, and the time a piece
-    pays only for being a graph of its own (fitted by least squares, one number) is taken off every piece.
+    ``calibrate`` (chain spaces): that many random whole networks are timed as well, and every piece is
+    corrected by what being timed alone changes (a scale and a per-piece cost, fitted by least squares).
     """
     import onnxruntime as ort
 
@@ -275,8 +275,8 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     if calibrate and cs.kind == "chain":
         calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup,
                                  calibrate, progress, clock)
-        c = calibration["per_piece_ms"]
-        values = {k: max(0.0, v - c) for k, v in values.items()}
+        a, c = calibration["scale"], calibration["per_piece_ms"]
+        values = {k: max(0.0, a * v - c) for k, v in values.items()}
     fixed_parts: dict[str, float] = {"overhead": overhead}
     for key in fixed_keys:
         where = pieces[key][2]
@@ -302,11 +302,15 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
 
 def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup, n, progress,
                clock) -> dict:
-    """Fit the per-piece boundary cost ``c``: whole = overhead + sum over its pieces of (t_i - c).
+    """Fit how pieces timed alone relate to the same pieces inside a whole network:
+    ``whole = overhead + sum over its pieces of (scale * t_i - c)``, least squares over ``n`` random whole
+    networks (seeded: the same networks every time).
 
-    A piece timed alone pays for its own graph boundary (reading an input that no earlier op just wrote,
-    allocating its output, starting a run) which a piece inside the whole network does not; ``c`` is
-    its least-squares estimate from ``n`` random whole networks (seeded: the same networks every time).
+    A piece timed alone runs on an input and weights that the previous run left in the cache, and pays
+    for being a graph of its own (reading an input that no earlier op just wrote, allocating its output).
+    ``scale`` absorbs the first (the whole network's weights do not stay in the cache: > 1 on large
+    networks), ``c`` the second (a few microseconds a piece: it matters on tiny networks). Where the two
+    cannot be told apart (``scale`` outside [0.5, 2]), ``scale`` stays 1 and only ``c`` is fitted.
     """
     g = torch.Generator().manual_seed(12345)
     rows = []
@@ -315,20 +319,26 @@ def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, re
         for _ in range(n):
             arch = [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]
             keys = list(fixed_keys) + [k for d, a in enumerate(arch) for k in choice_keys[d][a]]
-            predicted = overhead + sum(values[k] for k in keys)
             model = cs.build_standalone(torch.tensor(arch))
             measured = time_module(model, [(batch, *cs.input_shape)], threads, repeat, warmup, clock)
-            rows.append((len(keys), predicted, measured))
+            rows.append((len(keys), sum(values[k] for k in keys), measured - overhead))
             if p is not None:
                 p.advance(task)
-    num = sum(k * (pr - me) for k, pr, me in rows)
-    den = sum(k * k for k, _, _ in rows)
-    positive = sorted(v for v in values.values() if v > 0)
-    c = min(max(0.0, num / den if den else 0.0), positive[len(positive) // 2] if positive else 0.0)
-    err_before = [abs(pr - me) / me for _, pr, me in rows]
-    err_after = [abs(pr - k * c - me) / me for k, pr, me in rows]  # before clipping pieces at 0
-    return {"archs": n, "per_piece_ms": c, "mape_before_pct": 100 * statistics.mean(err_before),
-            "mape_after_pct": 100 * statistics.mean(err_after)}
+    ns = np.array([r[0] for r in rows], dtype=np.float64)
+    sums = np.array([r[1] for r in rows], dtype=np.float64)
+    ys = np.array([r[2] for r in rows], dtype=np.float64)
+    scale, c = 1.0, 0.0
+    if n >= 3:
+        (a, b), *_ = np.linalg.lstsq(np.stack([sums, -ns], 1), ys, rcond=None)
+        if 0.5 <= a <= 2.0:
+            scale, c = float(a), float(b)
+    if scale == 1.0 and n >= 1:
+        c = float(np.dot(ns, sums - ys) / np.dot(ns, ns))
+    measured = ys + overhead
+    before = np.abs(sums + overhead - measured) / measured
+    after = np.abs(scale * sums - c * ns + overhead - measured) / measured  # before clipping pieces at 0
+    return {"archs": n, "scale": scale, "per_piece_ms": c, "mape_before_pct": float(100 * before.mean()),
+            "mape_after_pct": float(100 * after.mean())}
 
 
 class _NoProgress:
