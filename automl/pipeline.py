@@ -92,6 +92,10 @@ class Run:
         self.stages = plan_stages(self.method, self.n)
         self.recipe_yaml = recipe.to_yaml()
         self.recipe_hash = hashlib.sha256(self.recipe_yaml.encode()).hexdigest()
+        if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
+            # a latency table re-measured between an interruption and --resume is another recipe
+            table = recipe.cost_table_path.read_bytes()
+            self.recipe_hash = hashlib.sha256(self.recipe_hash.encode() + table).hexdigest()
         self._edge: dict[int, dict] = {}  # architecture -> measured latency / int8 of its export
 
     # ------------------------------------------------------------------ set-up

@@ -175,3 +175,23 @@ def test_profile_proxylessnas_at_224(tmp_path):
     assert t["input_size"] == [3, 224, 224] and len(t["decisions"]) == 21
     slow = t["decisions"][0]["choices"]
     assert slow["ir_k7_e6"] > slow["ir_k3_e3"] > 0
+
+
+def test_resume_refuses_a_remeasured_table(table_file, tmp_path, capsys):
+    import shutil
+
+    from automl.pipeline import Run
+    from automl.recipe import load_recipe
+
+    shutil.copy(table_file, tmp_path / "t.json")
+    recipe = _recipe(tmp_path, "t.json")
+    out = tmp_path / "run"
+    assert main(["run", str(recipe), "--out", str(out), *TINY]) == 0
+    same = Run(load_recipe(recipe, TINY), out, resume=True, tty=False)
+    t = json.loads((tmp_path / "t.json").read_text())
+    t["fixed"] += 1.0
+    (tmp_path / "t.json").write_text(json.dumps(t))
+    other = Run(load_recipe(recipe, TINY), out, resume=True, tty=False)
+    assert same.recipe_hash != other.recipe_hash
+    assert main(["run", str(recipe), "--out", str(out), "--resume", *TINY]) == 2
+    assert "the recipe differs" in capsys.readouterr().err
