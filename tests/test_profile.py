@@ -195,3 +195,19 @@ def test_resume_refuses_a_remeasured_table(table_file, tmp_path, capsys):
     assert same.recipe_hash != other.recipe_hash
     assert main(["run", str(recipe), "--out", str(out), "--resume", *TINY]) == 2
     assert "the recipe differs" in capsys.readouterr().err
+
+
+def test_profile_a_cell_space(tmp_path):
+    """Cells: each op at stride 1 on the cell's output shape, summed over the template's instances; inputs
+    cost nothing; preprocessing and output convs are fixed."""
+    out = tmp_path / "enas.json"
+    args = ["--set", "size=8", "--set", "channels=4", "--set", "normal_cells=1", "--set", "classes=3"]
+    assert main(["space", "profile", str(ROOT / "spaces" / "enas_micro.space"), *args, *SMALL, "--out", str(out)]) == 0
+    t = json.loads(out.read_text())
+    assert len(t["decisions"]) == 40 and t["calibration"] is None
+    for d in t["decisions"]:
+        if "_input" in d["name"]:
+            assert set(d["choices"].values()) == {0.0}
+        else:
+            assert d["choices"]["sep_k5"] > 0
+    assert {"stem", "head", "cell 1 preprocessing", "cell 1 output"} <= set(t["fixed_parts"])
