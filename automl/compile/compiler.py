@@ -20,6 +20,7 @@ from timm.layers import get_act_layer
 from timm.models._efficientnet_builder import round_channels
 from torch import nn
 
+from automl.compile._ops import BLOCK_ACTIVATIONS, FAMILIES, family_hint
 from automl.compile._registry import OpInfo, create_op, get_op, is_op, list_ops
 from automl.compile.costs import CostTable, count_params
 from automl.dsl import ir, load_space
@@ -56,6 +57,8 @@ class ChainLayer:
     stride: int
     choices: tuple[str, ...]
     decision: int | None
+    se: float = 0.0  # the stage's squeeze-excitation ratio (`se 0.25`), for ops without their own `_se`
+    act: str | None = None  # the stage's activation (`activation relu`), None: the network's
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class ChainPlan:
     num_features: int  # head width; 0: no head conv
     num_classes: int
     num_stages: int
+    family: str = "efficientnet"  # the timm class: "efficientnet" or "mobilenetv3" (head conv after pooling)
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,9 @@ class _Resolver:
             if s.name in self.sets:
                 raise self.err(f"duplicate choice set {s.name!r} (first declared at line "
                                f"{self.sets[s.name].pos.line})", s.pos)
-            if is_op(s.name):
+            if "." in s.name:
+                raise self.err(f"choice set {s.name!r}: a name with '.' is an op name; pick another name", s.pos)
+            if _is_op(s.name):
                 raise self.err(f"choice set {s.name!r} has the name of an op; pick another name", s.pos)
             self.sets[s.name] = s
         for s in space.choice_sets:  # every set must make sense even if unused
@@ -219,10 +225,13 @@ class _Resolver:
                     for op, pos, via in self.expand(ir.ChoiceRef(name.name, name.pos), kind, where,
                                                     _stack + (ref.name,)):
                         out.append((op, pos, via or ref.name))
-            elif is_op(ref.name):
+            elif self._known_op(ref):
                 self._check_kind(get_op(ref.name), kind, ref.pos)
                 out.append((ref.name, ref.pos, None))
             else:
+                hint = family_hint(ref.name)
+                if hint:
+                    raise self.err(f"unknown op {ref.name!r}: {hint}", ref.pos)
                 pool = list(self.sets) + list_ops(kind=kind)
                 close = difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6)
                 hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
@@ -238,12 +247,32 @@ class _Resolver:
                 seen[op] = pos
         return out
 
+    def _known_op(self, ref) -> bool:
+        """Whether ``ref`` names an op; a malformed name of a known family (``ir_k3_e6_se1.5``) is an error."""
+        try:
+            return is_op(ref.name)
+        except ValueError as e:
+            raise self.err(f"op {ref.name!r}: {e}", ref.pos) from None
+
     def _check_kind(self, info: OpInfo, kind: str | None, pos: ir.Pos) -> None:
         if kind == "block" and info.kind != "block":
             raise self.err(f"op {info.name!r} is a cell op; chain layers use timm blocks: "
-                           f"ir_kK_eE, ds_kK or skip", pos)
-        if kind == "cell" and info.name == "skip":
-            raise self.err("'skip' is for chain layers; in a cell use 'identity'", pos)
+                           f"ir_kK_eE, ds_kK, cn_kK (with optional _seR, _nre/_nhs/... suffixes) or skip", pos)
+        if kind == "cell" and info.kind != "cell":
+            if info.name == "skip":
+                raise self.err("'skip' is for chain layers; in a cell use 'identity'", pos)
+            raise self.err(f"op {info.name!r} is a chain block; cells use "
+                           f"{', '.join(list_ops(kind='cell'))}", pos)
+        if kind == "cell" and info.reduction:
+            raise self.err(f"{info.name!r} is a fixed reduction block: it goes in the `cells` layout "
+                           f"(e.g. `split by {info.name} x 2`), not on an edge", pos)
+
+
+def _is_op(name: str) -> bool:
+    try:
+        return is_op(name)
+    except ValueError:
+        return False
 
 
 # ---- chain networks -----------------------------------------------------------------------------
@@ -273,10 +302,22 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
         raise r.err("a chain's stem has stride 2 (as timm's EfficientNet); remove `stride`",
                     stem["stride"].value.pos)
     act = "relu"
+    if net.late_activation is not None:
+        raise r.err("a network-wide `activation` comes before the stem and stages (it applies to the whole "
+                    "network); for one stage write it before `choose`: `stage NAME width W activation "
+                    f"{net.activation.name} choose ...`", net.late_activation)
     if net.activation is not None:
         act = net.activation.name
         if act not in ACTIVATIONS:
             raise r.err(f"unknown activation {act!r}; use one of {', '.join(ACTIVATIONS)}", net.activation.pos)
+    family = "efficientnet"
+    if net.family is not None:
+        family = net.family.name
+        if family not in FAMILIES:
+            raise r.err(f"unknown family {family!r}; a chain exports as timm's {' or '.join(FAMILIES)}",
+                        net.family.pos)
+        if family == "mobilenetv3" and stem_kernel != 3:
+            raise r.err("timm's MobileNetV3 has a 3x3 stem; remove `kernel`", stem["kernel"].value.pos)
 
     decisions: list[Decision] = []
     names: dict[str, ir.Pos] = {}
@@ -290,7 +331,22 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
         stage_names[st.name] = st.pos
         opts = r.options(st.options, {"width": "", "stride": "",
                                       "repeat": "a layer is one layer; use `stage` to repeat" if st.single else "",
-                                      "kernel": "the kernel is part of the op name, e.g. ir_k5_e6"}, f"{kw} {st.name}")
+                                      "kernel": "the kernel is part of the op name, e.g. ir_k5_e6",
+                                      "se": "", "activation": ""}, f"{kw} {st.name}")
+        se = 0.0
+        if "se" in opts:
+            se = r.eval(opts["se"].value)
+            if not 0 < se < 1:
+                raise r.err(f"the squeeze-excitation ratio must be between 0 and 1 (exclusive), e.g. `se 0.25`; "
+                            f"got {_fmt(se)}", opts["se"].value.pos)
+            se = float(se)
+        stage_act = None
+        if "activation" in opts:
+            stage_act = opts["activation"].value.name
+            if stage_act not in BLOCK_ACTIVATIONS:
+                raise r.err(f"a stage's activation is one of {', '.join(BLOCK_ACTIVATIONS)} (timm block strings "
+                            f"write them _nre, _nr6, _nhs, _nsw, _nmi); got {stage_act!r}",
+                            opts["activation"].value.pos)
         if "width" not in opts:
             raise r.err(f"{kw} {st.name} needs a width, e.g. `width 24`", st.pos)
         width = r.chain_width(opts["width"].value, f"{kw} width")
@@ -319,6 +375,9 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
                 choices = r.expand(src, "block", f"{kw} {st.name}")
             for op, pos, via in choices:
                 info = get_op(op)
+                if se and op != "skip" and not info.se:
+                    raise r.err(f"{kw} {st.name} has `se {se:g}` but {op!r} takes no squeeze-excitation; "
+                                f"give it its own stage", pos if via is None else src.pos)
                 if (info.same_channels and in_ch != width) or (info.stride1_only and s != 1):
                     where = pos if via is None else src.pos
                     change = (f"{in_ch} -> {width} channels" if in_ch != width else "") + \
@@ -336,11 +395,14 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
                 names[lname] = st.pos
                 dec = len(decisions)
                 decisions.append(Decision(lname, tuple(c[0] for c in choices)))
-            layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec))
+            layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec, se, stage_act))
         cur = width
     num_features = _head_features(r, net)
+    if family == "mobilenetv3" and num_features == 0:
+        raise r.err("timm's MobileNetV3 has a head conv after pooling; add e.g. `head width 1280`",
+                    net.head_pos or net.pos)
     plan = ChainPlan(in_chans, stem_size, stem_kernel, act, tuple(layers), num_features, num_classes,
-                     len(net.stages))
+                     len(net.stages), family)
     return plan, decisions
 
 
@@ -593,18 +655,20 @@ def _measure_costs(cs_kind: str, plan, decisions: list[Decision]) -> tuple[list[
     from automl.compile import supernet as sn
     cache: dict[tuple, int] = {}
 
-    def params(op: str, cin: int, cout: int, stride: int, act=None) -> int:
-        key = (op, cin, cout, stride, act)
+    def params(op: str, cin: int, cout: int, stride: int, act=None, layer=None) -> int:
+        key = (op, cin, cout, stride, act, layer and (layer.se, layer.act))
         if key not in cache:
-            kw = {"act_layer": get_act_layer(act)} if act else {}
-            cache[key] = count_params(create_op(op, cin, cout, stride, device="meta", **kw))
+            if layer is not None:
+                cache[key] = count_params(sn.chain_op(plan, layer, op, device="meta"))
+            else:
+                cache[key] = count_params(create_op(op, cin, cout, stride, device="meta"))
         return cache[key]
 
     costs = [[0.0] * len(d.choices) for d in decisions]
     if cs_kind == "chain":
         fixed = sn.chain_fixed_params(plan)
         for layer in plan.layers:
-            per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation) for op in layer.choices]
+            per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation, layer) for op in layer.choices]
             if layer.decision is None:
                 fixed += per[0]
             else:

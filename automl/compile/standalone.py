@@ -14,11 +14,11 @@ from timm.models._efficientnet_builder import decode_arch_def
 from timm.models.efficientnet import EfficientNet
 from torch import nn
 
-from automl.compile._ops import block_string
+from automl.compile._ops import block_string, family_se_layer
 from automl.compile._registry import create_op, get_op
 from automl.compile.supernet import _out_conv, cell_head, cell_preprocess, cell_stem
 
-__all__ = ["arch_def", "block_map", "build_standalone", "CellNet", "StandaloneCell"]
+__all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "CellNet", "StandaloneCell"]
 
 
 def _chosen_layers(cs, arch):
@@ -60,18 +60,30 @@ def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
         if op == "skip":
             continue
         stages.setdefault(layer.stage, []).append(
-            block_string(get_op(op).block_str, layer.out_ch, layer.stride, se))
+            block_string(get_op(op).block_str, layer.out_ch, layer.stride, layer.se or se, layer.act))
     return [stages[s] for s in sorted(stages)]
+
+
+def timm_network(plan, blocks: list[list[str]]) -> nn.Module:
+    """The timm network of a chain plan for the arch_def ``blocks``: ``EfficientNet``, or ``MobileNetV3``
+    for ``family mobilenetv3`` (its SE style, head conv after pooling with a bias)."""
+    act = get_act_layer(plan.activation)
+    if plan.family == "mobilenetv3":
+        from timm.models.mobilenetv3 import MobileNetV3
+
+        se_layer, _ = family_se_layer("mobilenetv3")
+        return MobileNetV3(block_args=decode_arch_def(blocks), num_classes=plan.num_classes, in_chans=plan.in_chans,
+                           stem_size=plan.stem_size, fix_stem=True, num_features=plan.num_features,
+                           head_bias=True, act_layer=act, se_layer=se_layer)
+    return EfficientNet(block_args=decode_arch_def(blocks), num_classes=plan.num_classes,
+                        num_features=plan.num_features, in_chans=plan.in_chans, stem_size=plan.stem_size,
+                        stem_kernel_size=plan.stem_kernel, act_layer=act)
 
 
 def build_standalone(cs, arch, se: float = 0.0) -> nn.Module:
     """Only the chosen ops of ``arch``: a timm EfficientNet (chain) or a :class:`CellNet` (cell)."""
     if cs.kind == "chain":
-        plan = cs.plan
-        blocks = arch_def(cs, arch, se)
-        return EfficientNet(block_args=decode_arch_def(blocks), num_classes=plan.num_classes,
-                            num_features=plan.num_features, in_chans=plan.in_chans, stem_size=plan.stem_size,
-                            stem_kernel_size=plan.stem_kernel, act_layer=get_act_layer(plan.activation))
+        return timm_network(cs.plan, arch_def(cs, arch, se))
     return CellNet(cs, arch)
 
 

@@ -13,6 +13,9 @@ chain spaces (:class:`ChainSupernet`), mirroring timm's EfficientNet names::
     conv_head, bn2                  1x1 head conv and BatchNormAct (Identity when the head width is 0)
     global_pool, classifier         timm's create_classifier
 
+    ``family mobilenetv3`` (timm's MobileNetV3): global_pool (no flatten), then conv_head (1x1, with a
+    bias) and its activation (``bn2``: no BN), flatten, classifier, as ``MobileNetV3.forward_head``.
+
     The blocks are built by timm's EfficientNetBuilder from the same block strings the exported
     arch_def uses, so ``layers[i].ops[k]`` has exactly the state_dict of the standalone block.
 
@@ -30,16 +33,16 @@ cell spaces (:class:`CellSupernet`)::
 from __future__ import annotations
 
 import torch
-from timm.layers import BatchNormAct2d, create_classifier, create_conv2d, get_act_layer
+from timm.layers import BatchNormAct2d, SelectAdaptivePool2d, create_classifier, create_conv2d, get_act_layer
 from timm.models._efficientnet_builder import efficientnet_init_weights
 from torch import nn
 
 from automl.compile._ops import FactorizedReduce, ReLUConvBN
-from automl.compile._registry import create_op
+from automl.compile._registry import create_op, get_op
 from automl.compile.costs import count_params
 
 __all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet", "chain_fixed_params",
-           "cell_fixed_params", "chain_stem", "chain_head", "cell_preprocess", "cell_stem", "cell_head"]
+           "cell_fixed_params", "chain_stem", "chain_head", "chain_op", "cell_preprocess", "cell_stem", "cell_head"]
 
 
 # ---- parts shared with the standalone models and the cost table ---------------------------------
@@ -52,9 +55,27 @@ def chain_stem(plan, device=None) -> tuple[nn.Module, nn.Module]:
     return conv, bn
 
 
+def chain_op(plan, layer, op: str, device=None) -> nn.Module:
+    """Choice ``op`` of chain layer ``layer``, with the stage's SE ratio and activation and the family's
+    SE style: the block the standalone timm network has for it."""
+    kw = {}
+    if get_op(op).kind == "block":
+        kw = {"se": layer.se, "block_act": layer.act, "family": plan.family}
+    return create_op(op, layer.in_ch, layer.out_ch, layer.stride, act_layer=get_act_layer(plan.activation),
+                     device=device, **kw)
+
+
 def chain_head(plan, head_in: int, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-    """(conv_head, bn2, global_pool, classifier) exactly as timm's EfficientNet builds them."""
+    """(conv_head, bn2, global_pool, classifier) exactly as timm's EfficientNet builds them.
+
+    For ``family mobilenetv3`` as timm's MobileNetV3: ``bn2`` is the head's activation and the head runs
+    after pooling (``global_pool`` does not flatten; the classifier flattens first)."""
     act = get_act_layer(plan.activation)
+    if getattr(plan, "family", "efficientnet") == "mobilenetv3":
+        pool = SelectAdaptivePool2d(pool_type="avg")
+        conv = create_conv2d(head_in, plan.num_features, 1, padding="", bias=True, device=device)
+        classifier = nn.Sequential(nn.Flatten(1), nn.Linear(plan.num_features, plan.num_classes, device=device))
+        return conv, act(inplace=True), pool, classifier
     if plan.num_features > 0:
         conv = create_conv2d(head_in, plan.num_features, 1, padding="", device=device)
         bn = BatchNormAct2d(plan.num_features, act_layer=act, inplace=True, device=device)
@@ -152,13 +173,12 @@ class Supernet(nn.Module):
 class ChainLayerOps(nn.Module):
     """The candidate ops of one chain layer (one op for a fixed layer)."""
 
-    def __init__(self, layer, act_layer, device=None):
+    def __init__(self, plan, layer, device=None):
         super().__init__()
         self.name = layer.name
         self.choices = layer.choices
         self.decision = layer.decision
-        self.ops = nn.ModuleList(create_op(op, layer.in_ch, layer.out_ch, layer.stride, act_layer=act_layer,
-                                           device=device) for op in layer.choices)
+        self.ops = nn.ModuleList(chain_op(plan, layer, op, device) for op in layer.choices)
 
     def extra_repr(self) -> str:
         return f"name={self.name}, decision={self.decision}, choices={list(self.choices)}"
@@ -169,10 +189,10 @@ class ChainSupernet(Supernet):
         super().__init__()
         plan = cs.plan
         self.num_decisions = cs.num_decisions
-        act = get_act_layer(plan.activation)
         self.conv_stem, self.bn1 = chain_stem(plan, device)
-        self.layers = nn.ModuleList(ChainLayerOps(layer, act, device) for layer in plan.layers)
+        self.layers = nn.ModuleList(ChainLayerOps(plan, layer, device) for layer in plan.layers)
         self.conv_head, self.bn2, self.global_pool, self.classifier = chain_head(plan, _chain_head_in(plan), device)
+        self._pool_first = plan.family == "mobilenetv3"
         efficientnet_init_weights(self)
         # (ops, index into arch or -1): the forward loop does nothing but index
         self._route = [(layer.ops, -1 if layer.decision is None else layer.decision) for layer in self.layers]
@@ -182,6 +202,8 @@ class ChainSupernet(Supernet):
         x = self.bn1(self.conv_stem(x))
         for ops, d in self._route:
             x = ops[a[d] if d >= 0 else 0](x)
+        if self._pool_first:
+            return self.classifier(self.bn2(self.conv_head(self.global_pool(x))))
         x = self.bn2(self.conv_head(x))
         return self.classifier(self.global_pool(x))
 
