@@ -10,6 +10,7 @@ memory, no init), so compiling the ImageNet-size ProxylessNAS space takes well u
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -76,34 +77,65 @@ class ChainPlan:
 
 @dataclass(frozen=True)
 class CellNode:
-    """A node of a cell template: ``count`` (input, op) pairs summed. ``candidates`` index the cell's
-    states (0, 1: the two cell inputs; 2 + j: node j)."""
+    """A node of a cell template: ``len(op_decisions)`` (input, op) pairs summed. ``candidates`` index the
+    cell's states (0, 1: the two cell inputs, 1 alone for a one-input cell; 2 + j: node j).
+
+    ``mode``: "choose" (one input decision per slot, among the candidates), "distinct" (one decision
+    whose choices are the sets of distinct candidates in ``combos``), "edges" (slot i reads candidate i;
+    no input decision)."""
 
     name: str
     candidates: tuple[int, ...]
     ops: tuple[str, ...]
     input_decisions: tuple[int, ...]
     op_decisions: tuple[int, ...]
+    mode: str = "choose"
+    combos: tuple[tuple[int, ...], ...] = ()
+
+    def slot_inputs(self, a) -> list[int]:
+        """For architecture ``a`` (a list of ints), the candidate index (into ``candidates``) of each slot."""
+        if self.mode == "edges":
+            return list(range(len(self.candidates)))
+        if self.mode == "distinct":
+            return list(self.combos[a[self.input_decisions[0]]])
+        return [a[d] for d in self.input_decisions]
 
 
 @dataclass(frozen=True)
 class CellTemplatePlan:
     name: str
     stride: int
-    inputs: tuple[str, str]
+    inputs: tuple[str, ...]
     nodes: tuple[CellNode, ...]
+    # "loose": the nodes no other node reads, each through ReLU and a 1x1 conv, summed, BN (the default);
+    # "node": the state output_nodes[0] itself; "concat": the states output_nodes concatenated
+    output: str = "loose"
+    output_nodes: tuple[int, ...] = ()  # state indices (2 + j for node j)
+
+    @property
+    def multiplier(self) -> int:
+        """Output width / cell width (the number of concatenated nodes)."""
+        return len(self.output_nodes) if self.output == "concat" else 1
 
 
 @dataclass(frozen=True)
 class CellInstance:
     """One cell of the network: which template, its input widths and width, and whether its first input
-    (two cells back) has twice its input resolution (the previous cell reduced)."""
+    (two cells back) has twice its input resolution (the previous cell reduced). ``op``: a fixed
+    reduction block (``resnet_block``) instead of a cell (``template`` is then -1)."""
 
     template: int
     c_prev_prev: int
     c_prev: int
     channels: int
     reduce_prev: bool
+    out_ch: int = 0  # the output width (channels x the template's multiplier); 0: channels
+    one_input: bool = False  # the template reads only the previous cell
+    op: str | None = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_ch or self.channels
 
 
 @dataclass(frozen=True)
@@ -440,9 +472,11 @@ def _compile_cells(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
     width = r.whole(opts["width"].value, "cell width", 1, _MAX_CH)
 
     def count(item: ir.CellItem, lo: int) -> int:
-        if item.name not in templates:
+        if item.name not in templates and not (_is_op(item.name) and get_op(item.name).reduction):
             known = ", ".join(templates) if templates else "none (declare one with `cell NAME ... end`)"
-            raise r.err(f"unknown cell {item.name!r}; the cells are: {known}", item.pos)
+            blocks = ", ".join(n for n in list_ops(kind="cell") if get_op(n).reduction)
+            raise r.err(f"unknown cell {item.name!r}; the cells are: {known} (and the fixed reduction blocks "
+                        f"{blocks})", item.pos)
         return r.whole(item.count, "cell count", lo, _MAX_CELLS) if item.count is not None else 1
 
     seq: list[str] = []
@@ -467,73 +501,118 @@ def _compile_cells(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
     for t in templates.values():
         if t.name not in seq:
             raise r.err(f"cell {t.name!r} is declared but the network does not use it", t.pos)
+    if not any(name in templates for name in seq):
+        raise r.err("the network has no cells, only fixed blocks", layout.pos)
 
     # templates in file order: their decisions come in that order
     decisions: list[Decision] = []
     dec_names: set[str] = set()
     plans: list[CellTemplatePlan] = []
     for t in r.space.cells:
-        inputs = t.inputs or (ir.Name("c0", t.pos), ir.Name("c1", t.pos))
-        if len(inputs) != 2:
-            raise r.err(f"a cell has exactly 2 inputs (the outputs of the two previous cells), got {len(inputs)}",
-                        inputs[min(2, len(inputs) - 1)].pos)
-        if inputs[0].name == inputs[1].name:
-            raise r.err(f"duplicate input name {inputs[1].name!r}", inputs[1].pos)
-        stride = r.whole(t.stride, "cell stride", 1, 2) if t.stride is not None else 1
-        if not t.nodes:
-            raise r.err(f"cell {t.name} has no nodes; add e.g. `node n1 sums 2 of earlier through OPS`", t.pos)
-        states = [inputs[0].name, inputs[1].name]
-        nodes = []
-        for node in t.nodes:
-            if node.name in states:
-                raise r.err(f"duplicate name {node.name!r} in cell {t.name}", node.pos)
-            k = r.whole(node.count, "number of inputs of a node", 1, 8)
-            if node.inputs is None:
-                cands = tuple(range(len(states)))
-            else:
-                cl = []
-                for nm in node.inputs:
-                    if nm.name not in states:
-                        later = any(n.name == nm.name for n in t.nodes)
-                        why = "a later node" if later else "not an input or an earlier node"
-                        raise r.err(f"node {node.name} cannot read {nm.name!r}: {why} "
-                                    f"(it can read {', '.join(states)})", nm.pos)
-                    if states.index(nm.name) in cl:
-                        raise r.err(f"{nm.name!r} is listed twice", nm.pos)
-                    cl.append(states.index(nm.name))
-                cands = tuple(cl)
-            ops = r.expand(node.ops, "cell", f"node {node.name}")
-            ins, outs = [], []
-            for j in range(k):
-                ins.append(len(decisions))
-                decisions.append(Decision(f"{t.name}_{node.name}_input{j + 1}", tuple(states[c] for c in cands)))
-            for j in range(k):
-                outs.append(len(decisions))
-                decisions.append(Decision(f"{t.name}_{node.name}_op{j + 1}", tuple(o[0] for o in ops)))
-            for d in decisions[ins[0]:]:
-                if d.name in dec_names:
-                    raise r.err(f"decision name {d.name!r} is generated twice; rename the cell or node", node.pos)
-                dec_names.add(d.name)
-            nodes.append(CellNode(node.name, cands, tuple(o[0] for o in ops), tuple(ins), tuple(outs)))
-            states.append(node.name)
-        plans.append(CellTemplatePlan(t.name, stride, (inputs[0].name, inputs[1].name), tuple(nodes)))
+        plans.append(_compile_template(r, t, decisions, dec_names))
 
     index = {p.name: i for i, p in enumerate(plans)}
     instances = []
     c, c_pp, c_p, reduce_prev = width, stem_width, stem_width, False
     for name in seq:
+        if name not in index:  # a fixed reduction block: halves the resolution, doubles the width
+            c *= 2
+            if c > _MAX_CH:
+                raise r.err(f"too many reduction blocks: the width would reach {c}", layout.pos)
+            instances.append(CellInstance(-1, c_pp, c_p, c, reduce_prev, op=name))
+            c_pp = c_p = c
+            reduce_prev = False
+            continue
         p = plans[index[name]]
         if p.stride == 2:
             c *= 2
             if c > _MAX_CH:
                 raise r.err(f"too many reduction cells: the width would reach {c}", layout.pos)
-        instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev))
+        out = c * p.multiplier
+        instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev, out, len(p.inputs) == 1))
         reduce_prev = p.stride == 2
-        c_pp, c_p = c_p, c
+        c_pp, c_p = c_p, out
     num_features = _head_features(r, net)
     plan = CellPlan(in_chans, stem_width, stem_kernel, stem_stride, tuple(plans), tuple(instances),
                     num_features, num_classes)
     return plan, decisions
+
+
+def _compile_template(r: _Resolver, t: ir.CellTemplate, decisions: list[Decision], dec_names: set[str]):
+    inputs = t.inputs or (ir.Name("c0", t.pos), ir.Name("c1", t.pos))
+    if len(inputs) not in (1, 2):
+        raise r.err(f"a cell has 1 or 2 inputs (the outputs of the previous one or two cells), got {len(inputs)}",
+                    inputs[min(2, len(inputs) - 1)].pos)
+    if len(inputs) == 2 and inputs[0].name == inputs[1].name:
+        raise r.err(f"duplicate input name {inputs[1].name!r}", inputs[1].pos)
+    stride = r.whole(t.stride, "cell stride", 1, 2) if t.stride is not None else 1
+    if not t.nodes:
+        raise r.err(f"cell {t.name} has no nodes; add e.g. `node n1 sums 2 of earlier through OPS`", t.pos)
+    # states: index 0 and 1 are the two inputs; a one-input cell reads index 1 (index 0 is unused)
+    states = [inputs[0].name, inputs[1].name] if len(inputs) == 2 else ["", inputs[0].name]
+    nodes = []
+    for node in t.nodes:
+        if node.name in states:
+            raise r.err(f"duplicate name {node.name!r} in cell {t.name}", node.pos)
+        if node.inputs is None:
+            cands = tuple(i for i, nm in enumerate(states) if nm)
+        else:
+            cl = []
+            for nm in node.inputs:
+                if nm.name not in states or not nm.name:
+                    later = any(n.name == nm.name for n in t.nodes)
+                    why = "a later node" if later else "not an input or an earlier node"
+                    raise r.err(f"node {node.name} cannot read {nm.name!r}: {why} "
+                                f"(it can read {', '.join(x for x in states if x)})", nm.pos)
+                if states.index(nm.name) in cl:
+                    raise r.err(f"{nm.name!r} is listed twice", nm.pos)
+                cl.append(states.index(nm.name))
+            cands = tuple(cl)
+        ops = r.expand(node.ops, "cell", f"node {node.name}")
+        op_names = tuple(o[0] for o in ops)
+        first = len(decisions)
+        ins, outs, combos = [], [], ()
+        prefix = f"{t.name}_{node.name}"
+        if node.mode == "edges":
+            for c in cands:
+                outs.append(len(decisions))
+                decisions.append(Decision(f"{prefix}_{states[c]}", op_names))
+        else:
+            k = r.whole(node.count, "number of inputs of a node", 1, 8)
+            if node.mode == "distinct":
+                if k > len(cands):
+                    raise r.err(f"node {node.name} cannot sum {k} distinct inputs of {len(cands)} "
+                                f"({', '.join(states[c] for c in cands)})", node.count.pos)
+                combos = tuple(itertools.combinations(range(len(cands)), k))
+                ins.append(len(decisions))
+                decisions.append(Decision(f"{prefix}_inputs",
+                                          tuple("+".join(states[cands[i]] for i in cb) for cb in combos)))
+            else:
+                for j in range(k):
+                    ins.append(len(decisions))
+                    decisions.append(Decision(f"{prefix}_input{j + 1}", tuple(states[c] for c in cands)))
+            for j in range(k):
+                outs.append(len(decisions))
+                decisions.append(Decision(f"{prefix}_op{j + 1}", op_names))
+        for d in decisions[first:]:
+            if d.name in dec_names:
+                raise r.err(f"decision name {d.name!r} is generated twice; rename the cell or node", node.pos)
+            dec_names.add(d.name)
+        nodes.append(CellNode(node.name, cands, op_names, tuple(ins), tuple(outs), node.mode, combos))
+        states.append(node.name)
+    output, output_nodes = "loose", ()
+    if t.output is not None:
+        output, names, pos = t.output
+        idx = []
+        for nm in names:
+            if nm.name not in states[2:]:
+                raise r.err(f"the output of cell {t.name} is made of its nodes "
+                            f"({', '.join(states[2:])}); {nm.name!r} is not one", nm.pos)
+            if states.index(nm.name) in idx:
+                raise r.err(f"{nm.name!r} is listed twice", nm.pos)
+            idx.append(states.index(nm.name))
+        output_nodes = tuple(idx)
+    return CellTemplatePlan(t.name, stride, tuple(n.name for n in inputs), tuple(nodes), output, output_nodes)
 
 
 # ---- the compiled space -------------------------------------------------------------------------
@@ -676,6 +755,8 @@ def _measure_costs(cs_kind: str, plan, decisions: list[Decision]) -> tuple[list[
         return costs, float(fixed)
     fixed = sn.cell_fixed_params(plan)
     for inst in plan.instances:
+        if inst.op is not None:
+            continue
         t = plan.templates[inst.template]
         for node in t.nodes:
             per = [params(op, inst.channels, inst.channels, 1) for op in node.ops]

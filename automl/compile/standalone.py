@@ -16,7 +16,7 @@ from torch import nn
 
 from automl.compile._ops import block_string, family_se_layer
 from automl.compile._registry import create_op, get_op
-from automl.compile.supernet import _out_conv, cell_head, cell_preprocess, cell_stem
+from automl.compile.supernet import FixedBlock, _out_conv, cell_head, cell_output, cell_preprocess, cell_stem
 
 __all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "CellNet", "StandaloneCell"]
 
@@ -89,7 +89,7 @@ def build_standalone(cs, arch, se: float = 0.0) -> nn.Module:
 
 class StandaloneCell(nn.Module):
     """A cell with only the chosen ops. ``ops["j_i_k"]`` is the supernet's ``ops[j][i][k]``;
-    ``out_convs["j"]`` exists only for the nodes no other node reads."""
+    ``out_convs["j"]`` exists only for the nodes no other node reads (and only for the default output)."""
 
     def __init__(self, template, inst, a: list[int]):
         super().__init__()
@@ -100,8 +100,8 @@ class StandaloneCell(nn.Module):
         used = set()
         for j, node in enumerate(template.nodes):
             slots = []
-            for di, do in zip(node.input_decisions, node.op_decisions):
-                ci, oi = a[di], a[do]
+            for ci, do in zip(node.slot_inputs(a), node.op_decisions):
+                oi = a[do]
                 key = f"{j}_{ci}_{oi}"
                 if key not in self.ops:
                     cand = node.candidates[ci]
@@ -109,9 +109,12 @@ class StandaloneCell(nn.Module):
                 slots.append((node.candidates[ci], key))
                 used.add(node.candidates[ci])
             self._nodes.append(slots)
-        self._loose = [j for j in range(len(template.nodes)) if 2 + j not in used]
-        self.out_convs = nn.ModuleDict({str(j): _out_conv(c) for j in self._loose})
-        self.out_bn = nn.BatchNorm2d(c)
+        self.output, self.output_nodes = template.output, template.output_nodes
+        self._used = [i in used for i in range(2 + len(template.nodes))]
+        if self.output == "loose":
+            loose = [j for j in range(len(template.nodes)) if 2 + j not in used]
+            self.out_convs = nn.ModuleDict({str(j): _out_conv(c) for j in loose})
+            self.out_bn = nn.BatchNorm2d(c)
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, s0, s1):
@@ -122,11 +125,7 @@ class StandaloneCell(nn.Module):
                 y = self.ops[key](states[src])
                 h = y if h is None else h + y
             states.append(h)
-        out = None
-        for j in self._loose:
-            y = self.out_convs[str(j)](self.relu(states[2 + j]))
-            out = y if out is None else out + y
-        return self.out_bn(out)
+        return cell_output(self, states, self._used)
 
 
 class CellNet(nn.Module):
@@ -138,13 +137,15 @@ class CellNet(nn.Module):
         plan = cs.plan
         self.arch = list(a)
         self.stem = cell_stem(plan)
-        self.cells = nn.ModuleList(StandaloneCell(plan.templates[inst.template], inst, a)
+        self.cells = nn.ModuleList(FixedBlock(inst) if inst.op is not None else
+                                   StandaloneCell(plan.templates[inst.template], inst, a)
                                    for inst in plan.instances)
         self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
+            out = cell(s0, s1)
+            s0, s1 = (out, out) if isinstance(cell, FixedBlock) else (s1, out)
         x = self.bn2(self.conv_head(s1))
         return self.classifier(self.global_pool(x))

@@ -26,7 +26,9 @@ cell spaces (:class:`CellSupernet`)::
     cells[c].ops[j][i][k]           node j reading its i-th candidate input through op k (the node's
                                     input slots share these modules, as ENAS shares per (node, input, op))
     cells[c].out_convs[j], out_bn   output: BN(sum over unused nodes j of out_convs[j](relu(h_j))),
-                                    the same as a 1x1 conv over their concatenation
+                                    the same as a 1x1 conv over their concatenation (no such modules
+                                    when the template says `output NODE` or `output concat ...`)
+    cells[c].block                  a fixed reduction block in the layout (``resnet_block``)
     conv_head, bn2, global_pool, classifier
 """
 
@@ -103,7 +105,7 @@ def cell_stem(plan, device=None) -> nn.Sequential:
 
 
 def cell_head(plan, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-    head_in = plan.instances[-1].channels
+    head_in = plan.instances[-1].out_channels
     if plan.num_features > 0:
         conv = create_conv2d(head_in, plan.num_features, 1, device=device)
         bn = BatchNormAct2d(plan.num_features, act_layer=nn.ReLU, device=device)
@@ -115,7 +117,11 @@ def cell_head(plan, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Mo
 
 
 def cell_preprocess(inst, device=None) -> tuple[nn.Module, nn.Module]:
-    """(pre0, pre1): map the two cell inputs to the cell's width (and resolution)."""
+    """(pre0, pre1): map the two cell inputs to the cell's width (and resolution). A one-input cell reads
+    only the previous cell: pre0 is unused (Identity), pre1 an Identity when the widths agree."""
+    if inst.one_input:
+        same = inst.c_prev == inst.channels
+        return nn.Identity(), (nn.Identity() if same else ReLUConvBN(inst.c_prev, inst.channels, 1, 1, device=device))
     if inst.reduce_prev:
         pre0 = FactorizedReduce(inst.c_prev_prev, inst.channels, device=device)
     else:
@@ -134,15 +140,27 @@ def cell_fixed_params(plan) -> int:
     total += sum(count_params(m) for m in cell_head(plan, device="meta"))
     cache: dict = {}
     for inst in plan.instances:
+        if inst.op is not None:
+            key = inst
+            if key not in cache:
+                cache[key] = count_params(cell_block(inst, device="meta"))
+            total += cache[key]
+            continue
         t = plan.templates[inst.template]
-        key = (inst, len(t.nodes))
+        key = (inst, len(t.nodes), t.output)
         if key not in cache:
             pre0, pre1 = cell_preprocess(inst, device="meta")
             n = count_params(pre0) + count_params(pre1)
-            n += len(t.nodes) * count_params(_out_conv(inst.channels, "meta")) + 2 * inst.channels
+            if t.output == "loose":
+                n += len(t.nodes) * count_params(_out_conv(inst.channels, "meta")) + 2 * inst.channels
             cache[key] = n
         total += cache[key]
     return total
+
+
+def cell_block(inst, device=None) -> nn.Module:
+    """The fixed reduction block of a layout item (``inst.op``): stride 2, ``c_prev`` to ``channels``."""
+    return create_op(inst.op, inst.c_prev, inst.channels, 2, device=device)
 
 
 # ---- supernets ----------------------------------------------------------------------------------
@@ -227,41 +245,70 @@ class SuperCell(nn.Module):
                               for op in node.ops)
                 for cand in node.candidates)
             for node in template.nodes)
-        self.out_convs = nn.ModuleList(_out_conv(c, device) for _ in template.nodes)
-        self.out_bn = nn.BatchNorm2d(c, device=device)
+        self.output, self.output_nodes = template.output, template.output_nodes
+        if self.output == "loose":
+            self.out_convs = nn.ModuleList(_out_conv(c, device) for _ in template.nodes)
+            self.out_bn = nn.BatchNorm2d(c, device=device)
         self.relu = nn.ReLU(inplace=False)
-        self._nodes = [(j, node.candidates, node.input_decisions, node.op_decisions)
-                       for j, node in enumerate(template.nodes)]
+        self._nodes = [(j, node, node.op_decisions) for j, node in enumerate(template.nodes)]
 
     def forward(self, s0, s1, a: list[int]):
         states = [self.pre0(s0), self.pre1(s1)]
         used = [False] * len(states) + [False] * len(self._nodes)
-        for j, cands, ins, ops in self._nodes:
+        for j, node, ops in self._nodes:
             node_ops = self.ops[j]
             h = None
-            for di, do in zip(ins, ops):
-                ci = a[di]
-                src = cands[ci]
+            for ci, do in zip(node.slot_inputs(a), ops):
+                src = node.candidates[ci]
                 used[src] = True
                 y = node_ops[ci][a[do]](states[src])
                 h = y if h is None else h + y
             states.append(h)
-        out = None
-        for j in range(len(self._nodes)):
-            if not used[2 + j]:
-                y = self.out_convs[j](self.relu(states[2 + j]))
-                out = y if out is None else out + y
-        return self.out_bn(out)
+        return cell_output(self, states, used)
 
     def path_modules(self, a: list[int]) -> list[nn.Module]:
-        mods = [self.pre0, self.pre1, self.out_bn]
+        mods = [self.pre0, self.pre1]
         used = set()
-        for j, cands, ins, ops in self._nodes:
-            for di, do in zip(ins, ops):
-                mods.append(self.ops[j][a[di]][a[do]])
-                used.add(cands[a[di]])
-        mods += [self.out_convs[j] for j in range(len(self._nodes)) if 2 + j not in used]
+        for j, node, ops in self._nodes:
+            for ci, do in zip(node.slot_inputs(a), ops):
+                mods.append(self.ops[j][ci][a[do]])
+                used.add(node.candidates[ci])
+        if self.output == "loose":
+            mods.append(self.out_bn)
+            mods += [self.out_convs[j] for j in range(len(self._nodes)) if 2 + j not in used]
         return mods
+
+
+def cell_output(cell, states, used) -> torch.Tensor:
+    """A cell's output from its states (``used[i]``: some node read state i): see CellTemplatePlan.output."""
+    if cell.output == "node":
+        return states[cell.output_nodes[0]]
+    if cell.output == "concat":
+        return torch.cat([states[i] for i in cell.output_nodes], dim=1)
+    out = None
+    for j in range(len(states) - 2):
+        if not used[2 + j]:
+            y = cell.out_convs[_key(cell, j)](cell.relu(states[2 + j]))
+            out = y if out is None else out + y
+    return cell.out_bn(out)
+
+
+def _key(cell, j: int):
+    return str(j) if isinstance(cell.out_convs, nn.ModuleDict) else j
+
+
+class FixedBlock(nn.Module):
+    """A fixed reduction block between cells (the layout's ``resnet_block``): no decision."""
+
+    def __init__(self, inst, device=None):
+        super().__init__()
+        self.block = cell_block(inst, device)
+
+    def forward(self, s0, s1, a=None):
+        return self.block(s1)
+
+    def path_modules(self, a) -> list[nn.Module]:
+        return [self.block]
 
 
 class CellSupernet(Supernet):
@@ -270,7 +317,8 @@ class CellSupernet(Supernet):
         plan = cs.plan
         self.num_decisions = cs.num_decisions
         self.stem = cell_stem(plan, device)
-        self.cells = nn.ModuleList(SuperCell(plan.templates[inst.template], inst, device)
+        self.cells = nn.ModuleList(FixedBlock(inst, device) if inst.op is not None else
+                                   SuperCell(plan.templates[inst.template], inst, device)
                                    for inst in plan.instances)
         self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan, device)
 
@@ -278,7 +326,8 @@ class CellSupernet(Supernet):
         a = arch.tolist()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, a)
+            out = cell(s0, s1, a)
+            s0, s1 = (out, out) if isinstance(cell, FixedBlock) else (s1, out)
         x = self.bn2(self.conv_head(s1))
         return self.classifier(self.global_pool(x))
 
