@@ -140,7 +140,7 @@ def test_darts_distinct_inputs_and_concatenated_output():
      (9, 29), "cannot read 'n2': a later node"),
     ("cell c inputs x\n node n1 sums edges from x through conv_k1\n output concat n1, x\nend", (10, 20),
      "the output of cell c is made of its nodes"),
-    ("cell c inputs x\n node n1 sums edges from x through [conv_k1, resnet_block]\nend", (8, 45),
+    ("cell c inputs x\n node n1 sums edges from x through [conv_k1, resnet_block]\nend", (9, 46),
      "'resnet_block' is a fixed reduction block"),
 ])
 def test_cell_construct_errors(text, where, message):
