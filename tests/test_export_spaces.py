@@ -21,6 +21,9 @@ _SMALL = {
     "enas_micro": {"size": "8", "channels": "4", "normal_cells": "3"},
     "fbnet": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
     "mobilenetv3": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
+    "ofa_mbv3": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
+    "darts": {"size": "8", "channels": "4", "normal_cells": "1"},
+    "nasbench201": {"size": "8", "channels": "4", "cells": "1"},
 }
 
 

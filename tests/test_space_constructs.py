@@ -151,3 +151,66 @@ def test_cell_construct_errors(text, where, message):
         compile_space(parse_space(src, "t.space"))
     assert (info.value.line, info.value.column) == where, str(info.value)
     assert message in info.value.message
+
+
+def test_ofa_cost_table_is_exact_with_elastic_depth():
+    cs = load_compiled("spaces/ofa_mbv3.space")
+    depth = [d for d in cs.decisions if d.name.endswith("_depth")]
+    assert [d.choices for d in depth] == [("d2", "d3", "d4")] * 5 and cs.num_decisions == 25
+    ct, supernet = cs.cost_table, cs.build_supernet()
+    seen_depths = set()
+    for seed in range(40):
+        arch = random_arch(cs, seed)
+        seen_depths.update(cs.decode(arch)[i] for i, d in enumerate(cs.decisions) if d in depth)
+        n = count_params(cs.build_standalone(arch))
+        assert ct.total(arch) == n == supernet.path_params(arch)
+    assert seen_depths == {"d2", "d3", "d4"}
+    # the extremes are exact too (depth 2 with the cheapest ops, depth 4 with the largest)
+    for arch, total in ((ct.cheapest(), ct.min_total()), (ct.most_expensive(), ct.max_total())):
+        assert count_params(cs.build_standalone(arch)) == total
+    assert [cs.decode(ct.cheapest())[cs.decisions.index(d)] for d in depth] == ["d2"] * 5
+
+
+def test_elastic_depth_supernet_and_standalone_agree():
+    cs = load_compiled("spaces/ofa_mbv3.space", {"size": "32", "width": "0.5", "head": "64", "classes": "10"})
+    supernet = cs.build_supernet().eval()
+    x = torch.randn(2, 3, 32, 32)
+    for seed in range(3):
+        arch = random_arch(cs, 10 + seed)
+        model = cs.build_standalone(arch).eval()
+        names = dict(zip([d.name for d in cs.decisions], cs.decode(arch)))
+        assert len(model.blocks[1]) == int(names["s1_depth"][1:])
+        inherit_weights(supernet, arch, model, cs.input_shape)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), supernet(x, arch))
+
+
+def test_encode_finds_the_depth(tmp_path, capsys):
+    cs = load_compiled("spaces/ofa_mbv3.space")
+    arch_def = [["ds_r1_k3_s1_c16_nre"], ["ir_r2_k3_s2_e4_c24_nre"], ["ir_r3_k5_s2_e3_c40_se0.25_nre"],
+                ["ir_r4_k3_s2_e6_c80"], ["ir_r2_k3_s1_e6_c112_se0.25"], ["ir_r3_k5_s2_e6_c160_se0.25"],
+                ["cn_r1_k1_s1_c960"]]
+    (tmp_path / "a.json").write_text(json.dumps(arch_def))
+    assert main(["space", "encode", "spaces/ofa_mbv3.space", "--arch-def", str(tmp_path / "a.json")]) == 0
+    choices = json.loads(capsys.readouterr().out)["choices"]
+    assert [choices[f"s{i}_depth"] for i in range(1, 6)] == ["d2", "d3", "d4", "d2", "d3"]
+    assert choices["s2_1"] == "ir_k5_e3" and choices["s3_4"] == "ir_k3_e6"
+    arch = cs.encode(choices)
+    assert [len(stage) for stage in cs.arch_def(arch)] == [1, 2, 3, 4, 2, 3, 1]
+
+
+@pytest.mark.parametrize("stage,where,message", [
+    ("stage s width 24 depth 0, 2 choose ir_k3_e3", (7, 25), "a stage's depth must be between 1 and"),
+    ("stage s width 24 depth 2, 2 choose ir_k3_e3", (7, 28), "depth 2 is listed twice"),
+    ("stage s width 24 depth 3 choose ir_k3_e3", (7, 19), "elastic depth needs at least two depths"),
+    ("stage s width 24 repeat 2 depth 1, 2 choose ir_k3_e3", (7, 19), "`depth` sets the number of layers"),
+    ("layer s width 24 depth 1, 2 choose ir_k3_e3", (7, 19), "a layer is one layer"),
+])
+def test_depth_errors(stage, where, message):
+    from automl.errors import SpaceError
+
+    src = f"space t\ninput 3 x 8 x 8\nclasses 10\nnetwork\n stem width 16\n stage a width 16 choose ir_k3_e3\n {stage}\nend\n"
+    with pytest.raises(SpaceError) as info:
+        compile_space(parse_space(src, "t.space"))
+    assert (info.value.line, info.value.column) == where, str(info.value)
+    assert message in info.value.message

@@ -60,6 +60,12 @@ class ChainLayer:
     decision: int | None
     se: float = 0.0  # the stage's squeeze-excitation ratio (`se 0.25`), for ops without their own `_se`
     act: str | None = None  # the stage's activation (`activation relu`), None: the network's
+    # elastic depth: (depth decision, for each of its choices whether this layer is there); None: always
+    gate: tuple[int, tuple[bool, ...]] | None = None
+
+    def active(self, a) -> bool:
+        """Whether this layer is part of architecture ``a`` (a list of ints)."""
+        return self.gate is None or self.gate[1][a[self.gate[0]]]
 
 
 @dataclass(frozen=True)
@@ -364,7 +370,9 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
         opts = r.options(st.options, {"width": "", "stride": "",
                                       "repeat": "a layer is one layer; use `stage` to repeat" if st.single else "",
                                       "kernel": "the kernel is part of the op name, e.g. ir_k5_e6",
-                                      "se": "", "activation": ""}, f"{kw} {st.name}")
+                                      "se": "", "activation": "",
+                                      "depth": "a layer is one layer; use `stage` for elastic depth" if st.single
+                                      else ""}, f"{kw} {st.name}")
         se = 0.0
         if "se" in opts:
             se = r.eval(opts["se"].value)
@@ -384,6 +392,27 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
         width = r.chain_width(opts["width"].value, f"{kw} width")
         stride = r.whole(opts["stride"].value, "stride", 1, 2) if "stride" in opts else 1
         repeat = r.whole(opts["repeat"].value, "repeat", 1, _MAX_REPEAT) if "repeat" in opts else 1
+        gate_of = None
+        if "depth" in opts:
+            if "repeat" in opts:
+                raise r.err(f"`depth` sets the number of layers of {kw} {st.name} (the largest depth); "
+                            f"remove `repeat`", opts["repeat"].pos)
+            depths = []
+            for e in opts["depth"].value:
+                v = r.whole(e, "a stage's depth", 1, _MAX_REPEAT)
+                if v in depths:
+                    raise r.err(f"depth {v} is listed twice", e.pos)
+                depths.append(v)
+            if len(depths) < 2:
+                raise r.err("elastic depth needs at least two depths, e.g. `depth 2, 3, 4`; for one depth "
+                            "write `repeat N`", opts["depth"].pos)
+            repeat = max(depths)
+            dname = f"{st.name}_depth"
+            if dname in names:
+                raise r.err(f"duplicate decision name {dname!r} (first at line {names[dname].line})", st.pos)
+            names[dname] = st.pos
+            gate_of = len(decisions)
+            decisions.append(Decision(dname, tuple(f"d{v}" for v in depths)))
         if stride == 2:
             total_stride *= 2
             if total_stride > _CHAIN_MAX_STRIDE:
@@ -427,7 +456,11 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
                 names[lname] = st.pos
                 dec = len(decisions)
                 decisions.append(Decision(lname, tuple(c[0] for c in choices)))
-            layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec, se, stage_act))
+            gate = None
+            if gate_of is not None and i + 1 > min(depths):
+                gate = (gate_of, tuple(i + 1 <= v for v in depths))
+            layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec, se, stage_act,
+                                     gate))
         cur = width
     num_features = _head_features(r, net)
     if family == "mobilenetv3" and num_features == 0:
@@ -748,7 +781,10 @@ def _measure_costs(cs_kind: str, plan, decisions: list[Decision]) -> tuple[list[
         fixed = sn.chain_fixed_params(plan)
         for layer in plan.layers:
             per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation, layer) for op in layer.choices]
-            if layer.decision is None:
+            if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth:
+                g, on = layer.gate                                   # the depth decision's cost
+                costs[g] = [c + (per[0] if active else 0) for c, active in zip(costs[g], on)]
+            elif layer.decision is None:
                 fixed += per[0]
             else:
                 costs[layer.decision] = [float(p) for p in per]
@@ -858,7 +894,9 @@ def _compile(space: ir.Space) -> CompiledSpace:
         if not math.isfinite(m.fixed):
             raise r.err("cost must be a finite number", m.fixed_pos)
         all_fixed[m.name] = m.fixed
-    table = CostTable([d.choices for d in decisions], all_costs, all_fixed)
+    gates = {layer.decision: layer.gate for layer in (plan.layers if kind == "chain" else ())
+             if layer.gate is not None and layer.decision is not None}
+    table = CostTable([d.choices for d in decisions], all_costs, all_fixed, gates=gates)
     name = space.name or os.path.splitext(os.path.basename(space.filename))[0]
     return CompiledSpace(name=name, kind=kind, input_shape=(c, h, w), num_classes=num_classes,
                          params=space.param_values, decisions=tuple(decisions), cost_table=table, plan=plan,

@@ -72,7 +72,7 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
         raise UserError(f"{label} is a {type(model).__name__}, not a timm EfficientNet or MobileNetV3")
     plan = cs.plan
     blocks = _flat_blocks(model)
-    pos, names = 0, {}
+    pos, names, present = 0, {}, {}
     for layer in plan.layers:
         target = blocks[pos] if pos < len(blocks) else None
         want = _signature(target[1]) if target else None
@@ -83,6 +83,8 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
                 break
         if match is not None:
             pos += 1
+        elif layer.gate is not None:  # beyond the depth: not there (its op decision is free: the first)
+            present[layer.name], match = False, layer.choices[0]
         elif "skip" in layer.choices:
             match = "skip"
         else:
@@ -94,6 +96,17 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
                             f"choices ({offered})")
         if layer.decision is not None:
             names[cs.decisions[layer.decision].name] = match
+        if layer.gate is not None:
+            present.setdefault(layer.name, True)
+    for g in {layer.gate[0] for layer in plan.layers if layer.gate is not None}:
+        gated = [layer for layer in plan.layers if layer.gate is not None and layer.gate[0] == g]
+        dec = cs.decisions[g]
+        fits = [k for k in range(len(dec.choices)) if all(layer.gate[1][k] == present[layer.name] for layer in gated)]
+        if not fits:
+            have = sum(present[layer.name] for layer in gated)
+            raise UserError(f"{label} has {have} of the optional layers of {dec.name} "
+                            f"({', '.join(layer.name for layer in gated)}): not one of its depths {', '.join(dec.choices)}")
+        names[dec.name] = dec.choices[fits[0]]
     if pos < len(blocks):
         name, block = blocks[pos]
         raise UserError(f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "

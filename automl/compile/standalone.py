@@ -25,7 +25,8 @@ def _chosen_layers(cs, arch):
     a = cs.check_arch(arch)
     for i, layer in enumerate(cs.plan.layers):
         k = 0 if layer.decision is None else a[layer.decision]
-        yield i, k, layer, layer.choices[k]
+        # a layer beyond the chosen depth is left out, as a skip
+        yield i, k, layer, layer.choices[k] if layer.active(a) else "skip"
 
 
 def block_map(cs, arch) -> list[tuple[int, int, int, int]]:

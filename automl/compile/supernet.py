@@ -212,14 +212,22 @@ class ChainSupernet(Supernet):
         self.conv_head, self.bn2, self.global_pool, self.classifier = chain_head(plan, _chain_head_in(plan), device)
         self._pool_first = plan.family == "mobilenetv3"
         efficientnet_init_weights(self)
-        # (ops, index into arch or -1): the forward loop does nothing but index
+        # (ops, index into arch or -1): the forward loop does nothing but index; layers of an elastic
+        # depth are in _gated: layer index -> (depth decision, whether the layer is there per choice)
         self._route = [(layer.ops, -1 if layer.decision is None else layer.decision) for layer in self.layers]
+        self._gated = {i: layer.gate for i, layer in enumerate(plan.layers) if layer.gate is not None}
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         a = arch.tolist()
         x = self.bn1(self.conv_stem(x))
-        for ops, d in self._route:
-            x = ops[a[d] if d >= 0 else 0](x)
+        if self._gated:
+            for i, (ops, d) in enumerate(self._route):
+                gate = self._gated.get(i)
+                if gate is None or gate[1][a[gate[0]]]:
+                    x = ops[a[d] if d >= 0 else 0](x)
+        else:
+            for ops, d in self._route:
+                x = ops[a[d] if d >= 0 else 0](x)
         if self._pool_first:
             return self.classifier(self.bn2(self.conv_head(self.global_pool(x))))
         x = self.bn2(self.conv_head(x))
@@ -228,7 +236,8 @@ class ChainSupernet(Supernet):
     def path_modules(self, arch) -> list[nn.Module]:
         a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
         mods = [self.conv_stem, self.bn1]
-        mods += [ops[a[d] if d >= 0 else 0] for ops, d in self._route]
+        mods += [ops[a[d] if d >= 0 else 0] for i, (ops, d) in enumerate(self._route)
+                 if i not in self._gated or self._gated[i][1][a[self._gated[i][0]]]]
         return mods + [self.conv_head, self.bn2, self.classifier]
 
 

@@ -109,7 +109,8 @@ ChoiceSource = Union[ChoiceRef, ChoiceInline]
 @dataclass(frozen=True)
 class Option:
     """``width EXPR``, ``stride EXPR``, ``repeat EXPR`` or ``kernel EXPR``; in a stage also ``se EXPR``
-    and ``activation NAME`` (the value a :class:`Ref` naming the activation)."""
+    and ``activation NAME`` (the value a :class:`Ref` naming the activation) and ``depth A, B, ...``
+    (the value a tuple of expressions)."""
 
     key: str
     value: Expr
