@@ -121,3 +121,18 @@ def test_docs_examples_compile():
     lat = cs.cost_table.costs("latency_ms")
     assert lat[0, cs.decisions[0].choices.index("ir_k3_e3")] == 1.2  # `ir_k3_e3 in s1_1` wins
     assert cs.cost_table.fixed["latency_ms"] == 3.1
+
+
+def test_docs_published_space_examples_compile():
+    from automl.compile import compile_space
+    from automl.dsl import parse_space
+
+    blocks = {b.split("\n", 1)[0]: b for b in _doc_blocks() if b.startswith("space ")}
+    se = compile_space(parse_space(blocks["space se_stages"], "se.space"))
+    assert [layer.se for layer in se.plan.layers] == [0.0, 0.0, 0.25, 0.25, 0.0]
+    assert se.arch_def(se.cost_table.cheapest())[0][0].endswith("_nre")
+    elastic = compile_space(parse_space(blocks["space elastic"], "elastic.space"))
+    assert [d.name for d in elastic.decisions] == ["s1_depth", "s1_1", "s1_2", "s1_3", "s2_depth", "s2_1", "s2_2",
+                                                   "s2_3"]
+    nb = compile_space(parse_space(blocks["space nb201_like"], "nb.space"))
+    assert nb.size == 15_625
