@@ -37,6 +37,23 @@ def random_arch(cs, seed):
     return torch.tensor([int(torch.randint(len(d.choices), (1,), generator=g)) for d in cs.decisions])
 
 
+def assert_paths_are_standalone(cs, seeds, size):
+    """For each seed's architecture: the standalone network with the supernet path's weights computes
+    the supernet's output, and has the path's parameters. Returns the standalone models."""
+    supernet = cs.build_supernet().eval()
+    x = torch.randn(2, cs.input_shape[0], size, size)
+    models = []
+    for seed in seeds:
+        arch = random_arch(cs, seed)
+        model = cs.build_standalone(arch).eval()
+        inherit_weights(supernet, arch, model, cs.input_shape)
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), supernet(x, arch))
+        assert supernet.path_params(arch) == count_params(model)
+        models.append((arch, model))
+    return models
+
+
 def test_stage_attributes_reach_the_timm_block_strings():
     cs = compile_space(parse_space(CHAIN))
     arch = cs.encode(["ir_k5_e6_se0.5", "skip", "ir_k3_e2.5_nhs"])
@@ -66,14 +83,7 @@ def test_stage_attributes_count_exactly():
 
 def test_supernet_path_is_the_standalone_network():
     cs = load_compiled("spaces/mobilenetv3.space", {"size": "32", "width": "0.5", "head": "64", "classes": "10"})
-    supernet = cs.build_supernet().eval()
-    x = torch.randn(2, 3, 32, 32)
-    for seed in range(3):
-        arch = random_arch(cs, seed)
-        model = cs.build_standalone(arch).eval()
-        inherit_weights(supernet, arch, model, cs.input_shape)
-        with torch.no_grad():
-            torch.testing.assert_close(model(x), supernet(x, arch))
+    for arch, model in assert_paths_are_standalone(cs, range(3), 32):
         assert type(model).__name__ == "MobileNetV3" and count_params(model) == cs.cost_table.total(arch)
 
 
@@ -116,15 +126,7 @@ def test_darts_distinct_inputs_and_concatenated_output():
     insts = cs.plan.instances
     assert [i.out_channels for i in insts] == [4 * i.channels for i in insts]
     assert all(b.c_prev == a.out_channels for a, b in zip(insts, insts[1:]))
-    supernet = cs.build_supernet().eval()
-    x = torch.randn(2, 3, 16, 16)
-    for seed in range(4):
-        arch = random_arch(cs, seed)
-        model = cs.build_standalone(arch).eval()
-        inherit_weights(supernet, arch, model, cs.input_shape)
-        with torch.no_grad():
-            torch.testing.assert_close(model(x), supernet(x, arch))
-        assert supernet.path_params(arch) == count_params(model)
+    assert_paths_are_standalone(cs, range(4), 16)
     # the two ops of a node read two different states
     arch = random_arch(cs, 0)
     for node in cs.plan.templates[0].nodes:
@@ -144,9 +146,14 @@ def test_darts_distinct_inputs_and_concatenated_output():
      "'resnet_block' is a fixed reduction block"),
 ])
 def test_cell_construct_errors(text, where, message):
+    assert_space_error(f"space t\ninput 3 x 8 x 8\nclasses 10\nnetwork\n stem width 4\n cells c x 2 width 4\nend\n"
+                       f"{text}\n", where, message)
+
+
+def assert_space_error(src, where, message):
+    """Compiling ``src`` is one SpaceError at ``where`` (line, column) whose message holds ``message``."""
     from automl.errors import SpaceError
 
-    src = f"space t\ninput 3 x 8 x 8\nclasses 10\nnetwork\n stem width 4\n cells c x 2 width 4\nend\n{text}\n"
     with pytest.raises(SpaceError) as info:
         compile_space(parse_space(src, "t.space"))
     assert (info.value.line, info.value.column) == where, str(info.value)
@@ -173,16 +180,9 @@ def test_ofa_cost_table_is_exact_with_elastic_depth():
 
 def test_elastic_depth_supernet_and_standalone_agree():
     cs = load_compiled("spaces/ofa_mbv3.space", {"size": "32", "width": "0.5", "head": "64", "classes": "10"})
-    supernet = cs.build_supernet().eval()
-    x = torch.randn(2, 3, 32, 32)
-    for seed in range(3):
-        arch = random_arch(cs, 10 + seed)
-        model = cs.build_standalone(arch).eval()
+    for arch, model in assert_paths_are_standalone(cs, range(10, 13), 32):
         names = dict(zip([d.name for d in cs.decisions], cs.decode(arch)))
         assert len(model.blocks[1]) == int(names["s1_depth"][1:])
-        inherit_weights(supernet, arch, model, cs.input_shape)
-        with torch.no_grad():
-            torch.testing.assert_close(model(x), supernet(x, arch))
 
 
 def test_encode_finds_the_depth(tmp_path, capsys):
@@ -207,10 +207,5 @@ def test_encode_finds_the_depth(tmp_path, capsys):
     ("layer s width 24 depth 1, 2 choose ir_k3_e3", (7, 19), "a layer is one layer"),
 ])
 def test_depth_errors(stage, where, message):
-    from automl.errors import SpaceError
-
-    src = f"space t\ninput 3 x 8 x 8\nclasses 10\nnetwork\n stem width 16\n stage a width 16 choose ir_k3_e3\n {stage}\nend\n"
-    with pytest.raises(SpaceError) as info:
-        compile_space(parse_space(src, "t.space"))
-    assert (info.value.line, info.value.column) == where, str(info.value)
-    assert message in info.value.message
+    assert_space_error(f"space t\ninput 3 x 8 x 8\nclasses 10\nnetwork\n stem width 16\n"
+                       f" stage a width 16 choose ir_k3_e3\n {stage}\nend\n", where, message)

@@ -590,17 +590,12 @@ def _compile_template(r: _Resolver, t: ir.CellTemplate, decisions: list[Decision
         if node.inputs is None:
             cands = tuple(i for i, nm in enumerate(states) if nm)
         else:
-            cl = []
-            for nm in node.inputs:
-                if nm.name not in states or not nm.name:
-                    later = any(n.name == nm.name for n in t.nodes)
-                    why = "a later node" if later else "not an input or an earlier node"
-                    raise r.err(f"node {node.name} cannot read {nm.name!r}: {why} "
-                                f"(it can read {', '.join(x for x in states if x)})", nm.pos)
-                if states.index(nm.name) in cl:
-                    raise r.err(f"{nm.name!r} is listed twice", nm.pos)
-                cl.append(states.index(nm.name))
-            cands = tuple(cl)
+            def unreadable(nm, node=node):
+                later = any(n.name == nm.name for n in t.nodes)
+                why = "a later node" if later else "not an input or an earlier node"
+                return (f"node {node.name} cannot read {nm.name!r}: {why} "
+                        f"(it can read {', '.join(x for x in states if x)})")
+            cands = _state_indices(r, node.inputs, states, [x for x in states if x], unreadable)
         ops = r.expand(node.ops, "cell", f"node {node.name}")
         op_names = tuple(o[0] for o in ops)
         first = len(decisions)
@@ -635,17 +630,22 @@ def _compile_template(r: _Resolver, t: ir.CellTemplate, decisions: list[Decision
         states.append(node.name)
     output, output_nodes = "loose", ()
     if t.output is not None:
-        output, names, pos = t.output
-        idx = []
-        for nm in names:
-            if nm.name not in states[2:]:
-                raise r.err(f"the output of cell {t.name} is made of its nodes "
-                            f"({', '.join(states[2:])}); {nm.name!r} is not one", nm.pos)
-            if states.index(nm.name) in idx:
-                raise r.err(f"{nm.name!r} is listed twice", nm.pos)
-            idx.append(states.index(nm.name))
-        output_nodes = tuple(idx)
+        output, names, _ = t.output
+        output_nodes = _state_indices(r, names, states, states[2:], lambda nm: (
+            f"the output of cell {t.name} is made of its nodes ({', '.join(states[2:])}); {nm.name!r} is not one"))
     return CellTemplatePlan(t.name, stride, tuple(n.name for n in inputs), tuple(nodes), output, output_nodes)
+
+
+def _state_indices(r: _Resolver, names, states: list[str], allowed: list[str], why) -> tuple[int, ...]:
+    """Indices into ``states`` of ``names``, each in ``allowed`` (else ``why(name)``) and given once."""
+    idx: list[int] = []
+    for nm in names:
+        if nm.name not in allowed:
+            raise r.err(why(nm), nm.pos)
+        if states.index(nm.name) in idx:
+            raise r.err(f"{nm.name!r} is listed twice", nm.pos)
+        idx.append(states.index(nm.name))
+    return tuple(idx)
 
 
 # ---- the compiled space -------------------------------------------------------------------------
