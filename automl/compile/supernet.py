@@ -44,7 +44,7 @@ from automl.compile._registry import create_op, get_op
 from automl.compile.costs import count_params
 
 __all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet", "chain_fixed_params",
-           "cell_fixed_params", "chain_stem", "chain_head", "chain_op", "cell_preprocess", "cell_stem", "cell_head"]
+           "cell_fixed_params", "chain_stem", "chain_head", "chain_head_sequence", "chain_op", "cell_preprocess", "cell_stem", "cell_head"]
 
 
 # ---- parts shared with the standalone models and the cost table ---------------------------------
@@ -86,6 +86,14 @@ def chain_head(plan, head_in: int, device=None) -> tuple[nn.Module, nn.Module, n
         conv, bn, feats = nn.Identity(), nn.Identity(), head_in
     pool, classifier = create_classifier(feats, plan.num_classes, pool_type="avg", device=device)
     return conv, bn, pool, classifier
+
+
+def chain_head_sequence(plan, head_in: int, device=None) -> list[nn.Module]:
+    """The head's modules in the order the network runs them (MobileNetV3 pools first)."""
+    conv, bn, pool, classifier = chain_head(plan, head_in, device)
+    if getattr(plan, "family", "efficientnet") == "mobilenetv3":
+        return [pool, conv, bn, classifier]
+    return [conv, bn, pool, classifier]
 
 
 def _chain_head_in(plan) -> int:
