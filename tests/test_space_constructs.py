@@ -209,3 +209,16 @@ def test_encode_finds_the_depth(tmp_path, capsys):
 def test_depth_errors(stage, where, message):
     assert_space_error(f"space t\ninput 3 x 8 x 8\nclasses 10\nnetwork\n stem width 16\n"
                        f" stage a width 16 choose ir_k3_e3\n {stage}\nend\n", where, message)
+
+
+def test_fbnet_group_conv_candidates():
+    cs = load_compiled("spaces/fbnet.space", {"size": "32", "width": "0.5", "head": "64", "classes": "10"})
+    assert cs.num_choices == [9] + [8, 9, 9, 9] * 5 + [8]  # FBNet's 9 candidates (skip only where allowed)
+    g2 = cs.encode([d.choices[1] for d in cs.decisions])  # ir_k3_e1_g2 on every layer
+    assert set(cs.decode(g2)) == {"ir_k3_e1_g2"}
+    model = cs.build_standalone(g2)
+    convs = [m for name, m in model.named_modules() if name.endswith(("conv_pw", "conv_pwl"))]
+    assert convs and all(c.groups == 2 for c in convs)
+    assert cs.arch_def(g2) is None  # not a timm block string: exported through the space file
+    assert count_params(model) == cs.cost_table.total(g2)
+    assert_paths_are_standalone(cs, range(4), 32)

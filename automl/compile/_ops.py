@@ -13,7 +13,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 from timm.layers import SeparableConvNormAct, create_conv2d, create_pool2d
-from timm.models._efficientnet_blocks import SqueezeExcite
+from timm.models._efficientnet_blocks import InvertedResidual, SqueezeExcite
 from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_def, round_channels
 from torch import nn
 
@@ -105,17 +105,15 @@ def _suffixes(name: str, rest: str, se_ok: bool) -> tuple[str, str]:
 @register_resolver
 def _block_family(name: str) -> OpInfo | None:
     """``ir_kK_eE[_seR][_nXX]`` (any expansion, e.g. ``e2.5``), ``ds_kK[...]``, ``cn_kK[_nXX]``."""
-    m = re.fullmatch(r"(ir|ds|cn)_k(\d+)(?:_e" + _NUM + r")?((?:_[a-z0-9.]+)*)", name)
+    m = re.fullmatch(r"(ir|ds|cn)_k(\d+)(?:_e" + _NUM + r")?(?:_g(\d+))?((?:_[a-z0-9.]+)*)", name)
     if m is None:
         if name.startswith(("ir_", "ds_", "cn_")):
             raise ValueError(f"block ops are written ir_kK_eE, ds_kK or cn_kK (K = 1..7 odd; E a positive "
                              f"number such as 3 or 2.5), optionally followed by _seR and an activation _nre/_nhs/...")
         return None
-    kind, k, e, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4)
-    if "_g" in rest:
-        raise ValueError("group-conv MBConv (FBNet's `_g2`) is not supported: timm's InvertedResidual groups "
-                         "only its depthwise conv, so the network would not export as timm; the block ops "
-                         "are ir_kK_eE, ds_kK and cn_kK")
+    kind, k, e, g, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4), m.group(5)
+    if g is not None and (kind != "ir" or int(g) not in (2, 4, 8)):  # every width is a multiple of 8
+        raise ValueError("group convs (`_gG`, G = 2, 4 or 8) are for ir blocks: ir_kK_eE_gG (FBNet's ir_k3_e1_g2)")
     if k % 2 == 0 or not 1 <= k <= 7 or (kind != "cn" and k == 1):
         raise ValueError(f"kernel {k}: the kernel of an {kind} block is odd, "
                          + ("1 to 7" if kind == "cn" else "3, 5 or 7"))
@@ -124,13 +122,56 @@ def _block_family(name: str) -> OpInfo | None:
     if e is not None and not 0 < float(e) <= 16:
         raise ValueError(f"expansion {e}: must be a positive number up to 16")
     suffix, what = _suffixes(name, rest, kind != "cn")
+    if kind == "ir" and g is not None:
+        template = f"ir_r1_k{k}_s{{stride}}_e{float(e):g}_c{{out}}" + suffix
+        doc = (f"MBConv with grouped 1x1 convs (FBNet): {k}x{k} depthwise, expansion {float(e):g}, "
+               f"{g} groups, channel shuffle{what}")
+        return OpInfo(name, _group_block_fn(template, int(g), doc), "block", block_str=template, doc=doc, se=True,
+                      groups=int(g))
     if kind == "ir":
-        template, doc = f"ir_r1_k{k}_s{{stride}}_e{float(e):g}_c{{out}}" + suffix,             f"timm InvertedResidual (MBConv): {k}x{k} depthwise, expansion {float(e):g}{what}"
+        template = f"ir_r1_k{k}_s{{stride}}_e{float(e):g}_c{{out}}" + suffix
+        doc = f"timm InvertedResidual (MBConv): {k}x{k} depthwise, expansion {float(e):g}{what}"
     elif kind == "ds":
         template, doc = f"ds_r1_k{k}_s{{stride}}_c{{out}}" + suffix, f"timm DepthwiseSeparableConv {k}x{k}{what}"
     else:
         template, doc = f"cn_r1_k{k}_s{{stride}}_c{{out}}" + suffix, f"timm ConvBnAct: {k}x{k} conv, BN{what}"
     return OpInfo(name, _block_fn(template, doc), "block", block_str=template, doc=doc, se=kind != "cn")
+
+
+class GroupInvertedResidual(InvertedResidual):
+    """FBNet's group-conv MBConv: timm's InvertedResidual with its two 1x1 convs grouped and a channel
+    shuffle after the expansion (FBNet's ``k3_e1_g2``). Same module names as the timm block."""
+
+    def __init__(self, block: InvertedResidual, groups: int):
+        nn.Module.__init__(self)
+        self.__dict__.update({k: v for k, v in block.__dict__.items() if k != "_modules"})
+        self._modules = dict(block._modules)
+        self.groups = groups
+        pw, pwl = block.conv_pw, block.conv_pwl
+        self.conv_pw = nn.Conv2d(pw.in_channels, pw.out_channels, 1, groups=groups, bias=False,
+                                 device=pw.weight.device)
+        self.conv_pwl = nn.Conv2d(pwl.in_channels, pwl.out_channels, 1, groups=groups, bias=False,
+                                  device=pwl.weight.device)
+
+    def forward(self, x):
+        shortcut = x
+        x = self.bn1(self.conv_pw(x))
+        b, c, h, w = x.shape
+        x = x.view(b, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)  # shuffle
+        x = self.aa(self.bn2(self.conv_dw(x)))
+        x = self.bn3(self.conv_pwl(self.se(x)))
+        if self.has_skip:
+            x = self.drop_path(x) + shortcut
+        return x
+
+
+def _group_block_fn(template: str, groups: int, doc: str):
+    timm_fn = _block_fn(template, doc)
+
+    def fn(*args, **kw):
+        return GroupInvertedResidual(timm_fn(*args, **kw), groups)
+    fn.__doc__ = doc
+    return fn
 
 
 def family_hint(name: str) -> str | None:

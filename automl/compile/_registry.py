@@ -28,6 +28,8 @@ class OpInfo:
     se: the op takes a squeeze-excitation ratio (timm's ``_se`` suffix: ``ir`` and ``ds`` blocks).
     reduction: a fixed block between cells that halves the resolution and doubles the width
         (NAS-Bench-201's ResNet block); only in a ``cells`` layout.
+    groups: a block op whose 1x1 convs are grouped (FBNet's ``_g2``): not a timm block; ``block_str`` is
+        the timm block of the same shape that the standalone network builds and then replaces.
     block_str: for block ops, the timm block string with ``{stride}`` and ``{out}`` (and ``{se}``) holes.
     """
 
@@ -40,6 +42,7 @@ class OpInfo:
     doc: str = ""
     se: bool = False
     reduction: bool = False
+    groups: int = 1
 
 
 _OPS: dict[str, OpInfo] = {}

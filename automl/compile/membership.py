@@ -72,7 +72,7 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
         raise UserError(f"{label} is a {type(model).__name__}, not a timm EfficientNet or MobileNetV3")
     plan = cs.plan
     blocks = _flat_blocks(model)
-    pos, names, present = 0, {}, {}
+    pos, names, present, left_out = 0, {}, {}, []
     for layer in plan.layers:
         target = blocks[pos] if pos < len(blocks) else None
         want = _signature(target[1]) if target else None
@@ -87,13 +87,17 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
             present[layer.name], match = False, layer.choices[0]
         elif "skip" in layer.choices:
             match = "skip"
+            if target is not None:
+                left_out.append(layer.name)
         else:
             shape = f"{layer.in_ch}->{layer.out_ch} channels" + (f", stride {layer.stride}" if layer.stride > 1 else "")
             what = (f"{label}'s {target[0]} ({describe_block(target[1])})" if target
                     else f"{label} has no block left")
             offered = ", ".join(layer.choices)
+            earlier = (f"; the layers before it that no block matched were skipped: {', '.join(left_out)}"
+                       if left_out else "")
             raise UserError(f"layer {layer.name} ({shape}) of space {cs.name}: {what} is not one of its "
-                            f"choices ({offered})")
+                            f"choices ({offered}){earlier}")
         if layer.decision is not None:
             names[cs.decisions[layer.decision].name] = match
         if layer.gate is not None:
@@ -169,7 +173,7 @@ def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
             try:
                 _decode_block_str(b)
             except Exception as e:  # noqa: BLE001 - timm asserts on malformed strings
-                raise UserError(f"--arch-def {path}: {b!r} is not a timm block string ({e or type(e).__name__})") \
-                    from None
+                raise UserError(f"--arch-def {path}: {b!r} is not a timm block string "
+                                f"({type(e).__name__}: {e})") from None
     with torch.device("meta"):
         return timm_network(cs.plan, obj)

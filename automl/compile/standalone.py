@@ -47,7 +47,8 @@ def block_map(cs, arch) -> list[tuple[int, int, int, int]]:
 
 
 def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
-    """The timm arch_def of ``arch`` for a chain space (None for a cell space).
+    """The timm arch_def of ``arch`` for a chain space (None for a cell space, or when ``arch`` chooses a
+    block timm cannot build: FBNet's group-conv MBConv, ``ir_k3_e1_g2``).
 
     ``EfficientNet(block_args=decode_arch_def(arch_def), stem_size=cs.stem_size,
     num_features=cs.plan.num_features, num_classes=cs.num_classes, in_chans=C, act_layer=...)`` is the
@@ -56,13 +57,25 @@ def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
     if cs.kind != "chain":
         cs.check_arch(arch)
         return None
+    blocks, custom = _block_strings(cs, arch, se)
+    return None if custom else blocks
+
+
+def _block_strings(cs, arch, se: float = 0.0):
+    """(arch_def, custom): the arch_def with, for a non-timm block, the timm block of the same shape, and
+    ``custom`` the ``(stage, block, layer, op)`` of those blocks."""
     stages: dict[int, list[str]] = {}
+    custom = []
     for _, _, layer, op in _chosen_layers(cs, arch):
         if op == "skip":
             continue
+        info = get_op(op)
+        if info.groups > 1:
+            custom.append((layer.stage, len(stages.get(layer.stage, [])), layer, op))
         stages.setdefault(layer.stage, []).append(
-            block_string(get_op(op).block_str, layer.out_ch, layer.stride, layer.se or se, layer.act))
-    return [stages[s] for s in sorted(stages)]
+            block_string(info.block_str, layer.out_ch, layer.stride, layer.se or se, layer.act))
+    order = {s: i for i, s in enumerate(sorted(stages))}
+    return [stages[s] for s in sorted(stages)], [(order[s], b, layer, op) for s, b, layer, op in custom]
 
 
 def timm_network(plan, blocks: list[list[str]]) -> nn.Module:
@@ -84,7 +97,16 @@ def timm_network(plan, blocks: list[list[str]]) -> nn.Module:
 def build_standalone(cs, arch, se: float = 0.0) -> nn.Module:
     """Only the chosen ops of ``arch``: a timm EfficientNet (chain) or a :class:`CellNet` (cell)."""
     if cs.kind == "chain":
-        return timm_network(cs.plan, arch_def(cs, arch, se))
+        blocks, custom = _block_strings(cs, arch, se)
+        model = timm_network(cs.plan, blocks)
+        for s, b, layer, op in custom:  # FBNet's group-conv MBConv in place of the timm block
+            from timm.models._efficientnet_builder import efficientnet_init_weights
+
+            from automl.compile.supernet import chain_op
+            block = chain_op(cs.plan, layer, op)
+            efficientnet_init_weights(block)
+            model.blocks[s][b] = block
+        return model
     return CellNet(cs, arch)
 
 
