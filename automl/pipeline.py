@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
+from automl.report import short_number
 from automl.train.checkpoint import CheckpointStore
 from automl.train.depthwise import plain_convs
 from automl.train.distributed import (DistInfo, all_reduce_mean, assert_same_on_all_ranks, barrier,
@@ -120,7 +121,7 @@ class Run:
         """How logs and export folders name architecture ``i``: ``eps=0.3``, ``budget=150k``, ``random 2``."""
         if self.recipe.search.budgets is not None:
             b = self._budget(i)
-            return "budget=" + ("none" if b is None else _short(b))
+            return "budget=" + ("none" if b is None else short_number(b))
         eps = self._epsilon(i)
         return f"eps={eps}" if eps is not None else f"random {i}"
 
@@ -212,11 +213,11 @@ class Run:
             if b is None:
                 continue
             if b < low:
-                raise UserError(f"{where}search.budgets[{j}]: {_short(b)} is below the smallest architecture of "
+                raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below the smallest architecture of "
                                 f"{self.space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at "
-                                f"least {_short(low)} or use null for no constraint")
+                                f"least {short_number(low)} or use null for no constraint")
             if b >= high:
-                self.reporter.info(f"warning: search.budgets[{j}] = {_short(b)} is at or above the largest "
+                self.reporter.info(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
                                    f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
         if (s.utility == "paper" and s.method == "importance_sampling" and len(s.budgets) > 1
                 and s.lam / len(s.budgets) < 8):
@@ -698,7 +699,7 @@ class Run:
         r = self.recipe
         if r.search.budgets is not None:
             b = self._budget(i)
-            sub = f"budget-{i}-" + ("none" if b is None else _short(b))
+            sub = f"budget-{i}-" + ("none" if b is None else short_number(b))
         else:
             sub = f"eps-{eps:g}" if eps is not None else f"random-{i}"
         root = r.export_root(self.out)
@@ -749,10 +750,3 @@ class Run:
             "architectures": archs,
         }
 
-
-def _short(x: float) -> str:
-    """150000 -> '150k', 2500000 -> '2.5M', 12.5 -> '12.5' (budgets in logs, folder names and reports)."""
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= div:
-            return f"{x / div:.4g}{suffix}"
-    return f"{x:.6g}"

@@ -390,6 +390,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
         data = _set(data, keys, value)
         applied.append((keys, item))
 
+    data = _override_wins(data, applied)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
@@ -400,14 +401,28 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     return recipe
 
 
+def _override_wins(data: dict, applied) -> dict:
+    """``search.epsilons`` and ``search.budgets`` are alternatives: when one is set on the command line and
+    the other only in the file, the command line's replaces the file's (``search.epsilons=[0,0.5]`` on a
+    recipe with budgets runs with those epsilons)."""
+    search = data.get("search")
+    if not isinstance(search, dict) or search.get("epsilons") is None or search.get("budgets") is None:
+        return data
+    given = {k for k in ("epsilons", "budgets") if _override_for(("search", k), applied)}
+    if len(given) == 1:
+        dropped = ({"epsilons", "budgets"} - given).pop()
+        data = dict(data, search={k: v for k, v in search.items() if k != dropped})
+    return data
+
+
 def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
     s = recipe.search
     if (s.budgets is None) == (s.epsilons is None):
         keys = ("search", "budgets") if s.budgets is not None else ("search", "epsilons")
         where = _override_for(keys, applied) or _override_for(("search", "epsilons"), applied) or ""
         line = None if where else _line_of(node, keys)
-        msg = ("give either search.epsilons or search.budgets, not both (remove one; on the command line "
-               "search.epsilons=null drops the recipe's epsilons)" if s.budgets is not None else
+        msg = ("give either search.epsilons or search.budgets, not both (remove one; on the command line, "
+               "either one replaces the other given in the file)" if s.budgets is not None else
                "search.epsilons is null but search.budgets is not given; give one of them")
         raise RecipeError(f"{where}{msg}", filename, ".".join(keys), line)
     d = recipe.data

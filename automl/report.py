@@ -1,5 +1,6 @@
 """The run's results: ``results.json`` (fixed schema), ``report.md`` (one table and the plot) and
-``pareto.png`` (parameters vs test accuracy, one point per architecture, labelled with ε)."""
+``pareto.png`` (parameters vs test accuracy, one point per architecture, labelled with ε, or with its
+budget, drawn as a dotted line when the cost is params)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,33 @@ from pathlib import Path
 
 from automl._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-__all__ = ["write_report", "render_markdown", "plot_pareto", "summary_table"]
+__all__ = ["write_report", "render_markdown", "plot_pareto", "summary_table", "short_number"]
 
 
-def _label(a: dict, i: int) -> str:
+def _budgeted(results: dict) -> bool:
+    return any(a.get("budget") is not None for a in results["architectures"])
+
+
+def short_number(x: float) -> str:
+    """150000 -> '150k', 2500000 -> '2.5M', 12.5 -> '12.5'."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.4g}{suffix}"
+    return f"{x:.6g}"
+
+
+def _budget(a: dict) -> str:
+    return "none" if a.get("budget") is None else f"≤ {short_number(a['budget'])}"
+
+
+def _label(a: dict, i: int, budgeted: bool = False) -> str:
+    if budgeted:
+        return "unconstrained" if a.get("budget") is None else f"≤ {short_number(a['budget'])}"
     return f"ε={a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
+
+
+def _fmt_eps(a: dict, i: int) -> str:
+    return f"{a['epsilon']:.3g}" if a.get("epsilon") is not None else f"random {i}"
 
 
 def _fmt_acc(acc) -> str:
@@ -20,23 +43,31 @@ def _fmt_acc(acc) -> str:
 
 
 def render_markdown(results: dict) -> str:
+    budgeted = _budgeted(results)
+    metric = results.get("cost_metric", "params")
     lines = [
         f"# {results['recipe']}: {len(results['architectures'])} architectures by `{results['method']}`",
         "",
         f"Search time (weight + θ phases, no retraining): **{results['search_seconds']:.1f} s**.",
         "",
-        f"| ε | params | cost ({results.get('cost_metric', 'params')}) | test accuracy | search time |",
-        "|---|---:|---:|---:|---:|",
     ]
+    if budgeted:
+        lines += [f"Budgets are total {metric}; each member's ε was adapted to meet its budget (final value "
+                  f"shown).", "",
+                  f"| budget ({metric}) | ε | params | cost ({metric}) | test accuracy | search time |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+    else:
+        lines += [f"| ε | params | cost ({metric}) | test accuracy | search time |", "|---|---:|---:|---:|---:|"]
     for i, a in enumerate(results["architectures"]):
         eps = f"{a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
         params = f"{a['params']:,}" if a.get("params") is not None else "—"
-        lines.append(f"| {eps} | {params} | {a['cost']:,.6g} | {_fmt_acc(a.get('test_accuracy'))} | "
+        head = f"| {_budget(a)} | {_fmt_eps(a, i)} " if budgeted else f"| {eps} "
+        lines.append(f"{head}| {params} | {a['cost']:,.6g} | {_fmt_acc(a.get('test_accuracy'))} | "
                      f"{results['search_seconds']:.1f} s (shared) |")
     lines += ["", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items()),
               "", "![parameters vs test accuracy](pareto.png)", "", "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
-        lines.append(f"- {_label(a, i)}: `{' '.join(a['choices'])}`")
+        lines.append(f"- {_label(a, i, budgeted)}: `{' '.join(a['choices'])}`")
     return "\n".join(lines) + "\n"
 
 
@@ -52,8 +83,15 @@ def plot_pareto(results: dict) -> bytes:
     xs = [a.get("params") or 0 for a in archs]
     ys = [100 * (a.get("test_accuracy") or 0.0) for a in archs]
     ax.plot(xs, ys, "o", color="tab:blue")
+    budgeted = _budgeted(results)
     for i, (x, y, a) in enumerate(zip(xs, ys, archs)):
-        ax.annotate(_label(a, i), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+        ax.annotate(_label(a, i, budgeted), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    if budgeted and results.get("cost_metric", "params") == "params":  # budgets on the same axis
+        for a in archs:
+            if a.get("budget") is not None:
+                ax.axvline(a["budget"], color="tab:gray", linestyle=":", linewidth=1)
+                ax.annotate(f"budget {short_number(a['budget'])}", (a["budget"], 0), xycoords=("data", "axes fraction"),
+                            textcoords="offset points", xytext=(2, 3), fontsize=7, color="tab:gray", rotation=90)
     ax.set_xlabel("parameters")
     ax.set_ylabel("test accuracy [%]")
     ax.set_title(f"{results['recipe']} ({results['method']})")
@@ -69,10 +107,12 @@ def summary_table(results: dict):
     from rich.table import Table
 
     t = Table(title=f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s")
-    for col in ("ε", "params", "cost", "test accuracy", "onnx"):
+    budgeted = _budgeted(results)
+    for col in (("budget",) if budgeted else ()) + ("ε", "params", "cost", "test accuracy", "onnx"):
         t.add_column(col, justify="right" if col != "onnx" else "left")
     for i, a in enumerate(results["architectures"]):
-        t.add_row(_label(a, i), f"{a['params']:,}" if a.get("params") is not None else "—", f"{a['cost']:,.6g}",
+        head = (_budget(a), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
+        t.add_row(*head, f"{a['params']:,}" if a.get("params") is not None else "—", f"{a['cost']:,.6g}",
                   _fmt_acc(a.get("test_accuracy")), a.get("onnx") or "—")
     return t
 

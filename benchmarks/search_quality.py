@@ -3,7 +3,8 @@
     python benchmarks/search_quality.py [--seeds 5] [--iters 1200] [--N 2,4,8] [--modes eps,budget]
 
 Synthetic separable objective with noisy losses: L(M) = sum_d a[d, k(d)] + sigma * noise, costs c in
-[0, 1]. Two ways to ask for N architectures:
+[0, 1] (``--problem target``: a random target choice per decision, the costliest; ``--problem index``:
+cost proportional to the choice index, the costliest choice best everywhere). Two ways to ask for N architectures:
 
 * ``eps``     fixed coefficients (N = 4: the paper's 0, 0.1, 0.3, 0.5). The optimum of E[L] + eps R is
               exact per decision: k*(d) = argmin_k a[d, k] + eps c[d, k].
@@ -47,6 +48,18 @@ def make_problem(D, K, seed):
     a = dist * weight.view(D, 1)
     costs = normalize_costs((K - dist) + 0.05 * torch.rand(D, K, generator=g, dtype=torch.float64))
     return a, costs
+
+
+def make_index_problem(D, K, seed):
+    """The objective of issue #14's study: cost proportional to the choice index, the costliest choice
+    best in every decision (a = weight * (K - 1 - k), decision weights spread over 0.03..1)."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    weight = torch.logspace(-1.5, 0, D, dtype=torch.float64)[torch.randperm(D, generator=g)]
+    k = torch.arange(K, dtype=torch.float64)
+    return (K - 1 - k).view(1, K) * weight.view(D, 1), (k / (K - 1)).expand(D, K).clone()
+
+
+PROBLEMS = {"target": make_problem, "index": make_index_problem}
 
 
 def family_budgets(a, costs, N):
@@ -97,11 +110,13 @@ def main():
     ap.add_argument("--modes", default="eps,budget")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sigma", type=float, default=0.5, help="loss noise (std)")
+    ap.add_argument("--problem", default="target", choices=list(PROBLEMS),
+                    help="target: a random costliest-best target per decision; index: cost = choice index")
     args = ap.parse_args()
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows = []
-    print(f"search quality, D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, {args.seeds} seeds, "
+    print(f"search quality ({args.problem}), D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, {args.seeds} seeds, "
           f"{args.iters} iterations; per member: cost ratio R(best)/R(opt) / regret [/ budget held]")
     for N in (int(x) for x in args.N.split(",")):
         for mode in args.modes.split(","):
@@ -114,7 +129,7 @@ def main():
                 eps_end = [[] for _ in range(N)]
                 evals = 0
                 for seed in range(args.seeds):
-                    a, costs = make_problem(args.D, args.K, seed)
+                    a, costs = PROBLEMS[args.problem](args.D, args.K, seed)
                     kw = ({"epsilons": EPSILONS[N]} if mode == "eps"
                           else {"budgets": family_budgets(a, costs, N)})
                     best, evals, eps = run(a, costs, args.lam, iters, args.sigma, seed, is_, utility, **kw)
@@ -135,7 +150,7 @@ def main():
                 cells = " | ".join(f"{row['cost_ratio'][n]:.2f} {row['regret'][n]:.3f}"
                                    + (f" {held[n]}/{args.seeds}" if mode == "budget" else "") for n in range(N))
                 print(f"N={N} {mode:<6} {m:<10} {evals:>6} | {cells}", flush=True)
-    print(json.dumps({"benchmark": "search_quality", "D": args.D, "K": args.K, "lam": args.lam,
+    print(json.dumps({"benchmark": "search_quality", "problem": args.problem, "D": args.D, "K": args.K, "lam": args.lam,
                       "sigma": args.sigma, "seeds": args.seeds, "iters": args.iters, "epsilons": EPSILONS,
                       "seconds": round(time.perf_counter() - t0, 1), "rows": rows}))
 
