@@ -504,13 +504,15 @@ class Run:
                     if (step + 1) % self._log_every() == 0 or step + 1 == len(loader):
                         mean = loss_sum.item() / (step + 1)
                         update(step + 1, loss=mean)
+                        extra = {"epsilon": engine.epsilons} if engine.budgets is not None else {}
                         self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean,
-                                          expected_cost=engine.expected_cost().tolist())
+                                          expected_cost=engine.expected_cost().tolist(), **extra)
             self._timed("theta", time.perf_counter() - t0)
             nonfinite = self._report_nonfinite(engine, phase, epoch, nonfinite)
+            eps = f" ε {[round(e, 3) for e in engine.epsilons]}" if engine.budgets is not None else ""
             self.reporter.info(f"{phase} epoch {epoch + 1}/{s.theta_epochs}: loss "
                                f"{loss_sum.item() / max(len(loader), 1):.4f} max θ "
-                               f"{engine.theta.amax(-1).mean(-1).tolist()}")
+                               f"{engine.theta.amax(-1).mean(-1).tolist()}{eps}")
             if epoch + 1 < s.theta_epochs:
                 self._save(idx, epoch + 1, engine=engine)
 
