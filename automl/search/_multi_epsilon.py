@@ -175,11 +175,11 @@ class MultiEpsilonSearch(Searcher):
         budgets: instead of ``epsilons``: one cost budget per distribution, in the units of ``costs``
             (``None``: unconstrained, epsilon stays 0). Each epsilon starts at 0 and is adapted after
             every :meth:`tell` by a projected dual step so that the distribution's cost meets its
-            budget: ``eps <- clip(eps + budget_lr (R~(theta) - B) / (R_max - R_min), 0, 1e6)``, where
-            ``R~`` is the expected cost with the theta_min floor taken out (the cost of the
-            distribution it converges to). :attr:`epsilons` shows the current values, and
-            :meth:`best` derives the most probable architecture within each budget. A budget below
-            the cheapest architecture raises ``ValueError``.
+            budget: ``eps <- clip(eps + budget_lr (R(mode) - B) / (R_max - R_min), 0, 1e6)``, where
+            ``R(mode)`` is the cost of the distribution's most probable architecture
+            (:meth:`budget_cost`). :attr:`epsilons` shows the current values, and :meth:`best` derives
+            the most probable architecture within each budget. A budget below the cheapest
+            architecture raises ``ValueError``.
         budget_lr: the dual step size (default 0.5: epsilon can move by at most 0.5 per step).
 
     Example:
@@ -245,8 +245,6 @@ class MultiEpsilonSearch(Searcher):
         self._tmin = tmin_t.to(**dev)                                          # (D, Kmax), 0 if masked
         self._tmin_sum = self._tmin.sum(-1, keepdim=True)                      # K_d theta_min_d
         self._free_mass = 1.0 - self._tmin_sum
-        # sum_k c_dk theta_min_d: what the theta_min floor adds to Q_d (taken out of the budget signal)
-        self._floor_cost = (self._tmin * self.costs).sum(-1)                   # (D,)
         # |step| <= eta (2 N + 2 eps max|c|): only astronomical costs can overflow, so only then pay
         # for the finiteness check in _restrict.
         eps_max = EPS_CAP if self.budgets is not None else max(eps_list)
@@ -265,6 +263,7 @@ class MultiEpsilonSearch(Searcher):
             self._cost_span = max(dearest - cheapest, 1e-12)
             self._has_budget = torch.tensor([b is not None for b in self.budgets], device=self.device)
             self._budget_t = torch.tensor([b if b is not None else 0.0 for b in self.budgets], **dev)
+            self._costs_n = self.costs.expand(len(self.budgets), D, Kmax)
 
         # Constants of ask/tell, built once so a call allocates only what it must.
         self._eps = torch.tensor(eps_list, **dev)                                # (N,), adapted with budgets
@@ -310,11 +309,10 @@ class MultiEpsilonSearch(Searcher):
         return self._eps.tolist()
 
     def budget_cost(self) -> torch.Tensor:
-        """``(N,)``: the expected cost with the theta_min floor taken out, ``sum_d sum_k c_dk
-        (theta_dk - theta_min_d) / (1 - K_d theta_min_d)``: the cost of the distribution without its
-        floor, which is the derived architecture's cost once theta has converged. Budgets steer this."""
-        per_d = ((self._theta * self.costs).sum(-1) - self._floor_cost) / self._free_mass.squeeze(-1)
-        return per_d.sum(-1)
+        """``(N,)``: ``R(argmax_M P_theta^(n)(M))``, the cost of each member's most probable architecture,
+        the quantity budgets steer (the derived architecture is that one, or the most probable one
+        within the budget when it is over)."""
+        return self._costs_n.gather(2, self._theta.argmax(-1, keepdim=True)).sum((-1, -2))
 
     @property
     def theta(self) -> torch.Tensor:
@@ -462,7 +460,7 @@ class MultiEpsilonSearch(Searcher):
         self.step += 1
 
     def _dual_step(self) -> None:
-        """Projected dual ascent on ``R~(theta) - B`` (normalised by the cost range) for budgeted members."""
+        """Projected dual ascent on ``R(mode) - B`` (normalised by the cost range) for budgeted members."""
         gap = (self.budget_cost() - self._budget_t) / self._cost_span
         eps = (self._eps + self.budget_lr * gap).clamp_(0.0, EPS_CAP)
         self._eps = torch.where(self._has_budget, eps, torch.zeros_like(eps))
