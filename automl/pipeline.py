@@ -219,12 +219,12 @@ class Run:
             if b >= high:
                 self.reporter.info(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
                                    f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
-        if (s.utility == "paper" and s.method == "importance_sampling" and len(s.budgets) > 1
-                and s.lam / len(s.budgets) < 8):
-            self._warn_paper_utility()
 
     def _warn_paper_utility(self) -> None:
+        """Once per run: eq. 9 with few samples per member pulls the members together (issue #14)."""
         s = self.recipe.search
+        if s.utility != "paper" or s.method != "importance_sampling" or self.n < 2 or s.lam / self.n >= 8:
+            return
         self.reporter.info(
             f"warning: search.utility paper (eq. 9) with lam / N = {s.lam}/{self.n} < 8 may pull the members "
             f"together (the unconstrained one toward small networks; docs/search-engine.md); set "
@@ -317,9 +317,7 @@ class Run:
         self._check_shapes()
         self._prepare_costs()
         self._check_budgets()
-        if (r.search.budgets is None and r.search.utility == "paper" and r.search.method == "importance_sampling"
-                and self.n > 1 and r.search.lam / self.n < 8):
-            self._warn_paper_utility()
+        self._warn_paper_utility()
         self.final_epsilons: list[float | None] | None = None
         self.sampler = torch.Generator().manual_seed(r.seed)
         self.archs: list[list[int]] | None = None
@@ -577,22 +575,17 @@ class Run:
 
         s = self.recipe.search
         t0 = time.perf_counter()
-        ct = self.retrain_space.cost_table  # budgets are for the network that is trained and deployed
+        # search.budgets are totals as results.json reports cost (the search space's table); random_budgets
+        # are for the network that is trained and deployed (the retraining space's)
+        ct, budgets = ((self.space.cost_table, s.budgets) if s.budgets is not None
+                       else (self.retrain_space.cost_table, s.random_budgets))
         archs = []
-        if s.budgets is not None:  # total budgets, as results.json reports cost (the search space's table)
-            ct = self.space.cost_table
+        if budgets:
             raw = ct.costs(s.cost)
             fixed = ct.fixed.get(s.cost, 0.0)
-            for j, budget in enumerate(s.budgets):
+            for j, budget in enumerate(budgets):
                 rs = RandomSearch(self.space.num_choices, costs=raw,
                                   budget=None if budget is None else float(budget) - fixed,
-                                  seed=self.recipe.seed + j)
-                archs.append(rs.ask()[0].tolist())
-        elif s.random_budgets:
-            raw = ct.costs(s.cost)
-            fixed = ct.fixed.get(s.cost, 0.0)
-            for j, budget in enumerate(s.random_budgets):
-                rs = RandomSearch(self.space.num_choices, costs=raw, budget=float(budget) - fixed,
                                   seed=self.recipe.seed + j)
                 archs.append(rs.ask()[0].tolist())
         else:
