@@ -84,10 +84,11 @@ def member_score(a, costs, best, eps=None, budget=None):
     return cost / float(costs.gather(1, opt.view(-1, 1)).sum()), regret, ok
 
 
-def run(a, costs, lam, iters, sigma, seed, importance_sampling, utility, epsilons=None, budgets=None):
+def run(a, costs, lam, iters, sigma, seed, importance_sampling, utility, epsilons=None, budgets=None,
+        budget_lr=0.5):
     D, K = a.shape
     s = MultiEpsilonSearch([K] * D, costs, epsilons, lam=lam, seed=seed, utility=utility,
-                           importance_sampling=importance_sampling, budgets=budgets)
+                           importance_sampling=importance_sampling, budgets=budgets, budget_lr=budget_lr)
     noise = torch.Generator().manual_seed(seed + 77)
     evals = 0
     for _ in range(iters):
@@ -110,6 +111,7 @@ def main():
     ap.add_argument("--modes", default="eps,budget")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sigma", type=float, default=0.5, help="loss noise (std)")
+    ap.add_argument("--budget-lr", type=float, default=0.5, help="the engine's dual step size")
     ap.add_argument("--problem", default="target", choices=list(PROBLEMS),
                     help="target: a random costliest-best target per decision; index: cost = choice index")
     args = ap.parse_args()
@@ -132,7 +134,8 @@ def main():
                     a, costs = PROBLEMS[args.problem](args.D, args.K, seed)
                     kw = ({"epsilons": EPSILONS[N]} if mode == "eps"
                           else {"budgets": family_budgets(a, costs, N)})
-                    best, evals, eps = run(a, costs, args.lam, iters, args.sigma, seed, is_, utility, **kw)
+                    best, evals, eps = run(a, costs, args.lam, iters, args.sigma, seed, is_, utility,
+                                           budget_lr=args.budget_lr, **kw)
                     for n in range(N):
                         c, r, ok = member_score(a, costs, best[n], eps=kw.get("epsilons", [None] * N)[n],
                                                 budget=kw.get("budgets", [None] * N)[n])
@@ -150,7 +153,8 @@ def main():
                 cells = " | ".join(f"{row['cost_ratio'][n]:.2f} {row['regret'][n]:.3f}"
                                    + (f" {held[n]}/{args.seeds}" if mode == "budget" else "") for n in range(N))
                 print(f"N={N} {mode:<6} {m:<10} {evals:>6} | {cells}", flush=True)
-    print(json.dumps({"benchmark": "search_quality", "problem": args.problem, "D": args.D, "K": args.K, "lam": args.lam,
+    print(json.dumps({"benchmark": "search_quality", "problem": args.problem, "budget_lr": args.budget_lr,
+                      "D": args.D, "K": args.K, "lam": args.lam,
                       "sigma": args.sigma, "seeds": args.seeds, "iters": args.iters, "epsilons": EPSILONS,
                       "seconds": round(time.perf_counter() - t0, 1), "rows": rows}))
 
