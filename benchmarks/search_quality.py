@@ -118,7 +118,8 @@ def main():
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows = []
-    print(f"search quality ({args.problem}), D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, {args.seeds} seeds, "
+    print(f"search quality ({args.problem}), D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, "
+          f"{args.seeds} seeds, "
           f"{args.iters} iterations; per member: cost ratio R(best)/R(opt) / regret [/ budget held]")
     for N in (int(x) for x in args.N.split(",")):
         for mode in args.modes.split(","):
