@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import ValidationInfo, model_validator
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
@@ -127,6 +127,10 @@ def _auto_or(low: float, strict: bool):
 
 
 _SUFFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+# Time units, for a latency metric (its tables are in milliseconds): converted to ms.
+_TIME_UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
+#: Cost metrics measured in milliseconds, whose budgets may carry a time unit (8ms).
+TIME_METRICS = ("latency",)
 _BUDGET_RE = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*")
 
 
@@ -143,10 +147,12 @@ def parse_budget(v: Any) -> float | None:
         m = _BUDGET_RE.fullmatch(v)
         if m is None:
             raise ValueError("must be null or a number with an optional k, M or G suffix, such as 150k")
-        if m.group(2) not in _SUFFIXES:
-            raise ValueError(f"'{m.group(2)}' is not a unit of search.cost: a budget is a plain count in the "
-                             f"units of the cost metric, with an optional k, M or G suffix (such as 150k)")
-        x = float(m.group(1)) * _SUFFIXES[m.group(2)]
+        unit = m.group(2)
+        if unit not in _SUFFIXES and unit not in _TIME_UNITS:
+            raise ValueError(f"'{unit}' is not a unit of search.cost: a budget is a plain count in the "
+                             f"units of the cost metric, with an optional k, M or G suffix (such as 150k), or "
+                             f"a time (8ms) for a latency metric")
+        x = float(m.group(1)) * {**_SUFFIXES, **_TIME_UNITS}[unit]
     else:
         raise ValueError("must be null or a number (k, M, G suffixes allowed)")
     if not math.isfinite(x) or x < 0:
@@ -169,6 +175,9 @@ class SearchConfig(_Config):
     epsilons: list[Annotated[float, Field(ge=0)]] | None = Field(
         [0.0, 0.1, 0.3, 0.5], min_length=1,
         description="regularisation coefficients epsilon_n (null when search.budgets is given)")
+    cost: str = Field("params", min_length=1, description="cost metric of the space")
+    cost_table: str | None = Field(
+        None, min_length=1, description="a cost table (JSON) from `automl space profile`; relative: to the recipe")
     budgets: list[Annotated[float | None, BeforeValidator(parse_budget)]] | None = Field(
         None, min_length=1, description="instead of epsilons: total cost budgets in the units of cost "
         "(150k, 2.5M; null: unconstrained); each epsilon adapts to meet its budget")
@@ -182,7 +191,6 @@ class SearchConfig(_Config):
         "auto", description="learning rate of theta; auto: 1/sum(K_d)")
     theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
         "auto", description="lower bound of each theta entry; auto: the ASNG default")
-    cost: str = Field("params", min_length=1, description="cost metric of the space")
     normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
     random_budget: bool = Field(
         True, description="random: sample within each derived architecture's cost budget")
@@ -198,6 +206,18 @@ class SearchConfig(_Config):
     @classmethod
     def _no_default_epsilons(cls, data: Any) -> Any:
         return _budgets_instead_of_epsilons(data)
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _units_fit_the_metric(cls, v: Any, info: ValidationInfo) -> Any:
+        """A time (8ms) fits only a latency metric."""
+        cost = info.data.get("cost", "params")
+        for j, b in enumerate(v if isinstance(v, list) else ()):
+            m = _BUDGET_RE.fullmatch(b) if isinstance(b, str) else None
+            if m and m.group(2) in _TIME_UNITS and cost not in TIME_METRICS:
+                raise ValueError(f"item {j}: '{b}' is a time, but search.cost is {cost}; give the budget in the "
+                                 f"units of {cost} (k, M, G suffixes allowed), or search on latency")
+        return v
 
 
 class OptimConfig(_Config):
@@ -246,6 +266,15 @@ class ExportConfig(_Config):
     dir: str | None = Field(
         None, description="export folder; relative: inside the run's output folder DIR; null: DIR/export")
     opset: int = Field(17, ge=17, description="ONNX opset")
+    quantize: Literal["int8"] | None = Field(
+        None, description="int8: also write model.int8.onnx (onnxruntime static quantisation, QDQ, per-channel)")
+
+    @model_validator(mode="after")
+    def _quantize_needs_onnx(self):
+        if self.quantize is not None and not self.onnx:
+            raise ValueError(f"quantize: {self.quantize} quantises the ONNX model; set export.onnx: true "
+                             f"or remove export.quantize")
+        return self
 
     @field_validator("dir")
     @classmethod
@@ -306,6 +335,11 @@ class Recipe(_Config):
     def space_path(self) -> Path:
         """Absolute path of the ``.space`` file."""
         return _resolve(self.space, self._base_dir)
+
+    @property
+    def cost_table_path(self) -> Path | None:
+        """Absolute path of ``search.cost_table``, or None."""
+        return None if self.search.cost_table is None else _resolve(self.search.cost_table, self._base_dir)
 
     @property
     def data_root(self) -> Path | None:

@@ -36,7 +36,9 @@ def test_each_method_end_to_end(tmp_path, method):
     assert res["method"] == method and res["recipe"] == "quickstart"
     assert len(res["architectures"]) == 2
     for a in res["architectures"]:
-        assert set(a) == {"epsilon", "budget", "choices", "params", "cost", "test_accuracy", "onnx"}
+        assert set(a) == {"epsilon", "budget", "choices", "params", "cost", "test_accuracy", "onnx", "macs",
+                          "latency_ms", "int8"}
+        assert a["macs"] > 0 and a["latency_ms"] is None and a["int8"] is None  # export.onnx=false: not measured
         assert a["budget"] is None
         assert isinstance(a["params"], int) and a["params"] > 0
         assert 0.0 <= a["test_accuracy"] <= 1.0
@@ -117,7 +119,7 @@ def test_each_method_meets_budgets(tmp_path, method):
         assert top["epsilon"] == 0.0 and low["epsilon"] >= 0.0      # the final adapted ε
     assert (tmp_path / "run" / "export" / "budget-1-30k").is_dir()
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "| budget (params) |" in report and "≤ 30k" in report
+    assert "| budget | ε |" in report and "≤ 30k" in report
 
 
 def test_budgets_outside_the_space_range(tmp_path, capsys):

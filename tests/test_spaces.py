@@ -15,18 +15,25 @@ SMALL = {
     "proxylessnas": ["size=32", "width=0.25", "head=64"],
     "enas_micro": ["size=8", "channels=4", "normal_cells=2"],
     "digits": [],
+    "fbnet": ["size=32", "width=0.25", "head=64"],
+    "mobilenetv3": ["size=32", "width=0.25", "head=64"],
+    "darts": ["size=8", "channels=4", "normal_cells=2"],
+    "nasbench201": ["size=8", "channels=4", "cells=1"],
+    "ofa_mbv3": ["size=32", "width=0.25", "head=64"],
 }
 
 
 def test_spaces_shipped():
-    assert {p.stem for p in SPACES} >= {"proxylessnas", "enas_micro", "digits"}
+    assert {p.stem for p in SPACES} >= {"proxylessnas", "enas_micro", "digits", "fbnet", "mobilenetv3", "darts",
+                                        "nasbench201"}
+    assert all(p.stem in SMALL for p in SPACES)
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_space_compiles_small(path):
     overrides = dict(item.split("=") for item in SMALL.get(path.stem, []))
     cs = load_compiled(path, overrides)
-    assert cs.num_decisions >= 8 and all(k >= 2 for k in cs.num_choices)
+    assert cs.num_decisions >= 6 and all(k >= 2 for k in cs.num_choices if k != 1) and cs.sum_k > cs.num_decisions
     assert cs.cost_table.min_total() < cs.cost_table.max_total()
     assert cs.overrides == overrides
 
@@ -63,7 +70,7 @@ def test_show_json(capsys):
     assert obj["name"] == "proxylessnas" and obj["sum_k"] == 141 and obj["num_decisions"] == 21
     assert len(obj["decisions"]) == 21 and obj["decisions"][0]["name"] == "s1_1"
     assert {c["name"] for c in obj["decisions"][1]["choices"]} >= {"skip", "ir_k7_e6"}
-    assert obj["decisions"][1]["choices"][-1] == {"name": "skip", "cost": 0.0, "costs": {"params": 0.0}}
+    assert obj["decisions"][1]["choices"][-1] == {"name": "skip", "cost": 0.0, "costs": {"params": 0.0, "macs": 0.0}}
     assert obj["min_cost"] < obj["max_cost"] and obj["fixed_cost"] > 0
     assert obj["size"] == 6 ** 6 * 7 ** 15
 
@@ -80,7 +87,7 @@ def test_show_metric(capsys):
     obj = json.loads(capsys.readouterr().out)
     assert obj["metric"] == "layers" and obj["max_cost"] == 9
     assert main(["space", "show", "spaces/digits.space", "--metric", "flops"]) == 2
-    assert "has the metrics params, layers" in capsys.readouterr().err
+    assert "has the metrics params, macs, layers" in capsys.readouterr().err
 
 
 def test_check(capsys):
@@ -110,7 +117,22 @@ def test_docs_examples_compile():
     for metric in (block("metric latency_ms\n  default"), block("metric latency_ms\n  fixed")):
         cs = compile_space(parse_space(tutorial + metric, "cifar_chain.space"))
         assert (cs.num_decisions, cs.sum_k) == (9, 42)
-        assert cs.cost_table.metrics == ("params", "latency_ms")
+        assert cs.cost_table.metrics == ("params", "macs", "latency_ms")
     lat = cs.cost_table.costs("latency_ms")
     assert lat[0, cs.decisions[0].choices.index("ir_k3_e3")] == 1.2  # `ir_k3_e3 in s1_1` wins
     assert cs.cost_table.fixed["latency_ms"] == 3.1
+
+
+def test_docs_published_space_examples_compile():
+    from automl.compile import compile_space
+    from automl.dsl import parse_space
+
+    blocks = {b.split("\n", 1)[0]: b for b in _doc_blocks() if b.startswith("space ")}
+    se = compile_space(parse_space(blocks["space se_stages"], "se.space"))
+    assert [layer.se for layer in se.plan.layers] == [0.0, 0.0, 0.25, 0.25, 0.0]
+    assert se.arch_def(se.cost_table.cheapest())[0][0].endswith("_nre")
+    elastic = compile_space(parse_space(blocks["space elastic"], "elastic.space"))
+    assert [d.name for d in elastic.decisions] == ["s1_depth", "s1_1", "s1_2", "s1_3", "s2_depth", "s2_1", "s2_2",
+                                                   "s2_3"]
+    nb = compile_space(parse_space(blocks["space nb201_like"], "nb.space"))
+    assert nb.size == 15_625
