@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
 import time
 from pathlib import Path
 
@@ -91,7 +92,9 @@ class Run:
         self.n = self._num_archs()
         self.stages = plan_stages(self.method, self.n)
         self.recipe_yaml = recipe.to_yaml()
-        self.recipe_hash = hashlib.sha256(self.recipe_yaml.encode()).hexdigest()
+        # `threads` is left out: --resume may set another count (automl/train/threads.py)
+        hashed = recipe.model_copy(update={"threads": "auto"}).to_yaml()
+        self.recipe_hash = hashlib.sha256(hashed.encode()).hexdigest()
 
     # ------------------------------------------------------------------ set-up
     def _num_archs(self) -> int:
@@ -235,10 +238,41 @@ class Run:
         # would cost a host sync per path)
         return (u * k).long().clamp_max(k.long() - 1)
 
+    def _setup_threads(self) -> None:
+        """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0 and set
+        on every rank before any torch compute: the count changes float rounding."""
+        from automl.train.threads import apply_threads, resolve_threads, save_choice, step_work
+
+        choice = None
+        if self.info.is_main:
+            def work():
+                try:
+                    return step_work(self.recipe)
+                except UserError:  # a mistake in the space: reported after the data is checked
+                    return None
+
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
+            choice = resolve_threads(self.recipe.threads, out_dir=self.out, resume=self.resume, work=work,
+                                     local_world_size=local)
+            if not self.resume or not (self.out / "threads.json").exists():
+                save_choice(self.out, choice)
+        self.threads = broadcast_object(choice, self.info)
+        apply_threads(self.threads.threads)
+        self.reporter.info(self.threads.line())
+
     # ------------------------------------------------------------------ main
     def execute(self) -> dict:
+        """Run every stage (from the last checkpoint with ``resume``); torch's thread count is restored after."""
+        before = torch.get_num_threads()
+        try:
+            return self._execute()
+        finally:
+            torch.set_num_threads(before)
+
+    def _execute(self) -> dict:
         r = self.recipe
         self._prepare_out()
+        self._setup_threads()
         self._load_data()  # first: a wrong data.root should fail before any space is compiled
         self._load_spaces()
         self._check_shapes()
@@ -651,5 +685,6 @@ class Run:
             "cost_normalization": {"normalized": bool(r.search.normalize_costs),
                                    "scale": getattr(self, "cost_scale", 1.0)},
             "world_size": self.info.world_size,
+            "threads": self.threads.to_dict(),
             "architectures": archs,
         }

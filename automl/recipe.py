@@ -32,6 +32,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
+from automl.train.threads import check_setting as _check_threads
 
 __all__ = [
     "Recipe",
@@ -214,6 +215,9 @@ class Recipe(_Config):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name, used in output folders")
     seed: int = Field(0, description="seed of every random choice in the run")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+    threads: Annotated[Union[Literal["auto"], int], BeforeValidator(_check_threads)] = Field(
+        "auto", description="intra-op CPU threads; auto: from the step's size and the free cores "
+                            "(automl/train/threads.py); an explicit number or OMP_NUM_THREADS wins")
     space: str = Field(..., min_length=1, description=".space file")
     space_args: dict[str, Scalar] = Field({}, description="space parameter overrides for the search supernet")
     data: DataConfig = Field(DataConfig(), description="dataset and loaders")
