@@ -1,6 +1,6 @@
 """Intra-op threads next to busy processes: the recipe's ``threads: auto`` against 1 and torch's default.
 
-    python benchmarks/threads.py [--repeat 3] [--busy 0,1,2] [--epochs 1] [--steps 3] [--batch 4]
+    python benchmarks/threads.py [--repeat 3] [--busy 0,1,2] [--epochs 1] [--steps 3] [--batch 4] [--limit 180]
 
 Two workloads, each in a fresh process (so torch's default thread count and the ``auto`` choice are what a
 user gets; ``OMP_NUM_THREADS`` is removed from the children's environment):
@@ -15,6 +15,8 @@ Each runs alone and next to 1 and 2 busy processes (``--busy``), started by this
 workload (so ``auto`` sees them) and killed after it: Python processes multiplying 512x512 matrices in a
 loop with torch's default threads. Settings are interleaved (their order rotates every repeat) and every
 row is the median of ``--repeat`` runs; ``x_idle`` is a row's median over the same setting's idle median.
+A workload process that takes longer than ``--limit`` wall seconds (start-up included) is stopped and
+counted as ``--limit`` seconds (``cut_off`` counts them: the row's figure is then a lower bound).
 Prints a table and one JSON line (benchmarks/_common.py).
 
 With ``k`` busy processes on ``c`` cores, a process gets at most ``c / (k + 1)`` cores under a fair
@@ -56,23 +58,34 @@ def torch_default_threads() -> int:
     return int(out.stdout.strip())
 
 
-def run_digits(setting: str, epochs: int) -> tuple[float, int]:
-    """(search seconds, threads used) of a short quickstart run in a fresh process."""
+def _child(cmd: list[str], limit: float) -> str | None:
+    """Run ``cmd``; its stdout, or None when it ran past ``limit`` seconds (killed)."""
+    try:
+        return subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True, timeout=limit).stdout
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def run_digits(setting: str, epochs: int, limit: float) -> tuple[float, int | None, bool]:
+    """(search seconds, threads used, cut off) of a short quickstart run in a fresh process."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "run"
         cmd = [sys.executable, "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), "device=cpu",
                f"threads={setting}", f"search.weight_epochs={epochs}", f"search.theta_epochs={epochs}",
                "retrain.epochs=0", "export.onnx=false", "--out", str(out)]
-        subprocess.run(cmd, env=_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+        if _child(cmd, limit) is None:
+            return limit, None, True
         res = json.loads((out / "results.json").read_text())
-    return float(res["search_seconds"]), int(res["threads"]["threads"])
+    return float(res["search_seconds"]), int(res["threads"]["threads"]), False
 
 
-def run_proxyless(setting: str, steps: int, batch: int) -> tuple[float, int]:
+def run_proxyless(setting: str, steps: int, batch: int, limit: float) -> tuple[float, int | None, bool]:
     cmd = [sys.executable, __file__, "--child", setting, "--steps", str(steps), "--batch", str(batch)]
-    out = subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True, timeout=900)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
-    return float(res["seconds"]), int(res["threads"])
+    out = _child(cmd, limit)
+    if out is None:
+        return limit, None, True
+    res = json.loads(out.strip().splitlines()[-1])
+    return float(res["seconds"]), int(res["threads"]), False
 
 
 def child_proxyless(setting: str, steps: int, batch: int) -> None:
@@ -138,6 +151,10 @@ def main(argv: list[str]) -> None:
     p.add_argument("--steps", type=int, default=3, help="proxylessnas: timed supernet steps")
     p.add_argument("--batch", type=int, default=4, help="proxylessnas: batch size")
     p.add_argument("--workloads", default="digits,proxylessnas")
+    p.add_argument("--limit", type=float, default=180.0,
+                   help="wall seconds a workload process (start-up included) may take; one that takes longer is "
+                        "stopped and counted as LIMIT seconds (a lower bound, marked >=): a collapse cannot "
+                        "stall the benchmark")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` still stops the busy processes
@@ -159,22 +176,23 @@ def main(argv: list[str]) -> None:
                 for w in workloads:
                     order = settings[rep % len(settings):] + settings[:rep % len(settings)]
                     for s in order:
-                        r = run_digits(s, a.epochs) if w == "digits" else run_proxyless(s, a.steps, a.batch)
+                        r = (run_digits(s, a.epochs, a.limit) if w == "digits" else
+                             run_proxyless(s, a.steps, a.batch, a.limit))
                         samples.setdefault((w, busy, s), []).append(r)
-                        print(f"  rep {rep + 1} busy {busy} {w} threads={s}: {r[0]:.2f} s ({r[1]} threads)",
-                              file=sys.stderr, flush=True)
+                        print(f"  rep {rep + 1} busy {busy} {w} threads={s}: {'>=' if r[2] else ''}{r[0]:.2f} s "
+                              f"({r[1]} threads)", file=sys.stderr, flush=True)
     rows = []
     for w in workloads:
         for s in settings:
-            idle = median([t for t, _ in samples[(w, loads[0], s)]])
+            idle = median([t for t, _, _ in samples[(w, loads[0], s)]])
             for busy in loads:
                 got = samples[(w, busy, s)]
-                secs = median([t for t, _ in got])
-                threads = sorted({n for _, n in got})
+                secs = median([t for t, _, _ in got])
+                threads = sorted({n for _, n, _ in got if n is not None})
                 rows.append({"workload": w, "busy": busy, "setting": names[s],
-                             "threads": ",".join(map(str, threads)), "seconds": round(secs, 3),
-                             "x_idle": round(secs / idle, 2),
-                             "runs": len(got)})
+                             "threads": ",".join(map(str, threads)) or "?", "seconds": round(secs, 3),
+                             "x_idle": round(secs / idle, 2), "runs": len(got),
+                             "cut_off": sum(c for _, _, c in got)})
     summary = {}
     for w in workloads:
         auto = [r for r in rows if r["workload"] == w and r["setting"] == "auto"]

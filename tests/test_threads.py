@@ -228,3 +228,23 @@ def test_bad_environment_is_a_user_error(tmp_path, capsys, monkeypatch):
     code = main(["run", QUICK, *TINY, "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code == 2 and "OMP_NUM_THREADS='lots'" in err and "Traceback" not in err
+
+
+@pytest.mark.heavy
+def test_torchrun_workers_split_the_cores(tmp_path):
+    """torchrun sets OMP_NUM_THREADS=1 for its workers when the user did not: that is not the user's choice,
+    so ``auto`` decides, for two processes on this machine."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(ROOT)
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+           "-m", "automl", "run", QUICK, *TINY, "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    t = json.loads((out / "results.json").read_text())["threads"]
+    assert t["source"] == "auto" and t["local_world_size"] == 2 and t["threads"] == 1
+    assert "threads: 1 (auto:" in proc.stdout
