@@ -155,39 +155,43 @@ def seen_threads(monkeypatch):
     return seen
 
 
+# The runs below compute with one thread: two threads on the shared 2-core test machine can take minutes
+# (the very collapse `auto` avoids). Which setting won is told by the count *and* by `source`.
+
 def test_run_sets_records_and_restores(tmp_path, seen_threads, monkeypatch, capsys):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    torch.set_num_threads(1)
-    res = Run(load_recipe(QUICK, TINY + ["threads=2"]), tmp_path / "r", tty=False).execute()
-    assert seen_threads == [2]
-    assert torch.get_num_threads() == 1  # restored for the caller
-    assert res["threads"]["threads"] == 2 and res["threads"]["source"] == "recipe"
-    assert json.loads((tmp_path / "r" / "results.json").read_text())["threads"] == res["threads"]
-    assert json.loads((tmp_path / "r" / "threads.json").read_text())["threads"] == 2
-    assert "threads: 2 (recipe: threads: 2 in the recipe)" in capsys.readouterr().out
-
-
-def test_run_auto_on_small_work_picks_one_and_env_wins(tmp_path, seen_threads, monkeypatch):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    torch.set_num_threads(2)
+    torch.set_num_threads(2)  # the caller's count: not the run's, and restored afterwards
     try:
-        res = Run(load_recipe(QUICK, TINY), tmp_path / "a", tty=False).execute()
-        assert seen_threads == [1] and res["threads"]["source"] == "auto"
-        assert res["threads"]["step_work"] == th.step_work(load_recipe(QUICK, TINY))
-        seen_threads.clear()
-        monkeypatch.setenv("OMP_NUM_THREADS", "2")
-        res = Run(load_recipe(QUICK, TINY), tmp_path / "b", tty=False).execute()
-        assert seen_threads == [2] and res["threads"]["source"] == "OMP_NUM_THREADS"
+        res = Run(load_recipe(QUICK, TINY + ["threads=1"]), tmp_path / "r", tty=False).execute()
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+    assert seen_threads == [1]
+    assert res["threads"]["threads"] == 1 and res["threads"]["source"] == "recipe"
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["threads"] == res["threads"]
+    assert json.loads((tmp_path / "r" / "threads.json").read_text())["threads"] == 1
+    assert "threads: 1 (recipe: threads: 1 in the recipe)" in capsys.readouterr().out
+
+
+def test_run_auto_and_env(tmp_path, seen_threads, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    res = Run(load_recipe(QUICK, TINY), tmp_path / "a", tty=False).execute()
+    assert seen_threads == [1] and res["threads"]["source"] == "auto"
+    assert res["threads"]["step_work"] == th.step_work(load_recipe(QUICK, TINY))
+    assert "too small" in res["threads"]["reason"]
+    seen_threads.clear()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr(th, "choose_threads", lambda *a: pytest.fail("the environment should win over auto"))
+    res = Run(load_recipe(QUICK, TINY), tmp_path / "b", tty=False).execute()
+    assert seen_threads == [1] and res["threads"]["source"] == "OMP_NUM_THREADS"
 
 
 def test_resumed_run_keeps_the_count_it_started_with(tmp_path, seen_threads, monkeypatch):
-    """Started with threads=2, interrupted, resumed with threads: auto (which would pick 1 for this work):
-    the resumed part runs two threads, and the result equals an uninterrupted two-thread run."""
+    """Started with threads=1, interrupted, resumed with threads: auto on a machine where auto would now
+    pick 2: the resumed part runs the one thread it started with, and equals an uninterrupted run."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     extra = TINY + ["search.weight_epochs=2"]
-    reference = Run(load_recipe(QUICK, extra + ["threads=2"]), tmp_path / "ref", tty=False).execute()
+    reference = Run(load_recipe(QUICK, extra + ["threads=1"]), tmp_path / "ref", tty=False).execute()
     real_save = CheckpointStore.save
 
     def save_then_die(self, state):
@@ -196,12 +200,13 @@ def test_resumed_run_keeps_the_count_it_started_with(tmp_path, seen_threads, mon
 
     monkeypatch.setattr(CheckpointStore, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        Run(load_recipe(QUICK, extra + ["threads=2"]), tmp_path / "k", tty=False).execute()
+        Run(load_recipe(QUICK, extra + ["threads=1"]), tmp_path / "k", tty=False).execute()
     monkeypatch.setattr(CheckpointStore, "save", real_save)
+    monkeypatch.setattr(th, "choose_threads", lambda *a: (2, "a busier or bigger machine"))
     seen_threads.clear()
     resumed = Run(load_recipe(QUICK, extra), tmp_path / "k", resume=True, tty=False).execute()
-    assert seen_threads == [2]
-    assert resumed["threads"]["threads"] == 2 and resumed["threads"]["source"] == "resumed"
+    assert seen_threads == [1]
+    assert resumed["threads"]["threads"] == 1 and resumed["threads"]["source"] == "resumed"
     strip = lambda r: [(a["choices"], a["params"]) for a in r["architectures"]]  # noqa: E731
     assert strip(resumed) == strip(reference)
 
