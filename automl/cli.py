@@ -2,8 +2,9 @@
 
 Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
 lazily, so ``automl space check`` does not pay for importing the training stack.
-User mistakes (:class:`automl.errors.UserError`) print one message and exit 2; anything else is an
-internal error: exit 1 with a request to report it.
+User mistakes (:class:`automl.errors.UserError`) print one message and exit 2; a run stopped by SIGTERM or
+SIGINT (:class:`automl.errors.Stopped`) exits 143 or 130; anything else is an internal error: exit 1 with a
+request to report it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import sys
 import traceback
 
-from automl.errors import UserError
+from automl.errors import Stopped, UserError
 
 __all__ = ["main", "build_parser", "parse_set_args"]
 
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return int(importlib.import_module(args.module).main(args) or 0)
     except UserError as e:
         print(str(e) if getattr(e, "located", False) else f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except Stopped as e:  # SIGTERM / SIGINT: the run wrote a checkpoint and printed the --resume command
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

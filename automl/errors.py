@@ -6,7 +6,7 @@ traceback). Anything else escaping the CLI is an internal error (exit code 1).
 
 from __future__ import annotations
 
-__all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "format_source_error"]
+__all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error"]
 
 
 class UserError(Exception):
@@ -14,6 +14,15 @@ class UserError(Exception):
 
     exit_code = 2
     located = False  # True when the message already starts with FILE:LINE:COL or FILE: KEY
+
+
+class Stopped(Exception):
+    """The run stopped on SIGTERM or SIGINT after writing a checkpoint; exit code 128 + the signal (143, 130)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 def format_source_error(

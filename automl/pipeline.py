@@ -13,31 +13,36 @@ random                 random (sample architectures, optionally within cost budg
 
 followed by ``retrain/i`` for every derived architecture (train from scratch on all of D, evaluate on the
 test set, export) and the report. A checkpoint is written atomically at the end of every epoch of every
-stage; ``--resume`` restarts at the last one, and on the CPU the resumed run's architectures equal an
-uninterrupted run's, because everything random is a function of the seed and of state in the checkpoint
-(model init is seeded per stage, the data order is a function of (seed, epoch), the engine and samplers
-carry their RNG, and the global RNG state is saved and restored).
+stage, inside an epoch every ``checkpoint.every_minutes`` / ``every_steps``, and when SIGTERM or SIGINT asks
+the run to stop (:mod:`automl.train.preempt`); ``--resume`` restarts at the last one, and on the CPU the
+resumed run's architectures equal an uninterrupted run's, because everything random is a function of the
+seed and of state in the checkpoint (model init is seeded per stage, the data order is a function of
+(seed, epoch, rank) and a resumed epoch skips the batches already done, the engine and samplers carry their
+RNG, the global RNG state and the epoch's running sums are saved and restored). One process writes a run
+folder at a time: rank 0 holds an exclusive lock on ``DIR/.lock`` for the whole run (:mod:`automl._lock`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
+import signal
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from automl.errors import UserError
+from automl._lock import LOCK_NAME, RunLock
+from automl.errors import Stopped, UserError
 from automl.train.checkpoint import CheckpointStore
 from automl.train.depthwise import plain_convs
 from automl.train.distributed import (DistInfo, all_reduce_mean, assert_same_on_all_ranks, barrier,
                                       broadcast_object)
 from automl.train.loops import (create_optimizer, create_scheduler, evaluate, for_training, path_losses,
                                 train_step, weight_step)
+from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
 __all__ = ["Run", "plan_stages", "resolve_device"]
@@ -79,10 +84,14 @@ class Run:
     """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json)."""
 
     def __init__(self, recipe, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None,
-                 tty: bool | None = None):
+                 tty: bool | None = None, resume_command: str | None = None):
         self.recipe = recipe
         self.out = Path(out_dir)
         self.resume = resume
+        # printed when the run stops early; commands/run.py passes the command line with its overrides
+        self.resume_command = resume_command or f"automl run {recipe.source} --out {self.out} --resume"
+        self.lock = RunLock(self.out)
+        self._clock: tuple[str, float] | None = None  # the phase being timed, since when (see _lap)
         self.info = info or DistInfo()
         self.device = resolve_device(recipe.device, self.info)
         self.store = CheckpointStore(self.out / "checkpoints")
@@ -92,9 +101,7 @@ class Run:
         self.n = self._num_archs()
         self.stages = plan_stages(self.method, self.n)
         self.recipe_yaml = recipe.to_yaml()
-        # `threads` is left out: --resume may set another count (automl/train/threads.py)
-        hashed = recipe.model_copy(update={"threads": "auto"}).to_yaml()
-        self.recipe_hash = hashlib.sha256(hashed.encode()).hexdigest()
+        self.recipe_hash = recipe.fingerprint()
 
     # ------------------------------------------------------------------ set-up
     def _num_archs(self) -> int:
@@ -119,11 +126,13 @@ class Run:
             return
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
+        # a run writing here now is named first, whatever this command asks (the lock is held till the end)
+        self.lock.acquire(create=False)
         if self.resume:
             if not self.store.exists():
                 raise UserError(f"--resume: no checkpoint in {self.out} (looked for "
                                 f"{self.store.index_path}); start a new run without --resume")
-        elif self.out.exists() and any(self.out.iterdir()):
+        elif self.out.exists() and any(p.name != LOCK_NAME for p in self.out.iterdir()):
             raise UserError(f"--out {self.out} already holds files; pass --resume to continue that run, "
                             f"or choose another --out")
         try:
@@ -133,6 +142,7 @@ class Run:
             probe.unlink()
         except OSError as e:
             raise UserError(f"--out {self.out}: cannot write there ({e.strerror}); choose a writable folder")
+        self.lock.acquire()
 
     def _load_spaces(self):
         from automl.compile import load_compiled
@@ -213,13 +223,18 @@ class Run:
         if "cuda" in st and self.device.type == "cuda":
             torch.cuda.set_rng_state(st["cuda"], self.device)
 
-    def _save(self, stage_idx: int, epoch: int, **objects) -> None:
-        """Checkpoint at a boundary: ``stage_idx`` with ``epoch`` epochs done (rank 0 writes; all wait)."""
+    def _save(self, stage_idx: int, epoch: int, step: int = 0, **objects) -> None:
+        """Checkpoint ``stage_idx`` with ``epoch`` epochs and ``step`` steps of the next one done (rank 0 writes;
+        all wait), then stop the run if a signal asked to (every rank takes the same decision here)."""
+        if self._clock is not None:  # book the phase's time so far: a resumed run does not redo it
+            kind = self._clock[0]
+            self._lap_done()
+            self._lap(kind)
         if self.info.is_main:
             state = {"format": CKPT_FORMAT, "recipe_sha256": self.recipe_hash, "stage": stage_idx,
-                     "epoch": epoch, "archs": self.archs, "results": self.results,
+                     "epoch": epoch, "step": step, "archs": self.archs, "results": self.results,
                      "phase_seconds": self.phase_seconds, "supernet": self.supernet_state,
-                     "rng": self._rng_state()}
+                     "rng": self._rng_state(), "metrics_bytes": self.reporter.size()}
             for k, v in objects.items():
                 state[k] = v.state_dict() if hasattr(v, "state_dict") else v
             state["bad_steps"] = self.bad_steps
@@ -229,6 +244,30 @@ class Run:
                 raise UserError(f"cannot write a checkpoint in {self.store.folder} ({e.strerror or e}); the "
                                 f"previous checkpoint is intact: free space and continue with --resume") from None
         barrier(self.info)
+        self.preempt.saved()
+        signum = self.preempt.signalled()
+        if signum:
+            where = f"{self._stage_name(stage_idx)}, epoch {epoch}" + (f" + {step} steps" if step else "")
+            torchrun = " (under torchrun: the same torchrun command, with --resume)" if self.info.enabled else ""
+            self.reporter.info(f"stopped by {signal.Signals(signum).name}; the checkpoint in {self.store.folder} "
+                               f"resumes at {where}. Continue with: {self.resume_command}{torchrun}")
+            raise Stopped(signum)
+
+    def _step_done(self, idx: int, epoch: int, step: int, steps: int, state) -> None:
+        """Every training loop calls this after ``step`` (1-based) of the ``steps`` of ``epoch``: a checkpoint
+        inside the epoch when ``checkpoint.every_*`` is reached or a signal asks to stop (the run then stops,
+        in :meth:`_save`). ``state()`` gives the stage's objects and the epoch's running sums. After the last
+        step the epoch's own checkpoint (or the stage's) follows at once."""
+        if step < steps and self.preempt.step():
+            self._save(idx, epoch, step, **state())
+
+    @staticmethod
+    def _partial(ckpt: dict | None) -> tuple[int, dict | None]:
+        """(steps already done, running sums) of the first epoch to run: nonzero for a checkpoint written
+        inside an epoch."""
+        if ckpt is None or not ckpt.get("step"):
+            return 0, None
+        return ckpt["step"], ckpt["sums"]
 
     def _sampler_archs(self, n: int) -> torch.Tensor:
         """``n`` architectures sampled uniformly (weight phase), from the run's own generator."""
@@ -267,6 +306,7 @@ class Run:
         try:
             return self._execute()
         finally:
+            self.lock.release()
             torch.set_num_threads(before)
 
     def _execute(self) -> dict:
@@ -283,7 +323,8 @@ class Run:
         self.phase_seconds: dict[str, float] = {}
         self.supernet_state = None
         self.bad_steps = 0  # weight steps skipped for a non-finite loss (search.nan_policy: skip)
-        start_stage, start_epoch, ckpt = 0, 0, None
+        self.preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
+        start_stage, start_epoch, start_step, ckpt = 0, 0, 0, None
         if self.resume:
             ckpt = self.store.load() if self.info.is_main else None
             ckpt = broadcast_object(ckpt, self.info)
@@ -294,24 +335,30 @@ class Run:
                 raise UserError(f"--resume: the recipe differs from the one {self.out} was started with "
                                 f"(see {self.out / 'recipe.resolved.yaml'}); resume with the same recipe and "
                                 f"overrides, or start a new run")
-            start_stage, start_epoch = ckpt["stage"], ckpt["epoch"]
+            start_stage, start_epoch, start_step = ckpt["stage"], ckpt["epoch"], ckpt.get("step", 0)
             self.archs, self.results = ckpt["archs"], ckpt["results"]
             self.phase_seconds, self.supernet_state = ckpt["phase_seconds"], ckpt["supernet"]
             self.bad_steps = ckpt.get("bad_steps", 0)
-            if start_epoch == 0:  # at a stage boundary; mid-stage, the stage restores it after building
+            if start_epoch == 0 and start_step == 0:  # at a stage boundary; mid-stage, the stage restores it
                 self._set_rng_state(ckpt["rng"])
-            self.reporter.info(f"resuming {self.out} at {self._stage_name(start_stage)}, epoch {start_epoch}")
+            if "metrics_bytes" in ckpt:  # the lines logged after the checkpoint are logged again below
+                self.reporter.cut(ckpt["metrics_bytes"])
+            if self.info.is_main:
+                self.store.remove_temporaries()  # of a write a kill cut short; this run holds the lock
+            self.reporter.info(f"resuming {self.out} at {self._stage_name(start_stage)}, epoch {start_epoch}"
+                               + (f" + {start_step} steps" if start_step else ""))
         elif self.info.is_main:
             from automl._io import atomic_write_text
 
             atomic_write_text(self.out / "recipe.resolved.yaml", self.recipe_yaml)
         try:
-            for idx in range(start_stage, len(self.stages)):
-                mid_stage = ckpt is not None and idx == start_stage and start_epoch > 0
-                self._run_stage(idx, start_epoch if mid_stage else 0, ckpt if mid_stage else None)
+            with self.preempt.armed():  # SIGTERM / SIGINT: checkpoint after the current step, then Stopped
+                for idx in range(start_stage, len(self.stages)):
+                    mid_stage = ckpt is not None and idx == start_stage and (start_epoch > 0 or start_step > 0)
+                    self._run_stage(idx, start_epoch if mid_stage else 0, ckpt if mid_stage else None)
         except KeyboardInterrupt:
             self.reporter.info(f"\ninterrupted; the last checkpoint is in {self.store.folder}. "
-                               f"Continue with: automl run {r.source} --out {self.out} --resume")
+                               f"Continue with: {self.resume_command}")
             raise
         results = self._results()
         if self.info.is_main:
@@ -341,6 +388,15 @@ class Run:
     def _timed(self, kind: str, seconds: float) -> None:
         self.phase_seconds[kind] = self.phase_seconds.get(kind, 0.0) + seconds
 
+    def _lap(self, kind: str) -> None:
+        """Start timing ``kind`` (phase_seconds); a checkpoint written meanwhile books the time so far."""
+        self._clock = (kind, time.perf_counter())
+
+    def _lap_done(self) -> None:
+        kind, t0 = self._clock
+        self._timed(kind, time.perf_counter() - t0)
+        self._clock = None
+
     def _log_every(self) -> int:
         return self.recipe.search.log_every
 
@@ -357,29 +413,41 @@ class Run:
             num_updates = ckpt["num_updates"]
             self._set_rng_state(ckpt["rng"])
         criterion = nn.CrossEntropyLoss()
+        partial = self._partial(ckpt)
         for epoch in range(start_epoch, s.weight_epochs):
-            t0 = time.perf_counter()
+            self._lap("weights")
             net.train()
             num_updates = self._weight_epoch(net, opt, sched, criterion, epoch, s.weight_epochs, num_updates,
-                                             "weights", lambda: self._sampler_archs(s.lam))
-            self._timed("weights", time.perf_counter() - t0)
+                                             "weights", lambda: self._sampler_archs(s.lam),
+                                             idx=idx, objects={"supernet_train": net, "optimizer": opt},
+                                             partial=partial)
+            partial = (0, None)
+            self._lap_done()
             if epoch + 1 < s.weight_epochs:
                 self._save(idx, epoch + 1, supernet_train=net, optimizer=opt, num_updates=num_updates)
         self.supernet_state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
         self._save(idx + 1, 0)
 
-    def _weight_epoch(self, net, opt, sched, criterion, epoch, epochs, num_updates, phase, sample, theta=None):
-        """One epoch of W updates; with ``theta`` = (engine, theta iterator) also a θ step after each (Alg. 2)."""
+    def _weight_epoch(self, net, opt, sched, criterion, epoch, epochs, num_updates, phase, sample, theta=None, *,
+                      idx, objects, partial=(0, None)):
+        """One epoch of W updates; with ``theta`` = (engine, theta iterator) also a θ step after each (Alg. 2).
+
+        ``objects``: what a checkpoint inside the epoch saves besides ``num_updates`` and the running sums;
+        ``partial``: (steps done, running sums) when resuming inside this epoch."""
         loader = self.data.w
         every = self._log_every()
+        done, sums = partial
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device)
         seen = 0
         s = self.recipe.search
         skip = s.nan_policy == "skip"
         good = 0  # steps applied (all of them under nan_policy stop)
+        if sums is not None:
+            loss_sum, correct, seen, good = (sums["loss"].to(self.device), sums["correct"].to(self.device),
+                                             sums["seen"], sums["good"])
         with self.reporter.epoch(phase, epoch, epochs, len(loader)) as update:
-            for step, (x, y) in enumerate(loader.epoch(epoch)):
+            for step, (x, y) in enumerate(loader.epoch(epoch, done), start=done):
                 archs = sample()
                 loss, corr = weight_step(net, x, y, archs, opt, criterion, self.info,
                                          self.recipe.optim.grad_clip, self.device, skip_nonfinite=skip)
@@ -414,6 +482,9 @@ class Run:
                     update(step + 1, loss=mean, acc=acc)
                     self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean, accuracy=acc,
                                       lr=opt.param_groups[0]["lr"])
+                self._step_done(idx, epoch, step + 1, len(loader), lambda: dict(
+                    objects, num_updates=num_updates,
+                    sums={"loss": loss_sum, "correct": correct, "seen": seen, "good": good}))
         self.reporter.info(f"{phase} epoch {epoch + 1}/{epochs}: loss {loss_sum.item() / max(len(loader), 1):.4f} "
                            f"acc {correct.item() / max(seen, 1):.3f} lr {opt.param_groups[0]['lr']:.4g}")
         return num_updates
@@ -450,18 +521,24 @@ class Run:
             self._set_rng_state(ckpt["rng"])
         loader = self.data.theta
         nonfinite = 0
+        done, sums = self._partial(ckpt)
         for epoch in range(start_epoch, s.theta_epochs):
-            t0 = time.perf_counter()
+            self._lap("theta")
             loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+            if sums is not None:
+                loss_sum = sums["loss"].to(self.device)
             with self.reporter.epoch(phase, epoch, s.theta_epochs, len(loader)) as update:
-                for step, (x, y) in enumerate(loader.epoch(epoch)):
+                for step, (x, y) in enumerate(loader.epoch(epoch, done), start=done):
                     loss_sum += self._theta_step(net, engine, x, y).mean()
                     if (step + 1) % self._log_every() == 0 or step + 1 == len(loader):
                         mean = loss_sum.item() / (step + 1)
                         update(step + 1, loss=mean)
                         self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean,
                                           expected_cost=engine.expected_cost().tolist())
-            self._timed("theta", time.perf_counter() - t0)
+                    self._step_done(idx, epoch, step + 1, len(loader),
+                                    lambda: {"engine": engine, "sums": {"loss": loss_sum}})
+            done, sums = 0, None
+            self._lap_done()
             nonfinite = self._report_nonfinite(engine, phase, epoch, nonfinite)
             self.reporter.info(f"{phase} epoch {epoch + 1}/{s.theta_epochs}: loss "
                                f"{loss_sum.item() / max(len(loader), 1):.4f} max θ "
@@ -499,20 +576,26 @@ class Run:
             self._set_rng_state(ckpt["rng"])
         criterion = nn.CrossEntropyLoss()
 
-        def theta_batches(epoch):
-            e = epoch * 1_000_003  # a D_θ epoch sequence of its own, cycled to match D_W's length
+        def theta_batches(epoch, done):
+            # a D_θ epoch sequence of its own, cycled to match D_W's length; ``done`` batches already used
+            n = len(self.data.theta)
+            e, start = epoch * 1_000_003 + done // n, done % n
             while True:
-                yield from self.data.theta.epoch(e)
-                e += 1
+                yield from self.data.theta.epoch(e, start)
+                e, start = e + 1, 0
 
         nonfinite = 0
+        partial = self._partial(ckpt)
         for epoch in range(start_epoch, s.weight_epochs):
-            t0 = time.perf_counter()
+            self._lap("simultaneous")
             net.train()
             num_updates = self._weight_epoch(net, opt, sched, criterion, epoch, s.weight_epochs, num_updates,
                                              f"simultaneous eps={eps}", lambda: engine.ask().cpu(),
-                                             theta=(engine, theta_batches(epoch)))
-            self._timed("simultaneous", time.perf_counter() - t0)
+                                             theta=(engine, theta_batches(epoch, partial[0])), idx=idx,
+                                             objects={"supernet_train": net, "optimizer": opt, "engine": engine},
+                                             partial=partial)
+            partial = (0, None)
+            self._lap_done()
             nonfinite = self._report_nonfinite(engine, f"simultaneous eps={eps}", epoch, nonfinite)
             if epoch + 1 < s.weight_epochs:
                 self._save(idx, epoch + 1, supernet_train=net, optimizer=opt, engine=engine,
@@ -554,12 +637,12 @@ class Run:
         eps = self._epsilon(i)
         tag = f"eps={eps}" if eps is not None else f"random {i}"
         accuracy = None
-        t0 = time.perf_counter()
+        self._lap("retrain")
         if rt.epochs > 0:
             accuracy = self._retrain(idx, start_epoch, ckpt, model, tag)
         elif self.supernet_state is not None and sp is self.space:
             self._inherit(model, arch)
-        self._timed("retrain", time.perf_counter() - t0)
+        self._lap_done()
         t0 = time.perf_counter()
         onnx_rel = self._export(i, model, arch, eps) if self.info.is_main else None
         self._timed("export", time.perf_counter() - t0)
@@ -590,13 +673,19 @@ class Run:
         criterion = nn.CrossEntropyLoss(label_smoothing=rt.label_smoothing)
         every = self._log_every()
         phase = f"retrain {tag}"
+        objs = {"model": model, "optimizer": opt}
+        if ema is not None:
+            objs["ema"] = ema
+        done, sums = self._partial(ckpt)
         for epoch in range(start_epoch, rt.epochs):
             model.train()
             loss_sum = torch.zeros((), device=self.device)
             correct = torch.zeros((), device=self.device)
             seen = 0
+            if sums is not None:
+                loss_sum, correct, seen = sums["loss"].to(self.device), sums["correct"].to(self.device), sums["seen"]
             with self.reporter.epoch(phase, epoch, rt.epochs, len(loader)) as update:
-                for step, (x, y) in enumerate(loader.epoch(epoch)):
+                for step, (x, y) in enumerate(loader.epoch(epoch, done), start=done):
                     loss, corr = train_step(model, x, y, opt, criterion, self.info, rt.grad_clip, self.device)
                     num_updates += 1
                     sched.step_update(num_updates)
@@ -613,13 +702,13 @@ class Run:
                         update(step + 1, loss=mean, acc=correct.item() / max(seen, 1))
                         self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean,
                                           accuracy=correct.item() / max(seen, 1), lr=opt.param_groups[0]["lr"])
+                    self._step_done(idx, epoch, step + 1, len(loader), lambda: dict(
+                        objs, num_updates=num_updates, sums={"loss": loss_sum, "correct": correct, "seen": seen}))
+            done, sums = 0, None
             self.reporter.info(f"{phase} epoch {epoch + 1}/{rt.epochs}: loss "
                                f"{loss_sum.item() / max(len(loader), 1):.4f} acc {correct.item() / max(seen, 1):.3f}")
             if epoch + 1 < rt.epochs:
-                objs = {"model": model, "optimizer": opt, "num_updates": num_updates}
-                if ema is not None:
-                    objs["ema"] = ema
-                self._save(idx, epoch + 1, **objs)
+                self._save(idx, epoch + 1, num_updates=num_updates, **objs)
         final = ema.module if ema is not None else model
         if ema is not None:
             model.load_state_dict(ema.module.state_dict())

@@ -22,6 +22,7 @@ Every mistake is a :class:`~automl.errors.RecipeError` naming the file, the dott
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import typing
 from pathlib import Path
@@ -209,6 +210,24 @@ class ExportConfig(_Config):
         return v
 
 
+RESULT_NEUTRAL = {"checkpoint"}  # recipe sections that change how a run is kept safe, never what it computes
+# may differ on --resume although it changes float rounding: a resumed run keeps the count it started with
+# unless told otherwise (automl/train/threads.py)
+RESUME_MAY_SET = {"threads"}
+
+
+class CheckpointConfig(_Config):
+    """Checkpoints inside an epoch (one is always written at the end of every epoch and on SIGTERM/SIGINT).
+
+    15 minutes: an ImageNet-size epoch (hours) loses at most a quarter of an hour to a crash, for a few
+    seconds of writing per checkpoint; the quickstart's epochs last seconds, so it never writes one."""
+
+    every_minutes: float | None = Field(
+        15.0, gt=0, description="also checkpoint inside an epoch this often (rank 0's clock); null: never")
+    every_steps: int | None = Field(
+        None, gt=0, description="also checkpoint inside an epoch every this many training steps; null: never")
+
+
 class Recipe(_Config):
     """A whole run. Load it with :func:`load_recipe`; every path in it is absolute."""
 
@@ -225,6 +244,7 @@ class Recipe(_Config):
     optim: OptimConfig = Field(OptimConfig(), description="optimiser of the supernet weights")
     retrain: RetrainConfig = Field(RetrainConfig(), description="retraining of derived networks")
     export: ExportConfig = Field(ExportConfig(), description="export")
+    checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="checkpoints inside an epoch")
 
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -269,10 +289,17 @@ class Recipe(_Config):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def to_yaml(self) -> str:
+    def to_yaml(self, exclude: set[str] | None = None) -> str:
         """The resolved recipe (defaults filled, paths absolute); loading it back gives an equal Recipe."""
         head = f"# resolved from {self._source}\n" if self._source else ""
-        return head + yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, default_flow_style=False)
+        return head + yaml.safe_dump(self.model_dump(mode="json", exclude=exclude), sort_keys=False,
+                                     default_flow_style=False)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
+        ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
+        written and (explicitly) the thread count."""
+        return hashlib.sha256(self.to_yaml(exclude=RESULT_NEUTRAL | RESUME_MAY_SET).encode()).hexdigest()
 
     def dump_resolved(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``)."""

@@ -218,3 +218,20 @@ def test_with_batch_size_keeps_the_order(digits):
     big = digits.full.with_batch_size(500)
     assert big.batch_size == 500 and len(big) == 3 and digits.full.batch_size == 100
     assert seen(big, 2) == seen(digits.full, 2) and digits.full.with_batch_size(None) is digits.full
+
+
+def test_epoch_from_a_start_batch_is_the_rest_of_the_epoch(tmp_path):
+    """A run resumed inside an epoch gets exactly the batches an uninterrupted epoch has after the first k:
+    the same items and, with CIFAR's augmentation, the same crops and flips."""
+    write_fake_cifar(tmp_path / "cifar")
+    d = build_data(DataConfig(dataset="cifar10", root="cifar", batch_size=8, theta_split=0.5), tmp_path, 0, "cpu")
+    whole = list(d.w.epoch(3))
+    for k in (1, 4, len(whole)):
+        rest = list(d.w.epoch(3, start=k))
+        assert len(rest) == len(whole) - k
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(rest, whole[k:]))
+    write_fake_imagefolder(tmp_path / "imgs")
+    f = build_data(DataConfig(dataset="imagefolder", root="imgs", image_size=32, batch_size=2, theta_split=2),
+                   tmp_path, 0, "cpu")
+    labels = [y.tolist() for _, y in f.w.epoch(1)]
+    assert [y.tolist() for _, y in f.w.epoch(1, start=1)] == labels[1:]

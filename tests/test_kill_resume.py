@@ -147,6 +147,9 @@ def test_kill_9_in_every_phase_then_resume(tmp_path, full_reference, phase, seed
     resumed, log = resume(out, FULL)
     assert f"at {resume_at}" in log, log[:500]
     assert strip(resumed) == strip(full_reference)
+    # the lines the killed run logged after its checkpoint were cut: every step appears once
+    steps = [(x["phase"], x["epoch"], x["step"], x.get("split")) for x in _lines(out) if "step" in x]
+    assert len(steps) == len(set(steps))
     if phase == "export":
         manifest = json.loads((out / "export" / "eps-0" / "manifest.json").read_text())
         assert manifest["params"] == full_reference["architectures"][0]["params"]

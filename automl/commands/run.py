@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -41,5 +42,6 @@ def main(args) -> int:
     out = Path(broadcast_object(str(out), info))  # every rank uses rank 0's timestamped folder
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-    Run(recipe, out, resume=args.resume, info=info).execute()
+    again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), "--resume"])
+    Run(recipe, out, resume=args.resume, info=info, resume_command=again).execute()
     return 0

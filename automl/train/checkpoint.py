@@ -54,6 +54,14 @@ class CheckpointStore:
             (self.folder / old["file"]).unlink(missing_ok=True)
         return self.folder / name
 
+    def remove_temporaries(self) -> int:
+        """Delete the temporary files of writes that a kill cut short (never named by the index); only safe
+        for the folder's one writer (the run holding its lock). Returns how many."""
+        stray = list(self.folder.glob(".*.tmp")) if self.folder.is_dir() else []
+        for p in stray:
+            p.unlink(missing_ok=True)
+        return len(stray)
+
     def load(self) -> dict | None:
         """The newest intact checkpoint, or None when there is none."""
         for entry in self._index():

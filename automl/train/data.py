@@ -7,7 +7,8 @@
 >>> x, y = next(iter(data.w.epoch(0)))
 
 The order of the batches of every :class:`Loader` is a pure function of (seed, epoch, rank): resuming a run
-at the start of an epoch replays exactly the batches it would have seen. Training loaders shuffle with a
+at the start of an epoch replays exactly the batches it would have seen, and inside an epoch
+``loader.epoch(e, start=k)`` yields the batches after the first k. Training loaders shuffle with a
 ``torch.Generator`` seeded from (seed, epoch, loader name); with ``world_size > 1`` each rank takes a
 disjoint, equal-size shard of that permutation (the remainder is dropped so every rank runs the same
 number of steps). The test loader does not shuffle and covers each test item exactly once across ranks.
@@ -101,7 +102,9 @@ class Loader:
             order = order.to(device, non_blocking=True)
         return [b for b in order.split(self.batch_size) if len(b)]
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of ``epoch`` from batch ``start`` on (a run resumed inside the epoch skips the
+        batches it already trained on; the rest are the same batches as in an uninterrupted epoch)."""
         raise NotImplementedError
 
     def with_batch_size(self, batch_size: int | None) -> "Loader":
@@ -129,11 +132,15 @@ class TensorLoader(Loader):
         super().__init__(name, indices, batch_size, seed, shuffle, rank, world_size)
         self.x, self.y, self.transform, self.augment = x, y, transform, augment
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         # Augmentation draws from its own generator so it, too, replays exactly on resume.
         g = torch.Generator().manual_seed(_seed_of(self.seed, epoch, self.name, self.rank, "augment")) \
             if self.augment else None
-        for idx in self.batches(epoch, self.x.device):
+        for i, idx in enumerate(self.batches(epoch, self.x.device)):
+            if i < start:
+                if g is not None:  # the skipped batches' draws, so the next batch gets its own
+                    self.transform(self.x[idx], g)
+                continue
             x = self.x[idx]
             if self.transform is not None:
                 x = self.transform(x, g)
@@ -163,12 +170,12 @@ class FolderLoader(Loader):
         self._sampler = _EpochSampler()
         self._loader = None  # built on first use: the loader used only for retraining spawns no workers early
 
-    def epoch(self, epoch: int) -> Iterator[Batch]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
                 self.dataset, batch_size=self.batch_size, sampler=self._sampler, num_workers=self.workers,
                 pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, drop_last=False)
-        self._sampler.indices = self.order(epoch).tolist()
+        self._sampler.indices = self.order(epoch)[start * self.batch_size:].tolist()
         for x, y in self._loader:
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 

@@ -2,7 +2,8 @@
 
 On a terminal: one rich progress bar per epoch (phase, epoch, step, loss, accuracy, ETA).
 Otherwise (CI, a log file, ``nohup``): one plain line per epoch. Every logged point also goes to
-``metrics.jsonl`` (one JSON object per line: phase, epoch, step, loss, accuracy, lr, seconds).
+``metrics.jsonl`` (one JSON object per line: phase, epoch, step, loss, accuracy, lr, seconds); a resumed
+run first cuts it back to the length its checkpoint recorded, so no step appears twice.
 Only rank 0 prints or writes.
 """
 
@@ -36,6 +37,24 @@ class Reporter:
         fields = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()}
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(fields) + "\n")
+
+    def size(self) -> int:
+        """Bytes in metrics.jsonl now (a checkpoint records it: a resumed run cuts the log back to it)."""
+        try:
+            return self.metrics_path.stat().st_size if self.enabled and self.metrics_path else 0
+        except FileNotFoundError:
+            return 0
+
+    def cut(self, size: int) -> None:
+        """Cut metrics.jsonl back to its first ``size`` bytes, atomically: the lines logged after the
+        checkpoint a run resumes from are logged again by the resumed run, and only once."""
+        if not self.enabled or self.metrics_path is None or self.size() <= size:
+            return
+        from automl._io import atomic_write_bytes
+
+        with open(self.metrics_path, "rb") as f:
+            head = f.read(size)
+        atomic_write_bytes(self.metrics_path, head)
 
     def info(self, message: str) -> None:
         if self.enabled:

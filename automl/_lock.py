@@ -1,0 +1,115 @@
+"""One writer per run folder: an exclusive ``flock`` on ``DIR/.lock`` held for the whole run.
+
+The lock belongs to the open file, not to the file's existence: the kernel drops it when the process ends,
+however it ends (``kill -9`` included), so a dead run never leaves a stale lock. The file itself stays and
+says who held it last (pid, host, start time, command); a second writer that fails to take the lock reads
+it to name the holder. Readers (``results.json``, the report, an exported model) take no lock.
+
+Worker processes forked while the lock is held (DataLoader workers) close their inherited copy at once, so
+the lock ends with the run's own process, not with its slowest child.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+from automl.errors import UserError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs are not locked there
+    fcntl = None
+
+__all__ = ["LOCK_NAME", "RunLock"]
+
+_logger = logging.getLogger(__name__)
+LOCK_NAME = ".lock"
+_held: set[int] = set()  # file descriptors of the locks this process holds
+
+
+def _close_in_child() -> None:
+    for fd in _held:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
+def _command() -> str:
+    """This process's command line, as typed (``python -m automl`` shows as ``automl``)."""
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "__main__.py":
+        argv[0] = "automl"
+    elif argv:
+        argv[0] = Path(argv[0]).name
+    return " ".join(argv)
+
+
+class RunLock:
+    """``RunLock(folder).acquire(create=...)`` takes the lock or raises a :class:`UserError` naming the holder."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.path = self.folder / LOCK_NAME
+        self.fd: int | None = None
+
+    def acquire(self, create: bool = True) -> bool:
+        """Take the lock (``create``: creating the file; else only if it exists). True when held."""
+        if self.fd is not None:
+            return True
+        if fcntl is None:
+            return False
+        flags = os.O_RDWR | (os.O_CREAT if create else 0)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
+                return False  # no run folder yet, or no run ever locked it
+            raise UserError(f"--out {self.folder}: cannot open its lock file {self.path} ({e.strerror or e}); "
+                            f"make the folder writable or choose another --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise UserError(self._held_message()) from None
+            # a file system without locks (some NFS mounts): go on, unprotected, and say so
+            _logger.warning("warning: cannot lock %s (%s); nothing stops a second run from writing to %s",
+                            self.path, e.strerror or e, self.folder)
+            return False
+        self.fd = fd
+        _held.add(fd)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": _command()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            _held.discard(self.fd)
+            os.close(self.fd)  # closing drops the lock; the file stays, naming the last holder
+            self.fd = None
+
+    def _held_message(self) -> str:
+        try:
+            h = json.loads(self.path.read_text())
+            who = (f"process {h['pid']} on {h['host']}, started {h['started']}"
+                   + (f" ({h['command']})" if h.get("command") else ""))
+            stop = f"stop it (kill {h['pid']}: it writes a checkpoint and exits)"
+        except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
+            who, stop = "another process", "stop it"
+        return (f"--out {self.folder} is in use: another automl run is writing there ({who}); wait for it to "
+                f"end or {stop}, then continue it with --resume, or choose another --out")
