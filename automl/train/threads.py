@@ -14,8 +14,9 @@ on an idle machine. So ``auto`` picks (:func:`choose_threads`, a pure function):
 * ``step_work`` (:func:`step_work`): activation elements of one training step, the batch size times the
   sum of every layer's output (height x width x width) on the widest path, for the search and the
   retraining network; a cheap stand-in for how big each op is, which is what decides whether an op is
-  worth splitting. ``WORK_PER_THREAD`` = 2 M elements: the digits quickstart (batch 64, 0.2 M) runs one
-  thread, ProxylessNAS at 224² (batch 8, 10 M) as many as there are free cores.
+  worth splitting. ``WORK_PER_THREAD`` = 2 M elements: the digits quickstart (batch 64, 0.18 M), where a
+  second thread measured no faster, runs one thread; ProxylessNAS at 224² (batch 8, 10 M), where more
+  threads help, up to five. The constant lies between the two; it is not tuned further.
 * ``cores`` (:func:`physical_cores`): the physical cores among the CPUs this process may run on
   (``os.sched_getaffinity``, hyper-threads of one core counted once, capped by a cgroup CPU quota).
 * ``busy`` (:func:`busy_cores`): cores other processes keep busy, from ``/proc/stat`` over 0.15 s, with
