@@ -102,6 +102,13 @@ class Run:
         self.stages = plan_stages(self.method, self.n)
         self.recipe_yaml = recipe.to_yaml()
         self.recipe_hash = recipe.fingerprint()
+        if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
+            import hashlib
+
+            # a latency table re-measured between an interruption and --resume is another recipe
+            table = recipe.cost_table_path.read_bytes()
+            self.recipe_hash = hashlib.sha256(self.recipe_hash.encode() + table).hexdigest()
+        self._edge: dict[int, dict] = {}  # architecture -> measured latency / int8 of its export
 
     # ------------------------------------------------------------------ set-up
     def _num_archs(self) -> int:
@@ -158,6 +165,17 @@ class Run:
         if [d.name for d in self.retrain_space.decisions] != [d.name for d in self.space.decisions]:
             raise UserError(f"retrain.space_args changes the decisions of {r.space_path}; retraining must "
                             f"keep the search space's decisions (change sizes, not structure)")
+        if r.cost_table_path is not None:
+            from automl.profile import apply_cost_table, read_cost_table
+
+            # measured for the network that is deployed: checked against the retrained space's sizes
+            table = read_cost_table(r.cost_table_path, self.retrain_space, source=f"{r.source} search.cost_table")
+            for sp in {id(self.space): self.space, id(self.retrain_space): self.retrain_space}.values():
+                apply_cost_table(sp, table)
+        if r.search.cost not in self.space.cost_table.metrics:
+            raise UserError(f"{r.source}: search.cost {r.search.cost!r} is not a metric of {r.space_path.name} "
+                            f"(it has {', '.join(self.space.cost_table.metrics)}); a latency table comes from "
+                            f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
 
     def _load_data(self):
         from automl.train.data import build_data
@@ -647,7 +665,7 @@ class Run:
         onnx_rel = self._export(i, model, arch, eps) if self.info.is_main else None
         self._timed("export", time.perf_counter() - t0)
         self.results[str(i)] = {"test_accuracy": accuracy, "params": sum(p.numel() for p in model.parameters()),
-                                "onnx": onnx_rel}
+                                "onnx": onnx_rel, **self._edge.pop(i, {})}
         self._save(idx + 1, 0)
 
     def _retrain(self, idx, start_epoch, ckpt, model, tag) -> float:
@@ -743,6 +761,12 @@ class Run:
                             normalize=self.data.normalize)
         if not r.export.onnx:
             return None
+        from automl.export.quantize import int8_summary, measure_export
+
+        # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
+        m = measure_export(folder, quantize=r.export.quantize, calibration=self.data.full.epoch(0),
+                           test=lambda: self.data.test.epoch(0))
+        self._edge[i] = {"latency_ms": m["latency"]["fp32_ms"], "int8": int8_summary(m)}
         onnx_path = folder / "model.onnx"
         try:
             return str(onnx_path.relative_to(self.out))
@@ -763,6 +787,9 @@ class Run:
                 "cost": float(self.space.cost_table.total(a, r.search.cost)),
                 "test_accuracy": res.get("test_accuracy"),
                 "onnx": res.get("onnx"),
+                "macs": float(self.retrain_space.cost_table.total(a, "macs")),
+                "latency_ms": res.get("latency_ms"),
+                "int8": res.get("int8"),
             })
         search_kinds = ("weights", "theta", "simultaneous", "random")
         return {

@@ -30,6 +30,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import model_validator
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
@@ -139,6 +140,8 @@ class SearchConfig(_Config):
     theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
         "auto", description="lower bound of each theta entry; auto: the ASNG default")
     cost: str = Field("params", min_length=1, description="cost metric of the space")
+    cost_table: str | None = Field(
+        None, min_length=1, description="a cost table (JSON) from `automl space profile`; relative: to the recipe")
     normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
     random_budget: bool = Field(
         True, description="random: sample within each derived architecture's cost budget")
@@ -197,6 +200,15 @@ class ExportConfig(_Config):
     dir: str | None = Field(
         None, description="export folder; relative: inside the run's output folder DIR; null: DIR/export")
     opset: int = Field(17, ge=17, description="ONNX opset")
+    quantize: Literal["int8"] | None = Field(
+        None, description="int8: also write model.int8.onnx (onnxruntime static quantisation, QDQ, per-channel)")
+
+    @model_validator(mode="after")
+    def _quantize_needs_onnx(self):
+        if self.quantize is not None and not self.onnx:
+            raise ValueError(f"quantize: {self.quantize} quantises the ONNX model; set export.onnx: true "
+                             f"or remove export.quantize")
+        return self
 
     @field_validator("dir")
     @classmethod
@@ -263,6 +275,11 @@ class Recipe(_Config):
     def space_path(self) -> Path:
         """Absolute path of the ``.space`` file."""
         return _resolve(self.space, self._base_dir)
+
+    @property
+    def cost_table_path(self) -> Path | None:
+        """Absolute path of ``search.cost_table``, or None."""
+        return None if self.search.cost_table is None else _resolve(self.search.cost_table, self._base_dir)
 
     @property
     def data_root(self) -> Path | None:

@@ -125,13 +125,13 @@ def test_enas_layout_for_retraining():
 
 def test_cost_table_api(digits):
     ct = digits.cost_table
-    assert ct.metrics == ("params", "layers")
+    assert ct.metrics == ("params", "macs", "layers")
     c = ct.costs("params")
     assert c.dtype == torch.float64 and c.shape == ct.mask.shape == (9, 4)
     assert (c[~ct.mask] == 0).all()
     assert ct.choice_names[0] == ["ir_k3_e1", "ir_k3_e3", "ir_k5_e6"]
     assert ct.max_total("layers") == 9 and ct.min_total("layers") == 3
-    assert set(ct.fixed) == {"params", "layers"}
+    assert set(ct.fixed) == {"params", "macs", "layers"}
     with pytest.raises(UserError, match="unknown cost metric 'flops'"):
         ct.costs("flops")
     arch = random_archs(digits, 1)[0]

@@ -32,7 +32,9 @@ def test_each_method_end_to_end(tmp_path, method):
     assert res["method"] == method and res["recipe"] == "quickstart"
     assert len(res["architectures"]) == 2
     for a in res["architectures"]:
-        assert set(a) == {"epsilon", "choices", "params", "cost", "test_accuracy", "onnx"}
+        assert set(a) == {"epsilon", "choices", "params", "cost", "test_accuracy", "onnx", "macs", "latency_ms",
+                          "int8"}
+        assert a["macs"] > 0 and a["latency_ms"] is None and a["int8"] is None  # export.onnx=false: not measured
         assert isinstance(a["params"], int) and a["params"] > 0
         assert 0.0 <= a["test_accuracy"] <= 1.0
         assert len(a["choices"]) >= 8

@@ -63,7 +63,7 @@ def test_show_json(capsys):
     assert obj["name"] == "proxylessnas" and obj["sum_k"] == 141 and obj["num_decisions"] == 21
     assert len(obj["decisions"]) == 21 and obj["decisions"][0]["name"] == "s1_1"
     assert {c["name"] for c in obj["decisions"][1]["choices"]} >= {"skip", "ir_k7_e6"}
-    assert obj["decisions"][1]["choices"][-1] == {"name": "skip", "cost": 0.0, "costs": {"params": 0.0}}
+    assert obj["decisions"][1]["choices"][-1] == {"name": "skip", "cost": 0.0, "costs": {"params": 0.0, "macs": 0.0}}
     assert obj["min_cost"] < obj["max_cost"] and obj["fixed_cost"] > 0
     assert obj["size"] == 6 ** 6 * 7 ** 15
 
@@ -80,7 +80,7 @@ def test_show_metric(capsys):
     obj = json.loads(capsys.readouterr().out)
     assert obj["metric"] == "layers" and obj["max_cost"] == 9
     assert main(["space", "show", "spaces/digits.space", "--metric", "flops"]) == 2
-    assert "has the metrics params, layers" in capsys.readouterr().err
+    assert "has the metrics params, macs, layers" in capsys.readouterr().err
 
 
 def test_check(capsys):
@@ -110,7 +110,7 @@ def test_docs_examples_compile():
     for metric in (block("metric latency_ms\n  default"), block("metric latency_ms\n  fixed")):
         cs = compile_space(parse_space(tutorial + metric, "cifar_chain.space"))
         assert (cs.num_decisions, cs.sum_k) == (9, 42)
-        assert cs.cost_table.metrics == ("params", "latency_ms")
+        assert cs.cost_table.metrics == ("params", "macs", "latency_ms")
     lat = cs.cost_table.costs("latency_ms")
     assert lat[0, cs.decisions[0].choices.index("ir_k3_e3")] == 1.2  # `ir_k3_e3 in s1_1` wins
     assert cs.cost_table.fixed["latency_ms"] == 3.1

@@ -1,4 +1,5 @@
-"""``automl export SPACE --arch ARCH.json --out DIR``: one architecture -> ONNX + weights + manifest."""
+"""``automl export SPACE --arch ARCH.json --out DIR [--quantize int8 --recipe R]``: one architecture -> ONNX
+(and int8 ONNX) + weights + manifest with the onnxruntime latency measured on this machine."""
 
 from __future__ import annotations
 
@@ -15,14 +16,23 @@ def main(args) -> int:
     from automl.export import export_architecture, load_checkpoint, read_arch_file, split_checkpoint
     from automl.export._export import check_se
     from automl.export.onnx import check_opset
+    from automl.export.quantize import QUANTIZE_MODES, measure_export
 
     overrides = parse_set_args(args.set)
+    quantize = getattr(args, "quantize", None)
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise UserError(f"--quantize {quantize}: supported: {', '.join(QUANTIZE_MODES)}")
+    if quantize is not None and not getattr(args, "recipe", None):
+        raise UserError(f"--quantize {quantize} calibrates on training data: give --recipe RECIPE.yaml "
+                        f"(its data section is used)")
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
     compiled = load_compiled(args.space, overrides or None)
     arch = read_arch_file(args.arch, compiled)
     se = check_se(args.se, compiled)
     check_opset(args.opset)
+    # the recipe's data before anything is written: a bad recipe leaves no half-measured export
+    data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else None
 
     weights = supernet_state = None
     if args.weights:
@@ -35,8 +45,32 @@ def main(args) -> int:
             weights = state
     manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                                    se=se, opset=args.opset, space_path=args.space, space_args=overrides)
+    manifest = measure_export(args.out, quantize=quantize, calibration=data.full.epoch(0) if data else None,
+                              test=(lambda: data.test.epoch(0)) if data else None)
     onnx, w = manifest["onnx"], manifest["weights"]
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
-          f"{onnx['parity_max_abs_diff']:.2g}), {w['file']}, manifest.json")
+          f"{onnx['parity_max_abs_diff']:.2g}, {manifest['latency']['fp32_ms']:.3g} ms here), {w['file']}, "
+          f"manifest.json")
+    q = manifest.get("int8")
+    if q is not None and q.get("error"):
+        print(f"int8: not quantised, the fp32 model is kept: {q['error']}")
+    elif q is not None:
+        print(f"int8: {q['file']} ({q['size_bytes'] / q['fp32_size_bytes']:.2f}x the size, "
+              f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {100 * q['test_accuracy']:.2f} % "
+              f"vs fp32 {100 * q['fp32_test_accuracy']:.2f} %)")
     return 0
+
+
+def _recipe_data(path, compiled):
+    """The data of a recipe (on the CPU), checked against the space's input shape and classes."""
+    from automl.recipe import load_recipe
+    from automl.train.data import build_data
+
+    r = load_recipe(path)
+    data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
+    if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:
+        raise UserError(f"--recipe {path}: its data gives inputs {tuple(data.input_shape)} with "
+                        f"{data.num_classes} classes, the space takes {tuple(compiled.input_shape)} with "
+                        f"{compiled.num_classes}; use the --set values the data needs")
+    return data

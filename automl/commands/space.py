@@ -1,8 +1,10 @@
-"""``automl space show|check FILE [--set k=v ...]``: inspect or validate a ``.space`` file."""
+"""``automl space show|check|cost|profile FILE [--set k=v ...]``: inspect or validate a ``.space`` file,
+predict one architecture's costs, or measure a latency table on this machine."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from automl.errors import UserError
@@ -11,8 +13,8 @@ __all__ = ["main", "space_summary", "format_cost"]
 
 
 def format_cost(value: float, metric: str = "params") -> str:
-    """4421616 -> '4.42M', 13554 -> '13.6K'; other metrics as plain numbers."""
-    if metric == "params":
+    """4421616 -> '4.42M', 13554 -> '13.6K' (params, macs); other metrics as plain numbers."""
+    if metric in ("params", "macs"):
         v = abs(value)
         if v >= 1e9:
             return f"{value / 1e9:.3g}G"
@@ -90,8 +92,47 @@ def _show_table(cs, metric: str) -> None:
                   + (f"  (metrics: {', '.join(ct.metrics)})" if len(ct.metrics) > 1 else ""), highlight=False)
 
 
+def _cost(args, cs) -> int:
+    from automl.export import read_arch_file
+    from automl.profile import apply_cost_table, read_cost_table
+
+    if args.cost_table:
+        apply_cost_table(cs, read_cost_table(args.cost_table, cs))
+    arch = read_arch_file(args.arch, cs)
+    ct = cs.cost_table
+    sys.stdout.write(json.dumps({m: ct.total(arch, m) for m in ct.metrics}) + "\n")
+    return 0
+
+
+def _profile(args, cs) -> int:
+    from automl.profile import check_profile_args, profile_space, write_cost_table
+
+    check_profile_args(args.runtime, args.threads, args.batch, args.repeat, args.clock)
+    if args.calibrate < 0:
+        raise UserError(f"--calibrate {args.calibrate}: the number of whole networks must be >= 0")
+    if not args.metric.isidentifier() or args.metric in cs.cost_table.metrics:
+        raise UserError(f"--metric {args.metric}: pick a new metric name (the space has "
+                        f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    if not os.path.isdir(out_dir):
+        raise UserError(f"--out {args.out}: the folder {out_dir} does not exist")
+    table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch, repeat=args.repeat,
+                          metric=args.metric, progress=sys.stderr.isatty(), calibrate=args.calibrate, clock=args.clock)
+    write_cost_table(table, args.out)
+    lo = table["fixed"] + sum(min(d["choices"].values()) for d in table["decisions"])
+    hi = table["fixed"] + sum(max(d["choices"].values()) for d in table["decisions"])
+    print(f"{args.out}: {args.metric} of {cs.name} on {table['machine']['cpu']} ({args.threads} thread(s), "
+          f"batch {args.batch}, onnxruntime {table['runtime']['version']}): fixed {table['fixed']:.3g} ms, "
+          f"fastest {lo:.3g} ms, slowest {hi:.3g} ms")
+    return 0
+
+
 def main(args) -> int:
     cs = _load(args)
+    if args.space_command == "cost":
+        return _cost(args, cs)
+    if args.space_command == "profile":
+        return _profile(args, cs)
     metric = getattr(args, "metric", None) or "params"
     if metric not in cs.cost_table.metrics:
         raise UserError(f"--metric {metric}: space {cs.name} has the metrics {', '.join(cs.cost_table.metrics)}")

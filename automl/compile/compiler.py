@@ -21,7 +21,8 @@ from timm.models._efficientnet_builder import round_channels
 from torch import nn
 
 from automl.compile._registry import OpInfo, create_op, get_op, is_op, list_ops
-from automl.compile.costs import CostTable, count_params
+from automl.compile.costs import BUILTIN_METRICS, CostTable, count_params
+from automl.compile.macs import measure_macs
 from automl.dsl import ir, load_space
 from automl.errors import SpaceError, UserError
 
@@ -700,12 +701,13 @@ def _compile(space: ir.Space) -> CompiledSpace:
         raise space.error("the space has no decisions: nothing to search; use `choose` in a stage", net.pos)
 
     costs, fixed = _measure_costs(kind, plan, decisions)
-    all_costs = {"params": costs}
-    all_fixed = {"params": fixed}
+    macs, macs_fixed = measure_macs(kind, plan, decisions, (c, h, w))
+    all_costs = {"params": costs, "macs": macs}
+    all_fixed = {"params": fixed, "macs": macs_fixed}
     seen: dict[str, ir.Pos] = {}
     for m in space.metrics:
-        if m.name == "params":
-            raise r.err("'params' is measured by the compiler; name your metric differently", m.pos)
+        if m.name in BUILTIN_METRICS:
+            raise r.err(f"{m.name!r} is measured by the compiler; name your metric differently", m.pos)
         if m.name in seen:
             raise r.err(f"duplicate metric {m.name!r} (first at line {seen[m.name].line})", m.pos)
         seen[m.name] = m.pos

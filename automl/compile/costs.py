@@ -1,7 +1,7 @@
 """The cost table: what each choice of each decision costs, per metric (the paper's c_{d,k}).
 
-``params`` (the paper's metric: the number of weights of the chosen op) is measured by the compiler;
-other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
+``params`` (the paper's metric: the number of weights of the chosen op) and ``macs`` (multiply-adds
+per sample, :mod:`automl.compile.macs`) are measured by the compiler; other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
 ``(D, Kmax)`` tensor per metric with a mask for the ragged choice counts, plus the fixed cost of the
 parts of the network that are not searched, so that ``total(arch) = fixed + sum_d c[d, arch[d]]``.
 """
@@ -15,7 +15,9 @@ from torch import nn
 
 from automl.errors import UserError
 
-__all__ = ["CostTable", "count_params"]
+__all__ = ["CostTable", "count_params", "BUILTIN_METRICS"]
+
+BUILTIN_METRICS = ("params", "macs")  # measured by the compiler for every space
 
 
 def count_params(module: nn.Module) -> int:
@@ -47,6 +49,18 @@ class CostTable:
                 t[d, :len(row)] = torch.tensor([float(v) for v in row], dtype=torch.float64)
             self._costs[metric] = t
         self.fixed: dict[str, float] = {m: float(fixed.get(m, 0.0)) for m in self._costs}
+
+    def add_metric(self, metric: str, rows: Sequence[Sequence[float]], fixed: float = 0.0) -> None:
+        """Add a metric (e.g. a latency table measured by ``automl space profile``); rows as in ``costs``."""
+        if metric in self._costs:
+            raise UserError(f"the cost table already has a metric {metric!r}")
+        if len(rows) != len(self.choice_names) or any(len(r) != len(c) for r, c in zip(rows, self.choice_names)):
+            raise UserError(f"metric {metric!r}: the costs do not match the decisions and choices")
+        t = torch.zeros(self.mask.shape, dtype=torch.float64)
+        for d, row in enumerate(rows):
+            t[d, :len(row)] = torch.tensor([float(v) for v in row], dtype=torch.float64)
+        self._costs[metric] = t
+        self.fixed[metric] = float(fixed)
 
     @property
     def metrics(self) -> tuple[str, ...]:

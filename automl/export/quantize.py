@@ -1,0 +1,178 @@
+"""Edge measurements of an export: int8 quantisation, onnxruntime latency, file sizes, ONNX test accuracy.
+
+``quantize_int8`` is onnxruntime's static quantisation (``quantize_static``): QDQ format, per-channel
+int8 weights, uint8 activations, calibrated (min-max) on batches of the run's own training data.
+``measure_export`` adds to an export folder's manifest:
+
+- ``latency``: the median onnxruntime latency of ``model.onnx`` (and ``model.int8.onnx``) on this
+  machine, batch 1, ``threads`` intra-op threads, with the machine it was measured on;
+- ``int8`` (when asked): the file, its size and the fp32 size, the test accuracy of both models through
+  onnxruntime, or ``{"error": why}`` when the model could not be quantised (the fp32 file stays).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from automl._io import atomic_path
+from automl.export.manifest import read_manifest, write_manifest
+from automl.errors import UserError
+
+__all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency", "measure_export",
+           "calibration_batches"]
+
+_logger = logging.getLogger(__name__)
+
+QUANTIZE_MODES = ("int8",)
+INT8_NAME = "model.int8.onnx"
+CALIBRATION_SAMPLES = 256  # training images the activation ranges are calibrated on
+LATENCY_REPEAT = 50
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader over a list of float32 arrays."""
+
+    def __init__(self, input_name: str, batches: list[np.ndarray]):
+        self.input_name, self._it = input_name, iter(batches)
+
+    def get_next(self):
+        x = next(self._it, None)
+        return None if x is None else {self.input_name: x}
+
+    def rewind(self):  # pragma: no cover - only some calibrators rewind
+        raise NotImplementedError
+
+
+def calibration_batches(batches: Iterable, samples: int = CALIBRATION_SAMPLES) -> list[np.ndarray]:
+    """The first batches of ``(x, y)`` pairs (torch or numpy) holding ``samples`` inputs, as float32 arrays."""
+    out, n = [], 0
+    for x, *_ in batches:
+        a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+        out.append(np.ascontiguousarray(a, dtype=np.float32))
+        n += len(a)
+        if n >= samples:
+            break
+    return out
+
+
+def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: list[np.ndarray],
+                  input_name: str = "input") -> None:
+    """Statically quantise ``fp32_path`` to ``out_path`` (atomically): QDQ, per-channel int8 weights,
+    uint8 activations, min-max calibration on ``calibration`` (float32 batches). Raises on failure."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if not calibration:
+        raise ValueError("no calibration data")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="automl-int8-") as work, \
+            atomic_path(out_path, suffix=".onnx") as tmp:
+        pre = os.path.join(work, "pre.onnx")
+        try:  # shape inference and graph cleanup, as onnxruntime recommends before quantising
+            quant_pre_process(str(fp32_path), pre, skip_symbolic_shape=True)
+            source = pre
+        except Exception as e:  # noqa: BLE001 - an optional step
+            _logger.debug("quant_pre_process failed (%s); quantising the model as exported", e)
+            source = str(fp32_path)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the quantiser logs every bias copy at INFO
+        try:
+            quantize_static(source, str(tmp), _Reader(input_name, calibration), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            root.setLevel(level)
+
+
+def onnx_accuracy(path: str | os.PathLike, batches: Iterable, input_name: str = "input", threads: int = 1) -> float:
+    """Top-1 accuracy of an ONNX model over ``(x, y)`` batches, run by onnxruntime."""
+    from automl.profile import ort_session
+
+    session = ort_session(str(path), threads)
+    correct = seen = 0
+    for x, y in batches:
+        xa = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+        ya = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
+        logits = session.run(None, {input_name: np.ascontiguousarray(xa, dtype=np.float32)})[0]
+        correct += int((logits.argmax(1) == ya).sum())
+        seen += len(ya)
+    return correct / max(seen, 1)
+
+
+def onnx_latency(path: str | os.PathLike, input_shape, threads: int = 1, batch: int = 1,
+                 repeat: int = LATENCY_REPEAT, input_name: str = "input", clock: str = "wall") -> float:
+    """Median onnxruntime latency (ms) of an ONNX model on this machine (after warm-up); ``clock`` as in
+    :func:`automl.profile.time_session`."""
+    from automl.profile import ort_session, time_session
+
+    session = ort_session(str(path), threads)
+    x = np.random.default_rng(0).standard_normal((batch, *input_shape)).astype(np.float32)
+    return time_session(session, {input_name: x}, repeat, max(3, repeat // 5), clock=clock)
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size
+
+
+def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
+                   test: Iterable | None = None, threads: int = 1) -> dict:
+    """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
+
+    ``calibration``: ``(x, y)`` training batches (needed for ``quantize="int8"``); ``test``: a callable
+    returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured).
+    """
+    from automl.profile import machine_info
+
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
+    out_dir = Path(out_dir)
+    m = read_manifest(out_dir)
+    if not m.get("onnx"):
+        raise UserError(f"{out_dir}: no ONNX model to measure or quantise (export with ONNX on)")
+    fp32 = out_dir / m["onnx"]["file"]
+    name = m["onnx"].get("input_name", "input")
+    shape = m["input_shape"]
+    import onnxruntime
+
+    latency = {"fp32_ms": onnx_latency(fp32, shape, threads, input_name=name), "batch": 1, "threads": threads,
+               "runtime": f"onnxruntime {onnxruntime.__version__}", "machine": machine_info(threads)}
+    m["latency"] = latency
+    if quantize == "int8":
+        int8 = out_dir / INT8_NAME
+        entry: dict = {"file": INT8_NAME, "format": "QDQ", "weights": "int8 per channel", "activations": "uint8",
+                       "fp32_size_bytes": _size(fp32)}
+        try:
+            batches = calibration_batches(calibration or [])
+            quantize_int8(fp32, int8, batches, input_name=name)
+        except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
+            int8.unlink(missing_ok=True)
+            entry = {"file": None, "error": f"{type(e).__name__}: {e}".splitlines()[0][:500]}
+            _logger.warning("%s: int8 quantisation failed, keeping the fp32 model only: %s", out_dir, entry["error"])
+        else:
+            entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
+            latency["int8_ms"] = onnx_latency(int8, shape, threads, input_name=name)
+            if test is not None:
+                entry["test_accuracy"] = onnx_accuracy(int8, test(), name, threads)
+                entry["fp32_test_accuracy"] = onnx_accuracy(fp32, test(), name, threads)
+        m["int8"] = entry
+    write_manifest(out_dir, m)
+    return m
+
+
+def int8_summary(manifest: dict) -> dict | None:
+    """The int8 figures of an export for results.json: None when not quantised, ``{"error"}`` when it failed."""
+    entry = manifest.get("int8")
+    if entry is None:
+        return None
+    if entry.get("error"):
+        return {"error": entry["error"]}
+    return {"test_accuracy": entry.get("test_accuracy"), "fp32_onnx_test_accuracy": entry.get("fp32_test_accuracy"),
+            "latency_ms": manifest.get("latency", {}).get("int8_ms"), "size_bytes": entry.get("size_bytes"),
+            "fp32_size_bytes": entry.get("fp32_size_bytes")}

@@ -1,0 +1,455 @@
+"""Latency tables measured on this machine, and cost tables read from JSON files.
+
+``automl space profile SPACE --out TABLE.json`` builds, for every choice of every decision, the op in
+its real context (input shape and channels in the chain, or in the cell), exports it alone as a small
+ONNX graph and times it with onnxruntime's CPU provider (medians over repeats after warm-up). The
+parts that are not searched (stem, fixed layers, head; for cells the preprocessing and output convs)
+are timed the same way and make the fixed cost. Predicted latency = fixed + sum of chosen costs.
+
+onnxruntime spends a roughly constant time per ``session.run`` call (feeding the input, allocating the
+output). A whole network pays it once, while the table would add it once per piece; the table
+therefore times a trivial graph, subtracts that overhead from every piece and adds it once to the
+fixed cost.
+
+Table file (JSON)::
+
+    {"format": "automl-cost-table", "version": 1, "metric": "latency", "unit": "ms",
+     "space": {"name", "file", "args", "input_shape", "num_classes", "params_fingerprint"},
+     "machine": {"cpu", "cores", "threads"}, "runtime": {"name": "onnxruntime", "version"},
+     "batch", "input_size": [C, H, W], "repeat", "warmup", "overhead",
+     "fixed": 1.23, "fixed_parts": {"stem": ..., ...},
+     "decisions": [{"name": "s1_1", "choices": {"ir_k3_e3": 0.41, ...}}, ...]}
+
+A recipe searches on it with ``search.cost: latency`` and ``search.cost_table: TABLE.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import platform
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from automl._io import atomic_write_json
+from automl.compile.costs import BUILTIN_METRICS
+from automl.errors import UserError
+
+__all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "machine_info", "ort_session", "time_session", "profile_space",
+           "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table"]
+
+RUNTIMES = ("onnxruntime",)
+TABLE_FORMAT = "automl-cost-table"
+TABLE_VERSION = 1
+
+
+# ---- the machine and the runtime ---------------------------------------------------------------
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def machine_info(threads: int) -> dict:
+    """What the measurements depend on: CPU model, cores, intra-op threads."""
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": int(threads), "system": platform.system()}
+
+
+def ort_session(model, threads: int = 1):
+    """An onnxruntime CPU session for a model file or serialized bytes, with ``threads`` intra-op threads
+    (sequential execution, all graph optimisations: what a deployed model gets)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = int(threads)
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=opts,
+                                providers=["CPUExecutionProvider"])
+
+
+MIN_SECONDS = 0.1  # a piece of a few microseconds is timed over at least this long, not just `repeat` runs
+
+
+CLOCKS = ("wall", "cpu")
+
+
+def time_session(session, inputs: dict, repeat: int, warmup: int, min_seconds: float = MIN_SECONDS,
+                 clock: str = "wall") -> float:
+    """Median time of ``session.run`` in milliseconds, after ``warmup`` untimed runs; at least ``repeat``
+    timed runs, more for fast graphs (about ``min_seconds`` in all).
+
+    ``clock="wall"``: elapsed time (the latency). ``clock="cpu"``: the CPU time of the calling thread,
+    which with one intra-op thread is where onnxruntime runs every op: on a machine shared with other
+    work it stays what the latency would be on an idle machine, where wall time grows with the load.
+    """
+    now = time.perf_counter if clock == "wall" else time.thread_time
+    t0 = time.perf_counter()
+    for _ in range(max(1, warmup)):
+        session.run(None, inputs)
+    per_run = (time.perf_counter() - t0) / max(1, warmup)
+    times = []
+    for _ in range(max(repeat, min(100 * repeat, int(min_seconds / max(per_run, 1e-7))))):
+        t0 = now()
+        session.run(None, inputs)
+        times.append(now() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def _onnx_bytes(module: nn.Module, shapes: list[tuple[int, ...]], opset: int = 17) -> bytes:
+    buf = io.BytesIO()
+    args = tuple(torch.randn(*s) for s in shapes)
+    names = [f"x{i}" for i in range(len(shapes))]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module.eval(), args, buf, dynamo=False, opset_version=opset, do_constant_folding=True,
+                          input_names=names, output_names=["y"])
+    return buf.getvalue()
+
+
+def time_module(module: nn.Module, shapes: list[tuple[int, ...]], threads: int, repeat: int, warmup: int,
+                clock: str = "wall") -> float:
+    """Median onnxruntime latency (ms) of ``module`` exported alone with inputs of ``shapes`` (batch included)."""
+    session = ort_session(_onnx_bytes(module, shapes), threads)
+    rng = np.random.default_rng(0)
+    inputs = {f"x{i}": rng.standard_normal(s).astype(np.float32) for i, s in enumerate(shapes)}
+    return time_session(session, inputs, repeat, warmup, clock=clock)
+
+
+class _Tiny(nn.Module):
+    """The trivial graph whose latency is onnxruntime's per-call overhead."""
+
+    def forward(self, x):
+        return torch.relu(x)
+
+
+class _Sum2(nn.Module):
+    """The two preprocessing convs of a cell, each on its own input."""
+
+    def __init__(self, a: nn.Module, b: nn.Module):
+        super().__init__()
+        self.a, self.b = a, b
+
+    def forward(self, x0, x1):
+        return self.a(x0), self.b(x1)
+
+
+# ---- the pieces of a space ---------------------------------------------------------------------
+
+def _pieces(cs):
+    """``(key, factory, input shapes without batch, where)`` for every distinct piece, and how the
+    table is assembled from them: ``fixed`` (list of keys) and ``choices[d][k]`` (list of keys, summed)."""
+    from timm.layers import get_act_layer
+
+    from automl.compile import supernet as sn
+    from automl.compile._registry import create_op
+    from automl.compile.macs import count_macs
+
+    pieces: dict[tuple, tuple[Callable[[], nn.Module], list[tuple[int, ...]], str]] = {}
+    fixed: list[tuple] = []
+    choices: list[list[list[tuple]]] = [[[] for _ in d.choices] for d in cs.decisions]
+    plan = cs.plan
+    shape = tuple(int(v) for v in cs.input_shape)
+
+    def add(key, factory, shapes, where):
+        if key not in pieces:
+            pieces[key] = (factory, [tuple(s) for s in shapes], where)
+        return key
+
+    def out_shape(factory, shapes):
+        mod = factory().to("meta")
+        if len(shapes) == 1:
+            return count_macs(mod, shapes[0])[1]
+        with torch.no_grad():
+            ys = mod(*(torch.empty((1, *s), device="meta") for s in shapes))
+        return tuple(y.shape[1:] for y in ys)
+
+    if cs.kind == "chain":
+        act = plan.activation
+
+        def stem():
+            return nn.Sequential(*sn.chain_stem(plan))
+        fixed.append(add(("stem",), stem, [shape], "stem"))
+        shape = out_shape(stem, [shape])
+        for layer in plan.layers:
+            keys = []
+            for op in layer.choices:
+                if op == "skip":
+                    keys.append(None)
+                    continue
+                key = ("op", op, layer.in_ch, layer.out_ch, layer.stride, shape, act)
+                keys.append(add(key, lambda op=op, layer=layer: create_op(
+                    op, layer.in_ch, layer.out_ch, layer.stride, act_layer=get_act_layer(act)), [shape], layer.name))
+            first = next(k for k in keys if k is not None)
+            nxt = out_shape(pieces[first][0], [shape])
+            if layer.decision is None:
+                fixed.append(first)
+            else:
+                for k, key in enumerate(keys):
+                    if key is not None:
+                        choices[layer.decision][k].append(key)
+            shape = nxt
+        head_in = sn._chain_head_in(plan)
+        fixed.append(add(("head",), lambda: nn.Sequential(*sn.chain_head(plan, head_in)), [shape], "head"))
+        return pieces, fixed, choices
+
+    def cstem():
+        return sn.cell_stem(plan)
+    fixed.append(add(("stem",), cstem, [shape], "stem"))
+    prev_prev = prev = out_shape(cstem, [shape])
+    for ci, inst in enumerate(plan.instances):
+        t = plan.templates[inst.template]
+
+        def pre(inst=inst):
+            return _Sum2(*sn.cell_preprocess(inst))
+        fixed.append(add(("pre", inst, prev_prev, prev), pre, [prev_prev, prev], f"cell {ci + 1} preprocessing"))
+        in_shape = out_shape(pre, [prev_prev, prev])[0]
+        oshape = (inst.channels, *(-(-v // t.stride) for v in in_shape[1:]))
+        c = inst.channels
+        for _ in t.nodes:
+            fixed.append(add(("out", c, oshape), lambda c=c: sn._out_conv(c), [oshape], f"cell {ci + 1} output"))
+        for node in t.nodes:
+            for d in node.op_decisions:
+                for k, op in enumerate(node.ops):
+                    key = ("cellop", op, c, oshape)
+                    choices[d][k].append(add(key, lambda op=op, c=c: create_op(op, c, c, 1), [oshape],
+                                             f"cell {ci + 1} {op}"))
+        prev_prev, prev = prev, oshape
+    fixed.append(add(("head",), lambda: nn.Sequential(*sn.cell_head(plan)), [prev], "head"))
+    return pieces, fixed, choices
+
+
+def params_fingerprint(cs) -> str:
+    """A short hash of the space's ``params`` costs: different widths or ops give a different one."""
+    ct = cs.cost_table
+    data = json.dumps([ct.fixed["params"], ct.costs("params").tolist()]).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: int = 1, repeat: int = 20,
+                  warmup: int | None = None, metric: str = "latency", progress: bool = True,
+                  calibrate: int = 8, clock: str = "wall") -> dict:
+    """Measure the latency table of a compiled space on this machine; returns the table (a dict).
+
+    ``calibrate`` (chain spaces): that many random whole networks are timed as well, and every piece is
+    corrected by what being timed alone changes (a scale and a per-piece cost, fitted by least squares).
+    """
+    import onnxruntime as ort
+
+    check_profile_args(runtime, threads, batch, repeat, clock)
+    warmup = max(2, repeat // 4) if warmup is None else int(warmup)
+    torch.manual_seed(0)
+    pieces, fixed_keys, choice_keys = _pieces(cs)
+    values: dict[tuple, float] = {}
+    total = len(pieces) + 1
+    bar = _progress(progress, total, f"profiling {cs.name}")
+    with bar as p:
+        task = p.add_task(f"profiling {cs.name}", total=total) if p is not None else None
+        overhead = time_module(_Tiny(), [(batch, 1, 1, 1)], threads, repeat, warmup, clock)
+        if p is not None:
+            p.advance(task)
+        for key, (factory, shapes, where) in pieces.items():
+            ms = time_module(factory(), [(batch, *s) for s in shapes], threads, repeat, warmup, clock)
+            values[key] = max(0.0, ms - overhead)
+            if p is not None:
+                p.update(task, advance=1, description=f"profiling {cs.name}: {where}")
+    calibration = None
+    if calibrate and cs.kind == "chain":
+        calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup,
+                                 calibrate, progress, clock)
+        a, c = calibration["scale"], calibration["per_piece_ms"]
+        values = {k: max(0.0, a * v - c) for k, v in values.items()}
+    fixed_parts: dict[str, float] = {"overhead": overhead}
+    for key in fixed_keys:
+        where = pieces[key][2]
+        fixed_parts[where] = fixed_parts.get(where, 0.0) + values[key]
+    decisions = []
+    for d, dec in enumerate(cs.decisions):
+        decisions.append({"name": dec.name, "choices": {
+            c: float(sum(values[k] for k in choice_keys[d][i])) for i, c in enumerate(dec.choices)}})
+    return {
+        "format": TABLE_FORMAT, "version": TABLE_VERSION, "metric": metric, "unit": "ms",
+        "space": {"name": cs.name, "file": str(cs.filename), "args": {k: str(v) for k, v in cs.overrides.items()},
+                  "kind": cs.kind, "input_shape": list(cs.input_shape), "num_classes": cs.num_classes,
+                  "params_fingerprint": params_fingerprint(cs)},
+        "machine": machine_info(threads),
+        "runtime": {"name": runtime, "version": ort.__version__},
+        "batch": int(batch), "input_size": list(cs.input_shape), "repeat": int(repeat), "warmup": warmup,
+        "clock": clock,
+        "overhead": overhead, "calibration": calibration,
+        "fixed": float(sum(fixed_parts.values())), "fixed_parts": fixed_parts,
+        "decisions": decisions,
+    }
+
+
+def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup, n, progress,
+               clock) -> dict:
+    """Fit how pieces timed alone relate to the same pieces inside a whole network:
+    ``whole = overhead + sum over its pieces of (scale * t_i - c)``, least squares over ``n`` random whole
+    networks (seeded: the same networks every time).
+
+    A piece timed alone runs on an input and weights that the previous run left in the cache, and pays
+    for being a graph of its own (reading an input that no earlier op just wrote, allocating its output).
+    ``scale`` absorbs the first (the whole network's weights do not stay in the cache: > 1 on large
+    networks), ``c`` the second (a few microseconds a piece: it matters on tiny networks). Where the two
+    cannot be told apart (``scale`` outside [0.5, 2]), ``scale`` stays 1 and only ``c`` is fitted.
+    """
+    g = torch.Generator().manual_seed(12345)
+    rows = []
+    with _progress(progress, n, "") as p:
+        task = p.add_task(f"calibrating on {n} whole networks", total=n) if p is not None else None
+        for _ in range(n):
+            arch = [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]
+            keys = list(fixed_keys) + [k for d, a in enumerate(arch) for k in choice_keys[d][a]]
+            model = cs.build_standalone(torch.tensor(arch))
+            measured = time_module(model, [(batch, *cs.input_shape)], threads, repeat, warmup, clock)
+            rows.append((len(keys), sum(values[k] for k in keys), measured - overhead))
+            if p is not None:
+                p.advance(task)
+    ns = np.array([r[0] for r in rows], dtype=np.float64)
+    sums = np.array([r[1] for r in rows], dtype=np.float64)
+    ys = np.array([r[2] for r in rows], dtype=np.float64)
+    scale, c = 1.0, 0.0
+    if n >= 3:
+        (a, b), *_ = np.linalg.lstsq(np.stack([sums, -ns], 1), ys, rcond=None)
+        if 0.5 <= a <= 2.0:
+            scale, c = float(a), float(b)
+    if scale == 1.0 and n >= 1:
+        c = float(np.dot(ns, sums - ys) / np.dot(ns, ns))
+    measured = ys + overhead
+    before = np.abs(sums + overhead - measured) / measured
+    after = np.abs(scale * sums - c * ns + overhead - measured) / measured  # before clipping pieces at 0
+    return {"archs": n, "scale": scale, "per_piece_ms": c, "mape_before_pct": float(100 * before.mean()),
+            "mape_after_pct": float(100 * after.mean())}
+
+
+class _NoProgress:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def _progress(enabled: bool, total: int, label: str):
+    if not enabled:
+        return _NoProgress()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), transient=True)
+
+
+def check_profile_args(runtime: str, threads: int, batch: int, repeat: int, clock: str = "wall") -> None:
+    if clock not in CLOCKS:
+        raise UserError(f"--clock {clock}: use wall (elapsed time) or cpu (the calling thread's CPU time)")
+    if clock == "cpu" and threads != 1:
+        raise UserError(f"--clock cpu measures the thread that calls onnxruntime, which runs every op only "
+                        f"with one intra-op thread: use --threads 1 (got {threads}) or --clock wall")
+    if runtime not in RUNTIMES:
+        raise UserError(f"--runtime {runtime}: unsupported runtime; automl measures with "
+                        f"{', '.join(RUNTIMES)} (its CPU execution provider)")
+    for flag, v in (("--threads", threads), ("--batch", batch), ("--repeat", repeat)):
+        if not isinstance(v, int) or v < 1:
+            raise UserError(f"{flag} {v}: must be a whole number >= 1")
+
+
+def write_cost_table(table: dict, path: str | os.PathLike) -> None:
+    """Write the table atomically (a reader never sees half a file)."""
+    atomic_write_json(path, table)
+
+
+# ---- reading a table and applying it to a space ------------------------------------------------
+
+def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, check_shape: bool = True) -> dict:
+    """Read ``path`` and check it against the compiled space ``cs``; returns the table.
+
+    Any mismatch (other space, decisions, choices, input size or widths), a missing, negative or
+    non-numeric entry, or a metric name the space already has is a :class:`UserError` naming the table
+    and the space (and ``source``, the recipe that asked for it). ``check_shape=False`` skips the
+    input-size and width checks (for the search space when retraining uses other sizes).
+    """
+    path = Path(path)
+    where = f"{source}: " if source else ""
+    space_file = str(cs.filename)
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{where}cost table {path}: no such file; make one with "
+                        f"`automl space profile {space_file} --out {path}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{where}cost table {path}: not a readable JSON cost table ({e})") from None
+    if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
+        raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
+                        f"`automl space profile {space_file} --out {path}`")
+    if table.get("version") != TABLE_VERSION:
+        raise UserError(f"{where}{path}: cost table version {table.get('version')!r}; this automl reads "
+                        f"version {TABLE_VERSION}")
+    metric = table.get("metric")
+    if not isinstance(metric, str) or not metric.isidentifier():
+        raise UserError(f"{where}{path}: \"metric\" must be a metric name such as \"latency\", got {metric!r}")
+    if metric in BUILTIN_METRICS or metric in cs.cost_table.metrics:
+        raise UserError(f"{where}{path}: metric {metric!r} is already a metric of {space_file} "
+                        f"({', '.join(cs.cost_table.metrics)}); rename the table's metric")
+    mismatch = f"{where}cost table {path} does not fit space {space_file}"
+    t_space = table.get("space") if isinstance(table.get("space"), dict) else {}
+    names = [d.get("name") if isinstance(d, dict) else None for d in table.get("decisions") or []]
+    ours = [d.name for d in cs.decisions]
+    if names != ours:
+        diff = next((f"decision #{i + 1} is {a!r} there, {b!r} here" for i, (a, b) in enumerate(zip(names, ours))
+                     if a != b), f"{len(names)} decisions there, {len(ours)} here")
+        raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
+                        f"{t_space.get('name', '?')!r} ({t_space.get('file', '?')}): profile this space with `automl space profile`")
+    if check_shape:
+        size = table.get("input_size")
+        if list(size or []) != list(cs.input_shape):
+            raise UserError(f"{mismatch}: the table was measured at input size {size}, the space takes "
+                            f"{list(cs.input_shape)}; profile with the same --set values as the run")
+        fp = t_space.get("params_fingerprint")
+        if fp is not None and fp != params_fingerprint(cs):
+            raise UserError(f"{mismatch}: the space's widths or ops differ from those profiled (other --set "
+                            f"values {t_space.get('args', {})}?); profile with the same --set values as the run")
+    for entry, dec in zip(table["decisions"], cs.decisions):
+        got = entry.get("choices")
+        if not isinstance(got, dict) or set(got) != set(dec.choices):
+            have = sorted(got) if isinstance(got, dict) else got
+            missing = [c for c in dec.choices if not isinstance(got, dict) or c not in got]
+            raise UserError(f"{mismatch}: decision {dec.name}: " + (
+                f"no entry for choice {missing[0]!r}" if missing else
+                f"other choices ({have} there, {list(dec.choices)} here)"))
+        for c in dec.choices:
+            _check_value(got[c], f"{where}{path}: decision {dec.name}, choice {c!r}")
+    _check_value(table.get("fixed", 0.0), f"{where}{path}: \"fixed\"")
+    return table
+
+
+def _check_value(v, what: str) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise UserError(f"{what}: expected a number, got {v!r}")
+    if v < 0:
+        raise UserError(f"{what}: negative cost {v:g}; a cost table holds costs >= 0 (re-profile it)")
+
+
+def apply_cost_table(cs, table: dict) -> str:
+    """Add the (checked) table's metric to ``cs.cost_table``; returns the metric name."""
+    rows = [[float(e["choices"][c]) for c in dec.choices] for e, dec in zip(table["decisions"], cs.decisions)]
+    cs.cost_table.add_metric(table["metric"], rows, float(table.get("fixed", 0.0)))
+    return table["metric"]

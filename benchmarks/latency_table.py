@@ -1,0 +1,177 @@
+"""Does a latency table predict the latency of whole exported networks? And what does int8 buy?
+
+    python benchmarks/latency_table.py [--spaces proxylessnas digits] [--archs 30] [--threads 1]
+                                       [--batch 1] [--repeat 20] [--measure-repeat 30] [--clock wall|cpu]
+                                       [--int8-run RUN_DIR]
+
+Per space: ``automl space profile`` (the latency table of every choice in its context, onnxruntime,
+``--threads``, ``--batch``), then ``--archs`` random architectures, each exported as a whole ONNX model
+(``automl.export.export_architecture``) and timed in onnxruntime with the same settings, twice
+(interleaved passes A, B: their disagreement is the measurement noise). Prints per space the mean absolute
+percentage error of the table's prediction (fixed + sum of chosen) against the measured latency, the
+signed mean error (a systematic bias of the additive model), Kendall's tau between prediction and
+measurement, and the A/B noise. The ProxylessNAS space runs at 224x224 (ImageNet size).
+
+int8: spnasnet_100 (a member of the ProxylessNAS space, fresh weights, calibrated on noise: latency and
+size do not depend on the weights' values) fp32 vs int8 latency (interleaved) and file size; with
+``--int8-run DIR`` (a run of ``automl run recipes/quickstart.yaml export.quantize=int8``) also the
+quickstart family's accuracy drop, speed-up and size ratio from its results.json.
+Prints a table, then one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._common import emit  # noqa: E402
+
+SPACES = {"proxylessnas": {}, "digits": {}}
+SPNASNET = (["ir_k3_e3"] * 3 + ["skip"] + ["ir_k5_e6"] + ["ir_k3_e3"] * 3 + ["ir_k5_e6"] + ["ir_k3_e3"] * 3
+            + ["ir_k5_e6"] + ["ir_k5_e3"] * 3 + ["ir_k5_e6"] * 4 + ["ir_k3_e6"])
+
+
+def kendall_tau(a, b) -> float:
+    """Kendall's tau-b of two sequences (O(n^2); n is small)."""
+    n, conc, disc, ta, tb = len(a), 0, 0, 0, 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ta += 1
+            elif db == 0:
+                tb += 1
+            elif da == db:
+                conc += 1
+            else:
+                disc += 1
+    denom = ((conc + disc + ta) * (conc + disc + tb)) ** 0.5
+    return (conc - disc) / denom if denom else float("nan")
+
+
+def random_archs(cs, n: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.tensor([int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]) for _ in range(n)]
+
+
+def bench_space(name: str, args) -> dict:
+    from automl.compile import load_compiled
+    from automl.export import export_architecture
+    from automl.export.quantize import onnx_latency
+    from automl.profile import apply_cost_table, profile_space
+
+    cs = load_compiled(str(ROOT / "spaces" / f"{name}.space"), SPACES[name])
+    table = profile_space(cs, threads=args.threads, batch=args.batch, repeat=args.repeat, progress=False,
+                          clock=args.clock)
+    apply_cost_table(cs, table)
+    archs = random_archs(cs, args.archs, args.seed)
+    predicted, a_pass, b_pass = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        folders = []
+        for i, arch in enumerate(archs):
+            folder = Path(tmp) / f"a{i}"
+            export_architecture(cs, arch, folder)
+            folders.append(folder)
+            predicted.append(cs.cost_table.total(arch, "latency"))
+        for passes in (a_pass, b_pass):  # two passes over all models: A then B
+            for folder in folders:
+                passes.append(onnx_latency(folder / "model.onnx", cs.input_shape, args.threads, args.batch,
+                                           repeat=args.measure_repeat, clock=args.clock))
+    measured = [statistics.median(p) for p in zip(a_pass, b_pass)]
+    err = [(p - m) / m for p, m in zip(predicted, measured)]
+    noise = [abs(a - b) / ((a + b) / 2) for a, b in zip(a_pass, b_pass)]
+    worst = max(range(len(err)), key=lambda i: abs(err[i]))
+    return {
+        "space": name, "input": "x".join(map(str, cs.input_shape)), "archs": len(archs),
+        "threads": args.threads, "batch": args.batch, "clock": args.clock,
+        "per_piece_ms": (table["calibration"] or {}).get("per_piece_ms"),
+        "mape_pct": 100 * statistics.mean(abs(e) for e in err),
+        "bias_pct": 100 * statistics.mean(err),
+        "kendall_tau": kendall_tau(predicted, measured),
+        "ab_noise_pct": 100 * statistics.mean(noise),
+        "measured_ms_min": min(measured), "measured_ms_max": max(measured),
+        "fixed_ms": table["fixed"], "overhead_ms": table["overhead"],
+        "worst_err_pct": 100 * err[worst],
+        "_detail": {"predicted": predicted, "measured": measured, "a": a_pass, "b": b_pass,
+                    "worst_choices": cs.decode(archs[worst])},
+    }
+
+
+def bench_int8_proxyless(args) -> dict:
+    from automl.compile import load_compiled
+    from automl.export import export_architecture
+    from automl.export.quantize import INT8_NAME, onnx_latency, quantize_int8
+
+    cs = load_compiled(str(ROOT / "spaces" / "proxylessnas.space"))
+    rng = np.random.default_rng(0)
+    calib = [rng.standard_normal((8, *cs.input_shape)).astype(np.float32) for _ in range(4)]
+    with tempfile.TemporaryDirectory() as tmp:
+        export_architecture(cs, SPNASNET, tmp)
+        fp32, int8 = Path(tmp) / "model.onnx", Path(tmp) / INT8_NAME
+        quantize_int8(fp32, int8, calib)
+        f, q = [], []
+        for _ in range(3):  # interleaved fp32, int8, fp32, int8, ...
+            f.append(onnx_latency(fp32, cs.input_shape, args.threads, repeat=args.measure_repeat, clock=args.clock))
+            q.append(onnx_latency(int8, cs.input_shape, args.threads, repeat=args.measure_repeat, clock=args.clock))
+        return {"model": "spnasnet_100 (proxylessnas, 224)", "fp32_ms": statistics.median(f),
+                "int8_ms": statistics.median(q), "speedup": statistics.median(f) / statistics.median(q),
+                "size_ratio": int8.stat().st_size / fp32.stat().st_size, "accuracy_drop_points": None}
+
+
+def int8_from_run(run_dir: Path) -> list[dict]:
+    res = json.loads((run_dir / "results.json").read_text())
+    rows = []
+    for a in res["architectures"]:
+        q = a.get("int8") or {}
+        if not q or q.get("error"):
+            continue
+        rows.append({"model": f"{res['recipe']} eps={a['epsilon']}", "fp32_ms": a["latency_ms"],
+                     "int8_ms": q["latency_ms"], "speedup": a["latency_ms"] / q["latency_ms"],
+                     "size_ratio": q["size_bytes"] / q["fp32_size_bytes"],
+                     "accuracy_drop_points": 100 * (q["fp32_onnx_test_accuracy"] - q["test_accuracy"])})
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
+    p.add_argument("--archs", type=int, default=30)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--repeat", type=int, default=20, help="timed runs per piece of the table")
+    p.add_argument("--measure-repeat", type=int, default=30, help="timed runs per whole model and pass")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="cpu: the calling thread's CPU time (one thread): what an idle machine's latency would "
+                        "be, on a machine shared with other work")
+    p.add_argument("--int8-run", type=Path, default=None, help="a quickstart run with export.quantize=int8")
+    p.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [bench_space(name, args) for name in args.spaces]
+    details = {r["space"]: r.pop("_detail") for r in rows}
+    int8_rows = []
+    if not args.no_int8:
+        int8_rows = ([bench_int8_proxyless(args)] + (int8_from_run(args.int8_run) if args.int8_run else []))
+    emit("latency_table", rows, int8=int8_rows, details=details)
+    for r in int8_rows:
+        drop = r["accuracy_drop_points"]
+        print(f"int8 {r['model']}: fp32 {r['fp32_ms']:.3g} ms, int8 {r['int8_ms']:.3g} ms, speed-up "
+              f"{r['speedup']:.2f}x, size {r['size_ratio']:.2f}x"
+              + (f", accuracy drop {drop:+.2f} points" if drop is not None else ""))
+
+
+if __name__ == "__main__":
+    main()
