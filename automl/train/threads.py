@@ -39,7 +39,9 @@ bit on the CPU. The count a run starts with is saved in ``DIR/threads.json``; ``
 Not changed: ``OMP_WAIT_POLICY``. ``PASSIVE`` (threads sleep instead of spinning) took 25.8 s where the
 default took 12.0-15.9 s on the idle machine: fewer threads than free cores avoids the spinning's cost
 without paying for it everywhere. Inter-op threads: automl runs no inter-op parallel work; the pool is set
-to one thread where torch still allows it (before any inter-op work in the process).
+to one thread where torch still allows it (before any inter-op work in the process). The onnxruntime
+latencies of exports (``latency_ms``, ``automl space profile``) keep their own fixed thread count (one by
+default): they describe the exported model, and must compare across runs whatever the training used.
 """
 
 from __future__ import annotations
