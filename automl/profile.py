@@ -157,8 +157,6 @@ class _Sum2(nn.Module):
 def _pieces(cs):
     """``(key, factory, input shapes without batch, where)`` for every distinct piece, and how the
     table is assembled from them: ``fixed`` (list of keys) and ``choices[d][k]`` (list of keys, summed)."""
-    from timm.layers import get_act_layer
-
     from automl.compile import supernet as sn
     from automl.compile._registry import create_op
     from automl.compile.macs import count_macs
@@ -195,12 +193,15 @@ def _pieces(cs):
                 if op == "skip":
                     keys.append(None)
                     continue
-                key = ("op", op, layer.in_ch, layer.out_ch, layer.stride, shape, act)
-                keys.append(add(key, lambda op=op, layer=layer: create_op(
-                    op, layer.in_ch, layer.out_ch, layer.stride, act_layer=get_act_layer(act)), [shape], layer.name))
+                key = ("op", op, layer.in_ch, layer.out_ch, layer.stride, shape, act, layer.se, layer.act)
+                keys.append(add(key, lambda op=op, layer=layer: sn.chain_op(plan, layer, op), [shape], layer.name))
             first = next(k for k in keys if k is not None)
             nxt = out_shape(pieces[first][0], [shape])
-            if layer.decision is None:
+            if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth
+                for k, active in enumerate(layer.gate[1]):
+                    if active:
+                        choices[layer.gate[0]][k].append(first)
+            elif layer.decision is None:
                 fixed.append(first)
             else:
                 for k, key in enumerate(keys):
@@ -208,7 +209,7 @@ def _pieces(cs):
                         choices[layer.decision][k].append(key)
             shape = nxt
         head_in = sn._chain_head_in(plan)
-        fixed.append(add(("head",), lambda: nn.Sequential(*sn.chain_head(plan, head_in)), [shape], "head"))
+        fixed.append(add(("head",), lambda: nn.Sequential(*sn.chain_head_sequence(plan, head_in)), [shape], "head"))
         return pieces, fixed, choices
 
     def cstem():
@@ -216,15 +217,21 @@ def _pieces(cs):
     fixed.append(add(("stem",), cstem, [shape], "stem"))
     prev_prev = prev = out_shape(cstem, [shape])
     for ci, inst in enumerate(plan.instances):
+        if inst.op is not None:  # a fixed reduction block between cells
+            def block(inst=inst):
+                return sn.cell_block(inst)
+            fixed.append(add(("block", inst, prev), block, [prev], f"{inst.op} {ci + 1}"))
+            prev_prev = prev = out_shape(block, [prev])
+            continue
         t = plan.templates[inst.template]
 
         def pre(inst=inst):
             return _Sum2(*sn.cell_preprocess(inst))
         fixed.append(add(("pre", inst, prev_prev, prev), pre, [prev_prev, prev], f"cell {ci + 1} preprocessing"))
-        in_shape = out_shape(pre, [prev_prev, prev])[0]
+        in_shape = out_shape(pre, [prev_prev, prev])[1 if inst.one_input else 0]
         oshape = (inst.channels, *(-(-v // t.stride) for v in in_shape[1:]))
         c = inst.channels
-        for _ in t.nodes:
+        for _ in (t.nodes if t.output == "loose" else ()):
             fixed.append(add(("out", c, oshape), lambda c=c: sn._out_conv(c), [oshape], f"cell {ci + 1} output"))
         for node in t.nodes:
             for d in node.op_decisions:
@@ -232,7 +239,7 @@ def _pieces(cs):
                     key = ("cellop", op, c, oshape)
                     choices[d][k].append(add(key, lambda op=op, c=c: create_op(op, c, c, 1), [oshape],
                                              f"cell {ci + 1} {op}"))
-        prev_prev, prev = prev, oshape
+        prev_prev, prev = prev, (inst.out_channels, *oshape[1:])
     fixed.append(add(("head",), lambda: nn.Sequential(*sn.cell_head(plan)), [prev], "head"))
     return pieces, fixed, choices
 

@@ -22,11 +22,18 @@ SMALL = {
     "proxylessnas": {"size": "32", "width": "0.25", "head": "64"},
     "enas_micro": {"size": "8", "channels": "4", "normal_cells": "1"},
     "digits": {},
+    "fbnet": {"size": "32", "width": "0.25", "head": "64"},
+    "mobilenetv3": {"size": "32", "width": "0.25", "head": "64"},
+    "ofa_mbv3": {"size": "32", "width": "0.25", "head": "64"},
+    "darts": {"size": "8", "channels": "4", "normal_cells": "1"},
+    "nasbench201": {"size": "8", "channels": "4", "cells": "1"},
 }
 TOKENS = ["space", "param", "input", "classes", "choices", "network", "end", "stage", "layer", "stem", "head",
           "width", "stride", "repeat", "kernel", "choose", "then", "fixed", "cells", "split", "by", "cell",
           "inputs", "node", "sums", "of", "earlier", "through", "metric", "default", "in", "x", "skip",
-          "identity", "ir_k3_e6", "sep_k3", "=", ",", "[", "]", "(", ")", "+", "-", "*", "/", "//", "#", "\n",
+          "identity", "ir_k3_e6", "sep_k3", "se", "0.25", "activation", "relu", "depth", "family", "mobilenetv3",
+          "distinct", "edges", "from", "output", "concat", "none", "ir_k3_e2.5_se0.25_nre", "cn_k1", "resnet_block",
+          "=", ",", "[", "]", "(", ")", "+", "-", "*", "/", "//", "#", "\n",
           " ", "0", "1", "2", "3.5", "-1", "1e999", "999999999999", "\t", "\u00e9", "\x00", "\r\n"]
 
 
@@ -73,7 +80,7 @@ def mutated_space(draw):
     return name, text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_space())
 def test_mutated_shipped_spaces(case):
     name, text = case
@@ -85,7 +92,8 @@ _LARK = lark.Lark(grammar_text(), parser="lalr")
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(from_lark(_LARK, explicit={"NAME": st.sampled_from(
-    ["a", "b", "mb", "s1", "normal", "c0", "n1", "ir_k3_e3", "skip", "sep_k3", "identity", "ds_k3", "width"]),
+    ["a", "b", "mb", "s1", "normal", "c0", "n1", "ir_k3_e3", "skip", "sep_k3", "identity", "ds_k3", "width",
+     "relu", "mobilenetv3", "none", "cn_k1", "resnet_block", "ir_k5_e2.5_se0.25", "x"]),
     "NUMBER": st.sampled_from(["0", "1", "2", "3", "8", "16", "0.5", "1e3"])}))
 def test_generated_from_grammar(text):
     check(text, "generated.space")

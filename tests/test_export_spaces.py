@@ -19,6 +19,11 @@ ROOT = Path(__file__).resolve().parents[1]
 _SMALL = {
     "proxylessnas": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
     "enas_micro": {"size": "8", "channels": "4", "normal_cells": "3"},
+    "fbnet": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
+    "mobilenetv3": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
+    "ofa_mbv3": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
+    "darts": {"size": "8", "channels": "4", "normal_cells": "1"},
+    "nasbench201": {"size": "8", "channels": "4", "cells": "1"},
 }
 
 
@@ -55,7 +60,8 @@ def perturb_bn(model: torch.nn.Module, seed: int = 0) -> None:
 
 
 def test_every_shipped_space_is_covered():
-    assert {p.stem for p in space_files()} >= {"digits", "proxylessnas", "enas_micro"}
+    assert {p.stem for p in space_files()} >= {"digits", "proxylessnas", "enas_micro", "fbnet", "mobilenetv3"}
+    assert all(p.stem in _SMALL or p.stem == "digits" for p in space_files())
 
 
 @pytest.mark.parametrize("space", space_files(), ids=lambda p: p.stem)
@@ -84,7 +90,7 @@ def test_random_architectures_export(space, tmp_path):
         if cs.kind == "chain":  # the cost table is exact for chains (cells: an approximation)
             assert manifest["params"] == cs.cost_table.total(arch, "params")
             assert manifest["arch_def"] == cs.arch_def(arch)
-            assert type(model).__name__ == "EfficientNet"
+            assert type(model).__name__ == ("MobileNetV3" if cs.plan.family == "mobilenetv3" else "EfficientNet")
         else:
             assert manifest["arch_def"] is None
 
@@ -185,3 +191,69 @@ def test_inheritance_refuses_a_different_architecture():
     b[0] = 2  # ir_k5_e6 instead of ir_k3_e1
     with pytest.raises(InheritError, match="no counterpart"):
         inherit_weights(cs.build_supernet(), a, cs.build_standalone(b), cs.input_shape)
+
+
+# timm networks that are members of the shipped spaces: `space encode --timm` finds their choices and
+# `automl export` rebuilds them with exactly timm's parameter count (ONNX parity is checked by the export)
+TIMM_MEMBERS = [("mobilenetv3", "mobilenetv3_large_100", 5_483_032, "MobileNetV3"),
+                ("fbnet", "fbnetc_100", 5_572_200, "EfficientNet"),
+                ("proxylessnas", "spnasnet_100", 4_421_616, "EfficientNet")]
+
+
+@pytest.mark.parametrize("space,model_name,params,cls", TIMM_MEMBERS, ids=[m[1] for m in TIMM_MEMBERS])
+def test_encode_timm_then_export_reproduces_timm(space, model_name, params, cls, tmp_path, capsys):
+    import onnxruntime as ort
+    import timm
+
+    from automl.cli import main
+
+    path = str(ROOT / "spaces" / f"{space}.space")
+    arch_json = tmp_path / "arch.json"
+    assert main(["space", "encode", path, "--timm", model_name, "--out", str(arch_json)]) == 0
+    encoded = json.loads(arch_json.read_text())
+    assert encoded["params"] == params and encoded["timm_model"] == model_name
+    assert main(["export", path, "--arch", str(arch_json), "--out", str(tmp_path / "export")]) == 0
+    manifest = read_manifest(tmp_path / "export")
+    reference = timm.create_model(model_name, pretrained=False)
+    assert count_params(reference) == params == manifest["params"] == manifest["cost"]["params"]
+    assert manifest["onnx"]["parity_max_rel_diff"] < 1e-3
+    ours = load_model(tmp_path / "export")
+    assert type(ours).__name__ == type(reference).__name__ == cls
+    # the same network: the same weight shapes in the same order, and with timm's weights the same output
+    assert [v.shape for v in ours.state_dict().values()] == [v.shape for v in reference.state_dict().values()]
+    ours.load_state_dict(dict(zip(ours.state_dict(), reference.state_dict().values())))
+    reference.eval()
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))
+    session = ort.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[1:] == [3, 224, 224]
+
+
+def test_encode_names_the_layer_that_is_not_in_the_space(capsys):
+    from automl.cli import main
+
+    path = str(ROOT / "spaces" / "mobilenetv3.space")
+    assert main(["space", "encode", path, "--timm", "mobilenetv3_small_100"]) == 2
+    err = capsys.readouterr().err
+    assert "layer s0_1 (16->16 channels) of space mobilenetv3" in err and "blocks.0.0" in err
+    assert "squeeze-excitation" in err and "Traceback" not in err
+    assert main(["space", "encode", str(ROOT / "spaces" / "fbnet.space"), "--timm", "no_such_net"]) == 2
+    assert "not a timm model" in capsys.readouterr().err
+
+
+def test_encode_an_arch_def_file(tmp_path, capsys):
+    from automl.cli import main
+
+    path = str(ROOT / "spaces" / "proxylessnas.space")
+    (tmp_path / "a.json").write_text(json.dumps([["ds_r1_k3_s1_c16"], ["ir_r2_k3_s2_e3_c24"], ["ir_r1_k5_s2_e6_c40"],
+                                                 ["ir_r1_k5_s2_e6_c80"], ["ir_r1_k5_s1_e6_c96"],
+                                                 ["ir_r1_k5_s2_e6_c192"], ["ir_r1_k3_s1_e6_c320"]]))
+    assert main(["space", "encode", path, "--arch-def", str(tmp_path / "a.json")]) == 0
+    choices = json.loads(capsys.readouterr().out)["choices"]
+    assert [choices[f"s1_{i}"] for i in (1, 2, 3, 4)] == ["ir_k3_e3", "ir_k3_e3", "skip", "skip"]
+    assert choices["s2_1"] == "ir_k5_e6" and choices["s2_2"] == "skip" and choices["s6_1"] == "ir_k3_e6"
+    # a block the space does not offer: expansion 4 in the ProxylessNAS space (3 or 6)
+    (tmp_path / "b.json").write_text(json.dumps([["ds_r1_k3_s1_c16"], ["ir_r1_k3_s2_e4_c24"]]))
+    assert main(["space", "encode", path, "--arch-def", str(tmp_path / "b.json")]) == 2
+    assert "layer s1_1 (16->24 channels, stride 2)" in capsys.readouterr().err

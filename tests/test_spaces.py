@@ -15,18 +15,25 @@ SMALL = {
     "proxylessnas": ["size=32", "width=0.25", "head=64"],
     "enas_micro": ["size=8", "channels=4", "normal_cells=2"],
     "digits": [],
+    "fbnet": ["size=32", "width=0.25", "head=64"],
+    "mobilenetv3": ["size=32", "width=0.25", "head=64"],
+    "darts": ["size=8", "channels=4", "normal_cells=2"],
+    "nasbench201": ["size=8", "channels=4", "cells=1"],
+    "ofa_mbv3": ["size=32", "width=0.25", "head=64"],
 }
 
 
 def test_spaces_shipped():
-    assert {p.stem for p in SPACES} >= {"proxylessnas", "enas_micro", "digits"}
+    assert {p.stem for p in SPACES} >= {"proxylessnas", "enas_micro", "digits", "fbnet", "mobilenetv3", "darts",
+                                        "nasbench201"}
+    assert all(p.stem in SMALL for p in SPACES)
 
 
 @pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
 def test_every_space_compiles_small(path):
     overrides = dict(item.split("=") for item in SMALL.get(path.stem, []))
     cs = load_compiled(path, overrides)
-    assert cs.num_decisions >= 8 and all(k >= 2 for k in cs.num_choices)
+    assert cs.num_decisions >= 6 and all(k >= 2 for k in cs.num_choices if k != 1) and cs.sum_k > cs.num_decisions
     assert cs.cost_table.min_total() < cs.cost_table.max_total()
     assert cs.overrides == overrides
 
@@ -114,3 +121,18 @@ def test_docs_examples_compile():
     lat = cs.cost_table.costs("latency_ms")
     assert lat[0, cs.decisions[0].choices.index("ir_k3_e3")] == 1.2  # `ir_k3_e3 in s1_1` wins
     assert cs.cost_table.fixed["latency_ms"] == 3.1
+
+
+def test_docs_published_space_examples_compile():
+    from automl.compile import compile_space
+    from automl.dsl import parse_space
+
+    blocks = {b.split("\n", 1)[0]: b for b in _doc_blocks() if b.startswith("space ")}
+    se = compile_space(parse_space(blocks["space se_stages"], "se.space"))
+    assert [layer.se for layer in se.plan.layers] == [0.0, 0.0, 0.25, 0.25, 0.0]
+    assert se.arch_def(se.cost_table.cheapest())[0][0].endswith("_nre")
+    elastic = compile_space(parse_space(blocks["space elastic"], "elastic.space"))
+    assert [d.name for d in elastic.decisions] == ["s1_depth", "s1_1", "s1_2", "s1_3", "s2_depth", "s2_1", "s2_2",
+                                                   "s2_3"]
+    nb = compile_space(parse_space(blocks["space nb201_like"], "nb.space"))
+    assert nb.size == 15_625

@@ -1,5 +1,6 @@
-"""``automl space show|check|cost|profile FILE [--set k=v ...]``: inspect or validate a ``.space`` file,
-predict one architecture's costs, or measure a latency table on this machine."""
+"""``automl space show|check|cost|profile|encode FILE [--set k=v ...]``: inspect or validate a ``.space``
+file, predict one architecture's costs, measure a latency table on this machine, or encode a timm network
+it contains."""
 
 from __future__ import annotations
 
@@ -92,6 +93,24 @@ def _show_table(cs, metric: str) -> None:
                   + (f"  (metrics: {', '.join(ct.metrics)})" if len(ct.metrics) > 1 else ""), highlight=False)
 
 
+def _encode(args, cs) -> int:
+    from automl._io import atomic_write_text
+    from automl.compile.membership import arch_def_model, encode_timm_model, timm_model
+
+    if args.timm:
+        model, label, source = timm_model(args.timm, cs), f"timm's {args.timm}", {"timm_model": args.timm}
+    else:
+        model, label, source = arch_def_model(args.arch_def, cs), f"the arch_def of {args.arch_def}", \
+            {"arch_def_file": args.arch_def}
+    names = encode_timm_model(cs, model, label)
+    arch = cs.encode(names)
+    text = json.dumps({"space": args.file, **source, "choices": names,
+                       "params": cs.cost_table.total(arch)}, indent=1) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+        print(f"{args.out}: {label} in space {cs.name}, {format_cost(cs.cost_table.total(arch))} params")
+    else:
+        sys.stdout.write(text)
 def _cost(args, cs) -> int:
     from automl.export import read_arch_file
     from automl.profile import apply_cost_table, read_cost_table
@@ -129,6 +148,8 @@ def _profile(args, cs) -> int:
 
 def main(args) -> int:
     cs = _load(args)
+    if args.space_command == "encode":
+        return _encode(args, cs)
     if args.space_command == "cost":
         return _cost(args, cs)
     if args.space_command == "profile":

@@ -14,7 +14,7 @@ from typing import Callable
 
 from torch import nn
 
-__all__ = ["OpInfo", "register_op", "list_ops", "create_op", "get_op", "is_op"]
+__all__ = ["OpInfo", "register_op", "register_resolver", "list_ops", "create_op", "get_op", "is_op"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,11 @@ class OpInfo:
         or ``"cell"`` (an op inside a cell template).
     same_channels: the op cannot change the channel count (identity, pooling, skip).
     stride1_only: the op cannot downsample (``skip``).
+    se: the op takes a squeeze-excitation ratio (timm's ``_se`` suffix: ``ir`` and ``ds`` blocks).
+    reduction: a fixed block between cells that halves the resolution and doubles the width
+        (NAS-Bench-201's ResNet block); only in a ``cells`` layout.
+    groups: a block op whose 1x1 convs are grouped (FBNet's ``_g2``): not a timm block; ``block_str`` is
+        the timm block of the same shape that the standalone network builds and then replaces.
     block_str: for block ops, the timm block string with ``{stride}`` and ``{out}`` (and ``{se}``) holes.
     """
 
@@ -35,13 +40,42 @@ class OpInfo:
     stride1_only: bool = False
     block_str: str | None = None
     doc: str = ""
+    se: bool = False
+    reduction: bool = False
+    groups: int = 1
 
 
 _OPS: dict[str, OpInfo] = {}
+# name -> OpInfo | None for op names built from a pattern (timm block-string style suffixes such as
+# ``ir_k3_e2.5_se0.25_nre``); a resolver returns None for a name that is not its family, and raises
+# ValueError with a message for a name of its family that is malformed (an SE ratio >= 1, ...)
+_RESOLVERS: list[Callable[[str], "OpInfo | None"]] = []
+_RESOLVED: dict[str, OpInfo | None] = {}
+
+
+def register_resolver(fn: Callable[[str], "OpInfo | None"]) -> Callable[[str], "OpInfo | None"]:
+    """Register ``fn(name) -> OpInfo | None``: ops whose names follow a pattern (not listed by list_ops)."""
+    _RESOLVERS.append(fn)
+    return fn
+
+
+def _resolve(name: str) -> OpInfo | None:
+    """A registered op or one a resolver builds from its name; ValueError for a malformed family name."""
+    _ensure_loaded()
+    if name in _OPS:
+        return _OPS[name]
+    if name not in _RESOLVED:
+        info = None
+        for fn in _RESOLVERS:
+            info = fn(name)
+            if info is not None:
+                break
+        _RESOLVED[name] = info
+    return _RESOLVED[name]
 
 
 def register_op(name: str, kind: str, *, same_channels: bool = False, stride1_only: bool = False,
-                block_str: str | None = None, doc: str = ""):
+                block_str: str | None = None, doc: str = "", se: bool = False, reduction: bool = False):
     """Decorator: register ``fn(in_ch, out_ch, stride, **kw)`` under ``name``."""
     if kind not in ("block", "cell"):
         raise ValueError(f"op kind must be 'block' or 'cell', got {kind!r}")
@@ -49,7 +83,8 @@ def register_op(name: str, kind: str, *, same_channels: bool = False, stride1_on
     def deco(fn):
         if name in _OPS:
             raise ValueError(f"op {name!r} is already registered")
-        _OPS[name] = OpInfo(name, fn, kind, same_channels, stride1_only, block_str, doc or (fn.__doc__ or ""))
+        _OPS[name] = OpInfo(name, fn, kind, same_channels, stride1_only, block_str, doc or (fn.__doc__ or ""),
+                            se, reduction)
         return fn
 
     return deco
@@ -67,19 +102,23 @@ def list_ops(pattern: str = "*", kind: str | None = None) -> list[str]:
 
 
 def is_op(name: str) -> bool:
-    _ensure_loaded()
-    return name in _OPS
+    """Whether ``name`` is an op (registered, or built from its name such as ``ir_k3_e2.5_se0.25``).
+
+    ValueError (with the reason) for a name of a known family that is malformed."""
+    return _resolve(name) is not None
 
 
 def get_op(name: str) -> OpInfo:
     """The :class:`OpInfo` of ``name``; ``KeyError`` naming the close matches if unknown."""
-    _ensure_loaded()
     try:
-        return _OPS[name]
-    except KeyError:
-        import difflib
-        close = difflib.get_close_matches(name, _OPS, n=3)
-        raise KeyError(f"unknown op {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")) from None
+        info = _resolve(name)
+    except ValueError as e:
+        raise KeyError(f"unknown op {name!r}: {e}") from None
+    if info is not None:
+        return info
+    import difflib
+    close = difflib.get_close_matches(name, _OPS, n=3)
+    raise KeyError(f"unknown op {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
 
 
 def create_op(name: str, in_ch: int, out_ch: int, stride: int = 1, **kw) -> nn.Module:

@@ -10,6 +10,7 @@ memory, no init), so compiling the ImageNet-size ProxylessNAS space takes well u
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from timm.layers import get_act_layer
 from timm.models._efficientnet_builder import round_channels
 from torch import nn
 
+from automl.compile._ops import BLOCK_ACTIVATIONS, FAMILIES, family_hint
 from automl.compile._registry import OpInfo, create_op, get_op, is_op, list_ops
 from automl.compile.costs import BUILTIN_METRICS, CostTable, count_params
 from automl.compile.macs import measure_macs
@@ -57,6 +59,14 @@ class ChainLayer:
     stride: int
     choices: tuple[str, ...]
     decision: int | None
+    se: float = 0.0  # the stage's squeeze-excitation ratio (`se 0.25`), for ops without their own `_se`
+    act: str | None = None  # the stage's activation (`activation relu`), None: the network's
+    # elastic depth: (depth decision, for each of its choices whether this layer is there); None: always
+    gate: tuple[int, tuple[bool, ...]] | None = None
+
+    def active(self, a) -> bool:
+        """Whether this layer is part of architecture ``a`` (a list of ints)."""
+        return self.gate is None or self.gate[1][a[self.gate[0]]]
 
 
 @dataclass(frozen=True)
@@ -69,38 +79,70 @@ class ChainPlan:
     num_features: int  # head width; 0: no head conv
     num_classes: int
     num_stages: int
+    family: str = "efficientnet"  # the timm class: "efficientnet" or "mobilenetv3" (head conv after pooling)
 
 
 @dataclass(frozen=True)
 class CellNode:
-    """A node of a cell template: ``count`` (input, op) pairs summed. ``candidates`` index the cell's
-    states (0, 1: the two cell inputs; 2 + j: node j)."""
+    """A node of a cell template: ``len(op_decisions)`` (input, op) pairs summed. ``candidates`` index the
+    cell's states (0, 1: the two cell inputs, 1 alone for a one-input cell; 2 + j: node j).
+
+    ``mode``: "choose" (one input decision per slot, among the candidates), "distinct" (one decision
+    whose choices are the sets of distinct candidates in ``combos``), "edges" (slot i reads candidate i;
+    no input decision)."""
 
     name: str
     candidates: tuple[int, ...]
     ops: tuple[str, ...]
     input_decisions: tuple[int, ...]
     op_decisions: tuple[int, ...]
+    mode: str = "choose"
+    combos: tuple[tuple[int, ...], ...] = ()
+
+    def slot_inputs(self, a) -> list[int]:
+        """For architecture ``a`` (a list of ints), the candidate index (into ``candidates``) of each slot."""
+        if self.mode == "edges":
+            return list(range(len(self.candidates)))
+        if self.mode == "distinct":
+            return list(self.combos[a[self.input_decisions[0]]])
+        return [a[d] for d in self.input_decisions]
 
 
 @dataclass(frozen=True)
 class CellTemplatePlan:
     name: str
     stride: int
-    inputs: tuple[str, str]
+    inputs: tuple[str, ...]
     nodes: tuple[CellNode, ...]
+    # "loose": the nodes no other node reads, each through ReLU and a 1x1 conv, summed, BN (the default);
+    # "node": the state output_nodes[0] itself; "concat": the states output_nodes concatenated
+    output: str = "loose"
+    output_nodes: tuple[int, ...] = ()  # state indices (2 + j for node j)
+
+    @property
+    def multiplier(self) -> int:
+        """Output width / cell width (the number of concatenated nodes)."""
+        return len(self.output_nodes) if self.output == "concat" else 1
 
 
 @dataclass(frozen=True)
 class CellInstance:
     """One cell of the network: which template, its input widths and width, and whether its first input
-    (two cells back) has twice its input resolution (the previous cell reduced)."""
+    (two cells back) has twice its input resolution (the previous cell reduced). ``op``: a fixed
+    reduction block (``resnet_block``) instead of a cell (``template`` is then -1)."""
 
     template: int
     c_prev_prev: int
     c_prev: int
     channels: int
     reduce_prev: bool
+    out_ch: int = 0  # the output width (channels x the template's multiplier); 0: channels
+    one_input: bool = False  # the template reads only the previous cell
+    op: str | None = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_ch or self.channels
 
 
 @dataclass(frozen=True)
@@ -134,7 +176,9 @@ class _Resolver:
             if s.name in self.sets:
                 raise self.err(f"duplicate choice set {s.name!r} (first declared at line "
                                f"{self.sets[s.name].pos.line})", s.pos)
-            if is_op(s.name):
+            if "." in s.name:
+                raise self.err(f"choice set {s.name!r}: a name with '.' is an op name; pick another name", s.pos)
+            if _is_op(s.name):
                 raise self.err(f"choice set {s.name!r} has the name of an op; pick another name", s.pos)
             self.sets[s.name] = s
         for s in space.choice_sets:  # every set must make sense even if unused
@@ -220,10 +264,13 @@ class _Resolver:
                     for op, pos, via in self.expand(ir.ChoiceRef(name.name, name.pos), kind, where,
                                                     _stack + (ref.name,)):
                         out.append((op, pos, via or ref.name))
-            elif is_op(ref.name):
+            elif self._known_op(ref):
                 self._check_kind(get_op(ref.name), kind, ref.pos)
                 out.append((ref.name, ref.pos, None))
             else:
+                hint = family_hint(ref.name)
+                if hint:
+                    raise self.err(f"unknown op {ref.name!r}: {hint}", ref.pos)
                 pool = list(self.sets) + list_ops(kind=kind)
                 close = difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6)
                 hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
@@ -239,12 +286,32 @@ class _Resolver:
                 seen[op] = pos
         return out
 
+    def _known_op(self, ref) -> bool:
+        """Whether ``ref`` names an op; a malformed name of a known family (``ir_k3_e6_se1.5``) is an error."""
+        try:
+            return is_op(ref.name)
+        except ValueError as e:
+            raise self.err(f"op {ref.name!r}: {e}", ref.pos) from None
+
     def _check_kind(self, info: OpInfo, kind: str | None, pos: ir.Pos) -> None:
         if kind == "block" and info.kind != "block":
             raise self.err(f"op {info.name!r} is a cell op; chain layers use timm blocks: "
-                           f"ir_kK_eE, ds_kK or skip", pos)
-        if kind == "cell" and info.name == "skip":
-            raise self.err("'skip' is for chain layers; in a cell use 'identity'", pos)
+                           f"ir_kK_eE, ds_kK, cn_kK (with optional _seR, _nre/_nhs/... suffixes) or skip", pos)
+        if kind == "cell" and info.kind != "cell":
+            if info.name == "skip":
+                raise self.err("'skip' is for chain layers; in a cell use 'identity'", pos)
+            raise self.err(f"op {info.name!r} is a chain block; cells use "
+                           f"{', '.join(list_ops(kind='cell'))}", pos)
+        if kind == "cell" and info.reduction:
+            raise self.err(f"{info.name!r} is a fixed reduction block: it goes in the `cells` layout "
+                           f"(e.g. `split by {info.name} x 2`), not on an edge", pos)
+
+
+def _is_op(name: str) -> bool:
+    try:
+        return is_op(name)
+    except ValueError:
+        return False
 
 
 # ---- chain networks -----------------------------------------------------------------------------
@@ -274,10 +341,22 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
         raise r.err("a chain's stem has stride 2 (as timm's EfficientNet); remove `stride`",
                     stem["stride"].value.pos)
     act = "relu"
+    if net.late_activation is not None:
+        raise r.err("a network-wide `activation` comes before the stem and stages (it applies to the whole "
+                    "network); for one stage write it before `choose`: `stage NAME width W activation "
+                    f"{net.activation.name} choose ...`", net.late_activation)
     if net.activation is not None:
         act = net.activation.name
         if act not in ACTIVATIONS:
             raise r.err(f"unknown activation {act!r}; use one of {', '.join(ACTIVATIONS)}", net.activation.pos)
+    family = "efficientnet"
+    if net.family is not None:
+        family = net.family.name
+        if family not in FAMILIES:
+            raise r.err(f"unknown family {family!r}; a chain exports as timm's {' or '.join(FAMILIES)}",
+                        net.family.pos)
+        if family == "mobilenetv3" and stem_kernel != 3:
+            raise r.err("timm's MobileNetV3 has a 3x3 stem; remove `kernel`", stem["kernel"].value.pos)
 
     decisions: list[Decision] = []
     names: dict[str, ir.Pos] = {}
@@ -291,12 +370,50 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
         stage_names[st.name] = st.pos
         opts = r.options(st.options, {"width": "", "stride": "",
                                       "repeat": "a layer is one layer; use `stage` to repeat" if st.single else "",
-                                      "kernel": "the kernel is part of the op name, e.g. ir_k5_e6"}, f"{kw} {st.name}")
+                                      "kernel": "the kernel is part of the op name, e.g. ir_k5_e6",
+                                      "se": "", "activation": "",
+                                      "depth": "a layer is one layer; use `stage` for elastic depth" if st.single
+                                      else ""}, f"{kw} {st.name}")
+        se = 0.0
+        if "se" in opts:
+            se = r.eval(opts["se"].value)
+            if not 0 < se < 1:
+                raise r.err(f"the squeeze-excitation ratio must be between 0 and 1 (exclusive), e.g. `se 0.25`; "
+                            f"got {_fmt(se)}", opts["se"].value.pos)
+            se = float(se)
+        stage_act = None
+        if "activation" in opts:
+            stage_act = opts["activation"].value.name
+            if stage_act not in BLOCK_ACTIVATIONS:
+                raise r.err(f"a stage's activation is one of {', '.join(BLOCK_ACTIVATIONS)} (timm block strings "
+                            f"write them _nre, _nr6, _nhs, _nsw, _nmi); got {stage_act!r}",
+                            opts["activation"].value.pos)
         if "width" not in opts:
             raise r.err(f"{kw} {st.name} needs a width, e.g. `width 24`", st.pos)
         width = r.chain_width(opts["width"].value, f"{kw} width")
         stride = r.whole(opts["stride"].value, "stride", 1, 2) if "stride" in opts else 1
         repeat = r.whole(opts["repeat"].value, "repeat", 1, _MAX_REPEAT) if "repeat" in opts else 1
+        gate_of = None
+        if "depth" in opts:
+            if "repeat" in opts:
+                raise r.err(f"`depth` sets the number of layers of {kw} {st.name} (the largest depth); "
+                            f"remove `repeat`", opts["repeat"].pos)
+            depths = []
+            for e in opts["depth"].value:
+                v = r.whole(e, "a stage's depth", 1, _MAX_REPEAT)
+                if v in depths:
+                    raise r.err(f"depth {v} is listed twice", e.pos)
+                depths.append(v)
+            if len(depths) < 2:
+                raise r.err("elastic depth needs at least two depths, e.g. `depth 2, 3, 4`; for one depth "
+                            "write `repeat N`", opts["depth"].pos)
+            repeat = max(depths)
+            dname = f"{st.name}_depth"
+            if dname in names:
+                raise r.err(f"duplicate decision name {dname!r} (first at line {names[dname].line})", st.pos)
+            names[dname] = st.pos
+            gate_of = len(decisions)
+            decisions.append(Decision(dname, tuple(f"d{v}" for v in depths)))
         if stride == 2:
             total_stride *= 2
             if total_stride > _CHAIN_MAX_STRIDE:
@@ -320,6 +437,9 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
                 choices = r.expand(src, "block", f"{kw} {st.name}")
             for op, pos, via in choices:
                 info = get_op(op)
+                if se and op != "skip" and not info.se:
+                    raise r.err(f"{kw} {st.name} has `se {se:g}` but {op!r} takes no squeeze-excitation; "
+                                f"give it its own stage", pos if via is None else src.pos)
                 if (info.same_channels and in_ch != width) or (info.stride1_only and s != 1):
                     where = pos if via is None else src.pos
                     change = (f"{in_ch} -> {width} channels" if in_ch != width else "") + \
@@ -337,11 +457,18 @@ def _compile_chain(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
                 names[lname] = st.pos
                 dec = len(decisions)
                 decisions.append(Decision(lname, tuple(c[0] for c in choices)))
-            layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec))
+            gate = None
+            if gate_of is not None and i + 1 > min(depths):
+                gate = (gate_of, tuple(i + 1 <= v for v in depths))
+            layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec, se, stage_act,
+                                     gate))
         cur = width
     num_features = _head_features(r, net)
+    if family == "mobilenetv3" and num_features == 0:
+        raise r.err("timm's MobileNetV3 has a head conv after pooling; add e.g. `head width 1280`",
+                    net.head_pos or net.pos)
     plan = ChainPlan(in_chans, stem_size, stem_kernel, act, tuple(layers), num_features, num_classes,
-                     len(net.stages))
+                     len(net.stages), family)
     return plan, decisions
 
 
@@ -379,9 +506,11 @@ def _compile_cells(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
     width = r.whole(opts["width"].value, "cell width", 1, _MAX_CH)
 
     def count(item: ir.CellItem, lo: int) -> int:
-        if item.name not in templates:
+        if item.name not in templates and not (_is_op(item.name) and get_op(item.name).reduction):
             known = ", ".join(templates) if templates else "none (declare one with `cell NAME ... end`)"
-            raise r.err(f"unknown cell {item.name!r}; the cells are: {known}", item.pos)
+            blocks = ", ".join(n for n in list_ops(kind="cell") if get_op(n).reduction)
+            raise r.err(f"unknown cell {item.name!r}; the cells are: {known} (and the fixed reduction blocks "
+                        f"{blocks})", item.pos)
         return r.whole(item.count, "cell count", lo, _MAX_CELLS) if item.count is not None else 1
 
     seq: list[str] = []
@@ -406,73 +535,118 @@ def _compile_cells(r: _Resolver, net: ir.Network, in_chans: int, num_classes: in
     for t in templates.values():
         if t.name not in seq:
             raise r.err(f"cell {t.name!r} is declared but the network does not use it", t.pos)
+    if not any(name in templates for name in seq):
+        raise r.err("the network has no cells, only fixed blocks", layout.pos)
 
     # templates in file order: their decisions come in that order
     decisions: list[Decision] = []
     dec_names: set[str] = set()
     plans: list[CellTemplatePlan] = []
     for t in r.space.cells:
-        inputs = t.inputs or (ir.Name("c0", t.pos), ir.Name("c1", t.pos))
-        if len(inputs) != 2:
-            raise r.err(f"a cell has exactly 2 inputs (the outputs of the two previous cells), got {len(inputs)}",
-                        inputs[min(2, len(inputs) - 1)].pos)
-        if inputs[0].name == inputs[1].name:
-            raise r.err(f"duplicate input name {inputs[1].name!r}", inputs[1].pos)
-        stride = r.whole(t.stride, "cell stride", 1, 2) if t.stride is not None else 1
-        if not t.nodes:
-            raise r.err(f"cell {t.name} has no nodes; add e.g. `node n1 sums 2 of earlier through OPS`", t.pos)
-        states = [inputs[0].name, inputs[1].name]
-        nodes = []
-        for node in t.nodes:
-            if node.name in states:
-                raise r.err(f"duplicate name {node.name!r} in cell {t.name}", node.pos)
-            k = r.whole(node.count, "number of inputs of a node", 1, 8)
-            if node.inputs is None:
-                cands = tuple(range(len(states)))
-            else:
-                cl = []
-                for nm in node.inputs:
-                    if nm.name not in states:
-                        later = any(n.name == nm.name for n in t.nodes)
-                        why = "a later node" if later else "not an input or an earlier node"
-                        raise r.err(f"node {node.name} cannot read {nm.name!r}: {why} "
-                                    f"(it can read {', '.join(states)})", nm.pos)
-                    if states.index(nm.name) in cl:
-                        raise r.err(f"{nm.name!r} is listed twice", nm.pos)
-                    cl.append(states.index(nm.name))
-                cands = tuple(cl)
-            ops = r.expand(node.ops, "cell", f"node {node.name}")
-            ins, outs = [], []
-            for j in range(k):
-                ins.append(len(decisions))
-                decisions.append(Decision(f"{t.name}_{node.name}_input{j + 1}", tuple(states[c] for c in cands)))
-            for j in range(k):
-                outs.append(len(decisions))
-                decisions.append(Decision(f"{t.name}_{node.name}_op{j + 1}", tuple(o[0] for o in ops)))
-            for d in decisions[ins[0]:]:
-                if d.name in dec_names:
-                    raise r.err(f"decision name {d.name!r} is generated twice; rename the cell or node", node.pos)
-                dec_names.add(d.name)
-            nodes.append(CellNode(node.name, cands, tuple(o[0] for o in ops), tuple(ins), tuple(outs)))
-            states.append(node.name)
-        plans.append(CellTemplatePlan(t.name, stride, (inputs[0].name, inputs[1].name), tuple(nodes)))
+        plans.append(_compile_template(r, t, decisions, dec_names))
 
     index = {p.name: i for i, p in enumerate(plans)}
     instances = []
     c, c_pp, c_p, reduce_prev = width, stem_width, stem_width, False
     for name in seq:
+        if name not in index:  # a fixed reduction block: halves the resolution, doubles the width
+            c *= 2
+            if c > _MAX_CH:
+                raise r.err(f"too many reduction blocks: the width would reach {c}", layout.pos)
+            instances.append(CellInstance(-1, c_pp, c_p, c, reduce_prev, op=name))
+            c_pp = c_p = c
+            reduce_prev = False
+            continue
         p = plans[index[name]]
         if p.stride == 2:
             c *= 2
             if c > _MAX_CH:
                 raise r.err(f"too many reduction cells: the width would reach {c}", layout.pos)
-        instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev))
+        out = c * p.multiplier
+        instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev, out, len(p.inputs) == 1))
         reduce_prev = p.stride == 2
-        c_pp, c_p = c_p, c
+        c_pp, c_p = c_p, out
     num_features = _head_features(r, net)
     plan = CellPlan(in_chans, stem_width, stem_kernel, stem_stride, tuple(plans), tuple(instances),
                     num_features, num_classes)
     return plan, decisions
+
+
+def _compile_template(r: _Resolver, t: ir.CellTemplate, decisions: list[Decision], dec_names: set[str]):
+    inputs = t.inputs or (ir.Name("c0", t.pos), ir.Name("c1", t.pos))
+    if len(inputs) not in (1, 2):
+        raise r.err(f"a cell has 1 or 2 inputs (the outputs of the previous one or two cells), got {len(inputs)}",
+                    inputs[min(2, len(inputs) - 1)].pos)
+    if len(inputs) == 2 and inputs[0].name == inputs[1].name:
+        raise r.err(f"duplicate input name {inputs[1].name!r}", inputs[1].pos)
+    stride = r.whole(t.stride, "cell stride", 1, 2) if t.stride is not None else 1
+    if not t.nodes:
+        raise r.err(f"cell {t.name} has no nodes; add e.g. `node n1 sums 2 of earlier through OPS`", t.pos)
+    # states: index 0 and 1 are the two inputs; a one-input cell reads index 1 (index 0 is unused)
+    states = [inputs[0].name, inputs[1].name] if len(inputs) == 2 else ["", inputs[0].name]
+    nodes = []
+    for node in t.nodes:
+        if node.name in states:
+            raise r.err(f"duplicate name {node.name!r} in cell {t.name}", node.pos)
+        if node.inputs is None:
+            cands = tuple(i for i, nm in enumerate(states) if nm)
+        else:
+            def unreadable(nm, node=node):
+                later = any(n.name == nm.name for n in t.nodes)
+                why = "a later node" if later else "not an input or an earlier node"
+                return (f"node {node.name} cannot read {nm.name!r}: {why} "
+                        f"(it can read {', '.join(x for x in states if x)})")
+            cands = _state_indices(r, node.inputs, states, [x for x in states if x], unreadable)
+        ops = r.expand(node.ops, "cell", f"node {node.name}")
+        op_names = tuple(o[0] for o in ops)
+        first = len(decisions)
+        ins, outs, combos = [], [], ()
+        prefix = f"{t.name}_{node.name}"
+        if node.mode == "edges":
+            for c in cands:
+                outs.append(len(decisions))
+                decisions.append(Decision(f"{prefix}_{states[c]}", op_names))
+        else:
+            k = r.whole(node.count, "number of inputs of a node", 1, 8)
+            if node.mode == "distinct":
+                if k > len(cands):
+                    raise r.err(f"node {node.name} cannot sum {k} distinct inputs of {len(cands)} "
+                                f"({', '.join(states[c] for c in cands)})", node.count.pos)
+                combos = tuple(itertools.combinations(range(len(cands)), k))
+                ins.append(len(decisions))
+                decisions.append(Decision(f"{prefix}_inputs",
+                                          tuple("+".join(states[cands[i]] for i in cb) for cb in combos)))
+            else:
+                for j in range(k):
+                    ins.append(len(decisions))
+                    decisions.append(Decision(f"{prefix}_input{j + 1}", tuple(states[c] for c in cands)))
+            for j in range(k):
+                outs.append(len(decisions))
+                decisions.append(Decision(f"{prefix}_op{j + 1}", op_names))
+        for d in decisions[first:]:
+            if d.name in dec_names:
+                raise r.err(f"decision name {d.name!r} is generated twice; rename the cell or node", node.pos)
+            dec_names.add(d.name)
+        nodes.append(CellNode(node.name, cands, op_names, tuple(ins), tuple(outs), node.mode, combos))
+        states.append(node.name)
+    output, output_nodes = "loose", ()
+    if t.output is not None:
+        output, names, _ = t.output
+        output_nodes = _state_indices(r, names, states, states[2:], lambda nm: (
+            f"the output of cell {t.name} is made of its nodes ({', '.join(states[2:])}); {nm.name!r} is not one"))
+    return CellTemplatePlan(t.name, stride, tuple(n.name for n in inputs), tuple(nodes), output, output_nodes)
+
+
+def _state_indices(r: _Resolver, names, states: list[str], allowed: list[str], why) -> tuple[int, ...]:
+    """Indices into ``states`` of ``names``, each in ``allowed`` (else ``why(name)``) and given once."""
+    idx: list[int] = []
+    for nm in names:
+        if nm.name not in allowed:
+            raise r.err(why(nm), nm.pos)
+        if states.index(nm.name) in idx:
+            raise r.err(f"{nm.name!r} is listed twice", nm.pos)
+        idx.append(states.index(nm.name))
+    return tuple(idx)
 
 
 # ---- the compiled space -------------------------------------------------------------------------
@@ -594,25 +768,32 @@ def _measure_costs(cs_kind: str, plan, decisions: list[Decision]) -> tuple[list[
     from automl.compile import supernet as sn
     cache: dict[tuple, int] = {}
 
-    def params(op: str, cin: int, cout: int, stride: int, act=None) -> int:
-        key = (op, cin, cout, stride, act)
+    def params(op: str, cin: int, cout: int, stride: int, act=None, layer=None) -> int:
+        key = (op, cin, cout, stride, act, layer and (layer.se, layer.act))
         if key not in cache:
-            kw = {"act_layer": get_act_layer(act)} if act else {}
-            cache[key] = count_params(create_op(op, cin, cout, stride, device="meta", **kw))
+            if layer is not None:
+                cache[key] = count_params(sn.chain_op(plan, layer, op, device="meta"))
+            else:
+                cache[key] = count_params(create_op(op, cin, cout, stride, device="meta"))
         return cache[key]
 
     costs = [[0.0] * len(d.choices) for d in decisions]
     if cs_kind == "chain":
         fixed = sn.chain_fixed_params(plan)
         for layer in plan.layers:
-            per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation) for op in layer.choices]
-            if layer.decision is None:
+            per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation, layer) for op in layer.choices]
+            if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth:
+                g, on = layer.gate                                   # the depth decision's cost
+                costs[g] = [c + (per[0] if active else 0) for c, active in zip(costs[g], on)]
+            elif layer.decision is None:
                 fixed += per[0]
             else:
                 costs[layer.decision] = [float(p) for p in per]
         return costs, float(fixed)
     fixed = sn.cell_fixed_params(plan)
     for inst in plan.instances:
+        if inst.op is not None:
+            continue
         t = plan.templates[inst.template]
         for node in t.nodes:
             per = [params(op, inst.channels, inst.channels, 1) for op in node.ops]
@@ -715,7 +896,9 @@ def _compile(space: ir.Space) -> CompiledSpace:
         if not math.isfinite(m.fixed):
             raise r.err("cost must be a finite number", m.fixed_pos)
         all_fixed[m.name] = m.fixed
-    table = CostTable([d.choices for d in decisions], all_costs, all_fixed)
+    gates = {layer.decision: layer.gate for layer in (plan.layers if kind == "chain" else ())
+             if layer.gate is not None and layer.decision is not None}
+    table = CostTable([d.choices for d in decisions], all_costs, all_fixed, gates=gates)
     name = space.name or os.path.splitext(os.path.basename(space.filename))[0]
     return CompiledSpace(name=name, kind=kind, input_shape=(c, h, w), num_classes=num_classes,
                          params=space.param_values, decisions=tuple(decisions), cost_table=table, plan=plan,

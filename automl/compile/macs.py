@@ -97,34 +97,52 @@ def measure_macs(kind: str, plan, decisions, input_shape) -> tuple[list[list[flo
             cache[key] = count_macs(create_op(op, cin, cout, stride, device="meta", **kw), shape)
         return cache[key]
 
+    def layer_macs(layer, op, shape) -> tuple[int, tuple[int, ...]]:
+        key = ("layer", op, layer.in_ch, layer.out_ch, layer.stride, layer.se, layer.act, tuple(shape))
+        if key not in cache:
+            cache[key] = count_macs(sn.chain_op(plan, layer, op, device="meta"), shape)
+        return cache[key]
+
     costs = [[0.0] * len(d.choices) for d in decisions]
     shape = tuple(int(v) for v in input_shape)
     if kind == "chain":
         fixed, shape = _run(sn.chain_stem(plan, device="meta"), shape)
         for layer in plan.layers:
-            per = [op_macs(op, layer.in_ch, layer.out_ch, layer.stride, shape, plan.activation)
-                   for op in layer.choices]
-            if layer.decision is None:
+            # with the stage's SE and activation; a layer of an elastic depth keeps its input shape
+            per = [layer_macs(layer, op, shape) for op in layer.choices]
+            if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth
+                g, on = layer.gate
+                costs[g] = [c + (per[0][0] if active else 0) for c, active in zip(costs[g], on)]
+            elif layer.decision is None:
                 fixed += per[0][0]
             else:
                 costs[layer.decision] = [float(m) for m, _ in per]
             shape = per[0][1]  # every choice of a layer has the layer's output shape
-        head, _ = _run(sn.chain_head(plan, sn._chain_head_in(plan), device="meta"), shape)
+        head, _ = _run(sn.chain_head_sequence(plan, sn._chain_head_in(plan), device="meta"), shape)
         return costs, float(fixed + head)
     fixed, stem_out = _run([sn.cell_stem(plan, device="meta")], shape)
     prev_prev = prev = stem_out
     for inst in plan.instances:
+        if inst.op is not None:  # a fixed reduction block: reads the previous output, feeds both inputs
+            m, out = count_macs(sn.cell_block(inst, device="meta"), prev)
+            fixed += m
+            prev_prev = prev = out
+            continue
         t = plan.templates[inst.template]
         pre0, pre1 = sn.cell_preprocess(inst, device="meta")
         m0, in_shape = count_macs(pre0, prev_prev)
-        m1, _ = count_macs(pre1, prev)
+        m1, in_shape1 = count_macs(pre1, prev)
+        if inst.one_input:  # pre0 is unused
+            m0, in_shape = 0, in_shape1
         out_shape = (inst.channels, *(-(-v // t.stride) for v in in_shape[1:]))  # ceil, as the ops pad
-        outc, _ = count_macs(sn._out_conv(inst.channels, device="meta"), out_shape)
-        fixed += m0 + m1 + len(t.nodes) * outc
+        fixed += m0 + m1
+        if t.output == "loose":
+            outc, _ = count_macs(sn._out_conv(inst.channels, device="meta"), out_shape)
+            fixed += len(t.nodes) * outc
         for node in t.nodes:
             per = [op_macs(op, inst.channels, inst.channels, 1, out_shape)[0] for op in node.ops]
             for d in node.op_decisions:
                 costs[d] = [a + b for a, b in zip(costs[d], per)]
-        prev_prev, prev = prev, out_shape
+        prev_prev, prev = prev, (inst.out_channels, *out_shape[1:])
     head, _ = _run(sn.cell_head(plan, device="meta"), prev)
     return costs, float(fixed + head)

@@ -14,18 +14,19 @@ from timm.models._efficientnet_builder import decode_arch_def
 from timm.models.efficientnet import EfficientNet
 from torch import nn
 
-from automl.compile._ops import block_string
+from automl.compile._ops import block_string, family_se_layer
 from automl.compile._registry import create_op, get_op
-from automl.compile.supernet import _out_conv, cell_head, cell_preprocess, cell_stem
+from automl.compile.supernet import FixedBlock, _out_conv, cell_head, cell_output, cell_preprocess, cell_stem
 
-__all__ = ["arch_def", "block_map", "build_standalone", "CellNet", "StandaloneCell"]
+__all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "CellNet", "StandaloneCell"]
 
 
 def _chosen_layers(cs, arch):
     a = cs.check_arch(arch)
     for i, layer in enumerate(cs.plan.layers):
         k = 0 if layer.decision is None else a[layer.decision]
-        yield i, k, layer, layer.choices[k]
+        # a layer beyond the chosen depth is left out, as a skip
+        yield i, k, layer, layer.choices[k] if layer.active(a) else "skip"
 
 
 def block_map(cs, arch) -> list[tuple[int, int, int, int]]:
@@ -46,7 +47,8 @@ def block_map(cs, arch) -> list[tuple[int, int, int, int]]:
 
 
 def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
-    """The timm arch_def of ``arch`` for a chain space (None for a cell space).
+    """The timm arch_def of ``arch`` for a chain space (None for a cell space, or when ``arch`` chooses a
+    block timm cannot build: FBNet's group-conv MBConv, ``ir_k3_e1_g2``).
 
     ``EfficientNet(block_args=decode_arch_def(arch_def), stem_size=cs.stem_size,
     num_features=cs.plan.num_features, num_classes=cs.num_classes, in_chans=C, act_layer=...)`` is the
@@ -55,29 +57,62 @@ def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
     if cs.kind != "chain":
         cs.check_arch(arch)
         return None
+    blocks, custom = _block_strings(cs, arch, se)
+    return None if custom else blocks
+
+
+def _block_strings(cs, arch, se: float = 0.0):
+    """(arch_def, custom): the arch_def with, for a non-timm block, the timm block of the same shape, and
+    ``custom`` the ``(stage, block, layer, op)`` of those blocks."""
     stages: dict[int, list[str]] = {}
+    custom = []
     for _, _, layer, op in _chosen_layers(cs, arch):
         if op == "skip":
             continue
+        info = get_op(op)
+        if info.groups > 1:
+            custom.append((layer.stage, len(stages.get(layer.stage, [])), layer, op))
         stages.setdefault(layer.stage, []).append(
-            block_string(get_op(op).block_str, layer.out_ch, layer.stride, se))
-    return [stages[s] for s in sorted(stages)]
+            block_string(info.block_str, layer.out_ch, layer.stride, layer.se or se, layer.act))
+    order = {s: i for i, s in enumerate(sorted(stages))}
+    return [stages[s] for s in sorted(stages)], [(order[s], b, layer, op) for s, b, layer, op in custom]
+
+
+def timm_network(plan, blocks: list[list[str]]) -> nn.Module:
+    """The timm network of a chain plan for the arch_def ``blocks``: ``EfficientNet``, or ``MobileNetV3``
+    for ``family mobilenetv3`` (its SE style, head conv after pooling with a bias)."""
+    act = get_act_layer(plan.activation)
+    if plan.family == "mobilenetv3":
+        from timm.models.mobilenetv3 import MobileNetV3
+
+        se_layer, _ = family_se_layer("mobilenetv3")
+        return MobileNetV3(block_args=decode_arch_def(blocks), num_classes=plan.num_classes, in_chans=plan.in_chans,
+                           stem_size=plan.stem_size, fix_stem=True, num_features=plan.num_features,
+                           head_bias=True, act_layer=act, se_layer=se_layer)
+    return EfficientNet(block_args=decode_arch_def(blocks), num_classes=plan.num_classes,
+                        num_features=plan.num_features, in_chans=plan.in_chans, stem_size=plan.stem_size,
+                        stem_kernel_size=plan.stem_kernel, act_layer=act)
 
 
 def build_standalone(cs, arch, se: float = 0.0) -> nn.Module:
     """Only the chosen ops of ``arch``: a timm EfficientNet (chain) or a :class:`CellNet` (cell)."""
     if cs.kind == "chain":
-        plan = cs.plan
-        blocks = arch_def(cs, arch, se)
-        return EfficientNet(block_args=decode_arch_def(blocks), num_classes=plan.num_classes,
-                            num_features=plan.num_features, in_chans=plan.in_chans, stem_size=plan.stem_size,
-                            stem_kernel_size=plan.stem_kernel, act_layer=get_act_layer(plan.activation))
+        blocks, custom = _block_strings(cs, arch, se)
+        model = timm_network(cs.plan, blocks)
+        for s, b, layer, op in custom:  # FBNet's group-conv MBConv in place of the timm block
+            from timm.models._efficientnet_builder import efficientnet_init_weights
+
+            from automl.compile.supernet import chain_op
+            block = chain_op(cs.plan, layer, op)
+            efficientnet_init_weights(block)
+            model.blocks[s][b] = block
+        return model
     return CellNet(cs, arch)
 
 
 class StandaloneCell(nn.Module):
     """A cell with only the chosen ops. ``ops["j_i_k"]`` is the supernet's ``ops[j][i][k]``;
-    ``out_convs["j"]`` exists only for the nodes no other node reads."""
+    ``out_convs["j"]`` exists only for the nodes no other node reads (and only for the default output)."""
 
     def __init__(self, template, inst, a: list[int]):
         super().__init__()
@@ -88,8 +123,8 @@ class StandaloneCell(nn.Module):
         used = set()
         for j, node in enumerate(template.nodes):
             slots = []
-            for di, do in zip(node.input_decisions, node.op_decisions):
-                ci, oi = a[di], a[do]
+            for ci, do in zip(node.slot_inputs(a), node.op_decisions):
+                oi = a[do]
                 key = f"{j}_{ci}_{oi}"
                 if key not in self.ops:
                     cand = node.candidates[ci]
@@ -97,9 +132,12 @@ class StandaloneCell(nn.Module):
                 slots.append((node.candidates[ci], key))
                 used.add(node.candidates[ci])
             self._nodes.append(slots)
-        self._loose = [j for j in range(len(template.nodes)) if 2 + j not in used]
-        self.out_convs = nn.ModuleDict({str(j): _out_conv(c) for j in self._loose})
-        self.out_bn = nn.BatchNorm2d(c)
+        self.output, self.output_nodes = template.output, template.output_nodes
+        self._used = [i in used for i in range(2 + len(template.nodes))]
+        if self.output == "loose":
+            loose = [j for j in range(len(template.nodes)) if 2 + j not in used]
+            self.out_convs = nn.ModuleDict({str(j): _out_conv(c) for j in loose})
+            self.out_bn = nn.BatchNorm2d(c)
         self.relu = nn.ReLU(inplace=False)
 
     def forward(self, s0, s1):
@@ -110,11 +148,7 @@ class StandaloneCell(nn.Module):
                 y = self.ops[key](states[src])
                 h = y if h is None else h + y
             states.append(h)
-        out = None
-        for j in self._loose:
-            y = self.out_convs[str(j)](self.relu(states[2 + j]))
-            out = y if out is None else out + y
-        return self.out_bn(out)
+        return cell_output(self, states, self._used)
 
 
 class CellNet(nn.Module):
@@ -126,13 +160,15 @@ class CellNet(nn.Module):
         plan = cs.plan
         self.arch = list(a)
         self.stem = cell_stem(plan)
-        self.cells = nn.ModuleList(StandaloneCell(plan.templates[inst.template], inst, a)
+        self.cells = nn.ModuleList(FixedBlock(inst) if inst.op is not None else
+                                   StandaloneCell(plan.templates[inst.template], inst, a)
                                    for inst in plan.instances)
         self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
+            out = cell(s0, s1)
+            s0, s1 = (out, out) if isinstance(cell, FixedBlock) else (s1, out)
         x = self.bn2(self.conv_head(s1))
         return self.classifier(self.global_pool(x))

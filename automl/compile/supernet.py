@@ -13,6 +13,9 @@ chain spaces (:class:`ChainSupernet`), mirroring timm's EfficientNet names::
     conv_head, bn2                  1x1 head conv and BatchNormAct (Identity when the head width is 0)
     global_pool, classifier         timm's create_classifier
 
+    ``family mobilenetv3`` (timm's MobileNetV3): global_pool (no flatten), then conv_head (1x1, with a
+    bias) and its activation (``bn2``: no BN), flatten, classifier, as ``MobileNetV3.forward_head``.
+
     The blocks are built by timm's EfficientNetBuilder from the same block strings the exported
     arch_def uses, so ``layers[i].ops[k]`` has exactly the state_dict of the standalone block.
 
@@ -23,23 +26,25 @@ cell spaces (:class:`CellSupernet`)::
     cells[c].ops[j][i][k]           node j reading its i-th candidate input through op k (the node's
                                     input slots share these modules, as ENAS shares per (node, input, op))
     cells[c].out_convs[j], out_bn   output: BN(sum over unused nodes j of out_convs[j](relu(h_j))),
-                                    the same as a 1x1 conv over their concatenation
+                                    the same as a 1x1 conv over their concatenation (no such modules
+                                    when the template says `output NODE` or `output concat ...`)
+    cells[c].block                  a fixed reduction block in the layout (``resnet_block``)
     conv_head, bn2, global_pool, classifier
 """
 
 from __future__ import annotations
 
 import torch
-from timm.layers import BatchNormAct2d, create_classifier, create_conv2d, get_act_layer
+from timm.layers import BatchNormAct2d, SelectAdaptivePool2d, create_classifier, create_conv2d, get_act_layer
 from timm.models._efficientnet_builder import efficientnet_init_weights
 from torch import nn
 
 from automl.compile._ops import FactorizedReduce, ReLUConvBN
-from automl.compile._registry import create_op
+from automl.compile._registry import create_op, get_op
 from automl.compile.costs import count_params
 
 __all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet", "chain_fixed_params",
-           "cell_fixed_params", "chain_stem", "chain_head", "cell_preprocess", "cell_stem", "cell_head"]
+           "cell_fixed_params", "chain_stem", "chain_head", "chain_head_sequence", "chain_op", "cell_preprocess", "cell_stem", "cell_head"]
 
 
 # ---- parts shared with the standalone models and the cost table ---------------------------------
@@ -52,9 +57,27 @@ def chain_stem(plan, device=None) -> tuple[nn.Module, nn.Module]:
     return conv, bn
 
 
+def chain_op(plan, layer, op: str, device=None) -> nn.Module:
+    """Choice ``op`` of chain layer ``layer``, with the stage's SE ratio and activation and the family's
+    SE style: the block the standalone timm network has for it."""
+    kw = {}
+    if get_op(op).kind == "block":
+        kw = {"se": layer.se, "block_act": layer.act, "family": plan.family}
+    return create_op(op, layer.in_ch, layer.out_ch, layer.stride, act_layer=get_act_layer(plan.activation),
+                     device=device, **kw)
+
+
 def chain_head(plan, head_in: int, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-    """(conv_head, bn2, global_pool, classifier) exactly as timm's EfficientNet builds them."""
+    """(conv_head, bn2, global_pool, classifier) exactly as timm's EfficientNet builds them.
+
+    For ``family mobilenetv3`` as timm's MobileNetV3: ``bn2`` is the head's activation and the head runs
+    after pooling (``global_pool`` does not flatten; the classifier flattens first)."""
     act = get_act_layer(plan.activation)
+    if getattr(plan, "family", "efficientnet") == "mobilenetv3":
+        pool = SelectAdaptivePool2d(pool_type="avg")
+        conv = create_conv2d(head_in, plan.num_features, 1, padding="", bias=True, device=device)
+        classifier = nn.Sequential(nn.Flatten(1), nn.Linear(plan.num_features, plan.num_classes, device=device))
+        return conv, act(inplace=True), pool, classifier
     if plan.num_features > 0:
         conv = create_conv2d(head_in, plan.num_features, 1, padding="", device=device)
         bn = BatchNormAct2d(plan.num_features, act_layer=act, inplace=True, device=device)
@@ -63,6 +86,14 @@ def chain_head(plan, head_in: int, device=None) -> tuple[nn.Module, nn.Module, n
         conv, bn, feats = nn.Identity(), nn.Identity(), head_in
     pool, classifier = create_classifier(feats, plan.num_classes, pool_type="avg", device=device)
     return conv, bn, pool, classifier
+
+
+def chain_head_sequence(plan, head_in: int, device=None) -> list[nn.Module]:
+    """The head's modules in the order the network runs them (MobileNetV3 pools first)."""
+    conv, bn, pool, classifier = chain_head(plan, head_in, device)
+    if getattr(plan, "family", "efficientnet") == "mobilenetv3":
+        return [pool, conv, bn, classifier]
+    return [conv, bn, pool, classifier]
 
 
 def _chain_head_in(plan) -> int:
@@ -82,7 +113,7 @@ def cell_stem(plan, device=None) -> nn.Sequential:
 
 
 def cell_head(plan, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-    head_in = plan.instances[-1].channels
+    head_in = plan.instances[-1].out_channels
     if plan.num_features > 0:
         conv = create_conv2d(head_in, plan.num_features, 1, device=device)
         bn = BatchNormAct2d(plan.num_features, act_layer=nn.ReLU, device=device)
@@ -94,7 +125,11 @@ def cell_head(plan, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Mo
 
 
 def cell_preprocess(inst, device=None) -> tuple[nn.Module, nn.Module]:
-    """(pre0, pre1): map the two cell inputs to the cell's width (and resolution)."""
+    """(pre0, pre1): map the two cell inputs to the cell's width (and resolution). A one-input cell reads
+    only the previous cell: pre0 is unused (Identity), pre1 an Identity when the widths agree."""
+    if inst.one_input:
+        same = inst.c_prev == inst.channels
+        return nn.Identity(), (nn.Identity() if same else ReLUConvBN(inst.c_prev, inst.channels, 1, 1, device=device))
     if inst.reduce_prev:
         pre0 = FactorizedReduce(inst.c_prev_prev, inst.channels, device=device)
     else:
@@ -113,15 +148,27 @@ def cell_fixed_params(plan) -> int:
     total += sum(count_params(m) for m in cell_head(plan, device="meta"))
     cache: dict = {}
     for inst in plan.instances:
+        if inst.op is not None:
+            key = inst
+            if key not in cache:
+                cache[key] = count_params(cell_block(inst, device="meta"))
+            total += cache[key]
+            continue
         t = plan.templates[inst.template]
-        key = (inst, len(t.nodes))
+        key = (inst, len(t.nodes), t.output)
         if key not in cache:
             pre0, pre1 = cell_preprocess(inst, device="meta")
             n = count_params(pre0) + count_params(pre1)
-            n += len(t.nodes) * count_params(_out_conv(inst.channels, "meta")) + 2 * inst.channels
+            if t.output == "loose":
+                n += len(t.nodes) * count_params(_out_conv(inst.channels, "meta")) + 2 * inst.channels
             cache[key] = n
         total += cache[key]
     return total
+
+
+def cell_block(inst, device=None) -> nn.Module:
+    """The fixed reduction block of a layout item (``inst.op``): stride 2, ``c_prev`` to ``channels``."""
+    return create_op(inst.op, inst.c_prev, inst.channels, 2, device=device)
 
 
 # ---- supernets ----------------------------------------------------------------------------------
@@ -152,13 +199,12 @@ class Supernet(nn.Module):
 class ChainLayerOps(nn.Module):
     """The candidate ops of one chain layer (one op for a fixed layer)."""
 
-    def __init__(self, layer, act_layer, device=None):
+    def __init__(self, plan, layer, device=None):
         super().__init__()
         self.name = layer.name
         self.choices = layer.choices
         self.decision = layer.decision
-        self.ops = nn.ModuleList(create_op(op, layer.in_ch, layer.out_ch, layer.stride, act_layer=act_layer,
-                                           device=device) for op in layer.choices)
+        self.ops = nn.ModuleList(chain_op(plan, layer, op, device) for op in layer.choices)
 
     def extra_repr(self) -> str:
         return f"name={self.name}, decision={self.decision}, choices={list(self.choices)}"
@@ -169,26 +215,37 @@ class ChainSupernet(Supernet):
         super().__init__()
         plan = cs.plan
         self.num_decisions = cs.num_decisions
-        act = get_act_layer(plan.activation)
         self.conv_stem, self.bn1 = chain_stem(plan, device)
-        self.layers = nn.ModuleList(ChainLayerOps(layer, act, device) for layer in plan.layers)
+        self.layers = nn.ModuleList(ChainLayerOps(plan, layer, device) for layer in plan.layers)
         self.conv_head, self.bn2, self.global_pool, self.classifier = chain_head(plan, _chain_head_in(plan), device)
+        self._pool_first = plan.family == "mobilenetv3"
         efficientnet_init_weights(self)
-        # (ops, index into arch or -1): the forward loop does nothing but index
+        # (ops, index into arch or -1): the forward loop does nothing but index; layers of an elastic
+        # depth are in _gated: layer index -> (depth decision, whether the layer is there per choice)
         self._route = [(layer.ops, -1 if layer.decision is None else layer.decision) for layer in self.layers]
+        self._gated = {i: layer.gate for i, layer in enumerate(plan.layers) if layer.gate is not None}
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         a = arch.tolist()
         x = self.bn1(self.conv_stem(x))
-        for ops, d in self._route:
-            x = ops[a[d] if d >= 0 else 0](x)
+        if self._gated:
+            for i, (ops, d) in enumerate(self._route):
+                gate = self._gated.get(i)
+                if gate is None or gate[1][a[gate[0]]]:
+                    x = ops[a[d] if d >= 0 else 0](x)
+        else:
+            for ops, d in self._route:
+                x = ops[a[d] if d >= 0 else 0](x)
+        if self._pool_first:
+            return self.classifier(self.bn2(self.conv_head(self.global_pool(x))))
         x = self.bn2(self.conv_head(x))
         return self.classifier(self.global_pool(x))
 
     def path_modules(self, arch) -> list[nn.Module]:
         a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
         mods = [self.conv_stem, self.bn1]
-        mods += [ops[a[d] if d >= 0 else 0] for ops, d in self._route]
+        mods += [ops[a[d] if d >= 0 else 0] for i, (ops, d) in enumerate(self._route)
+                 if i not in self._gated or self._gated[i][1][a[self._gated[i][0]]]]
         return mods + [self.conv_head, self.bn2, self.classifier]
 
 
@@ -205,41 +262,70 @@ class SuperCell(nn.Module):
                               for op in node.ops)
                 for cand in node.candidates)
             for node in template.nodes)
-        self.out_convs = nn.ModuleList(_out_conv(c, device) for _ in template.nodes)
-        self.out_bn = nn.BatchNorm2d(c, device=device)
+        self.output, self.output_nodes = template.output, template.output_nodes
+        if self.output == "loose":
+            self.out_convs = nn.ModuleList(_out_conv(c, device) for _ in template.nodes)
+            self.out_bn = nn.BatchNorm2d(c, device=device)
         self.relu = nn.ReLU(inplace=False)
-        self._nodes = [(j, node.candidates, node.input_decisions, node.op_decisions)
-                       for j, node in enumerate(template.nodes)]
+        self._nodes = [(j, node, node.op_decisions) for j, node in enumerate(template.nodes)]
 
     def forward(self, s0, s1, a: list[int]):
         states = [self.pre0(s0), self.pre1(s1)]
         used = [False] * len(states) + [False] * len(self._nodes)
-        for j, cands, ins, ops in self._nodes:
+        for j, node, ops in self._nodes:
             node_ops = self.ops[j]
             h = None
-            for di, do in zip(ins, ops):
-                ci = a[di]
-                src = cands[ci]
+            for ci, do in zip(node.slot_inputs(a), ops):
+                src = node.candidates[ci]
                 used[src] = True
                 y = node_ops[ci][a[do]](states[src])
                 h = y if h is None else h + y
             states.append(h)
-        out = None
-        for j in range(len(self._nodes)):
-            if not used[2 + j]:
-                y = self.out_convs[j](self.relu(states[2 + j]))
-                out = y if out is None else out + y
-        return self.out_bn(out)
+        return cell_output(self, states, used)
 
     def path_modules(self, a: list[int]) -> list[nn.Module]:
-        mods = [self.pre0, self.pre1, self.out_bn]
+        mods = [self.pre0, self.pre1]
         used = set()
-        for j, cands, ins, ops in self._nodes:
-            for di, do in zip(ins, ops):
-                mods.append(self.ops[j][a[di]][a[do]])
-                used.add(cands[a[di]])
-        mods += [self.out_convs[j] for j in range(len(self._nodes)) if 2 + j not in used]
+        for j, node, ops in self._nodes:
+            for ci, do in zip(node.slot_inputs(a), ops):
+                mods.append(self.ops[j][ci][a[do]])
+                used.add(node.candidates[ci])
+        if self.output == "loose":
+            mods.append(self.out_bn)
+            mods += [self.out_convs[j] for j in range(len(self._nodes)) if 2 + j not in used]
         return mods
+
+
+def cell_output(cell, states, used) -> torch.Tensor:
+    """A cell's output from its states (``used[i]``: some node read state i): see CellTemplatePlan.output."""
+    if cell.output == "node":
+        return states[cell.output_nodes[0]]
+    if cell.output == "concat":
+        return torch.cat([states[i] for i in cell.output_nodes], dim=1)
+    out = None
+    for j in range(len(states) - 2):
+        if not used[2 + j]:
+            y = cell.out_convs[_key(cell, j)](cell.relu(states[2 + j]))
+            out = y if out is None else out + y
+    return cell.out_bn(out)
+
+
+def _key(cell, j: int):
+    return str(j) if isinstance(cell.out_convs, nn.ModuleDict) else j
+
+
+class FixedBlock(nn.Module):
+    """A fixed reduction block between cells (the layout's ``resnet_block``): no decision."""
+
+    def __init__(self, inst, device=None):
+        super().__init__()
+        self.block = cell_block(inst, device)
+
+    def forward(self, s0, s1, a=None):
+        return self.block(s1)
+
+    def path_modules(self, a) -> list[nn.Module]:
+        return [self.block]
 
 
 class CellSupernet(Supernet):
@@ -248,7 +334,8 @@ class CellSupernet(Supernet):
         plan = cs.plan
         self.num_decisions = cs.num_decisions
         self.stem = cell_stem(plan, device)
-        self.cells = nn.ModuleList(SuperCell(plan.templates[inst.template], inst, device)
+        self.cells = nn.ModuleList(FixedBlock(inst, device) if inst.op is not None else
+                                   SuperCell(plan.templates[inst.template], inst, device)
                                    for inst in plan.instances)
         self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan, device)
 
@@ -256,7 +343,8 @@ class CellSupernet(Supernet):
         a = arch.tolist()
         s0 = s1 = self.stem(x)
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, a)
+            out = cell(s0, s1, a)
+            s0, s1 = (out, out) if isinstance(cell, FixedBlock) else (s1, out)
         x = self.bn2(self.conv_head(s1))
         return self.classifier(self.global_pool(x))
 

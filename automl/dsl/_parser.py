@@ -121,7 +121,16 @@ class _ToIR(Transformer):
         return ir.Option(str(c[0]), c[1], _pos(c[0]))
 
     def activation_stmt(self, meta, c):
-        return ("activation", _name(c[0]), _pos(meta))
+        return ("activation", _name(c[1]), _pos(meta))
+
+    def family_stmt(self, meta, c):
+        return ("family", _name(c[0]), _pos(meta))
+
+    def stage_attr(self, meta, c):
+        if str(c[0]) == "depth":
+            return ir.Option("depth", tuple(c[1:]), _pos(c[0]))
+        value = ir.Ref(str(c[1]), _pos(c[1])) if isinstance(c[1], Token) else c[1]
+        return ir.Option(str(c[0]), value, _pos(c[0]))
 
     def stem_stmt(self, meta, c):
         return ("stem", tuple(c), _pos(meta))
@@ -155,9 +164,10 @@ class _ToIR(Transformer):
         return ("cells", ir.CellsLayout(items, split, opts, _pos(meta)), _pos(meta))
 
     def network_block(self, meta, c):
-        fields = {"activation": None, "stem": None, "head": None, "cells": None}
+        fields = {"activation": None, "stem": None, "head": None, "cells": None, "family": None}
         where = {}
         stages, dups = [], []
+        late = None
         for kind, value, pos in c:
             if kind == "stage":
                 stages.append(value)
@@ -165,10 +175,12 @@ class _ToIR(Transformer):
                 dups.append((kind, pos))
             else:
                 fields[kind], where[kind] = value, pos
+                if kind == "activation" and stages:
+                    late = value.pos
         return ("network", ir.Network(
             activation=fields["activation"], stem=fields["stem"], stem_pos=where.get("stem"),
             stages=tuple(stages), head=fields["head"], head_pos=where.get("head"), cells=fields["cells"],
-            pos=_pos(meta), duplicates=tuple(dups)), _pos(meta))
+            pos=_pos(meta), duplicates=tuple(dups), family=fields["family"], late_activation=late), _pos(meta))
 
     # cells
     def cell_inputs(self, meta, c):
@@ -180,20 +192,40 @@ class _ToIR(Transformer):
     def earlier(self, meta, c):
         return None
 
+    def node_choose(self, meta, c):
+        return ("choose", c[0], c[1])
+
+    def node_distinct(self, meta, c):
+        return ("distinct", c[0], c[1])
+
+    def node_edges(self, meta, c):
+        return ("edges", None, c[0])
+
     def node_stmt(self, meta, c):
-        return ir.Node(str(c[0]), c[1], c[2], c[3], _pos(c[0]))
+        mode, count, inputs = c[1]
+        return ir.Node(str(c[0]), count, inputs, c[2], _pos(c[0]), mode)
+
+    def output_node(self, meta, c):
+        return ("output", ("node", (_name(c[0]),), _pos(meta)))
+
+    def output_concat(self, meta, c):
+        return ("output", ("concat", c[0], _pos(meta)))
 
     def cell_block(self, meta, c):
-        inputs = stride = None
+        inputs = stride = output = None
         nodes = []
         for x in c[1:]:
+            if x is None:  # no output statement
+                continue
             if isinstance(x, ir.Node):
                 nodes.append(x)
             elif x[0] == "inputs":
                 inputs = x[1]
+            elif x[0] == "output":
+                output = x[1]
             else:
                 stride = x[1]
-        return ("cell", ir.CellTemplate(str(c[0]), inputs, stride, tuple(nodes), _pos(c[0])), _pos(meta))
+        return ("cell", ir.CellTemplate(str(c[0]), inputs, stride, tuple(nodes), _pos(c[0]), output), _pos(meta))
 
     # metrics
     def cost_entry(self, meta, c):

@@ -108,7 +108,9 @@ ChoiceSource = Union[ChoiceRef, ChoiceInline]
 
 @dataclass(frozen=True)
 class Option:
-    """``width EXPR``, ``stride EXPR``, ``repeat EXPR`` or ``kernel EXPR``."""
+    """``width EXPR``, ``stride EXPR``, ``repeat EXPR`` or ``kernel EXPR``; in a stage also ``se EXPR``
+    and ``activation NAME`` (the value a :class:`Ref` naming the activation) and ``depth A, B, ...``
+    (the value a tuple of expressions)."""
 
     key: str
     value: Expr
@@ -175,17 +177,21 @@ class Network:
     cells: CellsLayout | None
     pos: Pos
     duplicates: tuple[tuple[str, Pos], ...] = ()  # a second stem/head/activation/cells statement
+    family: Name | None = None  # `family mobilenetv3`: the timm class a chain exports as
+    late_activation: Pos | None = None  # a network-wide `activation` written after a stage or layer
 
 
 @dataclass(frozen=True)
 class Node:
-    """``node NAME sums COUNT of (earlier | a, b, ...) through CHOICES``."""
+    """``node NAME sums COUNT [distinct] of (earlier | a, b, ...) through CHOICES`` or
+    ``node NAME sums edges from (earlier | a, b, ...) through CHOICES``."""
 
     name: str
-    count: Expr
+    count: Expr | None  # None for edges
     inputs: tuple[Name, ...] | None  # None: every earlier output
     ops: ChoiceSource
     pos: Pos
+    mode: str = "choose"  # "choose" (K inputs chosen independently), "distinct" (K different ones), "edges"
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,7 @@ class CellTemplate:
     stride: Expr | None
     nodes: tuple[Node, ...]
     pos: Pos
+    output: tuple[str, tuple[Name, ...], Pos] | None = None  # ("node" | "concat", names, where)
 
 
 @dataclass(frozen=True)

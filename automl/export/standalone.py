@@ -10,6 +10,10 @@ timm alone, no automl needed::
     kw = manifest["timm_kwargs"]            # stem_size, num_features, num_classes, in_chans, act_layer, ...
     model = EfficientNet(decode_arch_def(manifest["arch_def"]), **resolve_timm_kwargs(kw))
 
+For ``family mobilenetv3`` spaces ``timm_kwargs`` has ``"timm_class": "MobileNetV3"`` and
+``"se_layer": "mobilenetv3"``: timm's ``MobileNetV3`` with the SE layer timm's own MobileNetV3 models use,
+``partial(SqueezeExcite, gate_layer="hard_sigmoid", force_act_layer=nn.ReLU, rd_round_fn=round_channels)``.
+
 :func:`timm_spec` reads those arguments off a built model and proves they rebuild it exactly (same
 state_dict keys and shapes, same output), so the manifest can never describe a different network.
 """
@@ -60,6 +64,13 @@ def resolve_timm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     from timm.layers import get_act_layer
 
     kw = dict(kwargs)
+    kw.pop("timm_class", None)
+    if kw.get("se_layer") == "mobilenetv3":
+        from timm.models._efficientnet_blocks import SqueezeExcite
+        from timm.models._efficientnet_builder import round_channels
+
+        kw["se_layer"] = partial(SqueezeExcite, gate_layer="hard_sigmoid", force_act_layer=nn.ReLU,
+                                 rd_round_fn=round_channels)
     if "act_layer" in kw:
         kw["act_layer"] = get_act_layer(kw["act_layer"])
     if "norm_kwargs" in kw:
@@ -74,11 +85,14 @@ def _identity(c):
 
 
 def build_timm_model(arch_def: list[list[str]], timm_kwargs: dict[str, Any]) -> nn.Module:
-    """``EfficientNet(decode_arch_def(arch_def), **timm_kwargs)`` with the JSON values resolved."""
+    """``EfficientNet(decode_arch_def(arch_def), **timm_kwargs)`` (or ``MobileNetV3`` when ``timm_class``
+    says so) with the JSON values resolved."""
     from timm.models._efficientnet_builder import decode_arch_def
     from timm.models.efficientnet import EfficientNet
+    from timm.models.mobilenetv3 import MobileNetV3
 
-    return EfficientNet(decode_arch_def(copy.deepcopy(arch_def)), **resolve_timm_kwargs(timm_kwargs))
+    cls = MobileNetV3 if timm_kwargs.get("timm_class") == "MobileNetV3" else EfficientNet
+    return cls(decode_arch_def(copy.deepcopy(arch_def)), **resolve_timm_kwargs(timm_kwargs))
 
 
 def _same_model(a: nn.Module, b: nn.Module, input_shape) -> bool:
@@ -103,9 +117,11 @@ def timm_spec(model: nn.Module, arch_def: list[list[str]], input_shape) -> dict[
     Raises :class:`StandaloneSpecError` when no such arguments reproduce the model.
     """
     from timm.models.efficientnet import EfficientNet
+    from timm.models.mobilenetv3 import MobileNetV3
 
-    if not isinstance(model, EfficientNet):
-        raise StandaloneSpecError(f"chain standalone model is a {type(model).__name__}, not a timm EfficientNet")
+    if not isinstance(model, (EfficientNet, MobileNetV3)):
+        raise StandaloneSpecError(f"chain standalone model is a {type(model).__name__}, not a timm EfficientNet "
+                                  f"or MobileNetV3")
     stem = model.conv_stem
     kw: dict[str, Any] = {
         "num_classes": int(model.num_classes),
@@ -118,6 +134,10 @@ def timm_spec(model: nn.Module, arch_def: list[list[str]], input_shape) -> dict[
         "global_pool": getattr(model.global_pool, "pool_type", "avg") or "avg",
         "drop_rate": float(model.drop_rate),
     }
+    if isinstance(model, MobileNetV3):
+        del kw["stem_kernel_size"]  # always 3
+        kw.update(timm_class="MobileNetV3", se_layer="mobilenetv3",
+                  head_bias=model.conv_head.bias is not None)
     bn = model.bn1
     if isinstance(bn, nn.BatchNorm2d) and (bn.eps != 1e-5 or bn.momentum != 0.1):
         kw["norm_kwargs"] = {"eps": float(bn.eps), "momentum": float(bn.momentum)}

@@ -1,0 +1,179 @@
+"""Is a timm network a member of a chain space, and which choices make it?
+
+:func:`encode_timm_model` walks the blocks of a timm ``EfficientNet`` / ``MobileNetV3`` next to the
+space's layers: each layer takes the choice whose block has the same structure (module types,
+activations, squeeze-excitation, every weight shape) as the network's next block, or ``skip`` when no
+choice matches and the layer may be skipped. Anything left over (a block no layer offers, a stem or head
+of another shape, another timm class) is a :class:`UserError` naming the layer and the block.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl.errors import UserError
+
+__all__ = ["encode_timm_model", "timm_model", "arch_def_model", "describe_block"]
+
+
+def _signature(m: nn.Module) -> list[tuple]:
+    """Module types (activations and SE gates included) and weight shapes, in order, without names."""
+    sig = [("module", type(x).__name__) for _, x in m.named_modules()]
+    sig += [("tensor", tuple(v.shape)) for v in m.state_dict().values()]
+    return sig
+
+
+def describe_block(m: nn.Module) -> str:
+    """``InvertedResidual 16->64->24, 3x3 depthwise stride 2, SE, ReLU`` (for messages)."""
+    convs = [x for x in m.modules() if isinstance(x, nn.Conv2d)]
+    parts = [type(m).__name__]
+    if convs:
+        chans = [convs[0].in_channels] + [c.out_channels for c in convs if not _in_se(m, c)]
+        parts.append("->".join(str(c) for c in dict.fromkeys(chans)) if len(set(chans)) > 1 else str(chans[0]))
+        k = max(c.kernel_size[0] for c in convs)
+        stride = max(c.stride[0] for c in convs)
+        parts.append(f"{k}x{k}" + (f" stride {stride}" if stride > 1 else ""))
+    if any(type(x).__name__ == "SqueezeExcite" for x in m.modules()):
+        parts.append("squeeze-excitation")
+    acts = [type(x).__name__ for x in m.modules()
+            if type(x).__name__ in ("ReLU", "ReLU6", "Hardswish", "SiLU", "Mish", "GELU", "HardSwish")]
+    if acts:
+        parts.append(acts[0])
+    return " ".join(parts[:1]) + (" " + ", ".join(parts[1:]) if len(parts) > 1 else "")
+
+
+def _in_se(block: nn.Module, conv: nn.Module) -> bool:
+    se = getattr(block, "se", None)
+    return se is not None and any(conv is x for x in se.modules())
+
+
+def _flat_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    out = []
+    for i, stage in enumerate(model.blocks):
+        for j, block in enumerate(stage):
+            out.append((f"blocks.{i}.{j}", block))
+    return out
+
+
+def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[str, str]:
+    """``{decision: choice}`` of the architecture of ``cs`` that builds ``model`` (a timm EfficientNet or
+    MobileNetV3); :class:`UserError` naming the first layer or part that the space does not contain."""
+    from automl.compile.supernet import chain_op
+
+    if cs.kind != "chain":
+        raise UserError(f"space {cs.name} is a cell space; only chain spaces hold timm EfficientNet / "
+                        f"MobileNetV3 networks")
+    if not hasattr(model, "blocks"):
+        raise UserError(f"{label} is a {type(model).__name__}, not a timm EfficientNet or MobileNetV3")
+    plan = cs.plan
+    blocks = _flat_blocks(model)
+    pos, names, present, left_out = 0, {}, {}, []
+    for layer in plan.layers:
+        target = blocks[pos] if pos < len(blocks) else None
+        want = _signature(target[1]) if target else None
+        match = None
+        for op in layer.choices:
+            if op != "skip" and target is not None and _signature(chain_op(plan, layer, op, device="meta")) == want:
+                match = op
+                break
+        if match is not None:
+            pos += 1
+        elif layer.gate is not None:  # beyond the depth: not there (its op decision is free: the first)
+            present[layer.name], match = False, layer.choices[0]
+        elif "skip" in layer.choices:
+            match = "skip"
+            if target is not None:
+                left_out.append(layer.name)
+        else:
+            shape = f"{layer.in_ch}->{layer.out_ch} channels" + (f", stride {layer.stride}" if layer.stride > 1 else "")
+            what = (f"{label}'s {target[0]} ({describe_block(target[1])})" if target
+                    else f"{label} has no block left")
+            offered = ", ".join(layer.choices)
+            earlier = (f"; the layers before it that no block matched were skipped: {', '.join(left_out)}"
+                       if left_out else "")
+            raise UserError(f"layer {layer.name} ({shape}) of space {cs.name}: {what} is not one of its "
+                            f"choices ({offered}){earlier}")
+        if layer.decision is not None:
+            names[cs.decisions[layer.decision].name] = match
+        if layer.gate is not None:
+            present.setdefault(layer.name, True)
+    for g in {layer.gate[0] for layer in plan.layers if layer.gate is not None}:
+        gated = [layer for layer in plan.layers if layer.gate is not None and layer.gate[0] == g]
+        dec = cs.decisions[g]
+        fits = [k for k in range(len(dec.choices)) if all(layer.gate[1][k] == present[layer.name] for layer in gated)]
+        if not fits:
+            have = sum(present[layer.name] for layer in gated)
+            raise UserError(f"{label} has {have} of the optional layers of {dec.name} "
+                            f"({', '.join(layer.name for layer in gated)}): not one of its depths {', '.join(dec.choices)}")
+        names[dec.name] = dec.choices[fits[0]]
+    if pos < len(blocks):
+        name, block = blocks[pos]
+        raise UserError(f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "
+                        f"(the space ends with layer {plan.layers[-1].name})")
+    ours = cs.build_standalone(cs.encode(names))
+    if type(ours) is not type(model):
+        hint = " (add `family mobilenetv3` to the network)" if type(model).__name__ == "MobileNetV3" else ""
+        raise UserError(f"{label} is a timm {type(model).__name__}; space {cs.name} builds a "
+                        f"{type(ours).__name__}{hint}")
+    theirs_sd, ours_sd = model.state_dict(), ours.state_dict()
+    for (k1, v1), (k2, v2) in zip(theirs_sd.items(), ours_sd.items()):
+        if v1.shape != v2.shape:
+            raise UserError(f"{label}'s {k1} has shape {tuple(v1.shape)}, space {cs.name} has {k2} of shape "
+                            f"{tuple(v2.shape)} (the stem, head or classifier differ)")
+    if len(theirs_sd) != len(ours_sd) or _signature(model) != _signature(ours):
+        raise UserError(f"{label} and the network of space {cs.name} differ outside the searched blocks "
+                        f"(stem, head or activations)")
+    return names
+
+
+def timm_model(name: str, cs) -> nn.Module:
+    """``timm.create_model(name)`` (no weights) with the space's input channels and classes."""
+    import timm
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
+        raise UserError(f"--timm {name}: not a timm model" + (f"; similar: {', '.join(close)}" if close else ""))
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=cs.num_classes, in_chans=cs.input_shape[0])
+    except Exception as e:  # noqa: BLE001 - a model that does not take these arguments
+        raise UserError(f"--timm {name}: timm cannot build it with {cs.input_shape[0]} input channels and "
+                        f"{cs.num_classes} classes: {e}") from None
+
+
+def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
+    """The timm network of an arch_def file (JSON: a list of stages of block strings, or an object with
+    ``"arch_def"`` such as an export's manifest.json) with the space's stem, head and family."""
+    from automl.compile.standalone import timm_network
+
+    try:
+        obj: Any = json.loads(open(path, encoding="utf-8").read())
+    except FileNotFoundError:
+        raise UserError(f"--arch-def {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--arch-def {path}: cannot read it ({e})") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    if isinstance(obj, dict):
+        obj = obj.get("arch_def")
+    if not (isinstance(obj, list) and obj and all(isinstance(s, list) and all(isinstance(b, str) for b in s)
+                                                  for s in obj)):
+        raise UserError(f"--arch-def {path}: expected a timm arch_def, a list of stages of block strings such "
+                        f"as [[\"ds_r1_k3_s1_c16\"], [\"ir_r2_k3_s2_e6_c24\"]], or an object with \"arch_def\"")
+    if cs.kind != "chain":
+        raise UserError(f"space {cs.name} is a cell space; an arch_def describes a chain network")
+    from timm.models._efficientnet_builder import _decode_block_str
+
+    for stage in obj:
+        for b in stage:
+            try:
+                _decode_block_str(b)
+            except Exception as e:  # noqa: BLE001 - timm asserts on malformed strings
+                raise UserError(f"--arch-def {path}: {b!r} is not a timm block string "
+                                f"({type(e).__name__}: {e})") from None
+    with torch.device("meta"):
+        return timm_network(cs.plan, obj)

@@ -1,0 +1,49 @@
+"""A short search (synthetic data, one epoch, no retraining) runs on every shipped space."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from automl.compile import load_compiled
+from automl.pipeline import Run
+from automl.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+SPACES = sorted((ROOT / "spaces").glob("*.space"))
+# small search networks: every space has `classes` and `size`; the rest keeps each network small
+SMALL = {
+    "digits": {"size": 8},
+    "proxylessnas": {"size": 16, "width": 0.25, "head": 32},
+    "fbnet": {"size": 16, "width": 0.25, "head": 32},
+    "mobilenetv3": {"size": 16, "width": 0.25, "head": 32},
+    "enas_micro": {"size": 8, "channels": 4, "normal_cells": 1},
+    "darts": {"size": 8, "channels": 4, "normal_cells": 1},
+    "nasbench201": {"size": 8, "channels": 4, "cells": 1},
+    "ofa_mbv3": {"size": 16, "width": 0.25, "head": 32},
+}
+
+
+def test_every_space_has_small_settings():
+    assert {p.stem for p in SPACES} == set(SMALL)
+
+
+@pytest.mark.parametrize("space", SPACES, ids=[p.stem for p in SPACES])
+def test_short_search(space, tmp_path):
+    args = {"classes": 4, **SMALL[space.stem]}
+    cs = load_compiled(space, {k: str(v) for k, v in args.items()})
+    channels, size = cs.input_shape[0], cs.input_shape[1]
+    overrides = [f"space={space}", *(f"space_args.{k}={v}" for k, v in args.items()),
+                 "data.dataset=synthetic", "data.synthetic.num_train=16", "data.synthetic.num_test=8",
+                 "data.synthetic.num_classes=4", f"data.synthetic.channels={channels}", f"data.synthetic.size={size}",
+                 "data.batch_size=4", "data.theta_batch_size=4", "data.test_batch_size=8",
+                 "search.weight_epochs=1", "search.theta_epochs=1", "search.epsilons=[0]", "search.lam=2",
+                 "retrain.epochs=0", "export.onnx=false", "device=cpu"]
+    res = Run(load_recipe(QUICK, overrides), tmp_path / "run", resume=False, tty=False).execute()
+    assert json.loads((tmp_path / "run" / "results.json").read_text()) == res
+    (arch,) = res["architectures"]
+    assert len(arch["choices"]) == cs.num_decisions
+    assert arch["params"] > 0
