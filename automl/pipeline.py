@@ -36,6 +36,7 @@ from torch import nn
 
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import Stopped, UserError
+from automl.report import short_number
 from automl.train.checkpoint import CheckpointStore
 from automl.train.depthwise import plain_convs
 from automl.train.distributed import (DistInfo, all_reduce_mean, assert_same_on_all_ranks, barrier,
@@ -113,15 +114,33 @@ class Run:
     # ------------------------------------------------------------------ set-up
     def _num_archs(self) -> int:
         s = self.recipe.search
+        if s.budgets is not None:
+            return len(s.budgets)
         if s.method == "random" and s.random_budgets:
             return len(s.random_budgets)
         return len(s.epsilons)
 
     def _epsilon(self, i: int) -> float | None:
+        """ε of architecture ``i``: the recipe's, or with budgets the final adapted value (None for random)."""
         s = self.recipe.search
         if s.method == "random":
             return None
+        if s.budgets is not None:
+            final = (self.final_epsilons or [None] * self.n)[i]
+            return None if final is None else float(final)
         return float(s.epsilons[i])
+
+    def _budget(self, i: int) -> float | None:
+        b = self.recipe.search.budgets
+        return None if b is None else b[i]
+
+    def _member_tag(self, i: int) -> str:
+        """How logs and export folders name architecture ``i``: ``eps=0.3``, ``budget=150k``, ``random 2``."""
+        if self.recipe.search.budgets is not None:
+            b = self._budget(i)
+            return "budget=" + ("none" if b is None else short_number(b))
+        eps = self._epsilon(i)
+        return f"eps={eps}" if eps is not None else f"random {i}"
 
     def _prepare_out(self) -> None:
         """Check the output folder before any work: writable, and not silently reusing an old run.
@@ -207,15 +226,69 @@ class Run:
         else:
             self.engine_costs, self.cost_scale = raw, 1.0
 
-    def _engine(self, epsilons):
+    def _check_budgets(self) -> None:
+        """search.budgets against the space: a total cost (fixed part included) in the metric's units.
+
+        Below the smallest architecture's cost is an error; above the largest a warning (no constraint)."""
+        s = self.recipe.search
+        if s.budgets is None:
+            return
+        ct = self.space.cost_table
+        raw = ct.costs(s.cost)
+        fixed = ct.fixed.get(s.cost, 0.0)
+        inf = torch.tensor(math.inf, dtype=torch.float64)
+        low = fixed + float(torch.where(ct.mask, raw, inf).min(-1).values.sum())
+        high = fixed + float(torch.where(ct.mask, raw, -inf).max(-1).values.sum())
+        where = f"{self.recipe.source}: " if self.recipe.source else ""
+        for j, b in enumerate(s.budgets):
+            if b is None:
+                continue
+            if b < low:
+                raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below the smallest architecture of "
+                                f"{self.space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at "
+                                f"least {short_number(low)} or use null for no constraint")
+            if b >= high:
+                self.reporter.info(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
+                                   f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
+
+    def _warn_paper_utility(self) -> None:
+        """Once per run: eq. 9 with few samples per member pulls the members together (issue #14)."""
+        s = self.recipe.search
+        if s.utility != "paper" or s.method != "importance_sampling" or self.n < 2 or s.lam / self.n >= 8:
+            return
+        self.reporter.info(
+            f"warning: search.utility paper (eq. 9) with lam / N = {s.lam}/{self.n} < 8 may pull the members "
+            f"together (the unconstrained one toward small networks; docs/search-engine.md); set "
+            f"search.utility=weighted_quantile, or raise search.lam to about 8 N")
+
+    def _engine_budgets(self, budgets) -> list[float | None]:
+        """Total budgets (recipe units) -> the engine's normalised units: (B - fixed) / scale."""
+        fixed = self.space.cost_table.fixed.get(self.recipe.search.cost, 0.0)
+        return [None if b is None else (b - fixed) / self.cost_scale for b in budgets]
+
+    def _engine(self, members):
+        """An engine for the members ``members`` (indices into search.epsilons or search.budgets)."""
         from automl.search import MultiEpsilonSearch
 
         s = self.recipe.search
+        if s.budgets is not None:
+            target = dict(budgets=self._engine_budgets([s.budgets[i] for i in members]))
+        else:
+            target = dict(epsilons=[float(s.epsilons[i]) for i in members])
         return MultiEpsilonSearch(
-            num_choices=self.space.num_choices, costs=self.engine_costs, epsilons=list(epsilons), lam=s.lam,
+            num_choices=self.space.num_choices, costs=self.engine_costs, lam=s.lam,
             lr=None if s.theta_lr == "auto" else float(s.theta_lr),
             theta_min=None if s.theta_min == "auto" else float(s.theta_min),
-            seed=self.recipe.seed, device=self.device)  # on a GPU, tell() reads nothing back (sync_free)
+            seed=self.recipe.seed, device=self.device,  # on a GPU, tell() reads nothing back (sync_free)
+            utility=s.utility, **target)
+
+    def _keep_epsilons(self, members, engine) -> None:
+        """Remember the final (adapted) ε of ``members`` for results.json."""
+        if self.recipe.search.budgets is None:
+            return
+        self.final_epsilons = self.final_epsilons or [None] * self.n
+        for i, e in zip(members, engine.epsilons):
+            self.final_epsilons[i] = float(e)
 
     def _build_supernet(self, stage_idx: int) -> nn.Module:
         torch.manual_seed(self.recipe.seed * 1009 + stage_idx)
@@ -252,7 +325,8 @@ class Run:
             state = {"format": CKPT_FORMAT, "recipe_sha256": self.recipe_hash, "stage": stage_idx,
                      "epoch": epoch, "step": step, "archs": self.archs, "results": self.results,
                      "phase_seconds": self.phase_seconds, "supernet": self.supernet_state,
-                     "rng": self._rng_state(), "metrics_bytes": self.reporter.size()}
+                     "final_epsilons": self.final_epsilons, "rng": self._rng_state(),
+                     "metrics_bytes": self.reporter.size()}
             for k, v in objects.items():
                 state[k] = v.state_dict() if hasattr(v, "state_dict") else v
             state["bad_steps"] = self.bad_steps
@@ -335,6 +409,9 @@ class Run:
         self._load_spaces()
         self._check_shapes()
         self._prepare_costs()
+        self._check_budgets()
+        self._warn_paper_utility()
+        self.final_epsilons: list[float | None] | None = None
         self.sampler = torch.Generator().manual_seed(r.seed)
         self.archs: list[list[int]] | None = None
         self.results: dict[str, dict] = {}
@@ -357,6 +434,7 @@ class Run:
             self.archs, self.results = ckpt["archs"], ckpt["results"]
             self.phase_seconds, self.supernet_state = ckpt["phase_seconds"], ckpt["supernet"]
             self.bad_steps = ckpt.get("bad_steps", 0)
+            self.final_epsilons = ckpt.get("final_epsilons")
             if start_epoch == 0 and start_step == 0:  # at a stage boundary; mid-stage, the stage restores it
                 self._set_rng_state(ckpt["rng"])
             if "metrics_bytes" in ckpt:  # the lines logged after the checkpoint are logged again below
@@ -551,26 +629,29 @@ class Run:
                     if (step + 1) % self._log_every() == 0 or step + 1 == len(loader):
                         mean = loss_sum.item() / (step + 1)
                         update(step + 1, loss=mean)
+                        extra = {"epsilon": engine.epsilons} if engine.budgets is not None else {}
                         self.reporter.log(phase=phase, epoch=epoch + 1, step=step + 1, loss=mean,
-                                          expected_cost=engine.expected_cost().tolist())
+                                          expected_cost=engine.expected_cost().tolist(), **extra)
                     self._step_done(idx, epoch, step + 1, len(loader),
                                     lambda: {"engine": engine, "sums": {"loss": loss_sum}})
             done, sums = 0, None
             self._lap_done()
             nonfinite = self._report_nonfinite(engine, phase, epoch, nonfinite)
+            eps = f" ε {[round(e, 3) for e in engine.epsilons]}" if engine.budgets is not None else ""
             self.reporter.info(f"{phase} epoch {epoch + 1}/{s.theta_epochs}: loss "
                                f"{loss_sum.item() / max(len(loader), 1):.4f} max θ "
-                               f"{engine.theta.amax(-1).mean(-1).tolist()}")
+                               f"{engine.theta.amax(-1).mean(-1).tolist()}{eps}")
             if epoch + 1 < s.theta_epochs:
                 self._save(idx, epoch + 1, engine=engine)
 
     def _stage_theta(self, idx: int, start_epoch: int, ckpt: dict | None, i: int | None) -> None:
         """importance_sampling: all N distributions at once (eq. 10); separate: distribution ``i`` alone (eq. 7)."""
-        eps = self.recipe.search.epsilons
-        engine = self._engine(eps if i is None else [eps[i]])
-        self._theta_epochs(idx, start_epoch, ckpt, engine, "theta" if i is None else f"theta eps={eps[i]}")
+        members = list(range(self.n)) if i is None else [i]
+        engine = self._engine(members)
+        self._theta_epochs(idx, start_epoch, ckpt, engine, "theta" if i is None else f"theta {self._member_tag(i)}")
         assert_same_on_all_ranks(engine.theta, self.info, "theta")
-        best = engine.best().tolist()
+        best = engine.best().tolist()  # with budgets: the most probable architecture within each budget
+        self._keep_epsilons(members, engine)
         if i is None:
             self.archs = best
         else:
@@ -579,11 +660,11 @@ class Run:
         self._save(idx + 1, 0)
 
     def _stage_simultaneous(self, idx: int, start_epoch: int, ckpt: dict | None, i: int) -> None:
-        """Algorithm 2 for ε_i: a fresh W; each step updates W with λ paths from P_θ, then θ on a D_θ batch."""
+        """Algorithm 2 for member i (ε_i or budget i): a fresh W; each step updates W with λ paths from P_θ, then θ
+        on a D_θ batch."""
         s = self.recipe.search
-        eps = s.epsilons[i]
         net = self._build_supernet(idx)
-        engine = self._engine([eps])
+        engine = self._engine([i])
         opt, sched = self._weight_optim(net, s.weight_epochs)
         num_updates = 0
         if ckpt is not None:
@@ -608,19 +689,20 @@ class Run:
             self._lap("simultaneous")
             net.train()
             num_updates = self._weight_epoch(net, opt, sched, criterion, epoch, s.weight_epochs, num_updates,
-                                             f"simultaneous eps={eps}", lambda: engine.ask().cpu(),
+                                             f"simultaneous {self._member_tag(i)}", lambda: engine.ask().cpu(),
                                              theta=(engine, theta_batches(epoch, partial[0])), idx=idx,
                                              objects={"supernet_train": net, "optimizer": opt, "engine": engine},
                                              partial=partial)
             partial = (0, None)
             self._lap_done()
-            nonfinite = self._report_nonfinite(engine, f"simultaneous eps={eps}", epoch, nonfinite)
+            nonfinite = self._report_nonfinite(engine, f"simultaneous {self._member_tag(i)}", epoch, nonfinite)
             if epoch + 1 < s.weight_epochs:
                 self._save(idx, epoch + 1, supernet_train=net, optimizer=opt, engine=engine,
                            num_updates=num_updates)
         assert_same_on_all_ranks(engine.theta, self.info, "theta")
         self.archs = (self.archs or [None] * self.n)
         self.archs[i] = engine.best()[0].tolist()
+        self._keep_epsilons([i], engine)
         self._save(idx + 1, 0)
 
     def _stage_random(self, idx: int) -> None:
@@ -629,13 +711,17 @@ class Run:
 
         s = self.recipe.search
         t0 = time.perf_counter()
-        ct = self.retrain_space.cost_table  # budgets are for the network that is trained and deployed
+        # search.budgets are totals as results.json reports cost (the search space's table); random_budgets
+        # are for the network that is trained and deployed (the retraining space's)
+        ct, budgets = ((self.space.cost_table, s.budgets) if s.budgets is not None
+                       else (self.retrain_space.cost_table, s.random_budgets))
         archs = []
-        if s.random_budgets:
+        if budgets:
             raw = ct.costs(s.cost)
             fixed = ct.fixed.get(s.cost, 0.0)
-            for j, budget in enumerate(s.random_budgets):
-                rs = RandomSearch(self.space.num_choices, costs=raw, budget=float(budget) - fixed,
+            for j, budget in enumerate(budgets):
+                rs = RandomSearch(self.space.num_choices, costs=raw,
+                                  budget=None if budget is None else float(budget) - fixed,
                                   seed=self.recipe.seed + j)
                 archs.append(rs.ask()[0].tolist())
         else:
@@ -653,7 +739,7 @@ class Run:
         torch.manual_seed(self.recipe.seed * 7919 + i)
         model = for_training(sp.build_standalone(arch, se=rt.se), self.device)
         eps = self._epsilon(i)
-        tag = f"eps={eps}" if eps is not None else f"random {i}"
+        tag = self._member_tag(i)
         accuracy = None
         self._lap("retrain")
         if rt.epochs > 0:
@@ -748,7 +834,11 @@ class Run:
 
     def _export(self, i: int, model: nn.Module, arch: torch.Tensor, eps) -> str | None:
         r = self.recipe
-        sub = f"eps-{eps:g}" if eps is not None else f"random-{i}"
+        if r.search.budgets is not None:
+            b = self._budget(i)
+            sub = f"budget-{i}-" + ("none" if b is None else short_number(b))
+        else:
+            sub = f"eps-{eps:g}" if eps is not None else f"random-{i}"
         root = r.export_root(self.out)
         folder = root / sub
         from automl.export import export_architecture
@@ -782,6 +872,7 @@ class Run:
             a = torch.tensor(arch, dtype=torch.long)
             archs.append({
                 "epsilon": self._epsilon(i),
+                "budget": self._budget(i),
                 "choices": self.space.decode(a),
                 "params": res.get("params"),
                 "cost": float(self.space.cost_table.total(a, r.search.cost)),
@@ -798,9 +889,11 @@ class Run:
             "search_seconds": round(sum(self.phase_seconds.get(k, 0.0) for k in search_kinds), 3),
             "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
             "cost_metric": r.search.cost,
+            "utility": r.search.utility,
             "cost_normalization": {"normalized": bool(r.search.normalize_costs),
                                    "scale": getattr(self, "cost_scale", 1.0)},
             "world_size": self.info.world_size,
             "threads": self.threads.to_dict(),
             "architectures": archs,
         }
+

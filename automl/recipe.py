@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import os
+import re
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
@@ -125,13 +127,64 @@ def _auto_or(low: float, strict: bool):
     return check
 
 
+_SUFFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
+# Time units, for a latency metric (its tables are in milliseconds): converted to ms.
+_TIME_UNITS = {"ms": 1.0, "us": 1e-3, "s": 1e3}
+#: Cost metrics measured in milliseconds, whose budgets may carry a time unit (8ms).
+TIME_METRICS = ("latency",)
+_BUDGET_RE = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*")
+
+
+def parse_budget(v: Any) -> float | None:
+    """A cost budget: ``null`` (unconstrained), a number, or a number with a ``k``/``M``/``G`` suffix
+    (``150k`` = 150,000) in the units of ``search.cost``."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise ValueError("must be null or a number (k, M, G suffixes allowed)")
+    if isinstance(v, (int, float)):
+        x = float(v)
+    elif isinstance(v, str):
+        m = _BUDGET_RE.fullmatch(v)
+        if m is None:
+            raise ValueError("must be null or a number with an optional k, M or G suffix, such as 150k")
+        unit = m.group(2)
+        if unit not in _SUFFIXES and unit not in _TIME_UNITS:
+            raise ValueError(f"'{unit}' is not a unit of search.cost: a budget is a plain count in the "
+                             f"units of the cost metric, with an optional k, M or G suffix (such as 150k), or "
+                             f"a time (8ms) for a latency metric")
+        x = float(m.group(1)) * {**_SUFFIXES, **_TIME_UNITS}[unit]
+    else:
+        raise ValueError("must be null or a number (k, M, G suffixes allowed)")
+    if not math.isfinite(x) or x < 0:
+        raise ValueError("must be a finite number >= 0, or null for no constraint")
+    return x
+
+
+def _budgets_instead_of_epsilons(data: Any) -> Any:
+    """``search.budgets`` given without ``search.epsilons``: epsilons become null (not the default list)."""
+    if isinstance(data, dict) and data.get("budgets") is not None and "epsilons" not in data:
+        data = dict(data, epsilons=None)
+    return data
+
+
 class SearchConfig(_Config):
     """Supernet training and the multi-epsilon ASNG search (paper §3, Algorithm 1)."""
 
     method: Literal["importance_sampling", "separate", "simultaneous", "random"] = Field(
         "importance_sampling", description="how theta for every epsilon is learned, or random search")
-    epsilons: list[Annotated[float, Field(ge=0)]] = Field(
-        [0.0, 0.1, 0.3, 0.5], min_length=1, description="regularisation coefficients epsilon_n")
+    epsilons: list[Annotated[float, Field(ge=0)]] | None = Field(
+        [0.0, 0.1, 0.3, 0.5], min_length=1,
+        description="regularisation coefficients epsilon_n (null when search.budgets is given)")
+    cost: str = Field("params", min_length=1, description="cost metric of the space")
+    cost_table: str | None = Field(
+        None, min_length=1, description="a cost table (JSON) from `automl space profile`; relative: to the recipe")
+    budgets: list[Annotated[float | None, BeforeValidator(parse_budget)]] | None = Field(
+        None, min_length=1, description="instead of epsilons: total cost budgets in the units of cost "
+        "(150k, 2.5M; null: unconstrained); each epsilon adapts to meet its budget")
+    utility: Literal["paper", "weighted_quantile"] = Field(
+        "weighted_quantile", description="ranking utility: paper (eq. 9) or weighted_quantile (IGO, "
+        "self-normalised importance weights); both are eq. 7 with one distribution")
     lam: int = Field(2, ge=2, description="architectures sampled per step (lambda)")
     weight_epochs: int = Field(10, ge=0, description="epochs updating W (T_W)")
     theta_epochs: int = Field(10, ge=0, description="epochs updating theta (T_theta)")
@@ -139,9 +192,6 @@ class SearchConfig(_Config):
         "auto", description="learning rate of theta; auto: 1/sum(K_d)")
     theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
         "auto", description="lower bound of each theta entry; auto: the ASNG default")
-    cost: str = Field("params", min_length=1, description="cost metric of the space")
-    cost_table: str | None = Field(
-        None, min_length=1, description="a cost table (JSON) from `automl space profile`; relative: to the recipe")
     normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
     random_budget: bool = Field(
         True, description="random: sample within each derived architecture's cost budget")
@@ -152,6 +202,23 @@ class SearchConfig(_Config):
         "stop", description="a weight step with a non-finite loss: stop the run, or skip the step (not applied)")
     max_bad_steps: int = Field(
         10, ge=0, description="nan_policy skip: stop when more weight steps than this were skipped")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_default_epsilons(cls, data: Any) -> Any:
+        return _budgets_instead_of_epsilons(data)
+
+    @field_validator("budgets", mode="before")
+    @classmethod
+    def _units_fit_the_metric(cls, v: Any, info: ValidationInfo) -> Any:
+        """A time (8ms) fits only a latency metric."""
+        cost = info.data.get("cost", "params")
+        for j, b in enumerate(v if isinstance(v, list) else ()):
+            m = _BUDGET_RE.fullmatch(b) if isinstance(b, str) else None
+            if m and m.group(2) in _TIME_UNITS and cost not in TIME_METRICS:
+                raise ValueError(f"item {j}: '{b}' is a time, but search.cost is {cost}; give the budget in the "
+                                 f"units of {cost} (k, M, G suffixes allowed), or search on latency")
+        return v
 
 
 class OptimConfig(_Config):
@@ -388,6 +455,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
         data = _set(data, keys, value)
         applied.append((keys, item))
 
+    data = _override_wins(data, applied)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
@@ -398,7 +466,30 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     return recipe
 
 
+def _override_wins(data: dict, applied) -> dict:
+    """``search.epsilons`` and ``search.budgets`` are alternatives: when one is set on the command line and
+    the other only in the file, the command line's replaces the file's (``search.epsilons=[0,0.5]`` on a
+    recipe with budgets runs with those epsilons)."""
+    search = data.get("search")
+    if not isinstance(search, dict) or search.get("epsilons") is None or search.get("budgets") is None:
+        return data
+    given = {k for k in ("epsilons", "budgets") if _override_for(("search", k), applied)}
+    if len(given) == 1:
+        dropped = ({"epsilons", "budgets"} - given).pop()
+        data = dict(data, search={k: v for k, v in search.items() if k != dropped})
+    return data
+
+
 def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
+    s = recipe.search
+    if (s.budgets is None) == (s.epsilons is None):
+        keys = ("search", "budgets") if s.budgets is not None else ("search", "epsilons")
+        where = _override_for(keys, applied) or _override_for(("search", "epsilons"), applied) or ""
+        line = None if where else _line_of(node, keys)
+        msg = ("give either search.epsilons or search.budgets, not both (remove one; on the command line, "
+               "either one replaces the other given in the file)" if s.budgets is not None else
+               "search.epsilons is null but search.budgets is not given; give one of them")
+        raise RecipeError(f"{where}{msg}", filename, ".".join(keys), line)
     d = recipe.data
     if d.dataset in ("cifar10", "imagefolder") and d.root is None:
         keys = ("data", "dataset")

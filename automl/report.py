@@ -1,5 +1,6 @@
 """The run's results: ``results.json`` (fixed schema), ``report.md`` (one table and the plot) and
-``pareto.png`` (the search's cost metric vs test accuracy, one point per architecture, labelled with ε).
+``pareto.png`` (the search's cost metric vs test accuracy, one point per architecture, labelled with ε, or
+with its budget, each budget drawn as a dotted line).
 Per architecture: params, MACs, the cost, test accuracy, and the onnxruntime latency of its export measured
 on this machine (fp32, and int8 when exported)."""
 
@@ -10,11 +11,33 @@ from pathlib import Path
 
 from automl._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-__all__ = ["write_report", "render_markdown", "plot_pareto", "summary_table"]
+__all__ = ["write_report", "render_markdown", "plot_pareto", "summary_table", "short_number"]
 
 
-def _label(a: dict, i: int) -> str:
+def _budgeted(results: dict) -> bool:
+    return any(a.get("budget") is not None for a in results["architectures"])
+
+
+def short_number(x: float) -> str:
+    """150000 -> '150k', 2500000 -> '2.5M', 12.5 -> '12.5'."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= div:
+            return f"{x / div:.4g}{suffix}"
+    return f"{x:.6g}"
+
+
+def _budget(a: dict) -> str:
+    return "none" if a.get("budget") is None else f"≤ {short_number(a['budget'])}"
+
+
+def _label(a: dict, i: int, budgeted: bool = False) -> str:
+    if budgeted:
+        return "unconstrained" if a.get("budget") is None else f"≤ {short_number(a['budget'])}"
     return f"ε={a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
+
+
+def _fmt_eps(a: dict, i: int) -> str:
+    return f"{a['epsilon']:.3g}" if a.get("epsilon") is not None else f"random {i}"
 
 
 def _fmt_acc(acc) -> str:
@@ -41,19 +64,28 @@ def _fmt_int8(q) -> str:
 
 
 def render_markdown(results: dict) -> str:
+    budgeted = _budgeted(results)
+    metric = results.get("cost_metric", "params")
     lines = [
         f"# {results['recipe']}: {len(results['architectures'])} architectures by `{results['method']}`",
         "",
         f"Search time (weight + θ phases, no retraining): **{results['search_seconds']:.1f} s**.",
         "",
-        f"| ε | params | MACs | cost ({results.get('cost_metric', 'params')}) | test accuracy | "
+    ]
+    if budgeted:
+        lines += [f"Budgets are total {metric}; each member's ε was adapted to meet its budget (final value "
+                  f"shown).", ""]
+    lines += [
+        ("| budget | " if budgeted else "| ") + f"ε | params | MACs | cost ({metric}) | test accuracy | "
         f"latency fp32 | int8: latency, accuracy, size | search time |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ("|---:" if budgeted else "") + "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, a in enumerate(results["architectures"]):
-        eps = f"{a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
+        eps = _fmt_eps(a, i) if budgeted else (f"{a['epsilon']:g}" if a.get("epsilon") is not None
+                                               else f"random {i}")
         params = f"{a['params']:,}" if a.get("params") is not None else "—"
-        lines.append(f"| {eps} | {params} | {_fmt_macs(a.get('macs'))} | {a['cost']:,.6g} | "
+        head = f"| {_budget(a)} | {eps} " if budgeted else f"| {eps} "
+        lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {a['cost']:,.6g} | "
                      f"{_fmt_acc(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
                      f"{_fmt_int8(a.get('int8'))} | {results['search_seconds']:.1f} s (shared) |")
     lines += ["", "Latency: onnxruntime on this machine (CPU, batch 1, one thread), median after warm-up.",
@@ -61,7 +93,7 @@ def render_markdown(results: dict) -> str:
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
-        lines.append(f"- {_label(a, i)}: `{' '.join(a['choices'])}`")
+        lines.append(f"- {_label(a, i, budgeted)}: `{' '.join(a['choices'])}`")
     return "\n".join(lines) + "\n"
 
 
@@ -78,8 +110,14 @@ def plot_pareto(results: dict) -> bytes:
     xs = [a.get("cost") or 0 for a in archs]  # the search's own cost metric
     ys = [100 * (a.get("test_accuracy") or 0.0) for a in archs]
     ax.plot(xs, ys, "o", color="tab:blue")
+    budgeted = _budgeted(results)
     for i, (x, y, a) in enumerate(zip(xs, ys, archs)):
-        ax.annotate(_label(a, i), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+        ax.annotate(_label(a, i, budgeted), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+    for a in archs if budgeted else ():  # budgets are in the units of the x axis, the search's cost
+        if a.get("budget") is not None:
+            ax.axvline(a["budget"], color="tab:gray", linestyle=":", linewidth=1)
+            ax.annotate(f"budget {short_number(a['budget'])}", (a["budget"], 0), xycoords=("data", "axes fraction"),
+                        textcoords="offset points", xytext=(2, 3), fontsize=7, color="tab:gray", rotation=90)
     ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}
                   .get(metric, metric))
     ax.set_ylabel("test accuracy [%]")
@@ -96,10 +134,12 @@ def summary_table(results: dict):
     from rich.table import Table
 
     t = Table(title=f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s")
-    for col in ("ε", "params", "cost", "test accuracy", "onnx"):
+    budgeted = _budgeted(results)
+    for col in (("budget",) if budgeted else ()) + ("ε", "params", "cost", "test accuracy", "onnx"):
         t.add_column(col, justify="right" if col != "onnx" else "left")
     for i, a in enumerate(results["architectures"]):
-        t.add_row(_label(a, i), f"{a['params']:,}" if a.get("params") is not None else "—", f"{a['cost']:,.6g}",
+        head = (_budget(a), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
+        t.add_row(*head, f"{a['params']:,}" if a.get("params") is not None else "—", f"{a['cost']:,.6g}",
                   _fmt_acc(a.get("test_accuracy")), a.get("onnx") or "—")
     return t
 

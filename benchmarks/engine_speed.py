@@ -3,7 +3,7 @@
     /work/venv/bin/python benchmarks/engine_speed.py [--iters 2000]
 
 CPU case: N = 8, D = 21, K = 7, lam = 8 (goal: under 0.5 ms), also with ``sync_free=True`` (the code path
-used on GPUs), and Method 2's update. CUDA cases, when available: the same size, and N = 8, D = 40,
+used on GPUs), Method 2's update, the weighted-quantile utility, and with budgets. CUDA cases, when available: the same size, and N = 8, D = 40,
 K = 7, lam = 64. Prints a table and one JSON line.
 """
 
@@ -20,11 +20,15 @@ import torch
 from automl.search import MultiEpsilonSearch
 
 
-def time_engine(N, D, K, lam, device, iters, warmup, importance_sampling=True, sync_free=None):
+def time_engine(N, D, K, lam, device, iters, warmup, importance_sampling=True, sync_free=None, utility="paper",
+                budgets=False):
     torch.manual_seed(0)
     costs = torch.rand(D, K, dtype=torch.float64)
-    s = MultiEpsilonSearch([K] * D, costs, epsilons=torch.linspace(0, 1, N).tolist(), lam=lam,
-                           seed=0, device=device, importance_sampling=importance_sampling, sync_free=sync_free)
+    low = float(costs.min(-1).values.sum())
+    target = ({"budgets": [None] + [low + (0.5 + j) for j in range(N - 1)]} if budgets
+              else {"epsilons": torch.linspace(0, 1, N).tolist()})
+    s = MultiEpsilonSearch([K] * D, costs, lam=lam, seed=0, device=device, importance_sampling=importance_sampling,
+                           sync_free=sync_free, utility=utility, **target)
     rows = s.rows_per_ask
     # Distinct losses, as a network's losses are; generated up front so only the engine is timed.
     losses = torch.rand(iters + warmup, rows, dtype=torch.float64, device=device)
@@ -40,7 +44,8 @@ def time_engine(N, D, K, lam, device, iters, warmup, importance_sampling=True, s
             times.append(time.perf_counter() - t0)
     times.sort()
     return {"N": N, "D": D, "K": K, "lam": lam, "device": str(device),
-            "importance_sampling": importance_sampling, "sync_free": s.sync_free,
+            "importance_sampling": importance_sampling, "sync_free": s.sync_free, "utility": utility,
+            "budgets": budgets,
             "median_ms": 1e3 * statistics.median(times), "p90_ms": 1e3 * times[int(0.9 * len(times))]}
 
 
@@ -52,16 +57,19 @@ def main():
     torch.set_num_threads(1)   # small ops: threads only add overhead
     cases = [dict(N=8, D=21, K=7, lam=8, device="cpu"),
              dict(N=8, D=21, K=7, lam=8, device="cpu", sync_free=True),   # the GPU's code path, on the CPU
-             dict(N=8, D=21, K=7, lam=8, device="cpu", importance_sampling=False)]
+             dict(N=8, D=21, K=7, lam=8, device="cpu", importance_sampling=False),
+             dict(N=8, D=21, K=7, lam=8, device="cpu", utility="weighted_quantile"),
+             dict(N=8, D=21, K=7, lam=8, device="cpu", utility="weighted_quantile", budgets=True)]
     if torch.cuda.is_available():
         cases += [dict(N=8, D=21, K=7, lam=8, device="cuda"), dict(N=8, D=40, K=7, lam=64, device="cuda")]
     results = [time_engine(**c, iters=args.iters, warmup=args.warmup) for c in cases]
     print(f"ask+tell time (median of {args.iters} after {args.warmup} warm-up), torch {torch.__version__}, "
           f"{platform.processor() or platform.machine()}")
-    print(f"{'device':>6} {'IS':>5} {'sync_free':>9} {'N':>3} {'D':>3} {'K':>3} {'lam':>4} {'median ms':>10} "
-          f"{'p90 ms':>8}")
+    print(f"{'device':>6} {'IS':>5} {'sync_free':>9} {'utility':>17} {'budgets':>7} {'N':>3} {'D':>3} {'K':>3} "
+          f"{'lam':>4} {'median ms':>10} {'p90 ms':>8}")
     for r in results:
-        print(f"{r['device']:>6} {str(r['importance_sampling']):>5} {str(r['sync_free']):>9} {r['N']:>3} "
+        print(f"{r['device']:>6} {str(r['importance_sampling']):>5} {str(r['sync_free']):>9} {r['utility']:>17} "
+              f"{str(r['budgets']):>7} {r['N']:>3} "
               f"{r['D']:>3} {r['K']:>3} {r['lam']:>4} {r['median_ms']:>10.3f} {r['p90_ms']:>8.3f}")
     print(json.dumps({"benchmark": "engine_speed", "torch": torch.__version__, "results": results}))
 

@@ -34,7 +34,7 @@ def search_run(recipe_path, overrides) -> dict:
     with tempfile.TemporaryDirectory() as d:
         run = Run(recipe, Path(d) / "run", tty=False)
         res = run.execute()
-    runs = len(recipe.search.epsilons) if recipe.search.method == "simultaneous" else 1
+    runs = run.n if recipe.search.method == "simultaneous" else 1  # members: epsilons or budgets
     res["iterations"] = runs * recipe.search.weight_epochs * len(run.data.w)
     return res
 
@@ -77,7 +77,8 @@ def main(argv: list[str]) -> None:
     print(f"importance_sampling / Method 1 (simultaneous): {ratio_m1:.3f}   (paper: 0.21)")
     print(f"importance_sampling / Method 2 (separate):     {ratio_m2:.3f}   (paper: 0.65)")
     scaling = []
-    emax = max(load_recipe(a.recipe, a.overrides).search.epsilons) or 0.5  # the sweep spans the recipe's ε range
+    # the sweep spans the recipe's ε range ([0, 12], the quickstart's former ε, when the recipe gives budgets)
+    emax = max(load_recipe(a.recipe, a.overrides).search.epsilons or [12.0]) or 0.5
     for n in () if a.no_sweep else (1, 2, 4, 8):
         eps = [round(emax * j / max(n - 1, 1), 4) for j in range(n)]
         res = search_run(a.recipe, a.overrides + ["search.method=importance_sampling",

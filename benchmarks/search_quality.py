@@ -1,19 +1,26 @@
 """Search quality: importance sampling (one search, N distributions) vs N separate searches.
 
-    /work/venv/bin/python benchmarks/search_quality.py [--seeds 10] [--iters 1200]
+    python benchmarks/search_quality.py [--seeds 5] [--iters 1200] [--N 2,4,8] [--modes eps,budget]
 
 Synthetic separable objective with noisy losses: L(M) = sum_d a[d, k(d)] + sigma * noise, costs c in
-[0, 1]. For each epsilon the optimum of E[L] + epsilon R is exact per decision:
-k*(d) = argmin_k a[d, k] + epsilon c[d, k]. Three ways to get the N architectures:
+[0, 1] (``--problem target``: a random target choice per decision, the costliest; ``--problem index``:
+cost proportional to the choice index, the costliest choice best everywhere). Two ways to ask for N architectures:
 
-* ``IS``          MultiEpsilonSearch, importance sampling: lam samples per iteration shared by all N.
-* ``sep, =iters`` N separate searches (importance_sampling=False: each distribution samples its own
-                  lam), same number of iterations: N times the loss evaluations.
-* ``sep, =evals`` N separate searches, each with iters / N iterations: the same loss evaluations as IS.
+* ``eps``     fixed coefficients (N = 4: the paper's 0, 0.1, 0.3, 0.5). The optimum of E[L] + eps R is
+              exact per decision: k*(d) = argmin_k a[d, k] + eps c[d, k].
+* ``budget``  cost budgets: the top member unconstrained, the others at R_min + f (R_0 - R_min) for
+              f = 1 - j/N, j = 1..N-1 (R_0: the cost of the unconstrained optimum). The optimum under a
+              budget is an exact multiple-choice knapsack (``best_within_budget`` on -a).
 
-For each epsilon: the fraction of decisions where best() equals k*, and the regret
-sum_d (a + eps c)[best] - (a + eps c)[k*] (0 is perfect). Means over seeds. Prints a table and one
-JSON line.
+Methods: ``IS paper`` and ``IS wq``: MultiEpsilonSearch with importance sampling, lam samples per
+iteration shared by all N, utility eq. 9 ("paper") or weighted-quantile ("wq"). ``sep =iters``: N
+separate searches (importance_sampling=False, each distribution samples its own lam) with the same
+iterations, i.e. N times the loss evaluations; ``sep =evals``: iters / N iterations, the same evaluations.
+
+Per member: ``cost`` = R(best) / R(optimum) (1 is right; below 1 means too cheap), ``regret`` =
+objective(best) - objective(optimum) (eps: a + eps c summed; budget: sum a) and, with budgets, whether
+best() is within its budget. Means over seeds (and the minimum cost ratio of the unconstrained member).
+Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ import time
 
 import torch
 
-from automl.search import MultiEpsilonSearch, normalize_costs
+from automl.search import MultiEpsilonSearch, best_within_budget, normalize_costs
 
-EPSILONS = [0.0, 0.1, 0.3, 0.5]
+EPSILONS = {2: [0.0, 0.3], 4: [0.0, 0.1, 0.3, 0.5], 8: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7]}
+METHODS = {"IS paper": (True, "paper", 1), "IS wq": (True, "weighted_quantile", 1),
+           "sep =iters": (False, "paper", 1), "sep =evals": (False, "paper", None)}
 
 
 def make_problem(D, K, seed):
@@ -41,18 +50,45 @@ def make_problem(D, K, seed):
     return a, costs
 
 
-def score(a, costs, eps, best):
-    """(match fraction, regret) of one architecture for E[L] + eps R."""
-    obj = a + eps * costs
-    opt = obj.argmin(-1)
-    regret = float(obj.gather(1, best.view(-1, 1)).sum() - obj.min(-1).values.sum())
-    return float((best == opt).double().mean()), regret
+def make_index_problem(D, K, seed):
+    """The objective of issue #14's study: cost proportional to the choice index, the costliest choice
+    best in every decision (a = weight * (K - 1 - k), decision weights spread over 0.03..1)."""
+    g = torch.Generator().manual_seed(1000 + seed)
+    weight = torch.logspace(-1.5, 0, D, dtype=torch.float64)[torch.randperm(D, generator=g)]
+    k = torch.arange(K, dtype=torch.float64)
+    return (K - 1 - k).view(1, K) * weight.view(D, 1), (k / (K - 1)).expand(D, K).clone()
 
 
-def run(a, costs, epsilons, lam, iters, sigma, seed, importance_sampling):
+PROBLEMS = {"target": make_problem, "index": make_index_problem}
+
+
+def family_budgets(a, costs, N):
+    """Top member unconstrained, the others evenly below the unconstrained optimum's cost."""
+    r0 = float(costs.gather(1, a.argmin(-1, keepdim=True)).sum())
+    rmin = float(costs.min(-1).values.sum())
+    return [None] + [rmin + (1 - j / N) * (r0 - rmin) for j in range(1, N)]
+
+
+def optimum(a, costs, eps=None, budget=None):
+    if budget is not None:
+        return best_within_budget(-a, costs, budget)
+    return (a + (eps or 0.0) * costs).argmin(-1)
+
+
+def member_score(a, costs, best, eps=None, budget=None):
+    opt = optimum(a, costs, eps, budget)
+    obj = a + (eps or 0.0) * costs
+    regret = float(obj.gather(1, best.view(-1, 1)).sum() - obj.gather(1, opt.view(-1, 1)).sum())
+    cost = float(costs.gather(1, best.view(-1, 1)).sum())
+    ok = budget is None or cost <= budget * (1 + 1e-9)
+    return cost / float(costs.gather(1, opt.view(-1, 1)).sum()), regret, ok
+
+
+def run(a, costs, lam, iters, sigma, seed, importance_sampling, utility, epsilons=None, budgets=None,
+        budget_lr=0.5):
     D, K = a.shape
-    s = MultiEpsilonSearch([K] * D, costs, epsilons, lam=lam, seed=seed,
-                           importance_sampling=importance_sampling)
+    s = MultiEpsilonSearch([K] * D, costs, epsilons, lam=lam, seed=seed, utility=utility,
+                           importance_sampling=importance_sampling, budgets=budgets, budget_lr=budget_lr)
     noise = torch.Generator().manual_seed(seed + 77)
     evals = 0
     for _ in range(iters):
@@ -61,46 +97,67 @@ def run(a, costs, epsilons, lam, iters, sigma, seed, importance_sampling):
         loss = loss + sigma * torch.randn(loss.shape, generator=noise, dtype=torch.float64)
         s.tell(arch, loss)
         evals += arch.shape[0]
-    return s.best(), evals
+    return s.best(), evals, s.epsilons
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--iters", type=int, default=1200)
     ap.add_argument("--lam", type=int, default=8)
     ap.add_argument("--D", type=int, default=16)
     ap.add_argument("--K", type=int, default=5)
+    ap.add_argument("--N", default="2,4,8", help="numbers of members, comma-separated")
+    ap.add_argument("--modes", default="eps,budget")
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--sigma", type=float, default=0.5, help="loss noise (std)")
+    ap.add_argument("--budget-lr", type=float, default=0.5, help="the engine's dual step size")
+    ap.add_argument("--problem", default="target", choices=list(PROBLEMS),
+                    help="target: a random costliest-best target per decision; index: cost = choice index")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    N = len(EPSILONS)
     t0 = time.perf_counter()
-    methods = {"IS": (True, args.iters), "sep, =iters": (False, args.iters),
-               "sep, =evals": (False, args.iters // N)}
-    res = {m: {"match": [0.0] * N, "regret": [0.0] * N, "evals": 0} for m in methods}
-    for seed in range(args.seeds):
-        a, costs = make_problem(args.D, args.K, seed)
-        for m, (is_, iters) in methods.items():
-            best, evals = run(a, costs, EPSILONS, args.lam, iters, args.sigma, seed, is_)
-            res[m]["evals"] = evals
-            for n, eps in enumerate(EPSILONS):
-                match, regret = score(a, costs, eps, best[n])
-                res[m]["match"][n] += match / args.seeds
-                res[m]["regret"][n] += regret / args.seeds
-    seconds = time.perf_counter() - t0
-
-    print(f"search quality, D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, "
-          f"{args.seeds} seeds, iterations {args.iters}")
-    print(f"{'method':<12} {'evals':>6} | " + " | ".join(f"eps={e:<4} match regret" for e in EPSILONS))
-    for m in methods:
-        cells = " | ".join(f"{res[m]['match'][n]:>10.3f} {res[m]['regret'][n]:>6.3f}" for n in range(N))
-        print(f"{m:<12} {res[m]['evals']:>6} | {cells}")
-    print(json.dumps({"benchmark": "search_quality", "D": args.D, "K": args.K, "lam": args.lam,
-                      "sigma": args.sigma, "seeds": args.seeds, "iters": args.iters,
-                      "epsilons": EPSILONS, "seconds": round(seconds, 1),
-                      "results": {m: {k: ([round(x, 4) for x in v] if isinstance(v, list) else v)
-                                      for k, v in r.items()} for m, r in res.items()}}))
+    rows = []
+    print(f"search quality ({args.problem}), D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, "
+          f"{args.seeds} seeds, "
+          f"{args.iters} iterations; per member: cost ratio R(best)/R(opt) / regret [/ budget held]")
+    for N in (int(x) for x in args.N.split(",")):
+        for mode in args.modes.split(","):
+            for m in args.methods.split(","):
+                is_, utility, div = METHODS[m]
+                iters = args.iters if div else args.iters // N
+                cost = [[] for _ in range(N)]
+                regret = [[] for _ in range(N)]
+                held = [0] * N
+                eps_end = [[] for _ in range(N)]
+                evals = 0
+                for seed in range(args.seeds):
+                    a, costs = PROBLEMS[args.problem](args.D, args.K, seed)
+                    kw = ({"epsilons": EPSILONS[N]} if mode == "eps"
+                          else {"budgets": family_budgets(a, costs, N)})
+                    best, evals, eps = run(a, costs, args.lam, iters, args.sigma, seed, is_, utility,
+                                           budget_lr=args.budget_lr, **kw)
+                    for n in range(N):
+                        c, r, ok = member_score(a, costs, best[n], eps=kw.get("epsilons", [None] * N)[n],
+                                                budget=kw.get("budgets", [None] * N)[n])
+                        cost[n].append(c)
+                        regret[n].append(r)
+                        held[n] += ok
+                        eps_end[n].append(eps[n])
+                row = {"N": N, "mode": mode, "method": m, "evals": evals,
+                       "cost_ratio": [round(sum(x) / len(x), 3) for x in cost],
+                       "cost_ratio_min0": round(min(cost[0]), 3),
+                       "regret": [round(sum(x) / len(x), 3) for x in regret],
+                       "budget_held": held if mode == "budget" else None,
+                       "final_eps": [round(sum(x) / len(x), 3) for x in eps_end] if mode == "budget" else None}
+                rows.append(row)
+                cells = " | ".join(f"{row['cost_ratio'][n]:.2f} {row['regret'][n]:.3f}"
+                                   + (f" {held[n]}/{args.seeds}" if mode == "budget" else "") for n in range(N))
+                print(f"N={N} {mode:<6} {m:<10} {evals:>6} | {cells}", flush=True)
+    print(json.dumps({"benchmark": "search_quality", "problem": args.problem, "budget_lr": args.budget_lr,
+                      "D": args.D, "K": args.K, "lam": args.lam,
+                      "sigma": args.sigma, "seeds": args.seeds, "iters": args.iters, "epsilons": EPSILONS,
+                      "seconds": round(time.perf_counter() - t0, 1), "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -18,8 +18,12 @@ TINY = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32"
         "export.onnx=false", "search.log_every=2"]
 
 
+BUDGETS = ["search.budgets=[null,30k]"]  # the digits space's networks have 13,554 to 178,170 parameters
+
+
 def run(tmp_path, overrides, resume=False, name="run"):
-    recipe = load_recipe(QUICK, TINY + overrides)
+    tiny = [o for o in TINY if not o.startswith("search.epsilons")] if BUDGETS[0] in overrides else TINY
+    recipe = load_recipe(QUICK, tiny + overrides)
     return Run(recipe, tmp_path / name, resume=resume, tty=False).execute()
 
 
@@ -32,9 +36,10 @@ def test_each_method_end_to_end(tmp_path, method):
     assert res["method"] == method and res["recipe"] == "quickstart"
     assert len(res["architectures"]) == 2
     for a in res["architectures"]:
-        assert set(a) == {"epsilon", "choices", "params", "cost", "test_accuracy", "onnx", "macs", "latency_ms",
-                          "int8"}
+        assert set(a) == {"epsilon", "budget", "choices", "params", "cost", "test_accuracy", "onnx", "macs",
+                          "latency_ms", "int8"}
         assert a["macs"] > 0 and a["latency_ms"] is None and a["int8"] is None  # export.onnx=false: not measured
+        assert a["budget"] is None
         assert isinstance(a["params"], int) and a["params"] > 0
         assert 0.0 <= a["test_accuracy"] <= 1.0
         assert len(a["choices"]) >= 8
@@ -74,9 +79,11 @@ class _Killed(KeyboardInterrupt):
     ("importance_sampling", 7),   # mid retraining of the second
     ("simultaneous", 2),
     ("separate", 3),
+    ("importance_sampling+budgets", 3),  # mid θ phase: the adapted ε resume with the engine
 ])
 def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, method, kill_after):
-    extra = [f"search.method={method}", "retrain.epochs=2"]
+    method, _, budgets = method.partition("+")
+    extra = [f"search.method={method}", "retrain.epochs=2"] + (BUDGETS if budgets else [])
     reference = run(tmp_path, extra, name="ref")
 
     real_save = CheckpointStore.save
@@ -95,8 +102,37 @@ def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch
     monkeypatch.setattr(CheckpointStore, "save", real_save)
     assert not (tmp_path / "killed" / "results.json").exists()
     resumed = run(tmp_path, extra, resume=True, name="killed")
-    strip = lambda r: [(a["choices"], a["params"], a["test_accuracy"]) for a in r["architectures"]]  # noqa: E731
+    strip = lambda r: [(a["choices"], a["params"], a["test_accuracy"], a["epsilon"])  # noqa: E731
+                       for a in r["architectures"]]
     assert strip(resumed) == strip(reference)
+
+
+@pytest.mark.parametrize("method", ["importance_sampling", "separate", "simultaneous", "random"])
+def test_each_method_meets_budgets(tmp_path, method):
+    res = run(tmp_path, [f"search.method={method}", "retrain.epochs=0", "search.theta_epochs=3"] + BUDGETS)
+    top, low = res["architectures"]
+    assert top["budget"] is None and low["budget"] == 30e3
+    assert low["cost"] <= 30e3 and top["cost"] >= 13554
+    if method == "random":
+        assert top["epsilon"] is None and low["epsilon"] is None
+    else:
+        assert top["epsilon"] == 0.0 and low["epsilon"] >= 0.0      # the final adapted ε
+    assert (tmp_path / "run" / "export" / "budget-1-30k").is_dir()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "| budget | ε |" in report and "≤ 30k" in report
+
+
+def test_budgets_outside_the_space_range(tmp_path, capsys):
+    tiny = [o for o in TINY if not o.startswith("search.epsilons")] + ["retrain.epochs=0", "search.theta_epochs=1"]
+    code = main(["run", QUICK, *tiny, "search.budgets=[null,10k]", "--out", str(tmp_path / "low")])
+    err = capsys.readouterr().err
+    assert code == 2 and "search.budgets[1]" in err and "below the smallest" in err and "Traceback" not in err
+    code = main(["run", QUICK, *tiny, "search.budgets=[null,1M]", "search.utility=paper",
+                 "--out", str(tmp_path / "high")])
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert code == 0 and "search.budgets[1] = 1M is at or above the largest" in text
+    assert text.count("may pull the members together") == 1      # lam / N = 2 / 2 < 8 with eq. 9
 
 
 def test_resume_refuses_a_different_recipe(tmp_path, capsys):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from automl.errors import RecipeError, UserError
-from automl.recipe import Recipe, load_recipe
+from automl.recipe import Recipe, load_recipe, parse_recipe
 
 CASES = Path(__file__).parent / "recipe_cases"
 MINIMAL = "name: demo\nspace: spaces/demo.space\n"
@@ -180,3 +180,25 @@ def test_malformed_recipe_corpus(case):
     e = error_of(case)
     assert expected in str(e), f"{case.name}: {str(e)!r} lacks {expected!r}"
     assert str(e).startswith(str(case))  # every message names the file first
+
+
+def test_budgets_parse_suffixes_and_replace_epsilons(tmp_path):
+    text = MINIMAL + "search:\n  budgets: [null, 150k, 2.5M, 1G, 1200, 3.5e4]\n"
+    r = load_recipe(write(tmp_path, text))
+    assert r.search.budgets == [None, 150e3, 2.5e6, 1e9, 1200.0, 3.5e4]
+    assert r.search.epsilons is None and r.search.utility == "weighted_quantile"
+    again = parse_recipe(r.to_yaml())                     # the resolved recipe loads back the same
+    assert again == r and again.search.epsilons is None
+
+
+def test_epsilons_or_budgets_on_the_command_line_replace_the_files(tmp_path):
+    with_budgets = write(tmp_path, MINIMAL + "search:\n  budgets: [null, 50k]\n", "b.yaml")
+    r = load_recipe(with_budgets, ["search.epsilons=[0,0.5]"])
+    assert r.search.epsilons == [0.0, 0.5] and r.search.budgets is None
+    with_eps = write(tmp_path, MINIMAL + "search:\n  epsilons: [0, 1]\n", "e.yaml")
+    r = load_recipe(with_eps, ["search.budgets=[null,10k]"])
+    assert r.search.budgets == [None, 10e3] and r.search.epsilons is None
+    e = error_of(with_eps, ["search.budgets=[null,10k]", "search.epsilons=[0,1]"])
+    assert "search.budgets" in str(e) and "not both" in str(e)
+    e = error_of(with_eps, ["search.epsilons=null"])
+    assert "search.epsilons" in str(e) and "give one of them" in str(e)

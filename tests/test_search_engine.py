@@ -425,9 +425,15 @@ def test_cuda_matches_cpu():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_ask_tell_never_synchronize():
+@pytest.mark.parametrize("variant", ["paper", "weighted_quantile", "budgets"])
+def test_cuda_ask_tell_never_synchronize(variant):
     """On a GPU, ask()+tell() read nothing back (torch's sync debug mode raises on any sync)."""
-    kw = dict(num_choices=[7] * 21, costs=torch.rand(21, 7), epsilons=[0.0, 0.3, 1.0, 3.0], lam=8, seed=0)
+    costs = torch.rand(21, 7)
+    low = float(costs.min(-1).values.sum())
+    target = (dict(budgets=[None, low + 3.0, low + 1.0]) if variant == "budgets"
+              else dict(epsilons=[0.0, 0.3, 1.0, 3.0]))
+    kw = dict(num_choices=[7] * 21, costs=costs, lam=8, seed=0,
+              utility="paper" if variant == "paper" else "weighted_quantile", **target)
     g = MultiEpsilonSearch(**kw, device="cuda")
     losses = torch.rand(8, device="cuda")
     g.tell(g.ask(), losses)                              # warm-up: lazy CUDA initialisation may sync

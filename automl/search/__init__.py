@@ -1,4 +1,5 @@
-"""Architecture searchers: the multi-epsilon engine (eq. 9-10), random search, cost normalisation.
+"""Architecture searchers: the multi-epsilon engine (eq. 9-10), random search, cost normalisation,
+the exact within-budget derivation.
 
 The engine knows only the numbers of choices, the cost table and the losses it is told, so it can
 drive any black-box objective. See docs/search-engine.md.
@@ -6,7 +7,8 @@ drive any black-box objective. See docs/search-engine.md.
 
 from ._base import Searcher
 from ._costs import cost_scale, normalize_costs
+from ._knapsack import best_within_budget
 from ._multi_epsilon import MultiEpsilonSearch
 from ._random import RandomSearch
 
-__all__ = ["MultiEpsilonSearch", "RandomSearch", "Searcher", "normalize_costs", "cost_scale"]
+__all__ = ["MultiEpsilonSearch", "RandomSearch", "Searcher", "normalize_costs", "cost_scale", "best_within_budget"]

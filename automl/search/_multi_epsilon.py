@@ -15,10 +15,14 @@ import torch
 
 from ._base import Searcher
 
-__all__ = ["MultiEpsilonSearch", "quantile_utilities"]
+__all__ = ["MultiEpsilonSearch", "quantile_utilities", "weighted_quantile_utilities", "UTILITIES"]
 
 
-_STATE_VERSION = 1
+_STATE_VERSION = 2
+#: The ranking utilities ``tell`` can use: eq. 9 as written, or the IGO weighted-quantile form.
+UTILITIES = ("paper", "weighted_quantile")
+#: Upper end of an adapted epsilon (budgets): far beyond any useful value with normalised costs.
+EPS_CAP = 1e6
 
 
 def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int,
@@ -76,6 +80,45 @@ def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int,
     return w.sum(-1) / t
 
 
+def weighted_quantile_utilities(losses: torch.Tensor, weights: torch.Tensor, lam: int) -> torch.Tensor:
+    """The IGO weighted-quantile utilities with self-normalised weights (``utility="weighted_quantile"``).
+
+    Distribution n weighs sample k by ``w_k^(n) = r_k^(n) / sum_j r_j^(n)`` (the weights of a row sum
+    to 1). Sample i occupies the interval ``(q-_i, q+_i]`` of the weighted distribution of losses,
+    ``q+_i = sum_k w_k I{L_k <= L_i}`` and ``q-_i = sum_k w_k I{L_k < L_i}``, and its utility is the
+    average of the weight function over that interval, ``(1/(q+ - q-)) int_{q-}^{q+} W_lam(q) dq``.
+    Tied samples share one interval and so one value (the IGO tie rule). ``W_lam(q) = w(ceil(lam q)/lam)``
+    is eq. 5's ``w`` read on the grid of ``1/lam`` steps: ``-2`` up to ``floor(lam/4)/lam``, ``0`` up to
+    ``floor(3 lam/4)/lam``, ``2`` above; for lam a multiple of 4 it is ``w`` itself. With equal weights
+    ``1/lam`` (N = 1, or Method 2) the i-th ranked sample's interval is ``((i-1)/lam, i/lam]``, where
+    ``W_lam`` is constant ``w(i/lam)``: eq. 7's ranking utility, ties included (the same rank average
+    as :func:`quantile_utilities`). A sample of zero weight gets ``W_lam(q+)``.
+
+    Args:
+        losses: ``(G, S)`` losses (+inf for non-finite ones); ``G = 1`` or ``G = N``, as in
+            :func:`quantile_utilities`.
+        weights: ``(N, S)`` non-negative weights, each row summing to 1.
+        lam: the grid of ``W_lam``.
+
+    Returns:
+        ``(N, S)`` utilities.
+    """
+    b1, b2 = (lam // 4) / lam, (3 * lam // 4) / lam
+    le = (losses.unsqueeze(-1) >= losses.unsqueeze(-2)).to(weights.dtype)   # le[g, i, k] = I{L_k <= L_i}
+    lt = (losses.unsqueeze(-1) > losses.unsqueeze(-2)).to(weights.dtype)
+    w = weights.unsqueeze(1)
+    qp = (w * le).sum(-1)
+    qm = (w * lt).sum(-1)
+
+    def integral(q):  # int_0^q W_lam
+        return q.clamp(max=b1).mul(-2.0) + (q - b2).clamp(min=0.0).mul(2.0)
+
+    width = qp - qm
+    point = torch.where(qp <= b1, -2.0, torch.where(qp <= b2, 0.0, 2.0)).to(weights.dtype)
+    avg = (integral(qp) - integral(qm)) / width.clamp(min=torch.finfo(weights.dtype).tiny)
+    return torch.where(width > 0, avg, point)
+
+
 _W_TABLES: dict = {}
 
 
@@ -125,6 +168,19 @@ class MultiEpsilonSearch(Searcher):
             (:attr:`nonfinite_losses`) instead of warned about, and ``ask()``'s own samples are not
             range-checked. Results are bit-identical either way. ``None`` (default): on for any
             device but the CPU, where reading back is free.
+        utility: ``"paper"`` (default): eq. 9 as written (:func:`quantile_utilities`, update scaled by
+            ``r_i / lam``); ``"weighted_quantile"``: the IGO weighted-quantile utility with
+            self-normalised weights ``w_i = r_i / sum_k r_k`` (:func:`weighted_quantile_utilities`,
+            update scaled by ``w_i``). Both are eq. 7 when N = 1 or without importance sampling.
+        budgets: instead of ``epsilons``: one cost budget per distribution, in the units of ``costs``
+            (``None``: unconstrained, epsilon stays 0). Each epsilon starts at 0 and is adapted after
+            every :meth:`tell` by a projected dual step so that the distribution's cost meets its
+            budget: ``eps <- clip(eps + budget_lr (R(mode) - B) / (R_max - R_min), 0, 1e6)``, where
+            ``R(mode)`` is the cost of the distribution's most probable architecture
+            (:meth:`budget_cost`). :attr:`epsilons` shows the current values, and :meth:`best` derives
+            the most probable architecture within each budget. A budget below the cheapest
+            architecture raises ``ValueError``.
+        budget_lr: the dual step size (default 0.5: epsilon can move by at most 0.5 per step).
 
     Example:
         >>> import torch
@@ -139,11 +195,12 @@ class MultiEpsilonSearch(Searcher):
     """
 
     def __init__(self, num_choices: Sequence[int], costs: torch.Tensor | None,
-                 epsilons: Sequence[float], lam: int = 2, lr: float | None = None,
+                 epsilons: Sequence[float] | None = None, lam: int = 2, lr: float | None = None,
                  theta_min: float | None = None, init_theta: torch.Tensor | None = None,
                  seed: int = 0, device: str | torch.device = "cpu",
                  importance_sampling: bool = True, dtype: torch.dtype = torch.float64,
-                 sync_free: bool | None = None):
+                 sync_free: bool | None = None, utility: str = "paper",
+                 budgets: Sequence[float | None] | None = None, budget_lr: float = 0.5):
         self.num_choices = _check_num_choices(num_choices)
         D, Kmax = len(self.num_choices), max(self.num_choices)
         self.device = torch.device(device)
@@ -153,8 +210,23 @@ class MultiEpsilonSearch(Searcher):
         self._mask_cpu = torch.arange(Kmax) < K.unsqueeze(1)                 # (D, Kmax)
         self.mask = self._mask_cpu.to(self.device)
 
-        self.epsilons = _check_epsilons(epsilons)
-        N = len(self.epsilons)
+        if utility not in UTILITIES:
+            raise ValueError(f"utility must be one of {', '.join(UTILITIES)}, got {utility!r}")
+        self.utility = utility
+        if (epsilons is None) == (budgets is None):
+            raise ValueError("give exactly one of epsilons (fixed coefficients) and budgets (cost targets)")
+        if budgets is not None:
+            self.budgets: list[float | None] | None = _check_budgets(budgets)
+            eps_list = [0.0] * len(self.budgets)
+            if not (isinstance(budget_lr, (int, float)) and not isinstance(budget_lr, bool)
+                    and math.isfinite(budget_lr) and budget_lr > 0):
+                raise ValueError(f"budget_lr must be a positive finite number, got {budget_lr!r}")
+        else:
+            self.budgets = None
+            eps_list = _check_epsilons(epsilons)
+        self.budget_lr = float(budget_lr)
+        self._epsilons = eps_list
+        N = len(eps_list)
         if isinstance(lam, bool) or not isinstance(lam, int) or lam < 2:
             raise ValueError(f"lam must be an integer >= 2 (samples per iteration), got {lam!r}")
         self.lam = lam
@@ -175,10 +247,27 @@ class MultiEpsilonSearch(Searcher):
         self._free_mass = 1.0 - self._tmin_sum
         # |step| <= eta (2 N + 2 eps max|c|): only astronomical costs can overflow, so only then pay
         # for the finiteness check in _restrict.
-        self._guard_overflow = max(self.epsilons) * float(self.costs.abs().max()) * self.lr > 1e300
+        eps_max = EPS_CAP if self.budgets is not None else max(eps_list)
+        self._guard_overflow = eps_max * float(self.costs.abs().max()) * self.lr > 1e300
+        if self.budgets is not None:
+            if budgets is not None and costs is None:
+                raise ValueError("budgets need a cost table: pass costs=(D, Kmax) tensor")
+            inf = torch.tensor(math.inf, dtype=torch.float64)
+            cheapest = float(torch.where(self._mask_cpu, self.costs, inf).min(-1).values.sum())
+            dearest = float(torch.where(self._mask_cpu, self.costs, -inf).max(-1).values.sum())
+            low = [b for b in self.budgets if b is not None and b < cheapest - 1e-9 * max(abs(cheapest), 1.0)]
+            if low:
+                raise ValueError(f"budgets {low} are below the cheapest architecture's cost {cheapest:.6g}; "
+                                 f"raise them")
+            self.cost_range = (cheapest, dearest)
+            self._cost_span = max(dearest - cheapest, 1e-12)
+            self._has_budget = torch.tensor([b is not None for b in self.budgets], device=self.device)
+            self._budget_t = torch.tensor([b if b is not None else 0.0 for b in self.budgets], **dev)
+            self._costs_n = self.costs.expand(len(self.budgets), D, Kmax)
 
         # Constants of ask/tell, built once so a call allocates only what it must.
-        self._neg_lr_eps = -self.lr * torch.tensor(self.epsilons, **dev).view(N, 1, 1)
+        self._eps = torch.tensor(eps_list, **dev)                                # (N,), adapted with budgets
+        self._neg_lr_eps = -self.lr * self._eps.view(N, 1, 1)
         self._d_offsets = (torch.arange(D) * Kmax).to(self.device)              # row starts of d
         # Method 2: sample s belongs to distribution s // lam; offsets into a flat (N * D * Kmax)
         self._group_offsets = (torch.arange(N).repeat_interleave(lam * D) * (D * Kmax)).to(self.device)
@@ -208,8 +297,22 @@ class MultiEpsilonSearch(Searcher):
     # ---------------------------------------------------------------- properties
     @property
     def num_distributions(self) -> int:
-        """N, the number of epsilons (and of architectures :meth:`best` returns)."""
-        return len(self.epsilons)
+        """N, the number of epsilons or budgets (and of architectures :meth:`best` returns)."""
+        return len(self._epsilons)
+
+    @property
+    def epsilons(self) -> list[float]:
+        """The regularisation coefficient of each distribution: fixed, or (with budgets) the current
+        adapted value (reading it syncs with the device)."""
+        if self.budgets is None:
+            return list(self._epsilons)
+        return self._eps.tolist()
+
+    def budget_cost(self) -> torch.Tensor:
+        """``(N,)``: ``R(argmax_M P_theta^(n)(M))``, the cost of each member's most probable architecture,
+        the quantity budgets steer (the derived architecture is that one, or the most probable one
+        within the budget when it is over)."""
+        return self._costs_n.gather(2, self._theta.argmax(-1, keepdim=True)).sum((-1, -2))
 
     @property
     def theta(self) -> torch.Tensor:
@@ -237,9 +340,28 @@ class MultiEpsilonSearch(Searcher):
         """``(N,)``: ``E_{P_theta^(n)}[R(M)] = sum_d Q_d`` (eq. 6) for each distribution."""
         return (self._theta * self.costs).sum((-1, -2))
 
-    def best(self) -> torch.Tensor:
-        """``(N, D)``: ``argmax_M P_theta^(n)(M)`` for each n, i.e. the most likely choice per decision."""
-        return self._theta.argmax(-1)
+    def best(self, within_budget: bool = True) -> torch.Tensor:
+        """``(N, D)``: ``argmax_M P_theta^(n)(M)`` for each n, i.e. the most likely choice per decision.
+
+        With budgets (and ``within_budget``, the default), a member whose most probable architecture
+        costs more than its budget gets the most probable architecture within it instead: an exact
+        multiple-choice knapsack on ``log theta`` (:func:`automl.search.best_within_budget`)."""
+        arg = self._theta.argmax(-1)
+        if not within_budget or self.budgets is None:
+            return arg
+        from ._knapsack import BUDGET_RTOL, best_within_budget
+
+        out = arg.cpu().clone()
+        costs = self.costs.cpu()
+        theta = self._theta.cpu()
+        for n, b in enumerate(self.budgets):
+            if b is None:
+                continue
+            cost = float(costs.gather(1, out[n].view(-1, 1)).sum())
+            if cost > b + BUDGET_RTOL * max(abs(b), 1.0):
+                logp = theta[n].clamp_min(self._tiny).log()
+                out[n] = best_within_budget(logp, costs, b, self._mask_cpu)
+        return out.to(arg.device)
 
     # ---------------------------------------------------------------- ask / tell
     def sample_uniform(self, n: int) -> torch.Tensor:
@@ -308,9 +430,15 @@ class MultiEpsilonSearch(Searcher):
             ratios = self._ones
             grouped_losses = losses.view(N, lam)
 
-        # s_i r_i, with eta / lam folded in so the update below is a handful of fused ops.
-        u = quantile_utilities(grouped_losses, ratios, lam, check_ties=self._host_checks)
-        u = u.mul_(ratios).mul_(self.lr / lam)
+        if self.utility == "paper":
+            # s_i r_i, with eta / lam folded in so the update below is a handful of fused ops.
+            u = quantile_utilities(grouped_losses, ratios, lam, check_ties=self._host_checks)
+            u = u.mul_(ratios).mul_(self.lr / lam)
+        else:
+            # s_i w_i with self-normalised w_i = r_i / sum_k r_k (w_i = 1/lam when N = 1: eq. 7)
+            weights = ratios / ratios.sum(-1, keepdim=True)
+            u = weighted_quantile_utilities(grouped_losses, weights, lam)
+            u = u.mul_(weights).mul_(self.lr)
         # eta/lam sum_i u_i (m^(i) - theta) = eta/lam (sum_i u_i m^(i)) - eta/lam (sum_i u_i) theta;
         # sum_i u_i m^(i) adds u_i at position (d, k_i(d)) of every decision.
         u_rep = u.unsqueeze(-1).expand(N, u.shape[1], D)
@@ -327,7 +455,16 @@ class MultiEpsilonSearch(Searcher):
         coef = (self.costs - Q).mul_(self._neg_lr_eps).add_(u.sum(-1).view(N, 1, 1) + 1.0)
         new = theta.mul(coef).sub_(sum_um)
         self._theta = self._restrict(new, theta)
+        if self.budgets is not None:
+            self._dual_step()
         self.step += 1
+
+    def _dual_step(self) -> None:
+        """Projected dual ascent on ``R(mode) - B`` (normalised by the cost range) for budgeted members."""
+        gap = (self.budget_cost() - self._budget_t) / self._cost_span
+        eps = (self._eps + self.budget_lr * gap).clamp_(0.0, EPS_CAP)
+        self._eps = torch.where(self._has_budget, eps, torch.zeros_like(eps))
+        self._neg_lr_eps = -self.lr * self._eps.view(-1, 1, 1)
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
@@ -336,7 +473,11 @@ class MultiEpsilonSearch(Searcher):
             "version": _STATE_VERSION,
             "kind": "MultiEpsilonSearch",
             "num_choices": list(self.num_choices),
-            "epsilons": list(self.epsilons),
+            "epsilons": list(self._epsilons),
+            "eps": self._eps.detach().cpu().clone(),
+            "utility": self.utility,
+            "budgets": None if self.budgets is None else list(self.budgets),
+            "budget_lr": self.budget_lr,
             "lam": self.lam,
             "lr": self.lr,
             "theta_min": list(self.theta_min),
@@ -350,11 +491,17 @@ class MultiEpsilonSearch(Searcher):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore theta, the RNG and the step count; the configuration must match this engine's."""
-        if state.get("kind") != "MultiEpsilonSearch" or state.get("version") != _STATE_VERSION:
+        if state.get("kind") != "MultiEpsilonSearch" or state.get("version") not in (1, _STATE_VERSION):
             raise ValueError(f"not a MultiEpsilonSearch state (version {_STATE_VERSION}): "
                              f"kind={state.get('kind')!r}, version={state.get('version')!r}")
-        for key in ("num_choices", "epsilons", "lam", "lr", "theta_min", "importance_sampling"):
-            mine, theirs = getattr(self, key), state[key]
+        if state["version"] == 1:  # before utilities and budgets: eq. 9 with fixed epsilons
+            state = dict(state, utility="paper", budgets=None, budget_lr=self.budget_lr,
+                         eps=torch.tensor(state["epsilons"], dtype=torch.float64))
+        keys = ("num_choices", "lam", "lr", "theta_min", "importance_sampling", "utility", "budgets")
+        keys += ("epsilons",) if self.budgets is None else ("budget_lr",)
+        for key in keys:
+            mine = self._epsilons if key == "epsilons" else getattr(self, key)
+            theirs = state[key]
             if (list(mine) if isinstance(mine, (list, tuple)) else mine) != theirs:
                 raise ValueError(f"state was saved with {key}={theirs!r} but this engine has "
                                  f"{key}={mine!r}; build the engine with the same settings")
@@ -364,6 +511,8 @@ class MultiEpsilonSearch(Searcher):
         if tuple(theta.shape) != tuple(self._theta.shape):
             raise ValueError(f"state theta has shape {tuple(theta.shape)}, expected {tuple(self._theta.shape)}")
         self._theta = theta.to(dtype=self.dtype, device=self.device).clone()
+        self._eps = state["eps"].to(dtype=self.dtype, device=self.device).clone()
+        self._neg_lr_eps = -self.lr * self._eps.view(-1, 1, 1)
         self._generator.set_state(state["generator"])
         self.step = int(state["step"])
         self.seed = int(state.get("seed", self.seed))
@@ -455,6 +604,22 @@ def _check_epsilons(epsilons) -> list[float]:
     bad = [e for e in out if not math.isfinite(e) or e < 0]
     if bad:
         raise ValueError(f"epsilons must be finite and >= 0, got {bad}")
+    return out
+
+
+def _check_budgets(budgets) -> list[float | None]:
+    if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
+        raise ValueError(f"budgets must be a list of numbers or None, got {budgets!r}")
+    out: list[float | None] = []
+    for b in budgets:
+        if b is None:
+            out.append(None)
+            continue
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0:
+            raise ValueError(f"every budget must be None (unconstrained) or a finite number >= 0, got {b!r}")
+        out.append(float(b))
+    if not out:
+        raise ValueError("budgets is empty: give at least one budget (None for unconstrained)")
     return out
 
 

@@ -1,0 +1,68 @@
+"""A family by budgets: importance sampling vs Method 2 (separate searches) on one recipe, over seeds.
+
+    python benchmarks/family_budgets.py [--recipe recipes/quickstart.yaml] [--seeds 0,1,2]
+        [--methods importance_sampling,separate] [--out runs/family-budgets] [--set retrain.epochs=0 ...]
+
+Runs ``automl run RECIPE search.method=M seed=S`` for every seed and method, interleaved (A, B, A, B: on
+a shared machine load changes slowly, so neighbouring runs see similar load), then prints per member the
+budget, the final ε, params, cost / budget, test accuracy, and each run's search seconds, plus the
+median search-time ratio of the first method to the second. An existing ``OUT/<method>-s<seed>`` with a
+results.json is reused (delete it to rerun). Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--methods", default="importance_sampling,separate")
+    ap.add_argument("--out", default="runs/family-budgets")
+    ap.add_argument("--set", action="append", default=[], help="recipe override key=value (repeatable)")
+    args = ap.parse_args()
+    out = Path(args.out)
+    methods = args.methods.split(",")
+    rows, seconds = [], {m: [] for m in methods}
+    for seed in args.seeds.split(","):
+        for m in methods:
+            d = out / f"{m}-s{seed}"
+            if not (d / "results.json").exists():
+                cmd = [sys.executable, "-m", "automl", "run", args.recipe, "--out", str(d),
+                       f"search.method={m}", f"seed={seed}", *args.set]
+                print("$", " ".join(cmd), flush=True)
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            res = json.loads((d / "results.json").read_text())
+            seconds[m].append(res["search_seconds"])
+            for i, a in enumerate(res["architectures"]):
+                b = a.get("budget")
+                rows.append({"seed": int(seed), "method": m, "member": i, "budget": b, "epsilon": a.get("epsilon"),
+                             "params": a["params"], "cost": a["cost"],
+                             "cost/budget": None if b is None else round(a["cost"] / b, 3),
+                             "test_accuracy": a.get("test_accuracy"), "search_seconds": res["search_seconds"]})
+    print(f"{'seed':>4} {'method':<20} {'member':>6} {'budget':>9} {'eps':>7} {'params':>8} {'cost/B':>7} "
+          f"{'test acc':>8} {'search s':>8}")
+    for r in rows:
+        acc = "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
+        print(f"{r['seed']:>4} {r['method']:<20} {r['member']:>6} {r['budget'] or 'none':>9} "
+              f"{(r['epsilon'] or 0):>7.3f} {r['params']:>8,} {r['cost/budget'] or '—':>7} {acc:>8} "
+              f"{r['search_seconds']:>8.1f}")
+    ratio = None
+    if len(methods) == 2:
+        ratios = [a / b for a, b in zip(seconds[methods[0]], seconds[methods[1]])]
+        ratio = round(statistics.median(ratios), 3)
+        print(f"search seconds {methods[0]} / {methods[1]}: median {ratio} over {len(ratios)} seeds "
+              f"({', '.join(f'{x:.2f}' for x in ratios)})")
+    print(json.dumps({"benchmark": "family_budgets", "recipe": args.recipe, "overrides": args.set,
+                      "rows": rows, "search_seconds": seconds, "ratio_median": ratio}))
+
+
+if __name__ == "__main__":
+    main()
