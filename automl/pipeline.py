@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -391,16 +392,42 @@ class Run:
             return sandwich_archs(self.space.num_choices, self.space.cost_table.costs("params"), n, self.sampler)
         return uniform_archs(self.space.num_choices, n, self.sampler)
 
+    def _setup_threads(self) -> None:
+        """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0 and set
+        on every rank before any torch compute: the count changes float rounding."""
+        from automl.train.threads import apply_threads, resolve_threads, save_choice, step_work
+
+        choice = None
+        if self.info.is_main:
+            def work():
+                try:
+                    return step_work(self.recipe)
+                except UserError:  # a mistake in the space: reported after the data is checked
+                    return None
+
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
+            choice = resolve_threads(self.recipe.threads, out_dir=self.out, resume=self.resume, work=work,
+                                     local_world_size=local)
+            if not self.resume or not (self.out / "threads.json").exists():
+                save_choice(self.out, choice)
+        self.threads = broadcast_object(choice, self.info)
+        apply_threads(self.threads.threads)
+        self.reporter.info(self.threads.line())
+
     # ------------------------------------------------------------------ main
     def execute(self) -> dict:
+        """Run every stage (from the last checkpoint with ``resume``); torch's thread count is restored after."""
+        before = torch.get_num_threads()
         try:
             return self._execute()
         finally:
             self.lock.release()
+            torch.set_num_threads(before)
 
     def _execute(self) -> dict:
         r = self.recipe
         self._prepare_out()
+        self._setup_threads()
         self._load_data()  # first: a wrong data.root should fail before any space is compiled
         self._load_spaces()
         self._check_shapes()
@@ -1002,6 +1029,7 @@ class Run:
             "cost_normalization": {"normalized": bool(r.search.normalize_costs),
                                    "scale": getattr(self, "cost_scale", 1.0)},
             "world_size": self.info.world_size,
+            "threads": self.threads.to_dict(),
             "architectures": archs,
             **({"ranking": self._ranking_results()} if r.ranking else {}),
         }

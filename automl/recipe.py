@@ -36,6 +36,7 @@ from pydantic import ValidationInfo, model_validator
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
+from automl.train.threads import check_setting as _check_threads
 
 __all__ = [
     "Recipe",
@@ -308,6 +309,9 @@ class ExportConfig(_Config):
 
 
 RESULT_NEUTRAL = {"checkpoint"}  # recipe sections that change how a run is kept safe, never what it computes
+# may differ on --resume although it changes float rounding: a resumed run keeps the count it started with
+# unless told otherwise (automl/train/threads.py)
+RESUME_MAY_SET = {"threads"}
 
 
 class CheckpointConfig(_Config):
@@ -328,6 +332,9 @@ class Recipe(_Config):
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name, used in output folders")
     seed: int = Field(0, description="seed of every random choice in the run")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
+    threads: Annotated[Union[Literal["auto"], int], BeforeValidator(_check_threads)] = Field(
+        "auto", description="intra-op CPU threads; auto: from the step's size and the free cores "
+                            "(automl/train/threads.py); an explicit number or OMP_NUM_THREADS wins")
     space: str = Field(..., min_length=1, description=".space file")
     space_args: dict[str, Scalar] = Field({}, description="space parameter overrides for the search supernet")
     data: DataConfig = Field(DataConfig(), description="dataset and loaders")
@@ -393,9 +400,10 @@ class Recipe(_Config):
                                      default_flow_style=False)
 
     def fingerprint(self) -> str:
-        """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``):
-        ``--resume`` requires the same fingerprint, and may change how often checkpoints are written."""
-        return hashlib.sha256(self.to_yaml(exclude=RESULT_NEUTRAL).encode()).hexdigest()
+        """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
+        ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
+        written and (explicitly) the thread count."""
+        return hashlib.sha256(self.to_yaml(exclude=RESULT_NEUTRAL | RESUME_MAY_SET).encode()).hexdigest()
 
     def dump_resolved(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``)."""

@@ -46,7 +46,9 @@ def _row(method: str, run: int, res: dict) -> dict:
             # ms per weight step plus its θ step(s): Method 1's steps run on the networks its distributions
             # converge to, the other methods' weight steps on uniform samples
             "ms_per_iteration": 1e3 * res["search_seconds"] / res["iterations"],
-            "params": [x["params"] for x in res["architectures"]]}
+            "params": [x["params"] for x in res["architectures"]],
+            # the run's own count (recipe key threads, auto by default), not the process's (machine())
+            "threads": res["threads"]["threads"]}
 
 
 def main(argv: list[str]) -> None:

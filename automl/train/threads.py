@@ -1,0 +1,337 @@
+"""How many intra-op threads a run uses: the recipe's top-level ``threads: auto | N``.
+
+Why it matters: torch's default is one OpenMP thread per core, and OpenMP threads spin while they wait for
+each other. When another process holds one of the cores, every parallel op waits for the thread that lost
+its core, and a run on a 2-core machine took 3.3x as long next to one busy process (39.9 s against 12.0 s);
+with one thread it took 12.4 s. On small work (the digits' 4x4 maps) a second thread gains nothing even
+on an idle machine. So ``auto`` picks (:func:`choose_threads`, a pure function)::
+
+    useful = max(1, step_work // WORK_PER_THREAD)   # threads the work can keep busy
+    free   = max(1, cores - busy)                   # cores nobody else is using right now
+    share  = max(1, free // local_world_size)       # torchrun: the processes on this machine split them
+    threads = min(useful, share)
+
+* ``step_work`` (:func:`step_work`): activation elements of one training step, the batch size times the
+  sum of every layer's output (height x width x width) on the widest path, for the search and the
+  retraining network; a cheap stand-in for how big each op is, which is what decides whether an op is
+  worth splitting. ``WORK_PER_THREAD`` = 2 M elements: the digits quickstart (batch 64, 0.18 M), where a
+  second thread measured no faster, runs one thread; ProxylessNAS at 224² (batch 8, 10 M), where more
+  threads help, up to five. The constant lies between the two; it is not tuned further.
+* ``cores`` (:func:`physical_cores`): the physical cores among the CPUs this process may run on
+  (``os.sched_getaffinity``, hyper-threads of one core counted once, capped by a cgroup CPU quota).
+* ``busy`` (:func:`busy_cores`): cores other processes keep busy, from ``/proc/stat`` over 0.15 s, with
+  this process idle; a core counts by how busy it is (0.3 busy counts 0.3), and the sum is rounded.
+* The choice is made once, when the run starts: changing the thread count later would change the
+  float rounding partway through (see "Resume" below).
+
+Precedence (:func:`resolve_threads`): ``threads: N`` in the recipe (or the override ``threads=N``) wins,
+then an ``OMP_NUM_THREADS`` in the environment, then ``auto``. The recipe wins over the environment
+because the recipe is the run's record (``recipe.resolved.yaml``), and ``threads=N`` on the command line
+is as explicit as the environment. torchrun sets ``OMP_NUM_THREADS=1`` itself for its workers when the
+user did not; that value is recognised (its parent, torchrun, started without it) and is not taken as the
+user's.
+
+Resume: the thread count changes float rounding, and a resumed run must equal an uninterrupted one bit for
+bit on the CPU. The count a run starts with is saved in ``DIR/threads.json``; ``--resume`` with
+``threads: auto`` reuses it (whatever the machine's load is now); an explicit ``threads: N`` or
+``OMP_NUM_THREADS`` that differs wins, and the info line says the resumed run may then differ in rounding.
+
+Not changed: ``OMP_WAIT_POLICY``. ``PASSIVE`` (threads sleep instead of spinning) took 25.8 s where the
+default took 12.0-15.9 s on the idle machine: fewer threads than free cores avoids the spinning's cost
+without paying for it everywhere. Inter-op threads: automl runs no inter-op parallel work; the pool is set
+to one thread where torch still allows it (before any inter-op work in the process). The onnxruntime
+latencies of exports (``latency_ms``, ``automl space profile``) keep their own fixed thread count (one by
+default): they describe the exported model, and must compare across runs whatever the training used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from automl.errors import UserError
+
+__all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "step_work", "physical_cores", "busy_cores",
+           "apply_threads", "env_threads", "check_setting", "save_choice", "WORK_PER_THREAD", "THREADS_FILE"]
+
+WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
+THREADS_FILE = "threads.json"
+BUSY_INTERVAL = 0.15
+
+
+@dataclass(frozen=True)
+class ThreadChoice:
+    """What a run uses: ``threads`` intra-op threads, from ``source`` (auto, recipe, OMP_NUM_THREADS,
+    resumed), and ``reason`` in words; the measured inputs of ``auto`` where it measured them."""
+
+    threads: int
+    source: str
+    reason: str
+    cores: int | None = None
+    busy_cores: float | None = None
+    step_work: int | None = None
+    local_world_size: int = 1
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def line(self) -> str:
+        return f"threads: {self.threads} ({self.source}: {self.reason})"
+
+
+# ------------------------------------------------------------------------------------------ the rule
+
+
+def choose_threads(work: int | None, cores: int, busy: float | None, local_world_size: int = 1) -> tuple[int, str]:
+    """The ``auto`` rule (module docstring): (threads, reason). ``work`` None: not known, the cores decide;
+    ``busy`` None: not measured (counts as 0)."""
+    cores = max(1, int(cores))
+    local = max(1, int(local_world_size))
+    busy_whole = min(cores, int(math.floor(max(0.0, busy or 0.0) + 0.5)))
+    free = max(1, cores - busy_whole)
+    share = max(1, free // local)
+    useful = share if work is None else max(1, int(work) // WORK_PER_THREAD)
+    n = min(useful, share)
+    where = f"{cores} core{'s' if cores != 1 else ''}" + (f", {busy:.1f} busy" if busy is not None else "")
+    if local > 1:
+        where += f", shared by {local} processes"
+    if work is not None and useful <= share:
+        size = f"a step of {work / 1e6:.2g} M activations"
+        why = (f"{size} is too small to gain from more threads" if n == 1 else
+               f"{size} keeps {n} threads busy")
+        return n, f"{why} ({where})"
+    return n, f"{n} free core{'s' if n != 1 else ''} for this process ({where})"
+
+
+# ------------------------------------------------------------------------------------------ the machine
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _cpus() -> list[int]:
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return list(range(os.cpu_count() or 1))
+
+
+def _quota() -> int | None:
+    """CPUs allowed by a cgroup CPU quota (``docker --cpus``), or None without one."""
+    text = _read("/sys/fs/cgroup/cpu.max")  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
+    if text:
+        parts = text.split()
+        if len(parts) == 2 and parts[0] != "max":
+            return max(1, math.ceil(int(parts[0]) / int(parts[1])))
+        return None
+    q, p = _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+    if q and p and int(q) > 0:
+        return max(1, math.ceil(int(q) / int(p)))
+    return None
+
+
+def _core_of(cpu: int) -> tuple[str, str] | tuple[int]:
+    top = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+    core, pkg = _read(top + "core_id"), _read(top + "physical_package_id")
+    return (pkg.strip(), core.strip()) if core and pkg else (cpu,)
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on, capped by a cgroup quota."""
+    n = len({_core_of(c) for c in _cpus()}) or 1
+    q = _quota()
+    return min(n, q) if q else n
+
+
+def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]]:
+    """cpu -> (idle ticks incl. iowait, total ticks) from /proc/stat."""
+    text = _read("/proc/stat") or ""
+    out = {}
+    wanted = set(cpus)
+    for line in text.splitlines():
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *vals = line.split()
+            cpu = int(name[3:])
+            if cpu in wanted:
+                v = [int(x) for x in vals[:8]]
+                out[cpu] = (v[3] + v[4], sum(v))
+    return out
+
+
+def busy_cores(interval: float = BUSY_INTERVAL) -> float | None:
+    """Cores kept busy by other processes over ``interval`` seconds (this process sleeps meanwhile):
+    per physical core the busiest of its hyper-threads, summed. None where /proc/stat is unavailable."""
+    cpus = _cpus()
+    a = _cpu_times(cpus)
+    if not a:
+        return None
+    time.sleep(interval)
+    b = _cpu_times(cpus)
+    per_core: dict = {}
+    for c in cpus:
+        if c in a and c in b:
+            total = b[c][1] - a[c][1]
+            frac = 0.0 if total <= 0 else 1.0 - (b[c][0] - a[c][0]) / total
+            key = _core_of(c)
+            per_core[key] = max(per_core.get(key, 0.0), min(1.0, max(0.0, frac)))
+    q = _quota()
+    busy = sum(per_core.values())
+    return min(busy, q) if q else busy
+
+
+# ------------------------------------------------------------------------------------------ the work
+
+
+def _chain_elements(plan, h: int, w: int) -> int:
+    h, w = -(-h // 2), -(-w // 2)  # the stem has stride 2
+    total = h * w * plan.stem_size
+    for layer in plan.layers:
+        h, w = -(-h // layer.stride), -(-w // layer.stride)
+        total += h * w * layer.out_ch
+    return total + h * w * plan.num_features
+
+
+def _cell_elements(plan, h: int, w: int) -> int:
+    h, w = -(-h // plan.stem_stride), -(-w // plan.stem_stride)
+    total = h * w * plan.stem_width
+    for inst in plan.instances:
+        t = plan.templates[inst.template]
+        h, w = -(-h // t.stride), -(-w // t.stride)
+        total += h * w * inst.channels * (len(t.nodes) + 1)
+    return total + h * w * plan.num_features
+
+
+def space_elements(space) -> int:
+    """Activation elements of one sample through a compiled space (layer outputs, widest path)."""
+    _, h, w = space.input_shape
+    plan = space.plan
+    return _chain_elements(plan, h, w) if space.kind == "chain" else _cell_elements(plan, h, w)
+
+
+def step_work(recipe) -> int:
+    """Activation elements of the largest training step of the run: the search supernet at
+    ``data.batch_size`` and the retrained network at its batch size. Compiles the space (no weights)."""
+    from automl.compile import load_compiled
+
+    args = {k: str(v) for k, v in recipe.space_args.items()}
+    search = load_compiled(recipe.space_path, args)
+    work = space_elements(search) * recipe.data.batch_size
+    if recipe.retrain.epochs > 0:
+        retrain = (search if not recipe.retrain.space_args else
+                   load_compiled(recipe.space_path, {**args, **{k: str(v) for k, v in
+                                                              recipe.retrain.space_args.items()}}))
+        work = max(work, space_elements(retrain) * (recipe.retrain.batch_size or recipe.data.batch_size))
+    return work
+
+
+# ------------------------------------------------------------------------------------------ precedence
+
+
+def _parent_started_without_omp() -> bool:
+    """True when our parent process started without OMP_NUM_THREADS: under torchrun, the value we see is
+    the one torchrun set for its workers, not the user's. /proc/PPID/environ is the environment the parent
+    was started with, before torchrun changed its own."""
+    try:
+        with open(f"/proc/{os.getppid()}/environ", "rb") as f:
+            names = {item.split(b"=", 1)[0] for item in f.read().split(b"\0")}
+    except OSError:
+        return False  # cannot tell: take the value as the user's
+    return b"OMP_NUM_THREADS" not in names
+
+
+def env_threads(environ=None, local_world_size: int = 1, parent_without_omp=None) -> int | None:
+    """The user's ``OMP_NUM_THREADS`` (the first number of a list such as ``4,2``), or None when unset,
+    empty, or torchrun's own default for its workers."""
+    environ = os.environ if environ is None else environ
+    text = environ.get("OMP_NUM_THREADS", "").strip()
+    if not text:
+        return None
+    first = text.split(",")[0].strip()
+    if not first.isdigit() or int(first) < 1:
+        raise UserError(f"OMP_NUM_THREADS={text!r} in the environment: must be a whole number >= 1; unset it "
+                        f"(automl then picks the thread count, see the recipe key threads) or set a number")
+    n = int(first)
+    if n == 1 and local_world_size > 1:
+        started_without = _parent_started_without_omp() if parent_without_omp is None else parent_without_omp
+        if started_without:
+            return None  # torchrun's "OMP_NUM_THREADS=1 in default", not a choice of the user
+    return n
+
+
+def _saved(out_dir: Path | None) -> int | None:
+    if out_dir is None:
+        return None
+    text = _read(str(Path(out_dir) / THREADS_FILE))
+    try:
+        return int(json.loads(text)["threads"]) if text else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = False, work=None,
+                    local_world_size: int = 1, environ=None, measure=True) -> ThreadChoice:
+    """The thread count of a run (module docstring). ``setting`` is the recipe's ``threads`` ("auto" or
+    an int); ``work`` the step's activation elements or a callable computing them (called only when
+    needed); ``measure`` False skips the /proc/stat sample (busy counts 0)."""
+    env = env_threads(environ, local_world_size)
+    saved = _saved(out_dir) if resume else None
+    explicit = None
+    if setting != "auto":
+        explicit = ThreadChoice(int(setting), "recipe", "threads: %d in the recipe" % int(setting)
+                                + (f"; OMP_NUM_THREADS={env} ignored" if env is not None and env != int(setting)
+                                   else ""), local_world_size=local_world_size)
+    elif env is not None:
+        explicit = ThreadChoice(env, "OMP_NUM_THREADS", f"OMP_NUM_THREADS={env} in the environment",
+                                local_world_size=local_world_size)
+    if explicit is not None:
+        if saved is not None and saved != explicit.threads:
+            return ThreadChoice(explicit.threads, explicit.source, explicit.reason + f"; the run started with "
+                                f"{saved}, so the resumed part may differ in float rounding",
+                                local_world_size=local_world_size)
+        return explicit
+    if saved is not None:
+        return ThreadChoice(saved, "resumed", f"the count this run started with (kept on --resume: another "
+                            f"count changes float rounding)", local_world_size=local_world_size)
+    cores = physical_cores()
+    w = work() if callable(work) else work
+    if (w is not None and w // WORK_PER_THREAD <= 1) or cores == 1 or not measure:
+        busy = None  # one thread either way (or told not to look): no need to measure the machine
+    else:
+        busy = busy_cores()
+    n, reason = choose_threads(w, cores, busy, local_world_size)
+    return ThreadChoice(n, "auto", reason, cores=cores, busy_cores=None if busy is None else round(busy, 2),
+                        step_work=w, local_world_size=local_world_size)
+
+
+def check_setting(v):
+    """The recipe's ``threads`` value: "auto" or a whole number >= 1 (a pydantic before-validator)."""
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return v
+    raise ValueError("must be 'auto' or a whole number of threads >= 1")
+
+
+def apply_threads(n: int) -> None:
+    """Set torch's intra-op threads to ``n``, and its inter-op pool to one thread while torch allows it."""
+    import torch
+
+    torch.set_num_threads(int(n))
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or inter-op work already ran in this process
+        pass
+
+
+def save_choice(out_dir: Path, choice: ThreadChoice) -> None:
+    """``DIR/threads.json``, read back by ``--resume``."""
+    from automl._io import atomic_write_json
+
+    atomic_write_json(Path(out_dir) / THREADS_FILE, choice.to_dict())
