@@ -4,7 +4,7 @@ of the most accurate member over threads and seeds (issue #20).
     python benchmarks/ranking.py [--out DIR] [--archs 20] [--options a,b,...] [--no-tau] [--no-stability]
                                  [RECIPE] [key=value ...]
 
-Every run is ``automl run`` in a subprocess (so OMP_NUM_THREADS sets torch's thread count), kept in --out
+Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and OMP_NUM_THREADS), kept in --out
 (default runs/bench-ranking), and reused when its results.json is already there: the script can be re-run
 after a change to re-measure only what was deleted.
 
@@ -131,10 +131,10 @@ def signal_noise(run_dir: Path) -> dict:
     return out
 
 
-def stability_overrides(recipe: str, overrides: list[str], method: str, seed: int) -> list[str]:
+def stability_overrides(recipe: str, overrides: list[str], method: str, seed: int, threads: int) -> list[str]:
     """One stability run. Method 2's search for the first ε does not depend on the other ε (one θ phase each,
     after the same weight phase), so it searches that ε alone: the same member, a quarter of the θ phases."""
-    ov = overrides + OFF + [f"search.method={method}", f"seed={seed}"]
+    ov = overrides + OFF + [f"search.method={method}", f"seed={seed}", f"threads={threads}"]
     if method == "separate":
         try:
             first = load_recipe(recipe, ov).search.epsilons[0]
@@ -188,7 +188,7 @@ def main(argv: list[str]) -> None:
         combos = [(m, t, sd) for m in a.methods.split(",") for t in (1, 2) for sd in (0, 1, 2)]
         with ThreadPoolExecutor(a.jobs) as pool:  # the runs are subprocesses: threads only wait
             results = list(pool.map(lambda c: automl_run(
-                a.recipe, stability_overrides(a.recipe, a.overrides, c[0], c[2]),
+                a.recipe, stability_overrides(a.recipe, a.overrides, c[0], c[2], c[1]),
                 out / f"stab-{c[0]}-t{c[1]}-s{c[2]}", threads=c[1]), combos))
         rows = [{"method": m, "threads": t, "seed": sd, "params": [x["params"] for x in res["architectures"]]}
                 for (m, t, sd), res in zip(combos, results)]
