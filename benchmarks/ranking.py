@@ -4,8 +4,8 @@ of the most accurate member over threads and seeds (issue #20).
     python benchmarks/ranking.py [--out DIR] [--archs 20] [--options a,b,...] [--no-tau] [--no-stability]
                                  [RECIPE] [key=value ...]
 
-Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and OMP_NUM_THREADS), kept in --out
-(default runs/bench-ranking), and reused when its results.json is already there: the script can be re-run
+Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and
+OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already there: the script can be re-run
 after a change to re-measure only what was deleted.
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
