@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(module="automl.commands.run")
 
     k = sub.add_parser("rank", help="measure how well a finished run's supernet ranks architectures (Kendall's tau)")
-    k.add_argument("run_dir", metavar="RUN_DIR", help="output folder of a finished run (importance_sampling or separate)")
+    k.add_argument("run_dir", metavar="RUN_DIR",
+                   help="output folder of a finished run (importance_sampling or separate)")
     k.add_argument("--archs", type=int, default=None, help="K architectures (default: the run's ranking.archs, or 20)")
     k.add_argument("--retrain-epochs", type=int, default=None,
                    help="stand-alone epochs of each (default: the run's ranking.retrain_epochs, or retrain.epochs)")

@@ -5,8 +5,8 @@ of the most accurate member over threads and seeds (issue #20).
                                  [RECIPE] [key=value ...]
 
 Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and
-OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already there: the script can be re-run
-after a change to re-measure only what was deleted.
+OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already
+there: the script can be re-run after a change to re-measure only what was deleted.
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
