@@ -14,8 +14,8 @@ random                 random (sample architectures, optionally within cost budg
 followed by ``retrain/i`` for every derived architecture (train from scratch on all of D, evaluate on the
 test set, export), with a ``ranking`` section ``ranking/j`` for each of its K architectures (score on the
 supernet, retrain stand-alone; :mod:`automl.ranking`), and the report. A checkpoint is written atomically at
-the end of every epoch of every stage, inside an epoch every ``checkpoint.every_minutes`` / ``every_steps``, and when SIGTERM or SIGINT asks
-the run to stop (:mod:`automl.train.preempt`); ``--resume`` restarts at the last one, and on the CPU the
+the end of every epoch of every stage, inside an epoch every ``checkpoint.every_minutes`` / ``every_steps``,
+and when SIGTERM or SIGINT asks the run to stop (:mod:`automl.train.preempt`); ``--resume`` restarts at the last one, and on the CPU the
 resumed run's architectures equal an uninterrupted run's, because everything random is a function of the
 seed and of state in the checkpoint (model init is seeded per stage, the data order is a function of
 (seed, epoch, rank) and a resumed epoch skips the batches already done, the engine and samplers carry their
