@@ -35,30 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import emit  # noqa: E402
+from automl.ranking import kendall_tau_b  # noqa: E402
 
 SPACES = {"proxylessnas": {}, "digits": {}}
 SPNASNET = (["ir_k3_e3"] * 3 + ["skip"] + ["ir_k5_e6"] + ["ir_k3_e3"] * 3 + ["ir_k5_e6"] + ["ir_k3_e3"] * 3
             + ["ir_k5_e6"] + ["ir_k5_e3"] * 3 + ["ir_k5_e6"] * 4 + ["ir_k3_e6"])
-
-
-def kendall_tau(a, b) -> float:
-    """Kendall's tau-b of two sequences (O(n^2); n is small)."""
-    n, conc, disc, ta, tb = len(a), 0, 0, 0, 0
-    for i in range(n):
-        for j in range(i + 1, n):
-            da, db = np.sign(a[i] - a[j]), np.sign(b[i] - b[j])
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ta += 1
-            elif db == 0:
-                tb += 1
-            elif da == db:
-                conc += 1
-            else:
-                disc += 1
-    denom = ((conc + disc + ta) * (conc + disc + tb)) ** 0.5
-    return (conc - disc) / denom if denom else float("nan")
 
 
 def random_archs(cs, n: int, seed: int) -> list[torch.Tensor]:
@@ -99,7 +80,7 @@ def bench_space(name: str, args) -> dict:
         "per_piece_ms": (table["calibration"] or {}).get("per_piece_ms"),
         "mape_pct": 100 * statistics.mean(abs(e) for e in err),
         "bias_pct": 100 * statistics.mean(err),
-        "kendall_tau": kendall_tau(predicted, measured),
+        "kendall_tau": kendall_tau_b(predicted, measured),
         "ab_noise_pct": 100 * statistics.mean(noise),
         "measured_ms_min": min(measured), "measured_ms_max": max(measured),
         "fixed_ms": table["fixed"], "overhead_ms": table["overhead"],
