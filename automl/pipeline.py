@@ -25,6 +25,7 @@ folder at a time: rank 0 holds an exclusive lock on ``DIR/.lock`` for the whole 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -106,12 +107,12 @@ class Run:
         self.recipe_yaml = recipe.to_yaml()
         self.recipe_hash = recipe.fingerprint()
         if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
-            import hashlib
-
             # a latency table re-measured between an interruption and --resume is another recipe
             table = recipe.cost_table_path.read_bytes()
             self.recipe_hash = hashlib.sha256(self.recipe_hash.encode() + table).hexdigest()
         self._edge: dict[int, dict] = {}  # architecture -> measured latency / int8 of its export
+        self._bn_cache: tuple[int | None, list[torch.Tensor]] = (None, [])  # (n, D_W batches) for BN recalibration
+        self._rank_archs: torch.Tensor | None = None  # the ranking section's K architectures, chosen once
 
     # ------------------------------------------------------------------ set-up
     def _num_archs(self) -> int:
@@ -251,11 +252,7 @@ class Run:
         if s.budgets is None:
             return
         ct = self.space.cost_table
-        raw = ct.costs(s.cost)
-        fixed = ct.fixed.get(s.cost, 0.0)
-        inf = torch.tensor(math.inf, dtype=torch.float64)
-        low = fixed + float(torch.where(ct.mask, raw, inf).min(-1).values.sum())
-        high = fixed + float(torch.where(ct.mask, raw, -inf).max(-1).values.sum())
+        low, high = ct.min_total(s.cost), ct.max_total(s.cost)  # exact with elastic depth's gates too
         where = f"{self.recipe.source}: " if self.recipe.source else ""
         for j, b in enumerate(s.budgets):
             if b is None:
@@ -787,7 +784,7 @@ class Run:
     def _bn_batches(self, n: int) -> list[torch.Tensor]:
         """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
         every path, so paths differ only by their weights)."""
-        if getattr(self, "_bn_cache", (None,))[0] != n:
+        if self._bn_cache[0] != n:
             xs = []
             for x, _ in self.data.w.epoch(0):
                 if len(xs) == n:
@@ -799,7 +796,7 @@ class Run:
     def _ranking_archs(self) -> torch.Tensor:
         from automl.ranking import select_archs
 
-        if getattr(self, "_rank_archs", None) is None:
+        if self._rank_archs is None:
             ct = self.space.cost_table
             # seed 0, not the recipe's: the same K architectures in every run of the space, so τ compares
             # across seeds and settings
