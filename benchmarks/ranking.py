@@ -151,6 +151,26 @@ def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: lis
     return out_
 
 
+def retrain_named(recipe: str, overrides: list[str], spec: dict, seeds: list[int], epochs: int,
+                  work: Path) -> list[dict]:
+    """Architectures given by their choice names (``{"name": [choice, ...]}``) retrained stand-alone as the
+    ranking section retrains, once per seed: test accuracy and loss of each, and the mean over seeds."""
+    from automl.pipeline import Run
+
+    rows = {name: [] for name in spec}
+    for seed in seeds:
+        r = load_recipe(recipe, overrides + [f"seed={seed}"])
+        run = Run(r, work, tty=False)
+        run._load_data()
+        run._load_spaces()
+        for j, (name, choices) in enumerate(spec.items()):
+            rows[name].append(_retrain_once(run, run.space.encode(choices), seed, j, epochs))
+            print(f"retrain: seed {seed}, {name}: {rows[name][-1]}", flush=True)
+    return [{"name": n, "params": v[0]["params"], "test_accuracy": [e["test_accuracy"] for e in v],
+             "mean_accuracy": float(np.mean([e["test_accuracy"] for e in v])),
+             "mean_loss": float(np.mean([e["test_loss"] for e in v]))} for n, v in rows.items()]
+
+
 def _pair_stats(L: np.ndarray) -> dict:
     i, j = np.triu_indices(len(L), 1)
     d = L[i] - L[j]  # (pairs, batches)
@@ -217,6 +237,7 @@ def theta_replay(run_dir: Path, overrides: list[str], members: str, work: Path) 
             engine.tell(archs, path_losses(net, x, y, archs.cpu(), run.device))
     best = engine.best()
     return {"params": [int(run.space.cost_table.total(a, "params")) for a in best],
+            "choices": [run.space.decode(a) for a in best],
             "max_theta": engine.theta.amax(-1).mean(-1).tolist(), "epsilons": engine.epsilons}
 
 
@@ -250,6 +271,9 @@ def main(argv: list[str]) -> None:
                    help="comma-separated seeds: only measure how reliable the stand-alone truth is (each K "
                         "architecture retrained once per seed, accuracy and loss), then stop")
     p.add_argument("--truth-epochs", type=int, default=None, help="with --truth-seeds; default retrain.epochs")
+    p.add_argument("--retrain", default=None,
+                   help='with --truth-seeds: a JSON file {"name": [choice, ...]}: retrain these architectures '
+                        "instead of the K ranking ones (e.g. two methods' unconstrained members), then stop")
     p.add_argument("--replay", default=None,
                    help="comma-separated finished run folders (e.g. the stability runs): only replay their θ phase "
                         "with the overrides given (the first member alone for a search.method=separate run), "
@@ -270,6 +294,12 @@ def main(argv: list[str]) -> None:
             print(rows[-1], flush=True)
         firsts = [r["params"][0] for r in rows]
         emit("ranking_replay", rows, overrides=a.overrides, max_over_min=max(firsts) / min(firsts))
+        return
+    if a.truth_seeds and a.retrain:
+        epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
+        spec = json.loads(Path(a.retrain).read_text())
+        seeds = [int(x) for x in a.truth_seeds.split(",")]
+        emit("ranking_retrain", retrain_named(a.recipe, a.overrides, spec, seeds, epochs, out / "retrain-work"))
         return
     if a.truth_seeds:
         epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
