@@ -31,8 +31,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +43,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit  # noqa: E402
 
+from automl.pipeline import Run  # noqa: E402
 from automl.ranking import kendall_tau_b, spearman  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
+from automl.train.checkpoint import CheckpointStore  # noqa: E402
+from automl.train.loops import (create_optimizer, create_scheduler, evaluate, for_training, path_losses,  # noqa: E402
+                                recalibrate_bn, train_step)
 
 ROOT = Path(__file__).resolve().parents[1]
 OFF = ["retrain.epochs=0", "export.onnx=false"]
@@ -71,8 +77,6 @@ def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None
             # other (the thread count, and so the results, are unchanged)
             env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if out.exists():  # an interrupted earlier attempt
-            import shutil
-
             shutil.rmtree(out)
         cmd = [sys.executable, "-m", "automl", "run", recipe, *overrides, "--out", str(out)]
         log = out.with_name(out.name + ".log")  # a file, not a pipe: the run outlives this script if killed
@@ -94,8 +98,6 @@ def truth(recipe: str, overrides: list[str], out: Path, k: int, seed: int) -> li
 def _retrain_once(run, arch, seed: int, j: int, epochs: int) -> dict:
     """Architecture ``arch`` trained stand-alone as the pipeline's ranking retrains it (the retrain section's
     settings, ``epochs`` long, initialised from ``seed`` and ``j``): its test accuracy and test loss."""
-    from automl.train.loops import create_optimizer, create_scheduler, evaluate, for_training, train_step
-
     rt = run.recipe.retrain
     torch.manual_seed(seed * 7919 + 100_003 + j)
     model = for_training(run.retrain_space.build_standalone(arch, se=rt.se), run.device)
@@ -123,8 +125,6 @@ def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: lis
     seed (another initialisation and data order each), in this process; per seed a JSON file in ``out``
     (reused when there). Returns τ between single retrainings, by test accuracy and by test loss, and τ
     between the means of two disjoint halves of the seeds."""
-    from automl.pipeline import Run
-
     per_seed = {}
     for seed in seeds:
         path = out / f"truth-study-e{epochs}-s{seed}.json"
@@ -155,8 +155,6 @@ def retrain_named(recipe: str, overrides: list[str], spec: dict, seeds: list[int
                   work: Path) -> list[dict]:
     """Architectures given by their choice names (``{"name": [choice, ...]}``) retrained stand-alone as the
     ranking section retrains, once per seed: test accuracy and loss of each, and the mean over seeds."""
-    from automl.pipeline import Run
-
     rows = {name: [] for name in spec}
     for seed in seeds:
         r = load_recipe(recipe, overrides + [f"seed={seed}"])
@@ -184,11 +182,7 @@ def signal_noise(run_dir: Path) -> dict:
     """Pairwise |mean loss difference| / its batch-to-batch standard deviation (medians over the pairs of the K
     architectures, and over the pairs of the better half), on the run's supernet, with each batch's BatchNorm
     statistics (``batch``, the θ phase's default) and with recalibrated ones (``recal``)."""
-    from automl.pipeline import Run
-    from automl.recipe import load_recipe as lr
-    from automl.train.loops import recalibrate_bn
-
-    recipe = lr(run_dir / "recipe.resolved.yaml")
+    recipe = load_recipe(run_dir / "recipe.resolved.yaml")
     run = Run(recipe, run_dir, tty=False)
     run._load_data()
     run._load_spaces()
@@ -219,10 +213,6 @@ def theta_replay(run_dir: Path, overrides: list[str], members: str, work: Path) 
     the run's recipe plus ``overrides`` (θ settings: search.theta_epochs, search.theta_lr, search.lam, ...):
     ``members`` "all" (importance sampling's one search) or "first" (Method 2's search of the first member).
     With no overrides it repeats the run's own θ phase step for step (same data order, same engine seed)."""
-    from automl.pipeline import Run
-    from automl.train.checkpoint import CheckpointStore
-    from automl.train.loops import path_losses
-
     recipe = load_recipe(run_dir / "recipe.resolved.yaml", overrides)
     run = Run(recipe, work, tty=False)
     run._load_data()
@@ -256,6 +246,28 @@ def stability_overrides(recipe: str, overrides: list[str], method: str, seed: in
     return ov
 
 
+def _one_study(a, out: Path) -> None:
+    """--replay, --truth-seeds (with or without --retrain): one study, then stop."""
+    if a.replay:
+        rows = []
+        for d in a.replay.split(","):
+            d = Path(d)
+            first = load_recipe(d / "recipe.resolved.yaml", a.overrides).search.method == "separate"
+            r = theta_replay(d, a.overrides, "first" if first else "all", out / "replay-work")
+            rows.append({"run": d.name, **r})
+            print(rows[-1], flush=True)
+        firsts = [r["params"][0] for r in rows]
+        emit("ranking_replay", rows, overrides=a.overrides, max_over_min=max(firsts) / min(firsts))
+        return
+    epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
+    seeds = [int(x) for x in a.truth_seeds.split(",")]
+    if a.retrain:
+        spec = json.loads(Path(a.retrain).read_text())
+        emit("ranking_retrain", retrain_named(a.recipe, a.overrides, spec, seeds, epochs, out / "retrain-work"))
+    else:
+        emit("ranking_truth", [truth_study(a.recipe, a.overrides, out, a.archs, seeds, epochs)], archs=a.archs)
+
+
 def main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
@@ -284,28 +296,8 @@ def main(argv: list[str]) -> None:
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    if a.replay:
-        rows = []
-        for d in a.replay.split(","):
-            d = Path(d)
-            first = load_recipe(d / "recipe.resolved.yaml", a.overrides).search.method == "separate"
-            r = theta_replay(d, a.overrides, "first" if first else "all", out / "replay-work")
-            rows.append({"run": d.name, **r})
-            print(rows[-1], flush=True)
-        firsts = [r["params"][0] for r in rows]
-        emit("ranking_replay", rows, overrides=a.overrides, max_over_min=max(firsts) / min(firsts))
-        return
-    if a.truth_seeds and a.retrain:
-        epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
-        spec = json.loads(Path(a.retrain).read_text())
-        seeds = [int(x) for x in a.truth_seeds.split(",")]
-        emit("ranking_retrain", retrain_named(a.recipe, a.overrides, spec, seeds, epochs, out / "retrain-work"))
-        return
-    if a.truth_seeds:
-        epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
-        res = truth_study(a.recipe, a.overrides, out, a.archs, [int(x) for x in a.truth_seeds.split(",")], epochs)
-        emit("ranking_truth", [res], archs=a.archs)
-        return
+    if a.replay or a.truth_seeds:
+        return _one_study(a, out)
     if not a.no_tau:
         t0, t1 = truth(a.recipe, a.overrides, out, a.archs, 0), truth(a.recipe, a.overrides, out, a.archs, 1)
         print(f"retraining noise: τ(seed 0, seed 1) = {kendall_tau_b(t0, t1):.3f}, ρ = {spearman(t0, t1):.3f}")
@@ -327,8 +319,6 @@ def main(argv: list[str]) -> None:
         emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
              retrain_noise_tau=kendall_tau_b(t0, t1))
     if not a.no_stability:
-        from concurrent.futures import ThreadPoolExecutor
-
         combos = [(m, t, sd) for m in a.methods.split(",") for t in (1, 2) for sd in (0, 1, 2)]
         with ThreadPoolExecutor(a.jobs) as pool:  # the runs are subprocesses: threads only wait
             results = list(pool.map(lambda c: automl_run(
