@@ -86,7 +86,7 @@ def test_a_searcher_defined_here_runs_the_pipeline(tmp_path):
         assert a["choices"] == spaces.search.decode(winner) and a["test_accuracy"] is not None
     costs = engine_costs(spaces.search, "params", True)
     plan = build_plan(recipe, tmp_path, get_searcher("coordinate_test"), spaces, costs, torch.device("cpu"))
-    assert plan.keys == ["weights", "theta", "retrain/0", "retrain/1"]
+    assert plan.keys == ["weights", "theta", "retrain/0", "retrain/1", "report"]
 
 
 def _cli(capsys, args):
@@ -136,6 +136,9 @@ def test_supernet_of_a_run_without_one_is_refused(tmp_path, capsys):
     assert _cli(capsys, EPS + ["search.method=random", "retrain.epochs=0", "--out", str(tmp_path / "r")])[0] == 0
     code, out = _cli(capsys, EPS + ["--out", str(tmp_path / "x"), "--supernet", str(tmp_path / "r")])
     assert code == 2 and "no trained supernet" in out.err
+    code, out = _cli(capsys, EPS + ["search.method=simultaneous", "--out", str(tmp_path / "s"), "--supernet",
+                                    str(tmp_path / "r")])
+    assert code == 2 and "search.method simultaneous trains no shared supernet" in out.err
     code, out = _cli(capsys, EPS + ["--out", str(tmp_path / "y"), "--supernet", str(tmp_path / "nothing")])
     assert code == 2 and "no checkpoint there" in out.err
     code, out = _cli(capsys, EPS + ["--out", str(tmp_path / "z"), "--supernet-force"])

@@ -26,6 +26,7 @@ import torch
 from automl.pipeline.context import RunContext
 from automl.pipeline.final_stages import Exporter, RankingStage, RetrainStage
 from automl.pipeline.members import Members
+from automl.pipeline.results import ReportStage
 from automl.pipeline.reuse import ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.setup import EngineCosts, Spaces
@@ -49,11 +50,15 @@ class Plan:
     method: SearchMethod
 
     @property
+    def report(self) -> ReportStage:
+        return self.stages[-1]
+
+    @property
     def keys(self) -> list[str]:
         return [s.key for s in self.stages]
 
     def name(self, idx: int) -> str:
-        return self.stages[idx].key if idx < len(self.stages) else "report"
+        return self.stages[idx].key
 
 
 def _problems(recipe, method: SearchMethod, members: Members, spaces: Spaces, costs: EngineCosts,
@@ -80,7 +85,9 @@ def _problems(recipe, method: SearchMethod, members: Members, spaces: Spaces, co
 
 
 def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: EngineCosts,
-               device: torch.device) -> Plan:
+               device: torch.device, threads=None) -> Plan:
+    """The stages of ``recipe`` run by ``method`` into ``out``; the last, ``report``, writes results.json
+    (``threads``: the run's thread choice, which results.json records)."""
     s, seed = recipe.search, recipe.seed
     members = Members.of(s, sampled=method.mode == "sample")
     problems = _problems(recipe, method, members, spaces, costs, device)
@@ -102,6 +109,7 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
         archs = _ranking_archs(spaces.search, s.cost, recipe.ranking.archs)
         stages += [RankingStage(j, archs, recipe.ranking, recipe.retrain, s.cost, seed)
                    for j in range(recipe.ranking.archs)]
+    stages.append(ReportStage(recipe, out, members, method.name, costs, threads))
     return Plan(stages, members, method)
 
 

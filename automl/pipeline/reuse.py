@@ -20,16 +20,18 @@ from automl.pipeline.context import RunContext
 from automl.pipeline.state import RunState
 from automl.train.checkpoint import CheckpointStore
 
-__all__ = ["WEIGHT_SEARCH_KEYS", "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage",
+__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage",
            "load_supernet", "differences"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
+# data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers)
+DATA_NOT_IN_WEIGHTS = {"theta_batch_size", "test_batch_size", "workers", "download"}
 WEIGHT_SEARCH_KEYS = ("lam", "weight_epochs", "weight_sampling", "inplace_distill", "nan_policy", "max_bad_steps")
 
 
 def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) -> dict[str, Any]:
     """What a supernet's trained weights depend on, as flat ``key: value`` pairs (JSON values)."""
-    data = recipe.data.model_dump(mode="json", exclude={"root"})  # the folder may move; the data is named
+    data = recipe.data.model_dump(mode="json", exclude=DATA_NOT_IN_WEIGHTS)
     fp: dict[str, Any] = {"space": space_path.name,
                           "space.sha256": hashlib.sha256(space_path.read_bytes()).hexdigest(),
                           "space_args": dict(sorted(space_args.items())), "seed": recipe.seed}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from automl.errors import UserError
 from automl.pipeline.context import Keeper, RunContext, rng_of
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
-from automl.pipeline.results import ReportStage, build_results, ranking_results
+from automl.pipeline.results import build_results, ranking_results
 from automl.pipeline.reuse import fingerprint_digest, weights_fingerprint
 from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, engine_costs, load_spaces,
                                    resolve_device)
@@ -31,8 +30,6 @@ from automl.train.progress import Reporter
 from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
 
 __all__ = ["Run"]
-
-_logger = logging.getLogger(__name__)
 
 
 class Run:
@@ -123,6 +120,9 @@ class Run:
             raise deferred
         check_shapes(r, spaces, data)
         check_ranking(r, spaces.search, self.method.needs_supernet)
+        if r.supernet is not None and not self.method.needs_supernet:
+            raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
+                            f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
         return spaces, data, choice
 
     def _context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
@@ -189,9 +189,7 @@ class Run:
         spaces, data, threads = self._start_up()
         costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
         check_budgets(r, spaces.search, self.reporter.info)
-        plan = build_plan(r, self.out, self.method, spaces, costs, self.device)
-        report = ReportStage(r, self.out, plan.members, self.method.name, costs, threads)
-        plan.stages.append(report)
+        plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
         self._warn_paper_utility(plan.members.n)
         preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
         state = self._resumed_state(plan) if self.resume else self._new_state(spaces)
@@ -206,7 +204,7 @@ class Run:
             self.reporter.info(f"\ninterrupted; the last checkpoint is in {self.store.folder}. "
                                f"Continue with: {self.resume_command}")
             raise
-        return report.results
+        return plan.report.results
 
     # ------------------------------------------------------------------ automl rank
     def rank(self) -> dict:
