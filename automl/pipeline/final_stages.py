@@ -21,7 +21,7 @@ from automl.pipeline.state import RunState
 from automl.train import loops
 from automl.train.depthwise import plain_convs
 
-__all__ = ["RetrainTask", "retrain", "Exporter", "RetrainStage", "RankingStage"]
+__all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
 
 
 class RetrainTask(EpochTask):
@@ -88,9 +88,9 @@ class RetrainTask(EpochTask):
         return {"loss": self.loss_sum, "correct": self.correct, "seen": self.seen}
 
 
-def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase: str, rt) -> float:
-    """Train ``model`` by ``rt`` (from the checkpoint when resumed inside this stage), then its test
-    accuracy (with retrain.ema: the averaged weights, which ``model`` then holds)."""
+def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase: str, rt) -> nn.Module:
+    """Train ``model`` by ``rt`` (from the checkpoint when resumed inside this stage); returns the network
+    to evaluate (with retrain.ema: the averaged weights, which ``model`` then holds too)."""
     task = RetrainTask(ctx, phase, model, rt)
     start = (0, 0, None)
     if state.mid_stage:
@@ -99,13 +99,18 @@ def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase:
         start = (state.epoch, state.step, rest.get("sums"))
     task.sched.step_update(task.num_updates)
     run_epochs(ctx, idx, task, *start)
-    final = task.ema.module if task.ema is not None else model
-    if task.ema is not None:
-        model.load_state_dict(task.ema.module.state_dict())
-    final.eval()
-    test_loss, accuracy = loops.evaluate(final, ctx.data.test, ctx.device, ctx.info)
+    if task.ema is None:
+        return model
+    model.load_state_dict(task.ema.module.state_dict())
+    return task.ema.module
+
+
+def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int) -> float:
+    """The test accuracy of a retrained network (logged as the phase's ``split: test`` line)."""
+    model.eval()
+    test_loss, accuracy = loops.evaluate(model, ctx.data.test, ctx.device, ctx.info)
     ctx.reporter.info(f"{phase}: test accuracy {accuracy:.4f} (loss {test_loss:.4f})")
-    ctx.reporter.log(phase=phase, epoch=rt.epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
+    ctx.reporter.log(phase=phase, epoch=epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
     return accuracy
 
 
@@ -141,7 +146,10 @@ class Exporter:
 
 
 class RetrainStage:
-    """Retrain architecture ``i`` from scratch on all of D, evaluate it on the test set, export it."""
+    """Retrain architecture ``i`` from scratch on all of D, evaluate it on the test set, export it.
+
+    One checkpointed stage of three steps (:func:`retrain`, :func:`evaluate`, :class:`Exporter`): the
+    trained weights then need no place in a checkpoint, which would otherwise carry N networks."""
 
     def __init__(self, i: int, members: Members, rt, seed: int, exporter: Exporter):
         self.i, self.members, self.rt, self.seed, self.exporter = i, members, rt, seed, exporter
@@ -155,7 +163,8 @@ class RetrainStage:
         accuracy = None
         ctx.keeper.start("retrain")
         if rt.epochs > 0:
-            accuracy = retrain(ctx, state, idx, model, f"retrain {self.members.tag(i, state)}", rt)
+            phase = f"retrain {self.members.tag(i, state)}"
+            accuracy = evaluate(ctx, retrain(ctx, state, idx, model, phase, rt), phase, rt.epochs)
         elif state.supernet is not None and sp.retrain is sp.search:
             inherit(ctx, state, model, arch)
         ctx.keeper.stop()
@@ -202,7 +211,8 @@ class RankingStage:
         if self.rt.epochs > 0:
             torch.manual_seed(self.seed * 7919 + 100_003 + j)
             model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device)
-            test_acc = retrain(ctx, state, idx, model, f"ranking {j + 1}/{rk.archs}", self.rt)
+            phase = f"ranking {j + 1}/{rk.archs}"
+            test_acc = evaluate(ctx, retrain(ctx, state, idx, model, phase, self.rt), phase, self.rt.epochs)
             params = sum(p.numel() for p in model.parameters())
         else:  # the supernet's own weights on the path, BatchNorm as recalibrated above
             _, test_acc = loops.evaluate(lambda x: net(x, arch), ctx.data.test, ctx.device, ctx.info)

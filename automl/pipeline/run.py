@@ -145,6 +145,7 @@ class Run:
 
     # ------------------------------------------------------------------ state
     def _new_state(self, spaces) -> RunState:
+        """The state of a run at its start; writes its recipe.resolved.yaml."""
         r = self.recipe
         fp = weights_fingerprint(r, spaces.path, spaces.search_args)
         origin = ({"from": None, "fingerprint": fingerprint_digest(fp), "forced": False, "differs": []}
