@@ -1,7 +1,8 @@
 """The ``automl`` command: ``run``, ``rank``, ``space show|check|cost|profile``, ``export``.
 
 Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
-lazily, so ``automl space check`` does not pay for importing the training stack.
+lazily (``importlib`` in :func:`main`: the one place automl defers its own imports, for start-up time), so
+``automl space check`` does not pay for importing the training stack.
 User mistakes (:class:`automl.errors.UserError`) print one message and exit 2; a run stopped by SIGTERM or
 SIGINT (:class:`automl.errors.Stopped`) exits 143 or 130; anything else is an internal error: exit 1 with a
 request to report it.
@@ -15,22 +16,12 @@ import logging
 import sys
 import traceback
 
+from automl.commands import parse_set_args  # re-exported: scripts import it from here
 from automl.errors import Stopped, UserError
 
 __all__ = ["main", "build_parser", "parse_set_args"]
 
 ISSUES_URL = "the automl issue tracker"
-
-
-def parse_set_args(items: list[str] | None, flag: str = "--set") -> dict[str, str]:
-    """Turn ``["k=v", ...]`` into a dict; a malformed item is a user error naming it."""
-    out: dict[str, str] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"{flag} {item!r}: expected KEY=VALUE, for example {flag} channels=32")
-        out[key.strip()] = value.strip()
-    return out
 
 
 class _Parser(argparse.ArgumentParser):

@@ -39,11 +39,14 @@ from typing import Callable
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from automl._io import atomic_write_json
 from automl.compile.costs import BUILTIN_METRICS
 from automl.errors import UserError
+from automl.nn import create_op, parts
+from automl.nn.measure import count_macs
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "machine_info", "ort_session", "time_session", "profile_space",
            "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table"]
@@ -154,24 +157,21 @@ class _Sum2(nn.Module):
 
 # ---- the pieces of a space ---------------------------------------------------------------------
 
-def _pieces(cs):
-    """``(key, factory, input shapes without batch, where)`` for every distinct piece, and how the
+class _Pieces:
+    """The distinct pieces of a space, ``key -> (factory, input shapes without batch, where)``, and how the
     table is assembled from them: ``fixed`` (list of keys) and ``choices[d][k]`` (list of keys, summed)."""
-    from automl.compile import supernet as sn
-    from automl.compile._registry import create_op
-    from automl.compile.macs import count_macs
 
-    pieces: dict[tuple, tuple[Callable[[], nn.Module], list[tuple[int, ...]], str]] = {}
-    fixed: list[tuple] = []
-    choices: list[list[list[tuple]]] = [[[] for _ in d.choices] for d in cs.decisions]
-    plan = cs.plan
-    shape = tuple(int(v) for v in cs.input_shape)
+    def __init__(self, cs):
+        self.pieces: dict[tuple, tuple[Callable[[], nn.Module], list[tuple[int, ...]], str]] = {}
+        self.fixed: list[tuple] = []
+        self.choices: list[list[list[tuple]]] = [[[] for _ in d.choices] for d in cs.decisions]
 
-    def add(key, factory, shapes, where):
-        if key not in pieces:
-            pieces[key] = (factory, [tuple(s) for s in shapes], where)
+    def add(self, key, factory, shapes, where):
+        if key not in self.pieces:
+            self.pieces[key] = (factory, [tuple(s) for s in shapes], where)
         return key
 
+    @staticmethod
     def out_shape(factory, shapes):
         mod = factory().to("meta")
         if len(shapes) == 1:
@@ -180,68 +180,78 @@ def _pieces(cs):
             ys = mod(*(torch.empty((1, *s), device="meta") for s in shapes))
         return tuple(y.shape[1:] for y in ys)
 
-    if cs.kind == "chain":
-        act = plan.activation
 
-        def stem():
-            return nn.Sequential(*sn.chain_stem(plan))
-        fixed.append(add(("stem",), stem, [shape], "stem"))
-        shape = out_shape(stem, [shape])
-        for layer in plan.layers:
-            keys = []
-            for op in layer.choices:
-                if op == "skip":
-                    keys.append(None)
-                    continue
-                key = ("op", op, layer.in_ch, layer.out_ch, layer.stride, shape, act, layer.se, layer.act)
-                keys.append(add(key, lambda op=op, layer=layer: sn.chain_op(plan, layer, op), [shape], layer.name))
-            first = next(k for k in keys if k is not None)
-            nxt = out_shape(pieces[first][0], [shape])
-            if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth
-                for k, active in enumerate(layer.gate[1]):
-                    if active:
-                        choices[layer.gate[0]][k].append(first)
-            elif layer.decision is None:
-                fixed.append(first)
-            else:
-                for k, key in enumerate(keys):
-                    if key is not None:
-                        choices[layer.decision][k].append(key)
-            shape = nxt
-        head_in = sn._chain_head_in(plan)
-        fixed.append(add(("head",), lambda: nn.Sequential(*sn.chain_head_sequence(plan, head_in)), [shape], "head"))
-        return pieces, fixed, choices
+def _pieces(cs):
+    """``(pieces, fixed, choices)``: see :class:`_Pieces`."""
+    p = _Pieces(cs)
+    shape = tuple(int(v) for v in cs.input_shape)
+    (_chain_pieces if cs.kind == "chain" else _cell_pieces)(p, cs.plan, shape)
+    return p.pieces, p.fixed, p.choices
 
+
+def _chain_pieces(p: _Pieces, plan, shape) -> None:
+    act = plan.activation
+
+    def stem():
+        return nn.Sequential(*parts.chain_stem(plan))
+    p.fixed.append(p.add(("stem",), stem, [shape], "stem"))
+    shape = p.out_shape(stem, [shape])
+    for layer in plan.layers:
+        keys = []
+        for op in layer.choices:
+            if op == "skip":
+                keys.append(None)
+                continue
+            key = ("op", op, layer.in_ch, layer.out_ch, layer.stride, shape, act, layer.se, layer.act)
+            keys.append(p.add(key, lambda op=op, layer=layer: parts.chain_op(plan, layer, op), [shape], layer.name))
+        first = next(k for k in keys if k is not None)
+        nxt = p.out_shape(p.pieces[first][0], [shape])
+        if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth
+            for k, active in enumerate(layer.gate[1]):
+                if active:
+                    p.choices[layer.gate[0]][k].append(first)
+        elif layer.decision is None:
+            p.fixed.append(first)
+        else:
+            for k, key in enumerate(keys):
+                if key is not None:
+                    p.choices[layer.decision][k].append(key)
+        shape = nxt
+    head_in = parts.chain_head_in(plan)
+    p.fixed.append(p.add(("head",), lambda: nn.Sequential(*parts.chain_head_sequence(plan, head_in)), [shape],
+                         "head"))
+
+
+def _cell_pieces(p: _Pieces, plan, shape) -> None:
     def cstem():
-        return sn.cell_stem(plan)
-    fixed.append(add(("stem",), cstem, [shape], "stem"))
-    prev_prev = prev = out_shape(cstem, [shape])
+        return parts.cell_stem(plan)
+    p.fixed.append(p.add(("stem",), cstem, [shape], "stem"))
+    prev_prev = prev = p.out_shape(cstem, [shape])
     for ci, inst in enumerate(plan.instances):
         if inst.op is not None:  # a fixed reduction block between cells
             def block(inst=inst):
-                return sn.cell_block(inst)
-            fixed.append(add(("block", inst, prev), block, [prev], f"{inst.op} {ci + 1}"))
-            prev_prev = prev = out_shape(block, [prev])
+                return parts.cell_block(inst)
+            p.fixed.append(p.add(("block", inst, prev), block, [prev], f"{inst.op} {ci + 1}"))
+            prev_prev = prev = p.out_shape(block, [prev])
             continue
         t = plan.templates[inst.template]
 
         def pre(inst=inst):
-            return _Sum2(*sn.cell_preprocess(inst))
-        fixed.append(add(("pre", inst, prev_prev, prev), pre, [prev_prev, prev], f"cell {ci + 1} preprocessing"))
-        in_shape = out_shape(pre, [prev_prev, prev])[1 if inst.one_input else 0]
+            return _Sum2(*parts.cell_preprocess(inst))
+        p.fixed.append(p.add(("pre", inst, prev_prev, prev), pre, [prev_prev, prev], f"cell {ci + 1} preprocessing"))
+        in_shape = p.out_shape(pre, [prev_prev, prev])[1 if inst.one_input else 0]
         oshape = (inst.channels, *(-(-v // t.stride) for v in in_shape[1:]))
         c = inst.channels
         for _ in (t.nodes if t.output == "loose" else ()):
-            fixed.append(add(("out", c, oshape), lambda c=c: sn._out_conv(c), [oshape], f"cell {ci + 1} output"))
+            p.fixed.append(p.add(("out", c, oshape), lambda c=c: parts.out_conv(c), [oshape], f"cell {ci + 1} output"))
         for node in t.nodes:
             for d in node.op_decisions:
                 for k, op in enumerate(node.ops):
                     key = ("cellop", op, c, oshape)
-                    choices[d][k].append(add(key, lambda op=op, c=c: create_op(op, c, c, 1), [oshape],
-                                             f"cell {ci + 1} {op}"))
+                    p.choices[d][k].append(p.add(key, lambda op=op, c=c: create_op(op, c, c, 1), [oshape],
+                                                 f"cell {ci + 1} {op}"))
         prev_prev, prev = prev, (inst.out_channels, *oshape[1:])
-    fixed.append(add(("head",), lambda: nn.Sequential(*sn.cell_head(plan)), [prev], "head"))
-    return pieces, fixed, choices
+    p.fixed.append(p.add(("head",), lambda: nn.Sequential(*parts.cell_head(plan)), [prev], "head"))
 
 
 def params_fingerprint(cs) -> str:
@@ -359,8 +369,6 @@ class _NoProgress:
 def _progress(enabled: bool, total: int, label: str):
     if not enabled:
         return _NoProgress()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), transient=True)
 

@@ -193,8 +193,6 @@ class SearchConfig(_Config):
     theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
         "auto", description="lower bound of each theta entry; auto: the ASNG default")
     normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
-    random_budget: bool = Field(
-        True, description="random: sample within each derived architecture's cost budget")
     random_budgets: list[Annotated[float, Field(ge=0)]] | None = Field(
         None, min_length=1, description="random: explicit cost budgets, one architecture each")
     log_every: int = Field(10, gt=0, description="steps between logged metrics")

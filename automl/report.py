@@ -9,6 +9,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from automl._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 __all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "short_number"]
@@ -164,8 +167,6 @@ def _png(fig, ax) -> bytes:
 
 
 def summary_table(results: dict):
-    from rich.table import Table
-
     t = Table(title=f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s")
     budgeted = _budgeted(results)
     for col in (("budget",) if budgeted else ()) + ("ε", "params", "cost", "test accuracy", "onnx"):
@@ -185,7 +186,5 @@ def write_report(out: Path, results: dict, reporter=None) -> None:
         atomic_write_bytes(out / "ranking.png", plot_ranking(results))
     atomic_write_text(out / "report.md", render_markdown(results))
     if reporter is not None and reporter.enabled:
-        from rich.console import Console
-
         Console().print(summary_table(results))
         reporter.info(f"results: {out / 'results.json'}  report: {out / 'report.md'}")

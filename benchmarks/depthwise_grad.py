@@ -1,4 +1,4 @@
-"""The depthwise-convolution weight gradient on the CPU: ATen (oneDNN) vs automl.train.depthwise, per shape.
+"""The depthwise-convolution weight gradient on the CPU: ATen (oneDNN) vs automl.nn.depthwise, per shape.
 
     python benchmarks/depthwise_grad.py [--batch 64] [--channels 144 288]
 
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit, median, timeit  # noqa: E402
 
-from automl.train.depthwise import depthwise_weight_grad, fast_path_applies  # noqa: E402
+from automl.nn.depthwise import depthwise_weight_grad, fast_path_applies  # noqa: E402
 
 
 def main() -> None:

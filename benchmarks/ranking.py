@@ -21,6 +21,9 @@ there: the script can be re-run after a change to re-measure only what was delet
 * **stability**: the recipe as given with ``retrain.epochs=0``, for search.method separate and
   importance_sampling, over threads {1, 2} x seeds {0, 1, 2}: the parameters of the ε = 0 member (the
   recipe's first ε / budget) and max / min.
+* **truth study** (``--truth-seeds 0,1,2``): the K architectures retrained stand-alone once per seed in this
+  process, test accuracy and test loss: τ between single retrainings and between means over seeds, i.e. how
+  reliable a truth is before any supernet is compared with it.
 """
 
 from __future__ import annotations
@@ -88,6 +91,66 @@ def truth(recipe: str, overrides: list[str], out: Path, k: int, seed: int) -> li
     return [a["test_accuracy"] for a in res["ranking"]["archs"]]
 
 
+def _retrain_once(run, arch, seed: int, j: int, epochs: int) -> dict:
+    """Architecture ``arch`` trained stand-alone as the pipeline's ranking retrains it (the retrain section's
+    settings, ``epochs`` long, initialised from ``seed`` and ``j``): its test accuracy and test loss."""
+    from automl.train.loops import create_optimizer, create_scheduler, evaluate, for_training, train_step
+
+    rt = run.recipe.retrain
+    torch.manual_seed(seed * 7919 + 100_003 + j)
+    model = for_training(run.retrain_space.build_standalone(arch, se=rt.se), run.device)
+    loader = run.data.full.with_batch_size(rt.batch_size)
+    opt = create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
+                           eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
+    sched = create_scheduler(opt, rt.schedule, epochs, len(loader), min_lr=rt.min_lr,
+                             warmup_epochs=rt.warmup_epochs, warmup_lr=rt.warmup_lr,
+                             decay_rate=rt.decay_rate, decay_epochs=rt.decay_epochs)
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=rt.label_smoothing)
+    updates = 0
+    for epoch in range(epochs):
+        model.train()
+        for x, y in loader.epoch(epoch):
+            train_step(model, x, y, opt, criterion, run.info, rt.grad_clip, run.device)
+            updates += 1
+            sched.step_update(updates)
+    model.eval()
+    loss, acc = evaluate(model, run.data.test, run.device, run.info)
+    return {"params": sum(p.numel() for p in model.parameters()), "test_accuracy": acc, "test_loss": loss}
+
+
+def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: list[int], epochs: int) -> dict:
+    """How reliable a stand-alone truth is: the K ranking architectures retrained ``epochs`` epochs once per
+    seed (another initialisation and data order each), in this process; per seed a JSON file in ``out``
+    (reused when there). Returns τ between single retrainings, by test accuracy and by test loss, and τ
+    between the means of two disjoint halves of the seeds."""
+    from automl.pipeline import Run
+
+    per_seed = {}
+    for seed in seeds:
+        path = out / f"truth-study-e{epochs}-s{seed}.json"
+        if not path.exists():
+            r = load_recipe(recipe, overrides + [f"seed={seed}", f"ranking.archs={k}"])
+            run = Run(r, out / "truth-study-run", tty=False)
+            run._load_data()
+            run._load_spaces()
+            rows = [_retrain_once(run, a, seed, j, epochs) for j, a in enumerate(run._ranking_archs())]
+            path.write_text(json.dumps(rows))
+        per_seed[seed] = json.loads(path.read_text())
+        print(f"truth study: seed {seed}, {epochs} epochs done", flush=True)
+    acc = np.array([[e["test_accuracy"] for e in per_seed[s]] for s in seeds])
+    loss = np.array([[e["test_loss"] for e in per_seed[s]] for s in seeds])
+    pairs = [(a, b) for a in range(len(seeds)) for b in range(a + 1, len(seeds))]
+    half = len(seeds) // 2
+    out_ = {"epochs": epochs, "seeds": seeds, "accuracy": acc.tolist(), "loss": loss.tolist(),
+            "tau_acc_pairs": [kendall_tau_b(acc[a], acc[b]) for a, b in pairs],
+            "tau_loss_pairs": [kendall_tau_b(-loss[a], -loss[b]) for a, b in pairs],
+            "tau_acc_vs_loss": [kendall_tau_b(acc[a], -loss[a]) for a in range(len(seeds))]}
+    if half:
+        out_["tau_mean_acc_halves"] = kendall_tau_b(acc[:half].mean(0), acc[half:2 * half].mean(0))
+        out_["tau_mean_loss_halves"] = kendall_tau_b(-loss[:half].mean(0), -loss[half:2 * half].mean(0))
+    return out_
+
+
 def _pair_stats(L: np.ndarray) -> dict:
     i, j = np.triu_indices(len(L), 1)
     d = L[i] - L[j]  # (pairs, batches)
@@ -131,17 +194,44 @@ def signal_noise(run_dir: Path) -> dict:
     return out
 
 
+def theta_replay(run_dir: Path, overrides: list[str], members: str, work: Path) -> dict:
+    """The θ phase again, in this process, on the supernet a finished run trained (its last checkpoint), with
+    the run's recipe plus ``overrides`` (θ settings: search.theta_epochs, search.theta_lr, search.lam, ...):
+    ``members`` "all" (importance sampling's one search) or "first" (Method 2's search of the first member).
+    With no overrides it repeats the run's own θ phase step for step (same data order, same engine seed)."""
+    from automl.pipeline import Run
+    from automl.train.checkpoint import CheckpointStore
+    from automl.train.loops import path_losses
+
+    recipe = load_recipe(run_dir / "recipe.resolved.yaml", overrides)
+    run = Run(recipe, work, tty=False)
+    run._load_data()
+    run._load_spaces()
+    run._prepare_costs()
+    run.supernet_state = CheckpointStore(run_dir / "checkpoints").load()["supernet"]
+    net = run._supernet_from_state(0)
+    engine = run._engine(list(range(run.n)) if members == "all" else [0])
+    for epoch in range(recipe.search.theta_epochs):
+        for x, y in run.data.theta.epoch(epoch):
+            archs = engine.ask()
+            engine.tell(archs, path_losses(net, x, y, archs.cpu(), run.device))
+    best = engine.best()
+    return {"params": [int(run.space.cost_table.total(a, "params")) for a in best],
+            "max_theta": engine.theta.amax(-1).mean(-1).tolist(), "epsilons": engine.epsilons}
+
+
 def stability_overrides(recipe: str, overrides: list[str], method: str, seed: int, threads: int) -> list[str]:
-    """One stability run. Method 2's search for the first ε does not depend on the other ε (one θ phase each,
-    after the same weight phase), so it searches that ε alone: the same member, a quarter of the θ phases."""
+    """One stability run. Method 2's search for the first member does not depend on the others (one θ phase
+    each, after the same weight phase), so it searches that member alone (its ε, or its budget): the same
+    member, a quarter of the θ phases."""
     ov = overrides + OFF + [f"search.method={method}", f"seed={seed}", f"threads={threads}"]
     if method == "separate":
-        try:
-            first = load_recipe(recipe, ov).search.epsilons[0]
-            load_recipe(recipe, ov + [f"search.epsilons=[{first}]"])
-            ov.append(f"search.epsilons=[{first}]")
-        except Exception:  # noqa: BLE001 - a recipe without an ε list (budgets): run it whole
-            pass
+        s = load_recipe(recipe, ov).search
+        if s.budgets is not None:
+            first = "null" if s.budgets[0] is None else repr(s.budgets[0])
+            ov.append(f"search.budgets=[{first}]")
+        else:
+            ov.append(f"search.epsilons=[{s.epsilons[0]}]")
     return ov
 
 
@@ -156,12 +246,36 @@ def main(argv: list[str]) -> None:
     p.add_argument("--no-stability", action="store_true", help="skip the threads x seeds table")
     p.add_argument("--methods", default="separate,importance_sampling")
     p.add_argument("--jobs", type=int, default=1, help="stability runs at once (each a process)")
+    p.add_argument("--truth-seeds", default=None,
+                   help="comma-separated seeds: only measure how reliable the stand-alone truth is (each K "
+                        "architecture retrained once per seed, accuracy and loss), then stop")
+    p.add_argument("--truth-epochs", type=int, default=None, help="with --truth-seeds; default retrain.epochs")
+    p.add_argument("--replay", default=None,
+                   help="comma-separated finished run folders (e.g. the stability runs): only replay their θ phase "
+                        "with the overrides given (the first member alone for a search.method=separate run), "
+                        "and report the first member's parameters and max / min, then stop")
     a = p.parse_args(argv)
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.replay:
+        rows = []
+        for d in a.replay.split(","):
+            d = Path(d)
+            first = load_recipe(d / "recipe.resolved.yaml", a.overrides).search.method == "separate"
+            r = theta_replay(d, a.overrides, "first" if first else "all", out / "replay-work")
+            rows.append({"run": d.name, **r})
+            print(rows[-1], flush=True)
+        firsts = [r["params"][0] for r in rows]
+        emit("ranking_replay", rows, overrides=a.overrides, max_over_min=max(firsts) / min(firsts))
+        return
+    if a.truth_seeds:
+        epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
+        res = truth_study(a.recipe, a.overrides, out, a.archs, [int(x) for x in a.truth_seeds.split(",")], epochs)
+        emit("ranking_truth", [res], archs=a.archs)
+        return
     if not a.no_tau:
         t0, t1 = truth(a.recipe, a.overrides, out, a.archs, 0), truth(a.recipe, a.overrides, out, a.archs, 1)
         print(f"retraining noise: τ(seed 0, seed 1) = {kendall_tau_b(t0, t1):.3f}, ρ = {spearman(t0, t1):.3f}")

@@ -18,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit, median, space_parser, timeit  # noqa: E402
 
-from automl.cli import parse_set_args  # noqa: E402
+from automl.commands import parse_set_args  # noqa: E402
 from automl.compile import load_compiled  # noqa: E402
 from automl.train.loops import autocast_for, for_training  # noqa: E402
 

@@ -183,6 +183,22 @@ def test_encode_decode(digits):
         digits.decode([9] * 9)
 
 
+@pytest.mark.parametrize("bad, message", [
+    ([0] * 3, "has 9 decisions; the architecture has 3"),
+    ([0] * 8 + [7], "choice index 7 is not in 0..3"),
+    (torch.zeros(9), "1-D integer tensor"),
+])
+def test_one_architecture_check(digits, bad, message):
+    """The plan's check is the one the cost table, the model builders and export use."""
+    from automl.export import as_arch
+    uses = [digits.check_arch, digits.decode, digits.cost_table.total, digits.build_standalone, digits.arch_def]
+    if not isinstance(bad, torch.Tensor):  # export casts a tensor to integers first
+        uses.append(lambda a: as_arch(a, digits))
+    for use in uses:
+        with pytest.raises(UserError, match=message):
+            use(bad)
+
+
 def test_supernet_module_tree(digits):
     sn = digits.build_supernet()
     assert len(sn.layers) == 9

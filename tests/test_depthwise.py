@@ -1,4 +1,4 @@
-"""The CPU depthwise weight gradient (automl.train.depthwise) against ATen's, and where it is used."""
+"""The CPU depthwise weight gradient (automl.nn.depthwise) against ATen's, and where it is used."""
 
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.compile import load_compiled
-from automl.train.depthwise import (FastDepthwiseConv2d, depthwise_weight_grad, fast_path_applies,
+from automl.nn.depthwise import (FastDepthwiseConv2d, depthwise_weight_grad, fast_path_applies,
                                     use_fast_depthwise_grad)
 from automl.train.loops import for_training
 
@@ -72,7 +72,7 @@ def test_fast_path_only_where_measured_faster():
 
 def test_fast_path_is_taken_only_in_cpu_training(monkeypatch):
     """Eval mode, no_grad and tracing (ONNX export) run nn.Conv2d.forward, untouched."""
-    from automl.train import depthwise
+    from automl.nn import depthwise
 
     calls = []
     real = depthwise._DepthwiseConv.apply
@@ -125,5 +125,5 @@ def test_supernet_for_training_on_cpu_trains_like_the_plain_supernet():
 def test_plain_convs_undoes_the_switch():
     m = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, bias=False), nn.Conv2d(4, 4, 1))
     use_fast_depthwise_grad(m)
-    from automl.train.depthwise import plain_convs
+    from automl.nn.depthwise import plain_convs
     assert plain_convs(m) is m and [type(c) for c in m] == [nn.Conv2d, nn.Conv2d]

@@ -157,6 +157,18 @@ def test_squeeze_excitation(tmp_path):
     assert any(type(m).__name__ == "SqueezeExcite" for m in model.modules())
 
 
+def test_squeeze_excitation_on_depthwise_separable_blocks(tmp_path):
+    """--se reaches ds blocks too (the ProxylessNAS space's fixed first layer): the manifest's arch_def is
+    the one the model was built from, so timm rebuilds the same network."""
+    space = ROOT / "spaces" / "proxylessnas.space"
+    cs = load_compiled(str(space), small_overrides(space))
+    arch = random_arch(cs, 0)
+    manifest = export_architecture(cs, arch, tmp_path, se=0.25, onnx=False)
+    assert manifest["arch_def"][0][0].startswith("ds_") and manifest["arch_def"][0][0].endswith("_se0.25")
+    assert manifest["arch_def"] == cs.arch_def(arch, se=0.25)
+    assert count_params(load_model(tmp_path)) == manifest["params"] == count_params(cs.build_standalone(arch, 0.25))
+
+
 # timm's spnasnet_100 (timm/models/efficientnet.py, _gen_spnasnet) as choice names of the ProxylessNAS
 # space: per stage, the searched layers' (kernel, expansion), then skips. The fixed ds_k3 layer and the
 # stem/head are the space's own.

@@ -13,7 +13,7 @@ from torch import nn
 from automl.errors import UserError
 from automl.export import (OnnxParityError, build_timm_model, choices_from_json, export_onnx, load_checkpoint,
                            split_checkpoint)
-from automl.export.standalone import timm_spec
+from automl.export.timm_spec import timm_spec
 
 ARCH_DEF = [["ds_r1_k3_s1_c8"], ["ir_r1_k5_s2_e3_c16"], ["ir_r1_k3_s2_e6_c24_se0.25"]]
 KW = {"num_classes": 5, "in_chans": 3, "stem_size": 8, "num_features": 32, "act_layer": "relu6"}

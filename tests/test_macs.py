@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from automl.compile import load_compiled
-from automl.compile.macs import count_macs
+from automl.nn.measure import count_macs
 from automl.dsl import parse_space
 from automl.errors import SpaceError
 

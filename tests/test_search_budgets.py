@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from automl.search import MultiEpsilonSearch, best_within_budget, normalize_costs
-from automl.search._multi_epsilon import weighted_quantile_utilities
+from automl.search._utilities import weighted_quantile_utilities
 
 
 def _W(q, lam):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from automl.search import MultiEpsilonSearch, normalize_costs
-from automl.search._multi_epsilon import quantile_utilities
+from automl.search._utilities import quantile_utilities
 
 
 def _random_theta(gen, N, num_choices):

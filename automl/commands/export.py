@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import os
 
-from automl.cli import parse_set_args
+from automl.commands import parse_set_args
+from automl.compile import load_compiled
 from automl.errors import UserError
+from automl.export import check_se, export_architecture, load_checkpoint, read_arch_file, split_checkpoint
+from automl.export.onnx import check_opset
+from automl.export.quantize import QUANTIZE_MODES, measure_export
+from automl.recipe import load_recipe
+from automl.train.data import build_data
 
 __all__ = ["main"]
 
 
 def main(args) -> int:
-    from automl.compile import load_compiled
-    from automl.export import export_architecture, load_checkpoint, read_arch_file, split_checkpoint
-    from automl.export._export import check_se
-    from automl.export.onnx import check_opset
-    from automl.export.quantize import QUANTIZE_MODES, measure_export
-
     overrides = parse_set_args(args.set)
     quantize = getattr(args, "quantize", None)
     if quantize is not None and quantize not in QUANTIZE_MODES:
@@ -64,9 +64,6 @@ def main(args) -> int:
 
 def _recipe_data(path, compiled):
     """The data of a recipe (on the CPU), checked against the space's input shape and classes."""
-    from automl.recipe import load_recipe
-    from automl.train.data import build_data
-
     r = load_recipe(path)
     data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
     if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:

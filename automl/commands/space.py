@@ -8,7 +8,16 @@ import json
 import os
 import sys
 
+from rich.console import Console
+from rich.table import Table
+
+from automl._io import atomic_write_text
+from automl.commands import parse_set_args
+from automl.compile import load_compiled
 from automl.errors import UserError
+from automl.export import read_arch_file
+from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
+from automl.profile import apply_cost_table, check_profile_args, profile_space, read_cost_table, write_cost_table
 
 __all__ = ["main", "space_summary", "format_cost"]
 
@@ -59,15 +68,10 @@ def space_summary(cs, metric: str = "params") -> dict:
 
 
 def _load(args):
-    from automl.cli import parse_set_args
-    from automl.compile import load_compiled
     return load_compiled(args.file, parse_set_args(args.set))
 
 
 def _show_table(cs, metric: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     ct = cs.cost_table
     costs = ct.costs(metric)
     console = Console(width=max(100, Console().width))
@@ -94,9 +98,6 @@ def _show_table(cs, metric: str) -> None:
 
 
 def _encode(args, cs) -> int:
-    from automl._io import atomic_write_text
-    from automl.compile.membership import arch_def_model, encode_timm_model, timm_model
-
     if args.timm:
         model, label, source = timm_model(args.timm, cs), f"timm's {args.timm}", {"timm_model": args.timm}
     else:
@@ -112,9 +113,6 @@ def _encode(args, cs) -> int:
     else:
         sys.stdout.write(text)
 def _cost(args, cs) -> int:
-    from automl.export import read_arch_file
-    from automl.profile import apply_cost_table, read_cost_table
-
     if args.cost_table:
         apply_cost_table(cs, read_cost_table(args.cost_table, cs))
     arch = read_arch_file(args.arch, cs)
@@ -124,8 +122,6 @@ def _cost(args, cs) -> int:
 
 
 def _profile(args, cs) -> int:
-    from automl.profile import check_profile_args, profile_space, write_cost_table
-
     check_profile_args(args.runtime, args.threads, args.batch, args.repeat, args.clock)
     if args.calibrate < 0:
         raise UserError(f"--calibrate {args.calibrate}: the number of whole networks must be >= 0")

@@ -1,7 +1,7 @@
 """The cost table: what each choice of each decision costs, per metric (the paper's c_{d,k}).
 
 ``params`` (the paper's metric: the number of weights of the chosen op) and ``macs`` (multiply-adds
-per sample, :mod:`automl.compile.macs`) are measured by the compiler; other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
+per sample, :mod:`automl.nn.measure`) are measured by the compiler; other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
 ``(D, Kmax)`` tensor per metric with a mask for the ragged choice counts, plus the fixed cost of the
 parts of the network that are not searched, so that ``total(arch) = fixed + sum_d c[d, arch[d]]``.
 """
@@ -11,18 +11,13 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-from torch import nn
 
 from automl.errors import UserError
+from automl.plan import check_arch
 
-__all__ = ["CostTable", "count_params", "BUILTIN_METRICS"]
+__all__ = ["CostTable", "BUILTIN_METRICS"]
 
 BUILTIN_METRICS = ("params", "macs")  # measured by the compiler for every space
-
-
-def count_params(module: nn.Module) -> int:
-    """Number of weights (parameters) of a module; works on the meta device."""
-    return sum(p.numel() for p in module.parameters())
 
 
 class CostTable:
@@ -82,14 +77,7 @@ class CostTable:
         return self._check(metric).clone()
 
     def _indices(self, arch) -> list[int]:
-        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
-        if len(a) != len(self.choice_names):
-            raise UserError(f"an architecture has {len(self.choice_names)} choices, got {len(a)}")
-        for d, k in enumerate(a):
-            if not 0 <= int(k) < len(self.choice_names[d]):
-                raise UserError(f"choice index {k} out of range for decision {d} "
-                                f"({len(self.choice_names[d])} choices)")
-        return [int(k) for k in a]
+        return check_arch(arch, [len(c) for c in self.choice_names])
 
     def total(self, arch, metric: str = "params") -> float:
         """fixed + the sum of the chosen costs (the paper's R(M) plus the non-searched parts)."""

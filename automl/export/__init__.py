@@ -9,14 +9,15 @@ spaces, a plain ``nn.Module`` for cell spaces), its weights, ONNX, and a ``manif
 """
 
 from automl.export._arch import as_arch, choices_from_json, read_arch_file
-from automl.export._export import export_architecture, load_model
+from automl.export._export import check_se, export_architecture, load_model
 from automl.export.inherit import InheritError, inherit_weights, load_checkpoint, split_checkpoint
 from automl.export.manifest import FORMAT_VERSION, read_manifest
 from automl.export.onnx import OnnxParityError, export_onnx
-from automl.export.standalone import StandaloneSpecError, build_timm_model, count_params
+from automl.export.timm_spec import StandaloneSpecError, build_timm_model
+from automl.nn import count_params  # published here first
 
 __all__ = [
     "export_architecture", "load_model", "read_manifest", "read_arch_file", "choices_from_json", "as_arch",
     "export_onnx", "inherit_weights", "load_checkpoint", "split_checkpoint", "build_timm_model", "count_params",
-    "OnnxParityError", "InheritError", "StandaloneSpecError", "FORMAT_VERSION",
+    "check_se", "OnnxParityError", "InheritError", "StandaloneSpecError", "FORMAT_VERSION",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from typing import Any, Sequence
@@ -18,8 +19,6 @@ def _decisions(compiled) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def _close(name: str, options: Sequence[str]) -> str:
-    import difflib
-
     near = difflib.get_close_matches(name, list(options), n=1)
     return f" (did you mean {near[0]!r}?)" if near else ""
 
@@ -84,11 +83,7 @@ def as_arch(arch: Any, compiled) -> torch.Tensor:
     """Accept an encoded arch (tensor / list of ints), choice names (list) or ``{decision: choice}``."""
     if isinstance(arch, torch.Tensor):
         arch = arch.detach().cpu().long().reshape(-1)
-        if arch.numel() != len(compiled.decisions):
-            raise UserError(f"arch has {arch.numel()} entries, the space has {len(compiled.decisions)} decisions")
-        for i, (k, d) in enumerate(zip(arch.tolist(), compiled.decisions)):
-            if not 0 <= k < len(d.choices):
-                raise UserError(f"arch[{i}] = {k}: decision {d.name!r} has {len(d.choices)} choices")
+        compiled.check_arch(arch)
         return arch
     if isinstance(arch, (list, tuple)) and arch and all(isinstance(a, int) and not isinstance(a, bool) for a in arch):
         return as_arch(torch.tensor(list(arch), dtype=torch.long), compiled)

@@ -9,17 +9,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import timm
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from automl._io import atomic_path
+from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
-from automl._io import atomic_path
 from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest, write_manifest
 from automl.export.onnx import check_opset, export_onnx
-from automl.export.standalone import add_se, build_timm_model, count_params, timm_spec
-from automl.train.depthwise import plain_convs
+from automl.export.timm_spec import build_timm_model, timm_spec
+from automl.nn import count_params, plain_convs
 
 __all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights"]
 
@@ -34,12 +37,10 @@ def save_weights(model: nn.Module, out_dir: Path) -> dict[str, str]:
     """Write the state_dict as ``model.safetensors`` (or ``model.pt`` when tensors share storage)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     try:
-        from safetensors.torch import save_file
-
         with atomic_path(out_dir / SAFETENSORS_NAME, suffix=".safetensors") as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
         stale, entry = out_dir / PT_NAME, {"file": SAFETENSORS_NAME, "format": "safetensors"}
-    except (ImportError, RuntimeError, ValueError) as e:  # shared storage: safetensors refuses it
+    except (RuntimeError, ValueError) as e:  # shared storage: safetensors refuses it
         _logger.debug("safetensors refused the state_dict (%s); writing %s", e, PT_NAME)
         with atomic_path(out_dir / PT_NAME, suffix=".pt") as tmp:
             torch.save(state, str(tmp))
@@ -54,8 +55,6 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: the export's weights file is missing")
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(str(path))
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file
@@ -84,10 +83,8 @@ def _space_file(compiled) -> str | None:
 
 
 def _versions() -> dict[str, str]:
-    import timm
-
     out = {"torch": torch.__version__, "timm": timm.__version__}
-    try:
+    try:  # optional heavy imports: only where an export records its versions
         import onnx
         import onnxruntime
 
@@ -134,7 +131,6 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     if onnx:
         check_opset(opset)  # before anything is written
     arch = as_arch(arch, compiled)
-    names = list(compiled.decode(arch))
     input_shape = tuple(int(v) for v in compiled.input_shape)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -142,64 +138,9 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     # export into it is interrupted halfway
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
-    if model is not None:
-        # a plain timm network again: the training-only depthwise backward stays behind (automl.train.depthwise)
-        model, source = plain_convs(copy.deepcopy(model).cpu()), "model"
-    else:
-        model = compiled.build_standalone(arch, se=se)
-        source = "fresh"
-        if weights is not None:
-            try:
-                model.load_state_dict(weights)
-            except RuntimeError as e:
-                raise UserError(f"the given weights do not fit the standalone model of this architecture: "
-                                f"{str(e).splitlines()[0]}") from None
-            source = "standalone"
-        elif supernet_state is not None:
-            supernet = compiled.build_supernet()
-            try:
-                supernet.load_state_dict(supernet_state)
-            except RuntimeError as e:
-                raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
-                                f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None
-            inherit_weights(supernet, arch, model, input_shape)
-            source = "supernet"
+    model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state)
     model.eval()
-    params = count_params(model)
-
-    manifest: dict[str, Any] = {
-        "format_version": FORMAT_VERSION,
-        "space": str(space_path) if space_path is not None else _space_file(compiled),
-        "space_name": compiled.name,
-        "space_args": _space_args(compiled, space_args),
-        "kind": compiled.kind,
-        "decisions": [d.name for d in compiled.decisions],
-        "choices": names,
-        "arch": [int(k) for k in arch.tolist()],
-        "params": params,
-        "cost": _cost_entry(compiled, arch, cost, cost_metric),
-        "cost_metric": cost_metric,
-    }
-    if epsilon is not None:
-        manifest["epsilon"] = float(epsilon)
-    manifest.update({
-        "input_shape": list(input_shape),
-        "num_classes": int(compiled.num_classes),
-        "se": se,
-    })
-    if normalize is not None:
-        manifest["normalize"] = {"mean": [float(v) for v in normalize["mean"]],
-                                 "std": [float(v) for v in normalize["std"]]}
-    arch_def = compiled.arch_def(arch) if compiled.kind == "chain" else None
-    if arch_def is not None:
-        arch_def = add_se(arch_def, se)
-        kw = timm_spec(model, arch_def, input_shape)
-        manifest.update({"arch_def": arch_def, "stem_size": kw["stem_size"], "num_features": kw["num_features"],
-                         "timm_kwargs": kw})
-    else:
-        manifest.update({"arch_def": None, "stem_size": getattr(compiled, "stem_size", None),
-                         "num_features": getattr(compiled, "num_features", None)})
-
+    manifest = _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path, space_args, normalize)
     src_space = manifest["space"]
     if src_space and Path(src_space).is_file():
         copy_name = "space" + (Path(src_space).suffix or ".space")
@@ -214,7 +155,71 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
         (out_dir / ONNX_NAME).unlink(missing_ok=True)  # from an earlier export into this folder
     manifest["versions"] = _versions()
     write_manifest(out_dir, manifest)
-    _logger.info("exported %s (%s params) to %s", compiled.name, f"{params:,}", out_dir)
+    _logger.info("exported %s (%s params) to %s", compiled.name, f"{manifest['params']:,}", out_dir)
+    return manifest
+
+
+def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tuple[nn.Module, str]:
+    """(the model to export, where its weights came from): see :func:`export_architecture`."""
+    if model is not None:
+        # the caller's model is not modified; a model still carrying the training-only depthwise backward
+        # (automl.nn.depthwise) becomes a plain timm network again
+        return plain_convs(copy.deepcopy(model).cpu()), "model"
+    model = compiled.build_standalone(arch, se=se)
+    if weights is not None:
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as e:
+            raise UserError(f"the given weights do not fit the standalone model of this architecture: "
+                            f"{str(e).splitlines()[0]}") from None
+        return model, "standalone"
+    if supernet_state is not None:
+        supernet = compiled.build_supernet()
+        try:
+            supernet.load_state_dict(supernet_state)
+        except RuntimeError as e:
+            raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
+                            f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None
+        inherit_weights(supernet, arch, model, tuple(int(v) for v in compiled.input_shape))
+        return model, "supernet"
+    return model, "fresh"
+
+
+def _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path, space_args,
+              normalize) -> dict[str, Any]:
+    """The manifest's description of the model (files, weights, ONNX and versions are added after)."""
+    input_shape = tuple(int(v) for v in compiled.input_shape)
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "space": str(space_path) if space_path is not None else _space_file(compiled),
+        "space_name": compiled.name,
+        "space_args": _space_args(compiled, space_args),
+        "kind": compiled.kind,
+        "decisions": [d.name for d in compiled.decisions],
+        "choices": list(compiled.decode(arch)),
+        "arch": [int(k) for k in arch.tolist()],
+        "params": count_params(model),
+        "cost": _cost_entry(compiled, arch, cost, cost_metric),
+        "cost_metric": cost_metric,
+    }
+    if epsilon is not None:
+        manifest["epsilon"] = float(epsilon)
+    manifest.update({
+        "input_shape": list(input_shape),
+        "num_classes": int(compiled.num_classes),
+        "se": se,
+    })
+    if normalize is not None:
+        manifest["normalize"] = {"mean": [float(v) for v in normalize["mean"]],
+                                 "std": [float(v) for v in normalize["std"]]}
+    arch_def = compiled.arch_def(arch, se=se) if compiled.kind == "chain" else None
+    if arch_def is not None:
+        kw = timm_spec(model, arch_def, input_shape)
+        manifest.update({"arch_def": arch_def, "stem_size": kw["stem_size"], "num_features": kw["num_features"],
+                         "timm_kwargs": kw})
+    else:
+        manifest.update({"arch_def": None, "stem_size": getattr(compiled, "stem_size", None),
+                         "num_features": getattr(compiled, "num_features", None)})
     return manifest
 
 
@@ -235,8 +240,6 @@ def load_model(out_dir) -> nn.Module:
     if m.get("arch_def") is not None and m.get("timm_kwargs") is not None:
         model = build_timm_model(m["arch_def"], m["timm_kwargs"])
     else:
-        from automl.compile import load_compiled
-
         candidates = [out_dir / m["space_file"]] if m.get("space_file") else []
         if m.get("space"):
             candidates.append(Path(m["space"]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -22,6 +23,7 @@ import numpy as np
 from automl._io import atomic_path
 from automl.export.manifest import read_manifest, write_manifest
 from automl.errors import UserError
+from automl.profile import machine_info, ort_session, time_session
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency", "measure_export",
            "calibration_batches"]
@@ -69,8 +71,6 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
 
     if not calibration:
         raise ValueError("no calibration data")
-    import tempfile
-
     with tempfile.TemporaryDirectory(prefix="automl-int8-") as work, \
             atomic_path(out_path, suffix=".onnx") as tmp:
         pre = os.path.join(work, "pre.onnx")
@@ -93,8 +93,6 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
 
 def onnx_accuracy(path: str | os.PathLike, batches: Iterable, input_name: str = "input", threads: int = 1) -> float:
     """Top-1 accuracy of an ONNX model over ``(x, y)`` batches, run by onnxruntime."""
-    from automl.profile import ort_session
-
     session = ort_session(str(path), threads)
     correct = seen = 0
     for x, y in batches:
@@ -110,8 +108,6 @@ def onnx_latency(path: str | os.PathLike, input_shape, threads: int = 1, batch: 
                  repeat: int = LATENCY_REPEAT, input_name: str = "input", clock: str = "wall") -> float:
     """Median onnxruntime latency (ms) of an ONNX model on this machine (after warm-up); ``clock`` as in
     :func:`automl.profile.time_session`."""
-    from automl.profile import ort_session, time_session
-
     session = ort_session(str(path), threads)
     x = np.random.default_rng(0).standard_normal((batch, *input_shape)).astype(np.float32)
     return time_session(session, {input_name: x}, repeat, max(3, repeat // 5), clock=clock)
@@ -128,8 +124,6 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     ``calibration``: ``(x, y)`` training batches (needed for ``quantize="int8"``); ``test``: a callable
     returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured).
     """
-    from automl.profile import machine_info
-
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
     out_dir = Path(out_dir)

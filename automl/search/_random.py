@@ -8,7 +8,7 @@ from typing import Any, Sequence
 import torch
 
 from ._base import Searcher
-from ._multi_epsilon import _check_costs, _check_num_choices
+from ._checks import cheapest_cost, check_costs, check_lam, check_num_choices, check_state
 
 __all__ = ["RandomSearch"]
 
@@ -37,13 +37,13 @@ class RandomSearch(Searcher):
     def __init__(self, num_choices: Sequence[int], costs: torch.Tensor | None = None,
                  budget: float | Sequence[float] | None = None, seed: int = 0, lam: int = 1,
                  device: str | torch.device = "cpu", max_tries: int = 100, batch: int = 1024):
-        self.num_choices = _check_num_choices(num_choices)
+        self.num_choices = check_num_choices(num_choices)
         D, Kmax = len(self.num_choices), max(self.num_choices)
         self.device = torch.device(device)
         self._mask = torch.arange(Kmax) < torch.tensor(self.num_choices).unsqueeze(1)
         if budget is not None and costs is None:
             raise ValueError("a budget needs a cost table: pass costs=(D, Kmax) tensor")
-        self.costs = _check_costs(costs, D, Kmax, self._mask)
+        self.costs = check_costs(costs, D, Kmax, self._mask)
         if budget is None:
             self.budgets: list[float | None] = [None]
         else:
@@ -51,13 +51,12 @@ class RandomSearch(Searcher):
             if not raw or any(not isinstance(b, (int, float)) or math.isnan(b) for b in raw):
                 raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}")
             self.budgets = [float(b) for b in raw]
-            cheapest = float(torch.where(self._mask, self.costs, torch.tensor(math.inf)).min(-1).values.sum())
+            cheapest = cheapest_cost(self.costs, self._mask)
             too_small = [b for b in self.budgets if b < cheapest]
             if too_small:
                 raise ValueError(f"budget {too_small} is below the cheapest architecture's cost "
                                  f"{cheapest:.6g}; raise the budget")
-        if isinstance(lam, bool) or not isinstance(lam, int) or lam < 1:
-            raise ValueError(f"lam must be an integer >= 1, got {lam!r}")
+        check_lam(lam, 1)
         if max_tries < 1 or batch < 1:
             raise ValueError("max_tries and batch must be >= 1")
         self.lam, self.max_tries, self.batch = lam, int(max_tries), int(batch)
@@ -137,15 +136,8 @@ class RandomSearch(Searcher):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("kind") != "RandomSearch" or state.get("version") != _STATE_VERSION:
-            raise ValueError(f"not a RandomSearch state: kind={state.get('kind')!r}, "
-                             f"version={state.get('version')!r}")
-        for key in ("num_choices", "budgets", "lam"):
-            if getattr(self, key) != state[key]:
-                raise ValueError(f"state was saved with {key}={state[key]!r} but this searcher has "
-                                 f"{key}={getattr(self, key)!r}")
-        if not torch.equal(state["costs"], self.costs):
-            raise ValueError("state was saved with a different cost table")
+        config = {"num_choices": list(self.num_choices), "budgets": list(self.budgets), "lam": self.lam}
+        check_state(state, "RandomSearch", (_STATE_VERSION,), config, self.costs, "searcher")
         self._generator.set_state(state["generator"])
         self._best_arch = state["best_arch"].clone()
         self._best_loss = state["best_loss"].clone()

@@ -13,10 +13,14 @@ import json
 import os
 from typing import Any
 
+import timm
 import torch
+from timm.models._efficientnet_builder import decode_arch_def
 from torch import nn
 
 from automl.errors import UserError
+from automl.nn.parts import chain_op
+from automl.nn.standalone import build_standalone, timm_network
 
 __all__ = ["encode_timm_model", "timm_model", "arch_def_model", "describe_block"]
 
@@ -63,8 +67,6 @@ def _flat_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[str, str]:
     """``{decision: choice}`` of the architecture of ``cs`` that builds ``model`` (a timm EfficientNet or
     MobileNetV3); :class:`UserError` naming the first layer or part that the space does not contain."""
-    from automl.compile.supernet import chain_op
-
     if cs.kind != "chain":
         raise UserError(f"space {cs.name} is a cell space; only chain spaces hold timm EfficientNet / "
                         f"MobileNetV3 networks")
@@ -115,7 +117,7 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
         name, block = blocks[pos]
         raise UserError(f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "
                         f"(the space ends with layer {plan.layers[-1].name})")
-    ours = cs.build_standalone(cs.encode(names))
+    ours = build_standalone(cs, cs.encode(names))
     if type(ours) is not type(model):
         hint = " (add `family mobilenetv3` to the network)" if type(model).__name__ == "MobileNetV3" else ""
         raise UserError(f"{label} is a timm {type(model).__name__}; space {cs.name} builds a "
@@ -133,8 +135,6 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
 
 def timm_model(name: str, cs) -> nn.Module:
     """``timm.create_model(name)`` (no weights) with the space's input channels and classes."""
-    import timm
-
     if not timm.is_model(name):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
         raise UserError(f"--timm {name}: not a timm model" + (f"; similar: {', '.join(close)}" if close else ""))
@@ -148,8 +148,6 @@ def timm_model(name: str, cs) -> nn.Module:
 def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
     """The timm network of an arch_def file (JSON: a list of stages of block strings, or an object with
     ``"arch_def"`` such as an export's manifest.json) with the space's stem, head and family."""
-    from automl.compile.standalone import timm_network
-
     try:
         obj: Any = json.loads(open(path, encoding="utf-8").read())
     except FileNotFoundError:
@@ -166,12 +164,10 @@ def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
                         f"as [[\"ds_r1_k3_s1_c16\"], [\"ir_r2_k3_s2_e6_c24\"]], or an object with \"arch_def\"")
     if cs.kind != "chain":
         raise UserError(f"space {cs.name} is a cell space; an arch_def describes a chain network")
-    from timm.models._efficientnet_builder import _decode_block_str
-
     for stage in obj:
         for b in stage:
             try:
-                _decode_block_str(b)
+                decode_arch_def([[b]])
             except Exception as e:  # noqa: BLE001 - timm asserts on malformed strings
                 raise UserError(f"--arch-def {path}: {b!r} is not a timm block string "
                                 f"({type(e).__name__}: {e})") from None

@@ -1,4 +1,5 @@
-"""Multiply-accumulate counts (MACs), counted by running modules on PyTorch's meta device.
+"""Costs measured on PyTorch's meta device: parameter counts and multiply-accumulate counts (MACs), per
+module and for every choice of a space's plan (the compiler's ``params`` and ``macs`` metrics).
 
 A MAC is one multiply-add of a convolution or a linear layer, per sample (batch 1): a ``Conv2d``
 producing an ``N x C_out x H x W`` output costs ``C_out * H * W * (C_in / groups) * kH * kW`` MACs and
@@ -14,9 +15,18 @@ from __future__ import annotations
 from typing import Iterable
 
 import torch
+from timm.layers import get_act_layer
 from torch import nn
 
-__all__ = ["count_macs", "MacCounter"]
+from automl.nn import parts
+from automl.nn.registry import create_op
+
+__all__ = ["count_params", "count_macs", "MacCounter", "measure_params", "measure_macs"]
+
+
+def count_params(module: nn.Module) -> int:
+    """Number of weights (parameters) of a module; works on the meta device."""
+    return int(sum(p.numel() for p in module.parameters()))
 
 
 class MacCounter:
@@ -83,11 +93,6 @@ def measure_macs(kind: str, plan, decisions, input_shape) -> tuple[list[list[flo
     cell's output shape, summed over every instance of the template; choosing an input costs nothing;
     fixed = stem, head, and each cell's preprocessing and output convs for every node.
     """
-    from timm.layers import get_act_layer
-
-    from automl.compile import supernet as sn
-    from automl.compile._registry import create_op
-
     cache: dict[tuple, tuple[int, tuple[int, ...]]] = {}
 
     def op_macs(op, cin, cout, stride, shape, act=None) -> tuple[int, tuple[int, ...]]:
@@ -100,13 +105,13 @@ def measure_macs(kind: str, plan, decisions, input_shape) -> tuple[list[list[flo
     def layer_macs(layer, op, shape) -> tuple[int, tuple[int, ...]]:
         key = ("layer", op, layer.in_ch, layer.out_ch, layer.stride, layer.se, layer.act, tuple(shape))
         if key not in cache:
-            cache[key] = count_macs(sn.chain_op(plan, layer, op, device="meta"), shape)
+            cache[key] = count_macs(parts.chain_op(plan, layer, op, device="meta"), shape)
         return cache[key]
 
     costs = [[0.0] * len(d.choices) for d in decisions]
     shape = tuple(int(v) for v in input_shape)
     if kind == "chain":
-        fixed, shape = _run(sn.chain_stem(plan, device="meta"), shape)
+        fixed, shape = _run(parts.chain_stem(plan, device="meta"), shape)
         for layer in plan.layers:
             # with the stage's SE and activation; a layer of an elastic depth keeps its input shape
             per = [layer_macs(layer, op, shape) for op in layer.choices]
@@ -118,18 +123,18 @@ def measure_macs(kind: str, plan, decisions, input_shape) -> tuple[list[list[flo
             else:
                 costs[layer.decision] = [float(m) for m, _ in per]
             shape = per[0][1]  # every choice of a layer has the layer's output shape
-        head, _ = _run(sn.chain_head_sequence(plan, sn._chain_head_in(plan), device="meta"), shape)
+        head, _ = _run(parts.chain_head_sequence(plan, parts.chain_head_in(plan), device="meta"), shape)
         return costs, float(fixed + head)
-    fixed, stem_out = _run([sn.cell_stem(plan, device="meta")], shape)
+    fixed, stem_out = _run([parts.cell_stem(plan, device="meta")], shape)
     prev_prev = prev = stem_out
     for inst in plan.instances:
         if inst.op is not None:  # a fixed reduction block: reads the previous output, feeds both inputs
-            m, out = count_macs(sn.cell_block(inst, device="meta"), prev)
+            m, out = count_macs(parts.cell_block(inst, device="meta"), prev)
             fixed += m
             prev_prev = prev = out
             continue
         t = plan.templates[inst.template]
-        pre0, pre1 = sn.cell_preprocess(inst, device="meta")
+        pre0, pre1 = parts.cell_preprocess(inst, device="meta")
         m0, in_shape = count_macs(pre0, prev_prev)
         m1, in_shape1 = count_macs(pre1, prev)
         if inst.one_input:  # pre0 is unused
@@ -137,12 +142,82 @@ def measure_macs(kind: str, plan, decisions, input_shape) -> tuple[list[list[flo
         out_shape = (inst.channels, *(-(-v // t.stride) for v in in_shape[1:]))  # ceil, as the ops pad
         fixed += m0 + m1
         if t.output == "loose":
-            outc, _ = count_macs(sn._out_conv(inst.channels, device="meta"), out_shape)
+            outc, _ = count_macs(parts.out_conv(inst.channels, device="meta"), out_shape)
             fixed += len(t.nodes) * outc
         for node in t.nodes:
             per = [op_macs(op, inst.channels, inst.channels, 1, out_shape)[0] for op in node.ops]
             for d in node.op_decisions:
                 costs[d] = [a + b for a, b in zip(costs[d], per)]
         prev_prev, prev = prev, (inst.out_channels, *out_shape[1:])
-    head, _ = _run(sn.cell_head(plan, device="meta"), prev)
+    head, _ = _run(parts.cell_head(plan, device="meta"), prev)
     return costs, float(fixed + head)
+
+
+def measure_params(kind: str, plan, decisions) -> tuple[list[list[float]], float]:
+    """Per-choice parameter counts at the real shapes, and the fixed parameter count (the cost table's
+    ``params`` metric)."""
+    cache: dict[tuple, int] = {}
+
+    def params(op: str, cin: int, cout: int, stride: int, act=None, layer=None) -> int:
+        key = (op, cin, cout, stride, act, layer and (layer.se, layer.act))
+        if key not in cache:
+            if layer is not None:
+                cache[key] = count_params(parts.chain_op(plan, layer, op, device="meta"))
+            else:
+                cache[key] = count_params(create_op(op, cin, cout, stride, device="meta"))
+        return cache[key]
+
+    costs = [[0.0] * len(d.choices) for d in decisions]
+    if kind == "chain":
+        fixed = chain_fixed_params(plan)
+        for layer in plan.layers:
+            per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation, layer) for op in layer.choices]
+            if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth:
+                g, on = layer.gate                                   # the depth decision's cost
+                costs[g] = [c + (per[0] if active else 0) for c, active in zip(costs[g], on)]
+            elif layer.decision is None:
+                fixed += per[0]
+            else:
+                costs[layer.decision] = [float(p) for p in per]
+        return costs, float(fixed)
+    fixed = cell_fixed_params(plan)
+    for inst in plan.instances:
+        if inst.op is not None:
+            continue
+        t = plan.templates[inst.template]
+        for node in t.nodes:
+            per = [params(op, inst.channels, inst.channels, 1) for op in node.ops]
+            for d in node.op_decisions:
+                costs[d] = [a + b for a, b in zip(costs[d], per)]
+    return costs, float(fixed)
+
+
+def chain_fixed_params(plan) -> int:
+    """Parameters of the stem and head of a chain network (the fixed layers are counted by the caller)."""
+    mods = [*parts.chain_stem(plan, device="meta"), *parts.chain_head(plan, parts.chain_head_in(plan), device="meta")]
+    return sum(count_params(m) for m in mods)
+
+
+def cell_fixed_params(plan) -> int:
+    """Stem, head, and every cell's preprocessing and output convs (counted for every node: the cost
+    table's approximation, see docs/space-language.md)."""
+    total = count_params(parts.cell_stem(plan, device="meta"))
+    total += sum(count_params(m) for m in parts.cell_head(plan, device="meta"))
+    cache: dict = {}
+    for inst in plan.instances:
+        if inst.op is not None:
+            key = inst
+            if key not in cache:
+                cache[key] = count_params(parts.cell_block(inst, device="meta"))
+            total += cache[key]
+            continue
+        t = plan.templates[inst.template]
+        key = (inst, len(t.nodes), t.output)
+        if key not in cache:
+            pre0, pre1 = parts.cell_preprocess(inst, device="meta")
+            n = count_params(pre0) + count_params(pre1)
+            if t.output == "loose":
+                n += len(t.nodes) * count_params(parts.out_conv(inst.channels, "meta")) + 2 * inst.channels
+            cache[key] = n
+        total += cache[key]
+    return total

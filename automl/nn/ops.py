@@ -1,4 +1,4 @@
-"""The built-in candidate ops, registered by name (see :mod:`automl.compile._registry`).
+"""The built-in candidate ops, registered by name (see :mod:`automl.nn.registry`).
 
 Chain ("block") ops are timm EfficientNet blocks built by timm's own ``EfficientNetBuilder`` from a
 block string, so a supernet layer is exactly the block timm builds for the exported arch_def.
@@ -17,11 +17,13 @@ from timm.models._efficientnet_blocks import InvertedResidual, SqueezeExcite
 from timm.models._efficientnet_builder import EfficientNetBuilder, decode_arch_def, round_channels
 from torch import nn
 
-from automl.compile._registry import OpInfo, register_op, register_resolver
+from automl.nn.registry import OpInfo, register_op, register_resolver
 
-__all__ = ["build_timm_block", "block_string", "FactorizedReduce", "ReLUConvBN", "BLOCK_ACTIVATIONS", "FAMILIES",
-           "family_se_layer", "family_hint"]
+__all__ = ["build_timm_block", "block_string", "FactorizedReduce", "ReLUConvBN", "ACTIVATIONS", "BLOCK_ACTIVATIONS",
+           "FAMILIES", "family_se_layer", "family_hint"]
 
+# a chain network's activation (`activation NAME`), as ``timm.layers.get_act_layer`` names it
+ACTIVATIONS = ("relu", "relu6", "silu", "swish", "hard_swish", "gelu", "mish", "elu", "leaky_relu")
 # a stage's (or an op's) activation as timm block strings write it: ``_nre``, ``_nhs``, ...
 BLOCK_ACTIVATIONS = {"relu": "re", "relu6": "r6", "hard_swish": "hs", "swish": "sw", "silu": "sw", "mish": "mi"}
 _ACT_CODES = {"re", "r6", "hs", "sw", "mi"}

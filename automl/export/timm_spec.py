@@ -25,52 +25,37 @@ from functools import partial
 from typing import Any
 
 import torch
+from timm.layers import get_act_layer
+from timm.models._efficientnet_builder import decode_arch_def
+from timm.models.efficientnet import EfficientNet
+from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
-__all__ = ["count_params", "add_se", "timm_spec", "resolve_timm_kwargs", "build_timm_model", "StandaloneSpecError"]
+from automl.nn.ops import ACTIVATIONS, family_se_layer
+
+__all__ = ["timm_spec", "resolve_timm_kwargs", "build_timm_model", "StandaloneSpecError"]
 
 
 class StandaloneSpecError(RuntimeError):
     """The standalone model cannot be described by timm arguments: a bug in the compiler or here."""
 
 
-def count_params(model: nn.Module) -> int:
-    return int(sum(p.numel() for p in model.parameters()))
-
-
-def add_se(arch_def: list[list[str]], se: float) -> list[list[str]]:
-    """Add ``_se<ratio>`` to every MBConv (``ir``) block string of a timm arch_def that has none."""
-    if not se:
-        return [list(stage) for stage in arch_def]
-    out = []
-    for stage in arch_def:
-        out.append([b if not b.startswith("ir_") or "_se" in b else f"{b}_se{se:g}" for b in stage])
-    return out
-
-
 def _act_name(act: nn.Module | None) -> str:
-    from timm.layers.create_act import _ACT_LAYER_DEFAULT
-
+    """The name ``timm.layers.get_act_layer`` maps to ``act``'s class (a chain's activations)."""
     if act is None:
         return "identity"
-    for name, cls in _ACT_LAYER_DEFAULT.items():
-        if type(act) is cls:
+    for name in ACTIVATIONS:
+        if type(act) is get_act_layer(name):
             return name
     raise StandaloneSpecError(f"activation {type(act).__name__} has no timm name")
 
 
 def resolve_timm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """Turn the manifest's JSON ``timm_kwargs`` into ``EfficientNet`` keyword arguments."""
-    from timm.layers import get_act_layer
-
     kw = dict(kwargs)
     kw.pop("timm_class", None)
     if kw.get("se_layer") == "mobilenetv3":
-        from timm.models._efficientnet_blocks import SqueezeExcite
-        from timm.models._efficientnet_builder import round_channels
-
-        kw["se_layer"] = partial(SqueezeExcite, gate_layer="hard_sigmoid", force_act_layer=nn.ReLU,
-                                 rd_round_fn=round_channels)
+        kw["se_layer"] = family_se_layer("mobilenetv3")[0]
     if "act_layer" in kw:
         kw["act_layer"] = get_act_layer(kw["act_layer"])
     if "norm_kwargs" in kw:
@@ -87,10 +72,6 @@ def _identity(c):
 def build_timm_model(arch_def: list[list[str]], timm_kwargs: dict[str, Any]) -> nn.Module:
     """``EfficientNet(decode_arch_def(arch_def), **timm_kwargs)`` (or ``MobileNetV3`` when ``timm_class``
     says so) with the JSON values resolved."""
-    from timm.models._efficientnet_builder import decode_arch_def
-    from timm.models.efficientnet import EfficientNet
-    from timm.models.mobilenetv3 import MobileNetV3
-
     cls = MobileNetV3 if timm_kwargs.get("timm_class") == "MobileNetV3" else EfficientNet
     return cls(decode_arch_def(copy.deepcopy(arch_def)), **resolve_timm_kwargs(timm_kwargs))
 
@@ -116,9 +97,6 @@ def timm_spec(model: nn.Module, arch_def: list[list[str]], input_shape) -> dict[
 
     Raises :class:`StandaloneSpecError` when no such arguments reproduce the model.
     """
-    from timm.models.efficientnet import EfficientNet
-    from timm.models.mobilenetv3 import MobileNetV3
-
     if not isinstance(model, (EfficientNet, MobileNetV3)):
         raise StandaloneSpecError(f"chain standalone model is a {type(model).__name__}, not a timm EfficientNet "
                                   f"or MobileNetV3")

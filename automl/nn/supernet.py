@@ -35,140 +35,15 @@ cell spaces (:class:`CellSupernet`)::
 from __future__ import annotations
 
 import torch
-from timm.layers import BatchNormAct2d, SelectAdaptivePool2d, create_classifier, create_conv2d, get_act_layer
 from timm.models._efficientnet_builder import efficientnet_init_weights
 from torch import nn
 
-from automl.compile._ops import FactorizedReduce, ReLUConvBN
-from automl.compile._registry import create_op, get_op
-from automl.compile.costs import count_params
+from automl.nn.parts import (FixedBlock, cell_head, cell_output, cell_preprocess, cell_stem, chain_head,
+                             chain_head_in, chain_op, chain_stem, out_conv)
+from automl.nn.registry import create_op
+from automl.plan import SpacePlan
 
-__all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet", "chain_fixed_params",
-           "cell_fixed_params", "chain_stem", "chain_head", "chain_head_sequence", "chain_op", "cell_preprocess", "cell_stem", "cell_head"]
-
-
-# ---- parts shared with the standalone models and the cost table ---------------------------------
-
-def chain_stem(plan, device=None) -> tuple[nn.Module, nn.Module]:
-    """(conv_stem, bn1) exactly as timm's EfficientNet builds them."""
-    act = get_act_layer(plan.activation)
-    conv = create_conv2d(plan.in_chans, plan.stem_size, plan.stem_kernel, stride=2, padding="", device=device)
-    bn = BatchNormAct2d(plan.stem_size, act_layer=act, inplace=True, device=device)
-    return conv, bn
-
-
-def chain_op(plan, layer, op: str, device=None) -> nn.Module:
-    """Choice ``op`` of chain layer ``layer``, with the stage's SE ratio and activation and the family's
-    SE style: the block the standalone timm network has for it."""
-    kw = {}
-    if get_op(op).kind == "block":
-        kw = {"se": layer.se, "block_act": layer.act, "family": plan.family}
-    return create_op(op, layer.in_ch, layer.out_ch, layer.stride, act_layer=get_act_layer(plan.activation),
-                     device=device, **kw)
-
-
-def chain_head(plan, head_in: int, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-    """(conv_head, bn2, global_pool, classifier) exactly as timm's EfficientNet builds them.
-
-    For ``family mobilenetv3`` as timm's MobileNetV3: ``bn2`` is the head's activation and the head runs
-    after pooling (``global_pool`` does not flatten; the classifier flattens first)."""
-    act = get_act_layer(plan.activation)
-    if getattr(plan, "family", "efficientnet") == "mobilenetv3":
-        pool = SelectAdaptivePool2d(pool_type="avg")
-        conv = create_conv2d(head_in, plan.num_features, 1, padding="", bias=True, device=device)
-        classifier = nn.Sequential(nn.Flatten(1), nn.Linear(plan.num_features, plan.num_classes, device=device))
-        return conv, act(inplace=True), pool, classifier
-    if plan.num_features > 0:
-        conv = create_conv2d(head_in, plan.num_features, 1, padding="", device=device)
-        bn = BatchNormAct2d(plan.num_features, act_layer=act, inplace=True, device=device)
-        feats = plan.num_features
-    else:
-        conv, bn, feats = nn.Identity(), nn.Identity(), head_in
-    pool, classifier = create_classifier(feats, plan.num_classes, pool_type="avg", device=device)
-    return conv, bn, pool, classifier
-
-
-def chain_head_sequence(plan, head_in: int, device=None) -> list[nn.Module]:
-    """The head's modules in the order the network runs them (MobileNetV3 pools first)."""
-    conv, bn, pool, classifier = chain_head(plan, head_in, device)
-    if getattr(plan, "family", "efficientnet") == "mobilenetv3":
-        return [pool, conv, bn, classifier]
-    return [conv, bn, pool, classifier]
-
-
-def _chain_head_in(plan) -> int:
-    return plan.layers[-1].out_ch if plan.layers else plan.stem_size
-
-
-def chain_fixed_params(plan) -> int:
-    """Parameters of the stem and head of a chain network (the fixed layers are counted by the caller)."""
-    mods = list(chain_stem(plan, device="meta")) + list(chain_head(plan, _chain_head_in(plan), device="meta"))
-    return sum(count_params(m) for m in mods)
-
-
-def cell_stem(plan, device=None) -> nn.Sequential:
-    return nn.Sequential(
-        create_conv2d(plan.in_chans, plan.stem_width, plan.stem_kernel, stride=plan.stem_stride, device=device),
-        nn.BatchNorm2d(plan.stem_width, device=device))
-
-
-def cell_head(plan, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Module]:
-    head_in = plan.instances[-1].out_channels
-    if plan.num_features > 0:
-        conv = create_conv2d(head_in, plan.num_features, 1, device=device)
-        bn = BatchNormAct2d(plan.num_features, act_layer=nn.ReLU, device=device)
-        feats = plan.num_features
-    else:
-        conv, bn, feats = nn.Identity(), nn.Identity(), head_in
-    pool, classifier = create_classifier(feats, plan.num_classes, pool_type="avg", device=device)
-    return conv, bn, pool, classifier
-
-
-def cell_preprocess(inst, device=None) -> tuple[nn.Module, nn.Module]:
-    """(pre0, pre1): map the two cell inputs to the cell's width (and resolution). A one-input cell reads
-    only the previous cell: pre0 is unused (Identity), pre1 an Identity when the widths agree."""
-    if inst.one_input:
-        same = inst.c_prev == inst.channels
-        return nn.Identity(), (nn.Identity() if same else ReLUConvBN(inst.c_prev, inst.channels, 1, 1, device=device))
-    if inst.reduce_prev:
-        pre0 = FactorizedReduce(inst.c_prev_prev, inst.channels, device=device)
-    else:
-        pre0 = ReLUConvBN(inst.c_prev_prev, inst.channels, 1, 1, device=device)
-    return pre0, ReLUConvBN(inst.c_prev, inst.channels, 1, 1, device=device)
-
-
-def _out_conv(c: int, device=None) -> nn.Module:
-    return nn.Conv2d(c, c, 1, bias=False, device=device)
-
-
-def cell_fixed_params(plan) -> int:
-    """Stem, head, and every cell's preprocessing and output convs (counted for every node: the cost
-    table's approximation, see docs/space-language.md)."""
-    total = count_params(cell_stem(plan, device="meta"))
-    total += sum(count_params(m) for m in cell_head(plan, device="meta"))
-    cache: dict = {}
-    for inst in plan.instances:
-        if inst.op is not None:
-            key = inst
-            if key not in cache:
-                cache[key] = count_params(cell_block(inst, device="meta"))
-            total += cache[key]
-            continue
-        t = plan.templates[inst.template]
-        key = (inst, len(t.nodes), t.output)
-        if key not in cache:
-            pre0, pre1 = cell_preprocess(inst, device="meta")
-            n = count_params(pre0) + count_params(pre1)
-            if t.output == "loose":
-                n += len(t.nodes) * count_params(_out_conv(inst.channels, "meta")) + 2 * inst.channels
-            cache[key] = n
-        total += cache[key]
-    return total
-
-
-def cell_block(inst, device=None) -> nn.Module:
-    """The fixed reduction block of a layout item (``inst.op``): stride 2, ``c_prev`` to ``channels``."""
-    return create_op(inst.op, inst.c_prev, inst.channels, 2, device=device)
+__all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet"]
 
 
 # ---- supernets ----------------------------------------------------------------------------------
@@ -211,13 +86,13 @@ class ChainLayerOps(nn.Module):
 
 
 class ChainSupernet(Supernet):
-    def __init__(self, cs, device=None):
+    def __init__(self, cs: SpacePlan, device=None):
         super().__init__()
         plan = cs.plan
         self.num_decisions = cs.num_decisions
         self.conv_stem, self.bn1 = chain_stem(plan, device)
         self.layers = nn.ModuleList(ChainLayerOps(plan, layer, device) for layer in plan.layers)
-        self.conv_head, self.bn2, self.global_pool, self.classifier = chain_head(plan, _chain_head_in(plan), device)
+        self.conv_head, self.bn2, self.global_pool, self.classifier = chain_head(plan, chain_head_in(plan), device)
         self._pool_first = plan.family == "mobilenetv3"
         efficientnet_init_weights(self)
         # (ops, index into arch or -1): the forward loop does nothing but index; layers of an elastic
@@ -264,7 +139,7 @@ class SuperCell(nn.Module):
             for node in template.nodes)
         self.output, self.output_nodes = template.output, template.output_nodes
         if self.output == "loose":
-            self.out_convs = nn.ModuleList(_out_conv(c, device) for _ in template.nodes)
+            self.out_convs = nn.ModuleList(out_conv(c, device) for _ in template.nodes)
             self.out_bn = nn.BatchNorm2d(c, device=device)
         self.relu = nn.ReLU(inplace=False)
         self._nodes = [(j, node, node.op_decisions) for j, node in enumerate(template.nodes)]
@@ -296,40 +171,8 @@ class SuperCell(nn.Module):
         return mods
 
 
-def cell_output(cell, states, used) -> torch.Tensor:
-    """A cell's output from its states (``used[i]``: some node read state i): see CellTemplatePlan.output."""
-    if cell.output == "node":
-        return states[cell.output_nodes[0]]
-    if cell.output == "concat":
-        return torch.cat([states[i] for i in cell.output_nodes], dim=1)
-    out = None
-    for j in range(len(states) - 2):
-        if not used[2 + j]:
-            y = cell.out_convs[_key(cell, j)](cell.relu(states[2 + j]))
-            out = y if out is None else out + y
-    return cell.out_bn(out)
-
-
-def _key(cell, j: int):
-    return str(j) if isinstance(cell.out_convs, nn.ModuleDict) else j
-
-
-class FixedBlock(nn.Module):
-    """A fixed reduction block between cells (the layout's ``resnet_block``): no decision."""
-
-    def __init__(self, inst, device=None):
-        super().__init__()
-        self.block = cell_block(inst, device)
-
-    def forward(self, s0, s1, a=None):
-        return self.block(s1)
-
-    def path_modules(self, a) -> list[nn.Module]:
-        return [self.block]
-
-
 class CellSupernet(Supernet):
-    def __init__(self, cs, device=None):
+    def __init__(self, cs: SpacePlan, device=None):
         super().__init__()
         plan = cs.plan
         self.num_decisions = cs.num_decisions
@@ -356,6 +199,6 @@ class CellSupernet(Supernet):
         return mods
 
 
-def build_supernet(cs, device=None) -> Supernet:
-    """The supernet of a compiled space (chain or cell)."""
+def build_supernet(cs: SpacePlan, device=None) -> Supernet:
+    """The supernet of a space's plan (chain or cell)."""
     return ChainSupernet(cs, device) if cs.kind == "chain" else CellSupernet(cs, device)

@@ -2,12 +2,14 @@
 
 Every constructor has the signature ``fn(in_ch, out_ch, stride, **kw) -> nn.Module``; keyword
 arguments a constructor does not use are ignored (``act_layer``, ``se``, ``device``).
+The built-in ops (:mod:`automl.nn.ops`) are registered when :mod:`automl.nn` is imported.
 Op names follow timm's block-string style: ``ir_k3_e6`` is an InvertedResidual (MBConv) with a 3x3
 depthwise conv and expansion 6, ``ds_k3`` a DepthwiseSeparableConv, ``sep_k5`` a separable conv.
 """
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass
 from typing import Callable
@@ -61,7 +63,6 @@ def register_resolver(fn: Callable[[str], "OpInfo | None"]) -> Callable[[str], "
 
 def _resolve(name: str) -> OpInfo | None:
     """A registered op or one a resolver builds from its name; ValueError for a malformed family name."""
-    _ensure_loaded()
     if name in _OPS:
         return _OPS[name]
     if name not in _RESOLVED:
@@ -90,13 +91,8 @@ def register_op(name: str, kind: str, *, same_channels: bool = False, stride1_on
     return deco
 
 
-def _ensure_loaded() -> None:
-    from automl.compile import _ops  # noqa: F401 - registers the built-in ops on import
-
-
 def list_ops(pattern: str = "*", kind: str | None = None) -> list[str]:
     """Registered op names matching a wildcard ``pattern`` (e.g. ``"ir_k5_*"``), sorted."""
-    _ensure_loaded()
     return sorted(n for n, info in _OPS.items()
                   if fnmatch.fnmatchcase(n, pattern) and (kind is None or info.kind == kind))
 
@@ -116,7 +112,6 @@ def get_op(name: str) -> OpInfo:
         raise KeyError(f"unknown op {name!r}: {e}") from None
     if info is not None:
         return info
-    import difflib
     close = difflib.get_close_matches(name, _OPS, n=3)
     raise KeyError(f"unknown op {name!r}" + (f"; did you mean {', '.join(close)}?" if close else ""))
 

@@ -10,32 +10,26 @@ from __future__ import annotations
 
 import torch
 from timm.layers import get_act_layer
-from timm.models._efficientnet_builder import decode_arch_def
+from timm.models._efficientnet_builder import decode_arch_def, efficientnet_init_weights
 from timm.models.efficientnet import EfficientNet
+from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
-from automl.compile._ops import block_string, family_se_layer
-from automl.compile._registry import create_op, get_op
-from automl.compile.supernet import FixedBlock, _out_conv, cell_head, cell_output, cell_preprocess, cell_stem
+from automl.nn.ops import block_string, family_se_layer
+from automl.nn.parts import FixedBlock, cell_head, cell_output, cell_preprocess, cell_stem, chain_op, out_conv
+from automl.nn.registry import create_op, get_op
+from automl.plan import SpacePlan
 
 __all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "CellNet", "StandaloneCell"]
 
 
-def _chosen_layers(cs, arch):
-    a = cs.check_arch(arch)
-    for i, layer in enumerate(cs.plan.layers):
-        k = 0 if layer.decision is None else a[layer.decision]
-        # a layer beyond the chosen depth is left out, as a skip
-        yield i, k, layer, layer.choices[k] if layer.active(a) else "skip"
-
-
-def block_map(cs, arch) -> list[tuple[int, int, int, int]]:
+def block_map(cs: SpacePlan, arch) -> list[tuple[int, int, int, int]]:
     """``(layer, choice, stage, block)``: supernet ``layers[layer].ops[choice]`` is the standalone
     EfficientNet's ``blocks[stage][block]`` (skip layers and empty stages left out)."""
     if cs.kind != "chain":
         raise ValueError("block_map applies to chain spaces")
     out, stage_of, counts = [], {}, {}
-    for i, k, layer, op in _chosen_layers(cs, arch):
+    for i, k, layer, op in cs.chosen_layers(arch):
         if op == "skip":
             continue
         if layer.stage not in stage_of:
@@ -46,7 +40,7 @@ def block_map(cs, arch) -> list[tuple[int, int, int, int]]:
     return out
 
 
-def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
+def arch_def(cs: SpacePlan, arch, se: float = 0.0) -> list[list[str]] | None:
     """The timm arch_def of ``arch`` for a chain space (None for a cell space, or when ``arch`` chooses a
     block timm cannot build: FBNet's group-conv MBConv, ``ir_k3_e1_g2``).
 
@@ -61,12 +55,12 @@ def arch_def(cs, arch, se: float = 0.0) -> list[list[str]] | None:
     return None if custom else blocks
 
 
-def _block_strings(cs, arch, se: float = 0.0):
+def _block_strings(cs: SpacePlan, arch, se: float = 0.0):
     """(arch_def, custom): the arch_def with, for a non-timm block, the timm block of the same shape, and
     ``custom`` the ``(stage, block, layer, op)`` of those blocks."""
     stages: dict[int, list[str]] = {}
     custom = []
-    for _, _, layer, op in _chosen_layers(cs, arch):
+    for _, _, layer, op in cs.chosen_layers(arch):
         if op == "skip":
             continue
         info = get_op(op)
@@ -83,8 +77,6 @@ def timm_network(plan, blocks: list[list[str]]) -> nn.Module:
     for ``family mobilenetv3`` (its SE style, head conv after pooling with a bias)."""
     act = get_act_layer(plan.activation)
     if plan.family == "mobilenetv3":
-        from timm.models.mobilenetv3 import MobileNetV3
-
         se_layer, _ = family_se_layer("mobilenetv3")
         return MobileNetV3(block_args=decode_arch_def(blocks), num_classes=plan.num_classes, in_chans=plan.in_chans,
                            stem_size=plan.stem_size, fix_stem=True, num_features=plan.num_features,
@@ -94,15 +86,12 @@ def timm_network(plan, blocks: list[list[str]]) -> nn.Module:
                         stem_kernel_size=plan.stem_kernel, act_layer=act)
 
 
-def build_standalone(cs, arch, se: float = 0.0) -> nn.Module:
+def build_standalone(cs: SpacePlan, arch, se: float = 0.0) -> nn.Module:
     """Only the chosen ops of ``arch``: a timm EfficientNet (chain) or a :class:`CellNet` (cell)."""
     if cs.kind == "chain":
         blocks, custom = _block_strings(cs, arch, se)
         model = timm_network(cs.plan, blocks)
         for s, b, layer, op in custom:  # FBNet's group-conv MBConv in place of the timm block
-            from timm.models._efficientnet_builder import efficientnet_init_weights
-
-            from automl.compile.supernet import chain_op
             block = chain_op(cs.plan, layer, op)
             efficientnet_init_weights(block)
             model.blocks[s][b] = block
@@ -136,7 +125,7 @@ class StandaloneCell(nn.Module):
         self._used = [i in used for i in range(2 + len(template.nodes))]
         if self.output == "loose":
             loose = [j for j in range(len(template.nodes)) if 2 + j not in used]
-            self.out_convs = nn.ModuleDict({str(j): _out_conv(c) for j in loose})
+            self.out_convs = nn.ModuleDict({str(j): out_conv(c) for j in loose})
             self.out_bn = nn.BatchNorm2d(c)
         self.relu = nn.ReLU(inplace=False)
 
@@ -154,7 +143,7 @@ class StandaloneCell(nn.Module):
 class CellNet(nn.Module):
     """The standalone network of a cell space for one architecture (same module names as the supernet)."""
 
-    def __init__(self, cs, arch):
+    def __init__(self, cs: SpacePlan, arch):
         super().__init__()
         a = cs.check_arch(arch)
         plan = cs.plan

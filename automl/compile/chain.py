@@ -1,0 +1,204 @@
+"""Compile a chain network (``stem``, ``stage``/``layer`` lines, ``head``) into a :class:`ChainPlan` and its
+decisions. Every mistake is a :class:`SpaceError` at the construct that caused it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from automl.compile.resolve import MAX_CH, Resolver, fmt_number
+from automl.dsl import ir
+from automl.nn.ops import ACTIVATIONS, BLOCK_ACTIVATIONS, FAMILIES
+from automl.nn.registry import get_op
+from automl.plan import ChainLayer, ChainPlan, Decision
+
+__all__ = ["compile_chain", "head_features"]
+
+MAX_REPEAT = 256
+CHAIN_MAX_STRIDE = 32  # timm EfficientNet's output_stride: beyond it timm dilates instead of striding
+
+
+def head_features(r: Resolver, net: ir.Network) -> int:
+    """Width of the 1x1 head conv (timm's ``num_features``), 0 when the network has no head."""
+    if net.head is None:
+        return 0
+    head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "",
+                                "kernel": "the head conv is 1x1"}, "head")
+    return r.whole(head["width"].value, "head width", 0, MAX_CH) if "width" in head else 0
+
+
+def compile_chain(r: Resolver, net: ir.Network, in_chans: int, num_classes: int):
+    """``(ChainPlan, decisions)`` of a chain network."""
+    stem_size, stem_kernel, stem = _stem(r, net)
+    act, family = _style(r, net, stem, stem_kernel)
+    state = _ChainState(cur=stem_size)
+    for si, st in enumerate(net.stages):
+        _compile_stage(r, state, si, st)
+    num_features = head_features(r, net)
+    if family == "mobilenetv3" and num_features == 0:
+        raise r.err("timm's MobileNetV3 has a head conv after pooling; add e.g. `head width 1280`",
+                    net.head_pos or net.pos)
+    plan = ChainPlan(in_chans, stem_size, stem_kernel, act, tuple(state.layers), num_features, num_classes,
+                     len(net.stages), family)
+    return plan, state.decisions
+
+
+@dataclass
+class _ChainState:
+    """What the stages compiled so far have made: decisions, layers, names, width and total stride."""
+
+    cur: int
+    total_stride: int = 2
+    decisions: list[Decision] = field(default_factory=list)
+    layers: list[ChainLayer] = field(default_factory=list)
+    names: dict[str, ir.Pos] = field(default_factory=dict)  # decision name -> where it was made
+    stage_names: dict[str, ir.Pos] = field(default_factory=dict)
+
+
+def _stem(r: Resolver, net: ir.Network):
+    stem, stem_size, stem_kernel = r.stem(net, 32, chain=True)
+    if "stride" in stem and r.whole(stem["stride"].value, "stem stride", 1, 2) != 2:
+        raise r.err("a chain's stem has stride 2 (as timm's EfficientNet); remove `stride`",
+                    stem["stride"].value.pos)
+    return stem_size, stem_kernel, stem
+
+
+def _style(r: Resolver, net: ir.Network, stem: dict, stem_kernel: int) -> tuple[str, str]:
+    """The network's activation and timm family."""
+    act = "relu"
+    if net.late_activation is not None:
+        raise r.err("a network-wide `activation` comes before the stem and stages (it applies to the whole "
+                    "network); for one stage write it before `choose`: `stage NAME width W activation "
+                    f"{net.activation.name} choose ...`", net.late_activation)
+    if net.activation is not None:
+        act = net.activation.name
+        if act not in ACTIVATIONS:
+            raise r.err(f"unknown activation {act!r}; use one of {', '.join(ACTIVATIONS)}", net.activation.pos)
+    family = "efficientnet"
+    if net.family is not None:
+        family = net.family.name
+        if family not in FAMILIES:
+            raise r.err(f"unknown family {family!r}; a chain exports as timm's {' or '.join(FAMILIES)}",
+                        net.family.pos)
+        if family == "mobilenetv3" and stem_kernel != 3:
+            raise r.err("timm's MobileNetV3 has a 3x3 stem; remove `kernel`", stem["kernel"].value.pos)
+    return act, family
+
+
+def _stage_style(r: Resolver, opts: dict) -> tuple[float, str | None]:
+    """A stage's squeeze-excitation ratio (0: none) and activation (None: the network's)."""
+    se = 0.0
+    if "se" in opts:
+        se = r.eval(opts["se"].value)
+        if not 0 < se < 1:
+            raise r.err(f"the squeeze-excitation ratio must be between 0 and 1 (exclusive), e.g. `se 0.25`; "
+                        f"got {fmt_number(se)}", opts["se"].value.pos)
+        se = float(se)
+    stage_act = None
+    if "activation" in opts:
+        stage_act = opts["activation"].value.name
+        if stage_act not in BLOCK_ACTIVATIONS:
+            raise r.err(f"a stage's activation is one of {', '.join(BLOCK_ACTIVATIONS)} (timm block strings "
+                        f"write them _nre, _nr6, _nhs, _nsw, _nmi); got {stage_act!r}",
+                        opts["activation"].value.pos)
+    return se, stage_act
+
+
+def _elastic_depth(r: Resolver, state: _ChainState, st, kw: str, opts: dict, repeat: int):
+    """``(repeat, depths, depth decision)``: with ``depth D1, D2, ...`` the stage has max(D) layers and a
+    decision of its depth; without, ``(repeat, None, None)``."""
+    if "depth" not in opts:
+        return repeat, None, None
+    if "repeat" in opts:
+        raise r.err(f"`depth` sets the number of layers of {kw} {st.name} (the largest depth); "
+                    f"remove `repeat`", opts["repeat"].pos)
+    depths = []
+    for e in opts["depth"].value:
+        v = r.whole(e, "a stage's depth", 1, MAX_REPEAT)
+        if v in depths:
+            raise r.err(f"depth {v} is listed twice", e.pos)
+        depths.append(v)
+    if len(depths) < 2:
+        raise r.err("elastic depth needs at least two depths, e.g. `depth 2, 3, 4`; for one depth "
+                    "write `repeat N`", opts["depth"].pos)
+    dname = f"{st.name}_depth"
+    if dname in state.names:
+        raise r.err(f"duplicate decision name {dname!r} (first at line {state.names[dname].line})", st.pos)
+    state.names[dname] = st.pos
+    state.decisions.append(Decision(dname, tuple(f"d{v}" for v in depths)))
+    return max(depths), depths, len(state.decisions) - 1
+
+
+def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
+    kw = "layer" if st.single else "stage"
+    if st.name in state.stage_names:
+        raise r.err(f"duplicate {kw} name {st.name!r} (first at line {state.stage_names[st.name].line})", st.pos)
+    state.stage_names[st.name] = st.pos
+    opts = r.options(st.options, {"width": "", "stride": "",
+                                  "repeat": "a layer is one layer; use `stage` to repeat" if st.single else "",
+                                  "kernel": "the kernel is part of the op name, e.g. ir_k5_e6",
+                                  "se": "", "activation": "",
+                                  "depth": "a layer is one layer; use `stage` for elastic depth" if st.single
+                                  else ""}, f"{kw} {st.name}")
+    se, stage_act = _stage_style(r, opts)
+    if "width" not in opts:
+        raise r.err(f"{kw} {st.name} needs a width, e.g. `width 24`", st.pos)
+    width = r.chain_width(opts["width"].value, f"{kw} width")
+    stride = r.whole(opts["stride"].value, "stride", 1, 2) if "stride" in opts else 1
+    repeat = r.whole(opts["repeat"].value, "repeat", 1, MAX_REPEAT) if "repeat" in opts else 1
+    repeat, depths, gate_of = _elastic_depth(r, state, st, kw, opts, repeat)
+    if stride == 2:
+        state.total_stride *= 2
+        if state.total_stride > CHAIN_MAX_STRIDE:
+            raise r.err(f"this stride brings the total stride to {state.total_stride}; a chain network "
+                        f"downsamples at most {CHAIN_MAX_STRIDE}x (timm's EfficientNet output stride)",
+                        opts["stride"].pos)
+    for i in range(repeat):
+        in_ch, s = (state.cur, stride) if i == 0 else (width, 1)
+        lname = st.name if st.single else f"{st.name}_{i + 1}"
+        choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se)
+        dec = None
+        if not isinstance(st.body, ir.FixedBody):
+            if lname in state.names:
+                raise r.err(f"duplicate decision name {lname!r} (first at line {state.names[lname].line})", st.pos)
+            state.names[lname] = st.pos
+            dec = len(state.decisions)
+            state.decisions.append(Decision(lname, tuple(c[0] for c in choices)))
+        gate = None
+        if gate_of is not None and i + 1 > min(depths):
+            gate = (gate_of, tuple(i + 1 <= v for v in depths))
+        state.layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec, se,
+                                       stage_act, gate))
+    state.cur = width
+
+
+def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in_ch: int, width: int, s: int,
+                   se: float):
+    """The ops layer ``i`` of a stage offers, each checked against the layer's shape and the stage's SE."""
+    body = st.body
+    if isinstance(body, ir.FixedBody):
+        choices = r.expand(ir.ChoiceRef(body.op.name, body.op.pos), "block", f"{kw} {st.name}")
+        if choices[0][0] == "skip":
+            raise r.err("a fixed layer cannot be 'skip'; leave the layer out", body.op.pos)
+        src = ir.ChoiceRef(body.op.name, body.op.pos)
+    else:
+        if body.rest is not None and repeat == 1:
+            raise r.err(f"`then` gives the choices of layers 2 and on, but {kw} {st.name} has one "
+                        f"layer; add `repeat N` or remove `then ...`", body.rest.pos)
+        src = body.first if i == 0 or body.rest is None else body.rest
+        choices = r.expand(src, "block", f"{kw} {st.name}")
+    for op, pos, via in choices:
+        info = get_op(op)
+        if se and op != "skip" and not info.se:
+            raise r.err(f"{kw} {st.name} has `se {se:g}` but {op!r} takes no squeeze-excitation; "
+                        f"give it its own stage", pos if via is None else src.pos)
+        if (info.same_channels and in_ch != width) or (info.stride1_only and s != 1):
+            where = pos if via is None else src.pos
+            change = (f"{in_ch} -> {width} channels" if in_ch != width else "") + \
+                     (", " if in_ch != width and s != 1 else "") + (f"stride {s}" if s != 1 else "")
+            msg = f"layer {lname} changes shape ({change}), so it cannot be {op!r}"
+            if via is not None:
+                msg += f" (choice set {via!r} offers it)"
+            if not st.single and i == 0 and repeat > 1:
+                msg += f"; give the first layer its own choices: `choose SET then {via or 'SET'}`"
+            raise r.err(msg, where)
+    return choices

@@ -1,0 +1,190 @@
+"""Name resolution and expression evaluation for the compiler: parameters, choice sets, options and op
+names of a parsed space, each mistake a :class:`SpaceError` at its position."""
+
+from __future__ import annotations
+
+import difflib
+import math
+
+from timm.models._efficientnet_builder import round_channels
+
+from automl.dsl import ir
+from automl.errors import SpaceError
+from automl.nn.ops import family_hint
+from automl.nn.registry import OpInfo, get_op, is_op, list_ops
+
+__all__ = ["Resolver", "fmt_number", "is_op_name", "MAX_CH"]
+
+MAX_CH = 1 << 16  # channels, widths
+
+
+def fmt_number(v) -> str:
+    """A number for an error message (huge ints do not fit a float format)."""
+    if isinstance(v, int):
+        text = str(v)
+        return text if len(text) <= 20 else text[:8] + "...(" + str(len(text)) + " digits)"
+    return f"{v:g}"
+
+
+class Resolver:
+    """Names and expressions of a parsed space: parameters, choice sets, options, op names."""
+
+    def __init__(self, space: ir.Space):
+        self.space = space
+        self.values = space.param_values
+        self.sets = {}
+        for s in space.choice_sets:
+            if s.name in self.sets:
+                raise self.err(f"duplicate choice set {s.name!r} (first declared at line "
+                               f"{self.sets[s.name].pos.line})", s.pos)
+            if "." in s.name:
+                raise self.err(f"choice set {s.name!r}: a name with '.' is an op name; pick another name", s.pos)
+            if is_op_name(s.name):
+                raise self.err(f"choice set {s.name!r} has the name of an op; pick another name", s.pos)
+            self.sets[s.name] = s
+        for s in space.choice_sets:  # every set must make sense even if unused
+            self.expand(ir.ChoiceRef(s.name, s.pos), None, f"choice set {s.name}")
+
+    def err(self, message: str, pos: ir.Pos | None) -> SpaceError:
+        return self.space.error(message, pos)
+
+    # expressions
+    def eval(self, e: ir.Expr) -> int | float:
+        if isinstance(e, ir.Num):
+            return e.value
+        if isinstance(e, ir.Ref):
+            if e.name not in self.values:
+                close = difflib.get_close_matches(e.name, self.values, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else (
+                    f"; the parameters are: {', '.join(self.values)}" if self.values else
+                    f"; declare it with `param {e.name} = VALUE`")
+                raise self.err(f"unknown parameter {e.name!r}{hint}", e.pos)
+            return self.values[e.name]
+        if isinstance(e, ir.Neg):
+            return -self.eval(e.operand)
+        a, b = self.eval(e.left), self.eval(e.right)
+        if e.op in ("/", "//") and b == 0:
+            raise self.err("division by zero", e.right.pos)
+        try:
+            v = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+                 "//": lambda: a // b}[e.op]()
+        except (OverflowError, ZeroDivisionError):
+            raise self.err("number too large", e.pos) from None
+        if isinstance(v, float) and not math.isfinite(v):
+            raise self.err("number too large", e.pos)
+        if isinstance(v, int) and abs(v) > 1 << 62:
+            raise self.err("number too large", e.pos)
+        return v
+
+    def whole(self, e: ir.Expr, what: str, lo: int, hi: int) -> int:
+        v = self.eval(e)
+        if isinstance(v, float):
+            if not math.isfinite(v) or not v.is_integer():
+                raise self.err(f"{what} must be a whole number, got {fmt_number(v)}", e.pos)
+            v = int(v)
+        if not lo <= v <= hi:
+            raise self.err(f"{what} must be between {lo} and {hi}, got {v}", e.pos)
+        return v
+
+    def chain_width(self, e: ir.Expr, what: str) -> int:
+        """A chain width: any positive number, rounded as timm rounds channels (multiples of 8)."""
+        v = self.eval(e)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= MAX_CH):
+            raise self.err(f"{what} must be a number between 1 and {MAX_CH}, got {fmt_number(v)}", e.pos)
+        return int(round_channels(v))
+
+    def stem(self, net: ir.Network, example: int, chain: bool) -> tuple[dict[str, ir.Option], int, int]:
+        """The stem's options, width and kernel (odd, default 3); a chain's width is rounded as timm rounds."""
+        if net.stem is None:
+            raise self.err(f"the network has no stem; add e.g. `stem width {example}`", net.pos)
+        stem = self.options(net.stem, {"width": "", "kernel": "", "stride": "", "repeat": "a stem is one conv"},
+                            "stem")
+        if "width" not in stem:
+            raise self.err(f"the stem needs a width, e.g. `stem width {example}`", net.stem_pos)
+        width = (self.chain_width(stem["width"].value, "stem width") if chain else
+                 self.whole(stem["width"].value, "stem width", 1, MAX_CH))
+        kernel = self.whole(stem["kernel"].value, "stem kernel", 1, 15) if "kernel" in stem else 3
+        if kernel % 2 == 0:
+            raise self.err(f"stem kernel must be odd, got {kernel}", stem["kernel"].value.pos)
+        return stem, width, kernel
+
+    def options(self, opts: tuple[ir.Option, ...], allowed: dict[str, str], where: str) -> dict[str, ir.Option]:
+        """Options by key; an option not in ``allowed`` (key -> why not) or given twice is an error."""
+        out: dict[str, ir.Option] = {}
+        for o in opts:
+            if o.key not in allowed or allowed[o.key]:
+                why = allowed.get(o.key) or f"{where} takes {', '.join(k for k, v in allowed.items() if not v)}"
+                raise self.err(f"{o.key!r} is not an option here: {why}", o.pos)
+            if o.key in out:
+                raise self.err(f"duplicate option {o.key!r} in {where}", o.pos)
+            out[o.key] = o
+        return out
+
+    # choices
+    def expand(self, src, kind: str | None, where: str, _stack=()) -> list[tuple[str, ir.Pos, str | None]]:
+        """The ops a choice source offers, as (op, position, set it came through or None), in order.
+
+        ``kind``: "block" (chain layers) or "cell" (cell nodes) restricts the ops; None checks names only.
+        """
+        if isinstance(src, ir.ChoiceInline):
+            items = [ir.ChoiceRef(n.name, n.pos) for n in src.items]
+        else:
+            items = [src]
+        out: list[tuple[str, ir.Pos, str | None]] = []
+        for ref in items:
+            if ref.name in self.sets:
+                if ref.name in _stack:
+                    raise self.err(f"choice set {ref.name!r} includes itself", ref.pos)
+                s = self.sets[ref.name]
+                for name in s.items:
+                    for op, pos, via in self.expand(ir.ChoiceRef(name.name, name.pos), kind, where,
+                                                    _stack + (ref.name,)):
+                        out.append((op, pos, via or ref.name))
+            elif self._known_op(ref):
+                self._check_kind(get_op(ref.name), kind, ref.pos)
+                out.append((ref.name, ref.pos, None))
+            else:
+                hint = family_hint(ref.name)
+                if hint:
+                    raise self.err(f"unknown op {ref.name!r}: {hint}", ref.pos)
+                pool = list(self.sets) + list_ops(kind=kind)
+                close = difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+                    f"; the ops are: {', '.join(list_ops(kind=kind or 'block'))}" if not self.sets else
+                    f"; the choice sets are: {', '.join(self.sets)}")
+                raise self.err(f"unknown op or choice set {ref.name!r}{hint}", ref.pos)
+        if not _stack:
+            seen: dict[str, ir.Pos] = {}
+            for op, pos, via in out:
+                if op in seen:
+                    raise self.err(f"{op!r} is offered twice in {where}"
+                                   + (f" (through choice set {via!r})" if via else ""), pos)
+                seen[op] = pos
+        return out
+
+    def _known_op(self, ref) -> bool:
+        """Whether ``ref`` names an op; a malformed name of a known family (``ir_k3_e6_se1.5``) is an error."""
+        try:
+            return is_op(ref.name)
+        except ValueError as e:
+            raise self.err(f"op {ref.name!r}: {e}", ref.pos) from None
+
+    def _check_kind(self, info: OpInfo, kind: str | None, pos: ir.Pos) -> None:
+        if kind == "block" and info.kind != "block":
+            raise self.err(f"op {info.name!r} is a cell op; chain layers use timm blocks: "
+                           f"ir_kK_eE, ds_kK, cn_kK (with optional _seR, _nre/_nhs/... suffixes) or skip", pos)
+        if kind == "cell" and info.kind != "cell":
+            if info.name == "skip":
+                raise self.err("'skip' is for chain layers; in a cell use 'identity'", pos)
+            raise self.err(f"op {info.name!r} is a chain block; cells use "
+                           f"{', '.join(list_ops(kind='cell'))}", pos)
+        if kind == "cell" and info.reduction:
+            raise self.err(f"{info.name!r} is a fixed reduction block: it goes in the `cells` layout "
+                           f"(e.g. `split by {info.name} x 2`), not on an edge", pos)
+
+
+def is_op_name(name: str) -> bool:
+    try:
+        return is_op(name)
+    except ValueError:
+        return False

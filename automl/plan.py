@@ -1,0 +1,253 @@
+"""The plan of a compiled space as plain data: its decisions, the network (chain layers or cells) and
+its cost table, and the one check of an architecture against it.
+
+Nothing here builds a torch module: :mod:`automl.nn` builds supernets and standalone networks from a
+:class:`SpacePlan`, :mod:`automl.compile` makes one from a ``.space`` file, :mod:`automl.export` writes
+one architecture out. An architecture is a LongTensor (D,) (or a sequence of D ints) of choice indices in
+declaration order; :func:`check_arch` is the only place that validates one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import operator
+from dataclasses import dataclass
+from functools import reduce
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from automl.errors import UserError
+
+if TYPE_CHECKING:  # the cost table imports check_arch from here
+    from automl.compile.costs import CostTable
+
+__all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan", "CellInstance", "CellPlan",
+           "SpacePlan", "check_arch"]
+
+
+def check_arch(arch, num_choices: Sequence[int], names: Sequence[str] | None = None,
+               space: str | None = None) -> list[int]:
+    """``arch`` (LongTensor (D,), or a sequence of ints) as a list of ints; :class:`UserError` if it is not
+    one choice index per decision (``num_choices[d]`` choices; ``names``/``space`` name them in messages)."""
+    num_dec = len(num_choices)
+    if isinstance(arch, torch.Tensor):
+        if arch.dim() != 1 or arch.dtype.is_floating_point:
+            raise UserError(f"an architecture is a 1-D integer tensor of {num_dec} choice "
+                            f"indices, got shape {tuple(arch.shape)} {arch.dtype}")
+        a = arch.tolist()
+    else:
+        a = list(arch)
+    if len(a) != num_dec:
+        raise UserError(f"{f'space {space}' if space else 'the space'} has {num_dec} decisions; "
+                        f"the architecture has {len(a)}")
+    out = []
+    for d, k in enumerate(a):
+        try:
+            k = operator.index(k)  # an int, or a numpy integer
+        except TypeError:
+            pass
+        if not isinstance(k, int) or not 0 <= k < num_choices[d]:
+            raise UserError(f"decision {names[d] if names else d}: choice index {k!r} is not in "
+                            f"0..{num_choices[d] - 1}")
+        out.append(k)
+    return out
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One categorical variable h_d: its name and its K_d choice names."""
+
+    name: str
+    choices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChainLayer:
+    """One layer of a chain network. ``decision`` indexes ``CompiledSpace.decisions`` (None: fixed layer,
+    ``choices`` has the one op)."""
+
+    name: str
+    stage: int
+    in_ch: int
+    out_ch: int
+    stride: int
+    choices: tuple[str, ...]
+    decision: int | None
+    se: float = 0.0  # the stage's squeeze-excitation ratio (`se 0.25`), for ops without their own `_se`
+    act: str | None = None  # the stage's activation (`activation relu`), None: the network's
+    # elastic depth: (depth decision, for each of its choices whether this layer is there); None: always
+    gate: tuple[int, tuple[bool, ...]] | None = None
+
+    def active(self, a) -> bool:
+        """Whether this layer is part of architecture ``a`` (a list of ints)."""
+        return self.gate is None or self.gate[1][a[self.gate[0]]]
+
+
+@dataclass(frozen=True)
+class ChainPlan:
+    in_chans: int
+    stem_size: int
+    stem_kernel: int
+    activation: str
+    layers: tuple[ChainLayer, ...]
+    num_features: int  # head width; 0: no head conv
+    num_classes: int
+    num_stages: int
+    family: str = "efficientnet"  # the timm class: "efficientnet" or "mobilenetv3" (head conv after pooling)
+
+
+@dataclass(frozen=True)
+class CellNode:
+    """A node of a cell template: ``len(op_decisions)`` (input, op) pairs summed. ``candidates`` index the
+    cell's states (0, 1: the two cell inputs, 1 alone for a one-input cell; 2 + j: node j).
+
+    ``mode``: "choose" (one input decision per slot, among the candidates), "distinct" (one decision
+    whose choices are the sets of distinct candidates in ``combos``), "edges" (slot i reads candidate i;
+    no input decision)."""
+
+    name: str
+    candidates: tuple[int, ...]
+    ops: tuple[str, ...]
+    input_decisions: tuple[int, ...]
+    op_decisions: tuple[int, ...]
+    mode: str = "choose"
+    combos: tuple[tuple[int, ...], ...] = ()
+
+    def slot_inputs(self, a) -> list[int]:
+        """For architecture ``a`` (a list of ints), the candidate index (into ``candidates``) of each slot."""
+        if self.mode == "edges":
+            return list(range(len(self.candidates)))
+        if self.mode == "distinct":
+            return list(self.combos[a[self.input_decisions[0]]])
+        return [a[d] for d in self.input_decisions]
+
+
+@dataclass(frozen=True)
+class CellTemplatePlan:
+    name: str
+    stride: int
+    inputs: tuple[str, ...]
+    nodes: tuple[CellNode, ...]
+    # "loose": the nodes no other node reads, each through ReLU and a 1x1 conv, summed, BN (the default);
+    # "node": the state output_nodes[0] itself; "concat": the states output_nodes concatenated
+    output: str = "loose"
+    output_nodes: tuple[int, ...] = ()  # state indices (2 + j for node j)
+
+    @property
+    def multiplier(self) -> int:
+        """Output width / cell width (the number of concatenated nodes)."""
+        return len(self.output_nodes) if self.output == "concat" else 1
+
+
+@dataclass(frozen=True)
+class CellInstance:
+    """One cell of the network: which template, its input widths and width, and whether its first input
+    (two cells back) has twice its input resolution (the previous cell reduced). ``op``: a fixed
+    reduction block (``resnet_block``) instead of a cell (``template`` is then -1)."""
+
+    template: int
+    c_prev_prev: int
+    c_prev: int
+    channels: int
+    reduce_prev: bool
+    out_ch: int = 0  # the output width (channels x the template's multiplier); 0: channels
+    one_input: bool = False  # the template reads only the previous cell
+    op: str | None = None
+
+    @property
+    def out_channels(self) -> int:
+        return self.out_ch or self.channels
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    in_chans: int
+    stem_width: int
+    stem_kernel: int
+    stem_stride: int
+    templates: tuple[CellTemplatePlan, ...]
+    instances: tuple[CellInstance, ...]
+    num_features: int
+    num_classes: int
+
+
+@dataclass
+class SpacePlan:
+    """A search space as data: decisions, the network plan (:class:`ChainPlan` or :class:`CellPlan`) and
+    the cost table. See docs/internals.md for the contract."""
+
+    name: str
+    kind: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    params: dict
+    decisions: tuple[Decision, ...]
+    cost_table: CostTable
+    plan: ChainPlan | CellPlan
+
+    @property
+    def num_choices(self) -> list[int]:
+        return [len(d.choices) for d in self.decisions]
+
+    @property
+    def num_decisions(self) -> int:
+        return len(self.decisions)
+
+    @property
+    def sum_k(self) -> int:
+        return sum(self.num_choices)
+
+    @property
+    def size(self) -> int:
+        """Number of architectures in the space (the product of the K_d)."""
+        return reduce(lambda a, b: a * b, self.num_choices, 1)
+
+    @property
+    def stem_size(self) -> int:
+        return self.plan.stem_size if self.kind == "chain" else self.plan.stem_width
+
+    @property
+    def num_features(self) -> int:
+        """Head width (the 1x1 head conv), 0 when the space has no head conv: exactly timm
+        EfficientNet's ``num_features`` argument."""
+        return self.plan.num_features
+
+    def check_arch(self, arch) -> list[int]:
+        """``arch`` (LongTensor (D,), or a sequence of ints) as a list of ints; UserError if malformed."""
+        return check_arch(arch, self.num_choices, [d.name for d in self.decisions], self.name)
+
+    def encode(self, names) -> torch.Tensor:
+        """Choice names (a list in declaration order, or {decision: choice}) -> LongTensor (D,)."""
+        if isinstance(names, dict):
+            known = {d.name for d in self.decisions}
+            extra = [k for k in names if k not in known]
+            if extra:
+                close = difflib.get_close_matches(extra[0], known, n=1)
+                raise UserError(f"unknown decision {extra[0]!r} in space {self.name}"
+                                + (f"; did you mean {close[0]!r}?" if close else ""))
+            missing = [d.name for d in self.decisions if d.name not in names]
+            if missing:
+                raise UserError(f"no choice given for decision {missing[0]!r} "
+                                f"({len(missing)} of {self.num_decisions} missing)")
+            names = [names[d.name] for d in self.decisions]
+        names = list(names)
+        if len(names) != self.num_decisions:
+            raise UserError(f"space {self.name} has {self.num_decisions} decisions; got {len(names)} choice names")
+        out = []
+        for d, n in zip(self.decisions, names):
+            if n not in d.choices:
+                raise UserError(f"decision {d.name}: {n!r} is not a choice; the choices are {', '.join(d.choices)}")
+            out.append(d.choices.index(n))
+        return torch.tensor(out, dtype=torch.long)
+
+    def decode(self, arch) -> list[str]:
+        return [d.choices[k] for d, k in zip(self.decisions, self.check_arch(arch))]
+
+    def chosen_layers(self, arch):
+        """For a chain space, ``(index, choice, layer, op)`` of every layer; a layer beyond the chosen depth
+        of an elastic stage is ``skip``."""
+        a = self.check_arch(arch)
+        for i, layer in enumerate(self.plan.layers):
+            k = 0 if layer.decision is None else a[layer.decision]
+            yield i, k, layer, layer.choices[k] if layer.active(a) else "skip"

@@ -1,0 +1,156 @@
+"""Argument validation shared by the searchers (every failure is a ``ValueError`` that names the argument)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["check_num_choices", "check_epsilons", "check_budgets", "check_costs", "check_lam",
+           "check_positive", "start_theta", "check_state", "theta_min_table", "cheapest_cost",
+           "dearest_cost"]
+
+
+def check_num_choices(num_choices) -> list[int]:
+    """``[K_1, ..., K_D]`` as ints, each >= 1."""
+    try:
+        out = [int(k) for k in num_choices]
+    except (TypeError, ValueError):
+        raise ValueError(f"num_choices must be a list of positive integers, got {num_choices!r}") from None
+    if not out:
+        raise ValueError("num_choices is empty: the space needs at least one decision")
+    if any(k < 1 or k != kk for k, kk in zip(out, num_choices)):
+        raise ValueError(f"every K_d in num_choices must be an integer >= 1, got {list(num_choices)!r}")
+    return out
+
+
+def check_epsilons(epsilons) -> list[float]:
+    """A non-empty list of finite, non-negative regularisation coefficients."""
+    try:
+        out = [float(e) for e in epsilons]
+    except (TypeError, ValueError):
+        raise ValueError(f"epsilons must be a list of numbers, got {epsilons!r}") from None
+    if not out:
+        raise ValueError("epsilons is empty: give at least one regularisation coefficient")
+    bad = [e for e in out if not math.isfinite(e) or e < 0]
+    if bad:
+        raise ValueError(f"epsilons must be finite and >= 0, got {bad}")
+    return out
+
+
+def check_budgets(budgets) -> list[float | None]:
+    """A non-empty list of budgets, each ``None`` (unconstrained) or a finite number >= 0."""
+    if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
+        raise ValueError(f"budgets must be a list of numbers or None, got {budgets!r}")
+    out: list[float | None] = []
+    for b in budgets:
+        if b is None:
+            out.append(None)
+            continue
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0:
+            raise ValueError(f"every budget must be None (unconstrained) or a finite number >= 0, got {b!r}")
+        out.append(float(b))
+    if not out:
+        raise ValueError("budgets is empty: give at least one budget (None for unconstrained)")
+    return out
+
+
+def check_lam(lam, least: int, hint: str = "") -> int:
+    """``lam`` as an int >= ``least`` (bools refused); ``hint`` is added to the message."""
+    if isinstance(lam, bool) or not isinstance(lam, int) or lam < least:
+        raise ValueError(f"lam must be an integer >= {least}{hint}, got {lam!r}")
+    return lam
+
+
+def check_positive(name: str, value, hint: str = "") -> float:
+    """A positive finite number (bools refused); ``hint`` is added to the message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number{hint}, got {value!r}")
+    return float(value)
+
+
+def check_costs(costs, D: int, Kmax: int, mask: torch.Tensor) -> torch.Tensor:
+    """The ``(D, Kmax)`` float64 CPU cost table (all zero for ``None``), zero beyond ``K_d``."""
+    if costs is None:
+        return torch.zeros(D, Kmax, dtype=torch.float64)
+    costs = torch.as_tensor(costs).detach().to("cpu", torch.float64)
+    if tuple(costs.shape) != (D, Kmax):
+        raise ValueError(f"costs must have shape (D, Kmax) = ({D}, {Kmax}) to match num_choices, "
+                         f"got {tuple(costs.shape)}")
+    if not bool(torch.isfinite(costs[mask]).all()):
+        raise ValueError("costs contain NaN or inf for existing choices; give finite costs")
+    # Entries beyond K_d never matter (theta is 0 there); zero them so NaN padding cannot leak in.
+    return torch.where(mask, costs, torch.zeros(()))
+
+
+def cheapest_cost(costs: torch.Tensor, mask: torch.Tensor) -> float:
+    """``min_M R(M)``: the sum over decisions of the cheapest existing choice."""
+    inf = torch.tensor(math.inf, dtype=torch.float64)
+    return float(torch.where(mask, costs.cpu().to(torch.float64), inf).min(-1).values.sum())
+
+
+def dearest_cost(costs: torch.Tensor, mask: torch.Tensor) -> float:
+    """``max_M R(M)``: the sum over decisions of the dearest existing choice."""
+    inf = torch.tensor(-math.inf, dtype=torch.float64)
+    return float(torch.where(mask, costs.cpu().to(torch.float64), inf).max(-1).values.sum())
+
+
+def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
+    """The lower bound on theta per decision: 0 for a fixed decision, ASNG-NAS's
+    ``1 / (D_valid (K_d - 1))`` for ``None`` (``1 / (2 K_d)`` where that is infeasible), else ``theta_min``."""
+    valid_d = sum(k > 1 for k in num_choices)
+    out = []
+    for k in num_choices:
+        if k == 1:
+            out.append(0.0)                                   # a fixed decision: theta = 1
+        elif theta_min is None:
+            t = 1.0 / (valid_d * (k - 1))                     # ASNG-NAS
+            out.append(t if k * t < 1 else 1.0 / (2 * k))
+        else:
+            out.append(float(theta_min))
+    if theta_min is not None:
+        t = float(theta_min) if isinstance(theta_min, (int, float)) else math.nan
+        kmax = max(num_choices)
+        if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
+            raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "
+                             f"got {theta_min!r}")
+    return out
+
+
+def start_theta(init_theta, N: int, mask: torch.Tensor) -> torch.Tensor:
+    """The ``(N, D, Kmax)`` float64 start: uniform over the ``K_d`` choices for ``init_theta=None``, else
+    ``init_theta`` checked (a ``(D, Kmax)`` one is repeated; rows must be on the simplex)."""
+    D, Kmax = mask.shape
+    if init_theta is None:
+        uniform = mask.to(torch.float64) / mask.sum(-1, keepdim=True)
+        return uniform.expand(N, D, Kmax).clone()
+    theta = torch.as_tensor(init_theta).detach().to("cpu", torch.float64)
+    if tuple(theta.shape) == (D, Kmax):
+        theta = theta.expand(N, D, Kmax)
+    if tuple(theta.shape) != (N, D, Kmax):
+        raise ValueError(f"init_theta must have shape (N, D, Kmax) = ({N}, {D}, {Kmax}) or (D, Kmax), "
+                         f"got {tuple(theta.shape)}")
+    if not bool(torch.isfinite(theta).all()) or bool((theta < 0).any()):
+        raise ValueError("init_theta must be finite and non-negative")
+    if bool((theta.masked_select(~mask.expand(N, D, Kmax)) != 0).any()):
+        raise ValueError("init_theta must be 0 beyond K_d (for choices that do not exist)")
+    sums = theta.sum(-1)
+    if not bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-6)):
+        raise ValueError("every row of init_theta must sum to 1 over the first K_d entries")
+    return theta.clone()
+
+
+def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict, costs: torch.Tensor,
+                who: str) -> None:
+    """Raise ``ValueError`` unless ``state`` is a ``kind`` state of one of ``versions``, saved with the
+    settings ``config`` (key: this searcher's value) and the cost table ``costs``; ``who`` names the
+    searcher in the message."""
+    if state.get("kind") != kind or state.get("version") not in versions:
+        raise ValueError(f"not a {kind} state (version {max(versions)}): kind={state.get('kind')!r}, "
+                         f"version={state.get('version')!r}")
+    for key, mine in config.items():
+        if mine != state[key]:
+            raise ValueError(f"state was saved with {key}={state[key]!r} but this {who} has {key}={mine!r}; "
+                             f"build the {who} with the same settings")
+    if not torch.equal(state["costs"].to(torch.float64), costs.cpu().to(torch.float64)):
+        raise ValueError(f"state was saved with a different cost table; build the {who} with the same costs")

@@ -1,0 +1,68 @@
+"""What :meth:`MultiEpsilonSearch.tell` is given: architecture indices and losses, checked without
+waiting for the device where that is possible."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+__all__ = ["TellInputs"]
+
+
+class TellInputs:
+    """Checks and converts the ``arch`` and ``losses`` of a ``tell``, and counts non-finite losses.
+
+    With ``host_checks`` (the CPU default) everything is checked at once and a warning is issued for
+    non-finite losses; without (``sync_free``) nothing is read back from the device: architectures
+    that ``ask`` returned are trusted, and non-finite losses are only counted, on the device.
+    """
+
+    def __init__(self, num_choices: list[int], device: torch.device, dtype: torch.dtype, host_checks: bool):
+        self.num_choices = num_choices
+        self.device, self.dtype, self.host_checks = device, dtype, host_checks
+        self.kminus1_cpu = torch.tensor(num_choices) - 1
+        self.kminus1 = self.kminus1_cpu.to(device)
+        self._nonfinite = torch.zeros((), dtype=torch.long, device=device)
+
+    @property
+    def nonfinite(self) -> int:
+        """How many losses checked so far were NaN or inf. Reading it syncs."""
+        return int(self._nonfinite)
+
+    def arch(self, arch, rows: int, trusted: bool) -> torch.Tensor:
+        """``arch`` as a ``(rows, D)`` LongTensor on the device; ``trusted``: it is ``ask``'s own output."""
+        arch = torch.as_tensor(arch)
+        D = len(self.num_choices)
+        if arch.dim() != 2 or arch.shape != (rows, D):
+            raise ValueError(f"arch must have shape ({rows}, {D}) (rows returned by ask()), got {tuple(arch.shape)}")
+        if arch.dtype != torch.long:
+            arch = arch.long()
+        # Checked where it is: on the host for free; on the device only if it did not come from ask().
+        on_host = arch.device.type == "cpu"
+        if on_host or self.host_checks or not trusted:
+            kmax = self.kminus1_cpu if on_host else self.kminus1.to(arch.device)
+            if bool(((arch < 0) | (arch > kmax)).any()):
+                raise ValueError(f"arch has a choice index outside 0..K_d-1 (K = {self.num_choices})")
+        return arch.to(self.device, non_blocking=True)
+
+    def losses(self, losses, rows: int) -> torch.Tensor:
+        """``(rows,)`` losses on the device, NaN and +-inf replaced by +inf (they rank worst)."""
+        losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
+        if losses.shape[0] != rows:
+            raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.shape[0]}")
+        # On the host, one reduction on the common path: a finite sum means every loss is finite (an
+        # overflowing sum of finite losses only sends us to the exact check below).
+        if self.host_checks and math.isfinite(float(losses.sum())):
+            return losses
+        finite = torch.isfinite(losses)
+        if self.host_checks:
+            bad = int((~finite).sum())
+            if not bad:
+                return losses
+            warnings.warn(f"{bad} of {rows} losses are NaN or inf; they rank worst in this update",
+                          RuntimeWarning, stacklevel=3)
+        # counted and replaced on the device: sync_free never reads this back
+        self._nonfinite += rows - finite.sum()
+        return torch.where(finite, losses, torch.full_like(losses, math.inf))

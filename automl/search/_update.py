@@ -1,0 +1,76 @@
+"""The pieces of one update of eq. 10: importance ratios, per-sample coefficients, the natural-gradient step."""
+
+from __future__ import annotations
+
+import torch
+
+from ._utilities import quantile_utilities, weighted_quantile_utilities
+
+__all__ = ["importance_ratios", "update_coefficients", "natural_gradient_step"]
+
+
+def importance_ratios(theta: torch.Tensor, flat: torch.Tensor, S: int, tiny: float) -> torch.Tensor:
+    """``(N, S)``: ``r_i^(n) = P_theta^(n)(M_i) / ((1/N) sum_m P_theta^(m)(M_i))`` (eq. 9), in log space.
+
+    Args:
+        theta: ``(N, D, Kmax)`` distributions.
+        flat: ``(S * D,)`` position of ``theta_{d, k_i(d)}`` in a flattened ``(D * Kmax)`` row, for every
+            sample i and decision d.
+        S: the number of samples.
+        tiny: the clamp that keeps ``log theta`` finite where ``theta_min = 0`` let theta reach 0.
+    """
+    N, D, Kmax = theta.shape
+    # log P_theta^(n)(M_i) = sum_d log theta_{d, k_i(d)}
+    log_theta = theta.clamp_min(tiny).log().view(N, D * Kmax)
+    logp = log_theta.index_select(1, flat).view(N, S, D).sum(-1)          # (N, S)
+    # shifted by each sample's largest log-probability so nothing underflows (a hand-rolled
+    # logsumexp: logp is finite, so torch's inf checks, which triple the cost here, are not needed).
+    ratios = torch.exp(logp - logp.amax(0))
+    return ratios.div_(ratios.mean(0))
+
+
+def update_coefficients(utility: str, losses: torch.Tensor, ratios: torch.Tensor, lam: int, lr: float,
+                        check_ties: bool) -> torch.Tensor:
+    """``(N, S)``: each sample's coefficient in the update, the learning rate folded in.
+
+    ``"paper"``: ``eta / lam * s_i r_i`` with eq. 9's :func:`quantile_utilities`; ``"weighted_quantile"``:
+    ``eta * s_i w_i`` with self-normalised ``w_i = r_i / sum_k r_k`` (``w_i = 1/lam`` when N = 1: eq. 7)
+    and :func:`weighted_quantile_utilities`. ``losses`` is ``(1, S)`` or ``(N, S)`` as for those.
+    """
+    if utility == "paper":
+        u = quantile_utilities(losses, ratios, lam, check_ties=check_ties)
+        return u.mul_(ratios).mul_(lr / lam)
+    weights = ratios / ratios.sum(-1, keepdim=True)
+    u = weighted_quantile_utilities(losses, weights, lam)
+    return u.mul_(weights).mul_(lr)
+
+
+def natural_gradient_step(theta: torch.Tensor, u: torch.Tensor, flat: torch.Tensor, costs: torch.Tensor,
+                          neg_lr_eps: torch.Tensor, group_offsets: torch.Tensor | None) -> torch.Tensor:
+    """``theta + sum_i u_i (m^(i) - theta) - eta eps (c - Q) * theta``: eq. 10 before the range restriction.
+
+    Args:
+        theta: ``(N, D, Kmax)`` distributions.
+        u: ``(N, S)`` coefficients from :func:`update_coefficients` (learning rate folded in).
+        flat: ``(S * D,)`` positions of the samples' choices in a flattened ``(D * Kmax)`` row.
+        costs: ``(D, Kmax)`` cost table.
+        neg_lr_eps: ``(N, 1, 1)``: ``-eta * epsilon_n``.
+        group_offsets: ``None`` with importance sampling (every distribution sees every sample);
+            without, ``(S * D,)`` offsets ``n * D * Kmax`` of the distribution each sample belongs to.
+    """
+    N, D, Kmax = theta.shape
+    S = flat.shape[0] // D
+    # eta/lam sum_i u_i (m^(i) - theta) = eta/lam (sum_i u_i m^(i)) - eta/lam (sum_i u_i) theta;
+    # sum_i u_i m^(i) adds u_i at position (d, k_i(d)) of every decision.
+    u_rep = u.unsqueeze(-1).expand(N, u.shape[1], D)
+    if group_offsets is None:
+        sum_um = theta.new_zeros(N, D * Kmax).index_add_(1, flat, u_rep.reshape(N, S * D))
+    else:
+        # distribution n adds only its own rows: offset the positions by n * D * Kmax
+        sum_um = theta.new_zeros(N * D * Kmax).index_add_(0, flat + group_offsets, u_rep.reshape(-1))
+    sum_um = sum_um.view(N, D, Kmax)
+    Q = (costs * theta).sum(-1, keepdim=True)                             # Q_d = sum_k c_dk theta_dk
+    # theta - eta eps (c - Q) theta + eta/lam (sum u) theta - eta/lam sum u m, factored on theta;
+    # (c - Q) * theta is the natural gradient of E[R] (eq. 7).
+    coef = (costs - Q).mul_(neg_lr_eps).add_(u.sum(-1).view(N, 1, 1) + 1.0)
+    return theta.mul(coef).sub_(sum_um)
