@@ -18,5 +18,6 @@ from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.run import Run
 from automl.pipeline.setup import resolve_device
 from automl.pipeline.state import RunState
+from automl.pipeline.workspace import Workspace, open_workspace
 
-__all__ = ["Run", "Plan", "RunState", "build_plan", "resolve_device"]
+__all__ = ["Run", "Plan", "RunState", "Workspace", "build_plan", "open_workspace", "resolve_device"]

@@ -13,13 +13,14 @@ from torch import nn
 
 from automl.errors import UserError
 from automl.export import export_architecture, inherit_weights
+from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext
 from automl.pipeline.loop import EpochTask, run_epochs
 from automl.pipeline.members import Members
 from automl.pipeline.search_stages import bn_batches, supernet_from_state
 from automl.pipeline.state import RunState
 from automl.train import loops
-from automl.train.depthwise import plain_convs
+from automl.nn.depthwise import plain_convs
 
 __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
 
@@ -132,8 +133,6 @@ class Exporter:
                             normalize=ctx.data.normalize)
         if not self.export.onnx:
             return {"onnx": None}
-        from automl.export.quantize import int8_summary, measure_export  # onnxruntime: optional, heavy
-
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
         m = measure_export(folder, quantize=self.export.quantize, calibration=ctx.data.full.epoch(0),
                            test=lambda: ctx.data.test.epoch(0))
@@ -200,13 +199,13 @@ class RankingStage:
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         rk, j = self.rk, self.j
         arch = self.archs()[j]
-        net = supernet_from_state(ctx, state, self.seed, idx)
+        net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
         ctx.keeper.start("ranking")
         with torch.no_grad():
             # what the θ phase sees by default: train mode, each batch's own statistics
             loss_batch, _ = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
             loops.recalibrate_bn(net, lambda x: net(x.contiguous(memory_format=torch.channels_last), arch),
-                                 bn_batches(ctx, rk.bn_batches))
+                                 bn_batches(ctx.data, rk.bn_batches))
             loss, acc = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
         if self.rt.epochs > 0:
             torch.manual_seed(self.seed * 7919 + 100_003 + j)

@@ -34,7 +34,7 @@ from automl.pipeline.state import RunState
 from automl.ranking import select_archs
 from automl.search import SearchMethod, SearchProblem
 
-__all__ = ["Stage", "Plan", "build_plan"]
+__all__ = ["Stage", "Plan", "build_plan", "search_problem", "ranking_archs"]
 
 
 class Stage(Protocol):
@@ -61,13 +61,12 @@ class Plan:
         return self.stages[idx].key
 
 
-def _problems(recipe, method: SearchMethod, members: Members, spaces: Spaces, costs: EngineCosts,
-              device: torch.device) -> list[SearchProblem]:
-    """The searchers' problems: one for all members (joint), else one per member."""
+def search_problem(recipe, members: Members, group: list[int], spaces: Spaces, costs: EngineCosts,
+                   device: torch.device) -> SearchProblem:
+    """The problem of a searcher serving the members ``group``: their ε or budgets in the engine's units, or
+    (``members.sampled``, the random baseline) the raw cost table and budgets of the deployed network."""
     s = recipe.search
-    num_choices = list(spaces.search.num_choices)
-    groups = [list(range(members.n))] if method.mode == "joint" else [[i] for i in range(members.n)]
-    if method.mode == "sample":
+    if members.sampled:
         # search.budgets are totals as results.json reports cost (the search space's table); random_budgets
         # are for the network that is trained and deployed (the retraining space's)
         ct, totals = ((spaces.search.cost_table, s.budgets) if s.budgets is not None
@@ -75,13 +74,14 @@ def _problems(recipe, method: SearchMethod, members: Members, spaces: Spaces, co
         fixed = ct.fixed.get(s.cost, 0.0)
         table = ct.costs(s.cost) if totals else None
         budgets = [None if b is None else float(b) - fixed for b in totals] if totals else None
+        epsilons = None
     else:
         table, budgets = costs.costs, (costs.budgets(s.budgets) if s.budgets is not None else None)
+        epsilons = None if members.epsilons is None else [members.epsilons[i] for i in group]
     options = {"theta_lr": s.theta_lr, "theta_min": s.theta_min, "utility": s.utility}
-    return [SearchProblem(num_choices, table, g, None if members.epsilons is None or members.sampled
-                          else [members.epsilons[i] for i in g],
-                          None if budgets is None else [budgets[i] for i in g], s.lam, recipe.seed, device, options)
-            for g in groups]
+    return SearchProblem(list(spaces.search.num_choices), table, list(group), epsilons,
+                         None if budgets is None else [budgets[i] for i in group], s.lam, recipe.seed, device,
+                         options)
 
 
 def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: EngineCosts,
@@ -90,7 +90,8 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
     (``threads``: the run's thread choice, which results.json records)."""
     s, seed = recipe.search, recipe.seed
     members = Members.of(s, sampled=method.mode == "sample")
-    problems = _problems(recipe, method, members, spaces, costs, device)
+    groups = [list(range(members.n))] if method.mode == "joint" else [[i] for i in range(members.n)]
+    problems = [search_problem(recipe, members, g, spaces, costs, device) for g in groups]
     stages: list[Stage] = []
     if method.needs_supernet:
         stages.append(ReusedWeightsStage(recipe.supernet, recipe.supernet_force) if recipe.supernet
@@ -106,14 +107,14 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
     exporter = Exporter(recipe, out)
     stages += [RetrainStage(i, members, recipe.retrain, seed, exporter) for i in range(members.n)]
     if recipe.ranking is not None:
-        archs = _ranking_archs(spaces.search, s.cost, recipe.ranking.archs)
+        archs = ranking_archs(spaces.search, s.cost, recipe.ranking.archs)
         stages += [RankingStage(j, archs, recipe.ranking, recipe.retrain, s.cost, seed)
                    for j in range(recipe.ranking.archs)]
     stages.append(ReportStage(recipe, out, members, method.name, costs, threads))
     return Plan(stages, members, method)
 
 
-def _ranking_archs(space, cost: str, k: int):
+def ranking_archs(space, cost: str, k: int):
     """The ranking section's K architectures, chosen once (on first use)."""
 
     @lru_cache(maxsize=1)

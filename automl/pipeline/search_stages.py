@@ -28,23 +28,24 @@ __all__ = ["build_supernet", "supernet_from_state", "WeightsStage", "ThetaStage"
            "SampleStage", "bn_batches"]
 
 
-def build_supernet(ctx: RunContext, seed: int, idx: int) -> nn.Module:
+def build_supernet(space, device: torch.device, seed: int, idx: int) -> nn.Module:
     """The search space's supernet, its initial weights seeded per stage (a resumed stage gets the same)."""
     torch.manual_seed(seed * 1009 + idx)
-    return loops.for_training(ctx.spaces.search.build_supernet(), ctx.device)
+    return loops.for_training(space.build_supernet(), device)
 
 
-def supernet_from_state(ctx: RunContext, state: RunState, seed: int, idx: int) -> nn.Module:
-    net = build_supernet(ctx, seed, idx)
-    net.load_state_dict(state.supernet)
+def supernet_from_state(space, device: torch.device, weights: dict, seed: int, idx: int) -> nn.Module:
+    """The supernet with trained ``weights``, in train mode (the θ phase's default BatchNorm)."""
+    net = build_supernet(space, device, seed, idx)
+    net.load_state_dict(weights)
     return net.train()
 
 
-def bn_batches(ctx: RunContext, n: int) -> list[torch.Tensor]:
+def bn_batches(data, n: int) -> list[torch.Tensor]:
     """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
     every path, so paths differ only by their weights)."""
     xs = []
-    for x, _ in ctx.data.w.epoch(0):
+    for x, _ in data.w.epoch(0):
         if len(xs) == n:
             break
         xs.append(x)
@@ -238,7 +239,7 @@ class WeightsStage:
         self.search, self.optim, self.seed = search, optim, seed
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        net = build_supernet(ctx, self.seed, idx)
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx)
         task = WeightTask(ctx, state, "weights", net, self.search, self.optim,
                           lambda: sample_paths(ctx, self.search, self.search.lam))
         start = task.resume(ctx, state) if state.mid_stage else (0, 0, None)
@@ -261,12 +262,12 @@ class ThetaStage:
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         s = self.search
         searcher = self.method.create(self.problem)
-        net = supernet_from_state(ctx, state, self.seed, idx)
+        net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
         start = (0, 0, None)
         if state.mid_stage:
             rest = ctx.restore(state, {"engine": searcher})
             start = (state.epoch, state.step, rest.get("sums"))
-        calibration = bn_batches(ctx, s.theta_bn_batches) if s.theta_bn == "recalibrate" else None
+        calibration = bn_batches(ctx.data, s.theta_bn_batches) if s.theta_bn == "recalibrate" else None
         phase = "theta" if self.member is None else f"theta {self.members.tag(self.member, state)}"
         task = ThetaTask(ctx, phase, s.theta_epochs, self.method, ThetaStep(ctx, net, searcher, calibration))
         ctx.keeper.start("theta")
@@ -302,7 +303,7 @@ class SimultaneousStage:
         self.key = f"simultaneous/{member}"
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        net = build_supernet(ctx, self.seed, idx)
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx)
         searcher = self.method.create(self.problem)
         phase = f"simultaneous {self.members.tag(self.member, state)}"
         task = WeightTask(ctx, state, phase, net, self.search, self.optim, lambda: searcher.ask().cpu(),

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.train.depthwise import use_fast_depthwise_grad
+from automl.nn.depthwise import use_fast_depthwise_grad
 from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_sum
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
@@ -34,7 +34,7 @@ def autocast_for(device: torch.device):
 
 def for_training(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` on ``device``, ready for the steps below: channels_last, and on the CPU the faster depthwise
-    weight gradient for small maps (:mod:`automl.train.depthwise`).
+    weight gradient for small maps (:mod:`automl.nn.depthwise`).
 
     channels_last is what cuDNN and oneDNN run fastest. Measured on the CPU (2-core x86, one thread), a
     supernet training step on one path is 2.0–2.8x faster on the ENAS cell space at 32x32 and ProxylessNAS
