@@ -124,7 +124,7 @@ def test_reused_supernet_gives_a_full_runs_architectures_and_refuses_a_mismatch(
                                     str(tmp_path / "bad"), "--supernet", str(trained)])
     assert code == 2 and "Traceback" not in out.err
     assert "space_args" in out.err and "search.weight_epochs: 2 there, 3 here" in out.err
-    assert "--supernet-force" in out.err
+    assert "--supernet-force" in out.err and not (tmp_path / "bad").exists()  # refused before writing
     code, out = _cli(capsys, EPS + ["search.weight_epochs=3", "--out", str(tmp_path / "forced"),
                                     "--supernet", str(trained), "--supernet-force"])
     assert code == 0 and "warning" in out.out

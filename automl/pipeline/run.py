@@ -16,7 +16,7 @@ from automl.pipeline.context import Keeper, RunContext, rng_of
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.results import build_results, ranking_results
-from automl.pipeline.reuse import fingerprint_digest, weights_fingerprint
+from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
 from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, engine_costs, load_spaces,
                                    resolve_device)
 from automl.pipeline.state import RunState, restore_rng
@@ -120,9 +120,6 @@ class Run:
             raise deferred
         check_shapes(r, spaces, data)
         check_ranking(r, spaces.search, self.method.needs_supernet)
-        if r.supernet is not None and not self.method.needs_supernet:
-            raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
-                            f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
         return spaces, data, choice
 
     def _context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
@@ -184,8 +181,21 @@ class Run:
             self.lock.release()
             torch.set_num_threads(before)
 
+    def _check_supernet(self) -> None:
+        """``supernet:`` (a new run): refuse a method without a weight phase, or a supernet trained with other
+        settings, before anything is written (``ReusedWeightsStage`` loads it later)."""
+        r = self.recipe
+        if r.supernet is None or self.resume:
+            return
+        if not self.method.needs_supernet:
+            raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
+                            f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
+        args = {k: str(v) for k, v in r.space_args.items()}
+        load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force)
+
     def _execute(self) -> dict:
         r = self.recipe
+        self._check_supernet()
         self._prepare_out()
         spaces, data, threads = self._start_up()
         costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
