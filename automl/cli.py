@@ -40,6 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("overrides", nargs="*", metavar="key.path=value", help="recipe overrides, e.g. search.lam=4")
     r.add_argument("--out", default=None, help="output directory (default runs/<name>-<timestamp>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    r.add_argument("--supernet", default=None, metavar="RUN_DIR",
+                   help="reuse the trained supernet of that run's folder: the weight phase is skipped")
+    r.add_argument("--supernet-force", action="store_true",
+                   help="with --supernet: use it even if it was trained with other settings (a warning)")
     r.set_defaults(module="automl.commands.run")
 
     k = sub.add_parser("rank", help="measure how well a finished run's supernet ranks architectures (Kendall's tau)")

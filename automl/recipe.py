@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 # Keys holding filesystem paths: resolved to absolute paths when the recipe is loaded.
-PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"))
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("supernet",))
 
 
 def _check_scalar(v: Any) -> Any:
@@ -342,6 +342,11 @@ class Recipe(_Config):
     export: ExportConfig = Field(ExportConfig(), description="export")
     checkpoint: CheckpointConfig = Field(CheckpointConfig(), description="checkpoints inside an epoch")
     ranking: RankingConfig | None = Field(None, description="measure the supernet's ranking; null: off")
+    supernet: str | None = Field(
+        None, min_length=1, description="a run folder whose trained supernet this run reuses (its weight phase is "
+        "skipped; `automl run --supernet DIR`); relative: to the recipe")
+    supernet_force: bool = Field(
+        False, description="supernet: use it even when it was trained with other settings (a warning)")
 
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit  # noqa: E402
 
-from automl.pipeline import Run  # noqa: E402
+from automl.pipeline import open_workspace  # noqa: E402
 from automl.ranking import kendall_tau_b, spearman  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
 from automl.train.checkpoint import CheckpointStore  # noqa: E402
@@ -95,13 +95,13 @@ def truth(recipe: str, overrides: list[str], out: Path, k: int, seed: int) -> li
     return [a["test_accuracy"] for a in res["ranking"]["archs"]]
 
 
-def _retrain_once(run, arch, seed: int, j: int, epochs: int) -> dict:
+def _retrain_once(ws, arch, seed: int, j: int, epochs: int) -> dict:
     """Architecture ``arch`` trained stand-alone as the pipeline's ranking retrains it (the retrain section's
     settings, ``epochs`` long, initialised from ``seed`` and ``j``): its test accuracy and test loss."""
-    rt = run.recipe.retrain
+    rt = ws.recipe.retrain
     torch.manual_seed(seed * 7919 + 100_003 + j)
-    model = for_training(run.retrain_space.build_standalone(arch, se=rt.se), run.device)
-    loader = run.data.full.with_batch_size(rt.batch_size)
+    model = for_training(ws.spaces.retrain.build_standalone(arch, se=rt.se), ws.device)
+    loader = ws.data.full.with_batch_size(rt.batch_size)
     opt = create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
                            eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
     sched = create_scheduler(opt, rt.schedule, epochs, len(loader), min_lr=rt.min_lr,
@@ -112,11 +112,11 @@ def _retrain_once(run, arch, seed: int, j: int, epochs: int) -> dict:
     for epoch in range(epochs):
         model.train()
         for x, y in loader.epoch(epoch):
-            train_step(model, x, y, opt, criterion, run.info, rt.grad_clip, run.device)
+            train_step(model, x, y, opt, criterion, ws.info, rt.grad_clip, ws.device)
             updates += 1
             sched.step_update(updates)
     model.eval()
-    loss, acc = evaluate(model, run.data.test, run.device, run.info)
+    loss, acc = evaluate(model, ws.data.test, ws.device, ws.info)
     return {"params": sum(p.numel() for p in model.parameters()), "test_accuracy": acc, "test_loss": loss}
 
 
@@ -130,10 +130,8 @@ def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: lis
         path = out / f"truth-study-e{epochs}-s{seed}.json"
         if not path.exists():
             r = load_recipe(recipe, overrides + [f"seed={seed}", f"ranking.archs={k}"])
-            run = Run(r, out / "truth-study-run", tty=False)
-            run._load_data()
-            run._load_spaces()
-            rows = [_retrain_once(run, a, seed, j, epochs) for j, a in enumerate(run._ranking_archs())]
+            ws = open_workspace(r)
+            rows = [_retrain_once(ws, a, seed, j, epochs) for j, a in enumerate(ws.ranking_archs())]
             path.write_text(json.dumps(rows))
         per_seed[seed] = json.loads(path.read_text())
         print(f"truth study: seed {seed}, {epochs} epochs done", flush=True)
@@ -151,18 +149,14 @@ def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: lis
     return out_
 
 
-def retrain_named(recipe: str, overrides: list[str], spec: dict, seeds: list[int], epochs: int,
-                  work: Path) -> list[dict]:
+def retrain_named(recipe: str, overrides: list[str], spec: dict, seeds: list[int], epochs: int) -> list[dict]:
     """Architectures given by their choice names (``{"name": [choice, ...]}``) retrained stand-alone as the
     ranking section retrains, once per seed: test accuracy and loss of each, and the mean over seeds."""
     rows = {name: [] for name in spec}
     for seed in seeds:
-        r = load_recipe(recipe, overrides + [f"seed={seed}"])
-        run = Run(r, work, tty=False)
-        run._load_data()
-        run._load_spaces()
+        ws = open_workspace(load_recipe(recipe, overrides + [f"seed={seed}"]))
         for j, (name, choices) in enumerate(spec.items()):
-            rows[name].append(_retrain_once(run, run.space.encode(choices), seed, j, epochs))
+            rows[name].append(_retrain_once(ws, ws.spaces.search.encode(choices), seed, j, epochs))
             print(f"retrain: seed {seed}, {name}: {rows[name][-1]}", flush=True)
     return [{"name": n, "params": v[0]["params"], "test_accuracy": [e["test_accuracy"] for e in v],
              "mean_accuracy": float(np.mean([e["test_accuracy"] for e in v])),
@@ -183,14 +177,11 @@ def signal_noise(run_dir: Path) -> dict:
     architectures, and over the pairs of the better half), on the run's supernet, with each batch's BatchNorm
     statistics (``batch``, the θ phase's default) and with recalibrated ones (``recal``)."""
     recipe = load_recipe(run_dir / "recipe.resolved.yaml")
-    run = Run(recipe, run_dir, tty=False)
-    run._load_data()
-    run._load_spaces()
-    run.supernet_state = run.store.load()["supernet"]
-    archs = run._ranking_archs()
-    net = run._supernet_from_state(0)
-    batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in run.data.theta.epoch(0)]
-    calib = [x.contiguous(memory_format=torch.channels_last) for x in run._bn_batches(recipe.search.theta_bn_batches)]
+    ws = open_workspace(recipe)
+    archs = ws.ranking_archs()
+    net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
+    batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in ws.data.theta.epoch(0)]
+    calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(recipe.search.theta_bn_batches)]
     out = {}
     with torch.inference_mode():
         for mode in ("batch", "recal"):
@@ -208,26 +199,22 @@ def signal_noise(run_dir: Path) -> dict:
     return out
 
 
-def theta_replay(run_dir: Path, overrides: list[str], members: str, work: Path) -> dict:
+def theta_replay(run_dir: Path, overrides: list[str], members: str) -> dict:
     """The θ phase again, in this process, on the supernet a finished run trained (its last checkpoint), with
     the run's recipe plus ``overrides`` (θ settings: search.theta_epochs, search.theta_lr, search.lam, ...):
     ``members`` "all" (importance sampling's one search) or "first" (Method 2's search of the first member).
     With no overrides it repeats the run's own θ phase step for step (same data order, same engine seed)."""
     recipe = load_recipe(run_dir / "recipe.resolved.yaml", overrides)
-    run = Run(recipe, work, tty=False)
-    run._load_data()
-    run._load_spaces()
-    run._prepare_costs()
-    run.supernet_state = CheckpointStore(run_dir / "checkpoints").load()["supernet"]
-    net = run._supernet_from_state(0)
-    engine = run._engine(list(range(run.n)) if members == "all" else [0])
+    ws = open_workspace(recipe)
+    net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
+    engine = ws.searcher(list(range(ws.members.n)) if members == "all" else [0], method="importance_sampling")
     for epoch in range(recipe.search.theta_epochs):
-        for x, y in run.data.theta.epoch(epoch):
+        for x, y in ws.data.theta.epoch(epoch):
             archs = engine.ask()
-            engine.tell(archs, path_losses(net, x, y, archs.cpu(), run.device))
+            engine.tell(archs, path_losses(net, x, y, archs.cpu(), ws.device))
     best = engine.best()
-    return {"params": [int(run.space.cost_table.total(a, "params")) for a in best],
-            "choices": [run.space.decode(a) for a in best],
+    return {"params": [int(ws.spaces.search.cost_table.total(a, "params")) for a in best],
+            "choices": [ws.spaces.search.decode(a) for a in best],
             "max_theta": engine.theta.amax(-1).mean(-1).tolist(), "epsilons": engine.epsilons}
 
 
@@ -253,7 +240,7 @@ def _one_study(a, out: Path) -> None:
         for d in a.replay.split(","):
             d = Path(d)
             first = load_recipe(d / "recipe.resolved.yaml", a.overrides).search.method == "separate"
-            r = theta_replay(d, a.overrides, "first" if first else "all", out / "replay-work")
+            r = theta_replay(d, a.overrides, "first" if first else "all")
             rows.append({"run": d.name, **r})
             print(rows[-1], flush=True)
         firsts = [r["params"][0] for r in rows]
@@ -263,7 +250,7 @@ def _one_study(a, out: Path) -> None:
     seeds = [int(x) for x in a.truth_seeds.split(",")]
     if a.retrain:
         spec = json.loads(Path(a.retrain).read_text())
-        emit("ranking_retrain", retrain_named(a.recipe, a.overrides, spec, seeds, epochs, out / "retrain-work"))
+        emit("ranking_retrain", retrain_named(a.recipe, a.overrides, spec, seeds, epochs))
     else:
         emit("ranking_truth", [truth_study(a.recipe, a.overrides, out, a.archs, seeds, epochs)], archs=a.archs)
 

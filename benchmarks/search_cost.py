@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit  # noqa: E402
 
-from automl.pipeline import Run  # noqa: E402
+from automl.pipeline import Run, open_workspace  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,10 +32,9 @@ def search_run(recipe_path, overrides) -> dict:
     for Method 1), each followed by a θ step in Method 1 and matched by one in the θ phase otherwise."""
     recipe = load_recipe(recipe_path, OFF + overrides)
     with tempfile.TemporaryDirectory() as d:
-        run = Run(recipe, Path(d) / "run", tty=False)
-        res = run.execute()
-    runs = run.n if recipe.search.method == "simultaneous" else 1  # members: epsilons or budgets
-    res["iterations"] = runs * recipe.search.weight_epochs * len(run.data.w)
+        res = Run(recipe, Path(d) / "run", tty=False).execute()
+    runs = len(res["architectures"]) if recipe.search.method == "simultaneous" else 1  # one W per member
+    res["iterations"] = runs * recipe.search.weight_epochs * len(open_workspace(recipe).data.w)
     return res
 
 

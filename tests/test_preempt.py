@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from test_kill_resume import _cmd, _env, _lines  # a real `python -m automl run` and its metrics
 
-import automl.pipeline
+import automl.train.loops
 from automl.cli import main
 from automl.errors import Stopped
 from automl.pipeline import Run
@@ -59,7 +59,7 @@ def _count_steps(monkeypatch, signal_at: tuple[str, int, int] | None = None) -> 
     k-th call of that step sends ``signum`` to this process (as a cluster or Ctrl-C would)."""
     counts = {name: 0 for name in STEPS}
     for name in STEPS:
-        real = getattr(automl.pipeline, name)
+        real = getattr(automl.train.loops, name)
 
         def counted(*a, _name=name, _real=real, **k):
             counts[_name] += 1
@@ -67,7 +67,7 @@ def _count_steps(monkeypatch, signal_at: tuple[str, int, int] | None = None) -> 
                 os.kill(os.getpid(), signal_at[2])
             return _real(*a, **k)
 
-        monkeypatch.setattr(automl.pipeline, name, counted)
+        monkeypatch.setattr(automl.train.loops, name, counted)
     return counts
 
 

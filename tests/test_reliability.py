@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-import automl.pipeline
+import automl.train.loops
 from automl.cli import main
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
@@ -284,7 +284,7 @@ def test_diverging_weights_stop_with_step_and_hint(tmp_path, capsys):
 
 def _poison_steps(monkeypatch, bad: set[int]):
     """Make the weight steps numbered in ``bad`` (1-based, whole run) see a NaN input."""
-    real = automl.pipeline.weight_step
+    real = automl.train.loops.weight_step
     calls = {"n": 0}
 
     def step(net, x, *a, **k):
@@ -293,7 +293,7 @@ def _poison_steps(monkeypatch, bad: set[int]):
             x = torch.full_like(x, float("nan"))
         return real(net, x, *a, **k)
 
-    monkeypatch.setattr(automl.pipeline, "weight_step", step)
+    monkeypatch.setattr(automl.train.loops, "weight_step", step)
 
 
 def test_nan_policy_skip_skips_and_counts(tmp_path, monkeypatch, capsys):
@@ -325,7 +325,7 @@ def test_nan_policy_skip_stops_past_max_bad_steps(tmp_path, monkeypatch, capsys)
 def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch, capsys):
     from automl.search import MultiEpsilonSearch
 
-    real_losses = automl.pipeline.path_losses
+    real_losses = automl.train.loops.path_losses
     calls = {"n": 0, "nan_told": 0, "bad": 0}
 
     def losses(*a, **k):
@@ -345,7 +345,7 @@ def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch
         assert torch.isfinite(self.theta).all()
         assert torch.allclose(self.theta.sum(-1), torch.ones(()).double().to(self.theta), atol=1e-6)
 
-    monkeypatch.setattr(automl.pipeline, "path_losses", losses)
+    monkeypatch.setattr(automl.train.loops, "path_losses", losses)
     monkeypatch.setattr(MultiEpsilonSearch, "tell", tell)
     res = Run(load_recipe(QUICK, SMALL + ["search.theta_epochs=2"]), tmp_path / "o", tty=False).execute()
     assert calls["nan_told"] == calls["n"] >= 6

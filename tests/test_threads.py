@@ -141,7 +141,7 @@ def test_resume_reuses_the_saved_count(tmp_path):
 @pytest.fixture
 def seen_threads(monkeypatch):
     """The thread count torch has when the run's first weight step runs."""
-    import automl.pipeline as pl
+    import automl.train.loops as pl
 
     seen = []
     real = pl.weight_step

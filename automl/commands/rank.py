@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from automl.errors import UserError
+from automl.pipeline import Run
+from automl.recipe import load_recipe
 
 __all__ = ["main"]
 
 
 def main(args) -> int:
-    from automl.recipe import load_recipe
-
     out = Path(args.run_dir)
     resolved = out / "recipe.resolved.yaml"
     if not resolved.is_file():
@@ -23,8 +23,6 @@ def main(args) -> int:
     if args.retrain_epochs is not None:
         overrides.append(f"ranking.retrain_epochs={args.retrain_epochs}")
     recipe = load_recipe(resolved, overrides)
-
-    from automl.pipeline import Run
 
     ranking = Run(recipe, out).rank()
     print(f"kendall_tau {ranking['kendall_tau']:.4f}  spearman {ranking['spearman']:.4f}  "

@@ -1,4 +1,4 @@
-"""``automl run RECIPE [key.path=value ...] [--out DIR] [--resume]``."""
+"""``automl run RECIPE [key.path=value ...] [--out DIR] [--resume] [--supernet RUN_DIR [--supernet-force]]``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,14 @@ import shlex
 import time
 from pathlib import Path
 
-from automl.errors import UserError
+import torch
 
-__all__ = ["main", "default_out_dir"]
+from automl.errors import UserError
+from automl.pipeline import Run, resolve_device
+from automl.recipe import load_recipe
+from automl.train.distributed import DistInfo, broadcast_object, init_distributed
+
+__all__ = ["main", "default_out_dir", "supernet_overrides"]
 
 
 def default_out_dir(name: str) -> Path:
@@ -22,17 +27,19 @@ def _latest_run(name: str) -> Path:
     return runs[-1]
 
 
+def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
+    """``--supernet DIR`` and ``--supernet-force`` as the recipe overrides they stand for."""
+    if force and supernet is None:
+        raise UserError("--supernet-force needs --supernet RUN_DIR (or the recipe key supernet)")
+    return ([f"supernet={supernet}"] if supernet is not None else []) + (["supernet_force=true"] if force else [])
+
+
 def main(args) -> int:
-    from automl.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe, args.overrides)
-    import torch
-
-    from automl.pipeline import Run, resolve_device
-    from automl.train.distributed import DistInfo, broadcast_object, init_distributed
-
-    # the backend (nccl or gloo) follows the device the recipe asks for
+    extra = supernet_overrides(args.supernet, args.supernet_force)
+    recipe = load_recipe(args.recipe, args.overrides + extra)
+    # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
     info = init_distributed(resolve_device(recipe.device, DistInfo()).type)
+    device = resolve_device(recipe.device, info)
     if args.out:
         out = Path(args.out)
     elif args.resume:
@@ -42,6 +49,6 @@ def main(args) -> int:
     out = Path(broadcast_object(str(out), info))  # every rank uses rank 0's timestamped folder
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
-    again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), "--resume"])
-    Run(recipe, out, resume=args.resume, info=info, resume_command=again).execute()
+    again = shlex.join(["automl", "run", args.recipe, *args.overrides, *extra, "--out", str(out), "--resume"])
+    Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
     return 0

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import contextlib
 
+import timm.optim
+import timm.scheduler
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from automl.train.depthwise import use_fast_depthwise_grad
+from automl.nn.depthwise import use_fast_depthwise_grad
 from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_sum
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
@@ -32,7 +34,7 @@ def autocast_for(device: torch.device):
 
 def for_training(model: nn.Module, device: torch.device) -> nn.Module:
     """``model`` on ``device``, ready for the steps below: channels_last, and on the CPU the faster depthwise
-    weight gradient for small maps (:mod:`automl.train.depthwise`).
+    weight gradient for small maps (:mod:`automl.nn.depthwise`).
 
     channels_last is what cuDNN and oneDNN run fastest. Measured on the CPU (2-core x86, one thread), a
     supernet training step on one path is 2.0–2.8x faster on the ENAS cell space at 32x32 and ProxylessNAS
@@ -182,8 +184,6 @@ def evaluate(forward, loader, device: torch.device, info: DistInfo) -> tuple[flo
 def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                      nesterov: bool = False, **extra):
     """timm's optimizer factory (bias and norm parameters get no weight decay, as in timm's train.py)."""
-    import timm.optim
-
     opt = {"sgd": "sgd" if nesterov else "momentum", "adamw": "adamw", "rmsprop": "rmsprop"}[name]
     kwargs = {}
     if name in ("sgd", "rmsprop"):
@@ -198,8 +198,6 @@ def create_scheduler(optimizer, schedule: str, epochs: int, steps_per_epoch: int
                      decay_epochs: float = 30):
     """timm's scheduler, stepped per update (``step_update(num_updates)``): the lr is a pure function of the
     number of updates, so a resumed run sets it by one call."""
-    import timm.scheduler
-
     sched = {"cosine": "cosine", "step": "step", "constant": "constant"}[schedule]
     scheduler, _ = timm.scheduler.create_scheduler_v2(
         optimizer, sched=sched, num_epochs=max(epochs, 1), decay_epochs=decay_epochs, decay_rate=decay_rate,

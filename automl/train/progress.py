@@ -16,6 +16,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from automl._io import atomic_write_bytes
+
 __all__ = ["Reporter"]
 
 
@@ -50,8 +54,6 @@ class Reporter:
         checkpoint a run resumes from are logged again by the resumed run, and only once."""
         if not self.enabled or self.metrics_path is None or self.size() <= size:
             return
-        from automl._io import atomic_write_bytes
-
         with open(self.metrics_path, "rb") as f:
             head = f.read(size)
         atomic_write_bytes(self.metrics_path, head)
@@ -66,8 +68,6 @@ class Reporter:
         if not (self.enabled and self.tty):
             yield lambda *a, **k: None
             return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                       TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=True) as progress:
             task = progress.add_task(f"{phase} {epoch + 1}/{epochs}", total=steps, stats="")

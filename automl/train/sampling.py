@@ -1,6 +1,7 @@
 """How the weight phase samples its λ paths per step (``search.weight_sampling``).
 
-* ``uniform`` — the paper's eq. 3: every decision uniform and independent (``Run._sampler_archs``).
+* ``uniform`` — :func:`uniform_archs`, the paper's eq. 3: every decision uniform and independent (the weight
+  stage picks the rule in ``automl.pipeline.search_stages.sample_paths``).
 * ``fair`` — :func:`fair_archs`, FairNAS's strict fairness: in each step every choice of every decision is
   trained by as equal a number of the λ paths as possible (exactly λ/K_d each when K_d divides λ).
 * ``sandwich`` — :func:`sandwich_archs`, BigNAS's sandwich rule: the largest and the smallest architecture

@@ -53,9 +53,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
+from automl._io import atomic_write_json
+from automl.compile import load_compiled
 from automl.errors import UserError
 
-__all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "step_work", "physical_cores", "busy_cores",
+__all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "step_work", "spaces_work", "physical_cores", "busy_cores",
            "apply_threads", "env_threads", "check_setting", "save_choice", "WORK_PER_THREAD", "THREADS_FILE"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
@@ -220,16 +224,18 @@ def space_elements(space) -> int:
 def step_work(recipe) -> int:
     """Activation elements of the largest training step of the run: the search supernet at
     ``data.batch_size`` and the retrained network at its batch size. Compiles the space (no weights)."""
-    from automl.compile import load_compiled
-
     args = {k: str(v) for k, v in recipe.space_args.items()}
     search = load_compiled(recipe.space_path, args)
-    work = space_elements(search) * recipe.data.batch_size
-    if recipe.retrain.epochs > 0:
-        retrain = (search if not recipe.retrain.space_args else
-                   load_compiled(recipe.space_path, {**args, **{k: str(v) for k, v in
-                                                              recipe.retrain.space_args.items()}}))
-        work = max(work, space_elements(retrain) * (recipe.retrain.batch_size or recipe.data.batch_size))
+    retrain = (search if not recipe.retrain.space_args else
+               load_compiled(recipe.space_path, {**args, **{k: str(v) for k, v in recipe.retrain.space_args.items()}}))
+    return spaces_work(search, retrain, recipe.data.batch_size, recipe.retrain.batch_size, recipe.retrain.epochs)
+
+
+def spaces_work(search, retrain, batch_size: int, retrain_batch_size: int | None, retrain_epochs: int) -> int:
+    """:func:`step_work` of spaces already compiled (a run compiles its spaces once)."""
+    work = space_elements(search) * batch_size
+    if retrain_epochs > 0:
+        work = max(work, space_elements(retrain) * (retrain_batch_size or batch_size))
     return work
 
 
@@ -321,8 +327,6 @@ def check_setting(v):
 
 def apply_threads(n: int) -> None:
     """Set torch's intra-op threads to ``n``, and its inter-op pool to one thread while torch allows it."""
-    import torch
-
     torch.set_num_threads(int(n))
     try:
         torch.set_num_interop_threads(1)
@@ -332,6 +336,4 @@ def apply_threads(n: int) -> None:
 
 def save_choice(out_dir: Path, choice: ThreadChoice) -> None:
     """``DIR/threads.json``, read back by ``--resume``."""
-    from automl._io import atomic_write_json
-
     atomic_write_json(Path(out_dir) / THREADS_FILE, choice.to_dict())

@@ -1,0 +1,114 @@
+"""What every stage works with: the run's resources (:class:`RunContext`) and its checkpointing
+(:class:`Keeper`: the one place that writes a checkpoint, times the phases and stops on a signal)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+from automl.errors import Stopped, UserError
+from automl.pipeline.setup import Spaces
+from automl.pipeline.state import RunState, capture_rng, restore_rng
+from automl.train.checkpoint import CheckpointStore
+from automl.train.distributed import DistInfo, barrier
+from automl.train.preempt import Preemption
+from automl.train.progress import Reporter
+
+__all__ = ["RunContext", "Keeper", "rng_of"]
+
+
+class Keeper:
+    """Writes the run's checkpoints (rank 0; every rank waits) and stops the run when a signal asked to.
+
+    Also the phase clock: :meth:`start` / :meth:`stop` time a phase into ``state.phase_seconds``, and a
+    checkpoint written meanwhile books the time so far, so a resumed run does not count it twice."""
+
+    def __init__(self, state: RunState, store: CheckpointStore, info: DistInfo, reporter: Reporter,
+                 preempt: Preemption, stage_name: Callable[[int], str], resume_command: str,
+                 rng: Callable[[], dict], enabled: bool = True):
+        self.state, self.store, self.info, self.reporter = state, store, info, reporter
+        self.preempt, self.stage_name, self.resume_command = preempt, stage_name, resume_command
+        self.rng = rng
+        self.enabled = enabled  # automl rank: off (a finished run's checkpoint is left as it is)
+        self._clock: tuple[str, float] | None = None
+
+    # ------------------------------------------------------------------ the phase clock
+    def start(self, phase: str) -> None:
+        self._clock = (phase, time.perf_counter())
+
+    def stop(self) -> None:
+        phase, t0 = self._clock
+        self.state.add_seconds(phase, time.perf_counter() - t0)
+        self._clock = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, stage: int, epoch: int, step: int = 0, inner: dict[str, Any] | None = None) -> None:
+        """Checkpoint: ``stage`` stages done, then ``epoch`` epochs and ``step`` steps of the next, with
+        the stage's ``inner`` objects (``state_dict()`` of those that have one); then stop if signalled."""
+        if not self.enabled:
+            return
+        if self._clock is not None:  # book the phase's time so far: a resumed run does not redo it
+            phase = self._clock[0]
+            self.stop()
+            self.start(phase)
+        st = self.state
+        st.stage, st.epoch, st.step = stage, epoch, step
+        if self.info.is_main:
+            ckpt = {**st.to_checkpoint(), "rng": self.rng(), "metrics_bytes": self.reporter.size(),
+                    "inner": {k: v.state_dict() if hasattr(v, "state_dict") else v
+                              for k, v in (inner or {}).items()}}
+            try:
+                self.store.save(ckpt)
+            except OSError as e:  # disk full, folder removed: the previous checkpoint is untouched
+                raise UserError(f"cannot write a checkpoint in {self.store.folder} ({e.strerror or e}); the "
+                                f"previous checkpoint is intact: free space and continue with --resume") from None
+        barrier(self.info)
+        self.preempt.saved()
+        self._stop_if_signalled(stage, epoch, step)
+
+    def step_done(self, stage: int, epoch: int, step: int, steps: int, inner: Callable[[], dict]) -> None:
+        """After ``step`` (1-based) of the ``steps`` of ``epoch``: a checkpoint inside the epoch when
+        ``checkpoint.every_*`` is reached or a signal asks to stop. After the last step the epoch's own
+        checkpoint (or the stage's) follows at once."""
+        if step < steps and self.preempt.step():
+            self.save(stage, epoch, step, inner())
+
+    def _stop_if_signalled(self, stage: int, epoch: int, step: int) -> None:
+        signum = self.preempt.signalled()
+        if signum:
+            where = f"{self.stage_name(stage)}, epoch {epoch}" + (f" + {step} steps" if step else "")
+            torchrun = " (under torchrun: the same torchrun command, with --resume)" if self.info.enabled else ""
+            self.reporter.info(f"stopped by {signal.Signals(signum).name}; the checkpoint in {self.store.folder} "
+                               f"resumes at {where}. Continue with: {self.resume_command}{torchrun}")
+            raise Stopped(signum)
+
+
+@dataclass
+class RunContext:
+    """The resources of a run, built once at start-up and read by every stage."""
+
+    info: DistInfo
+    device: torch.device
+    data: Any                      # automl.train.data.RunData: loaders w, theta, full, test
+    spaces: Spaces
+    reporter: Reporter
+    keeper: Keeper
+    sampler: torch.Generator       # the weight phase's path sampler (its state is in every checkpoint)
+    log_every: int
+
+    def restore(self, state: RunState, objects: dict[str, Any]) -> dict[str, Any]:
+        """The one restore of a stage resumed mid-way: load each object's saved state, the RNG, and
+        return the rest of the stage's saved values (update count, running sums)."""
+        inner = state.inner
+        for k, obj in objects.items():
+            obj.load_state_dict(inner[k])
+        restore_rng(state.rng, self.sampler, self.device)
+        return {k: v for k, v in inner.items() if k not in objects}
+
+
+def rng_of(sampler: torch.Generator, device: torch.device) -> Callable[[], dict]:
+    return lambda: capture_rng(sampler, device)

@@ -1,0 +1,227 @@
+"""The stages after the search: retrain each derived architecture (then evaluate and export it), measure
+the supernet's ranking, write the report."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+from timm.utils import ModelEmaV3
+from torch import nn
+
+from automl.errors import UserError
+from automl.export import export_architecture, inherit_weights
+from automl.export.quantize import int8_summary, measure_export
+from automl.pipeline.context import RunContext
+from automl.pipeline.loop import EpochTask, run_epochs
+from automl.pipeline.members import Members
+from automl.pipeline.search_stages import bn_batches, supernet_from_state
+from automl.pipeline.state import RunState
+from automl.train import loops
+from automl.nn.depthwise import plain_convs
+
+__all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
+
+
+class RetrainTask(EpochTask):
+    """Ordinary training of one stand-alone network on all of D (retrain.* settings)."""
+
+    def __init__(self, ctx: RunContext, phase: str, model: nn.Module, rt):
+        self.ctx, self.phase, self.model, self.epochs = ctx, phase, model, rt.epochs
+        self.loader = ctx.data.full.with_batch_size(rt.batch_size)
+        self.grad_clip = rt.grad_clip
+        self.opt = loops.create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
+                                          eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
+        self.sched = loops.create_scheduler(self.opt, rt.schedule, rt.epochs, len(self.loader), min_lr=rt.min_lr,
+                                            warmup_epochs=rt.warmup_epochs, warmup_lr=rt.warmup_lr,
+                                            decay_rate=rt.decay_rate, decay_epochs=rt.decay_epochs)
+        self.ema = ModelEmaV3(model, decay=rt.ema) if rt.ema else None
+        self.criterion = nn.CrossEntropyLoss(label_smoothing=rt.label_smoothing)
+        self.num_updates = 0
+        self.loss_sum = self.correct = None
+        self.seen = 0
+
+    def restorable(self) -> dict:
+        objs = {"model": self.model, "optimizer": self.opt}
+        if self.ema is not None:
+            objs["ema"] = self.ema
+        return objs
+
+    def begin_epoch(self, epoch, done, sums):
+        self.model.train()
+        dev = self.ctx.device
+        if sums is None:
+            self.loss_sum, self.correct, self.seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
+        else:
+            self.loss_sum, self.correct, self.seen = sums["loss"].to(dev), sums["correct"].to(dev), sums["seen"]
+
+    def step(self, epoch, step, batch):
+        x, y = batch
+        loss, corr = loops.train_step(self.model, x, y, self.opt, self.criterion, self.ctx.info, self.grad_clip,
+                                      self.ctx.device)
+        self.num_updates += 1
+        self.sched.step_update(self.num_updates)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.num_updates)
+        self.loss_sum += loss
+        self.correct += corr
+        self.seen += y.numel()
+
+    def progress(self, epoch, steps):
+        mean = self.loss_sum.item() / steps
+        if not math.isfinite(mean):
+            raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}; "
+                            f"lower retrain.lr or set retrain.grad_clip")
+        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1),
+                "lr": self.opt.param_groups[0]["lr"]}
+
+    def end_epoch(self, epoch):
+        self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
+                               f"{self.loss_sum.item() / max(len(self.loader), 1):.4f} "
+                               f"acc {self.correct.item() / max(self.seen, 1):.3f}")
+
+    def objects(self):
+        return {**self.restorable(), "num_updates": self.num_updates}
+
+    def sums(self):
+        return {"loss": self.loss_sum, "correct": self.correct, "seen": self.seen}
+
+
+def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase: str, rt) -> nn.Module:
+    """Train ``model`` by ``rt`` (from the checkpoint when resumed inside this stage); returns the network
+    to evaluate (with retrain.ema: the averaged weights, which ``model`` then holds too)."""
+    task = RetrainTask(ctx, phase, model, rt)
+    start = (0, 0, None)
+    if state.mid_stage:
+        rest = ctx.restore(state, task.restorable())
+        task.num_updates = rest["num_updates"]
+        start = (state.epoch, state.step, rest.get("sums"))
+    task.sched.step_update(task.num_updates)
+    run_epochs(ctx, idx, task, *start)
+    if task.ema is None:
+        return model
+    model.load_state_dict(task.ema.module.state_dict())
+    return task.ema.module
+
+
+def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int) -> float:
+    """The test accuracy of a retrained network (logged as the phase's ``split: test`` line)."""
+    model.eval()
+    test_loss, accuracy = loops.evaluate(model, ctx.data.test, ctx.device, ctx.info)
+    ctx.reporter.info(f"{phase}: test accuracy {accuracy:.4f} (loss {test_loss:.4f})")
+    ctx.reporter.log(phase=phase, epoch=epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
+    return accuracy
+
+
+class Exporter:
+    """Export one architecture (timm network, ONNX, manifest) and measure it (latency, int8)."""
+
+    def __init__(self, recipe, out: Path):
+        self.export, self.cost, self.se = recipe.export, recipe.search.cost, recipe.retrain.se
+        self.root, self.out = recipe.export_root(out), out
+
+    def __call__(self, ctx: RunContext, folder_name: str, model: nn.Module, arch: torch.Tensor, eps) -> dict:
+        """{"onnx": path relative to the run folder or None, "latency_ms", "int8"}."""
+        folder = self.root / folder_name
+        sp = ctx.spaces
+        # export_architecture exports a CPU copy in eval mode; the trained model stays where it is
+        export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
+                            onnx=self.export.onnx, epsilon=eps, cost=sp.search.cost_table.total(arch, self.cost),
+                            cost_metric=self.cost, space_path=sp.path, space_args=sp.retrain_args,
+                            normalize=ctx.data.normalize)
+        if not self.export.onnx:
+            return {"onnx": None}
+        # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
+        m = measure_export(folder, quantize=self.export.quantize, calibration=ctx.data.full.epoch(0),
+                           test=lambda: ctx.data.test.epoch(0))
+        onnx_path = folder / "model.onnx"
+        try:
+            rel = str(onnx_path.relative_to(self.out))
+        except ValueError:
+            rel = str(onnx_path)
+        return {"onnx": rel, "latency_ms": m["latency"]["fp32_ms"], "int8": int8_summary(m)}
+
+
+class RetrainStage:
+    """Retrain architecture ``i`` from scratch on all of D, evaluate it on the test set, export it.
+
+    One checkpointed stage of three steps (:func:`retrain`, :func:`evaluate`, :class:`Exporter`): the
+    trained weights then need no place in a checkpoint, which would otherwise carry N networks."""
+
+    def __init__(self, i: int, members: Members, rt, seed: int, exporter: Exporter):
+        self.i, self.members, self.rt, self.seed, self.exporter = i, members, rt, seed, exporter
+        self.key = f"retrain/{i}"
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
+        i, rt, sp = self.i, self.rt, ctx.spaces
+        arch = torch.tensor(state.archs[i], dtype=torch.long)
+        torch.manual_seed(self.seed * 7919 + i)
+        model = loops.for_training(sp.retrain.build_standalone(arch, se=rt.se), ctx.device)
+        accuracy = None
+        ctx.keeper.start("retrain")
+        if rt.epochs > 0:
+            phase = f"retrain {self.members.tag(i, state)}"
+            accuracy = evaluate(ctx, retrain(ctx, state, idx, model, phase, rt), phase, rt.epochs)
+        elif state.supernet is not None and sp.retrain is sp.search:
+            inherit(ctx, state, model, arch)
+        ctx.keeper.stop()
+        t0 = time.perf_counter()
+        eps = self.members.epsilon(i, state)
+        edge = (self.exporter(ctx, self.members.folder(i, state), model, arch, eps) if ctx.info.is_main
+                else {"onnx": None})
+        state.add_seconds("export", time.perf_counter() - t0)
+        state.results[str(i)] = {"test_accuracy": accuracy, "params": sum(p.numel() for p in model.parameters()),
+                                 **edge}
+        ctx.keeper.save(idx + 1, 0)
+
+
+def inherit(ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tensor) -> None:
+    """retrain.epochs 0: the exported model takes the supernet's weights on the chosen path."""
+    space = ctx.spaces.search
+    net = space.build_supernet()
+    net.load_state_dict(state.supernet)
+    # not trained further: only exported, as a plain timm network
+    inherit_weights(net.eval(), arch, plain_convs(model.cpu().eval()), tuple(space.input_shape))
+    model.to(ctx.device)
+
+
+class RankingStage:
+    """Architecture ``j`` of the ranking: its loss on the supernet and its stand-alone test accuracy."""
+
+    def __init__(self, j: int, archs, ranking, rt, cost: str, seed: int):
+        self.j, self.archs, self.rk, self.cost, self.seed = j, archs, ranking, cost, seed
+        epochs = rt.epochs if ranking.retrain_epochs is None else ranking.retrain_epochs
+        self.rt = rt.model_copy(update={"epochs": epochs})  # the same settings, its own length
+        self.key = f"ranking/{j}"
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
+        rk, j = self.rk, self.j
+        arch = self.archs()[j]
+        net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
+        ctx.keeper.start("ranking")
+        with torch.no_grad():
+            # what the θ phase sees by default: train mode, each batch's own statistics
+            loss_batch, _ = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
+            loops.recalibrate_bn(net, lambda x: net(x.contiguous(memory_format=torch.channels_last), arch),
+                                 bn_batches(ctx.data, rk.bn_batches))
+            loss, acc = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
+        if self.rt.epochs > 0:
+            torch.manual_seed(self.seed * 7919 + 100_003 + j)
+            model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device)
+            phase = f"ranking {j + 1}/{rk.archs}"
+            test_acc = evaluate(ctx, retrain(ctx, state, idx, model, phase, self.rt), phase, self.rt.epochs)
+            params = sum(p.numel() for p in model.parameters())
+        else:  # the supernet's own weights on the path, BatchNorm as recalibrated above
+            _, test_acc = loops.evaluate(lambda x: net(x, arch), ctx.data.test, ctx.device, ctx.info)
+            params = net.path_params(arch)
+        ctx.keeper.stop()
+        space = ctx.spaces.search
+        state.results[f"ranking/{j}"] = {
+            "choices": space.decode(arch), "params": params, "cost": float(space.cost_table.total(arch, self.cost)),
+            "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,
+            "test_accuracy": test_acc}
+        ctx.reporter.info(f"ranking {j + 1}/{rk.archs}: {params:,} params, supernet loss {loss:.4f} "
+                          f"(batch statistics {loss_batch:.4f}), stand-alone test accuracy {test_acc:.4f}")
+        ctx.keeper.save(idx + 1, 0)

@@ -1,0 +1,73 @@
+"""The one epoch loop of every training stage (weights, θ, simultaneous, retraining, ranking).
+
+A stage describes one epoch's work as an :class:`EpochTask`; :func:`run_epochs` runs its epochs from where
+the run stands (inside an epoch too), logs every ``search.log_every`` steps, checkpoints inside an epoch
+when asked (``checkpoint.every_*``, a signal) and after every epoch but the last (the stage's own end
+checkpoint follows it).
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, Iterator
+
+from automl.pipeline.context import RunContext
+
+__all__ = ["EpochTask", "run_epochs"]
+
+
+class EpochTask(abc.ABC):
+    """One stage's training, one step at a time. ``loader`` gives the epoch's batches."""
+
+    phase: str      # how logs name it: "weights", "theta eps=0.3", "retrain budget=150k"
+    epochs: int
+    loader: Any
+
+    def batches(self, epoch: int, done: int) -> Iterator:
+        """The epoch's batches, less the ``done`` already used (a resumed epoch)."""
+        return self.loader.epoch(epoch, done)
+
+    @abc.abstractmethod
+    def begin_epoch(self, epoch: int, done: int, sums: dict | None) -> None:
+        """Zero the epoch's running sums, or restore ``sums`` from a checkpoint written inside it."""
+
+    @abc.abstractmethod
+    def step(self, epoch: int, step: int, batch) -> None:
+        """One training step on ``batch`` (step is 0-based)."""
+
+    @abc.abstractmethod
+    def progress(self, epoch: int, steps: int) -> dict[str, Any]:
+        """The fields logged after ``steps`` steps ("loss", "accuracy", ...): reads the device once."""
+
+    @abc.abstractmethod
+    def end_epoch(self, epoch: int) -> None:
+        """The epoch's summary line."""
+
+    @abc.abstractmethod
+    def objects(self) -> dict[str, Any]:
+        """What a checkpoint of this stage holds (objects with ``state_dict()`` and plain values)."""
+
+    @abc.abstractmethod
+    def sums(self) -> dict[str, Any]:
+        """The epoch's running sums, for a checkpoint inside it."""
+
+
+def run_epochs(ctx: RunContext, idx: int, task: EpochTask, start_epoch: int = 0, done: int = 0,
+               sums: dict | None = None) -> None:
+    """Run ``task``'s epochs from ``start_epoch`` (``done`` steps of it already done, with running ``sums``)."""
+    every, keeper, reporter = ctx.log_every, ctx.keeper, ctx.reporter
+    for epoch in range(start_epoch, task.epochs):
+        task.begin_epoch(epoch, done, sums)
+        steps = len(task.loader)
+        with reporter.epoch(task.phase, epoch, task.epochs, steps) as update:
+            for step, batch in enumerate(task.batches(epoch, done), start=done):
+                task.step(epoch, step, batch)
+                if (step + 1) % every == 0 or step + 1 == steps:
+                    fields = task.progress(epoch, step + 1)
+                    update(step + 1, loss=fields.get("loss"), acc=fields.get("accuracy"))
+                    reporter.log(phase=task.phase, epoch=epoch + 1, step=step + 1, **fields)
+                keeper.step_done(idx, epoch, step + 1, steps, lambda: {**task.objects(), "sums": task.sums()})
+        done, sums = 0, None
+        task.end_epoch(epoch)
+        if epoch + 1 < task.epochs:
+            keeper.save(idx, epoch + 1, 0, task.objects())

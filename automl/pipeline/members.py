@@ -1,0 +1,57 @@
+"""The N members of a run's family: one per ε, one per budget, or (random search) one per sample."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from automl.pipeline.state import RunState
+from automl.report import short_number
+
+__all__ = ["Members"]
+
+
+@dataclass(frozen=True)
+class Members:
+    epsilons: list[float] | None       # search.epsilons (None with budgets)
+    budgets: list[float | None] | None  # search.budgets, total costs in the metric's units
+    sampled: bool                       # random search: no ε
+    n: int
+
+    @classmethod
+    def of(cls, search, sampled: bool) -> "Members":
+        if search.budgets is not None:
+            n = len(search.budgets)
+        elif sampled and search.random_budgets:
+            n = len(search.random_budgets)
+        else:
+            n = len(search.epsilons)
+        eps = None if search.epsilons is None else [float(e) for e in search.epsilons]
+        return cls(eps, search.budgets, sampled, n)
+
+    def epsilon(self, i: int, state: RunState) -> float | None:
+        """ε of member ``i``: the recipe's, or with budgets the final adapted value (None for random)."""
+        if self.sampled:
+            return None
+        if self.budgets is not None:
+            final = (state.final_epsilons or [None] * self.n)[i]
+            return None if final is None else float(final)
+        return self.epsilons[i]
+
+    def budget(self, i: int) -> float | None:
+        return None if self.budgets is None else self.budgets[i]
+
+    def tag(self, i: int, state: RunState) -> str:
+        """How logs name member ``i``: ``eps=0.3``, ``budget=150k``, ``random 2``."""
+        if self.budgets is not None:
+            b = self.budget(i)
+            return "budget=" + ("none" if b is None else short_number(b))
+        eps = self.epsilon(i, state)
+        return f"eps={eps}" if eps is not None else f"random {i}"
+
+    def folder(self, i: int, state: RunState) -> str:
+        """The export folder of member ``i``: ``eps-0.3``, ``budget-1-150k``, ``random-2``."""
+        if self.budgets is not None:
+            b = self.budget(i)
+            return f"budget-{i}-" + ("none" if b is None else short_number(b))
+        eps = self.epsilon(i, state)
+        return f"eps-{eps:g}" if eps is not None else f"random-{i}"

@@ -1,0 +1,125 @@
+"""The run as data: the list of stage objects a recipe asks for (paper §3.3, §4; Algorithms 1–3).
+
+=====================  ============================================================================
+searcher mode          search stages (then ``retrain/i`` for each of the N members, ``ranking/j``
+                       for each of the ranking section's K architectures, and ``report``)
+=====================  ============================================================================
+joint                  weights (uniform sampling, eq. 3) -> theta (all N at once; importance_sampling)
+per_member             weights -> theta/0 … theta/N-1 (one ε each; separate, eq. 7)
+interleaved            simultaneous/0 … /N-1 (fresh W per ε, W and θ steps interleaved; Alg. 2)
+sample                 random (architectures sampled, optionally within cost budgets)
+=====================  ============================================================================
+
+With a reused supernet (``supernet:``) the ``weights`` stage takes the other run's trained weights
+instead of training them. Every stage object has a ``key`` and ``run(ctx, state, idx)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from automl.pipeline.context import RunContext
+from automl.pipeline.final_stages import Exporter, RankingStage, RetrainStage
+from automl.pipeline.members import Members
+from automl.pipeline.results import ReportStage
+from automl.pipeline.reuse import ReusedWeightsStage
+from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
+from automl.pipeline.setup import EngineCosts, Spaces
+from automl.pipeline.state import RunState
+from automl.ranking import select_archs
+from automl.search import SearchMethod, SearchProblem
+
+__all__ = ["Stage", "Plan", "build_plan", "search_problem", "ranking_archs"]
+
+
+class Stage(Protocol):
+    key: str
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None: ...
+
+
+@dataclass
+class Plan:
+    stages: list[Stage]
+    members: Members
+    method: SearchMethod
+
+    @property
+    def report(self) -> ReportStage:
+        return self.stages[-1]
+
+    @property
+    def keys(self) -> list[str]:
+        return [s.key for s in self.stages]
+
+    def name(self, idx: int) -> str:
+        return self.stages[idx].key
+
+
+def search_problem(recipe, members: Members, group: list[int], spaces: Spaces, costs: EngineCosts,
+                   device: torch.device) -> SearchProblem:
+    """The problem of a searcher serving the members ``group``: their ε or budgets in the engine's units, or
+    (``members.sampled``, the random baseline) the raw cost table and budgets of the deployed network."""
+    s = recipe.search
+    if members.sampled:
+        # search.budgets are totals as results.json reports cost (the search space's table); random_budgets
+        # are for the network that is trained and deployed (the retraining space's)
+        ct, totals = ((spaces.search.cost_table, s.budgets) if s.budgets is not None
+                      else (spaces.retrain.cost_table, s.random_budgets))
+        fixed = ct.fixed.get(s.cost, 0.0)
+        table = ct.costs(s.cost) if totals else None
+        budgets = [None if b is None else float(b) - fixed for b in totals] if totals else None
+        epsilons = None
+    else:
+        table, budgets = costs.costs, (costs.budgets(s.budgets) if s.budgets is not None else None)
+        epsilons = None if members.epsilons is None else [members.epsilons[i] for i in group]
+    options = {"theta_lr": s.theta_lr, "theta_min": s.theta_min, "utility": s.utility}
+    return SearchProblem(list(spaces.search.num_choices), table, list(group), epsilons,
+                         None if budgets is None else [budgets[i] for i in group], s.lam, recipe.seed, device,
+                         options)
+
+
+def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: EngineCosts,
+               device: torch.device, threads=None) -> Plan:
+    """The stages of ``recipe`` run by ``method`` into ``out``; the last, ``report``, writes results.json
+    (``threads``: the run's thread choice, which results.json records)."""
+    s, seed = recipe.search, recipe.seed
+    members = Members.of(s, sampled=method.mode == "sample")
+    groups = [list(range(members.n))] if method.mode == "joint" else [[i] for i in range(members.n)]
+    problems = [search_problem(recipe, members, g, spaces, costs, device) for g in groups]
+    stages: list[Stage] = []
+    if method.needs_supernet:
+        stages.append(ReusedWeightsStage(recipe.supernet, recipe.supernet_force) if recipe.supernet
+                      else WeightsStage(s, recipe.optim, seed))
+    if method.mode == "joint":
+        stages.append(ThetaStage(method, problems[0], members, s, seed))
+    elif method.mode == "per_member":
+        stages += [ThetaStage(method, p, members, s, seed, member=p.members[0]) for p in problems]
+    elif method.mode == "interleaved":
+        stages += [SimultaneousStage(method, p, members, s, recipe.optim, seed, p.members[0]) for p in problems]
+    else:
+        stages.append(SampleStage(method, problems, members.n))
+    exporter = Exporter(recipe, out)
+    stages += [RetrainStage(i, members, recipe.retrain, seed, exporter) for i in range(members.n)]
+    if recipe.ranking is not None:
+        archs = ranking_archs(spaces.search, s.cost, recipe.ranking.archs)
+        stages += [RankingStage(j, archs, recipe.ranking, recipe.retrain, s.cost, seed)
+                   for j in range(recipe.ranking.archs)]
+    stages.append(ReportStage(recipe, out, members, method.name, costs, threads))
+    return Plan(stages, members, method)
+
+
+def ranking_archs(space, cost: str, k: int):
+    """The ranking section's K architectures, chosen once (on first use)."""
+
+    @lru_cache(maxsize=1)
+    def archs() -> torch.Tensor:
+        # seed 0, not the recipe's: the same K architectures in every run of the space, so τ compares
+        # across seeds and settings
+        return select_archs(space.num_choices, space.cost_table.costs(cost), k, seed=0)
+    return archs

@@ -1,0 +1,81 @@
+"""results.json from the run's state, and the report stage that writes it with report.md and the plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from automl.pipeline.context import RunContext
+from automl.pipeline.members import Members
+from automl.pipeline.setup import EngineCosts
+from automl.pipeline.state import RunState
+from automl.ranking import summarize
+from automl.report import write_report
+
+__all__ = ["SEARCH_PHASES", "build_results", "ranking_results", "ReportStage"]
+
+SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
+
+
+def ranking_results(recipe, state: RunState) -> dict | None:
+    entries = [state.results.get(f"ranking/{j}") for j in range(recipe.ranking.archs)] if recipe.ranking else []
+    if not entries or any(e is None for e in entries):
+        return None
+    return summarize(entries)
+
+
+def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -> list[dict]:
+    search, retrain = ctx.spaces.search, ctx.spaces.retrain
+    archs = []
+    for i, arch in enumerate(state.archs or []):
+        res = state.results.get(str(i), {})
+        a = torch.tensor(arch, dtype=torch.long)
+        archs.append({
+            "epsilon": members.epsilon(i, state),
+            "budget": members.budget(i),
+            "choices": search.decode(a),
+            "params": res.get("params"),
+            "cost": float(search.cost_table.total(a, recipe.search.cost)),
+            "test_accuracy": res.get("test_accuracy"),
+            "onnx": res.get("onnx"),
+            "macs": float(retrain.cost_table.total(a, "macs")),
+            "latency_ms": res.get("latency_ms"),
+            "int8": res.get("int8"),
+        })
+    return archs
+
+
+def build_results(recipe, state: RunState, members: Members, ctx: RunContext, method: str, costs: EngineCosts,
+                  threads) -> dict:
+    s = recipe.search
+    return {
+        "recipe": recipe.name,
+        "method": method,
+        "search_seconds": round(sum(state.phase_seconds.get(k, 0.0) for k in SEARCH_PHASES), 3),
+        "phase_seconds": {k: round(v, 3) for k, v in state.phase_seconds.items()},
+        "cost_metric": s.cost,
+        "utility": s.utility,
+        "cost_normalization": {"normalized": costs.normalized, "scale": costs.scale},
+        "world_size": ctx.info.world_size,
+        "threads": None if threads is None else threads.to_dict(),
+        "supernet": state.supernet_origin,
+        "architectures": _architectures(recipe, state, members, ctx),
+        **({"ranking": ranking_results(recipe, state)} if recipe.ranking else {}),
+    }
+
+
+class ReportStage:
+    """The last stage: results.json, report.md and the plots (rank 0); not checkpointed (it only writes)."""
+
+    key = "report"
+
+    def __init__(self, recipe, out: Path, members: Members, method: str, costs: EngineCosts, threads):
+        self.recipe, self.out, self.members, self.method, self.costs = recipe, out, members, method, costs
+        self.threads = threads
+        self.results: dict | None = None
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
+        self.results = build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads)
+        if ctx.info.is_main:
+            write_report(self.out, self.results, ctx.reporter)

@@ -1,0 +1,254 @@
+"""``Run``: one run of a recipe into a folder — start-up, the plan's stages over one state, resume, rank."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from automl._io import atomic_write_text
+from automl._lock import LOCK_NAME, RunLock
+from automl.errors import UserError
+from automl.pipeline.context import Keeper, RunContext, rng_of
+from automl.pipeline.plan import Plan, build_plan
+from automl.pipeline.final_stages import RankingStage
+from automl.pipeline.results import build_results, ranking_results
+from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
+from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, engine_costs, load_spaces,
+                                   resolve_device)
+from automl.pipeline.state import RunState, restore_rng
+from automl.report import write_report
+from automl.search import get_searcher
+from automl.train.checkpoint import CheckpointStore
+from automl.train.data import build_data
+from automl.train.distributed import DistInfo, broadcast_object
+from automl.train.preempt import Preemption
+from automl.train.progress import Reporter
+from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
+
+__all__ = ["Run"]
+
+
+class Run:
+    """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json).
+
+    ``searcher`` names a registered searcher (:func:`automl.search.register_searcher`) to run instead of
+    the recipe's ``search.method``; ``device`` is the recipe's device already resolved (commands/run.py
+    resolves it once, for the distributed backend too)."""
+
+    def __init__(self, recipe, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None,
+                 tty: bool | None = None, resume_command: str | None = None, searcher: str | None = None,
+                 device: torch.device | None = None):
+        self.recipe, self.out, self.resume = recipe, Path(out_dir), resume
+        # printed when the run stops early; commands/run.py passes the command line with its overrides
+        self.resume_command = resume_command or f"automl run {recipe.source} --out {self.out} --resume"
+        self.lock = RunLock(self.out)
+        self.info = info or DistInfo()
+        self.device = device if device is not None else resolve_device(recipe.device, self.info)
+        self.store = CheckpointStore(self.out / "checkpoints")
+        self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty)
+        self.method = get_searcher(searcher or recipe.search.method)
+        self.recipe_hash = recipe.fingerprint()
+        if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
+            # a latency table re-measured between an interruption and --resume is another recipe
+            table = recipe.cost_table_path.read_bytes()
+            self.recipe_hash = hashlib.sha256(self.recipe_hash.encode() + table).hexdigest()
+
+    # ------------------------------------------------------------------ start-up
+    def _prepare_out(self) -> None:
+        """Check the output folder before any work: writable, and not silently reusing an old run.
+
+        Rank 0 alone checks: it owns the folder (other ranks could see its first files and take them for
+        an old run, and on several machines they may not share the folder at all). If it fails, torchrun
+        stops the other ranks."""
+        if not self.info.is_main:
+            return
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
+        # a run writing here now is named first, whatever this command asks (the lock is held till the end)
+        self.lock.acquire(create=False)
+        if self.resume:
+            if not self.store.exists():
+                raise UserError(f"--resume: no checkpoint in {self.out} (looked for "
+                                f"{self.store.index_path}); start a new run without --resume")
+        elif self.out.exists() and any(p.name != LOCK_NAME for p in self.out.iterdir()):
+            raise UserError(f"--out {self.out} already holds files; pass --resume to continue that run, "
+                            f"or choose another --out")
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            probe = self.out / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot write there ({e.strerror}); choose a writable folder")
+        self.lock.acquire()
+
+    def _setup_threads(self, spaces) -> object:
+        """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0 and set
+        on every rank before any torch compute: the count changes float rounding."""
+        choice = None
+        if self.info.is_main:
+            r = self.recipe
+            work = None if spaces is None else (lambda: spaces_work(
+                spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
+            choice = resolve_threads(r.threads, out_dir=self.out, resume=self.resume, work=work,
+                                     local_world_size=local)
+            if not self.resume or not (self.out / "threads.json").exists():
+                save_choice(self.out, choice)
+        threads = broadcast_object(choice, self.info)
+        apply_threads(threads.threads)
+        self.reporter.info(threads.line())
+        return threads
+
+    def _start_up(self, threads: bool = True):
+        """Compile the spaces once, choose the threads, load the data, check the recipe against both.
+        Returns (spaces, data, thread choice)."""
+        r = self.recipe
+        try:
+            spaces, deferred = load_spaces(r), None
+        except UserError as e:  # a mistake in the space: reported after the data is checked
+            spaces, deferred = None, e
+        choice = self._setup_threads(spaces) if threads else None
+        # before the space's mistakes: a wrong data.root should be named first
+        data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device=self.device, rank=self.info.rank,
+                          world_size=self.info.world_size)
+        if deferred is not None:
+            raise deferred
+        check_shapes(r, spaces, data)
+        check_ranking(r, spaces.search, self.method.needs_supernet)
+        return spaces, data, choice
+
+    def _context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
+                 checkpointing: bool = True) -> RunContext:
+        sampler = torch.Generator().manual_seed(self.recipe.seed)
+        keeper = Keeper(state, self.store, self.info, self.reporter, preempt, plan.name, self.resume_command,
+                        rng_of(sampler, self.device), enabled=checkpointing)
+        return RunContext(self.info, self.device, data, spaces, self.reporter, keeper, sampler,
+                          self.recipe.search.log_every)
+
+    def _warn_paper_utility(self, n: int) -> None:
+        """Once per run: eq. 9 with few samples per member pulls the members together (issue #14)."""
+        s = self.recipe.search
+        if s.utility != "paper" or self.method.mode != "joint" or n < 2 or s.lam / n >= 8:
+            return
+        self.reporter.info(
+            f"warning: search.utility paper (eq. 9) with lam / N = {s.lam}/{n} < 8 may pull the members "
+            f"together (the unconstrained one toward small networks; docs/search-engine.md); set "
+            f"search.utility=weighted_quantile, or raise search.lam to about 8 N")
+
+    # ------------------------------------------------------------------ state
+    def _new_state(self, spaces) -> RunState:
+        """The state of a run at its start; writes its recipe.resolved.yaml."""
+        r = self.recipe
+        fp = weights_fingerprint(r, spaces.path, spaces.search_args)
+        origin = ({"from": None, "fingerprint": fingerprint_digest(fp), "forced": False, "differs": []}
+                  if self.method.needs_supernet else None)
+        if self.info.is_main:
+            atomic_write_text(self.out / "recipe.resolved.yaml", r.to_yaml())
+        return RunState(self.recipe_hash, supernet_origin=origin, weights_fingerprint=fp)
+
+    def _resumed_state(self, plan: Plan) -> RunState:
+        ckpt = self.store.load() if self.info.is_main else None
+        ckpt = broadcast_object(ckpt, self.info)
+        if ckpt is None:
+            raise UserError(f"--resume: every checkpoint in {self.store.folder} is unreadable or corrupted; "
+                            f"start a new run")
+        if ckpt.get("recipe_sha256") != self.recipe_hash:
+            raise UserError(f"--resume: the recipe differs from the one {self.out} was started with "
+                            f"(see {self.out / 'recipe.resolved.yaml'}); resume with the same recipe and "
+                            f"overrides, or start a new run (to search again on its trained supernet: a new "
+                            f"--out with --supernet {self.out})")
+        state = RunState.from_checkpoint(ckpt, str(self.store.folder))
+        if "metrics_bytes" in ckpt:  # the lines logged after the checkpoint are logged again below
+            self.reporter.cut(ckpt["metrics_bytes"])
+        if self.info.is_main:
+            self.store.remove_temporaries()  # of a write a kill cut short; this run holds the lock
+        self.reporter.info(f"resuming {self.out} at {plan.name(state.stage)}, epoch {state.epoch}"
+                           + (f" + {state.step} steps" if state.step else ""))
+        return state
+
+    # ------------------------------------------------------------------ main
+    def execute(self) -> dict:
+        """Run every stage (from the last checkpoint with ``resume``); torch's thread count is restored after."""
+        before = torch.get_num_threads()
+        try:
+            return self._execute()
+        finally:
+            self.lock.release()
+            torch.set_num_threads(before)
+
+    def _check_supernet(self) -> None:
+        """``supernet:`` (a new run): refuse a method without a weight phase, or a supernet trained with other
+        settings, before anything is written (``ReusedWeightsStage`` loads it later)."""
+        r = self.recipe
+        if r.supernet is None or self.resume:
+            return
+        if not self.method.needs_supernet:
+            raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
+                            f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
+        args = {k: str(v) for k, v in r.space_args.items()}
+        load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force)
+
+    def _execute(self) -> dict:
+        r = self.recipe
+        self._check_supernet()
+        self._prepare_out()
+        spaces, data, threads = self._start_up()
+        costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
+        check_budgets(r, spaces.search, self.reporter.info)
+        plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
+        self._warn_paper_utility(plan.members.n)
+        preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
+        state = self._resumed_state(plan) if self.resume else self._new_state(spaces)
+        ctx = self._context(state, spaces, data, plan, preempt)
+        if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
+            restore_rng(state.rng, ctx.sampler, self.device)
+        try:
+            with preempt.armed():  # SIGTERM / SIGINT: checkpoint after the current step, then Stopped
+                for idx in range(state.stage, len(plan.stages)):
+                    plan.stages[idx].run(ctx, state, idx)
+        except KeyboardInterrupt:
+            self.reporter.info(f"\ninterrupted; the last checkpoint is in {self.store.folder}. "
+                               f"Continue with: {self.resume_command}")
+            raise
+        return plan.report.results
+
+    # ------------------------------------------------------------------ automl rank
+    def rank(self) -> dict:
+        """``automl rank``: the ranking section on the finished run in ``out`` (its last checkpoint's supernet);
+        results.json and report.md are updated, the checkpoints are left as they are. Holds the run folder's
+        lock (a run still writing there is named, and nothing is done)."""
+        if self.info.is_main:
+            self.lock.acquire(create=False)
+        try:
+            return self._rank()
+        finally:
+            self.lock.release()
+
+    def _rank(self) -> dict:
+        ckpt = self.store.load() if self.store.exists() else None
+        if ckpt is None or ckpt.get("supernet") is None:
+            raise UserError(f"{self.out}: no checkpoint with a trained supernet (looked in {self.store.folder}); "
+                            f"automl rank needs a run of search.method importance_sampling or separate")
+        r = self.recipe
+        spaces, data, _ = self._start_up(threads=False)
+        state = RunState.from_checkpoint(ckpt, str(self.store.folder))
+        state.stage, state.epoch, state.step = 0, 0, 0
+        costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
+        plan = build_plan(r, self.out, self.method, spaces, costs, self.device)
+        ctx = self._context(state, spaces, data, plan, Preemption(self.info), checkpointing=False)
+        for idx, stage in enumerate(plan.stages):
+            if isinstance(stage, RankingStage):
+                stage.run(ctx, state, idx)
+        ranking = ranking_results(r, state)
+        if self.info.is_main:
+            path = self.out / "results.json"
+            results = (json.loads(path.read_text()) if path.exists()
+                       else build_results(r, state, plan.members, ctx, self.method.name, costs, None))
+            results["ranking"] = ranking
+            write_report(self.out, results, self.reporter)
+        return ranking

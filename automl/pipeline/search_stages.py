@@ -1,0 +1,333 @@
+"""The search stages (paper §3.3, Algorithms 1–2): train the supernet weights W, then find θ through a
+:class:`~automl.search.Searcher`; or W and θ interleaved; or sample architectures without a supernet.
+
+Every stage reaches its searcher only through ask / tell / best and its registered hooks
+(:mod:`automl.search`'s registry), so any registered searcher runs here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl.errors import UserError
+from automl.pipeline.context import RunContext
+from automl.pipeline.loop import EpochTask, run_epochs
+from automl.pipeline.members import Members
+from automl.pipeline.state import RunState
+from automl.search import SearchMethod, SearchProblem, Searcher
+from automl.train import loops
+from automl.train.distributed import all_reduce_mean, assert_same_on_all_ranks
+from automl.train.sampling import fair_archs, sandwich_archs, uniform_archs
+
+__all__ = ["build_supernet", "supernet_from_state", "WeightsStage", "ThetaStage", "SimultaneousStage",
+           "SampleStage", "bn_batches"]
+
+
+def build_supernet(space, device: torch.device, seed: int, idx: int) -> nn.Module:
+    """The search space's supernet, its initial weights seeded per stage (a resumed stage gets the same)."""
+    torch.manual_seed(seed * 1009 + idx)
+    return loops.for_training(space.build_supernet(), device)
+
+
+def supernet_from_state(space, device: torch.device, weights: dict, seed: int, idx: int) -> nn.Module:
+    """The supernet with trained ``weights``, in train mode (the θ phase's default BatchNorm)."""
+    net = build_supernet(space, device, seed, idx)
+    net.load_state_dict(weights)
+    return net.train()
+
+
+def bn_batches(data, n: int) -> list[torch.Tensor]:
+    """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
+    every path, so paths differ only by their weights)."""
+    xs = []
+    for x, _ in data.w.epoch(0):
+        if len(xs) == n:
+            break
+        xs.append(x)
+    return xs
+
+
+def sample_paths(ctx: RunContext, search, n: int) -> torch.Tensor:
+    """``n`` weight-phase paths by ``search.weight_sampling`` (automl/train/sampling.py), from the run's
+    own generator."""
+    space = ctx.spaces.search
+    if search.weight_sampling == "fair":
+        return fair_archs(space.num_choices, n, ctx.sampler)
+    if search.weight_sampling == "sandwich":
+        return sandwich_archs(space.num_choices, space.cost_table.costs("params"), n, ctx.sampler)
+    return uniform_archs(space.num_choices, n, ctx.sampler)
+
+
+class ThetaStep:
+    """Algorithm 1 line 8: ask λ paths, their D_θ losses (averaged over ranks), tell the searcher."""
+
+    def __init__(self, ctx: RunContext, net: nn.Module, searcher: Searcher, calibration: list | None):
+        self.ctx, self.net, self.searcher, self.calibration = ctx, net, searcher, calibration
+
+    def __call__(self, x, y) -> torch.Tensor:
+        archs = self.searcher.ask()  # on the searcher's device; the supernet reads the indices from the CPU
+        losses = all_reduce_mean(loops.path_losses(self.net, x, y, archs.cpu(), self.ctx.device, self.calibration),
+                                 self.ctx.info)
+        self.searcher.tell(archs, losses)
+        return losses
+
+
+def report_nonfinite(ctx: RunContext, method: SearchMethod, searcher: Searcher, phase: str, epoch: int,
+                     seen: int) -> int:
+    """Once per epoch (it reads a count back from the device): θ-phase losses that were NaN or inf
+    since ``seen`` are reported; returns the new total."""
+    total = method.nonfinite(searcher)
+    if total - seen:
+        ctx.reporter.info(f"{phase} epoch {epoch + 1}: {total - seen} path losses were NaN or inf; they ranked "
+                          f"worst (check optim.lr or the data if this persists)")
+        ctx.reporter.log(phase=phase, epoch=epoch + 1, nonfinite_path_losses=total - seen)
+    return total
+
+
+class WeightTask(EpochTask):
+    """W updates (eq. 3) with λ paths per step from ``sample()``; with ``theta`` also a θ step after each
+    on a D_θ batch (Algorithm 2)."""
+
+    def __init__(self, ctx: RunContext, state: RunState, phase: str, net, search, optim, sample,
+                 theta: ThetaStep | None = None, method: SearchMethod | None = None):
+        self.ctx, self.state, self.phase, self.net = ctx, state, phase, net
+        self.search, self.grad_clip, self.sample, self.theta = search, optim.grad_clip, sample, theta
+        self.epochs, self.loader = search.weight_epochs, ctx.data.w
+        self.opt = loops.create_optimizer(net, optim.name, optim.lr, optim.weight_decay, optim.momentum,
+                                          optim.nesterov)
+        self.sched = loops.create_scheduler(self.opt, optim.schedule, self.epochs, len(self.loader),
+                                            min_lr=optim.min_lr, warmup_epochs=optim.warmup_epochs)
+        self.criterion = nn.CrossEntropyLoss()
+        self.method = method
+        self.num_updates = 0
+        self.nonfinite = 0  # the searcher's non-finite losses reported so far
+        self.theta_batches = None
+        self.loss_sum = self.correct = None
+        self.seen = self.good = 0
+
+    def begin_epoch(self, epoch, done, sums):
+        self.net.train()
+        dev = self.ctx.device
+        if sums is None:
+            self.loss_sum, self.correct = torch.zeros((), device=dev), torch.zeros((), device=dev)
+            self.seen = self.good = 0
+        else:
+            self.loss_sum, self.correct = sums["loss"].to(dev), sums["correct"].to(dev)
+            self.seen, self.good = sums["seen"], sums["good"]
+        if self.theta is not None:
+            self.theta_batches = self._theta_batches(epoch, done)
+
+    def _theta_batches(self, epoch: int, done: int):
+        # a D_θ epoch sequence of its own, cycled to match D_W's length; ``done`` batches already used
+        loader = self.ctx.data.theta
+        n = len(loader)
+        e, start = epoch * 1_000_003 + done // n, done % n
+        while True:
+            yield from loader.epoch(e, start)
+            e, start = e + 1, 0
+
+    def step(self, epoch, step, batch):
+        x, y = batch
+        s = self.search
+        skip = s.nan_policy == "skip"
+        loss, corr = loops.weight_step(self.net, x, y, self.sample(), self.opt, self.criterion, self.ctx.info,
+                                       self.grad_clip, self.ctx.device, skip_nonfinite=skip,
+                                       distill=s.inplace_distill and self.theta is None)
+        self.num_updates += 1
+        self.sched.step_update(self.num_updates)
+        if skip and not math.isfinite(loss.item()):  # not applied: count it, stop past the limit
+            self._skipped(epoch, step)
+        else:
+            self.good += 1
+            self.loss_sum += loss
+            self.correct += corr
+            self.seen += y.numel()
+        if self.theta is not None:
+            self.theta(*next(self.theta_batches))
+
+    def _skipped(self, epoch: int, step: int) -> None:
+        st, s = self.state, self.search
+        st.bad_steps += 1
+        self.ctx.reporter.log(phase=self.phase, epoch=epoch + 1, step=step + 1, skipped="non-finite loss",
+                              bad_steps=st.bad_steps)
+        if st.bad_steps > s.max_bad_steps:
+            raise UserError(f"{self.phase}: {st.bad_steps} weight steps had a non-finite loss (more than "
+                            f"search.max_bad_steps={s.max_bad_steps}), the last at epoch {epoch + 1}, step "
+                            f"{step + 1}; lower optim.lr or set optim.grad_clip")
+
+    def progress(self, epoch, steps):
+        mean = self.loss_sum.item() / max(self.good, 1)
+        if not math.isfinite(mean):
+            raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}, by step "
+                            f"{steps}; lower optim.lr or set optim.grad_clip (now {self.grad_clip}), or skip "
+                            f"such steps with search.nan_policy=skip")
+        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1),
+                "lr": self.opt.param_groups[0]["lr"]}
+
+    def end_epoch(self, epoch):
+        self.ctx.reporter.info(
+            f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss {self.loss_sum.item() / max(len(self.loader), 1):.4f} "
+            f"acc {self.correct.item() / max(self.seen, 1):.3f} lr {self.opt.param_groups[0]['lr']:.4g}")
+        if self.theta is not None:
+            self.nonfinite = report_nonfinite(self.ctx, self.method, self.theta.searcher, self.phase, epoch,
+                                              self.nonfinite)
+
+    def objects(self):
+        objs = {"supernet_train": self.net, "optimizer": self.opt, "num_updates": self.num_updates}
+        if self.theta is not None:
+            objs["engine"] = self.theta.searcher
+        return objs
+
+    def sums(self):
+        return {"loss": self.loss_sum, "correct": self.correct, "seen": self.seen, "good": self.good}
+
+    def resume(self, ctx: RunContext, state: RunState) -> tuple[int, int, Any]:
+        """Restore a checkpoint written inside this stage: (start epoch, steps done, running sums)."""
+        restorable = {"supernet_train": self.net, "optimizer": self.opt}
+        if self.theta is not None:
+            restorable["engine"] = self.theta.searcher
+        rest = ctx.restore(state, restorable)
+        self.num_updates = rest["num_updates"]
+        return state.epoch, state.step, rest.get("sums")
+
+
+class ThetaTask(EpochTask):
+    """θ updates on D_θ batches through the searcher (Algorithm 1 lines 6–9)."""
+
+    def __init__(self, ctx: RunContext, phase: str, epochs: int, method: SearchMethod, theta: ThetaStep):
+        self.ctx, self.phase, self.epochs, self.method, self.theta = ctx, phase, epochs, method, theta
+        self.loader = ctx.data.theta
+        self.loss_sum = None
+        self.nonfinite = 0
+
+    def begin_epoch(self, epoch, done, sums):
+        dev = self.ctx.device
+        self.loss_sum = (torch.zeros((), device=dev, dtype=torch.float64) if sums is None
+                         else sums["loss"].to(dev))
+
+    def step(self, epoch, step, batch):
+        self.loss_sum += self.theta(*batch).mean()
+
+    def progress(self, epoch, steps):
+        return {"loss": self.loss_sum.item() / steps, **self.method.log_fields(self.theta.searcher)}
+
+    def end_epoch(self, epoch):
+        searcher = self.theta.searcher
+        self.nonfinite = report_nonfinite(self.ctx, self.method, searcher, self.phase, epoch, self.nonfinite)
+        self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
+                               f"{self.loss_sum.item() / max(len(self.loader), 1):.4f}"
+                               f"{self.method.epoch_note(searcher)}")
+
+    def objects(self):
+        return {"engine": self.theta.searcher}
+
+    def sums(self):
+        return {"loss": self.loss_sum}
+
+
+class WeightsStage:
+    """Algorithm 1 lines 2–5: train W with λ paths per step, sampled by search.weight_sampling (eq. 3)."""
+
+    key = "weights"
+
+    def __init__(self, search, optim, seed: int):
+        self.search, self.optim, self.seed = search, optim, seed
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx)
+        task = WeightTask(ctx, state, "weights", net, self.search, self.optim,
+                          lambda: sample_paths(ctx, self.search, self.search.lam))
+        start = task.resume(ctx, state) if state.mid_stage else (0, 0, None)
+        ctx.keeper.start("weights")
+        run_epochs(ctx, idx, task, *start)
+        ctx.keeper.stop()
+        state.supernet = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+        ctx.keeper.save(idx + 1, 0)
+
+
+class ThetaStage:
+    """importance_sampling: one searcher for all N members (eq. 10); separate: member ``i`` alone (eq. 7)."""
+
+    def __init__(self, method: SearchMethod, problem: SearchProblem, members: Members, search, seed: int,
+                 member: int | None = None):
+        self.method, self.problem, self.members, self.search, self.seed = method, problem, members, search, seed
+        self.member = member
+        self.key = "theta" if member is None else f"theta/{member}"
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
+        s = self.search
+        searcher = self.method.create(self.problem)
+        net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
+        start = (0, 0, None)
+        if state.mid_stage:
+            rest = ctx.restore(state, {"engine": searcher})
+            start = (state.epoch, state.step, rest.get("sums"))
+        calibration = bn_batches(ctx.data, s.theta_bn_batches) if s.theta_bn == "recalibrate" else None
+        phase = "theta" if self.member is None else f"theta {self.members.tag(self.member, state)}"
+        task = ThetaTask(ctx, phase, s.theta_epochs, self.method, ThetaStep(ctx, net, searcher, calibration))
+        ctx.keeper.start("theta")
+        run_epochs(ctx, idx, task, *start)
+        ctx.keeper.stop()
+        finish_search(ctx, state, self.method, searcher, self.problem.members, self.members.n)
+        ctx.keeper.save(idx + 1, 0)
+
+
+def finish_search(ctx: RunContext, state: RunState, method: SearchMethod, searcher: Searcher,
+                  members: list[int], n: int) -> None:
+    """The members' architectures are the searcher's answer (with budgets: the most probable within
+    each); their final ε is kept for results.json."""
+    best = searcher.best()
+    if method.mode != "sample":
+        assert_same_on_all_ranks(best, ctx.info, "the searcher's answer")
+    eps = method.epsilons(searcher)
+    for k, i in enumerate(members):
+        state.set_arch(i, best[k].tolist(), n)
+        if eps is not None:
+            state.final_epsilons = state.final_epsilons or [None] * n
+            state.final_epsilons[i] = eps[k]
+
+
+class SimultaneousStage:
+    """Algorithm 2 for member i (ε_i or budget i): a fresh W; each step updates W with λ paths from the
+    searcher, then θ on a D_θ batch."""
+
+    def __init__(self, method: SearchMethod, problem: SearchProblem, members: Members, search, optim,
+                 seed: int, member: int):
+        self.method, self.problem, self.members = method, problem, members
+        self.search, self.optim, self.seed, self.member = search, optim, seed, member
+        self.key = f"simultaneous/{member}"
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx)
+        searcher = self.method.create(self.problem)
+        phase = f"simultaneous {self.members.tag(self.member, state)}"
+        task = WeightTask(ctx, state, phase, net, self.search, self.optim, lambda: searcher.ask().cpu(),
+                          theta=ThetaStep(ctx, net, searcher, None), method=self.method)
+        start = task.resume(ctx, state) if state.mid_stage else (0, 0, None)
+        ctx.keeper.start("simultaneous")
+        run_epochs(ctx, idx, task, *start)
+        ctx.keeper.stop()
+        finish_search(ctx, state, self.method, searcher, [self.member], self.members.n)
+        ctx.keeper.save(idx + 1, 0)
+
+
+class SampleStage:
+    """The paper's random baseline: each member's searcher answers without any loss (uniform
+    architectures, or uniform within each cost budget)."""
+
+    key = "random"
+
+    def __init__(self, method: SearchMethod, problems: list[SearchProblem], n: int):
+        self.method, self.problems, self.n = method, problems, n
+
+    def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
+        t0 = time.perf_counter()
+        for problem in self.problems:
+            finish_search(ctx, state, self.method, self.method.create(problem), problem.members, self.n)
+        state.add_seconds("random", time.perf_counter() - t0)
+        ctx.keeper.save(idx + 1, 0)

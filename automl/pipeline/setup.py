@@ -1,0 +1,139 @@
+"""A run's start-up, done once: the device, the compiled spaces (search and retraining) with their cost
+table, the engine's normalised costs, and the checks of the recipe against the space and the data."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from automl.compile import load_compiled
+from automl.errors import UserError
+from automl.profile import apply_cost_table, read_cost_table
+from automl.ranking import space_size
+from automl.report import short_number
+from automl.search import normalize_costs
+from automl.train.distributed import DistInfo
+
+__all__ = ["resolve_device", "Spaces", "load_spaces", "check_shapes", "check_ranking", "check_budgets",
+           "EngineCosts", "engine_costs"]
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    """The recipe's ``device`` (auto, cpu, cuda) as a torch device; cuda: this rank's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device: cuda was asked for but no CUDA GPU is visible; set device=cpu or device=auto")
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Spaces:
+    """The compiled search space and the retraining space (the same object when retrain.space_args is
+    empty), with the --set style arguments each was compiled with."""
+
+    search: object
+    retrain: object
+    search_args: dict[str, str]
+    retrain_args: dict[str, str]
+    path: Path
+
+
+def load_spaces(recipe) -> Spaces:
+    """Compile the recipe's space (and its retraining variant) once, and apply search.cost_table."""
+    search_args = {k: str(v) for k, v in recipe.space_args.items()}
+    retrain_args = {**search_args, **{k: str(v) for k, v in recipe.retrain.space_args.items()}}
+    space = load_compiled(recipe.space_path, search_args)
+    retrain = space if retrain_args == search_args else load_compiled(recipe.space_path, retrain_args)
+    if [d.name for d in retrain.decisions] != [d.name for d in space.decisions]:
+        raise UserError(f"retrain.space_args changes the decisions of {recipe.space_path}; retraining must "
+                        f"keep the search space's decisions (change sizes, not structure)")
+    if recipe.cost_table_path is not None:
+        # measured for the network that is deployed: checked against the retrained space's sizes
+        table = read_cost_table(recipe.cost_table_path, retrain, source=f"{recipe.source} search.cost_table")
+        for sp in {id(space): space, id(retrain): retrain}.values():
+            apply_cost_table(sp, table)
+    cost = recipe.search.cost
+    if cost not in space.cost_table.metrics:
+        raise UserError(f"{recipe.source}: search.cost {cost!r} is not a metric of {recipe.space_path.name} "
+                        f"(it has {', '.join(space.cost_table.metrics)}); a latency table comes from "
+                        f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
+    return Spaces(space, retrain, search_args, retrain_args, recipe.space_path)
+
+
+def check_shapes(recipe, spaces: Spaces, data) -> None:
+    """Both spaces take the data's input shape and number of classes."""
+    for sp, where in ((spaces.search, "space_args"), (spaces.retrain, "retrain.space_args")):
+        if tuple(sp.input_shape) != tuple(data.input_shape) or sp.num_classes != data.num_classes:
+            raise UserError(
+                f"{recipe.source}: the space {recipe.space_path.name} (with {where}) takes input "
+                f"{tuple(sp.input_shape)} with {sp.num_classes} classes, but data.dataset "
+                f"{recipe.data.dataset} gives {tuple(data.input_shape)} with {data.num_classes} "
+                f"classes; set the space's size parameters in {where} (see `automl space show`)")
+
+
+def check_ranking(recipe, space, has_supernet: bool) -> None:
+    """The ranking section fits the run: a weight-sharing supernet to score on, and K <= the space's size."""
+    rk, src = recipe.ranking, recipe.source or "the recipe"
+    if rk is None:
+        return
+    if not has_supernet:
+        raise UserError(f"{src}: ranking: needs the supernet of the weight phase, which search.method "
+                        f"{recipe.search.method} does not train; use importance_sampling or separate, or "
+                        f"remove ranking")
+    n = space_size(space.num_choices)
+    if rk.archs > n:
+        raise UserError(f"{src}: ranking.archs: {rk.archs} architectures asked for, but the space "
+                        f"{recipe.space_path.name} has only {n:,}; set ranking.archs to at most {n}")
+
+
+def check_budgets(recipe, space, warn) -> None:
+    """search.budgets against the space: a total cost (fixed part included) in the metric's units.
+
+    Below the smallest architecture's cost is an error; above the largest a warning (no constraint)."""
+    s = recipe.search
+    if s.budgets is None:
+        return
+    ct = space.cost_table
+    low, high = ct.min_total(s.cost), ct.max_total(s.cost)  # exact with elastic depth's gates too
+    where = f"{recipe.source}: " if recipe.source else ""
+    for j, b in enumerate(s.budgets):
+        if b is None:
+            continue
+        if b < low:
+            raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below the smallest architecture of "
+                            f"{space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at "
+                            f"least {short_number(low)} or use null for no constraint")
+        if b >= high:
+            warn(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
+                 f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
+
+
+@dataclass(frozen=True)
+class EngineCosts:
+    """The searcher's cost table: the recipe's metric, normalised so the largest per-choice cost is 1
+    (``automl.search.normalize_costs``, which makes ε mean the same on every space) unless
+    search.normalize_costs is off; ``scale`` and ``fixed`` turn a total budget into its units."""
+
+    costs: torch.Tensor
+    scale: float
+    fixed: float
+    normalized: bool
+
+    def budgets(self, totals) -> list[float | None]:
+        """Total budgets (recipe units) -> the engine's units: (B - fixed) / scale."""
+        return [None if b is None else (b - self.fixed) / self.scale for b in totals]
+
+
+def engine_costs(space, metric: str, normalize: bool) -> EngineCosts:
+    ct = space.cost_table
+    raw = ct.costs(metric)
+    fixed = ct.fixed.get(metric, 0.0)
+    if normalize:
+        costs, scale = normalize_costs(raw, ct.mask, return_scale=True)
+        return EngineCosts(costs, float(scale), fixed, True)
+    return EngineCosts(raw, 1.0, fixed, False)

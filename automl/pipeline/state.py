@@ -1,0 +1,82 @@
+"""The run's state: one dataclass that is the checkpoint.
+
+Everything a resumed run needs is here; :meth:`RunState.to_checkpoint` is what
+:class:`automl.train.checkpoint.CheckpointStore` writes and :meth:`RunState.from_checkpoint` reads it back.
+``stage`` / ``epoch`` / ``step`` say where the run is: ``stage`` stages done, then ``epoch`` epochs and
+``step`` steps of the next. ``inner`` holds the current stage's objects (model, optimizer, searcher state,
+update count, the epoch's running sums) while it is inside a stage, and is empty at a stage boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from automl.errors import UserError
+
+__all__ = ["RunState", "CKPT_FORMAT", "capture_rng", "restore_rng", "asdict_shallow"]
+
+CKPT_FORMAT = 2
+
+
+@dataclass
+class RunState:
+    recipe_sha256: str
+    stage: int = 0
+    epoch: int = 0
+    step: int = 0
+    archs: list[list[int] | None] | None = None            # the derived architectures (choice indices)
+    results: dict[str, dict] = field(default_factory=dict)  # per architecture "i" and ranking "ranking/j"
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    supernet: dict[str, torch.Tensor] | None = None          # trained supernet weights (CPU), once trained
+    supernet_origin: dict[str, Any] | None = None            # {from, fingerprint, forced, differs}
+    weights_fingerprint: dict[str, Any] | None = None        # what the supernet's weights depend on
+    final_epsilons: list[float | None] | None = None         # with budgets: the adapted ε per member
+    bad_steps: int = 0                                       # weight steps skipped (search.nan_policy skip)
+    rng: dict[str, Any] | None = None                        # global torch RNG and the path sampler's
+    metrics_bytes: int = 0                                   # metrics.jsonl's length at the checkpoint
+    inner: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mid_stage(self) -> bool:
+        return self.epoch > 0 or self.step > 0
+
+    def set_arch(self, i: int, arch: list[int], n: int) -> None:
+        self.archs = self.archs or [None] * n
+        self.archs[i] = arch
+
+    def add_seconds(self, phase: str, seconds: float) -> None:
+        self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {"format": CKPT_FORMAT, **asdict_shallow(self)}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any], where: str) -> "RunState":
+        if ckpt.get("format") != CKPT_FORMAT:
+            raise UserError(f"{where}: the checkpoint has format {ckpt.get('format')!r}, this automl writes "
+                            f"{CKPT_FORMAT}; finish that run with the automl that started it, or start a new run")
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in ckpt.items() if k in names})
+
+
+def asdict_shallow(state: RunState) -> dict[str, Any]:
+    """The fields as a dict without copying tensors (``dataclasses.asdict`` deep-copies)."""
+    return {k: getattr(state, k) for k in state.__dataclass_fields__}
+
+
+def capture_rng(sampler: torch.Generator, device: torch.device) -> dict[str, Any]:
+    st = {"torch": torch.get_rng_state(), "sampler": sampler.get_state()}
+    if torch.cuda.is_available() and device.type == "cuda":
+        st["cuda"] = torch.cuda.get_rng_state(device)
+    return st
+
+
+def restore_rng(st: dict[str, Any], sampler: torch.Generator, device: torch.device) -> None:
+    torch.set_rng_state(st["torch"])
+    sampler.set_state(st["sampler"])
+    if "cuda" in st and device.type == "cuda":
+        torch.cuda.set_rng_state(st["cuda"], device)
+

@@ -1,0 +1,67 @@
+"""A run's pieces without a run: for scripts that study one part of it (``benchmarks/ranking.py``).
+
+:func:`open_workspace` does a run's start-up (spaces compiled once, data, cost table) and nothing else: no
+output folder, no threads, no checkpoint. Its methods build what the stages build, the same way (the
+supernet seeded as stage ``idx`` seeds it, a searcher from the registry), so a script reproduces a run's
+phase exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from automl.pipeline.members import Members
+from automl.pipeline.plan import ranking_archs, search_problem
+from automl.pipeline.search_stages import bn_batches, supernet_from_state
+from automl.pipeline.setup import EngineCosts, Spaces, check_shapes, engine_costs, load_spaces, resolve_device
+from automl.search import Searcher, get_searcher
+from automl.train.data import build_data
+from automl.train.distributed import DistInfo
+
+__all__ = ["Workspace", "open_workspace"]
+
+
+@dataclass
+class Workspace:
+    recipe: Any
+    info: DistInfo
+    device: torch.device
+    spaces: Spaces
+    data: Any
+    costs: EngineCosts
+
+    @property
+    def members(self) -> Members:
+        return Members.of(self.recipe.search, sampled=get_searcher(self.recipe.search.method).mode == "sample")
+
+    def supernet(self, weights: dict, idx: int = 1) -> nn.Module:
+        """The supernet with trained ``weights``, as stage ``idx`` builds it (the θ stage is 1)."""
+        return supernet_from_state(self.spaces.search, self.device, weights, self.recipe.seed, idx)
+
+    def searcher(self, group: list[int], method: str | None = None) -> Searcher:
+        """The searcher of the members ``group`` (indices into ε or budgets), as the θ stage creates it."""
+        m = self.members
+        return get_searcher(method or self.recipe.search.method).create(
+            search_problem(self.recipe, m, group, self.spaces, self.costs, self.device))
+
+    def ranking_archs(self, k: int | None = None) -> torch.Tensor:
+        """The ranking section's K architectures (the same K in every run of the space)."""
+        return ranking_archs(self.spaces.search, self.recipe.search.cost, k or self.recipe.ranking.archs)()
+
+    def bn_batches(self, n: int) -> list[torch.Tensor]:
+        return bn_batches(self.data, n)
+
+
+def open_workspace(recipe, device: torch.device | None = None, info: DistInfo | None = None) -> Workspace:
+    info = info or DistInfo()
+    device = device if device is not None else resolve_device(recipe.device, info)
+    spaces = load_spaces(recipe)
+    data = build_data(recipe.data, base_dir=recipe.base_dir, seed=recipe.seed, device=device, rank=info.rank,
+                      world_size=info.world_size)
+    check_shapes(recipe, spaces, data)
+    return Workspace(recipe, info, device, spaces, data,
+                     engine_costs(spaces.search, recipe.search.cost, recipe.search.normalize_costs))

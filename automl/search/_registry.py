@@ -1,0 +1,165 @@
+"""The searchers a run can use, by name: the one seam between ``automl run`` and a search method.
+
+The pipeline drives every method only through :class:`~automl.search.Searcher` (``ask`` / ``tell`` /
+``best``), as Optuna's ``Study`` drives every sampler only through ``BaseSampler``. A method is registered
+under a name with a *factory* (``SearchProblem -> Searcher``) and a *mode*, which says how the run uses it:
+
+==============  ==========================================================================================
+mode            the run's search stages
+==============  ==========================================================================================
+``joint``       train W (uniform paths, eq. 3), then one searcher for all N members, told the supernet's
+                D_θ losses of the paths it asks (importance_sampling: eq. 9–10)
+``per_member``  train W, then one searcher per member in turn (separate: eq. 7)
+``interleaved`` per member: a fresh W, and each W step is followed by an ask / tell (simultaneous, Alg. 2)
+``sample``      no supernet: per member, a searcher's :meth:`best` without any loss (the random baseline)
+==============  ==========================================================================================
+
+Adding a searcher is writing one class (a :class:`Searcher`) and registering it::
+
+    @register_searcher("mine", mode="joint")
+    def _create(problem: SearchProblem) -> Searcher:
+        return MySearcher(problem.num_choices, n=len(problem.members), seed=problem.seed)
+
+and ``Run(recipe, out, searcher="mine")`` runs the pipeline with it. Optional hooks add a searcher's own
+figures to the logs (``log_fields``, ``epoch_note``, ``nonfinite``) and say which ε each member ended with
+(``epsilons``: budgets adapt ε).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+import torch
+
+from ._base import Searcher
+from ._multi_epsilon import MultiEpsilonSearch
+from ._random import RandomSearch
+
+__all__ = ["SearchProblem", "SearchMethod", "register_searcher", "get_searcher", "searcher_names"]
+
+Mode = Literal["joint", "per_member", "interleaved", "sample"]
+MODES = ("joint", "per_member", "interleaved", "sample")
+
+
+@dataclass(frozen=True)
+class SearchProblem:
+    """What a searcher is built from: the space's decisions, a cost table and the members' targets.
+
+    ``costs`` (``(D, Kmax)``) and ``budgets`` are in one unit: the engine's (normalised so the largest
+    per-choice cost is 1) for a searcher that learns from losses, the recipe's (less the fixed part of the
+    network) for ``sample`` mode, whose budgets are for the deployed network. ``members`` are the indices
+    of the run's members this searcher serves (all N in ``joint`` mode, one otherwise); ``epsilons`` and
+    ``budgets`` are theirs, in that order (one of the two is None).
+    """
+
+    num_choices: list[int]
+    costs: torch.Tensor | None
+    members: list[int]
+    epsilons: list[float] | None
+    budgets: list[float | None] | None
+    lam: int
+    seed: int
+    device: torch.device = torch.device("cpu")
+    options: dict[str, Any] = field(default_factory=dict)  # method settings: theta_lr, theta_min, utility
+
+
+def _no_fields(searcher: Searcher) -> dict:
+    return {}
+
+
+def _no_note(searcher: Searcher) -> str:
+    return ""
+
+
+def _no_count(searcher: Searcher) -> int:
+    return 0
+
+
+def _no_epsilons(searcher: Searcher) -> list[float] | None:
+    return None
+
+
+@dataclass(frozen=True)
+class SearchMethod:
+    """A registered searcher: its factory, how the run uses it, and its optional reporting hooks."""
+
+    name: str
+    create: Callable[[SearchProblem], Searcher]
+    mode: Mode = "joint"
+    log_fields: Callable[[Searcher], dict] = _no_fields      # extra metrics.jsonl fields per logged step
+    epoch_note: Callable[[Searcher], str] = _no_note         # extra text on the epoch's summary line
+    nonfinite: Callable[[Searcher], int] = _no_count         # losses told so far that were NaN or inf
+    epsilons: Callable[[Searcher], list[float] | None] = _no_epsilons  # the members' final ε (budgets)
+
+    @property
+    def needs_supernet(self) -> bool:
+        """Trains a weight-sharing supernet first (the runs whose supernet can be reused or ranked)."""
+        return self.mode in ("joint", "per_member")
+
+
+_REGISTRY: dict[str, SearchMethod] = {}
+
+
+def register_searcher(name: str, mode: Mode = "joint", **hooks):
+    """Decorator: register ``create(problem) -> Searcher`` under ``name`` (replacing an earlier one)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+
+    def wrap(create: Callable[[SearchProblem], Searcher]):
+        _REGISTRY[name] = SearchMethod(name, create, mode, **hooks)
+        return create
+    return wrap
+
+
+def get_searcher(name: str) -> SearchMethod:
+    if name not in _REGISTRY:
+        raise KeyError(f"no searcher registered as {name!r} (registered: {', '.join(searcher_names())})")
+    return _REGISTRY[name]
+
+
+def searcher_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+# ---------------------------------------------------------------------------------------------- built-ins
+
+def _engine(problem: SearchProblem) -> MultiEpsilonSearch:
+    o = problem.options
+    target = ({"budgets": list(problem.budgets)} if problem.budgets is not None
+              else {"epsilons": list(problem.epsilons)})
+    lr, theta_min = o.get("theta_lr", "auto"), o.get("theta_min", "auto")
+    return MultiEpsilonSearch(
+        num_choices=problem.num_choices, costs=problem.costs, lam=problem.lam,
+        lr=None if lr == "auto" else float(lr), theta_min=None if theta_min == "auto" else float(theta_min),
+        seed=problem.seed, device=problem.device,  # on a GPU, tell() reads nothing back (sync_free)
+        utility=o.get("utility", "weighted_quantile"), **target)
+
+
+def _engine_fields(engine: MultiEpsilonSearch) -> dict:
+    extra = {"epsilon": engine.epsilons} if engine.budgets is not None else {}
+    return {"expected_cost": engine.expected_cost().tolist(), **extra}
+
+
+def _engine_note(engine: MultiEpsilonSearch) -> str:
+    eps = f" ε {[round(e, 3) for e in engine.epsilons]}" if engine.budgets is not None else ""
+    return f" max θ {engine.theta.amax(-1).mean(-1).tolist()}{eps}"
+
+
+def _engine_epsilons(engine: MultiEpsilonSearch) -> list[float] | None:
+    return [float(e) for e in engine.epsilons] if engine.budgets is not None else None
+
+
+_ENGINE_HOOKS = dict(log_fields=_engine_fields, epoch_note=_engine_note,
+                     nonfinite=lambda e: e.nonfinite_losses, epsilons=_engine_epsilons)
+register_searcher("importance_sampling", "joint", **_ENGINE_HOOKS)(_engine)
+register_searcher("separate", "per_member", **_ENGINE_HOOKS)(_engine)
+register_searcher("simultaneous", "interleaved", **_ENGINE_HOOKS)(_engine)
+
+
+@register_searcher("random", "sample")
+def _random(problem: SearchProblem) -> RandomSearch:
+    """Member j: uniform, or uniform within its budget, from its own seed (seed + j)."""
+    budget = None if problem.budgets is None else problem.budgets[0]
+    return RandomSearch(problem.num_choices, costs=problem.costs if budget is not None else None,
+                        budget=budget, seed=problem.seed + problem.members[0])
