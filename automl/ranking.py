@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "select_archs", "summarize"]
+__all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "select_archs", "mean_over_seeds", "summarize"]
 
 
 def _sign_matrix(v: np.ndarray) -> np.ndarray:
@@ -114,13 +114,28 @@ def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int 
     return cand[chosen[torch.argsort(c[chosen], stable=True)]]
 
 
-def summarize(entries: list[dict]) -> dict:
-    """The ``ranking`` section of results.json from per-architecture entries (each with ``supernet_loss``,
-    ``supernet_loss_batch_stats`` and ``test_accuracy``). The supernet's score is its negated loss on D_θ
-    (what the θ phase ranks by), the truth is the stand-alone test accuracy."""
-    truth = [e["test_accuracy"] for e in entries]
-    score = [-e["supernet_loss"] for e in entries]
-    score_batch = [-e["supernet_loss_batch_stats"] for e in entries]
-    return {"kendall_tau": kendall_tau_b(score, truth), "spearman": spearman(score, truth),
-            "kendall_tau_batch_stats": kendall_tau_b(score_batch, truth),
-            "archs": entries, "pairs": pair_counts(score, truth)}
+def mean_over_seeds(retrainings: list[dict]) -> dict:
+    """The mean test loss and test accuracy of an architecture's stand-alone retrainings (one per seed)."""
+    return {k: float(np.mean([r[k] for r in retrainings])) for k in ("test_loss", "test_accuracy")}
+
+
+def summarize(entries: list[dict], truth: str = "loss") -> dict:
+    """The ``ranking`` section of results.json from per-architecture entries (each with the supernet's scores
+    on D_θ, ``supernet_loss`` and ``supernet_accuracy`` with BatchNorm recalibrated, the ``_batch_stats``
+    ones without, and ``retrainings``: one ``{seed, test_loss, test_accuracy}`` per stand-alone retraining).
+
+    ``truth`` loss: the supernet's negated loss against the negated mean test loss over the retrainings;
+    accuracy: the supernet's accuracy against the mean test accuracy. Each entry gets the means."""
+    archs = [{**e, **mean_over_seeds(e["retrainings"])} for e in entries]
+    if truth == "loss":
+        score = [-e["supernet_loss"] for e in archs]
+        score_batch = [-e["supernet_loss_batch_stats"] for e in archs]
+        target = [-e["test_loss"] for e in archs]
+    else:
+        score = [e["supernet_accuracy"] for e in archs]
+        score_batch = [e["supernet_accuracy_batch_stats"] for e in archs]
+        target = [e["test_accuracy"] for e in archs]
+    return {"kendall_tau": kendall_tau_b(score, target), "spearman": spearman(score, target),
+            "kendall_tau_batch_stats": kendall_tau_b(score_batch, target),
+            "seeds": len(archs[0]["retrainings"]), "truth": truth, "archs": archs,
+            "pairs": pair_counts(score, target)}

@@ -275,6 +275,11 @@ class RankingConfig(_Config):
         None, ge=0, description="stand-alone epochs of each (the retrain section's settings); null: retrain.epochs; "
         "0: the supernet's own weights on the test set")
     bn_batches: int = Field(10, gt=0, description="D_W batches that recalibrate BatchNorm for each architecture")
+    seeds: int = Field(1, ge=1, description="stand-alone retrainings of each architecture (seeds seed, seed+1, "
+                       "...: another initialisation and data order each); the truth is their mean")
+    truth: Literal["loss", "accuracy"] = Field(
+        "loss", description="what the retrainings are ranked by: mean test loss (repeats better between seeds) or "
+        "mean test accuracy; the supernet's score is the same measure on D_θ")
 
 
 class ExportConfig(_Config):

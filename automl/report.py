@@ -100,9 +100,11 @@ def render_markdown(results: dict) -> str:
     rk = results.get("ranking")
     if rk:
         p = rk["pairs"]
+        measure, seeds = rk.get("truth", "accuracy"), rk.get("seeds", 1)
         lines += ["", "## How well the supernet ranks", "",
                   f"{len(rk['archs'])} architectures spread over the cost range, each scored on the supernet "
-                  f"(loss on D_θ, BatchNorm recalibrated) and retrained stand-alone: Kendall's τ "
+                  f"({measure} on D_θ, BatchNorm recalibrated) and retrained stand-alone "
+                  f"({_times(seeds)}; the truth is the mean test {measure}): Kendall's τ "
                   f"**{rk['kendall_tau']:.3f}**, Spearman's ρ {rk['spearman']:.3f} ({p['concordant']} of "
                   f"{p['total']} pairs in the same order, {p['discordant']} reversed, {p['tied']} tied). With "
                   f"each batch's own BatchNorm statistics (the θ phase's default): τ "
@@ -133,15 +135,26 @@ def plot_pareto(results: dict) -> bytes:
     return _png(fig, ax)
 
 
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times, seeds averaged"
+
+
 def plot_ranking(results: dict) -> bytes:
-    """PNG bytes of the ranking: supernet loss vs stand-alone test accuracy, one point per architecture."""
+    """PNG bytes of the ranking: the supernet's score vs the stand-alone truth (the ranking's ``truth``
+    measure: loss or accuracy; mean over the retrainings), one point per architecture."""
     rk = results["ranking"]
+    archs, seeds = rk["archs"], rk.get("seeds", 1)
     fig, ax = _figure()
-    pts = ax.scatter([a["supernet_loss"] for a in rk["archs"]], [100 * a["test_accuracy"] for a in rk["archs"]],
-                     c=[a["params"] for a in rk["archs"]], cmap="viridis")
+    if rk.get("truth", "accuracy") == "loss":
+        xs, ys = [a["supernet_loss"] for a in archs], [a["test_loss"] for a in archs]
+        xlabel, ylabel = "supernet loss on D_θ (BatchNorm recalibrated)", "stand-alone test loss"
+    else:
+        xs, ys = [100 * a["supernet_accuracy"] for a in archs], [100 * a["test_accuracy"] for a in archs]
+        xlabel, ylabel = "supernet accuracy on D_θ [%] (BatchNorm recalibrated)", "stand-alone test accuracy [%]"
+    pts = ax.scatter(xs, ys, c=[a["params"] for a in archs], cmap="viridis")
     fig.colorbar(pts, ax=ax, label="parameters")
-    ax.set_xlabel("supernet loss on D_θ (BatchNorm recalibrated)")
-    ax.set_ylabel("stand-alone test accuracy [%]")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel + ("" if seeds == 1 else f", mean of {seeds} seeds"))
     ax.set_title(f"{results['recipe']}: Kendall τ {rk['kendall_tau']:.3f}, Spearman {rk['spearman']:.3f}")
     return _png(fig, ax)
 

@@ -12,7 +12,7 @@ import torch
 
 from automl.cli import main
 from automl.pipeline import Run
-from automl.ranking import kendall_tau_b, pair_counts, select_archs, spearman
+from automl.ranking import kendall_tau_b, mean_over_seeds, pair_counts, select_archs, spearman, summarize
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.sampling import fair_archs, sandwich_archs
@@ -130,15 +130,20 @@ def test_sandwich_archs_start_with_largest_and_smallest():
 
 # ---- the ranking section in a run, and automl rank ----------------------------------------------
 
-def _check_ranking(rk, k):
-    assert set(rk) >= {"kendall_tau", "spearman", "archs", "pairs"}
+def _check_ranking(rk, k, seeds=1, truth="loss"):
+    assert set(rk) >= {"kendall_tau", "spearman", "archs", "pairs", "seeds", "truth"}
+    assert rk["seeds"] == seeds and rk["truth"] == truth
     assert len(rk["archs"]) == k and rk["pairs"]["total"] == k * (k - 1) // 2
     for e in rk["archs"]:
-        assert {"choices", "params", "cost", "supernet_loss", "supernet_loss_batch_stats", "test_accuracy"} <= set(e)
-        assert 0.0 <= e["test_accuracy"] <= 1.0 and e["supernet_loss"] > 0
-    truth = [e["test_accuracy"] for e in rk["archs"]]
-    assert rk["kendall_tau"] == pytest.approx(_brute_tau_b([-e["supernet_loss"] for e in rk["archs"]], truth)) \
-        or math.isnan(rk["kendall_tau"])
+        assert {"choices", "params", "cost", "supernet_loss", "supernet_loss_batch_stats", "supernet_accuracy",
+                "test_accuracy", "test_loss", "retrainings"} <= set(e)
+        assert 0.0 <= e["test_accuracy"] <= 1.0 and e["supernet_loss"] > 0 and len(e["retrainings"]) == seeds
+        assert [r["seed"] for r in e["retrainings"]] == list(range(seeds))  # the run's seed 0, then 1, ...
+    if truth == "loss":
+        score, target = [-e["supernet_loss"] for e in rk["archs"]], [-e["test_loss"] for e in rk["archs"]]
+    else:
+        score, target = [e["supernet_accuracy"] for e in rk["archs"]], [e["test_accuracy"] for e in rk["archs"]]
+    assert rk["kendall_tau"] == pytest.approx(_brute_tau_b(score, target)) or math.isnan(rk["kendall_tau"])
     costs = [e["cost"] for e in rk["archs"]]
     assert costs == sorted(costs) and costs[0] < costs[-1]
 
@@ -147,12 +152,39 @@ class _Killed(KeyboardInterrupt):
     pass
 
 
+def test_mean_over_seeds_and_summary_equal_a_loop():
+    rng = np.random.default_rng(3)
+    entries = [{"supernet_loss": float(rng.uniform(0.5, 2)), "supernet_loss_batch_stats": float(rng.uniform(0.5, 2)),
+                "supernet_accuracy": float(rng.uniform()), "supernet_accuracy_batch_stats": float(rng.uniform()),
+                "retrainings": [{"seed": s, "test_loss": float(rng.uniform()), "test_accuracy": float(rng.uniform())}
+                                for s in range(3)]} for _ in range(6)]
+    for truth in ("loss", "accuracy"):
+        rk = summarize(entries, truth)
+        key = f"test_{truth}"
+        means = []
+        for e in entries:
+            total = 0.0
+            for r in e["retrainings"]:
+                total += r[key]
+            means.append(total / len(e["retrainings"]))
+        assert [a[key] for a in rk["archs"]] == pytest.approx(means)
+        assert [mean_over_seeds(e["retrainings"])[key] for e in entries] == pytest.approx(means)
+        score = [-e["supernet_loss"] if truth == "loss" else e["supernet_accuracy"] for e in entries]
+        target = [-m if truth == "loss" else m for m in means]
+        assert rk["kendall_tau"] == pytest.approx(_brute_tau_b(score, target))
+        assert rk["spearman"] == pytest.approx(_brute_spearman(score, target))
+        assert rk["seeds"] == 3 and rk["truth"] == truth
+
+
 def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp_path, monkeypatch):
-    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=2", "ranking.bn_batches=1"])
+    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=2", "ranking.bn_batches=1",
+                                        "ranking.seeds=2"])
     res = Run(recipe, tmp_path / "run", tty=False).execute()
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(res))
-    _check_ranking(on_disk["ranking"], 3)
+    _check_ranking(on_disk["ranking"], 3, seeds=2)
+    # another initialisation and batch order per seed: the two retrainings of an architecture differ
+    assert all(len({r["test_loss"] for r in e["retrainings"]}) == 2 for e in on_disk["ranking"]["archs"])
     assert (tmp_path / "run" / "ranking.png").read_bytes()[:4] == b"\x89PNG"
     assert "Kendall's τ" in (tmp_path / "run" / "report.md").read_text()
 
@@ -162,7 +194,7 @@ def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp
     def save_then_die(self, state):
         path = real_save(self, state)
         calls["n"] += 1
-        if calls["n"] == 7:  # weights, θ, retrain/0, retrain/1, ranking/0 epoch 1 and end, ranking/1 epoch 1
+        if calls["n"] == 7:  # weights, θ, retrain/0, retrain/1, ranking/0 epoch 1 and end, ranking/0/1 epoch 1
             raise _Killed()
         return path
 
@@ -179,10 +211,13 @@ def test_automl_rank_on_a_finished_run(tmp_path, capsys):
     res = Run(recipe, tmp_path / "run", tty=False).execute()
     assert "ranking" not in res
     ckpt_index = (tmp_path / "run" / "checkpoints" / "checkpoints.json").read_text()
-    assert main(["rank", str(tmp_path / "run"), "--archs", "4", "--retrain-epochs", "0"]) == 0
+    # 0 epochs: the supernet's own weights, one evaluation whatever --seeds says
+    assert main(["rank", str(tmp_path / "run"), "--archs", "4", "--retrain-epochs", "0", "--seeds", "3",
+                 "--truth", "accuracy"]) == 0
     assert "kendall_tau" in capsys.readouterr().out
     on_disk = json.loads((tmp_path / "run" / "results.json").read_text())
-    _check_ranking(on_disk["ranking"], 4)
+    _check_ranking(on_disk["ranking"], 4, truth="accuracy")
+    assert "accuracy on D_θ" in (tmp_path / "run" / "report.md").read_text()
     assert on_disk["architectures"] == json.loads(json.dumps(res["architectures"]))
     assert (tmp_path / "run" / "checkpoints" / "checkpoints.json").read_text() == ckpt_index  # untouched
 
@@ -192,6 +227,10 @@ def test_automl_rank_on_a_finished_run(tmp_path, capsys):
     (["ranking.archs=200000"], "ranking.archs"),  # the digits space has 110,592 architectures
     (["ranking.archs=5", "ranking.retrain_epochs=-1"], "ranking.retrain_epochs"),
     (["ranking.archs=5", "search.method=random"], "ranking"),
+    (["ranking.archs=5", "ranking.seeds=0"], "ranking.seeds"),
+    (["ranking.archs=5", "ranking.seeds=1.5"], "ranking.seeds"),
+    (["ranking.archs=5", "ranking.seeds=two"], "ranking.seeds"),
+    (["ranking.archs=5", "ranking.truth=tau"], "ranking.truth"),
 ])
 def test_bad_ranking_settings_are_one_clear_message(tmp_path, capsys, args, key):
     rc = main(["run", QUICK, *TINY, *args, "--out", str(tmp_path / "run")])

@@ -28,9 +28,9 @@ __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "Ra
 class RetrainTask(EpochTask):
     """Ordinary training of one stand-alone network on all of D (retrain.* settings)."""
 
-    def __init__(self, ctx: RunContext, phase: str, model: nn.Module, rt):
+    def __init__(self, ctx: RunContext, phase: str, model: nn.Module, rt, data_seed: int | None = None):
         self.ctx, self.phase, self.model, self.epochs = ctx, phase, model, rt.epochs
-        self.loader = ctx.data.full.with_batch_size(rt.batch_size)
+        self.loader = ctx.data.full.with_batch_size(rt.batch_size).with_seed(data_seed)
         self.grad_clip = rt.grad_clip
         self.opt = loops.create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
                                           eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
@@ -89,10 +89,12 @@ class RetrainTask(EpochTask):
         return {"loss": self.loss_sum, "correct": self.correct, "seen": self.seen}
 
 
-def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase: str, rt) -> nn.Module:
+def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase: str, rt,
+            data_seed: int | None = None) -> nn.Module:
     """Train ``model`` by ``rt`` (from the checkpoint when resumed inside this stage); returns the network
-    to evaluate (with retrain.ema: the averaged weights, which ``model`` then holds too)."""
-    task = RetrainTask(ctx, phase, model, rt)
+    to evaluate (with retrain.ema: the averaged weights, which ``model`` then holds too). ``data_seed``: the
+    batch order's seed (None: the run's)."""
+    task = RetrainTask(ctx, phase, model, rt, data_seed)
     start = (0, 0, None)
     if state.mid_stage:
         rest = ctx.restore(state, task.restorable())
@@ -106,13 +108,13 @@ def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase:
     return task.ema.module
 
 
-def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int) -> float:
-    """The test accuracy of a retrained network (logged as the phase's ``split: test`` line)."""
+def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int) -> tuple[float, float]:
+    """The test loss and accuracy of a retrained network (logged as the phase's ``split: test`` line)."""
     model.eval()
     test_loss, accuracy = loops.evaluate(model, ctx.data.test, ctx.device, ctx.info)
     ctx.reporter.info(f"{phase}: test accuracy {accuracy:.4f} (loss {test_loss:.4f})")
     ctx.reporter.log(phase=phase, epoch=epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
-    return accuracy
+    return test_loss, accuracy
 
 
 class Exporter:
@@ -163,7 +165,7 @@ class RetrainStage:
         ctx.keeper.start("retrain")
         if rt.epochs > 0:
             phase = f"retrain {self.members.tag(i, state)}"
-            accuracy = evaluate(ctx, retrain(ctx, state, idx, model, phase, rt), phase, rt.epochs)
+            _, accuracy = evaluate(ctx, retrain(ctx, state, idx, model, phase, rt), phase, rt.epochs)
         elif state.supernet is not None and sp.retrain is sp.search:
             inherit(ctx, state, model, arch)
         ctx.keeper.stop()
@@ -188,40 +190,54 @@ def inherit(ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tens
 
 
 class RankingStage:
-    """Architecture ``j`` of the ranking: its loss on the supernet and its stand-alone test accuracy."""
+    """Retraining ``s`` of architecture ``j`` of the ranking (stage ``ranking/j``, or ``ranking/j/s`` for
+    s > 0). Retraining 0 also scores the architecture on the supernet; retraining s is initialised and shuffled
+    from seed ``seed + s`` (s = 0: the run's seed, as with one retraining)."""
 
-    def __init__(self, j: int, archs, ranking, rt, cost: str, seed: int):
-        self.j, self.archs, self.rk, self.cost, self.seed = j, archs, ranking, cost, seed
+    def __init__(self, j: int, archs, ranking, rt, cost: str, seed: int, s: int = 0):
+        self.j, self.s, self.archs, self.rk, self.cost, self.seed = j, s, archs, ranking, cost, seed
         epochs = rt.epochs if ranking.retrain_epochs is None else ranking.retrain_epochs
         self.rt = rt.model_copy(update={"epochs": epochs})  # the same settings, its own length
-        self.key = f"ranking/{j}"
+        self.key = f"ranking/{j}" if s == 0 else f"ranking/{j}/{s}"
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        rk, j = self.rk, self.j
-        arch = self.archs()[j]
-        net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
+        j, s, arch = self.j, self.s, self.archs()[self.j]
         ctx.keeper.start("ranking")
+        if s == 0:
+            net, entry = self._score(ctx, state, idx, arch)
+        else:
+            net, entry = None, state.results[f"ranking/{j}"]
+        if self.rt.epochs > 0:
+            seed = self.seed + s
+            torch.manual_seed(seed * 7919 + 100_003 + j)
+            model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device)
+            phase = f"ranking {j + 1}/{self.rk.archs}" + (f" seed {seed}" if self.rk.seeds > 1 else "")
+            trained = retrain(ctx, state, idx, model, phase, self.rt, data_seed=seed)
+            test_loss, test_acc = evaluate(ctx, trained, phase, self.rt.epochs)
+            entry["params"] = sum(p.numel() for p in model.parameters())
+        else:  # the supernet's own weights on the path, BatchNorm as recalibrated in _score
+            seed = self.seed
+            test_loss, test_acc = loops.evaluate(lambda x: net(x, arch), ctx.data.test, ctx.device, ctx.info)
+            entry["params"] = net.path_params(arch)
+        ctx.keeper.stop()
+        entry["retrainings"] = [*entry.get("retrainings", []),
+                                {"seed": seed, "test_loss": test_loss, "test_accuracy": test_acc}]
+        state.results[f"ranking/{j}"] = entry
+        ctx.reporter.info(f"ranking {j + 1}/{self.rk.archs}: {entry['params']:,} params, supernet loss "
+                          f"{entry['supernet_loss']:.4f} (batch statistics {entry['supernet_loss_batch_stats']:.4f}),"
+                          f" stand-alone test loss {test_loss:.4f}, accuracy {test_acc:.4f}")
+        ctx.keeper.save(idx + 1, 0)
+
+    def _score(self, ctx: RunContext, state: RunState, idx: int, arch: torch.Tensor):
+        """The supernet with BatchNorm recalibrated for ``arch``, and the entry with its scores on D_θ."""
+        net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
         with torch.no_grad():
             # what the θ phase sees by default: train mode, each batch's own statistics
-            loss_batch, _ = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
+            loss_batch, acc_batch = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
             loops.recalibrate_bn(net, lambda x: net(x.contiguous(memory_format=torch.channels_last), arch),
-                                 bn_batches(ctx.data, rk.bn_batches))
+                                 bn_batches(ctx.data, self.rk.bn_batches))
             loss, acc = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
-        if self.rt.epochs > 0:
-            torch.manual_seed(self.seed * 7919 + 100_003 + j)
-            model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device)
-            phase = f"ranking {j + 1}/{rk.archs}"
-            test_acc = evaluate(ctx, retrain(ctx, state, idx, model, phase, self.rt), phase, self.rt.epochs)
-            params = sum(p.numel() for p in model.parameters())
-        else:  # the supernet's own weights on the path, BatchNorm as recalibrated above
-            _, test_acc = loops.evaluate(lambda x: net(x, arch), ctx.data.test, ctx.device, ctx.info)
-            params = net.path_params(arch)
-        ctx.keeper.stop()
         space = ctx.spaces.search
-        state.results[f"ranking/{j}"] = {
-            "choices": space.decode(arch), "params": params, "cost": float(space.cost_table.total(arch, self.cost)),
-            "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,
-            "test_accuracy": test_acc}
-        ctx.reporter.info(f"ranking {j + 1}/{rk.archs}: {params:,} params, supernet loss {loss:.4f} "
-                          f"(batch statistics {loss_batch:.4f}), stand-alone test accuracy {test_acc:.4f}")
-        ctx.keeper.save(idx + 1, 0)
+        return net, {"choices": space.decode(arch), "cost": float(space.cost_table.total(arch, self.cost)),
+                     "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,
+                     "supernet_accuracy_batch_stats": acc_batch}

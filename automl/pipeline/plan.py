@@ -2,7 +2,8 @@
 
 =====================  ============================================================================
 searcher mode          search stages (then ``retrain/i`` for each of the N members, ``ranking/j``
-                       for each of the ranking section's K architectures, and ``report``)
+                       (and ``ranking/j/s`` for s = 1 … ranking.seeds − 1) for each of the ranking
+                       section's K architectures, and ``report``)
 =====================  ============================================================================
 joint                  weights (uniform sampling, eq. 3) -> theta (all N at once; importance_sampling)
 per_member             weights -> theta/0 … theta/N-1 (one ε each; separate, eq. 7)
@@ -26,7 +27,7 @@ import torch
 from automl.pipeline.context import RunContext
 from automl.pipeline.final_stages import Exporter, RankingStage, RetrainStage
 from automl.pipeline.members import Members
-from automl.pipeline.results import ReportStage
+from automl.pipeline.results import ReportStage, ranking_seeds
 from automl.pipeline.reuse import ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.setup import EngineCosts, Spaces
@@ -108,8 +109,8 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
     stages += [RetrainStage(i, members, recipe.retrain, seed, exporter) for i in range(members.n)]
     if recipe.ranking is not None:
         archs = ranking_archs(spaces.search, s.cost, recipe.ranking.archs)
-        stages += [RankingStage(j, archs, recipe.ranking, recipe.retrain, s.cost, seed)
-                   for j in range(recipe.ranking.archs)]
+        stages += [RankingStage(j, archs, recipe.ranking, recipe.retrain, s.cost, seed, k)
+                   for j in range(recipe.ranking.archs) for k in range(ranking_seeds(recipe))]
     stages.append(ReportStage(recipe, out, members, method.name, costs, threads))
     return Plan(stages, members, method)
 

@@ -13,16 +13,26 @@ from automl.pipeline.state import RunState
 from automl.ranking import summarize
 from automl.report import write_report
 
-__all__ = ["SEARCH_PHASES", "build_results", "ranking_results", "ReportStage"]
+__all__ = ["SEARCH_PHASES", "build_results", "ranking_seeds", "ranking_results", "ReportStage"]
 
 SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
 
 
+def ranking_seeds(recipe) -> int:
+    """Retrainings per ranked architecture: ``ranking.seeds``, or 1 when the ranking retrains for 0 epochs
+    (the supernet's own weights, which do not depend on a seed)."""
+    rk = recipe.ranking
+    epochs = recipe.retrain.epochs if rk.retrain_epochs is None else rk.retrain_epochs
+    return rk.seeds if epochs > 0 else 1
+
+
 def ranking_results(recipe, state: RunState) -> dict | None:
-    entries = [state.results.get(f"ranking/{j}") for j in range(recipe.ranking.archs)] if recipe.ranking else []
-    if not entries or any(e is None for e in entries):
+    """The ``ranking`` section once every architecture has all its retrainings (else None)."""
+    rk = recipe.ranking
+    entries = [state.results.get(f"ranking/{j}") for j in range(rk.archs)] if rk else []
+    if not entries or any(e is None or len(e.get("retrainings", ())) < ranking_seeds(recipe) for e in entries):
         return None
-    return summarize(entries)
+    return summarize(entries, rk.truth)
 
 
 def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -> list[dict]:

@@ -111,8 +111,15 @@ class Loader:
         """The same split and order with another batch size (``retrain.batch_size``); None: unchanged."""
         if batch_size is None or batch_size == self.batch_size:
             return self
+        return self._replaced(batch_size=int(batch_size))
+
+    def with_seed(self, seed: int | None) -> "Loader":
+        """The same split and batch size, ordered (and augmented) from another seed; None: unchanged."""
+        return self if seed is None or seed == self.seed else self._replaced(seed=seed)
+
+    def _replaced(self, **attrs) -> "Loader":
         other = copy.copy(self)
-        other.batch_size = int(batch_size)
+        other.__dict__.update(attrs)
         if isinstance(other, FolderLoader):
             other._sampler, other._loader = _EpochSampler(), None
         return other
