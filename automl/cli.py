@@ -52,10 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--archs", type=int, default=None, help="K architectures (default: the run's ranking.archs, or 20)")
     k.add_argument("--retrain-epochs", type=int, default=None,
                    help="stand-alone epochs of each (default: the run's ranking.retrain_epochs, or retrain.epochs)")
-    k.add_argument("--seeds", type=int, default=None,
-                   help="stand-alone retrainings of each, averaged (default: the run's ranking.seeds, or 1)")
+    k.add_argument("--seeds", type=int, help="retrainings of each, averaged (default: the run's ranking.seeds, or 1)")
     k.add_argument("--truth", choices=("loss", "accuracy"), default=None,
-                   help="rank the retrainings by mean test loss or accuracy (default: the run's ranking.truth, or loss)")
+                   help="rank by mean test loss or accuracy (default: the run's ranking.truth, or loss)")
     k.set_defaults(module="automl.commands.rank")
 
     s = sub.add_parser("space", help="inspect a .space file")
