@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import logging
 import math
 import os
 import re
@@ -37,6 +38,15 @@ from pydantic import ValidationInfo, model_validator
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
 from automl.train.threads import check_setting as _check_threads
+
+_logger = logging.getLogger(__name__)
+
+# Keys that recipes once had and that mean nothing now: dropped with a warning, so a run folder written by
+# an older version (its recipe.resolved.yaml) still loads for `automl rank`, `--supernet` and `--resume`.
+REMOVED_KEYS = {
+    ("search", "random_budget"): "nothing read it; random search samples within search.budgets or "
+                                 "search.random_budgets",
+}
 
 __all__ = [
     "Recipe",
@@ -473,6 +483,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
                           line=1)
     _check_duplicates(node, filename)
 
+    data = _drop_removed(data, filename)
     # Paths in the file are relative to the recipe; overrides' paths (already absolute) to the cwd.
     data = _resolve_paths(data, base)
     applied: list[tuple[tuple[str, ...], str]] = []
@@ -492,6 +503,15 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     recipe._base_dir = base
     _cross_checks(recipe, filename, node, applied)
     return recipe
+
+
+def _drop_removed(data: dict, filename: str) -> dict:
+    for (section, key), why in REMOVED_KEYS.items():
+        part = data.get(section)
+        if isinstance(part, dict) and key in part:
+            _logger.warning(f"warning: {filename}: {section}.{key} is no longer a setting ({why}); ignored")
+            data = dict(data, **{section: {k: v for k, v in part.items() if k != key}})
+    return data
 
 
 def _override_wins(data: dict, applied) -> dict:

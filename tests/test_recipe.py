@@ -202,3 +202,13 @@ def test_epsilons_or_budgets_on_the_command_line_replace_the_files(tmp_path):
     assert "search.budgets" in str(e) and "not both" in str(e)
     e = error_of(with_eps, ["search.epsilons=null"])
     assert "search.epsilons" in str(e) and "give one of them" in str(e)
+
+
+def test_a_removed_key_in_an_old_run_folder_is_dropped_with_a_warning(tmp_path, caplog):
+    # recipe.resolved.yaml of a run written before search.random_budget was deleted still loads
+    old = load_recipe(write(tmp_path, MINIMAL + "search:\n  random_budget: true\n  lam: 4\n"))
+    assert "search.random_budget is no longer a setting" in caplog.text
+    assert old.search.lam == 4 and not hasattr(old.search, "random_budget")
+    assert old.model_dump() == load_recipe(write(tmp_path, MINIMAL + "search:\n  lam: 4\n", "new.yaml")).model_dump()
+    # typed on the command line today it is a mistake, as any unknown key
+    assert "unknown key" in str(error_of(write(tmp_path, MINIMAL, "c.yaml"), ["search.random_budget=true"]))
