@@ -154,7 +154,7 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
     x = _prepare(x, device)
     out = []
     for i in range(archs.shape[0]):
-        with autocast_for(device):
+        with autocast_for(device), torch.no_grad():  # θ learns from the losses' values only
             if calibration is not None:
                 a = archs[i]
                 recalibrate_bn(supernet, lambda b: supernet(_prepare(b, device), a), calibration)
