@@ -21,6 +21,7 @@ from automl.pipeline.search_stages import bn_batches, supernet_from_state
 from automl.pipeline.state import RunState
 from automl.train import loops
 from automl.nn.depthwise import plain_convs
+from automl.nn.measure import count_params
 
 __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
 
@@ -174,7 +175,7 @@ class RetrainStage:
         edge = (self.exporter(ctx, self.members.folder(i, state), model, arch, eps) if ctx.info.is_main
                 else {"onnx": None})
         state.add_seconds("export", time.perf_counter() - t0)
-        state.results[str(i)] = {"test_accuracy": accuracy, "params": sum(p.numel() for p in model.parameters()),
+        state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model),
                                  **edge}
         ctx.keeper.save(idx + 1, 0)
 
@@ -214,7 +215,7 @@ class RankingStage:
             phase = f"ranking {j + 1}/{self.rk.archs}" + (f" seed {seed}" if self.rk.seeds > 1 else "")
             trained = retrain(ctx, state, idx, model, phase, self.rt, data_seed=seed)
             test_loss, test_acc = evaluate(ctx, trained, phase, self.rt.epochs)
-            entry["params"] = sum(p.numel() for p in model.parameters())
+            entry["params"] = count_params(model)
         else:  # the supernet's own weights on the path, BatchNorm as recalibrated in _score
             seed = self.seed
             test_loss, test_acc = loops.evaluate(lambda x: net(x, arch), ctx.data.test, ctx.device, ctx.info)
