@@ -12,6 +12,7 @@ from automl.cli import main
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.pipeline import Run
+from automl.pipeline.setup import load_spaces
 from automl.recipe import load_recipe
 from automl.train import threads as th
 from automl.train.checkpoint import CheckpointStore
@@ -69,11 +70,17 @@ def test_step_work_orders_the_spaces():
     assert wider == 2 * cells or abs(wider - 2 * cells) < 0.05 * wider  # widths double, the stem's too
 
 
+def _step_work(recipe) -> int:  # as Run computes it: the spaces the run compiles, the recipe's batch sizes
+    spaces = load_spaces(recipe)
+    return th.spaces_work(spaces.search, spaces.retrain, recipe.data.batch_size, recipe.retrain.batch_size,
+                          recipe.retrain.epochs)
+
+
 def test_step_work_takes_the_larger_retraining():
     base = ["retrain.epochs=1"]
-    plain = th.step_work(load_recipe(QUICK, base))
-    assert th.step_work(load_recipe(QUICK, base + ["retrain.batch_size=256"])) == 4 * plain
-    assert th.step_work(load_recipe(QUICK, ["retrain.epochs=0", "retrain.batch_size=256"])) == plain
+    plain = _step_work(load_recipe(QUICK, base))
+    assert _step_work(load_recipe(QUICK, base + ["retrain.batch_size=256"])) == 4 * plain
+    assert _step_work(load_recipe(QUICK, ["retrain.epochs=0", "retrain.batch_size=256"])) == plain
 
 
 def test_busy_cores_sees_a_busy_process():
@@ -177,7 +184,7 @@ def test_run_auto_and_env(tmp_path, seen_threads, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     res = Run(load_recipe(QUICK, TINY), tmp_path / "a", tty=False).execute()
     assert seen_threads == [1] and res["threads"]["source"] == "auto"
-    assert res["threads"]["step_work"] == th.step_work(load_recipe(QUICK, TINY))
+    assert res["threads"]["step_work"] == _step_work(load_recipe(QUICK, TINY))
     assert "too small" in res["threads"]["reason"]
     seen_threads.clear()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -11,7 +11,7 @@ on an idle machine. So ``auto`` picks (:func:`choose_threads`, a pure function):
     share  = max(1, free // local_world_size)       # torchrun: the processes on this machine split them
     threads = min(useful, share)
 
-* ``step_work`` (:func:`step_work`): activation elements of one training step, the batch size times the
+* ``step_work`` (:func:`spaces_work`): activation elements of one training step, the batch size times the
   sum of every layer's output (height x width x width) on the widest path, for the search and the
   retraining network; a cheap stand-in for how big each op is, which is what decides whether an op is
   worth splitting. ``WORK_PER_THREAD`` = 2 M elements: the digits quickstart (batch 64, 0.18 M), where a
@@ -56,10 +56,9 @@ from pathlib import Path
 import torch
 
 from automl._io import atomic_write_json
-from automl.compile import load_compiled
 from automl.errors import UserError
 
-__all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "step_work", "spaces_work", "physical_cores", "busy_cores",
+__all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "spaces_work", "physical_cores", "busy_cores",
            "apply_threads", "env_threads", "check_setting", "save_choice", "WORK_PER_THREAD", "THREADS_FILE"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
@@ -221,18 +220,10 @@ def space_elements(space) -> int:
     return _chain_elements(plan, h, w) if space.kind == "chain" else _cell_elements(plan, h, w)
 
 
-def step_work(recipe) -> int:
-    """Activation elements of the largest training step of the run: the search supernet at
-    ``data.batch_size`` and the retrained network at its batch size. Compiles the space (no weights)."""
-    args = {k: str(v) for k, v in recipe.space_args.items()}
-    search = load_compiled(recipe.space_path, args)
-    retrain = (search if not recipe.retrain.space_args else
-               load_compiled(recipe.space_path, {**args, **{k: str(v) for k, v in recipe.retrain.space_args.items()}}))
-    return spaces_work(search, retrain, recipe.data.batch_size, recipe.retrain.batch_size, recipe.retrain.epochs)
-
-
 def spaces_work(search, retrain, batch_size: int, retrain_batch_size: int | None, retrain_epochs: int) -> int:
-    """:func:`step_work` of spaces already compiled (a run compiles its spaces once)."""
+    """Activation elements of the largest training step of a run: the compiled search space at
+    ``batch_size`` and, when it retrains, the retraining space at its batch size (the run's spaces, compiled
+    once by automl.pipeline.setup.load_spaces)."""
     work = space_elements(search) * batch_size
     if retrain_epochs > 0:
         work = max(work, space_elements(retrain) * (retrain_batch_size or batch_size))
