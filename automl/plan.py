@@ -10,8 +10,9 @@ declaration order; :func:`check_arch` is the only place that validates one.
 from __future__ import annotations
 
 import difflib
+import itertools
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from typing import TYPE_CHECKING, Sequence
 
@@ -78,10 +79,34 @@ class ChainLayer:
     act: str | None = None  # the stage's activation (`activation relu`), None: the network's
     # elastic depth: (depth decision, for each of its choices whether this layer is there); None: always
     gate: tuple[int, tuple[bool, ...]] | None = None
+    # elastic width: the stage's width decision and its widths (out_ch is the largest), and the previous
+    # stage's for the first layer of a stage (in_ch is then the largest); None / (): a fixed width
+    width_dec: int | None = None
+    widths: tuple[int, ...] = ()
+    in_width_dec: int | None = None
+    in_widths: tuple[int, ...] = ()
 
     def active(self, a) -> bool:
         """Whether this layer is part of architecture ``a`` (a list of ints)."""
         return self.gate is None or self.gate[1][a[self.gate[0]]]
+
+    @property
+    def elastic(self) -> bool:
+        """Whether the layer's input or output width is a decision."""
+        return self.width_dec is not None or self.in_width_dec is not None
+
+    def channels(self, a) -> tuple[int, int]:
+        """``(in_ch, out_ch)`` of this layer in architecture ``a`` (a list of ints)."""
+        cin = self.in_ch if self.in_width_dec is None else self.in_widths[a[self.in_width_dec]]
+        cout = self.out_ch if self.width_dec is None else self.widths[a[self.width_dec]]
+        return cin, cout
+
+    def at(self, a) -> "ChainLayer":
+        """This layer with the widths architecture ``a`` chose (a fixed-width layer)."""
+        if not self.elastic:
+            return self
+        cin, cout = self.channels(a)
+        return replace(self, in_ch=cin, out_ch=cout, width_dec=None, widths=(), in_width_dec=None, in_widths=())
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,16 @@ class ChainPlan:
     num_classes: int
     num_stages: int
     family: str = "efficientnet"  # the timm class: "efficientnet" or "mobilenetv3" (head conv after pooling)
+
+    @property
+    def width_decisions(self) -> tuple[int, ...]:
+        """The decisions that choose a stage's width (elastic width), in declaration order."""
+        return tuple(sorted({layer.width_dec for layer in self.layers if layer.width_dec is not None}))
+
+    def at(self, a) -> "ChainPlan":
+        """The plan with the widths ``a`` chooses: a list of ints indexed by decision, or a dict
+        {width decision: choice}; every layer then has a fixed width."""
+        return replace(self, layers=tuple(layer.at(a) for layer in self.layers))
 
 
 @dataclass(frozen=True)
@@ -204,6 +239,19 @@ class SpacePlan:
         return reduce(lambda a, b: a * b, self.num_choices, 1)
 
     @property
+    def context_decisions(self) -> tuple[int, ...]:
+        """Decisions that change the cost of other choices (a stage's width): the cost table holds a table
+        per combination of their choices (:class:`automl.compile.costs.CostTable`)."""
+        return self.plan.width_decisions if self.kind == "chain" else ()
+
+    def contexts(self):
+        """Every combination of the context decisions' choices, as {decision: choice}, in the cost
+        table's order (row-major over :attr:`context_decisions`)."""
+        ds = self.context_decisions
+        for combo in itertools.product(*(range(len(self.decisions[d].choices)) for d in ds)):
+            yield dict(zip(ds, combo))
+
+    @property
     def stem_size(self) -> int:
         return self.plan.stem_size if self.kind == "chain" else self.plan.stem_width
 
@@ -245,9 +293,9 @@ class SpacePlan:
         return [d.choices[k] for d, k in zip(self.decisions, self.check_arch(arch))]
 
     def chosen_layers(self, arch):
-        """For a chain space, ``(index, choice, layer, op)`` of every layer; a layer beyond the chosen depth
-        of an elastic stage is ``skip``."""
+        """For a chain space, ``(index, choice, layer, op)`` of every layer, ``layer`` with the widths the
+        architecture chose; a layer beyond the chosen depth of an elastic stage is ``skip``."""
         a = self.check_arch(arch)
         for i, layer in enumerate(self.plan.layers):
             k = 0 if layer.decision is None else a[layer.decision]
-            yield i, k, layer, layer.choices[k] if layer.active(a) else "skip"
+            yield i, k, layer.at(a), layer.choices[k] if layer.active(a) else "skip"

@@ -14,6 +14,7 @@ from automl.plan import ChainLayer, ChainPlan, Decision
 __all__ = ["compile_chain", "head_features"]
 
 MAX_REPEAT = 256
+MAX_WIDTH_COMBOS = 4096  # combinations of elastic widths: the cost table holds one table per combination
 CHAIN_MAX_STRIDE = 32  # timm EfficientNet's output_stride: beyond it timm dilates instead of striding
 
 
@@ -48,6 +49,9 @@ class _ChainState:
 
     cur: int
     total_stride: int = 2
+    cur_widths: tuple[int, ...] = ()  # the previous stage's widths when elastic
+    cur_dec: int | None = None  # and its width decision
+    width_combos: int = 1  # product of the width decisions' choice counts so far
     decisions: list[Decision] = field(default_factory=list)
     layers: list[ChainLayer] = field(default_factory=list)
     names: dict[str, ir.Pos] = field(default_factory=dict)  # decision name -> where it was made
@@ -128,6 +132,38 @@ def _elastic_depth(r: Resolver, state: _ChainState, st, kw: str, opts: dict, rep
     return max(depths), depths, len(state.decisions) - 1
 
 
+def _new_decision(r: Resolver, state: _ChainState, name: str, pos, choices) -> int:
+    if name in state.names:
+        raise r.err(f"duplicate decision name {name!r} (first at line {state.names[name].line})", pos)
+    state.names[name] = pos
+    state.decisions.append(Decision(name, tuple(choices)))
+    return len(state.decisions) - 1
+
+
+def _elastic_width(r: Resolver, state: _ChainState, st, kw: str, opts: dict) -> tuple[int, tuple[int, ...], int | None]:
+    """``(width, widths, width decision)``: with ``width A, B, ...`` the stage's width is chosen (one
+    decision; ``width`` is the largest, which the supernet holds); otherwise ``(width, (), None)``."""
+    if "width" not in opts:
+        raise r.err(f"{kw} {st.name} needs a width, e.g. `width 24`", st.pos)
+    value = opts["width"].value
+    if not isinstance(value, tuple):
+        return r.chain_width(value, f"{kw} width"), (), None
+    widths: list[int] = []
+    for e in value:
+        w = r.chain_width(e, f"each width of {kw} {st.name}")
+        if w in widths:
+            raise r.err(f"this width rounds to {w} channels (a multiple of 8, as timm rounds), which is "
+                        f"already a choice; give distinct widths", e.pos)
+        widths.append(w)
+    state.width_combos *= len(widths)
+    if state.width_combos > MAX_WIDTH_COMBOS:
+        raise r.err(f"the elastic widths so far combine in {state.width_combos:,} ways; the cost table holds "
+                    f"one table per combination, at most {MAX_WIDTH_COMBOS:,}: offer fewer widths",
+                    opts["width"].pos)
+    dec = _new_decision(r, state, f"{st.name}_width", st.pos, (f"w{w}" for w in widths))
+    return max(widths), tuple(widths), dec
+
+
 def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
     kw = "layer" if st.single else "stage"
     if st.name in state.stage_names:
@@ -140,9 +176,7 @@ def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
                                   "depth": "a layer is one layer; use `stage` for elastic depth" if st.single
                                   else ""}, f"{kw} {st.name}")
     se, stage_act = _stage_style(r, opts)
-    if "width" not in opts:
-        raise r.err(f"{kw} {st.name} needs a width, e.g. `width 24`", st.pos)
-    width = r.chain_width(opts["width"].value, f"{kw} width")
+    width, widths, width_dec = _elastic_width(r, state, st, kw, opts)
     stride = r.whole(opts["stride"].value, "stride", 1, 2) if "stride" in opts else 1
     repeat = r.whole(opts["repeat"].value, "repeat", 1, MAX_REPEAT) if "repeat" in opts else 1
     repeat, depths, gate_of = _elastic_depth(r, state, st, kw, opts, repeat)
@@ -154,26 +188,25 @@ def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
                         opts["stride"].pos)
     for i in range(repeat):
         in_ch, s = (state.cur, stride) if i == 0 else (width, 1)
+        in_widths, in_dec = (state.cur_widths, state.cur_dec) if i == 0 else (widths, width_dec)
         lname = st.name if st.single else f"{st.name}_{i + 1}"
-        choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se)
+        fixed_shape = in_ch == width and not (i == 0 and (in_dec is not None or width_dec is not None))
+        choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se, fixed_shape)
         dec = None
         if not isinstance(st.body, ir.FixedBody):
-            if lname in state.names:
-                raise r.err(f"duplicate decision name {lname!r} (first at line {state.names[lname].line})", st.pos)
-            state.names[lname] = st.pos
-            dec = len(state.decisions)
-            state.decisions.append(Decision(lname, tuple(c[0] for c in choices)))
+            dec = _new_decision(r, state, lname, st.pos, (c[0] for c in choices))
         gate = None
         if gate_of is not None and i + 1 > min(depths):
             gate = (gate_of, tuple(i + 1 <= v for v in depths))
         state.layers.append(ChainLayer(lname, si, in_ch, width, s, tuple(c[0] for c in choices), dec, se,
-                                       stage_act, gate))
-    state.cur = width
+                                       stage_act, gate, width_dec, widths, in_dec, in_widths))
+    state.cur, state.cur_widths, state.cur_dec = width, widths, width_dec
 
 
 def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in_ch: int, width: int, s: int,
-                   se: float):
-    """The ops layer ``i`` of a stage offers, each checked against the layer's shape and the stage's SE."""
+                   se: float, same_shape: bool = True):
+    """The ops layer ``i`` of a stage offers, each checked against the layer's shape and the stage's SE
+    (``same_shape``: False when an elastic width can make the input and output widths differ)."""
     body = st.body
     if isinstance(body, ir.FixedBody):
         choices = r.expand(ir.ChoiceRef(body.op.name, body.op.pos), "block", f"{kw} {st.name}")
@@ -191,10 +224,11 @@ def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in
         if se and op != "skip" and not info.se:
             raise r.err(f"{kw} {st.name} has `se {se:g}` but {op!r} takes no squeeze-excitation; "
                         f"give it its own stage", pos if via is None else src.pos)
-        if (info.same_channels and in_ch != width) or (info.stride1_only and s != 1):
+        if (info.same_channels and (in_ch != width or not same_shape)) or (info.stride1_only and s != 1):
             where = pos if via is None else src.pos
-            change = (f"{in_ch} -> {width} channels" if in_ch != width else "") + \
-                     (", " if in_ch != width and s != 1 else "") + (f"stride {s}" if s != 1 else "")
+            widths = f"{in_ch} -> {width} channels" if in_ch != width else "an elastic width"
+            change = (widths if in_ch != width or not same_shape else "") + \
+                     (", " if (in_ch != width or not same_shape) and s != 1 else "") + (f"stride {s}" if s != 1 else "")
             msg = f"layer {lname} changes shape ({change}), so it cannot be {op!r}"
             if via is not None:
                 msg += f" (choice set {via!r} offers it)"

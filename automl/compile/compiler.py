@@ -12,6 +12,7 @@ second. The plan is plain data (:mod:`automl.plan`); :mod:`automl.nn` builds the
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import os
 from dataclasses import dataclass, field
@@ -99,6 +100,26 @@ def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> 
     return rows
 
 
+def _measured_costs(kind: str, plan, decisions, input_shape):
+    """``(costs, fixed, contexts)`` of the built-in metrics: per-choice tables measured on meta-device
+    modules; with elastic widths one table per combination of widths (``contexts`` for the CostTable)."""
+    widths = plan.width_decisions if kind == "chain" else ()
+    if not widths:
+        costs, fixed = measure_params(kind, plan, decisions)
+        macs, macs_fixed = measure_macs(kind, plan, decisions, input_shape)
+        return {"params": costs, "macs": macs}, {"params": fixed, "macs": macs_fixed}, None
+    caches: dict[str, dict] = {"params": {}, "macs": {}}
+    per: dict[str, tuple[list, list]] = {"params": ([], []), "macs": ([], [])}
+    for combo in itertools.product(*(range(len(decisions[d].choices)) for d in widths)):
+        at = plan.at(dict(zip(widths, combo)))
+        for metric, (costs, fixed) in (("params", measure_params(kind, at, decisions, caches["params"])),
+                                       ("macs", measure_macs(kind, at, decisions, input_shape, caches["macs"]))):
+            per[metric][0].append(costs)
+            per[metric][1].append(fixed)
+    zeros = [[0.0] * len(d.choices) for d in decisions]  # replaced by the summary of the tables
+    return ({m: zeros for m in per}, {m: 0.0 for m in per}, (widths, per))
+
+
 def compile_space(space: ir.Space) -> CompiledSpace:
     """IR -> :class:`CompiledSpace` (decisions, plan, cost table). Raises :class:`SpaceError`."""
     try:
@@ -140,10 +161,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
     if not decisions:
         raise space.error("the space has no decisions: nothing to search; use `choose` in a stage", net.pos)
 
-    costs, fixed = measure_params(kind, plan, decisions)
-    macs, macs_fixed = measure_macs(kind, plan, decisions, (c, h, w))
-    all_costs = {"params": costs, "macs": macs}
-    all_fixed = {"params": fixed, "macs": macs_fixed}
+    all_costs, all_fixed, contexts = _measured_costs(kind, plan, decisions, (c, h, w))
     seen: dict[str, ir.Pos] = {}
     for m in space.metrics:
         if m.name in BUILTIN_METRICS:
@@ -157,7 +175,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
         all_fixed[m.name] = m.fixed
     gates = {layer.decision: layer.gate for layer in (plan.layers if kind == "chain" else ())
              if layer.gate is not None and layer.decision is not None}
-    table = CostTable([d.choices for d in decisions], all_costs, all_fixed, gates=gates)
+    table = CostTable([d.choices for d in decisions], all_costs, all_fixed, gates=gates, contexts=contexts)
     name = space.name or os.path.splitext(os.path.basename(space.filename))[0]
     return CompiledSpace(name=name, kind=kind, input_shape=(c, h, w), num_classes=num_classes,
                          params=space.param_values, decisions=tuple(decisions), cost_table=table, plan=plan,

@@ -4,10 +4,17 @@
 per sample, :mod:`automl.nn.measure`) are measured by the compiler; other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
 ``(D, Kmax)`` tensor per metric with a mask for the ragged choice counts, plus the fixed cost of the
 parts of the network that are not searched, so that ``total(arch) = fixed + sum_d c[d, arch[d]]``.
+
+Elastic width makes costs depend on each other: a layer's parameters depend on the widths chosen for its
+input and output. The decisions that choose widths are the table's *context*: for every combination ``a``
+of their choices it holds the exact per-choice table ``T[a]`` (D, Kmax) and fixed cost ``F[a]`` of that
+combination (the context decisions' own rows are 0), so ``total(arch) = F[a] + sum_d T[a, d, arch[d]]``
+stays exact. :meth:`CostTable.costs` is then an additive summary (see :meth:`CostTable.context`).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Sequence
 
 import torch
@@ -31,10 +38,16 @@ class CostTable:
             A gated decision's cost counts in :meth:`total` only when its layer is there, so totals stay
             exact; :meth:`costs` (what a search regularises with) holds every choice's cost as if its layer
             were there: an upper bound of what a gated decision adds.
+        contexts: elastic width: ``(decisions, {metric: (tables, fixed)})``: the context decisions and, for a
+            metric whose costs depend on them, one table (rows as in ``costs``) and one fixed cost per
+            combination of their choices (row-major, the first decision slowest). Such a metric's
+            ``costs``/``fixed`` arguments are ignored: :meth:`costs` and :attr:`fixed` hold the additive
+            summary of the exact tables.
     """
 
     def __init__(self, choice_names: Sequence[Sequence[str]], costs: dict[str, Sequence[Sequence[float]]],
-                 fixed: dict[str, float], gates: dict[int, tuple[int, Sequence[bool]]] | None = None):
+                 fixed: dict[str, float], gates: dict[int, tuple[int, Sequence[bool]]] | None = None,
+                 contexts: tuple[Sequence[int], dict[str, tuple]] | None = None):
         self.choice_names: list[list[str]] = [list(c) for c in choice_names]
         num_dec = len(self.choice_names)
         kmax = max((len(c) for c in self.choice_names), default=0)
@@ -50,11 +63,69 @@ class CostTable:
         self.fixed: dict[str, float] = {m: float(fixed.get(m, 0.0)) for m in self._costs}
         self.gates: dict[int, tuple[int, tuple[bool, ...]]] = {int(d): (int(g), tuple(bool(v) for v in on))
                                                                for d, (g, on) in (gates or {}).items()}
+        self.context_decisions: tuple[int, ...] = tuple(int(d) for d in (contexts[0] if contexts else ()))
+        self._ctx: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        for metric, (tables, fixeds) in (contexts[1] if contexts else {}).items():
+            t = torch.zeros(len(tables), num_dec, kmax, dtype=torch.float64)
+            for a, rows in enumerate(tables):
+                for d, row in enumerate(rows):
+                    t[a, d, :len(row)] = torch.tensor([float(v) for v in row], dtype=torch.float64)
+            self._ctx[metric] = (t, torch.tensor([float(v) for v in fixeds], dtype=torch.float64))
+            self._costs[metric], self.fixed[metric] = self._summary(metric)
+
+    # ---- elastic width: the context ------------------------------------------------------------
+
+    def context(self, metric: str = "params") -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(T, F)``: the exact ``(A, D, Kmax)`` tables and ``(A,)`` fixed costs of the ``A`` combinations of
+        the context decisions' choices (copies), or None when the metric's costs do not depend on them."""
+        self._check(metric)
+        if metric not in self._ctx:
+            return None
+        t, f = self._ctx[metric]
+        return t.clone(), f.clone()
+
+    def context_index(self, idx: Sequence[int]) -> int:
+        """The combination index ``a`` of an architecture (a list of ints): row-major over the context."""
+        a = 0
+        for d in self.context_decisions:
+            a = a * len(self.choice_names[d]) + idx[d]
+        return a
+
+    def _combos(self):
+        """``(a, {context decision: choice})`` for every combination, in the tables' order."""
+        ranges = [range(len(self.choice_names[d])) for d in self.context_decisions]
+        for a, combo in enumerate(itertools.product(*ranges)):
+            yield a, dict(zip(self.context_decisions, combo))
+
+    def _summary(self, metric: str) -> tuple[torch.Tensor, float]:
+        """The additive summary of the exact tables: ``c[d, k] = E[R | h_d = k] - min_j E[R | h_d = j]``, the
+        expectations over uniformly random architectures (gated rows as if present), and ``fixed`` such that
+        ``fixed + sum_d c[d, k_d] = E[R] + sum_d (E[R | h_d = k_d] - E[R])``: the first-order (ANOVA)
+        approximation of R, exact when R is additive. The search's exact costs come from :meth:`context`."""
+        t, f = self._ctx[metric]
+        counts = self.mask.sum(-1).to(torch.float64)                     # (D,)
+        mean_k = t.sum(-1) / counts                                       # (A, D)
+        value = f + mean_k.sum(-1)                                        # E[R | context a]
+        mean = float(value.mean())
+        cond = t.mean(0) - mean_k.mean(0).unsqueeze(-1) + mean            # E[R | h_d = k], d not context
+        for d in self.context_decisions:
+            row = torch.zeros(len(self.choice_names[d]), dtype=torch.float64)
+            for a, combo in self._combos():
+                row[combo[d]] += float(value[a])
+            cond[d, :len(row)] = row / (len(value) / len(row))
+        cond = cond.masked_fill(~self.mask, float("inf"))
+        low = cond.min(-1).values                                         # (D,)
+        out = (cond - low.unsqueeze(-1)).masked_fill(~self.mask, 0.0)
+        return out, mean + float((low - mean).sum())
 
     def add_metric(self, metric: str, rows: Sequence[Sequence[float]], fixed: float = 0.0) -> None:
         """Add a metric (e.g. a latency table measured by ``automl space profile``); rows as in ``costs``."""
         if metric in self._costs:
             raise UserError(f"the cost table already has a metric {metric!r}")
+        if self.context_decisions:
+            raise UserError(f"metric {metric!r}: a table of one cost per choice cannot describe a space with "
+                            f"elastic widths (a layer's cost depends on the widths chosen); measure params or "
+                            f"macs, which the compiler computes for every combination of widths")
         if len(rows) != len(self.choice_names) or any(len(r) != len(c) for r, c in zip(rows, self.choice_names)):
             raise UserError(f"metric {metric!r}: the costs do not match the decisions and choices")
         t = torch.zeros(self.mask.shape, dtype=torch.float64)
@@ -83,21 +154,34 @@ class CostTable:
         """fixed + the sum of the chosen costs (the paper's R(M) plus the non-searched parts)."""
         t = self._check(metric)
         idx = self._indices(arch)
-        return self.fixed[metric] + float(sum(t[d, k].item() for d, k in enumerate(idx)
-                                              if d not in self.gates or self.gates[d][1][idx[self.gates[d][0]]]))
+        fixed = self.fixed[metric]
+        if metric in self._ctx:  # elastic width: the exact table of the architecture's widths
+            a = self.context_index(idx)
+            t, fixed = self._ctx[metric][0][a], float(self._ctx[metric][1][a])
+        return fixed + float(sum(t[d, k].item() for d, k in enumerate(idx)
+                                 if d not in self.gates or self.gates[d][1][idx[self.gates[d][0]]]))
 
     def _extreme(self, metric: str, largest: bool) -> tuple[float, torch.Tensor]:
-        """(total, architecture) of the most or least expensive architecture, exact with gates: each
-        depth decision takes the choice that, with its gated rows' best choices, is best."""
+        """(total, architecture) of the most or least expensive architecture, exact with gates and
+        elastic widths (the best of every combination of widths)."""
         t = self._check(metric)
+        if metric not in self._ctx:
+            return self._extreme_in(t, self.fixed[metric], largest, {})
+        tables, fixeds = self._ctx[metric]
+        found = [self._extreme_in(tables[a], float(fixeds[a]), largest, combo) for a, combo in self._combos()]
+        return (max if largest else min)(found, key=lambda x: x[0])
+
+    def _extreme_in(self, t: torch.Tensor, fixed: float, largest: bool, forced: dict[int, int]):
+        """:meth:`_extreme` for one table, the ``forced`` decisions (a combination of widths) held."""
         fill = float("-inf") if largest else float("inf")
         masked = t.masked_fill(~self.mask, fill)
         if not len(self.choice_names):
-            return self.fixed[metric], torch.zeros(0, dtype=torch.long)
+            return fixed, torch.zeros(0, dtype=torch.long)
         best, arg = (masked.max(dim=1) if largest else masked.min(dim=1))
         arch = arg.clone()
-        total = self.fixed[metric] + sum(float(best[d]) for d in range(len(self.choice_names))
-                                         if d not in self.gates)
+        for d, k in forced.items():  # a context decision's own row is 0: its choice is the combination's
+            arch[d] = k
+        total = fixed + sum(float(best[d]) for d in range(len(self.choice_names)) if d not in self.gates)
         by_gate: dict[int, list[int]] = {}
         for d, (g, _) in self.gates.items():
             by_gate.setdefault(g, []).append(d)

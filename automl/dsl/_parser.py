@@ -127,8 +127,8 @@ class _ToIR(Transformer):
         return ("family", _name(c[0]), _pos(meta))
 
     def stage_attr(self, meta, c):
-        if str(c[0]) == "depth":
-            return ir.Option("depth", tuple(c[1:]), _pos(c[0]))
+        if str(c[0]) in ("depth", "width"):  # `width A, B, ...` (elastic width); `width A` is an option
+            return ir.Option(str(c[0]), tuple(c[1:]), _pos(c[0]))
         value = ir.Ref(str(c[1]), _pos(c[1])) if isinstance(c[1], Token) else c[1]
         return ir.Option(str(c[0]), value, _pos(c[0]))
 

@@ -82,18 +82,20 @@ def _run(mods, shape) -> tuple[int, tuple[int, ...]]:
     return count_macs(nn.Sequential(*mods), shape)
 
 
-def measure_macs(kind: str, plan, decisions, input_shape) -> tuple[list[list[float]], float]:
+def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = None) -> tuple[list[list[float]], float]:
     """Per-choice MACs at the real shapes, and the fixed MACs (the cost table's ``macs`` metric).
 
     Chain spaces: a choice costs its block's MACs on the layer's input shape (``skip``: 0); fixed = stem,
     fixed layers, head and classifier. Every layer's input shape is set by the plan, not by the choices,
     so ``fixed + sum of chosen`` is exactly the standalone network's count.
 
+    ``plan``'s layers have fixed widths (``ChainPlan.at`` for elastic widths).
+
     Cell spaces (the same rule as ``params``): an op decision costs the op's MACs at stride 1 on the
     cell's output shape, summed over every instance of the template; choosing an input costs nothing;
     fixed = stem, head, and each cell's preprocessing and output convs for every node.
     """
-    cache: dict[tuple, tuple[int, tuple[int, ...]]] = {}
+    cache = {} if cache is None else cache  # shared by the calls for each combination of elastic widths
 
     def op_macs(op, cin, cout, stride, shape, act=None) -> tuple[int, tuple[int, ...]]:
         key = (op, cin, cout, stride, tuple(shape), act)
@@ -153,10 +155,10 @@ def measure_macs(kind: str, plan, decisions, input_shape) -> tuple[list[list[flo
     return costs, float(fixed + head)
 
 
-def measure_params(kind: str, plan, decisions) -> tuple[list[list[float]], float]:
+def measure_params(kind: str, plan, decisions, cache: dict | None = None) -> tuple[list[list[float]], float]:
     """Per-choice parameter counts at the real shapes, and the fixed parameter count (the cost table's
-    ``params`` metric)."""
-    cache: dict[tuple, int] = {}
+    ``params`` metric). ``plan``'s layers have fixed widths (``ChainPlan.at`` for elastic widths)."""
+    cache = {} if cache is None else cache
 
     def params(op: str, cin: int, cout: int, stride: int, act=None, layer=None) -> int:
         key = (op, cin, cout, stride, act, layer and (layer.se, layer.act))
