@@ -6,6 +6,9 @@ path differs (the supernet holds every candidate, the standalone model only the 
 the order in which they run: one forward pass of the supernet on the architecture and one of the
 standalone model, each recording every module that owns parameters or buffers the first time it is
 called. The two sequences must match module by module (same type, same tensor names and shapes);
+a supernet path that runs some module at a smaller width than it holds (elastic width) is read from
+``supernet.path_network(arch)``, where such a module is a copy holding the first channels of each tensor
+(:mod:`automl.nn.elastic`);
 extra standalone modules that the supernet does not have (squeeze-and-excitation added at export)
 are left freshly initialised. Anything else is a bug and raises :class:`InheritError`.
 """
@@ -121,7 +124,11 @@ def inherit_weights(supernet: nn.Module, arch: torch.Tensor, standalone: nn.Modu
     """
     device = next((p.device for p in supernet.parameters()), torch.device("cpu"))
     x = torch.zeros(1, *input_shape, device=device)
-    src = execution_order(supernet, x, arch.to(device))
+    if getattr(supernet, "slices", None) is not None and supernet.slices(arch):
+        # elastic width: the path runs modules on their first channels; read those from a copy of the path
+        src = execution_order(supernet.path_network(arch), x)
+    else:
+        src = execution_order(supernet, x, arch.to(device))
     dst = execution_order(standalone, x.to(next((p.device for p in standalone.parameters()), device)))
     extra = tuple(name + "." for name, m in standalone.named_modules() if type(m).__name__ in _STANDALONE_ONLY)
     i = copied = 0

@@ -9,6 +9,7 @@ of another shape, another timm class) is a :class:`UserError` naming the layer a
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from typing import Any
@@ -66,7 +67,10 @@ def _flat_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[str, str]:
     """``{decision: choice}`` of the architecture of ``cs`` that builds ``model`` (a timm EfficientNet or
-    MobileNetV3); :class:`UserError` naming the first layer or part that the space does not contain."""
+    MobileNetV3); :class:`UserError` naming the first layer or part that the space does not contain.
+
+    A stage of elastic width takes the width of its blocks (a stage whose blocks have 32 channels:
+    ``w32``); a block whose width the stage does not offer is named with the widths it offers."""
     if cs.kind != "chain":
         raise UserError(f"space {cs.name} is a cell space; only chain spaces hold timm EfficientNet / "
                         f"MobileNetV3 networks")
@@ -77,12 +81,7 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
     pos, names, present, left_out = 0, {}, {}, []
     for layer in plan.layers:
         target = blocks[pos] if pos < len(blocks) else None
-        want = _signature(target[1]) if target else None
-        match = None
-        for op in layer.choices:
-            if op != "skip" and target is not None and _signature(chain_op(plan, layer, op, device="meta")) == want:
-                match = op
-                break
+        match = _match_layer(cs, layer, target, names) if target is not None else None
         if match is not None:
             pos += 1
         elif layer.gate is not None:  # beyond the depth: not there (its op decision is free: the first)
@@ -92,31 +91,17 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
             if target is not None:
                 left_out.append(layer.name)
         else:
-            shape = f"{layer.in_ch}->{layer.out_ch} channels" + (f", stride {layer.stride}" if layer.stride > 1 else "")
-            what = (f"{label}'s {target[0]} ({describe_block(target[1])})" if target
-                    else f"{label} has no block left")
-            offered = ", ".join(layer.choices)
-            earlier = (f"; the layers before it that no block matched were skipped: {', '.join(left_out)}"
-                       if left_out else "")
-            raise UserError(f"layer {layer.name} ({shape}) of space {cs.name}: {what} is not one of its "
-                            f"choices ({offered}){earlier}")
+            raise UserError(_no_match_message(cs, layer, target, label, left_out, names))
         if layer.decision is not None:
             names[cs.decisions[layer.decision].name] = match
         if layer.gate is not None:
             present.setdefault(layer.name, True)
-    for g in {layer.gate[0] for layer in plan.layers if layer.gate is not None}:
-        gated = [layer for layer in plan.layers if layer.gate is not None and layer.gate[0] == g]
-        dec = cs.decisions[g]
-        fits = [k for k in range(len(dec.choices)) if all(layer.gate[1][k] == present[layer.name] for layer in gated)]
-        if not fits:
-            have = sum(present[layer.name] for layer in gated)
-            raise UserError(f"{label} has {have} of the optional layers of {dec.name} "
-                            f"({', '.join(layer.name for layer in gated)}): not one of its depths {', '.join(dec.choices)}")
-        names[dec.name] = dec.choices[fits[0]]
+    _depth_choices(cs, present, names, label)
     if pos < len(blocks):
         name, block = blocks[pos]
         raise UserError(f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "
                         f"(the space ends with layer {plan.layers[-1].name})")
+    _free_widths(cs, model, names)
     ours = build_standalone(cs, cs.encode(names))
     if type(ours) is not type(model):
         hint = " (add `family mobilenetv3` to the network)" if type(model).__name__ == "MobileNetV3" else ""
@@ -131,6 +116,84 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
         raise UserError(f"{label} and the network of space {cs.name} differ outside the searched blocks "
                         f"(stem, head or activations)")
     return names
+
+
+def _width_options(cs, layer, names: dict[str, str]):
+    """``({width decision name: choice}, layer at those widths)`` for every width the layer can still have:
+    a width decision already taken by an earlier block is kept."""
+    decs = list(dict.fromkeys(d for d in (layer.in_width_dec, layer.width_dec) if d is not None))
+    options = [[names[cs.decisions[d].name]] if cs.decisions[d].name in names else list(cs.decisions[d].choices)
+               for d in decs]
+    for combo in itertools.product(*options):
+        chosen = {d: cs.decisions[d].choices.index(c) for d, c in zip(decs, combo)}
+        yield {cs.decisions[d].name: c for d, c in zip(decs, combo)}, layer.at(chosen)
+
+
+def _match_layer(cs, layer, target, names: dict[str, str]) -> str | None:
+    """The op (not ``skip``) of ``layer`` whose block has the structure of ``target`` at a width the layer
+    can have, or None; a width found is written into ``names``."""
+    want = _signature(target[1])
+    for widths, at in _width_options(cs, layer, names):
+        for op in layer.choices:
+            if op != "skip" and _signature(chain_op(cs.plan, at, op, device="meta")) == want:
+                names.update(widths)
+                return op
+    return None
+
+
+def _block_out_channels(block: nn.Module) -> int | None:
+    """The output channels of a timm block: its last convolution outside squeeze-excitation."""
+    convs = [c for c in block.modules() if isinstance(c, nn.Conv2d) and not _in_se(block, c)]
+    return convs[-1].out_channels if convs else None
+
+
+def _no_match_message(cs, layer, target, label: str, left_out: list[str], names: dict[str, str]) -> str:
+    ins = sorted({at.in_ch for _, at in _width_options(cs, layer, names)})
+    outs = sorted({at.out_ch for _, at in _width_options(cs, layer, names)})
+    shape = (f"{'|'.join(map(str, ins))}->{'|'.join(map(str, outs))} channels"
+             + (f", stride {layer.stride}" if layer.stride > 1 else ""))
+    what = (f"{label}'s {target[0]} ({describe_block(target[1])})" if target else f"{label} has no block left")
+    earlier = (f"; the layers before it that no block matched were skipped: {', '.join(left_out)}"
+               if left_out else "")
+    if target is not None and layer.width_dec is not None:
+        dec = cs.decisions[layer.width_dec]
+        c = _block_out_channels(target[1])
+        if c is not None and c not in outs:
+            return (f"layer {layer.name} of space {cs.name}: {what} has {c} output channels, not a width of its "
+                    f"stage: {dec.name} offers {', '.join(map(str, outs))}{earlier}")
+    return (f"layer {layer.name} ({shape}) of space {cs.name}: {what} is not one of its choices "
+            f"({', '.join(layer.choices)}){earlier}")
+
+
+def _depth_choices(cs, present: dict[str, bool], names: dict[str, str], label: str) -> None:
+    """The choice of every elastic depth from which of its optional layers a block matched."""
+    plan = cs.plan
+    for g in {layer.gate[0] for layer in plan.layers if layer.gate is not None}:
+        gated = [layer for layer in plan.layers if layer.gate is not None and layer.gate[0] == g]
+        dec = cs.decisions[g]
+        fits = [k for k in range(len(dec.choices)) if all(layer.gate[1][k] == present[layer.name] for layer in gated)]
+        if not fits:
+            have = sum(present[layer.name] for layer in gated)
+            raise UserError(f"{label} has {have} of the optional layers of {dec.name} "
+                            f"({', '.join(layer.name for layer in gated)}): not one of its depths {', '.join(dec.choices)}")
+        names[dec.name] = dec.choices[fits[0]]
+
+
+def _free_widths(cs, model: nn.Module, names: dict[str, str]) -> None:
+    """Width decisions no block fixed (every layer of the stage skipped): the first choices whose network
+    has the model's tensor shapes (else the first choices; the shape check then names the difference)."""
+    free = [cs.decisions[d] for d in cs.plan.width_decisions if cs.decisions[d].name not in names]
+    if not free:
+        return
+    shapes = [tuple(v.shape) for v in model.state_dict().values()]
+    for combo in itertools.product(*(dec.choices for dec in free)):
+        trial = {**names, **{dec.name: c for dec, c in zip(free, combo)}}
+        with torch.device("meta"):
+            net = build_standalone(cs, cs.encode(trial))
+        if [tuple(v.shape) for v in net.state_dict().values()] == shapes:
+            names.update(trial)
+            return
+    names.update({dec.name: dec.choices[0] for dec in free})
 
 
 def timm_model(name: str, cs) -> nn.Module:

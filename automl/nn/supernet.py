@@ -38,8 +38,9 @@ import torch
 from timm.models._efficientnet_builder import efficientnet_init_weights
 from torch import nn
 
+from automl.nn.elastic import SlicedOp
 from automl.nn.parts import (FixedBlock, cell_head, cell_output, cell_preprocess, cell_stem, chain_head,
-                             chain_head_in, chain_op, chain_stem, out_conv)
+                             chain_head_in, chain_head_sequence, chain_op, chain_stem, out_conv)
 from automl.nn.registry import create_op
 from automl.plan import SpacePlan
 
@@ -99,10 +100,25 @@ class ChainSupernet(Supernet):
         # depth are in _gated: layer index -> (depth decision, whether the layer is there per choice)
         self._route = [(layer.ops, -1 if layer.decision is None else layer.decision) for layer in self.layers]
         self._gated = {i: layer.gate for i, layer in enumerate(plan.layers) if layer.gate is not None}
+        # elastic width: the plan (to build templates), the layers whose widths are decisions, the head's
+        # modules in running order and the one that reads the last layer's channels; SlicedOps are made
+        # on first use, per (layer, choice, in width, out width), and hold no weights
+        self._plan = plan
+        self._elastic = {i: layer for i, layer in enumerate(plan.layers) if layer.elastic}
+        self._head_order = (("global_pool", "conv_head", "bn2", "classifier") if self._pool_first
+                            else ("conv_head", "bn2", "global_pool", "classifier"))
+        self._head_reader = "classifier" if isinstance(self.conv_head, nn.Identity) else "conv_head"
+        self._sliced: dict[tuple, SlicedOp] = {}
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         a = arch.tolist()
         x = self.bn1(self.conv_stem(x))
+        if self._elastic:
+            for i, op in self._path(a):
+                x = op(x)
+            for name in self._head_order:
+                x = self._head_part(name, a)(x)
+            return x
         if self._gated:
             for i, (ops, d) in enumerate(self._route):
                 gate = self._gated.get(i)
@@ -116,12 +132,58 @@ class ChainSupernet(Supernet):
         x = self.bn2(self.conv_head(x))
         return self.classifier(self.global_pool(x))
 
-    def path_modules(self, arch) -> list[nn.Module]:
+    def _path(self, a: list[int]):
+        """``(layer index, callable)`` of every layer on the path: the op, or its SlicedOp at the chosen widths."""
+        for i, (ops, d) in enumerate(self._route):
+            gate = self._gated.get(i)
+            if gate is not None and not gate[1][a[gate[0]]]:
+                continue
+            k = a[d] if d >= 0 else 0
+            layer = self._elastic.get(i)
+            if layer is None or layer.channels(a) == (layer.in_ch, layer.out_ch):
+                yield i, ops[k]
+            else:
+                yield i, self._sliced_op(("layer", i, k, *layer.channels(a)), ops[k],
+                                         lambda: chain_op(self._plan, layer.at(a), layer.choices[k], device="meta"))
+
+    def _head_part(self, name: str, a: list[int]):
+        """Head module ``name``, sliced to the last layer's chosen width when it reads the chain's output."""
+        m = getattr(self, name)
+        cin = self._plan.layers[-1].channels(a)[1] if self._plan.layers else self._plan.stem_size
+        if name != self._head_reader or cin == chain_head_in(self._plan):
+            return m
+        part = self._head_order.index(name)  # chain_head_sequence has the same order
+        return self._sliced_op(("head", name, cin), m,
+                               lambda: chain_head_sequence(self._plan, cin, device="meta")[part])
+
+    def _sliced_op(self, key: tuple, master: nn.Module, template) -> SlicedOp:
+        op = self._sliced.get(key)
+        if op is None:
+            op = self._sliced[key] = SlicedOp(master, template())
+        return op
+
+    def slices(self, arch) -> bool:
+        """Whether the path ``arch`` runs some module at smaller widths than the supernet holds."""
         a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
-        mods = [self.conv_stem, self.bn1]
-        mods += [ops[a[d] if d >= 0 else 0] for i, (ops, d) in enumerate(self._route)
-                 if i not in self._gated or self._gated[i][1][a[self._gated[i][0]]]]
-        return mods + [self.conv_head, self.bn2, self.classifier]
+        return any(isinstance(op, SlicedOp) for _, op in self._path(a)) or any(
+            isinstance(self._head_part(n, a), SlicedOp) for n in self._head_order)
+
+    def path_modules(self, arch) -> list[nn.Module]:
+        """The modules on the path; a module run at smaller widths is its template (on the meta device),
+        so the parameters counted are the standalone network's."""
+        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        unwrap = lambda m: m.template if isinstance(m, SlicedOp) else m  # noqa: E731
+        mods = [self.conv_stem, self.bn1] + [unwrap(op) for _, op in self._path(a)]
+        return mods + [unwrap(self._head_part(n, a)) for n in ("conv_head", "bn2", "classifier")]
+
+    def path_network(self, arch) -> nn.Sequential:
+        """The path ``arch`` as a network ``net(x)``: the supernet's own modules, and for a module run at
+        smaller widths a copy holding its sliced weights (what weight inheritance reads)."""
+        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        real = lambda m: m.materialize() if isinstance(m, SlicedOp) else m  # noqa: E731
+        mods = [self.conv_stem, self.bn1] + [real(op) for _, op in self._path(a)]
+        mods += [real(self._head_part(n, a)) for n in self._head_order]
+        return nn.Sequential(*mods).train(self.training)
 
 
 class SuperCell(nn.Module):

@@ -1,0 +1,80 @@
+"""Elastic width in the supernet: one module at the largest widths, run at a smaller width on its first
+channels (weight sharing as in slimmable networks and Once-for-All, without OFA's channel sorting).
+
+A :class:`SlicedOp` pairs a supernet module (the *master*, built at the largest widths) with a *template*:
+the same op built at the chosen widths on the meta device, which is exactly the standalone timm block of
+those widths (its residual only when its input and output widths agree at stride 1, its SE reduce width,
+its group convolutions). Calling it runs ``torch.func.functional_call(template, sliced, x)`` where every
+parameter and buffer of ``sliced`` is the prefix ``master_tensor[:n0, :n1, ...]`` of the master's tensor of
+the same name, ``(n0, n1, ...)`` the template tensor's shape. The prefixes are views: gradients reach the
+master's weights, and BatchNorm's running statistics (and ``num_batches_tracked``) are updated in place
+in the master's first channels in training mode.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from automl.nn.depthwise import FastDepthwiseConv2d
+
+__all__ = ["SlicedOp", "prefix_index"]
+
+
+def prefix_index(shape) -> tuple[slice, ...]:
+    """The index of the first ``shape[d]`` entries along every dimension d (``()`` for a scalar)."""
+    return tuple(slice(0, int(n)) for n in shape)
+
+
+class SlicedOp:
+    """``master`` at the smaller widths of ``template`` (same tensor names, each no larger than the master's).
+
+    Not an ``nn.Module``: it owns no weights (the master does), so the supernet's state_dict is unchanged.
+    The template follows the master's training mode, and its depthwise convolutions the master's class
+    (:func:`automl.nn.use_fast_depthwise_grad` switches the master's)."""
+
+    def __init__(self, master: nn.Module, template: nn.Module):
+        self.master, self.template = master, template
+        owners = dict(master.named_modules())
+        mine = dict(template.state_dict(keep_vars=True))
+        theirs = master.state_dict(keep_vars=True)
+        self._tensors = []  # (name, owning master module, attribute, prefix index)
+        for name, t in mine.items():
+            m = theirs.get(name)
+            if m is None or m.dim() != t.dim() or any(a > b for a, b in zip(t.shape, m.shape)):
+                raise RuntimeError(f"cannot slice {type(master).__name__}.{name} {tuple(m.shape) if m is not None else '-'} "
+                                   f"to the template's {tuple(t.shape)}")
+            owner, _, attr = name.rpartition(".")
+            self._tensors.append((name, owners[owner], attr, prefix_index(t.shape)))
+        tmods = dict(template.named_modules())
+        convs = (nn.Conv2d, FastDepthwiseConv2d)
+        self._convs = [(tmods[n], m) for n, m in master.named_modules()
+                       if type(m) in convs and type(tmods.get(n)) in convs]
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The master's tensors cut to the template's shapes (views: they share the master's memory)."""
+        return {name: getattr(owner, attr)[idx] for name, owner, attr, idx in self._tensors}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.template
+        if t.training != self.master.training:
+            t.train(self.master.training)
+        for tc, mc in self._convs:
+            if type(tc) is not type(mc):
+                tc.__class__ = type(mc)
+        return functional_call(t, self.state(), (x,), strict=True)
+
+    def materialize(self) -> nn.Module:
+        """A real module of the template's widths holding a copy of the sliced weights (on the master's
+        device): the block a standalone network of these widths has, with the supernet's weights."""
+        device = next((v.device for v in self.master.state_dict().values()), torch.device("cpu"))
+        m = copy.deepcopy(self.template).to_empty(device=device)
+        for tc in m.modules():
+            if type(tc) is FastDepthwiseConv2d:
+                tc.__class__ = nn.Conv2d
+        with torch.no_grad():
+            m.load_state_dict({k: v.detach().clone() for k, v in self.state().items()})
+        return m.train(self.master.training)
