@@ -4,11 +4,12 @@ channels (weight sharing as in slimmable networks and Once-for-All, without OFA'
 A :class:`SlicedOp` pairs a supernet module (the *master*, built at the largest widths) with a *template*:
 the same op built at the chosen widths on the meta device, which is exactly the standalone timm block of
 those widths (its residual only when its input and output widths agree at stride 1, its SE reduce width,
-its group convolutions). Calling it runs ``torch.func.functional_call(template, sliced, x)`` where every
-parameter and buffer of ``sliced`` is the prefix ``master_tensor[:n0, :n1, ...]`` of the master's tensor of
-the same name, ``(n0, n1, ...)`` the template tensor's shape. The prefixes are views: gradients reach the
-master's weights, and BatchNorm's running statistics (and ``num_batches_tracked``) are updated in place
-in the master's first channels in training mode.
+its group convolutions). Calling it runs the template with every parameter and buffer replaced by the
+prefix ``master_tensor[:n0, :n1, ...]`` of the master's tensor of the same name, ``(n0, n1, ...)`` the
+template tensor's shape (what ``torch.func.functional_call(template, sliced, x)`` does, without its
+per-call checks: the names are paired once). The prefixes are views: gradients reach the master's
+weights, and BatchNorm's running statistics (and ``num_batches_tracked``) are updated in place in the
+master's first channels in training mode.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import copy
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from automl.nn.depthwise import FastDepthwiseConv2d
 
@@ -38,18 +38,23 @@ class SlicedOp:
 
     def __init__(self, master: nn.Module, template: nn.Module):
         self.master, self.template = master, template
-        owners = dict(master.named_modules())
-        mine = dict(template.state_dict(keep_vars=True))
+        owners, tmods = dict(master.named_modules()), dict(template.named_modules())
         theirs = master.state_dict(keep_vars=True)
         self._tensors = []  # (name, owning master module, attribute, prefix index)
-        for name, t in mine.items():
+        # and where each sliced tensor goes while the template runs: (its _parameters or _buffers dict,
+        # attribute, the template's own meta tensor, owning master module, prefix index)
+        self._slots = []
+        for name, t in template.state_dict(keep_vars=True).items():
             m = theirs.get(name)
             if m is None or m.dim() != t.dim() or any(a > b for a, b in zip(t.shape, m.shape)):
-                raise RuntimeError(f"cannot slice {type(master).__name__}.{name} {tuple(m.shape) if m is not None else '-'} "
-                                   f"to the template's {tuple(t.shape)}")
+                raise RuntimeError(f"cannot slice {type(master).__name__}.{name} "
+                                   f"{tuple(m.shape) if m is not None else '(missing)'} to the template's {tuple(t.shape)}")
             owner, _, attr = name.rpartition(".")
-            self._tensors.append((name, owners[owner], attr, prefix_index(t.shape)))
-        tmods = dict(template.named_modules())
+            idx = prefix_index(t.shape)
+            self._tensors.append((name, owners[owner], attr, idx))
+            mod = tmods[owner]
+            store = mod._parameters if attr in mod._parameters else mod._buffers
+            self._slots.append((store, attr, store[attr], owners[owner], idx))
         convs = (nn.Conv2d, FastDepthwiseConv2d)
         self._convs = [(tmods[n], m) for n, m in master.named_modules()
                        if type(m) in convs and type(tmods.get(n)) in convs]
@@ -65,7 +70,14 @@ class SlicedOp:
         for tc, mc in self._convs:
             if type(tc) is not type(mc):
                 tc.__class__ = type(mc)
-        return functional_call(t, self.state(), (x,), strict=True)
+        slots = self._slots
+        for store, attr, _, owner, idx in slots:  # what torch.func.functional_call does, without its checks
+            store[attr] = getattr(owner, attr)[idx]
+        try:
+            return t(x)
+        finally:
+            for store, attr, meta, _, _ in slots:
+                store[attr] = meta
 
     def materialize(self) -> nn.Module:
         """A real module of the template's widths holding a copy of the sliced weights (on the master's

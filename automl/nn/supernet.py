@@ -19,6 +19,20 @@ chain spaces (:class:`ChainSupernet`), mirroring timm's EfficientNet names::
     The blocks are built by timm's EfficientNetBuilder from the same block strings the exported
     arch_def uses, so ``layers[i].ops[k]`` has exactly the state_dict of the standalone block.
 
+    Elastic width (``stage s width 24, 32, 40``): still ONE module per (layer, op), built at the largest
+    widths (the state_dict is the one of the space at its largest widths). An architecture that chooses
+    smaller widths runs the op on its first channels, as slimmable networks and Once-for-All share
+    weights (without OFA's channel sorting): :class:`automl.nn.elastic.SlicedOp` calls the op built at
+    the chosen widths on the meta device (the standalone timm block: residual only when its widths
+    agree at stride 1, SE reduce width, group convs) with the prefix ``W[:c_out, :c_in, ...]`` of every
+    parameter and buffer. Gradients and BN running statistics (``num_batches_tracked`` too) reach only
+    those first channels of the master. A stage of fixed width whose first layer reads an elastic stage
+    is sliced on its input only; the head conv (the classifier when there is none; MobileNetV3's conv
+    after pooling) slices its input channels. Spaces without elastic width run the plain loop below.
+    ``path_params`` counts a sliced module as its template (the standalone network's count);
+    ``path_network(arch)`` is the path as a network with copies of the sliced weights, which weight
+    inheritance (:func:`automl.export.inherit_weights`) reads.
+
 cell spaces (:class:`CellSupernet`)::
 
     stem                            Sequential(conv, BN)
