@@ -154,3 +154,11 @@ def test_head_bn_errors(network, where, message):
         compile_space(parse_space(HEAD + network + "end\n" + cell, "t.space"))
     assert (info.value.line, info.value.column) == where, str(info.value)
     assert message in info.value.message, info.value.message
+
+
+def test_profile_refuses_a_width_space(tmp_path, capsys):
+    path = tmp_path / "w.space"
+    path.write_text(SPACE)
+    assert main(["space", "profile", str(path), "--out", str(tmp_path / "t.json")]) == 2
+    err = capsys.readouterr().err
+    assert "elastic widths (s1_width, s2_width, fin_width)" in err and not (tmp_path / "t.json").exists()
