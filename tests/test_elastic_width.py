@@ -16,22 +16,11 @@ from automl.export import export_architecture, inherit_weights, load_model
 from automl.nn import count_params
 from automl.nn.membership import arch_def_model, encode_timm_model
 from automl.train.loops import for_training
+from test_width_costs import SPACE as WIDTH_SPACE  # the language side's space (tests/test_width_costs.py)
 
 # s1's second layer reads s1's own width; s2's first layer reads s1's; s3 is fixed but reads s2's (elastic on
 # its input only); the fixed-op last stage's width feeds the head conv
-WTEST = """space wtest
-input 3 x 32 x 32
-classes 10
-choices mb = ir_k3_e3, ir_k5_e6, skip
-network
-  stem width 16
-  stage s1 width 16, 24 stride 2 depth 1, 2 choose [ir_k3_e3, ir_k5_e6]  then mb
-  stage s2 width 24, 32, 40 stride 2 repeat 2 se 0.25 choose [ir_k3_e3, ir_k5_e6] then mb
-  stage s3 width 48 repeat 2 choose [ir_k3_e3, ir_k5_e6] then mb
-  stage fin width 64, 96 fixed cn_k1
-  head width 128
-end
-"""
+WTEST = WIDTH_SPACE
 
 # MobileNetV3: the head conv runs after pooling; s2 (stride 1) has a residual exactly when s1 and s2 agree
 MBV3 = """space wmbv3
