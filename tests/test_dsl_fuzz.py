@@ -24,7 +24,7 @@ SMALL = {
     "digits": {},
     "fbnet": {"size": "32", "width": "0.25", "head": "64"},
     "mobilenetv3": {"size": "32", "width": "0.25", "head": "64"},
-    "ofa_mbv3": {"size": "32", "width": "0.25", "head": "64"},
+    "ofa_mbv3": {"size": "32", "width": "0.25", "wide": "2", "head": "64"},
     "darts": {"size": "8", "channels": "4", "normal_cells": "1"},
     "nasbench201": {"size": "8", "channels": "4", "cells": "1"},
 }

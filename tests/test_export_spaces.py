@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from automl.compile import load_compiled
+from automl.nn.resize import resize_input
 from automl.export import count_params, export_architecture, load_model, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ _SMALL = {
     "enas_micro": {"size": "8", "channels": "4", "normal_cells": "3"},
     "fbnet": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
     "mobilenetv3": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
-    "ofa_mbv3": {"size": "16", "width": "0.25", "head": "32", "classes": "10"},
+    "ofa_mbv3": {"size": "16", "width": "0.25", "wide": "2", "head": "32", "classes": "10"},
     "darts": {"size": "8", "channels": "4", "normal_cells": "1"},
     "nasbench201": {"size": "8", "channels": "4", "cells": "1"},
 }
@@ -79,7 +80,8 @@ def test_random_architectures_export(space, tmp_path):
                                                          "space.space"]
         assert manifest["choices"] == cs.decode(arch) and manifest["arch"] == arch.tolist()
         assert manifest["space_args"] == ov and manifest["epsilon"] == 0.1 and manifest["kind"] == cs.kind
-        assert manifest["input_shape"] == list(cs.input_shape) and manifest["num_classes"] == cs.num_classes
+        # (elastic resolution: the network takes the chosen size)
+        assert manifest["input_shape"] == list(cs.arch_input_shape(arch)) and manifest["num_classes"] == cs.num_classes
         assert manifest["onnx"]["opset"] == 17 and manifest["onnx"]["parity_max_rel_diff"] < 1e-3
         assert manifest["stem_size"] == cs.stem_size and manifest["num_features"] == cs.num_features
 
@@ -95,7 +97,7 @@ def test_random_architectures_export(space, tmp_path):
             assert manifest["arch_def"] is None
 
         # the rebuilt torch model and the ONNX file agree (dynamic batch: 5 was never traced)
-        x = torch.randn(5, *cs.input_shape, generator=torch.Generator().manual_seed(seed))
+        x = torch.randn(5, *cs.arch_input_shape(arch), generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             expected = model(x).numpy()
         session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
@@ -118,12 +120,13 @@ def test_inherited_weights_reproduce_the_supernet(space, tmp_path):
     model = load_model(tmp_path)
     supernet.eval()
     x = torch.randn(3, *cs.input_shape, generator=torch.Generator().manual_seed(3))
+    small = resize_input(x, cs.resolution(arch))  # elastic resolution: the supernet resizes, as the data would
     with torch.no_grad():
-        want, got = supernet(x, arch), model(x)
+        want, got = supernet(x, arch), model(small)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     fresh = cs.build_standalone(arch).eval()
     with torch.no_grad():
-        assert not torch.allclose(fresh(x), want, atol=1e-3)  # inheritance is what made them equal
+        assert not torch.allclose(fresh(small), want, atol=1e-3)  # inheritance is what made them equal
 
 
 def test_trained_model_is_exported_as_is(tmp_path):

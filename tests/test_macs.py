@@ -104,17 +104,17 @@ def test_space_show_metric_macs():
 
 @pytest.mark.parametrize("space,overrides", [
     ("mobilenetv3", {"size": "64", "width": "0.5", "head": "64", "classes": "10"}),
-    ("ofa_mbv3", {"size": "64", "width": "0.5", "head": "64", "classes": "10"}),
+    ("ofa_mbv3", {"size": "64", "width": "0.5", "wide": "2", "head": "64", "classes": "10"}),
     ("nasbench201", {"size": "16", "channels": "4", "cells": "2"}),
 ])
 def test_macs_exact_for_published_constructs(space, overrides):
     """Per-stage SE and activations, MobileNetV3's head after pooling, elastic depth (gated costs),
-    edge cells and fixed reduction blocks: the table's MACs equal FlopCounterMode's count / 2."""
+    elastic width and resolution (a table per combination), edge cells and fixed reduction blocks: the table's MACs equal FlopCounterMode's count / 2."""
     cs = load_compiled(f"spaces/{space}.space", overrides)
     g = torch.Generator().manual_seed(0)
     for _ in range(4):
         arch = torch.tensor([int(torch.randint(len(d.choices), (1,), generator=g)) for d in cs.decisions])
         model = cs.build_standalone(arch).eval()
         with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model(torch.randn(1, *cs.input_shape))
+            model(torch.randn(1, *cs.arch_input_shape(arch)))  # (elastic resolution: the chosen size)
         assert cs.cost_table.total(arch, "macs") == counter.get_total_flops() // 2

@@ -23,7 +23,7 @@ SMALL = {
     "enas_micro": {"size": 8, "channels": 4, "normal_cells": 1},
     "darts": {"size": 8, "channels": 4, "normal_cells": 1},
     "nasbench201": {"size": 8, "channels": 4, "cells": 1},
-    "ofa_mbv3": {"size": 16, "width": 0.25, "head": 32},
+    "ofa_mbv3": {"size": 16, "width": 0.25, "wide": 2, "head": 32},
 }
 
 

@@ -15,6 +15,7 @@ from automl.compile import load_compiled
 from automl.compile.compiler import compile_space
 from automl.dsl import parse_space
 from automl.export import count_params, inherit_weights
+from automl.nn.resize import resize_input
 
 CHAIN = """
 space attrs
@@ -46,9 +47,9 @@ def assert_paths_are_standalone(cs, seeds, size):
     for seed in seeds:
         arch = random_arch(cs, seed)
         model = cs.build_standalone(arch).eval()
-        inherit_weights(supernet, arch, model, cs.input_shape)
-        with torch.no_grad():
-            torch.testing.assert_close(model(x), supernet(x, arch))
+        inherit_weights(supernet, arch, model, cs.arch_input_shape(arch))
+        with torch.no_grad():  # (elastic resolution: the supernet resizes the batch, as the data loader would)
+            torch.testing.assert_close(model(resize_input(x, cs.resolution(arch))), supernet(x, arch))
         assert supernet.path_params(arch) == count_params(model)
         models.append((arch, model))
     return models
@@ -160,26 +161,36 @@ def assert_space_error(src, where, message):
     assert message in info.value.message
 
 
-def test_ofa_cost_table_is_exact_with_elastic_depth():
+def test_ofa_cost_table_is_exact_with_elastic_depth_width_and_resolution():
+    from automl.nn.measure import count_macs
+
     cs = load_compiled("spaces/ofa_mbv3.space")
-    depth = [d for d in cs.decisions if d.name.endswith("_depth")]
-    assert [d.choices for d in depth] == [("d2", "d3", "d4")] * 5 and cs.num_decisions == 25
+    by_kind = {kind: [d for d in cs.decisions if d.name.endswith(kind)] for kind in ("_depth", "_width")}
+    assert [d.choices for d in by_kind["_depth"]] == [("d2", "d3", "d4")] * 5
+    # OFA's width multipliers 1.0 and 1.2 per stage, rounded to 8 as OFA does
+    assert [d.choices for d in by_kind["_width"]] == [("w24", "w32"), ("w40", "w48"), ("w80", "w96"),
+                                                      ("w112", "w136"), ("w160", "w192")]
+    assert cs.decisions[-1].choices == ("r128", "r160", "r192", "r224") and cs.num_decisions == 31
     ct, supernet = cs.cost_table, cs.build_supernet()
-    seen_depths = set()
+    seen = set()
     for seed in range(40):
         arch = random_arch(cs, seed)
-        seen_depths.update(cs.decode(arch)[i] for i, d in enumerate(cs.decisions) if d in depth)
-        n = count_params(cs.build_standalone(arch))
-        assert ct.total(arch) == n == supernet.path_params(arch)
-    assert seen_depths == {"d2", "d3", "d4"}
-    # the extremes are exact too (depth 2 with the cheapest ops, depth 4 with the largest)
+        seen.update(cs.decode(arch)[cs.decisions.index(d)] for ds in by_kind.values() for d in ds)
+        model = cs.build_standalone(arch)
+        assert ct.total(arch) == count_params(model) == supernet.path_params(arch)
+        if seed % 8 == 0:  # MACs at the chosen resolution, exact too
+            assert ct.total(arch, "macs") == count_macs(model, cs.arch_input_shape(arch))[0]
+    assert {"d2", "d3", "d4", "w24", "w32", "w160", "w192"} <= seen
+    # the extremes are exact too (depth 2, narrow, the cheapest ops; depth 4, wide, the largest)
     for arch, total in ((ct.cheapest(), ct.min_total()), (ct.most_expensive(), ct.max_total())):
         assert count_params(cs.build_standalone(arch)) == total
-    assert [cs.decode(ct.cheapest())[cs.decisions.index(d)] for d in depth] == ["d2"] * 5
+    cheapest = cs.decode(ct.cheapest())
+    assert [cheapest[cs.decisions.index(d)] for d in by_kind["_depth"]] == ["d2"] * 5
+    assert [cheapest[cs.decisions.index(d)] for d in by_kind["_width"]] == ["w24", "w40", "w80", "w112", "w160"]
 
 
 def test_elastic_depth_supernet_and_standalone_agree():
-    cs = load_compiled("spaces/ofa_mbv3.space", {"size": "32", "width": "0.5", "head": "64", "classes": "10"})
+    cs = load_compiled("spaces/ofa_mbv3.space", {"size": "32", "width": "0.5", "wide": "2", "head": "64", "classes": "10"})
     for arch, model in assert_paths_are_standalone(cs, range(10, 13), 32):
         names = dict(zip([d.name for d in cs.decisions], cs.decode(arch)))
         assert len(model.blocks[1]) == int(names["s1_depth"][1:])
@@ -194,6 +205,8 @@ def test_encode_finds_the_depth(tmp_path, capsys):
     assert main(["space", "encode", "spaces/ofa_mbv3.space", "--arch-def", str(tmp_path / "a.json")]) == 0
     choices = json.loads(capsys.readouterr().out)["choices"]
     assert [choices[f"s{i}_depth"] for i in range(1, 6)] == ["d2", "d3", "d4", "d2", "d3"]
+    assert [choices[f"s{i}_width"] for i in range(1, 6)] == ["w24", "w40", "w80", "w112", "w160"]
+    assert choices["resolution"] == "r224"  # a timm network takes any size: the data's
     assert choices["s2_1"] == "ir_k5_e3" and choices["s3_4"] == "ir_k3_e6"
     arch = cs.encode(choices)
     assert [len(stage) for stage in cs.arch_def(arch)] == [1, 2, 3, 4, 2, 3, 1]

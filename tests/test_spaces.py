@@ -19,7 +19,7 @@ SMALL = {
     "mobilenetv3": ["size=32", "width=0.25", "head=64"],
     "darts": ["size=8", "channels=4", "normal_cells=2"],
     "nasbench201": ["size=8", "channels=4", "cells=1"],
-    "ofa_mbv3": ["size=32", "width=0.25", "head=64"],
+    "ofa_mbv3": ["size=32", "width=0.25", "wide=2", "head=64"],
 }
 
 

@@ -45,8 +45,10 @@ def main(args) -> int:
             weights = state
     manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                                    se=se, opset=args.opset, space_path=args.space, space_args=overrides)
-    manifest = measure_export(args.out, quantize=quantize, calibration=data.full.epoch(0) if data else None,
-                              test=(lambda: data.test.epoch(0)) if data else None)
+    size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
+    manifest = measure_export(args.out, quantize=quantize,
+                              calibration=data.full.with_resolution(size).epoch(0) if data else None,
+                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
     onnx, w = manifest["onnx"], manifest["weights"]
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "

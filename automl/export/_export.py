@@ -131,7 +131,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     if onnx:
         check_opset(opset)  # before anything is written
     arch = as_arch(arch, compiled)
-    input_shape = tuple(int(v) for v in compiled.input_shape)
+    input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # the manifest is written last: a folder with a manifest holds a complete export, even when an
@@ -180,7 +180,7 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tup
         except RuntimeError as e:
             raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
                             f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None
-        inherit_weights(supernet, arch, model, tuple(int(v) for v in compiled.input_shape))
+        inherit_weights(supernet, arch, model, tuple(int(v) for v in compiled.arch_input_shape(arch)))
         return model, "supernet"
     return model, "fresh"
 
@@ -188,7 +188,7 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tup
 def _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path, space_args,
               normalize) -> dict[str, Any]:
     """The manifest's description of the model (files, weights, ONNX and versions are added after)."""
-    input_shape = tuple(int(v) for v in compiled.input_shape)
+    input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
         "space": str(space_path) if space_path is not None else _space_file(compiled),

@@ -32,16 +32,22 @@ def count_params(module: nn.Module) -> int:
 class MacCounter:
     """Forward hooks that add up the MACs of every ``Conv2d`` / ``Linear`` call under ``modules``.
 
-    A module called twice counts twice (MACs are work done, not weights stored).
+    A module called twice counts twice (MACs are work done, not weights stored). Batch norms (timm's
+    BatchNormAct2d too) keep the shape and count nothing, so while counting they pass their input on:
+    on the meta device they were most of the time a count took.
     """
 
     def __init__(self, modules: Iterable[nn.Module]):
         self.macs = 0
         self._handles = []
+        self._norms: list[nn.Module] = []
         for root in modules:
             for m in root.modules():
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
                     self._handles.append(m.register_forward_hook(self._hook))
+                elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and "forward" not in m.__dict__:
+                    m.forward = _same_shape
+                    self._norms.append(m)
 
     def _hook(self, module, inputs, output) -> None:
         per_sample = output.numel() // max(output.shape[0], 1) if output.dim() > 1 else output.numel()
@@ -55,12 +61,19 @@ class MacCounter:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        for m in self._norms:
+            del m.forward
+        self._norms.clear()
 
     def __enter__(self) -> "MacCounter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _same_shape(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 @torch.no_grad()

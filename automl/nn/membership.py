@@ -70,7 +70,8 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
     MobileNetV3); :class:`UserError` naming the first layer or part that the space does not contain.
 
     A stage of elastic width takes the width of its blocks (a stage whose blocks have 32 channels:
-    ``w32``); a block whose width the stage does not offer is named with the widths it offers."""
+    ``w32``); a block whose width the stage does not offer is named with the widths it offers. With
+    elastic resolution the architecture takes the space's input size (a timm network takes any)."""
     if cs.kind != "chain":
         raise UserError(f"space {cs.name} is a cell space; only chain spaces hold timm EfficientNet / "
                         f"MobileNetV3 networks")
@@ -102,6 +103,8 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
         raise UserError(f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "
                         f"(the space ends with layer {plan.layers[-1].name})")
     _free_widths(cs, model, names)
+    if cs.resolution_dec is not None:  # a timm network takes any input size: the data's (the largest)
+        names[cs.decisions[cs.resolution_dec].name] = f"r{cs.input_shape[1]}"
     ours = build_standalone(cs, cs.encode(names))
     if type(ours) is not type(model):
         hint = " (add `family mobilenetv3` to the network)" if type(model).__name__ == "MobileNetV3" else ""

@@ -56,6 +56,7 @@ from automl.nn.elastic import SlicedOp
 from automl.nn.parts import (FixedBlock, cell_head, cell_output, cell_preprocess, cell_stem, chain_head,
                              chain_head_in, chain_head_sequence, chain_op, chain_stem, out_conv)
 from automl.nn.registry import create_op
+from automl.nn.resize import resize_input
 from automl.plan import SpacePlan
 
 __all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet"]
@@ -67,6 +68,18 @@ class Supernet(nn.Module):
     """Base class: ``forward(x, arch)`` runs the path ``arch`` (LongTensor (D,)) selects."""
 
     num_decisions: int
+    # elastic resolution: (the resolution decision, its input sizes); None: the input as it comes
+    _resolution: tuple[int, tuple[int, ...]] | None = None
+
+    def _set_resolution(self, cs: SpacePlan) -> None:
+        self._resolution = None if cs.resolution_dec is None else (cs.resolution_dec, tuple(cs.resolutions))
+
+    def _resized(self, x: torch.Tensor, a: list[int]) -> torch.Tensor:
+        """``x`` at the path's resolution (a path that chose a smaller one sees its batch resized)."""
+        if self._resolution is None:
+            return x
+        d, sizes = self._resolution
+        return resize_input(x, sizes[a[d]])
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -123,10 +136,11 @@ class ChainSupernet(Supernet):
                             else ("conv_head", "bn2", "global_pool", "classifier"))
         self._head_reader = "classifier" if isinstance(self.conv_head, nn.Identity) else "conv_head"
         self._sliced: dict[tuple, SlicedOp] = {}
+        self._set_resolution(cs)
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         a = arch.tolist()
-        x = self.bn1(self.conv_stem(x))
+        x = self.bn1(self.conv_stem(self._resized(x, a)))
         if self._elastic:
             for i, op in self._path(a):
                 x = op(x)
@@ -257,10 +271,11 @@ class CellSupernet(Supernet):
                                    SuperCell(plan.templates[inst.template], inst, device)
                                    for inst in plan.instances)
         self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan, device)
+        self._set_resolution(cs)
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         a = arch.tolist()
-        s0 = s1 = self.stem(x)
+        s0 = s1 = self.stem(self._resized(x, a))
         for cell in self.cells:
             out = cell(s0, s1, a)
             s0, s1 = (out, out) if isinstance(cell, FixedBlock) else (s1, out)
