@@ -4,6 +4,7 @@ expected costs, budgets and the knapsack per combination of widths, state, and t
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 from pathlib import Path
@@ -318,6 +319,15 @@ def test_the_pipelines_searchers_get_the_exact_model(width_space, method):
             assert bool((exp >= ct.min_total() - 1e-6).all()) and bool((exp <= ct.max_total() + 1e-6).all())
 
 
+@contextlib.contextmanager
+def _sync_is_an_error():
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_context_engine_matches_cpu_and_never_synchronizes(width_space):
     cs, ec = _width_costs(width_space)
@@ -332,11 +342,7 @@ def test_cuda_context_engine_matches_cpu_and_never_synchronizes(width_space):
     torch.testing.assert_close(c.expected_cost(), g.expected_cost().cpu())
     losses = torch.rand(8, device="cuda", dtype=torch.float64)
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for _ in range(5):
-            a = g.ask()
+    with _sync_is_an_error():  # ask + tell with a context read nothing back from the GPU
+        for a in (g.ask() for _ in range(5)):
             g.tell(a, losses + a.sum(1))
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(g.theta).all() and cs.cost_table.total(g.best()[1].cpu()) <= 40_000
