@@ -205,6 +205,7 @@ class CellPlan:
     instances: tuple[CellInstance, ...]
     num_features: int
     num_classes: int
+    head_bn: bool = False  # `head bn`: BN + ReLU on the last cell's output before pooling (no head conv)
 
 
 @dataclass

@@ -272,6 +272,11 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     import onnxruntime as ort
 
     check_profile_args(runtime, threads, batch, repeat, clock)
+    if cs.cost_table.context_decisions:
+        names = ", ".join(cs.decisions[d].name for d in cs.cost_table.context_decisions)
+        raise UserError(f"space {cs.name} has elastic widths ({names}): a latency table of one cost per choice "
+                        f"cannot describe it (a layer's latency depends on the widths chosen); search with "
+                        f"params or macs, or profile one space per width (`--set`)")
     warmup = max(2, repeat // 4) if warmup is None else int(warmup)
     torch.manual_seed(0)
     pieces, fixed_keys, choice_keys = _pieces(cs)

@@ -94,15 +94,20 @@ def _cli(capsys, args):
     return code, capsys.readouterr()
 
 
-def test_reused_supernet_gives_a_full_runs_architectures_and_refuses_a_mismatch(tmp_path, capsys):
+def test_reused_supernet_gives_a_full_runs_architectures_and_refuses_a_mismatch(tmp_path, capsys, monkeypatch):
     trained = tmp_path / "trained"
     assert _cli(capsys, EPS + ["--out", str(trained)])[0] == 0
     first = json.loads((trained / "results.json").read_text())
     assert first["supernet"]["from"] is None and first["phase_seconds"]["weights"] > 0
 
-    # a new family on the trained supernet, twice: other ε, then budgets
+    # a new family on the trained supernet, twice: other ε, then budgets; the source checkpoint is read once
+    from automl.train.checkpoint import CheckpointStore
+
+    reads, load = [], CheckpointStore.load
+    monkeypatch.setattr(CheckpointStore, "load", lambda self, *a, **k: reads.append(self.folder) or load(self, *a, **k))
     code, out = _cli(capsys, ["search.epsilons=[0.3]", "--out", str(tmp_path / "eps"), "--supernet", str(trained)])
     assert code == 0 and "weight phase skipped" in out.out
+    assert [f for f in reads if str(f).startswith(str(trained))] == [trained / "checkpoints"]
     eps = json.loads((tmp_path / "eps" / "results.json").read_text())
     assert eps["supernet"]["from"] == str(trained.absolute())
     assert eps["supernet"]["fingerprint"] == first["supernet"]["fingerprint"] and not eps["supernet"]["forced"]

@@ -64,6 +64,8 @@ def space_summary(cs, metric: str = "params") -> dict:
         "fixed_cost": ct.fixed[metric],
         "min_cost": ct.min_total(metric),
         "max_cost": ct.max_total(metric),
+        # elastic widths: the per-choice costs above are the first-order summary; totals are exact
+        "context_decisions": [cs.decisions[d].name for d in ct.context_decisions],
     }
 
 
@@ -95,6 +97,10 @@ def _show_table(cs, metric: str) -> None:
                   f"smallest {format_cost(ct.min_total(metric), metric)}, "
                   f"largest {format_cost(ct.max_total(metric), metric)}"
                   + (f"  (metrics: {', '.join(ct.metrics)})" if len(ct.metrics) > 1 else ""), highlight=False)
+    if ct.context(metric) is not None:
+        names = ", ".join(cs.decisions[d].name for d in ct.context_decisions)
+        console.print(f"elastic widths ({names}): a choice's cost depends on the widths chosen; the table "
+                      f"shows each choice's average over the widths (first-order), totals are exact", highlight=False)
 
 
 def _encode(args, cs) -> int:

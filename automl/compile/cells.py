@@ -46,9 +46,9 @@ def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     dec_names: set[str] = set()
     plans = [_compile_template(r, t, decisions, dec_names) for t in r.space.cells]
     instances = _instances(r, layout, seq, plans, width, stem_width)
-    num_features = head_features(r, net)
+    num_features, head_bn = head_features(r, net, cells=True)
     plan = CellPlan(in_chans, stem_width, stem_kernel, stem_stride, tuple(plans), tuple(instances),
-                    num_features, num_classes)
+                    num_features, num_classes, head_bn)
     return plan, decisions
 
 

@@ -18,13 +18,20 @@ MAX_WIDTH_COMBOS = 4096  # combinations of elastic widths: the cost table holds 
 CHAIN_MAX_STRIDE = 32  # timm EfficientNet's output_stride: beyond it timm dilates instead of striding
 
 
-def head_features(r: Resolver, net: ir.Network) -> int:
-    """Width of the 1x1 head conv (timm's ``num_features``), 0 when the network has no head."""
+def head_features(r: Resolver, net: ir.Network, cells: bool = False) -> tuple[int, bool]:
+    """Width of the 1x1 head conv (timm's ``num_features``, 0 when the network has no head conv), and
+    whether the head is ``bn`` (a cell network's BN + ReLU before pooling, as NAS-Bench-201's)."""
     if net.head is None:
-        return 0
+        return 0, False
+    bn_why = ("" if cells else "a chain's head is timm's (1x1 conv, BN, activation); `bn` is a cell "
+              "network's BN + ReLU before pooling")
     head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "",
-                                "kernel": "the head conv is 1x1"}, "head")
-    return r.whole(head["width"].value, "head width", 0, MAX_CH) if "width" in head else 0
+                                "kernel": "the head conv is 1x1", "bn": bn_why}, "head")
+    width = r.whole(head["width"].value, "head width", 0, MAX_CH) if "width" in head else 0
+    if "bn" in head and width:
+        raise r.err("`bn` is the head without a conv (BN + ReLU before pooling); a head conv (`width`) has "
+                    "its own BN: remove one", head["bn"].pos)
+    return width, "bn" in head
 
 
 def compile_chain(r: Resolver, net: ir.Network, in_chans: int, num_classes: int):
@@ -34,7 +41,7 @@ def compile_chain(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     state = _ChainState(cur=stem_size)
     for si, st in enumerate(net.stages):
         _compile_stage(r, state, si, st)
-    num_features = head_features(r, net)
+    num_features, _ = head_features(r, net)
     if family == "mobilenetv3" and num_features == 0:
         raise r.err("timm's MobileNetV3 has a head conv after pooling; add e.g. `head width 1280`",
                     net.head_pos or net.pos)

@@ -136,7 +136,8 @@ class _ToIR(Transformer):
         return ("stem", tuple(c), _pos(meta))
 
     def head_stmt(self, meta, c):
-        return ("head", tuple(c), _pos(meta))
+        opts = tuple(ir.Option("bn", None, _pos(x)) if isinstance(x, Token) else x for x in c)
+        return ("head", opts, _pos(meta))
 
     def fixed_body(self, meta, c):
         return ir.FixedBody(_name(c[0]), _pos(meta))

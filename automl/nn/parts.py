@@ -81,7 +81,8 @@ def cell_head(plan, device=None) -> tuple[nn.Module, nn.Module, nn.Module, nn.Mo
         bn = BatchNormAct2d(plan.num_features, act_layer=nn.ReLU, device=device)
         feats = plan.num_features
     else:
-        conv, bn, feats = nn.Identity(), nn.Identity(), head_in
+        conv, feats = nn.Identity(), head_in
+        bn = BatchNormAct2d(head_in, act_layer=nn.ReLU, device=device) if plan.head_bn else nn.Identity()
     pool, classifier = create_classifier(feats, plan.num_classes, pool_type="avg", device=device)
     return conv, bn, pool, classifier
 

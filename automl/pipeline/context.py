@@ -99,6 +99,7 @@ class RunContext:
     keeper: Keeper
     sampler: torch.Generator       # the weight phase's path sampler (its state is in every checkpoint)
     log_every: int
+    reused: tuple | None = None    # --supernet: load_supernet's answer, read once before anything is written
 
     def restore(self, state: RunState, objects: dict[str, Any]) -> dict[str, Any]:
         """The one restore of a stage resumed mid-way: load each object's saved state, the RNG, and

@@ -93,7 +93,8 @@ class ReusedWeightsStage:
         self.run_dir, self.force = Path(run_dir), force
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        weights, origin, diff = load_supernet(self.run_dir, state.weights_fingerprint, self.force)
+        # read (and checked) once at start-up by a new run; a resumed run reads it here
+        weights, origin, diff = ctx.reused or load_supernet(self.run_dir, state.weights_fingerprint, self.force)
         if diff:
             ctx.reporter.info(f"warning: --supernet-force: the supernet of {self.run_dir} was trained with other "
                               f"settings:\n  " + "\n  ".join(diff))

@@ -51,6 +51,7 @@ class Run:
         self.store = CheckpointStore(self.out / "checkpoints")
         self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty)
         self.method = get_searcher(searcher or recipe.search.method)
+        self._reused: tuple | None = None  # --supernet: the source run's supernet, read once (_check_supernet)
         self.recipe_hash = recipe.fingerprint()
         if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
             # a latency table re-measured between an interruption and --resume is another recipe
@@ -128,7 +129,7 @@ class Run:
         keeper = Keeper(state, self.store, self.info, self.reporter, preempt, plan.name, self.resume_command,
                         rng_of(sampler, self.device), enabled=checkpointing)
         return RunContext(self.info, self.device, data, spaces, self.reporter, keeper, sampler,
-                          self.recipe.search.log_every)
+                          self.recipe.search.log_every, self._reused)
 
     def _warn_paper_utility(self, n: int) -> None:
         """Once per run: eq. 9 with few samples per member pulls the members together (issue #14)."""
@@ -183,7 +184,7 @@ class Run:
 
     def _check_supernet(self) -> None:
         """``supernet:`` (a new run): refuse a method without a weight phase, or a supernet trained with other
-        settings, before anything is written (``ReusedWeightsStage`` loads it later)."""
+        settings, before anything is written; ``ReusedWeightsStage`` takes what was read (``ctx.reused``)."""
         r = self.recipe
         if r.supernet is None or self.resume:
             return
@@ -191,7 +192,7 @@ class Run:
             raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
                             f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
         args = {k: str(v) for k, v in r.space_args.items()}
-        load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force)
+        self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force)
 
     def _execute(self) -> dict:
         r = self.recipe
