@@ -221,6 +221,10 @@ class SpacePlan:
     decisions: tuple[Decision, ...]
     cost_table: CostTable
     plan: ChainPlan | CellPlan
+    # elastic resolution (`resolution A, B, ...`): the decision (the last) and its input sizes; the data
+    # comes at input_shape and a path with a smaller resolution resizes it first
+    resolutions: tuple[int, ...] = ()
+    resolution_dec: int | None = None
 
     @property
     def num_choices(self) -> list[int]:
@@ -241,9 +245,22 @@ class SpacePlan:
 
     @property
     def context_decisions(self) -> tuple[int, ...]:
-        """Decisions that change the cost of other choices (a stage's width): the cost table holds a table
-        per combination of their choices (:class:`automl.compile.costs.CostTable`)."""
-        return self.plan.width_decisions if self.kind == "chain" else ()
+        """Decisions that change the cost of other choices (a stage's width, the input resolution): the cost
+        table holds a table per combination of their choices (:class:`automl.compile.costs.CostTable`)."""
+        widths = self.plan.width_decisions if self.kind == "chain" else ()
+        return widths + (() if self.resolution_dec is None else (self.resolution_dec,))
+
+    def resolution(self, arch) -> int | None:
+        """The input size (height = width) architecture ``arch`` chose, or None without elastic resolution."""
+        if self.resolution_dec is None:
+            return None
+        return self.resolutions[self.check_arch(arch)[self.resolution_dec]]
+
+    def arch_input_shape(self, arch) -> tuple[int, int, int]:
+        """The input shape of architecture ``arch``'s standalone network: ``input_shape``, or the chosen
+        resolution."""
+        r = self.resolution(arch)
+        return self.input_shape if r is None else (self.input_shape[0], r, r)
 
     def contexts(self):
         """Every combination of the context decisions' choices, as {decision: choice}, in the cost

@@ -162,3 +162,52 @@ def test_profile_refuses_a_width_space(tmp_path, capsys):
     assert main(["space", "profile", str(path), "--out", str(tmp_path / "t.json")]) == 2
     err = capsys.readouterr().err
     assert "elastic widths (s1_width, s2_width, fin_width)" in err and not (tmp_path / "t.json").exists()
+
+
+RES = """space rtest
+input 3 x 32 x 32
+resolution 24, 32, 16
+classes 10
+choices mb = ir_k3_e3, ir_k5_e6, skip
+network
+  stem width 16
+  stage s1 width 16, 24 stride 2 repeat 2 choose [ir_k3_e3, ir_k5_e6] then mb
+  stage s2 width 40 stride 2 repeat 2 choose [ir_k3_e3, ir_k5_e6] then mb
+  head width 128
+end
+"""
+
+
+def test_resolution_is_a_decision_and_macs_follow_it_exactly():
+    from automl.nn.measure import count_macs
+
+    cs = compile_space(parse_space(RES))
+    assert cs.decisions[-1].name == "resolution" and cs.decisions[-1].choices == ("r24", "r32", "r16")
+    assert cs.cost_table.context_decisions == (0, cs.num_decisions - 1) == cs.context_decisions
+    g = torch.Generator().manual_seed(0)
+    for _ in range(8):
+        arch = [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]
+        for r in range(3):
+            arch[-1] = r
+            model = cs.build_standalone(arch)
+            assert cs.arch_input_shape(arch) == (3, cs.resolutions[r], cs.resolutions[r])
+            assert count_macs(model, cs.arch_input_shape(arch))[0] == cs.cost_table.total(arch, "macs")
+            assert count_params(model) == cs.cost_table.total(arch)  # the resolution changes no weight
+    small, full = [0] * cs.num_decisions, [0] * cs.num_decisions
+    small[-1], full[-1] = 2, 1
+    assert cs.cost_table.total(small, "macs") < cs.cost_table.total(full, "macs")
+
+
+@pytest.mark.parametrize("header,where,message", [
+    ("input 3 x 32 x 24\nresolution 16, 24\n", (3, 1), "needs a square input"),
+    ("input 3 x 32 x 32\nresolution 16, 48\n", (3, 16), "between 1 and 32"),
+    ("input 3 x 32 x 32\nresolution 16, 32, 16\n", (3, 20), "listed twice"),
+    ("input 3 x 32 x 32\nresolution 16, 24\n", (3, 1), "must include the input size 32"),
+    ("input 3 x 32 x 32\nresolution 16, 32\nresolution 24, 32\n", (4, 1), "a second 'resolution'"),
+])
+def test_resolution_errors_name_the_place(header, where, message):
+    src = f"space t\n{header}classes 10\nnetwork\n stem width 16\n stage a width 16 choose [ir_k3_e3]\nend\n"
+    with pytest.raises(SpaceError) as info:
+        compile_space(parse_space(src, "t.space"))
+    assert (info.value.line, info.value.column) == where, str(info.value)
+    assert message in info.value.message, info.value.message

@@ -100,24 +100,48 @@ def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> 
     return rows
 
 
-def _measured_costs(kind: str, plan, decisions, input_shape):
+def _resolutions(r: Resolver, space: ir.Space, h: int, w: int) -> tuple[int, ...]:
+    """The input sizes of ``resolution A, B, ...`` (none without the statement)."""
+    if space.resolutions is None:
+        return ()
+    if h != w:
+        raise r.err(f"elastic resolution needs a square input (`input C x S x S`); the input is {h} x {w}",
+                    space.resolution_pos)
+    out: list[int] = []
+    for e in space.resolutions:
+        v = r.whole(e, "a resolution", 1, h)
+        if v in out:
+            raise r.err(f"resolution {v} is listed twice", e.pos)
+        out.append(v)
+    if h not in out:
+        raise r.err(f"the resolutions must include the input size {h} (the data's size; smaller ones are "
+                    f"resized from it): add {h}", space.resolution_pos)
+    return tuple(out)
+
+
+def _measured_costs(kind: str, plan, decisions, input_shape, resolutions=()):
     """``(costs, fixed, contexts)`` of the built-in metrics: per-choice tables measured on meta-device
-    modules; with elastic widths one table per combination of widths (``contexts`` for the CostTable)."""
+    modules; with elastic widths or resolution one table per combination of their choices (``contexts``
+    for the CostTable: the width decisions, then the resolution decision, the last)."""
     widths = plan.width_decisions if kind == "chain" else ()
-    if not widths:
+    if not widths and not resolutions:
         costs, fixed = measure_params(kind, plan, decisions)
         macs, macs_fixed = measure_macs(kind, plan, decisions, input_shape)
         return {"params": costs, "macs": macs}, {"params": fixed, "macs": macs_fixed}, None
+    context = widths + ((len(decisions) - 1,) if resolutions else ())
+    sizes = [input_shape[1:]] if not resolutions else [(v, v) for v in resolutions]
     caches: dict[str, dict] = {"params": {}, "macs": {}}
     per: dict[str, tuple[list, list]] = {"params": ([], []), "macs": ([], [])}
     for combo in itertools.product(*(range(len(decisions[d].choices)) for d in widths)):
-        at = plan.at(dict(zip(widths, combo)))
-        for metric, (costs, fixed) in (("params", measure_params(kind, at, decisions, caches["params"])),
-                                       ("macs", measure_macs(kind, at, decisions, input_shape, caches["macs"]))):
-            per[metric][0].append(costs)
-            per[metric][1].append(fixed)
+        at = plan.at(dict(zip(widths, combo))) if widths else plan
+        params = measure_params(kind, at, decisions, caches["params"])
+        for size in sizes:
+            macs = measure_macs(kind, at, decisions, (input_shape[0], *size), caches["macs"])
+            for metric, (costs, fixed) in (("params", params), ("macs", macs)):
+                per[metric][0].append(costs)
+                per[metric][1].append(fixed)
     zeros = [[0.0] * len(d.choices) for d in decisions]  # replaced by the summary of the tables
-    return ({m: zeros for m in per}, {m: 0.0 for m in per}, (widths, per))
+    return ({m: zeros for m in per}, {m: 0.0 for m in per}, (context, per))
 
 
 def compile_space(space: ir.Space) -> CompiledSpace:
@@ -161,7 +185,12 @@ def _compile(space: ir.Space) -> CompiledSpace:
     if not decisions:
         raise space.error("the space has no decisions: nothing to search; use `choose` in a stage", net.pos)
 
-    all_costs, all_fixed, contexts = _measured_costs(kind, plan, decisions, (c, h, w))
+    resolutions = _resolutions(r, space, h, w)
+    res_dec = None
+    if resolutions:
+        res_dec = len(decisions)
+        decisions.append(Decision("resolution", tuple(f"r{v}" for v in resolutions)))
+    all_costs, all_fixed, contexts = _measured_costs(kind, plan, decisions, (c, h, w), resolutions)
     seen: dict[str, ir.Pos] = {}
     for m in space.metrics:
         if m.name in BUILTIN_METRICS:
@@ -179,6 +208,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
     name = space.name or os.path.splitext(os.path.basename(space.filename))[0]
     return CompiledSpace(name=name, kind=kind, input_shape=(c, h, w), num_classes=num_classes,
                          params=space.param_values, decisions=tuple(decisions), cost_table=table, plan=plan,
+                         resolutions=resolutions, resolution_dec=res_dec,
                          filename=space.filename, space=space, overrides=dict(space.overrides))
 
 

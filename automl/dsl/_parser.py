@@ -103,6 +103,9 @@ class _ToIR(Transformer):
     def classes_stmt(self, meta, c):
         return ("classes", c[0], _pos(meta))
 
+    def resolution_stmt(self, meta, c):
+        return ("resolution", tuple(c), _pos(meta))
+
     # choices
     def name_list(self, meta, c):
         return tuple(_name(t) for t in c)
@@ -406,7 +409,7 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
     params: list[ir.Param] = []
     sets, cells, metrics = [], [], []
     for kind, value, pos in statements:
-        if kind in ("space", "input", "classes", "network"):
+        if kind in ("space", "input", "classes", "network", "resolution"):
             if kind in singles:
                 dups.append((kind, pos))
             else:
@@ -453,8 +456,10 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
     shape, shape_pos = get("input")
     classes, classes_pos = get("classes")
     network, _ = get("network")
+    resolutions, resolution_pos = get("resolution")
     return ir.Space(
         filename=filename, source=text, name=name.name if name else None, name_pos=name.pos if name else None,
         params=tuple(resolved), input_shape=shape, input_pos=shape_pos, classes=classes,
         classes_pos=classes_pos, choice_sets=tuple(sets), network=network, cells=tuple(cells),
-        metrics=tuple(metrics), duplicates=tuple(dups), overrides={k: str(v) for k, v in overrides.items()})
+        metrics=tuple(metrics), duplicates=tuple(dups), overrides={k: str(v) for k, v in overrides.items()},
+        resolutions=resolutions, resolution_pos=resolution_pos)

@@ -246,6 +246,8 @@ class Space:
     metrics: tuple[Metric, ...]
     duplicates: tuple[tuple[str, Pos], ...] = ()  # a second space/input/classes statement
     overrides: dict = field(default_factory=dict)  # the --set values as given (name -> text)
+    resolutions: tuple[Expr, ...] | None = None  # `resolution A, B, ...`: the input size as a decision
+    resolution_pos: Pos | None = None
 
     @property
     def param_values(self) -> dict[str, int | float]:

@@ -29,9 +29,11 @@ __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "Ra
 class RetrainTask(EpochTask):
     """Ordinary training of one stand-alone network on all of D (retrain.* settings)."""
 
-    def __init__(self, ctx: RunContext, phase: str, model: nn.Module, rt, data_seed: int | None = None):
+    def __init__(self, ctx: RunContext, phase: str, model: nn.Module, rt, data_seed: int | None = None,
+                 size: int | None = None):
         self.ctx, self.phase, self.model, self.epochs = ctx, phase, model, rt.epochs
-        self.loader = ctx.data.full.with_batch_size(rt.batch_size).with_seed(data_seed)
+        # size: the architecture's elastic resolution (its batches resized), None: the data's size
+        self.loader = ctx.data.full.with_batch_size(rt.batch_size).with_seed(data_seed).with_resolution(size)
         self.grad_clip = rt.grad_clip
         self.opt = loops.create_optimizer(model, rt.optimizer, rt.lr, rt.weight_decay, rt.momentum,
                                           eps=rt.rmsprop_eps, alpha=rt.rmsprop_alpha)
@@ -91,11 +93,11 @@ class RetrainTask(EpochTask):
 
 
 def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase: str, rt,
-            data_seed: int | None = None) -> nn.Module:
+            data_seed: int | None = None, size: int | None = None) -> nn.Module:
     """Train ``model`` by ``rt`` (from the checkpoint when resumed inside this stage); returns the network
     to evaluate (with retrain.ema: the averaged weights, which ``model`` then holds too). ``data_seed``: the
-    batch order's seed (None: the run's)."""
-    task = RetrainTask(ctx, phase, model, rt, data_seed)
+    batch order's seed (None: the run's); ``size``: the architecture's resolution (None: the data's)."""
+    task = RetrainTask(ctx, phase, model, rt, data_seed, size)
     start = (0, 0, None)
     if state.mid_stage:
         rest = ctx.restore(state, task.restorable())
@@ -109,10 +111,12 @@ def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase:
     return task.ema.module
 
 
-def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int) -> tuple[float, float]:
-    """The test loss and accuracy of a retrained network (logged as the phase's ``split: test`` line)."""
+def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int,
+             size: int | None = None) -> tuple[float, float]:
+    """The test loss and accuracy of a retrained network (logged as the phase's ``split: test`` line), on
+    test images at ``size`` (the architecture's resolution; None: the data's)."""
     model.eval()
-    test_loss, accuracy = loops.evaluate(model, ctx.data.test, ctx.device, ctx.info)
+    test_loss, accuracy = loops.evaluate(model, ctx.data.test.with_resolution(size), ctx.device, ctx.info)
     ctx.reporter.info(f"{phase}: test accuracy {accuracy:.4f} (loss {test_loss:.4f})")
     ctx.reporter.log(phase=phase, epoch=epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
     return test_loss, accuracy
@@ -137,8 +141,10 @@ class Exporter:
         if not self.export.onnx:
             return {"onnx": None}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
-        m = measure_export(folder, quantize=self.export.quantize, calibration=ctx.data.full.epoch(0),
-                           test=lambda: ctx.data.test.epoch(0))
+        size = sp.retrain.resolution(arch)
+        m = measure_export(folder, quantize=self.export.quantize,
+                           calibration=ctx.data.full.with_resolution(size).epoch(0),
+                           test=lambda: ctx.data.test.with_resolution(size).epoch(0))
         onnx_path = folder / "model.onnx"
         try:
             rel = str(onnx_path.relative_to(self.out))
@@ -165,8 +171,9 @@ class RetrainStage:
         accuracy = None
         ctx.keeper.start("retrain")
         if rt.epochs > 0:
-            phase = f"retrain {self.members.tag(i, state)}"
-            _, accuracy = evaluate(ctx, retrain(ctx, state, idx, model, phase, rt), phase, rt.epochs)
+            phase, size = f"retrain {self.members.tag(i, state)}", sp.retrain.resolution(arch)
+            trained = retrain(ctx, state, idx, model, phase, rt, size=size)
+            _, accuracy = evaluate(ctx, trained, phase, rt.epochs, size)
         elif state.supernet is not None and sp.retrain is sp.search:
             inherit(ctx, state, model, arch)
         ctx.keeper.stop()
@@ -186,7 +193,7 @@ def inherit(ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tens
     net = space.build_supernet()
     net.load_state_dict(state.supernet)
     # not trained further: only exported, as a plain timm network
-    inherit_weights(net.eval(), arch, plain_convs(model.cpu().eval()), tuple(space.input_shape))
+    inherit_weights(net.eval(), arch, plain_convs(model.cpu().eval()), tuple(space.arch_input_shape(arch)))
     model.to(ctx.device)
 
 
@@ -213,8 +220,9 @@ class RankingStage:
             torch.manual_seed(seed * 7919 + 100_003 + j)
             model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device)
             phase = f"ranking {j + 1}/{self.rk.archs}" + (f" seed {seed}" if self.rk.seeds > 1 else "")
-            trained = retrain(ctx, state, idx, model, phase, self.rt, data_seed=seed)
-            test_loss, test_acc = evaluate(ctx, trained, phase, self.rt.epochs)
+            size = ctx.spaces.retrain.resolution(arch)
+            trained = retrain(ctx, state, idx, model, phase, self.rt, data_seed=seed, size=size)
+            test_loss, test_acc = evaluate(ctx, trained, phase, self.rt.epochs, size)
             entry["params"] = count_params(model)
         else:  # the supernet's own weights on the path, BatchNorm as recalibrated in _score
             seed = self.seed

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from automl.nn.resize import resize_input
 from automl.errors import DataError
 from automl.recipe import DataConfig
 
@@ -58,6 +59,24 @@ def _seed_of(*parts: object) -> int:
     """A 63-bit seed from any parts; stable across processes and Python versions (unlike hash())."""
     digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class ResizedLoader:
+    """A loader's batches resized to one resolution (:meth:`Loader.with_resolution`); everything else is
+    the loader's."""
+
+    def __init__(self, loader: "Loader", size: int):
+        self.loader, self.size = loader, int(size)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        for x, y in self.loader.epoch(epoch, start):
+            yield resize_input(x, self.size), y
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
 
 
 class Loader:
@@ -116,6 +135,11 @@ class Loader:
     def with_seed(self, seed: int | None) -> "Loader":
         """The same split and batch size, ordered (and augmented) from another seed; None: unchanged."""
         return self if seed is None or seed == self.seed else self._replaced(seed=seed)
+
+    def with_resolution(self, size: int | None) -> "Loader":
+        """The same batches resized to ``size`` x ``size`` (an architecture's elastic resolution); None:
+        unchanged."""
+        return self if size is None else ResizedLoader(self, size)
 
     def _replaced(self, **attrs) -> "Loader":
         other = copy.copy(self)

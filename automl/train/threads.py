@@ -83,7 +83,9 @@ class ThreadChoice:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def line(self) -> str:
-        return f"threads: {self.threads} ({self.source}: {self.reason})"
+        """The progress line: ``threads: 1 (threads: 1 in the recipe)``, ``threads: 2 (auto: ...)``; a
+        reason other than auto's names its source itself."""
+        return f"threads: {self.threads} ({'auto: ' if self.source == 'auto' else ''}{self.reason})"
 
 
 # ------------------------------------------------------------------------------------------ the rule
