@@ -23,15 +23,15 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 
 WIDTH_SPACE = """\
-space wtest
+space wctx
 input 3 x 32 x 32
-classes 10
+classes 4
 choices mb = ir_k3_e3, ir_k5_e6, skip
 network
-  stem width 16
-  stage s1 width 16, 24 stride 2 depth 1, 2 choose [ir_k3_e3, ir_k5_e6]  then mb
+  stem width 8
+  stage s1 width 16, 20 stride 2 depth 1, 2 choose [ir_k3_e3, ir_k5_e6]  then mb
   stage s2 width 24, 32, 40 stride 2 repeat 2 se 0.25 choose [ir_k3_e3, ir_k5_e6] then mb
-  stage s3 width 48 repeat 2 choose [ir_k3_e3, ir_k5_e6] then mb
+  stage s3 width 48, 56 repeat 2 se 0.25 choose [ir_k3_e3, ir_k5_e6] then mb
   stage fin width 64, 96 fixed cn_k1
   head width 128
 end
@@ -202,6 +202,21 @@ def test_engine_costs_of_a_width_space_are_the_exact_totals(width_space):
     assert torch.equal(ec.costs.totals(archs) <= b + 1e-12, engine_totals <= B + 1e-6)
     raw = engine_costs(cs, "params", normalize=False)
     assert raw.scale == 1.0 and torch.allclose(raw.fixed + raw.costs.totals(archs), engine_totals, rtol=1e-12)
+
+
+def test_elastic_resolution_is_a_context_too_and_macs_totals_are_exact(tmp_path):
+    path = tmp_path / "wr.space"
+    path.write_text(WIDTH_SPACE.replace("input 3 x 32 x 32\n", "input 3 x 32 x 32\nresolution 24, 32\n"))
+    cs = load_compiled(path)
+    ec = engine_costs(cs, "macs", True)
+    assert cs.num_decisions - 1 in ec.costs.context_decisions  # the resolution decision, declared last
+    archs = _all_archs(cs.num_choices)
+    (g, on) = next(iter(cs.cost_table.gates.values()))
+    archs = archs[torch.tensor(on)[archs[:, g]]]                # gated layers present: exact
+    exact = torch.tensor([cs.cost_table.total(a, "macs") for a in archs], dtype=torch.float64)
+    assert torch.allclose(ec.fixed + ec.scale * ec.costs.totals(archs), exact, rtol=1e-12, atol=1e-6)
+    small = archs[:, -1] == 0
+    assert float(exact[small].max()) < float(exact[~small].max())  # the resolution changes the MACs
 
 
 def test_budgeted_members_derive_architectures_within_their_exact_budgets(width_space):
