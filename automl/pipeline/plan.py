@@ -30,7 +30,7 @@ from automl.pipeline.members import Members
 from automl.pipeline.results import ReportStage, ranking_seeds
 from automl.pipeline.reuse import ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
-from automl.pipeline.setup import EngineCosts, Spaces
+from automl.pipeline.setup import EngineCosts, Spaces, engine_costs
 from automl.pipeline.state import RunState
 from automl.ranking import select_archs
 from automl.search import SearchMethod, SearchProblem
@@ -70,11 +70,11 @@ def search_problem(recipe, members: Members, group: list[int], spaces: Spaces, c
     if members.sampled:
         # search.budgets are totals as results.json reports cost (the search space's table); random_budgets
         # are for the network that is trained and deployed (the retraining space's)
-        ct, totals = ((spaces.search.cost_table, s.budgets) if s.budgets is not None
-                      else (spaces.retrain.cost_table, s.random_budgets))
-        fixed = ct.fixed.get(s.cost, 0.0)
-        table = ct.costs(s.cost) if totals else None
-        budgets = [None if b is None else float(b) - fixed for b in totals] if totals else None
+        space, totals = ((spaces.search, s.budgets) if s.budgets is not None
+                         else (spaces.retrain, s.random_budgets))
+        raw = engine_costs(space, s.cost, normalize=False)  # exact totals with elastic width too
+        table = raw.costs if totals else None
+        budgets = raw.budgets(totals) if totals else None
         epsilons = None
     else:
         table, budgets = costs.costs, (costs.budgets(s.budgets) if s.budgets is not None else None)

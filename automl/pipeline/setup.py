@@ -13,7 +13,7 @@ from automl.errors import UserError
 from automl.profile import apply_cost_table, read_cost_table
 from automl.ranking import space_size
 from automl.report import short_number
-from automl.search import normalize_costs
+from automl.search import ContextCosts, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_shapes", "check_ranking", "check_budgets",
@@ -117,9 +117,14 @@ def check_budgets(recipe, space, warn) -> None:
 class EngineCosts:
     """The searcher's cost table: the recipe's metric, normalised so the largest per-choice cost is 1
     (``automl.search.normalize_costs``, which makes ε mean the same on every space) unless
-    search.normalize_costs is off; ``scale`` and ``fixed`` turn a total budget into its units."""
+    search.normalize_costs is off; ``scale`` and ``fixed`` turn a total budget into its units.
 
-    costs: torch.Tensor
+    With elastic width (the metric's costs depend on the widths chosen: ``CostTable.context``) ``costs``
+    is the exact :class:`automl.search.ContextCosts` (``automl.search.normalize_context``): its tables
+    share one scale and it adds ``(F[a] - fixed) / scale`` per combination of widths, so that
+    ``fixed + scale * R`` is the exact total of every architecture and a budget converts as below."""
+
+    costs: torch.Tensor | ContextCosts
     scale: float
     fixed: float
     normalized: bool
@@ -130,7 +135,12 @@ class EngineCosts:
 
 
 def engine_costs(space, metric: str, normalize: bool) -> EngineCosts:
+    """The searchers' costs of ``metric`` (see :class:`EngineCosts`); ``normalize=False``: the raw units."""
     ct = space.cost_table
+    context = ct.context(metric)
+    if context is not None:  # elastic width: the exact tables of every combination of widths
+        model, scale, offset = normalize_context(ct.context_decisions, *context, ct.mask, normalize)
+        return EngineCosts(model, float(scale), offset, normalize)
     raw = ct.costs(metric)
     fixed = ct.fixed.get(metric, 0.0)
     if normalize:

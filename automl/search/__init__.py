@@ -6,10 +6,12 @@ drive any black-box objective. See docs/search-engine.md.
 """
 
 from ._base import Searcher
-from ._costs import cost_scale, normalize_costs
+from ._context import ContextCosts
+from ._costs import cost_scale, normalize_context, normalize_costs
 from ._knapsack import best_within_budget
 from ._multi_epsilon import MultiEpsilonSearch
 from ._random import RandomSearch
 from ._registry import SearchMethod, SearchProblem, get_searcher, register_searcher, searcher_names  # noqa: F401
 
-__all__ = ["MultiEpsilonSearch", "RandomSearch", "Searcher", "normalize_costs", "cost_scale", "best_within_budget"]
+__all__ = ["MultiEpsilonSearch", "RandomSearch", "Searcher", "normalize_costs", "cost_scale", "best_within_budget",
+           "ContextCosts", "normalize_context"]

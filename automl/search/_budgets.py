@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import cheapest_cost, check_budgets, check_positive, dearest_cost
-from ._knapsack import BUDGET_RTOL, best_within_budget
+from ._checks import check_budgets, check_positive
+from ._context import ContextCosts, best_within, cost_extremes
+from ._knapsack import BUDGET_RTOL
 
 __all__ = ["BudgetTargets", "EPS_CAP"]
 
@@ -24,7 +25,8 @@ class BudgetTargets:
     Args:
         budgets: one budget per distribution, in the units of ``costs``, or ``None``.
         budget_lr: the dual step size (> 0).
-        costs: the engine's ``(D, Kmax)`` cost table (its dtype and device).
+        costs: the engine's ``(D, Kmax)`` cost table or :class:`~automl.search.ContextCosts` (its dtype and
+            device); with a context, costs and the knapsack are exact per combination of widths.
         mask: ``(D, Kmax)`` True where a choice exists (CPU).
 
     Raises:
@@ -34,22 +36,25 @@ class BudgetTargets:
     def __init__(self, budgets, budget_lr, costs: torch.Tensor, mask: torch.Tensor):
         self.budgets: list[float | None] = check_budgets(budgets)
         self.budget_lr = check_positive("budget_lr", budget_lr)
-        cheapest, dearest = cheapest_cost(costs, mask), dearest_cost(costs, mask)
+        cheapest, dearest = cost_extremes(costs, mask)
         low = [b for b in self.budgets if b is not None and b < cheapest - 1e-9 * max(abs(cheapest), 1.0)]
         if low:
             raise ValueError(f"budgets {low} are below the cheapest architecture's cost {cheapest:.6g}; "
                              f"raise them")
         self.cost_range = (cheapest, dearest)
         self._span = max(dearest - cheapest, 1e-12)
-        self._costs_cpu, self._mask_cpu = costs.cpu(), mask.cpu()
-        D, Kmax = costs.shape
-        self._costs_n = costs.expand(len(self.budgets), D, Kmax)
+        self._costs = costs
+        self._costs_cpu, self._mask_cpu = costs.to(device="cpu"), mask.cpu()
+        if not isinstance(costs, ContextCosts):
+            self._costs_n = costs.expand(len(self.budgets), *costs.shape)
         self._has_budget = torch.tensor([b is not None for b in self.budgets], device=costs.device)
         self._budget_t = torch.tensor([b if b is not None else 0.0 for b in self.budgets],
                                       dtype=costs.dtype, device=costs.device)
 
     def mode_cost(self, theta: torch.Tensor) -> torch.Tensor:
         """``(N,)``: ``R(argmax_M P_theta^(n)(M))``, the cost of each member's most probable architecture."""
+        if isinstance(self._costs, ContextCosts):
+            return self._costs.totals(theta.argmax(-1))
         return self._costs_n.gather(2, theta.argmax(-1, keepdim=True)).sum((-1, -2))
 
     def dual_step(self, eps: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
@@ -66,8 +71,11 @@ class BudgetTargets:
         for n, b in enumerate(self.budgets):
             if b is None:
                 continue
-            cost = float(self._costs_cpu.gather(1, out[n].view(-1, 1)).sum())
+            if isinstance(self._costs_cpu, ContextCosts):
+                cost = float(self._costs_cpu.totals(out[n].view(1, -1))[0])
+            else:
+                cost = float(self._costs_cpu.gather(1, out[n].view(-1, 1)).sum())
             if cost > b + BUDGET_RTOL * max(abs(b), 1.0):
                 logp = theta[n].clamp_min(tiny).log()
-                out[n] = best_within_budget(logp, self._costs_cpu, b, self._mask_cpu)
+                out[n] = best_within(self._costs_cpu, logp, b, self._mask_cpu)
         return out

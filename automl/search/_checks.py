@@ -143,7 +143,8 @@ def start_theta(init_theta, N: int, mask: torch.Tensor) -> torch.Tensor:
 def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict, costs: torch.Tensor,
                 who: str) -> None:
     """Raise ``ValueError`` unless ``state`` is a ``kind`` state of one of ``versions``, saved with the
-    settings ``config`` (key: this searcher's value) and the cost table ``costs``; ``who`` names the
+    settings ``config`` (key: this searcher's value) and the cost table ``costs`` (a ``(D, Kmax)`` tensor, or a
+    ContextCosts, which compares its own saved state); ``who`` names the
     searcher in the message."""
     if state.get("kind") != kind or state.get("version") not in versions:
         raise ValueError(f"not a {kind} state (version {max(versions)}): kind={state.get('kind')!r}, "
@@ -152,5 +153,10 @@ def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict,
         if mine != state[key]:
             raise ValueError(f"state was saved with {key}={state[key]!r} but this {who} has {key}={mine!r}; "
                              f"build the {who} with the same settings")
-    if not torch.equal(state["costs"].to(torch.float64), costs.cpu().to(torch.float64)):
+    saved = state["costs"]
+    if not isinstance(costs, torch.Tensor):  # a ContextCosts compares its own saved state
+        same = costs.matches(saved)
+    else:
+        same = isinstance(saved, torch.Tensor) and torch.equal(saved.to(torch.float64), costs.cpu().to(torch.float64))
+    if not same:
         raise ValueError(f"state was saved with a different cost table; build the {who} with the same costs")

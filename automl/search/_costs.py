@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["normalize_costs", "cost_scale"]
+from ._context import ContextCosts
+
+__all__ = ["normalize_costs", "cost_scale", "normalize_context"]
 
 
 def cost_scale(costs: torch.Tensor, mask: torch.Tensor | None = None) -> float:
@@ -60,3 +62,25 @@ def _check(costs, mask):
     if not bool(torch.isfinite(costs[mask]).all()):
         raise ValueError("costs contain NaN or inf in valid entries; give finite costs")
     return costs, mask
+
+
+def normalize_context(context_decisions, tables: torch.Tensor, fixed: torch.Tensor, mask: torch.Tensor,
+                      normalize: bool = True):
+    """The engine's :class:`~automl.search.ContextCosts` from a cost table's exact per-combination tables.
+
+    ``tables`` ``(A, D, Kmax)`` and ``fixed`` ``(A,)`` as :meth:`automl.compile.costs.CostTable.context` gives
+    them. The tables are divided by the scale :func:`normalize_costs` would use over all of them (the
+    largest per-choice cost of any combination; 1 when ``normalize`` is off), and the fixed costs become
+    ``(F[a] - offset) / scale`` with ``offset = min_a F[a]``, so that an engine cost ``R`` is the total
+    ``offset + scale * R`` and a total budget ``B`` is ``(B - offset) / scale`` in the engine's units.
+
+    Returns:
+        ``(model, scale, offset)``.
+    """
+    tables = torch.as_tensor(tables, dtype=torch.float64)
+    fixed = torch.as_tensor(fixed, dtype=torch.float64)
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    A = tables.shape[0]
+    scale = cost_scale(tables.reshape(-1, tables.shape[-1]), mask.repeat(A, 1)) if normalize else 1.0
+    offset = float(fixed.min())
+    return ContextCosts(context_decisions, tables / scale, (fixed - offset) / scale, mask), scale, offset

@@ -13,8 +13,9 @@ import torch
 
 from ._base import Searcher
 from ._budgets import EPS_CAP, BudgetTargets
-from ._checks import (check_budgets, check_costs, check_epsilons, check_lam, check_num_choices,
-                      check_positive, check_state, start_theta)
+from ._checks import (check_budgets, check_epsilons, check_lam, check_num_choices, check_positive, check_state,
+                      start_theta)
+from ._context import check_cost_model, cost_bound, cost_state, expected_total, step_costs
 from ._inputs import TellInputs
 from ._restriction import RangeRestriction
 from ._update import importance_ratios, natural_gradient_step, update_coefficients
@@ -36,9 +37,9 @@ class MultiEpsilonSearch(Searcher):
 
     Args:
         num_choices: ``[K_1, ..., K_D]``; ``K_d == 1`` marks a fixed decision (theta = 1).
-        costs: ``(D, Kmax)`` cost table ``c_{d,k}``, used exactly as given (normalise it first with
-            :func:`automl.search.normalize_costs`); entries beyond ``K_d`` are ignored. ``None``
-            means all zero (no regularisation).
+        costs: ``(D, Kmax)`` cost table ``c_{d,k}`` as given (normalise it with :func:`normalize_costs`;
+            entries beyond ``K_d`` ignored; ``None``: all zero), or a :class:`~automl.search.ContextCosts`
+            (exact costs that depend on context decisions, elastic width: the ε term uses ``E[R | h_d=k]``).
         epsilons: ``[epsilon_1, ..., epsilon_N]``, non-negative.
         lam: ``lam >= 2`` architectures per iteration (per distribution when
             ``importance_sampling=False``).
@@ -109,7 +110,7 @@ class MultiEpsilonSearch(Searcher):
         self.importance_sampling = bool(importance_sampling)
         # eta: the paper's 1 / sum_d K_d by default
         self.lr = check_positive("lr", 1.0 / float(K.sum()) if lr is None else lr, " or None")
-        self.costs = check_costs(costs, len(K), max(self.num_choices), self._mask_cpu)
+        self.costs = check_cost_model(costs, len(K), max(self.num_choices), self._mask_cpu)
         self.costs = self.costs.to(dtype=dtype, device=self.device)
         self._targets: BudgetTargets | None = None
         self.budgets: list[float | None] | None = None
@@ -136,7 +137,7 @@ class MultiEpsilonSearch(Searcher):
         # |step| <= eta (2 N + 2 eps max|c|): only astronomical costs can overflow, so only then pay
         # for the finiteness check of the range restriction.
         eps_max = EPS_CAP if self.budgets is not None else max(self._epsilons)
-        guard = eps_max * float(self.costs.abs().max()) * self.lr > 1e300
+        guard = eps_max * cost_bound(self.costs) * self.lr > 1e300
         self._restrict = RangeRestriction(self.num_choices, theta_min, self._mask_cpu, self.dtype, self.device, guard)
         self.theta_min = self._restrict.theta_min                               # list[float], per decision
         self._eps = torch.tensor(self._epsilons, **dev)                        # (N,), adapted with budgets
@@ -207,8 +208,8 @@ class MultiEpsilonSearch(Searcher):
         return self._restrict.converged(self.max_prob())
 
     def expected_cost(self) -> torch.Tensor:
-        """``(N,)``: ``E_{P_theta^(n)}[R(M)] = sum_d Q_d`` (eq. 6) for each distribution."""
-        return (self._theta * self.costs).sum((-1, -2))
+        """``(N,)``: ``E_{P_theta^(n)}[R(M)]`` for each distribution (``sum_d Q_d``, eq. 6, for a table)."""
+        return expected_total(self.costs, self._theta)
 
     def best(self, within_budget: bool = True) -> torch.Tensor:
         """``(N, D)``: ``argmax_M P_theta^(n)(M)`` for each n, i.e. the most likely choice per decision.
@@ -279,7 +280,7 @@ class MultiEpsilonSearch(Searcher):
             ratios = self._ones
             grouped_losses = losses.view(N, lam)
         u = update_coefficients(self.utility, grouped_losses, ratios, lam, self.lr, self._inputs.host_checks)
-        new = natural_gradient_step(theta, u, flat, self.costs, self._neg_lr_eps,
+        new = natural_gradient_step(theta, u, flat, step_costs(self.costs, theta), self._neg_lr_eps,
                                     None if self.importance_sampling else self._group_offsets)
         self._theta = self._restrict(new, theta)
         if self._targets is not None:  # budgets: a projected dual step on epsilon
@@ -303,7 +304,7 @@ class MultiEpsilonSearch(Searcher):
             "version": _STATE_VERSION, "kind": "MultiEpsilonSearch", **self._config(),
             "epsilons": list(self._epsilons), "budget_lr": self.budget_lr,
             "eps": self._eps.detach().cpu().clone(),
-            "costs": self.costs.detach().cpu().clone(),
+            "costs": cost_state(self.costs),
             "theta": self._theta.detach().cpu().clone(),
             "generator": self._generator.get_state(),
             "step": self.step,

@@ -8,7 +8,8 @@ from typing import Any, Sequence
 import torch
 
 from ._base import Searcher
-from ._checks import cheapest_cost, check_costs, check_lam, check_num_choices, check_state
+from ._checks import check_lam, check_num_choices, check_state
+from ._context import arch_totals, check_cost_model, cost_extremes, cost_state
 
 __all__ = ["RandomSearch"]
 
@@ -21,6 +22,7 @@ class RandomSearch(Searcher):
     With ``budget`` (one number or a list, one per wanted architecture: the paper samples networks of
     2.5M, 3.0M, 4.0M and 5.0M parameters), :meth:`ask` returns ``lam`` architectures per budget,
     grouped by budget, each uniform among the architectures with ``R(M) = sum_d c_{d,k(d)} <= budget``
+    (``costs`` a ``(D, Kmax)`` table, or a :class:`~automl.search.ContextCosts` whose exact totals are used)
     (rejection sampling in vectorised batches; a budget below the cheapest architecture, or one so
     tight that ``max_tries`` batches find too few, raises ``ValueError``). :meth:`tell` remembers the
     lowest loss per group, and :meth:`best` returns it (before any ``tell``, the first row of the last
@@ -43,7 +45,7 @@ class RandomSearch(Searcher):
         self._mask = torch.arange(Kmax) < torch.tensor(self.num_choices).unsqueeze(1)
         if budget is not None and costs is None:
             raise ValueError("a budget needs a cost table: pass costs=(D, Kmax) tensor")
-        self.costs = check_costs(costs, D, Kmax, self._mask)
+        self.costs = check_cost_model(costs, D, Kmax, self._mask)
         if budget is None:
             self.budgets: list[float | None] = [None]
         else:
@@ -51,7 +53,7 @@ class RandomSearch(Searcher):
             if not raw or any(not isinstance(b, (int, float)) or math.isnan(b) for b in raw):
                 raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}")
             self.budgets = [float(b) for b in raw]
-            cheapest = cheapest_cost(self.costs, self._mask)
+            cheapest = cost_extremes(self.costs, self._mask)[0]
             too_small = [b for b in self.budgets if b < cheapest]
             if too_small:
                 raise ValueError(f"budget {too_small} is below the cheapest architecture's cost "
@@ -84,7 +86,7 @@ class RandomSearch(Searcher):
         found, have = [], 0
         for _ in range(self.max_tries):
             cand = self._uniform(self.batch)
-            cost = self.costs.gather(1, cand.t()).sum(0)              # R(M) per candidate
+            cost = arch_totals(self.costs, cand)                       # R(M) per candidate
             ok = cand[cost <= budget]
             found.append(ok)
             have += ok.shape[0]
@@ -129,7 +131,7 @@ class RandomSearch(Searcher):
         return {
             "version": _STATE_VERSION, "kind": "RandomSearch",
             "num_choices": list(self.num_choices), "budgets": list(self.budgets), "lam": self.lam,
-            "costs": self.costs.clone(), "generator": self._generator.get_state(),
+            "costs": cost_state(self.costs), "generator": self._generator.get_state(),
             "best_arch": self._best_arch.clone(), "best_loss": self._best_loss.clone(),
             "told": self._told.clone(), "last": None if self._last is None else self._last.clone(),
             "seed": self.seed,

@@ -33,6 +33,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from ._base import Searcher
+from ._context import ContextCosts
 from ._multi_epsilon import MultiEpsilonSearch
 from ._random import RandomSearch
 
@@ -46,7 +47,8 @@ MODES = ("joint", "per_member", "interleaved", "sample")
 class SearchProblem:
     """What a searcher is built from: the space's decisions, a cost table and the members' targets.
 
-    ``costs`` (``(D, Kmax)``) and ``budgets`` are in one unit: the engine's (normalised so the largest
+    ``costs`` (``(D, Kmax)``, or with elastic width the exact :class:`~automl.search.ContextCosts`) and
+    ``budgets`` are in one unit: the engine's (normalised so the largest
     per-choice cost is 1) for a searcher that learns from losses, the recipe's (less the fixed part of the
     network) for ``sample`` mode, whose budgets are for the deployed network. ``members`` are the indices
     of the run's members this searcher serves (all N in ``joint`` mode, one otherwise); ``epsilons`` and
@@ -54,7 +56,7 @@ class SearchProblem:
     """
 
     num_choices: list[int]
-    costs: torch.Tensor | None
+    costs: torch.Tensor | ContextCosts | None
     members: list[int]
     epsilons: list[float] | None
     budgets: list[float | None] | None

@@ -1,0 +1,250 @@
+"""Costs that depend on each other (elastic width): the engine's exact cost model with a *context*.
+
+When a decision chooses a stage's width, the cost of the layers after it depends on that choice, so the
+total is not ``sum_d c[d, k_d]``. The compiler's cost table then holds, for every combination ``a`` of the
+*context decisions'* choices (row-major, the first decision slowest), an exact table ``T[a]`` (D, Kmax)
+(the context decisions' own rows 0) and a fixed cost ``F[a]``, and ``R(M) = F[a(M)] + sum_d T[a(M), d, k_d]``.
+
+:class:`ContextCosts` is that model in the engine's units. The engine accepts it wherever it accepts a
+``(D, Kmax)`` tensor; the functions below (``step_costs``, ``expected_total``, ``arch_totals``, ...) do
+the one thing each use needs for either kind, the tensor path exactly as before. See
+docs/search-engine.md, "Costs that depend on each other".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from ._checks import cheapest_cost, check_costs, dearest_cost
+from ._knapsack import best_within_budget
+
+__all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals",
+           "cost_bound", "cost_state", "cost_extremes", "best_within"]
+
+
+class ContextCosts:
+    """``R(M) = F[a(M)] + sum_d T[a(M), d, k_d]``: per-choice costs that depend on the context decisions.
+
+    Args:
+        context_decisions: the decisions whose choices select the table (``a`` is row-major over them).
+        tables: ``(A, D, Kmax)`` per-choice costs of every combination ``a`` (``A = prod_c K_c``); the
+            context decisions' own rows and the entries beyond ``K_d`` are ignored (set to 0).
+        fixed: ``(A,)`` the cost of the parts not searched, per combination.
+        mask: ``(D, Kmax)`` True where a choice exists.
+
+    Raises:
+        ValueError: shapes that do not fit each other, a context decision out of range, non-finite costs.
+    """
+
+    def __init__(self, context_decisions: Sequence[int], tables, fixed, mask):
+        mask = torch.as_tensor(mask, dtype=torch.bool).cpu()
+        D, Kmax = mask.shape
+        self.context_decisions = tuple(int(c) for c in context_decisions)
+        if not self.context_decisions or any(not 0 <= c < D for c in self.context_decisions) \
+                or len(set(self.context_decisions)) != len(self.context_decisions):
+            raise ValueError(f"context_decisions must be distinct decisions in [0, {D}), got {context_decisions!r}")
+        sizes = [int(mask[c].sum()) for c in self.context_decisions]
+        A = math.prod(sizes)
+        tables = torch.as_tensor(tables).detach().to("cpu", torch.float64)
+        fixed = torch.as_tensor(fixed).detach().to("cpu", torch.float64).reshape(-1)
+        if tuple(tables.shape) != (A, D, Kmax) or tuple(fixed.shape) != (A,):
+            raise ValueError(f"a context of {len(sizes)} decisions with {sizes} choices needs tables of shape "
+                             f"{(A, D, Kmax)} and fixed of shape ({A},), got {tuple(tables.shape)} and "
+                             f"{tuple(fixed.shape)}")
+        own = torch.zeros(D, 1, dtype=torch.bool)
+        own[list(self.context_decisions)] = True
+        keep = mask & ~own
+        if not bool(torch.isfinite(tables[:, keep]).all()) or not bool(torch.isfinite(fixed).all()):
+            raise ValueError("context costs contain NaN or inf for existing choices; give finite costs")
+        self.tables = torch.where(keep, tables, torch.zeros((), dtype=torch.float64))
+        self.fixed = fixed
+        self.mask = mask
+        strides = [math.prod(sizes[i + 1:]) for i in range(len(sizes))]
+        self._strides = torch.tensor(strides, dtype=torch.long)
+        self._ctx = torch.tensor(self.context_decisions, dtype=torch.long)       # index tensors: no host sync
+        a = torch.arange(A)
+        self._choice_of = torch.stack([(a // s) % k for s, k in zip(strides, sizes)])  # (C, A): a_c
+
+    @property
+    def num_combinations(self) -> int:
+        """A, the number of combinations of the context decisions' choices."""
+        return self.fixed.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.tables.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.tables.dtype
+
+    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> ContextCosts:
+        """A copy with the tables in ``dtype`` on ``device`` (the index tables follow the device)."""
+        out = object.__new__(ContextCosts)
+        out.__dict__.update(self.__dict__)
+        out.tables = self.tables.to(dtype=dtype or self.dtype, device=device or self.device)
+        out.fixed = self.fixed.to(dtype=dtype or self.dtype, device=device or self.device)
+        out.mask = self.mask.to(out.tables.device)
+        out._strides, out._choice_of = self._strides.to(out.tables.device), self._choice_of.to(out.tables.device)
+        out._ctx = self._ctx.to(out.tables.device)
+        return out
+
+    def _context_probs(self, theta: torch.Tensor) -> torch.Tensor:
+        """``(N, C, A)``: ``theta_n[c, a_c]`` for every context decision c and combination a."""
+        N, C, A = theta.shape[0], len(self.context_decisions), self.num_combinations
+        rows = theta.index_select(1, self._ctx)                                   # (N, C, Kmax)
+        return rows.gather(2, self._choice_of.unsqueeze(0).expand(N, C, A))
+
+    def _values(self, theta: torch.Tensor) -> torch.Tensor:
+        """``(N, A)``: ``E_theta_n[R | a] = F[a] + sum_{d,j} theta_n[d, j] T[a, d, j]``."""
+        return torch.einsum("ndk,adk->na", theta, self.tables) + self.fixed
+
+    def expected(self, theta: torch.Tensor) -> torch.Tensor:
+        """``(N,)``: ``E_theta_n[R] = sum_a P_n(a) E[R | a]``, exact."""
+        return (self._context_probs(theta).prod(1) * self._values(theta)).sum(-1)
+
+    def conditional(self, theta: torch.Tensor) -> torch.Tensor:
+        """``(N, D, Kmax)``: ``c~[n, d, k] = E_theta_n[R | h_d = k]`` (0 beyond ``K_d``).
+
+        ``c~ - sum_k theta_k c~_k`` times theta is the exact natural gradient of ``E_theta[R]`` (the Fisher
+        metric is block-diagonal over decisions), so eq. 7 with ``c`` replaced by ``c~`` is exact; for an
+        additive table ``c~[d] - Q~_d = c[d] - Q_d``."""
+        probs = self._context_probs(theta)                                        # (N, C, A)
+        p = probs.prod(1)                                                         # (N, A): P_n(a)
+        values = self._values(theta)                                              # (N, A)
+        total = (p * values).sum(-1)                                              # (N,): E[R]
+        # a non-context d: E[R | h_d = k] = E[R] - Q_d + sum_a P(a) T[a, d, k], Q_d its theta-average
+        out = torch.einsum("na,adk->ndk", p, self.tables)
+        out = out - (out * theta).sum(-1, keepdim=True) + total.view(-1, 1, 1)
+        for i, c in enumerate(self.context_decisions):
+            others = torch.ones_like(p)                                           # P(a) without theta[c, a_c]
+            for j in range(probs.shape[1]):
+                if j != i:
+                    others = others * probs[:, j]
+            row = torch.zeros(theta.shape[0], theta.shape[2], dtype=theta.dtype, device=theta.device)
+            out[:, c] = row.index_add_(1, self._choice_of[i], others * values)
+        return out.masked_fill(~self.mask, 0.0)
+
+    def combination(self, arch: torch.Tensor) -> torch.Tensor:
+        """``(S,)``: the combination index ``a`` of each architecture of ``arch`` (S, D)."""
+        return (arch.index_select(1, self._ctx) * self._strides).sum(-1)
+
+    def totals(self, arch: torch.Tensor) -> torch.Tensor:
+        """``(S,)``: ``R(M)`` of each architecture of ``arch`` (S, D), exact."""
+        a = self.combination(arch)
+        chosen = self.tables.index_select(0, a).gather(2, arch.unsqueeze(-1)).squeeze(-1)  # (S, D)
+        return chosen.sum(-1) + self.fixed[a]
+
+    def extremes(self) -> tuple[float, float]:
+        """``(min_M R(M), max_M R(M))``: the best over combinations of the additive extremes of each."""
+        tables, mask = self.tables.cpu(), self.mask.cpu()
+        inf = torch.tensor(math.inf, dtype=tables.dtype)
+        low = torch.where(mask, tables, inf).min(-1).values.sum(-1) + self.fixed.cpu()
+        high = torch.where(mask, tables, -inf).max(-1).values.sum(-1) + self.fixed.cpu()
+        return float(low.min()), float(high.max())
+
+    def best_within(self, values: torch.Tensor, budget: float) -> torch.Tensor | None:
+        """``argmax_M sum_d values[d, k_d]`` subject to ``R(M) <= budget``, exactly: the knapsack of
+        :func:`best_within_budget` per combination ``a`` (context decisions held at ``a``, budget less
+        ``F[a]``), best over ``a``. Combinations whose best unconstrained value cannot beat the best found
+        are skipped; among equal values the cheaper architecture wins. ``None`` when nothing fits."""
+        values = torch.as_tensor(values, dtype=torch.float64).cpu()
+        tables, fixed, mask = self.tables.cpu().to(torch.float64), self.fixed.cpu().to(torch.float64), self.mask.cpu()
+        ctx, choice_of = list(self.context_decisions), self.choice_of_cpu()
+        free = torch.ones(mask.shape[0], dtype=torch.bool)
+        free[ctx] = False
+        best_free = values.masked_fill(~mask, -math.inf).max(-1).values[free].sum()
+        bound = values[ctx].gather(1, choice_of).sum(0) + best_free                  # (A,) value bounds
+        found: tuple[float, float, torch.Tensor] | None = None
+        for a in torch.argsort(-bound, stable=True).tolist():
+            if found is not None and float(bound[a]) < found[0]:
+                break
+            held = mask.clone()
+            held[ctx] = False
+            held[ctx, choice_of[:, a]] = True
+            arch = best_within_budget(values, tables[a], budget - float(fixed[a]), held)
+            if arch is None:
+                continue
+            value = float(values.gather(1, arch.view(-1, 1)).sum())
+            cost = float(self.totals(arch.view(1, -1).to(self.device))[0])
+            if found is None or value > found[0] or (value == found[0] and cost < found[1]):
+                found = (value, cost, arch)
+        return None if found is None else found[2]
+
+    def choice_of_cpu(self) -> torch.Tensor:
+        """``(C, A)`` on the CPU: the choice ``a_c`` of each context decision in each combination."""
+        return self._choice_of.cpu()
+
+    def state(self) -> dict:
+        """Plain tensors and Python values (for a state dict)."""
+        return {"context_decisions": list(self.context_decisions), "tables": self.tables.detach().cpu().clone(),
+                "fixed": self.fixed.detach().cpu().clone()}
+
+    def matches(self, saved) -> bool:
+        """Whether a saved :meth:`state` is this model (a plain ``(D, Kmax)`` tensor never is)."""
+        return (isinstance(saved, dict) and list(saved.get("context_decisions", ())) == list(self.context_decisions)
+                and torch.equal(saved["tables"].to(torch.float64), self.tables.cpu().to(torch.float64))
+                and torch.equal(saved["fixed"].to(torch.float64), self.fixed.cpu().to(torch.float64)))
+
+    def __repr__(self) -> str:
+        return (f"ContextCosts(context_decisions={list(self.context_decisions)}, A={self.num_combinations}, "
+                f"D={self.mask.shape[0]}, Kmax={self.mask.shape[1]})")
+
+
+# ---- one function per use: the (D, Kmax) tensor path exactly as before, or the context model's ----------
+
+def check_cost_model(costs, D: int, Kmax: int, mask: torch.Tensor):
+    """A :class:`ContextCosts` checked against the decisions, or :func:`check_costs`' ``(D, Kmax)`` tensor."""
+    if not isinstance(costs, ContextCosts):
+        return check_costs(costs, D, Kmax, mask)
+    if tuple(costs.mask.shape) != (D, Kmax) or not torch.equal(costs.mask.cpu(), mask.cpu()):
+        raise ValueError(f"the context cost model's choices {costs.mask.sum(-1).tolist()} do not match "
+                         f"num_choices {mask.sum(-1).tolist()}")
+    return costs.to(torch.float64, "cpu")
+
+
+def step_costs(costs, theta: torch.Tensor) -> torch.Tensor:
+    """What eq. 7's ε term uses: the ``(D, Kmax)`` table itself, or ``(N, D, Kmax)`` ``E_theta_n[R | h_d = k]``."""
+    return costs.conditional(theta) if isinstance(costs, ContextCosts) else costs
+
+
+def expected_total(costs, theta: torch.Tensor) -> torch.Tensor:
+    """``(N,)``: ``E_theta_n[R]`` (eq. 6 for a table)."""
+    return costs.expected(theta) if isinstance(costs, ContextCosts) else (theta * costs).sum((-1, -2))
+
+
+def arch_totals(costs, arch: torch.Tensor) -> torch.Tensor:
+    """``(S,)``: ``R(M)`` of each row of ``arch`` (S, D)."""
+    if isinstance(costs, ContextCosts):
+        return costs.totals(arch)
+    return costs.gather(1, arch.t()).sum(0)
+
+
+def cost_extremes(costs, mask: torch.Tensor) -> tuple[float, float]:
+    """``(min_M R(M), max_M R(M))``."""
+    if isinstance(costs, ContextCosts):
+        return costs.extremes()
+    return cheapest_cost(costs, mask), dearest_cost(costs, mask)
+
+
+def cost_bound(costs) -> float:
+    """A bound on ``|R|`` over all architectures' costs per choice (the engine's overflow guard)."""
+    if isinstance(costs, ContextCosts):
+        return float(costs.tables.abs().sum((-1, -2)).max() + costs.fixed.abs().max())
+    return float(costs.abs().max())
+
+
+def cost_state(costs):
+    """The cost model as plain tensors for a state dict: the table, or :meth:`ContextCosts.state`."""
+    return costs.state() if isinstance(costs, ContextCosts) else costs.detach().cpu().clone()
+
+
+def best_within(costs, values: torch.Tensor, budget: float, mask: torch.Tensor) -> torch.Tensor | None:
+    """The most valuable architecture within ``budget`` (exact): :func:`best_within_budget` on a table, or
+    :meth:`ContextCosts.best_within`."""
+    if isinstance(costs, ContextCosts):
+        return costs.best_within(values, budget)
+    return best_within_budget(values, costs, budget, mask)
