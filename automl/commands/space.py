@@ -99,8 +99,8 @@ def _show_table(cs, metric: str) -> None:
                   + (f"  (metrics: {', '.join(ct.metrics)})" if len(ct.metrics) > 1 else ""), highlight=False)
     if ct.context(metric) is not None:
         names = ", ".join(cs.decisions[d].name for d in ct.context_decisions)
-        console.print(f"elastic widths ({names}): a choice's cost depends on the widths chosen; the table "
-                      f"shows each choice's average over the widths (first-order), totals are exact", highlight=False)
+        console.print(f"elastic width or resolution ({names}): a choice's cost depends on these choices; the "
+                      f"table shows each choice's average over them (first-order), totals are exact", highlight=False)
 
 
 def _encode(args, cs) -> int:

@@ -200,7 +200,7 @@ class Run:
         self._prepare_out()
         spaces, data, threads = self._start_up()
         costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
-        check_budgets(r, spaces.search, self.reporter.info)
+        check_budgets(r, spaces.search, self.reporter.info, costs)
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
         self._warn_paper_utility(plan.members.n)
         preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)

@@ -91,15 +91,18 @@ def check_ranking(recipe, space, has_supernet: bool) -> None:
                         f"{recipe.space_path.name} has only {n:,}; set ranking.archs to at most {n}")
 
 
-def check_budgets(recipe, space, warn) -> None:
+def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> None:
     """search.budgets against the space: a total cost (fixed part included) in the metric's units.
 
-    Below the smallest architecture's cost is an error; above the largest a warning (no constraint)."""
+    Below the smallest architecture's cost is an error; above the largest a warning (no constraint). With
+    ``costs`` (the searchers'), also below the cheapest architecture they can guarantee within a budget:
+    with elastic depth they count a layer a depth choice may leave out as present."""
     s = recipe.search
     if s.budgets is None:
         return
     ct = space.cost_table
     low, high = ct.min_total(s.cost), ct.max_total(s.cost)  # exact with elastic depth's gates too
+    bound = low if costs is None else max(low, costs.cheapest())
     where = f"{recipe.source}: " if recipe.source else ""
     for j, b in enumerate(s.budgets):
         if b is None:
@@ -108,6 +111,12 @@ def check_budgets(recipe, space, warn) -> None:
             raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below the smallest architecture of "
                             f"{space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at "
                             f"least {short_number(low)} or use null for no constraint")
+        if b < bound:
+            raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below {short_number(bound)}, the "
+                            f"cheapest architecture the search can guarantee within a budget: its per-choice "
+                            f"costs count a layer that elastic depth may leave out as present (the smallest "
+                            f"network, {low:,.6g}, needs the depth decisions to drop them); raise the budget "
+                            f"to at least {short_number(bound)}")
         if b >= high:
             warn(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
                  f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
@@ -128,10 +137,20 @@ class EngineCosts:
     scale: float
     fixed: float
     normalized: bool
+    mask: torch.Tensor  # (D, Kmax) True where a choice exists
 
     def budgets(self, totals) -> list[float | None]:
         """Total budgets (recipe units) -> the engine's units: (B - fixed) / scale."""
         return [None if b is None else (b - self.fixed) / self.scale for b in totals]
+
+    def cheapest(self) -> float:
+        """In recipe units, the cost of the cheapest architecture by the searchers' costs (above the exact
+        ``CostTable.min_total`` where elastic depth's per-choice costs are upper bounds)."""
+        if isinstance(self.costs, ContextCosts):
+            low = self.costs.extremes()[0]
+        else:
+            low = float(self.costs.masked_fill(~self.mask, float("inf")).min(-1).values.sum())
+        return self.fixed + self.scale * low
 
 
 def engine_costs(space, metric: str, normalize: bool) -> EngineCosts:
@@ -140,10 +159,10 @@ def engine_costs(space, metric: str, normalize: bool) -> EngineCosts:
     context = ct.context(metric)
     if context is not None:  # elastic width: the exact tables of every combination of widths
         model, scale, offset = normalize_context(ct.context_decisions, *context, ct.mask, normalize)
-        return EngineCosts(model, float(scale), offset, normalize)
+        return EngineCosts(model, float(scale), offset, normalize, ct.mask)
     raw = ct.costs(metric)
     fixed = ct.fixed.get(metric, 0.0)
     if normalize:
         costs, scale = normalize_costs(raw, ct.mask, return_scale=True)
-        return EngineCosts(costs, float(scale), fixed, True)
-    return EngineCosts(raw, 1.0, fixed, False)
+        return EngineCosts(costs, float(scale), fixed, True, ct.mask)
+    return EngineCosts(raw, 1.0, fixed, False, ct.mask)
