@@ -30,6 +30,14 @@ end
 """
 
 
+def assert_space_error(src, where, message):
+    """Compiling ``src`` is one SpaceError at ``where`` (line, column) whose message holds ``message``."""
+    with pytest.raises(SpaceError) as info:
+        compile_space(parse_space(src, "t.space"))
+    assert (info.value.line, info.value.column) == where, str(info.value)
+    assert message in info.value.message, info.value.message
+
+
 def every_arch(cs):
     return itertools.product(*(range(k) for k in cs.num_choices))
 
@@ -109,10 +117,7 @@ HEAD = "space t\ninput 3 x 8 x 8\nclasses 10\nnetwork\n stem width 16\n"
      "duplicate decision name 'a_width'"),
 ])
 def test_width_errors_name_the_place(stages, where, message):
-    with pytest.raises(SpaceError) as info:
-        compile_space(parse_space(HEAD + stages + "end\n", "t.space"))
-    assert (info.value.line, info.value.column) == where, str(info.value)
-    assert message in info.value.message, info.value.message
+    assert_space_error(HEAD + stages + "end\n", where, message)
 
 
 def test_width_error_exits_2_with_the_location(tmp_path, capsys):
@@ -150,10 +155,7 @@ def test_head_bn_is_nasbench201s_last_act():
 ])
 def test_head_bn_errors(network, where, message):
     cell = "cell c inputs x\n node n1 sums edges from x through conv_k1\nend\n" if "cells" in network else ""
-    with pytest.raises(SpaceError) as info:
-        compile_space(parse_space(HEAD + network + "end\n" + cell, "t.space"))
-    assert (info.value.line, info.value.column) == where, str(info.value)
-    assert message in info.value.message, info.value.message
+    assert_space_error(HEAD + network + "end\n" + cell, where, message)
 
 
 def test_profile_refuses_a_width_space(tmp_path, capsys):
@@ -207,7 +209,4 @@ def test_resolution_is_a_decision_and_macs_follow_it_exactly():
 ])
 def test_resolution_errors_name_the_place(header, where, message):
     src = f"space t\n{header}classes 10\nnetwork\n stem width 16\n stage a width 16 choose [ir_k3_e3]\nend\n"
-    with pytest.raises(SpaceError) as info:
-        compile_space(parse_space(src, "t.space"))
-    assert (info.value.line, info.value.column) == where, str(info.value)
-    assert message in info.value.message, info.value.message
+    assert_space_error(src, where, message)
