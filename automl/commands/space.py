@@ -93,11 +93,14 @@ def _show_table(cs, metric: str) -> None:
         console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in cs.params.items()), highlight=False)
     console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {cs.size:.4g} architectures",
                   highlight=False)
-    console.print(f"{metric}: fixed {format_cost(ct.fixed[metric], metric)}, "
+    context = ct.context(metric)
+    fixed = (format_cost(ct.fixed[metric], metric) if context is None else  # per combination of widths
+             f"{format_cost(float(context[1].min()), metric)}..{format_cost(float(context[1].max()), metric)}")
+    console.print(f"{metric}: fixed {fixed}, "
                   f"smallest {format_cost(ct.min_total(metric), metric)}, "
                   f"largest {format_cost(ct.max_total(metric), metric)}"
                   + (f"  (metrics: {', '.join(ct.metrics)})" if len(ct.metrics) > 1 else ""), highlight=False)
-    if ct.context(metric) is not None:
+    if context is not None:
         names = ", ".join(cs.decisions[d].name for d in ct.context_decisions)
         console.print(f"elastic width or resolution ({names}): a choice's cost depends on these choices; the "
                       f"table shows each choice's average over them (first-order), totals are exact", highlight=False)
