@@ -235,3 +235,22 @@ def test_epoch_from_a_start_batch_is_the_rest_of_the_epoch(tmp_path):
                    tmp_path, 0, "cpu")
     labels = [y.tolist() for _, y in f.w.epoch(1)]
     assert [y.tolist() for _, y in f.w.epoch(1, start=1)] == labels[1:]
+
+
+def test_with_resolution_resizes_every_batch_and_keeps_the_rest(digits):
+    from PIL import Image
+
+    def pil(x, size):  # PIL's bilinear resize of each image, the reference for images resized in a loader
+        return torch.from_numpy(np.stack([[np.asarray(Image.fromarray(c.numpy(), mode="F").resize(
+            (size, size), Image.BILINEAR)) for c in img] for img in x]))
+
+    loader = digits.full
+    assert loader.with_resolution(None) is loader
+    small = loader.with_resolution(6)
+    assert len(small) == len(loader) and small.batch_size == loader.batch_size
+    for (x, y), (xs, ys) in zip(loader.epoch(1), small.epoch(1)):
+        assert xs.shape == (*x.shape[:2], 6, 6) and torch.equal(ys, y)
+        torch.testing.assert_close(xs, pil(x, 6), atol=1e-5, rtol=1e-5)
+    # a run resumed inside the epoch gets the same batches resized
+    (xs, _), (x, _) = next(small.epoch(1, start=len(loader) - 1)), next(loader.epoch(1, start=len(loader) - 1))
+    torch.testing.assert_close(xs, pil(x, 6), atol=1e-5, rtol=1e-5)

@@ -76,6 +76,8 @@ class ResizedLoader:
             yield resize_input(x, self.size), y
 
     def __getattr__(self, name):
+        if name == "loader":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.loader, name)
 
 
