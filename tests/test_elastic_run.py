@@ -74,3 +74,9 @@ def test_a_budget_the_search_cannot_guarantee_is_one_message(tmp_path, capsys):
                  f"search.budgets=[null,{budget}]", "device=cpu", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
     assert code == 2 and "search.budgets[1]" in err and "elastic depth" in err and "Traceback" not in err
+    # a budget exactly at what the search can guarantee is accepted
+    from automl.pipeline.setup import check_budgets
+
+    recipe = load_recipe(str(ROOT / "recipes" / "quickstart.yaml"),
+                         [f"space={path}", f"search.budgets=[null,{guaranteed!r}]"])
+    check_budgets(recipe, cs, print, engine_costs(cs, "params", True))

@@ -103,6 +103,7 @@ def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> No
     ct = space.cost_table
     low, high = ct.min_total(s.cost), ct.max_total(s.cost)  # exact with elastic depth's gates too
     bound = low if costs is None else max(low, costs.cheapest())
+    bound_slack = 1e-9 * max(abs(bound), 1.0)  # the searchers' units round: a budget at the bound is fine
     where = f"{recipe.source}: " if recipe.source else ""
     for j, b in enumerate(s.budgets):
         if b is None:
@@ -111,7 +112,7 @@ def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> No
             raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below the smallest architecture of "
                             f"{space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at "
                             f"least {short_number(low)} or use null for no constraint")
-        if b < bound:
+        if b < bound - bound_slack:
             raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below {short_number(bound)}, the "
                             f"cheapest architecture the search can guarantee within a budget: its per-choice "
                             f"costs count a layer that elastic depth may leave out as present (the smallest "
