@@ -131,12 +131,8 @@ def _elastic_depth(r: Resolver, state: _ChainState, st, kw: str, opts: dict, rep
     if len(depths) < 2:
         raise r.err("elastic depth needs at least two depths, e.g. `depth 2, 3, 4`; for one depth "
                     "write `repeat N`", opts["depth"].pos)
-    dname = f"{st.name}_depth"
-    if dname in state.names:
-        raise r.err(f"duplicate decision name {dname!r} (first at line {state.names[dname].line})", st.pos)
-    state.names[dname] = st.pos
-    state.decisions.append(Decision(dname, tuple(f"d{v}" for v in depths)))
-    return max(depths), depths, len(state.decisions) - 1
+    dec = _new_decision(r, state, f"{st.name}_depth", st.pos, (f"d{v}" for v in depths))
+    return max(depths), depths, dec
 
 
 def _new_decision(r: Resolver, state: _ChainState, name: str, pos, choices) -> int:
@@ -197,8 +193,8 @@ def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
         in_ch, s = (state.cur, stride) if i == 0 else (width, 1)
         in_widths, in_dec = (state.cur_widths, state.cur_dec) if i == 0 else (widths, width_dec)
         lname = st.name if st.single else f"{st.name}_{i + 1}"
-        fixed_shape = in_ch == width and not (i == 0 and (in_dec is not None or width_dec is not None))
-        choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se, fixed_shape)
+        same_shape = in_ch == width and not (i == 0 and (in_dec is not None or width_dec is not None))
+        choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se, same_shape)
         dec = None
         if not isinstance(st.body, ir.FixedBody):
             dec = _new_decision(r, state, lname, st.pos, (c[0] for c in choices))
@@ -211,9 +207,9 @@ def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
 
 
 def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in_ch: int, width: int, s: int,
-                   se: float, same_shape: bool = True):
+                   se: float, same_shape: bool):
     """The ops layer ``i`` of a stage offers, each checked against the layer's shape and the stage's SE
-    (``same_shape``: False when an elastic width can make the input and output widths differ)."""
+    (``same_shape``: whether its input and output widths always agree, elastic widths included)."""
     body = st.body
     if isinstance(body, ir.FixedBody):
         choices = r.expand(ir.ChoiceRef(body.op.name, body.op.pos), "block", f"{kw} {st.name}")
@@ -231,12 +227,11 @@ def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in
         if se and op != "skip" and not info.se:
             raise r.err(f"{kw} {st.name} has `se {se:g}` but {op!r} takes no squeeze-excitation; "
                         f"give it its own stage", pos if via is None else src.pos)
-        if (info.same_channels and (in_ch != width or not same_shape)) or (info.stride1_only and s != 1):
+        if (info.same_channels and not same_shape) or (info.stride1_only and s != 1):
             where = pos if via is None else src.pos
-            widths = f"{in_ch} -> {width} channels" if in_ch != width else "an elastic width"
-            change = (widths if in_ch != width or not same_shape else "") + \
-                     (", " if (in_ch != width or not same_shape) and s != 1 else "") + (f"stride {s}" if s != 1 else "")
-            msg = f"layer {lname} changes shape ({change}), so it cannot be {op!r}"
+            change = [] if same_shape else [f"{in_ch} -> {width} channels" if in_ch != width else "an elastic width"]
+            change += [f"stride {s}"] if s != 1 else []
+            msg = f"layer {lname} changes shape ({', '.join(change)}), so it cannot be {op!r}"
             if via is not None:
                 msg += f" (choice set {via!r} offers it)"
             if not st.single and i == 0 and repeat > 1:
