@@ -10,7 +10,6 @@ declaration order; :func:`check_arch` is the only place that validates one.
 from __future__ import annotations
 
 import difflib
-import itertools
 import operator
 from dataclasses import dataclass, replace
 from functools import reduce
@@ -261,13 +260,6 @@ class SpacePlan:
         resolution."""
         r = self.resolution(arch)
         return self.input_shape if r is None else (self.input_shape[0], r, r)
-
-    def contexts(self):
-        """Every combination of the context decisions' choices, as {decision: choice}, in the cost
-        table's order (row-major over :attr:`context_decisions`)."""
-        ds = self.context_decisions
-        for combo in itertools.product(*(range(len(self.decisions[d].choices)) for d in ds)):
-            yield dict(zip(ds, combo))
 
     @property
     def stem_size(self) -> int:

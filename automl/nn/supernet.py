@@ -168,10 +168,11 @@ class ChainSupernet(Supernet):
                 continue
             k = a[d] if d >= 0 else 0
             layer = self._elastic.get(i)
-            if layer is None or layer.channels(a) == (layer.in_ch, layer.out_ch):
+            widths = None if layer is None else layer.channels(a)
+            if widths is None or widths == (layer.in_ch, layer.out_ch):
                 yield i, ops[k]
             else:
-                yield i, self._sliced_op(("layer", i, k, *layer.channels(a)), ops[k],
+                yield i, self._sliced_op(("layer", i, k, *widths), ops[k],
                                          lambda: chain_op(self._plan, layer.at(a), layer.choices[k], device="meta"))
 
     def _head_part(self, name: str, a: list[int]):
