@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_budgets, check_positive
-from ._context import ContextCosts, best_within, cost_extremes
+from ._context import ContextCosts, arch_totals, best_within, cost_extremes
 from ._knapsack import BUDGET_RTOL
 
 __all__ = ["BudgetTargets", "EPS_CAP"]
@@ -71,10 +71,7 @@ class BudgetTargets:
         for n, b in enumerate(self.budgets):
             if b is None:
                 continue
-            if isinstance(self._costs_cpu, ContextCosts):
-                cost = float(self._costs_cpu.totals(out[n].view(1, -1))[0])
-            else:
-                cost = float(self._costs_cpu.gather(1, out[n].view(-1, 1)).sum())
+            cost = float(arch_totals(self._costs_cpu, out[n].view(1, -1))[0])
             if cost > b + BUDGET_RTOL * max(abs(b), 1.0):
                 logp = theta[n].clamp_min(tiny).log()
                 out[n] = best_within(self._costs_cpu, logp, b, self._mask_cpu)
