@@ -251,6 +251,10 @@ def test_with_resolution_resizes_every_batch_and_keeps_the_rest(digits):
     for (x, y), (xs, ys) in zip(loader.epoch(1), small.epoch(1)):
         assert xs.shape == (*x.shape[:2], 6, 6) and torch.equal(ys, y)
         torch.testing.assert_close(xs, pil(x, 6), atol=1e-5, rtol=1e-5)
+    # the other views keep the resolution (or replace it)
+    resized = small.with_batch_size(500).with_seed(3)
+    assert resized.batch_size == 500 and resized.seed == 3 and next(resized.epoch(0))[0].shape[-1] == 6
+    assert small.with_resolution(None) is loader and next(small.with_resolution(4).epoch(0))[0].shape[-1] == 4
     # a run resumed inside the epoch gets the same batches resized
     (xs, _), (x, _) = next(small.epoch(1, start=len(loader) - 1)), next(loader.epoch(1, start=len(loader) - 1))
     torch.testing.assert_close(xs, pil(x, 6), atol=1e-5, rtol=1e-5)

@@ -75,6 +75,15 @@ class ResizedLoader:
         for x, y in self.loader.epoch(epoch, start):
             yield resize_input(x, self.size), y
 
+    def with_batch_size(self, batch_size: int | None) -> "ResizedLoader":
+        return ResizedLoader(self.loader.with_batch_size(batch_size), self.size)
+
+    def with_seed(self, seed: int | None) -> "ResizedLoader":
+        return ResizedLoader(self.loader.with_seed(seed), self.size)
+
+    def with_resolution(self, size: int | None) -> "Loader":
+        return self.loader.with_resolution(size)
+
     def __getattr__(self, name):
         if name == "loader":  # not set yet (copy, unpickling): no recursion
             raise AttributeError(name)
