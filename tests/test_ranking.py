@@ -222,6 +222,44 @@ def test_automl_rank_on_a_finished_run(tmp_path, capsys):
     assert (tmp_path / "run" / "checkpoints" / "checkpoints.json").read_text() == ckpt_index  # untouched
 
 
+def test_automl_rank_reuses_the_retrainings_an_earlier_ranking_recorded(tmp_path, capsys, monkeypatch):
+    import automl.pipeline.final_stages as fs
+
+    calls = []
+    real = fs.retrain
+    # the ranking's retrainings (the family's own pass no data_seed)
+    monkeypatch.setattr(fs, "retrain", lambda *a, **k: ("data_seed" in k and calls.append(k["data_seed"]))
+                        or real(*a, **k))
+    recipe = load_recipe(QUICK, TINY)
+    Run(recipe, tmp_path / "run", tty=False).execute()
+    run = str(tmp_path / "run")
+    calls.clear()
+    assert main(["rank", run, "--archs", "3", "--seeds", "2"]) == 0
+    assert sorted(calls) == [0, 0, 0, 1, 1, 1]
+    two = json.loads((tmp_path / "run" / "results.json").read_text())["ranking"]
+    assert two["retrain_epochs"] == 1
+    calls.clear()
+    assert main(["rank", run, "--archs", "3", "--seeds", "3"]) == 0
+    assert calls == [2, 2, 2]  # seeds 0 and 1 of every architecture were recorded
+    assert "6 of 9 retrainings were recorded" in capsys.readouterr().out
+    three = json.loads((tmp_path / "run" / "results.json").read_text())["ranking"]
+    _check_ranking(three, 3, seeds=3)
+    for a, b in zip(two["archs"], three["archs"]):
+        assert b["retrainings"][:2] == a["retrainings"] and b["params"] == a["params"]
+    # the same as a run that retrains all three seeds itself
+    fresh = Run(load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.seeds=3"]), tmp_path / "fresh",
+                tty=False).execute()["ranking"]
+    assert [a["retrainings"] for a in fresh["archs"]] == [a["retrainings"] for a in three["archs"]]
+    assert fresh["kendall_tau"] == three["kendall_tau"]
+    # other epochs or other architectures: nothing is reused
+    calls.clear()
+    assert main(["rank", run, "--archs", "3", "--seeds", "1", "--retrain-epochs", "2"]) == 0
+    assert calls == [0, 0, 0]
+    calls.clear()
+    assert main(["rank", run, "--archs", "4", "--seeds", "1"]) == 0
+    assert calls == [0, 0, 0, 0]
+
+
 @pytest.mark.parametrize("args,key", [
     (["ranking.archs=2"], "ranking.archs"),
     (["ranking.archs=200000"], "ranking.archs"),  # the digits space has 110,592 architectures

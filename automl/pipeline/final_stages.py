@@ -207,6 +207,7 @@ class RankingStage:
         epochs = rt.epochs if ranking.retrain_epochs is None else ranking.retrain_epochs
         self.rt = rt.model_copy(update={"epochs": epochs})  # the same settings, its own length
         self.key = f"ranking/{j}" if s == 0 else f"ranking/{j}/{s}"
+        self.recorded: dict | None = None  # automl rank: this retraining as an earlier ranking recorded it
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         j, s, arch = self.j, self.s, self.archs()[self.j]
@@ -215,7 +216,12 @@ class RankingStage:
             net, entry = self._score(ctx, state, idx, arch)
         else:
             net, entry = None, state.results[f"ranking/{j}"]
-        if self.rt.epochs > 0:
+        note = ""
+        if self.recorded is not None:
+            seed, note = self.seed + s, " (recorded earlier)"
+            test_loss, test_acc = self.recorded["test_loss"], self.recorded["test_accuracy"]
+            entry["params"] = self.recorded["params"]
+        elif self.rt.epochs > 0:
             seed = self.seed + s
             torch.manual_seed(seed * 7919 + 100_003 + j)
             model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device)
@@ -234,7 +240,7 @@ class RankingStage:
         state.results[f"ranking/{j}"] = entry
         ctx.reporter.info(f"ranking {j + 1}/{self.rk.archs}: {entry['params']:,} params, supernet loss "
                           f"{entry['supernet_loss']:.4f} (batch statistics {entry['supernet_loss_batch_stats']:.4f}),"
-                          f" stand-alone test loss {test_loss:.4f}, accuracy {test_acc:.4f}")
+                          f" stand-alone test loss {test_loss:.4f}, accuracy {test_acc:.4f}{note}")
         ctx.keeper.save(idx + 1, 0)
 
     def _score(self, ctx: RunContext, state: RunState, idx: int, arch: torch.Tensor):

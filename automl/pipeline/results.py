@@ -13,17 +13,38 @@ from automl.pipeline.state import RunState
 from automl.ranking import summarize
 from automl.report import write_report
 
-__all__ = ["SEARCH_PHASES", "build_results", "ranking_seeds", "ranking_results", "ReportStage"]
+__all__ = ["SEARCH_PHASES", "build_results", "ranking_epochs", "ranking_seeds", "ranking_results",
+           "recorded_retrainings", "ReportStage"]
 
 SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
+
+
+def ranking_epochs(recipe) -> int:
+    """The ranking's stand-alone epochs: ``ranking.retrain_epochs``, or ``retrain.epochs`` when null."""
+    rk = recipe.ranking
+    return recipe.retrain.epochs if rk.retrain_epochs is None else rk.retrain_epochs
 
 
 def ranking_seeds(recipe) -> int:
     """Retrainings per ranked architecture: ``ranking.seeds``, or 1 when the ranking retrains for 0 epochs
     (the supernet's own weights, which do not depend on a seed)."""
-    rk = recipe.ranking
-    epochs = recipe.retrain.epochs if rk.retrain_epochs is None else rk.retrain_epochs
-    return rk.seeds if epochs > 0 else 1
+    return recipe.ranking.seeds if ranking_epochs(recipe) > 0 else 1
+
+
+def recorded_retrainings(recipe, ranking: dict | None, choices: list[list[str]]) -> dict[tuple[int, int], dict]:
+    """The stand-alone retrainings an earlier ranking of the same run recorded in results.json (``ranking``),
+    usable again: ``{(j, seed): {test_loss, test_accuracy, params}}`` for architecture j of ``choices`` (the
+    ranking's architectures now), when that ranking retrained the same architectures for the same number of
+    epochs (the retrain section is the run's own, and retraining ``seed`` is a pure function of it). Empty
+    when there is none, or it retrained for 0 epochs (the supernet's weights: evaluated again, cheaply)."""
+    epochs = ranking_epochs(recipe)
+    if not ranking or epochs == 0 or ranking.get("retrain_epochs") != epochs:
+        return {}
+    archs = ranking.get("archs", [])
+    if [a.get("choices") for a in archs] != choices:
+        return {}
+    return {(j, r["seed"]): {"test_loss": r["test_loss"], "test_accuracy": r["test_accuracy"], "params": a["params"]}
+            for j, a in enumerate(archs) for r in a.get("retrainings", [])}
 
 
 def ranking_results(recipe, state: RunState) -> dict | None:
@@ -32,7 +53,7 @@ def ranking_results(recipe, state: RunState) -> dict | None:
     entries = [state.results.get(f"ranking/{j}") for j in range(rk.archs)] if rk else []
     if not entries or any(e is None or len(e.get("retrainings", ())) < ranking_seeds(recipe) for e in entries):
         return None
-    return summarize(entries, rk.truth)
+    return {**summarize(entries, rk.truth), "retrain_epochs": ranking_epochs(recipe)}
 
 
 def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -> list[dict]:

@@ -15,7 +15,7 @@ from automl.errors import UserError
 from automl.pipeline.context import Keeper, RunContext, rng_of
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
-from automl.pipeline.results import build_results, ranking_results
+from automl.pipeline.results import build_results, ranking_results, recorded_retrainings
 from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
 from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, engine_costs, load_spaces,
                                    resolve_device)
@@ -242,14 +242,23 @@ class Run:
         costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device)
         ctx = self._context(state, spaces, data, plan, Preemption(self.info), checkpointing=False)
-        for idx, stage in enumerate(plan.stages):
-            if isinstance(stage, RankingStage):
-                stage.run(ctx, state, idx)
+        path = self.out / "results.json"
+        # every rank reads the file (a shared folder under torchrun), so all skip the same retrainings
+        before = json.loads(path.read_text()) if path.exists() else None
+        stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
+        choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
+        recorded = recorded_retrainings(r, (before or {}).get("ranking"), choices)
+        reused = 0
+        for idx, stage in stages:
+            stage.recorded = recorded.get((stage.j, r.seed + stage.s))
+            reused += stage.recorded is not None
+            stage.run(ctx, state, idx)
+        if reused:
+            self.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by the run's earlier ranking "
+                               f"(same architectures, epochs and seeds) and not run again")
         ranking = ranking_results(r, state)
         if self.info.is_main:
-            path = self.out / "results.json"
-            results = (json.loads(path.read_text()) if path.exists()
-                       else build_results(r, state, plan.members, ctx, self.method.name, costs, None))
+            results = before or build_results(r, state, plan.members, ctx, self.method.name, costs, None)
             results["ranking"] = ranking
             write_report(self.out, results, self.reporter)
         return ranking
