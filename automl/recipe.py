@@ -219,6 +219,10 @@ class SearchConfig(_Config):
         "batch", description="BatchNorm in the theta phase: the batch's own statistics, or running statistics "
         "recalibrated for each path on theta_bn_batches D_W batches (Once-for-All)")
     theta_bn_batches: int = Field(2, gt=0, description="theta_bn recalibrate: D_W batches per path")
+    supernets: int = Field(
+        1, ge=1, le=16, description="supernets trained independently (own initialisation, paths and D_W order); "
+        "the θ phase and the ranking score a path by their mean prediction: M times the weight phase and the "
+        "θ-phase evaluations; on digits it ranked no better than one (docs/search-engine.md, \"Several supernets\")")
 
     @model_validator(mode="before")
     @classmethod
@@ -555,6 +559,12 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
         raise RecipeError(f"{where}needs search.weight_sampling: sandwich (the largest path is the teacher); set "
                           f"it, or set search.inplace_distill: false", filename, "search.inplace_distill",
                           None if where else _line_of(node, keys))
+    if s.supernets > 1 and s.method in ("simultaneous", "random"):
+        keys = ("search", "supernets")
+        where = _override_for(keys, applied) or ""
+        raise RecipeError(f"{where}search.method {s.method} has no separate weight phase to train {s.supernets} "
+                          f"supernets in; use importance_sampling or separate, or set search.supernets: 1",
+                          filename, "search.supernets", None if where else _line_of(node, keys))
 
 
 def _resolve_paths(data: dict, base: Path) -> dict:

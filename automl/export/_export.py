@@ -23,6 +23,7 @@ from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest,
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
+from automl.nn.ensemble import member_weights
 
 __all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights"]
 
@@ -176,7 +177,7 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tup
     if supernet_state is not None:
         supernet = compiled.build_supernet()
         try:
-            supernet.load_state_dict(supernet_state)
+            supernet.load_state_dict(member_weights(supernet_state))  # an ensemble's first member
         except RuntimeError as e:
             raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
                             f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None

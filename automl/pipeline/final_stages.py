@@ -21,6 +21,7 @@ from automl.pipeline.search_stages import bn_batches, supernet_from_state
 from automl.pipeline.state import RunState
 from automl.train import loops
 from automl.nn.depthwise import plain_convs
+from automl.nn.ensemble import member_weights
 from automl.nn.measure import count_params
 
 __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
@@ -188,10 +189,11 @@ class RetrainStage:
 
 
 def inherit(ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tensor) -> None:
-    """retrain.epochs 0: the exported model takes the supernet's weights on the chosen path."""
+    """retrain.epochs 0: the exported model takes the supernet's weights on the chosen path (an ensemble's: its
+    first member's; an ensemble is not one network)."""
     space = ctx.spaces.search
     net = space.build_supernet()
-    net.load_state_dict(state.supernet)
+    net.load_state_dict(member_weights(state.supernet))
     # not trained further: only exported, as a plain timm network
     inherit_weights(net.eval(), arch, plain_convs(model.cpu().eval()), tuple(space.arch_input_shape(arch)))
     model.to(ctx.device)

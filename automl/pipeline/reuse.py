@@ -37,6 +37,8 @@ def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) ->
                           "space_args": dict(sorted(space_args.items())), "seed": recipe.seed}
     fp.update({f"data.{k}": v for k, v in data.items()})
     fp.update({f"search.{k}": getattr(recipe.search, k) for k in WEIGHT_SEARCH_KEYS})
+    if recipe.search.supernets != 1:  # absent for one supernet: runs recorded before the key still match
+        fp["search.supernets"] = recipe.search.supernets
     fp.update({f"optim.{k}": v for k, v in recipe.optim.model_dump(mode="json").items()})
     return fp
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
+from automl.nn.ensemble import SupernetEnsemble, ensemble_size
 from automl.pipeline.context import RunContext
 from automl.pipeline.loop import EpochTask, run_epochs
 from automl.pipeline.members import Members
@@ -24,19 +25,28 @@ from automl.train import loops
 from automl.train.distributed import all_reduce_mean, assert_same_on_all_ranks
 from automl.train.sampling import fair_archs, sandwich_archs, uniform_archs
 
+# ensemble member m > 0 (search.supernets): its initialisation and D_W order are seeded this far from member 0's
+MEMBER_SEED = 1_000_003
+
 __all__ = ["build_supernet", "supernet_from_state", "WeightsStage", "ThetaStage", "SimultaneousStage",
            "SampleStage", "bn_batches"]
 
 
-def build_supernet(space, device: torch.device, seed: int, idx: int) -> nn.Module:
-    """The search space's supernet, its initial weights seeded per stage (a resumed stage gets the same)."""
-    torch.manual_seed(seed * 1009 + idx)
-    return loops.for_training(space.build_supernet(), device)
+def build_supernet(space, device: torch.device, seed: int, idx: int, members: int = 1) -> nn.Module:
+    """The search space's supernet, its initial weights seeded per stage (a resumed stage gets the same);
+    with ``members`` M > 1 (``search.supernets``) an ensemble of M, member m seeded apart (member 0 as the
+    single supernet)."""
+    nets = []
+    for m in range(members):
+        torch.manual_seed(seed * 1009 + idx + MEMBER_SEED * m)
+        nets.append(space.build_supernet())
+    return loops.for_training(nets[0] if members == 1 else SupernetEnsemble(nets), device)
 
 
 def supernet_from_state(space, device: torch.device, weights: dict, seed: int, idx: int) -> nn.Module:
-    """The supernet with trained ``weights``, in train mode (the θ phase's default BatchNorm)."""
-    net = build_supernet(space, device, seed, idx)
+    """The supernet (or ensemble: :func:`automl.nn.ensemble.ensemble_size`) with trained ``weights``, in train
+    mode (the θ phase's default BatchNorm)."""
+    net = build_supernet(space, device, seed, idx, ensemble_size(weights))
     net.load_state_dict(weights)
     return net.train()
 
@@ -91,7 +101,11 @@ def report_nonfinite(ctx: RunContext, method: SearchMethod, searcher: Searcher, 
 
 class WeightTask(EpochTask):
     """W updates (eq. 3) with λ paths per step from ``sample()``; with ``theta`` also a θ step after each
-    on a D_θ batch (Algorithm 2)."""
+    on a D_θ batch (Algorithm 2).
+
+    An ensemble's members (``search.supernets``) are each updated in every step, one after the other, with
+    their own λ paths and their own D_W batch (member m > 0 reads D_W in an order seeded apart); the one
+    optimiser steps only the member whose gradients are set, so the members never mix."""
 
     def __init__(self, ctx: RunContext, state: RunState, phase: str, net, search, optim, sample,
                  theta: ThetaStep | None = None, method: SearchMethod | None = None):
@@ -107,6 +121,8 @@ class WeightTask(EpochTask):
         self.num_updates = 0
         self.nonfinite = 0  # the searcher's non-finite losses reported so far
         self.theta_batches = None
+        self.nets = list(net.members) if isinstance(net, SupernetEnsemble) else [net]
+        self.member_batches: list = []
         self.loss_sum = self.correct = None
         self.seen = self.good = 0
 
@@ -121,6 +137,9 @@ class WeightTask(EpochTask):
             self.seen, self.good = sums["seen"], sums["good"]
         if self.theta is not None:
             self.theta_batches = self._theta_batches(epoch, done)
+        w = self.loader
+        self.member_batches = [w.with_seed(w.seed + MEMBER_SEED * m).epoch(epoch, done)
+                               for m in range(1, len(self.nets))]
 
     def _theta_batches(self, epoch: int, done: int):
         # a D_θ epoch sequence of its own, cycled to match D_W's length; ``done`` batches already used
@@ -132,21 +151,21 @@ class WeightTask(EpochTask):
             e, start = e + 1, 0
 
     def step(self, epoch, step, batch):
-        x, y = batch
         s = self.search
         skip = s.nan_policy == "skip"
-        loss, corr = loops.weight_step(self.net, x, y, self.sample(), self.opt, self.criterion, self.ctx.info,
-                                       self.grad_clip, self.ctx.device, skip_nonfinite=skip,
-                                       distill=s.inplace_distill and self.theta is None)
+        for net, (x, y) in zip(self.nets, [batch, *(next(b) for b in self.member_batches)]):
+            loss, corr = loops.weight_step(net, x, y, self.sample(), self.opt, self.criterion, self.ctx.info,
+                                           self.grad_clip, self.ctx.device, skip_nonfinite=skip,
+                                           distill=s.inplace_distill and self.theta is None)
+            if skip and not math.isfinite(loss.item()):  # not applied: count it, stop past the limit
+                self._skipped(epoch, step)
+            else:
+                self.good += 1
+                self.loss_sum += loss
+                self.correct += corr
+                self.seen += y.numel()
         self.num_updates += 1
         self.sched.step_update(self.num_updates)
-        if skip and not math.isfinite(loss.item()):  # not applied: count it, stop past the limit
-            self._skipped(epoch, step)
-        else:
-            self.good += 1
-            self.loss_sum += loss
-            self.correct += corr
-            self.seen += y.numel()
         if self.theta is not None:
             self.theta(*next(self.theta_batches))
 
@@ -171,7 +190,8 @@ class WeightTask(EpochTask):
 
     def end_epoch(self, epoch):
         self.ctx.reporter.info(
-            f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss {self.loss_sum.item() / max(len(self.loader), 1):.4f} "
+            f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
+            f"{self.loss_sum.item() / max(len(self.loader) * len(self.nets), 1):.4f} "
             f"acc {self.correct.item() / max(self.seen, 1):.3f} lr {self.opt.param_groups[0]['lr']:.4g}")
         if self.theta is not None:
             self.nonfinite = report_nonfinite(self.ctx, self.method, self.theta.searcher, self.phase, epoch,
@@ -239,7 +259,7 @@ class WeightsStage:
         self.search, self.optim, self.seed = search, optim, seed
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx)
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx, self.search.supernets)
         task = WeightTask(ctx, state, "weights", net, self.search, self.optim,
                           lambda: sample_paths(ctx, self.search, self.search.lam))
         start = task.resume(ctx, state) if state.mid_stage else (0, 0, None)

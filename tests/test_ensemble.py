@@ -1,0 +1,185 @@
+"""Several supernets trained independently and scored together (``search.supernets``, automl/nn/ensemble.py)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+from automl.cli import main
+from automl.compile import load_compiled
+from automl.nn.ensemble import SupernetEnsemble, ensemble_size, member_weights
+from automl.pipeline import Run
+from automl.recipe import load_recipe
+from automl.train import loops
+from automl.train.checkpoint import CheckpointStore
+from automl.train.distributed import DistInfo
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+TINY = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
+        "search.weight_epochs=2", "search.theta_epochs=2", "search.lam=2", "search.budgets=[null,40k]",
+        "retrain.epochs=0", "export.onnx=false", "search.log_every=2"]
+
+
+@pytest.fixture(scope="module")
+def space():
+    return load_compiled(ROOT / "spaces" / "digits.space")
+
+
+def _ensemble(space, m=2):
+    nets = []
+    for i in range(m):
+        torch.manual_seed(i)
+        nets.append(space.build_supernet())
+    return SupernetEnsemble(nets)
+
+
+def test_forward_is_the_log_of_the_mean_probability(space):
+    ens = _ensemble(space, 3).eval()
+    x, y = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4])
+    arch = torch.as_tensor(space.cost_table.cheapest())
+    with torch.no_grad():
+        out = ens(x, arch)
+        probs = torch.stack([F.softmax(m(x, arch), 1) for m in ens.members]).mean(0)
+    assert torch.allclose(out, probs.log(), atol=1e-6)
+    assert torch.allclose(out.exp().sum(1), torch.ones(5), atol=1e-6)
+    # cross_entropy takes it as logits: the ensemble's negative log-likelihood
+    assert float(F.cross_entropy(out, y)) == pytest.approx(float(-probs[torch.arange(5), y].log().mean()), rel=1e-6)
+    assert ens.path_params(arch) == ens.members[0].path_params(arch)
+
+
+def test_state_dict_members_and_size(space):
+    ens = _ensemble(space)
+    sd = ens.state_dict()
+    assert ensemble_size(sd) == 2
+    for m in range(2):
+        want = ens.members[m].state_dict()
+        got = member_weights(sd, m)
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    assert not torch.equal(member_weights(sd, 0)["conv_stem.weight"], member_weights(sd, 1)["conv_stem.weight"])
+    single = space.build_supernet().state_dict()
+    assert ensemble_size(single) == 1 and member_weights(single) is single
+    with pytest.raises(IndexError):
+        member_weights(single, 1)
+    with pytest.raises(IndexError):
+        member_weights(sd, 2)
+    with pytest.raises(ValueError):
+        SupernetEnsemble([space.build_supernet()])
+
+
+@pytest.mark.parametrize("opt", ["sgd", "adamw"])
+def test_a_members_step_leaves_the_other_member_alone(space, opt):
+    """The weight stage steps the members one after the other with one optimiser over the ensemble: a step
+    on member 0 must not move member 1 (no weight decay or momentum on parameters without a gradient)."""
+    ens = _ensemble(space).train()
+    optimizer = loops.create_optimizer(ens, opt, 0.1, 0.1, 0.9)
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    archs = torch.zeros(2, len(space.num_choices), dtype=torch.long)
+    crit = torch.nn.CrossEntropyLoss()
+    for step in range(2):  # twice: momentum / Adam state exists for member 0 after the first step
+        for m in range(2):
+            before = [p.detach().clone() for p in ens.members[1 - m].parameters()]
+            mine = [p.detach().clone() for p in ens.members[m].parameters()]
+            loops.weight_step(ens.members[m], x, y, archs, optimizer, crit, DistInfo(), 5.0, torch.device("cpu"))
+            assert all(torch.equal(a, b) for a, b in zip(before, ens.members[1 - m].parameters()))
+            assert any(not torch.equal(a, b) for a, b in zip(mine, ens.members[m].parameters()))
+
+
+def _run(tmp_path, extra, name="run", resume=False):
+    return Run(load_recipe(QUICK, TINY + extra), tmp_path / name, resume=resume, tty=False).execute()
+
+
+def test_a_run_with_two_supernets(tmp_path, space):
+    res = _run(tmp_path, ["search.supernets=2", "ranking.archs=3", "ranking.retrain_epochs=0"])
+    state = CheckpointStore(tmp_path / "run" / "checkpoints").load()
+    sd = state["supernet"]
+    assert ensemble_size(sd) == 2
+    m0, m1 = member_weights(sd, 0), member_weights(sd, 1)
+    # both members trained (their weights left their initialisation), and differently
+    torch.manual_seed(0 * 1009 + 0)
+    init0 = space.build_supernet().state_dict()
+    assert not torch.equal(m0["conv_stem.weight"], init0["conv_stem.weight"])
+    assert not torch.equal(m0["conv_stem.weight"], m1["conv_stem.weight"])
+    # the ranking scored the architectures on the ensemble; retrain.epochs 0 exported member 0's path
+    assert len(res["ranking"]["archs"]) == 3
+    top = res["architectures"][0]
+    exported = load_file(tmp_path / "run" / "export" / "budget-0-none" / "model.safetensors")
+    assert torch.equal(exported["conv_stem.weight"], m0["conv_stem.weight"])
+    assert json.loads((tmp_path / "run" / "results.json").read_text()) == res
+
+
+def test_two_supernets_rank_by_their_mean_prediction(tmp_path):
+    """The run's supernet is the ensemble (its losses are not member 0's), and the θ phase's first logged
+    loss is the mean of the ensemble's losses of its first λ paths on its first D_θ batch."""
+    _run(tmp_path, ["search.supernets=2", "search.log_every=1"])
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    ens_loss = next(r["loss"] for r in rows if r.get("phase") == "theta")
+    from automl.pipeline import open_workspace
+    ws = open_workspace(load_recipe(QUICK, TINY + ["search.supernets=2"]))
+    sd = CheckpointStore(tmp_path / "run" / "checkpoints").load()["supernet"]
+    ens, single = ws.supernet(sd), ws.supernet(member_weights(sd, 0))
+    assert isinstance(ens, SupernetEnsemble) and not isinstance(single, SupernetEnsemble)
+    x, y = next(iter(ws.data.theta.epoch(0)))
+    archs = torch.zeros(2, len(ws.spaces.search.num_choices), dtype=torch.long)
+    l_ens = loops.path_losses(ens, x, y, archs, ws.device)
+    l_one = loops.path_losses(single, x, y, archs, ws.device)
+    assert not torch.allclose(l_ens, l_one)
+    first = ws.searcher(list(range(ws.members.n))).ask()  # the θ stage's searcher: the same seed, same first ask
+    epoch0 = next(iter(ws.data.theta.epoch(0)))
+    assert ens_loss == pytest.approx(float(loops.path_losses(ens, *epoch0, first.cpu(), ws.device).mean()), rel=1e-5)
+
+
+def test_resume_mid_weight_phase_with_two_supernets(tmp_path, monkeypatch):
+    extra = ["search.supernets=2", "checkpoint.every_steps=2"]
+    reference = _run(tmp_path, extra, name="ref")
+    real_save = CheckpointStore.save
+    killed = []
+
+    class Killed(KeyboardInterrupt):
+        pass
+
+    def save_then_die(self, state):
+        path = real_save(self, state)
+        if state["stage"] == 0 and state["step"] > 0 and not killed:  # inside a weight epoch
+            killed.append((state["epoch"], state["step"]))
+            raise Killed()
+        return path
+
+    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, extra, name="killed")
+    monkeypatch.setattr(CheckpointStore, "save", real_save)
+    assert killed
+    resumed = _run(tmp_path, extra, name="killed", resume=True)
+    strip = lambda r: [(a["choices"], a["params"]) for a in r["architectures"]]  # noqa: E731
+    assert strip(resumed) == strip(reference)
+    a = CheckpointStore(tmp_path / "ref" / "checkpoints").load()["supernet"]
+    b = CheckpointStore(tmp_path / "killed" / "checkpoints").load()["supernet"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_reusing_an_ensemble(tmp_path, capsys):
+    first = _run(tmp_path, ["search.supernets=2"])
+    src = tmp_path / "run"
+    again = tmp_path / "again"
+    assert main(["run", QUICK, *TINY, "search.supernets=2", "--supernet", str(src), "--out", str(again)]) == 0
+    res = json.loads((again / "results.json").read_text())
+    assert [a["choices"] for a in res["architectures"]] == [a["choices"] for a in first["architectures"]]
+    capsys.readouterr()
+    code = main(["run", QUICK, *TINY, "--supernet", str(src), "--out", str(tmp_path / "one")])
+    err = capsys.readouterr().err
+    assert code == 2 and "search.supernets" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args,key", [
+    (["search.supernets=2", "search.method=simultaneous"], "search.supernets"),
+    (["search.supernets=2", "search.method=random"], "search.supernets"),
+    (["search.supernets=0"], "search.supernets"),
+])
+def test_bad_supernets_setting_is_one_clear_message(tmp_path, capsys, args, key):
+    code = main(["run", QUICK, *TINY, *args, "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and key in err and "Traceback" not in err
