@@ -100,6 +100,10 @@ class DataConfig(_Config):
     download: bool = Field(False, description="cifar10 only: download into root if missing")
     theta_split: float | int = Field(
         0.5, description="fraction (0<x<1) or count (>=1) of the training set held out as D_theta")
+    split_seed: int | None = Field(
+        0, description="seed of the D_W / D_theta split; null: the run's seed. Fixed by default, as DARTS's "
+        "split (which the paper follows): another seed then changes the initialisation, the paths and the "
+        "data order, not the data the search ranks architectures on")
     batch_size: int = Field(64, gt=0, description="mini-batch size of D_W (and of D for retraining)")
     theta_batch_size: int | None = Field(None, gt=0, description="mini-batch size of D_theta; null: batch_size")
     test_batch_size: int = Field(256, gt=0, description="mini-batch size for evaluation")

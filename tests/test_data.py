@@ -44,7 +44,27 @@ def test_digits_shapes_and_split(digits):
 def test_digits_test_set_is_independent_of_seed(digits):
     other = build_data(DataConfig(dataset="digits"), ".", seed=7, device="cpu")
     assert torch.equal(other.test.x, digits.test.x) and torch.equal(other.test.y, digits.test.y)
-    assert not torch.equal(other.theta.indices, digits.theta.indices)  # the D_W/D_theta split is seeded
+
+
+@pytest.mark.parametrize("dataset", ["digits", "imagefolder"])
+def test_the_split_is_fixed_by_split_seed_or_follows_the_run_seed(tmp_path, dataset):
+    def split(seed, **kw):
+        if dataset == "imagefolder":
+            cfg = DataConfig(dataset="imagefolder", root="imgs", image_size=32, batch_size=3, theta_split=3, **kw)
+        else:
+            cfg = DataConfig(dataset="digits", **kw)
+        d = build_data(cfg, tmp_path, seed=seed, device="cpu")
+        return d.w.indices.tolist(), d.theta.indices.tolist(), seen(d.w, 0)
+
+    if dataset == "imagefolder":
+        write_fake_imagefolder(tmp_path / "imgs")
+    fixed = [split(s) for s in range(4)]
+    assert all(f[:2] == fixed[0][:2] for f in fixed)             # the default split_seed 0: one split
+    assert len({tuple(f[2]) for f in fixed}) == 4               # the seed still orders the batches
+    assert split(5, split_seed=None)[:2] == split(0, split_seed=5)[:2]
+    seeded = [split(s, split_seed=None)[:2] for s in range(4)]
+    assert len({tuple(w) for w, _ in seeded}) == 4              # null: the run's seed draws the split
+    assert seeded[0] == fixed[0][:2]                            # seed 0: the same split either way
 
 
 def test_order_is_a_function_of_seed_epoch(digits):

@@ -155,3 +155,18 @@ def test_resume_with_new_search_settings_is_refused_and_points_to_supernet(tmp_p
     assert _cli(capsys, EPS + ["--out", str(out)])[0] == 0
     code, text = _cli(capsys, ["search.epsilons=[0.2]", "--out", str(out), "--resume"])
     assert code == 2 and f"--supernet {out}" in text.err
+
+
+def test_fingerprint_records_the_split_and_the_ensemble_only_where_they_differ_from_before():
+    """Runs recorded before data.split_seed and search.supernets keep matching: the keys appear only when the
+    split is not the one the run's seed draws, or there is more than one supernet."""
+    from automl.pipeline.reuse import weights_fingerprint
+
+    def fp(*overrides):
+        return weights_fingerprint(load_recipe(QUICK, TINY + list(overrides)), Path(QUICK), {})
+
+    assert "data.split_seed" not in fp() and "search.supernets" not in fp()      # seed 0, split_seed 0
+    assert "data.split_seed" not in fp("seed=3", "data.split_seed=null")          # the split follows the seed
+    assert fp("seed=3")["data.split_seed"] == 0                                  # seed 3 on split 0
+    assert fp("seed=3", "data.split_seed=3") == fp("seed=3", "data.split_seed=null")
+    assert fp("search.supernets=2")["search.supernets"] == 2

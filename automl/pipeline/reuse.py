@@ -24,8 +24,9 @@ __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "
            "load_supernet", "differences"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
-# data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers)
-DATA_NOT_IN_WEIGHTS = {"theta_batch_size", "test_batch_size", "workers", "download"}
+# data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
+# recorded as the split it makes (weights_fingerprint)
+DATA_NOT_IN_WEIGHTS = {"theta_batch_size", "test_batch_size", "workers", "download", "split_seed"}
 WEIGHT_SEARCH_KEYS = ("lam", "weight_epochs", "weight_sampling", "inplace_distill", "nan_policy", "max_bad_steps")
 
 
@@ -36,6 +37,9 @@ def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) ->
                           "space.sha256": hashlib.sha256(space_path.read_bytes()).hexdigest(),
                           "space_args": dict(sorted(space_args.items())), "seed": recipe.seed}
     fp.update({f"data.{k}": v for k, v in data.items()})
+    split = recipe.seed if recipe.data.split_seed is None else recipe.data.split_seed
+    if split != recipe.seed:  # absent when the split follows the seed, as in runs recorded before the key
+        fp["data.split_seed"] = split
     fp.update({f"search.{k}": getattr(recipe.search, k) for k in WEIGHT_SEARCH_KEYS})
     if recipe.search.supernets != 1:  # absent for one supernet: runs recorded before the key still match
         fp["search.supernets"] = recipe.search.supernets
