@@ -2,7 +2,7 @@
 of the most accurate member over threads and seeds (issue #20).
 
     python benchmarks/ranking.py [--out DIR] [--archs 20] [--options a,b,...] [--no-tau] [--no-stability]
-                                 [RECIPE] [key=value ...]
+                                 [--truth RUN_DIR] [--supernet-seeds 0,1,2] [--threads N] [RECIPE] [key=value ...]
 
 Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and
 OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already
@@ -11,9 +11,12 @@ there: the script can be re-run after a change to re-measure only what was delet
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
   seed 0 and on seed 1 (τ between the two is the ceiling the retraining noise allows).
+  With ``--truth RUN_DIR`` the truth is instead the mean test loss a finished ranking recorded there (e.g.
+  ``automl rank RUN --seeds 12``: a truth reliable enough to compare options by); nothing is retrained.
 * **τ per option**: the weight phase alone (θ phase, retraining and export off) with each option's overrides,
-  then the ranking section with ``retrain_epochs=0`` scores the same K architectures on the supernet (loss on
-  D_θ, BatchNorm recalibrated, and with each batch's statistics as the θ phase does); τ against the truth.
+  once per ``--supernet-seeds`` seed, then the ranking section with ``retrain_epochs=0`` scores the same K
+  architectures on the supernet (loss on D_θ, BatchNorm recalibrated, and with each batch's statistics as the
+  θ phase does); τ against the truth, and its mean and spread over the supernet seeds.
 * **signal / noise**: on each option's supernet, the D_θ losses of the K architectures on every D_θ batch
   in train mode (what the θ phase compares). Per pair of architectures, |mean difference| / standard
   deviation over batches of the difference, and the share of single batches that order the pair as the
@@ -63,7 +66,53 @@ OPTIONS = {
     "lr0.6": ["optim.lr=0.6"],
     "epochs30": ["search.weight_epochs=30"],
     "fair+epochs30": ["search.weight_sampling=fair", "search.weight_epochs=30"],
+    "lam16": ["search.lam=16"],
+    "supernets2": ["search.supernets=2"],
+    "supernets3": ["search.supernets=3"],
 }
+
+
+def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
+    """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``): minus the
+    mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
+    rk = json.loads((run_dir / "results.json").read_text())["ranking"]
+    if len(rk["archs"]) != k:
+        raise SystemExit(f"{run_dir}: its ranking has {len(rk['archs'])} architectures, not --archs {k}")
+    return [-e["test_loss"] for e in rk["archs"]], [e["choices"] for e in rk["archs"]], int(rk["seeds"])
+
+
+def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices: list[list[str]] | None,
+                   seeds: list[int]) -> list[dict]:
+    """Each option's weight phase once per supernet seed, scored on the K architectures: τ against ``t`` (and
+    against ``t1`` when given), with the θ-phase loss signal / noise of the seed-0 supernet."""
+    rows = []
+    for name in a.options.split(","):
+        for seed in seeds:
+            ov = a.overrides + OFF + OPTIONS[name] + [
+                f"seed={seed}", "search.theta_epochs=0", f"ranking.archs={a.archs}", "ranking.retrain_epochs=0"]
+            if a.threads is not None:
+                ov.append(f"threads={a.threads}")
+            d = out / (f"option-{name}" if seed == 0 else f"option-{name}-s{seed}")
+            res = automl_run(a.recipe, ov, d, threads=a.threads)
+            rk = res["ranking"]["archs"]
+            if choices is not None and [e["choices"] for e in rk] != choices:
+                raise SystemExit(f"{d}: its K architectures are not the truth's (another space or --archs?)")
+            score = [-e["supernet_loss"] for e in rk]
+            score_b = [-e["supernet_loss_batch_stats"] for e in rk]
+            row = {"option": name, "seed": seed, "tau": kendall_tau_b(score, t), "spearman": spearman(score, t),
+                   "tau_batch_stats": kendall_tau_b(score_b, t),
+                   "supernet_acc_median": float(np.median([e["supernet_accuracy"] for e in rk])),
+                   "weights_s": res["phase_seconds"].get("weights", 0.0)}
+            if t1 is not None:
+                row["tau_seed1"] = kendall_tau_b(score, t1)
+            if seed == seeds[0] and not a.no_signal:
+                row.update(signal_noise(d))
+            rows.append(row)
+            print(rows[-1], flush=True)
+        taus = [r["tau"] for r in rows if r["option"] == name]
+        print(f"{name}: τ {np.mean(taus):.3f} ± {np.std(taus, ddof=1) if len(taus) > 1 else 0:.3f} "
+              f"over supernet seeds {seeds}", flush=True)
+    return rows
 
 
 def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None = None) -> dict:
@@ -233,6 +282,10 @@ def stability_overrides(recipe: str, overrides: list[str], method: str, seed: in
     return ov
 
 
+def _params(run_dir: Path) -> list[float]:
+    return [e["params"] for e in json.loads((run_dir / "results.json").read_text())["ranking"]["archs"]]
+
+
 def _one_study(a, out: Path) -> None:
     """--replay, --truth-seeds (with or without --retrain): one study, then stop."""
     if a.replay:
@@ -264,6 +317,13 @@ def main(argv: list[str]) -> None:
     p.add_argument("--options", default=",".join(OPTIONS), help=f"comma-separated, of {', '.join(OPTIONS)}")
     p.add_argument("--no-tau", action="store_true", help="skip the τ per option")
     p.add_argument("--no-stability", action="store_true", help="skip the threads x seeds table")
+    p.add_argument("--truth", default=None,
+                   help="a finished run folder whose ranking retrained the K architectures (ranking.seeds=S): "
+                        "its mean test loss is the truth of the τ per option, instead of two single retrainings")
+    p.add_argument("--supernet-seeds", default="0",
+                   help="comma-separated: each option's weight phase once per seed (τ's spread over supernets)")
+    p.add_argument("--threads", type=int, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
+    p.add_argument("--no-signal", action="store_true", help="skip the loss signal / noise per option")
     p.add_argument("--methods", default="separate,importance_sampling")
     p.add_argument("--jobs", type=int, default=1, help="stability runs at once (each a process)")
     p.add_argument("--truth-seeds", default=None,
@@ -286,25 +346,18 @@ def main(argv: list[str]) -> None:
     if a.replay or a.truth_seeds:
         return _one_study(a, out)
     if not a.no_tau:
-        t0, t1 = truth(a.recipe, a.overrides, out, a.archs, 0), truth(a.recipe, a.overrides, out, a.archs, 1)
-        print(f"retraining noise: τ(seed 0, seed 1) = {kendall_tau_b(t0, t1):.3f}, ρ = {spearman(t0, t1):.3f}")
-        rows = []
-        for name in a.options.split(","):
-            ov = a.overrides + OFF + OPTIONS[name] + [
-                "search.theta_epochs=0", f"ranking.archs={a.archs}", "ranking.retrain_epochs=0"]
-            res = automl_run(a.recipe, ov, out / f"option-{name}")
-            rk = res["ranking"]["archs"]
-            score = [-e["supernet_loss"] for e in rk]
-            score_b = [-e["supernet_loss_batch_stats"] for e in rk]
-            sn = signal_noise(out / f"option-{name}")
-            rows.append({"option": name, "tau": kendall_tau_b(score, t0), "tau_seed1": kendall_tau_b(score, t1),
-                         "spearman": spearman(score, t0), "tau_batch_stats": kendall_tau_b(score_b, t0),
-                         "supernet_acc_median": float(np.median([e["supernet_accuracy"] for e in rk])),
-                         "weights_s": res["phase_seconds"].get("weights", 0.0),
-                         **sn})
-            print(rows[-1], flush=True)
-        emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
-             retrain_noise_tau=kendall_tau_b(t0, t1))
+        seeds = [int(x) for x in a.supernet_seeds.split(",")]
+        if a.truth:
+            t, choices, n = recorded_truth(Path(a.truth), a.archs)
+            rows = tau_per_option(a, out, t, None, choices, seeds)
+            size = kendall_tau_b(_params(Path(a.truth)), t)
+            emit("ranking_tau", rows, archs=a.archs, truth=a.truth, truth_seeds=n, params_tau=size)
+        else:
+            t0, t1 = truth(a.recipe, a.overrides, out, a.archs, 0), truth(a.recipe, a.overrides, out, a.archs, 1)
+            print(f"retraining noise: τ(seed 0, seed 1) = {kendall_tau_b(t0, t1):.3f}, ρ = {spearman(t0, t1):.3f}")
+            rows = tau_per_option(a, out, t0, t1, None, seeds)
+            emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
+                 retrain_noise_tau=kendall_tau_b(t0, t1))
     if not a.no_stability:
         combos = [(m, t, sd) for m in a.methods.split(",") for t in (1, 2) for sd in (0, 1, 2)]
         with ThreadPoolExecutor(a.jobs) as pool:  # the runs are subprocesses: threads only wait
