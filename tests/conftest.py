@@ -1,4 +1,33 @@
+import pytest
 import torch
+
+from automl.train.checkpoint import CheckpointStore
 
 # The networks in the tests are tiny: one intra-op thread is faster than two fighting over 2 cores.
 torch.set_num_threads(1)
+
+
+class Killed(KeyboardInterrupt):
+    """A run killed right after a checkpoint (as ``kill -9`` would, but in this process)."""
+
+
+@pytest.fixture
+def die_after_save(monkeypatch):
+    """``die_after_save(when)``: the next checkpoint for which ``when(state, n)`` holds (``n``: checkpoints
+    written so far, this one included) is written, then the run dies with :class:`Killed`; every later
+    checkpoint is written normally (the resumed run's). Returns the list of (stage, epoch, step) written
+    until the kill."""
+    def arm(when):
+        real, saved = CheckpointStore.save, []
+
+        def save_then_die(self, state):
+            path = real(self, state)
+            saved.append((state["stage"], state["epoch"], state["step"]))
+            if when(state, len(saved)):
+                monkeypatch.setattr(CheckpointStore, "save", real)
+                raise Killed()
+            return path
+
+        monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+        return saved
+    return arm

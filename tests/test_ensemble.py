@@ -132,27 +132,13 @@ def test_two_supernets_rank_by_their_mean_prediction(tmp_path):
     assert ens_loss == pytest.approx(float(loops.path_losses(ens, *epoch0, first.cpu(), ws.device).mean()), rel=1e-5)
 
 
-def test_resume_mid_weight_phase_with_two_supernets(tmp_path, monkeypatch):
+def test_resume_mid_weight_phase_with_two_supernets(tmp_path, die_after_save):
     extra = ["search.supernets=2", "checkpoint.every_steps=2"]
     reference = _run(tmp_path, extra, name="ref")
-    real_save = CheckpointStore.save
-    killed = []
-
-    class Killed(KeyboardInterrupt):
-        pass
-
-    def save_then_die(self, state):
-        path = real_save(self, state)
-        if state["stage"] == 0 and state["step"] > 0 and not killed:  # inside a weight epoch
-            killed.append((state["epoch"], state["step"]))
-            raise Killed()
-        return path
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    saved = die_after_save(lambda state, n: state["stage"] == 0 and state["step"] > 0)  # inside a weight epoch
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, extra, name="killed")
-    monkeypatch.setattr(CheckpointStore, "save", real_save)
-    assert killed
+    assert saved[-1][0] == 0 and saved[-1][2] > 0
     resumed = _run(tmp_path, extra, name="killed", resume=True)
     strip = lambda r: [(a["choices"], a["params"]) for a in r["architectures"]]  # noqa: E731
     assert strip(resumed) == strip(reference)

@@ -9,7 +9,6 @@ import pytest
 from automl.cli import main
 from automl.pipeline import Run
 from automl.recipe import load_recipe
-from automl.train.checkpoint import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -67,10 +66,6 @@ def test_run_exports_onnx_per_epsilon(tmp_path):
     assert len(manifest["normalize"]["mean"]) == 1 and manifest["normalize"]["std"][0] > 0
 
 
-class _Killed(KeyboardInterrupt):
-    pass
-
-
 @pytest.mark.parametrize("method,kill_after", [
     ("importance_sampling", 1),   # mid weight phase
     ("importance_sampling", 2),   # weight -> θ boundary
@@ -81,25 +76,14 @@ class _Killed(KeyboardInterrupt):
     ("separate", 3),
     ("importance_sampling+budgets", 3),  # mid θ phase: the adapted ε resume with the engine
 ])
-def test_resume_after_interruption_gives_identical_results(tmp_path, monkeypatch, method, kill_after):
+def test_resume_after_interruption_gives_identical_results(tmp_path, die_after_save, method, kill_after):
     method, _, budgets = method.partition("+")
     extra = [f"search.method={method}", "retrain.epochs=2"] + (BUDGETS if budgets else [])
     reference = run(tmp_path, extra, name="ref")
 
-    real_save = CheckpointStore.save
-    calls = {"n": 0}
-
-    def save_then_die(self, state):
-        path = real_save(self, state)
-        calls["n"] += 1
-        if calls["n"] == kill_after:
-            raise _Killed()
-        return path
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    die_after_save(lambda state, n: n == kill_after)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, extra, name="killed")
-    monkeypatch.setattr(CheckpointStore, "save", real_save)
     assert not (tmp_path / "killed" / "results.json").exists()
     resumed = run(tmp_path, extra, resume=True, name="killed")
     strip = lambda r: [(a["choices"], a["params"], a["test_accuracy"], a["epsilon"])  # noqa: E731

@@ -192,24 +192,13 @@ print("not reached")
     ("checkpoint.every_steps=4", 9),    # retraining retrain/1, epoch 0 after 4 steps
     ("checkpoint.every_minutes=1e-9", 4),  # the clock, due after every step: weights, epoch 1 after 1 step
 ])
-def test_checkpoints_inside_an_epoch_then_hard_stop_resume_identical(tmp_path, monkeypatch, reference,
-                                                                     trigger, kill_after):
+def test_checkpoints_inside_an_epoch_then_hard_stop_resume_identical(tmp_path, monkeypatch, die_after_save,
+                                                                     reference, trigger, kill_after):
     ref, ref_lines, ref_counts = reference("importance_sampling")
-    real_save = CheckpointStore.save
-    saved = []
-
-    def save_then_die(self, state):
-        path = real_save(self, state)
-        saved.append((state["stage"], state["epoch"], state["step"]))
-        if len(saved) == kill_after:
-            raise KeyboardInterrupt  # the process ends here, right after the checkpoint
-        return path
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    saved = die_after_save(lambda state, n: n == kill_after)  # the process ends right after that checkpoint
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         _run(out, [trigger])
-    monkeypatch.setattr(CheckpointStore, "save", real_save)
     assert saved[-1][2] > 0, saved  # the last checkpoint is inside an epoch
     with open(out / "metrics.jsonl", "a") as f:  # as if the killed run had logged more after its checkpoint
         f.write('{"phase": "weights", "epoch": 9, "step": 9, "loss": 0.0}\n{"phase": "weig')

@@ -14,7 +14,6 @@ from automl.cli import main
 from automl.pipeline import Run
 from automl.ranking import kendall_tau_b, mean_over_seeds, pair_counts, select_archs, spearman, summarize
 from automl.recipe import load_recipe
-from automl.train.checkpoint import CheckpointStore
 from automl.train.sampling import fair_archs, sandwich_archs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,10 +147,6 @@ def _check_ranking(rk, k, seeds=1, truth="loss"):
     assert costs == sorted(costs) and costs[0] < costs[-1]
 
 
-class _Killed(KeyboardInterrupt):
-    pass
-
-
 def test_mean_over_seeds_and_summary_equal_a_loop():
     rng = np.random.default_rng(3)
     entries = [{"supernet_loss": float(rng.uniform(0.5, 2)), "supernet_loss_batch_stats": float(rng.uniform(0.5, 2)),
@@ -176,7 +171,7 @@ def test_mean_over_seeds_and_summary_equal_a_loop():
         assert rk["seeds"] == 3 and rk["truth"] == truth
 
 
-def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp_path, monkeypatch):
+def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp_path, die_after_save):
     recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=2", "ranking.bn_batches=1",
                                         "ranking.seeds=2"])
     res = Run(recipe, tmp_path / "run", tty=False).execute()
@@ -189,19 +184,10 @@ def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp
     assert "Kendall's τ" in (tmp_path / "run" / "report.md").read_text()
 
     # killed mid-way through the stand-alone training of the second ranked architecture, then resumed
-    real_save, calls = CheckpointStore.save, {"n": 0}
-
-    def save_then_die(self, state):
-        path = real_save(self, state)
-        calls["n"] += 1
-        if calls["n"] == 7:  # weights, θ, retrain/0, retrain/1, ranking/0 epoch 1 and end, ranking/0/1 epoch 1
-            raise _Killed()
-        return path
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    # (checkpoints: weights, θ, retrain/0, retrain/1, ranking/0 epoch 1 and end, ranking/0/1 epoch 1)
+    die_after_save(lambda state, n: n == 7)
     with pytest.raises(KeyboardInterrupt):
         Run(recipe, tmp_path / "killed", tty=False).execute()
-    monkeypatch.setattr(CheckpointStore, "save", real_save)
     resumed = Run(recipe, tmp_path / "killed", resume=True, tty=False).execute()
     assert resumed["ranking"]["archs"] == res["ranking"]["archs"]
 

@@ -15,7 +15,6 @@ from automl.pipeline import Run
 from automl.pipeline.setup import load_spaces
 from automl.recipe import load_recipe
 from automl.train import threads as th
-from automl.train.checkpoint import CheckpointStore
 from automl.train.threads import WORK_PER_THREAD, choose_threads, env_threads, resolve_threads, space_elements
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,22 +192,15 @@ def test_run_auto_and_env(tmp_path, seen_threads, monkeypatch):
     assert seen_threads == [1] and res["threads"]["source"] == "OMP_NUM_THREADS"
 
 
-def test_resumed_run_keeps_the_count_it_started_with(tmp_path, seen_threads, monkeypatch):
+def test_resumed_run_keeps_the_count_it_started_with(tmp_path, seen_threads, monkeypatch, die_after_save):
     """Started with threads=1, interrupted, resumed with threads: auto on a machine where auto would now
     pick 2: the resumed part runs the one thread it started with, and equals an uninterrupted run."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     extra = TINY + ["search.weight_epochs=2"]
     reference = Run(load_recipe(QUICK, extra + ["threads=1"]), tmp_path / "ref", tty=False).execute()
-    real_save = CheckpointStore.save
-
-    def save_then_die(self, state):
-        real_save(self, state)
-        raise KeyboardInterrupt  # after the first checkpoint: mid weight phase
-
-    monkeypatch.setattr(CheckpointStore, "save", save_then_die)
+    die_after_save(lambda state, n: n == 1)  # after the first checkpoint: mid weight phase
     with pytest.raises(KeyboardInterrupt):
         Run(load_recipe(QUICK, extra + ["threads=1"]), tmp_path / "k", tty=False).execute()
-    monkeypatch.setattr(CheckpointStore, "save", real_save)
     monkeypatch.setattr(th, "choose_threads", lambda *a: (2, "a busier or bigger machine"))
     seen_threads.clear()
     resumed = Run(load_recipe(QUICK, extra), tmp_path / "k", resume=True, tty=False).execute()
