@@ -13,7 +13,7 @@ from automl.errors import UserError
 from automl.profile import apply_cost_table, read_cost_table
 from automl.ranking import space_size
 from automl.report import short_number
-from automl.search import ContextCosts, normalize_context, normalize_costs
+from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_shapes", "check_ranking", "check_budgets",
@@ -147,11 +147,7 @@ class EngineCosts:
     def cheapest(self) -> float:
         """In recipe units, the cost of the cheapest architecture by the searchers' costs (above the exact
         ``CostTable.min_total`` where elastic depth's per-choice costs are upper bounds)."""
-        if isinstance(self.costs, ContextCosts):
-            low = self.costs.extremes()[0]
-        else:
-            low = float(self.costs.masked_fill(~self.mask, float("inf")).min(-1).values.sum())
-        return self.fixed + self.scale * low
+        return self.fixed + self.scale * cost_extremes(self.costs, self.mask)[0]
 
 
 def engine_costs(space, metric: str, normalize: bool) -> EngineCosts:

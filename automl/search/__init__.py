@@ -6,7 +6,7 @@ drive any black-box objective. See docs/search-engine.md.
 """
 
 from ._base import Searcher
-from ._context import ContextCosts
+from ._context import ContextCosts, cost_extremes
 from ._costs import cost_scale, normalize_context, normalize_costs
 from ._knapsack import best_within_budget
 from ._multi_epsilon import MultiEpsilonSearch
@@ -14,4 +14,4 @@ from ._random import RandomSearch
 from ._registry import SearchMethod, SearchProblem, get_searcher, register_searcher, searcher_names  # noqa: F401
 
 __all__ = ["MultiEpsilonSearch", "RandomSearch", "Searcher", "normalize_costs", "cost_scale", "best_within_budget",
-           "ContextCosts", "normalize_context"]
+           "ContextCosts", "cost_extremes", "normalize_context"]
