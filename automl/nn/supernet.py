@@ -141,20 +141,16 @@ class ChainSupernet(Supernet):
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
         a = arch.tolist()
         x = self.bn1(self.conv_stem(self._resized(x, a)))
-        if self._elastic:
-            for i, op in self._path(a):
+        if self._elastic or self._gated:  # layers elastic depth may skip, or run at smaller widths
+            for _, op in self._path(a):
                 x = op(x)
-            for name in self._head_order:
-                x = self._head_part(name, a)(x)
-            return x
-        if self._gated:
-            for i, (ops, d) in enumerate(self._route):
-                gate = self._gated.get(i)
-                if gate is None or gate[1][a[gate[0]]]:
-                    x = ops[a[d] if d >= 0 else 0](x)
         else:
             for ops, d in self._route:
                 x = ops[a[d] if d >= 0 else 0](x)
+        if self._elastic:
+            for name in self._head_order:
+                x = self._head_part(name, a)(x)
+            return x
         if self._pool_first:
             return self.classifier(self.bn2(self.conv_head(self.global_pool(x))))
         x = self.bn2(self.conv_head(x))
