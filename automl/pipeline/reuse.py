@@ -19,6 +19,7 @@ from automl.errors import UserError
 from automl.pipeline.context import RunContext
 from automl.pipeline.state import RunState
 from automl.train.checkpoint import CheckpointStore
+from automl.train.data import split_seed
 
 __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage",
            "load_supernet", "differences"]
@@ -37,7 +38,7 @@ def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) ->
                           "space.sha256": hashlib.sha256(space_path.read_bytes()).hexdigest(),
                           "space_args": dict(sorted(space_args.items())), "seed": recipe.seed}
     fp.update({f"data.{k}": v for k, v in data.items()})
-    split = recipe.seed if recipe.data.split_seed is None else recipe.data.split_seed
+    split = split_seed(recipe.data, recipe.seed)
     if split != recipe.seed:  # absent when the split follows the seed, as in runs recorded before the key
         fp["data.split_seed"] = split
     fp.update({f"search.{k}": getattr(recipe.search, k) for k in WEIGHT_SEARCH_KEYS})

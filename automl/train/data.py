@@ -280,7 +280,7 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
 
     n_train = len(y_tr) if cfg.limit_train is None else min(cfg.limit_train, len(y_tr))
     x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
-    idx_w, idx_theta = _split(n_train, cfg.theta_split, seed if cfg.split_seed is None else cfg.split_seed)
+    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, seed))
 
     x_tr, y_tr, x_te, y_te = (t.to(device) for t in (x_tr, y_tr, x_te, y_te))
     c, h, w = x_tr.shape[1:]
@@ -302,6 +302,11 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
         test=TensorLoader("test", x_te, y_te, torch.arange(len(y_te)), cfg.test_batch_size, shuffle=False,
                           transform=transform_test, **common),
     )
+
+
+def split_seed(cfg: DataConfig, seed: int) -> int:
+    """The seed that draws the D_W / D_theta split: ``data.split_seed``, or the run's ``seed`` when null."""
+    return seed if cfg.split_seed is None else cfg.split_seed
 
 
 def _split(n: int, theta_split: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -484,8 +489,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
         raise DataError(f"{root / 'train'} and {root / 'val'} have different class folders "
                         f"({len(train_set.classes)} vs {len(test_set.classes)}); {layout}")
     n_train = len(train_set) if cfg.limit_train is None else min(cfg.limit_train, len(train_set))
-    idx_w, idx_theta = _split(n_train, cfg.theta_split,
-                              common["seed"] if cfg.split_seed is None else cfg.split_seed)
+    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, common["seed"]))
 
     def loader(name, ds, idx, bs, shuffle):
         return FolderLoader(name, ds, idx, bs, shuffle=shuffle, device=device, workers=cfg.workers, **common)
