@@ -205,9 +205,8 @@ class RankingStage:
     from seed ``seed + s`` (s = 0: the run's seed, as with one retraining)."""
 
     def __init__(self, j: int, archs, ranking, rt, cost: str, seed: int, s: int = 0):
-        self.j, self.s, self.archs, self.rk, self.cost, self.seed = j, s, archs, ranking, cost, seed
-        epochs = rt.epochs if ranking.retrain_epochs is None else ranking.retrain_epochs
-        self.rt = rt.model_copy(update={"epochs": epochs})  # the same settings, its own length
+        # rt: the retrain section's settings at the ranking's length (results.ranking_epochs)
+        self.j, self.s, self.archs, self.rk, self.rt, self.cost, self.seed = j, s, archs, ranking, rt, cost, seed
         self.key = f"ranking/{j}" if s == 0 else f"ranking/{j}/{s}"
         self.recorded: dict | None = None  # automl rank: this retraining as an earlier ranking recorded it
 

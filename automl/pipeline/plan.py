@@ -27,7 +27,7 @@ import torch
 from automl.pipeline.context import RunContext
 from automl.pipeline.final_stages import Exporter, RankingStage, RetrainStage
 from automl.pipeline.members import Members
-from automl.pipeline.results import ReportStage, ranking_seeds
+from automl.pipeline.results import ReportStage, ranking_epochs, ranking_seeds
 from automl.pipeline.reuse import ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.setup import EngineCosts, Spaces, engine_costs
@@ -109,7 +109,8 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
     stages += [RetrainStage(i, members, recipe.retrain, seed, exporter) for i in range(members.n)]
     if recipe.ranking is not None:
         archs = ranking_archs(spaces.search, s.cost, recipe.ranking.archs)
-        stages += [RankingStage(j, archs, recipe.ranking, recipe.retrain, s.cost, seed, k)
+        rt = recipe.retrain.model_copy(update={"epochs": ranking_epochs(recipe)})  # the same settings, its length
+        stages += [RankingStage(j, archs, recipe.ranking, rt, s.cost, seed, k)
                    for j in range(recipe.ranking.archs) for k in range(ranking_seeds(recipe))]
     stages.append(ReportStage(recipe, out, members, method.name, costs, threads))
     return Plan(stages, members, method)
