@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from automl.cli import main
 from automl.compile import load_compiled
-from automl.nn.ensemble import SupernetEnsemble, ensemble_size, member_weights
+from automl.nn.ensemble import SupernetEnsemble, ensemble_size, member_weights, path_outputs
 from automl.pipeline import Run
 from automl.recipe import load_recipe
 from automl.train import loops
@@ -111,25 +111,53 @@ def test_a_run_with_two_supernets(tmp_path, space):
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == res
 
 
-def test_two_supernets_rank_by_their_mean_prediction(tmp_path):
-    """The run's supernet is the ensemble (its losses are not member 0's), and the θ phase's first logged
-    loss is the mean of the ensemble's losses of its first λ paths on its first D_θ batch."""
+def test_two_supernets_rank_by_their_members_mean_loss(tmp_path):
+    """The θ phase scores a path by the mean of the members' losses on it (not member 0's, and not the loss
+    of the ensemble's mean prediction, which also rewards the members' disagreement), and its first logged
+    loss is that score averaged over its first λ paths on its first D_θ batch."""
     _run(tmp_path, ["search.supernets=2", "search.log_every=1"])
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     ens_loss = next(r["loss"] for r in rows if r.get("phase") == "theta")
     from automl.pipeline import open_workspace
     ws = open_workspace(load_recipe(QUICK, TINY + ["search.supernets=2"]))
     sd = CheckpointStore(tmp_path / "run" / "checkpoints").load()["supernet"]
-    ens, single = ws.supernet(sd), ws.supernet(member_weights(sd, 0))
-    assert isinstance(ens, SupernetEnsemble) and not isinstance(single, SupernetEnsemble)
+    ens = ws.supernet(sd)
+    one, two = ws.supernet(member_weights(sd, 0)), ws.supernet(member_weights(sd, 1))
+    assert isinstance(ens, SupernetEnsemble) and not isinstance(one, SupernetEnsemble)
     x, y = next(iter(ws.data.theta.epoch(0)))
-    archs = torch.zeros(2, len(ws.spaces.search.num_choices), dtype=torch.long)
+    archs = torch.tensor([[0] * len(ws.spaces.search.num_choices), ws.spaces.search.cost_table.cheapest()])
     l_ens = loops.path_losses(ens, x, y, archs, ws.device)
-    l_one = loops.path_losses(single, x, y, archs, ws.device)
-    assert not torch.allclose(l_ens, l_one)
+    l_one, l_two = (loops.path_losses(n, x, y, archs, ws.device) for n in (one, two))
+    assert torch.allclose(l_ens, (l_one + l_two) / 2, rtol=1e-6) and not torch.allclose(l_ens, l_one)
+    with torch.no_grad():
+        ens.train()
+        prediction = torch.stack([F.cross_entropy(ens(x, a), y) for a in archs])
+    assert not torch.allclose(l_ens, prediction, rtol=1e-4)  # the ensemble's own loss is lower (Jensen)
+    assert bool((prediction < l_ens).all())
     first = ws.searcher(list(range(ws.members.n))).ask()  # the θ stage's searcher: the same seed, same first ask
     epoch0 = next(iter(ws.data.theta.epoch(0)))
     assert ens_loss == pytest.approx(float(loops.path_losses(ens, *epoch0, first.cpu(), ws.device).mean()), rel=1e-5)
+
+
+def test_evaluate_scores_each_member_and_averages(space):
+    """loops.evaluate on a forward that returns the members' logits: the mean of their losses and accuracies."""
+    ens = _ensemble(space, 3).eval()
+    arch = torch.as_tensor(space.cost_table.cheapest())
+
+    class Loader:
+        def epoch(self, e):
+            g = torch.Generator().manual_seed(1)
+            return [(torch.randn(6, 1, 8, 8, generator=g), torch.randint(0, 10, (6,), generator=g))
+                    for _ in range(3)]
+
+    cpu, info = torch.device("cpu"), DistInfo()
+    loss, acc = loops.evaluate(lambda x: path_outputs(ens, x, arch), Loader(), cpu, info)
+    each = [loops.evaluate(lambda x, m=m: m(x, arch), Loader(), cpu, info) for m in ens.members]
+    assert loss == pytest.approx(sum(e[0] for e in each) / 3, rel=1e-9)
+    assert acc == pytest.approx(sum(e[1] for e in each) / 3, rel=1e-9)
+    assert loss != pytest.approx(loops.evaluate(lambda x: ens(x, arch), Loader(), cpu, info)[0], rel=1e-4)
+    single = ens.members[0]
+    assert path_outputs(single, torch.zeros(1, 1, 8, 8), arch)[0].shape == (1, 10)
 
 
 def test_resume_mid_weight_phase_with_two_supernets(tmp_path, die_after_save):

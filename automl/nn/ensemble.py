@@ -3,10 +3,13 @@
 A weight-sharing supernet's loss for a path carries the noise of its own training (initialisation, path
 sequence, data order): on digits two supernets trained alike but for the seed order the same 20
 architectures at Kendall τ 0.48–0.66 with each other (docs/search-engine.md, "Several supernets"). An
-ensemble averages that noise (on digits what remains, common to every supernet, ranked no better against
-stand-alone training than one supernet does): a path's prediction is the mean of the M members'
-probabilities on the same path, ``log (1/M Σ_m softmax(f_m(x, a)))``, which :func:`torch.nn.functional.cross_entropy` takes
-as it takes logits (its log-softmax leaves normalised log-probabilities unchanged). Each member is trained
+ensemble averages that noise: the θ phase and the ranking score a path by the mean of its members' losses
+on it (:func:`path_outputs` gives each member's logits, which :func:`automl.train.loops.path_losses` and
+:func:`automl.train.loops.evaluate` score one by one and average), an estimate of the architecture's loss
+with one supernet's training noise averaged out. The module's forward is the ensemble's prediction, the
+log of the members' mean probability ``log (1/M Σ_m softmax(f_m(x, a)))``, which is not what a search
+ranks by: its loss also rewards the members' disagreement on a path, which says nothing about the
+architecture (on digits it ranked worse: docs/search-engine.md, "Several supernets"). Each member is trained
 on its own loss (the weight stage steps them one after the other; nothing is shared), so the members stay
 independent.
 
@@ -23,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SupernetEnsemble", "ensemble_size", "member_weights"]
+__all__ = ["SupernetEnsemble", "ensemble_size", "member_weights", "path_outputs"]
 
 PREFIX = "members."
 
@@ -46,6 +49,14 @@ class SupernetEnsemble(nn.Module):
 
     def path_modules(self, arch) -> list[nn.Module]:
         return self.members[0].path_modules(arch)
+
+
+def path_outputs(net: nn.Module, x: torch.Tensor, arch: torch.Tensor) -> list[torch.Tensor]:
+    """The logits of path ``arch`` in each supernet ``net`` holds: one per member of an ensemble,
+    ``[net(x, arch)]`` for a single supernet. Scores average over them (the members' mean loss)."""
+    if isinstance(net, SupernetEnsemble):
+        return [m(x, arch) for m in net.members]
+    return [net(x, arch)]
 
 
 def ensemble_size(weights: dict) -> int:

@@ -21,7 +21,7 @@ from automl.pipeline.search_stages import bn_batches, supernet_from_state
 from automl.pipeline.state import RunState
 from automl.train import loops
 from automl.nn.depthwise import plain_convs
-from automl.nn.ensemble import member_weights
+from automl.nn.ensemble import member_weights, path_outputs
 from automl.nn.measure import count_params
 
 __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
@@ -233,7 +233,8 @@ class RankingStage:
             entry["params"] = count_params(model)
         else:  # the supernet's own weights on the path, BatchNorm as recalibrated in _score
             seed = self.seed
-            test_loss, test_acc = loops.evaluate(lambda x: net(x, arch), ctx.data.test, ctx.device, ctx.info)
+            test_loss, test_acc = loops.evaluate(lambda x: path_outputs(net, x, arch), ctx.data.test, ctx.device,
+                                                 ctx.info)  # an ensemble's: its members' mean
             entry["params"] = net.path_params(arch)
         ctx.keeper.stop()
         entry["retrainings"] = [*entry.get("retrainings", []),
@@ -247,12 +248,13 @@ class RankingStage:
     def _score(self, ctx: RunContext, state: RunState, idx: int, arch: torch.Tensor):
         """The supernet with BatchNorm recalibrated for ``arch``, and the entry with its scores on D_θ."""
         net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
+        paths = lambda x: path_outputs(net, x, arch)  # noqa: E731  (an ensemble: each member's, averaged)
         with torch.no_grad():
             # what the θ phase sees by default: train mode, each batch's own statistics
-            loss_batch, acc_batch = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
+            loss_batch, acc_batch = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
             loops.recalibrate_bn(net, lambda x: net(x.contiguous(memory_format=torch.channels_last), arch),
                                  bn_batches(ctx.data, self.rk.bn_batches))
-            loss, acc = loops.evaluate(lambda x: net(x, arch), ctx.data.theta, ctx.device, ctx.info)
+            loss, acc = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
         space = ctx.spaces.search
         return net, {"choices": space.decode(arch), "cost": float(space.cost_table.total(arch, self.cost)),
                      "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.nn.depthwise import use_fast_depthwise_grad
+from automl.nn.ensemble import path_outputs
 from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_sum
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
@@ -158,8 +159,9 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
             if calibration is not None:
                 a = archs[i]
                 recalibrate_bn(supernet, lambda b: supernet(_prepare(b, device), a), calibration)
-            logits = supernet(x, archs[i])
-        out.append(F.cross_entropy(logits.float(), y))
+            members = path_outputs(supernet, x, archs[i])
+        losses = [F.cross_entropy(logits.float(), y) for logits in members]
+        out.append(losses[0] if len(losses) == 1 else torch.stack(losses).mean())
     if calibration is not None:
         supernet.train()
     return torch.stack(out)
@@ -167,15 +169,18 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
 
 @torch.inference_mode()
 def evaluate(forward, loader, device: torch.device, info: DistInfo) -> tuple[float, float]:
-    """(mean loss, accuracy) of ``forward(x)`` over every batch of ``loader``, summed over ranks."""
+    """(mean loss, accuracy) of ``forward(x)`` over every batch of ``loader``, summed over ranks. A ``forward``
+    that returns a list of logits (an ensemble's members: :func:`automl.nn.ensemble.path_outputs`) is
+    scored by each one's loss and accuracy, averaged."""
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for x, y in loader.epoch(0):
         with autocast_for(device):
-            logits = forward(_prepare(x, device))
-        logits = logits.float()
-        sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
-        sums[1] += (logits.argmax(1) == y).sum()
-        sums[2] += y.numel()
+            outs = forward(_prepare(x, device))
+        for logits in outs if isinstance(outs, (list, tuple)) else [outs]:
+            logits = logits.float()
+            sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
+            sums[1] += (logits.argmax(1) == y).sum()
+            sums[2] += y.numel()
     sums = all_reduce_sum(sums, info)
     n = max(sums[2].item(), 1.0)
     return sums[0].item() / n, sums[1].item() / n
