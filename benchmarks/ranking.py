@@ -46,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit  # noqa: E402
 
+from automl.nn.ensemble import path_outputs  # noqa: E402
 from automl.pipeline import open_workspace  # noqa: E402
 from automl.ranking import kendall_tau_b, spearman  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
@@ -69,6 +70,17 @@ OPTIONS = {
     "lam16": ["search.lam=16"],
     "supernets2": ["search.supernets=2"],
     "supernets3": ["search.supernets=3"],
+    "supernets4": ["search.supernets=4"],
+    "supernets2-e8": ["search.supernets=2", "search.weight_epochs=8"],
+    "supernets3-e5": ["search.supernets=3", "search.weight_epochs=5"],
+    "epochs8": ["search.weight_epochs=8"],
+    "wd0": ["optim.weight_decay=0"],
+    "wd1e-3": ["optim.weight_decay=1e-3"],
+    "wd3e-3": ["optim.weight_decay=3e-3"],
+    "lr0.2": ["optim.lr=0.2"],
+    "lr0.5": ["optim.lr=0.5"],
+    "batch32": ["data.batch_size=32"],
+    "lam4": ["search.lam=4"],
 }
 
 
@@ -221,6 +233,11 @@ def _pair_stats(L: np.ndarray) -> dict:
             "sd": float(np.median(sd)), "batch_agrees": float(np.median(agree))}
 
 
+def _path_loss(net, x, y, arch) -> float:
+    """The cross-entropy of path ``arch`` on one batch (an ensemble's: its members' mean, as the θ phase's)."""
+    return float(torch.stack([torch.nn.functional.cross_entropy(o, y) for o in path_outputs(net, x, arch)]).mean())
+
+
 def signal_noise(run_dir: Path) -> dict:
     """Pairwise |mean loss difference| / its batch-to-batch standard deviation (medians over the pairs of the K
     architectures, and over the pairs of the better half), on the run's supernet, with each batch's BatchNorm
@@ -240,7 +257,7 @@ def signal_noise(run_dir: Path) -> dict:
                     recalibrate_bn(net, lambda x: net(x, a), calib)
                 else:
                     net.train()
-                L.append([float(torch.nn.functional.cross_entropy(net(x, a), y)) for x, y in batches])
+                L.append([_path_loss(net, x, y, a) for x, y in batches])
             L = np.array(L)
             top = np.argsort(L.mean(1))[: len(L) // 2]  # the better half: where ε = 0 has to choose
             out.update({f"{mode}_{k}": v for k, v in _pair_stats(L).items()})
