@@ -71,7 +71,6 @@ OPTIONS = {
     "supernets2": ["search.supernets=2"],
     "supernets3": ["search.supernets=3"],
     "supernets4": ["search.supernets=4"],
-    "supernets2-e8": ["search.supernets=2", "search.weight_epochs=8"],
     "supernets3-e5": ["search.supernets=3", "search.weight_epochs=5"],
     "epochs8": ["search.weight_epochs=8"],
     "wd0": ["optim.weight_decay=0"],
