@@ -46,7 +46,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit  # noqa: E402
 
-from automl.nn.ensemble import path_outputs  # noqa: E402
 from automl.pipeline import open_workspace  # noqa: E402
 from automl.ranking import kendall_tau_b, spearman  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
@@ -232,11 +231,6 @@ def _pair_stats(L: np.ndarray) -> dict:
             "sd": float(np.median(sd)), "batch_agrees": float(np.median(agree))}
 
 
-def _path_loss(net, x, y, arch) -> float:
-    """The cross-entropy of path ``arch`` on one batch (an ensemble's: its members' mean, as the θ phase's)."""
-    return float(torch.stack([torch.nn.functional.cross_entropy(o, y) for o in path_outputs(net, x, arch)]).mean())
-
-
 def signal_noise(run_dir: Path) -> dict:
     """Pairwise |mean loss difference| / its batch-to-batch standard deviation (medians over the pairs of the K
     architectures, and over the pairs of the better half), on the run's supernet, with each batch's BatchNorm
@@ -256,7 +250,8 @@ def signal_noise(run_dir: Path) -> dict:
                     recalibrate_bn(net, lambda x: net(x, a), calib)
                 else:
                     net.train()
-                L.append([_path_loss(net, x, y, a) for x, y in batches])
+                # the θ phase's loss of the path on each batch (an ensemble's: its members' mean)
+                L.append([float(path_losses(net, x, y, a[None], ws.device)[0]) for x, y in batches])
             L = np.array(L)
             top = np.argsort(L.mean(1))[: len(L) // 2]  # the better half: where ε = 0 has to choose
             out.update({f"{mode}_{k}": v for k, v in _pair_stats(L).items()})
