@@ -252,7 +252,7 @@ class RankingStage:
         with torch.no_grad():
             # what the θ phase sees by default: train mode, each batch's own statistics
             loss_batch, acc_batch = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
-            loops.recalibrate_bn(net, lambda x: net(x.contiguous(memory_format=torch.channels_last), arch),
+            loops.recalibrate_bn(net, lambda x: paths(x.contiguous(memory_format=torch.channels_last)),
                                  bn_batches(ctx.data, self.rk.bn_batches))
             loss, acc = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
         space = ctx.spaces.search

@@ -17,7 +17,7 @@ from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.results import build_results, ranking_results, recorded_retrainings
 from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
-from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, engine_costs, load_spaces,
+from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, load_spaces, recipe_costs,
                                    resolve_device)
 from automl.pipeline.state import RunState, restore_rng
 from automl.report import write_report
@@ -199,7 +199,7 @@ class Run:
         self._check_supernet()
         self._prepare_out()
         spaces, data, threads = self._start_up()
-        costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
+        costs = recipe_costs(r, spaces.search)
         check_budgets(r, spaces.search, self.reporter.info, costs)
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
         self._warn_paper_utility(plan.members.n)
@@ -239,7 +239,7 @@ class Run:
         spaces, data, _ = self._start_up(threads=False)
         state = RunState.from_checkpoint(ckpt, str(self.store.folder))
         state.stage, state.epoch, state.step = 0, 0, 0
-        costs = engine_costs(spaces.search, r.search.cost, r.search.normalize_costs)
+        costs = recipe_costs(r, spaces.search)
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device)
         ctx = self._context(state, spaces, data, plan, Preemption(self.info), checkpointing=False)
         path = self.out / "results.json"

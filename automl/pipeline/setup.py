@@ -17,7 +17,7 @@ from automl.search import ContextCosts, cost_extremes, normalize_context, normal
 from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_shapes", "check_ranking", "check_budgets",
-           "EngineCosts", "engine_costs"]
+           "EngineCosts", "engine_costs", "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -148,6 +148,11 @@ class EngineCosts:
         """In recipe units, the cost of the cheapest architecture by the searchers' costs (above the exact
         ``CostTable.min_total`` where elastic depth's per-choice costs are upper bounds)."""
         return self.fixed + self.scale * cost_extremes(self.costs, self.mask)[0]
+
+
+def recipe_costs(recipe, space) -> EngineCosts:
+    """The searchers' costs of a run of ``recipe`` on ``space``: search.cost, normalised as search.normalize_costs."""
+    return engine_costs(space, recipe.search.cost, recipe.search.normalize_costs)
 
 
 def engine_costs(space, metric: str, normalize: bool) -> EngineCosts:

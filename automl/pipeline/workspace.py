@@ -17,7 +17,7 @@ from torch import nn
 from automl.pipeline.members import Members
 from automl.pipeline.plan import ranking_archs, search_problem
 from automl.pipeline.search_stages import bn_batches, supernet_from_state
-from automl.pipeline.setup import EngineCosts, Spaces, check_shapes, engine_costs, load_spaces, resolve_device
+from automl.pipeline.setup import EngineCosts, Spaces, check_shapes, load_spaces, recipe_costs, resolve_device
 from automl.search import Searcher, get_searcher
 from automl.train.data import build_data
 from automl.train.distributed import DistInfo
@@ -64,4 +64,4 @@ def open_workspace(recipe, device: torch.device | None = None, info: DistInfo | 
                       world_size=info.world_size)
     check_shapes(recipe, spaces, data)
     return Workspace(recipe, info, device, spaces, data,
-                     engine_costs(spaces.search, recipe.search.cost, recipe.search.normalize_costs))
+                     recipe_costs(recipe, spaces.search))

@@ -158,7 +158,7 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
         with autocast_for(device), torch.no_grad():  # θ learns from the losses' values only
             if calibration is not None:
                 a = archs[i]
-                recalibrate_bn(supernet, lambda b: supernet(_prepare(b, device), a), calibration)
+                recalibrate_bn(supernet, lambda b: path_outputs(supernet, _prepare(b, device), a), calibration)
             members = path_outputs(supernet, x, archs[i])
         losses = [F.cross_entropy(logits.float(), y) for logits in members]
         out.append(losses[0] if len(losses) == 1 else torch.stack(losses).mean())
