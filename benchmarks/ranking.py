@@ -24,6 +24,11 @@ there: the script can be re-run after a change to re-measure only what was delet
 * **stability**: the recipe as given with ``retrain.epochs=0``, for search.method separate and
   importance_sampling, over threads {1, 2} x seeds {0, 1, 2}: the parameters of the ε = 0 member (the
   recipe's first ε / budget) and max / min.
+* **one standard error** (``--one-se RUN,...``, ``--se K``): a tie-breaker that is not the paper's. From each
+  finished run's most accurate member (its supernet, BatchNorm recalibrated per path as the ranking does),
+  greedily the cheapest single-decision change whose D_θ loss is within K standard errors (per image, paired)
+  of the member's, until none is: the "simplest model within one standard error" rule (CART, glmnet's
+  lambda.1se). Reports the parameters reached and max / min over the runs.
 * **truth study** (``--truth-seeds 0,1,2``): the K architectures retrained stand-alone once per seed in this
   process, test accuracy and test loss: τ between single retrainings and between means over seeds, i.e. how
   reliable a truth is before any supernet is compared with it.
@@ -42,10 +47,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit  # noqa: E402
 
+from automl.nn.ensemble import path_outputs  # noqa: E402
 from automl.pipeline import open_workspace  # noqa: E402
 from automl.ranking import kendall_tau_b, spearman  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
@@ -247,7 +254,7 @@ def signal_noise(run_dir: Path) -> dict:
             L = []
             for a in archs:
                 if mode == "recal":
-                    recalibrate_bn(net, lambda x: net(x, a), calib)
+                    recalibrate_bn(net, lambda x: path_outputs(net, x, a), calib)
                 else:
                     net.train()
                 # the θ phase's loss of the path on each batch (an ensemble's: its members' mean)
@@ -278,6 +285,48 @@ def theta_replay(run_dir: Path, overrides: list[str], members: str) -> dict:
             "max_theta": engine.theta.amax(-1).mean(-1).tolist(), "epsilons": engine.epsilons}
 
 
+def _image_losses(ws, net, arch: torch.Tensor, calib: list) -> torch.Tensor:
+    """Each D_θ image's loss on path ``arch`` (an ensemble's: its members' mean), BatchNorm recalibrated."""
+    recalibrate_bn(net, lambda x: path_outputs(net, x, arch), calib)
+    out = []
+    for x, y in ws.data.theta.epoch(0):
+        x = x.contiguous(memory_format=torch.channels_last)
+        out.append(torch.stack([F.cross_entropy(z.float(), y, reduction="none")
+                                for z in path_outputs(net, x, arch)]).mean(0))
+    return torch.cat(out).double()
+
+
+@torch.inference_mode()
+def one_se(run_dir: Path, k: float) -> dict:
+    """From the run's first member, greedily the cheapest one-decision change whose D_θ loss is within ``k``
+    paired standard errors of the member's (the reference stays the member), until no change is."""
+    recipe = load_recipe(run_dir / "recipe.resolved.yaml")
+    ws = open_workspace(recipe)
+    space = ws.spaces.search
+    net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
+    calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(10)]
+    first = json.loads((run_dir / "results.json").read_text())["architectures"][0]["choices"]
+    arch = space.encode(first)
+    cost = lambda a: float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731
+    ref, cur = _image_losses(ws, net, arch, calib), arch
+    while True:
+        found = None
+        for d, n in enumerate(space.num_choices):
+            for c in range(n):
+                a = cur.clone()
+                a[d] = c
+                if cost(a) >= cost(cur) or (found is not None and cost(a) >= cost(found)):
+                    continue
+                diff = _image_losses(ws, net, a, calib) - ref
+                if diff.mean() <= k * diff.std() / len(diff) ** 0.5:
+                    found = a
+        if found is None:
+            break
+        cur = found
+    return {"run": run_dir.name, "member_params": int(space.cost_table.total(arch, "params")),
+            "params": int(space.cost_table.total(cur, "params")), "choices": space.decode(cur)}
+
+
 def stability_overrides(recipe: str, overrides: list[str], method: str, seed: int, threads: int) -> list[str]:
     """One stability run. Method 2's search for the first member does not depend on the others (one θ phase
     each, after the same weight phase), so it searches that member alone (its ε, or its budget): the same
@@ -299,6 +348,13 @@ def _params(run_dir: Path) -> list[float]:
 
 def _one_study(a, out: Path) -> None:
     """--replay, --truth-seeds (with or without --retrain): one study, then stop."""
+    if a.one_se:
+        rows = [one_se(Path(d), a.se) for d in a.one_se.split(",")]
+        for r in rows:
+            print(r, flush=True)
+        sizes = [r["params"] for r in rows]
+        emit("ranking_one_se", rows, k=a.se, max_over_min=max(sizes) / min(sizes))
+        return
     if a.replay:
         rows = []
         for d in a.replay.split(","):
@@ -348,13 +404,17 @@ def main(argv: list[str]) -> None:
                    help="comma-separated finished run folders (e.g. the stability runs): only replay their θ phase "
                         "with the overrides given (the first member alone for a search.method=separate run), "
                         "and report the first member's parameters and max / min, then stop")
+    p.add_argument("--one-se", default=None,
+                   help="comma-separated finished run folders: only apply the one-standard-error tie-breaker to "
+                        "their first member (the cheapest within --se standard errors), then stop")
+    p.add_argument("--se", type=float, default=1.0, help="with --one-se: standard errors allowed")
     a = p.parse_args(argv)
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    if a.replay or a.truth_seeds:
+    if a.replay or a.truth_seeds or a.one_se:
         return _one_study(a, out)
     if not a.no_tau:
         seeds = [int(x) for x in a.supernet_seeds.split(",")]
