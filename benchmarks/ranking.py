@@ -22,13 +22,14 @@ there: the script can be re-run after a change to re-measure only what was delet
   deviation over batches of the difference, and the share of single batches that order the pair as the
   mean does.
 * **stability**: the recipe as given with ``retrain.epochs=0``, for search.method separate and
-  importance_sampling, over threads {1, 2} x seeds {0, 1, 2}: the parameters of the ε = 0 member (the
-  recipe's first ε / budget) and max / min.
+  importance_sampling, over threads {1, 2} x seeds {0, 1, 2} (``--stability-seeds``): the parameters of the
+  ε = 0 member (the recipe's first ε / budget) and max / min.
 * **one standard error** (``--one-se RUN,...``, ``--se K``): a tie-breaker that is not the paper's. From each
   finished run's most accurate member (its supernet, BatchNorm recalibrated per path as the ranking does),
   greedily the cheapest single-decision change whose D_θ loss is within K standard errors (per image, paired)
   of the member's, until none is: the "simplest model within one standard error" rule (CART, glmnet's
-  lambda.1se). Reports the parameters reached and max / min over the runs.
+  lambda.1se). Reports the parameters reached and max / min over the runs. ``--costlier``: the other way, the
+  costliest change within K standard errors (ties to the larger network), until none is.
 * **truth study** (``--truth-seeds 0,1,2``): the K architectures retrained stand-alone once per seed in this
   process, test accuracy and test loss: τ between single retrainings and between means over seeds, i.e. how
   reliable a truth is before any supernet is compared with it.
@@ -297,9 +298,10 @@ def _image_losses(ws, net, arch: torch.Tensor, calib: list) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def one_se(run_dir: Path, k: float) -> dict:
-    """From the run's first member, greedily the cheapest one-decision change whose D_θ loss is within ``k``
-    paired standard errors of the member's (the reference stays the member), until no change is."""
+def one_se(run_dir: Path, k: float, costlier: bool = False) -> dict:
+    """From the run's first member, greedily the cheapest (``costlier``: the costliest) one-decision change
+    to a cheaper (costlier) network whose D_θ loss is within ``k`` paired standard errors of the member's (the
+    reference stays the member), until no change is."""
     recipe = load_recipe(run_dir / "recipe.resolved.yaml")
     ws = open_workspace(recipe)
     space = ws.spaces.search
@@ -307,7 +309,8 @@ def one_se(run_dir: Path, k: float) -> dict:
     calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(10)]
     first = json.loads((run_dir / "results.json").read_text())["architectures"][0]["choices"]
     arch = space.encode(first)
-    cost = lambda a: float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731
+    sign = -1.0 if costlier else 1.0  # minimise sign * cost: cheaper, or costlier
+    cost = lambda a: sign * float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731
     ref, cur = _image_losses(ws, net, arch, calib), arch
     while True:
         found = None
@@ -349,11 +352,11 @@ def _params(run_dir: Path) -> list[float]:
 def _one_study(a, out: Path) -> None:
     """--replay, --truth-seeds (with or without --retrain): one study, then stop."""
     if a.one_se:
-        rows = [one_se(Path(d), a.se) for d in a.one_se.split(",")]
+        rows = [one_se(Path(d), a.se, a.costlier) for d in a.one_se.split(",")]
         for r in rows:
             print(r, flush=True)
         sizes = [r["params"] for r in rows]
-        emit("ranking_one_se", rows, k=a.se, max_over_min=max(sizes) / min(sizes))
+        emit("ranking_one_se", rows, k=a.se, costlier=a.costlier, max_over_min=max(sizes) / min(sizes))
         return
     if a.replay:
         rows = []
@@ -393,6 +396,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--no-signal", action="store_true", help="skip the loss signal / noise per option")
     p.add_argument("--methods", default="separate,importance_sampling")
     p.add_argument("--jobs", type=int, default=1, help="stability runs at once (each a process)")
+    p.add_argument("--stability-seeds", default="0,1,2", help="comma-separated: the stability table's seeds")
     p.add_argument("--truth-seeds", default=None,
                    help="comma-separated seeds: only measure how reliable the stand-alone truth is (each K "
                         "architecture retrained once per seed, accuracy and loss), then stop")
@@ -408,6 +412,8 @@ def main(argv: list[str]) -> None:
                    help="comma-separated finished run folders: only apply the one-standard-error tie-breaker to "
                         "their first member (the cheapest within --se standard errors), then stop")
     p.add_argument("--se", type=float, default=1.0, help="with --one-se: standard errors allowed")
+    p.add_argument("--costlier", action="store_true",
+                   help="with --one-se: the costliest change within --se standard errors instead of the cheapest")
     a = p.parse_args(argv)
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
@@ -430,7 +436,8 @@ def main(argv: list[str]) -> None:
             emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
                  retrain_noise_tau=kendall_tau_b(t0, t1))
     if not a.no_stability:
-        combos = [(m, t, sd) for m in a.methods.split(",") for t in (1, 2) for sd in (0, 1, 2)]
+        combos = [(m, t, int(sd)) for m in a.methods.split(",") for t in (1, 2)
+                  for sd in a.stability_seeds.split(",")]
         with ThreadPoolExecutor(a.jobs) as pool:  # the runs are subprocesses: threads only wait
             results = list(pool.map(lambda c: automl_run(
                 a.recipe, stability_overrides(a.recipe, a.overrides, c[0], c[2], c[1]),
