@@ -214,9 +214,9 @@ class RankingStage:
         j, s, arch = self.j, self.s, self.archs()[self.j]
         ctx.keeper.start("ranking")
         if s == 0:
-            net, entry = self._score(ctx, state, idx, arch)
+            net, paths, entry = self._score(ctx, state, idx, arch)
         else:
-            net, entry = None, state.results[f"ranking/{j}"]
+            net, paths, entry = None, None, state.results[f"ranking/{j}"]
         note = ""
         if self.recorded is not None:
             seed, note = self.seed + s, " (recorded earlier)"
@@ -233,8 +233,7 @@ class RankingStage:
             entry["params"] = count_params(model)
         else:  # the supernet's own weights on the path, BatchNorm as recalibrated in _score
             seed = self.seed
-            test_loss, test_acc = loops.evaluate(lambda x: path_outputs(net, x, arch), ctx.data.test, ctx.device,
-                                                 ctx.info)  # an ensemble's: its members' mean
+            test_loss, test_acc = loops.evaluate(paths, ctx.data.test, ctx.device, ctx.info)
             entry["params"] = net.path_params(arch)
         ctx.keeper.stop()
         entry["retrainings"] = [*entry.get("retrainings", []),
@@ -246,7 +245,8 @@ class RankingStage:
         ctx.keeper.save(idx + 1, 0)
 
     def _score(self, ctx: RunContext, state: RunState, idx: int, arch: torch.Tensor):
-        """The supernet with BatchNorm recalibrated for ``arch``, and the entry with its scores on D_θ."""
+        """The supernet with BatchNorm recalibrated for ``arch``, its forward on the path (an ensemble: each
+        member's, averaged in the scores), and the entry with its scores on D_θ."""
         net = supernet_from_state(ctx.spaces.search, ctx.device, state.supernet, self.seed, idx)
         paths = lambda x: path_outputs(net, x, arch)  # noqa: E731  (an ensemble: each member's, averaged)
         with torch.no_grad():
@@ -256,6 +256,7 @@ class RankingStage:
                                  bn_batches(ctx.data, self.rk.bn_batches))
             loss, acc = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
         space = ctx.spaces.search
-        return net, {"choices": space.decode(arch), "cost": float(space.cost_table.total(arch, self.cost)),
-                     "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,
-                     "supernet_accuracy_batch_stats": acc_batch}
+        entry = {"choices": space.decode(arch), "cost": float(space.cost_table.total(arch, self.cost)),
+                 "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,
+                 "supernet_accuracy_batch_stats": acc_batch}
+        return net, paths, entry
