@@ -309,8 +309,8 @@ def one_se(run_dir: Path, k: float, costlier: bool = False) -> dict:
     calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(10)]
     first = json.loads((run_dir / "results.json").read_text())["architectures"][0]["choices"]
     arch = space.encode(first)
-    sign = -1.0 if costlier else 1.0  # minimise sign * cost: cheaper, or costlier
-    cost = lambda a: sign * float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731
+    sign = -1.0 if costlier else 1.0
+    key = lambda a: sign * float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731  (lowest first)
     ref, cur = _image_losses(ws, net, arch, calib), arch
     while True:
         found = None
@@ -318,7 +318,7 @@ def one_se(run_dir: Path, k: float, costlier: bool = False) -> dict:
             for c in range(n):
                 a = cur.clone()
                 a[d] = c
-                if cost(a) >= cost(cur) or (found is not None and cost(a) >= cost(found)):
+                if key(a) >= key(cur) or (found is not None and key(a) >= key(found)):
                     continue
                 diff = _image_losses(ws, net, a, calib) - ref
                 if diff.mean() <= k * diff.std() / len(diff) ** 0.5:
