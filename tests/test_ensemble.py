@@ -189,11 +189,43 @@ def test_reusing_an_ensemble(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,key", [
-    (["search.supernets=2", "search.method=simultaneous"], "search.supernets"),
-    (["search.supernets=2", "search.method=random"], "search.supernets"),
     (["search.supernets=0"], "search.supernets"),
+    (["search.supernets=17"], "search.supernets"),
 ])
 def test_bad_supernets_setting_is_one_clear_message(tmp_path, capsys, args, key):
     code = main(["run", QUICK, *TINY, *args, "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code == 2 and key in err and "Traceback" not in err
+
+
+def test_method_1_with_two_supernets(tmp_path, monkeypatch):
+    """search.method simultaneous (Algorithm 2): each member's W is an ensemble of two, both members updated in
+    every step on paths from the searcher, and θ told the members' mean loss."""
+    from automl.pipeline import search_stages
+    updated, scored = [], []
+    step, losses = loops.weight_step, loops.path_losses
+
+    def spy_step(net, *a, **k):
+        updated.append(id(net))
+        return step(net, *a, **k)
+
+    def spy_losses(net, *a, **k):
+        scored.append(net)
+        return losses(net, *a, **k)
+
+    monkeypatch.setattr(search_stages.loops, "weight_step", spy_step)
+    monkeypatch.setattr(search_stages.loops, "path_losses", spy_losses)
+    res = _run(tmp_path, ["search.supernets=2", "search.method=simultaneous", "search.weight_epochs=1"])
+    assert len(res["architectures"]) == 2 and res["method"] == "simultaneous"
+    assert scored and all(isinstance(n, SupernetEnsemble) and len(n.members) == 2 for n in scored)
+    nets = {id(m) for n in scored for m in n.members}
+    assert set(updated) == nets and len(nets) == 4  # two ensembles (one per member of the family), two nets each
+    # per step, each of the ensemble's two nets once: as many updates as θ steps, twice over
+    assert len(updated) == 2 * len(scored)
+
+
+def test_the_random_baseline_trains_no_supernet_whatever_search_supernets_says(tmp_path):
+    one = _run(tmp_path, ["search.method=random"], name="one")
+    four = _run(tmp_path, ["search.method=random", "search.supernets=4"], name="four")
+    assert [a["choices"] for a in four["architectures"]] == [a["choices"] for a in one["architectures"]]
+    assert four["search_seconds"] < 5

@@ -314,7 +314,9 @@ def finish_search(ctx: RunContext, state: RunState, method: SearchMethod, search
 
 class SimultaneousStage:
     """Algorithm 2 for member i (ε_i or budget i): a fresh W; each step updates W with λ paths from the
-    searcher, then θ on a D_θ batch."""
+    searcher, then θ on a D_θ batch. With ``search.supernets`` M > 1, W is an ensemble of M (each member
+    updated on its own λ paths from the searcher and its own D_W batch) and θ is told the members' mean loss,
+    as in the θ phase of the other methods."""
 
     def __init__(self, method: SearchMethod, problem: SearchProblem, members: Members, search, optim,
                  seed: int, member: int):
@@ -323,7 +325,7 @@ class SimultaneousStage:
         self.key = f"simultaneous/{member}"
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx)
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx, self.search.supernets)
         searcher = self.method.create(self.problem)
         phase = f"simultaneous {self.members.tag(self.member, state)}"
         task = WeightTask(ctx, state, phase, net, self.search, self.optim, lambda: searcher.ask().cpu(),
