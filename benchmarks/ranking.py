@@ -13,7 +13,8 @@ there: the script can be re-run after a change to re-measure only what was delet
   seed 0 and on seed 1 (τ between the two is the ceiling the retraining noise allows).
   With ``--truth RUN_DIR`` the truth is instead the mean test loss a finished ranking recorded there (e.g.
   ``automl rank RUN --seeds 12``: a truth reliable enough to compare options by); nothing is retrained.
-* **τ per option**: the weight phase alone (θ phase, retraining and export off) with each option's overrides,
+* **τ per option**: the weight phase alone (θ phase, retraining and export off) with each option's overrides
+  (one supernet unless the option sets ``search.supernets``; ``supernets4`` is the shipped quickstart),
   once per ``--supernet-seeds`` seed, then the ranking section with ``retrain_epochs=0`` scores the same K
   architectures on the supernet (loss on D_θ, BatchNorm recalibrated, and with each batch's statistics as the
   θ phase does); τ against the truth, and its mean and spread over the supernet seeds.
@@ -21,7 +22,8 @@ there: the script can be re-run after a change to re-measure only what was delet
   in train mode (what the θ phase compares). Per pair of architectures, |mean difference| / standard
   deviation over batches of the difference, and the share of single batches that order the pair as the
   mean does.
-* **stability**: the recipe as given with ``retrain.epochs=0``, for search.method separate and
+* **stability**: the recipe as given (the quickstart: four supernets; add ``search.supernets=1`` for one) with
+  ``retrain.epochs=0``, for search.method separate and
   importance_sampling, over threads {1, 2} x seeds {0, 1, 2} (``--stability-seeds``): the parameters of the
   ε = 0 member (the recipe's first ε / budget) and max / min.
 * **one standard error** (``--one-se RUN,...``, ``--se K``): a tie-breaker that is not the paper's. From each
@@ -64,7 +66,9 @@ from automl.train.loops import (create_optimizer, create_scheduler, evaluate, fo
 ROOT = Path(__file__).resolve().parents[1]
 OFF = ["retrain.epochs=0", "export.onnx=false"]
 
-# the weight-phase options of issue #20 (overrides on top of the recipe)
+# the weight-phase options of issue #20 (overrides on top of the recipe and of ONE: each option is one supernet
+# unless it says otherwise; "supernets4" is the quickstart as shipped)
+ONE = ["search.supernets=1"]
 OPTIONS = {
     "uniform": [],
     "fair": ["search.weight_sampling=fair"],
@@ -106,7 +110,7 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
     rows = []
     for name in a.options.split(","):
         for seed in seeds:
-            ov = a.overrides + OFF + OPTIONS[name] + [
+            ov = ONE + a.overrides + OFF + OPTIONS[name] + [
                 f"seed={seed}", "search.theta_epochs=0", f"ranking.archs={a.archs}", "ranking.retrain_epochs=0"]
             if a.threads is not None:
                 ov.append(f"threads={a.threads}")

@@ -98,18 +98,21 @@ def _no_repeats(lines: list[dict]) -> None:
 # ------------------------------------------------------------------------------------ signals, in-process
 
 SIGNAL_POINTS = {
-    # name: (method, step function, its k-th call, where the run resumes)
-    "weight epoch": ("importance_sampling", "weight_step", 5, "weights, epoch 1 + 2 steps"),
-    "theta epoch": ("importance_sampling", "path_losses", 2, "theta, epoch 0 + 2 steps"),
-    "retraining": ("importance_sampling", "train_step", 16, "retrain/1, epoch 0 + 4 steps"),
-    "simultaneous": ("simultaneous", "weight_step", 8, "simultaneous/1, epoch 0 + 2 steps"),
+    # name: (method, step function, its k-th call, its calls when the run stops, where the run resumes).
+    # A weight step of the quickstart's four supernets is four weight_step calls, one per supernet: a signal
+    # at a step's second call stops after its fourth (the 18th call is step 5's second: epoch 1, step 2).
+    "weight epoch": ("importance_sampling", "weight_step", 18, 20, "weights, epoch 1 + 2 steps"),
+    "theta epoch": ("importance_sampling", "path_losses", 2, 2, "theta, epoch 0 + 2 steps"),
+    "retraining": ("importance_sampling", "train_step", 16, 16, "retrain/1, epoch 0 + 4 steps"),
+    # member 0's search is 6 steps (24 calls); the 30th call is member 1's step 2, its second supernet
+    "simultaneous": ("simultaneous", "weight_step", 30, 32, "simultaneous/1, epoch 0 + 2 steps"),
 }
 
 
 @pytest.mark.parametrize("point", list(SIGNAL_POINTS))
 def test_sigterm_mid_epoch_checkpoints_after_the_step_and_resume_redoes_nothing(tmp_path, monkeypatch,
                                                                                  reference, point, capfd):
-    method, fn, k, where = SIGNAL_POINTS[point]
+    method, fn, k, done, where = SIGNAL_POINTS[point]
     ref, ref_lines, ref_counts = reference(method)
     out = tmp_path / "run"
     handler = signal.getsignal(signal.SIGTERM)
@@ -120,7 +123,7 @@ def test_sigterm_mid_epoch_checkpoints_after_the_step_and_resume_redoes_nothing(
     log = capfd.readouterr()  # fd level: the handler writes to fd 2 directly
     assert f"resumes at {where}" in log.out and "--resume" in log.out
     assert "SIGTERM: finishing the current step" in log.err
-    assert counts[fn] == k  # stopped right after the step that received the signal
+    assert counts[fn] == done  # stopped right after the step that received the signal
     assert CheckpointStore(out / "checkpoints").load()["step"] > 0  # a checkpoint inside the epoch
     assert signal.getsignal(signal.SIGTERM) is handler  # the run's handler is gone
 

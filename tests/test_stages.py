@@ -165,7 +165,9 @@ def test_fingerprint_records_the_split_and_the_ensemble_only_where_they_differ_f
     def fp(*overrides):
         return weights_fingerprint(load_recipe(QUICK, TINY + list(overrides)), Path(QUICK), {})
 
-    assert "data.split_seed" not in fp() and "search.supernets" not in fp()      # seed 0, split_seed 0
+    assert "data.split_seed" not in fp("search.supernets=1")                      # seed 0, split_seed 0
+    assert "search.supernets" not in fp("search.supernets=1")
+    assert fp()["search.supernets"] == 4                                         # the quickstart's four
     assert "data.split_seed" not in fp("seed=3", "data.split_seed=null")          # the split follows the seed
     assert fp("seed=3")["data.split_seed"] == 0                                  # seed 3 on split 0
     assert fp("seed=3", "data.split_seed=3") == fp("seed=3", "data.split_seed=null")
