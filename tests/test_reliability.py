@@ -313,6 +313,25 @@ def test_nan_policy_skip_skips_and_counts(tmp_path, monkeypatch, capsys):
     assert all(torch.isfinite(v).all() for v in state["supernet"].values() if v.is_floating_point())
 
 
+def test_nan_policy_skip_with_four_supernets_counts_and_names_each_supernets_step(tmp_path, monkeypatch, capsys):
+    # the quickstart's four supernets: a step is four weight_step calls; call 6 is step 2's second supernet
+    _poison_steps(monkeypatch, {6, 16})
+    out = tmp_path / "o"
+    code, err = cli(capsys, "run", QUICK, *SMALL, "search.supernets=4", "search.nan_policy=skip", "--out", str(out))
+    assert code == 0, err
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    skipped = [(x["epoch"], x["step"], x["supernet"], x["bad_steps"]) for x in lines if x.get("skipped")]
+    assert skipped == [(1, 2, 1, 1), (2, 1, 3, 2)]
+    state = CheckpointStore(out / "checkpoints").load()
+    assert all(torch.isfinite(v).all() for v in state["supernet"].values() if v.is_floating_point())
+    _poison_steps(monkeypatch, {1, 2})
+    code, err = cli(capsys, "run", QUICK, *SMALL, "search.supernets=4", "search.nan_policy=skip",
+                    "search.max_bad_steps=1", "--out", str(tmp_path / "stop"))
+    assert code == 2
+    assert "2 weight steps (of 4 supernets, each step one per supernet) had a non-finite loss" in err
+    assert "epoch 1, step 1, supernet 1;" in err
+
+
 def test_nan_policy_skip_stops_past_max_bad_steps(tmp_path, monkeypatch, capsys):
     _poison_steps(monkeypatch, {1, 3})
     code, err = cli(capsys, "run", QUICK, *SMALL, "search.nan_policy=skip", "search.max_bad_steps=1",

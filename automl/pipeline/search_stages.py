@@ -153,12 +153,12 @@ class WeightTask(EpochTask):
     def step(self, epoch, step, batch):
         s = self.search
         skip = s.nan_policy == "skip"
-        for net, (x, y) in zip(self.nets, [batch, *(next(b) for b in self.member_batches)]):
+        for m, (net, (x, y)) in enumerate(zip(self.nets, [batch, *(next(b) for b in self.member_batches)])):
             loss, corr = loops.weight_step(net, x, y, self.sample(), self.opt, self.criterion, self.ctx.info,
                                            self.grad_clip, self.ctx.device, skip_nonfinite=skip,
                                            distill=s.inplace_distill and self.theta is None)
             if skip and not math.isfinite(loss.item()):  # not applied: count it, stop past the limit
-                self._skipped(epoch, step)
+                self._skipped(epoch, step, m)
             else:
                 self.good += 1
                 self.loss_sum += loss
@@ -169,15 +169,20 @@ class WeightTask(EpochTask):
         if self.theta is not None:
             self.theta(*next(self.theta_batches))
 
-    def _skipped(self, epoch: int, step: int) -> None:
+    def _skipped(self, epoch: int, step: int, member: int) -> None:
+        """A skipped update of supernet ``member``: with several supernets each one's update is a weight step
+        of its own, counted against search.max_bad_steps and logged with the supernet's index."""
         st, s = self.state, self.search
         st.bad_steps += 1
-        self.ctx.reporter.log(phase=self.phase, epoch=epoch + 1, step=step + 1, skipped="non-finite loss",
+        which = {"supernet": member} if len(self.nets) > 1 else {}
+        self.ctx.reporter.log(phase=self.phase, epoch=epoch + 1, step=step + 1, **which, skipped="non-finite loss",
                               bad_steps=st.bad_steps)
         if st.bad_steps > s.max_bad_steps:
-            raise UserError(f"{self.phase}: {st.bad_steps} weight steps had a non-finite loss (more than "
+            of = f" (of {len(self.nets)} supernets, each step one per supernet)" if len(self.nets) > 1 else ""
+            at = f", supernet {member}" if len(self.nets) > 1 else ""
+            raise UserError(f"{self.phase}: {st.bad_steps} weight steps{of} had a non-finite loss (more than "
                             f"search.max_bad_steps={s.max_bad_steps}), the last at epoch {epoch + 1}, step "
-                            f"{step + 1}; lower optim.lr or set optim.grad_clip")
+                            f"{step + 1}{at}; lower optim.lr or set optim.grad_clip")
 
     def progress(self, epoch, steps):
         mean = self.loss_sum.item() / max(self.good, 1)
