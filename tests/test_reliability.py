@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 # One supernet, epochs of 3 weight steps, one θ epoch, no retraining (the exported net inherits supernet
 # weights).
-SMALL = ["search.supernets=1", "data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
+SMALL = ["search.supernets=1",
+         "data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
          "search.weight_epochs=2", "search.theta_epochs=1", "search.epsilons=[0,0.5]", "search.lam=2", "retrain.epochs=0",
          "export.onnx=false", "search.log_every=1", "device=cpu"]
 AS_ROOT = os.name == "posix" and os.geteuid() == 0
