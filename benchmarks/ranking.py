@@ -23,9 +23,9 @@ there: the script can be re-run after a change to re-measure only what was delet
   deviation over batches of the difference, and the share of single batches that order the pair as the
   mean does.
 * **stability**: the recipe as given (the quickstart: four supernets; add ``search.supernets=1`` for one) with
-  ``retrain.epochs=0``, for search.method separate and
-  importance_sampling, over threads {1, 2} x seeds {0, 1, 2} (``--stability-seeds``): the parameters of the
-  ε = 0 member (the recipe's first ε / budget) and max / min.
+  ``retrain.epochs=0``, for search.method separate and importance_sampling, over threads {1, 2} x seeds
+  {0, 1, 2} (``--stability-seeds``): the parameters of the ε = 0 member (the recipe's first ε / budget) and
+  max / min.
 * **one standard error** (``--one-se RUN,...``, ``--se K``): a tie-breaker that is not the paper's. From each
   finished run's most accurate member (its supernet, BatchNorm recalibrated per path as the ranking does),
   greedily the cheapest single-decision change whose D_θ loss is within K standard errors (per image, paired)

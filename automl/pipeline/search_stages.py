@@ -172,14 +172,13 @@ class WeightTask(EpochTask):
     def _skipped(self, epoch: int, step: int, member: int) -> None:
         """A skipped update of supernet ``member``: with several supernets each one's update is a weight step
         of its own, counted against search.max_bad_steps and logged with the supernet's index."""
-        st, s = self.state, self.search
+        st, s, m = self.state, self.search, len(self.nets)
         st.bad_steps += 1
-        which = {"supernet": member} if len(self.nets) > 1 else {}
+        which = {"supernet": member} if m > 1 else {}
         self.ctx.reporter.log(phase=self.phase, epoch=epoch + 1, step=step + 1, **which, skipped="non-finite loss",
                               bad_steps=st.bad_steps)
         if st.bad_steps > s.max_bad_steps:
-            of = f" (of {len(self.nets)} supernets, each step one per supernet)" if len(self.nets) > 1 else ""
-            at = f", supernet {member}" if len(self.nets) > 1 else ""
+            of, at = (f" (of {m} supernets, each step one per supernet)", f", supernet {member}") if m > 1 else ("", "")
             raise UserError(f"{self.phase}: {st.bad_steps} weight steps{of} had a non-finite loss (more than "
                             f"search.max_bad_steps={s.max_bad_steps}), the last at epoch {epoch + 1}, step "
                             f"{step + 1}{at}; lower optim.lr or set optim.grad_clip")
