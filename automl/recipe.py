@@ -266,7 +266,10 @@ class OptimConfig(_Config):
 class RetrainConfig(_Config):
     """Retraining each derived architecture from scratch on D (paper §4)."""
 
-    epochs: int = Field(10, ge=0, description="epochs; 0 skips retraining")
+    epochs: int = Field(10, ge=0, description="epochs; 0 skips retraining: each network takes the supernet's "
+                        "weights on its path")
+    bn_batches: int = Field(10, gt=0, description="epochs 0: D_W batches that recalibrate the BatchNorm statistics of "
+                            "each network that takes the supernet's weights, before it is evaluated and exported")
     space_args: dict[str, Scalar] = Field(
         {}, description="space parameters for the retrained networks (more cells, channels)")
     batch_size: int | None = Field(None, gt=0, description="null: data.batch_size")

@@ -91,6 +91,13 @@ def render_markdown(results: dict) -> str:
         lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {a['cost']:,.6g} | "
                      f"{_fmt_acc(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
                      f"{_fmt_int8(a.get('int8'))} | {results['search_seconds']:.1f} s (shared) |")
+    weights = {a.get("weights") for a in results["architectures"]}
+    if "supernet" in weights:
+        lines += ["", "Not retrained (`retrain.epochs: 0`): each network has the supernet's weights on its path, "
+                      "BatchNorm recalibrated on `retrain.bn_batches` training batches; its test accuracy is theirs."]
+    if "untrained" in weights:
+        lines += ["", "Exported with **untrained** weights: no supernet to inherit from (the random baseline trains "
+                      "none) and `retrain.epochs: 0`. Set `retrain.epochs` to train them."]
     lines += ["", "Latency: onnxruntime on this machine (CPU, batch 1, one thread), median after warm-up.",
               "", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items()),
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",

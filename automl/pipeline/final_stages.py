@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -169,32 +170,59 @@ class RetrainStage:
         arch = torch.tensor(state.archs[i], dtype=torch.long)
         torch.manual_seed(self.seed * 7919 + i)
         model = loops.for_training(sp.retrain.build_standalone(arch, se=rt.se), ctx.device)
-        accuracy = None
+        phase, size = f"retrain {self.members.tag(i, state)}", sp.retrain.resolution(arch)
         ctx.keeper.start("retrain")
         if rt.epochs > 0:
-            phase, size = f"retrain {self.members.tag(i, state)}", sp.retrain.resolution(arch)
+            weights = "retrained"
             trained = retrain(ctx, state, idx, model, phase, rt, size=size)
             _, accuracy = evaluate(ctx, trained, phase, rt.epochs, size)
-        elif state.supernet is not None and sp.retrain is sp.search:
-            inherit(ctx, state, model, arch)
+        else:
+            weights, accuracy = self._not_retrained(ctx, state, model, arch, size)
         ctx.keeper.stop()
         t0 = time.perf_counter()
         eps = self.members.epsilon(i, state)
         edge = (self.exporter(ctx, self.members.folder(i, state), model, arch, eps) if ctx.info.is_main
                 else {"onnx": None})
         state.add_seconds("export", time.perf_counter() - t0)
-        state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model),
+        state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model), "weights": weights,
                                  **edge}
         ctx.keeper.save(idx + 1, 0)
 
+    def _not_retrained(self, ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tensor,
+                       size: int | None) -> tuple[str, float | None]:
+        """retrain.epochs 0: ``model`` takes the supernet's weights on its path, BatchNorm recalibrated on
+        retrain.bn_batches D_W batches, and is evaluated: ("supernet", test accuracy); or, with no weights to
+        take, stays untrained, and says so: ("untrained", None)."""
+        tag, sp = self.members.tag(self.i, state), ctx.spaces
+        source = inherited_source(state, self.i)
+        if source is None or sp.retrain is not sp.search:
+            why = ("search.method random trains no supernet" if source is None else
+                   "retrain.space_args gives the retrained networks another shape than the supernet's")
+            ctx.reporter.info(f"warning: {tag} is exported with untrained weights: {why} and retrain.epochs is 0; "
+                              f"set retrain.epochs > 0 to train it")
+            return "untrained", None
+        inherit(ctx, source, model, arch)
+        batches = [x for x, _ in islice(ctx.data.w.with_resolution(size).epoch(0), self.rt.bn_batches)]
+        loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches)
+        return "supernet", evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
 
-def inherit(ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tensor) -> None:
-    """retrain.epochs 0: the exported model takes the supernet's weights on the chosen path (an ensemble's: its
-    first member's; an ensemble is not one network)."""
+
+def inherited_source(state: RunState, i: int) -> dict | None:
+    """The supernet weights architecture ``i`` inherits with retrain.epochs 0: the run's supernet, or (Method
+    1) member ``i``'s own; None when there are none (the random baseline)."""
+    if state.supernet is not None:
+        return state.supernet
+    return (state.member_supernets or {}).get(str(i))
+
+
+def inherit(ctx: RunContext, weights: dict, model: nn.Module, arch: torch.Tensor) -> None:
+    """retrain.epochs 0: ``model`` takes the supernet's weights on the chosen path (an ensemble's: its first
+    member's; an ensemble is not one network). BatchNorm statistics are recalibrated afterwards (the
+    supernet's statistics average over random paths and fit no single one)."""
     space = ctx.spaces.search
     net = space.build_supernet()
-    net.load_state_dict(member_weights(state.supernet))
-    # not trained further: only exported, as a plain timm network
+    net.load_state_dict(member_weights(weights))
+    # not trained further: only evaluated and exported, as a plain timm network
     inherit_weights(net.eval(), arch, plain_convs(model.cpu().eval()), tuple(space.arch_input_shape(arch)))
     model.to(ctx.device)
 

@@ -102,7 +102,8 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
     elif method.mode == "per_member":
         stages += [ThetaStage(method, p, members, s, seed, member=p.members[0]) for p in problems]
     elif method.mode == "interleaved":
-        stages += [SimultaneousStage(method, p, members, s, recipe.optim, seed, p.members[0]) for p in problems]
+        stages += [SimultaneousStage(method, p, members, s, recipe.optim, seed, p.members[0],
+                                     keep_weights=recipe.retrain.epochs == 0) for p in problems]
     else:
         stages.append(SampleStage(method, problems, members.n))
     exporter = Exporter(recipe, out)

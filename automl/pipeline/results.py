@@ -69,6 +69,7 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
             "params": res.get("params"),
             "cost": float(search.cost_table.total(a, recipe.search.cost)),
             "test_accuracy": res.get("test_accuracy"),
+            "weights": res.get("weights"),
             "onnx": res.get("onnx"),
             "macs": float(retrain.cost_table.total(a, "macs")),
             "latency_ms": res.get("latency_ms"),

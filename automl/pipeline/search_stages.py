@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from automl.errors import UserError
-from automl.nn.ensemble import SupernetEnsemble, ensemble_size
+from automl.nn.ensemble import SupernetEnsemble, ensemble_size, member_weights
 from automl.pipeline.context import RunContext
 from automl.pipeline.loop import EpochTask, run_epochs
 from automl.pipeline.members import Members
@@ -320,12 +320,14 @@ class SimultaneousStage:
     """Algorithm 2 for member i (ε_i or budget i): a fresh W; each step updates W with λ paths from the
     searcher, then θ on a D_θ batch. With ``search.supernets`` M > 1, W is an ensemble of M (each member
     updated on its own λ paths from the searcher and its own D_W batch) and θ is told the members' mean loss,
-    as in the θ phase of the other methods."""
+    as in the θ phase of the other methods. With ``keep_weights`` (retrain.epochs 0) the member's W (its first
+    supernet) stays in the run's state for its exported network to inherit."""
 
     def __init__(self, method: SearchMethod, problem: SearchProblem, members: Members, search, optim,
-                 seed: int, member: int):
+                 seed: int, member: int, keep_weights: bool = False):
         self.method, self.problem, self.members = method, problem, members
         self.search, self.optim, self.seed, self.member = search, optim, seed, member
+        self.keep_weights = keep_weights
         self.key = f"simultaneous/{member}"
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
@@ -339,6 +341,9 @@ class SimultaneousStage:
         run_epochs(ctx, idx, task, *start)
         ctx.keeper.stop()
         finish_search(ctx, state, self.method, searcher, [self.member], self.members.n)
+        if self.keep_weights:
+            state.member_supernets = {**(state.member_supernets or {}), str(self.member): {
+                k: v.detach().cpu() for k, v in member_weights(net.state_dict()).items()}}
         ctx.keeper.save(idx + 1, 0)
 
 

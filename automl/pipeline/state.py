@@ -31,6 +31,7 @@ class RunState:
     results: dict[str, dict] = field(default_factory=dict)  # per architecture "i" and ranking "ranking/j"
     phase_seconds: dict[str, float] = field(default_factory=dict)
     supernet: dict[str, torch.Tensor] | None = None          # trained supernet weights (CPU), once trained
+    member_supernets: dict[str, dict] | None = None          # Method 1, retrain.epochs 0: member i's W (its first)
     supernet_origin: dict[str, Any] | None = None            # {from, fingerprint, forced, differs}
     weights_fingerprint: dict[str, Any] | None = None        # what the supernet's weights depend on
     final_epsilons: list[float | None] | None = None         # with budgets: the adapted ε per member
