@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--se", type=float, default=0.0, help="squeeze-and-excitation ratio for MBConv blocks")
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     e.add_argument("--quantize", default=None, help="int8: also write model.int8.onnx (needs --recipe)")
-    e.add_argument("--recipe", default=None, help="recipe whose data calibrates and tests the int8 model")
+    e.add_argument("--recipe", default=None, help="recipe whose data recalibrates inherited BatchNorm and tests int8")
     e.set_defaults(module="automl.commands.export")
     return p
 

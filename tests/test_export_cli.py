@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from automl.cli import main
 from automl.compile import load_compiled
+from automl.recipe import load_recipe
+from automl.train.data import build_data
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -58,6 +61,36 @@ def test_weights_from_a_supernet_checkpoint(tmp_path, digits, capsys):
     torch.save(digits.build_standalone(digits.encode(by_name)).state_dict(), ckpt)
     assert main(["export", DIGITS, "--arch", arch, "--out", str(out), "--weights", str(ckpt)]) == 0
     assert json.loads((out / "manifest.json").read_text())["weights"]["source"] == "standalone"
+
+
+def test_supernet_weights_get_batchnorm_recalibrated_on_the_recipes_data(tmp_path, digits, capsys):
+    by_name = {d.name: d.choices[-1] for d in digits.decisions}
+    arch = write_arch(tmp_path / "arch.json", {"choices": by_name})
+    ckpt = tmp_path / "ckpt.pt"
+    torch.manual_seed(0)
+    sd = digits.build_supernet().state_dict()
+    torch.save({"supernet": sd}, ckpt)
+    recipe = str(ROOT / "recipes" / "quickstart.yaml")
+    raw, tuned = tmp_path / "raw", tmp_path / "tuned"
+    assert main(["export", DIGITS, "--arch", arch, "--out", str(raw), "--weights", str(ckpt)]) == 0
+    assert "give --recipe" in capsys.readouterr().out
+    assert main(["export", DIGITS, "--arch", arch, "--out", str(tuned), "--weights", str(ckpt),
+                 "--recipe", recipe]) == 0
+    assert "recalibrated on 10 batches" in capsys.readouterr().out
+    w_raw = json.loads((raw / "manifest.json").read_text())["weights"]
+    w_tuned = json.loads((tuned / "manifest.json").read_text())["weights"]
+    assert w_raw["bn_recalibrated_batches"] is None and w_tuned["bn_recalibrated_batches"] == 10
+    a, b = load_file(raw / "model.safetensors"), load_file(tuned / "model.safetensors")
+    assert torch.equal(a["conv_stem.weight"], b["conv_stem.weight"])  # the same inherited weights
+    assert torch.equal(a["bn1.running_mean"], sd["bn1.running_mean"])  # the supernet's statistics (zeros here)
+    # recalibrated: the stem convolution's mean output channel over the first ten training batches
+    r = load_recipe(recipe)
+    data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
+    net = digits.build_supernet()
+    net.load_state_dict(sd)
+    with torch.no_grad():
+        want = torch.stack([net.conv_stem(x).mean((0, 2, 3)) for x, _ in list(data.full.epoch(0))[:10]]).mean(0)
+    assert torch.allclose(b["bn1.running_mean"], want, atol=1e-5)
 
 
 def _err(capsys) -> str:

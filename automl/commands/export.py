@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from itertools import islice
 
 from automl.commands import parse_set_args
 from automl.compile import load_compiled
@@ -15,6 +16,8 @@ from automl.recipe import load_recipe
 from automl.train.data import build_data
 
 __all__ = ["main"]
+
+BN_BATCHES = 10  # batches that recalibrate an inherited network's BatchNorm, as retrain.bn_batches
 
 
 def main(args) -> int:
@@ -43,9 +46,13 @@ def main(args) -> int:
             supernet_state = state
         else:
             weights = state
-    manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
-                                   se=se, opset=args.opset, space_path=args.space, space_args=overrides)
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
+    calibration = None
+    if supernet_state is not None and data is not None:
+        calibration = [x for x, _ in islice(data.full.with_resolution(size).epoch(0), BN_BATCHES)]
+    manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
+                                   se=se, opset=args.opset, space_path=args.space, space_args=overrides,
+                                   bn_calibration=calibration)
     manifest = measure_export(args.out, quantize=quantize,
                               calibration=data.full.with_resolution(size).epoch(0) if data else None,
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
@@ -54,6 +61,10 @@ def main(args) -> int:
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
           f"{onnx['parity_max_abs_diff']:.2g}, {manifest['latency']['fp32_ms']:.3g} ms here), {w['file']}, "
           f"manifest.json")
+    if supernet_state is not None:
+        print(f"BatchNorm statistics recalibrated on {len(calibration)} batches of {args.recipe}'s training data"
+              if calibration else "BatchNorm statistics are the supernet's (an average over random paths, which fits "
+              "no single one): give --recipe RECIPE.yaml to recalibrate them on its training data")
     q = manifest.get("int8")
     if q is not None and q.get("error"):
         print(f"int8: not quantised, the fp32 model is kept: {q['error']}")

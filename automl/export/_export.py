@@ -24,6 +24,7 @@ from automl.export.onnx import check_opset, export_onnx
 from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
 from automl.nn.ensemble import member_weights
+from automl.train.loops import recalibrate_bn
 
 __all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights"]
 
@@ -110,7 +111,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         se: float = 0.0, opset: int = 17, onnx: bool = True, epsilon: float | None = None,
                         cost: float | dict | None = None, cost_metric: str = "params",
                         space_path: str | os.PathLike | None = None, space_args: dict | None = None,
-                        model: nn.Module | None = None, normalize: dict | None = None) -> dict[str, Any]:
+                        model: nn.Module | None = None, normalize: dict | None = None,
+                        bn_calibration: list | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -121,7 +123,9 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
     the folder. ``cost`` overrides the cost table's total for ``cost_metric``. ``normalize``
     (``{"mean": [...], "std": [...]}``, per channel, on inputs scaled to [0, 1]) records the input
-    normalisation the model was trained with, for deployment code.
+    normalisation the model was trained with, for deployment code. ``bn_calibration`` (with
+    ``supernet_state``): input batches, at the architecture's resolution, on which the inherited network's
+    BatchNorm statistics are recalibrated (Once-for-All; the supernet's own average over random paths).
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file.
@@ -140,6 +144,11 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
 
     model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state)
+    recalibrated = None
+    if source == "supernet" and bn_calibration:
+        batches = list(bn_calibration)
+        recalibrate_bn(model, model, batches)
+        recalibrated = len(batches)
     model.eval()
     manifest = _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path, space_args, normalize)
     src_space = manifest["space"]
@@ -150,7 +159,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                 shutil.copyfile(src_space, tmp)
         manifest["space_file"] = copy_name
 
-    manifest["weights"] = {**save_weights(model, out_dir), "source": source}
+    manifest["weights"] = {**save_weights(model, out_dir), "source": source,
+                           **({"bn_recalibrated_batches": recalibrated} if source == "supernet" else {})}
     manifest["onnx"] = export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset) if onnx else None
     if not onnx:
         (out_dir / ONNX_NAME).unlink(missing_ok=True)  # from an earlier export into this folder
