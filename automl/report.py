@@ -96,8 +96,9 @@ def render_markdown(results: dict) -> str:
         lines += ["", "Not retrained (`retrain.epochs: 0`): each network has the supernet's weights on its path, "
                       "BatchNorm recalibrated on `retrain.bn_batches` training batches; its test accuracy is theirs."]
     if "untrained" in weights:
-        lines += ["", "Exported with **untrained** weights: no supernet to inherit from (the random baseline trains "
-                      "none) and `retrain.epochs: 0`. Set `retrain.epochs` to train them."]
+        lines += ["", "Exported with **untrained** weights: `retrain.epochs: 0` and no supernet weights that fit "
+                      "them (the random baseline trains none; `retrain.space_args` changes their shape). Set "
+                      "`retrain.epochs` to train them."]
     lines += ["", "Latency: onnxruntime on this machine (CPU, batch 1, one thread), median after warm-up.",
               "", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items()),
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",

@@ -9,7 +9,6 @@ import torch
 from safetensors.torch import load_file
 
 from automl.compile import load_compiled
-from automl.nn.ensemble import member_weights
 from automl.pipeline import Run, open_workspace
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
@@ -97,3 +96,4 @@ def test_a_retrained_shape_with_no_retraining_is_untrained_and_says_why(tmp_path
     out = capsys.readouterr()
     assert all(a["weights"] == "untrained" and a["test_accuracy"] is None for a in res["architectures"])
     assert "retrain.space_args" in out.out + out.err
+    assert "`retrain.space_args` changes their shape" in (tmp_path / "run" / "report.md").read_text()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import time
-from itertools import islice
 from pathlib import Path
 
 import torch
@@ -202,8 +201,8 @@ class RetrainStage:
                               f"set retrain.epochs > 0 to train it")
             return "untrained", None
         inherit(ctx, source, model, arch)
-        batches = [x for x, _ in islice(ctx.data.w.with_resolution(size).epoch(0), self.rt.bn_batches)]
-        loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches)
+        loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)),
+                             bn_batches(ctx.data, self.rt.bn_batches, size))
         return "supernet", evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
 
 

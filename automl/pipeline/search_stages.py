@@ -51,11 +51,11 @@ def supernet_from_state(space, device: torch.device, weights: dict, seed: int, i
     return net.train()
 
 
-def bn_batches(data, n: int) -> list[torch.Tensor]:
+def bn_batches(data, n: int, size: int | None = None) -> list[torch.Tensor]:
     """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
-    every path, so paths differ only by their weights)."""
+    every path, so paths differ only by their weights); ``size``: resized to an architecture's resolution."""
     xs = []
-    for x, _ in data.w.epoch(0):
+    for x, _ in data.w.with_resolution(size).epoch(0):
         if len(xs) == n:
             break
         xs.append(x)
