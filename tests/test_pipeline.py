@@ -43,6 +43,8 @@ def test_each_method_end_to_end(tmp_path, method):
         assert isinstance(a["params"], int) and a["params"] > 0
         assert 0.0 <= a["test_accuracy"] <= 1.0
         assert len(a["choices"]) >= 8
+    for folder in (out / "export").iterdir():
+        assert json.loads((folder / "manifest.json").read_text())["weights"]["source"] == "retrained"
     if method == "random":
         assert all(a["epsilon"] is None for a in res["architectures"])
     else:

@@ -30,11 +30,20 @@ def _run(tmp_path, extra, name="run"):
     return recipe, Run(recipe, tmp_path / name, resume=False, tty=False).execute()
 
 
-def _exported(tmp_path, i, name="run"):
-    """Member i's exported weights (its folder: budget-i-...)."""
+def _folder(tmp_path, i, name="run"):
     folder = sorted((tmp_path / name / "export").iterdir())[i]
     assert folder.name.startswith(f"budget-{i}-")
-    return load_file(folder / "model.safetensors")
+    return folder
+
+
+def _exported(tmp_path, i, name="run"):
+    """Member i's exported weights (its folder: budget-i-...)."""
+    return load_file(_folder(tmp_path, i, name) / "model.safetensors")
+
+
+def _manifest_weights(tmp_path, i):
+    """What member i's manifest says about its weights."""
+    return json.loads((_folder(tmp_path, i) / "manifest.json").read_text())["weights"]
 
 
 def test_inherited_networks_have_recalibrated_batchnorm_and_an_accuracy(tmp_path, space):
@@ -56,6 +65,8 @@ def test_inherited_networks_have_recalibrated_batchnorm_and_an_accuracy(tmp_path
         assert torch.equal(w["conv_stem.weight"], sd["conv_stem.weight"])  # inherited
         assert torch.allclose(w["bn1.running_mean"], want, atol=1e-5)
         assert not torch.allclose(w["bn1.running_mean"], sd["bn1.running_mean"], atol=1e-3)  # not the supernet's
+        assert _manifest_weights(tmp_path, i) == {"file": "model.safetensors", "format": "safetensors",
+                                                  "source": "supernet", "bn_recalibrated_batches": 3}
     report = (tmp_path / "run" / "report.md").read_text()
     assert "supernet's weights on its path" in report and "untrained" not in report
 
@@ -86,6 +97,7 @@ def test_random_baseline_says_its_networks_are_untrained(tmp_path, capsys):
     _, res = _run(tmp_path, ["search.method=random"])
     out = capsys.readouterr()
     assert all(a["weights"] == "untrained" and a["test_accuracy"] is None for a in res["architectures"])
+    assert all(_manifest_weights(tmp_path, i)["source"] == "untrained" for i in range(2))
     assert "untrained weights" in out.out + out.err and "retrain.epochs" in out.out + out.err
     assert "**untrained**" in (tmp_path / "run" / "report.md").read_text()
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == res

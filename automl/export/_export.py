@@ -26,7 +26,7 @@ from automl.nn import count_params, plain_convs
 from automl.nn.ensemble import member_weights
 from automl.train.loops import recalibrate_bn
 
-__all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights"]
+__all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights", "inherit_from_state"]
 
 _logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         cost: float | dict | None = None, cost_metric: str = "params",
                         space_path: str | os.PathLike | None = None, space_args: dict | None = None,
                         model: nn.Module | None = None, normalize: dict | None = None,
-                        bn_calibration: list | None = None) -> dict[str, Any]:
+                        bn_calibration: list | None = None, provenance: dict | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -126,6 +126,9 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     normalisation the model was trained with, for deployment code. ``bn_calibration`` (with
     ``supernet_state``): input batches, at the architecture's resolution, on which the inherited network's
     BatchNorm statistics are recalibrated (Once-for-All; the supernet's own average over random paths).
+    ``provenance`` (with ``model``): where the model's weights came from, recorded in the manifest's
+    ``weights`` instead of ``source: model`` (``automl run`` records ``retrained``, ``supernet`` with
+    ``bn_recalibrated_batches``, or ``untrained``).
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file.
@@ -159,8 +162,11 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                 shutil.copyfile(src_space, tmp)
         manifest["space_file"] = copy_name
 
-    manifest["weights"] = {**save_weights(model, out_dir), "source": source,
-                           **({"bn_recalibrated_batches": recalibrated} if source == "supernet" else {})}
+    if source == "supernet":
+        provenance = {"source": source, "bn_recalibrated_batches": recalibrated}
+    elif source != "model" or not provenance:
+        provenance = {"source": source}
+    manifest["weights"] = {**save_weights(model, out_dir), **provenance}
     manifest["onnx"] = export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset) if onnx else None
     if not onnx:
         (out_dir / ONNX_NAME).unlink(missing_ok=True)  # from an earlier export into this folder
@@ -185,15 +191,23 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tup
                             f"{str(e).splitlines()[0]}") from None
         return model, "standalone"
     if supernet_state is not None:
-        supernet = compiled.build_supernet()
-        try:
-            supernet.load_state_dict(member_weights(supernet_state))  # an ensemble's first member
-        except RuntimeError as e:
-            raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
-                            f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None
-        inherit_weights(supernet, arch, model, tuple(int(v) for v in compiled.arch_input_shape(arch)))
-        return model, "supernet"
+        return inherit_from_state(compiled, supernet_state, arch, model), "supernet"
     return model, "fresh"
+
+
+def inherit_from_state(compiled, supernet_state: dict, arch: torch.Tensor, standalone: nn.Module) -> nn.Module:
+    """``standalone`` (returned) with the weights of the supernet checkpoint ``supernet_state`` on the path
+    ``arch``; an ensemble's (``search.supernets``): its first member's, since an ensemble is not one network.
+    BatchNorm keeps the supernet's statistics, which average over random paths: recalibrate them
+    (``bn_calibration``) before the network is used."""
+    supernet = compiled.build_supernet()
+    try:
+        supernet.load_state_dict(member_weights(supernet_state))
+    except RuntimeError as e:
+        raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
+                        f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None
+    inherit_weights(supernet, arch, standalone, tuple(int(v) for v in compiled.arch_input_shape(arch)))
+    return standalone
 
 
 def _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path, space_args,

@@ -12,7 +12,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 from automl.errors import UserError
-from automl.export import export_architecture, inherit_weights
+from automl.export import export_architecture, inherit_from_state
 from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext
 from automl.pipeline.loop import EpochTask, run_epochs
@@ -21,7 +21,7 @@ from automl.pipeline.search_stages import bn_batches, supernet_from_state
 from automl.pipeline.state import RunState
 from automl.train import loops
 from automl.nn.depthwise import plain_convs
-from automl.nn.ensemble import member_weights, path_outputs
+from automl.nn.ensemble import path_outputs
 from automl.nn.measure import count_params
 
 __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
@@ -130,15 +130,17 @@ class Exporter:
         self.export, self.cost, self.se = recipe.export, recipe.search.cost, recipe.retrain.se
         self.root, self.out = recipe.export_root(out), out
 
-    def __call__(self, ctx: RunContext, folder_name: str, model: nn.Module, arch: torch.Tensor, eps) -> dict:
-        """{"onnx": path relative to the run folder or None, "latency_ms", "int8"}."""
+    def __call__(self, ctx: RunContext, folder_name: str, model: nn.Module, arch: torch.Tensor, eps,
+                 provenance: dict) -> dict:
+        """{"onnx": path relative to the run folder or None, "latency_ms", "int8"}; ``provenance``: the
+        manifest's record of where the weights came from (``{"source": "retrained"}``, ...)."""
         folder = self.root / folder_name
         sp = ctx.spaces
         # export_architecture exports a CPU copy in eval mode; the trained model stays where it is
         export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
                             onnx=self.export.onnx, epsilon=eps, cost=sp.search.cost_table.total(arch, self.cost),
                             cost_metric=self.cost, space_path=sp.path, space_args=sp.retrain_args,
-                            normalize=ctx.data.normalize)
+                            normalize=ctx.data.normalize, provenance=provenance)
         if not self.export.onnx:
             return {"onnx": None}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
@@ -172,15 +174,16 @@ class RetrainStage:
         phase, size = f"retrain {self.members.tag(i, state)}", sp.retrain.resolution(arch)
         ctx.keeper.start("retrain")
         if rt.epochs > 0:
-            weights = "retrained"
+            provenance = {"source": "retrained"}
             trained = retrain(ctx, state, idx, model, phase, rt, size=size)
             _, accuracy = evaluate(ctx, trained, phase, rt.epochs, size)
         else:
-            weights, accuracy = self._not_retrained(ctx, state, model, arch, size)
+            provenance, accuracy = self._not_retrained(ctx, state, model, arch, size)
+        weights = provenance["source"]
         ctx.keeper.stop()
         t0 = time.perf_counter()
         eps = self.members.epsilon(i, state)
-        edge = (self.exporter(ctx, self.members.folder(i, state), model, arch, eps) if ctx.info.is_main
+        edge = (self.exporter(ctx, self.members.folder(i, state), model, arch, eps, provenance) if ctx.info.is_main
                 else {"onnx": None})
         state.add_seconds("export", time.perf_counter() - t0)
         state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model), "weights": weights,
@@ -188,10 +191,11 @@ class RetrainStage:
         ctx.keeper.save(idx + 1, 0)
 
     def _not_retrained(self, ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tensor,
-                       size: int | None) -> tuple[str, float | None]:
+                       size: int | None) -> tuple[dict, float | None]:
         """retrain.epochs 0: ``model`` takes the supernet's weights on its path, BatchNorm recalibrated on
-        retrain.bn_batches D_W batches, and is evaluated: ("supernet", test accuracy); or, with no weights to
-        take, stays untrained, and says so: ("untrained", None)."""
+        retrain.bn_batches D_W batches, and is evaluated: ({"source": "supernet", "bn_recalibrated_batches": n},
+        test accuracy); or, with no weights to take, stays untrained, and says so: ({"source": "untrained"},
+        None)."""
         tag, sp = self.members.tag(self.i, state), ctx.spaces
         source = inherited_source(state, self.i)
         if source is None or sp.retrain is not sp.search:
@@ -199,11 +203,12 @@ class RetrainStage:
                    "retrain.space_args gives the retrained networks another shape than the supernet's")
             ctx.reporter.info(f"warning: {tag} is exported with untrained weights: {why} and retrain.epochs is 0; "
                               f"set retrain.epochs > 0 to train it")
-            return "untrained", None
+            return {"source": "untrained"}, None
         inherit(ctx, source, model, arch)
-        loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)),
-                             bn_batches(ctx.data, self.rt.bn_batches, size))
-        return "supernet", evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
+        batches = bn_batches(ctx.data, self.rt.bn_batches, size)
+        loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches)
+        accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
+        return {"source": "supernet", "bn_recalibrated_batches": len(batches)}, accuracy
 
 
 def inherited_source(state: RunState, i: int) -> dict | None:
@@ -215,14 +220,11 @@ def inherited_source(state: RunState, i: int) -> dict | None:
 
 
 def inherit(ctx: RunContext, weights: dict, model: nn.Module, arch: torch.Tensor) -> None:
-    """retrain.epochs 0: ``model`` takes the supernet's weights on the chosen path (an ensemble's: its first
-    member's; an ensemble is not one network). BatchNorm statistics are recalibrated afterwards (the
+    """retrain.epochs 0: ``model`` takes the supernet's weights on the chosen path
+    (:func:`automl.export.inherit_from_state`). BatchNorm statistics are recalibrated afterwards (the
     supernet's statistics average over random paths and fit no single one)."""
-    space = ctx.spaces.search
-    net = space.build_supernet()
-    net.load_state_dict(member_weights(weights))
     # not trained further: only evaluated and exported, as a plain timm network
-    inherit_weights(net.eval(), arch, plain_convs(model.cpu().eval()), tuple(space.arch_input_shape(arch)))
+    inherit_from_state(ctx.spaces.search, weights, arch, plain_convs(model.cpu().eval()))
     model.to(ctx.device)
 
 
