@@ -206,7 +206,8 @@ class RetrainStage:
             return {"source": "untrained"}, None
         inherit(ctx, source, model, arch)
         batches = bn_batches(ctx.data, self.rt.bn_batches, size)
-        loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches)
+        loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches,
+                             ctx.info)
         accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
         return {"source": "supernet", "bn_recalibrated_batches": len(batches)}, accuracy
 
@@ -282,7 +283,7 @@ class RankingStage:
             # what the θ phase sees by default: train mode, each batch's own statistics
             loss_batch, acc_batch = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
             loops.recalibrate_bn(net, lambda x: paths(x.contiguous(memory_format=torch.channels_last)),
-                                 bn_batches(ctx.data, self.rk.bn_batches))
+                                 bn_batches(ctx.data, self.rk.bn_batches), ctx.info)
             loss, acc = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
         space = ctx.spaces.search
         entry = {"choices": space.decode(arch), "cost": float(space.cost_table.total(arch, self.cost)),

@@ -20,7 +20,7 @@ from torch import nn
 
 from automl.nn.depthwise import use_fast_depthwise_grad
 from automl.nn.ensemble import path_outputs
-from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_sum
+from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_mean, all_reduce_sum
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
            "create_scheduler", "recalibrate_bn"]
@@ -126,9 +126,13 @@ def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, gra
 
 
 @torch.no_grad()
-def recalibrate_bn(net: nn.Module, forward, batches) -> nn.Module:
+def recalibrate_bn(net: nn.Module, forward, batches, info: DistInfo | None = None) -> nn.Module:
     """Once-for-All's BatchNorm recalibration: reset every BatchNorm's running statistics and re-estimate
-    them as the plain average over ``batches`` (``forward(x)`` in train mode); returns ``net`` in eval mode."""
+    them as the plain average over ``batches`` (``forward(x)`` in train mode); returns ``net`` in eval mode.
+
+    With ``info`` of a data-parallel run, each rank passes as many batches of its own shard and the statistics
+    are then averaged over the ranks: every rank holds the same network, recalibrated on all ranks' batches
+    (the plain average over ``world_size`` × ``len(batches)`` batches)."""
     bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
@@ -139,6 +143,11 @@ def recalibrate_bn(net: nn.Module, forward, batches) -> nn.Module:
         forward(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
+    stats = [t for m in bns if m.track_running_stats for t in (m.running_mean, m.running_var)]
+    if info is not None and info.enabled and stats:
+        flat = all_reduce_mean(torch.cat([t.reshape(-1).float() for t in stats]), info)
+        for t, v in zip(stats, flat.split([t.numel() for t in stats])):
+            t.copy_(v.view_as(t))
     return net.eval()
 
 
