@@ -18,6 +18,6 @@ from automl.nn import count_params  # published here first
 
 __all__ = [
     "export_architecture", "load_model", "read_manifest", "read_arch_file", "choices_from_json", "as_arch",
-    "export_onnx", "inherit_weights", "inherit_from_state", "load_checkpoint", "split_checkpoint", "build_timm_model", "count_params",
-    "check_se", "OnnxParityError", "InheritError", "StandaloneSpecError", "FORMAT_VERSION",
+    "export_onnx", "inherit_weights", "inherit_from_state", "load_checkpoint", "split_checkpoint", "build_timm_model",
+    "count_params", "check_se", "OnnxParityError", "InheritError", "StandaloneSpecError", "FORMAT_VERSION",
 ]

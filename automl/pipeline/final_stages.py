@@ -209,7 +209,8 @@ class RetrainStage:
         loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches,
                              ctx.info)
         accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
-        return {"source": "supernet", "bn_recalibrated_batches": len(batches)}, accuracy
+        # under torchrun: recalibrated on every rank's batches (averaged over the ranks)
+        return {"source": "supernet", "bn_recalibrated_batches": len(batches) * ctx.info.world_size}, accuracy
 
 
 def inherited_source(state: RunState, i: int) -> dict | None:
