@@ -81,8 +81,9 @@ class ThetaStep:
 
     def __call__(self, x, y) -> torch.Tensor:
         archs = self.searcher.ask()  # on the searcher's device; the supernet reads the indices from the CPU
-        losses = all_reduce_mean(loops.path_losses(self.net, x, y, archs.cpu(), self.ctx.device, self.calibration),
-                                 self.ctx.info)
+        info = self.ctx.info
+        losses = all_reduce_mean(loops.path_losses(self.net, x, y, archs.cpu(), self.ctx.device, self.calibration,
+                                                   info), info)
         self.searcher.tell(archs, losses)
         return losses
 

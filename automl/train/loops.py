@@ -153,13 +153,14 @@ def recalibrate_bn(net: nn.Module, forward, batches, info: DistInfo | None = Non
 
 @torch.inference_mode()
 def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.device,
-                calibration: list | None = None) -> torch.Tensor:
+                calibration: list | None = None, info: DistInfo | None = None) -> torch.Tensor:
     """Cross-entropy of each of the λ paths on the same D_θ mini-batch: a (λ,) float tensor.
 
     By default the supernet is in train mode: BatchNorm uses the batch's statistics, because the running
     statistics of a weight-sharing supernet average over random paths and fit no single one. With
     ``calibration`` (a list of input batches) each path's statistics are instead recalibrated on them
-    (:func:`recalibrate_bn`) and the path is evaluated in eval mode; the supernet is left in train mode.
+    (:func:`recalibrate_bn`; with ``info`` of a data-parallel run, on every rank's batches) and the path is
+    evaluated in eval mode; the supernet is left in train mode.
     """
     x = _prepare(x, device)
     out = []
@@ -167,7 +168,8 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
         with autocast_for(device), torch.no_grad():  # θ learns from the losses' values only
             if calibration is not None:
                 a = archs[i]
-                recalibrate_bn(supernet, lambda b: path_outputs(supernet, _prepare(b, device), a), calibration)
+                recalibrate_bn(supernet, lambda b: path_outputs(supernet, _prepare(b, device), a), calibration,
+                               info)
             members = path_outputs(supernet, x, archs[i])
         losses = [F.cross_entropy(logits.float(), y) for logits in members]
         out.append(losses[0] if len(losses) == 1 else torch.stack(losses).mean())
