@@ -12,12 +12,13 @@ from automl.errors import UserError
 from automl.export import check_se, export_architecture, load_checkpoint, read_arch_file, split_checkpoint
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
-from automl.recipe import load_recipe
+from automl.recipe import RetrainConfig, load_recipe
 from automl.train.data import build_data
 
 __all__ = ["main"]
 
-BN_BATCHES = 10  # batches that recalibrate an inherited network's BatchNorm, as retrain.bn_batches
+# batches that recalibrate an inherited network's BatchNorm: retrain.bn_batches' default, as a run does
+BN_BATCHES = RetrainConfig.model_fields["bn_batches"].default
 
 
 def main(args) -> int:
