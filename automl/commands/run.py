@@ -11,7 +11,7 @@ import torch
 from automl.errors import UserError
 from automl.pipeline import Run, resolve_device
 from automl.recipe import load_recipe
-from automl.train.distributed import DistInfo, broadcast_object, init_distributed
+from automl.train.distributed import DistInfo, barrier, broadcast_object, init_distributed, shutdown_distributed
 
 __all__ = ["main", "default_out_dir", "supernet_overrides"]
 
@@ -39,16 +39,20 @@ def main(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides + extra)
     # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
     info = init_distributed(resolve_device(recipe.device, DistInfo()).type)
-    device = resolve_device(recipe.device, info)
-    if args.out:
-        out = Path(args.out)
-    elif args.resume:
-        out = _latest_run(recipe.name)
-    else:
-        out = default_out_dir(recipe.name)
-    out = Path(broadcast_object(str(out), info))  # every rank uses rank 0's timestamped folder
-    if torch.cuda.is_available():
-        torch.backends.cudnn.benchmark = True
-    again = shlex.join(["automl", "run", args.recipe, *args.overrides, *extra, "--out", str(out), "--resume"])
-    Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
+    try:
+        device = resolve_device(recipe.device, info)
+        if args.out:
+            out = Path(args.out)
+        elif args.resume:
+            out = _latest_run(recipe.name)
+        else:
+            out = default_out_dir(recipe.name)
+        out = Path(broadcast_object(str(out), info))  # every rank uses rank 0's timestamped folder
+        if torch.cuda.is_available():
+            torch.backends.cudnn.benchmark = True
+        again = shlex.join(["automl", "run", args.recipe, *args.overrides, *extra, "--out", str(out), "--resume"])
+        Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
+        barrier(info)  # rank 0 writes the results and the report last: the other ranks wait for it
+    finally:
+        shutdown_distributed()
     return 0

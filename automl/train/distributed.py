@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "init_distributed", "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier",
-           "broadcast_object", "assert_same_on_all_ranks"]
+__all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "all_reduce_grads", "all_reduce_mean",
+           "all_reduce_sum", "barrier", "broadcast_object", "assert_same_on_all_ranks"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,14 @@ def init_distributed(device_kind: str) -> DistInfo:
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def shutdown_distributed() -> None:
+    """Destroy the process group, if one was initialised. A rank that exits with it alive leaves gloo's threads
+    to the interpreter's teardown, which can abort the process (SIGABRT, "terminate called without an active
+    exception") after the run has finished."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def all_reduce_grads(params, info: DistInfo) -> None:
