@@ -71,6 +71,23 @@ def test_inherited_networks_have_recalibrated_batchnorm_and_an_accuracy(tmp_path
     assert "supernet's weights on its path" in report and "untrained" not in report
 
 
+def test_recalibration_batches_are_the_first_n_and_no_more_are_read():
+    ws = open_workspace(load_recipe(QUICK, TINY))
+    loader, read = ws.data.w, []
+    epoch = loader.epoch
+
+    def counted(*args, **kwargs):
+        for batch in epoch(*args, **kwargs):
+            read.append(batch[0])
+            yield batch
+
+    loader.epoch = counted
+    batches = ws.bn_batches(3)
+    assert len(read) == 3  # an ImageFolder's batches are decoded on demand: none is read for nothing
+    assert all(torch.equal(a, b) for a, b in zip(batches, read))
+    assert len(loader) > 3
+
+
 def test_method_1_exports_each_members_own_weights(tmp_path):
     _, res = _run(tmp_path, ["search.method=simultaneous"])
     kept = CheckpointStore(tmp_path / "run" / "checkpoints").load()["member_supernets"]

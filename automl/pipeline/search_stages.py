@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import islice
 from typing import Any
 
 import torch
@@ -54,12 +55,7 @@ def supernet_from_state(space, device: torch.device, weights: dict, seed: int, i
 def bn_batches(data, n: int, size: int | None = None) -> list[torch.Tensor]:
     """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
     every path, so paths differ only by their weights); ``size``: resized to an architecture's resolution."""
-    xs = []
-    for x, _ in data.w.with_resolution(size).epoch(0):
-        if len(xs) == n:
-            break
-        xs.append(x)
-    return xs
+    return [x for x, _ in islice(data.w.with_resolution(size).epoch(0), n)]
 
 
 def sample_paths(ctx: RunContext, search, n: int) -> torch.Tensor:
