@@ -83,13 +83,13 @@ def test_supernet_weights_get_batchnorm_recalibrated_on_the_recipes_data(tmp_pat
     a, b = load_file(raw / "model.safetensors"), load_file(tuned / "model.safetensors")
     assert torch.equal(a["conv_stem.weight"], b["conv_stem.weight"])  # the same inherited weights
     assert torch.equal(a["bn1.running_mean"], sd["bn1.running_mean"])  # the supernet's statistics (zeros here)
-    # recalibrated: the stem convolution's mean output channel over the first ten training batches
+    # recalibrated: the stem convolution's mean output channel over the first ten D_W batches (as a run does)
     r = load_recipe(recipe)
     data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
     net = digits.build_supernet()
     net.load_state_dict(sd)
     with torch.no_grad():
-        want = torch.stack([net.conv_stem(x).mean((0, 2, 3)) for x, _ in list(data.full.epoch(0))[:10]]).mean(0)
+        want = torch.stack([net.conv_stem(x).mean((0, 2, 3)) for x, _ in list(data.w.epoch(0))[:10]]).mean(0)
     assert torch.allclose(b["bn1.running_mean"], want, atol=1e-5)
 
 

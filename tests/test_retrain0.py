@@ -126,3 +126,21 @@ def test_a_retrained_shape_with_no_retraining_is_untrained_and_says_why(tmp_path
     assert all(a["weights"] == "untrained" and a["test_accuracy"] is None for a in res["architectures"])
     assert "retrain.space_args" in out.out + out.err
     assert "`retrain.space_args` changes their shape" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_automl_export_of_the_runs_checkpoint_rebuilds_the_runs_network(tmp_path, capsys):
+    """`automl export --weights CKPT --recipe RECIPE` recalibrates BatchNorm as the run did (the recipe's
+    retrain.bn_batches D_W batches), so it writes the same network the run exported with retrain.epochs 0."""
+    from automl.cli import main
+    _run(tmp_path, ["retrain.bn_batches=3"])
+    run, folder = tmp_path / "run", _folder(tmp_path, 0)
+    ckpt = sorted((run / "checkpoints").glob("ckpt-*.pt"))[-1]
+    out = tmp_path / "again"
+    assert main(["export", str(ROOT / "spaces" / "digits.space"), "--arch", str(folder / "manifest.json"),
+                 "--out", str(out), "--weights", str(ckpt), "--recipe", str(run / "recipe.resolved.yaml")]) == 0
+    assert "recalibrated on 3 batches" in capsys.readouterr().out
+    ours, theirs = load_file(folder / "model.safetensors"), load_file(out / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    for k in ours:
+        assert torch.allclose(ours[k].float(), theirs[k].float(), atol=1e-6), k
+    assert json.loads((out / "manifest.json").read_text())["weights"]["bn_recalibrated_batches"] == 3

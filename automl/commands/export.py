@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-from itertools import islice
 
 from automl.commands import parse_set_args
 from automl.compile import load_compiled
@@ -12,13 +11,11 @@ from automl.errors import UserError
 from automl.export import check_se, export_architecture, load_checkpoint, read_arch_file, split_checkpoint
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
-from automl.recipe import RetrainConfig, load_recipe
+from automl.pipeline.search_stages import bn_batches
+from automl.recipe import load_recipe
 from automl.train.data import build_data
 
 __all__ = ["main"]
-
-# batches that recalibrate an inherited network's BatchNorm: retrain.bn_batches' default, as a run does
-BN_BATCHES = RetrainConfig.model_fields["bn_batches"].default
 
 
 def main(args) -> int:
@@ -36,7 +33,7 @@ def main(args) -> int:
     se = check_se(args.se, compiled)
     check_opset(args.opset)
     # the recipe's data before anything is written: a bad recipe leaves no half-measured export
-    data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else None
+    recipe, data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else (None, None)
 
     weights = supernet_state = None
     if args.weights:
@@ -50,7 +47,8 @@ def main(args) -> int:
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
     calibration = None
     if supernet_state is not None and data is not None:
-        calibration = [x for x, _ in islice(data.full.with_resolution(size).epoch(0), BN_BATCHES)]
+        # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
+        calibration = bn_batches(data, recipe.retrain.bn_batches, size)
     manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                                    se=se, opset=args.opset, space_path=args.space, space_args=overrides,
                                    bn_calibration=calibration)
@@ -77,11 +75,11 @@ def main(args) -> int:
 
 
 def _recipe_data(path, compiled):
-    """The data of a recipe (on the CPU), checked against the space's input shape and classes."""
+    """A recipe and its data (on the CPU), the data checked against the space's input shape and classes."""
     r = load_recipe(path)
     data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
     if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:
         raise UserError(f"--recipe {path}: its data gives inputs {tuple(data.input_shape)} with "
                         f"{data.num_classes} classes, the space takes {tuple(compiled.input_shape)} with "
                         f"{compiled.num_classes}; use the --set values the data needs")
-    return data
+    return r, data
