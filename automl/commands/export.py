@@ -11,7 +11,6 @@ from automl.errors import UserError
 from automl.export import check_se, export_architecture, load_checkpoint, read_arch_file, split_checkpoint
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
-from automl.pipeline.search_stages import bn_batches
 from automl.recipe import load_recipe
 from automl.train.data import build_data
 
@@ -48,7 +47,7 @@ def main(args) -> int:
     calibration = None
     if supernet_state is not None and data is not None:
         # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
-        calibration = bn_batches(data, recipe.retrain.bn_batches, size)
+        calibration = data.bn_batches(recipe.retrain.bn_batches, size)
     manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                                    se=se, opset=args.opset, space_path=args.space, space_args=overrides,
                                    bn_calibration=calibration)

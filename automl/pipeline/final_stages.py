@@ -17,7 +17,7 @@ from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext
 from automl.pipeline.loop import EpochTask, run_epochs
 from automl.pipeline.members import Members
-from automl.pipeline.search_stages import bn_batches, supernet_from_state
+from automl.pipeline.search_stages import supernet_from_state
 from automl.pipeline.state import RunState
 from automl.train import loops
 from automl.nn.depthwise import plain_convs
@@ -205,7 +205,7 @@ class RetrainStage:
                               f"set retrain.epochs > 0 to train it")
             return {"source": "untrained"}, None
         inherit(ctx, source, model, arch)
-        batches = bn_batches(ctx.data, self.rt.bn_batches, size)
+        batches = ctx.data.bn_batches(self.rt.bn_batches, size)
         loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches,
                              ctx.info)
         accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
@@ -284,7 +284,7 @@ class RankingStage:
             # what the θ phase sees by default: train mode, each batch's own statistics
             loss_batch, acc_batch = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
             loops.recalibrate_bn(net, lambda x: paths(x.contiguous(memory_format=torch.channels_last)),
-                                 bn_batches(ctx.data, self.rk.bn_batches), ctx.info)
+                                 ctx.data.bn_batches(self.rk.bn_batches), ctx.info)
             loss, acc = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
         space = ctx.spaces.search
         entry = {"choices": space.decode(arch), "cost": float(space.cost_table.total(arch, self.cost)),

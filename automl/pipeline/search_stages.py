@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from itertools import islice
 from typing import Any
 
 import torch
@@ -30,7 +29,7 @@ from automl.train.sampling import fair_archs, sandwich_archs, uniform_archs
 MEMBER_SEED = 1_000_003
 
 __all__ = ["build_supernet", "supernet_from_state", "WeightsStage", "ThetaStage", "SimultaneousStage",
-           "SampleStage", "bn_batches"]
+           "SampleStage"]
 
 
 def build_supernet(space, device: torch.device, seed: int, idx: int, members: int = 1) -> nn.Module:
@@ -50,12 +49,6 @@ def supernet_from_state(space, device: torch.device, weights: dict, seed: int, i
     net = build_supernet(space, device, seed, idx, ensemble_size(weights))
     net.load_state_dict(weights)
     return net.train()
-
-
-def bn_batches(data, n: int, size: int | None = None) -> list[torch.Tensor]:
-    """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
-    every path, so paths differ only by their weights); ``size``: resized to an architecture's resolution."""
-    return [x for x, _ in islice(data.w.with_resolution(size).epoch(0), n)]
 
 
 def sample_paths(ctx: RunContext, search, n: int) -> torch.Tensor:
@@ -288,7 +281,7 @@ class ThetaStage:
         if state.mid_stage:
             rest = ctx.restore(state, {"engine": searcher})
             start = (state.epoch, state.step, rest.get("sums"))
-        calibration = bn_batches(ctx.data, s.theta_bn_batches) if s.theta_bn == "recalibrate" else None
+        calibration = ctx.data.bn_batches(s.theta_bn_batches) if s.theta_bn == "recalibrate" else None
         phase = "theta" if self.member is None else f"theta {self.members.tag(self.member, state)}"
         task = ThetaTask(ctx, phase, s.theta_epochs, self.method, ThetaStep(ctx, net, searcher, calibration))
         ctx.keeper.start("theta")

@@ -16,7 +16,7 @@ from torch import nn
 
 from automl.pipeline.members import Members
 from automl.pipeline.plan import ranking_archs, search_problem
-from automl.pipeline.search_stages import bn_batches, supernet_from_state
+from automl.pipeline.search_stages import supernet_from_state
 from automl.pipeline.setup import EngineCosts, Spaces, check_shapes, load_spaces, recipe_costs, resolve_device
 from automl.search import Searcher, get_searcher
 from automl.train.data import build_data
@@ -53,7 +53,7 @@ class Workspace:
         return ranking_archs(self.spaces.search, self.recipe.search.cost, k or self.recipe.ranking.archs)()
 
     def bn_batches(self, n: int) -> list[torch.Tensor]:
-        return bn_batches(self.data, n)
+        return self.data.bn_batches(n)
 
 
 def open_workspace(recipe, device: torch.device | None = None, info: DistInfo | None = None) -> Workspace:

@@ -28,6 +28,7 @@ import math
 import os
 import pickle
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -235,6 +236,11 @@ class Data:
     dataset: str = ""
     # per-channel mean/std applied to pixels in [0, 1] (recorded in export manifests); None: not normalised
     normalize: dict | None = None
+
+    def bn_batches(self, n: int, size: int | None = None) -> list[torch.Tensor]:
+        """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
+        every path, so paths differ only by their weights); ``size``: resized to an architecture's resolution."""
+        return [x for x, _ in islice(self.w.with_resolution(size).epoch(0), n)]
 
 
 # ------------------------------------------------------------------------------------------- building
