@@ -7,6 +7,16 @@ from automl.train.checkpoint import CheckpointStore
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _children_write_temp_files_under_pytests_basetemp(tmp_path_factory):
+    """Processes the tests start (torchrun leaves a ``torchelastic_*`` folder per launch) get their TMPDIR
+    inside pytest's basetemp, which pytest rotates, instead of littering the machine's /tmp."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
+    yield
+    mp.undo()
+
+
 class Killed(KeyboardInterrupt):
     """A run killed right after a checkpoint (as ``kill -9`` would, but in this process)."""
 
