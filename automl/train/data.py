@@ -35,6 +35,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from automl.nn.resize import resize_input
 from automl.errors import DataError
@@ -203,8 +204,54 @@ class _EpochSampler(torch.utils.data.Sampler):
         return len(self.indices)
 
 
+class _BadImage:
+    """What :func:`_read_image` returns for a file it cannot decode: the batch that holds it becomes this
+    object (:func:`_collate`), and :meth:`FolderLoader.epoch` raises it as a :class:`DataError` in the main
+    process (an exception raised in a DataLoader worker would come back wrapped in the worker's traceback)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path, self.reason = path, reason
+
+    def error(self) -> DataError:
+        return DataError(f"cannot read the image {self.path}: {self.reason}; remove or replace it (every file in "
+                         f"a class folder of <root>/train and <root>/val must be an image)")
+
+
+def _read_image(path: str):
+    """The image at ``path`` as RGB (torchvision's loader), or a :class:`_BadImage` saying why it cannot be read."""
+    from torchvision.datasets.folder import default_loader
+
+    try:
+        return default_loader(path)
+    except UnidentifiedImageError:
+        return _BadImage(path, "not an image file PIL can read")
+    except OSError as e:  # truncated data, permission denied, the file vanished
+        return _BadImage(path, e.strerror or str(e))
+    except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:  # PIL's decoders
+        return _BadImage(path, str(e) or type(e).__name__)
+
+
+class _SkipBad:
+    """A transform that passes a :class:`_BadImage` through untouched (a class, so workers can pickle it)."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, img):
+        return img if isinstance(img, _BadImage) else self.transform(img)
+
+
+def _collate(items):
+    """torch's default collate, or the first :class:`_BadImage` among the items."""
+    for x, _ in items:
+        if isinstance(x, _BadImage):
+            return x
+    return torch.utils.data.default_collate(items)
+
+
 class FolderLoader(Loader):
-    """A torch DataLoader over an ImageFolder whose sampler follows :meth:`Loader.order`."""
+    """A torch DataLoader over an ImageFolder whose sampler follows :meth:`Loader.order`. A file that is not a
+    readable image raises a :class:`DataError` naming it when its batch comes up, with or without workers."""
 
     def __init__(self, name: str, dataset, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
                  device: torch.device, workers: int, rank: int = 0, world_size: int = 1):
@@ -217,9 +264,13 @@ class FolderLoader(Loader):
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
                 self.dataset, batch_size=self.batch_size, sampler=self._sampler, num_workers=self.workers,
-                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, drop_last=False)
+                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, drop_last=False,
+                collate_fn=_collate)
         self._sampler.indices = self.order(epoch)[start * self.batch_size:].tolist()
-        for x, y in self._loader:
+        for batch in self._loader:
+            if isinstance(batch, _BadImage):
+                raise batch.error()
+            x, y = batch
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
@@ -285,8 +336,9 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
         x_tr, x_te = _resize(x_tr, size), _resize(x_te, size)
 
     n_train = len(y_tr) if cfg.limit_train is None else min(cfg.limit_train, len(y_tr))
+    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, seed), f"the {cfg.dataset} training set",
+                              limited=n_train < len(y_tr))
     x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
-    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, seed))
 
     x_tr, y_tr, x_te, y_te = (t.to(device) for t in (x_tr, y_tr, x_te, y_te))
     c, h, w = x_tr.shape[1:]
@@ -315,8 +367,16 @@ def split_seed(cfg: DataConfig, seed: int) -> int:
     return seed if cfg.split_seed is None else cfg.split_seed
 
 
-def _split(n: int, theta_split: float | int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hold out D_theta from the n training items: a count, or a fraction rounded to the nearest item."""
+def _split(n: int, theta_split: float | int, seed: int, what: str = "the training set",
+           limited: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hold out D_theta from the n training items: a count, or a fraction rounded to the nearest item.
+
+    ``what`` names the training set and ``limited`` says data.limit_train cut it, for the error when n < 2.
+    """
+    if n < 2:
+        fix = f"raise data.limit_train (now {n})" if limited else "add training items"
+        raise DataError(f"{what} has {n} item{'s' * (n != 1)}: too small to split into D_W and D_theta "
+                        f"(data.theta_split needs at least 2 training items); {fix}")
     n_theta = theta_split if isinstance(theta_split, int) else round(theta_split * n)
     if isinstance(theta_split, float):
         n_theta = min(max(n_theta, 1), n - 1)
@@ -402,6 +462,9 @@ def _load_cifar10(root: Path | None, download: bool):
     """The python pickles of CIFAR-10 as uint8 tensors (N, 3, 32, 32); downloads them if asked."""
     if root is None:
         raise DataError("dataset cifar10 needs data.root: set data.root=/path/to/data")
+    if root.exists() and not root.is_dir():
+        raise DataError(f"data.root {root} is a file, not a folder; set data.root to the folder that holds "
+                        f"{CIFAR_DIR}/. {_cifar_help(root)}")
     folder = root / CIFAR_DIR
     missing = [f for f in CIFAR_FILES if not (folder / f).is_file()]
     if missing and download:
@@ -423,18 +486,58 @@ def _load_cifar10(root: Path | None, download: bool):
             try:
                 with open(folder / name, "rb") as f:
                     d = _ArraysOnlyUnpickler(f, encoding="latin1").load()
-                data = d["data"] if "data" in d else d[b"data"]
-                labels = d["labels"] if "labels" in d else d[b"labels"]
             except Exception as e:
                 raise DataError(f"cannot read {folder / name} as a CIFAR-10 python batch: {e}. "
                                 f"{_cifar_help(root)}") from None
-            xs.append(np.asarray(data, dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(labels, dtype=np.int64))
+            try:
+                x, y = _cifar_arrays(d)
+            except ValueError as e:
+                raise DataError(f"{folder / name} is not a CIFAR-10 python batch: {e}. Delete {folder} and "
+                                f"run with data.download=true, or extract cifar-10-python.tar.gz into {root} "
+                                f"again") from None
+            xs.append(x)
+            ys.append(y)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
 
     x_tr, y_tr = read(CIFAR_FILES[:5])
     x_te, y_te = read(CIFAR_FILES[5:])
     return x_tr, y_tr, x_te, y_te, 10
+
+
+def _cifar_arrays(d) -> tuple[np.ndarray, np.ndarray]:
+    """The images (N, 3, 32, 32) uint8 and labels (N,) int64 of one unpickled CIFAR-10 batch; ValueError saying
+    what is wrong when it is not a dict whose b'data' is N images of 3x32x32 pixels in 0..255 (N x 3072 or
+    N x 3 x 32 x 32) and whose b'labels' are N classes in 0..9."""
+    if not isinstance(d, dict):
+        raise ValueError(f"it holds a {type(d).__name__}, not a dict with b'data' and b'labels'")
+    entries = {}
+    for key in ("data", "labels"):
+        if key in d:
+            entries[key] = d[key]
+        elif key.encode() in d:
+            entries[key] = d[key.encode()]
+        else:
+            raise ValueError(f"it has no b'{key}' entry (its keys: {', '.join(map(repr, d)) or 'none'})")
+    data, labels = np.asarray(entries["data"]), np.asarray(entries["labels"])
+    if data.ndim not in (2, 4) or data.shape[1:] not in ((3072,), (3, 32, 32)):
+        raise ValueError(f"b'data' has shape {data.shape}; expected (N, 3072) or (N, 3, 32, 32): N images "
+                         f"of 3 x 32 x 32 pixels")
+    if data.dtype.kind not in "ui":
+        raise ValueError(f"b'data' holds {data.dtype} values; expected uint8 pixels")
+    if len(data) == 0:
+        raise ValueError("b'data' holds no images")
+    if data.dtype != np.uint8 and (data.min() < 0 or data.max() > 255):
+        raise ValueError(f"b'data' holds pixel values {data.min()}..{data.max()}; expected 0..255")
+    if labels.ndim != 1 or labels.dtype.kind not in "ui":
+        raise ValueError(f"b'labels' must be a list of {len(data)} integer classes (got {labels.dtype} values "
+                         f"of shape {labels.shape})")
+    if len(labels) != len(data):
+        raise ValueError(f"it has {len(data)} images but {len(labels)} labels")
+    if labels.min() < 0 or labels.max() > 9:
+        bad = labels[(labels < 0) | (labels > 9)]
+        raise ValueError(f"b'labels' holds {len(bad)} label{'s' * (len(bad) != 1)} outside the classes 0..9 "
+                         f"(first: {bad[0]})")
+    return data.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32), labels.astype(np.int64, copy=False)
 
 
 def _cifar_transform(train: bool, size: int):
@@ -479,6 +582,9 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     if root is None:
         raise DataError(f"dataset imagefolder needs data.root: set data.root=/path/to/data; {layout}")
     for p in (root, root / "train", root / "val"):
+        if p.exists() and not p.is_dir():
+            what = f"data.root {p}" if p == root else str(p)
+            raise DataError(f"{what} is a file, not a folder; {layout}")
         if not p.is_dir():
             raise DataError(f"image folder not found: {p} does not exist; {layout}")
     norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
@@ -487,15 +593,22 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     test_tf = transforms.Compose([transforms.Resize(int(size / 0.875)), transforms.CenterCrop(size),
                                   transforms.ToTensor(), norm])
     try:
-        train_set = datasets.ImageFolder(str(root / "train"), transform=train_tf)
-        test_set = datasets.ImageFolder(str(root / "val"), transform=test_tf)
+        train_set = datasets.ImageFolder(str(root / "train"), transform=_SkipBad(train_tf), loader=_read_image)
+        test_set = datasets.ImageFolder(str(root / "val"), transform=_SkipBad(test_tf), loader=_read_image)
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"cannot read the image folder {root}: {e}; {layout}") from None
     if train_set.classes != test_set.classes:
-        raise DataError(f"{root / 'train'} and {root / 'val'} have different class folders "
-                        f"({len(train_set.classes)} vs {len(test_set.classes)}); {layout}")
+        def listed(names):
+            return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+        only = [f"only in {d}: {listed(sorted(set(a) - set(b)))}"
+                for d, a, b in ((root / "train", train_set.classes, test_set.classes),
+                                (root / "val", test_set.classes, train_set.classes)) if set(a) - set(b)]
+        raise DataError(f"{root / 'train'} and {root / 'val'} have different class folders ({'; '.join(only)}); "
+                        f"give both the same class folders; {layout}")
     n_train = len(train_set) if cfg.limit_train is None else min(cfg.limit_train, len(train_set))
-    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, common["seed"]))
+    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, common["seed"]), str(root / "train"),
+                              limited=n_train < len(train_set))
 
     def loader(name, ds, idx, bs, shuffle):
         return FolderLoader(name, ds, idx, bs, shuffle=shuffle, device=device, workers=cfg.workers, **common)
