@@ -62,7 +62,22 @@ class CompiledSpace(SpacePlan):
         return models.arch_def(self, arch, se=se)
 
 
+def _check_repeats(r: Resolver, metric: ir.Metric) -> None:
+    """Each choice, choice in a decision, ``default`` and ``fixed`` has one entry in a metric block."""
+    for pos in metric.fixed_again:
+        raise r.err(f"duplicate 'fixed' in metric {metric.name} (first at line {metric.fixed_pos.line})", pos)
+    first: dict[tuple[str | None, str | None], ir.Pos] = {}
+    for e in metric.entries:
+        key = (e.choice.name if e.choice else None, e.decision.name if e.decision else None)
+        if key in first:
+            what = "'default'" if e.choice is None else f"cost for {e.choice.name!r}"
+            what += f" in {e.decision.name}" if e.decision else ""
+            raise r.err(f"duplicate {what} in metric {metric.name} (first at line {first[key].line})", e.pos)
+        first[key] = e.pos
+
+
 def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> list[list[float]]:
+    _check_repeats(r, metric)
     by_name = {d.name: i for i, d in enumerate(decisions)}
     default = None
     general: dict[str, float] = {}

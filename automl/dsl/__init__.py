@@ -5,6 +5,6 @@
 """
 
 from automl.dsl import ir
-from automl.dsl._parser import grammar_text, load_space, parse_space, space_parser
+from automl.dsl._parser import ParamError, grammar_text, load_space, parse_space, space_parser
 
-__all__ = ["load_space", "parse_space", "grammar_text", "space_parser", "ir"]
+__all__ = ["load_space", "parse_space", "grammar_text", "space_parser", "ir", "ParamError"]

@@ -22,7 +22,7 @@ from automl._io import UnreadableText, read_utf8_text
 from automl.dsl import ir
 from automl.errors import SpaceError
 
-__all__ = ["parse_space", "load_space", "grammar_text", "space_parser"]
+__all__ = ["parse_space", "load_space", "grammar_text", "space_parser", "ParamError"]
 
 _logger = logging.getLogger(__name__)
 _GRAMMAR = Path(__file__).with_name("space.lark")
@@ -44,6 +44,23 @@ def space_parser() -> lark.Lark:
         strict = False
     return lark.Lark(grammar_text(), parser="lalr", lexer="contextual", strict=strict,
                      propagate_positions=True, maybe_placeholders=True)
+
+
+class ParamError(SpaceError):
+    """A value for a space parameter given from outside the file that the space rejects: an unknown name
+    (``value`` is None; ``known`` lists the space's parameters) or a value that is not a number of the
+    parameter's kind. ``problem`` says what is wrong without saying how the value was given; the message
+    words it as the ``--set`` flag (``--set NAME=VALUE: problem``), and a caller that took the values from
+    elsewhere (a recipe's ``space_args``) names its own key from ``name``, ``value`` and ``problem``."""
+
+    def __init__(self, problem: str, filename: str, name: str, value: str | None = None,
+                 known: tuple[str, ...] = ()):
+        self.problem, self.name, self.value, self.known = problem, name, value, known
+        flag = f"--set {name}" if value is None else f"--set {name}={value}"
+        super().__init__(f"{flag}: {problem}", filename)
+
+    def __reduce__(self):
+        return type(self), (self.problem, self.filename, self.name, self.value, self.known)
 
 
 # ---- Lark tree -> IR ---------------------------------------------------------------------------
@@ -244,8 +261,9 @@ class _ToIR(Transformer):
     def metric_block(self, meta, c):
         entries = tuple(x for x in c[1:] if isinstance(x, ir.CostEntry))
         fixed = [x for x in c[1:] if isinstance(x, tuple)]
-        return ("metric", ir.Metric(str(c[0]), entries, fixed[-1][1] if fixed else 0.0,
-                                    fixed[-1][2] if fixed else None, _pos(c[0])), _pos(meta))
+        return ("metric", ir.Metric(str(c[0]), entries, fixed[0][1] if fixed else 0.0,
+                                    fixed[0][2] if fixed else None, _pos(c[0]),
+                                    fixed_again=tuple(pos for _, _, pos in fixed[1:])), _pos(meta))
 
     def start(self, meta, c):
         return list(c)
@@ -283,6 +301,21 @@ def _describe_token(tok: Token) -> str:
     return repr(str(tok))
 
 
+def _bracket_hint(e: UnexpectedToken, text: str) -> str:
+    """``choose a, b`` (also after ``then`` and ``through``): a list of choices is written in brackets."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    if str(e.token) != "," or len(stack) < 2:
+        return ""
+    keyword, first = stack[-2], stack[-1]
+    if not (isinstance(keyword, Token) and keyword.type in ("CHOOSE", "THEN", "THROUGH")
+            and isinstance(first, Token) and first.type == "NAME" and first.start_pos is not None):
+        return ""
+    name = space_parser().get_terminal("NAME").pattern.to_regexp()
+    names = re.match(rf"(?:{name})(?:\s*,\s*(?:{name}))*", text[first.start_pos:])
+    listed = ", ".join(re.split(r"\s*,\s*", names.group(0))) if names else str(first)
+    return f"; a list of choices goes in brackets: `{keyword} [{listed}]`"
+
+
 def _hint(tok: Token, expected_words: list[str]) -> str:
     text = str(tok)
     keywords = [w.strip("'") for w in expected_words if w.startswith("'") and w.strip("'").isalpha()]
@@ -312,7 +345,8 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
     if isinstance(e, UnexpectedToken):
         tok = e.token
         expected = _describe_expected(e.accepts or e.expected or ())
-        msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + _hint(tok, expected)
+        msg = (f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + _hint(tok, expected)
+               + _bracket_hint(e, text))
         if tok.type == "$END":
             line, col = _end_position(text)
             return err(msg, line, col)
@@ -383,7 +417,10 @@ def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None)
     return parse_space(text, filename, overrides)
 
 
-def _parse_override(space_err, p: ir.Param, raw: str) -> int | float:
+def _parse_override(filename: str, p: ir.Param, raw: str) -> int | float:
+    def bad(problem: str) -> ParamError:
+        return ParamError(problem, filename, p.name, raw)
+
     text = raw.strip()
     if re.fullmatch(r"[+-]?\d+", text):
         value: int | float = int(text)
@@ -391,16 +428,23 @@ def _parse_override(space_err, p: ir.Param, raw: str) -> int | float:
         try:
             value = float(text)
         except ValueError:
-            raise space_err(f"--set {p.name}={raw}: expected a number") from None
+            raise bad("expected a number") from None
         if not math.isfinite(value):
-            raise space_err(f"--set {p.name}={raw}: expected a finite number") from None
+            raise bad("expected a finite number") from None
     if isinstance(p.default, int) and not isinstance(value, int):
         if float(value).is_integer():
             return int(value)
-        raise space_err(f"--set {p.name}={raw}: parameter {p.name} is a whole number (default {p.default})")
+        raise bad(f"parameter {p.name} is a whole number (default {p.default})")
     if isinstance(p.default, float):
         return float(value)
     return value
+
+
+def _unknown_param(name: str, known: tuple[str, ...], filename: str) -> ParamError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return ParamError(f"unknown parameter {name!r}; this space's parameters are: {', '.join(known) or 'none'}"
+                      f"{hint}", filename, name, known=known)
 
 
 def _assemble(statements: list, text: str, filename: str, overrides: dict[str, str]) -> ir.Space:
@@ -425,10 +469,8 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
 
     lines = text.split("\n")
 
-    def error_at(pos: ir.Pos | None):
-        """A function message -> SpaceError at ``pos`` (or naming only the file)."""
-        if pos is None:
-            return lambda msg: SpaceError(msg, filename)
+    def error_at(pos: ir.Pos):
+        """A function message -> SpaceError at ``pos``."""
         return lambda msg: SpaceError(msg, filename, pos.line, pos.column, lines[pos.line - 1])
 
     seen: dict[str, ir.Param] = {}
@@ -440,13 +482,11 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
     resolved = []
     for p in params:
         if p.name in overrides:
-            p = ir.Param(p.name, p.default, _parse_override(error_at(None), p, overrides[p.name]), p.pos)
+            p = ir.Param(p.name, p.default, _parse_override(filename, p, overrides[p.name]), p.pos)
         resolved.append(p)
     unknown = [k for k in overrides if k not in seen]
     if unknown:
-        names = ", ".join(sorted(seen)) if seen else "none"
-        raise SpaceError(f"--set {unknown[0]}: unknown parameter {unknown[0]!r}; this space's parameters are: "
-                         f"{names}", filename)
+        raise _unknown_param(unknown[0], tuple(sorted(seen)), filename)
 
     def get(kind):
         v = singles.get(kind)

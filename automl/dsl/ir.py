@@ -222,9 +222,10 @@ class Metric:
 
     name: str
     entries: tuple[CostEntry, ...]
-    fixed: float
+    fixed: float  # the first `fixed = VALUE` (0 without one)
     fixed_pos: Pos | None
     pos: Pos
+    fixed_again: tuple[Pos, ...] = ()  # each further `fixed = VALUE` (an error)
 
 
 @dataclass(frozen=True)

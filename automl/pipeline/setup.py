@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 
 from automl.compile import load_compiled
-from automl.errors import UserError
+from automl.dsl import ParamError
+from automl.errors import RecipeError, UserError
 from automl.profile import apply_cost_table, read_cost_table
 from automl.ranking import space_size
 from automl.report import short_number
@@ -47,8 +49,8 @@ def load_spaces(recipe) -> Spaces:
     """Compile the recipe's space (and its retraining variant) once, and apply search.cost_table."""
     search_args = {k: str(v) for k, v in recipe.space_args.items()}
     retrain_args = {**search_args, **{k: str(v) for k, v in recipe.retrain.space_args.items()}}
-    space = load_compiled(recipe.space_path, search_args)
-    retrain = space if retrain_args == search_args else load_compiled(recipe.space_path, retrain_args)
+    space = _compile(recipe, search_args, retrain=False)
+    retrain = space if retrain_args == search_args else _compile(recipe, retrain_args, retrain=True)
     if [d.name for d in retrain.decisions] != [d.name for d in space.decisions]:
         raise UserError(f"retrain.space_args changes the decisions of {recipe.space_path}; retraining must "
                         f"keep the search space's decisions (change sizes, not structure)")
@@ -63,6 +65,42 @@ def load_spaces(recipe) -> Spaces:
                         f"(it has {', '.join(space.cost_table.metrics)}); a latency table comes from "
                         f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
     return Spaces(space, retrain, search_args, retrain_args, recipe.space_path)
+
+
+def _compile(recipe, args: dict[str, str], retrain: bool):
+    """The recipe's space compiled with ``args``; a parameter the space rejects is a :class:`RecipeError` that
+    names the recipe key it came from (``space_args.NAME``, or ``retrain.space_args.NAME`` for the retraining
+    space's own values) and, when the value is the file's, its line."""
+    try:
+        return load_compiled(recipe.space_path, args)
+    except ParamError as e:
+        own = retrain and e.name in recipe.retrain.space_args
+        keys = ("retrain", "space_args", e.name) if own else ("space_args", e.name)
+        got = "" if e.value is None else f", got {e.value!r}"
+        raise RecipeError(f"{e.problem}{got} (space {recipe.space_path})", recipe.source and str(recipe.source),
+                          ".".join(keys), _line_in_file(recipe, keys)) from None
+
+
+def _line_in_file(recipe, keys: tuple[str, ...]) -> int | None:
+    """The line of ``keys`` in the recipe file when the recipe's value there is the file's (None when the
+    value came from a command-line override, or the recipe has no file)."""
+    if recipe.source is None:
+        return None
+    try:
+        text = Path(recipe.source).read_text(encoding="utf-8")
+        node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # the file changed since it was loaded
+        return None
+    section = recipe.retrain.space_args if keys[0] == "retrain" else recipe.space_args
+    for k in keys:
+        data = data.get(k) if isinstance(data, dict) else None
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        found = [(kn, vn) for kn, vn in node.value if isinstance(kn, yaml.ScalarNode) and kn.value == k]
+        if not found:
+            return None
+        key_node, node = found[-1]
+    return key_node.start_mark.line + 1 if data == section.get(keys[-1]) else None
 
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
