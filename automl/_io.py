@@ -14,8 +14,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from automl.errors import UserError
+
 __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_utf8_text",
-           "UnreadableText"]
+           "UnreadableText", "writable_dir", "writable_file"]
 
 
 @contextlib.contextmanager
@@ -51,6 +53,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Create the folder ``path`` (and its parents) and check that a file can be written in it, before any
+    work that would write there; else a user error that names it as ``what`` (a flag or a recipe key)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder; choose a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise UserError(f"{what} {path}: cannot write there ({e.strerror or e}); choose a writable folder") from None
+    return path
+
+
+def writable_file(path: str | os.PathLike, what: str) -> Path:
+    """Check that the file ``path`` can be written (atomically, so its folder must take a new file), before
+    any work whose result goes there; else a user error that names it as ``what``."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name, e.g. {path / 'out.json'}")
+    writable_dir(path.parent, f"{what} {path}: the folder")
+    return path
 
 
 class UnreadableText(Exception):

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
+from automl._io import writable_dir
 from automl.commands import parse_set_args
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import check_se, export_architecture, load_checkpoint, read_arch_file, split_checkpoint
+from automl.export.manifest import MANIFEST_NAME
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.recipe import load_recipe
@@ -25,24 +28,30 @@ def main(args) -> int:
     if quantize is not None and not getattr(args, "recipe", None):
         raise UserError(f"--quantize {quantize} calibrates on training data: give --recipe RECIPE.yaml "
                         f"(its data section is used)")
+    if os.path.isdir(args.space):
+        inside = Path(args.space) / "space.space"  # what an export folder holds
+        raise UserError(f"{args.space} is a folder, not a space file; give a .space file"
+                        + (f", e.g. {inside}" if inside.is_file() else ", e.g. spaces/digits.space"))
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
     compiled = load_compiled(args.space, overrides or None)
     arch = read_arch_file(args.arch, compiled)
     se = check_se(args.se, compiled)
     check_opset(args.opset)
-    # the recipe's data before anything is written: a bad recipe leaves no half-measured export
-    recipe, data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else (None, None)
-
     weights = supernet_state = None
     if args.weights:
         obj = load_checkpoint(args.weights)
         keys = set(compiled.build_standalone(arch, se=se).state_dict())
         kind, state = split_checkpoint(obj, keys, source=f"--weights {args.weights}")
         if kind == "supernet":
+            _not_exported_weights(args.weights, obj, args.arch)
             supernet_state = state
         else:
             weights = state
+    # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
+    # leaves no half-measured export
+    recipe, data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else (None, None)
+    writable_dir(args.out, "--out")
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
     calibration = None
     if supernet_state is not None and data is not None:
@@ -71,6 +80,23 @@ def main(args) -> int:
               f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {100 * q['test_accuracy']:.2f} % "
               f"vs fp32 {100 * q['fp32_test_accuracy']:.2f} %)")
     return 0
+
+
+_SUPERNET_KEYS = ("supernet", "supernet_train")  # the keys a run's checkpoint keeps its supernet under
+
+
+def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
+    """Refuse a stand-alone network's weights taken for a supernet's (their keys do not fit ``arch``'s
+    network): a bare state_dict in a safetensors file or next to an export's manifest.json."""
+    if any(k in obj for k in _SUPERNET_KEYS):
+        return
+    manifest = Path(path).parent / MANIFEST_NAME
+    if not manifest.is_file() and Path(path).suffix != ".safetensors":
+        return
+    again = f"--arch {manifest}" if manifest.is_file() else "--arch the manifest.json written next to it"
+    raise UserError(f"--weights {path}: a stand-alone network's weights (an export's), not a supernet checkpoint; "
+                    f"they fit only the architecture exported with them, not --arch {arch}: give {again} to "
+                    f"export that network again, or a run's checkpoint RUN/checkpoints/ckpt-….pt to inherit")
 
 
 def _recipe_data(path, compiled):

@@ -5,13 +5,12 @@ it contains."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 from rich.console import Console
 from rich.table import Table
 
-from automl._io import atomic_write_text
+from automl._io import atomic_write_text, writable_file
 from automl.commands import parse_set_args
 from automl.compile import load_compiled
 from automl.errors import UserError
@@ -107,6 +106,8 @@ def _show_table(cs, metric: str) -> None:
 
 
 def _encode(args, cs) -> int:
+    if args.out:
+        writable_file(args.out, "--out")
     if args.timm:
         model, label, source = timm_model(args.timm, cs), f"timm's {args.timm}", {"timm_model": args.timm}
     else:
@@ -121,6 +122,9 @@ def _encode(args, cs) -> int:
         print(f"{args.out}: {label} in space {cs.name}, {format_cost(cs.cost_table.total(arch))} params")
     else:
         sys.stdout.write(text)
+    return 0
+
+
 def _cost(args, cs) -> int:
     if args.cost_table:
         apply_cost_table(cs, read_cost_table(args.cost_table, cs))
@@ -137,9 +141,7 @@ def _profile(args, cs) -> int:
     if not args.metric.isidentifier() or args.metric in cs.cost_table.metrics:
         raise UserError(f"--metric {args.metric}: pick a new metric name (the space has "
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
-    out_dir = os.path.dirname(os.path.abspath(args.out))
-    if not os.path.isdir(out_dir):
-        raise UserError(f"--out {args.out}: the folder {out_dir} does not exist")
+    writable_file(args.out, "--out")  # before the measuring, which takes minutes on a large space
     table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch, repeat=args.repeat,
                           metric=args.metric, progress=sys.stderr.isatty(), calibrate=args.calibrate, clock=args.clock)
     write_cost_table(table, args.out)

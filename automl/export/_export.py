@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from automl._io import atomic_path
+from automl._io import atomic_path, writable_dir
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export._arch import as_arch
@@ -140,8 +141,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
         check_opset(opset)  # before anything is written
     arch = as_arch(arch, compiled)
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = writable_dir(out_dir, "export folder")
     # the manifest is written last: a folder with a manifest holds a complete export, even when an
     # export into it is interrupted halfway
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
@@ -188,7 +188,7 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tup
             model.load_state_dict(weights)
         except RuntimeError as e:
             raise UserError(f"the given weights do not fit the standalone model of this architecture: "
-                            f"{str(e).splitlines()[0]}") from None
+                            f"{_mismatch(e)}") from None
         return model, "standalone"
     if supernet_state is not None:
         return inherit_from_state(compiled, supernet_state, arch, model), "supernet"
@@ -201,11 +201,18 @@ def inherit_from_state(compiled, supernet_state: dict, arch: torch.Tensor, stand
     BatchNorm keeps the supernet's statistics, which average over random paths: recalibrate them
     (``bn_calibration``) before the network is used."""
     supernet = compiled.build_supernet()
+    state = member_weights(supernet_state)
     try:
-        supernet.load_state_dict(member_weights(supernet_state))
+        supernet.load_state_dict(state)
     except RuntimeError as e:
+        given, own = set(state), set(supernet.state_dict())
+        if len(given & set(standalone.state_dict())) > len(given & own):
+            raise UserError("the checkpoint holds a stand-alone network's weights (as an export writes them), not "
+                            "a supernet's; they fit only the architecture they were exported with: give --arch "
+                            "the manifest.json written next to them, or a run's checkpoint "
+                            "RUN/checkpoints/ckpt-….pt to inherit a supernet's weights") from None
         raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
-                        f"parameters (were the same --set overrides used?): {_first_mismatch(e)}") from None
+                        f"parameters (were the same --set overrides used?): {_mismatch(e)}") from None
     inherit_weights(supernet, arch, standalone, tuple(int(v) for v in compiled.arch_input_shape(arch)))
     return standalone
 
@@ -248,9 +255,24 @@ def _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path,
     return manifest
 
 
-def _first_mismatch(e: RuntimeError) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[1] if len(lines) > 1 else (lines[0] if lines else type(e).__name__)
+def _mismatch(e: RuntimeError, few: int = 3) -> str:
+    """What a failed ``load_state_dict`` found, in one short line: the count of missing and of unexpected
+    keys with the first ``few`` names each, and the first size mismatch with the count of the others."""
+    parts, sizes = [], []
+    for line in (ln.strip() for ln in str(e).splitlines()):
+        for label in ("Missing", "Unexpected"):
+            if line.startswith(f"{label} key(s)"):
+                keys = re.findall(r'"([^"]+)"', line)
+                more = f", {len(keys) - few} more" if len(keys) > few else ""
+                parts.append(f"{len(keys)} {label.lower()} key(s) ({', '.join(keys[:few])}{more})")
+        if line.startswith("size mismatch"):
+            sizes.append(line.rstrip("."))
+    if sizes:
+        parts.append(sizes[0] + (f" (and {len(sizes) - 1} more size mismatches)" if len(sizes) > 1 else ""))
+    if parts:
+        return "; ".join(parts)
+    first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+    return first if len(first) <= 200 else first[:200] + "…"
 
 
 def load_model(out_dir) -> nn.Module:
@@ -280,7 +302,7 @@ def load_model(out_dir) -> nn.Module:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise UserError(f"{out_dir}: the weights do not fit the model the manifest describes: "
-                        f"{_first_mismatch(e)}") from None
+                        f"{_mismatch(e)}") from None
     if count_params(model) != m.get("params", count_params(model)):
         raise UserError(f"{out_dir}: rebuilt model has {count_params(model):,} parameters, the manifest says "
                         f"{m['params']:,}")

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 from torch import nn
 
 from automl.errors import UserError
@@ -36,18 +38,32 @@ class InheritError(RuntimeError):
     """The supernet's chosen path and the standalone model do not line up: a bug."""
 
 
+# what `automl run` and `automl export` write, for messages about a --weights that is none of them
+WRITTEN_WEIGHTS = "a run's checkpoint RUN/checkpoints/ckpt-….pt or an export's model.safetensors"
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint saved with ``torch.save`` (``weights_only=True``); a bad file is a UserError."""
-    if not os.path.isfile(path):
+    """The dict in a ``--weights`` file: a torch checkpoint (read with ``weights_only=True``) or a
+    safetensors file; a folder, a missing file or a file automl did not write is a UserError."""
+    p = Path(path)
+    if p.is_dir():
+        ckpts = sorted((p / "checkpoints").glob("ckpt-*.pt"))
+        files = ckpts[-1:] or [f for f in (p / "model.safetensors", p / "model.pt") if f.is_file()]
+        raise UserError(f"--weights {path} is a folder; give a file: "
+                        + (f"e.g. {files[0]}" if files else WRITTEN_WEIGHTS))
+    if not p.is_file():
         raise UserError(f"--weights {path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for a corrupt or foreign file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"--weights {path}: not a readable torch checkpoint ({first})") from None
+        if p.suffix == ".safetensors":
+            obj = load_file(str(p))
+        else:
+            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - torch and safetensors raise many types for a corrupt or foreign file
+        raise UserError(f"--weights {path}: not a readable torch checkpoint, and not a checkpoint automl wrote "
+                        f"(truncated or another tool's); give {WRITTEN_WEIGHTS}") from None
     if not isinstance(obj, dict):
         raise UserError(f"--weights {path}: expected a dict (a state_dict or {{'supernet': state_dict}}), "
-                        f"got {type(obj).__name__}")
+                        f"got {type(obj).__name__}; give {WRITTEN_WEIGHTS}")
     return obj
 
 
