@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from automl.errors import UserError
+from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
+from automl.pipeline.setup import TooManyArchs
 from automl.recipe import load_recipe
 
 __all__ = ["main"]
+
+FLAGS = {"archs": "--archs", "retrain_epochs": "--retrain-epochs", "seeds": "--seeds", "truth": "--truth"}
+
+
+def _load(resolved: Path, base: list[str], flags: dict[str, object]):
+    """The run's recipe with the flags as ``ranking.*`` overrides; a flag's bad value is named as the flag."""
+    try:
+        return load_recipe(resolved, base + [f"ranking.{k}={v}" for k, v in flags.items()])
+    except RecipeError as e:
+        for key, value in flags.items():
+            if e.key == f"ranking.{key}":
+                reason = e.message.removeprefix(f"override ranking.{key}={value}: ")
+                raise UserError(f"{FLAGS[key]} {value}: {reason}") from None
+        raise
 
 
 def main(args) -> int:
@@ -17,13 +32,17 @@ def main(args) -> int:
     if not resolved.is_file():
         raise UserError(f"{out}: no recipe.resolved.yaml; RUN_DIR must be the --out folder of an automl run")
     # the run's own ranking section, or the defaults when it had none; then the flags
-    overrides = [] if load_recipe(resolved).ranking is not None else ["ranking={}"]
-    for key in ("archs", "retrain_epochs", "seeds", "truth"):
-        if getattr(args, key) is not None:
-            overrides.append(f"ranking.{key}={getattr(args, key)}")
-    recipe = load_recipe(resolved, overrides)
+    base = [] if load_recipe(resolved).ranking is not None else ["ranking={}"]
+    flags = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
+    recipe = _load(resolved, base, flags)
 
-    ranking = Run(recipe, out).rank()
+    try:
+        ranking = Run(recipe, out).rank()
+    except TooManyArchs as e:
+        if "archs" not in flags:
+            raise
+        raise UserError(f"--archs {e.asked}: {e.asked} architectures asked for, but the space {e.space} has "
+                        f"only {e.size:,}; pass --archs {e.size} or less") from None
     print(f"kendall_tau {ranking['kendall_tau']:.4f}  spearman {ranking['spearman']:.4f}  "
           f"({len(ranking['archs'])} architectures, {ranking['seeds']} retraining(s) each, truth: mean test "
           f"{ranking['truth']})")

@@ -68,14 +68,20 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool) -> tuple[dic
     Refuses (:class:`UserError`, exit 2) a folder without a trained supernet, and a fingerprint that
     differs from ``ours`` unless ``force``."""
     store = CheckpointStore(Path(run_dir) / "checkpoints")
-    if not store.exists():
+    if store.missing():
         raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
                         f"--out folder of an automl run whose weight phase has finished")
     ckpt = store.load()
-    if ckpt is None or ckpt.get("supernet") is None:
-        raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet (its weight phase has not "
-                        f"finished, or search.method trains none); finish it with --resume, or train one with "
-                        f"search.method importance_sampling or separate")
+    if ckpt is None:
+        raise UserError(f"--supernet {run_dir}: its checkpoints cannot be used: {store.why_none()}; give another "
+                        f"run's folder, or train the supernet again")
+    if ckpt.get("supernet") is None:
+        if ckpt.get("supernet_origin") is None:  # recorded by every run whose search.method trains a supernet
+            raise UserError(f"--supernet {run_dir}: that run has no trained supernet: its search.method trains "
+                            f"none; give the folder of a run of search.method importance_sampling or separate")
+        raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: its weight phase has not "
+                        f"finished; finish it first (automl run RECIPE --out {run_dir} --resume, with its "
+                        f"recipe and overrides)")
     theirs = ckpt.get("weights_fingerprint")
     if theirs is None:
         raise UserError(f"--supernet {run_dir}: that run records no weights fingerprint (an older automl); "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from automl._io import atomic_write_text
+from automl._io import atomic_write_text, writable_dir
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import UserError
 from automl.pipeline.context import Keeper, RunContext, rng_of
@@ -30,6 +30,10 @@ from automl.train.progress import Reporter
 from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
 
 __all__ = ["Run"]
+
+# what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
+# the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
+STARTUP_FILES = (LOCK_NAME, "threads.json", "recipe.resolved.yaml")
 
 
 class Run:
@@ -60,7 +64,9 @@ class Run:
 
     # ------------------------------------------------------------------ start-up
     def _prepare_out(self) -> None:
-        """Check the output folder before any work: writable, and not silently reusing an old run.
+        """Check the output folder before any work: writable, and not silently reusing an old run. A folder
+        holding only what a failed start-up leaves (:data:`STARTUP_FILES`, empty folders) is taken over by a
+        new run. An explicit ``export.dir`` is checked here too.
 
         Rank 0 alone checks: it owns the folder (other ranks could see its first files and take them for
         an old run, and on several machines they may not share the folder at all). If it fails, torchrun
@@ -71,21 +77,53 @@ class Run:
             raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
         # a run writing here now is named first, whatever this command asks (the lock is held till the end)
         self.lock.acquire(create=False)
+        held = self._held_files()
         if self.resume:
             if not self.store.exists():
-                raise UserError(f"--resume: no checkpoint in {self.out} (looked for "
-                                f"{self.store.index_path}); start a new run without --resume")
-        elif self.out.exists() and any(p.name != LOCK_NAME for p in self.out.iterdir()):
-            raise UserError(f"--out {self.out} already holds files; pass --resume to continue that run, "
-                            f"or choose another --out")
-        try:
-            self.out.mkdir(parents=True, exist_ok=True)
-            probe = self.out / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            raise UserError(f"--out {self.out}: cannot write there ({e.strerror}); choose a writable folder")
+                raise self._cannot_resume(held)
+        elif held:
+            if self.store.exists():
+                fix = "pass --resume to continue that run, or choose another --out"
+            else:
+                why = ("it holds no checkpoint for --resume to continue" if self.store.missing()
+                       else f"--resume cannot continue it: {self.store.why_none()}")
+                fix = f"{why}; choose another --out, or delete the folder (rm -r {self.out}) and start again"
+            shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+            raise UserError(f"--out {self.out} already holds files ({shown}); {fix}")
+        writable_dir(self.out, "--out")
         self.lock.acquire()
+        if not self.resume:  # a failed start-up's thread choice and recipe: this run writes its own
+            for name in STARTUP_FILES[1:]:
+                (self.out / name).unlink(missing_ok=True)
+        if self.recipe.export.dir is not None:
+            writable_dir(self.recipe.export_root(self.out), "export.dir")
+
+    def _held_files(self) -> list[str]:
+        """The names in ``out`` other than a failed start-up's files and empty folders (sorted)."""
+        def empty_dir(p: Path) -> bool:
+            try:
+                return p.is_dir() and not any(p.iterdir())
+            except OSError:
+                return False
+
+        if not self.out.is_dir():
+            return []
+        try:
+            return sorted(p.name for p in self.out.iterdir() if p.name not in STARTUP_FILES and not empty_dir(p))
+        except OSError as e:
+            raise UserError(f"--out {self.out}: cannot list it ({e.strerror or e}); choose a folder you can read "
+                            f"and write") from None
+
+    def _cannot_resume(self, held: list[str]) -> UserError:
+        """``--resume`` with no usable checkpoint in ``out``: what is wrong, and how to start again."""
+        again = f"delete the folder (rm -r {self.out}) and start a new run without --resume, or choose another --out"
+        if self.store.missing():
+            if not held:  # nothing, or only a failed start-up's files: a new run takes the folder over
+                return UserError(f"--resume: no checkpoint in {self.out} (looked for {self.store.index_path}); "
+                                 f"start a new run without --resume")
+            return UserError(f"--resume: no checkpoint in {self.out} (looked for {self.store.index_path}), so "
+                             f"nothing to continue; {again}")
+        return UserError(f"--resume: {self.out} cannot be resumed: {self.store.why_none()}; {again}")
 
     def _setup_threads(self, spaces) -> object:
         """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0 and set
@@ -156,8 +194,7 @@ class Run:
         ckpt = self.store.load() if self.info.is_main else None
         ckpt = broadcast_object(ckpt, self.info)
         if ckpt is None:
-            raise UserError(f"--resume: every checkpoint in {self.store.folder} is unreadable or corrupted; "
-                            f"start a new run")
+            raise self._cannot_resume(self._held_files())
         if ckpt.get("recipe_sha256") != self.recipe_hash:
             raise UserError(f"--resume: the recipe differs from the one {self.out} was started with "
                             f"(see {self.out / 'recipe.resolved.yaml'}); resume with the same recipe and "
@@ -231,10 +268,18 @@ class Run:
             self.lock.release()
 
     def _rank(self) -> dict:
-        ckpt = self.store.load() if self.store.exists() else None
-        if ckpt is None or ckpt.get("supernet") is None:
-            raise UserError(f"{self.out}: no checkpoint with a trained supernet (looked in {self.store.folder}); "
-                            f"automl rank needs a run of search.method importance_sampling or separate")
+        ckpt = self.store.load()
+        if ckpt is None:
+            raise UserError(f"{self.out}: no usable checkpoint: {self.store.why_none()}; automl rank scores the "
+                            f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
+                            f"search again (automl run {self.out / 'recipe.resolved.yaml'} --out NEW_DIR)")
+        if ckpt.get("supernet") is None:
+            if not self.method.needs_supernet:
+                raise UserError(f"{self.out}: search.method {self.method.name} trains no shared supernet to rank "
+                                f"with; automl rank needs a run of search.method importance_sampling or separate")
+            raise UserError(f"{self.out}: the run has no trained supernet yet: its weight phase has not finished; "
+                            f"finish it first (automl run RECIPE --out {self.out} --resume, with its recipe and "
+                            f"overrides)")
         r = self.recipe
         spaces, data, _ = self._start_up(threads=False)
         state = RunState.from_checkpoint(ckpt, str(self.store.folder))

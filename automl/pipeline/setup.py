@@ -18,8 +18,8 @@ from automl.report import short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
 
-__all__ = ["resolve_device", "Spaces", "load_spaces", "check_shapes", "check_ranking", "check_budgets",
-           "EngineCosts", "engine_costs", "recipe_costs"]
+__all__ = ["resolve_device", "Spaces", "load_spaces", "check_shapes", "check_ranking", "TooManyArchs",
+           "check_budgets", "EngineCosts", "engine_costs", "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -125,8 +125,17 @@ def check_ranking(recipe, space, has_supernet: bool) -> None:
                         f"remove ranking")
     n = space_size(space.num_choices)
     if rk.archs > n:
-        raise UserError(f"{src}: ranking.archs: {rk.archs} architectures asked for, but the space "
-                        f"{recipe.space_path.name} has only {n:,}; set ranking.archs to at most {n}")
+        raise TooManyArchs(src, rk.archs, n, recipe.space_path.name)
+
+
+class TooManyArchs(UserError):
+    """``ranking.archs`` above the number of architectures the space has; ``asked``, ``size`` and ``space``
+    let a caller that took K from elsewhere (``automl rank --archs``) name its own flag."""
+
+    def __init__(self, src, asked: int, size: int, space: str):
+        self.asked, self.size, self.space = asked, size, space
+        super().__init__(f"{src}: ranking.archs: {asked} architectures asked for, but the space {space} has only "
+                         f"{size:,}; set ranking.archs to at most {size}")
 
 
 def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> None:

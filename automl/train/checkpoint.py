@@ -4,7 +4,9 @@ Each save writes a new numbered file atomically, then atomically rewrites ``chec
 that lists the last two files with their SHA-256. Loading walks the index newest first and takes the first
 file whose checksum matches, so a truncated or corrupted newest checkpoint falls back to the previous one
 (with a warning). A failed write (disk full) leaves the index, and so the previous checkpoint, untouched.
-Files are loaded with ``torch.load(weights_only=True)``: a checkpoint never executes code.
+Files are loaded with ``torch.load(weights_only=True)``: a checkpoint never executes code. When there is
+no usable checkpoint, :meth:`CheckpointStore.why_none` says why in words (no folder, no index, a damaged
+index, or each listed file missing, unreadable, corrupted or refused), for the caller's user error.
 """
 
 from __future__ import annotations
@@ -26,19 +28,72 @@ _logger = logging.getLogger(__name__)
 KEEP = 2
 
 
+class _DamagedIndex(Exception):
+    """``checkpoints.json`` exists but cannot be read or is not an index; the message says why."""
+
+
 class CheckpointStore:
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
         self.index_path = self.folder / "checkpoints.json"
+        self.problems: list[str] = []  # why each file the last load() tried was skipped
+
+    def _read_index(self) -> list[dict]:
+        """The index's entries; [] when there is no index; :class:`_DamagedIndex` when it is unusable."""
+        try:
+            data = self.index_path.read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as e:
+            raise _DamagedIndex(f"cannot be read ({e.strerror or e})") from None
+        try:
+            entries = json.loads(data)["checkpoints"]
+            if not isinstance(entries, list) or not all(
+                    isinstance(x, dict) and {"seq", "file", "sha256"} <= set(x) and isinstance(x["file"], str)
+                    for x in entries):
+                raise TypeError
+            return entries
+        except ValueError:  # not JSON, or not UTF-8
+            raise _DamagedIndex("is damaged (not valid JSON)") from None
+        except (KeyError, TypeError):
+            raise _DamagedIndex("is damaged (no list of checkpoints in it)") from None
 
     def _index(self) -> list[dict]:
         try:
-            return json.loads(self.index_path.read_text())["checkpoints"]
-        except (OSError, ValueError, KeyError, TypeError):  # missing, unreadable, not a folder, garbled
+            return self._read_index()
+        except _DamagedIndex:
             return []
+
+    def _files(self) -> list[str]:
+        return sorted(p.name for p in self.folder.glob("ckpt-*.pt")) if self.folder.is_dir() else []
 
     def exists(self) -> bool:
         return bool(self._index())
+
+    def missing(self) -> bool:
+        """True when the folder holds no checkpoint at all: no index and no checkpoint file (a run that stopped
+        before its first checkpoint, or no run); False when it holds one, usable or not."""
+        return not self.index_path.exists() and not self._files()
+
+    def why_none(self) -> str:
+        """Why :meth:`load` finds no usable checkpoint, in words naming the folder, index or files."""
+        if not self.folder.exists():
+            return f"{self.folder} does not exist"
+        if not self.folder.is_dir():
+            return f"{self.folder} is a file, not a folder"
+        try:
+            entries = self._read_index()
+        except _DamagedIndex as e:
+            return f"its index {self.index_path} {e}"
+        if not self.index_path.exists():
+            files = self._files()
+            held = f" (the folder holds {', '.join(files)})" if files else ""
+            return f"its index {self.index_path} is missing{held}"
+        if not entries:
+            return f"its index {self.index_path} lists no checkpoint"
+        if not self.problems:
+            self.load()
+        return "every checkpoint its index lists is unusable: " + "; ".join(self.problems)
 
     def save(self, state: dict) -> Path:
         buf = io.BytesIO()
@@ -62,23 +117,30 @@ class CheckpointStore:
             p.unlink(missing_ok=True)
         return len(stray)
 
+    def _skip(self, path: Path, problem: str) -> None:
+        self.problems.append(f"{path} {problem}")
+        _logger.warning("checkpoint %s %s; trying the previous one", path, problem)
+
     def load(self) -> dict | None:
-        """The newest intact checkpoint, or None when there is none."""
+        """The newest intact checkpoint, or None when there is none (:meth:`why_none` says why)."""
+        self.problems = []
         for entry in self._index():
             path = self.folder / entry["file"]
             try:
                 data = path.read_bytes()
-            except OSError:
-                _logger.warning("checkpoint %s is missing; trying the previous one", path)
+            except FileNotFoundError:
+                self._skip(path, "is missing")
+                continue
+            except OSError as e:
+                self._skip(path, f"cannot be read ({e.strerror or e})")
                 continue
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                _logger.warning("checkpoint %s is corrupted (checksum mismatch); using the previous one", path)
+                self._skip(path, "is corrupted (checksum mismatch)")
                 continue
             try:
                 return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
                 # e.g. a file holding arbitrary Python objects: refused, never executed
-                _logger.warning("checkpoint %s was refused (%s); trying the previous one", path,
-                                str(e).splitlines()[0] if str(e) else type(e).__name__)
+                self._skip(path, f"was refused ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
                 continue
         return None
