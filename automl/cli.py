@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a recipe: train supernet, search, derive, retrain, export, report")
     r.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
-    r.add_argument("overrides", nargs="*", metavar="key.path=value", help="recipe overrides, e.g. search.lam=4")
+    r.add_argument("overrides", nargs="*", default=[], metavar="key.path=value", help="recipe overrides: search.lam=4")
     r.add_argument("--out", default=None, help="output directory (default runs/<name>-<timestamp>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--supernet", default=None, metavar="RUN_DIR",
@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `automl run R --out D a.b=1`: argparse fills the positionals `recipe overrides*` in one go, before
-    # --out, so overrides written after an option come back as extras; they are still overrides.
+    # --out, so overrides written after an option come back as extras; they are still overrides. The overrides'
+    # default ([]) keeps them optional: argparse calls a nargs="*" positional without a default required.
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "run" and not any(e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]

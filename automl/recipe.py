@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from pydantic import ValidationInfo, model_validator
+from pydantic import TypeAdapter, ValidationInfo, model_validator
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.errors import RecipeError
@@ -60,6 +60,10 @@ __all__ = [
     "parse_recipe",
     "PATH_KEYS",
 ]
+
+# |seed| at most: torch seeds lie in [-2^63, 2^64 - 1] and automl/pipeline seeds stages with seed * 7919 + i,
+# seed * 1009 + idx + 1_000_003 * m and (seed + s) * 7919 + 100_003 + j, which stay inside it with room to spare.
+SEED_LIMIT = 10**15
 
 # Keys holding filesystem paths: resolved to absolute paths when the recipe is loaded.
 PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("supernet",))
@@ -127,6 +131,10 @@ class DataConfig(_Config):
         return v
 
 
+# How a float field reads a string ("1e-3", " 2.5E-2 "): the ``"auto" | float`` fields parse alike.
+_FLOAT = TypeAdapter(float, config=ConfigDict(allow_inf_nan=False))
+
+
 def _auto_or(low: float, strict: bool):
     """A before-validator for ``"auto" | float`` fields with one clear message."""
     op = ">" if strict else ">="
@@ -134,9 +142,15 @@ def _auto_or(low: float, strict: bool):
     def check(v: Any) -> Any:
         if v == "auto":
             return v
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or (v <= low if strict else v < low):
+        x = v
+        if isinstance(v, str):  # YAML reads 1e-3 (no dot) as a string; a float field of the recipe takes it
+            try:
+                x = _FLOAT.validate_python(v)
+            except ValidationError:
+                x = None
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or (x <= low if strict else x < low):
             raise ValueError(f"must be 'auto' or a number {op} {low:g}")
-        return float(v)
+        return float(x)
 
     return check
 
@@ -357,7 +371,7 @@ class Recipe(_Config):
     """A whole run. Load it with :func:`load_recipe`; every path in it is absolute."""
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name, used in output folders")
-    seed: int = Field(0, description="seed of every random choice in the run")
+    seed: int = Field(0, description="seed of every random choice in the run; from -10^15 to 10^15")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     threads: Annotated[Union[Literal["auto"], int], BeforeValidator(_check_threads)] = Field(
         "auto", description="intra-op CPU threads; auto: from the step's size and the free cores "
@@ -379,6 +393,14 @@ class Recipe(_Config):
 
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @field_validator("seed")
+    @classmethod
+    def _seed_fits_torch(cls, v: int) -> int:
+        if not -SEED_LIMIT <= v <= SEED_LIMIT:
+            raise ValueError("must be an integer from -10^15 to 10^15 (torch's seeds are 64-bit, and the run "
+                             "derives more seeds from this one); choose a seed in that range")
+        return v
 
     @property
     def source(self) -> Path | None:
@@ -474,6 +496,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
                  overrides: list[str] | None = None, source: Path | None = None) -> Recipe:
     """Validate recipe YAML ``text``; relative paths resolve against ``base_dir`` (default: cwd)."""
     base = Path(base_dir) if base_dir is not None else Path.cwd()
+    node = None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -485,6 +508,11 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
             char = chr(e.character) if isinstance(e.character, int) else e.character
             raise RecipeError(f"the character {char!r} is not allowed in YAML; remove it", filename,
                               line=line) from None
+        if isinstance(e, yaml.constructor.ConstructorError) and "unhashable key" in problem:
+            path, key = _non_scalar_key(node)
+            raise RecipeError(_NOT_A_NAME.format(kind=_node_kind(key)), filename, _dotted(path) or None,
+                              line=key.start_mark.line + 1 if key is not None else
+                              (mark.line + 1 if mark else None)) from None
         if isinstance(e, yaml.constructor.ConstructorError):  # !!python/object and friends: never built
             raise RecipeError(f"unsupported YAML tag ({problem}); a recipe holds plain values only, no "
                               f"Python objects", filename, line=mark.line + 1 if mark else None) from None
@@ -593,8 +621,13 @@ def _parse_override(item: str, filename: str) -> tuple[tuple[str, ...], Any]:
     try:
         value = yaml.safe_load(text) if text.strip() else ""
     except yaml.YAMLError as e:
-        raise RecipeError(f"override {item}: cannot parse the value {text!r} as YAML "
-                          f"({getattr(e, 'problem', e)})", filename, key) from None
+        problem = getattr(e, "problem", None) or e
+        if "unhashable key" in str(problem):  # {[a]: 1}: composes, but cannot be a mapping
+            _, bad = _non_scalar_key(yaml.compose(text, Loader=yaml.SafeLoader))
+            raise RecipeError(f"override {item}: {_NOT_A_NAME.format(kind=_node_kind(bad))}", filename,
+                              key) from None
+        raise RecipeError(f"override {item}: cannot parse the value {text!r} as YAML ({problem})", filename,
+                          key) from None
     keys = tuple(key.split("."))
     model: Any = Recipe
     for i, k in enumerate(keys):
@@ -791,6 +824,31 @@ def _line_of(node, path: tuple, missing: bool = False) -> int | None:
     if line is None and not missing:
         return None
     return line
+
+
+_NOT_A_NAME = "a key must be a name, not a {kind}: write each setting as name: value, such as seed: 3"
+
+
+def _non_scalar_key(node, path: tuple = ()) -> tuple[tuple, Any]:
+    """The first mapping key in ``node`` that is a list or a mapping, and the key path of its mapping;
+    ((), None) when there is none."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode):
+                return path, k
+            found = _non_scalar_key(v, path + (k.value,))
+            if found[1] is not None:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            found = _non_scalar_key(v, path + (i,))
+            if found[1] is not None:
+                return found
+    return (), None
+
+
+def _node_kind(node) -> str:
+    return {yaml.SequenceNode: "list", yaml.MappingNode: "mapping"}.get(type(node), "value")
 
 
 def _check_duplicates(node, filename: str, prefix: tuple = ()) -> None:
