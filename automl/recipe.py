@@ -59,6 +59,7 @@ __all__ = [
     "load_recipe",
     "parse_recipe",
     "PATH_KEYS",
+    "file_line",
 ]
 
 # |seed| at most: torch seeds lie in [-2^63, 2^64 - 1] and automl/pipeline seeds stages with seed * 7919 + i,
@@ -800,6 +801,23 @@ def _dotted(path: tuple) -> str:
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
     return out
+
+
+def file_line(recipe: Recipe, path: tuple[str, ...]) -> int | None:
+    """The line of the key at ``path`` in the recipe's file when the recipe's value there is the file's; None
+    when it came from a command-line override, or the recipe has no file. Reads the file again: for messages."""
+    if recipe.source is None:
+        return None
+    try:
+        text = Path(recipe.source).read_text(encoding="utf-8")
+        node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # the file changed since it was loaded
+        return None
+    ours: Any = recipe.model_dump()
+    for k in path:
+        data = data.get(k) if isinstance(data, dict) else None
+        ours = ours.get(k) if isinstance(ours, dict) else None
+    return _line_of(node, path) if data is not None and data == ours else None
 
 
 def _line_of(node, path: tuple, missing: bool = False) -> int | None:

@@ -11,6 +11,7 @@ from automl.commands import parse_set_args
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import check_se, export_architecture, load_checkpoint, read_arch_file, split_checkpoint
+from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
@@ -82,13 +83,10 @@ def main(args) -> int:
     return 0
 
 
-_SUPERNET_KEYS = ("supernet", "supernet_train")  # the keys a run's checkpoint keeps its supernet under
-
-
 def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
     """Refuse a stand-alone network's weights taken for a supernet's (their keys do not fit ``arch``'s
     network): a bare state_dict in a safetensors file or next to an export's manifest.json."""
-    if any(k in obj for k in _SUPERNET_KEYS):
+    if any(k in obj for k in SUPERNET_KEYS):
         return
     manifest = Path(path).parent / MANIFEST_NAME
     if not manifest.is_file() and Path(path).suffix != ".safetensors":

@@ -26,7 +26,7 @@ from torch import nn
 
 from automl.errors import UserError
 
-__all__ = ["InheritError", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order"]
+__all__ = ["InheritError", "SUPERNET_KEYS", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order"]
 
 _logger = logging.getLogger(__name__)
 
@@ -38,6 +38,8 @@ class InheritError(RuntimeError):
     """The supernet's chosen path and the standalone model do not line up: a bug."""
 
 
+# the keys a run's checkpoint keeps its supernet under ("supernet_train": written during the weight phase)
+SUPERNET_KEYS = ("supernet", "supernet_train")
 # what `automl run` and `automl export` write, for messages about a --weights that is none of them
 WRITTEN_WEIGHTS = "a run's checkpoint RUN/checkpoints/ckpt-….pt or an export's model.safetensors"
 
@@ -75,9 +77,7 @@ def split_checkpoint(obj: dict[str, Any], standalone_keys: set[str], source: str
     bare state_dict whose keys are exactly the standalone model's is a standalone one; any other bare
     state_dict is taken for a supernet's.
     """
-    # "supernet_train": a checkpoint of `automl run` written during the weight phase (partly trained)
-    for key, kind in (("supernet", "supernet"), ("supernet_train", "supernet"), ("model", "standalone"),
-                      ("state_dict", None)):
+    for key, kind in (*((k, "supernet") for k in SUPERNET_KEYS), ("model", "standalone"), ("state_dict", None)):
         if key in obj and isinstance(obj[key], dict):
             sd = obj[key]
             if kind is None:

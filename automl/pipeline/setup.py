@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from automl.compile import load_compiled
 from automl.dsl import ParamError
 from automl.errors import RecipeError, UserError
 from automl.profile import apply_cost_table, read_cost_table
 from automl.ranking import space_size
+from automl.recipe import file_line
 from automl.report import short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
@@ -78,29 +78,7 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
         keys = ("retrain", "space_args", e.name) if own else ("space_args", e.name)
         got = "" if e.value is None else f", got {e.value!r}"
         raise RecipeError(f"{e.problem}{got} (space {recipe.space_path})", recipe.source and str(recipe.source),
-                          ".".join(keys), _line_in_file(recipe, keys)) from None
-
-
-def _line_in_file(recipe, keys: tuple[str, ...]) -> int | None:
-    """The line of ``keys`` in the recipe file when the recipe's value there is the file's (None when the
-    value came from a command-line override, or the recipe has no file)."""
-    if recipe.source is None:
-        return None
-    try:
-        text = Path(recipe.source).read_text(encoding="utf-8")
-        node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):  # the file changed since it was loaded
-        return None
-    section = recipe.retrain.space_args if keys[0] == "retrain" else recipe.space_args
-    for k in keys:
-        data = data.get(k) if isinstance(data, dict) else None
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        found = [(kn, vn) for kn, vn in node.value if isinstance(kn, yaml.ScalarNode) and kn.value == k]
-        if not found:
-            return None
-        key_node, node = found[-1]
-    return key_node.start_mark.line + 1 if data == section.get(keys[-1]) else None
+                          ".".join(keys), file_line(recipe, keys)) from None
 
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
