@@ -380,6 +380,33 @@ def test_nan_path_losses_rank_worst_and_theta_stays_finite(tmp_path, monkeypatch
     assert "path losses were NaN or inf; they ranked worst" in capsys.readouterr().out
 
 
+@pytest.mark.filterwarnings("ignore:.*rank worst:RuntimeWarning")
+def test_nan_path_losses_are_reported_once_across_a_resume(tmp_path, monkeypatch, die_after_save):
+    # The engine's count of non-finite losses is in its checkpoint; the θ epochs after a resume report only
+    # what is new, so the run's reports add up to what was told, epoch by epoch, with no epoch twice.
+    real_losses = automl.train.loops.path_losses
+    calls = {"n": 0, "bad": 0}
+
+    def losses(*a, **k):
+        out = real_losses(*a, **k).clone()
+        calls["n"] += 1
+        out[0] = float("nan")
+        calls["bad"] += 1
+        return out
+
+    monkeypatch.setattr(automl.train.loops, "path_losses", losses)
+    recipe = load_recipe(QUICK, SMALL + ["search.theta_epochs=3"])
+    die_after_save(lambda state, n: state["stage"] == 1 and state["epoch"] == 2)  # after θ epoch 2
+    with pytest.raises(KeyboardInterrupt):
+        Run(recipe, tmp_path / "o", tty=False).execute()
+    told_before = calls["bad"]
+    Run(recipe, tmp_path / "o", resume=True, tty=False).execute()
+    lines = (tmp_path / "o" / "metrics.jsonl").read_text().splitlines()
+    reported = [json.loads(x) for x in lines if "nonfinite_path_losses" in x]
+    assert [r["epoch"] for r in reported] == [1, 2, 3]
+    assert sum(r["nonfinite_path_losses"] for r in reported) == calls["bad"] > told_before
+
+
 # ---------------------------------------------------------------------------------------- write errors
 
 

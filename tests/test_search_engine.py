@@ -292,6 +292,36 @@ def test_log_space_ratios_do_not_underflow_at_large_d():
     assert torch.isfinite(s.theta).all() and not torch.equal(s.theta, before)
 
 
+@pytest.mark.parametrize("D, K, theta_min", [(3, 3, 0.0), (150, 7, None)])
+def test_weighted_quantile_weights_survive_ratios_that_underflow(D, K, theta_min):
+    # Member 1 finds every sample (nearly) impossible: its ratios underflow to 0 and r / sum(r) was 0 / 0.
+    # The self-normalised weights P_1(M_i) / q(M_i) over i are still defined; here every sample is the same
+    # network, so they are 1/lam, and member 1 moves exactly as a distribution alone (eq. 7) would.
+    init = torch.zeros(2, D, K, dtype=torch.float64)
+    init[0, :, 0] = 1.0
+    init[1, :, K - 1] = 1.0
+    costs = torch.rand(D, K, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    kw = dict(num_choices=[K] * D, costs=costs, lam=4, theta_min=theta_min, seed=0, utility="weighted_quantile")
+    both = MultiEpsilonSearch(epsilons=[0.0, 0.5], init_theta=init, **kw)
+    alone = MultiEpsilonSearch(epsilons=[0.5], init_theta=both.theta[1:].clone(), **kw)
+    arch, losses = torch.zeros(4, D, dtype=torch.long), torch.arange(4, dtype=torch.float64)
+    both.tell(arch, losses)
+    alone.tell(arch, losses)
+    assert torch.isfinite(both.theta).all()
+    torch.testing.assert_close(both.theta[1], alone.theta[0], rtol=0, atol=1e-12)
+
+
+def test_nonfinite_count_survives_a_state_round_trip():
+    kw = dict(num_choices=[3, 4], costs=None, epsilons=[0.0, 0.3], lam=4, seed=2)
+    a = MultiEpsilonSearch(**kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        a.tell(a.ask(), torch.tensor([math.nan, 1.0, math.inf, 2.0], dtype=torch.float64))
+    b = MultiEpsilonSearch(**kw)
+    b.load_state_dict(a.state_dict())
+    assert a.nonfinite_losses == b.nonfinite_losses == 2
+
+
 # ----------------------------------------------------------------------------- state and seeds
 def test_state_dict_round_trip_continues_bit_identically(tmp_path):
     kw = dict(num_choices=[3, 5, 2], costs=torch.rand(3, 5, generator=torch.Generator().manual_seed(0)), epsilons=[0.0, 0.3], lam=4, seed=11)

@@ -207,6 +207,8 @@ class WeightTask(EpochTask):
             restorable["engine"] = self.theta.searcher
         rest = ctx.restore(state, restorable)
         self.num_updates = rest["num_updates"]
+        if self.theta is not None:  # the restored searcher's count was reported before
+            self.nonfinite = self.method.nonfinite(self.theta.searcher)
         return state.epoch, state.step, rest.get("sums")
 
 
@@ -217,7 +219,7 @@ class ThetaTask(EpochTask):
         self.ctx, self.phase, self.epochs, self.method, self.theta = ctx, phase, epochs, method, theta
         self.loader = ctx.data.theta
         self.loss_sum = None
-        self.nonfinite = 0
+        self.nonfinite = method.nonfinite(theta.searcher)  # a resumed searcher's count was reported before
 
     def begin_epoch(self, epoch, done, sums):
         dev = self.ctx.device

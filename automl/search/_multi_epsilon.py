@@ -274,12 +274,13 @@ class MultiEpsilonSearch(Searcher):
         # milliseconds on a busy machine.
         flat = (arch + self._d_offsets).view(-1)                              # (S * D,)
         if self.importance_sampling:
-            ratios = importance_ratios(theta, flat, S, self._tiny)
+            ratios, log_ratios = importance_ratios(theta, flat, S, self._tiny)
             grouped_losses = losses.view(1, S)
         else:
-            ratios = self._ones
+            ratios, log_ratios = self._ones, None
             grouped_losses = losses.view(N, lam)
-        u = update_coefficients(self.utility, grouped_losses, ratios, lam, self.lr, self._inputs.host_checks)
+        u = update_coefficients(self.utility, grouped_losses, ratios, lam, self.lr, self._inputs.host_checks,
+                                log_ratios)
         new = natural_gradient_step(theta, u, flat, step_costs(self.costs, theta), self._neg_lr_eps,
                                     None if self.importance_sampling else self._group_offsets)
         self._theta = self._restrict(new, theta)
@@ -309,6 +310,7 @@ class MultiEpsilonSearch(Searcher):
             "generator": self._generator.get_state(),
             "step": self.step,
             "seed": self.seed,
+            "nonfinite": self.nonfinite_losses,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -326,3 +328,4 @@ class MultiEpsilonSearch(Searcher):
         self._generator.set_state(state["generator"])
         self.step = int(state["step"])
         self.seed = int(state.get("seed", self.seed))
+        self._inputs._nonfinite.fill_(int(state.get("nonfinite", 0)))

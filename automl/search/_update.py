@@ -9,8 +9,11 @@ from ._utilities import quantile_utilities, weighted_quantile_utilities
 __all__ = ["importance_ratios", "update_coefficients", "natural_gradient_step"]
 
 
-def importance_ratios(theta: torch.Tensor, flat: torch.Tensor, S: int, tiny: float) -> torch.Tensor:
-    """``(N, S)``: ``r_i^(n) = P_theta^(n)(M_i) / ((1/N) sum_m P_theta^(m)(M_i))`` (eq. 9), in log space.
+def importance_ratios(theta: torch.Tensor, flat: torch.Tensor, S: int,
+                      tiny: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(N, S)`` twice: ``r_i^(n) = P_theta^(n)(M_i) / ((1/N) sum_m P_theta^(m)(M_i))`` (eq. 9), computed in
+    log space, and ``log r_i^(n)``, which stays finite where ``r`` underflows to 0 (a distribution that finds
+    every sample nearly impossible; :func:`update_coefficients` normalises those from the logs).
 
     Args:
         theta: ``(N, D, Kmax)`` distributions.
@@ -25,22 +28,31 @@ def importance_ratios(theta: torch.Tensor, flat: torch.Tensor, S: int, tiny: flo
     logp = log_theta.index_select(1, flat).view(N, S, D).sum(-1)          # (N, S)
     # shifted by each sample's largest log-probability so nothing underflows (a hand-rolled
     # logsumexp: logp is finite, so torch's inf checks, which triple the cost here, are not needed).
-    ratios = torch.exp(logp - logp.amax(0))
-    return ratios.div_(ratios.mean(0))
+    shifted = logp - logp.amax(0)
+    ratios = torch.exp(shifted)
+    mean = ratios.mean(0)
+    return ratios.div_(mean), shifted.sub_(mean.log())
 
 
 def update_coefficients(utility: str, losses: torch.Tensor, ratios: torch.Tensor, lam: int, lr: float,
-                        check_ties: bool) -> torch.Tensor:
+                        check_ties: bool, log_ratios: torch.Tensor | None = None) -> torch.Tensor:
     """``(N, S)``: each sample's coefficient in the update, the learning rate folded in.
 
     ``"paper"``: ``eta / lam * s_i r_i`` with eq. 9's :func:`quantile_utilities`; ``"weighted_quantile"``:
     ``eta * s_i w_i`` with self-normalised ``w_i = r_i / sum_k r_k`` (``w_i = 1/lam`` when N = 1: eq. 7)
     and :func:`weighted_quantile_utilities`. ``losses`` is ``(1, S)`` or ``(N, S)`` as for those.
+    ``log_ratios`` (from :func:`importance_ratios`): a distribution whose ratios sum to less than
+    ``sqrt(tiny)`` takes its ``w`` as the softmax of its log-ratios, where ``r / sum r`` would lose digits
+    to subnormals or be 0 / 0.
     """
     if utility == "paper":
         u = quantile_utilities(losses, ratios, lam, check_ties=check_ties)
         return u.mul_(ratios).mul_(lr / lam)
-    weights = ratios / ratios.sum(-1, keepdim=True)
+    total = ratios.sum(-1, keepdim=True)
+    weights = ratios / total
+    if log_ratios is not None:
+        small = total < torch.finfo(total.dtype).tiny ** 0.5
+        weights = torch.where(small, torch.softmax(log_ratios, -1), weights)
     u = weighted_quantile_utilities(losses, weights, lam)
     return u.mul_(weights).mul_(lr)
 
