@@ -148,9 +148,7 @@ class MultiEpsilonSearch(Searcher):
         self._tiny = torch.finfo(self.dtype).tiny
         self._group_cpu = torch.arange(N).repeat_interleave(lam)               # Method 2 rows
         self._ones = torch.ones(N, lam, **dev)
-        # On an accelerator, tell() never reads a value back (no host sync): the tie check is skipped
-        # (the tie-aware formula is exact either way), losses are checked on the device and ask()'s own
-        # samples are trusted, as they are valid by construction. On the CPU a read-back costs nothing.
+        # sync_free (the default on an accelerator): tell() reads nothing back; on the CPU that costs nothing.
         host_checks = (self.device.type == "cpu") if sync_free is None else not sync_free
         self._inputs = TellInputs(self.num_choices, self.device, self.dtype, host_checks)
         self._last_ask: torch.Tensor | None = None
@@ -268,10 +266,9 @@ class MultiEpsilonSearch(Searcher):
         losses = self._inputs.losses(losses, S)
         theta = self._theta
 
-        # Position of theta_{d, k_i(d)} in a flattened (D * Kmax) row, for every sample i and d. The
-        # sums over samples below are gathers and index_adds rather than matmuls with one-hot
-        # vectors: these products are tiny, and BLAS may hand them to threads, which costs
-        # milliseconds on a busy machine.
+        # Position of theta_{d, k_i(d)} in a flattened (D * Kmax) row, for every sample i and d. The sums over
+        # samples below are gathers and index_adds rather than matmuls with one-hot vectors: these products
+        # are tiny, and BLAS may hand them to threads, which costs milliseconds on a busy machine.
         flat = (arch + self._d_offsets).view(-1)                              # (S * D,)
         if self.importance_sampling:
             ratios, log_ratios = importance_ratios(theta, flat, S, self._tiny)
