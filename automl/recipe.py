@@ -224,6 +224,10 @@ class SearchConfig(_Config):
     normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
     random_budgets: list[Annotated[float, Field(ge=0)]] | None = Field(
         None, min_length=1, description="random: explicit cost budgets, one architecture each")
+    random_band: float | None = Field(
+        None, gt=0, le=1, description="random: each member's network costs between random_band x its budget and "
+        "the budget (search.random_budgets or search.budgets; 0.9: the paper's networks of about 2.5M ... 5M "
+        "parameters); null: anything within the budget")
     log_every: int = Field(10, gt=0, description="steps between logged metrics")
     nan_policy: Literal["stop", "skip"] = Field(
         "stop", description="a weight step with a non-finite loss: stop the run, or skip the step (not applied)")
@@ -354,6 +358,9 @@ RESULT_NEUTRAL = {"checkpoint"}  # recipe sections that change how a run is kept
 # may differ on --resume although it changes float rounding: a resumed run keeps the count it started with
 # unless told otherwise (automl/train/threads.py)
 RESUME_MAY_SET = {"threads"}
+# Keys added since runs were first checkpointed, with the value that behaves as before the key existed: the
+# resume fingerprint leaves a key out at that value, so a run started by an older automl still resumes.
+ADDED_KEYS = {("search", "random_band"): None}
 
 
 class CheckpointConfig(_Config):
@@ -448,7 +455,7 @@ class Recipe(_Config):
 
     __hash__ = None  # type: ignore[assignment]
 
-    def to_yaml(self, exclude: set[str] | None = None) -> str:
+    def to_yaml(self, exclude: set[str] | dict | None = None) -> str:
         """The resolved recipe (defaults filled, paths absolute); loading it back gives an equal Recipe."""
         head = f"# resolved from {self._source}\n" if self._source else ""
         return head + yaml.safe_dump(self.model_dump(mode="json", exclude=exclude), sort_keys=False,
@@ -458,7 +465,11 @@ class Recipe(_Config):
         """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
         ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
         written and (explicitly) the thread count."""
-        return hashlib.sha256(self.to_yaml(exclude=RESULT_NEUTRAL | RESUME_MAY_SET).encode()).hexdigest()
+        exclude: dict = {k: True for k in RESULT_NEUTRAL | RESUME_MAY_SET}
+        for (section, key), before in ADDED_KEYS.items():
+            if getattr(getattr(self, section), key) == before:
+                exclude.setdefault(section, set()).add(key)
+        return hashlib.sha256(self.to_yaml(exclude=exclude).encode()).hexdigest()
 
     def dump_resolved(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``)."""

@@ -212,3 +212,25 @@ def test_a_removed_key_in_an_old_run_folder_is_dropped_with_a_warning(tmp_path, 
     assert old.model_dump() == load_recipe(write(tmp_path, MINIMAL + "search:\n  lam: 4\n", "new.yaml")).model_dump()
     # typed on the command line today it is a mistake, as any unknown key
     assert "unknown key" in str(error_of(write(tmp_path, MINIMAL, "c.yaml"), ["search.random_budget=true"]))
+
+
+def test_a_key_added_later_leaves_the_resume_fingerprint_as_it_was_at_its_old_value():
+    """A run checkpointed by an automl without the key resumes: at the value that behaves as before, the key is
+    not part of the fingerprint (the YAML hashed is the one the older automl hashed); any other value is."""
+    import hashlib
+
+    import yaml
+
+    from automl.recipe import ADDED_KEYS
+
+    quick = Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"
+    recipe = load_recipe(quick)
+    data = recipe.model_dump(mode="json", exclude={"checkpoint", "threads"})
+    for (section, key), before in ADDED_KEYS.items():
+        assert getattr(getattr(recipe, section), key) == before
+        del data[section][key]
+    head = recipe.to_yaml().splitlines()[0] + "\n"
+    older = hashlib.sha256((head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)).encode())
+    assert recipe.fingerprint() == older.hexdigest()
+    assert load_recipe(quick, ["search.method=random", "search.random_band=0.9"]).fingerprint() != \
+        load_recipe(quick, ["search.method=random"]).fingerprint()

@@ -17,6 +17,7 @@ instead of training them. Every stage object has a ``key`` and ``run(ctx, state,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Protocol
 
 import torch
 
+from automl.errors import UserError
 from automl.pipeline.context import RunContext
 from automl.pipeline.final_stages import Exporter, RankingStage, RetrainStage
 from automl.pipeline.members import Members
@@ -33,6 +35,7 @@ from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaS
 from automl.pipeline.setup import EngineCosts, Spaces, engine_costs
 from automl.pipeline.state import RunState
 from automl.ranking import select_archs
+from automl.report import short_number
 from automl.search import SearchMethod, SearchProblem
 
 __all__ = ["Stage", "Plan", "build_plan", "search_problem", "ranking_archs"]
@@ -62,24 +65,61 @@ class Plan:
         return self.stages[idx].key
 
 
+def _round_down(x: float) -> float:
+    """``x`` to 4 significant digits, rounded down (a limit a message suggests must itself pass)."""
+    if x <= 0:
+        return 0.0
+    unit = 10.0 ** (math.floor(math.log10(x)) - 3)
+    return math.floor(x / unit) * unit
+
+
+def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
+    """The random baseline's raw cost table, budgets and options for the members ``group``: search.budgets are
+    totals as results.json reports cost (the search space's table); random_budgets are for the network that is
+    trained and deployed (the retraining space's). A budget below the smallest network, or a search.random_band
+    above the largest, is refused here, at start-up."""
+    s = recipe.search
+    key, space, totals = (("budgets", spaces.search, s.budgets) if s.budgets is not None
+                          else ("random_budgets", spaces.retrain, s.random_budgets))
+    if not totals:
+        return None, None, {}
+    raw = engine_costs(space, s.cost, normalize=False)  # exact totals with elastic width too
+    ct, where, band = space.cost_table, f"{recipe.source}: " if recipe.source else "", s.random_band
+    low, high = max(ct.min_total(s.cost), raw.cheapest()), ct.max_total(s.cost)
+    context = []
+    for i in group:
+        b = totals[i]
+        if b is not None and b < low:
+            raise UserError(f"{where}search.{key}[{i}]: {short_number(b)} is below the smallest network of "
+                            f"{space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at least "
+                            f"{low:,.6g}")
+        if b is None or band is None:
+            continue
+        asks = (f"{where}search.random_band: {band:g} asks search.{key}[{i}] = {short_number(b)} for a network "
+                f"of {short_number(band * b)} to {short_number(b)} {s.cost}")
+        if band * b > high:
+            raise UserError(f"{asks}, above the largest network of {space.name} ({high:,.6g}); lower "
+                            f"search.random_band to at most {_round_down(high / b):g}, or the budget to at most "
+                            f"{_round_down(high / band):,g}")
+        context.append(asks)
+    options = {"random_band": band, "cost_fixed": raw.fixed, "band_context": context}
+    return raw.costs, raw.budgets(totals), options
+
+
 def search_problem(recipe, members: Members, group: list[int], spaces: Spaces, costs: EngineCosts,
                    device: torch.device) -> SearchProblem:
     """The problem of a searcher serving the members ``group``: their ε or budgets in the engine's units, or
-    (``members.sampled``, the random baseline) the raw cost table and budgets of the deployed network."""
+    (``members.sampled``, the random baseline) the raw cost table and budgets of the deployed network, with
+    search.random_band."""
     s = recipe.search
+    options = {"theta_lr": s.theta_lr, "theta_min": s.theta_min, "utility": s.utility}
     if members.sampled:
-        # search.budgets are totals as results.json reports cost (the search space's table); random_budgets
-        # are for the network that is trained and deployed (the retraining space's)
-        space, totals = ((spaces.search, s.budgets) if s.budgets is not None
-                         else (spaces.retrain, s.random_budgets))
-        raw = engine_costs(space, s.cost, normalize=False)  # exact totals with elastic width too
-        table = raw.costs if totals else None
-        budgets = raw.budgets(totals) if totals else None
+        table, budgets, sampled = _sampled_problem(recipe, spaces, group)
+        options.update(sampled)
         epsilons = None
     else:
         table, budgets = costs.costs, (costs.budgets(s.budgets) if s.budgets is not None else None)
         epsilons = None if members.epsilons is None else [members.epsilons[i] for i in group]
-    options = {"theta_lr": s.theta_lr, "theta_min": s.theta_min, "utility": s.utility}
     return SearchProblem(list(spaces.search.num_choices), table, list(group), epsilons,
                          None if budgets is None else [budgets[i] for i in group], s.lam, recipe.seed, device,
                          options)

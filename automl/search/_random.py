@@ -16,17 +16,25 @@ __all__ = ["RandomSearch"]
 _STATE_VERSION = 1
 
 
+def _floor(low: float) -> float:
+    return low - 1e-9 * max(abs(low), 1.0)
+
+
 class RandomSearch(Searcher):
     """Uniform random architectures, or uniform among those whose cost fits a budget.
 
     With ``budget`` (one number or a list, one per wanted architecture: the paper samples networks of
     2.5M, 3.0M, 4.0M and 5.0M parameters), :meth:`ask` returns ``lam`` architectures per budget,
     grouped by budget, each uniform among the architectures with ``R(M) = sum_d c_{d,k(d)} <= budget``
-    (``costs`` a ``(D, Kmax)`` table, or a :class:`~automl.search.ContextCosts` whose exact totals are used)
-    (rejection sampling in vectorised batches; a budget below the cheapest architecture, or one so
-    tight that ``max_tries`` batches find too few, raises ``ValueError``). :meth:`tell` remembers the
-    lowest loss per group, and :meth:`best` returns it (before any ``tell``, the first row of the last
-    ``ask`` per group, drawing one if ``ask`` was never called).
+    (``costs`` a ``(D, Kmax)`` table, or a :class:`~automl.search.ContextCosts` whose exact totals are used).
+    With ``band`` (in (0, 1]) each is uniform among those of ``band * (fixed + budget) <= fixed + R(M) <=
+    fixed + budget`` instead: networks of about the budget's size, not anything below it (``fixed``: the
+    network's cost outside ``costs``, so that the band is a fraction of the whole network's; 0 by default).
+    Sampling is by rejection in vectorised batches; a budget below the cheapest architecture, a band above
+    the most expensive one, or one so narrow or tight that ``max_tries`` batches of ``batch`` find too few
+    raises ``ValueError``. :meth:`tell` remembers the lowest loss per group, and :meth:`best` returns it
+    (before any ``tell``, the first row of the last ``ask`` per group, drawing one if ``ask`` was never
+    called).
 
     Example:
         >>> from automl.search import RandomSearch
@@ -34,11 +42,14 @@ class RandomSearch(Searcher):
         >>> arch = s.ask()                       # (2, 2): one per budget
         >>> s.tell(arch, [0.5, 0.1]); s.best().shape
         torch.Size([2, 2])
+        >>> RandomSearch([3, 3], costs=[[0., 1., 2.], [0., 1., 2.]], budget=3.0, band=0.9).ask()  # R = 3
+        tensor([[1, 2]])
     """
 
     def __init__(self, num_choices: Sequence[int], costs: torch.Tensor | None = None,
                  budget: float | Sequence[float] | None = None, seed: int = 0, lam: int = 1,
-                 device: str | torch.device = "cpu", max_tries: int = 100, batch: int = 1024):
+                 device: str | torch.device = "cpu", max_tries: int = 100, batch: int = 1024,
+                 band: float | None = None, fixed: float = 0.0):
         self.num_choices = check_num_choices(num_choices)
         D, Kmax = len(self.num_choices), max(self.num_choices)
         self.device = torch.device(device)
@@ -58,6 +69,11 @@ class RandomSearch(Searcher):
             if too_small:
                 raise ValueError(f"budget {too_small} is below the cheapest architecture's cost "
                                  f"{cheapest:.6g}; raise the budget")
+        self.band = self._check_band(band, float(fixed))
+        # the lowest cost R(M) each budget's architectures may have (None: any below the budget), less a
+        # rounding slack: a sum of the table in another order may differ in its last bits
+        self.floors: list[float | None] = [None if band is None or b is None else _floor(band * (fixed + b) - fixed)
+                                           for b in self.budgets]
         check_lam(lam, 1)
         if max_tries < 1 or batch < 1:
             raise ValueError("max_tries and batch must be >= 1")
@@ -71,6 +87,21 @@ class RandomSearch(Searcher):
         self._told = torch.zeros(N, dtype=torch.bool)
         self._last: torch.Tensor | None = None
 
+    def _check_band(self, band: float | None, fixed: float) -> float | None:
+        if band is None:
+            return None
+        if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0 < band <= 1:
+            raise ValueError(f"band must be a number in (0, 1], got {band!r}")
+        if self.budgets == [None]:
+            raise ValueError("a band needs a budget: pass budget=... (the band is a fraction of it)")
+        dearest = cost_extremes(self.costs, self._mask)[1]
+        too_big = [b for b in self.budgets if _floor(band * (fixed + b) - fixed) > dearest]
+        if too_big:
+            raise ValueError(f"band {band} of budget {too_big} is above the most expensive architecture's cost "
+                             f"{dearest:.6g}{f' (+ fixed {fixed:.6g})' if fixed else ''}; lower the band or the "
+                             f"budget")
+        return float(band)
+
     @property
     def num_distributions(self) -> int:
         """N, the number of budgets (1 without a budget)."""
@@ -80,24 +111,31 @@ class RandomSearch(Searcher):
         u = torch.rand(n, len(self.num_choices), generator=self._generator, dtype=torch.float64)
         return (u * self._k).long().minimum(self._k - 1)
 
-    def _within(self, budget: float | None, n: int) -> torch.Tensor:
+    def _within(self, budget: float | None, floor: float | None, n: int) -> torch.Tensor:
         if budget is None:
             return self._uniform(n)
         found, have = [], 0
         for _ in range(self.max_tries):
             cand = self._uniform(self.batch)
             cost = arch_totals(self.costs, cand)                       # R(M) per candidate
-            ok = cand[cost <= budget]
+            fits = cost <= budget
+            if floor is not None:
+                fits &= cost >= floor
+            ok = cand[fits]
             found.append(ok)
             have += ok.shape[0]
             if have >= n:
                 return torch.cat(found)[:n]
+        if floor is not None:
+            raise ValueError(f"band {self.band:g} of budget {budget:.6g} (cost {floor:.6g} to {budget:.6g}) is too "
+                             f"narrow: {self.max_tries} x {self.batch} uniform architectures gave only {have} of "
+                             f"the {n} needed; lower the band, change the budget or raise max_tries")
         raise ValueError(f"budget {budget:.6g} is too tight: {self.max_tries} x {self.batch} uniform "
                          f"architectures gave only {have} of the {n} needed; raise the budget or max_tries")
 
     def ask(self) -> torch.Tensor:
         """``(N * lam, D)``: ``lam`` architectures per budget, grouped by budget."""
-        arch = torch.cat([self._within(b, self.lam) for b in self.budgets])
+        arch = torch.cat([self._within(b, f, self.lam) for b, f in zip(self.budgets, self.floors)])
         self._last = arch
         return arch.to(self.device)
 
@@ -134,12 +172,16 @@ class RandomSearch(Searcher):
             "costs": cost_state(self.costs), "generator": self._generator.get_state(),
             "best_arch": self._best_arch.clone(), "best_loss": self._best_loss.clone(),
             "told": self._told.clone(), "last": None if self._last is None else self._last.clone(),
-            "seed": self.seed,
+            "seed": self.seed, "floors": list(self.floors),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         config = {"num_choices": list(self.num_choices), "budgets": list(self.budgets), "lam": self.lam}
         check_state(state, "RandomSearch", (_STATE_VERSION,), config, self.costs, "searcher")
+        floors = state.get("floors", [None] * len(self.budgets))  # absent: saved before bands, none
+        if floors != self.floors:
+            raise ValueError(f"state was saved with floors={floors!r} (band x budget) but this searcher has "
+                             f"floors={self.floors!r}; build the searcher with the same band and budget")
         self._generator.set_state(state["generator"])
         self._best_arch = state["best_arch"].clone()
         self._best_loss = state["best_loss"].clone()

@@ -32,6 +32,8 @@ from typing import Any, Callable, Literal
 
 import torch
 
+from automl.errors import UserError
+
 from ._base import Searcher
 from ._context import ContextCosts
 from ._multi_epsilon import MultiEpsilonSearch
@@ -63,7 +65,8 @@ class SearchProblem:
     lam: int
     seed: int
     device: torch.device = torch.device("cpu")
-    options: dict[str, Any] = field(default_factory=dict)  # method settings: theta_lr, theta_min, utility
+    # method settings: theta_lr, theta_min, utility; random: random_band, cost_fixed, band_context
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 def _no_fields(searcher: Searcher) -> dict:
@@ -161,7 +164,21 @@ register_searcher("simultaneous", "interleaved", **_ENGINE_HOOKS)(_engine)
 
 @register_searcher("random", "sample")
 def _random(problem: SearchProblem) -> RandomSearch:
-    """Member j: uniform, or uniform within its budget, from its own seed (seed + j)."""
+    """Member j: uniform, or uniform within its budget, from its own seed (seed + j). With the option
+    ``random_band`` (search.random_band), uniform within [band x budget, budget] of the whole network
+    (``cost_fixed``: its cost outside the table) and drawn here: a band the space cannot meet is a
+    :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key, range)."""
     budget = None if problem.budgets is None else problem.budgets[0]
-    return RandomSearch(problem.num_choices, costs=problem.costs if budget is not None else None,
-                        budget=budget, seed=problem.seed + problem.members[0])
+    band = problem.options.get("random_band") if budget is not None else None
+    searcher = RandomSearch(problem.num_choices, costs=problem.costs if budget is not None else None,
+                            budget=budget, seed=problem.seed + problem.members[0], band=band,
+                            fixed=problem.options.get("cost_fixed", 0.0))
+    if band is not None:
+        try:
+            searcher.ask()  # best() answers with this draw's first row, as it would with a draw of its own
+        except ValueError:
+            context = problem.options.get("band_context", [f"search.random_band: {band:g}"])[0]
+            raise UserError(f"{context}, but {searcher.max_tries * searcher.batch:,} uniform architectures of "
+                            f"the space gave none in that range (it has none there, or too few to draw); lower "
+                            f"search.random_band or change the budget") from None
+    return searcher
