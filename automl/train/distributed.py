@@ -11,6 +11,10 @@ Design (see README "Distributed"):
   graph traversal every step.
 * θ phase: the λ losses are all-reduced (mean over ranks) and every rank applies the identical ``tell()``,
   so θ never diverges between ranks.
+* BatchNorm: each rank's forward passes update the running statistics from its own shard; every weight and
+  retraining step averages them over the ranks in the gradients' all-reduce (:func:`all_reduce_grads`), every
+  θ step in one small all-reduce of its own, so every rank holds the same network after every step: the one
+  rank 0 checkpoints, evaluates and exports.
 * Only rank 0 writes files; all ranks read the same checkpoint on ``--resume``.
 """
 
@@ -22,9 +26,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
-__all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "all_reduce_grads", "all_reduce_mean",
-           "all_reduce_sum", "barrier", "broadcast_object", "assert_same_on_all_ranks"]
+__all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "batchnorm_stats", "average_over_ranks",
+           "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object",
+           "assert_same_on_all_ranks"]
 
 
 @dataclass(frozen=True)
@@ -64,21 +70,35 @@ def shutdown_distributed() -> None:
         dist.destroy_process_group()
 
 
-def all_reduce_grads(params, info: DistInfo) -> None:
-    """Average the gradients of ``params`` that have one, in a single flattened all-reduce."""
+def batchnorm_stats(module: nn.Module) -> list[torch.Tensor]:
+    """The running means and variances of every BatchNorm in ``module`` that tracks them (not
+    ``num_batches_tracked``: every rank counts the same steps)."""
+    return [t for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+            for t in (m.running_mean, m.running_var) if t is not None]
+
+
+def average_over_ranks(tensors: list[torch.Tensor], info: DistInfo) -> None:
+    """Replace each of ``tensors`` in place by its mean over the ranks: one flattened all-reduce per dtype."""
     if not info.enabled:
         return
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for t in tensors:
+        by_dtype.setdefault(t.dtype, []).append(t)
+    for group in by_dtype.values():
+        flat = torch.cat([t.reshape(-1) for t in group])
+        dist.all_reduce(flat)
+        flat /= info.world_size
+        for t, v in zip(group, flat.split([t.numel() for t in group])):
+            t.copy_(v.view_as(t))
+
+
+def all_reduce_grads(params, info: DistInfo, stats_of: nn.Module | None = None) -> None:
+    """Average the gradients of ``params`` that have one and, with ``stats_of``, that module's BatchNorm
+    running statistics (:func:`batchnorm_stats`) over the ranks, in a single flattened all-reduce."""
+    if not info.enabled:
         return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
-    flat /= info.world_size
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
+    stats = batchnorm_stats(stats_of) if stats_of is not None else []
+    average_over_ranks([p.grad for p in params if p.grad is not None] + stats, info)
 
 
 def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -20,7 +20,8 @@ from torch import nn
 
 from automl.nn.depthwise import use_fast_depthwise_grad
 from automl.nn.ensemble import path_outputs
-from automl.train.distributed import DistInfo, all_reduce_grads, all_reduce_mean, all_reduce_sum
+from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum, average_over_ranks,
+                                      batchnorm_stats)
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
            "create_scheduler", "recalibrate_bn"]
@@ -63,6 +64,9 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
     non-finite: that is how the caller counts skipped steps. This check syncs with the device once
     per step; the default (stop) policy does not.
 
+    Under torchrun the gradients and the supernet's BatchNorm running statistics are averaged over the ranks
+    (one all-reduce), so every rank holds the same supernet after the step.
+
     Each path's loss is divided by λ and back-propagated on its own, so memory holds one path's graph at a
     time; the accumulated gradient is exactly the average of the λ gradients. Parameters not on any
     sampled path keep ``grad=None`` and so are untouched by the optimiser (no weight decay, no momentum).
@@ -92,7 +96,7 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
         if i == 0:
             correct = (out.detach().argmax(1) == y).sum()
     params = [p for p in supernet.parameters() if p.grad is not None]
-    all_reduce_grads(params, info)
+    all_reduce_grads(params, info, stats_of=supernet)  # and the BatchNorm statistics: the same on every rank
     if skip_nonfinite:
         grad_sum = sum((p.grad.double().sum() for p in params), total.new_zeros((), dtype=torch.float64))
         bad = (~torch.isfinite(total) | ~torch.isfinite(grad_sum)).float()
@@ -110,7 +114,8 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
 
 def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, grad_clip: float | None,
                device: torch.device):
-    """One ordinary training step of a standalone network (retraining)."""
+    """One ordinary training step of a standalone network (retraining). Under torchrun the gradients and the
+    BatchNorm running statistics are averaged over the ranks: every rank holds the same network after it."""
     optimizer.zero_grad(set_to_none=True)
     x = _prepare(x, device)
     with autocast_for(device):
@@ -118,7 +123,7 @@ def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, gra
         loss = criterion(out, y)
     loss.backward()
     params = [p for p in model.parameters() if p.grad is not None]
-    all_reduce_grads(params, info)
+    all_reduce_grads(params, info, stats_of=model)  # and the BatchNorm statistics: the same on every rank
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
@@ -143,11 +148,8 @@ def recalibrate_bn(net: nn.Module, forward, batches, info: DistInfo | None = Non
         forward(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
-    stats = [t for m in bns if m.track_running_stats for t in (m.running_mean, m.running_var)]
-    if info is not None and info.enabled and stats:
-        flat = all_reduce_mean(torch.cat([t.reshape(-1).float() for t in stats]), info)
-        for t, v in zip(stats, flat.split([t.numel() for t in stats])):
-            t.copy_(v.view_as(t))
+    if info is not None:
+        average_over_ranks(batchnorm_stats(net), info)
     return net.eval()
 
 
@@ -157,10 +159,11 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
     """Cross-entropy of each of the λ paths on the same D_θ mini-batch: a (λ,) float tensor.
 
     By default the supernet is in train mode: BatchNorm uses the batch's statistics, because the running
-    statistics of a weight-sharing supernet average over random paths and fit no single one. With
-    ``calibration`` (a list of input batches) each path's statistics are instead recalibrated on them
-    (:func:`recalibrate_bn`; with ``info`` of a data-parallel run, on every rank's batches) and the path is
-    evaluated in eval mode; the supernet is left in train mode.
+    statistics of a weight-sharing supernet average over random paths and fit no single one (the forward
+    passes still update them: with ``info`` of a data-parallel run they are then averaged over the ranks, so
+    every rank keeps the same supernet). With ``calibration`` (a list of input batches) each path's statistics
+    are instead recalibrated on them (:func:`recalibrate_bn`; with ``info`` of a data-parallel run, on every
+    rank's batches) and the path is evaluated in eval mode; the supernet is left in train mode.
     """
     x = _prepare(x, device)
     out = []
@@ -175,6 +178,8 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
         out.append(losses[0] if len(losses) == 1 else torch.stack(losses).mean())
     if calibration is not None:
         supernet.train()
+    elif info is not None:
+        average_over_ranks(batchnorm_stats(supernet), info)
     return torch.stack(out)
 
 
