@@ -1,8 +1,9 @@
 """File I/O shared by the modules.
 
-Atomic writes: a temporary file in the same folder, fsync, then ``os.replace``; a reader (or a resumed
-run) sees either the old file or the new one, never half of one. Reading a user's UTF-8 text file, with
-the reason it failed, for the caller to word as its own user error.
+Atomic writes: a temporary file in the same folder, fsync, then ``os.replace`` and (POSIX) an fsync of the
+folder; a reader (or a resumed run) sees either the old file or the new one, never half of one. The file
+gets the mode a plain ``open()`` gives it (0o666 less the umask, e.g. ``-rw-r--r--``). Reading a user's
+UTF-8 text file, with the reason it failed, for the caller to word as its own user error.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -20,23 +22,51 @@ __all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_wri
            "UnreadableText", "writable_dir", "writable_file"]
 
 
+def _create_temporary(path: Path, suffix: str) -> Path:
+    """A new empty file ``.NAME.RANDOM{suffix}.tmp`` next to ``path``, created with mode 0o666 so that the
+    umask (and a default ACL) applies as for a plain ``open()``; ``tempfile.mkstemp`` would make it 0o600."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}.tmp"
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a rename in ``folder`` to disk (POSIX; best effort: some file systems refuse it)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``path`` for any writer; on success it is flushed to disk and
-    replaces ``path``, on error it is removed and ``path`` is untouched.
+    replaces ``path`` (the folder is flushed too), on error it is removed and ``path`` is untouched.
 
     ``suffix`` keeps an extension for writers that look at it (safetensors, humans reading a crashed folder).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _create_temporary(path, suffix)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+        _sync_folder(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

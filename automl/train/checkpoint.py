@@ -6,7 +6,8 @@ file whose checksum matches, so a truncated or corrupted newest checkpoint falls
 (with a warning). A failed write (disk full) leaves the index, and so the previous checkpoint, untouched.
 Files are loaded with ``torch.load(weights_only=True)``: a checkpoint never executes code. When there is
 no usable checkpoint, :meth:`CheckpointStore.why_none` says why in words (no folder, no index, a damaged
-index, or each listed file missing, unreadable, corrupted or refused), for the caller's user error.
+index, or each listed file missing, unreadable, corrupted or refused), for the caller's user error. On
+resume, :meth:`CheckpointStore.remove_temporaries` deletes what a kill left behind, never a file the index names.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import json
 import logging
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -26,6 +28,7 @@ __all__ = ["CheckpointStore"]
 
 _logger = logging.getLogger(__name__)
 KEEP = 2
+_NUMBERED = re.compile(r"ckpt-[0-9]+\.pt")  # the names save() writes
 
 
 class _DamagedIndex(Exception):
@@ -110,9 +113,19 @@ class CheckpointStore:
         return self.folder / name
 
     def remove_temporaries(self) -> int:
-        """Delete the temporary files of writes that a kill cut short (never named by the index); only safe
-        for the folder's one writer (the run holding its lock). Returns how many."""
-        stray = list(self.folder.glob(".*.tmp")) if self.folder.is_dir() else []
+        """Delete what a kill cut short: temporary files of writes, and numbered checkpoints the index does not
+        name (one written before its index, or one the index dropped before it was unlinked). Checkpoints
+        are deleted only when the index reads and names at least one; without that nothing tells which are
+        current. Only safe for the folder's one writer (the run holding its lock). Returns how many."""
+        if not self.folder.is_dir():
+            return 0
+        stray = list(self.folder.glob(".*.tmp"))
+        try:
+            named = {x["file"] for x in self._read_index()}
+        except _DamagedIndex:
+            named = set()
+        if named:
+            stray += [self.folder / f for f in self._files() if _NUMBERED.fullmatch(f) and f not in named]
         for p in stray:
             p.unlink(missing_ok=True)
         return len(stray)
