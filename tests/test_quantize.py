@@ -13,7 +13,7 @@ import torch
 from automl.cli import main
 from automl.compile import load_compiled
 from automl.export import export_architecture, load_model
-from automl.export.quantize import INT8_NAME, measure_export, onnx_accuracy
+from automl.export.quantize import INT8_NAME, calibration_batches, measure_export, onnx_accuracy
 from automl.recipe import load_recipe
 from automl.train.data import build_data
 
@@ -53,7 +53,7 @@ def test_int8_export_keeps_accuracy_and_is_smaller(trained_export, data):
     q = m["int8"]
     assert q["file"] == INT8_NAME and (trained_export / INT8_NAME).is_file()
     assert q["size_bytes"] == (trained_export / INT8_NAME).stat().st_size < q["fp32_size_bytes"]
-    assert q["calibration_samples"] >= 256
+    assert q["calibration_samples"] == 256
     # the fp32 ONNX model scores what torch scores; int8 within a few points of it
     torch_acc = _torch_accuracy(load_model(trained_export), data)
     assert q["fp32_test_accuracy"] == pytest.approx(torch_acc, abs=1e-9) and torch_acc > 0.5
@@ -68,6 +68,23 @@ def test_int8_export_keeps_accuracy_and_is_smaller(trained_export, data):
                    and len(inits[n.input[1]].dims) == 1 and inits[n.input[1]].dims[0] > 1]
     assert per_channel
     assert json.loads((trained_export / "manifest.json").read_text())["int8"] == q
+
+
+def test_calibration_takes_exactly_256_images():
+    batches = [(torch.full((100, 1, 2, 2), float(i)), torch.zeros(100)) for i in range(5)]
+    got = calibration_batches(batches)
+    assert [len(b) for b in got] == [100, 100, 56] and got[2].dtype == np.float32
+    assert float(got[2].max()) == 2.0  # the first 56 images of the third batch
+    assert [len(b) for b in calibration_batches(batches[:2])] == [100, 100]  # fewer: all there are
+    assert [len(b) for b in calibration_batches(batches, samples=200)] == [100, 100]
+
+
+def test_measure_export_records_the_images_calibrated_on(tmp_path):
+    cs = load_compiled(DIGITS)
+    export_architecture(cs, [0] * cs.num_decisions, tmp_path)
+    gen = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(96, 1, 8, 8, generator=gen), torch.zeros(96, dtype=torch.long)) for _ in range(4)]
+    assert measure_export(tmp_path, quantize="int8", calibration=iter(batches))["int8"]["calibration_samples"] == 256
 
 
 def _torch_accuracy(model, data) -> float:

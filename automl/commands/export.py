@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -10,7 +11,9 @@ from automl._io import writable_dir
 from automl.commands import parse_set_args
 from automl.compile import load_compiled
 from automl.errors import UserError
-from automl.export import check_se, export_architecture, load_checkpoint, read_arch_file, split_checkpoint
+from automl.dsl import load_space
+from automl.export import (check_se, choices_from_json, export_architecture, is_manifest, load_checkpoint,
+                           read_arch_json, split_checkpoint)
 from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME
 from automl.export.onnx import check_opset
@@ -22,7 +25,6 @@ __all__ = ["main"]
 
 
 def main(args) -> int:
-    overrides = parse_set_args(args.set)
     quantize = getattr(args, "quantize", None)
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"--quantize {quantize}: supported: {', '.join(QUANTIZE_MODES)}")
@@ -35,23 +37,18 @@ def main(args) -> int:
                         + (f", e.g. {inside}" if inside.is_file() else ", e.g. spaces/digits.space"))
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
+    arch_json = read_arch_json(args.arch)
+    recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
+    overrides = _space_args(args, recorded)
     compiled = load_compiled(args.space, overrides or None)
-    arch = read_arch_file(args.arch, compiled)
-    se = check_se(args.se, compiled)
+    arch = compiled.encode(choices_from_json(arch_json, compiled, source=str(args.arch)))
+    se = check_se(_se(args, recorded), compiled)
     check_opset(args.opset)
-    weights = supernet_state = None
-    if args.weights:
-        obj = load_checkpoint(args.weights)
-        keys = set(compiled.build_standalone(arch, se=se).state_dict())
-        kind, state = split_checkpoint(obj, keys, source=f"--weights {args.weights}")
-        if kind == "supernet":
-            _not_exported_weights(args.weights, obj, args.arch)
-            supernet_state = state
-        else:
-            weights = state
+    weights, supernet_state = _weights(args, compiled, arch, se)
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
     recipe, data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else (None, None)
+    normalize = _normalize(args, recorded, data)
     writable_dir(args.out, "--out")
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
     calibration = None
@@ -60,10 +57,98 @@ def main(args) -> int:
         calibration = data.bn_batches(recipe.retrain.bn_batches, size)
     manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                                    se=se, opset=args.opset, space_path=args.space, space_args=overrides,
-                                   bn_calibration=calibration)
+                                   bn_calibration=calibration, normalize=normalize,
+                                   **_kept(args, recorded, compiled, weights is not None))
     manifest = measure_export(args.out, quantize=quantize,
                               calibration=data.full.with_resolution(size).epoch(0) if data else None,
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
+    _report(args, manifest, supernet_state, calibration)
+    return 0
+
+
+def _space_args(args, recorded: dict | None) -> dict[str, str]:
+    """The ``--set`` overrides, on top of the manifest's ``space_args`` when ``--arch`` is a manifest; a
+    ``--set`` value that changes a parameter the manifest's network was built with is a user error."""
+    given = parse_set_args(args.set)
+    if recorded is None:
+        return given
+    kept = {str(k): str(v) for k, v in (recorded.get("space_args") or {}).items()}
+    merged = {**kept, **given}
+    if given:
+        before = load_space(args.space, kept or None).param_values
+        after = load_space(args.space, merged).param_values
+        for key, value in given.items():
+            if before.get(key) != after.get(key):
+                was = f"{key}={kept[key]}" if key in kept else f"{key}={before.get(key)} (the space's default)"
+                raise UserError(f"--set {key}={value} contradicts --arch {args.arch}: its network was exported "
+                                f"with {was}; drop --set {key} (the manifest's space_args are used), or give "
+                                f"a plain ARCH.json with the choices to export another network")
+    return merged
+
+
+def _se(args, recorded: dict | None) -> float:
+    """``--se``, or the manifest's ``se`` when ``--arch`` is a manifest; a different ``--se`` is a user error.
+    ``--se 0`` counts as not given (0 is its default on the command line)."""
+    given = getattr(args, "se", None)
+    if recorded is None:
+        return 0.0 if given is None else float(given)
+    kept = float(recorded.get("se") or 0.0)
+    if given is None or float(given) in (0.0, kept):
+        return kept
+    raise UserError(f"--se {float(given):g} contradicts --arch {args.arch}: its network was exported with "
+                    f"se {kept:g}; drop --se (the manifest's is used), or give a plain ARCH.json with the "
+                    f"choices to export another network")
+
+
+def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
+    """(a stand-alone network's state_dict, a supernet's) from ``--weights``; (None, None) without it."""
+    if not args.weights:
+        return None, None
+    obj = load_checkpoint(args.weights)
+    keys = set(compiled.build_standalone(arch, se=se).state_dict())
+    kind, state = split_checkpoint(obj, keys, source=f"--weights {args.weights}")
+    if kind == "supernet":
+        _not_exported_weights(args.weights, obj, args.arch)
+        return None, state
+    return state, None
+
+
+def _normalize(args, recorded: dict | None, data) -> dict | None:
+    """The input normalisation to record: the manifest's, else the recipe's data's; the two disagreeing is a
+    user error (the recipe's images would calibrate and test the network wrongly)."""
+    kept = recorded.get("normalize") if recorded else None
+    theirs = getattr(data, "normalize", None)
+    if kept is None or theirs is None:
+        return kept if kept is not None else theirs
+    if any(len(kept[k]) != len(theirs[k]) or not all(math.isclose(float(a), float(b), rel_tol=1e-6)
+                                                      for a, b in zip(kept[k], theirs[k])) for k in ("mean", "std")):
+        raise UserError(f"--recipe {args.recipe}: its data is normalised with {_show(theirs)}, the network of "
+                        f"--arch {args.arch} with normalize {_show(kept)}; give the recipe it was trained with")
+    return kept
+
+
+def _show(normalize: dict) -> str:
+    return " ".join(f"{k} [{', '.join(f'{float(v):.4g}' for v in normalize[k])}]" for k in ("mean", "std"))
+
+
+def _kept(args, recorded: dict | None, compiled, standalone: bool) -> dict:
+    """What a manifest given as ``--arch`` records that the new export keeps: ``epsilon``, ``cost_metric``
+    and ``search_cost`` (the same architecture of the same search), and, when ``--weights`` is that export's
+    own weights file, where they came from (the manifest's ``weights`` record)."""
+    if recorded is None:
+        return {}
+    out: dict = {"epsilon": recorded.get("epsilon"), "search_cost": recorded.get("search_cost")}
+    if recorded.get("cost_metric") in compiled.cost_table.metrics:
+        out["cost_metric"] = recorded["cost_metric"]
+    own = dict(recorded.get("weights") or {})
+    if standalone and own.get("file") and own.get("source"):
+        if Path(args.weights).resolve() == (Path(args.arch).parent / own["file"]).resolve():
+            out["provenance"] = {k: v for k, v in own.items() if k not in ("file", "format")}
+    return out
+
+
+def _report(args, manifest: dict, supernet_state, calibration) -> None:
+    """What was exported, in a few lines on stdout."""
     onnx, w = manifest["onnx"], manifest["weights"]
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
@@ -80,7 +165,6 @@ def main(args) -> int:
         print(f"int8: {q['file']} ({q['size_bytes'] / q['fp32_size_bytes']:.2f}x the size, "
               f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {100 * q['test_accuracy']:.2f} % "
               f"vs fp32 {100 * q['fp32_test_accuracy']:.2f} %)")
-    return 0
 
 
 def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
@@ -91,6 +175,10 @@ def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
     manifest = Path(path).parent / MANIFEST_NAME
     if not manifest.is_file() and Path(path).suffix != ".safetensors":
         return
+    if manifest.is_file() and manifest.resolve() == Path(arch).resolve():
+        raise UserError(f"--weights {path}: a stand-alone network's weights that do not fit the network {arch} "
+                        f"describes (was the manifest or the weights file changed?); export them with the "
+                        f"manifest written with them")
     again = f"--arch {manifest}" if manifest.is_file() else "--arch the manifest.json written next to it"
     raise UserError(f"--weights {path}: a stand-alone network's weights (an export's), not a supernet checkpoint; "
                     f"they fit only the architecture exported with them, not --arch {arch}: give {again} to "

@@ -8,7 +8,7 @@ spaces, a plain ``nn.Module`` for cell spaces), its weights, ONNX, and a ``manif
 >>> model = load_model("export/my-net")                            # doctest: +SKIP
 """
 
-from automl.export._arch import as_arch, choices_from_json, read_arch_file
+from automl.export._arch import as_arch, choices_from_json, is_manifest, read_arch_file, read_arch_json
 from automl.export._export import check_se, export_architecture, inherit_from_state, load_model
 from automl.export.inherit import InheritError, inherit_weights, load_checkpoint, split_checkpoint
 from automl.export.manifest import FORMAT_VERSION, read_manifest
@@ -17,7 +17,8 @@ from automl.export.timm_spec import StandaloneSpecError, build_timm_model
 from automl.nn import count_params  # published here first
 
 __all__ = [
-    "export_architecture", "load_model", "read_manifest", "read_arch_file", "choices_from_json", "as_arch",
+    "export_architecture", "load_model", "read_manifest", "read_arch_file", "read_arch_json", "is_manifest",
+    "choices_from_json", "as_arch",
     "export_onnx", "inherit_weights", "inherit_from_state", "load_checkpoint", "split_checkpoint", "build_timm_model",
     "count_params", "check_se", "OnnxParityError", "InheritError", "StandaloneSpecError", "FORMAT_VERSION",
 ]

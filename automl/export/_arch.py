@@ -11,7 +11,7 @@ import torch
 
 from automl.errors import UserError
 
-__all__ = ["read_arch_file", "choices_from_json", "as_arch"]
+__all__ = ["read_arch_file", "read_arch_json", "is_manifest", "choices_from_json", "as_arch"]
 
 
 def _decisions(compiled) -> list[tuple[str, tuple[str, ...]]]:
@@ -64,8 +64,9 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
     return names
 
 
-def read_arch_file(path: str | os.PathLike, compiled) -> torch.Tensor:
-    """Read ``ARCH.json`` and encode it for ``compiled``: a LongTensor (D,)."""
+def read_arch_json(path: str | os.PathLike) -> Any:
+    """The parsed JSON of ``ARCH.json`` (or an export's ``manifest.json``); a missing, unreadable or
+    malformed file is a :class:`UserError` naming it."""
     try:
         text = open(path, encoding="utf-8").read()
     except FileNotFoundError:
@@ -73,10 +74,19 @@ def read_arch_file(path: str | os.PathLike, compiled) -> torch.Tensor:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"--arch {path}: cannot read it ({e})") from None
     try:
-        obj = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
-    return compiled.encode(choices_from_json(obj, compiled, source=str(path)))
+
+
+def is_manifest(obj: Any) -> bool:
+    """Whether an ``--arch`` file's JSON is an export's ``manifest.json`` (not a bare ``ARCH.json``)."""
+    return isinstance(obj, dict) and "format_version" in obj and "choices" in obj
+
+
+def read_arch_file(path: str | os.PathLike, compiled) -> torch.Tensor:
+    """Read ``ARCH.json`` and encode it for ``compiled``: a LongTensor (D,)."""
+    return compiled.encode(choices_from_json(read_arch_json(path), compiled, source=str(path)))
 
 
 def as_arch(arch: Any, compiled) -> torch.Tensor:

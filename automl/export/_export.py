@@ -22,6 +22,7 @@ from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
 from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest, write_manifest
 from automl.export.onnx import check_opset, export_onnx
+from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
 from automl.nn.ensemble import member_weights
@@ -113,7 +114,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         cost: float | dict | None = None, cost_metric: str = "params",
                         space_path: str | os.PathLike | None = None, space_args: dict | None = None,
                         model: nn.Module | None = None, normalize: dict | None = None,
-                        bn_calibration: list | None = None, provenance: dict | None = None) -> dict[str, Any]:
+                        bn_calibration: list | None = None, provenance: dict | None = None,
+                        search_cost: dict | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -122,17 +124,21 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     of precedence, ``weights`` (its own state_dict), the chosen path of ``supernet_state`` (weight
     inheritance) or fresh initialisation. ``space_path`` / ``space_args`` (the ``--set`` overrides)
     are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
-    the folder. ``cost`` overrides the cost table's total for ``cost_metric``. ``normalize``
+    the folder. ``cost`` overrides the cost table's total for ``cost_metric``; ``search_cost``
+    (``{metric: value}``) is recorded as the manifest's ``search_cost``: the cost table of the space the
+    architecture was searched in, when that differs from ``compiled`` (a run's ``retrain.space_args``). ``normalize``
     (``{"mean": [...], "std": [...]}``, per channel, on inputs scaled to [0, 1]) records the input
     normalisation the model was trained with, for deployment code. ``bn_calibration`` (with
     ``supernet_state``): input batches, at the architecture's resolution, on which the inherited network's
     BatchNorm statistics are recalibrated (Once-for-All; the supernet's own average over random paths).
-    ``provenance`` (with ``model``): where the model's weights came from, recorded in the manifest's
-    ``weights`` instead of ``source: model`` (``automl run`` records ``retrained``, ``supernet`` with
-    ``bn_recalibrated_batches``, or ``untrained``).
+    ``provenance`` (with ``model`` or ``weights``): where the model's weights came from, recorded in the
+    manifest's ``weights`` instead of ``source: model`` / ``standalone`` (``automl run`` records ``retrained``,
+    ``supernet`` with ``bn_recalibrated_batches``, or ``untrained``; ``automl export`` keeps an export's own
+    record when it exports that network again from its manifest).
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
-    (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file.
+    (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file; an earlier
+    export's ``model.int8.onnx`` there is removed (:func:`~automl.export.quantize.measure_export` writes one).
     Raises :class:`~automl.errors.UserError` for bad input, ``OnnxParityError`` /
     ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
     """
@@ -145,6 +151,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     # the manifest is written last: a folder with a manifest holds a complete export, even when an
     # export into it is interrupted halfway
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    (out_dir / INT8_NAME).unlink(missing_ok=True)  # an earlier export's int8 model does not fit this one
 
     model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state)
     recalibrated = None
@@ -153,7 +160,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
         recalibrate_bn(model, model, batches)
         recalibrated = len(batches)
     model.eval()
-    manifest = _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path, space_args, normalize)
+    manifest = _manifest(compiled, arch, model, se, epsilon, (cost, cost_metric, search_cost), space_path,
+                         space_args, normalize)
     src_space = manifest["space"]
     if src_space and Path(src_space).is_file():
         copy_name = "space" + (Path(src_space).suffix or ".space")
@@ -164,7 +172,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
 
     if source == "supernet":
         provenance = {"source": source, "bn_recalibrated_batches": recalibrated}
-    elif source != "model" or not provenance:
+    elif source not in ("model", "standalone") or not provenance:
         provenance = {"source": source}
     manifest["weights"] = {**save_weights(model, out_dir), **provenance}
     manifest["onnx"] = export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset) if onnx else None
@@ -217,9 +225,10 @@ def inherit_from_state(compiled, supernet_state: dict, arch: torch.Tensor, stand
     return standalone
 
 
-def _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path, space_args,
-              normalize) -> dict[str, Any]:
-    """The manifest's description of the model (files, weights, ONNX and versions are added after)."""
+def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize) -> dict[str, Any]:
+    """The manifest's description of the model (files, weights, ONNX and versions are added after);
+    ``costs``: ``(cost, cost_metric, search_cost)`` of :func:`export_architecture`."""
+    cost, cost_metric, search_cost = costs
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -234,6 +243,8 @@ def _manifest(compiled, arch, model, se, epsilon, cost, cost_metric, space_path,
         "cost": _cost_entry(compiled, arch, cost, cost_metric),
         "cost_metric": cost_metric,
     }
+    if search_cost is not None:
+        manifest["search_cost"] = {str(k): float(v) for k, v in search_cost.items()}
     if epsilon is not None:
         manifest["epsilon"] = float(epsilon)
     manifest.update({

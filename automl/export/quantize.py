@@ -25,8 +25,8 @@ from automl.export.manifest import read_manifest, write_manifest
 from automl.errors import UserError
 from automl.profile import machine_info, ort_session, time_session
 
-__all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency", "measure_export",
-           "calibration_batches"]
+__all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
+           "measure_export", "calibration_batches"]
 
 _logger = logging.getLogger(__name__)
 
@@ -51,10 +51,12 @@ class _Reader:
 
 
 def calibration_batches(batches: Iterable, samples: int = CALIBRATION_SAMPLES) -> list[np.ndarray]:
-    """The first batches of ``(x, y)`` pairs (torch or numpy) holding ``samples`` inputs, as float32 arrays."""
+    """The first ``samples`` inputs of ``(x, y)`` batches (torch or numpy), as float32 arrays: whole batches,
+    the last one cut to the images still needed; all of them when there are fewer."""
     out, n = [], 0
-    for x, *_ in batches:
+    for x, *_ in batches if samples > 0 else ():
         a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
+        a = a[:samples - n]
         out.append(np.ascontiguousarray(a, dtype=np.float32))
         n += len(a)
         if n >= samples:

@@ -136,11 +136,15 @@ class Exporter:
         manifest's record of where the weights came from (``{"source": "retrained"}``, ...)."""
         folder = self.root / folder_name
         sp = ctx.spaces
+        # the manifest's cost is the exported (retrained) network's; the network searched, when retrain.space_args
+        # made another one, is recorded beside it
+        table = sp.search.cost_table
+        search_cost = None if sp.search is sp.retrain else {m: table.total(arch, m) for m in table.metrics}
         # export_architecture exports a CPU copy in eval mode; the trained model stays where it is
         export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
-                            onnx=self.export.onnx, epsilon=eps, cost=sp.search.cost_table.total(arch, self.cost),
-                            cost_metric=self.cost, space_path=sp.path, space_args=sp.retrain_args,
-                            normalize=ctx.data.normalize, provenance=provenance)
+                            onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
+                            space_args=sp.retrain_args, normalize=ctx.data.normalize, provenance=provenance,
+                            search_cost=search_cost)
         if not self.export.onnx:
             return {"onnx": None}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
