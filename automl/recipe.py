@@ -164,19 +164,20 @@ TIME_METRICS = ("latency",)
 _BUDGET_RE = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*")
 
 
-def parse_budget(v: Any) -> float | None:
-    """A cost budget: ``null`` (unconstrained), a number, or a number with a ``k``/``M``/``G`` suffix
-    (``150k`` = 150,000) in the units of ``search.cost``."""
-    if v is None:
+def parse_budget(v: Any, allow_null: bool = True) -> float | None:
+    """A cost budget: ``null`` (unconstrained; only with ``allow_null``), a number, or a number with a
+    ``k``/``M``/``G`` suffix (``150k`` = 150,000) in the units of ``search.cost``."""
+    null = "null or " if allow_null else ""
+    if v is None and allow_null:
         return None
-    if isinstance(v, bool):
-        raise ValueError("must be null or a number (k, M, G suffixes allowed)")
+    if v is None or isinstance(v, bool):
+        raise ValueError(f"must be {null}a number (k, M, G suffixes allowed)")
     if isinstance(v, (int, float)):
         x = float(v)
     elif isinstance(v, str):
         m = _BUDGET_RE.fullmatch(v)
         if m is None:
-            raise ValueError("must be null or a number with an optional k, M or G suffix, such as 150k")
+            raise ValueError(f"must be {null}a number with an optional k, M or G suffix, such as 150k")
         unit = m.group(2)
         if unit not in _SUFFIXES and unit not in _TIME_UNITS:
             raise ValueError(f"'{unit}' is not a unit of search.cost: a budget is a plain count in the "
@@ -184,10 +185,15 @@ def parse_budget(v: Any) -> float | None:
                              f"a time (8ms) for a latency metric")
         x = float(m.group(1)) * {**_SUFFIXES, **_TIME_UNITS}[unit]
     else:
-        raise ValueError("must be null or a number (k, M, G suffixes allowed)")
+        raise ValueError(f"must be {null}a number (k, M, G suffixes allowed)")
     if not math.isfinite(x) or x < 0:
-        raise ValueError("must be a finite number >= 0, or null for no constraint")
+        raise ValueError("must be a finite number >= 0" + (", or null for no constraint" if allow_null else ""))
     return x
+
+
+def _parse_random_budget(v: Any) -> float:
+    """A budget of the random baseline: as :func:`parse_budget`, but never null."""
+    return parse_budget(v, allow_null=False)
 
 
 def _budgets_instead_of_epsilons(data: Any) -> Any:
@@ -222,8 +228,9 @@ class SearchConfig(_Config):
     theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
         "auto", description="lower bound of each theta entry; auto: the ASNG default")
     normalize_costs: bool = Field(True, description="scale costs so epsilon is comparable across spaces")
-    random_budgets: list[Annotated[float, Field(ge=0)]] | None = Field(
-        None, min_length=1, description="random: explicit cost budgets, one architecture each")
+    random_budgets: list[Annotated[float, BeforeValidator(_parse_random_budget)]] | None = Field(
+        None, min_length=1, description="random: explicit cost budgets of the retrained network, one architecture "
+        "each (2.5M, 150k)")
     random_band: float | None = Field(
         None, gt=0, le=1, description="random: each member's network costs between random_band x its budget and "
         "the budget (search.random_budgets or search.budgets; 0.9: the paper's networks of about 2.5M ... 5M "
@@ -255,7 +262,7 @@ class SearchConfig(_Config):
     def _no_default_epsilons(cls, data: Any) -> Any:
         return _budgets_instead_of_epsilons(data)
 
-    @field_validator("budgets", mode="before")
+    @field_validator("budgets", "random_budgets", mode="before")
     @classmethod
     def _units_fit_the_metric(cls, v: Any, info: ValidationInfo) -> Any:
         """A time (8ms) fits only a latency metric."""

@@ -234,3 +234,10 @@ def test_a_key_added_later_leaves_the_resume_fingerprint_as_it_was_at_its_old_va
     assert recipe.fingerprint() == older.hexdigest()
     assert load_recipe(quick, ["search.method=random", "search.random_band=0.9"]).fingerprint() != \
         load_recipe(quick, ["search.method=random"]).fingerprint()
+
+
+def test_random_budgets_take_the_suffixes_budgets_take_but_not_null():
+    random = Path(__file__).resolve().parents[1] / "recipes" / "cifar10-random.yaml"
+    assert load_recipe(random, ["search.random_budgets=[2.5M,300k]"]).search.random_budgets == [2.5e6, 3e5]
+    with pytest.raises(RecipeError, match=r"search.random_budgets\[1\].*must be a number \(k, M, G"):
+        load_recipe(random, ["search.random_budgets=[1M,null]"])

@@ -173,3 +173,32 @@ def test_run_help_shows_the_overrides(capsys):
     out = capsys.readouterr().out
     assert info.value.code == 0
     assert "recipe" in out and "key.path=value" in out and "recipe overrides" in out
+
+
+@pytest.mark.parametrize("key", ["budgets", "random_budgets"])
+def test_the_budget_a_message_suggests_is_accepted(key):
+    """A budget below the smallest network names a minimum; that minimum, as written, passes the check
+    (digits' smallest network has 13,554 parameters: '13.55k' would be refused again)."""
+    import re
+
+    from automl.compile import load_compiled
+    from automl.errors import UserError
+    from automl.pipeline.setup import check_budgets
+    from automl.pipeline.plan import _sampled_problem
+
+    digits = load_compiled(str(ROOT / "spaces" / "digits.space"))
+
+    def check(budget):
+        extra = ["search.method=random"] if key == "random_budgets" else []
+        recipe = load_recipe(QUICK, extra + [f"search.{key}=[{budget}]"] + (["search.budgets=null",
+                             "search.epsilons=[0]"] if key == "random_budgets" else []))
+        if key == "budgets":
+            check_budgets(recipe, digits, print)
+        else:
+            spaces = type("Spaces", (), {"search": digits, "retrain": digits})()
+            _sampled_problem(recipe, spaces, [0])
+
+    with pytest.raises(UserError) as e:
+        check("13000")
+    suggested = re.search(r"at least ([0-9.,]+k?)", str(e.value)).group(1).replace(",", "")
+    check(suggested)

@@ -3,6 +3,7 @@ table, the engine's normalised costs, and the checks of the recipe against the s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,15 @@ class TooManyArchs(UserError):
                          f"{size:,}; set ranking.archs to at most {size}")
 
 
+def _at_least(x: float) -> str:
+    """``x`` in :func:`short_number`'s form, rounded up at its fourth significant digit: a budget a message
+    suggests must itself pass (13,554 -> '13.56k', where short_number gives '13.55k')."""
+    if x <= 0:
+        return short_number(x)
+    unit = 10.0 ** (math.floor(math.log10(x)) - 3)
+    return short_number(math.ceil(x / unit - 1e-9) * unit)
+
+
 def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> None:
     """search.budgets against the space: a total cost (fixed part included) in the metric's units.
 
@@ -136,13 +146,13 @@ def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> No
         if b < low:
             raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below the smallest architecture of "
                             f"{space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at "
-                            f"least {short_number(low)} or use null for no constraint")
+                            f"least {_at_least(low)} or use null for no constraint")
         if b < bound - bound_slack:
             raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below {short_number(bound)}, the "
                             f"cheapest architecture the search can guarantee within a budget: its per-choice "
                             f"costs count a layer that elastic depth may leave out as present (the smallest "
                             f"network, {low:,.6g}, needs the depth decisions to drop them); raise the budget "
-                            f"to at least {short_number(bound)}")
+                            f"to at least {_at_least(bound)}")
         if b >= high:
             warn(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
                  f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
