@@ -114,6 +114,12 @@ def test_reexport_applies_the_manifests_space_args(tmp_path, capsys):
     err = _err(capsys)
     assert "--set head=64" in err and "128" in err
     assert not (tmp_path / "bad").exists()
+    # automl space cost prices the manifest's network (its space_args), not the space's defaults
+    assert main(["space", "cost", DIGITS, "--arch", str(first / "manifest.json")]) == 0
+    cost = json.loads(capsys.readouterr().out)
+    assert cost["params"] == m["params"] and cost["macs"] == m["cost"]["macs"]
+    assert main(["space", "cost", DIGITS, "--arch", str(first / "manifest.json"), "--set", "size=8"]) == 2
+    assert "--set size=8" in _err(capsys)
 
 
 def test_recipe_records_its_normalisation(tmp_path, capsys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from automl.errors import UserError
 
-__all__ = ["parse_set_args"]
+__all__ = ["parse_set_args", "space_args_for"]
 
 
 def parse_set_args(items: list[str] | None, flag: str = "--set") -> dict[str, str]:
@@ -17,3 +17,26 @@ def parse_set_args(items: list[str] | None, flag: str = "--set") -> dict[str, st
             raise UserError(f"{flag} {item!r}: expected KEY=VALUE, for example {flag} channels=32")
         out[key.strip()] = value.strip()
     return out
+
+
+def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str] | None) -> dict[str, str]:
+    """The ``--set`` overrides of ``items``, on top of the ``space_args`` of ``recorded`` (the JSON of
+    ``--arch`` when it is an export's manifest.json: that network's parameters). A ``--set`` that changes a
+    parameter the manifest's network was built with is a user error."""
+    given = parse_set_args(items)
+    if recorded is None:
+        return given
+    from automl.dsl import load_space
+
+    kept = {str(k): str(v) for k, v in (recorded.get("space_args") or {}).items()}
+    merged = {**kept, **given}
+    if given:
+        before = load_space(space, kept or None).param_values
+        after = load_space(space, merged).param_values
+        for key, value in given.items():
+            if before.get(key) != after.get(key):
+                was = f"{key}={kept[key]}" if key in kept else f"{key}={before.get(key)} (the space's default)"
+                raise UserError(f"--set {key}={value} contradicts --arch {arch}: its network was exported "
+                                f"with {was}; drop --set {key} (the manifest's space_args are used), or give "
+                                f"a plain ARCH.json with the choices to export another network")
+    return merged

@@ -8,10 +8,9 @@ import os
 from pathlib import Path
 
 from automl._io import writable_dir
-from automl.commands import parse_set_args
+from automl.commands import space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
-from automl.dsl import load_space
 from automl.export import (check_se, choices_from_json, export_architecture, is_manifest, load_checkpoint,
                            read_arch_json, split_checkpoint)
 from automl.export.inherit import SUPERNET_KEYS
@@ -39,7 +38,7 @@ def main(args) -> int:
         raise UserError(f"{args.space}: no such space file")
     arch_json = read_arch_json(args.arch)
     recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
-    overrides = _space_args(args, recorded)
+    overrides = space_args_for(args.space, args.arch, recorded, args.set)
     compiled = load_compiled(args.space, overrides or None)
     arch = compiled.encode(choices_from_json(arch_json, compiled, source=str(args.arch)))
     se = check_se(_se(args, recorded), compiled)
@@ -64,26 +63,6 @@ def main(args) -> int:
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
     _report(args, manifest, supernet_state, calibration)
     return 0
-
-
-def _space_args(args, recorded: dict | None) -> dict[str, str]:
-    """The ``--set`` overrides, on top of the manifest's ``space_args`` when ``--arch`` is a manifest; a
-    ``--set`` value that changes a parameter the manifest's network was built with is a user error."""
-    given = parse_set_args(args.set)
-    if recorded is None:
-        return given
-    kept = {str(k): str(v) for k, v in (recorded.get("space_args") or {}).items()}
-    merged = {**kept, **given}
-    if given:
-        before = load_space(args.space, kept or None).param_values
-        after = load_space(args.space, merged).param_values
-        for key, value in given.items():
-            if before.get(key) != after.get(key):
-                was = f"{key}={kept[key]}" if key in kept else f"{key}={before.get(key)} (the space's default)"
-                raise UserError(f"--set {key}={value} contradicts --arch {args.arch}: its network was exported "
-                                f"with {was}; drop --set {key} (the manifest's space_args are used), or give "
-                                f"a plain ARCH.json with the choices to export another network")
-    return merged
 
 
 def _se(args, recorded: dict | None) -> float:

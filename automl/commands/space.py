@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.table import Table
 
 from automl._io import atomic_write_text, writable_file
-from automl.commands import parse_set_args
+from automl.commands import parse_set_args, space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
-from automl.export import read_arch_file
+from automl.export import choices_from_json, is_manifest, read_arch_json
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import apply_cost_table, check_profile_args, profile_space, read_cost_table, write_cost_table
 
@@ -126,9 +126,12 @@ def _encode(args, cs) -> int:
 
 
 def _cost(args, cs) -> int:
+    arch_json = read_arch_json(args.arch)
+    if is_manifest(arch_json) and arch_json.get("space_args"):  # an export's manifest: its network's space
+        cs = load_compiled(args.file, space_args_for(args.file, args.arch, arch_json, args.set))
     if args.cost_table:
         apply_cost_table(cs, read_cost_table(args.cost_table, cs))
-    arch = read_arch_file(args.arch, cs)
+    arch = cs.encode(choices_from_json(arch_json, cs, source=str(args.arch)))
     ct = cs.cost_table
     sys.stdout.write(json.dumps({m: ct.total(arch, m) for m in ct.metrics}) + "\n")
     return 0
