@@ -3,6 +3,7 @@ helpers they share with the CLI."""
 
 from __future__ import annotations
 
+from automl.dsl import load_space
 from automl.errors import UserError
 
 __all__ = ["parse_set_args", "space_args_for"]
@@ -26,8 +27,6 @@ def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str
     given = parse_set_args(items)
     if recorded is None:
         return given
-    from automl.dsl import load_space
-
     kept = {str(k): str(v) for k, v in (recorded.get("space_args") or {}).items()}
     merged = {**kept, **given}
     if given:
