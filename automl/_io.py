@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import tempfile
 from pathlib import Path
@@ -18,8 +19,13 @@ from typing import Iterator
 
 from automl.errors import UserError
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "read_utf8_text",
-           "UnreadableText", "writable_dir", "writable_file"]
+__all__ = ["TEMPORARY", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+           "read_utf8_text", "UnreadableText", "writable_dir", "writable_file"]
+
+
+# the name of a temporary _create_temporary makes: ".NAME.RANDOM{suffix}.tmp", RANDOM 8 hex digits (8 of
+# tempfile's [a-z0-9_] in files an earlier automl left), suffix "" or one extension (".onnx", ".pt", ...)
+TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp")
 
 
 def _create_temporary(path: Path, suffix: str) -> Path:

@@ -3,7 +3,8 @@
 Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
 lazily (``importlib`` in :func:`main`: the one place automl defers its own imports, for start-up time), so
 ``automl space check`` does not pay for importing the training stack.
-User mistakes (:class:`automl.errors.UserError`) print one message and exit 2; a run stopped by SIGTERM or
+User mistakes (:class:`automl.errors.UserError`) print one message and exit 2 (under torchrun, every rank
+exits 2 and rank 0 alone prints it); a run stopped by SIGTERM or
 SIGINT (:class:`automl.errors.Stopped`) exits 143 or 130; anything else is an internal error: exit 1 with a
 request to report it.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import traceback
 
@@ -126,7 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args.module).main(args) or 0)
     except UserError as e:
-        print(str(e) if getattr(e, "located", False) else f"error: {e}", file=sys.stderr)
+        # under torchrun every rank stops on it: one message (already printed by a check of rank 0 alone)
+        if os.environ.get("RANK", "0") == "0" and not e.printed:
+            print(e.text(), file=sys.stderr)
         return e.exit_code
     except Stopped as e:  # SIGTERM / SIGINT: the run wrote a checkpoint and printed the --resume command
         return e.exit_code

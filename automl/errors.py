@@ -14,6 +14,11 @@ class UserError(Exception):
 
     exit_code = 2
     located = False  # True when the message already starts with FILE:LINE:COL or FILE: KEY
+    printed = False  # True once a rank printed it (torchrun: the others stop on it silently)
+
+    def text(self) -> str:
+        """The one message the CLI prints: located messages as they are, others after ``error:``."""
+        return str(self) if self.located else f"error: {self}"
 
 
 class Stopped(Exception):

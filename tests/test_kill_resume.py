@@ -167,3 +167,36 @@ def test_kill_9_in_theta_phase_with_corrupted_checkpoint(tmp_path, full_referenc
     resumed, log = resume(out, FULL)
     assert "corrupted" in log
     assert strip(resumed) == strip(full_reference)
+
+
+def test_resume_removes_the_temporaries_of_atomic_writes_a_kill_cut_short(tmp_path, die_after_save):
+    from automl._io import atomic_path
+
+    overrides = ["data.limit_train=64", "data.batch_size=32", "data.theta_batch_size=32", "search.weight_epochs=1",
+                 "search.theta_epochs=1", "search.epsilons=[0]", "search.lam=2", "retrain.epochs=0",
+                 "export.onnx=false", "search.supernets=1", "device=cpu", "threads=1",
+                 f"export.dir={tmp_path / 'exports'}"]
+    recipe = load_recipe(QUICK, overrides)
+    out = tmp_path / "run"
+    die_after_save(lambda state, n: n == 2)  # after the θ phase
+    with pytest.raises(KeyboardInterrupt):
+        Run(recipe, out, tty=False).execute()
+    stale = []
+    for target, suffix in [(out / "results.json", ""), (out / "report.md", ""),
+                           (tmp_path / "exports" / "eps-0" / "model.onnx", ".onnx"),
+                           (tmp_path / "exports" / "eps-0" / "weights.safetensors", ".safetensors")]:
+        with pytest.raises(KeyboardInterrupt), atomic_path(target, suffix) as tmp:
+            stale.append(Path(str(tmp) + ".copy"))
+            raise KeyboardInterrupt  # atomic_path removes its own temporary: keep a copy, as a kill leaves it
+    for p in stale:
+        p.with_name(p.name.removesuffix(".copy")).write_text("half")
+    stale = [p.with_name(p.name.removesuffix(".copy")) for p in stale]
+    # not an atomic writer's: kept (another run's export folder, a user's files)
+    others = [tmp_path / "exports" / "eps-9" / ".model.onnx.abcd1234.onnx.tmp", out / ".notes.tmp",
+              out / "notes.abcd1234.tmp", out / ".results.json.abc.tmp"]
+    for p in others:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("mine")
+    Run(recipe, out, resume=True, tty=False).execute()
+    assert [p for p in stale if p.exists()] == []
+    assert all(p.exists() for p in others)

@@ -398,3 +398,32 @@ def test_sigterm_to_torchrun_in_the_weight_phase_then_resume(tmp_path):
     resumed, reference = (json.loads((d / "results.json").read_text()) for d in (out, ref))
     assert _strip(resumed) == _strip(reference)
     assert _metrics(out) == _metrics(ref)
+
+
+def test_sigterm_to_automl_rank_keeps_the_finished_retrainings_and_the_rerun_does_the_rest(tmp_path, monkeypatch,
+                                                                                          capsys):
+    import shutil
+
+    out, whole = tmp_path / "run", tmp_path / "whole"
+    _run(out, ["retrain.epochs=1"])
+    shutil.copytree(out, whole)
+    rank = ["--archs", "3", "--retrain-epochs", "1"]
+    assert main(["rank", str(whole), *rank]) == 0
+    capsys.readouterr()
+    # SIGTERM in the first step of the second ranked architecture's retraining (6 steps each)
+    counts = _count_steps(monkeypatch, ("train_step", 8, signal.SIGTERM))
+    assert main(["rank", str(out), *rank]) == 143
+    said = capsys.readouterr()
+    err = said.out + said.err
+    assert counts["train_step"] == 12  # the retraining in progress was finished, the third not started
+    assert "stopped by SIGTERM" in err and "2 of 3 retrainings" in err
+    assert f"Continue with: automl rank {out} --archs 3 --retrain-epochs 1" in err
+    kept = json.loads((out / "results.json").read_text())
+    assert "ranking" not in kept
+    monkeypatch.undo()
+    counts = _count_steps(monkeypatch)
+    assert main(["rank", str(out), *rank]) == 0
+    assert counts["train_step"] == 6  # only the third architecture's
+    done, ref = (json.loads((d / "results.json").read_text()) for d in (out, whole))
+    assert done == ref
+    assert _metrics(out) == _metrics(whole)  # every line once, in the same order

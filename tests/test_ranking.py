@@ -350,3 +350,36 @@ def test_training_options_reach_the_run(tmp_path):
     assert recal["weights"] == base["weights"] and recal["theta"] != base["theta"]  # θ phase only
     # the first step's loss is the same (path 0 is the teacher); the steps after it differ
     assert distill["theta"] != sandwich["theta"]
+
+
+def _but_threads(results: dict) -> dict:
+    """results.json but its threads record (a resumed run's says it kept the count it started with)."""
+    return {k: v for k, v in results.items() if k != "threads"}
+
+
+def _lines_but_clock(out: Path) -> list[str]:
+    return [line.split(', "seconds"')[0] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_of_a_finished_run_keeps_the_ranking_automl_rank_recorded(tmp_path, capsys):
+    recipe = load_recipe(QUICK, TINY)
+    out = tmp_path / "run"
+    Run(recipe, out, tty=False).execute()
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "1"]) == 0
+    ranked = json.loads((out / "results.json").read_text())
+    lines = _lines_but_clock(out)
+    assert any('"phase": "ranking' in line for line in lines)
+    # a requeue script that always passes --resume: the finished run only writes its report again
+    res = Run(recipe, out, resume=True, tty=False).execute()
+    assert res["ranking"] == ranked["ranking"]
+    assert _but_threads(json.loads((out / "results.json").read_text())) == _but_threads(ranked)
+    assert "Kendall's τ" in (out / "report.md").read_text()
+    assert _lines_but_clock(out) == lines  # the ranking's lines are kept too
+
+
+def test_resume_of_a_run_with_its_own_ranking_writes_it_as_it_was(tmp_path):
+    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.bn_batches=1"])
+    out = tmp_path / "run"
+    first = json.loads(json.dumps(Run(recipe, out, tty=False).execute()))
+    assert Run(recipe, out, resume=True, tty=False).execute()["ranking"] == first["ranking"]
+    assert _but_threads(json.loads((out / "results.json").read_text())) == _but_threads(first)

@@ -231,3 +231,12 @@ def test_rank_archs_above_the_space_size_names_the_flag(tmp_path, capsys):
     out = fake_run(tmp_path / "r")
     code, err = cli(capsys, "rank", out, "--archs", "100000000", "--retrain-epochs", "0")
     assert code == 2 and "--archs 100000000:" in err and "ranking.archs" not in err
+
+
+def test_under_torchrun_only_rank_0_prints_a_user_error(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    assert main(["run", QUICK, "search.lamm=3"]) == 2
+    assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    assert main(["run", QUICK, "search.lamm=3"]) == 2
+    assert "search.lamm" in capsys.readouterr().err

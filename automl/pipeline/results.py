@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 
+from automl._io import atomic_write_json
 from automl.pipeline.context import RunContext
 from automl.pipeline.members import Members
 from automl.pipeline.setup import EngineCosts
@@ -13,10 +15,13 @@ from automl.pipeline.state import RunState
 from automl.ranking import summarize
 from automl.report import write_report
 
-__all__ = ["SEARCH_PHASES", "build_results", "ranking_epochs", "ranking_seeds", "ranking_results",
-           "recorded_retrainings", "ReportStage"]
+__all__ = ["SEARCH_PHASES", "PARTIAL", "build_results", "ranking_epochs", "ranking_seeds", "ranking_results",
+           "recorded_retrainings", "partial_ranking", "read_results", "carry_over", "ReportStage"]
 
 SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
+# results.json's record of an `automl rank` stopped part-way: its retrainings so far (the ranking's shape) and
+# the length of metrics.jsonl after the last of them
+PARTIAL = "ranking_partial"
 
 
 def ranking_epochs(recipe) -> int:
@@ -45,6 +50,50 @@ def recorded_retrainings(recipe, ranking: dict | None, choices: list[list[str]])
         return {}
     return {(j, r["seed"]): {"test_loss": r["test_loss"], "test_accuracy": r["test_accuracy"], "params": a["params"]}
             for j, a in enumerate(archs) for r in a.get("retrainings", [])}
+
+
+def partial_ranking(recipe, state: RunState, choices: list[list[str]], done: set[int], metrics_bytes: int) -> dict:
+    """What ``automl rank`` has measured so far (results.json's :data:`PARTIAL`): every architecture's choices,
+    with ``params`` and ``retrainings`` for those in ``done`` (read again by :func:`recorded_retrainings`)."""
+    archs = []
+    for j, c in enumerate(choices):
+        e = state.results.get(f"ranking/{j}") if j in done else None
+        archs.append({"choices": c} if e is None else
+                     {"choices": c, "params": e["params"], "retrainings": e["retrainings"]})
+    return {"retrain_epochs": ranking_epochs(recipe), "archs": archs, "metrics_bytes": metrics_bytes}
+
+
+def read_results(path: Path) -> dict:
+    """results.json as a dict; {} when there is none (or it is not a JSON object someone could have edited)."""
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return results if isinstance(results, dict) else {}
+
+
+def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
+               measures_ranking: bool) -> tuple[dict, int | None]:
+    """``--resume`` (rank 0): what the resumed run keeps of the results.json in its folder, and the length
+    metrics.jsonl is cut back to (None: not cut); ``metrics_bytes``: the checkpoint's length.
+
+    The ranking ``automl rank`` recorded is kept unless the run measures its own ranking again
+    (``measures_ranking``: its recipe's ranking stages are still to run), and so is an ``automl rank`` stopped
+    part-way (:data:`PARTIAL`). A ``finished`` run (only its report left) logs nothing more: metrics.jsonl
+    keeps the lines ``automl rank`` logged after its last checkpoint (less a retraining a kill cut short).
+    A run with stages left cuts it back to the checkpoint's length, so the partial ranking's length no
+    longer holds: it is dropped from results.json at once (the retrainings it records stay usable)."""
+    earlier = read_results(path)
+    kept = {} if measures_ranking or not earlier.get("ranking") else {"ranking": earlier["ranking"]}
+    partial = earlier.get(PARTIAL)
+    if not isinstance(partial, dict):
+        return kept, None if finished else metrics_bytes
+    if finished:
+        return {**kept, PARTIAL: partial}, partial.get("metrics_bytes")
+    partial = {k: v for k, v in partial.items() if k != "metrics_bytes"}
+    if "metrics_bytes" in earlier[PARTIAL]:
+        atomic_write_json(path, {**earlier, PARTIAL: partial})
+    return {**kept, PARTIAL: partial}, metrics_bytes
 
 
 def ranking_results(recipe, state: RunState) -> dict | None:
@@ -98,7 +147,8 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
 
 
 class ReportStage:
-    """The last stage: results.json, report.md and the plots (rank 0); not checkpointed (it only writes)."""
+    """The last stage: results.json, report.md and the plots (rank 0); not checkpointed (it only writes).
+    ``kept``: what a resumed run keeps of the folder's earlier results.json (:func:`carry_over`)."""
 
     key = "report"
 
@@ -106,8 +156,10 @@ class ReportStage:
         self.recipe, self.out, self.members, self.method, self.costs = recipe, out, members, method, costs
         self.threads = threads
         self.results: dict | None = None
+        self.kept: dict = {}
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        self.results = build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads)
+        self.results = {**build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads),
+                        **self.kept}
         if ctx.info.is_main:
             write_report(self.out, self.results, ctx.reporter)

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import signal
+import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from automl._io import atomic_write_text, writable_dir
+from automl._io import TEMPORARY, atomic_write_json, atomic_write_text, writable_dir
 from automl._lock import LOCK_NAME, RunLock
-from automl.errors import UserError
+from automl.errors import Stopped, UserError
 from automl.pipeline.context import Keeper, RunContext, rng_of
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
-from automl.pipeline.results import build_results, ranking_results, recorded_retrainings
+from automl.pipeline.results import (PARTIAL, build_results, carry_over, partial_ranking, ranking_epochs,
+                                     ranking_results, read_results, recorded_retrainings)
 from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
 from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, load_spaces, recipe_costs,
                                    resolve_device)
@@ -24,16 +27,61 @@ from automl.report import write_report
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
-from automl.train.distributed import DistInfo, broadcast_object
+from automl.train.distributed import DistInfo, barrier, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
 
-__all__ = ["Run"]
+__all__ = ["Run", "on_main", "remove_atomic_temporaries"]
 
 # what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
 # the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
 STARTUP_FILES = (LOCK_NAME, "threads.json", "recipe.resolved.yaml")
+
+
+def remove_atomic_temporaries(folders: list[Path]) -> None:
+    """Delete the temporaries of atomic writes a kill cut short (``automl._io.TEMPORARY``) in ``folders`` and
+    below; only while the run holds its folder's lock (another writer's temporaries would be in use)."""
+    for folder in folders:
+        for p in folder.rglob(".*.tmp") if folder.is_dir() else ():
+            if TEMPORARY.fullmatch(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+
+
+def on_main(info: DistInfo, check: Callable[[], object]) -> object:
+    """``check()`` on rank 0 alone, its answer on every rank. A user error it raises is raised on every rank,
+    so each exits 2 (rank 0 prints it) instead of waiting for rank 0 in the next collective."""
+    answer, error, raised = None, None, None
+    if info.is_main:
+        try:
+            answer = check()
+        except UserError as e:
+            raised, error = e, (str(e), e.located)
+    answer, error = broadcast_object((answer, error), info)
+    if error is None:
+        return answer
+    if raised is None:
+        raised = UserError(error[0])
+        raised.located = error[1]
+    elif info.enabled:  # printed before any rank exits: torchrun stops the other ranks when one exits
+        print(raised.text(), file=sys.stderr, flush=True)
+        raised.printed = True
+    barrier(info)
+    raise raised
+
+
+def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
+    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if SIGTERM or SIGINT
+    came meanwhile, saying what results.json keeps and the command that goes on."""
+    signum = preempt.signalled()
+    if not signum:
+        return
+    rk = recipe.ranking
+    again = (f"automl rank {out} --archs {rk.archs} --retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} "
+             f"--truth {rk.truth}")
+    reporter.info(f"stopped by {signal.Signals(signum).name}; {done} retrainings are recorded in "
+                  f"{out / 'results.json'} and are not run again. Continue with: {again}")
+    raise Stopped(signum)
 
 
 class Run:
@@ -69,10 +117,11 @@ class Run:
         new run. An explicit ``export.dir`` is checked here too.
 
         Rank 0 alone checks: it owns the folder (other ranks could see its first files and take them for
-        an old run, and on several machines they may not share the folder at all). If it fails, torchrun
-        stops the other ranks."""
-        if not self.info.is_main:
-            return
+        an old run, and on several machines they may not share the folder at all); a mistake it finds stops
+        every rank (:func:`on_main`)."""
+        on_main(self.info, self._check_out)
+
+    def _check_out(self) -> None:
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
         # a run writing here now is named first, whatever this command asks (the lock is held till the end)
@@ -128,8 +177,7 @@ class Run:
     def _setup_threads(self, spaces) -> object:
         """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0 and set
         on every rank before any torch compute: the count changes float rounding."""
-        choice = None
-        if self.info.is_main:
+        def choose():
             r = self.recipe
             work = None if spaces is None else (lambda: spaces_work(
                 spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
@@ -138,7 +186,9 @@ class Run:
                                      local_world_size=local)
             if not self.resume or not (self.out / "threads.json").exists():
                 save_choice(self.out, choice)
-        threads = broadcast_object(choice, self.info)
+            return choice
+
+        threads = on_main(self.info, choose)
         apply_threads(threads.threads)
         self.reporter.info(threads.line())
         return threads
@@ -201,10 +251,19 @@ class Run:
                             f"overrides, or start a new run (to search again on its trained supernet: a new "
                             f"--out with --supernet {self.out})")
         state = RunState.from_checkpoint(ckpt, str(self.store.folder))
-        if "metrics_bytes" in ckpt:  # the lines logged after the checkpoint are logged again below
-            self.reporter.cut(ckpt["metrics_bytes"])
+        length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
         if self.info.is_main:
-            self.store.remove_temporaries()  # of a write a kill cut short; this run holds the lock
+            left = plan.stages[state.stage:]
+            finished = len(left) == 1 and not state.mid_stage  # only the report: nothing is logged again
+            plan.report.kept, length = carry_over(self.out / "results.json", length, finished,
+                                                  any(isinstance(s, RankingStage) for s in left))
+            # of writes a kill cut short; this run holds the lock
+            self.store.remove_temporaries()
+            exports = self.recipe.export_root(self.out)
+            remove_atomic_temporaries([self.out] + [exports / plan.members.folder(i, state)
+                                                    for i in range(plan.members.n)])
+        if length is not None:
+            self.reporter.cut(length)
         self.reporter.info(f"resuming {self.out} at {plan.name(state.stage)}, epoch {state.epoch}"
                            + (f" + {state.step} steps" if state.step else ""))
         return state
@@ -286,24 +345,37 @@ class Run:
         state.stage, state.epoch, state.step = 0, 0, 0
         costs = recipe_costs(r, spaces.search)
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device)
-        ctx = self._context(state, spaces, data, plan, Preemption(self.info), checkpointing=False)
+        preempt = Preemption(self.info)
+        ctx = self._context(state, spaces, data, plan, preempt, checkpointing=False)
         path = self.out / "results.json"
         # every rank reads the file (a shared folder under torchrun), so all skip the same retrainings
-        before = json.loads(path.read_text()) if path.exists() else None
+        before = read_results(path)
         stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
         choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
-        recorded = recorded_retrainings(r, (before or {}).get("ranking"), choices)
+        partial = before.get(PARTIAL) if isinstance(before.get(PARTIAL), dict) else {}
+        recorded = {**recorded_retrainings(r, partial, choices),
+                    **recorded_retrainings(r, before.get("ranking"), choices)}
+        if partial.get("metrics_bytes") is not None:  # the lines of a retraining a kill cut short
+            self.reporter.cut(partial["metrics_bytes"])
+        results = before or build_results(r, state, plan.members, ctx, self.method.name, costs, None)
         reused = 0
-        for idx, stage in stages:
-            stage.recorded = recorded.get((stage.j, r.seed + stage.s))
-            reused += stage.recorded is not None
-            stage.run(ctx, state, idx)
+        with preempt.armed():  # SIGTERM / SIGINT: stop after the current retraining, keeping those done
+            for n, (idx, stage) in enumerate(stages, 1):
+                stage.recorded = recorded.get((stage.j, r.seed + stage.s))
+                reused += stage.recorded is not None
+                stage.run(ctx, state, idx)
+                if self.info.is_main and stage.recorded is None:
+                    done = {s.j for _, s in stages[:n]}
+                    atomic_write_json(path, {**results, PARTIAL: partial_ranking(r, state, choices, done,
+                                                                                 self.reporter.size())})
+                if n < len(stages):
+                    stop_ranking_if_signalled(preempt, self.reporter, r, self.out, f"{n} of {len(stages)}")
         if reused:
             self.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by the run's earlier ranking "
                                f"(same architectures, epochs and seeds) and not run again")
         ranking = ranking_results(r, state)
         if self.info.is_main:
-            results = before or build_results(r, state, plan.members, ctx, self.method.name, costs, None)
-            results["ranking"] = ranking
+            results = {**{k: v for k, v in results.items() if k != PARTIAL}, "ranking": ranking}
             write_report(self.out, results, self.reporter)
         return ranking
+

@@ -1,0 +1,58 @@
+"""User mistakes under torchrun (2 processes, gloo on the CPU): every rank exits 2, the message is printed
+once (by rank 0), and no rank reports an internal error, whichever rank finds the mistake."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+FAST = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0",
+        "search.supernets=1", "data.limit_train=64", "data.batch_size=32", "data.theta_batch_size=32",
+        "search.lam=2", "search.budgets=null", "search.epsilons=[0]", "export.onnx=false"]
+
+
+def _torchrun(port: int, *args) -> subprocess.CompletedProcess:
+    from test_kill_resume import _env
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+           "-m", "automl", "run", QUICK, *FAST, *[str(a) for a in args]]
+    return subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=600)
+
+
+def _every_rank_exits_2_with_one_message(p: subprocess.CompletedProcess, message: str) -> None:
+    text = p.stdout + p.stderr
+    assert p.returncode != 0, text[-3000:]
+    assert "internal error" not in text and "gloo" not in text.lower(), text[-3000:]
+    assert text.count(message) == 1, text[-3000:]
+    # torchrun's summary names the failed ranks with their exit codes (it stops the others when one exits)
+    assert "exitcode  : 2" in text and "exitcode  : 1 " not in text, text[-3000:]
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("case", ["holds a run", "resume nothing", "a file", "unwritable"])
+def test_an_out_folder_only_rank_0_checks_stops_every_rank_with_exit_2(tmp_path, case):
+    out = tmp_path / "out"
+    resume = []
+    if case == "holds a run":
+        out.mkdir()
+        (out / "results.json").write_text("{}")
+        message = "already holds files"
+    elif case == "resume nothing":
+        resume, message = ["--resume"], "no checkpoint in"
+    elif case == "a file":
+        out.write_text("x")
+        message = "is a file, not a folder"
+    else:
+        out = Path("/proc/automl-out")
+        message = "cannot write there"
+    port = 29570 + ["holds a run", "resume nothing", "a file", "unwritable"].index(case)
+    _every_rank_exits_2_with_one_message(_torchrun(port, "--out", out, *resume), message)
+
+
+@pytest.mark.heavy
+def test_a_bad_override_is_printed_once(tmp_path):
+    _every_rank_exits_2_with_one_message(_torchrun(29575, "search.lamm=3", "--out", tmp_path / "out"),
+                                         "override search.lamm=3: unknown key")
