@@ -90,6 +90,8 @@ def test_reexport_applies_the_manifests_se(tmp_path, capsys):
     assert main(["export", DIGITS, *flags, "--out", str(tmp_path / "bad"), "--se", "0.5"]) == 2
     err = _err(capsys)
     assert "--se 0.5" in err and "0.25" in err and "manifest.json" in err
+    assert main(["export", DIGITS, *flags, "--out", str(tmp_path / "bad"), "--se", "0"]) == 2  # 0 is a value too
+    assert "--se 0 contradicts" in _err(capsys)
     assert not (tmp_path / "bad").exists()
 
 

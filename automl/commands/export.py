@@ -66,13 +66,13 @@ def main(args) -> int:
 
 
 def _se(args, recorded: dict | None) -> float:
-    """``--se``, or the manifest's ``se`` when ``--arch`` is a manifest; a different ``--se`` is a user error.
-    ``--se 0`` counts as not given (0 is its default on the command line)."""
+    """``--se`` (default 0), or the manifest's ``se`` when ``--arch`` is a manifest; a different ``--se`` is a
+    user error."""
     given = getattr(args, "se", None)
     if recorded is None:
         return 0.0 if given is None else float(given)
     kept = float(recorded.get("se") or 0.0)
-    if given is None or float(given) in (0.0, kept):
+    if given is None or float(given) == kept:
         return kept
     raise UserError(f"--se {float(given):g} contradicts --arch {args.arch}: its network was exported with "
                     f"se {kept:g}; drop --se (the manifest's is used), or give a plain ARCH.json with the "
