@@ -17,6 +17,17 @@ def _children_write_temp_files_under_pytests_basetemp(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture
+def one_thread():
+    """One intra-op thread for the test, the count before restored after (a module opts in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``): the test machine's cores are shared, and a
+    test that set its own count would leave it for the next."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class Killed(KeyboardInterrupt):
     """A run killed right after a checkpoint (as ``kill -9`` would, but in this process)."""
 

@@ -19,12 +19,7 @@ DIGITS = str(ROOT / "spaces" / "digits.space")
 ENAS = str(ROOT / "spaces" / "enas_micro.space")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared test machine: see test_export_spaces.one_thread
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,7 @@ QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 NORMALIZE = {"mean": [0.25], "std": [0.375]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared test machine: see test_export_spaces.one_thread
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
 def manifest(folder: Path) -> dict:

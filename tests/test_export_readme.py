@@ -23,7 +23,7 @@ def _export(tmp_path_factory, name: str, overrides: dict | None = None, choice: 
     from automl.export import export_architecture
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # shared test machine: see test_export_spaces.one_thread
+    torch.set_num_threads(1)  # shared test machine: see conftest.one_thread
     space = ROOT / "spaces" / f"{name}.space"
     cs = load_compiled(str(space), overrides)
     work = tmp_path_factory.mktemp(name)

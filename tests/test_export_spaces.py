@@ -36,13 +36,7 @@ def small_overrides(path: Path) -> dict[str, str]:
     return dict(_SMALL.get(path.stem, {}))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # the test machine's cores are shared: intra-op threads mostly wait on each other
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
 def random_arch(cs, seed: int) -> torch.Tensor:
