@@ -345,7 +345,7 @@ class Run:
         state.stage, state.epoch, state.step = 0, 0, 0
         costs = recipe_costs(r, spaces.search)
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device)
-        preempt = Preemption(self.info)
+        preempt = Preemption(self.info, finishing="the current retraining, then keeping those done")
         ctx = self._context(state, spaces, data, plan, preempt, checkpointing=False)
         path = self.out / "results.json"
         # every rank reads the file (a shared folder under torchrun), so all skip the same retrainings

@@ -31,8 +31,11 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class Preemption:
-    def __init__(self, info: DistInfo, every_minutes: float | None = None, every_steps: int | None = None):
+    def __init__(self, info: DistInfo, every_minutes: float | None = None, every_steps: int | None = None,
+                 finishing: str = "the current step, then writing a checkpoint"):
+        """``finishing``: what the run does before it stops, as the first signal's message says it."""
         self.info = info
+        self.finishing = finishing
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
         self.every_steps = every_steps
         self.pending = 0  # the first signal received (its number), 0: none
@@ -63,8 +66,7 @@ class Preemption:
             os._exit(128 + signum)
         self.pending = signum
         if self.info.is_main:
-            os.write(2, f"\n{name}: finishing the current step, then writing a checkpoint "
-                        f"(send it again to stop at once)\n".encode())
+            os.write(2, f"\n{name}: finishing {self.finishing} (send it again to stop at once)\n".encode())
 
     def step(self) -> bool:
         """After a training step: checkpoint now? (a signal, or ``every_*`` reached). The same on every rank."""
