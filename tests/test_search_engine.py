@@ -292,8 +292,9 @@ def test_log_space_ratios_do_not_underflow_at_large_d():
     assert torch.isfinite(s.theta).all() and not torch.equal(s.theta, before)
 
 
+@pytest.mark.parametrize("sync_free", [False, True])
 @pytest.mark.parametrize("D, K, theta_min", [(3, 3, 0.0), (150, 7, None)])
-def test_weighted_quantile_weights_survive_ratios_that_underflow(D, K, theta_min):
+def test_weighted_quantile_weights_survive_ratios_that_underflow(D, K, theta_min, sync_free):
     # Member 1 finds every sample (nearly) impossible: its ratios underflow to 0 and r / sum(r) was 0 / 0.
     # The self-normalised weights P_1(M_i) / q(M_i) over i are still defined; here every sample is the same
     # network, so they are 1/lam, and member 1 moves exactly as a distribution alone (eq. 7) would.
@@ -301,7 +302,8 @@ def test_weighted_quantile_weights_survive_ratios_that_underflow(D, K, theta_min
     init[0, :, 0] = 1.0
     init[1, :, K - 1] = 1.0
     costs = torch.rand(D, K, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    kw = dict(num_choices=[K] * D, costs=costs, lam=4, theta_min=theta_min, seed=0, utility="weighted_quantile")
+    kw = dict(num_choices=[K] * D, costs=costs, lam=4, theta_min=theta_min, seed=0, utility="weighted_quantile",
+              sync_free=sync_free)
     both = MultiEpsilonSearch(epsilons=[0.0, 0.5], init_theta=init, **kw)
     alone = MultiEpsilonSearch(epsilons=[0.5], init_theta=both.theta[1:].clone(), **kw)
     arch, losses = torch.zeros(4, D, dtype=torch.long), torch.arange(4, dtype=torch.float64)

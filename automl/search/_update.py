@@ -52,7 +52,8 @@ def update_coefficients(utility: str, losses: torch.Tensor, ratios: torch.Tensor
     weights = ratios / total
     if log_ratios is not None:
         small = total < torch.finfo(total.dtype).tiny ** 0.5
-        weights = torch.where(small, torch.softmax(log_ratios, -1), weights)
+        if not check_ties or bool(small.any()):  # a read-back only where reading back is free (the CPU)
+            weights = torch.where(small, torch.softmax(log_ratios, -1), weights)
     u = weighted_quantile_utilities(losses, weights, lam)
     return u.mul_(weights).mul_(lr)
 
