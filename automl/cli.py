@@ -106,8 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True, help="output directory")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     e.add_argument("--weights", default=None, help="supernet checkpoint to inherit weights from")
-    e.add_argument("--se", type=float, default=None,
-                   help="squeeze-and-excitation ratio for MBConv blocks (default 0; with --arch MANIFEST, its se)")
+    e.add_argument("--se", type=float, help="squeeze-and-excitation ratio of MBConv blocks (0; a manifest's)")
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     e.add_argument("--quantize", default=None, help="int8: also write model.int8.onnx (needs --recipe)")
     e.add_argument("--recipe", default=None, help="recipe whose data recalibrates inherited BatchNorm and tests int8")
