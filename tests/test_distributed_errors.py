@@ -56,3 +56,55 @@ def test_an_out_folder_only_rank_0_checks_stops_every_rank_with_exit_2(tmp_path,
 def test_a_bad_override_is_printed_once(tmp_path):
     _every_rank_exits_2_with_one_message(_torchrun(29575, "search.lamm=3", "--out", tmp_path / "out"),
                                          "override search.lamm=3: unknown key")
+
+
+class _Store:
+    """A checkpoint store whose disk is full on the rank that writes (rank 0)."""
+
+    folder = Path("/nowhere/checkpoints")
+
+    def save(self, ckpt):
+        raise OSError(28, "No space left on device")
+
+
+class _State:
+    stage = epoch = step = 0
+
+    def to_checkpoint(self) -> dict:
+        return {}
+
+
+def _keeper_on_rank(rank: int, init: str, out: str) -> None:
+    """Rank ``rank`` of two writes a checkpoint through :class:`Keeper`; what each rank raised goes to a file."""
+    import torch
+    import torch.distributed as dist
+
+    from automl.pipeline.context import Keeper
+    from automl.train.distributed import DistInfo, shutdown_distributed
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
+    info = DistInfo(rank=rank, world_size=2)
+    reporter = type("Reporter", (), {"size": lambda self: 0})()
+    preempt = type("Preempt", (), {"saved": lambda self: None, "signalled": lambda self: 0})()
+    keeper = Keeper(_State(), _Store(), info, reporter, preempt, str, "automl run R --resume", lambda: {})
+    try:
+        keeper.save(1, 0)
+        raised = "nothing"
+    except Exception as e:  # noqa: BLE001 - recorded for the test to read
+        raised = f"{type(e).__name__}: {e}"
+    finally:
+        shutdown_distributed()
+    Path(out, f"{rank}.txt").write_text(raised)
+
+
+@pytest.mark.heavy
+def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_with_the_user_error(tmp_path):
+    """Rank 0 alone writes checkpoints; when its disk is full every rank raises that UserError (exit 2)
+    instead of rank 1 dying in the next collective with an internal error."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_keeper_on_rank, args=(f"file://{tmp_path / 'rendezvous'}", str(tmp_path)), nprocs=2)
+    for rank in (0, 1):
+        raised = (tmp_path / f"{rank}.txt").read_text()
+        assert raised.startswith("UserError: cannot write a checkpoint") and "--resume" in raised, (rank, raised)

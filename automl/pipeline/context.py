@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -14,11 +15,33 @@ from automl.errors import Stopped, UserError
 from automl.pipeline.setup import Spaces
 from automl.pipeline.state import RunState, capture_rng, restore_rng
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import DistInfo, barrier
+from automl.train.distributed import DistInfo, barrier, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
-__all__ = ["RunContext", "Keeper", "rng_of"]
+__all__ = ["RunContext", "Keeper", "on_main", "rng_of"]
+
+
+def on_main(info: DistInfo, check: Callable[[], object]) -> object:
+    """``check()`` on rank 0 alone, its answer on every rank. A user error it raises is raised on every rank,
+    so each exits 2 (rank 0 prints it) instead of waiting for rank 0 in the next collective."""
+    answer, error, raised = None, None, None
+    if info.is_main:
+        try:
+            answer = check()
+        except UserError as e:
+            raised, error = e, (str(e), e.located)
+    answer, error = broadcast_object((answer, error), info)
+    if error is None:
+        return answer
+    if raised is None:
+        raised = UserError(error[0])
+        raised.located = error[1]
+    elif info.enabled:  # printed before any rank exits: torchrun stops the other ranks when one exits
+        print(raised.text(), file=sys.stderr, flush=True)
+        raised.printed = True
+    barrier(info)
+    raise raised
 
 
 class Keeper:
@@ -57,7 +80,8 @@ class Keeper:
             self.start(phase)
         st = self.state
         st.stage, st.epoch, st.step = stage, epoch, step
-        if self.info.is_main:
+
+        def write() -> None:  # rank 0; every rank waits for it and raises what it raised
             ckpt = {**st.to_checkpoint(), "rng": self.rng(), "metrics_bytes": self.reporter.size(),
                     "inner": {k: v.state_dict() if hasattr(v, "state_dict") else v
                               for k, v in (inner or {}).items()}}
@@ -66,7 +90,8 @@ class Keeper:
             except OSError as e:  # disk full, folder removed: the previous checkpoint is untouched
                 raise UserError(f"cannot write a checkpoint in {self.store.folder} ({e.strerror or e}); the "
                                 f"previous checkpoint is intact: free space and continue with --resume") from None
-        barrier(self.info)
+
+        on_main(self.info, write)
         self.preempt.saved()
         self._stop_if_signalled(stage, epoch, step)
 

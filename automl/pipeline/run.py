@@ -5,16 +5,14 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import sys
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 from automl._io import TEMPORARY, atomic_write_json, atomic_write_text, writable_dir
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import Stopped, UserError
-from automl.pipeline.context import Keeper, RunContext, rng_of
+from automl.pipeline.context import Keeper, RunContext, on_main, rng_of
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.results import (PARTIAL, build_results, carry_over, partial_ranking, ranking_epochs,
@@ -27,12 +25,12 @@ from automl.report import write_report
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
-from automl.train.distributed import DistInfo, barrier, broadcast_object
+from automl.train.distributed import DistInfo, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
 
-__all__ = ["Run", "on_main", "remove_atomic_temporaries"]
+__all__ = ["Run", "remove_atomic_temporaries"]
 
 # what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
 # the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
@@ -46,28 +44,6 @@ def remove_atomic_temporaries(folders: list[Path]) -> None:
         for p in folder.rglob(".*.tmp") if folder.is_dir() else ():
             if TEMPORARY.fullmatch(p.name) and p.is_file():
                 p.unlink(missing_ok=True)
-
-
-def on_main(info: DistInfo, check: Callable[[], object]) -> object:
-    """``check()`` on rank 0 alone, its answer on every rank. A user error it raises is raised on every rank,
-    so each exits 2 (rank 0 prints it) instead of waiting for rank 0 in the next collective."""
-    answer, error, raised = None, None, None
-    if info.is_main:
-        try:
-            answer = check()
-        except UserError as e:
-            raised, error = e, (str(e), e.located)
-    answer, error = broadcast_object((answer, error), info)
-    if error is None:
-        return answer
-    if raised is None:
-        raised = UserError(error[0])
-        raised.located = error[1]
-    elif info.enabled:  # printed before any rank exits: torchrun stops the other ranks when one exits
-        print(raised.text(), file=sys.stderr, flush=True)
-        raised.printed = True
-    barrier(info)
-    raise raised
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
