@@ -468,15 +468,32 @@ class Recipe(_Config):
         return head + yaml.safe_dump(self.model_dump(mode="json", exclude=exclude), sort_keys=False,
                                      default_flow_style=False)
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
-        ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
-        written and (explicitly) the thread count."""
+    def _fingerprint_exclude(self) -> dict:
         exclude: dict = {k: True for k in RESULT_NEUTRAL | RESUME_MAY_SET}
         for (section, key), before in ADDED_KEYS.items():
             if getattr(getattr(self, section), key) == before:
                 exclude.setdefault(section, set()).add(key)
-        return hashlib.sha256(self.to_yaml(exclude=exclude).encode()).hexdigest()
+        return exclude
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
+        ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
+        written and (explicitly) the thread count. It does not depend on where things are: the space file
+        counts by its content, not its path, and neither the recipe file's path nor ``data.root`` counts, so a
+        run resumes with its recipe, space and data at other paths (a requeued job on another machine)."""
+        data = self.model_dump(mode="json", exclude=self._fingerprint_exclude())
+        try:
+            data["space"] = "sha256:" + hashlib.sha256(self.space_path.read_bytes()).hexdigest()
+        except OSError:  # not readable here: the run's start-up says so; the path stands in
+            pass
+        data["data"].pop("root", None)
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def legacy_fingerprint(self) -> str:
+        """:meth:`fingerprint` as runs checkpointed before it was location-independent recorded it (the
+        resolved YAML with its ``# resolved from`` line and absolute paths): such a run still resumes."""
+        return hashlib.sha256(self.to_yaml(exclude=self._fingerprint_exclude()).encode()).hexdigest()
 
     def dump_resolved(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``)."""

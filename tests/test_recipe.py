@@ -231,7 +231,7 @@ def test_a_key_added_later_leaves_the_resume_fingerprint_as_it_was_at_its_old_va
         del data[section][key]
     head = recipe.to_yaml().splitlines()[0] + "\n"
     older = hashlib.sha256((head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)).encode())
-    assert recipe.fingerprint() == older.hexdigest()
+    assert recipe.legacy_fingerprint() == older.hexdigest()
     assert load_recipe(quick, ["search.method=random", "search.random_band=0.9"]).fingerprint() != \
         load_recipe(quick, ["search.method=random"]).fingerprint()
 
@@ -241,3 +241,23 @@ def test_random_budgets_take_the_suffixes_budgets_take_but_not_null():
     assert load_recipe(random, ["search.random_budgets=[2.5M,300k]"]).search.random_budgets == [2.5e6, 3e5]
     with pytest.raises(RecipeError, match=r"search.random_budgets\[1\].*must be a number \(k, M, G"):
         load_recipe(random, ["search.random_budgets=[1M,null]"])
+
+
+def test_the_fingerprint_follows_what_the_recipe_says_not_where_its_files_are(tmp_path):
+    """A requeued job may find its checkout, recipe, space and data at other paths: the space counts by its
+    content, the recipe's and the data's paths not at all."""
+    import shutil
+
+    root = Path(__file__).resolve().parents[1]
+    prints = []
+    for where in ("a", "b/deeper"):
+        (tmp_path / where / "recipes").mkdir(parents=True)
+        shutil.copytree(root / "spaces", tmp_path / where / "spaces")
+        shutil.copy(root / "recipes" / "quickstart.yaml", tmp_path / where / "recipes")
+        recipe = load_recipe(tmp_path / where / "recipes" / "quickstart.yaml", [f"data.root={tmp_path / where}"])
+        prints.append((recipe.fingerprint(), recipe.legacy_fingerprint()))
+    assert prints[0][0] == prints[1][0] and prints[0][1] != prints[1][1]
+    space = tmp_path / "a" / "spaces" / "digits.space"
+    space.write_text(space.read_text() + "\n# an edit\n")
+    assert load_recipe(tmp_path / "a" / "recipes" / "quickstart.yaml").fingerprint() != prints[0][0]
+    assert load_recipe(tmp_path / "b/deeper" / "recipes" / "quickstart.yaml", ["seed=1"]).fingerprint() != prints[1][0]

@@ -484,3 +484,25 @@ def test_a_run_writes_only_inside_out(tmp_path, monkeypatch):
     assert _tree(tmp_path, out2) == before
     assert (out2 / "models" / "eps-0.3" / "manifest.json").is_file()
     assert not (out2 / "export").exists() and list(cwd.iterdir()) == []
+
+
+def test_a_run_resumes_with_its_recipe_and_space_at_other_paths(tmp_path, die_after_save):
+    """A preempted job requeued on a machine with the checkout elsewhere: the same recipe and space, at other
+    paths, continue the run (and finish as the uninterrupted one would)."""
+    def copy(where: str) -> str:
+        (tmp_path / where / "recipes").mkdir(parents=True)
+        shutil.copytree(ROOT / "spaces", tmp_path / where / "spaces")
+        shutil.copy(QUICK, tmp_path / where / "recipes")
+        return str(tmp_path / where / "recipes" / "quickstart.yaml")
+
+    first, second = copy("node-a"), copy("node-b/checkout")
+    die_after_save(lambda state, n: n == 2)
+    with pytest.raises(KeyboardInterrupt):
+        Run(load_recipe(first, SMALL), tmp_path / "o", tty=False).execute()
+    resumed = Run(load_recipe(second, SMALL), tmp_path / "o", resume=True, tty=False).execute()
+    reference = Run(load_recipe(first, SMALL), tmp_path / "ref", tty=False).execute()
+    assert [a["choices"] for a in resumed["architectures"]] == [a["choices"] for a in reference["architectures"]]
+    space = tmp_path / "node-b/checkout/spaces/digits.space"
+    space.write_text(space.read_text().replace("ir_k5_e6", "ir_k3_e6"))  # another space: refused
+    with pytest.raises(UserError, match="the recipe differs"):
+        Run(load_recipe(second, SMALL), tmp_path / "o", resume=True, tty=False).execute()

@@ -80,11 +80,13 @@ class Run:
         self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty)
         self.method = get_searcher(searcher or recipe.search.method)
         self._reused: tuple | None = None  # --supernet: the source run's supernet, read once (_check_supernet)
-        self.recipe_hash = recipe.fingerprint()
+        # the recipe's fingerprint, and the one runs checkpointed before it ignored paths recorded (--resume)
+        self.recipe_hash, self._legacy_hash = recipe.fingerprint(), recipe.legacy_fingerprint()
         if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
             # a latency table re-measured between an interruption and --resume is another recipe
             table = recipe.cost_table_path.read_bytes()
-            self.recipe_hash = hashlib.sha256(self.recipe_hash.encode() + table).hexdigest()
+            self.recipe_hash, self._legacy_hash = (hashlib.sha256(h.encode() + table).hexdigest()
+                                                   for h in (self.recipe_hash, self._legacy_hash))
 
     # ------------------------------------------------------------------ start-up
     def _prepare_out(self) -> None:
@@ -221,7 +223,7 @@ class Run:
         ckpt = broadcast_object(ckpt, self.info)
         if ckpt is None:
             raise self._cannot_resume(self._held_files())
-        if ckpt.get("recipe_sha256") != self.recipe_hash:
+        if ckpt.get("recipe_sha256") not in (self.recipe_hash, self._legacy_hash):
             raise UserError(f"--resume: the recipe differs from the one {self.out} was started with "
                             f"(see {self.out / 'recipe.resolved.yaml'}); resume with the same recipe and "
                             f"overrides, or start a new run (to search again on its trained supernet: a new "
