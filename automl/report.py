@@ -6,6 +6,8 @@ on this machine (fp32, and int8 when exported)."""
 
 from __future__ import annotations
 
+import math
+
 import io
 from pathlib import Path
 
@@ -27,6 +29,15 @@ def short_number(x: float) -> str:
         if abs(x) >= div:
             return f"{x / div:.4g}{suffix}"
     return f"{x:.6g}"
+
+
+def round_sig(x: float, up: bool) -> float:
+    """``x`` rounded up or down at its fourth significant digit: a limit a message suggests, in the precision
+    :func:`short_number` shows, that must itself pass (13,554 up -> 13,560, where short_number gives 13.55k)."""
+    if x <= 0:
+        return x
+    unit = 10.0 ** (math.floor(math.log10(x)) - 3)
+    return (math.ceil(x / unit - 1e-9) if up else math.floor(x / unit)) * unit
 
 
 def _budget(a: dict) -> str:

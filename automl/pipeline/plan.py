@@ -17,7 +17,6 @@ instead of training them. Every stage object has a ``key`` and ``run(ctx, state,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,10 +31,10 @@ from automl.pipeline.members import Members
 from automl.pipeline.results import ReportStage, ranking_epochs, ranking_seeds
 from automl.pipeline.reuse import ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
-from automl.pipeline.setup import EngineCosts, Spaces, engine_costs
+from automl.pipeline.setup import EngineCosts, Spaces, below_smallest, engine_costs
 from automl.pipeline.state import RunState
 from automl.ranking import select_archs
-from automl.report import short_number
+from automl.report import round_sig, short_number
 from automl.search import SearchMethod, SearchProblem
 
 __all__ = ["Stage", "Plan", "build_plan", "search_problem", "ranking_archs"]
@@ -65,14 +64,6 @@ class Plan:
         return self.stages[idx].key
 
 
-def _round_down(x: float) -> float:
-    """``x`` to 4 significant digits, rounded down (a limit a message suggests must itself pass)."""
-    if x <= 0:
-        return 0.0
-    unit = 10.0 ** (math.floor(math.log10(x)) - 3)
-    return math.floor(x / unit) * unit
-
-
 def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
     """The random baseline's raw cost table, budgets and options for the members ``group``: search.budgets are
     totals as results.json reports cost (the search space's table); random_budgets are for the network that is
@@ -90,17 +81,15 @@ def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
     for i in group:
         b = totals[i]
         if b is not None and b < low:
-            raise UserError(f"{where}search.{key}[{i}]: {short_number(b)} is below the smallest network of "
-                            f"{space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at least "
-                            f"{low:,.6g}")
+            raise below_smallest(recipe, key, i, b, space, low, null_ok=key == "budgets")
         if b is None or band is None:
             continue
         asks = (f"{where}search.random_band: {band:g} asks search.{key}[{i}] = {short_number(b)} for a network "
                 f"of {short_number(band * b)} to {short_number(b)} {s.cost}")
         if band * b > high:
             raise UserError(f"{asks}, above the largest network of {space.name} ({high:,.6g}); lower "
-                            f"search.random_band to at most {_round_down(high / b):g}, or the budget to at most "
-                            f"{_round_down(high / band):,g}")
+                            f"search.random_band to at most {round_sig(high / b, up=False):g}, or the budget to "
+                            f"at most {round_sig(high / band, up=False):,g}")
         context.append(asks)
     options = {"random_band": band, "cost_fixed": raw.fixed, "band_context": context}
     return raw.costs, raw.budgets(totals), options

@@ -3,7 +3,6 @@ table, the engine's normalised costs, and the checks of the recipe against the s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from automl.errors import RecipeError, UserError
 from automl.profile import apply_cost_table, read_cost_table
 from automl.ranking import space_size
 from automl.recipe import file_line
-from automl.report import short_number
+from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
 
@@ -117,13 +116,13 @@ class TooManyArchs(UserError):
                          f"{size:,}; set ranking.archs to at most {size}")
 
 
-def _at_least(x: float) -> str:
-    """``x`` in :func:`short_number`'s form, rounded up at its fourth significant digit: a budget a message
-    suggests must itself pass (13,554 -> '13.56k', where short_number gives '13.55k')."""
-    if x <= 0:
-        return short_number(x)
-    unit = 10.0 ** (math.floor(math.log10(x)) - 3)
-    return short_number(math.ceil(x / unit - 1e-9) * unit)
+def below_smallest(recipe, key: str, j: int, budget: float, space, low: float, null_ok: bool) -> UserError:
+    """The message for ``search.KEY[j]`` below ``low``, the smallest network's cost in ``space``: the least
+    budget to give instead (rounded up, so it passes) and, where the key takes it, null."""
+    where = f"{recipe.source}: " if recipe.source else ""
+    return UserError(f"{where}search.{key}[{j}]: {short_number(budget)} is below the smallest architecture of "
+                     f"{space.name} ({recipe.search.cost} {low:,.6g}, fixed part included); raise it to at least "
+                     f"{short_number(round_sig(low, up=True))}" + (" or use null for no constraint" if null_ok else ""))
 
 
 def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> None:
@@ -144,15 +143,13 @@ def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> No
         if b is None:
             continue
         if b < low:
-            raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below the smallest architecture of "
-                            f"{space.name} ({s.cost} {low:,.6g}, fixed part included); raise it to at "
-                            f"least {_at_least(low)} or use null for no constraint")
+            raise below_smallest(recipe, "budgets", j, b, space, low, null_ok=True)
         if b < bound - bound_slack:
             raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below {short_number(bound)}, the "
                             f"cheapest architecture the search can guarantee within a budget: its per-choice "
                             f"costs count a layer that elastic depth may leave out as present (the smallest "
                             f"network, {low:,.6g}, needs the depth decisions to drop them); raise the budget "
-                            f"to at least {_at_least(bound)}")
+                            f"to at least {short_number(round_sig(bound, up=True))}")
         if b >= high:
             warn(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
                  f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
