@@ -20,7 +20,7 @@ from typing import Iterator
 from automl.errors import UserError
 
 __all__ = ["TEMPORARY", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "read_utf8_text", "UnreadableText", "writable_dir", "writable_file"]
+           "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file"]
 
 
 # the name of a temporary _create_temporary makes: ".NAME.RANDOM{suffix}.tmp", RANDOM 8 hex digits (8 of
@@ -89,6 +89,15 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def remove_temporaries(folders: list[Path]) -> None:
+    """Delete the temporaries of atomic writes a kill cut short (:data:`TEMPORARY`) in ``folders`` and below;
+    only for the folders' one writer (a run holding its lock: another writer's temporaries would be in use)."""
+    for folder in folders:
+        for p in folder.rglob(".*.tmp") if folder.is_dir() else ():
+            if TEMPORARY.fullmatch(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
 
 
 def writable_dir(path: str | os.PathLike, what: str) -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from automl._io import TEMPORARY, atomic_write_json, atomic_write_text, writable_dir
+from automl._io import atomic_write_json, atomic_write_text, remove_temporaries, writable_dir
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import Stopped, UserError
 from automl.pipeline.context import Keeper, RunContext, on_main, rng_of
@@ -30,20 +30,11 @@ from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
 
-__all__ = ["Run", "remove_atomic_temporaries"]
+__all__ = ["Run"]
 
 # what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
 # the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
 STARTUP_FILES = (LOCK_NAME, "threads.json", "recipe.resolved.yaml")
-
-
-def remove_atomic_temporaries(folders: list[Path]) -> None:
-    """Delete the temporaries of atomic writes a kill cut short (``automl._io.TEMPORARY``) in ``folders`` and
-    below; only while the run holds its folder's lock (another writer's temporaries would be in use)."""
-    for folder in folders:
-        for p in folder.rglob(".*.tmp") if folder.is_dir() else ():
-            if TEMPORARY.fullmatch(p.name) and p.is_file():
-                p.unlink(missing_ok=True)
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
@@ -238,7 +229,7 @@ class Run:
             # of writes a kill cut short; this run holds the lock
             self.store.remove_temporaries()
             exports = self.recipe.export_root(self.out)
-            remove_atomic_temporaries([self.out] + [exports / plan.members.folder(i, state)
+            remove_temporaries([self.out] + [exports / plan.members.folder(i, state)
                                                     for i in range(plan.members.n)])
         if length is not None:
             self.reporter.cut(length)
@@ -335,7 +326,9 @@ class Run:
                     **recorded_retrainings(r, before.get("ranking"), choices)}
         if partial.get("metrics_bytes") is not None:  # the lines of a retraining a kill cut short
             self.reporter.cut(partial["metrics_bytes"])
-        results = before or build_results(r, state, plan.members, ctx, self.method.name, costs, None)
+        results = None  # rank 0 writes results.json
+        if self.info.is_main:
+            results = before or build_results(r, state, plan.members, ctx, self.method.name, costs, None)
         reused = 0
         with preempt.armed():  # SIGTERM / SIGINT: stop after the current retraining, keeping those done
             for n, (idx, stage) in enumerate(stages, 1):
