@@ -35,7 +35,7 @@ def importance_ratios(theta: torch.Tensor, flat: torch.Tensor, S: int,
 
 
 def update_coefficients(utility: str, losses: torch.Tensor, ratios: torch.Tensor, lam: int, lr: float,
-                        check_ties: bool, log_ratios: torch.Tensor | None = None) -> torch.Tensor:
+                        host_checks: bool, log_ratios: torch.Tensor | None = None) -> torch.Tensor:
     """``(N, S)``: each sample's coefficient in the update, the learning rate folded in.
 
     ``"paper"``: ``eta / lam * s_i r_i`` with eq. 9's :func:`quantile_utilities`; ``"weighted_quantile"``:
@@ -43,16 +43,17 @@ def update_coefficients(utility: str, losses: torch.Tensor, ratios: torch.Tensor
     and :func:`weighted_quantile_utilities`. ``losses`` is ``(1, S)`` or ``(N, S)`` as for those.
     ``log_ratios`` (from :func:`importance_ratios`): a distribution whose ratios sum to less than
     ``sqrt(tiny)`` takes its ``w`` as the softmax of its log-ratios, where ``r / sum r`` would lose digits
-    to subnormals or be 0 / 0.
+    to subnormals or be 0 / 0. ``host_checks``: values may be read back from the device (the CPU): eq. 9's
+    tie check, and the softmax only where a distribution needs it.
     """
     if utility == "paper":
-        u = quantile_utilities(losses, ratios, lam, check_ties=check_ties)
+        u = quantile_utilities(losses, ratios, lam, check_ties=host_checks)
         return u.mul_(ratios).mul_(lr / lam)
     total = ratios.sum(-1, keepdim=True)
     weights = ratios / total
     if log_ratios is not None:
         small = total < torch.finfo(total.dtype).tiny ** 0.5
-        if not check_ties or bool(small.any()):  # a read-back only where reading back is free (the CPU)
+        if not host_checks or bool(small.any()):  # a read-back only where reading back is free (the CPU)
             weights = torch.where(small, torch.softmax(log_ratios, -1), weights)
     u = weighted_quantile_utilities(losses, weights, lam)
     return u.mul_(weights).mul_(lr)
