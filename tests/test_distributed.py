@@ -5,7 +5,6 @@ evaluates the network rank 0 checkpoints and exports."""
 import glob
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,6 @@ import torch.multiprocessing as mp
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import DistInfo, all_reduce_grads, shutdown_distributed
 from automl.train.loops import path_losses, recalibrate_bn, train_step, weight_step
 
@@ -202,26 +200,13 @@ def test_torchrun_reports_the_accuracy_of_the_exported_networks(tmp_path):
 
 @pytest.mark.heavy
 def test_sigterm_to_torchrun_while_retraining_then_resume_logs_the_same_losses(tmp_path):
-    from test_kill_resume import _env
-    from test_preempt import _child, _metrics, _strip, _wait_for
+    from test_preempt import sigterm_torchrun_then_resume
 
-    ref = tmp_path / "ref"
-    p = subprocess.run(_torchrun(ref, 29562), capture_output=True, text=True, env=_env(), timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    out = tmp_path / "run"
-    with _child(_torchrun(out, 29563), tmp_path / "killed.log") as proc:
-        _wait_for(proc, out, "retrain budget=none", 1, 3)
-        proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks
-        proc.wait(timeout=120)
-    text = (tmp_path / "killed.log").read_text()
-    assert "stopped by SIGTERM" in text, text[-3000:]
-    done = CheckpointStore(out / "checkpoints").load()
-    assert done["stage"] >= 2 and done["step"] > 0, text[-3000:]  # inside a retraining (stages 2, 3)
-    p = subprocess.run(_torchrun(out, 29564, resume=True), capture_output=True, text=True, env=_env(), timeout=600)
-    assert p.returncode == 0, p.stderr[-3000:]
-    resumed, reference = (json.loads((d / "results.json").read_text()) for d in (out, ref))
-    assert _strip(resumed) == _strip(reference)
-    assert _metrics(out) == _metrics(ref)
+    def inside_a_retraining(done, text):  # stages 2, 3
+        assert done["stage"] >= 2 and done["step"] > 0, text[-3000:]
+
+    sigterm_torchrun_then_resume(tmp_path, _torchrun, (29562, 29563, 29564), "retrain budget=none", 1, 3,
+                                 inside_a_retraining)
 
 
 @pytest.mark.heavy

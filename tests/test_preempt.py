@@ -379,25 +379,35 @@ def _torchrun(out, port, resume=False):
             "-m", "automl", "run", QUICK, *DDP, "--out", str(out)] + (["--resume"] if resume else [])
 
 
-@pytest.mark.heavy
-def test_sigterm_to_torchrun_in_the_weight_phase_then_resume(tmp_path):
+def sigterm_torchrun_then_resume(tmp_path, torchrun, ports: tuple[int, int, int], phase: str, epoch: int,
+                                 step: int, stopped_at) -> None:
+    """A reference torchrun run; the same run sent SIGTERM once ``phase`` reached ``epoch``/``step`` (torchrun
+    passes it on to both ranks), its checkpoint checked by ``stopped_at(checkpoint, log)``; then resumed, and
+    its results and metrics.jsonl equal to the reference's. ``torchrun(out, port, resume=False)``: the command."""
     ref = tmp_path / "ref"
-    p = subprocess.run(_torchrun(ref, 29541), capture_output=True, text=True, env=_env(), timeout=600)
+    p = subprocess.run(torchrun(ref, ports[0]), capture_output=True, text=True, env=_env(), timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     out = tmp_path / "run"
-    with _child(_torchrun(out, 29542), tmp_path / "killed.log") as proc:
-        _wait_for(proc, out, "weights", 2, 3)
+    with _child(torchrun(out, ports[1]), tmp_path / "killed.log") as proc:
+        _wait_for(proc, out, phase, epoch, step)
         proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks, at whatever step each is
         proc.wait(timeout=120)  # torchrun itself exits 1 after a signal (its own SignalException)
     text = (tmp_path / "killed.log").read_text()
     assert "stopped by SIGTERM" in text, text[-3000:]
-    done = CheckpointStore(out / "checkpoints").load()
-    assert done["stage"] == 0 and done["step"] > 0, text[-3000:]  # both ranks stopped at one step, inside it
-    p = subprocess.run(_torchrun(out, 29543, resume=True), capture_output=True, text=True, env=_env(), timeout=600)
+    stopped_at(CheckpointStore(out / "checkpoints").load(), text)
+    p = subprocess.run(torchrun(out, ports[2], resume=True), capture_output=True, text=True, env=_env(), timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     resumed, reference = (json.loads((d / "results.json").read_text()) for d in (out, ref))
     assert _strip(resumed) == _strip(reference)
     assert _metrics(out) == _metrics(ref)
+
+
+@pytest.mark.heavy
+def test_sigterm_to_torchrun_in_the_weight_phase_then_resume(tmp_path):
+    def in_the_weight_phase(done, text):  # both ranks stopped at one step, inside it
+        assert done["stage"] == 0 and done["step"] > 0, text[-3000:]
+
+    sigterm_torchrun_then_resume(tmp_path, _torchrun, (29541, 29542, 29543), "weights", 2, 3, in_the_weight_phase)
 
 
 def test_sigterm_to_automl_rank_keeps_the_finished_retrainings_and_the_rerun_does_the_rest(tmp_path, monkeypatch,
