@@ -5,13 +5,15 @@ lazily (``importlib`` in :func:`main`: the one place automl defers its own impor
 ``automl space check`` does not pay for importing the training stack.
 User mistakes (:class:`automl.errors.UserError`) print one message and exit 2 (under torchrun, every rank
 exits 2 and rank 0 alone prints it); a run stopped by SIGTERM or
-SIGINT (:class:`automl.errors.Stopped`) exits 143 or 130; anything else is an internal error: exit 1 with a
-request to report it.
+SIGINT (:class:`automl.errors.Stopped`) exits 143 or 130; a full disk (``ENOSPC``, ``EDQUOT``) that a command
+does not word itself exits 2 naming the file; anything else is an internal error: exit 1 with a request to
+report it.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -24,6 +26,8 @@ from automl.errors import Stopped, UserError
 __all__ = ["main", "build_parser", "parse_set_args"]
 
 ISSUES_URL = "the automl issue tracker"
+# a disk (or quota) that is full: the user's machine, not a bug (exit 2)
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,8 +141,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if e.errno not in DISK_FULL:
+            return _internal_error()
+        # a write the command does not word itself (a run's checkpoints, exports and results say --resume)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"automl: cannot write {e.filename or 'a file'} ({e.strerror}); free space and run the command "
+                  f"again", file=sys.stderr)
+        return 2
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
-        traceback.print_exc()
-        print(f"automl: internal error (a bug, not your input); please report it with the traceback above "
-              f"to {ISSUES_URL}.", file=sys.stderr)
-        return 1
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    traceback.print_exc()
+    print(f"automl: internal error (a bug, not your input); please report it with the traceback above "
+          f"to {ISSUES_URL}.", file=sys.stderr)
+    return 1

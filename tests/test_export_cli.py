@@ -117,6 +117,28 @@ def good_arch(tmp_path, digits):
     return write_arch(tmp_path / "arch.json", {"choices": [d.choices[0] for d in digits.decisions]})
 
 
+@pytest.mark.parametrize("name, code", [("ENOSPC", 2), ("EDQUOT", 2), ("EIO", 1)])  # the disk is full; EIO: not that
+def test_a_full_disk_is_one_message_naming_the_file(tmp_path, good_arch, capsys, monkeypatch, name, code):
+    import errno
+
+    import automl._io
+
+    errno_ = getattr(errno, name)
+
+    out = tmp_path / "out"
+
+    def full(path, suffix):
+        raise OSError(errno_, "No space left on device", str(path))
+
+    monkeypatch.setattr(automl._io, "_create_temporary", full)
+    assert main(["export", DIGITS, "--arch", good_arch, "--out", str(out)]) == code
+    if code == 2:
+        err = _err(capsys)
+        assert f"cannot write {out}" in err and "(No space left on device); free space" in err
+    else:
+        assert "internal error" in capsys.readouterr().err
+
+
 def test_bad_weights(tmp_path, digits, good_arch, capsys):
     out = str(tmp_path / "out")
     assert main(["export", DIGITS, "--arch", good_arch, "--out", out, "--weights", str(tmp_path / "no.pt")]) == 2
