@@ -208,6 +208,32 @@ def test_automl_rank_on_a_finished_run(tmp_path, capsys):
     assert (tmp_path / "run" / "checkpoints" / "checkpoints.json").read_text() == ckpt_index  # untouched
 
 
+def test_automl_rank_on_a_full_disk_is_a_user_error_and_its_rerun_keeps_the_retrainings(tmp_path, capsys,
+                                                                                         monkeypatch):
+    import automl.pipeline.final_stages as fs
+    import automl.pipeline.rank as rank
+
+    Run(load_recipe(QUICK, TINY), tmp_path / "run", tty=False).execute()
+    run = str(tmp_path / "run")
+
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(rank, "write_report", full)  # the retrainings are recorded, the report is not
+    assert main(["rank", run, "--archs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write the results in {run} (No space left on device)" in err and "Traceback" not in err
+    assert f"automl rank {run} --archs 3" in err
+    assert "ranking" not in json.loads((tmp_path / "run" / "results.json").read_text())
+    monkeypatch.undo()
+    calls = []
+    real = fs.retrain
+    monkeypatch.setattr(fs, "retrain", lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert main(["rank", run, "--archs", "3"]) == 0
+    assert calls == []  # every retraining was recorded before the report failed
+    _check_ranking(json.loads((tmp_path / "run" / "results.json").read_text())["ranking"], 3)
+
+
 def test_automl_rank_reuses_the_retrainings_an_earlier_ranking_recorded(tmp_path, capsys, monkeypatch):
     import automl.pipeline.final_stages as fs
 

@@ -436,6 +436,35 @@ def test_disk_full_while_checkpointing_keeps_previous(tmp_path, monkeypatch, cap
     assert (out / "results.json").is_file()
 
 
+def _disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["export", "report"])
+def test_disk_full_while_exporting_or_reporting_is_a_user_error_and_resumes(tmp_path, monkeypatch, capsys, where):
+    """The exported network (after its retraining) or results.json cannot be written: one message naming
+    what, exit 2, and --resume writes it once there is space."""
+    import automl.pipeline.final_stages as fs
+    import automl.pipeline.results as res
+
+    if where == "export":
+        monkeypatch.setattr(fs, "export_architecture", _disk_full)
+    else:
+        monkeypatch.setattr(res, "write_report", _disk_full)
+    out = tmp_path / "o"
+    code, err = cli(capsys, "run", QUICK, *SMALL, "--out", str(out))
+    what = f"the export in {out / 'export'}" if where == "export" else f"the results in {out}"
+    assert code == 2 and f"cannot write {what}" in err and "No space left on device" in err, err
+    assert "--resume" in err and "internal error" not in err
+    assert not (out / "results.json").exists()
+    monkeypatch.undo()
+    code, err = cli(capsys, "run", QUICK, *SMALL, "--out", str(out), "--resume")
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["architectures"]) == 2
+    assert len(list((out / "export").glob("*/manifest.json"))) == 2
+
+
 # ---------------------------------------------------------------------------------------- where a run writes
 
 

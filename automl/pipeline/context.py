@@ -19,7 +19,7 @@ from automl.train.distributed import DistInfo, barrier, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
-__all__ = ["RunContext", "Keeper", "on_main", "rng_of"]
+__all__ = ["RunContext", "Keeper", "on_main", "written_on_main", "rng_of"]
 
 
 def on_main(info: DistInfo, check: Callable[[], object]) -> object:
@@ -42,6 +42,19 @@ def on_main(info: DistInfo, check: Callable[[], object]) -> object:
         raised.printed = True
     barrier(info)
     raise raised
+
+
+def written_on_main(info: DistInfo, what: str, write: Callable[[], object], then: str) -> object:
+    """``write()`` on rank 0 alone (:func:`on_main`). An ``OSError`` (disk full, folder removed, permissions)
+    is the user error "cannot write ``what`` (why); ``then``" on every rank: a run's files are written where
+    its user said, and what is written is intact, so it is not an internal error."""
+    def guarded() -> object:
+        try:
+            return write()
+        except OSError as e:
+            raise UserError(f"cannot write {what} ({e.strerror or e}); {then}") from None
+
+    return on_main(info, guarded)
 
 
 class Keeper:
@@ -82,16 +95,13 @@ class Keeper:
         st.stage, st.epoch, st.step = stage, epoch, step
 
         def write() -> None:  # rank 0; every rank waits for it and raises what it raised
-            ckpt = {**st.to_checkpoint(), "rng": self.rng(), "metrics_bytes": self.reporter.size(),
-                    "inner": {k: v.state_dict() if hasattr(v, "state_dict") else v
-                              for k, v in (inner or {}).items()}}
-            try:
-                self.store.save(ckpt)
-            except OSError as e:  # disk full, folder removed: the previous checkpoint is untouched
-                raise UserError(f"cannot write a checkpoint in {self.store.folder} ({e.strerror or e}); the "
-                                f"previous checkpoint is intact: free space and continue with --resume") from None
+            self.store.save({**st.to_checkpoint(), "rng": self.rng(), "metrics_bytes": self.reporter.size(),
+                             "inner": {k: v.state_dict() if hasattr(v, "state_dict") else v
+                                       for k, v in (inner or {}).items()}})
 
-        on_main(self.info, write)
+        # disk full, folder removed: the previous checkpoint is untouched
+        written_on_main(self.info, f"a checkpoint in {self.store.folder}", write,
+                        "the previous checkpoint is intact: free space and continue with --resume")
         self.preempt.saved()
         self._stop_if_signalled(stage, epoch, step)
 

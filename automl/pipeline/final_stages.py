@@ -14,7 +14,7 @@ from torch import nn
 from automl.errors import UserError
 from automl.export import export_architecture, inherit_from_state
 from automl.export.quantize import int8_summary, measure_export
-from automl.pipeline.context import RunContext
+from automl.pipeline.context import RunContext, written_on_main
 from automl.pipeline.loop import EpochTask, run_epochs
 from automl.pipeline.members import Members
 from automl.pipeline.search_stages import supernet_from_state
@@ -187,8 +187,11 @@ class RetrainStage:
         ctx.keeper.stop()
         t0 = time.perf_counter()
         eps = self.members.epsilon(i, state)
-        edge = (self.exporter(ctx, self.members.folder(i, state), model, arch, eps, provenance) if ctx.info.is_main
-                else {"onnx": None})
+        folder = self.members.folder(i, state)
+        edge = written_on_main(ctx.info, f"the export in {self.exporter.root / folder}",
+                               lambda: self.exporter(ctx, folder, model, arch, eps, provenance),
+                               f"the run's last checkpoint is intact: free space and continue with: "
+                               f"{ctx.keeper.resume_command}")
         state.add_seconds("export", time.perf_counter() - t0)
         state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model), "weights": weights,
                                  **edge}

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from automl._io import atomic_write_json
-from automl.pipeline.context import RunContext
+from automl.pipeline.context import RunContext, written_on_main
 from automl.pipeline.members import Members
 from automl.pipeline.setup import EngineCosts
 from automl.pipeline.state import RunState
@@ -161,5 +161,6 @@ class ReportStage:
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         self.results = {**build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads),
                         **self.kept}
-        if ctx.info.is_main:
-            write_report(self.out, self.results, ctx.reporter)
+        written_on_main(ctx.info, f"the results in {self.out}",
+                        lambda: write_report(self.out, self.results, ctx.reporter),
+                        f"the run's checkpoints are intact: free space and continue with: {ctx.keeper.resume_command}")

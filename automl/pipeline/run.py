@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import signal
 from pathlib import Path
 
 import torch
 
-from automl._io import atomic_write_json, atomic_write_text, remove_temporaries, writable_dir
+from automl._io import atomic_write_text, remove_temporaries, writable_dir
 from automl._lock import LOCK_NAME, RunLock
-from automl.errors import Stopped, UserError
+from automl.errors import UserError
 from automl.pipeline.context import Keeper, RunContext, on_main, rng_of
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
-from automl.pipeline.results import (PARTIAL, build_results, carry_over, partial_ranking, ranking_epochs,
-                                     ranking_results, read_results, recorded_retrainings)
+from automl.pipeline.rank import rank_finished_run
+from automl.pipeline.results import carry_over
 from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
 from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, load_spaces, recipe_costs,
                                    resolve_device)
 from automl.pipeline.state import RunState, restore_rng
-from automl.report import write_report
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
@@ -35,20 +33,6 @@ __all__ = ["Run"]
 # what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
 # the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
 STARTUP_FILES = (LOCK_NAME, "threads.json", "recipe.resolved.yaml")
-
-
-def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
-    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if SIGTERM or SIGINT
-    came meanwhile, saying what results.json keeps and the command that goes on."""
-    signum = preempt.signalled()
-    if not signum:
-        return
-    rk = recipe.ranking
-    again = (f"automl rank {out} --archs {rk.archs} --retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} "
-             f"--truth {rk.truth}")
-    reporter.info(f"stopped by {signal.Signals(signum).name}; {done} retrainings are recorded in "
-                  f"{out / 'results.json'} and are not run again. Continue with: {again}")
-    raise Stopped(signum)
 
 
 class Run:
@@ -162,7 +146,7 @@ class Run:
         self.reporter.info(threads.line())
         return threads
 
-    def _start_up(self, threads: bool = True):
+    def start_up(self, threads: bool = True):
         """Compile the spaces once, choose the threads, load the data, check the recipe against both.
         Returns (spaces, data, thread choice)."""
         r = self.recipe
@@ -180,7 +164,7 @@ class Run:
         check_ranking(r, spaces.search, self.method.needs_supernet)
         return spaces, data, choice
 
-    def _context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
+    def context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
                  checkpointing: bool = True) -> RunContext:
         sampler = torch.Generator().manual_seed(self.recipe.seed)
         keeper = Keeper(state, self.store, self.info, self.reporter, preempt, plan.name, self.resume_command,
@@ -263,14 +247,14 @@ class Run:
         r = self.recipe
         self._check_supernet()
         self._prepare_out()
-        spaces, data, threads = self._start_up()
+        spaces, data, threads = self.start_up()
         costs = recipe_costs(r, spaces.search)
         check_budgets(r, spaces.search, self.reporter.info, costs)
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
         self._warn_paper_utility(plan.members.n)
         preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
         state = self._resumed_state(plan) if self.resume else self._new_state(spaces)
-        ctx = self._context(state, spaces, data, plan, preempt)
+        ctx = self.context(state, spaces, data, plan, preempt)
         if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
             restore_rng(state.rng, ctx.sampler, self.device)
         try:
@@ -291,62 +275,6 @@ class Run:
         if self.info.is_main:
             self.lock.acquire(create=False)
         try:
-            return self._rank()
+            return rank_finished_run(self)
         finally:
             self.lock.release()
-
-    def _rank(self) -> dict:
-        ckpt = self.store.load()
-        if ckpt is None:
-            raise UserError(f"{self.out}: no usable checkpoint: {self.store.why_none()}; automl rank scores the "
-                            f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
-                            f"search again (automl run {self.out / 'recipe.resolved.yaml'} --out NEW_DIR)")
-        if ckpt.get("supernet") is None:
-            if not self.method.needs_supernet:
-                raise UserError(f"{self.out}: search.method {self.method.name} trains no shared supernet to rank "
-                                f"with; automl rank needs a run of search.method importance_sampling or separate")
-            raise UserError(f"{self.out}: the run has no trained supernet yet: its weight phase has not finished; "
-                            f"finish it first (automl run RECIPE --out {self.out} --resume, with its recipe and "
-                            f"overrides)")
-        r = self.recipe
-        spaces, data, _ = self._start_up(threads=False)
-        state = RunState.from_checkpoint(ckpt, str(self.store.folder))
-        state.stage, state.epoch, state.step = 0, 0, 0
-        costs = recipe_costs(r, spaces.search)
-        plan = build_plan(r, self.out, self.method, spaces, costs, self.device)
-        preempt = Preemption(self.info, finishing="the current retraining, then keeping those done")
-        ctx = self._context(state, spaces, data, plan, preempt, checkpointing=False)
-        path = self.out / "results.json"
-        # every rank reads the file (a shared folder under torchrun), so all skip the same retrainings
-        before = read_results(path)
-        stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
-        choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
-        partial = before.get(PARTIAL) if isinstance(before.get(PARTIAL), dict) else {}
-        recorded = {**recorded_retrainings(r, partial, choices),
-                    **recorded_retrainings(r, before.get("ranking"), choices)}
-        if partial.get("metrics_bytes") is not None:  # the lines of a retraining a kill cut short
-            self.reporter.cut(partial["metrics_bytes"])
-        results = None  # rank 0 writes results.json
-        if self.info.is_main:
-            results = before or build_results(r, state, plan.members, ctx, self.method.name, costs, None)
-        reused = 0
-        with preempt.armed():  # SIGTERM / SIGINT: stop after the current retraining, keeping those done
-            for n, (idx, stage) in enumerate(stages, 1):
-                stage.recorded = recorded.get((stage.j, r.seed + stage.s))
-                reused += stage.recorded is not None
-                stage.run(ctx, state, idx)
-                if self.info.is_main and stage.recorded is None:
-                    done = {s.j for _, s in stages[:n]}
-                    atomic_write_json(path, {**results, PARTIAL: partial_ranking(r, state, choices, done,
-                                                                                 self.reporter.size())})
-                if n < len(stages):
-                    stop_ranking_if_signalled(preempt, self.reporter, r, self.out, f"{n} of {len(stages)}")
-        if reused:
-            self.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by the run's earlier ranking "
-                               f"(same architectures, epochs and seeds) and not run again")
-        ranking = ranking_results(r, state)
-        if self.info.is_main:
-            results = {**{k: v for k, v in results.items() if k != PARTIAL}, "ranking": ranking}
-            write_report(self.out, results, self.reporter)
-        return ranking
-

@@ -1,0 +1,111 @@
+"""``automl rank``: the ranking stages on a finished run's last checkpoint (:func:`rank_finished_run`).
+
+No checkpoint is written; results.json keeps every finished retraining (``ranking_partial``) so that a
+stopped or failed ``automl rank`` reruns only the others, and gets the ranking section at the end."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from automl._io import atomic_write_json
+from automl.errors import Stopped, UserError
+from automl.pipeline.context import written_on_main
+from automl.pipeline.final_stages import RankingStage
+from automl.pipeline.plan import build_plan
+from automl.pipeline.results import (PARTIAL, build_results, partial_ranking, ranking_epochs, ranking_results,
+                                     read_results, recorded_retrainings)
+from automl.pipeline.setup import recipe_costs
+from automl.pipeline.state import RunState
+from automl.report import write_report
+from automl.train.preempt import Preemption
+from automl.train.progress import Reporter
+
+if TYPE_CHECKING:
+    from automl.pipeline.run import Run
+
+__all__ = ["rank_finished_run"]
+
+
+def rank_command(recipe, out: Path) -> str:
+    """The ``automl rank`` command that goes on with the same settings (retrainings recorded are reused)."""
+    rk = recipe.ranking
+    return (f"automl rank {out} --archs {rk.archs} --retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} "
+            f"--truth {rk.truth}")
+
+
+def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
+    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if SIGTERM or SIGINT
+    came meanwhile, saying what results.json keeps and the command that goes on."""
+    signum = preempt.signalled()
+    if not signum:
+        return
+    reporter.info(f"stopped by {signal.Signals(signum).name}; {done} retrainings are recorded in "
+                  f"{out / 'results.json'} and are not run again. Continue with: {rank_command(recipe, out)}")
+    raise Stopped(signum)
+
+
+def _checked_checkpoint(run: Run) -> dict:
+    """The run's last checkpoint, which must hold a trained supernet; else the user error that says why."""
+    out, method = run.out, run.method
+    ckpt = run.store.load()
+    if ckpt is None:
+        raise UserError(f"{out}: no usable checkpoint: {run.store.why_none()}; automl rank scores the "
+                        f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
+                        f"search again (automl run {out / 'recipe.resolved.yaml'} --out NEW_DIR)")
+    if ckpt.get("supernet") is None:
+        if not method.needs_supernet:
+            raise UserError(f"{out}: search.method {method.name} trains no shared supernet to rank "
+                            f"with; automl rank needs a run of search.method importance_sampling or separate")
+        raise UserError(f"{out}: the run has no trained supernet yet: its weight phase has not finished; "
+                        f"finish it first (automl run RECIPE --out {out} --resume, with its recipe and "
+                        f"overrides)")
+    return ckpt
+
+
+def rank_finished_run(run: Run) -> dict:
+    """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
+    results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock."""
+    ckpt = _checked_checkpoint(run)
+    r, out, info = run.recipe, run.out, run.info
+    spaces, data, _ = run.start_up(threads=False)
+    state = RunState.from_checkpoint(ckpt, str(run.store.folder))
+    state.stage, state.epoch, state.step = 0, 0, 0
+    costs = recipe_costs(r, spaces.search)
+    plan = build_plan(r, out, run.method, spaces, costs, run.device)
+    preempt = Preemption(info, finishing="the current retraining, then keeping those done")
+    ctx = run.context(state, spaces, data, plan, preempt, checkpointing=False)
+    path = out / "results.json"
+    again = f"{rank_command(r, out)} (the retrainings recorded in {path} are not run again)"
+    # every rank reads the file (a shared folder under torchrun), so all skip the same retrainings
+    before = read_results(path)
+    stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
+    choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
+    partial = before.get(PARTIAL) if isinstance(before.get(PARTIAL), dict) else {}
+    recorded = {**recorded_retrainings(r, partial, choices),
+                **recorded_retrainings(r, before.get("ranking"), choices)}
+    if partial.get("metrics_bytes") is not None:  # the lines of a retraining a kill cut short
+        run.reporter.cut(partial["metrics_bytes"])
+    results = None  # rank 0 writes results.json
+    if info.is_main:
+        results = before or build_results(r, state, plan.members, ctx, run.method.name, costs, None)
+    reused = 0
+    with preempt.armed():  # SIGTERM / SIGINT: stop after the current retraining, keeping those done
+        for n, (idx, stage) in enumerate(stages, 1):
+            stage.recorded = recorded.get((stage.j, r.seed + stage.s))
+            reused += stage.recorded is not None
+            stage.run(ctx, state, idx)
+            if stage.recorded is None:
+                done = {s.j for _, s in stages[:n]}
+                written_on_main(info, f"{path}", lambda: atomic_write_json(path, {**results, PARTIAL: partial_ranking(
+                    r, state, choices, done, run.reporter.size())}), again)
+            if n < len(stages):
+                stop_ranking_if_signalled(preempt, run.reporter, r, out, f"{n} of {len(stages)}")
+    if reused:
+        run.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by the run's earlier ranking "
+                          f"(same architectures, epochs and seeds) and not run again")
+    ranking = ranking_results(r, state)
+    final = {**{k: v for k, v in (results or {}).items() if k != PARTIAL}, "ranking": ranking}
+    written_on_main(info, f"the results in {out}", lambda: write_report(out, final, run.reporter), again)
+    return ranking
