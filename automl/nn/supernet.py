@@ -37,8 +37,9 @@ cell spaces (:class:`CellSupernet`)::
 
     stem                            Sequential(conv, BN)
     cells[c].pre0, cells[c].pre1    preprocessing of the two cell inputs
-    cells[c].ops[j][i][k]           node j reading its i-th candidate input through op k (the node's
-                                    input slots share these modules, as ENAS shares per (node, input, op))
+    cells[c].ops[j][i][k]           node j reading its i-th candidate input through op k (the node's two
+                                    input slots share these modules, as ASNG-NAS's ENAS cell does, the
+                                    paper's code; ENAS's own gives each slot its weights)
     cells[c].out_convs[j], out_bn   output: BN(sum over unused nodes j of out_convs[j](relu(h_j))),
                                     the same as a 1x1 conv over their concatenation (no such modules
                                     when the template says `output NODE` or `output concat ...`)
