@@ -35,7 +35,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 from pydantic import TypeAdapter, ValidationInfo, model_validator
 
-from automl._io import UnreadableText, read_utf8_text
+from automl._io import UnreadableText, atomic_write_text, read_utf8_text
 from automl.errors import RecipeError
 from automl.train.threads import check_setting as _check_threads
 
@@ -496,9 +496,9 @@ class Recipe(_Config):
         return hashlib.sha256(self.to_yaml(exclude=self._fingerprint_exclude()).encode()).hexdigest()
 
     def dump_resolved(self, path: str | os.PathLike) -> Path:
-        """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``)."""
+        """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``), atomically."""
         path = Path(path)
-        path.write_text(self.to_yaml(), encoding="utf-8")
+        atomic_write_text(path, self.to_yaml())
         return path
 
 
