@@ -36,6 +36,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr,
 from pydantic import TypeAdapter, ValidationInfo, model_validator
 
 from automl._io import UnreadableText, atomic_write_text, read_utf8_text
+from automl.dsl import space_digest
 from automl.errors import RecipeError
 from automl.train.threads import check_setting as _check_threads
 
@@ -475,20 +476,29 @@ class Recipe(_Config):
                 exclude.setdefault(section, set()).add(key)
         return exclude
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, space_bytes: bool = False) -> str:
         """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
         ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
         written and (explicitly) the thread count. It does not depend on where things are: the space file
-        counts by its content, not its path, and neither the recipe file's path nor ``data.root`` counts, so a
-        run resumes with its recipe, space and data at other paths (a requeued job on another machine)."""
+        counts by what it says (:func:`automl.dsl.space_digest`: not its comments, not its path), and neither
+        the recipe file's path nor ``data.root`` counts, so a run resumes with its recipe, space and data at
+        other paths (a requeued job on another machine). ``space_bytes``: the space counted by its bytes, as
+        runs checkpointed before :func:`~automl.dsl.space_digest` recorded it (such a run still resumes)."""
         data = self.model_dump(mode="json", exclude=self._fingerprint_exclude())
         try:
-            data["space"] = "sha256:" + hashlib.sha256(self.space_path.read_bytes()).hexdigest()
+            raw = self.space_path.read_bytes()
         except OSError:  # not readable here: the run's start-up says so; the path stands in
             pass
+        else:
+            data["space"] = "sha256:" + (hashlib.sha256(raw).hexdigest() if space_bytes else space_digest(raw))
         data["data"].pop("root", None)
         text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
         return hashlib.sha256(text.encode()).hexdigest()
+
+    def earlier_fingerprints(self) -> tuple[str, str]:
+        """What runs checkpointed by earlier versions recorded for this recipe, which ``--resume`` accepts: the
+        space counted by its bytes, and the resolved YAML with its ``# resolved from`` line and absolute paths."""
+        return self.fingerprint(space_bytes=True), self.legacy_fingerprint()
 
     def legacy_fingerprint(self) -> str:
         """:meth:`fingerprint` as runs checkpointed before it was location-independent recorded it (the

@@ -258,6 +258,16 @@ def test_the_fingerprint_follows_what_the_recipe_says_not_where_its_files_are(tm
         prints.append((recipe.fingerprint(), recipe.legacy_fingerprint()))
     assert prints[0][0] == prints[1][0] and prints[0][1] != prints[1][1]
     space = tmp_path / "a" / "spaces" / "digits.space"
-    space.write_text(space.read_text() + "\n# an edit\n")
-    assert load_recipe(tmp_path / "a" / "recipes" / "quickstart.yaml").fingerprint() != prints[0][0]
+    text = space.read_text()
+    a = tmp_path / "a" / "recipes" / "quickstart.yaml"
+    # what the space says counts; its comments and line endings do not (the earlier, byte-wise print does)
+    space.write_bytes((text.replace("# input height", "#   the input's height") + "\n# an edit\n")
+                      .replace("\n", "\r\n").encode())
+    assert load_recipe(a).fingerprint() == prints[0][0]
+    assert load_recipe(a).earlier_fingerprints()[0] != load_recipe(tmp_path / "b/deeper/recipes/quickstart.yaml",
+                                                                    ).earlier_fingerprints()[0]
+    for edit in (("head = 128", "head = 96"), ("repeat 3", "repeat 2"), ("24 * width", "2 4 * width")):
+        assert edit[0] in text
+        space.write_text(text.replace(edit[0], edit[1], 1))
+        assert load_recipe(a).fingerprint() != prints[0][0], edit
     assert load_recipe(tmp_path / "b/deeper" / "recipes" / "quickstart.yaml", ["seed=1"]).fingerprint() != prints[1][0]

@@ -515,6 +515,33 @@ def test_a_run_writes_only_inside_out(tmp_path, monkeypatch):
     assert not (out2 / "export").exists() and list(cwd.iterdir()) == []
 
 
+def test_a_run_resumes_after_its_space_comments_changed_and_from_a_byte_wise_fingerprint(tmp_path, die_after_save,
+                                                                                         monkeypatch):
+    """The resume check counts what the space says: an edited comment (an upgrade's new header, CRLF line
+    endings) continues the run. A run checkpointed when the space counted by its bytes resumes too."""
+    from automl.recipe import Recipe
+
+    (tmp_path / "recipes").mkdir()
+    shutil.copytree(ROOT / "spaces", tmp_path / "spaces")
+    recipe_path = shutil.copy(QUICK, tmp_path / "recipes")
+    space = tmp_path / "spaces" / "digits.space"
+    reference = Run(load_recipe(recipe_path, SMALL), tmp_path / "ref", tty=False).execute()
+    for name, older in (("comments", False), ("bytes", True)):
+        original = space.read_bytes()
+        if older:  # as the previous automl recorded it
+            byte_wise = Recipe.fingerprint
+            monkeypatch.setattr(Recipe, "fingerprint", lambda self, space_bytes=False: byte_wise(self, True))
+        die_after_save(lambda state, n: n == 2)
+        with pytest.raises(KeyboardInterrupt):
+            Run(load_recipe(recipe_path, SMALL), tmp_path / name, tty=False).execute()
+        monkeypatch.undo()
+        if not older:
+            space.write_bytes(b"# a new header\r\n" + original.replace(b"\n", b"\r\n").replace(b"# ", b"#  "))
+        resumed = Run(load_recipe(recipe_path, SMALL), tmp_path / name, resume=True, tty=False).execute()
+        assert [a["choices"] for a in resumed["architectures"]] == [a["choices"] for a in reference["architectures"]]
+        space.write_bytes(original)
+
+
 def test_a_run_resumes_with_its_recipe_and_space_at_other_paths(tmp_path, die_after_save):
     """A preempted job requeued on a machine with the checkout elsewhere: the same recipe and space, at other
     paths, continue the run (and finish as the uninterrupted one would)."""

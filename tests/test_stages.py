@@ -172,3 +172,35 @@ def test_fingerprint_records_the_split_and_the_ensemble_only_where_they_differ_f
     assert fp("seed=3")["data.split_seed"] == 0                                  # seed 3 on split 0
     assert fp("seed=3", "data.split_seed=3") == fp("seed=3", "data.split_seed=null")
     assert fp("search.supernets=2")["search.supernets"] == 2
+
+
+def test_a_supernet_counts_its_space_by_what_it_says(tmp_path):
+    """--supernet: a space whose comments changed is the same space; a run recorded when spaces counted by
+    their bytes still matches its unedited space; another space is a difference."""
+    import hashlib
+    import shutil
+
+    from automl.pipeline.reuse import SPACE_DIGEST, load_supernet, weights_fingerprint
+    from automl.pipeline.state import CKPT_FORMAT
+    from automl.train.checkpoint import CheckpointStore
+
+    space = Path(shutil.copy(ROOT / "spaces" / "digits.space", tmp_path / "digits.space"))
+    original = space.read_bytes()
+    recipe = load_recipe(QUICK, TINY)
+    ours = weights_fingerprint(recipe, space, {})
+    byte_wise = {**ours, SPACE_DIGEST: hashlib.sha256(original).hexdigest()}
+    assert byte_wise != ours
+    for name, recorded in (("now", ours), ("before", byte_wise)):
+        CheckpointStore(tmp_path / name / "checkpoints").save({
+            "format": CKPT_FORMAT, "recipe_sha256": "x", "stage": 1, "supernet": {"w": torch.zeros(3)},
+            "supernet_origin": {}, "weights_fingerprint": recorded})
+        assert load_supernet(tmp_path / name, ours, False, space)[2] == []
+    space.write_bytes(original.replace(b"# ", b"#  ") + b"\n# edited\n")
+    edited = weights_fingerprint(recipe, space, {})
+    assert edited == ours and load_supernet(tmp_path / "now", edited, False, space)[2] == []
+    space.write_bytes(original.replace(b"head = 128", b"head = 96"))
+    other = weights_fingerprint(recipe, space, {})
+    for name in ("now", "before"):
+        assert load_supernet(tmp_path / name, other, True, space)[2] == [
+            f"{SPACE_DIGEST}: \"{ours[SPACE_DIGEST] if name == 'now' else byte_wise[SPACE_DIGEST]}\" there, "
+            f"\"{other[SPACE_DIGEST]}\" here"]

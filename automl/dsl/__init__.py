@@ -6,5 +6,7 @@
 
 from automl.dsl import ir
 from automl.dsl._parser import ParamError, grammar_text, load_space, parse_space, space_parser
+from automl.dsl.digest import file_sha256, space_digest
 
-__all__ = ["load_space", "parse_space", "grammar_text", "space_parser", "ir", "ParamError"]
+__all__ = ["load_space", "parse_space", "grammar_text", "space_parser", "ir", "ParamError", "space_digest",
+           "file_sha256"]

@@ -2,8 +2,8 @@
 
 The supernet's weights are trained under uniform sampling, independent of ε, budgets and the cost metric
 (Algorithm 1, lines 2–5), so one trained supernet serves any number of later searches. What the weights
-do depend on is the *weights fingerprint* (:func:`weights_fingerprint`): the space file's content and its
-arguments, the data set and its split, the weight phase's settings and the optimiser, and the seed. Every
+do depend on is the *weights fingerprint* (:func:`weights_fingerprint`): what the space file says (not its
+comments: :func:`automl.dsl.space_digest`) and its arguments, the data set and its split, the weight phase's settings and the optimiser, and the seed. Every
 run records it (checkpoint and results.json); a run reusing a supernet compares the two and refuses a
 mismatch key by key, unless told ``--supernet-force``.
 """
@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from automl.dsl import file_sha256, space_digest
 from automl.errors import UserError
 from automl.pipeline.context import RunContext
 from automl.pipeline.state import RunState
@@ -28,6 +29,8 @@ __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
 # recorded as the split it makes (weights_fingerprint)
 DATA_NOT_IN_WEIGHTS = {"theta_batch_size", "test_batch_size", "workers", "download", "split_seed"}
+# the space file's key: what it says, or (runs recorded before space_digest) the sha256 of its bytes
+SPACE_DIGEST = "space.sha256"
 WEIGHT_SEARCH_KEYS = ("lam", "weight_epochs", "weight_sampling", "inplace_distill", "nan_policy", "max_bad_steps")
 
 
@@ -35,7 +38,7 @@ def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) ->
     """What a supernet's trained weights depend on, as flat ``key: value`` pairs (JSON values)."""
     data = recipe.data.model_dump(mode="json", exclude=DATA_NOT_IN_WEIGHTS)
     fp: dict[str, Any] = {"space": space_path.name,
-                          "space.sha256": hashlib.sha256(space_path.read_bytes()).hexdigest(),
+                          SPACE_DIGEST: space_digest(space_path.read_bytes()),
                           "space_args": dict(sorted(space_args.items())), "seed": recipe.seed}
     fp.update({f"data.{k}": v for k, v in data.items()})
     split = split_seed(recipe.data, recipe.seed)
@@ -62,11 +65,13 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     return out
 
 
-def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool) -> tuple[dict, dict[str, Any], list[str]]:
+def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool,
+                  space_path: Path | None = None) -> tuple[dict, dict[str, Any], list[str]]:
     """The trained supernet of the run in ``run_dir``: (weights, its origin for results.json, differences).
 
     Refuses (:class:`UserError`, exit 2) a folder without a trained supernet, and a fingerprint that
-    differs from ``ours`` unless ``force``."""
+    differs from ``ours`` unless ``force``. ``space_path``: this run's space file, whose bytes' sha256 a run
+    recorded before :func:`~automl.dsl.space_digest` holds instead."""
     store = CheckpointStore(Path(run_dir) / "checkpoints")
     if store.missing():
         raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
@@ -86,6 +91,8 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool) -> tuple[dic
     if theirs is None:
         raise UserError(f"--supernet {run_dir}: that run records no weights fingerprint (an older automl); "
                         f"train the supernet again with this version")
+    if space_path is not None and theirs.get(SPACE_DIGEST) == file_sha256(space_path):
+        theirs = {**theirs, SPACE_DIGEST: ours[SPACE_DIGEST]}
     diff = differences(theirs, ours)
     if diff and not force:
         raise UserError(f"--supernet {run_dir}: its supernet was trained with other settings than this recipe "
@@ -107,7 +114,8 @@ class ReusedWeightsStage:
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         # read (and checked) once at start-up by a new run; a resumed run reads it here
-        weights, origin, diff = ctx.reused or load_supernet(self.run_dir, state.weights_fingerprint, self.force)
+        weights, origin, diff = ctx.reused or load_supernet(self.run_dir, state.weights_fingerprint, self.force,
+                                                            ctx.spaces.path)
         if diff:
             ctx.reporter.info(f"warning: --supernet-force: the supernet of {self.run_dir} was trained with other "
                               f"settings:\n  " + "\n  ".join(diff))

@@ -55,13 +55,13 @@ class Run:
         self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty)
         self.method = get_searcher(searcher or recipe.search.method)
         self._reused: tuple | None = None  # --supernet: the source run's supernet, read once (_check_supernet)
-        # the recipe's fingerprint, and the one runs checkpointed before it ignored paths recorded (--resume)
-        self.recipe_hash, self._legacy_hash = recipe.fingerprint(), recipe.legacy_fingerprint()
+        # the recipe's fingerprint, and those earlier versions recorded for it (--resume accepts them all)
+        hashes = (recipe.fingerprint(), *recipe.earlier_fingerprints())
         if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
             # a latency table re-measured between an interruption and --resume is another recipe
             table = recipe.cost_table_path.read_bytes()
-            self.recipe_hash, self._legacy_hash = (hashlib.sha256(h.encode() + table).hexdigest()
-                                                   for h in (self.recipe_hash, self._legacy_hash))
+            hashes = tuple(hashlib.sha256(h.encode() + table).hexdigest() for h in hashes)
+        self.recipe_hash, self._accepted_hashes = hashes[0], hashes
 
     # ------------------------------------------------------------------ start-up
     def _prepare_out(self) -> None:
@@ -198,7 +198,7 @@ class Run:
         ckpt = broadcast_object(ckpt, self.info)
         if ckpt is None:
             raise self._cannot_resume(self._held_files())
-        if ckpt.get("recipe_sha256") not in (self.recipe_hash, self._legacy_hash):
+        if ckpt.get("recipe_sha256") not in self._accepted_hashes:
             raise UserError(f"--resume: the recipe differs from the one {self.out} was started with "
                             f"(see {self.out / 'recipe.resolved.yaml'}); resume with the same recipe and "
                             f"overrides, or start a new run (to search again on its trained supernet: a new "
@@ -241,7 +241,8 @@ class Run:
             raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
                             f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
         args = {k: str(v) for k, v in r.space_args.items()}
-        self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force)
+        self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force,
+                                     r.space_path)
 
     def _execute(self) -> dict:
         r = self.recipe
