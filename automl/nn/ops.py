@@ -82,6 +82,13 @@ def _register_block(name: str, template: str, doc: str) -> None:
     register_op(name, "block", block_str=template, doc=doc, se=True)(_block_fn(template, doc))
 
 
+def _register_conv_block(k: int) -> None:
+    """``cn_kK``: timm's ConvBnAct (KxK conv, BN, activation; no squeeze-excitation). ``cn_k1`` is FBNet's
+    "skip" where the layer changes shape (its builder's ``Identity(C_in, C_out, stride)``)."""
+    template, doc = f"cn_r1_k{k}_s{{stride}}_c{{out}}", f"timm ConvBnAct: {k}x{k} conv, BN, activation"
+    register_op(f"cn_k{k}", "block", block_str=template, doc=doc)(_block_fn(template, doc))
+
+
 def _suffixes(name: str, rest: str, se_ok: bool) -> tuple[str, str]:
     """timm suffixes ``_se0.25`` / ``_nre`` of an op name -> (block-string suffix, description)."""
     out, what, seen = "", [], set()
@@ -203,6 +210,8 @@ for _k in (3, 5, 7):
                         f"timm InvertedResidual (MBConv): {_k}x{_k} depthwise, expansion {_e}")
     _register_block(f"ds_k{_k}", f"ds_r1_k{_k}_s{{stride}}_c{{out}}",
                     f"timm DepthwiseSeparableConv: {_k}x{_k} depthwise, pointwise")
+for _k in (1, 3):
+    _register_conv_block(_k)
 
 
 @register_op("skip", "block", same_channels=True, stride1_only=True,

@@ -4,7 +4,8 @@ Every constructor has the signature ``fn(in_ch, out_ch, stride, **kw) -> nn.Modu
 arguments a constructor does not use are ignored (``act_layer``, ``se``, ``device``).
 The built-in ops (:mod:`automl.nn.ops`) are registered when :mod:`automl.nn` is imported.
 Op names follow timm's block-string style: ``ir_k3_e6`` is an InvertedResidual (MBConv) with a 3x3
-depthwise conv and expansion 6, ``ds_k3`` a DepthwiseSeparableConv, ``sep_k5`` a separable conv.
+depthwise conv and expansion 6, ``ds_k3`` a DepthwiseSeparableConv, ``cn_k1`` a ConvBnAct (1x1 conv, BN,
+activation: FBNet's skip where a layer changes shape), ``sep_k5`` a separable conv.
 """
 
 from __future__ import annotations
