@@ -117,14 +117,15 @@ def _block_family(name: str) -> OpInfo | None:
     m = re.fullmatch(r"(ir|ds|cn)_k(\d+)(?:_e" + _NUM + r")?(?:_g(\d+))?((?:_[a-z0-9.]+)*)", name)
     if m is None:
         if name.startswith(("ir_", "ds_", "cn_")):
-            raise ValueError(f"block ops are written ir_kK_eE, ds_kK or cn_kK (K = 1..7 odd; E a positive "
-                             f"number such as 3 or 2.5), optionally followed by _seR and an activation _nre/_nhs/...")
+            raise ValueError("block ops are written ir_kK_eE, ds_kK or cn_kK (K = 3, 5 or 7; cn also 1; E a "
+                             "positive number such as 3 or 2.5), optionally followed by _seR and an activation "
+                             "_nre/_nhs/...")
         return None
     kind, k, e, g, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4), m.group(5)
     if g is not None and (kind != "ir" or int(g) not in (2, 4, 8)):  # every width is a multiple of 8
         raise ValueError("group convs (`_gG`, G = 2, 4 or 8) are for ir blocks: ir_kK_eE_gG (FBNet's ir_k3_e1_g2)")
     if k % 2 == 0 or not 1 <= k <= 7 or (kind != "cn" and k == 1):
-        raise ValueError(f"kernel {k}: the kernel of an {kind} block is odd, "
+        raise ValueError(f"kernel {k}: the kernel of {'an' if kind == 'ir' else 'a'} {kind} block is odd, "
                          + ("1 to 7" if kind == "cn" else "3, 5 or 7"))
     if (kind == "ir") != (e is not None):
         raise ValueError("ir blocks need an expansion (ir_k3_e6); ds and cn blocks take none")
