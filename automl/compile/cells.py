@@ -179,7 +179,24 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
         output, names, _ = t.output
         output_nodes = _state_indices(r, names, states, states[2:], lambda nm: (
             f"the output of cell {t.name} is made of its nodes ({', '.join(states[2:])}); {nm.name!r} is not one"))
+        _check_read(r, t, nodes, output_nodes)
     return CellTemplatePlan(t.name, stride, tuple(n.name for n in inputs), tuple(nodes), output, output_nodes)
+
+
+def _check_read(r: Resolver, t: ir.CellTemplate, nodes: list[CellNode], output_nodes: tuple[int, ...]) -> None:
+    """With an ``output`` statement, every node must reach it (directly or through nodes that may read
+    it): an unread node would keep decisions, modules and costs that change nothing."""
+    read = set(output_nodes)
+    for i in range(len(nodes) - 1, -1, -1):  # a node reads only earlier states: one backward pass
+        if i + 2 in read:
+            read.update(nodes[i].candidates)
+    for i, node in enumerate(nodes):
+        if i + 2 not in read:
+            names = [nodes[j - 2].name for j in output_nodes]
+            now = f"output {names[0]}" if t.output[0] == "node" else f"output concat {', '.join(names)}"
+            raise r.err(f"node {node.name} of cell {t.name} is never read: `{now}` does not use it, directly "
+                        f"or through other nodes; read it from a later node, add it to the output "
+                        f"(`output concat {', '.join(names + [node.name])}`), or remove it", t.nodes[i].pos)
 
 
 def _state_indices(r: Resolver, names, states: list[str], allowed: list[str], why) -> tuple[int, ...]:

@@ -102,7 +102,7 @@ def _stage_style(r: Resolver, opts: dict) -> tuple[float, str | None]:
         se = r.eval(opts["se"].value)
         if not 0 < se < 1:
             raise r.err(f"the squeeze-excitation ratio must be between 0 and 1 (exclusive), e.g. `se 0.25`; "
-                        f"got {fmt_number(se)}", opts["se"].value.pos)
+                        f"got {fmt_number(se)}{r.origin(opts['se'].value)}", opts["se"].value.pos)
         se = float(se)
     stage_act = None
     if "activation" in opts:
@@ -213,6 +213,10 @@ def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in
     body = st.body
     if isinstance(body, ir.FixedBody):
         choices = r.expand(ir.ChoiceRef(body.op.name, body.op.pos), "block", f"{kw} {st.name}")
+        if len(choices) > 1:
+            raise r.err(f"`fixed` takes one op, but choice set {body.op.name!r} offers {len(choices)} "
+                        f"({', '.join(c[0] for c in choices)}); write one op (`fixed {choices[0][0]}`) or "
+                        f"search them: `choose {body.op.name}`", body.op.pos)
         if choices[0][0] == "skip":
             raise r.err("a fixed layer cannot be 'skip'; leave the layer out", body.op.pos)
         src = ir.ChoiceRef(body.op.name, body.op.pos)

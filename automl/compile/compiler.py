@@ -100,7 +100,10 @@ def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> 
             specific[(d, e.choice.name)] = e.value
         else:
             if not any(e.choice.name in d.choices for d in decisions):
-                raise r.err(f"no decision offers {e.choice.name!r}", e.choice.pos)
+                pool = ["default", "fixed"] + sorted({c for d in decisions for c in d.choices})
+                close = difflib.get_close_matches(e.choice.name, pool, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise r.err(f"no decision offers {e.choice.name!r}{hint}", e.choice.pos)
             general[e.choice.name] = e.value
     rows = []
     for d, dec in enumerate(decisions):
@@ -203,8 +206,10 @@ def _compile(space: ir.Space) -> CompiledSpace:
     resolutions = _resolutions(r, space, h, w)
     res_dec = None
     if resolutions:
+        _check_resolution_name(r, space, decisions)
         res_dec = len(decisions)
         decisions.append(Decision("resolution", tuple(f"r{v}" for v in resolutions)))
+    _check_something_to_search(space, decisions)
     all_costs, all_fixed, contexts = _measured_costs(kind, plan, decisions, (c, h, w), resolutions)
     seen: dict[str, ir.Pos] = {}
     for m in space.metrics:
@@ -225,6 +230,31 @@ def _compile(space: ir.Space) -> CompiledSpace:
                          params=space.param_values, decisions=tuple(decisions), cost_table=table, plan=plan,
                          resolutions=resolutions, resolution_dec=res_dec,
                          filename=space.filename, space=space, overrides=dict(space.overrides))
+
+
+def _check_resolution_name(r: Resolver, space: ir.Space, decisions: list[Decision]) -> None:
+    """``resolution A, B`` makes a decision named ``resolution``; so does ``layer resolution``: an error at
+    the later of the two."""
+    if not any(d.name == "resolution" for d in decisions):
+        return
+    layer = next((st.pos for st in space.network.stages if st.single and st.name == "resolution"),
+                 space.network.pos)
+    stmt = space.resolution_pos
+    first, later = sorted((layer, stmt), key=lambda p: (p.line, p.column))
+    what = "layer resolution" if first == layer else "the `resolution` statement"
+    raise r.err(f"duplicate decision name 'resolution' (first at line {first.line}: {what}); the `resolution` "
+                f"statement names its decision 'resolution': rename the layer", later)
+
+
+def _check_something_to_search(space: ir.Space, decisions: list[Decision]) -> None:
+    """A space whose every decision has one choice has one architecture: nothing to search."""
+    if any(len(d.choices) > 1 for d in decisions):
+        return
+    names = ", ".join(f"{d.name} ({d.choices[0]})" for d in decisions[:6]) + (", ..." if len(decisions) > 6 else "")
+    how = (f"e.g. `choose [{decisions[0].choices[0]}, ...]`" if space.network.cells is None else
+           f"e.g. `through [{decisions[0].choices[0]}, ...]`, or more inputs")
+    raise space.error(f"the space has one architecture: every decision has one choice ({names}); nothing to "
+                      f"search: offer two or more choices in at least one of them ({how})", space.network.pos)
 
 
 def _last_pos(space: ir.Space) -> ir.Pos:

@@ -13,7 +13,7 @@ from automl.errors import SpaceError
 from automl.nn.ops import family_hint
 from automl.nn.registry import OpInfo, get_op, is_op, list_ops
 
-__all__ = ["Resolver", "fmt_number", "is_op_name", "MAX_CH"]
+__all__ = ["Resolver", "fmt_number", "is_op_name", "op_key", "MAX_CH"]
 
 MAX_CH = 1 << 16  # channels, widths
 
@@ -80,18 +80,44 @@ class Resolver:
         v = self.eval(e)
         if isinstance(v, float):
             if not math.isfinite(v) or not v.is_integer():
-                raise self.err(f"{what} must be a whole number, got {fmt_number(v)}", e.pos)
+                raise self.err(f"{what} must be a whole number, got {fmt_number(v)}{self.origin(e)}", e.pos)
             v = int(v)
         if not lo <= v <= hi:
-            raise self.err(f"{what} must be between {lo} and {hi}, got {v}", e.pos)
+            raise self.err(f"{what} must be between {lo} and {hi}, got {fmt_number(v)}{self.origin(e)}", e.pos)
         return v
 
     def chain_width(self, e: ir.Expr, what: str) -> int:
         """A chain width: any positive number, rounded as timm rounds channels (multiples of 8)."""
         v = self.eval(e)
         if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= MAX_CH):
-            raise self.err(f"{what} must be a number between 1 and {MAX_CH}, got {fmt_number(v)}", e.pos)
+            raise self.err(f"{what} must be a number between 1 and {MAX_CH}, got {fmt_number(v)}"
+                           f"{self.origin(e)}", e.pos)
         return int(round_channels(v))
+
+    def origin(self, e: ir.Expr) -> str:
+        """Where the parameters an expression reads got their values, for a message about its value:
+        `` (from `param classes = 2.5` at line 2)``, `` (from classes=2.5, given with --set or a recipe's
+        space_args)``; "" without parameters."""
+        names: list[str] = []
+        stack = [e]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, ir.Ref):
+                if x.name not in names:
+                    names.append(x.name)
+            elif isinstance(x, ir.Neg):
+                stack.append(x.operand)
+            elif isinstance(x, ir.BinOp):
+                stack += [x.right, x.left]
+        params = {p.name: p for p in self.space.params}
+        parts = []
+        for name in (n for n in names if n in params):
+            p = params[name]
+            if name in self.space.overrides:
+                parts.append(f"{name}={self.space.overrides[name]}, given with --set or a recipe's space_args")
+            else:
+                parts.append(f"`param {name} = {fmt_number(p.default)}` at line {p.pos.line}")
+        return f" (from {', '.join(parts)})" if parts else ""
 
     def stem(self, net: ir.Network, example: int, chain: bool) -> tuple[dict[str, ir.Option], int, int]:
         """The stem's options, width and kernel (odd, default 3); a chain's width is rounded as timm rounds."""
@@ -154,13 +180,23 @@ class Resolver:
                     f"; the choice sets are: {', '.join(self.sets)}")
                 raise self.err(f"unknown op or choice set {ref.name!r}{hint}", ref.pos)
         if not _stack:
-            seen: dict[str, ir.Pos] = {}
-            for op, pos, via in out:
-                if op in seen:
-                    raise self.err(f"{op!r} is offered twice in {where}"
-                                   + (f" (through choice set {via!r})" if via else ""), pos)
-                seen[op] = pos
+            self._check_twice(out, where)
         return out
+
+    def _check_twice(self, out: list[tuple[str, ir.Pos, str | None]], where: str) -> None:
+        """No op offered twice in one place, however it is spelled (``ir_k3_e3`` and ``ir_k3_e3.0``)."""
+        seen: dict[tuple, tuple[str, ir.Pos]] = {}
+        for op, pos, via in out:
+            key = op_key(op)
+            through = f" (through choice set {via!r})" if via else ""
+            if key in seen:
+                first, first_pos = seen[key]
+                if first == op:
+                    raise self.err(f"{op!r} is offered twice in {where}{through}", pos)
+                raise self.err(f"{op!r}{through} is the same op as {first!r} (line {first_pos.line}, column "
+                               f"{first_pos.column}), written another way: it is offered twice in {where}; "
+                               f"keep one", pos)
+            seen[key] = (op, pos)
 
     def _known_op(self, ref) -> bool:
         """Whether ``ref`` names an op; a malformed name of a known family (``ir_k3_e6_se1.5``) is an error."""
@@ -181,6 +217,17 @@ class Resolver:
         if kind == "cell" and info.reduction:
             raise self.err(f"{info.name!r} is a fixed reduction block: it goes in the `cells` layout "
                            f"(e.g. `split by {info.name} x 2`), not on an edge", pos)
+
+
+def op_key(name: str) -> tuple:
+    """What makes two spellings one op: a block op's timm block string (numbers normalised by the
+    registry: ``e3.0`` and ``e03`` are ``e3``) with its options in any order (``_nre_se0.25`` is
+    ``_se0.25_nre``) and its groups; any other op, its name."""
+    info = get_op(name)
+    if info.block_str is None:
+        return (info.name,)
+    block, *options = info.block_str.split("_")
+    return (info.kind, block, frozenset(options), info.groups)
 
 
 def is_op_name(name: str) -> bool:

@@ -27,6 +27,9 @@ __all__ = ["parse_space", "load_space", "grammar_text", "space_parser", "ParamEr
 _logger = logging.getLogger(__name__)
 _GRAMMAR = Path(__file__).with_name("space.lark")
 _TERMINAL_WORDS = {"NAME": "a name", "NUMBER": "a number", "$END": "end of file"}
+MAX_INT = 1 << 62  # the largest whole number a space may write (the compiler's bound on values)
+MAX_EXPR_DEPTH = 100  # operators inside one another in one expression (a chain `a + b + ...` nests too)
+_OPERATORS = frozenset({"add", "sub", "mul", "div", "floordiv", "neg"})  # the expression rules with operands
 
 
 def grammar_text() -> str:
@@ -80,6 +83,21 @@ def _number(tok: Token) -> int | float:
     if re.fullmatch(r"\d+", text):
         return int(text)
     return float(text)
+
+
+def _number_problem(text: str) -> str | None:
+    """Why a NUMBER token cannot be a value (too large), or None. Checked before :func:`_number`, which
+    could not even convert a whole number of more than 4,300 digits."""
+    if re.fullmatch(r"\d+", text):
+        digits = len(text.lstrip("0"))
+        if digits > 19 or int(text) > MAX_INT:
+            return (f"number too large ({digits:,} digits); a whole number in a space is at most 2**62 "
+                    f"({MAX_INT:,})")
+        return None
+    if not math.isfinite(float(text)):
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        return f"number too large: {shown} is beyond the largest real number (about 1.8e308)"
+    return None
 
 
 @v_args(meta=True)
@@ -382,22 +400,54 @@ def _join(words: list[str], limit: int = 14) -> str:
 
 # ---- public entry points -----------------------------------------------------------------------
 
+def normalize_newlines(text: str) -> str:
+    """``\\r\\n`` (Windows) and a lone ``\\r`` (old Mac OS) as ``\\n``: every line break counts as one,
+    so positions are the lines an editor shows, and a comment ends at its line's end."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _check_tree(tree: lark.Tree, text: str, filename: str) -> None:
+    """Numbers too large to be values, and expressions too deep for the compiler (a long chain
+    ``0 + 0 + ... + 24`` nests as deep as its length): a :class:`SpaceError` at the number, or at the start
+    of the expression. Walks the tree without recursion, so any depth can be checked."""
+    lines = text.split("\n")
+    stack: list[tuple[object, int, lark.Tree | None]] = [(tree, 0, None)]
+    while stack:
+        node, depth, root = stack.pop()
+        if isinstance(node, Token):
+            problem = _number_problem(str(node)) if node.type == "NUMBER" else None
+            if problem:
+                line = node.line or 1
+                raise SpaceError(problem, filename, line, node.column or 1, lines[line - 1])
+            continue
+        if not isinstance(node, lark.Tree):
+            continue
+        if node.data in _OPERATORS:
+            root, depth = root or node, depth + 1
+            if depth > MAX_EXPR_DEPTH:
+                line = getattr(root.meta, "line", 1) or 1
+                raise SpaceError(f"expression too long or nested too deeply: more than {MAX_EXPR_DEPTH} "
+                                 f"operators inside one another (each `+` of a chain `a + b + ...` counts); "
+                                 f"write it shorter", filename, line, getattr(root.meta, "column", 1) or 1,
+                                 lines[line - 1])
+        stack.extend((child, depth, root) for child in node.children)
+
+
 def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] | None = None) -> ir.Space:
     """Parse ``.space`` text into an :class:`ir.Space`, applying ``--set`` style overrides.
 
     Raises :class:`SpaceError` (``FILE:LINE:COL: message``) for every mistake in the text.
     """
     filename = str(filename)
+    text = normalize_newlines(text)
     try:
         tree = space_parser().parse(text)
     except UnexpectedInput as e:
         raise _syntax_error(e, text, filename) from None
-    except RecursionError:  # absurdly nested parentheses
+    except RecursionError:  # pragma: no cover - the LALR parser does not recurse
         raise SpaceError("expression nested too deeply", filename, 1, 1, text.split("\n", 1)[0]) from None
-    try:
-        statements = _ToIR().transform(tree)
-    except (RecursionError, lark.exceptions.VisitError):  # absurdly nested parentheses
-        raise SpaceError("expression nested too deeply", filename, 1, 1, text.split("\n", 1)[0]) from None
+    _check_tree(tree, text, filename)
+    statements = _ToIR().transform(tree)
     return _assemble(statements, text, filename, overrides or {})
 
 
@@ -423,6 +473,8 @@ def _parse_override(filename: str, p: ir.Param, raw: str) -> int | float:
 
     text = raw.strip()
     if re.fullmatch(r"[+-]?\d+", text):
+        if len(text.lstrip("+-").lstrip("0")) > 19 or abs(int(text)) > MAX_INT:
+            raise bad(f"number too large; a whole number is at most 2**62 ({MAX_INT:,})")
         value: int | float = int(text)
     else:
         try:
@@ -475,6 +527,9 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
 
     seen: dict[str, ir.Param] = {}
     for p in params:
+        if "." in p.name:
+            raise error_at(p.pos)(f"parameter {p.name!r}: a name with '.' is an op name; pick another name "
+                                  f"(letters, digits and '_')")
         if p.name in seen:
             first = seen[p.name].pos
             raise error_at(p.pos)(f"duplicate parameter {p.name!r} (first declared at line {first.line})")

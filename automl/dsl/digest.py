@@ -12,7 +12,7 @@ import re
 
 __all__ = ["space_digest", "file_sha256"]
 
-_COMMENT = re.compile(r"#[^\n]*")  # the grammar's COMMENT terminal
+_COMMENT = re.compile(r"#[^\r\n]*")  # the grammar's COMMENT terminal; a lone \r ends a line too
 
 
 def space_digest(data: bytes) -> str:
