@@ -3,9 +3,9 @@
 The supernet's weights are trained under uniform sampling, independent of ε, budgets and the cost metric
 (Algorithm 1, lines 2–5), so one trained supernet serves any number of later searches. What the weights
 do depend on is the *weights fingerprint* (:func:`weights_fingerprint`): what the space file says (not its
-comments: :func:`automl.dsl.space_digest`) and its arguments, the data set and its split, the weight phase's settings and the optimiser, and the seed. Every
-run records it (checkpoint and results.json); a run reusing a supernet compares the two and refuses a
-mismatch key by key, unless told ``--supernet-force``.
+comments: :func:`automl.dsl.space_digest`) and its arguments, the data set and its split, the weight phase's
+settings and the optimiser, and the seed. Every run records it (checkpoint and results.json); a run reusing
+a supernet compares the two and refuses a mismatch key by key, unless told ``--supernet-force``.
 """
 
 from __future__ import annotations
