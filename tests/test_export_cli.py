@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -17,6 +19,8 @@ from automl.train.data import build_data
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 ENAS = str(ROOT / "spaces" / "enas_micro.space")
+# the newest opset torch's exporter writes and onnx checks, read here independently of automl.export.onnx
+NEWEST_OPSET = min(importlib.import_module("torch.onnx._constants").ONNX_MAX_OPSET, onnx.defs.onnx_opset_version())
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
@@ -161,6 +165,17 @@ def test_bad_options(tmp_path, good_arch, capsys, extra, expect):
     assert main(["export", DIGITS, "--arch", good_arch, "--out", str(tmp_path / "out"), *extra]) == 2
     assert expect in _err(capsys)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_opset_torch_does_not_write_is_one_message_naming_the_flag(tmp_path, good_arch, capsys):
+    out = tmp_path / "out"
+    assert main(["export", DIGITS, "--arch", good_arch, "--out", str(out), "--opset", str(NEWEST_OPSET + 1)]) == 2
+    err = _err(capsys)
+    assert f"--opset {NEWEST_OPSET + 1}: " in err and f"from 17 to {NEWEST_OPSET}" in err and "torch" in err
+    assert not out.exists()
+    # the newest one torch writes is accepted, exported and checked against onnxruntime
+    assert main(["export", DIGITS, "--arch", good_arch, "--out", str(out), "--opset", str(NEWEST_OPSET)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["onnx"]["opset"] == NEWEST_OPSET
 
 
 def test_missing_space_and_se_on_cells(tmp_path, good_arch, capsys):

@@ -26,7 +26,7 @@ from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
 from automl.nn.ensemble import member_weights
-from automl.train.loops import recalibrate_bn
+from automl.train.loops import nonfinite_tensors, recalibrate_bn
 
 __all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights", "inherit_from_state"]
 
@@ -160,6 +160,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
         recalibrate_bn(model, model, batches)
         recalibrated = len(batches)
     model.eval()
+    _check_finite(model, source, input_shape)
     manifest = _manifest(compiled, arch, model, se, epsilon, (cost, cost_metric, search_cost), space_path,
                          space_args, normalize)
     src_space = manifest["space"]
@@ -182,6 +183,25 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     write_manifest(out_dir, manifest)
     _logger.info("exported %s (%s params) to %s", compiled.name, f"{manifest['params']:,}", out_dir)
     return manifest
+
+
+def _check_finite(model: nn.Module, source: str, input_shape: tuple[int, ...]) -> None:
+    """A network whose weights or BatchNorm statistics hold NaN or inf, or are so large that it overflows on an
+    input (its training diverged), is not exported: it computes nothing, and neither its timm description nor
+    its ONNX model could be checked against it. ``model`` is in eval mode."""
+    bad = nonfinite_tensors(model)
+    if bad:
+        what = f"hold NaN or inf in {len(bad)} tensors (e.g. {bad[0]})"
+    else:
+        with torch.no_grad():
+            x = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0))
+            what = None if bool(torch.isfinite(model(x)).all()) else "make it compute NaN or inf on an input"
+    if what is None:
+        return
+    whose = {"supernet": "the supernet's weights on its path (BatchNorm recalibrated where asked)",
+             "standalone": "the given weights", "model": "the trained network's weights"}.get(source, "its weights")
+    raise UserError(f"{whose} {what}: the training they come from diverged, and such a network cannot be "
+                    f"exported; export weights from before it diverged, or train again with a lower learning rate")
 
 
 def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tuple[nn.Module, str]:

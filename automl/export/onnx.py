@@ -8,6 +8,8 @@ but honours ``opset_version`` exactly and handles every op our spaces use.
 
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
 import os
 import warnings
@@ -20,11 +22,13 @@ from torch import nn
 from automl.errors import UserError
 from automl._io import atomic_path
 
-__all__ = ["MIN_OPSET", "check_opset", "PARITY_TOLERANCE", "OnnxParityError", "export_onnx", "onnx_parity"]
+__all__ = ["MIN_OPSET", "DEFAULT_OPSET", "newest_opset", "opset_problem", "check_opset", "PARITY_TOLERANCE",
+           "OnnxParityError", "export_onnx", "onnx_parity"]
 
 _logger = logging.getLogger(__name__)
 
 MIN_OPSET = 17
+DEFAULT_OPSET = 17
 PARITY_TOLERANCE = 1e-3  # on max|onnx - torch| / max(1, max|torch|)
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 
@@ -33,16 +37,53 @@ class OnnxParityError(RuntimeError):
     """onnxruntime and torch disagree on the exported model: a bug, never the user's fault."""
 
 
-def check_opset(opset: int) -> int:
-    if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
-        raise UserError(f"--opset {opset!r}: ONNX export needs opset {MIN_OPSET} or newer")
+def newest_opset() -> tuple[int | None, str]:
+    """The newest opset this installation can export and check, and what sets it: the lower of the installed
+    onnx's newest opset and the newest the installed torch's ONNX exporter writes (read from torch, which
+    refuses a newer one with ``Unsupported onnx_opset_version``). ``(None, "")`` when neither is known."""
+    limits = []
     try:
         import onnx
-        newest = onnx.defs.onnx_opset_version()
-    except Exception:  # noqa: BLE001 - only used to make the message better
-        newest = None
+        limits.append((int(onnx.defs.onnx_opset_version()), f"onnx {onnx.__version__}"))
+    except Exception:  # noqa: BLE001 - only used to check and explain the opset
+        pass
+    torch_newest = _torch_newest_opset()
+    if torch_newest is not None:
+        limits.append((torch_newest, f"torch {torch.__version__}'s ONNX exporter"))
+    if not limits:
+        return None, ""
+    newest = min(n for n, _ in limits)
+    return newest, " and ".join(f"{who} up to {n}" for n, who in limits)
+
+
+@functools.lru_cache(maxsize=1)
+def _torch_newest_opset() -> int | None:
+    """The newest opset torch's exporter accepts (``torch.onnx._constants.ONNX_MAX_OPSET``), None when this torch
+    does not say; read lazily: ``torch.onnx`` is imported only where an export needs it."""
+    try:
+        return int(importlib.import_module("torch.onnx._constants").ONNX_MAX_OPSET)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def opset_problem(opset) -> str | None:
+    """What is wrong with ``opset`` as the ONNX opset to export (an integer from :data:`MIN_OPSET` to
+    :func:`newest_opset`), or None when it is fine; the caller names its flag or key before it."""
+    newest, why = newest_opset()
+    span = f"{MIN_OPSET} to {newest}" if newest is not None else f"{MIN_OPSET} or newer"
+    if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
+        return f"ONNX export needs opset {MIN_OPSET} or newer (here: {span}); the default, {DEFAULT_OPSET}, works"
     if newest is not None and opset > newest:
-        raise UserError(f"--opset {opset}: the installed onnx supports opsets up to {newest}")
+        return (f"opset {opset} is newer than this installation exports ({why}); choose an opset from {span} "
+                f"(the default is {DEFAULT_OPSET})")
+    return None
+
+
+def check_opset(opset: int, name: str = "--opset") -> int:
+    """``opset``, or a :class:`UserError` that names it as ``name`` (the flag or key it came from)."""
+    problem = opset_problem(opset)
+    if problem is not None:
+        raise UserError(f"{name} {opset!r}: {problem}")
     return opset
 
 
@@ -71,6 +112,22 @@ def onnx_parity(path: str | os.PathLike, model: nn.Module, inputs: Sequence[torc
     return max_abs, max_rel
 
 
+def _torch_export(model: nn.Module, example: torch.Tensor, path, opset: int) -> None:
+    """torch's TorchScript exporter with a dynamic batch axis; an opset this torch refuses (where
+    :func:`newest_opset` could not read its limit) is the user's choice, not a bug."""
+    try:
+        torch.onnx.export(
+            model, (example,), str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    except RuntimeError as e:
+        if "Unsupported onnx_opset_version" not in str(e):
+            raise
+        raise UserError(f"opset {opset}: torch {torch.__version__}'s ONNX exporter does not write it ({e}); "
+                        f"choose an older opset (the default is {DEFAULT_OPSET})") from None
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], *, opset: int = 17,
                 seed: int = 0, tolerance: float = PARITY_TOLERANCE) -> dict:
     """Export ``model`` to ``path`` (atomically) with a dynamic batch axis, check it, test parity.
@@ -93,11 +150,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
         with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
             # the TorchScript exporter warns that it is deprecated and about tracing; both are expected
             warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model, (example,), str(tmp), dynamo=False, opset_version=opset, do_constant_folding=True,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-            )
+            _torch_export(model, example, tmp, opset)
             onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
             inputs = [torch.randn(n, c, h, w, generator=gen).to(device) for n in (1, 3)]
             max_abs, max_rel = onnx_parity(tmp, model, inputs)

@@ -44,6 +44,7 @@ class RetrainTask(EpochTask):
         self.ema = ModelEmaV3(model, decay=rt.ema) if rt.ema else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=rt.label_smoothing)
         self.num_updates = 0
+        self.lr = self.opt.param_groups[0]["lr"]  # the rate the last step used (logged), not the next one's
         self.loss_sum = self.correct = None
         self.seen = 0
 
@@ -66,6 +67,7 @@ class RetrainTask(EpochTask):
         loss, corr = loops.train_step(self.model, x, y, self.opt, self.criterion, self.ctx.info, self.grad_clip,
                                       self.ctx.device)
         self.num_updates += 1
+        self.lr = self.opt.param_groups[0]["lr"]
         self.sched.step_update(self.num_updates)
         if self.ema is not None:
             self.ema.update(self.model, step=self.num_updates)
@@ -78,10 +80,14 @@ class RetrainTask(EpochTask):
         if not math.isfinite(mean):
             raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}; "
                             f"lower retrain.lr or set retrain.grad_clip")
-        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1),
-                "lr": self.opt.param_groups[0]["lr"]}
+        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1), "lr": self.lr}
 
     def end_epoch(self, epoch):
+        bad = loops.nonfinite_tensors(self.model)  # a last update that overflowed: no loss has seen it
+        if bad:
+            raise UserError(f"{self.phase}: the network's weights became NaN or inf by the end of epoch {epoch + 1} "
+                            f"({len(bad)} tensors, e.g. {bad[0]}), though the training loss was finite: a weight "
+                            f"update overflowed; {RETRAIN_FIX} (now {self.grad_clip})")
         self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
                                f"{self.loss_sum.item() / max(len(self.loader), 1):.4f} "
                                f"acc {self.correct.item() / max(self.seen, 1):.3f}")
@@ -112,12 +118,19 @@ def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase:
     return task.ema.module
 
 
-def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int,
-             size: int | None = None) -> tuple[float, float]:
+RETRAIN_FIX = "lower retrain.lr or set retrain.grad_clip"
+
+
+def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int, size: int | None = None,
+             fix: str = RETRAIN_FIX) -> tuple[float, float]:
     """The test loss and accuracy of a retrained network (logged as the phase's ``split: test`` line), on
-    test images at ``size`` (the architecture's resolution; None: the data's)."""
+    test images at ``size`` (the architecture's resolution; None: the data's). A loss that is not finite (the
+    network's training diverged: its weights are so large that it overflows) stops the run, ``fix`` saying how."""
     model.eval()
     test_loss, accuracy = loops.evaluate(model, ctx.data.test.with_resolution(size), ctx.device, ctx.info)
+    if not math.isfinite(test_loss):
+        raise UserError(f"{phase}: the network's test loss is {test_loss}: its weights make it overflow (its "
+                        f"training diverged, though the training loss was finite when it was last logged); {fix}")
     ctx.reporter.info(f"{phase}: test accuracy {accuracy:.4f} (loss {test_loss:.4f})")
     ctx.reporter.log(phase=phase, epoch=epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
     return test_loss, accuracy
@@ -215,7 +228,12 @@ class RetrainStage:
         batches = ctx.data.bn_batches(self.rt.bn_batches, size)
         loops.recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches,
                              ctx.info)
-        accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size)[1]
+        fix = "lower optim.lr or set optim.grad_clip (the supernet's weights diverged), or set retrain.epochs > 0"
+        bad = loops.nonfinite_tensors(model)
+        if bad:  # the supernet computed finite outputs after its weight phase: the recalibration overflowed
+            raise UserError(f"{tag}: the supernet's weights on its path give NaN or inf BatchNorm statistics "
+                            f"({len(bad)} tensors, e.g. {bad[0]}): its activations overflow; {fix}")
+        accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size, fix)[1]
         # under torchrun: recalibrated on every rank's batches (averaged over the ranks)
         return {"source": "supernet", "bn_recalibrated_batches": len(batches) * ctx.info.world_size}, accuracy
 

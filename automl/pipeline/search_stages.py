@@ -27,6 +27,9 @@ from automl.train.sampling import fair_archs, sandwich_archs, uniform_archs
 
 # ensemble member m > 0 (search.supernets): its initialisation and D_W order are seeded this far from member 0's
 MEMBER_SEED = 1_000_003
+# the seed of the Kmax paths (every choice of every decision on one of them) that check, after each weight epoch,
+# that the supernet still computes finite outputs; a generator of their own: the run's sampling is untouched
+PROBE_PATHS = 0
 
 __all__ = ["build_supernet", "supernet_from_state", "WeightsStage", "ThetaStage", "SimultaneousStage",
            "SampleStage"]
@@ -60,6 +63,18 @@ def sample_paths(ctx: RunContext, search, n: int) -> torch.Tensor:
     if search.weight_sampling == "sandwich":
         return sandwich_archs(space.num_choices, space.cost_table.costs("params"), n, ctx.sampler)
     return uniform_archs(space.num_choices, n, ctx.sampler)
+
+
+def buildable(method: SearchMethod, problem: SearchProblem) -> SearchProblem:
+    """``problem`` once ``method`` builds its searcher from it: the stages are built at start-up, so a setting
+    the searcher refuses (a ``ValueError`` that names its argument) stops the run there (exit 2), not after
+    the weight phase. The setup's own checks (automl/pipeline/setup.py) name the recipe's keys first."""
+    try:
+        method.create(problem)
+    except ValueError as e:
+        raise UserError(f"search.method {method.name}: the searcher refuses the recipe's search settings: {e}; "
+                        f"change them in the recipe's search section") from None
+    return problem
 
 
 class ThetaStep:
@@ -109,6 +124,7 @@ class WeightTask(EpochTask):
         self.criterion = nn.CrossEntropyLoss()
         self.method = method
         self.num_updates = 0
+        self.lr = self.opt.param_groups[0]["lr"]  # the rate the last step used (logged), not the next one's
         self.nonfinite = 0  # the searcher's non-finite losses reported so far
         self.theta_batches = None
         self.nets = list(net.members) if isinstance(net, SupernetEnsemble) else [net]
@@ -155,6 +171,7 @@ class WeightTask(EpochTask):
                 self.correct += corr
                 self.seen += y.numel()
         self.num_updates += 1
+        self.lr = self.opt.param_groups[0]["lr"]
         self.sched.step_update(self.num_updates)
         if self.theta is not None:
             self.theta(*next(self.theta_batches))
@@ -179,17 +196,36 @@ class WeightTask(EpochTask):
             raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}, by step "
                             f"{steps}; lower optim.lr or set optim.grad_clip (now {self.grad_clip}), or skip "
                             f"such steps with search.nan_policy=skip")
-        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1),
-                "lr": self.opt.param_groups[0]["lr"]}
+        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1), "lr": self.lr}
 
     def end_epoch(self, epoch):
         self.ctx.reporter.info(
             f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
             f"{self.loss_sum.item() / max(len(self.loader) * len(self.nets), 1):.4f} "
-            f"acc {self.correct.item() / max(self.seen, 1):.3f} lr {self.opt.param_groups[0]['lr']:.4g}")
+            f"acc {self.correct.item() / max(self.seen, 1):.3f} lr {self.lr:.4g}")
+        self._check_weights(epoch)
         if self.theta is not None:
             self.nonfinite = report_nonfinite(self.ctx, self.method, self.theta.searcher, self.phase, epoch,
                                               self.nonfinite)
+
+    def _check_weights(self, epoch: int) -> None:
+        """After every epoch (whatever search.nan_policy: a skipped step cannot undo an applied one): the
+        supernet's weights and BatchNorm statistics are finite, and it computes finite outputs on every choice
+        (:data:`PROBE_PATHS`). A step's loss is computed before its update, so no loss sees an update that
+        overflowed, or made the weights so large that the next forward overflows, when it is the phase's last."""
+        bad = loops.nonfinite_tensors(self.net)
+        what = f"weights became NaN or inf ({len(bad)} tensors, e.g. {bad[0]})" if bad else None
+        if what is None:
+            space = self.ctx.spaces.search
+            paths = fair_archs(space.num_choices, max(space.num_choices),
+                               torch.Generator().manual_seed(PROBE_PATHS))
+            if not loops.finite_outputs(self.net, self.ctx.data.bn_batches(1)[0], paths, self.ctx.device,
+                                        self.ctx.info):
+                what = "outputs became NaN or inf on a D_W batch (its weights grew too large)"
+        if what is not None:
+            raise UserError(f"{self.phase}: the supernet's {what} by the end of epoch {epoch + 1}, though the "
+                            f"training loss was finite: a weight update overflowed; lower optim.lr or set "
+                            f"optim.grad_clip (now {self.grad_clip})")
 
     def objects(self):
         objs = {"supernet_train": self.net, "optimizer": self.opt, "num_updates": self.num_updates}
@@ -271,8 +307,8 @@ class ThetaStage:
 
     def __init__(self, method: SearchMethod, problem: SearchProblem, members: Members, search, seed: int,
                  member: int | None = None):
-        self.method, self.problem, self.members, self.search, self.seed = method, problem, members, search, seed
-        self.member = member
+        self.method, self.members, self.search, self.seed = method, members, search, seed
+        self.problem, self.member = buildable(method, problem), member
         self.key = "theta" if member is None else f"theta/{member}"
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
@@ -317,7 +353,7 @@ class SimultaneousStage:
 
     def __init__(self, method: SearchMethod, problem: SearchProblem, members: Members, search, optim,
                  seed: int, member: int, keep_weights: bool = False):
-        self.method, self.problem, self.members = method, problem, members
+        self.method, self.problem, self.members = method, buildable(method, problem), members
         self.search, self.optim, self.seed, self.member = search, optim, seed, member
         self.keep_weights = keep_weights
         self.key = f"simultaneous/{member}"

@@ -11,6 +11,7 @@ import torch
 from automl.compile import load_compiled
 from automl.dsl import ParamError
 from automl.errors import RecipeError, UserError
+from automl.export.onnx import opset_problem
 from automl.profile import apply_cost_table, read_cost_table
 from automl.ranking import space_size
 from automl.recipe import file_line
@@ -18,8 +19,9 @@ from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
 
-__all__ = ["resolve_device", "Spaces", "load_spaces", "check_shapes", "check_ranking", "TooManyArchs",
-           "check_budgets", "EngineCosts", "engine_costs", "recipe_costs"]
+__all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_export",
+           "check_shapes", "check_ranking", "TooManyArchs", "check_budgets", "EngineCosts", "engine_costs",
+           "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -64,7 +66,47 @@ def load_spaces(recipe) -> Spaces:
         raise UserError(f"{recipe.source}: search.cost {cost!r} is not a metric of {recipe.space_path.name} "
                         f"(it has {', '.join(space.cost_table.metrics)}); a latency table comes from "
                         f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
+    check_settings(recipe, space)
     return Spaces(space, retrain, search_args, retrain_args, recipe.space_path)
+
+
+def check_settings(recipe, space) -> None:
+    """The settings that the search engine and the exporter would otherwise refuse only after the supernet was
+    trained: search.theta_min against ``space`` (the search space), export.opset against what the installed
+    onnx and torch export."""
+    check_theta_min(recipe, space)
+    check_export(recipe)
+
+
+def _recipe_error(recipe, keys: tuple[str, ...], message: str) -> RecipeError:
+    """A mistake in the recipe's value at ``keys``, named with the file and, when the value is the file's, the
+    line."""
+    return RecipeError(message, recipe.source and str(recipe.source), ".".join(keys), file_line(recipe, keys))
+
+
+def check_theta_min(recipe, space) -> None:
+    """search.theta_min below 1/Kmax of ``space``: θ_min bounds every choice's probability from below, so a
+    decision of Kmax choices needs Kmax θ_min < 1 (the engine's check, ``automl.search._checks``)."""
+    t = recipe.search.theta_min
+    kmax = max(space.num_choices)
+    if t == "auto" or kmax == 1 or float(t) * kmax < 1:
+        return
+    widest = next(d.name for d, k in zip(space.decisions, space.num_choices) if k == kmax)
+    raise _recipe_error(recipe, ("search", "theta_min"),
+                        f"{float(t):g} is too large for the space {space.name}: θ_min is the least probability of "
+                        f"every choice, and its decision {widest} has Kmax = {kmax} choices, so θ_min must be below "
+                        f"1/Kmax = {1 / kmax:.4g} (else the {kmax} probabilities sum to more than 1); lower it, "
+                        f"e.g. to {1 / (2 * kmax):.4g}, or use auto (ASNG-NAS's bound)")
+
+
+def check_export(recipe) -> None:
+    """export.opset (with export.onnx) is one the installed onnx and torch's exporter write."""
+    ex = recipe.export
+    if not ex.onnx:
+        return
+    problem = opset_problem(ex.opset)
+    if problem is not None:
+        raise _recipe_error(recipe, ("export", "opset"), f"{ex.opset!r}: {problem}")
 
 
 def _compile(recipe, args: dict[str, str], retrain: bool):

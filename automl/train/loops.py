@@ -24,7 +24,7 @@ from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum
                                       batchnorm_stats)
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
-           "create_scheduler", "recalibrate_bn"]
+           "create_scheduler", "recalibrate_bn", "nonfinite_tensors", "finite_outputs"]
 
 
 def autocast_for(device: torch.device):
@@ -128,6 +128,40 @@ def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, gra
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
     return loss.detach().float(), (out.detach().argmax(1) == y).sum()
+
+
+@torch.no_grad()
+def nonfinite_tensors(model: nn.Module) -> list[str]:
+    """The names of ``model``'s floating-point parameters and buffers (BatchNorm statistics) that hold NaN or
+    inf, in ``state_dict`` order; reads the device once. A weight step whose loss was finite can still
+    leave such weights (the update overflowed): the next forward pass, if any, is the first to see them."""
+    named = [(k, v) for k, v in model.state_dict(keep_vars=True).items() if v.is_floating_point()]
+    if not named:
+        return []
+    bad = torch.stack([~torch.isfinite(v.detach()).all() for _, v in named]).cpu().tolist()
+    return [k for (k, _), b in zip(named, bad) if b]
+
+
+@torch.no_grad()
+def finite_outputs(supernet: nn.Module, x, archs: torch.Tensor, device: torch.device,
+                   info: DistInfo | None = None) -> bool:
+    """Whether every path of ``archs`` computes finite logits on the inputs ``x`` (an ensemble: every member's),
+    in the supernet's current mode (train: each batch's BatchNorm statistics, as the θ phase sees it); the
+    running statistics the forward passes change are put back, so training goes on as if it had not run.
+    Under torchrun every rank gets the same answer (one all-reduce). Weights can be finite and still so large
+    that the next forward overflows: no loss of a phase sees that when its last update made them so."""
+    buffers = list(supernet.buffers())
+    saved = [b.detach().clone() for b in buffers]
+    x = _prepare(x, device)
+    bad = torch.zeros((), device=x.device)
+    for i in range(archs.shape[0]):
+        with autocast_for(device):
+            outs = path_outputs(supernet, x, archs[i])
+        for logits in outs:
+            bad += (~torch.isfinite(logits.float())).any().float()
+    for b, v in zip(buffers, saved):
+        b.copy_(v)
+    return all_reduce_sum(bad, info or DistInfo()).item() == 0
 
 
 @torch.no_grad()
