@@ -37,11 +37,21 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``automl`` parser; ``parser.verbs`` maps each verb's prog (``automl space check``) to its parser."""
     p = _Parser(prog="automl", description="Search a family of networks, one per size budget, in one run.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    # -v after the verb too (automl run R -v); SUPPRESS: absent there, it keeps what was given before the verb
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    verbs = [*_run_and_rank(sub, verbose), *_space(sub, verbose), _export(sub, verbose)]
+    p.verbs = {q.prog: q for q in verbs}  # type: ignore[attr-defined]
+    return p
 
-    r = sub.add_parser("run", help="run a recipe: train supernet, search, derive, retrain, export, report")
+
+def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
+    r = sub.add_parser("run", parents=[verbose],
+                       help="run a recipe: train supernet, search, derive, retrain, export, report")
     r.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
     r.add_argument("overrides", nargs="*", default=[], metavar="key.path=value", help="recipe overrides: search.lam=4")
     r.add_argument("--out", default=None, help="output directory (default runs/<name>-<timestamp>)")
@@ -52,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --supernet: use it even if it was trained with other settings (a warning)")
     r.set_defaults(module="automl.commands.run")
 
-    k = sub.add_parser("rank", help="measure how well a finished run's supernet ranks architectures (Kendall's tau)")
+    k = sub.add_parser("rank", parents=[verbose],
+                       help="measure how well a finished run's supernet ranks architectures (Kendall's tau)")
     k.add_argument("run_dir", metavar="RUN_DIR",
                    help="output folder of a finished run (importance_sampling or separate)")
     k.add_argument("--archs", type=int, default=None, help="K architectures (default: the run's ranking.archs, or 20)")
@@ -62,20 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--truth", choices=("loss", "accuracy"), default=None,
                    help="rank by mean test loss or accuracy (default: the run's ranking.truth, or loss)")
     k.set_defaults(module="automl.commands.rank")
+    return [r, k]
 
-    s = sub.add_parser("space", help="inspect a .space file")
+
+def _space(sub, verbose) -> list[argparse.ArgumentParser]:
+    s = sub.add_parser("space", parents=[verbose], help="inspect a .space file")
     ssub = s.add_subparsers(dest="space_command", required=True, parser_class=_Parser)
-    show = ssub.add_parser("show", help="decisions, choices, costs and size of a space")
+    show = ssub.add_parser("show", parents=[verbose], help="decisions, choices, costs and size of a space")
     show.add_argument("file")
     show.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     show.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     show.add_argument("--metric", default="params", help="cost metric to show (default params)")
     show.set_defaults(module="automl.commands.space")
-    check = ssub.add_parser("check", help="validate a space file")
+    check = ssub.add_parser("check", parents=[verbose], help="validate a space file")
     check.add_argument("file")
     check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     check.set_defaults(module="automl.commands.space")
-    enc = ssub.add_parser("encode", help="the arch.json of a timm network the space contains")
+    enc = ssub.add_parser("encode", parents=[verbose], help="the arch.json of a timm network the space contains")
     enc.add_argument("file")
     src = enc.add_mutually_exclusive_group(required=True)
     src.add_argument("--timm", metavar="MODEL_NAME", help="a timm model name, e.g. mobilenetv3_large_100")
@@ -83,13 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--out", default=None, help="write the arch.json here (default: print it)")
     enc.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     enc.set_defaults(module="automl.commands.space")
-    cost = ssub.add_parser("cost", help="predicted cost of one architecture under every metric (JSON)")
+    cost = ssub.add_parser("cost", parents=[verbose],
+                           help="predicted cost of one architecture under every metric (JSON)")
     cost.add_argument("file")
     cost.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
     cost.add_argument("--cost-table", default=None, help="a table from `automl space profile` (adds its metric)")
     cost.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     cost.set_defaults(module="automl.commands.space")
-    prof = ssub.add_parser("profile", help="measure a latency table of every choice on this machine")
+    prof = ssub.add_parser("profile", parents=[verbose], help="measure a latency table of every choice on this machine")
     prof.add_argument("file")
     prof.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
     prof.add_argument("--runtime", default="onnxruntime", help="runtime to measure with (onnxruntime)")
@@ -103,8 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="whole random networks timed to fit the per-piece graph cost (chains; 0: off)")
     prof.add_argument("--out", required=True, help="TABLE.json to write")
     prof.set_defaults(module="automl.commands.space")
+    return [s, show, check, enc, cost, prof]
 
-    e = sub.add_parser("export", help="export one architecture as a standalone torch model and ONNX")
+
+def _export(sub, verbose) -> argparse.ArgumentParser:
+    e = sub.add_parser("export", parents=[verbose], help="export one architecture as a standalone torch model and ONNX")
     e.add_argument("space", help=".space file")
     e.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
     e.add_argument("--out", required=True, help="output directory")
@@ -115,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quantize", default=None, help="int8: also write model.int8.onnx (needs --recipe)")
     e.add_argument("--recipe", default=None, help="recipe whose data recalibrates inherited BatchNorm and tests int8")
     e.set_defaults(module="automl.commands.export")
-    return p
+    return e
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     # `automl run R --out D a.b=1`: argparse fills the positionals `recipe overrides*` in one go, before
     # --out, so overrides written after an option come back as extras; they are still overrides. The overrides'
     # default ([]) keeps them optional: argparse calls a nargs="*" positional without a default required.
+    argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "run" and not any(e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        _unrecognized(parser, args, argv, extra)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(importlib.import_module(args.module).main(args) or 0)
@@ -151,6 +170,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
         return _internal_error()
+
+
+def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:
+    """Stop on arguments no parser took, naming the verb they followed (``automl run: error: unrecognized
+    arguments: --bogus; see automl run --help``), or ``automl`` for those before the verb."""
+    verb_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
+    before = [e for e in extra if e in argv[:verb_at]]
+    if before:
+        parser.error(f"unrecognized arguments: {' '.join(before)}")
+    prog = " ".join(["automl", args.command, *([args.space_command] if args.command == "space" else [])])
+    verb = parser.verbs[prog]
+    if args.command == "run":  # the others are overrides written after an option
+        extra = [e for e in extra if e.startswith("-")]
+    verb.error(f"unrecognized arguments: {' '.join(extra)}; see {prog} --help")
 
 
 def _internal_error() -> int:

@@ -8,11 +8,12 @@ one architecture per regularisation coefficient epsilon, and retraining each on 
 >>> recipe.search.lam, recipe.space_path.is_absolute()
 (4, True)
 
-Paths (``space``, ``data.root``) written in the YAML file are relative to the recipe's folder; paths given
-as command-line overrides (``data.root=./data``) are relative to the current working directory, which is
-what a user typing them means. After loading, these paths are absolute. ``export.dir`` is where the run
-*writes*, so a relative one is inside the run's output folder (``--out DIR`` -> ``DIR/<export.dir>``) and
-may not leave it with ``..``; only an absolute path (given explicitly) exports elsewhere.
+Paths (``space``, ``data.root``, ``supernet``, ``search.cost_table``) written in the YAML file are relative
+to the recipe's folder; paths given as command-line overrides (``data.root=./data``) are relative to the current
+working directory, which is what a user typing them means. After loading, these paths are absolute (and so
+in ``recipe.resolved.yaml``). ``export.dir`` is where the run *writes*, so a relative one is inside the run's
+output folder (``--out DIR`` -> ``DIR/<export.dir>``) and may not leave it with ``..``, nor be that folder
+itself (``''`` or ``.``); only an absolute path (given explicitly) exports elsewhere.
 
 Every mistake is a :class:`~automl.errors.RecipeError` naming the file, the dotted key and its line::
 
@@ -27,6 +28,7 @@ import logging
 import math
 import os
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -67,8 +69,24 @@ __all__ = [
 # seed * 1009 + idx + 1_000_003 * m and (seed + s) * 7919 + 100_003 + j, which stay inside it with room to spare.
 SEED_LIMIT = 10**15
 
+
+def _seed_in_range(v: int | None) -> int | None:
+    if v is not None and not -SEED_LIMIT <= v <= SEED_LIMIT:
+        raise ValueError("must be an integer from -10^15 to 10^15 (torch's seeds are 64-bit, and the run "
+                         "derives more seeds from this one); choose a seed in that range")
+    return v
+
 # Keys holding filesystem paths: resolved to absolute paths when the recipe is loaded.
-PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("supernet",))
+COST_TABLE = ("search", "cost_table")
+PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("supernet",), COST_TABLE)
+
+# Upper bounds of counts that reach torch as sizes or loop counts: far above any real run, low enough that a
+# typo (an extra digit or ten) is a message instead of a C overflow or an allocation the machine cannot make.
+MAX_BATCH = 2**20     # images in one mini-batch
+MAX_IMAGE_SIZE = 4096  # pixels, height and width
+MAX_WORKERS = 1024    # DataLoader processes: more than the cores of any machine
+MAX_EPOCHS = 100_000
+MAX_LAM = 4096        # architectures sampled per step (the paper's lambda is 2)
 
 
 def _check_scalar(v: Any) -> Any:
@@ -81,20 +99,59 @@ def _check_scalar(v: Any) -> Any:
 Scalar = Annotated[Union[bool, int, float, str], BeforeValidator(_check_scalar)]
 
 
+def _no_bool(kind: str):
+    """A before-validator: YAML's true/false is not a number (pydantic would read true as 1)."""
+    def check(v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"must be {kind}")
+        return v
+    return check
+
+
+def _numeric_kind(ann: Any) -> str | None:
+    """"an integer" or "a number" for an int or float field that takes no boolean (unwrapping Optional and
+    Annotated), else None: containers, booleans and free-form scalars are left alone."""
+    args = set(typing.get_args(ann)) if typing.get_origin(ann) in (Union, types.UnionType) else {ann}
+    args.discard(type(None))
+    if args == {int}:
+        return "an integer"
+    if args and args <= {int, float}:
+        return "a number"
+    return None
+
+
 class _Config(BaseModel):
-    """Base of every recipe section: unknown keys are errors and sections are immutable."""
+    """Base of every recipe section: unknown keys are errors, sections are immutable, and a number field does
+    not take a boolean (YAML's true is not 1)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _booleans_are_not_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, bool) and info.field_name is not None:
+            kind = _numeric_kind(cls.model_fields[info.field_name].annotation)
+            if kind is not None:
+                raise ValueError(f"must be {kind}")
+        return v
 
 
 class SyntheticConfig(_Config):
     """Shape of the random, learnable ``synthetic`` dataset (smoke tests only)."""
 
-    num_train: int = Field(256, gt=0, description="training images")
-    num_test: int = Field(64, gt=0, description="test images")
-    num_classes: int = Field(10, ge=2, description="classes")
-    channels: int = Field(3, gt=0, description="image channels")
-    size: int = Field(8, gt=0, description="image height and width")
+    num_train: int = Field(256, gt=0, le=10**6, description="training images")
+    num_test: int = Field(64, gt=0, le=10**6, description="test images")
+    num_classes: int = Field(10, ge=2, le=10**5, description="classes")
+    channels: int = Field(3, gt=0, le=1024, description="image channels")
+    size: int = Field(8, gt=0, le=1024, description="image height and width")
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self):
+        n = (self.num_train + self.num_test) * self.channels * self.size ** 2
+        if n > 2**31:
+            raise ValueError(f"the synthetic dataset would hold {n:.3g} numbers ((num_train + num_test) x channels "
+                             f"x size^2), more than 2^31 (8 GiB); make it smaller")
+        return self
 
 
 class DataConfig(_Config):
@@ -110,14 +167,20 @@ class DataConfig(_Config):
         0, description="seed of the D_W / D_theta split; null: the run's seed. Fixed by default, as DARTS's "
         "split (which the paper follows): another seed then changes the initialisation, the paths and the "
         "data order, not the data the search ranks architectures on")
-    batch_size: int = Field(64, gt=0, description="mini-batch size of D_W (and of D for retraining)")
-    theta_batch_size: int | None = Field(None, gt=0, description="mini-batch size of D_theta; null: batch_size")
-    test_batch_size: int = Field(256, gt=0, description="mini-batch size for evaluation")
+    batch_size: int = Field(64, gt=0, le=MAX_BATCH, description="mini-batch size of D_W (and of D for retraining)")
+    theta_batch_size: int | None = Field(
+        None, gt=0, le=MAX_BATCH, description="mini-batch size of D_theta; null: batch_size")
+    test_batch_size: int = Field(256, gt=0, le=MAX_BATCH, description="mini-batch size for evaluation")
     image_size: int | None = Field(
-        None, gt=0, description="null: native size (digits 8, cifar10 32, imagefolder 224)")
-    workers: int = Field(0, ge=0, description="DataLoader worker processes (imagefolder only)")
+        None, gt=0, le=MAX_IMAGE_SIZE, description="null: native size (digits 8, cifar10 32, imagefolder 224)")
+    workers: int = Field(0, ge=0, le=MAX_WORKERS, description="DataLoader worker processes (imagefolder only)")
     synthetic: SyntheticConfig = Field(SyntheticConfig(), description="synthetic dataset shape")
     limit_train: int | None = Field(None, gt=0, description="keep only the first N training items")
+
+    @field_validator("split_seed")
+    @classmethod
+    def _split_seed_fits_torch(cls, v: int | None) -> int | None:
+        return _seed_in_range(v)
 
     @field_validator("theta_split", mode="before")
     @classmethod
@@ -209,7 +272,7 @@ class SearchConfig(_Config):
 
     method: Literal["importance_sampling", "separate", "simultaneous", "random"] = Field(
         "importance_sampling", description="how theta for every epsilon is learned, or random search")
-    epsilons: list[Annotated[float, Field(ge=0)]] | None = Field(
+    epsilons: list[Annotated[float, Field(ge=0), BeforeValidator(_no_bool("a number"))]] | None = Field(
         [0.0, 0.1, 0.3, 0.5], min_length=1,
         description="regularisation coefficients epsilon_n (null when search.budgets is given)")
     cost: str = Field("params", min_length=1, description="cost metric of the space")
@@ -221,9 +284,9 @@ class SearchConfig(_Config):
     utility: Literal["paper", "weighted_quantile"] = Field(
         "weighted_quantile", description="ranking utility: paper (eq. 9) or weighted_quantile (IGO, "
         "self-normalised importance weights); both are eq. 7 with one distribution")
-    lam: int = Field(2, ge=2, description="architectures sampled per step (lambda)")
-    weight_epochs: int = Field(10, ge=0, description="epochs updating W (T_W)")
-    theta_epochs: int = Field(10, ge=0, description="epochs updating theta (T_theta)")
+    lam: int = Field(2, ge=2, le=MAX_LAM, description="architectures sampled per step (lambda)")
+    weight_epochs: int = Field(10, ge=0, le=MAX_EPOCHS, description="epochs updating W (T_W)")
+    theta_epochs: int = Field(10, ge=0, le=MAX_EPOCHS, description="epochs updating theta (T_theta)")
     theta_lr: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, True))] = Field(
         "auto", description="learning rate of theta; auto: 1/sum(K_d)")
     theta_min: Annotated[Union[Literal["auto"], float], BeforeValidator(_auto_or(0.0, False))] = Field(
@@ -286,20 +349,21 @@ class OptimConfig(_Config):
     weight_decay: float = Field(3e-4, ge=0, description="weight decay")
     schedule: Literal["cosine", "constant", "step"] = Field("cosine", description="learning-rate schedule")
     min_lr: float = Field(0.0, ge=0, description="final learning rate of the cosine schedule")
-    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs")
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="linear warm-up epochs")
     grad_clip: float | None = Field(5.0, gt=0, description="gradient-norm clip; null: none")
 
 
 class RetrainConfig(_Config):
     """Retraining each derived architecture from scratch on D (paper §4)."""
 
-    epochs: int = Field(10, ge=0, description="epochs; 0 skips retraining: each network takes the supernet's "
+    epochs: int = Field(10, ge=0, le=MAX_EPOCHS, description="epochs; 0 skips retraining: each network takes the "
+                        "supernet's "
                         "weights on its path")
     bn_batches: int = Field(10, gt=0, description="epochs 0: D_W batches that recalibrate the BatchNorm statistics of "
                             "each network that takes the supernet's weights, before it is evaluated and exported")
     space_args: dict[str, Scalar] = Field(
         {}, description="space parameters for the retrained networks (more cells, channels)")
-    batch_size: int | None = Field(None, gt=0, description="null: data.batch_size")
+    batch_size: int | None = Field(None, gt=0, le=MAX_BATCH, description="null: data.batch_size")
     optimizer: Literal["sgd", "adamw", "rmsprop"] = Field("sgd", description="optimiser")
     lr: float = Field(0.025, gt=0, description="initial learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum")
@@ -307,7 +371,7 @@ class RetrainConfig(_Config):
     rmsprop_eps: float = Field(0.001, gt=0, description="rmsprop epsilon")
     rmsprop_alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop smoothing constant")
     schedule: Literal["cosine", "step", "constant"] = Field("cosine", description="learning-rate schedule")
-    warmup_epochs: int = Field(0, ge=0, description="linear warm-up epochs")
+    warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="linear warm-up epochs")
     warmup_lr: float = Field(0.0, ge=0, description="learning rate at the start of the warm-up")
     decay_rate: float = Field(0.963, gt=0, le=1, description="step schedule: factor every decay_epochs")
     decay_epochs: float = Field(3, gt=0, description="step schedule: epochs between decays")
@@ -321,12 +385,14 @@ class RetrainConfig(_Config):
 class RankingConfig(_Config):
     """How well the supernet ranks architectures (automl/ranking.py); absent or null: not measured."""
 
-    archs: int = Field(20, ge=3, description="architectures spread over the cost range (K)")
+    archs: int = Field(20, ge=3, le=10_000, description="architectures spread over the cost range (K)")
     retrain_epochs: int | None = Field(
-        None, ge=0, description="stand-alone epochs of each (the retrain section's settings); null: retrain.epochs; "
+        None, ge=0, le=MAX_EPOCHS, description="stand-alone epochs of each (the retrain section's settings); "
+        "null: retrain.epochs; "
         "0: the supernet's own weights on the test set")
     bn_batches: int = Field(10, gt=0, description="D_W batches that recalibrate BatchNorm for each architecture")
-    seeds: int = Field(1, ge=1, description="stand-alone retrainings of each architecture (seeds seed, seed+1, "
+    seeds: int = Field(1, ge=1, le=1000, description="stand-alone retrainings of each architecture (seeds seed, "
+                       "seed+1, "
                        "...: another initialisation and data order each); the truth is their mean")
     truth: Literal["loss", "accuracy"] = Field(
         "loss", description="what the retrainings are ranked by: mean test loss (repeats better between seeds) or "
@@ -356,6 +422,9 @@ class ExportConfig(_Config):
         if v is None or Path(os.path.expanduser(v)).is_absolute():
             return v  # absolute: given explicitly, allowed anywhere
         norm = os.path.normpath(v)
+        if norm == ".":
+            raise ValueError(f"{v!r} is the run's output folder itself, where its checkpoints and results are; "
+                             f"name a folder inside it (export), give an absolute path, or null for DIR/export")
         if norm == ".." or norm.startswith(".." + os.sep):
             raise ValueError("a relative export.dir is inside the run's output folder and may not leave it "
                              "with '..'; give an absolute path to export elsewhere")
@@ -409,14 +478,13 @@ class Recipe(_Config):
 
     _source: Path | None = PrivateAttr(None)
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    # search.cost_table as the file or the override wrote it: what fingerprints of earlier versions hashed
+    _cost_table_given: str | None = PrivateAttr(None)
 
     @field_validator("seed")
     @classmethod
     def _seed_fits_torch(cls, v: int) -> int:
-        if not -SEED_LIMIT <= v <= SEED_LIMIT:
-            raise ValueError("must be an integer from -10^15 to 10^15 (torch's seeds are 64-bit, and the run "
-                             "derives more seeds from this one); choose a seed in that range")
-        return v
+        return _seed_in_range(v)
 
     @property
     def source(self) -> Path | None:
@@ -476,15 +544,21 @@ class Recipe(_Config):
                 exclude.setdefault(section, set()).add(key)
         return exclude
 
-    def fingerprint(self, space_bytes: bool = False) -> str:
+    def fingerprint(self, space_bytes: bool = False, cost_table: str | None = None) -> str:
         """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
         ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
         written and (explicitly) the thread count. It does not depend on where things are: the space file
         counts by what it says (:func:`automl.dsl.space_digest`: not its comments, not its path), and neither
         the recipe file's path nor ``data.root`` counts, so a run resumes with its recipe, space and data at
         other paths (a requeued job on another machine). ``space_bytes``: the space counted by its bytes, as
-        runs checkpointed before :func:`~automl.dsl.space_digest` recorded it (such a run still resumes)."""
+        runs checkpointed before :func:`~automl.dsl.space_digest` recorded it (such a run still resumes).
+        ``search.cost_table`` counts by its bytes too (a recipe without one hashes as before it existed);
+        ``cost_table``: the path to hash instead, as earlier versions did (:meth:`earlier_fingerprints`)."""
         data = self.model_dump(mode="json", exclude=self._fingerprint_exclude())
+        if cost_table is not None:
+            data["search"]["cost_table"] = cost_table
+        elif self.search.cost_table is not None:
+            data["search"]["cost_table"] = _digest_of(self.cost_table_path, self.search.cost_table)
         try:
             raw = self.space_path.read_bytes()
         except OSError:  # not readable here: the run's start-up says so; the path stands in
@@ -495,15 +569,26 @@ class Recipe(_Config):
         text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def earlier_fingerprints(self) -> tuple[str, str]:
+    def earlier_fingerprints(self) -> tuple[str, ...]:
         """What runs checkpointed by earlier versions recorded for this recipe, which ``--resume`` accepts: the
-        space counted by its bytes, and the resolved YAML with its ``# resolved from`` line and absolute paths."""
-        return self.fingerprint(space_bytes=True), self.legacy_fingerprint()
+        space counted by its bytes, and the resolved YAML with its ``# resolved from`` line and absolute paths;
+        with a cost table, also each with ``search.cost_table`` as written (earlier versions kept it so)."""
+        out = (self.fingerprint(space_bytes=True), self.legacy_fingerprint())
+        given = self._cost_table_given
+        if given is None or self.search.cost_table is None:
+            return out
+        return out + (self.fingerprint(cost_table=given), self.fingerprint(space_bytes=True, cost_table=given),
+                      self.legacy_fingerprint(cost_table=given))
 
-    def legacy_fingerprint(self) -> str:
+    def legacy_fingerprint(self, cost_table: str | None = None) -> str:
         """:meth:`fingerprint` as runs checkpointed before it was location-independent recorded it (the
         resolved YAML with its ``# resolved from`` line and absolute paths): such a run still resumes."""
-        return hashlib.sha256(self.to_yaml(exclude=self._fingerprint_exclude()).encode()).hexdigest()
+        data = self.model_dump(mode="json", exclude=self._fingerprint_exclude())
+        if cost_table is not None:
+            data["search"]["cost_table"] = cost_table
+        head = f"# resolved from {self._source}\n" if self._source else ""  # as to_yaml writes it
+        return hashlib.sha256((head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)).encode()
+                              ).hexdigest()
 
     def dump_resolved(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``), atomically."""
@@ -513,6 +598,14 @@ class Recipe(_Config):
 
 
 # ---------------------------------------------------------------------------------------------- loading
+
+
+def _digest_of(path: Path | None, fallback: str) -> str:
+    """``sha256:...`` of a file's bytes, or ``fallback`` when it cannot be read (the run's start-up says so)."""
+    try:
+        return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else fallback
+    except OSError:
+        return fallback
 
 
 def _resolve(p: str | os.PathLike, base: Path) -> Path:
@@ -572,13 +665,17 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     _check_duplicates(node, filename)
 
     data = _drop_removed(data, filename)
-    # Paths in the file are relative to the recipe; overrides' paths (already absolute) to the cwd.
+    _check_key_names(node, filename)
+    given = _at(data, COST_TABLE)  # as written: what fingerprints of earlier versions hashed
+    # Paths in the file are relative to the recipe; overrides' paths to the current folder.
     data = _resolve_paths(data, base)
     applied: list[tuple[tuple[str, ...], str]] = []
     for item in overrides or []:
         keys, value = _parse_override(item, filename)
-        if keys in PATH_KEYS and isinstance(value, str):
-            value = str(_resolve(value, Path.cwd()))
+        _check_override_key_names(value, keys, item, filename)
+        if COST_TABLE[: len(keys)] == keys:
+            given = _at(value, COST_TABLE[len(keys):])
+        value = _resolve_override(keys, value)
         data = _set(data, keys, value)
         applied.append((keys, item))
 
@@ -589,6 +686,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
         raise _recipe_error(e, filename, node, applied) from None
     recipe._source = source
     recipe._base_dir = base
+    recipe._cost_table_given = given if isinstance(given, str) else None
     _cross_checks(recipe, filename, node, applied)
     return recipe
 
@@ -638,21 +736,46 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
         raise RecipeError(f"{where}{msg}", filename, "data.root", line)
     s = recipe.search
     if s.inplace_distill and s.weight_sampling != "sandwich":
-        keys = ("search", "inplace_distill")
-        where = _override_for(keys, applied) or ""
-        raise RecipeError(f"{where}needs search.weight_sampling: sandwich (the largest path is the teacher); set "
-                          f"it, or set search.inplace_distill: false", filename, "search.inplace_distill",
-                          None if where else _line_of(node, keys))
+        _refuse(("search", "inplace_distill"), "needs search.weight_sampling: sandwich (the largest path is the "
+                "teacher); set it, or set search.inplace_distill: false", filename, node, applied)
+    for key in ("random_band", "random_budgets"):
+        if getattr(s, key) is not None and s.method != "random":
+            _refuse(("search", key), f"applies to search.method random only (this recipe's method is {s.method}, "
+                    f"which would ignore it); remove search.{key}, or set search.method: random", filename, node,
+                    applied)
+    if recipe.supernet_force and recipe.supernet is None:
+        _refuse(("supernet_force",), "applies only with supernet (a run folder whose supernet this run reuses); "
+                "set supernet (or pass --supernet RUN_DIR), or remove supernet_force", filename, node, applied)
 
 
-def _resolve_paths(data: dict, base: Path) -> dict:
-    for keys in PATH_KEYS:
-        cur: Any = data
-        for k in keys[:-1]:
-            cur = cur.get(k) if isinstance(cur, dict) else None
+def _refuse(keys: tuple[str, ...], msg: str, filename: str, node, applied) -> None:
+    """Stop on a key that a cross-check refuses: its override, or its line in the file."""
+    where = _override_for(keys, applied) or ""
+    raise RecipeError(f"{where}{msg}", filename, ".".join(keys), None if where else _line_of(node, keys))
+
+
+def _resolve_paths(data: dict, base: Path, paths: tuple[tuple[str, ...], ...] = PATH_KEYS) -> dict:
+    for keys in paths:
+        cur = _at(data, keys[:-1])
         if isinstance(cur, dict) and isinstance(cur.get(keys[-1]), str) and cur[keys[-1]]:
             cur[keys[-1]] = str(_resolve(cur[keys[-1]], base))
     return data
+
+
+def _at(data: Any, keys: tuple) -> Any:
+    """The value at ``keys`` inside nested mappings, or None."""
+    for k in keys:
+        data = data.get(k) if isinstance(data, dict) else None
+    return data
+
+
+def _resolve_override(keys: tuple[str, ...], value: Any) -> Any:
+    """An override's paths (``space=x``, ``search.cost_table=t.json``, ``search={cost_table: t.json}``) are
+    relative to the current folder: what a user typing them means."""
+    if keys in PATH_KEYS:
+        return str(_resolve(value, Path.cwd())) if isinstance(value, str) and value else value
+    below = tuple(k[len(keys):] for k in PATH_KEYS if k[: len(keys)] == keys)
+    return _resolve_paths(value, Path.cwd(), below) if below and isinstance(value, dict) else value
 
 
 # -------------------------------------------------------------------------------------------- overrides
@@ -755,6 +878,70 @@ def _schema_path(loc: tuple, err_type: str) -> tuple:
     return tuple(out)
 
 
+def _section_of(path: tuple) -> type[BaseModel] | None:
+    """The recipe section holding the key at ``path``, or None (a free-form mapping such as space_args)."""
+    model: type[BaseModel] | None = Recipe
+    for p in path[:-1]:
+        model = _model_of(model.model_fields[p].annotation) if p in model.model_fields else None
+        if model is None:
+            break
+    return model
+
+
+def _known_keys_hint(path: tuple) -> str:
+    """"; did you mean search.lam?" or "; known keys here: ..." for an unknown key at ``path``."""
+    model = _section_of(path)
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(path[-1]), list(model.model_fields), n=1)
+    return (f"; did you mean {'.'.join(map(str, path[:-1] + (close[0],)))}?" if close
+            else f"; known keys here: {', '.join(model.model_fields)}")
+
+
+_YAML_READS = {"tag:yaml.org,2002:int": "a number", "tag:yaml.org,2002:float": "a number",
+               "tag:yaml.org,2002:null": "null", "tag:yaml.org,2002:timestamp": "a date"}
+
+
+def _not_a_name(path: tuple, written: str, reads: str) -> str:
+    """The message for a key YAML reads as a value (``1:``, ``yes:``, ``~:``), worded as an unknown key."""
+    hint = _known_keys_hint(path)
+    if not hint:
+        hint = f"; quote it ('{written}') if it is a name"
+    return f"unknown key (YAML reads {written} as {reads}, not a name){hint}"
+
+
+def _check_key_names(node, filename: str, prefix: tuple = ()) -> None:
+    """Every key in the file is a name: ``1:``, ``yes:`` or ``~:`` is a number, a boolean or null to YAML."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _check_key_names(v, filename, prefix + (i,))
+    if not isinstance(node, yaml.MappingNode):
+        return
+    for k, v in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.tag not in ("tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"):
+            path = prefix + (k.value,)
+            reads = _YAML_READS.get(k.tag) or (str(yaml.safe_load(k.value)).lower() if k.tag.endswith(":bool")
+                                               else "a value")
+            raise RecipeError(_not_a_name(path, k.value, reads), filename, _dotted(path), k.start_mark.line + 1)
+        _check_key_names(v, filename, prefix + (k.value,))
+
+
+def _check_override_key_names(value: Any, keys: tuple, item: str, filename: str) -> None:
+    """As :func:`_check_key_names`, for a mapping given on the command line (``search={1: 2}``)."""
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_override_key_names(v, keys + (i,), item, filename)
+    if not isinstance(value, dict):
+        return
+    for k, v in value.items():
+        if not isinstance(k, str):
+            written = _got(k)
+            reads = "a number" if isinstance(k, (int, float)) and not isinstance(k, bool) else written
+            raise RecipeError(f"override {item}: {_dotted(keys + (written,))}: "
+                              f"{_not_a_name(keys + (written,), written, reads)}", filename)
+        _check_override_key_names(v, keys + (k,), item, filename)
+
+
 def _got(v: Any) -> str:
     s = repr(v) if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip()
     if s.endswith("\n..."):
@@ -767,17 +954,7 @@ def _message(err: dict, path: tuple) -> str:
     t, ctx, inp = err["type"], err.get("ctx") or {}, err.get("input")
     got = f" (got {_got(inp)})"
     if t == "extra_forbidden":
-        model = Recipe
-        for p in path[:-1]:
-            model = _model_of(model.model_fields[p].annotation) if p in model.model_fields else None
-            if model is None:
-                break
-        hint = ""
-        if model is not None:
-            close = difflib.get_close_matches(str(path[-1]), list(model.model_fields), n=1)
-            hint = (f"; did you mean {'.'.join(map(str, path[:-1] + (close[0],)))}?" if close
-                    else f"; known keys here: {', '.join(model.model_fields)}")
-        return f"unknown key{hint}"
+        return f"unknown key{_known_keys_hint(path)}"
     if t == "missing":
         return "required key is missing"
     bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
@@ -785,7 +962,7 @@ def _message(err: dict, path: tuple) -> str:
     if t in bounds:
         op, k = bounds[t]
         bound = ctx.get(k)
-        return f"must be {op} {bound:g}{got}" if isinstance(bound, (int, float)) else f"must be {op} {bound}{got}"
+        return f"must be {op} {bound:g}{got}" if isinstance(bound, float) else f"must be {op} {bound}{got}"
     if t == "literal_error":
         choices = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
         return f"must be one of {choices}{got}"

@@ -146,10 +146,10 @@ def test_the_run_samples_its_members_in_the_band(key):
 
 def test_the_recipe_key_validates():
     assert load_recipe(QUICK).search.random_band is None
-    assert load_recipe(QUICK, ["search.random_band=0.9"]).search.random_band == 0.9
+    assert load_recipe(QUICK, ["search.method=random", "search.random_band=0.9"]).search.random_band == 0.9
     for bad, msg in (("0", "must be > 0 (got 0)"), ("1.5", "must be <= 1 (got 1.5)"), ("high", "number")):
         with pytest.raises(RecipeError, match=r"search\.random_band: .*" + msg.replace("(", r"\(").replace(")", r"\)")):
-            load_recipe(QUICK, [f"search.random_band={bad}"])
+            load_recipe(QUICK, ["search.method=random", f"search.random_band={bad}"])
 
 
 def test_a_band_above_the_largest_network_is_refused_at_start_up():

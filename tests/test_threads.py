@@ -210,13 +210,24 @@ def test_resumed_run_keeps_the_count_it_started_with(tmp_path, seen_threads, mon
     assert strip(resumed) == strip(reference)
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "many", "2.5"])
+@pytest.mark.parametrize("value", ["0", "-1", "many", "2.5", "true"])
 def test_bad_values_are_one_message_exit_2(tmp_path, capsys, value):
     code = main(["run", QUICK, f"threads={value}", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err
-    assert "threads" in err and "must be 'auto' or a whole number of threads >= 1" in err
+    assert "threads" in err and "must be 'auto' or a whole number of threads from 1 to 1024" in err
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("value", ["1025", "1000000"])
+def test_more_threads_than_any_machine_has_are_one_message_exit_2(tmp_path, capsys, monkeypatch, value):
+    code = main(["run", QUICK, f"threads={value}", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert code == 2 and "threads=" + value in err and "from 1 to 1024" in err and "Traceback" not in err
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    with pytest.raises(UserError, match=f"OMP_NUM_THREADS='{value}' in the environment: must be a whole number "
+                                        f"from 1 to 1024"):
+        env_threads()
 
 
 def test_bad_value_in_the_file_names_its_line(tmp_path, capsys):

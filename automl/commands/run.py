@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from pathlib import Path
@@ -16,12 +17,19 @@ from automl.train.distributed import DistInfo, barrier, broadcast_object, init_d
 __all__ = ["main", "default_out_dir", "supernet_overrides"]
 
 
+STAMP = "%Y%m%d-%H%M%S"  # a run folder's name: <recipe name>-<STAMP>
+
+
 def default_out_dir(name: str) -> Path:
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{name}-{time.strftime(STAMP)}"
 
 
 def _latest_run(name: str) -> Path:
-    runs = sorted(Path("runs").glob(f"{name}-*"), key=lambda p: p.stat().st_mtime) if Path("runs").is_dir() else []
+    """The newest ``runs/<name>-YYYYmmdd-HHMMSS``: not another recipe's whose name starts with this one's
+    (quickstart-big-20260101-000000 is not a run of quickstart)."""
+    ours = re.compile(re.escape(name) + r"-\d{8}-\d{6}")
+    found = [p for p in Path("runs").iterdir() if ours.fullmatch(p.name)] if Path("runs").is_dir() else []
+    runs = sorted(found, key=lambda p: p.stat().st_mtime)
     if not runs:
         raise UserError(f"--resume without --out: no earlier run of {name!r} under runs/; pass --out DIR")
     return runs[-1]

@@ -59,10 +59,15 @@ from automl._io import atomic_write_json
 from automl.errors import UserError
 
 __all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "spaces_work", "physical_cores", "busy_cores",
-           "apply_threads", "env_threads", "check_setting", "save_choice", "WORK_PER_THREAD", "THREADS_FILE"]
+           "apply_threads", "env_threads", "check_setting", "save_choice", "WORK_PER_THREAD", "THREADS_FILE",
+           "MAX_THREADS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
+# The most intra-op threads a run may ask for. A fixed number, not a multiple of this machine's cores: a recipe
+# is the run's record and must load alike on the machine that resumes or ranks it. 1024 is above the hardware
+# threads of the largest machines (2 x 192 cores x 2); threads=1000000 made torch fail (std::bad_alloc, exit 1).
+MAX_THREADS = 1024
 BUSY_INTERVAL = 0.15
 
 
@@ -255,8 +260,9 @@ def env_threads(environ=None, local_world_size: int = 1, parent_without_omp=None
     if not text:
         return None
     first = text.split(",")[0].strip()
-    if not first.isdigit() or int(first) < 1:
-        raise UserError(f"OMP_NUM_THREADS={text!r} in the environment: must be a whole number >= 1; unset it "
+    if not first.isdigit() or not 1 <= int(first) <= MAX_THREADS:
+        raise UserError(f"OMP_NUM_THREADS={text!r} in the environment: must be a whole number from 1 to "
+                        f"{MAX_THREADS}; unset it "
                         f"(automl then picks the thread count, see the recipe key threads) or set a number")
     n = int(first)
     if n == 1 and local_world_size > 1:
@@ -312,10 +318,11 @@ def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = Fals
 
 
 def check_setting(v):
-    """The recipe's ``threads`` value: "auto" or a whole number >= 1 (a pydantic before-validator)."""
-    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+    """The recipe's ``threads`` value: "auto" or a whole number from 1 to :data:`MAX_THREADS` (a pydantic
+    before-validator)."""
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_THREADS):
         return v
-    raise ValueError("must be 'auto' or a whole number of threads >= 1")
+    raise ValueError(f"must be 'auto' or a whole number of threads from 1 to {MAX_THREADS}")
 
 
 def apply_threads(n: int) -> None:
