@@ -27,8 +27,9 @@ from automl.train.sampling import fair_archs, sandwich_archs, uniform_archs
 
 # ensemble member m > 0 (search.supernets): its initialisation and D_W order are seeded this far from member 0's
 MEMBER_SEED = 1_000_003
-# the seed of the Kmax paths (every choice of every decision on one of them) that check, after each weight epoch,
-# that the supernet still computes finite outputs; a generator of their own: the run's sampling is untouched
+# the seed of the Kmax paths (every choice of every decision on one of them) that check, after the weight phase's
+# last epoch, that the supernet still computes finite outputs; a generator of their own: the run's sampling is
+# untouched
 PROBE_PATHS = 0
 
 __all__ = ["build_supernet", "supernet_from_state", "WeightsStage", "ThetaStage", "SimultaneousStage",
@@ -210,12 +211,13 @@ class WeightTask(EpochTask):
 
     def _check_weights(self, epoch: int) -> None:
         """After every epoch (whatever search.nan_policy: a skipped step cannot undo an applied one): the
-        supernet's weights and BatchNorm statistics are finite, and it computes finite outputs on every choice
-        (:data:`PROBE_PATHS`). A step's loss is computed before its update, so no loss sees an update that
-        overflowed, or made the weights so large that the next forward overflows, when it is the phase's last."""
+        supernet's weights and BatchNorm statistics are finite; after the phase's last epoch also its outputs on
+        every choice (:data:`PROBE_PATHS`). A step's loss is computed before its update, so no loss sees an update
+        that overflowed, or made the weights so large that the next forward overflows, when it is the phase's
+        last (earlier, the next step's loss shows it)."""
         bad = loops.nonfinite_tensors(self.net)
         what = f"weights became NaN or inf ({len(bad)} tensors, e.g. {bad[0]})" if bad else None
-        if what is None:
+        if what is None and epoch + 1 == self.epochs:
             space = self.ctx.spaces.search
             paths = fair_archs(space.num_choices, max(space.num_choices),
                                torch.Generator().manual_seed(PROBE_PATHS))
