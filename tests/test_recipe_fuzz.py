@@ -8,6 +8,7 @@ random ``key.path=value`` overrides (known keys, misspelt keys, sections, garbag
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import yaml
@@ -121,7 +122,8 @@ def structural_edits(draw):
         if draw(st.booleans()):
             del parent[path[-1]]  # key deletion
         else:
-            parent[path[-1]] = draw(st.sampled_from(VALUES))  # value type swap
+            # value type swap; a copy: a later edit may delete a key inside it, and VALUES must stay as it is
+            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(VALUES)))
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
