@@ -105,6 +105,12 @@ def test_a_run_with_a_relative_cost_table_resumes_and_ranks(tmp_path, table, mon
     capsys.readouterr()
     assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "0"]) == 0, capsys.readouterr().err
     assert "kendall_tau" in capsys.readouterr().out
+    # a folder an earlier automl wrote kept the path relative to the recipe its first line names
+    text = (out / "recipe.resolved.yaml").read_text()
+    (out / "recipe.resolved.yaml").write_text(text.replace(str(tmp_path / "recipes" / "lat.json"), "lat.json"))
+    assert "cost_table: lat.json" in (out / "recipe.resolved.yaml").read_text()
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "0"]) == 0, capsys.readouterr().err
+    assert "kendall_tau" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------- 4: upper bounds

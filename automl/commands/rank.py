@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
 from automl.pipeline.setup import TooManyArchs
@@ -26,13 +28,28 @@ def _load(resolved: Path, base: list[str], flags: dict[str, object]):
         raise
 
 
+def _older_paths(resolved: Path) -> list[str]:
+    """Overrides for a recipe.resolved.yaml an earlier automl wrote with a relative ``search.cost_table``
+    (relative to the recipe it was resolved from, which its first line names): the path made absolute."""
+    try:
+        text = resolved.read_text(encoding="utf-8")
+        table = (yaml.safe_load(text) or {}).get("search", {}).get("cost_table")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+        return []  # load_recipe names what is wrong
+    head = text.split("\n", 1)[0]
+    if not isinstance(table, str) or Path(table).is_absolute() or not head.startswith("# resolved from "):
+        return []
+    return [f"search.cost_table={Path(head.removeprefix('# resolved from ')).parent / table}"]
+
+
 def main(args) -> int:
     out = Path(args.run_dir)
     resolved = out / "recipe.resolved.yaml"
     if not resolved.is_file():
         raise UserError(f"{out}: no recipe.resolved.yaml; RUN_DIR must be the --out folder of an automl run")
     # the run's own ranking section, or the defaults when it had none; then the flags
-    base = [] if load_recipe(resolved).ranking is not None else ["ranking={}"]
+    base = _older_paths(resolved)
+    base += [] if load_recipe(resolved, base).ranking is not None else ["ranking={}"]
     flags = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
     recipe = _load(resolved, base, flags)
 
