@@ -119,8 +119,7 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
         own = retrain and e.name in recipe.retrain.space_args
         keys = ("retrain", "space_args", e.name) if own else ("space_args", e.name)
         got = "" if e.value is None else f", got {e.value!r}"
-        raise RecipeError(f"{e.problem}{got} (space {recipe.space_path})", recipe.source and str(recipe.source),
-                          ".".join(keys), file_line(recipe, keys)) from None
+        raise _recipe_error(recipe, keys, f"{e.problem}{got} (space {recipe.space_path})") from None
 
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
