@@ -11,6 +11,7 @@ None of these calls ``.item()``: the step loop never waits for the device; the c
 from __future__ import annotations
 
 import contextlib
+from typing import Callable
 
 import timm.optim
 import timm.scheduler
@@ -77,8 +78,7 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
     optimizer.zero_grad(set_to_none=True)
     x = _prepare(x, device)
     lam = archs.shape[0]
-    buffers = list(supernet.buffers()) if skip_nonfinite else []
-    saved = [b.detach().clone() for b in buffers]
+    restore_buffers = _buffers_now(supernet) if skip_nonfinite else None
     total = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     teacher = None
@@ -102,9 +102,7 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
         bad = (~torch.isfinite(total) | ~torch.isfinite(grad_sum)).float()
         if all_reduce_sum(bad, info).item() > 0:  # every rank takes the same decision
             optimizer.zero_grad(set_to_none=True)
-            with torch.no_grad():
-                for b, v in zip(buffers, saved):
-                    b.copy_(v)
+            restore_buffers()
             return total.new_tensor(float("nan")) if torch.isfinite(total) else total, correct
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
@@ -130,6 +128,20 @@ def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, gra
     return loss.detach().float(), (out.detach().argmax(1) == y).sum()
 
 
+def _buffers_now(module: nn.Module) -> Callable[[], None]:
+    """A function that puts ``module``'s buffers (BatchNorm running statistics) back as they are now: for a
+    forward pass whose statistics must not count (a skipped step, a check)."""
+    buffers = list(module.buffers())
+    saved = [b.detach().clone() for b in buffers]
+
+    @torch.no_grad()
+    def restore() -> None:
+        for b, v in zip(buffers, saved):
+            b.copy_(v)
+
+    return restore
+
+
 @torch.no_grad()
 def nonfinite_tensors(model: nn.Module) -> list[str]:
     """The names of ``model``'s floating-point parameters and buffers (BatchNorm statistics) that hold NaN or
@@ -150,8 +162,7 @@ def finite_outputs(supernet: nn.Module, x, archs: torch.Tensor, device: torch.de
     running statistics the forward passes change are put back, so training goes on as if it had not run.
     Under torchrun every rank gets the same answer (one all-reduce). Weights can be finite and still so large
     that the next forward overflows: no loss of a phase sees that when its last update made them so."""
-    buffers = list(supernet.buffers())
-    saved = [b.detach().clone() for b in buffers]
+    restore_buffers = _buffers_now(supernet)
     x = _prepare(x, device)
     bad = torch.zeros((), device=x.device)
     for i in range(archs.shape[0]):
@@ -159,8 +170,7 @@ def finite_outputs(supernet: nn.Module, x, archs: torch.Tensor, device: torch.de
             outs = path_outputs(supernet, x, archs[i])
         for logits in outs:
             bad += (~torch.isfinite(logits.float())).any().float()
-    for b, v in zip(buffers, saved):
-        b.copy_(v)
+    restore_buffers()
     return all_reduce_sum(bad, info or DistInfo()).item() == 0
 
 
