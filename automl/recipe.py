@@ -533,9 +533,12 @@ class Recipe(_Config):
 
     def to_yaml(self, exclude: set[str] | dict | None = None) -> str:
         """The resolved recipe (defaults filled, paths absolute); loading it back gives an equal Recipe."""
+        return self._resolved_text(self.model_dump(mode="json", exclude=exclude))
+
+    def _resolved_text(self, data: dict) -> str:
+        """``data`` as recipe.resolved.yaml writes it: a ``# resolved from`` line, then the YAML."""
         head = f"# resolved from {self._source}\n" if self._source else ""
-        return head + yaml.safe_dump(self.model_dump(mode="json", exclude=exclude), sort_keys=False,
-                                     default_flow_style=False)
+        return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
     def _fingerprint_exclude(self) -> dict:
         exclude: dict = {k: True for k in RESULT_NEUTRAL | RESUME_MAY_SET}
@@ -586,9 +589,7 @@ class Recipe(_Config):
         data = self.model_dump(mode="json", exclude=self._fingerprint_exclude())
         if cost_table is not None:
             data["search"]["cost_table"] = cost_table
-        head = f"# resolved from {self._source}\n" if self._source else ""  # as to_yaml writes it
-        return hashlib.sha256((head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)).encode()
-                              ).hexdigest()
+        return hashlib.sha256(self._resolved_text(data).encode()).hexdigest()
 
     def dump_resolved(self, path: str | os.PathLike) -> Path:
         """Write :meth:`to_yaml` to ``path`` (``DIR/recipe.resolved.yaml``), atomically."""
