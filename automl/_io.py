@@ -138,6 +138,10 @@ class UnreadableText(Exception):
         self.reason, self.detail, self.line, self.column, self.source_line = reason, detail, line, column, source_line
 
 
+def _one_newline(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def read_utf8_text(path: str | os.PathLike) -> str:
     """The text of a user's UTF-8 file (a leading byte order mark removed), or :class:`UnreadableText`."""
     p = Path(path)
@@ -152,10 +156,10 @@ def read_utf8_text(path: str | os.PathLike) -> str:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        before = data[:e.start]
+        # every line break counts as one, as the parsers read them: \r\n, a lone \r and \n
+        before = _one_newline(data[:e.start])
         line = before.count(b"\n") + 1
-        line_start = before.rfind(b"\n") + 1
-        col = len(data[line_start:e.start].decode("utf-8", errors="replace")) + 1
-        src = data.split(b"\n")[line - 1].decode("utf-8", errors="replace")
+        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", errors="replace")) + 1
+        src = _one_newline(data).split(b"\n")[line - 1].decode("utf-8", errors="replace")
         raise UnreadableText("encoding", f"0x{data[e.start]:02x}", line, col, src) from None
     return text[1:] if text.startswith("\ufeff") else text

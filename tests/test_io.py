@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from automl._io import atomic_path, atomic_write_bytes, atomic_write_json
+from automl._io import UnreadableText, atomic_path, atomic_write_bytes, atomic_write_json, read_utf8_text
 
 
 @pytest.fixture
@@ -59,3 +59,14 @@ def test_folder_fsync_failure_is_ignored(tmp_path, monkeypatch):
     monkeypatch.setattr("os.fsync", fsync)
     atomic_write_bytes(tmp_path / "x.bin", b"data")
     assert (tmp_path / "x.bin").read_bytes() == b"data"
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_a_bad_byte_is_placed_by_every_kind_of_line_break(tmp_path, newline):
+    p = tmp_path / "t.space"
+    p.write_bytes(newline.join([b"space t", b"# one", b"# caf\xe9 au lait", b"end"]) + newline)
+    with pytest.raises(UnreadableText) as info:
+        read_utf8_text(p)
+    e = info.value
+    assert (e.reason, e.detail, e.line, e.column) == ("encoding", "0xe9", 3, 6)
+    assert e.source_line == "# caf\ufffd au lait"
