@@ -65,8 +65,9 @@ class RunLock:
         self.path = self.folder / LOCK_NAME
         self.fd: int | None = None
 
-    def acquire(self, create: bool = True) -> bool:
-        """Take the lock (``create``: creating the file; else only if it exists). True when held."""
+    def acquire(self, create: bool = True, then: str | None = None) -> bool:
+        """Take the lock (``create``: creating the file; else only if it exists). True when held. ``then``:
+        what to do once the holder has ended, when the lock is held (default: ``automl run``'s advice)."""
         if self.fd is not None:
             return True
         if fcntl is None:
@@ -77,14 +78,15 @@ class RunLock:
         except OSError as e:
             if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
                 return False  # no run folder yet, or no run ever locked it
-            raise UserError(f"--out {self.folder}: cannot open its lock file {self.path} ({e.strerror or e}); "
-                            f"make the folder writable or choose another --out") from None
+            raise UserError(f"{'--out ' if then is None else ''}{self.folder}: cannot open its lock file {self.path} "
+                            f"({e.strerror or e}); make the folder writable"
+                            + (" or choose another --out" if then is None else "")) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UserError(self._held_message()) from None
+                raise UserError(self._held_message(then)) from None
             # a file system without locks (some NFS mounts): go on, unprotected, and say so
             _logger.warning("warning: cannot lock %s (%s); nothing stops a second run from writing to %s",
                             self.path, e.strerror or e, self.folder)
@@ -103,7 +105,7 @@ class RunLock:
             os.close(self.fd)  # closing drops the lock; the file stays, naming the last holder
             self.fd = None
 
-    def _held_message(self) -> str:
+    def _held_message(self, then: str | None = None) -> str:
         try:
             h = json.loads(self.path.read_text())
             who = (f"process {h['pid']} on {h['host']}, started {h['started']}"
@@ -111,5 +113,7 @@ class RunLock:
             stop = f"stop it (kill {h['pid']}: it writes a checkpoint and exits)"
         except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
             who, stop = "another process", "stop it"
+        if then is not None:
+            return f"{self.folder} is in use: another automl run is writing there ({who}); wait for it to end, {then}"
         return (f"--out {self.folder} is in use: another automl run is writing there ({who}); wait for it to "
                 f"end or {stop}, then continue it with --resume, or choose another --out")

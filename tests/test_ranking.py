@@ -298,6 +298,83 @@ def test_automl_rank_bad_settings(tmp_path, capsys):
     assert "supernet" in capsys.readouterr().err
 
 
+
+@pytest.fixture
+def torch_threads():
+    saved = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(saved)
+
+
+def test_automl_rank_computes_with_the_runs_thread_count_and_leaves_its_record(tmp_path, capsys, monkeypatch,
+                                                                                torch_threads):
+    import automl.pipeline.final_stages as fs
+
+    out = tmp_path / "run"
+    Run(load_recipe(QUICK, TINY + ["threads=1"]), out, tty=False).execute()
+    record = (out / "threads.json").read_bytes()
+    (out / "results.json").unlink()  # automl rank rebuilds it
+    torch_threads(2)  # a shell that did not set OMP_NUM_THREADS
+    seen = []
+    real = fs.evaluate
+    monkeypatch.setattr(fs, "evaluate", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    assert main(["rank", str(out), "--archs", "3"]) == 0
+    assert seen and set(seen) == {1}
+    assert "threads: 1" in capsys.readouterr().out
+    assert (out / "threads.json").read_bytes() == record
+    assert json.loads((out / "results.json").read_text())["threads"]["threads"] == 1
+
+
+def test_automl_rank_on_a_run_still_writing_says_to_rank_again_after_it(tmp_path, capsys):
+    from test_preempt import _hold_lock
+
+    out = tmp_path / "run"
+    Run(load_recipe(QUICK, TINY), out, tty=False).execute()
+    holder = _hold_lock(out)
+    try:
+        assert main(["rank", str(out), "--archs", "3"]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"{out} is in use" in err and f"then run automl rank {out} again" in err
+    assert "--resume" not in err and "--out" not in err
+
+
+def test_automl_rank_locks_a_folder_that_lost_its_lock_file(tmp_path, monkeypatch):
+    from automl._lock import RunLock
+    import automl.pipeline.rank as rank
+
+    out = tmp_path / "run"
+    Run(load_recipe(QUICK, TINY), out, tty=False).execute()
+    (out / ".lock").unlink()  # a copy made without dot files
+    held = []
+    real = rank.rank_finished_run
+
+    def probe(run):
+        with pytest.raises(Exception, match="is in use"):  # a second writer is refused meanwhile
+            RunLock(out).acquire()
+        held.append(True)
+        return real(run)
+
+    monkeypatch.setattr(rank, "rank_finished_run", probe)
+    monkeypatch.setattr("automl.pipeline.run.rank_finished_run", probe)
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "0"]) == 0
+    assert held == [True]
+
+
+def test_automl_rank_refuses_a_run_that_has_not_finished(tmp_path, capsys, die_after_save):
+    out = tmp_path / "run"
+    die_after_save(lambda state, n: state["stage"] >= 2)  # after the weight and θ phases
+    with pytest.raises(KeyboardInterrupt):
+        Run(load_recipe(QUICK, TINY), out, tty=False).execute()
+    assert main(["rank", str(out), "--archs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "has not finished" in err and "--resume" in err
+    assert not (out / "results.json").exists()
+
+
 # ---- the training options in the steps --------------------------------------------------------
 
 @pytest.fixture(scope="module")

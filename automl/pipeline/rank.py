@@ -14,8 +14,8 @@ from automl.errors import Stopped, UserError
 from automl.pipeline.context import written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
-from automl.pipeline.results import (PARTIAL, build_results, partial_ranking, ranking_epochs, ranking_results,
-                                     read_results, recorded_retrainings)
+from automl.pipeline.results import (PARTIAL, ReportStage, build_results, partial_ranking, ranking_epochs,
+                                     ranking_results, read_results, recorded_retrainings)
 from automl.pipeline.setup import recipe_costs
 from automl.pipeline.state import RunState
 from automl.report import write_report
@@ -64,16 +64,28 @@ def _checked_checkpoint(run: Run) -> dict:
     return ckpt
 
 
+def _check_finished(run: Run, state: RunState, plan) -> None:
+    """The run must have exported its family (the stages before the ranking's and the report's are done);
+    its own ranking may be unfinished: automl rank measures it anew."""
+    first = next(i for i, s in enumerate(plan.stages) if isinstance(s, (RankingStage, ReportStage)))
+    if state.stage < first:
+        raise UserError(f"{run.out}: the run has not finished (next: its stage {plan.stages[state.stage].key}); "
+                        f"automl rank ranks a finished run: finish it first (automl run RECIPE --out {run.out} "
+                        f"--resume, with its recipe and overrides)")
+
+
 def rank_finished_run(run: Run) -> dict:
     """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
     results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock."""
     ckpt = _checked_checkpoint(run)
     r, out, info = run.recipe, run.out, run.info
-    spaces, data, _ = run.start_up(threads=False)
+    spaces, data, threads = run.start_up(ranking=True)
     state = RunState.from_checkpoint(ckpt, str(run.store.folder))
-    state.stage, state.epoch, state.step = 0, 0, 0
     costs = recipe_costs(r, spaces.search)
     plan = build_plan(r, out, run.method, spaces, costs, run.device)
+    _check_finished(run, state, plan)
+    state.stage, state.epoch, state.step = 0, 0, 0
+    state.phase_seconds["ranking"] = 0.0  # the ranking section's seconds: this command's
     preempt = Preemption(info, finishing="the current retraining, then keeping those done")
     ctx = run.context(state, spaces, data, plan, preempt, checkpointing=False)
     path = out / "results.json"
@@ -89,7 +101,7 @@ def rank_finished_run(run: Run) -> dict:
         run.reporter.cut(partial["metrics_bytes"])
     results = None  # rank 0 writes results.json
     if info.is_main:
-        results = before or build_results(r, state, plan.members, ctx, run.method.name, costs, None)
+        results = before or build_results(r, state, plan.members, ctx, run.method.name, costs, threads)
     reused = 0
     with preempt.armed():  # SIGTERM / SIGINT: stop after the current retraining, keeping those done
         for n, (idx, stage) in enumerate(stages, 1):

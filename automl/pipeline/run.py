@@ -127,17 +127,18 @@ class Run:
                              f"nothing to continue; {again}")
         return UserError(f"--resume: {self.out} cannot be resumed: {self.store.why_none()}; {again}")
 
-    def _setup_threads(self, spaces) -> object:
+    def _setup_threads(self, spaces, ranking: bool = False) -> object:
         """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0 and set
-        on every rank before any torch compute: the count changes float rounding."""
+        on every rank before any torch compute: the count changes float rounding. ``ranking`` (automl rank):
+        the count the run recorded, as ``--resume`` keeps it, and its threads.json left as it is."""
         def choose():
             r = self.recipe
             work = None if spaces is None else (lambda: spaces_work(
                 spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
             local = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
-            choice = resolve_threads(r.threads, out_dir=self.out, resume=self.resume, work=work,
+            choice = resolve_threads(r.threads, out_dir=self.out, resume=self.resume or ranking, work=work,
                                      local_world_size=local)
-            if not self.resume or not (self.out / "threads.json").exists():
+            if not ranking and (not self.resume or not (self.out / "threads.json").exists()):
                 save_choice(self.out, choice)
             return choice
 
@@ -146,15 +147,15 @@ class Run:
         self.reporter.info(threads.line())
         return threads
 
-    def start_up(self, threads: bool = True):
+    def start_up(self, ranking: bool = False):
         """Compile the spaces once, choose the threads, load the data, check the recipe against both.
-        Returns (spaces, data, thread choice)."""
+        Returns (spaces, data, thread choice). ``ranking``: for ``automl rank`` (:meth:`_setup_threads`)."""
         r = self.recipe
         try:
             spaces, deferred = load_spaces(r), None
         except UserError as e:  # a mistake in the space: reported after the data is checked
             spaces, deferred = None, e
-        choice = self._setup_threads(spaces) if threads else None
+        choice = self._setup_threads(spaces, ranking)
         # before the space's mistakes: a wrong data.root should be named first
         data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device=self.device, rank=self.info.rank,
                           world_size=self.info.world_size)
@@ -274,7 +275,7 @@ class Run:
         results.json and report.md are updated, the checkpoints are left as they are. Holds the run folder's
         lock (a run still writing there is named, and nothing is done)."""
         if self.info.is_main:
-            self.lock.acquire(create=False)
+            self.lock.acquire(then=f"then run automl rank {self.out} again")
         try:
             return rank_finished_run(self)
         finally:
