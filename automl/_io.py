@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import secrets
@@ -20,7 +21,7 @@ from typing import Iterator
 from automl.errors import UserError
 
 __all__ = ["TEMPORARY", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file"]
+           "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file"]
 
 
 # the name of a temporary _create_temporary makes: ".NAME.RANDOM{suffix}.tmp", RANDOM 8 hex digits (8 of
@@ -87,8 +88,21 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def strict_json(obj):
+    """``obj`` with every non-finite float (NaN, ±inf, at any depth of its dicts, lists and tuples) as None:
+    strict JSON (RFC 8259) has no NaN or Infinity, so a reader other than Python's could not parse them."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
 def atomic_write_json(path: str | os.PathLike, obj, indent: int = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+    """``obj`` as strict JSON: a non-finite number is written as ``null`` (:func:`strict_json`)."""
+    atomic_write_text(path, json.dumps(strict_json(obj), indent=indent, allow_nan=False) + "\n")
 
 
 def remove_temporaries(folders: list[Path]) -> None:

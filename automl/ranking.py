@@ -119,13 +119,19 @@ def mean_over_seeds(retrainings: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in retrainings])) for k in ("test_loss", "test_accuracy")}
 
 
+def _defined(r: float) -> float | None:
+    return r if math.isfinite(r) else None
+
+
 def summarize(entries: list[dict], truth: str = "loss") -> dict:
     """The ``ranking`` section of results.json from per-architecture entries (each with the supernet's scores
     on D_θ, ``supernet_loss`` and ``supernet_accuracy`` with BatchNorm recalibrated, the ``_batch_stats``
     ones without, and ``retrainings``: one ``{seed, test_loss, test_accuracy}`` per stand-alone retraining).
 
     ``truth`` loss: the supernet's negated loss against the negated mean test loss over the retrainings;
-    accuracy: the supernet's accuracy against the mean test accuracy. Each entry gets the means."""
+    accuracy: the supernet's accuracy against the mean test accuracy. Each entry gets the means. A correlation
+    that is undefined (NaN: a constant score or truth, or a non-finite value) is None, as results.json writes
+    it (strict JSON has no NaN)."""
     archs = [{**e, **mean_over_seeds(e["retrainings"])} for e in entries]
     if truth == "loss":
         score = [-e["supernet_loss"] for e in archs]
@@ -135,7 +141,7 @@ def summarize(entries: list[dict], truth: str = "loss") -> dict:
         score = [e["supernet_accuracy"] for e in archs]
         score_batch = [e["supernet_accuracy_batch_stats"] for e in archs]
         target = [e["test_accuracy"] for e in archs]
-    return {"kendall_tau": kendall_tau_b(score, target), "spearman": spearman(score, target),
-            "kendall_tau_batch_stats": kendall_tau_b(score_batch, target),
+    return {"kendall_tau": _defined(kendall_tau_b(score, target)), "spearman": _defined(spearman(score, target)),
+            "kendall_tau_batch_stats": _defined(kendall_tau_b(score_batch, target)),
             "seeds": len(archs[0]["retrainings"]), "truth": truth, "archs": archs,
             "pairs": pair_counts(score, target)}

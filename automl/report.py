@@ -86,7 +86,11 @@ def render_markdown(results: dict) -> str:
         f"Search time (weight + θ phases, no retraining): **{results['search_seconds']:.1f} s**.",
         "",
     ]
-    if budgeted:
+    if budgeted and results["method"] == "random":
+        lines += [f"Budgets are total {metric}; `random` has no ε: each member is drawn uniformly among the "
+                  f"architectures within its budget (any architecture for `none`; with `search.random_band`, only "
+                  f"those costing at least that fraction of the budget), and the ε column numbers the draws.", ""]
+    elif budgeted:
         lines += [f"Budgets are total {metric}; each member's ε was adapted to meet its budget (final value "
                   f"shown).", ""]
     lines += [
@@ -113,34 +117,97 @@ def render_markdown(results: dict) -> str:
     lines += ["", "Latency: onnxruntime on this machine (CPU, batch 1, one thread), median after warm-up.",
               "", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items()),
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
-              "Chosen operations:", ""]
+              *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
         lines.append(f"- {_label(a, i, budgeted)}: `{' '.join(a['choices'])}`")
-    rk = results.get("ranking")
-    if rk:
-        p = rk["pairs"]
-        measure, seeds = rk.get("truth", "accuracy"), rk.get("seeds", 1)
-        lines += ["", "## How well the supernet ranks", "",
-                  f"{len(rk['archs'])} architectures spread over the cost range, each scored on the supernet "
-                  f"({measure} on D_θ, BatchNorm recalibrated) and retrained stand-alone "
-                  f"({_times(seeds)}; the truth is the mean test {measure}): Kendall's τ "
-                  f"**{rk['kendall_tau']:.3f}**, Spearman's ρ {rk['spearman']:.3f} ({p['concordant']} of "
-                  f"{p['total']} pairs in the same order, {p['discordant']} reversed, {p['tied']} tied). With "
-                  f"each batch's own BatchNorm statistics (the θ phase's default): τ "
-                  f"{rk['kendall_tau_batch_stats']:.3f}.", "", "![supernet vs stand-alone](ranking.png)"]
+    if results.get("ranking"):
+        lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
 
 
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _pareto_note(archs: list[dict]) -> list[str]:
+    """The lines that say which architectures pareto.png leaves out: those without a test accuracy."""
+    missing = sum(not _finite(a.get("test_accuracy")) for a in archs)
+    if not missing:
+        return []
+    if missing == len(archs):
+        return [f"pareto.png shows none of the {missing} architectures: none has a test accuracy (not "
+                f"evaluated).", ""]
+    return [f"pareto.png leaves out the {missing} architecture{'s' if missing > 1 else ''} without a test "
+            f"accuracy (not evaluated).", ""]
+
+
+def _corr(r) -> str:
+    return f"{r:.3f}" if _finite(r) else "undefined"
+
+
+def _measured(v: float, measure: str) -> str:
+    return _fmt_acc(v) if measure == "accuracy" else f"{v:.4g}"
+
+
+def _why_undefined(score: list, truth: list, measure: str) -> str:
+    """Why a rank correlation of ``score`` against ``truth`` is undefined (NaN, written as null)."""
+    if not all(_finite(v) for v in score + truth):
+        return "a value is NaN or inf (a network diverged) and has no place in an order"
+    if len(set(truth)) <= 1:
+        return f"every architecture got the same test {measure} ({_measured(truth[0], measure)})"
+    if len(set(score)) <= 1:
+        return f"the supernet gave every architecture the same score ({_measured(score[0], measure)})"
+    return "fewer than two architectures"
+
+
+def _retrained(rk: dict) -> bool:
+    """False for a ranking with ``retrain_epochs: 0``: its truth is the supernet's own weights on the test set."""
+    return rk.get("retrain_epochs") != 0
+
+
+def _ranking_lines(rk: dict) -> list[str]:
+    """report.md's paragraph on the ranking section (automl/pipeline/final_stages.py RankingStage)."""
+    p, archs = rk["pairs"], rk["archs"]
+    measure, seeds = rk.get("truth", "accuracy"), rk.get("seeds", 1)
+    truth = [a.get(f"test_{measure}") for a in archs]
+    if _retrained(rk):
+        how = f"retrained stand-alone ({_times(seeds)}; the truth is the mean test {measure})"
+    else:
+        how = (f"not retrained (`retrain_epochs: 0`; the truth is the test {measure} of the supernet's own weights "
+               f"on each path, BatchNorm recalibrated as for its score, with several supernets the mean of each "
+               f"one's)")
+    text = (f"{len(archs)} architectures spread over the cost range, each scored on the supernet ({measure} on "
+            f"D_θ, BatchNorm recalibrated) and {how}: Kendall's τ **{_corr(rk['kendall_tau'])}**, Spearman's ρ "
+            f"{_corr(rk['spearman'])} ({p['concordant']} of {p['total']} pairs in the same order, "
+            f"{p['discordant']} reversed, {p['tied']} tied).")
+    if not (_finite(rk["kendall_tau"]) and _finite(rk["spearman"])):
+        why = _why_undefined([a.get(f"supernet_{measure}") for a in archs], truth, measure)
+        text += f" A rank correlation is undefined when a measure does not vary or is not a number: {why}."
+    batch = rk["kendall_tau_batch_stats"]
+    text += f" With each batch's own BatchNorm statistics (the θ phase's default): τ {_corr(batch)}"
+    if not _finite(batch):
+        score = [a.get(f"supernet_{measure}_batch_stats") for a in archs]
+        text += f", because {_why_undefined(score, truth, measure)}"
+    alt = "supernet vs stand-alone" if _retrained(rk) else "supernet vs its own weights on the test set"
+    return [text + ".", "", f"![{alt}](ranking.png)"]
+
+
 def plot_pareto(results: dict) -> bytes:
-    """PNG bytes of the search's cost vs test accuracy (architectures without an accuracy are drawn at 0)."""
+    """PNG bytes of the search's cost vs test accuracy. Architectures without a test accuracy (not evaluated)
+    are left out (report.md says how many); with none left the plot says so."""
     fig, ax = _figure()
     archs = results["architectures"]
     metric = results.get("cost_metric", "params")
-    xs = [a.get("cost") or 0 for a in archs]  # the search's own cost metric
-    ys = [100 * (a.get("test_accuracy") or 0.0) for a in archs]
-    ax.plot(xs, ys, "o", color="tab:blue")
+    shown = [(i, a) for i, a in enumerate(archs) if _finite(a.get("test_accuracy"))]
+    xs = [a.get("cost") or 0 for _, a in shown]  # the search's own cost metric
+    ys = [100 * a["test_accuracy"] for _, a in shown]
     budgeted = _budgeted(results)
-    for i, (x, y, a) in enumerate(zip(xs, ys, archs)):
+    if shown:
+        ax.plot(xs, ys, "o", color="tab:blue")
+    else:
+        ax.text(0.5, 0.5, "no architecture has a test accuracy", transform=ax.transAxes, ha="center",
+                va="center", color="tab:gray")
+    for (i, a), x, y in zip(shown, xs, ys):
         ax.annotate(_label(a, i, budgeted), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
     for a in archs if budgeted else ():  # budgets are in the units of the x axis, the search's cost
         if a.get("budget") is not None:
@@ -158,23 +225,30 @@ def _times(n: int) -> str:
     return "once" if n == 1 else f"{n} times, seeds averaged"
 
 
+def _value(v, scale: float = 1.0) -> float:
+    """A plotted measurement: NaN (not drawn) for a non-finite one, which results.json holds as null."""
+    return scale * v if _finite(v) else math.nan
+
+
 def plot_ranking(results: dict) -> bytes:
-    """PNG bytes of the ranking: the supernet's score vs the stand-alone truth (the ranking's ``truth``
-    measure: loss or accuracy; mean over the retrainings), one point per architecture."""
+    """PNG bytes of the ranking: the supernet's score vs the truth (the ranking's ``truth`` measure: loss or
+    accuracy; mean over the stand-alone retrainings, or with ``retrain_epochs: 0`` the supernet's own weights on
+    the test set), one point per architecture."""
     rk = results["ranking"]
     archs, seeds = rk["archs"], rk.get("seeds", 1)
+    loss = rk.get("truth", "accuracy") == "loss"
+    measure, scale = ("loss", 1.0) if loss else ("accuracy", 100.0)
     fig, ax = _figure()
-    if rk.get("truth", "accuracy") == "loss":
-        xs, ys = [a["supernet_loss"] for a in archs], [a["test_loss"] for a in archs]
-        xlabel, ylabel = "supernet loss on D_θ (BatchNorm recalibrated)", "stand-alone test loss"
-    else:
-        xs, ys = [100 * a["supernet_accuracy"] for a in archs], [100 * a["test_accuracy"] for a in archs]
-        xlabel, ylabel = "supernet accuracy on D_θ [%] (BatchNorm recalibrated)", "stand-alone test accuracy [%]"
+    xs = [_value(a[f"supernet_{measure}"], scale) for a in archs]
+    ys = [_value(a[f"test_{measure}"], scale) for a in archs]
+    unit = "" if loss else " [%]"
+    ylabel = (f"stand-alone test {measure}{unit}" if _retrained(rk)
+              else f"test {measure}{unit}, supernet's own weights (BatchNorm recalibrated)")
     pts = ax.scatter(xs, ys, c=[a["params"] for a in archs], cmap="viridis")
     fig.colorbar(pts, ax=ax, label="parameters")
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(f"supernet {measure} on D_θ{unit} (BatchNorm recalibrated)")
     ax.set_ylabel(ylabel + ("" if seeds == 1 else f", mean of {seeds} seeds"))
-    ax.set_title(f"{results['recipe']}: Kendall τ {rk['kendall_tau']:.3f}, Spearman {rk['spearman']:.3f}")
+    ax.set_title(f"{results['recipe']}: Kendall τ {_corr(rk['kendall_tau'])}, Spearman {_corr(rk['spearman'])}")
     return _png(fig, ax)
 
 

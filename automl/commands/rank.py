@@ -60,7 +60,8 @@ def main(args) -> int:
             raise
         raise UserError(f"--archs {e.asked}: {e.asked} architectures asked for, but the space {e.space} has "
                         f"only {e.size:,}; pass --archs {e.size} or less") from None
-    print(f"kendall_tau {ranking['kendall_tau']:.4f}  spearman {ranking['spearman']:.4f}  "
-          f"({len(ranking['archs'])} architectures, {ranking['seeds']} retraining(s) each, truth: mean test "
-          f"{ranking['truth']})")
+    tau, rho = (("undefined" if r is None else f"{r:.4f}") for r in (ranking["kendall_tau"], ranking["spearman"]))
+    how = (f"{ranking['seeds']} retraining(s) each, truth: mean test {ranking['truth']}" if ranking["retrain_epochs"]
+           else f"not retrained, truth: test {ranking['truth']} of the supernet's own weights")
+    print(f"kendall_tau {tau}  spearman {rho}  ({len(ranking['archs'])} architectures, {how})")
     return 0

@@ -48,8 +48,14 @@ def recorded_retrainings(recipe, ranking: dict | None, choices: list[list[str]])
     archs = ranking.get("archs", [])
     if [a.get("choices") for a in archs] != choices:
         return {}
-    return {(j, r["seed"]): {"test_loss": r["test_loss"], "test_accuracy": r["test_accuracy"], "params": a["params"]}
+    return {(j, r["seed"]): {"test_loss": _number(r["test_loss"]), "test_accuracy": _number(r["test_accuracy"]),
+                             "params": a["params"]}
             for j, a in enumerate(archs) for r in a.get("retrainings", [])}
+
+
+def _number(v: float | None) -> float:
+    """A measurement as results.json holds it: null was a non-finite one (strict JSON has no NaN), read as NaN."""
+    return float("nan") if v is None else v
 
 
 def partial_ranking(recipe, state: RunState, choices: list[list[str]], done: set[int], metrics_bytes: int) -> dict:
@@ -97,12 +103,14 @@ def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
 
 
 def ranking_results(recipe, state: RunState) -> dict | None:
-    """The ``ranking`` section once every architecture has all its retrainings (else None)."""
+    """The ``ranking`` section once every architecture has all its retrainings (else None); ``seconds``: the
+    time of the ranking stages (the run's ``phase_seconds`` ``ranking``)."""
     rk = recipe.ranking
     entries = [state.results.get(f"ranking/{j}") for j in range(rk.archs)] if rk else []
     if not entries or any(e is None or len(e.get("retrainings", ())) < ranking_seeds(recipe) for e in entries):
         return None
-    return {**summarize(entries, rk.truth), "retrain_epochs": ranking_epochs(recipe)}
+    return {**summarize(entries, rk.truth), "retrain_epochs": ranking_epochs(recipe),
+            "seconds": round(state.phase_seconds.get("ranking", 0.0), 3)}
 
 
 def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -> list[dict]:

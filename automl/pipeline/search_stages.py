@@ -197,7 +197,9 @@ class WeightTask(EpochTask):
             raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}, by step "
                             f"{steps}; lower optim.lr or set optim.grad_clip (now {self.grad_clip}), or skip "
                             f"such steps with search.nan_policy=skip")
-        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1), "lr": self.lr}
+        # Algorithm 2's θ steps: the fields the θ phase logs (with budgets the adapted ε)
+        theta = {} if self.theta is None else self.method.log_fields(self.theta.searcher)
+        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1), "lr": self.lr, **theta}
 
     def end_epoch(self, epoch):
         self.ctx.reporter.info(

@@ -10,7 +10,6 @@ Only rank 0 prints or writes.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from pathlib import Path
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from automl._io import atomic_write_bytes
+from automl._io import atomic_write_bytes, strict_json
 
 __all__ = ["Reporter"]
 
@@ -37,10 +36,9 @@ class Reporter:
         if not self.enabled or self.metrics_path is None:
             return
         fields.setdefault("seconds", round(time.perf_counter() - self._t0, 3))
-        # strict JSON has no NaN/Infinity: a non-finite number (a diverged loss) is written as null
-        fields = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in fields.items()}
+        # strict JSON has no NaN/Infinity: a non-finite number (a diverged loss, at any depth) is written as null
         with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(fields) + "\n")
+            f.write(json.dumps(strict_json(fields), allow_nan=False) + "\n")
 
     def size(self) -> int:
         """Bytes in metrics.jsonl now (a checkpoint records it: a resumed run cuts the log back to it)."""
