@@ -127,7 +127,9 @@ def _export(sub, verbose) -> argparse.ArgumentParser:
     e.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
     e.add_argument("--out", required=True, help="output directory")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
-    e.add_argument("--weights", default=None, help="supernet checkpoint to inherit weights from")
+    e.add_argument("--weights", default=None,
+                   help="supernet checkpoint to inherit weights from, or an export's own model.safetensors "
+                        "(with --arch its manifest.json: that network again)")
     e.add_argument("--se", type=float, help="squeeze-and-excitation ratio of MBConv blocks (0; a manifest's)")
     e.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     e.add_argument("--quantize", default=None, help="int8: also write model.int8.onnx (needs --recipe)")

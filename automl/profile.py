@@ -43,7 +43,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from automl._io import atomic_write_json
-from automl.compile.costs import BUILTIN_METRICS
+from automl.compile.costs import BUILTIN_METRICS, CostTable
 from automl.errors import UserError
 from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
@@ -54,6 +54,7 @@ __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "machine_info", "ort_session", 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
 TABLE_VERSION = 1
+TABLE_UNIT = "ms"  # what `space profile` writes; recipe budgets in time units are turned into ms
 
 
 # ---- the machine and the runtime ---------------------------------------------------------------
@@ -273,10 +274,7 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
 
     check_profile_args(runtime, threads, batch, repeat, clock)
     if cs.cost_table.context_decisions:
-        names = ", ".join(cs.decisions[d].name for d in cs.cost_table.context_decisions)
-        raise UserError(f"space {cs.name} has elastic widths ({names}): a latency table of one cost per choice "
-                        f"cannot describe it (a layer's latency depends on the widths chosen); search with "
-                        f"params or macs, or profile one space per width (`--set`)")
+        raise UserError(_elastic_refusal(cs))
     warmup = max(2, repeat // 4) if warmup is None else int(warmup)
     torch.manual_seed(0)
     pieces, fixed_keys, choice_keys = _pieces(cs)
@@ -308,7 +306,7 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
         decisions.append({"name": dec.name, "choices": {
             c: float(sum(values[k] for k in choice_keys[d][i])) for i, c in enumerate(dec.choices)}})
     return {
-        "format": TABLE_FORMAT, "version": TABLE_VERSION, "metric": metric, "unit": "ms",
+        "format": TABLE_FORMAT, "version": TABLE_VERSION, "metric": metric, "unit": TABLE_UNIT,
         "space": {"name": cs.name, "file": str(cs.filename), "args": {k: str(v) for k, v in cs.overrides.items()},
                   "kind": cs.kind, "input_shape": list(cs.input_shape), "num_classes": cs.num_classes,
                   "params_fingerprint": params_fingerprint(cs)},
@@ -320,6 +318,26 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
         "fixed": float(sum(fixed_parts.values())), "fixed_parts": fixed_parts,
         "decisions": decisions,
     }
+
+
+def _elastic_refusal(cs) -> str:
+    """Why a space with elastic widths or an elastic resolution (the cost table's context decisions) has no
+    latency table, and what to edit in its file to profile it: a ``--set`` cannot remove those decisions."""
+    widths = [cs.decisions[d].name for d in cs.cost_table.context_decisions if d != cs.resolution_dec]
+    stages = ", ".join(name.removesuffix("_width") for name in widths)
+    what, edits = [], []
+    if widths:
+        what.append(f"elastic widths ({', '.join(widths)})")
+        edits.append(f"give stage{'s' if len(widths) > 1 else ''} {stages} one width each (`width A` where it "
+                     f"says `width A, B`)")
+    if cs.resolution_dec is not None:
+        what.append(f"an elastic resolution (its `resolution` statement, decision "
+                    f"{cs.decisions[cs.resolution_dec].name}: {', '.join(cs.decisions[cs.resolution_dec].choices)})")
+        edits.append("remove the `resolution` statement")
+    return (f"space {cs.name} has {' and '.join(what)}: a latency table of one cost per choice cannot describe "
+            f"it (a layer's latency depends on the widths and input size chosen); search with params or macs, "
+            f"or profile a copy of {cs.filename} in which you {' and '.join(edits)}, one copy per width and "
+            f"input size you mean to deploy")
 
 
 def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup, n, progress,
@@ -335,15 +353,20 @@ def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, re
     cannot be told apart (``scale`` outside [0.5, 2]), ``scale`` stays 1 and only ``c`` is fitted.
     """
     g = torch.Generator().manual_seed(12345)
+    # the pieces of a whole network, counted and summed as CostTable.total counts a choice's cost: a gated
+    # decision's (a layer elastic depth may leave out) only when its depth decision keeps the layer
+    sums = CostTable([d.choices for d in cs.decisions],
+                     {"pieces": [[len(keys) for keys in row] for row in choice_keys],
+                      "ms": [[sum(values[k] for k in keys) for keys in row] for row in choice_keys]},
+                     {"pieces": len(fixed_keys), "ms": sum(values[k] for k in fixed_keys)}, gates=cs.cost_table.gates)
     rows = []
     with _progress(progress, n, "") as p:
         task = p.add_task(f"calibrating on {n} whole networks", total=n) if p is not None else None
         for _ in range(n):
             arch = [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]
-            keys = list(fixed_keys) + [k for d, a in enumerate(arch) for k in choice_keys[d][a]]
             model = cs.build_standalone(torch.tensor(arch))
             measured = time_module(model, [(batch, *cs.input_shape)], threads, repeat, warmup, clock)
-            rows.append((len(keys), sum(values[k] for k in keys), measured - overhead))
+            rows.append((sums.total(arch, "pieces"), sums.total(arch, "ms"), measured - overhead))
             if p is not None:
                 p.advance(task)
     ns = np.array([r[0] for r in rows], dtype=np.float64)
@@ -399,17 +422,49 @@ def write_cost_table(table: dict, path: str | os.PathLike) -> None:
 
 # ---- reading a table and applying it to a space ------------------------------------------------
 
-def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, check_shape: bool = True) -> dict:
+def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, check_shape: bool = True,
+                    against: str | None = None) -> dict:
     """Read ``path`` and check it against the compiled space ``cs``; returns the table.
 
     Any mismatch (other space, decisions, choices, input size or widths), a missing, negative or
-    non-numeric entry, or a metric name the space already has is a :class:`UserError` naming the table
-    and the space (and ``source``, the recipe that asked for it). ``check_shape=False`` skips the
-    input-size and width checks (for the search space when retraining uses other sizes).
+    non-numeric entry, a key of the wrong type, a unit other than ``ms``, or a metric name the space already
+    has is a :class:`UserError` naming the table and the space (and ``source``, the recipe that asked for
+    it). ``check_shape=False`` skips the input-size and width checks (for the search space when retraining
+    uses other sizes). ``against``: what ``cs`` is when the caller compiled it otherwise than the user's
+    space and ``--set`` values (a run's retrained space), said in place of "space FILE" in a mismatch.
     """
     path = Path(path)
     where = f"{source}: " if source else ""
-    space_file = str(cs.filename)
+    table = _load_table(path, where, str(cs.filename))
+    _check_header(table, path, where, cs)
+    mismatch = f"{where}cost table {path} does not fit {against or f'space {cs.filename}'}"
+    t_space = table.get("space") if isinstance(table.get("space"), dict) else {}
+    names = [d.get("name") if isinstance(d, dict) else None for d in table["decisions"]]
+    ours = [d.name for d in cs.decisions]
+    if names != ours:
+        diff = next((f"decision #{i + 1} is {a!r} there, {b!r} here" for i, (a, b) in enumerate(zip(names, ours))
+                     if a != b), f"{len(names)} decisions there, {len(ours)} here")
+        raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
+                        f"{t_space.get('name', '?')!r} ({t_space.get('file', '?')}): profile this space with "
+                        f"`automl space profile`")
+    if check_shape:
+        _check_shape(table, t_space, cs, mismatch, path)
+    for entry, dec in zip(table["decisions"], cs.decisions):
+        got = entry.get("choices")
+        if not isinstance(got, dict) or set(got) != set(dec.choices):
+            have = sorted(got) if isinstance(got, dict) else got
+            missing = [c for c in dec.choices if not isinstance(got, dict) or c not in got]
+            raise UserError(f"{mismatch}: decision {dec.name}: " + (
+                f"no entry for choice {missing[0]!r}" if missing else
+                f"other choices ({have} there, {list(dec.choices)} here)"))
+        for c in dec.choices:
+            _check_value(got[c], f"{where}{path}: decision {dec.name}, choice {c!r}")
+    _check_value(table["fixed"], f"{where}{path}: \"fixed\"")
+    return table
+
+
+def _load_table(path: Path, where: str, space_file: str) -> dict:
+    """The JSON object of a cost table file, in the table format (any other file is a :class:`UserError`)."""
     try:
         table = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -423,42 +478,61 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     if table.get("version") != TABLE_VERSION:
         raise UserError(f"{where}{path}: cost table version {table.get('version')!r}; this automl reads "
                         f"version {TABLE_VERSION}")
+    return table
+
+
+def _check_header(table: dict, path: Path, where: str, cs) -> None:
+    """The table's metric, unit, ``decisions`` (a list) and ``fixed`` (present): what every table holds."""
+    space_file = str(cs.filename)
     metric = table.get("metric")
     if not isinstance(metric, str) or not metric.isidentifier():
         raise UserError(f"{where}{path}: \"metric\" must be a metric name such as \"latency\", got {metric!r}")
     if metric in BUILTIN_METRICS or metric in cs.cost_table.metrics:
         raise UserError(f"{where}{path}: metric {metric!r} is already a metric of {space_file} "
                         f"({', '.join(cs.cost_table.metrics)}); rename the table's metric")
-    mismatch = f"{where}cost table {path} does not fit space {space_file}"
-    t_space = table.get("space") if isinstance(table.get("space"), dict) else {}
-    names = [d.get("name") if isinstance(d, dict) else None for d in table.get("decisions") or []]
-    ours = [d.name for d in cs.decisions]
-    if names != ours:
-        diff = next((f"decision #{i + 1} is {a!r} there, {b!r} here" for i, (a, b) in enumerate(zip(names, ours))
-                     if a != b), f"{len(names)} decisions there, {len(ours)} here")
-        raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
-                        f"{t_space.get('name', '?')!r} ({t_space.get('file', '?')}): profile this space with `automl space profile`")
-    if check_shape:
-        size = table.get("input_size")
-        if list(size or []) != list(cs.input_shape):
-            raise UserError(f"{mismatch}: the table was measured at input size {size}, the space takes "
-                            f"{list(cs.input_shape)}; profile with the same --set values as the run")
-        fp = t_space.get("params_fingerprint")
-        if fp is not None and fp != params_fingerprint(cs):
-            raise UserError(f"{mismatch}: the space's widths or ops differ from those profiled (other --set "
-                            f"values {t_space.get('args', {})}?); profile with the same --set values as the run")
-    for entry, dec in zip(table["decisions"], cs.decisions):
-        got = entry.get("choices")
-        if not isinstance(got, dict) or set(got) != set(dec.choices):
-            have = sorted(got) if isinstance(got, dict) else got
-            missing = [c for c in dec.choices if not isinstance(got, dict) or c not in got]
-            raise UserError(f"{mismatch}: decision {dec.name}: " + (
-                f"no entry for choice {missing[0]!r}" if missing else
-                f"other choices ({have} there, {list(dec.choices)} here)"))
-        for c in dec.choices:
-            _check_value(got[c], f"{where}{path}: decision {dec.name}, choice {c!r}")
-    _check_value(table.get("fixed", 0.0), f"{where}{path}: \"fixed\"")
-    return table
+    if table.get("unit") != TABLE_UNIT:
+        raise UserError(f"{where}{path}: \"unit\" is {table.get('unit')!r}; automl reads cost tables in "
+                        f"milliseconds (\"unit\": \"{TABLE_UNIT}\", as `automl space profile` writes them, and "
+                        f"budgets such as 8ms or 14us are turned into ms): convert the costs and \"fixed\" to ms")
+    if not isinstance(table.get("decisions"), list):
+        raise UserError(f"{where}{path}: \"decisions\" must be a list of {{\"name\", \"choices\"}} objects, one "
+                        f"per decision of {space_file}, got {_short(table.get('decisions'))}")
+    if "fixed" not in table:
+        raise UserError(f"{where}{path}: no \"fixed\" entry (the cost of the parts that are not searched: "
+                        f"stem, head, per-call overhead); re-profile with `automl space profile {space_file}`")
+
+
+def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> None:
+    """The table was measured at the space's input size and for its widths (``params_fingerprint``)."""
+    size = table.get("input_size")
+    again = f"profile it with `{_profile_command(cs, path)}`"
+    if not isinstance(size, list):
+        raise UserError(f"{mismatch}: \"input_size\" must be a list [C, H, W], got {_short(size)}; {again}")
+    if size != list(cs.input_shape):
+        raise UserError(f"{mismatch}: the table was measured at input size {size}, the space takes "
+                        f"{list(cs.input_shape)}; {again}")
+    fp = t_space.get("params_fingerprint")
+    if fp is not None and fp != params_fingerprint(cs):
+        theirs = _set_flags(t_space.get("args") if isinstance(t_space.get("args"), dict) else {})
+        raise UserError(f"{mismatch}: the space's widths or ops differ from those profiled (the table was "
+                        f"profiled with {theirs or 'no --set values'}, the space here is compiled with "
+                        f"{_set_flags(cs.overrides) or 'no --set values'}); {again}")
+
+
+def _set_flags(args: dict) -> str:
+    return " ".join(f"--set {k}={v}" for k, v in args.items())
+
+
+def _profile_command(cs, out: str | os.PathLike) -> str:
+    """The ``automl space profile`` command line that measures the table of ``cs`` (with its ``--set``
+    values) into ``out``."""
+    flags = _set_flags(cs.overrides)
+    return f"automl space profile {cs.filename}{' ' + flags if flags else ''} --out {out}"
+
+
+def _short(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _check_value(v, what: str) -> None:
@@ -471,5 +545,5 @@ def _check_value(v, what: str) -> None:
 def apply_cost_table(cs, table: dict) -> str:
     """Add the (checked) table's metric to ``cs.cost_table``; returns the metric name."""
     rows = [[float(e["choices"][c]) for c in dec.choices] for e, dec in zip(table["decisions"], cs.decisions)]
-    cs.cost_table.add_metric(table["metric"], rows, float(table.get("fixed", 0.0)))
+    cs.cost_table.add_metric(table["metric"], rows, float(table["fixed"]))
     return table["metric"]

@@ -112,18 +112,29 @@ def _show(normalize: dict) -> str:
 
 def _kept(args, recorded: dict | None, compiled, standalone: bool) -> dict:
     """What a manifest given as ``--arch`` records that the new export keeps: ``epsilon``, ``cost_metric``
-    and ``search_cost`` (the same architecture of the same search), and, when ``--weights`` is that export's
-    own weights file, where they came from (the manifest's ``weights`` record)."""
+    and ``search_cost`` (the same architecture of the same search), the recorded costs of metrics the space
+    file does not compute (a latency table's: the same network, built with the manifest's ``space_args``),
+    and, when ``--weights`` is that export's own weights file, where they came from (the manifest's
+    ``weights`` record)."""
     if recorded is None:
         return {}
     out: dict = {"epsilon": recorded.get("epsilon"), "search_cost": recorded.get("search_cost")}
-    if recorded.get("cost_metric") in compiled.cost_table.metrics:
-        out["cost_metric"] = recorded["cost_metric"]
+    metric, ours = recorded.get("cost_metric"), compiled.cost_table.metrics
+    cost = recorded.get("cost") if isinstance(recorded.get("cost"), dict) else {}
+    table_costs = {m: v for m, v in cost.items() if m not in ours and _number(v)}
+    if metric in ours or metric in table_costs:
+        out["cost_metric"] = metric
+    if table_costs:
+        out["cost"] = table_costs
     own = dict(recorded.get("weights") or {})
     if standalone and own.get("file") and own.get("source"):
         if Path(args.weights).resolve() == (Path(args.arch).parent / own["file"]).resolve():
             out["provenance"] = {k: v for k, v in own.items() if k not in ("file", "format")}
     return out
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _report(args, manifest: dict, supernet_state, calibration) -> None:

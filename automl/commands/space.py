@@ -148,8 +148,8 @@ def _profile(args, cs) -> int:
     table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch, repeat=args.repeat,
                           metric=args.metric, progress=sys.stderr.isatty(), calibrate=args.calibrate, clock=args.clock)
     write_cost_table(table, args.out)
-    lo = table["fixed"] + sum(min(d["choices"].values()) for d in table["decisions"])
-    hi = table["fixed"] + sum(max(d["choices"].values()) for d in table["decisions"])
+    apply_cost_table(cs, table)  # the extremes exact with elastic depth: a layer left out costs nothing
+    lo, hi = cs.cost_table.min_total(args.metric), cs.cost_table.max_total(args.metric)
     print(f"{args.out}: {args.metric} of {cs.name} on {table['machine']['cpu']} ({args.threads} thread(s), "
           f"batch {args.batch}, onnxruntime {table['runtime']['version']}): fixed {table['fixed']:.3g} ms, "
           f"fastest {lo:.3g} ms, slowest {hi:.3g} ms")

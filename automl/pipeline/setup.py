@@ -58,7 +58,10 @@ def load_spaces(recipe) -> Spaces:
                         f"keep the search space's decisions (change sizes, not structure)")
     if recipe.cost_table_path is not None:
         # measured for the network that is deployed: checked against the retrained space's sizes
-        table = read_cost_table(recipe.cost_table_path, retrain, source=f"{recipe.source} search.cost_table")
+        against = None if retrain is space else (f"the retrained space ({recipe.space_path} with the recipe's "
+                                                 f"space_args and retrain.space_args: the network that is deployed)")
+        table = read_cost_table(recipe.cost_table_path, retrain, source=f"{recipe.source} search.cost_table",
+                                against=against)
         for sp in {id(space): space, id(retrain): retrain}.values():
             apply_cost_table(sp, table)
     cost = recipe.search.cost
