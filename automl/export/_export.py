@@ -12,10 +12,11 @@ from typing import Any
 
 import timm
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from automl._io import atomic_path, writable_dir
+from automl._io import atomic_path, atomic_write_bytes, writable_dir
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export._arch import as_arch
@@ -41,8 +42,9 @@ def save_weights(model: nn.Module, out_dir: Path) -> dict[str, str]:
     """Write the state_dict as ``model.safetensors`` (or ``model.pt`` when tensors share storage)."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     try:
-        with atomic_path(out_dir / SAFETENSORS_NAME, suffix=".safetensors") as tmp:
-            save_file(state, str(tmp), metadata={"format": "pt"})
+        # the bytes through our atomic writer: safetensors' save_file replaces the file it is given with its
+        # own, of mode 0600, where an export's files get the mode a plain open() gives (docs/reliability.md)
+        atomic_write_bytes(out_dir / SAFETENSORS_NAME, save_safetensors(state, metadata={"format": "pt"}))
         stale, entry = out_dir / PT_NAME, {"file": SAFETENSORS_NAME, "format": "safetensors"}
     except (RuntimeError, ValueError) as e:  # shared storage: safetensors refuses it
         _logger.debug("safetensors refused the state_dict (%s); writing %s", e, PT_NAME)

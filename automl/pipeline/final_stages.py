@@ -162,9 +162,10 @@ class Exporter:
             return {"onnx": None}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
         size = sp.retrain.resolution(arch)
+        # under torchrun the export runs on rank 0 alone: its ONNX and int8 accuracies need the whole test set
+        test = ctx.data.test.unsharded().with_resolution(size)
         m = measure_export(folder, quantize=self.export.quantize,
-                           calibration=ctx.data.full.with_resolution(size).epoch(0),
-                           test=lambda: ctx.data.test.with_resolution(size).epoch(0))
+                           calibration=ctx.data.full.with_resolution(size).epoch(0), test=lambda: test.epoch(0))
         onnx_path = folder / "model.onnx"
         try:
             rel = str(onnx_path.relative_to(self.out))
@@ -297,7 +298,8 @@ class RankingStage:
         state.results[f"ranking/{j}"] = entry
         ctx.reporter.info(f"ranking {j + 1}/{self.rk.archs}: {entry['params']:,} params, supernet loss "
                           f"{entry['supernet_loss']:.4f} (batch statistics {entry['supernet_loss_batch_stats']:.4f}),"
-                          f" stand-alone test loss {test_loss:.4f}, accuracy {test_acc:.4f}{note}")
+                          f" {'stand-alone' if self.rt.epochs > 0 else 'its own weights:'} test loss "
+                          f"{test_loss:.4f}, accuracy {test_acc:.4f}{note}")
         ctx.keeper.save(idx + 1, 0)
 
     def _score(self, ctx: RunContext, state: RunState, idx: int, arch: torch.Tensor):

@@ -154,6 +154,10 @@ class Loader:
         unchanged."""
         return self if size is None else ResizedLoader(self, size)
 
+    def unsharded(self) -> "Loader":
+        """The same loader over every item, not this rank's share (one process: itself)."""
+        return self if self.world_size == 1 else self._replaced(rank=0, world_size=1)
+
     def _replaced(self, **attrs) -> "Loader":
         other = copy.copy(self)
         other.__dict__.update(attrs)
