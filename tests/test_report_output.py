@@ -13,6 +13,7 @@ import pytest
 import automl.pipeline.final_stages as final_stages
 from automl._io import atomic_write_json
 from automl.cli import main
+from automl.export.manifest import write_manifest
 from automl.pipeline import Run
 from automl.pipeline.results import recorded_retrainings
 from automl.ranking import summarize
@@ -235,3 +236,8 @@ def test_metrics_lines_write_a_non_finite_number_at_any_depth_as_null(tmp_path):
     line = (tmp_path / "metrics.jsonl").read_text()
     fields = _strict(line)
     assert fields["loss"] is None and fields["epsilon"] == [0.0, None] and fields["expected_cost"] == [1.5, None]
+
+
+def test_a_manifest_writes_a_non_finite_number_as_null(tmp_path):
+    path = write_manifest(tmp_path, {"params": 10, "int8": {"test_accuracy": float("nan")}, "latency": {}})
+    assert _strict(path.read_text())["int8"]["test_accuracy"] is None

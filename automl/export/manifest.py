@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from automl._io import atomic_write_text
+from automl._io import atomic_write_json
 from automl.errors import UserError
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest"]
@@ -22,7 +22,7 @@ MANIFEST_NAME = "manifest.json"
 
 def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
     path = Path(out_dir) / MANIFEST_NAME
-    atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+    atomic_write_json(path, manifest)  # strict JSON: a non-finite number is null
     return path
 
 
