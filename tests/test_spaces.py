@@ -71,8 +71,18 @@ def test_show_json(capsys):
     assert len(obj["decisions"]) == 21 and obj["decisions"][0]["name"] == "s1_1"
     assert {c["name"] for c in obj["decisions"][1]["choices"]} >= {"skip", "ir_k7_e6"}
     assert obj["decisions"][1]["choices"][-1] == {"name": "skip", "cost": 0.0, "costs": {"params": 0.0, "macs": 0.0}}
-    assert obj["min_cost"] < obj["max_cost"] and obj["fixed_cost"] > 0
+    assert obj["min_cost"] < obj["max_cost"] and obj["fixed_cost"] > 0 and "fixed_cost_range" not in obj
     assert obj["size"] == 6 ** 6 * 7 ** 15
+
+
+def test_show_json_of_an_elastic_space_gives_the_fixed_cost_per_combination_of_widths(capsys):
+    assert main(["space", "show", "spaces/ofa_mbv3.space", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    ct = load_compiled("spaces/ofa_mbv3.space").cost_table
+    fixed = ct.context("params")[1]
+    assert obj["fixed_cost"] is None  # no one number: the stem and head widths are searched
+    assert obj["fixed_cost_range"] == [float(fixed.min()), float(fixed.max())]
+    assert 0 < obj["fixed_cost_range"][0] <= obj["fixed_cost_range"][1] < obj["min_cost"]
 
 
 def test_show_table(capsys):

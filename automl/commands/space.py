@@ -39,6 +39,7 @@ def space_summary(cs, metric: str = "params") -> dict:
     """The JSON object ``automl space show --json`` prints."""
     ct = cs.cost_table
     costs = {m: ct.costs(m) for m in ct.metrics}
+    context = ct.context(metric)  # elastic widths: a fixed cost per combination of widths
     decisions = []
     for d, dec in enumerate(cs.decisions):
         decisions.append({
@@ -60,7 +61,9 @@ def space_summary(cs, metric: str = "params") -> dict:
         "sum_k": cs.sum_k,
         "size": cs.size,
         "decisions": decisions,
-        "fixed_cost": ct.fixed[metric],
+        # elastic widths: no one fixed cost (stem and head widths are searched), its range over the combinations
+        **({"fixed_cost": ct.fixed[metric]} if context is None else
+           {"fixed_cost": None, "fixed_cost_range": [float(context[1].min()), float(context[1].max())]}),
         "min_cost": ct.min_total(metric),
         "max_cost": ct.max_total(metric),
         # elastic widths: the per-choice costs above are the first-order summary; totals are exact
