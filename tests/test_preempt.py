@@ -435,5 +435,6 @@ def test_sigterm_to_automl_rank_keeps_the_finished_retrainings_and_the_rerun_doe
     assert main(["rank", str(out), *rank]) == 0
     assert counts["train_step"] == 6  # only the third architecture's
     done, ref = (json.loads((d / "results.json").read_text()) for d in (out, whole))
+    assert done["ranking"].pop("seconds") >= 0 and ref["ranking"].pop("seconds") >= 0  # each command's own clock
     assert done == ref
     assert _metrics(out) == _metrics(whole)  # every line once, in the same order
