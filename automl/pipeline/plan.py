@@ -74,7 +74,8 @@ def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
                           else ("random_budgets", spaces.retrain, s.random_budgets))
     if not totals:
         return None, None, {}
-    raw = engine_costs(space, s.cost, normalize=False)  # exact totals with elastic width too
+    # exact totals with elastic width too; elastic depth's gates leave the layers it drops out (CostTable.total)
+    raw = engine_costs(space, s.cost, normalize=False)
     ct, where, band = space.cost_table, f"{recipe.source}: " if recipe.source else "", s.random_band
     low, high = max(ct.min_total(s.cost), raw.cheapest()), ct.max_total(s.cost)
     context = []
@@ -91,7 +92,8 @@ def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
                             f"search.random_band to at most {round_sig(high / b, up=False):g}, or the budget to "
                             f"at most {round_sig(high / band, up=False):,g}")
         context.append(asks)
-    options = {"random_band": band, "cost_fixed": raw.fixed, "band_context": context}
+    options = {"random_band": band, "cost_fixed": raw.fixed, "cost_gates": space.cost_table.gates,
+               "band_context": context}
     return raw.costs, raw.budgets(totals), options
 
 
@@ -124,7 +126,7 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
     problems = [search_problem(recipe, members, g, spaces, costs, device) for g in groups]
     stages: list[Stage] = []
     if method.needs_supernet:
-        stages.append(ReusedWeightsStage(recipe.supernet, recipe.supernet_force) if recipe.supernet
+        stages.append(ReusedWeightsStage(recipe.supernet, recipe.supernet_force, s.supernets) if recipe.supernet
                       else WeightsStage(s, recipe.optim, seed))
     if method.mode == "joint":
         stages.append(ThetaStage(method, problems[0], members, s, seed))

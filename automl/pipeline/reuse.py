@@ -13,17 +13,20 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from automl.dsl import file_sha256, space_digest
-from automl.errors import UserError
+import torch
+
+from automl.dsl import file_sha256, load_space, space_digest
+from automl.errors import SpaceError, UserError
+from automl.nn.ensemble import SupernetEnsemble, ensemble_size
 from automl.pipeline.context import RunContext
 from automl.pipeline.state import RunState
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import split_seed
 
 __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage",
-           "load_supernet", "differences"]
+           "Reused", "load_supernet", "differences", "check_fits", "check_resumed"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
@@ -55,8 +58,56 @@ def fingerprint_digest(fp: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()
 
 
-def differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
-    """``key: THEIRS there, OURS here`` for every key that differs (missing counts as differing)."""
+def _number(text: Any) -> Any:
+    """A space argument as the number it gives (``64``, ``64.0`` and ``6.4e1`` compare equal), or as given."""
+    for kind in (int, float):
+        try:
+            return kind(str(text).strip())
+        except ValueError:
+            continue
+    return text
+
+
+def _space_values(space_path: Path | None, args: dict) -> dict[str, Any] | None:
+    """Every parameter of the space at ``space_path`` as ``args`` set it (the others at their defaults), the
+    values the compiler builds with; None when the file or the arguments do not parse."""
+    if space_path is None:
+        return None
+    try:
+        return dict(load_space(space_path, {k: str(v) for k, v in args.items()}).param_values)
+    except (SpaceError, OSError):
+        return None
+
+
+def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | None):
+    """Both fingerprints as the values they stand for: the keys left out at their defaults filled in (one
+    supernet; the split drawn by the seed), and ``space_args`` as ``space_args.NAME`` per parameter with the
+    value the compiler reads (by this space file, defaults included, when both were recorded for what it says
+    and parse against it; else as numbers, the arguments given alone)."""
+    if theirs.get(SPACE_DIGEST) != ours.get(SPACE_DIGEST):  # its defaults may not be this file's
+        space_path = None
+    out = []
+    for fp in (theirs, ours):
+        fp = dict(fp)
+        fp.setdefault("search.supernets", 1)
+        if "seed" in fp:
+            fp.setdefault("data.split_seed", fp["seed"])
+        out.append(fp)
+    args = [fp.pop("space_args", None) or {} for fp in out]
+    same = {k: str(v) for k, v in args[0].items()} == {k: str(v) for k, v in args[1].items()}
+    values = [None] if same else [_space_values(space_path, a) for a in args]  # parsing ofa_mbv3 takes 0.5 s
+    if None in values:
+        values = [{k: _number(v) for k, v in a.items()} for a in args]
+    for fp, vals in zip(out, values):
+        fp.update({f"space_args.{k}": v for k, v in sorted(vals.items())})
+    return out
+
+
+def differences(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | None = None) -> list[str]:
+    """``key: THEIRS there, OURS here`` for every key whose effective value differs (:func:`_effective`; a key
+    one side lacks and no default fills counts as differing). ``space_path``: this run's space file, which
+    gives both sides' ``space_args`` their values."""
+    theirs, ours = _effective(theirs, ours, space_path)
     out = []
     for k in [*ours, *(k for k in theirs if k not in ours)]:
         a, b = theirs.get(k, "(absent)"), ours.get(k, "(absent)")
@@ -65,13 +116,34 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
     return out
 
 
-def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool,
-                  space_path: Path | None = None) -> tuple[dict, dict[str, Any], list[str]]:
-    """The trained supernet of the run in ``run_dir``: (weights, its origin for results.json, differences).
+class Reused(NamedTuple):
+    """Another run's trained supernet, as :func:`load_supernet` read it."""
+
+    weights: dict
+    origin: dict[str, Any]        # for results.json: {from, fingerprint, forced, differs}
+    differs: list[str]
+    fingerprint: dict[str, Any]   # what trained the weights (the reusing run's checkpoint records it)
+
+
+def _trained_with(ckpt: dict, run_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """The fingerprint of what trained the supernet in ``ckpt``, and what it leaves out. A run that reused a
+    supernet records its source's fingerprint; one recorded by an older automl after --supernet-force holds
+    its own recipe's instead (its origin's digest then differs from it): the settings it forced count as
+    differing, whatever this run asks for."""
+    theirs, origin = ckpt["weights_fingerprint"], ckpt.get("supernet_origin") or {}
+    if origin.get("from") and origin.get("forced") and origin.get("fingerprint") != fingerprint_digest(theirs):
+        return theirs, [f"(forced) {run_dir} reused the supernet of {origin['from']} with --supernet-force, "
+                        f"trained with other settings: " + "; ".join(origin.get("differs") or ["(not recorded)"])]
+    return theirs, []
+
+
+def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: Path | None = None) -> Reused:
+    """The trained supernet of the run in ``run_dir``, with its origin for results.json and the fingerprint of
+    the settings that trained it.
 
     Refuses (:class:`UserError`, exit 2) a folder without a trained supernet, and a fingerprint that
     differs from ``ours`` unless ``force``. ``space_path``: this run's space file, whose bytes' sha256 a run
-    recorded before :func:`~automl.dsl.space_digest` holds instead."""
+    recorded before :func:`~automl.dsl.space_digest` holds instead (and which gives ``space_args`` values)."""
     store = CheckpointStore(Path(run_dir) / "checkpoints")
     if store.missing():
         raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
@@ -87,20 +159,72 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool,
         raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: its weight phase has not "
                         f"finished; finish it first (automl run RECIPE --out {run_dir} --resume, with its "
                         f"recipe and overrides)")
-    theirs = ckpt.get("weights_fingerprint")
-    if theirs is None:
+    if ckpt.get("weights_fingerprint") is None:
         raise UserError(f"--supernet {run_dir}: that run records no weights fingerprint (an older automl); "
                         f"train the supernet again with this version")
+    theirs, forced_before = _trained_with(ckpt, run_dir)
     if space_path is not None and theirs.get(SPACE_DIGEST) == file_sha256(space_path):
         theirs = {**theirs, SPACE_DIGEST: ours[SPACE_DIGEST]}
-    diff = differences(theirs, ours)
+    diff = differences(theirs, ours, space_path) + forced_before
     if diff and not force:
         raise UserError(f"--supernet {run_dir}: its supernet was trained with other settings than this recipe "
                         f"asks for:\n  " + "\n  ".join(diff) + "\nset these as that run did (its "
                         f"recipe.resolved.yaml), or pass --supernet-force to use the supernet anyway")
     origin = {"from": str(Path(run_dir).absolute()), "fingerprint": fingerprint_digest(theirs),
               "forced": bool(diff), "differs": diff}
-    return ckpt["supernet"], origin, diff
+    return Reused(ckpt["supernet"], origin, diff, theirs)
+
+
+def _shapes(space, members: int) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of ``space``'s supernet (an ensemble of ``members``), built without weights."""
+    with torch.random.fork_rng(devices=[]), torch.device("meta"):
+        nets = [space.build_supernet() for _ in range(members)]
+        net = nets[0] if members == 1 else SupernetEnsemble(nets)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def check_fits(run_dir: Path, weights: dict, space, space_args: dict[str, str], members: int,
+               differs: list[str] = ()) -> None:
+    """Refuse (:class:`UserError`) a reused supernet that is not ``space``'s with ``space_args`` and ``members``
+    supernets (search.supernets): --supernet-force takes other settings, never another shape. ``differs``: the
+    settings that differ (:func:`differences`), named in the message."""
+    there = ensemble_size(weights)
+    if there != members:
+        what = f"an ensemble of {there} supernets there, {members} here (search.supernets)"
+    else:
+        what = _shape_mismatch({k: tuple(v.shape) for k, v in weights.items()}, _shapes(space, members))
+        if not what:
+            return
+    args = ", ".join(f"{k}={v}" for k, v in sorted(space_args.items())) or "none"
+    trained = "; it was trained with " + "; ".join(differs) if differs else ""
+    raise UserError(f"--supernet {run_dir}: its supernet has another shape than the one space {space.name} builds "
+                    f"here (space_args: {args}): {what}{trained}; --supernet-force takes a supernet trained with "
+                    f"other settings, not one of another shape: reuse a run of this space, space_args and "
+                    f"search.supernets, or train the supernet (without --supernet)")
+
+
+def _shape_mismatch(have: dict[str, tuple], want: dict[str, tuple], few: int = 3) -> str:
+    """The tensors missing, extra and of other sizes in ``have`` against ``want``, the first ``few`` named each
+    ("" when they match)."""
+    def listed(items: list[str], sep: str = ", ") -> str:
+        return sep.join(items[:few]) + (f"{sep}..." if len(items) > few else "")
+
+    missing, extra = [k for k in want if k not in have], [k for k in have if k not in want]
+    sizes = [f"{k} {'x'.join(map(str, have[k]))} there, {'x'.join(map(str, want[k]))} here"
+             for k in want if k in have and have[k] != want[k]]
+    parts = ([f"{len(missing)} tensors missing ({listed(missing)})"] if missing else []) + \
+        ([f"{len(extra)} tensors not in this space ({listed(extra)})"] if extra else []) + \
+        ([f"{len(sizes)} tensors of other sizes ({listed(sizes, '; ')})"] if sizes else [])
+    return ", ".join(parts)
+
+
+def check_resumed(state: RunState, spaces, members: int) -> None:
+    """:func:`check_fits` for the reused supernet a resumed run holds (an older automl took one of another shape
+    with --supernet-force, and its θ stage then failed)."""
+    origin = state.supernet_origin or {}
+    if state.supernet is not None and origin.get("from"):
+        check_fits(Path(origin["from"]), state.supernet, spaces.search, spaces.search_args, members,
+                   origin.get("differs") or [])
 
 
 class ReusedWeightsStage:
@@ -109,16 +233,20 @@ class ReusedWeightsStage:
 
     key = "weights"
 
-    def __init__(self, run_dir: Path, force: bool):
-        self.run_dir, self.force = Path(run_dir), force
+    def __init__(self, run_dir: Path, force: bool, members: int = 1):
+        self.run_dir, self.force, self.members = Path(run_dir), force, members
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         # read (and checked) once at start-up by a new run; a resumed run reads it here
-        weights, origin, diff = ctx.reused or load_supernet(self.run_dir, state.weights_fingerprint, self.force,
-                                                            ctx.spaces.path)
-        if diff:
+        reused = ctx.reused or load_supernet(self.run_dir, state.weights_fingerprint, self.force, ctx.spaces.path)
+        if ctx.reused is None:
+            check_fits(self.run_dir, reused.weights, ctx.spaces.search, ctx.spaces.search_args, self.members,
+                       reused.differs)
+        if reused.differs:
             ctx.reporter.info(f"warning: --supernet-force: the supernet of {self.run_dir} was trained with other "
-                              f"settings:\n  " + "\n  ".join(diff))
+                              f"settings:\n  " + "\n  ".join(reused.differs))
         ctx.reporter.info(f"weights: the trained supernet of {self.run_dir} (weight phase skipped)")
-        state.supernet, state.supernet_origin = weights, origin
+        # the checkpoint records what trained the weights: a run reusing this one compares against that
+        state.supernet, state.supernet_origin = reused.weights, reused.origin
+        state.weights_fingerprint = reused.fingerprint
         ctx.keeper.save(idx + 1, 0)

@@ -16,7 +16,7 @@ from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over
-from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
+from automl.pipeline.reuse import check_fits, check_resumed, fingerprint_digest, load_supernet, weights_fingerprint
 from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, load_spaces, recipe_costs,
                                    resolve_device)
 from automl.pipeline.state import RunState, restore_rng
@@ -55,6 +55,7 @@ class Run:
         self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty)
         self.method = get_searcher(searcher or recipe.search.method)
         self._reused: tuple | None = None  # --supernet: the source run's supernet, read once (_check_supernet)
+        self._spaces = None  # the compiled spaces, when _check_supernet needed them before start_up
         # the recipe's fingerprint, and those earlier versions recorded for it (--resume accepts them all)
         hashes = (recipe.fingerprint(), *recipe.earlier_fingerprints())
         if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
@@ -152,7 +153,7 @@ class Run:
         Returns (spaces, data, thread choice). ``ranking``: for ``automl rank`` (:meth:`_setup_threads`)."""
         r = self.recipe
         try:
-            spaces, deferred = load_spaces(r), None
+            spaces, deferred = self._spaces or load_spaces(r), None
         except UserError as e:  # a mistake in the space: reported after the data is checked
             spaces, deferred = None, e
         choice = self._setup_threads(spaces, ranking)
@@ -244,6 +245,12 @@ class Run:
         args = {k: str(v) for k, v in r.space_args.items()}
         self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force,
                                      r.space_path)
+        try:  # --supernet-force takes other settings, never a supernet of another shape
+            self._spaces = load_spaces(r)
+        except UserError:  # a mistake in the space: start_up reports it, after the data is checked
+            return
+        check_fits(Path(r.supernet), self._reused.weights, self._spaces.search, self._spaces.search_args,
+                   r.search.supernets, self._reused.differs)
 
     def _execute(self) -> dict:
         r = self.recipe
@@ -256,6 +263,8 @@ class Run:
         self._warn_paper_utility(plan.members.n)
         preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
         state = self._resumed_state(plan) if self.resume else self._new_state(spaces)
+        if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
+            check_resumed(state, spaces, r.search.supernets)
         ctx = self.context(state, spaces, data, plan, preempt)
         if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
             restore_rng(state.rng, ctx.sampler, self.device)

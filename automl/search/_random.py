@@ -9,7 +9,7 @@ import torch
 
 from ._base import Searcher
 from ._checks import check_lam, check_num_choices, check_state
-from ._context import arch_totals, check_cost_model, cost_extremes, cost_state
+from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
 
 __all__ = ["RandomSearch"]
 
@@ -30,7 +30,10 @@ class RandomSearch(Searcher):
     With ``band`` (in (0, 1]) each is uniform among those of ``band * (fixed + budget) <= fixed + R(M) <=
     fixed + budget`` instead: networks of about the budget's size, not anything below it (``fixed``: the
     network's cost outside ``costs``, so that the band is a fraction of the whole network's; 0 by default).
-    Sampling is by rejection in vectorised batches; a budget below the cheapest architecture, a band above
+    With ``gates`` (elastic depth: decision d -> (depth decision g, per choice of g whether d's layer is
+    there), as :attr:`automl.compile.CostTable.gates`) a gated decision's cost counts only when its layer is
+    there, so budgets and bands hold on the exact totals (``costs`` alone counts every layer as present, an
+    upper bound). Sampling is by rejection in vectorised batches; a budget below the cheapest architecture, a band above
     the most expensive one, or one so narrow or tight that ``max_tries`` batches of ``batch`` find too few
     raises ``ValueError``. :meth:`tell` remembers the lowest loss per group, and :meth:`best` returns it
     (before any ``tell``, the first row of the last ``ask`` per group, drawing one if ``ask`` was never
@@ -49,7 +52,8 @@ class RandomSearch(Searcher):
     def __init__(self, num_choices: Sequence[int], costs: torch.Tensor | None = None,
                  budget: float | Sequence[float] | None = None, seed: int = 0, lam: int = 1,
                  device: str | torch.device = "cpu", max_tries: int = 100, batch: int = 1024,
-                 band: float | None = None, fixed: float = 0.0):
+                 band: float | None = None, fixed: float = 0.0,
+                 gates: dict[int, tuple[int, Sequence[bool]]] | None = None):
         self.num_choices = check_num_choices(num_choices)
         D, Kmax = len(self.num_choices), max(self.num_choices)
         self.device = torch.device(device)
@@ -70,6 +74,7 @@ class RandomSearch(Searcher):
                 raise ValueError(f"budget {too_small} is below the cheapest architecture's cost "
                                  f"{cheapest:.6g}; raise the budget")
         self.band = self._check_band(band, float(fixed))
+        self._gates = self._check_gates(gates or {}, Kmax)
         # the lowest cost R(M) each budget's architectures may have (None: any below the budget), less a
         # rounding slack: a sum of the table in another order may differ in its last bits
         self.floors: list[float | None] = [None if band is None or b is None else _floor(band * (fixed + b) - fixed)
@@ -102,6 +107,34 @@ class RandomSearch(Searcher):
                              f"budget")
         return float(band)
 
+    def _check_gates(self, gates: dict, Kmax: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``gates`` as (gated decisions (G,), their depth decisions (G,), (G, Kmax) whether each is there)."""
+        if not gates:
+            return None
+        D = len(self.num_choices)
+        on = torch.zeros(len(gates), Kmax, dtype=torch.bool)
+        for i, (d, (g, there)) in enumerate(sorted(gates.items())):
+            if not (0 <= int(d) < D and 0 <= int(g) < D) or int(d) == int(g) or len(there) != self.num_choices[g]:
+                raise ValueError(f"gates: decision {d} gated by {g} with {len(there)} flags does not fit the "
+                                 f"{D} decisions with {self.num_choices} choices")
+            on[i, :len(there)] = torch.tensor([bool(v) for v in there])
+        keys = sorted(gates)
+        return (torch.tensor(keys, dtype=torch.long), torch.tensor([int(gates[d][0]) for d in keys]), on)
+
+    def _totals(self, arch: torch.Tensor) -> torch.Tensor:
+        """``(S,)``: R(M) of each row of ``arch``, exact: without the layers a depth decision leaves out."""
+        total = arch_totals(self.costs, arch)
+        if self._gates is None:
+            return total
+        gated, by, on = self._gates
+        off = ~on[torch.arange(len(gated)), arch[:, by]]                                      # (S, G)
+        if isinstance(self.costs, ContextCosts):  # the combination's own table, as its totals read it
+            table = self.costs.tables.index_select(0, self.costs.combination(arch))       # (S, D, Kmax)
+            chosen = table[:, gated].gather(2, arch[:, gated].unsqueeze(-1)).squeeze(-1)
+        else:
+            chosen = self.costs[gated, arch[:, gated]]                                          # (S, G)
+        return total - (chosen * off).sum(-1)
+
     @property
     def num_distributions(self) -> int:
         """N, the number of budgets (1 without a budget)."""
@@ -117,7 +150,7 @@ class RandomSearch(Searcher):
         found, have = [], 0
         for _ in range(self.max_tries):
             cand = self._uniform(self.batch)
-            cost = arch_totals(self.costs, cand)                       # R(M) per candidate
+            cost = self._totals(cand)                                  # R(M) per candidate
             fits = cost <= budget
             if floor is not None:
                 fits &= cost >= floor

@@ -167,12 +167,13 @@ def _random(problem: SearchProblem) -> RandomSearch:
     """Member j: uniform, or uniform within its budget, from its own seed (seed + j). With the option
     ``random_band`` (search.random_band), uniform within [band x budget, budget] of the whole network
     (``cost_fixed``: its cost outside the table) and drawn here: a band the space cannot meet is a
-    :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key, range)."""
+    :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key, range).
+    ``cost_gates`` (elastic depth's gates): budgets and band hold on the exact totals."""
     budget = None if problem.budgets is None else problem.budgets[0]
     band = problem.options.get("random_band") if budget is not None else None
     searcher = RandomSearch(problem.num_choices, costs=problem.costs if budget is not None else None,
                             budget=budget, seed=problem.seed + problem.members[0], band=band,
-                            fixed=problem.options.get("cost_fixed", 0.0))
+                            fixed=problem.options.get("cost_fixed", 0.0), gates=problem.options.get("cost_gates"))
     if band is not None:
         try:
             searcher.ask()  # best() answers with this draw's first row, as it would with a draw of its own
