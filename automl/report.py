@@ -85,6 +85,7 @@ def render_markdown(results: dict) -> str:
         "",
         f"Search time (weight + θ phases, no retraining): **{results['search_seconds']:.1f} s**.",
         "",
+        *_supernet_lines(results.get("supernet")),
     ]
     if budgeted and results["method"] == "random":
         lines += [f"Budgets are total {metric}; `random` has no ε: each member is drawn uniformly among the "
@@ -123,6 +124,18 @@ def render_markdown(results: dict) -> str:
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
+
+
+def _supernet_lines(origin: dict | None) -> list[str]:
+    """Where a reused supernet came from (``--supernet``), and whether it was forced; nothing for a run that
+    trained its own (or the random baseline, which has none)."""
+    if not origin or not origin.get("from"):
+        return []
+    said = f"Supernet: the trained supernet of `{origin['from']}` (weight phase skipped"
+    if origin.get("forced"):
+        return [f"{said}), **forced** (`--supernet-force`): it was trained with other settings: "
+                f"{'; '.join(origin.get('differs') or [])}.", ""]
+    return [f"{said}; trained with the settings this recipe asks for).", ""]
 
 
 def _finite(v) -> bool:

@@ -241,3 +241,20 @@ def test_metrics_lines_write_a_non_finite_number_at_any_depth_as_null(tmp_path):
 def test_a_manifest_writes_a_non_finite_number_as_null(tmp_path):
     path = write_manifest(tmp_path, {"params": 10, "int8": {"test_accuracy": float("nan")}, "latency": {}})
     assert _strict(path.read_text())["int8"]["test_accuracy"] is None
+
+
+@pytest.mark.parametrize("origin, said", [
+    ({"from": None, "fingerprint": "f", "forced": False, "differs": []}, None),
+    ({"from": "/runs/first", "fingerprint": "f", "forced": False, "differs": []},
+     "Supernet: the trained supernet of `/runs/first` (weight phase skipped; trained with the settings this "
+     "recipe asks for)."),
+    ({"from": "/runs/first", "fingerprint": "f", "forced": True, "differs": ["search.weight_epochs: 6 there, 3 here"]},
+     "Supernet: the trained supernet of `/runs/first` (weight phase skipped), **forced** (`--supernet-force`): "
+     "it was trained with other settings: search.weight_epochs: 6 there, 3 here."),
+])
+def test_the_report_says_where_the_supernet_came_from(origin, said):
+    results = {"recipe": "r", "method": "importance_sampling", "search_seconds": 1.0, "phase_seconds": {},
+               "architectures": [], "supernet": origin}
+    report = render_markdown(results)
+    assert ("Supernet:" in report) == (said is not None)
+    assert said is None or said in report
