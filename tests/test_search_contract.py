@@ -132,3 +132,14 @@ def test_normalize_costs():
     assert torch.equal(search.normalize_costs(torch.zeros(2, 2)), torch.zeros(2, 2, dtype=torch.float64))
     with pytest.raises(ValueError):
         search.normalize_costs(torch.zeros(3))
+
+
+def test_the_search_packages_public_names_include_the_registry():
+    assert {"register_searcher", "get_searcher", "SearchProblem"} <= set(search.__all__)
+    assert all(hasattr(search, name) for name in search.__all__)
+
+
+def test_budget_cost_without_budgets_says_so():
+    s = MultiEpsilonSearch([3] * 4, torch.rand(4, 3, dtype=torch.float64), epsilons=[0.0, 0.1])
+    with pytest.raises(RuntimeError, match="needs an engine built with budgets"):
+        s.budget_cost()

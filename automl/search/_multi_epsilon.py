@@ -182,7 +182,7 @@ class MultiEpsilonSearch(Searcher):
         the quantity budgets steer (the derived architecture is that one, or the most probable one
         within the budget when it is over). Only with budgets."""
         if self._targets is None:
-            raise AttributeError("budget_cost() needs an engine built with budgets")
+            raise RuntimeError("budget_cost() needs an engine built with budgets (this one has epsilons)")
         return self._targets.mode_cost(self._theta)
 
     @property
