@@ -1,7 +1,8 @@
 """A faster weight gradient for depthwise convolutions on small feature maps, on the CPU.
 
 oneDNN's depthwise-convolution weight gradient (what ``Conv2d.backward`` calls on the CPU) is very slow on
-small feature maps: about 7 to 50 ms for a batch of 64 maps of 2x2 or 4x4 with 144 or 288 channels, where its
+small feature maps: about 7 to 50 ms for a batch of 64 maps of 2x2 or 4x4 with 144 or 288 channels on the CPU
+this was measured on (0.3 to 7 ms on another, where the gain is smaller: README, Performance), where its
 forward pass takes well under a millisecond. Those maps are the late stages of the digits space (8x8
 images), of CIFAR-10 networks and of ImageNet networks at small input sizes, and there this one gradient
 took up to a third of a supernet training step. (``pytorch/pytorch#13716`` tracks slow depthwise
