@@ -2,7 +2,6 @@
 check judges structure, not float rounding; search.random_band holds on exact totals with elastic depth."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
