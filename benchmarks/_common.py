@@ -1,14 +1,21 @@
-"""Shared bits of the benchmark scripts: timing with warm-up, and the machine they ran on."""
+"""Shared bits of the benchmark scripts: timing with warm-up, the machine they ran on, and how a user's mistake
+ends: one message and exit 2 (argument types below, :func:`run_main` for automl's ``UserError`` and a child
+``automl run`` that failed), never a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 
 import torch
+
+from automl.errors import UserError
 
 
 def machine() -> str:
@@ -36,16 +43,143 @@ def timeit(fn, repeat: int = 20, warmup: int = 3, sync: bool = False) -> list[fl
     return out
 
 
-def space_parser(default_space: str):
-    """The arguments every per-space benchmark takes: SPACE, --set k=v, --batch, --device."""
-    import argparse
+# ------------------------------------------------------------------------------------------ arguments
 
-    p = argparse.ArgumentParser()
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a mistake reported as one line (``PROG: error: ...``), exit 2; usage is in --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser(doc: str | None) -> Parser:
+    """A :class:`Parser` described by the first paragraph of ``doc`` (a script's docstring), whole."""
+    first = (doc or "").strip().split("\n\n")[0]
+    return Parser(description=" ".join(first.split()))
+
+
+def int_at_least(low: int):
+    """An argparse ``type=``: a whole number >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text}: must be a whole number >= {low}")
+        return value
+
+    parse.__name__ = f"int>={low}"
+    return parse
+
+
+positive_int = int_at_least(1)
+nonneg_int = int_at_least(0)
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be > 0")
+    return value
+
+
+def int_list(low: int = 0):
+    """An argparse ``type=``: comma-separated whole numbers >= ``low`` (``0,1,2``), as a list."""
+    one = int_at_least(low)
+
+    def parse(text: str) -> list[int]:
+        return [one(x.strip()) for x in text.split(",")]
+
+    parse.__name__ = "list"
+    return parse
+
+
+def names(choices):
+    """An argparse ``type=``: comma-separated names, each one of ``choices`` (``choices=`` for a list flag)."""
+    choices = [str(c) for c in choices]
+
+    def parse(text: str) -> list[str]:
+        got = [x.strip() for x in text.split(",")]
+        for x in got:
+            if x not in choices:
+                raise argparse.ArgumentTypeError(f"invalid choice: {x!r} (choose from {', '.join(choices)})")
+        return got
+
+    parse.__name__ = "list"
+    return parse
+
+
+def device(text: str) -> torch.device:
+    """An argparse ``type=``: a torch device that exists here (``cpu``, ``cuda``, ``cuda:1``)."""
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu or cuda)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA GPU on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise argparse.ArgumentTypeError(f"{text}: the benchmarks run on cpu or cuda")
+    return dev
+
+
+def space_parser(default_space: str, doc: str | None = None) -> Parser:
+    """The arguments every per-space benchmark takes: SPACE, --set k=v, --batch, --device."""
+    p = parser(doc)
     p.add_argument("space", nargs="?", default=default_space)
     p.add_argument("--set", action="append", help="space parameter override k=v")
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     return p
+
+
+# ------------------------------------------------------------------------------------------ how a script ends
+
+
+def show(cmd: list[str]) -> str:
+    """A child's command line as a user would type it (``python -m automl run ...``)."""
+    return shlex.join(["python" if c == sys.executable else str(c) for c in cmd])
+
+
+class ChildFailed(Exception):
+    """A child process (``automl run``, torchrun) exited non-zero: the script stops with one line naming the
+    command; exit 2 when the child's was 2 (a user mistake it reported), else 1."""
+
+    def __init__(self, cmd: list[str], returncode: int, detail: str | None = None, log=None):
+        self.cmd, self.returncode, self.detail, self.log = list(cmd), returncode, detail, log
+        self.exit_code = 2 if returncode == 2 else 1
+        super().__init__(self.text())
+
+    def text(self) -> str:
+        extra = f": {self.detail}" if self.detail else ""
+        log = f" (log: {self.log})" if self.log else ""
+        return f"error: `{show(self.cmd)}` failed (exit {self.returncode}){extra}{log}"
+
+
+def check_child(cmd: list[str], returncode: int, stderr: str | None = None, log=None) -> None:
+    """Raise :class:`ChildFailed` unless ``returncode`` is 0; ``stderr``'s last line is its detail."""
+    if returncode != 0:
+        lines = [x for x in (stderr or "").splitlines() if x.strip()]
+        raise ChildFailed(cmd, returncode, lines[-1].strip() if lines else None, log)
+
+
+def run_main(main, *args) -> None:
+    """A script's entry point: ``main(*args)``; automl's ``UserError`` (RecipeError, SpaceError, ParamError,
+    DataError are ones) and a failed child print one message and exit 2 (a failed child: its own code)."""
+    try:
+        rc = main(*args)
+    except UserError as e:
+        print(e.text(), file=sys.stderr)
+        sys.exit(e.exit_code)
+    except ChildFailed as e:
+        print(e.text(), file=sys.stderr)
+        sys.exit(e.exit_code)
+    sys.exit(rc or 0)
 
 
 def median(xs) -> float:

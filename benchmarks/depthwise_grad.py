@@ -8,7 +8,6 @@ that shape (``fast_path_applies``); where it says yes, ours should be the faster
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,15 +15,15 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, timeit  # noqa: E402
+from _common import emit, median, parser, positive_int, run_main, timeit  # noqa: E402
 
 from automl.nn.depthwise import depthwise_weight_grad, fast_path_applies  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--channels", type=int, nargs="+", default=[144, 288])
+    p = parser(__doc__)
+    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--channels", type=positive_int, nargs="+", default=[144, 288])
     a = p.parse_args()
     rows = []
     for c in a.channels:
@@ -55,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, space_parser, timeit  # noqa: E402
+from _common import emit, int_at_least, median, positive_int, run_main, space_parser, timeit  # noqa: E402
 
 from automl.commands import parse_set_args  # noqa: E402
 from automl.compile import load_compiled  # noqa: E402
@@ -25,11 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    p = space_parser(str(ROOT / "spaces" / "digits.space"))
-    p.add_argument("--lam", type=int, default=2)
-    p.add_argument("--eps", type=int, default=4, help="number of ε values (N)")
+    p = space_parser(str(ROOT / "spaces" / "digits.space"), __doc__)
+    p.add_argument("--lam", type=int_at_least(2), default=2)
+    p.add_argument("--eps", type=positive_int, default=4, help="number of ε values (N)")
     a = p.parse_args()
-    dev = torch.device(a.device)
+    dev = a.device
     sync = dev.type == "cuda"
     cs = load_compiled(a.space, parse_set_args(a.set))
     net = for_training(cs.build_supernet(), dev).train()  # as the pipeline builds it
@@ -54,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

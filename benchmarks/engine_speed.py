@@ -1,24 +1,29 @@
 """Time one ask() + tell() of MultiEpsilonSearch (median over many iterations, after a warm-up).
 
-    /work/venv/bin/python benchmarks/engine_speed.py [--iters 2000]
+    python benchmarks/engine_speed.py [--iters 2000] [--warmup 200] [--context]
 
 CPU case: N = 8, D = 21, K = 7, lam = 8 (goal: under 0.5 ms), also with ``sync_free=True`` (the code path
 used on GPUs), Method 2's update, the weighted-quantile utility, and with budgets; with ``--context``, N = 4
-and costs that depend on width decisions (:class:`automl.search.ContextCosts`, 32 to 4,096 combinations). CUDA cases, when available: the same size, and N = 8, D = 40,
-K = 7, lam = 64. Prints a table and one JSON line.
+and costs that depend on width decisions (:class:`automl.search.ContextCosts`, 32 to 4,096 combinations).
+CUDA cases, when available: the same size, and N = 8, D = 40, K = 7, lam = 64. Prints a table and one JSON
+line.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from automl.search import ContextCosts, MultiEpsilonSearch
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import nonneg_int, parser, positive_int, run_main  # noqa: E402
+
+from automl.search import ContextCosts, MultiEpsilonSearch  # noqa: E402
 
 
 def context_costs(D: int, K: int, c: int) -> ContextCosts:
@@ -64,9 +69,9 @@ def time_engine(N, D, K, lam, device, iters, warmup, importance_sampling=True, s
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--iters", type=int, default=2000)
-    ap.add_argument("--warmup", type=int, default=200)
+    ap = parser(__doc__)
+    ap.add_argument("--iters", type=positive_int, default=2000)
+    ap.add_argument("--warmup", type=nonneg_int, default=200)
     ap.add_argument("--context", action="store_true",
                     help="also costs that depend on 5, 8 and 12 two-way width decisions (32, 256, 4,096 combinations)")
     args = ap.parse_args()
@@ -94,4 +99,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

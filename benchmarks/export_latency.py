@@ -1,17 +1,17 @@
 """onnxruntime vs PyTorch eager on the CPU for exported architectures.
 
-    python benchmarks/export_latency.py [EXPORT_DIR ...] [--threads N] [--runs 30]
+    python benchmarks/export_latency.py [EXPORT_DIR ...] [--threads N] [--runs 30] [-n 3] [--space S] [--set k=v]
 
 Measures per model: latency at batch 1 and throughput at batch 32, median and p95 over timed runs after
 a warm-up, for PyTorch eager (``automl.export.load_model``, ``torch.inference_mode``) and onnxruntime
 (``CPUExecutionProvider``), both on the same number of threads. Without EXPORT_DIRs it exports a few
 random architectures of the ProxylessNAS space at 224x224 into a temporary folder (fresh weights: the
-latency does not depend on them). Prints a table, then one JSON line with every figure.
+latency does not depend on them; deleted at the end, so their rows' ``dir`` reads ``(temporary)/random-I``).
+Prints a table, then one JSON line with every figure.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import statistics
@@ -22,6 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import parser, positive_int, run_main  # noqa: E402
+
+from automl.commands import parse_set_args  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,20 +94,27 @@ def export_random(out: Path, space: str, n: int, seed: int, overrides: dict) -> 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("dirs", nargs="*", type=Path, help="export folders (default: export random architectures)")
     p.add_argument("--space", default=str(ROOT / "spaces" / "proxylessnas.space"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="space overrides")
-    p.add_argument("-n", "--num-archs", type=int, default=3)
+    p.add_argument("-n", "--num-archs", type=positive_int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runs", type=int, default=30, help="timed runs at batch 1 (batch 32: runs/5, at least 3)")
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--runs", type=positive_int, default=30, help="timed runs at batch 1 (batch 32: runs/5, at least 3)")
+    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
     a = p.parse_args(argv)
+    from automl.export import read_manifest
+
+    for d in a.dirs:  # a wrong folder is found now, not after the others were measured
+        read_manifest(d)
     torch.set_num_threads(a.threads)
-    overrides = dict(kv.split("=", 1) for kv in a.set)
+    overrides = parse_set_args(a.set)
     with tempfile.TemporaryDirectory() as tmp:
         dirs = a.dirs or export_random(Path(tmp), a.space, a.num_archs, a.seed, overrides)
         rows = [bench_dir(Path(d), a.threads, a.runs) for d in dirs]
+    if not a.dirs:  # the temporary folder is gone: say so rather than name it
+        for r in rows:
+            r["dir"] = f"(temporary)/{Path(r['dir']).name}"
     hdr = (f"{'model':<12} {'params':>10} {'input':>11} | {'b1 torch ms':>15} {'b1 ort ms':>15} | "
            f"{'b32 torch img/s':>17} {'b32 ort img/s':>17}")
     print(f"CPU: {platform.processor() or platform.machine()}, {a.threads} threads, torch {torch.__version__}; "
@@ -121,4 +133,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -7,38 +7,45 @@ Runs ``automl run RECIPE search.method=M seed=S`` for every seed and method, int
 a shared machine load changes slowly, so neighbouring runs see similar load), then prints per member the
 budget, the final ε, params, cost / budget, test accuracy, and each run's search seconds, plus the
 median search-time ratio of the first method to the second. An existing ``OUT/<method>-s<seed>`` with a
-results.json is reused (delete it to rerun). Prints a table and one JSON line.
+results.json is reused (delete it to rerun). A run that fails stops the script with one line naming its
+command (exit 2 when the run's was 2: a mistake in the recipe or a --set, which the run printed above it).
+Prints a table and one JSON line.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import check_child, int_list, names, parser, run_main  # noqa: E402
+
+METHODS = ("importance_sampling", "separate", "simultaneous", "random")  # search.method's values
+
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = parser(__doc__)
     ap.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--methods", default="importance_sampling,separate")
+    ap.add_argument("--seeds", type=int_list(0), default="0,1,2", help="comma-separated")
+    ap.add_argument("--methods", type=names(METHODS), default="importance_sampling,separate",
+                    help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--out", default="runs/family-budgets")
     ap.add_argument("--set", action="append", default=[], help="recipe override key=value (repeatable)")
     args = ap.parse_args()
     out = Path(args.out)
-    methods = args.methods.split(",")
+    methods = args.methods
     rows, seconds = [], {m: [] for m in methods}
-    for seed in args.seeds.split(","):
+    for seed in args.seeds:
         for m in methods:
             d = out / f"{m}-s{seed}"
             if not (d / "results.json").exists():
                 cmd = [sys.executable, "-m", "automl", "run", args.recipe, "--out", str(d),
                        f"search.method={m}", f"seed={seed}", *args.set]
                 print("$", " ".join(cmd), flush=True)
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                check_child(cmd, subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode)
             res = json.loads((d / "results.json").read_text())
             seconds[m].append(res["search_seconds"])
             for i, a in enumerate(res["architectures"]):
@@ -65,4 +72,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -10,7 +10,9 @@
 #     --platform manylinux2014_x86_64 -d .whl lark interegular pydantic pydantic_core annotated-types \
 #     typing-inspection typing_extensions timm
 # and carry .whl. Every step has its own time limit so one hang cannot eat the whole lease; the total
-# stays under about 8 minutes on an H200.
+# stays under about 8 minutes on an H200. Without a GPU it stops at once (one line, exit 2). summary.txt gives
+# each step's outcome: "done" when it exited 0, else "FAILED rc=N" (124: its time limit); the script exits 1
+# when a step failed or was skipped.
 set -u
 OUT=${OUT:-gpu-results}
 mkdir -p "$OUT"
@@ -21,15 +23,30 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 PY=${PY:-python3}
 BUDGET=${BUDGET:-480}  # seconds for all steps together: a step gets what is left, at most its own limit
+gpu=$($PY -c "import torch; print(torch.cuda.is_available())" 2>&1 | tail -n 1)
+if [ "$gpu" != True ]; then
+  [ "$gpu" = False ] && gpu="torch.cuda.is_available() is False" || gpu="$PY cannot import torch${gpu:+: $gpu}"
+  echo "gpu_check: no GPU to check on this machine ($gpu); nothing was run" | tee "$OUT/summary.txt" >&2
+  exit 2
+fi
+FAILED=0
 step() {  # step NAME SECONDS CMD...: run with a limit, append its log to all.log, never stop the script
   local name=$1 limit=$2; shift 2
   local left=$((BUDGET - SECONDS))
-  if [ "$left" -lt 20 ]; then echo "$name skipped: budget spent" | tee -a "$OUT/summary.txt"; return; fi
+  if [ "$left" -lt 20 ]; then echo "$name skipped: budget spent" | tee -a "$OUT/summary.txt"; FAILED=1; return; fi
   [ "$limit" -gt "$left" ] && limit=$left
-  local t0=$SECONDS
-  { echo "=== $name: $*"; timeout "$limit" "$@" 2>&1; echo "=== $name: rc=$? in $((SECONDS - t0)) s"; } \
-    | tee -a "$OUT/all.log" | tail -n 30
-  echo "$name done in $((SECONDS - t0)) s (limit $limit)" >>"$OUT/summary.txt"
+  local t0=$SECONDS rc rcfile
+  rcfile=$(mktemp)  # the braces run in a subshell (a pipe): their rc comes back through a file
+  { echo "=== $name: $*"; timeout "$limit" "$@" 2>&1; rc=$?; echo "$rc" >"$rcfile"
+    echo "=== $name: rc=$rc in $((SECONDS - t0)) s"; } | tee -a "$OUT/all.log" | tail -n 30
+  rc=$(cat "$rcfile" 2>/dev/null); rm -f "$rcfile"
+  if [ "${rc:-?}" = 0 ]; then
+    echo "$name done in $((SECONDS - t0)) s (limit $limit)" >>"$OUT/summary.txt"
+  else
+    echo "$name FAILED rc=${rc:-?}$([ "$rc" = 124 ] && echo ' (time limit)') in $((SECONDS - t0)) s (limit $limit)" \
+      >>"$OUT/summary.txt"
+    FAILED=1
+  fi
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -47,3 +64,4 @@ step scaling 90 $PY benchmarks/scaling.py --gpus
 cp /tmp/qs-$$/results.json "$OUT/quickstart-results.json" 2>/dev/null
 grep -h '^{"benchmark"' "$OUT/all.log" >"$OUT/benchmarks.jsonl"
 cat "$OUT/summary.txt"   # OUT holds 4 files: summary.txt, all.log, benchmarks.jsonl, quickstart-results.json
+exit "$FAILED"

@@ -15,14 +15,15 @@ measurement, and the A/B noise. The ProxylessNAS space runs at 224x224 (ImageNet
 int8: spnasnet_100 (a member of the ProxylessNAS space, fresh weights, calibrated on noise: latency and
 size do not depend on the weights' values) fp32 vs int8 latency (interleaved) and file size; with
 ``--int8-run DIR`` (a run of ``automl run recipes/quickstart.yaml export.quantize=int8``) also the
-quickstart family's accuracy drop, speed-up and size ratio from its results.json.
+quickstart family's accuracy drop, speed-up and size ratio from its results.json, one row per member,
+named by its budget (a run with budgets) and its final ε; DIR is read before anything is measured.
 Prints a table, then one JSON line.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import statistics
 import sys
 import tempfile
@@ -34,7 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit  # noqa: E402
+from benchmarks._common import emit, parser, positive_int, run_main  # noqa: E402
+from automl.errors import UserError  # noqa: E402
 from automl.ranking import kendall_tau_b  # noqa: E402
 
 SPACES = {"proxylessnas": {}, "digits": {}}
@@ -111,28 +113,59 @@ def bench_int8_proxyless(args) -> dict:
                 "size_ratio": int8.stat().st_size / fp32.stat().st_size, "accuracy_drop_points": None}
 
 
+def _member(recipe: str, a: dict, budgets: bool) -> str:
+    """A member's label: its budget (``budgets``: a run with budgets; ``none``: unconstrained) and its final ε,
+    rounded (a run with budgets adapts ε, and two members may end at the same one)."""
+    eps = a.get("epsilon")
+    label = recipe
+    if budgets:
+        b = a.get("budget")
+        label += " budget=" + ("none" if b is None else f"{b:g}")
+    if isinstance(eps, (int, float)) and math.isfinite(eps):
+        label += f" eps={eps:.3g}"
+    return label
+
+
+def _read_run(run_dir: Path) -> dict:
+    path = run_dir / "results.json"
+    if not path.is_file():
+        raise UserError(f"--int8-run {run_dir}: no results.json there (a finished `automl run` folder, e.g. of "
+                        f"recipes/quickstart.yaml export.quantize=int8)")
+    try:
+        res = json.loads(path.read_text())
+    except ValueError as e:
+        raise UserError(f"--int8-run {run_dir}: {path.name} is not JSON ({e})") from None
+    if not isinstance(res, dict) or not isinstance(res.get("architectures"), list) or "recipe" not in res:
+        raise UserError(f"--int8-run {run_dir}: {path.name} is not a run's results (no recipe, architectures)")
+    return res
+
+
 def int8_from_run(run_dir: Path) -> list[dict]:
-    res = json.loads((run_dir / "results.json").read_text())
+    """The int8 rows of a finished run (a user error when it has none: not an export.quantize=int8 run)."""
+    res = _read_run(run_dir)
     rows = []
+    budgets = any(a.get("budget") is not None for a in res["architectures"])
     for a in res["architectures"]:
         q = a.get("int8") or {}
         if not q or q.get("error"):
             continue
-        rows.append({"model": f"{res['recipe']} eps={a['epsilon']}", "fp32_ms": a["latency_ms"],
+        rows.append({"model": _member(res["recipe"], a, budgets), "fp32_ms": a["latency_ms"],
                      "int8_ms": q["latency_ms"], "speedup": a["latency_ms"] / q["latency_ms"],
                      "size_ratio": q["size_bytes"] / q["fp32_size_bytes"],
                      "accuracy_drop_points": 100 * (q["fp32_onnx_test_accuracy"] - q["test_accuracy"])})
+    if not rows:
+        raise UserError(f"--int8-run {run_dir}: no member has an int8 export (run with export.quantize=int8)")
     return rows
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = parser(__doc__)
     p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
-    p.add_argument("--archs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--repeat", type=int, default=20, help="timed runs per piece of the table")
-    p.add_argument("--measure-repeat", type=int, default=30, help="timed runs per whole model and pass")
+    p.add_argument("--archs", type=positive_int, default=30)
+    p.add_argument("--threads", type=positive_int, default=1)
+    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")
+    p.add_argument("--measure-repeat", type=positive_int, default=30, help="timed runs per whole model and pass")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="cpu: the calling thread's CPU time (one thread): what an idle machine's latency would "
@@ -140,12 +173,15 @@ def main() -> None:
     p.add_argument("--int8-run", type=Path, default=None, help="a quickstart run with export.quantize=int8")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
     args = p.parse_args()
+    from automl.profile import check_profile_args
+
+    check_profile_args("onnxruntime", args.threads, args.batch, args.repeat, args.clock)
+    # read now: a wrong folder must not cost the whole measurement
+    from_run = int8_from_run(args.int8_run) if args.int8_run and not args.no_int8 else []
     torch.set_num_threads(args.threads)
     rows = [bench_space(name, args) for name in args.spaces]
     details = {r["space"]: r.pop("_detail") for r in rows}
-    int8_rows = []
-    if not args.no_int8:
-        int8_rows = ([bench_int8_proxyless(args)] + (int8_from_run(args.int8_run) if args.int8_run else []))
+    int8_rows = [] if args.no_int8 else [bench_int8_proxyless(args)] + from_run
     emit("latency_table", rows, int8=int8_rows, details=details)
     for r in int8_rows:
         drop = r["accuracy_drop_points"]
@@ -155,4 +191,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -6,7 +6,9 @@ of the most accurate member over threads and seeds (issue #20).
 
 Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and
 OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already
-there: the script can be re-run after a change to re-measure only what was deleted.
+there: the script can be re-run after a change to re-measure only what was deleted. The recipe, its overrides,
+the option and method names and the folders given are checked before any run; a run that fails stops the
+script with one line naming its command and its log (exit 2 when the run's was 2).
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
@@ -39,7 +41,6 @@ there: the script can be re-run after a change to re-measure only what was delet
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -53,8 +54,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit  # noqa: E402
+from _common import (check_child, emit, int_list, names, parser, positive_float, positive_int,  # noqa: E402
+                     run_main)
 
+from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
 from automl.pipeline import open_workspace  # noqa: E402
 from automl.ranking import kendall_tau_b, spearman  # noqa: E402
@@ -92,6 +95,7 @@ OPTIONS = {
     "batch32": ["data.batch_size=32"],
     "lam4": ["search.lam=4"],
 }
+METHODS = ("separate", "importance_sampling", "simultaneous", "random")  # search.method's values
 
 
 def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
@@ -99,7 +103,7 @@ def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]],
     mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
     rk = json.loads((run_dir / "results.json").read_text())["ranking"]
     if len(rk["archs"]) != k:
-        raise SystemExit(f"{run_dir}: its ranking has {len(rk['archs'])} architectures, not --archs {k}")
+        raise UserError(f"--truth {run_dir}: its ranking has {len(rk['archs'])} architectures, not --archs {k}")
     return [-e["test_loss"] for e in rk["archs"]], [e["choices"] for e in rk["archs"]], int(rk["seeds"])
 
 
@@ -108,7 +112,7 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
     """Each option's weight phase once per supernet seed, scored on the K architectures: τ against ``t`` (and
     against ``t1`` when given), with the θ-phase loss signal / noise of the seed-0 supernet."""
     rows = []
-    for name in a.options.split(","):
+    for name in a.options:
         for seed in seeds:
             ov = ONE + a.overrides + OFF + OPTIONS[name] + [
                 f"seed={seed}", "search.theta_epochs=0", f"ranking.archs={a.archs}", "ranking.retrain_epochs=0"]
@@ -118,7 +122,7 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
             res = automl_run(a.recipe, ov, d, threads=a.threads)
             rk = res["ranking"]["archs"]
             if choices is not None and [e["choices"] for e in rk] != choices:
-                raise SystemExit(f"{d}: its K architectures are not the truth's (another space or --archs?)")
+                raise UserError(f"{d}: its K architectures are not the truth's (another space or --archs?)")
             score = [-e["supernet_loss"] for e in rk]
             score_b = [-e["supernet_loss_batch_stats"] for e in rk]
             row = {"option": name, "seed": seed, "tau": kendall_tau_b(score, t), "spearman": spearman(score, t),
@@ -153,8 +157,7 @@ def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None
         log = out.with_name(out.name + ".log")  # a file, not a pipe: the run outlives this script if killed
         with open(log, "w") as f:
             rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
-        if rc != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed (exit {rc}); see {log}")
+        check_child(cmd, rc, log.read_text(errors="replace") if rc else None, log)
     return json.loads(res.read_text())
 
 
@@ -374,7 +377,7 @@ def _one_study(a, out: Path) -> None:
         emit("ranking_replay", rows, overrides=a.overrides, max_over_min=max(firsts) / min(firsts))
         return
     epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
-    seeds = [int(x) for x in a.truth_seeds.split(",")]
+    seeds = a.truth_seeds
     if a.retrain:
         spec = json.loads(Path(a.retrain).read_text())
         emit("ranking_retrain", retrain_named(a.recipe, a.overrides, spec, seeds, epochs))
@@ -382,29 +385,33 @@ def _one_study(a, out: Path) -> None:
         emit("ranking_truth", [truth_study(a.recipe, a.overrides, out, a.archs, seeds, epochs)], archs=a.archs)
 
 
-def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _parser():
+    p = parser(__doc__)
     p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"))
-    p.add_argument("--archs", type=int, default=20)
-    p.add_argument("--options", default=",".join(OPTIONS), help=f"comma-separated, of {', '.join(OPTIONS)}")
+    p.add_argument("--archs", type=positive_int, default=20)
+    p.add_argument("--options", type=names(OPTIONS), default=",".join(OPTIONS),
+                   help=f"comma-separated, of {', '.join(OPTIONS)}")
     p.add_argument("--no-tau", action="store_true", help="skip the τ per option")
     p.add_argument("--no-stability", action="store_true", help="skip the threads x seeds table")
     p.add_argument("--truth", default=None,
                    help="a finished run folder whose ranking retrained the K architectures (ranking.seeds=S): "
                         "its mean test loss is the truth of the τ per option, instead of two single retrainings")
-    p.add_argument("--supernet-seeds", default="0",
+    p.add_argument("--supernet-seeds", type=int_list(0), default="0",
                    help="comma-separated: each option's weight phase once per seed (τ's spread over supernets)")
-    p.add_argument("--threads", type=int, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
+    p.add_argument("--threads", type=positive_int, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
     p.add_argument("--no-signal", action="store_true", help="skip the loss signal / noise per option")
-    p.add_argument("--methods", default="separate,importance_sampling")
-    p.add_argument("--jobs", type=int, default=1, help="stability runs at once (each a process)")
-    p.add_argument("--stability-seeds", default="0,1,2", help="comma-separated: the stability table's seeds")
-    p.add_argument("--truth-seeds", default=None,
+    p.add_argument("--methods", type=names(METHODS), default="separate,importance_sampling",
+                   help=f"comma-separated, of {', '.join(METHODS)}")
+    p.add_argument("--jobs", type=positive_int, default=1, help="stability runs at once (each a process)")
+    p.add_argument("--stability-seeds", type=int_list(0), default="0,1,2",
+                   help="comma-separated: the stability table's seeds")
+    p.add_argument("--truth-seeds", type=int_list(0), default=None,
                    help="comma-separated seeds: only measure how reliable the stand-alone truth is (each K "
                         "architecture retrained once per seed, accuracy and loss), then stop")
-    p.add_argument("--truth-epochs", type=int, default=None, help="with --truth-seeds; default retrain.epochs")
+    p.add_argument("--truth-epochs", type=positive_int, default=None,
+                   help="with --truth-seeds; default retrain.epochs")
     p.add_argument("--retrain", default=None,
                    help='with --truth-seeds: a JSON file {"name": [choice, ...]}: retrain these architectures '
                         "instead of the K ranking ones (e.g. two methods' unconstrained members), then stop")
@@ -415,19 +422,41 @@ def main(argv: list[str]) -> None:
     p.add_argument("--one-se", default=None,
                    help="comma-separated finished run folders: only apply the one-standard-error tie-breaker to "
                         "their first member (the cheapest within --se standard errors), then stop")
-    p.add_argument("--se", type=float, default=1.0, help="with --one-se: standard errors allowed")
+    p.add_argument("--se", type=positive_float, default=1.0, help="with --one-se: standard errors allowed")
     p.add_argument("--costlier", action="store_true",
                    help="with --one-se: the costliest change within --se standard errors instead of the cheapest")
+    return p
+
+
+def _check(a) -> None:
+    """What can be checked before any run: the folders given, and the recipe with its overrides (a mistake must
+    not cost the truth's retrainings first)."""
+    runs = [d for d in (a.one_se or "").split(",") + (a.replay or "").split(",") if d]
+    need = [(d, name) for d in runs for name in ("results.json", "recipe.resolved.yaml")]
+    if a.truth:
+        need.append((a.truth, "results.json"))
+    for d, name in need:
+        if not (Path(d) / name).is_file():
+            raise UserError(f"{d}: no {name} there (a finished `automl run` folder)")
+    if a.retrain and not Path(a.retrain).is_file():
+        raise UserError(f"--retrain {a.retrain}: no such file")
+    if not (a.replay or a.one_se):
+        load_recipe(a.recipe, a.overrides)
+
+
+def main(argv: list[str]) -> None:
+    p = _parser()
     a = p.parse_args(argv)
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
+    _check(a)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.replay or a.truth_seeds or a.one_se:
         return _one_study(a, out)
     if not a.no_tau:
-        seeds = [int(x) for x in a.supernet_seeds.split(",")]
+        seeds = a.supernet_seeds
         if a.truth:
             t, choices, n = recorded_truth(Path(a.truth), a.archs)
             rows = tau_per_option(a, out, t, None, choices, seeds)
@@ -440,8 +469,7 @@ def main(argv: list[str]) -> None:
             emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
                  retrain_noise_tau=kendall_tau_b(t0, t1))
     if not a.no_stability:
-        combos = [(m, t, int(sd)) for m in a.methods.split(",") for t in (1, 2)
-                  for sd in a.stability_seeds.split(",")]
+        combos = [(m, t, sd) for m in a.methods for t in (1, 2) for sd in a.stability_seeds]
         with ThreadPoolExecutor(a.jobs) as pool:  # the runs are subprocesses: threads only wait
             results = list(pool.map(lambda c: automl_run(
                 a.recipe, stability_overrides(a.recipe, a.overrides, c[0], c[2], c[1]),
@@ -449,10 +477,11 @@ def main(argv: list[str]) -> None:
         rows = [{"method": m, "threads": t, "seed": sd, "params": [x["params"] for x in res["architectures"]]}
                 for (m, t, sd), res in zip(combos, results)]
         emit("ranking_stability", rows)
-        for method in a.methods.split(","):
+        for method in a.methods:
             params = [r["params"][0] for r in rows if r["method"] == method]
             print(f"{method}: most accurate member {min(params):,}-{max(params):,} parameters, "
                   f"max/min {max(params) / min(params):.2f}")
 
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

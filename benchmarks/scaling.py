@@ -2,14 +2,21 @@
 
     python benchmarks/scaling.py [--gpus]
 
-Each configuration runs the quickstart recipe's weight and θ phases for one epoch each on the digits data
-(retraining and export off) under `torchrun --nproc_per_node=K`, and reports images/s of the weight phase
-(from results.json's phase_seconds and the number of D_W images).
+Each configuration runs the quickstart recipe's weight phase for two epochs and its θ phase for one, on the
+digits data, with one supernet (``search.supernets=1``: the quickstart now trains four, and the published
+figure is of one), ε 0 and 0.5, λ = 2, retraining and export off, under `torchrun --nproc_per_node=K`, and
+reports images/s of the weight phase (from results.json's phase_seconds and the number of D_W images).
+
+Every process runs one intra-op thread (``threads=1``, and ``OMP_NUM_THREADS=1``), in every row: the rows
+then differ only in the number of processes. Torch's default (one thread per core) would give the single
+process every core and two processes one each, and on a machine with other work its spinning threads
+collapse (a 2-core machine measured the 1-process row 20x slower that way, reported as a "speed-up" of the
+2-process row). With 2 processes on fewer than 2 free cores the 2-process row shares a core: the script
+says so. Each row and the JSON line record the thread count the run used (results.json's ``threads``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,37 +27,53 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit  # noqa: E402
+from _common import check_child, emit, parser, run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OVERRIDES = ["search.weight_epochs=2", "search.theta_epochs=1", "retrain.epochs=0", "export.onnx=false",
-             "search.epsilons=[0,0.5]", "search.lam=2"]
+THREADS = 1  # intra-op threads per process, in every row
+OVERRIDES = ["search.supernets=1", "search.weight_epochs=2", "search.theta_epochs=1", "retrain.epochs=0",
+             "export.onnx=false", "search.epsilons=[0,0.5]", "search.lam=2", f"threads={THREADS}"]
+
+
+def command(nproc: int, device: str, port: int, out: Path) -> tuple[list[str], dict]:
+    """The torchrun command of one row and its environment."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}",
+           "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), f"device={device}", *OVERRIDES,
+           "--out", str(out)]
+    return cmd, env
 
 
 def run(nproc: int, device: str, port: int) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "run"
-        env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // nproc)))
-        cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}",
-               "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), f"device={device}", *OVERRIDES,
-               "--out", str(out)]
-        subprocess.run(cmd, check=True, env=env, capture_output=True, text=True)
+        cmd, env = command(nproc, device, port, out)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        check_child(cmd, r.returncode, r.stderr)
         res = json.loads((out / "results.json").read_text())
     images = 2 * 1437 // 2  # two epochs over D_W (half of the 1,437 training digits)
-    return {"processes": nproc, "device": device, "weights_s": res["phase_seconds"]["weights"],
-            "images_per_s": images / res["phase_seconds"]["weights"], "theta_s": res["phase_seconds"]["theta"]}
+    return {"processes": nproc, "device": device, "threads": (res.get("threads") or {}).get("threads"),
+            "weights_s": res["phase_seconds"]["weights"], "images_per_s": images / res["phase_seconds"]["weights"],
+            "theta_s": res["phase_seconds"]["theta"]}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = parser(__doc__)
     p.add_argument("--gpus", action="store_true", help="also 1..k GPUs (nccl)")
     a = p.parse_args()
+    from automl.train.threads import busy_cores, physical_cores
+
+    cores, busy = physical_cores(), busy_cores() or 0.0
+    if cores - busy < 2 * THREADS:
+        print(f"note: {cores} cores, {busy:.1f} busy: the 2-process row ({2 * THREADS} threads) shares a core",
+              file=sys.stderr)
     rows = [run(1, "cpu", 29611), run(2, "cpu", 29612)]
     if a.gpus and torch.cuda.is_available():
         for k in range(1, torch.cuda.device_count() + 1):
             rows.append(run(k, "cuda", 29620 + k))
-    emit("scaling", rows, speedup_2_cpu=rows[1]["images_per_s"] / rows[0]["images_per_s"])
+    emit("scaling", rows, threads_per_process=THREADS, supernets=1, physical_cores=cores, busy_cores=round(busy, 1),
+         speedup_2_cpu=rows[1]["images_per_s"] / rows[0]["images_per_s"])
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

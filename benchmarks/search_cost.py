@@ -1,24 +1,24 @@
 """Search cost of the three ways to get N architectures (paper Table 1), on one recipe and one machine.
 
-    python benchmarks/search_cost.py [RECIPE] [key=value ...] [--no-sweep]
+    python benchmarks/search_cost.py [RECIPE] [key=value ...] [--repeat 1] [--no-sweep]
 
 Runs the recipe (default recipes/quickstart.yaml) with search.method = importance_sampling, separate and
 simultaneous (retraining and export off: search cost excludes them, as in the paper) and prints the search
 seconds and the ratios beside the paper's (proposed / Method 1 = 3.4/16.4 = 0.21, proposed / Method 2 =
 3.4/5.2 = 0.65), with each run's weight-phase and θ-phase seconds. Then importance_sampling with N = 1, 2,
-4, 8 ε values spread over the recipe's ε range (the goal: flat).
+4, 8 ε values spread over the recipe's ε range (the goal: flat). ``--repeat R`` runs each method R times,
+interleaved, and uses the median.
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit  # noqa: E402
+from _common import emit, parser, positive_int, run_main  # noqa: E402
 
 from automl.pipeline import Run, open_workspace  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
@@ -51,15 +51,16 @@ def _row(method: str, run: int, res: dict) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = parser(__doc__)
     p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--no-sweep", action="store_true", help="skip the N = 1, 2, 4, 8 sweep")
-    p.add_argument("--repeat", type=int, default=1, help="runs per method, interleaved; the median is used")
+    p.add_argument("--repeat", type=positive_int, default=1, help="runs per method, interleaved; the median is used")
     a = p.parse_args(argv)
     if "=" in a.recipe:  # only overrides were given
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
+    recipe = load_recipe(a.recipe, a.overrides)  # a mistake in the recipe or an override is found now
     # Warm-up, untimed: the first run in a process pays for one-time set-up (oneDNN/cuDNN kernel selection
     # for every op shape, allocator growth), which would otherwise be charged to whichever method runs first.
     search_run(a.recipe, a.overrides + ["search.weight_epochs=1", "search.theta_epochs=1"])
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> None:
     print(f"importance_sampling / Method 2 (separate):     {ratio_m2:.3f}   (paper: 0.65)")
     scaling = []
     # the sweep spans the recipe's ε range ([0, 12], the quickstart's former ε, when the recipe gives budgets)
-    emax = max(load_recipe(a.recipe, a.overrides).search.epsilons or [12.0]) or 0.5
+    emax = max(recipe.search.epsilons or [12.0]) or 0.5
     for n in () if a.no_sweep else (1, 2, 4, 8):
         eps = [round(emax * j / max(n - 1, 1), 4) for j in range(n)]
         res = search_run(a.recipe, a.overrides + ["search.method=importance_sampling",
@@ -89,4 +90,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])

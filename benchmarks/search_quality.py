@@ -25,17 +25,22 @@ Prints a table and one JSON line.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from automl.search import MultiEpsilonSearch, best_within_budget, normalize_costs
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import int_at_least, names, parser, positive_float, positive_int, run_main  # noqa: E402
+
+from automl.search import MultiEpsilonSearch, best_within_budget, normalize_costs  # noqa: E402
 
 EPSILONS = {2: [0.0, 0.3], 4: [0.0, 0.1, 0.3, 0.5], 8: [0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.7]}
 METHODS = {"IS paper": (True, "paper", 1), "IS wq": (True, "weighted_quantile", 1),
            "sep =iters": (False, "paper", 1), "sep =evals": (False, "paper", None)}
+MODES = ("eps", "budget")
 
 
 def make_problem(D, K, seed):
@@ -101,17 +106,19 @@ def run(a, costs, lam, iters, sigma, seed, importance_sampling, utility, epsilon
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--iters", type=int, default=1200)
-    ap.add_argument("--lam", type=int, default=8)
-    ap.add_argument("--D", type=int, default=16)
-    ap.add_argument("--K", type=int, default=5)
-    ap.add_argument("--N", default="2,4,8", help="numbers of members, comma-separated")
-    ap.add_argument("--modes", default="eps,budget")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap = parser(__doc__)
+    ap.add_argument("--seeds", type=positive_int, default=5)
+    ap.add_argument("--iters", type=positive_int, default=1200)
+    ap.add_argument("--lam", type=int_at_least(2), default=8)
+    ap.add_argument("--D", type=positive_int, default=16)
+    ap.add_argument("--K", type=int_at_least(2), default=5)
+    ap.add_argument("--N", type=names(EPSILONS), default="2,4,8",
+                    help=f"numbers of members, comma-separated, of {', '.join(map(str, EPSILONS))}")
+    ap.add_argument("--modes", type=names(MODES), default=",".join(MODES), help="comma-separated, of eps, budget")
+    ap.add_argument("--methods", type=names(METHODS), default=",".join(METHODS),
+                    help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--sigma", type=float, default=0.5, help="loss noise (std)")
-    ap.add_argument("--budget-lr", type=float, default=0.5, help="the engine's dual step size")
+    ap.add_argument("--budget-lr", type=positive_float, default=0.5, help="the engine's dual step size")
     ap.add_argument("--problem", default="target", choices=list(PROBLEMS),
                     help="target: a random costliest-best target per decision; index: cost = choice index")
     args = ap.parse_args()
@@ -121,9 +128,9 @@ def main():
     print(f"search quality ({args.problem}), D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, "
           f"{args.seeds} seeds, "
           f"{args.iters} iterations; per member: cost ratio R(best)/R(opt) / regret [/ budget held]")
-    for N in (int(x) for x in args.N.split(",")):
-        for mode in args.modes.split(","):
-            for m in args.methods.split(","):
+    for N in (int(x) for x in args.N):
+        for mode in args.modes:
+            for m in args.methods:
                 is_, utility, div = METHODS[m]
                 iters = args.iters if div else args.iters // N
                 cost = [[] for _ in range(N)]
@@ -161,4 +168,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, space_parser, timeit  # noqa: E402
+from _common import emit, median, positive_int, run_main, space_parser, timeit  # noqa: E402
 
 from automl.commands import parse_set_args  # noqa: E402
 from automl.compile import load_compiled  # noqa: E402
@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    p = space_parser(str(ROOT / "spaces" / "digits.space"))
-    p.add_argument("--archs", type=int, default=3, help="random architectures to average over")
+    p = space_parser(str(ROOT / "spaces" / "digits.space"), __doc__)
+    p.add_argument("--archs", type=positive_int, default=3, help="random architectures to average over")
     p.add_argument("--plain", action="store_true", help="NCHW and ATen's depthwise gradient, not for_training")
     a = p.parse_args()
-    dev = torch.device(a.device)
+    dev = a.device
     cs = load_compiled(a.space, parse_set_args(a.set))
     sync = dev.type == "cuda"
     g = torch.Generator().manual_seed(0)
@@ -70,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

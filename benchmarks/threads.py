@@ -1,12 +1,14 @@
 """Intra-op threads next to busy processes: the recipe's ``threads: auto`` against 1 and torch's default.
 
     python benchmarks/threads.py [--repeat 3] [--busy 0,1,2] [--epochs 1] [--steps 3] [--batch 4] [--limit 180]
+                                 [--workloads digits,proxylessnas]
 
 Two workloads, each in a fresh process (so torch's default thread count and the ``auto`` choice are what a
 user gets; ``OMP_NUM_THREADS`` is removed from the children's environment):
 
-* ``digits``: ``automl run recipes/quickstart.yaml`` with ``--epochs`` weight and θ epochs, no retraining,
-  no ONNX; the figure is the run's ``search_seconds`` (results.json), which leaves out start-up.
+* ``digits``: ``automl run recipes/quickstart.yaml`` with ``--epochs`` weight and θ epochs, one supernet
+  (``search.supernets=1``: the workload of the published tables; the quickstart now trains four), no
+  retraining, no ONNX; the figure is the run's ``search_seconds`` (results.json), which leaves out start-up.
 * ``proxylessnas``: ``--steps`` timed supernet weight steps (after one untimed step) on spaces/proxylessnas.space at
   224², batch ``--batch``, λ = 2 uniformly sampled paths, the thread count chosen by the same code as
   ``automl run`` (``automl.train.threads.resolve_threads``).
@@ -17,7 +19,8 @@ loop with torch's default threads. Settings are interleaved (their order rotates
 row is the median of ``--repeat`` runs; ``x_idle`` is a row's median over the same setting's idle median.
 A workload process that takes longer than ``--limit`` wall seconds (start-up included) is stopped and
 counted as ``--limit`` seconds (``cut_off`` counts them: the row's figure is then a lower bound).
-Prints a table and one JSON line (benchmarks/_common.py).
+Prints a table and one JSON line (benchmarks/_common.py). A workload process that fails stops the script
+with one line naming its command (exit 2 when the process's was 2).
 
 With ``k`` busy processes on ``c`` cores, a process gets at most ``c / (k + 1)`` cores under a fair
 scheduler: on a 2-core machine a single-threaded workload next to two busy processes takes at least 1.5x
@@ -38,10 +41,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median  # noqa: E402
+from _common import (check_child, emit, int_list, median, names, parser, positive_float,  # noqa: E402
+                     positive_int, run_main)
 
 ROOT = Path(__file__).resolve().parents[1]
 # a busy neighbour; it stops by itself if this script dies without killing it (its parent changes)
+WORKLOADS = ("digits", "proxylessnas")
 BUSY = ("import os, torch\nparent = os.getppid()\na = torch.randn(512, 512)\n"
         "while os.getppid() == parent:\n    a = (a @ a).clamp_(-1, 1)\n")
 
@@ -61,19 +66,25 @@ def torch_default_threads() -> int:
 def _child(cmd: list[str], limit: float) -> str | None:
     """Run ``cmd``; its stdout, or None when it ran past ``limit`` seconds (killed)."""
     try:
-        return subprocess.run(cmd, env=_env(), check=True, capture_output=True, text=True, timeout=limit).stdout
+        r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=limit)
     except subprocess.TimeoutExpired:
         return None
+    check_child(cmd, r.returncode, r.stderr)
+    return r.stdout
+
+
+def digits_command(setting: str, epochs: int, out: Path) -> list[str]:
+    """The digits workload: the quickstart, one supernet, ``epochs`` weight and θ epochs, nothing after."""
+    return [sys.executable, "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), "device=cpu",
+            f"threads={setting}", "search.supernets=1", f"search.weight_epochs={epochs}",
+            f"search.theta_epochs={epochs}", "retrain.epochs=0", "export.onnx=false", "--out", str(out)]
 
 
 def run_digits(setting: str, epochs: int, limit: float) -> tuple[float, int | None, bool]:
     """(search seconds, threads used, cut off) of a short quickstart run in a fresh process."""
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "run"
-        cmd = [sys.executable, "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), "device=cpu",
-               f"threads={setting}", f"search.weight_epochs={epochs}", f"search.theta_epochs={epochs}",
-               "retrain.epochs=0", "export.onnx=false", "--out", str(out)]
-        if _child(cmd, limit) is None:
+        if _child(digits_command(setting, epochs, out), limit) is None:
             return limit, None, True
         res = json.loads((out / "results.json").read_text())
     return float(res["search_seconds"]), int(res["threads"]["threads"]), False
@@ -144,14 +155,15 @@ class Busy:
 
 
 def main(argv: list[str]) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=3, help="runs per row, interleaved; the median is reported")
-    p.add_argument("--busy", default="0,1,2", help="numbers of busy processes, comma-separated")
-    p.add_argument("--epochs", type=int, default=1, help="digits: weight and θ epochs")
-    p.add_argument("--steps", type=int, default=3, help="proxylessnas: timed supernet steps")
-    p.add_argument("--batch", type=int, default=4, help="proxylessnas: batch size")
-    p.add_argument("--workloads", default="digits,proxylessnas")
-    p.add_argument("--limit", type=float, default=180.0,
+    p = parser(__doc__)
+    p.add_argument("--repeat", type=positive_int, default=3, help="runs per row, interleaved; the median is reported")
+    p.add_argument("--busy", type=int_list(0), default="0,1,2", help="numbers of busy processes, comma-separated")
+    p.add_argument("--epochs", type=positive_int, default=1, help="digits: weight and θ epochs")
+    p.add_argument("--steps", type=positive_int, default=3, help="proxylessnas: timed supernet steps")
+    p.add_argument("--batch", type=positive_int, default=4, help="proxylessnas: batch size")
+    p.add_argument("--workloads", type=names(WORKLOADS), default=",".join(WORKLOADS),
+                   help=f"comma-separated, of {', '.join(WORKLOADS)}")
+    p.add_argument("--limit", type=positive_float, default=180.0,
                    help="wall seconds a workload process (start-up included) may take; one that takes longer is "
                         "stopped and counted as LIMIT seconds (a lower bound, marked >=): a collapse cannot "
                         "stall the benchmark")
@@ -164,9 +176,9 @@ def main(argv: list[str]) -> None:
 
     default = torch_default_threads()
     settings = ["auto", "1"] + ([str(default)] if default != 1 else [])
-    names = {"auto": "auto", "1": "1", str(default): f"default ({default})"}
-    loads = [int(b) for b in a.busy.split(",")]
-    workloads = a.workloads.split(",")
+    labels = {"auto": "auto", "1": "1", str(default): f"default ({default})"}
+    loads = list(dict.fromkeys(a.busy))
+    workloads = list(dict.fromkeys(a.workloads))  # a name given twice is one workload
     cores = physical_cores()
     samples: dict[tuple, list[tuple[float, int]]] = {}
     t_start = time.perf_counter()
@@ -189,7 +201,7 @@ def main(argv: list[str]) -> None:
                 got = samples[(w, busy, s)]
                 secs = median([t for t, _, _ in got])
                 threads = sorted({n for _, n, _ in got if n is not None})
-                rows.append({"workload": w, "busy": busy, "setting": names[s],
+                rows.append({"workload": w, "busy": busy, "setting": labels[s],
                              "threads": ",".join(map(str, threads)) or "?", "seconds": round(secs, 3),
                              "x_idle": round(secs / idle, 2), "runs": len(got),
                              "cut_off": sum(c for _, _, c in got)})
@@ -209,4 +221,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_main(main, sys.argv[1:])
