@@ -153,17 +153,14 @@ CASES = [
 ]
 
 
-def _first_per_script(cases):
-    """Each script's first case in the default suite, the others heavy (every case starts a Python with torch,
-    a few seconds each)."""
-    seen = set()
-    for script, args, word in cases:
-        marks = [pytest.mark.heavy] if script in seen else []
-        seen.add(script)
-        yield pytest.param(script, args, word, marks=marks, id=f"{script}-{' '.join(args)}")
+def _first_in_default(cases):
+    """The first case in the default suite, the others heavy (every case starts a Python with torch, a few
+    seconds each; CI runs them all)."""
+    for n, (script, args, word) in enumerate(cases):
+        yield pytest.param(script, args, word, marks=[pytest.mark.heavy] if n else [], id=f"{script}-{' '.join(args)}")
 
 
-@pytest.mark.parametrize("script,args,word", list(_first_per_script(CASES)))
+@pytest.mark.parametrize("script,args,word", list(_first_in_default(CASES)))
 def test_a_mistake_is_one_message_and_exit_2(script, args, word):
     refused(bench(script, *args), word)
 
@@ -171,10 +168,12 @@ def test_a_mistake_is_one_message_and_exit_2(script, args, word):
 # ---------------------------------------------------------------------------------------- F4: choice-like flags
 
 
+@pytest.mark.heavy  # a subprocess with torch: seconds
 def test_threads_refuses_an_unknown_workload():
     refused(bench("threads.py", "--workloads", "foo", "--repeat", "1", "--busy", "0"), "foo", "digits")
 
 
+@pytest.mark.heavy  # a subprocess with torch: seconds
 def test_search_quality_refuses_an_unknown_mode():
     refused(bench("search_quality.py", "--iters", "20", "--modes", "foo"), "foo", "budget")
 
@@ -182,6 +181,7 @@ def test_search_quality_refuses_an_unknown_mode():
 # ---------------------------------------------------------------------------------------- F3: checked before the work
 
 
+@pytest.mark.heavy  # a subprocess with torch: seconds
 def test_latency_table_checks_int8_run_before_measuring(tmp_path):
     r = bench("latency_table.py", "--spaces", "digits", "--archs", "2", "--int8-run", str(tmp_path / "nope"),
               timeout=60)
@@ -267,6 +267,7 @@ def test_int8_rows_of_a_budgets_run_name_the_budget_and_a_rounded_eps(tmp_path):
     assert "budget=80000" in labels[1] and "eps=0.507" in labels[2] and "0.50704" not in labels[2], labels
 
 
+@pytest.mark.heavy  # a subprocess with torch: seconds
 def test_ranking_help_shows_the_whole_first_sentence():
     r = bench("ranking.py", "--help")
     assert r.returncode == 0
