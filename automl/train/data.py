@@ -11,11 +11,15 @@ at the start of an epoch replays exactly the batches it would have seen, and ins
 ``loader.epoch(e, start=k)`` yields the batches after the first k. Training loaders shuffle with a
 ``torch.Generator`` seeded from (seed, epoch, loader name); with ``world_size > 1`` each rank takes a
 disjoint, equal-size shard of that permutation (the remainder is dropped so every rank runs the same
-number of steps). The test loader does not shuffle and covers each test item exactly once across ranks.
+number of steps). A training loader's batches are cut from that order ``batch_size`` at a time, except that
+a single item left over joins the batch before it (BatchNorm cannot train on a batch of one). The test
+loader does not shuffle and covers each test item exactly once across ranks.
 
 Small datasets (digits, synthetic, CIFAR-10) live on the device as tensors and are batched by indexing,
 with CIFAR's augmentation done on the device in batch: no DataLoader, no worker processes.
-ImageNet-style folders go through a torch DataLoader whose sampler replays the same index order.
+ImageNet-style folders go through a torch DataLoader whose batch sampler replays the same batches; each
+training item's random crop and flip are seeded from (seed, epoch, loader name, item), so they do not
+depend on the DataLoader workers or on where a run resumed.
 """
 
 from __future__ import annotations
@@ -96,8 +100,9 @@ class Loader:
     """Batches of one split. ``len(loader)`` is the number of batches per epoch for this rank.
 
     ``loader.epoch(e)`` yields ``(x, y)``: ``x`` float on the device, ``y`` long. The batch order is a
-    pure function of (seed, epoch, rank). Training loaders shuffle; the last batch may be smaller but is
-    never empty. The test loader does not shuffle and strides its items over the ranks.
+    pure function of (seed, epoch, rank). Training loaders shuffle; their last batch may be smaller but is
+    never empty and never a single item: one item left over joins the batch before it (``batch_size + 1``
+    items). The test loader does not shuffle and strides its items over the ranks.
     """
 
     def __init__(self, name: str, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
@@ -115,7 +120,13 @@ class Loader:
         return len(range(self.rank, n, self.world_size))
 
     def __len__(self) -> int:
-        return math.ceil(self.num_samples / self.batch_size)
+        return math.ceil(self.num_samples / self.batch_size) - self._merges_last()
+
+    def _merges_last(self) -> bool:
+        """Whether one item is left over after the full batches of a training loader, to join the last of
+        them (BatchNorm in train mode cannot normalise a batch of one)."""
+        full, rest = divmod(self.num_samples, self.batch_size)
+        return self.shuffle and rest == 1 and full > 0
 
     def order(self, epoch: int) -> torch.Tensor:
         """Dataset indices this rank visits in ``epoch``, in order."""
@@ -127,12 +138,16 @@ class Loader:
         return perm[self.rank: per_rank * self.world_size: self.world_size]
 
     def batches(self, epoch: int, device: torch.device | None = None) -> list[torch.Tensor]:
-        """The index batches of ``epoch`` (none empty); with ``device``, views of one non-blocking copy of
-        the epoch's order there (a blocking copy per batch would wait for the GPU at every step)."""
+        """The index batches of ``epoch`` (none empty; ``len(self)`` of them); with ``device``, views of one
+        non-blocking copy of the epoch's order there (a blocking copy per batch would wait for the GPU at every
+        step)."""
         order = self.order(epoch)
         if device is not None:
             order = order.to(device, non_blocking=True)
-        return [b for b in order.split(self.batch_size) if len(b)]
+        parts = [b for b in order.split(self.batch_size) if len(b)]
+        if self._merges_last():
+            parts[-2:] = [order[-(self.batch_size + 1):]]
+        return parts
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch`` from batch ``start`` on (a run resumed inside the epoch skips the
@@ -162,7 +177,7 @@ class Loader:
         other = copy.copy(self)
         other.__dict__.update(attrs)
         if isinstance(other, FolderLoader):
-            other._sampler, other._loader = _EpochSampler(), None
+            other._batch_sampler, other._loader = _EpochBatches(), None
         return other
 
     def __repr__(self) -> str:
@@ -195,17 +210,42 @@ class TensorLoader(Loader):
             yield x, self.y[idx]
 
 
-class _EpochSampler(torch.utils.data.Sampler):
-    """Yields the index list set for the current epoch; the DataLoader reads it anew each epoch."""
+class _EpochBatches(torch.utils.data.Sampler):
+    """A DataLoader's batch sampler: yields the batches set for the current epoch (``batches``, index tensors),
+    each a list of ``(key, index)`` for :class:`_SeededItems` (``key``: the epoch's augmentation seed, or None
+    for no seeding). The DataLoader reads it anew each epoch."""
 
     def __init__(self):
-        self.indices: list[int] = []
+        self.key: int | None = None
+        self.batches: list[torch.Tensor] = []
 
     def __iter__(self):
-        return iter(self.indices)
+        key, batches = self.key, self.batches
+        return ([(key, i) for i in b.tolist()] for b in batches)
 
     def __len__(self):
-        return len(self.indices)
+        return len(self.batches)
+
+
+class _SeededItems(torch.utils.data.Dataset):
+    """``dataset`` indexed by ``(key, index)``: with a key, the item's transform draws from the global torch
+    generator seeded from (key, index), and the generator's state is restored afterwards. An item's random
+    crop and flip are then a function of its key and index alone, the same in any worker process or in the
+    main one, and the process's own random stream (which training draws from too) does not move."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        key, index = item
+        if key is None:
+            return self.dataset[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(_seed_of(key, index))  # the CPU generator only, not CUDA's
+            return self.dataset[index]
 
 
 class _BadImage:
@@ -254,23 +294,27 @@ def _collate(items):
 
 
 class FolderLoader(Loader):
-    """A torch DataLoader over an ImageFolder whose sampler follows :meth:`Loader.order`. A file that is not a
+    """A torch DataLoader over an ImageFolder whose batch sampler yields :meth:`Loader.batches`. A training
+    item's random transform is seeded from (seed, epoch, loader name, item) (:class:`_SeededItems`), so the
+    images of an epoch, or of its rest after ``start`` batches, do not depend on the workers or on what ran
+    before; the DataLoader's own seed comes from a private generator, not the process's. A file that is not a
     readable image raises a :class:`DataError` naming it when its batch comes up, with or without workers."""
 
     def __init__(self, name: str, dataset, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
                  device: torch.device, workers: int, rank: int = 0, world_size: int = 1):
         super().__init__(name, indices, batch_size, seed, shuffle, rank, world_size)
         self.dataset, self.device, self.workers = dataset, device, workers
-        self._sampler = _EpochSampler()
+        self._batch_sampler = _EpochBatches()
         self._loader = None  # built on first use: the loader used only for retraining spawns no workers early
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         if self._loader is None:
             self._loader = torch.utils.data.DataLoader(
-                self.dataset, batch_size=self.batch_size, sampler=self._sampler, num_workers=self.workers,
-                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, drop_last=False,
-                collate_fn=_collate)
-        self._sampler.indices = self.order(epoch)[start * self.batch_size:].tolist()
+                _SeededItems(self.dataset), batch_sampler=self._batch_sampler, num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, collate_fn=_collate,
+                generator=torch.Generator().manual_seed(_seed_of(self.seed, self.name, "workers")))
+        self._batch_sampler.key = _seed_of(self.seed, epoch, self.name, "augment") if self.shuffle else None
+        self._batch_sampler.batches = self.batches(epoch)[start:]
         for batch in self._loader:
             if isinstance(batch, _BadImage):
                 raise batch.error()
@@ -389,6 +433,22 @@ def _split(n: int, theta_split: float | int, seed: int, what: str = "the trainin
                         f"none for D_W; use a fraction such as data.theta_split=0.5 or a count below {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(seed, "theta_split")))
     return perm[n_theta:].sort().values, perm[:n_theta].sort().values
+
+
+def _spread_over_classes(targets: list[int], n: int, seed: int) -> torch.Tensor:
+    """``n`` of the items whose labels are ``targets`` (an image folder lists them class by class), sorted:
+    drawn in rounds that take one item of each class with items left, the classes and each class's items in an
+    order seeded from ``seed``. Every class is kept when ``n`` is at least the number of classes, and the
+    classes' counts differ by at most one but where a class runs out of items."""
+    g = torch.Generator().manual_seed(_seed_of(seed, "limit_train"))
+    labels = torch.as_tensor(targets, dtype=torch.long)
+    perm = torch.randperm(len(labels), generator=g)               # each class's items in a seeded order
+    by_class = perm[torch.argsort(labels[perm], stable=True)]      # grouped by class, that order kept
+    cls = labels[by_class]
+    counts = torch.bincount(cls)
+    rank = torch.arange(len(cls)) - (torch.cumsum(counts, 0) - counts)[cls]  # 0 for a class's first item, ...
+    turn = torch.randperm(len(counts), generator=g)                # the classes' order within a round
+    return by_class[torch.argsort(rank * len(counts) + turn[cls])[:n]].sort().values
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -610,9 +670,12 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
                                 (root / "val", test_set.classes, train_set.classes)) if set(a) - set(b)]
         raise DataError(f"{root / 'train'} and {root / 'val'} have different class folders ({'; '.join(only)}); "
                         f"give both the same class folders; {layout}")
-    n_train = len(train_set) if cfg.limit_train is None else min(cfg.limit_train, len(train_set))
-    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, common["seed"]), str(root / "train"),
-                              limited=n_train < len(train_set))
+    limited = cfg.limit_train is not None and cfg.limit_train < len(train_set)
+    kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
+        else torch.arange(len(train_set))
+    pos_w, pos_theta = _split(len(kept), cfg.theta_split, split_seed(cfg, common["seed"]), str(root / "train"),
+                              limited=limited)
+    idx_w, idx_theta = kept[pos_w], kept[pos_theta]
 
     def loader(name, ds, idx, bs, shuffle):
         return FolderLoader(name, ds, idx, bs, shuffle=shuffle, device=device, workers=cfg.workers, **common)
@@ -622,6 +685,6 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
         normalize={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         w=loader("w", train_set, idx_w, cfg.batch_size, True),
         theta=loader("theta", train_set, idx_theta, cfg.theta_batch_size or cfg.batch_size, True),
-        full=loader("full", train_set, torch.arange(n_train), cfg.batch_size, True),
+        full=loader("full", train_set, kept, cfg.batch_size, True),
         test=loader("test", test_set, torch.arange(len(test_set)), cfg.test_batch_size, False),
     )
