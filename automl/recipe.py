@@ -175,7 +175,9 @@ class DataConfig(_Config):
         None, gt=0, le=MAX_IMAGE_SIZE, description="null: native size (digits 8, cifar10 32, imagefolder 224)")
     workers: int = Field(0, ge=0, le=MAX_WORKERS, description="DataLoader worker processes (imagefolder only)")
     synthetic: SyntheticConfig = Field(SyntheticConfig(), description="synthetic dataset shape")
-    limit_train: int | None = Field(None, gt=0, description="keep only the first N training items")
+    limit_train: int | None = Field(None, gt=0, description="keep only N training items: the first N (digits, "
+                                    "cifar10, synthetic); for imagefolder N spread evenly over its classes, drawn "
+                                    "by data.split_seed")
 
     @field_validator("split_seed")
     @classmethod
@@ -342,14 +344,26 @@ class SearchConfig(_Config):
 class OptimConfig(_Config):
     """The optimiser of the supernet weights W during the search."""
 
-    name: Literal["sgd", "adamw", "rmsprop"] = Field("sgd", description="optimiser")
+    name: Literal["sgd", "adamw", "rmsprop", "rmsproptf"] = Field(
+        "sgd", description="optimiser; rmsprop: torch's RMSprop (eps added to the root), rmsproptf: timm's "
+        "TensorFlow-style RMSprop (eps inside the square root, square average starting at 1), both with timm's "
+        "defaults (alpha 0.9; eps 1e-8 and 1e-10)")
     lr: float = Field(0.025, gt=0, description="initial learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum")
     nesterov: bool = Field(False, description="Nesterov momentum (sgd)")
     weight_decay: float = Field(3e-4, ge=0, description="weight decay")
-    schedule: Literal["cosine", "constant", "step"] = Field("cosine", description="learning-rate schedule")
-    min_lr: float = Field(0.0, ge=0, description="final learning rate of the cosine schedule")
+    schedule: Literal["cosine", "constant", "step"] = Field(
+        "cosine", description="learning-rate schedule: cosine from lr to min_lr over search.weight_epochs, "
+        "constant, or step (lr times decay_rate every decay_epochs epochs, not below min_lr); each after the "
+        "warm-up")
+    min_lr: float = Field(0.0, ge=0, description="floor of the learning rate: the end of the cosine schedule, "
+                          "the lowest rate of the step schedule; at most lr")
     warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="linear warm-up epochs")
+    warmup_lr: float = Field(0.0, ge=0, description="learning rate at the start of the warm-up (0: the first "
+                             "update only fills the momentum buffers)")
+    decay_rate: float = Field(0.1, gt=0, le=1, description="step schedule: factor every decay_epochs")
+    decay_epochs: float = Field(30, gt=0, description="step schedule: epochs between decays (fewer than "
+                                "search.weight_epochs)")
     grad_clip: float | None = Field(5.0, gt=0, description="gradient-norm clip; null: none")
 
 
@@ -364,18 +378,25 @@ class RetrainConfig(_Config):
     space_args: dict[str, Scalar] = Field(
         {}, description="space parameters for the retrained networks (more cells, channels)")
     batch_size: int | None = Field(None, gt=0, le=MAX_BATCH, description="null: data.batch_size")
-    optimizer: Literal["sgd", "adamw", "rmsprop"] = Field("sgd", description="optimiser")
+    optimizer: Literal["sgd", "adamw", "rmsprop", "rmsproptf"] = Field(
+        "sgd", description="optimiser; rmsprop: torch's RMSprop (eps added to the root), rmsproptf: timm's "
+        "TensorFlow-style RMSprop (eps inside the square root, square average starting at 1), the one EfficientNet's "
+        "and SGNAS's hyper-parameters are for")
     lr: float = Field(0.025, gt=0, description="initial learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="momentum")
     weight_decay: float = Field(3e-4, ge=0, description="weight decay")
-    rmsprop_eps: float = Field(0.001, gt=0, description="rmsprop epsilon")
-    rmsprop_alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop smoothing constant")
-    schedule: Literal["cosine", "step", "constant"] = Field("cosine", description="learning-rate schedule")
+    rmsprop_eps: float = Field(0.001, gt=0, description="rmsprop and rmsproptf: epsilon")
+    rmsprop_alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop and rmsproptf: smoothing constant")
+    schedule: Literal["cosine", "step", "constant"] = Field(
+        "cosine", description="learning-rate schedule: cosine from lr to min_lr over epochs, constant, or step "
+        "(lr times decay_rate every decay_epochs epochs, not below min_lr); each after the warm-up")
     warmup_epochs: int = Field(0, ge=0, le=MAX_EPOCHS, description="linear warm-up epochs")
-    warmup_lr: float = Field(0.0, ge=0, description="learning rate at the start of the warm-up")
+    warmup_lr: float = Field(0.0, ge=0, description="learning rate at the start of the warm-up (0: the first "
+                             "update only fills the momentum buffers)")
     decay_rate: float = Field(0.963, gt=0, le=1, description="step schedule: factor every decay_epochs")
-    decay_epochs: float = Field(3, gt=0, description="step schedule: epochs between decays")
-    min_lr: float = Field(0.0, ge=0, description="floor of the learning rate")
+    decay_epochs: float = Field(3, gt=0, description="step schedule: epochs between decays (fewer than epochs)")
+    min_lr: float = Field(0.0, ge=0, description="floor of the learning rate: the end of the cosine schedule, "
+                          "the lowest rate of the step schedule; at most lr")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing")
     ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the evaluated weights; null: none")
     se: float = Field(0.0, ge=0, lt=1, description="squeeze-and-excitation ratio in MBConv blocks")
@@ -437,7 +458,8 @@ RESULT_NEUTRAL = {"checkpoint"}  # recipe sections that change how a run is kept
 RESUME_MAY_SET = {"threads"}
 # Keys added since runs were first checkpointed, with the value that behaves as before the key existed: the
 # resume fingerprint leaves a key out at that value, so a run started by an older automl still resumes.
-ADDED_KEYS = {("search", "random_band"): None}
+ADDED_KEYS = {("search", "random_band"): None, ("optim", "warmup_lr"): 0.0, ("optim", "decay_rate"): 0.1,
+              ("optim", "decay_epochs"): 30}
 
 
 class CheckpointConfig(_Config):
@@ -736,6 +758,8 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
                f"(data: {{root: ...}}) or on the command line: data.root=/path/to/data")
         raise RecipeError(f"{where}{msg}", filename, "data.root", line)
     s = recipe.search
+    if s.method == "simultaneous":
+        _ignored_by_method_1(s, filename, node, applied)
     if s.inplace_distill and s.weight_sampling != "sandwich":
         _refuse(("search", "inplace_distill"), "needs search.weight_sampling: sandwich (the largest path is the "
                 "teacher); set it, or set search.inplace_distill: false", filename, node, applied)
@@ -747,6 +771,57 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
     if recipe.supernet_force and recipe.supernet is None:
         _refuse(("supernet_force",), "applies only with supernet (a run folder whose supernet this run reuses); "
                 "set supernet (or pass --supernet RUN_DIR), or remove supernet_force", filename, node, applied)
+    _schedule_checks(recipe, filename, node, applied)
+
+
+# search.* keys that Method 1 (search.method simultaneous) ignores: the value that changes nothing, and why
+_METHOD_1_IGNORES = {
+    "weight_sampling": ("uniform", "not by search.weight_sampling"),
+    "inplace_distill": (False, "so no step has the largest path to distil from"),
+    "theta_bn": ("batch", "and scores θ with each batch's own BatchNorm statistics"),
+}
+
+
+def _ignored_by_method_1(s: SearchConfig, filename: str, node, applied) -> None:
+    """search.method simultaneous draws every W step's paths from the member's own distribution (θ) and scores
+    θ on the batch's statistics: refuse a weight-sampling, distillation or θ-BatchNorm setting it would ignore."""
+    for key, (default, why) in _METHOD_1_IGNORES.items():
+        if getattr(s, key) != default:
+            shown = str(default).lower() if isinstance(default, bool) else default
+            _refuse(("search", key), f"does not apply to search.method simultaneous: Method 1 draws its paths from "
+                    f"each member's own distribution, {why}; remove search.{key} (default {shown}), or choose "
+                    f"another search.method", filename, node, applied)
+
+
+def _schedule_checks(recipe: Recipe, filename: str, node, applied) -> None:
+    """The optim and retrain learning-rate schedules: a floor above the initial rate, and a step schedule
+    whose first decay comes after the last epoch."""
+    sections = (("optim", recipe.optim, ("search", "weight_epochs"), recipe.search.weight_epochs),
+                ("retrain", recipe.retrain, ("retrain", "epochs"), recipe.retrain.epochs))
+    for name, sec, epochs_key, epochs in sections:
+        if sec.min_lr > sec.lr:
+            _refuse_either([(name, "min_lr"), (name, "lr")],
+                           f"{name}.min_lr ({sec.min_lr:g}) is above {name}.lr ({sec.lr:g}): the floor of the "
+                           f"learning rate must be at most its initial value (a cosine schedule would rise "
+                           f"to it); lower {name}.min_lr or raise {name}.lr", filename, node, applied)
+        if sec.schedule == "step" and epochs > 0 and sec.decay_epochs >= epochs:
+            ep = ".".join(epochs_key)
+            _refuse_either([(name, "decay_epochs"), epochs_key, (name, "schedule")],
+                           f"the step schedule ({name}.schedule: step) multiplies the learning rate by "
+                           f"{name}.decay_rate every {name}.decay_epochs ({sec.decay_epochs:g}) epochs, but {ep} "
+                           f"is {epochs}: it would never decay; set {name}.decay_epochs below {ep}, or "
+                           f"{name}.schedule: constant if a constant rate is meant", filename, node, applied)
+
+
+def _refuse_either(candidates: list[tuple[str, ...]], msg: str, filename: str, node, applied) -> None:
+    """:func:`_refuse` at the one of ``candidates`` (keys that together make a mistake) that the last override
+    among them set; without one, at the first the file writes (else the first)."""
+    for keys, _ in reversed(applied):
+        for c in candidates:
+            if c[: len(keys)] == keys:
+                return _refuse(c, msg, filename, node, applied)
+    written = [c for c in candidates if _line_of(node, c) not in (None, _line_of(node, c[:-1]))]
+    return _refuse((written or candidates)[0], msg, filename, node, applied)
 
 
 def _refuse(keys: tuple[str, ...], msg: str, filename: str, node, applied) -> None:

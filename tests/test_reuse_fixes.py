@@ -16,7 +16,7 @@ from automl.export.timm_spec import StandaloneSpecError, timm_spec
 from automl.nn.ensemble import SupernetEnsemble
 from automl.pipeline.members import Members
 from automl.pipeline.plan import search_problem
-from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fingerprint
+from automl.pipeline.reuse import differences, fingerprint_digest, load_supernet, weights_fingerprint
 from automl.pipeline.setup import engine_costs, load_spaces
 from automl.pipeline.state import CKPT_FORMAT
 from automl.recipe import load_recipe
@@ -243,3 +243,16 @@ def test_the_band_holds_on_exact_totals_with_elastic_depth(tmp_path, key):
                                                                 torch.device("cpu")))
         got = [ct.total(a.tolist(), "params") for _ in range(4) for a in searcher.ask()]
         assert all(0.8 * b <= t <= b for t in got), (b, min(got), max(got))
+
+
+def test_a_supernet_recorded_before_the_optim_schedule_keys_is_still_the_same_supernet():
+    """optim.warmup_lr, decay_rate and decay_epochs were added after supernets were first recorded: at the values
+    that behave as before (0, 0.1, 30) they are left out of the fingerprint, so an older run's fingerprint (which
+    lacks them) has the same digest and no differences; another value is a difference."""
+    ours = _fingerprint()
+    old = {k: v for k, v in ours.items() if k not in ("optim.warmup_lr", "optim.decay_rate", "optim.decay_epochs")}
+    assert fingerprint_digest(ours) == fingerprint_digest(old)
+    assert differences(old, ours, DIGITS) == []
+    changed = _fingerprint("optim.decay_rate=0.5", "optim.warmup_lr=0.01")
+    assert sorted(d.split(":")[0] for d in differences(old, changed, DIGITS)) == ["optim.decay_rate",
+                                                                                    "optim.warmup_lr"]

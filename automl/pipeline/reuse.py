@@ -22,6 +22,7 @@ from automl.errors import SpaceError, UserError
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
 from automl.pipeline.context import RunContext
 from automl.pipeline.state import RunState
+from automl.recipe import ADDED_KEYS
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import split_seed
 
@@ -50,7 +51,8 @@ def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) ->
     fp.update({f"search.{k}": getattr(recipe.search, k) for k in WEIGHT_SEARCH_KEYS})
     if recipe.search.supernets != 1:  # absent for one supernet: runs recorded before the key still match
         fp["search.supernets"] = recipe.search.supernets
-    fp.update({f"optim.{k}": v for k, v in recipe.optim.model_dump(mode="json").items()})
+    fp.update({f"optim.{k}": v for k, v in recipe.optim.model_dump(mode="json").items()
+               if ("optim", k) not in ADDED_KEYS or v != ADDED_KEYS["optim", k]})  # as recorded before the key
     return fp
 
 
@@ -90,6 +92,9 @@ def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | 
     for fp in (theirs, ours):
         fp = dict(fp)
         fp.setdefault("search.supernets", 1)
+        for (section, key), before in ADDED_KEYS.items():
+            if section == "optim":
+                fp.setdefault(f"optim.{key}", before)
         if "seed" in fp:
             fp.setdefault("data.split_seed", fp["seed"])
         out.append(fp)

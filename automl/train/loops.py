@@ -25,7 +25,7 @@ from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum
                                       batchnorm_stats)
 
 __all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
-           "create_scheduler", "recalibrate_bn", "nonfinite_tensors", "finite_outputs"]
+           "create_scheduler", "FlooredStepLR", "recalibrate_bn", "nonfinite_tensors", "finite_outputs"]
 
 
 def autocast_for(device: torch.device):
@@ -248,24 +248,46 @@ def evaluate(forward, loader, device: torch.device, info: DistInfo) -> tuple[flo
 
 def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9,
                      nesterov: bool = False, **extra):
-    """timm's optimizer factory (bias and norm parameters get no weight decay, as in timm's train.py)."""
-    opt = {"sgd": "sgd" if nesterov else "momentum", "adamw": "adamw", "rmsprop": "rmsprop"}[name]
+    """timm's optimizer factory (bias and norm parameters get no weight decay, as in timm's train.py).
+    ``rmsprop`` is torch's RMSprop, ``rmsproptf`` timm's TensorFlow-style one (eps inside the square root);
+    both take ``eps`` and ``alpha`` from ``extra``."""
+    opt = {"sgd": "sgd" if nesterov else "momentum", "adamw": "adamw", "rmsprop": "rmsprop",
+           "rmsproptf": "rmsproptf"}[name]
     kwargs = {}
-    if name in ("sgd", "rmsprop"):
+    if name in ("sgd", "rmsprop", "rmsproptf"):
         kwargs["momentum"] = momentum
-    if name == "rmsprop":
+    if name in ("rmsprop", "rmsproptf"):
         kwargs.update({k: v for k, v in extra.items() if k in ("eps", "alpha")})
     return timm.optim.create_optimizer_v2(model, opt=opt, lr=lr, weight_decay=weight_decay, **kwargs)
+
+
+class FlooredStepLR(timm.scheduler.StepLRScheduler):
+    """timm's step schedule that never goes below ``lr_min`` after the warm-up (the warm-up rises from its
+    start as timm's cosine schedule's does); ``lr_min`` 0 gives timm's rates exactly."""
+
+    def __init__(self, optimizer, *, lr_min: float = 0.0, **kwargs):
+        self.lr_min = lr_min
+        super().__init__(optimizer, **kwargs)
+
+    def _get_lr(self, t: int) -> list[float]:
+        lrs = super()._get_lr(t)
+        return lrs if t < self.warmup_t else [max(v, self.lr_min) for v in lrs]
 
 
 def create_scheduler(optimizer, schedule: str, epochs: int, steps_per_epoch: int, *, min_lr: float = 0.0,
                      warmup_epochs: float = 0, warmup_lr: float = 0.0, decay_rate: float = 0.1,
                      decay_epochs: float = 30):
     """timm's scheduler, stepped per update (``step_update(num_updates)``): the lr is a pure function of the
-    number of updates, so a resumed run sets it by one call."""
+    number of updates, so a resumed run sets it by one call. ``min_lr`` is the cosine schedule's end and the
+    step schedule's floor (:class:`FlooredStepLR`, built as timm's factory builds its step schedule)."""
     sched = {"cosine": "cosine", "step": "step", "constant": "constant"}[schedule]
+    updates = max(steps_per_epoch, 1)
+    if sched == "step":
+        return FlooredStepLR(optimizer, lr_min=min_lr, decay_t=decay_epochs * updates, decay_rate=decay_rate,
+                             warmup_t=warmup_epochs * updates, warmup_lr_init=warmup_lr, warmup_prefix=False,
+                             t_in_epochs=False)
     scheduler, _ = timm.scheduler.create_scheduler_v2(
         optimizer, sched=sched, num_epochs=max(epochs, 1), decay_epochs=decay_epochs, decay_rate=decay_rate,
         min_lr=min_lr, warmup_lr=warmup_lr, warmup_epochs=warmup_epochs, step_on_epochs=False,
-        updates_per_epoch=max(steps_per_epoch, 1))
+        updates_per_epoch=updates)
     return scheduler
