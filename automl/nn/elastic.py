@@ -33,7 +33,8 @@ class SlicedOp:
     """``master`` at the smaller widths of ``template`` (same tensor names, each no larger than the master's).
 
     Not an ``nn.Module``: it owns no weights (the master does), so the supernet's state_dict is unchanged.
-    The template follows the master's training mode, and its depthwise convolutions the master's class
+    The template follows the master's training mode, its BatchNorms the master's ``momentum``, ``eps`` and
+    ``track_running_stats``, and its depthwise convolutions the master's class
     (:func:`automl.nn.use_fast_depthwise_grad` switches the master's)."""
 
     def __init__(self, master: nn.Module, template: nn.Module):
@@ -58,23 +59,33 @@ class SlicedOp:
         convs = (nn.Conv2d, FastDepthwiseConv2d)
         self._convs = [(tmods[n], m) for n, m in master.named_modules()
                        if type(m) in convs and type(tmods.get(n)) in convs]
+        bn = nn.modules.batchnorm._BatchNorm
+        self._bns = [(tmods[n], m) for n, m in master.named_modules()
+                     if isinstance(m, bn) and isinstance(tmods.get(n), bn)]
 
     def state(self) -> dict[str, torch.Tensor]:
         """The master's tensors cut to the template's shapes (views: they share the master's memory)."""
         return {name: getattr(owner, attr)[idx] for name, owner, attr, idx in self._tensors}
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def _follow_master(self) -> None:
+        """The template takes the master's training mode, depthwise convolution classes and BatchNorm settings
+        (e.g. :func:`automl.train.loops.recalibrate_bn`'s momentum None: a cumulative average)."""
         t = self.template
         if t.training != self.master.training:
             t.train(self.master.training)
         for tc, mc in self._convs:
             if type(tc) is not type(mc):
                 tc.__class__ = type(mc)
+        for tb, mb in self._bns:
+            tb.momentum, tb.eps, tb.track_running_stats = mb.momentum, mb.eps, mb.track_running_stats
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self._follow_master()
         slots = self._slots
         for store, attr, _, owner, idx in slots:  # what torch.func.functional_call does, without its checks
             store[attr] = getattr(owner, attr)[idx]
         try:
-            return t(x)
+            return self.template(x)
         finally:
             for store, attr, meta, _, _ in slots:
                 store[attr] = meta
@@ -83,6 +94,7 @@ class SlicedOp:
         """A real module of the template's widths holding a copy of the sliced weights (on the master's
         device): the block a standalone network of these widths has, with the supernet's weights."""
         device = next((v.device for v in self.master.state_dict().values()), torch.device("cpu"))
+        self._follow_master()
         m = copy.deepcopy(self.template).to_empty(device=device)
         for tc in m.modules():
             if type(tc) is FastDepthwiseConv2d:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ from automl.pipeline.state import RunState
 from automl.search import SearchMethod, SearchProblem, Searcher
 from automl.train import loops
 from automl.train.distributed import all_reduce_mean, assert_same_on_all_ranks
-from automl.train.sampling import fair_archs, sandwich_archs, uniform_archs
+from automl.train.sampling import fair_archs, sandwich_archs, sandwich_ends, uniform_archs
 
 # ensemble member m > 0 (search.supernets): its initialisation and D_W order are seeded this far from member 0's
 MEMBER_SEED = 1_000_003
@@ -55,15 +55,16 @@ def supernet_from_state(space, device: torch.device, weights: dict, seed: int, i
     return net.train()
 
 
-def sample_paths(ctx: RunContext, search, n: int) -> torch.Tensor:
-    """``n`` weight-phase paths by ``search.weight_sampling`` (automl/train/sampling.py), from the run's
-    own generator."""
+def path_sampler(ctx: RunContext, search, n: int) -> Callable[[], torch.Tensor]:
+    """A function that samples ``n`` weight-phase paths by ``search.weight_sampling``
+    (automl/train/sampling.py) from the run's own generator; the sandwich's two fixed paths are found once."""
     space = ctx.spaces.search
     if search.weight_sampling == "fair":
-        return fair_archs(space.num_choices, n, ctx.sampler)
+        return lambda: fair_archs(space.num_choices, n, ctx.sampler)
     if search.weight_sampling == "sandwich":
-        return sandwich_archs(space.num_choices, space.cost_table.costs("params"), n, ctx.sampler)
-    return uniform_archs(space.num_choices, n, ctx.sampler)
+        ends = sandwich_ends(space)
+        return lambda: sandwich_archs(space.num_choices, ends, n, ctx.sampler)
+    return lambda: uniform_archs(space.num_choices, n, ctx.sampler)
 
 
 def buildable(method: SearchMethod, problem: SearchProblem) -> SearchProblem:
@@ -121,7 +122,9 @@ class WeightTask(EpochTask):
         self.opt = loops.create_optimizer(net, optim.name, optim.lr, optim.weight_decay, optim.momentum,
                                           optim.nesterov)
         self.sched = loops.create_scheduler(self.opt, optim.schedule, self.epochs, len(self.loader),
-                                            min_lr=optim.min_lr, warmup_epochs=optim.warmup_epochs)
+                                            min_lr=optim.min_lr, warmup_epochs=optim.warmup_epochs,
+                                            warmup_lr=optim.warmup_lr, decay_rate=optim.decay_rate,
+                                            decay_epochs=optim.decay_epochs)
         self.criterion = nn.CrossEntropyLoss()
         self.method = method
         self.num_updates = 0
@@ -204,7 +207,7 @@ class WeightTask(EpochTask):
     def end_epoch(self, epoch):
         self.ctx.reporter.info(
             f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
-            f"{self.loss_sum.item() / max(len(self.loader) * len(self.nets), 1):.4f} "
+            f"{self.loss_sum.item() / max(self.good, 1):.4f} "
             f"acc {self.correct.item() / max(self.seen, 1):.3f} lr {self.lr:.4g}")
         self._check_weights(epoch)
         if self.theta is not None:
@@ -297,7 +300,7 @@ class WeightsStage:
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx, self.search.supernets)
         task = WeightTask(ctx, state, "weights", net, self.search, self.optim,
-                          lambda: sample_paths(ctx, self.search, self.search.lam))
+                          path_sampler(ctx, self.search, self.search.lam))
         start = task.resume(ctx, state) if state.mid_stage else (0, 0, None)
         ctx.keeper.start("weights")
         run_epochs(ctx, idx, task, *start)

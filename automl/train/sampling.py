@@ -1,18 +1,18 @@
 """How the weight phase samples its λ paths per step (``search.weight_sampling``).
 
 * ``uniform`` — :func:`uniform_archs`, the paper's eq. 3: every decision uniform and independent (the weight
-  stage picks the rule in ``automl.pipeline.search_stages.sample_paths``).
+  stage picks the rule in ``automl.pipeline.search_stages.path_sampler``).
 * ``fair`` — :func:`fair_archs`, FairNAS's strict fairness: in each step every choice of every decision is
   trained by as equal a number of the λ paths as possible (exactly λ/K_d each when K_d divides λ).
 * ``sandwich`` — :func:`sandwich_archs`, BigNAS's sandwich rule: the largest and the smallest architecture
-  in every step, the other λ − 2 uniform.
+  (:func:`sandwich_ends`) in every step, the other λ − 2 uniform.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["fair_archs", "sandwich_archs", "uniform_archs"]
+__all__ = ["fair_archs", "sandwich_archs", "sandwich_ends", "uniform_archs"]
 
 
 def uniform_archs(num_choices, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -39,10 +39,24 @@ def fair_archs(num_choices, lam: int, generator: torch.Generator) -> torch.Tenso
     return torch.stack(cols, 1) if cols else torch.zeros(lam, 0, dtype=torch.long)
 
 
-def sandwich_archs(num_choices, costs: torch.Tensor, lam: int, generator: torch.Generator) -> torch.Tensor:
-    """(λ, D): row 0 the largest architecture (the costliest choice of every decision in the (D, Kmax) table
-    ``costs``), row 1 the smallest, rows 2.. uniform."""
+def sandwich_ends(space, metric: str = "params") -> tuple[torch.Tensor, torch.Tensor]:
+    """BigNAS's largest and smallest architectures of a compiled space: those of the most and the least
+    ``metric`` (the cost table's exact extremes, with elastic depth and width), at the largest and the
+    smallest input size where the resolution is a decision."""
+    table = space.cost_table
+    largest, smallest = table.most_expensive(metric), table.cheapest(metric)
+    if space.resolution_dec is not None:
+        sizes = torch.tensor(space.resolutions)
+        largest[space.resolution_dec], smallest[space.resolution_dec] = sizes.argmax(), sizes.argmin()
+    return largest, smallest
+
+
+def sandwich_archs(num_choices, ends, lam: int, generator: torch.Generator) -> torch.Tensor:
+    """(λ, D): row 0 the largest architecture, row 1 the smallest, rows 2.. uniform. ``ends`` is the pair
+    (largest, smallest) (:func:`sandwich_ends`) or an additive (D, Kmax) cost table, whose costliest and
+    cheapest choice of every decision they then are."""
     ks = [int(k) for k in num_choices]
-    largest = torch.stack([costs[d, :k].argmax() for d, k in enumerate(ks)])
-    smallest = torch.stack([costs[d, :k].argmin() for d, k in enumerate(ks)])
-    return torch.cat([largest[None], smallest[None], uniform_archs(ks, lam - 2, generator)])
+    if isinstance(ends, torch.Tensor):
+        ends = (torch.stack([ends[d, :k].argmax() for d, k in enumerate(ks)]),
+                torch.stack([ends[d, :k].argmin() for d, k in enumerate(ks)]))
+    return torch.cat([torch.stack(ends), uniform_archs(ks, lam - 2, generator)])
