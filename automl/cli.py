@@ -20,6 +20,7 @@ import os
 import sys
 import traceback
 
+from automl import __version__
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
 from automl.errors import Stopped, UserError
 
@@ -40,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``automl`` parser; ``parser.verbs`` maps each verb's prog (``automl space check``) to its parser."""
     p = _Parser(prog="automl", description="Search a family of networks, one per size budget, in one run.")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p.add_argument("--version", action="version", version=f"automl {__version__}")
+    # the verbs are required, but checked in main() after unknown options: `automl --bogus` names --bogus
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
     # -v after the verb too (automl run R -v); SUPPRESS: absent there, it keeps what was given before the verb
     verbose = argparse.ArgumentParser(add_help=False)
     verbose.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
@@ -78,7 +81,7 @@ def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
 
 def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     s = sub.add_parser("space", parents=[verbose], help="inspect a .space file")
-    ssub = s.add_subparsers(dest="space_command", required=True, parser_class=_Parser)
+    ssub = s.add_subparsers(dest="space_command", parser_class=_Parser)  # required: checked in main()
     show = ssub.add_parser("show", parents=[verbose], help="decisions, choices, costs and size of a space")
     show.add_argument("file")
     show.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     elif extra:
         _unrecognized(parser, args, argv, extra)
+    _require_verb(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(importlib.import_module(args.module).main(args) or 0)
@@ -176,16 +180,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:
     """Stop on arguments no parser took, naming the verb they followed (``automl run: error: unrecognized
-    arguments: --bogus; see automl run --help``), or ``automl`` for those before the verb."""
+    arguments: --bogus; see automl run --help``), or ``automl`` for those before the verb or without one."""
     verb_at = next((i for i, a in enumerate(argv) if not a.startswith("-")), len(argv))
     before = [e for e in extra if e in argv[:verb_at]]
-    if before:
-        parser.error(f"unrecognized arguments: {' '.join(before)}")
-    prog = " ".join(["automl", args.command, *([args.space_command] if args.command == "space" else [])])
+    if before or args.command is None:
+        parser.error(f"unrecognized arguments: {' '.join(before or extra)}")
+    space_command = getattr(args, "space_command", None) if args.command == "space" else None
+    prog = " ".join(["automl", args.command, *([space_command] if space_command else [])])
     verb = parser.verbs[prog]
     if args.command == "run":  # the others are overrides written after an option
         extra = [e for e in extra if e.startswith("-")]
     verb.error(f"unrecognized arguments: {' '.join(extra)}; see {prog} --help")
+
+
+def _require_verb(parser, args) -> None:
+    """Stop when no verb (or no ``space`` subcommand) was given, as argparse words a missing argument."""
+    if args.command is None:
+        parser.error("the following arguments are required: command")
+    if args.command == "space" and args.space_command is None:
+        parser.verbs["automl space"].error("the following arguments are required: space_command")
 
 
 def _internal_error() -> int:

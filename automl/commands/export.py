@@ -33,7 +33,8 @@ def main(args) -> int:
     if os.path.isdir(args.space):
         inside = Path(args.space) / "space.space"  # what an export folder holds
         raise UserError(f"{args.space} is a folder, not a space file; give a .space file"
-                        + (f", e.g. {inside}" if inside.is_file() else ", e.g. spaces/digits.space"))
+                        + (f", e.g. {inside}" if inside.is_file() else " (the published spaces are in the automl "
+                           "repository's spaces/ folder, e.g. spaces/digits.space in a clone)"))
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
     arch_json = read_arch_json(args.arch)

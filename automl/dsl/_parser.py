@@ -458,7 +458,8 @@ def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None)
         text = read_utf8_text(path)
     except UnreadableText as e:
         message = {
-            "missing": "no such file; check the path (spaces ship in spaces/, e.g. spaces/digits.space)",
+            "missing": "no such file; check the path (the published spaces are in the automl repository's "
+                       "spaces/ folder, e.g. spaces/digits.space in a clone)",
             "directory": "is a directory, not a .space file",
             "unreadable": f"cannot read the file: {e.detail}",
             "encoding": f"the file is not UTF-8 text (byte {e.detail}); save it as UTF-8",

@@ -148,7 +148,7 @@ def _engine_fields(engine: MultiEpsilonSearch) -> dict:
 
 def _engine_note(engine: MultiEpsilonSearch) -> str:
     eps = f" ε {[round(e, 3) for e in engine.epsilons]}" if engine.budgets is not None else ""
-    return f" max θ {engine.theta.amax(-1).mean(-1).tolist()}{eps}"
+    return f" max θ {[round(t, 3) for t in engine.theta.amax(-1).mean(-1).tolist()]}{eps}"
 
 
 def _engine_epsilons(engine: MultiEpsilonSearch) -> list[float] | None:
