@@ -1,13 +1,16 @@
 """The benchmark scripts (benchmarks/*.py, gpu_check.sh) as a user meets them: a mistake in the arguments ends in
 one message and exit 2, found right after parsing, before any measurement (review K, F2-F5, F7, F8).
 
-Every case runs a script as a subprocess with arguments that must be refused; none runs a benchmark."""
+Every case runs a script as a subprocess with arguments that must be refused; none runs a benchmark.
+gpu_check.sh also runs with a stand-in for python3 that reports a GPU and exits as told, to check the
+outcome it records for each step."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -284,6 +287,7 @@ def test_usage_lines_name_the_real_commands():
 # ---------------------------------------------------------------------------------------- F7: gpu_check.sh
 
 
+@pytest.mark.heavy  # python3 imports torch: seconds (the test below covers the script's logic with a fake)
 @pytest.mark.skipif(torch.cuda.is_available(), reason="runs every GPU step on a GPU machine")
 def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
     r = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], cwd=ROOT, capture_output=True, text=True, timeout=60,
@@ -294,9 +298,66 @@ def test_gpu_check_stops_at_once_without_a_gpu(tmp_path):
     assert (tmp_path / "gpu" / "summary.txt").read_text().strip() == out[0]
 
 
-def test_gpu_check_records_each_steps_exit_status():
-    text = (BENCH / "gpu_check.sh").read_text()
-    assert "FAILED rc=" in text and "torch.cuda.is_available()" in text
+# A stand-in for python3 (gpu_check.sh's PY): it reports a GPU; a step whose command contains $FAIL exits $FAIL_RC,
+# the others exit 0
+FAKE_PY = """#!/bin/sh
+case "$*" in
+  *"torch.cuda.is_available()"*) echo True; exit 0 ;;
+  *"import torch, timm"*) echo "torch 0 timm 0"; exit 0 ;;
+esac
+echo "fake step: $*"
+if [ -n "$FAIL" ]; then case "$*" in *"$FAIL"*) exit "$FAIL_RC" ;; esac; fi
+exit 0
+"""
+GPU_STEPS = ["tests", "engine_speed", "supernet_overhead_digits", "supernet_overhead_proxyless",
+             "engine_overhead_proxyless", "search_cost", "quickstart", "scaling"]
+
+
+def gpu_check(tmp_path: Path, **env: str) -> tuple[int, list[str]]:
+    """gpu_check.sh run with FAKE_PY in an empty folder (no .whl/ to install); its exit status and the
+    lines of its summary.txt that give a step's outcome."""
+    fake = tmp_path / "python3"
+    fake.write_text(FAKE_PY)
+    fake.chmod(0o755)
+    r = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60, env=dict(_env(), OUT=str(tmp_path / "gpu"), PY=str(fake), **env))
+    lines = (tmp_path / "gpu" / "summary.txt").read_text().splitlines()
+    return r.returncode, [x for x in lines if x.split(" ", 1)[0] in GPU_STEPS]
+
+
+@pytest.mark.parametrize("answer,says", [("echo False", "torch.cuda.is_available() is False"),
+                                         ("echo 'ModuleNotFoundError: torch' >&2; exit 1", "cannot import torch")],
+                         ids=["no_cuda", "no_torch"])
+def test_gpu_check_without_a_gpu_runs_no_step(tmp_path, answer, says):
+    fake = tmp_path / "python3"
+    fake.write_text(f"#!/bin/sh\n{answer}\n")
+    fake.chmod(0o755)
+    r = subprocess.run(["bash", str(BENCH / "gpu_check.sh")], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60, env=dict(_env(), OUT=str(tmp_path / "gpu"), PY=str(fake)))
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.splitlines() == [(tmp_path / "gpu" / "summary.txt").read_text().strip()]
+    assert "no GPU to check" in r.stderr and says in r.stderr and "nothing was run" in r.stderr, r.stderr
+
+
+def test_gpu_check_records_a_failed_steps_exit_status(tmp_path):
+    code, steps = gpu_check(tmp_path, FAIL="engine_speed.py", FAIL_RC="3")
+    assert code == 1
+    assert [x.split(" ", 1)[0] for x in steps] == GPU_STEPS, steps
+    assert re.fullmatch(r"engine_speed FAILED rc=3 in \d+ s \(limit 45\)", steps[1]), steps
+    others = steps[:1] + steps[2:]
+    assert all(re.fullmatch(r"\w+ done in \d+ s \(limit \d+\)", x) for x in others), steps
+
+
+def test_gpu_check_exits_0_when_every_step_passes(tmp_path):
+    code, steps = gpu_check(tmp_path)
+    assert code == 0
+    assert [x.split(" ", 1)[0] for x in steps] == GPU_STEPS and all(" done in " in x for x in steps), steps
+
+
+def test_gpu_check_skips_every_step_once_its_budget_is_spent(tmp_path):
+    code, steps = gpu_check(tmp_path, BUDGET="10")
+    assert code == 1
+    assert steps == [f"{name} skipped: budget spent" for name in GPU_STEPS]
 
 
 # ---------------------------------------------------------------------------------------- shape (#15)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import lark
 import pytest
 
@@ -119,7 +121,7 @@ def test_overrides_keep_types():
 
 def test_ir_is_frozen():
     s = parse_space("space t", "t.space")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="name"):
         s.name = "u"
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from automl.cli import main
+from automl.errors import UserError
 from automl.pipeline import Run
 from automl.ranking import kendall_tau_b, mean_over_seeds, pair_counts, select_archs, spearman, summarize
 from automl.recipe import load_recipe
@@ -353,7 +354,7 @@ def test_automl_rank_locks_a_folder_that_lost_its_lock_file(tmp_path, monkeypatc
     real = rank.rank_finished_run
 
     def probe(run):
-        with pytest.raises(Exception, match="is in use"):  # a second writer is refused meanwhile
+        with pytest.raises(UserError, match="is in use"):  # a second writer is refused meanwhile
             RunLock(out).acquire()
         held.append(True)
         return real(run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from automl.errors import RecipeError, UserError
@@ -161,7 +162,7 @@ def test_resolved_yaml_round_trips(tmp_path):
 
 def test_recipe_is_frozen(tmp_path):
     r = load_recipe(write(tmp_path, MINIMAL))
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         r.seed = 3  # type: ignore[misc]
 
 

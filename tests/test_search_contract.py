@@ -97,14 +97,27 @@ def test_wrong_state_is_rejected(make):
     s = make()
     other = MultiEpsilonSearch([2, 2], None, [0.0], lam=2) if not isinstance(s, MultiEpsilonSearch) \
         else RandomSearch([2, 2])
-    with pytest.raises(ValueError):
+    kind = type(other).__name__
+    with pytest.raises(ValueError, match=rf"not a {type(s).__name__} state \(version \d+\): kind='{kind}'"):
         s.load_state_dict(other.state_dict())
+
+
+def test_state_of_another_version_is_rejected(make):
+    """A state of this searcher's own kind, written by a version it cannot read, is refused by its version
+    (not by a later check on its settings)."""
+    s = make()
+    _run(s, 2)
+    state = s.state_dict()
+    assert state["kind"] == type(s).__name__
+    state["version"] = 99
+    with pytest.raises(ValueError, match=rf"not a {type(s).__name__} state \(version \d+\): .*version=99$"):
+        make().load_state_dict(state)
 
 
 def test_tell_rejects_wrong_number_of_losses(make):
     s = make()
     arch = s.ask()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=rf"expected {arch.shape[0]} losses"):
         s.tell(arch, torch.zeros(arch.shape[0] + 1))
 
 
