@@ -1,10 +1,48 @@
+import os
+import socket
+from pathlib import Path
+
 import pytest
 import torch
 
 from automl.train.checkpoint import CheckpointStore
 
+ROOT = Path(__file__).resolve().parents[1]
+
 # The networks in the tests are tiny: one intra-op thread is faster than two fighting over 2 cores.
 torch.set_num_threads(1)
+
+_START_DIR = pytest.StashKey[str]()
+
+
+def pytest_sessionstart(session):
+    """The tests name shipped files relative to the repository root (``spaces/digits.space``, some at import
+    time): run them from there whatever directory pytest was started in. The command line's paths are already
+    resolved against the starting directory by then; the starting directory is restored at the end."""
+    session.config.stash[_START_DIR] = os.getcwd()
+    os.chdir(ROOT)
+
+
+def pytest_sessionfinish(session):
+    os.chdir(session.config.stash.get(_START_DIR, os.getcwd()))
+
+
+@pytest.fixture
+def free_port():
+    """``free_port()``: a TCP port nobody listens on now (the kernel's pick for port 0), a different one at
+    each call of a test, for a torchrun rendezvous; a fixed port collides with another test run on the same
+    machine."""
+    given = set()
+
+    def pick() -> int:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("", 0))
+                port = s.getsockname()[1]
+            if port not in given:
+                given.add(port)
+                return port
+    return pick
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -186,11 +186,11 @@ def _exported_accuracies(out: Path) -> list[float]:
 
 
 @pytest.mark.heavy
-def test_torchrun_reports_the_accuracy_of_the_exported_networks(tmp_path):
+def test_torchrun_reports_the_accuracy_of_the_exported_networks(tmp_path, free_port):
     from test_kill_resume import _env
 
     out = tmp_path / "run"
-    p = subprocess.run(_torchrun(out, 29561), capture_output=True, text=True, env=_env(), timeout=600)
+    p = subprocess.run(_torchrun(out, free_port()), capture_output=True, text=True, env=_env(), timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert res["world_size"] == 2
@@ -199,21 +199,21 @@ def test_torchrun_reports_the_accuracy_of_the_exported_networks(tmp_path):
 
 
 @pytest.mark.heavy
-def test_sigterm_to_torchrun_while_retraining_then_resume_logs_the_same_losses(tmp_path):
+def test_sigterm_to_torchrun_while_retraining_then_resume_logs_the_same_losses(tmp_path, free_port):
     from test_preempt import sigterm_torchrun_then_resume
 
     def inside_a_retraining(done, text):  # stages 2, 3
         assert done["stage"] >= 2 and done["step"] > 0, text[-3000:]
 
-    sigterm_torchrun_then_resume(tmp_path, _torchrun, (29562, 29563, 29564), "retrain budget=none", 1, 3,
+    sigterm_torchrun_then_resume(tmp_path, _torchrun, (free_port(), free_port(), free_port()), "retrain budget=none", 1, 3,
                                  inside_a_retraining)
 
 
 @pytest.mark.heavy
-def test_torchrun_two_processes(tmp_path):
+def test_torchrun_two_processes(tmp_path, free_port):
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), "device=cpu",
            "data.limit_train=256", "data.batch_size=32", "data.theta_batch_size=32", "search.weight_epochs=1",
            "search.theta_epochs=1", "search.epsilons=[0,0.5]", "search.lam=2", "retrain.epochs=1", "export.onnx=false",

@@ -33,7 +33,7 @@ def _every_rank_exits_2_with_one_message(p: subprocess.CompletedProcess, message
 
 @pytest.mark.heavy
 @pytest.mark.parametrize("case", ["holds a run", "resume nothing", "a file", "unwritable"])
-def test_an_out_folder_only_rank_0_checks_stops_every_rank_with_exit_2(tmp_path, case):
+def test_an_out_folder_only_rank_0_checks_stops_every_rank_with_exit_2(tmp_path, free_port, case):
     out = tmp_path / "out"
     resume = []
     if case == "holds a run":
@@ -48,13 +48,12 @@ def test_an_out_folder_only_rank_0_checks_stops_every_rank_with_exit_2(tmp_path,
     else:
         out = Path("/proc/automl-out")
         message = "cannot write there"
-    port = 29570 + ["holds a run", "resume nothing", "a file", "unwritable"].index(case)
-    _every_rank_exits_2_with_one_message(_torchrun(port, "--out", out, *resume), message)
+    _every_rank_exits_2_with_one_message(_torchrun(free_port(), "--out", out, *resume), message)
 
 
 @pytest.mark.heavy
-def test_a_bad_override_is_printed_once(tmp_path):
-    _every_rank_exits_2_with_one_message(_torchrun(29575, "search.lamm=3", "--out", tmp_path / "out"),
+def test_a_bad_override_is_printed_once(tmp_path, free_port):
+    _every_rank_exits_2_with_one_message(_torchrun(free_port(), "search.lamm=3", "--out", tmp_path / "out"),
                                          "override search.lamm=3: unknown key")
 
 

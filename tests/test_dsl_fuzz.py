@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import lark
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
@@ -17,7 +18,8 @@ from automl.compile import compile_space
 from automl.dsl import grammar_text, parse_space
 from automl.errors import SpaceError
 
-SHIPPED = {p.stem: p.read_text(encoding="utf-8") for p in sorted(Path("spaces").glob("*.space"))}
+SPACES = Path(__file__).resolve().parents[1] / "spaces"
+SHIPPED = {p.stem: p.read_text(encoding="utf-8") for p in sorted(SPACES.glob("*.space"))}
 SMALL = {
     "proxylessnas": {"size": "32", "width": "0.25", "head": "64"},
     "enas_micro": {"size": "8", "channels": "4", "normal_cells": "1"},
@@ -80,9 +82,18 @@ def mutated_space(draw):
     return name, text
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated_space())
 def test_mutated_shipped_spaces(case):
+    name, text = case
+    check(text, f"{name}.space", SMALL[name])
+
+
+@pytest.mark.heavy
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_space())
+def test_mutated_shipped_spaces_more_examples(case):
+    """The same property on four times the edits (about 50 s): CI's ``pytest -m heavy``."""
     name, text = case
     check(text, f"{name}.space", SMALL[name])
 

@@ -274,9 +274,9 @@ def test_rank_0s_export_measures_onnx_accuracy_on_the_whole_test_set(tmp_path, m
 
 
 @pytest.mark.heavy
-def test_torchrun_int8_accuracies_cover_the_whole_test_set(tmp_path):
+def test_torchrun_int8_accuracies_cover_the_whole_test_set(tmp_path, free_port):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29571",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "automl", "run", str(QUICK), "data.limit_train=512", "data.batch_size=32",
            "data.theta_batch_size=32", "search.weight_epochs=1", "search.theta_epochs=1", "search.budgets=[null]",
            "search.supernets=1", "retrain.epochs=3", "export.onnx=true", "export.quantize=int8", "device=cpu",

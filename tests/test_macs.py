@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from automl.cli import main
 from automl.compile import load_compiled
 from automl.nn.measure import count_macs
 from automl.dsl import parse_space
@@ -91,14 +90,13 @@ def test_a_space_metric_named_macs_is_refused():
         compile_space(parse_space(text, "x.space"))
 
 
-def test_space_show_metric_macs():
-    out = subprocess.run([sys.executable, "-m", "automl", "space", "show", "spaces/digits.space", "--json",
-                          "--metric", "macs"], capture_output=True, text=True, check=True).stdout
-    summary = json.loads(out)
+def test_space_show_metric_macs(capsys):
+    assert main(["space", "show", "spaces/digits.space", "--json", "--metric", "macs"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["metric"] == "macs" and "macs" in summary["metrics"]
     assert summary["min_cost"] == load_compiled("spaces/digits.space").cost_table.min_total("macs")
-    table = subprocess.run([sys.executable, "-m", "automl", "space", "show", "spaces/digits.space",
-                            "--metric", "macs"], capture_output=True, text=True, check=True).stdout
+    assert main(["space", "show", "spaces/digits.space", "--metric", "macs"]) == 0
+    table = capsys.readouterr().out
     assert "choices (macs)" in table and "macs: fixed" in table
 
 

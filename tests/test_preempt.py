@@ -337,8 +337,11 @@ def _sigterm_then_resume(tmp_path, overrides, reference, phase, epoch, step, sec
     return done
 
 
+@pytest.mark.heavy
 def test_sigterm_to_a_real_run_exits_143_and_resumes(tmp_path, reference):
-    """The fast one: a real process, SIGTERM in its second weight epoch, resumed here."""
+    """A real process, SIGTERM in its second weight epoch, resumed here. Heavy (20-50 s): the default run
+    keeps the handler and the resume in-process (test_sigterm_mid_epoch...), exit 143 of a real process
+    (test_second_signal_exits_at_once...) and the CLI's exit code (test_sigint_through_the_cli...)."""
     done = _sigterm_then_resume(tmp_path, TINY, reference("importance_sampling"), "weights", 2, 1,
                                 second_writer=False, resume_here=True)
     assert done["stage"] <= 1  # after step 2 (inside the epoch), or 3 if it was that quick (the stage's end)
@@ -403,11 +406,12 @@ def sigterm_torchrun_then_resume(tmp_path, torchrun, ports: tuple[int, int, int]
 
 
 @pytest.mark.heavy
-def test_sigterm_to_torchrun_in_the_weight_phase_then_resume(tmp_path):
+def test_sigterm_to_torchrun_in_the_weight_phase_then_resume(tmp_path, free_port):
     def in_the_weight_phase(done, text):  # both ranks stopped at one step, inside it
         assert done["stage"] == 0 and done["step"] > 0, text[-3000:]
 
-    sigterm_torchrun_then_resume(tmp_path, _torchrun, (29541, 29542, 29543), "weights", 2, 3, in_the_weight_phase)
+    sigterm_torchrun_then_resume(tmp_path, _torchrun, (free_port(), free_port(), free_port()), "weights", 2, 3,
+                                 in_the_weight_phase)
 
 
 def test_sigterm_to_automl_rank_keeps_the_finished_retrainings_and_the_rerun_does_the_rest(tmp_path, monkeypatch,

@@ -1,12 +1,22 @@
-"""Latency tables: ``automl space profile`` / ``space cost``, table checks, and a recipe searching on latency."""
+"""Latency tables: ``automl space profile`` / ``space cost``, table checks, and a recipe searching on latency.
+
+The tables are profiled with a fake clock (test_edge_fixes._fake_time: 1 ms per call plus 1 µs per parameter),
+so that every value is known in advance and no bound depends on this machine's load;
+test_profile_times_every_piece_with_onnxruntime is the one real measurement.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
+import onnxruntime
 import pytest
+import torch
+from test_edge_fixes import _fake_time  # a latency of exactly 1 ms + 1 µs per parameter
 
+import automl.profile as profile
 from automl.cli import main
 from automl.compile import load_compiled
 
@@ -15,11 +25,25 @@ DIGITS = str(ROOT / "spaces" / "digits.space")
 SMALL = ["--repeat", "2", "--calibrate", "3"]
 
 
+REAL_CLOCK = profile.time_module
+
+
+@pytest.fixture
+def fake_clock(monkeypatch):
+    monkeypatch.setattr(profile, "time_module", _fake_time)
+
+
 @pytest.fixture(scope="module")
 def table_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("profile") / "digits.latency.json"
-    assert main(["space", "profile", DIGITS, *SMALL, "--out", str(path)]) == 0
+    with pytest.MonkeyPatch.context() as mp:  # the fake clock for this table only
+        mp.setattr(profile, "time_module", _fake_time)
+        assert main(["space", "profile", DIGITS, *SMALL, "--out", str(path)]) == 0
     return path
+
+
+def _latency(table: dict, names) -> float:
+    return table["fixed"] + sum(d["choices"][c] for d, c in zip(table["decisions"], names))
 
 
 def test_profile_writes_a_table_in_the_cost_table_layout(table_file):
@@ -27,19 +51,45 @@ def test_profile_writes_a_table_in_the_cost_table_layout(table_file):
     cs = load_compiled(DIGITS)
     assert t["metric"] == "latency" and t["unit"] == "ms" and t["batch"] == 1 and t["input_size"] == [1, 8, 8]
     assert t["machine"]["threads"] == 1 and t["machine"]["cores"] >= 1 and t["machine"]["cpu"]
-    assert t["runtime"]["name"] == "onnxruntime" and t["runtime"]["version"]
+    assert t["runtime"]["name"] == "onnxruntime" and t["runtime"]["version"] == onnxruntime.__version__
     assert [d["name"] for d in t["decisions"]] == [d.name for d in cs.decisions]
     for entry, dec in zip(t["decisions"], cs.decisions):
         assert list(entry["choices"]) == list(dec.choices)
-        assert all(v >= 0 for v in entry["choices"].values())
         if "skip" in entry["choices"]:
             assert entry["choices"]["skip"] == 0.0
-    # the per-piece correction was fitted on 3 whole networks, and its errors there recorded
+    # the fake clock times a whole network as the sum of its pieces: the fit on 3 networks is exact
     cal = t["calibration"]
-    assert cal["archs"] == 3 and 0.5 <= cal["scale"] <= 2 and cal["mape_before_pct"] >= 0 <= cal["mape_after_pct"]
-    # stem, head and the per-call overhead make the fixed part
-    assert set(t["fixed_parts"]) == {"overhead", "stem", "head"}
-    assert t["fixed"] == pytest.approx(sum(t["fixed_parts"].values())) and t["fixed"] > 0
+    assert cal["archs"] == 3 and cal["scale"] == pytest.approx(1.0)
+    assert cal["per_piece_ms"] == pytest.approx(0.0, abs=1e-9)
+    assert cal["mape_before_pct"] == pytest.approx(0.0, abs=1e-9) == cal["mape_after_pct"]
+    # the per-call overhead (a parameter-free graph: 1 ms), stem and head make the fixed part
+    assert set(t["fixed_parts"]) == {"overhead", "stem", "head"} and t["fixed_parts"]["overhead"] == 1.0
+    assert t["fixed"] == pytest.approx(sum(t["fixed_parts"].values()))
+    # every choice costs its own blocks' time: a network's latency is 1 ms + 1 µs per parameter of it
+    g = torch.Generator().manual_seed(0)
+    archs = [cs.cost_table.cheapest(), cs.cost_table.most_expensive()] + [
+        [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices] for _ in range(6)]
+    for arch in archs:
+        names = [dec.choices[int(k)] for dec, k in zip(cs.decisions, arch)]
+        assert _latency(t, names) == pytest.approx(1.0 + 1e-3 * cs.cost_table.total(cs.encode(names)))
+
+
+def test_profile_times_every_piece_with_onnxruntime(tmp_path, monkeypatch):
+    """The real clock: every piece and 3 whole networks exported to ONNX and timed by onnxruntime on one thread,
+    which a fake clock skips. No bound on the times themselves: they depend on the machine and its load."""
+    timed = []
+    monkeypatch.setattr(profile, "time_module", lambda *a, **k: timed.append(REAL_CLOCK(*a, **k)) or timed[-1])
+    path = tmp_path / "digits.latency.json"
+    assert main(["space", "profile", DIGITS, *SMALL, "--out", str(path)]) == 0
+    assert len(timed) > 1 + 3 and all(ms > 0 for ms in timed)  # the overhead, the pieces, the 3 networks
+    t = json.loads(path.read_text())
+    assert t["runtime"] == {"name": "onnxruntime", "version": onnxruntime.__version__}
+    values = [v for d in t["decisions"] for v in d["choices"].values()] + list(t["fixed_parts"].values())
+    assert all(math.isfinite(v) and v >= 0 for v in values)
+    assert t["fixed_parts"]["overhead"] > 0  # a session.run takes time
+    assert t["fixed"] == pytest.approx(sum(t["fixed_parts"].values()))
+    cal = t["calibration"]
+    assert cal["archs"] == 3 and all(math.isfinite(cal[k]) for k in ("scale", "per_piece_ms", "mape_after_pct"))
 
 
 def test_space_cost_prints_every_metric(table_file, tmp_path, capsys):
@@ -53,9 +103,8 @@ def test_space_cost_prints_every_metric(table_file, tmp_path, capsys):
                      "layers": cs.cost_table.total(arch, "layers")}
     assert main(["space", "cost", DIGITS, "--arch", str(tmp_path / "a.json"), "--cost-table", str(table_file)]) == 0
     got = json.loads(capsys.readouterr().out)
-    t = json.loads(table_file.read_text())
-    expected = t["fixed"] + sum(d["choices"][c] for d, c in zip(t["decisions"], names))
-    assert got["latency"] == pytest.approx(expected) and got["params"] == plain["params"]
+    assert got["latency"] == pytest.approx(_latency(json.loads(table_file.read_text()), names))
+    assert got["params"] == plain["params"]
 
 
 def _edit(table_file, tmp_path, fn, name="bad.json"):
@@ -142,8 +191,7 @@ def test_a_recipe_searches_on_latency(table_file, tmp_path):
     t = json.loads(table_file.read_text())
     cs = load_compiled(DIGITS)
     for a in res["architectures"]:
-        expected = t["fixed"] + sum(d["choices"][c] for d, c in zip(t["decisions"], a["choices"]))
-        assert a["cost"] == pytest.approx(expected)
+        assert a["cost"] == pytest.approx(_latency(t, a["choices"]))
         assert a["macs"] == cs.cost_table.total(cs.encode(a["choices"]), "macs")
         assert a["latency_ms"] > 0 and a["int8"]["latency_ms"] > 0 and 0 <= a["int8"]["test_accuracy"] <= 1
         assert a["int8"]["size_bytes"] < a["int8"]["fp32_size_bytes"]
@@ -197,7 +245,7 @@ def test_resume_refuses_a_remeasured_table(table_file, tmp_path, capsys):
     assert "the recipe differs" in capsys.readouterr().err
 
 
-def test_profile_a_cell_space(tmp_path):
+def test_profile_a_cell_space(tmp_path, fake_clock):
     """Cells: each op at stride 1 on the cell's output shape, summed over the template's instances; inputs
     cost nothing; preprocessing and output convs are fixed."""
     out = tmp_path / "enas.json"

@@ -108,15 +108,24 @@ def _python_m(*args, cwd):
                           env=env, timeout=300)
 
 
-def test_real_process_user_errors_exit_2(tmp_path):
+@pytest.mark.parametrize("case", [
+    "missing recipe",
+    # the same messages in-process: test_out_under_a_regular_file, test_resume_with_no_checkpoint_starts_nothing
+    pytest.param("out under a file", marks=pytest.mark.heavy),
+    pytest.param("resume nothing", marks=pytest.mark.heavy),
+])
+def test_real_process_user_errors_exit_2(tmp_path, case):
+    """``python -m automl``'s exit code and stderr for a user error (about 6 s a process: one in the default run)."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for args in (["run", "missing.yaml"],
-                 ["run", QUICK, *SMALL, "--out", str(blocker / "run")],
-                 ["run", QUICK, *SMALL, "--out", str(tmp_path / "empty"), "--resume"]):
-        p = _python_m(*args, cwd=tmp_path)
-        assert p.returncode == 2, (args, p.stderr)
-        assert "Traceback" not in p.stderr and p.stderr.strip(), (args, p.stderr)
+    args, message = {
+        "missing recipe": (["run", "missing.yaml"], "no such recipe file"),
+        "out under a file": (["run", QUICK, *SMALL, "--out", str(blocker / "run")], "cannot write there"),
+        "resume nothing": (["run", QUICK, *SMALL, "--out", str(tmp_path / "empty"), "--resume"], "no checkpoint"),
+    }[case]
+    p = _python_m(*args, cwd=tmp_path)
+    assert p.returncode == 2, (args, p.stderr)
+    assert "Traceback" not in p.stderr and message in p.stderr, (args, p.stderr)
 
 
 # ---------------------------------------------------------------------------------------- exit codes
@@ -251,7 +260,8 @@ def test_skipped_step_is_not_applied(poison):
     torch.manual_seed(0)
     net = _Net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(8, 4, generator=g), torch.randint(0, 3, (8,), generator=g)
     archs = torch.zeros(2, 1, dtype=torch.long)
     args = (nn.CrossEntropyLoss(), DistInfo(), 5.0, torch.device("cpu"))
     loss, _ = weight_step(net, x, y, archs, opt, *args, skip_nonfinite=True)

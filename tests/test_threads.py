@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -82,23 +83,69 @@ def test_step_work_takes_the_larger_retraining():
     assert _step_work(load_recipe(QUICK, ["retrain.epochs=0", "retrain.batch_size=256"])) == plain
 
 
-def test_busy_cores_sees_a_busy_process():
-    import subprocess
-    import sys
-    import time
+# /proc/stat columns: user nice system idle iowait irq softirq steal guest guest_nice (guest time is already in
+# user). Over the fake 0.15 s every CPU runs 100 ticks: cpu0 is half busy (idle 40 + iowait 10; its 30 guest
+# ticks are inside user), cpu1, its hyper-thread, 10 % busy; cpu2 busy, cpu3, its hyper-thread, idle; cpu4 is
+# busy but not one this process may run on. The "cpu" line sums every CPU and is not one.
+STAT_BEFORE = """cpu  500 0 0 500 0 0 0 0 0 0
+cpu0 100 0 0 100 0 0 0 0 0 0
+cpu1 100 0 0 100 0 0 0 0 0 0
+cpu2 100 0 0 100 0 0 0 0 0 0
+cpu3 100 0 0 100 0 0 0 0 0 0
+cpu4 100 0 0 100 0 0 0 0 0 0
+intr 5 0 0
+"""
+STAT_AFTER = """cpu  9000 0 0 500 0 0 0 0 0 0
+cpu0 130 0 10 140 10 0 5 5 30 0
+cpu1 110 0 0 190 0 0 0 0 0 0
+cpu2 200 0 0 100 0 0 0 0 0 0
+cpu3 100 0 0 200 0 0 0 0 0 0
+cpu4 200 0 0 100 0 0 0 0 0 0
+intr 9 0 0
+"""
 
+
+@pytest.fixture
+def fake_machine(monkeypatch):
+    """CPUs 0-3 allowed, two physical cores of two hyper-threads each, /proc/stat as above (the text after
+    the sleep once busy_cores has slept), and ``files`` to add or remove a file (a cgroup quota)."""
+    files = {"/proc/stat": STAT_BEFORE}
+    for cpu in range(5):
+        files[f"/sys/devices/system/cpu/cpu{cpu}/topology/core_id"] = f"{cpu // 2}\n"
+        files[f"/sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id"] = "0\n"
+    monkeypatch.setattr(th, "_read", files.get)
+    monkeypatch.setattr(th, "_cpus", lambda: [0, 1, 2, 3])
+    monkeypatch.setattr(th, "time", SimpleNamespace(sleep=lambda s: files.update({"/proc/stat": STAT_AFTER})))
+    return files
+
+
+def test_busy_cores_counts_each_core_by_its_busiest_thread(fake_machine):
+    assert th.physical_cores() == 2
+    # core 0: max(0.5, 0.1); core 1: max(1.0, 0.0); cpu4 and the "cpu" line left out
+    assert th.busy_cores() == pytest.approx(1.5)
+
+
+def test_busy_cores_is_capped_by_the_cgroup_quota(fake_machine):
+    fake_machine["/sys/fs/cgroup/cpu.max"] = "100000 100000\n"  # docker --cpus=1
+    assert th.physical_cores() == 1 and th.busy_cores() == pytest.approx(1.0)
+    fake_machine["/sys/fs/cgroup/cpu.max"] = "max 100000\n"  # no quota
+    fake_machine["/proc/stat"] = STAT_BEFORE
+    assert th.physical_cores() == 2 and th.busy_cores() == pytest.approx(1.5)
+
+
+def test_busy_cores_without_proc_stat_is_none(fake_machine):
+    del fake_machine["/proc/stat"]
+    assert th.busy_cores() is None
+
+
+def test_busy_cores_reads_this_machines_proc_stat():
+    """The real file's layout (the fake tests above fix the arithmetic): a tick count for every CPU this process
+    may run on, and a busy count between none and every core."""
     if th._cpu_times(th._cpus()) == {}:
         pytest.skip("no /proc/stat")
-    before = th.busy_cores(0.2)
-    p = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.3)
-        during = th.busy_cores(0.3)
-    finally:
-        p.kill()
-        p.wait()
-    assert 0.0 <= before <= th.physical_cores()
-    assert during >= 0.8  # a spinning process keeps (at least) one core busy
+    ticks = th._cpu_times(th._cpus())
+    assert set(ticks) == set(th._cpus()) and all(0 <= idle <= total for idle, total in ticks.values())
+    assert 0.0 <= th.busy_cores(0.05) <= th.physical_cores()
 
 
 # ------------------------------------------------------------------------------------------ who wins
@@ -246,7 +293,7 @@ def test_bad_environment_is_a_user_error(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.heavy
-def test_torchrun_workers_split_the_cores(tmp_path):
+def test_torchrun_workers_split_the_cores(tmp_path, free_port):
     """torchrun sets OMP_NUM_THREADS=1 for its workers when the user did not: that is not the user's choice,
     so ``auto`` decides, for two processes on this machine."""
     import os
@@ -256,7 +303,7 @@ def test_torchrun_workers_split_the_cores(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = str(ROOT)
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "automl", "run", QUICK, *TINY, "--out", str(out)]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
