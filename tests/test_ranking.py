@@ -15,7 +15,7 @@ from automl.errors import UserError
 from automl.pipeline import Run
 from automl.ranking import kendall_tau_b, mean_over_seeds, pair_counts, select_archs, spearman, summarize
 from automl.recipe import load_recipe
-from automl.train.sampling import fair_archs, sandwich_archs
+from automl.train.sampling import fair_archs, sandwich_archs, sandwich_ends, uniform_archs
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -123,9 +123,10 @@ def test_fair_archs_marginals_are_uniform_and_decisions_independent():
 
 
 def test_sandwich_archs_start_with_largest_and_smallest():
-    costs = torch.tensor([[1.0, 3.0, 2.0], [5.0, 0.0, 0.0]])
-    a = sandwich_archs([3, 2], costs, 6, torch.Generator().manual_seed(0))
+    ends = (torch.tensor([1, 0]), torch.tensor([0, 1]))
+    a = sandwich_archs([3, 2], ends, 6, torch.Generator().manual_seed(0))
     assert a[0].tolist() == [1, 0] and a[1].tolist() == [0, 1] and a.shape == (6, 2)
+    assert torch.equal(a[2:], uniform_archs([3, 2], 4, torch.Generator().manual_seed(0)))
 
 
 # ---- the ranking section in a run, and automl rank ----------------------------------------------
@@ -395,7 +396,7 @@ def test_weight_step_inplace_distillation_gradient(digits_supernet):
     sp, net = digits_supernet
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(16, 1, 8, 8, generator=g), torch.randint(0, 10, (16,), generator=g)
-    archs = sandwich_archs(sp.num_choices, sp.cost_table.costs("params"), 3, g)
+    archs = sandwich_archs(sp.num_choices, sandwich_ends(sp), 3, g)
     net.eval()  # BatchNorm fixed, so the two computations see the same function
     opt = torch.optim.SGD(net.parameters(), lr=0.0)
     weight_step(net, x, y, archs, opt, torch.nn.CrossEntropyLoss(), DistInfo(), None, torch.device("cpu"),

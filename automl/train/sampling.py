@@ -51,12 +51,8 @@ def sandwich_ends(space, metric: str = "params") -> tuple[torch.Tensor, torch.Te
     return largest, smallest
 
 
-def sandwich_archs(num_choices, ends, lam: int, generator: torch.Generator) -> torch.Tensor:
-    """(λ, D): row 0 the largest architecture, row 1 the smallest, rows 2.. uniform. ``ends`` is the pair
-    (largest, smallest) (:func:`sandwich_ends`) or an additive (D, Kmax) cost table, whose costliest and
-    cheapest choice of every decision they then are."""
-    ks = [int(k) for k in num_choices]
-    if isinstance(ends, torch.Tensor):
-        ends = (torch.stack([ends[d, :k].argmax() for d, k in enumerate(ks)]),
-                torch.stack([ends[d, :k].argmin() for d, k in enumerate(ks)]))
-    return torch.cat([torch.stack(ends), uniform_archs(ks, lam - 2, generator)])
+def sandwich_archs(num_choices, ends: tuple[torch.Tensor, torch.Tensor], lam: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """(λ, D): rows 0 and 1 the pair ``ends`` (the largest and the smallest architecture,
+    :func:`sandwich_ends`), rows 2.. uniform."""
+    return torch.cat([torch.stack(ends), uniform_archs([int(k) for k in num_choices], lam - 2, generator)])
