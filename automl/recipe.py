@@ -562,12 +562,17 @@ class Recipe(_Config):
         head = f"# resolved from {self._source}\n" if self._source else ""
         return head + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
 
-    def _fingerprint_exclude(self) -> dict:
-        exclude: dict = {k: True for k in RESULT_NEUTRAL | RESUME_MAY_SET}
+    def added_keys_as_before(self) -> dict[str, set[str]]:
+        """Per section, the keys of ``ADDED_KEYS`` this recipe sets to the value that behaves as before they
+        existed: fingerprints leave them out, so what a run recorded before a key existed still matches."""
+        out: dict[str, set[str]] = {}
         for (section, key), before in ADDED_KEYS.items():
             if getattr(getattr(self, section), key) == before:
-                exclude.setdefault(section, set()).add(key)
-        return exclude
+                out.setdefault(section, set()).add(key)
+        return out
+
+    def _fingerprint_exclude(self) -> dict:
+        return {**{k: True for k in RESULT_NEUTRAL | RESUME_MAY_SET}, **self.added_keys_as_before()}
 
     def fingerprint(self, space_bytes: bool = False, cost_table: str | None = None) -> str:
         """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and

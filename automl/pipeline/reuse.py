@@ -51,8 +51,8 @@ def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) ->
     fp.update({f"search.{k}": getattr(recipe.search, k) for k in WEIGHT_SEARCH_KEYS})
     if recipe.search.supernets != 1:  # absent for one supernet: runs recorded before the key still match
         fp["search.supernets"] = recipe.search.supernets
-    fp.update({f"optim.{k}": v for k, v in recipe.optim.model_dump(mode="json").items()
-               if ("optim", k) not in ADDED_KEYS or v != ADDED_KEYS["optim", k]})  # as recorded before the key
+    optim = recipe.optim.model_dump(mode="json", exclude=recipe.added_keys_as_before().get("optim"))
+    fp.update({f"optim.{k}": v for k, v in optim.items()})
     return fp
 
 
