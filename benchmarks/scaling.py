@@ -35,19 +35,20 @@ OVERRIDES = ["search.supernets=1", "search.weight_epochs=2", "search.theta_epoch
              "export.onnx=false", "search.epsilons=[0,0.5]", "search.lam=2", f"threads={THREADS}"]
 
 
-def command(nproc: int, device: str, port: int, out: Path) -> tuple[list[str], dict]:
-    """The torchrun command of one row and its environment."""
+def command(nproc: int, device: str, out: Path) -> tuple[list[str], dict]:
+    """The torchrun command of one row and its environment (``--standalone``: a local rendezvous on a free port,
+    so two benchmarks on one machine do not collide)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(THREADS))
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", f"--master_port={port}",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "automl", "run", str(ROOT / "recipes" / "quickstart.yaml"), f"device={device}", *OVERRIDES,
            "--out", str(out)]
     return cmd, env
 
 
-def run(nproc: int, device: str, port: int) -> dict:
+def run(nproc: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "run"
-        cmd, env = command(nproc, device, port, out)
+        cmd, env = command(nproc, device, out)
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         check_child(cmd, r.returncode, r.stderr)
         res = json.loads((out / "results.json").read_text())
@@ -67,10 +68,10 @@ def main() -> None:
     if cores - busy < 2 * THREADS:
         print(f"note: {cores} cores, {busy:.1f} busy: the 2-process row ({2 * THREADS} threads) shares a core",
               file=sys.stderr)
-    rows = [run(1, "cpu", 29611), run(2, "cpu", 29612)]
+    rows = [run(1, "cpu"), run(2, "cpu")]
     if a.gpus and torch.cuda.is_available():
         for k in range(1, torch.cuda.device_count() + 1):
-            rows.append(run(k, "cuda", 29620 + k))
+            rows.append(run(k, "cuda"))
     emit("scaling", rows, threads_per_process=THREADS, supernets=1, physical_cores=cores, busy_cores=round(busy, 1),
          speedup_2_cpu=rows[1]["images_per_s"] / rows[0]["images_per_s"])
 
