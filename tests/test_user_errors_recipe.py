@@ -3,6 +3,7 @@ argument, exit code 2, no traceback."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -88,12 +89,17 @@ def test_seeds_within_the_limit_load(seed):
 
 @pytest.mark.parametrize("seed,method", [(SEED_LIMIT, "importance_sampling"), (-SEED_LIMIT, "random")])
 def test_a_run_at_the_seed_limits_completes(tmp_path, capsys, seed, method):
-    """The seeds a run derives from its own (the supernet members, each architecture's network) fit torch's
-    range at both limits."""
+    """The seeds a run derives from its own (the supernet members, each architecture's network, each ranking
+    retraining's (seed + s) * 7919 + 100_003 + j) fit torch's range at both limits."""
     extra = ["search.supernets=2"] if method != "random" else ["search.supernets=1"]
+    if method != "random":
+        extra += ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.seeds=2"]
     code, err = run_cli(["run", QUICK, *TINY, *extra, f"seed={seed}", f"search.method={method}",
                          "--out", str(tmp_path / "o")], capsys)
     assert code == 0, err
+    if method != "random":
+        ranking = json.loads((tmp_path / "o" / "results.json").read_text())["ranking"]
+        assert ranking["seeds"] == 2 and len(ranking["archs"]) == 3
 
 
 # ------------------------------------------------------------------------------------ a list as a key
