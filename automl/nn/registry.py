@@ -78,9 +78,16 @@ def _resolve(name: str) -> OpInfo | None:
 
 def register_op(name: str, kind: str, *, same_channels: bool = False, stride1_only: bool = False,
                 block_str: str | None = None, doc: str = "", se: bool = False, reduction: bool = False):
-    """Decorator: register ``fn(in_ch, out_ch, stride, **kw)`` under ``name``."""
+    """Decorator: register ``fn(in_ch, out_ch, stride, **kw)`` under ``name``.
+
+    A ``block`` op needs ``block_str``, the timm block string the standalone network and the exported
+    arch_def build it from (the built-in ``skip``, which leaves the layer out, is the one without)."""
     if kind not in ("block", "cell"):
         raise ValueError(f"op kind must be 'block' or 'cell', got {kind!r}")
+    if kind == "block" and block_str is None and name != "skip":
+        raise ValueError(f"block op {name!r} needs block_str: the timm block string it exports as (the "
+                         f"standalone network and the arch_def are built from it), with {{stride}} and {{out}} "
+                         f"holes, e.g. block_str='ir_r1_k3_s{{stride}}_e3_c{{out}}'")
 
     def deco(fn):
         if name in _OPS:

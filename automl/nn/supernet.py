@@ -1,7 +1,11 @@
 """The weight-sharing supernet: every candidate op of every decision, run single-path.
 
 ``Supernet.forward(x, arch)`` runs only the chosen path; ``arch`` is a LongTensor (D,) of choice
-indices in declaration order, turned into a Python list once per forward.
+indices in declaration order, turned into a Python list once per forward (the training loops pass it on the
+CPU, so no device synchronisation). An architecture that is not one choice index per decision is refused with
+the :class:`~automl.errors.UserError` of :func:`automl.plan.check_arch`: ``path_modules``, ``path_params``,
+``slices`` and ``path_network`` call it; ``forward`` checks the length and each index's range of an integer
+tensor itself (a few comparisons in Python) and calls it only to refuse one.
 
 Module tree (stable: weight inheritance and checkpoints rely on it):
 
@@ -58,9 +62,12 @@ from automl.nn.parts import (FixedBlock, cell_head, cell_output, cell_preprocess
                              chain_head_in, chain_head_sequence, chain_op, chain_stem, out_conv)
 from automl.nn.registry import create_op
 from automl.nn.resize import resize_input
-from automl.plan import SpacePlan
+from automl.plan import SpacePlan, check_arch
 
 __all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet"]
+
+# arch dtypes forward checks itself (check_arch takes the others: it refuses floats, accepts bool as 0/1)
+_INDEX_DTYPES = frozenset({torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool})
 
 
 # ---- supernets ----------------------------------------------------------------------------------
@@ -71,9 +78,31 @@ class Supernet(nn.Module):
     num_decisions: int
     # elastic resolution: (the resolution decision, its input sizes); None: the input as it comes
     _resolution: tuple[int, tuple[int, ...]] | None = None
+    # what check_arch needs: K_d per decision, the decisions' names, the space's name
+    _num_choices: tuple[int, ...] = ()
+    _decision_names: tuple[str, ...] = ()
+    _space_name: str | None = None
 
-    def _set_resolution(self, cs: SpacePlan) -> None:
+    def _set_space(self, cs: SpacePlan) -> None:
+        """The space's resolutions and what the architecture checks need."""
         self._resolution = None if cs.resolution_dec is None else (cs.resolution_dec, tuple(cs.resolutions))
+        self._num_choices = tuple(cs.num_choices)
+        self._decision_names = tuple(d.name for d in cs.decisions)
+        self._space_name = cs.name
+
+    def _check_arch(self, arch) -> list[int]:
+        """``arch`` as a list of ints; the :class:`UserError` of :func:`automl.plan.check_arch` if it is not
+        one choice index per decision of the space."""
+        return check_arch(arch, self._num_choices, self._decision_names, self._space_name)
+
+    def _forward_arch(self, arch) -> list[int]:
+        """``arch`` as a list of ints for forward, which runs every training step: an integer tensor (D,) of
+        indices in range is only read (``tolist``); anything else goes through :meth:`_check_arch`."""
+        if isinstance(arch, torch.Tensor) and arch.dim() == 1 and arch.dtype in _INDEX_DTYPES:
+            a = arch.tolist()
+            if len(a) == len(self._num_choices) and all(0 <= k < n for k, n in zip(a, self._num_choices)):
+                return a
+        return self._check_arch(arch)
 
     def _resized(self, x: torch.Tensor, a: list[int]) -> torch.Tensor:
         """``x`` at the path's resolution (a path that chose a smaller one sees its batch resized)."""
@@ -137,10 +166,10 @@ class ChainSupernet(Supernet):
                             else ("conv_head", "bn2", "global_pool", "classifier"))
         self._head_reader = "classifier" if isinstance(self.conv_head, nn.Identity) else "conv_head"
         self._sliced: dict[tuple, SlicedOp] = {}
-        self._set_resolution(cs)
+        self._set_space(cs)
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
-        a = arch.tolist()
+        a = self._forward_arch(arch)
         x = self.bn1(self.conv_stem(self._resized(x, a)))
         if self._elastic or self._gated:  # layers elastic depth may skip, or run at smaller widths
             for _, op in self._path(a):
@@ -190,14 +219,14 @@ class ChainSupernet(Supernet):
 
     def slices(self, arch) -> bool:
         """Whether the path ``arch`` runs some module at smaller widths than the supernet holds."""
-        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        a = self._check_arch(arch)
         return any(isinstance(op, SlicedOp) for _, op in self._path(a)) or any(
             isinstance(self._head_part(n, a), SlicedOp) for n in self._head_order)
 
     def path_modules(self, arch) -> list[nn.Module]:
         """The modules on the path; a module run at smaller widths is its template (on the meta device),
         so the parameters counted are the standalone network's."""
-        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        a = self._check_arch(arch)
         unwrap = lambda m: m.template if isinstance(m, SlicedOp) else m  # noqa: E731
         mods = [self.conv_stem, self.bn1] + [unwrap(op) for _, op in self._path(a)]
         return mods + [unwrap(self._head_part(n, a)) for n in ("conv_head", "bn2", "classifier")]
@@ -205,7 +234,7 @@ class ChainSupernet(Supernet):
     def path_network(self, arch) -> nn.Sequential:
         """The path ``arch`` as a network ``net(x)``: the supernet's own modules, and for a module run at
         smaller widths a copy holding its sliced weights (what weight inheritance reads)."""
-        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        a = self._check_arch(arch)
         real = lambda m: m.materialize() if isinstance(m, SlicedOp) else m  # noqa: E731
         mods = [self.conv_stem, self.bn1] + [real(op) for _, op in self._path(a)]
         mods += [real(self._head_part(n, a)) for n in self._head_order]
@@ -269,10 +298,10 @@ class CellSupernet(Supernet):
                                    SuperCell(plan.templates[inst.template], inst, device)
                                    for inst in plan.instances)
         self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan, device)
-        self._set_resolution(cs)
+        self._set_space(cs)
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
-        a = arch.tolist()
+        a = self._forward_arch(arch)
         s0 = s1 = self.stem(self._resized(x, a))
         for cell in self.cells:
             out = cell(s0, s1, a)
@@ -281,7 +310,7 @@ class CellSupernet(Supernet):
         return self.classifier(self.global_pool(x))
 
     def path_modules(self, arch) -> list[nn.Module]:
-        a = arch.tolist() if isinstance(arch, torch.Tensor) else list(arch)
+        a = self._check_arch(arch)
         mods = [self.stem, self.conv_head, self.bn2, self.classifier]
         for cell in self.cells:
             mods += cell.path_modules(a)
