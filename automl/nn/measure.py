@@ -12,6 +12,7 @@ on the meta device (no memory, no arithmetic), so they are exact for that shape.
 
 from __future__ import annotations
 
+import copy
 from typing import Iterable
 
 import torch
@@ -80,14 +81,35 @@ def _same_shape(x: torch.Tensor) -> torch.Tensor:
 def count_macs(module: nn.Module, input_shape, *, extra_inputs: int = 0) -> tuple[int, tuple[int, ...]]:
     """``(MACs per sample, output shape)`` of ``module`` on one input of ``input_shape`` (C, H, W).
 
-    The module is moved to the meta device (it may already be there) and run in eval mode;
-    ``extra_inputs`` passes that many more tensors of the same shape (cell preprocessing takes two).
+    Counted in eval mode on the meta device; ``module`` is left as it was (device, weights, training modes):
+    one already wholly on the meta device runs as it is, any other as a copy on the meta device that copies
+    no weights. ``extra_inputs`` passes that many more tensors of the same shape (cell preprocessing takes
+    two).
     """
-    module = module.to("meta").eval()
-    x = torch.empty((1, *input_shape), device="meta")
-    with MacCounter([module]) as counter:
-        y = module(x, *([x] * extra_inputs))
+    tensors = [*module.parameters(), *module.buffers()]
+    if not all(t.is_meta for t in tensors):
+        module = _meta_copy(module, tensors)
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        x = torch.empty((1, *input_shape), device="meta")
+        with MacCounter([module]) as counter:
+            y = module(x, *([x] * extra_inputs))
+    finally:
+        for m, training in modes:
+            m.training = training
     return int(counter.macs), tuple(y.shape[1:])
+
+
+def _meta_copy(module: nn.Module, tensors: list[torch.Tensor]) -> nn.Module:
+    """A deep copy of ``module`` whose parameters and buffers (``tensors``) are empty tensors of the same shapes
+    on the meta device: the module's structure, without copying its weights."""
+    memo: dict = {}
+    for t in tensors:
+        if id(t) not in memo:
+            meta = torch.empty_like(t, device="meta")
+            memo[id(t)] = nn.Parameter(meta, t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    return copy.deepcopy(module, memo)
 
 
 def _run(mods, shape) -> tuple[int, tuple[int, ...]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from automl._io import atomic_write_json
+from automl.nn.measure import count_macs
 from automl.pipeline.context import RunContext, written_on_main
 from automl.pipeline.members import Members
 from automl.pipeline.setup import EngineCosts
@@ -16,7 +17,8 @@ from automl.ranking import summarize
 from automl.report import write_report
 
 __all__ = ["SEARCH_PHASES", "PARTIAL", "build_results", "ranking_epochs", "ranking_seeds", "ranking_results",
-           "recorded_retrainings", "partial_ranking", "read_results", "carry_over", "ReportStage"]
+           "recorded_retrainings", "partial_ranking", "read_results", "carry_over", "exported_macs",
+           "ReportStage"]
 
 SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
 # results.json's record of an `automl rank` stopped part-way: its retrainings so far (the ranking's shape) and
@@ -113,6 +115,16 @@ def ranking_results(recipe, state: RunState) -> dict | None:
             "seconds": round(state.phase_seconds.get("ranking", 0.0), 3)}
 
 
+def exported_macs(space, arch: torch.Tensor, se: float = 0.0) -> float:
+    """The multiply-adds (batch 1) of the network exported for ``arch``, ``space.build_standalone(arch, se)``,
+    counted on it (built on the meta device) at the architecture's input shape (its resolution in an elastic
+    one). For a chain space at ``se`` 0 this is the cost table's ``macs`` total (the table prices no added
+    squeeze-and-excitation); for cell spaces the table approximates it (docs/space-language.md, Costs)."""
+    with torch.device("meta"):
+        model = space.build_standalone(arch, se=se)
+    return float(count_macs(model, space.arch_input_shape(arch))[0])
+
+
 def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -> list[dict]:
     search, retrain = ctx.spaces.search, ctx.spaces.retrain
     archs = []
@@ -128,7 +140,7 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
             "test_accuracy": res.get("test_accuracy"),
             "weights": res.get("weights"),
             "onnx": res.get("onnx"),
-            "macs": float(retrain.cost_table.total(a, "macs")),
+            "macs": exported_macs(retrain, a, recipe.retrain.se),
             "latency_ms": res.get("latency_ms"),
             "int8": res.get("int8"),
         })
