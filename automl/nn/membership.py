@@ -1,10 +1,11 @@
 """Is a timm network a member of a chain space, and which choices make it?
 
-:func:`encode_timm_model` walks the blocks of a timm ``EfficientNet`` / ``MobileNetV3`` next to the
-space's layers: each layer takes the choice whose block has the same structure (module types,
-activations, squeeze-excitation, every weight shape) as the network's next block, or ``skip`` when no
-choice matches and the layer may be skipped. Anything left over (a block no layer offers, a stem or head
-of another shape, another timm class) is a :class:`UserError` naming the layer and the block.
+:func:`encode_timm_model` matches the blocks of a timm ``EfficientNet`` / ``MobileNetV3`` to the space's
+layers, in order: a layer takes the network's next block when one of its choices builds a block of the
+same structure (module types, activations, squeeze-excitation, every weight shape), or takes none
+(``skip``, or left out by an elastic depth). The search backtracks, so a layer that may be skipped does not
+keep a block that a later layer needs. Anything the space does not hold (a block no layer offers, a stem or
+head of another shape, another timm class) is a :class:`UserError` naming the layer and the block.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def describe_block(m: nn.Module) -> str:
     parts = [type(m).__name__]
     if convs:
         chans = [convs[0].in_channels] + [c.out_channels for c in convs if not _in_se(m, c)]
-        parts.append("->".join(str(c) for c in dict.fromkeys(chans)) if len(set(chans)) > 1 else str(chans[0]))
+        steps = [c for i, c in enumerate(chans) if i == 0 or c != chans[i - 1]]  # 80->200->200->80: 80->200->80
+        parts.append("->".join(map(str, steps)))
         k = max(c.kernel_size[0] for c in convs)
         stride = max(c.stride[0] for c in convs)
         parts.append(f"{k}x{k}" + (f" stride {stride}" if stride > 1 else ""))
@@ -67,7 +69,7 @@ def _flat_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[str, str]:
     """``{decision: choice}`` of the architecture of ``cs`` that builds ``model`` (a timm EfficientNet or
-    MobileNetV3); :class:`UserError` naming the first layer or part that the space does not contain.
+    MobileNetV3); :class:`UserError` naming the layer or part that the space does not contain.
 
     A stage of elastic width takes the width of its blocks (a stage whose blocks have 32 channels:
     ``w32``); a block whose width the stage does not offer is named with the widths it offers. With
@@ -77,31 +79,7 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
                         f"MobileNetV3 networks")
     if not hasattr(model, "blocks"):
         raise UserError(f"{label} is a {type(model).__name__}, not a timm EfficientNet or MobileNetV3")
-    plan = cs.plan
-    blocks = _flat_blocks(model)
-    pos, names, present, left_out = 0, {}, {}, []
-    for layer in plan.layers:
-        target = blocks[pos] if pos < len(blocks) else None
-        match = _match_layer(cs, layer, target, names) if target is not None else None
-        if match is not None:
-            pos += 1
-        elif layer.gate is not None:  # beyond the depth: not there (its op decision is free: the first)
-            present[layer.name], match = False, layer.choices[0]
-        elif "skip" in layer.choices:
-            match = "skip"
-            if target is not None:
-                left_out.append(layer.name)
-        else:
-            raise UserError(_no_match_message(cs, layer, target, label, left_out, names))
-        if layer.decision is not None:
-            names[cs.decisions[layer.decision].name] = match
-        if layer.gate is not None:
-            present.setdefault(layer.name, True)
-    _depth_choices(cs, present, names, label)
-    if pos < len(blocks):
-        name, block = blocks[pos]
-        raise UserError(f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "
-                        f"(the space ends with layer {plan.layers[-1].name})")
+    names = _LayerSearch(cs, _flat_blocks(model), label).run()
     _free_widths(cs, model, names)
     if cs.resolution_dec is not None:  # a timm network takes any input size: the data's (the largest)
         names[cs.decisions[cs.resolution_dec].name] = f"r{cs.input_shape[1]}"
@@ -121,6 +99,137 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
     return names
 
 
+class _LayerSearch:
+    """Which choice of each layer builds the network's blocks, in order: a depth-first search that backtracks.
+
+    A layer takes the next block when one of its ops (at a width its stage can still have) has the block's
+    structure, or takes none: ``skip``, or left out by an elastic depth. Taking is tried first, so the search
+    skips a layer only when taking its block leaves no way to match the rest. It succeeds when the layers and
+    the blocks are used up together and each elastic depth has a depth for the layers it left out. States that
+    failed, (layer, block, depths still possible, widths fixed), are remembered, so each is searched once. When
+    nothing matches, the message is about the failure that got furthest into the blocks (the first found)."""
+
+    def __init__(self, cs, blocks: list[tuple[str, nn.Module]], label: str):
+        self.cs, self.layers, self.blocks, self.label = cs, cs.plan.layers, blocks, label
+        self.width_names = sorted({cs.decisions[d].name for layer in self.layers
+                                   for d in (layer.in_width_dec, layer.width_dec) if d is not None})
+        self.gates = sorted({layer.gate[0] for layer in self.layers if layer.gate is not None})
+        self.last_gated = {layer.gate[0]: i for i, layer in enumerate(self.layers) if layer.gate is not None}
+        self.names: dict[str, str] = {}
+        self.present: dict[str, bool] = {}
+        self.left_out: list[str] = []
+        self.dead: set[tuple] = set()
+        self.failure: tuple | None = None  # (blocks used, kind, details) of the furthest failure
+        self._block_sigs: dict[int, list[tuple]] = {}
+        self._op_sigs: dict[tuple, list[tuple]] = {}
+
+    def run(self) -> dict[str, str]:
+        """The choices of every layer and elastic depth, or :class:`UserError`."""
+        masks = tuple((1 << len(self.cs.decisions[g].choices)) - 1 for g in self.gates)
+        final = self._visit(0, 0, masks)
+        if final is None:
+            raise UserError(self._message())
+        for g, mask in zip(self.gates, final):  # the first depth that fits
+            dec = self.cs.decisions[g]
+            self.names[dec.name] = dec.choices[(mask & -mask).bit_length() - 1]
+        return self.names
+
+    def _visit(self, i: int, j: int, masks: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The depths still possible once layers ``i..`` took blocks ``j..`` (recorded in ``names``), or None."""
+        if i == len(self.layers):
+            if j == len(self.blocks):
+                return masks
+            self._fail(j, "left over", i)
+            return None
+        key = (i, j, masks, tuple(self.names.get(n) for n in self.width_names))
+        if key in self.dead:
+            return None
+        layer, moved = self.layers[i], False
+        for choice, widths, took, present in self._moves(i, j):
+            moved = True
+            after = self._gate(i, j, masks, present)
+            if after is None:
+                continue
+            names, n_left_out = dict(self.names), len(self.left_out)
+            self.names.update(widths)
+            if layer.decision is not None:
+                self.names[self.cs.decisions[layer.decision].name] = choice
+            if layer.gate is not None:
+                self.present[layer.name] = present
+            if choice == "skip" and not took and j < len(self.blocks):
+                self.left_out.append(layer.name)
+            final = self._visit(i + 1, j + took, after)
+            if final is not None:
+                return final
+            self.names = names
+            del self.left_out[n_left_out:]
+        if not moved:
+            self._fail(j, "no match", i)
+        self.dead.add(key)
+        return None
+
+    def _moves(self, i: int, j: int):
+        """``(choice, widths it fixes, blocks it takes, present)`` for layer ``i`` at block ``j``, best first:
+        the ops that match the block (one per width), then left out by its depth, then ``skip``."""
+        layer = self.layers[i]
+        if j < len(self.blocks):
+            want = self._block_sig(j)
+            for widths, at in list(_width_options(self.cs, layer, self.names)):
+                wkey = (i, tuple(widths.items()))
+                op = next((op for op in layer.choices if op != "skip" and self._op_sig(wkey, at, op) == want), None)
+                if op is not None:
+                    yield op, widths, 1, True
+        if layer.gate is not None:  # beyond the depth: not there (its op decision is free: the first)
+            yield layer.choices[0], {}, 0, False
+        if "skip" in layer.choices:
+            yield "skip", {}, 0, True
+
+    def _gate(self, i: int, j: int, masks: tuple[int, ...], present: bool) -> tuple[int, ...] | None:
+        """``masks`` with the depths of layer ``i``'s elastic depth that agree with it being ``present``; None
+        (a failure) when it is the last layer of that depth and no depth agrees with all of them."""
+        layer = self.layers[i]
+        if layer.gate is None:
+            return masks
+        g, fits = layer.gate
+        k = self.gates.index(g)
+        mask = masks[k] & sum(1 << c for c, f in enumerate(fits) if f == present)
+        if mask == 0 and self.last_gated[g] == i:
+            gated = [x for x in self.layers[:i] if x.gate is not None and x.gate[0] == g]
+            self._fail(j, "depth", (g, [x.name for x in gated] + [layer.name],
+                                    sum(self.present[x.name] for x in gated) + present))
+            return None
+        return masks[:k] + (mask,) + masks[k + 1:]
+
+    def _fail(self, j: int, kind: str, detail) -> None:
+        if self.failure is None or j > self.failure[0]:
+            self.failure = (j, kind, detail, dict(self.names), list(self.left_out))
+
+    def _message(self) -> str:
+        j, kind, detail, names, left_out = self.failure
+        cs, label = self.cs, self.label
+        if kind == "left over":
+            name, block = self.blocks[j]
+            return (f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "
+                    f"(the space ends with layer {self.layers[-1].name})")
+        if kind == "depth":
+            g, gated, have = detail
+            dec = cs.decisions[g]
+            return (f"{label} has {have} of the optional layers of {dec.name} ({', '.join(gated)}): "
+                    f"not one of its depths {', '.join(dec.choices)}")
+        target = self.blocks[j] if j < len(self.blocks) else None
+        return _no_match_message(cs, self.layers[detail], target, label, left_out, names)
+
+    def _block_sig(self, j: int) -> list[tuple]:
+        if j not in self._block_sigs:
+            self._block_sigs[j] = _signature(self.blocks[j][1])
+        return self._block_sigs[j]
+
+    def _op_sig(self, wkey: tuple, at, op: str) -> list[tuple]:
+        if (wkey, op) not in self._op_sigs:
+            self._op_sigs[(wkey, op)] = _signature(chain_op(self.cs.plan, at, op, device="meta"))
+        return self._op_sigs[(wkey, op)]
+
+
 def _width_options(cs, layer, names: dict[str, str]):
     """``({width decision name: choice}, layer at those widths)`` for every width the layer can still have:
     a width decision already taken by an earlier block is kept."""
@@ -130,18 +239,6 @@ def _width_options(cs, layer, names: dict[str, str]):
     for combo in itertools.product(*options):
         chosen = {d: cs.decisions[d].choices.index(c) for d, c in zip(decs, combo)}
         yield {cs.decisions[d].name: c for d, c in zip(decs, combo)}, layer.at(chosen)
-
-
-def _match_layer(cs, layer, target, names: dict[str, str]) -> str | None:
-    """The op (not ``skip``) of ``layer`` whose block has the structure of ``target`` at a width the layer
-    can have, or None; a width found is written into ``names``."""
-    want = _signature(target[1])
-    for widths, at in _width_options(cs, layer, names):
-        for op in layer.choices:
-            if op != "skip" and _signature(chain_op(cs.plan, at, op, device="meta")) == want:
-                names.update(widths)
-                return op
-    return None
 
 
 def _block_out_channels(block: nn.Module) -> int | None:
@@ -155,31 +252,48 @@ def _no_match_message(cs, layer, target, label: str, left_out: list[str], names:
     outs = sorted({at.out_ch for _, at in _width_options(cs, layer, names)})
     shape = (f"{'|'.join(map(str, ins))}->{'|'.join(map(str, outs))} channels"
              + (f", stride {layer.stride}" if layer.stride > 1 else ""))
-    what = (f"{label}'s {target[0]} ({describe_block(target[1])})" if target else f"{label} has no block left")
-    earlier = (f"; the layers before it that no block matched were skipped: {', '.join(left_out)}"
+    earlier = (f"; the layers before it that took no block were skipped: {', '.join(left_out)}"
                if left_out else "")
-    if target is not None and layer.width_dec is not None:
+    if target is None:
+        return (f"{label} has no block left for layer {layer.name} ({shape}) of space {cs.name}, which cannot "
+                f"be skipped (its choices: {', '.join(layer.choices)}){earlier}")
+    what = f"{label}'s {target[0]} ({describe_block(target[1])})"
+    if layer.width_dec is not None:
         dec = cs.decisions[layer.width_dec]
         c = _block_out_channels(target[1])
         if c is not None and c not in outs:
             return (f"layer {layer.name} of space {cs.name}: {what} has {c} output channels, not a width of its "
                     f"stage: {dec.name} offers {', '.join(map(str, outs))}{earlier}")
     return (f"layer {layer.name} ({shape}) of space {cs.name}: {what} is not one of its choices "
-            f"({', '.join(layer.choices)}){earlier}")
+            f"({', '.join(layer.choices)}){_closest_difference(cs, layer, target[1], names)}{earlier}")
 
 
-def _depth_choices(cs, present: dict[str, bool], names: dict[str, str], label: str) -> None:
-    """The choice of every elastic depth from which of its optional layers a block matched."""
-    plan = cs.plan
-    for g in {layer.gate[0] for layer in plan.layers if layer.gate is not None}:
-        gated = [layer for layer in plan.layers if layer.gate is not None and layer.gate[0] == g]
-        dec = cs.decisions[g]
-        fits = [k for k in range(len(dec.choices)) if all(layer.gate[1][k] == present[layer.name] for layer in gated)]
-        if not fits:
-            have = sum(present[layer.name] for layer in gated)
-            raise UserError(f"{label} has {have} of the optional layers of {dec.name} "
-                            f"({', '.join(layer.name for layer in gated)}): not one of its depths {', '.join(dec.choices)}")
-        names[dec.name] = dec.choices[fits[0]]
+# what a module type of timm's means, where its name does not say it
+_MODULE_NOTES = {"Conv2dSame": " (TensorFlow 'same' padding)", "MixedConv2d": " (mixed kernel sizes)",
+                 "CondConv2d": " (conditionally parameterised)"}
+
+
+def _closest_difference(cs, layer, block: nn.Module, names: dict[str, str]) -> str:
+    """``; it has the shapes of ir_k3_e4, but its conv_dw is a Conv2dSame ...``: the first module that differs
+    from the first choice with the block's weight shapes; empty when no choice has them."""
+    shapes = [tuple(v.shape) for v in block.state_dict().values()]
+    for _, at in _width_options(cs, layer, names):
+        for op in layer.choices:
+            if op == "skip":
+                continue
+            ours = chain_op(cs.plan, at, op, device="meta")
+            if [tuple(v.shape) for v in ours.state_dict().values()] != shapes:
+                continue
+            theirs_mods, ours_mods = list(block.named_modules()), list(ours.named_modules())
+            for (n1, m1), (n2, m2) in zip(theirs_mods, ours_mods):
+                t1, t2 = type(m1).__name__, type(m2).__name__
+                if t1 != t2:
+                    where = f"its {n1}" if n1 else "it"
+                    theirs_is = f"a {t1}{_MODULE_NOTES.get(t1, '')}"
+                    return f"; it has the shapes of {op}, but {where} is {theirs_is} where the space's is a {t2}"
+            return (f"; it has the shapes of {op}, but {len(theirs_mods)} modules where {op} has "
+                    f"{len(ours_mods)}")
+    return ""
 
 
 def _free_widths(cs, model: nn.Module, names: dict[str, str]) -> None:
