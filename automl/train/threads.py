@@ -8,6 +8,7 @@ on an idle machine. So ``auto`` picks (:func:`choose_threads`, a pure function):
 
     useful = max(1, step_work // WORK_PER_THREAD)   # threads the work can keep busy
     free   = max(1, cores - busy)                   # cores nobody else is using right now
+    free   = min(free, quota - quota_busy)          # under a cgroup CPU quota: what is left of it, if fewer
     share  = max(1, free // local_world_size)       # torchrun: the processes on this machine split them
     threads = min(useful, share)
 
@@ -17,10 +18,17 @@ on an idle machine. So ``auto`` picks (:func:`choose_threads`, a pure function):
   worth splitting. ``WORK_PER_THREAD`` = 2 M elements: the digits quickstart (batch 64, 0.18 M), where a
   second thread measured no faster, runs one thread; ProxylessNAS at 224² (batch 8, 10 M), where more
   threads help, up to five. The constant lies between the two; it is not tuned further.
-* ``cores`` (:func:`physical_cores`): the physical cores among the CPUs this process may run on
-  (``os.sched_getaffinity``, hyper-threads of one core counted once, capped by a cgroup CPU quota).
-* ``busy`` (:func:`busy_cores`): cores other processes keep busy, from ``/proc/stat`` over 0.15 s, with
-  this process idle; a core counts by how busy it is (0.3 busy counts 0.3), and the sum is rounded.
+* ``cores``: the physical cores among the CPUs this process may run on (``os.sched_getaffinity``,
+  hyper-threads of one core counted once).
+* ``busy``: cores other processes keep busy on those CPUs, from ``/proc/stat`` over 0.15 s, with this
+  process idle; a core counts by how busy it is (0.3 busy counts 0.3), and the sum is rounded.
+* ``quota`` (only where it is below ``cores``): a cgroup CPU quota (``docker --cpus``, a Kubernetes CPU
+  limit) in CPUs, rounded up, and ``quota_busy`` the CPUs this cgroup's other processes use over the same
+  0.15 s (its ``cpu.stat``; 0 where unreadable). Both limits apply: ``/proc/stat`` in a container (without
+  lxcfs) is the host's, so its busy cores may be other tenants' work, which takes the host's cores but not
+  this container's quota; work inside the container takes its quota. With a quota of 4 on a 16-core host
+  whose other tenants keep 8 cores busy, 4 threads; with 14 busy, 2. (:func:`physical_cores` is
+  ``min(cores, quota)``, the cores this process can keep busy at most.)
 * The choice is made once, when the run starts: changing the thread count later would change the
   float rounding partway through (see "Resume" below).
 
@@ -35,6 +43,9 @@ Resume: the thread count changes float rounding, and a resumed run must equal an
 bit on the CPU. The count a run starts with is saved in ``DIR/threads.json``; ``--resume`` with
 ``threads: auto`` reuses it (whatever the machine's load is now); an explicit ``threads: N`` or
 ``OMP_NUM_THREADS`` that differs wins, and the info line says the resumed run may then differ in rounding.
+A kept or explicit count above :func:`physical_cores` (per torchrun process on this machine) is used as it
+is, and the info line adds that this machine has fewer cores (oversubscribed threads are the slow case
+above).
 
 Not changed: ``OMP_WAIT_POLICY``. ``PASSIVE`` (threads sleep instead of spinning) took 25.8 s where the
 default took 12.0-15.9 s on the idle machine: fewer threads than free cores avoids the spinning's cost
@@ -69,6 +80,10 @@ THREADS_FILE = "threads.json"
 # threads of the largest machines (2 x 192 cores x 2); threads=1000000 made torch fail (std::bad_alloc, exit 1).
 MAX_THREADS = 1024
 BUSY_INTERVAL = 0.15
+try:  # /proc/stat counts in these ticks (USER_HZ)
+    TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+except (AttributeError, ValueError, OSError):  # not a POSIX system: /proc/stat is not read there either
+    TICKS_PER_SECOND = 100
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,8 @@ class ThreadChoice:
     busy_cores: float | None = None
     step_work: int | None = None
     local_world_size: int = 1
+    cpu_quota: int | None = None
+    quota_busy: float | None = None
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -96,17 +113,29 @@ class ThreadChoice:
 # ------------------------------------------------------------------------------------------ the rule
 
 
-def choose_threads(work: int | None, cores: int, busy: float | None, local_world_size: int = 1) -> tuple[int, str]:
+def _whole(x: float | None, most: int) -> int:
+    """A measured count of busy cores as a whole number from 0 to ``most``: rounded half up."""
+    return min(most, int(math.floor(max(0.0, x or 0.0) + 0.5)))
+
+
+def choose_threads(work: int | None, cores: int, busy: float | None, local_world_size: int = 1, *,
+                   quota: int | None = None, quota_busy: float | None = None) -> tuple[int, str]:
     """The ``auto`` rule (module docstring): (threads, reason). ``work`` None: not known, the cores decide;
-    ``busy`` None: not measured (counts as 0)."""
+    ``busy`` None: not measured (counts as 0); ``quota`` None: no cgroup CPU quota below ``cores``, and
+    ``quota_busy`` (None: not measured) the CPUs its cgroup uses besides this process."""
     cores = max(1, int(cores))
     local = max(1, int(local_world_size))
-    busy_whole = min(cores, int(math.floor(max(0.0, busy or 0.0) + 0.5)))
-    free = max(1, cores - busy_whole)
+    free = cores - _whole(busy, cores)
+    if quota is not None:
+        quota = max(1, int(quota))
+        free = min(free, quota - _whole(quota_busy, quota))
+    free = max(1, free)
     share = max(1, free // local)
     useful = share if work is None else max(1, int(work) // WORK_PER_THREAD)
     n = min(useful, share)
     where = f"{cores} core{'s' if cores != 1 else ''}" + (f", {busy:.1f} busy" if busy is not None else "")
+    if quota is not None:
+        where += f", a CPU quota of {quota}" + (f" with {quota_busy:.1f} in use" if quota_busy is not None else "")
     if local > 1:
         where += f", shared by {local} processes"
     if work is not None and useful <= share:
@@ -155,11 +184,29 @@ def _core_of(cpu: int) -> tuple[str, str] | tuple[int]:
     return (pkg.strip(), core.strip()) if core and pkg else (cpu,)
 
 
+def _affinity_cores() -> int:
+    """Physical cores among the CPUs this process may run on (hyper-threads of one core counted once)."""
+    return len({_core_of(c) for c in _cpus()}) or 1
+
+
 def physical_cores() -> int:
     """Physical cores among the CPUs this process may run on, capped by a cgroup quota."""
-    n = len({_core_of(c) for c in _cpus()}) or 1
+    n = _affinity_cores()
     q = _quota()
     return min(n, q) if q else n
+
+
+def _cgroup_usage() -> float | None:
+    """CPU seconds this process's cgroup (the one :func:`_quota` reads) has used, or None where unreadable."""
+    text = _read("/sys/fs/cgroup/cpu.stat")  # cgroup v2: "usage_usec N" among other lines
+    try:
+        if text:
+            usec = [int(line.split()[1]) for line in text.splitlines() if line.startswith("usage_usec ")]
+            return usec[0] / 1e6 if usec else None
+        ns = _read("/sys/fs/cgroup/cpu/cpuacct.usage") or _read("/sys/fs/cgroup/cpuacct/cpuacct.usage")
+        return int(ns) / 1e9 if ns else None
+    except (ValueError, IndexError):
+        return None
 
 
 def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]]:
@@ -177,25 +224,42 @@ def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def busy_cores(interval: float = BUSY_INTERVAL) -> float | None:
-    """Cores kept busy by other processes over ``interval`` seconds (this process sleeps meanwhile):
-    per physical core the busiest of its hyper-threads, summed. None where /proc/stat is unavailable."""
+def _measure(interval: float = BUSY_INTERVAL) -> tuple[float | None, float | None]:
+    """(cores kept busy by other processes on the CPUs this process may run on, CPUs its cgroup used) over
+    ``interval`` seconds, this process sleeping meanwhile. Busy cores: per physical core the busiest of its
+    hyper-threads, summed; None where /proc/stat is unavailable. The cgroup's CPUs: None where its usage is
+    unreadable."""
     cpus = _cpus()
     a = _cpu_times(cpus)
     if not a:
-        return None
+        return None, None
+    used_before = _cgroup_usage()
     time.sleep(interval)
     b = _cpu_times(cpus)
+    used_after = _cgroup_usage()
     per_core: dict = {}
+    ticks = []
     for c in cpus:
         if c in a and c in b:
             total = b[c][1] - a[c][1]
+            ticks.append(total)
             frac = 0.0 if total <= 0 else 1.0 - (b[c][0] - a[c][0]) / total
             key = _core_of(c)
             per_core[key] = max(per_core.get(key, 0.0), min(1.0, max(0.0, frac)))
+    seconds = sum(ticks) / len(ticks) / TICKS_PER_SECOND if ticks else 0.0
+    cgroup = None
+    if used_before is not None and used_after is not None and seconds > 0:
+        cgroup = max(0.0, used_after - used_before) / seconds
+    return sum(per_core.values()), cgroup
+
+
+def busy_cores(interval: float = BUSY_INTERVAL) -> float | None:
+    """Cores kept busy by other processes over ``interval`` seconds (this process sleeps meanwhile):
+    per physical core the busiest of its hyper-threads, summed, at most a cgroup quota's CPUs. None where
+    /proc/stat is unavailable. (``auto`` takes the host's busy cores and the quota apart: module docstring.)"""
+    busy, _ = _measure(interval)
     q = _quota()
-    busy = sum(per_core.values())
-    return min(busy, q) if q else busy
+    return min(busy, q) if q and busy is not None else busy
 
 
 # ------------------------------------------------------------------------------------------ the work
@@ -282,6 +346,39 @@ def _saved(out_dir: Path | None) -> int | None:
         return None
 
 
+def _too_many(threads: int, local_world_size: int, kept: bool) -> str:
+    """What the info line adds for a count above this machine's cores (per process under torchrun): "" when
+    it fits; for a ``kept`` count (``--resume``), the count that fits and its cost."""
+    cores = physical_cores()
+    local = max(1, int(local_world_size))
+    share = max(1, cores // local)
+    if threads <= share:
+        return ""
+    where = f"{cores} core{'s' if cores != 1 else ''}"
+    if kept:
+        return (f"; this machine has {where}{f' for {local} processes' if local > 1 else ''}: threads={share} is "
+                f"faster, at the cost of float rounding")
+    if local > 1:
+        return f"; {local} processes x {threads} threads are more than this machine's {where}: slower"
+    return f"; more than this machine's {where}: slower"
+
+
+def _auto(w: int | None, local_world_size: int, measure: bool) -> ThreadChoice:
+    """``auto``: measure this machine (where the choice depends on it) and apply :func:`choose_threads`."""
+    n_cores, q = _affinity_cores(), _quota()
+    quota = q if q is not None and q < n_cores else None  # a quota at or above the cores does not bind
+    cores = min(n_cores, quota) if quota else n_cores
+    if (w is not None and w // WORK_PER_THREAD <= 1) or cores == 1 or not measure:
+        busy = cgroup = None  # one thread either way (or told not to look): no need to measure the machine
+    else:
+        busy, cgroup = _measure()
+    quota_busy = cgroup if quota else None
+    n, reason = choose_threads(w, n_cores, busy, local_world_size, quota=quota, quota_busy=quota_busy)
+    return ThreadChoice(n, "auto", reason, cores=n_cores, busy_cores=None if busy is None else round(busy, 2),
+                        step_work=w, local_world_size=local_world_size, cpu_quota=quota,
+                        quota_busy=None if quota_busy is None else round(quota_busy, 2))
+
+
 def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = False, work=None,
                     local_world_size: int = 1, environ=None, measure=True) -> ThreadChoice:
     """The thread count of a run (module docstring). ``setting`` is the recipe's ``threads`` ("auto" or
@@ -298,23 +395,17 @@ def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = Fals
         explicit = ThreadChoice(env, "OMP_NUM_THREADS", f"OMP_NUM_THREADS={env} in the environment",
                                 local_world_size=local_world_size)
     if explicit is not None:
+        reason = explicit.reason
         if saved is not None and saved != explicit.threads:
-            return ThreadChoice(explicit.threads, explicit.source, explicit.reason + f"; the run started with "
-                                f"{saved}, so the resumed part may differ in float rounding",
-                                local_world_size=local_world_size)
-        return explicit
+            reason += f"; the run started with {saved}, so the resumed part may differ in float rounding"
+        return ThreadChoice(explicit.threads, explicit.source,
+                            reason + _too_many(explicit.threads, local_world_size, kept=False),
+                            local_world_size=local_world_size)
     if saved is not None:
         return ThreadChoice(saved, "resumed", f"the count this run started with (kept on --resume: another "
-                            f"count changes float rounding)", local_world_size=local_world_size)
-    cores = physical_cores()
-    w = work() if callable(work) else work
-    if (w is not None and w // WORK_PER_THREAD <= 1) or cores == 1 or not measure:
-        busy = None  # one thread either way (or told not to look): no need to measure the machine
-    else:
-        busy = busy_cores()
-    n, reason = choose_threads(w, cores, busy, local_world_size)
-    return ThreadChoice(n, "auto", reason, cores=cores, busy_cores=None if busy is None else round(busy, 2),
-                        step_work=w, local_world_size=local_world_size)
+                            f"count changes float rounding)" + _too_many(saved, local_world_size, kept=True),
+                            local_world_size=local_world_size)
+    return _auto(work() if callable(work) else work, local_world_size, measure)
 
 
 def check_setting(v):
