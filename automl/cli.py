@@ -75,6 +75,9 @@ def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
     k.add_argument("--seeds", type=int, help="retrainings of each, averaged (default: the run's ranking.seeds, or 1)")
     k.add_argument("--truth", choices=("loss", "accuracy"), default=None,
                    help="rank by mean test loss or accuracy (default: the run's ranking.truth, or loss)")
+    k.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+                   help="compute on this device (default: the run's recipe device; the scores change only by "
+                        "float rounding)")
     k.set_defaults(module="automl.commands.rank")
     return [r, k]
 

@@ -1,9 +1,11 @@
-"""``automl rank RUN_DIR [--archs K] [--retrain-epochs E] [--seeds S] [--truth loss|accuracy]``: the ranking section on a finished run."""
+"""``automl rank RUN_DIR [--archs K] [--retrain-epochs E] [--seeds S] [--truth loss|accuracy]
+[--device auto|cpu|cuda]``: the ranking section on a finished run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 import yaml
 
 from automl.errors import RecipeError, UserError
@@ -42,6 +44,16 @@ def _older_paths(resolved: Path) -> list[str]:
     return [f"search.cost_table={Path(head.removeprefix('# resolved from ')).parent / table}"]
 
 
+def _check_device(name: str, flag: str | None, resolved: Path) -> None:
+    """device cuda (the run's, or ``--device cuda``) needs a visible CUDA GPU; the message names the flag that
+    runs the ranking elsewhere (the device changes the scores only by float rounding)."""
+    if name != "cuda" or torch.cuda.is_available():
+        return
+    asked = "--device cuda" if flag == "cuda" else f"the run's device: cuda ({resolved})"
+    raise UserError(f"{asked} needs a CUDA GPU but none is visible; pass --device cpu (or --device auto) to rank "
+                    f"on this machine's CPU")
+
+
 def main(args) -> int:
     out = Path(args.run_dir)
     resolved = out / "recipe.resolved.yaml"
@@ -51,7 +63,9 @@ def main(args) -> int:
     base = _older_paths(resolved)
     base += [] if load_recipe(resolved, base).ranking is not None else ["ranking={}"]
     flags = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
-    recipe = _load(resolved, base, flags)
+    device = getattr(args, "device", None)
+    recipe = _load(resolved, base + ([] if device is None else [f"device={device}"]), flags)
+    _check_device(recipe.device, device, resolved)
 
     try:
         ranking = Run(recipe, out).rank()

@@ -18,7 +18,7 @@ from automl.report import write_report
 
 __all__ = ["SEARCH_PHASES", "PARTIAL", "build_results", "ranking_epochs", "ranking_seeds", "ranking_results",
            "recorded_retrainings", "partial_ranking", "read_results", "carry_over", "exported_macs",
-           "ReportStage"]
+           "device_record", "ReportStage"]
 
 SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
 # results.json's record of an `automl rank` stopped part-way: its retrainings so far (the ranking's shape) and
@@ -147,6 +147,13 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
     return archs
 
 
+def device_record(device: torch.device) -> str:
+    """The device a run computed on, for results.json: ``cpu``, or ``cuda (GPU NAME)`` (rank 0's GPU)."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
 def build_results(recipe, state: RunState, members: Members, ctx: RunContext, method: str, costs: EngineCosts,
                   threads) -> dict:
     s = recipe.search
@@ -159,6 +166,7 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
         "utility": s.utility,
         "cost_normalization": {"normalized": costs.normalized, "scale": costs.scale},
         "world_size": ctx.info.world_size,
+        "device": device_record(ctx.device),
         "threads": None if threads is None else threads.to_dict(),
         "supernet": state.supernet_origin,
         "architectures": _architectures(recipe, state, members, ctx),

@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from automl.errors import UserError
+
 __all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "batchnorm_stats", "average_over_ranks",
            "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object",
            "assert_same_on_all_ranks"]
@@ -57,9 +59,23 @@ def init_distributed(device_kind: str) -> DistInfo:
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if backend == "nccl":
+            _check_gpus(local)
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def _check_gpus(local: int) -> None:
+    """nccl puts each of this machine's processes on a GPU of its own (its ``LOCAL_RANK``): refuse, on every
+    rank alike, more local processes than visible GPUs (``set_device`` would fail with "invalid device
+    ordinal" on some ranks only)."""
+    procs = max(int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0), local + 1)
+    gpus = torch.cuda.device_count()
+    if procs > gpus:
+        fix = f"use --nproc_per_node={gpus}, or device=cpu" if gpus else "use device=cpu"
+        raise UserError(f"torchrun started {procs} processes on this machine but it has {gpus} CUDA GPU"
+                        f"{'' if gpus == 1 else 's'} visible, and device cuda (or auto, with a GPU visible) "
+                        f"runs each process on a GPU of its own; {fix} to run the {procs} processes on the CPU")
 
 
 def shutdown_distributed() -> None:
@@ -134,8 +150,17 @@ def assert_same_on_all_ranks(t: torch.Tensor, info: DistInfo, what: str) -> None
     """Raise if ``t`` differs between ranks (θ must never diverge: every rank applies the same tell())."""
     if not info.enabled:
         return
+    t = _for_backend(t, dist.get_backend()).contiguous()
     gathered = [torch.empty_like(t) for _ in range(info.world_size)]
-    dist.all_gather(gathered, t.contiguous())
+    dist.all_gather(gathered, t)
     for r, g in enumerate(gathered):
         if not torch.equal(g, gathered[0]):
             raise RuntimeError(f"{what} differs between rank 0 and rank {r}: the ranks diverged")
+
+
+def _for_backend(t: torch.Tensor, backend: str) -> torch.Tensor:
+    """``t`` where the backend's collectives take it: nccl only on this rank's GPU (a searcher may return a
+    CPU tensor), gloo where it is."""
+    if backend == "nccl":
+        return t.to(torch.device("cuda", torch.cuda.current_device()))
+    return t
