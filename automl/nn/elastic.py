@@ -69,7 +69,7 @@ class SlicedOp:
 
     def _follow_master(self) -> None:
         """The template takes the master's training mode, depthwise convolution classes and BatchNorm settings
-        (e.g. :func:`automl.train.loops.recalibrate_bn`'s momentum None: a cumulative average)."""
+        (e.g. :func:`automl.train.loops.recalibrate_bn`'s per-batch momentum 1/(k+1): a cumulative average)."""
         t = self.template
         if t.training != self.master.training:
             t.train(self.master.training)

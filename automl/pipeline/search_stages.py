@@ -163,8 +163,12 @@ class WeightTask(EpochTask):
     def step(self, epoch, step, batch):
         s = self.search
         skip = s.nan_policy == "skip"
-        for m, (net, (x, y)) in enumerate(zip(self.nets, [batch, *(next(b) for b in self.member_batches)])):
-            loss, corr = loops.weight_step(net, x, y, self.sample(), self.opt, self.criterion, self.ctx.info,
+        batches = [batch, *(next(b) for b in self.member_batches)]
+        # every member's paths before the first weight step: a sampler on the device (Method 1's searcher) then
+        # waits for the device once per step, not behind each member's step
+        paths = [self.sample() for _ in self.nets]
+        for m, (net, (x, y), archs) in enumerate(zip(self.nets, batches, paths)):
+            loss, corr = loops.weight_step(net, x, y, archs, self.opt, self.criterion, self.ctx.info,
                                            self.grad_clip, self.ctx.device, skip_nonfinite=skip,
                                            distill=s.inplace_distill and self.theta is None)
             if skip and not math.isfinite(loss.item()):  # not applied: count it, stop past the limit

@@ -45,7 +45,8 @@ class TellInputs:
             kmax = self.kminus1_cpu if on_host else self.kminus1.to(arch.device)
             if bool(((arch < 0) | (arch > kmax)).any()):
                 raise ValueError(f"arch has a choice index outside 0..K_d-1 (K = {self.num_choices})")
-        return arch.to(self.device, non_blocking=True)
+        # non-blocking only to a device: a copy to the host could still be in flight when tell() reads it
+        return arch.to(self.device, non_blocking=self.device.type != "cpu")
 
     def losses(self, losses, rows: int) -> torch.Tensor:
         """``(rows,)`` losses on the device, NaN and +-inf replaced by +inf (they rank worst)."""

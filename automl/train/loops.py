@@ -186,9 +186,12 @@ def recalibrate_bn(net: nn.Module, forward, batches, info: DistInfo | None = Non
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
-        m.momentum = None  # cumulative average: every batch weighs the same
     net.train()
-    for x in batches:
+    for k, x in enumerate(batches):
+        # the cumulative average (every batch weighs the same), bit for bit what momentum None computes; set
+        # here, BatchNorm does not read its batch count back from the device (a sync per layer per batch)
+        for m in bns:
+            m.momentum = 1.0 / (k + 1)
         forward(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
@@ -231,11 +234,13 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
 def evaluate(forward, loader, device: torch.device, info: DistInfo) -> tuple[float, float]:
     """(mean loss, accuracy) of ``forward(x)`` over every batch of ``loader``, summed over ranks. A ``forward``
     that returns a list of logits (an ensemble's members: :func:`automl.nn.ensemble.path_outputs`) is
-    scored by each one's loss and accuracy, averaged."""
+    scored by each one's loss and accuracy, averaged.
+
+    In full precision on every device (no autocast: the test accuracy is the exported fp32 network's, and
+    BatchNorm recalibrated in fp32 normalises fp32 activations); the test sets are small, so it costs little."""
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for x, y in loader.epoch(0):
-        with autocast_for(device):
-            outs = forward(_prepare(x, device))
+        outs = forward(_prepare(x, device))
         for logits in outs if isinstance(outs, (list, tuple)) else [outs]:
             logits = logits.float()
             sums[0] += F.cross_entropy(logits, y, reduction="sum").double()
