@@ -4,11 +4,16 @@ Atomic writes: a temporary file in the same folder, fsync, then ``os.replace`` a
 folder; a reader (or a resumed run) sees either the old file or the new one, never half of one. The file
 gets the mode a plain ``open()`` gives it (0o666 less the umask, e.g. ``-rw-r--r--``). Reading a user's
 UTF-8 text file, with the reason it failed, for the caller to word as its own user error.
+
+A run folder a run holds (:func:`guard_run_folder`, from its lock) is never created again by a write: a write
+below it first checks that the folder is still the run's, and stops with one user error when it was removed
+or moved meanwhile; its sub-folders (``checkpoints/``, ``export/...``) are created as needed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,17 +21,86 @@ import re
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from automl.errors import UserError
 
-__all__ = ["TEMPORARY", "atomic_path", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
+__all__ = ["TEMPORARY", "atomic_path", "guard_run_folder", "unguard_run_folder", "check_run_folder", "make_folder",
+           "write_fix", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file"]
 
 
 # the name of a temporary _create_temporary makes: ".NAME.RANDOM{suffix}.tmp", RANDOM 8 hex digits (8 of
 # tempfile's [a-z0-9_] in files an earlier automl left), suffix "" or one extension (".onnx", ".pt", ...)
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp")
+
+# the run folders this process's runs hold: absolute path -> (the folder as given, its gone() check)
+_RUN_FOLDERS: dict[str, tuple[Path, Callable[[], str | None]]] = {}
+
+
+def write_fix(e: OSError) -> str:
+    """What to do about a failed write, by its errno: "free space", "make the folder writable", "fix the cause"."""
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return "free space"
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the folder writable"
+    return "fix the cause"
+
+
+def guard_run_folder(folder: str | os.PathLike, gone: Callable[[], str | None]) -> None:
+    """While a run holds ``folder``: a write below it calls ``gone()`` first (``"removed"``, ``"moved"`` or
+    None: the folder is still the run's) and stops on an answer (:func:`check_run_folder`), and no write
+    creates the folder itself again (:func:`make_folder`)."""
+    _RUN_FOLDERS[os.path.abspath(folder)] = (Path(folder), gone)
+
+
+def unguard_run_folder(folder: str | os.PathLike) -> None:
+    _RUN_FOLDERS.pop(os.path.abspath(folder), None)
+
+
+def _run_folder_of(path: str | os.PathLike) -> str | None:
+    """The guarded run folder ``path`` is in (or is), as an absolute path; None when none."""
+    p = os.path.abspath(path)
+    for root in _RUN_FOLDERS:
+        if p == root or p.startswith(root.rstrip(os.sep) + os.sep):
+            return root
+    return None
+
+
+def _gone(root: str, why: str) -> UserError:
+    folder = _RUN_FOLDERS[root][0]
+    if why == "moved":
+        return UserError(f"the run folder {folder} was moved while the run was writing to it; nothing more is "
+                         f"written; continue it where it is now (--resume with --out set to that folder)")
+    return UserError(f"the run folder {folder} was removed while the run was writing to it; nothing more is "
+                     f"written; start again")
+
+
+def check_run_folder(path: str | os.PathLike) -> None:
+    """The user error "the run folder DIR was removed (or moved) while the run was writing to it" when ``path``
+    is in a run folder a run of this process holds and that folder is no longer the run's."""
+    root = _run_folder_of(path)
+    why = _RUN_FOLDERS[root][1]() if root is not None else None
+    if why:
+        raise _gone(root, why)
+
+
+def make_folder(folder: str | os.PathLike) -> None:
+    """``folder`` and the folders above it, as ``mkdir -p``; in a run folder a run holds, only the folders below
+    it: the run folder itself is never created again (:func:`check_run_folder` first)."""
+    folder = Path(folder)
+    root = _run_folder_of(folder)
+    if root is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return
+    check_run_folder(folder)
+    part = Path(root)
+    for name in Path(os.path.abspath(folder)).relative_to(root).parts:
+        part = part / name
+        try:
+            part.mkdir(exist_ok=True)
+        except FileNotFoundError:  # the run folder went since the check
+            raise _gone(root, "removed") from None
 
 
 def _create_temporary(path: Path, suffix: str) -> Path:
@@ -66,8 +140,12 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ``suffix`` keeps an extension for writers that look at it (safetensors, humans reading a crashed folder).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = _create_temporary(path, suffix)
+    make_folder(path.parent)
+    try:
+        tmp_path = _create_temporary(path, suffix)
+    except OSError:
+        check_run_folder(path)  # the run folder went since make_folder's check: say so
+        raise
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -115,13 +193,14 @@ def remove_temporaries(folders: list[Path]) -> None:
 
 
 def writable_dir(path: str | os.PathLike, what: str) -> Path:
-    """Create the folder ``path`` (and its parents) and check that a file can be written in it, before any
-    work that would write there; else a user error that names it as ``what`` (a flag or a recipe key)."""
+    """Create the folder ``path`` (and its parents: :func:`make_folder`) and check that a file can be written in
+    it, before any work that would write there; else a user error that names it as ``what`` (a flag or a recipe
+    key)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder; choose a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        make_folder(path)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:

@@ -5,6 +5,10 @@ however it ends (``kill -9`` included), so a dead run never leaves a stale lock.
 says who held it last (pid, host, start time, command); a second writer that fails to take the lock reads
 it to name the holder. Readers (``results.json``, the report, an exported model) take no lock.
 
+While the lock is held, the run's writes check that the folder is still the run's (:meth:`RunLock.gone`,
+through :func:`automl._io.guard_run_folder`): a folder removed or moved mid-run stops the run with one
+message, and no write creates it again.
+
 Worker processes forked while the lock is held (DataLoader workers) close their inherited copy at once, so
 the lock ends with the run's own process, not with its slowest child.
 """
@@ -20,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from automl._io import guard_run_folder, unguard_run_folder
 from automl.errors import UserError
 
 try:
@@ -97,10 +102,32 @@ class RunLock:
                   "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": _command()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        guard_run_folder(self.folder, self.gone)
         return True
+
+    def gone(self) -> str | None:
+        """``"removed"`` when the lock file this process holds was deleted (the run folder removed, or the lock
+        file alone), ``"moved"`` when it still exists but no longer at :attr:`path` (the folder moved or
+        renamed); None while it is in place, or when this process holds no lock (a forked worker)."""
+        if self.fd is None or self.fd not in _held:
+            return None
+        try:
+            held = os.fstat(self.fd)
+        except OSError:
+            return None
+        if held.st_nlink == 0:
+            return "removed"
+        try:
+            now = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return "moved"
+        except OSError:  # not reachable now (permissions): the write itself says why
+            return None
+        return None if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) else "moved"
 
     def release(self) -> None:
         if self.fd is not None:
+            unguard_run_folder(self.folder)
             _held.discard(self.fd)
             os.close(self.fd)  # closing drops the lock; the file stays, naming the last holder
             self.fd = None

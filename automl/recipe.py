@@ -452,6 +452,9 @@ class ExportConfig(_Config):
         return v
 
 
+# RESULT_NEUTRAL and RESUME_MAY_SET name top-level recipe keys, left out of the resume fingerprint. A key inside a
+# section that may differ on --resume (data.workers) is not left out, so that the fingerprints runs recorded
+# still match: automl/pipeline/run.py's RESUME_MAY_CHANGE accepts it by the value the run recorded.
 RESULT_NEUTRAL = {"checkpoint"}  # recipe sections that change how a run is kept safe, never what it computes
 # may differ on --resume although it changes float rounding: a resumed run keeps the count it started with
 # unless told otherwise (automl/train/threads.py)

@@ -7,10 +7,12 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from automl._io import write_fix
 from automl.errors import Stopped, UserError
 from automl.pipeline.setup import Spaces
 from automl.pipeline.state import RunState, capture_rng, restore_rng
@@ -19,7 +21,7 @@ from automl.train.distributed import DistInfo, barrier, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
-__all__ = ["RunContext", "Keeper", "on_main", "written_on_main", "rng_of"]
+__all__ = ["RunContext", "Keeper", "on_main", "written_on_main", "how_to_go_on", "rng_of"]
 
 
 def on_main(info: DistInfo, check: Callable[[], object]) -> object:
@@ -47,14 +49,27 @@ def on_main(info: DistInfo, check: Callable[[], object]) -> object:
 def written_on_main(info: DistInfo, what: str, write: Callable[[], object], then: str) -> object:
     """``write()`` on rank 0 alone (:func:`on_main`). An ``OSError`` (disk full, folder removed, permissions)
     is the user error "cannot write ``what`` (why); ``then``" on every rank: a run's files are written where
-    its user said, and what is written is intact, so it is not an internal error."""
+    its user said, and what is written is intact, so it is not an internal error. The words "free space" in
+    ``then`` become the advice for the error's errno (:func:`automl._io.write_fix`: "make the folder writable"
+    for a permission error, "fix the cause" for one neither of space nor of permissions)."""
     def guarded() -> object:
         try:
             return write()
         except OSError as e:
-            raise UserError(f"cannot write {what} ({e.strerror or e}); {then}") from None
+            raise UserError(f"cannot write {what} ({e.strerror or e}); "
+                            f"{then.replace('free space', write_fix(e))}") from None
 
     return on_main(info, guarded)
+
+
+def how_to_go_on(saved: bool, out: Path, resume_command: str, fix: str = "free space") -> str:
+    """What to do after a write of the run in ``out`` failed: ``fix`` the cause, then continue from the
+    checkpoint written before (``saved``) with ``resume_command``; with none yet, nothing can be resumed: start
+    again in an emptied folder."""
+    if saved:
+        return f"the previous checkpoint is intact: {fix} and continue with: {resume_command}"
+    return (f"no checkpoint was written yet, so nothing to resume: {fix}, delete the folder (rm -r {out}) and "
+            f"run the command again")
 
 
 class Keeper:
@@ -65,11 +80,12 @@ class Keeper:
 
     def __init__(self, state: RunState, store: CheckpointStore, info: DistInfo, reporter: Reporter,
                  preempt: Preemption, stage_name: Callable[[int], str], resume_command: str,
-                 rng: Callable[[], dict], enabled: bool = True):
+                 rng: Callable[[], dict], enabled: bool = True, saved: bool = True):
         self.state, self.store, self.info, self.reporter = state, store, info, reporter
         self.preempt, self.stage_name, self.resume_command = preempt, stage_name, resume_command
         self.rng = rng
         self.enabled = enabled  # automl rank: off (a finished run's checkpoint is left as it is)
+        self.saved = saved  # a checkpoint of the run exists: a resumed run, or a new one once it wrote one
         self._clock: tuple[str, float] | None = None
 
     # ------------------------------------------------------------------ the phase clock
@@ -99,9 +115,10 @@ class Keeper:
                              "inner": {k: v.state_dict() if hasattr(v, "state_dict") else v
                                        for k, v in (inner or {}).items()}})
 
-        # disk full, folder removed: the previous checkpoint is untouched
+        # disk full, permissions: the previous checkpoint is untouched (a removed run folder: its own message)
         written_on_main(self.info, f"a checkpoint in {self.store.folder}", write,
-                        "the previous checkpoint is intact: free space and continue with --resume")
+                        how_to_go_on(self.saved, self.store.folder.parent, self.resume_command))
+        self.saved = True
         self.preempt.saved()
         self._stop_if_signalled(stage, epoch, step)
 

@@ -7,19 +7,22 @@ import os
 from pathlib import Path
 
 import torch
+import yaml
 
-from automl._io import atomic_write_text, remove_temporaries, writable_dir
+from automl._io import atomic_write_text, remove_temporaries, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import UserError
-from automl.pipeline.context import Keeper, RunContext, on_main, rng_of
+from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over
-from automl.pipeline.reuse import check_fits, check_resumed, fingerprint_digest, load_supernet, weights_fingerprint
+from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
+                                   weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, load_spaces, recipe_costs,
                                    resolve_device)
 from automl.pipeline.state import RunState, restore_rng
+from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
@@ -32,7 +35,71 @@ __all__ = ["Run"]
 
 # what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
 # the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
-STARTUP_FILES = (LOCK_NAME, "threads.json", "recipe.resolved.yaml")
+RESOLVED = "recipe.resolved.yaml"
+STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
+# keys inside a section that may differ on --resume: they change how fast a run goes, never what it computes
+# (data.workers: every image is read and augmented alike in the main process and in any number of DataLoader
+# workers; docs/reliability.md). The fingerprint keeps them, so runs checkpointed before still match; a resume
+# is accepted when the recipe matches with these keys at the values the run recorded in its recipe.resolved.yaml
+RESUME_MAY_CHANGE = ("data.workers",)
+# what a refused --resume does not list: keys that may differ, and paths that count by what they hold
+NOT_LISTED = {"data.root", "space", "search.cost_table", *RESUME_MAY_CHANGE}
+
+
+def _recipe_hashes(recipe) -> tuple[str, ...]:
+    """The recipe's fingerprint, then those earlier versions recorded for it (``--resume`` accepts them all);
+    with a latency table, each hashed with its bytes (one re-measured before a resume is another recipe)."""
+    hashes = (recipe.fingerprint(), *recipe.earlier_fingerprints())
+    if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
+        table = recipe.cost_table_path.read_bytes()
+        hashes = tuple(hashlib.sha256(h.encode() + table).hexdigest() for h in hashes)
+    return hashes
+
+
+def _recorded(out: Path) -> dict | None:
+    """The recipe ``out``'s run recorded at its start (its recipe.resolved.yaml), or None when unreadable."""
+    try:
+        data = yaml.safe_load((out / RESOLVED).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _as_recorded(recipe, recorded: dict):
+    """``recipe`` with the keys of :data:`RESUME_MAY_CHANGE` at the values ``recorded`` holds for them (of the
+    same type); None when it holds none that differ."""
+    updates: dict[str, dict] = {}
+    for dotted in RESUME_MAY_CHANGE:
+        section, key = dotted.split(".")
+        part = recorded.get(section)
+        value, here = part.get(key) if isinstance(part, dict) else None, getattr(getattr(recipe, section), key)
+        if type(value) is type(here) and value != here:
+            updates.setdefault(section, {})[key] = value
+    if not updates:
+        return None
+    return recipe.model_copy(update={s: getattr(recipe, s).model_copy(update=u) for s, u in updates.items()})
+
+
+def _flat(data: dict, prefix: str = "") -> dict:
+    """``{"retrain": {"lr": 0.05}}`` as ``{"retrain.lr": 0.05}`` (an empty mapping stays a value)."""
+    out = {}
+    for k, v in data.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _listed(recipe, recorded: dict) -> list[str]:
+    """``key: THERE there, HERE here`` for each key of the fingerprint whose value differs (the --supernet
+    check's :func:`~automl.pipeline.reuse.differences`); keys added since, absent there, at their old value."""
+    skip = RESULT_NEUTRAL | RESUME_MAY_SET
+    theirs, ours = ({k: v for k, v in _flat(d).items() if k not in NOT_LISTED and k.split(".")[0] not in skip}
+                    for d in (recorded, yaml.safe_load(recipe.to_yaml())))
+    for (section, key), before in ADDED_KEYS.items():
+        theirs.setdefault(f"{section}.{key}", before)
+    return differences(theirs, ours)
 
 
 class Run:
@@ -52,16 +119,13 @@ class Run:
         self.info = info or DistInfo()
         self.device = device if device is not None else resolve_device(recipe.device, self.info)
         self.store = CheckpointStore(self.out / "checkpoints")
-        self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty)
+        self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty,
+                                 then=lambda e: how_to_go_on(self.store.exists(), self.out, self.resume_command,
+                                                             write_fix(e)))
         self.method = get_searcher(searcher or recipe.search.method)
         self._reused: tuple | None = None  # --supernet: the source run's supernet, read once (_check_supernet)
         self._spaces = None  # the compiled spaces, when _check_supernet needed them before start_up
-        # the recipe's fingerprint, and those earlier versions recorded for it (--resume accepts them all)
-        hashes = (recipe.fingerprint(), *recipe.earlier_fingerprints())
-        if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
-            # a latency table re-measured between an interruption and --resume is another recipe
-            table = recipe.cost_table_path.read_bytes()
-            hashes = tuple(hashlib.sha256(h.encode() + table).hexdigest() for h in hashes)
+        hashes = _recipe_hashes(recipe)
         self.recipe_hash, self._accepted_hashes = hashes[0], hashes
 
     # ------------------------------------------------------------------ start-up
@@ -170,7 +234,7 @@ class Run:
                  checkpointing: bool = True) -> RunContext:
         sampler = torch.Generator().manual_seed(self.recipe.seed)
         keeper = Keeper(state, self.store, self.info, self.reporter, preempt, plan.name, self.resume_command,
-                        rng_of(sampler, self.device), enabled=checkpointing)
+                        rng_of(sampler, self.device), enabled=checkpointing, saved=self.resume)
         return RunContext(self.info, self.device, data, spaces, self.reporter, keeper, sampler,
                           self.recipe.search.log_every, self._reused)
 
@@ -192,7 +256,7 @@ class Run:
         origin = ({"from": None, "fingerprint": fingerprint_digest(fp), "forced": False, "differs": []}
                   if self.method.needs_supernet else None)
         if self.info.is_main:
-            atomic_write_text(self.out / "recipe.resolved.yaml", r.to_yaml())
+            atomic_write_text(self.out / RESOLVED, r.to_yaml())
         return RunState(self.recipe_hash, supernet_origin=origin, weights_fingerprint=fp)
 
     def _resumed_state(self, plan: Plan) -> RunState:
@@ -201,10 +265,7 @@ class Run:
         if ckpt is None:
             raise self._cannot_resume(self._held_files())
         if ckpt.get("recipe_sha256") not in self._accepted_hashes:
-            raise UserError(f"--resume: the recipe differs from the one {self.out} was started with "
-                            f"(see {self.out / 'recipe.resolved.yaml'}); resume with the same recipe and "
-                            f"overrides, or start a new run (to search again on its trained supernet: a new "
-                            f"--out with --supernet {self.out})")
+            on_main(self.info, lambda: self._check_same_recipe(ckpt.get("recipe_sha256")))
         state = RunState.from_checkpoint(ckpt, str(self.store.folder))
         length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
         if self.info.is_main:
@@ -222,6 +283,24 @@ class Run:
         self.reporter.info(f"resuming {self.out} at {plan.name(state.stage)}, epoch {state.epoch}"
                            + (f" + {state.step} steps" if state.step else ""))
         return state
+
+    def _check_same_recipe(self, recorded_hash: str | None) -> None:
+        """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing
+        each key that differs with both values (those of the run's recipe.resolved.yaml, and this one's)."""
+        recorded = _recorded(self.out)
+        as_recorded = None if recorded is None else _as_recorded(self.recipe, recorded)
+        if as_recorded is not None and recorded_hash in _recipe_hashes(as_recorded):
+            return
+        listed = [] if recorded is None else _listed(self.recipe, recorded)
+        if listed:
+            what = ":\n  " + "\n  ".join(listed) + "\n"
+        elif recorded is not None:  # the same keys: what a path names counts by its bytes
+            what = ": its keys are the same, so the space file or the cost table says something else; "
+        else:
+            what = "; "
+        raise UserError(f"--resume: the recipe differs from the one {self.out} was started with (see "
+                        f"{self.out / RESOLVED}){what}resume with the same recipe and overrides, or start a new "
+                        f"run (to search again on its trained supernet: a new --out with --supernet {self.out})")
 
     # ------------------------------------------------------------------ main
     def execute(self) -> dict:

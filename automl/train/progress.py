@@ -3,7 +3,8 @@
 On a terminal: one rich progress bar per epoch (phase, epoch, step, loss, accuracy, ETA).
 Otherwise (CI, a log file, ``nohup``): one plain line per epoch. Every logged point also goes to
 ``metrics.jsonl`` (one JSON object per line: phase, epoch, step, loss, accuracy, lr, seconds); a resumed
-run first cuts it back to the length its checkpoint recorded, so no step appears twice.
+run first cuts it back to the length its checkpoint recorded, so no step appears twice. An append that fails
+(disk full, permissions, the run folder removed) is a user error naming the file and how to go on.
 Only rank 0 prints or writes.
 """
 
@@ -14,17 +15,24 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from automl._io import atomic_write_bytes, strict_json
+from automl._io import atomic_write_bytes, check_run_folder, strict_json, write_fix
+from automl.errors import UserError
 
 __all__ = ["Reporter"]
 
 
 class Reporter:
-    def __init__(self, metrics_path: Path | None, enabled: bool = True, tty: bool | None = None):
+    """``then(error)``: what to do after a failed append, worded by the run (its last checkpoint and --resume
+    command); without it, fix the cause and run the command again."""
+
+    def __init__(self, metrics_path: Path | None, enabled: bool = True, tty: bool | None = None,
+                 then: Callable[[OSError], str] | None = None):
         self.metrics_path = metrics_path
+        self.then = then
         self.enabled = enabled
         self.tty = sys.stdout.isatty() if tty is None else tty
         self._t0 = time.perf_counter()
@@ -32,13 +40,21 @@ class Reporter:
         self._task = None
 
     def log(self, **fields) -> None:
-        """Append one line to metrics.jsonl."""
+        """Append one line to metrics.jsonl; in a run folder removed or moved meanwhile, nothing (a user error,
+        :func:`automl._io.check_run_folder`), and an ``OSError`` is a user error naming the file."""
         if not self.enabled or self.metrics_path is None:
             return
         fields.setdefault("seconds", round(time.perf_counter() - self._t0, 3))
         # strict JSON has no NaN/Infinity: a non-finite number (a diverged loss, at any depth) is written as null
-        with open(self.metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(strict_json(fields), allow_nan=False) + "\n")
+        line = json.dumps(strict_json(fields), allow_nan=False) + "\n"
+        check_run_folder(self.metrics_path)
+        try:
+            with open(self.metrics_path, "a", encoding="utf-8") as f:
+                f.write(line)
+        except OSError as e:
+            check_run_folder(self.metrics_path)  # the folder went since the check: that is the message
+            then = self.then(e) if self.then is not None else f"{write_fix(e)} and run the command again"
+            raise UserError(f"cannot write {self.metrics_path} ({e.strerror or e}); {then}") from None
 
     def size(self) -> int:
         """Bytes in metrics.jsonl now (a checkpoint records it: a resumed run cuts the log back to it)."""
