@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import re
@@ -29,7 +30,8 @@ from automl.nn import count_params, plain_convs
 from automl.nn.ensemble import member_weights
 from automl.train.loops import nonfinite_tensors, recalibrate_bn
 
-__all__ = ["export_architecture", "load_model", "check_se", "save_weights", "load_weights", "inherit_from_state"]
+__all__ = ["export_architecture", "load_model", "run_of", "check_se", "save_weights", "load_weights",
+           "inherit_from_state"]
 
 _logger = logging.getLogger(__name__)
 
@@ -117,7 +119,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         space_path: str | os.PathLike | None = None, space_args: dict | None = None,
                         model: nn.Module | None = None, normalize: dict | None = None,
                         bn_calibration: list | None = None, provenance: dict | None = None,
-                        search_cost: dict | None = None) -> dict[str, Any]:
+                        search_cost: dict | None = None, run: str | os.PathLike | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -136,7 +138,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     ``provenance`` (with ``model`` or ``weights``): where the model's weights came from, recorded in the
     manifest's ``weights`` instead of ``source: model`` / ``standalone`` (``automl run`` records ``retrained``,
     ``supernet`` with ``bn_recalibrated_batches``, or ``untrained``; ``automl export`` keeps an export's own
-    record when it exports that network again from its manifest).
+    record when it exports that network again from its manifest). ``run`` (``automl run``: the run folder)
+    is recorded, as an absolute path, as the manifest's ``run``: the run that owns the folder (:func:`run_of`).
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file; an earlier
@@ -181,10 +184,23 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     manifest["onnx"] = export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset) if onnx else None
     if not onnx:
         (out_dir / ONNX_NAME).unlink(missing_ok=True)  # from an earlier export into this folder
+    if run is not None:
+        manifest["run"] = str(Path(run).resolve())
     manifest["versions"] = _versions()
     write_manifest(out_dir, manifest)
     _logger.info("exported %s (%s params) to %s", compiled.name, f"{manifest['params']:,}", out_dir)
     return manifest
+
+
+def run_of(out_dir) -> str | None:
+    """The run folder recorded in ``out_dir``'s manifest (``run``, written by ``automl run``), or None: no
+    manifest, one that cannot be read, or one without the record (``automl export``, an older automl)."""
+    try:
+        manifest = json.loads((Path(out_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    run = manifest.get("run") if isinstance(manifest, dict) else None
+    return run if isinstance(run, str) and run else None
 
 
 def _check_finite(model: nn.Module, source: str, input_shape: tuple[int, ...]) -> None:

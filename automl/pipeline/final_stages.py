@@ -157,7 +157,7 @@ class Exporter:
         export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
                             onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
                             space_args=sp.retrain_args, normalize=ctx.data.normalize, provenance=provenance,
-                            search_cost=search_cost)
+                            search_cost=search_cost, run=self.out)
         if not self.export.onnx:
             return {"onnx": None}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)

@@ -19,8 +19,8 @@ from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
                                    weights_fingerprint)
-from automl.pipeline.setup import (check_budgets, check_ranking, check_shapes, load_spaces, recipe_costs,
-                                   resolve_device)
+from automl.pipeline.setup import (check_budgets, check_export_dir, check_ranking, check_shapes, load_spaces,
+                                   recipe_costs, resolve_device)
 from automl.pipeline.state import RunState, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET
 from automl.search import get_searcher
@@ -157,6 +157,8 @@ class Run:
                 fix = f"{why}; choose another --out, or delete the folder (rm -r {self.out}) and start again"
             shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
             raise UserError(f"--out {self.out} already holds files ({shown}); {fix}")
+        # a member folder of an absolute export.dir that another run exported: refused before anything is written
+        check_export_dir(self.recipe, self.out, self.resume, sampled=self.method.mode == "sample")
         writable_dir(self.out, "--out")
         self.lock.acquire()
         if not self.resume:  # a failed start-up's thread choice and recipe: this run writes its own

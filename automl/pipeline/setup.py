@@ -3,6 +3,7 @@ table, the engine's normalised costs, and the checks of the recipe against the s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,10 @@ import torch
 from automl.compile import load_compiled
 from automl.dsl import ParamError
 from automl.errors import RecipeError, UserError
+from automl.export._export import run_of
 from automl.export.onnx import opset_problem
+from automl.pipeline.members import Members
+from automl.pipeline.state import RunState
 from automl.profile import apply_cost_table, read_cost_table
 from automl.ranking import space_size
 from automl.recipe import file_line
@@ -20,8 +24,8 @@ from automl.search import ContextCosts, cost_extremes, normalize_context, normal
 from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_export",
-           "check_shapes", "check_ranking", "TooManyArchs", "check_budgets", "EngineCosts", "engine_costs",
-           "recipe_costs"]
+           "check_export_dir", "check_shapes", "check_ranking", "TooManyArchs", "check_budgets", "EngineCosts",
+           "engine_costs", "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -110,6 +114,37 @@ def check_export(recipe) -> None:
     problem = opset_problem(ex.opset)
     if problem is not None:
         raise _recipe_error(recipe, ("export", "opset"), f"{ex.opset!r}: {problem}")
+
+
+def check_export_dir(recipe, out, resume: bool, sampled: bool = False) -> None:
+    """An absolute export.dir shared with other runs: refuse a folder this run exports a member into
+    (``eps-…``, ``budget-i-…``, ``random-i``; ``sampled``: the random baseline's) whose manifest names another
+    run (its ``run``: the folder of the run that exported it), which this run's export would replace while that
+    run's results still describe it.
+
+    The same run is the same folder, ``out`` and the record resolved. On ``--resume`` a recorded folder that no
+    longer exists is taken for this run's before it was moved (a moved run folder resumes); a new run has
+    exported nothing yet, so a recorded folder is another run's even when it is gone. A manifest without
+    ``run`` (``automl export``, an older automl) or no manifest is not refused. A relative export.dir is inside
+    the run folder, shared with no other run: not checked."""
+    root = recipe.export_dir
+    if root is None:
+        return
+    here = Path(out).resolve()
+    members = Members.of(recipe.search, sampled)
+    for i in range(members.n):
+        folder = root / members.folder(i, RunState(""))  # the names are the recipe's budgets and ε: no state
+        owner = run_of(folder)
+        there = owner is not None and os.path.exists(owner)  # False also where it cannot be looked at
+        if owner is None or Path(owner).resolve() == here or (resume and not there):
+            continue
+        gone = "" if there else ", a folder no longer there"
+        fix = ("move or remove that folder (a resumed run keeps its export.dir)" if resume else
+               "set export.dir to another folder (without it each run exports into its own DIR/export), or "
+               "remove that folder if its model is no longer needed")
+        raise _recipe_error(recipe, ("export", "dir"),
+                            f"{folder} holds the model another run exported (its manifest.json's run: {owner}"
+                            f"{gone}), which this run would replace while that run's results describe it; {fix}")
 
 
 def _compile(recipe, args: dict[str, str], retrain: bool):
