@@ -175,3 +175,12 @@ def test_evaluate_runs_in_full_precision_where_the_steps_use_autocast(monkeypatc
     with torch.no_grad():
         want = nn.functional.cross_entropy(lin(x), y).item()
     assert loss == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("kind,expected", [("cuda", True), ("cpu", False)])
+def test_a_run_on_a_gpu_turns_on_cudnn_benchmark_itself(tmp_path, monkeypatch, kind, expected):
+    """cuDNN's autotuning belongs to every run on a GPU (``Run(...)`` in scripts and benchmarks, ``automl rank``),
+    not to the ``automl run`` command alone; building a Run computes nothing on the device."""
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    Run(load_recipe(QUICK), tmp_path / "o", device=torch.device(kind, 0) if kind == "cuda" else torch.device(kind))
+    assert torch.backends.cudnn.benchmark is expected

@@ -7,7 +7,6 @@ import shlex
 import time
 from pathlib import Path
 
-import torch
 
 from automl.errors import UserError
 from automl.pipeline import Run, resolve_device
@@ -102,8 +101,6 @@ def main(args) -> int:
             out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
                                                   else default_out_dir(recipe.name))))
             claimed = out if info.is_main and not args.resume else None
-        if torch.cuda.is_available():
-            torch.backends.cudnn.benchmark = True
         again = shlex.join(["automl", "run", args.recipe, *args.overrides, *extra, "--out", str(out), "--resume"])
         try:
             Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
