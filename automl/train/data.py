@@ -19,18 +19,25 @@ Small datasets (digits, synthetic, CIFAR-10) live on the device as tensors and a
 with CIFAR's augmentation done on the device in batch: no DataLoader, no worker processes.
 ImageNet-style folders go through a torch DataLoader whose batch sampler replays the same batches; each
 training item's random crop and flip are seeded from (seed, epoch, loader name, item), so they do not
-depend on the DataLoader workers or on where a run resumed.
+depend on the DataLoader workers or on where a run resumed. The workers ignore SIGTERM, SIGINT and SIGHUP from
+anyone but the run (:func:`leave_signals_to_the_main_process`): a signal to the whole process group stops the
+run through its main process (:mod:`automl.train.preempt`), which still needs batches until it does.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
 import gzip
 import hashlib
 import logging
 import math
 import os
 import pickle
+import signal
+import stat
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -45,7 +52,8 @@ from automl.nn.resize import resize_input
 from automl.errors import DataError
 from automl.recipe import DataConfig
 
-__all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "NATIVE_SIZE", "DIGITS_CSV"]
+__all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "NATIVE_SIZE", "DIGITS_CSV",
+           "leave_signals_to_the_main_process"]
 
 _logger = logging.getLogger(__name__)
 
@@ -293,6 +301,58 @@ def _collate(items):
     return torch.utils.data.default_collate(items)
 
 
+# Signals that stop a run (automl.train.preempt): a DataLoader worker leaves them to the run's main process.
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+
+
+def leave_signals_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker's ``worker_init_fn``: SIGTERM, SIGINT and SIGHUP sent to the whole process group
+    (Slurm's ``scancel``, systemd, ``kill -- -PGID``, a terminal's Ctrl-C or hang-up) are left to the main
+    process, which finishes its step, checkpoints and stops (:mod:`automl.train.preempt`), with batches from
+    these workers until then; a worker that died of them would make torch raise in the main process.
+
+    torch ends its workers by ``None`` on their index queues, or, when they do not join in time and at
+    interpreter exit (``multiprocessing`` terminates daemon children), by SIGTERM from the parent, after which
+    torch's own handler exits at once. So the three signals stay blocked (from the fork on,
+    :func:`_stop_signals_held`) and a thread takes them (``sigwaitinfo``, which says who sent one): SIGTERM from
+    the parent, or any of them once the parent is gone, ends the worker as torch's handler would (exit 0);
+    from anyone else, they are ignored. Where
+    ``sigwaitinfo`` does not exist (macOS, Windows), SIGINT and SIGHUP, which torch never sends, are ignored
+    and SIGTERM is left to torch."""
+    if not hasattr(signal, "sigwaitinfo"):
+        for signum in _STOP_SIGNALS:
+            if signum != signal.SIGTERM:
+                signal.signal(signum, signal.SIG_IGN)
+        return
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)  # threads started later inherit the mask
+    threading.Thread(target=_take_stop_signals, args=(parent,), name="automl-worker-signals", daemon=True).start()
+
+
+@contextmanager
+def _stop_signals_held():
+    """SIGTERM, SIGINT and SIGHUP blocked in this thread inside the block, where DataLoader workers are forked:
+    a worker then starts with them blocked, and one sent to the group before its ``worker_init_fn`` takes them
+    waits for it instead of killing the worker; this process receives any that came meanwhile as the block ends.
+    Nothing where workers cannot take them so (no ``sigwaitinfo``): they would keep SIGTERM blocked."""
+    if not hasattr(signal, "sigwaitinfo"):
+        yield
+        return
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def _take_stop_signals(parent: int) -> None:
+    """A worker's signal thread (:func:`leave_signals_to_the_main_process`)."""
+    while True:
+        info = signal.sigwaitinfo(_STOP_SIGNALS)
+        if (info.si_signo == signal.SIGTERM and info.si_pid == parent) or os.getppid() != parent:
+            os._exit(0)
+
+
 class FolderLoader(Loader):
     """A torch DataLoader over an ImageFolder whose batch sampler yields :meth:`Loader.batches`. A training
     item's random transform is seeded from (seed, epoch, loader name, item) (:class:`_SeededItems`), so the
@@ -312,10 +372,13 @@ class FolderLoader(Loader):
             self._loader = torch.utils.data.DataLoader(
                 _SeededItems(self.dataset), batch_sampler=self._batch_sampler, num_workers=self.workers,
                 pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, collate_fn=_collate,
-                generator=torch.Generator().manual_seed(_seed_of(self.seed, self.name, "workers")))
+                generator=torch.Generator().manual_seed(_seed_of(self.seed, self.name, "workers")),
+                worker_init_fn=leave_signals_to_the_main_process)
         self._batch_sampler.key = _seed_of(self.seed, epoch, self.name, "augment") if self.shuffle else None
         self._batch_sampler.batches = self.batches(epoch)[start:]
-        for batch in self._loader:
+        with _stop_signals_held():  # the first epoch forks the workers here
+            batches = iter(self._loader)
+        for batch in batches:
             if isinstance(batch, _BadImage):
                 raise batch.error()
             x, y = batch
@@ -459,6 +522,49 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------- datasets
 
 
+def _stat(path: Path) -> os.stat_result | None:
+    """``path``'s status (links followed), or None where ``Path.exists`` would say False; a folder on the way
+    that this user may not enter is a :class:`DataError` naming it (``Path.exists`` raises PermissionError)."""
+    try:
+        return os.stat(path)
+    except PermissionError:
+        raise _not_enterable(path) from None
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return None
+        raise
+
+
+def _exists(path: Path) -> bool:
+    return _stat(path) is not None
+
+
+def _is_dir(path: Path) -> bool:
+    st = _stat(path)
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _is_file(path: Path) -> bool:
+    st = _stat(path)
+    return st is not None and stat.S_ISREG(st.st_mode)
+
+
+def _not_enterable(path: Path) -> DataError:
+    """The error for a ``path`` whose status this user may not read: it names the first folder on the way that
+    may not be entered (the parent of the first of ``path`` and the folders above it that cannot be stat'ed)."""
+    blocked = path.parent
+    for p in [*reversed(path.parents), path][1:]:
+        try:
+            os.stat(p)
+        except PermissionError:
+            blocked = p.parent
+            break
+        except OSError:
+            break
+    return DataError(f"cannot read {path}: this user may not enter the folder {blocked} (permission denied); "
+                     f"make it readable (e.g. chmod a+rx {blocked}) or set data.root to a copy this user can read")
+
+
 def _load_digits():
     """scikit-learn's 8x8 digits from the bundled CSV: a fixed, stratified 1437/360 split, normalised."""
     try:
@@ -526,11 +632,11 @@ def _load_cifar10(root: Path | None, download: bool):
     """The python pickles of CIFAR-10 as uint8 tensors (N, 3, 32, 32); downloads them if asked."""
     if root is None:
         raise DataError("dataset cifar10 needs data.root: set data.root=/path/to/data")
-    if root.exists() and not root.is_dir():
+    if _exists(root) and not _is_dir(root):
         raise DataError(f"data.root {root} is a file, not a folder; set data.root to the folder that holds "
                         f"{CIFAR_DIR}/. {_cifar_help(root)}")
     folder = root / CIFAR_DIR
-    missing = [f for f in CIFAR_FILES if not (folder / f).is_file()]
+    missing = [f for f in CIFAR_FILES if not _is_file(folder / f)]
     if missing and download:
         try:
             import torchvision
@@ -538,9 +644,9 @@ def _load_cifar10(root: Path | None, download: bool):
             torchvision.datasets.CIFAR10(str(root), train=True, download=True)
         except Exception as e:  # no network, no disk space, bad checksum: all the user's to fix
             raise DataError(f"could not download CIFAR-10 into {root}: {e}. {_cifar_help(root)}") from None
-        missing = [f for f in CIFAR_FILES if not (folder / f).is_file()]
+        missing = [f for f in CIFAR_FILES if not _is_file(folder / f)]
     if missing:
-        what = f"{root} does not exist" if not root.exists() else \
+        what = f"{root} does not exist" if not _exists(root) else \
             f"missing {', '.join(str(folder / f) for f in missing)}"
         raise DataError(f"CIFAR-10 not found: {what}. {_cifar_help(root)}")
 
@@ -646,10 +752,10 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     if root is None:
         raise DataError(f"dataset imagefolder needs data.root: set data.root=/path/to/data; {layout}")
     for p in (root, root / "train", root / "val"):
-        if p.exists() and not p.is_dir():
+        if _exists(p) and not _is_dir(p):
             what = f"data.root {p}" if p == root else str(p)
             raise DataError(f"{what} is a file, not a folder; {layout}")
-        if not p.is_dir():
+        if not _is_dir(p):
             raise DataError(f"image folder not found: {p} does not exist; {layout}")
     norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),

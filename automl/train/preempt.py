@@ -1,10 +1,15 @@
-"""When to checkpoint inside an epoch, and stopping cleanly on SIGTERM / SIGINT.
+"""When to checkpoint inside an epoch, and stopping cleanly on SIGTERM / SIGINT / SIGHUP.
 
-* While the run's stages execute, SIGTERM (a cluster preempting or requeueing the job, ``kill``) and SIGINT
-  (Ctrl-C) only record the signal. The training loop finishes its current step, writes a checkpoint and
-  raises :class:`automl.errors.Stopped` (exit code 128 + signal: 143, 130). A second signal exits at once
-  (``os._exit``); a checkpoint being written then is abandoned before its index names it, so the previous
-  one stays the one ``--resume`` loads.
+* While the run's stages execute, SIGTERM (a cluster preempting or requeueing the job, ``kill``), SIGINT
+  (Ctrl-C) and SIGHUP (the terminal or ssh session closed) only record the signal. The training loop finishes
+  its current step, writes a checkpoint and raises :class:`automl.errors.Stopped` (exit code 128 + signal:
+  143, 130, 129). A second SIGTERM or SIGINT exits at once (``os._exit``); a checkpoint being written then is
+  abandoned before its index names it, so the previous one stays the one ``--resume`` loads. A second SIGHUP
+  does not: a terminal that closes sends it more than once.
+* A terminal that hung up fails every write to it (EIO): on SIGHUP, standard output and error that were
+  that terminal go to ``/dev/null`` instead, so the step, the checkpoint and the exit code do not depend on
+  output nobody can read. DataLoader workers leave all three signals to the main process
+  (:func:`automl.train.data.leave_signals_to_the_main_process`).
 * ``checkpoint.every_minutes`` and ``checkpoint.every_steps`` ask for a checkpoint inside an epoch.
 * Under torchrun every rank must decide the same thing at the same step, or the ranks would wait for each
   other in different collectives: after each step the ranks all-reduce (max) [signal received, checkpoint
@@ -27,7 +32,8 @@ from automl.train.distributed import DistInfo
 
 __all__ = ["Preemption"]
 
-SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# the signals that stop a run after its current step (Windows has no SIGHUP)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
 
 
 class Preemption:
@@ -42,15 +48,18 @@ class Preemption:
         self._steps = 0
         self._last = time.monotonic()
         self._group = None
+        self._ttys: list[int] = []  # standard output and error when they were a terminal as the block began
         if info.enabled and dist.get_backend() != "gloo":
             self._group = dist.new_group(backend="gloo")  # collective: every rank builds one here
 
     @contextmanager
     def armed(self):
-        """Catch SIGTERM and SIGINT inside the block (main thread only: Python allows handlers nowhere else)."""
+        """Catch SIGTERM, SIGINT and SIGHUP inside the block (main thread only: Python allows handlers nowhere
+        else)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._ttys = [fd for fd in (1, 2) if _isatty(fd)]
         old = {s: signal.signal(s, self._handle) for s in SIGNALS}
         try:
             yield
@@ -60,13 +69,20 @@ class Preemption:
 
     def _handle(self, signum, frame) -> None:
         name = signal.Signals(signum).name
+        hang_up = signum == getattr(signal, "SIGHUP", None)
+        if hang_up:
+            _forget_hung_up(self._ttys)
+            if self.pending:
+                # a closing terminal sends SIGHUP more than once (the shell passes it on to its jobs, and the
+                # kernel sends it to the foreground job when the shell exits): not a request to stop at once
+                return
         if self.pending:
-            # raw writes: a handler may run in the middle of a print to the same stream
-            os.write(2, f"\n{name} again: stopping now; the last checkpoint written is intact\n".encode())
+            _say(f"\n{name} again: stopping now; the last checkpoint written is intact\n")
             os._exit(128 + signum)
         self.pending = signum
         if self.info.is_main:
-            os.write(2, f"\n{name}: finishing {self.finishing} (send it again to stop at once)\n".encode())
+            hurry = "send SIGTERM" if hang_up else "send it again"
+            _say(f"\n{name}: finishing {self.finishing} ({hurry} to stop at once)\n")
 
     def step(self) -> bool:
         """After a training step: checkpoint now? (a signal, or ``every_*`` reached). The same on every rank."""
@@ -92,3 +108,37 @@ class Preemption:
         t = torch.tensor([signum, due], dtype=torch.int64)  # on the CPU: gloo
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
         return int(t[0]), int(t[1])
+
+
+def _say(text: str) -> None:
+    """``text`` to standard error as one raw write (a handler may run in the middle of a print to the same
+    stream); nothing when it cannot be written (a terminal gone)."""
+    try:
+        os.write(2, text.encode())
+    except OSError:
+        pass
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _forget_hung_up(ttys: list[int]) -> None:
+    """Point each of ``ttys`` that is no longer a terminal (it hung up: its writes fail with EIO, and its
+    ioctls, which ``isatty`` asks, too) at ``/dev/null``; a terminal still there (``kill -HUP`` by hand) stays."""
+    for fd in ttys:
+        if _isatty(fd):
+            continue
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+        finally:
+            os.close(null)
