@@ -34,7 +34,8 @@ __all__ = ["TEMPORARY", "atomic_path", "guard_run_folder", "unguard_run_folder",
 # tempfile's [a-z0-9_] in files an earlier automl left), suffix "" or one extension (".onnx", ".pt", ...)
 TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp")
 
-# the run folders this process's runs hold: absolute path -> (the folder as given, its gone() check)
+# the run folders this process's runs hold: real path (symlinks and '..' resolved as the OS does) -> (the folder
+# as given, its gone() check)
 _RUN_FOLDERS: dict[str, tuple[Path, Callable[[], str | None]]] = {}
 
 
@@ -47,20 +48,25 @@ def write_fix(e: OSError) -> str:
     return "fix the cause"
 
 
-def guard_run_folder(folder: str | os.PathLike, gone: Callable[[], str | None]) -> None:
-    """While a run holds ``folder``: a write below it calls ``gone()`` first (``"removed"``, ``"moved"`` or
-    None: the folder is still the run's) and stops on an answer (:func:`check_run_folder`), and no write
-    creates the folder itself again (:func:`make_folder`)."""
-    _RUN_FOLDERS[os.path.abspath(folder)] = (Path(folder), gone)
+def guard_run_folder(folder: str | os.PathLike, gone: Callable[[], str | None]) -> str:
+    """While a run holds ``folder``: a write below it calls ``gone()`` first (``"removed"``, ``"moved"``,
+    ``"unlocked"`` or None: the folder is still the run's) and stops on an answer (:func:`check_run_folder`), and
+    no write creates the folder itself again (:func:`make_folder`). Returns the key :func:`unguard_run_folder`
+    takes (the folder's real path now: a later ``os.chdir`` does not change it)."""
+    key = os.path.realpath(folder)
+    _RUN_FOLDERS[key] = (Path(folder), gone)
+    return key
 
 
-def unguard_run_folder(folder: str | os.PathLike) -> None:
-    _RUN_FOLDERS.pop(os.path.abspath(folder), None)
+def unguard_run_folder(key: str) -> None:
+    _RUN_FOLDERS.pop(key, None)
 
 
 def _run_folder_of(path: str | os.PathLike) -> str | None:
-    """The guarded run folder ``path`` is in (or is), as an absolute path; None when none."""
-    p = os.path.abspath(path)
+    """The guarded run folder ``path`` is in (or is), as its real path; None when none."""
+    if not _RUN_FOLDERS:
+        return None
+    p = os.path.realpath(path)
     for root in _RUN_FOLDERS:
         if p == root or p.startswith(root.rstrip(os.sep) + os.sep):
             return root
@@ -72,6 +78,10 @@ def _gone(root: str, why: str) -> UserError:
     if why == "moved":
         return UserError(f"the run folder {folder} was moved while the run was writing to it; nothing more is "
                          f"written; continue it where it is now (--resume with --out set to that folder)")
+    if why == "unlocked":
+        return UserError(f"the lock file {folder / '.lock'} was deleted while the run was writing to {folder} "
+                         f"(a second run could have entered); nothing more is written; the folder and its "
+                         f"checkpoints are intact: continue with --resume (--out {folder})")
     return UserError(f"the run folder {folder} was removed while the run was writing to it; nothing more is "
                      f"written; start again")
 
@@ -95,7 +105,7 @@ def make_folder(folder: str | os.PathLike) -> None:
         return
     check_run_folder(folder)
     part = Path(root)
-    for name in Path(os.path.abspath(folder)).relative_to(root).parts:
+    for name in Path(os.path.realpath(folder)).relative_to(root).parts:
         part = part / name
         try:
             part.mkdir(exist_ok=True)

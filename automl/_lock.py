@@ -52,6 +52,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_close_in_child)
 
 
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``folder``, or None where it cannot be looked at (gone)."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def _command() -> str:
     """This process's command line, as typed (``python -m automl`` shows as ``automl``)."""
     argv = list(sys.argv)
@@ -69,6 +78,8 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self.fd: int | None = None
+        self._folder_id: tuple[int, int] | None = None  # the folder when the lock was taken
+        self._guard = ""  # the key automl._io's run-folder guard has for it
 
     def acquire(self, create: bool = True, then: str | None = None) -> bool:
         """Take the lock (``create``: creating the file; else only if it exists). True when held. ``then``:
@@ -102,12 +113,13 @@ class RunLock:
                   "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": _command()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
-        guard_run_folder(self.folder, self.gone)
+        self._folder_id = _identity(self.folder)
+        self._guard = guard_run_folder(self.folder, self.gone)
         return True
 
     def gone(self) -> str | None:
-        """``"removed"`` when the lock file this process holds was deleted (the run folder removed, or the lock
-        file alone), ``"moved"`` when it still exists but no longer at :attr:`path` (the folder moved or
+        """``"removed"`` when the lock file this process holds was deleted with the run folder, ``"unlocked"``
+        when it was deleted alone (the folder is still the one locked), ``"moved"`` when it still exists but no longer at :attr:`path` (the folder moved or
         renamed); None while it is in place, or when this process holds no lock (a forked worker)."""
         if self.fd is None or self.fd not in _held:
             return None
@@ -115,8 +127,9 @@ class RunLock:
             held = os.fstat(self.fd)
         except OSError:
             return None
-        if held.st_nlink == 0:
-            return "removed"
+        if held.st_nlink == 0:  # the lock file deleted: with its folder, or alone (a tmp cleaner, a user)
+            here = _identity(self.folder)
+            return "unlocked" if here is not None and here == self._folder_id else "removed"
         try:
             now = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
@@ -127,7 +140,7 @@ class RunLock:
 
     def release(self) -> None:
         if self.fd is not None:
-            unguard_run_folder(self.folder)
+            unguard_run_folder(self._guard)
             _held.discard(self.fd)
             os.close(self.fd)  # closing drops the lock; the file stays, naming the last holder
             self.fd = None

@@ -177,7 +177,7 @@ def test_a_moved_run_folder_says_so(tmp_path):
 def test_atomic_writes_under_a_guarded_folder_create_its_sub_folders_not_the_folder(tmp_path):
     run, gone = tmp_path / "run", {"v": None}
     run.mkdir()
-    io_.guard_run_folder(run, lambda: gone["v"])
+    key = io_.guard_run_folder(run, lambda: gone["v"])
     try:
         atomic_write_text(run / "export" / "eps-0" / "manifest.json", "{}")  # new sub-folders: created
         assert (run / "export" / "eps-0" / "manifest.json").read_text() == "{}"
@@ -188,9 +188,53 @@ def test_atomic_writes_under_a_guarded_folder_create_its_sub_folders_not_the_fol
             atomic_write_text(run / "checkpoints" / "x.json", "{}")
         assert not run.exists()
     finally:
-        io_.unguard_run_folder(run)
+        io_.unguard_run_folder(key)
     atomic_write_text(run / "checkpoints" / "x.json", "{}")  # no run holds it now: created as before
     assert (run / "checkpoints" / "x.json").is_file()
+
+
+def test_a_run_folder_reached_through_a_symlink_and_dotdot_is_written_where_the_os_puts_it(tmp_path, capsys):
+    """``link/../x`` is ``x`` next to the link's target for the OS, not next to the link (``os.path.abspath``
+    would say so): the run's writes and its guard must agree with the OS."""
+    (tmp_path / "target_parent" / "target").mkdir(parents=True)
+    (tmp_path / "here").mkdir()
+    (tmp_path / "here" / "link").symlink_to(tmp_path / "target_parent" / "target")
+    out = tmp_path / "here" / "link" / ".." / "x"
+    code, err = cli(capsys, *run_argv(out))
+    assert code == 0, err
+    assert (tmp_path / "target_parent" / "x" / "results.json").is_file() and not (tmp_path / "here" / "x").exists()
+
+
+def test_the_lock_file_deleted_alone_mid_run_says_resume(tmp_path, monkeypatch, capsys):
+    """A tmp cleaner (or a user) deleting only DIR/.lock: the folder and its checkpoints are intact, so the
+    advice is --resume, not "start again"; and the resume finishes."""
+    out = tmp_path / "o"
+    real, count = CheckpointStore.save, {"n": 0}
+
+    def save(self, state):
+        count["n"] += 1
+        if count["n"] == 2:
+            (out / ".lock").unlink()
+        return real(self, state)
+
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    code, err = cli(capsys, *run_argv(out))
+    assert code == 2 and f"the lock file {out / '.lock'} was deleted" in err and "--resume" in err, err
+    assert REMOVED not in err
+    monkeypatch.setattr(CheckpointStore, "save", real)
+    code, err = cli(capsys, *run_argv(out), "--resume")
+    assert code == 0 and (out / "results.json").is_file(), err
+
+
+def test_the_guard_is_dropped_after_a_chdir_mid_run(tmp_path, monkeypatch):
+    """The lock registers the folder's real path and releases that key, whatever the working folder is by then."""
+    (tmp_path / "a" / "c").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    lock = RunLock(Path("c"))
+    assert lock.acquire()
+    monkeypatch.chdir(tmp_path)
+    lock.release()
+    assert io_._RUN_FOLDERS == {}
 
 
 # ---------------------------------------------------------------------------------------- 9: advice by errno
