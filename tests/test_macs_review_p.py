@@ -133,3 +133,18 @@ def test_exported_macs_of_an_elastic_space_equal_the_table_at_each_resolution():
         macs = exported_macs(cs, a)
         assert macs == ct.total(a, "macs")
         assert macs == _flop_macs(cs.build_standalone(a), cs.arch_input_shape(a))
+
+
+def test_count_macs_of_a_module_deepcopy_refuses_leaves_it_working():
+    """The hook-based ``nn.utils.weight_norm`` keeps ``weight`` as a non-leaf tensor, which ``copy.deepcopy``
+    refuses: the count runs the module itself with meta tensors in place of its own, and the module still runs
+    on the CPU with its weights afterwards."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = nn.Sequential(nn.utils.weight_norm(nn.Conv2d(3, 8, 3)), nn.ReLU())
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    before = m(x)
+    assert count_macs(m, (3, 8, 8)) == (8 * 6 * 6 * 3 * 3 * 3, (8, 6, 6))
+    assert next(m.parameters()).device.type == "cpu" and torch.equal(m(x), before)

@@ -87,14 +87,20 @@ def count_macs(module: nn.Module, input_shape, *, extra_inputs: int = 0) -> tupl
     two).
     """
     tensors = [*module.parameters(), *module.buffers()]
+    run = module
     if not all(t.is_meta for t in tensors):
-        module = _meta_copy(module, tensors)
+        try:
+            module = run = _meta_copy(module, tensors)
+        except RuntimeError:  # a module deepcopy refuses (the hook-based nn.utils.weight_norm): run the caller's
+            metas = {n: torch.empty_like(t, device="meta") for n, t in
+                     [*module.named_parameters(), *module.named_buffers()]}  # with meta tensors in place of its own
+            run = lambda *a: torch.func.functional_call(module, metas, a)  # noqa: E731
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
     try:
         x = torch.empty((1, *input_shape), device="meta")
         with MacCounter([module]) as counter:
-            y = module(x, *([x] * extra_inputs))
+            y = run(x, *([x] * extra_inputs))
     finally:
         for m, training in modes:
             m.training = training
