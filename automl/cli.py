@@ -4,8 +4,8 @@ Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` 
 lazily (``importlib`` in :func:`main`: the one place automl defers its own imports, for start-up time), so
 ``automl space check`` does not pay for importing the training stack.
 User mistakes (:class:`automl.errors.UserError`) print one message and exit 2 (under torchrun, every rank
-exits 2 and rank 0 alone prints it); a run stopped by SIGTERM or
-SIGINT (:class:`automl.errors.Stopped`) exits 143 or 130; a full disk (``ENOSPC``, ``EDQUOT``) that a command
+exits 2 and rank 0 alone prints it); a run stopped by SIGTERM, SIGINT or
+SIGHUP (:class:`automl.errors.Stopped`) exits 143, 130 or 129; a full disk (``ENOSPC``, ``EDQUOT``) that a command
 does not word itself exits 2 naming the file; anything else is an internal error: exit 1 with a request to
 report it.
 """
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RANK", "0") == "0" and not e.printed:
             print(e.text(), file=sys.stderr)
         return e.exit_code
-    except Stopped as e:  # SIGTERM / SIGINT: the run wrote a checkpoint and printed the --resume command
+    except Stopped as e:  # SIGTERM / SIGINT / SIGHUP: the run wrote a checkpoint and printed the --resume command
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

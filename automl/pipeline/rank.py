@@ -36,7 +36,7 @@ def rank_command(recipe, out: Path) -> str:
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
-    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if SIGTERM or SIGINT
+    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if SIGTERM, SIGINT or SIGHUP
     came meanwhile, saying what results.json keeps and the command that goes on."""
     signum = preempt.signalled()
     if not signum:
@@ -103,7 +103,7 @@ def rank_finished_run(run: Run) -> dict:
     if info.is_main:
         results = before or build_results(r, state, plan.members, ctx, run.method.name, costs, threads)
     reused = 0
-    with preempt.armed():  # SIGTERM / SIGINT: stop after the current retraining, keeping those done
+    with preempt.armed():  # SIGTERM / SIGINT / SIGHUP: stop after the current retraining, keeping those done
         for n, (idx, stage) in enumerate(stages, 1):
             stage.recorded = recorded.get((stage.j, r.seed + stage.s))
             reused += stage.recorded is not None

@@ -352,7 +352,7 @@ class Run:
         if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
             restore_rng(state.rng, ctx.sampler, self.device)
         try:
-            with preempt.armed():  # SIGTERM / SIGINT: checkpoint after the current step, then Stopped
+            with preempt.armed():  # SIGTERM / SIGINT / SIGHUP: checkpoint after the current step, then Stopped
                 for idx in range(state.stage, len(plan.stages)):
                     plan.stages[idx].run(ctx, state, idx)
         except KeyboardInterrupt:
