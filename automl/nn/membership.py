@@ -111,6 +111,7 @@ class _LayerSearch:
 
     def __init__(self, cs, blocks: list[tuple[str, nn.Module]], label: str):
         self.cs, self.layers, self.blocks, self.label = cs, cs.plan.layers, blocks, label
+        self.stages = [int(name.split(".")[1]) for name, _ in blocks]  # each block's stage in the network
         self.width_names = sorted({cs.decisions[d].name for layer in self.layers
                                    for d in (layer.in_width_dec, layer.width_dec) if d is not None})
         self.gates = sorted({layer.gate[0] for layer in self.layers if layer.gate is not None})
@@ -126,7 +127,7 @@ class _LayerSearch:
     def run(self) -> dict[str, str]:
         """The choices of every layer and elastic depth, or :class:`UserError`."""
         masks = tuple((1 << len(self.cs.decisions[g].choices)) - 1 for g in self.gates)
-        final = self._visit(0, 0, masks)
+        final = self._visit(0, 0, masks, -1)
         if final is None:
             raise UserError(self._message())
         for g, mask in zip(self.gates, final):  # the first depth that fits
@@ -134,18 +135,21 @@ class _LayerSearch:
             self.names[dec.name] = dec.choices[(mask & -mask).bit_length() - 1]
         return self.names
 
-    def _visit(self, i: int, j: int, masks: tuple[int, ...]) -> tuple[int, ...] | None:
-        """The depths still possible once layers ``i..`` took blocks ``j..`` (recorded in ``names``), or None."""
+    def _visit(self, i: int, j: int, masks: tuple[int, ...], last: int) -> tuple[int, ...] | None:
+        """The depths still possible once layers ``i..`` took blocks ``j..`` (recorded in ``names``), or None.
+        ``last``: the space stage of the layer that took block ``j - 1`` (-1: none yet); a block continues the
+        network's stage of the block before it exactly when its layer continues that layer's space stage (the
+        standalone network groups its blocks by the space's stages)."""
         if i == len(self.layers):
             if j == len(self.blocks):
                 return masks
             self._fail(j, "left over", i)
             return None
-        key = (i, j, masks, tuple(self.names.get(n) for n in self.width_names))
+        key = (i, j, masks, last, tuple(self.names.get(n) for n in self.width_names))
         if key in self.dead:
             return None
         layer, moved = self.layers[i], False
-        for choice, widths, took, present in self._moves(i, j):
+        for choice, widths, took, present in self._moves(i, j, last):
             moved = True
             after = self._gate(i, j, masks, present)
             if after is None:
@@ -158,7 +162,7 @@ class _LayerSearch:
                 self.present[layer.name] = present
             if choice == "skip" and not took and j < len(self.blocks):
                 self.left_out.append(layer.name)
-            final = self._visit(i + 1, j + took, after)
+            final = self._visit(i + 1, j + took, after, layer.stage if took else last)
             if final is not None:
                 return final
             self.names = names
@@ -168,11 +172,11 @@ class _LayerSearch:
         self.dead.add(key)
         return None
 
-    def _moves(self, i: int, j: int):
+    def _moves(self, i: int, j: int, last: int):
         """``(choice, widths it fixes, blocks it takes, present)`` for layer ``i`` at block ``j``, best first:
         the ops that match the block (one per width), then left out by its depth, then ``skip``."""
         layer = self.layers[i]
-        if j < len(self.blocks):
+        if j < len(self.blocks) and (j == 0 or (last == layer.stage) == (self.stages[j] == self.stages[j - 1])):
             want = self._block_sig(j)
             for widths, at in list(_width_options(self.cs, layer, self.names)):
                 wkey = (i, tuple(widths.items()))
