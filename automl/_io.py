@@ -90,7 +90,13 @@ def check_run_folder(path: str | os.PathLike) -> None:
     """The user error "the run folder DIR was removed (or moved) while the run was writing to it" when ``path``
     is in a run folder a run of this process holds and that folder is no longer the run's."""
     root = _run_folder_of(path)
-    why = _RUN_FOLDERS[root][1]() if root is not None else None
+    if root is not None:
+        _check_root(root)
+
+
+def _check_root(root: str) -> None:
+    """:func:`check_run_folder` for the guarded run folder ``root`` (its key)."""
+    why = _RUN_FOLDERS[root][1]()
     if why:
         raise _gone(root, why)
 
@@ -103,7 +109,7 @@ def make_folder(folder: str | os.PathLike) -> None:
     if root is None:
         folder.mkdir(parents=True, exist_ok=True)
         return
-    check_run_folder(folder)
+    _check_root(root)
     part = Path(root)
     for name in Path(os.path.realpath(folder)).relative_to(root).parts:
         part = part / name

@@ -11,7 +11,7 @@ from pathlib import Path
 from automl.errors import UserError
 from automl.pipeline import Run, resolve_device
 from automl.pipeline.context import on_main
-from automl.pipeline.run import STARTUP_FILES
+from automl.pipeline.run import held_files
 from automl.recipe import load_recipe
 from automl.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 
@@ -49,13 +49,12 @@ def _cannot_create(out: Path, e: OSError) -> UserError:
 
 def _drop_unused(out: Path, runs_was_there: bool) -> None:
     """Remove ``out``, a run folder this command created, when a failed start-up left nothing in it but its own
-    files (:data:`STARTUP_FILES`) and empty folders: no run to resume there. ``runs/`` too, when this command
-    created it and it is empty now. Anything else stays."""
+    files and empty folders (:func:`~automl.pipeline.run.held_files` finds none): no run to resume there.
+    ``runs/`` too, when this command created it and it is empty now. Anything else stays."""
     try:
-        entries = list(out.iterdir())
-        if any(p.name not in STARTUP_FILES and not (p.is_dir() and not any(p.iterdir())) for p in entries):
+        if held_files(out):
             return
-        for p in entries:
+        for p in out.iterdir():
             if p.is_dir():
                 p.rmdir()
             else:

@@ -31,7 +31,7 @@ from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
 
-__all__ = ["Run"]
+__all__ = ["Run", "held_files"]
 
 # what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
 # the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
@@ -44,6 +44,21 @@ STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
 RESUME_MAY_CHANGE = ("data.workers",)
 # what a refused --resume does not list: keys that may differ, and paths that count by what they hold
 NOT_LISTED = {"data.root", "space", "search.cost_table", *RESUME_MAY_CHANGE}
+
+
+def held_files(out: Path) -> list[str]:
+    """The names in ``out`` other than a failed start-up's files (:data:`STARTUP_FILES`) and empty folders
+    (sorted; none when ``out`` is not a folder): what a new run would not take over. ``OSError`` when ``out``
+    cannot be listed."""
+    def empty_dir(p: Path) -> bool:
+        try:
+            return p.is_dir() and not any(p.iterdir())
+        except OSError:
+            return False
+
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name not in STARTUP_FILES and not empty_dir(p))
 
 
 def _recipe_hashes(recipe) -> tuple[str, ...]:
@@ -170,17 +185,9 @@ class Run:
             writable_dir(self.recipe.export_root(self.out), "export.dir")
 
     def _held_files(self) -> list[str]:
-        """The names in ``out`` other than a failed start-up's files and empty folders (sorted)."""
-        def empty_dir(p: Path) -> bool:
-            try:
-                return p.is_dir() and not any(p.iterdir())
-            except OSError:
-                return False
-
-        if not self.out.is_dir():
-            return []
+        """:func:`held_files` of ``out``; a folder that cannot be listed is a user error."""
         try:
-            return sorted(p.name for p in self.out.iterdir() if p.name not in STARTUP_FILES and not empty_dir(p))
+            return held_files(self.out)
         except OSError as e:
             raise UserError(f"--out {self.out}: cannot list it ({e.strerror or e}); choose a folder you can read "
                             f"and write") from None
