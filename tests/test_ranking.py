@@ -225,7 +225,7 @@ def test_automl_rank_on_a_full_disk_is_a_user_error_and_its_rerun_keeps_the_retr
     assert main(["rank", run, "--archs", "3"]) == 2
     err = capsys.readouterr().err
     assert f"cannot write the results in {run} (No space left on device)" in err and "Traceback" not in err
-    assert f"automl rank {run} --archs 3" in err
+    assert f"(No space left on device); free space and continue with: automl rank {run} --archs 3" in err
     assert "ranking" not in json.loads((tmp_path / "run" / "results.json").read_text())
     monkeypatch.undo()
     calls = []

@@ -46,18 +46,17 @@ def on_main(info: DistInfo, check: Callable[[], object]) -> object:
     raise raised
 
 
-def written_on_main(info: DistInfo, what: str, write: Callable[[], object], then: str) -> object:
+def written_on_main(info: DistInfo, what: str, write: Callable[[], object], then: Callable[[str], str]) -> object:
     """``write()`` on rank 0 alone (:func:`on_main`). An ``OSError`` (disk full, folder removed, permissions)
-    is the user error "cannot write ``what`` (why); ``then``" on every rank: a run's files are written where
-    its user said, and what is written is intact, so it is not an internal error. The words "free space" in
-    ``then`` become the advice for the error's errno (:func:`automl._io.write_fix`: "make the folder writable"
-    for a permission error, "fix the cause" for one neither of space nor of permissions)."""
+    is the user error "cannot write ``what`` (why); ``then(fix)``" on every rank: a run's files are written
+    where its user said, and what is written is intact, so it is not an internal error. ``fix`` is the advice
+    for the error's errno (:func:`automl._io.write_fix`: "free space", "make the folder writable" for a
+    permission error, "fix the cause" for one neither of space nor of permissions)."""
     def guarded() -> object:
         try:
             return write()
         except OSError as e:
-            raise UserError(f"cannot write {what} ({e.strerror or e}); "
-                            f"{then.replace('free space', write_fix(e))}") from None
+            raise UserError(f"cannot write {what} ({e.strerror or e}); {then(write_fix(e))}") from None
 
     return on_main(info, guarded)
 
@@ -117,7 +116,7 @@ class Keeper:
 
         # disk full, permissions: the previous checkpoint is untouched (a removed run folder: its own message)
         written_on_main(self.info, f"a checkpoint in {self.store.folder}", write,
-                        how_to_go_on(self.saved, self.store.folder.parent, self.resume_command))
+                        lambda fix: how_to_go_on(self.saved, self.store.folder.parent, self.resume_command, fix))
         self.saved = True
         self.preempt.saved()
         self._stop_if_signalled(stage, epoch, step)

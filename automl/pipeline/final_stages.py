@@ -204,8 +204,8 @@ class RetrainStage:
         folder = self.members.folder(i, state)
         edge = written_on_main(ctx.info, f"the export in {self.exporter.root / folder}",
                                lambda: self.exporter(ctx, folder, model, arch, eps, provenance),
-                               f"the run's last checkpoint is intact: free space and continue with: "
-                               f"{ctx.keeper.resume_command}")
+                               lambda fix: f"the run's last checkpoint is intact: {fix} and continue with: "
+                                           f"{ctx.keeper.resume_command}")
         state.add_seconds("export", time.perf_counter() - t0)
         state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model), "weights": weights,
                                  **edge}

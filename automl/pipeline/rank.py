@@ -89,7 +89,11 @@ def rank_finished_run(run: Run) -> dict:
     preempt = Preemption(info, finishing="the current retraining, then keeping those done")
     ctx = run.context(state, spaces, data, plan, preempt, checkpointing=False)
     path = out / "results.json"
-    again = f"{rank_command(r, out)} (the retrainings recorded in {path} are not run again)"
+
+    def again(fix: str) -> str:  # after a failed write: the errno's fix, then the same command
+        return (f"{fix} and continue with: {rank_command(r, out)} (the retrainings recorded in {path} are not "
+                f"run again)")
+
     # every rank reads the file (a shared folder under torchrun), so all skip the same retrainings
     before = read_results(path)
     stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]

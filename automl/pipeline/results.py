@@ -191,4 +191,5 @@ class ReportStage:
                         **self.kept}
         written_on_main(ctx.info, f"the results in {self.out}",
                         lambda: write_report(self.out, self.results, ctx.reporter),
-                        f"the run's checkpoints are intact: free space and continue with: {ctx.keeper.resume_command}")
+                        lambda fix: f"the run's checkpoints are intact: {fix} and continue with: "
+                                    f"{ctx.keeper.resume_command}")
