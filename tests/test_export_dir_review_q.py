@@ -211,3 +211,30 @@ def test_export_architecture_records_the_run_only_when_given(tmp_path):
     m = export_architecture(cs, arch, tmp_path / "x", onnx=False, run=tmp_path / "r" / ".." / "r")
     assert m["run"] == str((tmp_path / "r").resolve()) == manifest(tmp_path / "x")["run"]
     assert "run" not in export_architecture(cs, arch, tmp_path / "y", onnx=False)
+
+
+def test_a_member_folder_another_run_exported_into_meanwhile_stops_the_export(first, tmp_path, capsys,
+                                                                                monkeypatch):
+    """Runs started together pass the start-up check both; the one exporting second stops before replacing the
+    other's model (exit 2, checkpoint intact) and, once that folder is moved away, resumes."""
+    a, models = first
+    shared, mine = tmp_path / "models", tmp_path / "b"
+    real, calls = loops.weight_step, []
+
+    def other_run_exports(*args, **kwargs):  # run A exports its second member while B trains
+        if not calls:
+            shutil.copytree(models / FOLDERS[1], shared / FOLDERS[1])
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loops, "weight_step", other_run_exports)
+    args = ["run", QUICK, *TINY, "seed=2", f"export.dir={shared}", "--out", mine]
+    code, err = cli(capsys, *args)
+    assert code == 2 and calls
+    assert f"{shared / FOLDERS[1]} holds the model another run exported" in err and str(a.resolve()) in err
+    assert f"--out {mine} --resume" in err
+    assert manifest(shared / FOLDERS[1])["run"] == str(a.resolve())  # A's model is not replaced
+    assert manifest(shared / FOLDERS[0])["run"] == str(mine.resolve())  # B's first member was exported
+    shutil.rmtree(shared / FOLDERS[1])
+    code, _ = cli(capsys, *args, "--resume")
+    assert code == 0 and manifest(shared / FOLDERS[1])["run"] == str(mine.resolve())

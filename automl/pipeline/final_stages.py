@@ -18,6 +18,7 @@ from automl.pipeline.context import RunContext, written_on_main
 from automl.pipeline.loop import EpochTask, run_epochs
 from automl.pipeline.members import Members
 from automl.pipeline.search_stages import supernet_from_state
+from automl.pipeline.setup import check_member_folder
 from automl.pipeline.state import RunState
 from automl.train import loops
 from automl.nn.depthwise import plain_convs
@@ -142,12 +143,15 @@ class Exporter:
     def __init__(self, recipe, out: Path):
         self.export, self.cost, self.se = recipe.export, recipe.search.cost, recipe.retrain.se
         self.root, self.out = recipe.export_root(out), out
+        self.shared = recipe.export_dir is not None  # an absolute export.dir, which other runs may share
 
     def __call__(self, ctx: RunContext, folder_name: str, model: nn.Module, arch: torch.Tensor, eps,
                  provenance: dict) -> dict:
         """{"onnx": path relative to the run folder or None, "latency_ms", "int8"}; ``provenance``: the
         manifest's record of where the weights came from (``{"source": "retrained"}``, ...)."""
         folder = self.root / folder_name
+        if self.shared:
+            check_member_folder(folder, self.out, ctx.keeper.resume_command)
         sp = ctx.spaces
         # the manifest's cost is the exported (retrained) network's; the network searched, when retrain.space_args
         # made another one, is recorded beside it

@@ -24,8 +24,8 @@ from automl.search import ContextCosts, cost_extremes, normalize_context, normal
 from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_export",
-           "check_export_dir", "check_shapes", "check_ranking", "TooManyArchs", "check_budgets", "EngineCosts",
-           "engine_costs", "recipe_costs"]
+           "check_export_dir", "check_member_folder", "check_shapes", "check_ranking", "TooManyArchs", "check_budgets",
+           "EngineCosts", "engine_costs", "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -134,9 +134,9 @@ def check_export_dir(recipe, out, resume: bool, sampled: bool = False) -> None:
     members = Members.of(recipe.search, sampled)
     for i in range(members.n):
         folder = root / members.folder(i, RunState(""))  # the names are the recipe's budgets and ε: no state
-        owner = run_of(folder)
+        owner = other_run(folder, here)
         there = owner is not None and os.path.exists(owner)  # False also where it cannot be looked at
-        if owner is None or Path(owner).resolve() == here or (resume and not there):
+        if owner is None or (resume and not there):
             continue
         gone = "" if there else ", a folder no longer there"
         fix = ("move or remove that folder (a resumed run keeps its export.dir)" if resume else
@@ -145,6 +145,24 @@ def check_export_dir(recipe, out, resume: bool, sampled: bool = False) -> None:
         raise _recipe_error(recipe, ("export", "dir"),
                             f"{folder} holds the model another run exported (its manifest.json's run: {owner}"
                             f"{gone}), which this run would replace while that run's results describe it; {fix}")
+
+
+def other_run(folder: Path, here: Path) -> str | None:
+    """The run folder recorded in ``folder``'s manifest (:func:`automl.export._export.run_of`) when it is not
+    ``here`` (resolved), else None."""
+    owner = run_of(folder)
+    return None if owner is None or Path(owner).resolve() == here else owner
+
+
+def check_member_folder(folder: Path, out: Path, resume_command: str) -> None:
+    """Just before a member's export into an absolute export.dir: refuse ``folder`` when another run that
+    still exists exported into it after this run's start-up check (:func:`check_export_dir`; runs started
+    together pass it both), so neither replaces the other's model. This run's checkpoints are intact."""
+    owner = other_run(folder, Path(out).resolve())
+    if owner is not None and os.path.exists(owner):
+        raise UserError(f"{folder} holds the model another run exported while this one ran (its manifest.json's "
+                        f"run: {owner}); this run stops before replacing it. Its checkpoints are intact: move or "
+                        f"remove that folder, then continue with: {resume_command}")
 
 
 def _compile(recipe, args: dict[str, str], retrain: bool):
