@@ -191,3 +191,36 @@ def test_a_block_description_keeps_the_channels_it_returns_to():
     assert describe_block(InvertedResidual(16, 24, 3, stride=2, exp_ratio=4)).startswith(
         "InvertedResidual 16->64->24, 3x3 stride 2")
     assert describe_block(DepthwiseSeparableConv(16, 16)).startswith("DepthwiseSeparableConv 16, 3x3")
+
+
+SEVEN = "ir_r1_k7_s1_e3_c{}"  # a 7x7 block: no layer of these spaces offers one
+MISMATCHED = [  # (space, network, the layer that should have taken the 7x7 block, the block)
+    ("l_stages", [["ir_r1_k3_s1_e3_c24", SEVEN.format(24)], ["ir_r1_k3_s2_e3_c32"], ["ir_r1_k3_s1_e3_c32"]],
+     "s1_2", "blocks.0.1"),
+    ("l_stages", [["ir_r1_k3_s1_e3_c24"], ["ir_r1_k3_s2_e3_c32"], ["ir_r1_k3_s1_e3_c32", SEVEN.format(32)]],
+     "s3_2", "blocks.2.1"),
+    ("k_stages", [["ir_r1_k3_s1_e3_c16", SEVEN.format(16)]], "s1_2", "blocks.0.1"),
+]
+
+
+@pytest.mark.parametrize("name,network,layer,block", MISMATCHED, ids=["s1", "s3", "k"])
+def test_a_block_no_skippable_layer_offers_names_the_layer_that_should_take_it(tmp_path, name, network, layer,
+                                                                               block):
+    """The layers that could take the block may be skipped, so the search ends with the block left over; the
+    message names the layer whose choices it is not, not "no layer left" (nor a layer of the next stage)."""
+    cs = compiled(tmp_path, name)
+    (tmp_path / "net.json").write_text(json.dumps(network))
+    with pytest.raises(UserError) as e:
+        encode_timm_model(cs, arch_def_model(tmp_path / "net.json", cs), "the exported network")
+    msg = str(e.value)
+    assert msg.startswith(f"layer {layer} ") and f"network's {block} " in msg and "7x7" in msg
+    assert "is not one of its choices" in msg and "no layer left" not in msg
+
+
+def test_a_block_after_the_last_layer_is_still_left_over(tmp_path):
+    cs = compiled(tmp_path, "l_stages")
+    blocks = [["ir_r1_k3_s1_e3_c24"], ["ir_r1_k3_s2_e3_c32"], ["ir_r1_k3_s1_e3_c32"], ["ir_r1_k3_s1_e3_c32"]]
+    (tmp_path / "net.json").write_text(json.dumps(blocks))
+    with pytest.raises(UserError) as e:
+        encode_timm_model(cs, arch_def_model(tmp_path / "net.json", cs), "the exported network")
+    assert "blocks.3.0" in str(e.value) and "has no layer left" in str(e.value)

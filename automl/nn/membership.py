@@ -121,6 +121,10 @@ class _LayerSearch:
         self.left_out: list[str] = []
         self.dead: set[tuple] = set()
         self.failure: tuple | None = None  # (blocks used, kind, details) of the furthest failure
+        # block -> (the first layer offered it that has no op of its structure, the skipped layers and the widths
+        # then), for blocks no layer matched: the layer that should have taken the block names the mismatch
+        self.unmatched: dict[int, tuple[int, list[str], dict[str, str]]] = {}
+        self.matched: set[int] = set()
         self._block_sigs: dict[int, list[tuple]] = {}
         self._op_sigs: dict[tuple, list[tuple]] = {}
 
@@ -182,7 +186,10 @@ class _LayerSearch:
                 wkey = (i, tuple(widths.items()))
                 op = next((op for op in layer.choices if op != "skip" and self._op_sig(wkey, at, op) == want), None)
                 if op is not None:
+                    self.matched.add(j)
                     yield op, widths, 1, True
+            if j not in self.matched:
+                self.unmatched.setdefault(j, (i, list(self.left_out), dict(self.names)))
         if layer.gate is not None:  # beyond the depth: not there (its op decision is free: the first)
             yield layer.choices[0], {}, 0, False
         if "skip" in layer.choices:
@@ -211,6 +218,9 @@ class _LayerSearch:
     def _message(self) -> str:
         j, kind, detail, names, left_out = self.failure
         cs, label = self.cs, self.label
+        if kind != "depth" and j in self.unmatched and j not in self.matched:  # no layer has the block's structure
+            i, left_out, names = self.unmatched[j]
+            return _no_match_message(cs, self.layers[i], self.blocks[j], label, left_out, names)
         if kind == "left over":
             name, block = self.blocks[j]
             return (f"{label}'s {name} ({describe_block(block)}) has no layer left in space {cs.name} "
