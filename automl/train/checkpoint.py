@@ -3,7 +3,10 @@
 Each save writes a new numbered file atomically, then atomically rewrites ``checkpoints.json``, the index
 that lists the last two files with their SHA-256. Loading walks the index newest first and takes the first
 file whose checksum matches, so a truncated or corrupted newest checkpoint falls back to the previous one
-(with a warning). A failed write (disk full) leaves the index, and so the previous checkpoint, untouched.
+(with a warning). A file that load found unusable is not kept as the next save's fallback (a run resumed from
+the previous checkpoint keeps that one behind its new one), and the index names only its folder's ``ckpt-N.pt``
+files: load skips, and save never deletes, any other path. A failed write (disk full) leaves the index, and so
+the previous checkpoint, untouched.
 Files are loaded with ``torch.load(weights_only=True)``: a checkpoint never executes code. When there is
 no usable checkpoint, :meth:`CheckpointStore.why_none` says why in words (no folder, no index, a damaged
 index, or each listed file missing, unreadable, corrupted or refused), for the caller's user error. On
@@ -40,6 +43,7 @@ class CheckpointStore:
         self.folder = Path(folder)
         self.index_path = self.folder / "checkpoints.json"
         self.problems: list[str] = []  # why each file the last load() tried was skipped
+        self.unusable: set[str] = set()  # the index's files the last load() skipped: save() keeps none of them
 
     def _read_index(self) -> list[dict]:
         """The index's entries; [] when there is no index; :class:`_DamagedIndex` when it is unusable."""
@@ -106,10 +110,13 @@ class CheckpointStore:
         seq = (entries[0]["seq"] + 1) if entries else 1
         name = f"ckpt-{seq:06d}.pt"
         atomic_write_bytes(self.folder / name, data)
-        new = [{"seq": seq, "file": name, "sha256": hashlib.sha256(data).hexdigest()}] + entries[: KEEP - 1]
+        usable = [e for e in entries if e["file"] not in self.unusable and _NUMBERED.fullmatch(e["file"])]
+        kept = usable[: KEEP - 1]
+        new = [{"seq": seq, "file": name, "sha256": hashlib.sha256(data).hexdigest()}] + kept
         atomic_write_json(self.index_path, {"checkpoints": new})
-        for old in entries[KEEP - 1:]:
-            (self.folder / old["file"]).unlink(missing_ok=True)
+        for old in entries:  # never a file the index should not name (only this folder's ckpt-N.pt)
+            if old not in kept and _NUMBERED.fullmatch(old["file"]):
+                (self.folder / old["file"]).unlink(missing_ok=True)
         return self.folder / name
 
     def remove_temporaries(self) -> int:
@@ -130,30 +137,35 @@ class CheckpointStore:
             p.unlink(missing_ok=True)
         return len(stray)
 
-    def _skip(self, path: Path, problem: str) -> None:
+    def _skip(self, entry: dict, problem: str) -> None:
+        path = self.folder / entry["file"]
         self.problems.append(f"{path} {problem}")
+        self.unusable.add(entry["file"])
         _logger.warning("checkpoint %s %s; trying the previous one", path, problem)
 
     def load(self) -> dict | None:
         """The newest intact checkpoint, or None when there is none (:meth:`why_none` says why)."""
-        self.problems = []
+        self.problems, self.unusable = [], set()
         for entry in self._index():
             path = self.folder / entry["file"]
+            if not _NUMBERED.fullmatch(entry["file"]):
+                self._skip(entry, "is not a checkpoint of this folder (the index names only its ckpt-N.pt files)")
+                continue
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
-                self._skip(path, "is missing")
+                self._skip(entry, "is missing")
                 continue
             except OSError as e:
-                self._skip(path, f"cannot be read ({e.strerror or e})")
+                self._skip(entry, f"cannot be read ({e.strerror or e})")
                 continue
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                self._skip(path, "is corrupted (checksum mismatch)")
+                self._skip(entry, "is corrupted (checksum mismatch)")
                 continue
             try:
                 return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
                 # e.g. a file holding arbitrary Python objects: refused, never executed
-                self._skip(path, f"was refused ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+                self._skip(entry, f"was refused ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
                 continue
         return None

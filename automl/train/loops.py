@@ -255,8 +255,9 @@ def create_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float
                      nesterov: bool = False, **extra):
     """timm's optimizer factory (bias and norm parameters get no weight decay, as in timm's train.py).
     ``rmsprop`` is torch's RMSprop, ``rmsproptf`` timm's TensorFlow-style one (eps inside the square root);
-    both take ``eps`` and ``alpha`` from ``extra``."""
-    opt = {"sgd": "sgd" if nesterov else "momentum", "adamw": "adamw", "rmsprop": "rmsprop",
+    both take ``eps`` and ``alpha`` from ``extra``. Nesterov's update with ``momentum`` 0 is plain SGD (which
+    torch's SGD refuses to build with ``nesterov``)."""
+    opt = {"sgd": "sgd" if nesterov and momentum else "momentum", "adamw": "adamw", "rmsprop": "rmsprop",
            "rmsproptf": "rmsproptf"}[name]
     kwargs = {}
     if name in ("sgd", "rmsprop", "rmsproptf"):
