@@ -27,7 +27,14 @@ def head_features(r: Resolver, net: ir.Network, cells: bool = False) -> tuple[in
               "network's BN + ReLU before pooling")
     head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "",
                                 "kernel": "the head conv is 1x1", "bn": bn_why}, "head")
-    width = r.whole(head["width"].value, "head width", 0, MAX_CH) if "width" in head else 0
+    if not head:
+        raise r.err("`head` needs a width, e.g. `head width 1280`" + (", or `bn`" if cells else "") +
+                    "; for a network without a head conv, remove the `head` line", net.head_pos or net.pos)
+    if "width" in head and r.eval(head["width"].value) == 0:
+        how = "remove the `head` line" + (" or write `head bn`" if cells else "")
+        raise r.err(f"head width must be between 1 and {MAX_CH}, got 0{r.origin(head['width'].value)}; for a "
+                    f"network without a head conv, {how}", head["width"].value.pos)
+    width = r.whole(head["width"].value, "head width", 1, MAX_CH) if "width" in head else 0
     if "bn" in head and width:
         raise r.err("`bn` is the head without a conv (BN + ReLU before pooling); a head conv (`width`) has "
                     "its own BN: remove one", head["bn"].pos)

@@ -76,6 +76,17 @@ def _check_repeats(r: Resolver, metric: ir.Metric) -> None:
         first[key] = e.pos
 
 
+def _check_cost(r: Resolver, metric: ir.Metric, value: float, pos: ir.Pos | None, what: str) -> None:
+    """A cost written in a metric block is a finite number >= 0 (a search budgets and normalises costs as
+    amounts, as a profiled latency table's)."""
+    if not math.isfinite(value):
+        raise r.err("cost must be a finite number", pos)
+    if value < 0:
+        raise r.err(f"metric {metric.name}: {what} = {value:g} is negative; a cost is a number >= 0 (for a "
+                    f"quantity to maximise, write a cost that shrinks as it grows, e.g. its deficit from "
+                    f"the best value)", pos)
+
+
 def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> list[list[float]]:
     _check_repeats(r, metric)
     by_name = {d.name: i for i, d in enumerate(decisions)}
@@ -83,8 +94,8 @@ def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> 
     general: dict[str, float] = {}
     specific: dict[tuple[int, str], float] = {}
     for e in metric.entries:
-        if not math.isfinite(e.value):
-            raise r.err("cost must be a finite number", e.pos)
+        what = "default" if e.choice is None else e.choice.name + (f" in {e.decision.name}" if e.decision else "")
+        _check_cost(r, metric, e.value, e.pos, what)
         if e.choice is None:
             default = e.value
             continue
@@ -189,6 +200,9 @@ def _compile(space: ir.Space) -> CompiledSpace:
     if space.classes is None:
         raise space.error("the space has no number of classes; add e.g. `classes 10`", net.pos)
     num_classes = r.whole(space.classes, "classes", 1, 1 << 20)
+    if num_classes == 1:  # softmax over one output: the loss is 0 whatever the network does
+        raise r.err(f"classes must be at least 2 (a classifier of one class learns nothing), got 1"
+                    f"{r.origin(space.classes)}", space.classes.pos)
     if net.cells is not None:
         kind = "cell"
         plan, decisions = compile_cells(r, net, c, num_classes)
@@ -219,8 +233,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
             raise r.err(f"duplicate metric {m.name!r} (first at line {seen[m.name].line})", m.pos)
         seen[m.name] = m.pos
         all_costs[m.name] = _metric_costs(r, m, decisions)
-        if not math.isfinite(m.fixed):
-            raise r.err("cost must be a finite number", m.fixed_pos)
+        _check_cost(r, m, m.fixed, m.fixed_pos, "fixed")
         all_fixed[m.name] = m.fixed
     gates = {layer.decision: layer.gate for layer in (plan.layers if kind == "chain" else ())
              if layer.gate is not None and layer.decision is not None}

@@ -87,9 +87,10 @@ class Resolver:
         return v
 
     def chain_width(self, e: ir.Expr, what: str) -> int:
-        """A chain width: any positive number, rounded as timm rounds channels (multiples of 8)."""
+        """A chain width: a number between 1 and ``MAX_CH`` (a fraction of a channel is no width), rounded
+        as timm rounds channels (multiples of 8)."""
         v = self.eval(e)
-        if not (isinstance(v, (int, float)) and math.isfinite(v) and 0 < v <= MAX_CH):
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and 1 <= v <= MAX_CH):
             raise self.err(f"{what} must be a number between 1 and {MAX_CH}, got {fmt_number(v)}"
                            f"{self.origin(e)}", e.pos)
         return int(round_channels(v))

@@ -359,6 +359,8 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
         # the lexer's list of allowed terminals is not the parser's expectation here: leave it out
         if ch == "\t" or ch.isspace():
             what += " (use plain spaces)"
+        elif ch.isdigit():
+            what += " (write numbers with the digits 0-9)"
         return err(what, e.line, e.column)
     if isinstance(e, UnexpectedToken):
         tok = e.token
@@ -473,6 +475,8 @@ def _parse_override(filename: str, p: ir.Param, raw: str) -> int | float:
         return ParamError(problem, filename, p.name, raw)
 
     text = raw.strip()
+    if not text.isascii() or "_" in text:  # float() would take '３' and '1_0'; a space file takes neither
+        raise bad("expected a number written with the digits 0-9")
     if re.fullmatch(r"[+-]?\d+", text):
         if len(text.lstrip("+-").lstrip("0")) > 19 or abs(int(text)) > MAX_INT:
             raise bad(f"number too large; a whole number is at most 2**62 ({MAX_INT:,})")
