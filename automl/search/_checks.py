@@ -98,6 +98,12 @@ def dearest_cost(costs: torch.Tensor, mask: torch.Tensor) -> float:
 def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
     """The lower bound on theta per decision: 0 for a fixed decision, ASNG-NAS's
     ``1 / (D_valid (K_d - 1))`` for ``None`` (``1 / (2 K_d)`` where that is infeasible), else ``theta_min``."""
+    if theta_min is not None:  # checked first: float() of a list or a string is not this message
+        t = float(theta_min) if isinstance(theta_min, (int, float)) else math.nan
+        kmax = max(num_choices)
+        if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
+            raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "
+                             f"got {theta_min!r}")
     valid_d = sum(k > 1 for k in num_choices)
     out = []
     for k in num_choices:
@@ -108,12 +114,6 @@ def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
             out.append(t if k * t < 1 else 1.0 / (2 * k))
         else:
             out.append(float(theta_min))
-    if theta_min is not None:
-        t = float(theta_min) if isinstance(theta_min, (int, float)) else math.nan
-        kmax = max(num_choices)
-        if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
-            raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "
-                             f"got {theta_min!r}")
     return out
 
 

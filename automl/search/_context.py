@@ -149,8 +149,9 @@ class ContextCosts:
     def best_within(self, values: torch.Tensor, budget: float) -> torch.Tensor | None:
         """``argmax_M sum_d values[d, k_d]`` subject to ``R(M) <= budget``, exactly: the knapsack of
         :func:`best_within_budget` per combination ``a`` (context decisions held at ``a``, budget less
-        ``F[a]``), best over ``a``. Combinations whose best unconstrained value cannot beat the best found
-        are skipped; among equal values the cheaper architecture wins. ``None`` when nothing fits."""
+        ``F[a]``, with the slack of the whole ``budget``), best over ``a``. Combinations whose best unconstrained
+        value cannot beat the best found are skipped; among equal values the cheaper architecture wins. ``None``
+        when nothing fits."""
         values = torch.as_tensor(values, dtype=torch.float64).cpu()
         tables, fixed, mask = self.tables.cpu().to(torch.float64), self.fixed.cpu().to(torch.float64), self.mask.cpu()
         ctx, choice_of = list(self.context_decisions), self.choice_of_cpu()
@@ -165,7 +166,7 @@ class ContextCosts:
             held = mask.clone()
             held[ctx] = False
             held[ctx, choice_of[:, a]] = True
-            arch = best_within_budget(values, tables[a], budget - float(fixed[a]), held)
+            arch = best_within_budget(values, tables[a], budget - float(fixed[a]), held, slack_of=budget)
             if arch is None:
                 continue
             value = float(values.gather(1, arch.view(-1, 1)).sum())

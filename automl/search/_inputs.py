@@ -38,6 +38,8 @@ class TellInputs:
         if arch.dim() != 2 or arch.shape != (rows, D):
             raise ValueError(f"arch must have shape ({rows}, {D}) (rows returned by ask()), got {tuple(arch.shape)}")
         if arch.dtype != torch.long:
+            if arch.is_floating_point() and bool((arch != arch.round()).any()):  # not ask()'s: a host check
+                raise ValueError("arch has a choice index that is not an integer; pass the rows ask() returned")
             arch = arch.long()
         # Checked where it is: on the host for free; on the device only if it did not come from ask().
         on_host = arch.device.type == "cpu"

@@ -19,7 +19,7 @@ BUDGET_RTOL = 1e-9
 
 
 def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
-                       mask: torch.Tensor | None = None) -> torch.Tensor | None:
+                       mask: torch.Tensor | None = None, slack_of: float | None = None) -> torch.Tensor | None:
     """``argmax_k sum_d values[d, k_d]`` subject to ``sum_d costs[d, k_d] <= budget``, exactly.
 
     Dynamic programming over the decisions on the Pareto frontier of partial ``(cost, value)`` pairs:
@@ -36,6 +36,8 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
         costs: ``(D, Kmax)`` additive costs.
         budget: the largest allowed total cost (with a relative slack of :data:`BUDGET_RTOL`).
         mask: ``(D, Kmax)`` True where the choice exists (default: all).
+        slack_of: the budget whose relative slack applies (default ``budget``): a part of a total budget (the
+            total less a fixed cost) keeps the total's slack, as the check of the total does.
 
     Returns:
         ``LongTensor (D,)`` of choices, or ``None`` when even the cheapest architecture exceeds the budget.
@@ -47,7 +49,7 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
     inf = torch.tensor(math.inf, dtype=torch.float64)
     c = torch.where(mask, costs, inf)
     v = torch.where(mask, values, -inf)
-    limit = float(budget) + BUDGET_RTOL * max(abs(float(budget)), 1.0)
+    limit = float(budget) + BUDGET_RTOL * max(abs(float(budget if slack_of is None else slack_of)), 1.0)
     cheapest = c.min(-1).values                                     # (D,)
     rest = torch.cat([cheapest.flip(0).cumsum(0).flip(0)[1:], torch.zeros(1, dtype=torch.float64)])
     if float(cheapest.sum()) > limit:

@@ -134,11 +134,11 @@ class MultiEpsilonSearch(Searcher):
         dev = dict(dtype=self.dtype, device=self.device)
         N, lam = self.num_distributions, self.lam
         D, Kmax = self._mask_cpu.shape
-        # |step| <= eta (2 N + 2 eps max|c|): only astronomical costs can overflow, so only then pay
-        # for the finiteness check of the range restriction.
+        # |step| <= eta (2 N + 2 eps max|c|): only huge costs can overflow or round away a decision's mass, so
+        # only then does the range restriction pay for checking its rows.
         eps_max = EPS_CAP if self.budgets is not None else max(self._epsilons)
-        guard = eps_max * cost_bound(self.costs) * self.lr > 1e300
-        self._restrict = RangeRestriction(self.num_choices, theta_min, self._mask_cpu, self.dtype, self.device, guard)
+        self._restrict = RangeRestriction(self.num_choices, theta_min, self._mask_cpu, self.dtype, self.device,
+                                          eps_max * cost_bound(self.costs) * self.lr)
         self.theta_min = self._restrict.theta_min                               # list[float], per decision
         self._eps = torch.tensor(self._epsilons, **dev)                        # (N,), adapted with budgets
         self._neg_lr_eps = -self.lr * self._eps.view(N, 1, 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any, Sequence
 
 import torch
@@ -10,6 +11,7 @@ import torch
 from ._base import Searcher
 from ._checks import check_lam, check_num_choices, check_state
 from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
+from ._inputs import TellInputs
 
 __all__ = ["RandomSearch"]
 
@@ -18,6 +20,26 @@ _STATE_VERSION = 1
 
 def _floor(low: float) -> float:
     return low - 1e-9 * max(abs(low), 1.0)
+
+
+def _number(value) -> float | None:
+    """``value`` as a float if it is one real number (numpy and 0-d tensors included, bools not), else None."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.dtype.is_complex:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def _check_budgets(budget) -> list[float]:
+    """One budget or a non-empty list of them, each a number that is not NaN."""
+    one = _number(budget)
+    many = hasattr(budget, "__iter__") and not isinstance(budget, (str, bytes, dict))
+    raw = [budget] if one is not None else (list(budget) if many else [])
+    out = [_number(b) for b in raw]
+    if not out or any(b is None or math.isnan(b) for b in out):
+        raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}")
+    return out
 
 
 class RandomSearch(Searcher):
@@ -64,10 +86,7 @@ class RandomSearch(Searcher):
         if budget is None:
             self.budgets: list[float | None] = [None]
         else:
-            raw = [budget] if isinstance(budget, (int, float)) else list(budget)
-            if not raw or any(not isinstance(b, (int, float)) or math.isnan(b) for b in raw):
-                raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}")
-            self.budgets = [float(b) for b in raw]
+            self.budgets = _check_budgets(budget)
             cheapest = cost_extremes(self.costs, self._mask)[0]
             too_small = [b for b in self.budgets if b < cheapest]
             if too_small:
@@ -173,15 +192,14 @@ class RandomSearch(Searcher):
         return arch.to(self.device)
 
     def tell(self, arch: torch.Tensor, losses: Any) -> None:
-        """Remember the lowest-loss architecture of each budget group (NaN counts as worst)."""
-        arch = torch.as_tensor(arch).long().cpu()
+        """Remember the lowest-loss architecture of each budget group (NaN and +-inf count as worst, as in
+        the engine). ``arch`` must be ``(N * lam, D)`` choice indices of the space."""
         N, D = self.num_distributions, len(self.num_choices)
-        if tuple(arch.shape) != (N * self.lam, D):
-            raise ValueError(f"arch must have shape ({N * self.lam}, {D}), got {tuple(arch.shape)}")
+        arch = TellInputs(self.num_choices, torch.device("cpu"), torch.float64, True).arch(arch, N * self.lam, False)
         losses = torch.as_tensor(losses, dtype=torch.float64).reshape(-1).cpu()
         if losses.shape[0] != arch.shape[0]:
             raise ValueError(f"expected {arch.shape[0]} losses, got {losses.shape[0]}")
-        losses = torch.nan_to_num(losses, nan=math.inf).view(N, self.lam)
+        losses = torch.nan_to_num(losses, nan=math.inf, neginf=math.inf).view(N, self.lam)
         low, idx = losses.min(-1)
         better = (low < self._best_loss) | ~self._told
         chosen = arch.view(N, self.lam, D)[torch.arange(N), idx]
