@@ -13,7 +13,8 @@ to the recipe's folder; paths given as command-line overrides (``data.root=./dat
 working directory, which is what a user typing them means. After loading, these paths are absolute (and so
 in ``recipe.resolved.yaml``). ``export.dir`` is where the run *writes*, so a relative one is inside the run's
 output folder (``--out DIR`` -> ``DIR/<export.dir>``) and may not leave it with ``..``, nor be that folder
-itself (``''`` or ``.``); only an absolute path (given explicitly) exports elsewhere.
+itself (``''`` or ``.``) or one of the run's own files and folders (:data:`RUN_FILES`: ``checkpoints``,
+``results.json``, ...); only an absolute path (given explicitly) exports elsewhere.
 
 Every mistake is a :class:`~automl.errors.RecipeError` naming the file, the dotted key and its line::
 
@@ -87,6 +88,8 @@ MAX_IMAGE_SIZE = 4096  # pixels, height and width
 MAX_WORKERS = 1024    # DataLoader processes: more than the cores of any machine
 MAX_EPOCHS = 100_000
 MAX_LAM = 4096        # architectures sampled per step (the paper's lambda is 2)
+# characters of a run's name: its folder runs/<name>-YYYYmmdd-HHMMSS[-n] must fit a file name (255 bytes)
+MAX_NAME = 200
 
 
 def _check_scalar(v: Any) -> Any:
@@ -159,7 +162,7 @@ class DataConfig(_Config):
 
     dataset: Literal["digits", "cifar10", "imagefolder", "synthetic"] = Field(
         "digits", description="which dataset")
-    root: str | None = Field(None, description="data folder; required for cifar10 and imagefolder")
+    root: str | None = Field(None, min_length=1, description="data folder; required for cifar10 and imagefolder")
     download: bool = Field(False, description="cifar10 only: download into root if missing")
     theta_split: float | int = Field(
         0.5, description="fraction (0<x<1) or count (>=1) of the training set held out as D_theta")
@@ -420,6 +423,12 @@ class RankingConfig(_Config):
         "mean test accuracy; the supernet's score is the same measure on D_θ")
 
 
+# What a run writes at the top of its output folder: a relative export.dir may not be (or be inside) one of them.
+RUN_FILES = {"checkpoints": "checkpoints", "results.json": "results", "report.md": "report",
+             "metrics.jsonl": "metrics log", "pareto.png": "Pareto plot", "ranking.png": "ranking plot",
+             "recipe.resolved.yaml": "resolved recipe", "threads.json": "thread choice", ".lock": "writer's lock"}
+
+
 class ExportConfig(_Config):
     """Export of the retrained networks."""
 
@@ -449,6 +458,11 @@ class ExportConfig(_Config):
         if norm == ".." or norm.startswith(".." + os.sep):
             raise ValueError("a relative export.dir is inside the run's output folder and may not leave it "
                              "with '..'; give an absolute path to export elsewhere")
+        first = Path(norm).parts[0]
+        if first in RUN_FILES:
+            raise ValueError(f"{first} in the run's output folder holds its {RUN_FILES[first]}, not exports; "
+                             f"name a folder of its own (such as export), give an absolute path, or null for "
+                             f"DIR/export")
         return v
 
 
@@ -480,7 +494,8 @@ class CheckpointConfig(_Config):
 class Recipe(_Config):
     """A whole run. Load it with :func:`load_recipe`; every path in it is absolute."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name, used in output folders")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME,
+                      description="run name, used in output folders")
     seed: int = Field(0, description="seed of every random choice in the run; from -10^15 to 10^15")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     threads: Annotated[Union[Literal["auto"], int], BeforeValidator(_check_threads)] = Field(
@@ -688,6 +703,12 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
                               f"Python objects", filename, line=mark.line + 1 if mark else None) from None
         raise RecipeError(f"YAML syntax error: {problem}", filename,
                           line=mark.line + 1 if mark else None) from None
+    except ValueError as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
+        path, bad, why = _unbuildable(node)
+        if bad is None:
+            raise RecipeError(f"YAML cannot build a value ({e}); check the values", filename) from None
+        raise RecipeError(_cannot_build(bad.value, bad.tag, why), filename, _dotted(path) or None,
+                          bad.start_mark.line + 1) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -881,6 +902,11 @@ def _parse_override(item: str, filename: str) -> tuple[tuple[str, ...], Any]:
                               key) from None
         raise RecipeError(f"override {item}: cannot parse the value {text!r} as YAML ({problem})", filename,
                           key) from None
+    except ValueError as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
+        shown = item if len(item) <= 60 else item[:57] + "..."
+        _, bad, why = _unbuildable(yaml.compose(text, Loader=yaml.SafeLoader))
+        msg = _cannot_build(bad.value, bad.tag, why) if bad is not None else f"cannot build the value ({e})"
+        raise RecipeError(f"override {shown}: {msg}", filename, key) from None
     keys = tuple(key.split("."))
     model: Any = Recipe
     for i, k in enumerate(keys):
@@ -1027,7 +1053,10 @@ def _check_override_key_names(value: Any, keys: tuple, item: str, filename: str)
 
 
 def _got(v: Any) -> str:
-    s = repr(v) if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip()
+    try:
+        s = repr(v) if isinstance(v, str) else yaml.safe_dump(v, default_flow_style=True).strip()
+    except ValueError:  # an integer of more digits than Python writes out (0xfff... of 6,000 digits)
+        return "a number too large to show"
     if s.endswith("\n..."):
         s = s[:-4]
     s = s.removesuffix("...").strip()
@@ -1066,6 +1095,9 @@ def _message(err: dict, path: tuple) -> str:
                 f"needs at least {ctx.get('min_length')} items") + got
     if t == "string_too_short":
         return "must not be empty"
+    if t == "string_too_long":
+        return (f"must be at most {ctx.get('max_length')} characters (it names the run's folder); "
+                f"shorten it (got {len(inp)})" if isinstance(inp, str) else err["msg"] + got)
     if t == "string_pattern_mismatch":
         return f"may contain only letters, digits, '_', '.' and '-'{got}"
     if t == "value_error":
@@ -1169,6 +1201,45 @@ def _non_scalar_key(node, path: tuple = ()) -> tuple[tuple, Any]:
             if found[1] is not None:
                 return found
     return (), None
+
+
+_TAG_KINDS = {"tag:yaml.org,2002:int": "an integer", "tag:yaml.org,2002:float": "a number",
+              "tag:yaml.org,2002:timestamp": "a date"}
+
+
+def _cannot_build(written: str, tag: str, why: Exception | str) -> str:
+    """The message for a scalar YAML reads as a number or a date but cannot build (``seed: 999…`` of more digits
+    than Python converts, ``seed: 2020-13-01``)."""
+    digits = sum(c.isdigit() for c in written)
+    if tag == "tag:yaml.org,2002:int" and digits > 1000:
+        return f"a number of {digits:,} digits, more than any setting takes (YAML cannot even read it); check the value"
+    shown = written if len(written) <= 40 else written[:37] + "..."
+    return (f"YAML reads {shown} as {_TAG_KINDS.get(tag, 'a value')} but cannot build it ({why}); fix the value, "
+            f"or quote it if it is text")
+
+
+def _unbuildable(node, path: tuple = ()) -> tuple[tuple, Any, Exception | None]:
+    """The first scalar in ``node`` that composes but that YAML cannot build (an integer of more digits than
+    Python converts, a date with month 13), its key path and the error; ((), None, None) when there is none."""
+    if isinstance(node, yaml.ScalarNode):
+        try:
+            yaml.constructor.SafeConstructor().construct_object(node)
+        except ValueError as e:
+            return path, node, e
+    found: tuple = ((), None, None)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            found = _unbuildable(k, path)
+            if found[1] is None:
+                found = _unbuildable(v, path + (getattr(k, "value", "?"),))
+            if found[1] is not None:
+                return found
+    if isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            found = _unbuildable(v, path + (i,))
+            if found[1] is not None:
+                return found
+    return found
 
 
 def _node_kind(node) -> str:

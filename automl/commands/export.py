@@ -24,6 +24,9 @@ __all__ = ["main"]
 
 
 def main(args) -> int:
+    out = getattr(args, "out", None)
+    if out is not None and not str(out).strip():
+        raise UserError(f"--out {out!r} is empty; give the folder to export into (--out exported)")
     quantize = getattr(args, "quantize", None)
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"--quantize {quantize}: supported: {', '.join(QUANTIZE_MODES)}")

@@ -36,8 +36,8 @@ def _older_paths(resolved: Path) -> list[str]:
     try:
         text = resolved.read_text(encoding="utf-8")
         table = (yaml.safe_load(text) or {}).get("search", {}).get("cost_table")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
-        return []  # load_recipe names what is wrong
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, ValueError):
+        return []  # load_recipe names what is wrong (ValueError: an integer of more digits than YAML builds)
     head = text.split("\n", 1)[0]
     if not isinstance(table, str) or Path(table).is_absolute() or not head.startswith("# resolved from "):
         return []

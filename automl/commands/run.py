@@ -87,6 +87,9 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
 
 
 def main(args) -> int:
+    if args.out is not None and not str(args.out).strip():
+        raise UserError(f"--out {str(args.out)!r} is empty; give the run's folder (--out runs/mine), or leave --out "
+                        f"out for a new runs/<name>-<time>")
     extra = supernet_overrides(args.supernet, args.supernet_force)
     recipe = load_recipe(args.recipe, args.overrides + extra)
     # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
