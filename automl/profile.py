@@ -470,7 +470,7 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
     except FileNotFoundError:
         raise UserError(f"{where}cost table {path}: no such file; make one with "
                         f"`automl space profile {space_file} --out {path}`") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise UserError(f"{where}cost table {path}: not a readable JSON cost table ({e})") from None
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
@@ -536,6 +536,9 @@ def _short(v) -> str:
 
 
 def _check_value(v, what: str) -> None:
+    """``v`` is a finite cost >= 0 that a float holds (JSON integers beyond it are not costs)."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1e300:
+        raise UserError(f"{what}: expected a cost in ms, got an integer too large for a number ({v.bit_length()} bits)")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise UserError(f"{what}: expected a number, got {v!r}")
     if v < 0:

@@ -77,6 +77,8 @@ def read_arch_json(path: str | os.PathLike) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except ValueError as e:  # an integer of over 4,300 digits
+        raise UserError(f"--arch {path}: not an architecture file ({e})") from None
 
 
 def is_manifest(obj: Any) -> bool:

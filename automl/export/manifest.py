@@ -33,7 +33,7 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{path}: no manifest here; is {out_dir} a folder written by `automl export`?")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise UserError(f"{path}: not a readable manifest ({e})") from None
     if not isinstance(manifest, dict) or "choices" not in manifest:
         raise UserError(f"{path}: not an automl export manifest (no 'choices')")
