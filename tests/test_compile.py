@@ -156,6 +156,7 @@ choices mb = ir_k3_e1, skip
 network
   stem width 8
   stage s width 8 repeat 2 choose mb
+  stage t width 8 fixed ir_k3_e1
 end
 metric latency
   fixed = 1.5

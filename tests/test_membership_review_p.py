@@ -56,15 +56,16 @@ network
 end
 """
 
-# two stride-1 stages of one width after each other, every layer skippable: the blocks of s1 could be taken by
-# s2's layers and the other way round; only the network's grouping of its blocks into stages tells them apart
+# three stride-1 stages of one width after each other, every layer but the first skippable (a space whose every
+# layer may be skipped is refused): the blocks of s2 could be taken by s3's layers and the other way round; only
+# the network's grouping of its blocks into stages tells them apart
 K_STAGES = """space k_stages
 input 3 x 16 x 16
 classes 10
 choices b = ir_k3_e3, skip
 network
   stem width 16
-  stage s1 width 16 repeat 3 choose b
+  stage s1 width 16 repeat 3 choose [ir_k3_e3] then b
   stage s2 width 16 repeat 3 choose b
   stage s3 width 16 repeat 3 choose b
   head width 64

@@ -148,3 +148,31 @@ def test_one_class_through_set_names_the_flag():
 def test_two_classes_are_fine():
     cs = compile_space(parse_space(_chain().replace("classes 10", "classes 2"), "t.space"))
     assert cs.num_classes == 2
+
+
+ALL_SKIP = """space allskip
+input 1 x 8 x 8
+classes 3
+choices bs = ir_k3_e3, skip
+network
+  stem width 16
+  stage s1 width 16 repeat 3 choose bs
+  stage s2 width 16 repeat 2 choose bs
+  head width 32
+end
+"""
+
+
+def test_a_chain_whose_every_layer_may_be_skipped_is_refused(tmp_path, capsys):
+    """Its all-skip network has no block: the supernet trained it, but timm cannot build it (the run crashed at
+    its export, exit 1); one layer without skip is accepted."""
+    from automl.cli import main
+
+    path = tmp_path / "allskip.space"
+    path.write_text(ALL_SKIP)
+    assert main(["space", "check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:7:" in err and "every layer of this network may be `skip`" in err and "Traceback" not in err
+    path.write_text(ALL_SKIP.replace("stage s2 width 16 repeat 2 choose bs",
+                                     "stage s2 width 16 repeat 2 choose [ir_k3_e3] then bs"))
+    assert main(["space", "check", str(path)]) == 0

@@ -48,6 +48,10 @@ def compile_chain(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     state = _ChainState(cur=stem_size)
     for si, st in enumerate(net.stages):
         _compile_stage(r, state, si, st)
+    if state.layers and all("skip" in layer.choices for layer in state.layers):
+        raise r.err("every layer of this network may be `skip`, so one of its networks has no block at all, which "
+                    "timm's builder cannot make; give at least one layer no `skip` (e.g. a stage's first layer: "
+                    "`choose [ir_k3_e3] then [ir_k3_e3, skip]`)", net.stages[0].pos)
     num_features, _ = head_features(r, net)
     if family == "mobilenetv3" and num_features == 0:
         raise r.err("timm's MobileNetV3 has a head conv after pooling; add e.g. `head width 1280`",
