@@ -1185,22 +1185,23 @@ def _line_of(node, path: tuple, missing: bool = False) -> int | None:
 _NOT_A_NAME = "a key must be a name, not a {kind}: write each setting as name: value, such as seed: 3"
 
 
-def _non_scalar_key(node, path: tuple = ()) -> tuple[tuple, Any]:
-    """The first mapping key in ``node`` that is a list or a mapping, and the key path of its mapping;
-    ((), None) when there is none."""
+def _nodes(node, path: tuple = (), is_key: bool = False):
+    """``(path, node, is_key)`` for ``node`` and every node below it, in document order: a mapping's key (with
+    the mapping's path) and what is below it, then its value (with the key's path)."""
+    yield path, node, is_key
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
-            if not isinstance(k, yaml.ScalarNode):
-                return path, k
-            found = _non_scalar_key(v, path + (k.value,))
-            if found[1] is not None:
-                return found
+            yield from _nodes(k, path, True)
+            yield from _nodes(v, path + (getattr(k, "value", "?"),))
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            found = _non_scalar_key(v, path + (i,))
-            if found[1] is not None:
-                return found
-    return (), None
+            yield from _nodes(v, path + (i,))
+
+
+def _non_scalar_key(node) -> tuple[tuple, Any]:
+    """The first mapping key in ``node`` that is a list or a mapping, and the key path of its mapping;
+    ((), None) when there is none."""
+    return next(((p, n) for p, n, key in _nodes(node) if key and not isinstance(n, yaml.ScalarNode)), ((), None))
 
 
 _TAG_KINDS = {"tag:yaml.org,2002:int": "an integer", "tag:yaml.org,2002:float": "a number",
@@ -1218,28 +1219,16 @@ def _cannot_build(written: str, tag: str, why: Exception | str) -> str:
             f"or quote it if it is text")
 
 
-def _unbuildable(node, path: tuple = ()) -> tuple[tuple, Any, Exception | None]:
+def _unbuildable(node) -> tuple[tuple, Any, Exception | None]:
     """The first scalar in ``node`` that composes but that YAML cannot build (an integer of more digits than
     Python converts, a date with month 13), its key path and the error; ((), None, None) when there is none."""
-    if isinstance(node, yaml.ScalarNode):
-        try:
-            yaml.constructor.SafeConstructor().construct_object(node)
-        except ValueError as e:
-            return path, node, e
-    found: tuple = ((), None, None)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            found = _unbuildable(k, path)
-            if found[1] is None:
-                found = _unbuildable(v, path + (getattr(k, "value", "?"),))
-            if found[1] is not None:
-                return found
-    if isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            found = _unbuildable(v, path + (i,))
-            if found[1] is not None:
-                return found
-    return found
+    for path, n, _ in _nodes(node):
+        if isinstance(n, yaml.ScalarNode):
+            try:
+                yaml.constructor.SafeConstructor().construct_object(n)
+            except ValueError as e:
+                return path, n, e
+    return (), None, None
 
 
 def _node_kind(node) -> str:
