@@ -792,6 +792,12 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
     if s.inplace_distill and s.weight_sampling != "sandwich":
         _refuse(("search", "inplace_distill"), "needs search.weight_sampling: sandwich (the largest path is the "
                 "teacher); set it, or set search.inplace_distill: false", filename, node, applied)
+    if s.weight_sampling == "sandwich" and s.lam < 3:
+        _refuse_either([("search", "weight_sampling"), ("search", "lam")],
+                       f"search.weight_sampling sandwich trains the largest path, the smallest path and lam - 2 "
+                       f"random ones each step; with search.lam {s.lam} no random path is left, so the other "
+                       f"choices are never trained; set search.lam: 3 or more, or another weight_sampling",
+                       filename, node, applied)
     for key in ("random_band", "random_budgets"):
         if getattr(s, key) is not None and s.method != "random":
             _refuse(("search", key), f"applies to search.method random only (this recipe's method is {s.method}, "
@@ -801,6 +807,38 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
         _refuse(("supernet_force",), "applies only with supernet (a run folder whose supernet this run reuses); "
                 "set supernet (or pass --supernet RUN_DIR), or remove supernet_force", filename, node, applied)
     _schedule_checks(recipe, filename, node, applied)
+    _distinct_members(s, filename, node, applied)
+    _ignored_by_dataset(d, filename)
+
+
+def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
+    """Each member has its own epsilon or budget: two equal ones would search for the same network, and two
+    epsilons equal to 6 significant digits would share an export folder (``eps-{epsilon:g}``,
+    automl/pipeline/members.py)."""
+    for key, values, name in (("epsilons", s.epsilons, lambda v: f"{v:g}"),
+                              ("budgets", s.budgets, lambda v: "null" if v is None else f"{v:.17g}")):
+        first: dict[str, int] = {}
+        for i, v in enumerate(values or []):
+            j = first.setdefault(name(v), i)
+            if j != i:
+                shown = "null" if v is None else f"{v:.17g}"
+                why = (f"is given twice (item {j + 1}): the two members would search for the same network; remove "
+                       f"one" if v == values[j] else f"equals item {j + 1} ({values[j]!r}) to 6 significant digits, "
+                       f"so both members would export to eps-{name(v)}; make them differ within 6 digits")
+                _refuse(("search", key), f"item {i + 1} ({shown}) {why}", filename, node, applied)
+
+
+# data.* keys that only some datasets read: the datasets that read each
+_DATASETS_READING = {"root": ("cifar10", "imagefolder"), "download": ("cifar10",), "workers": ("imagefolder",)}
+
+
+def _ignored_by_dataset(d: DataConfig, filename: str) -> None:
+    """A warning for each data key set that the recipe's dataset does not read (a recipe written for
+    cifar10 run with data.dataset=digits keeps its root; refusing it would make that override fail)."""
+    for key, readers in _DATASETS_READING.items():
+        if getattr(d, key) and d.dataset not in readers:
+            _logger.warning(f"warning: {filename}: data.{key} applies to dataset {' and '.join(readers)} only; "
+                            f"dataset {d.dataset} ignores it")
 
 
 # search.* keys that Method 1 (search.method simultaneous) ignores: the value that changes nothing, and why

@@ -449,8 +449,9 @@ def test_training_options_reach_the_run(tmp_path):
     base = first_losses("base", [])
     fair = first_losses("fair", ["search.weight_sampling=fair"])
     recal = first_losses("recal", ["search.theta_bn=recalibrate", "search.theta_bn_batches=1"])
-    sandwich = first_losses("sandwich", ["search.weight_sampling=sandwich"])
-    distill = first_losses("distill", ["search.weight_sampling=sandwich", "search.inplace_distill=true"])
+    sandwich = first_losses("sandwich", ["search.weight_sampling=sandwich", "search.lam=3"])
+    distill = first_losses("distill", ["search.weight_sampling=sandwich", "search.lam=3",
+                                       "search.inplace_distill=true"])
     assert fair["weights"] != base["weights"] and sandwich["weights"] != base["weights"]
     assert recal["weights"] == base["weights"] and recal["theta"] != base["theta"]  # θ phase only
     # the first step's loss is the same (path 0 is the teacher); the steps after it differ

@@ -1,0 +1,71 @@
+"""Recipe checks: the sandwich rule needs lam >= 3, each member its own epsilon or budget, and data keys the
+dataset does not read are warned about."""
+from pathlib import Path
+
+import pytest
+
+from automl.cli import main
+from automl.errors import RecipeError
+from automl.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "recipes" / "quickstart.yaml"
+
+
+def error_of(overrides, path=QUICK) -> RecipeError:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(path, overrides)
+    assert info.value.exit_code == 2
+    return info.value
+
+
+def test_sandwich_with_two_paths_per_step_is_refused_naming_the_key_set_last():
+    e = error_of(["search.weight_sampling=sandwich", "search.lam=2"])
+    assert e.key == "search.lam" and "search.lam: 3 or more" in str(e), str(e)
+    e = error_of(["search.lam=2", "search.weight_sampling=sandwich"])
+    assert e.key == "search.weight_sampling" and "no random path is left" in str(e), str(e)
+    assert load_recipe(QUICK, ["search.weight_sampling=sandwich", "search.lam=3"]).search.lam == 3
+    assert load_recipe(QUICK, ["search.weight_sampling=fair", "search.lam=2"]).search.lam == 2
+
+
+def test_sandwich_with_two_paths_in_the_file_names_its_line(tmp_path):
+    text = QUICK.read_text().replace("  lam: 8 ", "  weight_sampling: sandwich\n  lam: 2 ")
+    assert text != QUICK.read_text()
+    path = tmp_path / "q.yaml"
+    path.write_text(text.replace("../spaces/", str(ROOT / "spaces") + "/"))
+    e = error_of([], path)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith("  weight_sampling: sandwich"))
+    assert e.key == "search.weight_sampling" and f"q.yaml:{line}:" in str(e), str(e)
+
+
+@pytest.mark.parametrize("override,key,item", [
+    ("search.epsilons=[0,0.5,0.0]", "search.epsilons", 3),
+    ("search.budgets=[null,20k,null]", "search.budgets", 3),
+    ("search.budgets=[80k,40k,80000]", "search.budgets", 3),
+])
+def test_a_member_given_twice_is_refused(override, key, item):
+    e = error_of([override])
+    assert e.key == key and f"item {item} " in str(e) and "given twice" in str(e), str(e)
+
+
+def test_epsilons_that_would_share_an_export_folder_are_refused():
+    e = error_of(["search.epsilons=[0.1234561,0.1234562]"])
+    assert e.key == "search.epsilons" and "eps-0.123456" in str(e), str(e)
+    assert load_recipe(QUICK, ["search.epsilons=[0.123451,0.123452]"]).search.epsilons == [0.123451, 0.123452]
+
+
+def test_a_member_given_twice_exits_2_before_training(tmp_path, capsys):
+    code = main(["run", str(QUICK), "search.budgets=[null,40k,40k]", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "search.budgets" in err and "Traceback" not in err, err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_data_keys_the_dataset_does_not_read_are_warned_about(caplog):
+    load_recipe(QUICK, ["data.root=/data", "data.workers=2"])
+    assert "data.root applies to dataset cifar10 and imagefolder only; dataset digits ignores it" in caplog.text
+    assert "data.workers applies to dataset imagefolder only" in caplog.text
+    assert "data.download" not in caplog.text
+    caplog.clear()
+    load_recipe(QUICK, ["data.dataset=imagefolder", "data.root=/data", "data.workers=2"])
+    assert "ignores" not in caplog.text
