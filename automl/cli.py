@@ -26,6 +26,8 @@ from automl.errors import Stopped, UserError
 
 __all__ = ["main", "build_parser", "parse_set_args"]
 
+SET_HELP = "override a space parameter (repeatable; for a key given twice, the later wins)"
+
 ISSUES_URL = "the automl issue tracker"
 # a disk (or quota) that is full: the user's machine, not a bug (exit 2)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -56,7 +58,8 @@ def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
     r = sub.add_parser("run", parents=[verbose],
                        help="run a recipe: train supernet, search, derive, retrain, export, report")
     r.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
-    r.add_argument("overrides", nargs="*", default=[], metavar="key.path=value", help="recipe overrides: search.lam=4")
+    r.add_argument("overrides", nargs="*", default=[], metavar="key.path=value",
+                   help="recipe overrides: search.lam=4 (for a key given twice, the later wins)")
     r.add_argument("--out", default=None, help="output directory (default runs/<name>-<timestamp>)")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("--supernet", default=None, metavar="RUN_DIR",
@@ -87,13 +90,13 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     ssub = s.add_subparsers(dest="space_command", parser_class=_Parser)  # required: checked in main()
     show = ssub.add_parser("show", parents=[verbose], help="decisions, choices, costs and size of a space")
     show.add_argument("file")
-    show.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    show.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     show.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     show.add_argument("--metric", default="params", help="cost metric to show (default params)")
     show.set_defaults(module="automl.commands.space")
     check = ssub.add_parser("check", parents=[verbose], help="validate a space file")
     check.add_argument("file")
-    check.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    check.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     check.set_defaults(module="automl.commands.space")
     enc = ssub.add_parser("encode", parents=[verbose], help="the arch.json of a timm network the space contains")
     enc.add_argument("file")
@@ -101,18 +104,18 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     src.add_argument("--timm", metavar="MODEL_NAME", help="a timm model name, e.g. mobilenetv3_large_100")
     src.add_argument("--arch-def", metavar="FILE", help="JSON timm arch_def (or an export's manifest.json)")
     enc.add_argument("--out", default=None, help="write the arch.json here (default: print it)")
-    enc.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    enc.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     enc.set_defaults(module="automl.commands.space")
     cost = ssub.add_parser("cost", parents=[verbose],
                            help="predicted cost of one architecture under every metric (JSON)")
     cost.add_argument("file")
     cost.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
     cost.add_argument("--cost-table", default=None, help="a table from `automl space profile` (adds its metric)")
-    cost.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    cost.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     cost.set_defaults(module="automl.commands.space")
     prof = ssub.add_parser("profile", parents=[verbose], help="measure a latency table of every choice on this machine")
     prof.add_argument("file")
-    prof.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    prof.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     prof.add_argument("--runtime", default="onnxruntime", help="runtime to measure with (onnxruntime)")
     prof.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default 1)")
     prof.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
@@ -132,7 +135,7 @@ def _export(sub, verbose) -> argparse.ArgumentParser:
     e.add_argument("space", help=".space file")
     e.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
     e.add_argument("--out", required=True, help="output directory")
-    e.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a space parameter")
+    e.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     e.add_argument("--weights", default=None,
                    help="supernet checkpoint to inherit weights from, or an export's own model.safetensors "
                         "(with --arch its manifest.json: that network again)")
