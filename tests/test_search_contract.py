@@ -125,7 +125,8 @@ def test_random_budget_is_respected_and_infeasible_budget_is_clear():
     s = RandomSearch(NUM_CHOICES, COSTS, budget=[1.2, 3.0], seed=0, lam=50)
     arch = s.ask()
     cost = COSTS.gather(1, arch.t()).sum(0).view(2, 50)
-    assert (cost[0] <= 1.2).all() and (cost[1] <= 3.0).all()
+    # within each budget up to the engine's rounding slack (a sum may be 1.2000000000000002)
+    assert (cost[0] <= 1.2 + 1e-9).all() and (cost[1] <= 3.0 + 1e-9).all()
     with pytest.raises(ValueError, match="cheapest"):
         RandomSearch(NUM_CHOICES, COSTS, budget=0.1)
     with pytest.raises(ValueError, match="too tight"):

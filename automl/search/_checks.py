@@ -73,7 +73,9 @@ def check_costs(costs, D: int, Kmax: int, mask: torch.Tensor) -> torch.Tensor:
     """The ``(D, Kmax)`` float64 CPU cost table (all zero for ``None``), zero beyond ``K_d``."""
     if costs is None:
         return torch.zeros(D, Kmax, dtype=torch.float64)
-    costs = torch.as_tensor(costs).detach().to("cpu", torch.float64)
+    # a list of floats straight to float64 (as_tensor alone rounds it through float32 first)
+    costs = costs if isinstance(costs, torch.Tensor) else torch.as_tensor(costs, dtype=torch.float64)
+    costs = costs.detach().to("cpu", torch.float64)
     if tuple(costs.shape) != (D, Kmax):
         raise ValueError(f"costs must have shape (D, Kmax) = ({D}, {Kmax}) to match num_choices, "
                          f"got {tuple(costs.shape)}")

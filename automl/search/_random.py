@@ -12,6 +12,7 @@ from ._base import Searcher
 from ._checks import check_lam, check_num_choices, check_state
 from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
 from ._inputs import TellInputs
+from ._knapsack import BUDGET_RTOL
 
 __all__ = ["RandomSearch"]
 
@@ -19,12 +20,61 @@ _STATE_VERSION = 1
 
 
 def _floor(low: float) -> float:
-    return low - 1e-9 * max(abs(low), 1.0)
+    """``low`` less the rounding slack (an infinite ``low`` as it is)."""
+    return low - BUDGET_RTOL * max(abs(low), 1.0) if math.isfinite(low) else low
+
+
+def _ceiling(budget: float, fixed: float) -> float:
+    """The largest table cost ``R(M)`` within ``budget``: the engine's rounding slack (:data:`BUDGET_RTOL`) of the
+    whole network's budget ``fixed + budget``, as its knapsack's ``slack_of`` (an infinite budget as it is)."""
+    return budget + BUDGET_RTOL * max(abs(fixed + budget), 1.0) if math.isfinite(budget) else budget
+
+
+def _gated_extremes_in(tables: torch.Tensor, held: torch.Tensor, by_gate: dict[int, list[tuple[int, list[bool]]]],
+                       gated: set[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A,)`` minima and maxima of the gated totals of ``A`` tables ``(A, D, Kmax)``, each over the choices its
+    ``held`` ``(A, D, Kmax)`` allows: a gated decision counts only where its depth decision's choice has its
+    layer (each depth decision's choice taken with its layers' cheapest, or dearest, choices)."""
+    inf = torch.tensor(math.inf, dtype=torch.float64)
+    lo, hi = torch.where(held, tables, inf).min(-1).values, torch.where(held, tables, -inf).max(-1).values  # (A, D)
+    free = [d for d in range(tables.shape[1]) if d not in gated and d not in by_gate]
+    low, high = lo[:, free].sum(-1), hi[:, free].sum(-1)
+    for g, ds in by_gate.items():
+        there = torch.zeros(len(ds), tables.shape[2], dtype=torch.float64)                 # (G_g, Kmax)
+        for i, (_, flags) in enumerate(ds):
+            there[i, :len(flags)] = torch.tensor(flags, dtype=torch.float64)
+        rows = [d for d, _ in ds]
+        with_lo = tables[:, g] + lo[:, rows] @ there                                       # (A, Kmax)
+        with_hi = tables[:, g] + hi[:, rows] @ there
+        low = low + torch.where(held[:, g], with_lo, inf).min(-1).values
+        high = high + torch.where(held[:, g], with_hi, -inf).max(-1).values
+    return low, high
+
+
+def _gated_extremes(costs, mask: torch.Tensor, gates: dict) -> tuple[float, float]:
+    """``(min_M R(M), max_M R(M))`` with elastic depth's ``gates``, exact (over every combination of a
+    :class:`ContextCosts`); :func:`cost_extremes` (every layer there) where a depth decision is gated itself."""
+    by_gate: dict[int, list[tuple[int, list[bool]]]] = {}
+    for d, (g, there) in gates.items():
+        by_gate.setdefault(int(g), []).append((int(d), [bool(v) for v in there]))
+    gated = {int(d) for d in gates}
+    if not gates or gated & set(by_gate):
+        return cost_extremes(costs, mask)
+    if not isinstance(costs, ContextCosts):
+        low, high = _gated_extremes_in(costs.cpu().to(torch.float64).unsqueeze(0), mask.unsqueeze(0), by_gate, gated)
+        return float(low[0]), float(high[0])
+    ctx, choice_of = list(costs.context_decisions), costs.choice_of_cpu()                  # (C, A)
+    held = mask.cpu().expand(costs.num_combinations, *mask.shape).clone()                  # (A, D, Kmax)
+    held[:, ctx] = torch.arange(mask.shape[1]) == choice_of.t().unsqueeze(-1)             # the combination's own
+    low, high = _gated_extremes_in(costs.tables.cpu().to(torch.float64), held, by_gate, gated)
+    fixed = costs.fixed.cpu().to(torch.float64)
+    return float((low + fixed).min()), float((high + fixed).max())
 
 
 def _number(value) -> float | None:
-    """``value`` as a float if it is one real number (numpy and 0-d tensors included, bools not), else None."""
-    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.dtype.is_complex:
+    """``value`` as a float if it is one real number (numpy scalars and 0-d arrays and tensors included, bools
+    not), else None."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
@@ -55,11 +105,13 @@ class RandomSearch(Searcher):
     With ``gates`` (elastic depth: decision d -> (depth decision g, per choice of g whether d's layer is
     there), as :attr:`automl.compile.CostTable.gates`) a gated decision's cost counts only when its layer is
     there, so budgets and bands hold on the exact totals (``costs`` alone counts every layer as present, an
-    upper bound). Sampling is by rejection in vectorised batches; a budget below the cheapest architecture, a band above
-    the most expensive one, or one so narrow or tight that ``max_tries`` batches of ``batch`` find too few
-    raises ``ValueError``. :meth:`tell` remembers the lowest loss per group, and :meth:`best` returns it
-    (before any ``tell``, the first row of the last ``ask`` per group, drawing one if ``ask`` was never
-    called).
+    upper bound; the cheapest and dearest architectures are exact too). A cost over a budget by rounding only
+    (1e-9 of ``fixed + budget``, the engine's knapsack's ``BUDGET_RTOL``) fits it, as in the engine;
+    ``budget=inf`` fits every architecture (a band needs a finite budget). Sampling is by rejection in
+    vectorised batches; a budget below the cheapest architecture, a band above the most expensive one, or one
+    so narrow or tight that ``max_tries`` batches of ``batch`` find too few raises ``ValueError``.
+    :meth:`tell` remembers the lowest loss per group, and :meth:`best` returns it (before any ``tell``, the
+    first row of the last ``ask`` per group, drawing one if ``ask`` was never called).
 
     Example:
         >>> from automl.search import RandomSearch
@@ -83,24 +135,32 @@ class RandomSearch(Searcher):
         if budget is not None and costs is None:
             raise ValueError("a budget needs a cost table: pass costs=(D, Kmax) tensor")
         self.costs = check_cost_model(costs, D, Kmax, self._mask)
+        given, fixed = fixed, _number(fixed)
+        if fixed is None or not math.isfinite(fixed):
+            raise ValueError(f"fixed must be a finite number (the network's cost outside costs), got {given!r}")
+        self.fixed = fixed
+        self._gates = self._check_gates(gates or {}, Kmax)
+        # exact with the gates: the cheapest network may leave layers out, the dearest too
+        self._extremes = _gated_extremes(self.costs, self._mask, gates or {}) if budget is not None else None
         if budget is None:
             self.budgets: list[float | None] = [None]
         else:
             self.budgets = _check_budgets(budget)
-            cheapest = cost_extremes(self.costs, self._mask)[0]
-            too_small = [b for b in self.budgets if b < cheapest]
+            cheapest = self._extremes[0]
+            too_small = [b for b in self.budgets if _ceiling(b, fixed) < cheapest]
             if too_small:
                 raise ValueError(f"budget {too_small} is below the cheapest architecture's cost "
                                  f"{cheapest:.6g}; raise the budget")
-        self.band = self._check_band(band, float(fixed))
-        self._gates = self._check_gates(gates or {}, Kmax)
+        self.band = self._check_band(band, fixed)
         # the lowest cost R(M) each budget's architectures may have (None: any below the budget), less a
         # rounding slack: a sum of the table in another order may differ in its last bits
-        self.floors: list[float | None] = [None if band is None or b is None else _floor(band * (fixed + b) - fixed)
-                                           for b in self.budgets]
+        self.floors: list[float | None] = [None if self.band is None or b is None
+                                           else _floor(self.band * (fixed + b) - fixed) for b in self.budgets]
         check_lam(lam, 1)
-        if max_tries < 1 or batch < 1:
-            raise ValueError("max_tries and batch must be >= 1")
+        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
+                   for v in (max_tries, batch)):
+            raise ValueError(f"max_tries and batch must be integers >= 1, got max_tries={max_tries!r}, "
+                             f"batch={batch!r}")
         self.lam, self.max_tries, self.batch = lam, int(max_tries), int(batch)
         self.seed = int(seed)
         self._generator = torch.Generator().manual_seed(self.seed)
@@ -114,11 +174,16 @@ class RandomSearch(Searcher):
     def _check_band(self, band: float | None, fixed: float) -> float | None:
         if band is None:
             return None
-        if isinstance(band, bool) or not isinstance(band, (int, float)) or not 0 < band <= 1:
+        value = _number(band)
+        if value is None or not 0 < value <= 1:
             raise ValueError(f"band must be a number in (0, 1], got {band!r}")
+        band = value
         if self.budgets == [None]:
             raise ValueError("a band needs a budget: pass budget=... (the band is a fraction of it)")
-        dearest = cost_extremes(self.costs, self._mask)[1]
+        if not all(math.isfinite(b) for b in self.budgets):
+            raise ValueError(f"a band needs a finite budget (its networks cost band x budget and more), got "
+                             f"budget {self.budgets}; give a finite budget, or no band for an unconstrained one")
+        dearest = self._extremes[1]
         too_big = [b for b in self.budgets if _floor(band * (fixed + b) - fixed) > dearest]
         if too_big:
             raise ValueError(f"band {band} of budget {too_big} is above the most expensive architecture's cost "
@@ -170,7 +235,7 @@ class RandomSearch(Searcher):
         for _ in range(self.max_tries):
             cand = self._uniform(self.batch)
             cost = self._totals(cand)                                  # R(M) per candidate
-            fits = cost <= budget
+            fits = cost <= _ceiling(budget, self.fixed)
             if floor is not None:
                 fits &= cost >= floor
             ok = cand[fits]
@@ -196,7 +261,7 @@ class RandomSearch(Searcher):
         the engine). ``arch`` must be ``(N * lam, D)`` choice indices of the space."""
         N, D = self.num_distributions, len(self.num_choices)
         arch = TellInputs(self.num_choices, torch.device("cpu"), torch.float64, True).arch(arch, N * self.lam, False)
-        losses = torch.as_tensor(losses, dtype=torch.float64).reshape(-1).cpu()
+        losses = torch.as_tensor(losses, dtype=torch.float64).detach().reshape(-1).cpu()
         if losses.shape[0] != arch.shape[0]:
             raise ValueError(f"expected {arch.shape[0]} losses, got {losses.shape[0]}")
         losses = torch.nan_to_num(losses, nan=math.inf, neginf=math.inf).view(N, self.lam)
@@ -223,11 +288,18 @@ class RandomSearch(Searcher):
             "costs": cost_state(self.costs), "generator": self._generator.get_state(),
             "best_arch": self._best_arch.clone(), "best_loss": self._best_loss.clone(),
             "told": self._told.clone(), "last": None if self._last is None else self._last.clone(),
-            "seed": self.seed, "floors": list(self.floors),
+            "seed": self.seed, "floors": list(self.floors), **self._draw_settings(),
         }
+
+    def _draw_settings(self) -> dict[str, Any]:
+        """What decides which draws :meth:`ask` takes and which fit, besides the budgets and band (floors)."""
+        gates = None if self._gates is None else [t.tolist() for t in self._gates]
+        return {"batch": self.batch, "max_tries": self.max_tries, "gates": gates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         config = {"num_choices": list(self.num_choices), "budgets": list(self.budgets), "lam": self.lam}
+        # batch, max_tries and gates: absent from a state saved before they were kept (not compared then)
+        config.update({k: v for k, v in self._draw_settings().items() if k in state})
         check_state(state, "RandomSearch", (_STATE_VERSION,), config, self.costs, "searcher")
         floors = state.get("floors", [None] * len(self.budgets))  # absent: saved before bands, none
         if floors != self.floors:

@@ -166,20 +166,27 @@ register_searcher("simultaneous", "interleaved", **_ENGINE_HOOKS)(_engine)
 def _random(problem: SearchProblem) -> RandomSearch:
     """Member j: uniform, or uniform within its budget, from its own seed (seed + j). With the option
     ``random_band`` (search.random_band), uniform within [band x budget, budget] of the whole network
-    (``cost_fixed``: its cost outside the table) and drawn here: a band the space cannot meet is a
-    :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key, range).
+    (``cost_fixed``: its cost outside the table). A budgeted member is drawn here: a band the space cannot
+    meet is a :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key,
+    range), and so is a budget so close to the smallest network that the draws find nothing within it.
     ``cost_gates`` (elastic depth's gates): budgets and band hold on the exact totals."""
     budget = None if problem.budgets is None else problem.budgets[0]
     band = problem.options.get("random_band") if budget is not None else None
+    fixed = problem.options.get("cost_fixed", 0.0)
     searcher = RandomSearch(problem.num_choices, costs=problem.costs if budget is not None else None,
                             budget=budget, seed=problem.seed + problem.members[0], band=band,
-                            fixed=problem.options.get("cost_fixed", 0.0), gates=problem.options.get("cost_gates"))
-    if band is not None:
-        try:
-            searcher.ask()  # best() answers with this draw's first row, as it would with a draw of its own
-        except ValueError:
-            context = problem.options.get("band_context", [f"search.random_band: {band:g}"])[0]
-            raise UserError(f"{context}, but {searcher.max_tries * searcher.batch:,} uniform architectures of "
-                            f"the space gave none in that range (it has none there, or too few to draw); lower "
-                            f"search.random_band or change the budget") from None
+                            fixed=fixed, gates=problem.options.get("cost_gates"))
+    if budget is None:
+        return searcher
+    try:
+        searcher.ask()  # best() answers with this draw's first row, as it would with a draw of its own
+    except ValueError:
+        tried = f"{searcher.max_tries * searcher.batch:,} uniform architectures of the space"
+        if band is None:
+            raise UserError(f"the random baseline's budget of {fixed + budget:,.6g} (member {problem.members[0]}, "
+                            f"search.budgets or search.random_budgets) is so close to the smallest network that "
+                            f"{tried} gave none within it; raise the budget") from None
+        context = problem.options.get("band_context", [f"search.random_band: {band:g}"])[0]
+        raise UserError(f"{context}, but {tried} gave none in that range (it has none there, or too few to "
+                        f"draw); lower search.random_band or change the budget") from None
     return searcher
