@@ -41,10 +41,15 @@ class Members:
         return None if self.budgets is None else self.budgets[i]
 
     def tag(self, i: int, state: RunState) -> str:
-        """How logs name member ``i``: ``eps=0.3``, ``budget=150k``, ``random 2``."""
+        """How logs name member ``i``: ``eps=0.3``, ``budget=150k``, ``random 2``; a budget whose short form
+        another member's shares (1,234,567 and 1,235,000 are both ``1.235M``) by its exact value."""
         if self.budgets is not None:
             b = self.budget(i)
-            return "budget=" + ("none" if b is None else short_number(b))
+            if b is None:
+                return "budget=none"
+            short = short_number(b)
+            alike = any(j != i and c is not None and short_number(c) == short for j, c in enumerate(self.budgets))
+            return f"budget={b:.17g}" if alike else f"budget={short}"
         eps = self.epsilon(i, state)
         return f"eps={eps}" if eps is not None else f"random {i}"
 

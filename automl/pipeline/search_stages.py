@@ -27,13 +27,13 @@ from automl.train.sampling import fair_archs, sandwich_archs, sandwich_ends, uni
 
 # ensemble member m > 0 (search.supernets): its initialisation and D_W order are seeded this far from member 0's
 MEMBER_SEED = 1_000_003
-# the seed of the Kmax paths (every choice of every decision on one of them) that check, after the weight phase's
-# last epoch, that the supernet still computes finite outputs; a generator of their own: the run's sampling is
-# untouched
+# the seed of the paths (:func:`probe_paths`: every choice of every decision runs on one of them) that check, after
+# the weight phase's last epoch, that the supernet still computes finite outputs; a generator of their own: the
+# run's sampling is untouched
 PROBE_PATHS = 0
 
-__all__ = ["build_supernet", "supernet_from_state", "WeightsStage", "ThetaStage", "SimultaneousStage",
-           "SampleStage"]
+__all__ = ["build_supernet", "supernet_from_state", "probe_paths", "WeightsStage", "ThetaStage",
+           "SimultaneousStage", "SampleStage"]
 
 
 def build_supernet(space, device: torch.device, seed: int, idx: int, members: int = 1) -> nn.Module:
@@ -53,6 +53,22 @@ def supernet_from_state(space, device: torch.device, weights: dict, seed: int, i
     net = build_supernet(space, device, seed, idx, ensemble_size(weights))
     net.load_state_dict(weights)
     return net.train()
+
+
+def probe_paths(space) -> torch.Tensor:
+    """The paths of the check after the weight phase (:data:`PROBE_PATHS`) that together run every choice of
+    every decision: Kmax fair paths (:func:`automl.train.sampling.fair_archs`); with elastic depth also the same
+    paths with every depth decision at the choice that keeps the most layers, so that the choices of a layer a
+    shallower depth drops run too (on the fair paths alone a choice may fall only on paths without its layer)."""
+    paths = fair_archs(space.num_choices, max(space.num_choices), torch.Generator().manual_seed(PROBE_PATHS))
+    gates = space.cost_table.gates  # gated decision -> (its depth decision, whether its layer is there per choice)
+    if not gates:
+        return paths
+    deep = paths.clone()
+    for g in sorted({g for g, _ in gates.values()}):
+        kept = [sum(on[k] for h, on in gates.values() if h == g) for k in range(space.num_choices[g])]
+        deep[:, g] = kept.index(max(kept))
+    return torch.cat([paths, deep])
 
 
 def path_sampler(ctx: RunContext, search, n: int) -> Callable[[], torch.Tensor]:
@@ -145,6 +161,8 @@ class WeightTask(EpochTask):
         else:
             self.loss_sum, self.correct = sums["loss"].to(dev), sums["correct"].to(dev)
             self.seen, self.good = sums["seen"], sums["good"]
+            # inside an epoch: what its last end reported (the searcher's count holds this epoch's losses too)
+            self.nonfinite = sums.get("nonfinite", self.nonfinite)
         if self.theta is not None:
             self.theta_batches = self._theta_batches(epoch, done)
         w = self.loader
@@ -227,9 +245,7 @@ class WeightTask(EpochTask):
         bad = loops.nonfinite_tensors(self.net)
         what = f"weights became NaN or inf ({len(bad)} tensors, e.g. {bad[0]})" if bad else None
         if what is None and epoch + 1 == self.epochs:
-            space = self.ctx.spaces.search
-            paths = fair_archs(space.num_choices, max(space.num_choices),
-                               torch.Generator().manual_seed(PROBE_PATHS))
+            paths = probe_paths(self.ctx.spaces.search)
             if not loops.finite_outputs(self.net, self.ctx.data.bn_batches(1)[0], paths, self.ctx.device,
                                         self.ctx.info):
                 what = "outputs became NaN or inf on a D_W batch (its weights grew too large)"
@@ -245,7 +261,8 @@ class WeightTask(EpochTask):
         return objs
 
     def sums(self):
-        return {"loss": self.loss_sum, "correct": self.correct, "seen": self.seen, "good": self.good}
+        return {"loss": self.loss_sum, "correct": self.correct, "seen": self.seen, "good": self.good,
+                "nonfinite": self.nonfinite}
 
     def resume(self, ctx: RunContext, state: RunState) -> tuple[int, int, Any]:
         """Restore a checkpoint written inside this stage: (start epoch, steps done, running sums)."""
@@ -254,7 +271,7 @@ class WeightTask(EpochTask):
             restorable["engine"] = self.theta.searcher
         rest = ctx.restore(state, restorable)
         self.num_updates = rest["num_updates"]
-        if self.theta is not None:  # the restored searcher's count was reported before
+        if self.theta is not None:  # at an epoch's start all reported; inside an epoch begin_epoch's sums say
             self.nonfinite = self.method.nonfinite(self.theta.searcher)
         return state.epoch, state.step, rest.get("sums")
 
@@ -266,12 +283,15 @@ class ThetaTask(EpochTask):
         self.ctx, self.phase, self.epochs, self.method, self.theta = ctx, phase, epochs, method, theta
         self.loader = ctx.data.theta
         self.loss_sum = None
-        self.nonfinite = method.nonfinite(theta.searcher)  # a resumed searcher's count was reported before
+        # a searcher resumed at an epoch's start: its count was reported (inside an epoch: begin_epoch's sums)
+        self.nonfinite = method.nonfinite(theta.searcher)
 
     def begin_epoch(self, epoch, done, sums):
         dev = self.ctx.device
         self.loss_sum = (torch.zeros((), device=dev, dtype=torch.float64) if sums is None
                          else sums["loss"].to(dev))
+        if sums is not None:  # inside an epoch: what its last end reported (the searcher's count holds more)
+            self.nonfinite = sums.get("nonfinite", self.nonfinite)
 
     def step(self, epoch, step, batch):
         self.loss_sum += self.theta(*batch).mean()
@@ -290,7 +310,7 @@ class ThetaTask(EpochTask):
         return {"engine": self.theta.searcher}
 
     def sums(self):
-        return {"loss": self.loss_sum}
+        return {"loss": self.loss_sum, "nonfinite": self.nonfinite}
 
 
 class WeightsStage:
