@@ -755,14 +755,16 @@ def _drop_removed(data: dict, filename: str) -> dict:
 def _override_wins(data: dict, applied) -> dict:
     """``search.epsilons`` and ``search.budgets`` are alternatives: when one is set on the command line and
     the other only in the file, the command line's replaces the file's (``search.epsilons=[0,0.5]`` on a
-    recipe with budgets runs with those epsilons)."""
-    search = data.get("search")
-    if not isinstance(search, dict) or search.get("epsilons") is None or search.get("budgets") is None:
-        return data
-    given = {k for k in ("epsilons", "budgets") if _override_for(("search", k), applied)}
-    if len(given) == 1:
-        dropped = ({"epsilons", "budgets"} - given).pop()
-        data = dict(data, search={k: v for k, v in search.items() if k != dropped})
+    recipe with budgets runs with those epsilons); so do the random baseline's ``search.budgets`` and
+    ``search.random_budgets``."""
+    for pair in (("epsilons", "budgets"), ("budgets", "random_budgets")):
+        search = data.get("search")
+        if not isinstance(search, dict) or any(search.get(k) is None for k in pair):
+            continue
+        given = {k for k in pair if _override_for(("search", k), applied)}
+        if len(given) == 1:
+            dropped = (set(pair) - given).pop()
+            data = dict(data, search={k: v for k, v in search.items() if k != dropped})
     return data
 
 
@@ -803,6 +805,12 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
             _refuse(("search", key), f"applies to search.method random only (this recipe's method is {s.method}, "
                     f"which would ignore it); remove search.{key}, or set search.method: random", filename, node,
                     applied)
+    if s.budgets is not None and s.random_budgets is not None:
+        _refuse_either([("search", "budgets"), ("search", "random_budgets")],
+                       "search.method random takes one list of budgets: search.budgets (totals of the search "
+                       "space's network, as results.json reports cost) or search.random_budgets (of the retrained "
+                       "network); with both, random_budgets would be ignored; remove one (on the command line, either one "
+                       "replaces the other given in the file)", filename, node, applied)
     if recipe.supernet_force and recipe.supernet is None:
         _refuse(("supernet_force",), "applies only with supernet (a run folder whose supernet this run reuses); "
                 "set supernet (or pass --supernet RUN_DIR), or remove supernet_force", filename, node, applied)

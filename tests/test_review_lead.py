@@ -69,3 +69,18 @@ def test_data_keys_the_dataset_does_not_read_are_warned_about(caplog):
     caplog.clear()
     load_recipe(QUICK, ["data.dataset=imagefolder", "data.root=/data", "data.workers=2"])
     assert "ignores" not in caplog.text
+
+
+def test_the_random_baseline_takes_one_list_of_budgets():
+    """With both lists the members were search.budgets' and the random_budgets were ignored without a word.
+    Both given on the command line (or both in the file) are refused; one on the command line replaces the
+    other from the file, as search.epsilons and search.budgets do."""
+    e = error_of(["search.method=random", "search.budgets=[80k,40k]", "search.random_budgets=[30k]"])
+    assert e.key == "search.random_budgets" and "takes one list of budgets" in str(e), str(e)
+    e = error_of(["search.method=random", "search.random_budgets=[30k]", "search.budgets=[80k,40k]"])
+    assert e.key == "search.budgets" and "remove one" in str(e), str(e)
+    s = load_recipe(QUICK, ["search.method=random", "search.random_budgets=[30k]"]).search  # budgets in the file
+    assert s.random_budgets == [30e3] and s.budgets is None
+    paper = ROOT / "recipes" / "cifar10-random.yaml"                                     # random_budgets there
+    s = load_recipe(paper, ["search.budgets=[3M,5M]"]).search
+    assert s.budgets == [3e6, 5e6] and s.random_budgets is None
