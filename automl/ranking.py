@@ -61,8 +61,12 @@ def _ranks(v: np.ndarray) -> np.ndarray:
 
 
 def spearman(x, y) -> float:
-    """Spearman's ρ: the Pearson correlation of the (mid-)ranks. NaN when either variable is constant."""
-    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    """Spearman's ρ: the Pearson correlation of the (mid-)ranks. NaN when either variable is constant or
+    holds a NaN (which has no place in an order), as :func:`kendall_tau_b` gives."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if np.isnan(x).any() or np.isnan(y).any():
+        return float("nan")
+    rx, ry = _ranks(x), _ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
     denom = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
     return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
@@ -72,15 +76,55 @@ def space_size(num_choices) -> int:
     return math.prod(int(k) for k in num_choices)
 
 
+ENUMERABLE = 1 << 24  # architectures x decisions listed at most, when the pool's samples hold fewer than K
+
+
+def _tilted(ks: list[int], costs: torch.Tensor, pool: int, g: torch.Generator) -> torch.Tensor:
+    """``pool`` architectures tilted from cheap to costly (decision d takes choice j with probability
+    ∝ exp(β c_dj / max_j c_dj), β from −6 to 6)."""
+    beta = torch.linspace(-6, 6, pool, dtype=torch.float64)[:, None]
+    cols = []
+    for d, kd in enumerate(ks):
+        c = costs[d, :kd]
+        rel = (c - c.min()) / (c.max() - c.min()) if c.max() > c.min() else torch.zeros_like(c)
+        cols.append(torch.multinomial(torch.softmax(beta * rel, 1), 1, generator=g)[:, 0])
+    return torch.stack(cols, 1)
+
+
+def _every(ks: list[int]) -> torch.Tensor:
+    """Every architecture of the space, (n, D)."""
+    return torch.tensor(list(itertools.product(*[range(kd) for kd in ks])), dtype=torch.long)
+
+
+def _candidates(ks: list[int], costs: torch.Tensor, ends: torch.Tensor, k: int, seed: int,
+                pool: int) -> torch.Tensor:
+    """The architectures :func:`select_archs` picks from (distinct, ``ends`` among them): every one when the
+    space has at most ``pool``, else ``pool`` tilted samples (more, or every one when that is few enough to
+    list, while they hold fewer than ``k``)."""
+    n = space_size(ks)
+    if n <= pool:
+        return _every(ks)
+    g = torch.Generator().manual_seed(seed)
+    cand = torch.unique(torch.cat([ends, _tilted(ks, costs, pool, g)]), dim=0)
+    if len(cand) >= k:
+        return cand
+    if n * len(ks) <= ENUMERABLE:
+        return _every(ks)
+    while len(cand) < k:  # more than ENUMERABLE / D architectures, far more than k (<= 10,000): a few rounds
+        cand = torch.unique(torch.cat([cand, _tilted(ks, costs, pool, g)]), dim=0)
+    return cand
+
+
 def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int = 4096) -> torch.Tensor:
     """``k`` distinct architectures (LongTensor (k, D), in increasing cost) spread evenly over the cost range.
 
     ``costs`` is the (D, Kmax) per-choice cost table (additive). The targets are k costs evenly spaced from the
-    cheapest to the most expensive architecture: the two extremes themselves, and for each target in between
-    the unused architecture of a seeded pool whose cost is closest. The pool is every architecture when the
-    space has at most ``pool``, else ``pool`` samples tilted from cheap to costly (decision d takes choice j
-    with probability ∝ exp(β c_dj / max_j c_dj), β from −6 to 6), so its costs cover the range rather than
-    the middle that uniform samples crowd. Raises ValueError when the space has fewer than ``k``."""
+    cheapest to the most expensive architecture: the two extremes themselves (one, when every architecture
+    costs the same), and for each target in between the unused architecture of a seeded pool whose cost is
+    closest. The pool is every architecture when the space has at most ``pool``, else ``pool`` samples tilted
+    from cheap to costly (:func:`_tilted`), so its costs cover the range rather than the middle that uniform
+    samples crowd (with more samples, or every architecture, when those hold fewer than ``k``). Raises
+    ValueError when the space has fewer than ``k``."""
     ks = [int(c) for c in num_choices]
     n = space_size(ks)
     if k > n:
@@ -88,25 +132,18 @@ def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int 
     costs = costs.double()
     smallest = torch.stack([costs[d, :kd].argmin() for d, kd in enumerate(ks)])
     largest = torch.stack([costs[d, :kd].argmax() for d, kd in enumerate(ks)])
-    if n <= pool:
-        cand = torch.tensor(list(itertools.product(*[range(kd) for kd in ks])), dtype=torch.long)
-    else:
-        g = torch.Generator().manual_seed(seed)
-        beta = torch.linspace(-6, 6, pool, dtype=torch.float64)[:, None]
-        cols = []
-        for d, kd in enumerate(ks):
-            c = costs[d, :kd]
-            rel = (c - c.min()) / (c.max() - c.min()) if c.max() > c.min() else torch.zeros_like(c)
-            cols.append(torch.multinomial(torch.softmax(beta * rel, 1), 1, generator=g)[:, 0])
-        cand = torch.unique(torch.cat([smallest[None], largest[None], torch.stack(cols, 1)]), dim=0)
+    cand = _candidates(ks, costs, torch.stack([smallest, largest]), k, seed, pool)
     c = costs.gather(1, cand.t()).sum(0)
     free = torch.ones(len(cand), dtype=torch.bool)
     chosen = []
     for extreme in (smallest, largest):
         i = int((cand == extreme).all(1).nonzero()[0, 0])
-        free[i] = False
-        chosen.append(i)
-    for t in torch.linspace(float(c[chosen[0]]), float(c[chosen[1]]), k, dtype=torch.float64)[1:-1]:
+        if free[i]:
+            free[i] = False
+            chosen.append(i)
+    lo, hi = float(c[chosen[0]]), float(c[chosen[-1]])
+    targets = torch.linspace(lo, hi, k, dtype=torch.float64)[1:-1] if len(chosen) == 2 else torch.full((k - 1,), lo)
+    for t in targets:
         i = int((c - t).abs().masked_fill(~free, float("inf")).argmin())
         free[i] = False
         chosen.append(i)

@@ -266,22 +266,19 @@ def plot_ranking(results: dict) -> bytes:
 
 
 def _figure():
-    import matplotlib
+    """A figure of its own, drawn by Agg whatever the process's backend: pyplot (its backend, its figures: a
+    caller's notebook or script) is left as it was."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(5.5, 4), dpi=120)
+    fig = Figure(figsize=(5.5, 4), dpi=120)
+    return fig, fig.subplots()
 
 
 def _png(fig, ax) -> bytes:
-    import matplotlib.pyplot as plt
-
     ax.grid(alpha=0.3)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 

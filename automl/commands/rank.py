@@ -57,6 +57,11 @@ def _check_device(name: str, flag: str | None, resolved: Path) -> None:
 def main(args) -> int:
     out = Path(args.run_dir)
     resolved = out / "recipe.resolved.yaml"
+    if not out.exists():
+        raise UserError(f"{out} does not exist; RUN_DIR must be the --out folder of an automl run (the folder "
+                        f"that holds its recipe.resolved.yaml)")
+    if not out.is_dir():
+        raise UserError(f"{out} is not a folder; RUN_DIR must be the --out folder of an automl run")
     if not resolved.is_file():
         raise UserError(f"{out}: no recipe.resolved.yaml; RUN_DIR must be the --out folder of an automl run")
     # the run's own ranking section, or the defaults when it had none; then the flags

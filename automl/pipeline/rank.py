@@ -9,11 +9,14 @@ import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from automl._io import atomic_write_json
 from automl.errors import Stopped, UserError
 from automl.pipeline.context import written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
+from automl.pipeline.reuse import check_fits
 from automl.pipeline.results import (PARTIAL, ReportStage, build_results, partial_ranking, ranking_epochs,
                                      ranking_results, read_results, recorded_retrainings)
 from automl.pipeline.setup import recipe_costs
@@ -28,11 +31,22 @@ if TYPE_CHECKING:
 __all__ = ["rank_finished_run"]
 
 
+def _run_device(out: Path) -> str | None:
+    """The device of the run's recipe.resolved.yaml (None when it cannot be read)."""
+    try:
+        device = (yaml.safe_load((out / "recipe.resolved.yaml").read_text(encoding="utf-8")) or {}).get("device")
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, ValueError):
+        return None
+    return device or "auto"
+
+
 def rank_command(recipe, out: Path) -> str:
-    """The ``automl rank`` command that goes on with the same settings (retrainings recorded are reused)."""
+    """The ``automl rank`` command that goes on with the same settings (retrainings recorded are reused); with
+    ``--device`` when this one computes on another device than the run's (``automl rank --device``)."""
     rk = recipe.ranking
+    device = "" if recipe.device == _run_device(out) else f" --device {recipe.device}"
     return (f"automl rank {out} --archs {rk.archs} --retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} "
-            f"--truth {rk.truth}")
+            f"--truth {rk.truth}{device}")
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
@@ -74,6 +88,18 @@ def _check_finished(run: Run, state: RunState, plan) -> None:
                         f"--resume, with its recipe and overrides)")
 
 
+def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
+    """The checkpoint's supernet must be one the run's space file builds now (with the run's space_args): a file
+    edited since the run (another width, another choice) is named, not a traceback from loading the weights."""
+    r = run.recipe
+    try:
+        check_fits(run.out, state.supernet, spaces.search, spaces.search_args, r.search.supernets)
+    except UserError:
+        raise UserError(f"{run.out}: the space file {r.space_path} changed since the run: the run's supernet has "
+                        f"another shape than the one it builds now; automl rank ranks the run's own space: restore "
+                        f"the file as it was when the run trained, or rank a run of the file as it is") from None
+
+
 def rank_finished_run(run: Run) -> dict:
     """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
     results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock."""
@@ -84,6 +110,7 @@ def rank_finished_run(run: Run) -> dict:
     costs = recipe_costs(r, spaces.search)
     plan = build_plan(r, out, run.method, spaces, costs, run.device)
     _check_finished(run, state, plan)
+    _check_fits_the_space(run, state, spaces)
     state.stage, state.epoch, state.step = 0, 0, 0
     state.phase_seconds["ranking"] = 0.0  # the ranking section's seconds: this command's
     preempt = Preemption(info, finishing="the current retraining, then keeping those done")
@@ -104,8 +131,10 @@ def rank_finished_run(run: Run) -> dict:
     if partial.get("metrics_bytes") is not None:  # the lines of a retraining a kill cut short
         run.reporter.cut(partial["metrics_bytes"])
     results = None  # rank 0 writes results.json
-    if info.is_main:
-        results = before or build_results(r, state, plan.members, ctx, run.method.name, costs, threads)
+    if info.is_main:  # with none yet (a run killed in its ranking), no ranking section from the run's own entries:
+        # they are of its ranking settings, which recorded_retrainings would take for this command's
+        results = before or {k: v for k, v in build_results(r, state, plan.members, ctx, run.method.name, costs,
+                                                             threads).items() if k != "ranking"}
     reused = 0
     with preempt.armed():  # SIGTERM / SIGINT / SIGHUP: stop after the current retraining, keeping those done
         for n, (idx, stage) in enumerate(stages, 1):
