@@ -4,6 +4,7 @@ decisions. Every mistake is a :class:`SpaceError` at the construct that caused i
 from __future__ import annotations
 
 import itertools
+import math
 
 from automl.compile.chain import head_features
 from automl.compile.resolve import MAX_CH, Resolver, is_op_name
@@ -11,9 +12,10 @@ from automl.dsl import ir
 from automl.nn.registry import get_op, list_ops
 from automl.plan import CellInstance, CellNode, CellPlan, CellTemplatePlan, Decision
 
-__all__ = ["compile_cells"]
+__all__ = ["compile_cells", "check_reductions"]
 
 MAX_CELLS = 256
+MAX_INPUT_SETS = 4096  # choices of a `sums K distinct of` decision (DARTS: at most C(5, 2) = 10)
 
 
 def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int):
@@ -39,12 +41,13 @@ def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     if "width" not in opts:
         raise r.err("`cells` needs the width of the first cell, e.g. `cells normal x 6 ... width 16`", layout.pos)
     width = r.whole(opts["width"].value, "cell width", 1, MAX_CH)
-    seq = _sequence(r, layout, templates)
+    seq, _ = _sequence(r, layout, templates)
 
     # templates in file order: their decisions come in that order
     decisions: list[Decision] = []
     dec_names: set[str] = set()
     plans = [_compile_template(r, t, decisions, dec_names) for t in r.space.cells]
+    _check_split(r, layout, plans)
     instances = _instances(r, layout, seq, plans, width, stem_width)
     num_features, head_bn = head_features(r, net, cells=True)
     plan = CellPlan(in_chans, stem_width, stem_kernel, stem_stride, tuple(plans), tuple(instances),
@@ -52,32 +55,39 @@ def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     return plan, decisions
 
 
-def _sequence(r: Resolver, layout: ir.CellsLayout, templates: dict[str, ir.CellTemplate]) -> list[str]:
-    """The names of the layout's cells and fixed blocks, in order."""
+def _sequence(r: Resolver, layout: ir.CellsLayout,
+              templates: dict[str, ir.CellTemplate]) -> tuple[list[str], list[ir.CellItem]]:
+    """The names of the layout's cells and fixed blocks, in order, and the layout item each comes from.
+    Every count is at least 1, as a chain stage's ``repeat``: a cell written ``x 0`` is an error."""
 
-    def count(item: ir.CellItem, lo: int) -> int:
+    def count(item: ir.CellItem) -> int:
         if item.name not in templates and not (is_op_name(item.name) and get_op(item.name).reduction):
             known = ", ".join(templates) if templates else "none (declare one with `cell NAME ... end`)"
             blocks = ", ".join(n for n in list_ops(kind="cell") if get_op(n).reduction)
             raise r.err(f"unknown cell {item.name!r}; the cells are: {known} (and the fixed reduction blocks "
                         f"{blocks})", item.pos)
-        return r.whole(item.count, "cell count", lo, MAX_CELLS) if item.count is not None else 1
+        return r.whole(item.count, "cell count", 1, MAX_CELLS) if item.count is not None else 1
 
     seq: list[str] = []
+    items: list[ir.CellItem] = []
     if layout.split is not None:
         if len(layout.items) != 1:
             raise r.err("`split by` follows a single `NAME x COUNT`, e.g. `cells normal x 6 split by reduction x 2`",
                         layout.split.pos)
-        n, k = count(layout.items[0], 0), count(layout.split, 1)
+        n, k = count(layout.items[0]), count(layout.split)
         groups = k + 1
         sizes = [n // groups + (1 if g < n % groups else 0) for g in range(groups)]
         for g, size in enumerate(sizes):
             seq += [layout.items[0].name] * size
+            items += [layout.items[0]] * size
             if g < k:
                 seq.append(layout.split.name)
+                items.append(layout.split)
     else:
         for item in layout.items:
-            seq += [item.name] * count(item, 0)
+            n = count(item)
+            seq += [item.name] * n
+            items += [item] * n
     if not seq:
         raise r.err("the network has no cells", layout.pos)
     if len(seq) > MAX_CELLS:
@@ -87,7 +97,48 @@ def _sequence(r: Resolver, layout: ir.CellsLayout, templates: dict[str, ir.CellT
             raise r.err(f"cell {t.name!r} is declared but the network does not use it", t.pos)
     if not any(name in templates for name in seq):
         raise r.err("the network has no cells, only fixed blocks", layout.pos)
-    return seq
+    return seq, items
+
+
+def check_reductions(r: Resolver, net: ir.Network, plan: CellPlan, h: int, w: int,
+                     resolution: int | None = None) -> None:
+    """Every halving of the resolution (a stride-2 stem, a reduction cell, a fixed reduction block) has a
+    feature map larger than 1 x 1 to halve: an ``h`` x ``w`` input (``resolution``: the smallest input size
+    of ``resolution A, B, ...``) halves, rounding up, to 1 x 1, and a reduction after that would only double
+    the width. The error is at the layout item (its count) that brings the reduction in."""
+    size = (resolution, resolution) if resolution is not None else (h, w)
+    source = (f"at the smallest resolution {resolution} (the `resolution` statement at line "
+              f"{r.space.resolution_pos.line}), the input" if resolution is not None else
+              f"the {h} x {w} input{r.origin(r.space.input_shape[1])}")
+    halved, stem_halved, reductions = 0, False, 0
+    if plan.stem_stride == 2 and size != (1, 1):
+        size, halved, stem_halved = ((size[0] + 1) // 2, (size[1] + 1) // 2), 1, True
+    _, items = _sequence(r, net.cells, {t.name: t for t in r.space.cells})
+    for inst, item in zip(plan.instances, items):
+        if inst.template >= 0 and plan.templates[inst.template].stride != 2:
+            continue
+        if size == (1, 1):
+            what = f"cell {item.name!r}" if inst.template >= 0 else f"fixed block {item.name!r}"
+            expr = item.count
+            after = (f"is 1 x 1 after {halved} halving{'s' if halved != 1 else ''}"
+                     f"{' (the stem stride 2 included)' if stem_halved else ''}" if halved else "is 1 x 1")
+            most = f"at most {reductions} reduction{'s' if reductions != 1 else ''}" if reductions else "no reduction"
+            raise r.err(f"reduction {reductions + 1} ({what}) would halve a 1 x 1 feature map: {source} {after}, "
+                        f"so a reduction after that only doubles the width; use {most}"
+                        f"{r.origin(expr) if expr is not None else ''}, or a larger input",
+                        expr.pos if expr is not None else item.pos)
+        size, halved, reductions = ((size[0] + 1) // 2, (size[1] + 1) // 2), halved + 1, reductions + 1
+
+
+def _check_split(r: Resolver, layout: ir.CellsLayout, plans: list[CellTemplatePlan]) -> None:
+    """``split by NAME``: NAME is a reduction (a cell with ``stride 2`` or a fixed reduction block)."""
+    split = layout.split
+    p = next((p for p in plans if split is not None and p.name == split.name), None)
+    if p is not None and p.stride != 2:
+        raise r.err(f"`split by {split.name}` puts a reduction between the groups of {layout.items[0].name} "
+                    f"cells, but cell {split.name} has stride 1: it would not reduce; add `stride 2` to "
+                    f"`cell {split.name}`, or write the cells in order without `split by` "
+                    f"(`cells {layout.items[0].name} x 2, {split.name}, {layout.items[0].name} x 2 ...`)", split.pos)
 
 
 def _instances(r: Resolver, layout: ir.CellsLayout, seq: list[str], plans: list[CellTemplatePlan], width: int,
@@ -117,13 +168,26 @@ def _instances(r: Resolver, layout: ir.CellsLayout, seq: list[str], plans: list[
     return instances
 
 
-def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision], dec_names: set[str]):
+def _template_inputs(r: Resolver, t: ir.CellTemplate) -> tuple[ir.Name, ...]:
+    """A template's input names (``c0, c1`` unless ``inputs`` names them), after the checks of its options
+    and names: ``inputs`` and ``stride`` once, 1 or 2 inputs, no input or node called ``earlier``."""
+    for kind, pos in t.duplicates:
+        raise r.err(f"a second `{kind}` in cell {t.name}; a cell has one: remove one of them", pos)
     inputs = t.inputs or (ir.Name("c0", t.pos), ir.Name("c1", t.pos))
     if len(inputs) not in (1, 2):
         raise r.err(f"a cell has 1 or 2 inputs (the outputs of the previous one or two cells), got {len(inputs)}",
                     inputs[min(2, len(inputs) - 1)].pos)
+    for nm in inputs + tuple(ir.Name(n.name, n.pos) for n in t.nodes):
+        if nm.name == "earlier":
+            raise r.err("'earlier' cannot name an input or a node: `sums K of earlier` means every earlier "
+                        "output; pick another name", nm.pos)
     if len(inputs) == 2 and inputs[0].name == inputs[1].name:
         raise r.err(f"duplicate input name {inputs[1].name!r}", inputs[1].pos)
+    return inputs
+
+
+def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision], dec_names: set[str]):
+    inputs = _template_inputs(r, t)
     stride = r.whole(t.stride, "cell stride", 1, 2) if t.stride is not None else 1
     if not t.nodes:
         raise r.err(f"cell {t.name} has no nodes; add e.g. `node n1 sums 2 of earlier through OPS`", t.pos)
@@ -137,6 +201,9 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
             cands = tuple(i for i, nm in enumerate(states) if nm)
         else:
             def unreadable(nm, node=node):
+                if nm.name == node.name:
+                    return (f"node {node.name} cannot read itself (it can read "
+                            f"{', '.join(x for x in states if x)})")
                 later = any(n.name == nm.name for n in t.nodes)
                 why = "a later node" if later else "not an input or an earlier node"
                 return (f"node {node.name} cannot read {nm.name!r}: {why} "
@@ -144,6 +211,10 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
             cands = _state_indices(r, node.inputs, states, [x for x in states if x], unreadable)
         ops = r.expand(node.ops, "cell", f"node {node.name}")
         op_names = tuple(o[0] for o in ops)
+        if op_names == ("none",):
+            raise r.err(f"node {node.name} of cell {t.name} offers only 'none', which outputs zeros: the node "
+                        f"would always add nothing and its decisions change nothing; offer other ops too "
+                        f"(e.g. `through [none, identity]`) or remove the node", node.ops.pos)
         first = len(decisions)
         ins, outs, combos = [], [], ()
         prefix = f"{t.name}_{node.name}"
@@ -157,6 +228,11 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
                 if k > len(cands):
                     raise r.err(f"node {node.name} cannot sum {k} distinct inputs of {len(cands)} "
                                 f"({', '.join(states[c] for c in cands)})", node.count.pos)
+                if math.comb(len(cands), k) > MAX_INPUT_SETS:
+                    raise r.err(f"node {node.name}: {k} distinct of {len(cands)} inputs make "
+                                f"{math.comb(len(cands), k):,} choices in one decision; at most "
+                                f"{MAX_INPUT_SETS:,}: sum fewer inputs, list fewer sources (`of a, b, ...`), or "
+                                f"choose each input on its own (`sums {k} of ...`)", node.count.pos)
                 combos = tuple(itertools.combinations(range(len(cands)), k))
                 ins.append(len(decisions))
                 decisions.append(Decision(f"{prefix}_inputs",
@@ -174,6 +250,7 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
             dec_names.add(d.name)
         nodes.append(CellNode(node.name, cands, op_names, tuple(ins), tuple(outs), node.mode, combos))
         states.append(node.name)
+    _check_inputs_read(r, t, inputs, nodes)
     output, output_nodes = "loose", ()
     if t.output is not None:
         output, names, _ = t.output
@@ -181,6 +258,21 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
             f"the output of cell {t.name} is made of its nodes ({', '.join(states[2:])}); {nm.name!r} is not one"))
         _check_read(r, t, nodes, output_nodes)
     return CellTemplatePlan(t.name, stride, tuple(n.name for n in inputs), tuple(nodes), output, output_nodes)
+
+
+def _check_inputs_read(r: Resolver, t: ir.CellTemplate, inputs: tuple[ir.Name, ...], nodes: list[CellNode]) -> None:
+    """Each input of a two-input cell is a source of some node: an input no node reads would keep its
+    preprocessing (weights, costs) in every network for nothing."""
+    if len(inputs) != 2:
+        return
+    read = {c for node in nodes for c in node.candidates}
+    for i, nm in enumerate(inputs):
+        if i not in read:
+            which = "the output of the cell two back" if i == 0 else "the previous cell's output"
+            raise r.err(f"no node of cell {t.name} reads its input {nm.name!r} ({which}): its preprocessing "
+                        f"would be weights that change nothing; add it to a node's sources (`sums K of "
+                        f"{nm.name}, ...`), or, for a cell that reads only the previous cell, declare one "
+                        f"input: `cell {t.name} inputs x`", nm.pos)
 
 
 def _check_read(r: Resolver, t: ir.CellTemplate, nodes: list[CellNode], output_nodes: tuple[int, ...]) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from torch import nn
 
 from automl import nn as models
-from automl.compile.cells import compile_cells
+from automl.compile.cells import check_reductions, compile_cells
 from automl.compile.chain import compile_chain
 from automl.compile.costs import BUILTIN_METRICS, CostTable
 from automl.compile.resolve import Resolver
@@ -218,6 +218,8 @@ def _compile(space: ir.Space) -> CompiledSpace:
         raise space.error("the space has no decisions: nothing to search; use `choose` in a stage", net.pos)
 
     resolutions = _resolutions(r, space, h, w)
+    if kind == "cell":
+        check_reductions(r, net, plan, h, w, min(resolutions) if resolutions else None)
     res_dec = None
     if resolutions:
         _check_resolution_name(r, space, decisions)

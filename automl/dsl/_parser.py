@@ -252,19 +252,22 @@ class _ToIR(Transformer):
 
     def cell_block(self, meta, c):
         inputs = stride = output = None
-        nodes = []
+        nodes, dups = [], []
         for x in c[1:]:
             if x is None:  # no output statement
                 continue
             if isinstance(x, ir.Node):
                 nodes.append(x)
-            elif x[0] == "inputs":
-                inputs = x[1]
             elif x[0] == "output":
                 output = x[1]
+            elif (inputs if x[0] == "inputs" else stride) is not None:
+                dups.append((x[0], x[2]))
+            elif x[0] == "inputs":
+                inputs = x[1]
             else:
                 stride = x[1]
-        return ("cell", ir.CellTemplate(str(c[0]), inputs, stride, tuple(nodes), _pos(c[0]), output), _pos(meta))
+        return ("cell", ir.CellTemplate(str(c[0]), inputs, stride, tuple(nodes), _pos(c[0]), output,
+                                        tuple(dups)), _pos(meta))
 
     # metrics
     def cost_entry(self, meta, c):

@@ -204,6 +204,7 @@ class CellTemplate:
     nodes: tuple[Node, ...]
     pos: Pos
     output: tuple[str, tuple[Name, ...], Pos] | None = None  # ("node" | "concat", names, where)
+    duplicates: tuple[tuple[str, Pos], ...] = ()  # a second `inputs` or `stride` option
 
 
 @dataclass(frozen=True)
