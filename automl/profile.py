@@ -25,6 +25,7 @@ A recipe searches on it with ``search.cost: latency`` and ``search.cost_table: T
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -48,13 +49,18 @@ from automl.errors import UserError
 from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
 
-__all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "machine_info", "ort_session", "time_session", "profile_space",
-           "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table"]
+__all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
+           "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
+           "table_protocol"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
 TABLE_VERSION = 1
 TABLE_UNIT = "ms"  # what `space profile` writes; recipe budgets in time units are turned into ms
+# how an export's latency is measured (automl.export.quantize.measure_export) by default, and what
+# `automl space profile` measures by default; a run with search.cost_table times its exports at the table's own
+# batch and threads instead (:func:`table_protocol`), so that the table's costs and the exports' latencies compare
+EXPORT_PROTOCOL = {"batch": 1, "threads": 1}
 
 
 # ---- the machine and the runtime ---------------------------------------------------------------
@@ -89,6 +95,12 @@ def ort_session(model, threads: int = 1):
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), sess_options=opts,
                                 providers=["CPUExecutionProvider"])
 
+
+# upper bounds of the profile arguments: far above any real measurement, low enough that a typo (an extra digit
+# or ten) is a message instead of an allocation the machine cannot make, 10^5 threads, or a run of days
+MAX_BATCH = 2**20   # images per run (a recipe's data.batch_size has the same bound)
+MAX_THREADS = 1024  # intra-op threads (a recipe's threads has the same bound)
+MAX_REPEAT = 10**5  # timed runs per piece
 
 MIN_SECONDS = 0.1  # a piece of a few microseconds is timed over at least this long, not just `repeat` runs
 
@@ -281,7 +293,7 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     values: dict[tuple, float] = {}
     total = len(pieces) + 1
     bar = _progress(progress, total, f"profiling {cs.name}")
-    with bar as p:
+    with _memory_guard(batch), bar as p:
         task = p.add_task(f"profiling {cs.name}", total=total) if p is not None else None
         overhead = time_module(_Tiny(), [(batch, 1, 1, 1)], threads, repeat, warmup, clock)
         if p is not None:
@@ -293,8 +305,9 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
                 p.update(task, advance=1, description=f"profiling {cs.name}: {where}")
     calibration = None
     if calibrate and cs.kind == "chain":
-        calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup,
-                                 calibrate, progress, clock)
+        with _memory_guard(batch):
+            calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup,
+                                     calibrate, progress, clock)
         a, c = calibration["scale"], calibration["per_piece_ms"]
         values = {k: max(0.0, a * v - c) for k, v in values.items()}
     fixed_parts: dict[str, float] = {"overhead": overhead}
@@ -318,6 +331,19 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
         "fixed": float(sum(fixed_parts.values())), "fixed_parts": fixed_parts,
         "decisions": decisions,
     }
+
+
+@contextlib.contextmanager
+def _memory_guard(batch: int):
+    """A measurement that runs out of memory (torch's or onnxruntime's allocator) is a :class:`UserError`
+    naming ``--batch``, the one argument that sizes every input and activation."""
+    try:
+        yield
+    except Exception as e:  # MemoryError; torch's RuntimeError and onnxruntime's exceptions name the allocation
+        if not isinstance(e, MemoryError) and "allocate" not in str(e).lower():
+            raise
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"--batch {batch}: out of memory while profiling ({first}); use a smaller --batch") from None
 
 
 def _elastic_refusal(cs) -> str:
@@ -410,9 +436,12 @@ def check_profile_args(runtime: str, threads: int, batch: int, repeat: int, cloc
     if runtime not in RUNTIMES:
         raise UserError(f"--runtime {runtime}: unsupported runtime; automl measures with "
                         f"{', '.join(RUNTIMES)} (its CPU execution provider)")
-    for flag, v in (("--threads", threads), ("--batch", batch), ("--repeat", repeat)):
+    for flag, v, most in (("--threads", threads, MAX_THREADS), ("--batch", batch, MAX_BATCH),
+                          ("--repeat", repeat, MAX_REPEAT)):
         if not isinstance(v, int) or v < 1:
             raise UserError(f"{flag} {v}: must be a whole number >= 1")
+        if v > most:
+            raise UserError(f"{flag} {v}: at most {most:,} (a typo?)")
 
 
 def write_cost_table(table: dict, path: str | os.PathLike) -> None:
@@ -426,17 +455,22 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
                     against: str | None = None) -> dict:
     """Read ``path`` and check it against the compiled space ``cs``; returns the table.
 
-    Any mismatch (other space, decisions, choices, input size or widths), a missing, negative or
+    Any mismatch (other space, decisions, choices, input size or widths), a space with elastic widths or
+    resolution (no table of one cost per choice describes it), a missing, negative or
     non-numeric entry, a key of the wrong type, a unit other than ``ms``, or a metric name the space already
     has is a :class:`UserError` naming the table and the space (and ``source``, the recipe that asked for
     it). ``check_shape=False`` skips the input-size and width checks (for the search space when retraining
     uses other sizes). ``against``: what ``cs`` is when the caller compiled it otherwise than the user's
     space and ``--set`` values (a run's retrained space), said in place of "space FILE" in a mismatch.
+    The table's ``batch`` and ``machine.threads``, when present, are whole numbers >= 1 (:func:`table_protocol`).
     """
     path = Path(path)
     where = f"{source}: " if source else ""
     table = _load_table(path, where, str(cs.filename))
     _check_header(table, path, where, cs)
+    if cs.cost_table.context_decisions:  # what `space profile` refuses to measure, said the same way
+        raise UserError(f"{where}cost table {path}: {_elastic_refusal(cs)}")
+    _protocol_of(table, path, where)
     mismatch = f"{where}cost table {path} does not fit {against or f'space {cs.filename}'}"
     t_space = table.get("space") if isinstance(table.get("space"), dict) else {}
     names = [d.get("name") if isinstance(d, dict) else None for d in table["decisions"]]
@@ -470,6 +504,9 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
     except FileNotFoundError:
         raise UserError(f"{where}cost table {path}: no such file; make one with "
                         f"`automl space profile {space_file} --out {path}`") from None
+    except json.JSONDecodeError as e:  # where, as an editor jumps to it
+        raise UserError(f"{where}{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}; a cost table is the JSON "
+                        f"file `automl space profile` writes") from None
     except (OSError, ValueError) as e:  # ValueError: bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise UserError(f"{where}cost table {path}: not a readable JSON cost table ({e})") from None
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
@@ -500,6 +537,31 @@ def _check_header(table: dict, path: Path, where: str, cs) -> None:
     if "fixed" not in table:
         raise UserError(f"{where}{path}: no \"fixed\" entry (the cost of the parts that are not searched: "
                         f"stem, head, per-call overhead); re-profile with `automl space profile {space_file}`")
+
+
+def _protocol_of(table: dict, path: Path, where: str) -> tuple[int | None, int | None]:
+    """The table's ``(batch, machine.threads)`` (None where absent: a table written by hand); a value that
+    is not a whole number >= 1 is a :class:`UserError` naming the field."""
+    machine = {} if table.get("machine") is None else table["machine"]
+    if not isinstance(machine, dict):
+        raise UserError(f"{where}{path}: \"machine\" must be an object {{\"cpu\", \"cores\", \"threads\"}}, got "
+                        f"{_short(machine)}; re-profile with `automl space profile`")
+    out = []
+    for field, v in (("batch", table.get("batch")), ("machine.threads", machine.get("threads"))):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise UserError(f"{where}{path}: \"{field}\" must be a whole number >= 1 (what the table was "
+                            f"measured with), got {_short(v)}; re-profile with `automl space profile`")
+        out.append(v)
+    return out[0], out[1]
+
+
+def table_protocol(table: dict) -> dict[str, int]:
+    """``{"batch", "threads"}`` a (checked) table was measured with; :data:`EXPORT_PROTOCOL`'s for a field it
+    does not record (a table written by hand)."""
+    machine = table.get("machine") if isinstance(table.get("machine"), dict) else {}
+    batch, threads = table.get("batch"), machine.get("threads")
+    return {"batch": EXPORT_PROTOCOL["batch"] if batch is None else int(batch),
+            "threads": EXPORT_PROTOCOL["threads"] if threads is None else int(threads)}
 
 
 def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> None:

@@ -120,6 +120,17 @@ def test_results_macs_of_a_chain_space_are_the_exported_networks(tmp_path, se):
         table = cs.cost_table.total(cs.encode(a["choices"]), "macs")
         assert a["macs"] == _flop_macs(model, shape) > 0
         assert a["macs"] == table if se == 0 else a["macs"] > table
+    # each manifest's cost counts the network it holds, as its params does; the table's figures (what the
+    # search priced, without squeeze-and-excitation) are its search_cost
+    for manifest in (tmp_path / "run" / "export").glob("*/manifest.json"):
+        m = json.loads(manifest.read_text())
+        arch = cs.encode(m["choices"])
+        assert m["cost"]["params"] == m["params"] and m["cost"]["macs"] == _flop_macs(*exported[tuple(m["choices"])])
+        if se:
+            assert m["search_cost"] == {k: cs.cost_table.total(arch, k) for k in cs.cost_table.metrics}
+            assert m["params"] > m["search_cost"]["params"]
+        else:
+            assert "search_cost" not in m
 
 
 def test_exported_macs_of_an_elastic_space_equal_the_table_at_each_resolution():

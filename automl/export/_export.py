@@ -27,6 +27,7 @@ from automl.export.onnx import check_opset, export_onnx
 from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
+from automl.nn.measure import count_macs
 from automl.nn.ensemble import member_weights
 from automl.train.loops import nonfinite_tensors, recalibrate_bn
 
@@ -77,6 +78,18 @@ def _cost_entry(compiled, arch, cost, cost_metric) -> dict[str, float]:
     elif cost is not None:
         out[cost_metric] = float(cost)
     return out
+
+
+def _costs(compiled, arch, model, se, cost, cost_metric, search_cost) -> tuple[dict, dict | None]:
+    """The manifest's ``cost`` and ``search_cost``. With squeeze-and-excitation (``se`` > 0), which the cost
+    table does not price, ``cost``'s params and MACs are counted on the exported ``model`` (as its ``params``
+    is) and ``search_cost`` keeps the table's figures (what a search priced), unless one is given."""
+    entry = _cost_entry(compiled, arch, cost, cost_metric)
+    if not se:
+        return entry, search_cost
+    counted = {"params": float(count_params(model)),
+               "macs": float(count_macs(model, compiled.arch_input_shape(arch))[0])}
+    return {**entry, **counted}, (search_cost if search_cost is not None else entry)
 
 
 def _space_args(compiled, space_args) -> dict[str, str]:
@@ -266,7 +279,8 @@ def inherit_from_state(compiled, supernet_state: dict, arch: torch.Tensor, stand
 def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize) -> dict[str, Any]:
     """The manifest's description of the model (files, weights, ONNX and versions are added after);
     ``costs``: ``(cost, cost_metric, search_cost)`` of :func:`export_architecture`."""
-    cost, cost_metric, search_cost = costs
+    cost, search_cost = _costs(compiled, arch, model, se, *costs)
+    cost_metric = costs[1]
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -278,7 +292,7 @@ def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args,
         "choices": list(compiled.decode(arch)),
         "arch": [int(k) for k in arch.tolist()],
         "params": count_params(model),
-        "cost": _cost_entry(compiled, arch, cost, cost_metric),
+        "cost": cost,
         "cost_metric": cost_metric,
     }
     if search_cost is not None:

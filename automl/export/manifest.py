@@ -7,6 +7,7 @@ Every file of an export is written to a temporary name in the same folder and mo
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from automl._io import atomic_write_json
 from automl.errors import UserError
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -42,3 +43,51 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{path}: format_version {version!r} is newer than this automl understands "
                         f"({FORMAT_VERSION}); upgrade automl")
     return manifest
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _numbers(v, positive: bool = False) -> bool:
+    return (isinstance(v, list) and len(v) > 0 and all(_finite(x) for x in v)
+            and (not positive or all(x > 0 for x in v)))
+
+
+# the fields a manifest given back to ``automl export --arch`` supplies (null or absent: not recorded), and what
+# each must be: (test, in words)
+_RECORDED = {
+    "se": (lambda v: _finite(v) and 0 <= v < 1, "a squeeze-and-excitation ratio in [0, 1)"),
+    "epsilon": (_finite, "a number"),
+    "cost_metric": (lambda v: isinstance(v, str), "a metric name"),
+    "space_args": (lambda v: isinstance(v, dict) and all(isinstance(x, (str, int, float)) for x in v.values()),
+                   "an object of the space's --set values ({\"width\": \"0.5\"})"),
+    "search_cost": (lambda v: isinstance(v, dict) and all(_finite(x) for x in v.values()),
+                    "an object of costs ({\"params\": 12345.0})"),
+    "weights": (lambda v: isinstance(v, dict)
+                and all(isinstance(v.get(k), (str, type(None))) for k in ("file", "source")),
+                "an object ({\"file\": \"model.safetensors\", \"format\", \"source\"})"),
+    "normalize": (lambda v: isinstance(v, dict) and _numbers(v.get("mean")) and _numbers(v.get("std"), True)
+                  and len(v["mean"]) == len(v["std"]),
+                  "{\"mean\": [...], \"std\": [...]}: one number per input channel, every std > 0"),
+}
+
+
+def check_recorded(manifest: dict[str, Any], source: str, channels: int | None = None) -> None:
+    """The fields of an export's manifest that exporting its network again reuses are well formed (a hand-edited
+    or damaged one is a :class:`UserError` naming ``source`` and the field); ``channels``: the input channels
+    ``normalize`` must have one mean and std for."""
+    for field, (ok, what) in _RECORDED.items():
+        v = manifest.get(field)
+        if v is not None and not ok(v):
+            _refuse(source, field, what, v)
+    norm = manifest.get("normalize")
+    if channels is not None and norm is not None and len(norm["mean"]) != channels:
+        _refuse(source, "normalize", f"one mean and std per input channel ({channels} here)", norm)
+
+
+def _refuse(source: str, field: str, what: str, value) -> None:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise UserError(f"{source}: \"{field}\" must be {what}, got {shown}; give the manifest.json the export wrote, "
+                    f"or a plain ARCH.json with the choices")

@@ -1,7 +1,8 @@
 """Edge measurements of an export: int8 quantisation, onnxruntime latency, file sizes, ONNX test accuracy.
 
 ``quantize_int8`` is onnxruntime's static quantisation (``quantize_static``): QDQ format, per-channel
-int8 weights, uint8 activations, calibrated (min-max) on batches of the run's own training data.
+int8 weights (and BatchNorm scales), uint8 activations, calibrated (min-max) on batches of the run's own
+training data.
 ``measure_export`` adds to an export folder's manifest:
 
 - ``latency``: the median onnxruntime latency of ``model.onnx`` (and ``model.int8.onnx``) on this
@@ -23,7 +24,7 @@ import numpy as np
 from automl._io import atomic_path
 from automl.export.manifest import read_manifest, write_manifest
 from automl.errors import UserError
-from automl.profile import machine_info, ort_session, time_session
+from automl.profile import EXPORT_PROTOCOL, machine_info, ort_session, time_session
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
            "measure_export", "calibration_batches"]
@@ -34,6 +35,10 @@ QUANTIZE_MODES = ("int8",)
 INT8_NAME = "model.int8.onnx"
 CALIBRATION_SAMPLES = 256  # training images the activation ranges are calibrated on
 LATENCY_REPEAT = 50
+# a BatchNormalization left in the graph (a cell space's head: no conv to fold it into) has its 1-D scale
+# quantised per channel along axis 0; onnxruntime's default axis 1 is out of range there, and it falls back to
+# one scale for the tensor (with a warning). A chain space's ONNX holds no BatchNormalization: unaffected.
+_EXTRA_OPTIONS = {"QDQOpTypePerChannelSupportToAxis": {"BatchNormalization": 0}}
 
 
 class _Reader:
@@ -88,7 +93,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
         try:
             quantize_static(source, str(tmp), _Reader(input_name, calibration), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+                            calibrate_method=CalibrationMethod.MinMax, extra_options=_EXTRA_OPTIONS)
         finally:
             root.setLevel(level)
 
@@ -120,11 +125,13 @@ def _size(path: Path) -> int:
 
 
 def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
-                   test: Iterable | None = None, threads: int = 1) -> dict:
+                   test: Iterable | None = None, threads: int = EXPORT_PROTOCOL["threads"],
+                   batch: int = EXPORT_PROTOCOL["batch"]) -> dict:
     """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
 
     ``calibration``: ``(x, y)`` training batches (needed for ``quantize="int8"``); ``test``: a callable
-    returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured).
+    returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured). The latency is
+    timed on ``batch`` images with ``threads`` intra-op threads (a run with a latency table: the table's own).
     """
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
@@ -137,8 +144,9 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     shape = m["input_shape"]
     import onnxruntime
 
-    latency = {"fp32_ms": onnx_latency(fp32, shape, threads, input_name=name), "batch": 1, "threads": threads,
-               "runtime": f"onnxruntime {onnxruntime.__version__}", "machine": machine_info(threads)}
+    latency = {"fp32_ms": onnx_latency(fp32, shape, threads, batch, input_name=name), "batch": batch,
+               "threads": threads, "runtime": f"onnxruntime {onnxruntime.__version__}",
+               "machine": machine_info(threads)}
     m["latency"] = latency
     if quantize == "int8":
         int8 = out_dir / INT8_NAME
@@ -153,7 +161,7 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
             _logger.warning("%s: int8 quantisation failed, keeping the fp32 model only: %s", out_dir, entry["error"])
         else:
             entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
-            latency["int8_ms"] = onnx_latency(int8, shape, threads, input_name=name)
+            latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name)
             if test is not None:
                 entry["test_accuracy"] = onnx_accuracy(int8, test(), name, threads)
                 entry["fp32_test_accuracy"] = onnx_accuracy(fp32, test(), name, threads)

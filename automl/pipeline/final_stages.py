@@ -169,7 +169,8 @@ class Exporter:
         # under torchrun the export runs on rank 0 alone: its ONNX and int8 accuracies need the whole test set
         test = ctx.data.test.unsharded().with_resolution(size)
         m = measure_export(folder, quantize=self.export.quantize,
-                           calibration=ctx.data.full.with_resolution(size).epoch(0), test=lambda: test.epoch(0))
+                           calibration=ctx.data.full.with_resolution(size).epoch(0), test=lambda: test.epoch(0),
+                           **sp.latency)
         onnx_path = folder / "model.onnx"
         try:
             rel = str(onnx_path.relative_to(self.out))

@@ -4,7 +4,7 @@ table, the engine's normalised costs, and the checks of the recipe against the s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -16,7 +16,7 @@ from automl.export._export import run_of
 from automl.export.onnx import opset_problem
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
-from automl.profile import apply_cost_table, read_cost_table
+from automl.profile import EXPORT_PROTOCOL, apply_cost_table, read_cost_table, table_protocol
 from automl.ranking import space_size
 from automl.recipe import file_line
 from automl.report import round_sig, short_number
@@ -49,6 +49,9 @@ class Spaces:
     search_args: dict[str, str]
     retrain_args: dict[str, str]
     path: Path
+    # how the run's exports time latency: search.cost_table's own batch and threads, so that the table's costs
+    # (results.json's cost) and the exports' latency_ms compare; else automl.profile.EXPORT_PROTOCOL
+    latency: dict[str, int] = field(default_factory=lambda: dict(EXPORT_PROTOCOL))
 
 
 def load_spaces(recipe) -> Spaces:
@@ -74,7 +77,8 @@ def load_spaces(recipe) -> Spaces:
                         f"(it has {', '.join(space.cost_table.metrics)}); a latency table comes from "
                         f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
     check_settings(recipe, space)
-    return Spaces(space, retrain, search_args, retrain_args, recipe.space_path)
+    latency = table_protocol(table) if recipe.cost_table_path is not None else dict(EXPORT_PROTOCOL)
+    return Spaces(space, retrain, search_args, retrain_args, recipe.space_path, latency)
 
 
 def check_settings(recipe, space) -> None:
