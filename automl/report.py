@@ -40,13 +40,31 @@ def round_sig(x: float, up: bool) -> float:
     return (math.ceil(x / unit - 1e-9) if up else math.floor(x / unit)) * unit
 
 
-def _budget(a: dict) -> str:
-    return "none" if a.get("budget") is None else f"≤ {short_number(a['budget'])}"
+def _fmt_cost(v: float) -> str:
+    """A cost in full: ``2,393,962`` for a whole number (parameters, MACs), else 6 significant digits."""
+    v = float(v)
+    return f"{int(v):,}" if v.is_integer() and abs(v) < 1e15 else f"{v:,.6g}"
 
 
-def _label(a: dict, i: int, budgeted: bool = False) -> str:
+def _budget_text(b: float, budgets) -> str:
+    """``b`` in short (``150k``), or in full when another of ``budgets`` has the same short form (1,234,567 and
+    1,235,000 are both ``1.235M``), as the run's log names such members."""
+    short = short_number(b)
+    alike = any(c is not None and c != b and short_number(c) == short for c in budgets)
+    return (_fmt_cost(b) if float(b).is_integer() else repr(float(b))) if alike else short
+
+
+def _budgets(results: dict) -> list:
+    return [a.get("budget") for a in results["architectures"]]
+
+
+def _budget(a: dict, budgets=()) -> str:
+    return "none" if a.get("budget") is None else f"≤ {_budget_text(a['budget'], budgets)}"
+
+
+def _label(a: dict, i: int, budgeted: bool = False, budgets=()) -> str:
     if budgeted:
-        return "unconstrained" if a.get("budget") is None else f"≤ {short_number(a['budget'])}"
+        return "unconstrained" if a.get("budget") is None else _budget(a, budgets)
     return f"ε={a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
 
 
@@ -103,8 +121,8 @@ def render_markdown(results: dict) -> str:
         eps = _fmt_eps(a, i) if budgeted else (f"{a['epsilon']:g}" if a.get("epsilon") is not None
                                                else f"random {i}")
         params = f"{a['params']:,}" if a.get("params") is not None else "—"
-        head = f"| {_budget(a)} | {eps} " if budgeted else f"| {eps} "
-        lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {a['cost']:,.6g} | "
+        head = f"| {_budget(a, _budgets(results))} | {eps} " if budgeted else f"| {eps} "
+        lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {_fmt_cost(a['cost'])} | "
                      f"{_fmt_acc(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
                      f"{_fmt_int8(a.get('int8'))} | {results['search_seconds']:.1f} s (shared) |")
     weights = {a.get("weights") for a in results["architectures"]}
@@ -120,7 +138,7 @@ def render_markdown(results: dict) -> str:
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
-        lines.append(f"- {_label(a, i, budgeted)}: `{' '.join(a['choices'])}`")
+        lines.append(f"- {_label(a, i, budgeted, _budgets(results))}: `{' '.join(a['choices'])}`")
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
@@ -221,11 +239,12 @@ def plot_pareto(results: dict) -> bytes:
         ax.text(0.5, 0.5, "no architecture has a test accuracy", transform=ax.transAxes, ha="center",
                 va="center", color="tab:gray")
     for (i, a), x, y in zip(shown, xs, ys):
-        ax.annotate(_label(a, i, budgeted), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
+        ax.annotate(_label(a, i, budgeted, _budgets(results)), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
     for a in archs if budgeted else ():  # budgets are in the units of the x axis, the search's cost
         if a.get("budget") is not None:
             ax.axvline(a["budget"], color="tab:gray", linestyle=":", linewidth=1)
-            ax.annotate(f"budget {short_number(a['budget'])}", (a["budget"], 0), xycoords=("data", "axes fraction"),
+            ax.annotate(f"budget {_budget_text(a['budget'], _budgets(results))}", (a["budget"], 0),
+                        xycoords=("data", "axes fraction"),
                         textcoords="offset points", xytext=(2, 3), fontsize=7, color="tab:gray", rotation=90)
     ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}
                   .get(metric, metric))
@@ -288,8 +307,8 @@ def summary_table(results: dict):
     for col in (("budget",) if budgeted else ()) + ("ε", "params", "cost", "test accuracy", "onnx"):
         t.add_column(col, justify="right" if col != "onnx" else "left")
     for i, a in enumerate(results["architectures"]):
-        head = (_budget(a), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
-        t.add_row(*head, f"{a['params']:,}" if a.get("params") is not None else "—", f"{a['cost']:,.6g}",
+        head = (_budget(a, _budgets(results)), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
+        t.add_row(*head, f"{a['params']:,}" if a.get("params") is not None else "—", _fmt_cost(a["cost"]),
                   _fmt_acc(a.get("test_accuracy")), a.get("onnx") or "—")
     return t
 

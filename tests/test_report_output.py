@@ -18,7 +18,7 @@ from automl.pipeline import Run
 from automl.pipeline.results import recorded_retrainings
 from automl.ranking import summarize
 from automl.recipe import load_recipe
-from automl.report import plot_pareto, plot_ranking, render_markdown
+from automl.report import plot_pareto, plot_ranking, render_markdown, summary_table
 from automl.train.progress import Reporter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,3 +258,20 @@ def test_the_report_says_where_the_supernet_came_from(origin, said):
     report = render_markdown(results)
     assert ("Supernet:" in report) == (said is not None)
     assert said is None or said in report
+
+
+# ---- budgets alike in short form, and costs in full ---------------------------------------------------------
+
+def test_budgets_alike_in_short_form_are_told_apart_and_costs_are_written_in_full():
+    """1,234,567 and 1,235,000 were both "≤ 1.235M" in the table, the summary and the labels; a cost of
+    2,393,962 parameters was "2.39396e+06"."""
+    results = {"recipe": "r", "method": "importance_sampling", "search_seconds": 1.0, "phase_seconds": {},
+               "architectures": [_member(2_393_962, 0.9, budget=2_400_000), _member(1_200_000, 0.8, budget=1_234_567),
+                                 _member(1_100_000, 0.7, budget=1_235_000), _member(0.5, 0.6, budget=0.75)]}
+    report = render_markdown(results)
+    assert "≤ 1,234,567" in report and "≤ 1,235,000" in report and "≤ 1.235M" not in report
+    assert "≤ 2.4M" in report and "≤ 0.75" in report  # no look-alike: short, as before
+    assert "| 2,393,962 |" in report and "e+06" not in report
+    table = summary_table(results)
+    cells = [list(c.cells) for c in table.columns]
+    assert cells[0][1:3] == ["≤ 1,234,567", "≤ 1,235,000"] and cells[3][0] == "2,393,962" and cells[3][3] == "0.5"
