@@ -161,6 +161,21 @@ def test_one_module_per_layer_and_op_at_the_largest_widths(tmp_path, spaces):
         assert torch.equal(net(x, torch.tensor(a)), ref(x, torch.tensor(b)))
 
 
+def test_running_a_path_at_new_widths_leaves_the_global_rng_alone(spaces):
+    """The first path at smaller widths builds its modules' templates; their initialisation drew from the global
+    RNG, so a resumed run (templates not yet built) drew at other moments than the uninterrupted one."""
+    cs = spaces["wmbv3"]
+    net = cs.build_supernet().eval()
+    x = torch.randn(1, *cs.input_shape, generator=torch.Generator().manual_seed(0))
+    sliced = [a for a in random_archs(cs, 20, seed=3) if net.slices(a)]
+    assert sliced
+    before = torch.random.get_rng_state()
+    with torch.no_grad():
+        for a in sliced:
+            net(x, a)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_training_layout_and_fast_depthwise_gradient_agree_with_plain(spaces):
     """channels_last and the CPU's depthwise weight gradient (for_training) reach the sliced ops too."""
     cs = spaces["wtest"]

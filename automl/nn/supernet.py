@@ -214,7 +214,11 @@ class ChainSupernet(Supernet):
     def _sliced_op(self, key: tuple, master: nn.Module, template) -> SlicedOp:
         op = self._sliced.get(key)
         if op is None:
-            op = self._sliced[key] = SlicedOp(master, template())
+            # the template's initialisation (on the meta device) would draw from the global RNG, at moments that
+            # depend on which widths ran before (a resumed run's cache is empty): its state is left as it was
+            with torch.random.fork_rng(devices=[]):
+                built = template()
+            op = self._sliced[key] = SlicedOp(master, built)
         return op
 
     def slices(self, arch) -> bool:
