@@ -93,7 +93,7 @@ def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
                             f"at most {round_sig(high / band, up=False):,g}")
         context.append(asks)
     options = {"random_band": band, "cost_fixed": raw.fixed, "cost_gates": space.cost_table.gates,
-               "band_context": context}
+               "band_context": context, "budget_key": f"{where}search.{key}[{group[0]}]"}
     return raw.costs, raw.budgets(totals), options
 
 

@@ -65,7 +65,7 @@ class SearchProblem:
     lam: int
     seed: int
     device: torch.device = torch.device("cpu")
-    # method settings: theta_lr, theta_min, utility; random: random_band, cost_fixed, band_context
+    # method settings: theta_lr, theta_min, utility; random: random_band, cost_fixed, band_context, budget_key
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -183,9 +183,9 @@ def _random(problem: SearchProblem) -> RandomSearch:
     except ValueError:
         tried = f"{searcher.max_tries * searcher.batch:,} uniform architectures of the space"
         if band is None:
-            raise UserError(f"the random baseline's budget of {fixed + budget:,.6g} (member {problem.members[0]}, "
-                            f"search.budgets or search.random_budgets) is so close to the smallest network that "
-                            f"{tried} gave none within it; raise the budget") from None
+            key = problem.options.get("budget_key", f"member {problem.members[0]}'s budget")
+            raise UserError(f"{key}: the random baseline's budget of {fixed + budget:,.6g} is so close to the "
+                            f"smallest network that {tried} gave none within it; raise the budget") from None
         context = problem.options.get("band_context", [f"search.random_band: {band:g}"])[0]
         raise UserError(f"{context}, but {tried} gave none in that range (it has none there, or too few to "
                         f"draw); lower search.random_band or change the budget") from None
