@@ -181,3 +181,26 @@ def test_automl_rank_after_the_space_file_changed_shape_is_one_clear_message(tmp
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert str(space) in err and "changed since the run" in err
     assert (out / "results.json").read_text() == before
+
+
+def test_automl_rank_after_an_edit_that_keeps_the_shapes_is_refused_but_not_after_a_comment(tmp_path, capsys):
+    """The stride moved from stage s2 to s3: every weight keeps its shape, so the supernet still loads, but it was
+    trained as another network; rank ranked it silently. A comment added changes nothing the run depends on."""
+    space = tmp_path / "digits.space"
+    text = (ROOT / "spaces" / "digits.space").read_text()
+    space.write_text(text)
+    out = tmp_path / "run"
+    Run(load_recipe(QUICK, TINY + [f"space={space}"]), out, tty=False).execute()
+    before = (out / "results.json").read_text()
+    moved = text.replace("width 32 * width stride 2", "width 32 * width").replace("width 48 * width",
+                                                                                   "width 48 * width stride 2")
+    assert moved.count("stride 2") == text.count("stride 2") and moved != text
+    space.write_text(moved)
+    capsys.readouterr()
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "0"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "says something else" in err and str(space) in err, err
+    assert (out / "results.json").read_text() == before
+    space.write_text("# a comment\n" + text)
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "0"]) == 0
+    assert len(json.loads((out / "results.json").read_text())["ranking"]["archs"]) == 3

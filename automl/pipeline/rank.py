@@ -5,6 +5,7 @@ stopped or failed ``automl rank`` reruns only the others, and gets the ranking s
 
 from __future__ import annotations
 
+import hashlib
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,11 +13,12 @@ from typing import TYPE_CHECKING
 import yaml
 
 from automl._io import atomic_write_json
+from automl.dsl import space_digest
 from automl.errors import Stopped, UserError
 from automl.pipeline.context import written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
-from automl.pipeline.reuse import check_fits
+from automl.pipeline.reuse import SPACE_DIGEST, check_fits
 from automl.pipeline.results import (PARTIAL, ReportStage, build_results, partial_ranking, ranking_epochs,
                                      ranking_results, read_results, recorded_retrainings)
 from automl.pipeline.setup import recipe_costs
@@ -90,14 +92,22 @@ def _check_finished(run: Run, state: RunState, plan) -> None:
 
 def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
     """The checkpoint's supernet must be one the run's space file builds now (with the run's space_args): a file
-    edited since the run (another width, another choice) is named, not a traceback from loading the weights."""
+    edited since the run (another width, another choice) is named, not a traceback from loading the weights;
+    so is one whose weights still fit but that says something else (another stride, op or cost), by the
+    digest the run recorded of what its file said (not its comments: :func:`automl.dsl.space_digest`)."""
     r = run.recipe
+    changed = (f"{run.out}: the space file {r.space_path} changed since the run: {{}}; automl rank ranks the run's "
+               f"own space: restore the file as it was when the run trained, or rank a run of the file as it is")
     try:
         check_fits(run.out, state.supernet, spaces.search, spaces.search_args, r.search.supernets)
     except UserError:
-        raise UserError(f"{run.out}: the space file {r.space_path} changed since the run: the run's supernet has "
-                        f"another shape than the one it builds now; automl rank ranks the run's own space: restore "
-                        f"the file as it was when the run trained, or rank a run of the file as it is") from None
+        raise UserError(changed.format("the run's supernet has another shape than the one it builds now")) from None
+    recorded = (state.weights_fingerprint or {}).get(SPACE_DIGEST)
+    if recorded is None or (state.supernet_origin or {}).get("forced"):  # forced: trained on another file
+        return
+    data = spaces.path.read_bytes()
+    if recorded not in (space_digest(data), hashlib.sha256(data).hexdigest()):  # the second: older runs' record
+        raise UserError(changed.format("it says something else than when the run trained its supernet"))
 
 
 def rank_finished_run(run: Run) -> dict:
