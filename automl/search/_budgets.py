@@ -26,17 +26,21 @@ class BudgetTargets:
         budgets: one budget per distribution, in the units of ``costs``, or ``None``.
         budget_lr: the dual step size (> 0).
         costs: the engine's ``(D, Kmax)`` cost table or :class:`~automl.search.ContextCosts` (its dtype and
-            device); with a context, costs and the knapsack are exact per combination of widths.
+            device: the dual step runs there); with a context, costs and the knapsack are exact per combination
+            of widths.
         mask: ``(D, Kmax)`` True where a choice exists (CPU).
+        exact: the same costs in float64 on the CPU (default ``costs``): the budget check, the cost range and
+            the derivation use them, so a float32 engine judges budgets on the costs as given, not rounded.
 
     Raises:
         ValueError: a malformed budget or step size, or a budget below the cheapest architecture.
     """
 
-    def __init__(self, budgets, budget_lr, costs: torch.Tensor, mask: torch.Tensor):
+    def __init__(self, budgets, budget_lr, costs: torch.Tensor, mask: torch.Tensor, exact=None):
         self.budgets: list[float | None] = check_budgets(budgets)
         self.budget_lr = check_positive("budget_lr", budget_lr)
-        cheapest, dearest = cost_extremes(costs, mask)
+        exact = costs if exact is None else exact
+        cheapest, dearest = cost_extremes(exact, mask)
         low = [b for b in self.budgets if b is not None and b < cheapest - 1e-9 * max(abs(cheapest), 1.0)]
         if low:
             raise ValueError(f"budgets {low} are below the cheapest architecture's cost {cheapest:.6g}; "
@@ -44,7 +48,7 @@ class BudgetTargets:
         self.cost_range = (cheapest, dearest)
         self._span = max(dearest - cheapest, 1e-12)
         self._costs = costs
-        self._costs_cpu, self._mask_cpu = costs.to(device="cpu"), mask.cpu()
+        self._costs_cpu, self._mask_cpu = exact.to(dtype=torch.float64, device="cpu"), mask.cpu()
         if not isinstance(costs, ContextCosts):
             self._costs_n = costs.expand(len(self.budgets), *costs.shape)
         self._has_budget = torch.tensor([b is not None for b in self.budgets], device=costs.device)
@@ -65,14 +69,17 @@ class BudgetTargets:
 
     def derive(self, theta: torch.Tensor, arg: torch.Tensor, tiny: float) -> torch.Tensor:
         """``(N, D)`` on the CPU: ``arg`` (the modes), except that a member whose mode is over its budget
-        gets the most probable architecture within it (an exact knapsack on ``log theta``)."""
+        gets the most probable architecture within it (an exact knapsack on ``log theta``). A budget that the
+        constructor let in a rounding below the cheapest architecture is searched at the cheapest cost, so
+        the knapsack always finds that architecture."""
         out = arg.cpu().clone()
         theta = theta.cpu()
+        cheapest = self.cost_range[0]
         for n, b in enumerate(self.budgets):
             if b is None:
                 continue
             cost = float(arch_totals(self._costs_cpu, out[n].view(1, -1))[0])
             if cost > b + BUDGET_RTOL * max(abs(b), 1.0):
                 logp = theta[n].clamp_min(tiny).log()
-                out[n] = best_within(self._costs_cpu, logp, b, self._mask_cpu)
+                out[n] = best_within(self._costs_cpu, logp, max(b, cheapest), self._mask_cpu)
         return out

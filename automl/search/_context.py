@@ -149,27 +149,35 @@ class ContextCosts:
     def best_within(self, values: torch.Tensor, budget: float) -> torch.Tensor | None:
         """``argmax_M sum_d values[d, k_d]`` subject to ``R(M) <= budget``, exactly: the knapsack of
         :func:`best_within_budget` per combination ``a`` (context decisions held at ``a``, budget less
-        ``F[a]``, with the slack of the whole ``budget``), best over ``a``. Combinations whose best unconstrained
-        value cannot beat the best found are skipped; among equal values the cheaper architecture wins. ``None``
-        when nothing fits."""
+        ``F[a]``, with the slack of the whole ``budget``), best over ``a``. Combinations are tried by their best
+        unconstrained value (``bound``), the cheapest first among equal bounds; one whose bound cannot beat the
+        best found, or can only tie it while its cheapest architecture is no cheaper, is skipped (at a uniform
+        theta every combination ties). Among equal values the cheaper architecture wins. ``None`` when nothing
+        fits."""
         values = torch.as_tensor(values, dtype=torch.float64).cpu()
         tables, fixed, mask = self.tables.cpu().to(torch.float64), self.fixed.cpu().to(torch.float64), self.mask.cpu()
         ctx, choice_of = list(self.context_decisions), self.choice_of_cpu()
         free = torch.ones(mask.shape[0], dtype=torch.bool)
         free[ctx] = False
         best_free = values.masked_fill(~mask, -math.inf).max(-1).values[free].sum()
-        bound = values[ctx].gather(1, choice_of).sum(0) + best_free                  # (A,) value bounds
+        held_value = values[ctx].gather(1, choice_of).sum(0)                         # (A,) the context's part
+        bound = held_value + best_free                                               # (A,) value bounds
+        low = torch.where(mask, tables, math.inf).min(-1).values.sum(-1) + fixed     # (A,) cheapest completion
+        order = torch.argsort(low, stable=True)
         found: tuple[float, float, torch.Tensor] | None = None
-        for a in torch.argsort(-bound, stable=True).tolist():
+        for a in order[torch.argsort(-bound[order], stable=True)].tolist():
             if found is not None and float(bound[a]) < found[0]:
                 break
+            if found is not None and float(bound[a]) == found[0] and float(low[a]) >= found[1]:
+                continue                                                         # a tie, and none cheaper
             held = mask.clone()
             held[ctx] = False
             held[ctx, choice_of[:, a]] = True
             arch = best_within_budget(values, tables[a], budget - float(fixed[a]), held, slack_of=budget)
             if arch is None:
                 continue
-            value = float(values.gather(1, arch.view(-1, 1)).sum())
+            # summed as the bound is, so an architecture that reaches its bound equals it exactly
+            value = float(held_value[a] + values[free].gather(1, arch[free].view(-1, 1)).sum())
             cost = float(self.totals(arch.view(1, -1).to(self.device))[0])
             if found is None or value > found[0] or (value == found[0] and cost < found[1]):
                 found = (value, cost, arch)

@@ -52,7 +52,11 @@ class TellInputs:
 
     def losses(self, losses, rows: int) -> torch.Tensor:
         """``(rows,)`` losses on the device, NaN and +-inf replaced by +inf (they rank worst)."""
-        losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
+        try:
+            losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"losses must be numbers, one per row of arch (a tensor or a list of floats), got "
+                             f"{type(losses).__name__}: {e}") from None
         if losses.shape[0] != rows:
             raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.shape[0]}")
         # On the host, one reduction on the common path: a finite sum means every loss is finite (an

@@ -41,11 +41,13 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
 
     Returns:
         ``LongTensor (D,)`` of choices, or ``None`` when even the cheapest architecture exceeds the budget.
+
+    Raises:
+        ValueError: shapes that differ, a budget that is not a number or NaN, NaN values or non-finite
+            costs of existing choices (a value of ``-inf`` is allowed: that choice is never taken).
     """
-    values = torch.as_tensor(values, dtype=torch.float64).cpu()
-    costs = torch.as_tensor(costs, dtype=torch.float64).cpu()
+    values, costs, mask = _checked(values, costs, budget, mask)
     D, Kmax = costs.shape
-    mask = torch.ones(D, Kmax, dtype=torch.bool) if mask is None else torch.as_tensor(mask).cpu().bool()
     inf = torch.tensor(math.inf, dtype=torch.float64)
     c = torch.where(mask, costs, inf)
     v = torch.where(mask, values, -inf)
@@ -80,3 +82,26 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
         out[d] = choices[d][j]
         j = int(parents[d][j])
     return out
+
+
+def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``values``, ``costs`` (float64) and ``mask`` (bool) on the CPU, checked (see :func:`best_within_budget`)."""
+    values = torch.as_tensor(values, dtype=torch.float64).cpu()
+    costs = torch.as_tensor(costs, dtype=torch.float64).cpu()
+    if costs.dim() != 2 or values.shape != costs.shape:
+        raise ValueError(f"values and costs must be (D, Kmax) tables of one shape, got shape {tuple(values.shape)} "
+                         f"and {tuple(costs.shape)}")
+    mask = torch.ones(costs.shape, dtype=torch.bool) if mask is None else torch.as_tensor(mask).cpu().bool()
+    if mask.shape != costs.shape:
+        raise ValueError(f"mask must have the shape of costs {tuple(costs.shape)}, got {tuple(mask.shape)}")
+    try:
+        number = None if isinstance(budget, (bool, str, bytes)) else float(budget)
+    except (TypeError, ValueError, RuntimeError):
+        number = None
+    if number is None or math.isnan(number):
+        raise ValueError(f"budget must be a number, got {budget!r}")
+    if not bool(torch.isfinite(costs[mask]).all()):
+        raise ValueError("costs contain NaN or inf for existing choices; give finite costs")
+    if bool(values[mask].isnan().any()):
+        raise ValueError("values contain NaN for existing choices (-inf marks a choice never to take)")
+    return values, costs, mask

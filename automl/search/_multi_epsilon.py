@@ -7,6 +7,7 @@ number of architectures per iteration, eta the learning rate.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Sequence
 
 import torch
@@ -24,6 +25,51 @@ from ._utilities import UTILITIES, quantile_utilities, weighted_quantile_utiliti
 __all__ = ["MultiEpsilonSearch", "quantile_utilities", "weighted_quantile_utilities", "UTILITIES", "EPS_CAP"]
 
 _STATE_VERSION = 2
+
+
+def _check_dtype(dtype) -> torch.dtype:
+    """theta's dtype: float32 or float64 (half precision overflows the budgets' epsilon cap and its tiny
+    clamps log theta near theta_min)."""
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype
+
+
+def _whole_state(state, config: dict, budget_lr: float) -> dict:
+    """``state`` as a dict of the current format: a version-1 state (eq. 9, fixed epsilons) gets the keys it
+    predates; a state that is not a dict, or lacks a key, is refused naming what is wrong."""
+    if not isinstance(state, dict):
+        raise ValueError(f"state must be the dict that state_dict() returns, got {type(state).__name__}")
+    if state.get("kind") != "MultiEpsilonSearch" or state.get("version") not in (1, _STATE_VERSION):
+        return state  # check_state says what it is
+    if state.get("version") == 1:
+        state = dict(state, utility="paper", budgets=None, budget_lr=budget_lr,
+                     eps=torch.tensor(state.get("epsilons", []), dtype=torch.float64))
+    missing = [k for k in (*config, "costs", "theta", "eps", "generator", "step") if k not in state]
+    if missing:
+        raise ValueError(f"the MultiEpsilonSearch state lacks {', '.join(missing)}: it is not a whole state_dict()")
+    return state
+
+
+def _check_flag(name: str, value, none_ok: bool = False) -> bool | None:
+    """A True/False argument (NumPy's bools, 0 and 1 too; ``None`` where ``none_ok``), as a bool."""
+    if value is None and none_ok:
+        return None
+    if isinstance(value, (str, bytes)) or value not in (True, False):
+        raise ValueError(f"{name} must be True or False{' or None' if none_ok else ''}, got {value!r}")
+    return bool(value)
+
+
+def _check_seed(seed) -> int:
+    """``seed`` as an int: an integer (NumPy's too) or a float with an integral value; bools refused."""
+    if isinstance(seed, float) and seed.is_integer():
+        return int(seed)
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        return operator.index(seed)
+    except TypeError:
+        raise ValueError(f"seed must be an integer, got {seed!r}") from None
 
 
 class MultiEpsilonSearch(Searcher):
@@ -94,7 +140,7 @@ class MultiEpsilonSearch(Searcher):
                  budgets: Sequence[float | None] | None = None, budget_lr: float = 0.5):
         self.num_choices = check_num_choices(num_choices)
         self.device = torch.device(device)
-        self.dtype = dtype
+        self.dtype = _check_dtype(dtype)
         K = torch.tensor(self.num_choices)
         self._mask_cpu = torch.arange(max(self.num_choices)) < K.unsqueeze(1)  # (D, Kmax)
         self.mask = self._mask_cpu.to(self.device)
@@ -105,24 +151,24 @@ class MultiEpsilonSearch(Searcher):
             raise ValueError("give exactly one of epsilons (fixed coefficients) and budgets (cost targets)")
         # With budgets every epsilon starts at 0 (validated with the cost table below).
         self._epsilons = check_epsilons(epsilons) if budgets is None else [0.0] * len(check_budgets(budgets))
-        self.budget_lr = float(budget_lr) if budgets is None else check_positive("budget_lr", budget_lr)
+        self.budget_lr = check_positive("budget_lr", budget_lr)  # used with budgets only, checked always
         self.lam = check_lam(lam, 2, " (samples per iteration)")
-        self.importance_sampling = bool(importance_sampling)
+        self.importance_sampling = _check_flag("importance_sampling", importance_sampling)
         # eta: the paper's 1 / sum_d K_d by default
         self.lr = check_positive("lr", 1.0 / float(K.sum()) if lr is None else lr, " or None")
-        self.costs = check_cost_model(costs, len(K), max(self.num_choices), self._mask_cpu)
-        self.costs = self.costs.to(dtype=dtype, device=self.device)
+        exact = check_cost_model(costs, len(K), max(self.num_choices), self._mask_cpu)   # float64, CPU
+        self.costs = exact.to(dtype=dtype, device=self.device)
         self._targets: BudgetTargets | None = None
         self.budgets: list[float | None] | None = None
         if budgets is not None:
             if costs is None:
                 raise ValueError("budgets need a cost table: pass costs=(D, Kmax) tensor")
-            self._targets = BudgetTargets(budgets, budget_lr, self.costs, self._mask_cpu)
+            self._targets = BudgetTargets(budgets, budget_lr, self.costs, self._mask_cpu, exact)
             self.budgets, self.cost_range = self._targets.budgets, self._targets.cost_range
-        self._build_constants(theta_min, sync_free)
+        self._build_constants(theta_min, _check_flag("sync_free", sync_free, none_ok=True))
+        self.seed = _check_seed(seed)
         self._generator = torch.Generator(device="cpu")
-        self._generator.manual_seed(int(seed))
-        self.seed = int(seed)
+        self._generator.manual_seed(self.seed)
         self.step = 0                                                          # number of tell()s
         theta = start_theta(init_theta, self.num_distributions, self._mask_cpu)
         theta = theta.to(dtype=dtype, device=self.device)
@@ -312,9 +358,7 @@ class MultiEpsilonSearch(Searcher):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore theta, the RNG and the step count; the configuration must match this engine's."""
-        if state.get("kind") == "MultiEpsilonSearch" and state.get("version") == 1:  # eq. 9, fixed epsilons
-            state = dict(state, utility="paper", budgets=None, budget_lr=self.budget_lr,
-                         eps=torch.tensor(state["epsilons"], dtype=torch.float64))
+        state = _whole_state(state, self._config(), self.budget_lr)
         check_state(state, "MultiEpsilonSearch", (1, _STATE_VERSION), self._config(), self.costs, "engine")
         theta = state["theta"]
         if tuple(theta.shape) != tuple(self._theta.shape):
