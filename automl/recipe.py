@@ -870,7 +870,8 @@ def _ignored_by_method_1(s: SearchConfig, filename: str, node, applied) -> None:
 
 def _schedule_checks(recipe: Recipe, filename: str, node, applied) -> None:
     """The optim and retrain learning-rate schedules: a floor above the initial rate, and a step schedule
-    whose first decay comes after the last epoch."""
+    whose first decay comes after the last epoch, are refused; a warm-up as long as the training is warned
+    about (a short smoke run of a recipe with a warm-up is one)."""
     sections = (("optim", recipe.optim, ("search", "weight_epochs"), recipe.search.weight_epochs),
                 ("retrain", recipe.retrain, ("retrain", "epochs"), recipe.retrain.epochs))
     for name, sec, epochs_key, epochs in sections:
@@ -886,6 +887,12 @@ def _schedule_checks(recipe: Recipe, filename: str, node, applied) -> None:
                            f"{name}.decay_rate every {name}.decay_epochs ({sec.decay_epochs:g}) epochs, but {ep} "
                            f"is {epochs}: it would never decay; set {name}.decay_epochs below {ep}, or "
                            f"{name}.schedule: constant if a constant rate is meant", filename, node, applied)
+        if 0 < epochs <= sec.warmup_epochs:
+            ep = ".".join(epochs_key)
+            _logger.warning(f"warning: {filename}: {name}.warmup_epochs ({sec.warmup_epochs}) is not below {ep} "
+                            f"({epochs}): the learning rate only rises through the warm-up and never reaches "
+                            f"{name}.lr, nor decays; lower {name}.warmup_epochs below {ep} for the schedule the "
+                            f"recipe describes")
 
 
 def _refuse_either(candidates: list[tuple[str, ...]], msg: str, filename: str, node, applied) -> None:

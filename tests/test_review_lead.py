@@ -84,3 +84,17 @@ def test_the_random_baseline_takes_one_list_of_budgets():
     paper = ROOT / "recipes" / "cifar10-random.yaml"                                     # random_budgets there
     s = load_recipe(paper, ["search.budgets=[3M,5M]"]).search
     assert s.budgets == [3e6, 5e6] and s.random_budgets is None
+
+
+def test_a_warm_up_as_long_as_the_training_is_warned_about(caplog):
+    """A 3-epoch cosine after a 5-epoch warm-up only rises (to 0.55 x lr) and never decays; said, not refused:
+    a short smoke run of a recipe with a warm-up is one."""
+    epochs = load_recipe(QUICK).search.weight_epochs
+    load_recipe(QUICK, [f"optim.warmup_epochs={epochs}"])
+    assert f"optim.warmup_epochs ({epochs}) is not below search.weight_epochs ({epochs})" in caplog.text
+    caplog.clear()
+    load_recipe(QUICK, ["retrain.warmup_epochs=5", "retrain.epochs=3"])
+    assert "retrain.warmup_epochs (5) is not below retrain.epochs (3)" in caplog.text
+    caplog.clear()
+    load_recipe(QUICK, [f"optim.warmup_epochs={epochs - 1}", "retrain.warmup_epochs=5", "retrain.epochs=0"])
+    assert "warmup_epochs" not in caplog.text  # shorter than the training, or no retraining at all
