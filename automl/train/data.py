@@ -449,6 +449,8 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
     n_train = len(y_tr) if cfg.limit_train is None else min(cfg.limit_train, len(y_tr))
     idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, seed), f"the {cfg.dataset} training set",
                               limited=n_train < len(y_tr))
+    _check_shares(len(idx_w), len(idx_theta), cfg.theta_split, world_size, f"the {cfg.dataset} training set",
+                  limited=n_train < len(y_tr))
     x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
 
     x_tr, y_tr, x_te, y_te = (t.to(device) for t in (x_tr, y_tr, x_te, y_te))
@@ -496,6 +498,21 @@ def _split(n: int, theta_split: float | int, seed: int, what: str = "the trainin
                         f"none for D_W; use a fraction such as data.theta_split=0.5 or a count below {n}")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(seed, "theta_split")))
     return perm[n_theta:].sort().values, perm[:n_theta].sort().values
+
+
+def _check_shares(n_w: int, n_theta: int, theta_split: float | int, world_size: int, what: str,
+                  limited: bool = False) -> None:
+    """Refuse a split that leaves a rank no item of D_W or of D_theta (each rank trains on ``n // world_size``
+    of them, :meth:`Loader.order`): that rank's phase would have no batch, so the phase would take no step
+    at all (θ would learn nothing). ``what`` names the training set."""
+    for name, n, fix in (("D_W", n_w, "lower data.theta_split"), ("D_theta", n_theta, "raise data.theta_split")):
+        if n >= world_size:
+            continue
+        fixes = [fix] + ["raise data.limit_train"] * limited
+        raise DataError(f"{name} holds {n} of the {n_w + n_theta} items of {what} (data.theta_split={theta_split}), "
+                        f"fewer than the {world_size} ranks of torchrun: each rank trains on its own share of "
+                        f"{name}, and a share of {n} // {world_size} = 0 items would take no step; {', '.join(fixes)} "
+                        f"or start at most {n} rank{'s' * (n != 1)} (torchrun --nproc_per_node)")
 
 
 def _spread_over_classes(targets: list[int], n: int, seed: int) -> torch.Tensor:
@@ -637,6 +654,12 @@ def _load_cifar10(root: Path | None, download: bool):
                         f"{CIFAR_DIR}/. {_cifar_help(root)}")
     folder = root / CIFAR_DIR
     missing = [f for f in CIFAR_FILES if not _is_file(folder / f)]
+    if missing and root.name == CIFAR_DIR:
+        raise DataError(f"data.root {root} is the {CIFAR_DIR} folder itself, not the folder that holds it; "
+                        f"set data.root={root.parent}")
+    if missing and any(_is_file(root / f) for f in CIFAR_FILES):
+        raise DataError(f"data.root {root} holds CIFAR-10's batch files itself, where {folder}/ should hold them; "
+                        f"move them into {folder}/")
     if missing and download:
         try:
             import torchvision
@@ -744,6 +767,25 @@ def _cifar_transform(train: bool, size: int):
     return transform
 
 
+def _image_folder(folder: Path, transform, layout: str):
+    """torchvision's ImageFolder of ``folder``; a class folder without an image file is a :class:`DataError`
+    naming it (torchvision's own error names neither the folder nor the split)."""
+    from torchvision import datasets
+
+    try:
+        dataset = datasets.ImageFolder(str(folder), transform=transform, loader=_read_image, allow_empty=True)
+    except (FileNotFoundError, OSError) as e:
+        raise DataError(f"cannot read the image folder {folder}: {str(e).rstrip('.')}; {layout}") from None
+    counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
+    empty = [str(folder / c) for c, n in zip(dataset.classes, counts) if n == 0]
+    if empty:
+        names = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        raise DataError(f"class folder{'s' * (len(empty) > 1)} {names} hold{'s' * (len(empty) == 1)} no image "
+                        f"(files ending {', '.join(datasets.folder.IMG_EXTENSIONS)}); put images in "
+                        f"{'them' if len(empty) > 1 else 'it'}, or remove the class from train/ and val/")
+    return dataset
+
+
 def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: torch.device, common) -> Data:
     """ImageNet-style ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg``."""
     from torchvision import datasets, transforms
@@ -751,6 +793,10 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     layout = "expected <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg (one folder per class)"
     if root is None:
         raise DataError(f"dataset imagefolder needs data.root: set data.root=/path/to/data; {layout}")
+    if root.name in ("train", "val") and not _exists(root / "train") and _is_dir(root.parent / "train") \
+            and _is_dir(root.parent / "val"):
+        raise DataError(f"data.root {root} is the image folder's {root.name}/ folder; set data.root={root.parent}, "
+                        f"the folder that holds train/ and val/; {layout}")
     for p in (root, root / "train", root / "val"):
         if _exists(p) and not _is_dir(p):
             what = f"data.root {p}" if p == root else str(p)
@@ -762,11 +808,8 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
                                    transforms.ToTensor(), norm])
     test_tf = transforms.Compose([transforms.Resize(int(size / 0.875)), transforms.CenterCrop(size),
                                   transforms.ToTensor(), norm])
-    try:
-        train_set = datasets.ImageFolder(str(root / "train"), transform=_SkipBad(train_tf), loader=_read_image)
-        test_set = datasets.ImageFolder(str(root / "val"), transform=_SkipBad(test_tf), loader=_read_image)
-    except (FileNotFoundError, OSError) as e:
-        raise DataError(f"cannot read the image folder {root}: {e}; {layout}") from None
+    train_set = _image_folder(root / "train", _SkipBad(train_tf), layout)
+    test_set = _image_folder(root / "val", _SkipBad(test_tf), layout)
     if train_set.classes != test_set.classes:
         def listed(names):
             return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
@@ -781,6 +824,8 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
         else torch.arange(len(train_set))
     pos_w, pos_theta = _split(len(kept), cfg.theta_split, split_seed(cfg, common["seed"]), str(root / "train"),
                               limited=limited)
+    _check_shares(len(pos_w), len(pos_theta), cfg.theta_split, common["world_size"], str(root / "train"),
+                  limited=limited)
     idx_w, idx_theta = kept[pos_w], kept[pos_theta]
 
     def loader(name, ds, idx, bs, shuffle):

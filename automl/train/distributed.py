@@ -51,11 +51,18 @@ class DistInfo:
 
 
 def init_distributed(device_kind: str) -> DistInfo:
-    """Initialise the process group when started by torchrun (``WORLD_SIZE`` > 1); gloo on CPU, nccl on CUDA."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    """Initialise the process group when started by torchrun (``WORLD_SIZE`` > 1); gloo on CPU, nccl on CUDA.
+    A ``WORLD_SIZE`` above 1 without the rest of what torchrun sets (``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``),
+    or a value that is not a whole number, is a :class:`UserError`."""
+    world = _env_int("WORLD_SIZE", "1")
     if world <= 1:
         return DistInfo()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k, "").strip()]
+    if missing:
+        raise UserError(f"the environment sets WORLD_SIZE={world} but not {', '.join(missing)}: automl runs "
+                        f"several processes only under torchrun, which sets them all; start the run with "
+                        f"torchrun --nproc_per_node={world} -m automl run ..., or unset WORLD_SIZE to run one process")
+    rank, local = _env_int("RANK", "0"), _env_int("LOCAL_RANK", "0")
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if backend == "nccl":
@@ -63,6 +70,17 @@ def init_distributed(device_kind: str) -> DistInfo:
             torch.cuda.set_device(local)
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
     return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def _env_int(name: str, default: str) -> int:
+    """The environment variable ``name`` as a whole number (``default`` when unset or empty); anything else is a
+    :class:`UserError` (torchrun sets these to whole numbers)."""
+    value = os.environ.get(name, "").strip() or default
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"the environment variable {name}={value!r} is not a whole number; torchrun sets it for "
+                        f"each process it starts: unset it, or start the run with torchrun") from None
 
 
 def _check_gpus(local: int) -> None:

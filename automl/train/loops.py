@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from automl.errors import UserError
 from automl.nn.depthwise import use_fast_depthwise_grad
 from automl.nn.ensemble import path_outputs
 from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum, average_over_ranks,
@@ -47,6 +48,25 @@ def for_training(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cpu":
         use_fast_depthwise_grad(model)
     return model
+
+
+# torch's words when BatchNorm in train mode gets a batch of one item on 1 x 1 maps (one value per channel)
+_ONE_VALUE = "Expected more than 1 value per channel when training"
+
+
+@contextlib.contextmanager
+def _batch_of_one_refused(x: torch.Tensor):
+    """Inside the block, BatchNorm refusing ``x``, a batch of one item, in train mode (it reaches 1 x 1 maps)
+    is a :class:`UserError` saying which settings give batches of one; any other error passes through."""
+    try:
+        yield
+    except ValueError as e:
+        if x.shape[0] != 1 or _ONE_VALUE not in str(e):
+            raise
+        raise UserError("a training batch of 1 item reached a BatchNorm layer on 1 x 1 feature maps, which cannot "
+                        "normalise one value per channel; make every training batch at least 2 items: "
+                        "data.batch_size, data.theta_batch_size and retrain.batch_size of 2 or more, and at least "
+                        "2 items per rank in D_W and in D_theta (data.theta_split, data.limit_train)") from None
 
 
 def _prepare(x: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -83,7 +103,7 @@ def weight_step(supernet: nn.Module, x, y, archs: torch.Tensor, optimizer, crite
     correct = torch.zeros((), device=x.device)
     teacher = None
     for i in range(lam):
-        with autocast_for(device):
+        with autocast_for(device), _batch_of_one_refused(x):
             out = supernet(x, archs[i])
             if teacher is None:
                 loss = criterion(out, y) / lam
@@ -116,7 +136,7 @@ def train_step(model: nn.Module, x, y, optimizer, criterion, info: DistInfo, gra
     BatchNorm running statistics are averaged over the ranks: every rank holds the same network after it."""
     optimizer.zero_grad(set_to_none=True)
     x = _prepare(x, device)
-    with autocast_for(device):
+    with autocast_for(device), _batch_of_one_refused(x):
         out = model(x)
         loss = criterion(out, y)
     loss.backward()
@@ -166,7 +186,7 @@ def finite_outputs(supernet: nn.Module, x, archs: torch.Tensor, device: torch.de
     x = _prepare(x, device)
     bad = torch.zeros((), device=x.device)
     for i in range(archs.shape[0]):
-        with autocast_for(device):
+        with autocast_for(device), _batch_of_one_refused(x):
             outs = path_outputs(supernet, x, archs[i])
         for logits in outs:
             bad += (~torch.isfinite(logits.float())).any().float()
@@ -192,7 +212,8 @@ def recalibrate_bn(net: nn.Module, forward, batches, info: DistInfo | None = Non
         # here, BatchNorm does not read its batch count back from the device (a sync per layer per batch)
         for m in bns:
             m.momentum = 1.0 / (k + 1)
-        forward(x)
+        with _batch_of_one_refused(x):
+            forward(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
     if info is not None:
@@ -220,7 +241,8 @@ def path_losses(supernet: nn.Module, x, y, archs: torch.Tensor, device: torch.de
                 a = archs[i]
                 recalibrate_bn(supernet, lambda b: path_outputs(supernet, _prepare(b, device), a), calibration,
                                info)
-            members = path_outputs(supernet, x, archs[i])
+            with _batch_of_one_refused(x):
+                members = path_outputs(supernet, x, archs[i])
         losses = [F.cross_entropy(logits.float(), y) for logits in members]
         out.append(losses[0] if len(losses) == 1 else torch.stack(losses).mean())
     if calibration is not None:
