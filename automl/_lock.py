@@ -61,6 +61,15 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _read_all(fd: int) -> bytes:
+    """The whole of the file open as ``fd`` (a lock file: one short line)."""
+    parts, at = [], 0
+    while chunk := os.pread(fd, 65536, at):
+        parts.append(chunk)
+        at += len(chunk)
+    return b"".join(parts)
+
+
 def _command() -> str:
     """This process's command line, as typed (``python -m automl`` shows as ``automl``)."""
     argv = list(sys.argv)
@@ -80,11 +89,17 @@ class RunLock:
         self.fd: int | None = None
         self._folder_id: tuple[int, int] | None = None  # the folder when the lock was taken
         self._guard = ""  # the key automl._io's run-folder guard has for it
+        self._previous: bytes | None = None  # what the file said before a look (acquire without create)
 
     def acquire(self, create: bool = True, then: str | None = None) -> bool:
         """Take the lock (``create``: creating the file; else only if it exists). True when held. ``then``:
-        what to do once the holder has ended, when the lock is held (default: ``automl run``'s advice)."""
+        what to do once the holder has ended, when the lock is held (default: ``automl run``'s advice).
+
+        The file names this process at once (:meth:`_record`); taken without ``create`` (to look at the folder
+        first), it names the last holder again when released before a ``create`` acquire: a command refused
+        there does not take the run's place in it."""
         if self.fd is not None:
+            self._previous = None if create else self._previous
             return True
         if fcntl is None:
             return False
@@ -109,13 +124,20 @@ class RunLock:
             return False
         self.fd = fd
         _held.add(fd)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "command": _command()}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        self._previous = None if create else _read_all(fd)
+        self._record()
         self._folder_id = _identity(self.folder)
         self._guard = guard_run_folder(self.folder, self.gone)
         return True
+
+    def _record(self, text: bytes | None = None) -> None:
+        """Write this process (pid, host, start time, command), or ``text``, into the held lock file."""
+        if text is None:
+            text = (json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+                                "command": _command()}) + "\n").encode()
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, text, 0)
 
     def gone(self) -> str | None:
         """``"removed"`` when the lock file this process holds was deleted with the run folder, ``"unlocked"``
@@ -141,9 +163,14 @@ class RunLock:
     def release(self) -> None:
         if self.fd is not None:
             unguard_run_folder(self._guard)
+            if self._previous is not None:  # only a look: the last holder is named again
+                try:
+                    self._record(self._previous)
+                except OSError:
+                    pass
             _held.discard(self.fd)
             os.close(self.fd)  # closing drops the lock; the file stays, naming the last holder
-            self.fd = None
+            self.fd, self._previous = None, None
 
     def _held_message(self, then: str | None = None) -> str:
         try:

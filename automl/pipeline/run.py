@@ -16,7 +16,7 @@ from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, r
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.rank import rank_finished_run
-from automl.pipeline.results import carry_over
+from automl.pipeline.results import carry_over, read_results
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
                                    weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_ranking, check_shapes, load_spaces,
@@ -37,6 +37,9 @@ __all__ = ["Run", "held_files"]
 # the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
 RESOLVED = "recipe.resolved.yaml"
 STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
+# what every run writes in --out (its start-up's files, its log, its checkpoints' index): a folder holding none of
+# them is not a run's (the user's own files, given as --out by mistake), and no message advises deleting it
+RUN_FILES = (*STARTUP_FILES, "metrics.jsonl", "checkpoints/checkpoints.json")
 # keys inside a section that may differ on --resume: they change how fast a run goes, never what it computes
 # (data.workers: every image is read and augmented alike in the main process and in any number of DataLoader
 # workers; docs/reliability.md). The fingerprint keeps them, so runs checkpointed before still match; a resume
@@ -44,6 +47,9 @@ STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
 RESUME_MAY_CHANGE = ("data.workers",)
 # what a refused --resume does not list: keys that may differ, and paths that count by what they hold
 NOT_LISTED = {"data.root", "space", "search.cost_table", *RESUME_MAY_CHANGE}
+# results.json's record of how the run computed: a finished run resumed (its report written again, elsewhere or
+# with another thread count) keeps what it recorded
+HOW_COMPUTED = ("world_size", "device", "threads")
 
 
 def held_files(out: Path) -> list[str]:
@@ -59,6 +65,11 @@ def held_files(out: Path) -> list[str]:
     if not out.is_dir():
         return []
     return sorted(p.name for p in out.iterdir() if p.name not in STARTUP_FILES and not empty_dir(p))
+
+
+def _written_by_a_run(out: Path) -> bool:
+    """Whether ``out`` holds one of :data:`RUN_FILES` (an automl run wrote there)."""
+    return any((out / name).exists() for name in RUN_FILES)
 
 
 def _recipe_hashes(recipe) -> tuple[str, ...]:
@@ -108,13 +119,20 @@ def _flat(data: dict, prefix: str = "") -> dict:
 
 def _listed(recipe, recorded: dict) -> list[str]:
     """``key: THERE there, HERE here`` for each key of the fingerprint whose value differs (the --supernet
-    check's :func:`~automl.pipeline.reuse.differences`); keys added since, absent there, at their old value."""
+    check's :func:`~automl.pipeline.reuse.differences`); keys added since, absent there, at their old value;
+    ``space_args`` per parameter, one left out at the value the space file gives it (when the run recorded the
+    same space file)."""
     skip = RESULT_NEUTRAL | RESUME_MAY_SET
-    theirs, ours = ({k: v for k, v in _flat(d).items() if k not in NOT_LISTED and k.split(".")[0] not in skip}
-                    for d in (recorded, yaml.safe_load(recipe.to_yaml())))
+    both = (recorded, yaml.safe_load(recipe.to_yaml()))
+    theirs, ours = ({k: v for k, v in _flat(d).items() if k not in NOT_LISTED and k.split(".")[0] not in skip
+                     and not k.startswith("space_args")} for d in both)
+    for flat, d in zip((theirs, ours), both):
+        args = d.get("space_args")
+        flat["space_args"] = args if isinstance(args, dict) else {}
     for (section, key), before in ADDED_KEYS.items():
         theirs.setdefault(f"{section}.{key}", before)
-    return differences(theirs, ours)
+    same_space = str(recorded.get("space")) == str(recipe.space_path)
+    return differences(theirs, ours, recipe.space_path if same_space else None)
 
 
 class Run:
@@ -168,6 +186,9 @@ class Run:
         elif held:
             if self.store.exists():
                 fix = "pass --resume to continue that run, or choose another --out"
+            elif not _written_by_a_run(self.out):
+                fix = ("it is not an automl run's folder (nothing there for --resume to continue); choose another "
+                       "--out (a new folder, or an empty one)")
             else:
                 why = ("it holds no checkpoint for --resume to continue" if self.store.missing()
                        else f"--resume cannot continue it: {self.store.why_none()}")
@@ -196,9 +217,16 @@ class Run:
         """``--resume`` with no usable checkpoint in ``out``: what is wrong, and how to start again."""
         again = f"delete the folder (rm -r {self.out}) and start a new run without --resume, or choose another --out"
         if self.store.missing():
+            if not self.out.exists():  # a mistyped --out, most likely
+                return UserError(f"--resume: no checkpoint in {self.out}: {self.out} does not exist; check --out "
+                                 f"(the folder of the run to continue), or start a new run without --resume")
             if not held:  # nothing, or only a failed start-up's files: a new run takes the folder over
                 return UserError(f"--resume: no checkpoint in {self.out} (looked for {self.store.index_path}); "
                                  f"start a new run without --resume")
+            if not _written_by_a_run(self.out):  # the user's own files: never advise deleting them
+                return UserError(f"--resume: {self.out} is not an automl run's folder (no {self.store.index_path}, "
+                                 f"no metrics.jsonl), so nothing to continue; check --out, or choose another --out "
+                                 f"(a new folder, or an empty one) and start a new run without --resume")
             return UserError(f"--resume: no checkpoint in {self.out} (looked for {self.store.index_path}), so "
                              f"nothing to continue; {again}")
         return UserError(f"--resume: {self.out} cannot be resumed: {self.store.why_none()}; {again}")
@@ -268,7 +296,8 @@ class Run:
                   if self.method.needs_supernet else None)
         if self.info.is_main:
             atomic_write_text(self.out / RESOLVED, r.to_yaml())
-        return RunState(self.recipe_hash, supernet_origin=origin, weights_fingerprint=fp)
+        return RunState(self.recipe_hash, supernet_origin=origin, weights_fingerprint=fp,
+                        world_size=self.info.world_size)
 
     def _resumed_state(self, plan: Plan) -> RunState:
         ckpt = self.store.load() if self.info.is_main else None
@@ -284,6 +313,9 @@ class Run:
             finished = len(left) == 1 and not state.mid_stage  # only the report: nothing is logged again
             plan.report.kept, length = carry_over(self.out / "results.json", length, finished,
                                                   any(isinstance(s, RankingStage) for s in left))
+            if finished:  # nothing is computed again
+                earlier = read_results(self.out / "results.json")
+                plan.report.kept.update({k: earlier[k] for k in HOW_COMPUTED if k in earlier})
             # of writes a kill cut short; this run holds the lock
             self.store.remove_temporaries()
             exports = self.recipe.export_root(self.out)
@@ -293,7 +325,23 @@ class Run:
             self.reporter.cut(length)
         self.reporter.info(f"resuming {self.out} at {plan.name(state.stage)}, epoch {state.epoch}"
                            + (f" + {state.step} steps" if state.step else ""))
+        if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
+            self._warn_processes(state.world_size)
         return state
+
+    def _warn_processes(self, started: int | None) -> None:
+        """A resume with another number of processes than the run started with (torchrun) is said once, and the
+        run goes on (its checkpoints keep the count it started with)."""
+        here, batch = self.info.world_size, self.recipe.data.batch_size
+        if started is None or started == here:
+            return
+        counted = f"{started} process" + ("es" if started != 1 else "")
+        how = "in one process (without torchrun)" if started == 1 else f"with {counted} (torchrun)"
+        self.reporter.info(f"warning: the run started with {counted}, {here} now: data.batch_size is per "
+                           f"process, so the rest of it trains on a total batch of {batch * here} (not "
+                           f"{batch * started}), an epoch resumed inside does not go over the batches it skips, "
+                           f"and its results differ from an uninterrupted run's; to continue it as it started, "
+                           f"resume {how}")
 
     def _check_same_recipe(self, recorded_hash: str | None) -> None:
         """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing

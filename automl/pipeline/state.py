@@ -38,6 +38,7 @@ class RunState:
     bad_steps: int = 0                                       # weight steps skipped (search.nan_policy skip)
     rng: dict[str, Any] | None = None                        # global torch RNG and the path sampler's
     metrics_bytes: int = 0                                   # metrics.jsonl's length at the checkpoint
+    world_size: int | None = None                            # the processes it started with (None: not recorded)
     inner: dict[str, Any] = field(default_factory=dict)
 
     @property
