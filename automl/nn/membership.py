@@ -27,11 +27,55 @@ from automl.nn.standalone import build_standalone, timm_network
 __all__ = ["encode_timm_model", "timm_model", "arch_def_model", "describe_block"]
 
 
-def _signature(m: nn.Module) -> list[tuple]:
-    """Module types (activations and SE gates included) and weight shapes, in order, without names."""
-    sig = [("module", type(x).__name__) for _, x in m.named_modules()]
+# what a module computes with besides its type and weight shapes: a convolution's stride, padding, dilation and
+# groups, a block's residual (timm's ``has_skip``), an activation's slope, a pool's type; and, compared over the
+# whole network (a network-wide setting, timm's ``norm_kwargs``, named once rather than as a block's mismatch), a
+# BatchNorm's eps
+_SETTINGS = ("stride", "padding", "dilation", "groups", "padding_mode", "has_skip", "negative_slope", "pool_type")
+_NETWORK_SETTINGS = _SETTINGS + ("eps",)
+
+
+def _settings(m: nn.Module, names: tuple[str, ...] = _SETTINGS) -> tuple[tuple[str, Any], ...]:
+    """``(name, value)`` of the settings ``names`` that ``m`` has as plain values."""
+    out = []
+    for name in names:
+        v = getattr(m, name, None)
+        if isinstance(v, (bool, int, float, str, tuple)):
+            out.append((name, v))
+    return tuple(out)
+
+
+def _signature(m: nn.Module, settings: tuple[str, ...] = _SETTINGS) -> list[tuple]:
+    """Module types (activations and SE gates included) with their ``settings`` (strides, residuals, ...) and
+    weight shapes, in order, without names."""
+    sig = [("module", type(x).__name__, _settings(x, settings)) for _, x in m.named_modules()]
     sig += [("tensor", tuple(v.shape)) for v in m.state_dict().values()]
     return sig
+
+
+def _setting_difference(name: str, theirs: nn.Module, ours: nn.Module, settings: tuple[str, ...]) -> str | None:
+    """``its conv_dw's stride is (1, 1) where the space's is (2, 2)``: the first of ``settings`` of module ``name``
+    that differs between the two networks, or None."""
+    mine = dict(_settings(ours, settings))
+    for key, value in _settings(theirs, settings):
+        if key in mine and mine[key] != value:
+            if key == "has_skip":
+                return (f"{f'its {name}' if name else 'it'} has {'a' if value else 'no'} residual connection where "
+                        f"the space's has {'one' if mine[key] else 'none'}")
+            whose = f"its {name}'s" if name else "its"
+            return f"{whose} {key} is {value!r} where the space's is {mine[key]!r}"
+    return None
+
+
+def _module_difference(theirs: nn.Module, ours: nn.Module, settings: tuple[str, ...] = _SETTINGS) -> str | None:
+    """What differs between ``theirs`` and ``ours`` (same module order): the first module of another type, else the
+    first with other ``settings``; None when neither."""
+    pairs = list(zip(theirs.named_modules(), ours.named_modules()))
+    for (n1, m1), (_, m2) in pairs:
+        t1, t2 = type(m1).__name__, type(m2).__name__
+        if t1 != t2:
+            return f"{f'its {n1}' if n1 else 'it'} is a {t1}{_MODULE_NOTES.get(t1, '')} where the space's is a {t2}"
+    return next((d for (n1, m1), (_, m2) in pairs if (d := _setting_difference(n1, m1, m2, settings))), None)
 
 
 def describe_block(m: nn.Module) -> str:
@@ -77,7 +121,9 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
     if cs.kind != "chain":
         raise UserError(f"space {cs.name} is a cell space; only chain spaces hold timm EfficientNet / "
                         f"MobileNetV3 networks")
-    if not hasattr(model, "blocks"):
+    # stages of blocks (a ViT's or an MLP-Mixer's ``blocks`` is a flat list of blocks)
+    if not (isinstance(getattr(model, "blocks", None), (nn.Sequential, nn.ModuleList))
+            and all(isinstance(stage, (nn.Sequential, nn.ModuleList)) for stage in model.blocks)):
         raise UserError(f"{label} is a {type(model).__name__}, not a timm EfficientNet or MobileNetV3")
     names = _LayerSearch(cs, _flat_blocks(model), label).run()
     _free_widths(cs, model, names)
@@ -93,9 +139,10 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
         if v1.shape != v2.shape:
             raise UserError(f"{label}'s {k1} has shape {tuple(v1.shape)}, space {cs.name} has {k2} of shape "
                             f"{tuple(v2.shape)} (the stem, head or classifier differ)")
-    if len(theirs_sd) != len(ours_sd) or _signature(model) != _signature(ours):
-        raise UserError(f"{label} and the network of space {cs.name} differ outside the searched blocks "
-                        f"(stem, head or activations)")
+    if len(theirs_sd) != len(ours_sd) or _signature(model, _NETWORK_SETTINGS) != _signature(ours, _NETWORK_SETTINGS):
+        diff = _module_difference(model, ours, _NETWORK_SETTINGS)
+        where = f": {diff}" if diff else " outside the searched blocks (stem, head or activations)"
+        raise UserError(f"{label} and the network of space {cs.name} differ{where}")
     return names
 
 
@@ -298,15 +345,11 @@ def _closest_difference(cs, layer, block: nn.Module, names: dict[str, str]) -> s
             ours = chain_op(cs.plan, at, op, device="meta")
             if [tuple(v.shape) for v in ours.state_dict().values()] != shapes:
                 continue
-            theirs_mods, ours_mods = list(block.named_modules()), list(ours.named_modules())
-            for (n1, m1), (n2, m2) in zip(theirs_mods, ours_mods):
-                t1, t2 = type(m1).__name__, type(m2).__name__
-                if t1 != t2:
-                    where = f"its {n1}" if n1 else "it"
-                    theirs_is = f"a {t1}{_MODULE_NOTES.get(t1, '')}"
-                    return f"; it has the shapes of {op}, but {where} is {theirs_is} where the space's is a {t2}"
-            return (f"; it has the shapes of {op}, but {len(theirs_mods)} modules where {op} has "
-                    f"{len(ours_mods)}")
+            diff = _module_difference(block, ours)
+            if diff is not None:
+                return f"; it has the shapes of {op}, but {diff}"
+            return (f"; it has the shapes of {op}, but {len(list(block.modules()))} modules where {op} has "
+                    f"{len(list(ours.modules()))}")
     return ""
 
 
@@ -351,6 +394,11 @@ def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     if isinstance(obj, dict):
+        if "arch_def" in obj and obj["arch_def"] is None and "choices" in obj:
+            raise UserError(f"--arch-def {path}: this export's network has no timm arch_def (a block timm cannot "
+                            f"build, such as FBNet's group-conv ir_k3_e1_g2, or a cell network); its manifest "
+                            f"holds the architecture's choices: give it as --arch to `automl export` or "
+                            f"`automl space cost`")
         obj = obj.get("arch_def")
     if not (isinstance(obj, list) and obj and all(isinstance(s, list) and all(isinstance(b, str) for b in s)
                                                   for s in obj)):
@@ -358,12 +406,26 @@ def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
                         f"as [[\"ds_r1_k3_s1_c16\"], [\"ir_r2_k3_s2_e6_c24\"]], or an object with \"arch_def\"")
     if cs.kind != "chain":
         raise UserError(f"space {cs.name} is a cell space; an arch_def describes a chain network")
-    for stage in obj:
+    _check_arch_def(path, obj)
+    try:
+        with torch.device("meta"):
+            return timm_network(cs.plan, obj)
+    except Exception as e:  # noqa: BLE001 - timm's builder asserts and indexes on what it cannot build
+        raise UserError(f"--arch-def {path}: timm cannot build this arch_def ({type(e).__name__}: {e})") from None
+
+
+def _check_arch_def(path, arch_def: list[list[str]]) -> None:
+    """Refuse (:class:`UserError`) an empty stage, a string that is no timm block string and a block whose stride
+    timm's builder asserts on (it builds strides 1 and 2)."""
+    for i, stage in enumerate(arch_def):
+        if not stage:
+            raise UserError(f"--arch-def {path}: stage {i + 1} is empty; every stage holds at least one block "
+                            f"string (leave the stage out)")
         for b in stage:
             try:
-                decode_arch_def([[b]])
+                stride = decode_arch_def([[b]])[0][0]["stride"]
             except Exception as e:  # noqa: BLE001 - timm asserts on malformed strings
                 raise UserError(f"--arch-def {path}: {b!r} is not a timm block string "
                                 f"({type(e).__name__}: {e})") from None
-    with torch.device("meta"):
-        return timm_network(cs.plan, obj)
+            if stride not in (1, 2):
+                raise UserError(f"--arch-def {path}: {b!r} has stride {stride}; timm's blocks have stride 1 or 2")
