@@ -240,3 +240,15 @@ def test_a_budget_the_draws_cannot_meet_names_its_recipe_key():
     get_searcher("random").create(problems[0])                             # 40k: drawn at once
     with pytest.raises(UserError, match=r"search\.random_budgets\[1\]: the random baseline's budget of 13,554"):
         get_searcher("random").create(problems[1])
+
+
+def test_numpy_numbers_are_numbers_for_the_engines_arguments():
+    """lam=np.int64(8) was "lam must be an integer >= 2, got np.int64(8)"; an np.float32 lr or budget was refused
+    (np.float64 passed, being a float). NumPy's bools stay refused as bools are."""
+    np = pytest.importorskip("numpy")
+    costs = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0]], dtype=torch.float64)
+    s = MultiEpsilonSearch([3, 3], costs=costs, lam=np.int64(4), lr=np.float32(0.1), budgets=[np.float32(2.0)])
+    assert s.lam == 4 and type(s.lam) is int and s.budgets == [2.0] and s.lr == pytest.approx(0.1)
+    assert RandomSearch([3, 3], lam=np.int32(3)).ask().shape == (3, 2)
+    with pytest.raises(ValueError, match="lam must be an integer"):
+        RandomSearch([3, 3], lam=np.float64(3.0))

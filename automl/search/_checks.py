@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -47,7 +48,7 @@ def check_budgets(budgets) -> list[float | None]:
         if b is None:
             out.append(None)
             continue
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b < 0:
+        if isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b) or b < 0:
             raise ValueError(f"every budget must be None (unconstrained) or a finite number >= 0, got {b!r}")
         out.append(float(b))
     if not out:
@@ -56,15 +57,15 @@ def check_budgets(budgets) -> list[float | None]:
 
 
 def check_lam(lam, least: int, hint: str = "") -> int:
-    """``lam`` as an int >= ``least`` (bools refused); ``hint`` is added to the message."""
-    if isinstance(lam, bool) or not isinstance(lam, int) or lam < least:
+    """``lam`` as an int >= ``least`` (NumPy's integers too; bools refused); ``hint`` is added to the message."""
+    if isinstance(lam, bool) or not isinstance(lam, numbers.Integral) or lam < least:
         raise ValueError(f"lam must be an integer >= {least}{hint}, got {lam!r}")
-    return lam
+    return int(lam)
 
 
 def check_positive(name: str, value, hint: str = "") -> float:
-    """A positive finite number (bools refused); ``hint`` is added to the message."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+    """A positive finite number (NumPy's too; bools refused); ``hint`` is added to the message."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a positive finite number{hint}, got {value!r}")
     return float(value)
 
