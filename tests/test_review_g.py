@@ -10,20 +10,11 @@ from pathlib import Path
 import pytest
 
 from automl.cli import main
-from automl.pipeline import Run
-from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
-
-from conftest import Killed
+from test_writes_review_q import QUICK, ROOT, TINY  # seconds: one epoch of each phase on a few digits
+from test_writes_review_q import stopped  # noqa: F401 - the fixture: a run killed after its first checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-ROOT = Path(__file__).resolve().parent.parent
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-# seconds: one epoch of each phase on a few digits (tests/test_writes_review_q.py)
-TINY = ["threads=1", "data.limit_train=96", "data.batch_size=32", "data.theta_batch_size=32", "search.lam=2",
-        "search.weight_epochs=1", "search.theta_epochs=1", "search.budgets=[null,40k]", "retrain.epochs=0",
-        "export.onnx=false", "search.supernets=1", "device=cpu"]
 
 
 def cli(capsys, *argv) -> tuple[int, str]:
@@ -58,16 +49,6 @@ def test_a_folder_no_run_wrote_is_refused_without_advising_to_delete_it(users_fo
 
 
 # ---------------------------------------------------------------------------------------- another process count
-
-
-@pytest.fixture
-def stopped(tmp_path, die_after_save):
-    """A run killed right after its first checkpoint (its weight phase done, its θ phase to come)."""
-    out = tmp_path / "o"
-    die_after_save(lambda state, n: n == 1)
-    with pytest.raises(Killed):
-        Run(load_recipe(QUICK, TINY), out, tty=False).execute()
-    return out
 
 
 def _recorded_processes(out: Path, n: int | None) -> None:

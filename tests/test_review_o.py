@@ -20,6 +20,7 @@ from PIL import Image
 from automl.errors import DataError
 from automl.recipe import DataConfig
 from automl.train.data import build_data
+from test_data_review_b import write_cifar as write_batches  # the six pickle batches CIFAR-10 ships
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,17 +136,10 @@ def test_recalibrating_on_a_batch_of_one_names_the_batch_sizes():
 # ------------------------------------------------------------------ data.root one folder too deep, empty classes
 
 
-def write_cifar(root: Path, per_batch=4):
-    import pickle
-
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                         b"labels": rng.integers(0, 10, per_batch).tolist()}, f)
-    return folder
+def write_cifar(root: Path, per_batch=4) -> Path:
+    """CIFAR-10's six pickle batches of ``per_batch`` random images under ``root``; their folder."""
+    write_batches(root, per_batch)
+    return root / "cifar-10-batches-py"
 
 
 @pytest.mark.parametrize("download", [False, True])
