@@ -5,8 +5,9 @@ lazily (``importlib`` in :func:`main`: the one place automl defers its own impor
 ``automl space check`` does not pay for importing the training stack.
 User mistakes (:class:`automl.errors.UserError`) print one message and exit 2 (under torchrun, every rank
 exits 2 and rank 0 alone prints it); a run stopped by SIGTERM, SIGINT or
-SIGHUP (:class:`automl.errors.Stopped`) exits 143, 130 or 129; a full disk (``ENOSPC``, ``EDQUOT``) that a command
-does not word itself exits 2 naming the file; anything else is an internal error: exit 1 with a request to
+SIGHUP (:class:`automl.errors.Stopped`) exits 143, 130 or 129; a full disk (``ENOSPC``, ``EDQUOT``) or a path the
+machine refuses (too long, no permission, read-only) that a command does not word itself exits 2 naming the file;
+anything else is an internal error: exit 1 with a request to
 report it.
 """
 
@@ -31,6 +32,8 @@ SET_HELP = "override a space parameter (repeatable; for a key given twice, the l
 ISSUES_URL = "the automl issue tracker"
 # a disk (or quota) that is full: the user's machine, not a bug (exit 2)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# a path the machine refuses (too long, no permission, a read-only file system, a loop of links): the user's
+PATH_REFUSED = (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -173,13 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except OSError as e:
-        if e.errno not in DISK_FULL:
-            return _internal_error()
-        # a write the command does not word itself (a run's checkpoints, exports and results say --resume)
-        if os.environ.get("RANK", "0") == "0":
-            print(f"automl: cannot write {e.filename or 'a file'} ({e.strerror}); free space and run the command "
-                  f"again", file=sys.stderr)
-        return 2
+        return _os_error(e)
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
         return _internal_error()
 
@@ -205,6 +202,26 @@ def _require_verb(parser, args) -> None:
         parser.error("the following arguments are required: command")
     if args.command == "space" and args.space_command is None:
         parser.verbs["automl space"].error("the following arguments are required: space_command")
+
+
+def _os_error(e: OSError) -> int:
+    """Exit 2 with one line for what the machine refuses (a full disk, a path too long, no permission), naming
+    the file; any other ``OSError`` is an internal error (exit 1)."""
+    if e.errno in DISK_FULL:  # a write the command does not word itself (a run's checkpoints, exports, results)
+        message = f"cannot write {_shown(e.filename) or 'a file'} ({e.strerror}); free space and run the command again"
+    elif e.errno in PATH_REFUSED and e.filename:
+        message = f"{_shown(e.filename)}: {e.strerror}; check the path (and its permissions) and run the command again"
+    else:
+        return _internal_error()
+    if os.environ.get("RANK", "0") == "0":
+        print(f"automl: {message}", file=sys.stderr)
+    return 2
+
+
+def _shown(filename) -> str:
+    """A file name for a message: one longer than 100 characters shortened (a name too long is the mistake)."""
+    name = os.fsdecode(filename) if isinstance(filename, (str, bytes)) else str(filename or "")
+    return name if len(name) <= 100 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
 
 
 def _internal_error() -> int:

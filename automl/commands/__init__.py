@@ -3,7 +3,7 @@ helpers they share with the CLI."""
 
 from __future__ import annotations
 
-from automl.dsl import load_space
+from automl.dsl import ParamError, load_space
 from automl.errors import UserError
 
 __all__ = ["parse_set_args", "space_args_for"]
@@ -22,15 +22,20 @@ def parse_set_args(items: list[str] | None, flag: str = "--set") -> dict[str, st
 
 def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str] | None) -> dict[str, str]:
     """The ``--set`` overrides of ``items``, on top of the ``space_args`` of ``recorded`` (the JSON of
-    ``--arch`` when it is an export's manifest.json: that network's parameters). A ``--set`` that changes a
-    parameter the manifest's network was built with is a user error."""
+    ``--arch`` when it is an export's manifest.json: that network's parameters). A manifest value the space
+    rejects, and a ``--set`` that changes a parameter the manifest's network was built with, are user errors."""
     given = parse_set_args(items)
     if recorded is None:
         return given
     kept = {str(k): str(v) for k, v in (recorded.get("space_args") or {}).items()}
     merged = {**kept, **given}
-    if given:
+    try:  # the manifest's values: a mistake in them is the manifest's, not a --set flag's
         before = load_space(space, kept or None).param_values
+    except ParamError as e:
+        raise UserError(f"--arch {arch}: its \"space_args\" {e.name}={kept.get(e.name, e.value)}: {e.problem}; "
+                        f"give the manifest.json the export of {space} wrote, or a plain ARCH.json with the "
+                        f"choices") from None
+    if given:
         after = load_space(space, merged).param_values
         for key, value in given.items():
             if before.get(key) != after.get(key):

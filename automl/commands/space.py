@@ -5,6 +5,7 @@ it contains."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from rich.console import Console
@@ -15,6 +16,7 @@ from automl.commands import parse_set_args, space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import choices_from_json, is_manifest, read_arch_json
+from automl.export.manifest import check_recorded
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import apply_cost_table, check_profile_args, profile_space, read_cost_table, write_cost_table
 
@@ -108,9 +110,26 @@ def _show_table(cs, metric: str) -> None:
                       f"table shows each choice's average over them (first-order), totals are exact", highlight=False)
 
 
+def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> None:
+    """``--out FILE`` can be written (atomically: a new file renamed over it); an empty one (``--out "$OUT"``
+    with OUT unset), a device, pipe or socket, and one of the command's ``inputs`` (what -> path: the space
+    file, the --arch-def file) are refused by name."""
+    if path is None:
+        return
+    if not path.strip():
+        raise UserError(f"--out {path!r} is empty; give the file to write, e.g. --out {example}")
+    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):
+        raise UserError(f"--out {path} is not a regular file (a device, pipe or socket), which writing the "
+                        f"new file would replace; give a file name, e.g. --out {example}")
+    for what, source in inputs.items():
+        if source and os.path.isfile(path) and os.path.isfile(source) and os.path.samefile(path, source):
+            raise UserError(f"--out {path} is {what} {source}, which writing would overwrite; give another "
+                            f"file name, e.g. --out {example}")
+    writable_file(path, "--out")
+
+
 def _encode(args, cs) -> int:
-    if args.out:
-        writable_file(args.out, "--out")
+    _out_file(args.out, "arch.json", {"the space file": args.file, "the --arch-def file": args.arch_def})
     if args.timm:
         model, label, source = timm_model(args.timm, cs), f"timm's {args.timm}", {"timm_model": args.timm}
     else:
@@ -130,8 +149,11 @@ def _encode(args, cs) -> int:
 
 def _cost(args, cs) -> int:
     arch_json = read_arch_json(args.arch)
-    if is_manifest(arch_json) and arch_json.get("space_args"):  # an export's manifest: its network's space
-        cs = load_compiled(args.file, space_args_for(args.file, args.arch, arch_json, args.set))
+    if is_manifest(arch_json):  # an export's manifest: its network's space; a --set may not change it
+        check_recorded(arch_json, f"--arch {args.arch}")
+        overrides = space_args_for(args.file, args.arch, arch_json, args.set)
+        if overrides != parse_set_args(args.set):
+            cs = load_compiled(args.file, overrides)
     if args.cost_table:
         apply_cost_table(cs, read_cost_table(args.cost_table, cs))
     arch = cs.encode(choices_from_json(arch_json, cs, source=str(args.arch)))
@@ -147,7 +169,8 @@ def _profile(args, cs) -> int:
     if not args.metric.isidentifier() or args.metric in cs.cost_table.metrics:
         raise UserError(f"--metric {args.metric}: pick a new metric name (the space has "
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
-    writable_file(args.out, "--out")  # before the measuring, which takes minutes on a large space
+    # before the measuring, which takes minutes on a large space
+    _out_file(args.out, "latency.json", {"the space file": args.file})
     table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch, repeat=args.repeat,
                           metric=args.metric, progress=sys.stderr.isatty(), calibrate=args.calibrate, clock=args.clock)
     write_cost_table(table, args.out)
@@ -167,9 +190,10 @@ def main(args) -> int:
         return _cost(args, cs)
     if args.space_command == "profile":
         return _profile(args, cs)
-    metric = getattr(args, "metric", None) or "params"
+    metric = getattr(args, "metric", "params")  # `check` has no --metric
     if metric not in cs.cost_table.metrics:
-        raise UserError(f"--metric {metric}: space {cs.name} has the metrics {', '.join(cs.cost_table.metrics)}")
+        raise UserError(f"--metric {metric or repr(metric)}: space {cs.name} has the metrics "
+                        f"{', '.join(cs.cost_table.metrics)}")
     if args.space_command == "check":
         ct = cs.cost_table
         print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {cs.num_decisions} decisions, sum of K = {cs.sum_k}, "

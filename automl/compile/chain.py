@@ -48,10 +48,14 @@ def compile_chain(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     state = _ChainState(cur=stem_size)
     for si, st in enumerate(net.stages):
         _compile_stage(r, state, si, st)
-    if state.layers and all("skip" in layer.choices for layer in state.layers):
-        raise r.err("every layer of this network may be `skip`, so one of its networks has no block at all, which "
-                    "timm's builder cannot make; give at least one layer no `skip` (e.g. a stage's first layer: "
-                    "`choose [ir_k3_e3] then [ir_k3_e3, skip]`)", net.stages[0].pos)
+    # a layer beyond the least depth of an elastic stage (gated) may be left out, as `skip` leaves a layer out
+    if state.layers and all("skip" in layer.choices or layer.gate is not None for layer in state.layers):
+        gated = any(layer.gate is not None for layer in state.layers)
+        raise r.err("every layer of this network may be `skip`" + (" or left out by an elastic depth" if gated else "")
+                    + ", so one of its networks has no block at all, which timm's builder cannot make; give at "
+                    "least one layer no `skip` (e.g. a stage's first layer: `choose [ir_k3_e3] then [ir_k3_e3, "
+                    "skip]`)" + (", within its stage's least depth (such a layer is in every network)" if gated
+                                 else ""), net.stages[0].pos)
     num_features, _ = head_features(r, net)
     if family == "mobilenetv3" and num_features == 0:
         raise r.err("timm's MobileNetV3 has a head conv after pooling; add e.g. `head width 1280`",
@@ -137,7 +141,7 @@ def _elastic_depth(r: Resolver, state: _ChainState, st, kw: str, opts: dict, rep
     for e in opts["depth"].value:
         v = r.whole(e, "a stage's depth", 1, MAX_REPEAT)
         if v in depths:
-            raise r.err(f"depth {v} is listed twice", e.pos)
+            raise r.err(f"depth {v} is listed twice{r.origin(e)}", e.pos)
         depths.append(v)
     if len(depths) < 2:
         raise r.err("elastic depth needs at least two depths, e.g. `depth 2, 3, 4`; for one depth "
@@ -167,7 +171,7 @@ def _elastic_width(r: Resolver, state: _ChainState, st, kw: str, opts: dict) -> 
         w = r.chain_width(e, f"each width of {kw} {st.name}")
         if w in widths:
             raise r.err(f"this width rounds to {w} channels (a multiple of 8, as timm rounds), which is "
-                        f"already a choice; give distinct widths", e.pos)
+                        f"already a choice{r.origin(e)}; give distinct widths", e.pos)
         widths.append(w)
     state.width_combos *= len(widths)
     if state.width_combos > MAX_WIDTH_COMBOS:
