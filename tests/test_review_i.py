@@ -198,3 +198,31 @@ def test_a_layer_within_the_least_depth_is_always_there(tmp_path):
     cheapest = cs.cost_table.cheapest()
     assert cs.decode(cheapest)[:3] == ["d2", "skip", "ir_k3_e3"]
     assert count_params(cs.build_standalone(cheapest)) == cs.cost_table.min_total()
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "1"])
+def test_the_number_of_classes_says_its_real_least_value(value, capsys):
+    """--set classes=-5 said "between 1 and 1048576" while 1 itself was then refused: every value below 2 is
+    told the least value there is."""
+    assert main(["space", "check", str(DIGITS), "--set", f"classes={value}"]) == 2
+    err = capsys.readouterr().err
+    assert f"classes must be at least 2 (a classifier of one class learns nothing), got {value}" in err, err
+    assert "classes=" in err and "between 1" not in err, err
+
+
+def test_resolutions_times_width_combinations_are_capped_as_widths_are(tmp_path, capsys):
+    """Widths alone are capped at 4,096 combinations (one cost table each); resolutions multiplied them without a
+    cap (16,384 tables: 22 s and 880 MB for `space check`). 4,096 width combinations and 2 resolutions are refused
+    at the resolution statement; 2 x 2,048 pass."""
+    def space(widths_in_s4: str) -> Path:
+        path = tmp_path / "wide.space"
+        path.write_text("space wide\ninput 3 x 16 x 16\nclasses 10\nresolution 8, 16\nnetwork\n  stem width 16\n"
+                        + "".join(f"  stage s{i} width 16, 24, 32, 40, 48, 56, 64, 72 choose [ir_k3_e3, ir_k5_e3]\n"
+                                  for i in range(1, 4))
+                        + f"  stage s4 width {widths_in_s4} choose [ir_k3_e3]\nend\n")
+        return path
+
+    assert main(["space", "check", str(space("16, 24, 32, 40, 48, 56, 64, 72"))]) == 2
+    err = capsys.readouterr().err
+    assert "wide.space:4:" in err and "8,192 cost tables" in err and "at most 4,096" in err, err
+    assert main(["space", "check", str(space("16, 24, 32, 40"))]) == 0

@@ -21,9 +21,9 @@ from torch import nn
 
 from automl import nn as models
 from automl.compile.cells import check_reductions, compile_cells
-from automl.compile.chain import compile_chain
+from automl.compile.chain import MAX_WIDTH_COMBOS, compile_chain
 from automl.compile.costs import BUILTIN_METRICS, CostTable
-from automl.compile.resolve import Resolver
+from automl.compile.resolve import Resolver, fmt_number
 from automl.dsl import ir, load_space
 from automl.nn.measure import measure_macs, measure_params
 from automl.nn.ops import ACTIVATIONS
@@ -140,7 +140,7 @@ def _resolutions(r: Resolver, space: ir.Space, h: int, w: int) -> tuple[int, ...
     for e in space.resolutions:
         v = r.whole(e, "a resolution", 1, h)
         if v in out:
-            raise r.err(f"resolution {v} is listed twice", e.pos)
+            raise r.err(f"resolution {v} is listed twice{r.origin(e)}", e.pos)
         out.append(v)
     if h not in out:
         raise r.err(f"the resolutions must include the input size {h} (the data's size; smaller ones are "
@@ -199,10 +199,11 @@ def _compile(space: ir.Space) -> CompiledSpace:
     w = r.whole(space.input_shape[2], "input width", 1, MAX_SIZE)
     if space.classes is None:
         raise space.error("the space has no number of classes; add e.g. `classes 10`", net.pos)
-    num_classes = r.whole(space.classes, "classes", 1, 1 << 20)
-    if num_classes == 1:  # softmax over one output: the loss is 0 whatever the network does
-        raise r.err(f"classes must be at least 2 (a classifier of one class learns nothing), got 1"
-                    f"{r.origin(space.classes)}", space.classes.pos)
+    least = r.eval(space.classes)
+    if isinstance(least, (int, float)) and least < 2:  # a softmax over one output: its loss is 0 whatever it does
+        raise r.err(f"classes must be at least 2 (a classifier of one class learns nothing), got "
+                    f"{fmt_number(least)}{r.origin(space.classes)}", space.classes.pos)
+    num_classes = r.whole(space.classes, "classes", 2, 1 << 20)
     if net.cells is not None:
         kind = "cell"
         plan, decisions = compile_cells(r, net, c, num_classes)
@@ -218,6 +219,12 @@ def _compile(space: ir.Space) -> CompiledSpace:
         raise space.error("the space has no decisions: nothing to search; use `choose` in a stage", net.pos)
 
     resolutions = _resolutions(r, space, h, w)
+    widths = plan.width_decisions if kind == "chain" else ()
+    combos = math.prod(len(decisions[d].choices) for d in widths) * max(len(resolutions), 1)
+    if resolutions and combos > MAX_WIDTH_COMBOS:  # each combination is a cost table of its own
+        raise r.err(f"{len(resolutions)} resolutions times the elastic widths' {combos // len(resolutions):,} "
+                    f"combinations make {combos:,} cost tables, one per combination; at most "
+                    f"{MAX_WIDTH_COMBOS:,}: offer fewer resolutions or widths", space.resolution_pos)
     if kind == "cell":
         check_reductions(r, net, plan, h, w, min(resolutions) if resolutions else None)
     res_dec = None
