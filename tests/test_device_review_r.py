@@ -40,7 +40,8 @@ def run_cli(argv, capsys) -> tuple[int, str]:
 def _torchrun_env(monkeypatch, gpus: int, calls: list) -> None:
     """Rank 1 of 2 on one machine (as torchrun --nproc_per_node=2 sets it), ``gpus`` CUDA GPUs visible;
     set_device and init_process_group record their calls instead of touching a GPU or the network."""
-    for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
+    for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2",
+                 "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
