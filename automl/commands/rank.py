@@ -10,7 +10,7 @@ import yaml
 
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
-from automl.pipeline.setup import TooManyArchs
+from automl.pipeline.setup import MIN_RANKED, TooManyArchs
 from automl.recipe import load_recipe
 
 __all__ = ["main"]
@@ -77,8 +77,10 @@ def main(args) -> int:
     except TooManyArchs as e:
         if "archs" not in flags:
             raise
+        fix = (f"pass --archs {e.size} or less" if e.size >= MIN_RANKED else
+               f"a ranking needs at least {MIN_RANKED} architectures, so this space cannot be ranked")
         raise UserError(f"--archs {e.asked}: {e.asked} architectures asked for, but the space {e.space} has "
-                        f"only {e.size:,}; pass --archs {e.size} or less") from None
+                        f"only {e.size:,}; {fix}") from None
     tau, rho = (("undefined" if r is None else f"{r:.4f}") for r in (ranking["kendall_tau"], ranking["spearman"]))
     how = (f"{ranking['seeds']} retraining(s) each, truth: mean test {ranking['truth']}" if ranking["retrain_epochs"]
            else f"not retrained, truth: test {ranking['truth']} of the supernet's own weights")

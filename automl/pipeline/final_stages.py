@@ -224,7 +224,7 @@ class RetrainStage:
         None)."""
         tag, sp = self.members.tag(self.i, state), ctx.spaces
         source = inherited_source(state, self.i)
-        if source is None or sp.retrain is not sp.search:
+        if source is None or not searched_shapes(sp, arch, model, self.rt.se):
             why = ("search.method random trains no supernet" if source is None else
                    "retrain.space_args gives the retrained networks another shape than the supernet's")
             ctx.reporter.info(f"warning: {tag} is exported with untrained weights: {why} and retrain.epochs is 0; "
@@ -242,6 +242,19 @@ class RetrainStage:
         accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size, fix)[1]
         # under torchrun: recalibrated on every rank's batches (averaged over the ranks)
         return {"source": "supernet", "bn_recalibrated_batches": len(batches) * ctx.info.world_size}, accuracy
+
+
+def searched_shapes(spaces, arch: torch.Tensor, model: nn.Module, se: float) -> bool:
+    """Whether ``model`` (``arch`` built in the retraining space) has the tensors, by name and shape, of the
+    network searched (``arch`` in the search space), so that it can take the supernet's weights: always without
+    retrain.space_args, and with retrain.space_args that compile the same networks (a parameter given its
+    searched value again)."""
+    if spaces.retrain is spaces.search:
+        return True
+    with torch.device("meta"):
+        searched = spaces.search.build_standalone(arch, se=se)
+    return ({k: v.shape for k, v in searched.state_dict().items()} ==
+            {k: v.shape for k, v in model.state_dict().items()})
 
 
 def inherited_source(state: RunState, i: int) -> dict | None:

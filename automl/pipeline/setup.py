@@ -23,9 +23,9 @@ from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
 
-__all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_export",
-           "check_export_dir", "check_member_folder", "check_shapes", "check_ranking", "TooManyArchs", "check_budgets",
-           "EngineCosts", "engine_costs", "recipe_costs"]
+__all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_retrain_se",
+           "check_export", "check_export_dir", "check_member_folder", "check_shapes", "check_ranking", "TooManyArchs",
+           "check_budgets", "EngineCosts", "engine_costs", "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -83,10 +83,21 @@ def load_spaces(recipe) -> Spaces:
 
 def check_settings(recipe, space) -> None:
     """The settings that the search engine and the exporter would otherwise refuse only after the supernet was
-    trained: search.theta_min against ``space`` (the search space), export.opset against what the installed
-    onnx and torch export."""
+    trained: search.theta_min against ``space`` (the search space), retrain.se against its kind, export.opset
+    against what the installed onnx and torch export."""
     check_theta_min(recipe, space)
+    check_retrain_se(recipe, space)
     check_export(recipe)
+
+
+def check_retrain_se(recipe, space) -> None:
+    """retrain.se adds squeeze-and-excitation to MBConv blocks: a chain space's only (the exporter's
+    ``check_se``, which would refuse it at the first export, after the search and a retraining)."""
+    se = recipe.retrain.se
+    if se and space.kind != "chain":
+        raise _recipe_error(recipe, ("retrain", "se"),
+                            f"{se:g}: squeeze-and-excitation applies to the MBConv blocks of chain spaces, and "
+                            f"{space.name} is a {space.kind} space; remove retrain.se (or set it to 0)")
 
 
 def _recipe_error(recipe, keys: tuple[str, ...], message: str) -> RecipeError:
@@ -207,14 +218,19 @@ def check_ranking(recipe, space, has_supernet: bool) -> None:
         raise TooManyArchs(src, rk.archs, n, recipe.space_path.name)
 
 
+MIN_RANKED = 3  # the least ranking.archs (automl.recipe's ranking section): fewer give no meaningful τ
+
+
 class TooManyArchs(UserError):
     """``ranking.archs`` above the number of architectures the space has; ``asked``, ``size`` and ``space``
     let a caller that took K from elsewhere (``automl rank --archs``) name its own flag."""
 
     def __init__(self, src, asked: int, size: int, space: str):
         self.asked, self.size, self.space = asked, size, space
+        fix = (f"set ranking.archs to at most {size}" if size >= MIN_RANKED else
+               f"a ranking needs at least {MIN_RANKED}: remove the ranking section (ranking: null)")
         super().__init__(f"{src}: ranking.archs: {asked} architectures asked for, but the space {space} has only "
-                         f"{size:,}; set ranking.archs to at most {size}")
+                         f"{size:,}; {fix}")
 
 
 def below_smallest(recipe, key: str, j: int, budget: float, space, low: float, null_ok: bool) -> UserError:
