@@ -68,6 +68,16 @@ def _label(a: dict, i: int, budgeted: bool = False, budgets=()) -> str:
     return f"ε={a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
 
 
+def _latency_note(results: dict) -> list[str]:
+    """How the latencies in the table were timed (none: no line): the protocol results.json records (batch 1, one
+    thread unless search.cost_table's table was measured otherwise)."""
+    if all(a.get("latency_ms") is None for a in results["architectures"]):
+        return []
+    p = results.get("latency_protocol") or {"batch": 1, "threads": 1}
+    threads = "one thread" if p["threads"] == 1 else f"{p['threads']} threads"
+    return ["", f"Latency: onnxruntime on this machine (CPU, batch {p['batch']}, {threads}), median after warm-up."]
+
+
 def _fmt_eps(a: dict, i: int) -> str:
     return f"{a['epsilon']:.3g}" if a.get("epsilon") is not None else f"random {i}"
 
@@ -133,8 +143,8 @@ def render_markdown(results: dict) -> str:
         lines += ["", "Exported with **untrained** weights: `retrain.epochs: 0` and no supernet weights that fit "
                       "them (the random baseline trains none; `retrain.space_args` changes their shape). Set "
                       "`retrain.epochs` to train them."]
-    lines += ["", "Latency: onnxruntime on this machine (CPU, batch 1, one thread), median after warm-up.",
-              "", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items()),
+    lines += _latency_note(results)
+    lines += ["", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items()),
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):

@@ -271,6 +271,7 @@ def test_budgets_alike_in_short_form_are_told_apart_and_costs_are_written_in_ful
     report = render_markdown(results)
     assert "≤ 1,234,567" in report and "≤ 1,235,000" in report and "≤ 1.235M" not in report
     assert "≤ 2.4M" in report and "≤ 0.75" in report  # no look-alike: short, as before
+    assert "Latency:" not in report  # no member has a latency (export.onnx false): no line about how it was timed
     assert "| 2,393,962 |" in report and "e+06" not in report
     table = summary_table(results)
     cells = [list(c.cells) for c in table.columns]

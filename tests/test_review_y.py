@@ -121,6 +121,9 @@ def test_a_run_times_its_exports_as_its_latency_table_was_measured(table_file, t
     [folder] = (tmp_path / "run" / "export").iterdir()
     latency = _manifest(folder)["latency"]
     assert (latency["batch"], latency["threads"]) == (2, 2), latency
+    # results.json and report.md say so (report.md said "batch 1, one thread" whatever the table)
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["latency_protocol"] == {"batch": 2, "threads": 2}
+    assert "(CPU, batch 2, 2 threads)" in (tmp_path / "run" / "report.md").read_text()
     assert profile.table_protocol(json.loads(table.read_text())) == {"batch": 2, "threads": 2}
     assert profile.table_protocol({}) == profile.EXPORT_PROTOCOL  # a table written by hand: the default
 

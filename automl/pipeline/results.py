@@ -169,6 +169,8 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
         "device": device_record(ctx.device),
         "threads": None if threads is None else threads.to_dict(),
         "supernet": state.supernet_origin,
+        # how each export's latency_ms was timed: batch 1, one thread, or search.cost_table's own
+        **({"latency_protocol": dict(ctx.spaces.latency)} if recipe.export.onnx else {}),
         "architectures": _architectures(recipe, state, members, ctx),
         **({"ranking": ranking_results(recipe, state)} if recipe.ranking else {}),
     }
