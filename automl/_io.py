@@ -224,10 +224,17 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def writable_file(path: str | os.PathLike, what: str) -> Path:
-    """Check that the file ``path`` can be written (atomically, so its folder must take a new file), before
-    any work whose result goes there; else a user error that names it as ``what``."""
+def writable_file(path: str | os.PathLike, what: str, example: str = "out.json") -> Path:
+    """Check that the file ``path`` can be written (atomically, so its folder must take a new file, renamed over
+    ``path``), before any work whose result goes there; else a user error that names it as ``what``: an empty
+    name (``--out "$OUT"`` with OUT unset), a device, pipe or socket (the rename would replace it), a folder, a
+    folder that cannot take the file. ``example``: a file name the messages suggest."""
+    if not str(path).strip():
+        raise UserError(f"{what} {str(path)!r} is empty; give the file to write, e.g. {what} {example}")
     path = Path(path)
+    if path.exists() and not (path.is_file() or path.is_dir()):
+        raise UserError(f"{what} {path} is not a regular file (a device, pipe or socket), which writing the "
+                        f"new file would replace; give a file name, e.g. {what} {example}")
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder; give a file name, e.g. {path / 'out.json'}")
     writable_dir(path.parent, f"{what} {path}: the folder")

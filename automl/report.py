@@ -46,12 +46,18 @@ def _fmt_cost(v: float) -> str:
     return f"{int(v):,}" if v.is_integer() and abs(v) < 1e15 else f"{v:,.6g}"
 
 
-def _budget_text(b: float, budgets) -> str:
-    """``b`` in short (``150k``), or in full when another of ``budgets`` has the same short form (1,234,567 and
-    1,235,000 are both ``1.235M``), as the run's log names such members."""
+def alike_in_short(b: float, budgets) -> bool:
+    """Whether another of ``budgets`` has ``b``'s :func:`short_number` (1,234,567 and 1,235,000 are both
+    ``1.235M``): then the logs and the report name ``b`` in full."""
     short = short_number(b)
-    alike = any(c is not None and c != b and short_number(c) == short for c in budgets)
-    return (_fmt_cost(b) if float(b).is_integer() else repr(float(b))) if alike else short
+    return any(c is not None and c != b and short_number(c) == short for c in budgets)
+
+
+def _budget_text(b: float, budgets) -> str:
+    """``b`` in short (``150k``), or in full when it is :func:`alike_in_short` another of ``budgets``."""
+    if not alike_in_short(b, budgets):
+        return short_number(b)
+    return _fmt_cost(b) if float(b).is_integer() else repr(float(b))
 
 
 def _budgets(results: dict) -> list:

@@ -14,7 +14,7 @@ from automl.errors import UserError
 from automl.export import (check_se, choices_from_json, export_architecture, is_manifest, load_checkpoint,
                            read_arch_json, split_checkpoint)
 from automl.export.inherit import SUPERNET_KEYS
-from automl.export.manifest import MANIFEST_NAME, check_recorded
+from automl.export.manifest import MANIFEST_NAME, check_channels, check_recorded
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.recipe import load_recipe
@@ -47,7 +47,7 @@ def main(args) -> int:
     overrides = space_args_for(args.space, args.arch, recorded, args.set)
     compiled = load_compiled(args.space, overrides or None)
     if recorded is not None:
-        check_recorded(recorded, f"--arch {args.arch}", channels=int(compiled.input_shape[0]))
+        check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))
     arch = compiled.encode(choices_from_json(arch_json, compiled, source=str(args.arch)))
     se = check_se(_se(args, recorded), compiled)
     check_opset(args.opset)

@@ -111,21 +111,15 @@ def _show_table(cs, metric: str) -> None:
 
 
 def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> None:
-    """``--out FILE`` can be written (atomically: a new file renamed over it); an empty one (``--out "$OUT"``
-    with OUT unset), a device, pipe or socket, and one of the command's ``inputs`` (what -> path: the space
-    file, the --arch-def file) are refused by name."""
+    """``--out FILE`` can be written (:func:`~automl._io.writable_file`) and is none of the command's ``inputs``
+    (what -> path: the space file, the --arch-def file), which writing it would overwrite."""
     if path is None:
         return
-    if not path.strip():
-        raise UserError(f"--out {path!r} is empty; give the file to write, e.g. --out {example}")
-    if os.path.exists(path) and not (os.path.isfile(path) or os.path.isdir(path)):
-        raise UserError(f"--out {path} is not a regular file (a device, pipe or socket), which writing the "
-                        f"new file would replace; give a file name, e.g. --out {example}")
+    writable_file(path, "--out", example)
     for what, source in inputs.items():
         if source and os.path.isfile(path) and os.path.isfile(source) and os.path.samefile(path, source):
             raise UserError(f"--out {path} is {what} {source}, which writing would overwrite; give another "
                             f"file name, e.g. --out {example}")
-    writable_file(path, "--out")
 
 
 def _encode(args, cs) -> int:

@@ -15,7 +15,8 @@ from typing import Any
 from automl._io import atomic_write_json
 from automl.errors import UserError
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded",
+           "check_channels"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -73,16 +74,20 @@ _RECORDED = {
 }
 
 
-def check_recorded(manifest: dict[str, Any], source: str, channels: int | None = None) -> None:
+def check_recorded(manifest: dict[str, Any], source: str) -> None:
     """The fields of an export's manifest that exporting its network again reuses are well formed (a hand-edited
-    or damaged one is a :class:`UserError` naming ``source`` and the field); ``channels``: the input channels
-    ``normalize`` must have one mean and std for."""
+    or damaged one is a :class:`UserError` naming ``source`` and the field)."""
     for field, (ok, what) in _RECORDED.items():
         v = manifest.get(field)
         if v is not None and not ok(v):
             _refuse(source, field, what, v)
+
+
+def check_channels(manifest: dict[str, Any], source: str, channels: int) -> None:
+    """A (:func:`check_recorded`) manifest's ``normalize`` has one mean and std per input channel of the space
+    it is exported with (``channels``)."""
     norm = manifest.get("normalize")
-    if channels is not None and norm is not None and len(norm["mean"]) != channels:
+    if norm is not None and len(norm["mean"]) != channels:
         _refuse(source, "normalize", f"one mean and std per input channel ({channels} here)", norm)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from automl.pipeline.state import RunState
-from automl.report import short_number
+from automl.report import alike_in_short, short_number
 
 __all__ = ["Members"]
 
@@ -47,9 +47,7 @@ class Members:
             b = self.budget(i)
             if b is None:
                 return "budget=none"
-            short = short_number(b)
-            alike = any(j != i and c is not None and short_number(c) == short for j, c in enumerate(self.budgets))
-            return f"budget={b:.17g}" if alike else f"budget={short}"
+            return f"budget={b:.17g}" if alike_in_short(b, self.budgets) else f"budget={short_number(b)}"
         eps = self.epsilon(i, state)
         return f"eps={eps}" if eps is not None else f"random {i}"
 

@@ -80,6 +80,11 @@ def read_results(path: Path) -> dict:
     return results if isinstance(results, dict) else {}
 
 
+# results.json's record of how the run computed: a finished run resumed (its report written again, elsewhere or
+# with another thread count) keeps what it recorded
+HOW_COMPUTED = ("world_size", "device", "threads")
+
+
 def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
                measures_ranking: bool) -> tuple[dict, int | None]:
     """``--resume`` (rank 0): what the resumed run keeps of the results.json in its folder, and the length
@@ -87,12 +92,15 @@ def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
 
     The ranking ``automl rank`` recorded is kept unless the run measures its own ranking again
     (``measures_ranking``: its recipe's ranking stages are still to run), and so is an ``automl rank`` stopped
-    part-way (:data:`PARTIAL`). A ``finished`` run (only its report left) logs nothing more: metrics.jsonl
+    part-way (:data:`PARTIAL`). A ``finished`` run (only its report left) keeps :data:`HOW_COMPUTED` and logs
+    nothing more: metrics.jsonl
     keeps the lines ``automl rank`` logged after its last checkpoint (less a retraining a kill cut short).
     A run with stages left cuts it back to the checkpoint's length, so the partial ranking's length no
     longer holds: it is dropped from results.json at once (the retrainings it records stay usable)."""
     earlier = read_results(path)
     kept = {} if measures_ranking or not earlier.get("ranking") else {"ranking": earlier["ranking"]}
+    if finished:  # nothing is computed again: the record of how it was computed stays
+        kept.update({k: earlier[k] for k in HOW_COMPUTED if k in earlier})
     partial = earlier.get(PARTIAL)
     if not isinstance(partial, dict):
         return kept, None if finished else metrics_bytes

@@ -16,7 +16,7 @@ from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, r
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.rank import rank_finished_run
-from automl.pipeline.results import carry_over, read_results
+from automl.pipeline.results import carry_over
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
                                    weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_ranking, check_shapes, load_spaces,
@@ -47,9 +47,6 @@ RUN_FILES = (*STARTUP_FILES, "metrics.jsonl", "checkpoints/checkpoints.json")
 RESUME_MAY_CHANGE = ("data.workers",)
 # what a refused --resume does not list: keys that may differ, and paths that count by what they hold
 NOT_LISTED = {"data.root", "space", "search.cost_table", *RESUME_MAY_CHANGE}
-# results.json's record of how the run computed: a finished run resumed (its report written again, elsewhere or
-# with another thread count) keeps what it recorded
-HOW_COMPUTED = ("world_size", "device", "threads")
 
 
 def held_files(out: Path) -> list[str]:
@@ -313,9 +310,6 @@ class Run:
             finished = len(left) == 1 and not state.mid_stage  # only the report: nothing is logged again
             plan.report.kept, length = carry_over(self.out / "results.json", length, finished,
                                                   any(isinstance(s, RankingStage) for s in left))
-            if finished:  # nothing is computed again
-                earlier = read_results(self.out / "results.json")
-                plan.report.kept.update({k: earlier[k] for k in HOW_COMPUTED if k in earlier})
             # of writes a kill cut short; this run holds the lock
             self.store.remove_temporaries()
             exports = self.recipe.export_root(self.out)
