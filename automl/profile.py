@@ -48,6 +48,7 @@ from automl.compile.costs import BUILTIN_METRICS, CostTable
 from automl.errors import UserError
 from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
+from automl.train.threads import MAX_THREADS
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
@@ -98,8 +99,8 @@ def ort_session(model, threads: int = 1):
 
 # upper bounds of the profile arguments: far above any real measurement, low enough that a typo (an extra digit
 # or ten) is a message instead of an allocation the machine cannot make, 10^5 threads, or a run of days
-MAX_BATCH = 2**20   # images per run (a recipe's data.batch_size has the same bound)
-MAX_THREADS = 1024  # intra-op threads (a recipe's threads has the same bound)
+# (MAX_THREADS: a recipe's bound on its threads, automl.train.threads)
+MAX_BATCH = 2**20   # images per run (automl.recipe's MAX_BATCH, not imported: space commands load no recipe)
 MAX_REPEAT = 10**5  # timed runs per piece
 
 MIN_SECONDS = 0.1  # a piece of a few microseconds is timed over at least this long, not just `repeat` runs
