@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import functools
 import gzip
 import hashlib
 import logging
@@ -270,17 +271,26 @@ class _BadImage:
 
 
 def _read_image(path: str):
-    """The image at ``path`` as RGB (torchvision's loader), or a :class:`_BadImage` saying why it cannot be read."""
-    from torchvision.datasets.folder import default_loader
-
+    """The image at ``path`` as RGB (as torchvision's PIL loader reads it, except that a 16-bit grayscale image
+    is scaled to 8 bits first, where PIL's conversion would clip it to white), or a :class:`_BadImage` saying
+    why it cannot be read."""
     try:
-        return default_loader(path)
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            if img.mode in _SIXTEEN_BIT_MODES or (img.mode == "I" and img.format == "PNG"):
+                img = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8))
+            return img.convert("RGB")
     except UnidentifiedImageError:
         return _BadImage(path, "not an image file PIL can read")
     except OSError as e:  # truncated data, permission denied, the file vanished
         return _BadImage(path, e.strerror or str(e))
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:  # PIL's decoders
         return _BadImage(path, str(e) or type(e).__name__)
+
+
+# PIL's modes of 16-bit grayscale images; older Pillow reads a 16-bit PNG as mode "I" (32-bit integers), and
+# a PNG holds no 32-bit samples, so a PNG of mode "I" is 16-bit too (a 32-bit TIFF is read as PIL reads it)
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
 
 class _SkipBad:
@@ -767,13 +777,36 @@ def _cifar_transform(train: bool, size: int):
     return transform
 
 
+def _visible_classes(folder: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
+    """torchvision's ``find_classes`` without hidden folders: the class folders of ``folder`` are its sub-folders
+    whose names do not start with '.' (``.ipynb_checkpoints`` and the like are not classes)."""
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    if not classes:
+        raise FileNotFoundError("it holds no class folder (folders whose names start with '.' are hidden and "
+                                "not classes)")
+    return classes, {c: i for i, c in enumerate(classes)}
+
+
+def _is_visible_image(folder: str, extensions: tuple[str, ...], path: str) -> bool:
+    """Whether ``path`` (a file under ``folder``) is an image file: its name ends in one of ``extensions``, and
+    neither it nor a folder between ``folder`` and it is hidden (macOS's ``._x.jpg`` files are not images)."""
+    below = path[len(folder):] if path.startswith(folder) else os.path.relpath(path, folder)
+    return path.lower().endswith(extensions) and os.sep + "." not in os.sep + below
+
+
 def _image_folder(folder: Path, transform, layout: str):
-    """torchvision's ImageFolder of ``folder``; a class folder without an image file is a :class:`DataError`
-    naming it (torchvision's own error names neither the folder nor the split)."""
+    """torchvision's ImageFolder of ``folder``, without hidden folders and files (names starting with '.');
+    a class folder without an image file is a :class:`DataError` naming it (torchvision's own error names
+    neither the folder nor the split)."""
     from torchvision import datasets
 
+    extensions = datasets.folder.IMG_EXTENSIONS
+    # torchvision's find_classes hook, set on the instance: a subclass at module level would import torchvision
+    dataset = datasets.ImageFolder.__new__(datasets.ImageFolder)
+    dataset.find_classes = _visible_classes
     try:
-        dataset = datasets.ImageFolder(str(folder), transform=transform, loader=_read_image, allow_empty=True)
+        dataset.__init__(str(folder), transform=transform, loader=_read_image, allow_empty=True,
+                         is_valid_file=functools.partial(_is_visible_image, str(folder), extensions))
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"cannot read the image folder {folder}: {str(e).rstrip('.')}; {layout}") from None
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
@@ -781,7 +814,7 @@ def _image_folder(folder: Path, transform, layout: str):
     if empty:
         names = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
         raise DataError(f"class folder{'s' * (len(empty) > 1)} {names} hold{'s' * (len(empty) == 1)} no image "
-                        f"(files ending {', '.join(datasets.folder.IMG_EXTENSIONS)}); put images in "
+                        f"(files ending {', '.join(extensions)} whose names do not start with '.'); put images in "
                         f"{'them' if len(empty) > 1 else 'it'}, or remove the class from train/ and val/")
     return dataset
 
