@@ -259,9 +259,10 @@ def _one_newline(data: bytes) -> bytes:
 
 
 def read_utf8_text(path: str | os.PathLike) -> str:
-    """The text of a user's UTF-8 file (a leading byte order mark removed), or :class:`UnreadableText`."""
+    """The text of a user's UTF-8 file (a leading byte order mark removed), or :class:`UnreadableText`; an empty
+    name is ``"missing"`` (pathlib would read it as the current folder)."""
     p = Path(path)
-    if not p.exists():
+    if not str(path) or not p.exists():
         raise UnreadableText("missing")
     if p.is_dir():
         raise UnreadableText("directory")

@@ -34,6 +34,23 @@ ISSUES_URL = "the automl issue tracker"
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # a path the machine refuses (too long, no permission, a read-only file system, a loop of links): the user's
 PATH_REFUSED = (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP)
+# the arguments that name a file or folder to read, by verb: (attribute, name in messages, what to give, an
+# example); an empty one (`"$SPACE"` with SPACE unset) would be read as the current folder ('' is '.' to
+# pathlib). An empty --out is each command's own check (its message says what it writes).
+PATH_ARGS = {
+    "run": [("recipe", "RECIPE", "a recipe YAML file", "recipes/quickstart.yaml"),
+            ("supernet", "--supernet", "the folder of a finished run whose supernet to reuse", "runs/quickstart")],
+    "rank": [("run_dir", "RUN_DIR", "the --out folder of a finished run", "runs/quickstart")],
+    "space": [("file", "FILE", "a .space file", "spaces/digits.space"),
+              ("arch_def", "--arch-def", "a JSON timm arch_def or an export's manifest.json", "manifest.json"),
+              ("arch", "--arch", "an ARCH.json with the chosen choice names", "arch.json"),
+              ("cost_table", "--cost-table", "a table written by `automl space profile`", "latency.json")],
+    "export": [("space", "SPACE", "a .space file", "spaces/digits.space"),
+               ("arch", "--arch", "an ARCH.json with the chosen choice names", "arch.json"),
+               ("weights", "--weights", "a run's supernet checkpoint or an export's weights file",
+                "runs/quickstart/checkpoints/ckpt-000004.pt"),
+               ("recipe", "--recipe", "a recipe YAML file", "recipes/quickstart.yaml")],
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     _require_verb(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
+        _check_paths(args)
         return int(importlib.import_module(args.module).main(args) or 0)
     except UserError as e:
         # under torchrun every rank stops on it: one message (already printed by a check of rank 0 alone)
@@ -202,6 +220,18 @@ def _require_verb(parser, args) -> None:
         parser.error("the following arguments are required: command")
     if args.command == "space" and args.space_command is None:
         parser.verbs["automl space"].error("the following arguments are required: space_command")
+
+
+def _check_paths(args) -> None:
+    """Stop on an empty (or blank) file or folder argument (:data:`PATH_ARGS`), naming it and what to give."""
+    verb = " ".join(["automl", args.command, *([args.space_command] if args.command == "space" else [])])
+    for attr, name, what, example in PATH_ARGS.get(args.command, ()):
+        value = getattr(args, attr, None)
+        if value is None or str(value).strip():
+            continue
+        if name.startswith("-"):
+            raise UserError(f"{name} {value!r} is empty; give {what}, e.g. {name} {example}")
+        raise UserError(f"{verb}: {name} is empty ({value!r}); give {what}, e.g. {verb} {example}")
 
 
 def _os_error(e: OSError) -> int:

@@ -62,10 +62,10 @@ def main(args) -> int:
     if supernet_state is not None and data is not None:
         # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
         calibration = data.bn_batches(recipe.retrain.bn_batches, size)
-    manifest = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
-                                   se=se, opset=args.opset, space_path=args.space, space_args=overrides,
-                                   bn_calibration=calibration, normalize=normalize,
-                                   **_kept(args, recorded, compiled, weights is not None))
+    export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
+                        se=se, opset=args.opset, space_path=args.space, space_args=overrides,
+                        bn_calibration=calibration, normalize=normalize,
+                        **_kept(args, recorded, compiled, weights is not None))
     manifest = measure_export(args.out, quantize=quantize,
                               calibration=data.full.with_resolution(size).epoch(0) if data else None,
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)

@@ -130,6 +130,8 @@ def _encode(args, cs) -> int:
         model, label, source = arch_def_model(args.arch_def, cs), f"the arch_def of {args.arch_def}", \
             {"arch_def_file": args.arch_def}
     names = encode_timm_model(cs, model, label)
+    if args.arch_def and cs.resolution_dec is not None:
+        names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, cs, names)
     arch = cs.encode(names)
     text = json.dumps({"space": args.file, **source, "choices": names,
                        "params": cs.cost_table.total(arch)}, indent=1) + "\n"
@@ -139,6 +141,33 @@ def _encode(args, cs) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _arch_def_resolution(path: str, cs, names: dict[str, str]) -> str:
+    """With elastic resolution, the choice of the input size an export's manifest given as ``--arch-def`` records
+    (its ``input_shape``: the resolution its architecture chose); a user error when the space offers no such
+    choice. An arch_def without it (a bare one) keeps ``names``' choice: the space's input size."""
+    dec = cs.decisions[cs.resolution_dec]
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.loads(f.read())
+    except (OSError, ValueError) as e:  # read once already (arch_def_model): changed or removed since
+        raise UserError(f"--arch-def {path}: cannot read it ({e})") from None
+    shape = obj.get("input_shape") if isinstance(obj, dict) else None
+    if shape is None:
+        return names[dec.name]
+    ok = isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool)
+                                                             for v in shape)
+    if not ok or shape[1] != shape[2]:
+        raise UserError(f"--arch-def {path}: \"input_shape\" must be [channels, size, size] (the input size its "
+                        f"network takes), got {shape!r}; give the manifest.json the export wrote")
+    if f"r{shape[1]}" not in dec.choices:
+        given = obj.get("space_args") if isinstance(obj.get("space_args"), dict) else {}
+        sets = " ".join(f"--set {k}={v}" for k, v in given.items()) or "none"
+        raise UserError(f"--arch-def {path}: its network takes {shape[1]} x {shape[2]} inputs, space {cs.name}'s "
+                        f"{dec.name} offers {', '.join(c[1:] for c in dec.choices)}; encode it with the space and "
+                        f"the --set values it was exported with (its manifest's space_args: {sets})")
+    return f"r{shape[1]}"
 
 
 def _cost(args, cs) -> int:

@@ -201,7 +201,6 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
         manifest["run"] = str(Path(run).resolve())
     manifest["versions"] = _versions()
     write_manifest(out_dir, manifest)
-    _logger.info("exported %s (%s params) to %s", compiled.name, f"{manifest['params']:,}", out_dir)
     return manifest
 
 

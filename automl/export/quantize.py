@@ -158,7 +158,6 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
         except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
             int8.unlink(missing_ok=True)
             entry = {"file": None, "error": f"{type(e).__name__}: {e}".splitlines()[0][:500]}
-            _logger.warning("%s: int8 quantisation failed, keeping the fp32 model only: %s", out_dir, entry["error"])
         else:
             entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
             latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name)

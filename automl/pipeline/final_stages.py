@@ -3,6 +3,7 @@ the supernet's ranking, write the report."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -24,6 +25,8 @@ from automl.train import loops
 from automl.nn.depthwise import plain_convs
 from automl.nn.ensemble import path_outputs
 from automl.nn.measure import count_params
+
+_logger = logging.getLogger(__name__)
 
 __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
 
@@ -158,10 +161,11 @@ class Exporter:
         table = sp.search.cost_table
         search_cost = None if sp.search is sp.retrain else {m: table.total(arch, m) for m in table.metrics}
         # export_architecture exports a CPU copy in eval mode; the trained model stays where it is
-        export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
-                            onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
-                            space_args=sp.retrain_args, normalize=ctx.data.normalize, provenance=provenance,
-                            search_cost=search_cost, run=self.out)
+        m = export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
+                                onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
+                                space_args=sp.retrain_args, normalize=ctx.data.normalize, provenance=provenance,
+                                search_cost=search_cost, run=self.out)
+        _logger.info("exported %s (%s params) to %s", sp.retrain.name, f"{m['params']:,}", folder)
         if not self.export.onnx:
             return {"onnx": None}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
@@ -171,6 +175,8 @@ class Exporter:
         m = measure_export(folder, quantize=self.export.quantize,
                            calibration=ctx.data.full.with_resolution(size).epoch(0), test=lambda: test.epoch(0),
                            **sp.latency)
+        if (m.get("int8") or {}).get("error"):
+            _logger.warning("%s: int8 quantisation failed, keeping the fp32 model only: %s", folder, m["int8"]["error"])
         onnx_path = folder / "model.onnx"
         try:
             rel = str(onnx_path.relative_to(self.out))
