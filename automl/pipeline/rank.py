@@ -1,7 +1,10 @@
 """``automl rank``: the ranking stages on a finished run's last checkpoint (:func:`rank_finished_run`).
 
 No checkpoint is written; results.json keeps every finished retraining (``ranking_partial``) so that a
-stopped or failed ``automl rank`` reruns only the others, and gets the ranking section at the end."""
+stopped or failed ``automl rank`` reruns only the others, and gets the ranking section at the end. A retraining
+is reused only with what determines it the same: its architecture (with the whole list of the ranking's),
+epochs and seed, and the device and number of processes it computed on (:func:`_computed_on`); a run killed
+in its own ranking stage has its finished retrainings (its checkpoint's) reused alike."""
 
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from automl.pipeline.context import written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
 from automl.pipeline.reuse import SPACE_DIGEST, check_fits
-from automl.pipeline.results import (PARTIAL, ReportStage, build_results, partial_ranking, ranking_epochs,
-                                     ranking_results, read_results, recorded_retrainings)
+from automl.pipeline.results import (PARTIAL, ReportStage, build_results, device_record, partial_ranking,
+                                     ranking_epochs, ranking_results, read_results, recorded_retrainings)
 from automl.pipeline.setup import recipe_costs
 from automl.pipeline.state import RunState
 from automl.report import write_report
@@ -33,13 +36,19 @@ if TYPE_CHECKING:
 __all__ = ["rank_finished_run"]
 
 
+def _run_recipe(out: Path) -> dict | None:
+    """The run's recipe.resolved.yaml as a dict (None when it cannot be read as one)."""
+    try:
+        recorded = yaml.safe_load((out / "recipe.resolved.yaml").read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
 def _run_device(out: Path) -> str | None:
     """The device of the run's recipe.resolved.yaml (None when it cannot be read)."""
-    try:
-        device = (yaml.safe_load((out / "recipe.resolved.yaml").read_text(encoding="utf-8")) or {}).get("device")
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError, ValueError):
-        return None
-    return device or "auto"
+    recorded = _run_recipe(out)
+    return None if recorded is None else recorded.get("device") or "auto"
 
 
 def rank_command(recipe, out: Path) -> str:
@@ -110,6 +119,50 @@ def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
         raise UserError(changed.format("it says something else than when the run trained its supernet"))
 
 
+def _computed_on(ctx, info) -> dict:
+    """What a retraining's result depends on besides its architecture, epochs and seed, as results.json records
+    it: the device (float rounding differs between a CPU and a GPU, and between GPU models) and the number of
+    processes (data.batch_size is per process)."""
+    return {"device": device_record(ctx.device), "world_size": info.world_size}
+
+
+def _same_computation(record, here: dict, results: dict) -> bool:
+    """Whether ``record`` (a ranking section or :data:`PARTIAL` of ``results``) was computed as ``here`` says; one
+    that does not say (the run's own ranking section) was computed as the run (``results``' own fields)."""
+    return isinstance(record, dict) and all(record.get(k, results.get(k)) == v for k, v in here.items())
+
+
+def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]]) -> dict | None:
+    """The ranking the run itself measured before it stopped (its checkpoint's ``ranking/j`` entries), as a
+    record :func:`recorded_retrainings` reads (the run's own epochs); None unless this command ranks the same
+    architectures as the run did, on the device its recipe names, with as many processes."""
+    own = (_run_recipe(run.out) or {}).get("ranking")
+    r, out = run.recipe, run.out
+    if (not isinstance(own, dict) or own.get("archs") != len(choices) or r.device != _run_device(out)
+            or state.world_size not in (None, run.info.world_size)):
+        return None
+    entries = [state.results.get(f"ranking/{j}") for j in range(len(choices))]
+    if any(e is not None and e.get("choices") != c for e, c in zip(entries, choices)):
+        return None
+    epochs = own.get("retrain_epochs")
+    return {"retrain_epochs": r.retrain.epochs if epochs is None else epochs,
+            "archs": [{"choices": c} if e is None or "retrainings" not in e else
+                      {"choices": c, "params": e["params"], "retrainings": e["retrainings"]}
+                      for e, c in zip(entries, choices)]}
+
+
+def _recorded(run: Run, state: RunState, before: dict, choices: list[list[str]], here: dict) -> dict:
+    """The retrainings recorded earlier that this command would repeat (:func:`recorded_retrainings`): the run's
+    own ranking stopped part-way (its checkpoint's), an ``automl rank`` stopped part-way (:data:`PARTIAL`) and
+    the last finished ranking, each only when computed as this command computes (``here``)."""
+    r = run.recipe
+    found = recorded_retrainings(r, _stopped_runs_own(run, state, choices), choices)
+    for key in (PARTIAL, "ranking"):
+        if _same_computation(before.get(key), here, before):
+            found.update(recorded_retrainings(r, before[key], choices))
+    return found
+
+
 def rank_finished_run(run: Run) -> dict:
     """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
     results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock."""
@@ -136,8 +189,8 @@ def rank_finished_run(run: Run) -> dict:
     stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
     partial = before.get(PARTIAL) if isinstance(before.get(PARTIAL), dict) else {}
-    recorded = {**recorded_retrainings(r, partial, choices),
-                **recorded_retrainings(r, before.get("ranking"), choices)}
+    here = _computed_on(ctx, info)
+    recorded = _recorded(run, state, before, choices, here)
     if partial.get("metrics_bytes") is not None:  # the lines of a retraining a kill cut short
         run.reporter.cut(partial["metrics_bytes"])
     results = None  # rank 0 writes results.json
@@ -153,14 +206,15 @@ def rank_finished_run(run: Run) -> dict:
             stage.run(ctx, state, idx)
             if stage.recorded is None:
                 done = {s.j for _, s in stages[:n]}
-                written_on_main(info, f"{path}", lambda: atomic_write_json(path, {**results, PARTIAL: partial_ranking(
-                    r, state, choices, done, run.reporter.size())}), again)
+                written_on_main(info, f"{path}", lambda: atomic_write_json(path, {
+                    **results, PARTIAL: {**partial_ranking(r, state, choices, done, run.reporter.size()), **here}}),
+                    again)
             if n < len(stages):
                 stop_ranking_if_signalled(preempt, run.reporter, r, out, f"{n} of {len(stages)}")
     if reused:
         run.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by the run's earlier ranking "
-                          f"(same architectures, epochs and seeds) and not run again")
-    ranking = ranking_results(r, state)
+                          f"(same architectures, epochs, seeds and device) and not run again")
+    ranking = {**ranking_results(r, state), **here}
     final = {**{k: v for k, v in (results or {}).items() if k != PARTIAL}, "ranking": ranking}
     written_on_main(info, f"the results in {out}", lambda: write_report(out, final, run.reporter), again)
     return ranking
