@@ -811,6 +811,14 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
                        "space's network, as results.json reports cost) or search.random_budgets (of the retrained "
                        "network); with both, random_budgets would be ignored; remove one (on the command line, either one "
                        "replaces the other given in the file)", filename, node, applied)
+    rt = recipe.retrain
+    if rt.se > 0 and rt.epochs == 0 and s.method != "random":
+        _refuse_either([("retrain", "se"), ("retrain", "epochs")],
+                       f"retrain.se ({rt.se:g}) adds squeeze-and-excitation layers the supernet does not have, and "
+                       f"retrain.epochs 0 skips retraining: each network would take the supernet's weights with "
+                       f"untrained squeeze-and-excitation layers, which scale every channel by about 0.5 and change "
+                       f"what the network computes; set retrain.epochs above 0 to train them, or retrain.se: 0 to "
+                       f"export the networks as the supernet trained them", filename, node, applied)
     if recipe.supernet_force and recipe.supernet is None:
         _refuse(("supernet_force",), "applies only with supernet (a run folder whose supernet this run reuses); "
                 "set supernet (or pass --supernet RUN_DIR), or remove supernet_force", filename, node, applied)

@@ -20,7 +20,18 @@ __all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "su
 
 
 def _budgeted(results: dict) -> bool:
-    return any(a.get("budget") is not None for a in results["architectures"])
+    return any(_bound(a) is not None for a in results["architectures"])
+
+
+def _bound(a: dict) -> float | None:
+    """The budget architecture ``a`` was searched or drawn under: ``budget`` (search.budgets, of the search
+    space's network, as ``cost``), else ``retrained_budget`` (search.random_budgets, of the retrained network)."""
+    return a.get("budget") if a.get("budget") is not None else a.get("retrained_budget")
+
+
+def _retrained_budgets(results: dict) -> bool:
+    """Whether the budgets are search.random_budgets: they bound the retrained network, not the ``cost`` column."""
+    return any(a.get("retrained_budget") is not None for a in results["architectures"])
 
 
 def short_number(x: float) -> str:
@@ -61,16 +72,19 @@ def _budget_text(b: float, budgets) -> str:
 
 
 def _budgets(results: dict) -> list:
-    return [a.get("budget") for a in results["architectures"]]
+    return [_bound(a) for a in results["architectures"]]
 
 
 def _budget(a: dict, budgets=()) -> str:
-    return "none" if a.get("budget") is None else f"≤ {_budget_text(a['budget'], budgets)}"
+    """``≤ 150k``; ``≤ 150k (retrained)`` for a budget of the retrained network (search.random_budgets)."""
+    if _bound(a) is None:
+        return "none"
+    return f"≤ {_budget_text(_bound(a), budgets)}" + (" (retrained)" if a.get("budget") is None else "")
 
 
 def _label(a: dict, i: int, budgeted: bool = False, budgets=()) -> str:
     if budgeted:
-        return "unconstrained" if a.get("budget") is None else _budget(a, budgets)
+        return "unconstrained" if _bound(a) is None else _budget(a, budgets)
     return f"ε={a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
 
 
@@ -122,7 +136,10 @@ def render_markdown(results: dict) -> str:
         *_supernet_lines(results.get("supernet")),
     ]
     if budgeted and results["method"] == "random":
-        lines += [f"Budgets are total {metric}; `random` has no ε: each member is drawn uniformly among the "
+        whose = (" of the retrained network (`search.random_budgets`: the retraining space's table, with "
+                 "`retrain.space_args`; the cost column prices the searched network)"
+                 if _retrained_budgets(results) else "")
+        lines += [f"Budgets are total {metric}{whose}; `random` has no ε: each member is drawn uniformly among the "
                   f"architectures within its budget (any architecture for `none`; with `search.random_band`, only "
                   f"those costing at least that fraction of the budget), and the ε column numbers the draws.", ""]
     elif budgeted:

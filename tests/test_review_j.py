@@ -82,7 +82,7 @@ def test_retrain_se_on_a_cell_space_is_refused_at_start_up(tmp_path, capsys):
     space.write_text((ROOT / "spaces" / "nasbench201.space").read_text()
                      .replace("input 3 x size x size", "input 1 x size x size"))
     recipe = load_recipe(QUICK, TINY + [f"space={space}", "space_args.size=8", "space_args.channels=8",
-                                        "space_args.cells=1", "retrain.se=0.25"])
+                                        "space_args.cells=1", "retrain.epochs=1", "retrain.se=0.25"])
     with pytest.raises(UserError) as e:
         Run(recipe, tmp_path / "run", resume=False, tty=False).execute()
     assert "retrain.se" in str(e.value) and "cell space" in str(e.value)

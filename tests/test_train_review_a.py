@@ -79,14 +79,20 @@ def test_recalibrating_a_sliced_path_gives_the_standalone_networks_statistics(of
 @pytest.mark.parametrize("path", [p for p in SPACES if p.stem != "ofa_mbv3"], ids=lambda p: p.stem)
 def test_sandwich_paths_of_the_spaces_without_elastic_decisions_are_the_additive_tables_extremes(path):
     """Without elastic depth, width or resolution the params table is exact and additive: the largest and the
-    smallest paths are its costliest and cheapest choice of every decision, and the uniform rows follow from
-    the same generator, so a run samples the same paths as before."""
+    smallest paths are its costliest and cheapest choice of every decision (a cell's op decision never
+    `none` for the smallest: its cells would output zeros), and the uniform rows follow from the same
+    generator, so a run samples the same paths as before."""
     cs = load_compiled(str(path))
     t = cs.cost_table
     assert not t.gates and not t.context_decisions and cs.resolution_dec is None
     costs, ks = t.costs("params"), cs.num_choices
     largest = torch.stack([costs[d, :k].argmax() for d, k in enumerate(ks)])
-    smallest = torch.stack([costs[d, :k].argmin() for d, k in enumerate(ks)])
+    low = costs.clone()
+    for template in getattr(cs.plan, "templates", ()):
+        for node in template.nodes:
+            for d in node.op_decisions:
+                low[d, [j for j, c in enumerate(cs.decisions[d].choices) if c == "none"]] = float("inf")
+    smallest = torch.stack([low[d, :k].argmin() for d, k in enumerate(ks)])
     rest = uniform_archs(ks, 3, torch.Generator().manual_seed(0))
     assert torch.equal(_sandwich(cs), torch.cat([largest[None], smallest[None], rest]))
 

@@ -96,6 +96,12 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
     kind, state = split_checkpoint(obj, keys, source=f"--weights {args.weights}")
     if kind == "supernet":
         _not_exported_weights(args.weights, obj, args.arch)
+        if se > 0:
+            said = f"--se {se:g}" if args.se is not None else f"the se {se:g} --arch {args.arch} was exported with"
+            raise UserError(f"--weights {args.weights} is a supernet checkpoint: it has no weights for the "
+                            f"squeeze-and-excitation layers of {said}, which would stay untrained and change what "
+                            f"the network computes; drop --se (or give a plain ARCH.json), or give a retrained "
+                            f"network's weights (its export's model.safetensors)")
         return None, state
     return state, None
 

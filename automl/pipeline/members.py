@@ -16,6 +16,8 @@ class Members:
     budgets: list[float | None] | None  # search.budgets, total costs in the metric's units
     sampled: bool                       # random search: no ε
     n: int
+    # random search: search.random_budgets, totals of the retrained network (None without)
+    random_budgets: list[float] | None = None
 
     @classmethod
     def of(cls, search, sampled: bool) -> "Members":
@@ -26,7 +28,8 @@ class Members:
         else:
             n = len(search.epsilons)
         eps = None if search.epsilons is None else [float(e) for e in search.epsilons]
-        return cls(eps, search.budgets, sampled, n)
+        drawn = search.random_budgets if sampled and search.budgets is None else None
+        return cls(eps, search.budgets, sampled, n, drawn)
 
     def epsilon(self, i: int, state: RunState) -> float | None:
         """ε of member ``i``: the recipe's, or with budgets the final adapted value (None for random)."""
@@ -38,7 +41,14 @@ class Members:
         return self.epsilons[i]
 
     def budget(self, i: int) -> float | None:
+        """search.budgets[i]: the bound of member ``i``'s total cost in the search space's table (results.json's
+        ``cost``), None without search.budgets or for an unconstrained member."""
         return None if self.budgets is None else self.budgets[i]
+
+    def retrained_budget(self, i: int) -> float | None:
+        """search.random_budgets[i]: the bound the random baseline drew member ``i`` under, of the retrained
+        network's total cost (the retraining space's table, with retrain.space_args); None without."""
+        return None if self.random_budgets is None else float(self.random_budgets[i])
 
     def tag(self, i: int, state: RunState) -> str:
         """How logs name member ``i``: ``eps=0.3``, ``budget=150k``, ``random 2``; a budget whose short form

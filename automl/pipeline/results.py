@@ -142,6 +142,8 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
         archs.append({
             "epsilon": members.epsilon(i, state),
             "budget": members.budget(i),
+            # the random baseline's search.random_budgets: they bound the retrained network, not `cost`
+            **({"retrained_budget": members.retrained_budget(i)} if members.random_budgets is not None else {}),
             "choices": search.decode(a),
             "params": res.get("params"),
             "cost": float(search.cost_table.total(a, recipe.search.cost)),

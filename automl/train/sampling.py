@@ -5,14 +5,19 @@
 * ``fair`` — :func:`fair_archs`, FairNAS's strict fairness: in each step every choice of every decision is
   trained by as equal a number of the λ paths as possible (exactly λ/K_d each when K_d divides λ).
 * ``sandwich`` — :func:`sandwich_archs`, BigNAS's sandwich rule: the largest and the smallest architecture
-  (:func:`sandwich_ends`) in every step, the other λ − 2 uniform.
+  (:func:`sandwich_ends`; on a cell space the smallest with no ``none`` edge) in every step, the other λ − 2
+  uniform.
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 
 __all__ = ["fair_archs", "sandwich_archs", "sandwich_ends", "uniform_archs"]
+
+ZERO_OP = "none"  # the cell op whose output is zeros (automl.nn.ops.Zero): the edge is absent
 
 
 def uniform_archs(num_choices, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -42,13 +47,44 @@ def fair_archs(num_choices, lam: int, generator: torch.Generator) -> torch.Tenso
 def sandwich_ends(space, metric: str = "params") -> tuple[torch.Tensor, torch.Tensor]:
     """BigNAS's largest and smallest architectures of a compiled space: those of the most and the least
     ``metric`` (the cost table's exact extremes, with elastic depth and width), at the largest and the
-    smallest input size where the resolution is a decision."""
+    smallest input size where the resolution is a decision.
+
+    The smallest is the cheapest architecture in which every node of a cell reads its inputs: an op decision
+    of a cell takes no ``none`` (zeros) where it has another choice, since the cheapest of all, every edge
+    ``none``, makes every cell output zeros and its path trains the classifier on nothing. A chain space's
+    ``skip`` passes its input on, so its smallest is the table's cheapest."""
     table = space.cost_table
-    largest, smallest = table.most_expensive(metric), table.cheapest(metric)
+    largest, smallest = table.most_expensive(metric), _flowing(table, _zero_choices(space)).cheapest(metric)
     if space.resolution_dec is not None:
         sizes = torch.tensor(space.resolutions)
         largest[space.resolution_dec], smallest[space.resolution_dec] = sizes.argmax(), sizes.argmin()
     return largest, smallest
+
+
+def _zero_choices(space) -> list[tuple[int, int]]:
+    """``(decision, choice)`` of every ``none`` op of a cell space's op decisions that have another choice."""
+    if space.kind != "cell":
+        return []
+    out = []
+    for template in space.plan.templates:
+        for node in template.nodes:
+            for d in node.op_decisions:
+                choices = space.decisions[d].choices
+                if any(c != ZERO_OP for c in choices):
+                    out.extend((d, k) for k, c in enumerate(choices) if c == ZERO_OP)
+    return sorted(set(out))
+
+
+def _flowing(table, excluded: list[tuple[int, int]]):
+    """``table``, or a shallow copy whose choice mask leaves out ``excluded`` (its extremes then never pick
+    them; the costs are shared, not copied)."""
+    if not excluded:
+        return table
+    narrowed = copy.copy(table)
+    narrowed.mask = table.mask.clone()
+    for d, k in excluded:
+        narrowed.mask[d, k] = False
+    return narrowed
 
 
 def sandwich_archs(num_choices, ends: tuple[torch.Tensor, torch.Tensor], lam: int,
