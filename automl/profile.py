@@ -46,6 +46,7 @@ from torch import nn
 from automl._io import atomic_write_json
 from automl.compile.costs import BUILTIN_METRICS, CostTable
 from automl.errors import UserError
+from automl.limits import MAX_BATCH
 from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
 from automl.train.threads import MAX_THREADS
@@ -99,8 +100,7 @@ def ort_session(model, threads: int = 1):
 
 # upper bounds of the profile arguments: far above any real measurement, low enough that a typo (an extra digit
 # or ten) is a message instead of an allocation the machine cannot make, 10^5 threads, or a run of days
-# (MAX_THREADS: a recipe's bound on its threads, automl.train.threads)
-MAX_BATCH = 2**20   # images per run (automl.recipe's MAX_BATCH, not imported: space commands load no recipe)
+# (MAX_THREADS: a recipe's bound on its threads, automl.train.threads; MAX_BATCH: a recipe's on its batches)
 MAX_REPEAT = 10**5  # timed runs per piece
 
 MIN_SECONDS = 0.1  # a piece of a few microseconds is timed over at least this long, not just `repeat` runs

@@ -41,6 +41,7 @@ from pydantic import TypeAdapter, ValidationInfo, model_validator
 from automl._io import UnreadableText, atomic_write_text, read_utf8_text
 from automl.dsl import space_digest
 from automl.errors import RecipeError
+from automl.limits import MAX_BATCH, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_LAM, MAX_WORKERS
 from automl.train.threads import check_setting as _check_threads
 
 _logger = logging.getLogger(__name__)
@@ -81,13 +82,6 @@ def _seed_in_range(v: int | None) -> int | None:
 COST_TABLE = ("search", "cost_table")
 PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("supernet",), COST_TABLE)
 
-# Upper bounds of counts that reach torch as sizes or loop counts: far above any real run, low enough that a
-# typo (an extra digit or ten) is a message instead of a C overflow or an allocation the machine cannot make.
-MAX_BATCH = 2**20     # images in one mini-batch
-MAX_IMAGE_SIZE = 4096  # pixels, height and width
-MAX_WORKERS = 1024    # DataLoader processes: more than the cores of any machine
-MAX_EPOCHS = 100_000
-MAX_LAM = 4096        # architectures sampled per step (the paper's lambda is 2)
 # characters of a run's name: its folder runs/<name>-YYYYmmdd-HHMMSS[-n] must fit a file name (255 bytes)
 MAX_NAME = 200
 
