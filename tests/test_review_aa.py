@@ -139,9 +139,10 @@ def test_encode_of_a_manifest_keeps_its_resolution(tmp_path, capsys, elastic):
 
 def test_encode_of_a_manifest_refuses_a_resolution_the_space_lacks(tmp_path, capsys, elastic):
     path, _, manifest = elastic
-    code, _, err = cli(capsys, "space", "encode", path, "--arch-def", manifest, "--set", "size=20")
-    assert code == 2 and "12 x 12 inputs" in err and "offers 10, 15, 20" in err and "--set" in err, err
     m = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**m, "space_args": {"size": "20"}}))  # as if exported with --set size=20
+    code, _, err = cli(capsys, "space", "encode", path, "--arch-def", manifest)
+    assert code == 2 and "12 x 12 inputs" in err and "offers 10, 15, 20" in err and "--set size=20" in err, err
     manifest.write_text(json.dumps({**m, "input_shape": [1, 12]}))
     code, _, err = cli(capsys, "space", "encode", path, "--arch-def", manifest)
     assert code == 2 and "input_shape" in err and "[1, 12]" in err, err

@@ -74,7 +74,18 @@ def space_summary(cs, metric: str = "params") -> dict:
 
 
 def _load(args):
-    return load_compiled(args.file, parse_set_args(args.set))
+    """(the compiled space, the JSON of the architecture file of ``cost --arch`` or ``encode --arch-def``: None
+    without one). An export's manifest brings the parameters its network was exported with: its ``space_args``,
+    under the ``--set`` values, which may not change them (:func:`~automl.commands.space_args_for`)."""
+    flag, path = {"cost": ("--arch", getattr(args, "arch", None)),
+                  "encode": ("--arch-def", getattr(args, "arch_def", None))}.get(args.space_command, ("", None))
+    overrides, arch_json = parse_set_args(args.set), None
+    if path:
+        arch_json = read_arch_json(path, flag)
+        if is_manifest(arch_json):  # an export's manifest: its network's space; a --set may not change it
+            check_recorded(arch_json, f"{flag} {path}")
+            overrides = space_args_for(args.file, path, arch_json, args.set, flag)
+    return load_compiled(args.file, overrides), arch_json
 
 
 def _show_table(cs, metric: str) -> None:
@@ -122,7 +133,7 @@ def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> 
                             f"file name, e.g. --out {example}")
 
 
-def _encode(args, cs) -> int:
+def _encode(args, cs, arch_json) -> int:
     _out_file(args.out, "arch.json", {"the space file": args.file, "the --arch-def file": args.arch_def})
     if args.timm:
         model, label, source = timm_model(args.timm, cs), f"timm's {args.timm}", {"timm_model": args.timm}
@@ -131,7 +142,7 @@ def _encode(args, cs) -> int:
             {"arch_def_file": args.arch_def}
     names = encode_timm_model(cs, model, label)
     if args.arch_def and cs.resolution_dec is not None:
-        names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, cs, names)
+        names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
     arch = cs.encode(names)
     text = json.dumps({"space": args.file, **source, "choices": names,
                        "params": cs.cost_table.total(arch)}, indent=1) + "\n"
@@ -143,16 +154,12 @@ def _encode(args, cs) -> int:
     return 0
 
 
-def _arch_def_resolution(path: str, cs, names: dict[str, str]) -> str:
-    """With elastic resolution, the choice of the input size an export's manifest given as ``--arch-def`` records
-    (its ``input_shape``: the resolution its architecture chose); a user error when the space offers no such
-    choice. An arch_def without it (a bare one) keeps ``names``' choice: the space's input size."""
+def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
+    """With elastic resolution, the choice of the input size an export's manifest given as ``--arch-def`` (``path``,
+    its JSON ``obj``) records (its ``input_shape``: the resolution its architecture chose); a user error when the
+    space offers no such choice. An arch_def without it (a bare one) keeps ``names``' choice: the space's input
+    size."""
     dec = cs.decisions[cs.resolution_dec]
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.loads(f.read())
-    except (OSError, ValueError) as e:  # read once already (arch_def_model): changed or removed since
-        raise UserError(f"--arch-def {path}: cannot read it ({e})") from None
     shape = obj.get("input_shape") if isinstance(obj, dict) else None
     if shape is None:
         return names[dec.name]
@@ -164,19 +171,15 @@ def _arch_def_resolution(path: str, cs, names: dict[str, str]) -> str:
     if f"r{shape[1]}" not in dec.choices:
         given = obj.get("space_args") if isinstance(obj.get("space_args"), dict) else {}
         sets = " ".join(f"--set {k}={v}" for k, v in given.items()) or "none"
+        hint = (f"encode it with the space file it was exported from (its manifest's space_args apply: {sets})"
+                if is_manifest(obj) else  # its space_args were applied (_load)
+                f"encode it with the space and the --set values it was exported with (its space_args: {sets})")
         raise UserError(f"--arch-def {path}: its network takes {shape[1]} x {shape[2]} inputs, space {cs.name}'s "
-                        f"{dec.name} offers {', '.join(c[1:] for c in dec.choices)}; encode it with the space and "
-                        f"the --set values it was exported with (its manifest's space_args: {sets})")
+                        f"{dec.name} offers {', '.join(c[1:] for c in dec.choices)}; {hint}")
     return f"r{shape[1]}"
 
 
-def _cost(args, cs) -> int:
-    arch_json = read_arch_json(args.arch)
-    if is_manifest(arch_json):  # an export's manifest: its network's space; a --set may not change it
-        check_recorded(arch_json, f"--arch {args.arch}")
-        overrides = space_args_for(args.file, args.arch, arch_json, args.set)
-        if overrides != parse_set_args(args.set):
-            cs = load_compiled(args.file, overrides)
+def _cost(args, cs, arch_json) -> int:
     if args.cost_table:
         apply_cost_table(cs, read_cost_table(args.cost_table, cs))
     arch = cs.encode(choices_from_json(arch_json, cs, source=str(args.arch)))
@@ -206,11 +209,11 @@ def _profile(args, cs) -> int:
 
 
 def main(args) -> int:
-    cs = _load(args)
+    cs, arch_json = _load(args)
     if args.space_command == "encode":
-        return _encode(args, cs)
+        return _encode(args, cs, arch_json)
     if args.space_command == "cost":
-        return _cost(args, cs)
+        return _cost(args, cs, arch_json)
     if args.space_command == "profile":
         return _profile(args, cs)
     metric = getattr(args, "metric", "params")  # `check` has no --metric

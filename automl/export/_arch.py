@@ -64,21 +64,22 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
     return names
 
 
-def read_arch_json(path: str | os.PathLike) -> Any:
+def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:
     """The parsed JSON of ``ARCH.json`` (or an export's ``manifest.json``); a missing, unreadable or
-    malformed file is a :class:`UserError` naming it."""
+    malformed file is a :class:`UserError` naming it and ``flag``, the option that gave it."""
     try:
-        text = open(path, encoding="utf-8").read()
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
     except FileNotFoundError:
-        raise UserError(f"--arch {path}: no such file") from None
+        raise UserError(f"{flag} {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"--arch {path}: cannot read it ({e})") from None
+        raise UserError(f"{flag} {path}: cannot read it ({e})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     except ValueError as e:  # an integer of over 4,300 digits
-        raise UserError(f"--arch {path}: not an architecture file ({e})") from None
+        raise UserError(f"{flag} {path}: not an architecture file ({e})") from None
 
 
 def is_manifest(obj: Any) -> bool:

@@ -386,13 +386,16 @@ def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
     """The timm network of an arch_def file (JSON: a list of stages of block strings, or an object with
     ``"arch_def"`` such as an export's manifest.json) with the space's stem, head and family."""
     try:
-        obj: Any = json.loads(open(path, encoding="utf-8").read())
+        with open(path, encoding="utf-8") as f:
+            obj: Any = json.loads(f.read())
     except FileNotFoundError:
         raise UserError(f"--arch-def {path}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"--arch-def {path}: cannot read it ({e})") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except ValueError as e:  # an integer of over 4,300 digits
+        raise UserError(f"--arch-def {path}: not an arch_def file ({e})") from None
     if isinstance(obj, dict):
         if "arch_def" in obj and obj["arch_def"] is None and "choices" in obj:
             raise UserError(f"--arch-def {path}: this export's network has no timm arch_def (a block timm cannot "
