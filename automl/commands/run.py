@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import re
 import shlex
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-
-from automl.errors import UserError
+from automl.errors import Stopped, UserError
 from automl.pipeline import Run, resolve_device
 from automl.pipeline.context import on_main
 from automl.pipeline.run import held_files
 from automl.recipe import load_recipe
+from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from automl.train.preempt import SIGNALS
 
 __all__ = ["main", "default_out_dir", "supernet_overrides"]
 
@@ -70,13 +75,30 @@ def _latest_run(name: str) -> Path:
     """The run ``runs/<name>-YYYYmmdd-HHMMSS[-n]`` with the latest time in its name (and of that second, the
     highest n): not the folder modified last (``automl rank`` and a resumed report write into old runs), nor
     another recipe's whose name starts with this one's (quickstart-big-20260101-000000 is not a run of
-    quickstart)."""
+    quickstart), nor a file of such a name. Later folders that hold nothing to continue (:func:`_started_only`)
+    are passed over, each named in a line, for the latest run that holds more; when none does, the latest folder
+    (``--resume`` then says that it holds no checkpoint)."""
     ours = re.compile(re.escape(name) + r"-(\d{8}-\d{6})(?:-(\d+))?")
-    names = [p.name for p in RUNS.iterdir()] if RUNS.is_dir() else []
+    names = [p.name for p in RUNS.iterdir() if p.is_dir()] if RUNS.is_dir() else []
     found = [((m[1], int(m[2] or 1)), m[0]) for m in map(ours.fullmatch, names) if m]
     if not found:
         raise UserError(f"--resume without --out: no earlier run of {name!r} under runs/; pass --out DIR")
-    return RUNS / max(found)[1]
+    runs = [RUNS / n for _, n in sorted(found, reverse=True)]
+    chosen = next((d for d in runs if not _started_only(d)), runs[0])
+    for d in runs[:runs.index(chosen)]:
+        print(f"--resume: passed over {d}: no checkpoint and nothing but a start-up's files (a run stopped while "
+              f"it started, or one starting now); delete it when no run is starting there", flush=True)
+    return chosen
+
+
+def _started_only(folder: Path) -> bool:
+    """Whether ``folder`` holds no checkpoint (none usable or not) and nothing but a start-up's files and empty
+    folders (:func:`~automl.pipeline.run.held_files`): a run stopped (or killed) while it started left it, or
+    one is starting there now. A folder that cannot be listed is not one."""
+    try:
+        return CheckpointStore(folder / "checkpoints").missing() and not held_files(folder)
+    except OSError:
+        return False
 
 
 def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
@@ -84,6 +106,57 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
     if force and supernet is None:
         raise UserError("--supernet-force needs --supernet RUN_DIR (or the recipe key supernet)")
     return ([f"supernet={supernet}"] if supernet is not None else []) + (["supernet_force=true"] if force else [])
+
+
+class StoppedStarting(BaseException):
+    """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals (:func:`_stopping_start_up`); like
+    ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it for an error of its own.
+    :func:`main` raises it on as :class:`~automl.errors.Stopped` (exit 128 + the signal)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+@contextmanager
+def _stopping_start_up(info: DistInfo):
+    """Inside the block, SIGTERM, SIGINT and SIGHUP raise :class:`StoppedStarting` where they would end the process
+    (their handler is the default, not ignored as ``nohup`` ignores SIGHUP), so that the run folder a start-up
+    created is removed (:func:`_drop_unused`) rather than left behind; the stages replace this with their own
+    handling (:meth:`automl.train.preempt.Preemption.armed`), and a second signal ends the process at once. One
+    process only: under torchrun a rank stopped in a collective could not act on it (``--resume`` passes over
+    what such a start-up leaves: :func:`_latest_run`)."""
+    default = {signal.SIGINT: signal.default_int_handler}
+    caught = [s for s in SIGNALS if signal.getsignal(s) is default.get(s, signal.SIG_DFL)]
+    if info.enabled or threading.current_thread() is not threading.main_thread():
+        caught = []
+
+    def stop(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_DFL)
+        raise StoppedStarting(signum)
+
+    old = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _stopped_starting(e: StoppedStarting, out: Path | None, again: str) -> None:
+    """Say on standard error (a terminal that hung up: nothing) what a signal during start-up left."""
+    name = signal.Signals(e.signum).name
+    if out is not None and not CheckpointStore(out / "checkpoints").missing():
+        text = f"stopped by {name} while the run started; its checkpoints are as they were. Continue with: {again}"
+    else:
+        gone = f" ({out} removed)" if out is not None and not out.exists() else ""
+        text = (f"stopped by {name} while the run started, before its first checkpoint: nothing to resume{gone}; "
+                f"start the run again")
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def main(args) -> int:
@@ -94,23 +167,27 @@ def main(args) -> int:
     recipe = load_recipe(args.recipe, args.overrides + extra)
     # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
     info = init_distributed(resolve_device(recipe.device, DistInfo()).type)
-    claimed, runs_was_there = None, RUNS.is_dir()
+    claimed, runs_was_there, out, again = None, RUNS.is_dir(), None, ""
     try:
-        device = resolve_device(recipe.device, info)
-        if args.out:
-            out = Path(args.out)
-        else:  # rank 0 picks (or creates) the folder; every rank uses it
-            out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
-                                                  else default_out_dir(recipe.name))))
-            claimed = out if info.is_main and not args.resume else None
-        again = shlex.join(["automl", "run", args.recipe, *args.overrides, *extra, "--out", str(out), "--resume"])
-        try:
-            Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
-        except BaseException:
-            if claimed is not None:
-                _drop_unused(claimed, runs_was_there)
-            raise
+        with _stopping_start_up(info):
+            device = resolve_device(recipe.device, info)
+            if args.out:
+                out = Path(args.out)
+            else:  # rank 0 picks (or creates) the folder; every rank uses it
+                out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
+                                                      else default_out_dir(recipe.name))))
+                claimed = out if info.is_main and not args.resume else None
+            again = shlex.join(["automl", "run", args.recipe, *args.overrides, *extra, "--out", str(out), "--resume"])
+            try:
+                Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
+            except BaseException:
+                if claimed is not None:
+                    _drop_unused(claimed, runs_was_there)
+                raise
         barrier(info)  # rank 0 writes the results and the report last: the other ranks wait for it
+    except StoppedStarting as e:
+        _stopped_starting(e, out, again)
+        raise Stopped(e.signum) from None
     finally:
         shutdown_distributed()
     return 0

@@ -16,7 +16,7 @@ from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, r
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.rank import rank_finished_run
-from automl.pipeline.results import carry_over
+from automl.pipeline.results import carry_over, read_results
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
                                    weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_ranking, check_shapes, load_spaces,
@@ -29,7 +29,8 @@ from automl.train.data import build_data
 from automl.train.distributed import DistInfo, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
-from automl.train.threads import apply_threads, resolve_threads, save_choice, spaces_work
+from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
+                                  spaces_work)
 
 __all__ = ["Run", "held_files"]
 
@@ -132,6 +133,40 @@ def _listed(recipe, recorded: dict) -> list[str]:
     return differences(theirs, ours, recipe.space_path if same_space else None)
 
 
+def _a_count(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS
+
+
+def _recorded_threads(out: Path) -> tuple[int, str] | None:
+    """For a resume whose threads.json is lost: the thread count the run's newest checkpoint records (the count
+    it started with), else its results.json's (the count its last part computed with), with the record that
+    holds it; None when neither does (a checkpoint of an automl that did not record it)."""
+    ckpt = CheckpointStore(out / "checkpoints").load()
+    n = ckpt.get("threads") if isinstance(ckpt, dict) else None
+    if _a_count(n):
+        return n, f"its checkpoint in {out / 'checkpoints'}"
+    record = read_results(out / "results.json").get("threads")
+    n = record.get("threads") if isinstance(record, dict) else None
+    return (n, str(out / "results.json")) if _a_count(n) else None
+
+
+def _choose_threads(run: "Run", spaces, ranking: bool):
+    """Rank 0's thread choice for ``run`` (:func:`~automl.train.threads.resolve_threads`), saved in threads.json
+    by a new run and by a resume that finds none. A resume (or ``ranking``) without a readable threads.json takes
+    the count its other records hold (:func:`_recorded_threads`); ``auto`` without one is warned about."""
+    r, out, resume = run.recipe, run.out, run.resume or ranking
+    work = None if spaces is None else (lambda: spaces_work(
+        spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", run.info.world_size))
+    choice = resolve_threads(r.threads, out_dir=out, resume=resume, work=work, local_world_size=local,
+                             recorded=lambda: _recorded_threads(out))
+    if resume and choice.source == "auto":  # no record of the count the run started with
+        run.reporter.info(lost_record(out, choice))
+    if not ranking and (not run.resume or not (out / THREADS_FILE).exists()):
+        save_choice(out, choice)
+    return choice
+
+
 class Run:
     """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json).
 
@@ -229,21 +264,11 @@ class Run:
         return UserError(f"--resume: {self.out} cannot be resumed: {self.store.why_none()}; {again}")
 
     def _setup_threads(self, spaces, ranking: bool = False) -> object:
-        """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0 and set
-        on every rank before any torch compute: the count changes float rounding. ``ranking`` (automl rank):
-        the count the run recorded, as ``--resume`` keeps it, and its threads.json left as it is."""
-        def choose():
-            r = self.recipe
-            work = None if spaces is None else (lambda: spaces_work(
-                spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.info.world_size))
-            choice = resolve_threads(r.threads, out_dir=self.out, resume=self.resume or ranking, work=work,
-                                     local_world_size=local)
-            if not ranking and (not self.resume or not (self.out / "threads.json").exists()):
-                save_choice(self.out, choice)
-            return choice
-
-        threads = on_main(self.info, choose)
+        """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0
+        (:func:`_choose_threads`) and set on every rank before any torch compute: the count changes float
+        rounding. ``ranking`` (automl rank): the count the run recorded, as ``--resume`` keeps it, and its
+        threads.json left as it is."""
+        threads = on_main(self.info, lambda: _choose_threads(self, spaces, ranking))
         apply_threads(threads.threads)
         self.reporter.info(threads.line())
         return threads
@@ -285,8 +310,8 @@ class Run:
             f"search.utility=weighted_quantile, or raise search.lam to about 8 N")
 
     # ------------------------------------------------------------------ state
-    def _new_state(self, spaces) -> RunState:
-        """The state of a run at its start; writes its recipe.resolved.yaml."""
+    def _new_state(self, spaces, threads: int) -> RunState:
+        """The state of a run at its start (``threads``: its thread count); writes its recipe.resolved.yaml."""
         r = self.recipe
         fp = weights_fingerprint(r, spaces.path, spaces.search_args)
         origin = ({"from": None, "fingerprint": fingerprint_digest(fp), "forced": False, "differs": []}
@@ -294,7 +319,7 @@ class Run:
         if self.info.is_main:
             atomic_write_text(self.out / RESOLVED, r.to_yaml())
         return RunState(self.recipe_hash, supernet_origin=origin, weights_fingerprint=fp,
-                        world_size=self.info.world_size)
+                        world_size=self.info.world_size, threads=threads)
 
     def _resumed_state(self, plan: Plan) -> RunState:
         ckpt = self.store.load() if self.info.is_main else None
@@ -394,7 +419,7 @@ class Run:
         plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
         self._warn_paper_utility(plan.members.n)
         preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
-        state = self._resumed_state(plan) if self.resume else self._new_state(spaces)
+        state = self._resumed_state(plan) if self.resume else self._new_state(spaces, threads.threads)
         if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
             check_resumed(state, spaces, r.search.supernets)
         ctx = self.context(state, spaces, data, plan, preempt)

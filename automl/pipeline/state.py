@@ -39,6 +39,7 @@ class RunState:
     rng: dict[str, Any] | None = None                        # global torch RNG and the path sampler's
     metrics_bytes: int = 0                                   # metrics.jsonl's length at the checkpoint
     world_size: int | None = None                            # the processes it started with (None: not recorded)
+    threads: int | None = None                               # the intra-op threads it started with (None: same)
     inner: dict[str, Any] = field(default_factory=dict)
 
     @property

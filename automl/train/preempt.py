@@ -1,7 +1,8 @@
 """When to checkpoint inside an epoch, and stopping cleanly on SIGTERM / SIGINT / SIGHUP.
 
 * While the run's stages execute, SIGTERM (a cluster preempting or requeueing the job, ``kill``), SIGINT
-  (Ctrl-C) and SIGHUP (the terminal or ssh session closed) only record the signal. The training loop finishes
+  (Ctrl-C) and SIGHUP (the terminal or ssh session closed; not under ``nohup``, which ignores it) only record
+  the signal. The training loop finishes
   its current step, writes a checkpoint and raises :class:`automl.errors.Stopped` (exit code 128 + signal:
   143, 130, 129). A second SIGTERM or SIGINT exits at once (``os._exit``); a checkpoint being written then is
   abandoned before its index names it, so the previous one stays the one ``--resume`` loads. A second SIGHUP
@@ -55,12 +56,13 @@ class Preemption:
     @contextmanager
     def armed(self):
         """Catch SIGTERM, SIGINT and SIGHUP inside the block (main thread only: Python allows handlers nowhere
-        else)."""
+        else); a SIGHUP that is ignored (``nohup``) stays ignored, so that the run outlives its terminal."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
         self._ttys = [fd for fd in (1, 2) if _isatty(fd)]
-        old = {s: signal.signal(s, self._handle) for s in SIGNALS}
+        caught = [s for s in SIGNALS if s != getattr(signal, "SIGHUP", None) or signal.getsignal(s) != signal.SIG_IGN]
+        old = {s: signal.signal(s, self._handle) for s in caught}
         try:
             yield
         finally:

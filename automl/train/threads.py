@@ -40,9 +40,12 @@ user did not; that value is recognised (its parent, torchrun, started without it
 user's.
 
 Resume: the thread count changes float rounding, and a resumed run must equal an uninterrupted one bit for
-bit on the CPU. The count a run starts with is saved in ``DIR/threads.json``; ``--resume`` with
-``threads: auto`` reuses it (whatever the machine's load is now); an explicit ``threads: N`` or
-``OMP_NUM_THREADS`` that differs wins, and the info line says the resumed run may then differ in rounding.
+bit on the CPU. The count a run starts with is saved in ``DIR/threads.json`` (and in its checkpoints);
+``--resume`` with ``threads: auto`` reuses it (whatever the machine's load is now). Without a readable
+threads.json it takes the count the newest checkpoint records, else the one results.json records; with
+neither, ``auto`` chooses anew and a warning names the missing file and the count chosen. An explicit
+``threads: N`` or ``OMP_NUM_THREADS`` that differs wins, and the info line says the resumed run may then differ
+in rounding.
 A kept or explicit count above :func:`physical_cores` (per torchrun process on this machine) is used as it
 is, and the info line adds that this machine has fewer cores (oversubscribed threads are the slow case
 above).
@@ -70,8 +73,8 @@ from automl._io import atomic_write_json
 from automl.errors import UserError
 
 __all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "spaces_work", "physical_cores", "busy_cores",
-           "apply_threads", "env_threads", "check_setting", "save_choice", "WORK_PER_THREAD", "THREADS_FILE",
-           "MAX_THREADS"]
+           "apply_threads", "env_threads", "check_setting", "save_choice", "lost_record", "WORK_PER_THREAD",
+           "THREADS_FILE", "MAX_THREADS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -380,12 +383,17 @@ def _auto(w: int | None, local_world_size: int, measure: bool) -> ThreadChoice:
 
 
 def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = False, work=None,
-                    local_world_size: int = 1, environ=None, measure=True) -> ThreadChoice:
+                    local_world_size: int = 1, environ=None, measure=True, recorded=None) -> ThreadChoice:
     """The thread count of a run (module docstring). ``setting`` is the recipe's ``threads`` ("auto" or
     an int); ``work`` the step's activation elements or a callable computing them (called only when
-    needed); ``measure`` False skips the /proc/stat sample (busy counts 0)."""
+    needed); ``measure`` False skips the /proc/stat sample (busy counts 0). ``recorded``: on ``resume`` when
+    ``out_dir`` holds no readable :data:`THREADS_FILE`, a callable giving (the count the run started with,
+    the record that holds it) from the run's other records, or None when none does; ``auto`` then keeps that
+    count, and without one chooses anew (:func:`lost_record` words the warning)."""
     env = env_threads(environ, local_world_size)
     saved = _saved(out_dir) if resume else None
+    found = recorded() if resume and saved is None and recorded is not None else None
+    saved, where = found if found is not None else (saved, None)
     explicit = None
     if setting != "auto":
         explicit = ThreadChoice(int(setting), "recipe", "threads: %d in the recipe" % int(setting)
@@ -402,10 +410,22 @@ def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = Fals
                             reason + _too_many(explicit.threads, local_world_size, kept=False),
                             local_world_size=local_world_size)
     if saved is not None:
-        return ThreadChoice(saved, "resumed", f"the count this run started with (kept on --resume: another "
+        told = "" if where is None else f", as {where} records it: {THREADS_FILE} is missing or unreadable"
+        return ThreadChoice(saved, "resumed", f"the count this run started with{told} (kept on --resume: another "
                             f"count changes float rounding)" + _too_many(saved, local_world_size, kept=True),
                             local_world_size=local_world_size)
     return _auto(work() if callable(work) else work, local_world_size, measure)
+
+
+def lost_record(out_dir: Path, choice: ThreadChoice) -> str:
+    """The warning for ``auto`` on resume when no record of ``out_dir`` holds the count the run started with
+    (:func:`resolve_threads` chose ``choice`` anew)."""
+    n = choice.threads
+    return (f"warning: {Path(out_dir) / THREADS_FILE}, the thread count this run started with, is missing or "
+            f"unreadable, and neither its checkpoint nor its results.json records the count: "
+            f"{n} thread{'s' if n != 1 else ''} chosen anew (threads: auto), so what is computed now may differ "
+            f"in float rounding from an uninterrupted run; if you know the count it started with, resume with "
+            f"threads=THAT_COUNT")
 
 
 def check_setting(v):
