@@ -123,6 +123,9 @@ def device(text: str) -> torch.device:
         raise argparse.ArgumentTypeError(f"{text!r} is not a device (cpu or cuda)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA GPU on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(f"{text}: torch sees {torch.cuda.device_count()} CUDA GPU(s) here "
+                                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
     if dev.type not in ("cpu", "cuda"):
         raise argparse.ArgumentTypeError(f"{text}: the benchmarks run on cpu or cuda")
     return dev

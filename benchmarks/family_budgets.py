@@ -3,13 +3,13 @@
     python benchmarks/family_budgets.py [--recipe recipes/quickstart.yaml] [--seeds 0,1,2]
         [--methods importance_sampling,separate] [--out runs/family-budgets] [--set retrain.epochs=0 ...]
 
-Runs ``automl run RECIPE search.method=M seed=S`` for every seed and method, interleaved (A, B, A, B: on
-a shared machine load changes slowly, so neighbouring runs see similar load), then prints per member the
-budget, the final ε, params, cost / budget, test accuracy, and each run's search seconds, plus the
-median search-time ratio of the first method to the second. An existing ``OUT/<method>-s<seed>`` with a
-results.json is reused (delete it to rerun). A run that fails stops the script with one line naming its
-command (exit 2 when the run's was 2: a mistake in the recipe or a --set, which the run printed above it).
-Prints a table and one JSON line.
+Runs ``automl run RECIPE search.method=M seed=S`` for every seed and method (one given twice runs once),
+interleaved (A, B, A, B: on a shared machine load changes slowly, so neighbouring runs see similar load),
+then prints per member the budget, the final ε, params, cost / budget, test accuracy, and each run's search
+seconds, plus the median search-time ratio of the first method to the second. An existing
+``OUT/<method>-s<seed>`` with a results.json is reused (delete it to rerun). A run that fails stops the
+script with one line naming its command (exit 2 when the run's was 2: a mistake in the recipe or a --set,
+which the run printed above it). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def main():
     ap.add_argument("--set", action="append", default=[], help="recipe override key=value (repeatable)")
     args = ap.parse_args()
     out = Path(args.out)
-    methods = args.methods
+    methods = list(dict.fromkeys(args.methods))  # a method or seed given twice is one
     rows, seconds = [], {m: [] for m in methods}
-    for seed in args.seeds:
+    for seed in dict.fromkeys(args.seeds):
         for m in methods:
             d = out / f"{m}-s{seed}"
             if not (d / "results.json").exists():
@@ -62,7 +62,7 @@ def main():
               f"{(r['epsilon'] or 0):>7.3f} {r['params']:>8,} {r['cost/budget'] or '—':>7} {acc:>8} "
               f"{r['search_seconds']:>8.1f}")
     ratio = None
-    if len(methods) == 2:
+    if len(methods) >= 2:
         ratios = [a / b for a, b in zip(seconds[methods[0]], seconds[methods[1]])]
         ratio = round(statistics.median(ratios), 3)
         print(f"search seconds {methods[0]} / {methods[1]}: median {ratio} over {len(ratios)} seeds "

@@ -13,10 +13,10 @@ signed mean error (a systematic bias of the additive model), Kendall's tau betwe
 measurement, and the A/B noise. The ProxylessNAS space runs at 224x224 (ImageNet size).
 
 int8: spnasnet_100 (a member of the ProxylessNAS space, fresh weights, calibrated on noise: latency and
-size do not depend on the weights' values) fp32 vs int8 latency (interleaved) and file size; with
-``--int8-run DIR`` (a run of ``automl run recipes/quickstart.yaml export.quantize=int8``) also the
-quickstart family's accuracy drop, speed-up and size ratio from its results.json, one row per member,
-named by its budget (a run with budgets) and its final ε; DIR is read before anything is measured.
+size do not depend on the weights' values) fp32 vs int8 latency (interleaved; ``--threads``, ``--batch``) and
+file size; with ``--int8-run DIR`` (a run of ``automl run recipes/quickstart.yaml export.quantize=int8``)
+also the quickstart family's accuracy drop, speed-up and size ratio from its results.json, one row per
+member, named by its budget (a run with budgets) and its final ε; DIR is read before anything is measured.
 Prints a table, then one JSON line.
 """
 
@@ -106,9 +106,11 @@ def bench_int8_proxyless(args) -> dict:
         quantize_int8(fp32, int8, calib)
         f, q = [], []
         for _ in range(3):  # interleaved fp32, int8, fp32, int8, ...
-            f.append(onnx_latency(fp32, cs.input_shape, args.threads, repeat=args.measure_repeat, clock=args.clock))
-            q.append(onnx_latency(int8, cs.input_shape, args.threads, repeat=args.measure_repeat, clock=args.clock))
-        return {"model": "spnasnet_100 (proxylessnas, 224)", "fp32_ms": statistics.median(f),
+            f.append(onnx_latency(fp32, cs.input_shape, args.threads, args.batch, repeat=args.measure_repeat,
+                                  clock=args.clock))
+            q.append(onnx_latency(int8, cs.input_shape, args.threads, args.batch, repeat=args.measure_repeat,
+                                  clock=args.clock))
+        return {"model": f"spnasnet_100 (proxylessnas, 224, batch {args.batch})", "fp32_ms": statistics.median(f),
                 "int8_ms": statistics.median(q), "speedup": statistics.median(f) / statistics.median(q),
                 "size_ratio": int8.stat().st_size / fp32.stat().st_size, "accuracy_drop_points": None}
 

@@ -7,8 +7,9 @@ of the most accurate member over threads and seeds (issue #20).
 Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and
 OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already
 there: the script can be re-run after a change to re-measure only what was deleted. The recipe, its overrides,
-the option and method names and the folders given are checked before any run; a run that fails stops the
-script with one line naming its command and its log (exit 2 when the run's was 2).
+the option and method names and the folders given are checked before any run (a truth to retrain needs
+retrain.epochs >= 1, a --truth run a ranking that retrained); a run that fails stops the script with one
+line naming its command and its log (exit 2 when the run's was 2).
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
@@ -54,8 +55,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (check_child, emit, int_list, names, parser, positive_float, positive_int,  # noqa: E402
-                     run_main)
+from _common import (check_child, emit, int_at_least, int_list, names, parser, positive_float,  # noqa: E402
+                     positive_int, run_main)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
@@ -101,7 +102,13 @@ METHODS = ("separate", "importance_sampling", "simultaneous", "random")  # searc
 def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
     """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``): minus the
     mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
-    rk = json.loads((run_dir / "results.json").read_text())["ranking"]
+    rk = json.loads((run_dir / "results.json").read_text()).get("ranking")
+    if not rk:
+        raise UserError(f"--truth {run_dir}: its results.json has no ranking (run it with ranking.archs=K "
+                        f"ranking.seeds=S, or `automl rank {run_dir}`)")
+    if rk.get("retrain_epochs") == 0:
+        raise UserError(f"--truth {run_dir}: its ranking retrained nothing (retrain_epochs 0): its test losses are "
+                        f"the supernet's, not a truth")
     if len(rk["archs"]) != k:
         raise UserError(f"--truth {run_dir}: its ranking has {len(rk['archs'])} architectures, not --archs {k}")
     return [-e["test_loss"] for e in rk["archs"]], [e["choices"] for e in rk["archs"]], int(rk["seeds"])
@@ -246,6 +253,12 @@ def _pair_stats(L: np.ndarray) -> dict:
             "sd": float(np.median(sd)), "batch_agrees": float(np.median(agree))}
 
 
+def better_half(L: np.ndarray) -> np.ndarray:
+    """The rows of ``L`` (architecture x batch losses) of the better half by mean loss, at least two (a pair):
+    where ε = 0 has to choose."""
+    return np.argsort(L.mean(1))[: max(2, len(L) // 2)]
+
+
 def signal_noise(run_dir: Path) -> dict:
     """Pairwise |mean loss difference| / its batch-to-batch standard deviation (medians over the pairs of the K
     architectures, and over the pairs of the better half), on the run's supernet, with each batch's BatchNorm
@@ -268,7 +281,7 @@ def signal_noise(run_dir: Path) -> dict:
                 # the θ phase's loss of the path on each batch (an ensemble's: its members' mean)
                 L.append([float(path_losses(net, x, y, a[None], ws.device)[0]) for x, y in batches])
             L = np.array(L)
-            top = np.argsort(L.mean(1))[: len(L) // 2]  # the better half: where ε = 0 has to choose
+            top = better_half(L)
             out.update({f"{mode}_{k}": v for k, v in _pair_stats(L).items()})
             out.update({f"{mode}_top_{k}": v for k, v in _pair_stats(L[top]).items()})
     return out
@@ -390,7 +403,7 @@ def _parser():
     p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"))
-    p.add_argument("--archs", type=positive_int, default=20)
+    p.add_argument("--archs", type=int_at_least(3), default=20, help="K architectures (ranking.archs: at least 3)")
     p.add_argument("--options", type=names(OPTIONS), default=",".join(OPTIONS),
                    help=f"comma-separated, of {', '.join(OPTIONS)}")
     p.add_argument("--no-tau", action="store_true", help="skip the τ per option")
@@ -440,8 +453,17 @@ def _check(a) -> None:
             raise UserError(f"{d}: no {name} there (a finished `automl run` folder)")
     if a.retrain and not Path(a.retrain).is_file():
         raise UserError(f"--retrain {a.retrain}: no such file")
+    if a.truth and not (a.no_tau or a.replay or a.one_se or a.truth_seeds):
+        recorded_truth(Path(a.truth), a.archs)
     if not (a.replay or a.one_se):
-        load_recipe(a.recipe, a.overrides)
+        recipe = load_recipe(a.recipe, a.overrides)
+        # the truth (and the truth study) retrains for retrain.epochs: 0 would score untrained networks
+        study = a.truth_seeds is not None
+        retrains = a.truth_epochs is None if study else not (a.no_tau or a.truth)
+        if retrains and recipe.retrain.epochs == 0:
+            raise UserError(f"{a.recipe}: retrain.epochs is 0: the truth is the K architectures retrained stand-alone "
+                            f"for retrain.epochs; give retrain.epochs >= 1"
+                            + (" or --truth-epochs" if study else ", --truth RUN_DIR or --no-tau"))
 
 
 def main(argv: list[str]) -> None:

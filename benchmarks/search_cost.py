@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import emit, parser, positive_int, run_main  # noqa: E402
 
+from automl.errors import UserError  # noqa: E402
 from automl.pipeline import Run, open_workspace  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
 
@@ -61,6 +62,8 @@ def main(argv: list[str]) -> None:
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
     recipe = load_recipe(a.recipe, a.overrides)  # a mistake in the recipe or an override is found now
+    if recipe.search.weight_epochs == 0:
+        raise UserError(f"{a.recipe}: search.weight_epochs is 0: no weight steps to time (give 1 or more)")
     # Warm-up, untimed: the first run in a process pays for one-time set-up (oneDNN/cuDNN kernel selection
     # for every op shape, allocator growth), which would otherwise be charged to whichever method runs first.
     search_run(a.recipe, a.overrides + ["search.weight_epochs=1", "search.theta_epochs=1"])

@@ -17,15 +17,16 @@ iteration shared by all N, utility eq. 9 ("paper") or weighted-quantile ("wq"). 
 separate searches (importance_sampling=False, each distribution samples its own lam) with the same
 iterations, i.e. N times the loss evaluations; ``sep =evals``: iters / N iterations, the same evaluations.
 
-Per member: ``cost`` = R(best) / R(optimum) (1 is right; below 1 means too cheap), ``regret`` =
-objective(best) - objective(optimum) (eps: a + eps c summed; budget: sum a) and, with budgets, whether
-best() is within its budget. Means over seeds (and the minimum cost ratio of the unconstrained member).
-Prints a table and one JSON line.
+Per member: ``cost`` = R(best) / R(optimum) (1 is right; below 1 means too cheap; inf when the optimum costs 0
+and best does not), ``regret`` = objective(best) - objective(optimum) (eps: a + eps c summed; budget: sum a)
+and, with budgets, whether best() is within its budget. Means over seeds (and the minimum cost ratio of the
+unconstrained member). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -86,7 +87,10 @@ def member_score(a, costs, best, eps=None, budget=None):
     regret = float(obj.gather(1, best.view(-1, 1)).sum() - obj.gather(1, opt.view(-1, 1)).sum())
     cost = float(costs.gather(1, best.view(-1, 1)).sum())
     ok = budget is None or cost <= budget * (1 + 1e-9)
-    return cost / float(costs.gather(1, opt.view(-1, 1)).sum()), regret, ok
+    opt_cost = float(costs.gather(1, opt.view(-1, 1)).sum())
+    if opt_cost <= 0:  # the optimum costs nothing (every decision at a free choice): 1 when best does too
+        return (1.0 if cost <= 0 else math.inf), regret, ok
+    return cost / opt_cost, regret, ok
 
 
 def run(a, costs, lam, iters, sigma, seed, importance_sampling, utility, epsilons=None, budgets=None,

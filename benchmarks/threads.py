@@ -13,10 +13,11 @@ user gets; ``OMP_NUM_THREADS`` is removed from the children's environment):
   224², batch ``--batch``, λ = 2 uniformly sampled paths, the thread count chosen by the same code as
   ``automl run`` (``automl.train.threads.resolve_threads``).
 
-Each runs alone and next to 1 and 2 busy processes (``--busy``), started by this script before the
-workload (so ``auto`` sees them) and killed after it: Python processes multiplying 512x512 matrices in a
-loop with torch's default threads. Settings are interleaved (their order rotates every repeat) and every
-row is the median of ``--repeat`` runs; ``x_idle`` is a row's median over the same setting's idle median.
+Each runs alone and next to 1 and 2 busy processes (``--busy``; it must include 0, the idle runs), started by
+this script before the workload (so ``auto`` sees them) and killed after it: Python processes multiplying
+512x512 matrices in a loop with torch's default threads. Settings are interleaved (their order rotates every
+repeat) and every row is the median of ``--repeat`` runs; ``x_idle`` is a row's median over the same
+setting's median with 0 busy processes.
 A workload process that takes longer than ``--limit`` wall seconds (start-up included) is stopped and
 counted as ``--limit`` seconds (``cut_off`` counts them: the row's figure is then a lower bound).
 Prints a table and one JSON line (benchmarks/_common.py). A workload process that fails stops the script
@@ -178,6 +179,8 @@ def main(argv: list[str]) -> None:
     settings = ["auto", "1"] + ([str(default)] if default != 1 else [])
     labels = {"auto": "auto", "1": "1", str(default): f"default ({default})"}
     loads = list(dict.fromkeys(a.busy))
+    if 0 not in loads:  # x_idle and auto / best fixed are relative to the runs next to no busy process
+        p.error(f"argument --busy: {','.join(map(str, a.busy))} has no 0: the idle runs are the baseline")
     workloads = list(dict.fromkeys(a.workloads))  # a name given twice is one workload
     cores = physical_cores()
     samples: dict[tuple, list[tuple[float, int]]] = {}
@@ -196,7 +199,7 @@ def main(argv: list[str]) -> None:
     rows = []
     for w in workloads:
         for s in settings:
-            idle = median([t for t, _, _ in samples[(w, loads[0], s)]])
+            idle = median([t for t, _, _ in samples[(w, 0, s)]])
             for busy in loads:
                 got = samples[(w, busy, s)]
                 secs = median([t for t, _, _ in got])
@@ -208,10 +211,10 @@ def main(argv: list[str]) -> None:
     summary = {}
     for w in workloads:
         auto = [r for r in rows if r["workload"] == w and r["setting"] == "auto"]
-        idle_fixed = [r["seconds"] for r in rows if r["workload"] == w and r["busy"] == loads[0]
-                      and r["setting"] != "auto"]
+        auto_idle = next(r["seconds"] for r in auto if r["busy"] == 0)
+        idle_fixed = [r["seconds"] for r in rows if r["workload"] == w and r["busy"] == 0 and r["setting"] != "auto"]
         summary[w] = {"auto_worst_x_idle": max(r["x_idle"] for r in auto),
-                      "auto_idle_over_best_fixed": round(auto[0]["seconds"] / min(idle_fixed), 3)}
+                      "auto_idle_over_best_fixed": round(auto_idle / min(idle_fixed), 3)}
     for w, v in summary.items():
         print(f"{w}: auto's worst row {v['auto_worst_x_idle']:.2f}x its idle time (goal <= 1.3); idle, auto / "
               f"best fixed setting {v['auto_idle_over_best_fixed']:.3f} (goal <= 1.10)")
