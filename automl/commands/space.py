@@ -88,6 +88,11 @@ def _load(args):
     return load_compiled(args.file, overrides), arch_json
 
 
+def _count(n: int, digits: int) -> str:
+    """``n`` to ``digits`` significant digits; beyond a float's range (10^308), its power of ten."""
+    return f"{n:.{digits}g}" if n < 10**300 else f"~10^{len(str(n)) - 1}"
+
+
 def _show_table(cs, metric: str) -> None:
     ct = cs.cost_table
     costs = ct.costs(metric)
@@ -106,7 +111,7 @@ def _show_table(cs, metric: str) -> None:
     console.print(table)
     if cs.params:
         console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in cs.params.items()), highlight=False)
-    console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {cs.size:.4g} architectures",
+    console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {_count(cs.size, 4)} architectures",
                   highlight=False)
     context = ct.context(metric)
     fixed = (format_cost(ct.fixed[metric], metric) if context is None else  # per combination of widths
@@ -223,7 +228,7 @@ def main(args) -> int:
     if args.space_command == "check":
         ct = cs.cost_table
         print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {cs.num_decisions} decisions, sum of K = {cs.sum_k}, "
-              f"{cs.size:.3g} architectures, params {format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
+              f"{_count(cs.size, 3)} architectures, params {format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
         return 0
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(space_summary(cs, metric)) + "\n")

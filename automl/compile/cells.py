@@ -24,6 +24,9 @@ def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     for t in r.space.cells:
         if t.name in templates:
             raise r.err(f"duplicate cell {t.name!r} (first at line {templates[t.name].pos.line})", t.pos)
+        if is_op_name(t.name) and get_op(t.name).reduction:
+            raise r.err(f"cell {t.name!r} has the name of a fixed reduction block, which a `cells` layout can "
+                        f"also name; pick another name", t.pos)
         templates[t.name] = t
     if net.stages:
         st = net.stages[0]
@@ -151,7 +154,8 @@ def _instances(r: Resolver, layout: ir.CellsLayout, seq: list[str], plans: list[
         if name not in index:  # a fixed reduction block: halves the resolution, doubles the width
             c *= 2
             if c > MAX_CH:
-                raise r.err(f"too many reduction blocks: the width would reach {c}", layout.pos)
+                raise r.err(f"too many reduction blocks: the width doubles at each, from {width} to {c}, more "
+                            f"than {MAX_CH} channels; lower the cells' `width` or use fewer reductions", layout.pos)
             instances.append(CellInstance(-1, c_pp, c_p, c, reduce_prev, op=name))
             c_pp = c_p = c
             reduce_prev = False
@@ -160,7 +164,8 @@ def _instances(r: Resolver, layout: ir.CellsLayout, seq: list[str], plans: list[
         if p.stride == 2:
             c *= 2
             if c > MAX_CH:
-                raise r.err(f"too many reduction cells: the width would reach {c}", layout.pos)
+                raise r.err(f"too many reduction cells: the width doubles at each, from {width} to {c}, more "
+                            f"than {MAX_CH} channels; lower the cells' `width` or use fewer reductions", layout.pos)
         out = c * p.multiplier
         instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev, out, len(p.inputs) == 1))
         reduce_prev = p.stride == 2

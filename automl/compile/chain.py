@@ -3,12 +3,16 @@ decisions. Every mistake is a :class:`SpaceError` at the construct that caused i
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass, field
+
+from torch import nn
 
 from automl.compile.resolve import MAX_CH, Resolver, fmt_number
 from automl.dsl import ir
 from automl.nn.ops import ACTIVATIONS, BLOCK_ACTIVATIONS, FAMILIES
-from automl.nn.registry import get_op
+from automl.nn.registry import create_op, get_op
 from automl.plan import ChainLayer, ChainPlan, Decision
 
 __all__ = ["compile_chain", "head_features"]
@@ -25,7 +29,7 @@ def head_features(r: Resolver, net: ir.Network, cells: bool = False) -> tuple[in
         return 0, False
     bn_why = ("" if cells else "a chain's head is timm's (1x1 conv, BN, activation); `bn` is a cell "
               "network's BN + ReLU before pooling")
-    head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "",
+    head = r.options(net.head, {"width": "", "stride": "the head has no stride", "repeat": "the head is one conv",
                                 "kernel": "the head conv is 1x1", "bn": bn_why}, "head")
     if not head:
         raise r.err("`head` needs a width, e.g. `head width 1280`" + (", or `bn`" if cells else "") +
@@ -45,7 +49,7 @@ def compile_chain(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     """``(ChainPlan, decisions)`` of a chain network."""
     stem_size, stem_kernel, stem = _stem(r, net)
     act, family = _style(r, net, stem, stem_kernel)
-    state = _ChainState(cur=stem_size)
+    state = _ChainState(cur=stem_size, family=family)
     for si, st in enumerate(net.stages):
         _compile_stage(r, state, si, st)
     # a layer beyond the least depth of an elastic stage (gated) may be left out, as `skip` leaves a layer out
@@ -70,6 +74,7 @@ class _ChainState:
     """What the stages compiled so far have made: decisions, layers, names, width and total stride."""
 
     cur: int
+    family: str = "efficientnet"
     total_stride: int = 2
     cur_widths: tuple[int, ...] = ()  # the previous stage's widths when elastic
     cur_dec: int | None = None  # and its width decision
@@ -209,7 +214,8 @@ def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
         in_widths, in_dec = (state.cur_widths, state.cur_dec) if i == 0 else (widths, width_dec)
         lname = st.name if st.single else f"{st.name}_{i + 1}"
         same_shape = in_ch == width and not (i == 0 and (in_dec is not None or width_dec is not None))
-        choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se, same_shape)
+        se_at = (state.family, min(in_widths or (in_ch,)), opts["se"].value.pos if "se" in opts else None)
+        choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se, same_shape, se_at)
         dec = None
         if not isinstance(st.body, ir.FixedBody):
             dec = _new_decision(r, state, lname, st.pos, (c[0] for c in choices))
@@ -222,9 +228,10 @@ def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
 
 
 def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in_ch: int, width: int, s: int,
-                   se: float, same_shape: bool):
+                   se: float, same_shape: bool, se_at: tuple):
     """The ops layer ``i`` of a stage offers, each checked against the layer's shape and the stage's SE
-    (``same_shape``: whether its input and output widths always agree, elastic widths included)."""
+    (``same_shape``: whether its input and output widths always agree, elastic widths included; ``se_at``:
+    the family, the least input width and the position of the stage's ``se``, for :func:`_check_se_size`)."""
     body = st.body
     if isinstance(body, ir.FixedBody):
         choices = r.expand(ir.ChoiceRef(body.op.name, body.op.pos), "block", f"{kw} {st.name}")
@@ -246,6 +253,8 @@ def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in
         if se and op != "skip" and not info.se:
             raise r.err(f"{kw} {st.name} has `se {se:g}` but {op!r} takes no squeeze-excitation; "
                         f"give it its own stage", pos if via is None else src.pos)
+        _check_se_size(r, lname, op, info, (se_at[1], width, s), se, se_at[0],
+                       (pos if via is None else src.pos, se_at[2]))
         if (info.same_channels and not same_shape) or (info.stride1_only and s != 1):
             where = pos if via is None else src.pos
             change = [] if same_shape else [f"{in_ch} -> {width} channels" if in_ch != width else "an elastic width"]
@@ -257,3 +266,23 @@ def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in
                 msg += f"; give the first layer its own choices: `choose SET then {via or 'SET'}`"
             raise r.err(msg, where)
     return choices
+
+
+def _check_se_size(r: Resolver, lname: str, op: str, info, shape: tuple[int, int, int], se: float, family: str,
+                   where: tuple) -> None:
+    """An op's squeeze-excitation (its ``_seR`` suffix, else the stage's ``se``) has at least one channel at the
+    layer's least input width ``shape[0]``: timm sizes it ``round(channels x ratio)``, and a ratio that rounds
+    to 0 would build a block of empty convs. ``where``: the op's position and the stage's ``se``."""
+    own = re.search(r"_se([^_]+)", info.block_str or "")
+    ratio = float(own.group(1)) if own else (se if info.se else 0.0)
+    if not ratio or ratio * shape[0] >= 2:  # round(0.9 x C x ratio) >= 1 whatever the expansion
+        return
+    with warnings.catch_warnings():  # torch warns that it cannot initialise the empty weights
+        warnings.simplefilter("ignore", UserWarning)
+        block = create_op(op, *shape, se=se, family=family, device="meta")
+    if not any(isinstance(m, nn.Conv2d) and 0 in (m.in_channels, m.out_channels) for m in block.modules()):
+        return
+    whose = f"{op!r}" if own else f"`se {ratio:g}` on {op!r}"
+    raise r.err(f"layer {lname}: the squeeze-excitation of {whose} would have 0 channels at {shape[0]} input "
+                f"channels (timm rounds channels x {ratio:g} down to 0); use a ratio of at least "
+                f"{1 / shape[0]:.3g} (1/{shape[0]}), e.g. 0.25", where[0] if own else where[1])

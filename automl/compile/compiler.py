@@ -102,7 +102,9 @@ def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> 
         if e.decision is not None:
             if e.decision.name not in by_name:
                 close = difflib.get_close_matches(e.decision.name, by_name, n=1)
-                raise r.err(f"unknown decision {e.decision.name!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                names = ", ".join(list(by_name)[:8]) + (", ..." if len(by_name) > 8 else "")
+                raise r.err(f"unknown decision {e.decision.name!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                                                       f"; the decisions are: {names}"),
                             e.decision.pos)
             d = by_name[e.decision.name]
             if e.choice.name not in decisions[d].choices:
@@ -111,10 +113,8 @@ def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> 
             specific[(d, e.choice.name)] = e.value
         else:
             if not any(e.choice.name in d.choices for d in decisions):
-                pool = ["default", "fixed"] + sorted({c for d in decisions for c in d.choices})
-                close = difflib.get_close_matches(e.choice.name, pool, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-                raise r.err(f"no decision offers {e.choice.name!r}{hint}", e.choice.pos)
+                raise r.err(f"no decision offers {e.choice.name!r}{_choice_hint(r, e.choice.name, decisions)}",
+                            e.choice.pos)
             general[e.choice.name] = e.value
     rows = []
     for d, dec in enumerate(decisions):
@@ -129,6 +129,22 @@ def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> 
     return rows
 
 
+def _choice_hint(r: Resolver, name: str, decisions: list[Decision]) -> str:
+    """How to fix a metric entry whose choice no decision offers: a close name, or what the name is (a
+    decision, a choice set) and how a metric block gives costs for it."""
+    by_name = {d.name: d for d in decisions}
+    if name in by_name:
+        return (f"; {name!r} is a decision: an entry names one of its choices, "
+                f"`{by_name[name].choices[0]} in {name} = VALUE`")
+    if name in r.sets:
+        ops = r.expand(ir.ChoiceRef(name, r.sets[name].pos), None, f"choice set {name}")
+        return (f"; {name!r} is a choice set: give each of its ops a cost (`{ops[0][0]} = VALUE`) or write "
+                f"`default = VALUE`")
+    pool = ["default", "fixed"] + sorted({c for d in decisions for c in d.choices})
+    close = difflib.get_close_matches(name, pool, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _resolutions(r: Resolver, space: ir.Space, h: int, w: int) -> tuple[int, ...]:
     """The input sizes of ``resolution A, B, ...`` (none without the statement)."""
     if space.resolutions is None:
@@ -138,6 +154,12 @@ def _resolutions(r: Resolver, space: ir.Space, h: int, w: int) -> tuple[int, ...
                     space.resolution_pos)
     out: list[int] = []
     for e in space.resolutions:
+        value = r.eval(e)
+        if value > h and float(value).is_integer():
+            v = fmt_number(int(value))
+            fix = f"make the input {v} x {v} or remove {v}" if value <= MAX_SIZE else f"remove {v}"
+            raise r.err(f"resolution {v} is larger than the input size {h}{r.origin(e)}: the data comes at the "
+                        f"input size and the smaller resolutions are resized from it; {fix}", e.pos)
         v = r.whole(e, "a resolution", 1, h)
         if v in out:
             raise r.err(f"resolution {v} is listed twice{r.origin(e)}", e.pos)

@@ -16,14 +16,19 @@ from automl.nn.registry import OpInfo, get_op, is_op, list_ops
 __all__ = ["Resolver", "fmt_number", "is_op_name", "op_key", "MAX_CH"]
 
 MAX_CH = 1 << 16  # channels, widths
+MAX_SET_DEPTH = 100  # choice sets inside one another (as expressions nest at most 100 operators)
 
 
 def fmt_number(v) -> str:
-    """A number for an error message (huge ints do not fit a float format)."""
+    """A number for an error message (huge ints do not fit a float format; a real number that ``:g`` would
+    show as a whole one, ``2.0000001`` as ``2``, is shown in full)."""
     if isinstance(v, int):
         text = str(v)
         return text if len(text) <= 20 else text[:8] + "...(" + str(len(text)) + " digits)"
-    return f"{v:g}"
+    text = f"{v:g}"
+    if math.isfinite(v) and float(text) != v and float(text).is_integer():
+        return repr(v)
+    return text
 
 
 class Resolver:
@@ -148,56 +153,63 @@ class Resolver:
         return out
 
     # choices
-    def expand(self, src, kind: str | None, where: str, _stack=()) -> list[tuple[str, ir.Pos, str | None]]:
+    def expand(self, src, kind: str | None, where: str) -> list[tuple[str, ir.Pos, str | None]]:
         """The ops a choice source offers, as (op, position, set it came through or None), in order.
 
         ``kind``: "block" (chain layers) or "cell" (cell nodes) restricts the ops; None checks names only.
+        An op offered twice is an error at its second offer, found as the sets unfold: sets that include
+        one another many times over never unfold in full.
         """
-        if isinstance(src, ir.ChoiceInline):
-            items = [ir.ChoiceRef(n.name, n.pos) for n in src.items]
-        else:
-            items = [src]
         out: list[tuple[str, ir.Pos, str | None]] = []
-        for ref in items:
-            if ref.name in self.sets:
-                if ref.name in _stack:
-                    raise self.err(f"choice set {ref.name!r} includes itself", ref.pos)
-                s = self.sets[ref.name]
-                for name in s.items:
-                    for op, pos, via in self.expand(ir.ChoiceRef(name.name, name.pos), kind, where,
-                                                    _stack + (ref.name,)):
-                        out.append((op, pos, via or ref.name))
-            elif self._known_op(ref):
-                self._check_kind(get_op(ref.name), kind, ref.pos)
-                out.append((ref.name, ref.pos, None))
-            else:
-                hint = family_hint(ref.name)
-                if hint:
-                    raise self.err(f"unknown op {ref.name!r}: {hint}", ref.pos)
-                pool = list(self.sets) + list_ops(kind=kind)
-                close = difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6)
-                hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-                    f"; the ops are: {', '.join(list_ops(kind=kind or 'block'))}" if not self.sets else
-                    f"; the choice sets are: {', '.join(self.sets)}")
-                raise self.err(f"unknown op or choice set {ref.name!r}{hint}", ref.pos)
-        if not _stack:
-            self._check_twice(out, where)
+        seen: dict[tuple, tuple[str, ir.Pos]] = {}
+        for op, pos, via in self._unfold(src, kind, ()):
+            self._check_twice(op, pos, via, seen, where)
+            out.append((op, pos, via))
         return out
 
-    def _check_twice(self, out: list[tuple[str, ir.Pos, str | None]], where: str) -> None:
+    def _unfold(self, src, kind: str | None, stack: tuple[str, ...]):
+        """(op, position, set) for each op ``src`` names, sets unfolded in place (a generator)."""
+        items = [ir.ChoiceRef(n.name, n.pos) for n in src.items] if isinstance(src, ir.ChoiceInline) else [src]
+        for ref in items:
+            if ref.name in self.sets:
+                if ref.name in stack:
+                    raise self.err(f"choice set {ref.name!r} includes itself", ref.pos)
+                if len(stack) >= MAX_SET_DEPTH:
+                    raise self.err(f"more than {MAX_SET_DEPTH} choice sets inside one another (set {stack[0]!r} "
+                                   f"includes {stack[1]!r}, which includes ...); list the ops in fewer sets",
+                                   ref.pos)
+                for name in self.sets[ref.name].items:
+                    for op, pos, via in self._unfold(ir.ChoiceRef(name.name, name.pos), kind, stack + (ref.name,)):
+                        yield op, pos, via or ref.name
+            elif self._known_op(ref):
+                self._check_kind(get_op(ref.name), kind, ref.pos)
+                yield ref.name, ref.pos, None
+            else:
+                raise self._unknown(ref, kind)
+
+    def _unknown(self, ref, kind: str | None) -> SpaceError:
+        hint = family_hint(ref.name)
+        if hint:
+            return self.err(f"unknown op {ref.name!r}: {hint}", ref.pos)
+        pool = list(self.sets) + list_ops(kind=kind)
+        close = difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
+            f"; the ops are: {', '.join(list_ops(kind=kind or 'block'))}" if not self.sets else
+            f"; the choice sets are: {', '.join(self.sets)}")
+        return self.err(f"unknown op or choice set {ref.name!r}{hint}", ref.pos)
+
+    def _check_twice(self, op: str, pos: ir.Pos, via: str | None, seen: dict, where: str) -> None:
         """No op offered twice in one place, however it is spelled (``ir_k3_e3`` and ``ir_k3_e3.0``)."""
-        seen: dict[tuple, tuple[str, ir.Pos]] = {}
-        for op, pos, via in out:
-            key = op_key(op)
-            through = f" (through choice set {via!r})" if via else ""
-            if key in seen:
-                first, first_pos = seen[key]
-                if first == op:
-                    raise self.err(f"{op!r} is offered twice in {where}{through}", pos)
-                raise self.err(f"{op!r}{through} is the same op as {first!r} (line {first_pos.line}, column "
-                               f"{first_pos.column}), written another way: it is offered twice in {where}; "
-                               f"keep one", pos)
-            seen[key] = (op, pos)
+        key = op_key(op)
+        through = f" (through choice set {via!r})" if via else ""
+        if key in seen:
+            first, first_pos = seen[key]
+            if first == op:
+                raise self.err(f"{op!r} is offered twice in {where}{through}", pos)
+            raise self.err(f"{op!r}{through} is the same op as {first!r} (line {first_pos.line}, column "
+                           f"{first_pos.column}), written another way: it is offered twice in {where}; "
+                           f"keep one", pos)
+        seen[key] = (op, pos)
 
     def _known_op(self, ref) -> bool:
         """Whether ``ref`` names an op; a malformed name of a known family (``ir_k3_e6_se1.5``) is an error."""
@@ -213,8 +225,8 @@ class Resolver:
         if kind == "cell" and info.kind != "cell":
             if info.name == "skip":
                 raise self.err("'skip' is for chain layers; in a cell use 'identity'", pos)
-            raise self.err(f"op {info.name!r} is a chain block; cells use "
-                           f"{', '.join(list_ops(kind='cell'))}", pos)
+            edge_ops = (n for n in list_ops(kind="cell") if not get_op(n).reduction)  # not resnet_block
+            raise self.err(f"op {info.name!r} is a chain block; cells use {', '.join(edge_ops)}", pos)
         if kind == "cell" and info.reduction:
             raise self.err(f"{info.name!r} is a fixed reduction block: it goes in the `cells` layout "
                            f"(e.g. `split by {info.name} x 2`), not on an edge", pos)

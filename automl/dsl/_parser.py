@@ -17,6 +17,7 @@ from pathlib import Path
 import lark
 from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.lark import PostLex
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.dsl import ir
@@ -46,7 +47,33 @@ def space_parser() -> lark.Lark:
         _logger.debug("interegular not installed: building the .space parser without strict checks")
         strict = False
     return lark.Lark(grammar_text(), parser="lalr", lexer="contextual", strict=strict,
-                     propagate_positions=True, maybe_placeholders=True)
+                     propagate_positions=True, maybe_placeholders=True, postlex=_WholeWords())
+
+
+_SHAPE = re.compile(r"x(?:[0-9]+x)*[0-9]*")  # what follows the channels of `input 3x32x32`
+
+
+class _WholeWords(PostLex):
+    """Words are read whole: the contextual lexer also tries a name where the parser takes none, so a keyword
+    glued to what follows (``choosemb``, ``repeat2``, ``stagex``) is one name, an error at that name with a
+    suggestion, not ``choose mb`` or ``stage x``. A shape glued to its channels, ``3x32x32`` (the number 3,
+    then the name ``x32x32``), still reads as ``3 x 32 x 32``."""
+
+    always_accept = ("NAME",)
+
+    def process(self, stream):
+        prev = None
+        for tok in stream:
+            if (tok.type == "NAME" and prev is not None and prev.type == "NUMBER" and prev.end_pos == tok.start_pos
+                    and _SHAPE.fullmatch(tok)):
+                for m in re.finditer(r"x|[0-9]+", str(tok)):  # X: the terminal Lark names for "x"
+                    prev = Token("X" if m.group() == "x" else "NUMBER", m.group(), tok.start_pos + m.start(),
+                                 tok.line, tok.column + m.start(), tok.line, tok.column + m.end(),
+                                 tok.start_pos + m.end())
+                    yield prev
+                continue
+            prev = tok
+            yield tok
 
 
 class ParamError(SpaceError):
@@ -340,8 +367,8 @@ def _bracket_hint(e: UnexpectedToken, text: str) -> str:
 def _hint(tok: Token, expected_words: list[str]) -> str:
     text = str(tok)
     keywords = [w.strip("'") for w in expected_words if w.startswith("'") and w.strip("'").isalpha()]
-    if tok.type == "NAME" and re.fullmatch(r"x\d+(x\d+)*", text) and "x" in keywords:
-        return "; write the shape with spaces, e.g. `input 3 x 32 x 32`"
+    if tok.type == "NAME" and re.fullmatch(r"x\d+(x\d+)*", text) and "x" in keywords:  # `x6`, `3 x32x32`
+        return f"; put spaces around `x`: `{' x '.join(text.split('x')).strip()}`"
     if tok.type in ("NAME",) or text.isalpha():
         close = difflib.get_close_matches(text, keywords, n=1, cutoff=0.75)
         if close:
@@ -360,7 +387,9 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
         ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else ""
         what = f"unexpected character {ch!r}" if ch.isprintable() else f"unexpected character U+{ord(ch):04X}"
         # the lexer's list of allowed terminals is not the parser's expectation here: leave it out
-        if ch == "\t" or ch.isspace():
+        if ch in "\x85\u2028\u2029":  # read as a line break by some editors, not by the grammar
+            what += " (a Unicode line separator; use a plain line break)"
+        elif ch == "\t" or ch.isspace():
             what += " (use plain spaces)"
         elif ch.isdigit():
             what += " (write numbers with the digits 0-9)"
@@ -439,7 +468,8 @@ def _check_tree(tree: lark.Tree, text: str, filename: str) -> None:
 
 
 def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] | None = None) -> ir.Space:
-    """Parse ``.space`` text into an :class:`ir.Space`, applying ``--set`` style overrides.
+    """Parse ``.space`` text into an :class:`ir.Space`, applying ``--set`` style overrides (each value the
+    text of a number, or a number as JSON gives it; anything else is a :class:`ParamError`).
 
     Raises :class:`SpaceError` (``FILE:LINE:COL: message``) for every mistake in the text.
     """
@@ -473,11 +503,13 @@ def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None)
     return parse_space(text, filename, overrides)
 
 
-def _parse_override(filename: str, p: ir.Param, raw: str) -> int | float:
+def _parse_override(filename: str, p: ir.Param, raw: str | int | float) -> int | float:
     def bad(problem: str) -> ParamError:
-        return ParamError(problem, filename, p.name, raw)
+        return ParamError(problem, filename, p.name, str(raw))
 
-    text = raw.strip()
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):  # a value from JSON or Python: `0.5`
+        raise bad("expected a number")
+    text = str(raw).strip()
     if not text.isascii() or "_" in text:  # float() would take '３' and '1_0'; a space file takes neither
         raise bad("expected a number written with the digits 0-9")
     if re.fullmatch(r"[+-]?\d+", text):
@@ -492,9 +524,11 @@ def _parse_override(filename: str, p: ir.Param, raw: str) -> int | float:
         if not math.isfinite(value):
             raise bad("expected a finite number") from None
     if isinstance(p.default, int) and not isinstance(value, int):
-        if float(value).is_integer():
-            return int(value)
-        raise bad(f"parameter {p.name} is a whole number (default {p.default})")
+        if not float(value).is_integer():
+            raise bad(f"parameter {p.name} is a whole number (default {p.default})")
+        if abs(value) > MAX_INT:  # `1e30`: a whole number as large as the text `1000...0` would be
+            raise bad(f"number too large; a whole number is at most 2**62 ({MAX_INT:,})")
+        return int(value)
     if isinstance(p.default, float):
         return float(value)
     return value
