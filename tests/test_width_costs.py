@@ -202,7 +202,7 @@ def test_resolution_is_a_decision_and_macs_follow_it_exactly():
 
 @pytest.mark.parametrize("header,where,message", [
     ("input 3 x 32 x 24\nresolution 16, 24\n", (3, 1), "needs a square input"),
-    ("input 3 x 32 x 32\nresolution 16, 48\n", (3, 16), "between 1 and 32"),
+    ("input 3 x 32 x 32\nresolution 16, 48\n", (3, 16), "resolution 48 is larger than the input size 32"),
     ("input 3 x 32 x 32\nresolution 16, 32, 16\n", (3, 20), "listed twice"),
     ("input 3 x 32 x 32\nresolution 16, 24\n", (3, 1), "must include the input size 32"),
     ("input 3 x 32 x 32\nresolution 16, 32\nresolution 24, 32\n", (4, 1), "a second 'resolution'"),

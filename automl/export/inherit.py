@@ -5,7 +5,8 @@ path differs (the supernet holds every candidate, the standalone model only the 
 ``skip`` layers). Rather than tie this module to the compiler's attribute names, we pair modules by
 the order in which they run: one forward pass of the supernet on the architecture and one of the
 standalone model, each recording every module that owns parameters or buffers the first time it is
-called. The two sequences must match module by module (same type, same tensor names and shapes);
+called. The two sequences must match module by module (same type, same tensor names and shapes; a
+depthwise convolution with the training-time backward of :mod:`automl.nn.depthwise` counts as a ``Conv2d``);
 a supernet path that runs some module at a smaller width than it holds (elastic width) is read from
 ``supernet.path_network(arch)``, where such a module is a copy holding the first channels of each tensor
 (:mod:`automl.nn.elastic`);
@@ -25,6 +26,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from automl.errors import UserError
+from automl.nn.depthwise import FastDepthwiseConv2d
 
 __all__ = ["InheritError", "SUPERNET_KEYS", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order"]
 
@@ -125,9 +127,12 @@ def execution_order(model: nn.Module, *args, **kwargs) -> list[tuple[str, nn.Mod
 
 
 def _signature(m: nn.Module) -> tuple:
+    """The module's class and own tensors' names and shapes; a depthwise convolution with the training-time
+    backward (:func:`automl.nn.use_fast_depthwise_grad`) is the ``Conv2d`` it stands for."""
     state = m.state_dict(keep_vars=True)
     own = {k: tuple(v.shape) for k, v in state.items() if "." not in k}
-    return type(m).__name__, tuple(sorted(own.items()))
+    cls = nn.Conv2d if isinstance(m, FastDepthwiseConv2d) else type(m)
+    return cls.__name__, tuple(sorted(own.items()))
 
 
 def inherit_weights(supernet: nn.Module, arch: torch.Tensor, standalone: nn.Module,

@@ -8,6 +8,7 @@ but honours ``opset_version`` exactly and handles every op our spaces use.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import logging
@@ -23,7 +24,7 @@ from automl.errors import UserError
 from automl._io import atomic_path
 
 __all__ = ["MIN_OPSET", "DEFAULT_OPSET", "newest_opset", "opset_problem", "check_opset", "PARITY_TOLERANCE",
-           "OnnxParityError", "export_onnx", "onnx_parity"]
+           "OnnxParityError", "export_onnx", "onnx_parity", "rounding_explains"]
 
 _logger = logging.getLogger(__name__)
 
@@ -87,29 +88,68 @@ def check_opset(opset: int, name: str = "--opset") -> int:
     return opset
 
 
+def _session(path):
+    """onnxruntime's CPU session of the ONNX file ``path``, one intra-op thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1  # a few small inputs: threads only add contention
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def _run(session, x: torch.Tensor) -> np.ndarray:
+    return session.run(None, {INPUT_NAME: x.cpu().numpy().astype(np.float32)})[0]
+
+
+def _max_rel(a: np.ndarray, b: np.ndarray) -> float:
+    """``max|a - b| / max(1, max|b|)`` (0 for empty arrays)."""
+    if not b.size:
+        return 0.0
+    return float(np.max(np.abs(a - b))) / max(1.0, float(np.max(np.abs(b))))
+
+
 def onnx_parity(path: str | os.PathLike, model: nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[float, float]:
     """Run ``model`` (eval mode) and the ONNX file in onnxruntime's CPU provider on each input.
 
     Returns ``(max_abs_diff, max_rel_diff)`` over all inputs, where the relative difference is
     ``max|a - b| / max(1, max|b|)`` with ``b`` the torch output.
     """
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1  # a few small inputs: threads only add contention
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    session = _session(path)
     max_abs = max_rel = 0.0
     for x in inputs:
         with torch.no_grad():
             expected = model(x).float().cpu().numpy()
-        got = session.run(None, {INPUT_NAME: x.cpu().numpy().astype(np.float32)})[0]
+        got = _run(session, x)
         if got.shape != expected.shape:
             raise OnnxParityError(f"{path}: onnxruntime output shape {got.shape} != torch {expected.shape}")
         diff = float(np.max(np.abs(got - expected))) if expected.size else 0.0
         max_abs = max(max_abs, diff)
-        max_rel = max(max_rel, diff / max(1.0, float(np.max(np.abs(expected))) if expected.size else 1.0))
+        max_rel = max(max_rel, _max_rel(got, expected))
     return max_abs, max_rel
+
+
+def rounding_explains(path: str | os.PathLike, model: nn.Module, inputs: Sequence[torch.Tensor],
+                      tolerance: float = PARITY_TOLERANCE) -> bool:
+    """Whether, on every input, onnxruntime's output is within ``tolerance`` (relative, as in
+    :func:`onnx_parity`) of ``model``'s exact result (a float64 copy, on the CPU, contiguous) or no further
+    from it than torch's own float32 output is. Then a disagreement between the two is float32 rounding that
+    an ill-conditioned network amplifies (untrained squeeze-excitation on inherited weights, BatchNorm
+    statistics that do not fit the path: outputs of 1e5 whose last digits depend on the kernels' order of
+    summation), not a broken export; a wrong graph stays far from the exact result while torch is close."""
+    session = _session(path)
+    exact_model = copy.deepcopy(model).cpu().double().to(memory_format=torch.contiguous_format).eval()
+    for x in inputs:
+        with torch.no_grad():
+            got32 = model(x).double().cpu().numpy()
+            exact = exact_model(x.detach().cpu().double()).numpy()
+        got = _run(session, x).astype(np.float64)
+        if got.shape != exact.shape:
+            return False
+        off = _max_rel(got, exact)
+        if not (off < tolerance or off <= _max_rel(got32, exact)):
+            return False
+    return True
 
 
 def _torch_export(model: nn.Module, example: torch.Tensor, path, opset: int) -> None:
@@ -134,7 +174,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
 
     The model is exported in eval mode (its training flag is restored afterwards). Parity is measured on
     random inputs of batch sizes 1 and 3 (the export traces batch 2, so this also tests the dynamic
-    axis). Raises :class:`OnnxParityError` when the relative difference exceeds ``tolerance``.
+    axis). Raises :class:`OnnxParityError` when the relative difference exceeds ``tolerance``, unless
+    :func:`rounding_explains` it (onnxruntime is no further from the exact, float64, result than torch is).
     Returns the manifest's ``onnx`` entry.
     """
     import onnx
@@ -154,7 +195,12 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
             onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
             inputs = [torch.randn(n, c, h, w, generator=gen).to(device) for n in (1, 3)]
             max_abs, max_rel = onnx_parity(tmp, model, inputs)
-            if not max_rel < tolerance:
+            if not max_rel < tolerance and rounding_explains(tmp, model, inputs, tolerance):
+                _logger.warning("ONNX export of %s: onnxruntime and torch differ by %.3g (relative) on an "
+                                "ill-conditioned network, where torch's float32 output is itself that far from "
+                                "the exact (float64) one; onnxruntime is no further from it", type(model).__name__,
+                                max_rel)
+            elif not max_rel < tolerance:
                 raise OnnxParityError(
                     f"ONNX export of {type(model).__name__} disagrees with torch: max |onnx - torch| = {max_abs:.3g} "
                     f"(relative {max_rel:.3g} >= {tolerance:g}); the exporter or a custom op is broken")

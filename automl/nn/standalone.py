@@ -8,6 +8,8 @@ timm block, for weight inheritance. Cell spaces build a :class:`CellNet` with th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from timm.layers import get_act_layer
 from timm.models._efficientnet_builder import decode_arch_def, efficientnet_init_weights
@@ -91,8 +93,8 @@ def build_standalone(cs: SpacePlan, arch, se: float = 0.0) -> nn.Module:
     if cs.kind == "chain":
         blocks, custom = _block_strings(cs, arch, se)
         model = timm_network(cs.plan, blocks)
-        for s, b, layer, op in custom:  # FBNet's group-conv MBConv in place of the timm block
-            block = chain_op(cs.plan, layer, op)
+        for s, b, layer, op in custom:  # FBNet's group-conv MBConv in place of the timm block, ``se`` as theirs
+            block = chain_op(cs.plan, replace(layer, se=layer.se or se), op)
             efficientnet_init_weights(block)
             model.blocks[s][b] = block
         return model
