@@ -312,7 +312,7 @@ if [ -n "$FAIL" ]; then case "$*" in *"$FAIL"*) exit "$FAIL_RC" ;; esac; fi
 exit 0
 """
 GPU_STEPS = ["tests", "engine_speed", "supernet_overhead_digits", "supernet_overhead_proxyless",
-             "engine_overhead_proxyless", "quickstart", "scaling", "search_cost"]
+             "engine_overhead_proxyless", "scaling", "search_cost", "quickstart"]
 
 
 def gpu_check(tmp_path: Path, **env: str) -> tuple[int, list[str]]:

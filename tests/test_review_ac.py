@@ -17,6 +17,7 @@ from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import read_arch_json
 from automl.nn.membership import arch_def_model
+from test_review_aa import ELASTIC  # the same small space with elastic resolution
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -91,20 +92,6 @@ def test_a_bare_arch_def_takes_the_set_values(tmp_path, capsys, three):
     bare.write_text(json.dumps(cs.arch_def(cs.encode(names))))
     code, out, err = cli(capsys, "space", "encode", DIGITS, "--arch-def", bare, "--set", "classes=3")
     assert code == 0 and json.loads(out)["params"] == cs.cost_table.total(cs.encode(names)), (out, err)
-
-
-ELASTIC = """space elastic
-param size = 16
-input 1 x size x size
-resolution size // 2, size * 3 // 4, size
-classes 10
-choices block = ir_k3_e1, ir_k3_e3
-network
-  stem width 16
-  stage s1 width 24 repeat 2 choose block
-  head width 32
-end
-"""
 
 
 def test_encode_of_a_manifest_takes_the_resolution_of_its_space_args(tmp_path, capsys):
