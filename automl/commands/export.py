@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from pathlib import Path
 
 from automl._io import writable_dir
-from automl.commands import space_args_for
+from automl.commands import params_warning, recorded_space_args, space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import (check_se, choices_from_json, export_architecture, is_manifest, load_checkpoint,
@@ -44,11 +45,16 @@ def main(args) -> int:
     recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
     if recorded is not None:
         check_recorded(recorded, f"--arch {args.arch}")
-    overrides = space_args_for(args.space, args.arch, recorded, args.set)
+    # a manifest's network, or the parameters an ARCH.json of `automl space encode` was encoded with
+    overrides = (space_args_for(args.space, args.arch, recorded, args.set) if recorded is not None else
+                 space_args_for(args.space, args.arch, recorded_space_args(arch_json), args.set, encoded=True))
     compiled = load_compiled(args.space, overrides or None)
     if recorded is not None:
         check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))
     arch = compiled.encode(choices_from_json(arch_json, compiled, source=str(args.arch)))
+    warning = params_warning(arch_json, compiled, arch, "--arch", args.arch, overrides)
+    if warning:
+        print(warning, file=sys.stderr)
     se = check_se(_se(args, recorded), compiled)
     check_opset(args.opset)
     weights, supernet_state = _weights(args, compiled, arch, se)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from automl._io import atomic_write_text, writable_file
-from automl.commands import parse_set_args, space_args_for
+from automl.commands import params_warning, parse_set_args, recorded_space_args, space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import choices_from_json, is_manifest, read_arch_json
@@ -75,7 +75,8 @@ def space_summary(cs, metric: str = "params") -> dict:
 
 def _load(args):
     """(the compiled space, the JSON of the architecture file of ``cost --arch`` or ``encode --arch-def``: None
-    without one). An export's manifest brings the parameters its network was exported with: its ``space_args``,
+    without one, the ``--set`` values it was compiled with). An export's manifest brings the parameters its network
+    was exported with, and an ARCH.json of ``encode`` those its choices were encoded with (its ``space_args``),
     under the ``--set`` values, which may not change them (:func:`~automl.commands.space_args_for`)."""
     flag, path = {"cost": ("--arch", getattr(args, "arch", None)),
                   "encode": ("--arch-def", getattr(args, "arch_def", None))}.get(args.space_command, ("", None))
@@ -85,7 +86,9 @@ def _load(args):
         if is_manifest(arch_json):  # an export's manifest: its network's space; a --set may not change it
             check_recorded(arch_json, f"{flag} {path}")
             overrides = space_args_for(args.file, path, arch_json, args.set, flag)
-    return load_compiled(args.file, overrides), arch_json
+        elif flag == "--arch" and recorded_space_args(arch_json) is not None:  # encode's: its parameters
+            overrides = space_args_for(args.file, path, arch_json, args.set, flag, encoded=True)
+    return load_compiled(args.file, overrides), arch_json, overrides
 
 
 def _count(n: int, digits: int) -> str:
@@ -138,7 +141,7 @@ def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> 
                             f"file name, e.g. --out {example}")
 
 
-def _encode(args, cs, arch_json) -> int:
+def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     _out_file(args.out, "arch.json", {"the space file": args.file, "the --arch-def file": args.arch_def})
     if args.timm:
         model, label, source = timm_model(args.timm, cs), f"timm's {args.timm}", {"timm_model": args.timm}
@@ -149,7 +152,7 @@ def _encode(args, cs, arch_json) -> int:
     if args.arch_def and cs.resolution_dec is not None:
         names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
     arch = cs.encode(names)
-    text = json.dumps({"space": args.file, **source, "choices": names,
+    text = json.dumps({"space": args.file, **source, "choices": names, "space_args": overrides,
                        "params": cs.cost_table.total(arch)}, indent=1) + "\n"
     if args.out:
         atomic_write_text(args.out, text)
@@ -184,10 +187,13 @@ def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
     return f"r{shape[1]}"
 
 
-def _cost(args, cs, arch_json) -> int:
+def _cost(args, cs, arch_json, overrides: dict[str, str]) -> int:
     if args.cost_table:
         apply_cost_table(cs, read_cost_table(args.cost_table, cs))
     arch = cs.encode(choices_from_json(arch_json, cs, source=str(args.arch)))
+    warning = params_warning(arch_json, cs, arch, "--arch", args.arch, overrides)
+    if warning:
+        print(warning, file=sys.stderr)
     ct = cs.cost_table
     sys.stdout.write(json.dumps({m: ct.total(arch, m) for m in ct.metrics}) + "\n")
     return 0
@@ -214,11 +220,11 @@ def _profile(args, cs) -> int:
 
 
 def main(args) -> int:
-    cs, arch_json = _load(args)
+    cs, arch_json, overrides = _load(args)
     if args.space_command == "encode":
-        return _encode(args, cs, arch_json)
+        return _encode(args, cs, arch_json, overrides)
     if args.space_command == "cost":
-        return _cost(args, cs, arch_json)
+        return _cost(args, cs, arch_json, overrides)
     if args.space_command == "profile":
         return _profile(args, cs)
     metric = getattr(args, "metric", "params")  # `check` has no --metric
@@ -228,7 +234,8 @@ def main(args) -> int:
     if args.space_command == "check":
         ct = cs.cost_table
         print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {cs.num_decisions} decisions, sum of K = {cs.sum_k}, "
-              f"{_count(cs.size, 3)} architectures, params {format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
+              f"{_count(cs.size, 3)} architectures, params "
+              f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
         return 0
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(space_summary(cs, metric)) + "\n")
