@@ -132,13 +132,16 @@ def _same_computation(record, here: dict, results: dict) -> bool:
     return isinstance(record, dict) and all(record.get(k, results.get(k)) == v for k, v in here.items())
 
 
-def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]]) -> dict | None:
+def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here: dict) -> dict | None:
     """The ranking the run itself measured before it stopped (its checkpoint's ``ranking/j`` entries), as a
     record :func:`recorded_retrainings` reads (the run's own epochs); None unless this command ranks the same
-    architectures as the run did, on the device its recipe names, with as many processes."""
+    architectures as the run did, on the device its checkpoint records (``here``: this command's
+    :func:`_computed_on`; an older automl's checkpoint records none: then with the device setting of the run's
+    recipe), with as many processes."""
     own = (_run_recipe(run.out) or {}).get("ranking")
     r, out = run.recipe, run.out
-    if (not isinstance(own, dict) or own.get("archs") != len(choices) or r.device != _run_device(out)
+    same_device = r.device == _run_device(out) if state.device is None else state.device == here["device"]
+    if (not isinstance(own, dict) or own.get("archs") != len(choices) or not same_device
             or state.world_size not in (None, run.info.world_size)):
         return None
     entries = [state.results.get(f"ranking/{j}") for j in range(len(choices))]
@@ -156,7 +159,7 @@ def _recorded(run: Run, state: RunState, before: dict, choices: list[list[str]],
     own ranking stopped part-way (its checkpoint's), an ``automl rank`` stopped part-way (:data:`PARTIAL`) and
     the last finished ranking, each only when computed as this command computes (``here``)."""
     r = run.recipe
-    found = recorded_retrainings(r, _stopped_runs_own(run, state, choices), choices)
+    found = recorded_retrainings(r, _stopped_runs_own(run, state, choices, here), choices)
     for key in (PARTIAL, "ranking"):
         if _same_computation(before.get(key), here, before):
             found.update(recorded_retrainings(r, before[key], choices))

@@ -16,7 +16,7 @@ from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, r
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.rank import rank_finished_run
-from automl.pipeline.results import carry_over, read_results
+from automl.pipeline.results import carry_over, device_record, read_results
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
                                    weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_ranking, check_shapes, load_spaces,
@@ -165,6 +165,18 @@ def _choose_threads(run: "Run", spaces, ranking: bool):
     if not ranking and (not run.resume or not (out / THREADS_FILE).exists()):
         save_choice(out, choice)
     return choice
+
+
+def _note_device(state: RunState, here: str, say) -> None:
+    """A resume on another device than the one the run last computed on (``state.device``; not recorded by an older
+    automl) is said once, and ``state.device`` becomes "A, then B": the rest computes with other float rounding, so
+    neither device's ``automl rank`` reuses the retrainings its ranking recorded."""
+    last = None if state.device is None else state.device.rsplit(", then ", 1)[-1]
+    if last is None or last == here:
+        return
+    say(f"warning: the run computed on {state.device}, {here} now: float rounding differs between devices, so the "
+        f"rest of it computes other numbers than an uninterrupted run would; to go on as before, resume on {last}")
+    state.device = f"{state.device}, then {here}"
 
 
 class Run:
@@ -319,7 +331,7 @@ class Run:
         if self.info.is_main:
             atomic_write_text(self.out / RESOLVED, r.to_yaml())
         return RunState(self.recipe_hash, supernet_origin=origin, weights_fingerprint=fp,
-                        world_size=self.info.world_size, threads=threads)
+                        world_size=self.info.world_size, threads=threads, device=device_record(self.device))
 
     def _resumed_state(self, plan: Plan) -> RunState:
         ckpt = self.store.load() if self.info.is_main else None
@@ -346,6 +358,7 @@ class Run:
                            + (f" + {state.step} steps" if state.step else ""))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
             self._warn_processes(state.world_size)
+            _note_device(state, device_record(self.device), self.reporter.info)
         return state
 
     def _warn_processes(self, started: int | None) -> None:

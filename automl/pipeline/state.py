@@ -40,6 +40,7 @@ class RunState:
     metrics_bytes: int = 0                                   # metrics.jsonl's length at the checkpoint
     world_size: int | None = None                            # the processes it started with (None: not recorded)
     threads: int | None = None                               # the intra-op threads it started with (None: same)
+    device: str | None = None                                # what it computed on: device_record's (None: not recorded)
     inner: dict[str, Any] = field(default_factory=dict)
 
     @property
