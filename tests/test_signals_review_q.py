@@ -192,6 +192,7 @@ sys.path.insert(0, {str(ROOT)!r})
 from automl.train.distributed import DistInfo
 from automl.train.preempt import Preemption
 report = os.dup(1)                       # the pipe to the test
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as on a terminal (pytest itself may run under nohup)
 for hang_up in (False, True):
     master, slave = pty.openpty()
     os.dup2(slave, 1)
