@@ -74,6 +74,12 @@ def write_images(root: Path, per_class: int, classes=("a", "b"), size: int = 12)
 # ------------------------------------------------------------------------------------ workers and signals
 
 
+def _hup_default() -> None:
+    """In a child: SIGHUP's default disposition, as a run on a terminal has it (pytest itself may run under
+    ``nohup``, whose ignored SIGHUP every child inherits and the run then rightly leaves ignored)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def _kill_from_another_process(pids, signum) -> None:
     """``signum`` to ``pids``, sent by another process (as a scheduler, a terminal or ``kill`` would: not by
     the workers' parent, whose SIGTERM torch uses to end a worker)."""
@@ -286,7 +292,7 @@ def _stop_real_run(tmp_path, overrides, signum, group: bool) -> tuple[int, str, 
     log_path = tmp_path / "stopped.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "automl", "run", *overrides, "--out", str(out)], stdout=log,
-                                stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+                                stderr=subprocess.STDOUT, env=_env(), start_new_session=True, preexec_fn=_hup_default)
         try:
             t0 = time.monotonic()
             while not any(x["phase"] == "weights" and (x["epoch"], x["step"]) >= (2, 1) for x in _lines(out)):
