@@ -11,25 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
 from automl.commands import space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import read_arch_json
 from automl.nn.membership import arch_def_model
-from test_review_aa import ELASTIC  # the same small space with elastic resolution
+from test_review_aa import ELASTIC, cli  # the same small space with elastic resolution; the CLI runner
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err and "internal error" not in out.err, out.err
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

@@ -10,20 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
 from automl.compile import load_compiled
+from test_review_aa import cli  # the CLI runner: exit code, stdout, stderr
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err and "internal error" not in out.err, out.err
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")
