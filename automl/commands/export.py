@@ -9,13 +9,14 @@ import sys
 from pathlib import Path
 
 from automl._io import writable_dir
-from automl.commands import params_warning, recorded_space_args, space_args_for
+from automl.commands import params_warning
+from automl.commands._arch_args import arch_space_args
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import (check_se, choices_from_json, export_architecture, is_manifest, load_checkpoint,
                            read_arch_json, split_checkpoint)
 from automl.export.inherit import SUPERNET_KEYS
-from automl.export.manifest import MANIFEST_NAME, check_channels, check_recorded
+from automl.export.manifest import MANIFEST_NAME, check_channels
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.recipe import load_recipe
@@ -43,11 +44,8 @@ def main(args) -> int:
         raise UserError(f"{args.space}: no such space file")
     arch_json = read_arch_json(args.arch)
     recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
-    if recorded is not None:
-        check_recorded(recorded, f"--arch {args.arch}")
     # a manifest's network, or the parameters an ARCH.json of `automl space encode` was encoded with
-    overrides = (space_args_for(args.space, args.arch, recorded, args.set) if recorded is not None else
-                 space_args_for(args.space, args.arch, recorded_space_args(arch_json), args.set, encoded=True))
+    overrides = arch_space_args(args.space, args.arch, arch_json, args.set)
     compiled = load_compiled(args.space, overrides or None)
     if recorded is not None:
         check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))

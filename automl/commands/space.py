@@ -12,11 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from automl._io import atomic_write_text, writable_file
-from automl.commands import params_warning, parse_set_args, recorded_space_args, space_args_for
+from automl.commands import params_warning, parse_set_args
+from automl.commands._arch_args import arch_space_args
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import choices_from_json, is_manifest, read_arch_json
-from automl.export.manifest import check_recorded
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import apply_cost_table, check_profile_args, profile_space, read_cost_table, write_cost_table
 
@@ -77,17 +77,13 @@ def _load(args):
     """(the compiled space, the JSON of the architecture file of ``cost --arch`` or ``encode --arch-def``: None
     without one, the ``--set`` values it was compiled with). An export's manifest brings the parameters its network
     was exported with, and an ARCH.json of ``encode`` those its choices were encoded with (its ``space_args``),
-    under the ``--set`` values, which may not change them (:func:`~automl.commands.space_args_for`)."""
+    under the ``--set`` values, which may not change them (:func:`~automl.commands._arch_args.arch_space_args`)."""
     flag, path = {"cost": ("--arch", getattr(args, "arch", None)),
                   "encode": ("--arch-def", getattr(args, "arch_def", None))}.get(args.space_command, ("", None))
     overrides, arch_json = parse_set_args(args.set), None
     if path:
         arch_json = read_arch_json(path, flag)
-        if is_manifest(arch_json):  # an export's manifest: its network's space; a --set may not change it
-            check_recorded(arch_json, f"{flag} {path}")
-            overrides = space_args_for(args.file, path, arch_json, args.set, flag)
-        elif flag == "--arch" and recorded_space_args(arch_json) is not None:  # encode's: its parameters
-            overrides = space_args_for(args.file, path, arch_json, args.set, flag, encoded=True)
+        overrides = arch_space_args(args.file, path, arch_json, args.set, flag)
     return load_compiled(args.file, overrides), arch_json, overrides
 
 
