@@ -464,9 +464,9 @@ class ExportConfig(_Config):
 # section that may differ on --resume (data.workers) is not left out, so that the fingerprints runs recorded
 # still match: automl/pipeline/run.py's RESUME_MAY_CHANGE accepts it by the value the run recorded.
 RESULT_NEUTRAL = {"checkpoint"}  # recipe sections that change how a run is kept safe, never what it computes
-# may differ on --resume although it changes float rounding: a resumed run keeps the count it started with
-# unless told otherwise (automl/train/threads.py)
-RESUME_MAY_SET = {"threads"}
+# may differ on --resume although they change float rounding: a resumed run keeps the thread count it started
+# with unless told otherwise (automl/train/threads.py); cuDNN's algorithm choice is the recipe's of the moment
+RESUME_MAY_SET = {"threads", "cudnn_benchmark"}
 # Keys added since runs were first checkpointed, with the value that behaves as before the key existed: the
 # resume fingerprint leaves a key out at that value, so a run started by an older automl still resumes.
 ADDED_KEYS = {("search", "random_band"): None, ("optim", "warmup_lr"): 0.0, ("optim", "decay_rate"): 0.1,
@@ -495,6 +495,10 @@ class Recipe(_Config):
     threads: Annotated[Union[Literal["auto"], int], BeforeValidator(_check_threads)] = Field(
         "auto", description="intra-op CPU threads; auto: from the step's size and the free cores "
                             "(automl/train/threads.py); an explicit number or OMP_NUM_THREADS wins")
+    cudnn_benchmark: bool = Field(
+        False, description="on CUDA, let cuDNN time its convolution algorithms for each new shape and keep the "
+        "fastest (torch.backends.cudnn.benchmark); off: PyTorch's default; on the digits supernet, whose path "
+        "changes every step, it made the weight phase 2.9x slower on an H200 (README, Performance)")
     space: str = Field(..., min_length=1, description=".space file")
     space_args: dict[str, Scalar] = Field({}, description="space parameter overrides for the search supernet")
     data: DataConfig = Field(DataConfig(), description="dataset and loaders")

@@ -177,10 +177,22 @@ def test_evaluate_runs_in_full_precision_where_the_steps_use_autocast(monkeypatc
     assert loss == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("kind,expected", [("cuda", True), ("cpu", False)])
-def test_a_run_on_a_gpu_turns_on_cudnn_benchmark_itself(tmp_path, monkeypatch, kind, expected):
-    """cuDNN's autotuning belongs to every run on a GPU (``Run(...)`` in scripts and benchmarks, ``automl rank``),
-    not to the ``automl run`` command alone; building a Run computes nothing on the device."""
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    Run(load_recipe(QUICK), tmp_path / "o", device=torch.device(kind, 0) if kind == "cuda" else torch.device(kind))
+@pytest.mark.parametrize("kind,given,expected", [("cuda", [], False), ("cuda", ["cudnn_benchmark=true"], True),
+                                                  ("cpu", ["cudnn_benchmark=true"], False)])
+def test_a_run_on_a_gpu_sets_cudnn_benchmark_from_the_recipe(tmp_path, monkeypatch, kind, given, expected):
+    """cuDNN's autotuning is the recipe's ``cudnn_benchmark`` (off unless asked: on the digits supernet it made
+    the weight phase 2.9x slower on an H200) for every run on a GPU (``Run(...)`` in scripts and benchmarks,
+    ``automl rank``), not for the ``automl run`` command alone; a CPU run leaves torch's setting alone; building
+    a Run computes nothing on the device."""
+    # a CPU run starts from False and keeps it; a GPU run starts from the opposite of what it should set
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", kind == "cuda" and not expected)
+    Run(load_recipe(QUICK, given), tmp_path / "o",
+        device=torch.device(kind, 0) if kind == "cuda" else torch.device(kind))
     assert torch.backends.cudnn.benchmark is expected
+
+
+def test_cudnn_benchmark_does_not_change_the_resume_fingerprint():
+    """Like the thread count, cuDNN's algorithm choice changes float rounding only: a run started with it on
+    resumes with it off (and the other way), and a run recorded before the key existed still resumes."""
+    assert load_recipe(QUICK, ["cudnn_benchmark=true"]).fingerprint() == load_recipe(QUICK).fingerprint()
+    assert load_recipe(QUICK, ["seed=1"]).fingerprint() != load_recipe(QUICK).fingerprint()

@@ -196,7 +196,7 @@ class Run:
         self.info = info or DistInfo()
         self.device = device if device is not None else resolve_device(recipe.device, self.info)
         if self.device.type == "cuda":  # every run on a GPU (automl run, automl rank, Run(...) in scripts)
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = recipe.cudnn_benchmark
         self.store = CheckpointStore(self.out / "checkpoints")
         self.reporter = Reporter(self.out / "metrics.jsonl", enabled=self.info.is_main, tty=tty,
                                  then=lambda e: how_to_go_on(self.store.exists(), self.out, self.resume_command,
