@@ -58,7 +58,7 @@ step engine_speed 45 $PY benchmarks/engine_speed.py --iters 500 --warmup 50
 step supernet_overhead_digits 45 $PY benchmarks/supernet_overhead.py spaces/digits.space --device cuda --batch 256
 step supernet_overhead_proxyless 90 $PY benchmarks/supernet_overhead.py spaces/proxylessnas.space --device cuda --batch 128
 step engine_overhead_proxyless 60 $PY benchmarks/engine_overhead.py spaces/proxylessnas.space --device cuda --batch 128 --lam 8 --eps 3
-step scaling 90 $PY benchmarks/scaling.py --gpus
+step scaling 120 $PY benchmarks/scaling.py --gpus
 # the three methods' search seconds, on a third of the quickstart's epochs (the full ones take about 225 s)
 step search_cost 150 $PY benchmarks/search_cost.py recipes/quickstart.yaml device=cuda search.supernets=1 \
   search.weight_epochs=5 search.theta_epochs=15 --no-sweep

@@ -29,9 +29,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import check_child, emit, parser, run_main  # noqa: E402
 
+from automl.recipe import load_recipe  # noqa: E402
+from automl.train.data import build_data  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 THREADS = 1  # intra-op threads per process, in every row
-OVERRIDES = ["search.supernets=1", "search.weight_epochs=2", "search.theta_epochs=1", "retrain.epochs=0",
+WEIGHT_EPOCHS = 2
+OVERRIDES = ["search.supernets=1", f"search.weight_epochs={WEIGHT_EPOCHS}", "search.theta_epochs=1", "retrain.epochs=0",
              "export.onnx=false", "search.epsilons=[0,0.5]", "search.lam=2", f"threads={THREADS}"]
 
 
@@ -45,6 +49,14 @@ def command(nproc: int, device: str, out: Path) -> tuple[list[str], dict]:
     return cmd, env
 
 
+def weight_images(nproc: int) -> int:
+    """Images one epoch of the weight phase trains on over all ``nproc`` processes (D_W as the run splits it:
+    each process sees an equal share, the remainder left out)."""
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml", OVERRIDES)
+    data = build_data(recipe.data, recipe.base_dir, recipe.seed, "cpu", rank=0, world_size=nproc)
+    return data.w.num_samples * nproc
+
+
 def run(nproc: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "run"
@@ -52,7 +64,7 @@ def run(nproc: int, device: str) -> dict:
         r = subprocess.run(cmd, env=env, capture_output=True, text=True)
         check_child(cmd, r.returncode, r.stderr)
         res = json.loads((out / "results.json").read_text())
-    images = 2 * 1437 // 2  # two epochs over D_W (half of the 1,437 training digits)
+    images = WEIGHT_EPOCHS * weight_images(nproc)
     return {"processes": nproc, "device": device, "threads": (res.get("threads") or {}).get("threads"),
             "weights_s": res["phase_seconds"]["weights"], "images_per_s": images / res["phase_seconds"]["weights"],
             "theta_s": res["phase_seconds"]["theta"]}

@@ -247,6 +247,20 @@ def test_scaling_pins_one_thread_and_one_supernet_in_every_row():
     assert "supernets=1" in scaling.__doc__ and "two epochs" in scaling.__doc__
 
 
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_scaling_counts_the_images_the_weight_phase_trains_on(nproc):
+    """images/s divides by what the ranks' D_W loaders yield in one epoch, not by a count of the digits."""
+    import scaling
+
+    from automl.recipe import load_recipe
+    from automl.train.data import build_data
+
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml", scaling.OVERRIDES)
+    seen = sum(len(y) for rank in range(nproc) for _, y in
+               build_data(recipe.data, recipe.base_dir, recipe.seed, "cpu", rank, nproc).w.epoch(0))
+    assert scaling.weight_images(nproc) == seen
+
+
 def test_threads_digits_workload_is_one_supernet():
     import threads
 
