@@ -114,7 +114,11 @@ def check_reductions(r: Resolver, net: ir.Network, plan: CellPlan, h: int, w: in
               f"{r.space.resolution_pos.line}), the input" if resolution is not None else
               f"the {h} x {w} input{r.origin(r.space.input_shape[1])}")
     halved, stem_halved, reductions = 0, False, 0
-    if plan.stem_stride == 2 and size != (1, 1):
+    if plan.stem_stride == 2:
+        if size == (1, 1):
+            stride = next(o.value for o in net.stem if o.key == "stride")
+            raise r.err(f"the stem's stride 2 would halve a 1 x 1 feature map: {source} is 1 x 1"
+                        f"{r.origin(stride)}; give the stem stride 1, or a larger input", stride.pos)
         size, halved, stem_halved = ((size[0] + 1) // 2, (size[1] + 1) // 2), 1, True
     _, items = _sequence(r, net.cells, {t.name: t for t in r.space.cells})
     for inst, item in zip(plan.instances, items):
