@@ -3,12 +3,10 @@ helpers they share with the CLI."""
 
 from __future__ import annotations
 
-import math
-
 from automl.dsl import ParamError, load_space
 from automl.errors import UserError
 
-__all__ = ["parse_set_args", "params_warning", "recorded_space_args", "space_args_for"]
+__all__ = ["parse_set_args", "recorded_space_args", "space_args_for"]
 
 
 def parse_set_args(items: list[str] | None, flag: str = "--set") -> dict[str, str]:
@@ -76,23 +74,3 @@ def _check_encoded(space_args, flag: str, arch: str) -> None:
     raise UserError(f"{flag} {arch}: \"space_args\" must be an object of the space's --set values "
                     f"({{\"classes\": \"10\"}}), got {shown}; give the ARCH.json `automl space encode` wrote, or "
                     f"drop \"space_args\" (the space's defaults and the --set values apply)")
-
-
-def params_warning(obj, compiled, arch, flag: str, path: str, overrides: dict[str, str]) -> str | None:
-    """A one-line warning when the ARCH.json ``obj`` (given as ``flag`` ``path``; not an export's manifest, whose
-    ``params`` count its squeeze-and-excitation layers too) records ``"params"``, the weights ``automl space
-    encode`` counted for its choices, that differ from those ``compiled`` (built with ``overrides``) counts for
-    ``arch``: the space was compiled with other parameters than the choices were encoded with. None when they
-    agree or the file records none. A warning, not a refusal: the choices are valid, and an ARCH.json's
-    ``params`` may count what the space's cost table does not (a results.json entry: the retrained network)."""
-    want = obj.get("params") if isinstance(obj, dict) and "format_version" not in obj else None
-    if not isinstance(want, (int, float)) or isinstance(want, bool) or not math.isfinite(want):
-        return None
-    have = compiled.cost_table.total(arch, "params")
-    if math.isclose(want, have, rel_tol=1e-9, abs_tol=0.5):
-        return None
-    sets = " ".join(f"--set {k}={v}" for k, v in overrides.items()) or "no --set values"
-    why = ("was the space file changed since it was encoded? encode it again" if "space_args" in obj else
-           "was it encoded with other --set values? give them (--set KEY=VALUE), or encode it again with these")
-    return (f"warning: {flag} {path} records \"params\" {want:,.0f}, space {compiled.name} with {sets} gives its "
-            f"choices {have:,.0f}: {why}")

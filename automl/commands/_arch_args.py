@@ -1,14 +1,21 @@
-"""The ``--set`` values an architecture file brings (``automl export --arch``, ``automl space cost --arch``,
-``automl space encode --arch-def``): a module of its own, since it reads manifests (automl.export, which loads
-torch) and ``automl.commands`` is imported by every CLI call."""
+"""The architecture files of ``automl export --arch``, ``automl space cost --arch`` and ``automl space encode
+--arch-def``: reading them, the ``--set`` values they bring, their choices, and the warning about the ``"params"``
+they record. A module of its own, since it reads manifests and builds networks (automl.export, which loads torch)
+and ``automl.commands`` is imported by every CLI call."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
+import torch
+
 from automl.commands import recorded_space_args, space_args_for
-from automl.export import is_manifest
+from automl.errors import UserError
+from automl.export import choices_from_json, count_params, is_manifest, read_arch_json
 from automl.export.manifest import check_recorded
 
-__all__ = ["arch_space_args"]
+__all__ = ["arch_space_args", "read_arch", "arch_choices", "params_warning", "export_note", "nested_too_deeply"]
 
 
 def arch_space_args(space: str, path: str, arch_json, items: list[str] | None, flag: str = "--arch") -> dict[str, str]:
@@ -21,3 +28,169 @@ def arch_space_args(space: str, path: str, arch_json, items: list[str] | None, f
         return space_args_for(space, path, arch_json, items, flag)
     encoded = recorded_space_args(arch_json) if flag == "--arch" else None  # encode's ARCH.json: its parameters
     return space_args_for(space, path, encoded, items, flag, encoded=True)
+
+
+def nested_too_deeply(flag: str, path, what: str) -> UserError:
+    """The user error for a JSON file whose arrays or objects nest deeper than Python's parser recurses."""
+    return UserError(f"{flag} {path}: its JSON nests too deeply (thousands of levels) to be {what}; give the file "
+                     f"automl wrote")
+
+
+def read_arch(path: str, flag: str = "--arch"):
+    """The JSON of the architecture file ``path`` given as ``flag`` (:func:`~automl.export.read_arch_json`); one
+    nested too deeply for the JSON parser is a user error too."""
+    try:
+        return read_arch_json(path, flag)
+    except RecursionError:
+        raise nested_too_deeply(flag, path, "an architecture file") from None
+
+
+def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
+    """The choice names of the architecture file ``path`` (its JSON ``obj``) in ``compiled``
+    (:func:`~automl.export.choices_from_json`). A whole results.json (or its list of architectures) asks for
+    one of them; choices that do not fit ``compiled`` name the space an export's manifest or an encoded
+    ARCH.json records, when it is another."""
+    runs = obj.get("architectures") if isinstance(obj, dict) and "choices" not in obj else obj
+    if isinstance(runs, list) and runs and all(isinstance(a, dict) and "choices" in a for a in runs):
+        whole = "a run's results.json of" if runs is not obj else "a list of"
+        jq = f"jq '.architectures[0]' {path}" if runs is not obj else f"jq '.[0]' {path}"
+        raise UserError(f"{flag} {path} is {whole} {len(runs)} architectures (a results.json's \"architectures\"); "
+                        f"give one of them: save one in a file of its own ({jq} > arch.json), or give the "
+                        f"manifest.json of its export")
+    arch_def = obj.get("arch_def") if isinstance(obj, dict) and "choices" not in obj else obj
+    if isinstance(arch_def, list) and arch_def and all(isinstance(st, list) and st and all(
+            isinstance(b, str) for b in st) for st in arch_def):
+        raise UserError(f"{flag} {path} is a timm arch_def (stages of block strings), not the choices of an "
+                        f"architecture: encode it first, `automl space encode {compiled.filename} --arch-def {path} "
+                        f"--out arch.json`, and give {flag} arch.json")
+    try:
+        return choices_from_json(obj, compiled, source=str(path))
+    except UserError as e:
+        other = _other_space(obj, compiled, path)
+        if other is None:
+            raise
+        raise UserError(f"{e}; {other}") from None
+
+
+def _other_space(obj, compiled, path: str) -> str | None:
+    """What the architecture file (JSON ``obj``) says of the space it belongs to, when that is another than
+    ``compiled``: an export's manifest its ``space_name`` (the export folder holds a copy of its space file),
+    an ARCH.json of ``automl space encode`` its ``space`` file. None when it says nothing, or names this one."""
+    if not isinstance(obj, dict):
+        return None
+    name, recorded = obj.get("space_name"), obj.get("space")
+    if is_manifest(obj) and isinstance(name, str) and name != compiled.name:
+        copy = Path(path).parent / "space.space"
+        where = f" (its folder holds a copy: {copy})" if copy.is_file() else ""
+        return f"it is an export of space {name}, not of {compiled.name}: give that space file{where}"
+    if not is_manifest(obj) and isinstance(recorded, str) and recorded.strip():
+        try:
+            same = Path(recorded).resolve() == Path(compiled.filename).resolve()
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            return f"it was encoded for the space file {recorded} (its \"space\"), not {compiled.filename}"
+    return None
+
+
+def _number(v) -> float | None:
+    """A JSON number as a float; None for anything else, and for one beyond a float's range or not finite."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return None
+    try:
+        v = float(v)
+    except OverflowError:  # an integer of hundreds of digits
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _recorded_se(obj: dict, compiled, flag: str, path: str) -> float | None:
+    """The squeeze-and-excitation ratio an architecture file records (``"se"``: the ``retrain.se`` the run
+    retrained its network with, which its ``params`` count), None when it records none (or null). Not a ratio
+    in [0, 1), or one above 0 for a cell space (no MBConv blocks), is the file's mistake."""
+    if obj.get("se") is None:
+        return None
+    se = _number(obj["se"])
+    shown = repr(obj["se"]) if len(repr(obj["se"])) <= 30 else repr(obj["se"])[:27] + "..."
+    if se is None or not 0 <= se < 1:
+        raise UserError(f"{flag} {path}: \"se\" must be the squeeze-and-excitation ratio its network was "
+                        f"retrained with (the run's retrain.se), a number in [0, 1) such as 0.25, got {shown}; "
+                        f"fix it, or drop \"se\"")
+    if se and compiled.kind != "chain":
+        raise UserError(f"{flag} {path}: \"se\" {se:g}: squeeze-and-excitation applies to the MBConv blocks of "
+                        f"chain spaces, and {compiled.name} is a {compiled.kind} space; drop \"se\" (or set it "
+                        f"to 0), or give the space the architecture was searched in")
+    return se
+
+
+def _same(a: float | None, b: float) -> bool:
+    return a is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=0.5)
+
+
+def _network_params(compiled, arch, se: float) -> int:
+    """The weights of the network ``compiled.build_standalone(arch, se)``, counted on the meta device."""
+    with torch.device("meta"):  # the count only: no memory for the weights
+        return count_params(compiled.build_standalone(arch, se=se))
+
+
+def export_note(obj, compiled, arch, path: str, se: float) -> str | None:
+    """A one-line note when ``automl export --arch`` ``path`` (its JSON ``obj``) is a run's results.json entry
+    whose ``"params"`` count another network than the one exported (``arch`` in ``compiled`` with ``--se``
+    ``se``): the run's retrain.se or retrain.space_args retrained another one. None otherwise (and for a file
+    :func:`params_warning` warns about)."""
+    if not isinstance(obj, dict) or is_manifest(obj) or "test_accuracy" not in obj:
+        return None
+    want = _number(obj.get("params"))
+    counted = _network_params(compiled, arch, se) if want is not None else None
+    if counted is None or _same(want, counted):
+        return None
+    recorded = _number(obj.get("se"))
+    fix = (f"give --se {recorded:g} (its \"se\")" if recorded is not None and recorded != se else
+           "give the run's retrain.se as --se and its retrain.space_args as --set KEY=VALUE (the run folder's "
+           "recipe.resolved.yaml has them)")
+    return (f"note: --arch {path} records \"params\" {want:,.0f}, the run's retrained network; this export of its "
+            f"choices has {counted:,.0f}: the run's retrain.se (squeeze-and-excitation, --se) or "
+            f"retrain.space_args (--set) retrained another network; for that one, {fix}")
+
+
+def params_warning(obj, compiled, arch, flag: str, path: str, overrides: dict[str, str],
+                   se: float = 0.0) -> str | None:
+    """A one-line warning when the architecture file ``obj`` (given as ``flag`` ``path``; not an export's
+    manifest, which ``--set`` cannot contradict) records ``"params"`` that no network of its choices in
+    ``compiled`` (built with ``overrides``) has: the space was compiled with other parameters than the choices
+    were encoded or searched with. None when they agree, or the file records none.
+
+    They agree when ``"params"`` is the cost table's total (what ``automl space encode`` writes), or the count
+    of the network ``compiled.build_standalone(arch, se)`` (a run's results.json entry: the retrained network,
+    whose squeeze-and-excitation layers, ``retrain.se``, the table does not price, and which a cell space's
+    table approximates), ``se`` being the file's ``"se"`` when it records one, else the caller's (export's
+    ``--se``); or, for a results.json entry, when its ``"cost"`` (the table's figure the search used) is the
+    table's total of a metric (the entry's ``params`` then count what the run's retrain.se or
+    retrain.space_args added). A warning, not a refusal: the choices are valid."""
+    if not isinstance(obj, dict) or is_manifest(obj) or obj.get("params") is None:
+        return None
+    recorded = _recorded_se(obj, compiled, flag, path)
+    se = se if recorded is None else recorded
+    want, table = _number(obj["params"]), compiled.cost_table.total(arch, "params")
+    if want is None or _same(want, table):
+        return None
+    counted = _network_params(compiled, arch, se)
+    if _same(want, counted):
+        return None
+    entry = "test_accuracy" in obj  # a run's results.json entry (its params count the retrained network)
+    cost = _number(obj.get("cost"))
+    if entry and any(_same(cost, compiled.cost_table.total(arch, m)) for m in compiled.cost_table.metrics):
+        return None
+    sets = " ".join(f"--set {k}={v}" for k, v in overrides.items()) or "no --set values"
+    have = f"{counted:,.0f} (with squeeze-and-excitation, se {se:g})" if se else f"{table:,.0f}"
+    if entry:
+        why = ("a results.json entry counts the run's network: was the run's space compiled with other --set "
+               "values? give its space_args (the run folder's recipe.resolved.yaml) as --set KEY=VALUE"
+               + ("; for a run with retrain.se, add its \"se\" to the file" if recorded is None and not se
+                  and compiled.kind == "chain" else ""))
+    elif "space_args" in obj:
+        why = "was the space file changed since it was encoded? encode it again"
+    else:
+        why = "was it encoded with other --set values? give them (--set KEY=VALUE), or encode it again with these"
+    return (f"warning: {flag} {path} records \"params\" {want:,.0f}, space {compiled.name} with {sets} gives its "
+            f"choices {have}: {why}")

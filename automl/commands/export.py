@@ -9,12 +9,10 @@ import sys
 from pathlib import Path
 
 from automl._io import writable_dir
-from automl.commands import params_warning
-from automl.commands._arch_args import arch_space_args
+from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.compile import load_compiled
 from automl.errors import UserError
-from automl.export import (check_se, choices_from_json, export_architecture, is_manifest, load_checkpoint,
-                           read_arch_json, split_checkpoint)
+from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME, check_channels
 from automl.export.onnx import check_opset
@@ -42,18 +40,20 @@ def main(args) -> int:
                            "repository's spaces/ folder, e.g. spaces/digits.space in a clone)"))
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
-    arch_json = read_arch_json(args.arch)
+    arch_json = read_arch(args.arch)
     recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
     # a manifest's network, or the parameters an ARCH.json of `automl space encode` was encoded with
     overrides = arch_space_args(args.space, args.arch, arch_json, args.set)
     compiled = load_compiled(args.space, overrides or None)
     if recorded is not None:
         check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))
-    arch = compiled.encode(choices_from_json(arch_json, compiled, source=str(args.arch)))
-    warning = params_warning(arch_json, compiled, arch, "--arch", args.arch, overrides)
+    arch = compiled.encode(arch_choices(arch_json, compiled, args.arch))
+    se = check_se(_se(args, recorded), compiled)
+    warning = params_warning(arch_json, compiled, arch, "--arch", args.arch, overrides, se=se)
+    if warning is None and not args.weights:  # --weights decides the network exported (and its se)
+        warning = export_note(arch_json, compiled, arch, args.arch, se)
     if warning:
         print(warning, file=sys.stderr)
-    se = check_se(_se(args, recorded), compiled)
     check_opset(args.opset)
     weights, supernet_state = _weights(args, compiled, arch, se)
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
@@ -96,6 +96,7 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
     if not args.weights:
         return None, None
     obj = load_checkpoint(args.weights)
+    _no_supernet(args.weights, obj)
     keys = set(compiled.build_standalone(arch, se=se).state_dict())
     kind, state = split_checkpoint(obj, keys, source=f"--weights {args.weights}")
     if kind == "supernet":
@@ -108,6 +109,24 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
                             f"network's weights (its export's model.safetensors)")
         return None, state
     return state, None
+
+
+def _no_supernet(path: str, obj: dict) -> None:
+    """Refuse a run's checkpoint that holds no supernet (its ``supernet`` is null): one written inside the weight
+    phase (the supernet in training, kept as the stage's ``inner`` objects) or by a run that trains none."""
+    if not ("format" in obj and "supernet" in obj and obj["supernet"] is None):
+        return
+    inner = obj.get("inner")
+    if isinstance(inner, dict) and any(k in inner for k in SUPERNET_KEYS):
+        later = sorted(Path(path).parent.glob("ckpt-*.pt"))
+        last = f" ({later[-1]} is the run's last)" if later and later[-1].resolve() != Path(path).resolve() else ""
+        raise UserError(f"--weights {path}: a checkpoint written inside the run's weight phase: its supernet was "
+                        f"still being trained; give a checkpoint written after the weight phase{last}, or let the "
+                        f"run finish it (automl run RECIPE --out RUN --resume)")
+    raise UserError(f"--weights {path}: a run's checkpoint that holds no supernet: the run trained none "
+                    f"(search.method random) or had not finished its weight phase; export without --weights "
+                    f"(fresh weights), or export its retrained network again: --arch RUN/export/…/manifest.json "
+                    f"--weights its model.safetensors")
 
 
 def _normalize(args, recorded: dict | None, data) -> dict | None:
@@ -152,7 +171,13 @@ def _kept(args, recorded: dict | None, compiled, standalone: bool) -> dict:
 
 
 def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite JSON number a float holds (an integer of hundreds of digits does not)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _report(args, manifest: dict, supernet_state, calibration) -> None:

@@ -12,15 +12,17 @@ from rich.console import Console
 from rich.table import Table
 
 from automl._io import atomic_write_text, writable_file
-from automl.commands import params_warning, parse_set_args
-from automl.commands._arch_args import arch_space_args
+from automl.commands import parse_set_args
+from automl.commands._arch_args import arch_choices, arch_space_args, nested_too_deeply, params_warning, read_arch
 from automl.compile import load_compiled
 from automl.errors import UserError
-from automl.export import choices_from_json, is_manifest, read_arch_json
+from automl.export import is_manifest
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import apply_cost_table, check_profile_args, profile_space, read_cost_table, write_cost_table
 
 __all__ = ["main", "space_summary", "format_cost"]
+
+MAX_CALIBRATE = 10_000  # `space profile --calibrate`: whole networks timed
 
 
 def format_cost(value: float, metric: str = "params") -> str:
@@ -82,7 +84,7 @@ def _load(args):
                   "encode": ("--arch-def", getattr(args, "arch_def", None))}.get(args.space_command, ("", None))
     overrides, arch_json = parse_set_args(args.set), None
     if path:
-        arch_json = read_arch_json(path, flag)
+        arch_json = read_arch(path, flag)
         overrides = arch_space_args(args.file, path, arch_json, args.set, flag)
     return load_compiled(args.file, overrides), arch_json, overrides
 
@@ -144,7 +146,10 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     else:
         model, label, source = arch_def_model(args.arch_def, cs), f"the arch_def of {args.arch_def}", \
             {"arch_def_file": args.arch_def}
-    names = encode_timm_model(cs, model, label)
+    try:
+        names = encode_timm_model(cs, model, label)
+    except UserError as e:
+        raise _exported_with_se(e, arch_json) from None
     if args.arch_def and cs.resolution_dec is not None:
         names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
     arch = cs.encode(names)
@@ -156,6 +161,18 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _exported_with_se(e: UserError, obj) -> UserError:
+    """``e`` (the network of ``--arch-def``, its JSON ``obj``, is not in the space), saying why when it is an
+    export's manifest of a network exported with squeeze-and-excitation added to its blocks
+    (``se``: a run's retrain.se, or export's --se), which the space's choices do not have."""
+    se = obj.get("se") if is_manifest(obj) else None
+    if not se:
+        return e
+    return UserError(f"{e}; its manifest records se {se:g}: squeeze-and-excitation added to its MBConv blocks (a "
+                     f"run's retrain.se, export's --se), which the space's choices do not have; its \"choices\" are "
+                     f"the architecture: give it as --arch to `automl space cost` or `automl export`")
 
 
 def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
@@ -185,8 +202,12 @@ def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
 
 def _cost(args, cs, arch_json, overrides: dict[str, str]) -> int:
     if args.cost_table:
-        apply_cost_table(cs, read_cost_table(args.cost_table, cs))
-    arch = cs.encode(choices_from_json(arch_json, cs, source=str(args.arch)))
+        try:
+            table = read_cost_table(args.cost_table, cs)
+        except RecursionError:
+            raise nested_too_deeply("--cost-table", args.cost_table, "a cost table") from None
+        apply_cost_table(cs, table)
+    arch = cs.encode(arch_choices(arch_json, cs, args.arch))
     warning = params_warning(arch_json, cs, arch, "--arch", args.arch, overrides)
     if warning:
         print(warning, file=sys.stderr)
@@ -199,6 +220,8 @@ def _profile(args, cs) -> int:
     check_profile_args(args.runtime, args.threads, args.batch, args.repeat, args.clock)
     if args.calibrate < 0:
         raise UserError(f"--calibrate {args.calibrate}: the number of whole networks must be >= 0")
+    if args.calibrate > MAX_CALIBRATE:  # each is built and timed --repeat times: a typo would run for days
+        raise UserError(f"--calibrate {args.calibrate}: at most {MAX_CALIBRATE:,} whole networks (a typo?)")
     if not args.metric.isidentifier() or args.metric in cs.cost_table.metrics:
         raise UserError(f"--metric {args.metric}: pick a new metric name (the space has "
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
