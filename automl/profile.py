@@ -510,9 +510,13 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
                         f"file `automl space profile` writes") from None
     except (OSError, ValueError) as e:  # ValueError: bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise UserError(f"{where}cost table {path}: not a readable JSON cost table ({e})") from None
+    except RecursionError:  # arrays or objects nested thousands deep
+        raise UserError(f"{where}cost table {path}: its JSON nests too deeply to be a cost table; give the file "
+                        f"`automl space profile` wrote") from None
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
+        # a new file beside it: --out PATH would overwrite what PATH holds (a run's results.json, say)
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
-                        f"`automl space profile {space_file} --out {path}`")
+                        f"`automl space profile {space_file} --out {path.parent / 'latency.json'}` and give that")
     if table.get("version") != TABLE_VERSION:
         raise UserError(f"{where}{path}: cost table version {table.get('version')!r}; this automl reads "
                         f"version {TABLE_VERSION}")

@@ -98,3 +98,39 @@ def test_a_warm_up_as_long_as_the_training_is_warned_about(caplog):
     caplog.clear()
     load_recipe(QUICK, [f"optim.warmup_epochs={epochs - 1}", "retrain.warmup_epochs=5", "retrain.epochs=0"])
     assert "warmup_epochs" not in caplog.text  # shorter than the training, or no retraining at all
+
+
+@pytest.mark.parametrize("field", ["epsilon", "se"])
+def test_a_manifest_number_past_a_floats_range_is_the_files_mistake(field):
+    """A hand-edited manifest's integer of 400 digits was an OverflowError in math.isfinite (exit 1)."""
+    from automl.errors import UserError
+    from automl.export.manifest import check_recorded
+
+    with pytest.raises(UserError, match=f'm.json: "{field}" must be'):
+        check_recorded({field: 10**400}, "m.json")
+
+
+def test_a_file_that_is_no_cost_table_is_not_suggested_as_profiles_out(tmp_path):
+    """`automl space profile --out FILE` overwrites FILE: the fix for a run's results.json given as a cost table
+    names a new file beside it, not the results.json."""
+    from automl.compile import load_compiled
+    from automl.errors import UserError
+    from automl.profile import read_cost_table
+
+    results = tmp_path / "results.json"
+    results.write_text('{"architectures": []}')
+    with pytest.raises(UserError, match="not a cost table") as info:
+        read_cost_table(results, load_compiled(ROOT / "spaces" / "digits.space"))
+    assert f"--out {tmp_path / 'latency.json'}" in str(info.value) and f"--out {results}" not in str(info.value)
+
+
+def test_a_cost_table_nested_too_deeply_is_the_files_mistake(tmp_path):
+    """A recipe's search.cost_table reaches read_cost_table without the CLI: RecursionError was exit 1."""
+    from automl.compile import load_compiled
+    from automl.errors import UserError
+    from automl.profile import read_cost_table
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UserError, match="nests too deeply"):
+        read_cost_table(deep, load_compiled(ROOT / "spaces" / "digits.space"), source="r.yaml")

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from automl._io import atomic_write_text, writable_file
 from automl.commands import parse_set_args
-from automl.commands._arch_args import arch_choices, arch_space_args, nested_too_deeply, params_warning, read_arch
+from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import is_manifest
@@ -202,11 +202,7 @@ def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
 
 def _cost(args, cs, arch_json, overrides: dict[str, str]) -> int:
     if args.cost_table:
-        try:
-            table = read_cost_table(args.cost_table, cs)
-        except RecursionError:
-            raise nested_too_deeply("--cost-table", args.cost_table, "a cost table") from None
-        apply_cost_table(cs, table)
+        apply_cost_table(cs, read_cost_table(args.cost_table, cs))
     arch = cs.encode(arch_choices(arch_json, cs, args.arch))
     warning = params_warning(arch_json, cs, arch, "--arch", args.arch, overrides)
     if warning:

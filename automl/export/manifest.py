@@ -47,7 +47,13 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite JSON number that a float holds (an integer of hundreds of digits does not)."""
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def _numbers(v, positive: bool = False) -> bool:
