@@ -4,12 +4,71 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 
 import torch
 
 __all__ = ["check_num_choices", "check_epsilons", "check_budgets", "check_costs", "check_lam",
            "check_positive", "start_theta", "check_state", "theta_min_table", "cheapest_cost",
-           "dearest_cost"]
+           "dearest_cost", "check_seed", "check_count", "check_device", "is_complex", "real_table"]
+
+#: The seeds ``torch.Generator.manual_seed`` takes.
+_SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int in the generator's range: an integer (NumPy's too) or a float with an integral value;
+    bools refused."""
+    if isinstance(seed, float) and seed.is_integer():
+        seed = int(seed)
+    try:
+        if isinstance(seed, bool):
+            raise TypeError
+        seed = operator.index(seed)
+    except TypeError:
+        raise ValueError(f"seed must be an integer, got {seed!r}") from None
+    if not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64 - 1] (torch.Generator's range), got {seed}")
+    return seed
+
+
+def check_count(name: str, n) -> int:
+    """``n`` as an int >= 0 (NumPy's integers too; bools refused)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {n!r}")
+    return int(n)
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a ``torch.device``; a name torch does not know, or CUDA where there is none, named."""
+    try:
+        dev = torch.device(device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"device must be a torch.device or a name such as 'cpu' or 'cuda:0', got {device!r}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {dev}: CUDA is not available on this machine; use device='cpu'")
+    return dev
+
+
+def is_complex(value) -> bool:
+    """Whether ``value`` is a complex tensor or NumPy array (torch would cast it to its real part)."""
+    if isinstance(value, torch.Tensor):
+        return value.is_complex()
+    return getattr(getattr(value, "dtype", None), "kind", None) == "c"
+
+
+def real_table(value, name: str) -> torch.Tensor:
+    """``value`` (a tensor, an array, nested lists of numbers) as a float64 CPU tensor; complex numbers and what
+    torch cannot read are a ``ValueError`` naming ``name``."""
+    if is_complex(value):
+        raise ValueError(f"{name} must be real numbers, got complex ones")
+    try:
+        # a list of floats straight to float64 (as_tensor alone rounds it through float32 first)
+        value = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"{name} must be a table of numbers (a tensor or nested lists), got "
+                         f"{type(value).__name__}: {e}") from None
+    return value.detach().to("cpu", torch.float64)
 
 
 def check_num_choices(num_choices) -> list[int]:
@@ -45,6 +104,8 @@ def check_budgets(budgets) -> list[float | None]:
         raise ValueError(f"budgets must be a list of numbers or None, got {budgets!r}")
     out: list[float | None] = []
     for b in budgets:
+        if getattr(b, "ndim", None) == 0 and hasattr(b, "item"):  # a 0-d tensor or array: its number
+            b = b.item()
         if b is None:
             out.append(None)
             continue
@@ -74,9 +135,7 @@ def check_costs(costs, D: int, Kmax: int, mask: torch.Tensor) -> torch.Tensor:
     """The ``(D, Kmax)`` float64 CPU cost table (all zero for ``None``), zero beyond ``K_d``."""
     if costs is None:
         return torch.zeros(D, Kmax, dtype=torch.float64)
-    # a list of floats straight to float64 (as_tensor alone rounds it through float32 first)
-    costs = costs if isinstance(costs, torch.Tensor) else torch.as_tensor(costs, dtype=torch.float64)
-    costs = costs.detach().to("cpu", torch.float64)
+    costs = real_table(costs, "costs")
     if tuple(costs.shape) != (D, Kmax):
         raise ValueError(f"costs must have shape (D, Kmax) = ({D}, {Kmax}) to match num_choices, "
                          f"got {tuple(costs.shape)}")
@@ -102,7 +161,8 @@ def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
     """The lower bound on theta per decision: 0 for a fixed decision, ASNG-NAS's
     ``1 / (D_valid (K_d - 1))`` for ``None`` (``1 / (2 K_d)`` where that is infeasible), else ``theta_min``."""
     if theta_min is not None:  # checked first: float() of a list or a string is not this message
-        t = float(theta_min) if isinstance(theta_min, (int, float)) else math.nan
+        real = isinstance(theta_min, numbers.Real) and not isinstance(theta_min, bool)
+        t = float(theta_min) if real else math.nan
         kmax = max(num_choices)
         if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
             raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "
@@ -127,7 +187,7 @@ def start_theta(init_theta, N: int, mask: torch.Tensor) -> torch.Tensor:
     if init_theta is None:
         uniform = mask.to(torch.float64) / mask.sum(-1, keepdim=True)
         return uniform.expand(N, D, Kmax).clone()
-    theta = torch.as_tensor(init_theta).detach().to("cpu", torch.float64)
+    theta = real_table(init_theta, "init_theta")
     if tuple(theta.shape) == (D, Kmax):
         theta = theta.expand(N, D, Kmax)
     if tuple(theta.shape) != (N, D, Kmax):

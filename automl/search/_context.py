@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from ._checks import cheapest_cost, check_costs, dearest_cost
+from ._checks import cheapest_cost, check_costs, dearest_cost, real_table
 from ._knapsack import best_within_budget
 
 __all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals",
@@ -48,8 +48,8 @@ class ContextCosts:
             raise ValueError(f"context_decisions must be distinct decisions in [0, {D}), got {context_decisions!r}")
         sizes = [int(mask[c].sum()) for c in self.context_decisions]
         A = math.prod(sizes)
-        tables = torch.as_tensor(tables).detach().to("cpu", torch.float64)
-        fixed = torch.as_tensor(fixed).detach().to("cpu", torch.float64).reshape(-1)
+        tables = real_table(tables, "tables")
+        fixed = real_table(fixed, "fixed").reshape(-1)
         if tuple(tables.shape) != (A, D, Kmax) or tuple(fixed.shape) != (A,):
             raise ValueError(f"a context of {len(sizes)} decisions with {sizes} choices needs tables of shape "
                              f"{(A, D, Kmax)} and fixed of shape ({A},), got {tuple(tables.shape)} and "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import is_complex
 from ._context import ContextCosts
 
 __all__ = ["normalize_costs", "cost_scale", "normalize_context"]
@@ -51,7 +52,12 @@ def normalize_costs(costs: torch.Tensor, mask: torch.Tensor | None = None,
 
 
 def _check(costs, mask):
-    costs = torch.as_tensor(costs, dtype=torch.float64)
+    if is_complex(costs):
+        raise ValueError("costs must be real numbers, got complex ones")
+    try:
+        costs = torch.as_tensor(costs, dtype=torch.float64)    # on the device it is on
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"costs must be a (D, Kmax) table of numbers, got {type(costs).__name__}: {e}") from None
     if costs.dim() != 2:
         raise ValueError(f"costs must be a (D, Kmax) table, got shape {tuple(costs.shape)}")
     if mask is None:

@@ -8,7 +8,27 @@ import warnings
 
 import torch
 
-__all__ = ["TellInputs"]
+from ._checks import is_complex
+
+__all__ = ["TellInputs", "as_losses"]
+
+
+def as_losses(losses, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``losses`` as a ``(rows,)`` ``dtype`` tensor on ``device``: one real number per row of arch (a ``(rows,)``
+    tensor or list, or a column or row of them); anything else is a ``ValueError`` naming ``losses``."""
+    if is_complex(losses):
+        raise ValueError("losses must be real numbers (lower is better), got complex ones")
+    try:
+        losses = torch.as_tensor(losses, dtype=dtype, device=device).detach()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise ValueError(f"losses must be numbers, one per row of arch (a tensor or a list of floats), got "
+                         f"{type(losses).__name__}: {e}") from None
+    if losses.numel() != rows:
+        raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.numel()}")
+    if sum(n != 1 for n in losses.shape) > 1:  # (2, 2) for 4 rows: which loss is which row's?
+        raise ValueError(f"losses must be one loss per row of arch, a ({rows},) tensor, got shape "
+                         f"{tuple(losses.shape)}")
+    return losses.reshape(-1)
 
 
 class TellInputs:
@@ -33,7 +53,13 @@ class TellInputs:
 
     def arch(self, arch, rows: int, trusted: bool) -> torch.Tensor:
         """``arch`` as a ``(rows, D)`` LongTensor on the device; ``trusted``: it is ``ask``'s own output."""
-        arch = torch.as_tensor(arch)
+        try:
+            arch = torch.as_tensor(arch)
+        except (TypeError, ValueError, RuntimeError):
+            raise ValueError(f"arch must be the (rows, D) LongTensor of choice indices that ask() returned, got "
+                             f"{type(arch).__name__}") from None
+        if arch.dtype == torch.bool or arch.is_complex():
+            raise ValueError(f"arch must hold integer choice indices, got dtype {arch.dtype}")
         D = len(self.num_choices)
         if arch.dim() != 2 or arch.shape != (rows, D):
             raise ValueError(f"arch must have shape ({rows}, {D}) (rows returned by ask()), got {tuple(arch.shape)}")
@@ -52,13 +78,7 @@ class TellInputs:
 
     def losses(self, losses, rows: int) -> torch.Tensor:
         """``(rows,)`` losses on the device, NaN and +-inf replaced by +inf (they rank worst)."""
-        try:
-            losses = torch.as_tensor(losses, dtype=self.dtype, device=self.device).detach().reshape(-1)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"losses must be numbers, one per row of arch (a tensor or a list of floats), got "
-                             f"{type(losses).__name__}: {e}") from None
-        if losses.shape[0] != rows:
-            raise ValueError(f"expected {rows} losses (one per row of arch), got {losses.shape[0]}")
+        losses = as_losses(losses, rows, self.dtype, self.device)
         # On the host, one reduction on the common path: a finite sum means every loss is finite (an
         # overflowing sum of finite losses only sends us to the exact check below).
         if self.host_checks and math.isfinite(float(losses.sum())):

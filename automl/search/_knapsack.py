@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from ._checks import real_table
+
 __all__ = ["best_within_budget", "BUDGET_RTOL"]
 
 #: Relative slack on the budget: a cost sum may differ from the budget by float rounding only (the
@@ -86,8 +88,7 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
 
 def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``values``, ``costs`` (float64) and ``mask`` (bool) on the CPU, checked (see :func:`best_within_budget`)."""
-    values = torch.as_tensor(values, dtype=torch.float64).cpu()
-    costs = torch.as_tensor(costs, dtype=torch.float64).cpu()
+    values, costs = real_table(values, "values"), real_table(costs, "costs")
     if costs.dim() != 2 or values.shape != costs.shape:
         raise ValueError(f"values and costs must be (D, Kmax) tables of one shape, got shape {tuple(values.shape)} "
                          f"and {tuple(costs.shape)}")

@@ -7,15 +7,15 @@ number of architectures per iteration, eta the learning rate.
 
 from __future__ import annotations
 
-import operator
+import numbers
 from typing import Any, Sequence
 
 import torch
 
 from ._base import Searcher
 from ._budgets import EPS_CAP, BudgetTargets
-from ._checks import (check_budgets, check_epsilons, check_lam, check_num_choices, check_positive, check_state,
-                      start_theta)
+from ._checks import (check_budgets, check_count, check_device, check_epsilons, check_lam, check_num_choices,
+                      check_positive, check_seed, check_state, start_theta)
 from ._context import check_cost_model, cost_bound, cost_state, expected_total, step_costs
 from ._inputs import TellInputs
 from ._restriction import RangeRestriction
@@ -60,16 +60,55 @@ def _check_flag(name: str, value, none_ok: bool = False) -> bool | None:
     return bool(value)
 
 
-def _check_seed(seed) -> int:
-    """``seed`` as an int: an integer (NumPy's too) or a float with an integral value; bools refused."""
-    if isinstance(seed, float) and seed.is_integer():
-        return int(seed)
+def _within_dtype(dtype: torch.dtype, lr: float, epsilons: list[float]) -> float:
+    """``lr``, once it and every epsilon are below ``dtype``'s largest number (in float32 1e300 is inf, and a
+    member whose step is inf keeps its distribution at every step)."""
+    big = torch.finfo(dtype).max
+    if lr >= big:
+        raise ValueError(f"lr {lr:g} is beyond {dtype}'s largest number {big:.3g}; use dtype=torch.float64")
+    if any(e >= big for e in epsilons):
+        raise ValueError(f"epsilons {[e for e in epsilons if e >= big]} are beyond {dtype}'s largest number "
+                         f"{big:.3g}; use dtype=torch.float64")
+    return lr
+
+
+def _int_entry(state: dict, key: str, default=None) -> int:
+    """``state[key]`` (``default`` where it is absent) as an int >= 0."""
+    value = state.get(key, default)
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or (value < 0 and key != "seed"):
+        raise ValueError(f"state['{key}'] must be an integer{'' if key == 'seed' else ' >= 0'}, got {value!r}")
+    return int(value)
+
+
+def _state_values(state: dict, mask: torch.Tensor, epsilons: list[float], budgets) -> tuple:
+    """``(theta, eps, generator, step, seed, nonfinite)`` of a state that :func:`check_state` accepted, each checked
+    (theta: finite rows on the simplex of the ``mask``'s choices; eps: ``(N,)`` finite, >= 0; the generator a CPU
+    state ``torch.Generator`` takes), so that a corrupt state is refused before anything is loaded. With fixed
+    epsilons, eps is the engine's own (a state saved in float32 holds them rounded)."""
+    theta, eps, N = state["theta"], state["eps"], len(epsilons)
+    shape = (N, *mask.shape)
+    if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != shape or not theta.is_floating_point():
+        raise ValueError(f"state['theta'] must be a float tensor of shape {shape}, got "
+                         f"{tuple(theta.shape) if isinstance(theta, torch.Tensor) else type(theta).__name__}")
+    t = theta.detach().to("cpu", torch.float64)
+    if not (bool(torch.isfinite(t).all()) and bool((t >= 0).all()) and not bool(t[:, ~mask].any())
+            and bool(((t.sum(-1) - 1).abs() <= 1e-6).all())):
+        raise ValueError("state['theta'] is not a distribution: every row must be finite, >= 0, 0 beyond K_d and "
+                         "sum to 1; the state is corrupt")
+    if not isinstance(eps, torch.Tensor) or tuple(eps.shape) != (N,) or not eps.is_floating_point() \
+            or not bool((torch.isfinite(eps) & (eps >= 0) & (eps <= EPS_CAP if budgets else True)).all()):
+        raise ValueError(f"state['eps'] must be {N} finite epsilons >= 0, got {eps!r}")
+    generator = state["generator"]
     try:
-        if isinstance(seed, bool):
-            raise TypeError
-        return operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed must be an integer, got {seed!r}") from None
+        generator = generator.cpu()
+        torch.Generator().set_state(generator)
+    except (AttributeError, TypeError, RuntimeError):
+        raise ValueError(f"state['generator'] is not a torch.Generator state: {type(generator).__name__}") from None
+    eps = eps if budgets else torch.tensor(epsilons, dtype=torch.float64)
+    return (theta, eps, generator, _int_entry(state, "step"), _int_entry(state, "seed", 0),
+            _int_entry(state, "nonfinite", 0))
 
 
 class MultiEpsilonSearch(Searcher):
@@ -139,7 +178,7 @@ class MultiEpsilonSearch(Searcher):
                  sync_free: bool | None = None, utility: str = "paper",
                  budgets: Sequence[float | None] | None = None, budget_lr: float = 0.5):
         self.num_choices = check_num_choices(num_choices)
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.dtype = _check_dtype(dtype)
         K = torch.tensor(self.num_choices)
         self._mask_cpu = torch.arange(max(self.num_choices)) < K.unsqueeze(1)  # (D, Kmax)
@@ -155,7 +194,8 @@ class MultiEpsilonSearch(Searcher):
         self.lam = check_lam(lam, 2, " (samples per iteration)")
         self.importance_sampling = _check_flag("importance_sampling", importance_sampling)
         # eta: the paper's 1 / sum_d K_d by default
-        self.lr = check_positive("lr", 1.0 / float(K.sum()) if lr is None else lr, " or None")
+        lr = check_positive("lr", 1.0 / float(K.sum()) if lr is None else lr, " or None")
+        self.lr = _within_dtype(self.dtype, lr, self._epsilons)
         exact = check_cost_model(costs, len(K), max(self.num_choices), self._mask_cpu)   # float64, CPU
         self.costs = exact.to(dtype=dtype, device=self.device)
         self._targets: BudgetTargets | None = None
@@ -166,7 +206,7 @@ class MultiEpsilonSearch(Searcher):
             self._targets = BudgetTargets(budgets, budget_lr, self.costs, self._mask_cpu, exact)
             self.budgets, self.cost_range = self._targets.budgets, self._targets.cost_range
         self._build_constants(theta_min, _check_flag("sync_free", sync_free, none_ok=True))
-        self.seed = _check_seed(seed)
+        self.seed = check_seed(seed)
         self._generator = torch.Generator(device="cpu")
         self._generator.manual_seed(self.seed)
         self.step = 0                                                          # number of tell()s
@@ -180,11 +220,11 @@ class MultiEpsilonSearch(Searcher):
         dev = dict(dtype=self.dtype, device=self.device)
         N, lam = self.num_distributions, self.lam
         D, Kmax = self._mask_cpu.shape
-        # |step| <= eta (2 N + 2 eps max|c|): only huge costs can overflow or round away a decision's mass, so
-        # only then does the range restriction pay for checking its rows.
+        # |step| <= eta (2 N + 2 eps max|c|): only huge costs or learning rates can overflow or round away a
+        # decision's mass, so only then does the range restriction pay for checking its rows.
         eps_max = EPS_CAP if self.budgets is not None else max(self._epsilons)
         self._restrict = RangeRestriction(self.num_choices, theta_min, self._mask_cpu, self.dtype, self.device,
-                                          eps_max * cost_bound(self.costs) * self.lr)
+                                          (2 * N + eps_max * cost_bound(self.costs)) * self.lr)
         self.theta_min = self._restrict.theta_min                               # list[float], per decision
         self._eps = torch.tensor(self._epsilons, **dev)                        # (N,), adapted with budgets
         self._neg_lr_eps = -self.lr * self._eps.view(N, 1, 1)
@@ -262,14 +302,14 @@ class MultiEpsilonSearch(Searcher):
         costs more than its budget gets the most probable architecture within it instead: an exact
         multiple-choice knapsack on ``log theta`` (:func:`automl.search.best_within_budget`)."""
         arg = self._theta.argmax(-1)
-        if not within_budget or self._targets is None:
+        if not _check_flag("within_budget", within_budget) or self._targets is None:
             return arg
         return self._targets.derive(self._theta, arg, self._tiny).to(arg.device)
 
     # ---------------------------------------------------------------- ask / tell
     def sample_uniform(self, n: int) -> torch.Tensor:
         """``(n, D)`` architectures drawn uniformly (the weight-training phase), from the engine's RNG."""
-        u = torch.rand(n, len(self.num_choices), generator=self._generator, dtype=torch.float64)
+        u = torch.rand(check_count("n", n), len(self.num_choices), generator=self._generator, dtype=torch.float64)
         k = torch.tensor(self.num_choices, dtype=torch.float64)
         return (u * k).long().minimum(torch.tensor(self.num_choices) - 1).to(self.device)
 
@@ -360,13 +400,11 @@ class MultiEpsilonSearch(Searcher):
         """Restore theta, the RNG and the step count; the configuration must match this engine's."""
         state = _whole_state(state, self._config(), self.budget_lr)
         check_state(state, "MultiEpsilonSearch", (1, _STATE_VERSION), self._config(), self.costs, "engine")
-        theta = state["theta"]
-        if tuple(theta.shape) != tuple(self._theta.shape):
-            raise ValueError(f"state theta has shape {tuple(theta.shape)}, expected {tuple(self._theta.shape)}")
+        theta, eps, generator, self.step, seed, nonfinite = _state_values(state, self._mask_cpu, self._epsilons,
+                                                                          self.budgets)
         self._theta = theta.to(dtype=self.dtype, device=self.device).clone()
-        self._eps = state["eps"].to(dtype=self.dtype, device=self.device).clone()
+        self._eps = eps.to(dtype=self.dtype, device=self.device).clone()
         self._neg_lr_eps = -self.lr * self._eps.view(-1, 1, 1)
-        self._generator.set_state(state["generator"])
-        self.step = int(state["step"])
-        self.seed = int(state.get("seed", self.seed))
-        self._inputs._nonfinite.fill_(int(state.get("nonfinite", 0)))
+        self._generator.set_state(generator)
+        self.seed = seed if "seed" in state else self.seed
+        self._inputs._nonfinite.fill_(nonfinite)

@@ -9,9 +9,9 @@ from typing import Any, Sequence
 import torch
 
 from ._base import Searcher
-from ._checks import check_lam, check_num_choices, check_state
+from ._checks import check_device, check_lam, check_num_choices, check_seed, check_state
 from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
-from ._inputs import TellInputs
+from ._inputs import TellInputs, as_losses
 from ._knapsack import BUDGET_RTOL
 
 __all__ = ["RandomSearch"]
@@ -130,7 +130,7 @@ class RandomSearch(Searcher):
                  gates: dict[int, tuple[int, Sequence[bool]]] | None = None):
         self.num_choices = check_num_choices(num_choices)
         D, Kmax = len(self.num_choices), max(self.num_choices)
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self._mask = torch.arange(Kmax) < torch.tensor(self.num_choices).unsqueeze(1)
         if budget is not None and costs is None:
             raise ValueError("a budget needs a cost table: pass costs=(D, Kmax) tensor")
@@ -162,7 +162,7 @@ class RandomSearch(Searcher):
             raise ValueError(f"max_tries and batch must be integers >= 1, got max_tries={max_tries!r}, "
                              f"batch={batch!r}")
         self.lam, self.max_tries, self.batch = lam, int(max_tries), int(batch)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self._generator = torch.Generator().manual_seed(self.seed)
         self._k = torch.tensor(self.num_choices)
         N = len(self.budgets)
@@ -261,9 +261,7 @@ class RandomSearch(Searcher):
         the engine). ``arch`` must be ``(N * lam, D)`` choice indices of the space."""
         N, D = self.num_distributions, len(self.num_choices)
         arch = TellInputs(self.num_choices, torch.device("cpu"), torch.float64, True).arch(arch, N * self.lam, False)
-        losses = torch.as_tensor(losses, dtype=torch.float64).detach().reshape(-1).cpu()
-        if losses.shape[0] != arch.shape[0]:
-            raise ValueError(f"expected {arch.shape[0]} losses, got {losses.shape[0]}")
+        losses = as_losses(losses, arch.shape[0], torch.float64, torch.device("cpu"))
         losses = torch.nan_to_num(losses, nan=math.inf, neginf=math.inf).view(N, self.lam)
         low, idx = losses.min(-1)
         better = (low < self._best_loss) | ~self._told
@@ -297,6 +295,8 @@ class RandomSearch(Searcher):
         return {"batch": self.batch, "max_tries": self.max_tries, "gates": gates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict):
+            raise ValueError(f"state must be the dict that state_dict() returns, got {type(state).__name__}")
         config = {"num_choices": list(self.num_choices), "budgets": list(self.budgets), "lam": self.lam}
         # batch, max_tries and gates: absent from a state saved before they were kept (not compared then)
         config.update({k: v for k, v in self._draw_settings().items() if k in state})

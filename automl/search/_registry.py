@@ -104,14 +104,41 @@ class SearchMethod:
 
 
 _REGISTRY: dict[str, SearchMethod] = {}
+HOOKS = ("log_fields", "epoch_note", "nonfinite", "epsilons")
 
 
-def register_searcher(name: str, mode: Mode = "joint", **hooks):
-    """Decorator: register ``create(problem) -> Searcher`` under ``name`` (replacing an earlier one)."""
+def _same_factory(a, b) -> bool:
+    """The same function, or the same definition read again (its module imported twice)."""
+    def where(f):
+        return (getattr(f, "__module__", None), getattr(f, "__qualname__", None),
+                getattr(getattr(f, "__code__", None), "co_firstlineno", None))
+    return a is b or (where(a) == where(b) and where(a)[1] is not None)
+
+
+def register_searcher(name: str, mode: Mode = "joint", *, replace: bool = False, **hooks):
+    """Decorator: register ``create(problem) -> Searcher`` under ``name``. A name that is taken (by another
+    factory: registering one definition twice is fine) is a ``ValueError`` unless ``replace=True``, so a
+    searcher of one's own cannot silently take the place of a built-in one (``random``, ...). ``hooks``: any of
+    :data:`HOOKS`, each a function of the searcher (see :class:`SearchMethod`)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"register_searcher: name must be a non-empty string, got {name!r}")
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        raise ValueError(f"register_searcher({name!r}): mode must be one of {', '.join(MODES)}, got {mode!r}")
+    for hook, fn in hooks.items():
+        if hook not in HOOKS:
+            raise ValueError(f"register_searcher({name!r}): unknown hook {hook!r}; the hooks are {', '.join(HOOKS)}")
+        if not callable(fn):
+            raise ValueError(f"register_searcher({name!r}): {hook} must be callable (searcher -> value), got {fn!r}")
 
     def wrap(create: Callable[[SearchProblem], Searcher]):
+        if not callable(create):
+            raise ValueError(f"register_searcher({name!r}): the factory must be callable (SearchProblem -> "
+                             f"Searcher), got {create!r}")
+        taken = _REGISTRY.get(name)
+        if taken is not None and not replace and not _same_factory(taken.create, create):
+            raise ValueError(f"a searcher {name!r} is already registered ({getattr(taken.create, '__module__', '?')}."
+                             f"{getattr(taken.create, '__qualname__', taken.create)!s}); choose another name, or "
+                             f"pass replace=True to replace it")
         _REGISTRY[name] = SearchMethod(name, create, mode, **hooks)
         return create
     return wrap
