@@ -15,9 +15,10 @@ from torch import nn
 from automl.errors import UserError
 from automl.export import export_architecture, inherit_from_state
 from automl.export.quantize import int8_summary, measure_export
-from automl.pipeline.context import RunContext, written_on_main
+from automl.pipeline.context import RunContext, on_main, written_on_main
 from automl.pipeline.loop import EpochTask, run_epochs
 from automl.pipeline.members import Members
+from automl.pipeline.results import COMPUTED_ON, computed_on, read_results, reusable_retrainings
 from automl.pipeline.search_stages import supernet_from_state
 from automl.pipeline.setup import check_member_folder
 from automl.pipeline.state import RunState
@@ -289,20 +290,35 @@ class RankingStage:
         # rt: the retrain section's settings at the ranking's length (results.ranking_epochs)
         self.j, self.s, self.archs, self.rk, self.rt, self.cost, self.seed = j, s, archs, ranking, rt, cost, seed
         self.key = f"ranking/{j}" if s == 0 else f"ranking/{j}/{s}"
-        self.recorded: dict | None = None  # automl rank: this retraining as an earlier ranking recorded it
+        # this retraining as an earlier ranking recorded it: chosen by automl rank (automl/pipeline/rank.py); in a
+        # run, looked up in its results.json (:meth:`_recorded`)
+        self.recorded: dict | None = None
+
+    def _recorded(self, ctx: RunContext) -> dict | None:
+        """This retraining as results.json records it, computed as this run computes (an ``automl rank`` of the
+        same ranking, stopped part-way or finished: :func:`~automl.pipeline.results.reusable_retrainings`), or
+        None. Rank 0 reads the file; every rank gets its answer, so all skip the same retrainings."""
+        if self.recorded is not None or not ctx.keeper.enabled or self.rt.epochs == 0:  # automl rank: chosen
+            return self.recorded
+        path = ctx.keeper.store.folder.parent / "results.json"  # the run folder's (checkpoints/ is in it)
+        choices = [ctx.spaces.search.decode(a) for a in self.archs()]
+        here = computed_on(ctx)
+        found = on_main(ctx.info, lambda: reusable_retrainings(read_results(path), self.rt.epochs, choices, here))
+        return found.get((self.j, self.seed + self.s))
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         j, s, arch = self.j, self.s, self.archs()[self.j]
+        recorded = self._recorded(ctx)
         ctx.keeper.start("ranking")
         if s == 0:
             net, paths, entry = self._score(ctx, state, idx, arch)
         else:
             net, paths, entry = None, None, state.results[f"ranking/{j}"]
         note = ""
-        if self.recorded is not None:
+        if recorded is not None:
             seed, note = self.seed + s, " (recorded earlier)"
-            test_loss, test_acc = self.recorded["test_loss"], self.recorded["test_accuracy"]
-            entry["params"] = self.recorded["params"]
+            test_loss, test_acc = recorded["test_loss"], recorded["test_accuracy"]
+            entry["params"] = recorded["params"]
         elif self.rt.epochs > 0:
             seed = self.seed + s
             torch.manual_seed(seed * 7919 + 100_003 + j)
@@ -319,6 +335,9 @@ class RankingStage:
         ctx.keeper.stop()
         entry["retrainings"] = [*entry.get("retrainings", []),
                                 {"seed": seed, "test_loss": test_loss, "test_accuracy": test_acc}]
+        # how it was computed (a recorded one: as now, or it was not reused), each retraining its own: a run
+        # resumed with another device or process count computes the rest otherwise (automl/pipeline/rank.py)
+        entry[COMPUTED_ON] = {**entry.get(COMPUTED_ON, {}), seed: computed_on(ctx)}
         state.results[f"ranking/{j}"] = entry
         ctx.reporter.info(f"ranking {j + 1}/{self.rk.archs}: {entry['params']:,} params, supernet loss "
                           f"{entry['supernet_loss']:.4f} (batch statistics {entry['supernet_loss_batch_stats']:.4f}),"

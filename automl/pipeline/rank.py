@@ -3,8 +3,10 @@
 No checkpoint is written; results.json keeps every finished retraining (``ranking_partial``) so that a
 stopped or failed ``automl rank`` reruns only the others, and gets the ranking section at the end. A retraining
 is reused only with what determines it the same: its architecture (with the whole list of the ranking's),
-epochs and seed, and the device and number of processes it computed on (:func:`_computed_on`); a run killed
-in its own ranking stage has its finished retrainings (its checkpoint's) reused alike."""
+epochs and seed, and the device and number of processes it computed on
+(:func:`~automl.pipeline.results.computed_on`, each retraining's own in the checkpoint); a run killed in its own
+ranking stage has its finished retrainings (its checkpoint's) reused alike, and a run resumed after a stopped
+``automl rank`` reuses that one's (:meth:`RankingStage._recorded`)."""
 
 from __future__ import annotations
 
@@ -18,12 +20,13 @@ import yaml
 from automl._io import atomic_write_json
 from automl.dsl import space_digest
 from automl.errors import Stopped, UserError
-from automl.pipeline.context import written_on_main
+from automl.pipeline.context import on_main, written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
 from automl.pipeline.reuse import SPACE_DIGEST, check_fits
-from automl.pipeline.results import (PARTIAL, ReportStage, build_results, device_record, partial_ranking,
-                                     ranking_epochs, ranking_results, read_results, recorded_retrainings)
+from automl.pipeline.results import (COMPUTED_ON, PARTIAL, ReportStage, build_results, computed_on, metrics_length,
+                                     partial_ranking, ranking_epochs, ranking_results, read_results,
+                                     recorded_retrainings, reusable_retrainings)
 from automl.pipeline.setup import recipe_costs
 from automl.pipeline.state import RunState
 from automl.report import write_report
@@ -119,51 +122,54 @@ def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
         raise UserError(changed.format("it says something else than when the run trained its supernet"))
 
 
-def _computed_on(ctx, info) -> dict:
-    """What a retraining's result depends on besides its architecture, epochs and seed, as results.json records
-    it: the device (float rounding differs between a CPU and a GPU, and between GPU models) and the number of
-    processes (data.batch_size is per process)."""
-    return {"device": device_record(ctx.device), "world_size": info.world_size}
-
-
-def _same_computation(record, here: dict, results: dict) -> bool:
-    """Whether ``record`` (a ranking section or :data:`PARTIAL` of ``results``) was computed as ``here`` says; one
-    that does not say (the run's own ranking section) was computed as the run (``results``' own fields)."""
-    return isinstance(record, dict) and all(record.get(k, results.get(k)) == v for k, v in here.items())
-
-
 def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here: dict) -> dict | None:
-    """The ranking the run itself measured before it stopped (its checkpoint's ``ranking/j`` entries), as a
-    record :func:`recorded_retrainings` reads (the run's own epochs); None unless this command ranks the same
-    architectures as the run did, on the device its checkpoint records (``here``: this command's
-    :func:`_computed_on`; an older automl's checkpoint records none: then with the device setting of the run's
-    recipe), with as many processes."""
+    """The ranking the run itself measured (its checkpoint's ``ranking/j`` entries: finished, or stopped
+    part-way), as a record :func:`recorded_retrainings` reads (the run's own epochs), holding the retrainings
+    computed as this command computes (``here``: :func:`~automl.pipeline.results.computed_on`); None unless
+    this command ranks the same architectures as the run did, on the device its checkpoint records (an older
+    automl's records none: then with the device setting of the run's recipe; a run resumed on another device
+    records both, and matches neither), with as many processes as it started with. Each retraining is then
+    checked by its own record too (none: an older automl's): a run resumed with another number of processes
+    computed those after the resume with that many."""
     own = (_run_recipe(run.out) or {}).get("ranking")
     r, out = run.recipe, run.out
     same_device = r.device == _run_device(out) if state.device is None else state.device == here["device"]
     if (not isinstance(own, dict) or own.get("archs") != len(choices) or not same_device
-            or state.world_size not in (None, run.info.world_size)):
+            or state.world_size not in (None, here["world_size"])):
         return None
     entries = [state.results.get(f"ranking/{j}") for j in range(len(choices))]
     if any(e is not None and e.get("choices") != c for e, c in zip(entries, choices)):
         return None
+    archs = []
+    for e, c in zip(entries, choices):
+        records = (e or {}).get(COMPUTED_ON) or {}
+        kept = [t for t in (e or {}).get("retrainings", []) if records.get(t["seed"], here) == here]
+        archs.append({"choices": c, "params": e["params"], "retrainings": kept} if kept else {"choices": c})
     epochs = own.get("retrain_epochs")
-    return {"retrain_epochs": r.retrain.epochs if epochs is None else epochs,
-            "archs": [{"choices": c} if e is None or "retrainings" not in e else
-                      {"choices": c, "params": e["params"], "retrainings": e["retrainings"]}
-                      for e, c in zip(entries, choices)]}
+    return {"retrain_epochs": r.retrain.epochs if epochs is None else epochs, "archs": archs}
 
 
 def _recorded(run: Run, state: RunState, before: dict, choices: list[list[str]], here: dict) -> dict:
     """The retrainings recorded earlier that this command would repeat (:func:`recorded_retrainings`): the run's
-    own ranking stopped part-way (its checkpoint's), an ``automl rank`` stopped part-way (:data:`PARTIAL`) and
-    the last finished ranking, each only when computed as this command computes (``here``)."""
+    own ranking (its checkpoint's), and in results.json an ``automl rank`` stopped part-way (:data:`PARTIAL`) and
+    the last finished one, each only when computed as this command computes (``here``)."""
     r = run.recipe
     found = recorded_retrainings(r, _stopped_runs_own(run, state, choices, here), choices)
-    for key in (PARTIAL, "ranking"):
-        if _same_computation(before.get(key), here, before):
-            found.update(recorded_retrainings(r, before[key], choices))
+    found.update(reusable_retrainings(before, ranking_epochs(r), choices, here))
     return found
+
+
+def _cut_length(path: Path, state: RunState) -> int | None:
+    """The length metrics.jsonl is cut back to before ``automl rank`` logs (rank 0; None: not cut): the lines
+    after it are of a retraining a kill cut short. That of the :data:`PARTIAL` record of an ``automl rank``
+    stopped part-way (results.json's ``path``); the length at the run's last checkpoint when nothing logged since
+    it: no results.json (the run stopped in its ranking, and no ``automl rank`` recorded a retraining since), or
+    a :data:`PARTIAL` record whose length a resumed run dropped (it cut the log back to its checkpoint's, and
+    logged on from there: :func:`~automl.pipeline.results.carry_over`)."""
+    partial = read_results(path).get(PARTIAL)
+    if isinstance(partial, dict) and "metrics_bytes" in partial:
+        return metrics_length(partial)  # None when it is not a length (edited or damaged): not cut
+    return state.metrics_bytes if isinstance(partial, dict) or not path.exists() else None
 
 
 def rank_finished_run(run: Run) -> dict:
@@ -187,36 +193,42 @@ def rank_finished_run(run: Run) -> dict:
         return (f"{fix} and continue with: {rank_command(r, out)} (the retrainings recorded in {path} are not "
                 f"run again)")
 
-    # every rank reads the file (a shared folder under torchrun), so all skip the same retrainings
-    before = read_results(path)
+    # rank 0 reads the file, every rank gets it (a folder under torchrun need not be shared): all skip the same
+    before, length = on_main(info, lambda: (read_results(path), _cut_length(path, state)))
     stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
-    partial = before.get(PARTIAL) if isinstance(before.get(PARTIAL), dict) else {}
-    here = _computed_on(ctx, info)
+    here = computed_on(ctx)
     recorded = _recorded(run, state, before, choices, here)
-    if partial.get("metrics_bytes") is not None:  # the lines of a retraining a kill cut short
-        run.reporter.cut(partial["metrics_bytes"])
+    if length is not None:  # the lines of a retraining a kill cut short
+        run.reporter.cut(length)
     results = None  # rank 0 writes results.json
     if info.is_main:  # with none yet (a run killed in its ranking), no ranking section from the run's own entries:
         # they are of its ranking settings, which recorded_retrainings would take for this command's
         results = before or {k: v for k, v in build_results(r, state, plan.members, ctx, run.method.name, costs,
                                                              threads).items() if k != "ranking"}
-    reused = 0
+
+    def keep(n: int) -> None:  # results.json records the retrainings of the first n stages, and the log's length
+        done = {s.j for _, s in stages[:n]}
+        written_on_main(info, f"{path}", lambda: atomic_write_json(path, {
+            **results, PARTIAL: {**partial_ranking(r, state, choices, done, run.reporter.size()), **here}}), again)
+
+    reused, kept = 0, False
     with preempt.armed():  # SIGTERM / SIGINT / SIGHUP: stop after the current retraining, keeping those done
         for n, (idx, stage) in enumerate(stages, 1):
             stage.recorded = recorded.get((stage.j, r.seed + stage.s))
             reused += stage.recorded is not None
+            if stage.recorded is None and not kept:  # the log's length before the first retraining it computes:
+                keep(n - 1)  # a kill inside that one leaves lines the next automl rank cuts
             stage.run(ctx, state, idx)
             if stage.recorded is None:
-                done = {s.j for _, s in stages[:n]}
-                written_on_main(info, f"{path}", lambda: atomic_write_json(path, {
-                    **results, PARTIAL: {**partial_ranking(r, state, choices, done, run.reporter.size()), **here}}),
-                    again)
+                keep(n)
+                kept = True
             if n < len(stages):
                 stop_ranking_if_signalled(preempt, run.reporter, r, out, f"{n} of {len(stages)}")
     if reused:
         run.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by the run's earlier ranking "
-                          f"(same architectures, epochs, seeds and device) and not run again")
+                          f"(same architectures, epochs, seeds, device and number of processes) and not run "
+                          f"again")
     ranking = {**ranking_results(r, state), **here}
     final = {**{k: v for k, v in (results or {}).items() if k != PARTIAL}, "ranking": ranking}
     written_on_main(info, f"the results in {out}", lambda: write_report(out, final, run.reporter), again)

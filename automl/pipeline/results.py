@@ -16,14 +16,18 @@ from automl.pipeline.state import RunState
 from automl.ranking import summarize
 from automl.report import write_report
 
-__all__ = ["SEARCH_PHASES", "PARTIAL", "build_results", "ranking_epochs", "ranking_seeds", "ranking_results",
-           "recorded_retrainings", "partial_ranking", "read_results", "carry_over", "exported_macs",
+__all__ = ["SEARCH_PHASES", "PARTIAL", "COMPUTED_ON", "build_results", "ranking_epochs", "ranking_seeds",
+           "ranking_results", "recorded_retrainings", "reusable_retrainings", "computed_on", "same_computation",
+           "partial_ranking", "superseded", "metrics_length", "read_results", "carry_over", "exported_macs",
            "device_record", "ReportStage"]
 
 SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
 # results.json's record of an `automl rank` stopped part-way: its retrainings so far (the ranking's shape) and
 # the length of metrics.jsonl after the last of them
 PARTIAL = "ranking_partial"
+# a ranking entry's record (in the checkpoint only, never in results.json) of how each of its retrainings was
+# computed: {seed: computed_on(ctx)}; a run resumed with another device or process count mixes them
+COMPUTED_ON = "computed_on"
 
 
 def ranking_epochs(recipe) -> int:
@@ -43,16 +47,67 @@ def recorded_retrainings(recipe, ranking: dict | None, choices: list[list[str]])
     usable again: ``{(j, seed): {test_loss, test_accuracy, params}}`` for architecture j of ``choices`` (the
     ranking's architectures now), when that ranking retrained the same architectures for the same number of
     epochs (the retrain section is the run's own, and retraining ``seed`` is a pure function of it). Empty
-    when there is none, or it retrained for 0 epochs (the supernet's weights: evaluated again, cheaply)."""
-    epochs = ranking_epochs(recipe)
-    if not ranking or epochs == 0 or ranking.get("retrain_epochs") != epochs:
+    when there is none, or it retrained for 0 epochs (the supernet's weights: evaluated again, cheaply), or it
+    is not as this automl writes it (results.json edited or damaged: its retrainings are run again)."""
+    return _retrainings_of(ranking_epochs(recipe), ranking, choices)
+
+
+def _retrainings_of(epochs: int, ranking, choices: list[list[str]]) -> dict[tuple[int, int], dict]:
+    """:func:`recorded_retrainings` of a ranking of ``epochs``-epoch retrainings."""
+    if not isinstance(ranking, dict) or epochs == 0 or ranking.get("retrain_epochs") != epochs:
         return {}
-    archs = ranking.get("archs", [])
-    if [a.get("choices") for a in archs] != choices:
+    archs = ranking.get("archs")
+    if not isinstance(archs, list) or [a.get("choices") if isinstance(a, dict) else None for a in archs] != choices:
         return {}
-    return {(j, r["seed"]): {"test_loss": _number(r["test_loss"]), "test_accuracy": _number(r["test_accuracy"]),
-                             "params": a["params"]}
-            for j, a in enumerate(archs) for r in a.get("retrainings", [])}
+    found = {}
+    for j, a in enumerate(archs):
+        retrainings = a.get("retrainings", [])
+        if not isinstance(retrainings, list) or not all(_a_retraining(r) for r in retrainings):
+            return {}
+        if retrainings and not _whole(a.get("params")):
+            return {}
+        found.update({(j, r["seed"]): {"test_loss": _number(r["test_loss"]),
+                                       "test_accuracy": _number(r["test_accuracy"]), "params": a["params"]}
+                      for r in retrainings})
+    return found
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _a_retraining(r) -> bool:
+    """Whether ``r`` is one retraining as results.json records it: a whole seed, a test loss and accuracy (a
+    number, or null for a non-finite one)."""
+    return (isinstance(r, dict) and _whole(r.get("seed"))
+            and all(k in r and (r[k] is None or isinstance(r[k], (int, float)) and not isinstance(r[k], bool))
+                    for k in ("test_loss", "test_accuracy")))
+
+
+def computed_on(ctx: RunContext) -> dict:
+    """What a retraining's result depends on besides its architecture, epochs and seed, as results.json records
+    it: the device (float rounding differs between a CPU and a GPU, and between GPU models) and the number of
+    processes (data.batch_size is per process)."""
+    return {"device": device_record(ctx.device), "world_size": ctx.info.world_size}
+
+
+def same_computation(record, here: dict) -> bool:
+    """Whether ``record`` (a ranking section of results.json, or its :data:`PARTIAL`) says it was computed as
+    ``here`` (:func:`computed_on`) says. The run's own ranking section says nothing (its retrainings are its
+    checkpoint's, each with its own record: automl/pipeline/rank.py), nor does an older automl's: never."""
+    return isinstance(record, dict) and all(k in record and record[k] == v for k, v in here.items())
+
+
+def reusable_retrainings(results: dict, epochs: int, choices: list[list[str]],
+                         here: dict) -> dict[tuple[int, int], dict]:
+    """The retrainings results.json (``results``) records that a ranking of ``choices`` for ``epochs`` epochs
+    computing as ``here`` would repeat (:func:`recorded_retrainings`): those of an ``automl rank`` stopped
+    part-way (:data:`PARTIAL`) and of its finished ranking section, each only when computed as ``here``."""
+    found: dict[tuple[int, int], dict] = {}
+    for key in (PARTIAL, "ranking"):
+        if same_computation(results.get(key), here):
+            found.update(_retrainings_of(epochs, results[key], choices))
+    return found
 
 
 def _number(v: float | None) -> float:
@@ -69,6 +124,13 @@ def partial_ranking(recipe, state: RunState, choices: list[list[str]], done: set
         archs.append({"choices": c} if e is None else
                      {"choices": c, "params": e["params"], "retrainings": e["retrainings"]})
     return {"retrain_epochs": ranking_epochs(recipe), "archs": archs, "metrics_bytes": metrics_bytes}
+
+
+def metrics_length(partial: dict) -> int | None:
+    """The length of metrics.jsonl a :data:`PARTIAL` record holds (after its last retraining); None when it holds
+    none, or not a length (results.json edited or damaged: the log is then not cut)."""
+    length = partial.get("metrics_bytes")
+    return length if _whole(length) and length >= 0 else None
 
 
 def read_results(path: Path) -> dict:
@@ -91,25 +153,50 @@ def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
     metrics.jsonl is cut back to (None: not cut); ``metrics_bytes``: the checkpoint's length.
 
     The ranking ``automl rank`` recorded is kept unless the run measures its own ranking again
-    (``measures_ranking``: its recipe's ranking stages are still to run), and so is an ``automl rank`` stopped
-    part-way (:data:`PARTIAL`). A ``finished`` run (only its report left) keeps :data:`HOW_COMPUTED` and logs
-    nothing more: metrics.jsonl
-    keeps the lines ``automl rank`` logged after its last checkpoint (less a retraining a kill cut short).
+    (``measures_ranking``: its recipe's ranking stages are still to run; they reuse the retrainings results.json
+    records, :func:`reusable_retrainings`), and so is an ``automl rank`` stopped part-way (:data:`PARTIAL`), till
+    a ranking that holds all its retrainings is complete (:func:`superseded`). A ``finished`` run (only its
+    report left) keeps :data:`HOW_COMPUTED` and logs nothing more: metrics.jsonl keeps the lines ``automl rank``
+    logged after its last checkpoint (less a retraining a kill cut short).
     A run with stages left cuts it back to the checkpoint's length, so the partial ranking's length no
     longer holds: it is dropped from results.json at once (the retrainings it records stay usable)."""
     earlier = read_results(path)
-    kept = {} if measures_ranking or not earlier.get("ranking") else {"ranking": earlier["ranking"]}
+    ranking = earlier.get("ranking")  # not a dict: results.json edited or damaged, the ranking measured again
+    kept = {} if measures_ranking or not isinstance(ranking, dict) or not ranking else {"ranking": ranking}
     if finished:  # nothing is computed again: the record of how it was computed stays
         kept.update({k: earlier[k] for k in HOW_COMPUTED if k in earlier})
     partial = earlier.get(PARTIAL)
     if not isinstance(partial, dict):
         return kept, None if finished else metrics_bytes
     if finished:
-        return {**kept, PARTIAL: partial}, partial.get("metrics_bytes")
+        return {**kept, PARTIAL: partial}, metrics_length(partial)
     partial = {k: v for k, v in partial.items() if k != "metrics_bytes"}
     if "metrics_bytes" in earlier[PARTIAL]:
         atomic_write_json(path, {**earlier, PARTIAL: partial})
     return {**kept, PARTIAL: partial}, metrics_bytes
+
+
+def superseded(partial, ranking) -> bool:
+    """Whether a complete ranking section (``ranking``) holds every retraining the :data:`PARTIAL` record
+    ``partial`` holds (the same architectures, epochs and seeds): it was part of that ranking, which is done.
+    One of another ranking (another K, other epochs, more seeds) is kept for the ``automl rank`` that continues
+    it."""
+    if not isinstance(partial, dict) or not isinstance(ranking, dict):
+        return False
+    archs, done = partial.get("archs"), ranking.get("archs")
+    if (partial.get("retrain_epochs") != ranking.get("retrain_epochs") or not isinstance(archs, list)
+            or not isinstance(done, list) or len(archs) != len(done)):
+        return False
+    return all(isinstance(a, dict) and isinstance(d, dict) and a.get("choices") == d.get("choices")
+               and _seeds(a) <= _seeds(d) for a, d in zip(archs, done))
+
+
+def _seeds(arch: dict) -> set:
+    """The seeds of a ranked architecture's retrainings (``None`` for one that is not as written)."""
+    retrainings = arch.get("retrainings")
+    if not isinstance(retrainings, list):
+        return set()
+    return {r["seed"] if isinstance(r, dict) and _whole(r.get("seed")) else None for r in retrainings}
 
 
 def ranking_results(recipe, state: RunState) -> dict | None:
@@ -119,6 +206,7 @@ def ranking_results(recipe, state: RunState) -> dict | None:
     entries = [state.results.get(f"ranking/{j}") for j in range(rk.archs)] if rk else []
     if not entries or any(e is None or len(e.get("retrainings", ())) < ranking_seeds(recipe) for e in entries):
         return None
+    entries = [{k: v for k, v in e.items() if k != COMPUTED_ON} for e in entries]  # the checkpoint's own record
     return {**summarize(entries, rk.truth), "retrain_epochs": ranking_epochs(recipe),
             "seconds": round(state.phase_seconds.get("ranking", 0.0), 3)}
 
@@ -199,8 +287,11 @@ class ReportStage:
         self.kept: dict = {}
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        self.results = {**build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads),
-                        **self.kept}
+        results = {**build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads),
+                   **self.kept}
+        if superseded(results.get(PARTIAL), results.get("ranking")):  # the ranking it was part of is complete
+            del results[PARTIAL]
+        self.results = results
         written_on_main(ctx.info, f"the results in {self.out}",
                         lambda: write_report(self.out, self.results, ctx.reporter),
                         lambda fix: f"the run's checkpoints are intact: {fix} and continue with: "
