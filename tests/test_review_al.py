@@ -89,7 +89,7 @@ def test_the_entry_is_compared_with_its_networks_count_at_its_se(se_run, tmp_pat
 
 
 def test_export_compares_with_the_network_of_its_se(se_run, tmp_path, capsys):
-    path = _entry(se_run, tmp_path, drop=("cost",))
+    path = _entry(se_run, tmp_path, drop=("cost", "se"))  # as results.json had it before recording "se"
     argv = ["export", DIGITS, "--arch", path, *SETS, "--out", tmp_path / "x", "--opset", "1"]
     code, _, err = cli(capsys, *argv, "--se", "0.25")
     assert code == 2 and "warning" not in err, err
@@ -97,8 +97,12 @@ def test_export_compares_with_the_network_of_its_se(se_run, tmp_path, capsys):
     assert code == 2 and err.startswith(f"warning: --arch {path} records \"params\""), err
 
 
+def test_results_json_records_each_members_se(se_run):
+    assert [a["se"] for a in se_run[1]["architectures"]] == [0.25, 0.25]
+
+
 def test_export_notes_that_it_exports_another_network_than_the_runs(se_run, tmp_path, capsys):
-    path = _entry(se_run, tmp_path)
+    path = _entry(se_run, tmp_path, drop=("se",))  # as results.json had it before recording "se"
     argv = ["export", DIGITS, "--arch", path, *SETS, "--out", tmp_path / "x", "--opset", "1"]
     code, _, err = cli(capsys, *argv)  # without --se: the network without the run's SE layers
     want = se_run[1]["architectures"][0]["params"]
@@ -106,7 +110,7 @@ def test_export_notes_that_it_exports_another_network_than_the_runs(se_run, tmp_
     assert "retrain.se" in err and "--se" in err and "warning" not in err, err
     code, _, err = cli(capsys, *argv, "--se", "0.25")  # the run's network
     assert code == 2 and "note" not in err and "warning" not in err, err
-    path = _entry(se_run, tmp_path, se=0.25)
+    path = _entry(se_run, tmp_path)  # the entry as results.json records it now: with its "se"
     code, _, err = cli(capsys, "export", DIGITS, "--arch", path, *SETS, "--out", tmp_path / "x", "--opset", "1")
     assert code == 2 and "note" in err and "give --se 0.25 (its \"se\")" in err, err
     # --weights decides the network (a supernet's has no SE weights): no note

@@ -234,6 +234,7 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
             **({"retrained_budget": members.retrained_budget(i)} if members.random_budgets is not None else {}),
             "choices": search.decode(a),
             "params": res.get("params"),
+            "se": recipe.retrain.se,  # the squeeze-and-excitation the retrained network (params) has
             "cost": float(search.cost_table.total(a, recipe.search.cost)),
             "test_accuracy": res.get("test_accuracy"),
             "weights": res.get("weights"),
