@@ -13,8 +13,9 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.markup import escape
 
-from automl._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from automl._io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "short_number"]
 
@@ -91,7 +92,7 @@ def _label(a: dict, i: int, budgeted: bool = False, budgets=()) -> str:
 def _latency_note(results: dict) -> list[str]:
     """How the latencies in the table were timed (none: no line): the protocol results.json records (batch 1, one
     thread unless search.cost_table's table was measured otherwise)."""
-    if all(a.get("latency_ms") is None for a in results["architectures"]):
+    if not any(_finite(a.get("latency_ms")) for a in results["architectures"]):
         return []
     p = results.get("latency_protocol") or {"batch": 1, "threads": 1}
     threads = "one thread" if p["threads"] == 1 else f"{p['threads']} threads"
@@ -102,17 +103,28 @@ def _fmt_eps(a: dict, i: int) -> str:
     return f"{a['epsilon']:.3g}" if a.get("epsilon") is not None else f"random {i}"
 
 
+# A measurement that is missing (null in results.json) or not finite (NaN in memory: results.json writes it
+# as null too) is "—" in the table, never "nan %".
 def _fmt_acc(acc) -> str:
-    return f"{100 * acc:.2f} %" if acc is not None else "—"
+    return f"{100 * acc:.2f} %" if _finite(acc) else "—"
 
 
 def _fmt_macs(v) -> str:
-    return "—" if v is None else (f"{v / 1e9:.3g} G" if v >= 1e9 else f"{v / 1e6:.3g} M" if v >= 1e6
-                                  else f"{v / 1e3:.3g} K")
+    return "—" if not _finite(v) else (f"{v / 1e9:.3g} G" if v >= 1e9 else f"{v / 1e6:.3g} M" if v >= 1e6
+                                       else f"{v / 1e3:.3g} K")
 
 
 def _fmt_ms(v) -> str:
-    return "—" if v is None else f"{v:.3g} ms"
+    return f"{v:.3g} ms" if _finite(v) else "—"
+
+
+def _metric_words(metric: str) -> str:
+    """The cost metric as the report names it: a latency table's costs are milliseconds."""
+    return "latency, ms" if metric == "latency" else metric
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _fmt_int8(q) -> str:
@@ -127,9 +139,10 @@ def _fmt_int8(q) -> str:
 
 def render_markdown(results: dict) -> str:
     budgeted = _budgeted(results)
-    metric = results.get("cost_metric", "params")
+    raw = results.get("cost_metric", "params")
+    metric, n = _metric_words(raw), len(results["architectures"])
     lines = [
-        f"# {results['recipe']}: {len(results['architectures'])} architectures by `{results['method']}`",
+        f"# {results['recipe']}: {_plural(n, 'architecture')} by `{results['method']}`",
         "",
         f"Search time (weight + θ phases, no retraining): **{results['search_seconds']:.1f} s**.",
         "",
@@ -139,12 +152,13 @@ def render_markdown(results: dict) -> str:
         whose = (" of the retrained network (`search.random_budgets`: the retraining space's table, with "
                  "`retrain.space_args`; the cost column prices the searched network)"
                  if _retrained_budgets(results) else "")
-        lines += [f"Budgets are total {metric}{whose}; `random` has no ε: each member is drawn uniformly among the "
-                  f"architectures within its budget (any architecture for `none`; with `search.random_band`, only "
-                  f"those costing at least that fraction of the budget), and the ε column numbers the draws.", ""]
+        lines += [f"Budgets are total {_budget_metric(raw)}{whose}; `random` has no ε: each member is drawn uniformly "
+                  f"among the architectures within its budget (any architecture for `none`; with "
+                  f"`search.random_band`, only those costing at least that fraction of the budget), and the ε "
+                  f"column numbers the draws.", ""]
     elif budgeted:
-        lines += [f"Budgets are total {metric}; each member's ε was adapted to meet its budget (final value "
-                  f"shown).", ""]
+        lines += [f"Budgets are total {_budget_metric(raw)}; each member's ε was adapted to meet its budget (final "
+                  f"value shown).", ""]
     lines += [
         ("| budget | " if budgeted else "| ") + f"ε | params | MACs | cost ({metric}) | test accuracy | "
         f"latency fp32 | int8: latency, accuracy, size | search time |",
@@ -175,6 +189,11 @@ def render_markdown(results: dict) -> str:
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
+
+
+def _budget_metric(metric: str) -> str:
+    """The cost metric after "Budgets are total": ``latency (ms)``."""
+    return "latency (ms)" if metric == "latency" else metric
 
 
 def _supernet_lines(origin: dict | None) -> list[str]:
@@ -271,19 +290,18 @@ def plot_pareto(results: dict) -> bytes:
     else:
         ax.text(0.5, 0.5, "no architecture has a test accuracy", transform=ax.transAxes, ha="center",
                 va="center", color="tab:gray")
-    for (i, a), x, y in zip(shown, xs, ys):
-        ax.annotate(_label(a, i, budgeted, _budgets(results)), (x, y), textcoords="offset points", xytext=(5, 5), fontsize=9)
-    for a in archs if budgeted else ():  # budgets are in the units of the x axis, the search's cost
-        if a.get("budget") is not None:
-            ax.axvline(a["budget"], color="tab:gray", linestyle=":", linewidth=1)
-            ax.annotate(f"budget {_budget_text(a['budget'], _budgets(results))}", (a["budget"], 0),
-                        xycoords=("data", "axes fraction"),
-                        textcoords="offset points", xytext=(2, 3), fontsize=7, color="tab:gray", rotation=90)
+    labels = [ax.annotate(_label(a, i, budgeted, _budgets(results)), (x, y), textcoords="offset points",
+                          xytext=_LABEL_OFFSET, fontsize=9) for (i, a), x, y in zip(shown, xs, ys)]
+    # budgets are in the units of the x axis, the search's cost; one line for members that share one
+    for b in sorted({a["budget"] for a in archs if a.get("budget") is not None} if budgeted else ()):
+        ax.axvline(b, color="tab:gray", linestyle=":", linewidth=1)
+        ax.annotate(f"budget {_budget_text(b, _budgets(results))}", (b, 0), xycoords=("data", "axes fraction"),
+                    textcoords="offset points", xytext=(2, 3), fontsize=7, color="tab:gray", rotation=90)
     ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}
                   .get(metric, metric))
     ax.set_ylabel("test accuracy [%]")
-    ax.set_title(f"{results['recipe']} ({results['method']})")
-    return _png(fig, ax)
+    _title(fig, ax, results["recipe"], f" ({results['method']})")
+    return _png(fig, ax, labels)
 
 
 def _times(n: int) -> str:
@@ -313,46 +331,95 @@ def plot_ranking(results: dict) -> bytes:
     fig.colorbar(pts, ax=ax, label="parameters")
     ax.set_xlabel(f"supernet {measure} on D_θ{unit} (BatchNorm recalibrated)")
     ax.set_ylabel(ylabel + ("" if seeds == 1 else f", mean of {seeds} seeds"))
-    ax.set_title(f"{results['recipe']}: Kendall τ {_corr(rk['kendall_tau'])}, Spearman {_corr(rk['spearman'])}")
+    _title(fig, ax, results["recipe"], f": Kendall τ {_corr(rk['kendall_tau'])}, Spearman {_corr(rk['spearman'])}")
     return _png(fig, ax)
 
 
 def _figure():
-    """A figure of its own, drawn by Agg whatever the process's backend: pyplot (its backend, its figures: a
-    caller's notebook or script) is left as it was."""
+    """A figure of its own, drawn by Agg whatever the process's backend (no display needed): pyplot (its backend,
+    its figures: a caller's notebook or script) is left as it was."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(5.5, 4), dpi=120)
+    FigureCanvasAgg(fig)  # its renderer measures text (_title, _unstack)
     return fig, fig.subplots()
 
 
-def _png(fig, ax) -> bytes:
+_LABEL_OFFSET = (5, 5)  # a point's label, in points up and right of it
+_TITLE_WIDTH = 0.85  # of the figure's width
+
+
+def _middle_cut(name: str, keep: int) -> str:
+    """``name`` with its middle replaced by "…", ``keep`` characters of it left."""
+    return name if len(name) <= keep else f"{name[:(keep + 1) // 2]}…{name[len(name) - keep // 2:]}"
+
+
+def _title(fig, ax, name: str, rest: str) -> None:
+    """The title ``name + rest``, ``name`` cut in the middle till the title fits the figure (a recipe's name may
+    be 200 characters; the plot's title was cut off at both sides)."""
+    title, renderer, keep = ax.set_title(name + rest), fig.canvas.get_renderer(), len(name)
+    while keep > 8 and title.get_window_extent(renderer).width > _TITLE_WIDTH * fig.bbox.width:
+        keep -= max(1, keep // 10)
+        title.set_text(_middle_cut(name, keep) + rest)
+
+
+def _overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def _unstack(fig, labels: list) -> None:
+    """Move labels that would cover one another up, each above the last, from the lowest point up: members of one
+    architecture (several ε, or budgets, that found the same network) sit at one cost, and at one accuracy without
+    retraining; their labels were drawn over one another, unreadable."""
+    renderer, placed = fig.canvas.get_renderer(), []
+    for label in sorted(labels, key=lambda t: (t.xy[1], t.xy[0])):
+        box, shift = label.get_window_extent(renderer), 0.0
+        while any(_overlap(box.translated(0, shift), b) for b in placed):
+            shift += box.height + 1
+        if shift:
+            label.set_position((_LABEL_OFFSET[0], _LABEL_OFFSET[1] + shift * 72 / fig.dpi))
+        placed.append(box.translated(0, shift))
+
+
+def _png(fig, ax, labels: list = ()) -> bytes:
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    _unstack(fig, list(labels))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
 
 
 def summary_table(results: dict):
-    t = Table(title=f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s")
+    """The table printed at the end of a run. Every cell is plain text (markup escaped), never rich markup: an
+    absolute ``export.dir`` such as ``/data/[/tmp]/x`` made rich raise a MarkupError after the whole
+    run (and again on each --resume), and ``[red]`` in a path vanished."""
+    t = Table(title=escape(f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s"))
     budgeted = _budgeted(results)
-    for col in (("budget",) if budgeted else ()) + ("ε", "params", "cost", "test accuracy", "onnx"):
+    cost = "cost (ms)" if results.get("cost_metric") == "latency" else "cost"
+    for col in (("budget",) if budgeted else ()) + ("ε", "params", cost, "test accuracy", "onnx"):
         t.add_column(col, justify="right" if col != "onnx" else "left")
     for i, a in enumerate(results["architectures"]):
         head = (_budget(a, _budgets(results)), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
-        t.add_row(*head, f"{a['params']:,}" if a.get("params") is not None else "—", _fmt_cost(a["cost"]),
-                  _fmt_acc(a.get("test_accuracy")), a.get("onnx") or "—")
+        cells = (*head, f"{a['params']:,}" if a.get("params") is not None else "—", _fmt_cost(a["cost"]),
+                 _fmt_acc(a.get("test_accuracy")), a.get("onnx") or "—")
+        t.add_row(*(escape(str(c)) for c in cells))
     return t
 
 
 def write_report(out: Path, results: dict, reporter=None) -> None:
+    """results.json, pareto.png, ranking.png (with a ranking; an earlier one is removed without) and report.md,
+    each atomically; everything is drawn first, so that a failure leaves the earlier files as they were."""
     out = Path(out)
+    files = {"pareto.png": plot_pareto(results),
+             **({"ranking.png": plot_ranking(results)} if results.get("ranking") else {}),
+             "report.md": render_markdown(results).encode("utf-8")}
     atomic_write_json(out / "results.json", results)
-    atomic_write_bytes(out / "pareto.png", plot_pareto(results))
-    if results.get("ranking"):
-        atomic_write_bytes(out / "ranking.png", plot_ranking(results))
-    atomic_write_text(out / "report.md", render_markdown(results))
+    for name, data in files.items():
+        atomic_write_bytes(out / name, data)
+    if "ranking.png" not in files:  # a ranking results.json no longer holds (damaged): report.md shows none
+        (out / "ranking.png").unlink(missing_ok=True)
     if reporter is not None and reporter.enabled:
         Console().print(summary_table(results))
         reporter.info(f"results: {out / 'results.json'}  report: {out / 'report.md'}")

@@ -1,7 +1,8 @@
 """Progress output and the metrics log.
 
 On a terminal: one rich progress bar per epoch (phase, epoch, step, loss, accuracy, ETA).
-Otherwise (CI, a log file, ``nohup``): one plain line per epoch. Every logged point also goes to
+Otherwise (CI, a log file, ``nohup``, a terminal that cannot move the cursor: ``TERM=dumb``, as in Emacs's
+shell): one plain line per epoch. Every logged point also goes to
 ``metrics.jsonl`` (one JSON object per line: phase, epoch, step, loss, accuracy, lr, seconds); a resumed
 run first cuts it back to the length its checkpoint recorded, so no step appears twice. An append that fails
 (disk full, permissions, the run folder removed) is a user error naming the file and how to go on.
@@ -11,6 +12,7 @@ Only rank 0 prints or writes.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -25,6 +27,12 @@ from automl.errors import UserError
 __all__ = ["Reporter"]
 
 
+def _live_terminal() -> bool:
+    """Whether stdout is a terminal a progress bar can redraw: not ``TERM=dumb`` (or ``unknown``), where rich
+    draws no bar but ended each epoch with an empty line."""
+    return sys.stdout.isatty() and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+
+
 class Reporter:
     """``then(error)``: what to do after a failed append, worded by the run (its last checkpoint and --resume
     command); without it, fix the cause and run the command again."""
@@ -34,7 +42,7 @@ class Reporter:
         self.metrics_path = metrics_path
         self.then = then
         self.enabled = enabled
-        self.tty = sys.stdout.isatty() if tty is None else tty
+        self.tty = _live_terminal() if tty is None else tty
         self._t0 = time.perf_counter()
         self._progress = None
         self._task = None
