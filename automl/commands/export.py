@@ -14,7 +14,7 @@ from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
-from automl.export.manifest import MANIFEST_NAME, check_channels
+from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.recipe import load_recipe
@@ -158,7 +158,7 @@ def _kept(args, recorded: dict | None, compiled, standalone: bool) -> dict:
     out: dict = {"epsilon": recorded.get("epsilon"), "search_cost": recorded.get("search_cost")}
     metric, ours = recorded.get("cost_metric"), compiled.cost_table.metrics
     cost = recorded.get("cost") if isinstance(recorded.get("cost"), dict) else {}
-    table_costs = {m: v for m, v in cost.items() if m not in ours and _number(v)}
+    table_costs = {m: v for m, v in cost.items() if m not in ours and finite_number(v)}
     if metric in ours or metric in table_costs:
         out["cost_metric"] = metric
     if table_costs:
@@ -168,16 +168,6 @@ def _kept(args, recorded: dict | None, compiled, standalone: bool) -> dict:
         if Path(args.weights).resolve() == (Path(args.arch).parent / own["file"]).resolve():
             out["provenance"] = {k: v for k, v in own.items() if k not in ("file", "format")}
     return out
-
-
-def _number(v) -> bool:
-    """A finite JSON number a float holds (an integer of hundreds of digits does not)."""
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
 
 
 def _report(args, manifest: dict, supernet_state, calibration) -> None:

@@ -15,8 +15,8 @@ from typing import Any
 from automl._io import atomic_write_json
 from automl.errors import UserError
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded",
-           "check_channels"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded", "check_channels",
+           "finite_number"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -46,7 +46,7 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
-def _finite(v) -> bool:
+def finite_number(v) -> bool:
     """A finite JSON number that a float holds (an integer of hundreds of digits does not)."""
     if not isinstance(v, (int, float)) or isinstance(v, bool):
         return False
@@ -57,19 +57,19 @@ def _finite(v) -> bool:
 
 
 def _numbers(v, positive: bool = False) -> bool:
-    return (isinstance(v, list) and len(v) > 0 and all(_finite(x) for x in v)
+    return (isinstance(v, list) and len(v) > 0 and all(finite_number(x) for x in v)
             and (not positive or all(x > 0 for x in v)))
 
 
 # the fields a manifest given back to ``automl export --arch`` supplies (null or absent: not recorded), and what
 # each must be: (test, in words)
 _RECORDED = {
-    "se": (lambda v: _finite(v) and 0 <= v < 1, "a squeeze-and-excitation ratio in [0, 1)"),
-    "epsilon": (_finite, "a number"),
+    "se": (lambda v: finite_number(v) and 0 <= v < 1, "a squeeze-and-excitation ratio in [0, 1)"),
+    "epsilon": (finite_number, "a number"),
     "cost_metric": (lambda v: isinstance(v, str), "a metric name"),
     "space_args": (lambda v: isinstance(v, dict) and all(isinstance(x, (str, int, float)) for x in v.values()),
                    "an object of the space's --set values ({\"width\": \"0.5\"})"),
-    "search_cost": (lambda v: isinstance(v, dict) and all(_finite(x) for x in v.values()),
+    "search_cost": (lambda v: isinstance(v, dict) and all(finite_number(x) for x in v.values()),
                     "an object of costs ({\"params\": 12345.0})"),
     "weights": (lambda v: isinstance(v, dict)
                 and all(isinstance(v.get(k), (str, type(None))) for k in ("file", "source")),
