@@ -6,15 +6,16 @@ agree between supernet, stand-alone network and cost table."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from automl.cli import main
-from automl.compile import compile_space, load_compiled
-from automl.dsl import parse_space
-from automl.errors import SpaceError
+from automl.compile import load_compiled
 from automl.export import count_params, inherit_weights
 from automl.nn.measure import count_macs
+from test_review_z import compile_text, space_error  # parse and compile a space's text; its SpaceError
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
@@ -29,16 +30,6 @@ def cell_space(layout: str, *, size: int = 32, header: str = "", stem: str = "st
             "  node n1 sums 2 of earlier through ops\n"
             "end\n"
             f"network\n  {stem}\n  cells {layout} width 4\nend\n")
-
-
-def compile_text(text: str, overrides=None):
-    return compile_space(parse_space(text, "t.space", overrides))
-
-
-def space_error(text: str, overrides=None) -> SpaceError:
-    with pytest.raises(SpaceError) as info:
-        compile_text(text, overrides)
-    return info.value
 
 
 def where(text: str, needle: str, nth: int = 1) -> tuple[int, int]:
@@ -153,7 +144,8 @@ def test_odd_sizes_path_standalone_and_costs_agree(layout, h, w, stem):
 def test_darts_v2_has_the_parameter_count_darts_reports():
     """DARTS's published cell (genotype DARTS_V2) retrained with 20 cells of 36 channels: 3,349,342 parameters
     without the auxiliary head, what the DARTS code logs (`param size = 3.349342MB`); the table says the same."""
-    cs = load_compiled("spaces/darts.space", {"normal_cells": "18", "channels": "36"})
+    darts = Path(__file__).resolve().parents[1] / "spaces" / "darts.space"
+    cs = load_compiled(darts, {"normal_cells": "18", "channels": "36"})
     sep, idt, mp = "sep_k3", "identity", "maxpool_k3"
     nodes = {"normal": [("c0+c1", sep, sep), ("c0+c1", sep, sep), ("c0+c1", idt, sep), ("c0+n1", idt, "dil_k3")],
              "reduction": [("c0+c1", mp, mp), ("c1+n1", mp, idt), ("c0+n1", mp, idt), ("c1+n1", mp, idt)]}
