@@ -12,7 +12,7 @@ import torch
 from automl.compile import load_compiled
 from automl.dsl import ParamError
 from automl.errors import RecipeError, UserError
-from automl.export._export import run_of
+from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
@@ -163,7 +163,7 @@ def check_export_dir(recipe, out, resume: bool, sampled: bool = False) -> None:
 
 
 def other_run(folder: Path, here: Path) -> str | None:
-    """The run folder recorded in ``folder``'s manifest (:func:`automl.export._export.run_of`) when it is not
+    """The run folder recorded in ``folder``'s manifest (:func:`automl.export.run_of`) when it is not
     ``here`` (resolved), else None."""
     owner = run_of(folder)
     return None if owner is None or Path(owner).resolve() == here else owner
