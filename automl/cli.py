@@ -74,31 +74,61 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Once(argparse.Action):
+    """An option of ``run`` or ``rank`` that may be given once: argparse would keep the last of two silently
+    (``--out a --out b`` ran in b), so a second one is an error naming both (an abbreviation, ``--ou``, is the
+    same option). ``flag=True``: an option without a value (``store_true``)."""
+
+    def __init__(self, option_strings, dest, flag: bool = False, **kwargs):
+        if flag:
+            kwargs.update(nargs=0, const=True, default=False)
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_given_once", {})
+        name = self.option_strings[-1]
+        if self.dest in given:
+            both = "" if self.nargs == 0 else f" ({given[self.dest]}, then {values})"
+            raise argparse.ArgumentError(None, f"{name} given twice{both}; give it once")
+        given[self.dest] = values
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
 def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
     r = sub.add_parser("run", parents=[verbose],
                        help="run a recipe: train supernet, search, derive, retrain, export, report")
     r.add_argument("recipe", help="recipe YAML file, e.g. recipes/quickstart.yaml")
     r.add_argument("overrides", nargs="*", default=[], metavar="key.path=value",
                    help="recipe overrides: search.lam=4 (for a key given twice, the later wins)")
-    r.add_argument("--out", default=None, help="output directory (default runs/<name>-<timestamp>)")
-    r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    r.add_argument("--supernet", default=None, metavar="RUN_DIR",
-                   help="reuse the trained supernet of that run's folder: the weight phase is skipped")
-    r.add_argument("--supernet-force", action="store_true",
-                   help="with --supernet: use it even if it was trained with other settings (a warning)")
+    r.add_argument("--out", action=_Once, default=None, metavar="DIR",
+                   help="the run's folder (default: a new runs/<name>-YYYYmmdd-HHMMSS in the current folder)")
+    r.add_argument("--resume", action=_Once, flag=True,
+                   help="continue a stopped run from its last checkpoint, with the recipe and overrides it started "
+                        "with: the run in --out; without --out, the latest runs/<name>-YYYYmmdd-HHMMSS of the recipe")
+    r.add_argument("--supernet", action=_Once, default=None, metavar="RUN_DIR",
+                   help="reuse the trained supernet of that run's folder (a finished run, or one past its weight "
+                        "phase): the weight phase is skipped")
+    r.add_argument("--supernet-force", action=_Once, flag=True,
+                   help="with --supernet (or the recipe's supernet key): use it even if it was trained with other "
+                        "settings (a warning); never one of another shape")
     r.set_defaults(module="automl.commands.run")
 
     k = sub.add_parser("rank", parents=[verbose],
-                       help="measure how well a finished run's supernet ranks architectures (Kendall's tau)")
+                       help="measure how well a finished run's supernet ranks architectures (Kendall's tau)",
+                       description="Score K architectures on a finished run's supernet, compare with their "
+                                   "stand-alone test loss (or accuracy) after --retrain-epochs each, and write "
+                                   "Kendall's tau and Spearman's rho into the run's results.json and report.md.")
     k.add_argument("run_dir", metavar="RUN_DIR",
                    help="output folder of a finished run (importance_sampling or separate)")
-    k.add_argument("--archs", type=int, default=None, help="K architectures (default: the run's ranking.archs, or 20)")
-    k.add_argument("--retrain-epochs", type=int, default=None,
+    k.add_argument("--archs", action=_Once, type=int, default=None, metavar="K",
+                   help="K architectures (default: the run's ranking.archs, or 20)")
+    k.add_argument("--retrain-epochs", action=_Once, type=int, default=None, metavar="E",
                    help="stand-alone epochs of each (default: the run's ranking.retrain_epochs, or retrain.epochs)")
-    k.add_argument("--seeds", type=int, help="retrainings of each, averaged (default: the run's ranking.seeds, or 1)")
-    k.add_argument("--truth", choices=("loss", "accuracy"), default=None,
+    k.add_argument("--seeds", action=_Once, type=int, default=None, metavar="S",
+                   help="retrainings of each, averaged (default: the run's ranking.seeds, or 1)")
+    k.add_argument("--truth", action=_Once, choices=("loss", "accuracy"), default=None,
                    help="rank by mean test loss or accuracy (default: the run's ranking.truth, or loss)")
-    k.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
+    k.add_argument("--device", action=_Once, choices=("auto", "cpu", "cuda"), default=None,
                    help="compute on this device (default: the run's recipe device; the scores change only by "
                         "float rounding)")
     k.set_defaults(module="automl.commands.rank")

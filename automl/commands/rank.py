@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from automl.commands.run import yaml_string
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
 from automl.pipeline.setup import MIN_RANKED, TooManyArchs
@@ -32,7 +33,8 @@ def _load(resolved: Path, base: list[str], flags: dict[str, object]):
 
 def _older_paths(resolved: Path) -> list[str]:
     """Overrides for a recipe.resolved.yaml an earlier automl wrote with a relative ``search.cost_table``
-    (relative to the recipe it was resolved from, which its first line names): the path made absolute."""
+    (relative to the recipe it was resolved from, which its first line names): the path made absolute, quoted
+    (a folder ``exp #2`` is not YAML's comment)."""
     try:
         text = resolved.read_text(encoding="utf-8")
         table = (yaml.safe_load(text) or {}).get("search", {}).get("cost_table")
@@ -41,7 +43,7 @@ def _older_paths(resolved: Path) -> list[str]:
     head = text.split("\n", 1)[0]
     if not isinstance(table, str) or Path(table).is_absolute() or not head.startswith("# resolved from "):
         return []
-    return [f"search.cost_table={Path(head.removeprefix('# resolved from ')).parent / table}"]
+    return [f"search.cost_table={yaml_string(str(Path(head.removeprefix('# resolved from ')).parent / table))}"]
 
 
 def _check_device(name: str, flag: str | None, resolved: Path) -> None:
@@ -52,6 +54,18 @@ def _check_device(name: str, flag: str | None, resolved: Path) -> None:
     asked = "--device cuda" if flag == "cuda" else f"the run's device: cuda ({resolved})"
     raise UserError(f"{asked} needs a CUDA GPU but none is visible; pass --device cpu (or --device auto) to rank "
                     f"on this machine's CPU")
+
+
+def _too_many(e: TooManyArchs, out: Path, flag: bool, default: bool) -> UserError:
+    """K above the space's size, worded for ``automl rank``: the flag it came from, or the run's ranking.archs
+    (or the default, for a run without a ranking section), with ``--archs`` as the way out (not the recipe key
+    of the run's recipe.resolved.yaml, which the command only reads)."""
+    fix = (f"pass --archs {e.size} or less" if e.size >= MIN_RANKED else
+           f"a ranking needs at least {MIN_RANKED} architectures, so this space cannot be ranked")
+    source = "automl rank's default" if default else "the run's ranking.archs"
+    asked = (f"--archs {e.asked}: {e.asked} architectures asked for" if flag else
+             f"{out}: {e.asked} architectures to rank ({source})")
+    return UserError(f"{asked}, but the space {e.space} has only {e.size:,}; {fix}")
 
 
 def main(args) -> int:
@@ -75,12 +89,7 @@ def main(args) -> int:
     try:
         ranking = Run(recipe, out).rank()
     except TooManyArchs as e:
-        if "archs" not in flags:
-            raise
-        fix = (f"pass --archs {e.size} or less" if e.size >= MIN_RANKED else
-               f"a ranking needs at least {MIN_RANKED} architectures, so this space cannot be ranked")
-        raise UserError(f"--archs {e.asked}: {e.asked} architectures asked for, but the space {e.space} has "
-                        f"only {e.size:,}; {fix}") from None
+        raise _too_many(e, out, "archs" in flags, "ranking={}" in base) from None
     tau, rho = (("undefined" if r is None else f"{r:.4f}") for r in (ranking["kendall_tau"], ranking["spearman"]))
     how = (f"{ranking['seeds']} retraining(s) each, truth: mean test {ranking['truth']}" if ranking["retrain_epochs"]
            else f"not retrained, truth: test {ranking['truth']} of the supernet's own weights")

@@ -15,12 +15,12 @@ from automl.errors import Stopped, UserError
 from automl.pipeline import Run, resolve_device
 from automl.pipeline.context import on_main
 from automl.pipeline.run import held_files
-from automl.recipe import load_recipe
+from automl.recipe import RUN_FILES, file_line, load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from automl.train.preempt import SIGNALS
 
-__all__ = ["main", "default_out_dir", "supernet_overrides"]
+__all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string", "check_out_and_export"]
 
 
 STAMP = "%Y%m%d-%H%M%S"  # a run folder's name: <recipe name>-<STAMP>, then -2, -3, ... for one started that second
@@ -101,11 +101,56 @@ def _started_only(folder: Path) -> bool:
         return False
 
 
+def yaml_string(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar that reads back as exactly ``text``: an override's value for a
+    path, which YAML would otherwise read (``null`` and ``~`` as null, ``2024`` as a number, ``a #b`` cut at its
+    comment). Every character outside printable ASCII is escaped, so a name with bytes that are not UTF-8 (a
+    lone surrogate to Python) keeps them."""
+    out = []
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif " " <= c <= "~":
+            out.append(c)
+        else:
+            out.append(f"\\u{ord(c):04x}" if ord(c) <= 0xFFFF else f"\\U{ord(c):08x}")
+    return '"' + "".join(out) + '"'
+
+
 def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
-    """``--supernet DIR`` and ``--supernet-force`` as the recipe overrides they stand for."""
+    """``--supernet DIR`` and ``--supernet-force`` as the recipe overrides they stand for (DIR a folder's name
+    as given, never read as YAML: :func:`yaml_string`)."""
     if force and supernet is None:
         raise UserError("--supernet-force needs --supernet RUN_DIR (or the recipe key supernet)")
-    return ([f"supernet={supernet}"] if supernet is not None else []) + (["supernet_force=true"] if force else [])
+    if supernet is not None and not supernet.isprintable():  # bytes that are not UTF-8, a control character
+        raise UserError(f"--supernet {supernet!r}: the folder's name is not printable UTF-8 text, which the run "
+                        f"records in its recipe.resolved.yaml; rename the folder (or link it under a plain name)")
+    return (([f"supernet={yaml_string(supernet)}"] if supernet is not None else [])
+            + (["supernet_force=true"] if force else []))
+
+
+def check_out_and_export(recipe, out: Path) -> None:
+    """An absolute ``export.dir`` and ``--out`` apart, as a relative export.dir is by the recipe's own check:
+    the run's folder may not be the export folder or inside it (its files would sit among the exported
+    networks, a member's folder such as ``budget-0-none`` would be the run's own), and the export folder may not
+    be inside one of the run's own files and folders (``DIR/checkpoints/...``)."""
+    root = recipe.export_dir
+    if root is None:
+        return
+    here, there = Path(out).resolve(), root.resolve()
+    line = file_line(recipe, ("export", "dir"))
+    where = f"{recipe.source}:{line}" if line else "set on the command line"
+    if here == there or there in here.parents:
+        what = "is export.dir itself" if here == there else f"is inside export.dir {root}"
+        raise UserError(f"--out {out} {what} ({where}), where the run exports its networks; choose a --out "
+                        f"outside it, or another export.dir")
+    if here in there.parents:
+        first = there.relative_to(here).parts[0]
+        if first in RUN_FILES:
+            what = "is" if there == here / first else "is inside"
+            raise UserError(f"export.dir {root} ({where}) {what} {here / first}, the {RUN_FILES[first]} of "
+                            f"the run in --out {out}; choose another export.dir (such as {here / 'export'}), or "
+                            f"another --out")
 
 
 class StoppedStarting(BaseException):
@@ -177,8 +222,12 @@ def main(args) -> int:
                 out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
                                                       else default_out_dir(recipe.name))))
                 claimed = out if info.is_main and not args.resume else None
-            again = shlex.join(["automl", "run", args.recipe, *args.overrides, *extra, "--out", str(out), "--resume"])
+            flags = (["--supernet", args.supernet] if args.supernet is not None else []) + (
+                ["--supernet-force"] if args.supernet_force else [])
+            again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
             try:
+                if not args.resume:  # a run started before this check resumes where it is
+                    check_out_and_export(recipe, out)
                 Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
             except BaseException:
                 if claimed is not None:
