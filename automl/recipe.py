@@ -1079,11 +1079,16 @@ def _not_a_name(path: tuple, written: str, reads: str) -> str:
     return f"unknown key (YAML reads {written} as {reads}, not a name){hint}"
 
 
-def _check_key_names(node, filename: str, prefix: tuple = ()) -> None:
-    """Every key in the file is a name: ``1:``, ``yes:`` or ``~:`` is a number, a boolean or null to YAML."""
+def _check_key_names(node, filename: str, prefix: tuple = (), seen: set[int] | None = None) -> None:
+    """Every key in the file is a name: ``1:``, ``yes:`` or ``~:`` is a number, a boolean or null to YAML. A node
+    an alias repeats is checked once (``seen``): a file of nested aliases is small, what it stands for is not."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _check_key_names(v, filename, prefix + (i,))
+            _check_key_names(v, filename, prefix + (i,), seen)
     if not isinstance(node, yaml.MappingNode):
         return
     for k, v in node.value:
@@ -1092,7 +1097,7 @@ def _check_key_names(node, filename: str, prefix: tuple = ()) -> None:
             reads = _YAML_READS.get(k.tag) or (str(yaml.safe_load(k.value)).lower() if k.tag.endswith(":bool")
                                                else "a value")
             raise RecipeError(_not_a_name(path, k.value, reads), filename, _dotted(path), k.start_mark.line + 1)
-        _check_key_names(v, filename, prefix + (k.value,))
+        _check_key_names(v, filename, prefix + (k.value,), seen)
 
 
 def _check_override_key_names(value: Any, keys: tuple, item: str, filename: str) -> None:
@@ -1294,7 +1299,12 @@ def _node_kind(node) -> str:
     return {yaml.SequenceNode: "list", yaml.MappingNode: "mapping"}.get(type(node), "value")
 
 
-def _check_duplicates(node, filename: str, prefix: tuple = ()) -> None:
+def _check_duplicates(node, filename: str, prefix: tuple = (), visited: set[int] | None = None) -> None:
+    """No mapping repeats a key; a node an alias repeats is checked once (``visited``)."""
+    visited = set() if visited is None else visited
+    if id(node) in visited:
+        return
+    visited.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for k, v in node.value:
@@ -1304,10 +1314,10 @@ def _check_duplicates(node, filename: str, prefix: tuple = ()) -> None:
                     raise RecipeError(f"duplicate key (first on line {seen[k.value]})", filename, key,
                                       k.start_mark.line + 1)
                 seen[k.value] = k.start_mark.line + 1
-                _check_duplicates(v, filename, prefix + (k.value,))
+                _check_duplicates(v, filename, prefix + (k.value,), visited)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _check_duplicates(v, filename, prefix + (str(i),))
+            _check_duplicates(v, filename, prefix + (str(i),), visited)
 
 
 def _kind(v: Any) -> str:

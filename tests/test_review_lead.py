@@ -134,3 +134,21 @@ def test_a_cost_table_nested_too_deeply_is_the_files_mistake(tmp_path):
     deep.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(UserError, match="nests too deeply"):
         read_cost_table(deep, load_compiled(ROOT / "spaces" / "digits.space"), source="r.yaml")
+
+
+def test_a_recipe_of_nested_yaml_aliases_is_refused_without_expanding_them(tmp_path):
+    """Nine levels of nine aliases stand for 9**9 values: the key checks walked every one (3.5 minutes before
+    exit 2); each node an alias repeats is now checked once. A subprocess, so a regression is a time-out here,
+    not a stalled suite."""
+    import subprocess
+    import sys
+
+    levels = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text((QUICK.read_text() + "\nbomb:\n" + "".join(f"  {x}\n" for x in levels))
+                    .replace("../spaces/", str(ROOT / "spaces") + "/"))
+    code = ("import sys\nfrom automl.recipe import load_recipe\nfrom automl.errors import RecipeError\n"
+            f"try:\n    load_recipe({str(bomb)!r})\nexcept RecipeError as e:\n    print(e); sys.exit(2)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "bomb" in r.stdout and "unknown key" in r.stdout, (r.stdout, r.stderr[-500:])
