@@ -258,6 +258,9 @@ def _one_newline(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
 
+MAX_TEXT_BYTES = 16 << 20  # a user's text file (a recipe, a .space file): far above any real one
+
+
 def read_utf8_text(path: str | os.PathLike) -> str:
     """The text of a user's UTF-8 file (a leading byte order mark removed), or :class:`UnreadableText`; an empty
     name is ``"missing"`` (pathlib would read it as the current folder)."""
@@ -267,9 +270,13 @@ def read_utf8_text(path: str | os.PathLike) -> str:
     if p.is_dir():
         raise UnreadableText("directory")
     try:
-        data = p.read_bytes()
+        with open(p, "rb") as f:  # at most a byte over the limit: /dev/zero or a wrong file ends here
+            data = f.read(MAX_TEXT_BYTES + 1)
     except OSError as e:
         raise UnreadableText("unreadable", str(e.strerror or e)) from None
+    if len(data) > MAX_TEXT_BYTES:
+        raise UnreadableText("unreadable", f"it is larger than {MAX_TEXT_BYTES >> 20} MiB, which no recipe or "
+                                           f"space file is; give the right file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

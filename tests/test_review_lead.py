@@ -152,3 +152,13 @@ def test_a_recipe_of_nested_yaml_aliases_is_refused_without_expanding_them(tmp_p
             f"try:\n    load_recipe({str(bomb)!r})\nexcept RecipeError as e:\n    print(e); sys.exit(2)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "bomb" in r.stdout and "unknown key" in r.stdout, (r.stdout, r.stderr[-500:])
+
+
+@pytest.mark.parametrize("argv", [["run", "/dev/zero"], ["space", "check", "/dev/zero"]])
+def test_an_endless_file_as_recipe_or_space_is_refused(argv, capsys):
+    """/dev/zero (or any file past 16 MiB) was read to the end: memory grew until the machine gave out."""
+    if not Path("/dev/zero").exists():
+        pytest.skip("no /dev/zero here")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("/dev/zero: cannot read") and "larger than 16 MiB" in err, err
