@@ -414,6 +414,7 @@ def test_sigterm_to_torchrun_in_the_weight_phase_then_resume(tmp_path, free_port
                                  in_the_weight_phase)
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_sigterm_to_automl_rank_keeps_the_finished_retrainings_and_the_rerun_does_the_rest(tmp_path, monkeypatch,
                                                                                           capsys):
     import shutil

@@ -236,6 +236,7 @@ def test_automl_rank_on_a_full_disk_is_a_user_error_and_its_rerun_keeps_the_retr
     _check_ranking(json.loads((tmp_path / "run" / "results.json").read_text())["ranking"], 3)
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_automl_rank_reuses_the_retrainings_an_earlier_ranking_recorded(tmp_path, capsys, monkeypatch):
     import automl.pipeline.final_stages as fs
 
@@ -437,6 +438,7 @@ def test_path_losses_with_recalibrated_batchnorm(digits_supernet):
     assert bn.momentum == 0.1  # restored after the cumulative average
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_training_options_reach_the_run(tmp_path):
     """Each option changes what the weight or θ phase computes (their first logged losses differ from the
     default run's), and the run completes."""

@@ -91,6 +91,7 @@ def test_the_fingerprint_counts_the_cost_table_by_what_it_says_not_where_it_is(t
     assert older in a.earlier_fingerprints()
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_a_run_with_a_relative_cost_table_resumes_and_ranks(tmp_path, table, monkeypatch, die_after_save, capsys):
     recipe_file = _latency_recipe(tmp_path / "recipes", table)
     elsewhere = tmp_path / "work"

@@ -88,6 +88,7 @@ def _extremes(cs) -> list[torch.Tensor]:
     return [torch.tensor(a) for a in [first, last, *mixes]]
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_trained_supernet_path_equals_the_export_recalibrated_and_in_training_mode(tmp_path):
     """ofa_mbv3 (elastic depth, width and resolution), a supernet trained a few steps: on each path, (1) the
     supernet with BatchNorm recalibrated on the path equals the network exported with ``bn_calibration`` on

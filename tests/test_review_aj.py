@@ -85,6 +85,7 @@ def _mark_computed_with(out, world_size: int, started: int | None = None) -> Non
     store.save(ckpt)
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_automl_rank_reruns_the_retrainings_a_run_computed_with_another_process_count(stopped_in_its_ranking,
                                                                                        monkeypatch):
     """A run started with 2 processes (torchrun), killed in its ranking (3 retrainings), resumed in one process
@@ -103,6 +104,7 @@ def test_automl_rank_reruns_the_retrainings_a_run_computed_with_another_process_
     _same_numbers(mine, _ranking(whole))
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_automl_rank_checks_each_retraining_of_a_run_resumed_with_another_process_count(stopped_in_its_ranking,
                                                                                          monkeypatch):
     """The checkpoint records how each retraining was computed: the run started in one process (as automl rank
@@ -171,6 +173,7 @@ def _killed_in_a_ranking_step(monkeypatch, k: int) -> None:
     monkeypatch.setattr(fs.RetrainTask, "step", step)
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_automl_rank_killed_in_its_first_retraining_leaves_no_line_twice(tmp_path, monkeypatch):
     """``automl rank`` killed inside the first retraining it computes (after a logged step) has recorded no
     retraining yet; the next one cuts the lines the kill left, so metrics.jsonl holds each line once."""
@@ -183,6 +186,7 @@ def test_automl_rank_killed_in_its_first_retraining_leaves_no_line_twice(tmp_pat
     assert _repeated_lines(out) == []
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_automl_rank_after_a_run_killed_inside_a_ranking_retraining_leaves_no_line_twice(tmp_path, monkeypatch):
     """A run killed inside a retraining of its ranking (lines logged after its last checkpoint), then
     ``automl rank``: those lines are cut, the retraining's lines are in metrics.jsonl once."""
@@ -196,6 +200,7 @@ def test_automl_rank_after_a_run_killed_inside_a_ranking_retraining_leaves_no_li
 
 
 @pytest.mark.parametrize("damage", ["no test loss", "params as text", "archs not a list", "log length as text"])
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_automl_rank_runs_again_the_retrainings_a_damaged_results_json_records(tmp_path, monkeypatch, capsys,
                                                                                 damage):
     """results.json edited or damaged in its ranking_partial: no traceback; what it records is not taken (the
@@ -224,6 +229,7 @@ def test_automl_rank_runs_again_the_retrainings_a_damaged_results_json_records(t
     assert "ranking_partial" not in json.loads(path.read_text())
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_resume_of_a_finished_run_whose_results_json_has_a_damaged_ranking_writes_its_report(tmp_path, capsys):
     """A finished run whose results.json holds a ranking that is not one (edited or damaged): ``--resume``
     writes results.json and report.md without it, no traceback."""
@@ -257,6 +263,7 @@ def test_a_partial_ranking_is_dropped_only_when_a_complete_ranking_holds_every_r
     assert not superseded(ranking(1, [0], [], []), {"retrain_epochs": 1, "archs": "abc"})  # edited
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_stopped_at_every_turn_the_ranking_is_the_uninterrupted_runs_and_the_log_has_no_line_twice(
         stopped_in_its_ranking, monkeypatch):
     """Run killed in its ranking; ``automl rank`` stopped after its fourth retraining; the run resumed and

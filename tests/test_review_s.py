@@ -95,6 +95,7 @@ def test_resume_of_a_run_stopped_in_its_ranking_runs_only_the_rest(stopped_in_it
     _same_numbers(_ranking(out), _ranking(whole))
 
 
+@pytest.mark.heavy  # CI only (pytest -m heavy): the default suite stays under 15 minutes
 def test_automl_rank_never_reuses_retrainings_computed_on_another_device(tmp_path, monkeypatch, capsys):
     """A retraining an ``automl rank`` recorded on another device (its float rounding is another) is run again:
     the partial record of a stopped one, and a finished ranking's; on the same device both are reused."""
