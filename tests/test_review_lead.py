@@ -1,12 +1,17 @@
 """Recipe checks: the sandwich rule needs lam >= 3, each member its own epsilon or budget, and data keys the
 dataset does not read are warned about."""
+import json
 from pathlib import Path
 
 import pytest
 
+import automl.pipeline.final_stages as fs
 from automl.cli import main
+from automl.pipeline import Run
 from automl.errors import RecipeError
 from automl.recipe import load_recipe
+from test_ranking import TINY
+from test_review_s import RANKING
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "recipes" / "quickstart.yaml"
@@ -162,3 +167,15 @@ def test_an_endless_file_as_recipe_or_space_is_refused(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("/dev/zero: cannot read") and "larger than 16 MiB" in err, err
+
+
+def test_a_runs_ranking_reads_its_results_json_once_for_all_its_retrainings(tmp_path, monkeypatch):
+    """The retrainings results.json records (of an ``automl rank`` of the run) are looked up once per run, not
+    once per ranking stage (3 architectures × 2 seeds here), and the run's ranking records all six."""
+    reads = []
+    real = fs.read_results
+    monkeypatch.setattr(fs, "read_results", lambda path: reads.append(path) or real(path))
+    Run(load_recipe(QUICK, TINY + RANKING), tmp_path / "run", tty=False).execute()
+    assert reads == [tmp_path / "run" / "results.json"]
+    archs = json.loads((tmp_path / "run" / "results.json").read_text())["ranking"]["archs"]
+    assert [len(a["retrainings"]) for a in archs] == [2, 2, 2]

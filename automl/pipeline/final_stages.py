@@ -29,7 +29,7 @@ from automl.nn.measure import count_params
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage"]
+__all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "RankingStage", "RecordedRankings"]
 
 
 class RetrainTask(EpochTask):
@@ -281,30 +281,47 @@ def inherit(ctx: RunContext, weights: dict, model: nn.Module, arch: torch.Tensor
     model.to(ctx.device)
 
 
+class RecordedRankings:
+    """The retrainings of a run's ranking that its results.json records as computed as this run computes (an
+    ``automl rank`` of the same ranking, stopped part-way or finished:
+    :func:`~automl.pipeline.results.reusable_retrainings`): ``{(j, seed): retraining}``. Read once, when the
+    first ranking stage of the run asks (nothing writes the file again before the report), and shared by the
+    plan's ranking stages. Rank 0 reads the file; every rank gets its answer, so all skip the same retrainings."""
+
+    def __init__(self, archs, epochs: int):
+        self.archs, self.epochs = archs, epochs
+        self.found: dict[tuple[int, int], dict] | None = None
+
+    def of(self, ctx: RunContext) -> dict[tuple[int, int], dict]:
+        if self.found is None:
+            path = ctx.keeper.store.folder.parent / "results.json"  # the run folder's (checkpoints/ is in it)
+            choices = [ctx.spaces.search.decode(a) for a in self.archs()]
+            here = computed_on(ctx)
+            self.found = on_main(ctx.info, lambda: reusable_retrainings(read_results(path), self.epochs, choices,
+                                                                        here))
+        return self.found
+
+
 class RankingStage:
     """Retraining ``s`` of architecture ``j`` of the ranking (stage ``ranking/j``, or ``ranking/j/s`` for
     s > 0). Retraining 0 also scores the architecture on the supernet; retraining s is initialised and shuffled
     from seed ``seed + s`` (s = 0: the run's seed, as with one retraining)."""
 
-    def __init__(self, j: int, archs, ranking, rt, cost: str, seed: int, s: int = 0):
+    def __init__(self, j: int, archs, ranking, rt, cost: str, seed: int, s: int, earlier: RecordedRankings):
         # rt: the retrain section's settings at the ranking's length (results.ranking_epochs)
         self.j, self.s, self.archs, self.rk, self.rt, self.cost, self.seed = j, s, archs, ranking, rt, cost, seed
         self.key = f"ranking/{j}" if s == 0 else f"ranking/{j}/{s}"
         # this retraining as an earlier ranking recorded it: chosen by automl rank (automl/pipeline/rank.py); in a
-        # run, looked up in its results.json (:meth:`_recorded`)
+        # run, looked up in its results.json by ``earlier``, one for every ranking stage of the plan
         self.recorded: dict | None = None
+        self.earlier = earlier
 
     def _recorded(self, ctx: RunContext) -> dict | None:
-        """This retraining as results.json records it, computed as this run computes (an ``automl rank`` of the
-        same ranking, stopped part-way or finished: :func:`~automl.pipeline.results.reusable_retrainings`), or
-        None. Rank 0 reads the file; every rank gets its answer, so all skip the same retrainings."""
+        """This retraining as results.json records it, computed as this run computes (:class:`RecordedRankings`),
+        or None."""
         if self.recorded is not None or not ctx.keeper.enabled or self.rt.epochs == 0:  # automl rank: chosen
             return self.recorded
-        path = ctx.keeper.store.folder.parent / "results.json"  # the run folder's (checkpoints/ is in it)
-        choices = [ctx.spaces.search.decode(a) for a in self.archs()]
-        here = computed_on(ctx)
-        found = on_main(ctx.info, lambda: reusable_retrainings(read_results(path), self.rt.epochs, choices, here))
-        return found.get((self.j, self.seed + self.s))
+        return self.earlier.of(ctx).get((self.j, self.seed + self.s))
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         j, s, arch = self.j, self.s, self.archs()[self.j]

@@ -26,7 +26,7 @@ import torch
 
 from automl.errors import UserError
 from automl.pipeline.context import RunContext
-from automl.pipeline.final_stages import Exporter, RankingStage, RetrainStage
+from automl.pipeline.final_stages import Exporter, RankingStage, RecordedRankings, RetrainStage
 from automl.pipeline.members import Members
 from automl.pipeline.results import ReportStage, ranking_epochs, ranking_seeds
 from automl.pipeline.reuse import ReusedWeightsStage
@@ -142,7 +142,8 @@ def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: E
     if recipe.ranking is not None:
         archs = ranking_archs(spaces.search, s.cost, recipe.ranking.archs)
         rt = recipe.retrain.model_copy(update={"epochs": ranking_epochs(recipe)})  # the same settings, its length
-        stages += [RankingStage(j, archs, recipe.ranking, rt, s.cost, seed, k)
+        earlier = RecordedRankings(archs, rt.epochs)  # read once, for every ranking stage
+        stages += [RankingStage(j, archs, recipe.ranking, rt, s.cost, seed, k, earlier)
                    for j in range(recipe.ranking.archs) for k in range(ranking_seeds(recipe))]
     stages.append(ReportStage(recipe, out, members, method.name, costs, threads))
     return Plan(stages, members, method)

@@ -6,7 +6,7 @@ is reused only with what determines it the same: its architecture (with the whol
 epochs and seed, and the device and number of processes it computed on
 (:func:`~automl.pipeline.results.computed_on`, each retraining's own in the checkpoint); a run killed in its own
 ranking stage has its finished retrainings (its checkpoint's) reused alike, and a run resumed after a stopped
-``automl rank`` reuses that one's (:meth:`RankingStage._recorded`)."""
+``automl rank`` reuses that one's (:class:`~automl.pipeline.final_stages.RecordedRankings`)."""
 
 from __future__ import annotations
 
