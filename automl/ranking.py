@@ -22,23 +22,38 @@ __all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "select_arc
 
 
 def _sign_matrix(v: np.ndarray) -> np.ndarray:
+    """sign(v_i − v_j) for every pair; a non-finite value's row and column are 0 (:func:`pair_counts` counts
+    those pairs as undefined, and the correlations are NaN with one)."""
+    v = np.where(np.isfinite(v), v, 0.0)
     return np.sign(v[:, None] - v[None, :])
+
+
+def _all_finite(*vs: np.ndarray) -> bool:
+    return all(bool(np.isfinite(v).all()) for v in vs)
 
 
 def pair_counts(x, y) -> dict:
     """Pairs (i < j) ordered the same way by ``x`` and ``y`` (concordant), the opposite way (discordant),
-    or tied in either."""
-    sx, sy = _sign_matrix(np.asarray(x, float)), _sign_matrix(np.asarray(y, float))
-    iu = np.triu_indices(len(sx), 1)
-    prod = (sx * sy)[iu]
-    return {"total": int(prod.size), "concordant": int((prod > 0).sum()), "discordant": int((prod < 0).sum()),
-            "tied": int((prod == 0).sum())}
+    tied in either, or undefined: a value of the pair in ``x`` or ``y`` is not finite (NaN, or ±inf, which
+    results.json writes as null too, so it has no place in an order). The four add up to ``total``."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    iu = np.triu_indices(len(x), 1)
+    defined = (ok[:, None] & ok[None, :])[iu]
+    prod = (_sign_matrix(x) * _sign_matrix(y))[iu]
+    return {"total": int(prod.size), "concordant": int((defined & (prod > 0)).sum()),
+            "discordant": int((defined & (prod < 0)).sum()), "tied": int((defined & (prod == 0)).sum()),
+            "undefined": int((~defined).sum())}
 
 
 def kendall_tau_b(x, y) -> float:
     """Kendall's τ-b: (concordant − discordant) / sqrt((n0 − n_x) (n0 − n_y)), ties counted per variable
-    (n0 pairs, n_x of them tied in x, n_y tied in y). NaN when either variable is constant."""
-    sx, sy = _sign_matrix(np.asarray(x, float)), _sign_matrix(np.asarray(y, float))
+    (n0 pairs, n_x of them tied in x, n_y tied in y). NaN when either variable is constant or holds a value
+    that is not finite (NaN or ±inf), as :func:`spearman` gives."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not _all_finite(x, y):
+        return float("nan")
+    sx, sy = _sign_matrix(x), _sign_matrix(y)
     iu = np.triu_indices(len(sx), 1)
     sx, sy = sx[iu], sy[iu]
     denom = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
@@ -62,9 +77,10 @@ def _ranks(v: np.ndarray) -> np.ndarray:
 
 def spearman(x, y) -> float:
     """Spearman's ρ: the Pearson correlation of the (mid-)ranks. NaN when either variable is constant or
-    holds a NaN (which has no place in an order), as :func:`kendall_tau_b` gives."""
+    holds a value that is not finite (NaN, which has no place in an order, or ±inf, which results.json writes
+    as null like NaN), as :func:`kendall_tau_b` gives."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    if np.isnan(x).any() or np.isnan(y).any():
+    if not _all_finite(x, y):
         return float("nan")
     rx, ry = _ranks(x), _ranks(y)
     rx, ry = rx - rx.mean(), ry - ry.mean()
@@ -167,8 +183,9 @@ def summarize(entries: list[dict], truth: str = "loss") -> dict:
 
     ``truth`` loss: the supernet's negated loss against the negated mean test loss over the retrainings;
     accuracy: the supernet's accuracy against the mean test accuracy. Each entry gets the means. A correlation
-    that is undefined (NaN: a constant score or truth, or a non-finite value) is None, as results.json writes
-    it (strict JSON has no NaN)."""
+    that is undefined (NaN: a constant score or truth, or a value that is NaN or ±inf) is None, as results.json
+    writes it (strict JSON has no NaN); ``pairs`` counts the pairs of score and truth (:func:`pair_counts`:
+    those with such a value are ``undefined``)."""
     archs = [{**e, **mean_over_seeds(e["retrainings"])} for e in entries]
     if truth == "loss":
         score = [-e["supernet_loss"] for e in archs]

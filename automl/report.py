@@ -262,7 +262,8 @@ def _ranking_lines(rk: dict) -> list[str]:
     text = (f"{len(archs)} architectures spread over the cost range, each scored on the supernet ({measure} on "
             f"D_θ, BatchNorm recalibrated) and {how}: Kendall's τ **{_corr(rk['kendall_tau'])}**, Spearman's ρ "
             f"{_corr(rk['spearman'])} ({p['concordant']} of {p['total']} pairs in the same order, "
-            f"{p['discordant']} reversed, {p['tied']} tied).")
+            f"{p['discordant']} reversed, {p['tied']} tied"
+            + (f", {u} with a value that is NaN or inf" if (u := p.get("undefined", 0)) else "") + ").")
     if not (_finite(rk["kendall_tau"]) and _finite(rk["spearman"])):
         why = _why_undefined([a.get(f"supernet_{measure}") for a in archs], truth, measure)
         text += f" A rank correlation is undefined when a measure does not vary or is not a number: {why}."
