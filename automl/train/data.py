@@ -641,13 +641,26 @@ def _cifar_help(root: Path) -> str:
             f"(cifar-10-python.tar.gz, extracted) into {root}")
 
 
+def _replace_cifar(folder: Path, root: Path) -> str:
+    return (f"Delete {folder} and run with data.download=true (which fetches only missing files), or extract "
+            f"cifar-10-python.tar.gz into {root} again")
+
+
+def _reason(e: Exception) -> str:
+    """An exception's message on one line, without a final period (it goes inside a sentence)."""
+    return " ".join(str(e).split()).rstrip(".") or type(e).__name__
+
+
 class _ArraysOnlyUnpickler(pickle.Unpickler):
     """CIFAR-10's python batches are pickles of dicts, lists, bytes and numpy arrays: anything else (a
-    pickle that would call a function while loading) is refused, so a planted data file cannot run code."""
+    pickle that would call a function while loading) is refused, so a planted data file cannot run code.
+    Protocol 5 (Python 3.14's default) writes an array as ``_frombuffer`` of its bytes (a dtype of objects
+    cannot be read from bytes, so it builds plain arrays only)."""
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
 
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
@@ -689,15 +702,15 @@ def _load_cifar10(root: Path | None, download: bool):
             try:
                 with open(folder / name, "rb") as f:
                     d = _ArraysOnlyUnpickler(f, encoding="latin1").load()
-            except Exception as e:
-                raise DataError(f"cannot read {folder / name} as a CIFAR-10 python batch: {e}. "
-                                f"{_cifar_help(root)}") from None
+            except Exception as e:  # damaged, cut short, or another format: its files are there, so
+                # data.download would not replace them
+                raise DataError(f"cannot read {folder / name} as a CIFAR-10 python batch: {_reason(e)}. "
+                                f"{_replace_cifar(folder, root)}") from None
             try:
                 x, y = _cifar_arrays(d)
             except ValueError as e:
-                raise DataError(f"{folder / name} is not a CIFAR-10 python batch: {e}. Delete {folder} and "
-                                f"run with data.download=true, or extract cifar-10-python.tar.gz into {root} "
-                                f"again") from None
+                raise DataError(f"{folder / name} is not a CIFAR-10 python batch: {_reason(e)}. "
+                                f"{_replace_cifar(folder, root)}") from None
             xs.append(x)
             ys.append(y)
         return torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))
