@@ -720,13 +720,14 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     # Paths in the file are relative to the recipe; overrides' paths to the current folder.
     data = _resolve_paths(data, base)
     applied: list[tuple[tuple[str, ...], str]] = []
-    for item in overrides or []:
-        keys, value = _parse_override(item, filename)
+    for given_item in overrides or []:
+        keys, value = _parse_override(given_item, filename)
+        item = _shown(given_item)
         _check_override_key_names(value, keys, item, filename)
         if COST_TABLE[: len(keys)] == keys:
             given = _at(value, COST_TABLE[len(keys):])
         value = _resolve_override(keys, value)
-        data = _set(data, keys, value)
+        data = _set(data, keys, value, item, filename, node, applied)
         applied.append((keys, item))
 
     data = _override_wins(data, applied)
@@ -945,53 +946,115 @@ def _resolve_override(keys: tuple[str, ...], value: Any) -> Any:
 # -------------------------------------------------------------------------------------------- overrides
 
 
-def _parse_override(item: str, filename: str) -> tuple[tuple[str, ...], Any]:
-    """``search.epsilons=[0,0.5]`` -> (("search", "epsilons"), [0, 0.5]); the key must exist."""
-    key, sep, text = item.partition("=")
-    key = key.strip()
+def _shown(item: str) -> str:
+    """An override as its messages show it: on one line, and at most 100 characters (a value of 100,000)."""
+    item = item if item.isprintable() else repr(item)[1:-1]
+    return item if len(item) <= 100 else item[:97] + "..."
+
+
+def _parse_override(given: str, filename: str) -> tuple[tuple[str, ...], Any]:
+    """``search.epsilons=[0,0.5]`` -> (("search", "epsilons"), [0, 0.5]); the key must exist, a section is set
+    whole only to a mapping, and a mapping gives each key once (as in a recipe file)."""
+    key, sep, text = given.partition("=")
+    key, item = key.strip(), _shown(given)
     if not sep or not key:
-        raise RecipeError(f"override {item!r}: expected key.path=value, for example search.lam=4", filename)
+        raise RecipeError(f"override '{item}': expected key.path=value, for example search.lam=4", filename)
     try:
-        value = yaml.safe_load(text) if text.strip() else ""
+        dup, value = _compose_and_load(text) if text.strip() else (None, "")
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or e
         if "unhashable key" in str(problem):  # {[a]: 1}: composes, but cannot be a mapping
             _, bad = _non_scalar_key(yaml.compose(text, Loader=yaml.SafeLoader))
             raise RecipeError(f"override {item}: {_NOT_A_NAME.format(kind=_node_kind(bad))}", filename,
-                              key) from None
-        raise RecipeError(f"override {item}: cannot parse the value {text!r} as YAML ({problem})", filename,
-                          key) from None
+                              _shown(key)) from None
+        raise RecipeError(f"override {item}: cannot parse the value {_got(text)} as YAML ({problem})", filename,
+                          _shown(key)) from None
     except ValueError as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
-        shown = item if len(item) <= 60 else item[:57] + "..."
         _, bad, why = _unbuildable(yaml.compose(text, Loader=yaml.SafeLoader))
         msg = _cannot_build(bad.value, bad.tag, why) if bad is not None else f"cannot build the value ({e})"
-        raise RecipeError(f"override {shown}: {msg}", filename, key) from None
+        raise RecipeError(f"override {item}: {msg}", filename, _shown(key)) from None
     keys = tuple(key.split("."))
+    if "" in keys:
+        raise RecipeError(f"override {item}: the key {_shown(key)} has an empty name (a dot at its start or end, "
+                          f"or two together); write names joined by single dots, such as search.lam=4", filename)
     model: Any = Recipe
     for i, k in enumerate(keys):
         fields = model.model_fields
         if k not in fields:
-            bad = ".".join(keys[: i + 1])
+            bad = _shown(".".join(keys[: i + 1]))
             close = difflib.get_close_matches(k, list(fields), n=1)
             hint = (f"; did you mean {'.'.join(keys[:i] + (close[0],))}?" if close
                     else f"; known keys here: {', '.join(fields)}")
             raise RecipeError(f"override {item}: unknown key {bad}{hint}", filename)
         ann = fields[k].annotation
+        if i == len(keys) - 1:
+            _check_whole_section(keys, ann, value, item, filename)
         if typing.get_origin(_container(ann)) is dict:
             break  # a free-form mapping (space_args): any key below is fine
         model = None if _container(ann) is not None else _model_of(ann)
         if model is None and i < len(keys) - 1:
             raise RecipeError(f"override {item}: {'.'.join(keys[: i + 1])} is a value, not a section",
                               filename)
+    if dup is not None:
+        raise RecipeError(f"override {item}: duplicate key {dup[0][-1]} in the mapping; give each key once",
+                          filename, _dotted(keys + dup[0]))
     return keys, value
 
 
-def _set(data: dict, keys: tuple[str, ...], value: Any) -> dict:
+def _compose_and_load(text: str) -> tuple[tuple[tuple, int, int] | None, Any]:
+    """The first duplicate key in ``text`` (:func:`_first_duplicate`) and the value :func:`yaml.safe_load`
+    builds from it, composed once. Duplicates are looked for first: building a ``<<`` merge rewrites the
+    node's keys."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return _first_duplicate(node), None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_whole_section(keys: tuple[str, ...], ann: Any, value: Any, item: str, filename: str) -> None:
+    """An override of a whole section (``search``, ``data.synthetic``) or free-form mapping (``space_args``)
+    gives a mapping, or null where the recipe takes null (``ranking=null``): anything else is refused here,
+    whatever comes after it, so that ``search=1 search.lam=4`` is not read as ``search={lam: 4}`` (which drops
+    the recipe's other search keys)."""
+    if _model_of(ann) is None and typing.get_origin(_container(ann)) is not dict:
+        return  # a value, not a section
+    nullable = type(None) in typing.get_args(ann)
+    if isinstance(value, dict) or (value is None and nullable):
+        return
+    name = ".".join(keys)
+    null = f", or {name}=null to turn it off" if nullable else ""
+    raise RecipeError(f"override {item}: {name} is a section, so its value must be a mapping of keys to values "
+                      f"(got {_got(value)}); set one key inside it ({name}.KEY=VALUE) or give the section "
+                      f"whole ({name}={{KEY: VALUE}}){null}", filename, name)
+
+
+def _set(data: dict, keys: tuple[str, ...], value: Any, item: str, filename: str, node, applied) -> dict:
+    """Set ``keys`` to ``value`` inside ``data``: a section that is null or absent starts empty, one that is not
+    a mapping (``search: 1`` in the file) is an error, and a mapping that replaces one with keys it lacks
+    (``search={lam: 4}``) is warned about. Each mapping on the way is copied, so a mapping the file shares
+    between two keys with a YAML alias changes under the key the override names only."""
     cur = data
-    for k in keys[:-1]:
-        if not isinstance(cur.get(k), dict):
-            cur[k] = {}
+    for i, k in enumerate(keys[:-1]):
+        below = cur.get(k)
+        if below is not None and not isinstance(below, dict):
+            path = keys[: i + 1]
+            where = _override_for(path, applied)
+            origin = f"{where.removesuffix(': ')} set it to {_got(below)}" if where else f"it is {_got(below)}"
+            raise RecipeError(f"override {item}: {_dotted(path)} is not a mapping of keys to values ({origin}), so "
+                              f"{_dotted(keys)} cannot be set inside it; make {_dotted(path)} a mapping", filename,
+                              _dotted(path), None if where else _line_of(node, path))
+        cur[k] = dict(below or {})
         cur = cur[k]
+    before = cur.get(keys[-1])
+    dropped = [str(k) for k in before if k not in value] if isinstance(before, dict) and isinstance(value, dict) else []
+    if dropped:
+        name = _dotted(keys)
+        one = len(dropped) == 1
+        _logger.warning(f"warning: {filename}: override {item} replaces all of {name}, so the {', '.join(dropped)} "
+                        f"set before it {'is' if one else 'are'} dropped (defaults apply); to keep "
+                        f"{'it' if one else 'them'}, set single keys instead ({name}.KEY=VALUE)")
     cur[keys[-1]] = value
     return data
 
@@ -1113,6 +1176,10 @@ def _check_override_key_names(value: Any, keys: tuple, item: str, filename: str)
             reads = "a number" if isinstance(k, (int, float)) and not isinstance(k, bool) else written
             raise RecipeError(f"override {item}: {_dotted(keys + (written,))}: "
                               f"{_not_a_name(keys + (written,), written, reads)}", filename)
+        if v is None and ":" in k:  # {lam:4}: YAML needs a space after the colon
+            name, _, rest = k.partition(":")
+            raise RecipeError(f"override {item}: YAML reads {_got(k)} as one key without a value; put a space "
+                              f"after the colon ({name}: {rest})", filename, _dotted(keys + (k,)))
         _check_override_key_names(v, keys + (k,), item, filename)
 
 
@@ -1299,25 +1366,36 @@ def _node_kind(node) -> str:
     return {yaml.SequenceNode: "list", yaml.MappingNode: "mapping"}.get(type(node), "value")
 
 
-def _check_duplicates(node, filename: str, prefix: tuple = (), visited: set[int] | None = None) -> None:
-    """No mapping repeats a key; a node an alias repeats is checked once (``visited``)."""
+def _check_duplicates(node, filename: str) -> None:
+    """No mapping in the recipe file repeats a key."""
+    dup = _first_duplicate(node)
+    if dup is not None:
+        path, first, line = dup
+        raise RecipeError(f"duplicate key (first on line {first})", filename, ".".join(map(str, path)), line)
+
+
+def _first_duplicate(node, prefix: tuple = (), visited: set[int] | None = None) -> tuple[tuple, int, int] | None:
+    """The first mapping key in ``node`` given twice: its key path and the lines of its first and second
+    occurrences; None when there is none. A node an alias repeats is checked once (``visited``)."""
     visited = set() if visited is None else visited
     if id(node) in visited:
-        return
+        return None
     visited.add(id(node))
+    dup = None
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for k, v in node.value:
             if isinstance(k, yaml.ScalarNode):
                 if k.value in seen and k.value != "<<":
-                    key = ".".join(prefix + (k.value,))
-                    raise RecipeError(f"duplicate key (first on line {seen[k.value]})", filename, key,
-                                      k.start_mark.line + 1)
+                    return prefix + (k.value,), seen[k.value], k.start_mark.line + 1
                 seen[k.value] = k.start_mark.line + 1
-                _check_duplicates(v, filename, prefix + (k.value,), visited)
+                dup = _first_duplicate(v, prefix + (k.value,), visited)
+            if dup is not None:
+                return dup
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            _check_duplicates(v, filename, prefix + (str(i),), visited)
+            dup = dup or _first_duplicate(v, prefix + (i,), visited)
+    return dup
 
 
 def _kind(v: Any) -> str:
