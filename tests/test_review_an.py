@@ -12,7 +12,8 @@ import pytest
 
 from automl.cli import build_parser, main
 from automl.commands.rank import _older_paths
-from automl.commands.run import check_out_and_export, supernet_overrides
+from automl.commands.run import supernet_overrides
+from automl.pipeline.setup import check_out_and_export
 from automl.errors import UserError
 from automl.recipe import load_recipe
 

@@ -15,12 +15,12 @@ from automl.errors import Stopped, UserError
 from automl.pipeline import Run, resolve_device
 from automl.pipeline.context import on_main
 from automl.pipeline.run import held_files
-from automl.recipe import RUN_FILES, file_line, load_recipe
+from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
 from automl.train.preempt import SIGNALS
 
-__all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string", "check_out_and_export"]
+__all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string"]
 
 
 STAMP = "%Y%m%d-%H%M%S"  # a run folder's name: <recipe name>-<STAMP>, then -2, -3, ... for one started that second
@@ -129,30 +129,6 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
             + (["supernet_force=true"] if force else []))
 
 
-def check_out_and_export(recipe, out: Path) -> None:
-    """An absolute ``export.dir`` and ``--out`` apart, as a relative export.dir is by the recipe's own check:
-    the run's folder may not be the export folder or inside it (its files would sit among the exported
-    networks, a member's folder such as ``budget-0-none`` would be the run's own), and the export folder may not
-    be inside one of the run's own files and folders (``DIR/checkpoints/...``)."""
-    root = recipe.export_dir
-    if root is None:
-        return
-    here, there = Path(out).resolve(), root.resolve()
-    line = file_line(recipe, ("export", "dir"))
-    where = f"{recipe.source}:{line}" if line else "set on the command line"
-    if here == there or there in here.parents:
-        what = "is export.dir itself" if here == there else f"is inside export.dir {root}"
-        raise UserError(f"--out {out} {what} ({where}), where the run exports its networks; choose a --out "
-                        f"outside it, or another export.dir")
-    if here in there.parents:
-        first = there.relative_to(here).parts[0]
-        if first in RUN_FILES:
-            what = "is" if there == here / first else "is inside"
-            raise UserError(f"export.dir {root} ({where}) {what} {here / first}, the {RUN_FILES[first]} of "
-                            f"the run in --out {out}; choose another export.dir (such as {here / 'export'}), or "
-                            f"another --out")
-
-
 class StoppedStarting(BaseException):
     """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals (:func:`_stopping_start_up`); like
     ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it for an error of its own.
@@ -226,8 +202,6 @@ def main(args) -> int:
                 ["--supernet-force"] if args.supernet_force else [])
             again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
             try:
-                if not args.resume:  # a run started before this check resumes where it is
-                    check_out_and_export(recipe, out)
                 Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
             except BaseException:
                 if claimed is not None:

@@ -149,7 +149,12 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     Refuses (:class:`UserError`, exit 2) a folder without a trained supernet, and a fingerprint that
     differs from ``ours`` unless ``force``. ``space_path``: this run's space file, whose bytes' sha256 a run
     recorded before :func:`~automl.dsl.space_digest` holds instead (and which gives ``space_args`` values)."""
-    store = CheckpointStore(Path(run_dir) / "checkpoints")
+    source = Path(run_dir)
+    if not source.is_dir():  # a dangling link too
+        what = "is a file, not a run's folder" if source.exists() else "does not exist"
+        raise UserError(f"--supernet {source}: no checkpoint there: {source} {what}; check --supernet (the --out "
+                        f"folder of an automl run whose weight phase has finished)")
+    store = CheckpointStore(source / "checkpoints")
     if store.missing():
         raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
                         f"--out folder of an automl run whose weight phase has finished")

@@ -19,8 +19,8 @@ from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over, device_record, read_results
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
                                    weights_fingerprint)
-from automl.pipeline.setup import (check_budgets, check_export_dir, check_ranking, check_shapes, load_spaces,
-                                   recipe_costs, resolve_device)
+from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
+                                   load_spaces, recipe_costs, resolve_device, resolved)
 from automl.pipeline.state import RunState, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET
 from automl.search import get_searcher
@@ -179,6 +179,21 @@ def _note_device(state: RunState, here: str, say) -> None:
     state.device = f"{state.device}, then {here}"
 
 
+def _check_supernet_folder(source: Path, out: Path) -> None:
+    """``supernet:`` names a run's folder rather than its checkpoints folder, and not the new run's own ``out``
+    (the source run's files would make it refuse to start there, as a run to ``--resume``); one that is not a
+    folder is :func:`~automl.pipeline.reuse.load_supernet`'s to say."""
+    if not source.is_dir():
+        return
+    if CheckpointStore(source / "checkpoints").missing() and not CheckpointStore(source).missing():
+        raise UserError(f"--supernet {source} is the checkpoints folder of the run in {source.parent}; give the "
+                        f"run's folder: --supernet {source.parent}")
+    if resolved(source, "--supernet") == resolved(out, "--out"):
+        raise UserError(f"--supernet {source} is the run's own folder (--out {out}): a run that reuses a supernet "
+                        f"starts in a folder of its own; choose another --out (to continue the run in {out}: "
+                        f"--resume, with the recipe and flags it started with)")
+
+
 class Run:
     """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json).
 
@@ -211,7 +226,8 @@ class Run:
     def _prepare_out(self) -> None:
         """Check the output folder before any work: writable, and not silently reusing an old run. A folder
         holding only what a failed start-up leaves (:data:`STARTUP_FILES`, empty folders) is taken over by a
-        new run. An explicit ``export.dir`` is checked here too.
+        new run. An explicit ``export.dir`` is checked here too: apart from a new run's folder
+        (:func:`~automl.pipeline.setup.check_out_and_export`; a run started before resumes where it is).
 
         Rank 0 alone checks: it owns the folder (other ranks could see its first files and take them for
         an old run, and on several machines they may not share the folder at all); a mistake it finds stops
@@ -221,6 +237,8 @@ class Run:
     def _check_out(self) -> None:
         if self.out.exists() and not self.out.is_dir():
             raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
+        if not self.resume:
+            check_out_and_export(self.recipe, self.out)
         # a run writing here now is named first, whatever this command asks (the lock is held till the end)
         self.lock.acquire(create=False)
         held = self._held_files()
@@ -412,6 +430,7 @@ class Run:
         if not self.method.needs_supernet:
             raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
                             f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
+        _check_supernet_folder(Path(r.supernet), self.out)
         args = {k: str(v) for k, v in r.space_args.items()}
         self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force,
                                      r.space_path)

@@ -18,14 +18,15 @@ from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
 from automl.profile import EXPORT_PROTOCOL, apply_cost_table, read_cost_table, table_protocol
 from automl.ranking import space_size
-from automl.recipe import file_line
+from automl.recipe import RUN_FILES, file_line
 from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
 from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_retrain_se",
-           "check_export", "check_export_dir", "check_member_folder", "check_shapes", "check_ranking", "TooManyArchs",
-           "check_budgets", "EngineCosts", "engine_costs", "recipe_costs"]
+           "check_export", "check_out_and_export", "check_export_dir", "check_member_folder", "resolved",
+           "check_shapes", "check_ranking", "TooManyArchs", "check_budgets", "EngineCosts", "engine_costs",
+           "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -129,6 +130,40 @@ def check_export(recipe) -> None:
     problem = opset_problem(ex.opset)
     if problem is not None:
         raise _recipe_error(recipe, ("export", "opset"), f"{ex.opset!r}: {problem}")
+
+
+def resolved(path, what: str) -> Path:
+    """``path`` made absolute with its symbolic links followed (:meth:`pathlib.Path.resolve`); a loop of links on
+    the way is a user error naming ``path`` as ``what`` (a flag or a recipe key)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # Python < 3.13 says RuntimeError("Symlink loop from ...")
+        raise UserError(f"{what} {path}: a loop of symbolic links on the way (one links back to itself); fix the "
+                        f"links, or name the folder by a path without them") from None
+
+
+def check_out_and_export(recipe, out) -> None:
+    """A new run's folder ``out`` apart from an absolute ``export.dir``, as a relative export.dir is by the
+    recipe's own check: the run's folder may not be the export folder or inside it (its files would sit among the
+    exported networks, a member's folder such as ``budget-0-none`` would be the run's own), and the export folder
+    may not be inside one of the run's own files and folders (``DIR/checkpoints/...``)."""
+    root = recipe.export_dir
+    if root is None:
+        return
+    here, there = resolved(out, "--out"), resolved(root, "export.dir")
+    line = file_line(recipe, ("export", "dir"))
+    where = f"{recipe.source}:{line}" if line else "set on the command line"
+    if here == there or there in here.parents:
+        what = "is export.dir itself" if here == there else f"is inside export.dir {root}"
+        raise UserError(f"--out {out} {what} ({where}), where the run exports its networks; choose a --out "
+                        f"outside it, or another export.dir")
+    if here in there.parents:
+        first = there.relative_to(here).parts[0]
+        if first in RUN_FILES:
+            what = "is" if there == here / first else "is inside"
+            raise UserError(f"export.dir {root} ({where}) {what} {here / first}, the {RUN_FILES[first]} of "
+                            f"the run in --out {out}; choose another export.dir (such as {here / 'export'}), or "
+                            f"another --out")
 
 
 def check_export_dir(recipe, out, resume: bool, sampled: bool = False) -> None:
