@@ -653,8 +653,15 @@ def _digest_of(path: Path | None, fallback: str) -> str:
 
 
 def _resolve(p: str | os.PathLike, base: Path) -> Path:
+    """``p`` made absolute against ``base``, its links followed; with a loop of links on the way, absolute as
+    written (reading the file or folder says what is wrong with it, naming its key)."""
     q = Path(os.path.expanduser(str(p)))
-    return q if q.is_absolute() else (base / q).resolve()
+    if q.is_absolute():
+        return q
+    try:
+        return (base / q).resolve()
+    except (OSError, RuntimeError):  # a loop of links: RuntimeError before Python 3.13, OSError after
+        return Path(os.path.abspath(base / q))
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:

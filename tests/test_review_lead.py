@@ -179,3 +179,17 @@ def test_a_runs_ranking_reads_its_results_json_once_for_all_its_retrainings(tmp_
     assert reads == [tmp_path / "run" / "results.json"]
     archs = json.loads((tmp_path / "run" / "results.json").read_text())["ranking"]["archs"]
     assert [len(a["retrainings"]) for a in archs] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("override", ["space=loop1", "search.cost_table=loop1", "supernet=loop1"])
+def test_a_relative_path_through_a_loop_of_links_is_the_users_mistake(tmp_path, monkeypatch, capsys, override):
+    """A path key whose relative path runs into a loop of symbolic links was an internal error (Path.resolve's
+    RuntimeError); it is absolute as written, and reading it says what is wrong, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    r = load_recipe(QUICK, [override])
+    assert str(tmp_path / "loop1") in json.dumps(r.model_dump(mode="json"))  # the key holds it, absolute
+    code = main(["run", str(QUICK), override, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and "loop1" in err, err
