@@ -9,15 +9,21 @@ SIGHUP (:class:`automl.errors.Stopped`) exits 143, 130 or 129; a full disk (``EN
 machine refuses (too long, no permission, read-only) that a command does not word itself exits 2 naming the file;
 anything else is an internal error: exit 1 with a request to
 report it.
+Ordinary shell plumbing is no error: output piped into a reader that stops early (``automl space show F | head
+-1``) ends the command quietly with exit 1, as Python's recipe for a closed pipe does (the ``signal`` module's
+"Note on SIGPIPE"); standard output and error in an encoding that lacks automl's θ, ε or — (``LC_ALL=C`` outside
+UTF-8 mode, ``PYTHONIOENCODING=ascii``) print those as ``?`` or a backslash escape instead of failing.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import errno
 import importlib
 import logging
 import os
+import select
 import sys
 import traceback
 
@@ -198,6 +204,22 @@ def _export(sub, verbose) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command of ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
+    try:
+        try:
+            _printable_output()
+            return _main(argv)
+        finally:
+            # what is still buffered is written here, where a reader that has gone (`| head -1`) is caught
+            # below, not at exit (Python's "Exception ignored ... BrokenPipeError" and status 120)
+            _flush_output()
+    except BrokenPipeError:
+        return _broken_pipe()
+    except OSError as e:  # standard output on a full disk (`> /dev/full`)
+        return _os_error(e)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     # `automl run R --out D a.b=1`: argparse fills the positionals `recipe overrides*` in one go, before
     # --out, so overrides written after an option come back as extras; they are still overrides. The overrides'
@@ -223,10 +245,90 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _broken_pipe()
     except OSError as e:
         return _os_error(e)
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
         return _internal_error()
+
+
+def _replace_keeping_bytes(error: UnicodeEncodeError) -> tuple[str | bytes, int]:
+    """The error handler ``automl.replace``: the first character ``error`` could not encode as ``?``, but a byte
+    the system gave undecoded (a file name's, under ``surrogateescape``) as that byte again."""
+    code = ord(error.object[error.start])
+    return (bytes([code - 0xDC00]) if 0xDC80 <= code <= 0xDCFF else "?"), error.start + 1
+
+
+codecs.register_error("automl.replace", _replace_keeping_bytes)
+
+
+def _printable_output() -> None:
+    """Standard output and error in an encoding other than UTF-8 write what it cannot encode (θ, ε, λ, ×, —, a
+    non-ASCII file name) as ``?`` on standard output (a table keeps its columns; undecoded bytes stay as they
+    were) and as a backslash escape on standard error (Python's own choice there), instead of raising
+    ``UnicodeEncodeError`` in the middle of a command. Rich consoles and the logging handler write through
+    these same stream objects."""
+    for stream, errors in ((sys.stdout, "automl.replace"), (sys.stderr, "backslashreplace")):
+        try:
+            encodes_all = codecs.lookup(stream.encoding).name.startswith("utf-")
+        except (AttributeError, LookupError, TypeError):  # no stream, or not a text stream with an encoding
+            continue
+        if not encodes_all and stream.errors != errors and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=errors)
+
+
+def _flush_output() -> None:
+    """Flush standard output and error. A stream that cannot be written (a full disk) is pointed at
+    ``os.devnull``, so that Python does not try again at exit, and its ``OSError`` raised naming it."""
+    for name, stream in (("standard output", sys.stdout), ("standard error", sys.stderr)):
+        try:
+            if stream is not None and not getattr(stream, "closed", True):
+                stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            _to_devnull([stream])
+            e.filename = e.filename or name
+            raise
+
+
+def _broken_pipe() -> int:
+    """Exit 1 without a word when standard output or error is a pipe whose reader has gone (``| head``): each such
+    stream is pointed at ``os.devnull``, so that what Python still flushes at exit goes nowhere (the recipe of
+    Python's docs). A ``BrokenPipeError`` of anything else (a worker's pipe, a socket) is an internal error."""
+    closed = [s for s in (sys.stdout, sys.stderr) if _reader_gone(s)]
+    if not closed:
+        return _internal_error()
+    _to_devnull(closed)
+    return 1
+
+
+def _to_devnull(streams: list) -> None:
+    """Point the file descriptors of ``streams`` at ``os.devnull`` (a stream without one is left as it is)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in streams:
+            try:
+                os.dup2(devnull, stream.fileno())
+            except (AttributeError, OSError, ValueError):  # not a file (a test's captured output)
+                continue
+    finally:
+        os.close(devnull)
+
+
+def _reader_gone(stream) -> bool:
+    """Whether ``stream`` writes to a pipe or socket whose reading end is closed (``poll`` reports an error or a
+    hang-up on it). Without ``poll`` (Windows), standard output is taken for it, as Python's recipe does."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # None, closed, or not a file (a test's captured output)
+        return False
+    if not hasattr(select, "poll"):
+        return stream is sys.stdout
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:
