@@ -215,6 +215,9 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file, not a folder; choose a folder")
+    if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+        raise UserError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist; create that "
+                        f"folder, or choose another")
     try:
         make_folder(path)
         with tempfile.TemporaryFile(dir=path):

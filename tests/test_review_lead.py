@@ -193,3 +193,12 @@ def test_a_relative_path_through_a_loop_of_links_is_the_users_mistake(tmp_path, 
     code = main(["run", str(QUICK), override, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and "loop1" in err, err
+
+
+def test_out_that_is_a_link_to_nothing_says_so(tmp_path, capsys):
+    """``--out L`` where L links to a folder that does not exist said "cannot write there (File exists)"."""
+    (tmp_path / "L").symlink_to(tmp_path / "gone")
+    code = main(["run", str(QUICK), "--out", str(tmp_path / "L")])
+    err = capsys.readouterr().err
+    assert code == 2 and f"is a link to {tmp_path / 'gone'}, which does not exist" in err, err
+    assert "File exists" not in err and not (tmp_path / "gone").exists()
