@@ -16,6 +16,8 @@ __all__ = ["compile_cells", "check_reductions"]
 
 MAX_CELLS = 256
 MAX_INPUT_SETS = 4096  # choices of a `sums K distinct of` decision (DARTS: at most C(5, 2) = 10)
+# nodes of one cell (DARTS: 4, ENAS: 5): the supernet holds an op per node, source and op, about N^2/2 x ops
+MAX_NODES = 64
 
 
 def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int):
@@ -174,7 +176,30 @@ def _instances(r: Resolver, layout: ir.CellsLayout, seq: list[str], plans: list[
         instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev, out, len(p.inputs) == 1))
         reduce_prev = p.stride == 2
         c_pp, c_p = c_p, out
+    _check_output_widths(r, layout, instances, plans, width)
     return instances
+
+
+def _check_output_widths(r: Resolver, layout: ir.CellsLayout, instances: list[CellInstance],
+                         plans: list[CellTemplatePlan], width: int) -> None:
+    """No cell outputs more than ``MAX_CH`` channels: an ``output concat`` of K nodes is K times the cell's
+    width, which doubles at each reduction. The error is at the first such cell's declaration, with the
+    largest first-cell width that keeps every cell within the bound."""
+    cells = [inst for inst in instances if inst.template >= 0]
+    wide = next((inst for inst in cells if inst.out_channels > MAX_CH), None)
+    if wide is None:
+        return
+    t, k = r.space.cells[wide.template], plans[wide.template].multiplier
+    expr = next(o.value for o in layout.options if o.key == "width")
+    most = MAX_CH // max(inst.out_channels // width for inst in cells)
+    reductions = (wide.channels // width).bit_length() - 1
+    after = (f" (the cells' width {width} doubled by {reductions} reduction{'s' if reductions != 1 else ''})"
+             if reductions else "")
+    fix = (f"lower the cells' `width` (line {expr.pos.line}) to at most {most}{r.origin(expr)}, concatenate "
+           f"fewer nodes, or use fewer reductions" if most else
+           "no width is small enough: concatenate fewer nodes, or use fewer reductions")
+    raise r.err(f"cell {t.name}'s output is too wide: `output concat` of {k} nodes of {wide.channels} channels"
+                f"{after} makes {wide.out_channels} channels, more than {MAX_CH}; {fix}", t.pos)
 
 
 def _template_inputs(r: Resolver, t: ir.CellTemplate) -> tuple[ir.Name, ...]:
@@ -200,6 +225,10 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
     stride = r.whole(t.stride, "cell stride", 1, 2) if t.stride is not None else 1
     if not t.nodes:
         raise r.err(f"cell {t.name} has no nodes; add e.g. `node n1 sums 2 of earlier through OPS`", t.pos)
+    if len(t.nodes) > MAX_NODES:
+        raise r.err(f"cell {t.name} has {len(t.nodes)} nodes, more than {MAX_NODES}: its supernet would hold an op "
+                    f"for every node, source and op, a number that grows as the square of the nodes; remove "
+                    f"nodes from here on (node {MAX_NODES + 1})", t.nodes[MAX_NODES].pos)
     # states: index 0 and 1 are the two inputs; a one-input cell reads index 1 (index 0 is unused)
     states = [inputs[0].name, inputs[1].name] if len(inputs) == 2 else ["", inputs[0].name]
     nodes = []
