@@ -202,3 +202,26 @@ def test_out_that_is_a_link_to_nothing_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and f"is a link to {tmp_path / 'gone'}, which does not exist" in err, err
     assert "File exists" not in err and not (tmp_path / "gone").exists()
+
+
+def _huge_space(templates: int = 4, nodes: int = 64) -> str:
+    """A cell space of more than 10^4300 architectures (Python writes no int of over 4,300 digits)."""
+    cells = "".join(f"cell t{t}\n" + "".join(f"  node n{i} sums 8 of earlier through ops\n" for i in range(nodes))
+                    + "end\n" for t in range(templates))
+    names = ", ".join(f"t{t}" for t in range(templates))
+    return ("space p\ninput 3 x 8 x 8\nclasses 3\nchoices ops = none, maxpool_k3, avgpool_k3, identity, sep_k3, "
+            f"sep_k5, dil_k3, dil_k5\n{cells}network\n  stem width 4\n  cells {names} width 2\nend\n")
+
+
+def test_a_space_of_more_architectures_than_python_writes_is_counted_by_its_power_of_ten(tmp_path, capsys):
+    """space check/show of ~10^4758 architectures was an internal error (int to str past 4,300 digits)."""
+    path = tmp_path / "huge.space"
+    path.write_text(_huge_space())
+    assert main(["space", "check", str(path)]) == 0
+    assert "~10^4758 architectures" in capsys.readouterr().out
+    assert main(["space", "show", "--json", str(path)]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == "~10^4758"
+    path.write_text(_huge_space(templates=1, nodes=4))  # a count JSON holds: the whole number
+    assert main(["space", "show", "--json", str(path)]) == 0
+    size = json.loads(capsys.readouterr().out)["size"]
+    assert isinstance(size, int) and size > 10**20

@@ -5,6 +5,7 @@ it contains."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 
@@ -63,7 +64,7 @@ def space_summary(cs, metric: str = "params") -> dict:
         "metrics": list(ct.metrics),
         "num_decisions": cs.num_decisions,
         "sum_k": cs.sum_k,
-        "size": cs.size,
+        "size": _json_count(cs.size),
         "decisions": decisions,
         # elastic widths: no one fixed cost (stem and head widths are searched), its range over the combinations
         **({"fixed_cost": ct.fixed[metric]} if context is None else
@@ -89,9 +90,20 @@ def _load(args):
     return load_compiled(args.file, overrides), arch_json, overrides
 
 
+# architecture counts up to this many digits are whole numbers in --json (Python's int/str conversion, and
+# its json module's reading, stop at 4,300 digits by default)
+JSON_DIGITS = 4000
+
+
 def _count(n: int, digits: int) -> str:
-    """``n`` to ``digits`` significant digits; beyond a float's range (10^308), its power of ten."""
-    return f"{n:.{digits}g}" if n < 10**300 else f"~10^{len(str(n)) - 1}"
+    """``n`` to ``digits`` significant digits; beyond a float's range (10^308), its power of ten (worked out
+    without writing ``n`` in decimal, which Python refuses past 4,300 digits)."""
+    return f"{n:.{digits}g}" if n < 10**300 else f"~10^{math.floor(math.log10(n))}"
+
+
+def _json_count(n: int) -> int | str:
+    """``n`` for --json: the whole number, or past :data:`JSON_DIGITS` digits its power of ten as a string."""
+    return n if n < 10**JSON_DIGITS else _count(n, 3)
 
 
 def _show_table(cs, metric: str) -> None:
