@@ -225,3 +225,22 @@ def test_a_space_of_more_architectures_than_python_writes_is_counted_by_its_powe
     assert main(["space", "show", "--json", str(path)]) == 0
     size = json.loads(capsys.readouterr().out)["size"]
     assert isinstance(size, int) and size > 10**20
+
+
+CELL_LIST = ("space p\ninput 3 x 8 x 8\nclasses 3\ncell normal\n  node n1 sums 1 of earlier through [identity, sep_k3]\n"
+             "  output concat{names}\nend\nnetwork\n  stem width 4\n  cells normal x 2 width 2\nend\n")
+
+
+@pytest.mark.parametrize("names, hint", [("", True), (" n1,", True), (" n1", False)])
+def test_an_end_read_as_a_name_of_the_list_before_it_is_said(tmp_path, capsys, names, hint):
+    """Keywords are soft: `output concat` with no names took the `end` below it for one, and the error named
+    the statement after the block; it now says why. A space without the mistake compiles."""
+    path = tmp_path / "c.space"
+    path.write_text(CELL_LIST.format(names=names))
+    code = main(["space", "check", str(path)])
+    err = capsys.readouterr().err
+    if not hint:
+        assert code == 0, err
+        return
+    assert code == 2 and err.startswith(f"{path}:8:1: unexpected 'network'"), err
+    assert "(the `end` on line 7 was read as a name of the list before it" in err, err

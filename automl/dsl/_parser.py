@@ -364,6 +364,20 @@ def _bracket_hint(e: UnexpectedToken, text: str) -> str:
     return f"; a list of choices goes in brackets: `{keyword} [{listed}]`"
 
 
+def _end_hint(e: UnexpectedToken, expected_words: list[str]) -> str:
+    """A block's ``end`` read as a name: keywords are soft, so ``output concat`` or ``inputs`` with its names
+    left out (or a list ending in ``,``) takes the ``end`` below it for one, and the error comes a statement
+    later."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    if "'end'" not in expected_words or not stack or getattr(stack[-1], "data", None) != "name_list":
+        return ""
+    last = stack[-1].children[-1]
+    if not (isinstance(last, Token) and str(last) == "end"):
+        return ""
+    return (f" (the `end` on line {last.line} was read as a name of the list before it: write the list's names "
+            f"before that `end`, and no `,` after the last)")
+
+
 def _hint(tok: Token, expected_words: list[str]) -> str:
     text = str(tok)
     keywords = [w.strip("'") for w in expected_words if w.startswith("'") and w.strip("'").isalpha()]
@@ -398,7 +412,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
         tok = e.token
         expected = _describe_expected(e.accepts or e.expected or ())
         msg = (f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + _hint(tok, expected)
-               + _bracket_hint(e, text))
+               + _bracket_hint(e, text) + _end_hint(e, expected))
         if tok.type == "$END":
             line, col = _end_position(text)
             return err(msg, line, col)
