@@ -1,4 +1,5 @@
 import os
+import signal
 import socket
 from pathlib import Path
 
@@ -18,9 +19,15 @@ _START_DIR = pytest.StashKey[str]()
 def pytest_sessionstart(session):
     """The tests name shipped files relative to the repository root (``spaces/digits.space``, some at import
     time): run them from there whatever directory pytest was started in. The command line's paths are already
-    resolved against the starting directory by then; the starting directory is restored at the end."""
+    resolved against the starting directory by then; the starting directory is restored at the end.
+
+    SIGINT is Ctrl-C's, as on a terminal, even when pytest runs as a script's background job (``pytest &`` in a
+    CI script: the shell ignores SIGINT there, and a run, its tests' own processes too, leaves an ignored signal
+    ignored): the tests that stop a run by SIGINT send it as a terminal would."""
     session.config.stash[_START_DIR] = os.getcwd()
     os.chdir(ROOT)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_sessionfinish(session):

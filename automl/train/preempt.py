@@ -1,12 +1,12 @@
 """When to checkpoint inside an epoch, and stopping cleanly on SIGTERM / SIGINT / SIGHUP.
 
 * While the run's stages execute, SIGTERM (a cluster preempting or requeueing the job, ``kill``), SIGINT
-  (Ctrl-C) and SIGHUP (the terminal or ssh session closed; not under ``nohup``, which ignores it) only record
-  the signal. The training loop finishes
-  its current step, writes a checkpoint and raises :class:`automl.errors.Stopped` (exit code 128 + signal:
-  143, 130, 129). A second SIGTERM or SIGINT exits at once (``os._exit``); a checkpoint being written then is
-  abandoned before its index names it, so the previous one stays the one ``--resume`` loads. A second SIGHUP
-  does not: a terminal that closes sends it more than once.
+  (Ctrl-C) and SIGHUP (the terminal or ssh session closed) only record the signal; one that is ignored as
+  the run starts stays ignored (SIGHUP under ``nohup``, SIGINT in a script's background job). The training
+  loop finishes its current step, writes a checkpoint and raises :class:`automl.errors.Stopped` (exit code
+  128 + signal: 143, 130, 129). A second SIGTERM or SIGINT exits at once (``os._exit``); a checkpoint being
+  written then is abandoned before its index names it, so the previous one stays the one ``--resume`` loads.
+  A second SIGHUP does not: a terminal that closes sends it more than once.
 * A terminal that hung up fails every write to it (EIO): on SIGHUP, standard output and error that were
   that terminal go to ``/dev/null`` instead, so the step, the checkpoint and the exit code do not depend on
   output nobody can read. DataLoader workers leave all three signals to the main process
@@ -56,12 +56,14 @@ class Preemption:
     @contextmanager
     def armed(self):
         """Catch SIGTERM, SIGINT and SIGHUP inside the block (main thread only: Python allows handlers nowhere
-        else); a SIGHUP that is ignored (``nohup``) stays ignored, so that the run outlives its terminal."""
+        else). A signal ignored when the block begins stays ignored, as during start-up: SIGHUP under ``nohup``,
+        so that the run outlives its terminal, and SIGINT in a job that a script starts with ``&`` (the shell
+        ignores it there, so that a Ctrl-C meant for the script does not reach its background jobs)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
         self._ttys = [fd for fd in (1, 2) if _isatty(fd)]
-        caught = [s for s in SIGNALS if s != getattr(signal, "SIGHUP", None) or signal.getsignal(s) != signal.SIG_IGN]
+        caught = [s for s in SIGNALS if signal.getsignal(s) != signal.SIG_IGN]
         old = {s: signal.signal(s, self._handle) for s in caught}
         try:
             yield
