@@ -340,13 +340,16 @@ def env_threads(environ=None, local_world_size: int = 1, parent_without_omp=None
 
 
 def _saved(out_dir: Path | None) -> int | None:
+    """The count ``DIR/threads.json`` records, or None where it is missing, unreadable or records no count that
+    a recipe could give (a whole number from 1 to :data:`MAX_THREADS`): then the run's other records decide."""
     if out_dir is None:
         return None
-    text = _read(str(Path(out_dir) / THREADS_FILE))
-    try:
-        return int(json.loads(text)["threads"]) if text else None
+    try:  # a damaged file may hold any bytes: not ASCII is a ValueError too (UnicodeDecodeError)
+        text = _read(str(Path(out_dir) / THREADS_FILE))
+        n = json.loads(text)["threads"] if text else None
     except (ValueError, KeyError, TypeError):
         return None
+    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS else None
 
 
 def _too_many(threads: int, local_world_size: int, kept: bool) -> str:
