@@ -177,7 +177,9 @@ class RunLock:
             h = json.loads(self.path.read_text())
             who = (f"process {h['pid']} on {h['host']}, started {h['started']}"
                    + (f" ({h['command']})" if h.get("command") else ""))
-            stop = f"stop it (kill {h['pid']}: it writes a checkpoint and exits)"
+            # a pid names a process on its own host only: kill it here and another process would get the signal
+            there = "" if h["host"] == socket.gethostname() else f" on {h['host']}"
+            stop = f"stop it (kill {h['pid']}{there}: it writes a checkpoint and exits)"
         except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
             who, stop = "another process", "stop it"
         if then is not None:
