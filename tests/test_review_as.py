@@ -17,20 +17,9 @@ from automl.pipeline.reuse import load_supernet
 from automl.pipeline.setup import check_out_and_export
 from automl.recipe import load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-FAST = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0",
-        "search.supernets=1", "data.limit_train=64", "data.batch_size=32", "data.theta_batch_size=32",
-        "search.lam=2", "search.budgets=null", "search.epsilons=[0]", "export.onnx=false"]
+from test_review_an import FAST, QUICK, cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, err
 
 
 def api_error(overrides: list[str], out: Path, resume: bool = False) -> str:

@@ -127,27 +127,26 @@ def _held_by(folder: Path, host: str, pid: int = 4242) -> int:
     return fd
 
 
-def test_a_holder_on_another_host_is_killed_there(tmp_path, monkeypatch):
+def _refusal(tmp_path, monkeypatch, holder_host: str) -> str:
+    """The message of a run refused by a lock that a process on ``holder_host`` holds (this host: login1)."""
     monkeypatch.setattr(socket, "gethostname", lambda: "login1")
-    fd = _held_by(tmp_path, "node17")
+    fd = _held_by(tmp_path, holder_host)
     try:
         with pytest.raises(UserError) as e:
             RunLock(tmp_path).acquire()
     finally:
         os.close(fd)
-    assert "process 4242 on node17" in str(e.value)
-    assert "stop it (kill 4242 on node17: it writes a checkpoint and exits)" in str(e.value)
+    return str(e.value)
+
+
+def test_a_holder_on_another_host_is_killed_there(tmp_path, monkeypatch):
+    message = _refusal(tmp_path, monkeypatch, "node17")
+    assert "process 4242 on node17" in message
+    assert "stop it (kill 4242 on node17: it writes a checkpoint and exits)" in message
 
 
 def test_a_holder_on_this_host_is_killed_here(tmp_path, monkeypatch):
-    monkeypatch.setattr(socket, "gethostname", lambda: "login1")
-    fd = _held_by(tmp_path, "login1")
-    try:
-        with pytest.raises(UserError) as e:
-            RunLock(tmp_path).acquire()
-    finally:
-        os.close(fd)
-    assert "stop it (kill 4242: it writes a checkpoint and exits)" in str(e.value)
+    assert "stop it (kill 4242: it writes a checkpoint and exits)" in _refusal(tmp_path, monkeypatch, "login1")
     lock = RunLock(tmp_path)
     assert lock.acquire()  # free once the holder's descriptor is closed
     lock.release()
