@@ -294,7 +294,7 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     values: dict[tuple, float] = {}
     total = len(pieces) + 1
     bar = _progress(progress, total, f"profiling {cs.name}")
-    with _memory_guard(batch), bar as p:
+    with _memory_guard(batch, cs), bar as p:
         task = p.add_task(f"profiling {cs.name}", total=total) if p is not None else None
         overhead = time_module(_Tiny(), [(batch, 1, 1, 1)], threads, repeat, warmup, clock)
         if p is not None:
@@ -306,7 +306,7 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
                 p.update(task, advance=1, description=f"profiling {cs.name}: {where}")
     calibration = None
     if calibrate and cs.kind == "chain":
-        with _memory_guard(batch):
+        with _memory_guard(batch, cs):
             calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup,
                                      calibrate, progress, clock)
         a, c = calibration["scale"], calibration["per_piece_ms"]
@@ -335,16 +335,23 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
 
 
 @contextlib.contextmanager
-def _memory_guard(batch: int):
+def _memory_guard(batch: int, cs):
     """A measurement that runs out of memory (torch's or onnxruntime's allocator) is a :class:`UserError`
-    naming ``--batch``, the one argument that sizes every input and activation."""
+    naming what sizes every input and activation: ``--batch``, or at batch 1 the space's input size and widths."""
     try:
         yield
     except Exception as e:  # MemoryError; torch's RuntimeError and onnxruntime's exceptions name the allocation
         if not isinstance(e, MemoryError) and "allocate" not in str(e).lower():
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise UserError(f"--batch {batch}: out of memory while profiling ({first}); use a smaller --batch") from None
+        if batch > 1:
+            raise UserError(f"--batch {batch}: out of memory while profiling ({first}); use a smaller --batch"
+                            ) from None
+        dims = " x ".join(str(v) for v in cs.input_shape)
+        params = ", ".join(f"{k}={v}" for k, v in cs.params.items())
+        raise UserError(f"space {cs.name} ({cs.filename}): out of memory while profiling one {dims} input at "
+                        f"--batch 1 ({first}); this machine cannot hold its largest piece: profile a smaller input "
+                        f"size or narrower widths with --set (its parameters: {params or 'none'})") from None
 
 
 def _elastic_refusal(cs) -> str:
@@ -463,7 +470,8 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     it). ``check_shape=False`` skips the input-size and width checks (for the search space when retraining
     uses other sizes). ``against``: what ``cs`` is when the caller compiled it otherwise than the user's
     space and ``--set`` values (a run's retrained space), said in place of "space FILE" in a mismatch.
-    The table's ``batch`` and ``machine.threads``, when present, are whole numbers >= 1 (:func:`table_protocol`).
+    The table's ``batch`` and ``machine.threads``, when present, are whole numbers from 1 to the bounds of
+    ``space profile``'s ``--batch`` and ``--threads`` (:func:`table_protocol`).
     """
     path = Path(path)
     where = f"{source}: " if source else ""
@@ -546,16 +554,21 @@ def _check_header(table: dict, path: Path, where: str, cs) -> None:
 
 def _protocol_of(table: dict, path: Path, where: str) -> tuple[int | None, int | None]:
     """The table's ``(batch, machine.threads)`` (None where absent: a table written by hand); a value that
-    is not a whole number >= 1 is a :class:`UserError` naming the field."""
+    is not a whole number >= 1, or is above the bound of ``space profile``'s flag, is a :class:`UserError` naming
+    the field."""
     machine = {} if table.get("machine") is None else table["machine"]
     if not isinstance(machine, dict):
         raise UserError(f"{where}{path}: \"machine\" must be an object {{\"cpu\", \"cores\", \"threads\"}}, got "
                         f"{_short(machine)}; re-profile with `automl space profile`")
     out = []
-    for field, v in (("batch", table.get("batch")), ("machine.threads", machine.get("threads"))):
+    for field, v, most in (("batch", table.get("batch"), MAX_BATCH),
+                           ("machine.threads", machine.get("threads"), MAX_THREADS)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise UserError(f"{where}{path}: \"{field}\" must be a whole number >= 1 (what the table was "
                             f"measured with), got {_short(v)}; re-profile with `automl space profile`")
+        if v is not None and v > most:  # the run's exports are timed with it, after the whole search
+            raise UserError(f"{where}{path}: \"{field}\" is {_short(v)}, at most {most:,} (a typo?): the run's exports "
+                            f"are timed with the table's batch and threads; re-profile with `automl space profile`")
         out.append(v)
     return out[0], out[1]
 
