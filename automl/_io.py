@@ -239,7 +239,7 @@ def writable_file(path: str | os.PathLike, what: str, example: str = "out.json")
         raise UserError(f"{what} {path} is not a regular file (a device, pipe or socket), which writing the "
                         f"new file would replace; give a file name, e.g. {what} {example}")
     if path.is_dir():
-        raise UserError(f"{what} {path} is a folder; give a file name, e.g. {path / 'out.json'}")
+        raise UserError(f"{what} {path} is a folder; give a file name, e.g. {path / Path(example).name}")
     writable_dir(path.parent, f"{what} {path}: the folder")
     return path
 

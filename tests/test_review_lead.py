@@ -244,3 +244,12 @@ def test_an_end_read_as_a_name_of_the_list_before_it_is_said(tmp_path, capsys, n
         return
     assert code == 2 and err.startswith(f"{path}:8:1: unexpected 'network'"), err
     assert "(the `end` on line 7 was read as a name of the list before it" in err, err
+
+
+@pytest.mark.parametrize("verb, name", [(["profile"], "latency.json"), (["encode", "--timm", "spnasnet_100"],
+                                                                         "arch.json")])
+def test_out_that_is_a_folder_suggests_the_commands_own_file_name(tmp_path, capsys, verb, name):
+    space = "spaces/digits.space" if verb == ["profile"] else "spaces/proxylessnas.space"
+    code = main(["space", verb[0], str(ROOT / space), *verb[1:], "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"is a folder; give a file name, e.g. {tmp_path / name}" in err, err
