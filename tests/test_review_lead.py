@@ -246,6 +246,16 @@ def test_an_end_read_as_a_name_of_the_list_before_it_is_said(tmp_path, capsys, n
     assert "(the `end` on line 7 was read as a name of the list before it" in err, err
 
 
+def test_a_node_read_as_the_name_of_an_inputs_list_is_said(tmp_path, capsys):
+    """`cell normal inputs` with its names left out took the `node` below it for one."""
+    path = tmp_path / "c.space"
+    path.write_text(CELL_LIST.format(names=" n1").replace("cell normal\n", "cell normal inputs\n"))
+    code = main(["space", "check", str(path)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"{path}:5:8: unexpected name 'n1'"), err
+    assert "(the `node` on line 5 was read as a name of the list before it" in err, err
+
+
 @pytest.mark.parametrize("verb, name", [(["profile"], "latency.json"), (["encode", "--timm", "spnasnet_100"],
                                                                          "arch.json")])
 def test_out_that_is_a_folder_suggests_the_commands_own_file_name(tmp_path, capsys, verb, name):

@@ -364,18 +364,30 @@ def _bracket_hint(e: UnexpectedToken, text: str) -> str:
     return f"; a list of choices goes in brackets: `{keyword} [{listed}]`"
 
 
-def _end_hint(e: UnexpectedToken, expected_words: list[str]) -> str:
-    """A block's ``end`` read as a name: keywords are soft, so ``output concat`` or ``inputs`` with its names
-    left out (or a list ending in ``,``) takes the ``end`` below it for one, and the error comes a statement
-    later."""
+@functools.lru_cache(maxsize=1)
+def _keywords() -> frozenset[str]:
+    """The grammar's words (``end``, ``node``, ``output``, ...): soft, a name wherever a name is expected."""
+    return frozenset(t.pattern.value for t in space_parser().terminals
+                     if t.pattern.type == "str" and t.pattern.value.isalpha())
+
+
+def _keyword_as_name_hint(e: UnexpectedToken) -> str:
+    """A keyword on the next line read as a name: keywords are soft, so ``output concat`` or ``inputs`` with its
+    names left out (or a list ending in ``,``) takes the ``end`` or ``node`` below it for one, and the error
+    comes a statement later."""
     stack = getattr(getattr(e, "state", None), "value_stack", None) or []
-    if "'end'" not in expected_words or not stack or getattr(stack[-1], "data", None) != "name_list":
+    if len(stack) < 2:
         return ""
-    last = stack[-1].children[-1]
-    if not (isinstance(last, Token) and str(last) == "end"):
+    before, last = stack[-2], stack[-1]
+    if getattr(last, "data", None) == "name_list":
+        last = last.children[-1]
+    elif not (isinstance(before, Token) and (before.type in ("INPUTS", "CONCAT") or str(before) == ",")):
+        return ""  # a list's first name, not yet reduced to a name_list, follows its keyword
+    if not (isinstance(last, Token) and str(last) in _keywords() and isinstance(before, Token)
+            and last.line > before.line):
         return ""
-    return (f" (the `end` on line {last.line} was read as a name of the list before it: write the list's names "
-            f"before that `end`, and no `,` after the last)")
+    return (f" (the `{last}` on line {last.line} was read as a name of the list before it: write the list's names "
+            f"before that `{last}`, and no `,` after the last)")
 
 
 def _hint(tok: Token, expected_words: list[str]) -> str:
@@ -412,7 +424,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
         tok = e.token
         expected = _describe_expected(e.accepts or e.expected or ())
         msg = (f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + _hint(tok, expected)
-               + _bracket_hint(e, text) + _end_hint(e, expected))
+               + _bracket_hint(e, text) + _keyword_as_name_hint(e))
         if tok.type == "$END":
             line, col = _end_position(text)
             return err(msg, line, col)
