@@ -155,6 +155,9 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
         raise UserError(f"--supernet {source}: no checkpoint there: {source} {what}; check --supernet (the --out "
                         f"folder of an automl run whose weight phase has finished)")
     store = CheckpointStore(source / "checkpoints")
+    if store.missing() and not CheckpointStore(source).missing():
+        raise UserError(f"--supernet {source} is the checkpoints folder of the run in {source.parent}; give the "
+                        f"run's folder: --supernet {source.parent}")
     if store.missing():
         raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
                         f"--out folder of an automl run whose weight phase has finished")

@@ -180,15 +180,10 @@ def _note_device(state: RunState, here: str, say) -> None:
 
 
 def _check_supernet_folder(source: Path, out: Path) -> None:
-    """``supernet:`` names a run's folder rather than its checkpoints folder, and not the new run's own ``out``
-    (the source run's files would make it refuse to start there, as a run to ``--resume``); one that is not a
-    folder is :func:`~automl.pipeline.reuse.load_supernet`'s to say."""
-    if not source.is_dir():
-        return
-    if CheckpointStore(source / "checkpoints").missing() and not CheckpointStore(source).missing():
-        raise UserError(f"--supernet {source} is the checkpoints folder of the run in {source.parent}; give the "
-                        f"run's folder: --supernet {source.parent}")
-    if resolved(source, "--supernet") == resolved(out, "--out"):
+    """``supernet:`` is not the new run's own ``out`` (the source run's files would make it refuse to start
+    there, as a run to ``--resume``); what else is wrong with the folder is
+    :func:`~automl.pipeline.reuse.load_supernet`'s to say, on a resume too."""
+    if source.is_dir() and resolved(source, "--supernet") == resolved(out, "--out"):
         raise UserError(f"--supernet {source} is the run's own folder (--out {out}): a run that reuses a supernet "
                         f"starts in a folder of its own; choose another --out (to continue the run in {out}: "
                         f"--resume, with the recipe and flags it started with)")
