@@ -245,8 +245,8 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return _broken_pipe()
+    except BrokenPipeError:  # main's to handle, once standard output and error are flushed
+        raise
     except OSError as e:
         return _os_error(e)
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
