@@ -1388,7 +1388,6 @@ def _first_duplicate(node, prefix: tuple = (), visited: set[int] | None = None) 
     if id(node) in visited:
         return None
     visited.add(id(node))
-    dup = None
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
         for k, v in node.value:
@@ -1396,13 +1395,15 @@ def _first_duplicate(node, prefix: tuple = (), visited: set[int] | None = None) 
                 if k.value in seen and k.value != "<<":
                     return prefix + (k.value,), seen[k.value], k.start_mark.line + 1
                 seen[k.value] = k.start_mark.line + 1
-                dup = _first_duplicate(v, prefix + (k.value,), visited)
-            if dup is not None:
-                return dup
+                found = _first_duplicate(v, prefix + (k.value,), visited)
+                if found is not None:
+                    return found
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
-            dup = dup or _first_duplicate(v, prefix + (i,), visited)
-    return dup
+            found = _first_duplicate(v, prefix + (i,), visited)
+            if found is not None:
+                return found
+    return None
 
 
 def _kind(v: Any) -> str:
