@@ -19,6 +19,8 @@ import math
 import os
 import re
 import secrets
+import select
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
@@ -27,7 +29,8 @@ from automl.errors import UserError
 
 __all__ = ["TEMPORARY", "atomic_path", "guard_run_folder", "unguard_run_folder", "check_run_folder", "make_folder",
            "write_fix", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file"]
+           "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file",
+           "reader_gone"]
 
 
 # the name of a temporary _create_temporary makes: ".NAME.RANDOM{suffix}.tmp", RANDOM 8 hex digits (8 of
@@ -290,3 +293,17 @@ def read_utf8_text(path: str | os.PathLike) -> str:
         src = _one_newline(data).split(b"\n")[line - 1].decode("utf-8", errors="replace")
         raise UnreadableText("encoding", f"0x{data[e.start]:02x}", line, col, src) from None
     return text[1:] if text.startswith("\ufeff") else text
+
+
+def reader_gone(stream) -> bool:
+    """Whether ``stream`` writes to a pipe or socket whose reading end is closed (``poll`` reports an error or a
+    hang-up on it). Without ``poll`` (Windows), standard output is taken for it, as Python's recipe does."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # None, closed, or not a file (a test's captured output)
+        return False
+    if not hasattr(select, "poll"):
+        return stream is sys.stdout
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))

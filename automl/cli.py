@@ -23,11 +23,11 @@ import errno
 import importlib
 import logging
 import os
-import select
 import sys
 import traceback
 
 from automl import __version__
+from automl._io import reader_gone
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
 from automl.errors import Stopped, UserError
 
@@ -297,7 +297,7 @@ def _broken_pipe() -> int:
     """Exit 1 without a word when standard output or error is a pipe whose reader has gone (``| head``): each such
     stream is pointed at ``os.devnull``, so that what Python still flushes at exit goes nowhere (the recipe of
     Python's docs). A ``BrokenPipeError`` of anything else (a worker's pipe, a socket) is an internal error."""
-    closed = [s for s in (sys.stdout, sys.stderr) if _reader_gone(s)]
+    closed = [s for s in (sys.stdout, sys.stderr) if reader_gone(s)]
     if not closed:
         return _internal_error()
     _to_devnull(closed)
@@ -315,20 +315,6 @@ def _to_devnull(streams: list) -> None:
                 continue
     finally:
         os.close(devnull)
-
-
-def _reader_gone(stream) -> bool:
-    """Whether ``stream`` writes to a pipe or socket whose reading end is closed (``poll`` reports an error or a
-    hang-up on it). Without ``poll`` (Windows), standard output is taken for it, as Python's recipe does."""
-    try:
-        fd = stream.fileno()
-    except (AttributeError, OSError, ValueError):  # None, closed, or not a file (a test's captured output)
-        return False
-    if not hasattr(select, "poll"):
-        return stream is sys.stdout
-    poller = select.poll()
-    poller.register(fd, select.POLLOUT)
-    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
 def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:

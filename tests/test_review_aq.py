@@ -173,6 +173,7 @@ def test_a_run_piped_into_head_stops_quietly_and_resumes_on_an_ascii_terminal(tm
     _quiet(err)
     assert code == 1
     assert json.loads((out / "checkpoints" / "checkpoints.json").read_text())  # written whole
+    assert "standard output was closed" in err and err.rstrip().endswith(f"--out {out} --resume"), err
     again = subprocess.run(cmd + ["--resume"], capture_output=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr.decode(errors="replace")[-3000:]
     assert b"theta epoch 1/1: loss" in again.stdout and b"max ? [" in again.stdout  # max θ

@@ -1,10 +1,13 @@
 """Recipe checks: the sandwich rule needs lam >= 3, each member its own epsilon or budget, and data keys the
 dataset does not read are warned about."""
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+import automl.cli as cli
+import automl.commands.run as run_command
 import automl.pipeline.final_stages as fs
 from automl.cli import main
 from automl.pipeline import Run
@@ -263,3 +266,34 @@ def test_out_that_is_a_folder_suggests_the_commands_own_file_name(tmp_path, caps
     code = main(["space", verb[0], str(ROOT / space), *verb[1:], "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2 and f"is a folder; give a file name, e.g. {tmp_path / name}" in err, err
+
+
+FAST_RUN = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0",
+            "search.supernets=1", "data.limit_train=64", "search.epsilons=[0]", "search.budgets=null"]
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_a_run_whose_output_reader_went_away_says_how_to_go_on(tmp_path, monkeypatch, capsys, saved):
+    def closed_pipe(self):
+        if saved:
+            (self.out / "checkpoints").mkdir(parents=True)
+            (self.out / "checkpoints" / "checkpoints.json").write_text('{"checkpoints": ["a"]}')
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(Run, "execute", closed_pipe)
+    monkeypatch.setattr(run_command.CheckpointStore, "exists", lambda self: saved)
+    gone = {"stdout": True}
+    for module in (run_command, cli):
+        monkeypatch.setattr(module, "reader_gone", lambda s: gone["stdout"] and s is sys.stdout)
+    out = tmp_path / "r"
+    assert main(["run", str(QUICK), *FAST_RUN, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "its standard output was closed" in err and "Traceback" not in err, err
+    if saved:
+        assert err.rstrip().endswith(f"--out {out} --resume"), err
+    else:
+        assert "no checkpoint was written yet" in err and "--resume" not in err, err
+    gone["stdout"] = False  # a broken pipe that is not standard output's: no word about it (an internal error)
+    assert main(["run", str(QUICK), *FAST_RUN, "--out", str(tmp_path / "r2")]) == 1
+    err = capsys.readouterr().err
+    assert "internal error" in err and "standard output was closed" not in err, err

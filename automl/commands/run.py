@@ -11,9 +11,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from automl._io import reader_gone
 from automl.errors import Stopped, UserError
 from automl.pipeline import Run, resolve_device
-from automl.pipeline.context import on_main
+from automl.pipeline.context import how_to_go_on, on_main
 from automl.pipeline.run import held_files
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
@@ -68,6 +69,21 @@ def _drop_unused(out: Path, runs_was_there: bool) -> None:
         if not runs_was_there:
             out.parent.rmdir()
     except OSError:  # not empty after all (another writer), or already gone: left as it is
+        pass
+
+
+def _say_output_closed(out: Path, again: str) -> None:
+    """On standard error, when the run stopped because standard output's reader went away (``| head``): how to
+    go on. Said only where standard error can still be written and is not that same closed pipe."""
+    if not reader_gone(sys.stdout) or reader_gone(sys.stderr):
+        return
+    keep = "give it an output that stays open (`> run.log`, or `| tee run.log` to watch it too)"
+    go_on = (how_to_go_on(True, out, again, keep) if CheckpointStore(out / "checkpoints").exists()
+             else f"no checkpoint was written yet: {keep} and run the command again")
+    try:
+        print(f"the run stopped: its standard output was closed (the command reading it has ended); {go_on}",
+              file=sys.stderr, flush=True)
+    except OSError:
         pass
 
 
@@ -203,9 +219,11 @@ def main(args) -> int:
             again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
             try:
                 Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
-            except BaseException:
+            except BaseException as e:
                 if claimed is not None:
                     _drop_unused(claimed, runs_was_there)
+                if isinstance(e, BrokenPipeError):
+                    _say_output_closed(out, again)
                 raise
         barrier(info)  # rank 0 writes the results and the report last: the other ranks wait for it
     except StoppedStarting as e:
