@@ -238,12 +238,12 @@ def _main(argv: list[str] | None) -> int:
     except UserError as e:
         # under torchrun every rank stops on it: one message (already printed by a check of rank 0 alone)
         if os.environ.get("RANK", "0") == "0" and not e.printed:
-            print(e.text(), file=sys.stderr)
+            _say(e.text())
         return e.exit_code
     except Stopped as e:  # SIGTERM / SIGINT / SIGHUP: the run wrote a checkpoint and printed the --resume command
         return e.exit_code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        _say("interrupted")
         return 130
     except BrokenPipeError:  # main's to handle, once standard output and error are flushed
         raise
@@ -352,6 +352,15 @@ def _check_paths(args) -> None:
         raise UserError(f"{verb}: {name} is empty ({value!r}); give {what}, e.g. {verb} {example}")
 
 
+def _say(message: str) -> None:
+    """``message`` on standard error; where that is a pipe whose reader has gone (``2>&1 | head``), nothing, so
+    that the command still exits with its own status (2 for a user's mistake), not a closed pipe's 1."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        _to_devnull([sys.stderr])
+
+
 def _os_error(e: OSError) -> int:
     """Exit 2 with one line for what the machine refuses (a full disk, a path too long, no permission), naming
     the file; any other ``OSError`` is an internal error (exit 1)."""
@@ -362,7 +371,7 @@ def _os_error(e: OSError) -> int:
     else:
         return _internal_error()
     if os.environ.get("RANK", "0") == "0":
-        print(f"automl: {message}", file=sys.stderr)
+        _say(f"automl: {message}")
     return 2
 
 

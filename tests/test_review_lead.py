@@ -1,6 +1,8 @@
 """Recipe checks: the sandwich rule needs lam >= 3, each member its own epsilon or budget, and data keys the
 dataset does not read are warned about."""
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -297,3 +299,16 @@ def test_a_run_whose_output_reader_went_away_says_how_to_go_on(tmp_path, monkeyp
     assert main(["run", str(QUICK), *FAST_RUN, "--out", str(tmp_path / "r2")]) == 1
     err = capsys.readouterr().err
     assert "internal error" in err and "standard output was closed" not in err, err
+
+
+@pytest.mark.parametrize("both", [False, True])
+def test_a_users_mistake_exits_2_when_its_message_cannot_be_written(tmp_path, both):
+    r, w = os.pipe()
+    os.close(r)  # `2>&1 | head -0`: standard error's reader has gone
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "automl", "space", "check", str(tmp_path / "missing.space")]
+    try:
+        done = subprocess.run(cmd, stdout=w if both else subprocess.DEVNULL, stderr=w, env=env, timeout=120)
+    finally:
+        os.close(w)
+    assert done.returncode == 2
