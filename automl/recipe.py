@@ -1378,7 +1378,7 @@ def _check_duplicates(node, filename: str) -> None:
     dup = _first_duplicate(node)
     if dup is not None:
         path, first, line = dup
-        raise RecipeError(f"duplicate key (first on line {first})", filename, ".".join(map(str, path)), line)
+        raise RecipeError(f"duplicate key (first on line {first})", filename, _dotted(path), line)
 
 
 def _first_duplicate(node, prefix: tuple = (), visited: set[int] | None = None) -> tuple[tuple, int, int] | None:

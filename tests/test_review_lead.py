@@ -312,3 +312,10 @@ def test_a_users_mistake_exits_2_when_its_message_cannot_be_written(tmp_path, bo
     finally:
         os.close(w)
     assert done.returncode == 2
+
+
+def test_a_duplicate_key_inside_a_list_is_named_as_other_keys_are(tmp_path):
+    path = tmp_path / "dup.yaml"
+    path.write_text(f"name: q\nspace: {ROOT / 'spaces' / 'digits.space'}\nsearch:\n  budgets:\n    - a: 1\n      a: 2\n")
+    e = error_of([], path)
+    assert e.key == "search.budgets[0].a" and "line 5" in str(e), str(e)
