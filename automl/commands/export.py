@@ -186,8 +186,13 @@ def _report(args, manifest: dict, supernet_state, calibration) -> None:
         print(f"int8: not quantised, the fp32 model is kept: {q['error']}")
     elif q is not None:
         print(f"int8: {q['file']} ({q['size_bytes'] / q['fp32_size_bytes']:.2f}x the size, "
-              f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {100 * q['test_accuracy']:.2f} % "
-              f"vs fp32 {100 * q['fp32_test_accuracy']:.2f} %)")
+              f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {_percent(q['test_accuracy'])} "
+              f"vs fp32 {_percent(q['fp32_test_accuracy'])})")
+
+
+def _percent(accuracy: float | None) -> str:
+    """An accuracy in percent; ``—`` where it is undefined (the test batches held no image)."""
+    return "—" if accuracy is None else f"{100 * accuracy:.2f} %"
 
 
 def _not_exported_weights(path: str, obj: dict, arch: str) -> None:

@@ -157,7 +157,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file; an earlier
     export's ``model.int8.onnx`` there is removed (:func:`~automl.export.quantize.measure_export` writes one).
-    Raises :class:`~automl.errors.UserError` for bad input, ``OnnxParityError`` /
+    Raises :class:`~automl.errors.UserError` for bad input (before any file of an earlier export in ``out_dir``
+    is replaced or removed), ``OnnxParityError`` /
     ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
     """
     se = check_se(se, compiled)
@@ -166,10 +167,6 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     arch = as_arch(arch, compiled)
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     out_dir = writable_dir(out_dir, "export folder")
-    # the manifest is written last: a folder with a manifest holds a complete export, even when an
-    # export into it is interrupted halfway
-    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
-    (out_dir / INT8_NAME).unlink(missing_ok=True)  # an earlier export's int8 model does not fit this one
 
     model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state)
     recalibrated = None
@@ -181,6 +178,11 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     _check_finite(model, source, input_shape)
     manifest = _manifest(compiled, arch, model, se, epsilon, (cost, cost_metric, search_cost), space_path,
                          space_args, normalize)
+    # the network is checked: from here on the folder's files are replaced. The manifest is written last: a
+    # folder with a manifest holds a complete export, even when an export into it is interrupted halfway; an
+    # export refused above leaves an earlier export in the folder as it was
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
+    (out_dir / INT8_NAME).unlink(missing_ok=True)  # an earlier export's int8 model does not fit this one
     src_space = manifest["space"]
     if src_space and Path(src_space).is_file():
         copy_name = "space" + (Path(src_space).suffix or ".space")

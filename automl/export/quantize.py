@@ -8,7 +8,8 @@ training data.
 - ``latency``: the median onnxruntime latency of ``model.onnx`` (and ``model.int8.onnx``) on this
   machine, batch 1, ``threads`` intra-op threads, with the machine it was measured on;
 - ``int8`` (when asked): the file, its size and the fp32 size, the test accuracy of both models through
-  onnxruntime, or ``{"error": why}`` when the model could not be quantised (the fp32 file stays).
+  onnxruntime (null when the test batches hold no image), or ``{"error": why}`` when the model could not be
+  quantised (the fp32 file stays).
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from automl._io import atomic_path
-from automl.export.manifest import read_manifest, write_manifest
+from automl.export.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from automl.errors import UserError
 from automl.profile import EXPORT_PROTOCOL, machine_info, ort_session, time_session
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
-           "measure_export", "calibration_batches"]
+           "measure_export", "calibration_batches", "check_inputs"]
 
 _logger = logging.getLogger(__name__)
 
@@ -98,24 +99,44 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
             root.setLevel(level)
 
 
-def onnx_accuracy(path: str | os.PathLike, batches: Iterable, input_name: str = "input", threads: int = 1) -> float:
-    """Top-1 accuracy of an ONNX model over ``(x, y)`` batches, run by onnxruntime."""
+def check_inputs(what: str, got: tuple, want) -> None:
+    """A batch of images of shape ``got`` fits a model's input of shape ``want`` (without the batch axis; a
+    name instead of a size: any size), else a :class:`UserError` that starts with ``what``."""
+    if len(got) == len(want) + 1 and all(not isinstance(w, int) or g == w for g, w in zip(got[1:], want)):
+        return
+    shown = ", ".join(str(w) if isinstance(w, int) else "any" for w in want)
+    raise UserError(f"{what} holds inputs of shape {tuple(got)}; the exported model takes (N, {shown}) (the "
+                    f"manifest's input_shape): give (x, y) batches of images of that shape")
+
+
+def onnx_accuracy(path: str | os.PathLike, batches: Iterable, input_name: str = "input",
+                  threads: int = 1) -> float | None:
+    """Top-1 accuracy of an ONNX model over ``(x, y)`` batches, run by onnxruntime; None (undefined) when the
+    batches hold no image."""
     session = ort_session(str(path), threads)
+    want = next((i.shape[1:] for i in session.get_inputs() if i.name == input_name), None)
     correct = seen = 0
     for x, y in batches:
         xa = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
         ya = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
+        if want is not None:
+            check_inputs(f"{path}: a test batch", xa.shape, want)
         logits = session.run(None, {input_name: np.ascontiguousarray(xa, dtype=np.float32)})[0]
         correct += int((logits.argmax(1) == ya).sum())
         seen += len(ya)
-    return correct / max(seen, 1)
+    return correct / seen if seen else None
 
 
 def onnx_latency(path: str | os.PathLike, input_shape, threads: int = 1, batch: int = 1,
                  repeat: int = LATENCY_REPEAT, input_name: str = "input", clock: str = "wall") -> float:
     """Median onnxruntime latency (ms) of an ONNX model on this machine (after warm-up); ``clock`` as in
     :func:`automl.profile.time_session`."""
-    session = ort_session(str(path), threads)
+    return _latency(ort_session(str(path), threads), input_shape, batch, repeat, input_name, clock)
+
+
+def _latency(session, input_shape, batch: int = 1, repeat: int = LATENCY_REPEAT, input_name: str = "input",
+             clock: str = "wall") -> float:
+    """:func:`onnx_latency` of an onnxruntime session."""
     x = np.random.default_rng(0).standard_normal((batch, *input_shape)).astype(np.float32)
     return time_session(session, {input_name: x}, repeat, max(3, repeat // 5), clock=clock)
 
@@ -124,14 +145,41 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
+def _export_again(out_dir: Path, manifest: dict) -> str:
+    """How to write an export's files again: ``automl export`` with its own manifest and weights."""
+    spaces = [out_dir / str(manifest["space_file"])] if manifest.get("space_file") else []
+    spaces += [Path(str(manifest["space"]))] if manifest.get("space") else []
+    space = next((str(p) for p in spaces if p.is_file()), "SPACE")  # the space file, as load_model finds it
+    weights = out_dir / str((manifest.get("weights") or {}).get("file") or "model.safetensors")
+    how = f"automl export {space} --arch {out_dir / MANIFEST_NAME} --out {out_dir}"
+    return how.replace(" --out", f" --weights {weights} --out") if weights.is_file() else how
+
+
+def _fp32_session(fp32: Path, out_dir: Path, manifest: dict, threads: int):
+    """The onnxruntime session of an export's ``model.onnx``; a missing, truncated or damaged file is a
+    :class:`UserError` that names it and says how to export it again."""
+    again = f"export the network again into {out_dir}: {_export_again(out_dir, manifest)}"
+    if not fp32.is_file():
+        raise UserError(f"{fp32}: the export's ONNX model is missing; {again}")
+    try:
+        return ort_session(str(fp32), threads)
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = why.rsplit("failed:", 1)[-1].strip().rstrip(".")[:200]
+        raise UserError(f"{fp32}: not a readable ONNX model ({why}): the file is truncated or damaged; "
+                        f"{again}") from None
+
+
 def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
                    test: Iterable | None = None, threads: int = EXPORT_PROTOCOL["threads"],
                    batch: int = EXPORT_PROTOCOL["batch"]) -> dict:
     """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
 
     ``calibration``: ``(x, y)`` training batches (needed for ``quantize="int8"``); ``test``: a callable
-    returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured). The latency is
-    timed on ``batch`` images with ``threads`` intra-op threads (a run with a latency table: the table's own).
+    returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured; batches without
+    an image: recorded as None, undefined). The latency is timed on ``batch`` images with ``threads`` intra-op
+    threads (a run with a latency table: the table's own). A missing or unreadable ``model.onnx`` is a
+    :class:`UserError` that says how to export it again.
     """
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
@@ -144,7 +192,8 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     shape = m["input_shape"]
     import onnxruntime
 
-    latency = {"fp32_ms": onnx_latency(fp32, shape, threads, batch, input_name=name), "batch": batch,
+    session = _fp32_session(fp32, out_dir, m, threads)
+    latency = {"fp32_ms": _latency(session, shape, batch, input_name=name), "batch": batch,
                "threads": threads, "runtime": f"onnxruntime {onnxruntime.__version__}",
                "machine": machine_info(threads)}
     m["latency"] = latency
@@ -152,19 +201,27 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
         int8 = out_dir / INT8_NAME
         entry: dict = {"file": INT8_NAME, "format": "QDQ", "weights": "int8 per channel", "activations": "uint8",
                        "fp32_size_bytes": _size(fp32)}
+        batches = calibration_batches(calibration or [])
+        for b in batches:  # the caller's data, not the model, when it does not fit
+            check_inputs(f"{out_dir}: a calibration batch", b.shape, shape)
+        # before the int8 model is written: test batches that do not fit the model stop here
+        fp32_accuracy = onnx_accuracy(fp32, test(), name, threads) if test is not None else None
         try:
-            batches = calibration_batches(calibration or [])
             quantize_int8(fp32, int8, batches, input_name=name)
         except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
             int8.unlink(missing_ok=True)
-            entry = {"file": None, "error": f"{type(e).__name__}: {e}".splitlines()[0][:500]}
+            entry = {"file": None, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500]}
         else:
             entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
             latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name)
             if test is not None:
                 entry["test_accuracy"] = onnx_accuracy(int8, test(), name, threads)
-                entry["fp32_test_accuracy"] = onnx_accuracy(fp32, test(), name, threads)
+                entry["fp32_test_accuracy"] = fp32_accuracy
         m["int8"] = entry
+    elif (m.get("int8") or {}).get("file") and (out_dir / INT8_NAME).is_file():
+        # an earlier quantisation's model (export_architecture removes it with the model it was made from): timed
+        # again with the fp32 one, as the manifest's int8 entry still describes it
+        latency["int8_ms"] = onnx_latency(out_dir / INT8_NAME, shape, threads, batch, input_name=name)
     write_manifest(out_dir, m)
     return m
 
