@@ -212,6 +212,9 @@ def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict,
     if state.get("kind") != kind or state.get("version") not in versions:
         raise ValueError(f"not a {kind} state (version {max(versions)}): kind={state.get('kind')!r}, "
                          f"version={state.get('version')!r}")
+    missing = [key for key in (*config, "costs") if key not in state]
+    if missing:
+        raise ValueError(f"the {kind} state lacks {', '.join(missing)}: it is not a whole state_dict()")
     for key, mine in config.items():
         if mine != state[key]:
             raise ValueError(f"state was saved with {key}={state[key]!r} but this {who} has {key}={mine!r}; "

@@ -14,6 +14,7 @@ docs/search-engine.md, "Costs that depend on each other".
 from __future__ import annotations
 
 import math
+import operator
 from typing import Sequence
 
 import torch
@@ -22,7 +23,24 @@ from ._checks import cheapest_cost, check_costs, dearest_cost, real_table
 from ._knapsack import best_within_budget
 
 __all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals",
-           "cost_bound", "cost_state", "cost_extremes", "best_within"]
+           "cost_bound", "costs_finite", "cost_state", "cost_extremes", "best_within"]
+
+
+def _decision_indices(decisions) -> tuple[int, ...]:
+    """``decisions`` as a tuple of ints (NumPy's and 0-d integer tensors too); anything else (a number alone, a
+    string, a bool, 0.5) is a ``ValueError`` that names ``context_decisions``."""
+    if isinstance(decisions, (str, bytes)) or not hasattr(decisions, "__iter__"):
+        raise ValueError(f"context_decisions must be a list of decision indices, got {decisions!r}")
+    out = []
+    for c in decisions:
+        try:
+            if isinstance(c, bool):
+                raise TypeError
+            out.append(operator.index(c))
+        except TypeError:
+            raise ValueError(f"context_decisions must be a list of decision indices (integers), got "
+                             f"{list(decisions)!r}") from None
+    return tuple(out)
 
 
 class ContextCosts:
@@ -41,8 +59,11 @@ class ContextCosts:
 
     def __init__(self, context_decisions: Sequence[int], tables, fixed, mask):
         mask = torch.as_tensor(mask, dtype=torch.bool).cpu()
+        if mask.dim() != 2:
+            raise ValueError(f"mask must be a (D, Kmax) table, True where a choice exists, got shape "
+                             f"{tuple(mask.shape)}")
         D, Kmax = mask.shape
-        self.context_decisions = tuple(int(c) for c in context_decisions)
+        self.context_decisions = _decision_indices(context_decisions)
         if not self.context_decisions or any(not 0 <= c < D for c in self.context_decisions) \
                 or len(set(self.context_decisions)) != len(self.context_decisions):
             raise ValueError(f"context_decisions must be distinct decisions in [0, {D}), got {context_decisions!r}")
@@ -244,6 +265,13 @@ def cost_bound(costs) -> float:
     if isinstance(costs, ContextCosts):
         return float(costs.tables.abs().sum((-1, -2)).max() + costs.fixed.abs().max())
     return float(costs.abs().max())
+
+
+def costs_finite(costs) -> bool:
+    """Whether every cost (a table's entries, or a context model's tables and fixed costs) is finite."""
+    if isinstance(costs, ContextCosts):
+        return bool(torch.isfinite(costs.tables).all()) and bool(torch.isfinite(costs.fixed).all())
+    return bool(torch.isfinite(costs).all())
 
 
 def cost_state(costs):

@@ -42,6 +42,9 @@ class TellInputs:
     def __init__(self, num_choices: list[int], device: torch.device, dtype: torch.dtype, host_checks: bool):
         self.num_choices = num_choices
         self.device, self.dtype, self.host_checks = device, dtype, host_checks
+        # Losses are only ranked, so they keep float64 with a float32 theta: rounded to float32, distinct losses
+        # would tie and finite ones beyond 3.4e38 turn inf (MPS has no float64).
+        self.loss_dtype = dtype if device.type == "mps" else torch.float64
         self.kminus1_cpu = torch.tensor(num_choices) - 1
         self.kminus1 = self.kminus1_cpu.to(device)
         self._nonfinite = torch.zeros((), dtype=torch.long, device=device)
@@ -77,8 +80,9 @@ class TellInputs:
         return arch.to(self.device, non_blocking=self.device.type != "cpu")
 
     def losses(self, losses, rows: int) -> torch.Tensor:
-        """``(rows,)`` losses on the device, NaN and +-inf replaced by +inf (they rank worst)."""
-        losses = as_losses(losses, rows, self.dtype, self.device)
+        """``(rows,)`` float64 losses on the device (:attr:`loss_dtype`), NaN and +-inf replaced by +inf (they rank
+        worst)."""
+        losses = as_losses(losses, rows, self.loss_dtype, self.device)
         # On the host, one reduction on the common path: a finite sum means every loss is finite (an
         # overflowing sum of finite losses only sends us to the exact check below).
         if self.host_checks and math.isfinite(float(losses.sum())):

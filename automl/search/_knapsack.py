@@ -45,8 +45,9 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
         ``LongTensor (D,)`` of choices, or ``None`` when even the cheapest architecture exceeds the budget.
 
     Raises:
-        ValueError: shapes that differ, a budget that is not a number or NaN, NaN values or non-finite
-            costs of existing choices (a value of ``-inf`` is allowed: that choice is never taken).
+        ValueError: shapes that differ, a budget that is not a number or NaN, NaN or ``+inf`` values or non-finite
+            costs of existing choices (a value of ``-inf`` is allowed: that choice is never taken), a decision
+            without any choice in ``mask``.
     """
     values, costs, mask = _checked(values, costs, budget, mask)
     D, Kmax = costs.shape
@@ -103,6 +104,10 @@ def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, t
         raise ValueError(f"budget must be a number, got {budget!r}")
     if not bool(torch.isfinite(costs[mask]).all()):
         raise ValueError("costs contain NaN or inf for existing choices; give finite costs")
-    if bool(values[mask].isnan().any()):
-        raise ValueError("values contain NaN for existing choices (-inf marks a choice never to take)")
+    if bool(values[mask].isnan().any()) or bool((values[mask] == math.inf).any()):
+        raise ValueError("values contain NaN or +inf for existing choices; give finite values (-inf marks a choice "
+                         "never to take)")
+    if not bool(mask.any(-1).all()):
+        raise ValueError(f"mask has a decision with no choice (rows {(~mask.any(-1)).nonzero().flatten().tolist()} "
+                         f"all False); every decision needs at least one")
     return values, costs, mask

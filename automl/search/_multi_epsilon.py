@@ -16,7 +16,7 @@ from ._base import Searcher
 from ._budgets import EPS_CAP, BudgetTargets
 from ._checks import (check_budgets, check_count, check_device, check_epsilons, check_lam, check_num_choices,
                       check_positive, check_seed, check_state, start_theta)
-from ._context import check_cost_model, cost_bound, cost_state, expected_total, step_costs
+from ._context import check_cost_model, cost_bound, cost_state, costs_finite, expected_total, step_costs
 from ._inputs import TellInputs
 from ._restriction import RangeRestriction
 from ._update import importance_ratios, natural_gradient_step, update_coefficients
@@ -198,6 +198,9 @@ class MultiEpsilonSearch(Searcher):
         self.lr = _within_dtype(self.dtype, lr, self._epsilons)
         exact = check_cost_model(costs, len(K), max(self.num_choices), self._mask_cpu)   # float64, CPU
         self.costs = exact.to(dtype=dtype, device=self.device)
+        if not costs_finite(self.costs):  # finite in float64, inf in float32: the epsilon term would be NaN
+            raise ValueError(f"costs are beyond {dtype}'s largest number {torch.finfo(dtype).max:.3g}; normalise "
+                             f"them (normalize_costs) or use dtype=torch.float64")
         self._targets: BudgetTargets | None = None
         self.budgets: list[float | None] | None = None
         if budgets is not None:

@@ -92,6 +92,43 @@ def _check_budgets(budget) -> list[float]:
     return out
 
 
+def _index_table(value, shape: tuple[int, int], num_choices: list[int], key: str) -> torch.Tensor:
+    """``state[key]``: an integer tensor of ``shape`` whose column d holds choices 0..K_d-1."""
+    if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
+            or value.dtype == torch.bool or tuple(value.shape) != shape \
+            or bool(((value < 0) | (value >= torch.tensor(num_choices))).any()):
+        got = f"shape {tuple(value.shape)}, {value.dtype}" if isinstance(value, torch.Tensor) else type(value).__name__
+        raise ValueError(f"state['{key}'] must be a {shape} tensor of choice indices 0..K_d-1 (K = {num_choices}), "
+                         f"got {got}; the state is corrupt")
+    return value.detach().cpu().long().clone()
+
+
+def _state_values(state: dict, num_choices: list[int], N: int, lam: int) -> tuple:
+    """``(generator, best_arch, best_loss, told, last, seed)`` of a RandomSearch state, each checked, so that a
+    partial or corrupt state is refused (naming its key) before anything is loaded."""
+    missing = [k for k in ("generator", "best_arch", "best_loss", "told", "last") if k not in state]
+    if missing:
+        raise ValueError(f"the RandomSearch state lacks {', '.join(missing)}: it is not a whole state_dict()")
+    generator = state["generator"]
+    try:
+        generator = generator.cpu()
+        torch.Generator().set_state(generator)
+    except (AttributeError, TypeError, RuntimeError):
+        raise ValueError(f"state['generator'] is not a torch.Generator state: {type(generator).__name__}") from None
+    best_arch = _index_table(state["best_arch"], (N, len(num_choices)), num_choices, "best_arch")
+    best_loss, told = state["best_loss"], state["told"]
+    if not isinstance(best_loss, torch.Tensor) or not best_loss.is_floating_point() or tuple(best_loss.shape) != (N,):
+        raise ValueError(f"state['best_loss'] must be a float tensor of shape ({N},), got {best_loss!r}")
+    if not isinstance(told, torch.Tensor) or told.dtype != torch.bool or tuple(told.shape) != (N,):
+        raise ValueError(f"state['told'] must be a bool tensor of shape ({N},), got {told!r}")
+    last = state["last"]
+    if last is not None:
+        last = _index_table(last, (N * lam, len(num_choices)), num_choices, "last")
+    seed = check_seed(state.get("seed", 0))
+    return (generator.clone(), best_arch, best_loss.detach().cpu().to(torch.float64).clone(), told.cpu().clone(),
+            last, seed)
+
+
 class RandomSearch(Searcher):
     """Uniform random architectures, or uniform among those whose cost fits a budget.
 
@@ -156,7 +193,7 @@ class RandomSearch(Searcher):
         # rounding slack: a sum of the table in another order may differ in its last bits
         self.floors: list[float | None] = [None if self.band is None or b is None
                                            else _floor(self.band * (fixed + b) - fixed) for b in self.budgets]
-        check_lam(lam, 1)
+        lam = check_lam(lam, 1)  # a plain int: a NumPy one in the state dict would fail torch.load(weights_only=True)
         if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
                    for v in (max_tries, batch)):
             raise ValueError(f"max_tries and batch must be integers >= 1, got max_tries={max_tries!r}, "
@@ -305,9 +342,7 @@ class RandomSearch(Searcher):
         if floors != self.floors:
             raise ValueError(f"state was saved with floors={floors!r} (band x budget) but this searcher has "
                              f"floors={self.floors!r}; build the searcher with the same band and budget")
-        self._generator.set_state(state["generator"])
-        self._best_arch = state["best_arch"].clone()
-        self._best_loss = state["best_loss"].clone()
-        self._told = state["told"].clone()
-        self._last = None if state["last"] is None else state["last"].clone()
-        self.seed = int(state.get("seed", self.seed))
+        generator, self._best_arch, self._best_loss, self._told, self._last, seed = _state_values(
+            state, self.num_choices, len(self.budgets), self.lam)
+        self._generator.set_state(generator)
+        self.seed = seed if "seed" in state else self.seed
