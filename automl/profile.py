@@ -14,13 +14,17 @@ fixed cost.
 Table file (JSON)::
 
     {"format": "automl-cost-table", "version": 1, "metric": "latency", "unit": "ms",
-     "space": {"name", "file", "args", "input_shape", "num_classes", "params_fingerprint"},
-     "machine": {"cpu", "cores", "threads"}, "runtime": {"name": "onnxruntime", "version"},
-     "batch", "input_size": [C, H, W], "repeat", "warmup", "overhead",
+     "space": {"name", "file", "args", "kind", "input_shape", "num_classes", "params_fingerprint"},
+     "machine": {"cpu", "cores", "threads", "system"}, "runtime": {"name": "onnxruntime", "version"},
+     "batch", "input_size": [C, H, W], "repeat", "warmup", "clock": "wall" | "cpu", "overhead", "calibration",
      "fixed": 1.23, "fixed_parts": {"stem": ..., ...},
      "decisions": [{"name": "s1_1", "choices": {"ir_k3_e3": 0.41, ...}}, ...]}
 
 A recipe searches on it with ``search.cost: latency`` and ``search.cost_table: TABLE.json``.
+
+What a profile has measured is kept in a partial file as it goes (``automl space profile --out TABLE.json``:
+``TABLE.json.partial``, written atomically); a profile stopped by Ctrl-C, a signal or an error resumes from it
+when run again with the same settings, and the file is removed once the table is written.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import platform
@@ -53,7 +58,7 @@ from automl.train.threads import MAX_THREADS
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
-           "table_protocol"]
+           "table_protocol", "table_clock", "partial_path", "partial_summary", "remove_partial"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
@@ -63,6 +68,9 @@ TABLE_UNIT = "ms"  # what `space profile` writes; recipe budgets in time units a
 # `automl space profile` measures by default; a run with search.cost_table times its exports at the table's own
 # batch and threads instead (:func:`table_protocol`), so that the table's costs and the exports' latencies compare
 EXPORT_PROTOCOL = {"batch": 1, "threads": 1}
+PARTIAL_FORMAT = "automl-profile-partial"  # what an interrupted profile measured (partial_path)
+
+_logger = logging.getLogger(__name__)
 
 
 # ---- the machine and the runtime ---------------------------------------------------------------
@@ -277,11 +285,17 @@ def params_fingerprint(cs) -> str:
 
 def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: int = 1, repeat: int = 20,
                   warmup: int | None = None, metric: str = "latency", progress: bool = True,
-                  calibrate: int = 8, clock: str = "wall") -> dict:
+                  calibrate: int = 8, clock: str = "wall", partial: str | os.PathLike | None = None) -> dict:
     """Measure the latency table of a compiled space on this machine; returns the table (a dict).
 
     ``calibrate`` (chain spaces): that many random whole networks are timed as well, and every piece is
     corrected by what being timed alone changes (a scale and a per-piece cost, fitted by least squares).
+
+    ``partial``: a file that keeps what has been measured, written atomically as the profile goes (at most
+    once a second) and when it stops on an error, Ctrl-C or a signal turned into an exception. A profile of
+    the same space, machine, runtime and settings resumes from it and times only the rest; one of other settings
+    is a :class:`UserError` naming the setting and the file. The caller removes it once the table is written
+    (:func:`remove_partial`). None: nothing is kept.
     """
     import onnxruntime as ort
 
@@ -291,24 +305,20 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     warmup = max(2, repeat // 4) if warmup is None else int(warmup)
     torch.manual_seed(0)
     pieces, fixed_keys, choice_keys = _pieces(cs)
-    values: dict[tuple, float] = {}
-    total = len(pieces) + 1
-    bar = _progress(progress, total, f"profiling {cs.name}")
-    with _memory_guard(batch, cs), bar as p:
-        task = p.add_task(f"profiling {cs.name}", total=total) if p is not None else None
-        overhead = time_module(_Tiny(), [(batch, 1, 1, 1)], threads, repeat, warmup, clock)
-        if p is not None:
-            p.advance(task)
-        for key, (factory, shapes, where) in pieces.items():
-            ms = time_module(factory(), [(batch, *s) for s in shapes], threads, repeat, warmup, clock)
-            values[key] = max(0.0, ms - overhead)
-            if p is not None:
-                p.update(task, advance=1, description=f"profiling {cs.name}: {where}")
-    calibration = None
-    if calibrate and cs.kind == "chain":
-        with _memory_guard(batch, cs):
-            calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup,
-                                     calibrate, progress, clock)
+    settings = _settings(cs, pieces, ort.__version__, threads, batch, repeat, warmup, clock)
+    kept = _Partial.open(partial, settings, len(pieces), calibrate if cs.kind == "chain" else 0)
+    try:
+        overhead, values = _measure_pieces(cs, pieces, kept, (threads, batch, repeat, warmup, clock), progress)
+        calibration = None
+        if calibrate and cs.kind == "chain":
+            with _memory_guard(batch, cs):
+                calibration = _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat,
+                                         warmup, calibrate, progress, clock, kept)
+    except BaseException:
+        kept.save(force=True)
+        raise
+    kept.save(force=True)
+    if calibration is not None:
         a, c = calibration["scale"], calibration["per_piece_ms"]
         values = {k: max(0.0, a * v - c) for k, v in values.items()}
     fixed_parts: dict[str, float] = {"overhead": overhead}
@@ -332,6 +342,158 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
         "fixed": float(sum(fixed_parts.values())), "fixed_parts": fixed_parts,
         "decisions": decisions,
     }
+
+
+def _measure_pieces(cs, pieces: dict, kept: "_Partial", how: tuple, progress: bool) -> tuple[float, dict]:
+    """``(overhead, values)``: onnxruntime's per-call overhead and every piece's time less it, each timed unless
+    ``kept`` has it (and then kept there). ``how``: ``(threads, batch, repeat, warmup, clock)``."""
+    threads, batch, repeat, warmup, clock = how
+    values: dict[tuple, float] = {}
+    total = len(pieces) + 1
+    with _memory_guard(batch, cs), _progress(progress, total, f"profiling {cs.name}") as p:
+        task = p.add_task(f"profiling {cs.name}", total=total) if p is not None else None
+        if kept.overhead is None:
+            kept.overhead = time_module(_Tiny(), [(batch, 1, 1, 1)], threads, repeat, warmup, clock)
+            kept.save()
+        if p is not None:
+            p.advance(task)
+        for key, (factory, shapes, where) in pieces.items():
+            ms = kept.pieces.get(repr(key))
+            if ms is None:
+                ms = time_module(factory(), [(batch, *s) for s in shapes], threads, repeat, warmup, clock)
+                kept.pieces[repr(key)] = ms
+                kept.save()
+            values[key] = max(0.0, ms - kept.overhead)
+            if p is not None:
+                p.update(task, advance=1, description=f"profiling {cs.name}: {where}")
+    return kept.overhead, values
+
+
+def _settings(cs, pieces: dict, version: str, threads: int, batch: int, repeat: int, warmup: int,
+              clock: str) -> dict:
+    """What a profile's measurements depend on: a partial file of other settings is not resumed."""
+    machine = machine_info(threads)
+    return {"machine": {"cpu": machine["cpu"], "cores": machine["cores"], "system": machine["system"],
+                        "onnxruntime": version},
+            "space": {"name": cs.name, "args": {k: str(v) for k, v in cs.overrides.items()}, "kind": cs.kind,
+                      "input_shape": list(cs.input_shape), "num_classes": cs.num_classes,
+                      "params_fingerprint": params_fingerprint(cs),
+                      "decisions": [[d.name, list(d.choices)] for d in cs.decisions], "pieces": list(map(repr, pieces))},
+            "threads": int(threads), "batch": int(batch), "repeat": int(repeat), "warmup": int(warmup), "clock": clock}
+
+
+def partial_path(out: str | os.PathLike) -> Path:
+    """The partial file ``automl space profile --out OUT`` keeps its measurements in until OUT is written."""
+    return Path(f"{os.fspath(out)}.partial")
+
+
+def remove_partial(path: str | os.PathLike | None) -> None:
+    """Remove a partial file (the table it was for is written)."""
+    if path is not None:
+        Path(path).unlink(missing_ok=True)
+
+
+def partial_summary(path: str | os.PathLike) -> str | None:
+    """What the partial file ``path`` holds, e.g. ``"12 of 21 pieces, 0 of 3 whole networks"``; None when there is
+    no such file or it holds no measurement."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        pieces, networks = len(data["pieces"]), len(data["networks"])
+        text = f"{pieces} of {data['total_pieces']} pieces"
+        if data["total_networks"]:
+            text += f", {networks} of {data['total_networks']} whole networks"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return text if pieces or networks or data.get("overhead") is not None else None
+
+
+class _Partial:
+    """What a profile has measured (``overhead``; ``pieces``: a piece's key's repr -> ms; ``networks``: the
+    calibration's whole network number -> ms), and the ``settings`` it was measured with, kept in ``path``."""
+
+    def __init__(self, path: Path | None, settings: dict, total_pieces: int, total_networks: int):
+        self.path, self.settings = path, settings
+        self.total_pieces, self.total_networks = total_pieces, total_networks
+        self.overhead: float | None = None
+        self.pieces: dict[str, float] = {}
+        self.networks: dict[int, float] = {}
+        self._saved = time.monotonic()
+
+    @classmethod
+    def open(cls, path, settings: dict, total_pieces: int, total_networks: int) -> "_Partial":
+        """The measurements kept in ``path`` (none when it does not exist) for a profile of ``settings``."""
+        kept = cls(None if path is None else Path(path), settings, total_pieces, total_networks)
+        if kept.path is None or not kept.path.exists():
+            return kept
+        data = _read_partial(kept.path)
+        _check_partial(kept.path, data["settings"], settings)
+        kept.overhead = data["overhead"]
+        kept.pieces = dict(data["pieces"])
+        kept.networks = {int(i): ms for i, ms in data["networks"].items()}
+        _logger.info("%s: resuming an interrupted profile with the same settings (%s already measured; delete "
+                     "the file to measure everything again)", kept.path, partial_summary(kept.path) or "nothing")
+        return kept
+
+    def save(self, force: bool = False) -> None:
+        """Write the measurements atomically: now with ``force``, else when the last write is a second old."""
+        if self.path is None or not (force or time.monotonic() - self._saved >= 1.0):
+            return
+        if self.overhead is None and not self.pieces and not self.networks:
+            return
+        atomic_write_json(self.path, {
+            "format": PARTIAL_FORMAT, "version": TABLE_VERSION, "settings": self.settings,
+            "total_pieces": self.total_pieces, "total_networks": self.total_networks, "overhead": self.overhead,
+            "pieces": self.pieces, "networks": {str(i): ms for i, ms in sorted(self.networks.items())}})
+        self._saved = time.monotonic()
+
+
+def _read_partial(path: Path) -> dict:
+    """The JSON object of a partial file ``path``; anything else is a :class:`UserError` naming it."""
+    again = f"delete {path} to profile from the start"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        raise UserError(f"{path}: not the partial file of an interrupted `automl space profile` "
+                        f"({type(e).__name__}: {str(e)[:200]}); {again}") from None
+    ok = (isinstance(data, dict) and data.get("format") == PARTIAL_FORMAT and data.get("version") == TABLE_VERSION
+          and isinstance(data.get("settings"), dict) and isinstance(data.get("pieces"), dict)
+          and isinstance(data.get("networks"), dict)
+          and all(_is_ms(v) for v in [*data["pieces"].values(), *data["networks"].values()])
+          and all(str(i).isdigit() for i in data["networks"])
+          and (data.get("overhead") is None or _is_ms(data["overhead"])))
+    if not ok:
+        raise UserError(f"{path}: not the partial file of an interrupted `automl space profile` of this automl "
+                        f"(no \"format\": \"{PARTIAL_FORMAT}\" with its measurements); {again}")
+    return data
+
+
+def _is_ms(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _check_partial(path: Path, old: dict, new: dict) -> None:
+    """``old`` (a partial file's settings) are ``new`` (this profile's); else a :class:`UserError` that names
+    the first difference and how to go on."""
+    start = f"delete {path} to profile from the start"
+    there = f"{path} holds the measurements of an interrupted `automl space profile`"
+    if old.get("machine") != new["machine"]:
+        o, n = old.get("machine") if isinstance(old.get("machine"), dict) else {}, new["machine"]
+        raise UserError(f"{there} on {o.get('cpu', '?')} ({o.get('cores', '?')} cores, onnxruntime "
+                        f"{o.get('onnxruntime', '?')}); this is {n['cpu']} ({n['cores']} cores, onnxruntime "
+                        f"{n['onnxruntime']}), and a table holds one machine's latencies: {start}")
+    if old.get("space") != new["space"]:
+        o, n = old.get("space") if isinstance(old.get("space"), dict) else {}, new["space"]
+        sets = {k: _set_flags(v) if isinstance(v, dict) else "" for k, v in (("o", o.get("args")), ("n", n["args"]))}
+        same = o.get("args") == n["args"] and o.get("name") == n["name"]
+        raise UserError(f"{there} of space {o.get('name', '?')} ({sets['o'] or 'no --set values'}); space "
+                        f"{n['name']} ({sets['n'] or 'no --set values'}) is profiled now"
+                        f"{' and its file changed since (other decisions, widths or sizes)' if same else ''}: "
+                        f"run the command it was measured with to finish that table, or {start}")
+    for key, flag in (("threads", "--threads"), ("batch", "--batch"), ("repeat", "--repeat"), ("clock", "--clock"),
+                      ("warmup", "warm-up runs")):
+        if old.get(key) != new[key]:
+            raise UserError(f"{there} with {flag} {old.get(key)}; this one asks for {flag} {new[key]}: run it with "
+                            f"{flag} {old.get(key)} to finish that table, or {start}")
 
 
 @contextlib.contextmanager
@@ -375,7 +537,7 @@ def _elastic_refusal(cs) -> str:
 
 
 def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup, n, progress,
-               clock) -> dict:
+               clock, kept: "_Partial") -> dict:
     """Fit how pieces timed alone relate to the same pieces inside a whole network:
     ``whole = overhead + sum over its pieces of (scale * t_i - c)``, least squares over ``n`` random whole
     networks (seeded: the same networks every time).
@@ -385,6 +547,7 @@ def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, re
     ``scale`` absorbs the first (the whole network's weights do not stay in the cache: > 1 on large
     networks), ``c`` the second (a few microseconds a piece: it matters on tiny networks). Where the two
     cannot be told apart (``scale`` outside [0.5, 2]), ``scale`` stays 1 and only ``c`` is fitted.
+    A network ``kept`` has measured is not timed again (and one measured now is kept there).
     """
     g = torch.Generator().manual_seed(12345)
     # the pieces of a whole network, counted and summed as CostTable.total counts a choice's cost: a gated
@@ -398,8 +561,11 @@ def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, re
         task = p.add_task(f"calibrating on {n} whole networks", total=n) if p is not None else None
         for _ in range(n):
             arch = [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]
-            model = cs.build_standalone(torch.tensor(arch))
-            measured = time_module(model, [(batch, *cs.input_shape)], threads, repeat, warmup, clock)
+            if (measured := kept.networks.get(len(rows))) is None:
+                model = cs.build_standalone(torch.tensor(arch))
+                measured = kept.networks[len(rows)] = time_module(model, [(batch, *cs.input_shape)], threads,
+                                                                  repeat, warmup, clock)
+                kept.save()
             rows.append((sums.total(arch, "pieces"), sums.total(arch, "ms"), measured - overhead))
             if p is not None:
                 p.advance(task)
@@ -480,6 +646,7 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     if cs.cost_table.context_decisions:  # what `space profile` refuses to measure, said the same way
         raise UserError(f"{where}cost table {path}: {_elastic_refusal(cs)}")
     _protocol_of(table, path, where)
+    _check_clock(table, path, where)
     mismatch = f"{where}cost table {path} does not fit {against or f'space {cs.filename}'}"
     t_space = table.get("space") if isinstance(table.get("space"), dict) else {}
     names = [d.get("name") if isinstance(d, dict) else None for d in table["decisions"]]
@@ -580,6 +747,27 @@ def table_protocol(table: dict) -> dict[str, int]:
     batch, threads = table.get("batch"), machine.get("threads")
     return {"batch": EXPORT_PROTOCOL["batch"] if batch is None else int(batch),
             "threads": EXPORT_PROTOCOL["threads"] if threads is None else int(threads)}
+
+
+def table_clock(table: dict) -> str:
+    """The clock a (checked) table was timed with (``"wall"`` or ``"cpu"``, :data:`CLOCKS`); ``"wall"`` for a
+    table that does not record it (written by hand, or before tables recorded their clock)."""
+    clock = table.get("clock")
+    return "wall" if clock is None else str(clock)
+
+
+def _check_clock(table: dict, path: Path, where: str) -> None:
+    """The table's ``clock``, when present, is one of :data:`CLOCKS`, and ``cpu`` only with one thread (what
+    ``space profile --clock cpu`` measures)."""
+    clock = table.get("clock")
+    if clock is not None and clock not in CLOCKS:
+        raise UserError(f"{where}{path}: \"clock\" must be \"wall\" or \"cpu\" (what the table was timed "
+                        f"with), got {_short(clock)}; re-profile with `automl space profile`")
+    threads = (table.get("machine") or {}).get("threads")
+    if clock == "cpu" and threads not in (None, 1):
+        raise UserError(f"{where}{path}: \"clock\" is \"cpu\" with \"machine.threads\" {threads}: the CPU "
+                        f"clock times one intra-op thread; re-profile with `automl space profile --clock cpu "
+                        f"--threads 1`")
 
 
 def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> None:

@@ -4,10 +4,13 @@ it contains."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import sys
+import threading
 
 from rich.console import Console
 from rich.table import Table
@@ -16,10 +19,11 @@ from automl._io import atomic_write_text, writable_file
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch
 from automl.compile import load_compiled
-from automl.errors import UserError
+from automl.errors import Stopped, UserError
 from automl.export import is_manifest
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
-from automl.profile import apply_cost_table, check_profile_args, profile_space, read_cost_table, write_cost_table
+from automl.profile import (apply_cost_table, check_profile_args, partial_path, partial_summary, profile_space,
+                            read_cost_table, remove_partial, write_cost_table)
 
 __all__ = ["main", "space_summary", "format_cost"]
 
@@ -235,15 +239,59 @@ def _profile(args, cs) -> int:
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
     # before the measuring, which takes minutes on a large space
     _out_file(args.out, "latency.json", {"the space file": args.file})
-    table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch, repeat=args.repeat,
-                          metric=args.metric, progress=sys.stderr.isatty(), calibrate=args.calibrate, clock=args.clock)
+    partial = partial_path(args.out)  # what it measured, should it be stopped: the same command resumes from it
+    try:
+        with _signals_stop():
+            table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch,
+                                  repeat=args.repeat, metric=args.metric, progress=sys.stderr.isatty(),
+                                  calibrate=args.calibrate, clock=args.clock, partial=partial)
+    except (KeyboardInterrupt, _Signal) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        kept = partial_summary(partial)
+        print(f"stopped by {signal.Signals(signum).name}: " + (
+            f"{kept} measured are kept in {partial}; run the same command again to measure the rest" if kept else
+            "nothing was measured yet"), file=sys.stderr)
+        raise Stopped(signum) from None
     write_cost_table(table, args.out)
+    remove_partial(partial)
     apply_cost_table(cs, table)  # the extremes exact with elastic depth: a layer left out costs nothing
     lo, hi = cs.cost_table.min_total(args.metric), cs.cost_table.max_total(args.metric)
     print(f"{args.out}: {args.metric} of {cs.name} on {table['machine']['cpu']} ({args.threads} thread(s), "
           f"batch {args.batch}, onnxruntime {table['runtime']['version']}): fixed {table['fixed']:.3g} ms, "
           f"fastest {lo:.3g} ms, slowest {hi:.3g} ms")
     return 0
+
+
+class _Signal(BaseException):
+    """SIGTERM or SIGHUP while profiling (:func:`_signals_stop`): as ``KeyboardInterrupt`` for SIGINT, no ``except
+    Exception`` takes it for an error, and the profile keeps what it measured."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals_stop():
+    """Inside the block, SIGTERM and SIGHUP raise :class:`_Signal` where they would end the process (their handler
+    is the default; not one ignored, as ``nohup`` ignores SIGHUP); a second signal ends it at once. SIGINT raises
+    ``KeyboardInterrupt`` as it does anyway."""
+    caught = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    if threading.current_thread() is not threading.main_thread():
+        caught = []
+    caught = [s for s in caught if signal.getsignal(s) is signal.SIG_DFL]
+
+    def stop(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_DFL)
+        raise _Signal(signum)
+
+    old = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def main(args) -> int:
