@@ -3,7 +3,12 @@
 The lock belongs to the open file, not to the file's existence: the kernel drops it when the process ends,
 however it ends (``kill -9`` included), so a dead run never leaves a stale lock. The file itself stays and
 says who held it last (pid, host, start time, command); a second writer that fails to take the lock reads
-it to name the holder. Readers (``results.json``, the report, an exported model) take no lock.
+it to name the holder. On Linux the kernel's list of locks (``/proc/locks``) checks that pid: where the kernel
+names another holder on this machine (the run wrote its pid inside a container, whose pids are not the host's,
+or a new holder has not written its record yet), the message names that process, and where the holder is
+in a PID namespace this command cannot see, it says so instead of giving a pid to ``kill`` here. A file
+system that refuses locks (some NFS mounts) gets one warning per command, and the run goes on unprotected.
+Readers (``results.json``, the report, an exported model) take no lock.
 
 While the lock is held, the run's writes check that the folder is still the run's (:meth:`RunLock.gone`,
 through :func:`automl._io.guard_run_folder`): a folder removed or moved mid-run stops the run with one
@@ -70,6 +75,61 @@ def _read_all(fd: int) -> bytes:
     return b"".join(parts)
 
 
+def _holders(held: os.stat_result) -> list[int] | None:
+    """The pids holding a ``flock`` on the file ``held``, as the kernel lists them (``/proc/locks``) for this
+    process's PID namespace: [] where it lists none (a holder in another container's PID namespace, or on another
+    machine over NFS), None where the list is unreadable (not Linux)."""
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    key = f"{os.major(held.st_dev):02x}:{os.minor(held.st_dev):02x}:{held.st_ino}"
+    pids = []
+    for line in text.splitlines():
+        fields = line.split()  # "1: FLOCK  ADVISORY  WRITE PID MAJOR:MINOR:INODE 0 EOF"; "1: -> ..." waits
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key and fields[4].isdigit():
+            pids.append(int(fields[4]))
+    return pids
+
+
+def _running_here(pid) -> bool:
+    """False when no process ``pid`` exists in this PID namespace."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, TypeError, ValueError):  # another user's process (EPERM), or not a pid
+        return True
+    return True
+
+
+def _holder(path: Path, holders: list[int] | None) -> tuple[str, str]:
+    """(who holds the lock on ``path``, how to stop it) from the lock file's record and, on Linux, the kernel's
+    list of holders (:func:`_holders`): a pid is given to ``kill`` only where it names the holder on this machine.
+    The record's pid is another one where the run wrote it inside a container (its own PID namespace: the
+    container's first process is pid 1, which on the host is init) or where a new holder has not written it yet."""
+    try:
+        h = json.loads(path.read_text())
+        pid, host, said = h["pid"], h["host"], (f"process {h['pid']} on {h['host']}, started {h['started']}"
+                                                + (f" ({h['command']})" if h.get("command") else ""))
+    except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
+        pid, host, said = None, None, None
+    here = socket.gethostname()
+    others = [p for p in holders or [] if p != os.getpid()]  # this process: a second lock of its own (a test)
+    if others and pid not in others:
+        return (f"process {others[0]} on {here}" + (f"; its lock file names {said}" if said else ""),
+                f"stop it (kill {others[0]}: it writes a checkpoint and exits)")
+    if said is None:
+        return "another process", "stop it"
+    if holders == [] and host == here and not _running_here(pid):
+        return (f"{said}, a process this command cannot see (one of the two runs in a container)",
+                "stop it where it runs (it writes a checkpoint and exits)")
+    # a pid names a process on its own host only: kill it here and another process would get the signal
+    there = "" if host == here or pid in others else f" on {host}"
+    return said, f"stop it (kill {pid}{there}: it writes a checkpoint and exits)"
+
+
 def _command() -> str:
     """This process's command line, as typed (``python -m automl`` shows as ``automl``)."""
     argv = list(sys.argv)
@@ -90,6 +150,7 @@ class RunLock:
         self._folder_id: tuple[int, int] | None = None  # the folder when the lock was taken
         self._guard = ""  # the key automl._io's run-folder guard has for it
         self._previous: bytes | None = None  # what the file said before a look (acquire without create)
+        self._unlockable = False  # the file system refused the lock (warned once)
 
     def acquire(self, create: bool = True, then: str | None = None) -> bool:
         """Take the lock (``create``: creating the file; else only if it exists). True when held. ``then``:
@@ -101,7 +162,7 @@ class RunLock:
         if self.fd is not None:
             self._previous = None if create else self._previous
             return True
-        if fcntl is None:
+        if fcntl is None or self._unlockable:
             return False
         flags = os.O_RDWR | (os.O_CREAT if create else 0)
         try:
@@ -115,10 +176,12 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
+            held = os.fstat(fd)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UserError(self._held_message(then)) from None
-            # a file system without locks (some NFS mounts): go on, unprotected, and say so
+                raise UserError(self._held_message(then, _holders(held))) from None
+            # a file system without locks (some NFS mounts): go on, unprotected, and say so (once)
+            self._unlockable = True
             _logger.warning("warning: cannot lock %s (%s); nothing stops a second run from writing to %s",
                             self.path, e.strerror or e, self.folder)
             return False
@@ -141,8 +204,9 @@ class RunLock:
 
     def gone(self) -> str | None:
         """``"removed"`` when the lock file this process holds was deleted with the run folder, ``"unlocked"``
-        when it was deleted alone (the folder is still the one locked), ``"moved"`` when it still exists but no longer at :attr:`path` (the folder moved or
-        renamed); None while it is in place, or when this process holds no lock (a forked worker)."""
+        when it was deleted alone (the folder is still the one locked), ``"moved"`` when it still exists but no
+        longer at :attr:`path` (the folder moved or renamed); None while it is in place, or when this process
+        holds no lock (a forked worker)."""
         if self.fd is None or self.fd not in _held:
             return None
         try:
@@ -172,16 +236,9 @@ class RunLock:
             os.close(self.fd)  # closing drops the lock; the file stays, naming the last holder
             self.fd, self._previous = None, None
 
-    def _held_message(self, then: str | None = None) -> str:
-        try:
-            h = json.loads(self.path.read_text())
-            who = (f"process {h['pid']} on {h['host']}, started {h['started']}"
-                   + (f" ({h['command']})" if h.get("command") else ""))
-            # a pid names a process on its own host only: kill it here and another process would get the signal
-            there = "" if h["host"] == socket.gethostname() else f" on {h['host']}"
-            stop = f"stop it (kill {h['pid']}{there}: it writes a checkpoint and exits)"
-        except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
-            who, stop = "another process", "stop it"
+    def _held_message(self, then: str | None = None, holders: list[int] | None = None) -> str:
+        """The refusal: who holds the lock and how to stop it (:func:`_holder`)."""
+        who, stop = _holder(self.path, holders)
         if then is not None:
             return f"{self.folder} is in use: another automl run is writing there ({who}); wait for it to end, {then}"
         return (f"--out {self.folder} is in use: another automl run is writing there ({who}); wait for it to "

@@ -494,7 +494,7 @@ class Recipe(_Config):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
     threads: Annotated[Union[Literal["auto"], int], BeforeValidator(_check_threads)] = Field(
         "auto", description="intra-op CPU threads; auto: from the step's size and the free cores "
-                            "(automl/train/threads.py); an explicit number or OMP_NUM_THREADS wins")
+                            "(automl/train/threads.py); an explicit number, OMP_NUM_THREADS or MKL_NUM_THREADS wins")
     cudnn_benchmark: bool = Field(
         False, description="on CUDA, let cuDNN time its convolution algorithms for each new shape and keep the "
         "fastest (torch.backends.cudnn.benchmark); off: PyTorch's default; on the digits supernet, whose path "

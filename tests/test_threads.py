@@ -213,6 +213,7 @@ def seen_threads(monkeypatch):
 
 def test_run_sets_records_and_restores(tmp_path, seen_threads, monkeypatch, capsys):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     torch.set_num_threads(2)  # the caller's count: not the run's, and restored afterwards
     try:
         res = Run(load_recipe(QUICK, TINY + ["threads=1"]), tmp_path / "r", tty=False).execute()
@@ -228,6 +229,7 @@ def test_run_sets_records_and_restores(tmp_path, seen_threads, monkeypatch, caps
 
 def test_run_auto_and_env(tmp_path, seen_threads, monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     res = Run(load_recipe(QUICK, TINY), tmp_path / "a", tty=False).execute()
     assert seen_threads == [1] and res["threads"]["source"] == "auto"
     assert res["threads"]["step_work"] == _step_work(load_recipe(QUICK, TINY))
@@ -243,6 +245,7 @@ def test_resumed_run_keeps_the_count_it_started_with(tmp_path, seen_threads, mon
     """Started with threads=1, interrupted, resumed with threads: auto on a machine where auto would now
     pick 2: the resumed part runs the one thread it started with, and equals an uninterrupted run."""
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     extra = TINY + ["search.weight_epochs=2"]
     reference = Run(load_recipe(QUICK, extra + ["threads=1"]), tmp_path / "ref", tty=False).execute()
     die_after_save(lambda state, n: n == 1)  # after the first checkpoint: mid weight phase

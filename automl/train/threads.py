@@ -23,29 +23,34 @@ on an idle machine. So ``auto`` picks (:func:`choose_threads`, a pure function):
 * ``busy``: cores other processes keep busy on those CPUs, from ``/proc/stat`` over 0.15 s, with this
   process idle; a core counts by how busy it is (0.3 busy counts 0.3), and the sum is rounded.
 * ``quota`` (only where it is below ``cores``): a cgroup CPU quota (``docker --cpus``, a Kubernetes CPU
-  limit) in CPUs, rounded up, and ``quota_busy`` the CPUs this cgroup's other processes use over the same
-  0.15 s (its ``cpu.stat``; 0 where unreadable). Both limits apply: ``/proc/stat`` in a container (without
-  lxcfs) is the host's, so its busy cores may be other tenants' work, which takes the host's cores but not
-  this container's quota; work inside the container takes its quota. With a quota of 4 on a 16-core host
-  whose other tenants keep 8 cores busy, 4 threads; with 14 busy, 2. (:func:`physical_cores` is
-  ``min(cores, quota)``, the cores this process can keep busy at most.)
+  limit, ``systemd-run -p CPUQuota=``, a Slurm job's cgroup) in CPUs, rounded up, and ``quota_busy`` the CPUs
+  that cgroup's other processes use over the same 0.15 s (its ``cpu.stat``; 0 where unreadable). The quota is
+  the smallest among this process's own cgroup and its parents up to the root (``/proc/self/cgroup`` names
+  the cgroup: ``cpu.max`` of each in cgroup v2, ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` in v1); where
+  that cgroup is not under ``/sys/fs/cgroup`` (a container's own cgroup namespace shows ``/``), the files at
+  the root of ``/sys/fs/cgroup``, which are then the container's. Both limits apply: ``/proc/stat`` in a
+  container (without lxcfs) is the host's, so its busy cores may be other tenants' work, which takes the
+  host's cores but not this container's quota; work inside the container takes its quota. With a quota of 4
+  on a 16-core host whose other tenants keep 8 cores busy, 4 threads; with 14 busy, 2.
+  (:func:`physical_cores` is ``min(cores, quota)``, the cores this process can keep busy at most.)
 * The choice is made once, when the run starts: changing the thread count later would change the
   float rounding partway through (see "Resume" below).
 
 Precedence (:func:`resolve_threads`): ``threads: N`` in the recipe (or the override ``threads=N``) wins,
-then an ``OMP_NUM_THREADS`` in the environment, then ``auto``. The recipe wins over the environment
-because the recipe is the run's record (``recipe.resolved.yaml``), and ``threads=N`` on the command line
-is as explicit as the environment. torchrun sets ``OMP_NUM_THREADS=1`` itself for its workers when the
-user did not; that value is recognised (its parent, torchrun, started without it) and is not taken as the
-user's.
+then an ``OMP_NUM_THREADS`` in the environment, then a ``MKL_NUM_THREADS`` (torch honours it alone too:
+without automl, ``MKL_NUM_THREADS=1`` runs one thread), then ``auto``; a variable that differs from the
+count used is named as ignored. The recipe wins over the environment because the recipe is the run's
+record (``recipe.resolved.yaml``), and ``threads=N`` on the command line is as explicit as the environment.
+torchrun sets ``OMP_NUM_THREADS=1`` itself for its workers when the user did not; that value is recognised
+(its parent, torchrun, started without it) and is not taken as the user's.
 
 Resume: the thread count changes float rounding, and a resumed run must equal an uninterrupted one bit for
 bit on the CPU. The count a run starts with is saved in ``DIR/threads.json`` (and in its checkpoints);
 ``--resume`` with ``threads: auto`` reuses it (whatever the machine's load is now). Without a readable
 threads.json it takes the count the newest checkpoint records, else the one results.json records; with
 neither, ``auto`` chooses anew and a warning names the missing file and the count chosen. An explicit
-``threads: N`` or ``OMP_NUM_THREADS`` that differs wins, and the info line says the resumed run may then differ
-in rounding.
+``threads: N``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` that differs wins, and the info line says the
+resumed run may then differ in rounding.
 A kept or explicit count above :func:`physical_cores` (per torchrun process on this machine) is used as it
 is, and the info line adds that this machine has fewer cores (oversubscribed threads are the slow case
 above).
@@ -73,8 +78,8 @@ from automl._io import atomic_write_json
 from automl.errors import UserError
 
 __all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "spaces_work", "physical_cores", "busy_cores",
-           "apply_threads", "env_threads", "check_setting", "save_choice", "lost_record", "WORK_PER_THREAD",
-           "THREADS_FILE", "MAX_THREADS"]
+           "apply_threads", "env_threads", "env_counts", "check_setting", "save_choice", "lost_record",
+           "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -83,6 +88,8 @@ THREADS_FILE = "threads.json"
 # threads of the largest machines (2 x 192 cores x 2); threads=1000000 made torch fail (std::bad_alloc, exit 1).
 MAX_THREADS = 1024
 BUSY_INTERVAL = 0.15
+FS_ROOT = "/"  # where /proc/stat, /proc/self/cgroup and /sys are read from (tests point it at a fake tree)
+CGROUP_MOUNT = "sys/fs/cgroup"  # the cgroup file system, relative to FS_ROOT
 try:  # /proc/stat counts in these ticks (USER_HZ)
     TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 except (AttributeError, ValueError, OSError):  # not a POSIX system: /proc/stat is not read there either
@@ -92,7 +99,7 @@ except (AttributeError, ValueError, OSError):  # not a POSIX system: /proc/stat 
 @dataclass(frozen=True)
 class ThreadChoice:
     """What a run uses: ``threads`` intra-op threads, from ``source`` (auto, recipe, OMP_NUM_THREADS,
-    resumed), and ``reason`` in words; the measured inputs of ``auto`` where it measured them."""
+    MKL_NUM_THREADS, resumed), and ``reason`` in words; the measured inputs of ``auto`` where it measured them."""
 
     threads: int
     source: str
@@ -167,22 +174,77 @@ def _cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def _quota() -> int | None:
-    """CPUs allowed by a cgroup CPU quota (``docker --cpus``), or None without one."""
-    text = _read("/sys/fs/cgroup/cpu.max")  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
-    if text:
-        parts = text.split()
-        if len(parts) == 2 and parts[0] != "max":
-            return max(1, math.ceil(int(parts[0]) / int(parts[1])))
+def _at(path: str) -> str:
+    """``path`` (relative to the file-system root) under :data:`FS_ROOT`."""
+    return os.path.join(FS_ROOT, path)
+
+
+def _own_cgroups() -> dict[str, str]:
+    """This process's cgroups from ``/proc/self/cgroup``: "" -> its cgroup v2 path (the line ``0::/a/b``), and
+    each cgroup v1 controller (``cpu``, ``cpuacct``) -> its path; {} where unreadable."""
+    out = {}
+    for line in (_read(_at("proc/self/cgroup")) or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            for name in parts[1].split(",") if parts[1] else [""]:
+                out[name] = parts[2].strip()
+    return out
+
+
+def _levels(mount: str, path: str | None) -> list[tuple[str, ...]]:
+    """A cgroup ``path`` and its ancestors as folders under ``mount`` (parts relative to it), the cgroup itself
+    first and the mount's root last; only the root where the path is unknown or is no folder under the mount
+    (a container's own cgroup namespace shows "/"; a v1 mount of just the container's cgroup hides the rest)."""
+    parts = tuple(p for p in (path or "").split("/") if p)
+    if not parts or ".." in parts or not os.path.isdir(os.path.join(mount, *parts)):
+        return [()]
+    return [parts[:i] for i in range(len(parts), -1, -1)]
+
+
+def _cpus_of(quota: str | None, period: str | None) -> float | None:
+    """CPUs a quota of ``quota`` microseconds per ``period`` allows, or None without one ("max", -1, unreadable)."""
+    try:
+        q, p = int(quota or ""), int(period or "")
+    except ValueError:
         return None
-    q, p = _read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
-    if q and p and int(q) > 0:
-        return max(1, math.ceil(int(q) / int(p)))
-    return None
+    return q / p if q > 0 and p > 0 else None
+
+
+def _limits() -> list[tuple[float, tuple[str, ...]]]:
+    """Every cgroup CPU quota on this process: (CPUs, the files that may hold that cgroup's CPU usage), for its
+    own cgroup and each parent up to the root, in cgroup v2 (``cpu.max``) and v1 (``cpu.cfs_quota_us``)."""
+    own, base = _own_cgroups(), _at(CGROUP_MOUNT)
+    found = []
+    for rel in _levels(base, own.get("")):  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
+        d = os.path.join(base, *rel)
+        parts = (_read(os.path.join(d, "cpu.max")) or "").split()
+        cpus = _cpus_of(*parts) if len(parts) == 2 else None
+        if cpus:
+            found.append((cpus, (os.path.join(d, "cpu.stat"),)))
+    for rel in _levels(os.path.join(base, "cpu"), own.get("cpu")):  # cgroup v1 (cpu and cpuacct, or apart)
+        d = os.path.join(base, "cpu", *rel)
+        cpus = _cpus_of(_read(os.path.join(d, "cpu.cfs_quota_us")), _read(os.path.join(d, "cpu.cfs_period_us")))
+        if cpus:
+            found.append((cpus, (os.path.join(d, "cpuacct.usage"), os.path.join(base, "cpuacct", *rel,
+                                                                                  "cpuacct.usage"))))
+    return found
+
+
+def _binding() -> tuple[float, tuple[str, ...]] | None:
+    """The smallest cgroup CPU quota on this process (its own cgroup's or a parent's), with its usage files."""
+    found = _limits()
+    return min(found, key=lambda f: f[0]) if found else None
+
+
+def _quota() -> int | None:
+    """CPUs allowed by the smallest cgroup CPU quota on this process (``docker --cpus``, ``systemd-run -p
+    CPUQuota``, a Slurm job, a parent cgroup's), rounded up, or None without one."""
+    found = _binding()
+    return max(1, math.ceil(found[0])) if found else None
 
 
 def _core_of(cpu: int) -> tuple[str, str] | tuple[int]:
-    top = f"/sys/devices/system/cpu/cpu{cpu}/topology/"
+    top = _at(f"sys/devices/system/cpu/cpu{cpu}/topology/")
     core, pkg = _read(top + "core_id"), _read(top + "physical_package_id")
     return (pkg.strip(), core.strip()) if core and pkg else (cpu,)
 
@@ -199,22 +261,36 @@ def physical_cores() -> int:
     return min(n, q) if q else n
 
 
-def _cgroup_usage() -> float | None:
-    """CPU seconds this process's cgroup (the one :func:`_quota` reads) has used, or None where unreadable."""
-    text = _read("/sys/fs/cgroup/cpu.stat")  # cgroup v2: "usage_usec N" among other lines
-    try:
-        if text:
-            usec = [int(line.split()[1]) for line in text.splitlines() if line.startswith("usage_usec ")]
-            return usec[0] / 1e6 if usec else None
-        ns = _read("/sys/fs/cgroup/cpu/cpuacct.usage") or _read("/sys/fs/cgroup/cpuacct/cpuacct.usage")
-        return int(ns) / 1e9 if ns else None
-    except (ValueError, IndexError):
-        return None
+def _usage_files() -> tuple[str, ...]:
+    """Where the CPU usage of the cgroup :func:`_quota` reads is; without a quota, the mount's root files."""
+    found = _binding()
+    if found:
+        return found[1]
+    base = _at(CGROUP_MOUNT)
+    return tuple(os.path.join(base, *f) for f in (("cpu.stat",), ("cpu", "cpuacct.usage"),
+                                                  ("cpuacct", "cpuacct.usage")))
+
+
+def _cgroup_usage(files: tuple[str, ...] | None = None) -> float | None:
+    """CPU seconds the cgroup :func:`_quota` reads has used (``files``: :func:`_usage_files`), or None where
+    unreadable."""
+    for path in _usage_files() if files is None else files:
+        text = _read(path)
+        if not text:
+            continue
+        try:
+            if path.endswith("cpu.stat"):  # cgroup v2: "usage_usec N" among other lines
+                usec = [int(line.split()[1]) for line in text.splitlines() if line.startswith("usage_usec ")]
+                return usec[0] / 1e6 if usec else None
+            return int(text) / 1e9  # cgroup v1 cpuacct.usage: nanoseconds
+        except (ValueError, IndexError):
+            return None
+    return None
 
 
 def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]]:
     """cpu -> (idle ticks incl. iowait, total ticks) from /proc/stat."""
-    text = _read("/proc/stat") or ""
+    text = _read(_at("proc/stat")) or ""
     out = {}
     wanted = set(cpus)
     for line in text.splitlines():
@@ -236,10 +312,11 @@ def _measure(interval: float = BUSY_INTERVAL) -> tuple[float | None, float | Non
     a = _cpu_times(cpus)
     if not a:
         return None, None
-    used_before = _cgroup_usage()
+    files = _usage_files()
+    used_before = _cgroup_usage(files)
     time.sleep(interval)
     b = _cpu_times(cpus)
-    used_after = _cgroup_usage()
+    used_after = _cgroup_usage(files)
     per_core: dict = {}
     ticks = []
     for c in cpus:
@@ -319,24 +396,44 @@ def _parent_started_without_omp() -> bool:
     return b"OMP_NUM_THREADS" not in names
 
 
-def env_threads(environ=None, local_world_size: int = 1, parent_without_omp=None) -> int | None:
-    """The user's ``OMP_NUM_THREADS`` (the first number of a list such as ``4,2``), or None when unset,
-    empty, or torchrun's own default for its workers."""
-    environ = os.environ if environ is None else environ
-    text = environ.get("OMP_NUM_THREADS", "").strip()
+ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # the environment's thread counts torch honours, in precedence
+
+
+def _env_count(environ, name: str) -> int | None:
+    """The count ``name`` sets in ``environ`` (the first number of a list such as ``4,2``), or None when unset
+    or empty."""
+    text = environ.get(name, "").strip()
     if not text:
         return None
     first = text.split(",")[0].strip()
     if not first.isdigit() or not 1 <= int(first) <= MAX_THREADS:
-        raise UserError(f"OMP_NUM_THREADS={text!r} in the environment: must be a whole number from 1 to "
+        raise UserError(f"{name}={text!r} in the environment: must be a whole number from 1 to "
                         f"{MAX_THREADS}; unset it "
                         f"(automl then picks the thread count, see the recipe key threads) or set a number")
-    n = int(first)
-    if n == 1 and local_world_size > 1:
+    return int(first)
+
+
+def env_counts(environ=None, local_world_size: int = 1, parent_without_omp=None) -> dict[str, int]:
+    """The user's thread counts in the environment, by variable (:data:`ENV_VARS`, in precedence): each
+    whole number from 1 to :data:`MAX_THREADS`, without torchrun's own ``OMP_NUM_THREADS=1`` for its workers."""
+    environ = os.environ if environ is None else environ
+    counts = {name: n for name in ENV_VARS if (n := _env_count(environ, name)) is not None}
+    if counts.get("OMP_NUM_THREADS") == 1 and local_world_size > 1:
         started_without = _parent_started_without_omp() if parent_without_omp is None else parent_without_omp
         if started_without:
-            return None  # torchrun's "OMP_NUM_THREADS=1 in default", not a choice of the user
-    return n
+            del counts["OMP_NUM_THREADS"]  # torchrun's "OMP_NUM_THREADS=1 in default", not a choice of the user
+    return counts
+
+
+def env_threads(environ=None, local_world_size: int = 1, parent_without_omp=None) -> int | None:
+    """The user's ``OMP_NUM_THREADS``, else ``MKL_NUM_THREADS`` (:func:`env_counts`), or None without either."""
+    counts = env_counts(environ, local_world_size, parent_without_omp)
+    return next(iter(counts.values()), None)
+
+
+def _ignored(counts: dict[str, int], used: int) -> str:
+    """What the info line adds for the environment's counts other than the one used."""
+    return "".join(f"; {name}={n} ignored" for name, n in counts.items() if n != used)
 
 
 def _saved(out_dir: Path | None) -> int | None:
@@ -393,17 +490,17 @@ def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = Fals
     ``out_dir`` holds no readable :data:`THREADS_FILE`, a callable giving (the count the run started with,
     the record that holds it) from the run's other records, or None when none does; ``auto`` then keeps that
     count, and without one chooses anew (:func:`lost_record` words the warning)."""
-    env = env_threads(environ, local_world_size)
+    env = env_counts(environ, local_world_size)
     saved = _saved(out_dir) if resume else None
     found = recorded() if resume and saved is None and recorded is not None else None
     saved, where = found if found is not None else (saved, None)
     explicit = None
     if setting != "auto":
         explicit = ThreadChoice(int(setting), "recipe", "threads: %d in the recipe" % int(setting)
-                                + (f"; OMP_NUM_THREADS={env} ignored" if env is not None and env != int(setting)
-                                   else ""), local_world_size=local_world_size)
-    elif env is not None:
-        explicit = ThreadChoice(env, "OMP_NUM_THREADS", f"OMP_NUM_THREADS={env} in the environment",
+                                + _ignored(env, int(setting)), local_world_size=local_world_size)
+    elif env:
+        name, n = next(iter(env.items()))
+        explicit = ThreadChoice(n, name, f"{name}={n} in the environment" + _ignored(env, n),
                                 local_world_size=local_world_size)
     if explicit is not None:
         reason = explicit.reason
