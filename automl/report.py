@@ -2,22 +2,146 @@
 ``pareto.png`` (the search's cost metric vs test accuracy, one point per architecture, labelled with ε, or
 with its budget, each budget drawn as a dotted line).
 Per architecture: params, MACs, the cost, test accuracy, and the onnxruntime latency of its export measured
-on this machine (fp32, and int8 when exported)."""
+on this machine (fp32, and int8 when exported). :func:`results_problem` and :func:`ranking_problem` name what
+makes a results.json read back (``automl rank``, ``--resume``) one the report cannot be written from."""
 
 from __future__ import annotations
 
-import math
-
 import io
+import json
+import math
+import os
+import sys
 from pathlib import Path
+from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.markup import escape
 
 from automl._io import atomic_write_bytes, atomic_write_json
 
-__all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "short_number"]
+__all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "short_number",
+           "results_problem", "ranking_problem"]
+
+
+# ---- what report.md and the plots read of results.json (one written by this automl, an older one, or edited)
+
+class _Read(BaseModel):
+    """A part of results.json as the report reads it: each value of the type automl writes (``true`` is not a
+    number, ``"3"`` not a count), null where automl writes null for a missing or non-finite measurement; keys
+    an older automl did not write are optional, keys the report does not read are not looked at."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _Int8(_Read):
+    error: str | None = None
+    test_accuracy: float | None = None
+    latency_ms: float | None = None
+    size_bytes: int | None = None
+    fp32_size_bytes: int | None = None
+
+
+class _Member(_Read):
+    choices: list[str]
+    cost: float
+    epsilon: float | None = None
+    budget: float | None = None
+    retrained_budget: float | None = None
+    params: int | None = None
+    test_accuracy: float | None = None
+    macs: float | None = None
+    latency_ms: float | None = None
+    weights: str | None = None
+    onnx: str | None = None
+    int8: _Int8 | None = None
+
+
+class _Protocol(_Read):
+    batch: int
+    threads: int
+
+
+class _Origin(_Read):
+    from_: str | None = Field(None, alias="from")
+    forced: bool = False
+    differs: list[str] | None = None
+
+
+class _Results(_Read):
+    recipe: str
+    method: str
+    search_seconds: float
+    phase_seconds: dict[str, float]
+    cost_metric: str = "params"
+    latency_protocol: _Protocol | None = None
+    supernet: _Origin | None = None
+    architectures: list[_Member]
+
+
+class _Pairs(_Read):
+    total: int
+    concordant: int
+    discordant: int
+    tied: int
+    undefined: int = 0
+
+
+class _Ranked(_Read):
+    params: int | None = None
+    supernet_loss: float | None = None
+    supernet_accuracy: float | None = None
+    supernet_loss_batch_stats: float | None = None
+    supernet_accuracy_batch_stats: float | None = None
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+
+
+class _Ranking(_Read):
+    kendall_tau: float | None
+    spearman: float | None
+    kendall_tau_batch_stats: float | None
+    pairs: _Pairs
+    archs: list[_Ranked]
+    truth: Literal["loss", "accuracy"] = "accuracy"
+    seeds: int = Field(1, ge=1)
+    retrain_epochs: int | None = None
+
+
+_SHOULD_BE = {"float_type": "a number", "int_type": "a whole number", "string_type": "text", "bool_type": "true or "
+              "false", "list_type": "a list", "dict_type": "an object", "model_type": "an object"}
+
+
+def _problem(model: type[_Read], data, prefix: str) -> str | None:
+    """The first key of ``data`` the report cannot read as ``model`` says, and why: ``architectures[0].cost:
+    missing``, ``search_seconds: null is not a number``; None when there is none."""
+    try:
+        model.model_validate(data)
+        return None
+    except ValidationError as e:
+        error = e.errors()[0]
+    key = prefix
+    for part in error["loc"]:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    if error["type"] == "missing":
+        return f"{key}: missing"
+    got = json.dumps(error["input"], default=str)
+    got = got if len(got) <= 40 else got[:37] + "..."
+    return f"{key}: {got} is not {_SHOULD_BE.get(error['type'], error['msg'].removeprefix('Input should be '))}"
+
+
+def results_problem(results: dict) -> str | None:
+    """What makes ``results`` (results.json) one report.md and pareto.png cannot be written from (edited or
+    damaged): its first key that is missing or not of the type automl writes (its ranking aside:
+    :func:`ranking_problem`); None when there is none."""
+    return _problem(_Results, results, "")
+
+
+def ranking_problem(ranking) -> str | None:
+    """:func:`results_problem` for results.json's ``ranking`` section (report.md's paragraph and ranking.png)."""
+    return _problem(_Ranking, ranking, "ranking")
 
 
 def _budgeted(results: dict) -> bool:
@@ -132,7 +256,7 @@ def _fmt_int8(q) -> str:
         return "—"
     if q.get("error"):
         return "not quantised"
-    size = q["size_bytes"] / q["fp32_size_bytes"] if q.get("fp32_size_bytes") else None
+    size = q["size_bytes"] / q["fp32_size_bytes"] if q.get("fp32_size_bytes") and _finite(q.get("size_bytes")) else None
     return (f"{_fmt_ms(q.get('latency_ms'))}, {_fmt_acc(q.get('test_accuracy'))}, "
             + (f"{size:.2f}x" if size is not None else "—"))
 
@@ -234,13 +358,15 @@ def _measured(v: float, measure: str) -> str:
 
 def _why_undefined(score: list, truth: list, measure: str) -> str:
     """Why a rank correlation of ``score`` against ``truth`` is undefined (NaN, written as null)."""
+    if len(truth) < 2:
+        return "fewer than two architectures"
     if not all(_finite(v) for v in score + truth):
         return "a value is NaN or inf (a network diverged) and has no place in an order"
     if len(set(truth)) <= 1:
         return f"every architecture got the same test {measure} ({_measured(truth[0], measure)})"
     if len(set(score)) <= 1:
         return f"the supernet gave every architecture the same score ({_measured(score[0], measure)})"
-    return "fewer than two architectures"
+    return "results.json records none"
 
 
 def _retrained(rk: dict) -> bool:
@@ -323,12 +449,12 @@ def plot_ranking(results: dict) -> bytes:
     loss = rk.get("truth", "accuracy") == "loss"
     measure, scale = ("loss", 1.0) if loss else ("accuracy", 100.0)
     fig, ax = _figure()
-    xs = [_value(a[f"supernet_{measure}"], scale) for a in archs]
-    ys = [_value(a[f"test_{measure}"], scale) for a in archs]
+    xs = [_value(a.get(f"supernet_{measure}"), scale) for a in archs]
+    ys = [_value(a.get(f"test_{measure}"), scale) for a in archs]
     unit = "" if loss else " [%]"
     ylabel = (f"stand-alone test {measure}{unit}" if _retrained(rk)
               else f"test {measure}{unit}, supernet's own weights (BatchNorm recalibrated)")
-    pts = ax.scatter(xs, ys, c=[a["params"] for a in archs], cmap="viridis")
+    pts = ax.scatter(xs, ys, c=[_value(a.get("params")) for a in archs], cmap="viridis")
     fig.colorbar(pts, ax=ax, label="parameters")
     ax.set_xlabel(f"supernet {measure} on D_θ{unit} (BatchNorm recalibrated)")
     ax.set_ylabel(ylabel + ("" if seeds == 1 else f", mean of {seeds} seeds"))
@@ -336,9 +462,30 @@ def plot_ranking(results: dict) -> bytes:
     return _png(fig, ax)
 
 
+def _import_matplotlib() -> None:
+    """matplotlib imported. Its first import sets the backend MPLBACKEND names and raises ValueError for one it
+    does not know (``MPLBACKEND=inline`` outside a notebook); the plots are drawn by Agg whatever the backend, so
+    matplotlib is imported without it, and the backend then set as that import would (pyplot imported later gets
+    it), unless matplotlib does not know it."""
+    if "matplotlib" in sys.modules:
+        return
+    backend = os.environ.pop("MPLBACKEND", None)
+    try:
+        import matplotlib
+    finally:
+        if backend is not None:
+            os.environ["MPLBACKEND"] = backend
+    if backend:
+        try:
+            matplotlib.rcParams["backend"] = backend
+        except ValueError:
+            pass  # not a backend: no plot of automl's uses it
+
+
 def _figure():
     """A figure of its own, drawn by Agg whatever the process's backend (no display needed): pyplot (its backend,
     its figures: a caller's notebook or script) is left as it was."""
+    _import_matplotlib()
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

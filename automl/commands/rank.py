@@ -11,6 +11,8 @@ import yaml
 from automl.commands.run import yaml_string
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
+from automl.pipeline.rank import check_results
+from automl.pipeline.results import read_results
 from automl.pipeline.setup import MIN_RANKED, TooManyArchs
 from automl.recipe import load_recipe
 
@@ -85,6 +87,7 @@ def main(args) -> int:
     device = getattr(args, "device", None)
     recipe = _load(resolved, base + ([] if device is None else [f"device={device}"]), flags)
     _check_device(recipe.device, device, resolved)
+    check_results(out / "results.json", read_results(out / "results.json"))  # before start-up reads the data
 
     try:
         ranking = Run(recipe, out).rank()

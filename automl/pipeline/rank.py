@@ -29,14 +29,14 @@ from automl.pipeline.results import (COMPUTED_ON, PARTIAL, ReportStage, build_re
                                      recorded_retrainings, reusable_retrainings)
 from automl.pipeline.setup import recipe_costs
 from automl.pipeline.state import RunState
-from automl.report import write_report
+from automl.report import results_problem, write_report
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
 if TYPE_CHECKING:
     from automl.pipeline.run import Run
 
-__all__ = ["rank_finished_run"]
+__all__ = ["rank_finished_run", "check_results"]
 
 
 def _run_recipe(out: Path) -> dict | None:
@@ -172,6 +172,18 @@ def _cut_length(path: Path, state: RunState) -> int | None:
     return state.metrics_bytes if isinstance(partial, dict) or not path.exists() else None
 
 
+def check_results(path: Path, results: dict) -> None:
+    """``results`` (read from ``path``, a run's results.json) must be one a ranking can be added to and report.md
+    written from: else the user error that names its first key missing or not of the type automl writes (edited
+    or damaged). An empty one (none, or not JSON) is written anew from the run's last checkpoint."""
+    problem = results_problem(results) if results else None
+    if problem:
+        raise UserError(f"{path}: {problem} (the file is not as the run wrote it: edited or damaged); automl rank "
+                        f"adds its ranking to it and writes report.md from it: correct that key or restore the file "
+                        f"from a copy, or move it away (automl rank then writes a new one from the run's last "
+                        f"checkpoint)")
+
+
 def rank_finished_run(run: Run) -> dict:
     """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
     results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock."""
@@ -195,6 +207,7 @@ def rank_finished_run(run: Run) -> dict:
 
     # rank 0 reads the file, every rank gets it (a folder under torchrun need not be shared): all skip the same
     before, length = on_main(info, lambda: (read_results(path), _cut_length(path, state)))
+    check_results(path, before)  # before any retraining (automl rank checks it before start-up too)
     stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
     here = computed_on(ctx)

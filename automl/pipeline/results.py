@@ -14,7 +14,7 @@ from automl.pipeline.members import Members
 from automl.pipeline.setup import EngineCosts
 from automl.pipeline.state import RunState
 from automl.ranking import summarize
-from automl.report import write_report
+from automl.report import ranking_problem, write_report
 
 __all__ = ["SEARCH_PHASES", "PARTIAL", "COMPUTED_ON", "build_results", "ranking_epochs", "ranking_seeds",
            "ranking_results", "recorded_retrainings", "reusable_retrainings", "computed_on", "same_computation",
@@ -154,15 +154,17 @@ def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
 
     The ranking ``automl rank`` recorded is kept unless the run measures its own ranking again
     (``measures_ranking``: its recipe's ranking stages are still to run; they reuse the retrainings results.json
-    records, :func:`reusable_retrainings`), and so is an ``automl rank`` stopped part-way (:data:`PARTIAL`), till
+    records, :func:`reusable_retrainings`) or report.md cannot show it (:func:`automl.report.ranking_problem`:
+    edited or damaged), and so is an ``automl rank`` stopped part-way (:data:`PARTIAL`), till
     a ranking that holds all its retrainings is complete (:func:`superseded`). A ``finished`` run (only its
     report left) keeps :data:`HOW_COMPUTED` and logs nothing more: metrics.jsonl keeps the lines ``automl rank``
     logged after its last checkpoint (less a retraining a kill cut short).
     A run with stages left cuts it back to the checkpoint's length, so the partial ranking's length no
     longer holds: it is dropped from results.json at once (the retrainings it records stay usable)."""
     earlier = read_results(path)
-    ranking = earlier.get("ranking")  # not a dict: results.json edited or damaged, the ranking measured again
-    kept = {} if measures_ranking or not isinstance(ranking, dict) or not ranking else {"ranking": ranking}
+    # one report.md cannot be written from (results.json edited or damaged): left out, the ranking measured again
+    ranking = earlier.get("ranking")
+    kept = {} if measures_ranking or not ranking or ranking_problem(ranking) else {"ranking": ranking}
     if finished:  # nothing is computed again: the record of how it was computed stays
         kept.update({k: earlier[k] for k in HOW_COMPUTED if k in earlier})
     partial = earlier.get(PARTIAL)
