@@ -12,11 +12,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from timm.models._efficientnet_builder import decode_arch_def
+
 from automl._io import atomic_write_json
 from automl.errors import UserError
+from automl.export.timm_spec import timm_kwargs_problem
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded", "check_channels",
-           "finite_number"]
+           "finite_number", "export_again", "manifest_error"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -28,8 +31,11 @@ def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path
     return path
 
 
-def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of an export folder; a missing or unreadable one is a :class:`UserError`."""
+def read_manifest(out_dir: str | os.PathLike, require: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The manifest of an export folder; a missing or unreadable one is a :class:`UserError`, and so is a field
+    that :func:`~automl.export.load_model` or :func:`~automl.export.quantize.measure_export` reads when it is
+    not what an export writes there (a hand-edited manifest), and a field of ``require`` that is absent or null
+    (fields an older automl did not write may be absent)."""
     path = Path(out_dir) / MANIFEST_NAME
     if not path.is_file():
         raise UserError(f"{path}: no manifest here; is {out_dir} a folder written by `automl export`?")
@@ -37,13 +43,55 @@ def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:  # ValueError: bad JSON, bad UTF-8, an integer of over 4,300 digits
         raise UserError(f"{path}: not a readable manifest ({e})") from None
+    except RecursionError:
+        raise UserError(f"{path}: not a readable manifest (its JSON nests too deeply)") from None
     if not isinstance(manifest, dict) or "choices" not in manifest:
         raise UserError(f"{path}: not an automl export manifest (no 'choices')")
     version = manifest.get("format_version", FORMAT_VERSION)
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise UserError(f"{path}: format_version {version!r} is newer than this automl understands "
                         f"({FORMAT_VERSION}); upgrade automl")
+    for field, (ok, what) in _READ.items():
+        v = manifest.get(field)
+        if v is None and (field in require or (field in manifest and field in _NOT_NULL)):
+            raise manifest_error(Path(out_dir), manifest, field, f"is {'null' if field in manifest else 'missing'}"
+                                 f"; it must be {what}")
+        if v is not None and not ok(v):
+            raise manifest_error(Path(out_dir), manifest, field, f"must be {what}, got {_shown(v)}")
+    problem = timm_kwargs_problem(manifest["timm_kwargs"]) if manifest.get("timm_kwargs") is not None else None
+    if problem:
+        raise manifest_error(Path(out_dir), manifest, "timm_kwargs", problem)
     return manifest
+
+
+def manifest_error(out_dir: Path, manifest: dict[str, Any], field: str, problem: str) -> UserError:
+    """The one message for a field of ``out_dir``'s manifest that is wrong (``problem``): it names the file and
+    the field, and says how to mend it: a field that ``automl export --arch`` reads from the manifest by fixing
+    it, any other by exporting the network again from the manifest (:func:`export_again`)."""
+    path = out_dir / MANIFEST_NAME
+    top = field.split(".")[0]
+    if top in _RECORDED or top == "choices":
+        fix = f"put back in \"{field}\" the value the export wrote"
+    else:
+        fix = f"export the network again into {out_dir}: {export_again(out_dir, manifest)}; or fix \"{field}\""
+    return UserError(f"{path}: \"{field}\" {problem}; {fix}")
+
+
+def export_again(out_dir: Path, manifest: dict[str, Any]) -> str:
+    """The ``automl export`` command that writes an export's files again from its own manifest and weights (the
+    space file as :func:`~automl.export.load_model` finds it)."""
+    spaces = [out_dir / v for v in [manifest.get("space_file")] if isinstance(v, str) and v]
+    spaces += [Path(v) for v in [manifest.get("space")] if isinstance(v, str) and v]
+    space = next((str(p) for p in spaces if p.is_file()), "SPACE")
+    file = (manifest.get("weights") if isinstance(manifest.get("weights"), dict) else {}).get("file")
+    weights = out_dir / (file if isinstance(file, str) and file else "model.safetensors")
+    how = f"automl export {space} --arch {out_dir / MANIFEST_NAME} --out {out_dir}"
+    return how.replace(" --out", f" --weights {weights} --out") if weights.is_file() else how
+
+
+def _shown(value) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def finite_number(v) -> bool:
@@ -80,6 +128,56 @@ _RECORDED = {
 }
 
 
+def _sizes(v) -> bool:
+    return (isinstance(v, list) and len(v) > 0
+            and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v))
+
+
+def _file_name(v) -> bool:
+    return isinstance(v, str) and bool(v.strip())
+
+
+def _decodes(arch_def) -> bool:
+    """A timm ``arch_def`` (stages of block strings) that timm's decoder reads."""
+    if not (isinstance(arch_def, list) and all(isinstance(st, list) and all(isinstance(b, str) for b in st)
+                                               for st in arch_def)):
+        return False
+    try:
+        decode_arch_def(json.loads(json.dumps(arch_def)))  # a copy: the decoder may change its argument
+    except Exception:  # noqa: BLE001 - timm raises what its parser meets (KeyError, AssertionError, ValueError)
+        return False
+    return True
+
+
+# the fields that load_model and measure_export read from an export's manifest, and what each must be when it is
+# present and not null: (test, in words)
+_READ = {
+    "choices": (lambda v: (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                or (isinstance(v, dict) and all(isinstance(x, str) for x in v.values())),
+                "the list of choice names"),
+    "se": _RECORDED["se"],
+    "space_args": _RECORDED["space_args"],
+    "space": (lambda v: isinstance(v, str), "the path of the space file"),
+    "space_file": (lambda v: isinstance(v, str), "the name of the space file copied into the export folder"),
+    "params": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+               "the network's parameter count (a whole number)"),
+    "weights": (lambda v: isinstance(v, dict) and ("file" not in v or _file_name(v["file"])),
+                "an object {\"file\": \"model.safetensors\", \"format\": ..., \"source\": ...}"),
+    "arch_def": (_decodes, "timm's arch_def of the network: a list of stages, each a list of block strings such as "
+                 "\"ir_r1_k3_s1_e1_c16\""),
+    "input_shape": (_sizes, "the model's input size without the batch axis, e.g. [3, 224, 224]"),
+    "onnx": (lambda v: isinstance(v, dict) and _file_name(v.get("file"))
+             and isinstance(v.get("input_name", "input"), str),
+             "an object {\"file\": \"model.onnx\", \"input_name\": \"input\", ...} (null: exported without "
+             "ONNX)"),
+    "int8": (lambda v: isinstance(v, dict) and (v.get("file") is None or _file_name(v["file"])),
+             "an object {\"file\": \"model.int8.onnx\", ...} (as measuring the export writes it)"),
+    "latency": (lambda v: isinstance(v, dict),
+                "an object {\"fp32_ms\": ..., ...} (as measuring the export writes it)"),
+}
+_NOT_NULL = ("choices", "se", "params", "input_shape")  # fields a reader cannot take as null
+
+
 def check_recorded(manifest: dict[str, Any], source: str) -> None:
     """The fields of an export's manifest that exporting its network again reuses are well formed (a hand-edited
     or damaged one is a :class:`UserError` naming ``source`` and the field)."""
@@ -98,7 +196,5 @@ def check_channels(manifest: dict[str, Any], source: str, channels: int) -> None
 
 
 def _refuse(source: str, field: str, what: str, value) -> None:
-    shown = repr(value)
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    raise UserError(f"{source}: \"{field}\" must be {what}, got {shown}; give the manifest.json the export wrote, "
-                    f"or a plain ARCH.json with the choices")
+    raise UserError(f"{source}: \"{field}\" must be {what}, got {_shown(value)}; give the manifest.json the export "
+                    f"wrote, or a plain ARCH.json with the choices")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -23,7 +24,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from automl._io import atomic_path
-from automl.export.manifest import MANIFEST_NAME, read_manifest, write_manifest
+from automl.export.manifest import MANIFEST_NAME, export_again, manifest_error, read_manifest, write_manifest
+from automl.export.onnx import DEFAULT_OPSET
 from automl.errors import UserError
 from automl.profile import EXPORT_PROTOCOL, machine_info, ort_session, time_session
 
@@ -145,29 +147,77 @@ def _size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _export_again(out_dir: Path, manifest: dict) -> str:
-    """How to write an export's files again: ``automl export`` with its own manifest and weights."""
-    spaces = [out_dir / str(manifest["space_file"])] if manifest.get("space_file") else []
-    spaces += [Path(str(manifest["space"]))] if manifest.get("space") else []
-    space = next((str(p) for p in spaces if p.is_file()), "SPACE")  # the space file, as load_model finds it
-    weights = out_dir / str((manifest.get("weights") or {}).get("file") or "model.safetensors")
-    how = f"automl export {space} --arch {out_dir / MANIFEST_NAME} --out {out_dir}"
-    return how.replace(" --out", f" --weights {weights} --out") if weights.is_file() else how
-
-
 def _fp32_session(fp32: Path, out_dir: Path, manifest: dict, threads: int):
-    """The onnxruntime session of an export's ``model.onnx``; a missing, truncated or damaged file is a
-    :class:`UserError` that names it and says how to export it again."""
-    again = f"export the network again into {out_dir}: {_export_again(out_dir, manifest)}"
+    """The onnxruntime session of an export's ``model.onnx``; a missing, truncated or damaged file, or one that
+    this onnxruntime cannot run (a newer opset or IR version), is a :class:`UserError` that names it, says which
+    and how to export it again."""
+    again = f"export the network again into {out_dir}: {export_again(out_dir, manifest)}"
     if not fp32.is_file():
         raise UserError(f"{fp32}: the export's ONNX model is missing; {again}")
     try:
         return ort_session(str(fp32), threads)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        why = why.rsplit("failed:", 1)[-1].strip().rstrip(".")[:200]
+        why = _ort_reason(e)
+    stamp = _onnx_stamp(fp32)
+    if stamp is None:
         raise UserError(f"{fp32}: not a readable ONNX model ({why}): the file is truncated or damaged; "
                         f"{again}") from None
+    import onnxruntime
+
+    raise UserError(f"{fp32}: onnxruntime {onnxruntime.__version__} cannot run this ONNX model ({stamp}): {why}; "
+                    f"{again} (it writes opset {DEFAULT_OPSET}), or run a newer onnxruntime") from None
+
+
+def _ort_reason(e: Exception) -> str:
+    """onnxruntime's reason for refusing a model, in one short line: without its ``[ONNXRuntimeError] ... failed:``
+    prefix and the C++ source location and function signature it puts before the reason."""
+    text = str(e).strip()
+    if not text:
+        return type(e).__name__
+    why = text.splitlines()[0].rsplit("failed:", 1)[-1].strip()
+    why = re.sub(r"^/\S+:\d+ [^()]*\(.*?\) (?=\S)", "", why).strip().rstrip(".")
+    return why if len(why) <= 300 else why[:297] + "..."
+
+
+def _onnx_stamp(path: Path) -> str | None:
+    """The opset and IR version a parsed ONNX file is stamped with, or None when onnx cannot parse the file (it
+    is truncated or damaged)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - protobuf's DecodeError and whatever a damaged file leads to
+        return None
+    if not model.HasField("graph") or not model.graph.node:
+        return None
+    opsets = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    return f"opset {opsets[0] if opsets else 'unknown'}, IR version {model.ir_version}"
+
+
+def _check_model_input(session, out_dir: Path, m: dict, name: str, shape: list[int]) -> None:
+    """The manifest's ``onnx.input_name`` and ``input_shape`` are the ONNX model's input; else a
+    :class:`UserError` naming the manifest's field (a hand-edited manifest), before anything is timed."""
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    if name not in inputs:
+        raise manifest_error(out_dir, m, "onnx.input_name", f"is {name!r}, but {m['onnx']['file']}'s input is "
+                             f"named {', '.join(map(repr, inputs))}")
+    want = inputs[name][1:]
+    if len(want) != len(shape) or any(isinstance(w, int) and w != s for w, s in zip(want, shape)):
+        shown = ", ".join(str(w) if isinstance(w, int) else "any" for w in want)
+        raise manifest_error(out_dir, m, "input_shape", f"is {shape}, but {m['onnx']['file']} takes inputs of "
+                             f"shape (N, {shown})")
+
+
+def _writable(out_dir: Path) -> None:
+    """The export folder takes new files (the measured manifest, the int8 model), checked before anything is
+    timed; else a :class:`UserError`."""
+    try:
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise UserError(f"{out_dir}: cannot write into this export folder ({e.strerror or e}), where the "
+                        f"measurements go (its manifest.json, and model.int8.onnx when quantising); make it "
+                        f"writable, or copy the folder somewhere writable and measure the copy") from None
 
 
 def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
@@ -178,21 +228,25 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     ``calibration``: ``(x, y)`` training batches (needed for ``quantize="int8"``); ``test``: a callable
     returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured; batches without
     an image: recorded as None, undefined). The latency is timed on ``batch`` images with ``threads`` intra-op
-    threads (a run with a latency table: the table's own). A missing or unreadable ``model.onnx`` is a
-    :class:`UserError` that says how to export it again.
+    threads (a run with a latency table: the table's own). Before anything is timed, each of these is a
+    :class:`UserError` that says how to mend it: a manifest field it reads that is missing or not what an export
+    writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing, damaged
+    or (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's ``input_shape``.
     """
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
     out_dir = Path(out_dir)
-    m = read_manifest(out_dir)
+    m = read_manifest(out_dir, require=("input_shape",))
     if not m.get("onnx"):
         raise UserError(f"{out_dir}: no ONNX model to measure or quantise (export with ONNX on)")
     fp32 = out_dir / m["onnx"]["file"]
     name = m["onnx"].get("input_name", "input")
     shape = m["input_shape"]
+    _writable(out_dir)
     import onnxruntime
 
     session = _fp32_session(fp32, out_dir, m, threads)
+    _check_model_input(session, out_dir, m, name, shape)
     latency = {"fp32_ms": _latency(session, shape, batch, input_name=name), "batch": batch,
                "threads": threads, "runtime": f"onnxruntime {onnxruntime.__version__}",
                "machine": machine_info(threads)}
@@ -222,7 +276,11 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
         # an earlier quantisation's model (export_architecture removes it with the model it was made from): timed
         # again with the fp32 one, as the manifest's int8 entry still describes it
         latency["int8_ms"] = onnx_latency(out_dir / INT8_NAME, shape, threads, batch, input_name=name)
-    write_manifest(out_dir, m)
+    try:
+        write_manifest(out_dir, m)
+    except OSError as e:  # the folder was writable when the measuring began: it filled up, or was made read-only
+        raise UserError(f"{out_dir / MANIFEST_NAME}: cannot write the measurements ({e.strerror or e}); free space "
+                        f"there or make the folder writable, and measure again") from None
     return m
 
 

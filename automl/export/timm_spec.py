@@ -21,6 +21,8 @@ state_dict keys and shapes, same output), so the manifest can never describe a d
 from __future__ import annotations
 
 import copy
+import inspect
+import math
 from functools import partial
 from typing import Any
 
@@ -34,7 +36,12 @@ from torch import nn
 from automl.nn.depthwise import plain_convs
 from automl.nn.ops import ACTIVATIONS, family_se_layer
 
-__all__ = ["timm_spec", "resolve_timm_kwargs", "build_timm_model", "StandaloneSpecError"]
+__all__ = ["timm_spec", "resolve_timm_kwargs", "build_timm_model", "timm_kwargs_problem", "StandaloneSpecError"]
+
+_CLASSES = {"EfficientNet": EfficientNet, "MobileNetV3": MobileNetV3}
+# the timm_kwargs that resolve_timm_kwargs turns into arguments; the class's own arguments that are not JSON
+_OWN_KEYS = ("timm_class", "norm_kwargs", "round_chs")
+_NOT_JSON = ("self", "block_args", "norm_layer", "aa_layer", "round_chs_fn", "device", "dtype")
 
 
 class StandaloneSpecError(RuntimeError):
@@ -68,6 +75,50 @@ def resolve_timm_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 def _identity(c):
     return c
+
+
+def timm_kwargs_problem(kwargs) -> str | None:
+    """What keeps a manifest's (hand-edited) ``timm_kwargs`` from being arguments :func:`build_timm_model` takes
+    (an argument timm's class does not have, a value of the wrong type, an activation timm does not know), in
+    words; None when they are."""
+    if not isinstance(kwargs, dict):
+        return f"must be an object of timm EfficientNet arguments, got {type(kwargs).__name__}"
+    cls = _CLASSES.get(kwargs.get("timm_class", "EfficientNet"))
+    if cls is None:
+        return f"\"timm_class\" must be EfficientNet or MobileNetV3, got {kwargs['timm_class']!r}"
+    params = {n: p.annotation for n, p in inspect.signature(cls.__init__).parameters.items() if n not in _NOT_JSON}
+    for key, value in kwargs.items():
+        if key in _OWN_KEYS:
+            continue
+        if key not in params:
+            return f"has {key!r}, which is not an argument of timm's {cls.__name__}"
+        if key == "act_layer":
+            if not isinstance(value, str) or not _known_act(value):
+                return f"\"act_layer\" must be an activation name timm knows (e.g. relu, hard_swish), got {value!r}"
+        elif key == "se_layer":
+            if value not in (None, "mobilenetv3"):
+                return f"\"se_layer\" must be \"mobilenetv3\" or null, got {value!r}"
+        elif not _of_type(value, params[key]):
+            return f"\"{key}\" must be a {getattr(params[key], '__name__', params[key])}, got {value!r}"
+    return None
+
+
+def _known_act(name: str) -> bool:
+    try:
+        return get_act_layer(name) is not None
+    except Exception:  # noqa: BLE001 - timm raises KeyError (or what its lookup meets) for a name it lacks
+        return False
+
+
+def _of_type(value, annotation) -> bool:
+    """A JSON value fits a timm argument annotated ``annotation`` (int, bool, float, str; others: any)."""
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, str) if annotation is str else True
 
 
 def build_timm_model(arch_def: list[list[str]], timm_kwargs: dict[str, Any]) -> nn.Module:
