@@ -10,25 +10,49 @@
 #     --platform manylinux2014_x86_64 -d .whl lark interegular pydantic pydantic_core annotated-types \
 #     typing-inspection typing_extensions timm
 # and carry .whl. Every step has its own time limit so one hang cannot eat the whole lease; the total
-# stays under about 8 minutes on an H200. Without a GPU it stops at once (one line, exit 2). summary.txt gives
-# each step's outcome: "done" when it exited 0, else "FAILED rc=N" (124: its time limit); the script exits 1
-# when a step failed or was skipped.
+# stays under about 8 minutes on an H200, and under BUDGET seconds (default 480) in all: a step starts only
+# with 20 s of it left. Before any step it stops at once (one line, also in summary.txt, exit 2) when BUDGET
+# is not a whole number, without a GPU, or when $PY cannot import automl, onnx, onnxruntime or pytest.
+# summary.txt gives each step's outcome: "done" when it exited 0, else "FAILED rc=N" (124 or 137: its time
+# limit); benchmarks.jsonl, the figures so far, is rewritten after every step; the script exits 1 when a step
+# failed or was skipped.
 set -u
 OUT=${OUT:-gpu-results}
-mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
-    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
-fi
 PY=${PY:-python3}
 BUDGET=${BUDGET:-480}  # seconds for all steps together: a step gets what is left, at most its own limit
+refuse() {  # refuse WHY: one line on stderr and in summary.txt, exit 2, before any step
+  echo "gpu_check: $1; nothing was run" | tee "$OUT/summary.txt" >&2
+  exit 2
+}
+if ! mkdir -p "$OUT" 2>/dev/null || ! [ -w "$OUT" ]; then
+  echo "gpu_check: cannot write to OUT=$OUT (give a writable folder, e.g. OUT=\$PWD/gpu-results); nothing was run" >&2
+  exit 2
+fi
+case "$BUDGET" in
+  '' | *[!0-9]*) refuse "BUDGET=$BUDGET is not a whole number of seconds (e.g. BUDGET=450)" ;;
+esac
 gpu=$($PY -c "import torch; print(torch.cuda.is_available())" 2>&1 | tail -n 1)
 if [ "$gpu" != True ]; then
   [ "$gpu" = False ] && gpu="torch.cuda.is_available() is False" || gpu="$PY cannot import torch${gpu:+: $gpu}"
-  echo "gpu_check: no GPU to check on this machine ($gpu); nothing was run" | tee "$OUT/summary.txt" >&2
-  exit 2
+  refuse "no GPU to check on this machine ($gpu)"
 fi
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+# every module a step imports, before the first step: a missing one would fail each step in turn, the
+# quickstart only at its export, minutes in
+missing=$($PY -c '
+import importlib, sys
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as e:
+        sys.exit(f"{name} ({type(e).__name__}: {e})")
+' automl.pipeline automl.cli onnx onnxruntime pytest 2>&1) \
+  || refuse "$PY cannot import $(printf '%s' "$missing" | tail -n 1): put the missing wheels in .whl/ (see the top of \
+$0)"
 FAILED=0
 step() {  # step NAME SECONDS CMD...: run with a limit, append its log to all.log, never stop the script
   local name=$1 limit=$2; shift 2
@@ -37,16 +61,19 @@ step() {  # step NAME SECONDS CMD...: run with a limit, append its log to all.lo
   [ "$limit" -gt "$left" ] && limit=$left
   local t0=$SECONDS rc rcfile
   rcfile=$(mktemp)  # the braces run in a subshell (a pipe): their rc comes back through a file
-  { echo "=== $name: $*"; timeout "$limit" "$@" 2>&1; rc=$?; echo "$rc" >"$rcfile"
+  # -k: a step that ignores the TERM at its limit is killed 10 s later
+  { echo "=== $name: $*"; timeout -k 10 "$limit" "$@" 2>&1; rc=$?; echo "$rc" >"$rcfile"
     echo "=== $name: rc=$rc in $((SECONDS - t0)) s"; } | tee -a "$OUT/all.log" | tail -n 30
   rc=$(cat "$rcfile" 2>/dev/null); rm -f "$rcfile"
   if [ "${rc:-?}" = 0 ]; then
     echo "$name done in $((SECONDS - t0)) s (limit $limit)" >>"$OUT/summary.txt"
   else
-    echo "$name FAILED rc=${rc:-?}$([ "$rc" = 124 ] && echo ' (time limit)') in $((SECONDS - t0)) s (limit $limit)" \
-      >>"$OUT/summary.txt"
+    local why; case $rc in 124 | 137) why=' (time limit)' ;; *) why='' ;; esac
+    echo "$name FAILED rc=${rc:-?}$why in $((SECONDS - t0)) s (limit $limit)" >>"$OUT/summary.txt"
     FAILED=1
   fi
+  # after every step, so a run stopped from outside keeps the figures measured so far
+  grep -sh '^{"benchmark"' "$OUT/all.log" >"$OUT/benchmarks.jsonl"
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -66,6 +93,5 @@ step search_cost 150 $PY benchmarks/search_cost.py recipes/quickstart.yaml devic
 step quickstart 240 $PY -m automl run recipes/quickstart.yaml device=cuda --out /tmp/qs-$$
 cp /tmp/qs-$$/results.json "$OUT/quickstart-results.json" 2>/dev/null
 rm -rf /tmp/qs-$$
-grep -h '^{"benchmark"' "$OUT/all.log" >"$OUT/benchmarks.jsonl"
 cat "$OUT/summary.txt"   # OUT holds 4 files: summary.txt, all.log, benchmarks.jsonl, quickstart-results.json
 exit "$FAILED"

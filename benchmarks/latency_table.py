@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit, parser, positive_int, run_main  # noqa: E402
+from benchmarks._common import emit, int_at_least, parser, positive_int, run_main  # noqa: E402
 from automl.errors import UserError  # noqa: E402
 from automl.ranking import kendall_tau_b  # noqa: E402
 
@@ -163,7 +163,8 @@ def int8_from_run(run_dir: Path) -> list[dict]:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
-    p.add_argument("--archs", type=positive_int, default=30)
+    p.add_argument("--archs", type=int_at_least(2), default=30,
+                   help="random architectures to export and time (at least 2: Kendall's tau compares pairs)")
     p.add_argument("--threads", type=positive_int, default=1)
     p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")

@@ -80,10 +80,16 @@ def main() -> None:
     if cores - busy < 2 * THREADS:
         print(f"note: {cores} cores, {busy:.1f} busy: the 2-process row ({2 * THREADS} threads) shares a core",
               file=sys.stderr)
-    rows = [run(1, "cpu"), run(2, "cpu")]
+    configs = [(1, "cpu"), (2, "cpu")]
     if a.gpus and torch.cuda.is_available():
-        for k in range(1, torch.cuda.device_count() + 1):
-            rows.append(run(k, "cuda"))
+        configs += [(k, "cuda") for k in range(1, torch.cuda.device_count() + 1)]
+    rows = []
+    for nproc, device in configs:
+        rows.append(run(nproc, device))
+        r = rows[-1]  # each row as it is measured: a later row that fails or is stopped does not lose it
+        print(f"scaling: {nproc} process{'es' if nproc > 1 else ''} on {device}: {r['images_per_s']:.0f} img/s "
+              f"(weight phase {r['weights_s']:.2f} s, θ phase {r['theta_s']:.2f} s, {r['threads']} thread(s) each)",
+              flush=True)
     emit("scaling", rows, threads_per_process=THREADS, supernets=1, physical_cores=cores, busy_cores=round(busy, 1),
          speedup_2_cpu=rows[1]["images_per_s"] / rows[0]["images_per_s"])
 
