@@ -62,6 +62,7 @@ class _Member(_Read):
 class _Protocol(_Read):
     batch: int
     threads: int
+    clock: Literal["wall", "cpu"] = "wall"
 
 
 class _Origin(_Read):
@@ -220,7 +221,9 @@ def _latency_note(results: dict) -> list[str]:
         return []
     p = results.get("latency_protocol") or {"batch": 1, "threads": 1}
     threads = "one thread" if p["threads"] == 1 else f"{p['threads']} threads"
-    return ["", f"Latency: onnxruntime on this machine (CPU, batch {p['batch']}, {threads}), median after warm-up."]
+    clock = ", the thread's CPU time" if p.get("clock") == "cpu" else ""
+    return ["", f"Latency: onnxruntime on this machine (CPU, batch {p['batch']}, {threads}{clock}), median after "
+                f"warm-up."]
 
 
 def _fmt_eps(a: dict, i: int) -> str:

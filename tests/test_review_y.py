@@ -13,6 +13,7 @@ import torch
 from onnx import numpy_helper
 from test_edge_fixes import _fake_time  # a latency of exactly 1 ms + 1 µs per parameter
 
+import automl.export.quantize as quantize
 import automl.profile as profile
 from automl.cli import main
 from automl.compile import load_compiled
@@ -122,7 +123,8 @@ def test_a_run_times_its_exports_as_its_latency_table_was_measured(table_file, t
     latency = _manifest(folder)["latency"]
     assert (latency["batch"], latency["threads"]) == (2, 2), latency
     # results.json and report.md say so (report.md said "batch 1, one thread" whatever the table)
-    assert json.loads((tmp_path / "run" / "results.json").read_text())["latency_protocol"] == {"batch": 2, "threads": 2}
+    protocol = json.loads((tmp_path / "run" / "results.json").read_text())["latency_protocol"]
+    assert protocol == {"batch": 2, "threads": 2, "clock": "wall"}
     assert "(CPU, batch 2, 2 threads)" in (tmp_path / "run" / "report.md").read_text()
     assert profile.table_protocol(json.loads(table.read_text())) == {"batch": 2, "threads": 2}
     assert profile.table_protocol({}) == profile.EXPORT_PROTOCOL  # a table written by hand: the default
@@ -253,3 +255,22 @@ def test_a_table_for_an_elastic_resolution_space_says_resolution(table_file, tmp
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "res.json" in err and "elastic resolution" in err, err
     assert "elastic widths" not in err
+
+
+def test_a_run_times_its_exports_by_the_clock_its_latency_table_was_timed_with(table_file, tmp_path, monkeypatch):
+    """A table profiled with --clock cpu: the run's exports were timed by wall clock (the table's protocol carried
+    no clock), so under load latency_ms and the table's cost measured different things. Now by the table's own."""
+    table = _edited(table_file, tmp_path, lambda t: (t.update(batch=1, clock="cpu"), t["machine"].update(threads=1)))
+    clocks = []
+    timed = quantize.time_session
+    monkeypatch.setattr(quantize, "time_session", lambda *a, **k: clocks.append(k.get("clock")) or timed(*a, **k))
+    from test_profile import _recipe
+    tiny = ["data.limit_train=96", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
+            "search.weight_epochs=1", "search.theta_epochs=1", "search.epsilons=[0.5]", "search.lam=2",
+            "retrain.epochs=0", "device=cpu", "threads=1"]
+    assert main(["run", str(_recipe(tmp_path, str(table))), "--out", str(tmp_path / "run"), *tiny]) == 0
+    assert clocks and set(clocks) == {"cpu"}, clocks
+    [folder] = (tmp_path / "run" / "export").iterdir()
+    assert _manifest(folder)["latency"]["clock"] == "cpu"
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["latency_protocol"]["clock"] == "cpu"
+    assert "(CPU, batch 1, one thread, the thread's CPU time)" in (tmp_path / "run" / "report.md").read_text()

@@ -27,7 +27,7 @@ from automl._io import atomic_path
 from automl.export.manifest import MANIFEST_NAME, export_again, manifest_error, read_manifest, write_manifest
 from automl.export.onnx import DEFAULT_OPSET
 from automl.errors import UserError
-from automl.profile import EXPORT_PROTOCOL, machine_info, ort_session, time_session
+from automl.profile import CLOCKS, EXPORT_PROTOCOL, machine_info, ort_session, time_session
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
            "measure_export", "calibration_batches", "check_inputs"]
@@ -222,19 +222,22 @@ def _writable(out_dir: Path) -> None:
 
 def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
                    test: Iterable | None = None, threads: int = EXPORT_PROTOCOL["threads"],
-                   batch: int = EXPORT_PROTOCOL["batch"]) -> dict:
+                   batch: int = EXPORT_PROTOCOL["batch"], clock: str = "wall") -> dict:
     """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
 
     ``calibration``: ``(x, y)`` training batches (needed for ``quantize="int8"``); ``test``: a callable
     returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured; batches without
     an image: recorded as None, undefined). The latency is timed on ``batch`` images with ``threads`` intra-op
-    threads (a run with a latency table: the table's own). Before anything is timed, each of these is a
+    threads, by ``clock`` (:func:`automl.profile.time_session`; a run with a latency table: the table's own batch,
+    threads and clock). Before anything is timed, each of these is a
     :class:`UserError` that says how to mend it: a manifest field it reads that is missing or not what an export
     writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing, damaged
     or (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's ``input_shape``.
     """
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
+    if clock not in CLOCKS:
+        raise UserError(f"clock {clock!r}: supported: {', '.join(CLOCKS)}")
     out_dir = Path(out_dir)
     m = read_manifest(out_dir, require=("input_shape",))
     if not m.get("onnx"):
@@ -247,8 +250,8 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
 
     session = _fp32_session(fp32, out_dir, m, threads)
     _check_model_input(session, out_dir, m, name, shape)
-    latency = {"fp32_ms": _latency(session, shape, batch, input_name=name), "batch": batch,
-               "threads": threads, "runtime": f"onnxruntime {onnxruntime.__version__}",
+    latency = {"fp32_ms": _latency(session, shape, batch, input_name=name, clock=clock), "batch": batch,
+               "threads": threads, "clock": clock, "runtime": f"onnxruntime {onnxruntime.__version__}",
                "machine": machine_info(threads)}
     m["latency"] = latency
     if quantize == "int8":
@@ -267,7 +270,7 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
             entry = {"file": None, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500]}
         else:
             entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
-            latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name)
+            latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name, clock=clock)
             if test is not None:
                 entry["test_accuracy"] = onnx_accuracy(int8, test(), name, threads)
                 entry["fp32_test_accuracy"] = fp32_accuracy
@@ -275,7 +278,7 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     elif (m.get("int8") or {}).get("file") and (out_dir / INT8_NAME).is_file():
         # an earlier quantisation's model (export_architecture removes it with the model it was made from): timed
         # again with the fp32 one, as the manifest's int8 entry still describes it
-        latency["int8_ms"] = onnx_latency(out_dir / INT8_NAME, shape, threads, batch, input_name=name)
+        latency["int8_ms"] = onnx_latency(out_dir / INT8_NAME, shape, threads, batch, input_name=name, clock=clock)
     try:
         write_manifest(out_dir, m)
     except OSError as e:  # the folder was writable when the measuring began: it filled up, or was made read-only

@@ -16,7 +16,7 @@ from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
-from automl.profile import EXPORT_PROTOCOL, apply_cost_table, read_cost_table, table_protocol
+from automl.profile import EXPORT_PROTOCOL, apply_cost_table, read_cost_table, table_clock, table_protocol
 from automl.ranking import space_size
 from automl.recipe import RUN_FILES, file_line
 from automl.report import round_sig, short_number
@@ -50,9 +50,9 @@ class Spaces:
     search_args: dict[str, str]
     retrain_args: dict[str, str]
     path: Path
-    # how the run's exports time latency: search.cost_table's own batch and threads, so that the table's costs
-    # (results.json's cost) and the exports' latency_ms compare; else automl.profile.EXPORT_PROTOCOL
-    latency: dict[str, int] = field(default_factory=lambda: dict(EXPORT_PROTOCOL))
+    # how the run's exports time latency: search.cost_table's own batch, threads and clock, so that the table's
+    # costs (results.json's cost) and the exports' latency_ms compare; else automl.profile.EXPORT_PROTOCOL
+    latency: dict[str, int | str] = field(default_factory=lambda: dict(EXPORT_PROTOCOL))
 
 
 def load_spaces(recipe) -> Spaces:
@@ -78,7 +78,8 @@ def load_spaces(recipe) -> Spaces:
                         f"(it has {', '.join(space.cost_table.metrics)}); a latency table comes from "
                         f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
     check_settings(recipe, space)
-    latency = table_protocol(table) if recipe.cost_table_path is not None else dict(EXPORT_PROTOCOL)
+    latency = ({**table_protocol(table), "clock": table_clock(table)} if recipe.cost_table_path is not None
+               else dict(EXPORT_PROTOCOL))
     return Spaces(space, retrain, search_args, retrain_args, recipe.space_path, latency)
 
 
