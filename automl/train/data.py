@@ -38,6 +38,7 @@ import pickle
 import signal
 import stat
 import threading
+import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -65,6 +66,9 @@ DIGITS_SPLIT_SEED = 20240501  # a constant: the digits test set never depends on
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"  # what CIFAR-10's python version comes as; extracted: CIFAR_DIR
+_TARS = (".tar", ".tar.gz", ".tgz")
+_ARCHIVES = _TARS + (".zip",)  # a file in an image folder's train/ or val/ that is an archive of images
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -673,6 +677,9 @@ def _load_cifar10(root: Path | None, download: bool):
     if root is None:
         raise DataError("dataset cifar10 needs data.root: set data.root=/path/to/data")
     if _exists(root) and not _is_dir(root):
+        if root.name.lower().endswith(_TARS):
+            raise DataError(f"data.root {root} is an archive, not a folder: extract it (tar -xf {root} -C "
+                            f"{root.parent}, which makes {root.parent / CIFAR_DIR}/) and set data.root={root.parent}")
         raise DataError(f"data.root {root} is a file, not a folder; set data.root to the folder that holds "
                         f"{CIFAR_DIR}/. {_cifar_help(root)}")
     folder = root / CIFAR_DIR
@@ -683,6 +690,11 @@ def _load_cifar10(root: Path | None, download: bool):
     if missing and any(_is_file(root / f) for f in CIFAR_FILES):
         raise DataError(f"data.root {root} holds CIFAR-10's batch files itself, where {folder}/ should hold them; "
                         f"move them into {folder}/")
+    archive = root / CIFAR_ARCHIVE
+    if missing and not download and not _exists(folder) and _is_file(archive):
+        raise DataError(f"CIFAR-10 is not extracted: {root} holds {CIFAR_ARCHIVE} but not {CIFAR_DIR}/; extract "
+                        f"it (tar -xf {archive} -C {root}), or run with data.download=true, which extracts it "
+                        f"(and downloads it again only if it is damaged)")
     if missing and download:
         try:
             import torchvision
@@ -790,14 +802,40 @@ def _cifar_transform(train: bool, size: int):
     return transform
 
 
+class _NoClassFolder(FileNotFoundError):
+    """An image folder's train/ or val/ holds no class folder (:func:`_visible_classes`)."""
+
+
 def _visible_classes(folder: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
     """torchvision's ``find_classes`` without hidden folders: the class folders of ``folder`` are its sub-folders
     whose names do not start with '.' (``.ipynb_checkpoints`` and the like are not classes)."""
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
     if not classes:
-        raise FileNotFoundError("it holds no class folder (folders whose names start with '.' are hidden and "
-                                "not classes)")
+        raise _NoClassFolder("it holds no class folder (folders whose names start with '.' are hidden and "
+                             "not classes)")
     return classes, {c: i for i, c in enumerate(classes)}
+
+
+def _no_class_folder(folder: Path, extensions: tuple[str, ...]) -> str:
+    """Why ``folder`` (train/ or val/ of an image folder) has no class folder and what to do, from the files
+    it holds itself: images not sorted into class folders yet (ImageNet's validation set comes so), or
+    archives not extracted (ImageNet's training set comes as one .tar per class)."""
+    files = sorted(e.name for e in os.scandir(folder) if not e.name.startswith(".") and not e.is_dir())
+    images = [n for n in files if n.lower().endswith(extensions)]
+    archives = [n for n in files if n.lower().endswith(_ARCHIVES)]
+
+    def some(names):
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    if images:
+        return (f"it holds {len(images)} image file{'s' * (len(images) > 1)} ({some(images)}) but no class folder: "
+                f"move each image into the folder of its class, {folder}/<class>/ (ImageNet's validation images "
+                f"come in one flat folder and are sorted into class folders with the labels of its devkit)")
+    if archives:
+        return (f"it holds {len(archives)} archive{'s' * (len(archives) > 1)} ({some(archives)}) but no class "
+                f"folder: extract each into a folder of its own (ImageNet's train/n01440764.tar: mkdir n01440764 "
+                f"&& tar -xf n01440764.tar -C n01440764) and remove the archives")
+    return "it holds no class folder (folders whose names start with '.' are hidden and not classes)"
 
 
 def _is_visible_image(folder: str, extensions: tuple[str, ...], path: str) -> bool:
@@ -820,6 +858,9 @@ def _image_folder(folder: Path, transform, layout: str):
     try:
         dataset.__init__(str(folder), transform=transform, loader=_read_image, allow_empty=True,
                          is_valid_file=functools.partial(_is_visible_image, str(folder), extensions))
+    except _NoClassFolder:
+        raise DataError(f"cannot read the image folder {folder}: {_no_class_folder(folder, extensions)}; "
+                        f"{layout}") from None
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"cannot read the image folder {folder}: {str(e).rstrip('.')}; {layout}") from None
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
@@ -829,7 +870,74 @@ def _image_folder(folder: Path, transform, layout: str):
         raise DataError(f"class folder{'s' * (len(empty) > 1)} {names} hold{'s' * (len(empty) == 1)} no image "
                         f"(files ending {', '.join(extensions)} whose names do not start with '.'); put images in "
                         f"{'them' if len(empty) > 1 else 'it'}, or remove the class from train/ and val/")
+    _check_folders_read_once(folder, dataset.samples)
     return dataset
+
+
+def _check_folders_read_once(folder: Path, samples: list[tuple[str, int]]) -> None:
+    """Refuse an image folder in which a symbolic link leads to a folder whose images it already holds (a link
+    to a folder above it, or two links to one folder): torchvision follows links, so those images would be read
+    again, as many times as the link can be followed, and under another class where the link is in one."""
+    seen: dict[str, str] = {}
+    for d in sorted({path.rpartition(os.sep)[0] for path, _ in samples}):
+        real = os.path.realpath(d)
+        if real not in seen:
+            seen[real] = d
+            continue
+        first = seen[real]
+        link = _first_link(folder, d) or _first_link(folder, first)
+        classes = [repr(Path(p).relative_to(folder).parts[0]) for p in (first, d)]
+        how = f"as class {classes[0]} and as class {classes[1]}" if classes[0] != classes[1] else \
+            f"both times as class {classes[0]}"
+        through, fix = (f" (through the symbolic link {link})", f"remove the link {link}, or replace it by a copy "
+                        f"of the images it should add") if link else ("", "remove one of the two")
+        raise DataError(f"the image folder {folder} holds the folder {real} twice, as {first} and as {d}{through}: "
+                        f"its images would be read twice, {how}; {fix}")
+
+
+def _first_link(folder: Path, path: str) -> str | None:
+    """The first symbolic link on the way from ``folder`` down to ``path``; None when none is one."""
+    p = folder
+    for part in Path(path).relative_to(folder).parts:
+        p = p / part
+        if os.path.islink(p):
+            return str(p)
+    return None
+
+
+def _different_classes(root: Path, train: list[str], val: list[str], layout: str) -> DataError:
+    """The error for train/ and val/ of an image folder whose class folders differ: the names in one only (quoted,
+    so a space at an end shows), and the pairs that differ only in case, in spaces at their ends or in how
+    Unicode encodes their letters (macOS writes an accented name decomposed, other systems composed)."""
+    def listed(names):
+        names = [repr(n) for n in names]
+        return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+
+    only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
+    only = [f"only in {d}: {listed(names)}" for d, names in ((root / "train", only_train), (root / "val", only_val))
+            if names]
+
+    def key(name):
+        return unicodedata.normalize("NFC", name).strip().casefold()
+
+    val_by_key = {key(n): n for n in only_val}
+    alike = []
+    for a in only_train:
+        b = val_by_key.get(key(a))
+        if b is None:
+            continue
+        if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
+            alike.append(f"{ascii(a)} in train/ and {ascii(b)} in val/ are one name with its letters encoded two "
+                         f"ways in Unicode (composed and decomposed)")
+            continue
+        how = "in spaces at their ends" if a.strip() == b.strip() else "in upper and lower case" \
+            if a.casefold() == b.casefold() else "in case, spaces at their ends and Unicode encoding"
+        alike.append(f"{a!r} in train/ and {b!r} in val/ differ only {how}")
+    if alike:
+        only.append("; ".join(alike[:5]) + (f" and {len(alike) - 5} more pairs" if len(alike) > 5 else ""))
+    rename = " (rename one folder of each pair above so that both are spelled alike)" if alike else ""
+    return DataError(f"{root / 'train'} and {root / 'val'} have different class folders ({'; '.join(only)}); "
+                     f"give both the same class folders{rename}; {layout}")
 
 
 def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: torch.device, common) -> Data:
@@ -857,14 +965,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     train_set = _image_folder(root / "train", _SkipBad(train_tf), layout)
     test_set = _image_folder(root / "val", _SkipBad(test_tf), layout)
     if train_set.classes != test_set.classes:
-        def listed(names):
-            return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-
-        only = [f"only in {d}: {listed(sorted(set(a) - set(b)))}"
-                for d, a, b in ((root / "train", train_set.classes, test_set.classes),
-                                (root / "val", test_set.classes, train_set.classes)) if set(a) - set(b)]
-        raise DataError(f"{root / 'train'} and {root / 'val'} have different class folders ({'; '.join(only)}); "
-                        f"give both the same class folders; {layout}")
+        raise _different_classes(root, train_set.classes, test_set.classes, layout)
     limited = cfg.limit_train is not None and cfg.limit_train < len(train_set)
     kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
         else torch.arange(len(train_set))
