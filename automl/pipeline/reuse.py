@@ -21,13 +21,13 @@ from automl.dsl import file_sha256, load_space, space_digest
 from automl.errors import SpaceError, UserError
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
 from automl.pipeline.context import RunContext
-from automl.pipeline.state import RunState
+from automl.pipeline.state import CKPT_FORMAT, RunState
 from automl.recipe import ADDED_KEYS
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import split_seed
 
-__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage",
-           "Reused", "load_supernet", "differences", "check_fits", "check_resumed"]
+__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "fingerprint_digest",
+           "ReusedWeightsStage", "Reused", "load_supernet", "differences", "check_fits", "check_resumed"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
@@ -142,11 +142,26 @@ def _trained_with(ckpt: dict, run_dir: Path) -> tuple[dict[str, Any], list[str]]
     return theirs, []
 
 
+def _checkpoint(store: CheckpointStore, run_dir: Path) -> dict:
+    """The newest usable checkpoint in ``store`` (of the run in ``run_dir``), written by an automl of this
+    checkpoint format; else a :class:`UserError` naming what is wrong."""
+    ckpt = store.load()
+    if ckpt is None:
+        raise UserError(f"--supernet {run_dir}: its checkpoints cannot be used: {store.why_none()}; give another "
+                        f"run's folder, or train the supernet again")
+    if ckpt.get("format") != CKPT_FORMAT:  # another layout: its keys may not mean what this automl reads
+        raise UserError(f"--supernet {run_dir}: its checkpoint {store.loaded} has format {ckpt.get('format')!r}, "
+                        f"this automl reads format {CKPT_FORMAT}: another version of automl wrote it; reuse it "
+                        f"with that version, or train the supernet again with this one (without --supernet)")
+    return ckpt
+
+
 def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: Path | None = None) -> Reused:
     """The trained supernet of the run in ``run_dir``, with its origin for results.json and the fingerprint of
     the settings that trained it.
 
-    Refuses (:class:`UserError`, exit 2) a folder without a trained supernet, and a fingerprint that
+    Refuses (:class:`UserError`, exit 2) a folder without a trained supernet (naming the newest checkpoint when
+    it is damaged and the one before it holds none), a checkpoint of another format, and a fingerprint that
     differs from ``ours`` unless ``force``. ``space_path``: this run's space file, whose bytes' sha256 a run
     recorded before :func:`~automl.dsl.space_digest` holds instead (and which gives ``space_args`` values)."""
     source = Path(run_dir)
@@ -161,17 +176,18 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     if store.missing():
         raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
                         f"--out folder of an automl run whose weight phase has finished")
-    ckpt = store.load()
-    if ckpt is None:
-        raise UserError(f"--supernet {run_dir}: its checkpoints cannot be used: {store.why_none()}; give another "
-                        f"run's folder, or train the supernet again")
+    ckpt = _checkpoint(store, run_dir)
     if ckpt.get("supernet") is None:
         if ckpt.get("supernet_origin") is None:  # recorded by every run whose search.method trains a supernet
             raise UserError(f"--supernet {run_dir}: that run has no trained supernet: its search.method trains "
                             f"none; give the folder of a run of search.method importance_sampling or separate")
+        resume = f"automl run RECIPE --out {run_dir} --resume, with its recipe and overrides"
+        if store.problems:  # the newest was damaged: the weight phase may well have finished
+            raise UserError(f"--supernet {run_dir}: its newest checkpoint cannot be used ({'; '.join(store.problems)}),"
+                            f" and the one before it, {store.loaded}, was written before its weight phase finished; "
+                            f"give another run's folder, or train the rest of that weight phase again ({resume})")
         raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: its weight phase has not "
-                        f"finished; finish it first (automl run RECIPE --out {run_dir} --resume, with its "
-                        f"recipe and overrides)")
+                        f"finished; finish it first ({resume})")
     if ckpt.get("weights_fingerprint") is None:
         raise UserError(f"--supernet {run_dir}: that run records no weights fingerprint (an older automl); "
                         f"train the supernet again with this version")

@@ -3,10 +3,10 @@
 Each save writes a new numbered file atomically, then atomically rewrites ``checkpoints.json``, the index
 that lists the last two files with their SHA-256. Loading walks the index newest first and takes the first
 file whose checksum matches, so a truncated or corrupted newest checkpoint falls back to the previous one
-(with a warning). A file that load found unusable is not kept as the next save's fallback (a run resumed from
-the previous checkpoint keeps that one behind its new one), and the index names only its folder's ``ckpt-N.pt``
-files: load skips, and save never deletes, any other path. A failed write (disk full) leaves the index, and so
-the previous checkpoint, untouched.
+(with a warning); a file that loads but holds no dict (not a run's state) counts as refused. A file that load
+found unusable is not kept as the next save's fallback (a run resumed from the previous checkpoint keeps that one
+behind its new one), and the index names only its folder's ``ckpt-N.pt`` files: load skips, and save never
+deletes, any other path. A failed write (disk full) leaves the index, and so the previous checkpoint, untouched.
 Files are loaded with ``torch.load(weights_only=True)``: a checkpoint never executes code. When there is
 no usable checkpoint, :meth:`CheckpointStore.why_none` says why in words (no folder, no index, a damaged
 index, or each listed file missing, unreadable, corrupted or refused), for the caller's user error. On
@@ -44,6 +44,7 @@ class CheckpointStore:
         self.index_path = self.folder / "checkpoints.json"
         self.problems: list[str] = []  # why each file the last load() tried was skipped
         self.unusable: set[str] = set()  # the index's files the last load() skipped: save() keeps none of them
+        self.loaded: Path | None = None  # the file the last load() returned, for messages about what it holds
 
     def _read_index(self) -> list[dict]:
         """The index's entries; [] when there is no index; :class:`_DamagedIndex` when it is unusable."""
@@ -137,35 +138,44 @@ class CheckpointStore:
             p.unlink(missing_ok=True)
         return len(stray)
 
-    def _skip(self, entry: dict, problem: str) -> None:
+    def _skip(self, entry: dict, problem: str, last: bool) -> None:
         path = self.folder / entry["file"]
         self.problems.append(f"{path} {problem}")
         self.unusable.add(entry["file"])
-        _logger.warning("checkpoint %s %s; trying the previous one", path, problem)
+        _logger.warning("checkpoint %s %s; %s", path, problem,
+                        "its index lists no earlier one" if last else "trying the previous one")
 
     def load(self) -> dict | None:
-        """The newest intact checkpoint, or None when there is none (:meth:`why_none` says why)."""
-        self.problems, self.unusable = [], set()
-        for entry in self._index():
-            path = self.folder / entry["file"]
+        """The newest intact checkpoint, or None when there is none (:meth:`why_none` says why); :attr:`loaded`
+        names its file."""
+        self.problems, self.unusable, self.loaded = [], set(), None
+        entries = self._index()
+        for n, entry in enumerate(entries, start=1):
+            path, last = self.folder / entry["file"], n == len(entries)
             if not _NUMBERED.fullmatch(entry["file"]):
-                self._skip(entry, "is not a checkpoint of this folder (the index names only its ckpt-N.pt files)")
+                self._skip(entry, "is not a checkpoint of this folder (the index names only its ckpt-N.pt files)",
+                           last)
                 continue
             try:
                 data = path.read_bytes()
             except FileNotFoundError:
-                self._skip(entry, "is missing")
+                self._skip(entry, "is missing", last)
                 continue
             except OSError as e:
-                self._skip(entry, f"cannot be read ({e.strerror or e})")
+                self._skip(entry, f"cannot be read ({e.strerror or e})", last)
                 continue
             if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-                self._skip(entry, "is corrupted (checksum mismatch)")
+                self._skip(entry, f"is corrupted ({'empty: 0 bytes' if not data else 'checksum mismatch'})", last)
                 continue
             try:
-                return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+                state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
                 # e.g. a file holding arbitrary Python objects: refused, never executed
-                self._skip(entry, f"was refused ({str(e).splitlines()[0] if str(e) else type(e).__name__})")
+                self._skip(entry, f"was refused ({str(e).splitlines()[0] if str(e) else type(e).__name__})", last)
                 continue
+            if not isinstance(state, dict):
+                self._skip(entry, f"was refused (it holds a {type(state).__name__}, not a run's state)", last)
+                continue
+            self.loaded = path
+            return state
         return None
