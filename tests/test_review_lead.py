@@ -14,7 +14,9 @@ import automl.pipeline.final_stages as fs
 from automl.cli import main
 from automl.pipeline import Run
 from automl.errors import RecipeError
+from automl.pipeline.state import CKPT_FORMAT
 from automl.recipe import load_recipe
+from automl.train.checkpoint import CheckpointStore
 from test_ranking import TINY
 from test_review_s import RANKING
 
@@ -319,3 +321,18 @@ def test_a_duplicate_key_inside_a_list_is_named_as_other_keys_are(tmp_path):
     path.write_text(f"name: q\nspace: {ROOT / 'spaces' / 'digits.space'}\nsearch:\n  budgets:\n    - a: 1\n      a: 2\n")
     e = error_of([], path)
     assert e.key == "search.budgets[0].a" and "line 5" in str(e), str(e)
+
+
+def test_resume_of_a_checkpoint_of_another_format_says_so_before_comparing_recipes(tmp_path, capsys):
+    """Another automl's checkpoint (another format, and so perhaps another way of fingerprinting the recipe) was
+    told "the recipe differs ..."; the format is checked first, naming the checkpoint file."""
+    out = tmp_path / "run"
+    assert main(["run", str(QUICK), *FAST_RUN, "export.onnx=false", "--out", str(out)]) == 0
+    store = CheckpointStore(out / "checkpoints")
+    ckpt = store.load()
+    ckpt.update(format=CKPT_FORMAT + 1, recipe_sha256="written by another automl")
+    newest = store.save(ckpt)
+    capsys.readouterr()
+    assert main(["run", str(QUICK), *FAST_RUN, "export.onnx=false", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"{newest}: the checkpoint has format {CKPT_FORMAT + 1}" in err and "recipe differs" not in err, err

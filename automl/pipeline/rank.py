@@ -190,7 +190,7 @@ def rank_finished_run(run: Run) -> dict:
     ckpt = _checked_checkpoint(run)
     r, out, info = run.recipe, run.out, run.info
     spaces, data, threads = run.start_up(ranking=True)
-    state = RunState.from_checkpoint(ckpt, str(run.store.folder))
+    state = RunState.from_checkpoint(ckpt, str(run.store.loaded or run.store.folder))
     costs = recipe_costs(r, spaces.search)
     plan = build_plan(r, out, run.method, spaces, costs, run.device)
     _check_finished(run, state, plan)

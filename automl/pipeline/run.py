@@ -351,9 +351,10 @@ class Run:
         ckpt = broadcast_object(ckpt, self.info)
         if ckpt is None:
             raise self._cannot_resume(self._held_files())
+        # another automl's format first: its recipe fingerprint may not be this automl's way of taking one
+        state = RunState.from_checkpoint(ckpt, str(self.store.loaded or self.store.folder))
         if ckpt.get("recipe_sha256") not in self._accepted_hashes:
             on_main(self.info, lambda: self._check_same_recipe(ckpt.get("recipe_sha256")))
-        state = RunState.from_checkpoint(ckpt, str(self.store.folder))
         length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
         if self.info.is_main:
             left = plan.stages[state.stage:]
