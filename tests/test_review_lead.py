@@ -336,3 +336,25 @@ def test_resume_of_a_checkpoint_of_another_format_says_so_before_comparing_recip
     assert main(["run", str(QUICK), *FAST_RUN, "export.onnx=false", "--out", str(out), "--resume"]) == 2
     err = capsys.readouterr().err
     assert f"{newest}: the checkpoint has format {CKPT_FORMAT + 1}" in err and "recipe differs" not in err, err
+
+
+def test_the_log_is_on_the_disk_before_a_checkpoint_records_its_length(tmp_path, monkeypatch):
+    """A checkpoint records metrics.jsonl's length; after a power cut the log must not be shorter than that (the
+    resumed run would leave a gap): the log is fsynced before each checkpoint is written."""
+    events = []
+    real_fsync, real_save = os.fsync, CheckpointStore.save
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("metrics.jsonl"):
+            events.append("log synced")
+        return real_fsync(fd)
+
+    def save(self, state):
+        events.append(("checkpoint", os.path.getsize(self.folder.parent / "metrics.jsonl") == state["metrics_bytes"]))
+        return real_save(self, state)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(CheckpointStore, "save", save)
+    assert main(["run", str(QUICK), *FAST_RUN, "export.onnx=false", "--out", str(tmp_path / "run")]) == 0
+    saves = [i for i, e in enumerate(events) if e != "log synced"]
+    assert saves and all(events[i - 1] == "log synced" and events[i][1] for i in saves), events

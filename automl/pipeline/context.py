@@ -110,7 +110,7 @@ class Keeper:
         st.stage, st.epoch, st.step = stage, epoch, step
 
         def write() -> None:  # rank 0; every rank waits for it and raises what it raised
-            self.store.save({**st.to_checkpoint(), "rng": self.rng(), "metrics_bytes": self.reporter.size(),
+            self.store.save({**st.to_checkpoint(), "rng": self.rng(), "metrics_bytes": self.reporter.synced_size(),
                              "inner": {k: v.state_dict() if hasattr(v, "state_dict") else v
                                        for k, v in (inner or {}).items()}})
 

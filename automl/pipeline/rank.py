@@ -223,7 +223,8 @@ def rank_finished_run(run: Run) -> dict:
     def keep(n: int) -> None:  # results.json records the retrainings of the first n stages, and the log's length
         done = {s.j for _, s in stages[:n]}
         written_on_main(info, f"{path}", lambda: atomic_write_json(path, {
-            **results, PARTIAL: {**partial_ranking(r, state, choices, done, run.reporter.size()), **here}}), again)
+            **results, PARTIAL: {**partial_ranking(r, state, choices, done, run.reporter.synced_size()), **here}}),
+            again)
 
     reused, kept = 0, False
     with preempt.armed():  # SIGTERM / SIGINT / SIGHUP: stop after the current retraining, keeping those done

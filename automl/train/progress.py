@@ -71,6 +71,20 @@ class Reporter:
         except FileNotFoundError:
             return 0
 
+    def synced_size(self) -> int:
+        """:meth:`size`, after the lines logged so far are flushed to the disk (``fsync``): a checkpoint that
+        records this length is written after them, so a power cut never leaves it longer than the log."""
+        if self.enabled and self.metrics_path:
+            try:
+                fd = os.open(self.metrics_path, os.O_RDONLY)
+            except FileNotFoundError:
+                return 0
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return self.size()
+
     def cut(self, size: int) -> None:
         """Cut metrics.jsonl back to its first ``size`` bytes, atomically: the lines logged after the
         checkpoint a run resumes from are logged again by the resumed run, and only once."""
