@@ -1,17 +1,24 @@
-"""Shared bits of the benchmark scripts: timing with warm-up, the machine they ran on, and how a user's mistake
-ends: one message and exit 2 (argument types below, :func:`run_main` for automl's ``UserError`` and a child
-``automl run`` that failed), never a traceback."""
+"""Shared bits of the benchmark scripts: timing with warm-up, the machine they ran on, the JSON line each script
+ends with (:func:`json_line`, strict JSON), files written atomically and read back only when whole, and how a
+user's mistake ends: one message and exit 2 (argument types below, :func:`run_main` for automl's ``UserError``
+and a child ``automl run`` that failed), never a traceback.
+
+The atomic write is this folder's own: ``automl._io`` is private to the automl package (docs/internals.md)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import os
 import platform
 import shlex
 import statistics
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -19,12 +26,15 @@ from automl.errors import UserError
 
 
 def machine() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    """The CPU, its cores, this process's intra-op thread count and torch's version; the GPUs first when torch
+    sees any (a GPU machine's scripts time CPU cases too)."""
     # the intra-op thread count changes CPU figures (and their ratios): set it with OMP_NUM_THREADS
     threads = torch.get_num_threads()
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-            f"{threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__}")
+    cpu = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+           f"{threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__}")
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}; {cpu}"
+    return cpu
 
 
 def timeit(fn, repeat: int = 20, warmup: int = 3, sync: bool = False) -> list[float]:
@@ -189,16 +199,74 @@ def median(xs) -> float:
     return statistics.median(xs)
 
 
+def strict_json(obj):
+    """``obj`` with every non-finite float (NaN, ±inf, at any depth of its dicts, lists and tuples) as None:
+    strict JSON has no NaN or Infinity (e.g. a Kendall's τ of architectures that all tie is NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
+
+
+def json_line(name: str, **fields) -> None:
+    """The one machine-readable line a script ends with: ``{"benchmark": name, "machine": machine(), **fields}``
+    as strict JSON (a NaN or inf is ``null``)."""
+    line = {"benchmark": name, "machine": machine(), **fields}
+    print(json.dumps(strict_json(line), allow_nan=False), flush=True)
+
+
 def emit(name: str, rows: list[dict], **extra) -> None:
-    """A human table, then one JSON line (machine-readable)."""
+    """A human table, then one JSON line (:func:`json_line`, with ``rows`` and ``extra``)."""
     if rows:
         keys = list(rows[0])
         widths = [max(len(str(k)), *(len(_fmt(r[k])) for r in rows)) for k in keys]
         print("  ".join(str(k).ljust(w) for k, w in zip(keys, widths)))
         for r in rows:
             print("  ".join(_fmt(r[k]).ljust(w) for k, w in zip(keys, widths)))
-    print(json.dumps({"benchmark": name, "machine": machine(), "rows": rows, **extra}))
+    json_line(name, rows=rows, **extra)
 
 
 def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# ------------------------------------------------------------------------------------------ files
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``text`` into ``path`` through a temporary file in the same folder (fsynced, then ``os.replace``): a kill
+    or a full disk leaves the old file or none, never part of one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cached_json(path: str | os.PathLike, problem=None):
+    """The JSON an earlier run of the script left in ``path``, or None: when there is none, or when it cannot be
+    used (not UTF-8 JSON, e.g. a file another program cut short, or ``problem(value)`` names what is wrong
+    with it): then a line on stderr says it is computed again."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        why = f"not JSON ({e})"
+    else:
+        why = problem(value) if problem else None
+        if why is None:
+            return value
+    print(f"{path}: {why}; computing it again", file=sys.stderr, flush=True)
+    return None

@@ -11,7 +11,6 @@ line.
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import nonneg_int, parser, positive_int, run_main  # noqa: E402
+from _common import json_line, nonneg_int, parser, positive_int, run_main  # noqa: E402
 
 from automl.search import ContextCosts, MultiEpsilonSearch  # noqa: E402
 
@@ -95,7 +94,7 @@ def main():
               f"{str(r['budgets']):>7} {r['N']:>3} "
               f"{r['D']:>3} {r['K']:>3} {r['lam']:>4} {r['context_combinations'] or '-':>8} {r['median_ms']:>10.3f} "
               f"{r['p90_ms']:>8.3f}")
-    print(json.dumps({"benchmark": "engine_speed", "torch": torch.__version__, "results": results}))
+    json_line("engine_speed", torch=torch.__version__, results=results)
 
 
 if __name__ == "__main__":

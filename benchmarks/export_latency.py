@@ -12,7 +12,6 @@ Prints a table, then one JSON line with every figure.
 
 from __future__ import annotations
 
-import json
 import platform
 import statistics
 import sys
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import parser, positive_int, run_main  # noqa: E402
+from _common import json_line, parser, positive_int, run_main  # noqa: E402
 
 from automl.commands import parse_set_args  # noqa: E402
 
@@ -127,8 +126,7 @@ def main(argv=None) -> int:
         print(f"{Path(r['dir']).name:<12} {r['params']:>10,} {'x'.join(map(str, r['input_shape'])):>11} | "
               f"{f(r['torch_b1_ms']):>15} {f(r['onnxruntime_b1_ms']):>15} | "
               f"{g(r['torch_b32_img_s']):>17} {g(r['onnxruntime_b32_img_s']):>17}")
-    print(json.dumps({"benchmark": "export_latency", "threads": a.threads, "torch": torch.__version__,
-                      "results": rows}))
+    json_line("export_latency", threads=a.threads, torch=torch.__version__, results=rows)
     return 0
 
 

@@ -7,9 +7,10 @@ Runs ``automl run RECIPE search.method=M seed=S`` for every seed and method (one
 interleaved (A, B, A, B: on a shared machine load changes slowly, so neighbouring runs see similar load),
 then prints per member the budget, the final ε, params, cost / budget, test accuracy, and each run's search
 seconds, plus the median search-time ratio of the first method to the second. An existing
-``OUT/<method>-s<seed>`` with a results.json is reused (delete it to rerun). A run that fails stops the
-script with one line naming its command (exit 2 when the run's was 2: a mistake in the recipe or a --set,
-which the run printed above it). Prints a table and one JSON line.
+``OUT/<method>-s<seed>`` with a results.json is reused (delete it to rerun). The recipe with each method and
+the --set overrides is checked before the first run (a mistake: one line naming the file or key, exit 2). A
+run that fails stops the script with one line naming its command (exit 2 when the run's was 2, a mistake it
+printed above it). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import check_child, int_list, names, parser, run_main  # noqa: E402
+from _common import check_child, int_list, json_line, names, parser, run_main  # noqa: E402
+
+from automl.recipe import load_recipe  # noqa: E402
 
 METHODS = ("importance_sampling", "separate", "simultaneous", "random")  # search.method's values
 
@@ -37,6 +40,8 @@ def main():
     args = ap.parse_args()
     out = Path(args.out)
     methods = list(dict.fromkeys(args.methods))  # a method or seed given twice is one
+    for m in methods:  # a mistake in the recipe or a --set is found now, not by the first run
+        load_recipe(args.recipe, [f"search.method={m}", *args.set])
     rows, seconds = [], {m: [] for m in methods}
     for seed in dict.fromkeys(args.seeds):
         for m in methods:
@@ -67,8 +72,8 @@ def main():
         ratio = round(statistics.median(ratios), 3)
         print(f"search seconds {methods[0]} / {methods[1]}: median {ratio} over {len(ratios)} seeds "
               f"({', '.join(f'{x:.2f}' for x in ratios)})")
-    print(json.dumps({"benchmark": "family_budgets", "recipe": args.recipe, "overrides": args.set,
-                      "rows": rows, "search_seconds": seconds, "ratio_median": ratio}))
+    json_line("family_budgets", recipe=args.recipe, overrides=args.set, rows=rows, search_seconds=seconds,
+              ratio_median=ratio)
 
 
 if __name__ == "__main__":

@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (check_child, emit, int_at_least, int_list, names, parser, positive_float,  # noqa: E402
-                     positive_int, run_main)
+from _common import (atomic_write_text, cached_json, check_child, emit, int_at_least, int_list, names,  # noqa: E402
+                     parser, positive_float, positive_int, run_main)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
@@ -204,17 +204,19 @@ def _retrain_once(ws, arch, seed: int, j: int, epochs: int) -> dict:
 def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: list[int], epochs: int) -> dict:
     """How reliable a stand-alone truth is: the K ranking architectures retrained ``epochs`` epochs once per
     seed (another initialisation and data order each), in this process; per seed a JSON file in ``out``
-    (reused when there). Returns τ between single retrainings, by test accuracy and by test loss, and τ
-    between the means of two disjoint halves of the seeds."""
+    (written atomically; reused when there, computed again when it cannot be read). Returns τ between single
+    retrainings, by test accuracy and by test loss, and τ between the means of two disjoint halves of the
+    seeds."""
     per_seed = {}
     for seed in seeds:
         path = out / f"truth-study-e{epochs}-s{seed}.json"
-        if not path.exists():
+        rows = cached_json(path, lambda rows: _study_problem(rows, k))
+        if rows is None:
             r = load_recipe(recipe, overrides + [f"seed={seed}", f"ranking.archs={k}"])
             ws = open_workspace(r)
             rows = [_retrain_once(ws, a, seed, j, epochs) for j, a in enumerate(ws.ranking_archs())]
-            path.write_text(json.dumps(rows))
-        per_seed[seed] = json.loads(path.read_text())
+            atomic_write_text(path, json.dumps(rows))
+        per_seed[seed] = rows
         print(f"truth study: seed {seed}, {epochs} epochs done", flush=True)
     acc = np.array([[e["test_accuracy"] for e in per_seed[s]] for s in seeds])
     loss = np.array([[e["test_loss"] for e in per_seed[s]] for s in seeds])
@@ -228,6 +230,14 @@ def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: lis
         out_["tau_mean_acc_halves"] = kendall_tau_b(acc[:half].mean(0), acc[half:2 * half].mean(0))
         out_["tau_mean_loss_halves"] = kendall_tau_b(-loss[:half].mean(0), -loss[half:2 * half].mean(0))
     return out_
+
+
+def _study_problem(rows, k: int) -> str | None:
+    """What makes a truth study's file unusable for ``k`` architectures (None: nothing)."""
+    if not (isinstance(rows, list) and all(isinstance(e, dict) and {"test_accuracy", "test_loss"} <= e.keys()
+                                           for e in rows)):
+        return "not a truth study's rows"
+    return None if len(rows) == k else f"holds {len(rows)} architectures, not --archs {k}"
 
 
 def retrain_named(recipe: str, overrides: list[str], spec: dict, seeds: list[int], epochs: int) -> list[dict]:

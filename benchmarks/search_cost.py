@@ -66,11 +66,14 @@ def main(argv: list[str]) -> None:
         raise UserError(f"{a.recipe}: search.weight_epochs is 0: no weight steps to time (give 1 or more)")
     # Warm-up, untimed: the first run in a process pays for one-time set-up (oneDNN/cuDNN kernel selection
     # for every op shape, allocator growth), which would otherwise be charged to whichever method runs first.
+    # Each run prints what a run prints: a header line says which run it is, and whether it counts.
+    print("== warm-up run (1 + 1 epochs), untimed: not counted", flush=True)
     search_run(a.recipe, a.overrides + ["search.weight_epochs=1", "search.theta_epochs=1"])
     rows = []
     samples: dict[str, list[float]] = {}
     for rep in range(a.repeat):
         for method in ("importance_sampling", "separate", "simultaneous"):
+            print(f"== timed run: {method}, repeat {rep + 1} of {a.repeat}", flush=True)
             res = search_run(a.recipe, a.overrides + [f"search.method={method}"])
             samples.setdefault(method, []).append(res["search_seconds"])
             rows.append(_row(method, rep + 1, res))
@@ -84,6 +87,7 @@ def main(argv: list[str]) -> None:
     emax = max(recipe.search.epsilons or [12.0]) or 0.5
     for n in () if a.no_sweep else (1, 2, 4, 8):
         eps = [round(emax * j / max(n - 1, 1), 4) for j in range(n)]
+        print(f"== timed run: importance_sampling, N = {n} (sweep)", flush=True)
         res = search_run(a.recipe, a.overrides + ["search.method=importance_sampling",
                                                   "search.epsilons=[" + ",".join(map(str, eps)) + "]"])
         scaling.append(_row("importance_sampling", 1, res))

@@ -25,7 +25,6 @@ unconstrained member). Prints a table and one JSON line.
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import int_at_least, names, parser, positive_float, positive_int, run_main  # noqa: E402
+from _common import int_at_least, json_line, names, parser, positive_float, positive_int, run_main  # noqa: E402
 
 from automl.search import MultiEpsilonSearch, best_within_budget, normalize_costs  # noqa: E402
 
@@ -165,10 +164,9 @@ def main():
                 cells = " | ".join(f"{row['cost_ratio'][n]:.2f} {row['regret'][n]:.3f}"
                                    + (f" {held[n]}/{args.seeds}" if mode == "budget" else "") for n in range(N))
                 print(f"N={N} {mode:<6} {m:<10} {evals:>6} | {cells}", flush=True)
-    print(json.dumps({"benchmark": "search_quality", "problem": args.problem, "budget_lr": args.budget_lr,
-                      "D": args.D, "K": args.K, "lam": args.lam,
-                      "sigma": args.sigma, "seeds": args.seeds, "iters": args.iters, "epsilons": EPSILONS,
-                      "seconds": round(time.perf_counter() - t0, 1), "rows": rows}))
+    json_line("search_quality", problem=args.problem, budget_lr=args.budget_lr, D=args.D, K=args.K, lam=args.lam,
+              sigma=args.sigma, seeds=args.seeds, iters=args.iters, epsilons=EPSILONS,
+              seconds=round(time.perf_counter() - t0, 1), rows=rows)
 
 
 if __name__ == "__main__":

@@ -209,16 +209,6 @@ def test_ranking_checks_the_recipe_before_retraining(tmp_path):
 
 
 @pytest.mark.heavy  # starts automl runs or imports the recipe machinery: seconds each
-def test_family_budgets_reports_a_child_exit_2_as_one_line(tmp_path):
-    r = bench("family_budgets.py", "--seeds", "0", "--out", str(tmp_path / "fb"), "--set", "search.bogus=1",
-              timeout=120)
-    assert "Traceback" not in r.stderr and "CalledProcessError" not in r.stderr, r.stderr
-    assert r.returncode == 2, r.stderr
-    last = r.stderr.strip().splitlines()[-1]
-    assert "automl run" in last and "exit 2" in last, last
-
-
-@pytest.mark.heavy  # starts automl runs or imports the recipe machinery: seconds each
 def test_ranking_and_threads_children_exit_2_raise_child_failed(tmp_path):
     import ranking
     import threads

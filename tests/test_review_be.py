@@ -104,22 +104,6 @@ def test_gpu_check_keeps_the_figures_of_finished_steps_when_stopped_from_outside
     assert [json.loads(x)["benchmark"] for x in lines] == ["engine_speed"]
 
 
-@pytest.mark.heavy  # the shortest step limit a budget allows is 20 s, and the kill comes 10 s after it
-def test_gpu_check_kills_a_step_that_ignores_its_time_limit(tmp_path):
-    # was: `timeout` sent TERM only; a step that ignored it held the whole lease
-    fake = fake_python(tmp_path, 'case "$*" in *"-m pytest"*) trap "" TERM; sleep 45 ;; esac\nexit 0')
-    t0 = time.monotonic()
-    try:
-        r = gpu_check(tmp_path, fake, timeout=44, BUDGET="20")
-    except subprocess.TimeoutExpired:
-        pytest.fail("gpu_check.sh waited for a step past its time limit")
-    assert time.monotonic() - t0 < 40
-    assert r.returncode == 1
-    summary = (tmp_path / "gpu" / "summary.txt").read_text()
-    assert "tests FAILED rc=137 (time limit)" in summary, summary
-    assert "quickstart skipped: budget spent" in summary, summary
-
-
 # ---------------------------------------------------------------------------------------- scaling.py
 
 
@@ -165,7 +149,7 @@ def _steps() -> dict[str, list[str]]:
     for line in text.splitlines():
         if line.startswith("step "):
             words = shlex.split(line, comments=True)
-            steps[words[1]] = words[4:]  # step NAME LIMIT $PY ...
+            steps[words[1]] = words[5:]  # step NAME NEED LIMIT $PY ...
     return steps
 
 
