@@ -6,12 +6,12 @@ import re
 import shlex
 import signal
 import sys
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from automl._io import reader_gone
+from automl._signals import Interrupted, raising_on
 from automl.errors import Stopped, UserError
 from automl.pipeline import Run, resolve_device
 from automl.pipeline.context import how_to_go_on, on_main
@@ -145,14 +145,10 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
             + (["supernet_force=true"] if force else []))
 
 
-class StoppedStarting(BaseException):
+class StoppedStarting(Interrupted):
     """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals (:func:`_stopping_start_up`); like
     ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it for an error of its own.
     :func:`main` raises it on as :class:`~automl.errors.Stopped` (exit 128 + the signal)."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by signal {signum}")
-        self.signum = signum
 
 
 @contextmanager
@@ -163,22 +159,8 @@ def _stopping_start_up(info: DistInfo):
     handling (:meth:`automl.train.preempt.Preemption.armed`), and a second signal ends the process at once. One
     process only: under torchrun a rank stopped in a collective could not act on it (``--resume`` passes over
     what such a start-up leaves: :func:`_latest_run`)."""
-    default = {signal.SIGINT: signal.default_int_handler}
-    caught = [s for s in SIGNALS if signal.getsignal(s) is default.get(s, signal.SIG_DFL)]
-    if info.enabled or threading.current_thread() is not threading.main_thread():
-        caught = []
-
-    def stop(signum, frame):
-        for s in caught:
-            signal.signal(s, signal.SIG_DFL)
-        raise StoppedStarting(signum)
-
-    old = {s: signal.signal(s, stop) for s in caught}
-    try:
+    with raising_on(SIGNALS, StoppedStarting, enabled=not info.enabled):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def _stopped_starting(e: StoppedStarting, out: Path | None, again: str) -> None:

@@ -10,12 +10,12 @@ import math
 import os
 import signal
 import sys
-import threading
 
 from rich.console import Console
 from rich.table import Table
 
 from automl._io import atomic_write_text, writable_file
+from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch
 from automl.compile import load_compiled
@@ -262,13 +262,9 @@ def _profile(args, cs) -> int:
     return 0
 
 
-class _Signal(BaseException):
+class _Signal(Interrupted):
     """SIGTERM or SIGHUP while profiling (:func:`_signals_stop`): as ``KeyboardInterrupt`` for SIGINT, no ``except
     Exception`` takes it for an error, and the profile keeps what it measured."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"stopped by signal {signum}")
-        self.signum = signum
 
 
 @contextlib.contextmanager
@@ -276,22 +272,8 @@ def _signals_stop():
     """Inside the block, SIGTERM and SIGHUP raise :class:`_Signal` where they would end the process (their handler
     is the default; not one ignored, as ``nohup`` ignores SIGHUP); a second signal ends it at once. SIGINT raises
     ``KeyboardInterrupt`` as it does anyway."""
-    caught = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
-    if threading.current_thread() is not threading.main_thread():
-        caught = []
-    caught = [s for s in caught if signal.getsignal(s) is signal.SIG_DFL]
-
-    def stop(signum, frame):
-        for s in caught:
-            signal.signal(s, signal.SIG_DFL)
-        raise _Signal(signum)
-
-    old = {s: signal.signal(s, stop) for s in caught}
-    try:
+    with raising_on([getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)], _Signal):
         yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def main(args) -> int:

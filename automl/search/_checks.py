@@ -10,7 +10,8 @@ import torch
 
 __all__ = ["check_num_choices", "check_epsilons", "check_budgets", "check_costs", "check_lam",
            "check_positive", "start_theta", "check_state", "theta_min_table", "cheapest_cost",
-           "dearest_cost", "check_seed", "check_count", "check_device", "is_complex", "real_table"]
+           "dearest_cost", "check_seed", "check_count", "check_device", "is_complex", "real_table",
+           "checked_generator"]
 
 #: The seeds ``torch.Generator.manual_seed`` takes.
 _SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)
@@ -226,3 +227,14 @@ def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict,
         same = isinstance(saved, torch.Tensor) and torch.equal(saved.to(torch.float64), costs.cpu().to(torch.float64))
     if not same:
         raise ValueError(f"state was saved with a different cost table; build the {who} with the same costs")
+
+
+def checked_generator(state: dict) -> torch.Tensor:
+    """``state["generator"]`` on the CPU, when torch takes it for a generator's state; else a ``ValueError``."""
+    generator = state["generator"]
+    try:
+        generator = generator.cpu()
+        torch.Generator().set_state(generator)
+    except (AttributeError, TypeError, RuntimeError):
+        raise ValueError(f"state['generator'] is not a torch.Generator state: {type(generator).__name__}") from None
+    return generator

@@ -15,7 +15,7 @@ import torch
 from ._base import Searcher
 from ._budgets import EPS_CAP, BudgetTargets
 from ._checks import (check_budgets, check_count, check_device, check_epsilons, check_lam, check_num_choices,
-                      check_positive, check_seed, check_state, start_theta)
+                      check_positive, check_seed, check_state, checked_generator, start_theta)
 from ._context import check_cost_model, cost_bound, cost_state, costs_finite, expected_total, step_costs
 from ._inputs import TellInputs
 from ._restriction import RangeRestriction
@@ -100,12 +100,7 @@ def _state_values(state: dict, mask: torch.Tensor, epsilons: list[float], budget
     if not isinstance(eps, torch.Tensor) or tuple(eps.shape) != (N,) or not eps.is_floating_point() \
             or not bool((torch.isfinite(eps) & (eps >= 0) & (eps <= EPS_CAP if budgets else True)).all()):
         raise ValueError(f"state['eps'] must be {N} finite epsilons >= 0, got {eps!r}")
-    generator = state["generator"]
-    try:
-        generator = generator.cpu()
-        torch.Generator().set_state(generator)
-    except (AttributeError, TypeError, RuntimeError):
-        raise ValueError(f"state['generator'] is not a torch.Generator state: {type(generator).__name__}") from None
+    generator = checked_generator(state)
     eps = eps if budgets else torch.tensor(epsilons, dtype=torch.float64)
     return (theta, eps, generator, _int_entry(state, "step"), _int_entry(state, "seed", 0),
             _int_entry(state, "nonfinite", 0))

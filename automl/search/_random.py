@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import torch
 
 from ._base import Searcher
-from ._checks import check_device, check_lam, check_num_choices, check_seed, check_state
+from ._checks import check_device, check_lam, check_num_choices, check_seed, check_state, checked_generator
 from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
 from ._inputs import TellInputs, as_losses
 from ._knapsack import BUDGET_RTOL
@@ -109,12 +109,7 @@ def _state_values(state: dict, num_choices: list[int], N: int, lam: int) -> tupl
     missing = [k for k in ("generator", "best_arch", "best_loss", "told", "last") if k not in state]
     if missing:
         raise ValueError(f"the RandomSearch state lacks {', '.join(missing)}: it is not a whole state_dict()")
-    generator = state["generator"]
-    try:
-        generator = generator.cpu()
-        torch.Generator().set_state(generator)
-    except (AttributeError, TypeError, RuntimeError):
-        raise ValueError(f"state['generator'] is not a torch.Generator state: {type(generator).__name__}") from None
+    generator = checked_generator(state)
     best_arch = _index_table(state["best_arch"], (N, len(num_choices)), num_choices, "best_arch")
     best_loss, told = state["best_loss"], state["told"]
     if not isinstance(best_loss, torch.Tensor) or not best_loss.is_floating_point() or tuple(best_loss.shape) != (N,):

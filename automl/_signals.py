@@ -1,0 +1,44 @@
+"""Stop signals turned into an exception for the length of a block, so that the code inside can keep or remove
+what it made before the process ends (a run's start-up, ``automl space profile``)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
+
+__all__ = ["raising_on", "Interrupted"]
+
+
+class Interrupted(BaseException):
+    """A stop signal :func:`raising_on` turned into an exception: like ``KeyboardInterrupt``, no ``except
+    Exception`` takes it for an error of its own. ``signum``: the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
+@contextmanager
+def raising_on(signals: Iterable[int], error: Callable[[int], BaseException], enabled: bool = True) -> Iterator[None]:
+    """Inside the block, each of ``signals`` raises ``error(signum)`` where it would end the process: its handler
+    is the default (for SIGINT, Python's ``KeyboardInterrupt``), not one a caller chose or ignored (``nohup``
+    ignores SIGHUP). A second signal ends the process at once. Nothing is caught outside the main thread (Python
+    sets handlers there only) or when not ``enabled``; the handlers are restored after the block."""
+    default = {signal.SIGINT: signal.default_int_handler}
+    caught = [s for s in signals if signal.getsignal(s) is default.get(s, signal.SIG_DFL)]
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        caught = []
+
+    def stop(signum, frame):
+        for s in caught:
+            signal.signal(s, signal.SIG_DFL)
+        raise error(signum)
+
+    old = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
