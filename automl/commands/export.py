@@ -175,8 +175,9 @@ def _report(args, manifest: dict, supernet_state, calibration) -> None:
     onnx, w = manifest["onnx"], manifest["weights"]
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
-          f"{onnx['parity_max_abs_diff']:.2g}, {manifest['latency']['fp32_ms']:.3g} ms here), {w['file']}, "
-          f"manifest.json")
+          f"{onnx['parity_max_abs_diff']:.2g}, {manifest['latency']['fp32_ms']:.3g} ms here"
+          + (f", test accuracy {_percent(onnx['test_accuracy'])}" if "test_accuracy" in onnx else "")
+          + f"), {w['file']}, manifest.json")
     if supernet_state is not None:
         print(f"BatchNorm statistics recalibrated on {len(calibration)} batches of {args.recipe}'s training data"
               if calibration else "BatchNorm statistics are the supernet's (an average over random paths, which fits "

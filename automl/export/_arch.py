@@ -49,7 +49,8 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
         labels = [f"decision {d!r}" for d, _ in decisions]
     elif isinstance(obj, list):
         if len(obj) != len(decisions):
-            raise UserError(f"{source}: {len(obj)} choices given, the space has {len(decisions)} decisions")
+            raise UserError(f"{source}: {len(obj)} choices given, the space has {len(decisions)} decisions"
+                            + _foreign(obj, decisions, compiled, source, 1))
         names = list(obj)
         labels = [f"choice #{i + 1} (decision {d!r})" for i, (d, _) in enumerate(decisions)]
     else:
@@ -60,8 +61,29 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
             raise UserError(f"{source}: {label}: expected a choice name (a string), got {name!r}")
         if name not in options:
             raise UserError(f"{source}: {label}: unknown choice {name!r}{_close(name, options)}; "
-                            f"choices: {', '.join(options)}")
+                            f"choices: {', '.join(options)}" + _foreign(names, decisions, compiled, source, 2))
     return names
+
+
+def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
+    """A hint, after a message on ``source``'s list of choice ``names``, when they look like the architecture of
+    another space: at least ``fewest`` of them, and more than half, are choices of no decision of this space. With
+    ``fewest`` 1 (a list of the wrong length) a hint on what fits when they do not."""
+    known = {c for _, options in decisions for c in options}
+    foreign = list(dict.fromkeys(n for n in names if isinstance(n, str) and n not in known))
+    count = sum(isinstance(n, str) and n not in known for n in names)
+    name, file = getattr(compiled, "name", None), getattr(compiled, "filename", None)
+    space = f"space {name}" if name else "this space"
+    show = f" (`automl space show {file}` lists them)" if isinstance(file, str) and file else ""
+    if count >= fewest and 2 * count > len(names):
+        shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
+        return (f"; {count} of its {len(names)} names ({shown}) are choices of no decision of {space}: {source} "
+                f"looks like an architecture of another space; give the space file it was made for, or one choice "
+                f"per decision of {space}{show}")
+    if fewest > 1:
+        return ""
+    return (f"; give one choice per decision of {space}, in the order of its decisions{show}: an architecture of "
+            f"another space, or of this one with other --set values, does not fit")
 
 
 def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:

@@ -19,10 +19,12 @@ from torch import nn
 
 from automl._io import atomic_path, atomic_write_bytes, writable_dir
 from automl.compile import load_compiled
+from automl.dsl import ParamError
 from automl.errors import UserError
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
-from automl.export.manifest import FORMAT_VERSION, MANIFEST_NAME, read_manifest, write_manifest
+from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, export_again, manifest_error, read_manifest,
+                                    write_manifest)
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
@@ -117,7 +119,10 @@ def _versions() -> dict[str, str]:
 
 def check_se(se: float, compiled) -> float:
     """The squeeze-and-excitation ratio, validated: in [0, 1), and only for chain spaces."""
-    se = float(se)
+    try:
+        se = float(se)
+    except (TypeError, ValueError):
+        raise UserError(f"--se {se!r}: the squeeze-and-excitation ratio is a number in [0, 1), e.g. 0.25") from None
     if not 0 <= se < 1:
         raise UserError(f"--se {se:g}: the squeeze-and-excitation ratio must be in [0, 1), e.g. 0.25")
     if se and compiled.kind != "chain":
@@ -344,30 +349,80 @@ def load_model(out_dir) -> nn.Module:
 
     Chain spaces are rebuilt with timm alone, from the manifest's ``arch_def`` and ``timm_kwargs``; cell
     spaces through the space file copied into the folder (or the recorded path), its ``space_args``
-    and the choices.
+    and the choices. A manifest whose fields do not rebuild a network (hand-edited, or written by a timm that
+    took other arguments) is a :class:`UserError` naming the file and the fields.
     """
     out_dir = Path(out_dir)
     m = read_manifest(out_dir)
     if m.get("arch_def") is not None and m.get("timm_kwargs") is not None:
-        model = build_timm_model(m["arch_def"], m["timm_kwargs"])
+        model = _timm_model(out_dir, m)
     else:
-        candidates = [out_dir / m["space_file"]] if m.get("space_file") else []
-        if m.get("space"):
-            candidates.append(Path(m["space"]))
-        space = next((p for p in candidates if p.is_file()), None)
-        if space is None:
-            raise UserError(f"{out_dir}: the space file of this export is missing "
-                            f"(looked for {', '.join(map(str, candidates)) or 'nothing recorded'})")
-        compiled = load_compiled(str(space), m.get("space_args") or None)
-        model = compiled.build_standalone(compiled.encode(m["choices"]), se=float(m.get("se", 0.0)))
-    weights = m.get("weights") or {}
-    state = load_weights(out_dir / weights.get("file", SAFETENSORS_NAME))
+        model = _cell_model(out_dir, m)
+    weights = out_dir / (m.get("weights") or {}).get("file", SAFETENSORS_NAME)
+    state = load_weights(weights)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
         raise UserError(f"{out_dir}: the weights do not fit the model the manifest describes: "
-                        f"{_mismatch(e)}") from None
+                        f"{_mismatch(e)}; {weights.name} and {MANIFEST_NAME} are not from one export: put back the "
+                        f"files that one export wrote") from None
     if count_params(model) != m.get("params", count_params(model)):
-        raise UserError(f"{out_dir}: rebuilt model has {count_params(model):,} parameters, the manifest says "
-                        f"{m['params']:,}")
+        raise manifest_error(out_dir, m, "params", f"is {m['params']:,}, but the network the manifest describes has "
+                             f"{count_params(model):,} parameters")
     return model.eval()
+
+
+# what timm and torch raise for argument values they cannot build a network from (a stride or kernel of 0, a
+# pool type or BatchNorm argument they do not know, no stage, a size past memory); the subclasses of these
+# that say nothing of the values (a bug, or a timm that lacks a feature) stay internal errors
+_BUILD_ERRORS = (TypeError, ValueError, LookupError, AssertionError, ArithmeticError, RuntimeError)
+_NOT_THE_VALUES = (RecursionError, NotImplementedError)
+
+
+def _timm_model(out_dir: Path, m: dict) -> nn.Module:
+    """The chain model the manifest's ``arch_def`` and ``timm_kwargs`` describe, built by timm. The manifest's
+    checks (:func:`~automl.export.manifest.read_manifest`) take each field on its own; values timm still cannot
+    build a network from are the manifest's (an export checks that the values it writes rebuild its network)."""
+    try:
+        return build_timm_model(m["arch_def"], m["timm_kwargs"])
+    except _NOT_THE_VALUES:
+        raise
+    except _BUILD_ERRORS as e:
+        why = " ".join(str(e).split())
+        why = f"{type(e).__name__}: {why[:200]}" if why else type(e).__name__
+    written = (m.get("versions") if isinstance(m.get("versions"), dict) else {}).get("timm")
+    other = (f" (the export was written with timm {written}, this is timm {timm.__version__}: install that timm, "
+             f"or export again)" if isinstance(written, str) and written != timm.__version__ else "")
+    raise UserError(f"{out_dir / MANIFEST_NAME}: timm cannot build the network its \"arch_def\" and "
+                    f"\"timm_kwargs\" describe ({why}){other}; put back in them the values the export wrote, or "
+                    f"export the network again into {out_dir}: {export_again(out_dir, m)}") from None
+
+
+def _cell_model(out_dir: Path, m: dict) -> nn.Module:
+    """The network of the manifest's ``choices``, built through its space file and ``space_args``."""
+    candidates = [out_dir / m["space_file"]] if m.get("space_file") else []
+    if m.get("space"):
+        candidates.append(Path(m["space"]))
+    space = next((p for p in candidates if p.is_file()), None)
+    if space is None:
+        to = candidates[0] if candidates else out_dir / "space.space"
+        add = "" if candidates else f" and add \"space_file\": \"{to.name}\" to {out_dir / MANIFEST_NAME}"
+        raise UserError(f"{out_dir}: the space file of this export is missing "
+                        f"(looked for {', '.join(map(str, candidates)) or 'nothing recorded'}); copy the space file "
+                        f"the network was exported from to {to}{add}")
+    args = m.get("space_args") or {}
+    try:
+        compiled = load_compiled(str(space), args or None)
+    except ParamError as e:  # the recorded values: a mistake in them is the manifest's, not a --set flag's
+        value = args.get(e.name, e.value)
+        raise manifest_error(out_dir, m, "space_args", f"has {e.name}={value}, which space file {space} "
+                             f"refuses: {e.problem}") from None
+    try:
+        arch = compiled.encode(m["choices"])
+    except UserError as e:
+        # without the folder's copy of the space file, the file at the recorded path may have changed since
+        where = "" if m.get("space_file") and space == out_dir / m["space_file"] else \
+            ", the manifest's \"space\", which may have changed since the export"
+        raise manifest_error(out_dir, m, "choices", f"do not fit space {compiled.name} (space file {space}{where}): "
+                             f"{e}") from None
+    return compiled.build_standalone(arch, se=float(m.get("se", 0.0)))

@@ -7,19 +7,22 @@ training data.
 
 - ``latency``: the median onnxruntime latency of ``model.onnx`` (and ``model.int8.onnx``) on this
   machine, batch 1, ``threads`` intra-op threads, with the machine it was measured on;
+- ``onnx.test_accuracy`` (when given test batches): the test accuracy of ``model.onnx`` through onnxruntime
+  (null when the test batches hold no image), kept when the model could not be quantised;
 - ``int8`` (when asked): the file, its size and the fp32 size, the test accuracy of both models through
-  onnxruntime (null when the test batches hold no image), or ``{"error": why}`` when the model could not be
-  quantised (the fp32 file stays).
+  onnxruntime (``fp32_test_accuracy``: ``onnx.test_accuracy`` again), or ``{"error": why}`` when the model could
+  not be quantised (the fp32 file stays).
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,7 +30,9 @@ from automl._io import atomic_path
 from automl.export.manifest import MANIFEST_NAME, export_again, manifest_error, read_manifest, write_manifest
 from automl.export.onnx import DEFAULT_OPSET
 from automl.errors import UserError
+from automl.limits import MAX_BATCH
 from automl.profile import CLOCKS, EXPORT_PROTOCOL, machine_info, ort_session, time_session
+from automl.train.threads import MAX_THREADS
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
            "measure_export", "calibration_batches", "check_inputs"]
@@ -115,14 +120,21 @@ def onnx_accuracy(path: str | os.PathLike, batches: Iterable, input_name: str = 
                   threads: int = 1) -> float | None:
     """Top-1 accuracy of an ONNX model over ``(x, y)`` batches, run by onnxruntime; None (undefined) when the
     batches hold no image."""
-    session = ort_session(str(path), threads)
+    return _accuracy(ort_session(str(path), threads), batches, input_name, str(path))
+
+
+def _accuracy(session, batches: Iterable, input_name: str, label: str) -> float | None:
+    """:func:`onnx_accuracy` of an onnxruntime session (``label``: its file, named in messages)."""
     want = next((i.shape[1:] for i in session.get_inputs() if i.name == input_name), None)
     correct = seen = 0
     for x, y in batches:
         xa = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
         ya = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
         if want is not None:
-            check_inputs(f"{path}: a test batch", xa.shape, want)
+            check_inputs(f"{label}: a test batch", xa.shape, want)
+        if ya.shape != (len(xa),):
+            raise UserError(f"{label}: a test batch holds labels of shape {ya.shape} for {len(xa)} images; give "
+                            f"(x, y) batches with y the class index of each image, of shape ({len(xa)},)")
         logits = session.run(None, {input_name: np.ascontiguousarray(xa, dtype=np.float32)})[0]
         correct += int((logits.argmax(1) == ya).sum())
         seen += len(ya)
@@ -220,24 +232,56 @@ def _writable(out_dir: Path) -> None:
                         f"writable, or copy the folder somewhere writable and measure the copy") from None
 
 
-def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
-                   test: Iterable | None = None, threads: int = EXPORT_PROTOCOL["threads"],
-                   batch: int = EXPORT_PROTOCOL["batch"], clock: str = "wall") -> dict:
-    """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
-
-    ``calibration``: ``(x, y)`` training batches (needed for ``quantize="int8"``); ``test``: a callable
-    returning fresh ``(x, y)`` test batches, for the ONNX test accuracies (None: not measured; batches without
-    an image: recorded as None, undefined). The latency is timed on ``batch`` images with ``threads`` intra-op
-    threads, by ``clock`` (:func:`automl.profile.time_session`; a run with a latency table: the table's own batch,
-    threads and clock). Before anything is timed, each of these is a
-    :class:`UserError` that says how to mend it: a manifest field it reads that is missing or not what an export
-    writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing, damaged
-    or (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's ``input_shape``.
-    """
+def _check_arguments(quantize, calibration, clock: str, threads, batch, test) -> Callable[[], Iterable] | None:
+    """:func:`measure_export`'s arguments, checked before anything is read or timed (one :class:`UserError`
+    naming the argument); returns ``test`` as a callable (a list or tuple of batches: one that returns it)."""
     if quantize is not None and quantize not in QUANTIZE_MODES:
         raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
     if clock not in CLOCKS:
         raise UserError(f"clock {clock!r}: supported: {', '.join(CLOCKS)}")
+    if quantize is not None and calibration is None:
+        raise UserError(f"quantize {quantize!r} needs calibration: (x, y) batches of training images its activation "
+                        f"ranges are calibrated on (e.g. data.full.epoch(0))")
+    for what, v, most in (("threads", threads, MAX_THREADS), ("batch", batch, MAX_BATCH)):
+        try:
+            n = operator.index(v) if not isinstance(v, bool) else None  # an int, or a numpy integer
+        except TypeError:
+            n = None
+        if n is None or not 1 <= n <= most:
+            raise UserError(f"{what} {v!r}: the {'intra-op threads' if what == 'threads' else 'images per run'} "
+                            f"the latency is timed with must be a whole number from 1 to {most:,}")
+    if clock == "cpu" and threads != 1:
+        raise UserError(f"clock 'cpu' times the thread that calls onnxruntime, which runs every op only with one "
+                        f"intra-op thread: use threads=1 (got {threads!r}) or clock='wall'")
+    if test is None or callable(test):
+        return test
+    if isinstance(test, Sequence) and not isinstance(test, (str, bytes)):
+        return lambda: test
+    raise UserError(f"test: expected a callable that returns fresh (x, y) test batches (e.g. lambda: "
+                    f"data.test.epoch(0)), or a list of them, got {type(test).__name__}: the test batches are "
+                    f"read once per model measured")
+
+
+def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
+                   test: Callable[[], Iterable] | Sequence | None = None, threads: int = EXPORT_PROTOCOL["threads"],
+                   batch: int = EXPORT_PROTOCOL["batch"], clock: str = "wall") -> dict:
+    """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
+
+    ``calibration``: ``(x, y)`` training batches, needed for ``quantize="int8"`` (batches without an image: the
+    failed quantisation is recorded in ``int8.error``). ``test``: a callable returning fresh ``(x, y)`` test
+    batches (or a list of them), for the ONNX test accuracies: ``model.onnx``'s as ``onnx.test_accuracy``, with
+    ``quantize`` the int8 model's too (None: not measured, and an earlier measurement's ``onnx.test_accuracy`` is
+    kept; batches without an image: recorded as None, undefined). The latency is timed on ``batch`` images with
+    ``threads`` intra-op threads (whole numbers from 1 to ``MAX_BATCH`` and ``MAX_THREADS``), by ``clock``
+    (:func:`automl.profile.time_session`; ``"cpu"`` with one thread only; a run with a latency table: the table's
+    own batch, threads and clock). Before anything is timed, each of these is a :class:`UserError` that says how
+    to mend it: an argument that is none of these, a manifest field it reads that is missing or not what an export
+    writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing, damaged or
+    (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's ``input_shape``,
+    calibration or test batches of another shape.
+    """
+    test = _check_arguments(quantize, calibration, clock, threads, batch, test)
+    threads, batch = operator.index(threads), operator.index(batch)
     out_dir = Path(out_dir)
     m = read_manifest(out_dir, require=("input_shape",))
     if not m.get("onnx"):
@@ -250,31 +294,17 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
 
     session = _fp32_session(fp32, out_dir, m, threads)
     _check_model_input(session, out_dir, m, name, shape)
+    batches = calibration_batches(calibration) if quantize == "int8" else []
+    for b in batches:  # the caller's data, not the model, when it does not fit
+        check_inputs(f"{out_dir}: a calibration batch", b.shape, shape)
+    if test is not None:  # test batches that do not fit the model stop here, before anything is written
+        m["onnx"]["test_accuracy"] = _accuracy(session, test(), name, str(fp32))
     latency = {"fp32_ms": _latency(session, shape, batch, input_name=name, clock=clock), "batch": batch,
                "threads": threads, "clock": clock, "runtime": f"onnxruntime {onnxruntime.__version__}",
                "machine": machine_info(threads)}
     m["latency"] = latency
     if quantize == "int8":
-        int8 = out_dir / INT8_NAME
-        entry: dict = {"file": INT8_NAME, "format": "QDQ", "weights": "int8 per channel", "activations": "uint8",
-                       "fp32_size_bytes": _size(fp32)}
-        batches = calibration_batches(calibration or [])
-        for b in batches:  # the caller's data, not the model, when it does not fit
-            check_inputs(f"{out_dir}: a calibration batch", b.shape, shape)
-        # before the int8 model is written: test batches that do not fit the model stop here
-        fp32_accuracy = onnx_accuracy(fp32, test(), name, threads) if test is not None else None
-        try:
-            quantize_int8(fp32, int8, batches, input_name=name)
-        except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
-            int8.unlink(missing_ok=True)
-            entry = {"file": None, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500]}
-        else:
-            entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
-            latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name, clock=clock)
-            if test is not None:
-                entry["test_accuracy"] = onnx_accuracy(int8, test(), name, threads)
-                entry["fp32_test_accuracy"] = fp32_accuracy
-        m["int8"] = entry
+        m["int8"] = _int8_entry(out_dir, m, batches, test, latency)
     elif (m.get("int8") or {}).get("file") and (out_dir / INT8_NAME).is_file():
         # an earlier quantisation's model (export_architecture removes it with the model it was made from): timed
         # again with the fp32 one, as the manifest's int8 entry still describes it
@@ -285,6 +315,28 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
         raise UserError(f"{out_dir / MANIFEST_NAME}: cannot write the measurements ({e.strerror or e}); free space "
                         f"there or make the folder writable, and measure again") from None
     return m
+
+
+def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict) -> dict:
+    """Quantise the export's ``model.onnx`` on the (checked) calibration ``batches`` into ``model.int8.onnx``, time
+    it into ``latency`` and measure its test accuracy; the manifest's ``int8`` entry (``{"file": None, "error"}``
+    when it could not be quantised: the fp32 model stays)."""
+    fp32, name, shape = out_dir / m["onnx"]["file"], m["onnx"].get("input_name", "input"), m["input_shape"]
+    threads, batch, clock = latency["threads"], latency["batch"], latency["clock"]
+    int8 = out_dir / INT8_NAME
+    entry: dict = {"file": INT8_NAME, "format": "QDQ", "weights": "int8 per channel", "activations": "uint8",
+                   "fp32_size_bytes": _size(fp32)}
+    try:
+        quantize_int8(fp32, int8, batches, input_name=name)
+    except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
+        int8.unlink(missing_ok=True)
+        return {"file": None, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500]}
+    entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
+    latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name, clock=clock)
+    if test is not None:
+        entry["test_accuracy"] = onnx_accuracy(int8, test(), name, threads)
+        entry["fp32_test_accuracy"] = m["onnx"]["test_accuracy"]
+    return entry
 
 
 def int8_summary(manifest: dict) -> dict | None:

@@ -173,9 +173,11 @@ class Exporter:
         size = sp.retrain.resolution(arch)
         # under torchrun the export runs on rank 0 alone: its ONNX and int8 accuracies need the whole test set
         test = ctx.data.test.unsharded().with_resolution(size)
+        # the ONNX test accuracies only for int8 (the fp32 network's is the run's own test accuracy; a pass of
+        # onnxruntime over an ImageNet-size test set per member is not free)
         m = measure_export(folder, quantize=self.export.quantize,
-                           calibration=ctx.data.full.with_resolution(size).epoch(0), test=lambda: test.epoch(0),
-                           **sp.latency)
+                           calibration=ctx.data.full.with_resolution(size).epoch(0),
+                           test=(lambda: test.epoch(0)) if self.export.quantize else None, **sp.latency)
         if (m.get("int8") or {}).get("error"):
             _logger.warning("%s: int8 quantisation failed, keeping the fp32 model only: %s", folder, m["int8"]["error"])
         onnx_path = folder / "model.onnx"
