@@ -92,13 +92,14 @@ class SlicedOp:
 
     def materialize(self) -> nn.Module:
         """A real module of the template's widths holding a copy of the sliced weights (on the master's
-        device): the block a standalone network of these widths has, with the supernet's weights."""
+        device, in its dtypes): the block a standalone network of these widths has, with the supernet's weights."""
         device = next((v.device for v in self.master.state_dict().values()), torch.device("cpu"))
         self._follow_master()
         m = copy.deepcopy(self.template).to_empty(device=device)
         for tc in m.modules():
             if type(tc) is FastDepthwiseConv2d:
                 tc.__class__ = nn.Conv2d
-        with torch.no_grad():
-            m.load_state_dict({k: v.detach().clone() for k, v in self.state().items()})
+        with torch.no_grad():  # assign: each tensor keeps the master's dtype (a supernet in float64 gives float64)
+            m.load_state_dict({k: v.detach().clone(memory_format=torch.contiguous_format)
+                               for k, v in self.state().items()}, assign=True)
         return m.train(self.master.training)

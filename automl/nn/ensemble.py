@@ -39,8 +39,9 @@ class SupernetEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:
-        """Log of the members' mean probability for each class on path ``arch``: (B, classes), float32."""
-        logp = torch.stack([F.log_softmax(m(x, arch).float(), 1) for m in self.members])
+        """Log of the members' mean probability for each class on path ``arch``: (B, classes), float32 (float64
+        for an ensemble in float64)."""
+        logp = torch.stack([F.log_softmax(_at_least_float32(m(x, arch)), 1) for m in self.members])
         return torch.logsumexp(logp, 0) - math.log(len(self.members))
 
     def path_params(self, arch) -> int:
@@ -49,6 +50,11 @@ class SupernetEnsemble(nn.Module):
 
     def path_modules(self, arch) -> list[nn.Module]:
         return self.members[0].path_modules(arch)
+
+
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """``logits`` in float32 (from bf16/fp16 under autocast), or as they are in float64."""
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def path_outputs(net: nn.Module, x: torch.Tensor, arch: torch.Tensor) -> list[torch.Tensor]:

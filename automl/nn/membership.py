@@ -10,6 +10,7 @@ head of another shape, another timm class) is a :class:`UserError` naming the la
 
 from __future__ import annotations
 
+import difflib
 import itertools
 import json
 import os
@@ -371,20 +372,52 @@ def _free_widths(cs, model: nn.Module, names: dict[str, str]) -> None:
 
 
 def timm_model(name: str, cs) -> nn.Module:
-    """``timm.create_model(name)`` (no weights) with the space's input channels and classes."""
+    """``timm.create_model(name)`` (no weights) with the space's input channels and classes, on the meta device
+    where timm can build it there (membership reads only module types, settings and shapes): a network of
+    billions of parameters takes no memory. :class:`UserError` for a name timm does not have (with the close
+    ones) and for a cell space, which holds no timm network."""
+    if cs.kind != "chain":
+        raise UserError(f"space {cs.name} is a cell space; only chain spaces hold timm EfficientNet / "
+                        f"MobileNetV3 networks (--timm {name})")
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:8]
-        raise UserError(f"--timm {name}: not a timm model" + (f"; similar: {', '.join(close)}" if close else ""))
+        raise UserError(f"--timm {name}: not a timm model{_close_models(name)}")
+    arch, _, tag = name.partition(".")
+    if tag and name not in timm.list_pretrained(f"{arch}.*"):  # timm's message would blame the classes
+        tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
+        raise UserError(f"--timm {name}: timm's {arch} has no pretrained tag '{tag}'"
+                        + (f" (its tags: {', '.join(tags)})" if tags else "")
+                        + f"; the network is built without weights, so --timm {arch} is the same network")
+    kw = {"pretrained": False, "num_classes": cs.num_classes, "in_chans": cs.input_shape[0]}
     try:
-        return timm.create_model(name, pretrained=False, num_classes=cs.num_classes, in_chans=cs.input_shape[0])
+        with torch.device("meta"):
+            return timm.create_model(name, **kw)
+    except Exception:  # noqa: BLE001 - a model that reads tensor values while it builds: built for real below
+        pass
+    try:
+        return timm.create_model(name, **kw)
     except Exception as e:  # noqa: BLE001 - a model that does not take these arguments
         raise UserError(f"--timm {name}: timm cannot build it with {cs.input_shape[0]} input channels and "
                         f"{cs.num_classes} classes: {e}") from None
 
 
+def _close_models(name: str) -> str:
+    """``; similar: a, b`` for a name timm does not have: the model names closest to it (a hub name's
+    ``hf-hub:timm/`` prefix and a ``.tag`` left out, in lower case), else those containing its first word."""
+    base = name.split(":", 1)[-1].rsplit("/", 1)[-1].split(".", 1)[0].lower()  # timm's names are lower case
+    names = timm.list_models()
+    close = [base] if base != name and base in names else difflib.get_close_matches(base, names, n=8, cutoff=0.75)
+    if not close and len(base.split("_")[0]) >= 3:
+        close = timm.list_models(f"*{base.split('_')[0]}*")[:8]
+    hub = "; give timm's model name, not a hub name (the network is built without weights)" if ":" in name else ""
+    return hub + (f"; similar: {', '.join(close)}" if close else "")
+
+
 def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
     """The timm network of an arch_def file (JSON: a list of stages of block strings, or an object with
     ``"arch_def"`` such as an export's manifest.json) with the space's stem, head and family."""
+    if not path:  # `automl space encode --timm ""`: an empty model name comes here as no --arch-def
+        raise UserError("no network given: --timm is empty; give a timm model name (e.g. --timm "
+                        "mobilenetv3_large_100) or --arch-def FILE")
     try:
         with open(path, encoding="utf-8") as f:
             obj: Any = json.loads(f.read())

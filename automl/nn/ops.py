@@ -111,9 +111,9 @@ def _suffixes(name: str, rest: str, se_ok: bool) -> tuple[str, str]:
     return out, (", " + ", ".join(what)) if what else ""
 
 
-@register_resolver
 def _block_family(name: str) -> OpInfo | None:
-    """``ir_kK_eE[_seR][_nXX]`` (any expansion, e.g. ``e2.5``), ``ds_kK[...]``, ``cn_kK[_nXX]``."""
+    """``ir_kK_eE[_seR][_nXX]`` (any expansion, e.g. ``e2.5``), ``ds_kK[...]``, ``cn_kK[_nXX]``. A resolver,
+    registered after the built-in block ops (``register_op`` refuses a name a resolver builds)."""
     m = re.fullmatch(r"(ir|ds|cn)_k(\d+)(?:_e" + _NUM + r")?(?:_g(\d+))?((?:_[a-z0-9.]+)*)", name)
     if m is None:
         if name.startswith(("ir_", "ds_", "cn_")):
@@ -213,6 +213,7 @@ for _k in (3, 5, 7):
                     f"timm DepthwiseSeparableConv: {_k}x{_k} depthwise, pointwise")
 for _k in (1, 3):
     _register_conv_block(_k)
+register_resolver(_block_family)
 
 
 @register_op("skip", "block", same_channels=True, stride1_only=True,

@@ -8,6 +8,7 @@ timm block, for weight inheritance. Cell spaces build a :class:`CellNet` with th
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import replace
 
 import torch
@@ -48,7 +49,7 @@ def arch_def(cs: SpacePlan, arch, se: float = 0.0) -> list[list[str]] | None:
 
     ``EfficientNet(block_args=decode_arch_def(arch_def), stem_size=cs.stem_size,
     num_features=cs.plan.num_features, num_classes=cs.num_classes, in_chans=C, act_layer=...)`` is the
-    chosen network; ``se > 0`` appends ``_se{se}`` to the InvertedResidual blocks.
+    chosen network; ``se > 0`` appends ``_se{se}`` to the InvertedResidual blocks (``ValueError`` outside [0, 1)).
     """
     if cs.kind != "chain":
         cs.check_arch(arch)
@@ -60,6 +61,10 @@ def arch_def(cs: SpacePlan, arch, se: float = 0.0) -> list[list[str]] | None:
 def _block_strings(cs: SpacePlan, arch, se: float = 0.0):
     """(arch_def, custom): the arch_def with, for a non-timm block, the timm block of the same shape, and
     ``custom`` the ``(stage, block, layer, op)`` of those blocks."""
+    # NaN and negative ratios too: timm reads _se-0.5 as no squeeze-excitation, not what the arch_def says
+    if not (isinstance(se, numbers.Real) and not isinstance(se, bool) and 0 <= se < 1):
+        raise ValueError(f"se must be in [0, 1) (the squeeze-and-excitation ratio of the MBConv blocks; 0: the "
+                         f"space's own), got {se!r}")
     stages: dict[int, list[str]] = {}
     custom = []
     for _, _, layer, op in cs.chosen_layers(arch):
@@ -155,6 +160,12 @@ class CellNet(nn.Module):
                                    StandaloneCell(plan.templates[inst.template], inst, a)
                                    for inst in plan.instances)
         self.conv_head, self.bn2, self.global_pool, self.classifier = cell_head(plan)
+
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` calls this first: a cell network is not scriptable (its cells pick their ops
+        by name at run time, which TorchScript cannot index); say what works instead."""
+        raise RuntimeError("a cell network (CellNet) cannot be compiled by torch.jit.script (its cells pick "
+                           "their ops by name); use torch.jit.trace(net, x), torch.compile or torch.export")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

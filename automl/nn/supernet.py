@@ -114,6 +114,13 @@ class Supernet(nn.Module):
     def forward(self, x: torch.Tensor, arch: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
+    def __prepare_scriptable__(self):
+        """``torch.jit.script`` (which calls this first) cannot compile a path chosen at run time: say so, and
+        what works, rather than TorchScript's error about the first annotation it cannot read."""
+        raise RuntimeError(f"{type(self).__name__} runs the path its arch argument chooses, which TorchScript "
+                           f"cannot compile; script or trace the network of one architecture "
+                           f"(automl.nn.build_standalone), or run the supernet with torch.compile")
+
     def path_modules(self, arch) -> list[nn.Module]:
         """The modules the path ``arch`` uses (for counting its parameters, or inheriting weights)."""
         raise NotImplementedError  # pragma: no cover
