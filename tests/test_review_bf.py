@@ -232,3 +232,18 @@ def test_scripting_a_cell_network_says_what_works():
     x = torch.randn(2, *chain.input_shape)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.script(timm_net)(x), timm_net(x))
+
+
+def test_weights_are_inherited_from_a_float64_supernet():
+    """inherit_weights probed the networks with a float32 input, so a float64 supernet failed ('expected scalar
+    type Double')."""
+    from automl.export import inherit_weights
+    cs = load_compiled(str(ROOT / "spaces" / "digits.space"))
+    torch.manual_seed(0)
+    net = build_supernet(cs).eval().to(torch.float64)
+    arch = torch.tensor([k - 1 for k in cs.num_choices])  # the last choice of each decision
+    standalone = build_standalone(cs, arch).eval().to(torch.float64)
+    assert inherit_weights(net, arch, standalone, tuple(cs.input_shape)) > 0
+    x = torch.randn(2, *cs.input_shape, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(standalone(x), net(x, arch), rtol=1e-10, atol=1e-10)

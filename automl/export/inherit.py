@@ -135,6 +135,11 @@ def _signature(m: nn.Module) -> tuple:
     return cls.__name__, tuple(sorted(own.items()))
 
 
+def _dtype(p: torch.Tensor | None) -> torch.dtype:
+    """The floating dtype of a network whose first parameter is ``p`` (float32 without one)."""
+    return p.dtype if p is not None and p.is_floating_point() else torch.float32
+
+
 def inherit_weights(supernet: nn.Module, arch: torch.Tensor, standalone: nn.Module,
                     input_shape: tuple[int, int, int]) -> int:
     """Copy into ``standalone`` the weights (and BN statistics) of ``supernet`` on the path ``arch``.
@@ -143,14 +148,17 @@ def inherit_weights(supernet: nn.Module, arch: torch.Tensor, standalone: nn.Modu
     ``supernet(x, arch)``. Returns the number of modules copied. Raises :class:`InheritError` when the
     paths do not line up.
     """
-    device = next((p.device for p in supernet.parameters()), torch.device("cpu"))
-    x = torch.zeros(1, *input_shape, device=device)
+    first = next(supernet.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    # the probe input in the networks' own dtype: a supernet in float64 runs on float64 inputs
+    x = torch.zeros(1, *input_shape, device=device, dtype=_dtype(first))
     if getattr(supernet, "slices", None) is not None and supernet.slices(arch):
         # elastic width: the path runs modules on their first channels; read those from a copy of the path
         src = execution_order(supernet.path_network(arch), x)
     else:
         src = execution_order(supernet, x, arch.to(device))
-    dst = execution_order(standalone, x.to(next((p.device for p in standalone.parameters()), device)))
+    own = next(standalone.parameters(), None)
+    dst = execution_order(standalone, x.to(own.device if own is not None else device, _dtype(own)))
     extra = tuple(name + "." for name, m in standalone.named_modules() if type(m).__name__ in _STANDALONE_ONLY)
     i = copied = 0
     for dname, dmod in dst:
