@@ -209,6 +209,7 @@ def test_a_float64_ensemble_predicts_in_float64():
 
 # ---- torch.jit.script: what cannot be scripted says so -------------------------------------------------
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
 @pytest.mark.parametrize("space", ["digits", "nasbench201"])
 def test_scripting_a_supernet_says_why_it_cannot(space):
     """TorchScript's own error was 'Unknown type annotation: 'int'' (of the supernet's class attributes)."""
