@@ -22,8 +22,8 @@ class UserError(Exception):
 
 
 class Stopped(Exception):
-    """The run stopped on SIGTERM, SIGINT or SIGHUP after writing a checkpoint; exit code 128 + the signal
-    (143, 130, 129)."""
+    """The run stopped on SIGTERM, SIGINT, SIGHUP, SIGUSR1 or SIGUSR2 after writing a checkpoint; exit code
+    128 + the signal (143, 130, 129, 138, 140)."""
 
     def __init__(self, signum: int):
         super().__init__(f"stopped by signal {signum}")

@@ -316,23 +316,25 @@ def _collate(items):
 
 
 # Signals that stop a run (automl.train.preempt): a DataLoader worker leaves them to the run's main process.
-_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+                      if hasattr(signal, name))
 
 
 def leave_signals_to_the_main_process(worker_id: int) -> None:
-    """A DataLoader worker's ``worker_init_fn``: SIGTERM, SIGINT and SIGHUP sent to the whole process group
-    (Slurm's ``scancel``, systemd, ``kill -- -PGID``, a terminal's Ctrl-C or hang-up) are left to the main
-    process, which finishes its step, checkpoints and stops (:mod:`automl.train.preempt`), with batches from
-    these workers until then; a worker that died of them would make torch raise in the main process.
+    """A DataLoader worker's ``worker_init_fn``: SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 sent to the whole
+    process group (Slurm's ``scancel`` or ``--signal``, systemd, ``kill -- -PGID``, a terminal's Ctrl-C or
+    hang-up) are left to the main process, which finishes its step, checkpoints and stops
+    (:mod:`automl.train.preempt`), with batches from these workers until then; a worker that died of them would
+    make torch raise in the main process.
 
     torch ends its workers by ``None`` on their index queues, or, when they do not join in time and at
     interpreter exit (``multiprocessing`` terminates daemon children), by SIGTERM from the parent, after which
-    torch's own handler exits at once. So the three signals stay blocked (from the fork on,
+    torch's own handler exits at once. So these signals stay blocked (from the fork on,
     :func:`_stop_signals_held`) and a thread takes them (``sigwaitinfo``, which says who sent one): SIGTERM from
     the parent, or any of them once the parent is gone, ends the worker as torch's handler would (exit 0);
     from anyone else, they are ignored. Where
-    ``sigwaitinfo`` does not exist (macOS, Windows), SIGINT and SIGHUP, which torch never sends, are ignored
-    and SIGTERM is left to torch."""
+    ``sigwaitinfo`` does not exist (macOS, Windows), the others, which torch never sends, are ignored and
+    SIGTERM is left to torch."""
     if not hasattr(signal, "sigwaitinfo"):
         for signum in _STOP_SIGNALS:
             if signum != signal.SIGTERM:
@@ -345,10 +347,11 @@ def leave_signals_to_the_main_process(worker_id: int) -> None:
 
 @contextmanager
 def _stop_signals_held():
-    """SIGTERM, SIGINT and SIGHUP blocked in this thread inside the block, where DataLoader workers are forked:
-    a worker then starts with them blocked, and one sent to the group before its ``worker_init_fn`` takes them
-    waits for it instead of killing the worker; this process receives any that came meanwhile as the block ends.
-    Nothing where workers cannot take them so (no ``sigwaitinfo``): they would keep SIGTERM blocked."""
+    """The stop signals (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2) blocked in this thread inside the block,
+    where DataLoader workers are forked: a worker then starts with them blocked, and one sent to the group
+    before its ``worker_init_fn`` takes them waits for it instead of killing the worker; this process receives
+    any that came meanwhile as the block ends. Nothing where workers cannot take them so (no ``sigwaitinfo``):
+    they would keep SIGTERM blocked."""
     if not hasattr(signal, "sigwaitinfo"):
         yield
         return

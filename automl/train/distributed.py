@@ -16,12 +16,17 @@ Design (see README "Distributed"):
   θ step in one small all-reduce of its own, so every rank holds the same network after every step: the one
   rank 0 checkpoints, evaluates and exports.
 * Only rank 0 writes files; all ranks read the same checkpoint on ``--resume``.
+* A rank that ends (a crash, an out-of-memory kill) or stops answering for :data:`TIMEOUT` leaves the others
+  in a collective that fails: each of them stops with :class:`RanksLost` (one message, exit code 1).
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +35,13 @@ from torch import nn
 
 from automl.errors import UserError
 
-__all__ = ["DistInfo", "init_distributed", "shutdown_distributed", "batchnorm_stats", "average_over_ranks",
-           "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object",
-           "assert_same_on_all_ranks"]
+__all__ = ["DistInfo", "RanksLost", "TIMEOUT", "init_distributed", "shutdown_distributed", "collective",
+           "batchnorm_stats", "average_over_ranks", "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier",
+           "broadcast_object", "assert_same_on_all_ranks"]
+
+# how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
+# export alone meanwhile); then it stops with RanksLost
+TIMEOUT = datetime.timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -53,23 +62,52 @@ class DistInfo:
 def init_distributed(device_kind: str) -> DistInfo:
     """Initialise the process group when started by torchrun (``WORLD_SIZE`` > 1); gloo on CPU, nccl on CUDA.
     A ``WORLD_SIZE`` above 1 without the rest of what torchrun sets (``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``),
-    or a value that is not a whole number, is a :class:`UserError`."""
-    world = _env_int("WORLD_SIZE", "1")
+    a value that is not a whole number, a ``RANK`` outside 0 … ``WORLD_SIZE`` - 1 (which would wait for ranks that
+    never come) or a ``MASTER_PORT`` another program listens on is a :class:`UserError`, printed by this rank."""
+    world, rank = _env_int("WORLD_SIZE", "1"), _env_int("RANK", "0")
+    if not 0 <= rank < max(world, 1):
+        raise _printed(UserError(f"the environment sets RANK={rank} with WORLD_SIZE={world} (1 when unset): a rank "
+                                 f"is 0 … WORLD_SIZE - 1; torchrun sets both for each process it starts: start the "
+                                 f"run with torchrun, or unset RANK to run one process"))
     if world <= 1:
         return DistInfo()
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k, "").strip()]
     if missing:
-        raise UserError(f"the environment sets WORLD_SIZE={world} but not {', '.join(missing)}: automl runs "
-                        f"several processes only under torchrun, which sets them all; start the run with "
-                        f"torchrun --nproc_per_node={world} -m automl run ..., or unset WORLD_SIZE to run one process")
-    rank, local = _env_int("RANK", "0"), _env_int("LOCAL_RANK", "0")
+        raise _printed(UserError(f"the environment sets WORLD_SIZE={world} but not {', '.join(missing)}: automl "
+                                 f"runs several processes only under torchrun, which sets them all; start the run "
+                                 f"with torchrun --nproc_per_node={world} -m automl run ..., or unset WORLD_SIZE to "
+                                 f"run one process"))
+    local = _env_int("LOCAL_RANK", "0")
+    info = DistInfo(rank=rank, world_size=world, local_rank=local)
     if not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if backend == "nccl":
             _check_gpus(local)
             torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30))
-    return DistInfo(rank=rank, world_size=world, local_rank=local)
+        with _starting(info):
+            dist.init_process_group(backend=backend, timeout=TIMEOUT)
+    return info
+
+
+@contextmanager
+def _starting(info: DistInfo):
+    """Around ``init_process_group``: ``MASTER_PORT`` taken by another program is a :class:`UserError` (rank 0
+    listens there when no torchrun does), and the ranks not all met within :data:`TIMEOUT` is :class:`RanksLost`."""
+    try:
+        yield
+    except RuntimeError as e:
+        if isinstance(e, dist.DistNetworkError) and "EADDRINUSE" in str(e):
+            port = os.environ.get("MASTER_PORT", "")
+            raise _printed(UserError(f"MASTER_PORT={port} is in use on this machine (address already in use): "
+                                     f"another run or program listens there; give every process of this run a free "
+                                     f"port (torchrun --master_port=N, or MASTER_PORT=N)")) from None
+        if not _lost(e):
+            raise
+        where = f"{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}"
+        raise _printed(RanksLost(f"rank {info.rank} of {info.world_size}: the run's {info.world_size} processes did "
+                                 f"not all meet at {where} within {_span(TIMEOUT)} ({_reason(e)}): start every "
+                                 f"process with the same MASTER_ADDR and MASTER_PORT, or start the run with "
+                                 f"torchrun")) from None
 
 
 def _env_int(name: str, default: str) -> int:
@@ -79,21 +117,81 @@ def _env_int(name: str, default: str) -> int:
     try:
         return int(value)
     except ValueError:
-        raise UserError(f"the environment variable {name}={value!r} is not a whole number; torchrun sets it for "
-                        f"each process it starts: unset it, or start the run with torchrun") from None
+        raise _printed(UserError(f"the environment variable {name}={value!r} is not a whole number; torchrun sets "
+                                 f"it for each process it starts: unset it, or start the run with torchrun")) from None
 
 
 def _check_gpus(local: int) -> None:
     """nccl puts each of this machine's processes on a GPU of its own (its ``LOCAL_RANK``): refuse, on every
     rank alike, more local processes than visible GPUs (``set_device`` would fail with "invalid device
     ordinal" on some ranks only)."""
-    procs = max(int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0), local + 1)
+    procs = max(_env_int("LOCAL_WORLD_SIZE", "0"), local + 1)
     gpus = torch.cuda.device_count()
     if procs > gpus:
         fix = f"use --nproc_per_node={gpus}, or device=cpu" if gpus else "use device=cpu"
         raise UserError(f"torchrun started {procs} processes on this machine but it has {gpus} CUDA GPU"
                         f"{'' if gpus == 1 else 's'} visible, and device cuda (or auto, with a GPU visible) "
                         f"runs each process on a GPU of its own; {fix} to run the {procs} processes on the CPU")
+
+
+class RanksLost(UserError):
+    """Another process of the run ended (a crash, an out-of-memory kill, a signal) or stopped answering, and this
+    rank's collective failed. Not a mistake in the input, nor in automl: exit code 1, one message per surviving
+    rank (rank 0's printed by the CLI, the others' as they are raised: :func:`_printed`), no traceback."""
+
+    exit_code = 1
+
+
+# what gloo, nccl and torch's store say when the other end of a collective is gone or silent
+_LOST_WORDS = ("closed by peer", "reset by peer", "pair closure", "broken pipe", "timed out", "timeout",
+               "remote process exited", "communicator was aborted", "network error")
+
+
+def _lost(e: RuntimeError) -> bool:
+    return isinstance(e, (dist.DistNetworkError, dist.DistStoreError)) or any(w in str(e).lower() for w in _LOST_WORDS)
+
+
+def _reason(e: BaseException) -> str:
+    """The backend's message, first sentence only, without its source-file prefix."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    return text.split(". ")[0].rstrip(".")
+
+
+def _span(t: datetime.timedelta) -> str:
+    s = t.total_seconds()
+    return f"{s / 60:g} minutes" if s >= 60 else f"{s:g} s"
+
+
+def _printed(e: UserError) -> UserError:
+    """``e``, printed now when this process is not rank 0: the CLI prints only rank 0's errors (under torchrun
+    the others stop on the same one), but a rank's own error would then go unsaid."""
+    if os.environ.get("RANK", "0") != "0":
+        try:
+            print(e.text(), file=sys.stderr, flush=True)
+        except OSError:  # standard error that cannot be written (a terminal gone)
+            pass
+        e.printed = True
+    return e
+
+
+@contextmanager
+def collective(info: DistInfo, what: str):
+    """Around a collective (``what``: what it exchanges): when another rank has ended or does not answer within
+    the process group's timeout, :class:`RanksLost` naming it, instead of the backend's traceback."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not info.enabled or not _lost(e):
+            raise
+        other = f"rank {1 - info.rank}, the run's other process," if info.world_size == 2 else "another rank"
+        if "timed out" in str(e).lower() or "timeout" in str(e).lower():
+            how = (f"{other} did not answer within the process group's timeout ({_span(TIMEOUT)}): it is stuck "
+                   f"or paused, or the ranks are in different steps")
+        else:
+            how = (f"{other} ended (a crash, an out-of-memory kill, a signal) or its machine went away: its own "
+                   f"message above, or torchrun's summary, says why")
+        raise _printed(RanksLost(f"rank {info.rank} of {info.world_size}: {how} ({what}: {_reason(e)}); the "
+                                 f"checkpoints written so far are intact: continue the run with --resume")) from None
 
 
 def shutdown_distributed() -> None:
@@ -120,7 +218,8 @@ def average_over_ranks(tensors: list[torch.Tensor], info: DistInfo) -> None:
         by_dtype.setdefault(t.dtype, []).append(t)
     for group in by_dtype.values():
         flat = torch.cat([t.reshape(-1) for t in group])
-        dist.all_reduce(flat)
+        with collective(info, "averaging gradients or BatchNorm statistics"):
+            dist.all_reduce(flat)
         flat /= info.world_size
         for t, v in zip(group, flat.split([t.numel() for t in group])):
             t.copy_(v.view_as(t))
@@ -138,7 +237,8 @@ def all_reduce_grads(params, info: DistInfo, stats_of: nn.Module | None = None) 
 def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         t = t.clone()
-        dist.all_reduce(t)
+        with collective(info, "averaging over the ranks"):
+            dist.all_reduce(t)
         t /= info.world_size
     return t
 
@@ -146,13 +246,15 @@ def all_reduce_mean(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         t = t.clone()
-        dist.all_reduce(t)
+        with collective(info, "summing over the ranks"):
+            dist.all_reduce(t)
     return t
 
 
 def barrier(info: DistInfo) -> None:
     if info.enabled:
-        dist.barrier()
+        with collective(info, "waiting for every rank"):
+            dist.barrier()
 
 
 def broadcast_object(obj, info: DistInfo):
@@ -160,7 +262,8 @@ def broadcast_object(obj, info: DistInfo):
     if not info.enabled:
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    with collective(info, "rank 0 telling the others"):
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -170,7 +273,8 @@ def assert_same_on_all_ranks(t: torch.Tensor, info: DistInfo, what: str) -> None
         return
     t = _for_backend(t, dist.get_backend()).contiguous()
     gathered = [torch.empty_like(t) for _ in range(info.world_size)]
-    dist.all_gather(gathered, t)
+    with collective(info, f"comparing {what}"):
+        dist.all_gather(gathered, t)
     for r, g in enumerate(gathered):
         if not torch.equal(g, gathered[0]):
             raise RuntimeError(f"{what} differs between rank 0 and rank {r}: the ranks diverged")

@@ -1,15 +1,18 @@
-"""When to checkpoint inside an epoch, and stopping cleanly on SIGTERM / SIGINT / SIGHUP.
+"""When to checkpoint inside an epoch, and stopping cleanly on SIGTERM / SIGINT / SIGHUP / SIGUSR1 / SIGUSR2.
 
 * While the run's stages execute, SIGTERM (a cluster preempting or requeueing the job, ``kill``), SIGINT
-  (Ctrl-C) and SIGHUP (the terminal or ssh session closed) only record the signal; one that is ignored as
-  the run starts stays ignored (SIGHUP under ``nohup``, SIGINT in a script's background job). The training
+  (Ctrl-C), SIGHUP (the terminal or ssh session closed), SIGUSR1 and SIGUSR2 (Slurm's ``--signal=USR1@60``,
+  sent that long before the job's time limit; submitit's ``USR2``) only record the signal; one that is ignored
+  as the run starts stays ignored (SIGHUP under ``nohup``, SIGINT in a script's background job). The training
   loop finishes its current step, writes a checkpoint and raises :class:`automl.errors.Stopped` (exit code
-  128 + signal: 143, 130, 129). A second SIGTERM or SIGINT exits at once (``os._exit``); a checkpoint being
+  128 + signal: 143, 130, 129, 138, 140). A second one exits at once (``os._exit``); a checkpoint being
   written then is abandoned before its index names it, so the previous one stays the one ``--resume`` loads.
-  A second SIGHUP does not: a terminal that closes sends it more than once.
+  A second SIGHUP does not: a terminal that closes sends it more than once. Under torchrun neither does the same
+  signal again within :data:`REPEAT_S` seconds of the first: a scheduler that signals every process of the job
+  (Slurm, systemd) reaches each rank directly and through torchrun, which passes it on.
 * A terminal that hung up fails every write to it (EIO): on SIGHUP, standard output and error that were
   that terminal go to ``/dev/null`` instead, so the step, the checkpoint and the exit code do not depend on
-  output nobody can read. DataLoader workers leave all three signals to the main process
+  output nobody can read. DataLoader workers leave all five signals to the main process
   (:func:`automl.train.data.leave_signals_to_the_main_process`).
 * ``checkpoint.every_minutes`` and ``checkpoint.every_steps`` ask for a checkpoint inside an epoch.
 * Under torchrun every rank must decide the same thing at the same step, or the ranks would wait for each
@@ -29,12 +32,16 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from automl.train.distributed import DistInfo
+from automl.train.distributed import DistInfo, collective
 
 __all__ = ["Preemption"]
 
-# the signals that stop a run after its current step (Windows has no SIGHUP)
-SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name))
+# the signals that stop a run after its current step (Windows has no SIGHUP, SIGUSR1 nor SIGUSR2)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+                if hasattr(signal, name))
+
+# under torchrun, the same signal again within this many seconds of the first is the same request, passed on
+REPEAT_S = 5.0
 
 
 class Preemption:
@@ -46,6 +53,7 @@ class Preemption:
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
         self.every_steps = every_steps
         self.pending = 0  # the first signal received (its number), 0: none
+        self._pending_at = 0.0  # when it came (time.monotonic())
         self._steps = 0
         self._last = time.monotonic()
         self._group = None
@@ -55,7 +63,7 @@ class Preemption:
 
     @contextmanager
     def armed(self):
-        """Catch SIGTERM, SIGINT and SIGHUP inside the block (main thread only: Python allows handlers nowhere
+        """Catch :data:`SIGNALS` inside the block (main thread only: Python allows handlers nowhere
         else). A signal ignored when the block begins stays ignored, as during start-up: SIGHUP under ``nohup``,
         so that the run outlives its terminal, and SIGINT in a job that a script starts with ``&`` (the shell
         ignores it there, so that a Ctrl-C meant for the script does not reach its background jobs)."""
@@ -80,10 +88,13 @@ class Preemption:
                 # a closing terminal sends SIGHUP more than once (the shell passes it on to its jobs, and the
                 # kernel sends it to the foreground job when the shell exits): not a request to stop at once
                 return
+        if self.pending and self.info.enabled and signum == self.pending \
+                and time.monotonic() - self._pending_at < REPEAT_S:
+            return  # the scheduler's signal to every process, and torchrun's copy of it: one request
         if self.pending:
             _say(f"\n{name} again: stopping now; the last checkpoint written is intact\n")
             os._exit(128 + signum)
-        self.pending = signum
+        self.pending, self._pending_at = signum, time.monotonic()
         if self.info.is_main:
             hurry = "send SIGTERM" if hang_up else "send it again"
             _say(f"\n{name}: finishing {self.finishing} ({hurry} to stop at once)\n")
@@ -110,7 +121,8 @@ class Preemption:
         if not self.info.enabled:
             return signum, due
         t = torch.tensor([signum, due], dtype=torch.int64)  # on the CPU: gloo
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
+        with collective(self.info, "agreeing whether to checkpoint or stop"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
         return int(t[0]), int(t[1])
 
 
