@@ -358,3 +358,12 @@ def test_the_log_is_on_the_disk_before_a_checkpoint_records_its_length(tmp_path,
     assert main(["run", str(QUICK), *FAST_RUN, "export.onnx=false", "--out", str(tmp_path / "run")]) == 0
     saves = [i for i, e in enumerate(events) if e != "log synced"]
     assert saves and all(events[i - 1] == "log synced" and events[i][1] for i in saves), events
+
+
+def test_a_local_world_size_that_is_no_number_is_one_message(tmp_path, monkeypatch, capsys):
+    """LOCAL_WORLD_SIZE (set by torchrun; by hand in an srun launch) that is not a whole number was a ValueError
+    traceback when the run chose its threads."""
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "two")
+    assert main(["run", str(QUICK), *FAST_RUN, "export.onnx=false", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "LOCAL_WORLD_SIZE='two' is not a whole number" in err and "Traceback" not in err, err

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
-from automl.train.distributed import DistInfo, broadcast_object
+from automl.train.distributed import DistInfo, broadcast_object, local_world_size
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
@@ -157,7 +156,7 @@ def _choose_threads(run: "Run", spaces, ranking: bool):
     r, out, resume = run.recipe, run.out, run.resume or ranking
     work = None if spaces is None else (lambda: spaces_work(
         spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", run.info.world_size))
+    local = local_world_size(run.info)
     choice = resolve_threads(r.threads, out_dir=out, resume=resume, work=work, local_world_size=local,
                              recorded=lambda: _recorded_threads(out))
     if resume and choice.source == "auto":  # no record of the count the run started with

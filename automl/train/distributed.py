@@ -37,7 +37,7 @@ from automl.errors import UserError
 
 __all__ = ["DistInfo", "RanksLost", "TIMEOUT", "init_distributed", "shutdown_distributed", "collective",
            "batchnorm_stats", "average_over_ranks", "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier",
-           "broadcast_object", "assert_same_on_all_ranks"]
+           "broadcast_object", "assert_same_on_all_ranks", "local_world_size"]
 
 # how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
 # export alone meanwhile); then it stops with RanksLost
@@ -119,6 +119,12 @@ def _env_int(name: str, default: str) -> int:
     except ValueError:
         raise _printed(UserError(f"the environment variable {name}={value!r} is not a whole number; torchrun sets "
                                  f"it for each process it starts: unset it, or start the run with torchrun")) from None
+
+
+def local_world_size(info: DistInfo) -> int:
+    """The run's processes on this machine: torchrun's ``LOCAL_WORLD_SIZE`` (without it, ``info``'s world size);
+    a value that is not a whole number is a :class:`UserError` naming it."""
+    return _env_int("LOCAL_WORLD_SIZE", str(info.world_size))
 
 
 def _check_gpus(local: int) -> None:
