@@ -21,11 +21,23 @@ import torch
 __all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "select_archs", "mean_over_seeds", "summarize"]
 
 
-def _sign_matrix(v: np.ndarray) -> np.ndarray:
-    """sign(v_i − v_j) for every pair; a non-finite value's row and column are 0 (:func:`pair_counts` counts
-    those pairs as undefined, and the correlations are NaN with one)."""
-    v = np.where(np.isfinite(v), v, 0.0)
-    return np.sign(v[:, None] - v[None, :])
+def _pair_tallies(x: np.ndarray, y: np.ndarray) -> dict:
+    """Over the pairs i < j: ``concordant``, ``discordant``, ``tied`` (in x, in y or both) and ``undefined`` (a
+    value of the pair in x or y not finite), and ``differ_x`` / ``differ_y``, the pairs not tied in x / in y
+    (a non-finite value counts as 0 there). One row of pairs at a time: memory O(n), not O(n²)."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    fx, fy = np.where(np.isfinite(x), x, 0.0), np.where(np.isfinite(y), y, 0.0)
+    out = dict.fromkeys(("concordant", "discordant", "tied", "undefined", "differ_x", "differ_y"), 0)
+    for i in range(len(x) - 1):
+        sx, sy = np.sign(fx[i + 1:] - fx[i]), np.sign(fy[i + 1:] - fy[i])
+        prod, defined = sx * sy, ok[i + 1:] & ok[i]
+        out["concordant"] += int((defined & (prod > 0)).sum())
+        out["discordant"] += int((defined & (prod < 0)).sum())
+        out["tied"] += int((defined & (prod == 0)).sum())
+        out["undefined"] += int((~defined).sum())
+        out["differ_x"] += int(np.count_nonzero(sx))
+        out["differ_y"] += int(np.count_nonzero(sy))
+    return out
 
 
 def _all_finite(*vs: np.ndarray) -> bool:
@@ -37,13 +49,8 @@ def pair_counts(x, y) -> dict:
     tied in either, or undefined: a value of the pair in ``x`` or ``y`` is not finite (NaN, or ±inf, which
     results.json writes as null too, so it has no place in an order). The four add up to ``total``."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    iu = np.triu_indices(len(x), 1)
-    defined = (ok[:, None] & ok[None, :])[iu]
-    prod = (_sign_matrix(x) * _sign_matrix(y))[iu]
-    return {"total": int(prod.size), "concordant": int((defined & (prod > 0)).sum()),
-            "discordant": int((defined & (prod < 0)).sum()), "tied": int((defined & (prod == 0)).sum()),
-            "undefined": int((~defined).sum())}
+    t = _pair_tallies(x, y)
+    return {"total": len(x) * (len(x) - 1) // 2, **{k: t[k] for k in ("concordant", "discordant", "tied", "undefined")}}
 
 
 def kendall_tau_b(x, y) -> float:
@@ -53,11 +60,9 @@ def kendall_tau_b(x, y) -> float:
     x, y = np.asarray(x, float), np.asarray(y, float)
     if not _all_finite(x, y):
         return float("nan")
-    sx, sy = _sign_matrix(x), _sign_matrix(y)
-    iu = np.triu_indices(len(sx), 1)
-    sx, sy = sx[iu], sy[iu]
-    denom = math.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
-    return float((sx * sy).sum() / denom) if denom > 0 else float("nan")
+    t = _pair_tallies(x, y)
+    denom = math.sqrt(float(t["differ_x"]) * float(t["differ_y"]))
+    return float(t["concordant"] - t["discordant"]) / denom if denom > 0 else float("nan")
 
 
 def _ranks(v: np.ndarray) -> np.ndarray:

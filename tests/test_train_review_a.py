@@ -135,3 +135,17 @@ def test_epoch_loss_with_a_skipped_step_is_the_mean_over_the_applied_steps(tmp_p
     logged = [x["loss"] for x in weights if "loss" in x][-1]  # the epoch's mean so far, at its last step
     shown = re.search(r"weights epoch 1/1: loss (\S+)", printed.out + printed.err).group(1)
     assert shown == f"{logged:.4f}"
+
+
+def test_the_weight_phases_fair_paths_balance_a_gated_layer_over_the_paths_that_keep_it(ofa):
+    """search.weight_sampling: fair on a space of elastic depth: a layer a shallower depth drops trains its
+    choices as equally as possible over the paths that keep it (the cost table's gates reach fair_archs)."""
+    gates = ofa.cost_table.gates
+    assert gates
+    n = 2 * max(ofa.num_choices)
+    ctx = SimpleNamespace(spaces=SimpleNamespace(search=ofa), sampler=torch.Generator().manual_seed(0))
+    paths = path_sampler(ctx, SimpleNamespace(weight_sampling="fair"), n)()
+    for d, (depth, kept) in gates.items():
+        keep = torch.tensor([bool(kept[int(v)]) for v in paths[:, depth]])
+        counts = torch.bincount(paths[keep, d], minlength=ofa.num_choices[d])
+        assert int(counts.max() - counts.min()) <= 1, (ofa.decisions[d].name, counts.tolist())

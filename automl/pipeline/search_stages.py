@@ -76,7 +76,7 @@ def path_sampler(ctx: RunContext, search, n: int) -> Callable[[], torch.Tensor]:
     (automl/train/sampling.py) from the run's own generator; the sandwich's two fixed paths are found once."""
     space = ctx.spaces.search
     if search.weight_sampling == "fair":
-        return lambda: fair_archs(space.num_choices, n, ctx.sampler)
+        return lambda: fair_archs(space.num_choices, n, ctx.sampler, space.cost_table.gates)
     if search.weight_sampling == "sandwich":
         ends = sandwich_ends(space)
         return lambda: sandwich_archs(space.num_choices, ends, n, ctx.sampler)

@@ -3,7 +3,8 @@
 * ``uniform`` — :func:`uniform_archs`, the paper's eq. 3: every decision uniform and independent (the weight
   stage picks the rule in ``automl.pipeline.search_stages.path_sampler``).
 * ``fair`` — :func:`fair_archs`, FairNAS's strict fairness: in each step every choice of every decision is
-  trained by as equal a number of the λ paths as possible (exactly λ/K_d each when K_d divides λ).
+  on as equal a number of the λ paths as possible (exactly λ/K_d each when K_d divides λ); with elastic
+  depth, given the cost table's ``gates``, a layer's choices are as equal over the paths that keep the layer.
 * ``sandwich`` — :func:`sandwich_archs`, BigNAS's sandwich rule: the largest and the smallest architecture
   (:func:`sandwich_ends`; on a cell space the smallest with no ``none`` edge) in every step, the other λ − 2
   uniform.
@@ -29,19 +30,31 @@ def uniform_archs(num_choices, n: int, generator: torch.Generator) -> torch.Tens
     return (u * k).long().clamp_max(k.long() - 1)
 
 
-def fair_archs(num_choices, lam: int, generator: torch.Generator) -> torch.Tensor:
+def fair_archs(num_choices, lam: int, generator: torch.Generator, gates=None) -> torch.Tensor:
     """(λ, D) architectures whose column d is ⌈λ/K_d⌉ random permutations of 0..K_d−1 end to end, cut to λ.
 
     Every choice of decision d appears ⌊λ/K_d⌋ or ⌈λ/K_d⌉ times; which choices get the extra count is random,
     so each row is still uniform on every decision (a row's value is one entry of a random permutation), and
     the columns are independent, so Algorithm 1 sees the same marginal distribution as with uniform sampling.
+
+    ``gates`` (elastic depth, the cost table's: gated decision -> (its depth decision, whether its layer is
+    there per choice of the depth decision)): a gated decision's choice trains only on the paths that keep its
+    layer, so its column's entries go, in order, first to those rows and then to the others: the paths that
+    keep the layer train its choices as equally as possible too. The numbers drawn are the same as without
+    ``gates``; a row's value is still one entry of a random permutation, drawn independently of the depth.
     """
-    cols = []
-    for k in num_choices:
-        k = int(k)
-        reps = -(-lam // k)
-        cols.append(torch.cat([torch.randperm(k, generator=generator) for _ in range(reps)])[:lam])
+    cols = [_permutations(int(k), lam, generator) for k in num_choices]
+    for d, (g, on) in (gates or {}).items():
+        kept = torch.tensor(on, dtype=torch.bool)[cols[g]]
+        col = torch.empty_like(cols[d])
+        col[kept], col[~kept] = cols[d][:int(kept.sum())], cols[d][int(kept.sum()):]
+        cols[d] = col
     return torch.stack(cols, 1) if cols else torch.zeros(lam, 0, dtype=torch.long)
+
+
+def _permutations(k: int, n: int, generator: torch.Generator) -> torch.Tensor:
+    """⌈n/k⌉ random permutations of 0..k−1 end to end, cut to n."""
+    return torch.cat([torch.randperm(k, generator=generator) for _ in range(-(-n // k))])[:n]
 
 
 def sandwich_ends(space, metric: str = "params") -> tuple[torch.Tensor, torch.Tensor]:
