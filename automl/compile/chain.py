@@ -263,9 +263,31 @@ def _layer_choices(r: Resolver, st, kw: str, i: int, repeat: int, lname: str, in
             if via is not None:
                 msg += f" (choice set {via!r} offers it)"
             if not st.single and i == 0 and repeat > 1:
-                msg += f"; give the first layer its own choices: `choose SET then {via or 'SET'}`"
+                mine = [c[0] for c in choices if c[0] != op]  # written in place: the same ops without this one
+                own = "SET" if via is not None else f"[{', '.join(mine) or 'OP, ...'}]"
+                rest = via or f"[{', '.join(c[0] for c in choices) if mine else 'OP, ..., ' + op}]"
+                msg += f"; give the first layer its own choices: `choose {own} then {rest}`"
             raise r.err(msg, where)
+    if [c[0] for c in choices] == ["skip"]:
+        _only_skip(r, st, kw, i, lname, src)
     return choices
+
+
+def _only_skip(r: Resolver, st, kw: str, i: int, lname: str, src) -> None:
+    """A layer whose only choice is ``skip`` is never there and its decision changes nothing (it only weighs in
+    the sum of K), as a cell node that offers only ``none``: an error at the choices that make it."""
+    body = st.body
+    where = "choose" if i == 0 else "then"
+    others = [body.first] + ([body.rest] if body.rest is not None else [])
+    if all([c[0] for c in r.expand(o, "block", f"{kw} {st.name}")] == ["skip"] for o in others):
+        fix = f"remove {kw} {st.name}"
+    elif i == 0:
+        fix = "leave the first layer out (one layer fewer, each choosing what `then` offers)"
+    else:
+        fix = "leave the layers after the first out (remove `then` and `repeat` or `depth`)"
+    who = f"layer {lname}" + ("" if st.single else f" of stage {st.name}")
+    raise r.err(f"{who} offers only 'skip', so it is never there and its decision "
+                f"changes nothing; offer other ops too (`{where} [ir_k3_e3, skip]`), or {fix}", src.pos)
 
 
 def _check_se_size(r: Resolver, lname: str, op: str, info, shape: tuple[int, int, int], se: float, family: str,

@@ -87,6 +87,16 @@ def _check_cost(r: Resolver, metric: ir.Metric, value: float, pos: ir.Pos | None
                     f"the best value)", pos)
 
 
+def _check_total(r: Resolver, metric: ir.Metric, rows: list[list[float]]) -> None:
+    """Every architecture's total (``fixed`` + a cost per decision, costs >= 0) is a finite number: the largest
+    one, summed as :meth:`CostTable.total` sums, is (else totals, budgets and ``space cost``'s JSON hold inf)."""
+    largest = metric.fixed + float(sum(max(row) for row in rows))
+    if not math.isfinite(largest):
+        raise r.err(f"metric {metric.name}: the total of an architecture (`fixed` plus a cost per decision) can "
+                    f"be larger than the largest number (about 1.8e308); write the costs in a larger unit",
+                    metric.pos)
+
+
 def _metric_costs(r: Resolver, metric: ir.Metric, decisions: list[Decision]) -> list[list[float]]:
     _check_repeats(r, metric)
     by_name = {d.name: i for i, d in enumerate(decisions)}
@@ -265,6 +275,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
         seen[m.name] = m.pos
         all_costs[m.name] = _metric_costs(r, m, decisions)
         _check_cost(r, m, m.fixed, m.fixed_pos, "fixed")
+        _check_total(r, m, all_costs[m.name])
         all_fixed[m.name] = m.fixed
     gates = {layer.decision: layer.gate for layer in (plan.layers if kind == "chain" else ())
              if layer.gate is not None and layer.decision is not None}
