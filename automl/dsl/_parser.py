@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import unicodedata
 from pathlib import Path
 
 import lark
@@ -371,23 +372,130 @@ def _keywords() -> frozenset[str]:
                      if t.pattern.type == "str" and t.pattern.value.isalpha())
 
 
+_READS_A_NAME = {"INPUTS": "a name of the list", "CONCAT": "a name of the list", "COMMA": "a name of the list",
+                 "CHOOSE": "the choices", "THEN": "the choices", "THROUGH": "the choices", "FIXED": "the op"}
+# the statements of a file, outside any block: one of these words starting a line inside a block means that the
+# block above it has no `end`
+_TOP_LEVEL = frozenset({"space", "param", "input", "resolution", "classes", "choices", "network", "cell", "metric"})
+_BLOCKS = {"NETWORK": "network", "CELL": "cell", "METRIC": "metric"}
+
+
+def _list_hint(e: UnexpectedToken) -> str:
+    """A list written as in another language: in brackets after ``choices NAME =``, nested, ending in ``,``, or
+    with a name and no ``,`` before the next name of the line."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    last, tok = (stack[-1] if stack else None), e.token
+    kind = getattr(last, "type", None)
+    if str(tok) == "[" and kind == "EQUAL":
+        return "; a choice set lists its names without brackets: `choices mb = ir_k3_e3, ds_k3`"
+    if str(tok) == "[" and kind in ("LSQB", "COMMA"):
+        return "; a list of choices holds names (op names or choice sets), not another list"
+    if str(tok) == "]" and kind == "COMMA":
+        return "; remove the `,` before the `]`"
+    if (tok.type == "NAME" and kind == "NAME" and last.line == tok.line and "COMMA" in (e.accepts or e.expected)
+            and len(stack) > 1 and getattr(stack[-2], "type", None) in ("COMMA", "EQUAL", "LSQB", "INPUTS", "CONCAT")):
+        return f"; separate the names of a list with `,`: `{last}, {tok}`"
+    return ""
+
+
 def _keyword_as_name_hint(e: UnexpectedToken) -> str:
-    """A keyword on the next line read as a name: keywords are soft, so ``output concat`` or ``inputs`` with its
-    names left out (or a list ending in ``,``) takes the ``end`` or ``node`` below it for one, and the error
-    comes a statement later."""
+    """A keyword on the next line read as a name: keywords are soft, so ``output concat``, ``inputs``, ``choose``,
+    ``then``, ``through`` or ``fixed`` with its names left out (or a list ending in ``,``) takes the ``end``,
+    ``node`` or ``stage`` below it for one, and the error comes a statement later."""
     stack = getattr(getattr(e, "state", None), "value_stack", None) or []
     if len(stack) < 2:
         return ""
     before, last = stack[-2], stack[-1]
     if getattr(last, "data", None) == "name_list":
         last = last.children[-1]
-    elif not (isinstance(before, Token) and (before.type in ("INPUTS", "CONCAT") or str(before) == ",")):
+    elif not (isinstance(before, Token) and before.type in _READS_A_NAME):
         return ""  # a list's first name, not yet reduced to a name_list, follows its keyword
     if not (isinstance(last, Token) and str(last) in _keywords() and isinstance(before, Token)
             and last.line > before.line):
         return ""
+    if before.type in ("CHOOSE", "THEN", "THROUGH", "FIXED"):
+        what = _READS_A_NAME[before.type]
+        return (f" (the `{last}` on line {last.line} was read as {what} after the `{before}` on line {before.line}: "
+                f"write {what} after that `{before}`, on its line)")
     return (f" (the `{last}` on line {last.line} was read as a name of the list before it: write the list's names "
             f"before that `{last}`, and no `,` after the last)")
+
+
+def _starts_line(tok: Token, text: str) -> bool:
+    return tok.start_pos is not None and not text[text.rfind("\n", 0, tok.start_pos) + 1:tok.start_pos].strip()
+
+
+def _open_hint(e: UnexpectedToken, text: str) -> str:
+    """What is left open where the parser stopped: a ``[`` or ``(`` whose closing bracket a later line does not
+    give, or a ``network``, ``cell`` or ``metric`` block with no ``end`` before the end of the file or the next
+    top-level statement (read as a name, that statement may be one token back, as in ``metric`` ... ``network``)."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    tok, closed, ended = e.token, 0, 0
+    for item in reversed(stack):  # the stack holds a block's `end` until the token after it reduces the block
+        kind = getattr(item, "type", None)
+        if kind in ("RSQB", "RPAR", "END"):
+            closed, ended = closed + (kind != "END"), ended + (kind == "END")
+        elif kind in ("LSQB", "LPAR") and closed:
+            closed -= 1
+        elif kind in _BLOCKS and ended:
+            ended -= 1
+        elif kind in ("LSQB", "LPAR") and (tok.type == "$END" or tok.line > item.line):
+            fix = "add `]` at the end of its list" if kind == "LSQB" else "add `)` where its expression ends"
+            return f"; the `{str(item)}` on line {item.line} is not closed: {fix}"
+        elif kind in _BLOCKS:
+            culprit = tok if tok.type == "$END" or str(tok) in _TOP_LEVEL else stack[-1]
+            at_end = getattr(culprit, "type", None) == "$END"
+            if not at_end and not (isinstance(culprit, Token) and str(culprit) in _TOP_LEVEL
+                                   and culprit.line > item.line and _starts_line(culprit, text)):
+                return ""
+            where = "at the end of the file" if at_end else f"before line {culprit.line}"
+            return f"; the `{_BLOCKS[kind]}` block of line {item.line} has no `end`: add `end` {where}"
+    if str(tok) == "end" and tok.type == "NAME":
+        return "; no `network`, `cell` or `metric` block is open for this `end` to close: remove it"
+    return ""
+
+
+def _malformed_number(tok: Token, text: str) -> tuple[str, int] | None:
+    """A number written as in another language, read as a number and then a name or a mark (``0x10``, ``1_000``,
+    ``16px``, ``1,024``): a message saying how to write it, and how many characters before ``tok`` it starts."""
+    start = tok.start_pos
+    if tok.type == "$END" or start is None or start == 0 or not re.match(r"[0-9.]", text[start - 1]):
+        return None
+    left = re.search(r"[0-9A-Za-z_.]*$", text[:start]).group()
+    if not re.match(r"\.?[0-9]", left):
+        return None  # the end of a name such as `s1`
+    if str(tok) == ",":
+        groups = re.match(r",[0-9]{3}(?![0-9])", text[start:])
+        if left.isdigit() and groups:
+            return (f"`{left}{groups.group()}`: write numbers without a thousands separator: "
+                    f"`{left}{groups.group()[1:]}`", len(left))
+        return None
+    glued = re.match(r"[0-9A-Za-z_.]*", text[start:]).group()
+    if not glued:
+        return None  # a mark after a plain number, such as `16)`
+    word = left + glued
+    for convert in (lambda w: int(w, 0), float):  # int(w, 0) reads 0x10, 0o17, 0b101 and 1_000
+        try:
+            value = convert(word)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            how = "without `_`" if "_" in word else "in decimal digits"
+            return f"`{word}`: write the number {how}: `{value}`", len(left)
+    unit = re.fullmatch(r"((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)[A-Za-z]+", word)
+    return (f"`{word}`: a number takes no unit: write `{unit.group(1)}`", len(left)) if unit else None
+
+
+def _close_keyword(word: str, keywords: list[str]) -> str | None:
+    """The keyword ``word`` is likely a typo of: the same in other case (``Network``), two neighbouring letters
+    swapped (``edn``, ``netwrok``), or close by :mod:`difflib`'s measure (``stge``, ``chose``)."""
+    for k in keywords:
+        if word.lower() == k or (len(word) == len(k) and sorted(word) == sorted(k)
+                                 and sum(a != b for a, b in zip(word, k)) == 2
+                                 and any(word[i:i + 2] == k[i + 1] + k[i] for i in range(len(k) - 1))):
+            return k
+    close = difflib.get_close_matches(word, keywords, n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _hint(tok: Token, expected_words: list[str]) -> str:
@@ -396,10 +504,43 @@ def _hint(tok: Token, expected_words: list[str]) -> str:
     if tok.type == "NAME" and re.fullmatch(r"x\d+(x\d+)*", text) and "x" in keywords:  # `x6`, `3 x32x32`
         return f"; put spaces around `x`: `{' x '.join(text.split('x')).strip()}`"
     if tok.type in ("NAME",) or text.isalpha():
-        close = difflib.get_close_matches(text, keywords, n=1, cutoff=0.75)
+        close = _close_keyword(text, keywords)
         if close:
-            return f"; did you mean {close[0]!r}?"
+            return f"; did you mean {close!r}?"
+        glued = sorted((k for k in keywords if len(k) > 2 and text.startswith(k) and len(text) > len(k)), key=len)
+        if glued:  # `throughmetric`: words are read whole
+            return f"; put a space after `{glued[-1]}`: `{glued[-1]} {text[len(glued[-1]):]}`"
+    if text == "//" and "'//'" not in expected_words:
+        return "; comments start with `#`"
+    if text == "=" and any(w in expected_words for w in ("a number", "a name")):
+        return "; an option takes its value without `=`: `width 24`"
     return ""
+
+
+_MARKS = {
+    '"': "names and numbers are written without quotes", "'": "names and numbers are written without quotes",
+    "\u201c": "names and numbers are written without quotes", "\u2018": "names and numbers are written without quotes",
+    ";": "a statement ends at the end of its line: remove the `;`",
+    "{": "a block has no braces: it starts with its line (`network`, `cell normal`) and ends with `end`",
+    "}": "a block has no braces: it starts with its line (`network`, `cell normal`) and ends with `end`",
+    "\u00d7": "write the letter `x`: `input 3 x 32 x 32`",
+}
+
+
+def _character_hint(ch: str, text: str, pos: int) -> str:
+    """How to write what a character outside the language was meant for (empty when nothing fits)."""
+    if ch.isdigit():
+        return " (write numbers with the digits 0-9)"
+    if ch.isalpha():
+        return " (names are written with the letters a-z and A-Z, the digits 0-9 and `_`)"
+    if unicodedata.category(ch) == "Cf":
+        return " (an invisible formatting character, as pasted from a web page or word processor: delete it)"
+    if ch == ":":
+        before = text[text.rfind("\n", 0, pos) + 1:pos]
+        if re.fullmatch(r"\s*(param|choices)\s+\S+\s*", before):
+            return f" (a {before.split()[0]} statement takes `=`: `{before.strip()} = ...`)"
+        return " (remove the `:`: a block starts with its keyword alone, as `network`, and ends with `end`)"
+    return f" ({_MARKS[ch]})" if ch in _MARKS else ""
 
 
 def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
@@ -417,14 +558,18 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
             what += " (a Unicode line separator; use a plain line break)"
         elif ch == "\t" or ch.isspace():
             what += " (use plain spaces)"
-        elif ch.isdigit():
-            what += " (write numbers with the digits 0-9)"
+        else:
+            what += _character_hint(ch, text, e.pos_in_stream)
         return err(what, e.line, e.column)
     if isinstance(e, UnexpectedToken):
         tok = e.token
+        number = _malformed_number(tok, text)
+        if number:  # at the number's start, which the grammar read as a number and then something else
+            return err(number[0], tok.line, tok.column - number[1])
         expected = _describe_expected(e.accepts or e.expected or ())
-        msg = (f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + _hint(tok, expected)
-               + _bracket_hint(e, text) + _keyword_as_name_hint(e))
+        msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + (
+            _keyword_as_name_hint(e) or _hint(tok, expected) + _bracket_hint(e, text) or _list_hint(e)
+            or _open_hint(e, text))
         if tok.type == "$END":
             line, col = _end_position(text)
             return err(msg, line, col)
