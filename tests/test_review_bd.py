@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 from pathlib import Path
 
 import onnx
@@ -20,26 +19,12 @@ from automl.errors import UserError
 from automl.export import export_architecture, load_model, read_manifest
 from automl.export.quantize import INT8_NAME, measure_export
 
+from test_review_ay import export, exported  # noqa: F401 - fixtures: a digits export, copied per test
+
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 NB201 = str(ROOT / "spaces" / "nasbench201.space")
 NB201_ARGS = {"size": "8", "channels": "4", "cells": "1"}
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A digits network (fresh weights) exported once; each test works on its own copy."""
-    cs = load_compiled(DIGITS)
-    out = tmp_path_factory.mktemp("bd") / "net"
-    export_architecture(cs, [0] * cs.num_decisions, out, space_path=DIGITS)
-    return out
-
-
-@pytest.fixture
-def export(exported, tmp_path):
-    out = tmp_path / "net"
-    shutil.copytree(exported, out)
-    return out
 
 
 def _edit(folder: Path, **changes) -> None:

@@ -23,28 +23,14 @@ from automl.recipe import load_recipe
 from automl.train.data import build_data
 from automl.train.threads import MAX_THREADS
 
+from test_review_ay import export, exported  # noqa: F401 - fixtures: a digits export, copied per test
+
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 PROXYLESS = str(ROOT / "spaces" / "proxylessnas.space")
 NB201 = str(ROOT / "spaces" / "nasbench201.space")
 NB201_ARGS = {"size": "8", "channels": "4", "cells": "1"}
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A digits network (fresh weights) exported once; each test works on its own copy."""
-    cs = load_compiled(DIGITS)
-    out = tmp_path_factory.mktemp("bi") / "net"
-    export_architecture(cs, [0] * cs.num_decisions, out, space_path=DIGITS)
-    return out
-
-
-@pytest.fixture
-def export(exported, tmp_path):
-    out = tmp_path / "net"
-    shutil.copytree(exported, out)
-    return out
 
 
 @pytest.fixture(scope="module")
