@@ -165,7 +165,7 @@ class CellNet(nn.Module):
         """``torch.jit.script`` calls this first: a cell network is not scriptable (its cells pick their ops
         by name at run time, which TorchScript cannot index); say what works instead."""
         raise RuntimeError("a cell network (CellNet) cannot be compiled by torch.jit.script (its cells pick "
-                           "their ops by name); use torch.jit.trace(net, x), torch.compile or torch.export")
+                           "their ops by name); use torch.export or torch.compile (TorchScript is deprecated in torch)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s0 = s1 = self.stem(x)

@@ -118,7 +118,7 @@ class Supernet(nn.Module):
         """``torch.jit.script`` (which calls this first) cannot compile a path chosen at run time: say so, and
         what works, rather than TorchScript's error about the first annotation it cannot read."""
         raise RuntimeError(f"{type(self).__name__} runs the path its arch argument chooses, which TorchScript "
-                           f"cannot compile; script or trace the network of one architecture "
+                           f"cannot compile; export the network of one architecture with torch.export "
                            f"(automl.nn.build_standalone), or run the supernet with torch.compile")
 
     def path_modules(self, arch) -> list[nn.Module]:
