@@ -84,7 +84,7 @@ def _keeper_on_rank(rank: int, init: str, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=2)
     info = DistInfo(rank=rank, world_size=2)
-    reporter = type("Reporter", (), {"size": lambda self: 0})()
+    reporter = type("Reporter", (), {"size": lambda self: 0, "synced_size": lambda self: 0})()
     preempt = type("Preempt", (), {"saved": lambda self: None, "signalled": lambda self: 0})()
     keeper = Keeper(_State(), _Store(), info, reporter, preempt, str, "automl run R --resume", lambda: {})
     try:
