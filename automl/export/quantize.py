@@ -106,13 +106,23 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
             root.setLevel(level)
 
 
+def _takes(sizes, want) -> bool:
+    """An image of ``sizes`` fits a model input of ``want`` (both without the batch axis; a name in ``want``
+    instead of a size: any size)."""
+    return len(sizes) == len(want) and all(not isinstance(w, int) or s == w for s, w in zip(sizes, want))
+
+
+def _shown(want) -> str:
+    """A model input's shape in words, its batch axis as N: ``(N, 1, 8, 8)``, a named axis ``any``."""
+    return "(N, " + ", ".join(str(w) if isinstance(w, int) else "any" for w in want) + ")"
+
+
 def check_inputs(what: str, got: tuple, want) -> None:
     """A batch of images of shape ``got`` fits a model's input of shape ``want`` (without the batch axis; a
     name instead of a size: any size), else a :class:`UserError` that starts with ``what``."""
-    if len(got) == len(want) + 1 and all(not isinstance(w, int) or g == w for g, w in zip(got[1:], want)):
+    if len(got) >= 1 and _takes(got[1:], want):
         return
-    shown = ", ".join(str(w) if isinstance(w, int) else "any" for w in want)
-    raise UserError(f"{what} holds inputs of shape {tuple(got)}; the exported model takes (N, {shown}) (the "
+    raise UserError(f"{what} holds inputs of shape {tuple(got)}; the exported model takes {_shown(want)} (the "
                     f"manifest's input_shape): give (x, y) batches of images of that shape")
 
 
@@ -214,10 +224,9 @@ def _check_model_input(session, out_dir: Path, m: dict, name: str, shape: list[i
         raise manifest_error(out_dir, m, "onnx.input_name", f"is {name!r}, but {m['onnx']['file']}'s input is "
                              f"named {', '.join(map(repr, inputs))}")
     want = inputs[name][1:]
-    if len(want) != len(shape) or any(isinstance(w, int) and w != s for w, s in zip(want, shape)):
-        shown = ", ".join(str(w) if isinstance(w, int) else "any" for w in want)
+    if not _takes(shape, want):
         raise manifest_error(out_dir, m, "input_shape", f"is {shape}, but {m['onnx']['file']} takes inputs of "
-                             f"shape (N, {shown})")
+                             f"shape {_shown(want)}")
 
 
 def _writable(out_dir: Path) -> None:
