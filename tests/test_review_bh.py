@@ -14,24 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from automl.cli import main
 from automl.pipeline import Run
 from automl.pipeline.state import CKPT_FORMAT
 from automl.recipe import load_recipe
 from automl.train.checkpoint import KEEP, CheckpointStore
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-FAST = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0",
-        "search.supernets=1", "data.limit_train=64", "data.batch_size=32", "data.theta_batch_size=32",
-        "search.lam=2", "search.budgets=null", "search.epsilons=[0]", "export.onnx=false"]
-
-
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
+from test_user_errors_run import FAST, QUICK, cli  # the tiny quickstart run, and the CLI without a traceback
 
 
 def source_run(folder: Path, formats=(CKPT_FORMAT, CKPT_FORMAT), supernets=(False, True)) -> CheckpointStore:
