@@ -23,7 +23,7 @@ from rich.markup import escape
 from automl._io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "short_number",
-           "results_problem", "ranking_problem"]
+           "results_problem", "ranking_problem", "format_accuracy"]
 
 
 # ---- what report.md and the plots read of results.json (one written by this automl, an older one, or edited)
@@ -232,7 +232,8 @@ def _fmt_eps(a: dict, i: int) -> str:
 
 # A measurement that is missing (null in results.json) or not finite (NaN in memory: results.json writes it
 # as null too) is "—" in the table, never "nan %".
-def _fmt_acc(acc) -> str:
+def format_accuracy(acc) -> str:
+    """An accuracy in percent (``98.39 %``); ``—`` where it is missing or not finite."""
     return f"{100 * acc:.2f} %" if _finite(acc) else "—"
 
 
@@ -260,7 +261,7 @@ def _fmt_int8(q) -> str:
     if q.get("error"):
         return "not quantised"
     size = q["size_bytes"] / q["fp32_size_bytes"] if q.get("fp32_size_bytes") and _finite(q.get("size_bytes")) else None
-    return (f"{_fmt_ms(q.get('latency_ms'))}, {_fmt_acc(q.get('test_accuracy'))}, "
+    return (f"{_fmt_ms(q.get('latency_ms'))}, {format_accuracy(q.get('test_accuracy'))}, "
             + (f"{size:.2f}x" if size is not None else "—"))
 
 
@@ -297,7 +298,7 @@ def render_markdown(results: dict) -> str:
         params = f"{a['params']:,}" if a.get("params") is not None else "—"
         head = f"| {_budget(a, _budgets(results))} | {eps} " if budgeted else f"| {eps} "
         lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {_fmt_cost(a['cost'])} | "
-                     f"{_fmt_acc(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
+                     f"{format_accuracy(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
                      f"{_fmt_int8(a.get('int8'))} | {results['search_seconds']:.1f} s (shared) |")
     weights = {a.get("weights") for a in results["architectures"]}
     if "supernet" in weights:
@@ -356,7 +357,7 @@ def _corr(r) -> str:
 
 
 def _measured(v: float, measure: str) -> str:
-    return _fmt_acc(v) if measure == "accuracy" else f"{v:.4g}"
+    return format_accuracy(v) if measure == "accuracy" else f"{v:.4g}"
 
 
 def _why_undefined(score: list, truth: list, measure: str) -> str:
@@ -554,7 +555,7 @@ def summary_table(results: dict):
     for i, a in enumerate(results["architectures"]):
         head = (_budget(a, _budgets(results)), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
         cells = (*head, f"{a['params']:,}" if a.get("params") is not None else "—", _fmt_cost(a["cost"]),
-                 _fmt_acc(a.get("test_accuracy")), a.get("onnx") or "—")
+                 format_accuracy(a.get("test_accuracy")), a.get("onnx") or "—")
         t.add_row(*(escape(str(c)) for c in cells))
     return t
 

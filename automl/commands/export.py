@@ -18,6 +18,7 @@ from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.recipe import load_recipe
+from automl.report import format_accuracy
 from automl.train.data import build_data
 
 __all__ = ["main"]
@@ -176,7 +177,7 @@ def _report(args, manifest: dict, supernet_state, calibration) -> None:
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
           f"{onnx['parity_max_abs_diff']:.2g}, {manifest['latency']['fp32_ms']:.3g} ms here"
-          + (f", test accuracy {_percent(onnx['test_accuracy'])}" if "test_accuracy" in onnx else "")
+          + (f", test accuracy {format_accuracy(onnx['test_accuracy'])}" if "test_accuracy" in onnx else "")
           + f"), {w['file']}, manifest.json")
     if supernet_state is not None:
         print(f"BatchNorm statistics recalibrated on {len(calibration)} batches of {args.recipe}'s training data"
@@ -187,13 +188,8 @@ def _report(args, manifest: dict, supernet_state, calibration) -> None:
         print(f"int8: not quantised, the fp32 model is kept: {q['error']}")
     elif q is not None:
         print(f"int8: {q['file']} ({q['size_bytes'] / q['fp32_size_bytes']:.2f}x the size, "
-              f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {_percent(q['test_accuracy'])} "
-              f"vs fp32 {_percent(q['fp32_test_accuracy'])})")
-
-
-def _percent(accuracy: float | None) -> str:
-    """An accuracy in percent; ``—`` where it is undefined (the test batches held no image)."""
-    return "—" if accuracy is None else f"{100 * accuracy:.2f} %"
+              f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {format_accuracy(q['test_accuracy'])} "
+              f"vs fp32 {format_accuracy(q['fp32_test_accuracy'])})")
 
 
 def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
