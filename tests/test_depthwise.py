@@ -70,6 +70,8 @@ def test_fast_path_only_where_measured_faster():
     assert not fast_path_applies((8, 8), (5, 5))
 
 
+# torch.jit.trace is deprecated and still what the TorchScript ONNX exporter (dynamo=False) traces with
+@pytest.mark.filterwarnings("ignore:`torch.jit.trace(_method)?` is deprecated:FutureWarning")
 def test_fast_path_is_taken_only_in_cpu_training(monkeypatch):
     """Eval mode, no_grad and tracing (ONNX export) run nn.Conv2d.forward, untouched."""
     from automl.nn import depthwise
