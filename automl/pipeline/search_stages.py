@@ -7,6 +7,7 @@ Every stage reaches its searcher only through ask / tell / best and its register
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any, Callable
@@ -23,7 +24,9 @@ from automl.pipeline.state import RunState
 from automl.search import SearchMethod, SearchProblem, Searcher
 from automl.train import loops
 from automl.train.distributed import all_reduce_mean, assert_same_on_all_ranks
-from automl.train.sampling import fair_archs, sandwich_archs, sandwich_ends, uniform_archs
+from automl.train.sampling import fair_archs, fair_shortfall, sandwich_archs, sandwich_ends, uniform_archs
+
+_logger = logging.getLogger(__name__)
 
 # ensemble member m > 0 (search.supernets): its initialisation and D_W order are seeded this far from member 0's
 MEMBER_SEED = 1_000_003
@@ -76,6 +79,9 @@ def path_sampler(ctx: RunContext, search, n: int) -> Callable[[], torch.Tensor]:
     (automl/train/sampling.py) from the run's own generator; the sandwich's two fixed paths are found once."""
     space = ctx.spaces.search
     if search.weight_sampling == "fair":
+        shortfall = fair_shortfall(space.num_choices, n)
+        if shortfall and ctx.info.is_main:
+            _logger.warning(shortfall)
         return lambda: fair_archs(space.num_choices, n, ctx.sampler, space.cost_table.gates)
     if search.weight_sampling == "sandwich":
         ends = sandwich_ends(space)

@@ -5,6 +5,8 @@
 * ``fair`` — :func:`fair_archs`, FairNAS's strict fairness: in each step every choice of every decision is
   on as equal a number of the λ paths as possible (exactly λ/K_d each when K_d divides λ); with elastic
   depth, given the cost table's ``gates``, a layer's choices are as equal over the paths that keep the layer.
+  With λ below a decision's K_d a step trains only λ of its choices: the run warns once
+  (:func:`fair_shortfall`, naming ``search.lam`` and the largest K_d).
 * ``sandwich`` — :func:`sandwich_archs`, BigNAS's sandwich rule: the largest and the smallest architecture
   (:func:`sandwich_ends`; on a cell space the smallest with no ``none`` edge) in every step, the other λ − 2
   uniform.
@@ -13,10 +15,13 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 
-__all__ = ["fair_archs", "sandwich_archs", "sandwich_ends", "uniform_archs"]
+from automl.limits import MAX_LAM
+
+__all__ = ["fair_archs", "fair_shortfall", "sandwich_archs", "sandwich_ends", "uniform_archs"]
 
 ZERO_OP = "none"  # the cell op whose output is zeros (automl.nn.ops.Zero): the edge is absent
 
@@ -42,6 +47,9 @@ def fair_archs(num_choices, lam: int, generator: torch.Generator, gates=None) ->
     layer, so its column's entries go, in order, first to those rows and then to the others: the paths that
     keep the layer train its choices as equally as possible too. The numbers drawn are the same as without
     ``gates``; a row's value is still one entry of a random permutation, drawn independently of the depth.
+
+    With λ below the largest K_d, a step trains at most λ of that decision's choices (the others get no update
+    in it): :func:`fair_shortfall` says so, and the run warns once.
     """
     cols = [_permutations(int(k), lam, generator) for k in num_choices]
     for d, (g, on) in (gates or {}).items():
@@ -50,6 +58,21 @@ def fair_archs(num_choices, lam: int, generator: torch.Generator, gates=None) ->
         col[kept], col[~kept] = cols[d][:int(kept.sum())], cols[d][int(kept.sum()):]
         cols[d] = col
     return torch.stack(cols, 1) if cols else torch.zeros(lam, 0, dtype=torch.long)
+
+
+def fair_shortfall(num_choices, lam: int) -> str | None:
+    """The warning for fair sampling with ``lam`` (``search.lam``) paths per step below the largest number of
+    choices K_d of a decision, whose choices then cannot all train in one step; None when every K_d ≤ λ."""
+    ks = sorted({int(k) for k in num_choices})
+    if not ks or ks[-1] <= lam:
+        return None
+    kmax, lcm = ks[-1], math.lcm(*ks)
+    exact = (f" ({lcm}, a multiple of every decision's number of choices, trains them all equally)"
+             if kmax < lcm <= MAX_LAM else "")
+    return (f"warning: search.weight_sampling fair with search.lam {lam}: the space has a decision of {kmax} choices, "
+            f"so each weight step trains at most {lam} of them and the others get no update in that step; "
+            f"FairNAS's strict fairness (every choice trained equally in every step) needs search.lam of at least "
+            f"{kmax}{exact}; raise search.lam, or set search.weight_sampling: uniform")
 
 
 def _permutations(k: int, n: int, generator: torch.Generator) -> torch.Tensor:
