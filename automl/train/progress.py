@@ -1,6 +1,9 @@
 """Progress output and the metrics log.
 
-On a terminal: one rich progress bar per epoch (phase, epoch, step, loss, accuracy, ETA).
+On a terminal: one rich progress bar per epoch (phase, epoch, step, loss, accuracy, ETA); the bar moves at
+each logged point (``search.log_every`` steps) and its ETA is the epoch's speed since the first of them,
+however far apart they are. A warning logged while the bar is drawn (``logging``, to the terminal) is printed
+above it, on a line of its own.
 Otherwise (CI, a log file, ``nohup``, a terminal that cannot move the cursor: ``TERM=dumb``, as in Emacs's
 shell): one plain line per epoch. Every logged point also goes to
 ``metrics.jsonl`` (one JSON object per line: phase, epoch, step, loss, accuracy, lr, seconds); a resumed
@@ -12,6 +15,7 @@ Only rank 0 prints or writes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -26,11 +30,44 @@ from automl.errors import UserError
 
 __all__ = ["Reporter"]
 
+# the seconds of updates rich's ETA averages over: all of the epoch's (rich keeps its last 1000). Its default, the
+# last 30 s, holds at most one update when logged points are further apart (slow steps, a large
+# search.log_every): then no ETA at all
+_SPEED_WINDOW = float("inf")
+
 
 def _live_terminal() -> bool:
     """Whether stdout is a terminal a progress bar can redraw: not ``TERM=dumb`` (or ``unknown``), where rich
     draws no bar but ended each epoch with an empty line."""
     return sys.stdout.isatty() and os.environ.get("TERM", "").lower() not in ("dumb", "unknown")
+
+
+@contextmanager
+def _logging_above_bar(before: tuple):
+    """Inside the block, the logging handlers that write to the terminal streams ``before`` (sys.stdout and
+    sys.stderr before a live bar started) write to what rich put in their place, which prints above the bar;
+    a handler keeps the stream it was given when logging was set up, so it would write into the bar's line and
+    leave that line's stale copy on the screen. A stream that is not a terminal (a log file) is left alone."""
+    now = {id(old): new for old, new in zip(before, (sys.stdout, sys.stderr))
+           if new is not old and _isatty(old)}
+    loggers = [logging.getLogger(), *(v for v in list(logging.Logger.manager.loggerDict.values())
+                                      if isinstance(v, logging.Logger))]
+    moved = [(h, h.stream) for lg in loggers for h in lg.handlers
+             if type(h) is logging.StreamHandler and id(h.stream) in now]
+    for h, old in moved:
+        h.setStream(now[id(old)])
+    try:
+        yield
+    finally:
+        for h, old in moved:
+            h.setStream(old)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
 
 
 class Reporter:
@@ -104,8 +141,11 @@ class Reporter:
         if not (self.enabled and self.tty):
             yield lambda *a, **k: None
             return
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("{task.fields[stats]}"), TimeRemainingColumn(), transient=True) as progress:
+        before = (sys.stdout, sys.stderr)
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                   TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
+        with (Progress(*columns, transient=True, speed_estimate_period=_SPEED_WINDOW) as progress,
+              _logging_above_bar(before)):
             task = progress.add_task(f"{phase} {epoch + 1}/{epochs}", total=steps, stats="")
 
             def update(step: int, **stats):
