@@ -266,10 +266,12 @@ class _BadImage:
     object (:func:`_collate`), and :meth:`FolderLoader.epoch` raises it as a :class:`DataError` in the main
     process (an exception raised in a DataLoader worker would come back wrapped in the worker's traceback)."""
 
-    def __init__(self, path: str, reason: str):
-        self.path, self.reason = path, reason
+    def __init__(self, path: str, reason: str, denied: bool = False):
+        self.path, self.reason, self.denied = path, reason, denied
 
     def error(self) -> DataError:
+        if self.denied:
+            return DataError(f"cannot read the image {self.path}: {_DENIED_FILE}; {_make_readable(self.path)}")
         return DataError(f"cannot read the image {self.path}: {self.reason}; remove or replace it (every file in "
                          f"a class folder of <root>/train and <root>/val must be an image)")
 
@@ -285,11 +287,21 @@ def _read_image(path: str):
                 img = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8))
             return img.convert("RGB")
     except UnidentifiedImageError:
-        return _BadImage(path, "not an image file PIL can read")
-    except OSError as e:  # truncated data, permission denied, the file vanished
+        return _BadImage(path, "the file is empty (0 bytes)" if _is_empty(path) else "not an image file PIL can read")
+    except PermissionError:
+        return _BadImage(path, "permission denied", denied=True)
+    except OSError as e:  # truncated data, the file vanished
         return _BadImage(path, e.strerror or str(e))
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:  # PIL's decoders
         return _BadImage(path, str(e) or type(e).__name__)
+
+
+def _is_empty(path: str) -> bool:
+    """Whether the file at ``path`` holds 0 bytes."""
+    try:
+        return os.stat(path).st_size == 0
+    except OSError:
+        return False
 
 
 # PIL's modes of 16-bit grayscale images; older Pillow reads a 16-bit PNG as mode "I" (32-bit integers), and
@@ -599,6 +611,30 @@ def _not_enterable(path: Path) -> DataError:
                      f"make it readable (e.g. chmod a+rx {blocked}) or set data.root to a copy this user can read")
 
 
+def _does_not_exist(path: Path) -> str:
+    """"PATH does not exist", and why where ``path`` or a folder above it is a symbolic link to nothing (a drive
+    that is not mounted, a dataset moved away): ``ls`` lists such a link, so "does not exist" alone would puzzle."""
+    for p in [*reversed(path.parents), path]:
+        if os.path.islink(p) and _leads_nowhere(str(p)):
+            link = f"is a symbolic link to {os.readlink(p)}, which does not exist"
+            return f"{path} {link}" if p == path else f"{path} does not exist: {p} {link}"
+    return f"{path} does not exist"
+
+
+_DENIED_FILE = "this user may not read it (permission denied)"
+_DENIED_FOLDER = "this user may not list the folder (permission denied)"
+
+
+def _make_readable(path: str | os.PathLike) -> str:
+    """How to fix a file or folder this user may not read."""
+    return f"make it readable (e.g. chmod -R a+rX {path}) or set data.root to a copy this user can read"
+
+
+def _listed(names: list[str], limit: int) -> str:
+    """The first ``limit`` of ``names`` separated by commas, then "and N more" for the rest."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 def _load_digits():
     """scikit-learn's 8x8 digits from the bundled CSV: a fixed, stratified 1437/360 split, normalised."""
     try:
@@ -693,6 +729,9 @@ def _load_cifar10(root: Path | None, download: bool):
     if missing and any(_is_file(root / f) for f in CIFAR_FILES):
         raise DataError(f"data.root {root} holds CIFAR-10's batch files itself, where {folder}/ should hold them; "
                         f"move them into {folder}/")
+    if missing and not _exists(folder) and os.path.islink(folder):  # data.download would fail on it
+        raise DataError(f"CIFAR-10 not found: {_does_not_exist(folder)}; make the link lead to the folder that "
+                        f"holds CIFAR-10's batch files, or remove it and run with data.download=true")
     archive = root / CIFAR_ARCHIVE
     if missing and not download and not _exists(folder) and _is_file(archive):
         raise DataError(f"CIFAR-10 is not extracted: {root} holds {CIFAR_ARCHIVE} but not {CIFAR_DIR}/; extract "
@@ -707,7 +746,7 @@ def _load_cifar10(root: Path | None, download: bool):
             raise DataError(f"could not download CIFAR-10 into {root}: {e}. {_cifar_help(root)}") from None
         missing = [f for f in CIFAR_FILES if not _is_file(folder / f)]
     if missing:
-        what = f"{root} does not exist" if not _exists(root) else \
+        what = _does_not_exist(root) if not _exists(root) else \
             f"missing {', '.join(str(folder / f) for f in missing)}"
         raise DataError(f"CIFAR-10 not found: {what}. {_cifar_help(root)}")
 
@@ -717,6 +756,9 @@ def _load_cifar10(root: Path | None, download: bool):
             try:
                 with open(folder / name, "rb") as f:
                     d = _ArraysOnlyUnpickler(f, encoding="latin1").load()
+            except PermissionError:  # the file is fine: deleting it, as below, would not help
+                raise DataError(f"cannot read {folder / name}: {_DENIED_FILE}; "
+                                f"{_make_readable(folder / name)}") from None
             except Exception as e:  # damaged, cut short, or another format: its files are there, so
                 # data.download would not replace them
                 raise DataError(f"cannot read {folder / name} as a CIFAR-10 python batch: {_reason(e)}. "
@@ -811,12 +853,39 @@ class _NoClassFolder(FileNotFoundError):
 
 def _visible_classes(folder: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
     """torchvision's ``find_classes`` without hidden folders: the class folders of ``folder`` are its sub-folders
-    whose names do not start with '.' (``.ipynb_checkpoints`` and the like are not classes)."""
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+    whose names do not start with '.' (``.ipynb_checkpoints`` and the like are not classes). A symbolic link
+    there that leads to nothing is a :class:`DataError` naming it (it would be neither a class nor a file)."""
+    with os.scandir(folder) as it:
+        entries = [e for e in it if not e.name.startswith(".")]
+    broken = sorted(e.path for e in entries if e.is_symlink() and _leads_nowhere(e.path))
+    if broken:
+        raise _broken_links(Path(folder), broken)
+    classes = sorted(e.name for e in entries if e.is_dir())
     if not classes:
         raise _NoClassFolder("it holds no class folder (folders whose names start with '.' are hidden and "
                              "not classes)")
     return classes, {c: i for i, c in enumerate(classes)}
+
+
+def _leads_nowhere(link: str) -> bool:
+    """Whether the symbolic link ``link`` leads to nothing that exists (a missing target, or a loop of links)."""
+    try:
+        os.stat(link)
+    except OSError as e:
+        return e.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
+    return False
+
+
+def _broken_links(folder: Path, links: list[str]) -> DataError:
+    """The error for symbolic links in ``folder`` (train/ or val/ of an image folder) that lead to nothing."""
+    if len(links) == 1:
+        return DataError(f"the symbolic link {links[0]} (to {os.readlink(links[0])}) leads to nothing that exists, "
+                         f"so it is no class folder; make it lead to the folder of its class (ln -sfn "
+                         f"/path/to/<class> {links[0]}) or remove it")
+    shown = _listed([f"{link} (to {os.readlink(link)})" for link in links], 5)
+    return DataError(f"{len(links)} symbolic links in {folder} lead to nothing that exists, so they are no class "
+                     f"folders: {shown}; make each lead to the folder of its class (ln -sfn /path/to/<class> LINK) "
+                     f"or remove them")
 
 
 def _no_class_folder(folder: Path, extensions: tuple[str, ...]) -> str:
@@ -827,15 +896,12 @@ def _no_class_folder(folder: Path, extensions: tuple[str, ...]) -> str:
     images = [n for n in files if n.lower().endswith(extensions)]
     archives = [n for n in files if n.lower().endswith(_ARCHIVES)]
 
-    def some(names):
-        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
     if images:
-        return (f"it holds {len(images)} image file{'s' * (len(images) > 1)} ({some(images)}) but no class folder: "
-                f"move each image into the folder of its class, {folder}/<class>/ (ImageNet's validation images "
-                f"come in one flat folder and are sorted into class folders with the labels of its devkit)")
+        return (f"it holds {len(images)} image file{'s' * (len(images) > 1)} ({_listed(images, 3)}) but no class "
+                f"folder: move each image into the folder of its class, {folder}/<class>/ (ImageNet's validation "
+                f"images come in one flat folder and are sorted into class folders with the labels of its devkit)")
     if archives:
-        return (f"it holds {len(archives)} archive{'s' * (len(archives) > 1)} ({some(archives)}) but no class "
+        return (f"it holds {len(archives)} archive{'s' * (len(archives) > 1)} ({_listed(archives, 3)}) but no class "
                 f"folder: extract each into a folder of its own (ImageNet's train/n01440764.tar: mkdir n01440764 "
                 f"&& tar -xf n01440764.tar -C n01440764) and remove the archives")
     return "it holds no class folder (folders whose names start with '.' are hidden and not classes)"
@@ -851,7 +917,7 @@ def _is_visible_image(folder: str, extensions: tuple[str, ...], path: str) -> bo
 def _image_folder(folder: Path, transform, layout: str):
     """torchvision's ImageFolder of ``folder``, without hidden folders and files (names starting with '.');
     a class folder without an image file is a :class:`DataError` naming it (torchvision's own error names
-    neither the folder nor the split)."""
+    neither the folder nor the split), and so is one this user may not list (torchvision's walk skips it)."""
     from torchvision import datasets
 
     extensions = datasets.folder.IMG_EXTENSIONS
@@ -864,12 +930,23 @@ def _image_folder(folder: Path, transform, layout: str):
     except _NoClassFolder:
         raise DataError(f"cannot read the image folder {folder}: {_no_class_folder(folder, extensions)}; "
                         f"{layout}") from None
+    except PermissionError as e:
+        denied = e.filename or folder
+        raise DataError(f"cannot read {denied}: {_DENIED_FOLDER}; {_make_readable(denied)}") from None
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"cannot read the image folder {folder}: {str(e).rstrip('.')}; {layout}") from None
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
     empty = [str(folder / c) for c, n in zip(dataset.classes, counts) if n == 0]
+    for path in empty:  # torchvision's os.walk skips a folder it may not list, as if it held no image
+        try:
+            os.scandir(path).close()
+        except PermissionError:
+            raise DataError(f"cannot read the class folder {path}: {_DENIED_FOLDER}; "
+                            f"{_make_readable(path)}") from None
+        except OSError:
+            pass
     if empty:
-        names = ", ".join(empty[:5]) + (f" and {len(empty) - 5} more" if len(empty) > 5 else "")
+        names = _listed(empty, 5)
         raise DataError(f"class folder{'s' * (len(empty) > 1)} {names} hold{'s' * (len(empty) == 1)} no image "
                         f"(files ending {', '.join(extensions)} whose names do not start with '.'); put images in "
                         f"{'them' if len(empty) > 1 else 'it'}, or remove the class from train/ and val/")
@@ -912,13 +989,9 @@ def _different_classes(root: Path, train: list[str], val: list[str], layout: str
     """The error for train/ and val/ of an image folder whose class folders differ: the names in one only (quoted,
     so a space at an end shows), and the pairs that differ only in case, in spaces at their ends or in how
     Unicode encodes their letters (macOS writes an accented name decomposed, other systems composed)."""
-    def listed(names):
-        names = [repr(n) for n in names]
-        return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-
     only_train, only_val = sorted(set(train) - set(val)), sorted(set(val) - set(train))
-    only = [f"only in {d}: {listed(names)}" for d, names in ((root / "train", only_train), (root / "val", only_val))
-            if names]
+    only = [f"only in {d}: {_listed([repr(n) for n in names], 10)}"
+            for d, names in ((root / "train", only_train), (root / "val", only_val)) if names]
 
     def key(name):
         return unicodedata.normalize("NFC", name).strip().casefold()
@@ -959,7 +1032,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
             what = f"data.root {p}" if p == root else str(p)
             raise DataError(f"{what} is a file, not a folder; {layout}")
         if not _is_dir(p):
-            raise DataError(f"image folder not found: {p} does not exist; {layout}")
+            raise DataError(f"image folder not found: {_does_not_exist(p)}; {layout}")
     norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
     train_tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
                                    transforms.ToTensor(), norm])
