@@ -1,6 +1,7 @@
 """Recipe checks: the sandwich rule needs lam >= 3, each member its own epsilon or budget, and data keys the
 dataset does not read are warned about."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -367,3 +368,43 @@ def test_a_local_world_size_that_is_no_number_is_one_message(tmp_path, monkeypat
     assert main(["run", str(QUICK), *FAST_RUN, "export.onnx=false", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert "LOCAL_WORLD_SIZE='two' is not a whole number" in err and "Traceback" not in err, err
+
+
+def test_a_weight_epoch_whose_every_step_was_skipped_shows_no_loss_rather_than_zero(tmp_path, monkeypatch, capsys):
+    # was: "weights epoch 1/2: loss 0.0000 acc 0.000" and metrics lines of loss 0.0, accuracy 0.0
+    from test_reliability import SMALL, _poison_steps  # epochs of 3 weight steps
+    _poison_steps(monkeypatch, {1, 2, 3})
+    out = tmp_path / "o"
+    assert main(["run", str(QUICK), *SMALL, "search.nan_policy=skip", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "weights epoch 1/2: no step applied (every one had a non-finite loss and was skipped)" in printed, printed
+    assert "weights epoch 2/2: loss " in printed
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    first = [x for x in lines if x.get("phase") == "weights" and x.get("epoch") == 1 and "loss" in x]
+    assert first and all(x["loss"] is None and x["accuracy"] is None for x in first), first
+    second = [x for x in lines if x.get("phase") == "weights" and x.get("epoch") == 2 and "loss" in x]
+    assert second and all(x["loss"] > 0 and x["accuracy"] is not None for x in second), second
+
+
+def test_a_retraining_loss_that_diverges_names_the_step_and_the_clip_in_force(tmp_path, capsys):
+    from test_reliability import SMALL
+    code = main(["run", str(QUICK), *SMALL, "retrain.epochs=1", "retrain.lr=1e30", "retrain.grad_clip=null",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    assert re.search(r"the training loss became (nan|inf) at epoch 1, by step \d+; lower retrain.lr or set "
+                     r"retrain.grad_clip \(now None\)", err), err
+
+
+def test_a_resumed_epochs_bar_starts_at_the_steps_done(monkeypatch):
+    from automl.train import progress
+    made = []
+
+    class Recorded(progress.Progress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, auto_refresh=False, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(progress, "Progress", Recorded)
+    with progress.Reporter(None, tty=True).epoch("weights", 1, 3, 50, done=20):
+        assert made[0].tasks[0].completed == 20  # was 0 until the first logged point after the resume

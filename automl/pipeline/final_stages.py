@@ -83,8 +83,8 @@ class RetrainTask(EpochTask):
     def progress(self, epoch, steps):
         mean = self.loss_sum.item() / steps
         if not math.isfinite(mean):
-            raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}; "
-                            f"lower retrain.lr or set retrain.grad_clip")
+            raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}, by step {steps}; "
+                            f"{RETRAIN_FIX} (now {self.grad_clip})")
         return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1), "lr": self.lr}
 
     def end_epoch(self, epoch):

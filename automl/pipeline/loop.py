@@ -59,7 +59,7 @@ def run_epochs(ctx: RunContext, idx: int, task: EpochTask, start_epoch: int = 0,
     for epoch in range(start_epoch, task.epochs):
         task.begin_epoch(epoch, done, sums)
         steps = len(task.loader)
-        with reporter.epoch(task.phase, epoch, task.epochs, steps) as update:
+        with reporter.epoch(task.phase, epoch, task.epochs, steps, done) as update:
             for step, batch in enumerate(task.batches(epoch, done), start=done):
                 task.step(epoch, step, batch)
                 if (step + 1) % every == 0 or step + 1 == steps:

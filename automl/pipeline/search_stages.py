@@ -223,20 +223,23 @@ class WeightTask(EpochTask):
                             f"{step + 1}{at}; lower optim.lr or set optim.grad_clip")
 
     def progress(self, epoch, steps):
-        mean = self.loss_sum.item() / max(self.good, 1)
+        if not self.good:  # every step so far skipped (search.nan_policy=skip): no loss to show, not 0
+            return {"loss": None, "accuracy": None, "lr": self.lr, **self._theta_fields()}
+        mean = self.loss_sum.item() / self.good
         if not math.isfinite(mean):
             raise UserError(f"{self.phase}: the training loss became {mean} at epoch {epoch + 1}, by step "
                             f"{steps}; lower optim.lr or set optim.grad_clip (now {self.grad_clip}), or skip "
                             f"such steps with search.nan_policy=skip")
-        # Algorithm 2's θ steps: the fields the θ phase logs (with budgets the adapted ε)
-        theta = {} if self.theta is None else self.method.log_fields(self.theta.searcher)
-        return {"loss": mean, "accuracy": self.correct.item() / max(self.seen, 1), "lr": self.lr, **theta}
+        return {"loss": mean, "accuracy": self.correct.item() / self.seen, "lr": self.lr, **self._theta_fields()}
+
+    def _theta_fields(self) -> dict:
+        """Algorithm 2's θ steps: the fields the θ phase logs (with budgets the adapted ε)."""
+        return {} if self.theta is None else self.method.log_fields(self.theta.searcher)
 
     def end_epoch(self, epoch):
-        self.ctx.reporter.info(
-            f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
-            f"{self.loss_sum.item() / max(self.good, 1):.4f} "
-            f"acc {self.correct.item() / max(self.seen, 1):.3f} lr {self.lr:.4g}")
+        done = (f"loss {self.loss_sum.item() / self.good:.4f} acc {self.correct.item() / self.seen:.3f}" if self.good
+                else "no step applied (every one had a non-finite loss and was skipped)")
+        self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: {done} lr {self.lr:.4g}")
         self._check_weights(epoch)
         if self.theta is not None:
             self.nonfinite = report_nonfinite(self.ctx, self.method, self.theta.searcher, self.phase, epoch,

@@ -136,8 +136,9 @@ class Reporter:
             print(message, flush=True)
 
     @contextmanager
-    def epoch(self, phase: str, epoch: int, epochs: int, steps: int):
-        """Context for one epoch: ``update(step, loss=..., acc=...)`` advances the bar."""
+    def epoch(self, phase: str, epoch: int, epochs: int, steps: int, done: int = 0):
+        """Context for one epoch: ``update(step, loss=..., acc=...)`` advances the bar; ``done``: the steps a
+        resumed epoch had done already (the bar starts there)."""
         if not (self.enabled and self.tty):
             yield lambda *a, **k: None
             return
@@ -146,7 +147,7 @@ class Reporter:
                    TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
         with (Progress(*columns, transient=True, speed_estimate_period=_SPEED_WINDOW) as progress,
               _logging_above_bar(before)):
-            task = progress.add_task(f"{phase} {epoch + 1}/{epochs}", total=steps, stats="")
+            task = progress.add_task(f"{phase} {epoch + 1}/{epochs}", total=steps, completed=done, stats="")
 
             def update(step: int, **stats):
                 text = " ".join(f"{k} {v:.4g}" for k, v in stats.items() if v is not None)
