@@ -408,3 +408,29 @@ def test_a_resumed_epochs_bar_starts_at_the_steps_done(monkeypatch):
     monkeypatch.setattr(progress, "Progress", Recorded)
     with progress.Reporter(None, tty=True).epoch("weights", 1, 3, 50, done=20):
         assert made[0].tasks[0].completed == 20  # was 0 until the first logged point after the resume
+
+
+@pytest.mark.parametrize("split", ["train", "val"])
+def test_images_beside_the_class_folders_are_not_silently_left_out(tmp_path, split):
+    # was: a half-sorted val/ (ImageNet's comes flat) evaluated on the sorted part only, without a word
+    from automl.errors import DataError
+    from automl.train.data import build_data
+    from test_user_errors_data import folder_cfg, write_images
+    write_images(tmp_path)
+    for name in ("0.png", "1.png"):
+        (tmp_path / split / "a" / name).rename(tmp_path / split / f"loose{name}")
+    (tmp_path / split / ".preview.png").write_bytes(b"")  # hidden: not an image of the split
+    (tmp_path / split / "README.txt").write_text("labels")  # no image: left alone
+    with pytest.raises(DataError) as info:
+        build_data(folder_cfg(tmp_path), ".", 0, "cpu")
+    text = str(info.value)
+    assert f"{tmp_path / split} holds 2 image files beside its class folders (loose0.png, loose1.png)" in text, text
+    assert "move each into the folder of its class" in text and "README" not in text and ".preview" not in text
+
+
+def test_an_image_folder_without_loose_images_still_loads(tmp_path):
+    from automl.train.data import build_data
+    from test_user_errors_data import folder_cfg, write_images
+    write_images(tmp_path)
+    (tmp_path / "val" / "notes.txt").write_text("x")
+    assert len(build_data(folder_cfg(tmp_path), ".", 0, "cpu").test.dataset) == 8

@@ -935,6 +935,7 @@ def _image_folder(folder: Path, transform, layout: str):
         raise DataError(f"cannot read {denied}: {_DENIED_FOLDER}; {_make_readable(denied)}") from None
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"cannot read the image folder {folder}: {str(e).rstrip('.')}; {layout}") from None
+    _check_no_loose_images(folder, extensions)
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
     empty = [str(folder / c) for c, n in zip(dataset.classes, counts) if n == 0]
     for path in empty:  # torchvision's os.walk skips a folder it may not list, as if it held no image
@@ -952,6 +953,19 @@ def _image_folder(folder: Path, transform, layout: str):
                         f"{'them' if len(empty) > 1 else 'it'}, or remove the class from train/ and val/")
     _check_folders_read_once(folder, dataset.samples)
     return dataset
+
+
+def _check_no_loose_images(folder: Path, extensions: tuple[str, ...]) -> None:
+    """Refuse images that lie in ``folder`` (train/ or val/) itself, beside its class folders: torchvision reads
+    only the class folders, so a half-sorted split would train or evaluate on part of its images."""
+    with os.scandir(folder) as it:
+        loose = sorted(e.name for e in it if not e.name.startswith(".") and e.name.lower().endswith(extensions)
+                       and e.is_file())
+    if loose:
+        n = len(loose)
+        raise DataError(f"{folder} holds {n} image file{'s' * (n > 1)} beside its class folders "
+                        f"({_listed(loose, 3)}), which no class folder holds and so would not be read: move each "
+                        f"into the folder of its class, {folder}/<class>/, or remove {'them' if n > 1 else 'it'}")
 
 
 def _check_folders_read_once(folder: Path, samples: list[tuple[str, int]]) -> None:
