@@ -25,8 +25,8 @@ from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_retrain_se",
            "check_export", "check_out_and_export", "check_export_dir", "check_member_folder", "resolved",
-           "check_shapes", "check_ranking", "TooManyArchs", "check_budgets", "EngineCosts", "engine_costs",
-           "recipe_costs"]
+           "check_shapes", "check_ranking", "check_same_decisions", "TooManyArchs", "check_budgets", "EngineCosts",
+           "engine_costs", "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -61,9 +61,7 @@ def load_spaces(recipe) -> Spaces:
     retrain_args = {**search_args, **{k: str(v) for k, v in recipe.retrain.space_args.items()}}
     space = _compile(recipe, search_args, retrain=False)
     retrain = space if retrain_args == search_args else _compile(recipe, retrain_args, retrain=True)
-    if [d.name for d in retrain.decisions] != [d.name for d in space.decisions]:
-        raise UserError(f"retrain.space_args changes the decisions of {recipe.space_path}; retraining must "
-                        f"keep the search space's decisions (change sizes, not structure)")
+    check_same_decisions(recipe, space, retrain)
     if recipe.cost_table_path is not None:
         # measured for the network that is deployed: checked against the retrained space's sizes
         against = None if retrain is space else (f"the retrained space ({recipe.space_path} with the recipe's "
@@ -74,13 +72,50 @@ def load_spaces(recipe) -> Spaces:
             apply_cost_table(sp, table)
     cost = recipe.search.cost
     if cost not in space.cost_table.metrics:
-        raise UserError(f"{recipe.source}: search.cost {cost!r} is not a metric of {recipe.space_path.name} "
-                        f"(it has {', '.join(space.cost_table.metrics)}); a latency table comes from "
-                        f"`automl space profile SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
+        raise _located(recipe, ("search", "cost"),
+                       f"search.cost {cost!r} is not a metric of {recipe.space_path.name} (it has "
+                       f"{', '.join(space.cost_table.metrics)}); a latency table comes from `automl space profile "
+                       f"SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
     check_settings(recipe, space)
     latency = ({**table_protocol(table), "clock": table_clock(table)} if recipe.cost_table_path is not None
                else dict(EXPORT_PROTOCOL))
     return Spaces(space, retrain, search_args, retrain_args, recipe.space_path, latency)
+
+
+def check_same_decisions(recipe, space, retrain) -> None:
+    """The retraining space (``retrain``, compiled with retrain.space_args) has the search space's decisions, each
+    with as many choices, and the same choices except where a choice names a size (an elastic width's ``w24``, a
+    resolution's ``r160``, which scale with the space's arguments): an architecture found in the search means the
+    same network retrained. Elastic depth's ``d2, d3`` are structure: a retrained ``d1`` that became ``d2`` would
+    retrain and export another network than the one searched, under the searched one's choices."""
+    if retrain is space:
+        return
+    names, theirs = [d.name for d in space.decisions], [d.name for d in retrain.decisions]
+    sizes = set(space.context_decisions)
+    if names == theirs:
+        changed = next(((i, a, b) for i, (a, b) in enumerate(zip(space.decisions, retrain.decisions))
+                        if len(a.choices) != len(b.choices) or (i not in sizes and a.choices != b.choices)), None)
+        if changed is None:
+            return
+        _, a, b = changed
+        what = (f"the choices of {recipe.space_path.name}'s decision {a.name} ({', '.join(a.choices)} searched, "
+                f"{', '.join(b.choices)} retrained)")
+    else:
+        gone, added = [n for n in names if n not in theirs], [n for n in theirs if n not in names]
+        how = "; ".join(f"{w} {_few(part)}" for w, part in (("without", gone), ("with", added)) if part)
+        what = f"the decisions of {recipe.space_path.name} ({how or 'another order'})"
+    raise _recipe_error(recipe, ("retrain", "space_args"),
+                        f"{_shown_args(recipe.retrain.space_args)} changes {what}; retraining must keep the search "
+                        f"space's decisions and choices (change sizes such as widths, channels or cells, not depths "
+                        f"or structure); leave the arguments that change them out of retrain.space_args")
+
+
+def _shown_args(args: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in args.items())
+
+
+def _few(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
 def check_settings(recipe, space) -> None:
@@ -106,6 +141,13 @@ def _recipe_error(recipe, keys: tuple[str, ...], message: str) -> RecipeError:
     """A mistake in the recipe's value at ``keys``, named with the file and, when the value is the file's, the
     line."""
     return RecipeError(message, recipe.source and str(recipe.source), ".".join(keys), file_line(recipe, keys))
+
+
+def _located(recipe, keys: tuple[str, ...], message: str, *more: tuple[str, ...]) -> RecipeError:
+    """:func:`_recipe_error` for a ``message`` that names its keys itself: the file and the line of the first of
+    ``keys``, ``*more`` whose value is the file's (none for a recipe built in Python, which has no file)."""
+    line = next(filter(None, (file_line(recipe, k) for k in (keys, *more))), None)
+    return RecipeError(message, recipe.source and str(recipe.source), None, line)
 
 
 def check_theta_min(recipe, space) -> None:
@@ -231,13 +273,14 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
     """Both spaces take the data's input shape and number of classes."""
-    for sp, where in ((spaces.search, "space_args"), (spaces.retrain, "retrain.space_args")):
+    for sp, keys in ((spaces.search, ("space_args",)), (spaces.retrain, ("retrain", "space_args"))):
         if tuple(sp.input_shape) != tuple(data.input_shape) or sp.num_classes != data.num_classes:
-            raise UserError(
-                f"{recipe.source}: the space {recipe.space_path.name} (with {where}) takes input "
-                f"{tuple(sp.input_shape)} with {sp.num_classes} classes, but data.dataset "
-                f"{recipe.data.dataset} gives {tuple(data.input_shape)} with {data.num_classes} "
-                f"classes; set the space's size parameters in {where} (see `automl space show`)")
+            where = ".".join(keys)
+            raise _located(recipe, keys,
+                           f"the space {recipe.space_path.name} (with {where}) takes input {tuple(sp.input_shape)} "
+                           f"with {sp.num_classes} classes, but data.dataset {recipe.data.dataset} gives "
+                           f"{tuple(data.input_shape)} with {data.num_classes} classes; set the space's size "
+                           f"parameters in {where} (see `automl space show`)", ("data", "dataset"))
 
 
 def check_ranking(recipe, space, has_supernet: bool) -> None:
