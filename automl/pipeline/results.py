@@ -267,7 +267,9 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
         "utility": s.utility,
         "cost_normalization": {"normalized": costs.normalized, "scale": costs.scale},
         "world_size": ctx.info.world_size,
-        "device": device_record(ctx.device),
+        # what the checkpoints record: the device of every part of the run ("cpu, then cuda (...)" for one resumed
+        # on another), not this process's (a finished run's report written again, automl rank --device)
+        "device": state.device or device_record(ctx.device),
         "threads": None if threads is None else threads.to_dict(),
         "supernet": state.supernet_origin,
         # how each export's latency_ms was timed: batch 1, one thread, or search.cost_table's own
