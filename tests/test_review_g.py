@@ -145,5 +145,5 @@ def test_a_refused_command_leaves_the_lock_file_naming_the_run(tmp_path, capsys)
     record = '{"pid": 4242, "host": "elsewhere", "started": "2026-01-01 00:00:00 UTC", "command": "automl run"}\n'
     (out / ".lock").write_text(record)  # as the run's own process wrote it (this test runs in one process)
     code, said = cli(capsys, "run", QUICK, *TINY, "seed=1", "--out", out)
-    assert code == 2 and "pass --resume" in said, said
+    assert code == 2 and "already holds files" in said, said
     assert (out / ".lock").read_text() == record

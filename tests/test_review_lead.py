@@ -434,3 +434,17 @@ def test_an_image_folder_without_loose_images_still_loads(tmp_path):
     write_images(tmp_path)
     (tmp_path / "val" / "notes.txt").write_text("x")
     assert len(build_data(folder_cfg(tmp_path), ".", 0, "cpu").test.dataset) == 8
+
+
+def test_a_new_run_in_the_folder_of_a_run_of_another_recipe_is_not_told_to_resume_it(tmp_path, capsys):
+    # was: "pass --resume to continue that run", which --resume then refused: the recipe differs
+    from test_user_errors_run import FAST
+    out = tmp_path / "r"
+    assert main(["run", str(QUICK), *FAST, "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(QUICK), *FAST, "seed=3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already holds files" in err and "whose recipe differs from this one (seed: 0 there, 3 here)" in err, err
+    assert "pass --resume" not in err and f"--supernet {out}" in err and len(err.strip().splitlines()) == 1, err
+    assert main(["run", str(QUICK), *FAST, "--out", str(out)]) == 2  # the same recipe: resume it
+    assert "pass --resume to continue that run" in capsys.readouterr().err

@@ -241,7 +241,7 @@ class Run:
                 raise self._cannot_resume(held)
         elif held:
             if self.store.exists():
-                fix = "pass --resume to continue that run, or choose another --out"
+                fix = self._another_runs_fix()
             elif not _written_by_a_run(self.out):
                 fix = ("it is not an automl run's folder (nothing there for --resume to continue); choose another "
                        "--out (a new folder, or an empty one)")
@@ -260,6 +260,18 @@ class Run:
                 (self.out / name).unlink(missing_ok=True)
         if self.recipe.export.dir is not None:
             writable_dir(self.recipe.export_root(self.out), "export.dir")
+
+    def _another_runs_fix(self) -> str:
+        """What to do about ``out`` holding a run's checkpoint, for a new run: --resume it, unless the run's
+        recorded recipe differs from this one (--resume would refuse it, listing the same differences)."""
+        recorded = _recorded(self.out)
+        listed = [] if recorded is None else _listed(self.recipe, recorded)
+        if not listed:
+            return "pass --resume to continue that run, or choose another --out"
+        shown = "; ".join(listed[:3]) + ("; ..." if len(listed) > 3 else "")
+        return (f"it is another run's folder, whose recipe differs from this one ({shown}), so --resume would "
+                f"refuse it; choose another --out (to search again on its trained supernet: a new --out with "
+                f"--supernet {self.out}), or resume it with the recipe it was started with")
 
     def _held_files(self) -> list[str]:
         """:func:`held_files` of ``out``; a folder that cannot be listed is a user error."""
