@@ -448,3 +448,15 @@ def test_a_new_run_in_the_folder_of_a_run_of_another_recipe_is_not_told_to_resum
     assert "pass --resume" not in err and f"--supernet {out}" in err and len(err.strip().splitlines()) == 1, err
     assert main(["run", str(QUICK), *FAST, "--out", str(out)]) == 2  # the same recipe: resume it
     assert "pass --resume to continue that run" in capsys.readouterr().err
+
+
+def test_a_resume_without_the_supernet_the_run_reused_says_to_pass_it_again(tmp_path, capsys):
+    from test_user_errors_run import FAST
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["run", str(QUICK), *FAST, "--out", str(first)]) == 0
+    assert main(["run", str(QUICK), *FAST, "--out", str(second), "--supernet", str(first)]) == 0
+    capsys.readouterr()
+    assert main(["run", str(QUICK), *FAST, "--out", str(second), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert f"(it was started with --supernet {first}: pass it again)" in err, err
+    assert main(["run", str(QUICK), *FAST, "--out", str(second), "--resume", "--supernet", str(first)]) == 0

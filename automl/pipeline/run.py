@@ -414,6 +414,9 @@ class Run:
             what = ": its keys are the same, so the space file or the cost table says something else; "
         else:
             what = "; "
+        reused = None if recorded is None else recorded.get("supernet")
+        if isinstance(reused, str) and self.recipe.supernet is None:  # --supernet left out of the resume
+            what += f"(it was started with --supernet {reused}: pass it again) "
         raise UserError(f"--resume: the recipe differs from the one {self.out} was started with (see "
                         f"{self.out / RESOLVED}){what}resume with the same recipe and overrides, or start a new "
                         f"run (to search again on its trained supernet: a new --out with --supernet {self.out})")
