@@ -50,7 +50,7 @@ def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
 
     # templates in file order: their decisions come in that order
     decisions: list[Decision] = []
-    dec_names: set[str] = set()
+    dec_names: dict[str, tuple[str, str, ir.Pos]] = {}  # decision name -> the cell and node that generate it
     plans = [_compile_template(r, t, decisions, dec_names) for t in r.space.cells]
     _check_split(r, layout, plans)
     instances = _instances(r, layout, seq, plans, width, stem_width)
@@ -215,12 +215,17 @@ def _template_inputs(r: Resolver, t: ir.CellTemplate) -> tuple[ir.Name, ...]:
         if nm.name == "earlier":
             raise r.err("'earlier' cannot name an input or a node: `sums K of earlier` means every earlier "
                         "output; pick another name", nm.pos)
+        if is_op_name(nm.name):  # a metric entry `identity = ...` would also price the input choice `identity`
+            what = "an input" if any(nm is i for i in inputs) else "a node"
+            raise r.err(f"{what} of cell {t.name} is named {nm.name!r}, the name of an op: the nodes' input choices "
+                        f"are the names of their sources, so a metric entry `{nm.name} = VALUE` and `space show` "
+                        f"could not tell the source {nm.name!r} from the op; pick another name", nm.pos)
     if len(inputs) == 2 and inputs[0].name == inputs[1].name:
         raise r.err(f"duplicate input name {inputs[1].name!r}", inputs[1].pos)
     return inputs
 
 
-def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision], dec_names: set[str]):
+def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision], dec_names: dict):
     inputs = _template_inputs(r, t)
     stride = r.whole(t.stride, "cell stride", 1, 2) if t.stride is not None else 1
     if not t.nodes:
@@ -284,8 +289,12 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
                 decisions.append(Decision(f"{prefix}_op{j + 1}", op_names))
         for d in decisions[first:]:
             if d.name in dec_names:
-                raise r.err(f"decision name {d.name!r} is generated twice; rename the cell or node", node.pos)
-            dec_names.add(d.name)
+                cell, other, pos = dec_names[d.name]
+                raise r.err(f"decision name {d.name!r} is generated twice: node {other} of cell {cell} (line "
+                            f"{pos.line}) makes it too (a node's decisions are named CELL_NODE_input1, "
+                            f"CELL_NODE_op1, CELL_NODE_inputs or CELL_NODE_SOURCE); rename this node or cell {t.name}",
+                            node.pos)
+            dec_names[d.name] = (t.name, node.name, node.pos)
         nodes.append(CellNode(node.name, cands, op_names, tuple(ins), tuple(outs), node.mode, combos))
         states.append(node.name)
     _check_inputs_read(r, t, inputs, nodes)

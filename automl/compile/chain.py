@@ -81,7 +81,8 @@ class _ChainState:
     width_combos: int = 1  # product of the width decisions' choice counts so far
     decisions: list[Decision] = field(default_factory=list)
     layers: list[ChainLayer] = field(default_factory=list)
-    names: dict[str, ir.Pos] = field(default_factory=dict)  # decision name -> where it was made
+    # every name the stages generate (layers, decisions) -> (where, what made it, whether it is a decision)
+    names: dict[str, tuple[ir.Pos, str, bool]] = field(default_factory=dict)
     stage_names: dict[str, ir.Pos] = field(default_factory=dict)
 
 
@@ -151,14 +152,27 @@ def _elastic_depth(r: Resolver, state: _ChainState, st, kw: str, opts: dict, rep
     if len(depths) < 2:
         raise r.err("elastic depth needs at least two depths, e.g. `depth 2, 3, 4`; for one depth "
                     "write `repeat N`", opts["depth"].pos)
-    dec = _new_decision(r, state, f"{st.name}_depth", st.pos, (f"d{v}" for v in depths))
+    dec = _new_decision(r, state, f"{st.name}_depth", (st.pos, f"the depth decision of {kw} {st.name}", kw, st.name),
+                        (f"d{v}" for v in depths))
     return max(depths), depths, dec
 
 
-def _new_decision(r: Resolver, state: _ChainState, name: str, pos, choices) -> int:
+def _claim(r: Resolver, state: _ChainState, name: str, made: tuple, decision: bool) -> None:
+    """Reserve a name the stages generate (a layer's, a decision's): two layers or decisions of one name would
+    make messages, cost tables and profiles ambiguous. ``made``: (position, what makes the name, the statement's
+    keyword and name)."""
+    pos, what, kw, stmt = made
     if name in state.names:
-        raise r.err(f"duplicate decision name {name!r} (first at line {state.names[name].line})", pos)
-    state.names[name] = pos
+        first, first_what, first_decision = state.names[name]
+        kind = "decision name" if decision and first_decision else "name"
+        raise r.err(f"duplicate {kind} {name!r} (first at line {first.line}: {first_what}): {what} has it too; "
+                    f"rename {kw} {stmt} (a stage NAME names its layers NAME_1, NAME_2, ... and its elastic width "
+                    f"and depth decisions NAME_width and NAME_depth)", pos)
+    state.names[name] = (pos, what, decision)
+
+
+def _new_decision(r: Resolver, state: _ChainState, name: str, made: tuple, choices) -> int:
+    _claim(r, state, name, made, True)
     state.decisions.append(Decision(name, tuple(choices)))
     return len(state.decisions) - 1
 
@@ -183,7 +197,8 @@ def _elastic_width(r: Resolver, state: _ChainState, st, kw: str, opts: dict) -> 
         raise r.err(f"the elastic widths so far combine in {state.width_combos:,} ways; the cost table holds "
                     f"one table per combination, at most {MAX_WIDTH_COMBOS:,}: offer fewer widths",
                     opts["width"].pos)
-    dec = _new_decision(r, state, f"{st.name}_width", st.pos, (f"w{w}" for w in widths))
+    dec = _new_decision(r, state, f"{st.name}_width", (st.pos, f"the width decision of {kw} {st.name}", kw, st.name),
+                        (f"w{w}" for w in widths))
     return max(widths), tuple(widths), dec
 
 
@@ -216,9 +231,14 @@ def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
         same_shape = in_ch == width and not (i == 0 and (in_dec is not None or width_dec is not None))
         se_at = (state.family, min(in_widths or (in_ch,)), opts["se"].value.pos if "se" in opts else None)
         choices = _layer_choices(r, st, kw, i, repeat, lname, in_ch, width, s, se, same_shape, se_at)
+        fixed = isinstance(st.body, ir.FixedBody)
+        made = (st.pos, ("fixed " if fixed else "") + (f"layer {lname}" if st.single else f"layer {i + 1} of stage "
+                                                       f"{st.name}"), kw, st.name)
         dec = None
-        if not isinstance(st.body, ir.FixedBody):
-            dec = _new_decision(r, state, lname, st.pos, (c[0] for c in choices))
+        if fixed:
+            _claim(r, state, lname, made, False)
+        else:
+            dec = _new_decision(r, state, lname, made, (c[0] for c in choices))
         gate = None
         if gate_of is not None and i + 1 > min(depths):
             gate = (gate_of, tuple(i + 1 <= v for v in depths))
