@@ -15,8 +15,10 @@ import difflib
 import itertools
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 
+import torch
 from torch import nn
 
 from automl import nn as models
@@ -25,8 +27,11 @@ from automl.compile.chain import MAX_WIDTH_COMBOS, compile_chain
 from automl.compile.costs import BUILTIN_METRICS, CostTable
 from automl.compile.resolve import Resolver, fmt_number
 from automl.dsl import ir, load_space
-from automl.nn.measure import measure_macs, measure_params
+from automl.errors import SpaceError
+from automl.nn.measure import count_params, measure_macs, measure_params
 from automl.nn.ops import ACTIVATIONS
+from automl.nn.parts import FixedBlock, cell_head, cell_stem
+from automl.nn.supernet import SuperCell
 from automl.plan import (CellInstance, CellNode, CellPlan, CellTemplatePlan, ChainLayer, ChainPlan, Decision,
                          SpacePlan)
 
@@ -35,6 +40,7 @@ __all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan"
 
 
 MAX_SIZE = 1 << 14  # input height / width
+GIB = 1 << 30
 
 
 @dataclass
@@ -50,8 +56,40 @@ class CompiledSpace(SpacePlan):
     overrides: dict = field(default_factory=dict)  # the --set values this space was compiled with
 
     def build_supernet(self) -> models.Supernet:
-        """The weight-sharing supernet (:func:`automl.nn.build_supernet`)."""
+        """The weight-sharing supernet (:func:`automl.nn.build_supernet`), after :meth:`check_supernet_fits`
+        (skipped when it is built on the meta device, ``with torch.device("meta")``, which allocates nothing)."""
+        if torch.get_default_device().type != "meta":
+            self.check_supernet_fits()
         return models.build_supernet(self)
+
+    def supernet_params(self) -> int:
+        """The number of parameters of :meth:`build_supernet`'s network (every op of every decision, at the
+        largest widths), counted on the meta device without memory; counted once per space."""
+        if "_supernet_params" not in self.__dict__:
+            self.__dict__["_supernet_params"] = _count_supernet(self)
+        return self.__dict__["_supernet_params"]
+
+    def check_supernet_fits(self, members: int = 1) -> None:
+        """Refuse (:class:`SpaceError`, naming the space file) ``members`` supernets whose float32 parameters
+        alone are more than the memory available now (``MemAvailable`` of /proc/meminfo), before anything is
+        allocated: building them would end in an out-of-memory kill. No check where /proc/meminfo has no
+        ``MemAvailable`` (not Linux)."""
+        available = _available_memory()
+        if available is None:
+            return
+        if self.kind == "chain" and 4 * members * _table_params(self) <= available:  # no build needed
+            return
+        n = self.supernet_params() * members
+        if 4 * n <= available:
+            return
+        what = f"{members} supernets of space {self.name} would hold" if members > 1 else \
+            f"the supernet of space {self.name} would hold"
+        knobs = (f"; `param` values such as {', '.join(list(self.params)[:4])} change with --set or a recipe's "
+                 f"space_args" if self.params else "")
+        raise SpaceError(f"{what} {n:,} parameters, {_gib(4 * n)} GiB as float32, more than the "
+                         f"{_gib(available)} GiB of memory available (MemAvailable in /proc/meminfo); make the space "
+                         f"smaller: narrower widths, fewer layers, cells or choices (`automl space show` gives each "
+                         f"choice's parameters){knobs}", self.filename)
 
     def build_standalone(self, arch, se: float = 0.0) -> nn.Module:
         """Only the chosen ops: a timm EfficientNet for chains, a :class:`~automl.nn.CellNet` for cells."""
@@ -60,6 +98,55 @@ class CompiledSpace(SpacePlan):
     def arch_def(self, arch, se: float = 0.0) -> list[list[str]] | None:
         """timm arch_def (stages of block strings, ``skip`` layers removed) for chains; None for cells."""
         return models.arch_def(self, arch, se=se)
+
+
+def _count_supernet(cs: CompiledSpace) -> int:
+    """The parameters of ``cs``'s supernet, built on the meta device (a cell network's distinct cells once
+    each: a large cell space's supernet holds millions of modules). The random state is left as it was."""
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch cannot initialise empty tensors on meta
+        if cs.kind == "chain":
+            return count_params(models.build_supernet(cs, device="meta"))
+        plan = cs.plan
+        n = count_params(cell_stem(plan, "meta")) + sum(count_params(m) for m in cell_head(plan, "meta"))
+        cells: dict = {}
+        for inst in plan.instances:
+            if inst not in cells:
+                cells[inst] = count_params(FixedBlock(inst, "meta") if inst.op is not None else
+                                           SuperCell(plan.templates[inst.template], inst, "meta"))
+            n += cells[inst]
+        return n
+
+
+def _table_params(cs: CompiledSpace) -> float:
+    """A chain supernet's parameters from the cost table: every choice of every decision (at the widest
+    widths), plus the fixed parts; as many as the supernet holds, or more where elastic widths share weights.
+    (A cell supernet holds an op on every edge a node may choose, which the table does not price.)"""
+    t = cs.cost_table
+    ctx = t.context("params")
+    if ctx is None:
+        return t.fixed["params"] + float(t.costs("params")[t.mask].sum())
+    tables, fixed = ctx
+    return float((fixed + (tables * t.mask).sum((1, 2))).max())
+
+
+def _gib(n: int) -> str:
+    """``n`` bytes in GiB for a message: ``7,314.4``, ``1.5``, ``0.001``."""
+    v = n / GIB
+    return f"{v:,.1f}" if v >= 1 else f"{v:.2g}"
+
+
+def _available_memory() -> int | None:
+    """The memory available to a new allocation, in bytes: ``MemAvailable`` of /proc/meminfo (Linux); None
+    where the file or the line is missing or unreadable."""
+    try:
+        with open("/proc/meminfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _check_repeats(r: Resolver, metric: ir.Metric) -> None:

@@ -43,6 +43,8 @@ def build_supernet(space, device: torch.device, seed: int, idx: int, members: in
     """The search space's supernet, its initial weights seeded per stage (a resumed stage gets the same);
     with ``members`` M > 1 (``search.supernets``) an ensemble of M, member m seeded apart (member 0 as the
     single supernet)."""
+    if members > 1:  # all of them at once, before the first is built (each build checks itself alone)
+        space.check_supernet_fits(members)
     nets = []
     for m in range(members):
         torch.manual_seed(seed * 1009 + idx + MEMBER_SEED * m)
