@@ -234,6 +234,9 @@ def test_rank_archs_above_the_space_size_names_the_flag(tmp_path, capsys):
 
 
 def test_under_torchrun_only_rank_0_prints_a_user_error(capsys, monkeypatch):
+    # what torchrun sets for the second of two processes on one machine (the recipe is read before the ranks meet)
+    for key, value in {"WORLD_SIZE": "2", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.setenv("RANK", "1")
     assert main(["run", QUICK, "search.lamm=3"]) == 2
     assert capsys.readouterr().err == ""

@@ -18,7 +18,8 @@ from automl.pipeline.context import how_to_go_on, on_main
 from automl.pipeline.run import held_files
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import DistInfo, barrier, init_distributed, shutdown_distributed
+from automl.train.distributed import (DistInfo, barrier, init_distributed, launch_info, reported,
+                                      shutdown_distributed)
 from automl.train.preempt import SIGNALS
 
 __all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string"]
@@ -179,13 +180,26 @@ def _stopped_starting(e: StoppedStarting, out: Path | None, again: str) -> None:
 
 
 def main(args) -> int:
-    if args.out is not None and not str(args.out).strip():
-        raise UserError(f"--out {str(args.out)!r} is empty; give the run's folder (--out runs/mine), or leave --out "
-                        f"out for a new runs/<name>-<time>")
-    extra = supernet_overrides(args.supernet, args.supernet_force)
-    recipe = load_recipe(args.recipe, args.overrides + extra)
-    # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
-    info = init_distributed(resolve_device(recipe.device, DistInfo()).type)
+    # torchrun's variables first: a mistake there is what every process says, whatever else is wrong (launch_info)
+    launch = launch_info()
+    try:
+        if args.out is not None and not str(args.out).strip():
+            raise UserError(f"--out {str(args.out)!r} is empty; give the run's folder (--out runs/mine), or leave "
+                            f"--out out for a new runs/<name>-<time>")
+        extra = supernet_overrides(args.supernet, args.supernet_force)
+        recipe = load_recipe(args.recipe, args.overrides + extra)
+        # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
+        info = init_distributed(resolve_device(recipe.device, DistInfo()).type)
+    except UserError as e:  # found by each process alone, before the ranks met: who says it (reported)
+        raise reported(e, launch, before_start=True)
+    try:
+        return _run(args, recipe, info)
+    except UserError as e:
+        raise reported(e, info)
+
+
+def _run(args, recipe, info: DistInfo) -> int:
+    """The run of ``recipe`` in its folder, once the ranks (if several) have met; the process group ends here."""
     claimed, runs_was_there, out, again = None, RUNS.is_dir(), None, ""
     try:
         with _stopping_start_up(info):

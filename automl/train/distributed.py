@@ -35,9 +35,9 @@ from torch import nn
 
 from automl.errors import UserError
 
-__all__ = ["DistInfo", "RanksLost", "TIMEOUT", "init_distributed", "shutdown_distributed", "collective",
-           "batchnorm_stats", "average_over_ranks", "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier",
-           "broadcast_object", "assert_same_on_all_ranks", "local_world_size"]
+__all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "reported", "shutdown_distributed",
+           "collective", "batchnorm_stats", "average_over_ranks", "all_reduce_grads", "all_reduce_mean",
+           "all_reduce_sum", "barrier", "broadcast_object", "assert_same_on_all_ranks", "local_world_size"]
 
 # how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
 # export alone meanwhile); then it stops with RanksLost
@@ -59,17 +59,21 @@ class DistInfo:
         return self.rank == 0
 
 
-def init_distributed(device_kind: str) -> DistInfo:
-    """Initialise the process group when started by torchrun (``WORLD_SIZE`` > 1); gloo on CPU, nccl on CUDA.
-    A ``WORLD_SIZE`` above 1 without the rest of what torchrun sets (``RANK``, ``MASTER_ADDR``, ``MASTER_PORT``),
-    a value that is not a whole number, a ``RANK`` outside 0 … ``WORLD_SIZE`` - 1 (which would wait for ranks that
-    never come) or a ``MASTER_PORT`` another program listens on is a :class:`UserError`, printed by this rank."""
+def launch_info() -> DistInfo:
+    """This process's place in the run, from the variables torchrun sets (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+    ``MASTER_ADDR``, ``MASTER_PORT``), checked before anything else of the run is read (``automl run`` calls it
+    first, so a mistake in them is what every process says, not a recipe's mistake only rank 0 would print); no
+    process group is started. A ``WORLD_SIZE`` above 1 without the rest of what torchrun sets, a value that is not
+    a whole number, a ``RANK`` outside 0 … ``WORLD_SIZE`` - 1 (which would wait for ranks that never come), a
+    negative ``LOCAL_RANK``, a ``MASTER_PORT`` that is no port, or Slurm's ``srun`` starting several tasks without
+    any of them (:func:`_check_slurm_step`) is a :class:`UserError`, printed by this process."""
     world, rank = _env_int("WORLD_SIZE", "1"), _env_int("RANK", "0")
     if not 0 <= rank < max(world, 1):
         raise _printed(UserError(f"the environment sets RANK={rank} with WORLD_SIZE={world} (1 when unset): a rank "
                                  f"is 0 … WORLD_SIZE - 1; torchrun sets both for each process it starts: start the "
                                  f"run with torchrun, or unset RANK to run one process"))
     if world <= 1:
+        _check_slurm_step()
         return DistInfo()
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k, "").strip()]
     if missing:
@@ -77,13 +81,48 @@ def init_distributed(device_kind: str) -> DistInfo:
                                  f"runs several processes only under torchrun, which sets them all; start the run "
                                  f"with torchrun --nproc_per_node={world} -m automl run ..., or unset WORLD_SIZE to "
                                  f"run one process"))
+    if not 0 < _env_int("MASTER_PORT", "0") < 65536:
+        raise _printed(UserError(f"the environment sets MASTER_PORT={os.environ['MASTER_PORT'].strip()}, which is "
+                                 f"no port (1 … 65535): give every process of the run the same free port "
+                                 f"(torchrun --master_port=N)"))
     local = _env_int("LOCAL_RANK", "0")
-    info = DistInfo(rank=rank, world_size=world, local_rank=local)
-    if not dist.is_initialized():
+    if local < 0:
+        raise _printed(UserError(f"the environment sets LOCAL_RANK={local}: it is the process's index among the "
+                                 f"run's processes on its machine, 0 or more; torchrun sets it (Slurm's srun without "
+                                 f"torchrun: LOCAL_RANK=$SLURM_LOCALID)"))
+    return DistInfo(rank=rank, world_size=world, local_rank=local)
+
+
+def _check_slurm_step() -> None:
+    """Slurm's ``srun -n N`` (N > 1) starting ``automl run`` itself, without torchrun and without ``RANK`` and
+    ``WORLD_SIZE``, would start N runs of one process each, side by side: a :class:`UserError`, printed once (by
+    the step's task 0; the others stop on it unsaid). A batch script or ``salloc`` shell is no step of several
+    tasks (Slurm sets ``SLURM_STEP_NUM_TASKS`` for the tasks ``srun`` starts)."""
+    tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "").strip()
+    if not tasks.isdigit() or int(tasks) <= 1 or "SLURM_PROCID" not in os.environ:
+        return
+    if any(os.environ.get(k, "").strip() for k in ("RANK", "WORLD_SIZE")):
+        return
+    e = UserError(f"Slurm's srun started {tasks} tasks of this command (SLURM_STEP_NUM_TASKS={tasks}) without "
+                  f"torchrun: each would run the whole search alone; start one torchrun per machine (srun "
+                  f"--ntasks-per-node=1 torchrun --nnodes=$SLURM_NNODES --nproc_per_node=N ... -m automl run ...), or "
+                  f"set RANK=$SLURM_PROCID WORLD_SIZE=$SLURM_NTASKS LOCAL_RANK=$SLURM_LOCALID, MASTER_ADDR and "
+                  f"MASTER_PORT for each task; for one process, srun --ntasks=1")
+    e.printed = os.environ["SLURM_PROCID"].strip() != "0"
+    raise e
+
+
+def init_distributed(device_kind: str) -> DistInfo:
+    """Initialise the process group when started by torchrun (``WORLD_SIZE`` > 1); gloo on CPU, nccl on CUDA.
+    The environment is checked as :func:`launch_info` does; nccl also needs ``LOCAL_RANK`` and a GPU for it
+    (:func:`_check_gpus`), and a ``MASTER_PORT`` another program listens on is a :class:`UserError`, printed by
+    this rank."""
+    info = launch_info()
+    if info.enabled and not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
         if backend == "nccl":
-            _check_gpus(local)
-            torch.cuda.set_device(local)
+            _check_gpus(info.local_rank)
+            torch.cuda.set_device(info.local_rank)
         with _starting(info):
             dist.init_process_group(backend=backend, timeout=TIMEOUT)
     return info
@@ -130,7 +169,14 @@ def local_world_size(info: DistInfo) -> int:
 def _check_gpus(local: int) -> None:
     """nccl puts each of this machine's processes on a GPU of its own (its ``LOCAL_RANK``): refuse, on every
     rank alike, more local processes than visible GPUs (``set_device`` would fail with "invalid device
-    ordinal" on some ranks only)."""
+    ordinal" on some ranks only), and a run of several processes without ``LOCAL_RANK`` (a launch of one's own,
+    Slurm's srun without torchrun), whose processes would all take GPU 0."""
+    if not os.environ.get("LOCAL_RANK", "").strip():
+        raise _printed(UserError("the environment sets WORLD_SIZE and RANK but not LOCAL_RANK, which picks each "
+                                 "process's GPU with device cuda (or auto, with a GPU visible): every process would "
+                                 "take GPU 0; torchrun sets it; in a launch of your own set it to the process's index "
+                                 "on its machine (Slurm's srun: LOCAL_RANK=$SLURM_LOCALID), or start the run with "
+                                 "torchrun"))
     procs = max(_env_int("LOCAL_WORLD_SIZE", "0"), local + 1)
     gpus = torch.cuda.device_count()
     if procs > gpus:
@@ -172,12 +218,34 @@ def _printed(e: UserError) -> UserError:
     """``e``, printed now when this process is not rank 0: the CLI prints only rank 0's errors (under torchrun
     the others stop on the same one), but a rank's own error would then go unsaid."""
     if os.environ.get("RANK", "0") != "0":
-        try:
-            print(e.text(), file=sys.stderr, flush=True)
-        except OSError:  # standard error that cannot be written (a terminal gone)
-            pass
-        e.printed = True
+        _say(e)
     return e
+
+
+def reported(e: UserError, info: DistInfo, *, before_start: bool = False) -> UserError:
+    """``e``, printed now where this process is one to say it but the CLI, which prints the error of the process
+    whose ``RANK`` is unset or "0", would not: rank 0 with ``RANK`` empty or spelled otherwise (``RANK=``,
+    ``RANK=00``); with ``before_start`` (a mistake each process finds for itself before the ranks meet: a recipe
+    missing on one machine only), also the first process of every other machine (``LOCAL_RANK=0``), whose output
+    is that machine's own. Under torchrun on one machine: rank 0 alone says it."""
+    if e.printed:
+        return e
+    if info.is_main:
+        say = os.environ.get("RANK", "0") != "0"
+    else:
+        say = before_start and info.local_rank == 0 and bool(os.environ.get("LOCAL_RANK", "").strip())
+    if say:
+        _say(e)
+    return e
+
+
+def _say(e: UserError) -> None:
+    """``e``'s message on standard error, now; ``e`` is marked printed (the CLI prints it no more)."""
+    try:
+        print(e.text(), file=sys.stderr, flush=True)
+    except OSError:  # standard error that cannot be written (a terminal gone)
+        pass
+    e.printed = True
 
 
 @contextmanager
