@@ -44,23 +44,25 @@ def quantile_utilities(losses: torch.Tensor, ratios: torch.Tensor, lam: int,
     Returns:
         ``(N, S)`` utilities.
     """
-    values, bounds = _w_tables(ratios.dtype, ratios.device)
+    values, bounds = _w_tables(ratios.dtype, ratios.device, lam)
     G, S = losses.shape
     # le[g, i, k] = I{L_k <= L_i}
     le = losses.unsqueeze(-1) >= losses.unsqueeze(-2)
     lef = le.to(ratios.dtype)
-    # q[n, i] = (1/lam) sum_k r[n, k] le[i, k], by broadcasting (not a matmul: see tell()).
-    q = (ratios.unsqueeze(1) * lef).sum(-1).div_(lam)
+    # q[n, i] = lam q^(n)(M_i) = sum_k r[n, k] le[i, k], by broadcasting (not a matmul: see tell()). Kept in
+    # units of 1/lam and compared with lam/4 and 3 lam/4: where r = 1 (N = 1, Method 2, equal thetas) every
+    # point below is then an exact integer, so a quantile of exactly 1/4 or 3/4 is not rounded across it.
+    q = (ratios.unsqueeze(1) * lef).sum(-1)
     # Distinct losses: le holds exactly S(S+1)/2 ones per group; anything more means ties.
     if check_ties and int(le.sum()) == G * S * (S + 1) // 2:
-        # bucketize(right=False) gives 0 for q <= 1/4, 1 for q <= 3/4, 2 above: exactly w.
+        # bucketize(right=False) gives 0 for q <= lam/4, 1 for q <= 3 lam/4, 2 above: exactly w.
         return values[torch.bucketize(q, bounds)]
     eqf = (le & le.transpose(-1, -2)).to(ratios.dtype)      # tie blocks (G, S, S), symmetric
     t = eqf.sum(-1)                                          # block sizes (G, S)
-    width = (ratios.unsqueeze(1) * eqf).sum(-1).div_(lam)    # q+ - q-  (N, S)
+    width = (ratios.unsqueeze(1) * eqf).sum(-1)              # lam (q+ - q-)  (N, S)
     delta = width / t
     offs = torch.arange(S, dtype=ratios.dtype, device=ratios.device)
-    pts = q.unsqueeze(-1) - offs * delta.unsqueeze(-1)       # (N, S, S): q+ - o delta
+    pts = q.unsqueeze(-1) - offs * delta.unsqueeze(-1)       # (N, S, S): lam (q+ - o delta)
     valid = offs < t.unsqueeze(-1)                           # only o = 0..t-1
     w = values[torch.bucketize(pts, bounds)] * valid
     return w.sum(-1) / t
@@ -108,10 +110,11 @@ def weighted_quantile_utilities(losses: torch.Tensor, weights: torch.Tensor, lam
 _W_TABLES: dict = {}
 
 
-def _w_tables(dtype, device):
-    """The levels (-2, 0, 2) and boundaries (1/4, 3/4) of w, built once per dtype and device."""
-    key = (dtype, device)
+def _w_tables(dtype, device, lam: int):
+    """The levels (-2, 0, 2) of w and its boundaries (1/4, 3/4) in units of 1/lam, ``(lam/4, 3 lam/4)`` (exact:
+    lam is an integer), built once per dtype, device and lam."""
+    key = (dtype, device, lam)
     if key not in _W_TABLES:
         _W_TABLES[key] = (torch.tensor([-2.0, 0.0, 2.0], dtype=dtype, device=device),
-                          torch.tensor([0.25, 0.75], dtype=dtype, device=device))
+                          torch.tensor([lam / 4, 3 * lam / 4], dtype=dtype, device=device))
     return _W_TABLES[key]
