@@ -14,7 +14,8 @@ fixed cost.
 Table file (JSON)::
 
     {"format": "automl-cost-table", "version": 1, "metric": "latency", "unit": "ms",
-     "space": {"name", "file", "args", "kind", "input_shape", "num_classes", "params_fingerprint"},
+     "space": {"name", "file", "args", "kind", "input_shape", "num_classes", "params_fingerprint",
+               "pieces_fingerprint"},
      "machine": {"cpu", "cores", "threads", "system"}, "runtime": {"name": "onnxruntime", "version"},
      "batch", "input_size": [C, H, W], "repeat", "warmup", "clock": "wall" | "cpu", "overhead", "calibration",
      "fixed": 1.23, "fixed_parts": {"stem": ..., ...},
@@ -49,7 +50,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 
 from automl._io import atomic_write_json
-from automl.compile.costs import BUILTIN_METRICS, CostTable
+from automl.compile.costs import BUILTIN_METRICS
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
 from automl.nn import create_op, parts
@@ -276,6 +277,15 @@ def _cell_pieces(p: _Pieces, plan, shape) -> None:
     p.fixed.append(p.add(("head",), lambda: nn.Sequential(*parts.cell_head(plan)), [prev], "head"))
 
 
+def _pieces_fingerprint(pieces: dict, fixed: list, choices: list) -> str:
+    """A short hash of what a table's pieces are (op, channels, stride, input shape, activation, squeeze-excitation)
+    and how they make the table: a space that kept its decisions and widths but changed a stride, an activation or
+    a size gives a different one, where :func:`params_fingerprint` stays the same."""
+    data = json.dumps([[[repr(k), [list(s) for s in v[1]]] for k, v in pieces.items()], list(map(repr, fixed)),
+                       [[list(map(repr, keys)) for keys in row] for row in choices]]).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def params_fingerprint(cs) -> str:
     """A short hash of the space's ``params`` costs: different widths or ops give a different one."""
     ct = cs.cost_table
@@ -333,7 +343,8 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
         "format": TABLE_FORMAT, "version": TABLE_VERSION, "metric": metric, "unit": TABLE_UNIT,
         "space": {"name": cs.name, "file": str(cs.filename), "args": {k: str(v) for k, v in cs.overrides.items()},
                   "kind": cs.kind, "input_shape": list(cs.input_shape), "num_classes": cs.num_classes,
-                  "params_fingerprint": params_fingerprint(cs)},
+                  "params_fingerprint": params_fingerprint(cs),
+                  "pieces_fingerprint": _pieces_fingerprint(pieces, fixed_keys, choice_keys)},
         "machine": machine_info(threads),
         "runtime": {"name": runtime, "version": ort.__version__},
         "batch": int(batch), "input_size": list(cs.input_shape), "repeat": int(repeat), "warmup": warmup,
@@ -539,7 +550,7 @@ def _elastic_refusal(cs) -> str:
 def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup, n, progress,
                clock, kept: "_Partial") -> dict:
     """Fit how pieces timed alone relate to the same pieces inside a whole network:
-    ``whole = overhead + sum over its pieces of (scale * t_i - c)``, least squares over ``n`` random whole
+    ``whole = overhead + sum over its pieces of max(0, scale * t_i - c)``, least squares over ``n`` random whole
     networks (seeded: the same networks every time).
 
     A piece timed alone runs on an input and weights that the previous run left in the cache, and pays
@@ -548,42 +559,64 @@ def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, re
     networks), ``c`` the second (a few microseconds a piece: it matters on tiny networks). Where the two
     cannot be told apart (``scale`` outside [0.5, 2]), ``scale`` stays 1 and only ``c`` is fitted.
     A network ``kept`` has measured is not timed again (and one measured now is kept there).
+
+    The errors reported are those of the table as written (pieces clipped at 0 included) on these networks:
+    ``mape_before_pct`` the plain sum of pieces, ``mape_after_pct`` the fitted table (on the networks it was
+    fitted to), ``mape_heldout_pct`` each network predicted by a fit on the others (None with one network):
+    what to expect on an architecture the fit has not seen.
     """
     g = torch.Generator().manual_seed(12345)
-    # the pieces of a whole network, counted and summed as CostTable.total counts a choice's cost: a gated
-    # decision's (a layer elastic depth may leave out) only when its depth decision keeps the layer
-    sums = CostTable([d.choices for d in cs.decisions],
-                     {"pieces": [[len(keys) for keys in row] for row in choice_keys],
-                      "ms": [[sum(values[k] for k in keys) for keys in row] for row in choice_keys]},
-                     {"pieces": len(fixed_keys), "ms": sum(values[k] for k in fixed_keys)}, gates=cs.cost_table.gates)
-    rows = []
+    index = {key: i for i, key in enumerate(values)}
+    v = np.array([values[key] for key in values], dtype=np.float64)
+    counts, ys = np.zeros((n, len(v))), np.zeros(n)
     with _progress(progress, n, "") as p:
         task = p.add_task(f"calibrating on {n} whole networks", total=n) if p is not None else None
-        for _ in range(n):
+        for i in range(n):
             arch = [int(torch.randint(k, (1,), generator=g)) for k in cs.num_choices]
-            if (measured := kept.networks.get(len(rows))) is None:
+            if (measured := kept.networks.get(i)) is None:
                 model = cs.build_standalone(torch.tensor(arch))
-                measured = kept.networks[len(rows)] = time_module(model, [(batch, *cs.input_shape)], threads,
-                                                                  repeat, warmup, clock)
+                measured = kept.networks[i] = time_module(model, [(batch, *cs.input_shape)], threads,
+                                                          repeat, warmup, clock)
                 kept.save()
-            rows.append((sums.total(arch, "pieces"), sums.total(arch, "ms"), measured - overhead))
+            for key in _network_pieces(arch, fixed_keys, choice_keys, cs.cost_table.gates):
+                counts[i, index[key]] += 1
+            ys[i] = measured - overhead
             if p is not None:
                 p.advance(task)
-    ns = np.array([r[0] for r in rows], dtype=np.float64)
-    sums = np.array([r[1] for r in rows], dtype=np.float64)
-    ys = np.array([r[2] for r in rows], dtype=np.float64)
-    scale, c = 1.0, 0.0
-    if n >= 3:
+    scale, c = _fit(counts, ys, v)
+    measured = ys + overhead
+
+    def mape(predicted):
+        return float(100 * np.mean(np.abs(predicted - measured) / measured))
+    heldout = [] if n < 2 else [  # network i predicted by the fit on all the others
+        overhead + counts[i] @ np.maximum(0.0, a * v - b)
+        for i in range(n) for a, b in [_fit(np.delete(counts, i, 0), np.delete(ys, i), v)]]
+    return {"archs": n, "scale": scale, "per_piece_ms": c, "mape_before_pct": mape(counts @ v + overhead),
+            "mape_after_pct": mape(counts @ np.maximum(0.0, scale * v - c) + overhead),
+            "mape_heldout_pct": mape(np.array(heldout)) if heldout else None}
+
+
+def _network_pieces(arch: list[int], fixed_keys: list, choice_keys: list, gates: dict) -> list:
+    """The pieces of the whole network ``arch``, counted as :meth:`~automl.compile.costs.CostTable.total` counts
+    a choice's cost: the fixed ones, and each decision's chosen ones, a gated decision's (a layer elastic depth may
+    leave out) only when its depth decision keeps the layer."""
+    keys = list(fixed_keys)
+    for d, k in enumerate(arch):
+        if d not in gates or gates[d][1][arch[gates[d][0]]]:
+            keys += choice_keys[d][k]
+    return keys
+
+
+def _fit(counts: np.ndarray, ys: np.ndarray, v: np.ndarray) -> tuple[float, float]:
+    """``(scale, c)`` of ``ys ~ sum over pieces of (scale * v - c)`` (``counts``: each network's pieces, a row per
+    network) by least squares; ``scale`` 1 and only ``c`` fitted where fewer than 3 networks or a scale outside
+    [0.5, 2] cannot tell the two apart."""
+    ns, sums = counts.sum(1), counts @ v
+    if len(ys) >= 3:
         (a, b), *_ = np.linalg.lstsq(np.stack([sums, -ns], 1), ys, rcond=None)
         if 0.5 <= a <= 2.0:
-            scale, c = float(a), float(b)
-    if scale == 1.0 and n >= 1:
-        c = float(np.dot(ns, sums - ys) / np.dot(ns, ns))
-    measured = ys + overhead
-    before = np.abs(sums + overhead - measured) / measured
-    after = np.abs(scale * sums - c * ns + overhead - measured) / measured  # before clipping pieces at 0
-    return {"archs": n, "scale": scale, "per_piece_ms": c, "mape_before_pct": float(100 * before.mean()),
-            "mape_after_pct": float(100 * after.mean())}
+            return float(a), float(b)
+    return 1.0, float(np.dot(ns, sums - ys) / np.dot(ns, ns)) if len(ys) else 0.0
 
 
 class _NoProgress:
@@ -629,7 +662,7 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
                     against: str | None = None) -> dict:
     """Read ``path`` and check it against the compiled space ``cs``; returns the table.
 
-    Any mismatch (other space, decisions, choices, input size or widths), a space with elastic widths or
+    Any mismatch (other space, decisions, choices, input size, widths or layers), a space with elastic widths or
     resolution (no table of one cost per choice describes it), a missing, negative or
     non-numeric entry, a key of the wrong type, a unit other than ``ms``, or a metric name the space already
     has is a :class:`UserError` naming the table and the space (and ``source``, the recipe that asked for
@@ -637,7 +670,8 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     uses other sizes). ``against``: what ``cs`` is when the caller compiled it otherwise than the user's
     space and ``--set`` values (a run's retrained space), said in place of "space FILE" in a mismatch.
     The table's ``batch`` and ``machine.threads``, when present, are whole numbers from 1 to the bounds of
-    ``space profile``'s ``--batch`` and ``--threads`` (:func:`table_protocol`).
+    ``space profile``'s ``--batch`` and ``--threads`` (:func:`table_protocol`). With ``source``, a table measured
+    on another CPU or number of cores than this machine's is logged as a note.
     """
     path = Path(path)
     where = f"{source}: " if source else ""
@@ -670,7 +704,22 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
         for c in dec.choices:
             _check_value(got[c], f"{where}{path}: decision {dec.name}, choice {c!r}")
     _check_value(table["fixed"], f"{where}{path}: \"fixed\"")
+    if source:
+        _warn_other_machine(table, path, where)
     return table
+
+
+def _warn_other_machine(table: dict, path: Path, where: str) -> None:
+    """A note when the (checked) table records another CPU or number of cores than this machine's: the search
+    uses its latencies (what profiling the device one deploys to is for), while a run times its exports here."""
+    machine = table.get("machine") or {}
+    here = machine_info(1)
+    cpu, cores = machine.get("cpu"), machine.get("cores")
+    if cpu is None or (cpu == here["cpu"] and cores in (None, here["cores"])):
+        return
+    _logger.info(f"note: {where}cost table {path} was measured on {cpu} ({cores or '?'} cores), this machine is "
+                 f"{here['cpu']} ({here['cores']} cores): the search uses the table's latencies (the device profiled), "
+                 f"while the exports' latency_ms are timed on this machine, so the two differ")
 
 
 def _load_table(path: Path, where: str, space_file: str) -> dict:
@@ -771,7 +820,8 @@ def _check_clock(table: dict, path: Path, where: str) -> None:
 
 
 def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> None:
-    """The table was measured at the space's input size and for its widths (``params_fingerprint``)."""
+    """The table was measured at the space's input size, for its widths (``params_fingerprint``) and for its
+    layers (``pieces_fingerprint``: strides, kernels, activations, each layer's input size), each when recorded."""
     size = table.get("input_size")
     again = f"profile it with `{_profile_command(cs, path)}`"
     if not isinstance(size, list):
@@ -785,6 +835,11 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> N
         raise UserError(f"{mismatch}: the space's widths or ops differ from those profiled (the table was "
                         f"profiled with {theirs or 'no --set values'}, the space here is compiled with "
                         f"{_set_flags(cs.overrides) or 'no --set values'}); {again}")
+    fp = t_space.get("pieces_fingerprint")
+    if fp is not None and fp != _pieces_fingerprint(*_pieces(cs)):
+        raise UserError(f"{mismatch}: the space's layers differ from those profiled (a stride, kernel, activation, "
+                        f"squeeze-excitation or layer input size: has {cs.filename} changed since?), so the table's "
+                        f"latencies are another network's; {again}")
 
 
 def _set_flags(args: dict) -> str:

@@ -259,7 +259,29 @@ def _profile(args, cs) -> int:
     print(f"{args.out}: {args.metric} of {cs.name} on {table['machine']['cpu']} ({args.threads} thread(s), "
           f"batch {args.batch}, onnxruntime {table['runtime']['version']}): fixed {table['fixed']:.3g} ms, "
           f"fastest {lo:.3g} ms, slowest {hi:.3g} ms")
+    print(_calibration_line(table, args.calibrate))
     return 0
+
+
+def _calibration_line(table: dict, calibrate: int) -> str:
+    """How far the table (the sum of pieces timed alone, fitted) is from whole networks timed on this machine."""
+    cal = table["calibration"]
+    if cal is None:
+        why = (f"--calibrate {calibrate} times whole networks of chain spaces only" if table["space"]["kind"] != "chain"
+               else "--calibrate 0")
+        return (f"not checked against whole networks ({why}): the table is the sum of pieces timed alone, which "
+                f"can be tens of % off a whole network's latency")
+    line = (f"checked on {cal['archs']} whole network(s) timed here: the sum of pieces alone was off by "
+            f"{cal['mape_before_pct']:.1f} % on average, the table by {cal['mape_after_pct']:.1f} % on the networks "
+            f"it was fitted to")
+    held = cal["mape_heldout_pct"]
+    if held is None:
+        return line + "; --calibrate 2 or more also measures the error on networks left out of the fit"
+    line += f" and by {held:.1f} % on each network left out of the fit (what to expect on others)"
+    if held > 10:
+        line += ("; that much error ranks close architectures by noise: profile again on an idle machine, with a "
+                 "larger --repeat, or with --clock cpu (one thread)")
+    return line
 
 
 class _Signal(Interrupted):
