@@ -14,23 +14,21 @@ from automl.cli import main
 from automl.errors import UserError
 from automl.train.distributed import DistInfo, init_distributed, launch_info, reported
 
+from test_review_bk import _clean_env
+
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-LAUNCH = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-          "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+SLURM = ("SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
 BAD_OVERRIDE = "search.lamm=3"
 RECIPE_MISTAKE = "unknown key search.lamm"
 
 
 def _env(monkeypatch, **env) -> list:
-    """Only ``env`` of the launch variables; init_process_group records its calls instead of starting a group."""
-    for k in LAUNCH:
+    """Only ``env`` of the launch variables (Slurm's too); init_process_group records its calls instead of starting
+    a group (test_review_bk's ``_clean_env``)."""
+    for k in SLURM:
         monkeypatch.delenv(k, raising=False)
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    calls = []
-    monkeypatch.setattr(dist, "init_process_group", lambda **kw: calls.append(kw))
-    return calls
+    return _clean_env(monkeypatch, **env)
 
 
 def _cli(capsys, *argv) -> tuple[int, str]:
