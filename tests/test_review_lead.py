@@ -460,3 +460,51 @@ def test_a_resume_without_the_supernet_the_run_reused_says_to_pass_it_again(tmp_
     err = capsys.readouterr().err
     assert f"(it was started with --supernet {first}: pass it again)" in err, err
     assert main(["run", str(QUICK), *FAST, "--out", str(second), "--resume", "--supernet", str(first)]) == 0
+
+
+# ---- memory a supernet may take: MemAvailable, or less under a cgroup memory limit -----------------------------
+
+MEMINFO = "MemTotal: 131072000 kB\nMemFree: 1000 kB\nMemAvailable: 104857600 kB\n"  # 100 GiB available
+
+
+def test_memory_available_is_meminfos_without_a_cgroup_limit(tmp_path, monkeypatch):
+    from automl.train import threads as th
+    monkeypatch.setattr(th, "FS_ROOT", str(tmp_path))
+    assert th.memory_available() is None  # no /proc/meminfo: not Linux, no check
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "meminfo").write_text(MEMINFO)
+    assert th.memory_available() == 100 << 30
+    (tmp_path / "proc" / "self").mkdir()
+    (tmp_path / "proc" / "self" / "cgroup").write_text("0::/user.slice\n")
+    job = tmp_path / "sys" / "fs" / "cgroup" / "user.slice"
+    job.mkdir(parents=True)
+    (job / "memory.max").write_text("max\n")
+    (job / "memory.current").write_text("123456\n")
+    assert th.memory_available() == 100 << 30  # "max": no limit
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_slurm_jobs_memory_limit_bounds_the_memory_available(tmp_path, monkeypatch, version):
+    # was: MemAvailable alone (100 GiB here), where the job may take 8 GiB and has used 3: the build would be killed
+    from automl.train import threads as th
+    monkeypatch.setattr(th, "FS_ROOT", str(tmp_path))
+    for path, text in {"proc/meminfo": MEMINFO}.items():
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text(text)
+    (tmp_path / "proc" / "self").mkdir()
+    if version == 2:
+        (tmp_path / "proc" / "self" / "cgroup").write_text("0::/slurm/job_5/step_0/task_0\n")
+        task = tmp_path / "sys/fs/cgroup/slurm/job_5/step_0/task_0"
+        task.mkdir(parents=True)
+        job, (limit, usage) = task.parents[1], ("memory.max", "memory.current")
+        (task / limit).write_text("max\n")
+    else:
+        (tmp_path / "proc" / "self" / "cgroup").write_text("4:memory:/slurm/job_5\n1:cpu,cpuacct:/slurm/job_5\n")
+        job, (limit, usage) = tmp_path / "sys/fs/cgroup/memory/slurm/job_5", ("memory.limit_in_bytes",
+                                                                            "memory.usage_in_bytes")
+        job.mkdir(parents=True)
+        (job.parents[1] / limit).write_text(f"{(1 << 63) - 4096}\n")  # the root: no limit
+        (job.parents[1] / usage).write_text(f"{50 << 30}\n")
+    (job / limit).write_text(f"{8 << 30}\n")
+    (job / usage).write_text(f"{3 << 30}\n")
+    assert th.memory_available() == 5 << 30

@@ -34,6 +34,7 @@ from automl.nn.parts import FixedBlock, cell_head, cell_stem
 from automl.nn.supernet import SuperCell
 from automl.plan import (CellInstance, CellNode, CellPlan, CellTemplatePlan, ChainLayer, ChainPlan, Decision,
                          SpacePlan)
+from automl.train.threads import memory_available
 
 __all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan", "CellInstance", "CellPlan",
            "CompiledSpace", "compile_space", "load_compiled", "ACTIVATIONS"]
@@ -71,7 +72,7 @@ class CompiledSpace(SpacePlan):
 
     def check_supernet_fits(self, members: int = 1) -> None:
         """Refuse (:class:`SpaceError`, naming the space file) ``members`` supernets whose float32 parameters
-        alone are more than the memory available now (``MemAvailable`` of /proc/meminfo), before anything is
+        alone are more than the memory available now (:func:`_available_memory`), before anything is
         allocated: building them would end in an out-of-memory kill. No check where /proc/meminfo has no
         ``MemAvailable`` (not Linux)."""
         available = _available_memory()
@@ -87,7 +88,8 @@ class CompiledSpace(SpacePlan):
         knobs = (f"; `param` values such as {', '.join(list(self.params)[:4])} change with --set or a recipe's "
                  f"space_args" if self.params else "")
         raise SpaceError(f"{what} {n:,} parameters, {_gib(4 * n)} GiB as float32, more than the "
-                         f"{_gib(available)} GiB of memory available (MemAvailable in /proc/meminfo); make the space "
+                         f"{_gib(available)} GiB of memory available (MemAvailable in /proc/meminfo, or what a cgroup "
+                         f"memory limit leaves: a Slurm job's --mem, docker --memory); make the space "
                          f"smaller: narrower widths, fewer layers, cells or choices (`automl space show` gives each "
                          f"choice's parameters){knobs}", self.filename)
 
@@ -137,16 +139,9 @@ def _gib(n: int) -> str:
 
 
 def _available_memory() -> int | None:
-    """The memory available to a new allocation, in bytes: ``MemAvailable`` of /proc/meminfo (Linux); None
-    where the file or the line is missing or unreadable."""
-    try:
-        with open("/proc/meminfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024  # kB
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    """The memory a new allocation may take, in bytes (:func:`automl.train.threads.memory_available`: MemAvailable,
+    or less under a cgroup memory limit); None where /proc/meminfo does not say (not Linux)."""
+    return memory_available()
 
 
 def _check_repeats(r: Resolver, metric: ir.Metric) -> None:

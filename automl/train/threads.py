@@ -77,7 +77,7 @@ import torch
 from automl._io import atomic_write_json
 from automl.errors import UserError
 
-__all__ = ["ThreadChoice", "choose_threads", "resolve_threads", "spaces_work", "physical_cores", "busy_cores",
+__all__ = ["ThreadChoice", "memory_available", "choose_threads", "resolve_threads", "spaces_work", "physical_cores", "busy_cores",
            "apply_threads", "env_threads", "env_counts", "check_setting", "save_choice", "lost_record",
            "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
 
@@ -228,6 +228,33 @@ def _limits() -> list[tuple[float, tuple[str, ...]]]:
             found.append((cpus, (os.path.join(d, "cpuacct.usage"), os.path.join(base, "cpuacct", *rel,
                                                                                   "cpuacct.usage"))))
     return found
+
+
+def memory_available() -> int | None:
+    """Bytes a new allocation may take: ``MemAvailable`` of /proc/meminfo, or less where a cgroup memory limit on
+    this process (its own cgroup or a parent's: a Slurm job's ``--mem``, ``docker --memory``, a Kubernetes limit)
+    leaves less (limit less usage: ``memory.max`` and ``memory.current`` in cgroup v2, ``memory.limit_in_bytes``
+    and ``memory.usage_in_bytes`` in v1); None where /proc/meminfo has no ``MemAvailable`` (not Linux)."""
+    meminfo = next((line.split() for line in (_read(_at("proc/meminfo")) or "").splitlines()
+                    if line.startswith("MemAvailable:")), None)
+    try:
+        left = int(meminfo[1]) * 1024 if meminfo else None  # kB
+    except (IndexError, ValueError):
+        left = None
+    if left is None:
+        return None
+    own, base = _own_cgroups(), _at(CGROUP_MOUNT)
+    files = [(os.path.join(base, *rel), "memory.max", "memory.current") for rel in _levels(base, own.get(""))]
+    files += [(os.path.join(base, "memory", *rel), "memory.limit_in_bytes", "memory.usage_in_bytes")
+              for rel in _levels(os.path.join(base, "memory"), own.get("memory"))]
+    for folder, limit, usage in files:
+        try:  # "max" (v2) or a value beyond the machine's memory (v1) is no limit
+            headroom = int((_read(os.path.join(folder, limit)) or "").strip()) - int(
+                (_read(os.path.join(folder, usage)) or "").strip())
+        except ValueError:
+            continue
+        left = min(left, max(headroom, 0))
+    return left
 
 
 def _binding() -> tuple[float, tuple[str, ...]] | None:
