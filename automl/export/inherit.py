@@ -99,7 +99,8 @@ def _owns_state(m: nn.Module) -> bool:
 
 
 def execution_order(model: nn.Module, *args, **kwargs) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every module owning parameters or buffers, in first-call order of one forward."""
+    """``(name, module)`` of every module owning parameters or buffers, in first-call order of one forward
+    (in eval mode, without gradients; every module is left in the mode it was in)."""
     order: list[tuple[str, nn.Module]] = []
     seen: set[int] = set()
     handles = []
@@ -114,13 +115,14 @@ def execution_order(model: nn.Module, *args, **kwargs) -> list[tuple[str, nn.Mod
     for name, mod in model.named_modules():
         if _owns_state(mod):
             handles.append(mod.register_forward_pre_hook(hook(name)))
-    was_training = model.training
+    modes = [(m, m.training) for m in model.modules()]  # each module's own: a frozen (eval) part stays frozen
     model.eval()
     try:
         with torch.no_grad():
             model(*args, **kwargs)
     finally:
-        model.train(was_training)
+        for m, training in modes:
+            m.training = training
         for h in handles:
             h.remove()
     return order
@@ -140,13 +142,16 @@ def _dtype(p: torch.Tensor | None) -> torch.dtype:
     return p.dtype if p is not None and p.is_floating_point() else torch.float32
 
 
-def inherit_weights(supernet: nn.Module, arch: torch.Tensor, standalone: nn.Module,
-                    input_shape: tuple[int, int, int]) -> int:
+def inherit_weights(supernet: nn.Module, arch, standalone: nn.Module, input_shape: tuple[int, int, int]) -> int:
     """Copy into ``standalone`` the weights (and BN statistics) of ``supernet`` on the path ``arch``.
 
     ``supernet`` must already hold the trained state (``supernet.load_state_dict(...)``); its forward is
-    ``supernet(x, arch)``. Returns the number of modules copied. Raises :class:`InheritError` when the
-    paths do not line up.
+    ``supernet(x, arch)``; ``arch``: a LongTensor (D,) or a list of choice indices. Returns the number of
+    modules copied. Raises :class:`InheritError` when the paths do not line up. The BatchNorm running
+    statistics copied are the supernet's (their first channels where the path runs a smaller width), which
+    average over the random paths it trained: recalibrate them for this one network
+    (:func:`automl.train.loops.recalibrate_bn`, as ``retrain.epochs: 0`` and ``automl export --recipe`` do).
+    Both networks are left in the training mode they were in.
     """
     first = next(supernet.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
@@ -156,7 +161,7 @@ def inherit_weights(supernet: nn.Module, arch: torch.Tensor, standalone: nn.Modu
         # elastic width: the path runs modules on their first channels; read those from a copy of the path
         src = execution_order(supernet.path_network(arch), x)
     else:
-        src = execution_order(supernet, x, arch.to(device))
+        src = execution_order(supernet, x, arch.to(device) if isinstance(arch, torch.Tensor) else arch)
     own = next(standalone.parameters(), None)
     dst = execution_order(standalone, x.to(own.device if own is not None else device, _dtype(own)))
     extra = tuple(name + "." for name, m in standalone.named_modules() if type(m).__name__ in _STANDALONE_ONLY)

@@ -24,6 +24,14 @@ from automl.nn.depthwise import FastDepthwiseConv2d
 __all__ = ["SlicedOp", "prefix_index"]
 
 
+def _enclosing(name: str):
+    """``name`` and the names of the modules that enclose it, innermost first (``a.b``, ``a``, ``""``)."""
+    while name:
+        yield name
+        name = name.rpartition(".")[0]
+    yield ""
+
+
 def prefix_index(shape) -> tuple[slice, ...]:
     """The index of the first ``shape[d]`` entries along every dimension d (``()`` for a scalar)."""
     return tuple(slice(0, int(n)) for n in shape)
@@ -33,7 +41,8 @@ class SlicedOp:
     """``master`` at the smaller widths of ``template`` (same tensor names, each no larger than the master's).
 
     Not an ``nn.Module``: it owns no weights (the master does), so the supernet's state_dict is unchanged.
-    The template follows the master's training mode, its BatchNorms the master's ``momentum``, ``eps`` and
+    The template follows the master's training mode, module by module (a BatchNorm frozen in eval mode in the
+    master runs frozen), its BatchNorms the master's ``momentum``, ``eps`` and
     ``track_running_stats``, and its depthwise convolutions the master's class
     (:func:`automl.nn.use_fast_depthwise_grad` switches the master's)."""
 
@@ -62,6 +71,9 @@ class SlicedOp:
         bn = nn.modules.batchnorm._BatchNorm
         self._bns = [(tmods[n], m) for n, m in master.named_modules()
                      if isinstance(m, bn) and isinstance(tmods.get(n), bn)]
+        # every template module with the master module whose training mode it takes: the one of the same name,
+        # else (a module only the template has) the closest enclosing one
+        self._modes = [(tm, owners[next(p for p in _enclosing(n) if p in owners)]) for n, tm in tmods.items()]
 
     def state(self) -> dict[str, torch.Tensor]:
         """The master's tensors cut to the template's shapes (views: they share the master's memory)."""
@@ -70,9 +82,9 @@ class SlicedOp:
     def _follow_master(self) -> None:
         """The template takes the master's training mode, depthwise convolution classes and BatchNorm settings
         (e.g. :func:`automl.train.loops.recalibrate_bn`'s per-batch momentum 1/(k+1): a cumulative average)."""
-        t = self.template
-        if t.training != self.master.training:
-            t.train(self.master.training)
+        for tm, mm in self._modes:  # module by module: a BatchNorm frozen (eval) in the master stays frozen
+            if tm.training != mm.training:
+                tm.training = mm.training
         for tc, mc in self._convs:
             if type(tc) is not type(mc):
                 tc.__class__ = type(mc)
@@ -102,4 +114,4 @@ class SlicedOp:
         with torch.no_grad():  # assign: each tensor keeps the master's dtype (a supernet in float64 gives float64)
             m.load_state_dict({k: v.detach().clone(memory_format=torch.contiguous_format)
                                for k, v in self.state().items()}, assign=True)
-        return m.train(self.master.training)
+        return m  # each module in its master's training mode, as the template

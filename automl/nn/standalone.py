@@ -3,7 +3,8 @@
 Chain spaces export as timm: :func:`arch_def` gives a timm arch_def (stages of block strings such as
 ``'ir_r1_k3_s2_e3_c24'``, ``skip`` layers left out) and :func:`build_standalone` the matching
 ``timm.models.efficientnet.EfficientNet``. :func:`block_map` says which supernet op became which
-timm block, for weight inheritance. Cell spaces build a :class:`CellNet` with the chosen ops only.
+timm block (weight inheritance, :func:`automl.export.inherit_weights`, pairs modules by the order they run in
+instead). Cell spaces build a :class:`CellNet` with the chosen ops only.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ __all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "CellNet
 
 def block_map(cs: SpacePlan, arch) -> list[tuple[int, int, int, int]]:
     """``(layer, choice, stage, block)``: supernet ``layers[layer].ops[choice]`` is the standalone
-    EfficientNet's ``blocks[stage][block]`` (skip layers and empty stages left out)."""
+    EfficientNet's ``blocks[stage][block]`` (skip layers, layers beyond an elastic depth and empty stages left
+    out; at a smaller width than the supernet holds, the block has the first channels of the op's tensors)."""
     if cs.kind != "chain":
         raise ValueError("block_map applies to chain spaces")
     out, stage_of, counts = [], {}, {}
@@ -148,7 +150,8 @@ class StandaloneCell(nn.Module):
 
 
 class CellNet(nn.Module):
-    """The standalone network of a cell space for one architecture (same module names as the supernet)."""
+    """The standalone network of a cell space for one architecture: the supernet's module names, except a cell's
+    chosen ops (:class:`StandaloneCell`: the supernet's ``ops[j][i][k]`` is ``ops["j_i_k"]``)."""
 
     def __init__(self, cs: SpacePlan, arch):
         super().__init__()

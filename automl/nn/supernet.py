@@ -244,12 +244,15 @@ class ChainSupernet(Supernet):
 
     def path_network(self, arch) -> nn.Sequential:
         """The path ``arch`` as a network ``net(x)``: the supernet's own modules, and for a module run at
-        smaller widths a copy holding its sliced weights (what weight inheritance reads)."""
+        smaller widths a copy holding its sliced weights (what weight inheritance reads), in its master's
+        training mode. The supernet's modules keep their modes (a frozen BatchNorm stays in eval mode)."""
         a = self._check_arch(arch)
         real = lambda m: m.materialize() if isinstance(m, SlicedOp) else m  # noqa: E731
         mods = [self.conv_stem, self.bn1] + [real(op) for _, op in self._path(a)]
         mods += [real(self._head_part(n, a)) for n in self._head_order]
-        return nn.Sequential(*mods).train(self.training)
+        net = nn.Sequential(*mods)
+        net.training = self.training  # the container only: .train() would set every module's mode
+        return net
 
 
 class SuperCell(nn.Module):
