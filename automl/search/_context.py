@@ -214,8 +214,12 @@ class ContextCosts:
                 "fixed": self.fixed.detach().cpu().clone()}
 
     def matches(self, saved) -> bool:
-        """Whether a saved :meth:`state` is this model (a plain ``(D, Kmax)`` tensor never is)."""
-        return (isinstance(saved, dict) and list(saved.get("context_decisions", ())) == list(self.context_decisions)
+        """Whether a saved :meth:`state` is this model (a plain ``(D, Kmax)`` tensor never is, nor is a partial or
+        corrupt one: a missing key, or an entry that is not what :meth:`state` writes)."""
+        if not isinstance(saved, dict) or not all(isinstance(saved.get(k), torch.Tensor) for k in ("tables", "fixed")):
+            return False
+        decisions = saved.get("context_decisions")
+        return (isinstance(decisions, (list, tuple)) and list(decisions) == list(self.context_decisions)
                 and torch.equal(saved["tables"].to(torch.float64), self.tables.cpu().to(torch.float64))
                 and torch.equal(saved["fixed"].to(torch.float64), self.fixed.cpu().to(torch.float64)))
 

@@ -42,7 +42,8 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
             total less a fixed cost) keeps the total's slack, as the check of the total does.
 
     Returns:
-        ``LongTensor (D,)`` of choices, or ``None`` when even the cheapest architecture exceeds the budget.
+        ``LongTensor (D,)`` of choices, or ``None`` when even the cheapest architecture exceeds the budget, or when
+        every architecture within it takes a choice of value ``-inf``.
 
     Raises:
         ValueError: shapes that differ, a budget that is not a number or NaN, NaN or ``+inf`` values or non-finite
