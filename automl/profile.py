@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -627,9 +628,49 @@ class _NoProgress:
         return None
 
 
+class _PlainProgress:
+    """Progress where standard error is not a terminal (``nohup``, a log file, a batch job): one log line at
+    most every :data:`PLAIN_EVERY` seconds with what is done and the time left at the pace so far, where a bar
+    would redraw itself. The calls of rich's ``Progress`` that profiling makes (``add_task``, ``advance``,
+    ``update``; the label stays the task's, without the piece each update names)."""
+
+    def __init__(self):
+        self.tasks: dict[int, list] = {}  # id -> [label, total, done, start]
+        self.last = time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def add_task(self, label: str, total: int) -> int:
+        self.tasks[len(self.tasks)] = [label, total, 0, time.monotonic()]
+        return len(self.tasks) - 1
+
+    def advance(self, task: int, n: int = 1) -> None:
+        self.update(task, advance=n)
+
+    def update(self, task: int, advance: int = 0, description: str | None = None) -> None:
+        t = self.tasks[task]
+        t[2] += advance
+        now = time.monotonic()
+        if now - self.last < PLAIN_EVERY or t[2] >= t[1]:
+            return
+        self.last = now
+        left = (now - t[3]) / t[2] * (t[1] - t[2])
+        _logger.info(f"{t[0]}: {t[2]}/{t[1]} done, about {left:.0f} s left")
+
+
+PLAIN_EVERY = 30.0  # seconds between two lines of _PlainProgress
+
+
 def _progress(enabled: bool, total: int, label: str):
+    """rich's bar on a terminal, :class:`_PlainProgress` elsewhere; nothing when not ``enabled``."""
     if not enabled:
         return _NoProgress()
+    if not sys.stderr.isatty():
+        return _PlainProgress()
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), transient=True)
 

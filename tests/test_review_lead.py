@@ -508,3 +508,25 @@ def test_a_slurm_jobs_memory_limit_bounds_the_memory_available(tmp_path, monkeyp
     (job / limit).write_text(f"{8 << 30}\n")
     (job / usage).write_text(f"{3 << 30}\n")
     assert th.memory_available() == 5 << 30
+
+
+def test_space_profile_in_a_log_says_how_far_it_is_every_half_minute(tmp_path, monkeypatch, caplog):
+    # was: nothing at all until the end where stderr is no terminal (nohup, a batch job's log: 78 s for ProxylessNAS)
+    import automl.profile as profile
+    clock = [0.0]
+
+    def timed(m, *a, **k):  # every piece takes 7 s of the fake clock
+        clock[0] += 7.0
+        return 1.0
+    monkeypatch.setattr(profile, "time_module", timed)
+    monkeypatch.setattr(profile.time, "monotonic", lambda: clock[0])
+    with caplog.at_level("INFO", logger="automl.profile"):
+        assert main(["space", "profile", "spaces/digits.space", "--out", str(tmp_path / "t.json"),
+                     "--calibrate", "0", "--repeat", "1"]) == 0
+    lines = [r.getMessage() for r in caplog.records if "done, about" in r.getMessage()]
+    assert lines, [r.getMessage() for r in caplog.records]
+    first = re.fullmatch(r"profiling digits: (\d+)/(\d+) done, about (\d+) s left", lines[0])
+    assert first, lines
+    done, total, left = map(int, first.groups())
+    assert 0 < done < total and left == 7 * (total - done) and done * 7 >= profile.PLAIN_EVERY, lines
+    assert len(lines) <= 7 * total / profile.PLAIN_EVERY + 1  # one line a half minute, not one a piece

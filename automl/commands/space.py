@@ -243,7 +243,7 @@ def _profile(args, cs) -> int:
     try:
         with _signals_stop():
             table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch,
-                                  repeat=args.repeat, metric=args.metric, progress=sys.stderr.isatty(),
+                                  repeat=args.repeat, metric=args.metric, progress=True,
                                   calibrate=args.calibrate, clock=args.clock, partial=partial)
     except (KeyboardInterrupt, _Signal) as e:
         signum = getattr(e, "signum", signal.SIGINT)
