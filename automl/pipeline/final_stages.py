@@ -13,7 +13,7 @@ from timm.utils import ModelEmaV3
 from torch import nn
 
 from automl.errors import UserError
-from automl.export import export_architecture, inherit_from_state
+from automl.export import export_architecture, inherit_from_state, load_model
 from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext, on_main, written_on_main
 from automl.pipeline.loop import EpochTask, run_epochs
@@ -204,8 +204,14 @@ class RetrainStage:
         torch.manual_seed(self.seed * 7919 + i)
         model = loops.for_training(sp.retrain.build_standalone(arch, se=rt.se), ctx.device)
         phase, size = f"retrain {self.members.tag(i, state)}", sp.retrain.resolution(arch)
+        same = self._same_network(ctx, state, model)
         ctx.keeper.start("retrain")
-        if rt.epochs > 0:
+        if same is not None:  # an earlier member's network: its retraining, not a second one
+            provenance, accuracy = {"source": "retrained"}, state.results[str(same)]["test_accuracy"]
+            ctx.reporter.info(f"{phase}: the same network as {self.members.tag(same, state)}, which was retrained "
+                              f"before: not retrained again; its weights and test accuracy {accuracy:.4f} are "
+                              f"this member's too")
+        elif rt.epochs > 0:
             provenance = {"source": "retrained"}
             trained = retrain(ctx, state, idx, model, phase, rt, size=size)
             _, accuracy = evaluate(ctx, trained, phase, rt.epochs, size)
@@ -224,6 +230,33 @@ class RetrainStage:
         state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model), "weights": weights,
                                  **edge}
         ctx.keeper.save(idx + 1, 0)
+
+    def _same_network(self, ctx: RunContext, state: RunState, model: nn.Module) -> int | None:
+        """The first earlier member that derived this member's architecture and was retrained (retrain.epochs >
+        0: the same network, trained from scratch), whose exported weights ``model`` then takes (on rank 0, which
+        exports); None when there is none, or its export cannot be read back (moved or damaged since: this member
+        is then retrained, and a warning says why). Retraining it again would cost as long and report one
+        network at two test accuracies (another initialisation seed)."""
+        if self.rt.epochs == 0:  # inherited weights: evaluated again, cheaply (Method 1's differ per member)
+            return None
+        same = next((k for k in range(self.i) if state.archs[k] == state.archs[self.i] and str(k) in state.results),
+                    None)
+        if same is None:
+            return None
+        folder = self.exporter.root / self.members.folder(same, state)
+
+        def take() -> bool:
+            try:  # rank 0 alone: building the network draws its initialisation from an RNG of its own
+                with torch.random.fork_rng(devices=[]):
+                    model.load_state_dict(load_model(folder).state_dict())
+            except (UserError, OSError, RuntimeError, ValueError) as e:
+                ctx.reporter.info(f"warning: retrain {self.members.tag(self.i, state)} is the same network as "
+                                  f"{self.members.tag(same, state)}, but that one's export in {folder} cannot be "
+                                  f"read back ({e}): retraining it again")
+                return False
+            return True
+
+        return same if on_main(ctx.info, take) else None
 
     def _not_retrained(self, ctx: RunContext, state: RunState, model: nn.Module, arch: torch.Tensor,
                        size: int | None) -> tuple[dict, float | None]:
