@@ -20,6 +20,7 @@ from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from test_ranking import TINY
 from test_review_s import RANKING
+from test_review_ay import export, exported  # noqa: F401 - fixtures: a digits export, copied per test
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "recipes" / "quickstart.yaml"
@@ -530,3 +531,24 @@ def test_space_profile_in_a_log_says_how_far_it_is_every_half_minute(tmp_path, m
     done, total, left = map(int, first.groups())
     assert 0 < done < total and left == 7 * (total - done) and done * 7 >= profile.PLAIN_EVERY, lines
     assert len(lines) <= 7 * total / profile.PLAIN_EVERY + 1  # one line a half minute, not one a piece
+
+
+def test_an_int8_model_onnxruntime_cannot_run_is_recorded_and_the_fp32_export_stays(export, monkeypatch):
+    # was: only the quantisation was guarded; timing the int8 model raised, the run ended (exit 1) and every
+    # --resume raised again, so no results.json was ever written
+    from automl.export import quantize
+    from test_review_bi import _batches, _manifest
+    real = quantize.onnx_latency
+
+    def no_int8_kernel(path, *a, **k):
+        if Path(path).name == quantize.INT8_NAME:
+            raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for "
+                               "ConvInteger(10) node")
+        return real(path, *a, **k)
+    monkeypatch.setattr(quantize, "onnx_latency", no_int8_kernel)
+    m = quantize.measure_export(export, quantize="int8", calibration=iter(_batches(1)))
+    assert m["int8"]["file"] is None and not (export / quantize.INT8_NAME).exists()
+    assert m["int8"]["error"].startswith("quantised, but onnxruntime cannot run the int8 model: RuntimeError: "
+                                         "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED"), m["int8"]
+    assert "int8_ms" not in m["latency"] and m["latency"]["fp32_ms"] > 0
+    assert _manifest(export)["int8"] == m["int8"] and quantize.int8_summary(m) == {"error": m["int8"]["error"]}
