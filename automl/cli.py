@@ -3,8 +3,9 @@
 Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
 lazily (``importlib`` in :func:`main`: the one place automl defers its own imports, for start-up time), so
 ``automl space check`` does not pay for importing the training stack.
-User mistakes (:class:`automl.errors.UserError`) print one message and exit 2 (under torchrun, every rank
-exits 2 and rank 0 alone prints it); a run stopped by SIGTERM, SIGINT or
+User mistakes (:class:`automl.errors.UserError`) and argparse's usage errors print one message and exit 2
+(under torchrun, every rank exits 2 and rank 0 alone prints it: :func:`_rank_zero`); a path argument's leading
+``~`` is expanded, as in a recipe (:func:`_as_shell_gives`); a run stopped by SIGTERM, SIGINT or
 SIGHUP (:class:`automl.errors.Stopped`) exits 143, 130 or 129; a full disk (``ENOSPC``, ``EDQUOT``) or a path the
 machine refuses (too long, no permission, read-only) that a command does not word itself exits 2 naming the file;
 anything else is an internal error: exit 1 with a request to
@@ -23,6 +24,7 @@ import errno
 import importlib
 import logging
 import os
+import re
 import sys
 import traceback
 
@@ -57,12 +59,18 @@ PATH_ARGS = {
                 "runs/quickstart/checkpoints/ckpt-000004.pt"),
                ("recipe", "--recipe", "a recipe YAML file", "recipes/quickstart.yaml")],
 }
+# the arguments that name a file or folder to write, by verb (`space`: encode's and profile's --out)
+OUT_ARGS = {"run": [("out", "--out")], "export": [("out", "--out")], "space": [("out", "--out")]}
+# a shell variable in a path that no shell expanded (`--out '$HOME/runs/x'`, `--out=${RUNS}/x` in a file of flags)
+SHELL_VARIABLE = re.compile(r"\$(?:[A-Za-z_]\w*|\{[^}]*\})")
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, exit 2, no usage dump of every subcommand
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+    def error(self, message):  # one line, exit 2, no usage dump of every subcommand; under torchrun, rank 0's only
+        if _rank_zero():
+            self.print_usage(sys.stderr)
+            self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,9 +231,12 @@ def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     # `automl run R --out D a.b=1`: argparse fills the positionals `recipe overrides*` in one go, before
     # --out, so overrides written after an option come back as extras; they are still overrides. The overrides'
-    # default ([]) keeps them optional: argparse calls a nargs="*" positional without a default required.
+    # default ([]) keeps them optional: argparse calls a nargs="*" positional without a default required. A `--`
+    # there (`automl run R --out D -- a.b=1`), the end of the options, comes back as an extra too.
     argv = sys.argv[1:] if argv is None else list(argv)
     args, extra = parser.parse_known_args(argv)
+    if args.command == "run":
+        extra = [e for e in extra if e != "--"]
     if extra and args.command == "run" and not any(e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
@@ -237,7 +248,7 @@ def _main(argv: list[str] | None) -> int:
         return int(importlib.import_module(args.module).main(args) or 0)
     except UserError as e:
         # under torchrun every rank stops on it: one message (already printed by a check of rank 0 alone)
-        if os.environ.get("RANK", "0") == "0" and not e.printed:
+        if _rank_zero() and not e.printed:
             _say(e.text())
         return e.exit_code
     except Stopped as e:  # SIGTERM / SIGINT / SIGHUP: the run wrote a checkpoint and printed the --resume command
@@ -341,7 +352,9 @@ def _require_verb(parser, args) -> None:
 
 
 def _check_paths(args) -> None:
-    """Stop on an empty (or blank) file or folder argument (:data:`PATH_ARGS`), naming it and what to give."""
+    """Stop on an empty (or blank) file or folder argument (:data:`PATH_ARGS`), naming it and what to give; then
+    make each path argument, the ``--out`` folders too (:data:`OUT_ARGS`), what a shell would have given
+    (:func:`_as_shell_gives`)."""
     verb = " ".join(["automl", args.command, *([args.space_command] if args.command == "space" else [])])
     for attr, name, what, example in PATH_ARGS.get(args.command, ()):
         value = getattr(args, attr, None)
@@ -350,6 +363,42 @@ def _check_paths(args) -> None:
         if name.startswith("-"):
             raise UserError(f"{name} {value!r} is empty; give {what}, e.g. {name} {example}")
         raise UserError(f"{verb}: {name} is empty ({value!r}); give {what}, e.g. {verb} {example}")
+    paths = [(attr, name) for attr, name, *_ in PATH_ARGS.get(args.command, ())] + OUT_ARGS.get(args.command, [])
+    for attr, name in paths:
+        value = getattr(args, attr, None)
+        if isinstance(value, str) and value.strip():
+            setattr(args, attr, _as_shell_gives(value, name if name.startswith("-") else f"{verb}: {name}"))
+
+
+def _as_shell_gives(value: str, label: str) -> str:
+    """``value``, a path given as ``label``, with a leading ``~`` or ``~user`` expanded, as a recipe's paths are:
+    the shell leaves it in ``--out=~/runs/x`` and in quotes, and a folder named ``~`` would be created. A
+    ``~user`` of no user, or a shell variable no shell expanded (``--out '$HOME/runs/x'``: single quotes), in a
+    path that does not exist, is a :class:`UserError`: a file or folder named so is meant by no one."""
+    expanded = os.path.expanduser(value) if value.startswith("~") else value
+    exists = os.path.lexists(expanded)
+    if expanded == value and value.startswith("~") and not exists:
+        head = value.split(os.sep, 1)[0]
+        raise UserError(f"{label} {value!r}: {head} is no user's home folder on this machine; write the path out "
+                        f"(./{value} for a file or folder whose name starts with ~)")
+    variable = SHELL_VARIABLE.search(expanded)
+    if variable and not exists:
+        raise UserError(f"{label} {value!r} holds {variable[0]}, a shell variable the shell did not expand (single "
+                        f"quotes keep it as written), and nothing of that name exists; give the path with the "
+                        f"variable's value (the shell expands it in double quotes: \"{value}\")")
+    return expanded
+
+
+def _rank_zero() -> bool:
+    """Whether this process prints the errors the CLI words (under torchrun, rank 0 alone: the other ranks stop on
+    the same error). ``RANK`` is read as :mod:`automl.train.distributed` reads it: blank spaces stripped, unset or
+    empty is 0, then a whole number (``RANK=00`` and ``RANK=" 0"`` are rank 0). Only a whole number of 1 or more
+    names another process than rank 0; a ``RANK`` that is no whole number, or a negative one, names none that
+    would speak for this process (``automl run`` refuses it, as torchrun never sets it), so this one speaks."""
+    try:
+        return int(os.environ.get("RANK", "").strip() or "0") < 1
+    except ValueError:
+        return True
 
 
 def _say(message: str) -> None:
@@ -370,7 +419,7 @@ def _os_error(e: OSError) -> int:
         message = f"{_shown(e.filename)}: {e.strerror}; check the path (and its permissions) and run the command again"
     else:
         return _internal_error()
-    if os.environ.get("RANK", "0") == "0":
+    if _rank_zero():
         _say(f"automl: {message}")
     return 2
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -70,7 +71,22 @@ def _too_many(e: TooManyArchs, out: Path, flag: bool, default: bool) -> UserErro
     return UserError(f"{asked}, but the space {e.space} has only {e.size:,}; {fix}")
 
 
+def _one_process() -> None:
+    """``automl rank`` computes in one process: under torchrun (``WORLD_SIZE`` above 1) every process would rank
+    alone, all but one stopped by the run folder's lock (unsaid: the CLI prints rank 0's errors only)."""
+    world = os.environ.get("WORLD_SIZE", "").strip()
+    try:
+        several = int(world) > 1
+    except ValueError:  # unset, empty or no number: no launch of several processes to speak of
+        several = False
+    if several:
+        raise UserError(f"automl rank computes in one process, but the environment sets WORLD_SIZE={world} (torchrun "
+                        f"sets it): start it without torchrun, `automl rank RUN_DIR` (--device cuda for a GPU), or "
+                        f"unset WORLD_SIZE")
+
+
 def main(args) -> int:
+    _one_process()
     out = Path(args.run_dir)
     resolved = out / "recipe.resolved.yaml"
     if not out.exists():
