@@ -1,4 +1,4 @@
-"""The ``automl`` command: ``run``, ``rank``, ``space show|check|cost|profile``, ``export``.
+"""The ``automl`` command: ``run``, ``rank``, ``space show|check|encode|cost|profile``, ``export``.
 
 Each subcommand lives in ``automl/commands/<name>.py`` as ``main(args) -> int`` and is imported
 lazily (``importlib`` in :func:`main`: the one place automl defers its own imports, for start-up time), so
