@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
 
-__all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "select_archs", "mean_over_seeds", "summarize"]
+__all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "ExactCosts", "exact_costs", "select_archs",
+           "mean_over_seeds", "summarize"]
 
 
 def _pair_tallies(x: np.ndarray, y: np.ndarray) -> dict:
@@ -117,26 +120,108 @@ def _every(ks: list[int]) -> torch.Tensor:
     return torch.tensor(list(itertools.product(*[range(kd) for kd in ks])), dtype=torch.long)
 
 
+@dataclass(frozen=True)
+class ExactCosts:
+    """A space's exact architecture costs, for :func:`select_archs` where the additive per-choice table is not
+    them (elastic depth's gates, elastic width's context tables: :func:`exact_costs`).
+
+    ``totals`` maps architectures (LongTensor (S, D)) to their exact totals (float64 (S,));
+    ``cheapest`` / ``most_expensive`` are the architectures of least and greatest exact total; ``tilt`` is the
+    (D, Kmax) per-choice table the seeded pool is tilted with; ``canonical`` maps architectures to one
+    representative of their network (a decision whose layer elastic depth leaves out at choice 0), and
+    ``networks`` counts the distinct networks."""
+    totals: Callable[[torch.Tensor], torch.Tensor]
+    cheapest: torch.Tensor
+    most_expensive: torch.Tensor
+    tilt: torch.Tensor
+    canonical: Callable[[torch.Tensor], torch.Tensor]
+    networks: int
+
+
+def _networks(ks: list[int], gates: dict) -> int:
+    """The distinct networks of a space whose ``gates`` (as :attr:`automl.compile.CostTable.gates`) leave
+    layers out: a left-out layer's choice does not matter."""
+    by_gate: dict[int, list[tuple[int, tuple]]] = {}
+    for d, (g, on) in gates.items():
+        by_gate.setdefault(g, []).append((d, on))
+    n = 1
+    for d, kd in enumerate(ks):
+        if d in gates:
+            continue
+        n *= (sum(math.prod(ks[e] for e, on in by_gate[d] if on[j]) for j in range(kd)) if d in by_gate else kd)
+    return n
+
+
+def exact_costs(cost_table, metric: str) -> ExactCosts | None:
+    """The exact costs of ``metric`` in ``cost_table`` (an :class:`automl.compile.CostTable`): what
+    :meth:`~automl.compile.CostTable.total` computes, for a batch at once; None where the additive table
+    (:meth:`~automl.compile.CostTable.costs`) is exact (no gates, no context tables for the metric)."""
+    ctx, gates = cost_table.context(metric), cost_table.gates
+    if ctx is None and not gates:
+        return None
+    ks = [len(c) for c in cost_table.choice_names]
+    costs = cost_table.costs(metric)
+    tables, fixed = ctx if ctx is not None else (costs[None], torch.tensor([cost_table.fixed[metric]],
+                                                                           dtype=torch.float64))
+    where = list(cost_table.context_decisions)
+    strides = torch.tensor([math.prod(ks[e] for e in where[i + 1:]) for i in range(len(where))], dtype=torch.long)
+    gated = torch.tensor(sorted(gates), dtype=torch.long)
+    by = torch.tensor([gates[d][0] for d in sorted(gates)], dtype=torch.long)
+    on = torch.zeros(len(gated), costs.shape[1], dtype=torch.bool)
+    tilt = costs.clone()  # a depth choice tilted as heavy as the layers it keeps, on average
+    for i, d in enumerate(sorted(gates)):
+        g, there = gates[d]
+        on[i, :len(there)] = torch.tensor(there)
+        tilt[g, :len(there)] += torch.tensor(there, dtype=torch.float64) * costs[d, :ks[d]].mean()
+
+    def left_out(arch: torch.Tensor) -> torch.Tensor:  # (S, G): the gated decisions whose layer is not there
+        return ~on[torch.arange(len(gated)), arch[:, by]]
+
+    def totals(arch: torch.Tensor) -> torch.Tensor:
+        arch = arch.long()
+        a = (arch[:, where] * strides).sum(1) if where else torch.zeros(len(arch), dtype=torch.long)
+        chosen = tables[a[:, None], torch.arange(len(ks))[None, :], arch]          # (S, D)
+        if len(gated):
+            chosen[:, gated] = chosen[:, gated].masked_fill(left_out(arch), 0.0)
+        return fixed[a] + chosen.sum(1)
+
+    def canonical(arch: torch.Tensor) -> torch.Tensor:
+        arch = arch.long().clone()
+        if len(gated):
+            arch[:, gated] = arch[:, gated].masked_fill(left_out(arch), 0)
+        return arch
+
+    return ExactCosts(totals, cost_table.cheapest(metric), cost_table.most_expensive(metric), tilt, canonical,
+                      _networks(ks, gates))
+
+
+def _same(arch: torch.Tensor) -> torch.Tensor:
+    return arch
+
+
 def _candidates(ks: list[int], costs: torch.Tensor, ends: torch.Tensor, k: int, seed: int,
-                pool: int) -> torch.Tensor:
+                pool: int, canon: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """The architectures :func:`select_archs` picks from (distinct, ``ends`` among them): every one when the
     space has at most ``pool``, else ``pool`` tilted samples (more, or every one when that is few enough to
-    list, while they hold fewer than ``k``)."""
+    list, while they hold fewer than ``k``). ``canon`` (:attr:`ExactCosts.canonical`): one architecture per
+    network."""
     n = space_size(ks)
     if n <= pool:
-        return _every(ks)
+        return _every(ks) if canon is None else torch.unique(canon(_every(ks)), dim=0)
+    canon = canon or _same
     g = torch.Generator().manual_seed(seed)
-    cand = torch.unique(torch.cat([ends, _tilted(ks, costs, pool, g)]), dim=0)
+    cand = torch.unique(torch.cat([ends, canon(_tilted(ks, costs, pool, g))]), dim=0)
     if len(cand) >= k:
         return cand
     if n * len(ks) <= ENUMERABLE:
-        return _every(ks)
+        return torch.unique(canon(_every(ks)), dim=0)
     while len(cand) < k:  # more than ENUMERABLE / D architectures, far more than k (<= 10,000): a few rounds
-        cand = torch.unique(torch.cat([cand, _tilted(ks, costs, pool, g)]), dim=0)
+        cand = torch.unique(torch.cat([cand, canon(_tilted(ks, costs, pool, g))]), dim=0)
     return cand
 
 
-def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int = 4096) -> torch.Tensor:
+def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int = 4096,
+                 exact: ExactCosts | None = None) -> torch.Tensor:
     """``k`` distinct architectures (LongTensor (k, D), in increasing cost) spread evenly over the cost range.
 
     ``costs`` is the (D, Kmax) per-choice cost table (additive). The targets are k costs evenly spaced from the
@@ -144,20 +229,38 @@ def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int 
     costs the same), and for each target in between the unused architecture of a seeded pool whose cost is
     closest. The pool is every architecture when the space has at most ``pool``, else ``pool`` samples tilted
     from cheap to costly (:func:`_tilted`), so its costs cover the range rather than the middle that uniform
-    samples crowd (with more samples, or every architecture, when those hold fewer than ``k``). Raises
-    ValueError when the space has fewer than ``k``."""
+    samples crowd (with more samples, or every architecture, when those hold fewer than ``k``).
+
+    ``exact`` (:func:`exact_costs`; a space with elastic depth or width, where the table is not the
+    architectures' cost): the costs, extremes and order are the exact totals, the pool is tilted with
+    ``exact.tilt`` and holds one architecture per network (when the space has at least ``k`` networks).
+    Raises ValueError when the space has fewer than ``k`` architectures."""
     ks = [int(c) for c in num_choices]
     n = space_size(ks)
     if k > n:
         raise ValueError(f"{k} architectures asked for, but the space has only {n}")
-    costs = costs.double()
-    smallest = torch.stack([costs[d, :kd].argmin() for d, kd in enumerate(ks)])
-    largest = torch.stack([costs[d, :kd].argmax() for d, kd in enumerate(ks)])
-    cand = _candidates(ks, costs, torch.stack([smallest, largest]), k, seed, pool)
-    c = costs.gather(1, cand.t()).sum(0)
+    if exact is None:
+        costs = costs.double()
+        ends = torch.stack([torch.stack([costs[d, :kd].argmin() for d, kd in enumerate(ks)]),
+                            torch.stack([costs[d, :kd].argmax() for d, kd in enumerate(ks)])])
+        cand = _candidates(ks, costs, ends, k, seed, pool)
+        c = costs.gather(1, cand.t()).sum(0)
+    else:
+        canon = exact.canonical if k <= exact.networks else None
+        ends = torch.stack([exact.cheapest, exact.most_expensive]).long()
+        ends = canon(ends) if canon is not None else ends
+        cand = _candidates(ks, exact.tilt.double(), ends, k, seed, pool, canon)
+        c = exact.totals(cand).double()
+    chosen = _spread(cand, c, ends, k)
+    return cand[chosen[torch.argsort(c[chosen], stable=True)]]
+
+
+def _spread(cand: torch.Tensor, c: torch.Tensor, ends: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices into ``cand`` (costs ``c``) of the ``ends`` (cheapest, costliest; one when they are the same)
+    and, for k - 2 costs evenly spaced between theirs, the unused candidate closest to each."""
     free = torch.ones(len(cand), dtype=torch.bool)
     chosen = []
-    for extreme in (smallest, largest):
+    for extreme in ends:
         i = int((cand == extreme).all(1).nonzero()[0, 0])
         if free[i]:
             free[i] = False
@@ -168,8 +271,7 @@ def select_archs(num_choices, costs: torch.Tensor, k: int, seed: int, pool: int 
         i = int((c - t).abs().masked_fill(~free, float("inf")).argmin())
         free[i] = False
         chosen.append(i)
-    chosen = torch.tensor(chosen)
-    return cand[chosen[torch.argsort(c[chosen], stable=True)]]
+    return torch.tensor(chosen)
 
 
 def mean_over_seeds(retrainings: list[dict]) -> dict:

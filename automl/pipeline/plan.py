@@ -33,7 +33,7 @@ from automl.pipeline.reuse import ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.setup import EngineCosts, Spaces, below_smallest, engine_costs
 from automl.pipeline.state import RunState
-from automl.ranking import select_archs
+from automl.ranking import exact_costs, select_archs
 from automl.report import round_sig, short_number
 from automl.search import SearchMethod, SearchProblem
 
@@ -156,5 +156,7 @@ def ranking_archs(space, cost: str, k: int):
     def archs() -> torch.Tensor:
         # seed 0, not the recipe's: the same K architectures in every run of the space, so τ compares
         # across seeds and settings
-        return select_archs(space.num_choices, space.cost_table.costs(cost), k, seed=0)
+        # exact totals where elastic depth or width makes the additive table an approximation
+        ct = space.cost_table
+        return select_archs(space.num_choices, ct.costs(cost), k, seed=0, exact=exact_costs(ct, cost))
     return archs
