@@ -175,11 +175,24 @@ class DataConfig(_Config):
     limit_train: int | None = Field(None, gt=0, description="keep only N training items: the first N (digits, "
                                     "cifar10, synthetic); for imagefolder N spread evenly over its classes, drawn "
                                     "by data.split_seed")
+    cutout: int = Field(0, description="cifar10 only: Cutout (DeVries & Taylor 2017) on the D_W and retraining "
+                        "batches: a square of this side in pixels (of data.image_size), centred on a random pixel, "
+                        "clipped at the border, zeroed after normalisation; 0 or null: none")
 
     @field_validator("split_seed")
     @classmethod
     def _split_seed_fits_torch(cls, v: int | None) -> int | None:
         return _seed_in_range(v)
+
+    @field_validator("cutout", mode="before")
+    @classmethod
+    def _cutout(cls, v: Any) -> Any:
+        if v is None:
+            return 0
+        if isinstance(v, int) and not isinstance(v, bool) and v < 0:
+            raise ValueError("must be the side of the Cutout square in pixels (16 in ASNG-NAS), or 0 or null "
+                             "for no Cutout")
+        return v
 
     @field_validator("theta_split", mode="before")
     @classmethod
@@ -470,7 +483,7 @@ RESUME_MAY_SET = {"threads", "cudnn_benchmark"}
 # Keys added since runs were first checkpointed, with the value that behaves as before the key existed: the
 # resume fingerprint leaves a key out at that value, so a run started by an older automl still resumes.
 ADDED_KEYS = {("search", "random_band"): None, ("optim", "warmup_lr"): 0.0, ("optim", "decay_rate"): 0.1,
-              ("optim", "decay_epochs"): 30}
+              ("optim", "decay_epochs"): 30, ("data", "cutout"): 0}
 
 
 class CheckpointConfig(_Config):
@@ -831,6 +844,7 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
     _schedule_checks(recipe, filename, node, applied)
     _distinct_members(s, filename, node, applied)
     _ignored_by_dataset(d, filename)
+    _cutout_fits(d, filename, node, applied)
 
 
 def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
@@ -851,7 +865,8 @@ def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
 
 
 # data.* keys that only some datasets read: the datasets that read each
-_DATASETS_READING = {"root": ("cifar10", "imagefolder"), "download": ("cifar10",), "workers": ("imagefolder",)}
+_DATASETS_READING = {"root": ("cifar10", "imagefolder"), "download": ("cifar10",), "workers": ("imagefolder",),
+                     "cutout": ("cifar10",)}
 
 
 def _ignored_by_dataset(d: DataConfig, filename: str) -> None:
@@ -861,6 +876,20 @@ def _ignored_by_dataset(d: DataConfig, filename: str) -> None:
         if getattr(d, key) and d.dataset not in readers:
             _logger.warning(f"warning: {filename}: data.{key} applies to dataset {' and '.join(readers)} only; "
                             f"dataset {d.dataset} ignores it")
+
+
+def _cutout_fits(d: DataConfig, filename: str, node, applied) -> None:
+    """Refuse a Cutout square larger than the images it is cut from (cifar10's, data.image_size or 32 pixels)."""
+    if d.dataset != "cifar10" or not d.cutout:
+        return
+    side = d.image_size or 32
+    if d.cutout > side:
+        _refuse_either([("data", "cutout"), ("data", "image_size")],
+                       f"data.cutout ({d.cutout}) is larger than the images ({side} x {side} pixels"
+                       f"{'' if d.image_size else ', cifar10 at its native size'}) it is cut from; set data.cutout "
+                       f"to at most {side}{f' or data.image_size to at least {d.cutout}' * bool(d.image_size)} "
+                       f"(ASNG-NAS cuts 16 x 16 from 32 x 32 CIFAR-10), or data.cutout: 0 for no Cutout",
+                       filename, node, applied)
 
 
 # search.* keys that Method 1 (search.method simultaneous) ignores: the value that changes nothing, and why

@@ -93,8 +93,8 @@ def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | 
         fp = dict(fp)
         fp.setdefault("search.supernets", 1)
         for (section, key), before in ADDED_KEYS.items():
-            if section == "optim":
-                fp.setdefault(f"optim.{key}", before)
+            if section in ("optim", "data"):  # the weight phase's keys added since (data.cutout: its D_W batches)
+                fp.setdefault(f"{section}.{key}", before)
         if "seed" in fp:
             fp.setdefault("data.split_seed", fp["seed"])
         out.append(fp)

@@ -16,7 +16,10 @@ a single item left over joins the batch before it (BatchNorm cannot train on a b
 loader does not shuffle and covers each test item exactly once across ranks.
 
 Small datasets (digits, synthetic, CIFAR-10) live on the device as tensors and are batched by indexing,
-with CIFAR's augmentation done on the device in batch: no DataLoader, no worker processes.
+with CIFAR's augmentation done on the device in batch: no DataLoader, no worker processes. With
+``data.cutout`` (CIFAR-10), the D_W and D loaders also cut one square out of each image (:func:`cutout`),
+centred from a generator seeded from (seed, epoch, loader name, rank); D_theta, the test set and the BatchNorm
+recalibration batches (:meth:`Data.bn_batches`) are whole images.
 ImageNet-style folders go through a torch DataLoader whose batch sampler replays the same batches; each
 training item's random crop and flip are seeded from (seed, epoch, loader name, item), so they do not
 depend on the DataLoader workers or on where a run resumed. The workers ignore SIGTERM, SIGINT and SIGHUP from
@@ -54,7 +57,7 @@ from automl.nn.resize import resize_input
 from automl.errors import DataError
 from automl.recipe import DataConfig
 
-__all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "NATIVE_SIZE", "DIGITS_CSV",
+__all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "cutout", "NATIVE_SIZE", "DIGITS_CSV",
            "leave_signals_to_the_main_process"]
 
 _logger = logging.getLogger(__name__)
@@ -102,6 +105,9 @@ class ResizedLoader:
 
     def with_resolution(self, size: int | None) -> "Loader":
         return self.loader.with_resolution(size)
+
+    def without_cutout(self) -> "ResizedLoader":
+        return ResizedLoader(self.loader.without_cutout(), self.size)
 
     def __getattr__(self, name):
         if name == "loader":  # not set yet (copy, unpickling): no recursion
@@ -182,6 +188,11 @@ class Loader:
         unchanged."""
         return self if size is None else ResizedLoader(self, size)
 
+    def without_cutout(self) -> "Loader":
+        """The same batches without Cutout (``data.cutout``): whole images, for BatchNorm recalibration and
+        calibration; a loader without Cutout: itself."""
+        return self
+
     def unsharded(self) -> "Loader":
         """The same loader over every item, not this rank's share (one process: itself)."""
         return self if self.world_size == 1 else self._replaced(rank=0, world_size=1)
@@ -199,28 +210,39 @@ class Loader:
 
 
 class TensorLoader(Loader):
-    """A loader over tensors already on the device: a batch is one indexing op (plus ``augment``)."""
+    """A loader over tensors already on the device: a batch is one indexing op (plus ``augment``).
+
+    ``cutout``: the side of a Cutout square (:func:`cutout`) cut from each image of each batch after
+    ``transform``; 0: none. Its centres come from a generator of their own, seeded from (seed, epoch, loader
+    name, rank) like the augmentation's, so a resumed epoch replays them and the crops and flips are the same
+    with and without Cutout."""
 
     def __init__(self, name: str, x: torch.Tensor, y: torch.Tensor, indices: torch.Tensor, batch_size: int,
                  seed: int, shuffle: bool, rank: int = 0, world_size: int = 1,
                  transform: Callable[[torch.Tensor, torch.Generator | None], torch.Tensor] | None = None,
-                 augment: bool = False):
+                 augment: bool = False, cutout: int = 0):
         super().__init__(name, indices, batch_size, seed, shuffle, rank, world_size)
-        self.x, self.y, self.transform, self.augment = x, y, transform, augment
+        self.x, self.y, self.transform, self.augment, self.cutout = x, y, transform, augment, int(cutout)
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         # Augmentation draws from its own generator so it, too, replays exactly on resume.
         g = torch.Generator().manual_seed(_seed_of(self.seed, epoch, self.name, self.rank, "augment")) \
             if self.augment else None
+        gc = torch.Generator().manual_seed(_seed_of(self.seed, epoch, self.name, self.rank, "cutout")) \
+            if self.cutout else None
         for i, idx in enumerate(self.batches(epoch, self.x.device)):
-            if i < start:
-                if g is not None:  # the skipped batches' draws, so the next batch gets its own
-                    self.transform(self.x[idx], g)
+            if i < start and g is None and gc is None:
                 continue
-            x = self.x[idx]
+            x = self.x[idx]  # a skipped batch, too, makes its draws, so the next batch gets its own
             if self.transform is not None:
                 x = self.transform(x, g)
-            yield x, self.y[idx]
+            if gc is not None:
+                x = cutout(x, self.cutout, gc)
+            if i >= start:
+                yield x, self.y[idx]
+
+    def without_cutout(self) -> "TensorLoader":
+        return self._replaced(cutout=0) if self.cutout else self
 
 
 class _EpochBatches(torch.utils.data.Sampler):
@@ -429,9 +451,10 @@ class Data:
     normalize: dict | None = None
 
     def bn_batches(self, n: int, size: int | None = None) -> list[torch.Tensor]:
-        """The first ``n`` D_W batches of epoch 0: the fixed images BatchNorm is recalibrated on (the same for
-        every path, so paths differ only by their weights); ``size``: resized to an architecture's resolution."""
-        return [x for x, _ in islice(self.w.with_resolution(size).epoch(0), n)]
+        """The first ``n`` D_W batches of epoch 0, without Cutout: the fixed images BatchNorm is recalibrated on
+        (the same for every path, so paths differ only by their weights); ``size``: resized to an architecture's
+        resolution."""
+        return [x for x, _ in islice(self.w.without_cutout().with_resolution(size).epoch(0), n)]
 
 
 # ------------------------------------------------------------------------------------------- building
@@ -488,17 +511,21 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
         h = w = size or NATIVE_SIZE["cifar10"]
     augment = cfg.dataset == "cifar10"
 
-    def train(name, idx, bs):
+    def train(name, idx, bs, cut=0):
         return TensorLoader(name, x_tr, y_tr, idx, bs, shuffle=True, transform=transform_train,
-                            augment=augment, **common)
+                            augment=augment, cutout=cut, **common)
+
+    # Cutout (cifar10) on the batches that train the weights, D_W and D. Not on D_theta, whose batches also score
+    # the architectures in the ranking stage: there they stay whole, where ASNG-NAS's search cuts them as well
+    cut = cfg.cutout if cfg.dataset == "cifar10" else 0
 
     _logger.debug("data %s: %d train (D_W %d, D_theta %d), %d test", cfg.dataset, n_train, len(idx_w),
                   len(idx_theta), len(y_te))
     return Data(
         input_shape=(int(c), int(h), int(w)), num_classes=classes, dataset=cfg.dataset, normalize=normalize,
-        w=train("w", idx_w, cfg.batch_size),
+        w=train("w", idx_w, cfg.batch_size, cut),
         theta=train("theta", idx_theta, cfg.theta_batch_size or cfg.batch_size),
-        full=train("full", torch.arange(n_train), cfg.batch_size),
+        full=train("full", torch.arange(n_train), cfg.batch_size, cut),
         test=TensorLoader("test", x_te, y_te, torch.arange(len(y_te)), cfg.test_batch_size, shuffle=False,
                           transform=transform_test, **common),
     )
@@ -811,6 +838,22 @@ def _cifar_arrays(d) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"b'labels' holds {len(bad)} label{'s' * (len(bad) != 1)} outside the classes 0..9 "
                          f"(first: {bad[0]})")
     return data.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32), labels.astype(np.int64, copy=False)
+
+
+def cutout(x: torch.Tensor, side: int, g: torch.Generator) -> torch.Tensor:
+    """Cutout (DeVries & Taylor 2017) of a batch ``x`` (N, C, H, W): in each image, the pixels of a ``side`` x
+    ``side`` square centred on a pixel drawn uniformly from ``g`` are set to 0 (after normalisation: the
+    dataset's mean), in every channel. The square is clipped at the image's border, so it may lie partly
+    outside. Rows ``cy - side // 2`` to ``cy - side // 2 + side - 1`` (columns alike): for an even side, the
+    reference code's square (ASNG-NAS's and DARTS's ``Cutout(16)``); for an odd one, one row and column more
+    than theirs (which cut ``side - 1``). The centres are drawn on the host, so they do not depend on the
+    device; ``x`` is not changed."""
+    n, _, h, w = x.shape
+    cy, cx = (torch.randint(0, d, (n,), generator=g).to(x.device, non_blocking=True) for d in (h, w))
+    rows = torch.arange(h, device=x.device) - (cy - side // 2)[:, None]   # (N, H): row's offset in the square
+    cols = torch.arange(w, device=x.device) - (cx - side // 2)[:, None]
+    inside = ((rows >= 0) & (rows < side))[:, :, None] & ((cols >= 0) & (cols < side))[:, None, :]
+    return x.masked_fill(inside[:, None], 0)
 
 
 def _cifar_transform(train: bool, size: int):
