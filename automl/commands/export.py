@@ -72,7 +72,7 @@ def main(args) -> int:
                         bn_calibration=calibration, normalize=normalize,
                         **_kept(args, recorded, compiled, weights is not None))
     manifest = measure_export(args.out, quantize=quantize,
-                              calibration=data.full.with_resolution(size).epoch(0) if data else None,
+                              calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
     _report(args, manifest, supernet_state, calibration)
     return 0

@@ -176,7 +176,7 @@ class Exporter:
         # the ONNX test accuracies only for int8 (the fp32 network's is the run's own test accuracy; a pass of
         # onnxruntime over an ImageNet-size test set per member is not free)
         m = measure_export(folder, quantize=self.export.quantize,
-                           calibration=ctx.data.full.with_resolution(size).epoch(0),
+                           calibration=ctx.data.full.without_cutout().with_resolution(size).epoch(0),
                            test=(lambda: test.epoch(0)) if self.export.quantize else None, **sp.latency)
         if (m.get("int8") or {}).get("error"):
             _logger.warning("%s: int8 quantisation failed, keeping the fp32 model only: %s", folder, m["int8"]["error"])
