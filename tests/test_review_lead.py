@@ -552,3 +552,22 @@ def test_an_int8_model_onnxruntime_cannot_run_is_recorded_and_the_fp32_export_st
                                          "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED"), m["int8"]
     assert "int8_ms" not in m["latency"] and m["latency"]["fp32_ms"] > 0
     assert _manifest(export)["int8"] == m["int8"] and quantize.int8_summary(m) == {"error": m["int8"]["error"]}
+
+
+def test_a_ranking_of_more_archs_than_the_space_has_networks_is_refused(tmp_path):
+    # s1: depth 1 or 2 of 2 ops: 2 + 4 = 6 networks in 8 architectures (the second layer's op at depth 1 is moot);
+    # was: accepted up to 8, and the ranking then retrained one network twice under two encodings
+    from automl.compile import load_compiled
+    from automl.pipeline.setup import TooManyArchs, check_ranking, ranked_pool
+    from automl.ranking import space_size
+    from test_review_cj import DEPTH, _space
+    space = _space(DEPTH.replace("depth 1, 2, 3 choose mb", "depth 1, 2 choose [ir_k3_e3, ir_k5_e6]")
+                   .replace("  stage s2 width 24 stride 2 depth 1, 2 choose mb\n", ""))
+    assert space_size(space.num_choices) == 8 and ranked_pool(space) == (6, True)
+    digits = load_compiled(str(ROOT / "spaces" / "digits.space"))
+    assert ranked_pool(digits) == (space_size(digits.num_choices), False)  # no elastic depth: architectures
+    check_ranking(load_recipe(QUICK, ["ranking.archs=6"]), space, True)
+    with pytest.raises(TooManyArchs) as info:
+        check_ranking(load_recipe(QUICK, ["ranking.archs=7"]), space, True)
+    assert "7 architectures asked for, but the space digits.space has only 6 distinct networks (elastic depth" in str(
+        info.value) and "set ranking.archs to at most 6" in str(info.value)

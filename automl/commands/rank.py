@@ -68,7 +68,7 @@ def _too_many(e: TooManyArchs, out: Path, flag: bool, default: bool) -> UserErro
     source = "automl rank's default" if default else "the run's ranking.archs"
     asked = (f"--archs {e.asked}: {e.asked} architectures asked for" if flag else
              f"{out}: {e.asked} architectures to rank ({source})")
-    return UserError(f"{asked}, but the space {e.space} has only {e.size:,}; {fix}")
+    return UserError(f"{asked}, but the space {e.space} has only {e.size:,}{e.of}; {fix}")
 
 
 def _one_process() -> None:

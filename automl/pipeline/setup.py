@@ -17,7 +17,7 @@ from automl.export.onnx import opset_problem
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
 from automl.profile import EXPORT_PROTOCOL, apply_cost_table, read_cost_table, table_clock, table_protocol
-from automl.ranking import space_size
+from automl.ranking import exact_costs, space_size
 from automl.recipe import RUN_FILES, file_line
 from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
@@ -25,8 +25,8 @@ from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_retrain_se",
            "check_export", "check_out_and_export", "check_export_dir", "check_member_folder", "resolved",
-           "check_shapes", "check_ranking", "check_same_decisions", "TooManyArchs", "check_budgets", "EngineCosts",
-           "engine_costs", "recipe_costs"]
+           "check_shapes", "check_ranking", "ranked_pool", "check_same_decisions", "TooManyArchs", "check_budgets",
+           "EngineCosts", "engine_costs", "recipe_costs"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -292,9 +292,19 @@ def check_ranking(recipe, space, has_supernet: bool) -> None:
         raise UserError(f"{src}: ranking: needs the supernet of the weight phase, which search.method "
                         f"{recipe.search.method} does not train; use importance_sampling or separate, or "
                         f"remove ranking")
-    n = space_size(space.num_choices)
+    n, networks = ranked_pool(space)
     if rk.archs > n:
-        raise TooManyArchs(src, rk.archs, n, recipe.space_path.name)
+        raise TooManyArchs(src, rk.archs, n, recipe.space_path.name, networks)
+
+
+def ranked_pool(space) -> tuple[int, bool]:
+    """How many architectures a ranking may take from ``space``, and whether they are counted as networks:
+    with elastic depth, architectures that differ only in a layer their depth leaves out are one network, which
+    the ranking retrains once (:func:`automl.ranking.exact_costs`)."""
+    exact = exact_costs(space.cost_table, "params")
+    if exact is not None and exact.networks < space_size(space.num_choices):
+        return exact.networks, True
+    return space_size(space.num_choices), False
 
 
 MIN_RANKED = 3  # the least ranking.archs (automl.recipe's ranking section): fewer give no meaningful τ
@@ -304,12 +314,14 @@ class TooManyArchs(UserError):
     """``ranking.archs`` above the number of architectures the space has; ``asked``, ``size`` and ``space``
     let a caller that took K from elsewhere (``automl rank --archs``) name its own flag."""
 
-    def __init__(self, src, asked: int, size: int, space: str):
+    def __init__(self, src, asked: int, size: int, space: str, networks: bool = False):
         self.asked, self.size, self.space = asked, size, space
         fix = (f"set ranking.archs to at most {size}" if size >= MIN_RANKED else
                f"a ranking needs at least {MIN_RANKED}: remove the ranking section (ranking: null)")
+        self.of = (" distinct networks (elastic depth: architectures that differ only in a layer their depth "
+                   "leaves out are one network)") if networks else ""
         super().__init__(f"{src}: ranking.archs: {asked} architectures asked for, but the space {space} has only "
-                         f"{size:,}; {fix}")
+                         f"{size:,}{self.of}; {fix}")
 
 
 def below_smallest(recipe, key: str, j: int, budget: float, space, low: float, null_ok: bool) -> UserError:
