@@ -1,6 +1,8 @@
 """The run's results: ``results.json`` (fixed schema), ``report.md`` (one table and the plot) and
-``pareto.png`` (the search's cost metric vs test accuracy, one point per architecture, labelled with ε, or
-with its budget, each budget drawn as a dotted line).
+``pareto.png`` (the search's cost metric vs test accuracy, one point per network, labelled with ε, or with its
+budget, each budget drawn as a dotted line; members that are one network share a point and its label).
+Members that derived the same architecture (the same choices) are named under report.md's table: one network
+when they have the same weights (retrained once, or one supernet's weights), else the same architecture.
 Per architecture: params, MACs, the cost, test accuracy, and the onnxruntime latency of its export measured
 on this machine (fp32, and int8 when exported). :func:`results_problem` and :func:`ranking_problem` name what
 makes a results.json read back (``automl rank``, ``--resume``) one the report cannot be written from."""
@@ -300,6 +302,7 @@ def render_markdown(results: dict) -> str:
         lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {_fmt_cost(a['cost'])} | "
                      f"{format_accuracy(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
                      f"{_fmt_int8(a.get('int8'))} | {results['search_seconds']:.1f} s (shared) |")
+    lines += _same_architecture_lines(results)
     weights = {a.get("weights") for a in results["architectures"]}
     if "supernet" in weights:
         lines += ["", "Not retrained (`retrain.epochs: 0`): each network has the supernet's weights on its path, "
@@ -317,6 +320,77 @@ def render_markdown(results: dict) -> str:
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
+
+
+def _network(a: dict, i: int, method: str) -> tuple:
+    """What makes member ``a`` (``i``-th) one network with another: its choices, and weights that are the same
+    for the same choices (retrained once: automl/pipeline/final_stages.py RetrainStage; the one supernet's on
+    that path, recalibrated on the same batches), seen in the same measurements; ``("member", i)`` for weights
+    of its own (untrained, `simultaneous`'s supernet per member, or unrecorded)."""
+    weights = a.get("weights")
+    if weights == "retrained" or weights == "supernet" and method != "simultaneous":
+        acc = a.get("test_accuracy")
+        return tuple(a["choices"]), weights, acc if _finite(acc) else None, a.get("params"), a["cost"]
+    return "member", i
+
+
+def _networks(results: dict, indices) -> list[list[int]]:
+    """``indices`` (members) grouped by :func:`_network`, in order."""
+    groups: dict[tuple, list[int]] = {}
+    for i in indices:
+        groups.setdefault(_network(results["architectures"][i], i, results["method"]), []).append(i)
+    return list(groups.values())
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
+def _member_names(results: dict, indices: list[int]) -> str:
+    """``members ε=0 and ε=0.5`` (``random 1``; ``members of budgets none and ≤ 40k``): as the table names them,
+    with its row where two have one name."""
+    archs, budgeted = results["architectures"], _budgeted(results)
+    names = [_budget(a, _budgets(results)) if budgeted else _label(a, i) for i, a in enumerate(archs)]
+    return ("members of budgets " if budgeted else "members ") + _and(
+        [names[i] + (f" (row {i + 1})" if names.count(names[i]) > 1 else "") for i in indices])
+
+
+_ONE_NETWORK = {"retrained": "one retraining, one test accuracy; each exports its weights",
+                "supernet": "not retrained, the supernet's weights on that path, BatchNorm recalibrated on the same "
+                            "batches; each is evaluated and exported on its own"}
+
+
+def _apart(weights, method: str) -> str:
+    """Why members of one architecture have different weights."""
+    if weights == "untrained":
+        return "each is initialised on its own (untrained)"
+    if weights == "supernet" and method == "simultaneous":
+        return "each has its own supernet's weights on that path (`simultaneous` trains one supernet per member)"
+    if weights == "retrained":
+        return "each was retrained on its own"
+    return "each was evaluated on its own"
+
+
+def _same_architecture_lines(results: dict) -> list[str]:
+    """The lines under the table that name the members which derived the same architecture (the same choices):
+    one network (the same weights: their rows are its measurements), or the same architecture with different
+    weights (``retrain.epochs: 0`` with `simultaneous`'s supernet per member, or untrained)."""
+    archs, lines = results["architectures"], []
+    by_choices: dict[tuple, list[int]] = {}
+    for i, a in enumerate(archs):
+        by_choices.setdefault(tuple(a["choices"]), []).append(i)
+    for members in (m for m in by_choices.values() if len(m) > 1):
+        nets = _networks(results, members)
+        weights = archs[members[0]].get("weights")
+        if len(nets) == 1:
+            lines += ["", f"The {_member_names(results, members)} are one network (the same choices): "
+                          f"{_ONE_NETWORK[weights]}."]
+            continue
+        text = (f"The {_member_names(results, members)} are the same architecture (the same choices) with "
+                f"different weights: {_apart(weights, results['method'])}")
+        text += "".join(f"; the {_member_names(results, n)} are one network" for n in nets if len(n) > 1)
+        lines += ["", text + "."]
+    return lines
 
 
 def _budget_metric(metric: str) -> str:
@@ -407,22 +481,25 @@ def _ranking_lines(rk: dict) -> list[str]:
 
 
 def plot_pareto(results: dict) -> bytes:
-    """PNG bytes of the search's cost vs test accuracy. Architectures without a test accuracy (not evaluated)
-    are left out (report.md says how many); with none left the plot says so."""
+    """PNG bytes of the search's cost vs test accuracy, one point per network: members that are one network
+    (the same choices and weights) are one point, labelled with each. Architectures without a test accuracy (not
+    evaluated) are left out (report.md says how many); with none left the plot says so."""
     fig, ax = _figure()
     archs = results["architectures"]
     metric = results.get("cost_metric", "params")
-    shown = [(i, a) for i, a in enumerate(archs) if _finite(a.get("test_accuracy"))]
-    xs = [a.get("cost") or 0 for _, a in shown]  # the search's own cost metric
-    ys = [100 * a["test_accuracy"] for _, a in shown]
+    # one point per network: members that are one network (_network) share it, labelled with each
+    shown = _networks(results, [i for i, a in enumerate(archs) if _finite(a.get("test_accuracy"))])
+    xs = [archs[net[0]].get("cost") or 0 for net in shown]  # the search's own cost metric
+    ys = [100 * archs[net[0]]["test_accuracy"] for net in shown]
     budgeted = _budgeted(results)
     if shown:
         ax.plot(xs, ys, "o", color="tab:blue")
     else:
         ax.text(0.5, 0.5, "no architecture has a test accuracy", transform=ax.transAxes, ha="center",
                 va="center", color="tab:gray")
-    labels = [ax.annotate(_label(a, i, budgeted, _budgets(results)), (x, y), textcoords="offset points",
-                          xytext=_LABEL_OFFSET, fontsize=9) for (i, a), x, y in zip(shown, xs, ys)]
+    labels = [ax.annotate(", ".join(_label(archs[i], i, budgeted, _budgets(results)) for i in net), (x, y),
+                          textcoords="offset points", xytext=_LABEL_OFFSET, fontsize=9)
+              for net, x, y in zip(shown, xs, ys)]
     # budgets are in the units of the x axis, the search's cost; one line for members that share one
     for b in sorted({a["budget"] for a in archs if a.get("budget") is not None} if budgeted else ()):
         ax.axvline(b, color="tab:gray", linestyle=":", linewidth=1)
@@ -522,8 +599,8 @@ def _overlap(a, b) -> bool:
 
 def _unstack(fig, labels: list) -> None:
     """Move labels that would cover one another up, each above the last, from the lowest point up: members of one
-    architecture (several ε, or budgets, that found the same network) sit at one cost, and at one accuracy without
-    retraining; their labels were drawn over one another, unreadable."""
+    architecture with different weights (several ε, or budgets, that found it) sit at one cost, at nearby
+    accuracies; their labels were drawn over one another, unreadable."""
     renderer, placed = fig.canvas.get_renderer(), []
     for label in sorted(labels, key=lambda t: (t.xy[1], t.xy[0])):
         box, shift = label.get_window_extent(renderer), 0.0

@@ -119,10 +119,12 @@ def _overlap(a, b) -> bool:
 
 @pytest.mark.parametrize("accuracies", [(0.5, 0.5, 0.5), (0.5, 0.5002, 0.5004)])
 def test_labels_of_members_at_one_point_do_not_cover_one_another(texts, accuracies):
-    """Several ε that find the same network sit at one cost (and, without retraining, one accuracy; retrained
-    with each member's seed, nearly one): their labels were drawn over one another, unreadable."""
-    archs = [_member(100, acc, eps=eps) for acc, eps in zip(accuracies, (0.0, 0.5, 1.0))] + [_member(20, 0.9, eps=2)]
-    assert plot_pareto(_results(archs))[:4] == b"\x89PNG"
+    """Several ε that find the same architecture with weights of their own (Method 1 with retrain.epochs 0: a
+    supernet each) sit at one cost, at equal or nearby accuracies: their labels were drawn over one another,
+    unreadable (members that are one network are one point: test_review_ck)."""
+    archs = [_member(100, acc, eps=eps, weights="supernet") for acc, eps in zip(accuracies, (0.0, 0.5, 1.0))]
+    archs += [_member(20, 0.9, eps=2)]
+    assert plot_pareto(_results(archs, method="simultaneous"))[:4] == b"\x89PNG"
     labels = [t for t in texts["labels"] if t.get_text().startswith("ε=")]
     assert sorted(t.get_text() for t in labels) == ["ε=0", "ε=0.5", "ε=1", "ε=2"]
     boxes = [_extent(t) for t in labels]
