@@ -346,9 +346,16 @@ def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:
 def _require_verb(parser, args) -> None:
     """Stop when no verb (or no ``space`` subcommand) was given, as argparse words a missing argument."""
     if args.command is None:
-        parser.error("the following arguments are required: command")
+        parser.error(f"the following arguments are required: command ({_verbs(parser)})")
     if args.command == "space" and args.space_command is None:
-        parser.verbs["automl space"].error("the following arguments are required: space_command")
+        space = parser.verbs["automl space"]
+        space.error(f"the following arguments are required: a subcommand ({_verbs(space)})")
+
+
+def _verbs(parser) -> str:
+    """The verbs ``parser``'s subcommands take, for a message: ``run, rank, space, export``."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return ", ".join(sub.choices)
 
 
 def _check_paths(args) -> None:

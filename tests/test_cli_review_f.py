@@ -44,8 +44,9 @@ def test_an_unknown_option_without_a_verb_is_named(capsys, argv, prog):
     assert err.count("error:") == 1
 
 
-@pytest.mark.parametrize("argv, prog, missing", [([], "automl", "command"), (["-v"], "automl", "command"),
-                                                 (["space"], "automl space", "space_command")])
+@pytest.mark.parametrize("argv, prog, missing", [
+    ([], "automl", "command (run, rank, space, export)"), (["-v"], "automl", "command (run, rank, space, export)"),
+    (["space"], "automl space", "a subcommand (show, check, encode, cost, profile)")])
 def test_a_missing_verb_is_still_required(capsys, argv, prog, missing):
     code, _, err = _exit(capsys, argv)
     assert code == 2 and f"{prog}: error: the following arguments are required: {missing}" in err, err
