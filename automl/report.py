@@ -621,10 +621,13 @@ def _png(fig, ax, labels: list = ()) -> bytes:
 
 
 def summary_table(results: dict):
-    """The table printed at the end of a run. Every cell is plain text (markup escaped), never rich markup: an
+    """The table printed at the end of a run, with report.md's note on members of one architecture under it. Every
+    cell is plain text (markup escaped), never rich markup: an
     absolute ``export.dir`` such as ``/data/[/tmp]/x`` made rich raise a MarkupError after the whole
     run (and again on each --resume), and ``[red]`` in a path vanished."""
-    t = Table(title=escape(f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s"))
+    same = " ".join(line for line in _same_architecture_lines(results) if line)  # members of one architecture
+    t = Table(title=escape(f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s"),
+              caption=escape(same) or None, caption_justify="left")
     budgeted = _budgeted(results)
     cost = "cost (ms)" if results.get("cost_metric") == "latency" else "cost"
     for col in (("budget",) if budgeted else ()) + ("ε", "params", cost, "test accuracy", "onnx"):

@@ -129,3 +129,16 @@ def test_a_run_not_retrained_on_one_supernet_says_its_members_are_one_network(tm
     report = (out / "report.md").read_text()
     assert "The members of budgets none and ≤ 178.2k are one network (the same choices): not retrained" in report
     assert [label for label in drawn["labels"] if not label.startswith("budget ")] == ["unconstrained, ≤ 178.2k"]
+
+
+def test_the_summary_printed_at_the_end_names_members_of_one_network_under_its_table():
+    # was: report.md said it, the table printed at the end of the run showed identical rows and nothing else
+    from rich.console import Console
+    from automl.report import summary_table
+    console = Console(width=200, record=True)
+    results = _results([_member("ab", 0.9), _member("ab", 0.9, eps=0.5), _member("c", 0.8, eps=1, cost=50)])
+    console.print(summary_table(results))
+    text = " ".join(console.export_text().split())
+    assert "The members ε=0 and ε=0.5 are one network (the same choices)" in text, text
+    console.print(summary_table(_results([_member("ab", 0.9), _member("c", 0.8, eps=1, cost=50)])))
+    assert "one network" not in console.export_text()
