@@ -58,6 +58,7 @@ class _Member(_Read):
     latency_ms: float | None = None
     weights: str | None = None
     onnx: str | None = None
+    onnx_error: str | None = None
     int8: _Int8 | None = None
 
 
@@ -267,6 +268,15 @@ def _fmt_int8(q) -> str:
             + (f"{size:.2f}x" if size is not None else "—"))
 
 
+def _onnx_failures(results: dict) -> list[str]:
+    """One line per member whose ONNX export failed (its latency "—"): why; its PyTorch export is kept."""
+    budgeted = _budgeted(results)
+    failed = [(i, a) for i, a in enumerate(results["architectures"]) if a.get("onnx_error")]
+    return ["", *(f"ONNX export failed for {_label(a, i, budgeted, _budgets(results))} (its weights and "
+                  f"manifest.json are exported, no model.onnx, no latency): {a['onnx_error']}" for i, a in failed)
+            ] if failed else []
+
+
 def render_markdown(results: dict) -> str:
     budgeted = _budgeted(results)
     raw = results.get("cost_metric", "params")
@@ -303,6 +313,7 @@ def render_markdown(results: dict) -> str:
                      f"{format_accuracy(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
                      f"{_fmt_int8(a.get('int8'))} | {results['search_seconds']:.1f} s (shared) |")
     lines += _same_architecture_lines(results)
+    lines += _onnx_failures(results)
     weights = {a.get("weights") for a in results["architectures"]}
     if "supernet" in weights:
         lines += ["", "Not retrained (`retrain.epochs: 0`): each network has the supernet's weights on its path, "
@@ -635,7 +646,8 @@ def summary_table(results: dict):
     for i, a in enumerate(results["architectures"]):
         head = (_budget(a, _budgets(results)), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
         cells = (*head, f"{a['params']:,}" if a.get("params") is not None else "—", _fmt_cost(a["cost"]),
-                 format_accuracy(a.get("test_accuracy")), a.get("onnx") or "—")
+                 format_accuracy(a.get("test_accuracy")),
+                 a.get("onnx") or ("failed" if a.get("onnx_error") else "—"))
         t.add_row(*(escape(str(c)) for c in cells))
     return t
 

@@ -60,9 +60,10 @@ def test_each_method_end_to_end(tmp_path, method):
     assert len(res["architectures"]) == 2
     for a in res["architectures"]:
         assert set(a) == {"epsilon", "budget", "choices", "params", "se", "cost", "test_accuracy", "weights",
-                          "onnx", "macs", "latency_ms", "int8"}
+                          "onnx", "onnx_error", "macs", "latency_ms", "int8"}
         assert a["weights"] == "retrained"
         assert a["macs"] > 0 and a["latency_ms"] is None and a["int8"] is None  # export.onnx=false: not measured
+        assert a["onnx_error"] is None
         assert a["budget"] is None
         assert isinstance(a["params"], int) and a["params"] > 0
         assert 0.0 <= a["test_accuracy"] <= 1.0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -70,12 +71,26 @@ def main(args) -> int:
     export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                         se=se, opset=args.opset, space_path=args.space, space_args=overrides,
                         bn_calibration=calibration, normalize=normalize,
-                        **_kept(args, recorded, compiled, weights is not None))
+                        onnx_failure="record", **_kept(args, recorded, compiled, weights is not None))
+    if _onnx_failed(args):
+        return 1
     manifest = measure_export(args.out, quantize=quantize,
                               calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
     _report(args, manifest, supernet_state, calibration)
     return 0
+
+
+def _onnx_failed(args) -> bool:
+    """Whether the ONNX export failed (a bug: torch's exporter raised, or onnxruntime disagrees with torch); then
+    one message says so: the command exits 1, the export's weights and manifest.json (which records why) written."""
+    entry = json.loads((Path(args.out) / MANIFEST_NAME).read_text(encoding="utf-8")).get("onnx") or {}
+    if entry.get("error"):
+        print(f"error: the ONNX export failed: {entry['error']}; the network's weights and {MANIFEST_NAME} are "
+              f"written to {args.out}, without model.onnx. This is a bug of automl or torch's ONNX exporter: please "
+              f"report it with this message", file=sys.stderr)
+        return True
+    return False
 
 
 def _se(args, recorded: dict | None) -> float:

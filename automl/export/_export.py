@@ -20,7 +20,7 @@ from torch import nn
 from automl._io import atomic_path, atomic_write_bytes, writable_dir
 from automl.compile import load_compiled
 from automl.dsl import ParamError
-from automl.errors import UserError
+from automl.errors import Stopped, UserError
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
 from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, export_again, manifest_error, read_manifest,
@@ -137,7 +137,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         space_path: str | os.PathLike | None = None, space_args: dict | None = None,
                         model: nn.Module | None = None, normalize: dict | None = None,
                         bn_calibration: list | None = None, provenance: dict | None = None,
-                        search_cost: dict | None = None, run: str | os.PathLike | None = None) -> dict[str, Any]:
+                        search_cost: dict | None = None, run: str | os.PathLike | None = None,
+                        onnx_failure: str = "raise") -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -158,17 +159,18 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     ``supernet`` with ``bn_recalibrated_batches``, or ``untrained``; ``automl export`` keeps an export's own
     record when it exports that network again from its manifest). ``run`` (``automl run``: the run folder)
     is recorded, as an absolute path, as the manifest's ``run``: the run that owns the folder (:func:`run_of`).
+    ``onnx_failure="record"`` (``automl run``; default ``"raise"``): a failed ONNX export is the manifest's ``onnx``
+    ``{"file": null, "error": why}`` (:func:`_onnx_entry`), without ``model.onnx``; weights and manifest are written.
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file; an earlier
     export's ``model.int8.onnx`` there is removed (:func:`~automl.export.quantize.measure_export` writes one).
     Raises :class:`~automl.errors.UserError` for bad input (before any file of an earlier export in ``out_dir``
-    is replaced or removed), ``OnnxParityError`` /
-    ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
+    is replaced or removed), ``OnnxParityError`` (unless recorded) / ``StandaloneSpecError`` / ``InheritError``
+    (internal errors) when the export would be wrong.
     """
     se = check_se(se, compiled)
-    if onnx:
-        check_opset(opset)  # before anything is written
+    _check_onnx(onnx, opset, onnx_failure)  # before anything is written
     arch = as_arch(arch, compiled)
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     out_dir = writable_dir(out_dir, "export folder")
@@ -201,14 +203,42 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     elif source not in ("model", "standalone") or not provenance:
         provenance = {"source": source}
     manifest["weights"] = {**save_weights(model, out_dir), **provenance}
-    manifest["onnx"] = export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset) if onnx else None
-    if not onnx:
-        (out_dir / ONNX_NAME).unlink(missing_ok=True)  # from an earlier export into this folder
+    manifest["onnx"] = _onnx_entry(model, out_dir, input_shape, opset if onnx else None, onnx_failure)
     if run is not None:
         manifest["run"] = str(Path(run).resolve())
     manifest["versions"] = _versions()
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def _check_onnx(onnx: bool, opset: int, failure: str) -> None:
+    """``opset`` (with ``onnx``: a :class:`~automl.errors.UserError` names it) and ``onnx_failure``."""
+    if failure not in ("raise", "record"):
+        raise ValueError(f"onnx_failure {failure!r}: 'raise' or 'record'")
+    if onnx:
+        check_opset(opset)
+
+
+def _onnx_entry(model: nn.Module, out_dir: Path, input_shape: tuple[int, ...], opset: int | None,
+                failure: str) -> dict | None:
+    """The manifest's ``onnx`` entry: None without ONNX (``opset`` None), :func:`~automl.export.onnx.export_onnx`'s,
+    or with ``failure`` ``"record"`` ``{"file": None, "error": why}`` (why: the exception, one line of at most 500
+    characters, as ``int8.error``) when torch's exporter raises, the checker refuses its model or onnxruntime and
+    torch disagree (``OnnxParityError``); a :class:`~automl.errors.UserError` (an opset this torch does not write)
+    or an ``OSError`` (the disk) is raised either way. Without a new ``model.onnx``, an earlier
+    export's there is removed: it is not this network's."""
+    try:
+        if opset is not None:
+            return export_onnx(model, out_dir / ONNX_NAME, input_shape, opset=opset)
+    except (UserError, Stopped, OSError):
+        raise
+    except Exception as e:  # noqa: BLE001 - any exporter, checker or parity failure: the PyTorch export stays
+        if failure == "raise":
+            raise
+        (out_dir / ONNX_NAME).unlink(missing_ok=True)
+        return {"file": None, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500]}
+    (out_dir / ONNX_NAME).unlink(missing_ok=True)
+    return None
 
 
 def run_of(out_dir) -> str | None:

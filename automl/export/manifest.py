@@ -166,10 +166,10 @@ _READ = {
     "arch_def": (_decodes, "timm's arch_def of the network: a list of stages, each a list of block strings such as "
                  "\"ir_r1_k3_s1_e1_c16\""),
     "input_shape": (_sizes, "the model's input size without the batch axis, e.g. [3, 224, 224]"),
-    "onnx": (lambda v: isinstance(v, dict) and _file_name(v.get("file"))
-             and isinstance(v.get("input_name", "input"), str),
-             "an object {\"file\": \"model.onnx\", \"input_name\": \"input\", ...} (null: exported without "
-             "ONNX)"),
+    "onnx": (lambda v: isinstance(v, dict) and isinstance(v.get("input_name", "input"), str)
+             and (_file_name(v.get("file")) or (v.get("file") is None and isinstance(v.get("error"), str))),
+             "an object {\"file\": \"model.onnx\", \"input_name\": \"input\", ...} ({\"file\": null, \"error\": "
+             "...}: the ONNX export failed; null: exported without ONNX)"),
     "int8": (lambda v: isinstance(v, dict) and (v.get("file") is None or _file_name(v["file"])),
              "an object {\"file\": \"model.int8.onnx\", ...} (as measuring the export writes it)"),
     "latency": (lambda v: isinstance(v, dict),

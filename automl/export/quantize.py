@@ -295,6 +295,9 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     m = read_manifest(out_dir, require=("input_shape",))
     if not m.get("onnx"):
         raise UserError(f"{out_dir}: no ONNX model to measure or quantise (export with ONNX on)")
+    if m["onnx"].get("file") is None:
+        raise UserError(f"{out_dir}: no ONNX model to measure or quantise: its ONNX export failed "
+                        f"({m['onnx'].get('error')}); export the network again: {export_again(out_dir, m)}")
     fp32 = out_dir / m["onnx"]["file"]
     name = m["onnx"].get("input_name", "input")
     shape = m["input_shape"]

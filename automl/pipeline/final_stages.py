@@ -151,8 +151,10 @@ class Exporter:
 
     def __call__(self, ctx: RunContext, folder_name: str, model: nn.Module, arch: torch.Tensor, eps,
                  provenance: dict) -> dict:
-        """{"onnx": path relative to the run folder or None, "latency_ms", "int8"}; ``provenance``: the
-        manifest's record of where the weights came from (``{"source": "retrained"}``, ...)."""
+        """{"onnx": path relative to the run folder or None, "latency_ms", "int8"}, and "onnx_error" (why) when
+        the ONNX export failed: the member keeps its PyTorch export, its manifest records the failure, a warning
+        says so and the run goes on; ``provenance``: the manifest's record of where the weights came from
+        (``{"source": "retrained"}``, ...)."""
         folder = self.root / folder_name
         if self.shared:
             check_member_folder(folder, self.out, ctx.keeper.resume_command)
@@ -165,10 +167,16 @@ class Exporter:
         m = export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
                                 onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
                                 space_args=sp.retrain_args, normalize=ctx.data.normalize, provenance=provenance,
-                                search_cost=search_cost, run=self.out)
+                                search_cost=search_cost, run=self.out, onnx_failure="record")
         _logger.info("exported %s (%s params) to %s", sp.retrain.name, f"{m['params']:,}", folder)
         if not self.export.onnx:
             return {"onnx": None}
+        if m["onnx"].get("error"):
+            why = m["onnx"]["error"]
+            _logger.warning("%s: the ONNX export failed, keeping the PyTorch export only (weights, manifest.json): %s",
+                            folder, why)
+            int8 = {"error": "not quantised: the ONNX export failed"} if self.export.quantize else None
+            return {"onnx": None, "latency_ms": None, "int8": int8, "onnx_error": why}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
         size = sp.retrain.resolution(arch)
         # under torchrun the export runs on rank 0 alone: its ONNX and int8 accuracies need the whole test set

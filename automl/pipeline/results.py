@@ -241,6 +241,7 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
             "test_accuracy": res.get("test_accuracy"),
             "weights": res.get("weights"),
             "onnx": res.get("onnx"),
+            "onnx_error": res.get("onnx_error"),
             "macs": exported_macs(retrain, a, recipe.retrain.se),
             "latency_ms": res.get("latency_ms"),
             "int8": res.get("int8"),
