@@ -39,23 +39,25 @@ __all__ = ["build_supernet", "supernet_from_state", "probe_paths", "WeightsStage
            "SimultaneousStage", "SampleStage"]
 
 
-def build_supernet(space, device: torch.device, seed: int, idx: int, members: int = 1) -> nn.Module:
+def build_supernet(space, device: torch.device, seed: int, idx: int, members: int = 1,
+                   copies: int | None = None) -> nn.Module:
     """The search space's supernet, its initial weights seeded per stage (a resumed stage gets the same);
     with ``members`` M > 1 (``search.supernets``) an ensemble of M, member m seeded apart (member 0 as the
-    single supernet)."""
+    single supernet). ``copies``: of its weights on a GPU (:func:`automl.train.loops.check_fits_on_gpu`; None:
+    a training's)."""
     if members > 1:  # all of them at once, before the first is built (each build checks itself alone)
         space.check_supernet_fits(members)
     nets = []
     for m in range(members):
         torch.manual_seed(seed * 1009 + idx + MEMBER_SEED * m)
         nets.append(space.build_supernet())
-    return loops.for_training(nets[0] if members == 1 else SupernetEnsemble(nets), device)
+    return loops.for_training(nets[0] if members == 1 else SupernetEnsemble(nets), device, copies=copies)
 
 
 def supernet_from_state(space, device: torch.device, weights: dict, seed: int, idx: int) -> nn.Module:
     """The supernet (or ensemble: :func:`automl.nn.ensemble.ensemble_size`) with trained ``weights``, in train
     mode (the θ phase's default BatchNorm)."""
-    net = build_supernet(space, device, seed, idx, ensemble_size(weights))
+    net = build_supernet(space, device, seed, idx, ensemble_size(weights), copies=1)  # no optimiser: weights
     net.load_state_dict(weights)
     return net.train()
 

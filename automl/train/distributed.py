@@ -35,8 +35,8 @@ from torch import nn
 
 from automl.errors import UserError
 
-__all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "reported", "shutdown_distributed",
-           "collective", "batchnorm_stats", "average_over_ranks", "all_reduce_grads", "all_reduce_mean",
+__all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "reported", "said_by_this_rank",
+           "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks", "all_reduce_grads", "all_reduce_mean",
            "all_reduce_sum", "barrier", "broadcast_object", "assert_same_on_all_ranks", "local_world_size"]
 
 # how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
@@ -220,6 +220,12 @@ def _printed(e: UserError) -> UserError:
     if os.environ.get("RANK", "0") != "0":
         _say(e)
     return e
+
+
+def said_by_this_rank(e: UserError) -> UserError:
+    """``e``, a rank's own error (its environment, its GPU), printed now when this process is not rank 0, which
+    alone the CLI prints for: the other ranks stop on it too (:class:`RanksLost`), unsaid."""
+    return _printed(e)
 
 
 def reported(e: UserError, info: DistInfo, *, before_start: bool = False) -> UserError:

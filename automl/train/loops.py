@@ -21,12 +21,14 @@ from torch import nn
 
 from automl.errors import UserError
 from automl.nn.depthwise import use_fast_depthwise_grad
-from automl.nn.ensemble import path_outputs
+from automl.nn.ensemble import SupernetEnsemble, path_outputs
+from automl.nn.supernet import Supernet
 from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum, average_over_ranks,
-                                      batchnorm_stats)
+                                      batchnorm_stats, said_by_this_rank)
 
-__all__ = ["autocast_for", "for_training", "weight_step", "train_step", "path_losses", "evaluate", "create_optimizer",
-           "create_scheduler", "FlooredStepLR", "recalibrate_bn", "nonfinite_tensors", "finite_outputs"]
+__all__ = ["autocast_for", "for_training", "check_fits_on_gpu", "weight_step", "train_step", "path_losses",
+           "evaluate", "create_optimizer", "create_scheduler", "FlooredStepLR", "recalibrate_bn", "nonfinite_tensors",
+           "finite_outputs"]
 
 
 def autocast_for(device: torch.device):
@@ -36,18 +38,85 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
-def for_training(model: nn.Module, device: torch.device) -> nn.Module:
+def for_training(model: nn.Module, device: torch.device, *, copies: int | None = None) -> nn.Module:
     """``model`` on ``device``, ready for the steps below: channels_last, and on the CPU the faster depthwise
-    weight gradient for small maps (:mod:`automl.nn.depthwise`).
+    weight gradient for small maps (:mod:`automl.nn.depthwise`). On a CUDA device :func:`check_fits_on_gpu`
+    (with ``copies``) first refuses a network that training could not hold in the GPU's free memory.
 
     channels_last is what cuDNN and oneDNN run fastest. Measured on the CPU (2-core x86, one thread), a
     supernet training step on one path is 2.0–2.8x faster on the ENAS cell space at 32x32 and ProxylessNAS
     at 64x64, and 1.5–3x on digits (``benchmarks/supernet_overhead.py`` against its ``--plain``).
     """
+    if device.type == "cuda":
+        check_fits_on_gpu(model, device, copies)
     model = model.to(device).to(memory_format=torch.channels_last)
     if device.type == "cpu":
         use_fast_depthwise_grad(model)
     return model
+
+
+# the copies of its weights that training a network keeps on the GPU, by default (check_fits_on_gpu): a supernet
+# its weights and their SGD momentum; any other network its weights, their gradients and SGD momentum
+SUPERNET_COPIES = 2
+NETWORK_COPIES = 3
+# what the copies are, in check_fits_on_gpu's message: (copies, a supernet) -> words
+_HELD = {(1, True): "its weights", (1, False): "its weights", (2, True): "its weights and their SGD momentum",
+         (3, False): "its weights, their gradients and SGD momentum"}
+
+
+def check_fits_on_gpu(model: nn.Module, device: torch.device, copies: int | None = None) -> None:
+    """Refuse (:class:`UserError`) to move ``model`` to the CUDA ``device`` when ``copies`` times its parameter
+    bytes are more than the GPU's free memory (``torch.cuda.mem_get_info``, plus what this process's caching
+    allocator holds unused: a stage's supernet freed before the next is built), before anything is moved: the
+    move or the first steps would end in CUDA's out-of-memory error. Under torchrun each rank checks its own
+    GPU (``device`` is its LOCAL_RANK's); a rank other than 0 prints its refusal itself.
+
+    ``copies`` by default: :data:`SUPERNET_COPIES` (2) for a supernet or an ensemble of them: its weights and
+    SGD's momentum buffer (the recipe's default optimiser keeps one per weight, and every weight gets one once a
+    sampled path has used it); gradients are not counted, because a weight step holds them only for the λ
+    sampled paths' weights (set to None between steps). :data:`NETWORK_COPIES` (3) for any other network
+    (retraining): its weights, a gradient for each, and SGD momentum. Activations, the bf16 copies autocast
+    makes and CUDA's own workspace are not estimated (they depend on the batch and the path): the count is a
+    lower bound, and a network that passes may still run out of memory."""
+    params = list(model.parameters())
+    n = sum(p.numel() for p in params)
+    size = sum(p.numel() * p.element_size() for p in params)
+    supernets = _supernets(model)
+    copies = copies or (SUPERNET_COPIES if supernets else NETWORK_COPIES)
+    free, total = torch.cuda.mem_get_info(device)
+    free += max(torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device), 0)
+    if copies * size <= free:
+        return
+    name = f"{device.type}:{device.index if device.index is not None else torch.cuda.current_device()}"
+    held = _HELD.get((copies, bool(supernets)), f"its weights and {copies - 1} more copies of them (gradients, "
+                                                f"optimiser state)")
+    if supernets:
+        space = getattr(model.members[0] if supernets > 1 else model, "_space_name", None)
+        what = (f"the {supernets} supernets of space {space} (search.supernets: {supernets})" if supernets > 1
+                else f"the supernet of space {space}")
+        fix = ("use a smaller space (narrower widths, fewer layers, cells or choices: the recipe's space_args or "
+               "--set)" + (", fewer search.supernets" if supernets > 1 else "") + ", or device=cpu")
+    else:
+        what, fix = "the network", "retrain a smaller network (the recipe's retrain.space_args), or use device=cpu"
+    gpu = f"{name} ({torch.cuda.get_device_name(device)})"
+    on_top = "the sampled paths' gradients and the activations" if supernets else "the activations"
+    raise said_by_this_rank(UserError(
+        f"{what} {'hold' if supernets > 1 else 'holds'} {n:,} parameters, {_gib(size)} GiB; training it on {gpu} needs at least "
+        f"{_gib(copies * size)} GiB for {held} ({copies} copies; {on_top} come on top), more than the {_gib(free)} "
+        f"GiB free of the GPU's {_gib(total)} GiB (torch.cuda.mem_get_info); {fix}"))
+
+
+def _supernets(model: nn.Module) -> int:
+    """How many supernets ``model`` is: 1 for a supernet, M for an ensemble of M, 0 for any other network."""
+    if isinstance(model, SupernetEnsemble):
+        return len(model.members)
+    return 1 if isinstance(model, Supernet) else 0
+
+
+def _gib(n: int) -> str:
+    """``n`` bytes in GiB for a message: ``7,314.4``, ``1.5``, ``0.001``."""
+    v = n / (1 << 30)
+    return f"{v:,.1f}" if v >= 1 else f"{v:.2g}"
 
 
 # torch's words when BatchNorm in train mode gets a batch of one item on 1 x 1 maps (one value per channel)
