@@ -2,8 +2,6 @@
 network (retrained once, or one supernet's weights) is said under the table and drawn as one point; with
 retrain.epochs 0 and weights of their own they are the same architecture, not one network."""
 
-from pathlib import Path
-
 import matplotlib.axes
 import pytest
 
@@ -11,14 +9,7 @@ from automl.pipeline import Run
 from automl.recipe import load_recipe
 from automl.report import plot_pareto, render_markdown
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-# as tests/test_review_ce.py: D of 192 images, one supernet, one epoch of each phase
-TINY = ["threads=1", "device=cpu", "data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32",
-        "data.test_batch_size=512", "search.weight_epochs=1", "search.theta_epochs=1", "search.lam=2",
-        "search.supernets=1", "retrain.epochs=1", "export.onnx=false", "search.log_every=2"]
-# the second budget is the largest network's size: its member derives the unconstrained member's network
-SAME = ["search.epsilons=null", "search.budgets=[null,178170]"]
+from test_review_ce import QUICK, SAME, TINY  # D of 192 images, one supernet, one epoch of each phase
 
 
 def _member(choices, acc, eps=0.0, budget=None, weights="retrained", cost=100):
