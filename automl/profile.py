@@ -707,7 +707,8 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     resolution (no table of one cost per choice describes it), a missing, negative or
     non-numeric entry, a key of the wrong type, a unit other than ``ms``, or a metric name the space already
     has is a :class:`UserError` naming the table and the space (and ``source``, the recipe that asked for
-    it). ``check_shape=False`` skips the input-size and width checks (for the search space when retraining
+    it). ``check_shape=False`` skips the input-size, width and layer (``pieces_fingerprint``) checks (for the
+    search space when retraining
     uses other sizes). ``against``: what ``cs`` is when the caller compiled it otherwise than the user's
     space and ``--set`` values (a run's retrained space), said in place of "space FILE" in a mismatch.
     The table's ``batch`` and ``machine.threads``, when present, are whole numbers from 1 to the bounds of

@@ -137,3 +137,22 @@ def test_a_supernet_read_back_to_search_or_rank_counts_its_weights_only(digits, 
         with pytest.raises(RuntimeError, match="stop before the move"):
             build()
     assert asked == [1, None]  # None: a training's copies (SUPERNET_COPIES)
+
+
+@pytest.mark.parametrize("epochs, copies", [(0, 1), (1, None)])
+def test_a_network_that_is_not_retrained_counts_its_weights_only(tmp_path, monkeypatch, epochs, copies):
+    # retrain.epochs 0 evaluates and exports the supernet's weights: no gradients, no optimiser state on the GPU
+    import automl.pipeline.final_stages as fs
+    from test_review_ce import QUICK, TINY
+    from automl.pipeline import Run
+    from automl.recipe import load_recipe
+    seen, real = [], loops.for_training
+
+    def for_training(model, device, *, copies=None):
+        seen.append(copies)
+        return real(model, device, copies=copies)
+    monkeypatch.setattr(fs.loops, "for_training", for_training)
+    Run(load_recipe(QUICK, TINY + ["search.epsilons=[0]", "search.budgets=null", f"retrain.epochs={epochs}"]),
+        tmp_path / "r", tty=False).execute()
+    # loops is one module: the weight phase's build (a training's), the θ phase's read-back (1), the retraining
+    assert seen == [None, 1, copies], seen
