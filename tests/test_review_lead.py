@@ -571,3 +571,24 @@ def test_a_ranking_of_more_archs_than_the_space_has_networks_is_refused(tmp_path
         check_ranking(load_recipe(QUICK, ["ranking.archs=7"]), space, True)
     assert "7 architectures asked for, but the space digits.space has only 6 distinct networks (elastic depth" in str(
         info.value) and "set ranking.archs to at most 6" in str(info.value)
+
+
+def test_members_that_differ_only_in_a_layer_their_depth_leaves_out_are_one_network():
+    # the retraining's "same network" test compared raw choices: two such members were retrained twice
+    from automl.pipeline.final_stages import _network_of
+    from test_review_cj import DEPTH, _space
+    space = _space(DEPTH.replace("depth 1, 2, 3 choose mb", "depth 1, 2 choose [ir_k3_e3, ir_k5_e6]")
+                   .replace("  stage s2 width 24 stride 2 depth 1, 2 choose mb\n", ""))
+    (gated, (depth, kept)), = space.cost_table.gates.items()
+    short, full = kept.index(False), kept.index(True)
+    network = _network_of(space)
+
+    def arch(d, k):
+        a = [0] * space.num_decisions
+        a[depth], a[gated] = d, k
+        return a
+    assert network(arch(short, 0)) == network(arch(short, 1))  # the second layer is not there: one network
+    assert network(arch(full, 0)) != network(arch(full, 1))
+    from automl.compile import load_compiled
+    digits = load_compiled(str(ROOT / "spaces" / "digits.space"))  # no elastic depth: the choices themselves
+    assert _network_of(digits)([1] * digits.num_decisions) == [1] * digits.num_decisions

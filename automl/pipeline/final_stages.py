@@ -22,6 +22,7 @@ from automl.pipeline.results import COMPUTED_ON, computed_on, read_results, reus
 from automl.pipeline.search_stages import supernet_from_state
 from automl.pipeline.setup import check_member_folder
 from automl.pipeline.state import RunState
+from automl.ranking import exact_costs
 from automl.train import loops
 from automl.nn.depthwise import plain_convs
 from automl.nn.ensemble import path_outputs
@@ -196,6 +197,15 @@ class Exporter:
         return {"onnx": rel, "latency_ms": m["latency"]["fp32_ms"], "int8": int8_summary(m)}
 
 
+def _network_of(space):
+    """Architecture (choice indices) -> what makes it one network in ``space``: its choices, less those of layers
+    elastic depth leaves out (:attr:`automl.ranking.ExactCosts.canonical`), whose choice builds nothing."""
+    exact = exact_costs(space.cost_table, "params")
+    if exact is None or not space.cost_table.gates:
+        return lambda arch: list(arch)
+    return lambda arch: exact.canonical(torch.tensor([list(arch)]))[0].tolist()
+
+
 class RetrainStage:
     """Retrain architecture ``i`` from scratch on all of D, evaluate it on the test set, export it.
 
@@ -249,8 +259,9 @@ class RetrainStage:
         network at two test accuracies (another initialisation seed)."""
         if self.rt.epochs == 0:  # inherited weights: evaluated again, cheaply (Method 1's differ per member)
             return None
-        same = next((k for k in range(self.i) if state.archs[k] == state.archs[self.i] and str(k) in state.results),
-                    None)
+        network = _network_of(ctx.spaces.retrain)
+        same = next((k for k in range(self.i)
+                     if network(state.archs[k]) == network(state.archs[self.i]) and str(k) in state.results), None)
         if same is None:
             return None
         folder = self.exporter.root / self.members.folder(same, state)
