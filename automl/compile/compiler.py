@@ -34,14 +34,13 @@ from automl.nn.parts import FixedBlock, cell_head, cell_stem
 from automl.nn.supernet import SuperCell
 from automl.plan import (CellInstance, CellNode, CellPlan, CellTemplatePlan, ChainLayer, ChainPlan, Decision,
                          SpacePlan)
-from automl.train.threads import memory_available
+from automl.train.threads import gib, memory_available
 
 __all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan", "CellInstance", "CellPlan",
            "CompiledSpace", "compile_space", "load_compiled", "ACTIVATIONS"]
 
 
 MAX_SIZE = 1 << 14  # input height / width
-GIB = 1 << 30
 
 
 @dataclass
@@ -87,8 +86,8 @@ class CompiledSpace(SpacePlan):
             f"the supernet of space {self.name} would hold"
         knobs = (f"; `param` values such as {', '.join(list(self.params)[:4])} change with --set or a recipe's "
                  f"space_args" if self.params else "")
-        raise SpaceError(f"{what} {n:,} parameters, {_gib(4 * n)} GiB as float32, more than the "
-                         f"{_gib(available)} GiB of memory available (MemAvailable in /proc/meminfo, or what a cgroup "
+        raise SpaceError(f"{what} {n:,} parameters, {gib(4 * n)} GiB as float32, more than the "
+                         f"{gib(available)} GiB of memory available (MemAvailable in /proc/meminfo, or what a cgroup "
                          f"memory limit leaves: a Slurm job's --mem, docker --memory); make the space "
                          f"smaller: narrower widths, fewer layers, cells or choices (`automl space show` gives each "
                          f"choice's parameters){knobs}", self.filename)
@@ -130,12 +129,6 @@ def _table_params(cs: CompiledSpace) -> float:
         return t.fixed["params"] + float(t.costs("params")[t.mask].sum())
     tables, fixed = ctx
     return float((fixed + (tables * t.mask).sum((1, 2))).max())
-
-
-def _gib(n: int) -> str:
-    """``n`` bytes in GiB for a message: ``7,314.4``, ``1.5``, ``0.001``."""
-    v = n / GIB
-    return f"{v:,.1f}" if v >= 1 else f"{v:.2g}"
 
 
 def _available_memory() -> int | None:

@@ -36,8 +36,9 @@ from torch import nn
 from automl.errors import UserError
 
 __all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "reported", "said_by_this_rank",
-           "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks", "all_reduce_grads", "all_reduce_mean",
-           "all_reduce_sum", "barrier", "broadcast_object", "assert_same_on_all_ranks", "local_world_size"]
+           "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks", "all_reduce_grads",
+           "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "assert_same_on_all_ranks",
+           "local_world_size"]
 
 # how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
 # export alone meanwhile); then it stops with RanksLost

@@ -25,6 +25,7 @@ from automl.nn.ensemble import SupernetEnsemble, path_outputs
 from automl.nn.supernet import Supernet
 from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum, average_over_ranks,
                                       batchnorm_stats, said_by_this_rank)
+from automl.train.threads import gib
 
 __all__ = ["autocast_for", "for_training", "check_fits_on_gpu", "weight_step", "train_step", "path_losses",
            "evaluate", "create_optimizer", "create_scheduler", "FlooredStepLR", "recalibrate_bn", "nonfinite_tensors",
@@ -101,9 +102,9 @@ def check_fits_on_gpu(model: nn.Module, device: torch.device, copies: int | None
     gpu = f"{name} ({torch.cuda.get_device_name(device)})"
     on_top = "the sampled paths' gradients and the activations" if supernets else "the activations"
     raise said_by_this_rank(UserError(
-        f"{what} {'hold' if supernets > 1 else 'holds'} {n:,} parameters, {_gib(size)} GiB; training it on {gpu} needs at least "
-        f"{_gib(copies * size)} GiB for {held} ({copies} copies; {on_top} come on top), more than the {_gib(free)} "
-        f"GiB free of the GPU's {_gib(total)} GiB (torch.cuda.mem_get_info); {fix}"))
+        f"{what} {'hold' if supernets > 1 else 'holds'} {n:,} parameters, {gib(size)} GiB; training it on {gpu} "
+        f"needs at least {gib(copies * size)} GiB for {held} ({copies} copies; {on_top} come on top), more than "
+        f"the {gib(free)} GiB free of the GPU's {gib(total)} GiB (torch.cuda.mem_get_info); {fix}"))
 
 
 def _supernets(model: nn.Module) -> int:
@@ -111,12 +112,6 @@ def _supernets(model: nn.Module) -> int:
     if isinstance(model, SupernetEnsemble):
         return len(model.members)
     return 1 if isinstance(model, Supernet) else 0
-
-
-def _gib(n: int) -> str:
-    """``n`` bytes in GiB for a message: ``7,314.4``, ``1.5``, ``0.001``."""
-    v = n / (1 << 30)
-    return f"{v:,.1f}" if v >= 1 else f"{v:.2g}"
 
 
 # torch's words when BatchNorm in train mode gets a batch of one item on 1 x 1 maps (one value per channel)

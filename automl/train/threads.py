@@ -77,9 +77,9 @@ import torch
 from automl._io import atomic_write_json
 from automl.errors import UserError
 
-__all__ = ["ThreadChoice", "memory_available", "choose_threads", "resolve_threads", "spaces_work", "physical_cores", "busy_cores",
-           "apply_threads", "env_threads", "env_counts", "check_setting", "save_choice", "lost_record",
-           "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
+__all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve_threads", "spaces_work",
+           "physical_cores", "busy_cores", "apply_threads", "env_threads", "env_counts", "check_setting", "save_choice",
+           "lost_record", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -255,6 +255,12 @@ def memory_available() -> int | None:
             continue
         left = min(left, max(headroom, 0))
     return left
+
+
+def gib(n: int) -> str:
+    """``n`` bytes in GiB for a message about memory: ``7,314.4``, ``1.5``, ``0.001``."""
+    v = n / (1 << 30)
+    return f"{v:,.1f}" if v >= 1 else f"{v:.2g}"
 
 
 def _binding() -> tuple[float, tuple[str, ...]] | None:
