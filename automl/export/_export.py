@@ -23,8 +23,8 @@ from automl.dsl import ParamError
 from automl.errors import Stopped, UserError
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
-from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, export_again, manifest_error, read_manifest,
-                                    write_manifest)
+from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, manifest_error,
+                                    read_manifest, write_manifest)
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
@@ -236,7 +236,7 @@ def _onnx_entry(model: nn.Module, out_dir: Path, input_shape: tuple[int, ...], o
         if failure == "raise":
             raise
         (out_dir / ONNX_NAME).unlink(missing_ok=True)
-        return {"file": None, "error": " ".join(f"{type(e).__name__}: {e}".split())[:500]}
+        return {"file": None, "error": error_entry(e)}
     (out_dir / ONNX_NAME).unlink(missing_ok=True)
     return None
 

@@ -19,7 +19,7 @@ from automl.errors import UserError
 from automl.export.timm_spec import timm_kwargs_problem
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded", "check_channels",
-           "finite_number", "export_again", "manifest_error"]
+           "finite_number", "export_again", "manifest_error", "error_entry"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -198,3 +198,9 @@ def check_channels(manifest: dict[str, Any], source: str, channels: int) -> None
 def _refuse(source: str, field: str, what: str, value) -> None:
     raise UserError(f"{source}: \"{field}\" must be {what}, got {_shown(value)}; give the manifest.json the export "
                     f"wrote, or a plain ARCH.json with the choices")
+
+
+def error_entry(e: BaseException, what: str = "") -> str:
+    """A manifest's ``error`` (``onnx.error``, ``int8.error``): ``what`` failed and why, the exception's type and
+    message on one line of at most 500 characters."""
+    return " ".join(f"{what}{type(e).__name__}: {e}".split())[:500]

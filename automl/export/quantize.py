@@ -27,7 +27,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from automl._io import atomic_path
-from automl.export.manifest import MANIFEST_NAME, export_again, manifest_error, read_manifest, write_manifest
+from automl.export.manifest import (MANIFEST_NAME, error_entry, export_again, manifest_error, read_manifest,
+                                    write_manifest)
 from automl.export.onnx import DEFAULT_OPSET
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
@@ -342,7 +343,7 @@ def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency
         quantize_int8(fp32, int8, batches, input_name=name)
     except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
         int8.unlink(missing_ok=True)
-        return {"file": None, "error": _why(e)}
+        return {"file": None, "error": error_entry(e)}
     entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
     try:  # a quantised model this onnxruntime cannot run (an op without an int8 kernel) is no int8 model either
         latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name, clock=clock)
@@ -354,13 +355,8 @@ def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency
     except Exception as e:  # noqa: BLE001 - as above: the fp32 model stays, and the run goes on
         int8.unlink(missing_ok=True)
         latency.pop("int8_ms", None)
-        return {"file": None, "error": _why(e, "quantised, but onnxruntime cannot run the int8 model: ")}
+        return {"file": None, "error": error_entry(e, "quantised, but onnxruntime cannot run the int8 model: ")}
     return entry
-
-
-def _why(e: Exception, what: str = "") -> str:
-    """The manifest's ``int8.error``: what failed and why, on one line of at most 500 characters."""
-    return " ".join(f"{what}{type(e).__name__}: {e}".split())[:500]
 
 
 def int8_summary(manifest: dict) -> dict | None:
