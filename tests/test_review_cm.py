@@ -46,7 +46,7 @@ def test_a_supernet_larger_than_the_gpus_free_memory_is_refused_before_it_is_mov
         build_supernet(digits, torch.device("cuda", 0), seed=0, idx=0)
     msg = str(info.value)
     assert msg.startswith(f"the supernet of space digits holds {DIGITS_PARAMS:,} parameters, 0.001 GiB; training it "
-                          f"on cuda:0 (Fake GPU 0) needs at least 0.002 GiB for its weights and their SGD momentum "
+                          f"on cuda:0 (Fake GPU 0) needs at least 0.002 GiB for its weights and SGD momentum "
                           f"(2 copies; "), msg
     assert "more than the 0.00098 GiB free of the GPU's 80.0 GiB (torch.cuda.mem_get_info)" in msg, msg
     assert "use a smaller space" in msg and "space_args" in msg and msg.endswith("or device=cpu"), msg
@@ -136,10 +136,10 @@ def test_a_supernet_read_back_to_search_or_rank_counts_its_weights_only(digits, 
                   lambda: build_supernet(digits, torch.device("cuda", 0), seed=0, idx=0)):
         with pytest.raises(RuntimeError, match="stop before the move"):
             build()
-    assert asked == [1, None]  # None: a training's copies (SUPERNET_COPIES)
+    assert asked == [1, None]  # None: a training's copies with SGD (loops.training_copies)
 
 
-@pytest.mark.parametrize("epochs, copies", [(0, 1), (1, None)])
+@pytest.mark.parametrize("epochs, copies", [(0, 1), (1, (3, "its weights, their gradients and SGD momentum"))])
 def test_a_network_that_is_not_retrained_counts_its_weights_only(tmp_path, monkeypatch, epochs, copies):
     # retrain.epochs 0 evaluates and exports the supernet's weights: no gradients, no optimiser state on the GPU
     import automl.pipeline.final_stages as fs
@@ -155,4 +155,41 @@ def test_a_network_that_is_not_retrained_counts_its_weights_only(tmp_path, monke
     Run(load_recipe(QUICK, TINY + ["search.epsilons=[0]", "search.budgets=null", f"retrain.epochs={epochs}"]),
         tmp_path / "r", tty=False).execute()
     # loops is one module: the weight phase's build (a training's), the θ phase's read-back (1), the retraining
-    assert seen == [None, 1, copies], seen
+    assert seen == [(2, "its weights and SGD momentum"), 1, copies], seen
+
+
+@pytest.mark.parametrize("optimizer, momentum, supernet, copies, words", [
+    ("sgd", 0.9, True, 2, "its weights and SGD momentum"),
+    ("sgd", 0.0, True, 1, "its weights"),
+    ("sgd", 0.0, False, 2, "its weights and their gradients"),
+    ("adamw", 0.9, True, 3, "its weights and AdamW's two moment estimates"),
+    ("adamw", 0.9, False, 4, "its weights, their gradients and AdamW's two moment estimates"),
+    ("rmsprop", 0.9, False, 4, "its weights, their gradients, RMSprop's square average and momentum"),
+    ("rmsproptf", 0.0, True, 2, "its weights and RMSprop's square average"),
+])
+def test_the_copies_follow_the_optimisers_state(optimizer, momentum, supernet, copies, words):
+    # was: SGD's one momentum buffer for every optimiser (AdamW keeps two tensors per weight)
+    assert loops.training_copies(optimizer, momentum, supernet=supernet) == (copies, words)
+    # the count is the optimiser's real state: one training step of each, with every weight stepped
+    net = nn.Linear(4, 3)
+    opt = loops.create_optimizer(net, optimizer, 0.1, 0.0, momentum)
+    net(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    state = sum(t.numel() for s in opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
+    assert state == (copies - 1 - (not supernet)) * sum(p.numel() for p in net.parameters())
+
+
+def test_a_search_and_a_retraining_with_adamw_count_its_two_moments(monkeypatch, tmp_path):
+    import automl.pipeline.final_stages as fs
+    from test_review_ce import QUICK, TINY
+    from automl.pipeline import Run
+    from automl.recipe import load_recipe
+    seen, real = [], loops.for_training
+
+    def for_training(model, device, *, copies=None):
+        seen.append(copies)
+        return real(model, device, copies=copies)
+    monkeypatch.setattr(fs.loops, "for_training", for_training)
+    Run(load_recipe(QUICK, TINY + ["search.epsilons=[0]", "search.budgets=null", "retrain.epochs=1",
+                                   "optim.name=adamw", "retrain.optimizer=adamw"]), tmp_path / "r", tty=False).execute()
+    assert [c if isinstance(c, int) else c.count for c in seen] == [3, 1, 4], seen

@@ -221,8 +221,8 @@ class RetrainStage:
         arch = torch.tensor(state.archs[i], dtype=torch.long)
         torch.manual_seed(self.seed * 7919 + i)
         # retrain.epochs 0 trains nothing: the GPU holds the weights once (loops.check_fits_on_gpu)
-        model = loops.for_training(sp.retrain.build_standalone(arch, se=rt.se), ctx.device,
-                                   copies=1 if rt.epochs == 0 else None)
+        model = loops.for_training(sp.retrain.build_standalone(arch, se=rt.se), ctx.device, copies=1 if rt.epochs == 0
+                                   else loops.training_copies(rt.optimizer, rt.momentum, supernet=False))
         phase, size = f"retrain {self.members.tag(i, state)}", sp.retrain.resolution(arch)
         same = self._same_network(ctx, state, model)
         ctx.keeper.start("retrain")

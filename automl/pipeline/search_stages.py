@@ -40,11 +40,11 @@ __all__ = ["build_supernet", "supernet_from_state", "probe_paths", "WeightsStage
 
 
 def build_supernet(space, device: torch.device, seed: int, idx: int, members: int = 1,
-                   copies: int | None = None) -> nn.Module:
+                   copies: loops.Copies | int | None = None) -> nn.Module:
     """The search space's supernet, its initial weights seeded per stage (a resumed stage gets the same);
     with ``members`` M > 1 (``search.supernets``) an ensemble of M, member m seeded apart (member 0 as the
     single supernet). ``copies``: of its weights on a GPU (:func:`automl.train.loops.check_fits_on_gpu`; None:
-    a training's)."""
+    a training's with SGD)."""
     if members > 1:  # all of them at once, before the first is built (each build checks itself alone)
         space.check_supernet_fits(members)
     nets = []
@@ -335,7 +335,8 @@ class WeightsStage:
         self.search, self.optim, self.seed = search, optim, seed
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx, self.search.supernets)
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx, self.search.supernets,
+                             loops.training_copies(self.optim.name, self.optim.momentum, supernet=True))
         task = WeightTask(ctx, state, "weights", net, self.search, self.optim,
                           path_sampler(ctx, self.search, self.search.lam))
         start = task.resume(ctx, state) if state.mid_stage else (0, 0, None)
@@ -403,7 +404,8 @@ class SimultaneousStage:
         self.key = f"simultaneous/{member}"
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
-        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx, self.search.supernets)
+        net = build_supernet(ctx.spaces.search, ctx.device, self.seed, idx, self.search.supernets,
+                             loops.training_copies(self.optim.name, self.optim.momentum, supernet=True))
         searcher = self.method.create(self.problem)
         phase = f"simultaneous {self.members.tag(self.member, state)}"
         task = WeightTask(ctx, state, phase, net, self.search, self.optim, lambda: searcher.ask().cpu(),

@@ -11,7 +11,7 @@ None of these calls ``.item()``: the step loop never waits for the device; the c
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import timm.optim
 import timm.scheduler
@@ -27,8 +27,8 @@ from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum
                                       batchnorm_stats, said_by_this_rank)
 from automl.train.threads import gib
 
-__all__ = ["autocast_for", "for_training", "check_fits_on_gpu", "weight_step", "train_step", "path_losses",
-           "evaluate", "create_optimizer", "create_scheduler", "FlooredStepLR", "recalibrate_bn", "nonfinite_tensors",
+__all__ = ["autocast_for", "for_training", "Copies", "training_copies", "check_fits_on_gpu", "weight_step",
+           "train_step", "path_losses", "evaluate", "create_optimizer", "create_scheduler", "FlooredStepLR", "recalibrate_bn", "nonfinite_tensors",
            "finite_outputs"]
 
 
@@ -39,7 +39,7 @@ def autocast_for(device: torch.device):
     return contextlib.nullcontext()
 
 
-def for_training(model: nn.Module, device: torch.device, *, copies: int | None = None) -> nn.Module:
+def for_training(model: nn.Module, device: torch.device, *, copies: Copies | int | None = None) -> nn.Module:
     """``model`` on ``device``, ready for the steps below: channels_last, and on the CPU the faster depthwise
     weight gradient for small maps (:mod:`automl.nn.depthwise`). On a CUDA device :func:`check_fits_on_gpu`
     (with ``copies``) first refuses a network that training could not hold in the GPU's free memory.
@@ -56,41 +56,60 @@ def for_training(model: nn.Module, device: torch.device, *, copies: int | None =
     return model
 
 
-# the copies of its weights that training a network keeps on the GPU, by default (check_fits_on_gpu): a supernet
-# its weights and their SGD momentum; any other network its weights, their gradients and SGD momentum
-SUPERNET_COPIES = 2
-NETWORK_COPIES = 3
-# what the copies are, in check_fits_on_gpu's message: (copies, a supernet) -> words
-_HELD = {(1, True): "its weights", (1, False): "its weights", (2, True): "its weights and their SGD momentum",
-         (3, False): "its weights, their gradients and SGD momentum"}
+class Copies(NamedTuple):
+    """How many tensors the size of a network's weights training keeps on the GPU, and what they are, in words."""
+
+    count: int
+    words: str
 
 
-def check_fits_on_gpu(model: nn.Module, device: torch.device, copies: int | None = None) -> None:
+def _listed(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def training_copies(optimizer: str = "sgd", momentum: float = 0.9, *, supernet: bool) -> Copies:
+    """The copies of its weights that training a network with ``optimizer`` keeps on the GPU once every weight
+    has been stepped: the weights; for any network but a supernet a gradient for each (a supernet's weight step
+    holds gradients only for its λ sampled paths' weights, set to None between steps); and the optimiser's state,
+    per weight: SGD's momentum buffer (none with ``momentum`` 0), AdamW's two moment estimates, RMSprop's square
+    average (and its momentum buffer with ``momentum`` > 0; timm's ``rmsproptf`` alike)."""
+    parts = ["its weights"] + ([] if supernet else ["their gradients"])
+    if optimizer == "adamw":
+        parts += ["AdamW's two moment estimates"] * 2
+    elif optimizer in ("rmsprop", "rmsproptf"):
+        parts += ["RMSprop's square average"] + (["momentum"] if momentum else [])
+    elif momentum:
+        parts += ["SGD momentum"]
+    return Copies(len(parts), _listed(list(dict.fromkeys(parts))))
+
+
+def check_fits_on_gpu(model: nn.Module, device: torch.device, copies: Copies | int | None = None) -> None:
     """Refuse (:class:`UserError`) to move ``model`` to the CUDA ``device`` when ``copies`` times its parameter
     bytes are more than the GPU's free memory (``torch.cuda.mem_get_info``, plus what this process's caching
     allocator holds unused: a stage's supernet freed before the next is built), before anything is moved: the
     move or the first steps would end in CUDA's out-of-memory error. Under torchrun each rank checks its own
     GPU (``device`` is its LOCAL_RANK's); a rank other than 0 prints its refusal itself.
 
-    ``copies`` by default: :data:`SUPERNET_COPIES` (2) for a supernet or an ensemble of them: its weights and
-    SGD's momentum buffer (the recipe's default optimiser keeps one per weight, and every weight gets one once a
-    sampled path has used it); gradients are not counted, because a weight step holds them only for the λ
-    sampled paths' weights (set to None between steps). :data:`NETWORK_COPIES` (3) for any other network
-    (retraining): its weights, a gradient for each, and SGD momentum. Activations, the bf16 copies autocast
-    makes and CUDA's own workspace are not estimated (they depend on the batch and the path): the count is a
-    lower bound, and a network that passes may still run out of memory."""
+    ``copies`` (:func:`training_copies`) by default: training with the recipe's default optimiser, SGD with
+    momentum (2 for a supernet or an ensemble of them, 3 for any other network); an int: that many, 1 where
+    nothing trains. Activations, the bf16 copies autocast makes and CUDA's own workspace are not estimated (they
+    depend on the batch and the path): the count is a lower bound, and a network that passes may still run out
+    of memory."""
     params = list(model.parameters())
     n = sum(p.numel() for p in params)
     size = sum(p.numel() * p.element_size() for p in params)
     supernets = _supernets(model)
-    copies = copies or (SUPERNET_COPIES if supernets else NETWORK_COPIES)
+    if copies is None:
+        copies = training_copies(supernet=bool(supernets))
+    elif isinstance(copies, int):
+        copies = Copies(copies, "its weights" if copies == 1 else
+                        f"its weights and {copies - 1} more copies of them (gradients, optimiser state)")
+    copies, held = copies
     free, total = torch.cuda.mem_get_info(device)
     free += max(torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device), 0)
     if copies * size <= free:
         return
     name = f"{device.type}:{device.index if device.index is not None else torch.cuda.current_device()}"
-    held = _HELD.get((copies, bool(supernets)), f"its weights and {copies - 1} more copies of them (gradients, "
-                                                f"optimiser state)")
     if supernets:
         space = getattr(model.members[0] if supernets > 1 else model, "_space_name", None)
         what = (f"the {supernets} supernets of space {space} (search.supernets: {supernets})" if supernets > 1
