@@ -631,6 +631,10 @@ def _png(fig, ax, labels: list = ()) -> bytes:
     return buf.getvalue()
 
 
+# the widest the summary table may be where the output is no terminal (a log, a pipe)
+SUMMARY_WIDTH = 200
+
+
 def summary_table(results: dict):
     """The table printed at the end of a run, with report.md's note on members of one architecture under it. Every
     cell is plain text (markup escaped), never rich markup: an
@@ -642,7 +646,8 @@ def summary_table(results: dict):
     budgeted = _budgeted(results)
     cost = "cost (ms)" if results.get("cost_metric") == "latency" else "cost"
     for col in (("budget",) if budgeted else ()) + ("ε", "params", cost, "test accuracy", "onnx"):
-        t.add_column(col, justify="right" if col != "onnx" else "left")
+        # a path too long for the terminal wraps rather than ending in "…": it is what a user copies
+        t.add_column(col, justify="right" if col != "onnx" else "left", overflow="fold" if col == "onnx" else None)
     for i, a in enumerate(results["architectures"]):
         head = (_budget(a, _budgets(results)), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
         cells = (*head, f"{a['params']:,}" if a.get("params") is not None else "—", _fmt_cost(a["cost"]),
@@ -665,5 +670,7 @@ def write_report(out: Path, results: dict, reporter=None) -> None:
     if "ranking.png" not in files:  # a ranking results.json no longer holds (damaged): report.md shows none
         (out / "ranking.png").unlink(missing_ok=True)
     if reporter is not None and reporter.enabled:
-        Console().print(summary_table(results))
+        console = Console()  # a log or a pipe has no width: the table at its own (rich takes 80 columns there)
+        (console if console.is_terminal else Console(width=max(console.width, SUMMARY_WIDTH))).print(
+            summary_table(results))
         reporter.info(f"results: {out / 'results.json'}  report: {out / 'report.md'}")

@@ -592,3 +592,24 @@ def test_members_that_differ_only_in_a_layer_their_depth_leaves_out_are_one_netw
     from automl.compile import load_compiled
     digits = load_compiled(str(ROOT / "spaces" / "digits.space"))  # no elastic depth: the choices themselves
     assert _network_of(digits)([1] * digits.num_decisions) == [1] * digits.num_decisions
+
+
+def test_the_summary_table_shows_each_onnx_path_whole_in_a_log_and_in_a_narrow_terminal(tmp_path, capsys):
+    # was: "export/budget-0-none/…" in the quickstart's log (rich's 80 columns when the output is no terminal)
+    import io
+    from rich.console import Console
+    from automl.report import summary_table, write_report
+    from automl.train.progress import Reporter
+    path = "export/budget-0-a-rather-long-folder-name/model.onnx"
+    member = {"epsilon": 0.0, "budget": None, "choices": ["x"], "params": 106_722, "cost": 106_722.0,
+              "test_accuracy": 0.9889, "weights": "retrained", "macs": 1e6, "latency_ms": None, "int8": None,
+              "onnx": path}
+    results = {"recipe": "quickstart", "method": "importance_sampling", "search_seconds": 1.0,
+               "phase_seconds": {"weights": 0.5, "theta": 0.5}, "cost_metric": "params", "supernet": None,
+               "architectures": [member]}
+    write_report(tmp_path, results, Reporter(None, enabled=True))
+    assert path in capsys.readouterr().out  # pytest's capture is no terminal, as a log is not
+    narrow = Console(file=io.StringIO(), width=70)
+    narrow.print(summary_table(results))
+    cells = "".join(line.split("│")[-2].strip() for line in narrow.file.getvalue().splitlines() if "│" in line)
+    assert path in cells and "…" not in narrow.file.getvalue()  # folded over lines, every character kept
