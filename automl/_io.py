@@ -2,8 +2,9 @@
 
 Atomic writes: a temporary file in the same folder, fsync, then ``os.replace`` and (POSIX) an fsync of the
 folder; a reader (or a resumed run) sees either the old file or the new one, never half of one. The file
-gets the mode a plain ``open()`` gives it (0o666 less the umask, e.g. ``-rw-r--r--``). Reading a user's
-UTF-8 text file, with the reason it failed, for the caller to word as its own user error.
+gets the mode a plain ``open()`` gives it: a new one 0o666 less the umask (e.g. ``-rw-r--r--``), one that it
+replaces keeps its permission bits. Reading a user's UTF-8 text file, with the reason it failed, for the caller
+to word as its own user error.
 
 A run folder a run holds (:func:`guard_run_folder`, from its lock) is never created again by a write: a write
 below it first checks that the folder is still the run's, and stops with one user error when it was removed
@@ -20,6 +21,7 @@ import os
 import re
 import secrets
 import select
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -135,6 +137,18 @@ def _create_temporary(path: Path, suffix: str) -> Path:
             continue
 
 
+def _keep_mode(path: Path, tmp: Path) -> None:
+    """Give ``tmp`` the permission bits of the regular file ``path`` it replaces, as writing over ``path`` in place
+    keeps them (a ``chmod g+w`` or ``chmod 600`` of a shared table or a run's results survives a rewrite); best
+    effort: a file system that refuses chmod keeps the new file's mode."""
+    try:
+        st = os.stat(path)
+        if stat.S_ISREG(st.st_mode):
+            os.chmod(tmp, stat.S_IMODE(st.st_mode) & 0o777)
+    except OSError:
+        pass
+
+
 def _sync_folder(folder: Path) -> None:
     """Flush a rename in ``folder`` to disk (POSIX; best effort: some file systems refuse it)."""
     if os.name != "posix":
@@ -169,6 +183,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        _keep_mode(path, tmp_path)  # after the fsync: a read-only mode would refuse its open()
         os.replace(tmp_path, path)
         _sync_folder(path.parent)
     finally:

@@ -6,7 +6,8 @@ file whose checksum matches, so a truncated or corrupted newest checkpoint falls
 (with a warning); a file that loads but holds no dict (not a run's state) counts as refused. A file that load
 found unusable is not kept as the next save's fallback (a run resumed from the previous checkpoint keeps that one
 behind its new one), and the index names only its folder's ``ckpt-N.pt`` files: load skips, and save never
-deletes, any other path. A failed write (disk full) leaves the index, and so the previous checkpoint, untouched.
+deletes, any other path. A failed write (disk full) leaves the index, and so the previous checkpoint, untouched;
+a new checkpoint file whose index could not be written is removed again (it would only take space).
 Files are loaded with ``torch.load(weights_only=True)``: a checkpoint never executes code. When there is
 no usable checkpoint, :meth:`CheckpointStore.why_none` says why in words (no folder, no index, a damaged
 index, or each listed file missing, unreadable, corrupted or refused), for the caller's user error. On
@@ -89,16 +90,16 @@ class CheckpointStore:
             return f"{self.folder} does not exist"
         if not self.folder.is_dir():
             return f"{self.folder} is a file, not a folder"
+        files = self._files()  # named whenever the index cannot: they may be intact (a copy kept before rm -r)
+        held = f" (the folder holds {', '.join(files)})" if files else ""
         try:
             entries = self._read_index()
         except _DamagedIndex as e:
-            return f"its index {self.index_path} {e}"
+            return f"its index {self.index_path} {e}{held}"
         if not self.index_path.exists():
-            files = self._files()
-            held = f" (the folder holds {', '.join(files)})" if files else ""
             return f"its index {self.index_path} is missing{held}"
         if not entries:
-            return f"its index {self.index_path} lists no checkpoint"
+            return f"its index {self.index_path} lists no checkpoint{held}"
         if not self.problems:
             self.load()
         return "every checkpoint its index lists is unusable: " + "; ".join(self.problems)
@@ -114,7 +115,12 @@ class CheckpointStore:
         usable = [e for e in entries if e["file"] not in self.unusable and _NUMBERED.fullmatch(e["file"])]
         kept = usable[: KEEP - 1]
         new = [{"seq": seq, "file": name, "sha256": hashlib.sha256(data).hexdigest()}] + kept
-        atomic_write_json(self.index_path, {"checkpoints": new})
+        try:
+            atomic_write_json(self.index_path, {"checkpoints": new})
+        except OSError:  # disk full: the index names the previous checkpoints still; the new file only takes space
+            if name not in {e["file"] for e in entries}:
+                (self.folder / name).unlink(missing_ok=True)
+            raise
         for old in entries:  # never a file the index should not name (only this folder's ckpt-N.pt)
             if old not in kept and _NUMBERED.fullmatch(old["file"]):
                 (self.folder / old["file"]).unlink(missing_ok=True)

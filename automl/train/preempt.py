@@ -6,7 +6,8 @@
   as the run starts stays ignored (SIGHUP under ``nohup``, SIGINT in a script's background job). The training
   loop finishes its current step, writes a checkpoint and raises :class:`automl.errors.Stopped` (exit code
   128 + signal: 143, 130, 129, 138, 140). A second one exits at once (``os._exit``); a checkpoint being
-  written then is abandoned before its index names it, so the previous one stays the one ``--resume`` loads.
+  written then is abandoned before its index names it, so the previous one stays the one ``--resume`` loads
+  (the message says whether this command wrote one: before its first, only an earlier run's is there).
   A second SIGHUP does not: a terminal that closes sends it more than once. Under torchrun neither does the same
   signal again within :data:`REPEAT_S` seconds of the first: a scheduler that signals every process of the job
   (Slurm, systemd) reaches each rank directly and through torchrun, which passes it on.
@@ -56,6 +57,7 @@ class Preemption:
         self._pending_at = 0.0  # when it came (time.monotonic())
         self._steps = 0
         self._last = time.monotonic()
+        self._written = False  # a checkpoint was written since this command started (saved())
         self._group = None
         self._ttys: list[int] = []  # standard output and error when they were a terminal as the block began
         if info.enabled and dist.get_backend() != "gloo":
@@ -92,7 +94,10 @@ class Preemption:
                 and time.monotonic() - self._pending_at < REPEAT_S:
             return  # the scheduler's signal to every process, and torchrun's copy of it: one request
         if self.pending:
-            _say(f"\n{name} again: stopping now; the last checkpoint written is intact\n")
+            kept = ("the last checkpoint written is intact" if self._written else
+                    "no checkpoint was written since this command started (--resume continues from the run's "
+                    "previous checkpoint, if it has one)")
+            _say(f"\n{name} again: stopping now; {kept}\n")
             os._exit(128 + signum)
         self.pending, self._pending_at = signum, time.monotonic()
         if self.info.is_main:
@@ -114,6 +119,7 @@ class Preemption:
 
     def saved(self) -> None:
         """A checkpoint was written: the ``every_*`` counts start again."""
+        self._written = True
         self._steps = 0
         self._last = time.monotonic()
 
