@@ -8,7 +8,10 @@ names another holder on this machine (the run wrote its pid inside a container, 
 or a new holder has not written its record yet), the message names that process, and where the holder is
 in a PID namespace this command cannot see, it says so instead of giving a pid to ``kill`` here. A file
 system that refuses locks (some NFS mounts) gets one warning per command, and the run goes on unprotected.
-Readers (``results.json``, the report, an exported model) take no lock.
+Readers (``results.json``, the report, an exported model, ``--supernet RUN``) take no lock; where a folder's
+run may still be writing, :func:`held_by` looks (a shared lock tried and dropped at once, the file opened for
+reading only), so a run that reuses a supernet names the run still training it instead of advising ``--resume``.
+A lock file that cannot be written (a full disk) is one message, and the lock is not taken.
 
 While the lock is held, the run's writes check that the folder is still the run's (:meth:`RunLock.gone`,
 through :func:`automl._io.guard_run_folder`): a folder removed or moved mid-run stops the run with one
@@ -29,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from automl._io import guard_run_folder, unguard_run_folder
+from automl._io import guard_run_folder, unguard_run_folder, write_fix
 from automl.errors import UserError
 
 try:
@@ -37,7 +40,7 @@ try:
 except ImportError:  # Windows: no flock; runs are not locked there
     fcntl = None
 
-__all__ = ["LOCK_NAME", "RunLock"]
+__all__ = ["LOCK_NAME", "RunLock", "held_by"]
 
 _logger = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
@@ -140,6 +143,44 @@ def _command() -> str:
     return " ".join(argv)
 
 
+def _held_here(path: Path) -> bool:
+    """Whether this process holds the lock on the file ``path``."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    for fd in _held:
+        try:
+            held = os.fstat(fd)
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (st.st_dev, st.st_ino):
+            return True
+    return False
+
+
+def held_by(folder: str | os.PathLike) -> str | None:
+    """Who holds the lock on ``folder`` (a run writing there, :func:`_holder`'s words), or None when nobody does,
+    the folder has no lock file, or the file system refuses locks. Only looks: the file is opened for reading (a
+    folder this user cannot write), and a shared lock is tried and dropped at once."""
+    path = Path(folder) / LOCK_NAME
+    if fcntl is None or _held_here(path):  # this process's own lock (on NFS closing a copy would drop it)
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return _holder(path, _holders(os.fstat(fd)))[0]
+        return None
+    finally:
+        os.close(fd)  # drops the shared lock, if taken
+    return None
+
+
 class RunLock:
     """``RunLock(folder).acquire(create=...)`` takes the lock or raises a :class:`UserError` naming the holder."""
 
@@ -188,7 +229,12 @@ class RunLock:
         self.fd = fd
         _held.add(fd)
         self._previous = None if create else _read_all(fd)
-        self._record()
+        try:
+            self._record()
+        except OSError as e:  # a full disk or quota: the file cannot name this process, so the lock is not taken
+            self.release()
+            raise UserError(f"{'--out ' if then is None else ''}{self.folder}: cannot write its lock file {self.path} "
+                            f"({e.strerror or e}); {write_fix(e)} and run the command again") from None
         self._folder_id = _identity(self.folder)
         self._guard = guard_run_folder(self.folder, self.gone)
         return True

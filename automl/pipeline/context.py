@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
 import time
@@ -21,7 +22,7 @@ from automl.train.distributed import DistInfo, barrier, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
-__all__ = ["RunContext", "Keeper", "on_main", "written_on_main", "how_to_go_on", "rng_of"]
+__all__ = ["RunContext", "Keeper", "on_main", "written_on_main", "how_to_go_on", "shell_path", "rng_of"]
 
 
 def on_main(info: DistInfo, check: Callable[[], object]) -> object:
@@ -61,14 +62,21 @@ def written_on_main(info: DistInfo, what: str, write: Callable[[], object], then
     return on_main(info, guarded)
 
 
+def shell_path(path: Path) -> str:
+    """``path`` as a shell command names it: quoted where it holds spaces or shell characters (``rm -r 'my runs/a'``,
+    not ``rm -r my runs/a``, which deletes ``my``), and ``./`` before a leading ``-`` (not read as an option)."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
 def how_to_go_on(saved: bool, out: Path, resume_command: str, fix: str = "free space") -> str:
     """What to do after a write of the run in ``out`` failed: ``fix`` the cause, then continue from the
     checkpoint written before (``saved``) with ``resume_command``; with none yet, nothing can be resumed: start
     again in an emptied folder."""
     if saved:
         return f"the previous checkpoint is intact: {fix} and continue with: {resume_command}"
-    return (f"no checkpoint was written yet, so nothing to resume: {fix}, delete the folder (rm -r {out}) and "
-            f"run the command again")
+    return (f"no checkpoint was written yet, so nothing to resume: {fix}, delete the folder "
+            f"(rm -r {shell_path(out)}) and run the command again")
 
 
 class Keeper:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from automl._io import atomic_write_json
+from automl._io import atomic_write_json, write_fix
+from automl.errors import UserError
 from automl.nn.measure import count_macs
 from automl.pipeline.context import RunContext, written_on_main
 from automl.pipeline.members import Members
@@ -160,7 +161,8 @@ def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
     report left) keeps :data:`HOW_COMPUTED` and logs nothing more: metrics.jsonl keeps the lines ``automl rank``
     logged after its last checkpoint (less a retraining a kill cut short).
     A run with stages left cuts it back to the checkpoint's length, so the partial ranking's length no
-    longer holds: it is dropped from results.json at once (the retrainings it records stay usable)."""
+    longer holds: it is dropped from results.json at once (the retrainings it records stay usable); a write that
+    fails (a full disk) is a :class:`UserError` naming the file."""
     earlier = read_results(path)
     # one report.md cannot be written from (results.json edited or damaged): left out, the ranking measured again
     ranking = earlier.get("ranking")
@@ -174,7 +176,11 @@ def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
         return {**kept, PARTIAL: partial}, metrics_length(partial)
     partial = {k: v for k, v in partial.items() if k != "metrics_bytes"}
     if "metrics_bytes" in earlier[PARTIAL]:
-        atomic_write_json(path, {**earlier, PARTIAL: partial})
+        try:
+            atomic_write_json(path, {**earlier, PARTIAL: partial})
+        except OSError as e:  # a full disk: the file is as it was, and so are the checkpoints
+            raise UserError(f"--resume: cannot write {path} ({e.strerror or e}); {write_fix(e)} and run the same "
+                            f"command again (the run's checkpoints and its {path.name} are intact)") from None
     return {**kept, PARTIAL: partial}, metrics_bytes
 
 

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from automl._lock import held_by
 from automl.dsl import file_sha256, load_space, space_digest
 from automl.errors import SpaceError, UserError
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
@@ -33,14 +34,18 @@ __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
 # recorded as the split it makes (weights_fingerprint)
 DATA_NOT_IN_WEIGHTS = {"theta_batch_size", "test_batch_size", "workers", "download", "split_seed"}
+# data sets that data.root only locates (a copy elsewhere is the same data); an imagefolder's root names its data
+ROOT_ONLY_LOCATES = {"digits", "cifar10", "synthetic"}
 # the space file's key: what it says, or (runs recorded before space_digest) the sha256 of its bytes
 SPACE_DIGEST = "space.sha256"
 WEIGHT_SEARCH_KEYS = ("lam", "weight_epochs", "weight_sampling", "inplace_distill", "nan_policy", "max_bad_steps")
 
 
 def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) -> dict[str, Any]:
-    """What a supernet's trained weights depend on, as flat ``key: value`` pairs (JSON values)."""
-    data = recipe.data.model_dump(mode="json", exclude=DATA_NOT_IN_WEIGHTS)
+    """What a supernet's trained weights depend on, as flat ``key: value`` pairs (JSON values); ``data.root``
+    only for a data set it names (an imagefolder), not for one it only locates (:data:`ROOT_ONLY_LOCATES`)."""
+    located = {"root"} if recipe.data.dataset in ROOT_ONLY_LOCATES else set()
+    data = recipe.data.model_dump(mode="json", exclude=DATA_NOT_IN_WEIGHTS | located)
     fp: dict[str, Any] = {"space": space_path.name,
                           SPACE_DIGEST: space_digest(space_path.read_bytes()),
                           "space_args": dict(sorted(space_args.items())), "seed": recipe.seed}
@@ -83,9 +88,10 @@ def _space_values(space_path: Path | None, args: dict) -> dict[str, Any] | None:
 
 def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | None):
     """Both fingerprints as the values they stand for: the keys left out at their defaults filled in (one
-    supernet; the split drawn by the seed), and ``space_args`` as ``space_args.NAME`` per parameter with the
-    value the compiler reads (by this space file, defaults included, when both were recorded for what it says
-    and parse against it; else as numbers, the arguments given alone)."""
+    supernet; the split drawn by the seed), ``data.root`` left out where it only locates the data set
+    (:data:`ROOT_ONLY_LOCATES`: a copy at another path trained the same weights), and ``space_args`` as
+    ``space_args.NAME`` per parameter with the value the compiler reads (by this space file, defaults included,
+    when both were recorded for what it says and parse against it; else as numbers, the arguments given alone)."""
     if theirs.get(SPACE_DIGEST) != ours.get(SPACE_DIGEST):  # its defaults may not be this file's
         space_path = None
     out = []
@@ -97,6 +103,8 @@ def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | 
                 fp.setdefault(f"{section}.{key}", before)
         if "seed" in fp:
             fp.setdefault("data.split_seed", fp["seed"])
+        if fp.get("data.dataset") in ROOT_ONLY_LOCATES:  # where the data is, as runs recorded it before
+            fp.pop("data.root", None)
         out.append(fp)
     args = [fp.pop("space_args", None) or {} for fp in out]
     same = {k: str(v) for k, v in args[0].items()} == {k: str(v) for k, v in args[1].items()}
@@ -156,14 +164,38 @@ def _checkpoint(store: CheckpointStore, run_dir: Path) -> dict:
     return ckpt
 
 
+_WAIT = ("wait for its weight phase to finish (its checkpoint then holds the trained supernet), then run this command "
+         "again")
+
+
+def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path) -> None:
+    """Refuse (:class:`UserError`) the checkpoint ``ckpt`` of ``run_dir``, which holds no trained supernet: its
+    search.method trains none, its weight phase is still running there, or it was stopped before its end."""
+    if ckpt.get("supernet_origin") is None:  # recorded by every run whose search.method trains a supernet
+        raise UserError(f"--supernet {run_dir}: that run has no trained supernet: its search.method trains "
+                        f"none; give the folder of a run of search.method importance_sampling or separate")
+    running = held_by(run_dir)
+    if running:  # --resume would be refused: the run is writing there now
+        raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: it is still in its weight "
+                        f"phase, running now ({running}); {_WAIT}")
+    resume = f"automl run RECIPE --out {run_dir} --resume, with its recipe and overrides"
+    if store.problems:  # the newest was damaged: the weight phase may well have finished
+        raise UserError(f"--supernet {run_dir}: its newest checkpoint cannot be used ({'; '.join(store.problems)}),"
+                        f" and the one before it, {store.loaded}, was written before its weight phase finished; "
+                        f"give another run's folder, or train the rest of that weight phase again ({resume})")
+    raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: its weight phase has not "
+                    f"finished; finish it first ({resume})")
+
+
 def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: Path | None = None) -> Reused:
     """The trained supernet of the run in ``run_dir``, with its origin for results.json and the fingerprint of
     the settings that trained it.
 
-    Refuses (:class:`UserError`, exit 2) a folder without a trained supernet (naming the newest checkpoint when
-    it is damaged and the one before it holds none), a checkpoint of another format, and a fingerprint that
-    differs from ``ours`` unless ``force``. ``space_path``: this run's space file, whose bytes' sha256 a run
-    recorded before :func:`~automl.dsl.space_digest` holds instead (and which gives ``space_args`` values)."""
+    Refuses (:class:`UserError`, exit 2) a folder without a trained supernet (naming the run still writing there,
+    :func:`~automl._lock.held_by`, or the newest checkpoint when it is damaged and the one before it holds none),
+    a checkpoint of another format, and a fingerprint that differs from ``ours`` unless ``force``. ``space_path``:
+    this run's space file, whose bytes' sha256 a run recorded before :func:`~automl.dsl.space_digest` holds instead
+    (and which gives ``space_args`` values)."""
     source = Path(run_dir)
     if not source.is_dir():  # a dangling link too
         what = "is a file, not a run's folder" if source.exists() else "does not exist"
@@ -174,20 +206,15 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
         raise UserError(f"--supernet {source} is the checkpoints folder of the run in {source.parent}; give the "
                         f"run's folder: --supernet {source.parent}")
     if store.missing():
+        running = held_by(source)
+        if running:  # started, not checkpointed yet
+            raise UserError(f"--supernet {run_dir}: that run has no checkpoint yet: it is still running ({running});"
+                            f" {_WAIT}")
         raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
                         f"--out folder of an automl run whose weight phase has finished")
     ckpt = _checkpoint(store, run_dir)
     if ckpt.get("supernet") is None:
-        if ckpt.get("supernet_origin") is None:  # recorded by every run whose search.method trains a supernet
-            raise UserError(f"--supernet {run_dir}: that run has no trained supernet: its search.method trains "
-                            f"none; give the folder of a run of search.method importance_sampling or separate")
-        resume = f"automl run RECIPE --out {run_dir} --resume, with its recipe and overrides"
-        if store.problems:  # the newest was damaged: the weight phase may well have finished
-            raise UserError(f"--supernet {run_dir}: its newest checkpoint cannot be used ({'; '.join(store.problems)}),"
-                            f" and the one before it, {store.loaded}, was written before its weight phase finished; "
-                            f"give another run's folder, or train the rest of that weight phase again ({resume})")
-        raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: its weight phase has not "
-                        f"finished; finish it first ({resume})")
+        _untrained(ckpt, store, run_dir)
     if ckpt.get("weights_fingerprint") is None:
         raise UserError(f"--supernet {run_dir}: that run records no weights fingerprint (an older automl); "
                         f"train the supernet again with this version")
