@@ -202,3 +202,16 @@ def test_a_resume_that_cannot_rewrite_results_json_names_it(tmp_path, monkeypatc
 def test_the_folder_to_delete_is_named_as_a_shell_reads_it(out, shown):
     advice = how_to_go_on(False, Path(out), "automl run R --out X --resume")
     assert f"delete the folder (rm -r {shown}) and run the command again" in advice
+
+
+def test_a_run_folder_that_cannot_be_resumed_is_named_for_the_shell(tmp_path, monkeypatch, capsys):
+    # the --resume refusal and the "already holds files" refusal quote the folder as the context's advice does
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "my run"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "results.json").write_text("{}")
+    (out / "metrics.jsonl").write_text("")
+    assert main(["run", QUICK, "--out", "my run", "--resume"]) == 2
+    assert "(rm -r 'my run')" in capsys.readouterr().err
+    assert main(["run", QUICK, "--out", "my run"]) == 2
+    assert "(rm -r 'my run')" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import yaml
 from automl._io import atomic_write_text, remove_temporaries, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import UserError
-from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of
+from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.rank import rank_finished_run
@@ -248,7 +248,7 @@ class Run:
             else:
                 why = ("it holds no checkpoint for --resume to continue" if self.store.missing()
                        else f"--resume cannot continue it: {self.store.why_none()}")
-                fix = f"{why}; choose another --out, or delete the folder (rm -r {self.out}) and start again"
+                fix = f"{why}; choose another --out, or delete it (rm -r {shell_path(self.out)}) and start again"
             shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
             raise UserError(f"--out {self.out} already holds files ({shown}); {fix}")
         # a member folder of an absolute export.dir that another run exported: refused before anything is written
@@ -283,7 +283,7 @@ class Run:
 
     def _cannot_resume(self, held: list[str]) -> UserError:
         """``--resume`` with no usable checkpoint in ``out``: what is wrong, and how to start again."""
-        again = f"delete the folder (rm -r {self.out}) and start a new run without --resume, or choose another --out"
+        again = f"delete it (rm -r {shell_path(self.out)}) and start again without --resume, or choose another --out"
         if self.store.missing():
             if not self.out.exists():  # a mistyped --out, most likely
                 return UserError(f"--resume: no checkpoint in {self.out}: {self.out} does not exist; check --out "
