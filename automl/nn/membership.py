@@ -14,6 +14,7 @@ import difflib
 import itertools
 import json
 import os
+from collections import Counter
 from typing import Any
 
 import timm
@@ -337,21 +338,28 @@ _MODULE_NOTES = {"Conv2dSame": " (TensorFlow 'same' padding)", "MixedConv2d": " 
 
 def _closest_difference(cs, layer, block: nn.Module, names: dict[str, str]) -> str:
     """``; it has the shapes of ir_k3_e4, but its conv_dw is a Conv2dSame ...``: the first module that differs
-    from the first choice with the block's weight shapes; empty when no choice has them."""
+    from the first choice with the block's weight shapes. When no choice has them, the choice closest to the block
+    (its type first, then the most weight shapes in common) as built here: ``; the closest choice, ds_k3, is
+    DepthwiseSeparableConv 32->16, 3x3, squeeze-excitation, SiLU`` (the stage's SE and activation show)."""
     shapes = [tuple(v.shape) for v in block.state_dict().values()]
+    closest = None  # (score, op, module)
     for _, at in _width_options(cs, layer, names):
         for op in layer.choices:
             if op == "skip":
                 continue
             ours = chain_op(cs.plan, at, op, device="meta")
-            if [tuple(v.shape) for v in ours.state_dict().values()] != shapes:
+            mine = [tuple(v.shape) for v in ours.state_dict().values()]
+            if mine != shapes:
+                score = (type(ours) is type(block), sum((Counter(mine) & Counter(shapes)).values()))
+                if closest is None or score > closest[0]:
+                    closest = (score, op, ours)
                 continue
             diff = _module_difference(block, ours)
             if diff is not None:
                 return f"; it has the shapes of {op}, but {diff}"
             return (f"; it has the shapes of {op}, but {len(list(block.modules()))} modules where {op} has "
                     f"{len(list(ours.modules()))}")
-    return ""
+    return "" if closest is None else f"; the closest choice, {closest[1]}, is {describe_block(closest[2])}"
 
 
 def _free_widths(cs, model: nn.Module, names: dict[str, str]) -> None:

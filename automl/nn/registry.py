@@ -64,6 +64,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[0-9][A-Za-z0-9_]*)*")
 def register_resolver(fn: Callable[[str], "OpInfo | None"]) -> Callable[[str], "OpInfo | None"]:
     """Register ``fn(name) -> OpInfo | None``: ops whose names follow a pattern (not listed by list_ops)."""
     _RESOLVERS.append(fn)
+    for name in [n for n, info in _RESOLVED.items() if info is None]:  # names no earlier resolver built
+        del _RESOLVED[name]
     return fn
 
 
@@ -170,8 +172,16 @@ def get_op(name: str) -> OpInfo:
 
 def create_op(name: str, in_ch: int, out_ch: int, stride: int = 1, **kw) -> nn.Module:
     """Build op ``name`` mapping ``in_ch`` to ``out_ch`` channels with the given stride; of ``kw``, the
-    constructor gets the keywords it takes (all of them when it takes ``**kw``)."""
-    fn = get_op(name).fn
+    constructor gets the keywords it takes (all of them when it takes ``**kw``). ``ValueError`` for a shape the op
+    cannot have: another channel count for an op that keeps it (pooling, ``none``, ``skip``), a stride other than
+    1 for ``skip``."""
+    info = get_op(name)
+    if info.same_channels and in_ch != out_ch:
+        raise ValueError(f"op {name!r} keeps the channel count: it cannot map {in_ch} to {out_ch} channels "
+                         f"(give it in_ch == out_ch, or use an op that changes the width)")
+    if info.stride1_only and stride != 1:
+        raise ValueError(f"op {name!r} cannot downsample: it takes stride 1, got stride {stride}")
+    fn = info.fn
     takes = _keywords(fn)
     return fn(in_ch, out_ch, stride, **(kw if takes is None else {k: v for k, v in kw.items() if k in takes}))
 
