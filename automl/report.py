@@ -333,11 +333,21 @@ def render_markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _network(a: dict, i: int, method: str) -> tuple:
-    """What makes member ``a`` (``i``-th) one network with another: its choices, and weights that are the same
-    for the same choices (retrained once: automl/pipeline/final_stages.py RetrainStage; the one supernet's on
-    that path, recalibrated on the same batches), seen in the same measurements; ``("member", i)`` for weights
-    of its own (untrained, `simultaneous`'s supernet per member, or unrecorded)."""
+def _root(archs: list[dict], i: int) -> int:
+    """The member whose network member ``i`` is (results.json's ``same_network_as``: an earlier member, retrained
+    once for both), else ``i``."""
+    same = archs[i].get("same_network_as")
+    return same if type(same) is int and 0 <= same < i else i
+
+
+def _network(a: dict, i: int, method: str, archs: list[dict] | None = None) -> tuple:
+    """What makes member ``a`` (``i``-th) one network with another: the network of the member it names as
+    ``same_network_as`` (in ``archs``); else its choices, and weights that are the same for the same choices
+    (retrained once: automl/pipeline/final_stages.py RetrainStage; the one supernet's on that path, recalibrated
+    on the same batches), seen in the same measurements; ``("member", i)`` for weights of its own (untrained,
+    `simultaneous`'s supernet per member, or unrecorded)."""
+    if archs is not None and _root(archs, i) != i:
+        return _network(archs[_root(archs, i)], _root(archs, i), method)
     weights = a.get("weights")
     if weights == "retrained" or weights == "supernet" and method != "simultaneous":
         acc = a.get("test_accuracy")
@@ -349,7 +359,8 @@ def _networks(results: dict, indices) -> list[list[int]]:
     """``indices`` (members) grouped by :func:`_network`, in order."""
     groups: dict[tuple, list[int]] = {}
     for i in indices:
-        groups.setdefault(_network(results["architectures"][i], i, results["method"]), []).append(i)
+        archs = results["architectures"]
+        groups.setdefault(_network(archs[i], i, results["method"], archs), []).append(i)
     return list(groups.values())
 
 
@@ -383,19 +394,21 @@ def _apart(weights, method: str) -> str:
 
 
 def _same_architecture_lines(results: dict) -> list[str]:
-    """The lines under the table that name the members which derived the same architecture (the same choices):
-    one network (the same weights: their rows are its measurements), or the same architecture with different
-    weights (``retrain.epochs: 0`` with `simultaneous`'s supernet per member, or untrained)."""
+    """The lines under the table that name the members which derived the same architecture (the same choices, or
+    choices that differ only in layers their elastic depth leaves out: ``same_network_as``): one network (the same
+    weights: their rows are its measurements), or the same architecture with different weights (``retrain.epochs:
+    0`` with `simultaneous`'s supernet per member, or untrained)."""
     archs, lines = results["architectures"], []
     by_choices: dict[tuple, list[int]] = {}
-    for i, a in enumerate(archs):
-        by_choices.setdefault(tuple(a["choices"]), []).append(i)
+    for i in range(len(archs)):
+        by_choices.setdefault(tuple(archs[_root(archs, i)]["choices"]), []).append(i)
     for members in (m for m in by_choices.values() if len(m) > 1):
         nets = _networks(results, members)
         weights = archs[members[0]].get("weights")
         if len(nets) == 1:
-            lines += ["", f"The {_member_names(results, members)} are one network (the same choices): "
-                          f"{_ONE_NETWORK[weights]}."]
+            same = ("the same choices" if len({tuple(archs[m]["choices"]) for m in members}) == 1 else
+                    "their choices differ only in layers their elastic depth leaves out")
+            lines += ["", f"The {_member_names(results, members)} are one network ({same}): {_ONE_NETWORK[weights]}."]
             continue
         text = (f"The {_member_names(results, members)} are the same architecture (the same choices) with "
                 f"different weights: {_apart(weights, results['method'])}")

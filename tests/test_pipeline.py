@@ -60,7 +60,7 @@ def test_each_method_end_to_end(tmp_path, method):
     assert len(res["architectures"]) == 2
     for a in res["architectures"]:
         assert set(a) == {"epsilon", "budget", "choices", "params", "se", "cost", "test_accuracy", "weights",
-                          "onnx", "onnx_error", "macs", "latency_ms", "int8"}
+                          "same_network_as", "onnx", "onnx_error", "macs", "latency_ms", "int8"}
         assert a["weights"] == "retrained"
         assert a["macs"] > 0 and a["latency_ms"] is None and a["int8"] is None  # export.onnx=false: not measured
         assert a["onnx_error"] is None

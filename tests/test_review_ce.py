@@ -50,6 +50,7 @@ def test_two_members_of_one_network_are_retrained_once_and_report_one_result(tmp
     assert calls[0] == 6  # one retraining of 1 epoch x 6 steps, not one per member
     assert a["test_accuracy"] == b["test_accuracy"] and a["params"] == b["params"]
     assert a["weights"] == b["weights"] == "retrained"
+    assert a["same_network_as"] is None and b["same_network_as"] == 0  # results.json says whose network it is
     export = tmp_path / "run" / "export"
     first, second = (load_file(str(export / f / "model.safetensors")) for f in ("budget-0-none", "budget-1-178.2k"))
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
@@ -68,6 +69,7 @@ def test_a_same_network_whose_export_cannot_be_read_is_retrained_and_says_why(tm
     res = _run(tmp_path / "run", SAME)
     assert res["architectures"][0]["choices"] == res["architectures"][1]["choices"]
     assert calls[0] == 12  # retrained after all
+    assert [a["same_network_as"] for a in res["architectures"]] == [None, None]
     out = capsys.readouterr().out
     assert "cannot be read back" in out and "weights file is missing" in out and "retraining it again" in out
 

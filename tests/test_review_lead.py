@@ -613,3 +613,28 @@ def test_the_summary_table_shows_each_onnx_path_whole_in_a_log_and_in_a_narrow_t
     narrow.print(summary_table(results))
     cells = "".join(line.split("│")[-2].strip() for line in narrow.file.getvalue().splitlines() if "│" in line)
     assert path in cells and "…" not in narrow.file.getvalue()  # folded over lines, every character kept
+
+
+def test_members_of_one_network_by_elastic_depth_are_named_one_network_and_drawn_as_one_point():
+    # was: members whose choices differ only in a layer their depth leaves out were retrained once but reported as
+    # two networks (report.md had no line for them, pareto.png two points at one place)
+    from automl.report import _networks, render_markdown, summary_table
+
+    def member(choices, same=None, budget=None):
+        return {"epsilon": 0.0, "budget": budget, "choices": choices, "params": 50_000, "cost": 50_000.0,
+                "test_accuracy": 0.97, "weights": "retrained", "same_network_as": same, "macs": 1e6,
+                "latency_ms": None, "int8": None, "onnx": None}
+    archs = [member(["d2", "ir_k3_e3", "ir_k3_e3", "ir_k5_e6"]),
+             member(["d2", "ir_k3_e3", "ir_k3_e3", "skip"], same=0, budget=60e3),  # its 3rd layer is left out
+             member(["d1", "ir_k3_e3", "skip", "skip"], budget=40e3)]
+    archs[2]["params"], archs[2]["cost"] = 30_000, 30_000.0
+    results = {"recipe": "r", "method": "importance_sampling", "search_seconds": 1.0,
+               "phase_seconds": {"weights": 0.5, "theta": 0.5}, "cost_metric": "params", "supernet": None,
+               "architectures": archs}
+    assert _networks(results, [0, 1, 2]) == [[0, 1], [2]]
+    text = render_markdown(results)
+    assert "are one network (their choices differ only in layers their elastic depth leaves out): one " \
+           "retraining, one test accuracy" in text, text
+    assert "one network" in (summary_table(results).caption or "")
+    archs[1]["same_network_as"] = None  # not recorded (a results.json written before): two networks, as said
+    assert _networks(results, [0, 1, 2]) == [[0], [1], [2]] and "one network" not in render_markdown(results)

@@ -248,7 +248,7 @@ class RetrainStage:
                                            f"{ctx.keeper.resume_command}")
         state.add_seconds("export", time.perf_counter() - t0)
         state.results[str(i)] = {"test_accuracy": accuracy, "params": count_params(model), "weights": weights,
-                                 **edge}
+                                 **({"same_network_as": same} if same is not None else {}), **edge}
         ctx.keeper.save(idx + 1, 0)
 
     def _same_network(self, ctx: RunContext, state: RunState, model: nn.Module) -> int | None:

@@ -246,6 +246,8 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
             "cost": float(search.cost_table.total(a, recipe.search.cost)),
             "test_accuracy": res.get("test_accuracy"),
             "weights": res.get("weights"),
+            # the earlier member whose network (and retraining) this is: the same choices, or elastic depth's
+            "same_network_as": res.get("same_network_as"),
             "onnx": res.get("onnx"),
             "onnx_error": res.get("onnx_error"),
             "macs": exported_macs(retrain, a, recipe.retrain.se),
