@@ -1,9 +1,11 @@
 """The cost table: what each choice of each decision costs, per metric (the paper's c_{d,k}).
 
 ``params`` (the paper's metric: the number of weights of the chosen op) and ``macs`` (multiply-adds
-per sample, :mod:`automl.nn.measure`) are measured by the compiler; other metrics are written in the ``.space`` file (``metric NAME ... end``). The table is a dense
-``(D, Kmax)`` tensor per metric with a mask for the ragged choice counts, plus the fixed cost of the
-parts of the network that are not searched, so that ``total(arch) = fixed + sum_d c[d, arch[d]]``.
+per sample, :mod:`automl.nn.measure`) are measured by the compiler; other metrics are written in the
+``.space`` file (``metric NAME ... end``) or added from a latency table (:meth:`CostTable.add_metric`,
+``automl space profile``). The table is a dense ``(D, Kmax)`` tensor per metric with a mask for the ragged
+choice counts, plus the fixed cost of the parts of the network that are not searched, so that
+``total(arch) = fixed + sum_d c[d, arch[d]]``.
 
 Elastic width makes costs depend on each other: a layer's parameters depend on the widths chosen for its
 input and output. The decisions that choose widths are the table's *context*: for every combination ``a``
@@ -121,7 +123,10 @@ class CostTable:
     def add_metric(self, metric: str, rows: Sequence[Sequence[float]], fixed: float = 0.0) -> None:
         """Add a metric (e.g. a latency table measured by ``automl space profile``); rows as in ``costs``."""
         if metric in self._costs:
-            raise UserError(f"the cost table already has a metric {metric!r}")
+            how = ("the compiler measures it" if metric in BUILTIN_METRICS else
+                   f"the space file has a `metric {metric}` block: rename that block")
+            raise UserError(f"a table of {metric!r} cannot be added to the space's costs: it has a metric "
+                            f"{metric!r} already ({how})")
         if self.context_decisions:
             raise UserError(f"metric {metric!r}: a table of one cost per choice cannot describe a space with "
                             f"elastic widths (a layer's cost depends on the widths chosen); measure params or "

@@ -192,10 +192,12 @@ class Resolver:
         if hint:
             return self.err(f"unknown op {ref.name!r}: {hint}", ref.pos)
         pool = list(self.sets) + list_ops(kind=kind)
-        close = difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6)
+        lower = ref.name.lower()  # names are case-sensitive: `IR_K3_E3` is no op
+        close = [lower] if lower != ref.name and (lower in self.sets or is_op_name(lower)) else (
+            difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6))
+        ops = ", ".join(o for o in list_ops(kind=kind) if not get_op(o).reduction)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-            f"; the ops are: {', '.join(list_ops(kind=kind or 'block'))}" if not self.sets else
-            f"; the choice sets are: {', '.join(self.sets)}")
+            f"; the ops are: {ops}" + (f"; the choice sets are: {', '.join(self.sets)}" if self.sets else ""))
         return self.err(f"unknown op or choice set {ref.name!r}{hint}", ref.pos)
 
     def _check_twice(self, op: str, pos: ir.Pos, via: str | None, seen: dict, where: str) -> None:

@@ -373,7 +373,14 @@ def _keywords() -> frozenset[str]:
 
 
 _READS_A_NAME = {"INPUTS": "a name of the list", "CONCAT": "a name of the list", "COMMA": "a name of the list",
-                 "CHOOSE": "the choices", "THEN": "the choices", "THROUGH": "the choices", "FIXED": "the op"}
+                 "EQUAL": "a name of the list", "CHOOSE": "the choices", "THEN": "the choices",
+                 "THROUGH": "the choices", "FIXED": "the op", "ACTIVATION": "the activation", "FAMILY": "the family",
+                 "SPACE": "the space's name", "PARAM": "the parameter's name", "STAGE": "the stage's name",
+                 "LAYER": "the layer's name", "CELL": "the cell's name", "NODE": "the node's name",
+                 "METRIC": "the metric's name"}
+# the tokens an expression follows: a keyword after one of them is read as a parameter, the expression's value
+_READS_A_VALUE = frozenset({"WIDTH", "STRIDE", "REPEAT", "KERNEL", "SE", "DEPTH", "CLASSES", "INPUT", "X",
+                            "RESOLUTION", "SUMS", "MINUS", "PLUS", "STAR", "SLASH", "__ANON_0", "LPAR"})
 # the statements of a file, outside any block: one of these words starting a line inside a block means that the
 # block above it has no `end`
 _TOP_LEVEL = frozenset({"space", "param", "input", "resolution", "classes", "choices", "network", "cell", "metric"})
@@ -398,14 +405,23 @@ def _list_hint(e: UnexpectedToken) -> str:
     return ""
 
 
-def _keyword_as_name_hint(e: UnexpectedToken) -> str:
+def _keyword_as_name_hint(e: UnexpectedToken, text: str) -> str:
     """A keyword on the next line read as a name: keywords are soft, so ``output concat``, ``inputs``, ``choose``,
-    ``then``, ``through`` or ``fixed`` with its names left out (or a list ending in ``,``) takes the ``end``,
-    ``node`` or ``stage`` below it for one, and the error comes a statement later."""
+    ``then``, ``through``, ``fixed`` or ``choices NAME =`` with its names left out (or a list ending in ``,``) takes
+    the ``end``, ``node`` or ``stage`` below it for one, and the error comes a statement later. So does an option
+    or operator with its value left out (``stem width``, ``stride choose``): the keyword after it is read as a
+    parameter."""
     stack = getattr(getattr(e, "state", None), "value_stack", None) or []
     if len(stack) < 2:
         return ""
     before, last = stack[-2], stack[-1]
+    in_values = len(stack) > 2 and getattr(stack[-3], "data", None) in _OPERATORS | {"number", "ref"}  # `24, 32`
+    if (isinstance(before, Token) and (before.type in _READS_A_VALUE or before.type == "COMMA" and in_values)
+            and isinstance(last, Token) and last.type == "NAME" and str(last) in _keywords()
+            and not re.search(rf"(?m)^\s*param\s+{last}\b", text)):  # a parameter named `width` is a value
+        fix = ", or remove the `,`" if before.type == "COMMA" else ""
+        return (f" (the `{last}` on line {last.line} was read as a parameter, the value after the `{before}` on line "
+                f"{before.line}: write the value after that `{before}`{fix})")
     if getattr(last, "data", None) == "name_list":
         last = last.children[-1]
     elif not (isinstance(before, Token) and before.type in _READS_A_NAME):
@@ -413,12 +429,44 @@ def _keyword_as_name_hint(e: UnexpectedToken) -> str:
     if not (isinstance(last, Token) and str(last) in _keywords() and isinstance(before, Token)
             and last.line > before.line):
         return ""
-    if before.type in ("CHOOSE", "THEN", "THROUGH", "FIXED"):
+    if before.type in _READS_A_NAME and _READS_A_NAME[before.type] != "a name of the list":
         what = _READS_A_NAME[before.type]
         return (f" (the `{last}` on line {last.line} was read as {what} after the `{before}` on line {before.line}: "
                 f"write {what} after that `{before}`, on its line)")
     return (f" (the `{last}` on line {last.line} was read as a name of the list before it: write the list's names "
             f"before that `{last}`, and no `,` after the last)")
+
+
+def _number_hint(e: UnexpectedToken) -> str:
+    """``param p = 2 * c``, ``default = 1 + 2``: a parameter's default and a cost are one number each; and
+    ``param p =`` with the number left out (the error comes at the next line's first word)."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    i = len(stack) - 1
+    while i >= 0 and getattr(stack[i], "type", None) in ("NUMBER", "MINUS"):
+        i -= 1
+    if i < 2 or getattr(stack[i], "type", None) != "EQUAL":
+        return ""
+    equal, tok, statement = stack[i], e.token, getattr(stack[i - 2], "type", None)
+    if statement == "CHOICES":  # the third statement with `=`: its list takes names
+        return ""
+    param = statement == "PARAM"
+    what = f"`param {stack[i - 1]}`" if param else "the cost"
+    if tok.type == "$END" or tok.line > equal.line:
+        return f"; {what} has no value: write a number after its `=` on line {equal.line}"
+    if param:
+        return (f"; a parameter's default is one number (`param {stack[i - 1]} = 16`), not an expression: write "
+                f"expressions where the parameter is used (`width 2 * {stack[i - 1]}`)")
+    return "; a cost is one number (`default = 1.5`), not an expression"
+
+
+def _output_hint(e: UnexpectedToken) -> str:
+    """A ``node`` or a second ``output`` after a cell's ``output``: the output is the cell's last statement."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    if str(e.token) not in ("node", "output") or not any(getattr(x, "type", None) == "OUTPUT" for x in stack[-4:]):
+        return ""
+    if str(e.token) == "output":
+        return "; a cell has one `output` (for several nodes: `output concat n1, n2`)"
+    return "; a cell's `output` comes after its nodes: move it to just before the cell's `end`"
 
 
 def _starts_line(tok: Token, text: str) -> bool:
@@ -482,6 +530,9 @@ def _malformed_number(tok: Token, text: str) -> tuple[str, int] | None:
         if math.isfinite(value):
             how = "without `_`" if "_" in word else "in decimal digits"
             return f"`{word}`: write the number {how}: `{value}`", len(left)
+    if glued.startswith("x") and len(glued) > 1:  # `input 3xsize x size`: the shape's `x` glued to a name
+        spaced = re.sub(r"(?<=[0-9])x|x(?=[0-9])", " x ", word)
+        return f"`{word}`: put spaces around `x`: `{' '.join(spaced.split())}`", len(left)
     unit = re.fullmatch(r"((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)[A-Za-z]+", word)
     return (f"`{word}`: a number takes no unit: write `{unit.group(1)}`", len(left)) if unit else None
 
@@ -496,6 +547,19 @@ def _close_keyword(word: str, keywords: list[str]) -> str | None:
             return k
     close = difflib.get_close_matches(word, keywords, n=1, cutoff=0.75)
     return close[0] if close else None
+
+
+def _dashed_name(tok: Token, source: str) -> str:
+    """``; names are written with `_`...`` for a ``-`` inside a name (``ir-k3-e6``, ``mb-or-skip``) where the
+    grammar takes no minus."""
+    start = tok.start_pos
+    if str(tok) != "-" or start is None:
+        return ""
+    left = re.search(r"[A-Za-z0-9_.]*$", source[:start]).group()
+    if not (re.match(r"[A-Za-z_]", left) and re.match(r"[A-Za-z_]", source[start + 1:start + 2])):
+        return ""
+    word = re.search(r"[A-Za-z0-9_.-]*$", source[:start]).group() + re.match(r"[A-Za-z0-9_.-]*", source[start:]).group()
+    return f"; names are written with `_`, not `-`: `{word.replace('-', '_')}`"
 
 
 def _hint(tok: Token, expected_words: list[str]) -> str:
@@ -535,6 +599,10 @@ def _character_hint(ch: str, text: str, pos: int) -> str:
         return " (names are written with the letters a-z and A-Z, the digits 0-9 and `_`)"
     if unicodedata.category(ch) == "Cf":
         return " (an invisible formatting character, as pasted from a web page or word processor: delete it)"
+    if ch == "." and re.search(r"[A-Za-z0-9_]$", text[:pos]):  # `space my.space`, `choices mb.a = ...`
+        word = re.search(r"[A-Za-z0-9_.]*$", text[:pos]).group() + re.match(r"[A-Za-z0-9_.]*", text[pos:]).group()
+        return (f" (a name holds `.` only before a digit, as the op names `ir_k3_e2.5` and `_se0.25` do: write "
+                f"`{re.sub(r'[.](?![0-9])', '_', word)}`)")
     if ch == ":":
         before = text[text.rfind("\n", 0, pos) + 1:pos]
         if re.fullmatch(r"\s*(param|choices)\s+\S+\s*", before):
@@ -568,8 +636,8 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
             return err(number[0], tok.line, tok.column - number[1])
         expected = _describe_expected(e.accepts or e.expected or ())
         msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + (
-            _keyword_as_name_hint(e) or _hint(tok, expected) + _bracket_hint(e, text) or _list_hint(e)
-            or _open_hint(e, text))
+            _keyword_as_name_hint(e, text) or _hint(tok, expected) + _bracket_hint(e, text) + _dashed_name(tok, text)
+            or _list_hint(e) or _number_hint(e) or _output_hint(e) or _open_hint(e, text))
         if tok.type == "$END":
             line, col = _end_position(text)
             return err(msg, line, col)
@@ -678,8 +746,9 @@ def _parse_override(filename: str, p: ir.Param, raw: str | int | float) -> int |
     def bad(problem: str) -> ParamError:
         return ParamError(problem, filename, p.name, str(raw))
 
+    a_number = f"expected a number, such as its default {p.default}"  # `--set size=` with $SIZE unset: no value
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):  # a value from JSON or Python: `0.5`
-        raise bad("expected a number")
+        raise bad(a_number)
     text = str(raw).strip()
     if not text.isascii() or "_" in text:  # float() would take '３' and '1_0'; a space file takes neither
         raise bad("expected a number written with the digits 0-9")
@@ -691,8 +760,10 @@ def _parse_override(filename: str, p: ir.Param, raw: str | int | float) -> int |
         try:
             value = float(text)
         except ValueError:
-            raise bad("expected a number") from None
+            raise bad(a_number) from None
         if not math.isfinite(value):
+            if re.fullmatch(r"[+-]?[0-9.]+(e[+-]?[0-9]+)?", text.lower()):  # `1e999`: float() made it inf
+                raise bad("number too large; a real number is at most about 1.8e308")
             raise bad("expected a finite number") from None
     if isinstance(p.default, int) and not isinstance(value, int):
         if not float(value).is_integer():
@@ -765,6 +836,9 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
     classes, classes_pos = get("classes")
     network, _ = get("network")
     resolutions, resolution_pos = get("resolution")
+    if resolutions is not None and len(resolutions) < 2:
+        raise error_at(resolution_pos)("elastic resolution needs at least two input sizes, e.g. `resolution 160, 192, "
+                                       "224`; for one size, remove `resolution`: the `input` statement gives it")
     return ir.Space(
         filename=filename, source=text, name=name.name if name else None, name_pos=name.pos if name else None,
         params=tuple(resolved), input_shape=shape, input_pos=shape_pos, classes=classes,
