@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -88,7 +89,10 @@ def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
 
 def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:
     """The parsed JSON of ``ARCH.json`` (or an export's ``manifest.json``); a missing, unreadable or
-    malformed file is a :class:`UserError` naming it and ``flag``, the option that gave it."""
+    malformed file is a :class:`UserError` naming it and ``flag``, the option that gave it; so is a folder (an
+    export's or a run's), with the manifest.json in it to give instead."""
+    if Path(path).is_dir():
+        raise UserError(f"{flag} {path} is a folder; give a file: {_arch_in(Path(path), flag)}")
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -102,6 +106,18 @@ def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     except ValueError as e:  # an integer of over 4,300 digits
         raise UserError(f"{flag} {path}: not an architecture file ({e})") from None
+
+
+def _arch_in(folder: Path, flag: str) -> str:
+    """What to give ``flag`` instead of ``folder``: the manifest.json of the export it is (or of a run's first
+    export), else what the file holds."""
+    found = [folder / "manifest.json"] if (folder / "manifest.json").is_file() else \
+        sorted(folder.glob("export/*/manifest.json"))
+    if found:
+        return f"e.g. {found[0]} (an export's manifest.json describes its network)"
+    if flag == "--arch-def":
+        return "a JSON timm arch_def ([[\"ir_r1_k3_s1_e1_c16\"], ...]) or an export's manifest.json"
+    return "an ARCH.json ({\"choices\": [...]}, as `automl space encode` writes one) or an export's manifest.json"
 
 
 def is_manifest(obj: Any) -> bool:
