@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -10,10 +11,12 @@ import sys
 from pathlib import Path
 
 from automl._io import writable_dir
+from automl._lock import held_by
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.compile import load_compiled
+from automl.dsl import space_digest
 from automl.errors import UserError
-from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, split_checkpoint
+from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, run_of, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number
 from automl.export.onnx import check_opset
@@ -57,6 +60,7 @@ def main(args) -> int:
     if warning:
         print(warning, file=sys.stderr)
     check_opset(args.opset)
+    owner = _check_out(args)
     weights, supernet_state = _weights(args, compiled, arch, se)
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
@@ -71,7 +75,7 @@ def main(args) -> int:
     export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                         se=se, opset=args.opset, space_path=args.space, space_args=overrides,
                         bn_calibration=calibration, normalize=normalize,
-                        onnx_failure="record", **_kept(args, recorded, compiled, weights is not None))
+                        onnx_failure="record", run=owner, **_kept(args, recorded, compiled, weights is not None))
     if _onnx_failed(args):
         return 1
     manifest = measure_export(args.out, quantize=quantize,
@@ -79,6 +83,40 @@ def main(args) -> int:
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
     _report(args, manifest, supernet_state, calibration)
     return 0
+
+
+# where an export's weights came from when they are not trained ones: fresh initialisation (automl export without
+# --weights), or a run's member with no weights to take (retrain.epochs 0 without a supernet)
+_UNTRAINED = ("fresh", "untrained")
+
+
+def _check_out(args) -> str | None:
+    """The export already in ``--out``, checked before anything is written: the run folder its manifest names as
+    its owner (kept in the new manifest: the folder is still that run's), or None. Refused: a folder of a run that
+    is still running (its own export may be writing there), and, without ``--weights``, a folder whose weights are
+    trained ones, which fresh weights would replace."""
+    try:
+        old = json.loads((Path(args.out) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(old, dict):
+        return None
+    run = run_of(args.out)
+    holder = held_by(run) if run is not None and os.path.isdir(run) else None
+    if holder is not None:
+        raise UserError(f"--out {args.out} holds a model of run {run}, which is still running ({holder}) and "
+                        f"writes its own models there; give another --out, or wait for the run to end")
+    w = old.get("weights") if isinstance(old.get("weights"), dict) else {}
+    file, source = w.get("file"), w.get("source")
+    if (not args.weights and isinstance(file, str) and file and isinstance(source, str)
+            and source not in _UNTRAINED and (Path(args.out) / file).is_file()):
+        kept = Path(args.out) / file
+        raise UserError(f"--out {args.out} holds an exported network with trained weights ({kept}, weights: "
+                        f"{source}); without --weights this export would write fresh, untrained weights over "
+                        f"them: to export that network again (another opset, --quantize), give --arch "
+                        f"{Path(args.out) / MANIFEST_NAME} --weights {kept}; else give another --out, or remove "
+                        f"{args.out} first")
+    return run if run is not None and os.path.isdir(run) else None
 
 
 def _onnx_failed(args) -> bool:
@@ -117,6 +155,7 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
     kind, state = split_checkpoint(obj, keys, source=f"--weights {args.weights}")
     if kind == "supernet":
         _not_exported_weights(args.weights, obj, args.arch)
+        _same_space(args.weights, obj, args.space)
         if se > 0:
             said = f"--se {se:g}" if args.se is not None else f"the se {se:g} --arch {args.arch} was exported with"
             raise UserError(f"--weights {args.weights} is a supernet checkpoint: it has no weights for the "
@@ -125,6 +164,24 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
                             f"network's weights (its export's model.safetensors)")
         return None, state
     return state, None
+
+
+def _same_space(path: str, obj: dict, space: str) -> None:
+    """A run's checkpoint records the space file its supernet was trained on (its ``weights_fingerprint``: the
+    file's name and :func:`~automl.dsl.space_digest`, or the sha256 of its bytes from an older automl): a supernet
+    of another space file than ``space`` is refused by name; its weights would not fit, or fit another network."""
+    fp = obj.get("weights_fingerprint")
+    recorded = fp.get("space.sha256") if isinstance(fp, dict) else None
+    if not isinstance(recorded, str):
+        return
+    data = Path(space).read_bytes()
+    if recorded in (space_digest(data), hashlib.sha256(data).hexdigest()):
+        return
+    name = fp.get("space")
+    theirs = f"the space file {name}" if isinstance(name, str) and name else "another space file"
+    raise UserError(f"--weights {path}: its supernet was trained on {theirs}, which says something else than "
+                    f"{space}; export with the space file of the run that wrote it (its recipe.resolved.yaml's "
+                    f"space), and its space_args as --set values")
 
 
 def _no_supernet(path: str, obj: dict) -> None:
