@@ -42,10 +42,16 @@ def format_source_error(
             where += f":{column}"
     text = f"{where}: {message}"
     if source_line is not None and line is not None:
-        src = source_line.rstrip("\n").expandtabs(1)
-        text += f"\n    {src}"
-        if column is not None:
-            text += "\n    " + " " * max(column - 1, 0) + "^"
+        text += _excerpt(source_line, column)
+    return text
+
+
+def _excerpt(source_line: str, column: int | None) -> str:
+    """The offending line on its own line, indented, and a caret under ``column`` (1-based) when given. A tab
+    shows as one space, so that the caret stays under the character it points at."""
+    text = "\n    " + source_line.rstrip("\n").expandtabs(1)
+    if column is not None:
+        text += "\n    " + " " * max(column - 1, 0) + "^"
     return text
 
 
@@ -67,13 +73,19 @@ class RecipeError(UserError):
     located = True
 
     def __init__(self, message: str, filename: str | None = None, key: str | None = None,
-                 line: int | None = None):
+                 line: int | None = None, column: int | None = None, source_line: str | None = None):
+        """``source_line`` (with ``line``): the file's line, shown under the message with a caret under
+        ``column`` (1-based), as a YAML syntax error shows where it is."""
         self.message, self.filename, self.key, self.line = message, filename, key, line
+        self.column, self.source_line = column, source_line
         where = ""
         if filename:
             where = str(filename) + (f":{line}" if line else "") + ": "
         keytxt = f"{key}: " if key else ""
-        super().__init__(f"{where}{keytxt}{message}")
+        text = f"{where}{keytxt}{message}"
+        if source_line is not None and line:
+            text += _excerpt(source_line, column)
+        super().__init__(text)
 
 
 class DataError(UserError):

@@ -23,6 +23,8 @@ Every mistake is a :class:`~automl.errors.RecipeError` naming the file, the dott
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import difflib
 import hashlib
 import logging
@@ -90,6 +92,9 @@ def _check_scalar(v: Any) -> Any:
     """Space parameters are scalars; say so once instead of one error per union member."""
     if v is None or isinstance(v, (dict, list, tuple, set)):
         raise ValueError("must be a number, a string or a boolean")
+    if isinstance(v, datetime.date):
+        raise ValueError(f"must be a number, a string or a boolean, and YAML reads {v} as a date: put it in quotes "
+                         f"to keep it as written")
     return v
 
 
@@ -117,6 +122,21 @@ def _numeric_kind(ann: Any) -> str | None:
     return None
 
 
+_EXPONENT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+\s*")
+
+
+def _whole_exponent(v: Any) -> Any:
+    """``"1e4"`` -> 10000: YAML 1.1 reads a number with an exponent and no dot as a string, which an integer
+    setting takes when it is a whole number (as a number setting takes ``"1e-3"``); anything else unchanged, for
+    the setting's own message. An exponent beyond 10^30, more than any integer setting takes, stays a string."""
+    if not isinstance(v, str) or _EXPONENT.fullmatch(v) is None:
+        return v
+    x = decimal.Decimal(v.strip())
+    if x.adjusted() > 30 or x != x.to_integral_value():
+        return v
+    return int(x)
+
+
 class _Config(BaseModel):
     """Base of every recipe section: unknown keys are errors, sections are immutable, and a number field does
     not take a boolean (YAML's true is not 1)."""
@@ -126,10 +146,12 @@ class _Config(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _booleans_are_not_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        if isinstance(v, bool) and info.field_name is not None:
+        if isinstance(v, (bool, str)) and info.field_name is not None:
             kind = _numeric_kind(cls.model_fields[info.field_name].annotation)
-            if kind is not None:
+            if kind is not None and isinstance(v, bool):
                 raise ValueError(f"must be {kind}")
+            if kind == "an integer":
+                return _whole_exponent(v)
         return v
 
 
@@ -186,10 +208,14 @@ class DataConfig(_Config):
 
     @field_validator("cutout", mode="before")
     @classmethod
-    def _cutout(cls, v: Any) -> Any:
-        if v is None:
-            return 0
-        if isinstance(v, int) and not isinstance(v, bool) and v < 0:
+    def _cutout_null(cls, v: Any) -> Any:
+        return 0 if v is None else v
+
+    @field_validator("cutout")
+    @classmethod
+    def _cutout(cls, v: int) -> int:
+        """Checked as an integer, so that -1.0 and '-1' are refused as -1 is."""
+        if v < 0:
             raise ValueError("must be the side of the Cutout square in pixels (16 in ASNG-NAS), or 0 or null "
                              "for no Cutout")
         return v
@@ -197,6 +223,8 @@ class DataConfig(_Config):
     @field_validator("theta_split", mode="before")
     @classmethod
     def _theta_split(cls, v: Any) -> Any:
+        if isinstance(v, str) and _EXPONENT.fullmatch(v) and math.isfinite(float(v)):
+            v = float(v)  # YAML 1.1 reads 1e-1 (no dot) as a string
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError("must be a fraction in (0, 1) or a count >= 1")
         if isinstance(v, float) and not 0.0 < v < 1.0:
@@ -719,8 +747,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
         if isinstance(e, yaml.constructor.ConstructorError):  # !!python/object and friends: never built
             raise RecipeError(f"unsupported YAML tag ({problem}); a recipe holds plain values only, no "
                               f"Python objects", filename, line=mark.line + 1 if mark else None) from None
-        raise RecipeError(f"YAML syntax error: {problem}", filename,
-                          line=mark.line + 1 if mark else None) from None
+        raise _syntax_error(e, filename) from None
     except ValueError as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
         path, bad, why = _unbuildable(node)
         if bad is None:
@@ -760,6 +787,86 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     recipe._cost_table_given = given if isinstance(given, str) else None
     _cross_checks(recipe, filename, node, applied)
     return recipe
+
+
+def _syntax_error(e: yaml.YAMLError, filename: str) -> RecipeError:
+    """A YAML syntax error at its line, the line shown with a caret under the problem, and how to fix it. A
+    problem found at the end of the file (a quote or a bracket never closed) is shown where it began."""
+    problem, context = getattr(e, "problem", None) or str(e), getattr(e, "context", None)
+    mark, opened = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    if mark is None or opened is not None and (_source_line(mark) is None or problem == _NO_COLON):
+        mark = opened  # "seed:4" is found on the line after it
+    hint = _syntax_hint(problem, context, opened)
+    if hint is None:
+        hint = problem + (f" ({context} on line {opened.line + 1})" if context and opened is not None else "")
+    if mark is None:
+        return RecipeError(f"YAML syntax error: {hint}", filename)
+    return RecipeError(f"YAML syntax error: {hint}", filename, line=mark.line + 1, column=mark.column + 1,
+                       source_line=_source_line(mark))
+
+
+def _source_line(mark) -> str | None:
+    """The text of the line ``mark`` is on (as YAML counts lines), or None past the end of the file."""
+    buf, at = getattr(mark, "buffer", None), getattr(mark, "pointer", None)
+    if not isinstance(buf, str) or at is None:
+        return None
+    start = max(buf.rfind(c, 0, at) for c in _BREAKS) + 1
+    ends = [i for i in (buf.find(c, at) for c in _BREAKS) if i >= 0]
+    line = buf[start:min(ends, default=len(buf))]
+    return line if line.strip() else None
+
+
+_NO_COLON = "could not find expected ':'"
+_BREAKS = "\0\r\n\x85\u2028\u2029"  # what ends a line to YAML (its reader ends the buffer with \0)
+
+
+def _syntax_hint(problem: str, context: str | None, opened) -> str | None:
+    """What a YAML syntax error means in a recipe, and how to fix it; None when it is none of the usual ones."""
+    on = f" on line {opened.line + 1}" if opened is not None else ""
+    if problem.startswith("found character '\\t'"):
+        return ("a tab character, which YAML does not allow here: indent with spaces only, and separate a "
+                "value from its key's ':' with a space")
+    m = re.fullmatch(r"found character '(.)' that cannot start any token", problem)
+    if m:
+        return f"YAML reserves {m.group(1)} at the start of a value: quote the value ('{m.group(1)}...')"
+    if problem == "but found another document":
+        return ("a recipe is one YAML document, and this '---' starts a second one: remove the line "
+                "(a '---' may only open the file) and keep the settings in one mapping")
+    if problem == "mapping values are not allowed here":
+        return ("YAML cannot read this ':' as a key's: check this line's indentation (keys of one section "
+                "line up under one another), that the line above has its ': ' (with a space after the colon), and "
+                "quote a value that holds ': '")
+    if problem == _NO_COLON:
+        return "this line has no ': ': write key: value, with a space after the colon"
+    m = re.fullmatch(r"expected ',' or '([\]}])', but got .*", problem)
+    if m:
+        kind, opener = ("list", "[") if m.group(1) == "]" else ("mapping", "{")
+        return (f"the {kind} opened with '{opener}'{on} is not closed: close it with '{m.group(1)}', and "
+                f"separate its items with ', '")
+    if problem.startswith("expected <block end>, but found '-'"):
+        return ("a list item ('- ') where YAML expects a key: indent it under the key it belongs to, or "
+                "write key: value")
+    if problem.startswith("expected <block end>, but found ':'"):
+        return "a line that starts with ':' has no key: write key: value"
+    m = re.fullmatch(r"expected <block end>, but found '([\]}])'", problem)
+    if m:
+        return f"'{m.group(1)}' closes a bracket that was never opened: remove it, or open the bracket before it"
+    if problem.startswith("expected <block end>"):
+        return ("this line's indentation does not match the keys above it: keys of one section line up under "
+                "one another; indent it as the keys beside it")
+    if problem == "found unexpected end of stream" and "quoted scalar" in (context or ""):
+        return "this quote is never closed: end the value with the quote character that opened it"
+    m = re.fullmatch(r"found undefined alias '(.*)'", problem)
+    if m:
+        return (f"*{m.group(1)} names no anchor: define the anchor &{m.group(1)} above its first use "
+                f"(key: &{m.group(1)} value), or write the value itself")
+    if problem.startswith("found unknown escape character"):
+        return ("in double quotes a backslash starts an escape (\\n, \\t): write the value in single quotes "
+                "('...'), or double each backslash")
+    m = re.fullmatch(r"found duplicate anchor '(.*)'; first occurrence", context or "")
+    if m and problem == "second occurrence":
+        return f"the anchor &{m.group(1)} is defined a second time (first{on}): give each anchor its own name"
+    return None
 
 
 def _drop_removed(data: dict, filename: str) -> dict:
@@ -824,6 +931,11 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
             _refuse(("search", key), f"applies to search.method random only (this recipe's method is {s.method}, "
                     f"which would ignore it); remove search.{key}, or set search.method: random", filename, node,
                     applied)
+    if s.random_band is not None and not (s.random_budgets or any(b is not None for b in s.budgets or ())):
+        _refuse(("search", "random_band"), "draws each member between random_band x its budget and the budget, "
+                "but this recipe gives no budget (search.budgets or search.random_budgets), so it would be "
+                "ignored; give search.budgets or search.random_budgets, or remove search.random_band", filename,
+                node, applied)
     if s.budgets is not None and s.random_budgets is not None:
         _refuse_either([("search", "budgets"), ("search", "random_budgets")],
                        "search.method random takes one list of budgets: search.budgets (totals of the search "
@@ -1234,6 +1346,9 @@ def _message(err: dict, path: tuple) -> str:
     t, ctx, inp = err["type"], err.get("ctx") or {}, err.get("input")
     got = f" (got {_got(inp)})"
     if t == "extra_forbidden":
+        name, colon, rest = str(path[-1]).partition(":")
+        if colon and rest and not rest.startswith(" "):  # {lam:4}: YAML needs a space after the colon
+            return f"unknown key (YAML reads {path[-1]} as one key: put a space after the colon, {name}: {rest})"
         return f"unknown key{_known_keys_hint(path)}"
     if t == "missing":
         return "required key is missing"
@@ -1256,7 +1371,7 @@ def _message(err: dict, path: tuple) -> str:
             "must be a mapping of keys to values", "finite_number": "must be a finite number",
     }
     if t in simple:
-        return simple[t] + got
+        return simple[t] + got + _read_otherwise(t, inp)
     if t == "too_short":
         return ("must not be empty" if ctx.get("min_length") == 1 else
                 f"needs at least {ctx.get('min_length')} items") + got
@@ -1270,6 +1385,32 @@ def _message(err: dict, path: tuple) -> str:
     if t == "value_error":
         return str(err["msg"]).removeprefix("Value error, ") + got
     return err["msg"] + got
+
+
+def _read_otherwise(t: str, inp: Any) -> str:
+    """How to write what a value YAML read as another type meant: a name of digits, an empty section, lam:4."""
+    if t == "string_type" and not isinstance(inp, (str, list, dict)) and inp is not None:
+        kind = ("a boolean" if isinstance(inp, bool) else "a date" if isinstance(inp, datetime.date)
+                else "a number")
+        return f"; YAML reads it as {kind}: put it in quotes to keep it as written"
+    if t in ("dict_type", "model_type", "model_attributes_type"):
+        if inp is None:
+            return "; an empty section: give it a key, or remove it for the defaults"
+        name, colon, rest = inp.partition(":") if isinstance(inp, str) else ("", "", "")
+        if colon and rest and not rest.startswith(" ") and name.isidentifier():
+            return f"; YAML needs a space after the colon ({name}: {rest})"
+    return ""
+
+
+def _null_hint(path: tuple, inp: Any) -> str:
+    """For ``None`` where the key takes null: YAML writes null ``null`` or ``~``, and reads None as text."""
+    if not isinstance(inp, str) or inp.strip().lower() != "none" or not path or not isinstance(path[-1], str):
+        return ""
+    model = _section_of(path)
+    field = model.model_fields.get(path[-1]) if model is not None else None
+    if field is None or type(None) not in typing.get_args(field.annotation):
+        return ""
+    return f"; YAML's null is null or ~ (it reads {inp.strip()} as text): write null"
 
 
 def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeError:
@@ -1286,6 +1427,7 @@ def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeErr
         if len(msgs) > 1:  # a union: "must be an integer (got x) or must be ..." -> one message
             got = f" (got {_got(errs[0].get('input'))})"
             msgs = [" or ".join(m.removesuffix(got) for m in msgs) + got]
+        msgs[0] += _null_hint(path, errs[0].get("input"))
         key = _dotted(path)
         ov = _override_for(path, applied)
         line = None if ov else _line_of(node, path, missing=errs[0]["type"] == "missing")
