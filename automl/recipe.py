@@ -631,7 +631,8 @@ class Recipe(_Config):
     def _fingerprint_exclude(self) -> dict:
         return {**{k: True for k in RESULT_NEUTRAL | RESUME_MAY_SET}, **self.added_keys_as_before()}
 
-    def fingerprint(self, space_bytes: bool = False, cost_table: str | None = None) -> str:
+    def fingerprint(self, space_bytes: bool = False, cost_table: str | None = None,
+                    supernet_path: bool = False) -> str:
         """SHA-256 of the resolved recipe less the sections that cannot change results (``checkpoint``) and
         ``threads``: ``--resume`` requires the same fingerprint, and may change how often checkpoints are
         written and (explicitly) the thread count. It does not depend on where things are: the space file
@@ -640,8 +641,13 @@ class Recipe(_Config):
         other paths (a requeued job on another machine). ``space_bytes``: the space counted by its bytes, as
         runs checkpointed before :func:`~automl.dsl.space_digest` recorded it (such a run still resumes).
         ``search.cost_table`` counts by its bytes too (a recipe without one hashes as before it existed);
-        ``cost_table``: the path to hash instead, as earlier versions did (:meth:`earlier_fingerprints`)."""
+        ``cost_table``: the path to hash instead, as earlier versions did (:meth:`earlier_fingerprints`). Of
+        ``supernet`` only whether one is given counts (its weights are in the checkpoint once the run is past its
+        first stage, which checks them: a run folder moved with the run it reused resumes); ``supernet_path``: its
+        path, as runs checkpointed before recorded it."""
         data = self.model_dump(mode="json", exclude=self._fingerprint_exclude())
+        if data.get("supernet") is not None and not supernet_path:
+            data["supernet"] = "given"
         if cost_table is not None:
             data["search"]["cost_table"] = cost_table
         elif self.search.cost_table is not None:
@@ -661,6 +667,8 @@ class Recipe(_Config):
         space counted by its bytes, and the resolved YAML with its ``# resolved from`` line and absolute paths;
         with a cost table, also each with ``search.cost_table`` as written (earlier versions kept it so)."""
         out = (self.fingerprint(space_bytes=True), self.legacy_fingerprint())
+        if self.supernet is not None:  # with its path, as recorded before only whether one is given counted
+            out += (self.fingerprint(supernet_path=True), self.fingerprint(space_bytes=True, supernet_path=True))
         given = self._cost_table_given
         if given is None or self.search.cost_table is None:
             return out

@@ -215,3 +215,18 @@ def test_a_run_folder_that_cannot_be_resumed_is_named_for_the_shell(tmp_path, mo
     assert "(rm -r 'my run')" in capsys.readouterr().err
     assert main(["run", QUICK, "--out", "my run"]) == 2
     assert "(rm -r 'my run')" in capsys.readouterr().err
+
+
+def test_a_run_that_reused_a_supernet_resumes_after_both_folders_moved(tmp_path):
+    # was: "--resume: the recipe differs ...: supernet: "/old/A" there, "/new/A" here" (the path was fingerprinted)
+    import shutil
+    from automl.pipeline import Run
+    Run(load_recipe(QUICK, FAST), tmp_path / "old" / "A", tty=False).execute()
+    Run(load_recipe(QUICK, FAST + [f"supernet={tmp_path / 'old' / 'A'}"]), tmp_path / "old" / "B",
+        tty=False).execute()
+    shutil.move(tmp_path / "old", tmp_path / "new")
+    new_a, new_b = tmp_path / "new" / "A", tmp_path / "new" / "B"
+    res = Run(load_recipe(QUICK, FAST + [f"supernet={new_a}"]), new_b, resume=True, tty=False).execute()
+    assert res["architectures"] and res["supernet"] is not None
+    with pytest.raises(UserError, match="pass it again"):  # the supernet still counts: left out, it is refused
+        Run(load_recipe(QUICK, FAST), new_b, resume=True, tty=False).execute()
