@@ -971,7 +971,7 @@ def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
     """Each member has its own epsilon or budget: two equal ones would search for the same network, and two
     epsilons equal to 6 significant digits would share an export folder (``eps-{epsilon:g}``,
     automl/pipeline/members.py)."""
-    for key, values, name in (("epsilons", s.epsilons, lambda v: f"{v:g}"),
+    for key, values, name in (("epsilons", s.epsilons, lambda v: f"{v + 0.0:g}"),  # -0.0 is 0 (eps-0)
                               ("budgets", s.budgets, lambda v: "null" if v is None else f"{v:.17g}")):
         first: dict[str, int] = {}
         for i, v in enumerate(values or []):

@@ -638,3 +638,9 @@ def test_members_of_one_network_by_elastic_depth_are_named_one_network_and_drawn
     assert "one network" in (summary_table(results).caption or "")
     archs[1]["same_network_as"] = None  # not recorded (a results.json written before): two networks, as said
     assert _networks(results, [0, 1, 2]) == [[0], [1], [2]] and "one network" not in render_markdown(results)
+
+
+def test_epsilons_minus_zero_and_zero_are_one_member_given_twice():
+    # was: two members searching for the same network, exported to eps--0 and eps-0
+    with pytest.raises(RecipeError, match=r"item 2 \(0\) is given twice \(item 1\)"):
+        load_recipe("recipes/quickstart.yaml", ["search.budgets=null", "search.epsilons=[-0.0, 0.0]"])
