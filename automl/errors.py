@@ -46,12 +46,22 @@ def format_source_error(
     return text
 
 
+# the most of a line an error shows: a longer one (a whole space on one line) is cut around the column, with "…"
+EXCERPT_WIDTH = 100
+
+
 def _excerpt(source_line: str, column: int | None) -> str:
     """The offending line on its own line, indented, and a caret under ``column`` (1-based) when given. A tab
-    shows as one space, so that the caret stays under the character it points at."""
-    text = "\n    " + source_line.rstrip("\n").expandtabs(1)
+    shows as one space, so that the caret stays under the character it points at. A line longer than
+    :data:`EXCERPT_WIDTH` shows that many of its characters around the column, "…" where it is cut."""
+    line, at = source_line.rstrip("\n").expandtabs(1), max((column or 1) - 1, 0)
+    if len(line) > EXCERPT_WIDTH:
+        start = min(max(at - EXCERPT_WIDTH // 2, 0), len(line) - EXCERPT_WIDTH)
+        head, tail = ("…" if start else ""), ("…" if start + EXCERPT_WIDTH < len(line) else "")
+        line, at = head + line[start:start + EXCERPT_WIDTH] + tail, at - start + len(head)
+    text = "\n    " + line
     if column is not None:
-        text += "\n    " + " " * max(column - 1, 0) + "^"
+        text += "\n    " + " " * at + "^"
     return text
 
 

@@ -644,3 +644,18 @@ def test_epsilons_minus_zero_and_zero_are_one_member_given_twice():
     # was: two members searching for the same network, exported to eps--0 and eps-0
     with pytest.raises(RecipeError, match=r"item 2 \(0\) is given twice \(item 1\)"):
         load_recipe("recipes/quickstart.yaml", ["search.budgets=null", "search.epsilons=[-0.0, 0.0]"])
+
+
+def test_an_error_on_a_very_long_line_shows_the_part_around_its_column(tmp_path):
+    # was: the whole line under the message (a space written on one line: thousands of characters)
+    from automl.dsl import load_space
+    from automl.errors import SpaceError
+    src = tmp_path / "long.space"
+    filler = "  ".join(f"param p{i} = {i}" for i in range(400))
+    src.write_text(filler + "  param bad = ?  " + filler + "\n")
+    with pytest.raises(SpaceError) as info:
+        load_space(src)
+    lines = str(info.value).splitlines()
+    shown, caret = lines[-2], lines[-1]
+    assert len(shown) <= 4 + 2 + 100 and shown.startswith("    …") and shown.endswith("…"), shown
+    assert shown[caret.index("^")] == "?"  # the caret still under the character it points at
