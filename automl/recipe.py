@@ -948,8 +948,8 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
         _refuse_either([("search", "budgets"), ("search", "random_budgets")],
                        "search.method random takes one list of budgets: search.budgets (totals of the search "
                        "space's network, as results.json reports cost) or search.random_budgets (of the retrained "
-                       "network); with both, random_budgets would be ignored; remove one (on the command line, either one "
-                       "replaces the other given in the file)", filename, node, applied)
+                       "network); with both, random_budgets would be ignored; remove one (on the command line, either "
+                       "one replaces the other given in the file)", filename, node, applied)
     rt = recipe.retrain
     if rt.se > 0 and rt.epochs == 0 and s.method != "random":
         _refuse_either([("retrain", "se"), ("retrain", "epochs")],
@@ -964,6 +964,7 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
     _schedule_checks(recipe, filename, node, applied)
     _distinct_members(s, filename, node, applied)
     _ignored_by_dataset(d, filename)
+    _ignored_by_setting(recipe, filename)
     _cutout_fits(d, filename, node, applied)
 
 
@@ -996,6 +997,32 @@ def _ignored_by_dataset(d: DataConfig, filename: str) -> None:
         if getattr(d, key) and d.dataset not in readers:
             _logger.warning(f"warning: {filename}: data.{key} applies to dataset {' and '.join(readers)} only; "
                             f"dataset {d.dataset} ignores it")
+
+
+# keys a recipe may set that another setting makes ignored: (section, key) -> (ignored when, the setting, its use)
+_IGNORED_UNLESS = {
+    ("search", "theta_bn_batches"): (lambda s: s.theta_bn != "recalibrate", "search.theta_bn: recalibrate"),
+    **{(sec, key): (lambda c: c.schedule != "step", f"{sec}.schedule: step")
+       for sec in ("optim", "retrain") for key in ("decay_rate", "decay_epochs")},
+    **{(sec, "warmup_lr"): (lambda c: c.warmup_epochs == 0, f"{sec}.warmup_epochs above 0")
+       for sec in ("optim", "retrain")},
+    ("optim", "nesterov"): (lambda c: c.name != "sgd", "optim.name: sgd"),
+    ("optim", "momentum"): (lambda c: c.name == "adamw", "optim.name sgd, rmsprop or rmsproptf"),
+    ("retrain", "momentum"): (lambda c: c.optimizer == "adamw", "retrain.optimizer sgd, rmsprop or rmsproptf"),
+    **{("retrain", key): (lambda c: c.optimizer not in ("rmsprop", "rmsproptf"), "retrain.optimizer rmsprop or "
+                          "rmsproptf") for key in ("rmsprop_eps", "rmsprop_alpha")},
+}
+
+
+def _ignored_by_setting(recipe: Recipe, filename: str) -> None:
+    """A warning for each key the recipe sets (not left at its default) that another of its settings makes
+    ignored: a step schedule's decay under cosine, AdamW's momentum, a recalibration batch count with batch
+    statistics."""
+    for (section, key), (ignored, needs) in _IGNORED_UNLESS.items():
+        config = getattr(recipe, section)
+        if key in config.model_fields_set and ignored(config):
+            _logger.warning(f"warning: {filename}: {section}.{key} is set, but applies only with {needs}; this "
+                            f"recipe ignores it")
 
 
 def _cutout_fits(d: DataConfig, filename: str, node, applied) -> None:

@@ -659,3 +659,20 @@ def test_an_error_on_a_very_long_line_shows_the_part_around_its_column(tmp_path)
     shown, caret = lines[-2], lines[-1]
     assert len(shown) <= 4 + 2 + 100 and shown.startswith("    …") and shown.endswith("…"), shown
     assert shown[caret.index("^")] == "?"  # the caret still under the character it points at
+
+
+def test_keys_another_setting_makes_ignored_are_warned_about(caplog):
+    # was: silent (optim.decay_rate under the cosine schedule, AdamW's momentum, theta_bn_batches with batch stats)
+    load_recipe(QUICK, ["optim.decay_rate=0.5", "optim.name=adamw", "optim.momentum=0.8",
+                        "search.theta_bn=batch", "search.theta_bn_batches=4", "retrain.rmsprop_eps=0.01"])
+    text = caplog.text
+    assert "optim.decay_rate is set, but applies only with optim.schedule: step" in text
+    assert "optim.momentum is set, but applies only with optim.name sgd, rmsprop or rmsproptf" in text
+    assert "search.theta_bn_batches is set, but applies only with search.theta_bn: recalibrate" in text
+    assert "retrain.rmsprop_eps is set, but applies only with retrain.optimizer rmsprop or rmsproptf" in text
+    caplog.clear()  # the same keys where they apply, and every shipped recipe: no warning
+    load_recipe(QUICK, ["optim.decay_rate=0.5", "optim.schedule=step", "optim.decay_epochs=5", "optim.momentum=0.8",
+                        "search.theta_bn=recalibrate", "search.theta_bn_batches=4"])
+    for recipe in sorted(Path("recipes").glob("*.yaml")):
+        load_recipe(str(recipe))
+    assert "is set, but applies only" not in caplog.text
