@@ -21,9 +21,9 @@ from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
-from automl.recipe import load_recipe
+from automl.recipe import DataConfig, load_recipe
 from automl.report import format_accuracy
-from automl.train.data import build_data
+from automl.train.data import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, build_data
 
 __all__ = ["main"]
 
@@ -61,11 +61,13 @@ def main(args) -> int:
         print(warning, file=sys.stderr)
     check_opset(args.opset)
     owner = _check_out(args)
-    weights, supernet_state = _weights(args, compiled, arch, se)
+    weights, supernet_state, trained_on = _weights(args, compiled, arch, se)
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
     recipe, data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else (None, None)
-    normalize = _normalize(args, recorded, data)
+    normalize, note = _normalize(args, recorded, data), None
+    if normalize is None and supernet_state is not None and data is None:
+        normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
     writable_dir(args.out, "--out")
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
     calibration = None
@@ -82,6 +84,8 @@ def main(args) -> int:
                               calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
     _report(args, manifest, supernet_state, calibration)
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 
@@ -145,10 +149,11 @@ def _se(args, recorded: dict | None) -> float:
                     f"choices to export another network")
 
 
-def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
-    """(a stand-alone network's state_dict, a supernet's) from ``--weights``; (None, None) without it."""
+def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None, str | None]:
+    """(a stand-alone network's state_dict, a supernet's, the data set a run's checkpoint records its supernet was
+    trained on) from ``--weights``; (None, None, None) without it."""
     if not args.weights:
-        return None, None
+        return None, None, None
     obj = load_checkpoint(args.weights)
     _no_supernet(args.weights, obj)
     keys = set(compiled.build_standalone(arch, se=se).state_dict())
@@ -162,8 +167,9 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None]:
                             f"squeeze-and-excitation layers of {said}, which would stay untrained and change what "
                             f"the network computes; drop --se (or give a plain ARCH.json), or give a retrained "
                             f"network's weights (its export's model.safetensors)")
-        return None, state
-    return state, None
+        fp = obj.get("weights_fingerprint")
+        return None, state, fp.get("data.dataset") if isinstance(fp, dict) else None
+    return state, None, None
 
 
 def _same_space(path: str, obj: dict, space: str) -> None:
@@ -214,6 +220,28 @@ def _normalize(args, recorded: dict | None, data) -> dict | None:
         raise UserError(f"--recipe {args.recipe}: its data is normalised with {_show(theirs)}, the network of "
                         f"--arch {args.arch} with normalize {_show(kept)}; give the recipe it was trained with")
     return kept
+
+
+def _checkpoint_normalize(path: str, dataset: str | None, channels: int) -> tuple[dict | None, str | None]:
+    """(the input normalisation of ``dataset``, the data set a run's checkpoint (``--weights`` ``path``) records its
+    supernet was trained on (its ``weights_fingerprint``'s ``data.dataset``), as the run's data normalise it
+    (synthetic data: none); None). A checkpoint that records no data set, or one of another channel count than the
+    space's ``channels``: (None, the one-line note for stderr that says that the manifest records none)."""
+    if dataset == "synthetic":
+        return None, None
+    norm = (build_data(DataConfig(dataset="digits"), base_dir=".", seed=0, device="cpu").normalize
+            if dataset == "digits" else _CONSTANT_NORMALIZE.get(dataset))
+    if norm is not None and len(norm["mean"]) == channels:
+        return norm, None
+    why = (f"records data set {dataset}, of images of {len(norm['mean'])} channels, not the space's {channels}"
+           if norm is not None else "records no data set its supernet was trained on")
+    return None, (f"note: --weights {path} {why}: {MANIFEST_NAME} records no input normalisation (\"normalize\"); "
+                  f"give --recipe RECIPE.yaml (the run's recipe.resolved.yaml) to record its data's")
+
+
+# the input normalisation of the data sets that normalise with constants (automl.train.data)
+_CONSTANT_NORMALIZE = {"cifar10": {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)},
+                       "imagefolder": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
 
 
 def _show(normalize: dict) -> str:

@@ -379,8 +379,10 @@ def load_model(out_dir) -> nn.Module:
 
     Chain spaces are rebuilt with timm alone, from the manifest's ``arch_def`` and ``timm_kwargs``; cell
     spaces through the space file copied into the folder (or the recorded path), its ``space_args``
-    and the choices. A manifest whose fields do not rebuild a network (hand-edited, or written by a timm that
-    took other arguments) is a :class:`UserError` naming the file and the fields.
+    and the choices. The model's ``pretrained_cfg`` (and ``default_cfg``) is the export's input size, classes and
+    normalisation (:func:`_timm_data_config`), for ``timm.data.resolve_model_data_config`` and ``create_transform``.
+    A manifest whose fields do not rebuild a network (hand-edited, or written by a timm that took other arguments)
+    is a :class:`UserError` naming the file and the fields.
     """
     out_dir = Path(out_dir)
     m = read_manifest(out_dir)
@@ -399,7 +401,30 @@ def load_model(out_dir) -> nn.Module:
     if count_params(model) != m.get("params", count_params(model)):
         raise manifest_error(out_dir, m, "params", f"is {m['params']:,}, but the network the manifest describes has "
                              f"{count_params(model):,} parameters")
+    model.pretrained_cfg = model.default_cfg = _timm_data_config(out_dir, m)  # default_cfg: timm's older name
     return model.eval()
+
+
+def _timm_data_config(out_dir: Path, m: dict) -> dict[str, Any]:
+    """timm's ``pretrained_cfg`` of the network an export's manifest ``m`` describes, what timm's data tooling
+    (``timm.data.resolve_model_data_config``, ``create_transform``) reads from a model: its ``input_size`` and
+    ``num_classes``, the ``mean`` and ``std`` of its ``normalize`` when recorded (else timm's ImageNet ones), and
+    images resized whole (``crop_pct`` 1.0, ``bilinear``), as automl resizes digits, cifar10 and synthetic images
+    (an imagefolder's test images are resized to 1/0.875 of the size and centre-cropped: timm's ``crop_pct``
+    0.875). A ``normalize`` of another channel count than ``input_shape`` is the manifest's mistake
+    (:class:`UserError`)."""
+    cfg: dict[str, Any] = {"interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}
+    shape, norm = m.get("input_shape"), m.get("normalize")
+    if shape is not None:
+        cfg["input_size"] = tuple(shape)
+    if isinstance(m.get("num_classes"), int):
+        cfg["num_classes"] = m["num_classes"]
+    if norm is not None:
+        if shape is not None and len(norm["mean"]) != shape[0]:
+            raise manifest_error(out_dir, m, "normalize", f"has {len(norm['mean'])} mean and std values, the "
+                                 f"input_shape {shape} {shape[0]} channels: one of each per input channel")
+        cfg.update(mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]))
+    return cfg
 
 
 # what timm and torch raise for argument values they cannot build a network from (a stride or kernel of 0, a

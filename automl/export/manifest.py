@@ -174,6 +174,7 @@ _READ = {
              "an object {\"file\": \"model.int8.onnx\", ...} (as measuring the export writes it)"),
     "latency": (lambda v: isinstance(v, dict),
                 "an object {\"fp32_ms\": ..., ...} (as measuring the export writes it)"),
+    "normalize": _RECORDED["normalize"],
 }
 _NOT_NULL = ("choices", "se", "params", "input_shape")  # fields a reader cannot take as null
 
