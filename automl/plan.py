@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import difflib
 import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import reduce
 from typing import TYPE_CHECKING, Sequence
 
+import numpy
 import torch
 
 from automl.errors import UserError
@@ -29,29 +31,45 @@ __all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan"
 def check_arch(arch, num_choices: Sequence[int], names: Sequence[str] | None = None,
                space: str | None = None) -> list[int]:
     """``arch`` (LongTensor (D,), or a sequence of ints) as a list of ints; :class:`UserError` if it is not
-    one choice index per decision (``num_choices[d]`` choices; ``names``/``space`` name them in messages)."""
+    one choice index per decision (``num_choices[d]`` choices; ``names``/``space`` name them in messages): a bool,
+    or a float such as 1.0, is no choice index."""
     num_dec = len(num_choices)
+    what = f"an architecture of {f'space {space}' if space else 'the space'} is {num_dec} choice indices"
     if isinstance(arch, torch.Tensor):
-        if arch.dim() != 1 or arch.dtype.is_floating_point:
-            raise UserError(f"an architecture is a 1-D integer tensor of {num_dec} choice "
-                            f"indices, got shape {tuple(arch.shape)} {arch.dtype}")
+        if arch.dim() != 1 or arch.dtype.is_floating_point or arch.dtype.is_complex or arch.dtype == torch.bool:
+            raise UserError(f"{what}: a 1-D integer tensor (torch.long), got shape {tuple(arch.shape)} {arch.dtype}")
         a = arch.tolist()
     else:
-        a = list(arch)
+        try:
+            if isinstance(arch, (str, bytes, dict)):
+                raise TypeError
+            a = list(arch)
+        except TypeError:  # not iterable: a number, None, a 0-d numpy array
+            raise UserError(f"{what}, one per decision (a list of ints or a LongTensor), got {_shown(arch)}"
+                            + ("; choice names go through encode()" if isinstance(arch, (str, dict)) else "")) from None
     if len(a) != num_dec:
         raise UserError(f"{f'space {space}' if space else 'the space'} has {num_dec} decisions; "
                         f"the architecture has {len(a)}")
     out = []
     for d, k in enumerate(a):
-        try:
-            k = operator.index(k)  # an int, or a numpy integer
+        label = f"decision {names[d] if names else d}"
+        try:  # an int, a numpy integer, a 0-d integer tensor; not a bool, not a float (1.0)
+            if isinstance(k, (bool, numpy.bool_)) or (isinstance(k, torch.Tensor) and k.dtype == torch.bool):
+                raise TypeError
+            k = operator.index(k)
         except TypeError:
-            pass
-        if not isinstance(k, int) or not 0 <= k < num_choices[d]:
-            raise UserError(f"decision {names[d] if names else d}: choice index {k!r} is not in "
-                            f"0..{num_choices[d] - 1}")
+            raise UserError(f"{label}: choice index {_shown(k)} is not an integer; a choice index is a whole "
+                            f"number in 0..{num_choices[d] - 1}") from None
+        if not 0 <= k < num_choices[d]:
+            raise UserError(f"{label}: choice index {k} is not in 0..{num_choices[d] - 1}")
         out.append(k)
     return out
+
+
+def _shown(value) -> str:
+    """``repr(value)``, cut to 40 characters, with its type."""
+    text = repr(value)
+    return f"{text if len(text) <= 40 else text[:37] + '...'} ({type(value).__name__})"
 
 
 @dataclass(frozen=True)
@@ -289,6 +307,9 @@ class SpacePlan:
                 raise UserError(f"no choice given for decision {missing[0]!r} "
                                 f"({len(missing)} of {self.num_decisions} missing)")
             names = [names[d.name] for d in self.decisions]
+        elif isinstance(names, (str, bytes)) or not isinstance(names, Iterable):
+            raise UserError(f"the choices of an architecture of space {self.name} are a list of {self.num_decisions} "
+                            f"choice names (in declaration order) or {{decision: choice}}, got {_shown(names)}")
         names = list(names)
         if len(names) != self.num_decisions:
             raise UserError(f"space {self.name} has {self.num_decisions} decisions; got {len(names)} choice names")

@@ -110,10 +110,17 @@ def _json_count(n: int) -> int | str:
     return n if n < 10**JSON_DIGITS else _count(n, 3)
 
 
+def _console() -> Console:
+    """Where ``space show`` prints its table: a terminal at its own width (the table's cells fold to fit it, where
+    the terminal would break its lines), a file or pipe at least 100 columns wide (no cell folded at 80)."""
+    console = Console()
+    return console if console.is_terminal else Console(width=max(100, console.width))
+
+
 def _show_table(cs, metric: str) -> None:
     ct = cs.cost_table
     costs = ct.costs(metric)
-    console = Console(width=max(100, Console().width))
+    console = _console()
     dims = " x ".join(str(v) for v in cs.input_shape)
     title = f"space {cs.name} ({cs.kind}, input {dims}, {cs.num_classes} classes)"
     table = Table(title=title, title_justify="left", show_lines=False)
@@ -235,7 +242,7 @@ def _profile(args, cs) -> int:
     if args.calibrate > MAX_CALIBRATE:  # each is built and timed --repeat times: a typo would run for days
         raise UserError(f"--calibrate {args.calibrate}: at most {MAX_CALIBRATE:,} whole networks (a typo?)")
     if not args.metric.isidentifier() or args.metric in cs.cost_table.metrics:
-        raise UserError(f"--metric {args.metric}: pick a new metric name (the space has "
+        raise UserError(f"--metric {args.metric or repr(args.metric)}: pick a new metric name (the space has "
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
     # before the measuring, which takes minutes on a large space
     _out_file(args.out, "latency.json", {"the space file": args.file})

@@ -7,6 +7,7 @@ Cell ops follow ENAS/DARTS, built from timm layers (``SeparableConvNormAct``, ``
 
 from __future__ import annotations
 
+import numbers
 import re
 from functools import partial
 
@@ -36,6 +37,8 @@ _NUM = r"(\d+(?:\.\d+)?)"
 
 def family_se_layer(family: str):
     """(se_layer, se_from_exp) exactly as timm's EfficientNet / MobileNetV3 pass them to the builder."""
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r}: a chain network's family is one of {', '.join(FAMILIES)}")
     if family == "mobilenetv3":
         return partial(SqueezeExcite, gate_layer="hard_sigmoid", force_act_layer=nn.ReLU,
                        rd_round_fn=round_channels), True
@@ -46,8 +49,14 @@ def block_string(template: str, out_ch: int, stride: int, se: float = 0.0, act: 
     """Fill a block-string template: ``ir_r1_k3_s{stride}_e3_c{out}`` -> ``ir_r1_k3_s2_e3_c24``.
 
     ``se`` (a stage's ratio) is appended to ``ir``/``ds`` blocks that have none (``_se0.25``), ``act``
-    (a stage's activation) to blocks that have none (``_nre``): the op's own suffixes win.
+    (a stage's activation) to blocks that have none (``_nre``): the op's own suffixes win. ``ValueError`` for a
+    ratio outside [0, 1) and an activation not in :data:`BLOCK_ACTIVATIONS`.
     """
+    if se is not None and (not isinstance(se, numbers.Real) or isinstance(se, bool) or not 0 <= se < 1):
+        raise ValueError(f"se {se!r}: the squeeze-excitation ratio is a number in [0, 1) (0: none), e.g. 0.25")
+    if act is not None and act not in BLOCK_ACTIVATIONS:
+        raise ValueError(f"activation {act!r}: a block's activation is one of {', '.join(BLOCK_ACTIVATIONS)} (those "
+                         f"timm block strings write: _nre, _nr6, _nhs, _nsw, _nmi), or None for the network's")
     s = template.format(stride=stride, out=out_ch)
     if se and s.startswith(("ir_", "ds_")) and "_se" not in s:
         s += f"_se{se:g}"
@@ -89,14 +98,52 @@ def _register_conv_block(k: int) -> None:
     register_op(f"cn_k{k}", "block", block_str=template, doc=doc)(_block_fn(template, doc))
 
 
-def _suffixes(name: str, rest: str, se_ok: bool) -> tuple[str, str]:
+_ACT_NAMES = {"re": "ReLU", "r6": "ReLU6", "hs": "hard-swish", "sw": "swish", "mi": "mish"}
+_SUFFIXES = ("`_seR` (squeeze-excitation, 0 < R < 1) and `_nre`, `_nr6`, `_nhs`, `_nsw` or `_nmi` (its activation), "
+             "each at most once")
+_FORM = ("block ops are written ir_kK_eE (then optionally _gG), ds_kK or cn_kK (K = 3, 5 or 7; cn also 1; E a "
+         "positive number such as 3 or 2.5), optionally followed by _seR and an activation _nre/_nhs/...")
+_TIMM_PARTS = ("the stage gives a block's repeat, stride and width: write the op without timm's `_rN`, `_sN` and "
+               "`_cN` (ir_r1_k3_s2_e6_c24 is ir_k3_e6)")
+
+
+def _suffix_error(kind: str, part: str, seen: set[str]) -> str:
+    """What is wrong with ``part``, a ``_``-separated part of a ``kind`` block op's name after its kernel, expansion
+    and group (``seen``: the suffixes given before it)."""
+    if re.fullmatch(r"g\d+", part):
+        if kind != "ir":
+            return "group convs (`_gG`, G = 2, 4 or 8) are for ir blocks: ir_kK_eE_gG (FBNet's ir_k3_e1_g2)"
+        if "g" in seen:
+            return f"`_{part}`: the group count is given twice; write one `_gG`, e.g. ir_k3_e1_g2"
+        return (f"`_{part}`: the group suffix comes right after the expansion, before `_se` and the activation, "
+                f"e.g. ir_k3_e6_g2_se0.25_nre")
+    if re.fullmatch(r"e" + _NUM, part):
+        if kind != "ir":
+            return f"`_{part}`: {kind} blocks take no expansion (an expansion is an ir block's: ir_kK_eE)"
+        return f"`_{part}`: the expansion is given twice, or not right after the kernel; write ir_kK_eE, e.g. ir_k3_e6"
+    if part.startswith("se"):
+        if "se" in seen:
+            return "the squeeze-excitation (`_seR`) is given twice; give it once"
+        return f"`_{part}`: squeeze-excitation is `_seR` with R a number between 0 and 1, e.g. _se0.25"
+    if re.fullmatch(r"n(re|r6|hs|sw|mi)", part):
+        return "two activations (`_nXX`) are given; give one of `_nre`, `_nr6`, `_nhs`, `_nsw`, `_nmi`"
+    if part.startswith("n") and part[1:].isalnum():
+        return (f"unknown activation `_{part}`; an op's activation is `_nre` (ReLU), `_nr6` (ReLU6), `_nhs` "
+                f"(hard-swish), `_nsw` (swish) or `_nmi` (mish)")
+    if re.fullmatch(r"[rsc]\d+", part):
+        return _TIMM_PARTS
+    group = "`_gG` right after its expansion (G = 2, 4 or 8; ir only), then " if kind == "ir" else ""
+    return f"unknown suffix {part!r}; an op takes {group}{_SUFFIXES}"
+
+
+def _suffixes(rest: str, kind: str, group: bool) -> tuple[str, str]:
     """timm suffixes ``_se0.25`` / ``_nre`` of an op name -> (block-string suffix, description)."""
-    out, what, seen = "", [], set()
-    for part in filter(None, rest.split("_")):
+    out, what, seen = "", [], {"g"} if group else set()
+    for part in rest.split("_")[1:]:
         m = re.fullmatch(r"se" + _NUM, part)
         if m and "se" not in seen:
-            if not se_ok:
-                raise ValueError(f"{name.split('_')[0]} blocks take no squeeze-excitation (`_se`)")
+            if kind == "cn":
+                raise ValueError("cn blocks take no squeeze-excitation (`_se`)")
             r = float(m.group(1))
             if not 0 < r < 1:
                 raise ValueError(f"the squeeze-excitation ratio must be between 0 and 1 (exclusive), got {r:g}")
@@ -104,34 +151,60 @@ def _suffixes(name: str, rest: str, se_ok: bool) -> tuple[str, str]:
             what.append(f"squeeze-excitation {r:g}")
         elif re.fullmatch(r"n(re|r6|hs|sw|mi)", part) and "n" not in seen:
             out, seen = out + "_" + part, seen | {"n"}
-            what.append({"re": "ReLU", "r6": "ReLU6", "hs": "hard-swish", "sw": "swish", "mi": "mish"}[part[1:]])
+            what.append(_ACT_NAMES[part[1:]])
         else:
-            raise ValueError(f"unknown suffix {part!r}; an op takes `_seR` (squeeze-excitation, 0 < R < 1) and "
-                             f"`_nre`, `_nr6`, `_nhs`, `_nsw` or `_nmi` (its activation), each at most once")
+            raise ValueError(_suffix_error(kind, part, seen))
     return out, (", " + ", ".join(what)) if what else ""
 
 
+def _malformed(name: str) -> str:
+    """Why ``name`` (``ir_``, ``ds_`` or ``cn_`` ...) is not a block op, for one that does not take the form at all."""
+    parts = name.split("_")
+    if "" in parts:
+        return f"an empty part ('__' or a '_' at the end); {_FORM}"
+    if name != name.lower():
+        return f"op names are lower case ({name.lower()}); {_FORM}"
+    if not re.fullmatch(r"k\d+", parts[1]):
+        if any(re.fullmatch(r"[rsc]\d+", p) for p in parts[1:]):
+            return _TIMM_PARTS
+        return f"the kernel (`_kK`) comes right after {parts[0]}; {_FORM}"
+    return _FORM
+
+
+def _expansion(kind: str, e: str | None, rest: str) -> None:
+    """ValueError unless an ir block has an expansion (a number) and a ds or cn block none."""
+    if kind == "ir" and e is None:
+        first = rest.split("_")[1] if rest else ""
+        if first.startswith("e"):
+            raise ValueError(f"expansion {first[1:]!r} is not a number: an ir block's expansion E (ir_kK_eE) is a "
+                             f"positive number such as 6 or 2.5, e.g. ir_k3_e6")
+        raise ValueError("ir blocks need an expansion right after the kernel: ir_kK_eE, e.g. ir_k3_e6")
+    if kind != "ir" and e is not None:
+        raise ValueError(f"{kind} blocks take no expansion (`_e{e}`): write {kind}_kK; an expansion is an ir "
+                         f"block's, e.g. ir_k3_e{e}")
+    if e is not None and not 0 < float(e) <= 16:
+        raise ValueError(f"expansion {e}: must be a positive number up to 16")
+
+
 def _block_family(name: str) -> OpInfo | None:
-    """``ir_kK_eE[_seR][_nXX]`` (any expansion, e.g. ``e2.5``), ``ds_kK[...]``, ``cn_kK[_nXX]``. A resolver,
+    """``ir_kK_eE[_gG][_seR][_nXX]`` (any expansion, e.g. ``e2.5``), ``ds_kK[...]``, ``cn_kK[_nXX]``. A resolver,
     registered after the built-in block ops (``register_op`` refuses a name a resolver builds)."""
     m = re.fullmatch(r"(ir|ds|cn)_k(\d+)(?:_e" + _NUM + r")?(?:_g(\d+))?((?:_[a-z0-9.]+)*)", name)
     if m is None:
         if name.startswith(("ir_", "ds_", "cn_")):
-            raise ValueError("block ops are written ir_kK_eE, ds_kK or cn_kK (K = 3, 5 or 7; cn also 1; E a "
-                             "positive number such as 3 or 2.5), optionally followed by _seR and an activation "
-                             "_nre/_nhs/...")
+            raise ValueError(_malformed(name))
         return None
     kind, k, e, g, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4), m.group(5)
-    if g is not None and (kind != "ir" or int(g) not in (2, 4, 8)):  # every width is a multiple of 8
+    if g is not None and kind != "ir":
         raise ValueError("group convs (`_gG`, G = 2, 4 or 8) are for ir blocks: ir_kK_eE_gG (FBNet's ir_k3_e1_g2)")
+    if g is not None and int(g) not in (2, 4, 8):  # every width is a multiple of 8
+        raise ValueError(f"`_g{g}`: the group count G of ir_kK_eE_gG is 2, 4 or 8 (every width is a multiple of 8), "
+                         f"e.g. FBNet's ir_k3_e1_g2")
     if k % 2 == 0 or not 1 <= k <= 7 or (kind != "cn" and k == 1):
         raise ValueError(f"kernel {k}: the kernel of {'an' if kind == 'ir' else 'a'} {kind} block is odd, "
                          + ("1 to 7" if kind == "cn" else "3, 5 or 7"))
-    if (kind == "ir") != (e is not None):
-        raise ValueError("ir blocks need an expansion (ir_k3_e6); ds and cn blocks take none")
-    if e is not None and not 0 < float(e) <= 16:
-        raise ValueError(f"expansion {e}: must be a positive number up to 16")
-    suffix, what = _suffixes(name, rest, kind != "cn")
+    _expansion(kind, e, rest)
+    suffix, what = _suffixes(rest, kind, g is not None)
     if kind == "ir" and g is not None:
         template = f"ir_r1_k{k}_s{{stride}}_e{float(e):g}_c{{out}}" + suffix
         doc = (f"MBConv with grouped 1x1 convs (FBNet): {k}x{k} depthwise, expansion {float(e):g}, "
