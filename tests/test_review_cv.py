@@ -176,3 +176,14 @@ def test_space_show_into_a_pipe_keeps_its_rows_whole(monkeypatch, capsys):
 def test_space_profile_names_an_empty_metric(tmp_path, capsys):
     assert main(["space", "profile", DIGITS, "--metric", "", "--out", str(tmp_path / "t.json")]) == 2
     assert "--metric '': pick a new metric name" in capsys.readouterr().err
+
+
+def test_a_supernets_forward_refuses_a_bool_architecture_as_check_arch_does():
+    # was: forward's fast path took tensor([True, False, ...]) as 1/0 where check_arch refuses it
+    from automl.compile import load_compiled
+    cs = load_compiled("spaces/digits.space")
+    net = cs.build_supernet().eval()
+    arch = torch.zeros(cs.num_decisions, dtype=torch.bool)
+    with pytest.raises(UserError, match="integer tensor"):
+        net(torch.zeros(1, *cs.input_shape), arch)
+    net(torch.zeros(1, *cs.input_shape), arch.long())  # the same indices as integers run

@@ -66,8 +66,8 @@ from automl.plan import SpacePlan, check_arch
 
 __all__ = ["Supernet", "ChainSupernet", "CellSupernet", "SuperCell", "build_supernet"]
 
-# arch dtypes forward checks itself (check_arch takes the others: it refuses floats, accepts bool as 0/1)
-_INDEX_DTYPES = frozenset({torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool})
+# arch dtypes forward checks itself (check_arch takes the others: it refuses floats and bools)
+_INDEX_DTYPES = frozenset({torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8})
 
 
 # ---- supernets ----------------------------------------------------------------------------------
