@@ -16,8 +16,11 @@ __all__ = ["TellInputs", "as_losses"]
 def as_losses(losses, rows: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """``losses`` as a ``(rows,)`` ``dtype`` tensor on ``device``: one real number per row of arch (a ``(rows,)``
     tensor or list, or a column or row of them); anything else is a ``ValueError`` naming ``losses``."""
-    if is_complex(losses):
+    many = isinstance(losses, (list, tuple))
+    if is_complex(losses) or (many and any(is_complex(loss) or isinstance(loss, complex) for loss in losses)):
         raise ValueError("losses must be real numbers (lower is better), got complex ones")
+    if many:  # one loss tensor per row, still in its graph: its value only
+        losses = [loss.detach() if isinstance(loss, torch.Tensor) else loss for loss in losses]
     try:
         losses = torch.as_tensor(losses, dtype=dtype, device=device).detach()
     except (TypeError, ValueError, RuntimeError) as e:

@@ -35,9 +35,10 @@ def _check_dtype(dtype) -> torch.dtype:
     return dtype
 
 
-def _whole_state(state, config: dict, budget_lr: float) -> dict:
+def _whole_state(state, config: dict, budget_lr: float, costs, dtype: torch.dtype) -> dict:
     """``state`` as a dict of the current format: a version-1 state (eq. 9, fixed epsilons) gets the keys it
-    predates; a state that is not a dict, or lacks a key, is refused naming what is wrong."""
+    predates; a state that is not a dict, lacks a key, or was saved in another dtype than ``dtype`` (with the
+    ``costs``: :func:`_check_state_dtype`) is refused naming what is wrong."""
     if not isinstance(state, dict):
         raise ValueError(f"state must be the dict that state_dict() returns, got {type(state).__name__}")
     if state.get("kind") != "MultiEpsilonSearch" or state.get("version") not in (1, _STATE_VERSION):
@@ -48,7 +49,30 @@ def _whole_state(state, config: dict, budget_lr: float) -> dict:
     missing = [k for k in (*config, "costs", "theta", "eps", "generator", "step") if k not in state]
     if missing:
         raise ValueError(f"the MultiEpsilonSearch state lacks {', '.join(missing)}: it is not a whole state_dict()")
+    _check_state_dtype(state, costs, dtype)
     return state
+
+
+def _check_state_dtype(state: dict, costs, dtype: torch.dtype) -> None:
+    """Refuse, naming the dtype, an engine state saved in another dtype than ``dtype`` whose cost table is this
+    engine's ``costs`` but for rounding (a state holds the costs in its engine's dtype, and the cost check alone
+    would call them a different table). Other states pass: the checks after this one say what is wrong."""
+    if state.get("kind") != "MultiEpsilonSearch":
+        return
+    saved = state.get("costs")
+    if isinstance(costs, torch.Tensor):
+        pairs = [(saved, costs)]
+    else:  # a ContextCosts: its saved tables and fixed part
+        saved = saved if isinstance(saved, dict) else {}
+        pairs = [(saved.get("tables"), costs.tables), (saved.get("fixed"), costs.fixed)]
+    if not all(isinstance(s, torch.Tensor) and s.shape == c.shape for s, c in pairs):
+        return
+    other = pairs[0][0].dtype
+    if other == dtype or other not in (torch.float32, torch.float64):
+        return
+    if all(torch.equal(s.cpu().to(torch.float32), c.cpu().to(torch.float32)) for s, c in pairs):
+        raise ValueError(f"state was saved by an engine of dtype={other} but this engine has dtype={dtype}; "
+                         f"build the engine with dtype={other}")
 
 
 def _check_flag(name: str, value, none_ok: bool = False) -> bool | None:
@@ -183,8 +207,8 @@ class MultiEpsilonSearch(Searcher):
         self.utility = utility
         if (epsilons is None) == (budgets is None):
             raise ValueError("give exactly one of epsilons (fixed coefficients) and budgets (cost targets)")
-        # With budgets every epsilon starts at 0 (validated with the cost table below).
-        self._epsilons = check_epsilons(epsilons) if budgets is None else [0.0] * len(check_budgets(budgets))
+        # With budgets every epsilon starts at 0 (validated with the cost table below); budgets read once (a generator)
+        self._epsilons = check_epsilons(epsilons) if budgets is None else [0.0] * len(budgets := check_budgets(budgets))
         self.budget_lr = check_positive("budget_lr", budget_lr)  # used with budgets only, checked always
         self.lam = check_lam(lam, 2, " (samples per iteration)")
         self.importance_sampling = _check_flag("importance_sampling", importance_sampling)
@@ -396,7 +420,7 @@ class MultiEpsilonSearch(Searcher):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore theta, the RNG and the step count; the configuration must match this engine's."""
-        state = _whole_state(state, self._config(), self.budget_lr)
+        state = _whole_state(state, self._config(), self.budget_lr, self.costs, self.dtype)
         check_state(state, "MultiEpsilonSearch", (1, _STATE_VERSION), self._config(), self.costs, "engine")
         theta, eps, generator, self.step, seed, nonfinite = _state_values(state, self._mask_cpu, self._epsilons,
                                                                           self.budgets)

@@ -92,6 +92,21 @@ def _check_budgets(budget) -> list[float]:
     return out
 
 
+def _gate_entries(gates) -> dict[int, tuple[int, list[bool]]]:
+    """``gates`` (``{d: (g, flags)}``, as :attr:`automl.compile.CostTable.gates`) with int decisions and bool
+    flags; any other shape is a ``ValueError`` naming ``gates``."""
+    try:
+        out = {}
+        for d, (g, there) in gates.items():
+            if isinstance(there, (str, bytes)):
+                raise TypeError
+            out[int(d)] = (int(g), [bool(v) for v in there])
+        return out
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f"gates must be a dict {{decision: (depth decision, [bool per choice of it])}} "
+                         f"(CostTable.gates), got {gates!r}") from None
+
+
 def _index_table(value, shape: tuple[int, int], num_choices: list[int], key: str) -> torch.Tensor:
     """``state[key]``: an integer tensor of ``shape`` whose column d holds choices 0..K_d-1."""
     if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
@@ -228,14 +243,15 @@ class RandomSearch(Searcher):
         if not gates:
             return None
         D = len(self.num_choices)
+        gates = _gate_entries(gates)
         on = torch.zeros(len(gates), Kmax, dtype=torch.bool)
         for i, (d, (g, there)) in enumerate(sorted(gates.items())):
-            if not (0 <= int(d) < D and 0 <= int(g) < D) or int(d) == int(g) or len(there) != self.num_choices[g]:
+            if not (0 <= d < D and 0 <= g < D) or d == g or len(there) != self.num_choices[g]:
                 raise ValueError(f"gates: decision {d} gated by {g} with {len(there)} flags does not fit the "
                                  f"{D} decisions with {self.num_choices} choices")
-            on[i, :len(there)] = torch.tensor([bool(v) for v in there])
+            on[i, :len(there)] = torch.tensor(there)
         keys = sorted(gates)
-        return (torch.tensor(keys, dtype=torch.long), torch.tensor([int(gates[d][0]) for d in keys]), on)
+        return (torch.tensor(keys, dtype=torch.long), torch.tensor([gates[d][0] for d in keys]), on)
 
     def _totals(self, arch: torch.Tensor) -> torch.Tensor:
         """``(S,)``: R(M) of each row of ``arch``, exact: without the layers a depth decision leaves out."""

@@ -27,6 +27,7 @@ figures to the logs (``log_fields``, ``epoch_note``, ``nonfinite``) and say whic
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -108,11 +109,25 @@ HOOKS = ("log_fields", "epoch_note", "nonfinite", "epsilons")
 
 
 def _same_factory(a, b) -> bool:
-    """The same function, or the same definition read again (its module imported twice)."""
+    """The same function, or the same definition read again (its module imported twice) that captured the same
+    values: a helper's inner function made for another class (``make(A)``, ``make(B)``) is another factory."""
     def where(f):
         return (getattr(f, "__module__", None), getattr(f, "__qualname__", None),
                 getattr(getattr(f, "__code__", None), "co_firstlineno", None))
-    return a is b or (where(a) == where(b) and where(a)[1] is not None)
+
+    def same(x, y) -> bool:  # the same object, a definition read again, or (captured) an equal plain value
+        if x is y or callable(x) or callable(y):
+            return x is y or (where(x) == where(y) and where(x)[1] is not None)
+        try:
+            return type(x) is type(y) and bool(x == y)
+        except Exception:  # an == that is not one truth value (an array's)
+            return False
+    try:  # what each captured: its closure's values and its defaults (a cell still empty: ValueError)
+        held = [[c.cell_contents for c in getattr(f, "__closure__", None) or ()]
+                + list(getattr(f, "__defaults__", None) or ()) for f in (a, b)]
+    except ValueError:
+        return a is b
+    return same(a, b) and len(held[0]) == len(held[1]) and all(map(same, *held))
 
 
 def register_searcher(name: str, mode: Mode = "joint", *, replace: bool = False, **hooks):
@@ -144,9 +159,17 @@ def register_searcher(name: str, mode: Mode = "joint", *, replace: bool = False,
     return wrap
 
 
+class UnknownSearcher(KeyError, ValueError):
+    """No searcher is registered under the name: a ``KeyError`` and a ``ValueError``, its message unquoted."""
+    __str__ = BaseException.__str__
+
+
 def get_searcher(name: str) -> SearchMethod:
-    if name not in _REGISTRY:
-        raise KeyError(f"no searcher registered as {name!r} (registered: {', '.join(searcher_names())})")
+    """The searcher registered as ``name``; an unknown name is an :class:`UnknownSearcher` naming the nearest."""
+    if not isinstance(name, str) or name not in _REGISTRY:
+        near = difflib.get_close_matches(name, searcher_names(), n=1) if isinstance(name, str) else []
+        raise UnknownSearcher(f"no searcher registered as {name!r} (registered: {', '.join(searcher_names())})"
+                              + (f"; did you mean {near[0]!r}?" if near else ""))
     return _REGISTRY[name]
 
 
