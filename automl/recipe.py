@@ -1015,12 +1015,13 @@ _IGNORED_UNLESS = {
 
 
 def _ignored_by_setting(recipe: Recipe, filename: str) -> None:
-    """A warning for each key the recipe sets (not left at its default) that another of its settings makes
-    ignored: a step schedule's decay under cosine, AdamW's momentum, a recalibration batch count with batch
-    statistics."""
+    """A warning for each key the recipe sets to another value than its default that another of its settings
+    makes ignored: a step schedule's decay under cosine, AdamW's momentum, a recalibration batch count with batch
+    statistics (a recipe.resolved.yaml, which writes every key, warns of the values its recipe set)."""
     for (section, key), (ignored, needs) in _IGNORED_UNLESS.items():
         config = getattr(recipe, section)
-        if key in config.model_fields_set and ignored(config):
+        if (key in config.model_fields_set and getattr(config, key) != type(config).model_fields[key].default
+                and ignored(config)):
             _logger.warning(f"warning: {filename}: {section}.{key} is set, but applies only with {needs}; this "
                             f"recipe ignores it")
 

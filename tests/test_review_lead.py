@@ -676,3 +676,16 @@ def test_keys_another_setting_makes_ignored_are_warned_about(caplog):
     for recipe in sorted(Path("recipes").glob("*.yaml")):
         load_recipe(str(recipe))
     assert "is set, but applies only" not in caplog.text
+
+
+def test_a_resolved_recipe_warns_only_of_ignored_keys_its_recipe_changed(tmp_path, caplog):
+    # a recipe.resolved.yaml writes every key at its value: keys left at their defaults are no warning there
+    recipe = load_recipe(QUICK, ["search.theta_bn=batch"])
+    resolved = recipe.dump_resolved(tmp_path / "recipe.resolved.yaml")
+    caplog.clear()
+    load_recipe(str(resolved))
+    assert "is set, but applies only" not in caplog.text
+    load_recipe(QUICK, ["optim.decay_rate=0.5"]).dump_resolved(tmp_path / "r2.yaml")
+    caplog.clear()
+    load_recipe(str(tmp_path / "r2.yaml"))
+    assert caplog.text.count("is set, but applies only") == 1 and "optim.decay_rate" in caplog.text
