@@ -13,9 +13,10 @@ from automl.commands.run import yaml_string
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
 from automl.pipeline.rank import check_results
-from automl.pipeline.results import read_results
+from automl.pipeline.results import ranking_epochs, ranking_seeds, read_results
 from automl.pipeline.setup import MIN_RANKED, TooManyArchs
 from automl.recipe import load_recipe
+from automl.report import ranking_problem
 
 __all__ = ["main"]
 
@@ -71,6 +72,36 @@ def _too_many(e: TooManyArchs, out: Path, flag: bool, default: bool) -> UserErro
     return UserError(f"{asked}, but the space {e.space} has only {e.size:,}{e.of}; {fix}")
 
 
+def _settings(archs: int, epochs: int | None, seeds: int, truth: str) -> str:
+    """A ranking's settings in words: ``3 architectures, 2 retrainings of 25 epochs each, truth loss``."""
+    each = "" if epochs is None else (", not retrained" if epochs == 0 else
+                                      f", {seeds} retraining{'s' * (seeds != 1)} of {epochs} epoch"
+                                      f"{'s' * (epochs != 1)} each")
+    return f"{archs} architectures{each}, truth {truth}"
+
+
+def _say_replaced(results: dict, recipe, path: Path) -> None:
+    """Before any work: that this command replaces the ranking section ``results`` (``path``) holds, when that one
+    was measured with other settings (its own τ is then gone from the file; the retrainings of the same
+    architectures, epochs and seeds are reused, the others dropped), so that a user who wants both keeps a copy;
+    and that a ``path`` that is not a JSON object is written anew."""
+    if not results and path.exists():
+        print(f"{path} is not a JSON object (damaged): automl rank writes it anew from the run's last checkpoint",
+              flush=True)
+    old = results.get("ranking")
+    if not isinstance(old, dict) or ranking_problem(old) is not None:
+        return
+    rk = recipe.ranking
+    then = (len(old["archs"]), old.get("retrain_epochs"), old.get("seeds", 1), old.get("truth", "accuracy"))
+    now = (rk.archs, ranking_epochs(recipe), ranking_seeds(recipe), rk.truth)
+    if then == now:
+        return
+    tau = "undefined" if old["kendall_tau"] is None else f"{old['kendall_tau']:.4f}"
+    shared = "; the retrainings both share are not run again" if now[1] and then[1] == now[1] else ""
+    print(f"this ranking ({_settings(*now)}) replaces the one in {path} ({_settings(*then)}: kendall_tau {tau}); "
+          f"to keep that one, stop now (Ctrl-C) and copy the file{shared}", flush=True)
+
+
 def _one_process() -> None:
     """``automl rank`` computes in one process: under torchrun (``WORLD_SIZE`` above 1) every process would rank
     alone, all but one stopped by the run folder's lock (unsaid: the CLI prints rank 0's errors only)."""
@@ -103,7 +134,9 @@ def main(args) -> int:
     device = getattr(args, "device", None)
     recipe = _load(resolved, base + ([] if device is None else [f"device={device}"]), flags)
     _check_device(recipe.device, device, resolved)
-    check_results(out / "results.json", read_results(out / "results.json"))  # before start-up reads the data
+    results = read_results(out / "results.json")
+    check_results(out / "results.json", results)  # before start-up reads the data
+    _say_replaced(results, recipe, out / "results.json")
 
     try:
         ranking = Run(recipe, out).rank()

@@ -147,9 +147,10 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
 
 
 class StoppedStarting(Interrupted):
-    """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals (:func:`_stopping_start_up`); like
-    ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it for an error of its own.
-    :func:`main` raises it on as :class:`~automl.errors.Stopped` (exit 128 + the signal)."""
+    """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals, or after they all finished
+    (:func:`_stopping_start_up`); like ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it
+    for an error of its own. :func:`main` raises it on as :class:`~automl.errors.Stopped` (exit 128 + the signal),
+    or, after a finished run, says so and exits 0 (:func:`_finished_when_stopped`)."""
 
 
 @contextmanager
@@ -157,7 +158,8 @@ def _stopping_start_up(info: DistInfo):
     """Inside the block, SIGTERM, SIGINT and SIGHUP raise :class:`StoppedStarting` where they would end the process
     (their handler is the default, not ignored as ``nohup`` ignores SIGHUP), so that the run folder a start-up
     created is removed (:func:`_drop_unused`) rather than left behind; the stages replace this with their own
-    handling (:meth:`automl.train.preempt.Preemption.armed`), and a second signal ends the process at once. One
+    handling (:meth:`automl.train.preempt.Preemption.armed`) until they all finish (a signal after it: the run
+    finished, nothing to resume), and a second signal ends the process at once. One
     process only: under torchrun a rank stopped in a collective could not act on it (``--resume`` passes over
     what such a start-up leaves: :func:`_latest_run`)."""
     with raising_on(SIGNALS, StoppedStarting, enabled=not info.enabled):
@@ -177,6 +179,30 @@ def _stopped_starting(e: StoppedStarting, out: Path | None, again: str) -> None:
         print(text, file=sys.stderr, flush=True)
     except OSError:
         pass
+
+
+def _file_id(path: Path) -> tuple | None:
+    """What tells a file written again from the one there before (an atomic write replaces it: another inode);
+    None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def _finished_when_stopped(e: StoppedStarting, out: Path | None, report: tuple | None) -> bool:
+    """Whether the signal ``e`` came after the run's stages had all finished: its last stage, the report, wrote
+    report.md again (``report``: report.md's :func:`_file_id` before the run). Then say so on standard error (a
+    terminal that hung up: nothing): the results are complete, and there is nothing to resume."""
+    if out is None or _file_id(out / "report.md") in (None, report):
+        return False
+    try:
+        print(f"{signal.Signals(e.signum).name} after the run had finished: nothing was stopped; its results are "
+              f"in {out / 'results.json'} and {out / 'report.md'}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    return True
 
 
 def main(args) -> int:
@@ -200,7 +226,7 @@ def main(args) -> int:
 
 def _run(args, recipe, info: DistInfo) -> int:
     """The run of ``recipe`` in its folder, once the ranks (if several) have met; the process group ends here."""
-    claimed, runs_was_there, out, again = None, RUNS.is_dir(), None, ""
+    claimed, runs_was_there, out, again, report = None, RUNS.is_dir(), None, "", None
     try:
         with _stopping_start_up(info):
             device = resolve_device(recipe.device, info)
@@ -213,6 +239,7 @@ def _run(args, recipe, info: DistInfo) -> int:
             flags = (["--supernet", args.supernet] if args.supernet is not None else []) + (
                 ["--supernet-force"] if args.supernet_force else [])
             again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
+            report = _file_id(out / "report.md")  # written again: the run finished (_finished_when_stopped)
             try:
                 Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
             except BaseException as e:
@@ -222,7 +249,9 @@ def _run(args, recipe, info: DistInfo) -> int:
                     _say_output_closed(out, again)
                 raise
         barrier(info)  # rank 0 writes the results and the report last: the other ranks wait for it
-    except StoppedStarting as e:
+    except StoppedStarting as e:  # before the stages took over the signals, or after they all finished
+        if _finished_when_stopped(e, out, report):
+            return 0
         _stopped_starting(e, out, again)
         raise Stopped(e.signum) from None
     finally:
