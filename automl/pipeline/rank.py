@@ -11,11 +11,9 @@ ranking stage has its finished retrainings (its checkpoint's) reused alike, and 
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -32,7 +30,7 @@ from automl.pipeline.results import (COMPUTED_ON, PARTIAL, ReportStage, build_re
 from automl.pipeline.setup import recipe_costs
 from automl.pipeline.state import RunState
 from automl.report import results_problem, write_report
-from automl.train.preempt import REPEAT_S, Preemption
+from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
 if TYPE_CHECKING:
@@ -74,30 +72,6 @@ def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, o
     reporter.info(f"stopped by {signal.Signals(signum).name}; {done} retrainings are recorded in "
                   f"{out / 'results.json'} and are not run again. Continue with: {rank_command(recipe, out)}")
     raise Stopped(signum)
-
-
-class _RankingPreemption(Preemption):
-    """``automl rank``'s signals: the first stops it after the current retraining (:func:`stop_ranking_if_signalled`);
-    a second one at once (when :class:`Preemption` would: not SIGHUP again, nor torchrun's copy of the same signal)
-    says what ``stopping`` (a callable: the retrainings results.json keeps, and the command that goes on) returns,
-    not a checkpoint's state: automl rank writes none."""
-
-    def __init__(self, info, stopping: Callable[[], str]):
-        super().__init__(info, finishing="the current retraining, then stopping; results.json keeps those finished")
-        self._stopping = stopping
-
-    def _handle(self, signum, frame) -> None:
-        again = (self.pending and signum != getattr(signal, "SIGHUP", None)
-                 and not (self.info.enabled and signum == self.pending
-                          and time.monotonic() - self._pending_at < REPEAT_S))
-        if not again:
-            super()._handle(signum, frame)
-            return
-        try:
-            os.write(2, f"\n{signal.Signals(signum).name} again: stopping now; {self._stopping()}\n".encode())
-        except OSError:  # a terminal gone
-            pass
-        os._exit(128 + signum)
 
 
 def _checked_checkpoint(run: Run) -> dict:
@@ -229,7 +203,8 @@ def rank_finished_run(run: Run) -> dict:
         return (f"{finished[0]} of {len(stages)} retrainings are recorded in {path} and are not run again (the one "
                 f"cut short is). Continue with: {rank_command(r, out)}")
 
-    preempt = _RankingPreemption(info, stopping)
+    preempt = Preemption(info, finishing="the current retraining, then stopping; results.json keeps those finished",
+                         stopping_now=stopping)
     ctx = run.context(state, spaces, data, plan, preempt, checkpointing=False)
 
     def again(fix: str) -> str:  # after a failed write: the errno's fix, then the same command

@@ -29,6 +29,7 @@ import signal
 import threading
 import time
 from contextlib import contextmanager
+from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -47,10 +48,12 @@ REPEAT_S = 5.0
 
 class Preemption:
     def __init__(self, info: DistInfo, every_minutes: float | None = None, every_steps: int | None = None,
-                 finishing: str = "the current step, then writing a checkpoint"):
-        """``finishing``: what the run does before it stops, as the first signal's message says it."""
+                 finishing: str = "the current step, then writing a checkpoint",
+                 stopping_now: Callable[[], str] | None = None):
+        """``finishing``: what the run does before it stops, as the first signal's message says it;
+        ``stopping_now``: what a second signal's message says is kept (default: the checkpoints' state)."""
         self.info = info
-        self.finishing = finishing
+        self.finishing, self.stopping_now = finishing, stopping_now
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
         self.every_steps = every_steps
         self.pending = 0  # the first signal received (its number), 0: none
@@ -94,7 +97,8 @@ class Preemption:
                 and time.monotonic() - self._pending_at < REPEAT_S:
             return  # the scheduler's signal to every process, and torchrun's copy of it: one request
         if self.pending:
-            kept = ("the last checkpoint written is intact" if self._written else
+            kept = (self.stopping_now() if self.stopping_now is not None else
+                    "the last checkpoint written is intact" if self._written else
                     "no checkpoint was written since this command started (--resume continues from the run's "
                     "previous checkpoint, if it has one)")
             _say(f"\n{name} again: stopping now; {kept}\n")
