@@ -99,6 +99,7 @@ def test_a_cifar_batch_this_user_may_not_read_is_not_to_be_deleted(tmp_path, mon
 # ------------------------------------------------------------------------------- broken symbolic links
 
 
+@pytest.mark.heavy  # runs over an ImageFolder of generated JPEGs: 10 s
 def test_a_broken_link_in_both_splits_is_not_silently_dropped(tmp_path):
     write_images(tmp_path)
     gone = tmp_path / "moved_away"

@@ -45,6 +45,7 @@ sys.exit(main(["run", {quick!r}, *{fast!r}, "--out", sys.argv[2]]))
 """
 
 
+@pytest.mark.heavy  # a run in a subprocess, signalled after it finished: 5-9 s each
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
 def test_a_signal_after_the_run_finished_says_so_and_exits_0(tmp_path, name):
     """Seen: ``stopped by SIGTERM while the run started; its checkpoints are as they were. Continue with: ...
@@ -74,6 +75,7 @@ sys.exit(main(["run", {quick!r}, *{fast!r}, "--out", sys.argv[1], *sys.argv[2:]]
 """
 
 
+@pytest.mark.heavy  # a run, then its resume in a subprocess: 13 s
 def test_a_signal_while_a_finished_run_is_resumed_is_still_a_stop_in_its_start_up(tmp_path):
     """The other side of the test above: a finished run resumed (its report written again) and stopped in its
     start-up has not written its report again; what it says is the start-up's."""
@@ -125,6 +127,7 @@ sys.exit(rc)
 """
 
 
+@pytest.mark.heavy  # automl rank in a subprocess, then again: 9 s each
 @pytest.mark.parametrize("twice", [False, True])
 def test_automl_rank_stopped_by_a_signal_says_what_results_json_keeps(tmp_path, finished, twice):
     """Seen on the second signal: ``SIGTERM again: stopping now; no checkpoint was written since this command
@@ -155,6 +158,7 @@ def _rank(run: Path, *flags: str) -> subprocess.CompletedProcess:
                           env=_env(), timeout=300, cwd=ROOT)
 
 
+@pytest.mark.heavy  # two rankings: 15 s
 def test_automl_rank_with_other_settings_says_it_replaces_the_earlier_ranking(tmp_path, finished):
     """Seen: a second ``automl rank`` with other settings replaced the first's ranking in results.json (its τ, and
     retrainings the new one does not use) without a word; said now before any work, so it can be kept."""
@@ -173,6 +177,7 @@ def test_automl_rank_with_other_settings_says_it_replaces_the_earlier_ranking(tm
     assert same.returncode == 0 and "replaces" not in same.stdout
 
 
+@pytest.mark.heavy  # a run, then automl rank: 5 s (and the run fixture, 7 s)
 def test_automl_rank_says_it_writes_a_damaged_results_json_anew(tmp_path, finished):
     run = _copy(finished, tmp_path / "run")
     (run / "results.json").write_text('{"architectures": [')  # cut short

@@ -94,6 +94,7 @@ def _cli(capsys, args):
     return code, capsys.readouterr()
 
 
+@pytest.mark.heavy  # two full tiny runs and a refusal: 11 s
 def test_reused_supernet_gives_a_full_runs_architectures_and_refuses_a_mismatch(tmp_path, capsys, monkeypatch):
     trained = tmp_path / "trained"
     assert _cli(capsys, EPS + ["--out", str(trained)])[0] == 0

@@ -52,6 +52,7 @@ def test_corrupt_image_is_a_data_error_naming_the_file(tmp_path, workers):
     assert "Traceback" not in text and "DataLoader worker" not in text and "_io.BufferedReader" not in text
 
 
+@pytest.mark.heavy  # a run over an ImageFolder of generated JPEGs: 10 s
 def test_truncated_image_in_val_is_a_data_error(tmp_path):
     write_images(tmp_path)
     good = tmp_path / "val" / "b" / "0.png"
