@@ -4,30 +4,12 @@ values YAML reads as something else than the user meant (``name: 1.0``, ``grad_c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from automl.cli import main
-from automl.errors import RecipeError, UserError
 from automl.recipe import load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = ROOT / "recipes" / "quickstart.yaml"
-HEAD = f"name: x\nspace: {ROOT / 'spaces' / 'digits.space'}\n"
-
-
-def write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "r.yaml"
-    p.write_text(text, encoding="utf-8")
-    return p
-
-
-def error_of(path, overrides=None) -> str:
-    with pytest.raises(RecipeError) as info:
-        load_recipe(path, overrides)
-    assert isinstance(info.value, UserError) and info.value.exit_code == 2
-    return str(info.value)
+from test_recipe_checks import HEAD, QUICK, error_of, write  # the recipe-file helpers
 
 
 # ------------------------------------------------------------------------------- YAML syntax errors
