@@ -1,4 +1,9 @@
-"""The CPU depthwise weight gradient (automl.nn.depthwise) against ATen's, and where it is used."""
+"""The CPU depthwise weight gradient (automl.nn.depthwise) against ATen's, and where it is used; the strided
+1x1 convolution that works around ATen's crash at one thread."""
+
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -6,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from automl.compile import load_compiled
-from automl.nn.depthwise import (FastDepthwiseConv2d, depthwise_weight_grad, fast_path_applies,
-                                    use_fast_depthwise_grad)
+from automl.nn.depthwise import (FastDepthwiseConv2d, StridedPointwiseConv2d, depthwise_weight_grad,
+                                    fast_path_applies, plain_convs, use_fast_depthwise_grad)
 from automl.train.loops import for_training
 
 CASES = [  # channels, input size, kernel, stride, padding, dilation
@@ -132,5 +137,56 @@ def test_supernet_for_training_on_cpu_trains_like_the_plain_supernet():
 def test_plain_convs_undoes_the_switch():
     m = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4, bias=False), nn.Conv2d(4, 4, 1))
     use_fast_depthwise_grad(m)
-    from automl.nn.depthwise import plain_convs
     assert plain_convs(m) is m and [type(c) for c in m] == [nn.Conv2d, nn.Conv2d]
+
+
+def test_only_strided_pointwise_convs_take_the_subsampling_class_and_plain_convs_undoes_it():
+    m = nn.Sequential(nn.Conv2d(4, 4, 1, stride=2, bias=False),   # DARTS's factorized reduce: switched
+                      nn.Conv2d(4, 4, 1, stride=(1, 2)),            # strided along one axis, with a bias: switched
+                      nn.Conv2d(4, 4, 1),                           # stride 1
+                      nn.Conv2d(4, 4, 1, stride=2, padding=1),      # padded: the subsampled input is not its input
+                      nn.Conv2d(4, 4, 3, stride=2))
+    assert use_fast_depthwise_grad(m) == 2
+    assert [type(c) for c in m] == [StridedPointwiseConv2d] * 2 + [nn.Conv2d] * 3
+    assert [type(c) for c in plain_convs(m)] == [nn.Conv2d] * 5
+
+
+@pytest.mark.parametrize("cin,groups,stride,hw", [(4, 1, 2, (8, 8)), (3, 1, 2, (7, 9)), (6, 2, (2, 3), (9, 8)),
+                                                  (12, 1, 2, (8, 8))])
+def test_strided_pointwise_conv_gives_conv2d_output_and_gradients(cin, groups, stride, hw):
+    """Subsampling then a stride-1 1x1 convolution is the strided convolution (odd sizes keep the last row); the
+    reference runs in the contiguous layout, where ATen's kernel does not crash. 12 input channels: ATen's own."""
+    torch.manual_seed(0)
+    plain = nn.Conv2d(cin, 8, 1, stride=stride, groups=groups, bias=True)
+    sub = nn.Conv2d(cin, 8, 1, stride=stride, groups=groups, bias=True)
+    sub.load_state_dict(plain.state_dict())
+    use_fast_depthwise_grad(sub)
+    assert type(sub) is StridedPointwiseConv2d
+    x = torch.randn(4, cin, *hw)
+    xa, xb = x.clone().requires_grad_(), x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    ya, yb = plain(xa), sub.to(memory_format=torch.channels_last)(xb)
+    torch.testing.assert_close(yb, ya)
+    go = torch.randn_like(ya)
+    ya.backward(go)
+    yb.backward(go)
+    for a, b in ((xa.grad, xb.grad), (plain.weight.grad, sub.weight.grad), (plain.bias.grad, sub.bias.grad)):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5)
+
+
+def test_a_strided_pointwise_conv_on_few_channels_trains_at_one_thread():
+    """ATen's weight gradient of a 1x1 stride-2 convolution over channels_last input with fewer than 8 input
+    channels corrupts the heap at one thread (torch 2.14.1; the process aborts). The network for_training
+    makes trains there: in a child process, which would abort in its first steps."""
+    script = textwrap.dedent("""
+        import torch
+        from torch import nn
+        from automl.train.loops import for_training
+        torch.set_num_threads(1)
+        net = for_training(nn.Sequential(nn.Conv2d(4, 8, 1, stride=2, bias=False)), torch.device("cpu"))
+        for _ in range(30):
+            x = torch.randn(4, 4, 16, 16).contiguous(memory_format=torch.channels_last)
+            net(x).sum().backward()
+        print("trained")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "trained" in done.stdout, done.stderr[-2000:]

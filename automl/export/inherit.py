@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from automl.errors import UserError
-from automl.nn.depthwise import FastDepthwiseConv2d
+from automl.nn.depthwise import TRAINING_CONVS
 
 __all__ = ["InheritError", "SUPERNET_KEYS", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order"]
 
@@ -129,11 +129,11 @@ def execution_order(model: nn.Module, *args, **kwargs) -> list[tuple[str, nn.Mod
 
 
 def _signature(m: nn.Module) -> tuple:
-    """The module's class and own tensors' names and shapes; a depthwise convolution with the training-time
+    """The module's class and own tensors' names and shapes; a convolution with the training-time
     backward (:func:`automl.nn.use_fast_depthwise_grad`) is the ``Conv2d`` it stands for."""
     state = m.state_dict(keep_vars=True)
     own = {k: tuple(v.shape) for k, v in state.items() if "." not in k}
-    cls = nn.Conv2d if isinstance(m, FastDepthwiseConv2d) else type(m)
+    cls = nn.Conv2d if isinstance(m, TRAINING_CONVS) else type(m)
     return cls.__name__, tuple(sorted(own.items()))
 
 

@@ -17,6 +17,15 @@ Everything else — CUDA, eval mode, inference and ONNX export, larger maps — 
 unchanged. Results equal ATen's up to float rounding (``tests/test_depthwise.py``); the module keeps its
 class's parameters and state_dict keys, and :func:`plain_convs` turns it back into ``nn.Conv2d``
 (exported models are plain timm networks).
+
+:class:`StridedPointwiseConv2d` works around a crash, not a slow path: on the CPU, at one thread, the weight
+gradient of a 1x1 convolution of stride 2 over channels_last input with fewer than 8 input channels per group
+corrupts the heap (torch 2.14.1; "double free or corruption", "corrupted double-linked list": the process aborts,
+with oneDNN off, too). DARTS's and ENAS's factorized reduce is such a convolution wherever a cell has fewer than 8
+channels, so a small cell space trained at ``threads: 1`` died in its first steps. The same convolution applied to
+the input subsampled first (``x[:, :, ::2, ::2]``, then stride 1) is exactly the same function and does not crash;
+it is taken only where the crash is (``benchmarks``-style timing on a 2-core x86: 2x slower than ATen's at 16
+channels, so not beyond). :func:`use_fast_depthwise_grad` switches both kinds of module.
 """
 
 from __future__ import annotations
@@ -25,8 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["FastDepthwiseConv2d", "use_fast_depthwise_grad", "plain_convs", "depthwise_weight_grad",
-           "fast_path_applies"]
+__all__ = ["FastDepthwiseConv2d", "StridedPointwiseConv2d", "TRAINING_CONVS", "use_fast_depthwise_grad",
+           "plain_convs", "depthwise_weight_grad", "fast_path_applies"]
+
+# input channels per group below which the CPU's strided 1x1 weight gradient crashes (StridedPointwiseConv2d)
+_POINTWISE_CRASH_BELOW = 8
 
 
 def fast_path_applies(in_hw: tuple[int, int], kernel: tuple[int, int]) -> bool:
@@ -106,13 +118,37 @@ class FastDepthwiseConv2d(nn.Conv2d):
         return super().forward(x)
 
 
+class StridedPointwiseConv2d(nn.Conv2d):
+    """``nn.Conv2d`` (1x1, stride > 1, no padding) whose CPU training step with few input channels per group
+    subsamples the input first and convolves at stride 1: the same function, without the heap corruption of
+    the strided kernel's weight gradient there (see the module docstring)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.training and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()
+                and self.weight.requires_grad and self.weight.shape[1] < _POINTWISE_CRASH_BELOW
+                and not torch.jit.is_tracing() and not torch.jit.is_scripting()):
+            sh, sw = self.stride
+            return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, 1, self.groups)
+        return super().forward(x)
+
+
+# the classes use_fast_depthwise_grad switches convolutions to; each is the nn.Conv2d it stands for
+TRAINING_CONVS = (FastDepthwiseConv2d, StridedPointwiseConv2d)
+
+
 def _eligible(m: nn.Module) -> bool:
     return (type(m) is nn.Conv2d and m.groups == m.in_channels == m.out_channels and m.bias is None
             and m.padding_mode == "zeros" and not isinstance(m.padding, str))
 
 
+def _strided_pointwise(m: nn.Module) -> bool:
+    return (type(m) is nn.Conv2d and tuple(m.kernel_size) == (1, 1) and tuple(m.stride) != (1, 1)
+            and not isinstance(m.padding, str) and tuple(m.padding) == (0, 0))
+
+
 def use_fast_depthwise_grad(model: nn.Module) -> int:
-    """Switch every plain depthwise ``nn.Conv2d`` of ``model`` to :class:`FastDepthwiseConv2d`, in place.
+    """Switch every plain depthwise ``nn.Conv2d`` of ``model`` to :class:`FastDepthwiseConv2d`, and every strided
+    1x1 one to :class:`StridedPointwiseConv2d`, in place.
 
     Parameters, buffers and state_dict keys stay as they are. Returns the number of modules switched.
     """
@@ -121,12 +157,15 @@ def use_fast_depthwise_grad(model: nn.Module) -> int:
         if _eligible(m):
             m.__class__ = FastDepthwiseConv2d
             n += 1
+        elif _strided_pointwise(m):
+            m.__class__ = StridedPointwiseConv2d
+            n += 1
     return n
 
 
 def plain_convs(model: nn.Module) -> nn.Module:
-    """Undo :func:`use_fast_depthwise_grad` in place (every FastDepthwiseConv2d back to nn.Conv2d); returns model."""
+    """Undo :func:`use_fast_depthwise_grad` in place (every module it switched back to nn.Conv2d); returns model."""
     for m in model.modules():
-        if type(m) is FastDepthwiseConv2d:
+        if type(m) in TRAINING_CONVS:
             m.__class__ = nn.Conv2d
     return model

@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import nn
 
-from automl.nn.depthwise import FastDepthwiseConv2d
+from automl.nn.depthwise import TRAINING_CONVS
 
 __all__ = ["SlicedOp", "prefix_index"]
 
@@ -43,7 +43,7 @@ class SlicedOp:
     Not an ``nn.Module``: it owns no weights (the master does), so the supernet's state_dict is unchanged.
     The template follows the master's training mode, module by module (a BatchNorm frozen in eval mode in the
     master runs frozen), its BatchNorms the master's ``momentum``, ``eps`` and
-    ``track_running_stats``, and its depthwise convolutions the master's class
+    ``track_running_stats``, and its convolutions the master's class
     (:func:`automl.nn.use_fast_depthwise_grad` switches the master's)."""
 
     def __init__(self, master: nn.Module, template: nn.Module):
@@ -65,7 +65,7 @@ class SlicedOp:
             mod = tmods[owner]
             store = mod._parameters if attr in mod._parameters else mod._buffers
             self._slots.append((store, attr, store[attr], owners[owner], idx))
-        convs = (nn.Conv2d, FastDepthwiseConv2d)
+        convs = (nn.Conv2d, *TRAINING_CONVS)
         self._convs = [(tmods[n], m) for n, m in master.named_modules()
                        if type(m) in convs and type(tmods.get(n)) in convs]
         bn = nn.modules.batchnorm._BatchNorm
@@ -109,7 +109,7 @@ class SlicedOp:
         self._follow_master()
         m = copy.deepcopy(self.template).to_empty(device=device)
         for tc in m.modules():
-            if type(tc) is FastDepthwiseConv2d:
+            if type(tc) in TRAINING_CONVS:
                 tc.__class__ = nn.Conv2d
         with torch.no_grad():  # assign: each tensor keeps the master's dtype (a supernet in float64 gives float64)
             m.load_state_dict({k: v.detach().clone(memory_format=torch.contiguous_format)
