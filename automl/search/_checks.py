@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from collections.abc import Mapping
 
 import torch
 
@@ -85,14 +86,34 @@ def check_num_choices(num_choices) -> list[int]:
     return out
 
 
+def _one_number(value) -> float | None:
+    """``value`` as a float if it is one real number (NumPy's, and 0-d tensors and arrays, too), else None: bools,
+    strings and complex numbers are not (``float()`` takes ``"0.5"`` and ``True``, and drops an imaginary part)."""
+    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a 0-d tensor or array: its number
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def _listed(name: str, values, what: str) -> list:
+    """``values`` as a list: a list, tuple, 1-d tensor or array, generator; one string, a dict (its keys) or a
+    number alone are a ``ValueError`` naming ``name``."""
+    if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__iter__") \
+            or getattr(values, "ndim", 1) == 0:
+        raise ValueError(f"{name} must be a list of {what}, got {values!r}")
+    return list(values)
+
+
 def check_epsilons(epsilons) -> list[float]:
-    """A non-empty list of finite, non-negative regularisation coefficients."""
-    try:
-        out = [float(e) for e in epsilons]
-    except (TypeError, ValueError):
-        raise ValueError(f"epsilons must be a list of numbers, got {epsilons!r}") from None
+    """A non-empty list of finite, non-negative regularisation coefficients (real numbers: not strings, bools or
+    complex numbers)."""
+    given = _listed("epsilons", epsilons, "numbers")
+    out = [_one_number(e) for e in given]
     if not out:
         raise ValueError("epsilons is empty: give at least one regularisation coefficient")
+    if any(e is None for e in out):
+        raise ValueError(f"epsilons must be real numbers, got {[e for e, v in zip(given, out) if v is None]!r}")
     bad = [e for e in out if not math.isfinite(e) or e < 0]
     if bad:
         raise ValueError(f"epsilons must be finite and >= 0, got {bad}")
@@ -101,18 +122,15 @@ def check_epsilons(epsilons) -> list[float]:
 
 def check_budgets(budgets) -> list[float | None]:
     """A non-empty list of budgets, each ``None`` (unconstrained) or a finite number >= 0."""
-    if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
-        raise ValueError(f"budgets must be a list of numbers or None, got {budgets!r}")
     out: list[float | None] = []
-    for b in budgets:
-        if getattr(b, "ndim", None) == 0 and hasattr(b, "item"):  # a 0-d tensor or array: its number
-            b = b.item()
+    for b in _listed("budgets", budgets, "numbers or None"):
+        number = _one_number(b)
         if b is None:
             out.append(None)
             continue
-        if isinstance(b, bool) or not isinstance(b, numbers.Real) or not math.isfinite(b) or b < 0:
+        if number is None or not math.isfinite(number) or number < 0:
             raise ValueError(f"every budget must be None (unconstrained) or a finite number >= 0, got {b!r}")
-        out.append(float(b))
+        out.append(number)
     if not out:
         raise ValueError("budgets is empty: give at least one budget (None for unconstrained)")
     return out

@@ -88,7 +88,9 @@ def _check_budgets(budget) -> list[float]:
     raw = [budget] if one is not None else (list(budget) if many else [])
     out = [_number(b) for b in raw]
     if not out or any(b is None or math.isnan(b) for b in out):
-        raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}")
+        hint = ("; a group without a budget is budget=math.inf here (None is the engine's unconstrained member)"
+                if any(b is None for b in raw) else "")
+        raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}{hint}")
     return out
 
 
@@ -127,8 +129,10 @@ def _state_values(state: dict, num_choices: list[int], N: int, lam: int) -> tupl
     generator = checked_generator(state)
     best_arch = _index_table(state["best_arch"], (N, len(num_choices)), num_choices, "best_arch")
     best_loss, told = state["best_loss"], state["told"]
-    if not isinstance(best_loss, torch.Tensor) or not best_loss.is_floating_point() or tuple(best_loss.shape) != (N,):
-        raise ValueError(f"state['best_loss'] must be a float tensor of shape ({N},), got {best_loss!r}")
+    if not isinstance(best_loss, torch.Tensor) or not best_loss.is_floating_point() or tuple(best_loss.shape) != (N,) \
+            or bool((best_loss.isnan() | (best_loss == -math.inf)).any()):  # tell() keeps neither: no loss beats it
+        raise ValueError(f"state['best_loss'] must be a float tensor of shape ({N},) of losses or +inf (tell() "
+                         f"keeps NaN and -inf as +inf), got {best_loss!r}; the state is corrupt")
     if not isinstance(told, torch.Tensor) or told.dtype != torch.bool or tuple(told.shape) != (N,):
         raise ValueError(f"state['told'] must be a bool tensor of shape ({N},), got {told!r}")
     last = state["last"]
@@ -304,11 +308,44 @@ class RandomSearch(Searcher):
         self._last = arch
         return arch.to(self.device)
 
+    def _misfits(self, arch: torch.Tensor, told: torch.Tensor | None = None) -> str | None:
+        """What is wrong with the rows of ``arch`` (``(N * r, D)``, ``r`` rows per budget group, in the order
+        of :meth:`ask`) that :meth:`ask` could not have drawn: over their group's budget, or under its band's
+        floor (the same test as :meth:`ask`'s); ``told``: ``(N,)`` the groups to check (default all). None if
+        every row fits."""
+        if self.budgets == [None]:
+            return None
+        N = len(self.budgets)
+        cost = self._totals(arch).view(N, -1)                                           # (N, r)
+        ceiling = torch.tensor([_ceiling(b, self.fixed) for b in self.budgets], dtype=cost.dtype).unsqueeze(1)
+        floor = torch.tensor([-math.inf if f is None else f for f in self.floors], dtype=cost.dtype).unsqueeze(1)
+        bad = (cost > ceiling) | (cost < floor)
+        if told is not None:
+            bad &= told.unsqueeze(1)
+        if not bool(bad.any()):
+            return None
+        n, j = (int(i) for i in bad.nonzero()[0])
+        c, b, f = float(cost[n, j]), self.budgets[n], self.floors[n]
+        why = (f"over its budget {b:.6g}" if c > float(ceiling[n, 0]) else
+               f"under its band's floor {f:.6g} (band {self.band:g} of the budget {b:.6g}"
+               f"{f', fixed {self.fixed:.6g}' if self.fixed else ''})")
+        return (f"row {n * cost.shape[1] + j} (budget group {n}) costs R(M) = {c:.6g}, {why}"
+                f"{f'; {int(bad.sum())} rows in all' if int(bad.sum()) > 1 else ''}")
+
     def tell(self, arch: torch.Tensor, losses: Any) -> None:
         """Remember the lowest-loss architecture of each budget group (NaN and +-inf count as worst, as in
-        the engine). ``arch`` must be ``(N * lam, D)`` choice indices of the space."""
+        the engine). ``arch`` must be ``(N * lam, D)`` choice indices of the space, ``lam`` rows per budget
+        group in the order of :meth:`ask`, each within its group's budget (and band): a row that :meth:`ask`
+        could not have drawn is a ``ValueError`` (so :meth:`best` never returns a row over its budget); rows
+        of your own that fit are taken, as Optuna's ``add_trial`` takes parameters within their distributions."""
         N, D = self.num_distributions, len(self.num_choices)
         arch = TellInputs(self.num_choices, torch.device("cpu"), torch.float64, True).arch(arch, N * self.lam, False)
+        # ask()'s own rows fit by construction: only other rows are costed
+        wrong = None if self._last is not None and torch.equal(arch, self._last) else self._misfits(arch)
+        if wrong:
+            raise ValueError(f"tell: {wrong}; RandomSearch takes only rows that ask() could have drawn: "
+                             f"lam = {self.lam} rows per budget group, each within its group's budget"
+                             f"{' and band' if self.band is not None else ''} (tell the rows ask() returned)")
         losses = as_losses(losses, arch.shape[0], torch.float64, torch.device("cpu"))
         losses = torch.nan_to_num(losses, nan=math.inf, neginf=math.inf).view(N, self.lam)
         low, idx = losses.min(-1)
@@ -353,7 +390,13 @@ class RandomSearch(Searcher):
         if floors != self.floors:
             raise ValueError(f"state was saved with floors={floors!r} (band x budget) but this searcher has "
                              f"floors={self.floors!r}; build the searcher with the same band and budget")
-        generator, self._best_arch, self._best_loss, self._told, self._last, seed = _state_values(
-            state, self.num_choices, len(self.budgets), self.lam)
+        values = _state_values(state, self.num_choices, len(self.budgets), self.lam)
+        generator, best_arch, _, told, last, seed = values
+        for key, arch, groups in (("best_arch", best_arch, told), ("last", last, None)):
+            wrong = None if arch is None else self._misfits(arch, groups)
+            if wrong:
+                raise ValueError(f"state['{key}'] {wrong}: this searcher never draws it; the state is corrupt or "
+                                 f"was saved after a tell of rows outside their budget")
+        generator, self._best_arch, self._best_loss, self._told, self._last, seed = values
         self._generator.set_state(generator)
         self.seed = seed if "seed" in state else self.seed
