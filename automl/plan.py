@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # the cost table imports check_arch from here
     from automl.compile.costs import CostTable
 
 __all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan", "CellInstance", "CellPlan",
-           "SpacePlan", "check_arch"]
+           "SpacePlan", "check_arch", "count_networks"]
 
 
 def check_arch(arch, num_choices: Sequence[int], names: Sequence[str] | None = None,
@@ -64,6 +64,24 @@ def check_arch(arch, num_choices: Sequence[int], names: Sequence[str] | None = N
             raise UserError(f"{label}: choice index {k} is not in 0..{num_choices[d] - 1}")
         out.append(k)
     return out
+
+
+def count_networks(num_choices: Sequence[int], gates: dict[int, tuple[int, Sequence[bool]]]) -> int:
+    """The distinct networks among the ``prod(num_choices)`` architectures, exactly: elastic depth's ``gates``
+    (gated decision -> (its depth decision, per choice of that decision whether the gated layer is there), as
+    :attr:`automl.compile.CostTable.gates`) leave layers out, and a left-out layer's choice does not matter.
+    One sum per depth decision (a stage): over its choices, the product of the choice counts of the layers it
+    keeps; the other decisions multiply. No enumeration: 31 decisions of OFA's space take microseconds."""
+    kept_by: dict[int, list[tuple[int, Sequence[bool]]]] = {}
+    for d, (g, on) in gates.items():
+        kept_by.setdefault(g, []).append((d, on))
+    n = 1
+    for d, kd in enumerate(num_choices):
+        if d in gates:  # counted with its depth decision
+            continue
+        layers = kept_by.get(d, ())
+        n *= sum(reduce(operator.mul, (num_choices[e] for e, on in layers if on[j]), 1) for j in range(kd))
+    return n
 
 
 def _shown(value) -> str:
@@ -259,6 +277,12 @@ class SpacePlan:
     def size(self) -> int:
         """Number of architectures in the space (the product of the K_d)."""
         return reduce(lambda a, b: a * b, self.num_choices, 1)
+
+    @property
+    def networks(self) -> int:
+        """Number of distinct networks: :attr:`size` less the architectures that differ only in the choices of
+        layers their elastic depth leaves out (:func:`count_networks`); :attr:`size` without elastic depth."""
+        return count_networks(self.num_choices, self.cost_table.gates)
 
     @property
     def context_decisions(self) -> tuple[int, ...]:

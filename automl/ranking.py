@@ -20,6 +20,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from automl.plan import count_networks
+
 __all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "ExactCosts", "exact_costs", "select_archs",
            "mean_over_seeds", "summarize"]
 
@@ -138,20 +140,6 @@ class ExactCosts:
     networks: int
 
 
-def _networks(ks: list[int], gates: dict) -> int:
-    """The distinct networks of a space whose ``gates`` (as :attr:`automl.compile.CostTable.gates`) leave
-    layers out: a left-out layer's choice does not matter."""
-    by_gate: dict[int, list[tuple[int, tuple]]] = {}
-    for d, (g, on) in gates.items():
-        by_gate.setdefault(g, []).append((d, on))
-    n = 1
-    for d, kd in enumerate(ks):
-        if d in gates:
-            continue
-        n *= (sum(math.prod(ks[e] for e, on in by_gate[d] if on[j]) for j in range(kd)) if d in by_gate else kd)
-    return n
-
-
 def exact_costs(cost_table, metric: str) -> ExactCosts | None:
     """The exact costs of ``metric`` in ``cost_table`` (an :class:`automl.compile.CostTable`): what
     :meth:`~automl.compile.CostTable.total` computes, for a batch at once; None where the additive table
@@ -192,7 +180,7 @@ def exact_costs(cost_table, metric: str) -> ExactCosts | None:
         return arch
 
     return ExactCosts(totals, cost_table.cheapest(metric), cost_table.most_expensive(metric), tilt, canonical,
-                      _networks(ks, gates))
+                      count_networks(ks, gates))
 
 
 def _same(arch: torch.Tensor) -> torch.Tensor:

@@ -111,9 +111,8 @@ def test_digest_of_a_cr_file_sees_past_a_comment():
 # ---- choices -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("first, second", [
-    ("ir_k3_e3", "ir_k3_e3.0"), ("ir_k3_e3", "ir_k03_e3"), ("ir_k3_e3", "ir_k3_e03"),
-    ("ir_k3_e3_nre_se0.25", "ir_k3_e3_se0.25_nre"), ("ir_k3_e3_se0.25", "ir_k3_e3_se0.250"),
-    ("ds_k3_nre", "ds_k03_nre"), ("ir_k3_e1_g2", "ir_k3_e1.0_g2"),
+    ("ir_k3_e3", "ir_k3_e3.0"), ("ir_k3_e3_nre_se0.25", "ir_k3_e3_se0.25_nre"),
+    ("ir_k3_e3_se0.25", "ir_k3_e3_se0.250"), ("ir_k3_e1_g2", "ir_k3_e1.0_g2"),
 ])
 def test_two_spellings_of_one_op_are_offered_twice(first, second):
     e = space_error(HEADER + f"  stage s1 width 24 choose [{first}, {second}]\nend\n")

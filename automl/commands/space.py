@@ -10,9 +10,11 @@ import math
 import os
 import signal
 import sys
+import warnings
 
 from rich.console import Console
 from rich.table import Table
+from timm.models import get_deprecated_models
 
 from automl._io import atomic_write_text, writable_file
 from automl._signals import Interrupted, raising_on
@@ -68,7 +70,8 @@ def space_summary(cs, metric: str = "params") -> dict:
         "metrics": list(ct.metrics),
         "num_decisions": cs.num_decisions,
         "sum_k": cs.sum_k,
-        "size": _json_count(cs.size),
+        "size": _json_count(cs.size),  # architectures: the product of the choice counts
+        "networks": _json_count(cs.networks),  # distinct networks (elastic depth: fewer than size)
         "decisions": decisions,
         # elastic widths: no one fixed cost (stem and head widths are searched), its range over the combinations
         **({"fixed_cost": ct.fixed[metric]} if context is None else
@@ -110,6 +113,16 @@ def _json_count(n: int) -> int | str:
     return n if n < 10**JSON_DIGITS else _count(n, 3)
 
 
+def _networks_note(cs, digits: int) -> str:
+    """`` (the product of the choice counts), N distinct networks (...)`` where elastic depth makes architectures
+    that differ only in a layer their depth leaves out one network; empty where every architecture is a network."""
+    networks = cs.networks
+    if networks == cs.size:
+        return ""
+    return (f" (the product of the choice counts), {_count(networks, digits)} distinct networks (elastic depth: the "
+            f"choices of a layer the chosen depth leaves out do not matter)")
+
+
 def _console() -> Console:
     """Where ``space show`` prints its table: a terminal at its own width (the table's cells fold to fit it, where
     the terminal would break its lines), a file or pipe at least 100 columns wide (no cell folded at 80)."""
@@ -135,8 +148,8 @@ def _show_table(cs, metric: str) -> None:
     console.print(table)
     if cs.params:
         console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in cs.params.items()), highlight=False)
-    console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {_count(cs.size, 4)} architectures",
-                  highlight=False)
+    console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {_count(cs.size, 4)} architectures"
+                  + _networks_note(cs, 4), highlight=False)
     context = ct.context(metric)
     fixed = (format_cost(ct.fixed[metric], metric) if context is None else  # per combination of widths
              f"{format_cost(float(context[1].min()), metric)}..{format_cost(float(context[1].max()), metric)}")
@@ -165,14 +178,18 @@ def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> 
 def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     _out_file(args.out, "arch.json", {"the space file": args.file, "the --arch-def file": args.arch_def})
     if args.timm:
-        model, label, source = timm_model(args.timm, cs), f"timm's {args.timm}", {"timm_model": args.timm}
+        with warnings.catch_warnings():  # timm's own "Mapping deprecated model name ...": _timm_note says it
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"timm\.")
+            model = timm_model(args.timm, cs)
+        label, source = f"timm's {args.timm}", {"timm_model": args.timm}
     else:
         model, label, source = arch_def_model(args.arch_def, cs), f"the arch_def of {args.arch_def}", \
             {"arch_def_file": args.arch_def}
+    note = _timm_note(args.timm)
     try:
         names = encode_timm_model(cs, model, label)
     except UserError as e:
-        raise _exported_with_se(e, arch_json) from None
+        raise (UserError(f"{e} ({note})") if note else _exported_with_se(e, arch_json)) from None
     if args.arch_def and cs.resolution_dec is not None:
         names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
     arch = cs.encode(names)
@@ -180,10 +197,18 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
                        "params": cs.cost_table.total(arch)}, indent=1) + "\n"
     if args.out:
         atomic_write_text(args.out, text)
-        print(f"{args.out}: {label} in space {cs.name}, {format_cost(cs.cost_table.total(arch))} params")
+        print(f"{args.out}: {label} in space {cs.name}, {format_cost(cs.cost_table.total(arch))} params"
+              + (f" ({note})" if note else ""))
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _timm_note(name: str | None) -> str:
+    """For ``--timm NAME`` where NAME is a deprecated alias timm keeps, ``NAME is timm's deprecated name of
+    CURRENT`` (timm builds CURRENT, with a warning of its own that ``--timm`` silences); else empty."""
+    current = get_deprecated_models().get(name.partition(".")[0]) if name else None
+    return f"{name} is timm's deprecated name of {current}" if current else ""
 
 
 def _exported_with_se(e: UserError, obj) -> UserError:
@@ -320,7 +345,7 @@ def main(args) -> int:
     if args.space_command == "check":
         ct = cs.cost_table
         print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {cs.num_decisions} decisions, sum of K = {cs.sum_k}, "
-              f"{_count(cs.size, 3)} architectures, params "
+              f"{_count(cs.size, 3)} architectures{_networks_note(cs, 3)}, params "
               f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
         return 0
     if getattr(args, "json", False):

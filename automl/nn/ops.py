@@ -186,6 +186,17 @@ def _expansion(kind: str, e: str | None, rest: str) -> None:
         raise ValueError(f"expansion {e}: must be a positive number up to 16")
 
 
+def _no_leading_zeros(name: str) -> None:
+    """ValueError for a block op whose numbers have leading zeros (``ir_k03_e6``, ``ir_k3_e06``, ``_se00.25``): one
+    op has one name (cost tables, encoded architectures and ``space encode`` name ops by it), so the message
+    names the spelling without them."""
+    canonical = re.sub(r"(?<=[a-z])0+(?=\d)", "", name)
+    if canonical != name:
+        parts = [p for p, c in zip(name.split("_"), canonical.split("_")) if p != c]
+        raise ValueError(f"{', '.join('`_' + p + '`' for p in parts)}: numbers in op names are written without "
+                         f"leading zeros; write {canonical}")
+
+
 def _block_family(name: str) -> OpInfo | None:
     """``ir_kK_eE[_gG][_seR][_nXX]`` (any expansion, e.g. ``e2.5``), ``ds_kK[...]``, ``cn_kK[_nXX]``. A resolver,
     registered after the built-in block ops (``register_op`` refuses a name a resolver builds)."""
@@ -194,6 +205,7 @@ def _block_family(name: str) -> OpInfo | None:
         if name.startswith(("ir_", "ds_", "cn_")):
             raise ValueError(_malformed(name))
         return None
+    _no_leading_zeros(name)
     kind, k, e, g, rest = m.group(1), int(m.group(2)), m.group(3), m.group(4), m.group(5)
     if g is not None and kind != "ir":
         raise ValueError("group convs (`_gG`, G = 2, 4 or 8) are for ir blocks: ir_kK_eE_gG (FBNet's ir_k3_e1_g2)")
