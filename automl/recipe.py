@@ -33,8 +33,9 @@ import os
 import re
 import types
 import typing
+import unicodedata
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, NamedTuple, Union
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -122,6 +123,30 @@ def _numeric_kind(ann: Any) -> str | None:
     return None
 
 
+def _int_or_word(ann: Any) -> bool:
+    """An integer setting that also takes words (``threads``: ``"auto"`` or a count), checked by a validator of
+    its own, so pydantic's int does not read 10.0 or '10' for it."""
+    args = set(typing.get_args(ann)) if typing.get_origin(ann) in (Union, types.UnionType) else {ann}
+    args.discard(type(None))
+    return int in args and all(a is int or typing.get_origin(a) is Literal for a in args) and len(args) > 1
+
+
+_INT = TypeAdapter(int)
+# How a float field reads a string ("1e-3", " 2.5E-2 "): the ``"auto" | float`` fields and theta_split parse alike.
+_FLOAT = TypeAdapter(float, config=ConfigDict(allow_inf_nan=False))
+
+
+def _whole_number(v: Any) -> Any:
+    """10.0, ``"10"``, ``"1e1"`` -> 10, as an int setting reads them; anything else (10.5, a word, a boolean)
+    unchanged, for the setting's own message."""
+    if isinstance(v, bool) or not isinstance(v, (str, float)):
+        return v
+    try:
+        return _INT.validate_python(_whole_exponent(v))
+    except ValidationError:
+        return v
+
+
 _EXPONENT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+\s*")
 
 
@@ -146,12 +171,15 @@ class _Config(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _booleans_are_not_numbers(cls, v: Any, info: ValidationInfo) -> Any:
-        if isinstance(v, (bool, str)) and info.field_name is not None:
-            kind = _numeric_kind(cls.model_fields[info.field_name].annotation)
+        if isinstance(v, (bool, str, float)) and info.field_name is not None:
+            ann = cls.model_fields[info.field_name].annotation
+            kind = _numeric_kind(ann)
             if kind is not None and isinstance(v, bool):
                 raise ValueError(f"must be {kind}")
-            if kind == "an integer":
+            if kind == "an integer" and isinstance(v, str):
                 return _whole_exponent(v)
+            if kind is None and _int_or_word(ann):
+                return _whole_number(v)  # as an int setting: 1e1, 10.0 and '10' are 10
         return v
 
 
@@ -223,8 +251,11 @@ class DataConfig(_Config):
     @field_validator("theta_split", mode="before")
     @classmethod
     def _theta_split(cls, v: Any) -> Any:
-        if isinstance(v, str) and _EXPONENT.fullmatch(v) and math.isfinite(float(v)):
-            v = float(v)  # YAML 1.1 reads 1e-1 (no dot) as a string
+        if isinstance(v, str):  # YAML 1.1 reads 1e-1 (no dot) as a string; '0.5' as a float setting does
+            try:
+                v = _FLOAT.validate_python(v)
+            except ValidationError:
+                pass
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ValueError("must be a fraction in (0, 1) or a count >= 1")
         if isinstance(v, float) and not 0.0 < v < 1.0:
@@ -234,10 +265,6 @@ class DataConfig(_Config):
         if isinstance(v, int) and v < 1:
             raise ValueError("must be a fraction in (0, 1) or a count >= 1")
         return v
-
-
-# How a float field reads a string ("1e-3", " 2.5E-2 "): the ``"auto" | float`` fields parse alike.
-_FLOAT = TypeAdapter(float, config=ConfigDict(allow_inf_nan=False))
 
 
 def _auto_or(low: float, strict: bool):
@@ -737,6 +764,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     base = Path(base_dir) if base_dir is not None else Path.cwd()
     node = None
     try:
+        _check_depth(text, filename)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -752,11 +780,15 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
             raise RecipeError(_NOT_A_NAME.format(kind=_node_kind(key)), filename, _dotted(path) or None,
                               line=key.start_mark.line + 1 if key is not None else
                               (mark.line + 1 if mark else None)) from None
+        if isinstance(e, yaml.constructor.ConstructorError) and "for merging" in problem:
+            path, value = _bad_merge(node)
+            raise RecipeError(_MERGE_TAKES.format(kind=_node_kind(value)), filename, _dotted(path) or None,
+                              line=mark.line + 1 if mark else None) from None
         if isinstance(e, yaml.constructor.ConstructorError):  # !!python/object and friends: never built
             raise RecipeError(f"unsupported YAML tag ({problem}); a recipe holds plain values only, no "
                               f"Python objects", filename, line=mark.line + 1 if mark else None) from None
         raise _syntax_error(e, filename) from None
-    except ValueError as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
+    except _UNBUILDABLE as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
         path, bad, why = _unbuildable(node)
         if bad is None:
             raise RecipeError(f"YAML cannot build a value ({e}); check the values", filename) from None
@@ -837,6 +869,9 @@ def _syntax_hint(problem: str, context: str | None, opened) -> str | None:
     m = re.fullmatch(r"found character '(.)' that cannot start any token", problem)
     if m:
         return f"YAML reserves {m.group(1)} at the start of a value: quote the value ('{m.group(1)}...')"
+    if problem.startswith("expected '<document start>'"):
+        return ("the YAML document ended before this line: a line '...' ends it (remove that line), and a '%' "
+                "directive line must be followed by a '---' line before the settings (add it, or remove the directive)")
     if problem == "but found another document":
         return ("a recipe is one YAML document, and this '---' starts a second one: remove the line "
                 "(a '---' may only open the file) and keep the settings in one mapping")
@@ -923,8 +958,7 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
                f"(data: {{root: ...}}) or on the command line: data.root=/path/to/data")
         raise RecipeError(f"{where}{msg}", filename, "data.root", line)
     s = recipe.search
-    if s.method == "simultaneous":
-        _ignored_by_method_1(s, filename, node, applied)
+    ignored = _ignored_keys(recipe, filename, node, applied)
     if s.inplace_distill and s.weight_sampling != "sandwich":
         _refuse(("search", "inplace_distill"), "needs search.weight_sampling: sandwich (the largest path is the "
                 "teacher); set it, or set search.inplace_distill: false", filename, node, applied)
@@ -964,7 +998,8 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
     _schedule_checks(recipe, filename, node, applied)
     _distinct_members(s, filename, node, applied)
     _ignored_by_dataset(d, filename)
-    _ignored_by_setting(recipe, filename)
+    for warning in ignored:
+        _logger.warning(warning)
     _cutout_fits(d, filename, node, applied)
 
 
@@ -999,31 +1034,63 @@ def _ignored_by_dataset(d: DataConfig, filename: str) -> None:
                             f"dataset {d.dataset} ignores it")
 
 
-# keys a recipe may set that another setting makes ignored: (section, key) -> (ignored when, the setting, its use)
-_IGNORED_UNLESS = {
-    ("search", "theta_bn_batches"): (lambda s: s.theta_bn != "recalibrate", "search.theta_bn: recalibrate"),
-    **{(sec, key): (lambda c: c.schedule != "step", f"{sec}.schedule: step")
+class _Ignored(NamedTuple):
+    """A key that another setting of the recipe makes ignored: a warning, or refused where ``why`` is given."""
+
+    ignored: Callable[[Any], bool]  # given the key's section: whether this recipe ignores the key
+    setting: str  # a warning: the setting the key applies with; refused: the setting that ignores it
+    why: str = ""  # refused: why that setting ignores the key
+
+
+_METHOD_1 = "Method 1 draws its paths from each member's own distribution, "
+
+
+def _simultaneous(s: SearchConfig) -> bool:
+    return s.method == "simultaneous"
+
+
+# keys a recipe may set that another of its settings makes ignored, in the order they are checked. A warning (a
+# recipe written for a step schedule, run with cosine, keeps its decay); refused where the run would do otherwise
+# than the key says: Method 1 (search.method simultaneous) draws every W step's paths from the member's own
+# distribution (θ) and scores θ on the batch's statistics.
+_IGNORED = {
+    ("search", "weight_sampling"): _Ignored(_simultaneous, "search.method simultaneous",
+                                            _METHOD_1 + "not by search.weight_sampling"),
+    ("search", "inplace_distill"): _Ignored(_simultaneous, "search.method simultaneous",
+                                            _METHOD_1 + "so no step has the largest path to distil from"),
+    ("search", "theta_bn"): _Ignored(_simultaneous, "search.method simultaneous",
+                                     _METHOD_1 + "and scores θ with each batch's own BatchNorm statistics"),
+    ("search", "theta_bn_batches"): _Ignored(lambda s: s.theta_bn != "recalibrate", "search.theta_bn: recalibrate"),
+    **{(sec, key): _Ignored(lambda c: c.schedule != "step", f"{sec}.schedule: step")
        for sec in ("optim", "retrain") for key in ("decay_rate", "decay_epochs")},
-    **{(sec, "warmup_lr"): (lambda c: c.warmup_epochs == 0, f"{sec}.warmup_epochs above 0")
+    **{(sec, "warmup_lr"): _Ignored(lambda c: c.warmup_epochs == 0, f"{sec}.warmup_epochs above 0")
        for sec in ("optim", "retrain")},
-    ("optim", "nesterov"): (lambda c: c.name != "sgd", "optim.name: sgd"),
-    ("optim", "momentum"): (lambda c: c.name == "adamw", "optim.name sgd, rmsprop or rmsproptf"),
-    ("retrain", "momentum"): (lambda c: c.optimizer == "adamw", "retrain.optimizer sgd, rmsprop or rmsproptf"),
-    **{("retrain", key): (lambda c: c.optimizer not in ("rmsprop", "rmsproptf"), "retrain.optimizer rmsprop or "
-                          "rmsproptf") for key in ("rmsprop_eps", "rmsprop_alpha")},
+    ("optim", "nesterov"): _Ignored(lambda c: c.name != "sgd", "optim.name: sgd"),
+    ("optim", "momentum"): _Ignored(lambda c: c.name == "adamw", "optim.name sgd, rmsprop or rmsproptf"),
+    ("retrain", "momentum"): _Ignored(lambda c: c.optimizer == "adamw", "retrain.optimizer sgd, rmsprop or rmsproptf"),
+    **{("retrain", key): _Ignored(lambda c: c.optimizer not in ("rmsprop", "rmsproptf"), "retrain.optimizer rmsprop "
+                                  "or rmsproptf") for key in ("rmsprop_eps", "rmsprop_alpha")},
 }
 
 
-def _ignored_by_setting(recipe: Recipe, filename: str) -> None:
-    """A warning for each key the recipe sets to another value than its default that another of its settings
-    makes ignored: a step schedule's decay under cosine, AdamW's momentum, a recalibration batch count with batch
-    statistics (a recipe.resolved.yaml, which writes every key, warns of the values its recipe set)."""
-    for (section, key), (ignored, needs) in _IGNORED_UNLESS.items():
+def _ignored_keys(recipe: Recipe, filename: str, node, applied) -> list[str]:
+    """Each key of :data:`_IGNORED` the recipe sets to another value than its default while another of its
+    settings makes it ignored: refused (its override, or its line), or a warning returned, which the caller prints
+    once the recipe's other checks pass (a recipe.resolved.yaml, which writes every key, warns of the values its
+    recipe set)."""
+    warnings = []
+    for (section, key), (ignored, setting, why) in _IGNORED.items():
         config = getattr(recipe, section)
-        if (key in config.model_fields_set and getattr(config, key) != type(config).model_fields[key].default
-                and ignored(config)):
-            _logger.warning(f"warning: {filename}: {section}.{key} is set, but applies only with {needs}; this "
-                            f"recipe ignores it")
+        default = type(config).model_fields[key].default
+        if key not in config.model_fields_set or getattr(config, key) == default or not ignored(config):
+            continue
+        if why:
+            shown = str(default).lower() if isinstance(default, bool) else default
+            _refuse((section, key), f"does not apply to {setting}: {why}; remove {section}.{key} (default {shown}), "
+                    f"or choose another {setting.split()[0]}", filename, node, applied)
+        warnings.append(f"warning: {filename}: {section}.{key} is set, but applies only with {setting}; this recipe "
+                        f"ignores it")
+    return warnings
 
 
 def _cutout_fits(d: DataConfig, filename: str, node, applied) -> None:
@@ -1038,25 +1105,6 @@ def _cutout_fits(d: DataConfig, filename: str, node, applied) -> None:
                        f"to at most {side}{f' or data.image_size to at least {d.cutout}' * bool(d.image_size)} "
                        f"(ASNG-NAS cuts 16 x 16 from 32 x 32 CIFAR-10), or data.cutout: 0 for no Cutout",
                        filename, node, applied)
-
-
-# search.* keys that Method 1 (search.method simultaneous) ignores: the value that changes nothing, and why
-_METHOD_1_IGNORES = {
-    "weight_sampling": ("uniform", "not by search.weight_sampling"),
-    "inplace_distill": (False, "so no step has the largest path to distil from"),
-    "theta_bn": ("batch", "and scores θ with each batch's own BatchNorm statistics"),
-}
-
-
-def _ignored_by_method_1(s: SearchConfig, filename: str, node, applied) -> None:
-    """search.method simultaneous draws every W step's paths from the member's own distribution (θ) and scores
-    θ on the batch's statistics: refuse a weight-sampling, distillation or θ-BatchNorm setting it would ignore."""
-    for key, (default, why) in _METHOD_1_IGNORES.items():
-        if getattr(s, key) != default:
-            shown = str(default).lower() if isinstance(default, bool) else default
-            _refuse(("search", key), f"does not apply to search.method simultaneous: Method 1 draws its paths from "
-                    f"each member's own distribution, {why}; remove search.{key} (default {shown}), or choose "
-                    f"another search.method", filename, node, applied)
 
 
 def _schedule_checks(recipe: Recipe, filename: str, node, applied) -> None:
@@ -1144,6 +1192,7 @@ def _parse_override(given: str, filename: str) -> tuple[tuple[str, ...], Any]:
     if not sep or not key:
         raise RecipeError(f"override '{item}': expected key.path=value, for example search.lam=4", filename)
     try:
+        _check_depth(text, filename, f"override {item}: the value ", _shown(key))
         dup, value = _compose_and_load(text) if text.strip() else (None, "")
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or e
@@ -1153,7 +1202,7 @@ def _parse_override(given: str, filename: str) -> tuple[tuple[str, ...], Any]:
                               _shown(key)) from None
         raise RecipeError(f"override {item}: cannot parse the value {_got(text)} as YAML ({problem})", filename,
                           _shown(key)) from None
-    except ValueError as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
+    except _UNBUILDABLE as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
         _, bad, why = _unbuildable(yaml.compose(text, Loader=yaml.SafeLoader))
         msg = _cannot_build(bad.value, bad.tag, why) if bad is not None else f"cannot build the value ({e})"
         raise RecipeError(f"override {item}: {msg}", filename, _shown(key)) from None
@@ -1166,10 +1215,10 @@ def _parse_override(given: str, filename: str) -> tuple[tuple[str, ...], Any]:
         fields = model.model_fields
         if k not in fields:
             bad = _shown(".".join(keys[: i + 1]))
-            close = difflib.get_close_matches(k, list(fields), n=1)
-            hint = (f"; did you mean {'.'.join(keys[:i] + (close[0],))}?" if close
+            close = _closest(k, fields)
+            hint = (f"; did you mean {'.'.join(keys[:i] + (close,))}?" if close
                     else f"; known keys here: {', '.join(fields)}")
-            raise RecipeError(f"override {item}: unknown key {bad}{hint}", filename)
+            raise RecipeError(f"override {item}: unknown key {bad}{_invisible(k)}{hint}", filename)
         ann = fields[k].annotation
         if i == len(keys) - 1:
             _check_whole_section(keys, ann, value, item, filename)
@@ -1309,9 +1358,30 @@ def _known_keys_hint(path: tuple) -> str:
     model = _section_of(path)
     if model is None:
         return ""
-    close = difflib.get_close_matches(str(path[-1]), list(model.model_fields), n=1)
-    return (f"; did you mean {'.'.join(map(str, path[:-1] + (close[0],)))}?" if close
+    close = _closest(str(path[-1]), model.model_fields)
+    return (f"; did you mean {'.'.join(map(str, path[:-1] + (close,)))}?" if close
             else f"; known keys here: {', '.join(model.model_fields)}")
+
+
+def _closest(name: str, names) -> str | None:
+    """The name of ``names`` that ``name`` was meant to be: the same but for case (``SEED``, ``Search``), else
+    the closest spelling (difflib, ignoring case and invisible characters); None when none is close."""
+    seen = "".join(c for c in name if c.isprintable() and not (c.isspace() and c != " ")).lower()
+    lower = {n.lower(): n for n in names}
+    if seen in lower:
+        return lower[seen]
+    close = difflib.get_close_matches(seen, list(lower), n=1)
+    return lower[close[0]] if close else None
+
+
+def _invisible(name: str) -> str:
+    """" (it holds the invisible character U+200B ZERO WIDTH SPACE: retype it)" for a key that holds one (pasted
+    with it: a no-break space, a byte-order mark), whose messages would otherwise read as the key itself."""
+    odd = next((c for c in name if not c.isprintable() or (c.isspace() and c != " ")), None)
+    if odd is None:
+        return ""
+    name = unicodedata.name(odd, "")
+    return f" (it holds the invisible character U+{ord(odd):04X}{' ' * bool(name)}{name}: retype it)"
 
 
 _YAML_READS = {"tag:yaml.org,2002:int": "a number", "tag:yaml.org,2002:float": "a number",
@@ -1385,7 +1455,7 @@ def _message(err: dict, path: tuple) -> str:
         name, colon, rest = str(path[-1]).partition(":")
         if colon and rest and not rest.startswith(" "):  # {lam:4}: YAML needs a space after the colon
             return f"unknown key (YAML reads {path[-1]} as one key: put a space after the colon, {name}: {rest})"
-        return f"unknown key{_known_keys_hint(path)}"
+        return f"unknown key{_invisible(str(path[-1]))}{_known_keys_hint(path)}"
     if t == "missing":
         return "required key is missing"
     bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
@@ -1550,7 +1620,12 @@ def _non_scalar_key(node) -> tuple[tuple, Any]:
 
 
 _TAG_KINDS = {"tag:yaml.org,2002:int": "an integer", "tag:yaml.org,2002:float": "a number",
-              "tag:yaml.org,2002:timestamp": "a date"}
+              "tag:yaml.org,2002:timestamp": "a date", "tag:yaml.org,2002:bool": "a boolean"}
+# what PyYAML raises building a scalar its tag does not fit (!!int x, !!bool maybe, !!timestamp soon)
+_UNBUILDABLE = (ValueError, KeyError, AttributeError)
+# what such a tag takes, for the ones whose error says nothing (a KeyError, an AttributeError)
+_TAG_TAKES = {"tag:yaml.org,2002:bool": "it is none of true, false, yes, no, on, off",
+              "tag:yaml.org,2002:timestamp": "it is not a date such as 2024-01-31"}
 
 
 def _cannot_build(written: str, tag: str, why: Exception | str) -> str:
@@ -1573,7 +1648,53 @@ def _unbuildable(node) -> tuple[tuple, Any, Exception | None]:
                 yaml.constructor.SafeConstructor().construct_object(n)
             except ValueError as e:
                 return path, n, e
+            except _UNBUILDABLE as e:
+                return path, n, _TAG_TAKES.get(n.tag, repr(e))
     return (), None, None
+
+
+_MERGE_TAKES = ("'<<' merges a mapping into this one (<<: *anchor, or a list of anchored mappings: <<: [*a, *b]), "
+                "but here it is given a {kind}; give it a mapping, or remove the line")
+
+
+def _bad_merge(node) -> tuple[tuple, Any]:
+    """The first ``<<`` in ``node`` given something else than a mapping or a list of mappings: the key path of
+    its mapping and what it is given; ((), None) when there is none."""
+    for path, n, _ in _nodes(node):
+        if not isinstance(n, yaml.MappingNode):
+            continue
+        for k, v in n.value:
+            if getattr(k, "tag", None) != "tag:yaml.org,2002:merge" or isinstance(v, yaml.MappingNode):
+                continue
+            items = v.value if isinstance(v, yaml.SequenceNode) else [v]
+            bad = next((i for i in items if not isinstance(i, yaml.MappingNode)), None)
+            if bad is not None:
+                return path, bad
+    return (), None
+
+
+# the deepest a recipe's lists and mappings nest (a recipe's go a few levels: section: key: [list]); PyYAML
+# composes one level by recursion, so that a few hundred levels would stop it with a RecursionError
+MAX_DEPTH = 50
+
+
+def _check_depth(text: str, filename: str, what: str = "", key: str | None = None) -> None:
+    """Refuse lists and mappings nested more than :data:`MAX_DEPTH` deep, at the line where they do (``what``
+    and ``key``: an override's). YAML syntax errors are left to the composer that follows."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    line = None if what else event.start_mark.line + 1
+                    raise RecipeError(f"{what or 'this value '}nests lists or mappings more than {MAX_DEPTH} deep; "
+                                      f"a recipe's values are nested a few levels (section: key: [items]): check its "
+                                      f"brackets and indentation", filename, key, line)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return
 
 
 def _node_kind(node) -> str:
