@@ -148,7 +148,7 @@ def _exporter(tmp_path, overrides):
 
     recipe = load_recipe(QUICK, ["export.onnx=false", *overrides])
     spaces = load_spaces(recipe)
-    ctx = SimpleNamespace(spaces=spaces, data=SimpleNamespace(normalize=NORMALIZE))
+    ctx = SimpleNamespace(spaces=spaces, data=SimpleNamespace(normalize=NORMALIZE, dataset="digits"))
     arch = spaces.search.encode([d.choices[2] for d in spaces.search.decisions])
     model = spaces.retrain.build_standalone(arch).eval()
     Exporter(recipe, tmp_path)(ctx, "net", model, arch, 0.0, {"source": "retrained"})

@@ -98,6 +98,8 @@ def test_run_exports_onnx_per_epsilon(tmp_path):
     assert manifest["epsilon"] == 0.2
     # the digits' input normalisation travels with the model, for deployment code to apply
     assert len(manifest["normalize"]["mean"]) == 1 and manifest["normalize"]["std"][0] > 0
+    # and the data set it was tested on (digits are resized whole: no crop recorded, timm's config takes 1.0)
+    assert manifest["dataset"] == "digits" and "crop_pct" not in manifest
 
 
 @pytest.fixture(scope="module")

@@ -21,9 +21,9 @@ from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
-from automl.recipe import DataConfig, load_recipe
+from automl.recipe import load_recipe
 from automl.report import format_accuracy
-from automl.train.data import CIFAR_MEAN, CIFAR_STD, IMAGENET_MEAN, IMAGENET_STD, build_data
+from automl.train.data import DATASETS, build_data, normalization
 
 __all__ = ["main"]
 
@@ -65,9 +65,10 @@ def main(args) -> int:
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
     recipe, data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else (None, None)
-    normalize, note = _normalize(args, recorded, data), None
+    normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
+        dataset = dataset or (trained_on if note is None else None)
     writable_dir(args.out, "--out")
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
     calibration = None
@@ -76,7 +77,7 @@ def main(args) -> int:
         calibration = data.bn_batches(recipe.retrain.bn_batches, size)
     export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                         se=se, opset=args.opset, space_path=args.space, space_args=overrides,
-                        bn_calibration=calibration, normalize=normalize,
+                        bn_calibration=calibration, normalize=normalize, dataset=dataset,
                         onnx_failure="record", run=owner, **_kept(args, recorded, compiled, weights is not None))
     if _onnx_failed(args):
         return 1
@@ -222,6 +223,16 @@ def _normalize(args, recorded: dict | None, data) -> dict | None:
     return kept
 
 
+def _dataset(args, recorded: dict | None, data) -> str | None:
+    """The data set to record (the network's test images' crop with it): the manifest's, else the recipe's data's;
+    the two disagreeing is a user error, as their normalisations disagreeing is."""
+    kept, theirs = (recorded or {}).get("dataset"), getattr(data, "dataset", None)
+    if kept is not None and theirs is not None and kept != theirs:
+        raise UserError(f"--recipe {args.recipe}: its data set is {theirs}, the network of --arch {args.arch} was "
+                        f"trained on {kept} (its \"dataset\"); give the recipe it was trained with")
+    return kept or theirs
+
+
 def _checkpoint_normalize(path: str, dataset: str | None, channels: int) -> tuple[dict | None, str | None]:
     """(the input normalisation of ``dataset``, the data set a run's checkpoint (``--weights`` ``path``) records its
     supernet was trained on (its ``weights_fingerprint``'s ``data.dataset``), as the run's data normalise it
@@ -229,19 +240,13 @@ def _checkpoint_normalize(path: str, dataset: str | None, channels: int) -> tupl
     space's ``channels``: (None, the one-line note for stderr that says that the manifest records none)."""
     if dataset == "synthetic":
         return None, None
-    norm = (build_data(DataConfig(dataset="digits"), base_dir=".", seed=0, device="cpu").normalize
-            if dataset == "digits" else _CONSTANT_NORMALIZE.get(dataset))
+    norm = normalization(dataset) if dataset in DATASETS else None
     if norm is not None and len(norm["mean"]) == channels:
         return norm, None
     why = (f"records data set {dataset}, of images of {len(norm['mean'])} channels, not the space's {channels}"
            if norm is not None else "records no data set its supernet was trained on")
     return None, (f"note: --weights {path} {why}: {MANIFEST_NAME} records no input normalisation (\"normalize\"); "
                   f"give --recipe RECIPE.yaml (the run's recipe.resolved.yaml) to record its data's")
-
-
-# the input normalisation of the data sets that normalise with constants (automl.train.data)
-_CONSTANT_NORMALIZE = {"cifar10": {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)},
-                       "imagefolder": {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}}
 
 
 def _show(normalize: dict) -> str:

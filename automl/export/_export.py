@@ -31,6 +31,7 @@ from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
 from automl.nn.measure import count_macs
 from automl.nn.ensemble import member_weights
+from automl.train.data import DATASETS, eval_crop
 from automl.train.loops import nonfinite_tensors, recalibrate_bn
 
 __all__ = ["export_architecture", "load_model", "run_of", "check_se", "save_weights", "load_weights",
@@ -138,7 +139,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         model: nn.Module | None = None, normalize: dict | None = None,
                         bn_calibration: list | None = None, provenance: dict | None = None,
                         search_cost: dict | None = None, run: str | os.PathLike | None = None,
-                        onnx_failure: str = "raise") -> dict[str, Any]:
+                        onnx_failure: str = "raise", dataset: str | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -151,7 +152,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     (``{metric: value}``) is recorded as the manifest's ``search_cost``: the cost table of the space the
     architecture was searched in, when that differs from ``compiled`` (a run's ``retrain.space_args``). ``normalize``
     (``{"mean": [...], "std": [...]}``, per channel, on inputs scaled to [0, 1]) records the input
-    normalisation the model was trained with, for deployment code. ``bn_calibration`` (with
+    normalisation the model was trained with, for deployment code; ``dataset`` the data set it was trained and
+    tested on, with its test crop (:func:`~automl.train.data.eval_crop`). ``bn_calibration`` (with
     ``supernet_state``): input batches, at the architecture's resolution, on which the inherited network's
     BatchNorm statistics are recalibrated (Once-for-All; the supernet's own average over random paths).
     ``provenance`` (with ``model`` or ``weights``): where the model's weights came from, recorded in the
@@ -184,7 +186,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     model.eval()
     _check_finite(model, source, input_shape)
     manifest = _manifest(compiled, arch, model, se, epsilon, (cost, cost_metric, search_cost), space_path,
-                         space_args, normalize)
+                         space_args, normalize, dataset)
     # the network is checked: from here on the folder's files are replaced. The manifest is written last: a
     # folder with a manifest holds a complete export, even when an export into it is interrupted halfway; an
     # export refused above leaves an earlier export in the folder as it was
@@ -246,7 +248,7 @@ def run_of(out_dir) -> str | None:
     manifest, one that cannot be read, or one without the record (``automl export``, an older automl)."""
     try:
         manifest = json.loads((Path(out_dir) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: JSON nested too deeply
         return None
     run = manifest.get("run") if isinstance(manifest, dict) else None
     return run if isinstance(run, str) and run else None
@@ -312,7 +314,8 @@ def inherit_from_state(compiled, supernet_state: dict, arch: torch.Tensor, stand
     return standalone
 
 
-def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize) -> dict[str, Any]:
+def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize,
+              dataset) -> dict[str, Any]:
     """The manifest's description of the model (files, weights, ONNX and versions are added after);
     ``costs``: ``(cost, cost_metric, search_cost)`` of :func:`export_architecture`."""
     cost, search_cost = _costs(compiled, arch, model, se, *costs)
@@ -343,6 +346,10 @@ def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args,
     if normalize is not None:
         manifest["normalize"] = {"mean": [float(v) for v in normalize["mean"]],
                                  "std": [float(v) for v in normalize["std"]]}
+    if dataset is not None:
+        if dataset not in DATASETS:
+            raise ValueError(f"dataset {dataset!r}: one of {', '.join(DATASETS)}")
+        manifest.update(dataset=dataset, **eval_crop(dataset))
     arch_def = compiled.arch_def(arch, se=se) if compiled.kind == "chain" else None
     if arch_def is not None:
         kw = timm_spec(model, arch_def, input_shape)
@@ -409,11 +416,13 @@ def _timm_data_config(out_dir: Path, m: dict) -> dict[str, Any]:
     """timm's ``pretrained_cfg`` of the network an export's manifest ``m`` describes, what timm's data tooling
     (``timm.data.resolve_model_data_config``, ``create_transform``) reads from a model: its ``input_size`` and
     ``num_classes``, the ``mean`` and ``std`` of its ``normalize`` when recorded (else timm's ImageNet ones), and
-    images resized whole (``crop_pct`` 1.0, ``bilinear``), as automl resizes digits, cifar10 and synthetic images
-    (an imagefolder's test images are resized to 1/0.875 of the size and centre-cropped: timm's ``crop_pct``
-    0.875). A ``normalize`` of another channel count than ``input_shape`` is the manifest's mistake
-    (:class:`UserError`)."""
-    cfg: dict[str, Any] = {"interpolation": "bilinear", "crop_pct": 1.0, "crop_mode": "center"}
+    the test images' centre crop the manifest records (``crop_pct``, ``interpolation``: an imagefolder's test
+    images are resized to 1/0.875 of the size and centre-cropped), else images resized whole (``crop_pct`` 1.0,
+    ``bilinear``), as automl resizes digits, cifar10 and synthetic images, and as a manifest of an older automl,
+    which records neither, is read. A ``normalize`` of another channel count than ``input_shape`` is the
+    manifest's mistake (:class:`UserError`)."""
+    cfg: dict[str, Any] = {"interpolation": m.get("interpolation") or "bilinear",
+                           "crop_pct": float(m.get("crop_pct") or 1.0), "crop_mode": "center"}
     shape, norm = m.get("input_shape"), m.get("normalize")
     if shape is not None:
         cfg["input_size"] = tuple(shape)

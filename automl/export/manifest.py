@@ -12,11 +12,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from timm.data.transforms import str_to_interp_mode
 from timm.models._efficientnet_builder import decode_arch_def
 
 from automl._io import atomic_write_json
 from automl.errors import UserError
 from automl.export.timm_spec import timm_kwargs_problem
+from automl.train.data import DATASETS
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded", "check_channels",
            "finite_number", "export_again", "manifest_error", "error_entry"]
@@ -125,7 +127,16 @@ _RECORDED = {
     "normalize": (lambda v: isinstance(v, dict) and _numbers(v.get("mean")) and _numbers(v.get("std"), True)
                   and len(v["mean"]) == len(v["std"]),
                   "{\"mean\": [...], \"std\": [...]}: one number per input channel, every std > 0"),
+    "dataset": (lambda v: v in DATASETS, f"the data set the network was trained on: {', '.join(DATASETS)}"),
 }
+
+
+def _interpolation(v) -> bool:
+    """An interpolation timm's transforms know by name (bilinear, bicubic, ...)."""
+    try:
+        return isinstance(v, str) and str_to_interp_mode(v) is not None
+    except (KeyError, ValueError):
+        return False
 
 
 def _sizes(v) -> bool:
@@ -175,6 +186,10 @@ _READ = {
     "latency": (lambda v: isinstance(v, dict),
                 "an object {\"fp32_ms\": ..., ...} (as measuring the export writes it)"),
     "normalize": _RECORDED["normalize"],
+    "dataset": _RECORDED["dataset"],
+    "crop_pct": (lambda v: finite_number(v) and 0 < v <= 1,
+                 "the share of the resized test image its centre crop keeps, in (0, 1] (0.875)"),
+    "interpolation": (_interpolation, "the name of the interpolation the test images are resized with (bilinear)"),
 }
 _NOT_NULL = ("choices", "se", "params", "input_shape")  # fields a reader cannot take as null
 

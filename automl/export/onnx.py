@@ -38,23 +38,31 @@ class OnnxParityError(RuntimeError):
     """onnxruntime and torch disagree on the exported model: a bug, never the user's fault."""
 
 
-def newest_opset() -> tuple[int | None, str]:
-    """The newest opset this installation can export and check, and what sets it: the lower of the installed
-    onnx's newest opset and the newest the installed torch's ONNX exporter writes (read from torch, which
-    refuses a newer one with ``Unsupported onnx_opset_version``). ``(None, "")`` when neither is known."""
+def _opset_limits() -> list[tuple[int, str, str]]:
+    """``(newest opset, package, what it does up to that opset)`` for each part of this installation that limits
+    the opset of an export: the installed onnx (its checker), torch's ONNX exporter (which refuses a newer one with
+    ``Unsupported onnx_opset_version``) and onnxruntime (which runs the parity check and the latency measurement,
+    and refuses to load a model of a newer opset); a part that does not say is left out."""
     limits = []
     try:
         import onnx
-        limits.append((int(onnx.defs.onnx_opset_version()), f"onnx {onnx.__version__}"))
+        limits.append((int(onnx.defs.onnx_opset_version()), "onnx", f"onnx {onnx.__version__} checks"))
     except Exception:  # noqa: BLE001 - only used to check and explain the opset
         pass
-    torch_newest = _torch_newest_opset()
-    if torch_newest is not None:
-        limits.append((torch_newest, f"torch {torch.__version__}'s ONNX exporter"))
+    for newest, package, what in ((_torch_newest_opset(), "torch", f"torch {torch.__version__}'s ONNX exporter "
+                                   f"writes"), _onnxruntime_newest_opset()):
+        if newest is not None:
+            limits.append((newest, package, what))
+    return limits
+
+
+def newest_opset() -> tuple[int | None, str]:
+    """The newest opset this installation can export, check and run, and what sets it: the lowest of the limits of
+    :func:`_opset_limits` (onnx, torch's exporter, onnxruntime). ``(None, "")`` when none is known."""
+    limits = _opset_limits()
     if not limits:
         return None, ""
-    newest = min(n for n, _ in limits)
-    return newest, " and ".join(f"{who} up to {n}" for n, who in limits)
+    return min(n for n, _, _ in limits), ", ".join(f"{what} opsets up to {n}" for n, _, what in limits)
 
 
 @functools.lru_cache(maxsize=1)
@@ -67,16 +75,39 @@ def _torch_newest_opset() -> int | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def _onnxruntime_newest_opset() -> tuple[int | None, str, str]:
+    """(the newest opset of ONNX's main domain the installed onnxruntime runs, "onnxruntime", in words): the
+    newest version among the operator schemas it was built with (``get_all_operator_schema``), the opsets it
+    loads models of (a model of a newer one it refuses: "ONNX Runtime only *guarantees* support for models stamped
+    with official released onnx opset versions"); ``(None, ...)`` when this onnxruntime does not say (or is not
+    installed: the export then fails where it needs it)."""
+    try:
+        import onnxruntime
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_c
+    except ImportError:
+        return None, "onnxruntime", ""
+    what = f"onnxruntime {onnxruntime.__version__} runs"
+    try:
+        versions = [int(s.since_version) for s in ort_c.get_all_operator_schema() if s.domain in ("", "ai.onnx")]
+    except Exception:  # noqa: BLE001 - a build without schemas, another API: the limit is not known
+        return None, "onnxruntime", what
+    return (max(versions) if versions else None), "onnxruntime", what
+
+
 def opset_problem(opset) -> str | None:
     """What is wrong with ``opset`` as the ONNX opset to export (an integer from :data:`MIN_OPSET` to
     :func:`newest_opset`), or None when it is fine; the caller names its flag or key before it."""
-    newest, why = newest_opset()
+    limits = _opset_limits()
+    newest = min((n for n, _, _ in limits), default=None)
     span = f"{MIN_OPSET} to {newest}" if newest is not None else f"{MIN_OPSET} or newer"
     if not isinstance(opset, int) or isinstance(opset, bool) or opset < MIN_OPSET:
         return f"ONNX export needs opset {MIN_OPSET} or newer (here: {span}); the default, {DEFAULT_OPSET}, works"
     if newest is not None and opset > newest:
-        return (f"opset {opset} is newer than this installation exports ({why}); choose an opset from {span} "
-                f"(the default is {DEFAULT_OPSET})")
+        over = [(n, package, what) for n, package, what in limits if opset > n]
+        why = ", ".join(f"{what} opsets up to {n}" for n, _, what in over)
+        return (f"opset {opset} is newer than this installation can export and run ({why}); choose an opset from "
+                f"{span} (the default is {DEFAULT_OPSET}), or upgrade {' and '.join(p for _, p, _ in over)}")
     return None
 
 

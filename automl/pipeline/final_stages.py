@@ -167,7 +167,8 @@ class Exporter:
         # export_architecture exports a CPU copy in eval mode; the trained model stays where it is
         m = export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
                                 onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
-                                space_args=sp.retrain_args, normalize=ctx.data.normalize, provenance=provenance,
+                                space_args=sp.retrain_args, normalize=ctx.data.normalize, dataset=ctx.data.dataset,
+                                provenance=provenance,
                                 search_cost=search_cost, run=self.out, onnx_failure="record")
         _logger.info("exported %s (%s params) to %s", sp.retrain.name, f"{m['params']:,}", folder)
         if not self.export.onnx:

@@ -41,6 +41,7 @@ import pickle
 import signal
 import stat
 import threading
+import typing
 import unicodedata
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,7 @@ from automl.errors import DataError
 from automl.recipe import DataConfig
 
 __all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "cutout", "NATIVE_SIZE", "DIGITS_CSV",
-           "leave_signals_to_the_main_process"]
+           "DATASETS", "normalization", "eval_crop", "leave_signals_to_the_main_process"]
 
 _logger = logging.getLogger(__name__)
 
@@ -68,6 +69,10 @@ DIGITS_TEST = 360            # 1797 = 1437 train + 360 test, like scikit-learn's
 DIGITS_SPLIT_SEED = 20240501  # a constant: the digits test set never depends on the recipe's seed
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_CONSTANT_NORMALIZE = {"cifar10": (CIFAR_MEAN, CIFAR_STD), "imagefolder": (IMAGENET_MEAN, IMAGENET_STD)}
+# an image folder's test images: resized to size / crop_pct (the shorter side) and centre-cropped to size
+_EVAL_CROP = {"imagefolder": {"crop_pct": 0.875, "interpolation": "bilinear"}}
+DATASETS: tuple[str, ...] = typing.get_args(DataConfig.model_fields["dataset"].annotation)  # the recipe's choices
 CIFAR_DIR = "cifar-10-batches-py"
 CIFAR_ARCHIVE = "cifar-10-python.tar.gz"  # what CIFAR-10's python version comes as; extracted: CIFAR_DIR
 _TARS = (".tar", ".tar.gz", ".tgz")
@@ -488,7 +493,7 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
         transform_train = transform_test = normalize = None
     elif cfg.dataset == "cifar10":
         x_tr, y_tr, x_te, y_te, classes = _load_cifar10(root, cfg.download)
-        normalize = {"mean": list(CIFAR_MEAN), "std": list(CIFAR_STD)}
+        normalize = normalization("cifar10")
         target = size or NATIVE_SIZE["cifar10"]
         transform_train = _cifar_transform(train=True, size=target)
         transform_test = _cifar_transform(train=False, size=target)
@@ -662,8 +667,45 @@ def _listed(names: list[str], limit: int) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def normalization(dataset: str) -> dict | None:
+    """The input normalisation a run's data of ``dataset`` applies (its :attr:`Data.normalize`):
+    ``{"mean": [...], "std": [...]}``, one of each per channel, on pixels scaled to [0, 1]; None for synthetic data,
+    which is not normalised. Digits: the mean and std of the pixels of the fixed training split (the same whatever
+    the recipe: ``limit_train``, ``theta_split`` and ``image_size`` apply after it), read from the bundled data;
+    cifar10 and imagefolder: constants."""
+    if dataset == "digits":
+        return _digits_normalization(_digits_split()[0])
+    if dataset in _CONSTANT_NORMALIZE:
+        mean, std = _CONSTANT_NORMALIZE[dataset]
+        return {"mean": list(mean), "std": list(std)}
+    if dataset in DATASETS:
+        return None
+    raise ValueError(f"unknown dataset {dataset!r}; one of {', '.join(DATASETS)}")
+
+
+def eval_crop(dataset: str) -> dict:
+    """How ``dataset``'s test images are brought to the input size, in timm's terms, where they are cropped:
+    ``{"crop_pct": 0.875, "interpolation": "bilinear"}`` for an image folder (the shorter side resized to
+    ``size / crop_pct``, then the centre ``size`` x ``size`` cropped); ``{}`` where images are resized whole."""
+    return dict(_EVAL_CROP.get(dataset, {}))
+
+
+def _digits_normalization(x_tr: torch.Tensor) -> dict:
+    """The digits' normalisation: the mean and std of the training split's pixels (:func:`_digits_split`)."""
+    return {"mean": [float(x_tr.mean())], "std": [float(x_tr.std())]}
+
+
 def _load_digits():
-    """scikit-learn's 8x8 digits from the bundled CSV: a fixed, stratified 1437/360 split, normalised."""
+    """The digits' split (:func:`_digits_split`) normalised, with its classes and normalisation."""
+    x_tr, y_tr, x_te, y_te = _digits_split()
+    norm = _digits_normalization(x_tr)
+    mean, std = norm["mean"][0], norm["std"][0]
+    return (x_tr - mean) / std, y_tr, (x_te - mean) / std, y_te, 10, norm
+
+
+def _digits_split():
+    """scikit-learn's 8x8 digits from the bundled CSV, pixels in [0, 1]: a fixed, stratified 1437/360 split
+    ``(x_train, y_train, x_test, y_test)``, not normalised."""
     try:
         with gzip.open(DIGITS_CSV, "rt") as f:
             arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
@@ -684,10 +726,7 @@ def _load_digits():
         test_mask[members[: quota[c]]] = True
     train_idx = perm[~test_mask[perm]]
     test_idx = torch.nonzero(test_mask).flatten()
-    x_tr, x_te = x[train_idx], x[test_idx]
-    mean, std = x_tr.mean(), x_tr.std()
-    norm = {"mean": [float(mean)], "std": [float(std)]}
-    return (x_tr - mean) / std, y[train_idx], (x_te - mean) / std, y[test_idx], 10, norm
+    return x[train_idx], y[train_idx], x[test_idx], y[test_idx]
 
 
 def _make_synthetic(cfg: DataConfig, seed: int):
@@ -1090,11 +1129,12 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
             raise DataError(f"{what} is a file, not a folder; {layout}")
         if not _is_dir(p):
             raise DataError(f"image folder not found: {_does_not_exist(p)}; {layout}")
-    norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+    normalize, crop = normalization("imagefolder"), eval_crop("imagefolder")
+    norm = transforms.Normalize(normalize["mean"], normalize["std"])
     train_tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
                                    transforms.ToTensor(), norm])
-    test_tf = transforms.Compose([transforms.Resize(int(size / 0.875)), transforms.CenterCrop(size),
-                                  transforms.ToTensor(), norm])
+    resize = transforms.Resize(int(size / crop["crop_pct"]), transforms.InterpolationMode(crop["interpolation"]))
+    test_tf = transforms.Compose([resize, transforms.CenterCrop(size), transforms.ToTensor(), norm])
     train_set = _image_folder(root / "train", _SkipBad(train_tf), layout)
     test_set = _image_folder(root / "val", _SkipBad(test_tf), layout)
     if train_set.classes != test_set.classes:
@@ -1112,8 +1152,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
         return FolderLoader(name, ds, idx, bs, shuffle=shuffle, device=device, workers=cfg.workers, **common)
 
     return Data(
-        input_shape=(3, size, size), num_classes=len(train_set.classes), dataset="imagefolder",
-        normalize={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        input_shape=(3, size, size), num_classes=len(train_set.classes), dataset="imagefolder", normalize=normalize,
         w=loader("w", train_set, idx_w, cfg.batch_size, True),
         theta=loader("theta", train_set, idx_theta, cfg.theta_batch_size or cfg.batch_size, True),
         full=loader("full", train_set, kept, cfg.batch_size, True),
