@@ -18,8 +18,7 @@ from automl.pipeline.context import how_to_go_on, on_main
 from automl.pipeline.run import held_files
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import (DistInfo, barrier, init_distributed, launch_info, reported,
-                                      shutdown_distributed)
+from automl.train.distributed import DistInfo, init_distributed, launch_info, reported, shutdown_distributed
 from automl.train.preempt import SIGNALS
 
 __all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string"]
@@ -150,7 +149,7 @@ class StoppedStarting(Interrupted):
     """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals, or after they all finished
     (:func:`_stopping_start_up`); like ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it
     for an error of its own. :func:`main` raises it on as :class:`~automl.errors.Stopped` (exit 128 + the signal),
-    or, after a finished run, says so and exits 0 (:func:`_finished_when_stopped`)."""
+    or, after a finished run (``Run.finished``), says so and exits 0 (:func:`_say_finished`)."""
 
 
 @contextmanager
@@ -181,28 +180,20 @@ def _stopped_starting(e: StoppedStarting, out: Path | None, again: str) -> None:
         pass
 
 
-def _file_id(path: Path) -> tuple | None:
-    """What tells a file written again from the one there before (an atomic write replaces it: another inode);
-    None when there is none."""
+def _say_finished(signum: int, out: Path, info: DistInfo, during_report: bool) -> None:
+    """Say on standard error (rank 0; a terminal that hung up: nothing) that the signal ``signum`` came as the run
+    finished: ``during_report`` (its stages caught it and let the report, their last step, end) or after its
+    stages had all finished. The results are complete, and there is nothing to resume."""
+    if not info.is_main:
+        return
+    name, where = signal.Signals(signum).name, f"its results are in {out / 'results.json'} and {out / 'report.md'}"
+    text = (f"{name} came as the run wrote its report, its last step: the run finished it and is complete, with "
+            f"nothing to resume; {where}" if during_report else
+            f"{name} after the run had finished: nothing was stopped; {where}")
     try:
-        st = path.stat()
-    except OSError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
-def _finished_when_stopped(e: StoppedStarting, out: Path | None, report: tuple | None) -> bool:
-    """Whether the signal ``e`` came after the run's stages had all finished: its last stage, the report, wrote
-    report.md again (``report``: report.md's :func:`_file_id` before the run). Then say so on standard error (a
-    terminal that hung up: nothing): the results are complete, and there is nothing to resume."""
-    if out is None or _file_id(out / "report.md") in (None, report):
-        return False
-    try:
-        print(f"{signal.Signals(e.signum).name} after the run had finished: nothing was stopped; its results are "
-              f"in {out / 'results.json'} and {out / 'report.md'}", file=sys.stderr, flush=True)
+        print(text, file=sys.stderr, flush=True)
     except OSError:
         pass
-    return True
 
 
 def main(args) -> int:
@@ -226,7 +217,7 @@ def main(args) -> int:
 
 def _run(args, recipe, info: DistInfo) -> int:
     """The run of ``recipe`` in its folder, once the ranks (if several) have met; the process group ends here."""
-    claimed, runs_was_there, out, again, report = None, RUNS.is_dir(), None, "", None
+    claimed, runs_was_there, out, again, run = None, RUNS.is_dir(), None, "", None
     try:
         with _stopping_start_up(info):
             device = resolve_device(recipe.device, info)
@@ -239,21 +230,23 @@ def _run(args, recipe, info: DistInfo) -> int:
             flags = (["--supernet", args.supernet] if args.supernet is not None else []) + (
                 ["--supernet-force"] if args.supernet_force else [])
             again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
-            report = _file_id(out / "report.md")  # written again: the run finished (_finished_when_stopped)
             try:
-                Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device).execute()
+                run = Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device)
+                run.execute()  # its stages end with every rank waiting for rank 0's report, signals still caught
             except BaseException as e:
                 if claimed is not None:
                     _drop_unused(claimed, runs_was_there)
                 if isinstance(e, BrokenPipeError):
                     _say_output_closed(out, again)
                 raise
-        barrier(info)  # rank 0 writes the results and the report last: the other ranks wait for it
     except StoppedStarting as e:  # before the stages took over the signals, or after they all finished
-        if _finished_when_stopped(e, out, report):
+        if run is not None and run.finished:  # told by the run itself: its report is written
+            _say_finished(e.signum, out, info, during_report=False)
             return 0
         _stopped_starting(e, out, again)
         raise Stopped(e.signum) from None
     finally:
         shutdown_distributed()
+    if run.late_signal:  # caught by its stages as they wrote the report: they finished it
+        _say_finished(run.late_signal, out, info, during_report=True)
     return 0

@@ -25,7 +25,7 @@ from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
-from automl.train.distributed import DistInfo, broadcast_object, local_world_size
+from automl.train.distributed import DistInfo, barrier, broadcast_object, local_world_size
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
@@ -188,6 +188,37 @@ def _check_supernet_folder(source: Path, out: Path) -> None:
                         f"--resume, with the recipe and flags it started with)")
 
 
+def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: Preemption) -> None:
+    """``plan``'s stages from ``state.stage`` on, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 caught
+    (:meth:`~automl.train.preempt.Preemption.armed`): before the report, the run checkpoints after its current step
+    and stops (:class:`~automl.errors.Stopped`). One that comes during the report stage, or while the ranks wait for
+    rank 0 to finish it, lets the run finish: the report is its last step and leaves nothing to resume. Then
+    ``run.finished`` is set, and ``run.late_signal`` is the signal some rank received (the same on every rank)."""
+    last = len(plan.stages) - 1
+    try:
+        with preempt.armed():
+            for idx in range(state.stage, len(plan.stages)):
+                if idx == last:
+                    preempt.finishing, preempt.stopping_now = REPORT_FINISHING, lambda: _report_cut_short(run)
+                plan.stages[idx].run(ctx, state, idx)
+            run.finished = True
+            barrier(run.info)  # rank 0 writes the report: the other ranks wait for it here, signals still caught
+            run.late_signal = preempt.signalled() or preempt.pending
+    except KeyboardInterrupt:
+        run.reporter.info(f"\ninterrupted; the last checkpoint is in {run.store.folder}. "
+                          f"Continue with: {run.resume_command}")
+        raise
+
+
+# what the first signal during the report says the run does (Preemption's "SIGTERM: finishing ..."), and a second
+REPORT_FINISHING = "the report, the run's last step; the run then ends, complete, with nothing to resume"
+
+
+def _report_cut_short(run: "Run") -> str:
+    return (f"the run's stages are done and its last checkpoint is intact, but its report may be unfinished (each "
+            f"file is whole, the new version or the earlier one); {run.resume_command} writes it again")
+
+
 class Run:
     """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json).
 
@@ -213,6 +244,8 @@ class Run:
         self.method = get_searcher(searcher or recipe.search.method)
         self._reused: tuple | None = None  # --supernet: the source run's supernet, read once (_check_supernet)
         self._spaces = None  # the compiled spaces, when _check_supernet needed them before start_up
+        # the stages all ran (the report is written), and the signal that came meanwhile (0: none): _run_stages
+        self.finished, self.late_signal = False, 0
         hashes = _recipe_hashes(recipe)
         self.recipe_hash, self._accepted_hashes = hashes[0], hashes
 
@@ -467,14 +500,7 @@ class Run:
         ctx = self.context(state, spaces, data, plan, preempt)
         if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
             restore_rng(state.rng, ctx.sampler, self.device)
-        try:
-            with preempt.armed():  # SIGTERM / SIGINT / SIGHUP: checkpoint after the current step, then Stopped
-                for idx in range(state.stage, len(plan.stages)):
-                    plan.stages[idx].run(ctx, state, idx)
-        except KeyboardInterrupt:
-            self.reporter.info(f"\ninterrupted; the last checkpoint is in {self.store.folder}. "
-                               f"Continue with: {self.resume_command}")
-            raise
+        _run_stages(self, plan, ctx, state, preempt)
         return plan.report.results
 
     # ------------------------------------------------------------------ automl rank

@@ -51,7 +51,8 @@ class Preemption:
                  finishing: str = "the current step, then writing a checkpoint",
                  stopping_now: Callable[[], str] | None = None):
         """``finishing``: what the run does before it stops, as the first signal's message says it;
-        ``stopping_now``: what a second signal's message says is kept (default: the checkpoints' state)."""
+        ``stopping_now``: what a second signal's message says is kept (default: the checkpoints' state). Both may
+        change as the run goes on: its report stage, the last, finishes rather than stops (automl/pipeline/run.py)."""
         self.info = info
         self.finishing, self.stopping_now = finishing, stopping_now
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
