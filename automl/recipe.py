@@ -766,6 +766,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     try:
         _check_depth(text, filename)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_binary(node, filename)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
@@ -794,8 +795,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
             raise RecipeError(f"YAML cannot build a value ({e}); check the values", filename) from None
         raise RecipeError(_cannot_build(bad.value, bad.tag, why), filename, _dotted(path) or None,
                           bad.start_mark.line + 1) from None
-    if data is None:
-        data = {}
+    empty, data = data is None, {} if data is None else data
     if not isinstance(data, dict):
         raise RecipeError(f"a recipe must be a mapping of keys to values, got a {_kind(data)}", filename,
                           line=1)
@@ -821,12 +821,31 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as e:
+        if empty and any(err["type"] == "missing" for err in e.errors()):  # nothing, comments, ---, null
+            raise RecipeError(_EMPTY, filename) from None
         raise _recipe_error(e, filename, node, applied) from None
     recipe._source = source
     recipe._base_dir = base
     recipe._cost_table_given = given if isinstance(given, str) else None
     _cross_checks(recipe, filename, node, applied)
     return recipe
+
+
+_EMPTY = ("the recipe is empty: it holds no settings, and a recipe needs at least name and space; start from "
+          "recipes/quickstart.yaml (copy it and edit the copy)")
+_BINARY = ("YAML's !!binary makes binary data, and a recipe holds plain values (numbers, text, true or false, lists, "
+           "mappings), which binary data is not: ")
+
+
+def _check_binary(node, filename: str, keys: list[str] | None = None, what: str = "") -> None:
+    """Refuse a ``!!binary`` value in ``node`` (a recipe file's, or ``what``, an override's of ``keys``), at its key
+    and line: pydantic would read one as text or show it in base64 over two lines."""
+    for path, n in _distinct_nodes(node):
+        if getattr(n, "tag", None) == "tag:yaml.org,2002:binary":
+            fix = "write the settings as key: value lines, such as seed: 3" if not keys and not path else \
+                "remove the !!binary tag and write the value itself"
+            raise RecipeError(f"{what}{_BINARY}{fix}", filename, _dotted(tuple(keys or ()) + path) or None,
+                              None if keys else n.start_mark.line + 1)
 
 
 def _syntax_error(e: yaml.YAMLError, filename: str) -> RecipeError:
@@ -1191,17 +1210,22 @@ def _parse_override(given: str, filename: str) -> tuple[tuple[str, ...], Any]:
     key, item = key.strip(), _shown(given)
     if not sep or not key:
         raise RecipeError(f"override '{item}': expected key.path=value, for example search.lam=4", filename)
+    # a space or tab around the value (a shell script's "search.lam=4<TAB>") is no part of it; a value of
+    # several lines (a block list) keeps its first line's indentation
+    text = text.strip() if len(text.strip().splitlines()) <= 1 else text.rstrip()
     try:
         _check_depth(text, filename, f"override {item}: the value ", _shown(key))
-        dup, value = _compose_and_load(text) if text.strip() else (None, "")
+        if text:
+            _check_binary(yaml.compose(text, Loader=yaml.SafeLoader), filename, key.split("."), f"override {item}: ")
+        dup, value = _compose_and_load(text) if text else (None, "")
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or e
         if "unhashable key" in str(problem):  # {[a]: 1}: composes, but cannot be a mapping
             _, bad = _non_scalar_key(yaml.compose(text, Loader=yaml.SafeLoader))
             raise RecipeError(f"override {item}: {_NOT_A_NAME.format(kind=_node_kind(bad))}", filename,
                               _shown(key)) from None
-        raise RecipeError(f"override {item}: cannot parse the value {_got(text)} as YAML ({problem})", filename,
-                          _shown(key)) from None
+        raise RecipeError(f"override {item}: cannot parse the value {_got(text)} as YAML: "
+                          f"{_override_hint(e, key, text)}", filename, _shown(key)) from None
     except _UNBUILDABLE as e:  # composes, but a value cannot be built: 5,000 digits, a date with month 13
         _, bad, why = _unbuildable(yaml.compose(text, Loader=yaml.SafeLoader))
         msg = _cannot_build(bad.value, bad.tag, why) if bad is not None else f"cannot build the value ({e})"
@@ -1232,6 +1256,32 @@ def _parse_override(given: str, filename: str) -> tuple[tuple[str, ...], Any]:
         raise RecipeError(f"override {item}: duplicate key {dup[0][-1]} in the mapping; give each key once",
                           filename, _dotted(keys + dup[0]))
     return keys, value
+
+
+def _override_hint(e: yaml.YAMLError, key: str, text: str) -> str:
+    """What a YAML syntax error in an override's value means, and how to fix it (:func:`_syntax_hint`, as in a
+    recipe file, with the value's own wording where a file's would mislead)."""
+    problem, context = str(getattr(e, "problem", None) or e), getattr(e, "context", None)
+    start = text[:1]
+    if problem.startswith("found character '\\t'"):
+        hint = "the value holds a tab character, which YAML does not allow there: replace it with a space, or quote it"
+    elif problem.startswith("expected '<document start>'") and start == "%":
+        hint = "YAML reads a value that starts with % as a directive: quote the value ('%...')"
+    elif problem.startswith("found undefined alias") and start == "*":
+        hint = "YAML reads a value that starts with * as an alias of an anchor, and an override has none: quote it"
+    elif "'<stream end>'" in problem:
+        hint = ("the value ends before what it opened is closed: close each '[' with ']' and each '{' with '}', "
+                "or quote the value if it is text")
+    elif "'<document end>'" in problem or "'<document start>'" in problem:
+        hint = "YAML reads --- and ... as the start and end of a document, not as a value: quote the value"
+    elif problem == "mapping values are not allowed here":
+        hint = (f"YAML reads ': ' as a key's colon: quote the value, or give a mapping in braces "
+                f"({key}={{KEY: VALUE}})")
+    else:
+        hint = _syntax_hint(problem, context, None) or f"{problem}; check the value, or quote it if it is text"
+    if "quote" in hint and text.isprintable() and not set("'\"") & set(text):
+        hint += f"; on the command line, in double quotes: \"{key}='{text}'\""
+    return hint
 
 
 def _compose_and_load(text: str) -> tuple[tuple[tuple, int, int] | None, Any]:
@@ -1611,6 +1661,23 @@ def _nodes(node, path: tuple = (), is_key: bool = False):
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             yield from _nodes(v, path + (i,))
+
+
+def _distinct_nodes(node):
+    """``(path, node)`` for ``node`` and every node below it, each once (at its first path): an alias is the node
+    it names, so nested aliases (a few lines, billions of nodes if expanded) are walked in time of the file's size."""
+    seen, stack = set(), [((), node)]
+    while stack:
+        path, n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        yield path, n
+        if isinstance(n, yaml.MappingNode):
+            stack.extend((path + (getattr(k, "value", "?"),), v) for k, v in reversed(n.value))
+            stack.extend((path, k) for k, _ in reversed(n.value))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend((path + (i,), v) for i, v in reversed(list(enumerate(n.value))))
 
 
 def _non_scalar_key(node) -> tuple[tuple, Any]:

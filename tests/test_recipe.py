@@ -143,8 +143,10 @@ def test_unreadable(tmp_path):
         p.chmod(0o644)
 
 
-def test_empty_file_reports_missing_keys(tmp_path):
+def test_empty_file_says_it_is_empty(tmp_path):
     text = str(error_of(write(tmp_path, "")))
+    assert "the recipe is empty" in text and "recipes/quickstart.yaml" in text
+    text = str(error_of(write(tmp_path, "{}")))  # a mapping: its missing keys
     assert "name: required key is missing" in text and "space: required key is missing" in text
 
 
