@@ -60,7 +60,7 @@ from automl.train.threads import MAX_THREADS
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
-           "table_protocol", "table_clock", "partial_path", "partial_summary", "remove_partial"]
+           "table_protocol", "table_clock", "partial_path", "partial_summary", "remove_partial", "clock_step"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
@@ -117,6 +117,24 @@ MIN_SECONDS = 0.1  # a piece of a few microseconds is timed over at least this l
 
 
 CLOCKS = ("wall", "cpu")
+_CLOCK_NAMES = {"wall": "wall clock (time.perf_counter)", "cpu": "thread CPU clock (time.thread_time)"}
+# a clock that only advances in steps of this many seconds or more cannot time pieces of microseconds (Windows
+# counts a thread's CPU time in scheduler ticks of 15.6 ms); Linux's clocks step in nanoseconds, though reading one
+# takes a few microseconds on a VM (a cost the overhead taken off every piece removes)
+MAX_CLOCK_STEP = 1e-4
+
+
+def clock_step(clock: str, limit_s: float = 0.25) -> float:
+    """The smallest step (seconds) that ``clock`` (:data:`CLOCKS`) advances by, read until it has changed three
+    times or for ``limit_s`` of wall time (``inf`` when it never changed)."""
+    now = time.perf_counter if clock == "wall" else time.thread_time
+    steps, end, last = [], time.perf_counter() + limit_s, now()
+    while len(steps) < 3 and time.perf_counter() < end:
+        t = now()
+        if t != last:
+            steps.append(t - last)
+            last = t
+    return min(steps, default=math.inf)
 
 
 def time_session(session, inputs: dict, repeat: int, warmup: int, min_seconds: float = MIN_SECONDS,
@@ -308,18 +326,27 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     is a :class:`UserError` naming the setting and the file. The caller removes it once the table is written
     (:func:`remove_partial`). None: nothing is kept.
     """
-    import onnxruntime as ort
-
     check_profile_args(runtime, threads, batch, repeat, clock)
     if cs.cost_table.context_decisions:
         raise UserError(_elastic_refusal(cs))
     warmup = max(2, repeat // 4) if warmup is None else int(warmup)
-    torch.manual_seed(0)
+    # the same weights every time (the CPU generator: the pieces are built there); the caller's state restored
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(0)
+        return _profile_space(cs, runtime, metric, progress, calibrate, partial,
+                              (threads, batch, repeat, warmup, clock))
+
+
+def _profile_space(cs, runtime: str, metric: str, progress: bool, calibrate: int, partial, how: tuple) -> dict:
+    """:func:`profile_space` after its checks; ``how``: ``(threads, batch, repeat, warmup, clock)``."""
+    import onnxruntime as ort
+
+    threads, batch, repeat, warmup, clock = how
     pieces, fixed_keys, choice_keys = _pieces(cs)
     settings = _settings(cs, pieces, ort.__version__, threads, batch, repeat, warmup, clock)
     kept = _Partial.open(partial, settings, len(pieces), calibrate if cs.kind == "chain" else 0)
     try:
-        overhead, values = _measure_pieces(cs, pieces, kept, (threads, batch, repeat, warmup, clock), progress)
+        overhead, values = _measure_pieces(cs, pieces, kept, how, progress)
         calibration = None
         if calibrate and cs.kind == "chain":
             with _memory_guard(batch, cs):
@@ -690,6 +717,12 @@ def check_profile_args(runtime: str, threads: int, batch: int, repeat: int, cloc
             raise UserError(f"{flag} {v}: must be a whole number >= 1")
         if v > most:
             raise UserError(f"{flag} {v}: at most {most:,} (a typo?)")
+    step = clock_step(clock)
+    if step > MAX_CLOCK_STEP:
+        steps = f"in steps of {1e3 * step:.3g} ms" if math.isfinite(step) else "too rarely to be read"
+        raise UserError(f"--clock {clock}: this system's {_CLOCK_NAMES[clock]} advances {steps}, too coarse to time "
+                        f"pieces of a few microseconds (their medians would read 0 ms)"
+                        + ("; use --clock wall" if clock == "cpu" else ""))
 
 
 def write_cost_table(table: dict, path: str | os.PathLike) -> None:

@@ -151,10 +151,13 @@ def int8_from_run(run_dir: Path) -> list[dict]:
         q = a.get("int8") or {}
         if not q or q.get("error"):
             continue
+        fp32_acc, int8_acc = q.get("fp32_onnx_test_accuracy"), q.get("test_accuracy")
         rows.append({"model": _member(res["recipe"], a, budgets), "fp32_ms": a["latency_ms"],
                      "int8_ms": q["latency_ms"], "speedup": a["latency_ms"] / q["latency_ms"],
                      "size_ratio": q["size_bytes"] / q["fp32_size_bytes"],
-                     "accuracy_drop_points": 100 * (q["fp32_onnx_test_accuracy"] - q["test_accuracy"])})
+                     # null where a run had no test image (an accuracy over none is recorded as null)
+                     "accuracy_drop_points": None if fp32_acc is None or int8_acc is None else
+                     100 * (fp32_acc - int8_acc)})
     if not rows:
         raise UserError(f"--int8-run {run_dir}: no member has an int8 export (run with export.quantize=int8)")
     return rows
