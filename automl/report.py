@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Literal
@@ -268,13 +269,41 @@ def _fmt_int8(q) -> str:
             + (f"{size:.2f}x" if size is not None else "—"))
 
 
+# report.md's free texts (an error, a recipe's name, a difference of settings) are shown as they are: on one line
+# (a line break in an error of an older results.json, or an edited one, started a list, a heading or a table), and
+# with what Markdown would read as markup escaped: "__init__" was a bold "init", "/data/_x_/" an italic "x",
+# "<lambda>" an HTML tag that vanished; an underscore inside a word ("weight_epochs") is no markup and stays
+_MARKUP = re.compile(r"[\\`*<>\[\]~|]|(?<![^\W_])_|_(?![^\W_])")
+
+
+def _md_text(text) -> str:
+    """``text`` as plain text in report.md: on one line, Markdown's markup characters escaped."""
+    return _MARKUP.sub(lambda m: "\\" + m.group(), " ".join(str(text).split()))
+
+
+def _md_code(text) -> str:
+    """``text`` as a Markdown code span on one line: fenced by more backticks than any run of them in it (a path
+    with a backtick ended the span early)."""
+    text = " ".join(str(text).split())
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def _onnx_failures(results: dict) -> list[str]:
-    """One line per member whose ONNX export failed (its latency "—"): why; its PyTorch export is kept."""
-    budgeted = _budgeted(results)
-    failed = [(i, a) for i, a in enumerate(results["architectures"]) if a.get("onnx_error")]
-    return ["", *(f"ONNX export failed for {_label(a, i, budgeted, _budgets(results))} (its weights and "
-                  f"manifest.json are exported, no model.onnx, no latency): {a['onnx_error']}" for i, a in failed)
-            ] if failed else []
+    """A paragraph per member whose ONNX export failed (its latency "—"), or whose int8 quantisation failed (its
+    int8 cell "not quantised"): why; its PyTorch export (its fp32 model) is kept. One paragraph each: lines of
+    one paragraph ran together into one when rendered."""
+    lines, budgeted, budgets = [], _budgeted(results), _budgets(results)
+    for i, a in enumerate(results["architectures"]):
+        int8 = a.get("int8") if isinstance(a.get("int8"), dict) else {}
+        if a.get("onnx_error"):
+            lines += ["", f"ONNX export failed for {_label(a, i, budgeted, budgets)} (its weights and manifest.json "
+                          f"are exported, no model.onnx, no latency): {_md_text(a['onnx_error'])}"]
+        elif int8.get("error"):
+            lines += ["", f"int8 quantisation failed for {_label(a, i, budgeted, budgets)} (its fp32 model.onnx is "
+                          f"exported and timed): {_md_text(int8['error'])}"]
+    return lines
 
 
 def render_markdown(results: dict) -> str:
@@ -282,7 +311,7 @@ def render_markdown(results: dict) -> str:
     raw = results.get("cost_metric", "params")
     metric, n = _metric_words(raw), len(results["architectures"])
     lines = [
-        f"# {results['recipe']}: {_plural(n, 'architecture')} by `{results['method']}`",
+        f"# {_md_text(results['recipe'])}: {_plural(n, 'architecture')} by {_md_code(results['method'])}",
         "",
         f"Search time (weight + θ phases, no retraining): **{results['search_seconds']:.1f} s**.",
         "",
@@ -327,7 +356,7 @@ def render_markdown(results: dict) -> str:
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
-        lines.append(f"- {_label(a, i, budgeted, _budgets(results))}: `{' '.join(a['choices'])}`")
+        lines.append(f"- {_label(a, i, budgeted, _budgets(results))}: {_md_code(' '.join(a['choices']))}")
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
@@ -427,10 +456,10 @@ def _supernet_lines(origin: dict | None) -> list[str]:
     trained its own (or the random baseline, which has none)."""
     if not origin or not origin.get("from"):
         return []
-    said = f"Supernet: the trained supernet of `{origin['from']}` (weight phase skipped"
+    said = f"Supernet: the trained supernet of {_md_code(origin['from'])} (weight phase skipped"
     if origin.get("forced"):
         return [f"{said}), **forced** (`--supernet-force`): it was trained with other settings: "
-                f"{'; '.join(origin.get('differs') or [])}.", ""]
+                f"{'; '.join(_md_text(d) for d in origin.get('differs') or [])}.", ""]
     return [f"{said}; trained with the settings this recipe asks for).", ""]
 
 
@@ -487,9 +516,9 @@ def _ranking_lines(rk: dict) -> list[str]:
         how = (f"not retrained (`retrain_epochs: 0`; the truth is the test {measure} of the supernet's own weights "
                f"on each path, BatchNorm recalibrated as for its score, with several supernets the mean of each "
                f"one's)")
-    text = (f"{len(archs)} architectures spread over the cost range, each scored on the supernet ({measure} on "
-            f"D_θ, BatchNorm recalibrated) and {how}: Kendall's τ **{_corr(rk['kendall_tau'])}**, Spearman's ρ "
-            f"{_corr(rk['spearman'])} ({p['concordant']} of {p['total']} pairs in the same order, "
+    text = (f"{_plural(len(archs), 'architecture')} spread over the cost range, each scored on the supernet "
+            f"({measure} on D_θ, BatchNorm recalibrated) and {how}: Kendall's τ **{_corr(rk['kendall_tau'])}**, "
+            f"Spearman's ρ {_corr(rk['spearman'])} ({p['concordant']} of {p['total']} pairs in the same order, "
             f"{p['discordant']} reversed, {p['tied']} tied"
             + (f", {u} with a value that is NaN or inf" if (u := p.get("undefined", 0)) else "") + ").")
     if not (_finite(rk["kendall_tau"]) and _finite(rk["spearman"])):
