@@ -170,7 +170,6 @@ def main(argv: list[str]) -> None:
                         "stall the benchmark")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `kill` still stops the busy processes
     if a.child is not None:
         return child_proxyless(a.child, a.steps, a.batch)
     from automl.train.threads import physical_cores
@@ -224,4 +223,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # `kill` still stops the busy processes (their finally blocks run); set here, not in main(), which tests call
+    # in-process: a handler left behind would take the next test's SIGTERM
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     run_main(main, sys.argv[1:])

@@ -52,6 +52,22 @@ def free_port():
     return pick
 
 
+_HANDLED = [s for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)]
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_are_given_back():
+    """A test leaves the process's signal handlers as it found them: a handler left behind (a benchmark's main()
+    called in-process set SIGTERM to exit) took a later test's signal, which then failed in another file. The
+    handlers are put back, and the test that changed one fails, naming it."""
+    before = {s: signal.getsignal(s) for s in _HANDLED}
+    yield
+    changed = [s.name for s in _HANDLED if signal.getsignal(s) != before[s]]
+    for s in _HANDLED:
+        signal.signal(s, before[s])
+    assert not changed, f"the test left its own handler of {', '.join(changed)} installed"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _children_write_temp_files_under_pytests_basetemp(tmp_path_factory):
     """Processes the tests start (torchrun leaves a ``torchelastic_*`` folder per launch) get their TMPDIR

@@ -122,6 +122,7 @@ def test_the_resume_command_gives_the_supernet_as_given(tmp_path, monkeypatch, c
     class FakeRun:
         def __init__(self, recipe, out, **kwargs):
             seen.update(recipe=recipe, command=kwargs["resume_command"])
+            self.finished, self.late_signal = True, 0  # what Run says after its stages
 
         def execute(self):
             return None
