@@ -173,6 +173,9 @@ def test_mean_over_seeds_and_summary_equal_a_loop():
         assert rk["seeds"] == 3 and rk["truth"] == truth
 
 
+# heavy (11 s): results' ranking fields are also test_automl_rank_on_a_finished_run's, and a resume of a run
+# stopped in its ranking test_review_s's
+@pytest.mark.heavy
 def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp_path, die_after_save):
     recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=2", "ranking.bn_batches=1",
                                         "ranking.seeds=2"])

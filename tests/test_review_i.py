@@ -210,6 +210,7 @@ def test_the_number_of_classes_says_its_real_least_value(value, capsys):
     assert "classes=" in err and "between 1" not in err, err
 
 
+@pytest.mark.heavy  # 7 s: compiles two spaces of 2 x 2,048 width combinations
 def test_resolutions_times_width_combinations_are_capped_as_widths_are(tmp_path, capsys):
     """Widths alone are capped at 4,096 combinations (one cost table each); resolutions multiplied them without a
     cap (16,384 tables: 22 s and 880 MB for `space check`). 4,096 width combinations and 2 resolutions are refused

@@ -75,6 +75,7 @@ def test_show_json(capsys):
     assert obj["size"] == 6 ** 6 * 7 ** 15
 
 
+@pytest.mark.heavy  # 7 s: compiles the OFA space twice; test_review_dc shows --json of a small elastic space
 def test_show_json_of_an_elastic_space_gives_the_fixed_cost_per_combination_of_widths(capsys):
     assert main(["space", "show", "spaces/ofa_mbv3.space", "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)
