@@ -86,7 +86,7 @@ def check_num_choices(num_choices) -> list[int]:
     return out
 
 
-def _one_number(value) -> float | None:
+def real_number(value) -> float | None:
     """``value`` as a float if it is one real number (NumPy's, and 0-d tensors and arrays, too), else None: bools,
     strings and complex numbers are not (``float()`` takes ``"0.5"`` and ``True``, and drops an imaginary part)."""
     if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a 0-d tensor or array: its number
@@ -109,7 +109,7 @@ def check_epsilons(epsilons) -> list[float]:
     """A non-empty list of finite, non-negative regularisation coefficients (real numbers: not strings, bools or
     complex numbers)."""
     given = _listed("epsilons", epsilons, "numbers")
-    out = [_one_number(e) for e in given]
+    out = [real_number(e) for e in given]
     if not out:
         raise ValueError("epsilons is empty: give at least one regularisation coefficient")
     if any(e is None for e in out):
@@ -124,7 +124,7 @@ def check_budgets(budgets) -> list[float | None]:
     """A non-empty list of budgets, each ``None`` (unconstrained) or a finite number >= 0."""
     out: list[float | None] = []
     for b in _listed("budgets", budgets, "numbers or None"):
-        number = _one_number(b)
+        number = real_number(b)
         if b is None:
             out.append(None)
             continue

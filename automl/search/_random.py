@@ -9,7 +9,8 @@ from typing import Any, Sequence
 import torch
 
 from ._base import Searcher
-from ._checks import check_device, check_lam, check_num_choices, check_seed, check_state, checked_generator
+from ._checks import (check_device, check_lam, check_num_choices, check_seed, check_state, checked_generator,
+                      real_number)
 from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
 from ._inputs import TellInputs, as_losses
 from ._knapsack import BUDGET_RTOL
@@ -71,22 +72,12 @@ def _gated_extremes(costs, mask: torch.Tensor, gates: dict) -> tuple[float, floa
     return float((low + fixed).min()), float((high + fixed).max())
 
 
-def _number(value) -> float | None:
-    """``value`` as a float if it is one real number (numpy scalars and 0-d arrays and tensors included, bools
-    not), else None."""
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    return float(value)
-
-
 def _check_budgets(budget) -> list[float]:
     """One budget or a non-empty list of them, each a number that is not NaN."""
-    one = _number(budget)
+    one = real_number(budget)
     many = hasattr(budget, "__iter__") and not isinstance(budget, (str, bytes, dict))
     raw = [budget] if one is not None else (list(budget) if many else [])
-    out = [_number(b) for b in raw]
+    out = [real_number(b) for b in raw]
     if not out or any(b is None or math.isnan(b) for b in out):
         hint = ("; a group without a budget is budget=math.inf here (None is the engine's unconstrained member)"
                 if any(b is None for b in raw) else "")
@@ -186,7 +177,7 @@ class RandomSearch(Searcher):
         if budget is not None and costs is None:
             raise ValueError("a budget needs a cost table: pass costs=(D, Kmax) tensor")
         self.costs = check_cost_model(costs, D, Kmax, self._mask)
-        given, fixed = fixed, _number(fixed)
+        given, fixed = fixed, real_number(fixed)
         if fixed is None or not math.isfinite(fixed):
             raise ValueError(f"fixed must be a finite number (the network's cost outside costs), got {given!r}")
         self.fixed = fixed
@@ -225,7 +216,7 @@ class RandomSearch(Searcher):
     def _check_band(self, band: float | None, fixed: float) -> float | None:
         if band is None:
             return None
-        value = _number(band)
+        value = real_number(band)
         if value is None or not 0 < value <= 1:
             raise ValueError(f"band must be a number in (0, 1], got {band!r}")
         band = value
