@@ -1416,7 +1416,7 @@ def _known_keys_hint(path: tuple) -> str:
 def _closest(name: str, names) -> str | None:
     """The name of ``names`` that ``name`` was meant to be: the same but for case (``SEED``, ``Search``), else
     the closest spelling (difflib, ignoring case and invisible characters); None when none is close."""
-    seen = "".join(c for c in name if c.isprintable() and not (c.isspace() and c != " ")).lower()
+    seen = "".join(c for c in name if not _is_invisible(c)).lower()
     lower = {n.lower(): n for n in names}
     if seen in lower:
         return lower[seen]
@@ -1424,10 +1424,16 @@ def _closest(name: str, names) -> str | None:
     return lower[close[0]] if close else None
 
 
+def _is_invisible(c: str) -> bool:
+    """A character that does not show as itself in a message: a control or format character (U+200B, a byte-order
+    mark), or a space other than " " (a no-break space, a tab)."""
+    return not c.isprintable() or (c.isspace() and c != " ")
+
+
 def _invisible(name: str) -> str:
     """" (it holds the invisible character U+200B ZERO WIDTH SPACE: retype it)" for a key that holds one (pasted
     with it: a no-break space, a byte-order mark), whose messages would otherwise read as the key itself."""
-    odd = next((c for c in name if not c.isprintable() or (c.isspace() and c != " ")), None)
+    odd = next((c for c in name if _is_invisible(c)), None)
     if odd is None:
         return ""
     name = unicodedata.name(odd, "")
