@@ -106,13 +106,18 @@ class _DepthwiseConv(torch.autograd.Function):
         return grad_x, grad_w, None, None, None
 
 
+def _cpu_training_step(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """Whether ``conv(x)`` is a CPU training step whose weight gradient is taken (images, not traced or scripted):
+    where the classes below replace ATen's path."""
+    return (conv.training and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()
+            and conv.weight.requires_grad and not torch.jit.is_tracing() and not torch.jit.is_scripting())
+
+
 class FastDepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d`` (depthwise, no bias, zero padding) whose CPU training step uses the faster weight gradient."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.training and x.device.type == "cpu" and x.dim() == 4 and x.dtype == torch.float32
-                and self.weight.dtype == torch.float32 and torch.is_grad_enabled() and self.weight.requires_grad
-                and not torch.jit.is_tracing() and not torch.jit.is_scripting()):
+        if _cpu_training_step(self, x) and x.dtype == torch.float32 and self.weight.dtype == torch.float32:
             if fast_path_applies((x.shape[2], x.shape[3]), self.kernel_size):
                 return _DepthwiseConv.apply(x, self.weight, self.stride, self.padding, self.dilation)
         return super().forward(x)
@@ -124,9 +129,7 @@ class StridedPointwiseConv2d(nn.Conv2d):
     the strided kernel's weight gradient there (see the module docstring)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.training and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()
-                and self.weight.requires_grad and self.weight.shape[1] < _POINTWISE_CRASH_BELOW
-                and not torch.jit.is_tracing() and not torch.jit.is_scripting()):
+        if _cpu_training_step(self, x) and self.weight.shape[1] < _POINTWISE_CRASH_BELOW:
             sh, sw = self.stride
             return F.conv2d(x[:, :, ::sh, ::sw], self.weight, self.bias, 1, 0, 1, self.groups)
         return super().forward(x)
