@@ -15,6 +15,20 @@ torch.set_num_threads(1)
 
 _START_DIR = pytest.StashKey[str]()
 
+# Each pytest-xdist worker holds torch and timm, and a test may start a run or a 2-process torchrun of its own.
+_MAX_WORKERS = 8
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): one worker per core this process may run on — its CPU affinity, which
+    a container or ``taskset`` narrows, not the machine's count — and at most ``_MAX_WORKERS``.
+    ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set (pytest-xdist reads it); ``-n 0`` runs in one
+    process."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, _MAX_WORKERS))
+
 
 def pytest_sessionstart(session):
     """The tests name shipped files relative to the repository root (``spaces/digits.space``, some at import
