@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import decimal
 import errno
 import importlib
 import logging
@@ -32,6 +33,7 @@ from automl import __version__
 from automl._io import reader_gone
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
 from automl.errors import Stopped, UserError
+from automl.limits import MAX_WHOLE_EXPONENT
 
 __all__ = ["main", "build_parser", "parse_set_args"]
 
@@ -66,6 +68,12 @@ SHELL_VARIABLE = re.compile(r"\$(?:[A-Za-z_]\w*|\{[^}]*\})")
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # a value that starts with a minus and a digit is a value, a negative number with an exponent too
+        # (`--calibrate -1e1`, which Python < 3.13 took for an option: "expected one argument"); 3.13's own rule
+        self._negative_number_matcher = re.compile(r"-\.?\d")
+
     def error(self, message):  # one line, exit 2, no usage dump of every subcommand; under torchrun, rank 0's only
         if _rank_zero():
             self.print_usage(sys.stderr)
@@ -108,6 +116,32 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
+def _whole_number(text: str) -> int:
+    """The ``type`` of every integer flag: ``10``, ``10.0``, ``1e1`` (blank spaces around allowed) are 10, as a
+    recipe's integer setting reads them; anything else (``2.5``, ``nan``, ``inf``, ``ten``, ``1e400``) is one
+    message that argparse prefixes with the flag (``argument --threads: ...``). The flag's range is its command's
+    check, as before; a plain integer is read by ``int`` exactly as before."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    shown = repr(text) if len(text) <= 40 else f"{text[:20]!r}... ({len(text)} characters)"
+    forms = "written as 10, 10.0 or 1e1"
+    try:
+        x = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise argparse.ArgumentTypeError(f"must be a whole number, {forms} (got {shown}, not a number)") from None
+    if not x.is_finite():
+        raise argparse.ArgumentTypeError(f"must be a whole number, {forms} (got {shown}, not a finite number)")
+    if x.adjusted() > MAX_WHOLE_EXPONENT:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at most {MAX_WHOLE_EXPONENT + 1} digits "
+                                         f"(got {shown})")
+    if x != x.to_integral_value():
+        low = int(x.to_integral_value(decimal.ROUND_FLOOR))
+        raise argparse.ArgumentTypeError(f"must be a whole number (got {shown}); give {low} or {low + 1}")
+    return int(x)
+
+
 def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
     r = sub.add_parser("run", parents=[verbose],
                        help="run a recipe: train supernet, search, derive, retrain, export, report")
@@ -134,11 +168,11 @@ def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
                                    "Kendall's tau and Spearman's rho into the run's results.json and report.md.")
     k.add_argument("run_dir", metavar="RUN_DIR",
                    help="output folder of a finished run (importance_sampling or separate)")
-    k.add_argument("--archs", action=_Once, type=int, default=None, metavar="K",
+    k.add_argument("--archs", action=_Once, type=_whole_number, default=None, metavar="K",
                    help="K architectures (default: the run's ranking.archs, or 20)")
-    k.add_argument("--retrain-epochs", action=_Once, type=int, default=None, metavar="E",
+    k.add_argument("--retrain-epochs", action=_Once, type=_whole_number, default=None, metavar="E",
                    help="stand-alone epochs of each (default: the run's ranking.retrain_epochs, or retrain.epochs)")
-    k.add_argument("--seeds", action=_Once, type=int, default=None, metavar="S",
+    k.add_argument("--seeds", action=_Once, type=_whole_number, default=None, metavar="S",
                    help="retrainings of each, averaged (default: the run's ranking.seeds, or 1)")
     k.add_argument("--truth", action=_Once, choices=("loss", "accuracy"), default=None,
                    help="rank by mean test loss or accuracy (default: the run's ranking.truth, or loss)")
@@ -181,13 +215,14 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     prof.add_argument("file")
     prof.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     prof.add_argument("--runtime", default="onnxruntime", help="runtime to measure with (onnxruntime)")
-    prof.add_argument("--threads", type=int, default=1, help="intra-op threads of the runtime (default 1)")
-    prof.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    prof.add_argument("--repeat", type=int, default=20, help="timed runs per piece, after warm-up (default 20)")
+    prof.add_argument("--threads", type=_whole_number, default=1, help="intra-op threads of the runtime (default 1)")
+    prof.add_argument("--batch", type=_whole_number, default=1, help="batch size (default 1)")
+    prof.add_argument("--repeat", type=_whole_number, default=20,
+                      help="timed runs per piece, after warm-up (default 20)")
     prof.add_argument("--metric", default="latency", help="metric name in the table (default latency)")
     prof.add_argument("--clock", default="wall",
                       help="wall: elapsed time; cpu: the calling thread's CPU time (--threads 1; a shared machine)")
-    prof.add_argument("--calibrate", type=int, default=8,
+    prof.add_argument("--calibrate", type=_whole_number, default=8,
                       help="whole random networks timed to fit the per-piece graph cost (chains; 0: off)")
     prof.add_argument("--out", required=True, help="TABLE.json to write")
     prof.set_defaults(module="automl.commands.space")
@@ -204,7 +239,7 @@ def _export(sub, verbose) -> argparse.ArgumentParser:
                    help="supernet checkpoint to inherit weights from, or an export's own model.safetensors "
                         "(with --arch its manifest.json: that network again)")
     e.add_argument("--se", type=float, help="squeeze-and-excitation ratio of MBConv blocks (0; a manifest's)")
-    e.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
+    e.add_argument("--opset", type=_whole_number, default=17, help="ONNX opset (>= 17)")
     e.add_argument("--quantize", default=None, help="int8: also write model.int8.onnx (needs --recipe)")
     e.add_argument("--recipe", default=None, help="recipe whose data recalibrates inherited BatchNorm and tests int8")
     e.set_defaults(module="automl.commands.export")

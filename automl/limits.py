@@ -9,3 +9,5 @@ MAX_IMAGE_SIZE = 4096  # pixels, height and width
 MAX_WORKERS = 1024     # DataLoader processes: more than the cores of any machine
 MAX_EPOCHS = 100_000
 MAX_LAM = 4096         # architectures sampled per step (the paper's lambda is 2)
+# an integer written with a dot or an exponent (10.0, 1e4), in a recipe or a CLI flag, is read up to 10^this
+MAX_WHOLE_EXPONENT = 30

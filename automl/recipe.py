@@ -44,7 +44,7 @@ from pydantic import TypeAdapter, ValidationInfo, model_validator
 from automl._io import UnreadableText, atomic_write_text, read_utf8_text
 from automl.dsl import space_digest
 from automl.errors import RecipeError
-from automl.limits import MAX_BATCH, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_LAM, MAX_WORKERS
+from automl.limits import MAX_BATCH, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_LAM, MAX_WHOLE_EXPONENT, MAX_WORKERS
 from automl.train.threads import check_setting as _check_threads
 
 _logger = logging.getLogger(__name__)
@@ -153,11 +153,12 @@ _EXPONENT = re.compile(r"\s*[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)[eE][+-]?[0-9]+\s*")
 def _whole_exponent(v: Any) -> Any:
     """``"1e4"`` -> 10000: YAML 1.1 reads a number with an exponent and no dot as a string, which an integer
     setting takes when it is a whole number (as a number setting takes ``"1e-3"``); anything else unchanged, for
-    the setting's own message. An exponent beyond 10^30, more than any integer setting takes, stays a string."""
+    the setting's own message. A number beyond 10^MAX_WHOLE_EXPONENT, more than any integer setting takes, stays
+    a string."""
     if not isinstance(v, str) or _EXPONENT.fullmatch(v) is None:
         return v
     x = decimal.Decimal(v.strip())
-    if x.adjusted() > 30 or x != x.to_integral_value():
+    if x.adjusted() > MAX_WHOLE_EXPONENT or x != x.to_integral_value():
         return v
     return int(x)
 
