@@ -14,14 +14,15 @@ from automl._io import writable_dir
 from automl._lock import held_by
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.compile import load_compiled
-from automl.dsl import space_digest
-from automl.errors import UserError
+from automl.dsl import load_space, space_digest
+from automl.errors import RecipeError, SpaceError, UserError
 from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, run_of, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
-from automl.recipe import load_recipe
+from automl.pipeline.run import RESOLVED
+from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
 from automl.train.data import DATASETS, build_data, normalization
 
@@ -61,10 +62,10 @@ def main(args) -> int:
         print(warning, file=sys.stderr)
     check_opset(args.opset)
     owner = _check_out(args)
-    weights, supernet_state, trained_on = _weights(args, compiled, arch, se)
+    weights, supernet_state, trained_on, same_data = _weights(args, compiled, arch, se, recorded)
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
-    recipe, data = _recipe_data(args.recipe, compiled) if getattr(args, "recipe", None) else (None, None)
+    recipe, data = _recipe_data(args, compiled, same_data) if getattr(args, "recipe", None) else (None, None)
     normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
@@ -150,11 +151,14 @@ def _se(args, recorded: dict | None) -> float:
                     f"choices to export another network")
 
 
-def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None, str | None]:
+def _weights(args, compiled, arch, se, recorded: dict | None
+             ) -> tuple[dict | None, dict | None, str | None, str | None]:
     """(a stand-alone network's state_dict, a supernet's, the data set a run's checkpoint records its supernet was
-    trained on) from ``--weights``; (None, None, None) without it."""
+    trained on, the data set the export's must be: that one, or None where the run reused the supernet of other
+    settings with --supernet-force) from ``--weights``; (None, None, None, None) without it. ``recorded``: the
+    manifest given as ``--arch``, whose data set is checked against the checkpoint's."""
     if not args.weights:
-        return None, None, None
+        return None, None, None, None
     obj = load_checkpoint(args.weights)
     _no_supernet(args.weights, obj)
     keys = set(compiled.build_standalone(arch, se=se).state_dict())
@@ -162,6 +166,10 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None, str | 
     if kind == "supernet":
         _not_exported_weights(args.weights, obj, args.arch)
         _same_space(args.weights, obj, args.space)
+        origin = obj.get("supernet_origin")
+        forced = isinstance(origin, dict) and bool(origin.get("forced"))  # its fingerprint is the source's
+        if not forced:
+            _same_space_args(args.weights, obj, args.space, compiled)
         if se > 0:
             said = f"--se {se:g}" if args.se is not None else f"the se {se:g} --arch {args.arch} was exported with"
             raise UserError(f"--weights {args.weights} is a supernet checkpoint: it has no weights for the "
@@ -169,8 +177,11 @@ def _weights(args, compiled, arch, se) -> tuple[dict | None, dict | None, str | 
                             f"the network computes; drop --se (or give a plain ARCH.json), or give a retrained "
                             f"network's weights (its export's model.safetensors)")
         fp = obj.get("weights_fingerprint")
-        return None, state, fp.get("data.dataset") if isinstance(fp, dict) else None
-    return state, None, None
+        trained_on = fp.get("data.dataset") if isinstance(fp, dict) else None
+        if not forced:
+            _manifest_data_set(args, recorded, trained_on)
+        return None, state, trained_on, None if forced else trained_on
+    return state, None, None, None
 
 
 def _same_space(path: str, obj: dict, space: str) -> None:
@@ -189,6 +200,40 @@ def _same_space(path: str, obj: dict, space: str) -> None:
     raise UserError(f"--weights {path}: its supernet was trained on {theirs}, which says something else than "
                     f"{space}; export with the space file of the run that wrote it (its recipe.resolved.yaml's "
                     f"space), and its space_args as --set values")
+
+
+def _same_space_args(path: str, obj: dict, space: str, compiled) -> None:
+    """A run's checkpoint records the space_args its supernet was trained with (its ``weights_fingerprint``'s
+    ``space_args``): other values are refused by name, for the weights would not fit, or (another input size) fit
+    a network they were not trained in."""
+    fp = obj.get("weights_fingerprint")
+    recorded = fp.get("space_args") if isinstance(fp, dict) else None
+    if not isinstance(recorded, dict):
+        return
+    try:
+        theirs = load_space(space, {str(k): str(v) for k, v in recorded.items()}).param_values
+    except SpaceError:  # values this space file does not take: its weights do not fit it (said when they load)
+        return
+    differ = [k for k in theirs if k in compiled.params and theirs[k] != compiled.params[k]]
+    if not differ:
+        return
+    raise UserError(f"--weights {path}: its supernet was trained with the space's "
+                    f"{', '.join(f'{k} {theirs[k]}' for k in differ)}, this export builds it with "
+                    f"{', '.join(f'{k} {compiled.params[k]}' for k in differ)}; export with the run's space_args: "
+                    f"--set {' '.join(f'{k}={theirs[k]}' for k in differ)}")
+
+
+def _manifest_data_set(args, recorded: dict | None, trained_on: str | None) -> None:
+    """A manifest given as ``--arch`` records the data set (and input normalisation) of the network it describes;
+    that of another data set than the one the supernet of ``--weights`` was trained on (``trained_on``) is refused:
+    the export would record it for weights trained on other images."""
+    kept = (recorded or {}).get("dataset")
+    if trained_on is None or kept is None or kept == trained_on:
+        return
+    raise UserError(f"--arch {args.arch} records data set {kept} (its \"dataset\"), but --weights {args.weights} "
+                    f"holds a supernet trained on {trained_on} (the checkpoint's data.dataset): this export would "
+                    f"record {kept}'s input normalisation for it; give --arch a plain ARCH.json of the same choices "
+                    f"({{\"choices\": [...]}} as in the manifest), or the weights exported with that manifest")
 
 
 def _no_supernet(path: str, obj: dict) -> None:
@@ -315,12 +360,33 @@ def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
                     f"export that network again, or a run's checkpoint RUN/checkpoints/ckpt-….pt to inherit")
 
 
-def _recipe_data(path, compiled):
-    """A recipe and its data (on the CPU), the data checked against the space's input shape and classes."""
+def _recipe_data(args, compiled, trained_on: str | None):
+    """``--recipe`` and its data (on the CPU): its data set checked against the one ``--weights``' checkpoint
+    records (``trained_on``) before its data is read, the data against the space's input shape and classes."""
+    path = args.recipe
     r = load_recipe(path)
+    _same_data_set(args, r, trained_on)
     data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
     if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:
         raise UserError(f"--recipe {path}: its data gives inputs {tuple(data.input_shape)} with "
                         f"{data.num_classes} classes, the space takes {tuple(compiled.input_shape)} with "
                         f"{compiled.num_classes}; use the --set values the data needs")
     return r, data
+
+
+def _same_data_set(args, recipe, trained_on: str | None) -> None:
+    """A recipe of another data set than the one the supernet of ``--weights`` was trained on (``trained_on``, its
+    checkpoint's ``data.dataset``) is refused: the export would record the recipe's input normalisation (and test
+    images' crop) for that network, and recalibrate its BatchNorm on the recipe's images."""
+    ours = recipe.data.dataset
+    if trained_on is None or trained_on == ours:
+        return
+    own = Path(args.weights).parent.parent / RESOLVED  # a run's checkpoints are RUN/checkpoints/ckpt-….pt
+    own = f"give the run's own recipe ({own if own.is_file() else 'its ' + RESOLVED})"
+    how = (f"{own}: --quantize calibrates on its data" if getattr(args, "quantize", None) else
+           f"{own}, or drop --recipe (the checkpoint's data set is recorded, BatchNorm stays the supernet's)")
+    norm = "no input normalisation" if normalization(ours) is None else f"the input normalisation of {ours}"
+    raise RecipeError(f"{ours}, but --weights {args.weights} holds a supernet trained on {trained_on} (the "
+                      f"checkpoint's data.dataset): this export would record {norm} for it and recalibrate its "
+                      f"BatchNorm on {ours} images; {how}", recipe.source and str(recipe.source), "data.dataset",
+                      file_line(recipe, ("data", "dataset")))
