@@ -16,7 +16,7 @@ Table file (JSON)::
     {"format": "automl-cost-table", "version": 1, "metric": "latency", "unit": "ms",
      "space": {"name", "file", "args", "kind", "input_shape", "num_classes", "params_fingerprint",
                "pieces_fingerprint"},
-     "machine": {"cpu", "cores", "threads", "system"}, "runtime": {"name": "onnxruntime", "version"},
+     "machine": {"cpu", "cores", "machine_cores", "threads", "system"}, "runtime": {"name": "onnxruntime", "version"},
      "batch", "input_size": [C, H, W], "repeat", "warmup", "clock": "wall" | "cpu", "overhead", "calibration",
      "fixed": 1.23, "fixed_parts": {"stem": ..., ...},
      "decisions": [{"name": "s1_1", "choices": {"ir_k3_e3": 0.41, ...}}, ...]}
@@ -60,7 +60,8 @@ from automl.train.threads import MAX_THREADS
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
-           "table_protocol", "table_clock", "partial_path", "partial_summary", "remove_partial", "clock_step"]
+           "table_protocol", "table_clock", "partial_path", "partial_summary", "remove_partial", "clock_step",
+           "check_clock", "usable_cores"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
@@ -88,9 +89,21 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on: its CPU affinity where the OS has one (``taskset``, a container's cpuset
+    or a cgroup's CPU affinity narrow it below the machine's), else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
+
+
 def machine_info(threads: int) -> dict:
-    """What the measurements depend on: CPU model, cores, intra-op threads."""
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "threads": int(threads), "system": platform.system()}
+    """What the measurements depend on: CPU model, ``cores`` (the CPUs this process may run on,
+    :func:`usable_cores`: what the measurement could use), ``machine_cores`` (all the machine's CPUs,
+    ``os.cpu_count()``), intra-op threads."""
+    return {"cpu": _cpu_model(), "cores": usable_cores(), "machine_cores": os.cpu_count(), "threads": int(threads),
+            "system": platform.system()}
 
 
 def ort_session(model, threads: int = 1):
@@ -124,10 +137,30 @@ _CLOCK_NAMES = {"wall": "wall clock (time.perf_counter)", "cpu": "thread CPU clo
 MAX_CLOCK_STEP = 1e-4
 
 
+def _clock(clock: str) -> Callable[[], float]:
+    """The function that reads ``clock`` (:data:`CLOCKS`), looked up when called (a test may replace it); any
+    other name is a :class:`UserError` (one of another spelling must not time by a clock it does not name)."""
+    if clock not in CLOCKS:
+        raise UserError(f"clock {clock!r}: use 'wall' (elapsed time) or 'cpu' (the calling thread's CPU time)")
+    return time.perf_counter if clock == "wall" else time.thread_time
+
+
+def check_clock(clock: str, flag: str = "--clock", timed: str = "pieces of a few microseconds",
+                fix: str = "--clock wall") -> None:
+    """A :class:`UserError` when ``clock`` (:data:`CLOCKS`) advances in steps too coarse to time ``timed`` on this
+    system (:func:`clock_step` over :data:`MAX_CLOCK_STEP`: their medians would read 0 ms or whole steps), naming
+    ``flag`` (the setting that chose the clock) and, for the CPU clock, ``fix`` (how to choose the wall clock)."""
+    step = clock_step(clock)
+    if step > MAX_CLOCK_STEP:
+        steps = f"in steps of {1e3 * step:.3g} ms" if math.isfinite(step) else "too rarely to be read"
+        raise UserError(f"{flag}: this system's {_CLOCK_NAMES[clock]} advances {steps}, too coarse to time {timed}"
+                        f": the medians would read 0 ms or whole steps" + (f"; use {fix}" if clock == "cpu" else ""))
+
+
 def clock_step(clock: str, limit_s: float = 0.25) -> float:
     """The smallest step (seconds) that ``clock`` (:data:`CLOCKS`) advances by, read until it has changed three
     times or for ``limit_s`` of wall time (``inf`` when it never changed)."""
-    now = time.perf_counter if clock == "wall" else time.thread_time
+    now = _clock(clock)
     steps, end, last = [], time.perf_counter() + limit_s, now()
     while len(steps) < 3 and time.perf_counter() < end:
         t = now()
@@ -146,7 +179,7 @@ def time_session(session, inputs: dict, repeat: int, warmup: int, min_seconds: f
     which with one intra-op thread is where onnxruntime runs every op: on a machine shared with other
     work it stays what the latency would be on an idle machine, where wall time grows with the load.
     """
-    now = time.perf_counter if clock == "wall" else time.thread_time
+    now = _clock(clock)
     t0 = time.perf_counter()
     for _ in range(max(1, warmup)):
         session.run(None, inputs)
@@ -327,14 +360,28 @@ def profile_space(cs, *, runtime: str = "onnxruntime", threads: int = 1, batch: 
     (:func:`remove_partial`). None: nothing is kept.
     """
     check_profile_args(runtime, threads, batch, repeat, clock)
+    _check_counts(warmup, calibrate)
     if cs.cost_table.context_decisions:
         raise UserError(_elastic_refusal(cs))
-    warmup = max(2, repeat // 4) if warmup is None else int(warmup)
+    warmup = max(2, repeat // 4) if warmup is None else warmup
     # the same weights every time (the CPU generator: the pieces are built there); the caller's state restored
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(0)
         return _profile_space(cs, runtime, metric, progress, calibrate, partial,
                               (threads, batch, repeat, warmup, clock))
+
+
+def _check_counts(warmup: int | None, calibrate: int) -> None:
+    """:func:`profile_space`'s ``warmup`` (None: its default) and ``calibrate``, which ``space profile``'s flags do
+    not set or check: a :class:`UserError` naming the argument where the table would record runs that were not
+    made (``time_session`` makes one warm-up run at least) or the calibration would fail on a negative count."""
+    for name, v, least, what in (("warmup", warmup, 1, "untimed runs before a piece is timed"),
+                                 ("calibrate", calibrate, 0, "whole networks timed to calibrate the pieces")):
+        if v is None and name == "warmup":
+            continue
+        if isinstance(v, bool) or not isinstance(v, int) or not least <= v <= MAX_REPEAT:
+            raise UserError(f"profile_space({name}={v!r}): the {what} must be a whole number from {least} to "
+                            f"{MAX_REPEAT:,}")
 
 
 def _profile_space(cs, runtime: str, metric: str, progress: bool, calibrate: int, partial, how: tuple) -> dict:
@@ -717,12 +764,7 @@ def check_profile_args(runtime: str, threads: int, batch: int, repeat: int, cloc
             raise UserError(f"{flag} {v}: must be a whole number >= 1")
         if v > most:
             raise UserError(f"{flag} {v}: at most {most:,} (a typo?)")
-    step = clock_step(clock)
-    if step > MAX_CLOCK_STEP:
-        steps = f"in steps of {1e3 * step:.3g} ms" if math.isfinite(step) else "too rarely to be read"
-        raise UserError(f"--clock {clock}: this system's {_CLOCK_NAMES[clock]} advances {steps}, too coarse to time "
-                        f"pieces of a few microseconds (their medians would read 0 ms)"
-                        + ("; use --clock wall" if clock == "cpu" else ""))
+    check_clock(clock, f"--clock {clock}")
 
 
 def write_cost_table(table: dict, path: str | os.PathLike) -> None:

@@ -32,7 +32,7 @@ from automl.export.manifest import (MANIFEST_NAME, error_entry, export_again, ma
 from automl.export.onnx import DEFAULT_OPSET
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
-from automl.profile import CLOCKS, EXPORT_PROTOCOL, machine_info, ort_session, time_session
+from automl.profile import CLOCKS, EXPORT_PROTOCOL, check_clock, machine_info, ort_session, time_session
 from automl.train.threads import MAX_THREADS
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
@@ -188,11 +188,20 @@ def _accuracy(session, batches: Iterable, input_name: str, label: str) -> float 
     return correct / seen if seen else None
 
 
+# what an export's latency is, and how to choose the wall clock, in the message that refuses a coarse clock
+_TIMED = "an exported network's latency (tens of microseconds for a small one)"
+_USE_WALL = ("clock='wall' (a run's exports are timed with its search.cost_table's clock: profile that table with "
+             "`automl space profile --clock wall`)")
+
+
 def onnx_latency(path: str | os.PathLike, input_shape, threads: int = 1, batch: int = 1,
                  repeat: int = LATENCY_REPEAT, input_name: str = "input", clock: str = "wall") -> float:
     """Median onnxruntime latency (ms) of an ONNX model on this machine (after warm-up); ``clock`` as in
-    :func:`automl.profile.time_session`."""
-    return _latency(ort_session(str(path), threads), input_shape, batch, repeat, input_name, clock)
+    :func:`automl.profile.time_session` (one this system cannot time with is a :class:`UserError`:
+    :func:`automl.profile.check_clock`), as is a ``threads`` or ``batch`` :func:`measure_export` refuses."""
+    _check_timing(clock, threads, batch)
+    return _latency(ort_session(str(path), operator.index(threads)), input_shape, operator.index(batch), repeat,
+                    input_name, clock)
 
 
 def _latency(session, input_shape, batch: int = 1, repeat: int = LATENCY_REPEAT, input_name: str = "input",
@@ -278,16 +287,12 @@ def _writable(out_dir: Path) -> None:
                         f"writable, or copy the folder somewhere writable and measure the copy") from None
 
 
-def _check_arguments(quantize, calibration, clock: str, threads, batch, test) -> Callable[[], Iterable] | None:
-    """:func:`measure_export`'s arguments, checked before anything is read or timed (one :class:`UserError`
-    naming the argument); returns ``test`` as a callable (a list or tuple of batches: one that returns it)."""
-    if quantize is not None and quantize not in QUANTIZE_MODES:
-        raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
+def _check_timing(clock: str, threads, batch) -> None:
+    """How a latency is to be timed (:func:`measure_export`'s and :func:`onnx_latency`'s ``clock``, ``threads`` and
+    ``batch``), checked before anything is timed: one :class:`UserError` naming the argument, where a figure timed
+    otherwise would be recorded as what it was not (another clock, threads or batch) or read 0 ms."""
     if clock not in CLOCKS:
         raise UserError(f"clock {clock!r}: supported: {', '.join(CLOCKS)}")
-    if quantize is not None and calibration is None:
-        raise UserError(f"quantize {quantize!r} needs calibration: (x, y) batches of training images its activation "
-                        f"ranges are calibrated on (e.g. data.full.epoch(0))")
     for what, v, most in (("threads", threads, MAX_THREADS), ("batch", batch, MAX_BATCH)):
         try:
             n = operator.index(v) if not isinstance(v, bool) else None  # an int, or a numpy integer
@@ -299,6 +304,18 @@ def _check_arguments(quantize, calibration, clock: str, threads, batch, test) ->
     if clock == "cpu" and threads != 1:
         raise UserError(f"clock 'cpu' times the thread that calls onnxruntime, which runs every op only with one "
                         f"intra-op thread: use threads=1 (got {threads!r}) or clock='wall'")
+    check_clock(clock, f"clock {clock!r}", _TIMED, _USE_WALL)
+
+
+def _check_arguments(quantize, calibration, clock: str, threads, batch, test) -> Callable[[], Iterable] | None:
+    """:func:`measure_export`'s arguments, checked before anything is read or timed (one :class:`UserError`
+    naming the argument); returns ``test`` as a callable (a list or tuple of batches: one that returns it)."""
+    if quantize is not None and quantize not in QUANTIZE_MODES:
+        raise UserError(f"quantize {quantize!r}: supported: {', '.join(QUANTIZE_MODES)}")
+    if quantize is not None and calibration is None:
+        raise UserError(f"quantize {quantize!r} needs calibration: (x, y) batches of training images its activation "
+                        f"ranges are calibrated on (e.g. data.full.epoch(0))")
+    _check_timing(clock, threads, batch)
     if test is None or callable(test):
         return test
     if isinstance(test, Sequence) and not isinstance(test, (str, bytes)):
@@ -324,7 +341,9 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     to mend it: an argument that is none of these, a manifest field it reads that is missing or not what an export
     writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing, damaged or
     (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's ``input_shape``,
-    calibration or test batches of another shape.
+    calibration or test batches of another shape, a ``clock`` this system reads too coarsely to time a network
+    (:func:`automl.profile.check_clock`: Windows' thread CPU clock); an earlier quantisation's ``model.int8.onnx``
+    that onnxruntime cannot load is one too (before the manifest is written).
     """
     test = _check_arguments(quantize, calibration, clock, threads, batch, test)
     threads, batch = operator.index(threads), operator.index(batch)
@@ -357,13 +376,28 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     elif (m.get("int8") or {}).get("file") and (out_dir / INT8_NAME).is_file():
         # an earlier quantisation's model (export_architecture removes it with the model it was made from): timed
         # again with the fp32 one, as the manifest's int8 entry still describes it
-        latency["int8_ms"] = onnx_latency(out_dir / INT8_NAME, shape, threads, batch, input_name=name, clock=clock)
+        latency["int8_ms"] = _earlier_int8_ms(out_dir, m, latency)
     try:
         write_manifest(out_dir, m)
     except OSError as e:  # the folder was writable when the measuring began: it filled up, or was made read-only
         raise UserError(f"{out_dir / MANIFEST_NAME}: cannot write the measurements ({e.strerror or e}); free space "
                         f"there or make the folder writable, and measure again") from None
     return m
+
+
+def _earlier_int8_ms(out_dir: Path, m: dict, latency: dict) -> float:
+    """The latency (ms) of the ``model.int8.onnx`` an earlier quantisation wrote, timed as ``latency`` times the
+    fp32 model; one onnxruntime cannot load (truncated, damaged, replaced) is a :class:`UserError` naming it."""
+    int8 = out_dir / INT8_NAME
+    try:
+        session = ort_session(str(int8), latency["threads"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
+        raise UserError(f"{int8}: onnxruntime cannot load the int8 model an earlier quantisation wrote "
+                        f"({_ort_reason(e)}), which the manifest's int8 entry describes; quantise again "
+                        f"(quantize='int8' with calibration batches), or export the network again: "
+                        f"{export_again(out_dir, m)}") from None
+    return _latency(session, m["input_shape"], latency["batch"], input_name=m["onnx"].get("input_name", "input"),
+                    clock=latency["clock"])
 
 
 def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict) -> dict:
