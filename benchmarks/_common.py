@@ -27,10 +27,17 @@ from automl.errors import UserError
 
 def machine() -> str:
     """The CPU, its cores, this process's intra-op thread count and torch's version; the GPUs first when torch
-    sees any (a GPU machine's scripts time CPU cases too)."""
+    sees any (a GPU machine's scripts time CPU cases too). The cores are those the process may run on
+    (:func:`automl.profile.usable_cores`: ``taskset``, a container's cpuset), with the machine's count after them
+    where it has more, as automl's own machine records (``cores``, ``machine_cores``)."""
+    # imported here: automl.profile imports automl's compiler (and timm, 2.5 s), which threads.py, whose every
+    # workload runs in a child process, needs for nothing else
+    from automl.profile import usable_cores
+
     # the intra-op thread count changes CPU figures (and their ratios): set it with OMP_NUM_THREADS
-    threads = torch.get_num_threads()
-    cpu = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+    threads, cores, total = torch.get_num_threads(), usable_cores(), os.cpu_count()
+    of = f" (of the machine's {total})" if total and total != cores else ""
+    cpu = (f"{platform.processor() or platform.machine()}, {cores} CPU cores{of}, "
            f"{threads} thread{'s' if threads != 1 else ''}, torch {torch.__version__}")
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}; {cpu}"

@@ -16,7 +16,8 @@ from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
-from automl.profile import EXPORT_PROTOCOL, apply_cost_table, read_cost_table, table_clock, table_protocol
+from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
+                            table_protocol)
 from automl.ranking import exact_costs, space_size
 from automl.recipe import RUN_FILES, file_line
 from automl.report import round_sig, short_number
@@ -26,7 +27,7 @@ from automl.train.distributed import DistInfo
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_retrain_se",
            "check_export", "check_out_and_export", "check_export_dir", "check_member_folder", "resolved",
            "check_shapes", "check_ranking", "ranked_pool", "check_same_decisions", "TooManyArchs", "check_budgets",
-           "EngineCosts", "engine_costs", "recipe_costs"]
+           "EngineCosts", "engine_costs", "recipe_costs", "check_latency_clock"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -77,9 +78,32 @@ def load_spaces(recipe) -> Spaces:
                        f"{', '.join(space.cost_table.metrics)}); a latency table comes from `automl space profile "
                        f"SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
     check_settings(recipe, space)
-    latency = ({**table_protocol(table), "clock": table_clock(table)} if recipe.cost_table_path is not None
-               else dict(EXPORT_PROTOCOL))
+    latency = dict(EXPORT_PROTOCOL)
+    if recipe.cost_table_path is not None:
+        latency = {**table_protocol(table), "clock": table_clock(table)}
+        check_latency_clock(recipe, table_clock(table))
     return Spaces(space, retrain, search_args, retrain_args, recipe.space_path, latency)
+
+
+def check_latency_clock(recipe, clock: str) -> None:
+    """The clock the run's exports are timed with (search.cost_table's, ``clock``) is one this system reads finely
+    enough to time a network (:func:`automl.profile.check_clock`; Windows' thread CPU clock steps in 15.6 ms), when
+    the run times its exports (export.onnx): else the first export would refuse it, after the search and the
+    retraining. A :class:`RecipeError` naming search.cost_table's file and line."""
+    if not recipe.export.onnx:
+        return
+    # the table is measured for the retrained space (load_spaces): the --set values it is compiled with
+    args = {**recipe.space_args, **recipe.retrain.space_args}
+    profile = " ".join(["automl space profile", str(recipe.space_path), *(f"--set {k}={v}" for k, v in args.items()),
+                        "--clock wall --out TABLE.json"])
+    try:
+        check_clock(clock, f"{recipe.search.cost_table} was profiled with \"clock\": \"{clock}\", the clock the run "
+                           f"times its exports' latency with too",
+                    "an exported network's latency (tens of microseconds for a small one)",
+                    f"a table profiled with the wall clock (`{profile}`), or export.onnx: false to export without "
+                    f"timing")
+    except UserError as e:
+        raise _recipe_error(recipe, ("search", "cost_table"), str(e)) from None
 
 
 def check_same_decisions(recipe, space, retrain) -> None:
@@ -244,7 +268,12 @@ def other_run(folder: Path, here: Path) -> str | None:
     """The run folder recorded in ``folder``'s manifest (:func:`automl.export.run_of`) when it is not
     ``here`` (resolved), else None."""
     owner = run_of(folder)
-    return None if owner is None or Path(owner).resolve() == here else owner
+    if owner is None:
+        return None
+    try:
+        return None if Path(owner).resolve() == here else owner
+    except (OSError, RuntimeError, ValueError):  # a loop of links (RuntimeError before Python 3.13), a NUL byte:
+        return owner  # not a folder this run's resolves to
 
 
 def check_member_folder(folder: Path, out: Path, resume_command: str) -> None:
