@@ -27,8 +27,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from automl._io import atomic_path
-from automl.export.manifest import (MANIFEST_NAME, error_entry, export_again, manifest_error, read_manifest,
-                                    write_manifest)
+from automl.export.manifest import (MANIFEST_NAME, error_entry, export_again, finite_number, manifest_error,
+                                    read_manifest, write_manifest)
 from automl.export.onnx import DEFAULT_OPSET
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
@@ -68,7 +68,7 @@ def calibration_batches(batches: Iterable, samples: int = CALIBRATION_SAMPLES) -
     """The first ``samples`` inputs of ``(x, y)`` batches (torch or numpy), as float32 arrays: whole batches,
     the last one cut to the images still needed; all of them when there are fewer."""
     out, n = [], 0
-    for x, *_ in batches if samples > 0 else ():
+    for x, *_ in _pairs(batches if samples > 0 else (), "calibration", labels=False):
         a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
         a = a[:samples - n]
         out.append(np.ascontiguousarray(a, dtype=np.float32))
@@ -78,11 +78,28 @@ def calibration_batches(batches: Iterable, samples: int = CALIBRATION_SAMPLES) -
     return out
 
 
+def _pairs(batches, what: str, labels: bool = True) -> Iterator[tuple]:
+    """The ``(x, y)`` batches of ``batches`` (without ``labels``: ``(x, ...)``, the images first); ones that are not
+    batches (not iterable, or a batch that is not such a tuple or list) are a :class:`UserError` that starts with
+    ``what``, not a Python error from deep inside."""
+    how = "give (x, y) batches: x a batch of images, y the class index of each"
+    try:
+        it = iter(batches)
+    except TypeError:
+        raise UserError(f"{what}: got {type(batches).__name__}, not batches; {how}") from None
+    for batch in it:
+        if (not isinstance(batch, Sequence) or isinstance(batch, (str, bytes))
+                or not (len(batch) == 2 if labels else len(batch) >= 1)):
+            got = f"of {len(batch)} items" if isinstance(batch, Sequence) else f"of type {type(batch).__name__}"
+            raise UserError(f"{what}: a batch {got}, not an (x, y) pair; {how}")
+        yield tuple(batch)
+
+
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: list[np.ndarray],
                   input_name: str = "input") -> None:
     """Statically quantise ``fp32_path`` to ``out_path`` (atomically): QDQ, per-channel int8 weights in the 7-bit
-    range, uint8 activations, min-max calibration on ``calibration`` (float32 batches); the model imports only the opsets
-    its nodes use. Raises on failure."""
+    range, uint8 activations, min-max calibration on ``calibration`` (float32 batches); the model imports only the
+    opsets its nodes use. Raises on failure."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -174,7 +191,7 @@ def _accuracy(session, batches: Iterable, input_name: str, label: str) -> float 
     """:func:`onnx_accuracy` of an onnxruntime session (``label``: its file, named in messages)."""
     want = next((i.shape[1:] for i in session.get_inputs() if i.name == input_name), None)
     correct = seen = 0
-    for x, y in batches:
+    for x, y in _pairs(batches, f"{label}: the test batches"):
         xa = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
         ya = y.detach().cpu().numpy() if hasattr(y, "detach") else np.asarray(y)
         if want is not None:
@@ -373,10 +390,8 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     m["latency"] = latency
     if quantize == "int8":
         m["int8"] = _int8_entry(out_dir, m, batches, test, latency)
-    elif (m.get("int8") or {}).get("file") and (out_dir / INT8_NAME).is_file():
-        # an earlier quantisation's model (export_architecture removes it with the model it was made from): timed
-        # again with the fp32 one, as the manifest's int8 entry still describes it
-        latency["int8_ms"] = _earlier_int8_ms(out_dir, m, latency)
+    else:
+        _earlier_int8(out_dir, m, latency)
     try:
         write_manifest(out_dir, m)
     except OSError as e:  # the folder was writable when the measuring began: it filled up, or was made read-only
@@ -385,17 +400,46 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     return m
 
 
+def _earlier_int8(out_dir: Path, m: dict, latency: dict) -> None:
+    """Measuring without quantising: the ``model.int8.onnx`` of an earlier quantisation, which the manifest's int8
+    entry describes, is timed again with the fp32 model (``latency["int8_ms"]``; export_architecture removes it
+    with the model it was made from). When it is gone (removed, or the folder copied without it) the entry becomes
+    a failure entry (``{"file": None, "error"}``) that says so and how to get it back: no figure of a missing
+    model is kept. A ``model.int8.onnx`` that no int8 entry describes (none, or a failed quantisation's) is not
+    timed or recorded, as nothing says which model it was made from: a warning says so."""
+    entry, int8 = m.get("int8") or {}, out_dir / INT8_NAME
+    if entry.get("file") and int8.is_file():
+        latency["int8_ms"] = _earlier_int8_ms(out_dir, m, latency)
+    elif entry.get("file"):
+        m["int8"] = {"file": None, "error": f"{INT8_NAME} is missing: the int8 model an earlier quantisation wrote "
+                     f"was removed, or the export folder copied without it (its figures are dropped); quantise "
+                     f"again: measure_export with quantize='int8' and calibration batches, or "
+                     f"{export_again(out_dir, m)} --quantize int8 --recipe RECIPE.yaml"}
+        _logger.warning("%s: %s", out_dir, m["int8"]["error"])
+    elif int8.is_file():
+        _logger.warning("%s: not timed or recorded: the manifest describes no int8 model (%s), so nothing says "
+                        "which model it was made from; quantise again (quantize='int8' with calibration batches) "
+                        "to measure this export's, or remove it", int8,
+                        "its int8 entry records a failed quantisation" if entry else "it has no int8 entry")
+
+
 def _earlier_int8_ms(out_dir: Path, m: dict, latency: dict) -> float:
     """The latency (ms) of the ``model.int8.onnx`` an earlier quantisation wrote, timed as ``latency`` times the
-    fp32 model; one onnxruntime cannot load (truncated, damaged, replaced) is a :class:`UserError` naming it."""
+    fp32 model; one onnxruntime cannot load (truncated, damaged, replaced), or a model of another size than the
+    int8 entry records (another export's, copied in), is a :class:`UserError` naming it."""
     int8 = out_dir / INT8_NAME
+    again = (f"quantise again (quantize='int8' with calibration batches), or export the network again: "
+             f"{export_again(out_dir, m)}")
     try:
         session = ort_session(str(int8), latency["threads"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
         raise UserError(f"{int8}: onnxruntime cannot load the int8 model an earlier quantisation wrote "
-                        f"({_ort_reason(e)}), which the manifest's int8 entry describes; quantise again "
-                        f"(quantize='int8' with calibration batches), or export the network again: "
-                        f"{export_again(out_dir, m)}") from None
+                        f"({_ort_reason(e)}), which the manifest's int8 entry describes; {again}") from None
+    recorded = m["int8"].get("size_bytes")
+    if finite_number(recorded) and recorded != _size(int8):  # a model, but not the one quantised here
+        raise UserError(f"{int8}: {_size(int8):,} bytes, where the manifest's int8 entry records the {recorded:,} "
+                        f"bytes of the int8 model an earlier quantisation wrote: another model (another export's?) "
+                        f"took its place, and its latency would be recorded as this export's; {again}")
     return _latency(session, m["input_shape"], latency["batch"], input_name=m["onnx"].get("input_name", "input"),
                     clock=latency["clock"])
 
@@ -437,5 +481,5 @@ def int8_summary(manifest: dict) -> dict | None:
     if entry.get("error"):
         return {"error": entry["error"]}
     return {"test_accuracy": entry.get("test_accuracy"), "fp32_onnx_test_accuracy": entry.get("fp32_test_accuracy"),
-            "latency_ms": manifest.get("latency", {}).get("int8_ms"), "size_bytes": entry.get("size_bytes"),
+            "latency_ms": (manifest.get("latency") or {}).get("int8_ms"), "size_bytes": entry.get("size_bytes"),
             "fp32_size_bytes": entry.get("fp32_size_bytes")}
