@@ -145,5 +145,7 @@ def main(args) -> int:
     tau, rho = (("undefined" if r is None else f"{r:.4f}") for r in (ranking["kendall_tau"], ranking["spearman"]))
     how = (f"{ranking['seeds']} retraining(s) each, truth: mean test {ranking['truth']}" if ranking["retrain_epochs"]
            else f"not retrained, truth: test {ranking['truth']} of the supernet's own weights")
-    print(f"kendall_tau {tau}  spearman {rho}  ({len(ranking['archs'])} architectures, {how})")
+    why = ("; undefined: every architecture has the same score or the same truth, or one is NaN or inf (a "
+           f"diverged network); {out / 'report.md'} says which" if "undefined" in (tau, rho) else "")
+    print(f"kendall_tau {tau}  spearman {rho}  ({len(ranking['archs'])} architectures, {how}){why}")
     return 0
