@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import functools
 import gzip
 import hashlib
 import logging
@@ -750,6 +749,23 @@ def _cifar_help(root: Path) -> str:
             f"(cifar-10-python.tar.gz, extracted) into {root}")
 
 
+# CIFAR-10's other versions, which automl does not read: the folder each extracts to, and what it is
+_OTHER_CIFARS = {"cifar-10-batches-bin": "CIFAR-10's binary version (cifar-10-binary.tar.gz)",
+                 "cifar-10-batches-mat": "CIFAR-10's MATLAB version (cifar-10-matlab.tar.gz)",
+                 "cifar-100-python": "CIFAR-100 (cifar-100-python.tar.gz)"}
+
+
+def _other_data_in(root: Path) -> str:
+    """A sentence on data found in ``root`` where CIFAR-10's python batches are missing: another version of
+    CIFAR-10 (or CIFAR-100), which is not read, or an image folder (data.dataset is then wrong); "" if none."""
+    found = [f"{root / name}/ is {what}, and dataset cifar10 reads only CIFAR-10's python version"
+             for name, what in _OTHER_CIFARS.items() if _is_dir(root / name)]
+    if _is_dir(root / "train") and _is_dir(root / "val"):
+        found.append(f"{root} holds train/ and val/, as an image folder does: for an image folder, set "
+                     f"data.dataset=imagefolder")
+    return "; ".join(found) + ". " if found else ""
+
+
 def _replace_cifar(folder: Path, root: Path) -> str:
     return (f"Delete {folder} and run with data.download=true (which fetches only missing files), or extract "
             f"cifar-10-python.tar.gz into {root} again")
@@ -814,7 +830,7 @@ def _load_cifar10(root: Path | None, download: bool):
     if missing:
         what = _does_not_exist(root) if not _exists(root) else \
             f"missing {', '.join(str(folder / f) for f in missing)}"
-        raise DataError(f"CIFAR-10 not found: {what}. {_cifar_help(root)}")
+        raise DataError(f"CIFAR-10 not found: {what}. {_other_data_in(root)}{_cifar_help(root)}")
 
     def read(names):
         xs, ys = [], []
@@ -996,6 +1012,41 @@ def _is_visible_image(folder: str, extensions: tuple[str, ...], path: str) -> bo
     return path.lower().endswith(extensions) and os.sep + "." not in os.sep + below
 
 
+# Image formats that photo collections hold (and PIL, or a converter, reads) which torchvision's ImageFolder leaves
+# out: it reads only the files ending in one of its IMG_EXTENSIONS
+_UNREAD_IMAGES = (".gif", ".jfif", ".jpe", ".jp2", ".j2k", ".avif", ".heic", ".heif", ".apng", ".pnm", ".pbm", ".dib",
+                  ".tga", ".ico", ".svg")
+
+
+class _ImageFiles:
+    """An image folder's ``is_valid_file``: :func:`_is_visible_image`, keeping in ``unread`` the visible files
+    it turns down that are images of a format in :data:`_UNREAD_IMAGES` (torchvision would leave them out)."""
+
+    def __init__(self, folder: str, extensions: tuple[str, ...]):
+        self.folder, self.extensions, self.unread = folder, extensions, []
+
+    def __call__(self, path: str) -> bool:
+        if _is_visible_image(self.folder, self.extensions, path):
+            return True
+        if _is_visible_image(self.folder, _UNREAD_IMAGES, path):
+            self.unread.append(path)
+        return False
+
+
+def _check_no_unread_images(folder: Path, unread: list[str], extensions: tuple[str, ...]) -> None:
+    """Refuse images in the class folders of ``folder`` that torchvision would leave out for their format: a
+    class would train or evaluate on part of its images, or on none, without a word."""
+    if not unread:
+        return
+    n, kinds = len(unread), sorted({os.path.splitext(p)[1].lower() for p in unread})
+    they, them = ("they", "them") if n > 1 else ("it", "it")
+    raise DataError(f"{folder} holds {n} image file{'s' * (n > 1)} of a format that is not read "
+                    f"({', '.join(kinds)}: {_listed(sorted(unread), 3)}), so {they} would be left out of "
+                    f"{'their classes' if n > 1 else 'its class'}; convert {them} to .png or .jpg (ImageMagick: "
+                    f"mogrify -format png FILE) and remove the original{'s' * (n > 1)}, or remove {them} (the formats "
+                    f"read: {', '.join(extensions)})")
+
+
 def _image_folder(folder: Path, transform, layout: str):
     """torchvision's ImageFolder of ``folder``, without hidden folders and files (names starting with '.');
     a class folder without an image file is a :class:`DataError` naming it (torchvision's own error names
@@ -1006,9 +1057,9 @@ def _image_folder(folder: Path, transform, layout: str):
     # torchvision's find_classes hook, set on the instance: a subclass at module level would import torchvision
     dataset = datasets.ImageFolder.__new__(datasets.ImageFolder)
     dataset.find_classes = _visible_classes
+    files = _ImageFiles(str(folder), extensions)
     try:
-        dataset.__init__(str(folder), transform=transform, loader=_read_image, allow_empty=True,
-                         is_valid_file=functools.partial(_is_visible_image, str(folder), extensions))
+        dataset.__init__(str(folder), transform=transform, loader=_read_image, allow_empty=True, is_valid_file=files)
     except _NoClassFolder:
         raise DataError(f"cannot read the image folder {folder}: {_no_class_folder(folder, extensions)}; "
                         f"{layout}") from None
@@ -1018,6 +1069,7 @@ def _image_folder(folder: Path, transform, layout: str):
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"cannot read the image folder {folder}: {str(e).rstrip('.')}; {layout}") from None
     _check_no_loose_images(folder, extensions)
+    _check_no_unread_images(folder, files.unread, extensions)
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
     empty = [str(folder / c) for c, n in zip(dataset.classes, counts) if n == 0]
     for path in empty:  # torchvision's os.walk skips a folder it may not list, as if it held no image
@@ -1081,6 +1133,44 @@ def _first_link(folder: Path, path: str) -> str | None:
     return None
 
 
+def _one_class(folder: Path, name: str, layout: str) -> DataError:
+    """The error for train/ of an image folder with a single class folder ``name``: every label would be 0, and the
+    network would learn nothing but to answer it (a search would rank architectures on nothing)."""
+    inner = folder / name
+    with os.scandir(inner) as it:
+        subs = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    hint = (f"; {inner} holds the folders {_listed(subs, 5)}: if they are the classes, move them up into {folder}/ "
+            f"(and do the same in val/)") if subs else ""
+    return DataError(f"{folder} holds a single class folder, {name!r}: a classifier needs at least 2 classes, one "
+                     f"folder of images for each, {folder}/<class>/{hint}; {layout}")
+
+
+def _sample_folders(samples: list[tuple[str, int]]) -> dict[str, str]:
+    """The real path (links followed) of each folder that holds images of ``samples``, mapped to the first of its
+    paths in the image folder."""
+    folders: dict[str, str] = {}
+    for d in sorted({path.rpartition(os.sep)[0] for path, _ in samples}):
+        folders.setdefault(os.path.realpath(d), d)
+    return folders
+
+
+def _check_val_apart(root: Path, train: list[tuple[str, int]], val: list[tuple[str, int]]) -> None:
+    """Refuse a val/ that reads a folder of images that train/ reads too (val/, or a class folder in it, a symbolic
+    link to train/ or to one of its class folders): those test images would be training images, and the test
+    accuracy would say how well the network remembers them, not how it does on images it has not seen."""
+    in_train = _sample_folders(train)
+    for real, d in _sample_folders(val).items():
+        first = in_train.get(real)
+        if first is None:
+            continue
+        link = _first_link(root, d) or _first_link(root, first)
+        through = f" (through the symbolic link {link})" if link else ""
+        raise DataError(f"{d} is {first}{through}: the test images of {root / 'val'} would be training images, and "
+                        f"the test accuracy would measure how well the network remembers them; give val/ images "
+                        f"of its own, not in train/ (e.g. move a tenth of each class's images from train/<class>/ "
+                        f"to val/<class>/){f', in place of the link {link}' if link else ''}")
+
+
 def _different_classes(root: Path, train: list[str], val: list[str], layout: str) -> DataError:
     """The error for train/ and val/ of an image folder whose class folders differ: the names in one only (quoted,
     so a space at an end shows), and the pairs that differ only in case, in spaces at their ends or in how
@@ -1128,7 +1218,9 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
             what = f"data.root {p}" if p == root else str(p)
             raise DataError(f"{what} is a file, not a folder; {layout}")
         if not _is_dir(p):
-            raise DataError(f"image folder not found: {_does_not_exist(p)}; {layout}")
+            cifar = f"; {root} holds {CIFAR_DIR}/, CIFAR-10: for it, set data.dataset=cifar10" \
+                if p == root / "train" and _is_dir(root / CIFAR_DIR) else ""
+            raise DataError(f"image folder not found: {_does_not_exist(p)}{cifar}; {layout}")
     normalize, crop = normalization("imagefolder"), eval_crop("imagefolder")
     norm = transforms.Normalize(normalize["mean"], normalize["std"])
     train_tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
@@ -1136,9 +1228,12 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     resize = transforms.Resize(int(size / crop["crop_pct"]), transforms.InterpolationMode(crop["interpolation"]))
     test_tf = transforms.Compose([resize, transforms.CenterCrop(size), transforms.ToTensor(), norm])
     train_set = _image_folder(root / "train", _SkipBad(train_tf), layout)
+    if len(train_set.classes) < 2 and len(train_set) >= 2:  # a single image: too small to split, said below
+        raise _one_class(root / "train", train_set.classes[0], layout)
     test_set = _image_folder(root / "val", _SkipBad(test_tf), layout)
     if train_set.classes != test_set.classes:
         raise _different_classes(root, train_set.classes, test_set.classes, layout)
+    _check_val_apart(root, train_set.samples, test_set.samples)
     limited = cfg.limit_train is not None and cfg.limit_train < len(train_set)
     kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
         else torch.arange(len(train_set))
