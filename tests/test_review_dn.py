@@ -23,6 +23,7 @@ from test_edge_fixes import _fake_time  # a latency of exactly 1 ms + 1 µs per 
 import automl.profile as profile
 from automl.cli import main
 from automl.errors import RecipeError
+from automl.pipeline.workspace import open_workspace
 from automl.pipeline.setup import check_latency_clock, check_member_folder, load_spaces, other_run
 from automl.recipe import load_recipe
 
@@ -115,6 +116,22 @@ def test_the_clock_is_not_refused_where_the_run_times_no_export(cpu_table, tmp_p
     _coarse_cpu_clock(monkeypatch)
     spaces = load_spaces(load_recipe(_recipe(tmp_path, cpu_table), ["device=cpu", "export.onnx=false"]))
     assert spaces.latency["clock"] == "cpu"
+
+
+def test_automl_rank_and_a_workspace_time_no_export_and_take_a_coarse_clock_table(cpu_table, tmp_path, monkeypatch,
+                                                                                    capsys):
+    """The clock is checked where exports are timed: `automl rank` of a finished run (a run of another machine, or
+    of an older automl) and a workspace time none, and are not refused for a table whose clock is coarse here."""
+    recipe, out = _recipe(tmp_path, cpu_table), tmp_path / "run"
+    assert main(["run", str(recipe), "--out", str(out), *TINY, "export.onnx=false"]) == 0
+    (out / "recipe.resolved.yaml").write_text((out / "recipe.resolved.yaml").read_text()
+                                              .replace("onnx: false", "onnx: true"))
+    _coarse_cpu_clock(monkeypatch)
+    capsys.readouterr()
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "0"]) == 0, capsys.readouterr().err
+    assert json.loads((out / "results.json").read_text())["ranking"]["archs"]
+    ws = open_workspace(load_recipe(recipe, ["device=cpu", *TINY]))
+    assert ws.spaces.latency["clock"] == "cpu"
 
 
 def test_a_wall_clock_table_and_a_fine_cpu_clock_pass(wall_table, cpu_table, tmp_path, monkeypatch):

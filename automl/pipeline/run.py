@@ -347,7 +347,7 @@ class Run:
         Returns (spaces, data, thread choice). ``ranking``: for ``automl rank`` (:meth:`_setup_threads`)."""
         r = self.recipe
         try:
-            spaces, deferred = self._spaces or load_spaces(r), None
+            spaces, deferred = self._spaces or load_spaces(r, timed=not ranking), None
         except UserError as e:  # a mistake in the space: reported after the data is checked
             spaces, deferred = None, e
         choice = self._setup_threads(spaces, ranking)

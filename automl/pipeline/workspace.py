@@ -59,7 +59,7 @@ class Workspace:
 def open_workspace(recipe, device: torch.device | None = None, info: DistInfo | None = None) -> Workspace:
     info = info or DistInfo()
     device = device if device is not None else resolve_device(recipe.device, info)
-    spaces = load_spaces(recipe)
+    spaces = load_spaces(recipe, timed=False)  # a workspace times no export
     data = build_data(recipe.data, base_dir=recipe.base_dir, seed=recipe.seed, device=device, rank=info.rank,
                       world_size=info.world_size)
     check_shapes(recipe, spaces, data)
