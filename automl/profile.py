@@ -56,7 +56,7 @@ from automl.errors import UserError
 from automl.limits import MAX_BATCH
 from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
-from automl.train.threads import MAX_THREADS
+from automl.train.threads import MAX_THREADS, usable_cores
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
@@ -87,15 +87,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
-
-
-def usable_cores() -> int:
-    """The CPUs this process may run on: its CPU affinity where the OS has one (``taskset``, a container's cpuset
-    or a cgroup's CPU affinity narrow it below the machine's), else ``os.cpu_count()``."""
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
 
 
 def machine_info(threads: int) -> dict:

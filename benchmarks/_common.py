@@ -23,17 +23,14 @@ from pathlib import Path
 import torch
 
 from automl.errors import UserError
+from automl.train.threads import usable_cores
 
 
 def machine() -> str:
     """The CPU, its cores, this process's intra-op thread count and torch's version; the GPUs first when torch
     sees any (a GPU machine's scripts time CPU cases too). The cores are those the process may run on
-    (:func:`automl.profile.usable_cores`: ``taskset``, a container's cpuset), with the machine's count after them
+    (:func:`automl.train.threads.usable_cores`: ``taskset``, a container's cpuset), with the machine's count after them
     where it has more, as automl's own machine records (``cores``, ``machine_cores``)."""
-    # imported here: automl.profile imports automl's compiler (and timm, 2.5 s), which threads.py, whose every
-    # workload runs in a child process, needs for nothing else
-    from automl.profile import usable_cores
-
     # the intra-op thread count changes CPU figures (and their ratios): set it with OMP_NUM_THREADS
     threads, cores, total = torch.get_num_threads(), usable_cores(), os.cpu_count()
     of = f" (of the machine's {total})" if total and total != cores else ""

@@ -36,7 +36,7 @@ from automl.profile import CLOCKS, EXPORT_PROTOCOL, check_clock, machine_info, o
 from automl.train.threads import MAX_THREADS
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
-           "measure_export", "calibration_batches", "check_inputs"]
+           "measure_export", "calibration_batches", "check_inputs", "EXPORT_TIMED"]
 
 _logger = logging.getLogger(__name__)
 
@@ -206,7 +206,7 @@ def _accuracy(session, batches: Iterable, input_name: str, label: str) -> float 
 
 
 # what an export's latency is, and how to choose the wall clock, in the message that refuses a coarse clock
-_TIMED = "an exported network's latency (tens of microseconds for a small one)"
+EXPORT_TIMED = "an exported network's latency (tens of microseconds for a small one)"
 _USE_WALL = ("clock='wall' (a run's exports are timed with its search.cost_table's clock: profile that table with "
              "`automl space profile --clock wall`)")
 
@@ -321,7 +321,7 @@ def _check_timing(clock: str, threads, batch) -> None:
     if clock == "cpu" and threads != 1:
         raise UserError(f"clock 'cpu' times the thread that calls onnxruntime, which runs every op only with one "
                         f"intra-op thread: use threads=1 (got {threads!r}) or clock='wall'")
-    check_clock(clock, f"clock {clock!r}", _TIMED, _USE_WALL)
+    check_clock(clock, f"clock {clock!r}", EXPORT_TIMED, _USE_WALL)
 
 
 def _check_arguments(quantize, calibration, clock: str, threads, batch, test) -> Callable[[], Iterable] | None:

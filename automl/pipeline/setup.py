@@ -14,6 +14,7 @@ from automl.dsl import ParamError
 from automl.errors import RecipeError, UserError
 from automl.export import run_of
 from automl.export.onnx import opset_problem
+from automl.export.quantize import EXPORT_TIMED
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
 from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
@@ -102,7 +103,7 @@ def check_latency_clock(recipe, clock: str) -> None:
     try:
         check_clock(clock, f"{recipe.search.cost_table} was profiled with \"clock\": \"{clock}\", the clock the run "
                            f"times its exports' latency with too",
-                    "an exported network's latency (tens of microseconds for a small one)",
+                    EXPORT_TIMED,
                     f"a table profiled with the wall clock (`{profile}`), or export.onnx: false to export without "
                     f"timing")
     except UserError as e:

@@ -78,8 +78,8 @@ from automl._io import atomic_write_json
 from automl.errors import UserError
 
 __all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve_threads", "spaces_work",
-           "physical_cores", "busy_cores", "apply_threads", "env_threads", "env_counts", "check_setting", "save_choice",
-           "lost_record", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
+           "physical_cores", "usable_cores", "busy_cores", "apply_threads", "env_threads", "env_counts", "check_setting",
+           "save_choice", "lost_record", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -172,6 +172,13 @@ def _cpus() -> list[int]:
         return sorted(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not Linux
         return list(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on: its CPU affinity where the OS has one (``taskset``, a container's cpuset
+    or a cgroup's CPU affinity narrow it below the machine's), else ``os.cpu_count()``; hyper-threads count
+    each (:func:`physical_cores` counts cores)."""
+    return len(_cpus()) or 1
 
 
 def _at(path: str) -> str:
