@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from automl.train.checkpoint import CheckpointStore
+from automl.train.threads import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +27,7 @@ def pytest_xdist_auto_num_workers(config):
     process."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, _MAX_WORKERS))
+    return min(usable_cores(), _MAX_WORKERS)
 
 
 def pytest_sessionstart(session):
