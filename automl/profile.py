@@ -16,7 +16,8 @@ Table file (JSON)::
     {"format": "automl-cost-table", "version": 1, "metric": "latency", "unit": "ms",
      "space": {"name", "file", "args", "kind", "input_shape", "num_classes", "params_fingerprint",
                "pieces_fingerprint"},
-     "machine": {"cpu", "cores", "machine_cores", "threads", "system"}, "runtime": {"name": "onnxruntime", "version"},
+     "machine": {"cpu", "cores", "machine_cores", "cpu_quota", "threads", "system"},
+     "runtime": {"name": "onnxruntime", "version"},
      "batch", "input_size": [C, H, W], "repeat", "warmup", "clock": "wall" | "cpu", "overhead", "calibration",
      "fixed": 1.23, "fixed_parts": {"stem": ..., ...},
      "decisions": [{"name": "s1_1", "choices": {"ir_k3_e3": 0.41, ...}}, ...]}
@@ -56,7 +57,7 @@ from automl.errors import UserError
 from automl.limits import MAX_BATCH
 from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
-from automl.train.threads import MAX_THREADS, usable_cores
+from automl.train.threads import MAX_THREADS, cpu_quota, usable_cores
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
@@ -90,10 +91,14 @@ def _cpu_model() -> str:
 
 
 def machine_info(threads: int) -> dict:
-    """What the measurements depend on: CPU model, ``cores`` (the CPUs this process may run on,
-    :func:`usable_cores`: what the measurement could use), ``machine_cores`` (all the machine's CPUs,
-    ``os.cpu_count()``), intra-op threads."""
-    return {"cpu": _cpu_model(), "cores": usable_cores(), "machine_cores": os.cpu_count(), "threads": int(threads),
+    """What the measurements depend on: CPU model, ``cores`` (the CPUs this process could keep busy,
+    :func:`usable_cores`: those it may run on, ``taskset`` or a container's cpuset narrow them, and no more than a
+    cgroup CPU quota, ``docker --cpus`` or a Kubernetes CPU limit, rounded up: what the measurement could use),
+    ``machine_cores`` (all the machine's CPUs, ``os.cpu_count()``), ``cpu_quota`` (that quota in CPUs, 1.5 for
+    ``docker --cpus=1.5``; null without one), intra-op threads."""
+    quota = cpu_quota()
+    return {"cpu": _cpu_model(), "cores": usable_cores(), "machine_cores": os.cpu_count(),
+            "cpu_quota": None if quota is None else round(quota, 3), "threads": int(threads),
             "system": platform.system()}
 
 

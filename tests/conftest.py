@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from automl.train.checkpoint import CheckpointStore
+from automl.train import threads
 from automl.train.threads import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,8 +22,9 @@ _MAX_WORKERS = 8
 
 
 def pytest_xdist_auto_num_workers(config):
-    """``-n auto`` (pyproject's addopts): one worker per core this process may run on — its CPU affinity, which
-    a container or ``taskset`` narrows, not the machine's count — and at most ``_MAX_WORKERS``.
+    """``-n auto`` (pyproject's addopts): one worker per core this process can keep busy — its CPU affinity, which
+    a container's cpuset or ``taskset`` narrows, capped by a cgroup CPU quota (``docker --cpus``, a CI runner's CPU
+    limit), not the machine's count — and at most ``_MAX_WORKERS``.
     ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set (pytest-xdist reads it); ``-n 0`` runs in one
     process."""
     if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
@@ -90,6 +92,13 @@ def _children_write_temp_files_under_pytests_basetemp(tmp_path_factory):
     mp.setenv("TMPDIR", str(tmp_path_factory.mktemp("tmp")))
     yield
     mp.undo()
+
+
+@pytest.fixture
+def no_cpu_quota(monkeypatch):
+    """No cgroup CPU quota on this process, whatever the machine has: a test that fakes the CPU affinity sees the
+    cores it set (a real quota would cap :func:`automl.train.threads.usable_cores` below them)."""
+    monkeypatch.setattr(threads, "_binding", lambda: None)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from automl.errors import UserError
 from automl.export import export_architecture
 from automl.export.quantize import INT8_NAME, measure_export, onnx_latency
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
+pytestmark = pytest.mark.usefixtures("one_thread", "no_cpu_quota")  # conftest: the cores are shared; affinities faked
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")

@@ -27,7 +27,7 @@ from automl.pipeline.workspace import open_workspace
 from automl.pipeline.setup import check_latency_clock, check_member_folder, load_spaces, other_run
 from automl.recipe import load_recipe
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
+pytestmark = pytest.mark.usefixtures("one_thread", "no_cpu_quota")  # conftest: the cores are shared; affinities faked
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")

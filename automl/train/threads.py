@@ -32,7 +32,8 @@ on an idle machine. So ``auto`` picks (:func:`choose_threads`, a pure function):
   container (without lxcfs) is the host's, so its busy cores may be other tenants' work, which takes the
   host's cores but not this container's quota; work inside the container takes its quota. With a quota of 4
   on a 16-core host whose other tenants keep 8 cores busy, 4 threads; with 14 busy, 2.
-  (:func:`physical_cores` is ``min(cores, quota)``, the cores this process can keep busy at most.)
+  (:func:`physical_cores` is ``min(cores, quota)``, the cores this process can keep busy at most;
+  :func:`usable_cores` the same with each hyper-thread counted, the ``cores`` of automl's machine records.)
 * The choice is made once, when the run starts: changing the thread count later would change the
   float rounding partway through (see "Resume" below).
 
@@ -78,8 +79,8 @@ from automl._io import atomic_write_json
 from automl.errors import UserError
 
 __all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve_threads", "spaces_work",
-           "physical_cores", "usable_cores", "busy_cores", "apply_threads", "env_threads", "env_counts", "check_setting",
-           "save_choice", "lost_record", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
+           "physical_cores", "usable_cores", "cpu_quota", "busy_cores", "apply_threads", "env_threads", "env_counts",
+           "check_setting", "save_choice", "lost_record", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -175,10 +176,21 @@ def _cpus() -> list[int]:
 
 
 def usable_cores() -> int:
-    """The CPUs this process may run on: its CPU affinity where the OS has one (``taskset``, a container's cpuset
-    or a cgroup's CPU affinity narrow it below the machine's), else ``os.cpu_count()``; hyper-threads count
-    each (:func:`physical_cores` counts cores)."""
-    return len(_cpus()) or 1
+    """The CPUs this process can keep busy at most: those it may run on, its CPU affinity where the OS has one
+    (``taskset``, a container's cpuset or a cgroup's CPU affinity narrow it below the machine's), else
+    ``os.cpu_count()``; and no more than the smallest cgroup CPU quota on it, rounded up (``docker --cpus``, a
+    Kubernetes CPU limit, ``systemd-run -p CPUQuota=``, a Slurm job's cgroup: :func:`cpu_quota`), whose affinity
+    still lists every CPU of the host. Hyper-threads count each (:func:`physical_cores` counts cores)."""
+    n = len(_cpus()) or 1
+    q = _quota()
+    return min(n, q) if q else n
+
+
+def cpu_quota() -> float | None:
+    """CPUs the smallest cgroup CPU quota on this process allows (its own cgroup's or a parent's: 1.5 under
+    ``docker --cpus=1.5``), not rounded, or None without one (module docstring: ``quota``)."""
+    found = _binding()
+    return found[0] if found else None
 
 
 def _at(path: str) -> str:
