@@ -20,11 +20,12 @@ from automl.errors import UserError
 from automl.export.timm_spec import timm_kwargs_problem
 from automl.train.data import DATASETS
 
-__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "write_manifest", "read_manifest", "check_recorded", "check_channels",
-           "finite_number", "export_again", "manifest_error", "error_entry"]
+__all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "INT8_NAME", "write_manifest", "read_manifest", "check_recorded",
+           "check_channels", "finite_number", "export_again", "manifest_error", "error_entry"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
+INT8_NAME = "model.int8.onnx"  # the int8 model measure_export writes (its manifest entry names it)
 
 
 def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
@@ -63,6 +64,10 @@ def read_manifest(out_dir: str | os.PathLike, require: tuple[str, ...] = ()) -> 
     problem = timm_kwargs_problem(manifest["timm_kwargs"]) if manifest.get("timm_kwargs") is not None else None
     if problem:
         raise manifest_error(Path(out_dir), manifest, "timm_kwargs", problem)
+    for field, check in (("onnx", _onnx_problem), ("int8", _int8_problem)):
+        wrong = check(manifest[field]) if isinstance(manifest.get(field), dict) else None
+        if wrong:
+            raise manifest_error(Path(out_dir), manifest, f"{field}.{wrong[0]}", wrong[1])
     return manifest
 
 
@@ -144,7 +149,7 @@ def _sizes(v) -> bool:
             and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v))
 
 
-def _file_name(v) -> bool:
+def _nonblank(v) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
 
@@ -172,17 +177,18 @@ _READ = {
     "space_file": (lambda v: isinstance(v, str), "the name of the space file copied into the export folder"),
     "params": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                "the network's parameter count (a whole number)"),
-    "weights": (lambda v: isinstance(v, dict) and ("file" not in v or _file_name(v["file"])),
+    "weights": (lambda v: isinstance(v, dict) and ("file" not in v or _nonblank(v["file"])),
                 "an object {\"file\": \"model.safetensors\", \"format\": ..., \"source\": ...}"),
     "arch_def": (_decodes, "timm's arch_def of the network: a list of stages, each a list of block strings such as "
                  "\"ir_r1_k3_s1_e1_c16\""),
     "input_shape": (_sizes, "the model's input size without the batch axis, e.g. [3, 224, 224]"),
     "onnx": (lambda v: isinstance(v, dict) and isinstance(v.get("input_name", "input"), str)
-             and (_file_name(v.get("file")) or (v.get("file") is None and isinstance(v.get("error"), str))),
+             and (_nonblank(v.get("file")) or (v.get("file") is None and _nonblank(v.get("error")))),
              "an object {\"file\": \"model.onnx\", \"input_name\": \"input\", ...} ({\"file\": null, \"error\": "
              "...}: the ONNX export failed; null: exported without ONNX)"),
-    "int8": (lambda v: isinstance(v, dict) and (v.get("file") is None or _file_name(v["file"])),
-             "an object {\"file\": \"model.int8.onnx\", ...} (as measuring the export writes it)"),
+    "int8": (lambda v: isinstance(v, dict),
+             f"an object {{\"file\": \"{INT8_NAME}\", ...}} ({{\"file\": null, \"error\": ...}}: the quantisation "
+             f"failed), as measuring the export writes it"),
     "latency": (lambda v: isinstance(v, dict),
                 "an object {\"fp32_ms\": ..., ...} (as measuring the export writes it)"),
     "normalize": _RECORDED["normalize"],
@@ -192,6 +198,49 @@ _READ = {
     "interpolation": (_interpolation, "the name of the interpolation the test images are resized with (bilinear)"),
 }
 _NOT_NULL = ("choices", "se", "params", "input_shape")  # fields a reader cannot take as null
+
+
+def _accuracy_problem(entry: dict, key: str) -> tuple[str, str] | None:
+    """``entry[key]``, a test accuracy, is absent, null (measured on no image) or a share in [0, 1]."""
+    v = entry.get(key)
+    if v is None or (finite_number(v) and 0 <= v <= 1):
+        return None
+    return key, f"must be a test accuracy, a share in [0, 1] (null: measured on no image), got {_shown(v)}"
+
+
+def _onnx_problem(entry: dict) -> tuple[str, str] | None:
+    """(key, what is wrong) of an ``onnx`` entry (an object, its file or error checked by ``_READ``) whose
+    other fields are not what an export writes: a failed export's entry that names a file, a test accuracy that
+    is not one; None when it is well formed."""
+    if entry.get("file") is not None and entry.get("error") is not None:
+        return "error", (f"is {_shown(entry['error'])}, a failed export's reason, but \"onnx.file\" names the model "
+                         f"exported: an entry is either {{\"file\": \"model.onnx\", ...}} or {{\"file\": null, "
+                         f"\"error\": ...}}")
+    return _accuracy_problem(entry, "test_accuracy")
+
+
+def _int8_problem(entry: dict) -> tuple[str, str] | None:
+    """(key, what is wrong) of an ``int8`` entry that is neither shape measuring an export writes: a quantised
+    model's ``{"file": "model.int8.onnx", "size_bytes", "fp32_size_bytes", "test_accuracy",
+    "fp32_test_accuracy", ...}`` (no ``error``; sizes whole numbers of bytes, accuracies in [0, 1] or null) or a
+    failed quantisation's ``{"file": null, "error": why}``; None when it is one of them."""
+    file, error = entry.get("file"), entry.get("error")
+    if file is None:
+        if _nonblank(error):
+            return None
+        return "error", (f"is {'missing' if error is None else _shown(error)}: a null \"int8.file\" is a failed "
+                         f"quantisation's entry, which says why in \"int8.error\" (a non-empty text)")
+    if file != INT8_NAME:
+        return "file", f"must be \"{INT8_NAME}\" (the int8 model measuring writes) or null, got {_shown(file)}"
+    if error is not None:
+        return "error", (f"is {_shown(error)}, a failed quantisation's reason, but \"int8.file\" names the int8 "
+                         f"model: an entry is either {{\"file\": \"{INT8_NAME}\", ...}} or {{\"file\": null, "
+                         f"\"error\": ...}}")
+    for key in ("size_bytes", "fp32_size_bytes"):
+        v = entry.get(key)
+        if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+            return key, f"must be the model file's size, a whole number of bytes, got {_shown(v)}"
+    return _accuracy_problem(entry, "test_accuracy") or _accuracy_problem(entry, "fp32_test_accuracy")
 
 
 def check_recorded(manifest: dict[str, Any], source: str) -> None:

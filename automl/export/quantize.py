@@ -10,8 +10,9 @@ on batches of the run's own training data.
 - ``onnx.test_accuracy`` (when given test batches): the test accuracy of ``model.onnx`` through onnxruntime
   (null when the test batches hold no image), kept when the model could not be quantised;
 - ``int8`` (when asked): the file, its size and the fp32 size, the test accuracy of both models through
-  onnxruntime (``fp32_test_accuracy``: ``onnx.test_accuracy`` again), or ``{"error": why}`` when the model could
-  not be quantised (the fp32 file stays).
+  onnxruntime (``fp32_test_accuracy``: ``onnx.test_accuracy`` again, measured on the same batches; measuring
+  again with test batches but without quantising measures both again, so the two always agree), or
+  ``{"file": None, "error": why}`` when the model could not be quantised (the fp32 file stays).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from automl._io import atomic_path
-from automl.export.manifest import (MANIFEST_NAME, error_entry, export_again, finite_number, manifest_error,
-                                    read_manifest, write_manifest)
+from automl.export.manifest import (INT8_NAME, MANIFEST_NAME, error_entry, export_again, finite_number,
+                                    manifest_error, read_manifest, write_manifest)
 from automl.export.onnx import DEFAULT_OPSET
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
@@ -41,7 +42,6 @@ __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx
 _logger = logging.getLogger(__name__)
 
 QUANTIZE_MODES = ("int8",)
-INT8_NAME = "model.int8.onnx"
 CALIBRATION_SAMPLES = 256  # training images the activation ranges are calibrated on
 LATENCY_REPEAT = 50
 # a BatchNormalization left in the graph (a cell space's head: no conv to fold it into) has its 1-D scale
@@ -349,18 +349,19 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
 
     ``calibration``: ``(x, y)`` training batches, needed for ``quantize="int8"`` (batches without an image: the
     failed quantisation is recorded in ``int8.error``). ``test``: a callable returning fresh ``(x, y)`` test
-    batches (or a list of them), for the ONNX test accuracies: ``model.onnx``'s as ``onnx.test_accuracy``, with
-    ``quantize`` the int8 model's too (None: not measured, and an earlier measurement's ``onnx.test_accuracy`` is
-    kept; batches without an image: recorded as None, undefined). The latency is timed on ``batch`` images with
-    ``threads`` intra-op threads (whole numbers from 1 to ``MAX_BATCH`` and ``MAX_THREADS``), by ``clock``
-    (:func:`automl.profile.time_session`; ``"cpu"`` with one thread only; a run with a latency table: the table's
-    own batch, threads and clock). Before anything is timed, each of these is a :class:`UserError` that says how
-    to mend it: an argument that is none of these, a manifest field it reads that is missing or not what an export
-    writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing, damaged or
-    (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's ``input_shape``,
-    calibration or test batches of another shape, a ``clock`` this system reads too coarsely to time a network
-    (:func:`automl.profile.check_clock`: Windows' thread CPU clock); an earlier quantisation's ``model.int8.onnx``
-    that onnxruntime cannot load is one too (before the manifest is written).
+    batches (or a list of them), for the ONNX test accuracies: ``model.onnx``'s as ``onnx.test_accuracy``, and
+    the int8 model's (``int8.test_accuracy``, with ``int8.fp32_test_accuracy`` the fp32 one again) when one is
+    quantised now or an earlier quantisation's is timed again (None: not measured, and an earlier measurement's
+    accuracies are kept; batches without an image: recorded as None, undefined). The latency is timed on ``batch``
+    images with ``threads`` intra-op threads (whole numbers from 1 to ``MAX_BATCH`` and ``MAX_THREADS``), by
+    ``clock`` (:func:`automl.profile.time_session`; ``"cpu"`` with one thread only; a run with a latency table:
+    the table's own batch, threads and clock). Before anything is timed, each of these is a :class:`UserError` that
+    says how to mend it: an argument that is none of these, a manifest field it reads that is missing or not what
+    an export writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing,
+    damaged or (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's
+    ``input_shape``, calibration or test batches of another shape, a ``clock`` this system reads too coarsely to
+    time a network (:func:`automl.profile.check_clock`: Windows' thread CPU clock); an earlier quantisation's
+    ``model.int8.onnx`` that onnxruntime cannot load is one too (before the manifest is written).
     """
     test = _check_arguments(quantize, calibration, clock, threads, batch, test)
     threads, batch = operator.index(threads), operator.index(batch)
@@ -391,7 +392,7 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     if quantize == "int8":
         m["int8"] = _int8_entry(out_dir, m, batches, test, latency)
     else:
-        _earlier_int8(out_dir, m, latency)
+        _earlier_int8(out_dir, m, latency, test)
     try:
         write_manifest(out_dir, m)
     except OSError as e:  # the folder was writable when the measuring began: it filled up, or was made read-only
@@ -400,16 +401,25 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     return m
 
 
-def _earlier_int8(out_dir: Path, m: dict, latency: dict) -> None:
+def _earlier_int8(out_dir: Path, m: dict, latency: dict, test) -> None:
     """Measuring without quantising: the ``model.int8.onnx`` of an earlier quantisation, which the manifest's int8
     entry describes, is timed again with the fp32 model (``latency["int8_ms"]``; export_architecture removes it
-    with the model it was made from). When it is gone (removed, or the folder copied without it) the entry becomes
-    a failure entry (``{"file": None, "error"}``) that says so and how to get it back: no figure of a missing
-    model is kept. A ``model.int8.onnx`` that no int8 entry describes (none, or a failed quantisation's) is not
-    timed or recorded, as nothing says which model it was made from: a warning says so."""
+    with the model it was made from), and with ``test`` batches, on which ``onnx.test_accuracy`` was just measured,
+    its test accuracy is measured again too: the entry's two accuracies (int8, and fp32 as ``fp32_test_accuracy``)
+    stay those of one set of batches, and its fp32 one the manifest's ``onnx.test_accuracy``. When it is gone
+    (removed, or the folder copied without it) the entry becomes a failure entry (``{"file": None, "error"}``) that
+    says so and how to get it back: no figure of a missing model is kept. A ``model.int8.onnx`` that no int8 entry
+    describes (none, or a failed quantisation's) is not timed or recorded, as nothing says which model it was made
+    from: a warning says so."""
     entry, int8 = m.get("int8") or {}, out_dir / INT8_NAME
     if entry.get("file") and int8.is_file():
-        latency["int8_ms"] = _earlier_int8_ms(out_dir, m, latency)
+        session = _earlier_int8_session(out_dir, m, latency["threads"])
+        name = m["onnx"].get("input_name", "input")
+        latency["int8_ms"] = _latency(session, m["input_shape"], latency["batch"], input_name=name,
+                                      clock=latency["clock"])
+        if test is not None:
+            entry["test_accuracy"] = _accuracy(session, test(), name, str(int8))
+            entry["fp32_test_accuracy"] = m["onnx"]["test_accuracy"]
     elif entry.get("file"):
         m["int8"] = {"file": None, "error": f"{INT8_NAME} is missing: the int8 model an earlier quantisation wrote "
                      f"was removed, or the export folder copied without it (its figures are dropped); quantise "
@@ -423,15 +433,15 @@ def _earlier_int8(out_dir: Path, m: dict, latency: dict) -> None:
                         "its int8 entry records a failed quantisation" if entry else "it has no int8 entry")
 
 
-def _earlier_int8_ms(out_dir: Path, m: dict, latency: dict) -> float:
-    """The latency (ms) of the ``model.int8.onnx`` an earlier quantisation wrote, timed as ``latency`` times the
-    fp32 model; one onnxruntime cannot load (truncated, damaged, replaced), or a model of another size than the
-    int8 entry records (another export's, copied in), is a :class:`UserError` naming it."""
+def _earlier_int8_session(out_dir: Path, m: dict, threads: int):
+    """The onnxruntime session (``threads`` intra-op threads) of the ``model.int8.onnx`` an earlier quantisation
+    wrote; one onnxruntime cannot load (truncated, damaged, replaced), or a model of another size than the int8
+    entry records (another export's, copied in), is a :class:`UserError` naming it."""
     int8 = out_dir / INT8_NAME
     again = (f"quantise again (quantize='int8' with calibration batches), or export the network again: "
              f"{export_again(out_dir, m)}")
     try:
-        session = ort_session(str(int8), latency["threads"])
+        session = ort_session(str(int8), threads)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
         raise UserError(f"{int8}: onnxruntime cannot load the int8 model an earlier quantisation wrote "
                         f"({_ort_reason(e)}), which the manifest's int8 entry describes; {again}") from None
@@ -440,8 +450,7 @@ def _earlier_int8_ms(out_dir: Path, m: dict, latency: dict) -> float:
         raise UserError(f"{int8}: {_size(int8):,} bytes, where the manifest's int8 entry records the {recorded:,} "
                         f"bytes of the int8 model an earlier quantisation wrote: another model (another export's?) "
                         f"took its place, and its latency would be recorded as this export's; {again}")
-    return _latency(session, m["input_shape"], latency["batch"], input_name=m["onnx"].get("input_name", "input"),
-                    clock=latency["clock"])
+    return session
 
 
 def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict) -> dict:
