@@ -1041,14 +1041,14 @@ def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
 
 
 # data.* keys that only some datasets read: the datasets that read each
-_DATASETS_READING = {"root": ("cifar10", "imagefolder"), "download": ("cifar10",), "workers": ("imagefolder",),
-                     "cutout": ("cifar10",)}
+DATASETS_READING = {"root": ("cifar10", "imagefolder"), "download": ("cifar10",), "workers": ("imagefolder",),
+                    "cutout": ("cifar10",)}
 
 
 def _ignored_by_dataset(d: DataConfig, filename: str) -> None:
     """A warning for each data key set that the recipe's dataset does not read (a recipe written for
     cifar10 run with data.dataset=digits keeps its root; refusing it would make that override fail)."""
-    for key, readers in _DATASETS_READING.items():
+    for key, readers in DATASETS_READING.items():
         if getattr(d, key) and d.dataset not in readers:
             _logger.warning(f"warning: {filename}: data.{key} applies to dataset {' and '.join(readers)} only; "
                             f"dataset {d.dataset} ignores it")

@@ -23,17 +23,23 @@ from automl.errors import SpaceError, UserError
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
 from automl.pipeline.context import RunContext
 from automl.pipeline.state import CKPT_FORMAT, RunState
-from automl.recipe import ADDED_KEYS
+from automl.recipe import ADDED_KEYS, DATASETS_READING
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import split_seed
 
-__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "weights_fingerprint", "fingerprint_digest",
-           "ReusedWeightsStage", "Reused", "load_supernet", "differences", "check_fits", "check_resumed"]
+__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "weights_fingerprint",
+           "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences", "check_fits",
+           "check_resumed"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
 # recorded as the split it makes (weights_fingerprint)
 DATA_NOT_IN_WEIGHTS = {"theta_batch_size", "test_batch_size", "workers", "download", "split_seed"}
+# data.* keys that only some data sets read, with the data sets that read each (the recipe's list, which warns of
+# one set for another data set, and the synthetic data set's shape): a key that neither of two runs' data sets reads
+# trained nothing in either, so the --supernet check leaves it out (:func:`differences`, ``only_read``); the
+# fingerprint still records it, as every run before did (its digest stays that of the same settings)
+DATA_READ_BY = {**DATASETS_READING, "synthetic": ("synthetic",)}
 # data sets that data.root only locates (a copy elsewhere is the same data); an imagefolder's root names its data
 ROOT_ONLY_LOCATES = {"digits", "cifar10", "synthetic"}
 # the space file's key: what it says, or (runs recorded before space_digest) the sha256 of its bytes
@@ -86,12 +92,25 @@ def _space_values(space_path: Path | None, args: dict) -> dict[str, Any] | None:
         return None
 
 
-def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | None):
+def _unread(theirs: dict[str, Any], ours: dict[str, Any]) -> set[str]:
+    """The ``data.*`` keys that neither fingerprint's data set reads (:data:`DATA_READ_BY`)."""
+    datasets = {theirs.get("data.dataset"), ours.get("data.dataset")}
+    return {f"data.{key}" for key, readers in DATA_READ_BY.items() if datasets.isdisjoint(readers)}
+
+
+def _within(key: str, keys: set[str]) -> bool:
+    """Whether ``key`` is one of ``keys`` or in a section of them (``data.synthetic.size``, a recipe flattened)."""
+    return key in keys or key.rsplit(".", 1)[0] in keys
+
+
+def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | None, only_read: bool = False):
     """Both fingerprints as the values they stand for: the keys left out at their defaults filled in (one
     supernet; the split drawn by the seed), ``data.root`` left out where it only locates the data set
     (:data:`ROOT_ONLY_LOCATES`: a copy at another path trained the same weights), and ``space_args`` as
     ``space_args.NAME`` per parameter with the value the compiler reads (by this space file, defaults included,
-    when both were recorded for what it says and parse against it; else as numbers, the arguments given alone)."""
+    when both were recorded for what it says and parse against it; else as numbers, the arguments given alone).
+    ``only_read``: the data keys that neither side's data set reads (:func:`_unread`) left out of both."""
+    unread = _unread(theirs, ours) if only_read else set()
     if theirs.get(SPACE_DIGEST) != ours.get(SPACE_DIGEST):  # its defaults may not be this file's
         space_path = None
     out = []
@@ -105,7 +124,7 @@ def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | 
             fp.setdefault("data.split_seed", fp["seed"])
         if fp.get("data.dataset") in ROOT_ONLY_LOCATES:  # where the data is, as runs recorded it before
             fp.pop("data.root", None)
-        out.append(fp)
+        out.append({k: v for k, v in fp.items() if not _within(k, unread)})
     args = [fp.pop("space_args", None) or {} for fp in out]
     same = {k: str(v) for k, v in args[0].items()} == {k: str(v) for k, v in args[1].items()}
     values = [None] if same else [_space_values(space_path, a) for a in args]  # parsing ofa_mbv3 takes 0.5 s
@@ -116,11 +135,14 @@ def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | 
     return out
 
 
-def differences(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | None = None) -> list[str]:
+def differences(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | None = None,
+                only_read: bool = False) -> list[str]:
     """``key: THEIRS there, OURS here`` for every key whose effective value differs (:func:`_effective`; a key
     one side lacks and no default fills counts as differing). ``space_path``: this run's space file, which
-    gives both sides' ``space_args`` their values."""
-    theirs, ours = _effective(theirs, ours, space_path)
+    gives both sides' ``space_args`` their values. ``only_read``: leave out the data keys that neither side's
+    data set reads (data.cutout between two digits runs: the --supernet check); without it every key counts, as
+    ``--resume`` compares recipes."""
+    theirs, ours = _effective(theirs, ours, space_path, only_read)
     out = []
     for k in [*ours, *(k for k in theirs if k not in ours)]:
         a, b = theirs.get(k, "(absent)"), ours.get(k, "(absent)")
@@ -221,7 +243,7 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     theirs, forced_before = _trained_with(ckpt, run_dir)
     if space_path is not None and theirs.get(SPACE_DIGEST) == file_sha256(space_path):
         theirs = {**theirs, SPACE_DIGEST: ours[SPACE_DIGEST]}
-    diff = differences(theirs, ours, space_path) + forced_before
+    diff = differences(theirs, ours, space_path, only_read=True) + forced_before
     if diff and not force:
         raise UserError(f"--supernet {run_dir}: its supernet was trained with other settings than this recipe "
                         f"asks for:\n  " + "\n  ".join(diff) + "\nset these as that run did (its "
