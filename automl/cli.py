@@ -35,7 +35,7 @@ from automl.commands import parse_set_args  # re-exported: scripts import it fro
 from automl.errors import Stopped, UserError
 from automl.limits import MAX_WHOLE_EXPONENT
 
-__all__ = ["main", "build_parser", "parse_set_args"]
+__all__ = ["main", "build_parser", "parse_set_args", "whole_number"]
 
 SET_HELP = "override a space parameter (repeatable; for a key given twice, the later wins)"
 
@@ -116,11 +116,12 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
 
 
-def _whole_number(text: str) -> int:
-    """The ``type`` of every integer flag: ``10``, ``10.0``, ``1e1`` (blank spaces around allowed) are 10, as a
-    recipe's integer setting reads them; anything else (``2.5``, ``nan``, ``inf``, ``ten``, ``1e400``) is one
-    message that argparse prefixes with the flag (``argument --threads: ...``). The flag's range is its command's
-    check, as before; a plain integer is read by ``int`` exactly as before."""
+def whole_number(text: str) -> int:
+    """The ``type`` of every integer flag (the benchmark scripts' too, benchmarks/_common.py): ``10``, ``10.0``,
+    ``1e1`` (blank spaces around allowed) are 10, as a recipe's integer setting reads them; anything else (``2.5``,
+    ``nan``, ``inf``, ``ten``, ``1e400``) is one message that argparse prefixes with the flag (``argument
+    --threads: ...``). The flag's range is its command's check, as before; a plain integer is read by ``int``
+    exactly as before."""
     try:
         return int(text)
     except ValueError:
@@ -168,11 +169,11 @@ def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
                                    "Kendall's tau and Spearman's rho into the run's results.json and report.md.")
     k.add_argument("run_dir", metavar="RUN_DIR",
                    help="output folder of a finished run (importance_sampling or separate)")
-    k.add_argument("--archs", action=_Once, type=_whole_number, default=None, metavar="K",
+    k.add_argument("--archs", action=_Once, type=whole_number, default=None, metavar="K",
                    help="K architectures (default: the run's ranking.archs, or 20)")
-    k.add_argument("--retrain-epochs", action=_Once, type=_whole_number, default=None, metavar="E",
+    k.add_argument("--retrain-epochs", action=_Once, type=whole_number, default=None, metavar="E",
                    help="stand-alone epochs of each (default: the run's ranking.retrain_epochs, or retrain.epochs)")
-    k.add_argument("--seeds", action=_Once, type=_whole_number, default=None, metavar="S",
+    k.add_argument("--seeds", action=_Once, type=whole_number, default=None, metavar="S",
                    help="retrainings of each, averaged (default: the run's ranking.seeds, or 1)")
     k.add_argument("--truth", action=_Once, choices=("loss", "accuracy"), default=None,
                    help="rank by mean test loss or accuracy (default: the run's ranking.truth, or loss)")
@@ -215,14 +216,14 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     prof.add_argument("file")
     prof.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     prof.add_argument("--runtime", default="onnxruntime", help="runtime to measure with (onnxruntime)")
-    prof.add_argument("--threads", type=_whole_number, default=1, help="intra-op threads of the runtime (default 1)")
-    prof.add_argument("--batch", type=_whole_number, default=1, help="batch size (default 1)")
-    prof.add_argument("--repeat", type=_whole_number, default=20,
+    prof.add_argument("--threads", type=whole_number, default=1, help="intra-op threads of the runtime (default 1)")
+    prof.add_argument("--batch", type=whole_number, default=1, help="batch size (default 1)")
+    prof.add_argument("--repeat", type=whole_number, default=20,
                       help="timed runs per piece, after warm-up (default 20)")
     prof.add_argument("--metric", default="latency", help="metric name in the table (default latency)")
     prof.add_argument("--clock", default="wall",
                       help="wall: elapsed time; cpu: the calling thread's CPU time (--threads 1; a shared machine)")
-    prof.add_argument("--calibrate", type=_whole_number, default=8,
+    prof.add_argument("--calibrate", type=whole_number, default=8,
                       help="whole random networks timed to fit the per-piece graph cost (chains; 0: off)")
     prof.add_argument("--out", required=True, help="TABLE.json to write")
     prof.set_defaults(module="automl.commands.space")
@@ -239,7 +240,7 @@ def _export(sub, verbose) -> argparse.ArgumentParser:
                    help="supernet checkpoint to inherit weights from, or an export's own model.safetensors "
                         "(with --arch its manifest.json: that network again)")
     e.add_argument("--se", type=float, help="squeeze-and-excitation ratio of MBConv blocks (0; a manifest's)")
-    e.add_argument("--opset", type=_whole_number, default=17, help="ONNX opset (>= 17)")
+    e.add_argument("--opset", type=whole_number, default=17, help="ONNX opset (>= 17)")
     e.add_argument("--quantize", default=None, help="int8: also write model.int8.onnx (needs --recipe)")
     e.add_argument("--recipe", default=None, help="recipe whose data recalibrates inherited BatchNorm and tests int8")
     e.set_defaults(module="automl.commands.export")

@@ -23,7 +23,7 @@ import torch
 from automl.plan import count_networks
 
 __all__ = ["kendall_tau_b", "spearman", "pair_counts", "space_size", "ExactCosts", "exact_costs", "select_archs",
-           "mean_over_seeds", "summarize"]
+           "seed_mean", "mean_over_seeds", "summarize"]
 
 
 def _pair_tallies(x: np.ndarray, y: np.ndarray) -> dict:
@@ -265,7 +265,7 @@ def _spread(cand: torch.Tensor, c: torch.Tensor, ends: torch.Tensor, k: int) -> 
 MEAN_DIGITS = 12  # significant digits of a mean over several retrainings (float64 holds 15 to 17)
 
 
-def _mean(values: list[float]) -> float:
+def seed_mean(values: list[float]) -> float:
     """The mean of ``values``, one architecture's retrainings: a single one as it is; of several, their sum
     (``math.fsum``: exact, whatever the order) divided, at :data:`MEAN_DIGITS` significant digits, so that means
     equal in exact arithmetic are one float and a tie in τ-b and ρ. Test accuracies of the same total number
@@ -282,8 +282,8 @@ def _mean(values: list[float]) -> float:
 
 def mean_over_seeds(retrainings: list[dict]) -> dict:
     """The mean test loss and test accuracy of an architecture's stand-alone retrainings (one per seed:
-    :func:`_mean`)."""
-    return {k: _mean([r[k] for r in retrainings]) for k in ("test_loss", "test_accuracy")}
+    :func:`seed_mean`)."""
+    return {k: seed_mean([r[k] for r in retrainings]) for k in ("test_loss", "test_accuracy")}
 
 
 def _defined(r: float) -> float | None:

@@ -22,15 +22,16 @@ from pathlib import Path
 
 import torch
 
+from automl.cli import whole_number
 from automl.errors import UserError
-from automl.train.threads import usable_cores
+from automl.train.threads import MAX_THREADS, usable_cores
 
 
 def machine() -> str:
     """The CPU, its cores, this process's intra-op thread count and torch's version; the GPUs first when torch
-    sees any (a GPU machine's scripts time CPU cases too). The cores are those the process may run on
-    (:func:`automl.train.threads.usable_cores`: ``taskset``, a container's cpuset), with the machine's count after them
-    where it has more, as automl's own machine records (``cores``, ``machine_cores``)."""
+    sees any (a GPU machine's scripts time CPU cases too). The cores are those the process can keep busy
+    (:func:`automl.train.threads.usable_cores`: ``taskset``, a container's cpuset, a cgroup CPU quota), with the
+    machine's count after them where it has more, as automl's own machine records (``cores``, ``machine_cores``)."""
     # the intra-op thread count changes CPU figures (and their ratios): set it with OMP_NUM_THREADS
     threads, cores, total = torch.get_num_threads(), usable_cores(), os.cpu_count()
     of = f" (of the machine's {total})" if total and total != cores else ""
@@ -73,16 +74,17 @@ def parser(doc: str | None) -> Parser:
     return Parser(description=" ".join(first.split()))
 
 
-def int_at_least(low: int):
-    """An argparse ``type=``: a whole number >= ``low``."""
+def int_at_least(low: int, most: int | None = None):
+    """An argparse ``type=``: a whole number >= ``low`` (and <= ``most``, when given: a typo's extra digits),
+    read as automl's own integer flags read one (:func:`automl.cli.whole_number`: ``10``, ``10.0`` and ``1e1``
+    are 10; ``2.5``, ``nan``, ``1e400`` one message naming the flag)."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        value = whole_number(text)
         if value < low:
-            raise argparse.ArgumentTypeError(f"{text}: must be a whole number >= {low}")
+            raise argparse.ArgumentTypeError(f"{value}: must be a whole number >= {low}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"{value}: at most {most:,} (a typo?)")
         return value
 
     parse.__name__ = f"int>={low}"
@@ -91,15 +93,43 @@ def int_at_least(low: int):
 
 positive_int = int_at_least(1)
 nonneg_int = int_at_least(0)
+SEED_LIMIT = 10**15  # a recipe's seed: from -10^15 to 10^15 (automl/recipe.py)
 
 
-def positive_float(text: str) -> float:
+def seed_int(text: str) -> int:
+    """An argparse ``type=``: a seed, a whole number from -10^15 to 10^15 as a recipe's (torch's are 64-bit)."""
+    value = whole_number(text)
+    if abs(value) > SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value}: must be a seed from -10^15 to 10^15")
+    return value
+
+
+thread_count = int_at_least(1, MAX_THREADS)  # a flag that sets torch's (or OpenMP's) threads: automl's bound
+
+
+def finite_float(text: str) -> float:
+    """An argparse ``type=``: a finite number (``nan`` and ``inf`` are no setting: a figure of NaN, or a timeout
+    that Python cannot wait for)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text}: must be a finite number")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text}: must be > 0")
+    return value
+
+
+def nonneg_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be >= 0")
     return value
 
 

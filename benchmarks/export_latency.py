@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import json_line, parser, positive_int, run_main  # noqa: E402
+from _common import json_line, parser, positive_int, run_main, seed_int, thread_count  # noqa: E402
 
 from automl.commands import parse_set_args  # noqa: E402
 
@@ -98,9 +98,9 @@ def main(argv=None) -> int:
     p.add_argument("--space", default=str(ROOT / "spaces" / "proxylessnas.space"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="space overrides")
     p.add_argument("-n", "--num-archs", type=positive_int, default=3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--runs", type=positive_int, default=30, help="timed runs at batch 1 (batch 32: runs/5, at least 3)")
-    p.add_argument("--threads", type=positive_int, default=torch.get_num_threads())
+    p.add_argument("--threads", type=thread_count, default=torch.get_num_threads())
     a = p.parse_args(argv)
     from automl.export import read_manifest
 

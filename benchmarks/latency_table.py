@@ -35,7 +35,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit, int_at_least, parser, positive_int, run_main  # noqa: E402
+from benchmarks._common import emit, int_at_least, parser, positive_int, run_main, seed_int  # noqa: E402
 from automl.errors import UserError  # noqa: E402
 from automl.ranking import kendall_tau_b  # noqa: E402
 
@@ -172,7 +172,7 @@ def main() -> None:
     p.add_argument("--batch", type=positive_int, default=1)
     p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")
     p.add_argument("--measure-repeat", type=positive_int, default=30, help="timed runs per whole model and pass")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="cpu: the calling thread's CPU time (one thread): what an idle machine's latency would "
                         "be, on a machine shared with other work")

@@ -56,12 +56,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (atomic_write_text, cached_json, check_child, emit, int_at_least, int_list, names,  # noqa: E402
-                     parser, positive_float, positive_int, run_main)
+                     parser, positive_float, positive_int, run_main, thread_count)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
 from automl.pipeline import open_workspace  # noqa: E402
-from automl.ranking import kendall_tau_b, spearman  # noqa: E402
+from automl.ranking import kendall_tau_b, seed_mean, spearman  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
 from automl.train.checkpoint import CheckpointStore  # noqa: E402
 from automl.train.loops import (create_optimizer, create_scheduler, evaluate, for_training, path_losses,  # noqa: E402
@@ -227,9 +227,15 @@ def truth_study(recipe: str, overrides: list[str], out: Path, k: int, seeds: lis
             "tau_loss_pairs": [kendall_tau_b(-loss[a], -loss[b]) for a, b in pairs],
             "tau_acc_vs_loss": [kendall_tau_b(acc[a], -loss[a]) for a in range(len(seeds))]}
     if half:
-        out_["tau_mean_acc_halves"] = kendall_tau_b(acc[:half].mean(0), acc[half:2 * half].mean(0))
-        out_["tau_mean_loss_halves"] = kendall_tau_b(-loss[:half].mean(0), -loss[half:2 * half].mean(0))
+        out_["tau_mean_acc_halves"] = kendall_tau_b(_means(acc[:half]), _means(acc[half:2 * half]))
+        out_["tau_mean_loss_halves"] = kendall_tau_b(-_means(loss[:half]), -_means(loss[half:2 * half]))
     return out_
+
+
+def _means(rows: np.ndarray) -> np.ndarray:
+    """Each architecture's (column's) mean over the retrainings (rows), as automl's ranking averages seeds
+    (:func:`automl.ranking.seed_mean`: means equal in exact arithmetic are one float, a tie in τ-b)."""
+    return np.array([seed_mean(col) for col in rows.T.tolist()])
 
 
 def _study_problem(rows, k: int) -> str | None:
@@ -246,12 +252,18 @@ def retrain_named(recipe: str, overrides: list[str], spec: dict, seeds: list[int
     rows = {name: [] for name in spec}
     for seed in seeds:
         ws = open_workspace(load_recipe(recipe, overrides + [f"seed={seed}"]))
-        for j, (name, choices) in enumerate(spec.items()):
-            rows[name].append(_retrain_once(ws, ws.spaces.search.encode(choices), seed, j, epochs))
+        archs = {}
+        for name, choices in spec.items():  # every one, before any is retrained
+            try:
+                archs[name] = ws.spaces.search.encode(choices)
+            except UserError as e:
+                raise UserError(f"--retrain {name!r}: {e}") from None
+        for j, (name, arch) in enumerate(archs.items()):
+            rows[name].append(_retrain_once(ws, arch, seed, j, epochs))
             print(f"retrain: seed {seed}, {name}: {rows[name][-1]}", flush=True)
     return [{"name": n, "params": v[0]["params"], "test_accuracy": [e["test_accuracy"] for e in v],
-             "mean_accuracy": float(np.mean([e["test_accuracy"] for e in v])),
-             "mean_loss": float(np.mean([e["test_loss"] for e in v]))} for n, v in rows.items()]
+             "mean_accuracy": seed_mean([e["test_accuracy"] for e in v]),
+             "mean_loss": seed_mean([e["test_loss"] for e in v])} for n, v in rows.items()]
 
 
 def _pair_stats(L: np.ndarray) -> dict:
@@ -402,10 +414,40 @@ def _one_study(a, out: Path) -> None:
     epochs = a.truth_epochs if a.truth_epochs is not None else load_recipe(a.recipe, a.overrides).retrain.epochs
     seeds = a.truth_seeds
     if a.retrain:
-        spec = json.loads(Path(a.retrain).read_text())
+        spec = retrain_spec(a.retrain)
         emit("ranking_retrain", retrain_named(a.recipe, a.overrides, spec, seeds, epochs))
     else:
         emit("ranking_truth", [truth_study(a.recipe, a.overrides, out, a.archs, seeds, epochs)], archs=a.archs)
+
+
+def retrain_spec(path: str) -> dict:
+    """The architectures ``--retrain`` names: a JSON object ``{"name": [choice, ...] or {decision: choice}}``."""
+    try:
+        spec = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"--retrain {path}: no such file") from None
+    except OSError as e:  # a folder, no permission
+        raise UserError(f"--retrain {path}: cannot be read ({e.strerror or e})") from None
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
+        raise UserError(f"--retrain {path}: not JSON ({e})") from None
+    if not (isinstance(spec, dict) and spec and all(isinstance(v, (list, dict)) for v in spec.values())):
+        raise UserError(f'--retrain {path}: must be a JSON object {{"name": [choice, ...], ...}} naming at least one '
+                        f"architecture by its choices")
+    return spec
+
+
+def _check_flags(a) -> None:
+    """Flags that belong to one study (--one-se, --replay, --truth-seeds) and are given without it, or two
+    studies at once: each is one run of the script."""
+    studies = [f for f, v in (("--one-se", a.one_se), ("--replay", a.replay), ("--truth-seeds", a.truth_seeds))
+               if v is not None]
+    if len(studies) > 1:
+        raise UserError(f"{studies[0]} and {studies[1]} are two studies: give one of them per run")
+    for flag, given, study in (("--retrain", a.retrain is not None, "--truth-seeds"),
+                               ("--truth-epochs", a.truth_epochs is not None, "--truth-seeds"),
+                               ("--costlier", a.costlier, "--one-se")):
+        if given and study not in studies:
+            raise UserError(f"{flag} is an option of {study}: give {study} too, or leave {flag} out")
 
 
 def _parser():
@@ -423,7 +465,7 @@ def _parser():
                         "its mean test loss is the truth of the τ per option, instead of two single retrainings")
     p.add_argument("--supernet-seeds", type=int_list(0), default="0",
                    help="comma-separated: each option's weight phase once per seed (τ's spread over supernets)")
-    p.add_argument("--threads", type=positive_int, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
+    p.add_argument("--threads", type=thread_count, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
     p.add_argument("--no-signal", action="store_true", help="skip the loss signal / noise per option")
     p.add_argument("--methods", type=names(METHODS), default="separate,importance_sampling",
                    help=f"comma-separated, of {', '.join(METHODS)}")
@@ -454,6 +496,7 @@ def _parser():
 def _check(a) -> None:
     """What can be checked before any run: the folders given, and the recipe with its overrides (a mistake must
     not cost the truth's retrainings first)."""
+    _check_flags(a)
     runs = [d for d in (a.one_se or "").split(",") + (a.replay or "").split(",") if d]
     need = [(d, name) for d in runs for name in ("results.json", "recipe.resolved.yaml")]
     if a.truth:
@@ -461,8 +504,8 @@ def _check(a) -> None:
     for d, name in need:
         if not (Path(d) / name).is_file():
             raise UserError(f"{d}: no {name} there (a finished `automl run` folder)")
-    if a.retrain and not Path(a.retrain).is_file():
-        raise UserError(f"--retrain {a.retrain}: no such file")
+    if a.retrain:
+        retrain_spec(a.retrain)
     if a.truth and not (a.no_tau or a.replay or a.one_se or a.truth_seeds):
         recorded_truth(Path(a.truth), a.archs)
     if not (a.replay or a.one_se):

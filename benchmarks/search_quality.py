@@ -33,7 +33,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import int_at_least, json_line, names, parser, positive_float, positive_int, run_main  # noqa: E402
+from _common import (int_at_least, json_line, names, nonneg_float, parser, positive_float, positive_int,  # noqa: E402
+                     run_main)
 
 from automl.search import MultiEpsilonSearch, best_within_budget, normalize_costs  # noqa: E402
 
@@ -120,11 +121,15 @@ def main():
     ap.add_argument("--modes", type=names(MODES), default=",".join(MODES), help="comma-separated, of eps, budget")
     ap.add_argument("--methods", type=names(METHODS), default=",".join(METHODS),
                     help=f"comma-separated, of {', '.join(METHODS)}")
-    ap.add_argument("--sigma", type=float, default=0.5, help="loss noise (std)")
+    ap.add_argument("--sigma", type=nonneg_float, default=0.5, help="loss noise (std, >= 0)")
     ap.add_argument("--budget-lr", type=positive_float, default=0.5, help="the engine's dual step size")
     ap.add_argument("--problem", default="target", choices=list(PROBLEMS),
                     help="target: a random costliest-best target per decision; index: cost = choice index")
     args = ap.parse_args()
+    few = max(int(n) for n in args.N)
+    if "sep =evals" in args.methods and args.iters < few:
+        ap.error(f"--iters {args.iters} with --N {few}: 'sep =evals' gives each member --iters / N iterations, "
+                 f"0 of them; give --iters >= {few} or leave 'sep =evals' out of --methods")
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     rows = []

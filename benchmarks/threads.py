@@ -45,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import (check_child, emit, int_list, median, names, parser, positive_float,  # noqa: E402
                      positive_int, run_main)
 
+MAX_LIMIT = 1_000_000  # seconds (11.6 days): more is a typo, and Python cannot wait for 1e30 seconds
+
 ROOT = Path(__file__).resolve().parents[1]
 # a busy neighbour; it stops by itself if this script dies without killing it (its parent changes)
 WORKLOADS = ("digits", "proxylessnas")
@@ -56,6 +58,14 @@ def _env() -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
+
+
+def limit_seconds(text: str) -> float:
+    """An argparse ``type=``: --limit, a finite number of seconds > 0, at most :data:`MAX_LIMIT`."""
+    value = positive_float(text)
+    if value > MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text}: at most {MAX_LIMIT:,} seconds (a typo?)")
+    return value
 
 
 def torch_default_threads() -> int:
@@ -164,7 +174,7 @@ def main(argv: list[str]) -> None:
     p.add_argument("--batch", type=positive_int, default=4, help="proxylessnas: batch size")
     p.add_argument("--workloads", type=names(WORKLOADS), default=",".join(WORKLOADS),
                    help=f"comma-separated, of {', '.join(WORKLOADS)}")
-    p.add_argument("--limit", type=positive_float, default=180.0,
+    p.add_argument("--limit", type=limit_seconds, default=180.0,
                    help="wall seconds a workload process (start-up included) may take; one that takes longer is "
                         "stopped and counted as LIMIT seconds (a lower bound, marked >=): a collapse cannot "
                         "stall the benchmark")
