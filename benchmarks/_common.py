@@ -24,6 +24,7 @@ import torch
 
 from automl.cli import whole_number
 from automl.errors import UserError
+from automl.limits import MAX_BATCH
 from automl.train.threads import MAX_THREADS, usable_cores
 
 
@@ -105,6 +106,7 @@ def seed_int(text: str) -> int:
 
 
 thread_count = int_at_least(1, MAX_THREADS)  # a flag that sets torch's (or OpenMP's) threads: automl's bound
+batch_size = int_at_least(1, MAX_BATCH)  # a batch flag: automl's bound (a typo's extra digits would allocate)
 
 
 def finite_float(text: str) -> float:
@@ -180,7 +182,7 @@ def space_parser(default_space: str, doc: str | None = None) -> Parser:
     p = parser(doc)
     p.add_argument("space", nargs="?", default=default_space)
     p.add_argument("--set", action="append", help="space parameter override k=v")
-    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--batch", type=batch_size, default=64)
     p.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
     return p
 

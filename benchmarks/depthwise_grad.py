@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, median, parser, positive_int, run_main, timeit  # noqa: E402
+from _common import batch_size, emit, median, parser, positive_int, run_main, timeit  # noqa: E402
 
 from automl.nn.depthwise import depthwise_weight_grad, fast_path_applies  # noqa: E402
 
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--batch", type=positive_int, default=64)
+    p.add_argument("--batch", type=batch_size, default=64)
     p.add_argument("--channels", type=positive_int, nargs="+", default=[144, 288])
     a = p.parse_args()
     rows = []

@@ -35,7 +35,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit, int_at_least, parser, positive_int, run_main, seed_int  # noqa: E402
+from benchmarks._common import (batch_size, emit, int_at_least, parser, positive_int, run_main, seed_int,  # noqa: E402
+                                thread_count)
 from automl.errors import UserError  # noqa: E402
 from automl.ranking import kendall_tau_b  # noqa: E402
 
@@ -168,8 +169,8 @@ def main() -> None:
     p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
     p.add_argument("--archs", type=int_at_least(2), default=30,
                    help="random architectures to export and time (at least 2: Kendall's tau compares pairs)")
-    p.add_argument("--threads", type=positive_int, default=1)
-    p.add_argument("--batch", type=positive_int, default=1)
+    p.add_argument("--threads", type=thread_count, default=1)
+    p.add_argument("--batch", type=batch_size, default=1)
     p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")
     p.add_argument("--measure-repeat", type=positive_int, default=30, help="timed runs per whole model and pass")
     p.add_argument("--seed", type=seed_int, default=0)

@@ -145,6 +145,10 @@ def test_what_a_user_sees(tmp_path):
     ("search_quality", ["--budget-lr", "inf"], "finite"),
     ("export_latency", ["--seed", "1e20"], "-10^15 to 10^15"),  # was: accepted, then torch's ValueError
     ("latency_table", ["--seed", "2.5"], "give 2 or 3"),
+    ("latency_table", ["--threads", "5000"], "at most 1,024"),
+    ("latency_table", ["--batch", "1e12"], "at most 1,048,576"),  # was: accepted, then torch's allocation failed
+    ("depthwise_grad", ["--batch", "1e12"], "at most 1,048,576"),
+    ("engine_overhead", ["--batch", "1e12"], "at most 1,048,576"),  # every per-space benchmark's --batch
 ])
 def test_a_flag_beyond_what_the_script_can_do_is_one_line(parsers, capsys, script, args, says):
     with pytest.raises(SystemExit) as e:
