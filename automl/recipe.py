@@ -1042,16 +1042,23 @@ def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
 
 # data.* keys that only some datasets read: the datasets that read each
 DATASETS_READING = {"root": ("cifar10", "imagefolder"), "download": ("cifar10",), "workers": ("imagefolder",),
-                    "cutout": ("cifar10",)}
+                    "cutout": ("cifar10",), "synthetic": ("synthetic",)}
 
 
 def _ignored_by_dataset(d: DataConfig, filename: str) -> None:
-    """A warning for each data key set that the recipe's dataset does not read (a recipe written for
-    cifar10 run with data.dataset=digits keeps its root; refusing it would make that override fail)."""
+    """A warning for each data key set to another value than its default that the recipe's dataset does not read
+    (a recipe written for cifar10 run with data.dataset=digits keeps its root; refusing it would make that override
+    fail); of a section (data.synthetic), each of its keys that differs, named (a recipe.resolved.yaml, which writes
+    every key, warns of the values its recipe set)."""
     for key, readers in DATASETS_READING.items():
-        if getattr(d, key) and d.dataset not in readers:
-            _logger.warning(f"warning: {filename}: data.{key} applies to dataset {' and '.join(readers)} only; "
-                            f"dataset {d.dataset} ignores it")
+        value, default = getattr(d, key), DataConfig.model_fields[key].get_default(call_default_factory=True)
+        if value == default or d.dataset in readers:
+            continue
+        keys = [f"data.{key}.{k}" for k in type(value).model_fields if getattr(value, k) != getattr(default, k)] \
+            if isinstance(value, BaseModel) else [f"data.{key}"]
+        one = len(keys) == 1
+        _logger.warning(f"warning: {filename}: {', '.join(keys)} appl{'ies' if one else 'y'} to dataset "
+                        f"{' and '.join(readers)} only; dataset {d.dataset} ignores {'it' if one else 'them'}")
 
 
 class _Ignored(NamedTuple):

@@ -25,21 +25,24 @@ from automl.pipeline.context import RunContext
 from automl.pipeline.state import CKPT_FORMAT, RunState
 from automl.recipe import ADDED_KEYS, DATASETS_READING
 from automl.train.checkpoint import CheckpointStore
-from automl.train.data import split_seed
+from automl.train.data import NATIVE_SIZE, split_seed
 
-__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "weights_fingerprint",
-           "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences", "check_fits",
-           "check_resumed"]
+__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS",
+           "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences",
+           "check_fits", "check_resumed"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
 # recorded as the split it makes (weights_fingerprint)
 DATA_NOT_IN_WEIGHTS = {"theta_batch_size", "test_batch_size", "workers", "download", "split_seed"}
 # data.* keys that only some data sets read, with the data sets that read each (the recipe's list, which warns of
-# one set for another data set, and the synthetic data set's shape): a key that neither of two runs' data sets reads
+# one set for another data set: data.synthetic, cutout, ...): a key that neither of two runs' data sets reads
 # trained nothing in either, so the --supernet check leaves it out (:func:`differences`, ``only_read``); the
 # fingerprint still records it, as every run before did (its digest stays that of the same settings)
-DATA_READ_BY = {**DATASETS_READING, "synthetic": ("synthetic",)}
+DATA_READ_BY = DATASETS_READING
+# data.synthetic keys the weights do not depend on: the test images are drawn after the training images, from the
+# same generator (automl/train/data.py, _make_synthetic), so their number leaves D_W and D_theta as they are
+SYNTHETIC_NOT_IN_WEIGHTS = {"num_test"}
 # data sets that data.root only locates (a copy elsewhere is the same data); an imagefolder's root names its data
 ROOT_ONLY_LOCATES = {"digits", "cifar10", "synthetic"}
 # the space file's key: what it says, or (runs recorded before space_digest) the sha256 of its bytes
@@ -98,6 +101,31 @@ def _unread(theirs: dict[str, Any], ours: dict[str, Any]) -> set[str]:
     return {f"data.{key}" for key, readers in DATA_READ_BY.items() if datasets.isdisjoint(readers)}
 
 
+def _synthetic(fp: dict[str, Any], key: str) -> Any:
+    """``data.synthetic.KEY`` of ``fp``: in its ``data.synthetic`` mapping (a fingerprint), or flattened (a
+    recipe); None when absent."""
+    section = fp.get("data.synthetic")
+    return section.get(key) if isinstance(section, dict) else fp.get(f"data.synthetic.{key}")
+
+
+def _as_trained(fp: dict[str, Any], native_size: bool) -> dict[str, Any]:
+    """``fp`` as its weight phase read it: ``data.synthetic`` without :data:`SYNTHETIC_NOT_IN_WEIGHTS`, and with
+    ``native_size`` ``data.image_size`` null as the size it stands for, the data set's native size
+    (:data:`~automl.train.data.NATIVE_SIZE`; synthetic: ``data.synthetic.size``): the images come at it unresized,
+    as with that size given (an elastic resolution's sizes are resized from it, as the space says)."""
+    fp = dict(fp)
+    dataset = fp.get("data.dataset")
+    if native_size and "data.image_size" in fp and fp["data.image_size"] is None:
+        native = _synthetic(fp, "size") if dataset == "synthetic" else NATIVE_SIZE.get(dataset)
+        if native is not None:
+            fp["data.image_size"] = native
+    if isinstance(fp.get("data.synthetic"), dict):
+        fp["data.synthetic"] = {k: v for k, v in fp["data.synthetic"].items() if k not in SYNTHETIC_NOT_IN_WEIGHTS}
+    for key in SYNTHETIC_NOT_IN_WEIGHTS:  # a recipe flattened
+        fp.pop(f"data.synthetic.{key}", None)
+    return fp
+
+
 def _within(key: str, keys: set[str]) -> bool:
     """Whether ``key`` is one of ``keys`` or in a section of them (``data.synthetic.size``, a recipe flattened)."""
     return key in keys or key.rsplit(".", 1)[0] in keys
@@ -109,8 +137,12 @@ def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | 
     (:data:`ROOT_ONLY_LOCATES`: a copy at another path trained the same weights), and ``space_args`` as
     ``space_args.NAME`` per parameter with the value the compiler reads (by this space file, defaults included,
     when both were recorded for what it says and parse against it; else as numbers, the arguments given alone).
-    ``only_read``: the data keys that neither side's data set reads (:func:`_unread`) left out of both."""
+    ``only_read``: both as their weight phases read them (:func:`_as_trained`: data.image_size null as the native
+    size where the other side gives a size, the synthetic set's test size left out), and the data keys that
+    neither side's data set reads (:func:`_unread`) left out of both."""
     unread = _unread(theirs, ours) if only_read else set()
+    # two nulls: each data set at its native size, which data.dataset and data.synthetic compare
+    native_size = any(fp.get("data.image_size") is not None for fp in (theirs, ours))
     if theirs.get(SPACE_DIGEST) != ours.get(SPACE_DIGEST):  # its defaults may not be this file's
         space_path = None
     out = []
@@ -124,6 +156,8 @@ def _effective(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path | 
             fp.setdefault("data.split_seed", fp["seed"])
         if fp.get("data.dataset") in ROOT_ONLY_LOCATES:  # where the data is, as runs recorded it before
             fp.pop("data.root", None)
+        if only_read:
+            fp = _as_trained(fp, native_size)
         out.append({k: v for k, v in fp.items() if not _within(k, unread)})
     args = [fp.pop("space_args", None) or {} for fp in out]
     same = {k: str(v) for k, v in args[0].items()} == {k: str(v) for k, v in args[1].items()}
@@ -139,9 +173,10 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path |
                 only_read: bool = False) -> list[str]:
     """``key: THEIRS there, OURS here`` for every key whose effective value differs (:func:`_effective`; a key
     one side lacks and no default fills counts as differing). ``space_path``: this run's space file, which
-    gives both sides' ``space_args`` their values. ``only_read``: leave out the data keys that neither side's
-    data set reads (data.cutout between two digits runs: the --supernet check); without it every key counts, as
-    ``--resume`` compares recipes."""
+    gives both sides' ``space_args`` their values. ``only_read`` (the --supernet check): compare what the weight
+    phases read (data.image_size null and 8 on digits are equal; data.synthetic.num_test counts for nothing) and
+    leave out the data keys that neither side's data set reads (data.cutout between two digits runs); without it
+    every key counts as recorded, as ``--resume`` compares recipes (whose fingerprint counts them so)."""
     theirs, ours = _effective(theirs, ours, space_path, only_read)
     out = []
     for k in [*ours, *(k for k in theirs if k not in ours)]:
