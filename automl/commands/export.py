@@ -18,9 +18,10 @@ from automl.dsl import load_space, space_digest
 from automl.errors import RecipeError, SpaceError, UserError
 from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, run_of, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
-from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number
+from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number, plain_name
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
+from automl.pipeline.reuse import ROOT_ONLY_LOCATES
 from automl.pipeline.run import RESOLVED
 from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
@@ -62,10 +63,10 @@ def main(args) -> int:
         print(warning, file=sys.stderr)
     check_opset(args.opset)
     owner = _check_out(args)
-    weights, supernet_state, trained_on, same_data = _weights(args, compiled, arch, se, recorded)
+    weights, supernet_state, trained_on, fingerprint = _weights(args, compiled, arch, se, recorded)
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
-    recipe, data = _recipe_data(args, compiled, same_data) if getattr(args, "recipe", None) else (None, None)
+    recipe, data = _recipe_data(args, compiled, fingerprint) if getattr(args, "recipe", None) else (None, None)
     normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
@@ -114,7 +115,7 @@ def _check_out(args) -> str | None:
                         f"writes its own models there; give another --out, or wait for the run to end")
     w = old.get("weights") if isinstance(old.get("weights"), dict) else {}
     file, source = w.get("file"), w.get("source")
-    if (not args.weights and isinstance(file, str) and file and isinstance(source, str)
+    if (not args.weights and plain_name(file) and isinstance(source, str)
             and source not in _UNTRAINED and (Path(args.out) / file).is_file()):
         kept = Path(args.out) / file
         raise UserError(f"--out {args.out} holds an exported network with trained weights ({kept}, weights: "
@@ -152,11 +153,12 @@ def _se(args, recorded: dict | None) -> float:
 
 
 def _weights(args, compiled, arch, se, recorded: dict | None
-             ) -> tuple[dict | None, dict | None, str | None, str | None]:
+             ) -> tuple[dict | None, dict | None, str | None, dict | None]:
     """(a stand-alone network's state_dict, a supernet's, the data set a run's checkpoint records its supernet was
-    trained on, the data set the export's must be: that one, or None where the run reused the supernet of other
-    settings with --supernet-force) from ``--weights``; (None, None, None, None) without it. ``recorded``: the
-    manifest given as ``--arch``, whose data set is checked against the checkpoint's."""
+    trained on, the checkpoint's ``weights_fingerprint`` that the export's data must agree with: None where the
+    run reused the supernet of other settings with --supernet-force) from ``--weights``; (None, None, None, None)
+    without it. ``recorded``: the manifest given as ``--arch``, whose data set is checked against the
+    checkpoint's."""
     if not args.weights:
         return None, None, None, None
     obj = load_checkpoint(args.weights)
@@ -180,7 +182,7 @@ def _weights(args, compiled, arch, se, recorded: dict | None
         trained_on = fp.get("data.dataset") if isinstance(fp, dict) else None
         if not forced:
             _manifest_data_set(args, recorded, trained_on)
-        return None, state, trained_on, None if forced else trained_on
+        return None, state, trained_on, None if forced or not isinstance(fp, dict) else fp
     return state, None, None, None
 
 
@@ -228,12 +230,37 @@ def _manifest_data_set(args, recorded: dict | None, trained_on: str | None) -> N
     that of another data set than the one the supernet of ``--weights`` was trained on (``trained_on``) is refused:
     the export would record it for weights trained on other images."""
     kept = (recorded or {}).get("dataset")
-    if trained_on is None or kept is None or kept == trained_on:
+    if trained_on is None or kept == trained_on:
+        return
+    if kept is None:
+        _manifest_normalize(args, recorded, trained_on)
         return
     raise UserError(f"--arch {args.arch} records data set {kept} (its \"dataset\"), but --weights {args.weights} "
                     f"holds a supernet trained on {trained_on} (the checkpoint's data.dataset): this export would "
                     f"record {kept}'s input normalisation for it; give --arch a plain ARCH.json of the same choices "
                     f"({{\"choices\": [...]}} as in the manifest), or the weights exported with that manifest")
+
+
+def _manifest_normalize(args, recorded: dict | None, trained_on: str) -> None:
+    """A manifest given as ``--arch`` that records no data set (an export of an automl before manifests recorded
+    it) but an input normalisation: one that is not the normalisation of ``trained_on``'s images (the data set
+    the supernet of ``--weights`` was trained on) describes a network of another data set, and is refused as
+    :func:`_manifest_data_set` refuses one that names it. The data sets' normalisations are far apart (digits:
+    one channel; cifar10 and imagefolder: other constants; synthetic: none), so a loose tolerance tells them
+    apart whatever float rounding an earlier automl recorded."""
+    kept = (recorded or {}).get("normalize")
+    if kept is None or trained_on not in DATASETS:
+        return
+    theirs = normalization(trained_on)
+    if theirs is not None and _same_normalize(kept, theirs, rel_tol=0.02):
+        return
+    said = f"normalises them with {_show(theirs)}" if theirs is not None else "does not normalise them"
+    raise UserError(f"--arch {args.arch} records normalize {_show(kept)} and no data set (an export of an earlier "
+                    f"automl), but --weights {args.weights} holds a supernet trained on {trained_on} (the "
+                    f"checkpoint's data.dataset), which {said}: the manifest describes a network of another data "
+                    f"set, whose normalisation this export would record for these weights; give --arch a plain "
+                    f"ARCH.json of the same choices ({{\"choices\": [...]}} as in the manifest), or the weights "
+                    f"exported with that manifest")
 
 
 def _no_supernet(path: str, obj: dict) -> None:
@@ -261,11 +288,16 @@ def _normalize(args, recorded: dict | None, data) -> dict | None:
     theirs = getattr(data, "normalize", None)
     if kept is None or theirs is None:
         return kept if kept is not None else theirs
-    if any(len(kept[k]) != len(theirs[k]) or not all(math.isclose(float(a), float(b), rel_tol=1e-6)
-                                                      for a, b in zip(kept[k], theirs[k])) for k in ("mean", "std")):
+    if not _same_normalize(kept, theirs):
         raise UserError(f"--recipe {args.recipe}: its data is normalised with {_show(theirs)}, the network of "
                         f"--arch {args.arch} with normalize {_show(kept)}; give the recipe it was trained with")
     return kept
+
+
+def _same_normalize(a: dict, b: dict, rel_tol: float = 1e-6) -> bool:
+    """Whether two input normalisations have as many channels and the same means and stds (within ``rel_tol``)."""
+    return all(len(a[k]) == len(b[k]) and all(math.isclose(float(x), float(y), rel_tol=rel_tol)
+                                              for x, y in zip(a[k], b[k])) for k in ("mean", "std"))
 
 
 def _dataset(args, recorded: dict | None, data) -> str | None:
@@ -337,9 +369,22 @@ def _report(args, manifest: dict, supernet_state, calibration) -> None:
     if q is not None and q.get("error"):
         print(f"int8: not quantised, the fp32 model is kept: {q['error']}")
     elif q is not None:
-        print(f"int8: {q['file']} ({q['size_bytes'] / q['fp32_size_bytes']:.2f}x the size, "
-              f"{manifest['latency']['int8_ms']:.3g} ms here, test accuracy {format_accuracy(q['test_accuracy'])} "
-              f"vs fp32 {format_accuracy(q['fp32_test_accuracy'])})")
+        print(f"int8: {q['file']} ({_int8_figures(q, manifest.get('latency') or {})})")
+
+
+def _int8_figures(q: dict, latency: dict) -> str:
+    """The figures of a quantised model's manifest entry ``q`` that it records (a quantisation without test
+    batches records no accuracies; an earlier automl's entry may lack a size)."""
+    size, fp32 = q.get("size_bytes"), q.get("fp32_size_bytes")
+    parts = [f"{size / fp32:.2f}x the size"] if finite_number(size) and finite_number(fp32) and fp32 > 0 else []
+    if finite_number(latency.get("int8_ms")):
+        parts.append(f"{latency['int8_ms']:.3g} ms here")
+    if "test_accuracy" in q or "fp32_test_accuracy" in q:
+        parts.append(f"test accuracy {format_accuracy(q.get('test_accuracy'))} vs fp32 "
+                     f"{format_accuracy(q.get('fp32_test_accuracy'))}")
+    else:
+        parts.append("not tested: no test batches")
+    return ", ".join(parts)
 
 
 def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
@@ -360,18 +405,41 @@ def _not_exported_weights(path: str, obj: dict, arch: str) -> None:
                     f"export that network again, or a run's checkpoint RUN/checkpoints/ckpt-….pt to inherit")
 
 
-def _recipe_data(args, compiled, trained_on: str | None):
+def _recipe_data(args, compiled, fingerprint: dict | None):
     """``--recipe`` and its data (on the CPU): its data set checked against the one ``--weights``' checkpoint
-    records (``trained_on``) before its data is read, the data against the space's input shape and classes."""
+    records (its ``fingerprint``'s ``data.dataset``) before its data is read, the data against the space's input
+    shape and classes; an image folder at another path than the checkpoint's is said in a note."""
     path = args.recipe
     r = load_recipe(path)
-    _same_data_set(args, r, trained_on)
+    _same_data_set(args, r, (fingerprint or {}).get("data.dataset"))
     data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
     if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:
         raise UserError(f"--recipe {path}: its data gives inputs {tuple(data.input_shape)} with "
                         f"{data.num_classes} classes, the space takes {tuple(compiled.input_shape)} with "
                         f"{compiled.num_classes}; use the --set values the data needs")
+    note = _moved_data_note(args, r, fingerprint)
+    if note:
+        print(note, file=sys.stderr)
     return r, data
+
+
+def _moved_data_note(args, recipe, fingerprint: dict | None) -> str | None:
+    """The note (None: nothing to say) for a recipe whose ``data.root`` is another folder than the one the
+    checkpoint's supernet was trained on (its ``fingerprint``'s ``data.root``, recorded for the data sets whose
+    root names the data: an image folder; an absolute path, as a recipe's are resolved): a moved copy is the same
+    data, but a wrong folder would recalibrate BatchNorm on, and test, other images without a word."""
+    recorded, ours = (fingerprint or {}).get("data.root"), recipe.data_root
+    if (recipe.data.dataset in ROOT_ONLY_LOCATES or (fingerprint or {}).get("data.dataset") != recipe.data.dataset
+            or not isinstance(recorded, str) or not recorded or ours is None):
+        return None
+    theirs = Path(os.path.expanduser(recorded))
+    if not theirs.is_absolute() or theirs.resolve() == ours.resolve():
+        return None
+    uses = "recalibrate BatchNorm, calibrate int8" if getattr(args, "quantize", None) else "recalibrate BatchNorm"
+    return (f"note: --recipe {args.recipe} reads its images from {ours} (data.root), but --weights {args.weights} "
+            f"holds a supernet trained on those in {theirs} (the checkpoint's data.root): this export uses the "
+            f"images in {ours} to {uses} and test the network; if that folder is not a copy of the same images, "
+            f"give the recipe with data.root {theirs}")
 
 
 def _same_data_set(args, recipe, trained_on: str | None) -> None:

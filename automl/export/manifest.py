@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any
 
 from timm.data.transforms import str_to_interp_mode
@@ -21,7 +21,7 @@ from automl.export.timm_spec import timm_kwargs_problem
 from automl.train.data import DATASETS
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "INT8_NAME", "write_manifest", "read_manifest", "check_recorded",
-           "check_channels", "finite_number", "export_again", "manifest_error", "error_entry"]
+           "check_channels", "finite_number", "plain_name", "export_again", "manifest_error", "error_entry"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -64,7 +64,7 @@ def read_manifest(out_dir: str | os.PathLike, require: tuple[str, ...] = ()) -> 
     problem = timm_kwargs_problem(manifest["timm_kwargs"]) if manifest.get("timm_kwargs") is not None else None
     if problem:
         raise manifest_error(Path(out_dir), manifest, "timm_kwargs", problem)
-    for field, check in (("onnx", _onnx_problem), ("int8", _int8_problem)):
+    for field, check in (("onnx", _onnx_problem), ("int8", _int8_problem), ("weights", _weights_problem)):
         wrong = check(manifest[field]) if isinstance(manifest.get(field), dict) else None
         if wrong:
             raise manifest_error(Path(out_dir), manifest, f"{field}.{wrong[0]}", wrong[1])
@@ -91,7 +91,7 @@ def export_again(out_dir: Path, manifest: dict[str, Any]) -> str:
     spaces += [Path(v) for v in [manifest.get("space")] if isinstance(v, str) and v]
     space = next((str(p) for p in spaces if p.is_file()), "SPACE")
     file = (manifest.get("weights") if isinstance(manifest.get("weights"), dict) else {}).get("file")
-    weights = out_dir / (file if isinstance(file, str) and file else "model.safetensors")
+    weights = out_dir / (file if plain_name(file) else "model.safetensors")
     how = f"automl export {space} --arch {out_dir / MANIFEST_NAME} --out {out_dir}"
     return how.replace(" --out", f" --weights {weights} --out") if weights.is_file() else how
 
@@ -126,9 +126,10 @@ _RECORDED = {
                    "an object of the space's --set values ({\"width\": \"0.5\"})"),
     "search_cost": (lambda v: isinstance(v, dict) and all(finite_number(x) for x in v.values()),
                     "an object of costs ({\"params\": 12345.0})"),
-    "weights": (lambda v: isinstance(v, dict)
-                and all(isinstance(v.get(k), (str, type(None))) for k in ("file", "source")),
-                "an object ({\"file\": \"model.safetensors\", \"format\", \"source\"})"),
+    "weights": (lambda v: isinstance(v, dict) and isinstance(v.get("source"), (str, type(None)))
+                and (v.get("file") is None or plain_name(v["file"])),
+                "an object ({\"file\": \"model.safetensors\", \"format\", \"source\"}; its file a name in the "
+                "export folder)"),
     "normalize": (lambda v: isinstance(v, dict) and _numbers(v.get("mean")) and _numbers(v.get("std"), True)
                   and len(v["mean"]) == len(v["std"]),
                   "{\"mean\": [...], \"std\": [...]}: one number per input channel, every std > 0"),
@@ -153,6 +154,16 @@ def _nonblank(v) -> bool:
     return isinstance(v, str) and bool(v.strip())
 
 
+def plain_name(v) -> bool:
+    """A file name inside a folder (``model.onnx``): not blank, no folder part (``/`` or ``\\``, a drive), not
+    ``.`` or ``..``, so that ``folder / v`` is a file of that folder; the file names a manifest records are."""
+    return (_nonblank(v) and v not in (".", "..") and "\0" not in v and Path(v).name == v
+            and PureWindowsPath(v).name == v)
+
+
+_NOT_PLAIN = "must be the name of a file in the export folder, not a path"
+
+
 def _decodes(arch_def) -> bool:
     """A timm ``arch_def`` (stages of block strings) that timm's decoder reads."""
     if not (isinstance(arch_def, list) and all(isinstance(st, list) and all(isinstance(b, str) for b in st)
@@ -174,7 +185,8 @@ _READ = {
     "se": _RECORDED["se"],
     "space_args": _RECORDED["space_args"],
     "space": (lambda v: isinstance(v, str), "the path of the space file"),
-    "space_file": (lambda v: isinstance(v, str), "the name of the space file copied into the export folder"),
+    "space_file": (lambda v: v == "" or plain_name(v),
+                   "the name of the space file copied into the export folder (space.space), not a path"),
     "params": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
                "the network's parameter count (a whole number)"),
     "weights": (lambda v: isinstance(v, dict) and ("file" not in v or _nonblank(v["file"])),
@@ -212,6 +224,8 @@ def _onnx_problem(entry: dict) -> tuple[str, str] | None:
     """(key, what is wrong) of an ``onnx`` entry (an object, its file or error checked by ``_READ``) whose
     other fields are not what an export writes: a failed export's entry that names a file, a test accuracy that
     is not one; None when it is well formed."""
+    if entry.get("file") is not None and not plain_name(entry["file"]):
+        return "file", f"{_NOT_PLAIN} (model.onnx), got {_shown(entry['file'])}"
     if entry.get("file") is not None and entry.get("error") is not None:
         return "error", (f"is {_shown(entry['error'])}, a failed export's reason, but \"onnx.file\" names the model "
                          f"exported: an entry is either {{\"file\": \"model.onnx\", ...}} or {{\"file\": null, "
@@ -241,6 +255,14 @@ def _int8_problem(entry: dict) -> tuple[str, str] | None:
         if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
             return key, f"must be the model file's size, a whole number of bytes, got {_shown(v)}"
     return _accuracy_problem(entry, "test_accuracy") or _accuracy_problem(entry, "fp32_test_accuracy")
+
+
+def _weights_problem(entry: dict) -> tuple[str, str] | None:
+    """(key, what is wrong) of a ``weights`` entry (an object whose ``file``, when present, is a text: ``_READ``)
+    whose ``file`` is a path rather than the name of a file in the export folder; None when it is one."""
+    if "file" in entry and not plain_name(entry["file"]):
+        return "file", f"{_NOT_PLAIN} (model.safetensors), got {_shown(entry['file'])}"
+    return None
 
 
 def check_recorded(manifest: dict[str, Any], source: str) -> None:

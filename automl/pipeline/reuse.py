@@ -27,7 +27,7 @@ from automl.recipe import ADDED_KEYS, DATASETS_READING
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import NATIVE_SIZE, split_seed
 
-__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS",
+__all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS", "ROOT_ONLY_LOCATES",
            "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences",
            "check_fits", "check_resumed"]
 
