@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import re
 import shlex
 import signal
@@ -165,13 +166,14 @@ def _stopping_start_up(info: DistInfo):
         yield
 
 
-def _stopped_starting(e: StoppedStarting, out: Path | None, again: str) -> None:
-    """Say on standard error (a terminal that hung up: nothing) what a signal during start-up left."""
+def _stopped_starting(e: StoppedStarting, out: Path | None, again: str, claimed: Path | None) -> None:
+    """Say on standard error (a terminal that hung up: nothing) what a signal during start-up left; ``claimed``:
+    the run folder this command chose and created (not a ``--out``), which :func:`_drop_unused` removes."""
     name = signal.Signals(e.signum).name
     if out is not None and not CheckpointStore(out / "checkpoints").missing():
         text = f"stopped by {name} while the run started; its checkpoints are as they were. Continue with: {again}"
     else:
-        gone = f" ({out} removed)" if out is not None and not out.exists() else ""
+        gone = f" ({claimed} removed)" if claimed is not None and not claimed.exists() else ""
         text = (f"stopped by {name} while the run started, before its first checkpoint: nothing to resume{gone}; "
                 f"start the run again")
     try:
@@ -194,6 +196,25 @@ def _say_finished(signum: int, out: Path, info: DistInfo, during_report: bool) -
         print(text, file=sys.stderr, flush=True)
     except OSError:
         pass
+
+
+def _ignore_signals() -> None:
+    """Ignore SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 (those a run catches) from now on; one whose handler
+    cannot be set (not the main thread) is left as it is."""
+    for sig in SIGNALS:
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
+
+
+def _finished_exit_ignores_signals() -> None:
+    """A finished run's process ignores the signals a run catches once Python exits (``atexit``): unloading torch
+    takes seconds (4 s on a loaded 2-core machine), and a signal there would end the process with 128 + the signal
+    and no word, which a requeueing script takes for a stopped run; ignored, the process exits 0 on its own. The
+    seconds between the run's end and Python's exit are its own: a signal there is said (:func:`_say_finished`)."""
+    atexit.unregister(_ignore_signals)  # once per process, however many runs it made (tests)
+    atexit.register(_ignore_signals)
 
 
 def main(args) -> int:
@@ -242,11 +263,13 @@ def _run(args, recipe, info: DistInfo) -> int:
     except StoppedStarting as e:  # before the stages took over the signals, or after they all finished
         if run is not None and run.finished:  # told by the run itself: its report is written
             _say_finished(e.signum, out, info, during_report=False)
+            _finished_exit_ignores_signals()
             return 0
-        _stopped_starting(e, out, again)
+        _stopped_starting(e, out, again, claimed)
         raise Stopped(e.signum) from None
     finally:
         shutdown_distributed()
     if run.late_signal:  # caught by its stages as they wrote the report: they finished it
         _say_finished(run.late_signal, out, info, during_report=True)
+    _finished_exit_ignores_signals()
     return 0
