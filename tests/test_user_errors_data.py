@@ -12,6 +12,7 @@ import pytest
 
 from automl.errors import DataError
 from automl.recipe import DataConfig
+import automl.train.data as data_module
 from automl.train.data import build_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,9 @@ def folder_cfg(root, **kw):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_corrupt_image_is_a_data_error_naming_the_file(tmp_path, workers):
+def test_corrupt_image_is_a_data_error_naming_the_file(tmp_path, monkeypatch, workers):
+    """Met when its batch comes up (a large folder, where build_data checks only a sample)."""
+    monkeypatch.setattr(data_module, "CHECK_FILES", 0)
     write_images(tmp_path)
     bad = tmp_path / "train" / "a" / "bad.png"
     bad.write_text("garbage")
@@ -53,7 +56,8 @@ def test_corrupt_image_is_a_data_error_naming_the_file(tmp_path, workers):
 
 
 @pytest.mark.heavy  # a run over an ImageFolder of generated JPEGs: 10 s
-def test_truncated_image_in_val_is_a_data_error(tmp_path):
+def test_truncated_image_in_val_is_a_data_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_module, "CHECK_FILES", 0)  # met when the test set is read (a large folder's)
     write_images(tmp_path)
     good = tmp_path / "val" / "b" / "0.png"
     good.write_bytes(good.read_bytes()[:60])

@@ -55,6 +55,7 @@ from PIL import Image, UnidentifiedImageError
 
 from automl.nn.resize import resize_input
 from automl.errors import DataError
+from automl.train.distributed import said_by_this_rank
 from automl.recipe import DataConfig
 
 __all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "cutout", "NATIVE_SIZE", "DIGITS_CSV",
@@ -298,17 +299,19 @@ class _BadImage:
     def error(self) -> DataError:
         if self.denied:
             return DataError(f"cannot read the image {self.path}: {_DENIED_FILE}; {_make_readable(self.path)}")
-        return DataError(f"cannot read the image {self.path}: {self.reason}; remove or replace it (every file in "
-                         f"a class folder of <root>/train and <root>/val must be an image)")
+        return DataError(f"cannot read the image {self.path}: {self.reason}; remove or replace it ({_IMAGE_RULE})")
 
 
-def _read_image(path: str):
+def _read_image(path: str, reduced: bool = False):
     """The image at ``path`` as RGB (as torchvision's PIL loader reads it, except that a 16-bit grayscale image
     is scaled to 8 bits first, where PIL's conversion would clip it to white), or a :class:`_BadImage` saying
-    why it cannot be read."""
+    why it cannot be read. ``reduced``: a JPEG decoded at 1/8 of its size (PIL's draft mode, about 4 times
+    faster; every byte of it is still read, so a damaged or truncated file is still found), to check it."""
     try:
         with open(path, "rb") as f:
             img = Image.open(f)
+            if reduced:
+                img.draft("RGB", (1, 1))
             if img.mode in _SIXTEEN_BIT_MODES or (img.mode == "I" and img.format == "PNG"):
                 img = Image.fromarray((np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8).astype(np.uint8))
             return img.convert("RGB")
@@ -316,10 +319,54 @@ def _read_image(path: str):
         return _BadImage(path, "the file is empty (0 bytes)" if _is_empty(path) else "not an image file PIL can read")
     except PermissionError:
         return _BadImage(path, "permission denied", denied=True)
-    except OSError as e:  # truncated data, the file vanished
+    except OSError as e:  # truncated data, the file vanished, a symbolic link to nothing
+        if os.path.islink(path) and _leads_nowhere(path):
+            return _BadImage(path, f"it is a symbolic link to {os.readlink(path)}, which does not exist")
         return _BadImage(path, e.strerror or str(e))
     except (ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:  # PIL's decoders
         return _BadImage(path, str(e) or type(e).__name__)
+
+
+# How much of an image folder's train/ and val/ is decoded before a run, each, to check that its images can be read:
+# every image of a small folder, a sample drawn with a fixed seed of a larger one. Files and bytes rather than
+# seconds, so that every torchrun rank checks the same files and all stop on the same error. Decoded reduced
+# (:func:`_read_image`): about 0.3 ms a small JPEG (64 x 64), 1.4 ms an ImageNet-sized one (500 x 375, 55 KB), 80 ms
+# a 12-megapixel photo, so at most about 0.3 s for a folder of 1,000 small images and 1 s for 32 MiB of photos
+CHECK_FILES, CHECK_BYTES = 1000, 32 << 20
+
+
+def _check_images(folder: Path, samples: list[tuple[str, int]], files: int | None = None,
+                  size: int | None = None) -> int:
+    """Refuse images of ``folder`` (train/ or val/ of an image folder) that cannot be read, naming them: decodes
+    them in an order drawn from a fixed seed until all are read, or ``files`` of them, or ``size`` bytes, so that a
+    damaged file of a small folder, or files that are no images at all (Git LFS pointers, web pages saved as .jpg),
+    stop the run before it starts, not when the batch that holds one comes up, hours in (val/ is read only once the
+    search is over). Returns how many it read. ``files`` and ``size``: None for :data:`CHECK_FILES` and
+    :data:`CHECK_BYTES`."""
+    files, size = CHECK_FILES if files is None else files, CHECK_BYTES if size is None else size
+    g = torch.Generator().manual_seed(_seed_of(folder.name, "check"))
+    bad, checked, read = [], 0, 0
+    for i in torch.randperm(len(samples), generator=g)[:files].tolist():
+        img = _read_image(samples[i][0], reduced=True)
+        checked += 1
+        if isinstance(img, _BadImage):
+            bad.append(img)
+        try:
+            read += os.path.getsize(samples[i][0])
+        except OSError:
+            pass
+        if read > size:
+            break
+    _logger.debug("%s: %d of %d images checked, %d unreadable", folder, checked, len(samples), len(bad))
+    if len(bad) == 1:
+        raise bad[0].error()
+    if bad:
+        of = f"the {checked} images" if checked == len(samples) else f"{checked} images checked (of {len(samples)})"
+        fix = f"; {_make_readable(folder)}" if any(b.denied for b in bad) else ""
+        raise DataError(f"cannot read {len(bad)} of {of} in {folder}: "
+                        f"{_listed([f'{b.path} ({b.reason})' for b in bad], 5)}; remove or replace them "
+                        f"({_IMAGE_RULE}){fix}")
+    return checked
 
 
 def _is_empty(path: str) -> bool:
@@ -413,7 +460,9 @@ class FolderLoader(Loader):
     item's random transform is seeded from (seed, epoch, loader name, item) (:class:`_SeededItems`), so the
     images of an epoch, or of its rest after ``start`` batches, do not depend on the workers or on what ran
     before; the DataLoader's own seed comes from a private generator, not the process's. A file that is not a
-    readable image raises a :class:`DataError` naming it when its batch comes up, with or without workers."""
+    readable image raises a :class:`DataError` naming it when its batch comes up, with or without workers (said by
+    the torchrun rank that meets it); :func:`build_data` decodes the images of a small folder, and a sample of a
+    larger one's, before that (:func:`_check_images`)."""
 
     def __init__(self, name: str, dataset, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
                  device: torch.device, workers: int, rank: int = 0, world_size: int = 1):
@@ -434,8 +483,8 @@ class FolderLoader(Loader):
         with _stop_signals_held():  # the first epoch forks the workers here
             batches = iter(self._loader)
         for batch in batches:
-            if isinstance(batch, _BadImage):
-                raise batch.error()
+            if isinstance(batch, _BadImage):  # in this rank's share only: said by this rank (torchrun)
+                raise said_by_this_rank(batch.error())
             x, y = batch
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
@@ -653,6 +702,7 @@ def _does_not_exist(path: Path) -> str:
 
 
 _DENIED_FILE = "this user may not read it (permission denied)"
+_IMAGE_RULE = "every file in a class folder of <root>/train and <root>/val must be an image"
 _DENIED_FOLDER = "this user may not list the folder (permission denied)"
 
 
@@ -1171,6 +1221,27 @@ def _check_val_apart(root: Path, train: list[tuple[str, int]], val: list[tuple[s
                         f"to val/<class>/){f', in place of the link {link}' if link else ''}")
 
 
+def _check_no_linked_train_images(root: Path, train: list[tuple[str, int]], val: list[tuple[str, int]]) -> None:
+    """Refuse images of val/ that are symbolic links to images in train/'s class folders (a val/ made by linking a
+    share of each class's training images, not moving them): the test images would be training images. Only the
+    links are followed (one listing per folder of val/); a hard link or a copy is not found."""
+    in_train, images = _sample_folders(train), {path for path, _ in val}
+    linked = []
+    for d in _sample_folders(val).values():
+        with os.scandir(d) as it:
+            links = sorted(e.path for e in it if e.path in images and e.is_symlink())
+        linked += [(link, real) for link in links
+                   if os.path.dirname(real := os.path.realpath(link)) in in_train]
+    if linked:
+        n = len(linked)
+        are, what = ("are symbolic links", "images") if n > 1 else ("is a symbolic link", "an image")
+        shown = _listed([f"{link} (to {real})" for link, real in linked], 3)
+        raise DataError(f"{n} image{'s' * (n > 1)} of {root / 'val'} {are} to {what} of {root / 'train'}: {shown}; "
+                        f"the test images would be training images, and the test accuracy would measure how well the "
+                        f"network remembers them; move the images into val/<class>/ (mv, not ln -s), so that train/ "
+                        f"no longer holds them")
+
+
 def _different_classes(root: Path, train: list[str], val: list[str], layout: str) -> DataError:
     """The error for train/ and val/ of an image folder whose class folders differ: the names in one only (quoted,
     so a space at an end shows), and the pairs that differ only in case, in spaces at their ends or in how
@@ -1202,6 +1273,71 @@ def _different_classes(root: Path, train: list[str], val: list[str], layout: str
                      f"give both the same class folders{rename}; {layout}")
 
 
+# Names an image folder's train/ and val/ come under in other layouts (Kaggle's, Hugging Face's, a hand-made one),
+# compared in lower case: the folder found is named, to rename or link
+_SPLIT_NAMES = {"train": ("train", "training"),
+                "val": ("val", "valid", "validation", "validate", "eval", "evaluation", "test", "testing", "dev")}
+
+
+def _check_split_folders(root: Path, layout: str) -> None:
+    """Refuse an image folder ``root`` without the folders ``train`` and ``val``, naming what it holds instead:
+    a split folder of another name (``validation/``, ``Train/``), to rename or link, or the image folder one or
+    more levels down (a dataset extracted into a folder of its own), to set as data.root."""
+    for p in (root, root / "train", root / "val"):
+        if _exists(p) and not _is_dir(p):
+            what = f"data.root {p}" if p == root else str(p)
+            raise DataError(f"{what} is a file, not a folder; {layout}")
+    if not _is_dir(root):
+        raise DataError(f"image folder not found: {_does_not_exist(root)}; {layout}")
+    missing = [name for name in ("train", "val") if not _is_dir(root / name)]
+    if not missing:
+        return
+    try:
+        with os.scandir(root) as it:
+            folders = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        folders = []
+    renames = []
+    for name in missing:
+        found = [f for f in folders if f.casefold() in _SPLIT_NAMES[name] and f != name]
+        if found:
+            shown = " and ".join(f"{f}/" for f in found[:3])
+            kind = "training" if name == "train" else "held-out"
+            which = "it" if len(found) == 1 else f"the one that holds the {kind} images"
+            renames.append(f"{root} holds {shown} but no {name}/: rename {which} to {name}/ (mv {root / found[0]} "
+                           f"{root / name}) or link it as {name}/ (ln -s {found[0]} {root / name})")
+    if renames:
+        raise DataError(f"image folder not found: {'; '.join(renames)}; {layout}")
+    p = root / missing[0]
+    deeper = _image_folder_below(root)
+    hint = f"; {deeper} holds train/ and val/: set data.root={deeper}" if deeper else \
+        f"; {root} holds {CIFAR_DIR}/, CIFAR-10: for it, set data.dataset=cifar10" \
+        if missing[0] == "train" and _is_dir(root / CIFAR_DIR) else ""
+    raise DataError(f"image folder not found: {_does_not_exist(p)}{hint}; {layout}")
+
+
+def _image_folder_below(root: Path, depth: int = 3, budget: int = 64) -> Path | None:
+    """The first folder at most ``depth`` levels below ``root`` that holds both ``train/`` and ``val/`` (an image
+    folder extracted into a folder of its own, such as Kaggle's ILSVRC/Data/CLS-LOC), looking into at most
+    ``budget`` folders (``root`` may be a large folder of images); None when none is found."""
+    level = [root]
+    for _ in range(depth):
+        below = []
+        for folder in level:
+            try:
+                with os.scandir(folder) as it:
+                    below += sorted(Path(e.path) for e in it if not e.name.startswith(".") and e.is_dir())
+            except OSError:
+                continue
+            if len(below) > budget:
+                return None
+        for folder in below:
+            if _is_dir(folder / "train") and _is_dir(folder / "val"):
+                return folder
+        level = below
+    return None
+
+
 def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: torch.device, common) -> Data:
     """ImageNet-style ``root/train/<class>/*.jpg`` and ``root/val/<class>/*.jpg``."""
     from torchvision import datasets, transforms
@@ -1213,14 +1349,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
             and _is_dir(root.parent / "val"):
         raise DataError(f"data.root {root} is the image folder's {root.name}/ folder; set data.root={root.parent}, "
                         f"the folder that holds train/ and val/; {layout}")
-    for p in (root, root / "train", root / "val"):
-        if _exists(p) and not _is_dir(p):
-            what = f"data.root {p}" if p == root else str(p)
-            raise DataError(f"{what} is a file, not a folder; {layout}")
-        if not _is_dir(p):
-            cifar = f"; {root} holds {CIFAR_DIR}/, CIFAR-10: for it, set data.dataset=cifar10" \
-                if p == root / "train" and _is_dir(root / CIFAR_DIR) else ""
-            raise DataError(f"image folder not found: {_does_not_exist(p)}{cifar}; {layout}")
+    _check_split_folders(root, layout)
     normalize, crop = normalization("imagefolder"), eval_crop("imagefolder")
     norm = transforms.Normalize(normalize["mean"], normalize["std"])
     train_tf = transforms.Compose([transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip(),
@@ -1234,6 +1363,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     if train_set.classes != test_set.classes:
         raise _different_classes(root, train_set.classes, test_set.classes, layout)
     _check_val_apart(root, train_set.samples, test_set.samples)
+    _check_no_linked_train_images(root, train_set.samples, test_set.samples)
     limited = cfg.limit_train is not None and cfg.limit_train < len(train_set)
     kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
         else torch.arange(len(train_set))
@@ -1242,6 +1372,8 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     _check_shares(len(pos_w), len(pos_theta), cfg.theta_split, common["world_size"], str(root / "train"),
                   limited=limited)
     idx_w, idx_theta = kept[pos_w], kept[pos_theta]
+    _check_images(root / "val", test_set.samples)
+    _check_images(root / "train", [train_set.samples[i] for i in kept.tolist()])  # those data.limit_train keeps
 
     def loader(name, ds, idx, bs, shuffle):
         return FolderLoader(name, ds, idx, bs, shuffle=shuffle, device=device, workers=cfg.workers, **common)
