@@ -93,6 +93,8 @@ def _check_scalar(v: Any) -> Any:
     """Space parameters are scalars; say so once instead of one error per union member."""
     if v is None or isinstance(v, (dict, list, tuple, set)):
         raise ValueError("must be a number, a string or a boolean")
+    if isinstance(v, float) and not math.isfinite(v):  # .inf, .nan: no space parameter takes one
+        raise ValueError("must be a finite number, a string or a boolean")
     if isinstance(v, datetime.date):
         raise ValueError(f"must be a number, a string or a boolean, and YAML reads {v} as a date: put it in quotes "
                          f"to keep it as written")
@@ -283,6 +285,8 @@ def _auto_or(low: float, strict: bool):
                 x = None
         if isinstance(x, bool) or not isinstance(x, (int, float)) or (x <= low if strict else x < low):
             raise ValueError(f"must be 'auto' or a number {op} {low:g}")
+        if not math.isfinite(x):  # .inf: else pydantic's float refuses it as "auto or a finite number", garbled
+            raise ValueError(f"must be 'auto' or a finite number {op} {low:g}")
         return float(x)
 
     return check
@@ -407,6 +411,18 @@ class SearchConfig(_Config):
         return v
 
 
+# the largest float32: torch's optimisers step with the learning rate and weight decay as one (a larger one stops
+# the first step with an overflow)
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _fits_float32(v: float) -> float:
+    if v > FLOAT32_MAX:
+        raise ValueError(f"must be at most {FLOAT32_MAX:.4g}, the largest float32, which torch's optimiser takes it "
+                         f"as; check the value (a learning rate or a weight decay is rarely above 1)")
+    return v
+
+
 class OptimConfig(_Config):
     """The optimiser of the supernet weights W during the search."""
 
@@ -431,6 +447,11 @@ class OptimConfig(_Config):
     decay_epochs: float = Field(30, gt=0, description="step schedule: epochs between decays (fewer than "
                                 "search.weight_epochs)")
     grad_clip: float | None = Field(5.0, gt=0, description="gradient-norm clip; null: none")
+
+    @field_validator("lr", "warmup_lr", "weight_decay")
+    @classmethod
+    def _float32(cls, v: float) -> float:
+        return _fits_float32(v)
 
 
 class RetrainConfig(_Config):
@@ -467,6 +488,11 @@ class RetrainConfig(_Config):
     ema: float | None = Field(None, gt=0, lt=1, description="EMA decay of the evaluated weights; null: none")
     se: float = Field(0.0, ge=0, lt=1, description="squeeze-and-excitation ratio in MBConv blocks")
     grad_clip: float | None = Field(5.0, gt=0, description="gradient-norm clip; null: none")
+
+    @field_validator("lr", "warmup_lr", "weight_decay")
+    @classmethod
+    def _float32(cls, v: float) -> float:
+        return _fits_float32(v)
 
 
 class RankingConfig(_Config):
@@ -755,6 +781,9 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
             "encoding": f"not UTF-8 text (byte {e.detail}); save the recipe as UTF-8",
         }[e.reason]
         raise RecipeError(message, name, line=e.line) from None
+    if path.suffix.lower() == ".space":  # `automl run spaces/digits.space`: its first line is a YAML syntax error
+        raise RecipeError("is a search space (a .space file), not a recipe: give a recipe YAML file whose space: key "
+                          "names it (relative to the recipe's folder), such as a copy of recipes/quickstart.yaml", name)
     return parse_recipe(text, filename=name, base_dir=path.absolute().parent, overrides=overrides,
                         source=path.absolute())
 
@@ -786,6 +815,10 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
             path, value = _bad_merge(node)
             raise RecipeError(_MERGE_TAKES.format(kind=_node_kind(value)), filename, _dotted(path) or None,
                               line=mark.line + 1 if mark else None) from None
+        if isinstance(e, yaml.constructor.ConstructorError) and _flow_or_tag_hint(problem, None):
+            raise RecipeError(_flow_or_tag_hint(problem, None), filename, line=mark.line + 1 if mark else None,
+                              column=mark.column + 1 if mark else None,
+                              source_line=_source_line(mark) if mark else None) from None
         if isinstance(e, yaml.constructor.ConstructorError):  # !!python/object and friends: never built
             raise RecipeError(f"unsupported YAML tag ({problem}); a recipe holds plain values only, no "
                               f"Python objects", filename, line=mark.line + 1 if mark else None) from None
@@ -856,7 +889,8 @@ def _syntax_error(e: yaml.YAMLError, filename: str) -> RecipeError:
     mark, opened = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
     if mark is None or opened is not None and (_source_line(mark) is None or problem == _NO_COLON):
         mark = opened  # "seed:4" is found on the line after it
-    hint = _syntax_hint(problem, context, opened)
+    hint = (_after_quote(problem, getattr(e, "problem_mark", None)) or _syntax_hint(problem, context, opened)
+            or _flow_or_tag_hint(problem, context))
     if hint is None:
         hint = problem + (f" ({context} on line {opened.line + 1})" if context and opened is not None else "")
     if mark is None:
@@ -929,6 +963,48 @@ def _syntax_hint(problem: str, context: str | None, opened) -> str | None:
     m = re.fullmatch(r"found duplicate anchor '(.*)'; first occurrence", context or "")
     if m and problem == "second occurrence":
         return f"the anchor &{m.group(1)} is defined a second time (first{on}): give each anchor its own name"
+    return None
+
+
+def _after_quote(problem: str, mark) -> str | None:
+    """The hint for text after a quoted value's closing quote (``seed: "x" y``), which YAML reports as a block
+    that does not end (:func:`_syntax_hint` would blame the indentation); None for anything else."""
+    line = _source_line(mark) if mark is not None else None
+    if not problem.endswith("but found '<scalar>'") or line is None:  # <block end>, <document start> (an override)
+        return None
+    before = line[:mark.column].rstrip()
+    if not before.endswith(("'", '"')):
+        return None
+    return ("text after the closing quote of a value: put the whole value inside the quotes, or remove what "
+            "follows the quote")
+
+
+def _flow_or_tag_hint(problem: str, context: str | None) -> str | None:
+    """What the YAML syntax errors inside brackets (``[0,, 1]``, ``[1, - 2]``, ``{a: [}``), after a key (``lam: -
+    4``) and after a tag (``!!str}``) mean, and how to fix them; None for anything else."""
+    m = re.fullmatch(r"expected the node content, but found '(.*)'", problem)
+    if m and context == "while parsing a flow node":
+        found = m.group(1)
+        if found == ",":
+            return ("a ',' with no value before it (two commas together, or one right after '[' or '{'): remove "
+                    "the comma, or write the value that is missing")
+        if found == "-":
+            return "a list item ('- ') inside brackets: separate the items of [ ] or { } with ', ' ([a, b]), no '- '"
+        if found == "<stream end>":
+            return "the file ends before a bracket is closed: close each '[' with ']' and each '{' with '}'"
+        return (f"'{found}' where YAML expects a value: close each '[' with ']' and each '{{' with '}}', the last "
+                f"one opened first, and quote a value that holds brackets")
+    if problem == "sequence entries are not allowed here":
+        return ("a list item ('- ') right after a key: put each item on a line of its own below the key, indented "
+                "(key:, then   - item), or write the list in brackets ([a, b])")
+    if context == "while scanning a tag":
+        return ("YAML reads a value that starts with '!' as a tag, which is followed by a space and a value; a "
+                "recipe's values need no tags: remove the tag, or quote the value if it is text")
+    m = re.fullmatch(r"expected a (scalar|sequence|mapping) node, but found (scalar|sequence|mapping)", problem)
+    if m:  # !!str on a section, !!map on a list
+        kinds = {"scalar": "a single value", "sequence": "a list", "mapping": "a mapping"}
+        return (f"a YAML tag (such as !!str, !!int, !!seq, !!map) that makes {kinds[m.group(1)]} is given "
+                f"{kinds[m.group(2)]}; remove the tag: a recipe's values need none")
     return None
 
 
@@ -1021,6 +1097,58 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
     for warning in ignored:
         _logger.warning(warning)
     _cutout_fits(d, filename, node, applied)
+    _resized_fit(d, filename, node, applied)
+    _names_fit(recipe, filename, node, applied)
+
+
+# the longest name of a file or folder that file systems take (Linux's and macOS's NAME_MAX), in bytes
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 4096  # a whole path, its terminating NUL included (Linux's PATH_MAX)
+
+
+def _names_fit(recipe: Recipe, filename: str, node, applied) -> None:
+    """Refuse a path (space, data.root, supernet, search.cost_table, export.dir) with a file or folder name longer
+    than :data:`MAX_NAME_BYTES`, or longer as a whole than :data:`MAX_PATH_BYTES`, which file systems do not take:
+    looking at it would stop the run with "File name too long" naming no key."""
+    data = recipe.model_dump()
+    for keys in PATH_KEYS + (("export", "dir"),):
+        value = _at(data, keys)
+        unread = keys == ("data", "root") and recipe.data.dataset not in DATASETS_READING["root"]
+        if not isinstance(value, str) or unread:  # a data.root that the dataset does not read: warned of, not read
+            continue
+        long = next((part for part in Path(value).parts if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
+        if long is not None:
+            shown = f"{long[:20]}...{long[-10:]}"
+            _refuse(keys, f"the name {shown!r} in this path is {len(os.fsencode(long)):,} bytes long, more than file "
+                    f"systems take ({MAX_NAME_BYTES}); check the path", filename, node, applied)
+        if len(os.fsencode(value)) >= MAX_PATH_BYTES:
+            _refuse(keys, f"this path is {len(os.fsencode(value)):,} bytes long, more than file systems take (Linux's "
+                    f"{MAX_PATH_BYTES:,}, with its end); check the path", filename, node, applied)
+
+
+# the images of the datasets held in memory as one tensor, which data.image_size resizes whole when the run starts:
+# digits' 1,797 (1,437 train + 360 test, automl/train/data.py) of one channel, synthetic's as data.synthetic says
+DIGITS_IMAGES = 1797
+# the most numbers such a resized dataset may hold: 2^31 (8 GiB of float32), as data.synthetic's own shape
+MAX_RESIZED = 2**31
+
+
+def _resized_fit(d: DataConfig, filename: str, node, applied) -> None:
+    """Refuse a data.image_size that resizes a dataset held in memory (digits, synthetic) into more than
+    :data:`MAX_RESIZED` numbers: the run would fail allocating it (or take all the machine's memory) at its start."""
+    if d.image_size is None or d.dataset not in ("digits", "synthetic"):
+        return
+    images, channels = ((DIGITS_IMAGES, 1) if d.dataset == "digits" else
+                        (d.synthetic.num_train + d.synthetic.num_test, d.synthetic.channels))
+    n = images * channels * d.image_size ** 2
+    if n > MAX_RESIZED:
+        most = math.isqrt(MAX_RESIZED // (images * channels))
+        what = (f"digits' {DIGITS_IMAGES:,} images" if d.dataset == "digits" else
+                f"the synthetic dataset's {images:,} images (num_train + num_test) of {channels} channel"
+                f"{'s' * (channels != 1)}")
+        _refuse(("data", "image_size"), f"{d.image_size} resizes {what} to {n:.3g} numbers, more than 2^31 (8 GiB), "
+                f"all held in memory; set data.image_size to at most {most}, or null for the native size",
+                filename, node, applied)
 
 
 def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
@@ -1270,8 +1398,10 @@ def _override_hint(e: yaml.YAMLError, key: str, text: str) -> str:
     """What a YAML syntax error in an override's value means, and how to fix it (:func:`_syntax_hint`, as in a
     recipe file, with the value's own wording where a file's would mislead)."""
     problem, context = str(getattr(e, "problem", None) or e), getattr(e, "context", None)
-    start = text[:1]
-    if problem.startswith("found character '\\t'"):
+    start, after_quote = text[:1], _after_quote(problem, getattr(e, "problem_mark", None))
+    if after_quote:
+        hint = after_quote
+    elif problem.startswith("found character '\\t'"):
         hint = "the value holds a tab character, which YAML does not allow there: replace it with a space, or quote it"
     elif problem.startswith("expected '<document start>'") and start == "%":
         hint = "YAML reads a value that starts with % as a directive: quote the value ('%...')"
@@ -1286,7 +1416,8 @@ def _override_hint(e: yaml.YAMLError, key: str, text: str) -> str:
         hint = (f"YAML reads ': ' as a key's colon: quote the value, or give a mapping in braces "
                 f"({key}={{KEY: VALUE}})")
     else:
-        hint = _syntax_hint(problem, context, None) or f"{problem}; check the value, or quote it if it is text"
+        hint = (_syntax_hint(problem, context, None) or _flow_or_tag_hint(problem, context)
+                or f"{problem}; check the value, or quote it if it is text")
     if "quote" in hint and text.isprintable() and not set("'\"") & set(text):
         hint += f"; on the command line, in double quotes: \"{key}='{text}'\""
     return hint
@@ -1634,6 +1765,8 @@ def file_line(recipe: Recipe, path: tuple[str, ...]) -> int | None:
     for k in path:
         data = data.get(k) if isinstance(data, dict) else None
         ours = ours.get(k) if isinstance(ours, dict) else None
+    if tuple(path) in PATH_KEYS and isinstance(data, str) and data:  # the file's relative to it, the recipe's resolved
+        data = str(_resolve(data, recipe.base_dir))
     return _line_of(node, path) if data is not None and data == ours else None
 
 

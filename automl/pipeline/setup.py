@@ -302,6 +302,13 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
         keys = ("retrain", "space_args", e.name) if own else ("space_args", e.name)
         got = "" if e.value is None else f", got {e.value!r}"
         raise _recipe_error(recipe, keys, f"{e.problem}{got} (space {recipe.space_path})") from None
+    except OSError as e:  # a name too long, a folder on the way this user may not enter: named as the recipe's space
+        if e.filename is None:
+            raise
+        name = str(e.filename)
+        shown = name if len(name) <= 100 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
+        raise _recipe_error(recipe, ("space",), f"{shown}: {e.strerror or e}; check the path (and the permissions "
+                                                f"of its folders)") from None
 
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
