@@ -25,7 +25,8 @@ def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     templates: dict[str, ir.CellTemplate] = {}
     for t in r.space.cells:
         if t.name in templates:
-            raise r.err(f"duplicate cell {t.name!r} (first at line {templates[t.name].pos.line})", t.pos)
+            raise r.err(f"duplicate cell {t.name!r} (first at line {templates[t.name].pos.line}); rename or remove "
+                        f"one of them", t.pos)
         if is_op_name(t.name) and get_op(t.name).reduction:
             raise r.err(f"cell {t.name!r} has the name of a fixed reduction block, which a `cells` layout can "
                         f"also name; pick another name", t.pos)
@@ -221,7 +222,8 @@ def _template_inputs(r: Resolver, t: ir.CellTemplate) -> tuple[ir.Name, ...]:
                         f"are the names of their sources, so a metric entry `{nm.name} = VALUE` and `space show` "
                         f"could not tell the source {nm.name!r} from the op; pick another name", nm.pos)
     if len(inputs) == 2 and inputs[0].name == inputs[1].name:
-        raise r.err(f"duplicate input name {inputs[1].name!r}", inputs[1].pos)
+        raise r.err(f"duplicate input name {inputs[1].name!r}; give the two inputs two names (`inputs c0, c1`), or "
+                    f"declare one (`inputs x`) for a cell that reads only the previous cell", inputs[1].pos)
     return inputs
 
 
@@ -239,7 +241,7 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
     nodes = []
     for node in t.nodes:
         if node.name in states:
-            raise r.err(f"duplicate name {node.name!r} in cell {t.name}", node.pos)
+            raise r.err(f"duplicate name {node.name!r} in cell {t.name} (an input or a node): rename it", node.pos)
         if node.inputs is None:
             cands = tuple(i for i, nm in enumerate(states) if nm)
         else:
@@ -270,7 +272,7 @@ def _compile_template(r: Resolver, t: ir.CellTemplate, decisions: list[Decision]
             if node.mode == "distinct":
                 if k > len(cands):
                     raise r.err(f"node {node.name} cannot sum {k} distinct inputs of {len(cands)} "
-                                f"({', '.join(states[c] for c in cands)})", node.count.pos)
+                                f"({', '.join(states[c] for c in cands)}): sum fewer or list more", node.count.pos)
                 if math.comb(len(cands), k) > MAX_INPUT_SETS:
                     raise r.err(f"node {node.name}: {k} distinct of {len(cands)} inputs make "
                                 f"{math.comb(len(cands), k):,} choices in one decision; at most "

@@ -205,7 +205,8 @@ def _elastic_width(r: Resolver, state: _ChainState, st, kw: str, opts: dict) -> 
 def _compile_stage(r: Resolver, state: _ChainState, si: int, st) -> None:
     kw = "layer" if st.single else "stage"
     if st.name in state.stage_names:
-        raise r.err(f"duplicate {kw} name {st.name!r} (first at line {state.stage_names[st.name].line})", st.pos)
+        raise r.err(f"duplicate {kw} name {st.name!r} (first at line {state.stage_names[st.name].line}); "
+                    f"rename one of them", st.pos)
     state.stage_names[st.name] = st.pos
     opts = r.options(st.options, {"width": "", "stride": "",
                                   "repeat": "a layer is one layer; use `stage` to repeat" if st.single else "",

@@ -140,14 +140,16 @@ def _available_memory() -> int | None:
 def _check_repeats(r: Resolver, metric: ir.Metric) -> None:
     """Each choice, choice in a decision, ``default`` and ``fixed`` has one entry in a metric block."""
     for pos in metric.fixed_again:
-        raise r.err(f"duplicate 'fixed' in metric {metric.name} (first at line {metric.fixed_pos.line})", pos)
+        raise r.err(f"duplicate 'fixed' in metric {metric.name} (first at line {metric.fixed_pos.line}); "
+                    f"remove one of them", pos)
     first: dict[tuple[str | None, str | None], ir.Pos] = {}
     for e in metric.entries:
         key = (e.choice.name if e.choice else None, e.decision.name if e.decision else None)
         if key in first:
             what = "'default'" if e.choice is None else f"cost for {e.choice.name!r}"
             what += f" in {e.decision.name}" if e.decision else ""
-            raise r.err(f"duplicate {what} in metric {metric.name} (first at line {first[key].line})", e.pos)
+            raise r.err(f"duplicate {what} in metric {metric.name} (first at line {first[key].line}); remove "
+                        f"one of them", e.pos)
         first[key] = e.pos
 
 
@@ -291,13 +293,15 @@ def compile_space(space: ir.Space) -> CompiledSpace:
 def _compile(space: ir.Space) -> CompiledSpace:
     first = ir.Pos(1, 1)
     for kind, pos in space.duplicates:
-        raise space.error(f"a second {kind!r} statement; a space has one", pos)
+        raise space.error(f"a second {kind!r} statement; a space has one: remove one of them", pos)
     net = space.network
     if net is None:
         raise space.error("the space has no network; add `network ... end` (see docs/space-language.md)",
                           _last_pos(space))
     for kind, pos in net.duplicates:
-        raise space.error(f"a second {kind!r} statement in the network", pos)
+        raise space.error(f"a second {kind!r} statement in the network; a network has one" + (
+            ": write the whole layout in one (`cells normal x 4, reduction, normal x 4 width 16`)"
+            if kind == "cells" else ": remove one of them"), pos)
     r = Resolver(space)
     if space.input_shape is None:
         raise space.error("the space has no input shape; add e.g. `input 3 x 32 x 32`", net.pos)
@@ -346,7 +350,8 @@ def _compile(space: ir.Space) -> CompiledSpace:
         if m.name in BUILTIN_METRICS:
             raise r.err(f"{m.name!r} is measured by the compiler; name your metric differently", m.pos)
         if m.name in seen:
-            raise r.err(f"duplicate metric {m.name!r} (first at line {seen[m.name].line})", m.pos)
+            raise r.err(f"duplicate metric {m.name!r} (first at line {seen[m.name].line}); merge the two blocks "
+                        f"or rename one", m.pos)
         seen[m.name] = m.pos
         all_costs[m.name] = _metric_costs(r, m, decisions)
         _check_cost(r, m, m.fixed, m.fixed_pos, "fixed")

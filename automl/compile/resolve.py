@@ -41,7 +41,7 @@ class Resolver:
         for s in space.choice_sets:
             if s.name in self.sets:
                 raise self.err(f"duplicate choice set {s.name!r} (first declared at line "
-                               f"{self.sets[s.name].pos.line})", s.pos)
+                               f"{self.sets[s.name].pos.line}); rename or remove one of them", s.pos)
             if "." in s.name:
                 raise self.err(f"choice set {s.name!r}: a name with '.' is an op name; pick another name", s.pos)
             if is_op_name(s.name):
@@ -148,7 +148,7 @@ class Resolver:
                 why = allowed.get(o.key) or f"{where} takes {', '.join(k for k, v in allowed.items() if not v)}"
                 raise self.err(f"{o.key!r} is not an option here: {why}", o.pos)
             if o.key in out:
-                raise self.err(f"duplicate option {o.key!r} in {where}", o.pos)
+                raise self.err(f"duplicate option {o.key!r} in {where}; give it once", o.pos)
             out[o.key] = o
         return out
 
@@ -173,7 +173,9 @@ class Resolver:
         for ref in items:
             if ref.name in self.sets:
                 if ref.name in stack:
-                    raise self.err(f"choice set {ref.name!r} includes itself", ref.pos)
+                    raise self.err(f"choice set {ref.name!r} includes itself" + (
+                        f" (through {' -> '.join(stack[stack.index(ref.name):] + (ref.name,))})"
+                        if stack[-1] != ref.name else "") + f"; remove {ref.name!r} from this list", ref.pos)
                 if len(stack) >= MAX_SET_DEPTH:
                     raise self.err(f"more than {MAX_SET_DEPTH} choice sets inside one another (set {stack[0]!r} "
                                    f"includes {stack[1]!r}, which includes ...); list the ops in fewer sets",

@@ -588,17 +588,32 @@ _MARKS = {
     "{": "a block has no braces: it starts with its line (`network`, `cell normal`) and ends with `end`",
     "}": "a block has no braces: it starts with its line (`network`, `cell normal`) and ends with `end`",
     "\u00d7": "write the letter `x`: `input 3 x 32 x 32`",
+    "$": "a parameter is written by its name alone: `width 2 * size`",
+    "\\": "a statement may span lines without it: remove the `\\`",
+    "|": "separate choices with `,`: `choose [ir_k3_e3, skip]`",
+    "^": "there is no power operator: write the number (`256`, not `2^8`) or a product (`2 * 2 * 2`)",
 }
+# what a .space file is written with, for a character that has no hint of its own
+_ALPHABET = ("a .space file holds names (a-z, A-Z, 0-9, `_`), numbers, `= , [ ] ( ) + - * / //` and `#` "
+             "comments: delete it")
 
 
 def _character_hint(ch: str, text: str, pos: int) -> str:
-    """How to write what a character outside the language was meant for (empty when nothing fits)."""
-    if ch.isdigit():
+    """How to write what a character outside the language was meant for: every character gets a hint (what it
+    stands for where that is likely, else what a .space file is written with)."""
+    category = unicodedata.category(ch) if len(ch) == 1 else "Cn"
+    if ch.isdigit():  # `３`, `²`
         return " (write numbers with the digits 0-9)"
-    if ch.isalpha():
+    if ch.isalpha() or category.startswith("M"):  # `é`, or a combining accent (`e` + U+0301)
         return " (names are written with the letters a-z and A-Z, the digits 0-9 and `_`)"
-    if unicodedata.category(ch) == "Cf":
+    if ch.isnumeric():  # `½`, `Ⅻ`
+        return " (write numbers with the digits 0-9)"
+    if category == "Cf":
         return " (an invisible formatting character, as pasted from a web page or word processor: delete it)"
+    if category == "Pd" or ch == "\u2212":  # an en dash, em dash or minus sign, as a word processor writes `-`
+        return " (a dash or minus sign as a word processor writes it: write the plain `-`)"
+    if category == "Cc":
+        return " (a control character: delete it)"
     if ch == "." and re.search(r"[A-Za-z0-9_]$", text[:pos]):  # `space my.space`, `choices mb.a = ...`
         word = re.search(r"[A-Za-z0-9_.]*$", text[:pos]).group() + re.match(r"[A-Za-z0-9_.]*", text[pos:]).group()
         return (f" (a name holds `.` only before a digit, as the op names `ir_k3_e2.5` and `_se0.25` do: write "
@@ -608,7 +623,7 @@ def _character_hint(ch: str, text: str, pos: int) -> str:
         if re.fullmatch(r"\s*(param|choices)\s+\S+\s*", before):
             return f" (a {before.split()[0]} statement takes `=`: `{before.strip()} = ...`)"
         return " (remove the `:`: a block starts with its keyword alone, as `network`, and ends with `end`)"
-    return f" ({_MARKS[ch]})" if ch in _MARKS else ""
+    return f" ({_MARKS.get(ch, _ALPHABET)})"
 
 
 def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
@@ -620,7 +635,8 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
 
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else ""
-        what = f"unexpected character {ch!r}" if ch.isprintable() else f"unexpected character U+{ord(ch):04X}"
+        shown = len(ch) != 1 or ch.isprintable() and not unicodedata.category(ch).startswith("M")  # a lone accent
+        what = f"unexpected character {ch!r}" if shown else f"unexpected character U+{ord(ch):04X}"
         # the lexer's list of allowed terminals is not the parser's expectation here: leave it out
         if ch in "\x85\u2028\u2029":  # read as a line break by some editors, not by the grammar
             what += " (a Unicode line separator; use a plain line break)"
@@ -816,7 +832,8 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
                                   f"(letters, digits and '_')")
         if p.name in seen:
             first = seen[p.name].pos
-            raise error_at(p.pos)(f"duplicate parameter {p.name!r} (first declared at line {first.line})")
+            raise error_at(p.pos)(f"duplicate parameter {p.name!r} (first declared at line {first.line}); "
+                                  f"a parameter is declared once: rename or remove one of them")
         seen[p.name] = p
     resolved = []
     for p in params:
