@@ -78,3 +78,20 @@ def test_space_check_counts_one_decision_in_the_singular(tmp_path, capsys):
     assert main(["space", "check", str(space)]) == 0
     out = capsys.readouterr().out
     assert ", 1 decision, " in out, out
+
+
+OPEN_NETWORK = ("space t\ninput 1 x 8 x 8\nclasses 10\nchoices block = ir_k3_e1, ir_k3_e3\n\nnetwork\n  stem width 16\n"
+                "  stage s1 width 24 repeat 1 choose block\n  head width 32\n\n")
+
+
+@pytest.mark.parametrize("after, says", [
+    ("cell normal\n  inputs a, b\n  node n1 = conv3x3(a)\n  output n1\nend\n",
+     "did you mean 'cells'? If not, the `network` block of line 6 has no `end`: add `end` before line 11"),
+    ("metric layers\n  default = 1\nend\n", "; the `network` block of line 6 has no `end`: add `end` before line 11"),
+])
+def test_a_top_level_statement_after_an_open_network_block_says_where_its_end_goes(tmp_path, capsys, after, says):
+    space = tmp_path / "open.space"
+    space.write_text(OPEN_NETWORK + after)
+    assert main(["space", "check", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert f"{space}:11:1: " in err and says in err, err

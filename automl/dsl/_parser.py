@@ -503,6 +503,19 @@ def _open_hint(e: UnexpectedToken, text: str) -> str:
     return ""
 
 
+def _top_level_hint(e: UnexpectedToken, tok: Token, expected: list[str], text: str) -> str:
+    """For a top-level statement's keyword (``cell``, ``metric``) met inside a block left open: the block's missing
+    ``end`` (:func:`_open_hint`), after a keyword it may be a typo of (``cell`` for ``cells``, which a ``network``
+    block takes) when there is one; empty for any other token, or no block left open."""
+    if str(tok) not in _TOP_LEVEL:
+        return ""
+    block = _open_hint(e, text)
+    if not block.startswith("; the `") or "has no `end`" not in block:
+        return ""
+    typo = _hint(tok, expected)
+    return f"{typo} If not,{block[1:]}" if typo.startswith("; did you mean") else block
+
+
 def _malformed_number(tok: Token, text: str) -> tuple[str, int] | None:
     """A number written as in another language, read as a number and then a name or a mark (``0x10``, ``1_000``,
     ``16px``, ``1,024``): a message saying how to write it, and how many characters before ``tok`` it starts."""
@@ -652,7 +665,8 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
             return err(number[0], tok.line, tok.column - number[1])
         expected = _describe_expected(e.accepts or e.expected or ())
         msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + (
-            _keyword_as_name_hint(e, text) or _hint(tok, expected) + _bracket_hint(e, text) + _dashed_name(tok, text)
+            _keyword_as_name_hint(e, text) or _top_level_hint(e, tok, expected, text)
+            or _hint(tok, expected) + _bracket_hint(e, text) + _dashed_name(tok, text)
             or _list_hint(e) or _number_hint(e) or _output_hint(e) or _open_hint(e, text))
         if tok.type == "$END":
             line, col = _end_position(text)
