@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sys
+import textwrap
 from pathlib import Path
 from typing import Literal
 
@@ -345,14 +346,15 @@ def render_markdown(results: dict) -> str:
     lines += _onnx_failures(results)
     weights = {a.get("weights") for a in results["architectures"]}
     if "supernet" in weights:
-        lines += ["", "Not retrained (`retrain.epochs: 0`): each network has the supernet's weights on its path, "
+        lines += ["", f"Not retrained (`retrain.epochs: 0`): each network has {_inherited(results)} on its path, "
                       "BatchNorm recalibrated on `retrain.bn_batches` training batches; its test accuracy is theirs."]
     if "untrained" in weights:
         lines += ["", "Exported with **untrained** weights: `retrain.epochs: 0` and no supernet weights that fit "
                       "them (the random baseline trains none; `retrain.space_args` changes their shape). Set "
                       "`retrain.epochs` to train them."]
     lines += _latency_note(results)
-    lines += ["", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items()),
+    lines += ["", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items())
+              + _ranking_time(results.get("ranking")),
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
@@ -360,6 +362,20 @@ def render_markdown(results: dict) -> str:
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
+
+
+def _inherited(results: dict) -> str:
+    """Whose weights a network not retrained has: the supernet's; with `search.supernets` M > 1 (results.json's
+    ``supernets``) the first one's (the others only score paths); with `simultaneous` its member's own."""
+    m = results.get("supernets")
+    several = type(m) is int and m > 1
+    if results["method"] == "simultaneous":
+        if several:
+            return f"the weights of the first of its member's own {m} supernets (`simultaneous` trains each member's)"
+        return "its member's own supernet's weights (`simultaneous` trains a supernet per member)"
+    if several:
+        return f"the weights of the first of the {m} supernets (`search.supernets`)"
+    return "the supernet's weights"
 
 
 def _root(archs: list[dict], i: int) -> int:
@@ -437,7 +453,9 @@ def _same_architecture_lines(results: dict) -> list[str]:
         if len(nets) == 1:
             same = ("the same choices" if len({tuple(archs[m]["choices"]) for m in members}) == 1 else
                     "their choices differ only in layers their elastic depth leaves out")
-            lines += ["", f"The {_member_names(results, members)} are one network ({same}): {_ONE_NETWORK[weights]}."]
+            # weights automl writes with same_network_as ("retrained"), or others in an edited results.json
+            how = _ONE_NETWORK.get(weights, "their rows are its measurements; each exports its weights")
+            lines += ["", f"The {_member_names(results, members)} are one network ({same}): {how}."]
             continue
         text = (f"The {_member_names(results, members)} are the same architecture (the same choices) with "
                 f"different weights: {_apart(weights, results['method'])}")
@@ -533,6 +551,14 @@ def _ranking_lines(rk: dict) -> list[str]:
     return [text + ".", "", f"![{alt}](ranking.png)"]
 
 
+def _ranking_time(rk) -> str:
+    """After the phase times: the time of the ``automl rank`` that measured the ranking report.md shows (it records
+    ``world_size``), whose time is no phase of the run's (their ``ranking`` is the run's own ranking stages)."""
+    if not isinstance(rk, dict) or "world_size" not in rk or not _finite(rk.get("seconds")):
+        return ""
+    return f"; the ranking below was measured by `automl rank` in {rk['seconds']:.1f} s"
+
+
 def plot_pareto(results: dict) -> bytes:
     """PNG bytes of the search's cost vs test accuracy, one point per network: members that are one network
     (the same choices and weights) are one point, labelled with each. Architectures without a test accuracy (not
@@ -588,10 +614,15 @@ def plot_ranking(results: dict) -> bytes:
     unit = "" if loss else " [%]"
     ylabel = (f"stand-alone test {measure}{unit}" if _retrained(rk)
               else f"test {measure}{unit}, supernet's own weights (BatchNorm recalibrated)")
-    pts = ax.scatter(xs, ys, c=[_value(a.get("params")) for a in archs], cmap="viridis")
+    # an architecture whose params results.json does not hold (null; an older automl's) is drawn grey, not left out
+    from matplotlib import colormaps  # imported by _figure
+
+    cmap = colormaps["viridis"].with_extremes(bad="tab:gray")
+    pts = ax.scatter(xs, ys, c=[_value(a.get("params")) for a in archs], cmap=cmap, plotnonfinite=True)
     fig.colorbar(pts, ax=ax, label="parameters")
     ax.set_xlabel(f"supernet {measure} on D_θ{unit} (BatchNorm recalibrated)")
     ax.set_ylabel(ylabel + ("" if seeds == 1 else f", mean of {seeds} seeds"))
+    _fit_ylabel(fig, ax)
     _title(fig, ax, results["recipe"], f": Kendall τ {_corr(rk['kendall_tau'])}, Spearman {_corr(rk['spearman'])}")
     return _png(fig, ax)
 
@@ -644,6 +675,21 @@ def _title(fig, ax, name: str, rest: str) -> None:
     while keep > 8 and title.get_window_extent(renderer).width > _TITLE_WIDTH * fig.bbox.width:
         keep -= max(1, keep // 10)
         title.set_text(_middle_cut(name, keep) + rest)
+
+
+_YLABEL_HEIGHT = 0.75  # of the figure's height
+
+
+def _fit_ylabel(fig, ax) -> None:
+    """The y axis label broken into as many lines as it takes to fit the figure's height: a ranking's label
+    without retraining ("test accuracy [%], supernet's own weights (BatchNorm recalibrated)") ran off the plot
+    at both ends."""
+    label, renderer = ax.yaxis.label, fig.canvas.get_renderer()
+    text = label.get_text()
+    width = len(text)
+    while width > 12 and label.get_window_extent(renderer).height > _YLABEL_HEIGHT * fig.bbox.height:
+        width -= max(1, width // 10)
+        label.set_text(textwrap.fill(text, width))
 
 
 def _overlap(a, b) -> bool:

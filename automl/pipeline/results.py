@@ -281,6 +281,9 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
         "device": state.device or device_record(ctx.device),
         "threads": None if threads is None else threads.to_dict(),
         "supernet": state.supernet_origin,
+        # the supernets the search trained (search.supernets; simultaneous: per member; random: none); a network
+        # not retrained has the first one's weights
+        "supernets": 0 if method == "random" else s.supernets,
         # how each export's latency_ms was timed: batch 1, one thread, or search.cost_table's own
         **({"latency_protocol": dict(ctx.spaces.latency)} if recipe.export.onnx else {}),
         "architectures": _architectures(recipe, state, members, ctx),
