@@ -4,55 +4,22 @@ synthetic set's number of test images (drawn after its training images) counts f
 come at other sizes still differ, and ``--resume`` still compares every key as recorded. The recipe warns of
 ``data.synthetic.*`` set for another data set, as of the other data keys that data set ignores."""
 
-import json
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 
 from automl.cli import main
 from automl.errors import UserError
-from automl.pipeline.reuse import DATA_READ_BY, differences, fingerprint_digest, load_supernet, weights_fingerprint
-from automl.pipeline.state import CKPT_FORMAT
+from automl.pipeline.reuse import DATA_READ_BY, differences, load_supernet
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import _make_synthetic
+from test_review_dt import DIGITS, FAST, QUICK, _cli, _fake_run, _fingerprint, _reused
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-DIGITS = ROOT / "spaces" / "digits.space"
-FAST = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
-        "search.weight_epochs=1", "search.theta_epochs=1", "search.lam=2", "retrain.epochs=0", "export.onnx=false",
-        "device=cpu", "threads=1", "search.epsilons=[0]", "search.supernets=1"]
 # a synthetic set of digits' shape (1 x 8 x 8, 10 classes): a digits supernet fits its space
 SYNTH = ["data.dataset=synthetic", "data.synthetic.channels=1", "data.synthetic.size=8",
          "data.synthetic.num_classes=10", "data.synthetic.num_train=192"]
-
-
-def _cli(capsys, *args) -> tuple[int, str]:
-    code = main(["run", QUICK, *FAST, *args])
-    captured = capsys.readouterr()
-    return code, captured.out + captured.err
-
-
-def _fingerprint(*overrides) -> dict:
-    recipe = load_recipe(QUICK, FAST + list(overrides))
-    return weights_fingerprint(recipe, DIGITS, {k: str(v) for k, v in recipe.space_args.items()})
-
-
-def _fake_run(folder: Path, fingerprint: dict, weights: dict) -> Path:
-    """A run folder whose checkpoint holds the trained supernet ``weights`` recorded with ``fingerprint``."""
-    CheckpointStore(folder / "checkpoints").save({
-        "format": CKPT_FORMAT, "recipe_sha256": "x", "stage": 1, "supernet": weights,
-        "supernet_origin": {"from": None, "fingerprint": fingerprint_digest(fingerprint), "forced": False,
-                            "differs": []},
-        "weights_fingerprint": fingerprint})
-    return folder
-
-
-def _reused(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())["supernet"]
 
 
 def _keys(listed: list[str]) -> list[str]:
