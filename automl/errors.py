@@ -66,14 +66,16 @@ def _excerpt(source_line: str, column: int | None) -> str:
 
 
 class SpaceError(UserError):
-    """An error in a ``.space`` file, with its position."""
+    """An error in a ``.space`` file, with its position. ``given``: the parameters given from outside the file
+    (``--set``, a recipe's ``space_args``) whose values the message is about, which a caller that took them from a
+    recipe names as the recipe's keys; empty when the file's own values are wrong."""
 
     located = True
 
     def __init__(self, message: str, filename: str = "<space>", line: int | None = None,
-                 column: int | None = None, source_line: str | None = None):
+                 column: int | None = None, source_line: str | None = None, given: tuple[str, ...] = ()):
         self.message, self.filename, self.line, self.column = message, filename, line, column
-        self.source_line = source_line
+        self.source_line, self.given = source_line, tuple(given)
         super().__init__(format_source_error(filename, line, column, message, source_line))
 
 

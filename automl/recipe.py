@@ -87,6 +87,9 @@ PATH_KEYS: tuple[tuple[str, ...], ...] = (("space",), ("data", "root"), ("supern
 
 # characters of a run's name: its folder runs/<name>-YYYYmmdd-HHMMSS[-n] must fit a file name (255 bytes)
 MAX_NAME = 200
+# and its characters: no '/', no space; no leading '.' (runs/.-<time> is a hidden folder, `.` and `..` are no names)
+# nor '-' (runs/-x-<time> reads as an option in a shell command)
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$"
 
 
 def _check_scalar(v: Any) -> Any:
@@ -583,7 +586,7 @@ class CheckpointConfig(_Config):
 class Recipe(_Config):
     """A whole run. Load it with :func:`load_recipe`; every path in it is absolute."""
 
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", max_length=MAX_NAME,
+    name: str = Field(..., pattern=NAME_PATTERN, max_length=MAX_NAME,
                       description="run name, used in output folders")
     seed: int = Field(0, description="seed of every random choice in the run; from -10^15 to 10^15")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when available")
@@ -1682,6 +1685,10 @@ def _message(err: dict, path: tuple) -> str:
         return (f"must be at most {ctx.get('max_length')} characters (it names the run's folder); "
                 f"shorten it (got {len(inp)})" if isinstance(inp, str) else err["msg"] + got)
     if t == "string_pattern_mismatch":
+        if isinstance(inp, str) and re.fullmatch(r"[A-Za-z0-9_.-]+", inp):
+            return (f"must start with a letter, a digit or '_'{got}: it names the run's folder runs/<name>-<time>, "
+                    f"which a leading '.' hides and a leading '-' turns into an option in a shell command; rename "
+                    f"it, e.g. to {inp.lstrip('.-') or 'run'}")
         return f"may contain only letters, digits, '_', '.' and '-'{got}"
     if t == "value_error":
         return str(err["msg"]).removeprefix("Value error, ") + got

@@ -344,7 +344,8 @@ def main(args) -> int:
                         f"{', '.join(cs.cost_table.metrics)}")
     if args.space_command == "check":
         ct = cs.cost_table
-        print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {cs.num_decisions} decision{'s' if cs.num_decisions != 1 else ''}, sum of K = {cs.sum_k}, "
+        decisions = f"{cs.num_decisions} decision{'s' if cs.num_decisions != 1 else ''}"
+        print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {decisions}, sum of K = {cs.sum_k}, "
               f"{_count(cs.size, 3)} architectures{_networks_note(cs, 3)}, params "
               f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
         return 0

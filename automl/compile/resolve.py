@@ -13,10 +13,13 @@ from automl.errors import SpaceError
 from automl.nn.ops import family_hint
 from automl.nn.registry import OpInfo, get_op, is_op, list_ops
 
-__all__ = ["Resolver", "fmt_number", "is_op_name", "op_key", "MAX_CH"]
+__all__ = ["Resolver", "fmt_number", "is_op_name", "op_key", "MAX_CH", "GIVEN"]
 
 MAX_CH = 1 << 16  # channels, widths
 MAX_SET_DEPTH = 100  # choice sets inside one another (as expressions nest at most 100 operators)
+# how a message names a parameter's value given from outside the file: `` (from NAME=VALUE{GIVEN})``; a caller that
+# took the values from a recipe (automl.pipeline.setup) rewords it as the recipe's key
+GIVEN = ", given with --set or a recipe's space_args"
 
 
 def fmt_number(v) -> str:
@@ -37,6 +40,7 @@ class Resolver:
     def __init__(self, space: ir.Space):
         self.space = space
         self.values = space.param_values
+        self.given: dict[str, tuple[str, ...]] = {}  # origin() texts -> the parameters given from outside they name
         self.sets = {}
         for s in space.choice_sets:
             if s.name in self.sets:
@@ -51,7 +55,11 @@ class Resolver:
             self.expand(ir.ChoiceRef(s.name, s.pos), None, f"choice set {s.name}")
 
     def err(self, message: str, pos: ir.Pos | None) -> SpaceError:
-        return self.space.error(message, pos)
+        """A :class:`SpaceError` at ``pos``; a message holding an :meth:`origin` that names parameters given from
+        outside the file carries their names (``SpaceError.given``)."""
+        e = self.space.error(message, pos)
+        e.given = next((names for text, names in self.given.items() if text in message), ())
+        return e
 
     # expressions
     def eval(self, e: ir.Expr) -> int | float:
@@ -120,10 +128,14 @@ class Resolver:
         for name in (n for n in names if n in params):
             p = params[name]
             if name in self.space.overrides:
-                parts.append(f"{name}={self.space.overrides[name]}, given with --set or a recipe's space_args")
+                parts.append(f"{name}={self.space.overrides[name]}{GIVEN}")
             else:
                 parts.append(f"`param {name} = {fmt_number(p.default)}` at line {p.pos.line}")
-        return f" (from {', '.join(parts)})" if parts else ""
+        text = f" (from {', '.join(parts)})" if parts else ""
+        given = tuple(n for n in names if n in params and n in self.space.overrides)
+        if given:
+            self.given[text] = given
+        return text
 
     def stem(self, net: ir.Network, example: int, chain: bool) -> tuple[dict[str, ir.Option], int, int]:
         """The stem's options, width and kernel (odd, default 3); a chain's width is rounded as timm rounds."""

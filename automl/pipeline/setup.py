@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 from automl.compile import load_compiled
+from automl.compile.resolve import GIVEN
 from automl.dsl import ParamError
-from automl.errors import RecipeError, UserError
+from automl.errors import RecipeError, SpaceError, UserError, format_source_error
 from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.export.quantize import EXPORT_TIMED
@@ -77,7 +78,7 @@ def load_spaces(recipe, timed: bool = True) -> Spaces:
     cost = recipe.search.cost
     if cost not in space.cost_table.metrics:
         raise _located(recipe, ("search", "cost"),
-                       f"search.cost {cost!r} is not a metric of {recipe.space_path.name} (it has "
+                       f"search.cost {_cut(cost, repr)} is not a metric of {recipe.space_path.name} (it has "
                        f"{', '.join(space.cost_table.metrics)}); a latency table comes from `automl space profile "
                        f"SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
     check_settings(recipe, space)
@@ -140,6 +141,12 @@ def check_same_decisions(recipe, space, retrain) -> None:
 
 def _shown_args(args: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in args.items())
+
+
+def _cut(text: str, show=str) -> str:
+    """A long value or path for a message: its first 40 and last 20 characters (each as ``show`` writes it) and its
+    length (a value of 5,000 characters is no name the reader can check)."""
+    return show(text) if len(text) <= 100 else f"{show(text[:40])}...{show(text[-20:])} ({len(text):,} characters)"
 
 
 def _few(names: list[str]) -> str:
@@ -294,21 +301,31 @@ def check_member_folder(folder: Path, out: Path, resume_command: str) -> None:
 def _compile(recipe, args: dict[str, str], retrain: bool):
     """The recipe's space compiled with ``args``; a parameter the space rejects is a :class:`RecipeError` that
     names the recipe key it came from (``space_args.NAME``, or ``retrain.space_args.NAME`` for the retraining
-    space's own values) and, when the value is the file's, its line."""
+    space's own values) and, when the value is the file's, its line. So is a value that the space refuses where it
+    is used (a cell count out of range: ``SpaceError.given``), with the space file's line and the recipe's key."""
+
+    def keys(name: str) -> tuple[str, ...]:
+        return ("retrain", "space_args", name) if retrain and name in recipe.retrain.space_args else (
+            "space_args", name)
+
     try:
         return load_compiled(recipe.space_path, args)
     except ParamError as e:
-        own = retrain and e.name in recipe.retrain.space_args
-        keys = ("retrain", "space_args", e.name) if own else ("space_args", e.name)
         got = "" if e.value is None else f", got {e.value!r}"
-        raise _recipe_error(recipe, keys, f"{e.problem}{got} (space {recipe.space_path})") from None
+        raise _recipe_error(recipe, keys(e.name), f"{e.problem}{got} (space {recipe.space_path})") from None
+    except SpaceError as e:
+        if not e.given:
+            raise
+        message = e.message
+        for name in e.given:  # `(from normal_cells=1e3, given with --set ...)`: the recipe's key instead
+            message = message.replace(f"{name}={args[name]}{GIVEN}", f"{'.'.join(keys(name))}={args[name]}")
+        raise _recipe_error(recipe, keys(e.given[0]), "the space refuses this value: " + format_source_error(
+            e.filename, e.line, e.column, message, e.source_line)) from None
     except OSError as e:  # a name too long, a folder on the way this user may not enter: named as the recipe's space
         if e.filename is None:
             raise
-        name = str(e.filename)
-        shown = name if len(name) <= 100 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
-        raise _recipe_error(recipe, ("space",), f"{shown}: {e.strerror or e}; check the path (and the permissions "
-                                                f"of its folders)") from None
+        raise _recipe_error(recipe, ("space",), f"{_cut(str(e.filename))}: {e.strerror or e}; check the path (and "
+                                                f"the permissions of its folders)") from None
 
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
