@@ -32,7 +32,7 @@ import traceback
 from automl import __version__
 from automl._io import reader_gone
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
-from automl.errors import Stopped, UserError
+from automl.errors import Stopped, UserError, shortened
 from automl.limits import MAX_WHOLE_EXPONENT
 
 __all__ = ["main", "build_parser", "parse_set_args", "whole_number"]
@@ -469,8 +469,7 @@ def _os_error(e: OSError) -> int:
 
 def _shown(filename) -> str:
     """A file name for a message: one longer than 100 characters shortened (a name too long is the mistake)."""
-    name = os.fsdecode(filename) if isinstance(filename, (str, bytes)) else str(filename or "")
-    return name if len(name) <= 100 else f"{name[:40]}...{name[-20:]} ({len(name)} characters)"
+    return shortened(os.fsdecode(filename) if isinstance(filename, (str, bytes)) else str(filename or ""))
 
 
 def _internal_error() -> int:

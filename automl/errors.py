@@ -6,7 +6,7 @@ traceback). Anything else escaping the CLI is an internal error (exit code 1).
 
 from __future__ import annotations
 
-__all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error"]
+__all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error", "shortened"]
 
 
 class UserError(Exception):
@@ -29,6 +29,13 @@ class Stopped(Exception):
         super().__init__(f"stopped by signal {signum}")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def shortened(text: str, show=str) -> str:
+    """A long value or path for a message: as ``show`` writes it when it has at most 100 characters, else its first
+    40 and last 20 characters (each as ``show`` writes it) and its length (a name too long is often the mistake;
+    a value of 5,000 characters is no name the reader can check)."""
+    return show(text) if len(text) <= 100 else f"{show(text[:40])}...{show(text[-20:])} ({len(text):,} characters)"
 
 
 def format_source_error(

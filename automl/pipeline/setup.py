@@ -12,7 +12,7 @@ import torch
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
 from automl.dsl import ParamError
-from automl.errors import RecipeError, SpaceError, UserError, format_source_error
+from automl.errors import RecipeError, SpaceError, UserError, format_source_error, shortened
 from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.export.quantize import EXPORT_TIMED
@@ -78,7 +78,7 @@ def load_spaces(recipe, timed: bool = True) -> Spaces:
     cost = recipe.search.cost
     if cost not in space.cost_table.metrics:
         raise _located(recipe, ("search", "cost"),
-                       f"search.cost {_cut(cost, repr)} is not a metric of {recipe.space_path.name} (it has "
+                       f"search.cost {shortened(cost, repr)} is not a metric of {recipe.space_path.name} (it has "
                        f"{', '.join(space.cost_table.metrics)}); a latency table comes from `automl space profile "
                        f"SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
     check_settings(recipe, space)
@@ -141,12 +141,6 @@ def check_same_decisions(recipe, space, retrain) -> None:
 
 def _shown_args(args: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in args.items())
-
-
-def _cut(text: str, show=str) -> str:
-    """A long value or path for a message: its first 40 and last 20 characters (each as ``show`` writes it) and its
-    length (a value of 5,000 characters is no name the reader can check)."""
-    return show(text) if len(text) <= 100 else f"{show(text[:40])}...{show(text[-20:])} ({len(text):,} characters)"
 
 
 def _few(names: list[str]) -> str:
@@ -324,7 +318,7 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
     except OSError as e:  # a name too long, a folder on the way this user may not enter: named as the recipe's space
         if e.filename is None:
             raise
-        raise _recipe_error(recipe, ("space",), f"{_cut(str(e.filename))}: {e.strerror or e}; check the path (and "
+        raise _recipe_error(recipe, ("space",), f"{shortened(str(e.filename))}: {e.strerror or e}; check the path (and "
                                                 f"the permissions of its folders)") from None
 
 
