@@ -25,6 +25,7 @@ import torch
 from automl.cli import whole_number
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
+from automl.recipe import SEED_LIMIT  # a recipe's seed: from -10^15 to 10^15
 from automl.train.threads import MAX_THREADS, usable_cores
 
 
@@ -94,7 +95,6 @@ def int_at_least(low: int, most: int | None = None):
 
 positive_int = int_at_least(1)
 nonneg_int = int_at_least(0)
-SEED_LIMIT = 10**15  # a recipe's seed: from -10^15 to 10^15 (automl/recipe.py)
 
 
 def seed_int(text: str) -> int:
