@@ -135,15 +135,21 @@ def nonneg_float(text: str) -> float:
     return value
 
 
-def int_list(low: int = 0):
-    """An argparse ``type=``: comma-separated whole numbers >= ``low`` (``0,1,2``), as a list."""
-    one = int_at_least(low)
+def int_list(low: int = 0, most: int | None = None):
+    """An argparse ``type=``: comma-separated whole numbers >= ``low`` (and <= ``most``, when given) (``0,1,2``),
+    as a list."""
+    one = int_at_least(low, most)
 
     def parse(text: str) -> list[int]:
         return [one(x.strip()) for x in text.split(",")]
 
     parse.__name__ = "list"
     return parse
+
+
+def seed_list(text: str) -> list[int]:
+    """An argparse ``type=``: comma-separated seeds from 0 to 10^15 (a recipe's bound, :func:`seed_int`)."""
+    return int_list(0, SEED_LIMIT)(text)
 
 
 def names(choices):

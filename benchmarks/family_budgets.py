@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import check_child, int_list, json_line, names, parser, run_main  # noqa: E402
+from _common import check_child, json_line, names, parser, run_main, seed_list  # noqa: E402
 
 from automl.recipe import load_recipe  # noqa: E402
 
@@ -32,7 +32,7 @@ METHODS = ("importance_sampling", "separate", "simultaneous", "random")  # searc
 def main():
     ap = parser(__doc__)
     ap.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"))
-    ap.add_argument("--seeds", type=int_list(0), default="0,1,2", help="comma-separated")
+    ap.add_argument("--seeds", type=seed_list, default="0,1,2", help="comma-separated")
     ap.add_argument("--methods", type=names(METHODS), default="importance_sampling,separate",
                     help=f"comma-separated, of {', '.join(METHODS)}")
     ap.add_argument("--out", default="runs/family-budgets")

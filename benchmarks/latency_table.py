@@ -33,10 +33,10 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
 
-from benchmarks._common import (batch_size, emit, int_at_least, parser, positive_int, run_main, seed_int,  # noqa: E402
-                                thread_count)
+from _common import (batch_size, emit, int_at_least, parser, positive_int, run_main, seed_int,  # noqa: E402
+                     thread_count)
 from automl.errors import UserError  # noqa: E402
 from automl.ranking import kendall_tau_b  # noqa: E402
 

@@ -55,8 +55,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (atomic_write_text, cached_json, check_child, emit, int_at_least, int_list, names,  # noqa: E402
-                     parser, positive_float, positive_int, run_main, thread_count)
+from _common import (atomic_write_text, cached_json, check_child, emit, int_at_least, names,  # noqa: E402
+                     parser, positive_float, positive_int, run_main, seed_list, thread_count)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
@@ -463,16 +463,16 @@ def _parser():
     p.add_argument("--truth", default=None,
                    help="a finished run folder whose ranking retrained the K architectures (ranking.seeds=S): "
                         "its mean test loss is the truth of the τ per option, instead of two single retrainings")
-    p.add_argument("--supernet-seeds", type=int_list(0), default="0",
+    p.add_argument("--supernet-seeds", type=seed_list, default="0",
                    help="comma-separated: each option's weight phase once per seed (τ's spread over supernets)")
     p.add_argument("--threads", type=thread_count, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
     p.add_argument("--no-signal", action="store_true", help="skip the loss signal / noise per option")
     p.add_argument("--methods", type=names(METHODS), default="separate,importance_sampling",
                    help=f"comma-separated, of {', '.join(METHODS)}")
     p.add_argument("--jobs", type=positive_int, default=1, help="stability runs at once (each a process)")
-    p.add_argument("--stability-seeds", type=int_list(0), default="0,1,2",
+    p.add_argument("--stability-seeds", type=seed_list, default="0,1,2",
                    help="comma-separated: the stability table's seeds")
-    p.add_argument("--truth-seeds", type=int_list(0), default=None,
+    p.add_argument("--truth-seeds", type=seed_list, default=None,
                    help="comma-separated seeds: only measure how reliable the stand-alone truth is (each K "
                         "architecture retrained once per seed, accuracy and loss), then stop")
     p.add_argument("--truth-epochs", type=positive_int, default=None,

@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import (check_child, emit, int_list, median, names, parser, positive_float,  # noqa: E402
                      positive_int, run_main)
 
+BUSY_MOST = 64  # busy processes at once: more only measures the scheduler, and a typo could start thousands
 MAX_LIMIT = 1_000_000  # seconds (11.6 days): more is a typo, and Python cannot wait for 1e30 seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +169,8 @@ class Busy:
 def main(argv: list[str]) -> None:
     p = parser(__doc__)
     p.add_argument("--repeat", type=positive_int, default=3, help="runs per row, interleaved; the median is reported")
-    p.add_argument("--busy", type=int_list(0), default="0,1,2", help="numbers of busy processes, comma-separated")
+    p.add_argument("--busy", type=int_list(0, BUSY_MOST), default="0,1,2",
+                   help=f"numbers of busy processes, comma-separated (at most {BUSY_MOST})")
     p.add_argument("--epochs", type=positive_int, default=1, help="digits: weight and θ epochs")
     p.add_argument("--steps", type=positive_int, default=3, help="proxylessnas: timed supernet steps")
     p.add_argument("--batch", type=positive_int, default=4, help="proxylessnas: batch size")
