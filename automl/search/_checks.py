@@ -12,7 +12,7 @@ import torch
 __all__ = ["check_num_choices", "check_epsilons", "check_budgets", "check_costs", "check_lam",
            "check_positive", "start_theta", "check_state", "theta_min_table", "cheapest_cost",
            "dearest_cost", "check_seed", "check_count", "check_device", "is_complex", "real_table",
-           "checked_generator"]
+           "checked_generator", "check_mask", "check_number", "check_fits", "MOST_NUMBERS"]
 
 #: The seeds ``torch.Generator.manual_seed`` takes.
 _SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)
@@ -49,6 +49,11 @@ def check_device(device) -> torch.device:
         raise ValueError(f"device must be a torch.device or a name such as 'cpu' or 'cuda:0', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {dev}: CUDA is not available on this machine; use device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {dev}: MPS is not available on this machine; use device='cpu'")
+    if dev.type == "meta":  # shapes without data: the first read of a number fails inside torch
+        raise ValueError("device meta holds no numbers (shapes only), so a search cannot run on it; use device='cpu' "
+                         "or an accelerator such as 'cuda:0'")
     return dev
 
 
@@ -76,6 +81,9 @@ def real_table(value, name: str) -> torch.Tensor:
 def check_num_choices(num_choices) -> list[int]:
     """``[K_1, ..., K_D]`` as ints, each >= 1."""
     try:
+        if any(isinstance(k, bool) or getattr(getattr(k, "dtype", None), "kind", None) == "b"
+               or getattr(k, "dtype", None) == torch.bool for k in num_choices):
+            raise TypeError  # int(True) is 1: a flag is no count of choices
         out = [int(k) for k in num_choices]
     except (TypeError, ValueError):
         raise ValueError(f"num_choices must be a list of positive integers, got {num_choices!r}") from None
@@ -103,6 +111,50 @@ def _listed(name: str, values, what: str) -> list:
             or getattr(values, "ndim", 1) == 0:
         raise ValueError(f"{name} must be a list of {what}, got {values!r}")
     return list(values)
+
+
+def check_number(name: str, value, hint: str = "") -> float:
+    """``value`` as a float if it is one real number that is not NaN (NumPy's and 0-d tensors too; +-inf pass);
+    bools, strings and complex numbers are a ``ValueError`` naming ``name``."""
+    number = real_number(value)
+    if number is None or math.isnan(number):
+        raise ValueError(f"{name} must be a number{hint}, got {value!r}")
+    return number
+
+
+def check_mask(mask, shape: tuple[int, ...] | None = None, name: str = "mask") -> torch.Tensor:
+    """``mask`` as a ``(D, Kmax)`` bool CPU tensor (of ``shape`` where given) with at least one True per row (a
+    decision without any choice has no architecture); anything else is a ``ValueError`` naming ``name``."""
+    try:
+        mask = torch.as_tensor(mask).detach().cpu()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{name} must be a (D, Kmax) table of True/False, True where a choice exists, got "
+                         f"{type(mask).__name__}") from None
+    if mask.dim() != 2 or (shape is not None and tuple(mask.shape) != tuple(shape)):
+        want = f"the shape of the costs {tuple(shape)}" if shape is not None else "a (D, Kmax) table"
+        raise ValueError(f"{name} must be {want}, True where a choice exists, got shape {tuple(mask.shape)}")
+    mask = mask.bool()
+    if not mask.shape[0]:
+        raise ValueError(f"{name} has no decisions (shape {tuple(mask.shape)}): a space needs at least one")
+    if not bool(mask.any(-1).all()):
+        raise ValueError(f"{name} has a decision with no choice (rows {(~mask.any(-1)).nonzero().flatten().tolist()} "
+                         f"all False); every decision needs at least one")
+    return mask
+
+
+#: The most numbers one of tell()'s pairwise tables (or one ask of the random baseline) may hold: 2^32, 32 GiB in
+#: float64, beyond any one device once tell holds several of them.
+MOST_NUMBERS = 2 ** 32
+
+
+def check_fits(name: str, value: int, numbers: int, what: str, most: int) -> None:
+    """Refuse ``value`` of the argument ``name`` when it makes a table of ``numbers`` entries (``what`` it is), more
+    than :data:`MOST_NUMBERS` (``most``: the largest ``value`` that fits): one clear message instead of an allocation
+    failure inside torch."""
+    if numbers > MOST_NUMBERS:
+        raise ValueError(f"{name}={value:,} is too large: {what} would hold {numbers:,} numbers "
+                         f"({numbers * 8 / 2 ** 30:,.3g} GiB in float64), more than {MOST_NUMBERS:,}; use "
+                         f"{name} <= {most:,}")
 
 
 def check_epsilons(epsilons) -> list[float]:

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from ._checks import cheapest_cost, check_costs, dearest_cost, real_table
+from ._checks import cheapest_cost, check_costs, check_mask, check_number, dearest_cost, real_table
 from ._knapsack import best_within_budget
 
 __all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals",
@@ -58,10 +58,7 @@ class ContextCosts:
     """
 
     def __init__(self, context_decisions: Sequence[int], tables, fixed, mask):
-        mask = torch.as_tensor(mask, dtype=torch.bool).cpu()
-        if mask.dim() != 2:
-            raise ValueError(f"mask must be a (D, Kmax) table, True where a choice exists, got shape "
-                             f"{tuple(mask.shape)}")
+        mask = check_mask(mask)
         D, Kmax = mask.shape
         self.context_decisions = _decision_indices(context_decisions)
         if not self.context_decisions or any(not 0 <= c < D for c in self.context_decisions) \
@@ -175,7 +172,10 @@ class ContextCosts:
         best found, or can only tie it while its cheapest architecture is no cheaper, is skipped (at a uniform
         theta every combination ties). Among equal values the cheaper architecture wins. ``None`` when nothing
         fits."""
-        values = torch.as_tensor(values, dtype=torch.float64).cpu()
+        values, budget = real_table(values, "values"), check_number("budget", budget)
+        if tuple(values.shape) != tuple(self.mask.shape):
+            raise ValueError(f"values must be a (D, Kmax) table of shape {tuple(self.mask.shape)}, got "
+                             f"{tuple(values.shape)}")
         tables, fixed, mask = self.tables.cpu().to(torch.float64), self.fixed.cpu().to(torch.float64), self.mask.cpu()
         ctx, choice_of = list(self.context_decisions), self.choice_of_cpu()
         free = torch.ones(mask.shape[0], dtype=torch.bool)
@@ -258,10 +258,17 @@ def arch_totals(costs, arch: torch.Tensor) -> torch.Tensor:
 
 
 def cost_extremes(costs, mask: torch.Tensor) -> tuple[float, float]:
-    """``(min_M R(M), max_M R(M))``."""
+    """``(min_M R(M), max_M R(M))`` of a ``(D, Kmax)`` table (over the choices ``mask`` marks; every decision needs
+    one) or of a :class:`ContextCosts` (its own mask); a table or mask that is not that is a ``ValueError``."""
     if isinstance(costs, ContextCosts):
         return costs.extremes()
-    return cheapest_cost(costs, mask), dearest_cost(costs, mask)
+    table = real_table(costs, "costs")
+    if table.dim() != 2:
+        raise ValueError(f"costs must be a (D, Kmax) table or a ContextCosts, got shape {tuple(table.shape)}")
+    mask = check_mask(mask, tuple(table.shape))
+    if not bool(torch.isfinite(table[mask]).all()):
+        raise ValueError("costs contain NaN or inf for existing choices; give finite costs")
+    return cheapest_cost(table, mask), dearest_cost(table, mask)
 
 
 def cost_bound(costs) -> float:

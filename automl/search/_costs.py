@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import is_complex
+from ._checks import check_mask, is_complex, real_table
 from ._context import ContextCosts
 
 __all__ = ["normalize_costs", "cost_scale", "normalize_context"]
@@ -83,9 +83,11 @@ def normalize_context(context_decisions, tables: torch.Tensor, fixed: torch.Tens
     Returns:
         ``(model, scale, offset)``.
     """
-    tables = torch.as_tensor(tables, dtype=torch.float64)
-    fixed = torch.as_tensor(fixed, dtype=torch.float64)
-    mask = torch.as_tensor(mask, dtype=torch.bool)
+    tables, fixed, mask = real_table(tables, "tables"), real_table(fixed, "fixed").reshape(-1), check_mask(mask)
+    if tables.dim() != 3 or tuple(tables.shape[1:]) != tuple(mask.shape) or not tables.shape[0] \
+            or fixed.shape != tables.shape[:1]:
+        raise ValueError(f"tables must be (A, D, Kmax) = (A, {', '.join(map(str, mask.shape))}) with A >= 1 "
+                         f"combinations and fixed (A,), got shapes {tuple(tables.shape)} and {tuple(fixed.shape)}")
     A = tables.shape[0]
     scale = cost_scale(tables.reshape(-1, tables.shape[-1]), mask.repeat(A, 1)) if normalize else 1.0
     offset = float(fixed.min())

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._checks import real_table
+from ._checks import check_number, real_table
 
 __all__ = ["best_within_budget", "BUDGET_RTOL"]
 
@@ -51,6 +51,8 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
             without any choice in ``mask``.
     """
     values, costs, mask = _checked(values, costs, budget, mask)
+    if slack_of is not None:
+        check_number("slack_of", slack_of, " (the budget whose relative slack applies) or None")
     D, Kmax = costs.shape
     inf = torch.tensor(math.inf, dtype=torch.float64)
     c = torch.where(mask, costs, inf)
@@ -91,9 +93,9 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
 def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``values``, ``costs`` (float64) and ``mask`` (bool) on the CPU, checked (see :func:`best_within_budget`)."""
     values, costs = real_table(values, "values"), real_table(costs, "costs")
-    if costs.dim() != 2 or values.shape != costs.shape:
-        raise ValueError(f"values and costs must be (D, Kmax) tables of one shape, got shape {tuple(values.shape)} "
-                         f"and {tuple(costs.shape)}")
+    if costs.dim() != 2 or values.shape != costs.shape or not costs.shape[0]:
+        raise ValueError(f"values and costs must be (D, Kmax) tables of one shape with D >= 1 decisions, got shape "
+                         f"{tuple(values.shape)} and {tuple(costs.shape)}")
     mask = torch.ones(costs.shape, dtype=torch.bool) if mask is None else torch.as_tensor(mask).cpu().bool()
     if mask.shape != costs.shape:
         raise ValueError(f"mask must have the shape of costs {tuple(costs.shape)}, got {tuple(mask.shape)}")

@@ -7,6 +7,7 @@ number of architectures per iteration, eta the learning rate.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Sequence
 
@@ -14,8 +15,9 @@ import torch
 
 from ._base import Searcher
 from ._budgets import EPS_CAP, BudgetTargets
-from ._checks import (check_budgets, check_count, check_device, check_epsilons, check_lam, check_num_choices,
-                      check_positive, check_seed, check_state, checked_generator, start_theta)
+from ._checks import (MOST_NUMBERS, check_budgets, check_count, check_device, check_epsilons, check_fits,
+                      check_lam, check_num_choices, check_positive, check_seed, check_state, checked_generator,
+                      start_theta)
 from ._context import check_cost_model, cost_bound, cost_state, costs_finite, expected_total, step_costs
 from ._inputs import TellInputs
 from ._restriction import RangeRestriction
@@ -94,6 +96,34 @@ def _within_dtype(dtype: torch.dtype, lr: float, epsilons: list[float]) -> float
         raise ValueError(f"epsilons {[e for e in epsilons if e >= big]} are beyond {dtype}'s largest number "
                          f"{big:.3g}; use dtype=torch.float64")
     return lr
+
+
+def _check_lam(lam, N: int) -> int:
+    """``lam`` (>= 2) as an int, refused where tell()'s ``(N, lam, lam)`` tables (it ranks every pair of a
+    distribution's samples) could not be held."""
+    lam = check_lam(lam, 2, " (samples per iteration)")
+    check_fits("lam", lam, N * lam ** 2, f"tell()'s (N, lam, lam) tables (N = {N} distributions)",
+               math.isqrt(MOST_NUMBERS // N))
+    return lam
+
+
+def _distinct_members(epsilons: list[float], budgets: list | None, theta: torch.Tensor,
+                      importance_sampling: bool) -> None:
+    """Refuse two members of one epsilon (or budget) that start from one theta: with importance sampling they see
+    the same samples with the same ratios, so their distributions stay equal at every step (the same network twice,
+    and that member's share of the mixture's samples doubled). As the recipe's search.epsilons does; without
+    importance sampling, or from different starts, they are independent searches and are taken."""
+    if not importance_sampling:
+        return
+    key, values = ("epsilons", epsilons) if budgets is None else ("budgets", budgets)
+    for i, v in enumerate(values):
+        j = next((j for j in range(i) if values[j] == v and torch.equal(theta[i], theta[j])), None)
+        if j is not None:
+            shown = "None" if v is None else repr(v)
+            raise ValueError(f"{key}: item {i + 1} ({shown}) is given twice (item {j + 1}): the two members would "
+                             f"search for the same network (with importance sampling, from one start, their "
+                             f"distributions stay equal at every step); remove one (independent repeats: "
+                             f"importance_sampling=False)")
 
 
 def _int_entry(state: dict, key: str, default=None) -> int:
@@ -210,7 +240,7 @@ class MultiEpsilonSearch(Searcher):
         # With budgets every epsilon starts at 0 (validated with the cost table below); budgets read once (a generator)
         self._epsilons = check_epsilons(epsilons) if budgets is None else [0.0] * len(budgets := check_budgets(budgets))
         self.budget_lr = check_positive("budget_lr", budget_lr)  # used with budgets only, checked always
-        self.lam = check_lam(lam, 2, " (samples per iteration)")
+        self.lam = _check_lam(lam, len(self._epsilons))
         self.importance_sampling = _check_flag("importance_sampling", importance_sampling)
         # eta: the paper's 1 / sum_d K_d by default
         lr = check_positive("lr", 1.0 / float(K.sum()) if lr is None else lr, " or None")
@@ -229,10 +259,10 @@ class MultiEpsilonSearch(Searcher):
             self.budgets, self.cost_range = self._targets.budgets, self._targets.cost_range
         self._build_constants(theta_min, _check_flag("sync_free", sync_free, none_ok=True))
         self.seed = check_seed(seed)
-        self._generator = torch.Generator(device="cpu")
-        self._generator.manual_seed(self.seed)
+        self._generator = torch.Generator(device="cpu").manual_seed(self.seed)
         self.step = 0                                                          # number of tell()s
         theta = start_theta(init_theta, self.num_distributions, self._mask_cpu)
+        _distinct_members(self._epsilons, self.budgets, theta, self.importance_sampling)
         theta = theta.to(dtype=dtype, device=self.device)
         self._theta = self._restrict(theta, theta)
 

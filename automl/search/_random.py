@@ -9,10 +9,10 @@ from typing import Any, Sequence
 import torch
 
 from ._base import Searcher
-from ._checks import (check_device, check_lam, check_num_choices, check_seed, check_state, checked_generator,
-                      real_number)
+from ._checks import (MOST_NUMBERS, check_device, check_fits, check_lam, check_num_choices, check_seed,
+                      check_state, checked_generator, real_number)
 from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
-from ._inputs import TellInputs, as_losses
+from ._inputs import TellInputs
 from ._knapsack import BUDGET_RTOL
 
 __all__ = ["RandomSearch"]
@@ -204,6 +204,9 @@ class RandomSearch(Searcher):
             raise ValueError(f"max_tries and batch must be integers >= 1, got max_tries={max_tries!r}, "
                              f"batch={batch!r}")
         self.lam, self.max_tries, self.batch = lam, int(max_tries), int(batch)
+        N = len(self.budgets)
+        check_fits("lam", lam, N * lam * D, "ask()'s (budgets x lam, D) rows", MOST_NUMBERS // (N * D))
+        check_fits("batch", self.batch, self.batch * D, "a (batch, D) draw", MOST_NUMBERS // D)
         self.seed = check_seed(seed)
         self._generator = torch.Generator().manual_seed(self.seed)
         self._k = torch.tensor(self.num_choices)
@@ -212,6 +215,8 @@ class RandomSearch(Searcher):
         self._best_loss = torch.full((N,), math.inf, dtype=torch.float64)
         self._told = torch.zeros(N, dtype=torch.bool)
         self._last: torch.Tensor | None = None
+        # tell's arch and losses, checked on the host; NaN and inf losses warned about, as in the engine
+        self._inputs = TellInputs(self.num_choices, torch.device("cpu"), torch.float64, True)
 
     def _check_band(self, band: float | None, fixed: float) -> float | None:
         if band is None:
@@ -324,21 +329,21 @@ class RandomSearch(Searcher):
                 f"{f'; {int(bad.sum())} rows in all' if int(bad.sum()) > 1 else ''}")
 
     def tell(self, arch: torch.Tensor, losses: Any) -> None:
-        """Remember the lowest-loss architecture of each budget group (NaN and +-inf count as worst, as in
-        the engine). ``arch`` must be ``(N * lam, D)`` choice indices of the space, ``lam`` rows per budget
-        group in the order of :meth:`ask`, each within its group's budget (and band): a row that :meth:`ask`
-        could not have drawn is a ``ValueError`` (so :meth:`best` never returns a row over its budget); rows
-        of your own that fit are taken, as Optuna's ``add_trial`` takes parameters within their distributions."""
+        """Remember the lowest-loss architecture of each budget group (NaN and +-inf count as worst, and a
+        ``RuntimeWarning`` says how many there were, as in the engine). ``arch`` must be ``(N * lam, D)`` choice
+        indices of the space, ``lam`` rows per budget group in the order of :meth:`ask`, each within its group's
+        budget (and band): a row that :meth:`ask` could not have drawn is a ``ValueError`` (so :meth:`best` never
+        returns a row over its budget); rows of your own that fit are taken, as Optuna's ``add_trial`` takes
+        parameters within their distributions."""
         N, D = self.num_distributions, len(self.num_choices)
-        arch = TellInputs(self.num_choices, torch.device("cpu"), torch.float64, True).arch(arch, N * self.lam, False)
+        arch = self._inputs.arch(arch, N * self.lam, False)
         # ask()'s own rows fit by construction: only other rows are costed
         wrong = None if self._last is not None and torch.equal(arch, self._last) else self._misfits(arch)
         if wrong:
             raise ValueError(f"tell: {wrong}; RandomSearch takes only rows that ask() could have drawn: "
                              f"lam = {self.lam} rows per budget group, each within its group's budget"
                              f"{' and band' if self.band is not None else ''} (tell the rows ask() returned)")
-        losses = as_losses(losses, arch.shape[0], torch.float64, torch.device("cpu"))
-        losses = torch.nan_to_num(losses, nan=math.inf, neginf=math.inf).view(N, self.lam)
+        losses = self._inputs.losses(losses, arch.shape[0]).view(N, self.lam)  # NaN, -inf: +inf, with a warning
         low, idx = losses.min(-1)
         better = (low < self._best_loss) | ~self._told
         chosen = arch.view(N, self.lam, D)[torch.arange(N), idx]

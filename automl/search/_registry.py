@@ -36,6 +36,7 @@ import torch
 from automl.errors import UserError
 
 from ._base import Searcher
+from ._checks import real_number
 from ._context import ContextCosts
 from ._multi_epsilon import MultiEpsilonSearch
 from ._random import RandomSearch
@@ -68,6 +69,19 @@ class SearchProblem:
     device: torch.device = torch.device("cpu")
     # method settings: theta_lr, theta_min, utility; random: random_band, cost_fixed, band_context, budget_key
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        """A searcher serves at least one member, and has one epsilon or budget per member where it has them."""
+        if isinstance(self.members, (str, bytes)) or not hasattr(self.members, "__len__") or not self.members:
+            raise ValueError(f"SearchProblem: members must be a non-empty list of the run's member indices, got "
+                             f"{self.members!r}")
+        for key in ("epsilons", "budgets"):
+            values = getattr(self, key)
+            if values is not None and (not hasattr(values, "__len__") or len(values) != len(self.members)):
+                raise ValueError(f"SearchProblem: {key} must be None or one per member ({len(self.members)}: "
+                                 f"{list(self.members)!r}), got {values!r}")
+        if not isinstance(self.options, dict):
+            raise ValueError(f"SearchProblem: options must be a dict, got {type(self.options).__name__}")
 
 
 def _no_fields(searcher: Searcher) -> dict:
@@ -179,14 +193,25 @@ def searcher_names() -> list[str]:
 
 # ---------------------------------------------------------------------------------------------- built-ins
 
+def _auto(options: dict, key: str) -> float | None:
+    """``options[key]`` (``"auto"`` where absent) as the engine takes it: None for ``"auto"``, else a number (a
+    string or a list is a ``ValueError`` naming the option, not float()'s message)."""
+    value = options.get(key, "auto")
+    if isinstance(value, str) and value == "auto":
+        return None
+    number = real_number(value)
+    if number is None:
+        raise ValueError(f"options[{key!r}] (search.{key}) must be a number or 'auto', got {value!r}")
+    return number
+
+
 def _engine(problem: SearchProblem) -> MultiEpsilonSearch:
     o = problem.options
     target = ({"budgets": list(problem.budgets)} if problem.budgets is not None
-              else {"epsilons": list(problem.epsilons)})
-    lr, theta_min = o.get("theta_lr", "auto"), o.get("theta_min", "auto")
+              else {"epsilons": problem.epsilons})  # None (neither): the engine's own message
+    lr, theta_min = (_auto(o, key) for key in ("theta_lr", "theta_min"))
     return MultiEpsilonSearch(
-        num_choices=problem.num_choices, costs=problem.costs, lam=problem.lam,
-        lr=None if lr == "auto" else float(lr), theta_min=None if theta_min == "auto" else float(theta_min),
+        num_choices=problem.num_choices, costs=problem.costs, lam=problem.lam, lr=lr, theta_min=theta_min,
         seed=problem.seed, device=problem.device,  # on a GPU, tell() reads nothing back (sync_free)
         utility=o.get("utility", "weighted_quantile"), **target)
 
