@@ -195,27 +195,42 @@ def alike_in_short(b: float, budgets) -> bool:
     return any(c is not None and c != b and short_number(c) == short for c in budgets)
 
 
-def _budget_text(b: float, budgets) -> str:
-    """``b`` in short (``150k``), or in full when it is :func:`alike_in_short` another of ``budgets``."""
+# a member of search.budgets without a budget (null), as the recipe's comments and the docs name it
+UNCONSTRAINED = "unconstrained"
+
+
+def _unit(metric: str) -> str:
+    """What follows a cost of ``metric`` (a budget) where no header names the unit: `` ms`` for a latency table's
+    milliseconds; a count (parameters, MACs) has none."""
+    return " ms" if metric == "latency" else ""
+
+
+def _budget_text(b: float, budgets, metric: str = "params") -> str:
+    """``b`` in short (``150k``), or in full when it is :func:`alike_in_short` another of ``budgets``; with its
+    unit (``0.05 ms``: a latency budget read without the sentence that says so was a bare number)."""
     if not alike_in_short(b, budgets):
-        return short_number(b)
-    return _fmt_cost(b) if float(b).is_integer() else repr(float(b))
+        return short_number(b) + _unit(metric)
+    return (_fmt_cost(b) if float(b).is_integer() else repr(float(b))) + _unit(metric)
 
 
 def _budgets(results: dict) -> list:
     return [_bound(a) for a in results["architectures"]]
 
 
-def _budget(a: dict, budgets=()) -> str:
-    """``≤ 150k``; ``≤ 150k (retrained)`` for a budget of the retrained network (search.random_budgets)."""
+def _budget(a: dict, results: dict) -> str:
+    """``≤ 150k``; ``≤ 150k (retrained)`` for a budget of the retrained network (search.random_budgets); ``≤ 0.05
+    ms`` for a latency; ``unconstrained`` for a member without one (null in ``search.budgets``)."""
     if _bound(a) is None:
-        return "none"
-    return f"≤ {_budget_text(_bound(a), budgets)}" + (" (retrained)" if a.get("budget") is None else "")
+        return UNCONSTRAINED
+    return (f"≤ {_budget_text(_bound(a), _budgets(results), results.get('cost_metric', 'params'))}"
+            + (" (retrained)" if a.get("budget") is None else ""))
 
 
-def _label(a: dict, i: int, budgeted: bool = False, budgets=()) -> str:
-    if budgeted:
-        return "unconstrained" if _bound(a) is None else _budget(a, budgets)
+def _label(a: dict, i: int, results: dict) -> str:
+    """A member as report.md's lines and pareto.png name it: its budget (:func:`_budget`), else ``ε=0.5``, or
+    ``random 1`` for the random baseline's draw."""
+    if _budgeted(results):
+        return _budget(a, results)
     return f"ε={a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
 
 
@@ -233,6 +248,12 @@ def _latency_note(results: dict) -> list[str]:
 
 def _fmt_eps(a: dict, i: int) -> str:
     return f"{a['epsilon']:.3g}" if a.get("epsilon") is not None else f"random {i}"
+
+
+def _eps_cell(a: dict, i: int) -> str:
+    """The ε column without budgets: ε as the recipe gives it (``0.5``, under the header ``ε``: the summary table
+    said ``ε=0.5``), or the random baseline's draw."""
+    return f"{a['epsilon']:g}" if a.get("epsilon") is not None else f"random {i}"
 
 
 # A measurement that is missing (null in results.json) or not finite (NaN in memory: results.json writes it
@@ -295,14 +316,14 @@ def _onnx_failures(results: dict) -> list[str]:
     """A paragraph per member whose ONNX export failed (its latency "—"), or whose int8 quantisation failed (its
     int8 cell "not quantised"): why; its PyTorch export (its fp32 model) is kept. One paragraph each: lines of
     one paragraph ran together into one when rendered."""
-    lines, budgeted, budgets = [], _budgeted(results), _budgets(results)
+    lines = []
     for i, a in enumerate(results["architectures"]):
         int8 = a.get("int8") if isinstance(a.get("int8"), dict) else {}
         if a.get("onnx_error"):
-            lines += ["", f"ONNX export failed for {_label(a, i, budgeted, budgets)} (its weights and manifest.json "
+            lines += ["", f"ONNX export failed for {_label(a, i, results)} (its weights and manifest.json "
                           f"are exported, no model.onnx, no latency): {_md_text(a['onnx_error'])}"]
         elif int8.get("error"):
-            lines += ["", f"int8 quantisation failed for {_label(a, i, budgeted, budgets)} (its fp32 model.onnx is "
+            lines += ["", f"int8 quantisation failed for {_label(a, i, results)} (its fp32 model.onnx is "
                           f"exported and timed): {_md_text(int8['error'])}"]
     return lines
 
@@ -311,37 +332,27 @@ def render_markdown(results: dict) -> str:
     budgeted = _budgeted(results)
     raw = results.get("cost_metric", "params")
     metric, n = _metric_words(raw), len(results["architectures"])
+    what, cell = _search_time(results)
     lines = [
         f"# {_md_text(results['recipe'])}: {_plural(n, 'architecture')} by {_md_code(results['method'])}",
         "",
-        f"Search time (weight + θ phases, no retraining): **{results['search_seconds']:.1f} s**.",
+        f"Search time ({what}; retraining not included): **{_seconds(results['search_seconds'])}**.",
         "",
         *_supernet_lines(results.get("supernet")),
+        *_members_lines(results),
     ]
-    if budgeted and results["method"] == "random":
-        whose = (" of the retrained network (`search.random_budgets`: the retraining space's table, with "
-                 "`retrain.space_args`; the cost column prices the searched network)"
-                 if _retrained_budgets(results) else "")
-        lines += [f"Budgets are total {_budget_metric(raw)}{whose}; `random` has no ε: each member is drawn uniformly "
-                  f"among the architectures within its budget (any architecture for `none`; with "
-                  f"`search.random_band`, only those costing at least that fraction of the budget), and the ε "
-                  f"column numbers the draws.", ""]
-    elif budgeted:
-        lines += [f"Budgets are total {_budget_metric(raw)}; each member's ε was adapted to meet its budget (final "
-                  f"value shown).", ""]
     lines += [
         ("| budget | " if budgeted else "| ") + f"ε | params | MACs | cost ({metric}) | test accuracy | "
         f"latency fp32 | int8: latency, accuracy, size | search time |",
         ("|---:" if budgeted else "") + "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, a in enumerate(results["architectures"]):
-        eps = _fmt_eps(a, i) if budgeted else (f"{a['epsilon']:g}" if a.get("epsilon") is not None
-                                               else f"random {i}")
+        eps = _fmt_eps(a, i) if budgeted else _eps_cell(a, i)
         params = f"{a['params']:,}" if a.get("params") is not None else "—"
-        head = f"| {_budget(a, _budgets(results))} | {eps} " if budgeted else f"| {eps} "
+        head = f"| {_budget(a, results)} | {eps} " if budgeted else f"| {eps} "
         lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {_fmt_cost(a['cost'])} | "
                      f"{format_accuracy(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
-                     f"{_fmt_int8(a.get('int8'))} | {results['search_seconds']:.1f} s (shared) |")
+                     f"{_fmt_int8(a.get('int8'))} | {cell} |")
     lines += _same_architecture_lines(results)
     lines += _onnx_failures(results)
     weights = {a.get("weights") for a in results["architectures"]}
@@ -353,15 +364,69 @@ def render_markdown(results: dict) -> str:
                       "them (the random baseline trains none; `retrain.space_args` changes their shape). Set "
                       "`retrain.epochs` to train them."]
     lines += _latency_note(results)
-    lines += ["", "Phase times: " + ", ".join(f"{k} {v:.1f} s" for k, v in results["phase_seconds"].items())
+    lines += ["", "Phase times: " + ", ".join(f"{k} {_seconds(v)}" for k, v in results["phase_seconds"].items())
               + _ranking_time(results.get("ranking")),
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
-        lines.append(f"- {_label(a, i, budgeted, _budgets(results))}: {_md_code(' '.join(a['choices']))}")
+        lines.append(f"- {_label(a, i, results)}: {_md_code(' '.join(a['choices']))}")
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
+
+
+def _members_lines(results: dict) -> list[str]:
+    """The paragraph above the table on what its budget and ε columns hold (none: ε as the recipe gives them)."""
+    raw = results.get("cost_metric", "params")
+    if results["method"] == "random":
+        whose = (" of the retrained network (`search.random_budgets`: the retraining space's table, with "
+                 "`retrain.space_args`; the cost column prices the searched network)"
+                 if _retrained_budgets(results) else "")
+        if not _budgeted(results):
+            return ["`random` has no ε: each member is drawn uniformly among all the architectures, and the ε "
+                    "column numbers the draws.", ""]
+        # the unconstrained member is named only where there is one (search.random_budgets has none)
+        anything = (f"any architecture for the {UNCONSTRAINED} member; "
+                    if any(_bound(a) is None for a in results["architectures"]) else "")
+        return [f"Budgets are total {_budget_metric(raw)}{whose}; `random` has no ε: each member is drawn uniformly "
+                f"among the architectures within its budget ({anything}with `search.random_band`, only those "
+                f"costing at least that fraction of the budget), and the ε column numbers the draws.", ""]
+    if _budgeted(results):
+        which = "budgeted " if any(_bound(a) is None for a in results["architectures"]) else ""
+        return [f"Budgets are total {_budget_metric(raw)}; each {which}member's ε was adapted to meet its budget "
+                f"(final value shown).", ""]
+    return []
+
+
+def _seconds(v: float) -> str:
+    """A time in seconds, to 0.1 s; under 0.1 s to two significant digits (the random baseline's draws took
+    0.011 s: "0.0 s" read as no time at all)."""
+    return f"{v:.1f} s" if v == 0 or abs(v) >= 0.1 else f"{v:.2g} s"
+
+
+def _search_time(results: dict) -> tuple[str, str]:
+    """What ``search_seconds`` covers for the run's method, as report.md's sentence says it, and the table's
+    search-time cell: the time of a search every member shares (importance sampling's one θ phase for all), or
+    the whole of the run's searches, whose parts per member results.json does not record (Method 2's θ phase
+    per member after one shared weight phase, Method 1's search per member, the random baseline's draws)."""
+    t, method = _seconds(results["search_seconds"]), results["method"]
+    origin = results.get("supernet")
+    reused = isinstance(origin, dict) and bool(origin.get("from"))  # --supernet: no weight phase
+    if method == "importance_sampling":
+        return (("" if reused else "one weight phase, then ") + "one θ phase that searches every member at once"
+                + ("; the weight phase was skipped" if reused else "")), f"{t} (shared)"
+    if method == "separate":
+        if reused:
+            return ("a θ phase per member, one after another; the weight phase was skipped",
+                    f"{t} in all (a θ phase each)")
+        return ("one weight phase, shared, then a θ phase per member, one after another",
+                f"{t} in all (weights shared, a θ phase each)")
+    if method == "simultaneous":
+        return ("a search per member, one after another, each training its own supernet with weight and θ steps "
+                "interleaved", f"{t} in all (a search each)")
+    if method == "random":
+        return "drawing the architectures: the random baseline trains no supernet", f"{t} in all (drawing only)"
+    return "every member's search", f"{t} in all"
 
 
 def _inherited(results: dict) -> str:
@@ -414,12 +479,21 @@ def _and(words: list[str]) -> str:
 
 
 def _member_names(results: dict, indices: list[int]) -> str:
-    """``members ε=0 and ε=0.5`` (``random 1``; ``members of budgets none and ≤ 40k``): as the table names them,
-    with its row where two have one name."""
-    archs, budgeted = results["architectures"], _budgeted(results)
-    names = [_budget(a, _budgets(results)) if budgeted else _label(a, i) for i, a in enumerate(archs)]
-    return ("members of budgets " if budgeted else "members ") + _and(
-        [names[i] + (f" (row {i + 1})" if names.count(names[i]) > 1 else "") for i in indices])
+    """``members ε=0 and ε=0.5`` (``random 1``; ``members of budgets ≤ 80k and ≤ 40k``, ``unconstrained member and
+    the member of budget ≤ 40k``): as the table names them, with its row where two have one name; after "The"."""
+    archs = results["architectures"]
+    names = [_label(a, i, results) for i, a in enumerate(archs)]
+    named = {i: names[i] + (f" (row {i + 1})" if names.count(names[i]) > 1 else "") for i in indices}
+    if not _budgeted(results):
+        return "members " + _and([named[i] for i in indices])
+    free = [i for i in indices if _bound(archs[i]) is None]
+    bounded = [named[i] for i in indices if i not in free]
+    parts = [f"{UNCONSTRAINED} member" + (f"s ({_and([f'row {i + 1}' for i in free])})" if len(free) > 1 else "")
+             ] if free else []
+    if bounded:
+        parts.append(("the " if free else "") + (f"member of budget {bounded[0]}" if len(bounded) == 1
+                                                 else f"members of budgets {_and(bounded)}"))
+    return " and ".join(parts)
 
 
 _ONE_NETWORK = {"retrained": "one retraining, one test accuracy; each exports its weights",
@@ -490,6 +564,8 @@ def _pareto_note(archs: list[dict]) -> list[str]:
     missing = sum(not _finite(a.get("test_accuracy")) for a in archs)
     if not missing:
         return []
+    if missing == len(archs) == 1:
+        return ["pareto.png shows no point: the architecture has no test accuracy (not evaluated).", ""]
     if missing == len(archs):
         return [f"pareto.png shows none of the {missing} architectures: none has a test accuracy (not "
                 f"evaluated).", ""]
@@ -556,7 +632,7 @@ def _ranking_time(rk) -> str:
     ``world_size``), whose time is no phase of the run's (their ``ranking`` is the run's own ranking stages)."""
     if not isinstance(rk, dict) or "world_size" not in rk or not _finite(rk.get("seconds")):
         return ""
-    return f"; the ranking below was measured by `automl rank` in {rk['seconds']:.1f} s"
+    return f"; the ranking below was measured by `automl rank` in {_seconds(rk['seconds'])}"
 
 
 def plot_pareto(results: dict) -> bytes:
@@ -576,14 +652,15 @@ def plot_pareto(results: dict) -> bytes:
     else:
         ax.text(0.5, 0.5, "no architecture has a test accuracy", transform=ax.transAxes, ha="center",
                 va="center", color="tab:gray")
-    labels = [ax.annotate(", ".join(_label(archs[i], i, budgeted, _budgets(results)) for i in net), (x, y),
+    labels = [ax.annotate(", ".join(_label(archs[i], i, results) for i in net), (x, y),
                           textcoords="offset points", xytext=_LABEL_OFFSET, fontsize=9)
               for net, x, y in zip(shown, xs, ys)]
     # budgets are in the units of the x axis, the search's cost; one line for members that share one
     for b in sorted({a["budget"] for a in archs if a.get("budget") is not None} if budgeted else ()):
         ax.axvline(b, color="tab:gray", linestyle=":", linewidth=1)
-        ax.annotate(f"budget {_budget_text(b, _budgets(results))}", (b, 0), xycoords=("data", "axes fraction"),
-                    textcoords="offset points", xytext=(2, 3), fontsize=7, color="tab:gray", rotation=90)
+        ax.annotate(f"budget {_budget_text(b, _budgets(results), metric)}", (b, 0),
+                    xycoords=("data", "axes fraction"), textcoords="offset points", xytext=(2, 3), fontsize=7,
+                    color="tab:gray", rotation=90)
     ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}
                   .get(metric, metric))
     ax.set_ylabel("test accuracy [%]")
@@ -729,7 +806,8 @@ def summary_table(results: dict):
     absolute ``export.dir`` such as ``/data/[/tmp]/x`` made rich raise a MarkupError after the whole
     run (and again on each --resume), and ``[red]`` in a path vanished."""
     same = " ".join(line for line in _same_architecture_lines(results) if line)  # members of one architecture
-    t = Table(title=escape(f"{results['recipe']}: {results['method']}, search {results['search_seconds']:.1f} s"),
+    title = f"{results['recipe']}: {results['method']}, search {_seconds(results['search_seconds'])}"
+    t = Table(title=escape(title),
               caption=escape(same) or None, caption_justify="left")
     budgeted = _budgeted(results)
     cost = "cost (ms)" if results.get("cost_metric") == "latency" else "cost"
@@ -737,7 +815,7 @@ def summary_table(results: dict):
         # a path too long for the terminal wraps rather than ending in "…": it is what a user copies
         t.add_column(col, justify="right" if col != "onnx" else "left", overflow="fold" if col == "onnx" else None)
     for i, a in enumerate(results["architectures"]):
-        head = (_budget(a, _budgets(results)), _fmt_eps(a, i)) if budgeted else (_label(a, i),)
+        head = (_budget(a, results), _fmt_eps(a, i)) if budgeted else (_eps_cell(a, i),)
         cells = (*head, f"{a['params']:,}" if a.get("params") is not None else "—", _fmt_cost(a["cost"]),
                  format_accuracy(a.get("test_accuracy")),
                  a.get("onnx") or ("failed" if a.get("onnx_error") else "—"))

@@ -39,7 +39,7 @@ def test_members_retrained_once_are_said_to_be_one_network_under_the_table():
 
 def test_budgeted_members_are_named_by_their_budgets_and_rows_where_two_share_one():
     md = render_markdown(_results([_member("ab", 0.9, budget=None), _member("ab", 0.9, budget=178170)]))
-    assert "The members of budgets none and ≤ 178.2k are one network (the same choices)" in md
+    assert "The unconstrained member and the member of budget ≤ 178.2k are one network (the same choices)" in md
     md = render_markdown(_results([_member("ab", 0.9, budget=40e3), _member("ab", 0.9, eps=1, budget=40e3)]))
     assert "The members of budgets ≤ 40k (row 1) and ≤ 40k (row 2) are one network" in md
 
@@ -105,7 +105,8 @@ def test_a_run_whose_members_derive_one_network_says_so_in_report_md(tmp_path, d
     a, b = res["architectures"]
     assert a["choices"] == b["choices"]  # the setting's premise
     assert "one network" in (out / "report.md").read_text()
-    assert "The members of budgets none and ≤ 178.2k are one network" in (out / "report.md").read_text()
+    assert ("The unconstrained member and the member of budget ≤ 178.2k are one network"
+            in (out / "report.md").read_text())
     assert [label for label in drawn["labels"] if not label.startswith("budget ")] == ["unconstrained, ≤ 178.2k"]
 
 
@@ -118,7 +119,8 @@ def test_a_run_not_retrained_on_one_supernet_says_its_members_are_one_network(tm
     assert a["choices"] == b["choices"] and a["weights"] == b["weights"] == "supernet"
     assert a["test_accuracy"] == b["test_accuracy"]  # the same weights
     report = (out / "report.md").read_text()
-    assert "The members of budgets none and ≤ 178.2k are one network (the same choices): not retrained" in report
+    assert ("The unconstrained member and the member of budget ≤ 178.2k are one network (the same choices): "
+            "not retrained") in report
     assert [label for label in drawn["labels"] if not label.startswith("budget ")] == ["unconstrained, ≤ 178.2k"]
 
 
