@@ -268,13 +268,13 @@ def _measured_costs(kind: str, plan, decisions, input_shape, resolutions=()):
         return {"params": costs, "macs": macs}, {"params": fixed, "macs": macs_fixed}, None
     context = widths + ((len(decisions) - 1,) if resolutions else ())
     sizes = [input_shape[1:]] if not resolutions else [(v, v) for v in resolutions]
-    caches: dict[str, dict] = {"params": {}, "macs": {}}
+    caches: dict[str, dict] = {"params": {}, "macs": {}, "modules": {}}  # an op is built once
     per: dict[str, tuple[list, list]] = {"params": ([], []), "macs": ([], [])}
     for combo in itertools.product(*(range(len(decisions[d].choices)) for d in widths)):
         at = plan.at(dict(zip(widths, combo))) if widths else plan
-        params = measure_params(kind, at, decisions, caches["params"])
+        params = measure_params(kind, at, decisions, caches["params"], caches["modules"])
         for size in sizes:
-            macs = measure_macs(kind, at, decisions, (input_shape[0], *size), caches["macs"])
+            macs = measure_macs(kind, at, decisions, (input_shape[0], *size), caches["macs"], caches["modules"])
             for metric, (costs, fixed) in (("params", params), ("macs", macs)):
                 per[metric][0].append(costs)
                 per[metric][1].append(fixed)

@@ -171,35 +171,43 @@ class CostTable:
         elastic widths (the best of every combination of widths)."""
         t = self._check(metric)
         if metric not in self._ctx:
-            return self._extreme_in(t, self.fixed[metric], largest, {})
+            return self._extreme_in(t.unsqueeze(0), [self.fixed[metric]], largest, [{}])[0]
         tables, fixeds = self._ctx[metric]
-        found = [self._extreme_in(tables[a], float(fixeds[a]), largest, combo) for a, combo in self._combos()]
+        combos = [combo for _, combo in self._combos()]
+        found = self._extreme_in(tables, fixeds.tolist(), largest, combos)
         return (max if largest else min)(found, key=lambda x: x[0])
 
-    def _extreme_in(self, t: torch.Tensor, fixed: float, largest: bool, forced: dict[int, int]):
-        """:meth:`_extreme` for one table, the ``forced`` decisions (a combination of widths) held."""
-        fill = float("-inf") if largest else float("inf")
-        masked = t.masked_fill(~self.mask, fill)
+    def _extreme_in(self, tables: torch.Tensor, fixeds: list[float], largest: bool, forced: list[dict[int, int]]):
+        """:meth:`_extreme` for each table ``tables[a]`` (A, D, Kmax) with fixed cost ``fixeds[a]``, the
+        ``forced[a]`` decisions held (a combination of widths): a list of ``(total, architecture)``. One
+        reduction over all the tables, then plain floats (a reduction per table was most of the time)."""
         if not len(self.choice_names):
-            return fixed, torch.zeros(0, dtype=torch.long)
-        best, arg = (masked.max(dim=1) if largest else masked.min(dim=1))
-        arch = arg.clone()
-        for d, k in forced.items():  # a context decision's own row is 0: its choice is the combination's
-            arch[d] = k
-        total = fixed + sum(float(best[d]) for d in range(len(self.choice_names)) if d not in self.gates)
+            return [(fixed, torch.zeros(0, dtype=torch.long)) for fixed in fixeds]
+        fill = float("-inf") if largest else float("inf")
+        masked = tables.masked_fill(~self.mask, fill)
+        best_t, arg = (masked.max(dim=2) if largest else masked.min(dim=2))
         by_gate: dict[int, list[int]] = {}
         for d, (g, _) in self.gates.items():
             by_gate.setdefault(g, []).append(d)
-        for g, ds in by_gate.items():
-            own = float(best[g])  # counted above (a depth decision is not gated itself)
-            options = []
-            for k in range(len(self.choice_names[g])):
-                value = float(t[g, k]) + sum(float(best[d]) for d in ds if self.gates[d][1][k])
-                options.append((value, k))
-            value, k = (max if largest else min)(options)
-            total += value - own
-            arch[g] = k
-        return total, arch
+        gates = list(by_gate)
+        gate_rows = tables[:, gates].tolist()  # (A, G, Kmax): the depth decisions' own costs
+        found = []
+        for a, (best, fixed, held) in enumerate(zip(best_t.tolist(), fixeds, forced)):
+            arch = arg[a].clone()
+            for d, k in held.items():  # a context decision's own row is 0: its choice is the combination's
+                arch[d] = k
+            total = fixed + sum(best[d] for d in range(len(self.choice_names)) if d not in self.gates)
+            for i, (g, ds) in enumerate(by_gate.items()):
+                own = best[g]  # counted above (a depth decision is not gated itself)
+                options = []
+                for k in range(len(self.choice_names[g])):
+                    value = gate_rows[a][i][k] + sum(best[d] for d in ds if self.gates[d][1][k])
+                    options.append((value, k))
+                value, k = (max if largest else min)(options)
+                total += value - own
+                arch[g] = k
+            found.append((total, arch))
+        return found
 
     def min_total(self, metric: str = "params") -> float:
         """The cost of the cheapest architecture."""

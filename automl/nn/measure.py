@@ -13,16 +13,20 @@ on the meta device (no memory, no arithmetic), so they are exact for that shape.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
+from functools import partial
 from typing import Iterable
 
 import torch
+from timm.layers import activations as timm_act
 from timm.layers import get_act_layer
+from timm.models._efficientnet_blocks import SqueezeExcite
 from torch import nn
 
 from automl.nn import parts
 from automl.nn.registry import create_op
 
-__all__ = ["count_params", "count_macs", "MacCounter", "measure_params", "measure_macs"]
+__all__ = ["count_params", "count_macs", "MacCounter", "measure_params", "measure_macs", "chain_module"]
 
 
 def count_params(module: nn.Module) -> int:
@@ -34,21 +38,28 @@ class MacCounter:
     """Forward hooks that add up the MACs of every ``Conv2d`` / ``Linear`` call under ``modules``.
 
     A module called twice counts twice (MACs are work done, not weights stored). Batch norms (timm's
-    BatchNormAct2d too) keep the shape and count nothing, so while counting they pass their input on:
-    on the meta device they were most of the time a count took.
+    BatchNormAct2d too) and activation modules (:data:`_ELEMENTWISE`) keep the shape and count nothing, so
+    while counting they pass their input on: on the meta device they were most of the time a count took.
+    So does timm's EfficientNet ``SqueezeExcite``, after running its two convs on the pooled shape (what its
+    forward does, without the meta device's slow mean and gating product).
     """
 
     def __init__(self, modules: Iterable[nn.Module]):
         self.macs = 0
         self._handles = []
-        self._norms: list[nn.Module] = []
+        self._passed: list[nn.Module] = []
         for root in modules:
             for m in root.modules():
                 if isinstance(m, (nn.Conv2d, nn.Linear)):
                     self._handles.append(m.register_forward_hook(self._hook))
-                elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) and "forward" not in m.__dict__:
+                elif "forward" in m.__dict__:  # a forward of its own: run it as it is
+                    continue
+                elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)) or type(m) in _ELEMENTWISE:
                     m.forward = _same_shape
-                    self._norms.append(m)
+                    self._passed.append(m)
+                elif type(m) is SqueezeExcite:
+                    m.forward = partial(_squeeze_excite, m)
+                    self._passed.append(m)
 
     def _hook(self, module, inputs, output) -> None:
         per_sample = output.numel() // max(output.shape[0], 1) if output.dim() > 1 else output.numel()
@@ -62,9 +73,9 @@ class MacCounter:
         for h in self._handles:
             h.remove()
         self._handles.clear()
-        for m in self._norms:
+        for m in self._passed:
             del m.forward
-        self._norms.clear()
+        self._passed.clear()
 
     def __enter__(self) -> "MacCounter":
         return self
@@ -73,7 +84,21 @@ class MacCounter:
         self.close()
 
 
+# activation modules whose output has their input's shape (exact types: a subclass may do more); while
+# counting MACs they pass their input on (on the meta device an elementwise op costs as much as a conv)
+_ELEMENTWISE = frozenset({
+    nn.ReLU, nn.ReLU6, nn.SiLU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Mish, nn.ELU,
+    nn.LeakyReLU, nn.Identity, timm_act.GELU, timm_act.GELUTanh, timm_act.HardMish, timm_act.HardSigmoid,
+    timm_act.HardSwish, timm_act.Mish, timm_act.QuickGELU, timm_act.Sigmoid, timm_act.Swish, timm_act.Tanh})
+
+
 def _same_shape(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _squeeze_excite(se: SqueezeExcite, x: torch.Tensor) -> torch.Tensor:
+    """``se``'s forward as :class:`MacCounter` counts it: its convs on the pooled shape; the input's shape out."""
+    se.conv_expand(se.act1(se.conv_reduce(x.new_empty((*x.shape[:2], 1, 1)))))
     return x
 
 
@@ -96,14 +121,16 @@ def count_macs(module: nn.Module, input_shape, *, extra_inputs: int = 0) -> tupl
                      [*module.named_parameters(), *module.named_buffers()]}  # with meta tensors in place of its own
             run = lambda *a: torch.func.functional_call(module, metas, a)  # noqa: E731
     modes = [(m, m.training) for m in module.modules()]
-    module.eval()
+    if any(training for _, training in modes):  # a module in eval mode already (the compiler's) is left alone
+        module.eval()
     try:
         x = torch.empty((1, *input_shape), device="meta")
         with MacCounter([module]) as counter:
             y = run(x, *([x] * extra_inputs))
     finally:
         for m, training in modes:
-            m.training = training
+            if m.training != training:  # setting a module's attribute is slow: only those eval() changed
+                m.training = training
     return int(counter.macs), tuple(y.shape[1:])
 
 
@@ -123,7 +150,8 @@ def _run(mods, shape) -> tuple[int, tuple[int, ...]]:
     return count_macs(nn.Sequential(*mods), shape)
 
 
-def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = None) -> tuple[list[list[float]], float]:
+def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = None,
+                 modules: dict | None = None) -> tuple[list[list[float]], float]:
     """Per-choice MACs at the real shapes, and the fixed MACs (the cost table's ``macs`` metric).
 
     Chain spaces: a choice costs its block's MACs on the layer's input shape (``skip``: 0); fixed = stem,
@@ -135,9 +163,53 @@ def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = N
     Cell spaces (the same rule as ``params``): an op decision costs the op's MACs at stride 1 on the
     cell's output shape, summed over every instance of the template; choosing an input costs nothing;
     fixed = stem, head, and each cell's preprocessing and output convs for every node.
-    """
-    cache = {} if cache is None else cache  # shared by the calls for each combination of elastic widths
 
+    ``cache`` (counts by op and shape) and ``modules`` (the meta-device ops by op and widths, see
+    :func:`chain_module`; :func:`measure_params` takes the same) may be shared by the calls for each
+    combination of elastic widths and resolutions: an op is built once and counted once per input shape.
+    """
+    cache = {} if cache is None else cache
+    modules = {} if modules is None else modules
+    costs = [[0.0] * len(d.choices) for d in decisions]
+    shape = tuple(int(v) for v in input_shape)
+    if kind == "chain":
+        return _chain_macs(plan, costs, shape, cache, modules)
+    return _cell_macs(plan, costs, shape, cache)
+
+
+def _chain_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: dict, modules: dict):
+    """:func:`measure_macs` of a chain space: ``(costs, fixed)``."""
+    def layer_macs(layer, op, shape) -> tuple[int, tuple[int, ...]]:
+        key = ("layer", op, layer.in_ch, layer.out_ch, layer.stride, layer.se, layer.act, tuple(shape))
+        if key not in cache:
+            cache[key] = count_macs(chain_module(plan, layer, op, modules), shape)
+        return cache[key]
+
+    ends = replace(plan, layers=())  # what the stem and head depend on, besides the head's input width
+    key = ("stem", ends, shape)
+    if key not in cache:
+        cache[key] = _run(parts.chain_stem(plan, device="meta"), shape)
+    fixed, shape = cache[key]
+    for layer in plan.layers:
+        # with the stage's SE and activation; a layer of an elastic depth keeps its input shape
+        per = [layer_macs(layer, op, shape) for op in layer.choices]
+        if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth
+            g, on = layer.gate
+            costs[g] = [c + (per[0][0] if active else 0) for c, active in zip(costs[g], on)]
+        elif layer.decision is None:
+            fixed += per[0][0]
+        else:
+            costs[layer.decision] = [float(m) for m, _ in per]
+        shape = per[0][1]  # every choice of a layer has the layer's output shape
+    head_in = parts.chain_head_in(plan)
+    key = ("head", ends, head_in, shape)
+    if key not in cache:
+        cache[key] = _run(parts.chain_head_sequence(plan, head_in, device="meta"), shape)
+    return costs, float(fixed + cache[key][0])
+
+
+def _cell_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: dict):
+    """:func:`measure_macs` of a cell space: ``(costs, fixed)``."""
     def op_macs(op, cin, cout, stride, shape, act=None) -> tuple[int, tuple[int, ...]]:
         key = (op, cin, cout, stride, tuple(shape), act)
         if key not in cache:
@@ -145,29 +217,6 @@ def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = N
             cache[key] = count_macs(create_op(op, cin, cout, stride, device="meta", **kw), shape)
         return cache[key]
 
-    def layer_macs(layer, op, shape) -> tuple[int, tuple[int, ...]]:
-        key = ("layer", op, layer.in_ch, layer.out_ch, layer.stride, layer.se, layer.act, tuple(shape))
-        if key not in cache:
-            cache[key] = count_macs(parts.chain_op(plan, layer, op, device="meta"), shape)
-        return cache[key]
-
-    costs = [[0.0] * len(d.choices) for d in decisions]
-    shape = tuple(int(v) for v in input_shape)
-    if kind == "chain":
-        fixed, shape = _run(parts.chain_stem(plan, device="meta"), shape)
-        for layer in plan.layers:
-            # with the stage's SE and activation; a layer of an elastic depth keeps its input shape
-            per = [layer_macs(layer, op, shape) for op in layer.choices]
-            if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth
-                g, on = layer.gate
-                costs[g] = [c + (per[0][0] if active else 0) for c, active in zip(costs[g], on)]
-            elif layer.decision is None:
-                fixed += per[0][0]
-            else:
-                costs[layer.decision] = [float(m) for m, _ in per]
-            shape = per[0][1]  # every choice of a layer has the layer's output shape
-        head, _ = _run(parts.chain_head_sequence(plan, parts.chain_head_in(plan), device="meta"), shape)
-        return costs, float(fixed + head)
     fixed, stem_out = _run([parts.cell_stem(plan, device="meta")], shape)
     prev_prev = prev = stem_out
     for inst in plan.instances:
@@ -196,23 +245,29 @@ def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = N
     return costs, float(fixed + head)
 
 
-def measure_params(kind: str, plan, decisions, cache: dict | None = None) -> tuple[list[list[float]], float]:
+def measure_params(kind: str, plan, decisions, cache: dict | None = None,
+                   modules: dict | None = None) -> tuple[list[list[float]], float]:
     """Per-choice parameter counts at the real shapes, and the fixed parameter count (the cost table's
-    ``params`` metric). ``plan``'s layers have fixed widths (``ChainPlan.at`` for elastic widths)."""
+    ``params`` metric). ``plan``'s layers have fixed widths (``ChainPlan.at`` for elastic widths).
+    ``cache`` and ``modules`` as in :func:`measure_macs`."""
     cache = {} if cache is None else cache
+    modules = {} if modules is None else modules
 
     def params(op: str, cin: int, cout: int, stride: int, act=None, layer=None) -> int:
         key = (op, cin, cout, stride, act, layer and (layer.se, layer.act))
         if key not in cache:
             if layer is not None:
-                cache[key] = count_params(parts.chain_op(plan, layer, op, device="meta"))
+                cache[key] = count_params(chain_module(plan, layer, op, modules))
             else:
                 cache[key] = count_params(create_op(op, cin, cout, stride, device="meta"))
         return cache[key]
 
     costs = [[0.0] * len(d.choices) for d in decisions]
     if kind == "chain":
-        fixed = chain_fixed_params(plan)
+        key = ("fixed", replace(plan, layers=()), parts.chain_head_in(plan))  # the stem and head
+        if key not in cache:
+            cache[key] = chain_fixed_params(plan)
+        fixed = cache[key]
         for layer in plan.layers:
             per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation, layer) for op in layer.choices]
             if layer.decision is None and layer.gate is not None:  # a fixed layer of an elastic depth:
@@ -233,6 +288,17 @@ def measure_params(kind: str, plan, decisions, cache: dict | None = None) -> tup
             for d in node.op_decisions:
                 costs[d] = [a + b for a, b in zip(costs[d], per)]
     return costs, float(fixed)
+
+
+def chain_module(plan, layer, op: str, modules: dict) -> nn.Module:
+    """``parts.chain_op(plan, layer, op)`` on the meta device, built once per distinct op and widths and kept
+    in ``modules`` (the same module whatever the layer's name, depth gate or input resolution): building a
+    timm block took longer than counting it. Counting leaves it as it was (:func:`count_macs`)."""
+    key = (op, layer.in_ch, layer.out_ch, layer.stride, layer.se, layer.act, plan.activation,
+           getattr(plan, "family", "efficientnet"))
+    if key not in modules:
+        modules[key] = parts.chain_op(plan, layer, op, device="meta").eval()  # as counted: no mode to restore
+    return modules[key]
 
 
 def chain_fixed_params(plan) -> int:
