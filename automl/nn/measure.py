@@ -129,7 +129,7 @@ def count_macs(module: nn.Module, input_shape, *, extra_inputs: int = 0) -> tupl
             y = run(x, *([x] * extra_inputs))
     finally:
         for m, training in modes:
-            if m.training != training:  # setting a module's attribute is slow: only those eval() changed
+            if m.training != training:  # setting a module's attribute is slow: only those .eval() changed
                 m.training = training
     return int(counter.macs), tuple(y.shape[1:])
 
