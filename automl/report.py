@@ -27,7 +27,7 @@ from rich.markup import escape
 from automl._io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "short_number",
-           "results_problem", "ranking_problem", "format_accuracy"]
+           "budget_text", "UNCONSTRAINED", "results_problem", "ranking_problem", "format_accuracy"]
 
 
 # ---- what report.md and the plots read of results.json (one written by this automl, an older one, or edited)
@@ -205,7 +205,7 @@ def _unit(metric: str) -> str:
     return " ms" if metric == "latency" else ""
 
 
-def _budget_text(b: float, budgets, metric: str = "params") -> str:
+def budget_text(b: float, budgets, metric: str = "params") -> str:
     """``b`` in short (``150k``), or in full when it is :func:`alike_in_short` another of ``budgets``; with its
     unit (``0.05 ms``: a latency budget read without the sentence that says so was a bare number)."""
     if not alike_in_short(b, budgets):
@@ -222,7 +222,7 @@ def _budget(a: dict, results: dict) -> str:
     ms`` for a latency; ``unconstrained`` for a member without one (null in ``search.budgets``)."""
     if _bound(a) is None:
         return UNCONSTRAINED
-    return (f"≤ {_budget_text(_bound(a), _budgets(results), results.get('cost_metric', 'params'))}"
+    return (f"≤ {budget_text(_bound(a), _budgets(results), results.get('cost_metric', 'params'))}"
             + (" (retrained)" if a.get("budget") is None else ""))
 
 
@@ -658,7 +658,7 @@ def plot_pareto(results: dict) -> bytes:
     # budgets are in the units of the x axis, the search's cost; one line for members that share one
     for b in sorted({a["budget"] for a in archs if a.get("budget") is not None} if budgeted else ()):
         ax.axvline(b, color="tab:gray", linestyle=":", linewidth=1)
-        ax.annotate(f"budget {_budget_text(b, _budgets(results), metric)}", (b, 0),
+        ax.annotate(f"budget {budget_text(b, _budgets(results), metric)}", (b, 0),
                     xycoords=("data", "axes fraction"), textcoords="offset points", xytext=(2, 3), fontsize=7,
                     color="tab:gray", rotation=90)
     ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}

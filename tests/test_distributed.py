@@ -205,7 +205,7 @@ def test_sigterm_to_torchrun_while_retraining_then_resume_logs_the_same_losses(t
     def inside_a_retraining(done, text):  # stages 2, 3
         assert done["stage"] >= 2 and done["step"] > 0, text[-3000:]
 
-    sigterm_torchrun_then_resume(tmp_path, _torchrun, (free_port(), free_port(), free_port()), "retrain budget=none", 1, 3,
+    sigterm_torchrun_then_resume(tmp_path, _torchrun, (free_port(), free_port(), free_port()), "retrain unconstrained", 1, 3,
                                  inside_a_retraining)
 
 

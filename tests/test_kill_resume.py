@@ -135,7 +135,7 @@ KILL_POINTS = {
     "weights": (phase_is("weights", epoch=2), "weights"),
     "theta": (phase_is("theta", epoch=2), "theta"),
     "retrain": (phase_is("retrain eps=0.5", epoch=2), "retrain/1"),
-    "export": (phase_is("retrain eps=0.0", split="test"), "retrain/0"),
+    "export": (phase_is("retrain eps=0", split="test"), "retrain/0"),
 }
 
 

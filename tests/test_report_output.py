@@ -209,7 +209,7 @@ def test_simultaneous_with_budgets_logs_the_adapted_epsilon(tmp_path):
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     logged = []
     for i, a in enumerate(res["architectures"]):
-        mine = [m for m in lines if m["phase"] == f"simultaneous budget={'none' if i == 0 else '20k'}"
+        mine = [m for m in lines if m["phase"] == f"simultaneous {'unconstrained' if i == 0 else 'budget=20k'}"
                 and "split" not in m]
         assert len(mine) == 2 and all(len(m["epsilon"]) == 1 and len(m["expected_cost"]) == 1 for m in mine)
         assert mine[-1]["epsilon"][0] == pytest.approx(a["epsilon"])  # the last step's: the final ε

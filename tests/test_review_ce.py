@@ -57,7 +57,7 @@ def test_two_members_of_one_network_are_retrained_once_and_report_one_result(tmp
     manifest = json.loads((export / "budget-1-178.2k" / "manifest.json").read_text())
     assert manifest["weights"]["source"] == "retrained"
     out = capsys.readouterr().out
-    assert "retrain budget=178.2k: the same network as budget=none" in out and "not retrained again" in out
+    assert "retrain budget=178.2k: the same network as the unconstrained member" in out and "not retrained again" in out
 
 
 def test_a_same_network_whose_export_cannot_be_read_is_retrained_and_says_why(tmp_path, monkeypatch, capsys):

@@ -73,7 +73,7 @@ def test_the_supernet_fits_with_exactly_its_copies_free(digits, monkeypatch, cop
     _fake_gpu(monkeypatch, free=need)
     loops.check_fits_on_gpu(net, torch.device("cuda", 0), copies)  # enough: nothing raised
     _fake_gpu(monkeypatch, free=need - 1)
-    with pytest.raises(UserError, match=f"\\({default} copies;"):
+    with pytest.raises(UserError, match=f"\\({default} {'copy' if default == 1 else 'copies'};"):
         loops.check_fits_on_gpu(net, torch.device("cuda", 0), copies)
 
 

@@ -137,8 +137,8 @@ def poison_after(monkeypatch, name: str):
 @pytest.mark.parametrize("policy, poison, what", [
     ("stop", False, "outputs became NaN or inf on a D_W batch"),  # finite weights, too large to compute with
     ("skip", False, "outputs became NaN or inf on a D_W batch"),
-    ("stop", True, "weights became NaN or inf (1 tensors, e.g. "),
-    ("skip", True, "weights became NaN or inf (1 tensors, e.g. "),
+    ("stop", True, "weights became NaN or inf (1 tensor, e.g. "),
+    ("skip", True, "weights became NaN or inf (1 tensor, e.g. "),
 ])
 def test_a_supernet_diverged_in_its_last_step_stops_the_run_before_the_theta_phase(tmp_path, capsys, monkeypatch,
                                                                                    policy, poison, what):
@@ -162,7 +162,7 @@ def test_a_retraining_diverged_in_its_last_step_stops_before_the_export(tmp_path
     code, err = cli(capsys, "run", QUICK, *DIVERGE, "retrain.epochs=1", "retrain.batch_size=96",
                     "retrain.lr=0.05" if poison else "retrain.lr=1e30", "--out", tmp_path / "r")
     assert code == 2, err
-    assert err.startswith(f"error: retrain eps=0.0: the network's {what}")
+    assert err.startswith(f"error: retrain eps=0: the network's {what}")
     assert "lower retrain.lr or set retrain.grad_clip" in err
     assert not (tmp_path / "r" / "export" / "eps-0" / "manifest.json").exists()
 

@@ -23,7 +23,9 @@ from automl.pipeline.search_stages import supernet_from_state
 from automl.pipeline.setup import check_member_folder
 from automl.pipeline.state import RunState
 from automl.ranking import exact_costs
+from automl.report import format_accuracy
 from automl.train import loops
+from automl.train.progress import plural
 from automl.nn.depthwise import plain_convs
 from automl.nn.ensemble import path_outputs
 from automl.nn.measure import count_params
@@ -92,8 +94,8 @@ class RetrainTask(EpochTask):
         bad = loops.nonfinite_tensors(self.model)  # a last update that overflowed: no loss has seen it
         if bad:
             raise UserError(f"{self.phase}: the network's weights became NaN or inf by the end of epoch {epoch + 1} "
-                            f"({len(bad)} tensors, e.g. {bad[0]}), though the training loss was finite: a weight "
-                            f"update overflowed; {RETRAIN_FIX} (now {self.grad_clip})")
+                            f"({plural(len(bad), 'tensor')}, e.g. {bad[0]}), though the training loss was finite: "
+                            f"a weight update overflowed; {RETRAIN_FIX} (now {self.grad_clip})")
         self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
                                f"{self.loss_sum.item() / max(len(self.loader), 1):.4f} "
                                f"acc {self.correct.item() / max(self.seen, 1):.3f}")
@@ -137,7 +139,7 @@ def evaluate(ctx: RunContext, model: nn.Module, phase: str, epochs: int, size: i
     if not math.isfinite(test_loss):
         raise UserError(f"{phase}: the network's test loss is {test_loss}: its weights make it overflow (its "
                         f"training diverged, though the training loss was finite when it was last logged); {fix}")
-    ctx.reporter.info(f"{phase}: test accuracy {accuracy:.4f} (loss {test_loss:.4f})")
+    ctx.reporter.info(f"{phase}: test accuracy {format_accuracy(accuracy)} (loss {test_loss:.4f})")
     ctx.reporter.log(phase=phase, epoch=epochs, step=0, loss=test_loss, accuracy=accuracy, split="test")
     return test_loss, accuracy
 
@@ -170,13 +172,14 @@ class Exporter:
                                 space_args=sp.retrain_args, normalize=ctx.data.normalize, dataset=ctx.data.dataset,
                                 provenance=provenance,
                                 search_cost=search_cost, run=self.out, onnx_failure="record")
-        _logger.info("exported %s (%s params) to %s", sp.retrain.name, f"{m['params']:,}", folder)
+        # on standard output with the run's other lines (as `automl export` says it), not on the log's stream
+        ctx.reporter.info(f"exported {sp.retrain.name} ({m['params']:,} params) to {folder}")
         if not self.export.onnx:
             return {"onnx": None}
         if m["onnx"].get("error"):
             why = m["onnx"]["error"]
-            _logger.warning("%s: the ONNX export failed, keeping the PyTorch export only (weights, manifest.json): %s",
-                            folder, why)
+            _logger.warning("warning: %s: the ONNX export failed, keeping the PyTorch export only (weights, "
+                            "manifest.json): %s", folder, why)
             int8 = {"error": "not quantised: the ONNX export failed"} if self.export.quantize else None
             return {"onnx": None, "latency_ms": None, "int8": int8, "onnx_error": why}
         # onnxruntime latency on this machine (and int8: calibrated on the run's own training data)
@@ -189,7 +192,8 @@ class Exporter:
                            calibration=ctx.data.full.without_cutout().with_resolution(size).epoch(0),
                            test=(lambda: test.epoch(0)) if self.export.quantize else None, **sp.latency)
         if (m.get("int8") or {}).get("error"):
-            _logger.warning("%s: int8 quantisation failed, keeping the fp32 model only: %s", folder, m["int8"]["error"])
+            _logger.warning("warning: %s: int8 quantisation failed, keeping the fp32 model only: %s", folder,
+                            m["int8"]["error"])
         onnx_path = folder / "model.onnx"
         try:
             rel = str(onnx_path.relative_to(self.out))
@@ -229,9 +233,9 @@ class RetrainStage:
         ctx.keeper.start("retrain")
         if same is not None:  # an earlier member's network: its retraining, not a second one
             provenance, accuracy = {"source": "retrained"}, state.results[str(same)]["test_accuracy"]
-            ctx.reporter.info(f"{phase}: the same network as {self.members.tag(same, state)}, which was retrained "
-                              f"before: not retrained again; its weights and test accuracy {accuracy:.4f} are "
-                              f"this member's too")
+            ctx.reporter.info(f"{phase}: the same network as {self.members.member(same, state)}, which was "
+                              f"retrained before: not retrained again; its weights and test accuracy "
+                              f"{format_accuracy(accuracy)} are this member's too")
         elif rt.epochs > 0:
             provenance = {"source": "retrained"}
             trained = retrain(ctx, state, idx, model, phase, rt, size=size)
@@ -273,8 +277,8 @@ class RetrainStage:
                     model.load_state_dict(load_model(folder).state_dict())
             except (UserError, OSError, RuntimeError, ValueError) as e:
                 ctx.reporter.info(f"warning: retrain {self.members.tag(self.i, state)} is the same network as "
-                                  f"{self.members.tag(same, state)}, but that one's export in {folder} cannot be "
-                                  f"read back ({e}): retraining it again")
+                                  f"{self.members.member(same, state)}, but that one's export in {folder} cannot "
+                                  f"be read back ({e}): retraining it again")
                 return False
             return True
 
@@ -288,11 +292,15 @@ class RetrainStage:
         None)."""
         tag, sp = self.members.tag(self.i, state), ctx.spaces
         source = inherited_source(state, self.i)
-        if source is None or not searched_shapes(sp, arch, model, self.rt.se):
-            why = ("search.method random trains no supernet" if source is None else
-                   "retrain.space_args gives the retrained networks another shape than the supernet's")
-            ctx.reporter.info(f"warning: {tag} is exported with untrained weights: {why} and retrain.epochs is 0; "
-                              f"set retrain.epochs > 0 to train it")
+        if source is None:  # the random baseline: every member alike, said once (not once per member)
+            if self.i == 0:
+                ctx.reporter.info("warning: every member is exported with untrained weights: search.method random "
+                                  "trains no supernet and retrain.epochs is 0; set retrain.epochs > 0 to train them")
+            return {"source": "untrained"}, None
+        if not searched_shapes(sp, arch, model, self.rt.se):
+            ctx.reporter.info(f"warning: {self.members.member(self.i, state)} is exported with untrained weights: "
+                              f"retrain.space_args gives the retrained networks another shape than the supernet's "
+                              f"and retrain.epochs is 0; set retrain.epochs > 0 to train it")
             return {"source": "untrained"}, None
         inherit(ctx, source, model, arch)
         batches = ctx.data.bn_batches(self.rt.bn_batches, size)
@@ -302,7 +310,7 @@ class RetrainStage:
         bad = loops.nonfinite_tensors(model)
         if bad:  # the supernet computed finite outputs after its weight phase: the recalibration overflowed
             raise UserError(f"{tag}: the supernet's weights on its path give NaN or inf BatchNorm statistics "
-                            f"({len(bad)} tensors, e.g. {bad[0]}): its activations overflow; {fix}")
+                            f"({plural(len(bad), 'tensor')}, e.g. {bad[0]}): its activations overflow; {fix}")
         accuracy = evaluate(ctx, model, f"{tag}, the supernet's weights", 0, size, fix)[1]
         # under torchrun: recalibrated on every rank's batches (averaged over the ranks)
         return {"source": "supernet", "bn_recalibrated_batches": len(batches) * ctx.info.world_size}, accuracy
@@ -413,11 +421,26 @@ class RankingStage:
         # resumed with another device or process count computes the rest otherwise (automl/pipeline/rank.py)
         entry[COMPUTED_ON] = {**entry.get(COMPUTED_ON, {}), seed: computed_on(ctx)}
         state.results[f"ranking/{j}"] = entry
-        ctx.reporter.info(f"ranking {j + 1}/{self.rk.archs}: {entry['params']:,} params, supernet loss "
-                          f"{entry['supernet_loss']:.4f} (batch statistics {entry['supernet_loss_batch_stats']:.4f}),"
-                          f" {'stand-alone' if self.rt.epochs > 0 else 'its own weights:'} test loss "
-                          f"{test_loss:.4f}, accuracy {test_acc:.4f}{note}")
+        ctx.reporter.info(self._line(entry, seed, test_loss, test_acc, note))
         ctx.keeper.save(idx + 1, 0)
+
+    def _line(self, entry: dict, seed: int, test_loss: float, test_acc: float, note: str) -> str:
+        """The retraining's line: the architecture's size and supernet scores with its first retraining (the
+        others, with ``ranking.seeds`` > 1, name their seed and do not repeat them), its test loss and accuracy,
+        and after the last seed the mean the ranking's truth is."""
+        seeds, name = self.rk.seeds, f"ranking {self.j + 1}/{self.rk.archs}"
+        line = f"{name} seed {seed}: " if seeds > 1 else f"{name}: "
+        if self.s == 0:
+            line += (f"{entry['params']:,} params, supernet loss {entry['supernet_loss']:.4f} (batch statistics "
+                     f"{entry['supernet_loss_batch_stats']:.4f}), ")
+        line += (f"{'stand-alone' if self.rt.epochs > 0 else 'its own weights:'} test loss {test_loss:.4f}, "
+                 f"accuracy {format_accuracy(test_acc)}{note}")
+        done = entry["retrainings"]
+        numbers = all(isinstance(r.get(k), (int, float)) for r in done for k in ("test_loss", "test_accuracy"))
+        if seeds > 1 and self.s + 1 == seeds and len(done) == seeds and numbers:
+            loss, acc = (sum(r[k] for r in done) / seeds for k in ("test_loss", "test_accuracy"))
+            line += f"; mean of the {seeds} seeds: test loss {loss:.4f}, accuracy {format_accuracy(acc)}"
+        return line
 
     def _score(self, ctx: RunContext, state: RunState, idx: int, arch: torch.Tensor):
         """The supernet with BatchNorm recalibrated for ``arch``, its forward on the path (an ensemble: each

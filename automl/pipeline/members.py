@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from automl.pipeline.state import RunState
-from automl.report import alike_in_short, short_number
+from automl.report import UNCONSTRAINED, budget_text, short_number
 
 __all__ = ["Members"]
 
@@ -18,6 +18,7 @@ class Members:
     n: int
     # random search: search.random_budgets, totals of the retrained network (None without)
     random_budgets: list[float] | None = None
+    metric: str = "params"              # search.cost: a latency budget is in milliseconds
 
     @classmethod
     def of(cls, search, sampled: bool) -> "Members":
@@ -29,7 +30,7 @@ class Members:
             n = len(search.epsilons)
         eps = None if search.epsilons is None else [float(e) for e in search.epsilons]
         drawn = search.random_budgets if sampled and search.budgets is None else None
-        return cls(eps, search.budgets, sampled, n, drawn)
+        return cls(eps, search.budgets, sampled, n, drawn, search.cost)
 
     def epsilon(self, i: int, state: RunState) -> float | None:
         """ε of member ``i``: the recipe's, or with budgets the final adapted value (None for random)."""
@@ -51,15 +52,23 @@ class Members:
         return None if self.random_budgets is None else float(self.random_budgets[i])
 
     def tag(self, i: int, state: RunState) -> str:
-        """How logs name member ``i``: ``eps=0.3``, ``budget=150k``, ``random 2``; a budget whose short form
-        another member's shares (1,234,567 and 1,235,000 are both ``1.235M``) by its exact value."""
+        """How logs (and metrics.jsonl's phases) name member ``i``, in report.md's words and numbers: ``eps=0.3``
+        (``eps=0``, as the report's ``ε=0`` and the folder ``eps-0``), ``budget=150k`` (``budget=0.05 ms`` for a
+        latency), ``unconstrained`` for a member of search.budgets without one (null), ``random 2``. A budget
+        whose short form another member's shares (1,234,567 and 1,235,000 are both ``1.235M``) is given in full
+        (``budget=1,234,567``)."""
         if self.budgets is not None:
             b = self.budget(i)
             if b is None:
-                return "budget=none"
-            return f"budget={b:.17g}" if alike_in_short(b, self.budgets) else f"budget={short_number(b)}"
-        eps = self.epsilon(i, state)
-        return f"eps={eps}" if eps is not None else f"random {i}"
+                return UNCONSTRAINED
+            return f"budget={budget_text(b, self.budgets, self.metric)}"
+        eps = self.epsilon(i, state)  # the recipe's (two alike in 6 digits, one folder, are refused there)
+        return f"eps={eps:g}" if eps is not None else f"random {i}"
+
+    def member(self, i: int, state: RunState) -> str:
+        """Member ``i`` in a sentence: ``the unconstrained member``, ``member budget=150k``, ``member eps=0``."""
+        tag = self.tag(i, state)
+        return f"the {tag} member" if tag == UNCONSTRAINED else f"member {tag}"
 
     def folder(self, i: int, state: RunState) -> str:
         """The export folder of member ``i``: ``eps-0.3``, ``budget-1-150k``, ``random-2``."""
@@ -68,3 +77,4 @@ class Members:
             return f"budget-{i}-" + ("none" if b is None else short_number(b))
         eps = self.epsilon(i, state)
         return f"eps-{eps:g}" if eps is not None else f"random-{i}"
+

@@ -24,6 +24,7 @@ from automl.pipeline.state import RunState
 from automl.search import SearchMethod, SearchProblem, Searcher
 from automl.train import loops
 from automl.train.distributed import all_reduce_mean, assert_same_on_all_ranks
+from automl.train.progress import plural
 from automl.train.sampling import fair_archs, fair_shortfall, sandwich_archs, sandwich_ends, uniform_archs
 
 _logger = logging.getLogger(__name__)
@@ -126,8 +127,10 @@ def report_nonfinite(ctx: RunContext, method: SearchMethod, searcher: Searcher, 
     since ``seen`` are reported; returns the new total."""
     total = method.nonfinite(searcher)
     if total - seen:
-        ctx.reporter.info(f"{phase} epoch {epoch + 1}: {total - seen} path losses were NaN or inf; they ranked "
-                          f"worst (check optim.lr or the data if this persists)")
+        n = total - seen
+        ctx.reporter.info(f"{phase} epoch {epoch + 1}: {plural(n, 'path loss', 'path losses')} "
+                          f"{'was' if n == 1 else 'were'} NaN or inf; {'it' if n == 1 else 'they'} ranked worst "
+                          f"(check optim.lr or the data if this persists)")
         ctx.reporter.log(phase=phase, epoch=epoch + 1, nonfinite_path_losses=total - seen)
     return total
 
@@ -222,8 +225,8 @@ class WeightTask(EpochTask):
                               bad_steps=st.bad_steps)
         if st.bad_steps > s.max_bad_steps:
             of, at = (f" (of {m} supernets, each step one per supernet)", f", supernet {member}") if m > 1 else ("", "")
-            raise UserError(f"{self.phase}: {st.bad_steps} weight steps{of} had a non-finite loss (more than "
-                            f"search.max_bad_steps={s.max_bad_steps}), the last at epoch {epoch + 1}, step "
+            raise UserError(f"{self.phase}: {plural(st.bad_steps, 'weight step')}{of} had a non-finite loss (more "
+                            f"than search.max_bad_steps={s.max_bad_steps}), the last at epoch {epoch + 1}, step "
                             f"{step + 1}{at}; lower optim.lr or set optim.grad_clip")
 
     def progress(self, epoch, steps):
@@ -243,7 +246,9 @@ class WeightTask(EpochTask):
     def end_epoch(self, epoch):
         done = (f"loss {self.loss_sum.item() / self.good:.4f} acc {self.correct.item() / self.seen:.3f}" if self.good
                 else "no step applied (every one had a non-finite loss and was skipped)")
-        self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: {done} lr {self.lr:.4g}")
+        # Algorithm 2: θ's state after the epoch's θ steps, as the θ phase's line gives it (with budgets the ε)
+        note = "" if self.theta is None else self.method.epoch_note(self.theta.searcher)
+        self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: {done} lr {self.lr:.4g}{note}")
         self._check_weights(epoch)
         if self.theta is not None:
             self.nonfinite = report_nonfinite(self.ctx, self.method, self.theta.searcher, self.phase, epoch,
@@ -256,7 +261,7 @@ class WeightTask(EpochTask):
         that overflowed, or made the weights so large that the next forward overflows, when it is the phase's
         last (earlier, the next step's loss shows it)."""
         bad = loops.nonfinite_tensors(self.net)
-        what = f"weights became NaN or inf ({len(bad)} tensors, e.g. {bad[0]})" if bad else None
+        what = f"weights became NaN or inf ({plural(len(bad), 'tensor')}, e.g. {bad[0]})" if bad else None
         if what is None and epoch + 1 == self.epochs:
             paths = probe_paths(self.ctx.spaces.search)
             if not loops.finite_outputs(self.net, self.ctx.data.bn_batches(1)[0], paths, self.ctx.device,

@@ -25,6 +25,7 @@ from automl.nn.ensemble import SupernetEnsemble, path_outputs
 from automl.nn.supernet import Supernet
 from automl.train.distributed import (DistInfo, all_reduce_grads, all_reduce_sum, average_over_ranks,
                                       batchnorm_stats, said_by_this_rank)
+from automl.train.progress import plural
 from automl.train.threads import gib
 
 __all__ = ["autocast_for", "for_training", "Copies", "training_copies", "check_fits_on_gpu", "weight_step",
@@ -122,8 +123,8 @@ def check_fits_on_gpu(model: nn.Module, device: torch.device, copies: Copies | i
     on_top = "the sampled paths' gradients and the activations" if supernets else "the activations"
     raise said_by_this_rank(UserError(
         f"{what} {'hold' if supernets > 1 else 'holds'} {n:,} parameters, {gib(size)} GiB; training it on {gpu} "
-        f"needs at least {gib(copies * size)} GiB for {held} ({copies} copies; {on_top} come on top), more than "
-        f"the {gib(free)} GiB free of the GPU's {gib(total)} GiB (torch.cuda.mem_get_info); {fix}"))
+        f"needs at least {gib(copies * size)} GiB for {held} ({plural(copies, 'copy', 'copies')}; {on_top} come on "
+        f"top), more than the {gib(free)} GiB free of the GPU's {gib(total)} GiB (torch.cuda.mem_get_info); {fix}"))
 
 
 def _supernets(model: nn.Module) -> int:

@@ -28,12 +28,22 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from automl._io import atomic_write_bytes, check_run_folder, strict_json, write_fix
 from automl.errors import UserError
 
-__all__ = ["Reporter"]
+__all__ = ["Reporter", "plural"]
 
 # the seconds of updates rich's ETA averages over: all of the epoch's (rich keeps its last 1000). Its default, the
 # last 30 s, holds at most one update when logged points are further apart (slow steps, a large
 # search.log_every): then no ETA at all
 _SPEED_WINDOW = float("inf")
+
+
+# how the bar shows a logged figure: as the epoch's summary line gives it (``loss 2.6599 acc 0.100``)
+_STAT_FORMAT = {"loss": ".4f", "acc": ".3f"}
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 tensor``, ``2 tensors`` (``words``: the plural where it is not ``word`` + s: ``path loss``, ``path
+    losses``): a count in a message."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
 def _live_terminal() -> bool:
@@ -143,14 +153,17 @@ class Reporter:
             yield lambda *a, **k: None
             return
         before = (sys.stdout, sys.stderr)
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                   TextColumn("{task.fields[stats]}"), TimeRemainingColumn())
+        # the epoch as its summary line names it, its steps, and the time left in this epoch (not the phase's)
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} steps"), TextColumn("{task.fields[stats]}"),
+                   TimeRemainingColumn())
         with (Progress(*columns, transient=True, speed_estimate_period=_SPEED_WINDOW) as progress,
               _logging_above_bar(before)):
-            task = progress.add_task(f"{phase} {epoch + 1}/{epochs}", total=steps, completed=done, stats="")
+            task = progress.add_task(f"{phase} epoch {epoch + 1}/{epochs}", total=steps, completed=done,
+                                     stats="")
 
             def update(step: int, **stats):
-                text = " ".join(f"{k} {v:.4g}" for k, v in stats.items() if v is not None)
+                text = " ".join(f"{k} {v:{_STAT_FORMAT.get(k, '.4g')}}" for k, v in stats.items() if v is not None)
                 progress.update(task, completed=step, stats=text)
 
             yield update
