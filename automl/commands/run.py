@@ -16,7 +16,7 @@ from automl._signals import Interrupted, raising_on
 from automl.errors import Stopped, UserError
 from automl.pipeline import Run, resolve_device
 from automl.pipeline.context import how_to_go_on, on_main
-from automl.pipeline.run import held_files
+from automl.pipeline.run import held_files, leftovers
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import DistInfo, init_distributed, launch_info, reported, shutdown_distributed
@@ -103,19 +103,16 @@ def _latest_run(name: str) -> Path:
     runs = [RUNS / n for _, n in sorted(found, reverse=True)]
     chosen = next((d for d in runs if not _started_only(d)), runs[0])
     for d in runs[:runs.index(chosen)]:
-        print(f"--resume: passed over {d}: no checkpoint and nothing but a start-up's files (a run stopped while "
-              f"it started, or one starting now); delete it when no run is starting there", flush=True)
+        print(f"--resume: passed over {d}: no checkpoint and nothing but what a run writes before its first one (a "
+              f"run stopped before it, or one starting now); delete it when no run is writing there", flush=True)
     return chosen
 
 
 def _started_only(folder: Path) -> bool:
-    """Whether ``folder`` holds no checkpoint (none usable or not) and nothing but a start-up's files and empty
-    folders (:func:`~automl.pipeline.run.held_files`): a run stopped (or killed) while it started left it, or
-    one is starting there now. A folder that cannot be listed is not one."""
-    try:
-        return CheckpointStore(folder / "checkpoints").missing() and not held_files(folder)
-    except OSError:
-        return False
+    """Whether ``folder`` holds no checkpoint (none usable or not) and nothing but what a run writes before its
+    first one (:func:`~automl.pipeline.run.leftovers`): a run stopped (or killed) before it left it, or one is
+    starting or in its first epoch there now. A folder that cannot be listed is not one."""
+    return leftovers(folder) is not None
 
 
 def yaml_string(text: str) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+import stat
 from pathlib import Path
 
 import torch
@@ -10,7 +13,7 @@ import yaml
 
 from automl._io import atomic_write_text, remove_temporaries, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
-from automl.errors import UserError
+from automl.errors import RecipeError, UserError
 from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage
@@ -21,7 +24,7 @@ from automl.pipeline.reuse import (check_fits, check_resumed, differences, finge
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
                                    load_spaces, recipe_costs, resolve_device, resolved)
 from automl.pipeline.state import RunState, restore_rng
-from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET
+from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
@@ -31,10 +34,11 @@ from automl.train.progress import Reporter
 from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
                                   spaces_work)
 
-__all__ = ["Run", "held_files"]
+__all__ = ["Run", "held_files", "leftovers"]
 
-# what a start-up that failed on a user mistake leaves in --out (the thread choice is saved before the data and
-# the space are checked; the resolved recipe before the first stage): a new run takes such a folder over
+# what a start-up that failed on a user mistake, or was killed, leaves in --out (the thread choice is saved before
+# the data and the space are checked; the resolved recipe before the first stage): a new run takes such a folder
+# over (with what a run killed before its first checkpoint leaves besides: leftovers)
 RESOLVED = "recipe.resolved.yaml"
 STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
 # what every run writes in --out (its start-up's files, its log, its checkpoints' index): a folder holding none of
@@ -69,14 +73,106 @@ def _written_by_a_run(out: Path) -> bool:
     return any((out / name).exists() for name in RUN_FILES)
 
 
+# what a run that stopped before its first checkpoint (killed with -9, a power loss, a failed start-up) may leave
+# in --out besides STARTUP_FILES: its log of the steps since (computed again by a new run), and the temporaries
+# (automl._io's ".NAME.RANDOM.tmp") of the atomic writes a kill cut short: of its start-up's files, of its first
+# checkpoint (in checkpoints/)
+METRICS = "metrics.jsonl"
+_STARTUP_TEMPORARY = re.compile(rf"\.({re.escape(THREADS_FILE)}|{re.escape(RESOLVED)})\.[a-z0-9_]{{8}}\.tmp")
+_CHECKPOINT_TEMPORARY = re.compile(r"\.ckpt-[0-9]+\.pt\.[a-z0-9_]{8}\.tmp")
+
+
+def _regular(p: Path) -> bool:
+    """Whether ``p`` is a regular file (not a link: what it links to is not the run's to replace)."""
+    try:
+        return stat.S_ISREG(p.lstat().st_mode)
+    except OSError:
+        return False
+
+
+def _logged_lines(path: Path) -> int | None:
+    """How many lines ``path`` holds when it is a run's metrics.jsonl: a regular file whose every line is a JSON
+    object with the ``phase`` and ``seconds`` a run logs (the last may be one a kill cut short); None when it is
+    not (a file of the user's) or cannot be read."""
+    if not _regular(path):
+        return None
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                if not line.endswith(b"\n"):  # the last line, cut short by a kill
+                    return n if line.startswith(b'{"phase": ') else None
+                entry = json.loads(line)
+                if not (isinstance(entry, dict) and "phase" in entry and "seconds" in entry):
+                    return None
+                n += 1
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, or not UTF-8
+        return None
+    return n
+
+
+def _left_file(p: Path) -> bool:
+    """Whether ``p``, at the top of a run folder, is a file a run writes before its first checkpoint."""
+    if p.name in STARTUP_FILES or _STARTUP_TEMPORARY.fullmatch(p.name):
+        return _regular(p)
+    return p.name == METRICS and _logged_lines(p) is not None
+
+
+def leftovers(out: Path) -> list[Path] | None:
+    """The files a run that stopped before its first checkpoint left in ``out`` (:data:`STARTUP_FILES` less the lock
+    file, its metrics.jsonl, the temporaries of its start-up's writes and of its first checkpoint's): nothing to
+    continue, so a new run replaces them (its lock file stays: it names the last holder). None when ``out`` holds
+    anything more (a checkpoint, usable or not; any other file or non-empty folder; a metrics.jsonl that is not a
+    run's log) or is not a folder that can be listed. Only looks: whether a run holds the folder is the caller's to
+    check (its lock)."""
+    if not out.is_dir() or not CheckpointStore(out / "checkpoints").missing():
+        return None
+    found: list[Path] = []
+    try:
+        for p in out.iterdir():
+            if p.name == LOCK_NAME and _regular(p):
+                continue
+            if _left_file(p):
+                found.append(p)
+            elif p.is_dir() and not p.is_symlink():  # empty, or checkpoints/ with its first one cut short
+                inside = list(p.iterdir())
+                if inside and (p.name != "checkpoints" or not all(
+                        _CHECKPOINT_TEMPORARY.fullmatch(q.name) and _regular(q) for q in inside)):
+                    return None
+                found += inside
+            else:
+                return None
+    except OSError:
+        return None
+    return sorted(found)
+
+
+def _fresh_note(out: Path, resume: bool, found: list[Path]) -> str:
+    """The one line a run that takes over ``out`` (:func:`leftovers`) says."""
+    lines = next((_logged_lines(p) for p in found if p.name == METRICS), 0)
+    replaced = f" (its {lines} line{'s' if lines != 1 else ''} of {METRICS} replaced)" if lines else ""
+    if resume:
+        return (f"--resume: no checkpoint in {out}: the run there stopped before its first one, so nothing to "
+                f"continue; starting it afresh{replaced}")
+    return (f"--out {out}: the run there stopped before its first checkpoint, so nothing to continue; starting "
+            f"afresh in its place{replaced}")
+
+
 def _recipe_hashes(recipe) -> tuple[str, ...]:
     """The recipe's fingerprint, then those earlier versions recorded for it (``--resume`` accepts them all);
     with a latency table, each hashed with its bytes (one re-measured before a resume is another recipe)."""
     hashes = (recipe.fingerprint(), *recipe.earlier_fingerprints())
-    if recipe.cost_table_path is not None and recipe.cost_table_path.is_file():
-        table = recipe.cost_table_path.read_bytes()
-        hashes = tuple(hashlib.sha256(h.encode() + table).hexdigest() for h in hashes)
-    return hashes
+    path = recipe.cost_table_path
+    try:
+        if path is None or not path.is_file():  # missing: the start-up says so, naming the key
+            return hashes
+        table = path.read_bytes()
+    except OSError as e:  # unreadable (permissions, a path too long, an I/O error)
+        source = recipe.source and str(recipe.source)
+        raise RecipeError(f"cannot read the cost table {path} ({e.strerror or e}); make it readable, or give "
+                          f"another file", source, "search.cost_table", file_line(recipe, ("search", "cost_table"))
+                          ) from None
+    return tuple(hashlib.sha256(h.encode() + table).hexdigest() for h in hashes)
 
 
 def _recorded(out: Path) -> dict | None:
@@ -182,7 +278,12 @@ def _check_supernet_folder(source: Path, out: Path) -> None:
     """``supernet:`` is not the new run's own ``out`` (the source run's files would make it refuse to start
     there, as a run to ``--resume``); what else is wrong with the folder is
     :func:`~automl.pipeline.reuse.load_supernet`'s to say, on a resume too."""
-    if source.is_dir() and resolved(source, "--supernet") == resolved(out, "--out"):
+    try:
+        is_dir = source.is_dir()
+    except OSError as e:  # not reachable (a folder on the way not searchable, a name too long)
+        raise UserError(f"--supernet {source}: cannot look at it ({e.strerror or e}); give the --out folder of a "
+                        f"finished run (one you can read)") from None
+    if is_dir and resolved(source, "--supernet") == resolved(out, "--out"):
         raise UserError(f"--supernet {source} is the run's own folder (--out {out}): a run that reuses a supernet "
                         f"starts in a folder of its own; choose another --out (to continue the run in {out}: "
                         f"--resume, with the recipe and flags it started with)")
@@ -219,6 +320,56 @@ def _report_cut_short(run: "Run") -> str:
             f"file is whole, the new version or the earlier one); {run.resume_command} writes it again")
 
 
+def _check_out(run: "Run") -> bool:
+    """Rank 0's check of ``run.out`` (:meth:`Run._prepare_out`); True when a ``--resume`` starts afresh."""
+    out, resume = run.out, run.resume
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder; choose a folder for the run's output")
+    if not resume:
+        check_out_and_export(run.recipe, out)
+    # a run writing here now is named first, whatever this command asks (the lock is held till the end)
+    run.lock.acquire(create=False)
+    held = run._held_files()
+    # taken over only with the lock held since the look: no run is starting there meanwhile
+    fresh = leftovers(out) if run.lock.fd is not None else None
+    if resume and fresh is not None:
+        check_out_and_export(run.recipe, out)
+    elif resume:
+        if not run.store.exists():
+            raise run._cannot_resume(held)
+    elif held and fresh is None:
+        raise _already_held(run, held)
+    new = not resume or fresh is not None
+    # a member folder of an absolute export.dir that another run exported: refused before anything is written
+    check_export_dir(run.recipe, out, not new, sampled=run.method.mode == "sample")
+    writable_dir(out, "--out")
+    run.lock.acquire()
+    if new:  # a failed start-up's thread choice and recipe, a stopped run's log: this run writes its own
+        note = _fresh_note(out, resume, fresh) if fresh or resume else None
+        for p in fresh if fresh is not None else [out / name for name in STARTUP_FILES[1:]]:
+            p.unlink(missing_ok=True)
+        if note:
+            run.reporter.info(note)
+    if run.recipe.export.dir is not None:
+        writable_dir(run.recipe.export_root(out), "export.dir")
+    return resume and new
+
+
+def _already_held(run: "Run", held: list[str]) -> UserError:
+    """A new run's refusal of ``run.out``, which holds ``held`` (and more than :func:`leftovers`)."""
+    if run.store.exists():
+        fix = run._another_runs_fix()
+    elif not _written_by_a_run(run.out):
+        fix = ("it is not an automl run's folder (nothing there for --resume to continue); choose another "
+               "--out (a new folder, or an empty one)")
+    else:
+        why = ("it holds no checkpoint for --resume to continue" if run.store.missing()
+               else f"--resume cannot continue it: {run.store.why_none()}")
+        fix = f"{why}; choose another --out, or delete it (rm -r {shell_path(run.out)}) and start again"
+    shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+    return UserError(f"--out {run.out} already holds files ({shown}); {fix}")
+
+
 class Run:
     """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json).
 
@@ -250,49 +401,22 @@ class Run:
         self.recipe_hash, self._accepted_hashes = hashes[0], hashes
 
     # ------------------------------------------------------------------ start-up
-    def _prepare_out(self) -> None:
+    def _prepare_out(self) -> bool:
         """Check the output folder before any work: writable, and not silently reusing an old run. A folder
-        holding only what a failed start-up leaves (:data:`STARTUP_FILES`, empty folders) is taken over by a
-        new run. An explicit ``export.dir`` is checked here too: apart from a new run's folder
-        (:func:`~automl.pipeline.setup.check_out_and_export`; a run started before resumes where it is).
+        holding only what a run that stopped before its first checkpoint leaves (:func:`leftovers`: a failed or
+        killed start-up's files, the log of its first steps; empty folders), with no run holding its lock, is
+        taken over by a new run, and by ``--resume``, which then starts afresh (returns True; the run is a new
+        one from then on); each says so in one line. An explicit ``export.dir`` is checked here too: apart from
+        a new run's folder (:func:`~automl.pipeline.setup.check_out_and_export`; a run started before resumes
+        where it is).
 
         Rank 0 alone checks: it owns the folder (other ranks could see its first files and take them for
         an old run, and on several machines they may not share the folder at all); a mistake it finds stops
         every rank (:func:`on_main`)."""
-        on_main(self.info, self._check_out)
-
-    def _check_out(self) -> None:
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"--out {self.out} is a file, not a folder; choose a folder for the run's output")
-        if not self.resume:
-            check_out_and_export(self.recipe, self.out)
-        # a run writing here now is named first, whatever this command asks (the lock is held till the end)
-        self.lock.acquire(create=False)
-        held = self._held_files()
-        if self.resume:
-            if not self.store.exists():
-                raise self._cannot_resume(held)
-        elif held:
-            if self.store.exists():
-                fix = self._another_runs_fix()
-            elif not _written_by_a_run(self.out):
-                fix = ("it is not an automl run's folder (nothing there for --resume to continue); choose another "
-                       "--out (a new folder, or an empty one)")
-            else:
-                why = ("it holds no checkpoint for --resume to continue" if self.store.missing()
-                       else f"--resume cannot continue it: {self.store.why_none()}")
-                fix = f"{why}; choose another --out, or delete it (rm -r {shell_path(self.out)}) and start again"
-            shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-            raise UserError(f"--out {self.out} already holds files ({shown}); {fix}")
-        # a member folder of an absolute export.dir that another run exported: refused before anything is written
-        check_export_dir(self.recipe, self.out, self.resume, sampled=self.method.mode == "sample")
-        writable_dir(self.out, "--out")
-        self.lock.acquire()
-        if not self.resume:  # a failed start-up's thread choice and recipe: this run writes its own
-            for name in STARTUP_FILES[1:]:
-                (self.out / name).unlink(missing_ok=True)
-        if self.recipe.export.dir is not None:
-            writable_dir(self.recipe.export_root(self.out), "export.dir")
+        if on_main(self.info, lambda: _check_out(self)):
+            self.resume = False
+            return True
+        return False
 
     def _another_runs_fix(self) -> str:
         """What to do about ``out`` holding a run's checkpoint, for a new run: --resume it, unless the run's
@@ -487,7 +611,8 @@ class Run:
     def _execute(self) -> dict:
         r = self.recipe
         self._check_supernet()
-        self._prepare_out()
+        if self._prepare_out():  # a --resume that starts afresh: checked as a new run's
+            self._check_supernet()
         spaces, data, threads = self.start_up()
         costs = recipe_costs(r, spaces.search)
         check_budgets(r, spaces.search, self.reporter.info, costs)
