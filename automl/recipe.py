@@ -800,6 +800,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
         _check_depth(text, filename)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         _check_binary(node, filename)
+        _check_yaml11(node, filename)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
@@ -883,6 +884,84 @@ def _check_binary(node, filename: str, keys: list[str] | None = None, what: str 
                 "remove the !!binary tag and write the value itself"
             raise RecipeError(f"{what}{_BINARY}{fix}", filename, _dotted(tuple(keys or ()) + path) or None,
                               None if keys else n.start_mark.line + 1)
+
+
+_INT_TAG, _FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# the tags YAML 1.1 gives a lone plain = and <<, which it builds no value of
+_SPECIAL_TAGS = {"tag:yaml.org,2002:value": "its 'value' key", "tag:yaml.org,2002:merge": "its merge key (<<: *anchor)"}
+_OCTAL = re.compile(r"[-+]?0[0-7_]*[0-7][0-7_]*")
+
+
+def _yaml11_surprise(n) -> str | None:
+    """What is wrong with a plain scalar that YAML 1.1 (PyYAML) reads as something other than a reader of the
+    recipe would: ``1:30`` (base 60: 90), ``017`` (octal: 15, where 018 is 18), a lone ``=`` or ``<<`` (a tag with no
+    value); None for any other node. YAML 1.2 reads the first two as text and as 17."""
+    if not isinstance(n, yaml.ScalarNode) or n.style is not None:
+        return None
+    v = n.value if len(n.value) <= 40 else n.value[:37] + "..."
+    quote = f"or quote it ('{v}') if it is text"
+    if n.tag in _SPECIAL_TAGS:
+        return f"YAML 1.1 reads a lone {v} as {_SPECIAL_TAGS[n.tag]}, not as text: quote it ('{v}') if it is text"
+    digits = n.value.replace("_", "").lstrip("+-")
+    if n.tag == _INT_TAG and _OCTAL.fullmatch(n.value) and len(digits.lstrip("0")) > 1:  # 07 is 7 either way
+        sign = -1 if n.value.startswith("-") else 1
+        numbers = (f"the octal number {sign * int(digits, 8)}: write {sign * int(digits, 10)} without the leading 0 "
+                   f"(or {sign * int(digits, 8)} if octal was meant)" if len(digits) <= 30 else "an octal number: "
+                   f"write it without the leading 0")
+        return f"YAML 1.1 reads {v}, which starts with 0, as {numbers}, {quote}"
+    if n.tag in (_INT_TAG, _FLOAT_TAG) and ":" in n.value:
+        built = yaml.constructor.SafeConstructor().construct_object(n) if len(digits) <= 30 else None
+        numbers = (f", {built}, not as a time: write the number meant in plain digits ({built}, or "
+                   f"{built / 60 ** n.value.count(':'):g} for a time in units of its first field)" if built is not None
+                   else ", not as a time: write the number meant in plain digits")
+        return f"YAML 1.1 reads {v} as a base-60 (sexagesimal) number{numbers}, {quote}"
+    return None
+
+
+def _adjacent(a, b) -> bool:
+    """Two list items written with a bare comma between them (``1,000``), each a plain scalar."""
+    return all(isinstance(x, yaml.ScalarNode) and x.style is None for x in (a, b)) and \
+        b.start_mark.index == a.end_mark.index + 1
+
+
+def _thousands(items: list, j: int) -> str | None:
+    """What is wrong with the list items ``items[j - 1]`` and ``items[j]`` when they are part of a number written
+    with thousands separators, which YAML reads as several items (``[1,000]`` is [1, 0]); else None. Only an item
+    that starts with 0 counts: [10,100] may be meant as two items, [1,000] is not."""
+    a, b = items[j - 1], items[j]
+    if not _adjacent(a, b) or not re.fullmatch(r"[-+]?[0-9]+", a.value) or \
+            not re.fullmatch(r"0[0-9]{2}(\.[0-9]*)?", b.value):
+        return None
+    first, last = j - 1, j
+    while first > 0 and _adjacent(items[first - 1], items[first]) and re.fullmatch(r"[0-9]{3}", a.value) and \
+            re.fullmatch(r"[-+]?[0-9]+", items[first - 1].value):
+        first, a = first - 1, items[first - 1]
+    while last + 1 < len(items) and _adjacent(items[last], items[last + 1]) and \
+            re.fullmatch(r"[0-9]{3}(\.[0-9]*)?", items[last + 1].value) and "." not in items[last].value:
+        last += 1
+    parts = [n.value for n in items[first:last + 1]]
+    return (f"YAML reads {','.join(parts)} in a list as {len(parts)} items ({', '.join(parts)}): write a number "
+            f"without thousands separators ({''.join(parts)}, or {'_'.join(parts)}), or put a space after each comma "
+            f"if separate items are meant")
+
+
+def _check_yaml11(node, filename: str, keys: list[str] | None = None, what: str = "") -> None:
+    """Refuse a plain scalar YAML 1.1 reads otherwise than a reader would (:func:`_yaml11_surprise`) in ``node``
+    (a recipe file's, or ``what``, an override's of ``keys``), at its key and line: 1:30 would silently be 90. A
+    mapping's keys are left to :func:`_check_key_names` (``1:30:`` is a number, not a name), and ``<<`` merges."""
+    nodes = list(_distinct_nodes(node))
+    keys_of = {id(k) for _, n in nodes if isinstance(n, yaml.MappingNode) for k, _ in n.value}
+    thousands = {id(b): (n.value, j) for _, n in nodes if isinstance(n, yaml.SequenceNode)
+                 for j, b in enumerate(n.value) if j}
+    for path, n in nodes:
+        why = None if id(n) in keys_of and n.tag != "tag:yaml.org,2002:value" else _yaml11_surprise(n)
+        why = (_thousands(*thousands[id(n)]) if id(n) in thousands else None) or why
+        if why is None:
+            continue
+        if keys is not None and not path:  # the shell takes off quotes of its own: `key='1:30'` gives key=1:30
+            why += f"; on the command line, in double quotes: \"{'.'.join(keys)}='{_shown(n.value)}'\""
+        raise RecipeError(f"{what}{why}", filename, _dotted(tuple(keys or ()) + path) or None,
+                          None if keys is not None else n.start_mark.line + 1)
 
 
 def _syntax_error(e: yaml.YAMLError, filename: str) -> RecipeError:
@@ -1355,7 +1434,9 @@ def _parse_override(given: str, filename: str) -> tuple[tuple[str, ...], Any]:
     try:
         _check_depth(text, filename, f"override {item}: the value ", _shown(key))
         if text:
-            _check_binary(yaml.compose(text, Loader=yaml.SafeLoader), filename, key.split("."), f"override {item}: ")
+            composed = yaml.compose(text, Loader=yaml.SafeLoader)
+            _check_binary(composed, filename, key.split("."), f"override {item}: ")
+            _check_yaml11(composed, filename, key.split("."), f"override {item}: ")
         dup, value = _compose_and_load(text) if text else (None, "")
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or e
@@ -1646,9 +1727,11 @@ def _got(v: Any) -> str:
     return s if len(s) <= 60 else s[:57] + "..."
 
 
-def _message(err: dict, path: tuple) -> str:
+def _message(err: dict, path: tuple, written: str | None = None) -> str:
+    """The message for one of pydantic's errors at ``path``; ``written``: the value as the file or the override wrote
+    it (:func:`_written`), shown where YAML read it as something else (``no`` as false)."""
     t, ctx, inp = err["type"], err.get("ctx") or {}, err.get("input")
-    got = f" (got {_got(inp)})"
+    got = _got_as(t, inp, written)
     if t == "extra_forbidden":
         name, colon, rest = str(path[-1]).partition(":")
         if colon and rest and not rest.startswith(" "):  # {lam:4}: YAML needs a space after the colon
@@ -1664,7 +1747,9 @@ def _message(err: dict, path: tuple) -> str:
         return f"must be {op} {bound:g}{got}" if isinstance(bound, float) else f"must be {op} {bound}{got}"
     if t == "literal_error":
         choices = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
-        return f"must be one of {choices}{got}"
+        quote = (f"; YAML 1.1 reads yes, no, on and off as booleans: quote a word meant as text ('{written}')"
+                 if isinstance(inp, bool) and written is not None and written.lower() not in ("true", "false") else "")
+        return f"must be one of {choices}{got}{quote}"
     simple = {
         "int_type": "must be an integer", "int_parsing": "must be an integer",
         "int_from_float": "must be an integer", "float_type": "must be a number",
@@ -1675,7 +1760,7 @@ def _message(err: dict, path: tuple) -> str:
             "must be a mapping of keys to values", "finite_number": "must be a finite number",
     }
     if t in simple:
-        return simple[t] + got + _read_otherwise(t, inp)
+        return simple[t] + got + _read_otherwise(t, inp, written)
     if t == "too_short":
         return ("must not be empty" if ctx.get("min_length") == 1 else
                 f"needs at least {ctx.get('min_length')} items") + got
@@ -1695,12 +1780,31 @@ def _message(err: dict, path: tuple) -> str:
     return err["msg"] + got
 
 
-def _read_otherwise(t: str, inp: Any) -> str:
-    """How to write what a value YAML read as another type meant: a name of digits, an empty section, lam:4."""
+def _got_as(t: str, inp: Any, written: str | None) -> str:
+    """`` (got ...)`` for a message: the value as YAML read it, or as written (``written``) where the key takes
+    text (``name: 0x1F``, which :func:`_read_otherwise` then says YAML reads as 31) or a word (``search.method: on``,
+    which YAML reads as true); a number setting given ``yes`` says it got true, which is why it is no number."""
+    shown = _got(inp)
+    if written is None or isinstance(inp, str) or written.strip().lower() in ("", shown.lower()):
+        return f" (got {shown})"
+    if t == "string_type":
+        return f" (got {_shown(written)})"
+    if t == "literal_error" and (inp is None or isinstance(inp, (bool, list))):
+        return f" (got {_shown(written)}, which YAML reads as {shown})"
+    return f" (got {shown})"
+
+
+def _read_otherwise(t: str, inp: Any, written: str | None = None) -> str:
+    """How to write what a value YAML read as another type meant: a name of digits, an empty section, lam:4;
+    ``written``: the value as written (:func:`_got_as` shows it, and this what YAML read)."""
+    as_read = f" ({_got(inp)})" if written is not None and written.strip().lower() != _got(inp).lower() else ""
     if t == "string_type" and not isinstance(inp, (str, list, dict)) and inp is not None:
         kind = ("a boolean" if isinstance(inp, bool) else "a date" if isinstance(inp, datetime.date)
                 else "a number")
-        return f"; YAML reads it as {kind}: put it in quotes to keep it as written"
+        return f"; YAML reads it as {kind}{as_read}: put it in quotes to keep it as written"
+    if t == "string_type" and isinstance(inp, list) and as_read:  # name=-: a list of one null item
+        dash = " (a lone - or '- ' starts a list item)" if written.lstrip().startswith("-") else ""
+        return f"; YAML reads it as a list{as_read}{dash}: put it in quotes to keep it as written"
     if t in ("dict_type", "model_type", "model_attributes_type"):
         if inp is None:
             return "; an empty section: give it a key, or remove it for the defaults"
@@ -1728,16 +1832,20 @@ def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeErr
     lines: list[tuple[str, int | None, str, str]] = []
     for path, errs in groups.items():
         msgs: list[str] = []
+        written = _written(node, path, applied)
         for err in errs:
-            m = _message(err, path)
+            m = _message(err, path, written)
             if m not in msgs:
                 msgs.append(m)
         if len(msgs) > 1:  # a union: "must be an integer (got x) or must be ..." -> one message
-            got = f" (got {_got(errs[0].get('input'))})"
+            got = _got_as(errs[0]["type"], errs[0].get("input"), written)
             msgs = [" or ".join(m.removesuffix(got) for m in msgs) + got]
         msgs[0] += _null_hint(path, errs[0].get("input"))
         key = _dotted(path)
         ov = _override_for(path, applied)
+        if ov and msgs[0].endswith("put it in quotes to keep it as written") and written is not None and \
+                any(keys == path for keys, _ in applied):  # the shell takes off quotes of its own
+            msgs[0] += f"; on the command line, in double quotes: \"{key}='{written}'\""
         line = None if ov else _line_of(node, path, missing=errs[0]["type"] == "missing")
         lines.append((key, line, (ov or "") + msgs[0], ov or ""))
     lines.sort(key=lambda x: (x[1] is None, x[1] or 0))
@@ -1748,6 +1856,33 @@ def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeErr
         err.args = (f"{filename}: {len(lines)} errors in the recipe:\n{text}",)
     err.errors = [(k, ln, m) for k, ln, m, _ in lines]  # type: ignore[attr-defined]
     return err
+
+
+def _written(node, path: tuple, applied) -> str | None:
+    """The value at ``path`` as its override (the last that set it) or the recipe file wrote it, where that is one
+    plain value (``no``, ``~``, ``0x1F``; an override's whole value: ``name=-``); None otherwise."""
+    for keys, item in reversed(applied):
+        if tuple(path[: len(keys)]) == keys:
+            text = item.partition("=")[2].strip()
+            if tuple(path) == keys:
+                return text
+            try:
+                return _plain_at(yaml.compose(text, Loader=yaml.SafeLoader), path[len(keys):])
+            except yaml.YAMLError:  # the override as shown, shortened
+                return None
+    return _plain_at(node, path)
+
+
+def _plain_at(node, path: tuple) -> str | None:
+    """The text of the plain (unquoted) scalar at ``path`` in the composed YAML ``node``, or None."""
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            return None
+    return node.value if isinstance(node, yaml.ScalarNode) and node.style is None else None
 
 
 def _dotted(path: tuple) -> str:
