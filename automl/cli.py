@@ -152,8 +152,10 @@ def _run_and_rank(sub, verbose) -> list[argparse.ArgumentParser]:
     r.add_argument("--out", action=_Once, default=None, metavar="DIR",
                    help="the run's folder (default: a new runs/<name>-YYYYmmdd-HHMMSS in the current folder)")
     r.add_argument("--resume", action=_Once, flag=True,
-                   help="continue a stopped run from its last checkpoint, with the recipe and overrides it started "
-                        "with: the run in --out; without --out, the latest runs/<name>-YYYYmmdd-HHMMSS of the recipe")
+                   help="continue a stopped run from its last checkpoint: give the recipe and overrides it started "
+                        "with again (a recipe that differs is refused, naming the keys); the run in --out; without "
+                        "--out, the latest runs/<name>-YYYYmmdd-HHMMSS of the recipe. One stopped before its first "
+                        "checkpoint starts afresh")
     r.add_argument("--supernet", action=_Once, default=None, metavar="RUN_DIR",
                    help="reuse the trained supernet of that run's folder (a finished run, or one past its weight "
                         "phase): the weight phase is skipped")
