@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -40,15 +41,42 @@ def grammar_text() -> str:
 
 @functools.lru_cache(maxsize=1)
 def space_parser() -> lark.Lark:
-    """The LALR parser, built once. Strict mode (conflict and collision checks) needs ``interegular``."""
+    """The LALR parser, built once per process. Strict mode (conflict and collision checks) needs ``interegular``.
+
+    Building it takes a few tenths of a second, so Lark's own ``cache`` option keeps the built tables in the
+    user's cache folder (:func:`parser_cache_file`) for the next process. Lark keys that file by the grammar,
+    the options, its version and Python's, and builds the parser again, rewriting the file, when the key
+    differs or the file cannot be read (corrupt, cut short, unreadable); a folder it cannot write only means
+    no cache."""
     try:
         import interegular  # noqa: F401
         strict = True
     except ImportError:  # pragma: no cover - the grammar is checked in CI where it is installed
         _logger.debug("interegular not installed: building the .space parser without strict checks")
         strict = False
-    return lark.Lark(grammar_text(), parser="lalr", lexer="contextual", strict=strict,
+    text = grammar_text()
+    return lark.Lark(text, parser="lalr", lexer="contextual", strict=strict, cache=parser_cache_file(text) or False,
                      propagate_positions=True, maybe_placeholders=True, postlex=_WholeWords())
+
+
+def parser_cache_file(text: str) -> str | None:
+    """Where :func:`space_parser` caches the parser of the grammar ``text``: ``automl/space-<digest>.lark-cache``
+    in ``$XDG_CACHE_HOME`` (else ``~/.cache``), a folder of the user's own, not the shared temporary folder
+    where Lark's ``cache=True`` puts it (a file another user left there would be unpickled). None (no cache)
+    where there is no such absolute folder or it cannot be made. The digest also covers what Lark's key leaves
+    out, the words the post-lexer always accepts, so that two versions of automl keep a file each."""
+    root = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(root):  # unset, empty or relative: the XDG spec's default
+        root = os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(root):  # no home folder (`~` is left as it is)
+        return None
+    folder = Path(root, "automl")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except (OSError, ValueError):  # not a folder, not allowed, a read-only disk; a NUL in the variable
+        return None
+    digest = hashlib.sha256("\0".join([text, *_WholeWords.always_accept]).encode("utf-8")).hexdigest()[:16]
+    return str(folder / f"space-{digest}.lark-cache")
 
 
 _SHAPE = re.compile(r"x(?:[0-9]+x)*[0-9]*")  # what follows the channels of `input 3x32x32`
