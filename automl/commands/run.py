@@ -19,7 +19,8 @@ from automl.pipeline.context import how_to_go_on, on_main
 from automl.pipeline.run import held_files, leftovers
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import DistInfo, init_distributed, launch_info, reported, shutdown_distributed
+from automl.train.distributed import (DistInfo, elastic_restart, init_distributed, launch_info, reported,
+                                     shutdown_distributed)
 from automl.train.preempt import SIGNALS
 
 __all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string"]
@@ -233,6 +234,21 @@ def main(args) -> int:
         raise reported(e, info)
 
 
+def _restart_resumes(args, out: Path, info: DistInfo) -> bool:
+    """Whether a worker group torchrun restarted (``--max-restarts``) continues the run in ``--out``: torchrun
+    starts it again with the command as given, without ``--resume``, and the run wrote a checkpoint before the
+    failure (without one, the restarted run takes the folder over as a new run's). Rank 0 looks; it says so."""
+    restart = elastic_restart()
+    if not restart or args.out is None:  # without --out, a new folder: the first start's is not known here
+        return False
+    if not on_main(info, lambda: CheckpointStore(out / "checkpoints").exists()):
+        return False
+    if info.is_main:
+        print(f"torchrun restarted the workers (restart {restart}): resuming the run in {out} from its last "
+              f"checkpoint", file=sys.stderr, flush=True)
+    return True
+
+
 def _run(args, recipe, info: DistInfo) -> int:
     """The run of ``recipe`` in its folder, once the ranks (if several) have met; the process group ends here."""
     claimed, runs_was_there, out, again, run = None, RUNS.is_dir(), None, "", None
@@ -248,8 +264,9 @@ def _run(args, recipe, info: DistInfo) -> int:
             flags = (["--supernet", args.supernet] if args.supernet is not None else []) + (
                 ["--supernet-force"] if args.supernet_force else [])
             again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
+            resume = args.resume or _restart_resumes(args, out, info)
             try:
-                run = Run(recipe, out, resume=args.resume, info=info, resume_command=again, device=device)
+                run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device)
                 run.execute()  # its stages end with every rank waiting for rank 0's report, signals still caught
             except BaseException as e:
                 if claimed is not None:

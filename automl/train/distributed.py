@@ -35,10 +35,10 @@ from torch import nn
 
 from automl.errors import UserError
 
-__all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "reported", "said_by_this_rank",
-           "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks", "all_reduce_grads",
-           "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "assert_same_on_all_ranks",
-           "local_world_size"]
+__all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "elastic_restart", "reported",
+           "said_by_this_rank", "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks",
+           "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object",
+           "assert_same_on_all_ranks", "local_world_size"]
 
 # how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
 # export alone meanwhile); then it stops with RanksLost
@@ -125,8 +125,28 @@ def init_distributed(device_kind: str) -> DistInfo:
             _check_gpus(info.local_rank)
             torch.cuda.set_device(info.local_rank)
         with _starting(info):
-            dist.init_process_group(backend=backend, timeout=TIMEOUT)
+            dist.init_process_group(backend=backend, timeout=TIMEOUT, **_restarted_store(info))
     return info
+
+
+def elastic_restart() -> int:
+    """How many times torchrun has restarted this process's worker group (``--max-restarts``): its
+    ``TORCHELASTIC_RESTART_COUNT``, 0 when unset (a first start, or no torchrun)."""
+    return _env_int("TORCHELASTIC_RESTART_COUNT", "0")
+
+
+def _restarted_store(info: DistInfo) -> dict:
+    """``init_process_group``'s ``store``, ``rank`` and ``world_size`` for a worker group torchrun restarted
+    (:func:`elastic_restart` > 0), else nothing (torch's own ``env://``). torchrun's restarted workers meet in
+    the same agent store as the ones before them, where the dead ranks' gloo addresses are still written: a new
+    rank that reads one before its peer overwrites it connects to a process that is gone and retries until the
+    timeout (30 minutes, no word). Each restart's keys go under a prefix of their own instead."""
+    restart = elastic_restart()
+    if restart <= 0:
+        return {}
+    store, _, _ = next(dist.rendezvous("env://", info.rank, info.world_size, timeout=TIMEOUT))
+    return {"store": dist.PrefixStore(f"automl/restart-{restart}", store), "rank": info.rank,
+            "world_size": info.world_size}
 
 
 @contextmanager
