@@ -26,8 +26,8 @@ from rich.markup import escape
 
 from automl._io import atomic_write_bytes, atomic_write_json
 
-__all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "short_number",
-           "budget_text", "UNCONSTRAINED", "results_problem", "ranking_problem", "format_accuracy"]
+__all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "print_summary",
+           "short_number", "budget_text", "UNCONSTRAINED", "results_problem", "ranking_problem", "format_accuracy"]
 
 
 # ---- what report.md and the plots read of results.json (one written by this automl, an older one, or edited)
@@ -429,6 +429,14 @@ def _search_time(results: dict) -> tuple[str, str]:
     return "every member's search", f"{t} in all"
 
 
+def _search_title(results: dict) -> str:
+    """The summary table's search time, as report.md's search-time column says it: ``11.3 s in all (weights shared,
+    a θ phase each)`` for the searches of every member together; importance sampling's one shared search, the
+    same for every row, is its time alone (``5.8 s``)."""
+    _, cell = _search_time(results)
+    return _seconds(results["search_seconds"]) if results["method"] == "importance_sampling" else cell
+
+
 def _inherited(results: dict) -> str:
     """Whose weights a network not retrained has: the supernet's; with `search.supernets` M > 1 (results.json's
     ``supernets``) the first one's (the others only score paths); with `simultaneous` its member's own."""
@@ -806,7 +814,7 @@ def summary_table(results: dict):
     absolute ``export.dir`` such as ``/data/[/tmp]/x`` made rich raise a MarkupError after the whole
     run (and again on each --resume), and ``[red]`` in a path vanished."""
     same = " ".join(line for line in _same_architecture_lines(results) if line)  # members of one architecture
-    title = f"{results['recipe']}: {results['method']}, search {_seconds(results['search_seconds'])}"
+    title = f"{results['recipe']}: {results['method']}, search {_search_title(results)}"
     t = Table(title=escape(title),
               caption=escape(same) or None, caption_justify="left")
     budgeted = _budgeted(results)
@@ -823,6 +831,22 @@ def summary_table(results: dict):
     return t
 
 
+def print_summary(table, console: Console | None = None) -> None:
+    """Print the summary ``table`` on ``console`` (standard output's by default). A terminal gets it as rich lays it
+    out; a log or a pipe, which has no width, gets it at its own (rich takes 80 columns there, up to
+    :data:`SUMMARY_WIDTH`) and without the spaces rich pads its centred title and its caption with to the table's
+    width, which a log keeps at the end of those lines."""
+    console = console or Console()
+    if console.is_terminal:
+        console.print(table)
+        return
+    wide = Console(file=console.file, width=max(console.width, SUMMARY_WIDTH))
+    with wide.capture() as captured:
+        wide.print(table)
+    wide.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
+    wide.file.flush()
+
+
 def write_report(out: Path, results: dict, reporter=None) -> None:
     """results.json, pareto.png, ranking.png (with a ranking; an earlier one is removed without) and report.md,
     each atomically; everything is drawn first, so that a failure leaves the earlier files as they were."""
@@ -836,7 +860,5 @@ def write_report(out: Path, results: dict, reporter=None) -> None:
     if "ranking.png" not in files:  # a ranking results.json no longer holds (damaged): report.md shows none
         (out / "ranking.png").unlink(missing_ok=True)
     if reporter is not None and reporter.enabled:
-        console = Console()  # a log or a pipe has no width: the table at its own (rich takes 80 columns there)
-        (console if console.is_terminal else Console(width=max(console.width, SUMMARY_WIDTH))).print(
-            summary_table(results))
+        print_summary(summary_table(results))
         reporter.info(f"results: {out / 'results.json'}  report: {out / 'report.md'}")

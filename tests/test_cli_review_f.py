@@ -66,7 +66,7 @@ def test_the_theta_note_rounds_theta_like_epsilon(name):
     costs = torch.tensor([[1.0, 2.0, 3.0, 0, 0, 0, 0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]])
     engine = MultiEpsilonSearch([3, 7], costs, budgets=[None, 8.0], theta_min=0.0)
     note = get_searcher(name).epoch_note(engine)
-    assert note == " max θ [0.238, 0.238] ε [0.0, 0.0]", note
+    assert note == " max θ [0.238, 0.238] ε [0, 0]", note
 
 
 def test_the_theta_note_without_budgets_has_no_long_numbers():

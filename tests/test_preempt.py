@@ -101,11 +101,11 @@ SIGNAL_POINTS = {
     # name: (method, step function, its k-th call, its calls when the run stops, where the run resumes).
     # A weight step of the quickstart's four supernets is four weight_step calls, one per supernet: a signal
     # at a step's second call stops after its fourth (the 18th call is step 5's second: epoch 1, step 2).
-    "weight epoch": ("importance_sampling", "weight_step", 18, 20, "weights, epoch 1 + 2 steps"),
-    "theta epoch": ("importance_sampling", "path_losses", 2, 2, "theta, epoch 0 + 2 steps"),
-    "retraining": ("importance_sampling", "train_step", 16, 16, "retrain/1, epoch 0 + 4 steps"),
+    "weight epoch": ("importance_sampling", "weight_step", 18, 20, "weights epoch 2/2, after step 2"),
+    "theta epoch": ("importance_sampling", "path_losses", 2, 2, "theta epoch 1/2, after step 2"),
+    "retraining": ("importance_sampling", "train_step", 16, 16, "retrain eps=0.5 epoch 1/2, after step 4"),
     # member 0's search is 6 steps (24 calls); the 30th call is member 1's step 2, its second supernet
-    "simultaneous": ("simultaneous", "weight_step", 30, 32, "simultaneous/1, epoch 0 + 2 steps"),
+    "simultaneous": ("simultaneous", "weight_step", 30, 32, "simultaneous eps=0.5 epoch 1/2, after step 2"),
 }
 
 

@@ -83,7 +83,7 @@ def test_a_search_shorter_than_a_tenth_of_a_second_is_not_zero_seconds():
     md = render_markdown(results)
     assert "0.0 s" not in md.replace("retrain 0.0 s", ""), md
     assert "**0.011 s**" in md and "random 0.011 s" in md
-    assert summary_table(results).title.endswith("search 0.011 s")
+    assert summary_table(results).title.endswith("search 0.011 s in all (drawing only)")
 
 
 # ---- 2. latency budgets carry their unit ---------------------------------------------------------------------

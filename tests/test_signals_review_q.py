@@ -178,7 +178,7 @@ def test_sighup_through_the_cli_exits_129_with_a_checkpoint_inside_the_epoch_and
         signal.signal(signal.SIGHUP, before)
     log = capfd.readouterr()
     assert log.err.count("SIGHUP: finishing the current step") == 1, log.err
-    assert "stopped by SIGHUP" in log.out and "resumes at weights, epoch 1 + 2 steps" in log.out, log.out
+    assert "stopped by SIGHUP" in log.out and "resumes at weights epoch 2/2, after step 2" in log.out, log.out
     assert len(calls) == 5  # stopped after the step that received it
     assert CheckpointStore(out / "checkpoints").load()["step"] == 2
     command = log.out.split("Continue with: ")[1].splitlines()[0]
@@ -328,7 +328,8 @@ def test_signal_to_an_image_folder_run_with_workers_checkpoints_and_resumes(tmp_
     assert text.count(f"{name}: finishing the current step") == 1, text[-3000:]
     done = CheckpointStore(out / "checkpoints").load()
     assert (done["stage"], done["epoch"]) == (0, 1) and done["step"] > 0  # inside the second weight epoch
-    assert f"stopped by {name}; the checkpoint in {out / 'checkpoints'} resumes at weights, epoch 1 + " in text
+    assert (f"stopped by {name}; the checkpoint in {out / 'checkpoints'} resumes at weights epoch 2/2, after step "
+            in text)
     command = shlex.split(text.split("Continue with: ")[1].splitlines()[0])
     assert main(command[1:]) == 0
     assert _metrics(out) == ref_lines

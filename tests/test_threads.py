@@ -224,7 +224,7 @@ def test_run_sets_records_and_restores(tmp_path, seen_threads, monkeypatch, caps
     assert res["threads"]["threads"] == 1 and res["threads"]["source"] == "recipe"
     assert json.loads((tmp_path / "r" / "results.json").read_text())["threads"] == res["threads"]
     assert json.loads((tmp_path / "r" / "threads.json").read_text())["threads"] == 1
-    assert "threads: 1 (threads: 1 in the recipe)" in capsys.readouterr().out
+    assert "threads: 1 (from the recipe)" in capsys.readouterr().out
 
 
 def test_run_auto_and_env(tmp_path, seen_threads, monkeypatch):

@@ -86,10 +86,11 @@ class Keeper:
     checkpoint written meanwhile books the time so far, so a resumed run does not count it twice."""
 
     def __init__(self, state: RunState, store: CheckpointStore, info: DistInfo, reporter: Reporter,
-                 preempt: Preemption, stage_name: Callable[[int], str], resume_command: str,
+                 preempt: Preemption, position: Callable[[int, int, int], str], resume_command: str,
                  rng: Callable[[], dict], enabled: bool = True, saved: bool = True):
         self.state, self.store, self.info, self.reporter = state, store, info, reporter
-        self.preempt, self.stage_name, self.resume_command = preempt, stage_name, resume_command
+        # (stage, epoch, step) of a checkpoint -> where it resumes, in the log's words (pipeline.run.resume_position)
+        self.preempt, self.position, self.resume_command = preempt, position, resume_command
         self.rng = rng
         self.enabled = enabled  # automl rank: off (a finished run's checkpoint is left as it is)
         self.saved = saved  # a checkpoint of the run exists: a resumed run, or a new one once it wrote one
@@ -139,7 +140,7 @@ class Keeper:
     def _stop_if_signalled(self, stage: int, epoch: int, step: int) -> None:
         signum = self.preempt.signalled()
         if signum:
-            where = f"{self.stage_name(stage)}, epoch {epoch}" + (f" + {step} steps" if step else "")
+            where = self.position(stage, epoch, step)
             torchrun = " (under torchrun: the same torchrun command, with --resume)" if self.info.enabled else ""
             self.reporter.info(f"stopped by {signal.Signals(signum).name}; the checkpoint in {self.store.folder} "
                                f"resumes at {where}. Continue with: {self.resume_command}{torchrun}")

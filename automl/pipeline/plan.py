@@ -60,9 +60,6 @@ class Plan:
     def keys(self) -> list[str]:
         return [s.key for s in self.stages]
 
-    def name(self, idx: int) -> str:
-        return self.stages[idx].key
-
 
 def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
     """The random baseline's raw cost table, budgets and options for the members ``group``: search.budgets are

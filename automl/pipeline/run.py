@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import stat
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -16,9 +17,10 @@ from automl._lock import LOCK_NAME, RunLock
 from automl.errors import RecipeError, UserError
 from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
 from automl.pipeline.plan import Plan, build_plan
-from automl.pipeline.final_stages import RankingStage
+from automl.pipeline.final_stages import RankingStage, RetrainStage
 from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over, device_record, read_results
+from automl.pipeline.search_stages import SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
                                    weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
@@ -289,6 +291,35 @@ def _check_supernet_folder(source: Path, out: Path) -> None:
                         f"--resume, with the recipe and flags it started with)")
 
 
+def _stage_phase(stage, state: RunState) -> tuple[str, int]:
+    """How the log names ``stage`` (its epoch lines' phase: ``weights``, ``theta budget=80k``, ``retrain
+    unconstrained``, ``ranking 2/20 seed 1``), and its epochs (0: a stage without epochs, named by its key:
+    ``random``, ``report``, a reused supernet's ``weights``)."""
+    if isinstance(stage, WeightsStage):
+        return "weights", stage.search.weight_epochs
+    if isinstance(stage, ThetaStage):
+        tag = "" if stage.member is None else f" {stage.members.tag(stage.member, state)}"
+        return f"theta{tag}", stage.search.theta_epochs
+    if isinstance(stage, SimultaneousStage):
+        return f"simultaneous {stage.members.tag(stage.member, state)}", stage.search.weight_epochs
+    if isinstance(stage, RetrainStage):
+        return f"retrain {stage.members.tag(stage.i, state)}", stage.rt.epochs
+    if isinstance(stage, RankingStage):
+        seed = f" seed {stage.seed + stage.s}" if stage.rk.seeds > 1 else ""
+        return f"ranking {stage.j + 1}/{stage.rk.archs}{seed}", stage.rt.epochs
+    return stage.key, 0
+
+
+def resume_position(plan: Plan, state: RunState, stage: int, epoch: int, step: int) -> str:
+    """Where a checkpoint of stage ``stage``, ``epoch`` epochs and ``step`` steps into it, resumes, as the log
+    says it: ``weights epoch 2/15, after step 3`` (epochs counted from 1, of the stage's), ``theta budget=80k
+    epoch 1/45``, ``report`` (the checkpoint itself keeps the stage's index and the 0-based epoch)."""
+    name, epochs = _stage_phase(plan.stages[stage], state)
+    if epochs <= 0:
+        return name
+    return f"{name} epoch {min(epoch, epochs - 1) + 1}/{epochs}" + (f", after step {step}" if step else "")
+
+
 def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: Preemption) -> None:
     """``plan``'s stages from ``state.stage`` on, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 caught
     (:meth:`~automl.train.preempt.Preemption.armed`): before the report, the run checkpoints after its current step
@@ -487,8 +518,8 @@ class Run:
     def context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
                  checkpointing: bool = True) -> RunContext:
         sampler = torch.Generator().manual_seed(self.recipe.seed)
-        keeper = Keeper(state, self.store, self.info, self.reporter, preempt, plan.name, self.resume_command,
-                        rng_of(sampler, self.device), enabled=checkpointing, saved=self.resume)
+        keeper = Keeper(state, self.store, self.info, self.reporter, preempt, partial(resume_position, plan, state),
+                        self.resume_command, rng_of(sampler, self.device), enabled=checkpointing, saved=self.resume)
         return RunContext(self.info, self.device, data, spaces, self.reporter, keeper, sampler,
                           self.recipe.search.log_every, self._reused)
 
@@ -536,8 +567,8 @@ class Run:
                                                     for i in range(plan.members.n)])
         if length is not None:
             self.reporter.cut(length)
-        self.reporter.info(f"resuming {self.out} at {plan.name(state.stage)}, epoch {state.epoch}"
-                           + (f" + {state.step} steps" if state.step else ""))
+        self.reporter.info(f"resuming {self.out} at "
+                           + resume_position(plan, state, state.stage, state.epoch, state.step))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
             self._warn_processes(state.world_size)
             _note_device(state, device_record(self.device), self.reporter.info)

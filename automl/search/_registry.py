@@ -28,6 +28,7 @@ figures to the logs (``log_fields``, ``epoch_note``, ``nonfinite``) and say whic
 from __future__ import annotations
 
 import difflib
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
@@ -210,10 +211,13 @@ def _engine(problem: SearchProblem) -> MultiEpsilonSearch:
     target = ({"budgets": list(problem.budgets)} if problem.budgets is not None
               else {"epsilons": problem.epsilons})  # None (neither): the engine's own message
     lr, theta_min = (_auto(o, key) for key in ("theta_lr", "theta_min"))
-    return MultiEpsilonSearch(
+    engine = MultiEpsilonSearch(
         num_choices=problem.num_choices, costs=problem.costs, lam=problem.lam, lr=lr, theta_min=theta_min,
         seed=problem.seed, device=problem.device,  # on a GPU, tell() reads nothing back (sync_free)
         utility=o.get("utility", "weighted_quantile"), **target)
+    if problem.members[0] == 0:
+        _EXPLAIN.add(engine)
+    return engine
 
 
 def _engine_fields(engine: MultiEpsilonSearch) -> dict:
@@ -221,9 +225,28 @@ def _engine_fields(engine: MultiEpsilonSearch) -> dict:
     return {"expected_cost": engine.expected_cost().tolist(), **extra}
 
 
+# the engines whose next epoch note says what max θ is: the engine of the run's first member (importance sampling's
+# one engine, separate's and simultaneous's first), so that a run's log explains it once, on its first θ line
+# (a resumed run's, on its first if it resumes in that member's search)
+_EXPLAIN = weakref.WeakSet()
+MAX_THETA = "max θ: θ's highest choice probability, mean over the decisions; 1 once every decision is settled"
+
+
+def _numbers(values: list[float]) -> str:
+    """Each value to 3 significant digits, as report.md gives ε (``0.0578``, ``0``): one alone, several as a list
+    (one per member)."""
+    text = [f"{v:.3g}" for v in values]
+    return text[0] if len(text) == 1 else f"[{', '.join(text)}]"
+
+
 def _engine_note(engine: MultiEpsilonSearch) -> str:
-    eps = f" ε {[round(e, 3) for e in engine.epsilons]}" if engine.budgets is not None else ""
-    return f" max θ {[round(t, 3) for t in engine.theta.amax(-1).mean(-1).tolist()]}{eps}"
+    """The θ line's note: ``max θ`` of each member (and with budgets its adapted ε); see :data:`MAX_THETA`."""
+    eps = f" ε {_numbers(engine.epsilons)}" if engine.budgets is not None else ""
+    explain = ""
+    if engine in _EXPLAIN:
+        _EXPLAIN.discard(engine)
+        explain = f" ({MAX_THETA})"
+    return f" max θ {_numbers(engine.theta.amax(-1).mean(-1).tolist())}{eps}{explain}"
 
 
 def _engine_epsilons(engine: MultiEpsilonSearch) -> list[float] | None:

@@ -116,8 +116,9 @@ class ThreadChoice:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
     def line(self) -> str:
-        """The progress line: ``threads: 1 (threads: 1 in the recipe)``, ``threads: 2 (auto: ...)``; a
-        reason other than auto's names its source itself."""
+        """The progress line, its reason one clause without parentheses of its own: ``threads: 1 (from the
+        recipe)``, ``threads: 2 (auto: a step of 6.1 M activations keeps 2 threads busy on 16 cores, 14.0 busy)``;
+        a reason other than auto's names its source itself."""
         return f"threads: {self.threads} ({'auto: ' if self.source == 'auto' else ''}{self.reason})"
 
 
@@ -144,6 +145,7 @@ def choose_threads(work: int | None, cores: int, busy: float | None, local_world
     share = max(1, free // local)
     useful = share if work is None else max(1, int(work) // WORK_PER_THREAD)
     n = min(useful, share)
+    # one clause, no parentheses: ThreadChoice.line puts the reason in its own
     where = f"{cores} core{'s' if cores != 1 else ''}" + (f", {busy:.1f} busy" if busy is not None else "")
     if quota is not None:
         where += f", a CPU quota of {quota}" + (f" with {quota_busy:.1f} in use" if quota_busy is not None else "")
@@ -153,8 +155,8 @@ def choose_threads(work: int | None, cores: int, busy: float | None, local_world
         size = f"a step of {work / 1e6:.2g} M activations"
         why = (f"{size} is too small to gain from more threads" if n == 1 else
                f"{size} keeps {n} threads busy")
-        return n, f"{why} ({where})"
-    return n, f"{n} free core{'s' if n != 1 else ''} for this process ({where})"
+        return n, f"{why} on {where}"
+    return n, f"{n} free core{'s' if n != 1 else ''} for this process among {where}"
 
 
 # ------------------------------------------------------------------------------------------ the machine
@@ -548,8 +550,8 @@ def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = Fals
     saved, where = found if found is not None else (saved, None)
     explicit = None
     if setting != "auto":
-        explicit = ThreadChoice(int(setting), "recipe", "threads: %d in the recipe" % int(setting)
-                                + _ignored(env, int(setting)), local_world_size=local_world_size)
+        explicit = ThreadChoice(int(setting), "recipe", "from the recipe" + _ignored(env, int(setting)),
+                                local_world_size=local_world_size)
     elif env:
         name, n = next(iter(env.items()))
         explicit = ThreadChoice(n, name, f"{name}={n} in the environment" + _ignored(env, n),
@@ -562,9 +564,9 @@ def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = Fals
                             reason + _too_many(explicit.threads, local_world_size, kept=False),
                             local_world_size=local_world_size)
     if saved is not None:
-        told = "" if where is None else f", as {where} records it: {THREADS_FILE} is missing or unreadable"
-        return ThreadChoice(saved, "resumed", f"the count this run started with{told} (kept on --resume: another "
-                            f"count changes float rounding)" + _too_many(saved, local_world_size, kept=True),
+        told = "," if where is None else f", as {where} records it: {THREADS_FILE} is missing or unreadable;"
+        return ThreadChoice(saved, "resumed", f"the count this run started with{told} kept on --resume since another "
+                            f"count changes float rounding" + _too_many(saved, local_world_size, kept=True),
                             local_world_size=local_world_size)
     return _auto(work() if callable(work) else work, local_world_size, measure)
 
