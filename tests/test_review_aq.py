@@ -177,5 +177,5 @@ def test_a_run_piped_into_head_stops_quietly_and_resumes_on_an_ascii_terminal(tm
     again = subprocess.run(cmd + ["--resume"], capture_output=True, env=env, timeout=600)
     assert again.returncode == 0, again.stderr.decode(errors="replace")[-3000:]
     assert b"theta epoch 1/1: loss" in again.stdout and b"max ? " in again.stdout  # max θ
-    assert b"| ?=0 |" in again.stdout  # the summary table's ε column, its columns kept
+    assert b"| ? | params |" in again.stdout and b"| 0 | " in again.stdout  # the table's ε column, its columns kept
     assert (out / "results.json").is_file()
