@@ -26,6 +26,7 @@ import datetime
 import os
 import re
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -152,7 +153,10 @@ def _restarted_store(info: DistInfo) -> dict:
 @contextmanager
 def _starting(info: DistInfo):
     """Around ``init_process_group``: ``MASTER_PORT`` taken by another program is a :class:`UserError` (rank 0
-    listens there when no torchrun does), and the ranks not all met within :data:`TIMEOUT` is :class:`RanksLost`."""
+    listens there when no torchrun does), and the ranks that did not all meet is :class:`RanksLost`, saying how long
+    this rank waited and why the backend gave up: within :data:`TIMEOUT`, or at once (a rank's address refused the
+    connection: its process had ended)."""
+    began = time.monotonic()
     try:
         yield
     except RuntimeError as e:
@@ -163,11 +167,24 @@ def _starting(info: DistInfo):
                                      f"port (torchrun --master_port=N, or MASTER_PORT=N)")) from None
         if not _lost(e):
             raise
-        where = f"{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}"
-        raise _printed(RanksLost(f"rank {info.rank} of {info.world_size}: the run's {info.world_size} processes did "
-                                 f"not all meet at {where} within {_span(TIMEOUT)} ({_reason(e)}): start every "
-                                 f"process with the same MASTER_ADDR and MASTER_PORT, or start the run with "
-                                 f"torchrun")) from None
+        raise _printed(RanksLost(_not_met(info, e, time.monotonic() - began))) from None
+
+
+def _not_met(info: DistInfo, e: RuntimeError, waited: float) -> str:
+    """:class:`RanksLost`'s message for the ranks that did not all meet in ``init_process_group``, which raised
+    ``e`` after ``waited`` seconds: the whole :data:`TIMEOUT` (a rank never came: a different ``MASTER_ADDR`` or
+    ``MASTER_PORT``, a process not started) or less (the backend gave up: a rank's address refused or closed the
+    connection, its process gone)."""
+    where = f"{os.environ.get('MASTER_ADDR', '')}:{os.environ.get('MASTER_PORT', '')}"
+    head = f"rank {info.rank} of {info.world_size}: the run's {info.world_size} processes did not all meet at {where}"
+    if waited >= TIMEOUT.total_seconds() * 0.95:
+        return (f"{head} within {_span(TIMEOUT)} ({_reason(e)}): start every process with the same MASTER_ADDR and "
+                f"MASTER_PORT, or start the run with torchrun")
+    gone = any(w in str(e).lower() for w in _GONE_WORDS)
+    why = ("; another of its processes had ended (its own message above, or torchrun's summary, says why)" if gone
+           else "")
+    return (f"{head}: the backend gave up after {_waited(waited)} ({_reason(e)}){why}; start the run again (with "
+            f"--resume if it had written a checkpoint)")
 
 
 def _env_int(name: str, default: str) -> int:
@@ -215,9 +232,11 @@ class RanksLost(UserError):
     exit_code = 1
 
 
-# what gloo, nccl and torch's store say when the other end of a collective is gone or silent
-_LOST_WORDS = ("closed by peer", "reset by peer", "pair closure", "broken pipe", "timed out", "timeout",
-               "remote process exited", "communicator was aborted", "network error")
+# what gloo says when the other end of a connection is gone, and (_LOST_WORDS) what gloo, nccl and torch's store say
+# when the other end of a collective is gone or silent
+_GONE_WORDS = ("closed by peer", "reset by peer", "pair closure", "broken pipe", "connection refused")
+_LOST_WORDS = _GONE_WORDS + ("timed out", "timeout", "remote process exited", "communicator was aborted",
+                             "network error")
 
 
 def _lost(e: RuntimeError) -> bool:
@@ -225,9 +244,17 @@ def _lost(e: RuntimeError) -> bool:
 
 
 def _reason(e: BaseException) -> str:
-    """The backend's message, first sentence only, without its source-file prefix."""
+    """The backend's message, first sentence only, without its source-file references (``[.../pair.cc:152]``,
+    at its start or inside: gloo's ``connectFullMesh failed with [...] ...``) nor gloo's ``$N`` after an address."""
     text = re.sub(r"^\[[^\]]*\]\s*", "", str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    text = re.sub(r"\[[^\]\s]*\.(?:cc|cpp|cu|h|hpp|py):\d+\]\s*", "", text)
+    text = re.sub(r"(\]:\d+)\$\d+", r"\1", text)
     return text.split(". ")[0].rstrip(".")
+
+
+def _waited(seconds: float) -> str:
+    """``seconds`` as a person says it: ``3 s``, ``2 minutes``."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} minutes"
 
 
 def _span(t: datetime.timedelta) -> str:

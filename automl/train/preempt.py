@@ -19,7 +19,11 @@
 * Under torchrun every rank must decide the same thing at the same step, or the ranks would wait for each
   other in different collectives: after each step the ranks all-reduce (max) [signal received, checkpoint
   due], and only rank 0's clock counts for ``every_minutes``. With NCCL the exchange goes over a side gloo
-  group, so it never waits for the GPU. One process: no exchange, a clock read per step.
+  group, so it never waits for the GPU. One process: no exchange, a clock read per step. A signal that reached
+  one rank only (a node-local preemption, ``kill`` of one worker) is said once too: by rank 0, as the ranks agree
+  on it, naming the rank that received it; from then on every rank holds it as its own first signal.
+* The notices go to standard error, after a newline only where that is a terminal (it leaves the ``^C`` the
+  terminal echoed, or a progress line, on a line of its own; a log file gets no blank line).
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ class Preemption:
         self.finishing, self.stopping_now = finishing, stopping_now
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
         self.every_steps = every_steps
-        self.pending = 0  # the first signal received (its number), 0: none
+        self.pending = 0  # the first signal received (its number; under torchrun: or another rank's), 0: none
         self._pending_at = 0.0  # when it came (time.monotonic())
         self._steps = 0
         self._last = time.monotonic()
@@ -102,12 +106,18 @@ class Preemption:
                     "the last checkpoint written is intact" if self._written else
                     "no checkpoint was written since this command started (--resume continues from the run's "
                     "previous checkpoint, if it has one)")
-            _say(f"\n{name} again: stopping now; {kept}\n")
+            _say(f"{name} again: stopping now; {kept}")
             os._exit(128 + signum)
         self.pending, self._pending_at = signum, time.monotonic()
         if self.info.is_main:
-            hurry = "send SIGTERM" if hang_up else "send it again"
-            _say(f"\n{name}: finishing {self.finishing} ({hurry} to stop at once)\n")
+            self._announce(signum)
+
+    def _announce(self, signum: int, by: int | None = None) -> None:
+        """Say that the run finishes ``self.finishing`` before it stops, on ``signum``; ``by``: the rank that
+        received it, when not this one."""
+        hurry = "send SIGTERM" if signum == getattr(signal, "SIGHUP", None) else "send it again"
+        whose = "" if by is None else f"rank {by} received it; "
+        _say(f"{signal.Signals(signum).name}: finishing {self.finishing} ({whose}{hurry} to stop at once)")
 
     def step(self) -> bool:
         """After a training step: checkpoint now? (a signal, or ``every_*`` reached). The same on every rank."""
@@ -129,19 +139,32 @@ class Preemption:
         self._last = time.monotonic()
 
     def _agree(self, signum: int, due: int) -> tuple[int, int]:
+        """The largest ``signum`` and ``due`` over the ranks. A signal this rank did not receive becomes its
+        :attr:`pending` one (a second signal then stops it at once, as on the rank that received it), and rank 0
+        says the notice the receiving rank leaves to it (:meth:`_announce`), naming that rank."""
         if not self.info.enabled:
             return signum, due
-        t = torch.tensor([signum, due], dtype=torch.int64)  # on the CPU: gloo
+        world = self.info.world_size
+        # the signal and, among the ranks that received the largest, the lowest rank: signum * world + world-1-rank
+        who = signum * world + world - 1 - self.info.rank if signum else 0
+        t = torch.tensor([who, due], dtype=torch.int64)  # on the CPU: gloo
         with collective(self.info, "agreeing whether to checkpoint or stop"):
             dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
-        return int(t[0]), int(t[1])
+        signum, by = divmod(int(t[0]), world)
+        if signum and not self.pending:  # another rank's signal
+            self.pending, self._pending_at = signum, time.monotonic()
+            if self.info.is_main:
+                self._announce(signum, by=world - 1 - by)
+        return signum, int(t[1])
 
 
 def _say(text: str) -> None:
-    """``text`` to standard error as one raw write (a handler may run in the middle of a print to the same
-    stream); nothing when it cannot be written (a terminal gone)."""
+    """``text`` to standard error as a line of its own, in one raw write (a handler may run in the middle of a
+    print to the same stream): on a terminal after a newline, which ends the line the cursor is on (the ``^C``
+    echoed by Ctrl-C, a progress line), elsewhere (a log file, a pipe) not, which would leave a blank line;
+    nothing when it cannot be written (a terminal gone)."""
     try:
-        os.write(2, text.encode())
+        os.write(2, (f"\n{text}\n" if _isatty(2) else f"{text}\n").encode())
     except OSError:
         pass
 
