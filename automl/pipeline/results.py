@@ -293,7 +293,8 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
 
 class ReportStage:
     """The last stage: results.json, report.md and the plots (rank 0); not checkpointed (it only writes).
-    ``kept``: what a resumed run keeps of the folder's earlier results.json (:func:`carry_over`)."""
+    ``kept``: what a resumed run keeps of the folder's earlier results.json (:func:`carry_over`); ``written``:
+    rank 0's write of them returned (before it tells the other ranks, which may be gone by then)."""
 
     key = "report"
 
@@ -302,6 +303,9 @@ class ReportStage:
         self.threads = threads
         self.results: dict | None = None
         self.kept: dict = {}
+        # rank 0 wrote results.json and report.md whole: the run is complete, even if a rank is lost after
+        # (automl/pipeline/run.py's _finish)
+        self.written = False
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         results = {**build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads),
@@ -309,7 +313,11 @@ class ReportStage:
         if superseded(results.get(PARTIAL), results.get("ranking")):  # the ranking it was part of is complete
             del results[PARTIAL]
         self.results = results
-        written_on_main(ctx.info, f"the results in {self.out}",
-                        lambda: write_report(self.out, self.results, ctx.reporter),
+
+        def write() -> None:  # rank 0 alone
+            write_report(self.out, self.results, ctx.reporter)
+            self.written = True
+
+        written_on_main(ctx.info, f"the results in {self.out}", write,
                         lambda fix: f"the run's checkpoints are intact: {fix} and continue with: "
                                     f"{ctx.keeper.resume_command}")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import stat
+import sys
 from functools import partial
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
-from automl.train.distributed import DistInfo, barrier, broadcast_object, local_world_size
+from automl.train.distributed import DistInfo, RanksLost, barrier, broadcast_object, local_world_size
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
@@ -329,17 +330,49 @@ def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preemp
     last = len(plan.stages) - 1
     try:
         with preempt.armed():
-            for idx in range(state.stage, len(plan.stages)):
-                if idx == last:
-                    preempt.finishing, preempt.stopping_now = REPORT_FINISHING, lambda: _report_cut_short(run)
+            for idx in range(state.stage, last):
                 plan.stages[idx].run(ctx, state, idx)
-            run.finished = True
-            barrier(run.info)  # rank 0 writes the report: the other ranks wait for it here, signals still caught
-            run.late_signal = preempt.signalled() or preempt.pending
+            preempt.finishing, preempt.stopping_now = REPORT_FINISHING, lambda: _report_cut_short(run)
+            _finish(run, plan, ctx, state, preempt)
     except KeyboardInterrupt:
         run.reporter.info(f"\ninterrupted; the last checkpoint is in {run.store.folder}. "
                           f"Continue with: {run.resume_command}")
         raise
+
+
+def _finish(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: Preemption) -> None:
+    """The report stage (the last), then every rank waits for rank 0 to finish it and they agree on a signal
+    that came meanwhile. A rank lost once rank 0's write of the report returned (``kill -9`` of rank 1 as rank 0
+    wrote it) leaves the run complete: rank 0 says so in one line and the run is finished (exit 0), not stopped
+    with :class:`RanksLost`'s "continue the run with --resume" (a resume would only write the report again).
+    A rank lost before, or seen by another rank (which cannot tell whether rank 0 wrote it): :class:`RanksLost`."""
+    last = len(plan.stages) - 1
+    try:
+        plan.stages[last].run(ctx, state, last)
+        run.finished = True
+        barrier(run.info)  # rank 0 writes the report: the other ranks wait for it here, signals still caught
+        run.late_signal = preempt.signalled() or preempt.pending
+    except RanksLost:
+        if not (run.info.is_main and plan.report.written):
+            raise
+        run.finished, run.late_signal = True, 0  # the line below says what a signal meanwhile would
+        _say(_lost_after_report(run))
+
+
+def _lost_after_report(run: "Run") -> str:
+    """What rank 0 says when another rank was lost after it wrote the report (:func:`_finish`)."""
+    who = "rank 1, the run's other process," if run.info.world_size == 2 else "another rank of the run"
+    return (f"warning: {who} ended or stopped answering as rank 0 finished the report, the run's last step: the run "
+            f"is complete, with nothing to resume; its results are in {run.out / 'results.json'} and "
+            f"{run.out / 'report.md'} (torchrun exits 1 all the same, for the process that ended)")
+
+
+def _say(text: str) -> None:
+    """``text`` on standard error, now (a terminal that hung up: nothing)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 # what the first signal during the report says the run does (Preemption's "SIGTERM: finishing ..."), and a second
