@@ -134,8 +134,8 @@ KILL_POINTS = {
     # name: (condition on metrics.jsonl, where the run must resume)
     "weights": (phase_is("weights", epoch=2), "weights"),
     "theta": (phase_is("theta", epoch=2), "theta"),
-    "retrain": (phase_is("retrain eps=0.5", epoch=2), "retrain/1"),
-    "export": (phase_is("retrain eps=0", split="test"), "retrain/0"),
+    "retrain": (phase_is("retrain eps=0.5", epoch=2), "retrain eps=0.5 epoch"),
+    "export": (phase_is("retrain eps=0", split="test"), "retrain eps=0 epoch"),  # its epochs done: test, export
 }
 
 
