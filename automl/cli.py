@@ -75,10 +75,31 @@ class _Parser(argparse.ArgumentParser):
         self._negative_number_matcher = re.compile(r"-\.?\d")
 
     def error(self, message):  # one line, exit 2, no usage dump of every subcommand; under torchrun, rank 0's only
+        message += _dash_hint(self, message)
         if _rank_zero():
             self.print_usage(sys.stderr)
             self.exit(2, f"{self.prog}: error: {message}\n")
         self.exit(2)
+
+
+# the arguments main() parses, for an error's hint (_dash_hint)
+_ARGV: list[str] = []
+
+
+def _dash_hint(parser: argparse.ArgumentParser, message: str) -> str:
+    """For a missing or unrecognized argument where the command line holds a file or folder whose name starts with
+    a dash (``automl space show -x.space``: argparse reads it as an option), how to give it; else empty."""
+    if not message.startswith(("the following arguments are required", "unrecognized arguments")):
+        return ""
+    named = [a for a in _ARGV if a.startswith("-") and a != "--" and a.split("=")[0] not in
+             parser._option_string_actions and not _NEGATIVE.fullmatch(a) and os.path.lexists(a)]
+    if not named:
+        return ""
+    return (f"; {named[0]} is read as an option: for a file or folder whose name starts with -, write "
+            f"./{named[0]} (or put -- before it, after the options)")
+
+
+_NEGATIVE = re.compile(r"-\.?\d[\w.+-]*")  # a negative number is a value, not a file (`--se -1`)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Once(argparse.Action):
-    """An option of ``run`` or ``rank`` that may be given once: argparse would keep the last of two silently
-    (``--out a --out b`` ran in b), so a second one is an error naming both (an abbreviation, ``--ou``, is the
-    same option). ``flag=True``: an option without a value (``store_true``)."""
+    """An option that may be given once (every option of every verb but ``space``'s and ``export``'s repeatable
+    ``--set``): argparse would keep the last of two silently (``--out a --out b`` ran in b; ``export --arch a.json
+    --arch b.json`` exported b), so a second one is an error naming both (an abbreviation, ``--ou``, is the same
+    option). ``flag=True``: an option without a value (``store_true``)."""
 
     def __init__(self, option_strings, dest, flag: bool = False, **kwargs):
         if flag:
@@ -192,8 +214,8 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     show = ssub.add_parser("show", parents=[verbose], help="decisions, choices, costs and size of a space")
     show.add_argument("file")
     show.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    show.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    show.add_argument("--metric", default="params", help="cost metric to show (default params)")
+    show.add_argument("--json", action=_Once, flag=True, help="print one JSON object instead of a table")
+    show.add_argument("--metric", action=_Once, default="params", help="cost metric to show (default params)")
     show.set_defaults(module="automl.commands.space")
     check = ssub.add_parser("check", parents=[verbose], help="validate a space file")
     check.add_argument("file")
@@ -202,32 +224,36 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     enc = ssub.add_parser("encode", parents=[verbose], help="the arch.json of a timm network the space contains")
     enc.add_argument("file")
     src = enc.add_mutually_exclusive_group(required=True)
-    src.add_argument("--timm", metavar="MODEL_NAME", help="a timm model name, e.g. mobilenetv3_large_100")
-    src.add_argument("--arch-def", metavar="FILE", help="JSON timm arch_def (or an export's manifest.json)")
-    enc.add_argument("--out", default=None, help="write the arch.json here (default: print it)")
+    src.add_argument("--timm", action=_Once, metavar="MODEL_NAME",
+                     help="a timm model name, e.g. mobilenetv3_large_100")
+    src.add_argument("--arch-def", action=_Once, metavar="FILE",
+                     help="JSON timm arch_def (or an export's manifest.json)")
+    enc.add_argument("--out", action=_Once, default=None, help="write the arch.json here (default: print it)")
     enc.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     enc.set_defaults(module="automl.commands.space")
     cost = ssub.add_parser("cost", parents=[verbose],
                            help="predicted cost of one architecture under every metric (JSON)")
     cost.add_argument("file")
-    cost.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
-    cost.add_argument("--cost-table", default=None, help="a table from `automl space profile` (adds its metric)")
+    cost.add_argument("--arch", action=_Once, required=True, help="ARCH.json with the chosen choice names")
+    cost.add_argument("--cost-table", action=_Once, default=None,
+                      help="a table from `automl space profile` (adds its metric)")
     cost.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     cost.set_defaults(module="automl.commands.space")
     prof = ssub.add_parser("profile", parents=[verbose], help="measure a latency table of every choice on this machine")
     prof.add_argument("file")
     prof.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    prof.add_argument("--runtime", default="onnxruntime", help="runtime to measure with (onnxruntime)")
-    prof.add_argument("--threads", type=whole_number, default=1, help="intra-op threads of the runtime (default 1)")
-    prof.add_argument("--batch", type=whole_number, default=1, help="batch size (default 1)")
-    prof.add_argument("--repeat", type=whole_number, default=20,
+    prof.add_argument("--runtime", action=_Once, default="onnxruntime", help="runtime to measure with (onnxruntime)")
+    prof.add_argument("--threads", action=_Once, type=whole_number, default=1,
+                      help="intra-op threads of the runtime (default 1)")
+    prof.add_argument("--batch", action=_Once, type=whole_number, default=1, help="batch size (default 1)")
+    prof.add_argument("--repeat", action=_Once, type=whole_number, default=20,
                       help="timed runs per piece, after warm-up (default 20)")
-    prof.add_argument("--metric", default="latency", help="metric name in the table (default latency)")
-    prof.add_argument("--clock", default="wall",
+    prof.add_argument("--metric", action=_Once, default="latency", help="metric name in the table (default latency)")
+    prof.add_argument("--clock", action=_Once, default="wall",
                       help="wall: elapsed time; cpu: the calling thread's CPU time (--threads 1; a shared machine)")
-    prof.add_argument("--calibrate", type=whole_number, default=8,
+    prof.add_argument("--calibrate", action=_Once, type=whole_number, default=8,
                       help="whole random networks timed to fit the per-piece graph cost (chains; 0: off)")
-    prof.add_argument("--out", required=True, help="TABLE.json to write")
+    prof.add_argument("--out", action=_Once, required=True, help="TABLE.json to write")
     prof.set_defaults(module="automl.commands.space")
     return [s, show, check, enc, cost, prof]
 
@@ -235,16 +261,18 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
 def _export(sub, verbose) -> argparse.ArgumentParser:
     e = sub.add_parser("export", parents=[verbose], help="export one architecture as a standalone torch model and ONNX")
     e.add_argument("space", help=".space file")
-    e.add_argument("--arch", required=True, help="ARCH.json with the chosen choice names")
-    e.add_argument("--out", required=True, help="output directory")
+    e.add_argument("--arch", action=_Once, required=True, help="ARCH.json with the chosen choice names")
+    e.add_argument("--out", action=_Once, required=True, help="output directory")
     e.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    e.add_argument("--weights", default=None,
+    e.add_argument("--weights", action=_Once, default=None,
                    help="supernet checkpoint to inherit weights from, or an export's own model.safetensors "
                         "(with --arch its manifest.json: that network again)")
-    e.add_argument("--se", type=float, help="squeeze-and-excitation ratio of MBConv blocks (0; a manifest's)")
-    e.add_argument("--opset", type=whole_number, default=17, help="ONNX opset (>= 17)")
-    e.add_argument("--quantize", default=None, help="int8: also write model.int8.onnx (needs --recipe)")
-    e.add_argument("--recipe", default=None, help="recipe whose data recalibrates inherited BatchNorm and tests int8")
+    e.add_argument("--se", action=_Once, type=float,
+                   help="squeeze-and-excitation ratio of MBConv blocks (0; a manifest's)")
+    e.add_argument("--opset", action=_Once, type=whole_number, default=17, help="ONNX opset (>= 17)")
+    e.add_argument("--quantize", action=_Once, default=None, help="int8: also write model.int8.onnx (needs --recipe)")
+    e.add_argument("--recipe", action=_Once, default=None,
+                   help="recipe whose data recalibrates inherited BatchNorm and tests int8")
     e.set_defaults(module="automl.commands.export")
     return e
 
@@ -272,6 +300,7 @@ def _main(argv: list[str] | None) -> int:
     # default ([]) keeps them optional: argparse calls a nargs="*" positional without a default required. A `--`
     # there (`automl run R --out D -- a.b=1`), the end of the options, comes back as an extra too.
     argv = sys.argv[1:] if argv is None else list(argv)
+    _ARGV[:] = argv
     args, extra = parser.parse_known_args(argv)
     if args.command == "run":
         extra = [e for e in extra if e != "--"]

@@ -148,11 +148,14 @@ def _exporter(tmp_path, overrides):
 
     recipe = load_recipe(QUICK, ["export.onnx=false", *overrides])
     spaces = load_spaces(recipe)
-    ctx = SimpleNamespace(spaces=spaces, data=SimpleNamespace(normalize=NORMALIZE, dataset="digits"))
+    said = []
+    ctx = SimpleNamespace(spaces=spaces, data=SimpleNamespace(normalize=NORMALIZE, dataset="digits"),
+                          reporter=SimpleNamespace(info=said.append))
     arch = spaces.search.encode([d.choices[2] for d in spaces.search.decisions])
     model = spaces.retrain.build_standalone(arch).eval()
     Exporter(recipe, tmp_path)(ctx, "net", model, arch, 0.0, {"source": "retrained"})
     folder = recipe.export_root(tmp_path) / "net"
+    assert said == [f"exported digits ({manifest(folder)['params']:,} params) to {folder}"], said
     return manifest(folder), spaces, arch
 
 

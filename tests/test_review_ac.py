@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from automl.commands import space_args_for
+from automl.commands._arch_args import space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import read_arch_json

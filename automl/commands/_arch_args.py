@@ -17,8 +17,8 @@ from automl.errors import UserError
 from automl.export import choices_from_json, count_params, is_manifest, read_arch_json
 from automl.export.manifest import check_recorded
 
-__all__ = ["arch_space_args", "read_arch", "arch_choices", "params_warning", "export_note", "nested_too_deeply",
-           "recorded_space_args", "space_args_for"]
+__all__ = ["arch_space_args", "read_arch", "arch_choices", "same_network", "params_warning", "export_note",
+           "nested_too_deeply", "recorded_space_args", "space_args_for"]
 
 
 def arch_space_args(space: str, path: str, arch_json, items: list[str] | None, flag: str = "--arch") -> dict[str, str]:
@@ -67,12 +67,38 @@ def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
                         f"architecture: encode it first, `automl space encode {compiled.filename} --arch-def {path} "
                         f"--out arch.json`, and give {flag} arch.json")
     try:
-        return choices_from_json(obj, compiled, source=str(path))
+        names = choices_from_json(obj, compiled, source=str(path))
     except UserError as e:
         other = _other_space(obj, compiled, path)
         if other is None:
             raise
         raise UserError(f"{e}; {other}") from None
+    if is_manifest(obj):
+        same_network(obj, compiled, names, f"{flag} {path}")
+    return names
+
+
+def same_network(manifest: dict, compiled, names: list[str], source: str,
+                 other: str = "a plain ARCH.json ({\"choices\": [...]}) for other choices") -> None:
+    """An export's manifest (given as ``source``) describes one network: what it records of it besides its
+    ``"choices"`` (``"arch"``, their indices; ``"input_shape"``; ``"num_classes"``), where present, is what
+    ``compiled`` (with the manifest's space_args) builds of those choices. A manifest edited by hand (other
+    choices, another input size) or a space file changed since the export is refused by field: the export
+    would write another network than the one the manifest says it is. ``other``: the file to give instead for
+    another network."""
+    arch = compiled.encode(names)
+    built = {"arch": [int(k) for k in arch.tolist()],
+             "input_shape": [int(v) for v in compiled.arch_input_shape(arch)],
+             "num_classes": int(compiled.num_classes)}
+    what = {"arch": "the indices of its \"choices\" in the space's decisions",
+            "input_shape": "the input size of its network", "num_classes": "the classes of its network"}
+    for field, want in built.items():
+        if field in manifest and manifest[field] is not None and manifest[field] != want:
+            given = repr(manifest[field]) if len(repr(manifest[field])) <= 60 else repr(manifest[field])[:57] + "..."
+            raise UserError(f"{source}: \"{field}\" is {given}, but its \"choices\" in space {compiled.name} "
+                            f"(with its space_args) give {want} ({what[field]}): was the manifest edited, or the "
+                            f"space file changed since the export? give the manifest.json the export wrote with its "
+                            f"space file (the export folder's space.space), or {other}")
 
 
 def _other_space(obj, compiled, path: str) -> str | None:

@@ -19,7 +19,7 @@ from timm.models import get_deprecated_models
 from automl._io import atomic_write_text, writable_file
 from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
-from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch
+from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch, same_network
 from automl.compile import load_compiled
 from automl.errors import Stopped, UserError
 from automl.export import is_manifest
@@ -193,6 +193,9 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     if args.arch_def and cs.resolution_dec is not None:
         names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
     arch = cs.encode(names)
+    if args.arch_def and is_manifest(arch_json):  # what it records of its network is what its arch_def encodes to
+        same_network(arch_json, cs, list(cs.decode(arch)), f"--arch-def {args.arch_def}",
+                     "a bare arch_def (the manifest's \"arch_def\" list) for another network")
     text = json.dumps({"space": args.file, **source, "choices": names, "space_args": overrides,
                        "params": cs.cost_table.total(arch)}, indent=1) + "\n"
     if args.out:
