@@ -264,7 +264,7 @@ def test_rank_0s_export_measures_onnx_accuracy_on_the_whole_test_set(tmp_path, m
     arch = cs.encode([d.choices[-1] for d in cs.decisions])
     torch.manual_seed(0)
     model = cs.build_standalone(arch)
-    ctx = SimpleNamespace(spaces=spaces, data=data)
+    ctx = SimpleNamespace(spaces=spaces, data=data, reporter=SimpleNamespace(info=lambda text: None))
     edge = final_stages.Exporter(recipe, tmp_path)(ctx, "eps-0", model, arch, 0.0, {"source": "retrained"})
     assert seen == [len(whole.test.indices)] == [360]  # not rank 0's 180
     onnx_file = tmp_path / edge["onnx"]

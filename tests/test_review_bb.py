@@ -46,8 +46,16 @@ def _ctrl_c():
 
 
 def _profile(tmp_path, monkeypatch, clock, *extra, out="t.json"):
+    """``space profile`` with SMALL's options, an option of ``extra`` that SMALL gives too in its place (each
+    option is given once)."""
     monkeypatch.setattr(profile, "time_module", clock)
-    return main(["space", "profile", DIGITS, *SMALL, *extra, "--out", str(tmp_path / out)])
+    args = list(SMALL)
+    for flag, value in zip(extra[::2], extra[1::2]):
+        if flag != "--set" and flag in args:
+            args[args.index(flag) + 1] = value
+        else:
+            args += [flag, value]
+    return main(["space", "profile", DIGITS, *args, "--out", str(tmp_path / out)])
 
 
 @pytest.fixture(scope="module")

@@ -126,8 +126,9 @@ def test_a_manifest_of_another_format_version_is_refused(tmp_path, capsys, versi
     assert code == 2 and not out and f"--arch {manifest}: {said}" in err, err
 
 
+# (a damaged input_shape, "8x8", is not another network: the export writes it again, as measure_export advises)
 @pytest.mark.parametrize("field, value", [("arch", [2, 2, 2, 2, 2, 2, 2, 2, 2]), ("input_shape", [3, 8, 8]),
-                                          ("input_shape", "8x8"), ("num_classes", 11)])
+                                          ("num_classes", 11)])
 def test_a_manifest_whose_network_is_not_its_choices_is_refused(tmp_path, capsys, field, value):
     manifest = _manifest(tmp_path, **{field: value})
     code, out, err = cli(capsys, "space", "cost", DIGITS, "--arch", manifest)

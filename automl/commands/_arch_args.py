@@ -93,12 +93,20 @@ def same_network(manifest: dict, compiled, names: list[str], source: str,
     what = {"arch": "the indices of its \"choices\" in the space's decisions",
             "input_shape": "the input size of its network", "num_classes": "the classes of its network"}
     for field, want in built.items():
+        if field == "input_shape" and not _a_shape(manifest.get(field)):
+            continue  # damaged, not another network's: the export writes it again (measure_export says to)
         if field in manifest and manifest[field] is not None and manifest[field] != want:
             given = repr(manifest[field]) if len(repr(manifest[field])) <= 60 else repr(manifest[field])[:57] + "..."
             raise UserError(f"{source}: \"{field}\" is {given}, but its \"choices\" in space {compiled.name} "
                             f"(with its space_args) give {want} ({what[field]}): was the manifest edited, or the "
                             f"space file changed since the export? give the manifest.json the export wrote with its "
                             f"space file (the export folder's space.space), or {other}")
+
+
+def _a_shape(value) -> bool:
+    """Whether ``value`` is an input shape as an export records one: a list of whole numbers >= 1."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
 
 
 def _other_space(obj, compiled, path: str) -> str | None:

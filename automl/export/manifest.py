@@ -268,9 +268,9 @@ def _weights_problem(entry: dict) -> tuple[str, str] | None:
 def check_recorded(manifest: dict[str, Any], source: str) -> None:
     """The fields of an export's manifest that exporting its network again reuses are well formed (a hand-edited
     or damaged one is a :class:`UserError` naming ``source`` and the field), and its ``format_version`` one this
-    automl reads (as :func:`read_manifest` refuses a newer one)."""
+    automl reads, where it has one (as :func:`read_manifest` refuses a newer one)."""
     version = manifest.get("format_version")
-    if not (isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= FORMAT_VERSION):
+    if version is not None and not (isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= FORMAT_VERSION):
         newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
         raise UserError(f"{source}: \"format_version\" {_shown(version)} is "
                         + (f"newer than this automl understands ({FORMAT_VERSION}); upgrade automl, or give a plain "
