@@ -15,7 +15,7 @@ from automl.commands import parse_set_args
 from automl.dsl import ParamError, load_space
 from automl.errors import UserError
 from automl.export import choices_from_json, count_params, is_manifest, read_arch_json
-from automl.export.manifest import check_recorded
+from automl.export.manifest import check_recorded, is_sizes
 
 __all__ = ["arch_space_args", "read_arch", "arch_choices", "same_network", "params_warning", "export_note",
            "nested_too_deeply", "recorded_space_args", "space_args_for"]
@@ -93,7 +93,7 @@ def same_network(manifest: dict, compiled, names: list[str], source: str,
     what = {"arch": "the indices of its \"choices\" in the space's decisions",
             "input_shape": "the input size of its network", "num_classes": "the classes of its network"}
     for field, want in built.items():
-        if field == "input_shape" and not _a_shape(manifest.get(field)):
+        if field == "input_shape" and not is_sizes(manifest.get(field)):
             continue  # damaged, not another network's: the export writes it again (measure_export says to)
         if field in manifest and manifest[field] is not None and manifest[field] != want:
             given = repr(manifest[field]) if len(repr(manifest[field])) <= 60 else repr(manifest[field])[:57] + "..."
@@ -101,12 +101,6 @@ def same_network(manifest: dict, compiled, names: list[str], source: str,
                             f"(with its space_args) give {want} ({what[field]}): was the manifest edited, or the "
                             f"space file changed since the export? give the manifest.json the export wrote with its "
                             f"space file (the export folder's space.space), or {other}")
-
-
-def _a_shape(value) -> bool:
-    """Whether ``value`` is an input shape as an export records one: a list of whole numbers >= 1."""
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
 
 
 def _other_space(obj, compiled, path: str) -> str | None:

@@ -21,7 +21,8 @@ from automl.export.timm_spec import timm_kwargs_problem
 from automl.train.data import DATASETS
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "INT8_NAME", "write_manifest", "read_manifest", "check_recorded",
-           "check_channels", "finite_number", "plain_name", "export_again", "manifest_error", "error_entry"]
+           "check_channels", "is_sizes", "finite_number", "plain_name", "export_again", "manifest_error",
+           "error_entry"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -145,7 +146,8 @@ def _interpolation(v) -> bool:
         return False
 
 
-def _sizes(v) -> bool:
+def is_sizes(v) -> bool:
+    """Whether ``v`` is sizes as a manifest records them (``input_shape``): a list of whole numbers >= 1."""
     return (isinstance(v, list) and len(v) > 0
             and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v))
 
@@ -193,7 +195,7 @@ _READ = {
                 "an object {\"file\": \"model.safetensors\", \"format\": ..., \"source\": ...}"),
     "arch_def": (_decodes, "timm's arch_def of the network: a list of stages, each a list of block strings such as "
                  "\"ir_r1_k3_s1_e1_c16\""),
-    "input_shape": (_sizes, "the model's input size without the batch axis, e.g. [3, 224, 224]"),
+    "input_shape": (is_sizes, "the model's input size without the batch axis, e.g. [3, 224, 224]"),
     "onnx": (lambda v: isinstance(v, dict) and isinstance(v.get("input_name", "input"), str)
              and (_nonblank(v.get("file")) or (v.get("file") is None and _nonblank(v.get("error")))),
              "an object {\"file\": \"model.onnx\", \"input_name\": \"input\", ...} ({\"file\": null, \"error\": "
