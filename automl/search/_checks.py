@@ -12,7 +12,8 @@ import torch
 __all__ = ["check_num_choices", "check_epsilons", "check_budgets", "check_costs", "check_lam",
            "check_positive", "start_theta", "check_state", "theta_min_table", "cheapest_cost",
            "dearest_cost", "check_seed", "check_count", "check_device", "is_complex", "real_table",
-           "checked_generator", "check_mask", "check_number", "check_fits", "MOST_NUMBERS"]
+           "checked_generator", "check_mask", "check_number", "check_fits", "MOST_NUMBERS", "cost_table",
+           "is_bool_table"]
 
 #: The seeds ``torch.Generator.manual_seed`` takes.
 _SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)
@@ -72,10 +73,26 @@ def real_table(value, name: str) -> torch.Tensor:
     try:
         # a list of floats straight to float64 (as_tensor alone rounds it through float32 first)
         value = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # OverflowError: an int beyond float64
         raise ValueError(f"{name} must be a table of numbers (a tensor or nested lists), got "
                          f"{type(value).__name__}: {e}") from None
     return value.detach().to("cpu", torch.float64)
+
+
+def is_bool_table(value) -> bool:
+    """Whether ``value`` is a bool tensor or NumPy array (a mask given where numbers are wanted)."""
+    if isinstance(value, torch.Tensor):
+        return value.dtype == torch.bool
+    return getattr(getattr(value, "dtype", None), "kind", None) == "b"
+
+
+def cost_table(value, name: str) -> torch.Tensor:
+    """:func:`real_table` of costs: a bool tensor or array too is a ``ValueError`` naming ``name`` (it is a mask,
+    read as costs of 0 and 1: the mask given in the costs' place)."""
+    if is_bool_table(value):
+        raise ValueError(f"{name} must be numbers (costs per choice), got a table of True/False (a mask?); pass the "
+                         f"costs, e.g. CostTable.costs(metric), and the mask as mask=")
+    return real_table(value, name)
 
 
 def check_num_choices(num_choices) -> list[int]:
@@ -91,6 +108,10 @@ def check_num_choices(num_choices) -> list[int]:
         raise ValueError("num_choices is empty: the space needs at least one decision")
     if any(k < 1 or k != kk for k, kk in zip(out, num_choices)):
         raise ValueError(f"every K_d in num_choices must be an integer >= 1, got {list(num_choices)!r}")
+    # theta and the cost table are (D, Kmax): one beyond MOST_NUMBERS entries could not be held (and a K_d beyond
+    # int64 was torch's 'Overflow when unpacking long long')
+    check_fits("num_choices", max(out), len(out) * max(out), "the (D, Kmax) tables of theta and the costs",
+               MOST_NUMBERS // len(out))
     return out
 
 
@@ -101,7 +122,10 @@ def real_number(value) -> float | None:
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond float64 (10**400): as large as a float can say
+        return math.inf if value > 0 else -math.inf
 
 
 def _listed(name: str, values, what: str) -> list:
@@ -133,7 +157,11 @@ def check_mask(mask, shape: tuple[int, ...] | None = None, name: str = "mask") -
     if mask.dim() != 2 or (shape is not None and tuple(mask.shape) != tuple(shape)):
         want = f"the shape of the costs {tuple(shape)}" if shape is not None else "a (D, Kmax) table"
         raise ValueError(f"{name} must be {want}, True where a choice exists, got shape {tuple(mask.shape)}")
-    mask = mask.bool()
+    if mask.dtype != torch.bool:  # 0 and 1 read as False and True; 0.5 or 2 is no flag (bool() would call it True)
+        if mask.is_complex() or not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"{name} must be True/False (or 0/1), True where a choice exists, got values "
+                             f"{sorted(set(mask.flatten().tolist()) - {0, 1})[:5]}")
+        mask = mask.bool()
     if not mask.shape[0]:
         raise ValueError(f"{name} has no decisions (shape {tuple(mask.shape)}): a space needs at least one")
     if not bool(mask.any(-1).all()):
@@ -152,9 +180,9 @@ def check_fits(name: str, value: int, numbers: int, what: str, most: int) -> Non
     than :data:`MOST_NUMBERS` (``most``: the largest ``value`` that fits): one clear message instead of an allocation
     failure inside torch."""
     if numbers > MOST_NUMBERS:
+        gib = f"{numbers * 8 / 2 ** 30:,.3g}" if numbers < 2 ** 1000 else "far more than any memory's"
         raise ValueError(f"{name}={value:,} is too large: {what} would hold {numbers:,} numbers "
-                         f"({numbers * 8 / 2 ** 30:,.3g} GiB in float64), more than {MOST_NUMBERS:,}; use "
-                         f"{name} <= {most:,}")
+                         f"({gib} GiB in float64), more than {MOST_NUMBERS:,}; use {name} <= {most:,}")
 
 
 def check_epsilons(epsilons) -> list[float]:
@@ -197,16 +225,17 @@ def check_lam(lam, least: int, hint: str = "") -> int:
 
 def check_positive(name: str, value, hint: str = "") -> float:
     """A positive finite number (NumPy's too; bools refused); ``hint`` is added to the message."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
+    number = real_number(value) if isinstance(value, numbers.Real) else None  # inf for an int beyond float64
+    if number is None or not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be a positive finite number{hint}, got {value!r}")
-    return float(value)
+    return number
 
 
 def check_costs(costs, D: int, Kmax: int, mask: torch.Tensor) -> torch.Tensor:
     """The ``(D, Kmax)`` float64 CPU cost table (all zero for ``None``), zero beyond ``K_d``."""
     if costs is None:
         return torch.zeros(D, Kmax, dtype=torch.float64)
-    costs = real_table(costs, "costs")
+    costs = cost_table(costs, "costs")
     if tuple(costs.shape) != (D, Kmax):
         raise ValueError(f"costs must have shape (D, Kmax) = ({D}, {Kmax}) to match num_choices, "
                          f"got {tuple(costs.shape)}")
@@ -233,7 +262,7 @@ def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
     ``1 / (D_valid (K_d - 1))`` for ``None`` (``1 / (2 K_d)`` where that is infeasible), else ``theta_min``."""
     if theta_min is not None:  # checked first: float() of a list or a string is not this message
         real = isinstance(theta_min, numbers.Real) and not isinstance(theta_min, bool)
-        t = float(theta_min) if real else math.nan
+        t = real_number(theta_min) if real else math.nan  # inf for an int beyond float64: refused below
         kmax = max(num_choices)
         if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
             raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from ._checks import cheapest_cost, check_costs, check_mask, check_number, dearest_cost, real_table
+from ._checks import cheapest_cost, check_costs, check_mask, check_number, cost_table, dearest_cost, real_table
 from ._knapsack import best_within_budget
 
 __all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals",
@@ -66,8 +66,8 @@ class ContextCosts:
             raise ValueError(f"context_decisions must be distinct decisions in [0, {D}), got {context_decisions!r}")
         sizes = [int(mask[c].sum()) for c in self.context_decisions]
         A = math.prod(sizes)
-        tables = real_table(tables, "tables")
-        fixed = real_table(fixed, "fixed").reshape(-1)
+        tables = cost_table(tables, "tables")
+        fixed = cost_table(fixed, "fixed").reshape(-1)
         if tuple(tables.shape) != (A, D, Kmax) or tuple(fixed.shape) != (A,):
             raise ValueError(f"a context of {len(sizes)} decisions with {sizes} choices needs tables of shape "
                              f"{(A, D, Kmax)} and fixed of shape ({A},), got {tuple(tables.shape)} and "
@@ -85,6 +85,8 @@ class ContextCosts:
         self._ctx = torch.tensor(self.context_decisions, dtype=torch.long)       # index tensors: no host sync
         a = torch.arange(A)
         self._choice_of = torch.stack([(a // s) % k for s, k in zip(strides, sizes)])  # (C, A): a_c
+        self._last_cpu = mask.sum(-1) - 1                                        # (D,) K_d - 1, for totals' check
+        self._first_cpu = torch.zeros_like(self._last_cpu)
 
     @property
     def num_combinations(self) -> int:
@@ -151,7 +153,41 @@ class ContextCosts:
         return (arch.index_select(1, self._ctx) * self._strides).sum(-1)
 
     def totals(self, arch: torch.Tensor) -> torch.Tensor:
-        """``(S,)``: ``R(M)`` of each architecture of ``arch`` (S, D), exact."""
+        """``(S,)``: ``R(M)`` of each architecture of ``arch`` (S, D), exact.
+
+        Raises:
+            ValueError: ``arch`` that is not an ``(S, D)`` table of integer choice indices, or (on the CPU, where the
+                check reads no device) a choice outside ``0..K_d-1``, named with its row and decision: it would index
+                another combination's table, or a choice that does not exist, and give a wrong total silently.
+        """
+        return self._totals(self._checked_arch(arch))
+
+    def _checked_arch(self, arch) -> torch.Tensor:
+        """``arch`` as the ``(S, D)`` LongTensor :meth:`totals` reads (see there for what it refuses)."""
+        if not isinstance(arch, torch.Tensor):
+            try:
+                arch = torch.as_tensor(arch)
+            except (TypeError, ValueError, RuntimeError, OverflowError):
+                raise ValueError(f"arch must be an (S, D) tensor of choice indices, got {type(arch).__name__}") \
+                    from None
+        if arch.dtype == torch.bool or arch.is_floating_point() or arch.is_complex():
+            raise ValueError(f"arch must hold integer choice indices (a LongTensor), got dtype {arch.dtype}")
+        D = self.mask.shape[0]
+        if arch.dim() != 2 or arch.shape[1] != D:
+            hint = "; for one architecture pass arch.view(1, -1)" if arch.dim() == 1 and arch.shape[0] == D else ""
+            raise ValueError(f"arch must be an (S, D) = (S, {D}) table of choice indices, one row per architecture, "
+                             f"got shape {tuple(arch.shape)}{hint}")
+        arch = arch if arch.dtype == torch.long else arch.long()
+        # on a device the check would wait for it (callers there pass the engine's rows); clamp-and-compare is the
+        # cheapest test on the CPU (two ops, a few microseconds for a tell's rows)
+        if arch.device.type == "cpu" and not torch.equal(torch.clamp(arch, self._first_cpu, self._last_cpu), arch):
+            row, d = ((arch < 0) | (arch > self._last_cpu)).nonzero()[0].tolist()
+            raise ValueError(f"arch row {row} has choice {int(arch[row, d])} for decision {d}, which has choices "
+                             f"0..{int(self._last_cpu[d])} (K = {(self._last_cpu + 1).tolist()})")
+        return arch
+
+    def _totals(self, arch: torch.Tensor) -> torch.Tensor:
+        """:meth:`totals` of rows known to be choices of the space (the searchers' own draws), unchecked."""
         a = self.combination(arch)
         chosen = self.tables.index_select(0, a).gather(2, arch.unsqueeze(-1)).squeeze(-1)  # (S, D)
         return chosen.sum(-1) + self.fixed[a]
@@ -199,7 +235,7 @@ class ContextCosts:
                 continue
             # summed as the bound is, so an architecture that reaches its bound equals it exactly
             value = float(held_value[a] + values[free].gather(1, arch[free].view(-1, 1)).sum())
-            cost = float(self.totals(arch.view(1, -1).to(self.device))[0])
+            cost = float(self._totals(arch.view(1, -1).to(self.device))[0])
             if found is None or value > found[0] or (value == found[0] and cost < found[1]):
                 found = (value, cost, arch)
         return None if found is None else found[2]
@@ -253,7 +289,7 @@ def expected_total(costs, theta: torch.Tensor) -> torch.Tensor:
 def arch_totals(costs, arch: torch.Tensor) -> torch.Tensor:
     """``(S,)``: ``R(M)`` of each row of ``arch`` (S, D)."""
     if isinstance(costs, ContextCosts):
-        return costs.totals(arch)
+        return costs._totals(arch)  # the searchers' own rows, checked where they came in (tell) or drawn in range
     return costs.gather(1, arch.t()).sum(0)
 
 
@@ -262,7 +298,7 @@ def cost_extremes(costs, mask: torch.Tensor) -> tuple[float, float]:
     one) or of a :class:`ContextCosts` (its own mask); a table or mask that is not that is a ``ValueError``."""
     if isinstance(costs, ContextCosts):
         return costs.extremes()
-    table = real_table(costs, "costs")
+    table = cost_table(costs, "costs")
     if table.dim() != 2:
         raise ValueError(f"costs must be a (D, Kmax) table or a ContextCosts, got shape {tuple(table.shape)}")
     mask = check_mask(mask, tuple(table.shape))

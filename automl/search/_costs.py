@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_mask, is_complex, real_table
+from ._checks import check_mask, cost_table, is_bool_table, is_complex
 from ._context import ContextCosts
 
 __all__ = ["normalize_costs", "cost_scale", "normalize_context"]
@@ -46,6 +46,8 @@ def normalize_costs(costs: torch.Tensor, mask: torch.Tensor | None = None,
         The normalised float64 table, or ``(table, scale)`` when ``return_scale`` is True.
     """
     costs, mask = _check(costs, mask)
+    if isinstance(return_scale, (str, bytes)) or return_scale not in (True, False):  # "no" would return a tuple
+        raise ValueError(f"return_scale must be True or False, got {return_scale!r}")
     scale = cost_scale(costs, mask)
     out = torch.where(mask, costs / scale, torch.zeros((), dtype=costs.dtype, device=costs.device))
     return (out, scale) if return_scale else out
@@ -54,17 +56,18 @@ def normalize_costs(costs: torch.Tensor, mask: torch.Tensor | None = None,
 def _check(costs, mask):
     if is_complex(costs):
         raise ValueError("costs must be real numbers, got complex ones")
+    if is_bool_table(costs):
+        cost_table(costs, "costs")  # its ValueError: a mask in the costs' place
     try:
         costs = torch.as_tensor(costs, dtype=torch.float64)    # on the device it is on
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # OverflowError: an int beyond float64
         raise ValueError(f"costs must be a (D, Kmax) table of numbers, got {type(costs).__name__}: {e}") from None
     if costs.dim() != 2:
         raise ValueError(f"costs must be a (D, Kmax) table, got shape {tuple(costs.shape)}")
     if mask is None:
         mask = torch.ones(costs.shape, dtype=torch.bool, device=costs.device)
-    mask = torch.as_tensor(mask, dtype=torch.bool, device=costs.device)
-    if mask.shape != costs.shape:
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match costs shape {tuple(costs.shape)}")
+    else:  # True/False (or 0/1) of the costs' shape, a choice per decision; checked on the CPU, used where costs are
+        mask = check_mask(mask, tuple(costs.shape)).to(costs.device)
     if not bool(torch.isfinite(costs[mask]).all()):
         raise ValueError("costs contain NaN or inf in valid entries; give finite costs")
     return costs, mask
@@ -83,7 +86,9 @@ def normalize_context(context_decisions, tables: torch.Tensor, fixed: torch.Tens
     Returns:
         ``(model, scale, offset)``.
     """
-    tables, fixed, mask = real_table(tables, "tables"), real_table(fixed, "fixed").reshape(-1), check_mask(mask)
+    tables, fixed, mask = cost_table(tables, "tables"), cost_table(fixed, "fixed").reshape(-1), check_mask(mask)
+    if isinstance(normalize, (str, bytes)) or normalize not in (True, False):  # "no" would normalise
+        raise ValueError(f"normalize must be True or False, got {normalize!r}")
     if tables.dim() != 3 or tuple(tables.shape[1:]) != tuple(mask.shape) or not tables.shape[0] \
             or fixed.shape != tables.shape[:1]:
         raise ValueError(f"tables must be (A, D, Kmax) = (A, {', '.join(map(str, mask.shape))}) with A >= 1 "

@@ -27,7 +27,7 @@ def as_losses(losses, rows: int, dtype: torch.dtype, device: torch.device) -> to
         losses = [loss.detach() if isinstance(loss, torch.Tensor) else loss for loss in losses]
     try:
         losses = torch.as_tensor(losses, dtype=dtype, device=device).detach()
-    except (TypeError, ValueError, RuntimeError) as e:
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # OverflowError: an int beyond float64
         raise ValueError(f"losses must be numbers, one per row of arch (a tensor or a list of floats), got "
                          f"{type(losses).__name__}: {e}") from None
     if losses.numel() != rows:

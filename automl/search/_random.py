@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from typing import Any, Sequence
 
 import torch
@@ -85,19 +86,51 @@ def _check_budgets(budget) -> list[float]:
     return out
 
 
+_GATES_FORM = "gates must be a dict {decision: (depth decision, [bool per choice of it])} (CostTable.gates)"
+
+
+def _gate_index(value, gates) -> int:
+    """A decision of ``gates`` (a key, or a depth decision) as an int: an integer (NumPy's and 0-d integer tensors
+    too); 0.5, True or "1" is a ``ValueError`` naming ``gates`` and the value (``int()`` would read 0.5 as 0)."""
+    try:
+        if isinstance(value, bool) or getattr(value, "dtype", None) in (torch.bool, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise ValueError(f"{_GATES_FORM}: decision {value!r} is not a decision index (an integer), in {gates!r}") \
+            from None
+
+
+def _gate_flag(value, gates) -> bool:
+    """A flag of ``gates``: a bool, or 0 / 1 (NumPy's too); ``bool()`` would read 0.5, 2 or "no" as True."""
+    number = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
+    if isinstance(number, (bool, numbers.Integral)) and number in (0, 1):
+        return bool(number)
+    raise ValueError(f"{_GATES_FORM}: flag {value!r} is not True/False (whether the layer is there at each choice "
+                     f"of the depth decision), in {gates!r}")
+
+
 def _gate_entries(gates) -> dict[int, tuple[int, list[bool]]]:
     """``gates`` (``{d: (g, flags)}``, as :attr:`automl.compile.CostTable.gates`) with int decisions and bool
-    flags; any other shape is a ``ValueError`` naming ``gates``."""
+    flags; any other shape is a ``ValueError`` naming ``gates`` (and the key or flag that is not one)."""
     try:
-        out = {}
-        for d, (g, there) in gates.items():
+        items = list(gates.items())
+    except (AttributeError, TypeError):
+        items = None
+    out = {}
+    for d, entry in items or ():
+        try:
+            g, there = entry
             if isinstance(there, (str, bytes)):
                 raise TypeError
-            out[int(d)] = (int(g), [bool(v) for v in there])
-        return out
-    except (AttributeError, TypeError, ValueError):
-        raise ValueError(f"gates must be a dict {{decision: (depth decision, [bool per choice of it])}} "
-                         f"(CostTable.gates), got {gates!r}") from None
+            there = list(there)
+        except (TypeError, ValueError):
+            items = None
+            break
+        out[_gate_index(d, gates)] = (_gate_index(g, gates), [_gate_flag(v, gates) for v in there])
+    if items is None:
+        raise ValueError(f"{_GATES_FORM}, got {gates!r}")
+    return out
 
 
 def _index_table(value, shape: tuple[int, int], num_choices: list[int], key: str) -> torch.Tensor:
