@@ -58,7 +58,7 @@ class BudgetTargets:
     def mode_cost(self, theta: torch.Tensor) -> torch.Tensor:
         """``(N,)``: ``R(argmax_M P_theta^(n)(M))``, the cost of each member's most probable architecture."""
         if isinstance(self._costs, ContextCosts):
-            return self._costs.totals(theta.argmax(-1))
+            return arch_totals(self._costs, theta.argmax(-1))  # its own rows: unchecked
         return self._costs_n.gather(2, theta.argmax(-1, keepdim=True)).sum((-1, -2))
 
     def dual_step(self, eps: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:

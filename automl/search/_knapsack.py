@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._checks import check_number, real_table
+from ._checks import check_mask, check_number, real_table
 
 __all__ = ["best_within_budget", "BUDGET_RTOL"]
 
@@ -50,7 +50,7 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
             costs of existing choices (a value of ``-inf`` is allowed: that choice is never taken), a decision
             without any choice in ``mask``.
     """
-    values, costs, mask = _checked(values, costs, budget, mask)
+    values, costs, mask, budget = _checked(values, costs, budget, mask)
     if slack_of is not None:
         check_number("slack_of", slack_of, " (the budget whose relative slack applies) or None")
     D, Kmax = costs.shape
@@ -90,19 +90,20 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
     return out
 
 
-def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``values``, ``costs`` (float64) and ``mask`` (bool) on the CPU, checked (see :func:`best_within_budget`)."""
+def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """``values``, ``costs`` (float64) and ``mask`` (bool) on the CPU and ``budget`` as a float, checked (see
+    :func:`best_within_budget`)."""
     values, costs = real_table(values, "values"), real_table(costs, "costs")
     if costs.dim() != 2 or values.shape != costs.shape or not costs.shape[0]:
         raise ValueError(f"values and costs must be (D, Kmax) tables of one shape with D >= 1 decisions, got shape "
                          f"{tuple(values.shape)} and {tuple(costs.shape)}")
-    mask = torch.ones(costs.shape, dtype=torch.bool) if mask is None else torch.as_tensor(mask).cpu().bool()
-    if mask.shape != costs.shape:
-        raise ValueError(f"mask must have the shape of costs {tuple(costs.shape)}, got {tuple(mask.shape)}")
+    mask = torch.ones(costs.shape, dtype=torch.bool) if mask is None else check_mask(mask, tuple(costs.shape))
     try:
         number = None if isinstance(budget, (bool, str, bytes)) else float(budget)
     except (TypeError, ValueError, RuntimeError):
         number = None
+    except OverflowError:  # an int beyond float's range: inf, as a budget of inf (fits everything), or -inf
+        number = math.inf if budget > 0 else -math.inf
     if number is None or math.isnan(number):
         raise ValueError(f"budget must be a number, got {budget!r}")
     if not bool(torch.isfinite(costs[mask]).all()):
@@ -110,7 +111,4 @@ def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, t
     if bool(values[mask].isnan().any()) or bool((values[mask] == math.inf).any()):
         raise ValueError("values contain NaN or +inf for existing choices; give finite values (-inf marks a choice "
                          "never to take)")
-    if not bool(mask.any(-1).all()):
-        raise ValueError(f"mask has a decision with no choice (rows {(~mask.any(-1)).nonzero().flatten().tolist()} "
-                         f"all False); every decision needs at least one")
-    return values, costs, mask
+    return values, costs, mask, number
