@@ -12,6 +12,7 @@ import yaml
 from automl.commands.run import yaml_string
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
+from automl.pipeline.context import shell_path
 from automl.pipeline.rank import check_results
 from automl.pipeline.results import ranking_epochs, ranking_seeds, read_results
 from automl.pipeline.setup import MIN_RANKED, TooManyArchs
@@ -48,6 +49,16 @@ def _older_paths(resolved: Path) -> list[str]:
     if not isinstance(table, str) or Path(table).is_absolute() or not head.startswith("# resolved from "):
         return []
     return [f"search.cost_table={yaml_string(str(Path(head.removeprefix('# resolved from ')).parent / table))}"]
+
+
+def _inside_a_run(out: Path) -> str:
+    """For a RUN_DIR without recipe.resolved.yaml that is one of a run's own folders (its checkpoints/, its
+    export/eps-0/): the run folder to pass instead, the nearest of the three above it that holds one; else ""."""
+    for parent in list(out.absolute().parents)[:3]:
+        if (parent / "recipe.resolved.yaml").is_file():
+            named = parent if out.is_absolute() else Path(os.path.relpath(parent))  # as RUN_DIR was given
+            return f"; {out} is inside the run folder {named}: automl rank {shell_path(named)}"
+    return ""
 
 
 def _check_device(name: str, flag: str | None, resolved: Path) -> None:
@@ -126,7 +137,8 @@ def main(args) -> int:
     if not out.is_dir():
         raise UserError(f"{out} is not a folder; RUN_DIR must be the --out folder of an automl run")
     if not resolved.is_file():
-        raise UserError(f"{out}: no recipe.resolved.yaml; RUN_DIR must be the --out folder of an automl run")
+        raise UserError(f"{out}: no recipe.resolved.yaml; RUN_DIR must be the --out folder of an automl run"
+                        f"{_inside_a_run(out)}")
     # the run's own ranking section, or the defaults when it had none; then the flags
     base = _older_paths(resolved)
     base += [] if load_recipe(resolved, base).ranking is not None else ["ranking={}"]

@@ -20,7 +20,7 @@ import yaml
 from automl._io import atomic_write_json
 from automl.dsl import space_digest
 from automl.errors import Stopped, UserError
-from automl.pipeline.context import on_main, written_on_main
+from automl.pipeline.context import on_main, shell_path, written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
 from automl.pipeline.reuse import SPACE_DIGEST, check_fits
@@ -75,9 +75,15 @@ def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, o
 
 
 def _checked_checkpoint(run: Run) -> dict:
-    """The run's last checkpoint, which must hold a trained supernet; else the user error that says why."""
+    """The run's last checkpoint, which must hold a trained supernet; else the user error that says why: a run
+    that stopped before its first checkpoint (none, and no results of a finished run) is one to finish first."""
     out, method = run.out, run.method
     ckpt = run.store.load()
+    if ckpt is None and run.store.missing() and not any((out / f).exists() for f in ("results.json", "report.md")):
+        raise UserError(f"{out}: no usable checkpoint: the run stopped before its first one ({run.store.why_none()}), "
+                        f"so it has not finished; automl rank ranks a finished run: finish it first (automl run RECIPE "
+                        f"--out {shell_path(out)} --resume, with its recipe and overrides: it starts afresh in its "
+                        f"place)")
     if ckpt is None:
         raise UserError(f"{out}: no usable checkpoint: {run.store.why_none()}; automl rank scores the "
                         f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
