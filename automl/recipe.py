@@ -414,15 +414,26 @@ class SearchConfig(_Config):
         return v
 
 
-# the largest float32: torch's optimisers step with the learning rate and weight decay as one (a larger one stops
-# the first step with an overflow)
-FLOAT32_MAX = 3.4028234663852886e38
+# The most a learning rate (lr, warmup_lr) may be: the recipes and docs use 0.025 to 0.6 (SGD's linear scaling rule,
+# 0.1 x batch / 256, reaches 10 at a batch of 25,600; the quickstart still trains at 10 without a gradient clip), so
+# 100 leaves room for any real setting and stops a typo (1e3 for 1e-3, 1e30), which sent the weights to NaN or inf
+# in the first steps and stopped the run there (retrain.*: once the whole search was over)
+MAX_LR = 100.0
+# The most a weight decay may be: SGD and AdamW take lr x weight_decay of each weight away at every step, so a
+# larger one drives the weights to 0 (or, above 2 / lr, to inf); the recipes use 1e-5 to 3e-4, AdamW's are 0.01 to 0.1
+MAX_WEIGHT_DECAY = 1.0
 
 
-def _fits_float32(v: float) -> float:
-    if v > FLOAT32_MAX:
-        raise ValueError(f"must be at most {FLOAT32_MAX:.4g}, the largest float32, which torch's optimiser takes it "
-                         f"as; check the value (a learning rate or a weight decay is rarely above 1)")
+def _sensible_rate(v: float, info: ValidationInfo) -> float:
+    """A learning rate (``lr``, ``warmup_lr``) at most :data:`MAX_LR`, a weight decay at most
+    :data:`MAX_WEIGHT_DECAY`."""
+    if info.field_name == "weight_decay" and v > MAX_WEIGHT_DECAY:
+        raise ValueError(f"must be at most {MAX_WEIGHT_DECAY:g}: each step takes lr x weight_decay of every weight "
+                         f"away, so a larger decay drives the weights to 0 or makes them diverge; check the value "
+                         f"(the recipes use 1e-5 to 3e-4 with SGD, AdamW commonly 0.01 to 0.1)")
+    if info.field_name != "weight_decay" and v > MAX_LR:
+        raise ValueError(f"must be at most {MAX_LR:g}: the recipes use 0.025 to 0.6, and a learning rate far beyond "
+                         f"sends the weights to NaN or inf in the first steps; check the value (1e-3 rather than 1e3?)")
     return v
 
 
@@ -453,8 +464,8 @@ class OptimConfig(_Config):
 
     @field_validator("lr", "warmup_lr", "weight_decay")
     @classmethod
-    def _float32(cls, v: float) -> float:
-        return _fits_float32(v)
+    def _sensible(cls, v: float, info: ValidationInfo) -> float:
+        return _sensible_rate(v, info)
 
 
 class RetrainConfig(_Config):
@@ -494,8 +505,8 @@ class RetrainConfig(_Config):
 
     @field_validator("lr", "warmup_lr", "weight_decay")
     @classmethod
-    def _float32(cls, v: float) -> float:
-        return _fits_float32(v)
+    def _sensible(cls, v: float, info: ValidationInfo) -> float:
+        return _sensible_rate(v, info)
 
 
 class RankingConfig(_Config):
@@ -1209,7 +1220,8 @@ def _names_fit(recipe: Recipe, filename: str, node, applied) -> None:
 
 
 # the images of the datasets held in memory as one tensor, which data.image_size resizes whole when the run starts:
-# digits' 1,797 (1,437 train + 360 test, automl/train/data.py) of one channel, synthetic's as data.synthetic says
+# digits' of one channel, synthetic's as data.synthetic says. The digits' count is known here without reading them;
+# automl/train/data.py takes it from here and refuses bundled data of another size
 DIGITS_IMAGES = 1797
 # the most numbers such a resized dataset may hold: 2^31 (8 GiB of float32), as data.synthetic's own shape
 MAX_RESIZED = 2**31
@@ -1356,6 +1368,12 @@ def _schedule_checks(recipe: Recipe, filename: str, node, applied) -> None:
                            f"{name}.min_lr ({sec.min_lr:g}) is above {name}.lr ({sec.lr:g}): the floor of the "
                            f"learning rate must be at most its initial value (a cosine schedule would rise "
                            f"to it); lower {name}.min_lr or raise {name}.lr", filename, node, applied)
+        if sec.lr * sec.weight_decay >= 1:
+            _refuse_either([(name, "weight_decay"), (name, "lr")],
+                           f"{name}.lr ({sec.lr:g}) x {name}.weight_decay ({sec.weight_decay:g}) is "
+                           f"{sec.lr * sec.weight_decay:g}: each step takes that share of every weight away, all of "
+                           f"it or more, so the weights go to 0 or diverge; lower {name}.weight_decay or {name}.lr "
+                           f"(the recipes' product is below 1e-4)", filename, node, applied)
         if sec.schedule == "step" and epochs > 0 and sec.decay_epochs >= epochs:
             ep = ".".join(epochs_key)
             _refuse_either([(name, "decay_epochs"), epochs_key, (name, "schedule")],

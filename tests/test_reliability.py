@@ -285,8 +285,9 @@ def test_skipped_step_is_not_applied(poison):
         assert p.grad is None
 
 
-def test_diverging_weights_stop_with_step_and_hint(tmp_path, capsys):
-    code, err = cli(capsys, "run", QUICK, *SMALL, "optim.lr=1e30", "optim.grad_clip=null",
+def test_diverging_weights_stop_with_step_and_hint(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("automl.recipe.MAX_LR", math.inf)  # a recipe refuses lr 1e30 at load; the run's own check
+    code, err = cli(capsys, "run", QUICK, *SMALL, "optim.lr=1e30", "optim.weight_decay=0", "optim.grad_clip=null",
                     "--out", str(tmp_path / "o"))
     assert code == 2
     assert "weights: the training loss became" in err and "epoch 1, by step" in err

@@ -1,6 +1,7 @@
 """Recipe checks: the sandwich rule needs lam >= 3, each member its own epsilon or budget, and data keys the
 dataset does not read are warned about."""
 import json
+import math
 import re
 import os
 import subprocess
@@ -387,9 +388,11 @@ def test_a_weight_epoch_whose_every_step_was_skipped_shows_no_loss_rather_than_z
     assert second and all(x["loss"] > 0 and x["accuracy"] is not None for x in second), second
 
 
-def test_a_retraining_loss_that_diverges_names_the_step_and_the_clip_in_force(tmp_path, capsys):
+def test_a_retraining_loss_that_diverges_names_the_step_and_the_clip_in_force(tmp_path, capsys, monkeypatch):
     from test_reliability import SMALL
-    code = main(["run", str(QUICK), *SMALL, "retrain.epochs=1", "retrain.lr=1e30", "retrain.grad_clip=null",
+    monkeypatch.setattr("automl.recipe.MAX_LR", math.inf)  # a recipe refuses lr 1e30 at load; the run's own check
+    code = main(["run", str(QUICK), *SMALL, "retrain.epochs=1", "retrain.lr=1e30", "retrain.weight_decay=0",
+                 "retrain.grad_clip=null",
                  "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err, err

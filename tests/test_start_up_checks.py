@@ -146,8 +146,9 @@ def test_a_supernet_diverged_in_its_last_step_stops_the_run_before_the_theta_pha
     monkeypatch.setattr(loops, "path_losses", lambda *a, **k: thetas.append(1))
     if poison:
         poison_after(monkeypatch, "weight_step")
+    monkeypatch.setattr("automl.recipe.MAX_LR", math.inf)  # a recipe refuses lr 1e30 at load; the run's own check
     code, err = cli(capsys, "run", QUICK, *DIVERGE, "optim.lr=0.1" if poison else "optim.lr=1e30",
-                    f"search.nan_policy={policy}", "--out", tmp_path / "r")
+                    "optim.weight_decay=0", f"search.nan_policy={policy}", "--out", tmp_path / "r")
     assert code == 2, err
     assert err.startswith(f"error: weights: the supernet's {what}") and "by the end of epoch 1" in err
     assert "lower optim.lr or set optim.grad_clip (now 5.0)" in err
@@ -159,8 +160,9 @@ def test_a_supernet_diverged_in_its_last_step_stops_the_run_before_the_theta_pha
 def test_a_retraining_diverged_in_its_last_step_stops_before_the_export(tmp_path, capsys, monkeypatch, poison, what):
     if poison:
         poison_after(monkeypatch, "train_step")
+    monkeypatch.setattr("automl.recipe.MAX_LR", math.inf)  # a recipe refuses lr 1e30 at load; the run's own check
     code, err = cli(capsys, "run", QUICK, *DIVERGE, "retrain.epochs=1", "retrain.batch_size=96",
-                    "retrain.lr=0.05" if poison else "retrain.lr=1e30", "--out", tmp_path / "r")
+                    "retrain.weight_decay=0", "retrain.lr=0.05" if poison else "retrain.lr=1e30", "--out", tmp_path / "r")
     assert code == 2, err
     assert err.startswith(f"error: retrain eps=0: the network's {what}")
     assert "lower retrain.lr or set retrain.grad_clip" in err

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import functools
 import gzip
 import hashlib
 import logging
@@ -56,7 +57,7 @@ from PIL import Image, UnidentifiedImageError
 from automl.nn.resize import resize_input
 from automl.errors import DataError
 from automl.train.distributed import said_by_this_rank
-from automl.recipe import DataConfig
+from automl.recipe import DIGITS_IMAGES, DataConfig
 
 __all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "cutout", "NATIVE_SIZE", "DIGITS_CSV",
            "DATASETS", "normalization", "eval_crop", "leave_signals_to_the_main_process"]
@@ -65,7 +66,7 @@ _logger = logging.getLogger(__name__)
 
 DIGITS_CSV = Path(__file__).resolve().parent.parent / "data" / "digits.csv.gz"
 NATIVE_SIZE = {"digits": 8, "cifar10": 32, "imagefolder": 224}
-DIGITS_TEST = 360            # 1797 = 1437 train + 360 test, like scikit-learn's usual 80/20 split
+DIGITS_TEST = 360  # of the DIGITS_IMAGES (1,797): 1,437 train + 360 test, like scikit-learn's usual 80/20 split
 DIGITS_SPLIT_SEED = 20240501  # a constant: the digits test set never depends on the recipe's seed
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -760,6 +761,10 @@ def _digits_split():
             arr = np.loadtxt(f, delimiter=",", dtype=np.float32)
     except OSError as e:
         raise DataError(f"cannot read the bundled digits data {DIGITS_CSV}: {e}; reinstall automl") from None
+    if arr.shape != (DIGITS_IMAGES, 65):  # the recipe's checks count on its size
+        rows, values = arr.shape if arr.ndim == 2 else (int(arr.size > 0), arr.size)  # one line: 1 row
+        raise DataError(f"the bundled digits data {DIGITS_CSV} holds {rows} rows of {values} values, where it has "
+                        f"{DIGITS_IMAGES} rows of 65 (64 pixels and a label); reinstall automl")
     x = torch.from_numpy(arr[:, :64] / 16.0).reshape(-1, 1, 8, 8)
     y = torch.from_numpy(arr[:, 64]).long()
     # Stratified: each class gives its share of the 360 test items, in a fixed shuffled order.
@@ -999,12 +1004,17 @@ class _NoClassFolder(FileNotFoundError):
     """An image folder's train/ or val/ holds no class folder (:func:`_visible_classes`)."""
 
 
-def _visible_classes(folder: str | os.PathLike) -> tuple[list[str], dict[str, int]]:
+def _visible_classes(folder: str | os.PathLike, extensions: tuple[str, ...] = (),
+                     loose: list[str] | None = None) -> tuple[list[str], dict[str, int]]:
     """torchvision's ``find_classes`` without hidden folders: the class folders of ``folder`` are its sub-folders
     whose names do not start with '.' (``.ipynb_checkpoints`` and the like are not classes). A symbolic link
-    there that leads to nothing is a :class:`DataError` naming it (it would be neither a class nor a file)."""
+    there that leads to nothing is a :class:`DataError` naming it (it would be neither a class nor a file).
+    ``loose``: a list that gets the names of the files ending in one of ``extensions`` that lie in ``folder``
+    itself (:func:`_check_no_loose_images`), from the same listing."""
     with os.scandir(folder) as it:
         entries = [e for e in it if not e.name.startswith(".")]
+    if loose is not None:
+        loose += sorted(e.name for e in entries if e.name.lower().endswith(extensions) and e.is_file())
     broken = sorted(e.path for e in entries if e.is_symlink() and _leads_nowhere(e.path))
     if broken:
         raise _broken_links(Path(folder), broken)
@@ -1106,7 +1116,8 @@ def _image_folder(folder: Path, transform, layout: str):
     extensions = datasets.folder.IMG_EXTENSIONS
     # torchvision's find_classes hook, set on the instance: a subclass at module level would import torchvision
     dataset = datasets.ImageFolder.__new__(datasets.ImageFolder)
-    dataset.find_classes = _visible_classes
+    loose: list[str] = []  # images beside the class folders, from the one listing of folder
+    dataset.find_classes = functools.partial(_visible_classes, extensions=extensions, loose=loose)
     files = _ImageFiles(str(folder), extensions)
     try:
         dataset.__init__(str(folder), transform=transform, loader=_read_image, allow_empty=True, is_valid_file=files)
@@ -1118,7 +1129,7 @@ def _image_folder(folder: Path, transform, layout: str):
         raise DataError(f"cannot read {denied}: {_DENIED_FOLDER}; {_make_readable(denied)}") from None
     except (FileNotFoundError, OSError) as e:
         raise DataError(f"cannot read the image folder {folder}: {str(e).rstrip('.')}; {layout}") from None
-    _check_no_loose_images(folder, extensions)
+    _check_no_loose_images(folder, loose)
     _check_no_unread_images(folder, files.unread, extensions)
     counts = np.bincount(np.asarray(dataset.targets, dtype=np.int64), minlength=len(dataset.classes))
     empty = [str(folder / c) for c, n in zip(dataset.classes, counts) if n == 0]
@@ -1139,12 +1150,10 @@ def _image_folder(folder: Path, transform, layout: str):
     return dataset
 
 
-def _check_no_loose_images(folder: Path, extensions: tuple[str, ...]) -> None:
-    """Refuse images that lie in ``folder`` (train/ or val/) itself, beside its class folders: torchvision reads
-    only the class folders, so a half-sorted split would train or evaluate on part of its images."""
-    with os.scandir(folder) as it:
-        loose = sorted(e.name for e in it if not e.name.startswith(".") and e.name.lower().endswith(extensions)
-                       and e.is_file())
+def _check_no_loose_images(folder: Path, loose: list[str]) -> None:
+    """Refuse images that lie in ``folder`` (train/ or val/) itself, beside its class folders (``loose``, their
+    names, :func:`_visible_classes`): torchvision reads only the class folders, so a half-sorted split would train
+    or evaluate on part of its images."""
     if loose:
         n = len(loose)
         raise DataError(f"{folder} holds {n} image file{'s' * (n > 1)} beside its class folders "
@@ -1365,6 +1374,11 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     _check_val_apart(root, train_set.samples, test_set.samples)
     _check_no_linked_train_images(root, train_set.samples, test_set.samples)
     limited = cfg.limit_train is not None and cfg.limit_train < len(train_set)
+    if limited and cfg.limit_train < len(train_set.classes):
+        k, n = len(train_set.classes), cfg.limit_train
+        raise DataError(f"data.limit_train={n} keeps {n} of the images of {root / 'train'}, fewer than its {k} "
+                        f"classes: {k - n} class{'es' * (k - n > 1)} would have no image to train on, yet be tested on "
+                        f"{root / 'val'}; raise data.limit_train to at least {k} (one image of each class), or null")
     kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
         else torch.arange(len(train_set))
     pos_w, pos_theta = _split(len(kept), cfg.theta_split, split_seed(cfg, common["seed"]), str(root / "train"),
