@@ -39,11 +39,12 @@ def nested_too_deeply(flag: str, path, what: str) -> UserError:
                      f"automl wrote")
 
 
-def read_arch(path: str, flag: str = "--arch"):
-    """The JSON of the architecture file ``path`` given as ``flag`` (:func:`~automl.export.read_arch_json`); one
-    nested too deeply for the JSON parser is a user error too."""
+def read_arch(path: str, flag: str = "--arch", unique: bool = False):
+    """The JSON of the architecture file ``path`` given as ``flag`` (:func:`~automl.export.read_arch_json`; with
+    ``unique``, a key given twice in one object is refused); one nested too deeply for the JSON parser is a user
+    error too."""
     try:
-        return read_arch_json(path, flag)
+        return read_arch_json(path, flag, unique)
     except RecursionError:
         raise nested_too_deeply(flag, path, "an architecture file") from None
 

@@ -47,7 +47,7 @@ def main(args) -> int:
                            "repository's spaces/ folder, e.g. spaces/digits.space in a clone)"))
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
-    arch_json = read_arch(args.arch)
+    arch_json = read_arch(args.arch, unique=True)  # a key given twice: JSON would keep the last without a word
     recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
     # a manifest's network, or the parameters an ARCH.json of `automl space encode` was encoded with
     overrides = arch_space_args(args.space, args.arch, arch_json, args.set)
@@ -71,16 +71,23 @@ def main(args) -> int:
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
         dataset = dataset or (trained_on if note is None else None)
+    fresh = not os.path.lexists(args.out)
     writable_dir(args.out, "--out")
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
     calibration = None
     if supernet_state is not None and data is not None:
         # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
         calibration = data.bn_batches(recipe.retrain.bn_batches, size)
-    export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
-                        se=se, opset=args.opset, space_path=args.space, space_args=overrides,
-                        bn_calibration=calibration, normalize=normalize, dataset=dataset,
-                        onnx_failure="record", run=owner, **_kept(args, recorded, compiled, weights is not None))
+    try:
+        export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
+                            se=se, opset=args.opset, space_path=args.space, space_args=overrides,
+                            bn_calibration=calibration, normalize=normalize, dataset=dataset, onnx_failure="record",
+                            run=owner, weights_source=args.weights and f"--weights {args.weights}",
+                            **_kept(args, recorded, compiled, weights is not None))
+    except UserError:  # weights that do not fit, or diverged: a refused export leaves no empty folder behind
+        if fresh:
+            _remove_if_empty(args.out)
+        raise
     if _onnx_failed(args):
         return 1
     manifest = measure_export(args.out, quantize=quantize,
@@ -95,6 +102,14 @@ def main(args) -> int:
 # where an export's weights came from when they are not trained ones: fresh initialisation (automl export without
 # --weights), or a run's member with no weights to take (retrain.epochs 0 without a supernet)
 _UNTRAINED = ("fresh", "untrained")
+
+
+def _remove_if_empty(folder) -> None:
+    """Remove ``folder`` when it is empty (this export created it, and wrote nothing in it)."""
+    try:
+        os.rmdir(folder)
+    except OSError:  # not empty, or gone
+        pass
 
 
 def _check_out(args) -> str | None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from automl.errors import UserError
+from automl.errors import UserError, shortened
 
 __all__ = ["read_arch_file", "read_arch_json", "is_manifest", "choices_from_json", "as_arch"]
 
@@ -56,14 +57,24 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
         labels = [f"choice #{i + 1} (decision {d!r})" for i, (d, _) in enumerate(decisions)]
     else:
         raise UserError(f"{source}: \"choices\" must be a list of choice names or an object "
-                        f"{{decision: choice}}, not {type(obj).__name__}")
+                        f"{{decision: choice}}, not {'null' if obj is None else type(obj).__name__}")
     for name, label, (_, options) in zip(names, labels, decisions):
         if not isinstance(name, str):
-            raise UserError(f"{source}: {label}: expected a choice name (a string), got {name!r}")
+            raise UserError(f"{source}: {label}: expected a choice name (a string), got "
+                            f"{shortened(repr(name))}{_by_index(name, options)}")
         if name not in options:
             raise UserError(f"{source}: {label}: unknown choice {name!r}{_close(name, options)}; "
                             f"choices: {', '.join(options)}" + _foreign(names, decisions, compiled, source, 2))
     return names
+
+
+def _by_index(value, options: tuple[str, ...]) -> str:
+    """What to write instead of ``value``, not a choice name: the name of the choice a whole number indexes (an
+    architecture's encoding, ``arch`` in a manifest, is no ``"choices"``), else the decision's choices."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(options):
+        return (f"; choices are given by name, not by index: index {value} is {options[value]!r} (choices: "
+                f"{', '.join(options)})")
+    return f"; its choices: {', '.join(options)}"
 
 
 def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
@@ -87,10 +98,11 @@ def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
             f"another space, or of this one with other --set values, does not fit")
 
 
-def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:
+def read_arch_json(path: str | os.PathLike, flag: str = "--arch", unique: bool = False) -> Any:
     """The parsed JSON of ``ARCH.json`` (or an export's ``manifest.json``); a missing, unreadable or
     malformed file is a :class:`UserError` naming it and ``flag``, the option that gave it; so is a folder (an
-    export's or a run's), with the manifest.json in it to give instead."""
+    export's or a run's), with the manifest.json in it to give instead. With ``unique`` (``automl export``), so is
+    a key given twice in one object, of which JSON would keep the last without a word."""
     if Path(path).is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file: {_arch_in(Path(path), flag)}")
     try:
@@ -101,11 +113,40 @@ def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{flag} {path}: cannot read it ({e})") from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_keys if unique else None)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+    except _DuplicateKey as e:
+        raise UserError(_duplicate_message(flag, path, text, e.key)) from None
     except ValueError as e:  # an integer of over 4,300 digits
         raise UserError(f"{flag} {path}: not an architecture file ({e})") from None
+
+
+class _DuplicateKey(ValueError):
+    """A key given twice in one JSON object, which :func:`json.loads` would let the last one win silently."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' ``object_pairs_hook``: the object, or :class:`_DuplicateKey` for a key given twice."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _duplicate_message(flag: str, path, text: str, key: str) -> str:
+    """The message for ``key`` given twice in one object of the file ``path``: its line when the key is written
+    just twice in the file (else which of its objects it is in is not told by the text alone)."""
+    found = list(re.finditer(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text))
+    line = f":{text.count(chr(10), 0, found[1].start()) + 1}" if len(found) == 2 else ""
+    return (f"{flag} {path}{line}: key {shortened(key, json.dumps)} is given twice in one JSON object, and only "
+            f"one of them can be meant (a JSON reader keeps the last); remove the other")
 
 
 def _arch_in(folder: Path, flag: str) -> str:

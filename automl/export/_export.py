@@ -20,7 +20,7 @@ from torch import nn
 from automl._io import atomic_path, atomic_write_bytes, writable_dir
 from automl.compile import load_compiled
 from automl.dsl import ParamError
-from automl.errors import Stopped, UserError
+from automl.errors import Stopped, UserError, shortened
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights
 from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, manifest_error,
@@ -139,7 +139,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         model: nn.Module | None = None, normalize: dict | None = None,
                         bn_calibration: list | None = None, provenance: dict | None = None,
                         search_cost: dict | None = None, run: str | os.PathLike | None = None,
-                        onnx_failure: str = "raise", dataset: str | None = None) -> dict[str, Any]:
+                        onnx_failure: str = "raise", dataset: str | None = None,
+                        weights_source: str | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -163,6 +164,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     is recorded, as an absolute path, as the manifest's ``run``: the run that owns the folder (:func:`run_of`).
     ``onnx_failure="record"`` (``automl run``; default ``"raise"``): a failed ONNX export is the manifest's ``onnx``
     ``{"file": null, "error": why}`` (:func:`_onnx_entry`), without ``model.onnx``; weights and manifest are written.
+    ``weights_source`` (``automl export``: ``--weights PATH``): where ``weights`` or ``supernet_state`` came from,
+    named when they do not fit the network.
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file; an earlier
@@ -177,7 +180,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     out_dir = writable_dir(out_dir, "export folder")
 
-    model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state)
+    model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state, weights_source)
     recalibrated = None
     if source == "supernet" and bn_calibration:
         batches = list(bn_calibration)
@@ -192,14 +195,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     # export refused above leaves an earlier export in the folder as it was
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)
     (out_dir / INT8_NAME).unlink(missing_ok=True)  # an earlier export's int8 model does not fit this one
-    src_space = manifest["space"]
-    if src_space and Path(src_space).is_file():
-        copy_name = "space" + (Path(src_space).suffix or ".space")
-        if Path(src_space).resolve() != (out_dir / copy_name).resolve():
-            with atomic_path(out_dir / copy_name) as tmp:
-                shutil.copyfile(src_space, tmp)
-        manifest["space_file"] = copy_name
-
+    _copy_space(manifest, out_dir)
     if source == "supernet":
         provenance = {"source": source, "bn_recalibrated_batches": recalibrated}
     elif source not in ("model", "standalone") or not provenance:
@@ -211,6 +207,17 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     manifest["versions"] = _versions()
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def _copy_space(manifest: dict, out_dir: Path) -> None:
+    """The space file the manifest names, copied into the export folder (its ``space_file``)."""
+    src_space = manifest["space"]
+    if src_space and Path(src_space).is_file():
+        copy_name = "space" + (Path(src_space).suffix or ".space")
+        if Path(src_space).resolve() != (out_dir / copy_name).resolve():
+            with atomic_path(out_dir / copy_name) as tmp:
+                shutil.copyfile(src_space, tmp)
+        manifest["space_file"] = copy_name
 
 
 def _check_onnx(onnx: bool, opset: int, failure: str) -> None:
@@ -273,7 +280,8 @@ def _check_finite(model: nn.Module, source: str, input_shape: tuple[int, ...]) -
                     f"exported; export weights from before it diverged, or train again with a lower learning rate")
 
 
-def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tuple[nn.Module, str]:
+def _standalone_model(compiled, arch, se, model, weights, supernet_state,
+                      source: str | None = None) -> tuple[nn.Module, str]:
     """(the model to export, where its weights came from): see :func:`export_architecture`."""
     if model is not None:
         # the caller's model is not modified; a model still carrying the training-only depthwise backward
@@ -283,35 +291,68 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state) -> tup
     if weights is not None:
         try:
             model.load_state_dict(weights)
-        except RuntimeError as e:
-            raise UserError(f"the given weights do not fit the standalone model of this architecture: "
-                            f"{_mismatch(e)}") from None
+        except RuntimeError:
+            raise UserError(f"{source or 'the given weights'}: a stand-alone network's weights for another network "
+                            f"than these choices' in space {compiled.name} ({_differences(weights, model.state_dict())})"
+                            f"; give --arch the manifest.json written next to them (it records their choices and "
+                            f"--set values)") from None
         return model, "standalone"
     if supernet_state is not None:
-        return inherit_from_state(compiled, supernet_state, arch, model), "supernet"
+        return inherit_from_state(compiled, supernet_state, arch, model, source=source), "supernet"
     return model, "fresh"
 
 
-def inherit_from_state(compiled, supernet_state: dict, arch: torch.Tensor, standalone: nn.Module) -> nn.Module:
+def inherit_from_state(compiled, supernet_state: dict, arch: torch.Tensor, standalone: nn.Module,
+                       source: str | None = None) -> nn.Module:
     """``standalone`` (returned) with the weights of the supernet checkpoint ``supernet_state`` on the path
     ``arch``; an ensemble's (``search.supernets``): its first member's, since an ensemble is not one network.
     BatchNorm keeps the supernet's statistics, which average over random paths: recalibrate them
-    (``bn_calibration``) before the network is used."""
+    (``bn_calibration``) before the network is used. ``source`` (``--weights PATH``): where the state came from,
+    named when it does not fit."""
     supernet = compiled.build_supernet()
-    state = member_weights(supernet_state)
+    try:
+        state = member_weights(supernet_state)
+    except IndexError:  # keys of an ensemble's members, but no first member: a foreign file, said below
+        state = supernet_state
     try:
         supernet.load_state_dict(state)
     except RuntimeError as e:
-        given, own = set(state), set(supernet.state_dict())
-        if len(given & set(standalone.state_dict())) > len(given & own):
-            raise UserError("the checkpoint holds a stand-alone network's weights (as an export writes them), not "
-                            "a supernet's; they fit only the architecture they were exported with: give --arch "
-                            "the manifest.json written next to them, or a run's checkpoint "
-                            "RUN/checkpoints/ckpt-….pt to inherit a supernet's weights") from None
-        raise UserError(f"the supernet checkpoint does not fit space {compiled.name} with these "
-                        f"parameters (were the same --set overrides used?): {_mismatch(e)}") from None
+        raise _unfit(compiled, state, supernet, standalone, source, e) from None
     inherit_weights(supernet, arch, standalone, tuple(int(v) for v in compiled.arch_input_shape(arch)))
     return standalone
+
+
+def _unfit(compiled, state: dict, supernet: nn.Module, standalone: nn.Module, source: str | None,
+           e: RuntimeError) -> UserError:
+    """The user error for a state_dict (from ``source``) that ``supernet`` refused: what did not fit (a few keys,
+    bounded) and what to give instead: stand-alone weights (more of their keys the network's of these choices than
+    the supernet's) are exported with their own manifest; a supernet's whose keys all fit but not their shapes was
+    trained with other --set values; other keys are another space file's (or another model's)."""
+    given, own, alone = set(state), set(supernet.state_dict()), standalone.state_dict()
+    where = f"{source}: " if source else ""
+    if len(given & set(alone)) > len(given & own):
+        return UserError(f"{where}a stand-alone network's weights (an export's), not a supernet's, for another "
+                         f"network than these choices' ({_differences(state, alone)}); give --arch the manifest.json "
+                         f"written next to them, or a run's checkpoint RUN/checkpoints/ckpt-….pt to inherit")
+    why = ("its tensors in other shapes: a supernet built with other --set values" if given == own else
+           f"none of its {len(given):,} tensors is one of this supernet's: another space file's or model's"
+           if not given & own else "other tensors than this supernet holds: another space file's")
+    return UserError(f"{where}the supernet checkpoint does not fit space {compiled.name} with these parameters "
+                     f"({why}; {_mismatch(e)}); export with the space file and the --set values of the run that "
+                     f"wrote it (the run folder's recipe.resolved.yaml has its space and space_args)")
+
+
+def _differences(given: dict, want: dict, few: int = 3) -> str:
+    """How the state_dict ``given`` differs from ``want`` (a network's), in :func:`_mismatch`'s words."""
+    missing, unexpected = [k for k in want if k not in given], [k for k in given if k not in want]
+    sizes = [f"{shortened(k)} is {tuple(given[k].shape)}, the network's {tuple(want[k].shape)}"
+             for k in want if k in given and tuple(given[k].shape) != tuple(want[k].shape)]
+    parts = [f"{len(keys)} {label} key(s) ({', '.join(map(shortened, keys[:few]))}"
+             + (f", {len(keys) - few} more)" if len(keys) > few else ")")
+             for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    if sizes:
+        parts.append(sizes[0] + (f" ({len(sizes) - 1} more of other shapes)" if len(sizes) > 1 else ""))
+    return "; ".join(parts) or "the same tensors"
 
 
 def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize,
@@ -370,7 +411,7 @@ def _mismatch(e: RuntimeError, few: int = 3) -> str:
             if line.startswith(f"{label} key(s)"):
                 keys = re.findall(r'"([^"]+)"', line)
                 more = f", {len(keys) - few} more" if len(keys) > few else ""
-                parts.append(f"{len(keys)} {label.lower()} key(s) ({', '.join(keys[:few])}{more})")
+                parts.append(f"{len(keys)} {label.lower()} key(s) ({', '.join(map(shortened, keys[:few]))}{more})")
         if line.startswith("size mismatch"):
             sizes.append(line.rstrip("."))
     if sizes:

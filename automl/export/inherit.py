@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from automl.errors import UserError
+from automl.errors import UserError, shortened
 from automl.nn.depthwise import TRAINING_CONVS
 
 __all__ = ["InheritError", "SUPERNET_KEYS", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order"]
@@ -58,10 +59,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not p.is_file():
         raise UserError(f"--weights {path}: no such file")
     try:
-        if p.suffix == ".safetensors":
-            obj = load_file(str(p))
-        else:
-            obj = torch.load(str(p), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol it may not read: the message below says it
+            warnings.simplefilter("ignore")
+            if p.suffix == ".safetensors":
+                obj = load_file(str(p))
+            else:
+                obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - torch and safetensors raise many types for a corrupt or foreign file
         raise UserError(f"--weights {path}: not a readable torch checkpoint, and not a checkpoint automl wrote "
                         f"(truncated or another tool's); give {WRITTEN_WEIGHTS}") from None
@@ -88,10 +91,25 @@ def split_checkpoint(obj: dict[str, Any], standalone_keys: set[str], source: str
     else:
         sd = obj
         kind = "standalone" if set(sd) == standalone_keys else "supernet"
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if not sd or bad:
-        raise UserError(f"{source}: not a state_dict" + (f" (entry {bad[0]!r} is not a tensor)" if bad else " (empty)"))
+    _check_state(sd, source)
     return kind, sd
+
+
+def _check_state(sd: dict, source: str) -> None:
+    """A state_dict: a dict of tensors by name (a foreign checkpoint may hold other values, or keys of no name)."""
+    bad = next(((k, v) for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
+    if sd and bad is None:
+        return
+    what = "null" if bad is None or bad[1] is None else f"{shortened(repr(bad[1]))} ({type(bad[1]).__name__})"
+    if bad is None:
+        why = "it holds no tensors"
+    elif not isinstance(bad[0], str):
+        why = f"its key {shortened(repr(bad[0]))} is not a tensor's name"
+    elif bad[0] in (*SUPERNET_KEYS, "model", "state_dict"):
+        why = f"its {bad[0]!r} is {what}, not a state_dict (a dict of tensors)"
+    else:
+        why = f"its entry {shortened(bad[0], repr)} is {what}, not a tensor"
+    raise UserError(f"{source}: not a state_dict ({why}); give {WRITTEN_WEIGHTS}")
 
 
 def _owns_state(m: nn.Module) -> bool:
