@@ -96,8 +96,8 @@ def machine_info(threads: int) -> dict:
     cgroup CPU quota, ``docker --cpus`` or a Kubernetes CPU limit, rounded up: what the measurement could use),
     ``machine_cores`` (all the machine's CPUs, ``os.cpu_count()``), ``cpu_quota`` (that quota in CPUs, 1.5 for
     ``docker --cpus=1.5``; null without one), intra-op threads."""
-    quota = cpu_quota()
-    return {"cpu": _cpu_model(), "cores": usable_cores(), "machine_cores": os.cpu_count(),
+    quota = cpu_quota()  # read once: "cores" and "cpu_quota" describe the same quota
+    return {"cpu": _cpu_model(), "cores": usable_cores(quota), "machine_cores": os.cpu_count(),
             "cpu_quota": None if quota is None else round(quota, 3), "threads": int(threads),
             "system": platform.system()}
 

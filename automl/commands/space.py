@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import warnings
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -24,8 +25,8 @@ from automl.compile import load_compiled
 from automl.errors import Stopped, UserError
 from automl.export import is_manifest
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
-from automl.profile import (apply_cost_table, check_profile_args, partial_path, partial_summary, profile_space,
-                            read_cost_table, remove_partial, write_cost_table)
+from automl.profile import (TABLE_FORMAT, apply_cost_table, check_profile_args, partial_path, partial_summary,
+                            profile_space, read_cost_table, remove_partial, usable_cores, write_cost_table)
 
 __all__ = ["main", "space_summary", "format_cost"]
 
@@ -274,6 +275,10 @@ def _profile(args, cs) -> int:
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
     # before the measuring, which takes minutes on a large space
     _out_file(args.out, "latency.json", {"the space file": args.file})
+    _only_a_table_replaced(args.out)
+    warning = _threads_warning(args.threads)  # after the checks: a refused command prints its error alone
+    if warning:
+        print(warning, file=sys.stderr)
     partial = partial_path(args.out)  # what it measured, should it be stopped: the same command resumes from it
     try:
         with _signals_stop():
@@ -296,6 +301,42 @@ def _profile(args, cs) -> int:
           f"fastest {lo:.3g} ms, slowest {hi:.3g} ms")
     print(_calibration_line(table, args.calibrate))
     return 0
+
+
+MAX_TABLE_BYTES = 64 << 20  # a file this large at --out is no cost table (a space's is kilobytes)
+
+
+def _only_a_table_replaced(path: str) -> None:
+    """A :class:`UserError` where ``--out`` names a file that holds something other than a cost table (a recipe,
+    a run's results.json, a model), which writing the table would replace; an earlier table (re-profiling) and
+    an empty file are replaced."""
+    try:
+        size = os.path.getsize(path) if os.path.isfile(path) else 0
+        if not size:
+            return
+        data = json.loads(Path(path).read_bytes()) if size <= MAX_TABLE_BYTES else None
+    except (OSError, ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and data.get("format") == TABLE_FORMAT:
+        return
+    name = "latency.json" if os.path.basename(path) != "latency.json" else "latency-table.json"
+    example = os.path.join(os.path.dirname(path), name)
+    raise UserError(f"--out {path} is a file that holds no cost table (no \"format\": \"{TABLE_FORMAT}\"), which "
+                    f"writing the table would replace; give another file name, e.g. --out {example}, or delete "
+                    f"{path} first")
+
+
+def _threads_warning(threads: int) -> str | None:
+    """The warning for ``--threads`` above the CPUs this process can keep busy (:func:`~automl.profile.usable_cores`:
+    its CPU affinity, a cgroup CPU quota), which ``space profile`` still accepts (the table records them); None
+    within them."""
+    cores = usable_cores()
+    if threads <= cores:
+        return None
+    return (f"warning: --threads {threads} is more than the {cores} CPU{'s' if cores != 1 else ''} this process can "
+            f"use (its CPU affinity and any cgroup CPU quota): the threads take turns on them, so the table's "
+            f"latencies will not reflect the device; use --threads {cores} or fewer here, or profile on the "
+            f"device itself")
 
 
 def _calibration_line(table: dict, calibrate: int) -> str:

@@ -6,13 +6,17 @@ tokens in words (``'stage'``, ``a name``, ``a number``), never Lark's internal `
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import hashlib
+import json
 import logging
 import math
 import os
 import re
+import secrets
+import sys
 import unicodedata
 from pathlib import Path
 
@@ -20,6 +24,7 @@ import lark
 from lark import Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 from lark.lark import PostLex
+from lark.utils import FS
 
 from automl._io import UnreadableText, read_utf8_text
 from automl.dsl import ir
@@ -43,11 +48,12 @@ def grammar_text() -> str:
 def space_parser() -> lark.Lark:
     """The LALR parser, built once per process. Strict mode (conflict and collision checks) needs ``interegular``.
 
-    Building it takes a few tenths of a second, so Lark's own ``cache`` option keeps the built tables in the
-    user's cache folder (:func:`parser_cache_file`) for the next process. Lark keys that file by the grammar,
-    the options, its version and Python's, and builds the parser again, rewriting the file, when the key
-    differs or the file cannot be read (corrupt, cut short, unreadable); a folder it cannot write only means
-    no cache."""
+    Building it takes a few tenths of a second, so the built parser (Lark's ``save``) is kept in the user's cache
+    folder (:func:`parser_cache_file`) for the next process, which loads it (Lark's ``load``). The file is keyed
+    (:func:`_cache_key`) by the grammar, the options, Lark's version and Python's; where the key differs or the
+    file cannot be read (corrupt, cut short, unreadable) the parser is built again and a new file replaces the
+    old one whole (written beside it, then renamed over it: another process never reads half a file); a folder
+    that cannot be written only means no cache."""
     try:
         import interegular  # noqa: F401
         strict = True
@@ -55,8 +61,54 @@ def space_parser() -> lark.Lark:
         _logger.debug("interegular not installed: building the .space parser without strict checks")
         strict = False
     text = grammar_text()
-    return lark.Lark(text, parser="lalr", lexer="contextual", strict=strict, cache=parser_cache_file(text) or False,
-                     propagate_positions=True, maybe_placeholders=True, postlex=_WholeWords())
+    options = dict(parser="lalr", lexer="contextual", strict=strict, propagate_positions=True,
+                   maybe_placeholders=True, postlex=_WholeWords())
+    path = parser_cache_file(text)
+    if path is None:
+        return lark.Lark(text, **options)
+    key = _cache_key(text, options)
+    return _load_parser(path, key) or _store_parser(lark.Lark(text, **options), path, key)
+
+
+def _cache_key(text: str, options: dict) -> bytes:
+    """What a cached parser was built from: the grammar ``text``, the words the post-lexer always accepts, the
+    Lark ``options`` (but the post-lexer object), Lark's version and Python's (the pickle's)."""
+    opts = sorted((k, repr(v)) for k, v in options.items() if k != "postlex")
+    data = json.dumps([text, list(_WholeWords.always_accept), opts, lark.__version__, list(sys.version_info[:2])])
+    return hashlib.sha256(data.encode("utf-8")).hexdigest().encode("ascii")
+
+
+def _load_parser(path: str, key: bytes) -> lark.Lark | None:
+    """The parser cached in ``path`` under ``key`` (its first line), or None: no such file, another key, or a file
+    that cannot be read or loaded. Files go through ``lark.utils.FS``, Lark's own file-system hook."""
+    try:
+        with FS.open(path, "rb") as f:
+            if f.readline().rstrip(b"\n") != key:
+                return None
+            return lark.Lark.load(f)
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # noqa: BLE001 - unreadable, a folder, cut short, not a pickled parser: built again
+        _logger.debug("cannot load the cached .space parser %s (%s: %s); building it", path, type(e).__name__, e)
+        return None
+
+
+def _store_parser(parser: lark.Lark, path: str, key: bytes) -> lark.Lark:
+    """Keep ``parser`` in ``path`` under ``key``, atomically (a temporary file beside it, renamed over it); a file
+    or folder that cannot be written only means no cache. Returns ``parser``."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with FS.open(tmp, "wb") as f:
+            f.write(key + b"\n")
+            parser.save(f)
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only folder, a full disk, a folder in the file's place
+        _logger.debug("cannot cache the .space parser in %s (%s)", path, e)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return parser
 
 
 def parser_cache_file(text: str) -> str | None:

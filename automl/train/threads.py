@@ -177,14 +177,18 @@ def _cpus() -> list[int]:
         return list(range(os.cpu_count() or 1))
 
 
-def usable_cores() -> int:
+_READ = "read"  # usable_cores' quota: read it there
+
+
+def usable_cores(quota: float | None | str = _READ) -> int:
     """The CPUs this process can keep busy at most: those it may run on, its CPU affinity where the OS has one
     (``taskset``, a container's cpuset or a cgroup's CPU affinity narrow it below the machine's), else
     ``os.cpu_count()``; and no more than the smallest cgroup CPU quota on it, rounded up (``docker --cpus``, a
     Kubernetes CPU limit, ``systemd-run -p CPUQuota=``, a Slurm job's cgroup: :func:`cpu_quota`), whose affinity
-    still lists every CPU of the host. Hyper-threads count each (:func:`physical_cores` counts cores)."""
+    still lists every CPU of the host. Hyper-threads count each (:func:`physical_cores` counts cores). ``quota``:
+    :func:`cpu_quota` as a caller already read it (one reading for both), else it is read here."""
     n = len(_cpus()) or 1
-    q = _quota()
+    q = _quota() if quota == _READ else (max(1, math.ceil(quota)) if quota else None)
     return min(n, q) if q else n
 
 
