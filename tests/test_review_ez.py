@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 from test_edge_fixes import _fake_time  # a latency of exactly 1 ms + 1 µs per parameter
+from test_review_eq import _cache_file, _fresh, cache_home  # noqa: F401 - its parser-cache fixture and helpers
 
 import automl.profile as profile
 from automl.cli import main
 from automl.compile import load_compiled
-from automl.dsl import _parser, parse_space, space_parser
+from automl.dsl import _parser, parse_space
 from automl.train import threads as th
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,24 +129,6 @@ def test_machine_info_reads_the_cpu_quota_once(monkeypatch, quota, cores):
 
 
 # ---- the parser's cache file is replaced whole ------------------------------------------------------------------------
-
-@pytest.fixture
-def cache_home(tmp_path, monkeypatch):
-    """A cache folder of the test's own, and the process's parser built again afterwards (test_review_eq's)."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    space_parser.cache_clear()
-    yield tmp_path / "cache"
-    space_parser.cache_clear()
-
-
-def _fresh():
-    space_parser.cache_clear()
-    return space_parser()
-
-
-def _cache_file() -> Path:
-    return Path(_parser.parser_cache_file(_parser.grammar_text()))
-
 
 def _parses() -> bool:
     return parse_space((ROOT / "spaces" / "digits.space").read_text(encoding="utf-8"), "digits.space") is not None
