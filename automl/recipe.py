@@ -414,10 +414,10 @@ class SearchConfig(_Config):
         return v
 
 
-# The most a learning rate (lr, warmup_lr) may be: the recipes and docs use 0.025 to 0.6 (SGD's linear scaling rule,
-# 0.1 x batch / 256, reaches 10 at a batch of 25,600; the quickstart still trains at 10 without a gradient clip), so
-# 100 leaves room for any real setting and stops a typo (1e3 for 1e-3, 1e30), which sent the weights to NaN or inf
-# in the first steps and stopped the run there (retrain.*: once the whole search was over)
+# The most a learning rate (lr, warmup_lr) may be: the recipes use 0.025 to 0.3, the README's experiments up to 0.6
+# (SGD's linear scaling rule, 0.1 x batch / 256, reaches 10 at a batch of 25,600; the quickstart still trains at 10
+# without a gradient clip), so 100 leaves room for any real setting and stops a typo (1e3 for 1e-3, 1e30), which
+# sent the weights to NaN or inf in the first steps and stopped the run there (retrain.*: once the search was over)
 MAX_LR = 100.0
 # The most a weight decay may be: SGD and AdamW take lr x weight_decay of each weight away at every step, so a
 # larger one drives the weights to 0 (or, above 2 / lr, to inf); the recipes use 1e-5 to 3e-4, AdamW's are 0.01 to 0.1
@@ -432,7 +432,7 @@ def _sensible_rate(v: float, info: ValidationInfo) -> float:
                          f"away, so a larger decay drives the weights to 0 or makes them diverge; check the value "
                          f"(the recipes use 1e-5 to 3e-4 with SGD, AdamW commonly 0.01 to 0.1)")
     if info.field_name != "weight_decay" and v > MAX_LR:
-        raise ValueError(f"must be at most {MAX_LR:g}: the recipes use 0.025 to 0.6, and a learning rate far beyond "
+        raise ValueError(f"must be at most {MAX_LR:g}: the recipes use 0.025 to 0.3, and a learning rate far beyond "
                          f"sends the weights to NaN or inf in the first steps; check the value (1e-3 rather than 1e3?)")
     return v
 
@@ -1368,11 +1368,14 @@ def _schedule_checks(recipe: Recipe, filename: str, node, applied) -> None:
                            f"{name}.min_lr ({sec.min_lr:g}) is above {name}.lr ({sec.lr:g}): the floor of the "
                            f"learning rate must be at most its initial value (a cosine schedule would rise "
                            f"to it); lower {name}.min_lr or raise {name}.lr", filename, node, applied)
-        if sec.lr * sec.weight_decay >= 1:
-            _refuse_either([(name, "weight_decay"), (name, "lr")],
-                           f"{name}.lr ({sec.lr:g}) x {name}.weight_decay ({sec.weight_decay:g}) is "
-                           f"{sec.lr * sec.weight_decay:g}: each step takes that share of every weight away, all of "
-                           f"it or more, so the weights go to 0 or diverge; lower {name}.weight_decay or {name}.lr "
+        # the warm-up's rate where it is the larger (it is used only with warm-up epochs)
+        rate = "warmup_lr" if sec.warmup_epochs > 0 and sec.warmup_lr > sec.lr else "lr"
+        if getattr(sec, rate) * sec.weight_decay >= 1:
+            value = getattr(sec, rate)
+            _refuse_either([(name, "weight_decay"), (name, rate)],
+                           f"{name}.{rate} ({value:g}) x {name}.weight_decay ({sec.weight_decay:g}) is "
+                           f"{value * sec.weight_decay:g}: each step takes that share of every weight away, all of "
+                           f"it or more, so the weights go to 0 or diverge; lower {name}.weight_decay or {name}.{rate} "
                            f"(the recipes' product is below 1e-4)", filename, node, applied)
         if sec.schedule == "step" and epochs > 0 and sec.decay_epochs >= epochs:
             ep = ".".join(epochs_key)

@@ -1,9 +1,13 @@
-"""Review by the lead (session 38): the exact knapsack's inputs, and the budgets' per-tell cost of the mode."""
+"""Review by the lead (session 38): the exact knapsack's inputs, the budgets' per-tell cost of the mode, and the
+warm-up rate's product with the weight decay."""
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from automl.errors import RecipeError
+from automl.recipe import load_recipe
 from automl.search import ContextCosts
 from automl.search._budgets import BudgetTargets
 from automl.search._knapsack import best_within_budget
@@ -47,3 +51,16 @@ def test_the_mode_cost_of_context_costs_skips_the_users_check(monkeypatch):
     monkeypatch.setattr(ContextCosts, "_checked_arch", lambda self, arch: calls.append(arch) or arch)
     assert torch.equal(BudgetTargets.mode_cost(targets, theta), expected)
     assert not calls
+
+
+# ------------------------------------------------------------------------------ recipes: the warm-up's rate too
+
+def test_a_warmup_rate_times_weight_decay_of_1_is_refused_naming_warmup_lr():
+    """lr x weight_decay below 1 was checked, but a larger warm-up rate took the whole weight away in the warm-up."""
+    quick = str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(quick, ["optim.warmup_lr=50", "optim.warmup_epochs=1", "optim.weight_decay=0.5"])
+    assert info.value.key == "optim.weight_decay" and "optim.warmup_lr (50) x optim.weight_decay (0.5) is 25" \
+        in str(info.value), str(info.value)
+    # without warm-up epochs the warm-up rate is not used: lr's product decides
+    assert load_recipe(quick, ["optim.warmup_lr=50", "optim.weight_decay=0.5"]).optim.weight_decay == 0.5

@@ -115,8 +115,9 @@ def parser_cache_file(text: str) -> str | None:
     """Where :func:`space_parser` caches the parser of the grammar ``text``: ``automl/space-<digest>.lark-cache``
     in ``$XDG_CACHE_HOME`` (else ``~/.cache``), a folder of the user's own, not the shared temporary folder
     where Lark's ``cache=True`` puts it (a file another user left there would be unpickled). None (no cache)
-    where there is no such absolute folder or it cannot be made. The digest also covers what Lark's key leaves
-    out, the words the post-lexer always accepts, so that two versions of automl keep a file each."""
+    where there is no such absolute folder or it cannot be made. The digest also covers the words the post-lexer
+    always accepts (as the file's key line does, :func:`_cache_key`), so that two versions of automl keep a file
+    each."""
     root = os.environ.get("XDG_CACHE_HOME", "")
     if not os.path.isabs(root):  # unset, empty or relative: the XDG spec's default
         root = os.path.join(os.path.expanduser("~"), ".cache")

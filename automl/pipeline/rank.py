@@ -93,7 +93,7 @@ def _checked_checkpoint(run: Run) -> dict:
             raise UserError(f"{out}: search.method {method.name} trains no shared supernet to rank "
                             f"with; automl rank needs a run of search.method importance_sampling or separate")
         raise UserError(f"{out}: the run has no trained supernet yet: its weight phase has not finished; "
-                        f"finish it first (automl run RECIPE --out {out} --resume, with its recipe and "
+                        f"finish it first (automl run RECIPE --out {shell_path(out)} --resume, with its recipe and "
                         f"overrides)")
     return ckpt
 
