@@ -31,7 +31,8 @@ from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
-from automl.train.distributed import DistInfo, RanksLost, barrier, broadcast_object, local_world_size
+from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_object, local_world_size,
+                                      losses_unsaid)
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
@@ -343,28 +344,39 @@ def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preemp
 def _finish(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: Preemption) -> None:
     """The report stage (the last), then every rank waits for rank 0 to finish it and they agree on a signal
     that came meanwhile. A rank lost once rank 0's write of the report returned (``kill -9`` of rank 1 as rank 0
-    wrote it) leaves the run complete: rank 0 says so in one line and the run is finished (exit 0), not stopped
-    with :class:`RanksLost`'s "continue the run with --resume" (a resume would only write the report again).
-    A rank lost before, or seen by another rank (which cannot tell whether rank 0 wrote it): :class:`RanksLost`."""
+    wrote it, or of rank 0 after it wrote it) leaves the run complete: each rank left says so in one line and the
+    run is finished (exit 0), not stopped with :class:`RanksLost`'s "continue the run with --resume" (a resume
+    would only write the report again). Rank 0 knows it by ``plan.report.written``; the other ranks once the
+    report stage returned (rank 0 tells them only after its write returned), so a loss in the wait after it is
+    not printed as it is raised (:func:`~automl.train.distributed.losses_unsaid`). A rank lost before the write
+    returned (the report stage's own exchange, on a rank other than 0): :class:`RanksLost`, said as it is raised."""
     last = len(plan.stages) - 1
     try:
         plan.stages[last].run(ctx, state, last)
-        run.finished = True
-        barrier(run.info)  # rank 0 writes the report: the other ranks wait for it here, signals still caught
-        run.late_signal = preempt.signalled() or preempt.pending
+        run.finished = True  # on every rank, rank 0's write of the report returned
+        with losses_unsaid():  # the run is complete: a rank lost now is said below
+            barrier(run.info)  # rank 0 writes the report: the other ranks wait for it here, signals still caught
+            run.late_signal = preempt.signalled() or preempt.pending
     except RanksLost:
-        if not (run.info.is_main and plan.report.written):
+        if not (plan.report.written or run.finished):
             raise
         run.finished, run.late_signal = True, 0  # the line below says what a signal meanwhile would
         _say(_lost_after_report(run))
 
 
 def _lost_after_report(run: "Run") -> str:
-    """What rank 0 says when another rank was lost after it wrote the report (:func:`_finish`)."""
-    who = "rank 1, the run's other process," if run.info.world_size == 2 else "another rank of the run"
-    return (f"warning: {who} ended or stopped answering as rank 0 finished the report, the run's last step: the run "
-            f"is complete, with nothing to resume; its results are in {run.out / 'results.json'} and "
-            f"{run.out / 'report.md'} (torchrun exits 1 all the same, for the process that ended)")
+    """What a rank says when another rank was lost after rank 0 wrote the report (:func:`_finish`)."""
+    two, results = run.info.world_size == 2, f"{run.out / 'results.json'} and {run.out / 'report.md'}"
+    if run.info.is_main:
+        who = "rank 1, the run's other process," if two else "another rank of the run"
+        return (f"warning: {who} ended or stopped answering as rank 0 finished the report, the run's last step: the "
+                f"run is complete, with nothing to resume; its results are in {results} (torchrun exits 1 all the "
+                f"same, for the process that ended)")
+    who = "rank 0, the run's other process, ended or stopped answering after it" if two else \
+        "another rank of the run ended or stopped answering after rank 0"
+    return (f"warning: rank {run.info.rank} of {run.info.world_size}: {who} wrote the report, the run's last step: "
+            f"the run is complete, with nothing to resume; rank 0 wrote its results in {results} (torchrun exits 1 "
+            f"all the same, for the process that ended)")
 
 
 def _say(text: str) -> None:

@@ -39,7 +39,7 @@ from automl.errors import UserError
 __all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "elastic_restart", "reported",
            "said_by_this_rank", "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks",
            "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object",
-           "assert_same_on_all_ranks", "local_world_size"]
+           "assert_same_on_all_ranks", "local_world_size", "losses_unsaid"]
 
 # how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
 # export alone meanwhile); then it stops with RanksLost
@@ -264,10 +264,29 @@ def _span(t: datetime.timedelta) -> str:
 
 def _printed(e: UserError) -> UserError:
     """``e``, printed now when this process is not rank 0: the CLI prints only rank 0's errors (under torchrun
-    the others stop on the same one), but a rank's own error would then go unsaid."""
-    if os.environ.get("RANK", "0") != "0":
+    the others stop on the same one), but a rank's own error would then go unsaid. A :class:`RanksLost` inside
+    :func:`losses_unsaid` is not printed: the caller says what it means."""
+    if os.environ.get("RANK", "0") != "0" and not (_unsaid_depth and isinstance(e, RanksLost)):
         _say(e)
     return e
+
+
+# how many losses_unsaid() blocks this process is in
+_unsaid_depth = 0
+
+
+@contextmanager
+def losses_unsaid():
+    """Inside the block, a collective that fails on a lost rank raises :class:`RanksLost` without printing it on a
+    rank other than 0 (:func:`_printed`): where the caller knows better what the loss means (the run is complete
+    once rank 0 has written its report: automl/pipeline/run.py), and says that instead (or raises it, printed with
+    :func:`said_by_this_rank`)."""
+    global _unsaid_depth
+    _unsaid_depth += 1
+    try:
+        yield
+    finally:
+        _unsaid_depth -= 1
 
 
 def said_by_this_rank(e: UserError) -> UserError:
