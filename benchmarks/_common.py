@@ -63,8 +63,68 @@ def timeit(fn, repeat: int = 20, warmup: int = 3, sync: bool = False) -> list[fl
 # ------------------------------------------------------------------------------------------ arguments
 
 
+def _default_shown(action: argparse.Action) -> str | None:
+    """``(default: 30)`` for an option's --help, or None where there is none to show: a switch (``store_true``),
+    an unset option (None), an empty list, or a help that already names its default."""
+    value = action.default
+    if (value is None or value is False or value is argparse.SUPPRESS or value == [] or "default" in (action.help or "")
+            or isinstance(action, (argparse._HelpAction, argparse._StoreConstAction))):
+        return None
+    shown = " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    return f"(default: {shown.replace('%', '%%')})"  # a help string is %-formatted
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """--help with each option's default after its help (:func:`_default_shown`)."""
+
+    def _get_help_string(self, action):
+        default = _default_shown(action)
+        return action.help if default is None else f"{action.help} {default}"
+
+
+class _Once:
+    """Mixed into an option's action by :class:`Parser`: a second ``--threads 4`` after ``--threads 1`` is an error
+    naming both, as automl's own options (``automl.cli``), where argparse would keep the last without a word."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(_GIVEN, {})
+        if self.dest in given:
+            both = "" if self.nargs == 0 else f" ({_shown(given[self.dest])}, then {_shown(values)})"
+            raise argparse.ArgumentError(self, f"given twice{both}; give it once")
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+
+_GIVEN = "_given_once"
+_ONCE = {cls: type(f"Once{cls.__name__}", (_Once, cls), {})
+         for cls in (argparse._StoreAction, argparse._StoreTrueAction, argparse._StoreFalseAction)}
+
+
+def _shown(values) -> str:
+    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with a mistake reported as one line (``PROG: error: ...``), exit 2; usage is in --help."""
+    """argparse with a mistake reported as one line (``PROG: error: ...``), exit 2; usage is in --help, which
+    gives each option's default (:class:`DefaultsFormatter`; an option without a help gets its default as one).
+    An option given twice is a mistake (:class:`_Once`), but for a repeatable one (``--set``, ``append``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        if not action.help:  # argparse prints no help line, so no default, for an option without a help
+            action.help = _default_shown(action)
+        if action.option_strings and type(action) in _ONCE:
+            action.__class__ = _ONCE[type(action)]
+        return action
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, rest = super().parse_known_args(args, namespace)
+        ns.__dict__.pop(_GIVEN, None)
+        return ns, rest
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -107,6 +167,30 @@ def seed_int(text: str) -> int:
 
 thread_count = int_at_least(1, MAX_THREADS)  # a flag that sets torch's (or OpenMP's) threads: automl's bound
 batch_size = int_at_least(1, MAX_BATCH)  # a batch flag: automl's bound (a typo's extra digits would allocate)
+
+
+TIMINGS_MEANINGLESS = "the threads take turns on them, so the timings will not reflect the machine"
+
+
+def threads_warning(threads: int, effect: str = TIMINGS_MEANINGLESS, given: bool = True) -> str | None:
+    """The warning for ``threads`` above the CPUs this process can keep busy (:func:`usable_cores`: its CPU
+    affinity, a cgroup CPU quota), worded as ``automl space profile --threads``'s; None within them. ``effect``:
+    what the oversubscription does to the script's figures; ``given`` False: the count is torch's default, not a
+    ``--threads`` the user gave. The scripts still run: the count is the user's to choose."""
+    cores = usable_cores()
+    if threads <= cores:
+        return None
+    what = f"--threads {threads}" if given else f"torch's default of {threads} threads (--threads not given)"
+    return (f"warning: {what} is more than the {cores} CPU{'s' if cores != 1 else ''} this process can use (its "
+            f"CPU affinity and any cgroup CPU quota): {effect}; use --threads {cores} or fewer here")
+
+
+def warn_threads(threads: int, effect: str = TIMINGS_MEANINGLESS, given: bool = True) -> None:
+    """Print :func:`threads_warning` on stderr, where there is one (after the arguments' checks: a refused
+    command prints its error alone)."""
+    warning = threads_warning(threads, effect, given)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
 
 def finite_float(text: str) -> float:
@@ -225,9 +309,14 @@ def check_child(cmd: list[str], returncode: int, stderr: str | None = None, log=
 
 def run_main(main, *args) -> None:
     """A script's entry point: ``main(*args)``; automl's ``UserError`` (RecipeError, SpaceError, ParamError,
-    DataError are ones) and a failed child print one message and exit 2 (a failed child: its own code)."""
+    DataError are ones) and a failed child print one message and exit 2 (a failed child: its own code); Ctrl-C
+    (``KeyboardInterrupt``) one line and exit 130 (128 + SIGINT, as a shell reports it), no traceback."""
     try:
         rc = main(*args)
+    except KeyboardInterrupt:
+        print(f"{Path(sys.argv[0]).name}: stopped by Ctrl-C (SIGINT): what it had not printed was not measured",
+              file=sys.stderr)
+        sys.exit(130)
     except UserError as e:
         print(e.text(), file=sys.stderr)
         sys.exit(e.exit_code)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import json_line, parser, positive_int, run_main, seed_int, thread_count  # noqa: E402
+from _common import json_line, parser, positive_int, run_main, seed_int, thread_count, warn_threads  # noqa: E402
 
 from automl.commands import parse_set_args  # noqa: E402
 
@@ -100,14 +100,20 @@ def main(argv=None) -> int:
     p.add_argument("-n", "--num-archs", type=positive_int, default=3)
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--runs", type=positive_int, default=30, help="timed runs at batch 1 (batch 32: runs/5, at least 3)")
-    p.add_argument("--threads", type=thread_count, default=torch.get_num_threads())
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="intra-op threads of both torch and onnxruntime (default: torch's, here "
+                        f"{torch.get_num_threads()}; at most the CPUs this process can use: more only take turns "
+                        "on them, and a warning says so)")
     a = p.parse_args(argv)
     from automl.export import read_manifest
 
     for d in a.dirs:  # a wrong folder is found now, not after the others were measured
         read_manifest(d)
-    torch.set_num_threads(a.threads)
     overrides = parse_set_args(a.set)
+    given = a.threads is not None
+    a.threads = a.threads if given else torch.get_num_threads()
+    warn_threads(a.threads, given=given)
+    torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
         dirs = a.dirs or export_random(Path(tmp), a.space, a.num_archs, a.seed, overrides)
         rows = [bench_dir(Path(d), a.threads, a.runs) for d in dirs]

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import (batch_size, emit, int_at_least, parser, positive_int, run_main, seed_int,  # noqa: E402
-                     thread_count)
+                     thread_count, warn_threads)
 from automl.errors import UserError  # noqa: E402
 from automl.ranking import kendall_tau_b  # noqa: E402
 
@@ -169,7 +169,9 @@ def main() -> None:
     p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
     p.add_argument("--archs", type=int_at_least(2), default=30,
                    help="random architectures to export and time (at least 2: Kendall's tau compares pairs)")
-    p.add_argument("--threads", type=thread_count, default=1)
+    p.add_argument("--threads", type=thread_count, default=1,
+                   help="onnxruntime's intra-op threads for the table and the whole models (at most the CPUs "
+                        "this process can use: more only take turns on them, and a warning says so)")
     p.add_argument("--batch", type=batch_size, default=1)
     p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")
     p.add_argument("--measure-repeat", type=positive_int, default=30, help="timed runs per whole model and pass")
@@ -185,6 +187,7 @@ def main() -> None:
     check_profile_args("onnxruntime", args.threads, args.batch, args.repeat, args.clock)
     # read now: a wrong folder must not cost the whole measurement
     from_run = int8_from_run(args.int8_run) if args.int8_run and not args.no_int8 else []
+    warn_threads(args.threads)
     torch.set_num_threads(args.threads)
     rows = [bench_space(name, args) for name in args.spaces]
     details = {r["space"]: r.pop("_detail") for r in rows}

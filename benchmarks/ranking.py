@@ -56,7 +56,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (atomic_write_text, cached_json, check_child, emit, int_at_least, names,  # noqa: E402
-                     parser, positive_float, positive_int, run_main, seed_list, thread_count)
+                     parser, positive_float, positive_int, run_main, seed_list, thread_count, warn_threads)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
@@ -526,6 +526,8 @@ def main(argv: list[str]) -> None:
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
     _check(a)
+    if a.threads is not None:
+        warn_threads(a.threads, "the threads of each run take turns on them: the runs only take longer")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.replay or a.truth_seeds or a.one_se:
