@@ -13,7 +13,7 @@ import torch
 
 from automl.commands import parse_set_args
 from automl.dsl import ParamError, load_space
-from automl.errors import UserError
+from automl.errors import UserError, shortened
 from automl.export import choices_from_json, count_params, is_manifest, read_arch_json
 from automl.export.manifest import check_recorded, is_sizes
 
@@ -39,10 +39,10 @@ def nested_too_deeply(flag: str, path, what: str) -> UserError:
                      f"automl wrote")
 
 
-def read_arch(path: str, flag: str = "--arch", unique: bool = False):
-    """The JSON of the architecture file ``path`` given as ``flag`` (:func:`~automl.export.read_arch_json`; with
-    ``unique``, a key given twice in one object is refused); one nested too deeply for the JSON parser is a user
-    error too."""
+def read_arch(path: str, flag: str = "--arch", unique: bool = True):
+    """The JSON of the architecture file ``path`` given as ``flag`` (:func:`~automl.export.read_arch_json`: a key
+    given twice in one object is refused, as every command reads a user's file; ``unique`` is kept for the
+    callers that spell it out); one nested too deeply for the JSON parser is a user error too."""
     try:
         return read_arch_json(path, flag, unique)
     except RecursionError:
@@ -155,6 +155,23 @@ def _recorded_se(obj: dict, compiled, flag: str, path: str) -> float | None:
     return se
 
 
+def _check_recorded_numbers(obj: dict, flag: str, path: str) -> None:
+    """An architecture file's ``"params"`` (its network's weights: the cost table's total ``automl space encode``
+    writes, or a results.json entry's count) and an entry's ``"cost"`` (the table's figure its search used), where
+    recorded (not null), are numbers of at least 0; one too large for a float is one all the same."""
+    what = {"params": "the number of weights of its network (as `automl space encode` writes it), such as 4421616",
+            "cost": "the cost its search gave it (a results.json entry's), such as 4421616"}
+    for field in ("params", "cost") if "test_accuracy" in obj else ("params",):
+        value = obj.get(field)
+        if value is None:
+            continue
+        whole = isinstance(value, int) and not isinstance(value, bool)  # math.isnan would overflow on 10**400
+        number = whole or (isinstance(value, float) and not math.isnan(value))
+        if not number or value < 0:
+            raise UserError(f"{flag} {path}: \"{field}\" must be {what[field]}, a number of at least 0, got "
+                            f"{shortened(repr(value))}; fix it, or drop \"{field}\"")
+
+
 def _same(a: float | None, b: float) -> bool:
     return a is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=0.5)
 
@@ -199,9 +216,12 @@ def params_warning(obj, compiled, arch, flag: str, path: str, overrides: dict[st
     ``--se``); or, for a results.json entry, when its ``"cost"`` (the table's figure the search used) is the
     table's total of a metric (the entry's ``params`` then count what the run's retrain.se or
     retrain.space_args added). A warning, not a refusal: the choices are valid."""
-    if not isinstance(obj, dict) or is_manifest(obj) or obj.get("params") is None:
+    if not isinstance(obj, dict) or is_manifest(obj):
         return None
-    recorded = _recorded_se(obj, compiled, flag, path)
+    recorded = _recorded_se(obj, compiled, flag, path)  # a malformed "se" or "params" is refused, used or not
+    _check_recorded_numbers(obj, flag, path)
+    if obj.get("params") is None:
+        return None
     se = se if recorded is None else recorded
     want, table = _number(obj["params"]), compiled.cost_table.total(arch, "params")
     if want is None or _same(want, table):

@@ -184,7 +184,7 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
             model = timm_model(args.timm, cs)
         label, source = f"timm's {args.timm}", {"timm_model": args.timm}
     else:
-        model, label, source = arch_def_model(args.arch_def, cs), f"the arch_def of {args.arch_def}", \
+        model, label, source = arch_def_model(args.arch_def, cs, arch_json), f"the arch_def of {args.arch_def}", \
             {"arch_def_file": args.arch_def}
     note = _timm_note(args.timm)
     try:

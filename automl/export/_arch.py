@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -11,6 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
+from automl._io import MAX_TEXT_BYTES, UnreadableText, read_utf8_text
 from automl.errors import UserError, shortened
 
 __all__ = ["read_arch_file", "read_arch_json", "is_manifest", "choices_from_json", "as_arch"]
@@ -98,20 +100,16 @@ def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
             f"another space, or of this one with other --set values, does not fit")
 
 
-def read_arch_json(path: str | os.PathLike, flag: str = "--arch", unique: bool = False) -> Any:
-    """The parsed JSON of ``ARCH.json`` (or an export's ``manifest.json``); a missing, unreadable or
-    malformed file is a :class:`UserError` naming it and ``flag``, the option that gave it; so is a folder (an
-    export's or a run's), with the manifest.json in it to give instead. With ``unique`` (``automl export``), so is
-    a key given twice in one object, of which JSON would keep the last without a word."""
+def read_arch_json(path: str | os.PathLike, flag: str = "--arch", unique: bool = True) -> Any:
+    """The parsed JSON of ``ARCH.json`` (or an export's ``manifest.json``, an arch_def); a missing, unreadable
+    or malformed file is a :class:`UserError` naming it and ``flag``, the option that gave it; so is a folder (an
+    export's or a run's), with the manifest.json in it to give instead, and a key given twice in one object, of
+    which JSON would keep the last without a word (``unique``, the default: every file a user gives). A leading
+    byte order mark (a Windows editor's "UTF-8 with BOM") is skipped, as :func:`~automl._io.read_utf8_text` does
+    for recipes and space files."""
     if Path(path).is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file: {_arch_in(Path(path), flag)}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except FileNotFoundError:
-        raise UserError(f"{flag} {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"{flag} {path}: cannot read it ({e})") from None
+    text = _text(path, flag)
     try:
         return json.loads(text, object_pairs_hook=_unique_keys if unique else None)
     except json.JSONDecodeError as e:
@@ -120,6 +118,24 @@ def read_arch_json(path: str | os.PathLike, flag: str = "--arch", unique: bool =
         raise UserError(_duplicate_message(flag, path, text, e.key)) from None
     except ValueError as e:  # an integer of over 4,300 digits
         raise UserError(f"{flag} {path}: not an architecture file ({e})") from None
+
+
+def _text(path: str | os.PathLike, flag: str) -> str:
+    """The text of the file ``path`` given as ``flag`` (:func:`~automl._io.read_utf8_text`), or a
+    :class:`UserError` saying why it cannot be read."""
+    with contextlib.suppress(OSError):
+        if os.path.isfile(path) and os.path.getsize(path) > MAX_TEXT_BYTES:
+            raise UserError(f"{flag} {path}: cannot read it (it is larger than {MAX_TEXT_BYTES >> 20} MiB, which "
+                            f"no architecture file or manifest is); give the right file")
+    try:
+        return read_utf8_text(path)
+    except UnreadableText as e:
+        if e.reason == "missing":
+            raise UserError(f"{flag} {path}: no such file") from None
+        if e.reason == "encoding":
+            raise UserError(f"{flag} {path}: cannot read it: byte {e.detail} at line {e.line}, column {e.column} is "
+                            f"not UTF-8; save the file as UTF-8") from None
+        raise UserError(f"{flag} {path}: cannot read it ({e.detail or e.reason})") from None
 
 
 class _DuplicateKey(ValueError):

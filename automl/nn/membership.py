@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import itertools
-import json
 import os
 from collections import Counter
 from typing import Any
@@ -23,6 +22,7 @@ from timm.models._efficientnet_builder import decode_arch_def
 from torch import nn
 
 from automl.errors import UserError
+from automl.export import read_arch_json
 from automl.nn.parts import chain_op
 from automl.nn.standalone import build_standalone, timm_network
 
@@ -420,23 +420,20 @@ def _close_models(name: str) -> str:
     return hub + (f"; similar: {', '.join(close)}" if close else "")
 
 
-def arch_def_model(path: str | os.PathLike, cs) -> nn.Module:
+def arch_def_model(path: str | os.PathLike, cs, obj: Any = None) -> nn.Module:
     """The timm network of an arch_def file (JSON: a list of stages of block strings, or an object with
-    ``"arch_def"`` such as an export's manifest.json) with the space's stem, head and family."""
+    ``"arch_def"`` such as an export's manifest.json) with the space's stem, head and family. ``obj``: the file's
+    JSON where the caller has read it already (``automl space encode``), else it is read here as every
+    architecture file is (:func:`~automl.export.read_arch_json`)."""
     if not path:  # `automl space encode --timm ""`: an empty model name comes here as no --arch-def
         raise UserError("no network given: --timm is empty; give a timm model name (e.g. --timm "
                         "mobilenetv3_large_100) or --arch-def FILE")
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj: Any = json.loads(f.read())
-    except FileNotFoundError:
-        raise UserError(f"--arch-def {path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"--arch-def {path}: cannot read it ({e})") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
-    except ValueError as e:  # an integer of over 4,300 digits
-        raise UserError(f"--arch-def {path}: not an arch_def file ({e})") from None
+    if obj is None:
+        try:
+            obj = read_arch_json(path, "--arch-def")
+        except RecursionError:
+            raise UserError(f"--arch-def {path}: its JSON nests too deeply (thousands of levels) to be an "
+                            f"arch_def; give the file automl wrote") from None
     if isinstance(obj, dict):
         if "arch_def" in obj and obj["arch_def"] is None and "choices" in obj:
             raise UserError(f"--arch-def {path}: this export's network has no timm arch_def (a block timm cannot "
