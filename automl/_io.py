@@ -25,14 +25,14 @@ import stat
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from automl.errors import UserError
 
 __all__ = ["TEMPORARY", "atomic_path", "guard_run_folder", "unguard_run_folder", "check_run_folder", "make_folder",
            "write_fix", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
            "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file",
-           "reader_gone"]
+           "reader_gone", "DuplicateKey", "unique_keys", "duplicate_key_line"]
 
 
 # the name of a temporary _create_temporary makes: ".NAME.RANDOM{suffix}.tmp", RANDOM 8 hex digits (8 of
@@ -282,9 +282,10 @@ def _one_newline(data: bytes) -> bytes:
 MAX_TEXT_BYTES = 16 << 20  # a user's text file (a recipe, a .space file): far above any real one
 
 
-def read_utf8_text(path: str | os.PathLike) -> str:
+def read_utf8_text(path: str | os.PathLike, what: str = "recipe or space file") -> str:
     """The text of a user's UTF-8 file (a leading byte order mark removed), or :class:`UnreadableText`; an empty
-    name is ``"missing"`` (pathlib would read it as the current folder)."""
+    name is ``"missing"`` (pathlib would read it as the current folder). ``what``: the kind of file, for a file
+    larger than :data:`MAX_TEXT_BYTES` ("which no recipe or space file is")."""
     p = Path(path)
     if not str(path) or not p.exists():
         raise UnreadableText("missing")
@@ -296,8 +297,8 @@ def read_utf8_text(path: str | os.PathLike) -> str:
     except OSError as e:
         raise UnreadableText("unreadable", str(e.strerror or e)) from None
     if len(data) > MAX_TEXT_BYTES:
-        raise UnreadableText("unreadable", f"it is larger than {MAX_TEXT_BYTES >> 20} MiB, which no recipe or "
-                                           f"space file is; give the right file")
+        raise UnreadableText("unreadable", f"it is larger than {MAX_TEXT_BYTES >> 20} MiB, which no {what} is; "
+                                           f"give the right file")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -322,3 +323,29 @@ def reader_gone(stream) -> bool:
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
     return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+class DuplicateKey(ValueError):
+    """A key given twice in one JSON object of a user's file (:func:`unique_keys`)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' ``object_pairs_hook`` for a user's file: the object, or :class:`DuplicateKey` for a key given
+    twice, of which JSON would keep the last without a word."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def duplicate_key_line(text: str, key: str) -> int | None:
+    """The line of the second ``key`` of the JSON ``text`` where the key is written just twice in it (else which of
+    its objects holds the two is not told by the text alone): None."""
+    found = list(re.finditer(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text))
+    return text.count("\n", 0, found[1].start()) + 1 if len(found) == 2 else None

@@ -51,7 +51,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from automl._io import atomic_write_json
+from automl._io import (DuplicateKey, UnreadableText, atomic_write_json, duplicate_key_line, read_utf8_text,
+                        unique_keys)
 from automl.compile.costs import BUILTIN_METRICS
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
@@ -62,7 +63,7 @@ from automl.train.threads import MAX_THREADS, cpu_quota, usable_cores
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
            "table_protocol", "table_clock", "partial_path", "partial_summary", "remove_partial", "clock_step",
-           "check_clock", "usable_cores"]
+           "check_clock", "usable_cores", "threads_warning"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
@@ -100,6 +101,18 @@ def machine_info(threads: int) -> dict:
     return {"cpu": _cpu_model(), "cores": usable_cores(quota), "machine_cores": os.cpu_count(),
             "cpu_quota": None if quota is None else round(quota, 3), "threads": int(threads),
             "system": platform.system()}
+
+
+def threads_warning(threads: int, cores: int, effect: str, what: str | None = None) -> str | None:
+    """The warning for ``threads`` above ``cores``, the CPUs this process can keep busy (:func:`usable_cores`: its
+    CPU affinity, a cgroup CPU quota), or None within them; ``effect``: what threads taking turns on them do to the
+    figures, ``what``: the count's name (``--threads N``). ``automl space profile`` and the benchmarks still run:
+    the count is the user's to choose."""
+    if threads <= cores:
+        return None
+    return (f"warning: {what or f'--threads {threads}'} is more than the {cores} CPU{'s' if cores != 1 else ''} "
+            f"this process can use (its CPU affinity and any cgroup CPU quota): the threads take turns on them, "
+            f"{effect}; use --threads {cores} or fewer here")
 
 
 def ort_session(model, threads: int = 1):
@@ -838,10 +851,20 @@ def _warn_other_machine(table: dict, path: Path, where: str) -> None:
 def _load_table(path: Path, where: str, space_file: str) -> dict:
     """The JSON object of a cost table file, in the table format (any other file is a :class:`UserError`)."""
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{where}cost table {path}: no such file; make one with "
-                        f"`automl space profile {space_file} --out {path}`") from None
+        text = read_utf8_text(path, "cost table")
+        table = json.loads(text, object_pairs_hook=unique_keys)
+    except UnreadableText as e:
+        if e.reason == "missing":
+            raise UserError(f"{where}cost table {path}: no such file; make one with "
+                            f"`automl space profile {space_file} --out {path}`") from None
+        why = (f"byte {e.detail} at line {e.line}, column {e.column} is not UTF-8" if e.reason == "encoding" else
+               e.detail or "it is a folder")
+        raise UserError(f"{where}cost table {path}: not a readable JSON cost table ({why})") from None
+    except DuplicateKey as e:  # JSON would keep the last without a word
+        number = duplicate_key_line(text, e.key)
+        raise UserError(f"{where}{path}{'' if number is None else f':{number}'}: key {json.dumps(e.key)[:80]} is "
+                        f"given twice in one JSON object (a JSON reader keeps the last); a cost table is the JSON "
+                        f"file `automl space profile` writes: remove the other, or profile again") from None
     except json.JSONDecodeError as e:  # where, as an editor jumps to it
         raise UserError(f"{where}{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}; a cost table is the JSON "
                         f"file `automl space profile` writes") from None

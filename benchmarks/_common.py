@@ -25,6 +25,7 @@ import torch
 from automl.cli import whole_number
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
+from automl.profile import threads_warning as profile_threads_warning
 from automl.recipe import SEED_LIMIT  # a recipe's seed: from -10^15 to 10^15
 from automl.train.threads import MAX_THREADS, usable_cores
 
@@ -169,20 +170,15 @@ thread_count = int_at_least(1, MAX_THREADS)  # a flag that sets torch's (or Open
 batch_size = int_at_least(1, MAX_BATCH)  # a batch flag: automl's bound (a typo's extra digits would allocate)
 
 
-TIMINGS_MEANINGLESS = "the threads take turns on them, so the timings will not reflect the machine"
+TIMINGS_MEANINGLESS = "so the timings will not reflect the machine"
 
 
 def threads_warning(threads: int, effect: str = TIMINGS_MEANINGLESS, given: bool = True) -> str | None:
-    """The warning for ``threads`` above the CPUs this process can keep busy (:func:`usable_cores`: its CPU
-    affinity, a cgroup CPU quota), worded as ``automl space profile --threads``'s; None within them. ``effect``:
-    what the oversubscription does to the script's figures; ``given`` False: the count is torch's default, not a
-    ``--threads`` the user gave. The scripts still run: the count is the user's to choose."""
-    cores = usable_cores()
-    if threads <= cores:
-        return None
-    what = f"--threads {threads}" if given else f"torch's default of {threads} threads (--threads not given)"
-    return (f"warning: {what} is more than the {cores} CPU{'s' if cores != 1 else ''} this process can use (its "
-            f"CPU affinity and any cgroup CPU quota): {effect}; use --threads {cores} or fewer here")
+    """:func:`automl.profile.threads_warning` for ``threads`` (``automl space profile --threads``'s words) on the
+    CPUs this process can keep busy, or None within them. ``effect``: what the oversubscription does to the
+    script's figures; ``given`` False: the count is torch's default, not a ``--threads`` the user gave."""
+    what = None if given else f"torch's default of {threads} threads (--threads not given)"
+    return profile_threads_warning(threads, usable_cores(), effect, what)
 
 
 def warn_threads(threads: int, effect: str = TIMINGS_MEANINGLESS, given: bool = True) -> None:

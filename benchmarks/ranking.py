@@ -527,7 +527,7 @@ def main(argv: list[str]) -> None:
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
     _check(a)
     if a.threads is not None:
-        warn_threads(a.threads, "the threads of each run take turns on them: the runs only take longer")
+        warn_threads(a.threads, "so the runs only take longer")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.replay or a.truth_seeds or a.one_se:

@@ -1,5 +1,6 @@
 """Review by the lead (session 38): the exact knapsack's inputs, the budgets' per-tell cost of the mode, and the
 warm-up rate's product with the weight decay."""
+import json
 import math
 from pathlib import Path
 
@@ -64,3 +65,65 @@ def test_a_warmup_rate_times_weight_decay_of_1_is_refused_naming_warmup_lr():
         in str(info.value), str(info.value)
     # without warm-up epochs the warm-up rate is not used: lr's product decides
     assert load_recipe(quick, ["optim.warmup_lr=50", "optim.weight_decay=0.5"]).optim.weight_decay == 0.5
+
+
+# ------------------------------------------------------------------------------ cost tables read as user files
+
+@pytest.fixture
+def digits_table(tmp_path, monkeypatch):
+    """A real (fake-clocked) table of the digits space, its text, and the compiled space."""
+    from test_review_ez import DIGITS, SMALL, fake_clock  # noqa: F401 - its fixture
+
+    import automl.profile as profile
+    from automl.cli import main
+    from automl.compile import load_compiled
+    from test_edge_fixes import _fake_time
+    monkeypatch.setattr(profile, "time_module", _fake_time)
+    out = tmp_path / "t.json"
+    assert main(["space", "profile", DIGITS, *SMALL, "--threads", "1", "--out", str(out)]) == 0
+    return out, out.read_text(encoding="utf-8"), load_compiled(DIGITS)
+
+
+def test_a_cost_table_with_a_byte_order_mark_is_read(digits_table):
+    from automl.profile import read_cost_table
+    out, text, cs = digits_table
+    out.write_text("\ufeff" + text, encoding="utf-8")  # a Windows editor's "UTF-8 with BOM"
+    assert read_cost_table(out, cs)["decisions"] == json.loads(text)["decisions"]
+
+
+def test_a_key_given_twice_in_a_cost_table_is_refused_at_its_line(digits_table):
+    from automl.errors import UserError
+    from automl.profile import read_cost_table
+    out, text, cs = digits_table
+    out.write_text(text.replace('"metric": "latency",', '"metric": "latency",\n  "metric": "latency",', 1))
+    assert text.count('"metric"') == 1
+    with pytest.raises(UserError) as info:
+        read_cost_table(out, cs)
+    line = [i for i, text in enumerate(out.read_text().splitlines(), 1) if '"metric"' in text][1]  # the second
+    assert f"{out}:{line}: key \"metric\" is given twice in one JSON object" in str(info.value), str(info.value)
+
+
+def test_a_cost_table_past_the_size_of_any_is_refused_unread(tmp_path):
+    """/dev/zero (or a wrong file of gigabytes) was read whole: a MemoryError traceback."""
+    from automl._io import MAX_TEXT_BYTES
+    from automl.compile import load_compiled
+    from automl.errors import UserError
+    from automl.profile import read_cost_table
+    from test_review_ez import DIGITS
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(MAX_TEXT_BYTES + 10)  # sparse: no disk
+    with pytest.raises(UserError) as info:
+        read_cost_table(big, load_compiled(DIGITS))
+    assert "larger than 16 MiB, which no cost table is" in str(info.value), str(info.value)
+
+
+def test_threads_warning_is_said_alike_by_profile_and_the_benchmarks():
+    from automl.profile import threads_warning
+    assert threads_warning(2, 2, "so x") is None
+    w = threads_warning(3, 2, "so the timings will not reflect the machine")
+    assert w == ("warning: --threads 3 is more than the 2 CPUs this process can use (its CPU affinity and any cgroup "
+                 "CPU quota): the threads take turns on them, so the timings will not reflect the machine; use "
+                 "--threads 2 or fewer here")
+    assert threads_warning(2, 1, "so x", "torch's default of 2 threads").startswith(
+        "warning: torch's default of 2 threads is more than the 1 CPU this")

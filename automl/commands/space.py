@@ -26,7 +26,8 @@ from automl.errors import Stopped, UserError
 from automl.export import is_manifest
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import (TABLE_FORMAT, apply_cost_table, check_profile_args, partial_path, partial_summary,
-                            profile_space, read_cost_table, remove_partial, usable_cores, write_cost_table)
+                            profile_space, read_cost_table, remove_partial, threads_warning, usable_cores,
+                            write_cost_table)
 
 __all__ = ["main", "space_summary", "format_cost"]
 
@@ -276,9 +277,10 @@ def _profile(args, cs) -> int:
     # before the measuring, which takes minutes on a large space
     _out_file(args.out, "latency.json", {"the space file": args.file})
     _only_a_table_replaced(args.out)
-    warning = _threads_warning(args.threads)  # after the checks: a refused command prints its error alone
+    # after the checks: a refused command prints its error alone
+    warning = threads_warning(args.threads, usable_cores(), "so the table's latencies will not reflect the device")
     if warning:
-        print(warning, file=sys.stderr)
+        print(f"{warning}, or profile on the device itself", file=sys.stderr)
     partial = partial_path(args.out)  # what it measured, should it be stopped: the same command resumes from it
     try:
         with _signals_stop():
@@ -324,19 +326,6 @@ def _only_a_table_replaced(path: str) -> None:
     raise UserError(f"--out {path} is a file that holds no cost table (no \"format\": \"{TABLE_FORMAT}\"), which "
                     f"writing the table would replace; give another file name, e.g. --out {example}, or delete "
                     f"{path} first")
-
-
-def _threads_warning(threads: int) -> str | None:
-    """The warning for ``--threads`` above the CPUs this process can keep busy (:func:`~automl.profile.usable_cores`:
-    its CPU affinity, a cgroup CPU quota), which ``space profile`` still accepts (the table records them); None
-    within them."""
-    cores = usable_cores()
-    if threads <= cores:
-        return None
-    return (f"warning: --threads {threads} is more than the {cores} CPU{'s' if cores != 1 else ''} this process can "
-            f"use (its CPU affinity and any cgroup CPU quota): the threads take turns on them, so the table's "
-            f"latencies will not reflect the device; use --threads {cores} or fewer here, or profile on the "
-            f"device itself")
 
 
 def _calibration_line(table: dict, calibrate: int) -> str:

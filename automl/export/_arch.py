@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from automl._io import MAX_TEXT_BYTES, UnreadableText, read_utf8_text
+from automl._io import DuplicateKey, UnreadableText, duplicate_key_line, read_utf8_text, unique_keys
 from automl.errors import UserError, shortened
 
 __all__ = ["read_arch_file", "read_arch_json", "is_manifest", "choices_from_json", "as_arch"]
@@ -111,10 +109,10 @@ def read_arch_json(path: str | os.PathLike, flag: str = "--arch", unique: bool =
         raise UserError(f"{flag} {path} is a folder; give a file: {_arch_in(Path(path), flag)}")
     text = _text(path, flag)
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys if unique else None)
+        return json.loads(text, object_pairs_hook=unique_keys if unique else None)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
-    except _DuplicateKey as e:
+    except DuplicateKey as e:
         raise UserError(_duplicate_message(flag, path, text, e.key)) from None
     except ValueError as e:  # an integer of over 4,300 digits
         raise UserError(f"{flag} {path}: not an architecture file ({e})") from None
@@ -123,12 +121,8 @@ def read_arch_json(path: str | os.PathLike, flag: str = "--arch", unique: bool =
 def _text(path: str | os.PathLike, flag: str) -> str:
     """The text of the file ``path`` given as ``flag`` (:func:`~automl._io.read_utf8_text`), or a
     :class:`UserError` saying why it cannot be read."""
-    with contextlib.suppress(OSError):
-        if os.path.isfile(path) and os.path.getsize(path) > MAX_TEXT_BYTES:
-            raise UserError(f"{flag} {path}: cannot read it (it is larger than {MAX_TEXT_BYTES >> 20} MiB, which "
-                            f"no architecture file or manifest is); give the right file")
     try:
-        return read_utf8_text(path)
+        return read_utf8_text(path, "architecture file or manifest")
     except UnreadableText as e:
         if e.reason == "missing":
             raise UserError(f"{flag} {path}: no such file") from None
@@ -138,29 +132,11 @@ def _text(path: str | os.PathLike, flag: str) -> str:
         raise UserError(f"{flag} {path}: cannot read it ({e.detail or e.reason})") from None
 
 
-class _DuplicateKey(ValueError):
-    """A key given twice in one JSON object, which :func:`json.loads` would let the last one win silently."""
-
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """``json.loads``' ``object_pairs_hook``: the object, or :class:`_DuplicateKey` for a key given twice."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _DuplicateKey(key)
-        out[key] = value
-    return out
-
-
 def _duplicate_message(flag: str, path, text: str, key: str) -> str:
     """The message for ``key`` given twice in one object of the file ``path``: its line when the key is written
     just twice in the file (else which of its objects it is in is not told by the text alone)."""
-    found = list(re.finditer(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text))
-    line = f":{text.count(chr(10), 0, found[1].start()) + 1}" if len(found) == 2 else ""
+    number = duplicate_key_line(text, key)
+    line = "" if number is None else f":{number}"
     return (f"{flag} {path}{line}: key {shortened(key, json.dumps)} is given twice in one JSON object, and only "
             f"one of them can be meant (a JSON reader keeps the last); remove the other")
 
