@@ -71,7 +71,7 @@ def main(args) -> int:
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
         dataset = dataset or (trained_on if note is None else None)
-    fresh = not os.path.lexists(args.out)
+    created = _missing_folders(args.out)  # --out and the folders above it that writable_dir creates
     writable_dir(args.out, "--out")
     size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
     calibration = None
@@ -85,8 +85,7 @@ def main(args) -> int:
                             run=owner, weights_source=args.weights and f"--weights {args.weights}",
                             **_kept(args, recorded, compiled, weights is not None))
     except UserError:  # weights that do not fit, or diverged: a refused export leaves no empty folder behind
-        if fresh:
-            _remove_if_empty(args.out)
+        _remove_if_empty(created)
         raise
     if _onnx_failed(args):
         return 1
@@ -104,12 +103,24 @@ def main(args) -> int:
 _UNTRAINED = ("fresh", "untrained")
 
 
-def _remove_if_empty(folder) -> None:
-    """Remove ``folder`` when it is empty (this export created it, and wrote nothing in it)."""
-    try:
-        os.rmdir(folder)
-    except OSError:  # not empty, or gone
-        pass
+def _missing_folders(folder) -> list[Path]:
+    """``folder`` and the folders above it that do not exist (yet), deepest first: those the export creates."""
+    missing = []
+    for path in (Path(folder), *Path(folder).parents):
+        if os.path.lexists(path):
+            break
+        if path.name != "..":  # "a/.." is a folder that exists once "a" does: never one the export creates
+            missing.append(path)
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first), each when it is empty (this export created it, and wrote nothing in it)."""
+    for folder in folders:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty, or gone
+            pass
 
 
 def _check_out(args) -> str | None:

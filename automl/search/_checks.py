@@ -5,15 +5,18 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+import sys
 from collections.abc import Mapping
 
 import torch
+
+from automl.errors import shortened
 
 __all__ = ["check_num_choices", "check_epsilons", "check_budgets", "check_costs", "check_lam",
            "check_positive", "start_theta", "check_state", "theta_min_table", "cheapest_cost",
            "dearest_cost", "check_seed", "check_count", "check_device", "is_complex", "real_table",
            "checked_generator", "check_mask", "check_number", "check_fits", "MOST_NUMBERS", "cost_table",
-           "is_bool_table"]
+           "is_bool_table", "shown"]
 
 #: The seeds ``torch.Generator.manual_seed`` takes.
 _SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)
@@ -29,16 +32,29 @@ def check_seed(seed) -> int:
             raise TypeError
         seed = operator.index(seed)
     except TypeError:
-        raise ValueError(f"seed must be an integer, got {seed!r}") from None
+        raise ValueError(f"seed must be an integer, got {shown(seed)}") from None
     if not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
-        raise ValueError(f"seed must be an integer in [-2**63, 2**64 - 1] (torch.Generator's range), got {seed}")
+        raise ValueError(f"seed must be an integer in [-2**63, 2**64 - 1] (torch.Generator's range), got {shown(seed)}")
     return seed
+
+
+def shown(value, show=repr) -> str:
+    """``value`` as a message echoes it: ``show(value)``, shortened when long (:func:`automl.errors.shortened`: a
+    number of 400 digits is no value the reader can check); an integer too long for ``str()`` (Python refuses more
+    than ``sys.get_int_max_str_digits()`` digits) by its number of digits."""
+    try:
+        return shortened(show(value))
+    except ValueError:  # an integer, or a list holding one, beyond the digits str() converts
+        if isinstance(value, numbers.Integral):
+            digits = int(abs(int(value)).bit_length() * math.log10(2)) + 1
+            return f"{'a negative' if value < 0 else 'an'} integer of about {digits:,} digits"
+        return f"a {type(value).__name__} holding an integer of more than {sys.get_int_max_str_digits():,} digits"
 
 
 def check_count(name: str, n) -> int:
     """``n`` as an int >= 0 (NumPy's integers too; bools refused)."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {n!r}")
+        raise ValueError(f"{name} must be an integer >= 0, got {shown(n)}")
     return int(n)
 
 
@@ -103,11 +119,11 @@ def check_num_choices(num_choices) -> list[int]:
             raise TypeError  # int(True) is 1: a flag is no count of choices
         out = [int(k) for k in num_choices]
     except (TypeError, ValueError):
-        raise ValueError(f"num_choices must be a list of positive integers, got {num_choices!r}") from None
+        raise ValueError(f"num_choices must be a list of positive integers, got {shown(num_choices)}") from None
     if not out:
         raise ValueError("num_choices is empty: the space needs at least one decision")
     if any(k < 1 or k != kk for k, kk in zip(out, num_choices)):
-        raise ValueError(f"every K_d in num_choices must be an integer >= 1, got {list(num_choices)!r}")
+        raise ValueError(f"every K_d in num_choices must be an integer >= 1, got {shown(list(num_choices))}")
     # theta and the cost table are (D, Kmax): one beyond MOST_NUMBERS entries could not be held (and a K_d beyond
     # int64 was torch's 'Overflow when unpacking long long')
     check_fits("num_choices", max(out), len(out) * max(out), "the (D, Kmax) tables of theta and the costs",
@@ -133,7 +149,7 @@ def _listed(name: str, values, what: str) -> list:
     number alone are a ``ValueError`` naming ``name``."""
     if isinstance(values, (str, bytes, Mapping)) or not hasattr(values, "__iter__") \
             or getattr(values, "ndim", 1) == 0:
-        raise ValueError(f"{name} must be a list of {what}, got {values!r}")
+        raise ValueError(f"{name} must be a list of {what}, got {shown(values)}")
     return list(values)
 
 
@@ -142,7 +158,7 @@ def check_number(name: str, value, hint: str = "") -> float:
     bools, strings and complex numbers are a ``ValueError`` naming ``name``."""
     number = real_number(value)
     if number is None or math.isnan(number):
-        raise ValueError(f"{name} must be a number{hint}, got {value!r}")
+        raise ValueError(f"{name} must be a number{hint}, got {shown(value)}")
     return number
 
 
@@ -180,9 +196,11 @@ def check_fits(name: str, value: int, numbers: int, what: str, most: int) -> Non
     than :data:`MOST_NUMBERS` (``most``: the largest ``value`` that fits): one clear message instead of an allocation
     failure inside torch."""
     if numbers > MOST_NUMBERS:
-        gib = f"{numbers * 8 / 2 ** 30:,.3g}" if numbers < 2 ** 1000 else "far more than any memory's"
-        raise ValueError(f"{name}={value:,} is too large: {what} would hold {numbers:,} numbers "
-                         f"({gib} GiB in float64), more than {MOST_NUMBERS:,}; use {name} <= {most:,}")
+        # a count of up to 73 digits as it is; a longer one (value = 10**400) is no number the reader can check
+        held = (f"{numbers:,} numbers ({numbers * 8 / 2 ** 30:,.3g} GiB in float64)" if numbers < 2 ** 240
+                else "far more numbers than any memory holds")
+        raise ValueError(f"{name}={shown(value, '{:,}'.format)} is too large: {what} would hold {held}, more than "
+                         f"{MOST_NUMBERS:,}; use {name} <= {most:,}")
 
 
 def check_epsilons(epsilons) -> list[float]:
@@ -193,10 +211,11 @@ def check_epsilons(epsilons) -> list[float]:
     if not out:
         raise ValueError("epsilons is empty: give at least one regularisation coefficient")
     if any(e is None for e in out):
-        raise ValueError(f"epsilons must be real numbers, got {[e for e, v in zip(given, out) if v is None]!r}")
-    bad = [e for e in out if not math.isfinite(e) or e < 0]
+        raise ValueError(f"epsilons must be real numbers, got {shown([e for e, v in zip(given, out) if v is None])}")
+    # as given: an integer as it is (10**400 is no inf), other numbers as floats (-1.0, not np.float64(-1.0))
+    bad = [g if isinstance(g, numbers.Integral) else e for g, e in zip(given, out) if not math.isfinite(e) or e < 0]
     if bad:
-        raise ValueError(f"epsilons must be finite and >= 0, got {bad}")
+        raise ValueError(f"epsilons must be finite and >= 0, got {shown(bad)}")
     return out
 
 
@@ -209,7 +228,7 @@ def check_budgets(budgets) -> list[float | None]:
             out.append(None)
             continue
         if number is None or not math.isfinite(number) or number < 0:
-            raise ValueError(f"every budget must be None (unconstrained) or a finite number >= 0, got {b!r}")
+            raise ValueError(f"every budget must be None (unconstrained) or a finite number >= 0, got {shown(b)}")
         out.append(number)
     if not out:
         raise ValueError("budgets is empty: give at least one budget (None for unconstrained)")
@@ -219,7 +238,7 @@ def check_budgets(budgets) -> list[float | None]:
 def check_lam(lam, least: int, hint: str = "") -> int:
     """``lam`` as an int >= ``least`` (NumPy's integers too; bools refused); ``hint`` is added to the message."""
     if isinstance(lam, bool) or not isinstance(lam, numbers.Integral) or lam < least:
-        raise ValueError(f"lam must be an integer >= {least}{hint}, got {lam!r}")
+        raise ValueError(f"lam must be an integer >= {least}{hint}, got {shown(lam)}")
     return int(lam)
 
 
@@ -227,7 +246,7 @@ def check_positive(name: str, value, hint: str = "") -> float:
     """A positive finite number (NumPy's too; bools refused); ``hint`` is added to the message."""
     number = real_number(value) if isinstance(value, numbers.Real) else None  # inf for an int beyond float64
     if number is None or not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a positive finite number{hint}, got {value!r}")
+        raise ValueError(f"{name} must be a positive finite number{hint}, got {shown(value)}")
     return number
 
 
@@ -266,7 +285,7 @@ def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
         kmax = max(num_choices)
         if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
             raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "
-                             f"got {theta_min!r}")
+                             f"got {shown(theta_min)}")
     valid_d = sum(k > 1 for k in num_choices)
     out = []
     for k in num_choices:
@@ -317,7 +336,7 @@ def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict,
         raise ValueError(f"the {kind} state lacks {', '.join(missing)}: it is not a whole state_dict()")
     for key, mine in config.items():
         if mine != state[key]:
-            raise ValueError(f"state was saved with {key}={state[key]!r} but this {who} has {key}={mine!r}; "
+            raise ValueError(f"state was saved with {key}={shown(state[key])} but this {who} has {key}={shown(mine)}; "
                              f"build the {who} with the same settings")
     saved = state["costs"]
     if not isinstance(costs, torch.Tensor):  # a ContextCosts compares its own saved state

@@ -160,6 +160,14 @@ def _state_values(state: dict, mask: torch.Tensor, epsilons: list[float], budget
             _int_entry(state, "nonfinite", 0))
 
 
+def _uniform_shape(n, D: int) -> tuple[int, int]:
+    """``(n, D)``, the shape of :meth:`MultiEpsilonSearch.sample_uniform`'s draw: ``n`` an integer >= 0 whose draw
+    fits (one beyond int64 was torch's 'Overflow when unpacking long long', naming no argument)."""
+    n = check_count("n", n)
+    check_fits("n", n, n * D, f"sample_uniform's (n, D) draw (D = {D} decisions)", MOST_NUMBERS // D)
+    return n, D
+
+
 class MultiEpsilonSearch(Searcher):
     """Importance-sampled multi-epsilon ASNG: N architectures of different complexity from one search.
 
@@ -361,7 +369,7 @@ class MultiEpsilonSearch(Searcher):
     # ---------------------------------------------------------------- ask / tell
     def sample_uniform(self, n: int) -> torch.Tensor:
         """``(n, D)`` architectures drawn uniformly (the weight-training phase), from the engine's RNG."""
-        u = torch.rand(check_count("n", n), len(self.num_choices), generator=self._generator, dtype=torch.float64)
+        u = torch.rand(_uniform_shape(n, len(self.num_choices)), generator=self._generator, dtype=torch.float64)
         k = torch.tensor(self.num_choices, dtype=torch.float64)
         return (u * k).long().minimum(torch.tensor(self.num_choices) - 1).to(self.device)
 
