@@ -30,7 +30,7 @@ from automl.pipeline.results import (COMPUTED_ON, PARTIAL, ReportStage, build_re
 from automl.pipeline.setup import recipe_costs
 from automl.pipeline.state import RunState
 from automl.report import results_problem, write_report
-from automl.search import get_searcher, searcher_names
+from automl.search import supernet_methods
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
@@ -92,17 +92,11 @@ def _checked_checkpoint(run: Run) -> dict:
     if ckpt.get("supernet") is None:
         if not method.needs_supernet:
             raise UserError(f"{out}: search.method {method.name} trains no shared supernet to rank "
-                            f"with; automl rank needs a run of search.method {_supernet_methods()}")
+                            f"with; automl rank needs a run of search.method {supernet_methods()}")
         raise UserError(f"{out}: the run has no trained supernet yet: its weight phase has not finished; "
                         f"finish it first (automl run RECIPE --out {shell_path(out)} --resume, with its recipe and "
                         f"overrides)")
     return ckpt
-
-
-def _supernet_methods() -> str:
-    """The registered search methods that train a shared supernet (a plugin's too), as ``a, b or c``."""
-    names = [name for name in searcher_names() if get_searcher(name).needs_supernet]
-    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 def _check_finished(run: Run, state: RunState, plan) -> None:

@@ -24,6 +24,7 @@ from automl.nn.ensemble import SupernetEnsemble, ensemble_size
 from automl.pipeline.context import RunContext
 from automl.pipeline.state import CKPT_FORMAT, RunState
 from automl.recipe import ADDED_KEYS, DATASETS_READING
+from automl.search import supernet_methods
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import NATIVE_SIZE, split_seed
 
@@ -230,7 +231,7 @@ def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path) -> None:
     search.method trains none, its weight phase is still running there, or it was stopped before its end."""
     if ckpt.get("supernet_origin") is None:  # recorded by every run whose search.method trains a supernet
         raise UserError(f"--supernet {run_dir}: that run has no trained supernet: its search.method trains "
-                        f"none; give the folder of a run of search.method importance_sampling or separate")
+                        f"none; give the folder of a run of search.method {supernet_methods()}")
     running = held_by(run_dir)
     if running:  # --resume would be refused: the run is writing there now
         raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: it is still in its weight "

@@ -28,7 +28,7 @@ from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_an
                                    load_spaces, recipe_costs, resolve_device, resolved)
 from automl.pipeline.state import RunState, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
-from automl.search import get_searcher
+from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
 from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_object, local_world_size,
@@ -672,7 +672,7 @@ class Run:
             return
         if not self.method.needs_supernet:
             raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
-                            f"shared supernet to reuse; use importance_sampling or separate, or remove supernet")
+                            f"shared supernet to reuse; use {supernet_methods()}, or remove supernet")
         _check_supernet_folder(Path(r.supernet), self.out)
         args = {k: str(v) for k, v in r.space_args.items()}
         self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force,

@@ -23,7 +23,7 @@ from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read
 from automl.ranking import exact_costs, space_size
 from automl.recipe import RUN_FILES, file_line
 from automl.report import round_sig, short_number
-from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs
+from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs, supernet_methods
 from automl.train.distributed import DistInfo
 
 __all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_retrain_se",
@@ -341,7 +341,7 @@ def check_ranking(recipe, space, has_supernet: bool) -> None:
         return
     if not has_supernet:
         raise UserError(f"{src}: ranking: needs the supernet of the weight phase, which search.method "
-                        f"{recipe.search.method} does not train; use importance_sampling or separate, or "
+                        f"{recipe.search.method} does not train; use {supernet_methods()}, or "
                         f"remove ranking")
     n, networks = ranked_pool(space)
     if rk.archs > n:

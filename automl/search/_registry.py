@@ -42,7 +42,7 @@ from ._context import ContextCosts
 from ._multi_epsilon import MultiEpsilonSearch
 from ._random import RandomSearch
 
-__all__ = ["SearchProblem", "SearchMethod", "register_searcher", "get_searcher", "searcher_names"]
+__all__ = ["SearchProblem", "SearchMethod", "register_searcher", "get_searcher", "searcher_names", "supernet_methods"]
 
 Mode = Literal["joint", "per_member", "interleaved", "sample"]
 MODES = ("joint", "per_member", "interleaved", "sample")
@@ -190,6 +190,13 @@ def get_searcher(name: str) -> SearchMethod:
 
 def searcher_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def supernet_methods() -> str:
+    """The registered search methods that train a shared supernet (a plugin's too), as ``a, b or c``: what a
+    message advises where a supernet is needed (a ranking, a reused supernet)."""
+    names = [name for name in searcher_names() if get_searcher(name).needs_supernet]
+    return " or ".join([", ".join(names[:-1]), names[-1]]) if len(names) > 1 else "".join(names)
 
 
 # ---------------------------------------------------------------------------------------------- built-ins
