@@ -163,22 +163,30 @@ WORKER = textwrap.dedent("""
 """)
 
 
+def torchrun_quickstart(script: Path, out: Path, env: dict, port: int, timeout: float,
+                        *launcher: str) -> tuple[int, str]:
+    """The FAST quickstart under torchrun, 2 processes of ``script`` (a worker that runs automl's CLI) with the
+    ``launcher`` options: torchrun's exit code and output (a run that does not end fails the test)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d", *launcher,
+           f"--rdzv-endpoint=127.0.0.1:{port}", str(script), "run", QUICK, *FAST, "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        text, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        text, _ = proc.communicate(timeout=60)
+        pytest.fail("the run did not end:\n" + text[-3000:])
+    return proc.returncode, text
+
+
 @pytest.mark.heavy
 def test_torchrun_kill_9_of_rank_1_as_rank_0_writes_the_report(tmp_path, free_port):
     script, out = tmp_path / "worker.py", tmp_path / "run"
     script.write_text(WORKER)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT),
                EW_DEAD=str(tmp_path / "dead"))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d",
-           f"--rdzv-endpoint=127.0.0.1:{free_port()}", str(script), "run", QUICK, *FAST, "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        text, _ = proc.communicate(timeout=120)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        text, _ = proc.communicate(timeout=60)
-        pytest.fail("the run did not end:\n" + text[-3000:])
-    assert proc.returncode == 1, text[-3000:]  # torchrun: one of its workers failed
+    code, text = torchrun_quickstart(script, out, env, free_port(), 120)
+    assert code == 1, text[-3000:]  # torchrun: one of its workers failed
     assert "rank 1, the run's other process, ended or stopped answering as rank 0 finished the report" in text, \
         text[-3000:]
     assert "continue the run with --resume" not in text, text[-3000:]

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +22,7 @@ from automl.pipeline import run as run_module
 from automl.train import distributed
 from automl.train.distributed import DistInfo, RanksLost, losses_unsaid
 from automl.train.preempt import Preemption
+from test_review_ew import torchrun_quickstart
 
 ROOT = Path(__file__).resolve().parents[1]
 GONE = "[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:29500"
@@ -142,11 +140,6 @@ def test_a_lost_rank_inside_losses_unsaid_is_not_printed(monkeypatch, capsys):
 
 # ------------------------------------------------------------------ under torchrun
 
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-FAST = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0",
-        "search.supernets=1", "data.limit_train=64", "data.batch_size=32", "data.theta_batch_size=32",
-        "search.lam=2", "search.budgets=null", "search.epsilons=[0]", "export.onnx=false"]
-
 WORKER = textwrap.dedent("""
     import os, signal, sys
     from automl.pipeline import run
@@ -167,17 +160,8 @@ def test_torchrun_kill_9_of_rank_0_after_it_wrote_the_report(tmp_path, free_port
     script.write_text(WORKER)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     # torchrun looks at its workers every 10 s (not 0.1): rank 1 exits on its own, not stopped by torchrun
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--rdzv-backend=c10d",
-           "--monitor-interval=10", f"--rdzv-endpoint=127.0.0.1:{free_port()}", str(script), "run", QUICK, *FAST,
-           "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        text, _ = proc.communicate(timeout=180)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGTERM)
-        text, _ = proc.communicate(timeout=60)
-        pytest.fail("the run did not end:\n" + text[-3000:])
-    assert proc.returncode == 1, text[-3000:]  # torchrun: one of its workers failed
+    code, text = torchrun_quickstart(script, out, env, free_port(), 180, "--monitor-interval=10")
+    assert code == 1, text[-3000:]  # torchrun: one of its workers failed
     assert text.count("warning: rank 1 of 2: rank 0, the run's other process, ended or stopped answering after it "
                       "wrote the report") == 1, text[-3000:]
     assert RESUME not in text, text[-3000:]
