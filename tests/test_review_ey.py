@@ -170,7 +170,7 @@ def test_a_nested_key_given_twice_is_refused(tmp_path, digits, capsys):
 def test_read_arch_json_keeps_a_file_without_duplicates(tmp_path):
     path = tmp_path / "a.json"
     path.write_text('{"choices": {"a": "x", "b": "y"}, "space_args": {"head": "64"}}')
-    assert read_arch_json(path, unique=True) == {"choices": {"a": "x", "b": "y"}, "space_args": {"head": "64"}}
+    assert read_arch_json(path) == {"choices": {"a": "x", "b": "y"}, "space_args": {"head": "64"}}
 
 
 # --arch choices that are no names

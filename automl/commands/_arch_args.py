@@ -39,12 +39,12 @@ def nested_too_deeply(flag: str, path, what: str) -> UserError:
                      f"automl wrote")
 
 
-def read_arch(path: str, flag: str = "--arch", unique: bool = True):
+def read_arch(path: str, flag: str = "--arch"):
     """The JSON of the architecture file ``path`` given as ``flag`` (:func:`~automl.export.read_arch_json`: a key
-    given twice in one object is refused, as every command reads a user's file; ``unique`` is kept for the
-    callers that spell it out); one nested too deeply for the JSON parser is a user error too."""
+    given twice in one object is refused, as every command reads a user's file); one nested too deeply for the
+    JSON parser is a user error too."""
     try:
-        return read_arch_json(path, flag, unique)
+        return read_arch_json(path, flag)
     except RecursionError:
         raise nested_too_deeply(flag, path, "an architecture file") from None
 

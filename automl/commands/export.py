@@ -47,7 +47,7 @@ def main(args) -> int:
                            "repository's spaces/ folder, e.g. spaces/digits.space in a clone)"))
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
-    arch_json = read_arch(args.arch, unique=True)  # a key given twice: JSON would keep the last without a word
+    arch_json = read_arch(args.arch)
     recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
     # a manifest's network, or the parameters an ARCH.json of `automl space encode` was encoded with
     overrides = arch_space_args(args.space, args.arch, arch_json, args.set)

@@ -98,18 +98,18 @@ def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
             f"another space, or of this one with other --set values, does not fit")
 
 
-def read_arch_json(path: str | os.PathLike, flag: str = "--arch", unique: bool = True) -> Any:
+def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:
     """The parsed JSON of ``ARCH.json`` (or an export's ``manifest.json``, an arch_def); a missing, unreadable
     or malformed file is a :class:`UserError` naming it and ``flag``, the option that gave it; so is a folder (an
     export's or a run's), with the manifest.json in it to give instead, and a key given twice in one object, of
-    which JSON would keep the last without a word (``unique``, the default: every file a user gives). A leading
+    which JSON would keep the last without a word (every file a user gives). A leading
     byte order mark (a Windows editor's "UTF-8 with BOM") is skipped, as :func:`~automl._io.read_utf8_text` does
     for recipes and space files."""
     if Path(path).is_dir():
         raise UserError(f"{flag} {path} is a folder; give a file: {_arch_in(Path(path), flag)}")
     text = _text(path, flag)
     try:
-        return json.loads(text, object_pairs_hook=unique_keys if unique else None)
+        return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
     except DuplicateKey as e:
