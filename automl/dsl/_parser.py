@@ -6,7 +6,6 @@ tokens in words (``'stage'``, ``a name``, ``a number``), never Lark's internal `
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
 import hashlib
@@ -15,7 +14,6 @@ import logging
 import math
 import os
 import re
-import secrets
 import sys
 import unicodedata
 from pathlib import Path
@@ -26,7 +24,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.lark import PostLex
 from lark.utils import FS
 
-from automl._io import UnreadableText, read_utf8_text
+from automl._io import UnreadableText, atomic_path, read_utf8_text
 from automl.dsl import ir
 from automl.errors import SpaceError
 
@@ -94,20 +92,14 @@ def _load_parser(path: str, key: bytes) -> lark.Lark | None:
 
 
 def _store_parser(parser: lark.Lark, path: str, key: bytes) -> lark.Lark:
-    """Keep ``parser`` in ``path`` under ``key``, atomically (a temporary file beside it, renamed over it); a file
-    or folder that cannot be written only means no cache. Returns ``parser``."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+    """Keep ``parser`` in ``path`` under ``key``, atomically (:func:`~automl._io.atomic_path`: a temporary file
+    beside it, renamed over it); a file or folder that cannot be written only means no cache. Returns ``parser``."""
     try:
-        with FS.open(tmp, "wb") as f:
+        with atomic_path(path) as tmp, FS.open(str(tmp), "wb") as f:
             f.write(key + b"\n")
             parser.save(f)
-        os.replace(tmp, path)
     except OSError as e:  # a read-only folder, a full disk, a folder in the file's place
         _logger.debug("cannot cache the .space parser in %s (%s)", path, e)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
     return parser
 
 
