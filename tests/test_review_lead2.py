@@ -1,13 +1,20 @@
-"""Review by the lead (session 38): the exact knapsack's inputs, the budgets' per-tell cost of the mode, and the
-warm-up rate's product with the weight decay."""
+"""Review by the lead (session 38): the exact knapsack's inputs, the budgets' per-tell cost of the mode, the
+warm-up rate's product with the weight decay, cost tables read as the other user files, and one threads warning."""
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from test_edge_fixes import _fake_time
+from test_review_ez import DIGITS, SMALL
 
-from automl.errors import RecipeError
+import automl.profile as profile
+from automl._io import MAX_TEXT_BYTES
+from automl.cli import main
+from automl.compile import load_compiled
+from automl.errors import RecipeError, UserError
+from automl.profile import read_cost_table, threads_warning
 from automl.recipe import load_recipe
 from automl.search import ContextCosts
 from automl.search._budgets import BudgetTargets
@@ -72,12 +79,6 @@ def test_a_warmup_rate_times_weight_decay_of_1_is_refused_naming_warmup_lr():
 @pytest.fixture
 def digits_table(tmp_path, monkeypatch):
     """A real (fake-clocked) table of the digits space, its text, and the compiled space."""
-    from test_review_ez import DIGITS, SMALL, fake_clock  # noqa: F401 - its fixture
-
-    import automl.profile as profile
-    from automl.cli import main
-    from automl.compile import load_compiled
-    from test_edge_fixes import _fake_time
     monkeypatch.setattr(profile, "time_module", _fake_time)
     out = tmp_path / "t.json"
     assert main(["space", "profile", DIGITS, *SMALL, "--threads", "1", "--out", str(out)]) == 0
@@ -85,15 +86,12 @@ def digits_table(tmp_path, monkeypatch):
 
 
 def test_a_cost_table_with_a_byte_order_mark_is_read(digits_table):
-    from automl.profile import read_cost_table
     out, text, cs = digits_table
     out.write_text("\ufeff" + text, encoding="utf-8")  # a Windows editor's "UTF-8 with BOM"
     assert read_cost_table(out, cs)["decisions"] == json.loads(text)["decisions"]
 
 
 def test_a_key_given_twice_in_a_cost_table_is_refused_at_its_line(digits_table):
-    from automl.errors import UserError
-    from automl.profile import read_cost_table
     out, text, cs = digits_table
     out.write_text(text.replace('"metric": "latency",', '"metric": "latency",\n  "metric": "latency",', 1))
     assert text.count('"metric"') == 1
@@ -105,11 +103,6 @@ def test_a_key_given_twice_in_a_cost_table_is_refused_at_its_line(digits_table):
 
 def test_a_cost_table_past_the_size_of_any_is_refused_unread(tmp_path):
     """/dev/zero (or a wrong file of gigabytes) was read whole: a MemoryError traceback."""
-    from automl._io import MAX_TEXT_BYTES
-    from automl.compile import load_compiled
-    from automl.errors import UserError
-    from automl.profile import read_cost_table
-    from test_review_ez import DIGITS
     big = tmp_path / "big.json"
     with open(big, "wb") as f:
         f.truncate(MAX_TEXT_BYTES + 10)  # sparse: no disk
@@ -119,7 +112,6 @@ def test_a_cost_table_past_the_size_of_any_is_refused_unread(tmp_path):
 
 
 def test_threads_warning_is_said_alike_by_profile_and_the_benchmarks():
-    from automl.profile import threads_warning
     assert threads_warning(2, 2, "so x") is None
     w = threads_warning(3, 2, "so the timings will not reflect the machine")
     assert w == ("warning: --threads 3 is more than the 2 CPUs this process can use (its CPU affinity and any cgroup "
