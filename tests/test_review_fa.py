@@ -135,7 +135,7 @@ BIG = 10 ** 400  # a Python int float() cannot hold: was an OverflowError (an Ar
     (lambda: RandomSearch([3, 3], TABLE, lam=BIG), r"lam=.* is too large"),
     (lambda: RandomSearch([3, 3], TABLE, budget=1.0, fixed=BIG), r"fixed must be a finite number"),
     (lambda: RandomSearch([3, 3], TABLE, budget=1.0, band=BIG), r"band must be a number in \(0, 1\]"),
-    (lambda: RandomSearch([3, 3], TABLE, budget=-BIG), r"budget \[-inf\] is below the cheapest"),
+    (lambda: RandomSearch([3, 3], TABLE, budget=-BIG), r"budget \[-10+\.\.\.0+\] \(404 char.*below the cheapest"),
     (lambda: normalize_costs([[0, BIG]]), r"costs must be a \(D, Kmax\) table of numbers"),
 ])
 def test_a_number_beyond_float64_is_a_value_error_naming_its_argument(make, match):

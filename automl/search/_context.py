@@ -19,10 +19,11 @@ from typing import Sequence
 
 import torch
 
-from ._checks import cheapest_cost, check_costs, check_mask, check_number, cost_table, dearest_cost, real_table
+from ._checks import (cheapest_cost, check_costs, check_device, check_mask, check_number, cost_table, dearest_cost,
+                      real_table, shown)
 from ._knapsack import best_within_budget
 
-__all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals",
+__all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals", "chosen_costs",
            "cost_bound", "costs_finite", "cost_state", "cost_extremes", "best_within"]
 
 
@@ -41,6 +42,39 @@ def _decision_indices(decisions) -> tuple[int, ...]:
             raise ValueError(f"context_decisions must be a list of decision indices (integers), got "
                              f"{list(decisions)!r}") from None
     return tuple(out)
+
+
+_TO_FORM = ("ContextCosts.to takes a floating dtype (torch.float32, torch.float64, or by name: 'float32', "
+            "'float64') and/or a device (torch.device, 'cpu', 'cuda:0')")
+
+
+def _dtype_of(value) -> torch.dtype | None:
+    """``value`` as a torch dtype (a ``torch.dtype``, or its name: ``"float32"``, ``"torch.float32"``), else None."""
+    if isinstance(value, str):
+        value = getattr(torch, value.removeprefix("torch."), None)
+    return value if isinstance(value, torch.dtype) else None
+
+
+def _to_arguments(args: tuple, dtype, device) -> tuple[torch.dtype | None, torch.device | None]:
+    """``(dtype, device)`` of :meth:`ContextCosts.to`'s arguments: each positional one a dtype or a device (as
+    ``Tensor.to`` takes them), a dtype also by name; anything else is a ``ValueError`` saying what to give."""
+    given = {"dtype": dtype, "device": device}
+    if len(args) > 2:
+        raise ValueError(f"{_TO_FORM}, got {len(args)} arguments {shown(args)}")
+    for value in args:
+        kind = "dtype" if _dtype_of(value) is not None else "device"
+        if given[kind] is not None:
+            raise ValueError(f"{_TO_FORM}: {kind} given twice, {shown(given[kind])} and {shown(value)}")
+        given[kind] = value
+    dtype = None if given["dtype"] is None else _dtype_of(given["dtype"])
+    if given["dtype"] is not None and (dtype is None or not dtype.is_floating_point):
+        raise ValueError(f"{_TO_FORM}; dtype {shown(given['dtype'])} is not a floating dtype")
+    if given["device"] is None:
+        return dtype, None
+    try:
+        return dtype, check_device(given["device"])
+    except ValueError as e:
+        raise ValueError(f"{_TO_FORM}; {e}") from None
 
 
 class ContextCosts:
@@ -101,8 +135,16 @@ class ContextCosts:
     def dtype(self) -> torch.dtype:
         return self.tables.dtype
 
-    def to(self, dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> ContextCosts:
-        """A copy with the tables in ``dtype`` on ``device`` (the index tables follow the device)."""
+    def to(self, *args, dtype: torch.dtype | str | None = None,
+           device: str | torch.device | None = None) -> ContextCosts:
+        """A copy with the tables in ``dtype`` on ``device`` (the index tables follow the device); as
+        ``Tensor.to``, a dtype or a device (or both) may be given by position: ``to(torch.float32)``, ``to("cpu")``,
+        ``to("cuda:0", torch.float32)``; a dtype also by name (``"float32"``, ``"torch.float64"``).
+
+        Raises:
+            ValueError: anything else, or a dtype that is not floating point (the costs would be cut to integers).
+        """
+        dtype, device = _to_arguments(args, dtype, device)
         out = object.__new__(ContextCosts)
         out.__dict__.update(self.__dict__)
         out.tables = self.tables.to(dtype=dtype or self.dtype, device=device or self.device)
@@ -149,16 +191,24 @@ class ContextCosts:
         return out.masked_fill(~self.mask, 0.0)
 
     def combination(self, arch: torch.Tensor) -> torch.Tensor:
-        """``(S,)``: the combination index ``a`` of each architecture of ``arch`` (S, D)."""
+        """``(S,)``: the combination index ``a`` of each architecture of ``arch`` (S, D), on the model's device.
+
+        Raises:
+            ValueError: what :meth:`totals` refuses (a choice out of range would name another combination).
+        """
+        return self._combination(self._checked_arch(arch))
+
+    def _combination(self, arch: torch.Tensor) -> torch.Tensor:
+        """:meth:`combination` of rows known to be choices of the space (the searchers' own draws), unchecked."""
         return (arch.index_select(1, self._ctx) * self._strides).sum(-1)
 
     def totals(self, arch: torch.Tensor) -> torch.Tensor:
         """``(S,)``: ``R(M)`` of each architecture of ``arch`` (S, D), exact.
 
         Raises:
-            ValueError: ``arch`` that is not an ``(S, D)`` table of integer choice indices, or (on the CPU, where the
-                check reads no device) a choice outside ``0..K_d-1``, named with its row and decision: it would index
-                another combination's table, or a choice that does not exist, and give a wrong total silently.
+            ValueError: ``arch`` that is not an ``(S, D)`` table of integer choice indices, or a choice outside
+                ``0..K_d-1``, named with its row and decision: it would index another combination's table, or a choice
+                that does not exist, and give a wrong total silently (on a device the check waits for it once).
         """
         return self._totals(self._checked_arch(arch))
 
@@ -178,17 +228,19 @@ class ContextCosts:
             raise ValueError(f"arch must be an (S, D) = (S, {D}) table of choice indices, one row per architecture, "
                              f"got shape {tuple(arch.shape)}{hint}")
         arch = arch if arch.dtype == torch.long else arch.long()
-        # on a device the check would wait for it (callers there pass the engine's rows); clamp-and-compare is the
-        # cheapest test on the CPU (two ops, a few microseconds for a tell's rows)
-        if arch.device.type == "cpu" and not torch.equal(torch.clamp(arch, self._first_cpu, self._last_cpu), arch):
-            row, d = ((arch < 0) | (arch > self._last_cpu)).nonzero()[0].tolist()
+        # checked where arch is, by the same clamp-and-compare everywhere (two ops, a few microseconds for a tell's
+        # rows): on a device torch.equal's bool waits for it once, paid only by these public methods (the searchers
+        # call the unchecked _totals and _combination), whose caller reads the result anyway
+        first, last = self._first_cpu.to(arch.device), self._last_cpu.to(arch.device)
+        if not torch.equal(torch.clamp(arch, first, last), arch):
+            row, d = ((arch < 0) | (arch > last)).nonzero()[0].tolist()
             raise ValueError(f"arch row {row} has choice {int(arch[row, d])} for decision {d}, which has choices "
                              f"0..{int(self._last_cpu[d])} (K = {(self._last_cpu + 1).tolist()})")
-        return arch
+        return arch.to(self.device)  # rows on another device than the model: computed where the model is
 
     def _totals(self, arch: torch.Tensor) -> torch.Tensor:
         """:meth:`totals` of rows known to be choices of the space (the searchers' own draws), unchecked."""
-        a = self.combination(arch)
+        a = self._combination(arch)
         chosen = self.tables.index_select(0, a).gather(2, arch.unsqueeze(-1)).squeeze(-1)  # (S, D)
         return chosen.sum(-1) + self.fixed[a]
 
@@ -291,6 +343,16 @@ def arch_totals(costs, arch: torch.Tensor) -> torch.Tensor:
     if isinstance(costs, ContextCosts):
         return costs._totals(arch)  # the searchers' own rows, checked where they came in (tell) or drawn in range
     return costs.gather(1, arch.t()).sum(0)
+
+
+def chosen_costs(costs, arch: torch.Tensor, decisions: torch.Tensor) -> torch.Tensor:
+    """``(S, G)``: the cost of each row's choice of each of ``decisions`` (G,): ``c[d, k_d]`` of a table, or of the
+    row's combination's own table ``T[a, d, k_d]`` (as :meth:`ContextCosts.totals` reads it); unchecked rows (the
+    searchers' own)."""
+    if isinstance(costs, ContextCosts):
+        table = costs.tables.index_select(0, costs._combination(arch))                  # (S, D, Kmax)
+        return table[:, decisions].gather(2, arch[:, decisions].unsqueeze(-1)).squeeze(-1)
+    return costs[decisions, arch[:, decisions]]
 
 
 def cost_extremes(costs, mask: torch.Tensor) -> tuple[float, float]:

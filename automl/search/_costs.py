@@ -62,8 +62,9 @@ def _check(costs, mask):
         costs = torch.as_tensor(costs, dtype=torch.float64)    # on the device it is on
     except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # OverflowError: an int beyond float64
         raise ValueError(f"costs must be a (D, Kmax) table of numbers, got {type(costs).__name__}: {e}") from None
-    if costs.dim() != 2:
-        raise ValueError(f"costs must be a (D, Kmax) table, got shape {tuple(costs.shape)}")
+    if costs.dim() != 2 or 0 in costs.shape:  # no decision, or a decision without a choice: no architecture
+        raise ValueError(f"costs must be a (D, Kmax) table with at least one decision and one choice, got shape "
+                         f"{tuple(costs.shape)}")
     if mask is None:
         mask = torch.ones(costs.shape, dtype=torch.bool, device=costs.device)
     else:  # True/False (or 0/1) of the costs' shape, a choice per decision; checked on the CPU, used where costs are
@@ -81,7 +82,8 @@ def normalize_context(context_decisions, tables: torch.Tensor, fixed: torch.Tens
     them. The tables are divided by the scale :func:`normalize_costs` would use over all of them (the
     largest per-choice cost of any combination; 1 when ``normalize`` is off), and the fixed costs become
     ``(F[a] - offset) / scale`` with ``offset = min_a F[a]``, so that an engine cost ``R`` is the total
-    ``offset + scale * R`` and a total budget ``B`` is ``(B - offset) / scale`` in the engine's units.
+    ``offset + scale * R`` and a total budget ``B`` is ``(B - offset) / scale`` in the engine's units. The
+    context decisions' own rows and the entries beyond ``K_d`` are ignored, by the scale too (as by the model).
 
     Returns:
         ``(model, scale, offset)``.
@@ -94,6 +96,8 @@ def normalize_context(context_decisions, tables: torch.Tensor, fixed: torch.Tens
         raise ValueError(f"tables must be (A, D, Kmax) = (A, {', '.join(map(str, mask.shape))}) with A >= 1 "
                          f"combinations and fixed (A,), got shapes {tuple(tables.shape)} and {tuple(fixed.shape)}")
     A = tables.shape[0]
+    # the scale of the entries the model reads: its tables, the context decisions' own rows zeroed (ignored)
+    tables = ContextCosts(context_decisions, tables, fixed, mask).tables
     scale = cost_scale(tables.reshape(-1, tables.shape[-1]), mask.repeat(A, 1)) if normalize else 1.0
     offset = float(fixed.min())
     return ContextCosts(context_decisions, tables / scale, (fixed - offset) / scale, mask), scale, offset

@@ -11,8 +11,8 @@ import torch
 
 from ._base import Searcher
 from ._checks import (MOST_NUMBERS, check_device, check_fits, check_lam, check_num_choices, check_seed,
-                      check_state, checked_generator, real_number)
-from ._context import ContextCosts, arch_totals, check_cost_model, cost_extremes, cost_state
+                      check_state, checked_generator, real_number, shown)
+from ._context import ContextCosts, arch_totals, check_cost_model, chosen_costs, cost_extremes, cost_state
 from ._inputs import TellInputs
 from ._knapsack import BUDGET_RTOL
 
@@ -73,8 +73,9 @@ def _gated_extremes(costs, mask: torch.Tensor, gates: dict) -> tuple[float, floa
     return float((low + fixed).min()), float((high + fixed).max())
 
 
-def _check_budgets(budget) -> list[float]:
-    """One budget or a non-empty list of them, each a number that is not NaN."""
+def _check_budgets(budget) -> tuple[list[float], list]:
+    """One budget or a non-empty list of them, each a number that is not NaN: ``(the budgets as floats, as a message
+    shows them)``, the second with an integer as given (``-10**400`` is no ``-inf``), other numbers as floats."""
     one = real_number(budget)
     many = hasattr(budget, "__iter__") and not isinstance(budget, (str, bytes, dict))
     raw = [budget] if one is not None else (list(budget) if many else [])
@@ -82,8 +83,8 @@ def _check_budgets(budget) -> list[float]:
     if not out or any(b is None or math.isnan(b) for b in out):
         hint = ("; a group without a budget is budget=math.inf here (None is the engine's unconstrained member)"
                 if any(b is None for b in raw) else "")
-        raise ValueError(f"budget must be a number or a non-empty list of numbers, got {budget!r}{hint}")
-    return out
+        raise ValueError(f"budget must be a number or a non-empty list of numbers, got {shown(budget)}{hint}")
+    return out, [int(g) if isinstance(g, numbers.Integral) else b for g, b in zip(raw, out)]
 
 
 _GATES_FORM = "gates must be a dict {decision: (depth decision, [bool per choice of it])} (CostTable.gates)"
@@ -212,21 +213,22 @@ class RandomSearch(Searcher):
         self.costs = check_cost_model(costs, D, Kmax, self._mask)
         given, fixed = fixed, real_number(fixed)
         if fixed is None or not math.isfinite(fixed):
-            raise ValueError(f"fixed must be a finite number (the network's cost outside costs), got {given!r}")
+            raise ValueError(f"fixed must be a finite number (the network's cost outside costs), got {shown(given)}")
         self.fixed = fixed
         self._gates = self._check_gates(gates or {}, Kmax)
         # exact with the gates: the cheapest network may leave layers out, the dearest too
         self._extremes = _gated_extremes(self.costs, self._mask, gates or {}) if budget is not None else None
         if budget is None:
             self.budgets: list[float | None] = [None]
+            as_given: list = [None]
         else:
-            self.budgets = _check_budgets(budget)
+            self.budgets, as_given = _check_budgets(budget)
             cheapest = self._extremes[0]
-            too_small = [b for b in self.budgets if _ceiling(b, fixed) < cheapest]
+            too_small = [g for b, g in zip(self.budgets, as_given) if _ceiling(b, fixed) < cheapest]
             if too_small:
-                raise ValueError(f"budget {too_small} is below the cheapest architecture's cost "
+                raise ValueError(f"budget {shown(too_small)} is below the cheapest architecture's cost "
                                  f"{cheapest:.6g}; raise the budget")
-        self.band = self._check_band(band, fixed)
+        self.band = self._check_band(band, fixed, as_given)
         # the lowest cost R(M) each budget's architectures may have (None: any below the budget), less a
         # rounding slack: a sum of the table in another order may differ in its last bits
         self.floors: list[float | None] = [None if self.band is None or b is None
@@ -251,22 +253,23 @@ class RandomSearch(Searcher):
         # tell's arch and losses, checked on the host; NaN and inf losses warned about, as in the engine
         self._inputs = TellInputs(self.num_choices, torch.device("cpu"), torch.float64, True)
 
-    def _check_band(self, band: float | None, fixed: float) -> float | None:
+    def _check_band(self, band: float | None, fixed: float, given: list) -> float | None:
+        """``band`` checked against the budgets (``given``: as :func:`_check_budgets` shows them)."""
         if band is None:
             return None
         value = real_number(band)
         if value is None or not 0 < value <= 1:
-            raise ValueError(f"band must be a number in (0, 1], got {band!r}")
+            raise ValueError(f"band must be a number in (0, 1], got {shown(band)}")
         band = value
         if self.budgets == [None]:
             raise ValueError("a band needs a budget: pass budget=... (the band is a fraction of it)")
         if not all(math.isfinite(b) for b in self.budgets):
             raise ValueError(f"a band needs a finite budget (its networks cost band x budget and more), got "
-                             f"budget {self.budgets}; give a finite budget, or no band for an unconstrained one")
+                             f"budget {shown(given)}; give a finite budget, or no band for an unconstrained one")
         dearest = self._extremes[1]
-        too_big = [b for b in self.budgets if _floor(band * (fixed + b) - fixed) > dearest]
+        too_big = [g for b, g in zip(self.budgets, given) if _floor(band * (fixed + b) - fixed) > dearest]
         if too_big:
-            raise ValueError(f"band {band} of budget {too_big} is above the most expensive architecture's cost "
+            raise ValueError(f"band {band} of budget {shown(too_big)} is above the most expensive architecture's cost "
                              f"{dearest:.6g}{f' (+ fixed {fixed:.6g})' if fixed else ''}; lower the band or the "
                              f"budget")
         return float(band)
@@ -293,12 +296,7 @@ class RandomSearch(Searcher):
             return total
         gated, by, on = self._gates
         off = ~on[torch.arange(len(gated)), arch[:, by]]                                      # (S, G)
-        if isinstance(self.costs, ContextCosts):  # the combination's own table, as its totals read it
-            table = self.costs.tables.index_select(0, self.costs.combination(arch))       # (S, D, Kmax)
-            chosen = table[:, gated].gather(2, arch[:, gated].unsqueeze(-1)).squeeze(-1)
-        else:
-            chosen = self.costs[gated, arch[:, gated]]                                          # (S, G)
-        return total - (chosen * off).sum(-1)
+        return total - (chosen_costs(self.costs, arch, gated) * off).sum(-1)
 
     @property
     def num_distributions(self) -> int:
