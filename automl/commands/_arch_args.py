@@ -68,7 +68,7 @@ def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
                         f"architecture: encode it first, `automl space encode {compiled.filename} --arch-def {path} "
                         f"--out arch.json`, and give {flag} arch.json")
     try:
-        names = choices_from_json(obj, compiled, source=str(path))
+        names = choices_from_json(obj, compiled, source=f"{flag} {path}")
     except UserError as e:
         other = _other_space(obj, compiled, path)
         if other is None:

@@ -111,11 +111,13 @@ def read_arch_json(path: str | os.PathLike, flag: str = "--arch") -> Any:
     try:
         return json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}") from None
+        raise UserError(f"{flag} {path}:{e.lineno}:{e.colno}: not valid JSON: {e.msg}; correct the file there, "
+                        f"or give {_written(flag)}") from None
     except DuplicateKey as e:
         raise UserError(_duplicate_message(flag, path, text, e.key)) from None
-    except ValueError as e:  # an integer of over 4,300 digits
-        raise UserError(f"{flag} {path}: not an architecture file ({e})") from None
+    except ValueError as e:  # an integer of over 4,300 digits (Python's advice after ";" is not the user's to take)
+        raise UserError(f"{flag} {path}: not an architecture file ({str(e).split(';')[0]}); give "
+                        f"{_written(flag)}") from None
 
 
 def _text(path: str | os.PathLike, flag: str) -> str:
@@ -148,6 +150,11 @@ def _arch_in(folder: Path, flag: str) -> str:
         sorted(folder.glob("export/*/manifest.json"))
     if found:
         return f"e.g. {found[0]} (an export's manifest.json describes its network)"
+    return _written(flag)
+
+
+def _written(flag: str) -> str:
+    """What a file given as ``flag`` holds: what to give instead of one that is not it."""
     if flag == "--arch-def":
         return "a JSON timm arch_def ([[\"ir_r1_k3_s1_e1_c16\"], ...]) or an export's manifest.json"
     return "an ARCH.json ({\"choices\": [...]}, as `automl space encode` writes one) or an export's manifest.json"

@@ -22,7 +22,7 @@ from automl.compile import load_compiled
 from automl.dsl import ParamError
 from automl.errors import Stopped, UserError, shortened
 from automl.export._arch import as_arch
-from automl.export.inherit import inherit_weights
+from automl.export.inherit import inherit_weights, state_differences
 from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, manifest_error,
                                     read_manifest, write_manifest)
 from automl.export.onnx import check_opset, export_onnx
@@ -292,8 +292,9 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state,
         try:
             model.load_state_dict(weights)
         except RuntimeError:
+            differs = _differences(weights, model.state_dict())
             raise UserError(f"{source or 'the given weights'}: a stand-alone network's weights for another network "
-                            f"than these choices' in space {compiled.name} ({_differences(weights, model.state_dict())})"
+                            f"than these choices' in space {compiled.name} ({differs})"
                             f"; give --arch the manifest.json written next to them (it records their choices and "
                             f"--set values)") from None
         return model, "standalone"
@@ -344,9 +345,8 @@ def _unfit(compiled, state: dict, supernet: nn.Module, standalone: nn.Module, so
 
 def _differences(given: dict, want: dict, few: int = 3) -> str:
     """How the state_dict ``given`` differs from ``want`` (a network's), in :func:`_mismatch`'s words."""
-    missing, unexpected = [k for k in want if k not in given], [k for k in given if k not in want]
-    sizes = [f"{shortened(k)} is {tuple(given[k].shape)}, the network's {tuple(want[k].shape)}"
-             for k in want if k in given and tuple(given[k].shape) != tuple(want[k].shape)]
+    missing, unexpected, reshaped = state_differences(given, want)
+    sizes = [f"{shortened(k)} is {there}, the network's {here}" for k, there, here in reshaped]
     parts = [f"{len(keys)} {label} key(s) ({', '.join(map(shortened, keys[:few]))}"
              + (f", {len(keys) - few} more)" if len(keys) > few else ")")
              for label, keys in (("missing", missing), ("unexpected", unexpected)) if keys]

@@ -20,7 +20,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, NamedTuple
 
 import torch
 from safetensors.torch import load_file
@@ -29,7 +29,8 @@ from torch import nn
 from automl.errors import UserError, shortened
 from automl.nn.depthwise import TRAINING_CONVS
 
-__all__ = ["InheritError", "SUPERNET_KEYS", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order"]
+__all__ = ["InheritError", "SUPERNET_KEYS", "load_checkpoint", "split_checkpoint", "inherit_weights", "execution_order",
+           "StateDifferences", "state_differences", "check_state"]
 
 _logger = logging.getLogger(__name__)
 
@@ -91,12 +92,17 @@ def split_checkpoint(obj: dict[str, Any], standalone_keys: set[str], source: str
     else:
         sd = obj
         kind = "standalone" if set(sd) == standalone_keys else "supernet"
-    _check_state(sd, source)
+    check_state(sd, source)
     return kind, sd
 
 
-def _check_state(sd: dict, source: str) -> None:
-    """A state_dict: a dict of tensors by name (a foreign checkpoint may hold other values, or keys of no name)."""
+def check_state(sd: Any, source: str, instead: str = WRITTEN_WEIGHTS) -> None:
+    """A state_dict: a dict of tensors by name (a foreign checkpoint may hold other values, or keys of no name);
+    else a :class:`UserError` naming ``source`` (where it was read) and what is wrong, and saying to give
+    ``instead``."""
+    if not isinstance(sd, dict):
+        raise UserError(f"{source}: not a state_dict (it holds {shortened(repr(sd))}, a {type(sd).__name__}, not a "
+                        f"dict of tensors); give {instead}")
     bad = next(((k, v) for k, v in sd.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)), None)
     if sd and bad is None:
         return
@@ -109,7 +115,25 @@ def _check_state(sd: dict, source: str) -> None:
         why = f"its {bad[0]!r} is {what}, not a state_dict (a dict of tensors)"
     else:
         why = f"its entry {shortened(bad[0], repr)} is {what}, not a tensor"
-    raise UserError(f"{source}: not a state_dict ({why}); give {WRITTEN_WEIGHTS}")
+    raise UserError(f"{source}: not a state_dict ({why}); give {instead}")
+
+
+class StateDifferences(NamedTuple):
+    """How a state_dict differs from the one a network holds (:func:`state_differences`)."""
+
+    missing: list[str]  # the network's tensors the state_dict lacks, in the network's order
+    extra: list[str]  # the state_dict's tensors the network does not hold, in the state_dict's order
+    reshaped: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (name, shape given, the network's), network order
+
+
+def state_differences(given: Mapping[str, Any], want: Mapping[str, Any]) -> StateDifferences:
+    """The tensors missing from ``given``, those extra in it, and those of another shape, against ``want`` (a
+    network's); each maps a tensor's name to the tensor or to its shape. What ``automl export --weights`` and
+    ``automl run --supernet`` say of weights that do not fit, each in its own words."""
+    have = {k: tuple(getattr(v, "shape", v)) for k, v in given.items()}
+    need = {k: tuple(getattr(v, "shape", v)) for k, v in want.items()}
+    return StateDifferences([k for k in need if k not in have], [k for k in have if k not in need],
+                            [(k, have[k], need[k]) for k in need if k in have and have[k] != need[k]])
 
 
 def _owns_state(m: nn.Module) -> bool:

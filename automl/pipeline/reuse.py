@@ -20,6 +20,8 @@ import torch
 from automl._lock import held_by
 from automl.dsl import file_sha256, load_space, space_digest
 from automl.errors import SpaceError, UserError
+from automl.export.inherit import check_state, state_differences
+from automl.export.manifest import MANIFEST_NAME
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
 from automl.pipeline.context import RunContext
 from automl.pipeline.state import CKPT_FORMAT, RunState
@@ -222,6 +224,48 @@ def _checkpoint(store: CheckpointStore, run_dir: Path) -> dict:
     return ckpt
 
 
+def _run_above(path: Path) -> Path | None:
+    """The run folder (one with checkpoints) that ``path`` lies in, a file or folder of it up to three levels
+    down (RUN/export/eps-0/manifest.json); None when it lies in none."""
+    return next((p for p in list(path.absolute().parents)[:3] if not CheckpointStore(p / "checkpoints").missing()),
+                None)
+
+
+def _store(source: Path) -> CheckpointStore:
+    """The checkpoints of the run in ``source`` (--supernet); else a :class:`UserError` saying what ``source`` is
+    (a file or folder of a run, whose folder to give instead; a run still running or stopped before its first
+    checkpoint; an export's folder) and what to give."""
+    store = CheckpointStore(source / "checkpoints")
+    if source.is_dir() and not store.missing():
+        return store
+    run = _run_above(source) if source.exists() else None
+    if not source.is_dir():  # a dangling link too
+        what = "is a file, not a run's folder" if source.exists() else "does not exist"
+        inside = f": it is a file of the run in {run}; give the run's folder: --supernet {run}" if run else \
+            "; check --supernet (the --out folder of an automl run whose weight phase has finished)"
+        raise UserError(f"--supernet {source}: no checkpoint there: {source} {what}{inside}")
+    if not CheckpointStore(source).missing():
+        raise UserError(f"--supernet {source} is the checkpoints folder of the run in {source.parent}; give the "
+                        f"run's folder: --supernet {source.parent}")
+    running = held_by(source)
+    if running:  # started, not checkpointed yet
+        raise UserError(f"--supernet {source}: that run has no checkpoint yet: it is still running ({running});"
+                        f" {_WAIT}")
+    if (source / "recipe.resolved.yaml").is_file():  # what a run writes at its start, before its first checkpoint
+        raise UserError(f"--supernet {source}: that run has no checkpoint: it stopped before its first one (its "
+                        f"recipe.resolved.yaml is there, no checkpoints/); run it again to train its supernet "
+                        f"(automl run RECIPE --out {source}, with its recipe and overrides: it starts afresh there), "
+                        f"or give another run's folder")
+    if run is not None:
+        raise UserError(f"--supernet {source} is a folder of the run in {run}; give the run's folder: "
+                        f"--supernet {run}")
+    if (source / MANIFEST_NAME).is_file():
+        raise UserError(f"--supernet {source} is an export's folder (its {MANIFEST_NAME}: one network, not a "
+                        f"supernet); give the --out folder of the automl run that trained the supernet")
+    raise UserError(f"--supernet {source}: no checkpoint there (looked for {store.index_path}); give the "
+                    f"--out folder of an automl run whose weight phase has finished")
+
+
 _WAIT = ("wait for its weight phase to finish (its checkpoint then holds the trained supernet), then run this command "
          "again")
 
@@ -255,24 +299,12 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     this run's space file, whose bytes' sha256 a run recorded before :func:`~automl.dsl.space_digest` holds instead
     (and which gives ``space_args`` values)."""
     source = Path(run_dir)
-    if not source.is_dir():  # a dangling link too
-        what = "is a file, not a run's folder" if source.exists() else "does not exist"
-        raise UserError(f"--supernet {source}: no checkpoint there: {source} {what}; check --supernet (the --out "
-                        f"folder of an automl run whose weight phase has finished)")
-    store = CheckpointStore(source / "checkpoints")
-    if store.missing() and not CheckpointStore(source).missing():
-        raise UserError(f"--supernet {source} is the checkpoints folder of the run in {source.parent}; give the "
-                        f"run's folder: --supernet {source.parent}")
-    if store.missing():
-        running = held_by(source)
-        if running:  # started, not checkpointed yet
-            raise UserError(f"--supernet {run_dir}: that run has no checkpoint yet: it is still running ({running});"
-                            f" {_WAIT}")
-        raise UserError(f"--supernet {run_dir}: no checkpoint there (looked for {store.index_path}); give the "
-                        f"--out folder of an automl run whose weight phase has finished")
+    store = _store(source)
     ckpt = _checkpoint(store, run_dir)
     if ckpt.get("supernet") is None:
         _untrained(ckpt, store, run_dir)
+    check_state(ckpt["supernet"], f"--supernet {run_dir}: the supernet in its checkpoint {store.loaded}",
+                "another run's folder, or train the supernet again (without --supernet)")
     if ckpt.get("weights_fingerprint") is None:
         raise UserError(f"--supernet {run_dir}: that run records no weights fingerprint (an older automl); "
                         f"train the supernet again with this version")
@@ -318,14 +350,13 @@ def check_fits(run_dir: Path, weights: dict, space, space_args: dict[str, str], 
 
 
 def _shape_mismatch(have: dict[str, tuple], want: dict[str, tuple], few: int = 3) -> str:
-    """The tensors missing, extra and of other sizes in ``have`` against ``want``, the first ``few`` named each
-    ("" when they match)."""
+    """The tensors missing, extra and of other sizes in ``have`` against ``want``
+    (:func:`~automl.export.inherit.state_differences`), the first ``few`` named each ("" when they match)."""
     def listed(items: list[str], sep: str = ", ") -> str:
         return sep.join(items[:few]) + (f"{sep}..." if len(items) > few else "")
 
-    missing, extra = [k for k in want if k not in have], [k for k in have if k not in want]
-    sizes = [f"{k} {'x'.join(map(str, have[k]))} there, {'x'.join(map(str, want[k]))} here"
-             for k in want if k in have and have[k] != want[k]]
+    missing, extra, reshaped = state_differences(have, want)
+    sizes = [f"{k} {'x'.join(map(str, there))} there, {'x'.join(map(str, here))} here" for k, there, here in reshaped]
     parts = ([f"{len(missing)} tensors missing ({listed(missing)})"] if missing else []) + \
         ([f"{len(extra)} tensors not in this space ({listed(extra)})"] if extra else []) + \
         ([f"{len(sizes)} tensors of other sizes ({listed(sizes, '; ')})"] if sizes else [])
