@@ -65,6 +65,8 @@ def weights_fingerprint(recipe, space_path: Path, space_args: dict[str, str]) ->
     split = split_seed(recipe.data, recipe.seed)
     if split != recipe.seed:  # absent when the split follows the seed, as in runs recorded before the key
         fp["data.split_seed"] = split
+    if recipe.data.dataset == "imagefolder":  # drawn class by class (absent: drawn from all items at once)
+        fp["data.split"] = "by class"
     fp.update({f"search.{k}": getattr(recipe.search, k) for k in WEIGHT_SEARCH_KEYS})
     if recipe.search.supernets != 1:  # absent for one supernet: runs recorded before the key still match
         fp["search.supernets"] = recipe.search.supernets

@@ -20,6 +20,9 @@ with CIFAR's augmentation done on the device in batch: no DataLoader, no worker 
 ``data.cutout`` (CIFAR-10), the D_W and D loaders also cut one square out of each image (:func:`cutout`),
 centred from a generator seeded from (seed, epoch, loader name, rank); D_theta, the test set and the BatchNorm
 recalibration batches (:meth:`Data.bn_batches`) are whole images.
+An image folder's D_W / D_theta split is drawn class by class (each class in the data.theta_split proportion, and
+in both halves where it has two images or more); the other datasets' is drawn from all their items at once, and
+their data.limit_train keeps the first items (a warning names the classes those miss).
 ImageNet-style folders go through a torch DataLoader whose batch sampler replays the same batches; each
 training item's random crop and flip are seeded from (seed, epoch, loader name, item), so they do not
 depend on the DataLoader workers or on where a run resumed. The workers ignore SIGTERM, SIGINT and SIGHUP from
@@ -557,6 +560,9 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
                               limited=n_train < len(y_tr))
     _check_shares(len(idx_w), len(idx_theta), cfg.theta_split, world_size, f"the {cfg.dataset} training set",
                   limited=n_train < len(y_tr))
+    cut = _classes_cut(y_tr, n_train, f"the {cfg.dataset} training set") if cfg.dataset != "synthetic" else None
+    if cut and rank == 0:
+        _logger.warning(cut)
     x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
 
     x_tr, y_tr, x_te, y_te = (t.to(device) for t in (x_tr, y_tr, x_te, y_te))
@@ -592,10 +598,47 @@ def split_seed(cfg: DataConfig, seed: int) -> int:
 
 def _split(n: int, theta_split: float | int, seed: int, what: str = "the training set",
            limited: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hold out D_theta from the n training items: a count, or a fraction rounded to the nearest item.
+    """Hold out D_theta from the n training items: a count, or a fraction rounded to the nearest item
+    (:func:`_theta_count`), drawn from all n at once.
 
     ``what`` names the training set and ``limited`` says data.limit_train cut it, for the error when n < 2.
     """
+    n_theta = _theta_count(n, theta_split, what, limited)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(seed, "theta_split")))
+    return perm[n_theta:].sort().values, perm[:n_theta].sort().values
+
+
+def _stratified_split(labels: torch.Tensor, theta_split: float | int, seed: int, what: str = "the training set",
+                      limited: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_split` class by class: the positions of D_W and D_theta among items whose classes are ``labels``,
+    as many in D_theta as :func:`_split` holds out (with its checks and errors), each class in that proportion.
+
+    A class of c of the n items holds out c x n_theta / n of them rounded down, and the items still to hold out go
+    to the classes with the largest remainders (ties in an order seeded from ``seed``), except that a class of 2
+    items or more keeps at least one in each half wherever the total allows: its first item is held out before
+    any class's second, its last only once every other class holds out all but its last. Which items of a class
+    are held out is drawn from ``seed``."""
+    n, labels = len(labels), labels.long().cpu()
+    n_theta = _theta_count(n, theta_split, what, limited)
+    g = torch.Generator().manual_seed(_seed_of(seed, "theta_split"))  # as _split seeds its draw
+    perm = torch.randperm(n, generator=g)                          # each class's items in a seeded order
+    by_class = perm[torch.argsort(labels[perm], stable=True)]      # grouped by class, that order kept
+    cls = labels[by_class]
+    counts = torch.bincount(cls)
+    k, c = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[cls], counts[cls]  # rank in its class, its size
+    # holding out a class's (k+1)-th item leaves it (k + 1 - c x n_theta / n) above its share: n times that
+    over = (k + 1) * n - c * n_theta
+    tier = torch.ones(n, dtype=torch.long)
+    tier[(k == 0) & (c > 1)], tier[(k == c - 1) & (c > 1)] = 0, 2
+    order = torch.randperm(len(counts), generator=g)[cls].argsort()  # ties between classes: a seeded order
+    order = order[over[order].argsort(stable=True)]
+    order = order[tier[order].argsort(stable=True)]
+    return by_class[order[n_theta:]].sort().values, by_class[order[:n_theta]].sort().values
+
+
+def _theta_count(n: int, theta_split: float | int, what: str, limited: bool) -> int:
+    """How many of n training items D_theta holds: ``theta_split`` as a count, or a fraction rounded to the nearest
+    item (at least 1, at most n - 1); a :class:`DataError` when n < 2 or the count leaves D_W no item."""
     if n < 2:
         fix = f"raise data.limit_train (now {n})" if limited else "add training items"
         raise DataError(f"{what} has {n} item{'s' * (n != 1)}: too small to split into D_W and D_theta "
@@ -606,8 +649,7 @@ def _split(n: int, theta_split: float | int, seed: int, what: str = "the trainin
     if not 1 <= n_theta < n:
         raise DataError(f"data.theta_split={theta_split} holds out {n_theta} of {n} training items, leaving "
                         f"none for D_W; use a fraction such as data.theta_split=0.5 or a count below {n}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(seed, "theta_split")))
-    return perm[n_theta:].sort().values, perm[:n_theta].sort().values
+    return n_theta
 
 
 def _check_shares(n_w: int, n_theta: int, theta_split: float | int, world_size: int, what: str,
@@ -623,6 +665,25 @@ def _check_shares(n_w: int, n_theta: int, theta_split: float | int, world_size: 
                         f"fewer than the {world_size} ranks of torchrun: each rank trains on its own share of "
                         f"{name}, and a share of {n} // {world_size} = 0 items would take no step; {', '.join(fixes)} "
                         f"or start at most {n} rank{'s' * (n != 1)} (torchrun --nproc_per_node)")
+
+
+def _classes_cut(labels: torch.Tensor, n: int, what: str) -> str | None:
+    """The warning for data.limit_train keeping the first ``n`` of the items of ``what`` (digits, CIFAR-10) whose
+    labels are ``labels`` when they miss classes that the others hold: the run would never train on those, yet
+    test on them. It names the smallest data.limit_train that keeps every class. None when none is missing."""
+    if n >= len(labels):
+        return None
+    kept, held = set(labels[:n].tolist()), sorted(set(labels.tolist()))
+    missing = [c for c in held if c not in kept]
+    if not missing:
+        return None
+    enough = max(int(torch.nonzero(labels == c)[0]) for c in missing) + 1  # the first item of the last class met
+    m = len(missing)
+    return (f"warning: data.limit_train={n} keeps the first {n} of the {len(labels)} items of {what}, which hold no "
+            f"item of {m} of its {len(held)} classes (class{'es' * (m > 1)} {_listed([str(c) for c in missing], 10)}"
+            f"): the run trains without {'them' if m > 1 else 'it'} and is still tested on "
+            f"{'them' if m > 1 else 'it'}; set data.limit_train to at least {enough} (the first {enough} items hold "
+            f"every class), or null")
 
 
 def _spread_over_classes(targets: list[int], n: int, seed: int) -> torch.Tensor:
@@ -1381,8 +1442,9 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
                         f"{root / 'val'}; raise data.limit_train to at least {k} (one image of each class), or null")
     kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
         else torch.arange(len(train_set))
-    pos_w, pos_theta = _split(len(kept), cfg.theta_split, split_seed(cfg, common["seed"]), str(root / "train"),
-                              limited=limited)
+    labels = torch.as_tensor(train_set.targets, dtype=torch.long)[kept]
+    pos_w, pos_theta = _stratified_split(labels, cfg.theta_split, split_seed(cfg, common["seed"]),
+                                         str(root / "train"), limited=limited)
     _check_shares(len(pos_w), len(pos_theta), cfg.theta_split, common["world_size"], str(root / "train"),
                   limited=limited)
     idx_w, idx_theta = kept[pos_w], kept[pos_theta]
