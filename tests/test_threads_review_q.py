@@ -140,7 +140,7 @@ def test_an_explicit_count_above_the_cores_is_kept_with_a_hint(monkeypatch):
     monkeypatch.setattr(th, "physical_cores", lambda: 2)
     c = resolve_threads(64, work=BIG, environ={})
     assert (c.threads, c.source) == (64, "recipe")
-    assert "more than this machine's 2 cores" in c.reason and "slower" in c.reason and "\n" not in c.line()
+    assert "more than the 2 cores" in c.reason and "slower" in c.reason and "\n" not in c.line()
     c = resolve_threads("auto", work=BIG, environ={"OMP_NUM_THREADS": "8"})
     assert (c.threads, c.source) == (8, "OMP_NUM_THREADS") and "2 cores" in c.reason
     assert "core" not in resolve_threads(2, work=BIG, environ={}).reason

@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sys
+import time
 import unicodedata
 from pathlib import Path
 
@@ -51,7 +52,8 @@ def space_parser() -> lark.Lark:
     (:func:`_cache_key`) by the grammar, the options, Lark's version and Python's; where the key differs or the
     file cannot be read (corrupt, cut short, unreadable) the parser is built again and a new file replaces the
     old one whole (written beside it, then renamed over it: another process never reads half a file); a folder
-    that cannot be written only means no cache."""
+    that cannot be written only means no cache. The temporary a write killed midway left is deleted once it is
+    stale (:func:`_remove_stale_temporaries`)."""
     try:
         import interegular  # noqa: F401
         strict = True
@@ -65,6 +67,7 @@ def space_parser() -> lark.Lark:
     if path is None:
         return lark.Lark(text, **options)
     key = _cache_key(text, options)
+    _remove_stale_temporaries(os.path.dirname(path))
     return _load_parser(path, key) or _store_parser(lark.Lark(text, **options), path, key)
 
 
@@ -101,6 +104,33 @@ def _store_parser(parser: lark.Lark, path: str, key: bytes) -> lark.Lark:
     except OSError as e:  # a read-only folder, a full disk, a folder in the file's place
         _logger.debug("cannot cache the .space parser in %s (%s)", path, e)
     return parser
+
+
+# the temporary of a cache file's write (automl._io.atomic_path: ".NAME.RANDOM.tmp", RANDOM 8 hex digits), and the
+# age (by its mtime) past which its writer is gone (killed during the write, which takes well under a second)
+_CACHE_TEMPORARY = re.compile(r"\.space-[0-9a-f]{16}\.lark-cache\.[0-9a-f]{8}\.tmp")
+STALE_SECONDS = 600
+
+
+def _remove_stale_temporaries(folder: str) -> None:
+    """Delete the temporaries in the cache ``folder`` that writes killed midway left (``kill -9``, a power loss):
+    those older than :data:`STALE_SECONDS`. A younger one may be another process's write in progress (its name is
+    its own: a new write never takes the name of a file that exists). What cannot be listed or deleted stays."""
+    try:
+        with os.scandir(folder) as entries:
+            found = [e for e in entries if _CACHE_TEMPORARY.fullmatch(e.name)]
+    except OSError as e:  # the folder unreadable
+        _logger.debug("cannot look for stale temporaries of the .space parser's cache in %s (%s)", folder, e)
+        return
+    for entry in found:
+        try:
+            if entry.is_file(follow_symlinks=False) and (
+                    time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS):
+                os.unlink(entry.path)
+        except FileNotFoundError:  # removed meanwhile (by another process's look)
+            pass
+        except OSError as e:
+            _logger.debug("cannot remove the stale temporary %s of the .space parser's cache (%s)", entry.path, e)
 
 
 def parser_cache_file(text: str) -> str | None:

@@ -7,6 +7,7 @@ import json
 import re
 import stat
 import sys
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -40,9 +41,10 @@ from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost
 
 __all__ = ["Run", "held_files", "leftovers"]
 
-# what a start-up that failed on a user mistake, or was killed, leaves in --out (the thread choice is saved before
-# the data and the space are checked; the resolved recipe before the first stage): a new run takes such a folder
-# over (with what a run killed before its first checkpoint leaves besides: leftovers)
+# what a start-up that was killed leaves in --out, or one that failed on a user mistake in a folder that held a
+# previous start-up's files (the thread choice is saved before the data and the space are checked; the resolved
+# recipe before the first stage; in a new or empty folder a failed start-up removes them: _left_as_found): a new run
+# takes such a folder over (with what a run killed before its first checkpoint leaves besides: leftovers)
 RESOLVED = "recipe.resolved.yaml"
 STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
 # what every run writes in --out (its start-up's files, its log, its checkpoints' index): a folder holding none of
@@ -431,6 +433,61 @@ def _check_out(run: "Run") -> bool:
     return resume and new
 
 
+def _new_folders(out: Path) -> list[Path] | None:
+    """What a new run in ``out`` may leave as it found it (:func:`_left_as_found`): the folders it would create
+    (``out`` and those above it that do not exist, deepest first), [] for an empty folder; None when ``out`` holds
+    anything (a previous run's files, the user's) or cannot be looked at."""
+    try:
+        if out.is_dir():
+            return None if any(out.iterdir()) else []
+        if out.exists() or out.is_symlink():
+            return None
+        missing = [out]
+        while not missing[-1].parent.exists() and missing[-1].parent != missing[-1]:
+            missing.append(missing[-1].parent)
+    except OSError:
+        return None
+    return missing
+
+
+def _undo_start_up(run: "Run", created: list[Path]) -> None:
+    """Remove what a new run that failed before its stages began (a refused recipe, data or space, a signal) wrote
+    in ``run.out``, then the folders of ``created`` it made, each if empty. Only while this run holds the folder's
+    lock (no other run wrote there since it was empty) and the folder is still the one it locked (not removed or
+    moved, another made in its place: :meth:`~automl._lock.RunLock.gone`), and only when it holds nothing but
+    :func:`leftovers` of a start-up: its thread choice and recipe, their temporaries, empty folders."""
+    out = run.out
+    found = leftovers(out) if run.lock.fd is not None and run.lock.gone() is None else None
+    if found is None or any(p.name == METRICS or p.parent != out for p in found):  # its stages began
+        return
+    try:
+        for p in found:
+            p.unlink(missing_ok=True)
+        for p in out.iterdir():
+            if p.is_dir() and not p.is_symlink():
+                p.rmdir()
+        (out / LOCK_NAME).unlink(missing_ok=True)  # held by this run till it returns: no other run wrote there
+        for folder in created:
+            folder.rmdir()
+    except OSError:  # not empty after all (a file of someone else's), or gone: left as it is
+        pass
+
+
+@contextmanager
+def _left_as_found(run: "Run"):
+    """Around a run's start-up (:meth:`Run._execute` up to its stages): a new run in a folder that was empty or did
+    not exist, failing there (a refused recipe, data or space, a signal), leaves the folder as it was
+    (:func:`_undo_start_up`): a later run finds nothing of it. A folder holding anything is left alone, and so is
+    a failure in the stages (a failed write's message says what to do with the folder)."""
+    created = _new_folders(run.out) if run.info.is_main else None
+    try:
+        yield
+    except BaseException:
+        if created is not None:
+            _undo_start_up(run, created)
+        raise
+
+
 def _already_held(run: "Run", held: list[str]) -> UserError:
     """A new run's refusal of ``run.out``, which holds ``held`` (and more than :func:`leftovers`)."""
     if run.store.exists():
@@ -686,21 +743,22 @@ class Run:
 
     def _execute(self) -> dict:
         r = self.recipe
-        self._check_supernet()
-        if self._prepare_out():  # a --resume that starts afresh: checked as a new run's
+        with _left_as_found(self):  # a start-up that fails in a new folder leaves nothing there
             self._check_supernet()
-        spaces, data, threads = self.start_up()
-        costs = recipe_costs(r, spaces.search)
-        check_budgets(r, spaces.search, self.reporter.info, costs)
-        plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
-        self._warn_paper_utility(plan.members.n)
-        preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
-        state = self._resumed_state(plan) if self.resume else self._new_state(spaces, threads.threads)
-        if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
-            check_resumed(state, spaces, r.search.supernets)
-        ctx = self.context(state, spaces, data, plan, preempt)
-        if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
-            restore_rng(state.rng, ctx.sampler, self.device)
+            if self._prepare_out():  # a --resume that starts afresh: checked as a new run's
+                self._check_supernet()
+            spaces, data, threads = self.start_up()
+            costs = recipe_costs(r, spaces.search)
+            check_budgets(r, spaces.search, self.reporter.info, costs)
+            plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
+            self._warn_paper_utility(plan.members.n)
+            preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
+            state = self._resumed_state(plan) if self.resume else self._new_state(spaces, threads.threads)
+            if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
+                check_resumed(state, spaces, r.search.supernets)
+            ctx = self.context(state, spaces, data, plan, preempt)
+            if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
+                restore_rng(state.rng, ctx.sampler, self.device)
         _run_stages(self, plan, ctx, state, preempt)
         return plan.report.results
 

@@ -53,8 +53,9 @@ neither, ``auto`` chooses anew and a warning names the missing file and the coun
 ``threads: N``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` that differs wins, and the info line says the
 resumed run may then differ in rounding.
 A kept or explicit count above :func:`physical_cores` (per torchrun process on this machine) is used as it
-is, and the info line adds that this machine has fewer cores (oversubscribed threads are the slow case
-above).
+is, and the info line adds that the process has fewer cores to use (those of its CPU affinity, within any
+cgroup CPU quota, as ``automl space profile``'s warning counts its CPUs: :func:`usable_cores`), and the CPUs
+among which they are where hyper-threads make those more (oversubscribed threads are the slow case above).
 
 Not changed: ``OMP_WAIT_POLICY``. ``PASSIVE`` (threads sleep instead of spinning) took 25.8 s where the
 default took 12.0-15.9 s on the idle machine: fewer threads than free cores avoids the spinning's cost
@@ -507,21 +508,35 @@ def _saved(out_dir: Path | None) -> int | None:
     return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS else None
 
 
+def _cores_words(cores: int) -> str:
+    """The ``cores`` (:func:`physical_cores`) a run's threads may use, named as ``automl space profile``'s warning
+    names the CPUs this process can use (:func:`usable_cores`), and with those CPUs where hyper-threads make them
+    more: "the 2 cores this process can use (its CPU affinity and any cgroup CPU quota)", "the 2 cores among the
+    4 CPUs this process can use (...)". Never "this machine's": under ``taskset``, a cpuset or a CPU quota the
+    machine has more."""
+    per_core = max(1, len(_cpus()) // _affinity_cores())  # hyper-threads of a core
+    cpus = min(cores * per_core, usable_cores())
+    among = f" among the {cpus} CPUs" if cpus > cores else ""
+    return (f"the {cores} core{'s' if cores != 1 else ''}{among} this process can use (its CPU affinity and any "
+            f"cgroup CPU quota)")
+
+
 def _too_many(threads: int, local_world_size: int, kept: bool) -> str:
-    """What the info line adds for a count above this machine's cores (per process under torchrun): "" when
-    it fits; for a ``kept`` count (``--resume``), the count that fits and its cost."""
+    """What the info line adds for a count above the cores this process can use (per process under torchrun;
+    :func:`_cores_words`): "" when it fits; for a ``kept`` count (``--resume``), the count that fits and its
+    cost."""
     cores = physical_cores()
     local = max(1, int(local_world_size))
     share = max(1, cores // local)
     if threads <= share:
         return ""
-    where = f"{cores} core{'s' if cores != 1 else ''}"
+    where = _cores_words(cores)
     if kept:
-        return (f"; this machine has {where}{f' for {local} processes' if local > 1 else ''}: threads={share} is "
+        return (f"; it is more than {where}{f' for {local} processes' if local > 1 else ''}: threads={share} is "
                 f"faster, at the cost of float rounding")
     if local > 1:
-        return f"; {local} processes x {threads} threads are more than this machine's {where}: slower"
-    return f"; more than this machine's {where}: slower"
+        return f"; {local} processes x {threads} threads are more than {where}: slower"
+    return f"; more than {where}: slower"
 
 
 def _auto(w: int | None, local_world_size: int, measure: bool) -> ThreadChoice:
