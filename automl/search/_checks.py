@@ -16,23 +16,19 @@ __all__ = ["check_num_choices", "check_epsilons", "check_budgets", "check_costs"
            "check_positive", "start_theta", "check_state", "theta_min_table", "cheapest_cost",
            "dearest_cost", "check_seed", "check_count", "check_device", "is_complex", "real_table",
            "checked_generator", "check_mask", "check_number", "check_fits", "MOST_NUMBERS", "cost_table",
-           "is_bool_table", "shown"]
+           "is_bool_table", "shown", "integer", "check_theta_values"]
 
 #: The seeds ``torch.Generator.manual_seed`` takes.
 _SEED_RANGE = (-2 ** 63, 2 ** 64 - 1)
 
 
 def check_seed(seed) -> int:
-    """``seed`` as an int in the generator's range: an integer (NumPy's too) or a float with an integral value;
-    bools refused."""
+    """``seed`` as an int in the generator's range: an :func:`integer` or a float with an integral value."""
     if isinstance(seed, float) and seed.is_integer():
         seed = int(seed)
-    try:
-        if isinstance(seed, bool):
-            raise TypeError
-        seed = operator.index(seed)
-    except TypeError:
-        raise ValueError(f"seed must be an integer, got {shown(seed)}") from None
+    given, seed = seed, integer(seed)
+    if seed is None:
+        raise ValueError(f"seed must be an integer, got {shown(given)}")
     if not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
         raise ValueError(f"seed must be an integer in [-2**63, 2**64 - 1] (torch.Generator's range), got {shown(seed)}")
     return seed
@@ -51,11 +47,27 @@ def shown(value, show=repr) -> str:
         return f"a {type(value).__name__} holding an integer of more than {sys.get_int_max_str_digits():,} digits"
 
 
+def integer(value) -> int | None:
+    """``value`` as an int if it is one integer, else None. The rule for every count and index the searchers take,
+    as torch takes a size: Python's, NumPy's, and 0-d integer tensors and arrays (``torch.tensor(8)``). Not one:
+    bools (a flag; ``operator.index`` reads a bool tensor as 0 or 1), a float (8.0 is read only where a seed is), a
+    tensor of one element that is not 0-d (``torch.tensor([8])``: a list, which ``operator.index`` would read)."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(value, bool) or dtype == torch.bool or getattr(dtype, "kind", None) == "b" \
+            or getattr(value, "ndim", 0) != 0:
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_count(name: str, n) -> int:
-    """``n`` as an int >= 0 (NumPy's integers too; bools refused)."""
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+    """``n`` as an int >= 0 (an :func:`integer`)."""
+    count = integer(n)
+    if count is None or count < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {shown(n)}")
-    return int(n)
+    return count
 
 
 def check_device(device) -> torch.device:
@@ -63,7 +75,8 @@ def check_device(device) -> torch.device:
     try:
         dev = torch.device(device)
     except (TypeError, ValueError, RuntimeError):
-        raise ValueError(f"device must be a torch.device or a name such as 'cpu' or 'cuda:0', got {device!r}") from None
+        raise ValueError(f"device must be a torch.device or a name such as 'cpu' or 'cuda:0', got "
+                         f"{shown(device)}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {dev}: CUDA is not available on this machine; use device='cpu'")
     if dev.type == "mps" and not torch.backends.mps.is_available():
@@ -236,10 +249,11 @@ def check_budgets(budgets) -> list[float | None]:
 
 
 def check_lam(lam, least: int, hint: str = "") -> int:
-    """``lam`` as an int >= ``least`` (NumPy's integers too; bools refused); ``hint`` is added to the message."""
-    if isinstance(lam, bool) or not isinstance(lam, numbers.Integral) or lam < least:
+    """``lam`` as an int >= ``least`` (an :func:`integer`); ``hint`` is added to the message."""
+    count = integer(lam)
+    if count is None or count < least:
         raise ValueError(f"lam must be an integer >= {least}{hint}, got {shown(lam)}")
-    return int(lam)
+    return count
 
 
 def check_positive(name: str, value, hint: str = "") -> float:
@@ -312,14 +326,30 @@ def start_theta(init_theta, N: int, mask: torch.Tensor) -> torch.Tensor:
     if tuple(theta.shape) != (N, D, Kmax):
         raise ValueError(f"init_theta must have shape (N, D, Kmax) = ({N}, {D}, {Kmax}) or (D, Kmax), "
                          f"got {tuple(theta.shape)}")
-    if not bool(torch.isfinite(theta).all()) or bool((theta < 0).any()):
-        raise ValueError("init_theta must be finite and non-negative")
-    if bool((theta.masked_select(~mask.expand(N, D, Kmax)) != 0).any()):
-        raise ValueError("init_theta must be 0 beyond K_d (for choices that do not exist)")
-    sums = theta.sum(-1)
-    if not bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-6)):
-        raise ValueError("every row of init_theta must sum to 1 over the first K_d entries")
+    check_theta_values(theta, mask, "init_theta")
     return theta.clone()
+
+
+def check_theta_values(theta: torch.Tensor, mask: torch.Tensor, name: str) -> None:
+    """Refuse an ``(N, D, Kmax)`` float ``theta`` that is not ``N`` distributions over the choices of ``mask``
+    (``(D, Kmax)``, on theta's device): each row finite, >= 0, 0 beyond ``K_d``, summing to 1 (as
+    ``torch.allclose(sums, 1, atol=1e-6)``); the ``ValueError`` names ``name`` and the first row that is not. One
+    host sync where all is well (the four tests in one bool); the failure path finds which."""
+    finite, nonneg = torch.isfinite(theta), theta >= 0
+    beyond = theta.masked_fill(mask, 0) != 0                     # NaN beyond K_d too: finite's test names it
+    off = (theta.sum(-1) - 1).abs() > 1e-6 + 1e-5                # allclose(sums, 1, rtol=1e-5, atol=1e-6)
+    if bool((finite.all() & nonneg.all()) & ~(beyond.any() | off.any())):
+        return
+    if not bool(finite.all()) or not bool(nonneg.all()):
+        n, d = (~finite | ~nonneg).nonzero()[0, :2].tolist()
+        raise ValueError(f"{name} must be finite and non-negative, got row n={n}, d={d}: {shown(theta[n, d].tolist())}")
+    if bool(beyond.any()):
+        n, d = beyond.nonzero()[0, :2].tolist()
+        raise ValueError(f"{name} must be 0 beyond K_d (for choices that do not exist), got row n={n}, d={d}: "
+                         f"{shown(theta[n, d].tolist())} (K_d = {int(mask[d].sum())})")
+    n, d = off.nonzero()[0].tolist()
+    raise ValueError(f"every row of {name} must sum to 1 over the first K_d entries, got row n={n}, d={d} summing "
+                     f"to {float(theta[n, d].sum()):.9g}")
 
 
 def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict, costs: torch.Tensor,
@@ -329,8 +359,8 @@ def check_state(state: dict, kind: str, versions: tuple[int, ...], config: dict,
     ContextCosts, which compares its own saved state); ``who`` names the
     searcher in the message."""
     if state.get("kind") != kind or state.get("version") not in versions:
-        raise ValueError(f"not a {kind} state (version {max(versions)}): kind={state.get('kind')!r}, "
-                         f"version={state.get('version')!r}")
+        raise ValueError(f"not a {kind} state (version {max(versions)}): kind={shown(state.get('kind'))}, "
+                         f"version={shown(state.get('version'))}")
     missing = [key for key in (*config, "costs") if key not in state]
     if missing:
         raise ValueError(f"the {kind} state lacks {', '.join(missing)}: it is not a whole state_dict()")

@@ -14,13 +14,12 @@ docs/search-engine.md, "Costs that depend on each other".
 from __future__ import annotations
 
 import math
-import operator
 from typing import Sequence
 
 import torch
 
-from ._checks import (cheapest_cost, check_costs, check_device, check_mask, check_number, cost_table, dearest_cost,
-                      real_table, shown)
+from ._checks import (cheapest_cost, check_costs, check_device, check_mask, check_number, check_theta_values,
+                      cost_table, dearest_cost, integer, is_bool_table, is_complex, real_table, shown)
 from ._knapsack import best_within_budget
 
 __all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals", "chosen_costs",
@@ -28,19 +27,14 @@ __all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "
 
 
 def _decision_indices(decisions) -> tuple[int, ...]:
-    """``decisions`` as a tuple of ints (NumPy's and 0-d integer tensors too); anything else (a number alone, a
-    string, a bool, 0.5) is a ``ValueError`` that names ``context_decisions``."""
+    """``decisions`` as a tuple of ints (each an :func:`~._checks.integer`: NumPy's and 0-d integer tensors too);
+    anything else (a number alone, a string, a bool, 0.5) is a ``ValueError`` that names ``context_decisions``."""
     if isinstance(decisions, (str, bytes)) or not hasattr(decisions, "__iter__"):
-        raise ValueError(f"context_decisions must be a list of decision indices, got {decisions!r}")
-    out = []
-    for c in decisions:
-        try:
-            if isinstance(c, bool):
-                raise TypeError
-            out.append(operator.index(c))
-        except TypeError:
-            raise ValueError(f"context_decisions must be a list of decision indices (integers), got "
-                             f"{list(decisions)!r}") from None
+        raise ValueError(f"context_decisions must be a list of decision indices, got {shown(decisions)}")
+    out = [integer(c) for c in decisions]
+    if any(c is None for c in out):
+        raise ValueError(f"context_decisions must be a list of decision indices (integers), got "
+                         f"{shown(list(decisions))}")
     return tuple(out)
 
 
@@ -97,7 +91,8 @@ class ContextCosts:
         self.context_decisions = _decision_indices(context_decisions)
         if not self.context_decisions or any(not 0 <= c < D for c in self.context_decisions) \
                 or len(set(self.context_decisions)) != len(self.context_decisions):
-            raise ValueError(f"context_decisions must be distinct decisions in [0, {D}), got {context_decisions!r}")
+            raise ValueError(f"context_decisions must be distinct decisions in [0, {D}), got "
+                             f"{shown(context_decisions)}")
         sizes = [int(mask[c].sum()) for c in self.context_decisions]
         A = math.prod(sizes)
         tables = cost_table(tables, "tables")
@@ -165,15 +160,60 @@ class ContextCosts:
         return torch.einsum("ndk,adk->na", theta, self.tables) + self.fixed
 
     def expected(self, theta: torch.Tensor) -> torch.Tensor:
-        """``(N,)``: ``E_theta_n[R] = sum_a P_n(a) E[R | a]``, exact."""
+        """``(N,)``: ``E_theta_n[R] = sum_a P_n(a) E[R | a]``, exact, in the model's dtype on its device.
+
+        Raises:
+            ValueError: ``theta`` that is not an ``(N, D, Kmax)`` floating table of distributions over the model's
+                choices (rows finite, >= 0, 0 beyond ``K_d``, summing to 1: the check of ``init_theta``), named with
+                its first row that is not; a list or array is read as float64, another dtype or device computed in
+                the model's. On a device the check waits for it once (the searchers' own theta is not checked).
+        """
+        return self._expected(self._checked_theta(theta))
+
+    def _expected(self, theta: torch.Tensor) -> torch.Tensor:
+        """:meth:`expected` of the searchers' own theta (the model's dtype and device, rows on the simplex),
+        unchecked."""
         return (self._context_probs(theta).prod(1) * self._values(theta)).sum(-1)
 
     def conditional(self, theta: torch.Tensor) -> torch.Tensor:
-        """``(N, D, Kmax)``: ``c~[n, d, k] = E_theta_n[R | h_d = k]`` (0 beyond ``K_d``).
+        """``(N, D, Kmax)``: ``c~[n, d, k] = E_theta_n[R | h_d = k]`` (0 beyond ``K_d``), in the model's dtype on
+        its device.
 
         ``c~ - sum_k theta_k c~_k`` times theta is the exact natural gradient of ``E_theta[R]`` (the Fisher
         metric is block-diagonal over decisions), so eq. 7 with ``c`` replaced by ``c~`` is exact; for an
-        additive table ``c~[d] - Q~_d = c[d] - Q_d``."""
+        additive table ``c~[d] - Q~_d = c[d] - Q_d``.
+
+        Raises:
+            ValueError: what :meth:`expected` refuses.
+        """
+        return self._conditional(self._checked_theta(theta))
+
+    def _checked_theta(self, theta) -> torch.Tensor:
+        """``theta`` as the ``(N, D, Kmax)`` distributions :meth:`expected` and :meth:`conditional` read, in the
+        model's dtype on its device (as :meth:`totals` moves its rows; not detached: the moments stay
+        differentiable). A ``ValueError`` for a tensor that is not floating point, a list or array that is not
+        numbers (True/False, complex), another shape, or rows that are not distributions over the model's choices
+        (NaN, negative, not 0 beyond ``K_d``, not summing to 1: the engine's ``init_theta`` check, one wait for a
+        device): the formulas hold only for distributions and would return a number for anything else."""
+        if isinstance(theta, torch.Tensor):
+            if not theta.is_floating_point():
+                raise ValueError(f"theta must be a floating tensor of probabilities, got dtype {theta.dtype}")
+        elif is_bool_table(theta) or is_complex(theta):
+            raise ValueError("theta must be real probabilities, got a table of True/False or complex numbers")
+        else:
+            theta = real_table(theta, "theta")
+        D, Kmax = self.mask.shape
+        if theta.dim() != 3 or tuple(theta.shape[1:]) != (D, Kmax):
+            hint = "; for one distribution pass theta.unsqueeze(0)" if tuple(theta.shape) == (D, Kmax) else ""
+            raise ValueError(f"theta must be an (N, D, Kmax) = (N, {D}, {Kmax}) table of distributions, one per "
+                             f"member, got shape {tuple(theta.shape)}{hint}")
+        theta = theta.to(self.device, self.dtype)
+        check_theta_values(theta, self.mask, "theta")
+        return theta
+
+    def _conditional(self, theta: torch.Tensor) -> torch.Tensor:
+        """:meth:`conditional` of the searchers' own theta (the model's dtype and device, rows on the simplex),
+        unchecked."""
         probs = self._context_probs(theta)                                        # (N, C, A)
         p = probs.prod(1)                                                         # (N, A): P_n(a)
         values = self._values(theta)                                              # (N, A)
@@ -330,12 +370,14 @@ def check_cost_model(costs, D: int, Kmax: int, mask: torch.Tensor):
 
 def step_costs(costs, theta: torch.Tensor) -> torch.Tensor:
     """What eq. 7's ε term uses: the ``(D, Kmax)`` table itself, or ``(N, D, Kmax)`` ``E_theta_n[R | h_d = k]``."""
-    return costs.conditional(theta) if isinstance(costs, ContextCosts) else costs
+    return costs._conditional(theta) if isinstance(costs, ContextCosts) else costs  # the engine's own theta
 
 
 def expected_total(costs, theta: torch.Tensor) -> torch.Tensor:
     """``(N,)``: ``E_theta_n[R]`` (eq. 6 for a table)."""
-    return costs.expected(theta) if isinstance(costs, ContextCosts) else (theta * costs).sum((-1, -2))
+    if isinstance(costs, ContextCosts):
+        return costs._expected(theta)  # the engine's own theta, on the simplex by construction: not checked again
+    return (theta * costs).sum((-1, -2))
 
 
 def arch_totals(costs, arch: torch.Tensor) -> torch.Tensor:

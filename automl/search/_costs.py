@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_mask, cost_table, is_bool_table, is_complex
+from ._checks import check_mask, cost_table, is_bool_table, is_complex, shown
 from ._context import ContextCosts
 
 __all__ = ["normalize_costs", "cost_scale", "normalize_context"]
@@ -25,13 +25,16 @@ def cost_scale(costs: torch.Tensor, mask: torch.Tensor | None = None) -> float:
 
 def normalize_costs(costs: torch.Tensor, mask: torch.Tensor | None = None,
                     return_scale: bool = False) -> torch.Tensor | tuple[torch.Tensor, float]:
-    """Divide a ``(D, Kmax)`` cost table by its largest per-choice cost, so that ``c in [0, 1]``.
+    """Divide a ``(D, Kmax)`` cost table by its largest absolute per-choice cost ``max |c_{d,k}|`` over the valid
+    entries (:func:`cost_scale`), so that ``c in [0, 1]`` for non-negative costs (the largest is 1) and
+    ``c in [-1, 1]`` when some are negative (the one of largest magnitude is 1 or -1); the signs are kept. A table
+    of zeros is returned as it is (scale 1).
 
     Why: the regulariser of eq. 5 is ``epsilon * E[R(M)]`` with ``R(M) = sum_d c_{d,k(d)}``; in eq. 7
     the epsilon term ``epsilon (c_d - Q_d 1) * theta_d`` is compared with the utility term whose size
     is fixed (``|w| <= 2``). Raw costs (parameter counts, FLOPs) differ by orders of magnitude between
     spaces, so the same epsilon would mean "ignore size" in one space and "only size matters" in
-    another. Dividing by the largest single-choice cost makes ``epsilon in {0, 0.1, 0.3, 0.5}`` (the
+    another. Dividing by the largest single-choice |cost| makes ``epsilon in {0, 0.1, 0.3, 0.5}`` (the
     paper's values) comparable across spaces. Only the per-choice scale is used, so the number of
     decisions still counts: a space with more decisions has a larger total ``R``.
 
@@ -47,7 +50,7 @@ def normalize_costs(costs: torch.Tensor, mask: torch.Tensor | None = None,
     """
     costs, mask = _check(costs, mask)
     if isinstance(return_scale, (str, bytes)) or return_scale not in (True, False):  # "no" would return a tuple
-        raise ValueError(f"return_scale must be True or False, got {return_scale!r}")
+        raise ValueError(f"return_scale must be True or False, got {shown(return_scale)}")
     scale = cost_scale(costs, mask)
     out = torch.where(mask, costs / scale, torch.zeros((), dtype=costs.dtype, device=costs.device))
     return (out, scale) if return_scale else out
@@ -90,7 +93,7 @@ def normalize_context(context_decisions, tables: torch.Tensor, fixed: torch.Tens
     """
     tables, fixed, mask = cost_table(tables, "tables"), cost_table(fixed, "fixed").reshape(-1), check_mask(mask)
     if isinstance(normalize, (str, bytes)) or normalize not in (True, False):  # "no" would normalise
-        raise ValueError(f"normalize must be True or False, got {normalize!r}")
+        raise ValueError(f"normalize must be True or False, got {shown(normalize)}")
     if tables.dim() != 3 or tuple(tables.shape[1:]) != tuple(mask.shape) or not tables.shape[0] \
             or fixed.shape != tables.shape[:1]:
         raise ValueError(f"tables must be (A, D, Kmax) = (A, {', '.join(map(str, mask.shape))}) with A >= 1 "

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from typing import Any, Sequence
 
 import torch
 
 from ._base import Searcher
 from ._checks import (MOST_NUMBERS, check_device, check_fits, check_lam, check_num_choices, check_seed,
-                      check_state, checked_generator, real_number, shown)
+                      check_state, checked_generator, integer, real_number, shown)
 from ._context import ContextCosts, arch_totals, check_cost_model, chosen_costs, cost_extremes, cost_state
 from ._inputs import TellInputs
 from ._knapsack import BUDGET_RTOL
@@ -91,15 +90,14 @@ _GATES_FORM = "gates must be a dict {decision: (depth decision, [bool per choice
 
 
 def _gate_index(value, gates) -> int:
-    """A decision of ``gates`` (a key, or a depth decision) as an int: an integer (NumPy's and 0-d integer tensors
-    too); 0.5, True or "1" is a ``ValueError`` naming ``gates`` and the value (``int()`` would read 0.5 as 0)."""
-    try:
-        if isinstance(value, bool) or getattr(value, "dtype", None) in (torch.bool, bool):
-            raise TypeError
-        return operator.index(value)
-    except TypeError:
-        raise ValueError(f"{_GATES_FORM}: decision {value!r} is not a decision index (an integer), in {gates!r}") \
-            from None
+    """A decision of ``gates`` (a key, or a depth decision) as an int: an :func:`~._checks.integer` (NumPy's and 0-d
+    integer tensors too); 0.5, True or "1" is a ``ValueError`` naming ``gates`` and the value (``int()`` would read
+    0.5 as 0)."""
+    index = integer(value)
+    if index is None:
+        raise ValueError(f"{_GATES_FORM}: decision {shown(value)} is not a decision index (an integer), in "
+                         f"{shown(gates)}")
+    return index
 
 
 def _gate_flag(value, gates) -> bool:
@@ -107,8 +105,8 @@ def _gate_flag(value, gates) -> bool:
     number = value.item() if getattr(value, "ndim", None) == 0 and hasattr(value, "item") else value
     if isinstance(number, (bool, numbers.Integral)) and number in (0, 1):
         return bool(number)
-    raise ValueError(f"{_GATES_FORM}: flag {value!r} is not True/False (whether the layer is there at each choice "
-                     f"of the depth decision), in {gates!r}")
+    raise ValueError(f"{_GATES_FORM}: flag {shown(value)} is not True/False (whether the layer is there at each "
+                     f"choice of the depth decision), in {shown(gates)}")
 
 
 def _gate_entries(gates) -> dict[int, tuple[int, list[bool]]]:
@@ -130,7 +128,7 @@ def _gate_entries(gates) -> dict[int, tuple[int, list[bool]]]:
             break
         out[_gate_index(d, gates)] = (_gate_index(g, gates), [_gate_flag(v, gates) for v in there])
     if items is None:
-        raise ValueError(f"{_GATES_FORM}, got {gates!r}")
+        raise ValueError(f"{_GATES_FORM}, got {shown(gates)}")
     return out
 
 
@@ -157,9 +155,9 @@ def _state_values(state: dict, num_choices: list[int], N: int, lam: int) -> tupl
     if not isinstance(best_loss, torch.Tensor) or not best_loss.is_floating_point() or tuple(best_loss.shape) != (N,) \
             or bool((best_loss.isnan() | (best_loss == -math.inf)).any()):  # tell() keeps neither: no loss beats it
         raise ValueError(f"state['best_loss'] must be a float tensor of shape ({N},) of losses or +inf (tell() "
-                         f"keeps NaN and -inf as +inf), got {best_loss!r}; the state is corrupt")
+                         f"keeps NaN and -inf as +inf), got {shown(best_loss)}; the state is corrupt")
     if not isinstance(told, torch.Tensor) or told.dtype != torch.bool or tuple(told.shape) != (N,):
-        raise ValueError(f"state['told'] must be a bool tensor of shape ({N},), got {told!r}")
+        raise ValueError(f"state['told'] must be a bool tensor of shape ({N},), got {shown(told)}")
     last = state["last"]
     if last is not None:
         last = _index_table(last, (N * lam, len(num_choices)), num_choices, "last")
@@ -234,11 +232,11 @@ class RandomSearch(Searcher):
         self.floors: list[float | None] = [None if self.band is None or b is None
                                            else _floor(self.band * (fixed + b) - fixed) for b in self.budgets]
         lam = check_lam(lam, 1)  # a plain int: a NumPy one in the state dict would fail torch.load(weights_only=True)
-        if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1
-                   for v in (max_tries, batch)):
-            raise ValueError(f"max_tries and batch must be integers >= 1, got max_tries={max_tries!r}, "
-                             f"batch={batch!r}")
-        self.lam, self.max_tries, self.batch = lam, int(max_tries), int(batch)
+        tries, draws = integer(max_tries), integer(batch)  # plain ints, for the state dict too
+        if tries is None or draws is None or tries < 1 or draws < 1:
+            raise ValueError(f"max_tries and batch must be integers >= 1, got max_tries={shown(max_tries)}, "
+                             f"batch={shown(batch)}")
+        self.lam, self.max_tries, self.batch = lam, tries, draws
         N = len(self.budgets)
         check_fits("lam", lam, N * lam * D, "ask()'s (budgets x lam, D) rows", MOST_NUMBERS // (N * D))
         check_fits("batch", self.batch, self.batch * D, "a (batch, D) draw", MOST_NUMBERS // D)
@@ -415,8 +413,8 @@ class RandomSearch(Searcher):
         check_state(state, "RandomSearch", (_STATE_VERSION,), config, self.costs, "searcher")
         floors = state.get("floors", [None] * len(self.budgets))  # absent: saved before bands, none
         if floors != self.floors:
-            raise ValueError(f"state was saved with floors={floors!r} (band x budget) but this searcher has "
-                             f"floors={self.floors!r}; build the searcher with the same band and budget")
+            raise ValueError(f"state was saved with floors={shown(floors)} (band x budget) but this searcher has "
+                             f"floors={shown(self.floors)}; build the searcher with the same band and budget")
         values = _state_values(state, self.num_choices, len(self.budgets), self.lam)
         generator, best_arch, _, told, last, seed = values
         for key, arch, groups in (("best_arch", best_arch, told), ("last", last, None)):
