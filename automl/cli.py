@@ -35,7 +35,7 @@ from automl.commands import parse_set_args  # re-exported: scripts import it fro
 from automl.errors import Stopped, UserError, shortened
 from automl.limits import MAX_WHOLE_EXPONENT
 
-__all__ = ["main", "build_parser", "parse_set_args", "whole_number"]
+__all__ = ["main", "build_parser", "parse_set_args", "whole_number", "GivenOnce"]
 
 SET_HELP = "override a space parameter (repeatable; for a key given twice, the later wins)"
 
@@ -117,11 +117,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Once(argparse.Action):
-    """An option that may be given once (every option of every verb but ``space``'s and ``export``'s repeatable
-    ``--set``): argparse would keep the last of two silently (``--out a --out b`` ran in b; ``export --arch a.json
-    --arch b.json`` exported b), so a second one is an error naming both (an abbreviation, ``--ou``, is the same
-    option). ``flag=True``: an option without a value (``store_true``)."""
+GIVEN_ONCE = "_given_once"  # the namespace attribute where GivenOnce records the options given so far
+
+
+class GivenOnce:
+    """Mixed in before an argparse action class (``class Once(GivenOnce, argparse._StoreAction)``): an option that
+    may be given once. argparse would keep the last of two silently (``--out a --out b`` ran in b; ``export --arch
+    a.json --arch b.json`` exported b), so a second one is an error naming both values (an abbreviation, ``--ou``,
+    is the same option). Its words: automl's own ``--out given twice (a, then b); give it once``, or, with
+    ``prefixed`` True, argparse's ``argument --out: given twice (a, then b); give it once`` (the benchmark scripts',
+    benchmarks/_common.py). What it records in the namespace (:data:`GIVEN_ONCE`) :meth:`forget` removes."""
+
+    prefixed = False
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(GIVEN_ONCE, {})
+        if self.dest in given:
+            both = "" if self.nargs == 0 else f" ({_values(given[self.dest])}, then {_values(values)})"
+            if self.prefixed:  # argparse puts "argument --out: " before it
+                raise argparse.ArgumentError(self, f"given twice{both}; give it once")
+            raise argparse.ArgumentError(None, f"{self.option_strings[-1]} given twice{both}; give it once")
+        given[self.dest] = values
+        super().__call__(parser, namespace, values, option_string)
+
+    @staticmethod
+    def forget(namespace: argparse.Namespace) -> None:
+        """``namespace`` without the record of the options given (after parsing: it is no option)."""
+        namespace.__dict__.pop(GIVEN_ONCE, None)
+
+
+def _values(values) -> str:
+    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
+
+
+class _Store(argparse.Action):
+    """An option's value stored; ``flag=True``: an option without a value (``store_true``)."""
 
     def __init__(self, option_strings, dest, flag: bool = False, **kwargs):
         if flag:
@@ -129,13 +159,12 @@ class _Once(argparse.Action):
         super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        given = namespace.__dict__.setdefault("_given_once", {})
-        name = self.option_strings[-1]
-        if self.dest in given:
-            both = "" if self.nargs == 0 else f" ({given[self.dest]}, then {values})"
-            raise argparse.ArgumentError(None, f"{name} given twice{both}; give it once")
-        given[self.dest] = values
         setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+class _Once(GivenOnce, _Store):
+    """Every option of every verb but ``space``'s and ``export``'s repeatable ``--set``: given once
+    (:class:`GivenOnce`)."""
 
 
 def whole_number(text: str) -> int:
@@ -252,7 +281,8 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     prof.add_argument("--clock", action=_Once, default="wall",
                       help="wall: elapsed time; cpu: the calling thread's CPU time (--threads 1; a shared machine)")
     prof.add_argument("--calibrate", action=_Once, type=whole_number, default=8,
-                      help="whole random networks timed to fit the per-piece graph cost (chains; 0: off)")
+                      help="whole random networks timed to fit the per-piece graph cost (chains; default 8, at most "
+                           "10,000; 0: off)")
     prof.add_argument("--out", action=_Once, required=True, help="TABLE.json to write")
     prof.set_defaults(module="automl.commands.space")
     return [s, show, check, enc, cost, prof]
@@ -269,7 +299,7 @@ def _export(sub, verbose) -> argparse.ArgumentParser:
                         "(with --arch its manifest.json: that network again)")
     e.add_argument("--se", action=_Once, type=float,
                    help="squeeze-and-excitation ratio of MBConv blocks (0; a manifest's)")
-    e.add_argument("--opset", action=_Once, type=whole_number, default=17, help="ONNX opset (>= 17)")
+    e.add_argument("--opset", action=_Once, type=whole_number, default=17, help="ONNX opset (>= 17; default 17)")
     e.add_argument("--quantize", action=_Once, default=None, help="int8: also write model.int8.onnx (needs --recipe)")
     e.add_argument("--recipe", action=_Once, default=None,
                    help="recipe whose data recalibrates inherited BatchNorm and tests int8")

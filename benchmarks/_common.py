@@ -1,7 +1,8 @@
 """Shared bits of the benchmark scripts: timing with warm-up, the machine they ran on, the JSON line each script
 ends with (:func:`json_line`, strict JSON), files written atomically and read back only when whole, and how a
 user's mistake ends: one message and exit 2 (argument types below, :func:`run_main` for automl's ``UserError``
-and a child ``automl run`` that failed), never a traceback.
+and a child ``automl run`` that failed), never a traceback; and the child processes (:func:`run_child`), which
+Ctrl-C stops as it stops ``automl run``: passed on once, waited for while they save a checkpoint.
 
 The atomic write is this folder's own: ``automl._io`` is private to the automl package (docs/internals.md)."""
 
@@ -9,20 +10,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
 import platform
 import shlex
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import torch
 
-from automl.cli import whole_number
+from automl.cli import DISK_FULL, PATH_REFUSED, GivenOnce, whole_number
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
 from automl.profile import threads_warning as profile_threads_warning
@@ -83,26 +88,16 @@ class DefaultsFormatter(argparse.HelpFormatter):
         return action.help if default is None else f"{action.help} {default}"
 
 
-class _Once:
+class _Once(GivenOnce):
     """Mixed into an option's action by :class:`Parser`: a second ``--threads 4`` after ``--threads 1`` is an error
-    naming both, as automl's own options (``automl.cli``), where argparse would keep the last without a word."""
+    naming both, as automl's own options (:class:`automl.cli.GivenOnce`), in argparse's words (``argument
+    --threads: given twice (1, then 4); give it once``), where argparse would keep the last without a word."""
 
-    def __call__(self, parser, namespace, values, option_string=None):
-        given = namespace.__dict__.setdefault(_GIVEN, {})
-        if self.dest in given:
-            both = "" if self.nargs == 0 else f" ({_shown(given[self.dest])}, then {_shown(values)})"
-            raise argparse.ArgumentError(self, f"given twice{both}; give it once")
-        given[self.dest] = values
-        super().__call__(parser, namespace, values, option_string)
+    prefixed = True
 
 
-_GIVEN = "_given_once"
 _ONCE = {cls: type(f"Once{cls.__name__}", (_Once, cls), {})
          for cls in (argparse._StoreAction, argparse._StoreTrueAction, argparse._StoreFalseAction)}
-
-
-def _shown(values) -> str:
-    return " ".join(map(str, values)) if isinstance(values, list) else str(values)
 
 
 class Parser(argparse.ArgumentParser):
@@ -124,7 +119,7 @@ class Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         ns, rest = super().parse_known_args(args, namespace)
-        ns.__dict__.pop(_GIVEN, None)
+        GivenOnce.forget(ns)
         return ns, rest
 
     def error(self, message):
@@ -305,21 +300,172 @@ def check_child(cmd: list[str], returncode: int, stderr: str | None = None, log=
 
 def run_main(main, *args) -> None:
     """A script's entry point: ``main(*args)``; automl's ``UserError`` (RecipeError, SpaceError, ParamError,
-    DataError are ones) and a failed child print one message and exit 2 (a failed child: its own code); Ctrl-C
-    (``KeyboardInterrupt``) one line and exit 130 (128 + SIGINT, as a shell reports it), no traceback."""
-    try:
-        rc = main(*args)
-    except KeyboardInterrupt:
-        print(f"{Path(sys.argv[0]).name}: stopped by Ctrl-C (SIGINT): what it had not printed was not measured",
-              file=sys.stderr)
-        sys.exit(130)
-    except UserError as e:
-        print(e.text(), file=sys.stderr)
-        sys.exit(e.exit_code)
-    except ChildFailed as e:
-        print(e.text(), file=sys.stderr)
-        sys.exit(e.exit_code)
+    DataError are ones) and a failed child print one message and exit 2 (a failed child: its own code); a path
+    the machine refuses (a full disk, no permission, a file where a folder should be) one line naming it and exit
+    2; Ctrl-C (``KeyboardInterrupt``) one line and exit 130 (128 + SIGINT, as a shell reports it), SIGTERM 143
+    and SIGHUP 129 (:class:`Stop`), no traceback: the children still running are first passed the signal and
+    given :data:`STOP_WAIT` seconds to exit on their own (:func:`stop_children`)."""
+    with _stops_raised():
+        try:
+            rc = main(*args)
+        except KeyboardInterrupt as e:
+            signum = getattr(e, "signum", signal.SIGINT)
+            stop_children(signum)
+            how = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"{_prog()}: stopped by {how}: what it had not printed was not measured", file=sys.stderr)
+            sys.exit(128 + signum)
+        except UserError as e:
+            print(e.text(), file=sys.stderr)
+            sys.exit(e.exit_code)
+        except ChildFailed as e:
+            print(e.text(), file=sys.stderr)
+            sys.exit(e.exit_code)
+        except OSError as e:
+            if not (e.filename and e.errno in (*DISK_FULL, *PATH_REFUSED, *NOT_A_FOLDER)):
+                raise  # an internal error: its traceback
+            print(f"{_prog()}: {e.filename}: {e.strerror}; check the path (and its permissions, and the free "
+                  f"space) and run the command again", file=sys.stderr)
+            sys.exit(2)
     sys.exit(rc or 0)
+
+
+# a path with a file where a folder should be (``--out`` naming a file, or a folder under one), or under a folder
+# that does not exist
+NOT_A_FOLDER = (errno.EEXIST, errno.ENOTDIR, errno.ENOENT)
+
+
+def _prog() -> str:
+    return Path(sys.argv[0]).name
+
+
+def out_folder(text: str, flag: str = "--out") -> Path:
+    """The folder ``text`` that a script writes into (``--out``), created with its parents: one that cannot be
+    (a file there, a file among its parents, no permission) is a :class:`UserError` naming ``flag``."""
+    if not text.strip():
+        raise UserError(f"{flag} is empty: give the folder to write into (e.g. {flag} runs/bench)")
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {text} is a file, not a folder; choose a folder (a new one, or one of this "
+                        f"script's earlier runs)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {text}: cannot create it ({e.strerror}); choose a folder you can write") from None
+    return path
+
+
+# ------------------------------------------------------------------------------------------ child processes
+
+# seconds a child is given to exit on its own after a stop signal is passed on to it (automl run finishes its
+# training step and writes a checkpoint, seconds on a large supernet); then, or at a second Ctrl-C, it is killed
+STOP_WAIT = 30.0
+_CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN_LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set by stop_children: no child is started after it
+
+
+class Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while :func:`run_main` runs the script, raised where Ctrl-C raises
+    ``KeyboardInterrupt``: the script stops as on Ctrl-C, passing ``signum`` on to its children."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _stops_raised():
+    """SIGTERM and SIGHUP raise :class:`Stop` inside the block, where their handler is the default (not one a
+    script set, nor SIG_IGN under ``nohup``); in the main thread only (Python's handlers are set there)."""
+    wanted = [signal.SIGTERM, signal.SIGHUP] if threading.current_thread() is threading.main_thread() else []
+    caught = [s for s in wanted if signal.getsignal(s) == signal.SIG_DFL]
+
+    def stop(signum, frame):
+        raise Stop(signum)
+
+    old = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def run_child(cmd: list[str], env=None, stdout=None, stderr=None, timeout: float | None = None) -> int | None:
+    """``subprocess.run(cmd, ...).returncode``, but with the child in a session of its own, so that a Ctrl-C at
+    the terminal reaches this script alone, which passes it on to the child once (:func:`stop_children`; a second
+    SIGINT would stop ``automl run`` at once, without its checkpoint) and waits for it to exit on its own, where
+    ``subprocess.run`` kills a child 0.25 s after Ctrl-C, perhaps while it writes. ``timeout``: seconds, after
+    which the child is killed and None returned. Safe in threads; after a stop no child is started (Ctrl-C's
+    ``KeyboardInterrupt`` instead)."""
+    with _CHILDREN_LOCK:
+        if _STOPPING.is_set():
+            raise KeyboardInterrupt
+        child = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+        _CHILDREN.add(child)
+    try:
+        return child.wait(timeout)
+    except subprocess.TimeoutExpired:
+        _signal(child, signal.SIGKILL)
+        child.wait()
+        return None
+    except KeyboardInterrupt as e:  # the main thread's Ctrl-C (or Stop): the child stops before anything is removed
+        stop_children(getattr(e, "signum", signal.SIGINT))
+        raise
+    finally:
+        if child.returncode is not None:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(child)
+
+
+def run_child_captured(cmd: list[str], env=None, timeout: float | None = None) -> tuple[int | None, str, str]:
+    """:func:`run_child` with its standard output and error read back (exit code, out, err): through files, not
+    pipes, which no one would read while a stopped child prints its last lines."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        rc = run_child(cmd, env, out, err, timeout)
+        out.seek(0)
+        err.seek(0)
+        return rc, out.read().decode(errors="replace"), err.read().decode(errors="replace")
+
+
+def stop_children(signum: int = signal.SIGINT) -> None:
+    """Pass ``signum`` on to each child of :func:`run_child` still running (to its process group: an image
+    folder's DataLoader workers as Ctrl-C reaches them) and wait up to :data:`STOP_WAIT` seconds for them to exit
+    on their own, saying so in one line; those still running then, or at a second Ctrl-C, are killed. No child
+    is started after it."""
+    with _CHILDREN_LOCK:
+        _STOPPING.set()
+        running = [c for c in _CHILDREN if c.poll() is None]
+    if not running:
+        return
+    try:
+        for child in running:
+            _signal(child, signum)
+        them = f"{len(running)} child processes" if len(running) > 1 else "the child process"
+        print(f"{_prog()}: {signal.Signals(signum).name} passed on; waiting up to {STOP_WAIT:g} s for {them} to "
+              f"stop (automl run saves a checkpoint first); Ctrl-C again to kill now", file=sys.stderr, flush=True)
+        deadline = time.monotonic() + STOP_WAIT
+        for child in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:  # a second Ctrl-C (or a SIGTERM, Stop): kill now
+        pass
+    finally:
+        left = [c for c in running if c.poll() is None]
+        for child in left:
+            _signal(child, signal.SIGKILL)
+            child.wait()
+        if left:
+            print(f"{_prog()}: killed {len(left)} child process{'es' if len(left) > 1 else ''} that had not "
+                  f"stopped (a run folder may hold an unfinished step: its last checkpoint is whole)",
+                  file=sys.stderr, flush=True)
+
+
+def _signal(child: subprocess.Popen, signum: int) -> None:
+    """``signum`` to ``child``'s process group (its session's, which :func:`run_child` made), while it runs."""
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signum)
 
 
 def median(xs) -> float:

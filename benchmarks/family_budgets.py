@@ -7,10 +7,13 @@ Runs ``automl run RECIPE search.method=M seed=S`` for every seed and method (one
 interleaved (A, B, A, B: on a shared machine load changes slowly, so neighbouring runs see similar load),
 then prints per member the budget, the final ε, params, cost / budget, test accuracy, and each run's search
 seconds, plus the median search-time ratio of the first method to the second. An existing
-``OUT/<method>-s<seed>`` with a results.json is reused (delete it to rerun). The recipe with each method and
-the --set overrides is checked before the first run (a mistake: one line naming the file or key, exit 2). A
-run that fails stops the script with one line naming its command (exit 2 when the run's was 2, a mistake it
-printed above it). Prints a table and one JSON line.
+``OUT/<method>-s<seed>`` with a results.json is reused (delete it to rerun); one without it, a run that was
+stopped, is continued (``automl run ... --resume``: from its last checkpoint, or afresh when it stopped before
+its first). Ctrl-C is passed on to the run, which saves a checkpoint and exits, and the script waits for it
+(up to 30 s), then exits 130. The recipe with each method and the --set overrides is checked before the first
+run (a mistake: one line naming the file or key, exit 2). A run that fails stops the script with one line
+naming its command (exit 2 when the run's was 2, a mistake it printed above it). Prints a table and one JSON
+line.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import check_child, json_line, names, parser, run_main, seed_list  # noqa: E402
+from _common import (check_child, json_line, names, out_folder, parser, run_child, run_main,  # noqa: E402
+                     seed_list)
 
 from automl.recipe import load_recipe  # noqa: E402
 
@@ -38,10 +42,10 @@ def main():
     ap.add_argument("--out", default="runs/family-budgets")
     ap.add_argument("--set", action="append", default=[], help="recipe override key=value (repeatable)")
     args = ap.parse_args()
-    out = Path(args.out)
     methods = list(dict.fromkeys(args.methods))  # a method or seed given twice is one
     for m in methods:  # a mistake in the recipe or a --set is found now, not by the first run
         load_recipe(args.recipe, [f"search.method={m}", *args.set])
+    out = out_folder(args.out)
     rows, seconds = [], {m: [] for m in methods}
     for seed in dict.fromkeys(args.seeds):
         for m in methods:
@@ -49,8 +53,10 @@ def main():
             if not (d / "results.json").exists():
                 cmd = [sys.executable, "-m", "automl", "run", args.recipe, "--out", str(d),
                        f"search.method={m}", f"seed={seed}", *args.set]
+                if d.exists():  # a run stopped part-way: continued from its checkpoint (or afresh, before its first)
+                    cmd.append("--resume")
                 print("$", " ".join(cmd), flush=True)
-                check_child(cmd, subprocess.run(cmd, stdout=subprocess.DEVNULL).returncode)
+                check_child(cmd, run_child(cmd, stdout=subprocess.DEVNULL))
             res = json.loads((d / "results.json").read_text())
             seconds[m].append(res["search_seconds"])
             for i, a in enumerate(res["architectures"]):

@@ -9,7 +9,9 @@ OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when it
 there: the script can be re-run after a change to re-measure only what was deleted. The recipe, its overrides,
 the option and method names and the folders given are checked before any run (a truth to retrain needs
 retrain.epochs >= 1, a --truth run a ranking that retrained); a run that fails stops the script with one
-line naming its command and its log (exit 2 when the run's was 2).
+line naming its command and its log (exit 2 when the run's was 2). Ctrl-C is passed on to the runs going on,
+which save a checkpoint and exit (the script waits up to 30 s, then exits 130; no run is started after it); a
+re-run starts such a run's folder afresh.
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
@@ -56,7 +58,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (atomic_write_text, cached_json, check_child, emit, int_at_least, names,  # noqa: E402
-                     parser, positive_float, positive_int, run_main, seed_list, thread_count, warn_threads)
+                     out_folder, parser, positive_float, positive_int, run_child, run_main, seed_list, thread_count,
+                     warn_threads)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
@@ -162,8 +165,8 @@ def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None
             shutil.rmtree(out)
         cmd = [sys.executable, "-m", "automl", "run", recipe, *overrides, "--out", str(out)]
         log = out.with_name(out.name + ".log")  # a file, not a pipe: the run outlives this script if killed
-        with open(log, "w") as f:
-            rc = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+        with open(log, "w") as f:  # Ctrl-C: passed on to the run, which saves a checkpoint and exits (run_child)
+            rc = run_child(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
         check_child(cmd, rc, log.read_text(errors="replace") if rc else None, log)
     return json.loads(res.read_text())
 
@@ -528,8 +531,7 @@ def main(argv: list[str]) -> None:
     _check(a)
     if a.threads is not None:
         warn_threads(a.threads, "so the runs only take longer")
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = out_folder(a.out)
     if a.replay or a.truth_seeds or a.one_se:
         return _one_study(a, out)
     if not a.no_tau:
@@ -547,10 +549,13 @@ def main(argv: list[str]) -> None:
                  retrain_noise_tau=kendall_tau_b(t0, t1))
     if not a.no_stability:
         combos = [(m, t, sd) for m in a.methods for t in (1, 2) for sd in a.stability_seeds]
-        with ThreadPoolExecutor(a.jobs) as pool:  # the runs are subprocesses: threads only wait
+        pool = ThreadPoolExecutor(a.jobs)  # the runs are subprocesses: threads only wait
+        try:
             results = list(pool.map(lambda c: automl_run(
                 a.recipe, stability_overrides(a.recipe, a.overrides, c[0], c[2], c[1]),
                 out / f"stab-{c[0]}-t{c[1]}-s{c[2]}", threads=c[1]), combos))
+        finally:  # on Ctrl-C: no run is started, and those running are run_main's to stop and wait for
+            pool.shutdown(wait=False, cancel_futures=True)
         rows = [{"method": m, "threads": t, "seed": sd, "params": [x["params"] for x in res["architectures"]]}
                 for (m, t, sd), res in zip(combos, results)]
         emit("ranking_stability", rows)

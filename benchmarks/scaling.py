@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import check_child, emit, parser, run_main  # noqa: E402
+from _common import check_child, emit, parser, run_child_captured, run_main  # noqa: E402
 
 from automl.recipe import load_recipe  # noqa: E402
 from automl.train.data import build_data  # noqa: E402
@@ -61,8 +60,8 @@ def run(nproc: int, device: str) -> dict:
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "run"
         cmd, env = command(nproc, device, out)
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        check_child(cmd, r.returncode, r.stderr)
+        rc, _, err = run_child_captured(cmd, env)  # Ctrl-C: passed on to torchrun, which passes it to the ranks
+        check_child(cmd, rc, err)
         res = json.loads((out / "results.json").read_text())
     images = WEIGHT_EPOCHS * weight_images(nproc)
     return {"processes": nproc, "device": device, "threads": (res.get("threads") or {}).get("threads"),

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (check_child, emit, int_list, median, names, parser, positive_float,  # noqa: E402
-                     positive_int, run_main)
+                     positive_int, run_child_captured, run_main)
 
 BUSY_MOST = 64  # busy processes at once: more only measures the scheduler, and a typo could start thousands
 MAX_LIMIT = 1_000_000  # seconds (11.6 days): more is a typo, and Python cannot wait for 1e30 seconds
@@ -77,12 +76,11 @@ def torch_default_threads() -> int:
 
 def _child(cmd: list[str], limit: float) -> str | None:
     """Run ``cmd``; its stdout, or None when it ran past ``limit`` seconds (killed)."""
-    try:
-        r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=limit)
-    except subprocess.TimeoutExpired:
+    rc, out, err = run_child_captured(cmd, _env(), limit)  # Ctrl-C: passed on to the child, which exits
+    if rc is None:
         return None
-    check_child(cmd, r.returncode, r.stderr)
-    return r.stdout
+    check_child(cmd, rc, err)
+    return out
 
 
 def digits_command(setting: str, epochs: int, out: Path) -> list[str]:
@@ -235,7 +233,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    # `kill` still stops the busy processes (their finally blocks run); set here, not in main(), which tests call
-    # in-process: a handler left behind would take the next test's SIGTERM
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # `kill` (SIGTERM) still stops the busy processes (their finally blocks run: run_main raises it as Ctrl-C)
     run_main(main, sys.argv[1:])

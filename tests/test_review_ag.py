@@ -158,7 +158,7 @@ def _family_budgets(monkeypatch, capsys, out: Path, seconds: dict, *args: str) -
         arch = {"budget": None, "epsilon": 0.0, "params": 10, "cost": 10.0, "test_accuracy": 0.9}
         (out / name / "results.json").write_text(json.dumps({"search_seconds": s, "architectures": [arch]}))
     monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(out), *args])
-    monkeypatch.setattr(family_budgets.subprocess, "run", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(family_budgets, "run_child", lambda *a, **k: pytest.fail("a run started"))
     family_budgets.main()
     lines = capsys.readouterr().out.strip().splitlines()
     return lines, json.loads(lines[-1])

@@ -200,7 +200,7 @@ def test_search_cost_labels_its_untimed_warm_up(monkeypatch, capsys):
 def test_family_budgets_checks_the_recipe_before_the_first_run(monkeypatch, capsys, tmp_path, args, words):
     # was: "$ python -m automl run ..." started, printed its own error, then a second line "... failed (exit 2)"
     monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(tmp_path / "fb"), "--seeds", "0", *args])
-    monkeypatch.setattr(family_budgets.subprocess, "run", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(family_budgets, "run_child", lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(SystemExit) as e:
         family_budgets.run_main(family_budgets.main)
     assert e.value.code == 2
@@ -213,7 +213,7 @@ def test_family_budgets_reports_a_run_that_exits_2_as_one_line(monkeypatch, caps
     # what test_benchmarks_cli's heavy test of this covered with search.bogus=1, which the check above now
     # refuses before any run: a run that passes the check and then exits 2 (e.g. its data) is one line
     monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(tmp_path / "fb"), "--seeds", "0"])
-    monkeypatch.setattr(family_budgets.subprocess, "run", lambda cmd, **k: subprocess.CompletedProcess(cmd, 2))
+    monkeypatch.setattr(family_budgets, "run_child", lambda cmd, **k: 2)
     with pytest.raises(SystemExit) as e:
         family_budgets.run_main(family_budgets.main)
     err = capsys.readouterr().err.strip().splitlines()
@@ -227,7 +227,7 @@ def test_family_budgets_checks_the_recipe_with_each_method(monkeypatch, tmp_path
     monkeypatch.setattr(family_budgets, "load_recipe", lambda recipe, ov: seen.append(ov))
     monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(tmp_path), "--seeds", "0",
                                       "--methods", "separate,random", "--set", "seed=3"])
-    monkeypatch.setattr(family_budgets.subprocess, "run", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(family_budgets, "run_child", lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(pytest.fail.Exception, match="a run started"):
         family_budgets.main()
     assert seen == [["search.method=separate", "seed=3"], ["search.method=random", "seed=3"]]
