@@ -164,20 +164,51 @@ def _stopping_start_up(info: DistInfo):
         yield
 
 
-def _stopped_starting(e: StoppedStarting, out: Path | None, again: str, claimed: Path | None) -> None:
+def _stopped_starting(e: StoppedStarting, out: Path | None, again: str, claimed: Path | None, resume: bool,
+                      began: bool) -> None:
     """Say on standard error (a terminal that hung up: nothing) what a signal during start-up left; ``claimed``:
-    the run folder this command chose and created (not a ``--out``), which :func:`_drop_unused` removes."""
+    the run folder this command chose and created (not a ``--out``), which :func:`_drop_unused` removes;
+    ``resume``: the command continues the run in ``out`` (``--resume``); ``began``: the start-up had the folder
+    (it created ``claimed``, or its ``Run`` was made), so what it left there is said (:func:`_left_in`)."""
     name = signal.Signals(e.signum).name
-    if out is not None and not CheckpointStore(out / "checkpoints").missing():
-        text = f"stopped by {name} while the run started; its checkpoints are as they were. Continue with: {again}"
-    else:
-        gone = f" ({claimed} removed)" if claimed is not None and not claimed.exists() else ""
-        text = (f"stopped by {name} while the run started, before its first checkpoint: nothing to resume{gone}; "
+    store = CheckpointStore(out / "checkpoints") if out is not None else None
+    if store is None or store.missing():
+        left = f" ({_left_in(out, claimed)})" if out is not None and began else ""
+        text = (f"stopped by {name} while the run started, before its first checkpoint: nothing to resume{left}; "
                 f"start the run again")
+    elif not store.exists():  # a checkpoint file, but no usable index: --resume would refuse it too
+        text = (f"stopped by {name} while the run started; {out} is left as it was, with no checkpoint --resume can "
+                f"use: {store.why_none()}")
+    elif resume:
+        text = f"stopped by {name} while the run started; its checkpoints are as they were. Continue with: {again}"
+    else:  # a new run, which would have been refused in a folder holding a run's checkpoints
+        text = (f"stopped by {name} while the run started, before it wrote anything in {out}, which holds another "
+                f"run's checkpoints (left as they were); to continue that run, if it is this recipe's: {again}")
     try:
         print(text, file=sys.stderr, flush=True)
     except OSError:
         pass
+
+
+def _left_in(out: Path, claimed: Path | None) -> str:
+    """What a start-up stopped before its first checkpoint left of ``out``, its run folder, in words: removed (a
+    folder this command chose, ``claimed``), not there (a new ``--out``: never made, or removed with what the
+    start-up wrote: :func:`~automl.pipeline.run._left_as_found`), empty, only a start-up's files (which a new run
+    takes over: :func:`~automl.pipeline.run.leftovers`), or what else it holds, left as it is."""
+    try:
+        if not out.is_dir():
+            return (f"{out} removed" if claimed is not None else
+                    f"{out} does not exist: nothing was left behind" if not out.exists() and not out.is_symlink()
+                    else f"{out} is not a folder")
+        names = sorted(p.name for p in out.iterdir())
+    except OSError:
+        return f"{out} cannot be listed"
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    if not names:
+        return f"{out} is empty: nothing was left in it"
+    if leftovers(out) is not None:
+        return f"{out} holds only what a start-up writes ({shown}), which a new run there takes over"
+    return f"{out} left as it is, holding {shown}"
 
 
 def _say_finished(signum: int, out: Path, info: DistInfo, during_report: bool) -> None:
@@ -279,7 +310,9 @@ def _run(args, recipe, info: DistInfo) -> int:
             _say_finished(e.signum, out, info, during_report=False)
             _finished_exit_ignores_signals()
             return 0
-        _stopped_starting(e, out, again, claimed)
+        if claimed is not None:  # stopped before Run took it (else removed already, when it held nothing)
+            _drop_unused(claimed, runs_was_there)
+        _stopped_starting(e, out, again, claimed, args.resume, began=run is not None or claimed is not None)
         raise Stopped(e.signum) from None
     finally:
         shutdown_distributed()
