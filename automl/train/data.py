@@ -621,11 +621,8 @@ def _stratified_split(labels: torch.Tensor, theta_split: float | int, seed: int,
     n, labels = len(labels), labels.long().cpu()
     n_theta = _theta_count(n, theta_split, what, limited)
     g = torch.Generator().manual_seed(_seed_of(seed, "theta_split"))  # as _split seeds its draw
-    perm = torch.randperm(n, generator=g)                          # each class's items in a seeded order
-    by_class = perm[torch.argsort(labels[perm], stable=True)]      # grouped by class, that order kept
-    cls = labels[by_class]
-    counts = torch.bincount(cls)
-    k, c = torch.arange(n) - (torch.cumsum(counts, 0) - counts)[cls], counts[cls]  # rank in its class, its size
+    by_class, cls, counts, k = _grouped_by_class(labels, g)
+    c = counts[cls]                                                # the size of each item's class
     # holding out a class's (k+1)-th item leaves it (k + 1 - c x n_theta / n) above its share: n times that
     over = (k + 1) * n - c * n_theta
     tier = torch.ones(n, dtype=torch.long)
@@ -692,14 +689,20 @@ def _spread_over_classes(targets: list[int], n: int, seed: int) -> torch.Tensor:
     order seeded from ``seed``. Every class is kept when ``n`` is at least the number of classes, and the
     classes' counts differ by at most one but where a class runs out of items."""
     g = torch.Generator().manual_seed(_seed_of(seed, "limit_train"))
-    labels = torch.as_tensor(targets, dtype=torch.long)
+    by_class, cls, counts, rank = _grouped_by_class(torch.as_tensor(targets, dtype=torch.long), g)
+    turn = torch.randperm(len(counts), generator=g)                # the classes' order within a round
+    return by_class[torch.argsort(rank * len(counts) + turn[cls])[:n]].sort().values
+
+
+def _grouped_by_class(labels: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """The items whose classes are ``labels`` (long, on the CPU) grouped by class, each class's items in an order
+    drawn from ``g``: ``(their positions, their classes, each class's count, each item's rank in its class)``, the
+    rank 0 for a class's first item. One draw of ``g`` (a permutation of the items)."""
     perm = torch.randperm(len(labels), generator=g)               # each class's items in a seeded order
     by_class = perm[torch.argsort(labels[perm], stable=True)]      # grouped by class, that order kept
     cls = labels[by_class]
     counts = torch.bincount(cls)
-    rank = torch.arange(len(cls)) - (torch.cumsum(counts, 0) - counts)[cls]  # 0 for a class's first item, ...
-    turn = torch.randperm(len(counts), generator=g)                # the classes' order within a round
-    return by_class[torch.argsort(rank * len(counts) + turn[cls])[:n]].sort().values
+    return by_class, cls, counts, torch.arange(len(cls)) - (torch.cumsum(counts, 0) - counts)[cls]
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
