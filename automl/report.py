@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import os
 import re
@@ -671,9 +672,21 @@ def plot_pareto(results: dict) -> bytes:
                     color="tab:gray", rotation=90)
     ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}
                   .get(metric, metric))
+    if metric != "latency":  # a count: its ticks in short (140k), as the budgets are
+        ax.xaxis.set_major_formatter(_count_tick)
     ax.set_ylabel("test accuracy [%]")
     _title(fig, ax, results["recipe"], f" ({results['method']})")
     return _png(fig, ax, labels)
+
+
+def _count_tick(v: float, _pos=None) -> str:
+    """A tick of pareto.png's count axis (parameters, MACs) as the report names a budget, at %g's precision:
+    ``140k``, ``1.2M``, ``62.285k``. Written in full, 100000 to 160000 run into one another on an axis like the
+    quickstart's (13,554 to 178,170 parameters), and MACs get a ``1e6`` in the corner."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(v) >= div:
+            return f"{v / div:g}{suffix}"
+    return f"{v:g}"
 
 
 def _times(n: int) -> str:
@@ -716,7 +729,12 @@ def _import_matplotlib() -> None:
     """matplotlib imported. Its first import sets the backend MPLBACKEND names and raises ValueError for one it
     does not know (``MPLBACKEND=inline`` outside a notebook); the plots are drawn by Agg whatever the backend, so
     matplotlib is imported without it, and the backend then set as that import would (pyplot imported later gets
-    it), unless matplotlib does not know it."""
+    it), unless matplotlib does not know it. matplotlib's own logger logs warnings only, unless a level was set
+    for it: under the run's INFO logging it would print "generated new fontManager" among the run's lines on a
+    machine's first plot, and under ``-v`` some 300 lines of font scores."""
+    quiet = logging.getLogger("matplotlib")
+    if quiet.level == logging.NOTSET:
+        quiet.setLevel(logging.WARNING)
     if "matplotlib" in sys.modules:
         return
     backend = os.environ.pop("MPLBACKEND", None)
@@ -786,6 +804,8 @@ def _unstack(fig, labels: list) -> None:
     architecture with different weights (several ε, or budgets, that found it) sit at one cost, at nearby
     accuracies; their labels were drawn over one another, unreadable."""
     renderer, placed = fig.canvas.get_renderer(), []
+    for label in labels:  # each at its offset first: _png may lay the figure out again
+        label.set_position(_LABEL_OFFSET)
     for label in sorted(labels, key=lambda t: (t.xy[1], t.xy[0])):
         box, shift = label.get_window_extent(renderer), 0.0
         while any(_overlap(box.translated(0, shift), b) for b in placed):
@@ -795,10 +815,28 @@ def _unstack(fig, labels: list) -> None:
         placed.append(box.translated(0, shift))
 
 
+def _headroom(fig, ax, labels: list) -> bool:
+    """Raise the top of the y axis so that labels :func:`_unstack` moved up above the title or the figure's top
+    (labels of points high in the plot, stacked: the top ones were cut off) fit under the axes' top; whether it
+    was raised (the layout is then made again)."""
+    renderer = fig.canvas.get_renderer()
+    tops = [label.get_window_extent(renderer).y1 for label in labels]
+    ceiling = ax.title.get_window_extent(renderer).y0 if ax.title.get_text() else fig.bbox.y1
+    if not tops or max(tops) <= min(ceiling, fig.bbox.y1):
+        return False
+    over, height = max(tops) - ax.bbox.y1, ax.bbox.height
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + (high - low) * over / max(height - over, height / 4))
+    return True
+
+
 def _png(fig, ax, labels: list = ()) -> bytes:
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    _unstack(fig, list(labels))
+    for _ in range(4):  # the layout again after the y axis was raised: the tick labels may have changed
+        fig.tight_layout()
+        _unstack(fig, list(labels))
+        if not _headroom(fig, ax, list(labels)):
+            break
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
