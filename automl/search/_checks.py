@@ -125,18 +125,19 @@ def cost_table(value, name: str) -> torch.Tensor:
 
 
 def check_num_choices(num_choices) -> list[int]:
-    """``[K_1, ..., K_D]`` as ints, each >= 1."""
-    try:
-        if any(isinstance(k, bool) or getattr(getattr(k, "dtype", None), "kind", None) == "b"
-               or getattr(k, "dtype", None) == torch.bool for k in num_choices):
-            raise TypeError  # int(True) is 1: a flag is no count of choices
-        out = [int(k) for k in num_choices]
-    except (TypeError, ValueError):
-        raise ValueError(f"num_choices must be a list of positive integers, got {shown(num_choices)}") from None
+    """``[K_1, ..., K_D]`` as ints, each an :func:`integer` >= 1 (a list, tuple, 1-d tensor or array); anything
+    else is a ``ValueError`` naming the first element that is not one."""
+    values = _listed("num_choices", num_choices, "positive integers")
+    out = [integer(k) for k in values]
+    for d, (k, kk) in enumerate(zip(out, values)):
+        if k is None:
+            raise ValueError(f"num_choices must be a list of positive integers, got {shown(values)}: num_choices[{d}] "
+                             f"= {shown(kk)} is not an integer: a K_d is an int, a NumPy integer or a 0-d integer "
+                             f"tensor (3, not 3.0, True or tensor([3]))")
     if not out:
         raise ValueError("num_choices is empty: the space needs at least one decision")
-    if any(k < 1 or k != kk for k, kk in zip(out, num_choices)):
-        raise ValueError(f"every K_d in num_choices must be an integer >= 1, got {shown(list(num_choices))}")
+    if any(k < 1 for k in out):
+        raise ValueError(f"every K_d in num_choices must be an integer >= 1, got {shown(out)}")
     # theta and the cost table are (D, Kmax): one beyond MOST_NUMBERS entries could not be held (and a K_d beyond
     # int64 was torch's 'Overflow when unpacking long long')
     check_fits("num_choices", max(out), len(out) * max(out), "the (D, Kmax) tables of theta and the costs",
