@@ -2,7 +2,9 @@
 ends with (:func:`json_line`, strict JSON), files written atomically and read back only when whole, and how a
 user's mistake ends: one message and exit 2 (argument types below, :func:`run_main` for automl's ``UserError``
 and a child ``automl run`` that failed), never a traceback; and the child processes (:func:`run_child`), which
-Ctrl-C stops as it stops ``automl run``: passed on once, waited for while they save a checkpoint.
+Ctrl-C stops as it stops ``automl run``: passed on once, waited for while they save a checkpoint; and the run
+folders the scripts read back (:func:`run_results`: a damaged results.json is one message naming it) and start
+again (:func:`check_not_running`: not while an automl run still holds the folder's lock).
 
 The atomic write is this folder's own: ``automl._io`` is private to the automl package (docs/internals.md)."""
 
@@ -17,6 +19,7 @@ import os
 import platform
 import shlex
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,11 +31,16 @@ from pathlib import Path
 import torch
 
 from automl.cli import DISK_FULL, PATH_REFUSED, GivenOnce, whole_number
-from automl.errors import UserError
+from automl.errors import UserError, shortened
 from automl.limits import MAX_BATCH
 from automl.profile import threads_warning as profile_threads_warning
 from automl.recipe import SEED_LIMIT  # a recipe's seed: from -10^15 to 10^15
 from automl.train.threads import MAX_THREADS, usable_cores
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock (automl run takes no lock there either)
+    fcntl = None
 
 
 def machine() -> str:
@@ -301,10 +309,11 @@ def check_child(cmd: list[str], returncode: int, stderr: str | None = None, log=
 def run_main(main, *args) -> None:
     """A script's entry point: ``main(*args)``; automl's ``UserError`` (RecipeError, SpaceError, ParamError,
     DataError are ones) and a failed child print one message and exit 2 (a failed child: its own code); a path
-    the machine refuses (a full disk, no permission, a file where a folder should be) one line naming it and exit
-    2; Ctrl-C (``KeyboardInterrupt``) one line and exit 130 (128 + SIGINT, as a shell reports it), SIGTERM 143
-    and SIGHUP 129 (:class:`Stop`), no traceback: the children still running are first passed the signal and
-    given :data:`STOP_WAIT` seconds to exit on their own (:func:`stop_children`)."""
+    the machine refuses (a full disk, no permission; a missing folder or a file where a folder should be on a path
+    the user named, :func:`users_os_error`) one line naming it and exit 2; Ctrl-C (``KeyboardInterrupt``) one
+    line and exit 130 (128 + SIGINT, as a shell reports it), SIGTERM 143 and SIGHUP 129 (:class:`Stop`), no
+    traceback: the children still running are first passed the signal and given :data:`STOP_WAIT` seconds to
+    exit on their own (:func:`stop_children`)."""
     with _stops_raised():
         try:
             rc = main(*args)
@@ -321,7 +330,7 @@ def run_main(main, *args) -> None:
             print(e.text(), file=sys.stderr)
             sys.exit(e.exit_code)
         except OSError as e:
-            if not (e.filename and e.errno in (*DISK_FULL, *PATH_REFUSED, *NOT_A_FOLDER)):
+            if not users_os_error(e, args):
                 raise  # an internal error: its traceback
             print(f"{_prog()}: {e.filename}: {e.strerror}; check the path (and its permissions, and the free "
                   f"space) and run the command again", file=sys.stderr)
@@ -330,8 +339,46 @@ def run_main(main, *args) -> None:
 
 
 # a path with a file where a folder should be (``--out`` naming a file, or a folder under one), or under a folder
-# that does not exist
+# that does not exist: the user's only on a path the user named (:func:`users_os_error`)
 NOT_A_FOLDER = (errno.EEXIST, errno.ENOTDIR, errno.ENOENT)
+_OUT_FOLDERS: set[Path] = set()  # the folders out_folder made or found, absolute: the script's output
+
+
+def _absolute(path) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fsdecode(path))))
+
+
+def named_paths(args=()) -> list[Path]:
+    """The paths the user named, absolute: the script's output folders (:func:`out_folder`) and each word of its
+    command line (``sys.argv`` and the arguments ``args`` a script's ``main`` takes), whole, and its value after
+    ``=`` (``--out=DIR``, ``data.root=DIR``) and that value's comma-separated parts (``--one-se RUN1,RUN2``)."""
+    words = list(sys.argv[1:])
+    for a in args:
+        words += a if isinstance(a, (list, tuple)) else [a]
+    named = set(_OUT_FOLDERS)
+    for word in words:
+        if not isinstance(word, str):
+            continue
+        value = word.split("=", 1)[-1]
+        named.update(_absolute(w) for w in (word, value, *value.split(",")) if w.strip())
+    return sorted(named)
+
+
+def users_os_error(e: OSError, args=()) -> bool:
+    """Whether ``e`` is the user's to fix (exit 2, one line) rather than a bug (its traceback, exit 1): a full
+    disk or a path the machine refuses (no permission, too long, a read-only file system), wherever it is; a
+    missing file or folder, or a file where a folder should be (:data:`NOT_A_FOLDER`), only on a path the user
+    named or under one (:func:`named_paths`): elsewhere it is a file the script ships or made itself, and missing
+    it is the script's fault. Only an error that names its file."""
+    files = [f for f in (e.filename, e.filename2) if isinstance(f, (str, bytes, os.PathLike)) and os.fsdecode(f)]
+    if not files:
+        return False
+    if e.errno in (*DISK_FULL, *PATH_REFUSED):
+        return True
+    if e.errno not in NOT_A_FOLDER:
+        return False
+    named = named_paths(args)
+    return any(p == n or n in p.parents for p in map(_absolute, files) for n in named)
 
 
 def _prog() -> str:
@@ -351,6 +398,7 @@ def out_folder(text: str, flag: str = "--out") -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"{flag} {text}: cannot create it ({e.strerror}); choose a folder you can write") from None
+    _OUT_FOLDERS.add(_absolute(path))
     return path
 
 
@@ -543,3 +591,135 @@ def cached_json(path: str | os.PathLike, problem=None):
             return value
     print(f"{path}: {why}; computing it again", file=sys.stderr, flush=True)
     return None
+
+
+# ------------------------------------------------------------------------------------------ run folders
+
+RESULTS = "results.json"
+# automl run's lock on its folder: an exclusive flock on OUT/.lock, held while the run writes there (the kernel
+# drops it when the run's process ends, however it ends); tests/test_review_gd.py checks the name is automl's
+LOCK_FILE = ".lock"
+
+# what results.json's fields are, by name, for :func:`fields_problem`
+_KINDS = {int: "a whole number", float: "a number", str: "a string", list: "a list", dict: "a JSON object",
+          None: "null"}
+
+
+def _is(value, kind) -> bool:
+    if kind is None:
+        return value is None
+    if isinstance(value, bool):
+        return False  # JSON's true and false are no numbers
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
+def fields_problem(value, spec, where: str = "") -> str | None:
+    """What makes ``value`` (parsed JSON) not what ``spec`` describes, naming the field (``architectures[0].params
+    is "x", not a whole number``), or None. ``spec``: a type (``int``: a whole number; ``float``: any number;
+    ``str``, ``list``, ``dict``), a tuple of them (``None``: null), a dict of fields (a name ending in ``?`` is
+    optional), or ``[item]``: a list of at least one ``item``."""
+    name = where or "the file"
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return f"{name} is {_shown(value)}, not a JSON object"
+        for key, sub in spec.items():
+            field = key.rstrip("?")
+            if field not in value:
+                if key.endswith("?"):
+                    continue
+                return f"{name} has no {field!r}"
+            why = fields_problem(value[field], sub, f"{where}.{field}" if where else field)
+            if why:
+                return why
+        return None
+    if isinstance(spec, list):
+        if not isinstance(value, list) or not value:
+            return f"{name} is {_shown(value)}, not a list of at least one entry"
+        return next((why for i, v in enumerate(value) if (why := fields_problem(v, spec[0], f"{where}[{i}]"))), None)
+    kinds = spec if isinstance(spec, tuple) else (spec,)
+    if any(_is(value, k) for k in kinds):
+        return None
+    return f"{name} is {_shown(value)}, not {' or '.join(_KINDS[k] for k in kinds)}"
+
+
+def _shown(value) -> str:
+    return shortened(json.dumps(value, allow_nan=True, default=str))
+
+
+def damaged(path, why: str, fix: str) -> UserError:
+    """The one-line refusal of a run's results file that cannot be used: ``path``, ``why``, and ``fix``."""
+    return UserError(f"{path}: {why}; not an automl run's whole results (damaged, cut short or edited): {fix}")
+
+
+def run_results(folder, spec, fix: str) -> dict:
+    """``folder``'s results.json, an automl run's, checked against ``spec`` (:func:`fields_problem`); one that
+    cannot be read, is not JSON, or is not what ``spec`` says is a :class:`UserError` (:func:`damaged`) naming
+    the file, what is wrong, and ``fix`` (what to do: e.g. delete the folder to run it again)."""
+    path = Path(folder) / RESULTS
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:  # gone, a folder, no permission
+        why = f"cannot be read ({e.strerror or e})"
+    except ValueError as e:  # JSONDecodeError (cut short), UnicodeDecodeError
+        why = f"not JSON ({e})"
+    else:
+        why = fields_problem(value, spec)
+        if why is None:
+            return value
+    raise damaged(path, why, fix)
+
+
+def measured(value) -> float:
+    """A measurement as results.json holds it: a number, or null for a non-finite one (strict JSON has no NaN),
+    read as NaN."""
+    return float("nan") if value is None else float(value)
+
+
+def running_in(folder) -> str | None:
+    """The automl run still writing in ``folder`` (one that holds its lock, :data:`LOCK_FILE`: e.g. the child of
+    a script that was killed, still running in a session of its own), in words ("process 1234 (automl run ...)"),
+    or None when none does (no lock file, or its lock is free, or the file system has no locks)."""
+    held = _lock_holder(folder)
+    return None if held is None else held[0]
+
+
+def _lock_holder(folder) -> tuple[str, str] | None:
+    """(who holds the lock on ``folder``, how to stop it), or None (:func:`running_in`). Only looks: a shared lock
+    tried without waiting and dropped at once, on the file opened for reading."""
+    if fcntl is None:
+        return None
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None  # a file system that refuses locks: nothing is known
+        return _holder(fd)
+    finally:
+        os.close(fd)  # drops the shared lock, if taken
+    return None
+
+
+def _holder(fd: int) -> tuple[str, str]:
+    """The holder a lock file names (automl run writes ``{"pid", "host", "command"}`` into the file it locks) and
+    how to stop it: ``kill PID`` for a process on this machine."""
+    try:
+        record = json.loads(os.pread(fd, 65536, 0).decode())
+        pid, host, command = int(record["pid"]), str(record.get("host", "")), str(record.get("command", ""))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # not written yet, or not a record
+        return "its process not named yet", "stop it"
+    there = host and host != socket.gethostname()
+    who = f"process {pid}" + (f" on {host}" if there else "") + (f" ({shortened(command)})" if command else "")
+    return who, ("stop it where it runs" if there else f"stop it (kill {pid})")
+
+
+def check_not_running(folder) -> None:
+    """A :class:`UserError` when an automl run still writes in ``folder`` (:func:`running_in`): the folder is
+    not to be removed or written to while it does."""
+    held = _lock_holder(folder)
+    if held is not None:
+        raise UserError(f"{folder} is in use by a running automl process ({held[0]}); wait for it to end, or "
+                        f"{held[1]}: it saves a checkpoint and exits; then run this script again")

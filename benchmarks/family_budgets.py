@@ -7,30 +7,34 @@ Runs ``automl run RECIPE search.method=M seed=S`` for every seed and method (one
 interleaved (A, B, A, B: on a shared machine load changes slowly, so neighbouring runs see similar load),
 then prints per member the budget, the final ε, params, cost / budget, test accuracy, and each run's search
 seconds, plus the median search-time ratio of the first method to the second. An existing
-``OUT/<method>-s<seed>`` with a results.json is reused (delete it to rerun); one without it, a run that was
+``OUT/<method>-s<seed>`` with a results.json is reused (delete it to rerun; one that cannot be read, or lacks
+what the table shows, stops the script with one line naming it, exit 2); one without it, a run that was
 stopped, is continued (``automl run ... --resume``: from its last checkpoint, or afresh when it stopped before
-its first). Ctrl-C is passed on to the run, which saves a checkpoint and exits, and the script waits for it
-(up to 30 s), then exits 130. The recipe with each method and the --set overrides is checked before the first
-run (a mistake: one line naming the file or key, exit 2). A run that fails stops the script with one line
-naming its command (exit 2 when the run's was 2, a mistake it printed above it). Prints a table and one JSON
-line.
+its first), but not while an automl run still writes there (one the script started before it was killed: one
+line naming the folder and the process, exit 2, before any run). Ctrl-C is passed on to the run, which saves a
+checkpoint and exits, and the script waits for it (up to 30 s), then exits 130. The recipe with each method and
+the --set overrides is checked before the first run (a mistake: one line naming the file or key, exit 2). A run
+that fails stops the script with one line naming its command (exit 2 when the run's was 2, a mistake it printed
+above it). Prints a table and one JSON line.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (check_child, json_line, names, out_folder, parser, run_child, run_main,  # noqa: E402
-                     seed_list)
+from _common import (RESULTS, check_child, check_not_running, json_line, names, out_folder, parser,  # noqa: E402
+                     run_child, run_main, run_results, seed_list)
 
 from automl.recipe import load_recipe  # noqa: E402
 
 METHODS = ("importance_sampling", "separate", "simultaneous", "random")  # search.method's values
+# what the table reads of a run's results.json (a number or null: null where the run has none)
+FIELDS = {"search_seconds": float, "architectures": [{"params": int, "cost": float, "budget": (float, None),
+                                                      "epsilon": (float, None), "test_accuracy": (float, None)}]}
 
 
 def main():
@@ -46,24 +50,28 @@ def main():
     for m in methods:  # a mistake in the recipe or a --set is found now, not by the first run
         load_recipe(args.recipe, [f"search.method={m}", *args.set])
     out = out_folder(args.out)
+    seeds = list(dict.fromkeys(args.seeds))
+    for d in (out / f"{m}-s{seed}" for seed in seeds for m in methods):  # a stopped run still going: before any run
+        if d.exists() and not (d / RESULTS).exists():
+            check_not_running(d)
     rows, seconds = [], {m: [] for m in methods}
-    for seed in dict.fromkeys(args.seeds):
+    for seed in seeds:
         for m in methods:
             d = out / f"{m}-s{seed}"
-            if not (d / "results.json").exists():
+            if not (d / RESULTS).exists():
                 cmd = [sys.executable, "-m", "automl", "run", args.recipe, "--out", str(d),
                        f"search.method={m}", f"seed={seed}", *args.set]
                 if d.exists():  # a run stopped part-way: continued from its checkpoint (or afresh, before its first)
                     cmd.append("--resume")
                 print("$", " ".join(cmd), flush=True)
                 check_child(cmd, run_child(cmd, stdout=subprocess.DEVNULL))
-            res = json.loads((d / "results.json").read_text())
+            res = run_results(d, FIELDS, f"delete {d} to run it again, or choose another --out")
             seconds[m].append(res["search_seconds"])
             for i, a in enumerate(res["architectures"]):
                 b = a.get("budget")
                 rows.append({"seed": int(seed), "method": m, "member": i, "budget": b, "epsilon": a.get("epsilon"),
                              "params": a["params"], "cost": a["cost"],
-                             "cost/budget": None if b is None else round(a["cost"] / b, 3),
+                             "cost/budget": None if not b else round(a["cost"] / b, 3),
                              "test_accuracy": a.get("test_accuracy"), "search_seconds": res["search_seconds"]})
     print(f"{'seed':>4} {'method':<20} {'member':>6} {'budget':>13} {'eps':>7} {'params':>8} {'cost/B':>7} "
           f"{'test acc':>8} {'search s':>8}")
@@ -74,8 +82,8 @@ def main():
               f"{r['search_seconds']:>8.1f}")
     ratio = None
     if len(methods) >= 2:
-        ratios = [a / b for a, b in zip(seconds[methods[0]], seconds[methods[1]])]
-        ratio = round(statistics.median(ratios), 3)
+        ratios = [a / b for a, b in zip(seconds[methods[0]], seconds[methods[1]]) if b > 0]
+        ratio = round(statistics.median(ratios), 3) if ratios else None
         print(f"search seconds {methods[0]} / {methods[1]}: median {ratio} over {len(ratios)} seeds "
               f"({', '.join(f'{x:.2f}' for x in ratios)})")
     json_line("family_budgets", recipe=args.recipe, overrides=args.set, rows=rows, search_seconds=seconds,

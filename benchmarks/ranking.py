@@ -6,12 +6,14 @@ of the most accurate member over threads and seeds (issue #20).
 
 Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and
 OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already
-there: the script can be re-run after a change to re-measure only what was deleted. The recipe, its overrides,
+there: the script can be re-run after a change to re-measure only what was deleted (a results.json that cannot
+be read, or lacks what the script reads, is one line naming it, exit 2). The recipe, its overrides,
 the option and method names and the folders given are checked before any run (a truth to retrain needs
 retrain.epochs >= 1, a --truth run a ranking that retrained); a run that fails stops the script with one
 line naming its command and its log (exit 2 when the run's was 2). Ctrl-C is passed on to the runs going on,
 which save a checkpoint and exit (the script waits up to 30 s, then exits 130; no run is started after it); a
-re-run starts such a run's folder afresh.
+re-run starts such a run's folder afresh, but not while an automl run still writes there (one the script
+started before it was killed: one line naming the folder and the process, exit 2).
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
@@ -49,6 +51,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -57,9 +60,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (atomic_write_text, cached_json, check_child, emit, int_at_least, names,  # noqa: E402
-                     out_folder, parser, positive_float, positive_int, run_child, run_main, seed_list, thread_count,
-                     warn_threads)
+from _common import (RESULTS, atomic_write_text, cached_json, check_child, check_not_running, damaged,  # noqa: E402
+                     emit, fields_problem, int_at_least, measured, names, out_folder, parser, positive_float,
+                     positive_int, run_child, run_main, run_results, seed_list, thread_count, warn_threads)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
@@ -101,20 +104,34 @@ OPTIONS = {
 }
 METHODS = ("separate", "importance_sampling", "simultaneous", "random")  # search.method's values
 
+# what the script reads of a run's results.json (a measurement: a number, or null for a non-finite one)
+NUMBER = (float, None)
+TRUTH_RUN = {"archs": [{"choices": list, "params": int, "test_loss": NUMBER}], "seeds": int, "retrain_epochs": int}
+TRUTH = {"ranking": {"archs": [{"test_accuracy": NUMBER}]}}
+TAU = {"phase_seconds": {"weights?": float},
+       "ranking": {"archs": [{"choices": list, "supernet_loss": NUMBER, "supernet_loss_batch_stats": NUMBER,
+                              "supernet_accuracy": NUMBER}]}}
+STABILITY = {"architectures": [{"params": int}]}
+FIRST_MEMBER = {"architectures": [{"choices": list}]}
+
 
 def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
     """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``): minus the
     mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
-    rk = json.loads((run_dir / "results.json").read_text()).get("ranking")
+    fix = f"--truth: give the folder of a finished run with a ranking (or run `automl rank {run_dir}` again)"
+    rk = run_results(run_dir, {"ranking?": (dict, None)}, fix).get("ranking")
     if not rk:
         raise UserError(f"--truth {run_dir}: its results.json has no ranking (run it with ranking.archs=K "
                         f"ranking.seeds=S, or `automl rank {run_dir}`)")
     if rk.get("retrain_epochs") == 0:
         raise UserError(f"--truth {run_dir}: its ranking retrained nothing (retrain_epochs 0): its test losses are "
                         f"the supernet's, not a truth")
+    why = fields_problem(rk, TRUTH_RUN, "ranking")
+    if why:
+        raise damaged(run_dir / RESULTS, why, fix)
     if len(rk["archs"]) != k:
         raise UserError(f"--truth {run_dir}: its ranking has {len(rk['archs'])} architectures, not --archs {k}")
-    return [-e["test_loss"] for e in rk["archs"]], [e["choices"] for e in rk["archs"]], int(rk["seeds"])
+    return [-measured(e["test_loss"]) for e in rk["archs"]], [e["choices"] for e in rk["archs"]], int(rk["seeds"])
 
 
 def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices: list[list[str]] | None,
@@ -128,16 +145,16 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
                 f"seed={seed}", "search.theta_epochs=0", f"ranking.archs={a.archs}", "ranking.retrain_epochs=0"]
             if a.threads is not None:
                 ov.append(f"threads={a.threads}")
-            d = out / (f"option-{name}" if seed == 0 else f"option-{name}-s{seed}")
-            res = automl_run(a.recipe, ov, d, threads=a.threads)
-            rk = res["ranking"]["archs"]
+            d = option_folder(out, name, seed)
+            res = checked(automl_run(a.recipe, ov, d, threads=a.threads), d, TAU)
+            rk = ranked(res, d, len(t))
             if choices is not None and [e["choices"] for e in rk] != choices:
                 raise UserError(f"{d}: its K architectures are not the truth's (another space or --archs?)")
-            score = [-e["supernet_loss"] for e in rk]
-            score_b = [-e["supernet_loss_batch_stats"] for e in rk]
+            score = [-measured(e["supernet_loss"]) for e in rk]
+            score_b = [-measured(e["supernet_loss_batch_stats"]) for e in rk]
             row = {"option": name, "seed": seed, "tau": kendall_tau_b(score, t), "spearman": spearman(score, t),
                    "tau_batch_stats": kendall_tau_b(score_b, t),
-                   "supernet_acc_median": float(np.median([e["supernet_accuracy"] for e in rk])),
+                   "supernet_acc_median": float(np.median([measured(e["supernet_accuracy"]) for e in rk])),
                    "weights_s": res["phase_seconds"].get("weights", 0.0)}
             if t1 is not None:
                 row["tau_seed1"] = kendall_tau_b(score, t1)
@@ -151,10 +168,34 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
     return rows
 
 
+def option_folder(out: Path, name: str, seed: int) -> Path:
+    return out / (f"option-{name}" if seed == 0 else f"option-{name}-s{seed}")
+
+
+def stability_folder(out: Path, method: str, threads: int, seed: int) -> Path:
+    return out / f"stab-{method}-t{threads}-s{seed}"
+
+
+def check_stopped_runs(a, out: Path, combos: list[tuple[str, int, int]]) -> None:
+    """Before any run: a run folder the script would start afresh (one without results.json) that an automl run
+    still writes in is one line naming it, exit 2 (:func:`_common.check_not_running`), not a refusal after the
+    runs before it."""
+    folders = [stability_folder(out, *c) for c in combos]
+    if not a.no_tau:
+        folders += [option_folder(out, name, seed) for name in a.options for seed in a.supernet_seeds]
+        folders += [] if a.truth else [out / f"truth-seed{seed}" for seed in (0, 1)]
+    for d in folders:
+        if d.exists() and not (d / RESULTS).exists():
+            check_not_running(d)
+
+
 def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None = None) -> dict:
-    """results.json of ``automl run recipe overrides --out out`` (reused when it exists)."""
-    res = out / "results.json"
-    if not res.exists():
+    """results.json of ``automl run recipe overrides --out out`` (reused when it exists): a JSON object (one
+    that cannot be read, or is not one, is one line naming it, exit 2; :func:`checked` checks the fields a
+    caller reads). A folder without it is a run that was stopped, started afresh: not while an automl run
+    still writes there (the child of an earlier run of this script that was killed: one line naming the folder
+    and the process, exit 2)."""
+    if not (out / RESULTS).exists():
         env = dict(os.environ)
         if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)
@@ -162,21 +203,45 @@ def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None
             # other (the thread count, and so the results, are unchanged)
             env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if out.exists():  # an interrupted earlier attempt
+            check_not_running(out)
             shutil.rmtree(out)
         cmd = [sys.executable, "-m", "automl", "run", recipe, *overrides, "--out", str(out)]
         log = out.with_name(out.name + ".log")  # a file, not a pipe: the run outlives this script if killed
         with open(log, "w") as f:  # Ctrl-C: passed on to the run, which saves a checkpoint and exits (run_child)
             rc = run_child(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
         check_child(cmd, rc, log.read_text(errors="replace") if rc else None, log)
-    return json.loads(res.read_text())
+    return run_results(out, {}, _rerun(out))
+
+
+def _rerun(out: Path) -> str:
+    return f"delete {out} to run it again, or choose another --out"
+
+
+def checked(res: dict, out: Path, fields) -> dict:
+    """``res``, the results.json of the run in ``out`` (:func:`automl_run`), when it has ``fields``
+    (:func:`_common.fields_problem`); else one line naming the file and the field, exit 2."""
+    why = fields_problem(res, fields)
+    if why:
+        raise damaged(out / RESULTS, why, _rerun(out))
+    return res
+
+
+def ranked(res: dict, out: Path, k: int) -> list[dict]:
+    """The K architectures of a run's ranking (``res``: its results.json), as many as the script ranks (a folder
+    of a run with another --archs: one line naming it, exit 2)."""
+    archs = res["ranking"]["archs"]
+    if len(archs) != k:
+        raise UserError(f"{out}: its ranking has {len(archs)} architectures, not --archs {k}: {_rerun(out)}")
+    return archs
 
 
 def truth(recipe: str, overrides: list[str], out: Path, k: int, seed: int) -> list[float]:
     epochs = load_recipe(recipe, overrides).retrain.epochs
-    res = automl_run(recipe, overrides + OFF + [
+    d = out / f"truth-seed{seed}"
+    res = checked(automl_run(recipe, overrides + OFF + [
         f"seed={seed}", "search.weight_epochs=0", "search.theta_epochs=0", f"ranking.archs={k}",
-        f"ranking.retrain_epochs={epochs}"], out / f"truth-seed{seed}")
-    return [a["test_accuracy"] for a in res["ranking"]["archs"]]
+        f"ranking.retrain_epochs={epochs}"], d), d, TRUTH)
+    return [measured(a["test_accuracy"]) for a in ranked(res, d, k)]
 
 
 def _retrain_once(ws, arch, seed: int, j: int, epochs: int) -> dict:
@@ -352,7 +417,7 @@ def one_se(run_dir: Path, k: float, costlier: bool = False) -> dict:
     space = ws.spaces.search
     net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
     calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(10)]
-    first = json.loads((run_dir / "results.json").read_text())["architectures"][0]["choices"]
+    first = run_results(run_dir, FIRST_MEMBER, "--one-se: give finished run folders")["architectures"][0]["choices"]
     arch = space.encode(first)
     sign = -1.0 if costlier else 1.0
     key = lambda a: sign * float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731  (lowest first)
@@ -390,8 +455,17 @@ def stability_overrides(recipe: str, overrides: list[str], method: str, seed: in
     return ov
 
 
+def stability_run(a, out: Path, method: str, threads: int, seed: int) -> dict:
+    """results.json of one stability run (:func:`stability_overrides`)."""
+    d = stability_folder(out, method, threads, seed)
+    ov = stability_overrides(a.recipe, a.overrides, method, seed, threads)
+    return checked(automl_run(a.recipe, ov, d, threads=threads), d, STABILITY)
+
+
 def _params(run_dir: Path) -> list[float]:
-    return [e["params"] for e in json.loads((run_dir / "results.json").read_text())["ranking"]["archs"]]
+    """The parameters of the K architectures of a --truth run's ranking (:func:`recorded_truth` checked it)."""
+    fix = "--truth: give the folder of a finished run with a ranking"
+    return [e["params"] for e in run_results(run_dir, {"ranking": TRUTH_RUN}, fix)["ranking"]["archs"]]
 
 
 def _one_study(a, out: Path) -> None:
@@ -534,6 +608,8 @@ def main(argv: list[str]) -> None:
     out = out_folder(a.out)
     if a.replay or a.truth_seeds or a.one_se:
         return _one_study(a, out)
+    combos = [] if a.no_stability else [(m, t, sd) for m in a.methods for t in (1, 2) for sd in a.stability_seeds]
+    check_stopped_runs(a, out, combos)
     if not a.no_tau:
         seeds = a.supernet_seeds
         if a.truth:
@@ -547,13 +623,21 @@ def main(argv: list[str]) -> None:
             rows = tau_per_option(a, out, t0, t1, None, seeds)
             emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
                  retrain_noise_tau=kendall_tau_b(t0, t1))
-    if not a.no_stability:
-        combos = [(m, t, sd) for m in a.methods for t in (1, 2) for sd in a.stability_seeds]
+    if combos:
+        failed = threading.Event()  # a run that failed: the pool starts no other (its workers take the next at once)
+
+        def one(c):
+            if failed.is_set():
+                return None
+            try:
+                return stability_run(a, out, *c)
+            except BaseException:
+                failed.set()
+                raise
+
         pool = ThreadPoolExecutor(a.jobs)  # the runs are subprocesses: threads only wait
         try:
-            results = list(pool.map(lambda c: automl_run(
-                a.recipe, stability_overrides(a.recipe, a.overrides, c[0], c[2], c[1]),
-                out / f"stab-{c[0]}-t{c[1]}-s{c[2]}", threads=c[1]), combos))
+            results = list(pool.map(one, combos))
         finally:  # on Ctrl-C: no run is started, and those running are run_main's to stop and wait for
             pool.shutdown(wait=False, cancel_futures=True)
         rows = [{"method": m, "threads": t, "seed": sd, "params": [x["params"] for x in res["architectures"]]}
