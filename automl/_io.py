@@ -29,15 +29,29 @@ from typing import Any, Callable, Iterator
 
 from automl.errors import UserError
 
-__all__ = ["TEMPORARY", "atomic_path", "guard_run_folder", "unguard_run_folder", "check_run_folder", "make_folder",
-           "write_fix", "atomic_write_bytes", "atomic_write_text", "atomic_write_json",
-           "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText", "writable_dir", "writable_file",
-           "reader_gone", "DuplicateKey", "unique_keys", "duplicate_key_line"]
+__all__ = ["TEMPORARY", "temporary_pattern", "atomic_path", "guard_run_folder", "unguard_run_folder",
+           "check_run_folder", "make_folder", "write_fix", "atomic_write_bytes", "atomic_write_text",
+           "atomic_write_json", "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText",
+           "writable_dir", "writable_file", "reader_gone", "DuplicateKey", "unique_keys", "duplicate_key_line"]
 
 
-# the name of a temporary _create_temporary makes: ".NAME.RANDOM{suffix}.tmp", RANDOM 8 hex digits (8 of
-# tempfile's [a-z0-9_] in files an earlier automl left), suffix "" or one extension (".onnx", ".pt", ...)
-TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}(\.[A-Za-z0-9]+)?\.tmp")
+# the RANDOM part of a temporary's name (_create_temporary): this many random bytes, as hex digits
+_TOKEN_BYTES = 4
+# RANDOM in the temporaries an earlier automl left (tempfile's names: 8 of [a-z0-9_], hex digits among them)
+_EARLIER_TOKEN = "[a-z0-9_]{8}"
+
+
+def temporary_pattern(name_regex: str, suffix_regex: str = "", *, earlier: bool = False) -> re.Pattern:
+    """The regular expression (for ``fullmatch``) of the names of the temporaries :func:`atomic_path` makes for the
+    files whose names ``name_regex`` matches, with a ``suffix`` that ``suffix_regex`` matches (none by default):
+    ``.NAME.RANDOM{suffix}.tmp``, RANDOM :data:`_TOKEN_BYTES` random bytes as lowercase hex digits, or with
+    ``earlier`` also 8 of tempfile's ``[a-z0-9_]`` (the temporaries an earlier automl left)."""
+    token = _EARLIER_TOKEN if earlier else f"[0-9a-f]{{{2 * _TOKEN_BYTES}}}"
+    return re.compile(rf"\.(?:{name_regex})\.{token}(?:{suffix_regex})\.tmp")
+
+
+# the temporaries of any file, with suffix "" or one extension (".onnx", ".pt", ...), an earlier automl's too
+TEMPORARY = temporary_pattern(".+", r"(\.[A-Za-z0-9]+)?", earlier=True)
 
 # the run folders this process's runs hold: real path (symlinks and '..' resolved as the OS does) -> (the folder
 # as given, its gone() check)
@@ -126,10 +140,11 @@ def make_folder(folder: str | os.PathLike) -> None:
 
 def _create_temporary(path: Path, suffix: str) -> Path:
     """A new empty file ``.NAME.RANDOM{suffix}.tmp`` next to ``path``, created with mode 0o666 so that the
-    umask (and a default ACL) applies as for a plain ``open()``; ``tempfile.mkstemp`` would make it 0o600."""
+    umask (and a default ACL) applies as for a plain ``open()``; ``tempfile.mkstemp`` would make it 0o600. Its
+    name is what :func:`temporary_pattern` matches."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
     while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{suffix}.tmp"
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(_TOKEN_BYTES)}{suffix}.tmp"
         try:
             os.close(os.open(tmp, flags, 0o666))
             return tmp

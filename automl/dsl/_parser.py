@@ -25,7 +25,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.lark import PostLex
 from lark.utils import FS
 
-from automl._io import UnreadableText, atomic_path, read_utf8_text
+from automl._io import UnreadableText, atomic_path, read_utf8_text, temporary_pattern
 from automl.dsl import ir
 from automl.errors import SpaceError
 
@@ -106,9 +106,9 @@ def _store_parser(parser: lark.Lark, path: str, key: bytes) -> lark.Lark:
     return parser
 
 
-# the temporary of a cache file's write (automl._io.atomic_path: ".NAME.RANDOM.tmp", RANDOM 8 hex digits), and the
-# age (by its mtime) past which its writer is gone (killed during the write, which takes well under a second)
-_CACHE_TEMPORARY = re.compile(r"\.space-[0-9a-f]{16}\.lark-cache\.[0-9a-f]{8}\.tmp")
+# the temporary of a cache file's write (automl._io.atomic_path: ".NAME.RANDOM.tmp"), and the age (by its mtime)
+# past which its writer is gone (killed during the write, which takes well under a second)
+_CACHE_TEMPORARY = temporary_pattern(r"space-[0-9a-f]{16}\.lark-cache")
 STALE_SECONDS = 600
 
 

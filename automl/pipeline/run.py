@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import stat
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import atomic_write_text, remove_temporaries, writable_dir, write_fix
+from automl._io import atomic_write_text, remove_temporaries, temporary_pattern, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import RecipeError, UserError
 from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
@@ -84,8 +85,8 @@ def _written_by_a_run(out: Path) -> bool:
 # (automl._io's ".NAME.RANDOM.tmp") of the atomic writes a kill cut short: of its start-up's files, of its first
 # checkpoint (in checkpoints/)
 METRICS = "metrics.jsonl"
-_STARTUP_TEMPORARY = re.compile(rf"\.({re.escape(THREADS_FILE)}|{re.escape(RESOLVED)})\.[a-z0-9_]{{8}}\.tmp")
-_CHECKPOINT_TEMPORARY = re.compile(r"\.ckpt-[0-9]+\.pt\.[a-z0-9_]{8}\.tmp")
+_STARTUP_TEMPORARY = temporary_pattern(f"{re.escape(THREADS_FILE)}|{re.escape(RESOLVED)}", earlier=True)
+_CHECKPOINT_TEMPORARY = temporary_pattern(r"ckpt-[0-9]+\.pt", earlier=True)
 
 
 def _regular(p: Path) -> bool:
@@ -450,14 +451,46 @@ def _new_folders(out: Path) -> list[Path] | None:
     return missing
 
 
-def _undo_start_up(run: "Run", created: list[Path]) -> None:
-    """Remove what a new run that failed before its stages began (a refused recipe, data or space, a signal) wrote
-    in ``run.out``, then the folders of ``created`` it made, each if empty. Only while this run holds the folder's
-    lock (no other run wrote there since it was empty) and the folder is still the one it locked (not removed or
-    moved, another made in its place: :meth:`~automl._lock.RunLock.gone`), and only when it holds nothing but
-    :func:`leftovers` of a start-up: its thread choice and recipe, their temporaries, empty folders."""
+def _new_export_folders(run: "Run", created: list[Path]) -> list[Path]:
+    """The folders a new run's start-up would create for its ``export.dir`` (:func:`_check_out`), as real paths,
+    deepest first: the export folder and those above it that do not exist now, less ``run.out`` and ``created``
+    (:func:`_new_folders`: those are undone with the run's folder). [] without an ``export.dir`` (the default
+    ``export/`` is made by the first export, after the start-up)."""
+    if run.recipe.export.dir is None:
+        return []
+    try:
+        ours = {os.path.realpath(p) for p in (run.out, *created)}
+        folder, missing = os.path.realpath(run.recipe.export_root(run.out)), []
+    except ValueError:  # a NUL in the path: none (left to the start-up's own checks)
+        return []
+    while not os.path.lexists(folder) and os.path.dirname(folder) != folder:
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    return [Path(p) for p in missing if p not in ours]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first), each if empty; the first that is not (or is gone) ends it."""
+    try:
+        for folder in folders:
+            folder.rmdir()
+    except OSError:
+        pass
+
+
+def _undo_start_up(run: "Run", created: list[Path], exports: list[Path]) -> None:
+    """Remove what a new run that failed before its stages began (a refused recipe, data or space, a signal) wrote:
+    the folders of ``exports`` it made for its export.dir (:func:`_new_export_folders`), in ``run.out`` or outside,
+    each if empty; then its files in ``run.out``, and the folders of ``created`` it made, each if empty. Only while
+    this run holds the folder's lock (no other run wrote there since it was empty) and the folder is still the one
+    it locked (not removed or moved, another made in its place: :meth:`~automl._lock.RunLock.gone`); the files only
+    when the folder holds nothing but :func:`leftovers` of a start-up: its thread choice and recipe, their
+    temporaries, empty folders."""
     out = run.out
-    found = leftovers(out) if run.lock.fd is not None and run.lock.gone() is None else None
+    if run.lock.fd is None or run.lock.gone() is not None:
+        return
+    _remove_empty(exports)  # empty, and made by this start-up: a later write makes them again (make_folder)
+    found = leftovers(out)
     if found is None or any(p.name == METRICS or p.parent != out for p in found):  # its stages began
         return
     try:
@@ -476,15 +509,17 @@ def _undo_start_up(run: "Run", created: list[Path]) -> None:
 @contextmanager
 def _left_as_found(run: "Run"):
     """Around a run's start-up (:meth:`Run._execute` up to its stages): a new run in a folder that was empty or did
-    not exist, failing there (a refused recipe, data or space, a signal), leaves the folder as it was
-    (:func:`_undo_start_up`): a later run finds nothing of it. A folder holding anything is left alone, and so is
-    a failure in the stages (a failed write's message says what to do with the folder)."""
+    not exist, failing there (a refused recipe, data or space, a signal), leaves the folder as it was, and removes
+    the export.dir folders it made if they are still empty (:func:`_undo_start_up`): a later run finds nothing of
+    it. A folder holding anything is left alone, and so is a failure in the stages (a failed write's message says
+    what to do with the folder)."""
     created = _new_folders(run.out) if run.info.is_main else None
+    exports = _new_export_folders(run, created) if created is not None else []
     try:
         yield
     except BaseException:
         if created is not None:
-            _undo_start_up(run, created)
+            _undo_start_up(run, created, exports)
         raise
 
 
