@@ -7,7 +7,8 @@ User mistakes (:class:`automl.errors.UserError`) and argparse's usage errors pri
 (under torchrun, every rank exits 2 and rank 0 alone prints it: :func:`_rank_zero`); a path argument's leading
 ``~`` is expanded, as in a recipe (:func:`_as_shell_gives`); a run stopped by SIGTERM, SIGINT or
 SIGHUP (:class:`automl.errors.Stopped`) exits 143, 130 or 129; a full disk (``ENOSPC``, ``EDQUOT``) or a path the
-machine refuses (too long, no permission, read-only) that a command does not word itself exits 2 naming the file;
+machine refuses (too long, no permission, read-only) or a file past a size limit (``EFBIG``: ``ulimit -f``) that a
+command does not word itself exits 2 naming the file;
 anything else is an internal error: exit 1 with a request to
 report it.
 Ordinary shell plumbing is no error: output piped into a reader that stops early (``automl space show F | head
@@ -27,6 +28,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 import traceback
 
 from automl import __version__
@@ -42,6 +44,8 @@ SET_HELP = "override a space parameter (repeatable; for a key given twice, the l
 ISSUES_URL = "the automl issue tracker"
 # a disk (or quota) that is full: the user's machine, not a bug (exit 2)
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# a file past a limit on its size (the shell's `ulimit -f`; a file system's own, FAT32's 4 GiB): the user's (exit 2)
+FILE_TOO_LARGE = (errno.EFBIG,)
 # a path the machine refuses (too long, no permission, a read-only file system, a loop of links): the user's
 PATH_REFUSED = (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP)
 # the arguments that name a file or folder to read, by verb: (attribute, name in messages, what to give, an
@@ -311,6 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command of ``argv`` (default: ``sys.argv[1:]``) and return its exit status."""
     try:
         try:
+            if _closed_at_start():  # under torchrun every rank stops, rank 0 says why
+                if _rank_zero():
+                    _say("automl: standard output is closed (the command was started with >&-); give it one: "
+                         "> FILE, or > /dev/null to discard what it prints")
+                return 2
             _printable_output()
             return _main(argv)
         finally:
@@ -342,6 +351,7 @@ def _main(argv: list[str] | None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         _check_paths(args)
+        _check_temporary_folder()
         return int(importlib.import_module(args.module).main(args) or 0)
     except UserError as e:
         # under torchrun every rank stops on it: one message (already printed by a check of rank 0 alone)
@@ -359,6 +369,27 @@ def _main(argv: list[str] | None) -> int:
         return _os_error(e)
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
         return _internal_error()
+
+
+def _closed_at_start() -> bool:
+    """Point each of the file descriptors 0, 1 and 2 that was closed when the process started (``>&-``, ``2>&-``;
+    Python then sets ``sys.stdout`` or ``sys.stderr`` to None) at ``os.devnull``, so that no file the command
+    opens takes its number (a library's C code writes its messages to 1 and 2, which would land in that file). A
+    closed standard error discards what would be said there, as ``2> /dev/null`` does. Returns whether standard
+    output was closed: what the command prints, its whole answer for ``space`` and ``rank``, would be lost."""
+    closed = []
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: fd itself, unless a lower is free
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            closed.append(fd)
+    if 2 in closed or sys.stderr is None:
+        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+    return 1 in closed or sys.stdout is None
 
 
 def _replace_keeping_bytes(error: UnicodeEncodeError) -> tuple[str | bytes, int]:
@@ -493,6 +524,17 @@ def _as_shell_gives(value: str, label: str) -> str:
     return expanded
 
 
+def _check_temporary_folder() -> None:
+    """Stop when no folder for temporary files can be written (Python's search: ``TMPDIR``, /tmp, /var/tmp,
+    /usr/tmp, the current folder): torch, which every command imports, needs one as it is imported."""
+    try:
+        tempfile.gettempdir()
+    except FileNotFoundError as e:
+        raise UserError(f"no folder for temporary files can be written ({e.strerror or e}: each is full, read-only "
+                        f"or not writable by you); torch, which automl imports, needs one: set TMPDIR to a writable "
+                        f"folder with free space (TMPDIR=$HOME/tmp automl ...)") from None
+
+
 def _rank_zero() -> bool:
     """Whether this process prints the errors the CLI words (under torchrun, rank 0 alone: the other ranks stop on
     the same error). ``RANK`` is read as :mod:`automl.train.distributed` reads it: blank spaces stripped, unset or
@@ -515,10 +557,14 @@ def _say(message: str) -> None:
 
 
 def _os_error(e: OSError) -> int:
-    """Exit 2 with one line for what the machine refuses (a full disk, a path too long, no permission), naming
-    the file; any other ``OSError`` is an internal error (exit 1)."""
+    """Exit 2 with one line for what the machine refuses (a full disk, a file past a size limit, a path too long,
+    no permission), naming the file; any other ``OSError`` is an internal error (exit 1)."""
     if e.errno in DISK_FULL:  # a write the command does not word itself (a run's checkpoints, exports, results)
         message = f"cannot write {_shown(e.filename) or 'a file'} ({e.strerror}); free space and run the command again"
+    elif e.errno in FILE_TOO_LARGE:
+        message = (f"cannot write {_shown(e.filename) or 'a file'} ({e.strerror}): a limit on a file's size was "
+                   f"reached (the shell's `ulimit -f`, or the file system's own, such as FAT32's 4 GiB); raise the "
+                   f"limit or write to another file system, and run the command again")
     elif e.errno in PATH_REFUSED and e.filename:
         message = f"{_shown(e.filename)}: {e.strerror}; check the path (and its permissions) and run the command again"
     else:

@@ -7,6 +7,7 @@ import re
 import shlex
 import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +49,42 @@ def default_out_dir(name: str) -> Path:
                 raise _cannot_create(out, e) from None
         except OSError as e:
             raise _cannot_create(out, e) from None
+
+
+def _new_run_folder(name: str, made: list[Path]) -> Path:
+    """:func:`default_out_dir`, the folder also appended to ``made`` before a stop signal can act
+    (:func:`_signals_held`): the start-up's cleanup (:func:`_drop_unused`) knows every folder it created."""
+    with _signals_held():
+        out = default_out_dir(name)
+        made.append(out)
+    return out
+
+
+@contextmanager
+def _signals_held():
+    """Inside the block, each stop signal (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2) whose handler is Python's (a
+    start-up's, raising :class:`StoppedStarting`, or SIGINT's ``KeyboardInterrupt``) is noted, not acted on; as
+    the block ends its handler is restored, and the first signal noted is acted on (that handler called). One
+    that comes before its handler is replaced acts at once, before the block. Outside the main thread (where no
+    handler runs), nothing changes."""
+    noted: list[int] = []
+
+    def note(signum, frame):
+        noted.append(signum)
+
+    held = {}
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in SIGNALS:
+                if callable(signal.getsignal(sig)):
+                    held[sig] = signal.signal(sig, note)
+        yield
+    finally:
+        for sig, handler in held.items():
+            if signal.getsignal(sig) is note:  # (a handler acting on a signal may have reset it: left so)
+                signal.signal(sig, handler)
+        if noted:
+            held[noted[0]](noted[0], None)
 
 
 def _cannot_create(out: Path, e: OSError) -> UserError:
@@ -282,7 +319,8 @@ def _restart_resumes(args, out: Path, info: DistInfo) -> bool:
 
 def _run(args, recipe, info: DistInfo) -> int:
     """The run of ``recipe`` in its folder, once the ranks (if several) have met; the process group ends here."""
-    claimed, runs_was_there, out, again, run = None, RUNS.is_dir(), None, "", None
+    # made: the run folder this command created (rank 0, without --out or --resume), recorded as it is made
+    made, runs_was_there, out, again, run = [], RUNS.is_dir(), None, "", None
     try:
         with _stopping_start_up(info):
             device = resolve_device(recipe.device, info)
@@ -290,8 +328,7 @@ def _run(args, recipe, info: DistInfo) -> int:
                 out = Path(args.out)
             else:  # rank 0 picks (or creates) the folder; every rank uses it
                 out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
-                                                      else default_out_dir(recipe.name))))
-                claimed = out if info.is_main and not args.resume else None
+                                                      else _new_run_folder(recipe.name, made))))
             flags = (["--supernet", args.supernet] if args.supernet is not None else []) + (
                 ["--supernet-force"] if args.supernet_force else [])
             again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
@@ -300,8 +337,8 @@ def _run(args, recipe, info: DistInfo) -> int:
                 run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device)
                 run.execute()  # its stages end with every rank waiting for rank 0's report, signals still caught
             except BaseException as e:
-                if claimed is not None:
-                    _drop_unused(claimed, runs_was_there)
+                if made:
+                    _drop_unused(made[0], runs_was_there)
                 if isinstance(e, BrokenPipeError):
                     _say_output_closed(out, again)
                 raise
@@ -310,8 +347,10 @@ def _run(args, recipe, info: DistInfo) -> int:
             _say_finished(e.signum, out, info, during_report=False)
             _finished_exit_ignores_signals()
             return 0
+        claimed = made[0] if made else None
         if claimed is not None:  # stopped before Run took it (else removed already, when it held nothing)
             _drop_unused(claimed, runs_was_there)
+            out = claimed  # (the signal may have come before on_main handed it back)
         _stopped_starting(e, out, again, claimed, args.resume, began=run is not None or claimed is not None)
         raise Stopped(e.signum) from None
     finally:
