@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from automl.cli import DISK_FULL, PATH_REFUSED, GivenOnce, whole_number
 from automl.errors import UserError, shortened
@@ -600,50 +601,38 @@ RESULTS = "results.json"
 # drops it when the run's process ends, however it ends); tests/test_review_gd.py checks the name is automl's
 LOCK_FILE = ".lock"
 
-# what results.json's fields are, by name, for :func:`fields_problem`
-_KINDS = {int: "a whole number", float: "a number", str: "a string", list: "a list", dict: "a JSON object",
-          None: "null"}
+class Fields(BaseModel):
+    """What a script reads of a run's results.json: each field of the type automl writes (strict: ``true`` is no
+    number, ``"3"`` no count; a whole number is a number), ``float | None`` a measurement (null where the run
+    has none, or a non-finite one); fields the script does not read are not looked at. :func:`fields_problem`
+    checks a value against one."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
 
 
-def _is(value, kind) -> bool:
-    if kind is None:
-        return value is None
-    if isinstance(value, bool):
-        return False  # JSON's true and false are no numbers
-    return isinstance(value, (int, float) if kind is float else kind)
+# what a field should be, by pydantic's error type, for :func:`fields_problem`
+_SHOULD_BE = {"int_type": "a whole number", "float_type": "a number", "string_type": "a string",
+              "list_type": "a list", "dict_type": "a JSON object", "model_type": "a JSON object",
+              "too_short": "a list of at least one entry"}
 
 
-def fields_problem(value, spec, where: str = "") -> str | None:
-    """What makes ``value`` (parsed JSON) not what ``spec`` describes, naming the field (``architectures[0].params
-    is "x", not a whole number``), or None. ``spec``: a type (``int``: a whole number; ``float``: any number;
-    ``str``, ``list``, ``dict``), a tuple of them (``None``: null), a dict of fields (a name ending in ``?`` is
-    optional), or ``[item]``: a list of at least one ``item``."""
-    name = where or "the file"
-    if isinstance(spec, dict):
-        if not isinstance(value, dict):
-            return f"{name} is {_shown(value)}, not a JSON object"
-        for key, sub in spec.items():
-            field = key.rstrip("?")
-            if field not in value:
-                if key.endswith("?"):
-                    continue
-                return f"{name} has no {field!r}"
-            why = fields_problem(value[field], sub, f"{where}.{field}" if where else field)
-            if why:
-                return why
+def fields_problem(model: type[BaseModel], value, where: str = "") -> str | None:
+    """What makes ``value`` (parsed JSON) not what ``model`` (a :class:`Fields`) describes, in one line naming
+    the first such field after ``where`` (``architectures[0].params: "x" is not a whole number``,
+    ``search_seconds: missing``), or None."""
+    try:
+        model.model_validate(value)
         return None
-    if isinstance(spec, list):
-        if not isinstance(value, list) or not value:
-            return f"{name} is {_shown(value)}, not a list of at least one entry"
-        return next((why for i, v in enumerate(value) if (why := fields_problem(v, spec[0], f"{where}[{i}]"))), None)
-    kinds = spec if isinstance(spec, tuple) else (spec,)
-    if any(_is(value, k) for k in kinds):
-        return None
-    return f"{name} is {_shown(value)}, not {' or '.join(_KINDS[k] for k in kinds)}"
-
-
-def _shown(value) -> str:
-    return shortened(json.dumps(value, allow_nan=True, default=str))
+    except ValidationError as e:
+        error = e.errors()[0]
+    key = where
+    for part in error["loc"]:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}" if key else str(part)
+    if error["type"] == "missing":
+        return f"{key}: missing"
+    got = shortened(json.dumps(error["input"], allow_nan=True, default=str))
+    what = f"{got} is not {_SHOULD_BE.get(error['type'], error['msg'])}"
+    return f"{key}: {what}" if key else what
 
 
 def damaged(path, why: str, fix: str) -> UserError:
@@ -651,9 +640,9 @@ def damaged(path, why: str, fix: str) -> UserError:
     return UserError(f"{path}: {why}; not an automl run's whole results (damaged, cut short or edited): {fix}")
 
 
-def run_results(folder, spec, fix: str) -> dict:
-    """``folder``'s results.json, an automl run's, checked against ``spec`` (:func:`fields_problem`); one that
-    cannot be read, is not JSON, or is not what ``spec`` says is a :class:`UserError` (:func:`damaged`) naming
+def run_results(folder, model: type[BaseModel], fix: str) -> dict:
+    """``folder``'s results.json, an automl run's, checked against ``model`` (:func:`fields_problem`); one that
+    cannot be read, is not JSON, or is not what ``model`` says is a :class:`UserError` (:func:`damaged`) naming
     the file, what is wrong, and ``fix`` (what to do: e.g. delete the folder to run it again)."""
     path = Path(folder) / RESULTS
     try:
@@ -663,7 +652,7 @@ def run_results(folder, spec, fix: str) -> dict:
     except ValueError as e:  # JSONDecodeError (cut short), UnicodeDecodeError
         why = f"not JSON ({e})"
     else:
-        why = fields_problem(value, spec)
+        why = fields_problem(model, value)
         if why is None:
             return value
     raise damaged(path, why, fix)

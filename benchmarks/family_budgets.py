@@ -25,16 +25,32 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pydantic import Field
+
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (RESULTS, check_child, check_not_running, json_line, names, out_folder, parser,  # noqa: E402
-                     run_child, run_main, run_results, seed_list)
+from _common import (RESULTS, Fields, check_child, check_not_running, json_line, names, out_folder,  # noqa: E402
+                     parser, run_child, run_main, run_results, seed_list)
 
 from automl.recipe import load_recipe  # noqa: E402
 
 METHODS = ("importance_sampling", "separate", "simultaneous", "random")  # search.method's values
-# what the table reads of a run's results.json (a number or null: null where the run has none)
-FIELDS = {"search_seconds": float, "architectures": [{"params": int, "cost": float, "budget": (float, None),
-                                                      "epsilon": (float, None), "test_accuracy": (float, None)}]}
+
+
+class Member(Fields):
+    """What the table reads of a run's member (a number, or null where the run has none)."""
+
+    params: int
+    cost: float
+    budget: float | None
+    epsilon: float | None
+    test_accuracy: float | None
+
+
+class Run(Fields):
+    """What the table reads of a run's results.json."""
+
+    search_seconds: float
+    architectures: list[Member] = Field(min_length=1)
 
 
 def main():
@@ -65,7 +81,7 @@ def main():
                     cmd.append("--resume")
                 print("$", " ".join(cmd), flush=True)
                 check_child(cmd, run_child(cmd, stdout=subprocess.DEVNULL))
-            res = run_results(d, FIELDS, f"delete {d} to run it again, or choose another --out")
+            res = run_results(d, Run, f"delete {d} to run it again, or choose another --out")
             seconds[m].append(res["search_seconds"])
             for i, a in enumerate(res["architectures"]):
                 b = a.get("budget")

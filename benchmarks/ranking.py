@@ -54,14 +54,16 @@ import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (RESULTS, atomic_write_text, cached_json, check_child, check_not_running, damaged,  # noqa: E402
-                     emit, fields_problem, int_at_least, measured, names, out_folder, parser, positive_float,
+from _common import (RESULTS, Fields, atomic_write_text, cached_json, check_child, check_not_running,  # noqa: E402
+                     damaged, emit, fields_problem, int_at_least, measured, names, out_folder, parser, positive_float,
                      positive_int, run_child, run_main, run_results, seed_list, thread_count, warn_threads)
 
 from automl.errors import UserError  # noqa: E402
@@ -104,29 +106,84 @@ OPTIONS = {
 }
 METHODS = ("separate", "importance_sampling", "simultaneous", "random")  # search.method's values
 
-# what the script reads of a run's results.json (a measurement: a number, or null for a non-finite one)
-NUMBER = (float, None)
-TRUTH_RUN = {"archs": [{"choices": list, "params": int, "test_loss": NUMBER}], "seeds": int, "retrain_epochs": int}
-TRUTH = {"ranking": {"archs": [{"test_accuracy": NUMBER}]}}
-TAU = {"phase_seconds": {"weights?": float},
-       "ranking": {"archs": [{"choices": list, "supernet_loss": NUMBER, "supernet_loss_batch_stats": NUMBER,
-                              "supernet_accuracy": NUMBER}]}}
-STABILITY = {"architectures": [{"params": int}]}
-FIRST_MEMBER = {"architectures": [{"choices": list}]}
+
+# ---- what the script reads of a run's results.json (a measurement: a number, or null for a non-finite one)
+
+A = TypeVar("A", bound=Fields)
+
+
+class Ranking(Fields, Generic[A]):
+    """results.json's ``ranking``: its K architectures."""
+
+    archs: list[A] = Field(min_length=1)
+
+
+class Ranked(Fields, Generic[A]):  # a run's results.json with a ranking
+    ranking: Ranking[A]
+
+
+class Members(Fields, Generic[A]):  # a run's results.json: its members
+    architectures: list[A] = Field(min_length=1)
+
+
+class Recorded(Fields):  # an architecture of a --truth run's ranking
+    choices: list
+    params: int
+    test_loss: float | None
+
+
+class RecordedRanking(Ranking[Recorded]):
+    seeds: int
+    retrain_epochs: int
+
+
+class TruthRun(Fields):  # a --truth run whose ranking recorded_truth checked (_params)
+    ranking: RecordedRanking
+
+
+class MaybeRanked(Fields):  # a --truth run: a ranking, if any, to check (recorded_truth)
+    ranking: dict | None = None
+
+
+class Retrained(Fields):  # an architecture of a truth run (truth)
+    test_accuracy: float | None
+
+
+class Scored(Fields):  # an architecture of an option run (tau_per_option), scored by its supernet
+    choices: list
+    supernet_loss: float | None
+    supernet_loss_batch_stats: float | None
+    supernet_accuracy: float | None
+
+
+class Phases(Fields):  # an option run's phase seconds
+    weights: float = 0.0
+
+
+class OptionRun(Ranked[Scored]):
+    phase_seconds: Phases
+
+
+class Params(Fields):  # a member of a stability run
+    params: int
+
+
+class Choices(Fields):  # the first member of a --one-se run
+    choices: list
 
 
 def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
     """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``): minus the
     mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
     fix = f"--truth: give the folder of a finished run with a ranking (or run `automl rank {run_dir}` again)"
-    rk = run_results(run_dir, {"ranking?": (dict, None)}, fix).get("ranking")
+    rk = run_results(run_dir, MaybeRanked, fix).get("ranking")
     if not rk:
         raise UserError(f"--truth {run_dir}: its results.json has no ranking (run it with ranking.archs=K "
                         f"ranking.seeds=S, or `automl rank {run_dir}`)")
     if rk.get("retrain_epochs") == 0:
         raise UserError(f"--truth {run_dir}: its ranking retrained nothing (retrain_epochs 0): its test losses are "
                         f"the supernet's, not a truth")
-    why = fields_problem(rk, TRUTH_RUN, "ranking")
+    why = fields_problem(RecordedRanking, rk, "ranking")
     if why:
         raise damaged(run_dir / RESULTS, why, fix)
     if len(rk["archs"]) != k:
@@ -146,7 +203,7 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
             if a.threads is not None:
                 ov.append(f"threads={a.threads}")
             d = option_folder(out, name, seed)
-            res = checked(automl_run(a.recipe, ov, d, threads=a.threads), d, TAU)
+            res = checked(automl_run(a.recipe, ov, d, threads=a.threads), d, OptionRun)
             rk = ranked(res, d, len(t))
             if choices is not None and [e["choices"] for e in rk] != choices:
                 raise UserError(f"{d}: its K architectures are not the truth's (another space or --archs?)")
@@ -210,17 +267,17 @@ def automl_run(recipe: str, overrides: list[str], out: Path, threads: int | None
         with open(log, "w") as f:  # Ctrl-C: passed on to the run, which saves a checkpoint and exits (run_child)
             rc = run_child(cmd, env=env, stdout=f, stderr=subprocess.STDOUT)
         check_child(cmd, rc, log.read_text(errors="replace") if rc else None, log)
-    return run_results(out, {}, _rerun(out))
+    return run_results(out, Fields, _rerun(out))
 
 
 def _rerun(out: Path) -> str:
     return f"delete {out} to run it again, or choose another --out"
 
 
-def checked(res: dict, out: Path, fields) -> dict:
-    """``res``, the results.json of the run in ``out`` (:func:`automl_run`), when it has ``fields``
-    (:func:`_common.fields_problem`); else one line naming the file and the field, exit 2."""
-    why = fields_problem(res, fields)
+def checked(res: dict, out: Path, model: type[Fields]) -> dict:
+    """``res``, the results.json of the run in ``out`` (:func:`automl_run`), when it has the fields ``model``
+    names (:func:`_common.fields_problem`); else one line naming the file and the field, exit 2."""
+    why = fields_problem(model, res)
     if why:
         raise damaged(out / RESULTS, why, _rerun(out))
     return res
@@ -240,7 +297,7 @@ def truth(recipe: str, overrides: list[str], out: Path, k: int, seed: int) -> li
     d = out / f"truth-seed{seed}"
     res = checked(automl_run(recipe, overrides + OFF + [
         f"seed={seed}", "search.weight_epochs=0", "search.theta_epochs=0", f"ranking.archs={k}",
-        f"ranking.retrain_epochs={epochs}"], d), d, TRUTH)
+        f"ranking.retrain_epochs={epochs}"], d), d, Ranked[Retrained])
     return [measured(a["test_accuracy"]) for a in ranked(res, d, k)]
 
 
@@ -417,7 +474,7 @@ def one_se(run_dir: Path, k: float, costlier: bool = False) -> dict:
     space = ws.spaces.search
     net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
     calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(10)]
-    first = run_results(run_dir, FIRST_MEMBER, "--one-se: give finished run folders")["architectures"][0]["choices"]
+    first = run_results(run_dir, Members[Choices], "--one-se: give finished run folders")["architectures"][0]["choices"]
     arch = space.encode(first)
     sign = -1.0 if costlier else 1.0
     key = lambda a: sign * float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731  (lowest first)
@@ -459,13 +516,13 @@ def stability_run(a, out: Path, method: str, threads: int, seed: int) -> dict:
     """results.json of one stability run (:func:`stability_overrides`)."""
     d = stability_folder(out, method, threads, seed)
     ov = stability_overrides(a.recipe, a.overrides, method, seed, threads)
-    return checked(automl_run(a.recipe, ov, d, threads=threads), d, STABILITY)
+    return checked(automl_run(a.recipe, ov, d, threads=threads), d, Members[Params])
 
 
 def _params(run_dir: Path) -> list[float]:
     """The parameters of the K architectures of a --truth run's ranking (:func:`recorded_truth` checked it)."""
     fix = "--truth: give the folder of a finished run with a ranking"
-    return [e["params"] for e in run_results(run_dir, {"ranking": TRUTH_RUN}, fix)["ranking"]["archs"]]
+    return [e["params"] for e in run_results(run_dir, TruthRun, fix)["ranking"]["archs"]]
 
 
 def _one_study(a, out: Path) -> None:

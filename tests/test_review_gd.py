@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel, Field
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -63,9 +64,9 @@ def _one_line_exit_2(capsys, call) -> str:
 DAMAGED = {
     "cut_short": ('{"search_seconds": 2.0, "architec', "not JSON ("),
     "a_list": ("[1, 2]", "not a JSON object"),
-    "no_key": (json.dumps({"architectures": [_arch()]}), "no 'search_seconds'"),
+    "no_key": (json.dumps({"architectures": [_arch()]}), "search_seconds: missing"),
     "wrong_type": (json.dumps(_results(architectures=[_arch(params="many")])), "architectures[0].params"),
-    "no_members": (json.dumps(_results(architectures=[])), "architectures"),
+    "no_members": (json.dumps(_results(architectures=[])), "architectures: [] is not a list of at least one"),
     "not_utf8": (b"\xff\xfe{}", "not JSON ("),
 }
 
@@ -141,9 +142,10 @@ def _truth_section(k: int = 3, **kw) -> dict:
 
 
 @pytest.mark.parametrize("section,words", [
-    ([1, 2], "ranking is [1, 2], not a JSON object"),
+    ([1, 2], "ranking: [1, 2] is not a JSON object"),
     ({**_truth_section(), "seeds": "two"}, "ranking.seeds"),
-    ({"archs": [{"choices": ["a"], "params": 1}] * 3, "seeds": 1, "retrain_epochs": 5}, "no 'test_loss'"),
+    ({"archs": [{"choices": ["a"], "params": 1}] * 3, "seeds": 1, "retrain_epochs": 5},
+     "ranking.archs[0].test_loss: missing"),
 ], ids=["not_an_object", "seeds_a_string", "no_test_loss"])
 def test_ranking_names_a_damaged_truth_run(monkeypatch, capsys, tmp_path, section, words):
     truth = _truth_run(tmp_path / "truth", section)
@@ -191,11 +193,51 @@ def test_ranking_reads_an_option_run_with_nulls(monkeypatch, tmp_path):
 
 
 def test_fields_problem_names_the_field():
-    spec = {"a": [{"b": (float, None)}], "c?": int}
-    assert _common.fields_problem({"a": [{"b": None}, {"b": 2}]}, spec) is None
-    assert _common.fields_problem({"a": [{"b": 1.5}], "c": True}, spec) == "c is true, not a whole number"
-    assert _common.fields_problem({"a": [{"b": "x"}]}, spec) == 'a[0].b is "x", not a number or null'
-    assert _common.fields_problem({"a": [{}]}, spec) == "a[0] has no 'b'"
+    """The scripts' fields are pydantic models (strict, other fields ignored): a whole number is a number, null
+    a measurement's, ``true`` no count, a string no number; the first field that is not, named in one line."""
+
+    class Entry(_common.Fields):
+        b: float | None
+
+    class Spec(_common.Fields):
+        a: list[Entry] = Field(min_length=1)
+        c: int = 0
+
+    problem = _common.fields_problem
+    assert problem(Spec, {"a": [{"b": None}, {"b": 2}], "other": "x"}) is None
+    assert problem(Spec, {"a": [{"b": 1.5}], "c": True}) == "c: true is not a whole number"
+    assert problem(Spec, {"a": [{"b": 1.5}], "c": 1.0}) == "c: 1.0 is not a whole number"
+    assert problem(Spec, {"a": [{"b": "x"}]}) == 'a[0].b: "x" is not a number'
+    assert problem(Spec, {"a": [{"b": 1}, {}]}) == "a[1].b: missing"
+    assert problem(Spec, {"a": []}) == "a: [] is not a list of at least one entry"
+    assert problem(Spec, [1, 2]) == "[1, 2] is not a JSON object"
+    assert problem(Entry, {"b": "x"}, "ranking.archs[0]") == 'ranking.archs[0].b: "x" is not a number'
+
+
+@pytest.mark.parametrize("name", ["family_budgets.Run", "TruthRun", "OptionRun", "Ranked[Retrained]",
+                                  "Members[Params]", "Members[Choices]", "MaybeRanked"])
+def test_the_scripts_fields_are_strict_pydantic_models(name):
+    script, _, model = name.rpartition(".")
+    base, _, item = model.rstrip("]").partition("[")
+    module = family_budgets if script else ranking
+    model = getattr(module, base)[getattr(module, item)] if item else getattr(module, base)
+    assert issubclass(model, BaseModel) and model.model_config["strict"] and model.model_config["extra"] == "ignore"
+
+
+def test_whole_numbers_are_read_as_numbers(monkeypatch, capsys, tmp_path):
+    """JSON writes a whole number without its ".0": search_seconds 3 and cost 1000 are numbers (as a results.json
+    edited by hand, or by another writer, may hold them)."""
+    run = tmp_path / "fb" / "separate-s0"
+    run.mkdir(parents=True)
+    whole = _results(search_seconds=3, architectures=[_arch(cost=1000, budget=2000)])
+    (run / "results.json").write_text(json.dumps(whole))
+    monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(tmp_path / "fb"), "--seeds", "0",
+                                      "--methods", "separate"])
+    monkeypatch.setattr(family_budgets, "run_child", _no_run)
+    with pytest.raises(SystemExit) as e:
+        family_budgets.run_main(family_budgets.main)
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not e.value.code and line["search_seconds"] == {"separate": [3]} and line["rows"][0]["cost/budget"] == 0.5
 
 
 # ---- 2. a run folder an automl run still holds ---------------------------------------------------------------------
