@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from automl.cli import DISK_FULL, PATH_REFUSED, GivenOnce, whole_number
+from automl.cli import DISK_FULL, FILE_TOO_LARGE, PATH_REFUSED, GivenOnce, whole_number
 from automl.errors import UserError, shortened
 from automl.limits import MAX_BATCH
 from automl.profile import threads_warning as profile_threads_warning
@@ -367,14 +367,15 @@ def named_paths(args=()) -> list[Path]:
 
 def users_os_error(e: OSError, args=()) -> bool:
     """Whether ``e`` is the user's to fix (exit 2, one line) rather than a bug (its traceback, exit 1): a full
-    disk or a path the machine refuses (no permission, too long, a read-only file system), wherever it is; a
+    disk, a file past a size limit (``ulimit -f``) or a path the machine refuses (no permission, too long, a
+    read-only file system), wherever it is; a
     missing file or folder, or a file where a folder should be (:data:`NOT_A_FOLDER`), only on a path the user
     named or under one (:func:`named_paths`): elsewhere it is a file the script ships or made itself, and missing
     it is the script's fault. Only an error that names its file."""
     files = [f for f in (e.filename, e.filename2) if isinstance(f, (str, bytes, os.PathLike)) and os.fsdecode(f)]
     if not files:
         return False
-    if e.errno in (*DISK_FULL, *PATH_REFUSED):
+    if e.errno in (*DISK_FULL, *FILE_TOO_LARGE, *PATH_REFUSED):
         return True
     if e.errno not in NOT_A_FOLDER:
         return False

@@ -342,7 +342,7 @@ def test_a_missing_file_on_a_path_the_user_named_is_theirs(monkeypatch, capsys, 
 
 def test_a_refused_path_is_the_users_wherever_it_is(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["bench.py"])
-    for code in (errno.ENOSPC, errno.EACCES):
+    for code in (errno.ENOSPC, errno.EACCES, errno.EFBIG):
         _one_line_exit_2(capsys, lambda: _common.run_main(_raises(OSError(code, "refused", "/elsewhere/x"))))
 
 
