@@ -59,11 +59,15 @@ _RUN_FOLDERS: dict[str, tuple[Path, Callable[[], str | None]]] = {}
 
 
 def write_fix(e: OSError) -> str:
-    """What to do about a failed write, by its errno: "free space", "make the folder writable", "fix the cause"."""
+    """What to do about a failed write, by its errno: "free space", "make the folder writable", "raise the file size
+    limit ..." (a file past the process's limit, ``ulimit -f``, or its file system's: FAT32's 4 GiB), "fix the
+    cause"."""
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return "free space"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "make the folder writable"
+    if e.errno == errno.EFBIG:
+        return "raise the file size limit (ulimit -f) or write to another file system (FAT32 takes at most 4 GiB)"
     return "fix the cause"
 
 

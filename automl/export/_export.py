@@ -13,7 +13,7 @@ from typing import Any
 
 import timm
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
@@ -66,8 +66,8 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"{path}: the export's weights file is missing")
     try:
-        if path.suffix == ".safetensors":
-            return load_file(str(path))
+        if path.suffix == ".safetensors":  # its bytes: safetensors' load_file takes only a name that is valid UTF-8
+            return load_safetensors(path.read_bytes())
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file
         raise UserError(f"{path}: cannot read the weights ({e})") from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import importlib
+import io
 import logging
 import os
 import warnings
@@ -24,7 +25,7 @@ from automl.errors import UserError
 from automl._io import atomic_path
 
 __all__ = ["MIN_OPSET", "DEFAULT_OPSET", "newest_opset", "opset_problem", "check_opset", "PARITY_TOLERANCE",
-           "OnnxParityError", "export_onnx", "onnx_parity", "rounding_explains"]
+           "OnnxParityError", "export_onnx", "onnx_parity", "rounding_explains", "ort_model"]
 
 _logger = logging.getLogger(__name__)
 
@@ -119,6 +120,19 @@ def check_opset(opset: int, name: str = "--opset") -> int:
     return opset
 
 
+def ort_model(path: str | os.PathLike) -> str | bytes:
+    """What onnxruntime loads the ONNX file ``path`` from: its name, or the file's bytes where the name is not valid
+    UTF-8 (a folder named in another encoding: onnxruntime's C++ core takes only UTF-8 names, and refuses others
+    with a ``TypeError``)."""
+    name = str(path)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        with open(name, "rb") as f:
+            return f.read()
+    return name
+
+
 def _session(path):
     """onnxruntime's CPU session of the ONNX file ``path``, one intra-op thread."""
     import onnxruntime as ort
@@ -126,7 +140,7 @@ def _session(path):
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     opts.intra_op_num_threads = 1  # a few small inputs: threads only add contention
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(ort_model(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _run(session, x: torch.Tensor) -> np.ndarray:
@@ -187,11 +201,13 @@ def rounding_explains(path: str | os.PathLike, model: nn.Module, inputs: Sequenc
 
 
 def _torch_export(model: nn.Module, example: torch.Tensor, path, opset: int) -> None:
-    """torch's TorchScript exporter with a dynamic batch axis; an opset this torch refuses (where
+    """torch's TorchScript exporter with a dynamic batch axis, into the file ``path``: exported into memory, then
+    written (torch's C++ part takes only a file name that is valid UTF-8); an opset this torch refuses (where
     :func:`newest_opset` could not read its limit) is the user's choice, not a bug."""
+    buffer = io.BytesIO()
     try:
         torch.onnx.export(
-            model, (example,), str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
+            model, (example,), buffer, dynamo=False, opset_version=opset, do_constant_folding=True,
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
         )
@@ -200,6 +216,8 @@ def _torch_export(model: nn.Module, example: torch.Tensor, path, opset: int) -> 
             raise
         raise UserError(f"opset {opset}: torch {torch.__version__}'s ONNX exporter does not write it ({e}); "
                         f"choose an older opset (the default is {DEFAULT_OPSET})") from None
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
 
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence[int], *, opset: int = 17,
@@ -226,6 +244,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, input_shape: Sequence
             # the TorchScript exporter warns that it is deprecated and about tracing; both are expected
             warnings.simplefilter("ignore")
             _torch_export(model, example, tmp, opset)
+            # the model, not its file's name: onnx's checker takes only a name that is valid UTF-8
             onnx.checker.check_model(onnx.load(str(tmp)), full_check=True)
             inputs = [torch.randn(n, c, h, w, generator=gen).to(device) for n in (1, 3)]
             max_abs, max_rel = onnx_parity(tmp, model, inputs)

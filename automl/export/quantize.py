@@ -21,6 +21,7 @@ import logging
 import operator
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
@@ -30,7 +31,7 @@ import numpy as np
 from automl._io import atomic_path
 from automl.export.manifest import (INT8_NAME, MANIFEST_NAME, error_entry, export_again, finite_number,
                                     manifest_error, read_manifest, write_manifest)
-from automl.export.onnx import DEFAULT_OPSET
+from automl.export.onnx import DEFAULT_OPSET, ort_model
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
 from automl.profile import CLOCKS, EXPORT_PROTOCOL, check_clock, machine_info, ort_session, time_session
@@ -107,13 +108,16 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
         raise ValueError("no calibration data")
     with tempfile.TemporaryDirectory(prefix="automl-int8-") as work, \
             atomic_path(out_path, suffix=".onnx") as tmp:
-        pre = os.path.join(work, "pre.onnx")
+        # onnxruntime opens the files by name in C++, which takes only names that are valid UTF-8: it quantises
+        # copies in a temporary folder, and the result is copied to out_path
+        fp32, pre, int8 = (os.path.join(work, name) for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
+        shutil.copyfile(fp32_path, fp32)
         try:  # shape inference and graph cleanup, as onnxruntime recommends before quantising
-            quant_pre_process(str(fp32_path), pre, skip_symbolic_shape=True)
+            quant_pre_process(fp32, pre, skip_symbolic_shape=True)
             source = pre
         except Exception as e:  # noqa: BLE001 - an optional step
             _logger.debug("quant_pre_process failed (%s); quantising the model as exported", e)
-            source = str(fp32_path)
+            source = fp32
         root = logging.getLogger()
         level = root.level
         root.setLevel(max(level, logging.WARNING))  # the quantiser logs every bias copy at INFO
@@ -122,13 +126,14 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
             # range (reduce_range): on x86-64 CPUs without VNNI (AVX2 only) onnxruntime's uint8 x int8 kernel adds
             # products in int16 and saturates at full range; a digits network lost 3.3 points there (91.4 -> 88.1 %;
             # reduced: 91.1 %), where 7 bits cost nothing measurable on the networks tried
-            quantize_static(source, str(tmp), _Reader(input_name, calibration), quant_format=QuantFormat.QDQ,
+            quantize_static(source, int8, _Reader(input_name, calibration), quant_format=QuantFormat.QDQ,
                             per_channel=True, reduce_range=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
                             extra_options=_EXTRA_OPTIONS)
         finally:
             root.setLevel(level)
-        _drop_unused_opsets(tmp)
+        _drop_unused_opsets(Path(int8))
+        shutil.copyfile(int8, tmp)
 
 
 def _drop_unused_opsets(path: Path) -> None:
@@ -184,7 +189,7 @@ def onnx_accuracy(path: str | os.PathLike, batches: Iterable, input_name: str = 
                   threads: int = 1) -> float | None:
     """Top-1 accuracy of an ONNX model over ``(x, y)`` batches, run by onnxruntime; None (undefined) when the
     batches hold no image."""
-    return _accuracy(ort_session(str(path), threads), batches, input_name, str(path))
+    return _accuracy(ort_session(ort_model(path), threads), batches, input_name, str(path))
 
 
 def _accuracy(session, batches: Iterable, input_name: str, label: str) -> float | None:
@@ -217,8 +222,8 @@ def onnx_latency(path: str | os.PathLike, input_shape, threads: int = 1, batch: 
     :func:`automl.profile.time_session` (one this system cannot time with is a :class:`UserError`:
     :func:`automl.profile.check_clock`), as is a ``threads`` or ``batch`` :func:`measure_export` refuses."""
     _check_timing(clock, threads, batch)
-    return _latency(ort_session(str(path), operator.index(threads)), input_shape, operator.index(batch), repeat,
-                    input_name, clock)
+    session = ort_session(ort_model(path), operator.index(threads))
+    return _latency(session, input_shape, operator.index(batch), repeat, input_name, clock)
 
 
 def _latency(session, input_shape, batch: int = 1, repeat: int = LATENCY_REPEAT, input_name: str = "input",
@@ -240,7 +245,7 @@ def _fp32_session(fp32: Path, out_dir: Path, manifest: dict, threads: int):
     if not fp32.is_file():
         raise UserError(f"{fp32}: the export's ONNX model is missing; {again}")
     try:
-        return ort_session(str(fp32), threads)
+        return ort_session(ort_model(fp32), threads)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
         why = _ort_reason(e)
     stamp = _onnx_stamp(fp32)
@@ -441,7 +446,7 @@ def _earlier_int8_session(out_dir: Path, m: dict, threads: int):
     again = (f"quantise again (quantize='int8' with calibration batches), or export the network again: "
              f"{export_again(out_dir, m)}")
     try:
-        session = ort_session(str(int8), threads)
+        session = ort_session(ort_model(int8), threads)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
         raise UserError(f"{int8}: onnxruntime cannot load the int8 model an earlier quantisation wrote "
                         f"({_ort_reason(e)}), which the manifest's int8 entry describes; {again}") from None
