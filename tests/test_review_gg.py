@@ -21,6 +21,7 @@ import torch
 from automl.cli import main
 from automl.compile import load_compiled
 from automl.export import export_architecture, load_model
+from automl.export.inherit import load_checkpoint
 from automl.export.onnx import export_onnx
 from automl.export.quantize import INT8_NAME, measure_export, quantize_int8
 from automl.recipe import load_recipe
@@ -111,6 +112,16 @@ def test_load_model_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, di
     expected = load_model(out).state_dict()
     folder = _moved(out, _latin1_folder(tmp_path) / "net")
     got = load_model(folder).state_dict()
+    assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
+
+
+def test_weights_file_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, digits):
+    # was: UserError "--weights ...: not a readable torch checkpoint" from safetensors' load_file
+    out = tmp_path / "net"
+    export_architecture(digits, [0] * digits.num_decisions, out, onnx=False)
+    expected = load_checkpoint(out / "model.safetensors")
+    folder = _moved(out, _latin1_folder(tmp_path) / "net")
+    got = load_checkpoint(folder / "model.safetensors")
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
 
 

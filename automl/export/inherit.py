@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load as load_safetensors
 from torch import nn
 
 from automl.errors import UserError, shortened
@@ -62,8 +62,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with warnings.catch_warnings():  # torch warns of a pickle protocol it may not read: the message below says it
             warnings.simplefilter("ignore")
-            if p.suffix == ".safetensors":
-                obj = load_file(str(p))
+            if p.suffix == ".safetensors":  # its bytes: load_file takes only a name that is valid UTF-8
+                obj = load_safetensors(p.read_bytes())
             else:
                 obj = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - torch and safetensors raise many types for a corrupt or foreign file
