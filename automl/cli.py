@@ -407,13 +407,15 @@ def _printable_output() -> None:
     non-ASCII file name) as ``?`` on standard output (a table keeps its columns; undecoded bytes stay as they
     were) and as a backslash escape on standard error (Python's own choice there), instead of raising
     ``UnicodeEncodeError`` in the middle of a command. Rich consoles and the logging handler write through
-    these same stream objects."""
+    these same stream objects. A UTF-8 stream whose errors are "strict" (``PYTHONIOENCODING=utf-8:strict``, a
+    UTF-8 locale other than C.UTF-8) gets the same: it cannot encode an undecoded byte of a file name either."""
     for stream, errors in ((sys.stdout, "automl.replace"), (sys.stderr, "backslashreplace")):
         try:
             encodes_all = codecs.lookup(stream.encoding).name.startswith("utf-")
         except (AttributeError, LookupError, TypeError):  # no stream, or not a text stream with an encoding
             continue
-        if not encodes_all and stream.errors != errors and hasattr(stream, "reconfigure"):
+        replaced = not encodes_all or stream.errors == "strict"
+        if replaced and stream.errors != errors and hasattr(stream, "reconfigure"):
             stream.reconfigure(errors=errors)
 
 
