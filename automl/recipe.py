@@ -31,6 +31,7 @@ import logging
 import math
 import os
 import re
+import sys
 import types
 import typing
 import unicodedata
@@ -771,13 +772,16 @@ def _digest_of(path: Path | None, fallback: str) -> str:
 
 def _resolve(p: str | os.PathLike, base: Path) -> Path:
     """``p`` made absolute against ``base``, its links followed; with a loop of links on the way, absolute as
-    written (reading the file or folder says what is wrong with it, naming its key)."""
+    written (reading the file or folder says what is wrong with it, naming its key), and so with a character no
+    path holds (a NUL, a lone surrogate: the recipe's checks refuse it at its key, :func:`_unusable_path`)."""
     q = Path(os.path.expanduser(str(p)))
     if q.is_absolute():
         return q
     try:
         return (base / q).resolve()
-    except (OSError, RuntimeError):  # a loop of links: RuntimeError before Python 3.13, OSError after
+    # a loop of links: RuntimeError before Python 3.13, OSError after; ValueError: "embedded null byte", or a
+    # UnicodeEncodeError
+    except (OSError, RuntimeError, ValueError):
         return Path(os.path.abspath(base / q))
 
 
@@ -1199,16 +1203,36 @@ MAX_NAME_BYTES = 255
 MAX_PATH_BYTES = 4096  # a whole path, its terminating NUL included (Linux's PATH_MAX)
 
 
+def _unusable_path(value: str) -> str | None:
+    """Why no file system takes the path ``value`` (a recipe's): a NUL character (the end of a path to the OS), or a
+    character this system cannot write in a file name (a lone surrogate, or one outside its file name encoding);
+    None when it has neither."""
+    if "\0" in value:
+        return "this path holds a NUL character (\\0), which no file or folder name can hold; check the path"
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError as e:
+        ch = value[e.start]
+        what = ("a lone UTF-16 surrogate, no character" if 0xD800 <= ord(ch) <= 0xDFFF else
+                f"which file names on this system ({sys.getfilesystemencoding()}) cannot hold")
+        return f"this path holds {ch!r} (U+{ord(ch):04X}), {what}; check the path"
+    return None
+
+
 def _names_fit(recipe: Recipe, filename: str, node, applied) -> None:
-    """Refuse a path (space, data.root, supernet, search.cost_table, export.dir) with a file or folder name longer
-    than :data:`MAX_NAME_BYTES`, or longer as a whole than :data:`MAX_PATH_BYTES`, which file systems do not take:
-    looking at it would stop the run with "File name too long" naming no key."""
+    """Refuse a path (space, data.root, supernet, search.cost_table, export.dir) with a character no file system
+    takes (:func:`_unusable_path`), a file or folder name longer than :data:`MAX_NAME_BYTES`, or longer as a whole
+    than :data:`MAX_PATH_BYTES`: looking at it would stop the run with "embedded null byte" or "File name too long"
+    naming no key."""
     data = recipe.model_dump()
     for keys in PATH_KEYS + (("export", "dir"),):
         value = _at(data, keys)
         unread = keys == ("data", "root") and recipe.data.dataset not in DATASETS_READING["root"]
         if not isinstance(value, str) or unread:  # a data.root that the dataset does not read: warned of, not read
             continue
+        unusable = _unusable_path(value)
+        if unusable is not None:
+            _refuse(keys, unusable, filename, node, applied)
         long = next((part for part in Path(value).parts if len(os.fsencode(part)) > MAX_NAME_BYTES), None)
         if long is not None:
             shown = f"{long[:20]}...{long[-10:]}"

@@ -590,10 +590,21 @@ def _measured(v: float, measure: str) -> str:
     return format_accuracy(v) if measure == "accuracy" else f"{v:.4g}"
 
 
-def _why_undefined(score: list, truth: list, measure: str) -> str:
-    """Why a rank correlation of ``score`` against ``truth`` is undefined (NaN, written as null)."""
-    if len(truth) < 2:
+def _why_undefined(archs: list[dict], score_key: str, measure: str) -> str:
+    """Why the rank correlation of the ranked architectures' (``archs``) ``score_key`` against their test
+    ``measure`` is undefined (NaN, written as null): a value missing, null (results.json's NaN or inf), NaN or inf,
+    or one that does not vary."""
+    keys = (score_key, f"test_{measure}")
+    if len(archs) < 2:
         return "fewer than two architectures"
+    absent = next(((j, k) for j, a in enumerate(archs) for k in keys if k not in a), None)
+    if absent is not None:  # an older automl's results.json, or one edited
+        return f"results.json records no ranking.archs[{absent[0]}].{absent[1]} (written by an older automl, or edited)"
+    null = next(((j, k) for j, a in enumerate(archs) for k in keys if a[k] is None), None)
+    if null is not None:  # results.json writes a NaN or inf as null
+        return (f"a value is NaN or inf, which results.json writes as null (ranking.archs[{null[0]}].{null[1]}: a "
+                f"network diverged, or the file was edited), and has no place in an order")
+    score, truth = ([a[k] for a in archs] for k in keys)
     if not all(_finite(v) for v in score + truth):
         return "a value is NaN or inf (a network diverged) and has no place in an order"
     if len(set(truth)) <= 1:
@@ -612,7 +623,6 @@ def _ranking_lines(rk: dict) -> list[str]:
     """report.md's paragraph on the ranking section (automl/pipeline/final_stages.py RankingStage)."""
     p, archs = rk["pairs"], rk["archs"]
     measure, seeds = rk.get("truth", "accuracy"), rk.get("seeds", 1)
-    truth = [a.get(f"test_{measure}") for a in archs]
     if _retrained(rk):
         how = f"retrained stand-alone ({_times(seeds)}; the truth is the mean test {measure})"
     else:
@@ -625,13 +635,12 @@ def _ranking_lines(rk: dict) -> list[str]:
             f"{p['discordant']} reversed, {p['tied']} tied"
             + (f", {u} with a value that is NaN or inf" if (u := p.get("undefined", 0)) else "") + ").")
     if not (_finite(rk["kendall_tau"]) and _finite(rk["spearman"])):
-        why = _why_undefined([a.get(f"supernet_{measure}") for a in archs], truth, measure)
+        why = _why_undefined(archs, f"supernet_{measure}", measure)
         text += f" A rank correlation is undefined when a measure does not vary or is not a number: {why}."
     batch = rk["kendall_tau_batch_stats"]
     text += f" With each batch's own BatchNorm statistics (the θ phase's default): τ {_corr(batch)}"
     if not _finite(batch):
-        score = [a.get(f"supernet_{measure}_batch_stats") for a in archs]
-        text += f", because {_why_undefined(score, truth, measure)}"
+        text += f", because {_why_undefined(archs, f'supernet_{measure}_batch_stats', measure)}"
     alt = "supernet vs stand-alone" if _retrained(rk) else "supernet vs its own weights on the test set"
     return [text + ".", "", f"![{alt}](ranking.png)"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from automl._io import atomic_write_json, write_fix
+from automl._io import UnreadableText, atomic_write_json, read_utf8_text, write_fix
 from automl.errors import UserError
 from automl.nn.measure import count_macs
 from automl.pipeline.context import RunContext, written_on_main
@@ -134,13 +134,32 @@ def metrics_length(partial: dict) -> int | None:
     return length if _whole(length) and length >= 0 else None
 
 
+# the most lists and objects a value in a results.json read sits in: automl writes 6 (ranking.archs[j].retrainings[s]
+# .seed); a deeper one is damaged, and writing it back would recurse as deep (strict_json, json.dumps) and stop on
+# Python's limit
+MAX_RESULTS_DEPTH = 64
+
+
 def read_results(path: Path) -> dict:
-    """results.json as a dict; {} when there is none (or it is not a JSON object someone could have edited)."""
+    """results.json (UTF-8, as automl writes it, whatever the locale) as a dict; {} when there is none or it is no
+    such JSON object (damaged, or edited into something else: not UTF-8, not JSON, lists or objects nested deeper
+    than :data:`MAX_RESULTS_DEPTH`, unreadable), which its callers write anew from the run's last checkpoint."""
     try:
-        results = json.loads(path.read_text())
-    except (OSError, ValueError):
+        results = json.loads(read_utf8_text(path, "results.json"))
+    except (UnreadableText, OSError, ValueError, RecursionError):  # RecursionError: nested too deep to parse
         return {}
-    return results if isinstance(results, dict) else {}
+    return results if isinstance(results, dict) and not _deeper(results, MAX_RESULTS_DEPTH) else {}
+
+
+def _deeper(obj, limit: int) -> bool:
+    """Whether a value in ``obj`` sits in more than ``limit`` lists and dicts (counted level by level, without
+    recursion)."""
+    level = [obj]
+    for _ in range(limit + 1):
+        level = [v for o in level if isinstance(o, (dict, list)) for v in (o.values() if isinstance(o, dict) else o)]
+        if not level:
+            return False
+    return True
 
 
 # results.json's record of how the run computed: a finished run resumed (its report written again, elsewhere or
