@@ -32,7 +32,8 @@ from automl.errors import UserError
 __all__ = ["TEMPORARY", "temporary_pattern", "atomic_path", "guard_run_folder", "unguard_run_folder",
            "check_run_folder", "make_folder", "write_fix", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json", "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText",
-           "writable_dir", "writable_file", "reader_gone", "DuplicateKey", "unique_keys", "duplicate_key_line"]
+           "writable_dir", "writable_file", "reader_gone", "DuplicateKey", "unique_keys", "duplicate_key_line",
+           "path_problem"]
 
 
 # the RANDOM part of a temporary's name (_create_temporary): this many random bytes, as hex digits
@@ -301,11 +302,40 @@ def _one_newline(data: bytes) -> bytes:
 MAX_TEXT_BYTES = 16 << 20  # a user's text file (a recipe, a .space file): far above any real one
 
 
+def path_problem(path: str | os.PathLike, want: str = "a regular file", *, reading: bool = False) -> str | None:
+    """What ``path`` is, in words for a message after it, where it names no file or folder to use: ``leads
+    through a loop of symbolic links ...``, ``is a symbolic link to T, which does not exist``, or ``is a named pipe
+    (FIFO), not {want}`` (a socket, a device). With ``reading``, a pipe and a device are files to read (``cat``
+    reads them: a process substitution ``<(...)`` is a pipe), a socket is not. None for a regular file, a folder
+    (the caller's own checks tell which it wants), a path that does not exist or one the system refuses otherwise
+    (the caller's own opening says why)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "leads through a loop of symbolic links (a link that leads back to itself), so it names nothing"
+        try:
+            if e.errno == errno.ENOENT and os.path.islink(path):
+                return f"is a symbolic link to {os.readlink(path)}, which does not exist"
+        except OSError:  # removed meanwhile
+            pass
+        return None
+    except ValueError:  # a NUL byte: no path (the caller's own checks say so)
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode) or (reading and not stat.S_ISSOCK(mode)):
+        return None
+    kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return f"is {kind}, not {want}"
+
+
 def read_utf8_text(path: str | os.PathLike, what: str = "recipe or space file") -> str:
     """The text of a user's UTF-8 file (a leading byte order mark removed), or :class:`UnreadableText`; an empty
     name is ``"missing"`` (pathlib would read it as the current folder). ``what``: the kind of file, for a file
     larger than :data:`MAX_TEXT_BYTES` ("which no recipe or space file is")."""
     p = Path(path)
+    problem = path_problem(path, reading=True) if str(path) else None
+    if problem:  # a loop of links, a link to nothing, a socket
+        raise UnreadableText("unreadable", f"it {problem}")
     if not str(path) or not p.exists():
         raise UnreadableText("missing")
     if p.is_dir():

@@ -473,7 +473,8 @@ def _settings(cs, pieces: dict, version: str, threads: int, batch: int, repeat: 
             "space": {"name": cs.name, "args": {k: str(v) for k, v in cs.overrides.items()}, "kind": cs.kind,
                       "input_shape": list(cs.input_shape), "num_classes": cs.num_classes,
                       "params_fingerprint": params_fingerprint(cs),
-                      "decisions": [[d.name, list(d.choices)] for d in cs.decisions], "pieces": list(map(repr, pieces))},
+                      "decisions": [[d.name, list(d.choices)] for d in cs.decisions],
+                      "pieces": list(map(repr, pieces))},
             "threads": int(threads), "batch": int(batch), "repeat": int(repeat), "warmup": int(warmup), "clock": clock}
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from automl._io import path_problem
 from automl.commands.run import yaml_string
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
@@ -131,6 +132,10 @@ def main(args) -> int:
     _one_process()
     out = Path(args.run_dir)
     resolved = out / "recipe.resolved.yaml"
+    problem = path_problem(out, "a folder")  # a loop of links, a link to nothing, a pipe, socket or device
+    if problem:
+        raise UserError(f"{out} {problem}; RUN_DIR must be the --out folder of an automl run (the folder that "
+                        f"holds its recipe.resolved.yaml)")
     if not out.exists():
         raise UserError(f"{out} does not exist; RUN_DIR must be the --out folder of an automl run (the folder "
                         f"that holds its recipe.resolved.yaml)")

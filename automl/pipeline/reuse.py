@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import torch
 
+from automl._io import path_problem
 from automl._lock import held_by
 from automl.dsl import file_sha256, load_space, space_digest
 from automl.errors import SpaceError, UserError
@@ -236,13 +237,15 @@ def _run_above(path: Path) -> Path | None:
 def _store(source: Path) -> CheckpointStore:
     """The checkpoints of the run in ``source`` (--supernet); else a :class:`UserError` saying what ``source`` is
     (a file or folder of a run, whose folder to give instead; a run still running or stopped before its first
-    checkpoint; an export's folder) and what to give."""
+    checkpoint; an export's folder; a loop of links, a link to nothing, a pipe, socket or device:
+    :func:`~automl._io.path_problem`) and what to give."""
     store = CheckpointStore(source / "checkpoints")
     if source.is_dir() and not store.missing():
         return store
     run = _run_above(source) if source.exists() else None
-    if not source.is_dir():  # a dangling link too
-        what = "is a file, not a run's folder" if source.exists() else "does not exist"
+    if not source.is_dir():  # a link to nothing too
+        what = path_problem(source, "a run's folder") or (
+            "is a file, not a run's folder" if source.exists() else "does not exist")
         inside = f": it is a file of the run in {run}; give the run's folder: --supernet {run}" if run else \
             "; check --supernet (the --out folder of an automl run whose weight phase has finished)"
         raise UserError(f"--supernet {source}: no checkpoint there: {source} {what}{inside}")
