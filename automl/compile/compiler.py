@@ -41,6 +41,10 @@ __all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan"
 
 
 MAX_SIZE = 1 << 14  # input height / width
+# the costs compiling measures: every choice of every layer (or cell node), once per combination of elastic widths
+# and resolutions (with combinations, also every entry of their tables). Real spaces measure at most a few tens of
+# thousands (ofa_mbv3: 35,712); each takes about 0.1 ms, and a table entry 8 bytes per metric
+MAX_COSTS = 1 << 20
 
 
 @dataclass
@@ -344,6 +348,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
         res_dec = len(decisions)
         decisions.append(Decision("resolution", tuple(f"r{v}" for v in resolutions)))
     _check_something_to_search(space, decisions)
+    _check_costs_to_measure(r, space, kind, plan, decisions, combos)
     all_costs, all_fixed, contexts = _measured_costs(kind, plan, decisions, (c, h, w), resolutions)
     seen: dict[str, ir.Pos] = {}
     for m in space.metrics:
@@ -379,6 +384,32 @@ def _check_resolution_name(r: Resolver, space: ir.Space, decisions: list[Decisio
     what = "layer resolution" if first == layer else "the `resolution` statement"
     raise r.err(f"duplicate decision name 'resolution' (first at line {first.line}: {what}); the `resolution` "
                 f"statement names its decision 'resolution': rename the layer", later)
+
+
+def _check_costs_to_measure(r: Resolver, space: ir.Space, kind: str, plan, decisions: list[Decision],
+                            combos: int) -> None:
+    """At most :data:`MAX_COSTS` costs to measure: the choices of every layer (or cell node) times the ``combos``
+    combinations of elastic widths and resolutions (each a cost table of its own, whose entries count too): an
+    error at the `resolution` statement, else at the last stage of elastic width, else at `network`."""
+    if kind == "chain":
+        per = sum(len(layer.choices) for layer in plan.layers)
+    else:
+        per = sum(len(node.ops) * len(node.op_decisions) for inst in plan.instances if inst.op is None
+                  for node in plan.templates[inst.template].nodes)
+    entries = len(decisions) * max(len(d.choices) for d in decisions) if combos > 1 else 0
+    if combos * max(per, entries) <= MAX_COSTS:
+        return
+    net = space.network
+    elastic = [st.pos for st in net.stages if any(o.key == "width" and isinstance(o.value, tuple) for o in st.options)]
+    pos = space.resolution_pos or (elastic[-1] if elastic else net.pos)
+    if combos == 1:
+        where = "layer" if kind == "chain" else "cell node"
+        raise r.err(f"the network has {per:,} choices in all (over every {where}), a cost each to measure "
+                    f"when the space compiles, more than {MAX_COSTS:,}: offer fewer choices or layers", pos)
+    raise r.err(f"{combos:,} combinations of elastic widths and resolutions, a cost table each, times "
+                f"{max(per, entries):,} costs per table (a choice of every layer, or the table's entries) make "
+                f"{combos * max(per, entries):,} costs to measure when the space compiles, more than {MAX_COSTS:,}: "
+                f"offer fewer widths or resolutions, or fewer choices", pos)
 
 
 def _check_something_to_search(space: ir.Space, decisions: list[Decision]) -> None:

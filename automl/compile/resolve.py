@@ -13,10 +13,13 @@ from automl.errors import SpaceError
 from automl.nn.ops import family_hint
 from automl.nn.registry import OpInfo, get_op, is_op, list_ops
 
-__all__ = ["Resolver", "fmt_number", "is_op_name", "op_key", "MAX_CH", "GIVEN"]
+__all__ = ["Resolver", "fmt_number", "is_op_name", "op_key", "MAX_CH", "MAX_OPS", "GIVEN"]
 
 MAX_CH = 1 << 16  # channels, widths
 MAX_SET_DEPTH = 100  # choice sets inside one another (as expressions nest at most 100 operators)
+# ops offered in one place (a layer's or a node's choices, a choice set): each is built and counted for every shape
+# it is offered at when the space compiles (milliseconds each); real spaces offer at most a few dozen
+MAX_OPS = 256
 # how a message names a parameter's value given from outside the file: `` (from NAME=VALUE{GIVEN})``; a caller that
 # took the values from a recipe (automl.pipeline.setup) rewords it as the recipe's key
 GIVEN = ", given with --set or a recipe's space_args"
@@ -170,12 +173,17 @@ class Resolver:
 
         ``kind``: "block" (chain layers) or "cell" (cell nodes) restricts the ops; None checks names only.
         An op offered twice is an error at its second offer, found as the sets unfold: sets that include
-        one another many times over never unfold in full.
+        one another many times over never unfold in full. More than :data:`MAX_OPS` ops is an error at the
+        first op beyond.
         """
         out: list[tuple[str, ir.Pos, str | None]] = []
         seen: dict[tuple, tuple[str, ir.Pos]] = {}
         for op, pos, via in self._unfold(src, kind, ()):
             self._check_twice(op, pos, via, seen, where)
+            if len(out) == MAX_OPS:
+                through = f" (through choice set {via!r})" if via and where != f"choice set {via}" else ""
+                raise self.err(f"{where} offers more than {MAX_OPS} ops ({op!r}{through} is op {MAX_OPS + 1}); "
+                               f"each is built and counted when the space compiles: offer fewer", pos)
             out.append((op, pos, via))
         return out
 

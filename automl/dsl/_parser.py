@@ -619,13 +619,26 @@ def _top_level_hint(e: UnexpectedToken, tok: Token, expected: list[str], text: s
     return f"{typo} If not,{block[1:]}" if typo.startswith("; did you mean") else block
 
 
+_NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_."
+
+
+def _run_before(text: str, end: int, chars: str = _NAME_CHARS) -> str:
+    """The longest run of ``chars`` (one-character strings) in ``text`` that ends at ``end``, found in time linear
+    in the run (a regex ``[...]*$`` searched over ``text[:end]`` retries at every position: quadratic in a long
+    name)."""
+    start = end
+    while start > 0 and text[start - 1] in chars:
+        start -= 1
+    return text[start:end]
+
+
 def _malformed_number(tok: Token, text: str) -> tuple[str, int] | None:
     """A number written as in another language, read as a number and then a name or a mark (``0x10``, ``1_000``,
     ``16px``, ``1,024``): a message saying how to write it, and how many characters before ``tok`` it starts."""
     start = tok.start_pos
     if tok.type == "$END" or start is None or start == 0 or not re.match(r"[0-9.]", text[start - 1]):
         return None
-    left = re.search(r"[0-9A-Za-z_.]*$", text[:start]).group()
+    left = _run_before(text, start)
     if not re.match(r"\.?[0-9]", left):
         return None  # the end of a name such as `s1`
     if str(tok) == ",":
@@ -671,10 +684,10 @@ def _dashed_name(tok: Token, source: str) -> str:
     start = tok.start_pos
     if str(tok) != "-" or start is None:
         return ""
-    left = re.search(r"[A-Za-z0-9_.]*$", source[:start]).group()
+    left = _run_before(source, start)
     if not (re.match(r"[A-Za-z_]", left) and re.match(r"[A-Za-z_]", source[start + 1:start + 2])):
         return ""
-    word = re.search(r"[A-Za-z0-9_.-]*$", source[:start]).group() + re.match(r"[A-Za-z0-9_.-]*", source[start:]).group()
+    word = _run_before(source, start, _NAME_CHARS + "-") + re.match(r"[A-Za-z0-9_.-]*", source[start:]).group()
     return f"; names are written with `_`, not `-`: `{word.replace('-', '_')}`"
 
 
@@ -731,7 +744,7 @@ def _character_hint(ch: str, text: str, pos: int) -> str:
     if category == "Cc":
         return " (a control character: delete it)"
     if ch == "." and re.search(r"[A-Za-z0-9_]$", text[:pos]):  # `space my.space`, `choices mb.a = ...`
-        word = re.search(r"[A-Za-z0-9_.]*$", text[:pos]).group() + re.match(r"[A-Za-z0-9_.]*", text[pos:]).group()
+        word = _run_before(text, pos) + re.match(r"[A-Za-z0-9_.]*", text[pos:]).group()
         return (f" (a name holds `.` only before a digit, as the op names `ir_k3_e2.5` and `_se0.25` do: write "
                 f"`{re.sub(r'[.](?![0-9])', '_', word)}`)")
     if ch == ":":
