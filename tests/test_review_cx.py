@@ -183,6 +183,6 @@ def test_automl_rank_says_it_writes_a_damaged_results_json_anew(tmp_path, finish
     (run / "results.json").write_text('{"architectures": [')  # cut short
     p = _rank(run, "--archs", "3", "--retrain-epochs", "0")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert (f"{run / 'results.json'} is not a JSON object (damaged): automl rank writes it anew from the run's last "
-            f"checkpoint") in p.stdout
+    assert (f"{run / 'results.json'} is not a JSON object automl can read (damaged: cut short, not UTF-8, or nested "
+            f"too deeply): automl rank writes it anew from the run's last checkpoint") in p.stdout
     assert json.loads((run / "results.json").read_text())["architectures"]

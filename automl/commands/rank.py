@@ -98,8 +98,8 @@ def _say_replaced(results: dict, recipe, path: Path) -> None:
     architectures, epochs and seeds are reused, the others dropped), so that a user who wants both keeps a copy;
     and that a ``path`` that is not a JSON object is written anew."""
     if not results and path.exists():
-        print(f"{path} is not a JSON object (damaged): automl rank writes it anew from the run's last checkpoint",
-              flush=True)
+        print(f"{path} is not a JSON object automl can read (damaged: cut short, not UTF-8, or nested too deeply): "
+              f"automl rank writes it anew from the run's last checkpoint", flush=True)
     old = results.get("ranking")
     if not isinstance(old, dict) or ranking_problem(old) is not None:
         return
