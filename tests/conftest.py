@@ -1,6 +1,7 @@
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,27 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def not_utf8_folder(tmp_path):
+    """``not_utf8_folder()``: a new folder in tmp_path named by the byte 0xff (Latin-1 'ÿ'), not valid UTF-8, a
+    name in another encoding; the test is skipped where the file system or Python's file names refuse such a name
+    (macOS, Windows). Each call makes one more (0xff, 0xff 0xff, ...)."""
+    if sys.getfilesystemencoding().lower() not in ("utf-8", "utf8") or os.name != "posix":
+        pytest.skip("file names are not bytes here")
+    made = []
+
+    def make() -> Path:
+        folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/" + b"\xff" * (len(made) + 1)))
+        try:
+            folder.mkdir()
+        except OSError as e:
+            pytest.skip(f"this file system refuses a name that is not UTF-8 ({e})")
+        made.append(folder)
+        return folder
+
+    return make
 
 
 class Killed(KeyboardInterrupt):

@@ -139,17 +139,11 @@ def test_a_closed_standard_error_discards_what_is_said_there(tmp_path):
     assert p.returncode == 2 and p.stdout == "", p.stdout
 
 
-def test_a_strict_utf8_output_prints_a_file_name_that_is_not_utf8(tmp_path):
+def test_a_strict_utf8_output_prints_a_file_name_that_is_not_utf8(tmp_path, not_utf8_folder):
     """Seen: ``UnicodeEncodeError: ... surrogates not allowed`` and "internal error", exit 1, for ``automl space
     check`` of a file in a folder named by the byte 0xff, where standard output is UTF-8 with errors "strict"
     (``PYTHONIOENCODING=utf-8:strict``, a UTF-8 locale other than C.UTF-8): the name's byte is written as it is."""
-    if sys.getfilesystemencoding().lower() not in ("utf-8", "utf8") or os.name != "posix":
-        pytest.skip("file names are not bytes here")
-    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xff"))
-    try:
-        folder.mkdir()
-    except OSError as e:
-        pytest.skip(f"this file system refuses a name that is not UTF-8 ({e})")
+    folder = not_utf8_folder()
     (folder / "digits.space").write_bytes(Path(DIGITS).read_bytes())
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8:strict"}
     p = subprocess.run([sys.executable, "-m", "automl", "space", "check", os.fsencode(folder / "digits.space")],

@@ -34,19 +34,6 @@ QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
-def _latin1_folder(tmp_path: Path) -> Path:
-    """A new folder in ``tmp_path`` named by the byte 0xff (Latin-1 'ÿ'), not valid UTF-8; skipped where the file
-    system or Python's file names refuse such a name (macOS, Windows)."""
-    if sys.getfilesystemencoding().lower() not in ("utf-8", "utf8") or os.name != "posix":
-        pytest.skip("file names are not bytes here")
-    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/\xff"))
-    try:
-        folder.mkdir()
-    except OSError as e:
-        pytest.skip(f"this file system refuses a name that is not UTF-8 ({e})")
-    return folder
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_compiled(DIGITS)
@@ -63,9 +50,9 @@ def _moved(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_onnx_export_into_a_folder_whose_name_is_not_utf8(tmp_path, digits):
+def test_onnx_export_into_a_folder_whose_name_is_not_utf8(tmp_path, digits, not_utf8_folder):
     # was: TypeError: _export_onnx(): incompatible function arguments (torch's exporter took the file's name)
-    folder = _latin1_folder(tmp_path)
+    folder = not_utf8_folder()
     model = digits.build_standalone(torch.zeros(digits.num_decisions, dtype=torch.long)).eval()
     entry = export_onnx(model, folder / "model.onnx", digits.input_shape)
     assert entry["file"] == "model.onnx" and entry["parity_max_rel_diff"] < 1e-3
@@ -73,12 +60,12 @@ def test_onnx_export_into_a_folder_whose_name_is_not_utf8(tmp_path, digits):
     assert [p.name for p in folder.iterdir()] == ["model.onnx"]  # no temporary left
 
 
-def test_int8_and_latency_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, digits, data):
+def test_int8_and_latency_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, digits, data, not_utf8_folder):
     # was: "model.onnx: not a readable ONNX model (TypeError ...)" from onnxruntime's session, and onnxruntime's
     # quantiser failed on the name too
     out = tmp_path / "net"
     export_architecture(digits, [0] * digits.num_decisions, out)
-    folder = _moved(out, _latin1_folder(tmp_path) / "net")
+    folder = _moved(out, not_utf8_folder() / "net")
     m = measure_export(folder, quantize="int8", calibration=data.full.epoch(0), test=lambda: data.test.epoch(0))
     assert m["int8"]["file"] == INT8_NAME, m["int8"]
     assert (folder / INT8_NAME).stat().st_size == m["int8"]["size_bytes"] < m["int8"]["fp32_size_bytes"]
@@ -90,12 +77,13 @@ def test_int8_and_latency_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_pa
     assert again["latency"]["int8_ms"] > 0 and again["int8"]["file"] == INT8_NAME
 
 
-def test_int8_quantisation_of_a_model_in_a_folder_whose_name_is_not_utf8_is_preprocessed(tmp_path, digits, caplog):
+def test_int8_quantisation_of_a_model_in_a_folder_whose_name_is_not_utf8_is_preprocessed(
+        tmp_path, digits, caplog, not_utf8_folder):
     # was: onnxruntime's pre-processing (shape inference, graph optimisation) failed on the name, logging "ONNX
     # Runtime Model Optimization Failed!" with a traceback, and the model was quantised without it
     out = tmp_path / "net"
     export_architecture(digits, [0] * digits.num_decisions, out)
-    folder = _moved(out, _latin1_folder(tmp_path) / "net")
+    folder = _moved(out, not_utf8_folder() / "net")
     calibration = [np.random.default_rng(0).random((4, *digits.input_shape), dtype=np.float32)]
     with caplog.at_level(logging.DEBUG):
         quantize_int8(folder / "model.onnx", folder / INT8_NAME, calibration)
@@ -105,32 +93,32 @@ def test_int8_quantisation_of_a_model_in_a_folder_whose_name_is_not_utf8_is_prep
     assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_load_model_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, digits):
+def test_load_model_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, digits, not_utf8_folder):
     # was: UserError "cannot read the weights (Path ... is not valid UTF-8)" from safetensors' load_file
     out = tmp_path / "net"
     export_architecture(digits, [0] * digits.num_decisions, out, onnx=False)
     expected = load_model(out).state_dict()
-    folder = _moved(out, _latin1_folder(tmp_path) / "net")
+    folder = _moved(out, not_utf8_folder() / "net")
     got = load_model(folder).state_dict()
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
 
 
-def test_weights_file_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, digits):
+def test_weights_file_of_an_export_in_a_folder_whose_name_is_not_utf8(tmp_path, digits, not_utf8_folder):
     # was: UserError "--weights ...: not a readable torch checkpoint" from safetensors' load_file
     out = tmp_path / "net"
     export_architecture(digits, [0] * digits.num_decisions, out, onnx=False)
     expected = load_checkpoint(out / "model.safetensors")
-    folder = _moved(out, _latin1_folder(tmp_path) / "net")
+    folder = _moved(out, not_utf8_folder() / "net")
     got = load_checkpoint(folder / "model.safetensors")
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
 
 
-def test_automl_export_into_a_folder_whose_name_is_not_utf8(tmp_path, digits, monkeypatch):
+def test_automl_export_into_a_folder_whose_name_is_not_utf8(tmp_path, digits, monkeypatch, not_utf8_folder):
     # was: exit 1, "the ONNX export failed: TypeError: _export_onnx(): incompatible function arguments ... This
     # is a bug"
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps({"choices": [d.choices[0] for d in digits.decisions]}))
-    out = _latin1_folder(tmp_path) / "x"
+    out = not_utf8_folder() / "x"
     # standard output and error as Python opens them in a C.UTF-8 locale: the folder's name is printed as it is
     streams = {name: io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="surrogateescape", write_through=True)
                for name in ("stdout", "stderr")}
