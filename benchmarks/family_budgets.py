@@ -87,14 +87,16 @@ def main():
                 b = a.get("budget")
                 rows.append({"seed": int(seed), "method": m, "member": i, "budget": b, "epsilon": a.get("epsilon"),
                              "params": a["params"], "cost": a["cost"],
-                             "cost/budget": None if not b else round(a["cost"] / b, 3),
+                             "cost/budget": None if not b else round(a["cost"] / b, 3),  # a budget of 0: none
                              "test_accuracy": a.get("test_accuracy"), "search_seconds": res["search_seconds"]})
     print(f"{'seed':>4} {'method':<20} {'member':>6} {'budget':>13} {'eps':>7} {'params':>8} {'cost/B':>7} "
           f"{'test acc':>8} {'search s':>8}")
     for r in rows:
         acc = "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
-        print(f"{r['seed']:>4} {r['method']:<20} {r['member']:>6} {r['budget'] or 'unconstrained':>13} "
-              f"{(r['epsilon'] or 0):>7.3f} {r['params']:>8,} {r['cost/budget'] or '—':>7} {acc:>8} "
+        budget = "unconstrained" if r["budget"] is None else r["budget"]  # a budget of 0 is one (a 0-cost metric)
+        per_b = "—" if r["cost/budget"] is None else r["cost/budget"]
+        print(f"{r['seed']:>4} {r['method']:<20} {r['member']:>6} {budget:>13} "
+              f"{(r['epsilon'] or 0):>7.3f} {r['params']:>8,} {per_b:>7} {acc:>8} "
               f"{r['search_seconds']:>8.1f}")
     ratio = None
     if len(methods) >= 2:

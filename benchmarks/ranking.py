@@ -10,7 +10,8 @@ there: the script can be re-run after a change to re-measure only what was delet
 be read, or lacks what the script reads, is one line naming it, exit 2). The recipe, its overrides,
 the option and method names and the folders given are checked before any run (a truth to retrain needs
 retrain.epochs >= 1, a --truth run a ranking that retrained); a run that fails stops the script with one
-line naming its command and its log (exit 2 when the run's was 2). Ctrl-C is passed on to the runs going on,
+line naming its command and its log (exit 2 when the run's was 2; with ``--jobs`` N, the stability runs still
+going are first stopped as by Ctrl-C). Ctrl-C is passed on to the runs going on,
 which save a checkpoint and exit (the script waits up to 30 s, then exits 130; no run is started after it); a
 re-run starts such a run's folder afresh, but not while an automl run still writes there (one the script
 started before it was killed: one line naming the folder and the process, exit 2).
@@ -64,7 +65,8 @@ from pydantic import Field
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (RESULTS, Fields, atomic_write_text, cached_json, check_child, check_not_running,  # noqa: E402
                      damaged, emit, fields_problem, int_at_least, measured, names, out_folder, parser, positive_float,
-                     positive_int, run_child, run_main, run_results, seed_list, thread_count, warn_threads)
+                     positive_int, run_child, run_main, run_results, seed_list, stop_children, thread_count,
+                     warn_threads)
 
 from automl.errors import UserError  # noqa: E402
 from automl.nn.ensemble import path_outputs  # noqa: E402
@@ -464,17 +466,20 @@ def _image_losses(ws, net, arch: torch.Tensor, calib: list) -> torch.Tensor:
     return torch.cat(out).double()
 
 
+ONE_SE_FIX = "--one-se: give finished run folders"
+
+
 @torch.inference_mode()
 def one_se(run_dir: Path, k: float, costlier: bool = False) -> dict:
     """From the run's first member, greedily the cheapest (``costlier``: the costliest) one-decision change
     to a cheaper (costlier) network whose D_θ loss is within ``k`` paired standard errors of the member's (the
     reference stays the member), until no change is."""
+    first = run_results(run_dir, Members[Choices], ONE_SE_FIX)["architectures"][0]["choices"]  # before the loading
     recipe = load_recipe(run_dir / "recipe.resolved.yaml")
     ws = open_workspace(recipe)
     space = ws.spaces.search
     net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
     calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(10)]
-    first = run_results(run_dir, Members[Choices], "--one-se: give finished run folders")["architectures"][0]["choices"]
     arch = space.encode(first)
     sign = -1.0 if costlier else 1.0
     key = lambda a: sign * float(space.cost_table.total(a, recipe.search.cost))  # noqa: E731  (lowest first)
@@ -517,6 +522,40 @@ def stability_run(a, out: Path, method: str, threads: int, seed: int) -> dict:
     d = stability_folder(out, method, threads, seed)
     ov = stability_overrides(a.recipe, a.overrides, method, seed, threads)
     return checked(automl_run(a.recipe, ov, d, threads=threads), d, Members[Params])
+
+
+def stability_runs(a, out: Path, combos: list[tuple[str, int, int]]) -> list[dict]:
+    """The results.json of each stability run (:func:`stability_run`), ``a.jobs`` at once. The first run that
+    fails (or whose results.json is refused) stops the others as Ctrl-C does (:func:`_common.stop_children`:
+    passed on once, each saves a checkpoint and exits, waited for up to 30 s; no run is started after it), and
+    its error, not theirs, ends the script (:func:`_common.run_main`: its message and exit code)."""
+    failures: list[BaseException] = []  # in the order they happened: the first is the script's
+    lock = threading.Lock()
+
+    def one(c):
+        if failures:  # a run failed: no other is started (the pool's workers take the next at once)
+            return None
+        try:
+            return stability_run(a, out, *c)
+        except BaseException as e:
+            with lock:
+                failures.append(e)
+                first = len(failures) == 1
+            if first and a.jobs > 1:  # the runs still going (one job: none)
+                print(f"{Path(sys.argv[0]).name}: a stability run failed: the runs still going are stopped",
+                      file=sys.stderr, flush=True)
+                stop_children()
+            raise
+
+    pool = ThreadPoolExecutor(a.jobs)  # the runs are subprocesses: threads only wait
+    try:
+        return list(pool.map(one, combos))
+    except BaseException:  # the first run (in order) to end in error: one that was stopped, or Ctrl-C
+        if failures:
+            raise failures[0] from None
+        raise
+    finally:  # on Ctrl-C: no run is started, and those running are run_main's to stop and wait for
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _params(run_dir: Path) -> list[float]:
@@ -638,6 +677,9 @@ def _check(a) -> None:
     for d, name in need:
         if not (Path(d) / name).is_file():
             raise UserError(f"{d}: no {name} there (a finished `automl run` folder)")
+    for d in (a.one_se or "").split(","):  # each run's members, before the first run's supernet is loaded
+        if d:
+            run_results(d, Members[Choices], ONE_SE_FIX)
     if a.retrain:
         retrain_spec(a.retrain)
     if a.truth and not (a.no_tau or a.replay or a.one_se or a.truth_seeds):
@@ -681,22 +723,7 @@ def main(argv: list[str]) -> None:
             emit("ranking_tau", rows, archs=a.archs, truth_seed0=t0, truth_seed1=t1,
                  retrain_noise_tau=kendall_tau_b(t0, t1))
     if combos:
-        failed = threading.Event()  # a run that failed: the pool starts no other (its workers take the next at once)
-
-        def one(c):
-            if failed.is_set():
-                return None
-            try:
-                return stability_run(a, out, *c)
-            except BaseException:
-                failed.set()
-                raise
-
-        pool = ThreadPoolExecutor(a.jobs)  # the runs are subprocesses: threads only wait
-        try:
-            results = list(pool.map(one, combos))
-        finally:  # on Ctrl-C: no run is started, and those running are run_main's to stop and wait for
-            pool.shutdown(wait=False, cancel_futures=True)
+        results = stability_runs(a, out, combos)
         rows = [{"method": m, "threads": t, "seed": sd, "params": [x["params"] for x in res["architectures"]]}
                 for (m, t, sd), res in zip(combos, results)]
         emit("ranking_stability", rows)
