@@ -246,16 +246,31 @@ def remove_temporaries(folders: list[Path]) -> None:
                 p.unlink(missing_ok=True)
 
 
+def _dangling(path: Path) -> bool:
+    """Whether ``path`` is a symbolic link to a path that does not exist (a loop of links is not)."""
+    try:
+        os.stat(path)
+    except OSError as e:
+        return e.errno == errno.ENOENT and os.path.islink(path)
+    except ValueError:  # a NUL byte: no path (the caller's own checks say so)
+        pass
+    return False
+
+
 def writable_dir(path: str | os.PathLike, what: str) -> Path:
     """Create the folder ``path`` (and its parents: :func:`make_folder`) and check that a file can be written in
     it, before any work that would write there; else a user error that names it as ``what`` (a flag or a recipe
-    key)."""
+    key) and says what the path is: a file, a link to a folder that does not exist, a loop of links, a pipe,
+    socket or device (:func:`path_problem`), or a folder that cannot be written."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{what} {path} is a file, not a folder; choose a folder")
-    if path.is_symlink() and not path.exists():  # mkdir would say "File exists"
+    if _dangling(path):  # mkdir would say "File exists"
         raise UserError(f"{what} {path} is a link to {os.readlink(path)}, which does not exist; create that "
                         f"folder, or choose another")
+    problem = path_problem(path, "a folder")  # a loop of links, a pipe, socket or device
+    if problem:
+        raise UserError(f"{what} {path} {problem}; choose a folder")
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder; choose a folder")
     try:
         make_folder(path)
         with tempfile.TemporaryFile(dir=path):
@@ -268,11 +283,17 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
 def writable_file(path: str | os.PathLike, what: str, example: str = "out.json") -> Path:
     """Check that the file ``path`` can be written (atomically, so its folder must take a new file, renamed over
     ``path``), before any work whose result goes there; else a user error that names it as ``what``: an empty
-    name (``--out "$OUT"`` with OUT unset), a device, pipe or socket (the rename would replace it), a folder, a
-    folder that cannot take the file. ``example``: a file name the messages suggest."""
+    name (``--out "$OUT"`` with OUT unset), a symbolic link that leads to nothing (a loop of links, a link to a
+    file that does not exist: the rename would replace the link itself), a device, pipe or socket (the rename
+    would replace it), a folder, a folder that cannot take the file. ``example``: a file name the messages
+    suggest."""
     if not str(path).strip():
         raise UserError(f"{what} {str(path)!r} is empty; give the file to write, e.g. {what} {example}")
     path = Path(path)
+    problem = path_problem(path)
+    if problem and not os.path.exists(path):  # a loop of links or a link to nothing: the rename would replace the link
+        raise UserError(f"{what} {path} {problem}: writing the file would replace the link; give the path of the "
+                        f"file to write, or another file name, e.g. {what} {example}")
     if path.exists() and not (path.is_file() or path.is_dir()):
         raise UserError(f"{what} {path} is not a regular file (a device, pipe or socket), which writing the "
                         f"new file would replace; give a file name, e.g. {what} {example}")

@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-from automl._io import writable_dir
+from automl._io import path_problem, writable_dir
 from automl._lock import held_by
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.compile import load_compiled
@@ -45,6 +45,12 @@ def main(args) -> int:
         raise UserError(f"{args.space} is a folder, not a space file; give a .space file"
                         + (f", e.g. {inside}" if inside.is_file() else " (the published spaces are in the automl "
                            "repository's spaces/ folder, e.g. spaces/digits.space in a clone)"))
+    problem = path_problem(args.space, "a regular file")  # a loop of links, a link to nothing, a pipe, socket, device
+    if problem and os.path.exists(args.space):  # a pipe, socket or device
+        raise UserError(f"{args.space} {problem}: the export reads the space file more than once and records its "
+                        f"path in {MANIFEST_NAME}; give the .space file")
+    if problem:
+        raise UserError(f"{args.space} {problem}; give the .space file")
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
     arch_json = read_arch(args.arch)

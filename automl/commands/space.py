@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from timm.models import get_deprecated_models
 
-from automl._io import atomic_write_text, path_problem, writable_file
+from automl._io import atomic_write_text, writable_file
 from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch, same_network
@@ -167,15 +167,9 @@ def _show_table(cs, metric: str) -> None:
 
 def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> None:
     """``--out FILE`` can be written (:func:`~automl._io.writable_file`) and is none of the command's ``inputs``
-    (what -> path: the space file, the --arch-def file), which writing it would overwrite. A symbolic link that
-    leads to nothing (a loop of links, or a link to a file that does not exist) is refused as ``writable_dir``
-    refuses one for a folder: the atomic write would replace the link itself with the new file."""
+    (what -> path: the space file, the --arch-def file), which writing it would overwrite."""
     if path is None:
         return
-    problem = path_problem(path) if os.path.islink(path) else None  # a pipe, socket or device: writable_file's
-    if problem:
-        raise UserError(f"--out {path} {problem}: writing the file would replace the link; give the path of the "
-                        f"file to write, or another file name, e.g. --out {example}")
     writable_file(path, "--out", example)
     for what, source in inputs.items():
         if source and os.path.isfile(path) and os.path.isfile(source) and os.path.samefile(path, source):

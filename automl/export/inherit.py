@@ -26,6 +26,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
+from automl._io import path_problem
 from automl.errors import UserError, shortened
 from automl.nn.depthwise import TRAINING_CONVS
 
@@ -50,8 +51,15 @@ WRITTEN_WEIGHTS = "a run's checkpoint RUN/checkpoints/ckpt-….pt or an export's
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The dict in a ``--weights`` file: a torch checkpoint (read with ``weights_only=True``) or a
-    safetensors file; a folder, a missing file or a file automl did not write is a UserError."""
+    safetensors file; a folder, a missing file, a symbolic link that leads to nothing, a pipe, socket or device
+    (:func:`~automl._io.path_problem` words which) or a file automl did not write is a UserError."""
     p = Path(path)
+    problem = path_problem(p)  # a loop of links, a link to nothing, a pipe, socket or device
+    if problem and os.path.exists(p):  # a pipe, socket or device: torch.load seeks in the file it reads
+        raise UserError(f"--weights {path} {problem}: a checkpoint is read from a file (torch seeks in it); give "
+                        f"{WRITTEN_WEIGHTS}")
+    if problem:
+        raise UserError(f"--weights {path} {problem}; give {WRITTEN_WEIGHTS}")
     if p.is_dir():
         ckpts = sorted((p / "checkpoints").glob("ckpt-*.pt"))
         files = ckpts[-1:] or [f for f in (p / "model.safetensors", p / "model.pt") if f.is_file()]
