@@ -267,8 +267,9 @@ def _measured_costs(kind: str, plan, decisions, input_shape, resolutions=()):
     for the CostTable: the width decisions, then the resolution decision, the last)."""
     widths = plan.width_decisions if kind == "chain" else ()
     if not widths and not resolutions:
-        costs, fixed = measure_params(kind, plan, decisions)
-        macs, macs_fixed = measure_macs(kind, plan, decisions, input_shape)
+        modules: dict = {}  # the meta-device ops, each built once for both metrics
+        costs, fixed = measure_params(kind, plan, decisions, None, modules)
+        macs, macs_fixed = measure_macs(kind, plan, decisions, input_shape, None, modules)
         return {"params": costs, "macs": macs}, {"params": fixed, "macs": macs_fixed}, None
     context = widths + ((len(decisions) - 1,) if resolutions else ())
     sizes = [input_shape[1:]] if not resolutions else [(v, v) for v in resolutions]

@@ -26,7 +26,8 @@ from torch import nn
 from automl.nn import parts
 from automl.nn.registry import create_op
 
-__all__ = ["count_params", "count_macs", "MacCounter", "measure_params", "measure_macs", "chain_module"]
+__all__ = ["count_params", "count_macs", "MacCounter", "measure_params", "measure_macs", "chain_module",
+           "cell_op_module"]
 
 
 def count_params(module: nn.Module) -> int:
@@ -165,8 +166,9 @@ def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = N
     fixed = stem, head, and each cell's preprocessing and output convs for every node.
 
     ``cache`` (counts by op and shape) and ``modules`` (the meta-device ops by op and widths, see
-    :func:`chain_module`; :func:`measure_params` takes the same) may be shared by the calls for each
-    combination of elastic widths and resolutions: an op is built once and counted once per input shape.
+    :func:`chain_module` and :func:`cell_op_module`) may be shared by the calls for each combination of elastic
+    widths and resolutions; ``modules`` by :func:`measure_params` too (its ``cache`` holds other counts): an op is
+    built once and counted once per input shape.
     """
     cache = {} if cache is None else cache
     modules = {} if modules is None else modules
@@ -174,7 +176,7 @@ def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = N
     shape = tuple(int(v) for v in input_shape)
     if kind == "chain":
         return _chain_macs(plan, costs, shape, cache, modules)
-    return _cell_macs(plan, costs, shape, cache)
+    return _cell_macs(plan, costs, shape, cache, modules)
 
 
 def _chain_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: dict, modules: dict):
@@ -208,20 +210,19 @@ def _chain_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: d
     return costs, float(fixed + cache[key][0])
 
 
-def _cell_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: dict):
+def _cell_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: dict, modules: dict):
     """:func:`measure_macs` of a cell space: ``(costs, fixed)``."""
     def op_macs(op, cin, cout, stride, shape, act=None) -> tuple[int, tuple[int, ...]]:
         key = (op, cin, cout, stride, tuple(shape), act)
         if key not in cache:
-            kw = {"act_layer": get_act_layer(act)} if act else {}
-            cache[key] = count_macs(create_op(op, cin, cout, stride, device="meta", **kw), shape)
+            cache[key] = count_macs(cell_op_module(op, cin, cout, stride, modules, act), shape)
         return cache[key]
 
     fixed, stem_out = _run([parts.cell_stem(plan, device="meta")], shape)
     prev_prev = prev = stem_out
     for inst in plan.instances:
         if inst.op is not None:  # a fixed reduction block: reads the previous output, feeds both inputs
-            m, out = count_macs(parts.cell_block(inst, device="meta"), prev)
+            m, out = count_macs(_cell_block(inst, modules), prev)
             fixed += m
             prev_prev = prev = out
             continue
@@ -259,7 +260,7 @@ def measure_params(kind: str, plan, decisions, cache: dict | None = None,
             if layer is not None:
                 cache[key] = count_params(chain_module(plan, layer, op, modules))
             else:
-                cache[key] = count_params(create_op(op, cin, cout, stride, device="meta"))
+                cache[key] = count_params(cell_op_module(op, cin, cout, stride, modules))
         return cache[key]
 
     costs = [[0.0] * len(d.choices) for d in decisions]
@@ -278,7 +279,7 @@ def measure_params(kind: str, plan, decisions, cache: dict | None = None,
             else:
                 costs[layer.decision] = [float(p) for p in per]
         return costs, float(fixed)
-    fixed = cell_fixed_params(plan)
+    fixed = cell_fixed_params(plan, modules)
     for inst in plan.instances:
         if inst.op is not None:
             continue
@@ -301,15 +302,35 @@ def chain_module(plan, layer, op: str, modules: dict) -> nn.Module:
     return modules[key]
 
 
+def cell_op_module(op: str, cin: int, cout: int, stride: int, modules: dict, act: str | None = None) -> nn.Module:
+    """``create_op(op, cin, cout, stride)`` (with activation ``act`` when given) on the meta device, built once
+    per distinct op, widths, stride and activation and kept in ``modules``, as :func:`chain_module` keeps the
+    ops of a chain space. Counting leaves it as it was (:func:`count_macs`)."""
+    key = ("cell", op, cin, cout, stride, act)
+    if key not in modules:
+        kw = {"act_layer": get_act_layer(act)} if act else {}
+        modules[key] = create_op(op, cin, cout, stride, device="meta", **kw).eval()
+    return modules[key]
+
+
+def _cell_block(inst, modules: dict) -> nn.Module:
+    """``parts.cell_block(inst)`` on the meta device, kept in ``modules`` by its op and widths."""
+    key = ("cell block", inst.op, inst.c_prev, inst.channels)
+    if key not in modules:
+        modules[key] = parts.cell_block(inst, device="meta").eval()
+    return modules[key]
+
+
 def chain_fixed_params(plan) -> int:
     """Parameters of the stem and head of a chain network (the fixed layers are counted by the caller)."""
     mods = [*parts.chain_stem(plan, device="meta"), *parts.chain_head(plan, parts.chain_head_in(plan), device="meta")]
     return sum(count_params(m) for m in mods)
 
 
-def cell_fixed_params(plan) -> int:
+def cell_fixed_params(plan, modules: dict | None = None) -> int:
     """Stem, head, and every cell's preprocessing and output convs (counted for every node: the cost
-    table's approximation, see docs/space-language.md)."""
+    table's approximation, see docs/space-language.md). ``modules`` keeps the meta-device reduction blocks, as
+    :func:`measure_macs`'s ``modules`` does (the same dict may be given to both)."""
     total = count_params(parts.cell_stem(plan, device="meta"))
     total += sum(count_params(m) for m in parts.cell_head(plan, device="meta"))
     cache: dict = {}
@@ -317,7 +338,7 @@ def cell_fixed_params(plan) -> int:
         if inst.op is not None:
             key = inst
             if key not in cache:
-                cache[key] = count_params(parts.cell_block(inst, device="meta"))
+                cache[key] = count_params(_cell_block(inst, {} if modules is None else modules))
             total += cache[key]
             continue
         t = plan.templates[inst.template]
