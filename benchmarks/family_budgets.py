@@ -95,8 +95,9 @@ def main():
         acc = "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
         budget = "unconstrained" if r["budget"] is None else r["budget"]  # a budget of 0 is one (a 0-cost metric)
         per_b = "—" if r["cost/budget"] is None else r["cost/budget"]
+        eps = "—" if r["epsilon"] is None else f"{r['epsilon']:.3f}"  # none recorded: not an ε of 0
         print(f"{r['seed']:>4} {r['method']:<20} {r['member']:>6} {budget:>13} "
-              f"{(r['epsilon'] or 0):>7.3f} {r['params']:>8,} {per_b:>7} {acc:>8} "
+              f"{eps:>7} {r['params']:>8,} {per_b:>7} {acc:>8} "
               f"{r['search_seconds']:>8.1f}")
     ratio = None
     if len(methods) >= 2:

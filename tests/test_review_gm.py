@@ -183,3 +183,18 @@ def test_family_budgets_shows_a_budget_of_0(monkeypatch, capsys, tmp_path):
     table = [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "importance_sampling"]]
     assert [row[2:4] for row in table] == [["0", "0.0"], ["1", "unconstrained"]], out
     assert table[0][6] == "—" and json.loads(out.strip().splitlines()[-1])["rows"][0]["budget"] == 0.0
+
+
+def test_family_budgets_shows_no_epsilon_as_none(monkeypatch, capsys, tmp_path):
+    """A member with no ε recorded (null) was shown as 0.000, an ε of 0."""
+    run = tmp_path / "fb" / "importance_sampling-s0"
+    run.mkdir(parents=True)
+    members = [_arch(epsilon=None), _arch(epsilon=0.0)]
+    (run / "results.json").write_text(json.dumps(_results(architectures=members)))
+    monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(tmp_path / "fb"), "--seeds", "0",
+                                      "--methods", "importance_sampling"])
+    monkeypatch.setattr(family_budgets, "run_child", _no_run)
+    code, out, _ = _exit(capsys, lambda: family_budgets.run_main(family_budgets.main))
+    assert not code
+    table = [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "importance_sampling"]]
+    assert [row[4] for row in table] == ["—", "0.000"], out
