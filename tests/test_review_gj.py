@@ -23,6 +23,7 @@ from automl.errors import SpaceError
 ROOT = Path(__file__).resolve().parents[1]
 MAX_OPS = 256  # automl.compile.resolve.MAX_OPS: ops offered in one place
 MAX_COSTS = 1 << 20  # automl.compile.compiler.MAX_COSTS: costs measured when a space compiles
+MAX_TABLE_ENTRIES = 1 << 24  # automl.compile.compiler.MAX_TABLE_ENTRIES: with elastic widths or resolutions
 
 LONG_NAME = """
 import sys
@@ -89,30 +90,30 @@ def test_an_inline_list_of_more_than_max_ops_names_its_stage(tmp_path):
     assert e.value.line == 5 and f"stage s1 offers more than {MAX_OPS} ops" in e.value.message, e.value
 
 
-def test_elastic_widths_of_too_many_costs_are_refused_at_the_stage(tmp_path):
-    """Two stages of 64 widths each: 4,096 width combinations (within the cap on combinations), a cost table
-    each of 6 decisions x 64 choices: a minute of `space check`, now an error at the last elastic stage."""
-    widths = ", ".join(str(8 * k) for k in range(1, 65))
-    path = tmp_path / "widths.space"
-    path.write_text(f"input 3 x 32 x 32\nclasses 10\nnetwork\n  stem width 16\n"
-                    f"  stage s1 width {widths} repeat 2 choose [ir_k3_e3, ir_k5_e6]\n"
-                    f"  stage s2 width {widths} stride 2 repeat 2 choose [ir_k3_e3, ir_k5_e6]\nend\n")
-    with pytest.raises(SpaceError) as e:
-        load_compiled(path)
-    assert (e.value.line, e.value.column) == (6, 9), e.value
-    assert "4,096 combinations of elastic widths and resolutions" in e.value.message
-    assert f"{4096 * 6 * 64:,} costs to measure" in e.value.message and f"{MAX_COSTS:,}" in e.value.message
-
-
-def test_resolutions_of_too_many_costs_are_refused_at_the_resolution_statement(tmp_path):
-    """1,024 resolutions: 1,024 tables of 2 decisions x 1,024 choices (the resolution decision's own)."""
+def test_resolutions_of_too_many_table_entries_are_refused_at_the_resolution_statement(tmp_path):
+    """4,096 resolutions (the most combinations): 4,096 tables of 2 decisions x 4,096 choices (the resolution
+    decision's own), 33,554,432 entries held as Python numbers: gigabytes, now an error at `resolution`."""
     path = tmp_path / "res.space"
-    path.write_text("input 3 x 1024 x 1024\nclasses 10\nresolution " + ", ".join(str(v) for v in range(1, 1025))
+    path.write_text("input 3 x 4096 x 4096\nclasses 10\nresolution " + ", ".join(str(v) for v in range(1, 4097))
                     + "\nnetwork\n  stem width 16\n  stage s1 width 16 choose [ir_k3_e3, ir_k5_e6]\nend\n")
     with pytest.raises(SpaceError) as e:
         load_compiled(path)
     assert (e.value.line, e.value.column) == (3, 1), e.value
-    assert f"make {1024 * 2 * 1024:,} costs to measure" in e.value.message, e.value
+    assert f"make {4096 * 2 * 4096:,} cost table entries, more than {MAX_TABLE_ENTRIES:,}" in e.value.message, e.value
+
+
+def test_ofa_with_its_25_resolutions_and_an_elastic_final_conv_compiles(tmp_path):
+    """OFA's own settings (resolutions 128 to 224 by 4, the final conv's width elastic too): 1,600 tables of 800
+    entries, compiled in seconds; a cap on their product (1,280,000) refused it."""
+    text = (ROOT / "spaces" / "ofa_mbv3.space").read_text(encoding="utf-8")
+    text = text.replace("resolution size // 7 * 4, size // 7 * 5, size // 7 * 6, size",
+                        "resolution " + ", ".join(str(v) for v in range(128, 225, 4)))
+    text = text.replace("stage final width 960 * width fixed",
+                        "stage final width 960 * width, 960 * wide * width fixed")
+    path = tmp_path / "ofa25.space"
+    path.write_text(text, encoding="utf-8")
+    cs = load_compiled(path)
+    assert len(cs.decisions[-1].choices) == 25 and cs.decisions[-1].name == "resolution"
 
 
 def test_a_network_of_too_many_choices_is_refused_at_network(tmp_path):

@@ -41,10 +41,13 @@ __all__ = ["Decision", "ChainLayer", "ChainPlan", "CellNode", "CellTemplatePlan"
 
 
 MAX_SIZE = 1 << 14  # input height / width
-# the costs compiling measures: every choice of every layer (or cell node), once per combination of elastic widths
-# and resolutions (with combinations, also every entry of their tables). Real spaces measure at most a few tens of
-# thousands (ofa_mbv3: 35,712); each takes about 0.1 ms, and a table entry 8 bytes per metric
+# the costs compiling measures without elastic widths or resolutions: every choice of every layer (or cell node);
+# real spaces measure at most a few thousand
 MAX_COSTS = 1 << 20
+# the entries of the cost tables of a space with elastic widths or resolutions, one table per combination (each
+# (D, Kmax), per metric, held as Python numbers while they are made): real spaces hold at most a few million
+# (ofa_mbv3: 35,712; with OFA's 25 resolutions and an elastic final conv, 1.3 million, compiled in seconds)
+MAX_TABLE_ENTRIES = 1 << 24
 
 
 @dataclass
@@ -389,16 +392,18 @@ def _check_resolution_name(r: Resolver, space: ir.Space, decisions: list[Decisio
 
 def _check_costs_to_measure(r: Resolver, space: ir.Space, kind: str, plan, decisions: list[Decision],
                             combos: int) -> None:
-    """At most :data:`MAX_COSTS` costs to measure: the choices of every layer (or cell node) times the ``combos``
-    combinations of elastic widths and resolutions (each a cost table of its own, whose entries count too): an
-    error at the `resolution` statement, else at the last stage of elastic width, else at `network`."""
+    """At most :data:`MAX_COSTS` costs to measure (the choices of every layer, or cell node) in a space of one
+    combination, and with the ``combos`` combinations of elastic widths and resolutions at most
+    :data:`MAX_TABLE_ENTRIES` entries in their cost tables (a choice of every layer, or the table's entries, per
+    combination; the ops themselves are measured once per shape): an error at the `resolution` statement, else at
+    the last stage of elastic width, else at `network`."""
     if kind == "chain":
         per = sum(len(layer.choices) for layer in plan.layers)
     else:
         per = sum(len(node.ops) * len(node.op_decisions) for inst in plan.instances if inst.op is None
                   for node in plan.templates[inst.template].nodes)
     entries = len(decisions) * max(len(d.choices) for d in decisions) if combos > 1 else 0
-    if combos * max(per, entries) <= MAX_COSTS:
+    if combos * max(per, entries) <= (MAX_COSTS if combos == 1 else MAX_TABLE_ENTRIES):
         return
     net = space.network
     elastic = [st.pos for st in net.stages if any(o.key == "width" and isinstance(o.value, tuple) for o in st.options)]
@@ -408,9 +413,9 @@ def _check_costs_to_measure(r: Resolver, space: ir.Space, kind: str, plan, decis
         raise r.err(f"the network has {per:,} choices in all (over every {where}), a cost each to measure "
                     f"when the space compiles, more than {MAX_COSTS:,}: offer fewer choices or layers", pos)
     raise r.err(f"{combos:,} combinations of elastic widths and resolutions, a cost table each, times "
-                f"{max(per, entries):,} costs per table (a choice of every layer, or the table's entries) make "
-                f"{combos * max(per, entries):,} costs to measure when the space compiles, more than {MAX_COSTS:,}: "
-                f"offer fewer widths or resolutions, or fewer choices", pos)
+                f"{max(per, entries):,} entries per table (a choice of every layer, or the table's entries) make "
+                f"{combos * max(per, entries):,} cost table entries, more than {MAX_TABLE_ENTRIES:,}: offer fewer "
+                f"widths or resolutions, or fewer choices", pos)
 
 
 def _check_something_to_search(space: ir.Space, decisions: list[Decision]) -> None:
