@@ -31,6 +31,11 @@ import sys
 import tempfile
 import traceback
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 from automl import __version__
 from automl._io import reader_gone
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
@@ -373,7 +378,8 @@ def _main(argv: list[str] | None) -> int:
 
 def _closed_at_start() -> bool:
     """Point each of the file descriptors 0, 1 and 2 that was closed when the process started (``>&-``, ``2>&-``;
-    Python then sets ``sys.stdout`` or ``sys.stderr`` to None) at ``os.devnull``, so that no file the command
+    Python then sets ``sys.stdout`` or ``sys.stderr`` to None), or 1 and 2 open only for reading (the script file
+    bash opens there when a script is started with ``2>&-``), at ``os.devnull``, so that no file the command
     opens takes its number (a library's C code writes its messages to 1 and 2, which would land in that file). A
     closed standard error discards what would be said there, as ``2> /dev/null`` does. Returns whether standard
     output was closed: what the command prints, its whole answer for ``space`` and ``rank``, would be lost."""
@@ -381,6 +387,8 @@ def _closed_at_start() -> bool:
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
+            if fd and _read_only(fd):  # a bash script started with 2>&- has its own file there, opened to read
+                raise OSError(errno.EBADF, "open only for reading")
         except OSError:
             devnull = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: fd itself, unless a lower is free
             if devnull != fd:
@@ -390,6 +398,16 @@ def _closed_at_start() -> bool:
     if 2 in closed or sys.stderr is None:
         sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
     return 1 in closed or sys.stdout is None
+
+
+def _read_only(fd: int) -> bool:
+    """Whether the open file descriptor ``fd`` takes no writes (where the system can tell)."""
+    if fcntl is None:
+        return False
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY
+    except OSError:
+        return False
 
 
 def _replace_keeping_bytes(error: UnicodeEncodeError) -> tuple[str | bytes, int]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -150,3 +152,19 @@ def test_a_strict_utf8_output_prints_a_file_name_that_is_not_utf8(tmp_path, not_
                        cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert p.returncode == 0, p.stderr.decode(errors="replace")[-3000:]
     assert p.stdout.startswith(os.fsencode(folder / "digits.space") + b": ok"), p.stdout
+
+
+def test_a_bash_script_started_with_standard_error_closed_still_exits_2(tmp_path):
+    """bash opens a script file on the lowest free descriptor: started with ``2>&-``, the script's commands get
+    it, open for reading, as their standard error. A user's mistake there printed to it, failed with EBADF and
+    exited 1 (an internal error); it is discarded, exit 2, as for a closed standard error."""
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash here")
+    script = tmp_path / "job.sh"
+    script.write_text(f"{shlex.quote(sys.executable)} -m automl space check nonexist.space\n"
+                      f"echo \"rc=$?\" > {shlex.quote(str(tmp_path / 'rc'))}\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(f"{shlex.quote(bash)} {shlex.quote(str(script))} 2>&-", shell=True, cwd=tmp_path, env=env,
+                   timeout=300)
+    assert (tmp_path / "rc").read_text().strip() == "rc=2"
