@@ -168,3 +168,32 @@ def test_a_bash_script_started_with_standard_error_closed_still_exits_2(tmp_path
     subprocess.run(f"{shlex.quote(bash)} {shlex.quote(str(script))} 2>&-", shell=True, cwd=tmp_path, env=env,
                    timeout=300)
     assert (tmp_path / "rc").read_text().strip() == "rc=2"
+
+
+_HELD = """
+import os, subprocess, sys, time
+import automl.commands.run as R
+from automl._signals import raising_on
+from automl.train.preempt import SIGNALS
+
+def hangs(name):  # a mkdir that does not return (runs/ on a stalled network or FUSE mount)
+    time.sleep(600)
+
+R.default_out_dir = hangs
+subprocess.Popen(["sh", "-c", f"sleep 1; kill -INT {os.getpid()}; sleep 1; kill -INT {os.getpid()}"])
+try:
+    with raising_on(SIGNALS, R.StoppedStarting):
+        R._new_run_folder("x", [])
+except R.StoppedStarting as e:
+    print("stopped by", e.signum)
+"""
+
+
+def test_a_second_signal_while_the_run_folder_is_made_acts_at_once(tmp_path):
+    """The first signal while the run folder is made waits for it to be made (so that the cleanup knows it); a
+    second, on a file system where that does not return, acts on the first at once. Was: both noted, nothing
+    done until the mkdir returned."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-c", _HELD], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.stdout.strip() == f"stopped by {int(signal.SIGINT)}", (p.stdout, p.stderr[-2000:])

@@ -64,15 +64,24 @@ def _new_run_folder(name: str, made: list[Path]) -> Path:
 def _signals_held():
     """Inside the block, each stop signal (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2) whose handler is Python's (a
     start-up's, raising :class:`StoppedStarting`, or SIGINT's ``KeyboardInterrupt``) is noted, not acted on; as
-    the block ends its handler is restored, and the first signal noted is acted on (that handler called). One
-    that comes before its handler is replaced acts at once, before the block. Outside the main thread (where no
-    handler runs), nothing changes."""
+    the block ends its handler is restored, and the first signal noted is acted on (that handler called). A second
+    signal in the block acts on the first at once (the block may wait long on a slow file system). One that comes
+    before its handler is replaced acts at once, before the block. Outside the main thread (where no handler
+    runs), nothing changes."""
     noted: list[int] = []
+    held = {}
+
+    def give_back():
+        for sig, handler in held.items():
+            if signal.getsignal(sig) is note:  # (a handler acting on a signal may have reset it: left so)
+                signal.signal(sig, handler)
 
     def note(signum, frame):
         noted.append(signum)
+        if len(noted) == 2:  # pressed again: no more waiting
+            give_back()
+            held[noted[0]](noted[0], frame)
 
-    held = {}
     try:
         if threading.current_thread() is threading.main_thread():
             for sig in SIGNALS:
@@ -80,10 +89,8 @@ def _signals_held():
                     held[sig] = signal.signal(sig, note)
         yield
     finally:
-        for sig, handler in held.items():
-            if signal.getsignal(sig) is note:  # (a handler acting on a signal may have reset it: left so)
-                signal.signal(sig, handler)
-        if noted:
+        give_back()
+        if len(noted) == 1:
             held[noted[0]](noted[0], None)
 
 
