@@ -682,20 +682,32 @@ def plot_pareto(results: dict) -> bytes:
     ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}
                   .get(metric, metric))
     if metric != "latency":  # a count: its ticks in short (140k), as the budgets are
-        ax.xaxis.set_major_formatter(_count_tick)
+        ax.xaxis.set_major_formatter(_count_ticks(ax.xaxis))
     ax.set_ylabel("test accuracy [%]")
     _title(fig, ax, results["recipe"], f" ({results['method']})")
     return _png(fig, ax, labels)
 
 
-def _count_tick(v: float, _pos=None) -> str:
-    """A tick of pareto.png's count axis (parameters, MACs) as the report names a budget, at %g's precision:
-    ``140k``, ``1.2M``, ``62.285k``. Written in full, 100000 to 160000 run into one another on an axis like the
-    quickstart's (13,554 to 178,170 parameters), and MACs get a ``1e6`` in the corner."""
+def _count_tick(v: float, digits: int = 6) -> str:
+    """A tick of pareto.png's count axis (parameters, MACs) as the report names a budget, to ``digits``
+    significant digits: ``140k``, ``1.2M``, ``62.285k``. Written in full, 100000 to 160000 run into one another
+    on an axis like the quickstart's (13,554 to 178,170 parameters), and MACs get a ``1e6`` in the corner."""
+    if v == 0:
+        return "0"  # not "-0"
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(v) >= div:
-            return f"{v / div:g}{suffix}"
-    return f"{v:g}"
+            return f"{v / div:.{digits}g}{suffix}"
+    return f"{v:.{digits}g}"
+
+
+def _count_ticks(axis):
+    """The tick formatter of the count ``axis``: :func:`_count_tick` with the fewest digits (6 at least) that
+    tell its ticks apart (costs close together: 1,000,000 and 1,000,010)."""
+    def tick(v: float, _pos=None) -> str:
+        locs = axis.get_majorticklocs()
+        digits = next((d for d in (6, 9, 12, 15) if len({_count_tick(x, d) for x in locs}) == len(locs)), 17)
+        return _count_tick(v, digits)
+    return tick
 
 
 def _times(n: int) -> str:
@@ -824,10 +836,11 @@ def _unstack(fig, labels: list) -> None:
         placed.append(box.translated(0, shift))
 
 
-def _headroom(fig, ax, labels: list) -> bool:
-    """Raise the top of the y axis so that labels :func:`_unstack` moved up above the title or the figure's top
-    (labels of points high in the plot, stacked: the top ones were cut off) fit under the axes' top; whether it
-    was raised (the layout is then made again)."""
+def _headroom(fig, ax, labels: list, most: float) -> bool:
+    """Raise the top of the y axis, to ``most`` at the highest, so that labels :func:`_unstack` moved up above the
+    title or the figure's top (labels of points high in the plot, stacked: the top ones were cut off) fit under
+    the axes' top; whether it was raised (the layout is then made again). A stack too tall for that stays cut:
+    the points keep their place in the plot."""
     renderer = fig.canvas.get_renderer()
     tops = [label.get_window_extent(renderer).y1 for label in labels]
     ceiling = ax.title.get_window_extent(renderer).y0 if ax.title.get_text() else fig.bbox.y1
@@ -835,16 +848,20 @@ def _headroom(fig, ax, labels: list) -> bool:
         return False
     over, height = max(tops) - ax.bbox.y1, ax.bbox.height
     low, high = ax.get_ylim()
-    ax.set_ylim(low, high + (high - low) * over / max(height - over, height / 4))
+    top = min(most, high + (high - low) * over / max(height - over, height / 4))
+    if top <= high:
+        return False
+    ax.set_ylim(low, top)
     return True
 
 
 def _png(fig, ax, labels: list = ()) -> bytes:
     ax.grid(alpha=0.3)
-    for _ in range(4):  # the layout again after the y axis was raised: the tick labels may have changed
+    low, high = ax.get_ylim()
+    for tries in range(5):  # the layout again after the y axis was raised: the tick labels may have changed
         fig.tight_layout()
         _unstack(fig, list(labels))
-        if not _headroom(fig, ax, list(labels)):
+        if tries == 4 or not _headroom(fig, ax, list(labels), most=high + (high - low)):  # at most twice as tall
             break
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

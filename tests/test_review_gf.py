@@ -161,3 +161,26 @@ def test_a_plot_whose_labels_fit_keeps_its_y_axis(figures):
     plot_pareto(_results([_member(62_290, 0.10), _member(23_002, 0.12, eps=0.5), _member(18_562, 0.16, eps=1.0)]))
     (fig, ax, _), = figures
     assert ax.get_ylim()[1] < 16.5  # matplotlib's own margin above 16 %
+
+
+def test_ticks_of_costs_close_together_are_told_apart(figures):
+    """1,000,000 and 1,000,010 parameters: at six digits every tick read "1M" or "1.00001M"."""
+    plot_pareto(_results([_member(1_000_000, 0.9), _member(1_000_010, 0.8, eps=0.5)]))
+    (fig, ax, _), = figures
+    texts = [t.get_text() for t in _ticks(fig, ax)]
+    assert len(texts) >= 3 and len(set(texts)) == len(texts), texts
+
+
+def test_a_zero_tick_is_no_negative_zero():
+    assert report._count_tick(-0.0) == "0" and report._count_tick(-2500.0) == "-2.5k"
+
+
+def test_a_stack_too_tall_to_fit_keeps_the_points_in_view(figures):
+    """30 members of one architecture at the top of the plot: raising the axis for their labels squashed every
+    point to the bottom (the axis to 3 million %); it is raised to twice its height at most."""
+    archs = [_member(150_000, 0.97 + 0.0001 * i, budget=10e3 * (i + 1), eps=0.1 * i, choices=["same"],
+                     weights="supernet") for i in range(30)]
+    plot_pareto(_results(archs, method="simultaneous"))
+    (fig, ax, _), = figures
+    low, high = ax.get_ylim()
+    assert high < 110, (low, high)  # accuracies of 97 %
