@@ -2,6 +2,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,48 @@ def not_utf8_folder(tmp_path):
         return folder
 
     return make
+
+
+@pytest.fixture
+def odd_path(tmp_path):
+    """``odd_path(kind)``: a path in tmp_path/odd that names no usable file: ``loop`` (a link to itself),
+    ``dangling`` (a link to nowhere.json), ``fifo``, ``socket``, or else /dev/null. A reader that opens the FIFO
+    gets an empty file (a thread opens and closes its writing end), so that code that reads it ends instead of
+    waiting."""
+    stop, threads, sockets = threading.Event(), [], []
+    (tmp_path / "odd").mkdir()
+
+    def unblock(path: Path) -> None:
+        while not stop.is_set():
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO until a reader opens it
+            except OSError:
+                stop.wait(0.05)
+
+    def make(kind: str) -> Path:
+        path = tmp_path / "odd" / kind
+        if kind == "loop":
+            path.symlink_to(path.name)
+        elif kind == "dangling":
+            path.symlink_to("nowhere.json")
+        elif kind == "fifo":
+            os.mkfifo(path)
+            threads.append(threading.Thread(target=unblock, args=(path,), daemon=True))
+            threads[-1].start()
+        elif kind == "socket":
+            s = socket.socket(socket.AF_UNIX)
+            s.bind(str(path))
+            sockets.append(s)
+        else:
+            path = Path(os.devnull)
+        return path
+
+    yield make
+    stop.set()
+    for t in threads:
+        t.join()
+    for s in sockets:
+        s.close()
 
 
 class Killed(KeyboardInterrupt):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 from pathlib import Path
 
@@ -31,53 +30,13 @@ def cli(capsys, *argv) -> tuple[int, str]:
     return code, got.out + got.err
 
 
-@pytest.fixture
-def odd(tmp_path):
-    """``odd(kind)``: a path in tmp_path that is a loop of links, a link to nothing, a FIFO, a socket or
-    /dev/null. A reader that opens the FIFO gets an empty file (a thread opens and closes its writing end), so
-    that code that reads it ends instead of waiting."""
-    stop, threads, sockets = threading.Event(), [], []
-
-    def unblock(path: Path) -> None:
-        while not stop.is_set():
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO until a reader opens it
-            except OSError:
-                stop.wait(0.05)
-
-    def make(kind: str) -> Path:
-        path = tmp_path / kind
-        if kind == "loop":
-            path.symlink_to(path.name)
-        elif kind == "dangling":
-            path.symlink_to("nowhere.json")
-        elif kind == "fifo":
-            os.mkfifo(path)
-            threads.append(threading.Thread(target=unblock, args=(path,), daemon=True))
-            threads[-1].start()
-        elif kind == "socket":
-            s = socket.socket(socket.AF_UNIX)
-            s.bind(str(path))
-            sockets.append(s)
-        else:
-            path = Path(os.devnull)
-        return path
-
-    yield make
-    stop.set()
-    for t in threads:
-        t.join()
-    for s in sockets:
-        s.close()
-
-
 WORDS = {"loop": "a loop of symbolic links", "dangling": "is a symbolic link to nowhere.json, which does not exist",
          "fifo": "is a named pipe (FIFO)", "socket": "is a socket", "devnull": "is a device"}
 
 
 @pytest.mark.parametrize("kind", ["loop", "dangling", "fifo", "devnull"])
-def test_supernet_that_is_no_folder_says_what_it_is(odd, tmp_path, capsys, kind):
-    path = odd(kind)
+def test_supernet_that_is_no_folder_says_what_it_is(odd_path, tmp_path, capsys, kind):
+    path = odd_path(kind)
     code, err = cli(capsys, "run", QUICK, "--supernet", path, "--out", tmp_path / "run")
     assert code == 2
     assert WORDS[kind] in err and "is a file" not in err and f"{path} does not exist" not in err, err
@@ -85,8 +44,8 @@ def test_supernet_that_is_no_folder_says_what_it_is(odd, tmp_path, capsys, kind)
 
 
 @pytest.mark.parametrize("kind", ["loop", "dangling", "fifo", "socket"])
-def test_rank_run_dir_that_is_no_folder_says_what_it_is(odd, capsys, kind):
-    code, err = cli(capsys, "rank", odd(kind))
+def test_rank_run_dir_that_is_no_folder_says_what_it_is(odd_path, capsys, kind):
+    code, err = cli(capsys, "rank", odd_path(kind))
     assert code == 2
     assert WORDS[kind] in err and "RUN_DIR must be the --out folder" in err, err
 
@@ -99,8 +58,8 @@ def _arch(tmp_path) -> Path:
 
 @pytest.mark.parametrize("flag", ["--arch", "--arch-def", "--cost-table"])
 @pytest.mark.parametrize("kind", ["loop", "dangling", "socket"])
-def test_a_file_to_read_that_is_no_file_says_what_it_is(odd, tmp_path, capsys, flag, kind):
-    path = odd(kind)
+def test_a_file_to_read_that_is_no_file_says_what_it_is(odd_path, tmp_path, capsys, flag, kind):
+    path = odd_path(kind)
     command = {"--arch": ["space", "cost", DIGITS, "--arch", path],
                "--arch-def": ["space", "encode", DIGITS, "--arch-def", path],
                "--cost-table": ["space", "cost", DIGITS, "--arch", _arch(tmp_path), "--cost-table", path]}[flag]
@@ -110,18 +69,18 @@ def test_a_file_to_read_that_is_no_file_says_what_it_is(odd, tmp_path, capsys, f
 
 
 @pytest.mark.parametrize("kind", ["loop", "dangling"])
-def test_profile_out_link_to_nothing_is_refused_and_kept(odd, tmp_path, capsys, kind):
-    out = odd(kind)
+def test_profile_out_link_to_nothing_is_refused_and_kept(odd_path, tmp_path, capsys, kind):
+    out = odd_path(kind)
     target = os.readlink(out)
     code, err = cli(capsys, "space", "profile", DIGITS, "--out", out, "--calibrate", "0", "--repeat", "1")
     assert code == 2
     assert f"--out {out} " in err and WORDS[kind] in err and "would replace the link" in err, err
     assert out.is_symlink() and os.readlink(out) == target  # not replaced by a table
-    assert not (tmp_path / "nowhere.json").exists()
+    assert not (tmp_path / "odd" / "nowhere.json").exists()
 
 
-def test_encode_out_loop_is_refused_before_the_network_is_read(odd, capsys):
-    out = odd("loop")
+def test_encode_out_loop_is_refused_before_the_network_is_read(odd_path, capsys):
+    out = odd_path("loop")
     code, err = cli(capsys, "space", "encode", DIGITS, "--timm", "resnet18", "--out", out)
     assert code == 2
     assert WORDS["loop"] in err and "ResNet" not in err, err
@@ -131,8 +90,8 @@ def test_encode_out_loop_is_refused_before_the_network_is_read(odd, capsys):
 
 @pytest.mark.parametrize("what", ["recipe", "space"])
 @pytest.mark.parametrize("kind", ["loop", "dangling", "socket"])
-def test_a_recipe_or_space_that_is_no_file_says_what_it_is(odd, capsys, what, kind):
-    path = odd(kind)
+def test_a_recipe_or_space_that_is_no_file_says_what_it_is(odd_path, capsys, what, kind):
+    path = odd_path(kind)
     argv = ["run", path] if what == "recipe" else ["space", "check", path]
     code, err = cli(capsys, *argv)
     assert code == 2

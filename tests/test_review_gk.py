@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ ARCH = {"choices": ["ir_k3_e1", "skip", "skip", "ir_k3_e1", "skip", "skip", "ir_
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-WORDS = {"loop": "leads through a loop of symbolic links", "dangling": "is a symbolic link to nowhere, which does "
+WORDS = {"loop": "leads through a loop of symbolic links", "dangling": "is a symbolic link to nowhere.json, which does "
          "not exist", "fifo": "is a named pipe (FIFO)", "socket": "is a socket", "devnull": "is a device"}
 
 
@@ -36,47 +34,6 @@ def cli(capsys, *argv) -> tuple[int, str]:
 
 
 @pytest.fixture
-def odd(tmp_path):
-    """``odd(kind)``: a path in tmp_path/odd that is a loop of links, a link to nothing, a FIFO, a socket or
-    /dev/null. A reader that opens the FIFO gets an empty file (a thread opens and closes its writing end), so
-    that code that reads it ends instead of waiting."""
-    stop, threads, sockets = threading.Event(), [], []
-    (tmp_path / "odd").mkdir()
-
-    def unblock(path: Path) -> None:
-        while not stop.is_set():
-            try:
-                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO until a reader opens it
-            except OSError:
-                stop.wait(0.05)
-
-    def make(kind: str) -> Path:
-        path = tmp_path / "odd" / kind
-        if kind == "loop":
-            path.symlink_to(path.name)
-        elif kind == "dangling":
-            path.symlink_to("nowhere")
-        elif kind == "fifo":
-            os.mkfifo(path)
-            threads.append(threading.Thread(target=unblock, args=(path,), daemon=True))
-            threads[-1].start()
-        elif kind == "socket":
-            s = socket.socket(socket.AF_UNIX)
-            s.bind(str(path))
-            sockets.append(s)
-        else:
-            path = Path(os.devnull)
-        return path
-
-    yield make
-    stop.set()
-    for t in threads:
-        t.join()
-    for s in sockets:
-        s.close()
-
-
-@pytest.fixture
 def arch(tmp_path) -> Path:
     path = tmp_path / "arch.json"
     path.write_text(json.dumps(ARCH), encoding="utf-8")
@@ -84,10 +41,10 @@ def arch(tmp_path) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["loop", "dangling"])
-def test_writable_file_refuses_a_link_to_nothing(odd, kind):
+def test_writable_file_refuses_a_link_to_nothing(odd_path, kind):
     """Every ``--out FILE`` (writable_file) refuses a link that leads to nothing, as writable_dir does for a
     folder: the atomic write would replace the link itself with the new file."""
-    out = odd(kind)
+    out = odd_path(kind)
     target = os.readlink(out)
     with pytest.raises(UserError) as info:
         writable_file(out, "--out", "table.json")
@@ -105,18 +62,18 @@ def test_writable_file_takes_a_link_to_a_file_and_a_new_file(tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["loop", "fifo", "socket", "devnull"])
-def test_writable_dir_says_what_the_path_is(odd, kind):
+def test_writable_dir_says_what_the_path_is(odd_path, kind):
     """A loop of links was "a link to L, which does not exist; create that folder", a pipe or socket "a file"."""
     with pytest.raises(UserError) as info:
-        writable_dir(odd(kind), "--out")
+        writable_dir(odd_path(kind), "--out")
     message = str(info.value)
     assert WORDS[kind] in message and "choose a folder" in message, message
     assert "is a file" not in message and "does not exist" not in message, message
 
 
 @pytest.mark.parametrize("kind", ["loop", "dangling", "fifo", "socket", "devnull"])
-def test_export_weights_that_is_no_file_says_what_it_is(odd, arch, tmp_path, capsys, kind):
-    weights = odd(kind)
+def test_export_weights_that_is_no_file_says_what_it_is(odd_path, arch, tmp_path, capsys, kind):
+    weights = odd_path(kind)
     code, err = cli(capsys, "export", DIGITS, "--arch", arch, "--out", tmp_path / "out", "--weights", weights)
     assert code == 2
     assert f"--weights {weights} {WORDS[kind]}" in err and "no such file" not in err, err
@@ -125,8 +82,8 @@ def test_export_weights_that_is_no_file_says_what_it_is(odd, arch, tmp_path, cap
 
 
 @pytest.mark.parametrize("kind", ["loop", "dangling", "fifo", "socket", "devnull"])
-def test_export_space_that_is_no_file_says_what_it_is(odd, arch, tmp_path, capsys, kind):
-    space = odd(kind)
+def test_export_space_that_is_no_file_says_what_it_is(odd_path, arch, tmp_path, capsys, kind):
+    space = odd_path(kind)
     code, err = cli(capsys, "export", space, "--arch", arch, "--out", tmp_path / "out")
     assert code == 2
     assert f"{space} {WORDS[kind]}" in err and "no such" not in err and ".space file" in err, err
@@ -134,8 +91,8 @@ def test_export_space_that_is_no_file_says_what_it_is(odd, arch, tmp_path, capsy
 
 
 @pytest.mark.parametrize("kind", ["loop", "fifo", "socket"])
-def test_export_out_that_is_no_folder_says_what_it_is(odd, arch, capsys, kind):
-    out = odd(kind)
+def test_export_out_that_is_no_folder_says_what_it_is(odd_path, arch, capsys, kind):
+    out = odd_path(kind)
     code, err = cli(capsys, "export", DIGITS, "--arch", arch, "--out", out)
     assert code == 2
     assert f"--out {out} {WORDS[kind]}" in err and "is a file" not in err and "does not exist" not in err, err
