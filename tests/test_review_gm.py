@@ -170,31 +170,27 @@ def test_one_se_refuses_a_damaged_run_before_any_study(no_loading, monkeypatch, 
 # ---- 3. family_budgets.py: a budget of 0 ---------------------------------------------------------------------------
 
 
-def test_family_budgets_shows_a_budget_of_0(monkeypatch, capsys, tmp_path):
+def _family_table(monkeypatch, capsys, tmp_path, members: list[dict]) -> tuple[list[list[str]], str]:
+    """family_budgets.py's table rows (split into words) and its whole output, for one reused run of
+    ``members``."""
     run = tmp_path / "fb" / "importance_sampling-s0"
     run.mkdir(parents=True)
-    members = [_arch(budget=0.0, cost=0.0), _arch(budget=None)]
     (run / "results.json").write_text(json.dumps(_results(architectures=members)))
     monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(tmp_path / "fb"), "--seeds", "0",
                                       "--methods", "importance_sampling"])
     monkeypatch.setattr(family_budgets, "run_child", _no_run)
     code, out, _ = _exit(capsys, lambda: family_budgets.run_main(family_budgets.main))
     assert not code
-    table = [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "importance_sampling"]]
+    return [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "importance_sampling"]], out
+
+
+def test_family_budgets_shows_a_budget_of_0(monkeypatch, capsys, tmp_path):
+    table, out = _family_table(monkeypatch, capsys, tmp_path, [_arch(budget=0.0, cost=0.0), _arch(budget=None)])
     assert [row[2:4] for row in table] == [["0", "0.0"], ["1", "unconstrained"]], out
     assert table[0][6] == "—" and json.loads(out.strip().splitlines()[-1])["rows"][0]["budget"] == 0.0
 
 
 def test_family_budgets_shows_no_epsilon_as_none(monkeypatch, capsys, tmp_path):
     """A member with no ε recorded (null) was shown as 0.000, an ε of 0."""
-    run = tmp_path / "fb" / "importance_sampling-s0"
-    run.mkdir(parents=True)
-    members = [_arch(epsilon=None), _arch(epsilon=0.0)]
-    (run / "results.json").write_text(json.dumps(_results(architectures=members)))
-    monkeypatch.setattr(sys, "argv", ["family_budgets.py", "--out", str(tmp_path / "fb"), "--seeds", "0",
-                                      "--methods", "importance_sampling"])
-    monkeypatch.setattr(family_budgets, "run_child", _no_run)
-    code, out, _ = _exit(capsys, lambda: family_budgets.run_main(family_budgets.main))
-    assert not code
-    table = [line.split() for line in out.splitlines() if line.split()[:2] == ["0", "importance_sampling"]]
+    table, out = _family_table(monkeypatch, capsys, tmp_path, [_arch(epsilon=None), _arch(epsilon=0.0)])
     assert [row[4] for row in table] == ["—", "0.000"], out
