@@ -282,10 +282,12 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
 
 def writable_file(path: str | os.PathLike, what: str, example: str = "out.json") -> Path:
     """Check that the file ``path`` can be written (atomically, so its folder must take a new file, renamed over
-    ``path``), before any work whose result goes there; else a user error that names it as ``what``: an empty
-    name (``--out "$OUT"`` with OUT unset), a symbolic link that leads to nothing (a loop of links, a link to a
-    file that does not exist: the rename would replace the link itself), a device, pipe or socket (the rename
-    would replace it), a folder, a folder that cannot take the file. ``example``: a file name the messages
+    ``path``), before any work whose result goes there, and return the path to write: ``path``, or for a symbolic
+    link to a regular file the file it leads to (its real path), so that the write lands in that file and the
+    link stays, as ``cp`` and a shell's ``>`` write through a link. Else a user error that names it as ``what``:
+    an empty name (``--out "$OUT"`` with OUT unset), a symbolic link that leads to nothing (a loop of links, a
+    link to a file that does not exist: the rename would replace the link itself), a device, pipe or socket (the
+    rename would replace it), a folder, a folder that cannot take the file. ``example``: a file name the messages
     suggest."""
     if not str(path).strip():
         raise UserError(f"{what} {str(path)!r} is empty; give the file to write, e.g. {what} {example}")
@@ -299,6 +301,10 @@ def writable_file(path: str | os.PathLike, what: str, example: str = "out.json")
                         f"new file would replace; give a file name, e.g. {what} {example}")
     if path.is_dir():
         raise UserError(f"{what} {path} is a folder; give a file name, e.g. {path / Path(example).name}")
+    if path.is_symlink():  # to a regular file (the checks above): the new file replaces that one
+        target = Path(os.path.realpath(path))
+        writable_dir(target.parent, f"{what} {path} (a link to {target}): the folder")
+        return target
     writable_dir(path.parent, f"{what} {path}: the folder")
     return path
 

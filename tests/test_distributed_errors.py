@@ -107,3 +107,18 @@ def test_a_checkpoint_rank_0_cannot_write_stops_every_rank_with_the_user_error(t
     for rank in (0, 1):
         raised = (tmp_path / f"{rank}.txt").read_text()
         assert raised.startswith("UserError: cannot write a checkpoint") and "--resume" in raised, (rank, raised)
+
+
+@pytest.mark.heavy
+def test_a_results_json_rank_0_cannot_read_on_resume_stops_every_rank_with_the_user_error(tmp_path, free_port):
+    """Only rank 0 reads results.json on --resume: a folder in its place is the user error on every rank."""
+    from test_kill_resume import _env
+
+    out = tmp_path / "out"
+    first = subprocess.run([sys.executable, "-m", "automl", "run", QUICK, *FAST, "--out", str(out)],
+                           capture_output=True, text=True, env=_env(), timeout=600)
+    assert first.returncode == 0, (first.stdout + first.stderr)[-3000:]
+    (out / "results.json").unlink()
+    (out / "results.json").mkdir()
+    _every_rank_exits_2_with_one_message(_torchrun(free_port(), "--out", out, "--resume"),
+                                         "is a folder, not the run's results.json file")

@@ -165,20 +165,22 @@ def _show_table(cs, metric: str) -> None:
                       f"table shows each choice's average over them (first-order), totals are exact", highlight=False)
 
 
-def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> None:
-    """``--out FILE`` can be written (:func:`~automl._io.writable_file`) and is none of the command's ``inputs``
-    (what -> path: the space file, the --arch-def file), which writing it would overwrite."""
+def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> str | None:
+    """The file to write for ``--out FILE`` (None without one): FILE, or the file a link FILE leads to
+    (:func:`~automl._io.writable_file`: it can be written), which is none of the command's ``inputs`` (what -> path:
+    the space file, the --arch-def file), which writing it would overwrite."""
     if path is None:
-        return
-    writable_file(path, "--out", example)
+        return None
+    target = str(writable_file(path, "--out", example))
     for what, source in inputs.items():
         if source and os.path.isfile(path) and os.path.isfile(source) and os.path.samefile(path, source):
             raise UserError(f"--out {path} is {what} {source}, which writing would overwrite; give another "
                             f"file name, e.g. --out {example}")
+    return target
 
 
 def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
-    _out_file(args.out, "arch.json", {"the space file": args.file, "the --arch-def file": args.arch_def})
+    out = _out_file(args.out, "arch.json", {"the space file": args.file, "the --arch-def file": args.arch_def})
     if args.timm:
         with warnings.catch_warnings():  # timm's own "Mapping deprecated model name ...": _timm_note says it
             warnings.filterwarnings("ignore", category=UserWarning, module=r"timm\.")
@@ -200,8 +202,8 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
                      "a bare arch_def (the manifest's \"arch_def\" list) for another network")
     text = json.dumps({"space": args.file, **source, "choices": names, "space_args": overrides,
                        "params": cs.cost_table.total(arch)}, indent=1) + "\n"
-    if args.out:
-        atomic_write_text(args.out, text)
+    if out:
+        atomic_write_text(out, text)
         print(f"{args.out}: {label} in space {cs.name}, {format_cost(cs.cost_table.total(arch))} params"
               + (f" ({note})" if note else ""))
     else:
@@ -275,13 +277,13 @@ def _profile(args, cs) -> int:
         raise UserError(f"--metric {args.metric or repr(args.metric)}: pick a new metric name (the space has "
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
     # before the measuring, which takes minutes on a large space
-    _out_file(args.out, "latency.json", {"the space file": args.file})
-    _only_a_table_replaced(args.out)
+    out = _out_file(args.out, "latency.json", {"the space file": args.file})
+    _only_a_table_replaced(out)
     # after the checks: a refused command prints its error alone
     warning = threads_warning(args.threads, usable_cores(), "so the table's latencies will not reflect the device")
     if warning:
         print(f"{warning}, or profile on the device itself", file=sys.stderr)
-    partial = partial_path(args.out)  # what it measured, should it be stopped: the same command resumes from it
+    partial = partial_path(out)  # what it measured, should it be stopped: the same command resumes from it
     try:
         with _signals_stop():
             table = profile_space(cs, runtime=args.runtime, threads=args.threads, batch=args.batch,
@@ -294,7 +296,7 @@ def _profile(args, cs) -> int:
             f"{kept} measured are kept in {partial}; run the same command again to measure the rest" if kept else
             "nothing was measured yet"), file=sys.stderr)
         raise Stopped(signum) from None
-    write_cost_table(table, args.out)
+    write_cost_table(table, out)
     remove_partial(partial)
     apply_cost_table(cs, table)  # the extremes exact with elastic depth: a layer left out costs nothing
     lo, hi = cs.cost_table.min_total(args.metric), cs.cost_table.max_total(args.metric)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 import torch
 
-from automl._io import UnreadableText, atomic_write_json, read_utf8_text, write_fix
+from automl._io import UnreadableText, atomic_write_json, path_problem, read_utf8_text, write_fix
 from automl.errors import UserError
 from automl.nn.measure import count_macs
-from automl.pipeline.context import RunContext, written_on_main
+from automl.pipeline.context import RunContext, shell_path, written_on_main
 from automl.pipeline.members import Members
 from automl.pipeline.setup import EngineCosts
 from automl.pipeline.state import RunState
@@ -143,12 +144,41 @@ MAX_RESULTS_DEPTH = 64
 def read_results(path: Path) -> dict:
     """results.json (UTF-8, as automl writes it, whatever the locale) as a dict; {} when there is none or it is no
     such JSON object (damaged, or edited into something else: not UTF-8, not JSON, lists or objects nested deeper
-    than :data:`MAX_RESULTS_DEPTH`, unreadable), which its callers write anew from the run's last checkpoint."""
+    than :data:`MAX_RESULTS_DEPTH`, larger than any results.json), which its callers write anew from the run's last
+    checkpoint. One that is there but cannot be read is no damaged file, and is not written anew: a user error
+    (:func:`_unreadable`) that names it and says how to fix it (a folder, a link to nothing or a loop of links, a
+    pipe, socket or device, a file the user may not read)."""
+    problem = _unreadable(path)
+    if problem:
+        raise UserError(problem)
     try:
         results = json.loads(read_utf8_text(path, "results.json"))
     except (UnreadableText, OSError, ValueError, RecursionError):  # RecursionError: nested too deep to parse
         return {}
     return results if isinstance(results, dict) and not _deeper(results, MAX_RESULTS_DEPTH) else {}
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the run's results.json ``path`` is there but cannot be read, as a user error's message (one line:
+    the file, why, and the fix, then the same command again); None when it can be read or is not there."""
+    again = "and run the same command again"
+    problem = path_problem(path)  # a loop of links, a link to nothing, a pipe, socket or device
+    if problem:
+        return (f"{path} {problem}; the run's results.json must be a regular file: move {path} away (automl then "
+                f"writes a new one from the run's last checkpoint) {again}")
+    if path.is_dir():
+        return (f"{path} is a folder, not the run's results.json file: move it away (automl then writes a new "
+                f"results.json from the run's last checkpoint) {again}")
+    try:
+        with open(path, "rb"):
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        fix = (f"make it readable and writable (chmod u+rw {shell_path(path)})"
+               if e.errno in (errno.EACCES, errno.EPERM) else "fix the cause")
+        return (f"{path}: cannot read it ({e.strerror or e}); automl adds to the run's results.json and writes "
+                f"it again: {fix} {again}")
 
 
 def _deeper(obj, limit: int) -> bool:
@@ -181,7 +211,8 @@ def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
     logged after its last checkpoint (less a retraining a kill cut short).
     A run with stages left cuts it back to the checkpoint's length, so the partial ranking's length no
     longer holds: it is dropped from results.json at once (the retrainings it records stay usable); a write that
-    fails (a full disk) is a :class:`UserError` naming the file."""
+    fails (a full disk), and a results.json that cannot be read (:func:`read_results`), is a :class:`UserError`
+    naming the file."""
     earlier = read_results(path)
     # one report.md cannot be written from (results.json edited or damaged): left out, the ranking measured again
     ranking = earlier.get("ranking")

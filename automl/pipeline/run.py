@@ -692,16 +692,22 @@ class Run:
         if ckpt.get("recipe_sha256") not in self._accepted_hashes:
             on_main(self.info, lambda: self._check_same_recipe(ckpt.get("recipe_sha256")))
         length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
-        if self.info.is_main:
+        carried = {}
+
+        def carry() -> None:  # on rank 0; its user error (results.json unreadable, a full disk) on every rank
             left = plan.stages[state.stage:]
             finished = len(left) == 1 and not state.mid_stage  # only the report: nothing is logged again
-            plan.report.kept, length = carry_over(self.out / "results.json", length, finished,
-                                                  any(isinstance(s, RankingStage) for s in left))
+            carried["length"] = carry_over(self.out / "results.json", length, finished,
+                                           any(isinstance(s, RankingStage) for s in left))
             # of writes a kill cut short; this run holds the lock
             self.store.remove_temporaries()
             exports = self.recipe.export_root(self.out)
             remove_temporaries([self.out] + [exports / plan.members.folder(i, state)
                                                     for i in range(plan.members.n)])
+
+        on_main(self.info, carry)
+        if carried:
+            plan.report.kept, length = carried["length"]
         if length is not None:
             self.reporter.cut(length)
         self.reporter.info(f"resuming {self.out} at "
