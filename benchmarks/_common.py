@@ -17,6 +17,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import shlex
 import signal
 import socket
@@ -314,7 +315,9 @@ def run_main(main, *args) -> None:
     the user named, :func:`users_os_error`) one line naming it and exit 2; Ctrl-C (``KeyboardInterrupt``) one
     line and exit 130 (128 + SIGINT, as a shell reports it), SIGTERM 143 and SIGHUP 129 (:class:`Stop`), no
     traceback: the children still running are first passed the signal and given :data:`STOP_WAIT` seconds to
-    exit on their own (:func:`stop_children`)."""
+    exit on their own (:func:`stop_children`). Each call is a run of the script: an earlier call's stop refuses
+    none of its children."""
+    _STOPPING.clear()
     with _stops_raised():
         try:
             rc = main(*args)
@@ -411,7 +414,7 @@ def out_folder(text: str, flag: str = "--out") -> Path:
 STOP_WAIT = 30.0
 _CHILDREN: set[subprocess.Popen] = set()
 _CHILDREN_LOCK = threading.Lock()
-_STOPPING = threading.Event()  # set by stop_children: no child is started after it
+_STOPPING = threading.Event()  # set by stop_children: no child is started after it; run_main clears it
 
 
 class Stop(KeyboardInterrupt):
@@ -478,28 +481,33 @@ def run_child_captured(cmd: list[str], env=None, timeout: float | None = None) -
         return rc, out.read().decode(errors="replace"), err.read().decode(errors="replace")
 
 
-def stop_children(signum: int = signal.SIGINT) -> None:
+def stop_children(signum: int = signal.SIGINT, by_signal: bool = True) -> KeyboardInterrupt | None:
     """Pass ``signum`` on to each child of :func:`run_child` still running (to its process group: an image
     folder's DataLoader workers as Ctrl-C reaches them) and wait up to :data:`STOP_WAIT` seconds for them to exit
-    on their own, saying so in one line; those still running then, or at a second Ctrl-C, are killed. No child
-    is started after it."""
+    on their own, saying so in one line; those still running then, or at a Ctrl-C (a second one where the stop
+    is a signal's; ``by_signal`` False: the script stops them for a reason of its own), are killed. No child is
+    started after it (until :func:`run_main` runs a script again). Returns the Ctrl-C (``KeyboardInterrupt``, or
+    :class:`Stop`) that cut the wait short, or None. Ctrl-C reaches the main thread alone: called in another
+    thread, the wait cannot be cut short."""
     with _CHILDREN_LOCK:
         _STOPPING.set()
         running = [c for c in _CHILDREN if c.poll() is None]
     if not running:
-        return
+        return None
+    interrupt = None
     try:
         for child in running:
             _signal(child, signum)
         them = f"{len(running)} child processes" if len(running) > 1 else "the child process"
         print(f"{_prog()}: {signal.Signals(signum).name} passed on; waiting up to {STOP_WAIT:g} s for {them} to "
-              f"stop (automl run saves a checkpoint first); Ctrl-C again to kill now", file=sys.stderr, flush=True)
+              f"stop (automl run saves a checkpoint first); Ctrl-C {'again ' if by_signal else ''}to kill now",
+              file=sys.stderr, flush=True)
         deadline = time.monotonic() + STOP_WAIT
         for child in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(max(0.0, deadline - time.monotonic()))
-    except KeyboardInterrupt:  # a second Ctrl-C (or a SIGTERM, Stop): kill now
-        pass
+    except KeyboardInterrupt as e:  # a second Ctrl-C (or a SIGTERM, Stop): kill now
+        interrupt = e
     finally:
         left = [c for c in running if c.poll() is None]
         for child in left:
@@ -509,6 +517,7 @@ def stop_children(signum: int = signal.SIGINT) -> None:
             print(f"{_prog()}: killed {len(left)} child process{'es' if len(left) > 1 else ''} that had not "
                   f"stopped (a run folder may hold an unfinished step: its last checkpoint is whole)",
                   file=sys.stderr, flush=True)
+    return interrupt
 
 
 def _signal(child: subprocess.Popen, signum: int) -> None:
@@ -563,7 +572,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """``text`` into ``path`` through a temporary file in the same folder (fsynced, then ``os.replace``): a kill
     or a full disk leaves the old file or none, never part of one."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -574,6 +583,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _temporary(path: Path) -> tuple[int, Path]:
+    """A new file ``.NAME.RANDOM.tmp`` next to ``path``, open for writing (its descriptor), created with mode 0o666
+    so that the umask applies as for a plain ``open()`` (``tempfile.mkstemp`` would make it 0o600), as automl's
+    own files."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def cached_json(path: str | os.PathLike, problem=None):

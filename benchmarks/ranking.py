@@ -11,10 +11,10 @@ be read, or lacks what the script reads, is one line naming it, exit 2). The rec
 the option and method names and the folders given are checked before any run (a truth to retrain needs
 retrain.epochs >= 1, a --truth run a ranking that retrained); a run that fails stops the script with one
 line naming its command and its log (exit 2 when the run's was 2; with ``--jobs`` N, the stability runs still
-going are first stopped as by Ctrl-C). Ctrl-C is passed on to the runs going on,
-which save a checkpoint and exit (the script waits up to 30 s, then exits 130; no run is started after it); a
-re-run starts such a run's folder afresh, but not while an automl run still writes there (one the script
-started before it was killed: one line naming the folder and the process, exit 2).
+going are first stopped as by Ctrl-C, and a Ctrl-C during that wait kills them, exit 130). Ctrl-C is passed on
+to the runs going on, which save a checkpoint and exit (the script waits up to 30 s, then exits 130; no run is
+started after it); a re-run starts such a run's folder afresh, but not while an automl run still writes there
+(one the script started before it was killed: one line naming the folder and the process, exit 2).
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
@@ -53,7 +53,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -139,11 +139,11 @@ class RecordedRanking(Ranking[Recorded]):
     retrain_epochs: int
 
 
-class TruthRun(Fields):  # a --truth run whose ranking recorded_truth checked (_params)
+class TruthRun(Fields):  # a --truth run whose ranking checked_truth reads
     ranking: RecordedRanking
 
 
-class MaybeRanked(Fields):  # a --truth run: a ranking, if any, to check (recorded_truth)
+class MaybeRanked(Fields):  # a --truth run: a ranking, if any, to check (checked_truth)
     ranking: dict | None = None
 
 
@@ -177,6 +177,12 @@ class Choices(Fields):  # the first member of a --one-se run
 def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
     """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``): minus the
     mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
+    return truth_of(checked_truth(run_dir, k))
+
+
+def checked_truth(run_dir: Path, k: int) -> dict:
+    """The ranking of a --truth run's results.json, read once and checked (:class:`RecordedRanking`, K
+    architectures, retrained): one that is not is one line naming it, exit 2."""
     fix = f"--truth: give the folder of a finished run with a ranking (or run `automl rank {run_dir}` again)"
     rk = run_results(run_dir, MaybeRanked, fix).get("ranking")
     if not rk:
@@ -185,11 +191,16 @@ def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]],
     if rk.get("retrain_epochs") == 0:
         raise UserError(f"--truth {run_dir}: its ranking retrained nothing (retrain_epochs 0): its test losses are "
                         f"the supernet's, not a truth")
-    why = fields_problem(RecordedRanking, rk, "ranking")
+    why = fields_problem(TruthRun, {"ranking": rk})
     if why:
         raise damaged(run_dir / RESULTS, why, fix)
     if len(rk["archs"]) != k:
         raise UserError(f"--truth {run_dir}: its ranking has {len(rk['archs'])} architectures, not --archs {k}")
+    return rk
+
+
+def truth_of(rk: dict) -> tuple[list[float], list[list[str]], int]:
+    """:func:`recorded_truth` of a ranking :func:`checked_truth` returned."""
     return [-measured(e["test_loss"]) for e in rk["archs"]], [e["choices"] for e in rk["archs"]], int(rk["seeds"])
 
 
@@ -526,10 +537,12 @@ def stability_run(a, out: Path, method: str, threads: int, seed: int) -> dict:
 
 def stability_runs(a, out: Path, combos: list[tuple[str, int, int]]) -> list[dict]:
     """The results.json of each stability run (:func:`stability_run`), ``a.jobs`` at once. The first run that
-    fails (or whose results.json is refused) stops the others as Ctrl-C does (:func:`_common.stop_children`:
-    passed on once, each saves a checkpoint and exits, waited for up to 30 s; no run is started after it), and
-    its error, not theirs, ends the script (:func:`_common.run_main`: its message and exit code)."""
-    failures: list[BaseException] = []  # in the order they happened: the first is the script's
+    fails (or whose results.json is refused) stops the others as Ctrl-C does (:func:`_common.stop_children`, in
+    the main thread: passed on once, each saves a checkpoint and exits, waited for up to 30 s, and killed at a
+    Ctrl-C meanwhile, which then ends the script as Ctrl-C does; no run is started after it), and its error, not
+    theirs, ends the script (:func:`_common.run_main`: its message and exit code). At Ctrl-C the runs going on
+    are run_main's to stop and wait for: those it stops are no failure."""
+    failures: list[tuple[Path, BaseException]] = []  # (folder, error) in the order they happened: the first ends it
     lock = threading.Lock()
 
     def one(c):
@@ -539,29 +552,26 @@ def stability_runs(a, out: Path, combos: list[tuple[str, int, int]]) -> list[dic
             return stability_run(a, out, *c)
         except BaseException as e:
             with lock:
-                failures.append(e)
-                first = len(failures) == 1
-            if first and a.jobs > 1:  # the runs still going (one job: none)
-                print(f"{Path(sys.argv[0]).name}: a stability run failed: the runs still going are stopped",
-                      file=sys.stderr, flush=True)
-                stop_children()
+                failures.append((stability_folder(out, *c), e))
             raise
 
     pool = ThreadPoolExecutor(a.jobs)  # the runs are subprocesses: threads only wait
     try:
-        return list(pool.map(one, combos))
-    except BaseException:  # the first run (in order) to end in error: one that was stopped, or Ctrl-C
-        if failures:
-            raise failures[0] from None
-        raise
+        futures = [pool.submit(one, c) for c in combos]
+        wait(futures, return_when=FIRST_EXCEPTION)  # Ctrl-C: KeyboardInterrupt here, in the main thread
+        if not failures:
+            return [f.result() for f in futures]
+        for f in futures:
+            f.cancel()
+        if a.jobs > 1:  # the runs still going (one job: none)
+            print(f"{Path(sys.argv[0]).name}: the stability run {failures[0][0]} failed: the runs still going are "
+                  f"stopped", file=sys.stderr, flush=True)
+            interrupted = stop_children(by_signal=False)
+            if interrupted is not None:  # Ctrl-C during the wait: the runs were killed; the script stops as on it
+                raise interrupted
+        raise failures[0][1] from None
     finally:  # on Ctrl-C: no run is started, and those running are run_main's to stop and wait for
         pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _params(run_dir: Path) -> list[float]:
-    """The parameters of the K architectures of a --truth run's ranking (:func:`recorded_truth` checked it)."""
-    fix = "--truth: give the folder of a finished run with a ranking"
-    return [e["params"] for e in run_results(run_dir, TruthRun, fix)["ranking"]["archs"]]
 
 
 def _one_study(a, out: Path) -> None:
@@ -666,9 +676,10 @@ def _parser():
     return p
 
 
-def _check(a) -> None:
+def _check(a) -> dict | None:
     """What can be checked before any run: the folders given, and the recipe with its overrides (a mistake must
-    not cost the truth's retrainings first)."""
+    not cost the truth's retrainings first). Returns the --truth run's ranking where the τ per option reads it
+    (:func:`checked_truth`), else None."""
     _check_flags(a)
     runs = [d for d in (a.one_se or "").split(",") + (a.replay or "").split(",") if d]
     need = [(d, name) for d in runs for name in ("results.json", "recipe.resolved.yaml")]
@@ -682,8 +693,9 @@ def _check(a) -> None:
             run_results(d, Members[Choices], ONE_SE_FIX)
     if a.retrain:
         retrain_spec(a.retrain)
+    truth_rk = None
     if a.truth and not (a.no_tau or a.replay or a.one_se or a.truth_seeds):
-        recorded_truth(Path(a.truth), a.archs)
+        truth_rk = checked_truth(Path(a.truth), a.archs)
     if not (a.replay or a.one_se):
         recipe = load_recipe(a.recipe, a.overrides)
         # the truth (and the truth study) retrains for retrain.epochs: 0 would score untrained networks
@@ -693,6 +705,7 @@ def _check(a) -> None:
             raise UserError(f"{a.recipe}: retrain.epochs is 0: the truth is the K architectures retrained stand-alone "
                             f"for retrain.epochs; give retrain.epochs >= 1"
                             + (" or --truth-epochs" if study else ", --truth RUN_DIR or --no-tau"))
+    return truth_rk
 
 
 def main(argv: list[str]) -> None:
@@ -701,7 +714,7 @@ def main(argv: list[str]) -> None:
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
-    _check(a)
+    truth_rk = _check(a)  # the --truth run's ranking, read and checked once, where the τ per option reads it
     if a.threads is not None:
         warn_threads(a.threads, "so the runs only take longer")
     out = out_folder(a.out)
@@ -712,9 +725,9 @@ def main(argv: list[str]) -> None:
     if not a.no_tau:
         seeds = a.supernet_seeds
         if a.truth:
-            t, choices, n = recorded_truth(Path(a.truth), a.archs)
+            t, choices, n = truth_of(truth_rk)
             rows = tau_per_option(a, out, t, None, choices, seeds)
-            size = kendall_tau_b(_params(Path(a.truth)), t)
+            size = kendall_tau_b([e["params"] for e in truth_rk["archs"]], t)
             emit("ranking_tau", rows, archs=a.archs, truth=a.truth, truth_seeds=n, params_tau=size)
         else:
             t0, t1 = truth(a.recipe, a.overrides, out, a.archs, 0), truth(a.recipe, a.overrides, out, a.archs, 1)

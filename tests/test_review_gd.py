@@ -357,40 +357,6 @@ def test_ranking_refuses_a_held_folder_before_any_run(monkeypatch, capsys, held)
     assert f"{folder} is in use" in err, err
 
 
-class _EveryQueuedRun:
-    """A pool whose workers take every queued run, as ThreadPoolExecutor's may before the main thread sees the
-    first failure and cancels the rest."""
-
-    def __init__(self, jobs):
-        pass
-
-    def map(self, fn, items):
-        done = []
-        for item in items:
-            try:
-                done.append((fn(item), None))
-            except BaseException as e:  # noqa: BLE001  (kept, as a future keeps it)
-                done.append((None, e))
-        for result, error in done:
-            if error is not None:
-                raise error
-            yield result
-
-    def shutdown(self, **kw):
-        pass
-
-
-def test_ranking_starts_no_stability_run_after_one_failed(monkeypatch, capsys, tmp_path):
-    argv = _stability(monkeypatch, tmp_path, "{}")  # t1 whole, t2 damaged
-    (tmp_path / "rk" / "stab-separate-t1-s0" / "results.json").write_text("[]")  # the first damaged too
-    (tmp_path / "rk" / "stab-separate-t2-s0" / "results.json").unlink()  # the second one to run
-    started = []
-    monkeypatch.setattr(ranking, "run_child", lambda cmd, **k: started.append(cmd) or 1)
-    monkeypatch.setattr(ranking, "ThreadPoolExecutor", _EveryQueuedRun)
-    err = _one_line_exit_2(capsys, lambda: ranking.run_main(ranking.main, argv))
-    assert "stab-separate-t1-s0" in err and started == [], (err, started)
-
-
 def test_family_budgets_refuses_a_held_folder_before_any_run(monkeypatch, capsys, held):
     """A stopped run is continued with --resume, not while the run still writes there: one line before any run
     (was: the runs before it first, then automl run's own refusal)."""
