@@ -198,6 +198,7 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
         names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
     arch = cs.encode(names)
     if args.arch_def and is_manifest(arch_json):  # what it records of its network is what its arch_def encodes to
+        arch, names = _recorded_placement(cs, arch_json, arch, names)
         same_network(arch_json, cs, list(cs.decode(arch)), f"--arch-def {args.arch_def}",
                      "a bare arch_def (the manifest's \"arch_def\" list) for another network")
     text = json.dumps({"space": args.file, **source, "choices": names, "space_args": overrides,
@@ -209,6 +210,22 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _recorded_placement(cs, manifest: dict, arch, names: dict[str, str]):
+    """``arch`` and ``names`` as the export ``manifest`` records them, where its "choices" are the same network:
+    an arch_def leaves out ``skip`` layers, so that encoding it places a stage's skips after its layers, and a
+    manifest whose choices skip a layer in the middle of a stage (the same network) keeps its own choices. Else
+    ``arch`` and ``names`` as they are (:func:`same_network` then says what differs)."""
+    try:
+        recorded = cs.encode(manifest.get("choices"))
+    except UserError:
+        return arch, names
+    same = cs.arch_def(recorded) == cs.arch_def(arch) and (
+        cs.resolution_dec is None or int(recorded[cs.resolution_dec]) == int(arch[cs.resolution_dec]))
+    if not same or recorded.tolist() == arch.tolist():
+        return arch, names
+    return recorded, dict(zip((d.name for d in cs.decisions), cs.decode(recorded)))
 
 
 def _timm_note(name: str | None) -> str:
@@ -347,7 +364,7 @@ def _calibration_line(table: dict, calibrate: int) -> str:
     line += f" and by {held:.1f} % on each network left out of the fit (what to expect on others)"
     if held > 10:
         line += ("; that much error ranks close architectures by noise: profile again on an idle machine, with a "
-                 "larger --repeat, or with --clock cpu (one thread)")
+                 "larger --repeat" + (" or with --clock cpu (one thread)" if table.get("clock") != "cpu" else ""))
     return line
 
 

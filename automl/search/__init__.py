@@ -11,8 +11,9 @@ from ._costs import cost_scale, normalize_context, normalize_costs
 from ._knapsack import best_within_budget
 from ._multi_epsilon import MultiEpsilonSearch
 from ._random import RandomSearch
-from ._registry import SearchMethod, SearchProblem, get_searcher, register_searcher, searcher_names, supernet_methods
+from ._registry import (SearchMethod, SearchProblem, UnknownSearcher, get_searcher, register_searcher, searcher_names,
+                        supernet_methods)
 
 __all__ = ["MultiEpsilonSearch", "RandomSearch", "Searcher", "normalize_costs", "cost_scale", "best_within_budget",
            "ContextCosts", "cost_extremes", "normalize_context", "register_searcher", "get_searcher", "searcher_names",
-           "SearchMethod", "SearchProblem", "supernet_methods"]
+           "SearchMethod", "SearchProblem", "UnknownSearcher", "supernet_methods"]
