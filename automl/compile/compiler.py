@@ -16,7 +16,7 @@ import itertools
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -278,8 +278,7 @@ def _measured_costs(kind: str, plan, decisions, input_shape, resolutions=()):
     sizes = [input_shape[1:]] if not resolutions else [(v, v) for v in resolutions]
     caches: dict[str, dict] = {"params": {}, "macs": {}, "modules": {}}  # an op is built once
     per: dict[str, tuple[list, list]] = {"params": ([], []), "macs": ([], [])}
-    for combo in itertools.product(*(range(len(decisions[d].choices)) for d in widths)):
-        at = plan.at(dict(zip(widths, combo))) if widths else plan
+    for at in _plans_at(plan, widths, decisions):
         params = measure_params(kind, at, decisions, caches["params"], caches["modules"])
         for size in sizes:
             macs = measure_macs(kind, at, decisions, (input_shape[0], *size), caches["macs"], caches["modules"])
@@ -288,6 +287,25 @@ def _measured_costs(kind: str, plan, decisions, input_shape, resolutions=()):
                 per[metric][1].append(fixed)
     zeros = [[0.0] * len(d.choices) for d in decisions]  # replaced by the summary of the tables
     return ({m: zeros for m in per}, {m: 0.0 for m in per}, (context, per))
+
+
+def _plans_at(plan, widths: tuple[int, ...], decisions):
+    """``plan.at(combination)`` for every combination of the width decisions' choices (row-major, the first
+    slowest; ``plan`` itself without width decisions), each layer's fixed-width copy made once per the widths
+    it reads (``ChainLayer.at`` reads its input and output width decisions)."""
+    if not widths:
+        yield plan
+        return
+    layers: dict = {}
+    for combo in itertools.product(*(range(len(decisions[d].choices)) for d in widths)):
+        chosen = dict(zip(widths, combo))
+        at = []
+        for i, layer in enumerate(plan.layers):
+            key = (i, chosen.get(layer.in_width_dec), chosen.get(layer.width_dec))
+            if key not in layers:
+                layers[key] = layer.at(chosen)
+            at.append(layers[key])
+        yield replace(plan, layers=tuple(at))
 
 
 def compile_space(space: ir.Space) -> CompiledSpace:

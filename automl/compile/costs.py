@@ -56,22 +56,15 @@ class CostTable:
         self.mask = torch.zeros(num_dec, kmax, dtype=torch.bool)
         for d, c in enumerate(self.choice_names):
             self.mask[d, :len(c)] = True
-        self._costs: dict[str, torch.Tensor] = {}
-        for metric, rows in costs.items():
-            t = torch.zeros(num_dec, kmax, dtype=torch.float64)
-            for d, row in enumerate(rows):
-                t[d, :len(row)] = torch.tensor([float(v) for v in row], dtype=torch.float64)
-            self._costs[metric] = t
+        self._costs: dict[str, torch.Tensor] = {metric: _dense(rows, num_dec, kmax) for metric, rows in costs.items()}
         self.fixed: dict[str, float] = {m: float(fixed.get(m, 0.0)) for m in self._costs}
         self.gates: dict[int, tuple[int, tuple[bool, ...]]] = {int(d): (int(g), tuple(bool(v) for v in on))
                                                                for d, (g, on) in (gates or {}).items()}
         self.context_decisions: tuple[int, ...] = tuple(int(d) for d in (contexts[0] if contexts else ()))
         self._ctx: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for metric, (tables, fixeds) in (contexts[1] if contexts else {}).items():
-            t = torch.zeros(len(tables), num_dec, kmax, dtype=torch.float64)
-            for a, rows in enumerate(tables):
-                for d, row in enumerate(rows):
-                    t[a, d, :len(row)] = torch.tensor([float(v) for v in row], dtype=torch.float64)
+            t = torch.stack([_dense(rows, num_dec, kmax) for rows in tables]) if len(tables) else \
+                torch.zeros(0, num_dec, kmax, dtype=torch.float64)
             self._ctx[metric] = (t, torch.tensor([float(v) for v in fixeds], dtype=torch.float64))
             self._costs[metric], self.fixed[metric] = self._summary(metric)
 
@@ -110,10 +103,12 @@ class CostTable:
         value = f + mean_k.sum(-1)                                        # E[R | context a]
         mean = float(value.mean())
         cond = t.mean(0) - mean_k.mean(0).unsqueeze(-1) + mean            # E[R | h_d = k], d not context
+        values = value.tolist()
         for d in self.context_decisions:
-            row = torch.zeros(len(self.choice_names[d]), dtype=torch.float64)
-            for a, combo in self._combos():
-                row[combo[d]] += float(value[a])
+            sums = [0.0] * len(self.choice_names[d])
+            for a, combo in self._combos():  # in the tables' order, one float64 addition at a time
+                sums[combo[d]] += values[a]
+            row = torch.tensor(sums, dtype=torch.float64)
             cond[d, :len(row)] = row / (len(value) / len(row))
         cond = cond.masked_fill(~self.mask, float("inf"))
         low = cond.min(-1).values                                         # (D,)
@@ -133,10 +128,7 @@ class CostTable:
                             f"macs, which the compiler computes for every combination of widths")
         if len(rows) != len(self.choice_names) or any(len(r) != len(c) for r, c in zip(rows, self.choice_names)):
             raise UserError(f"metric {metric!r}: the costs do not match the decisions and choices")
-        t = torch.zeros(self.mask.shape, dtype=torch.float64)
-        for d, row in enumerate(rows):
-            t[d, :len(row)] = torch.tensor([float(v) for v in row], dtype=torch.float64)
-        self._costs[metric] = t
+        self._costs[metric] = _dense(rows, *self.mask.shape)
         self.fixed[metric] = float(fixed)
 
     @property
@@ -227,3 +219,11 @@ class CostTable:
     def __repr__(self) -> str:
         return (f"CostTable(D={len(self.choice_names)}, metrics={list(self.metrics)}, "
                 f"fixed={self.fixed})")
+
+
+def _dense(rows: Sequence[Sequence[float]], num_dec: int, kmax: int) -> torch.Tensor:
+    """``rows`` (one row of costs per decision, ragged) as a ``(num_dec, kmax)`` float64 tensor, 0 past each
+    row's end: one tensor made from Python floats (a tensor per row was most of the time of a large table)."""
+    padded = [[float(v) for v in row] + [0.0] * (kmax - len(row)) for row in rows]
+    padded += [[0.0] * kmax for _ in range(num_dec - len(padded))]
+    return torch.tensor(padded, dtype=torch.float64).reshape(num_dec, kmax)

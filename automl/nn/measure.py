@@ -146,11 +146,6 @@ def _meta_copy(module: nn.Module, tensors: list[torch.Tensor]) -> nn.Module:
     return copy.deepcopy(module, memo)
 
 
-def _run(mods, shape) -> tuple[int, tuple[int, ...]]:
-    """MACs and output shape of modules applied one after the other."""
-    return count_macs(nn.Sequential(*mods), shape)
-
-
 def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = None,
                  modules: dict | None = None) -> tuple[list[list[float]], float]:
     """Per-choice MACs at the real shapes, and the fixed MACs (the cost table's ``macs`` metric).
@@ -166,9 +161,10 @@ def measure_macs(kind: str, plan, decisions, input_shape, cache: dict | None = N
     fixed = stem, head, and each cell's preprocessing and output convs for every node.
 
     ``cache`` (counts by op and shape) and ``modules`` (the meta-device ops by op and widths, see
-    :func:`chain_module` and :func:`cell_op_module`) may be shared by the calls for each combination of elastic
-    widths and resolutions; ``modules`` by :func:`measure_params` too (its ``cache`` holds other counts): an op is
-    built once and counted once per input shape.
+    :func:`chain_module` and :func:`cell_op_module`, and the stem, head and cell preprocessing and output convs)
+    may be shared by the calls for each combination of elastic widths and resolutions; ``modules`` by
+    :func:`measure_params` too (its ``cache`` holds other counts): an op or part is built once and counted once
+    per input shape.
     """
     cache = {} if cache is None else cache
     modules = {} if modules is None else modules
@@ -190,7 +186,7 @@ def _chain_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: d
     ends = replace(plan, layers=())  # what the stem and head depend on, besides the head's input width
     key = ("stem", ends, shape)
     if key not in cache:
-        cache[key] = _run(parts.chain_stem(plan, device="meta"), shape)
+        cache[key] = count_macs(_chain_ends(plan, modules)[0], shape)
     fixed, shape = cache[key]
     for layer in plan.layers:
         # with the stage's SE and activation; a layer of an elastic depth keeps its input shape
@@ -203,10 +199,9 @@ def _chain_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: d
         else:
             costs[layer.decision] = [float(m) for m, _ in per]
         shape = per[0][1]  # every choice of a layer has the layer's output shape
-    head_in = parts.chain_head_in(plan)
-    key = ("head", ends, head_in, shape)
+    key = ("head", ends, parts.chain_head_in(plan), shape)
     if key not in cache:
-        cache[key] = _run(parts.chain_head_sequence(plan, head_in, device="meta"), shape)
+        cache[key] = count_macs(_chain_ends(plan, modules)[1], shape)
     return costs, float(fixed + cache[key][0])
 
 
@@ -218,7 +213,13 @@ def _cell_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: di
             cache[key] = count_macs(cell_op_module(op, cin, cout, stride, modules, act), shape)
         return cache[key]
 
-    fixed, stem_out = _run([parts.cell_stem(plan, device="meta")], shape)
+    def part_macs(key, part, shape) -> tuple[int, tuple[int, ...]]:  # a fixed part (``part()`` builds or finds it)
+        if (key, shape) not in cache:
+            cache[key, shape] = count_macs(part(), shape)
+        return cache[key, shape]
+
+    stem_key, head_key = _cell_end_keys(plan)
+    fixed, stem_out = part_macs(stem_key, lambda: _cell_ends(plan, modules)[0], shape)
     prev_prev = prev = stem_out
     for inst in plan.instances:
         if inst.op is not None:  # a fixed reduction block: reads the previous output, feeds both inputs
@@ -227,22 +228,22 @@ def _cell_macs(plan, costs: list[list[float]], shape: tuple[int, ...], cache: di
             prev_prev = prev = out
             continue
         t = plan.templates[inst.template]
-        pre0, pre1 = parts.cell_preprocess(inst, device="meta")
-        m0, in_shape = count_macs(pre0, prev_prev)
-        m1, in_shape1 = count_macs(pre1, prev)
+        key = _preprocess_key(inst)
+        m0, in_shape = part_macs(key + (0,), lambda: _cell_preprocess(inst, modules)[0], prev_prev)
+        m1, in_shape1 = part_macs(key + (1,), lambda: _cell_preprocess(inst, modules)[1], prev)
         if inst.one_input:  # pre0 is unused
             m0, in_shape = 0, in_shape1
         out_shape = (inst.channels, *(-(-v // t.stride) for v in in_shape[1:]))  # ceil, as the ops pad
         fixed += m0 + m1
         if t.output == "loose":
-            outc, _ = count_macs(parts.out_conv(inst.channels, device="meta"), out_shape)
+            outc, _ = part_macs(("out conv", inst.channels), lambda: _out_conv(inst.channels, modules), out_shape)
             fixed += len(t.nodes) * outc
         for node in t.nodes:
             per = [op_macs(op, inst.channels, inst.channels, 1, out_shape)[0] for op in node.ops]
             for d in node.op_decisions:
                 costs[d] = [a + b for a, b in zip(costs[d], per)]
         prev_prev, prev = prev, (inst.out_channels, *out_shape[1:])
-    head, _ = _run(parts.cell_head(plan, device="meta"), prev)
+    head, _ = part_macs(head_key, lambda: _cell_ends(plan, modules)[1], prev)
     return costs, float(fixed + head)
 
 
@@ -267,7 +268,7 @@ def measure_params(kind: str, plan, decisions, cache: dict | None = None,
     if kind == "chain":
         key = ("fixed", replace(plan, layers=()), parts.chain_head_in(plan))  # the stem and head
         if key not in cache:
-            cache[key] = chain_fixed_params(plan)
+            cache[key] = chain_fixed_params(plan, modules)
         fixed = cache[key]
         for layer in plan.layers:
             per = [params(op, layer.in_ch, layer.out_ch, layer.stride, plan.activation, layer) for op in layer.choices]
@@ -321,33 +322,84 @@ def _cell_block(inst, modules: dict) -> nn.Module:
     return modules[key]
 
 
-def chain_fixed_params(plan) -> int:
-    """Parameters of the stem and head of a chain network (the fixed layers are counted by the caller)."""
-    mods = [*parts.chain_stem(plan, device="meta"), *parts.chain_head(plan, parts.chain_head_in(plan), device="meta")]
-    return sum(count_params(m) for m in mods)
+def chain_fixed_params(plan, modules: dict | None = None) -> int:
+    """Parameters of the stem and head of a chain network (the fixed layers are counted by the caller).
+    ``modules`` keeps the meta-device stem and head, as :func:`measure_macs`'s ``modules`` does."""
+    stem, head = _chain_ends(plan, {} if modules is None else modules)
+    return sum(count_params(m) for m in (*stem, *head))
 
 
 def cell_fixed_params(plan, modules: dict | None = None) -> int:
     """Stem, head, and every cell's preprocessing and output convs (counted for every node: the cost
-    table's approximation, see docs/space-language.md). ``modules`` keeps the meta-device reduction blocks, as
-    :func:`measure_macs`'s ``modules`` does (the same dict may be given to both)."""
-    total = count_params(parts.cell_stem(plan, device="meta"))
-    total += sum(count_params(m) for m in parts.cell_head(plan, device="meta"))
+    table's approximation, see docs/space-language.md). ``modules`` keeps the meta-device parts and reduction
+    blocks, as :func:`measure_macs`'s ``modules`` does (the same dict may be given to both)."""
+    modules = {} if modules is None else modules
+    stem, head = _cell_ends(plan, modules)
+    total = count_params(stem) + sum(count_params(m) for m in head)
     cache: dict = {}
     for inst in plan.instances:
         if inst.op is not None:
             key = inst
             if key not in cache:
-                cache[key] = count_params(_cell_block(inst, {} if modules is None else modules))
+                cache[key] = count_params(_cell_block(inst, modules))
             total += cache[key]
             continue
         t = plan.templates[inst.template]
         key = (inst, len(t.nodes), t.output)
         if key not in cache:
-            pre0, pre1 = parts.cell_preprocess(inst, device="meta")
+            pre0, pre1 = _cell_preprocess(inst, modules)
             n = count_params(pre0) + count_params(pre1)
             if t.output == "loose":
-                n += len(t.nodes) * count_params(parts.out_conv(inst.channels, "meta")) + 2 * inst.channels
+                n += len(t.nodes) * count_params(_out_conv(inst.channels, modules)) + 2 * inst.channels
             cache[key] = n
         total += cache[key]
     return total
+
+
+# The fixed parts (stem, head, a cell's preprocessing and output conv) on the meta device, each built once in a
+# ``modules`` dict that :func:`measure_params` and :func:`measure_macs` share, in eval mode as counted: the same
+# modules serve both metrics and every combination of elastic widths and resolutions.
+
+def _kept(modules: dict, key: tuple, build) -> nn.Module:
+    """``modules[key]``, made by ``build()`` the first time."""
+    if key not in modules:
+        modules[key] = build().eval()
+    return modules[key]
+
+
+def _chain_ends(plan, modules: dict) -> tuple[nn.Sequential, nn.Sequential]:
+    """``(stem, head)``: ``parts.chain_stem``'s modules and ``parts.chain_head_sequence``'s (the head in the
+    order it runs), kept by what they depend on: the plan without its layers, and the head's input width."""
+    ends, head_in = replace(plan, layers=()), parts.chain_head_in(plan)
+    stem = _kept(modules, ("chain stem", ends), lambda: nn.Sequential(*parts.chain_stem(plan, device="meta")))
+    head = _kept(modules, ("chain head", ends, head_in),
+                 lambda: nn.Sequential(*parts.chain_head_sequence(plan, head_in, device="meta")))
+    return stem, head
+
+
+def _cell_end_keys(plan) -> tuple[tuple, tuple]:
+    """The keys of a cell network's stem and head: what ``parts.cell_stem`` and ``parts.cell_head`` read."""
+    return (("cell stem", plan.in_chans, plan.stem_width, plan.stem_kernel, plan.stem_stride),
+            ("cell head", plan.instances[-1].out_channels, plan.num_features, plan.num_classes, plan.head_bn))
+
+
+def _cell_ends(plan, modules: dict) -> tuple[nn.Module, nn.Sequential]:
+    """``(stem, head)``: ``parts.cell_stem`` and ``parts.cell_head``'s modules, kept by :func:`_cell_end_keys`."""
+    stem_key, head_key = _cell_end_keys(plan)
+    return (_kept(modules, stem_key, lambda: parts.cell_stem(plan, device="meta")),
+            _kept(modules, head_key, lambda: nn.Sequential(*parts.cell_head(plan, device="meta"))))
+
+
+def _preprocess_key(inst) -> tuple:
+    """What ``parts.cell_preprocess`` reads of a cell instance."""
+    return "cell preprocess", inst.one_input, inst.reduce_prev, inst.c_prev_prev, inst.c_prev, inst.channels
+
+
+def _cell_preprocess(inst, modules: dict) -> nn.ModuleList:
+    """``parts.cell_preprocess(inst)``'s (pre0, pre1), kept by :func:`_preprocess_key`."""
+    return _kept(modules, _preprocess_key(inst), lambda: nn.ModuleList(parts.cell_preprocess(inst, device="meta")))
+
+
+def _out_conv(c: int, modules: dict) -> nn.Module:
+    """``parts.out_conv(c)``, kept by its width."""
+    return _kept(modules, ("out conv", c), lambda: parts.out_conv(c, device="meta"))
