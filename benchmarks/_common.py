@@ -569,8 +569,9 @@ def _fmt(v) -> str:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """``text`` into ``path`` through a temporary file in the same folder (fsynced, then ``os.replace``): a kill
-    or a full disk leaves the old file or none, never part of one."""
+    """``text`` into ``path`` through a temporary file in the same folder (fsynced, then ``os.replace``, then the
+    folder fsynced: :func:`_sync_folder`): a kill, a full disk or a power cut leaves the old file or none, never
+    part of one."""
     path = Path(path)
     fd, tmp = _temporary(path)
     try:
@@ -583,6 +584,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a rename in ``folder`` to disk, as automl's own atomic writes do (POSIX; best effort: a file system
+    that refuses to open or fsync a folder is passed over)."""
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _temporary(path: Path) -> tuple[int, Path]:

@@ -174,6 +174,11 @@ class Choices(Fields):  # the first member of a --one-se run
     choices: list
 
 
+class StudyRow(Fields):  # an architecture of a truth study's file (truth_study): as _retrain_once measured it
+    test_accuracy: float
+    test_loss: float
+
+
 def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
     """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``): minus the
     mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
@@ -216,10 +221,11 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
             if a.threads is not None:
                 ov.append(f"threads={a.threads}")
             d = option_folder(out, name, seed)
+            reused = (d / RESULTS).exists()
             res = checked(automl_run(a.recipe, ov, d, threads=a.threads), d, OptionRun)
             rk = ranked(res, d, len(t))
             if choices is not None and [e["choices"] for e in rk] != choices:
-                raise UserError(f"{d}: its K architectures are not the truth's (another space or --archs?)")
+                raise not_the_truths(a, d, reused)
             score = [-measured(e["supernet_loss"]) for e in rk]
             score_b = [-measured(e["supernet_loss_batch_stats"]) for e in rk]
             row = {"option": name, "seed": seed, "tau": kendall_tau_b(score, t), "spearman": spearman(score, t),
@@ -236,6 +242,21 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
         print(f"{name}: τ {np.mean(taus):.3f} ± {np.std(taus, ddof=1) if len(taus) > 1 else 0:.3f} "
               f"over supernet seeds {seeds}", flush=True)
     return rows
+
+
+def not_the_truths(a, d: Path, reused: bool) -> UserError:
+    """The option run in ``d`` ranked other K architectures than the --truth run (the K are the same in every run
+    of a space), in one line saying what to do: ``reused`` (a run an earlier invocation left in --out), delete it
+    or choose another --out; a run made now, give --truth a run of the recipe's space."""
+    k = a.archs
+    if reused:
+        return UserError(f"{d}: its {k} architectures are not those of the --truth run {a.truth} (a run of another "
+                         f"recipe or space left in --out, or --truth is of another space): delete {d} to run it "
+                         f"again, or choose another --out")
+    return UserError(f"--truth {a.truth}: its {k} architectures are not those {a.recipe} ranks (in {d}): --truth is "
+                     f"a run of another space; give --truth a finished run of this recipe and overrides with a "
+                     f"ranking of {k} (`automl run RECIPE ranking.archs={k} ranking.seeds=S`, or "
+                     f"`automl rank RUN --archs {k} --seeds S` on a finished run of it)")
 
 
 def option_folder(out: Path, name: str, seed: int) -> Path:
@@ -377,10 +398,15 @@ def _means(rows: np.ndarray) -> np.ndarray:
 
 
 def _study_problem(rows, k: int) -> str | None:
-    """What makes a truth study's file unusable for ``k`` architectures (None: nothing)."""
-    if not (isinstance(rows, list) and all(isinstance(e, dict) and {"test_accuracy", "test_loss"} <= e.keys()
-                                           for e in rows)):
+    """What makes a truth study's file unusable for ``k`` architectures (None: nothing): not a list, a row that
+    is not a :class:`StudyRow` (a test accuracy or loss that is no number: ``[1].test_loss: "x" is not a
+    number``), or another count of rows."""
+    if not isinstance(rows, list):
         return "not a truth study's rows"
+    for j, row in enumerate(rows):
+        why = fields_problem(StudyRow, row, f"[{j}]")
+        if why:
+            return why
     return None if len(rows) == k else f"holds {len(rows)} architectures, not --archs {k}"
 
 
@@ -575,9 +601,9 @@ def stability_runs(a, out: Path, combos: list[tuple[str, int, int]]) -> list[dic
 
 
 def _one_study(a, out: Path) -> None:
-    """--replay, --truth-seeds (with or without --retrain): one study, then stop."""
+    """--one-se, --replay, --truth-seeds (with or without --retrain): one study, then stop."""
     if a.one_se:
-        rows = [one_se(Path(d), a.se, a.costlier) for d in a.one_se.split(",")]
+        rows = [one_se(Path(d), a.se, a.costlier) for d in run_folders(a.one_se)]
         for r in rows:
             print(r, flush=True)
         sizes = [r["params"] for r in rows]
@@ -585,8 +611,7 @@ def _one_study(a, out: Path) -> None:
         return
     if a.replay:
         rows = []
-        for d in a.replay.split(","):
-            d = Path(d)
+        for d in map(Path, run_folders(a.replay)):
             first = load_recipe(d / "recipe.resolved.yaml", a.overrides).search.method == "separate"
             r = theta_replay(d, a.overrides, "first" if first else "all")
             rows.append({"run": d.name, **r})
@@ -676,21 +701,45 @@ def _parser():
     return p
 
 
+# what each folder flag takes, for its messages (_check_folders)
+FOLDER_FLAGS = {"--truth": "the folder of a finished `automl run` with a ranking (ranking.archs=K ranking.seeds=S)",
+                "--one-se": "comma-separated folders of finished `automl run`s",
+                "--replay": "comma-separated folders of finished `automl run`s"}
+
+
+def run_folders(value: str | None) -> list[str]:
+    """The folders a comma-separated --one-se or --replay names (an empty part, or spaces around one, are none)."""
+    return [d.strip() for d in (value or "").split(",") if d.strip()]
+
+
+def _check_folders(a) -> None:
+    """Each folder --truth, --one-se and --replay name holds what the script reads (results.json; a run's
+    recipe.resolved.yaml for --one-se and --replay): one that does not, or a flag given no folder, is one line
+    naming the flag, the folder and what the flag takes."""
+    for flag, value, files in (("--truth", a.truth, (RESULTS,)),
+                               ("--one-se", a.one_se, (RESULTS, "recipe.resolved.yaml")),
+                               ("--replay", a.replay, (RESULTS, "recipe.resolved.yaml"))):
+        if value is None:
+            continue
+        folders = run_folders(value) if flag != "--truth" else [value] if value.strip() else []
+        if not folders:
+            raise UserError(f"{flag} {value!r} names no folder: give it {FOLDER_FLAGS[flag]}")
+        for d in folders:
+            for name in files:
+                if not (Path(d) / name).is_file():
+                    where = (f"no {name} there" + (" (a run that has not finished?)" if name == RESULTS else "")
+                             if Path(d).is_dir() else "no such folder")
+                    raise UserError(f"{flag} {d}: {where}; give {flag} {FOLDER_FLAGS[flag]}")
+
+
 def _check(a) -> dict | None:
     """What can be checked before any run: the folders given, and the recipe with its overrides (a mistake must
     not cost the truth's retrainings first). Returns the --truth run's ranking where the τ per option reads it
     (:func:`checked_truth`), else None."""
     _check_flags(a)
-    runs = [d for d in (a.one_se or "").split(",") + (a.replay or "").split(",") if d]
-    need = [(d, name) for d in runs for name in ("results.json", "recipe.resolved.yaml")]
-    if a.truth:
-        need.append((a.truth, "results.json"))
-    for d, name in need:
-        if not (Path(d) / name).is_file():
-            raise UserError(f"{d}: no {name} there (a finished `automl run` folder)")
-    for d in (a.one_se or "").split(","):  # each run's members, before the first run's supernet is loaded
-        if d:
-            run_results(d, Members[Choices], ONE_SE_FIX)
+    _check_folders(a)
+    for d in run_folders(a.one_se):  # each run's members, before the first run's supernet is loaded
+        run_results(d, Members[Choices], ONE_SE_FIX)
     if a.retrain:
         retrain_spec(a.retrain)
     truth_rk = None
