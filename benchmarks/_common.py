@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import shlex
 import signal
 import socket
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from automl.cli import DISK_FULL, FILE_TOO_LARGE, PATH_REFUSED, GivenOnce, whole_number
 from automl.errors import UserError, shortened
+from automl.files import atomic_write_text, strict_json  # noqa: F401  (atomic_write_text: the scripts')
 from automl.limits import MAX_BATCH
 from automl.profile import threads_warning as profile_threads_warning
 from automl.recipe import SEED_LIMIT  # a recipe's seed: from -10^15 to 10^15
@@ -531,18 +531,6 @@ def median(xs) -> float:
     return statistics.median(xs)
 
 
-def strict_json(obj):
-    """``obj`` with every non-finite float (NaN, ±inf, at any depth of its dicts, lists and tuples) as None:
-    strict JSON has no NaN or Infinity (e.g. a Kendall's τ of architectures that all tie is NaN)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    return obj
-
-
 def json_line(name: str, **fields) -> None:
     """The one machine-readable line a script ends with: ``{"benchmark": name, "machine": machine(), **fields}``
     as strict JSON (a NaN or inf is ``null``)."""
@@ -566,55 +554,6 @@ def _fmt(v) -> str:
 
 
 # ------------------------------------------------------------------------------------------ files
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """``text`` into ``path`` through a temporary file in the same folder (fsynced, then ``os.replace``, then the
-    folder fsynced: :func:`_sync_folder`): a kill, a full disk or a power cut leaves the old file or none, never
-    part of one."""
-    path = Path(path)
-    fd, tmp = _temporary(path)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Flush a rename in ``folder`` to disk, as automl's own atomic writes do (POSIX; best effort: a file system
-    that refuses to open or fsync a folder is passed over)."""
-    if os.name != "posix":
-        return
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temporary(path: Path) -> tuple[int, Path]:
-    """A new file ``.NAME.RANDOM.tmp`` next to ``path``, open for writing (its descriptor), created with mode 0o666
-    so that the umask applies as for a plain ``open()`` (``tempfile.mkstemp`` would make it 0o600), as automl's
-    own files."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
 
 
 def cached_json(path: str | os.PathLike, problem=None):

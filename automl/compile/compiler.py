@@ -317,7 +317,6 @@ def compile_space(space: ir.Space) -> CompiledSpace:
 
 
 def _compile(space: ir.Space) -> CompiledSpace:
-    first = ir.Pos(1, 1)
     for kind, pos in space.duplicates:
         raise space.error(f"a second {kind!r} statement; a space has one: remove one of them", pos)
     net = space.network
