@@ -300,10 +300,24 @@ class _BadImage:
     def __init__(self, path: str, reason: str, denied: bool = False):
         self.path, self.reason, self.denied = path, reason, denied
 
-    def error(self) -> DataError:
+    def error(self, in_batch: bool = False, training: bool = False) -> DataError:
+        """The error naming the file. ``in_batch``: met when its batch came up (:meth:`FolderLoader.epoch`), so a
+        run may have trained already and resumes from its checkpoint (``--resume``) once the file is fixed;
+        ``training``: the file is one of train/'s images. Those are numbered in the order they are listed, and the
+        D_W / D_theta split and data.limit_train are drawn from those numbers: a resumed run without the file
+        would draw another split, whose D_theta holds images the weights have trained on, so the fix for it is a
+        readable copy under the same name."""
         if self.denied:
-            return DataError(f"cannot read the image {self.path}: {_DENIED_FILE}; {_make_readable(self.path)}")
-        return DataError(f"cannot read the image {self.path}: {self.reason}; remove or replace it ({_IMAGE_RULE})")
+            fix = _make_readable(self.path) + (", then resume the run (--resume)" if in_batch else "")
+            return DataError(f"cannot read the image {self.path}: {_DENIED_FILE}; {fix}")
+        if in_batch and training:
+            return DataError(f"cannot read the image {self.path}: {self.reason}; replace it with a readable image of "
+                             f"its class under the same name and resume the run (--resume), or remove it and start "
+                             f"a new run: the D_W / D_theta split is drawn from the list of training images, so a "
+                             f"run resumed without it would search on images its weights trained on ({_IMAGE_RULE})")
+        then = ", then resume the run (--resume)" if in_batch else ""
+        return DataError(f"cannot read the image {self.path}: {self.reason}; remove or replace it{then} "
+                         f"({_IMAGE_RULE})")
 
 
 def _read_image(path: str, reduced: bool = False):
@@ -465,8 +479,9 @@ class FolderLoader(Loader):
     images of an epoch, or of its rest after ``start`` batches, do not depend on the workers or on what ran
     before; the DataLoader's own seed comes from a private generator, not the process's. A file that is not a
     readable image raises a :class:`DataError` naming it when its batch comes up, with or without workers (said by
-    the torchrun rank that meets it); :func:`build_data` decodes the images of a small folder, and a sample of a
-    larger one's, before that (:func:`_check_images`)."""
+    the torchrun rank that meets it), which says to fix it and resume the run, for a training image by a readable
+    copy under its name (:meth:`_BadImage.error`); :func:`build_data` decodes the images of a small folder, and a
+    sample of a larger one's, before that (:func:`_check_images`)."""
 
     def __init__(self, name: str, dataset, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
                  device: torch.device, workers: int, rank: int = 0, world_size: int = 1):
@@ -488,7 +503,7 @@ class FolderLoader(Loader):
             batches = iter(self._loader)
         for batch in batches:
             if isinstance(batch, _BadImage):  # in this rank's share only: said by this rank (torchrun)
-                raise said_by_this_rank(batch.error())
+                raise said_by_this_rank(batch.error(in_batch=True, training=self.shuffle))
             x, y = batch
             yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
@@ -874,15 +889,36 @@ _OTHER_CIFARS = {"cifar-10-batches-bin": "CIFAR-10's binary version (cifar-10-bi
                  "cifar-100-python": "CIFAR-100 (cifar-100-python.tar.gz)"}
 
 
+# The files of CIFAR-100's python version (cifar-100-python.tar.gz extracts them to cifar-100-python/)
+_CIFAR100_FILES = ("train", "test", "meta")
+
+
 def _other_data_in(root: Path) -> str:
     """A sentence on data found in ``root`` where CIFAR-10's python batches are missing: another version of
-    CIFAR-10 (or CIFAR-100), which is not read, or an image folder (data.dataset is then wrong); "" if none."""
+    CIFAR-10 (or CIFAR-100), which is not read, in a folder of ``root`` or as the files of ``root`` itself or of
+    its cifar-10-batches-py/; CIFAR-10's batches in a folder further down (an archive extracted into a folder of
+    its own), whose parent is the data.root to set; or an image folder (data.dataset is then wrong); "" if none."""
     found = [f"{root / name}/ is {what}, and dataset cifar10 reads only CIFAR-10's python version"
              for name, what in _OTHER_CIFARS.items() if _is_dir(root / name)]
+    found += [f"{where} holds {', '.join(_CIFAR100_FILES)}, the files of CIFAR-100 (cifar-100-python.tar.gz), and "
+              f"dataset cifar10 reads only CIFAR-10's python version (cifar-10-python.tar.gz)"
+              for where in (root, root / CIFAR_DIR) if all(_is_file(where / f) for f in _CIFAR100_FILES)]
+    deeper = _image_folder_below(root, holds=_holds_cifar10)
+    if deeper is not None:
+        found.append(f"{deeper / CIFAR_DIR}/ holds CIFAR-10's batch files: set data.root={deeper}")
     if _is_dir(root / "train") and _is_dir(root / "val"):
         found.append(f"{root} holds train/ and val/, as an image folder does: for an image folder, set "
                      f"data.dataset=imagefolder")
     return "; ".join(found) + ". " if found else ""
+
+
+def _holds_cifar10(folder: Path) -> bool:
+    """Whether ``folder`` holds cifar-10-batches-py/ with CIFAR-10's batch files (False where it may not be entered:
+    it only gives a hint)."""
+    try:
+        return all(_is_file(folder / CIFAR_DIR / f) for f in CIFAR_FILES)
+    except DataError:
+        return False
 
 
 def _replace_cifar(folder: Path, root: Path) -> str:
@@ -991,7 +1027,9 @@ def _cifar_arrays(d) -> tuple[np.ndarray, np.ndarray]:
         elif key.encode() in d:
             entries[key] = d[key.encode()]
         else:
-            raise ValueError(f"it has no b'{key}' entry (its keys: {', '.join(map(repr, d)) or 'none'})")
+            fine = key == "labels" and any(k in d for k in ("fine_labels", b"fine_labels"))
+            raise ValueError(f"it has no b'{key}' entry (its keys: {', '.join(map(repr, d)) or 'none'})"
+                             + (", as a batch of CIFAR-100 has (b'fine_labels'), not one of CIFAR-10" if fine else ""))
     data, labels = np.asarray(entries["data"]), np.asarray(entries["labels"])
     if data.ndim not in (2, 4) or data.shape[1:] not in ((3072,), (3, 32, 32)):
         raise ValueError(f"b'data' has shape {data.shape}; expected (N, 3072) or (N, 3, 32, 32): N images "
@@ -1389,10 +1427,12 @@ def _check_split_folders(root: Path, layout: str) -> None:
     raise DataError(f"image folder not found: {_does_not_exist(p)}{hint}; {layout}")
 
 
-def _image_folder_below(root: Path, depth: int = 3, budget: int = 64) -> Path | None:
+def _image_folder_below(root: Path, depth: int = 3, budget: int = 64,
+                        holds: Callable[[Path], bool] | None = None) -> Path | None:
     """The first folder at most ``depth`` levels below ``root`` that holds both ``train/`` and ``val/`` (an image
     folder extracted into a folder of its own, such as Kaggle's ILSVRC/Data/CLS-LOC), looking into at most
-    ``budget`` folders (``root`` may be a large folder of images); None when none is found."""
+    ``budget`` folders (``root`` may be a large folder of images); None when none is found. ``holds``: what the
+    folder must pass instead of holding train/ and val/."""
     level = [root]
     for _ in range(depth):
         below = []
@@ -1405,7 +1445,7 @@ def _image_folder_below(root: Path, depth: int = 3, budget: int = 64) -> Path | 
             if len(below) > budget:
                 return None
         for folder in below:
-            if _is_dir(folder / "train") and _is_dir(folder / "val"):
+            if holds(folder) if holds is not None else (_is_dir(folder / "train") and _is_dir(folder / "val")):
                 return folder
         level = below
     return None
