@@ -99,7 +99,8 @@ def test_internals_state_row_names_every_checkpoint_field():
     said = {"recipe_sha256": "the recipe's SHA-256", "stage": "stage", "epoch": "epoch", "step": "step",
             "archs": "archs", "results": "results", "phase_seconds": "phase seconds", "supernet": "supernet weights",
             "member_supernets": "member supernets", "supernet_origin": "and origin",
-            "weights_fingerprint": "weights fingerprint", "final_epsilons": "adapted ε", "bad_steps": "skipped steps",
+            "weights_fingerprint": "weights fingerprint", "data_fingerprint": "data fingerprint",
+            "final_epsilons": "adapted ε", "bad_steps": "skipped steps",
             "rng": "RNG", "metrics_bytes": "metrics length", "world_size": "the processes", "threads": "threads",
             "device": "device", "inner": "`inner`"}
     fields = [f.name for f in dataclasses.fields(RunState)]

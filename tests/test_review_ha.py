@@ -206,3 +206,17 @@ def test_space_profile_out_through_a_link_writes_the_table_into_the_file_it_lead
     table = json.loads((tmp_path / "real.json").read_text())
     assert table["format"] == TABLE_FORMAT, list(table)
     assert not list(tmp_path.glob("*.partial")), list(tmp_path.iterdir())
+
+
+@needs_symlinks
+def test_space_profile_refusal_through_a_link_names_the_link_not_its_target(tmp_path, capsys):
+    """A link to a file that holds no cost table is refused under the name the user gave: the advice to delete
+    it must not name the file it leads to (deleting that would lose the user's file, and still be refused)."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "recipe.json").write_text('{"a": 1}')
+    link = tmp_path / "lat.json"
+    link.symlink_to(tmp_path / "real" / "recipe.json")
+    code, out, err = cli(capsys, "space", "profile", DIGITS, "--out", link, "--calibrate", "0", "--repeat", "1")
+    assert code == 2, err
+    assert f"--out {link} is a file that holds no cost table" in err and f"delete {link} first" in err, err
+    assert "recipe.json" not in err, err

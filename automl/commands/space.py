@@ -295,7 +295,7 @@ def _profile(args, cs) -> int:
                         f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
     # before the measuring, which takes minutes on a large space
     out = _out_file(args.out, "latency.json", {"the space file": args.file})
-    _only_a_table_replaced(out)
+    _only_a_table_replaced(args.out)  # the user's name in its message, not the file a link leads to
     # after the checks: a refused command prints its error alone
     warning = threads_warning(args.threads, usable_cores(), "so the table's latencies will not reflect the device")
     if warning:

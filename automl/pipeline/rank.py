@@ -202,6 +202,7 @@ def rank_finished_run(run: Run) -> dict:
     plan = build_plan(r, out, run.method, spaces, costs, run.device)
     _check_finished(run, state, plan)
     _check_fits_the_space(run, state, spaces)
+    on_main(info, lambda: run.check_same_data(state, data, "automl rank"))  # it scores on D_theta: the same split
     state.stage, state.epoch, state.step = 0, 0, 0
     state.phase_seconds["ranking"] = 0.0  # the ranking section's seconds: this command's
     path, finished = out / "results.json", [0]  # finished[0]: the ranking's retrainings done so far, kept

@@ -32,7 +32,7 @@ from automl.pipeline.state import RunState, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
-from automl.train.data import build_data
+from automl.train.data import build_data, data_changes
 from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_object, local_world_size,
                                       losses_unsaid)
 from automl.train.preempt import Preemption
@@ -671,8 +671,9 @@ class Run:
             f"search.utility=weighted_quantile, or raise search.lam to about 8 N")
 
     # ------------------------------------------------------------------ state
-    def _new_state(self, spaces, threads: int) -> RunState:
-        """The state of a run at its start (``threads``: its thread count); writes its recipe.resolved.yaml."""
+    def _new_state(self, spaces, threads: int, data) -> RunState:
+        """The state of a run at its start (``threads``: its thread count; ``data``: what it trains on, whose
+        fingerprint it records); writes its recipe.resolved.yaml."""
         r = self.recipe
         fp = weights_fingerprint(r, spaces.path, spaces.search_args)
         origin = ({"from": None, "fingerprint": fingerprint_digest(fp), "forced": False, "differs": []}
@@ -680,9 +681,10 @@ class Run:
         if self.info.is_main:
             atomic_write_text(self.out / RESOLVED, r.to_yaml())
         return RunState(self.recipe_hash, supernet_origin=origin, weights_fingerprint=fp,
-                        world_size=self.info.world_size, threads=threads, device=device_record(self.device))
+                        world_size=self.info.world_size, threads=threads, device=device_record(self.device),
+                        data_fingerprint=data.fingerprint)
 
-    def _resumed_state(self, plan: Plan) -> RunState:
+    def _resumed_state(self, plan: Plan, data) -> RunState:
         ckpt = self.store.load() if self.info.is_main else None
         ckpt = broadcast_object(ckpt, self.info)
         if ckpt is None:
@@ -691,6 +693,8 @@ class Run:
         state = RunState.from_checkpoint(ckpt, str(self.store.loaded or self.store.folder))
         if ckpt.get("recipe_sha256") not in self._accepted_hashes:
             on_main(self.info, lambda: self._check_same_recipe(ckpt.get("recipe_sha256")))
+        if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
+            on_main(self.info, lambda: self.check_same_data(state, data))
         length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
         carried = {}
 
@@ -730,6 +734,23 @@ class Run:
                            f"{batch * started}), an epoch resumed inside does not go over the batches it skips, "
                            f"and its results differ from an uninterrupted run's; to continue it as it started, "
                            f"resume {how}")
+
+    def check_same_data(self, state: RunState, data, command: str = "--resume") -> None:
+        """Refuse to go on with training data other than the run recorded at its start (``state.data_fingerprint``;
+        a run checkpointed by an automl that did not record it goes on unchecked), saying what differs
+        (:func:`~automl.train.data.data_changes`). ``command``: what the message names as refused."""
+        if state.data_fingerprint is None or data.fingerprint is None:
+            return
+        what = data_changes(state.data_fingerprint, data.fingerprint)
+        if what is None:
+            return
+        d = self.recipe.data
+        where = f"data.root {d.root}" if d.root is not None else f"data.dataset {d.dataset}"
+        raise UserError(f"{command}: the training data of {where} is not what the run in {self.out} started on: "
+                        f"{what}. The D_W / D_theta split and data.limit_train are drawn from the numbered list of "
+                        f"training samples, so the run would go on with another split, whose D_theta holds images "
+                        f"its weights have trained on; restore the data as it was when the run started, or start a "
+                        f"new run with another --out")
 
     def _check_same_recipe(self, recorded_hash: str | None) -> None:
         """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing
@@ -794,7 +815,7 @@ class Run:
             plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
             self._warn_paper_utility(plan.members.n)
             preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
-            state = self._resumed_state(plan) if self.resume else self._new_state(spaces, threads.threads)
+            state = self._resumed_state(plan, data) if self.resume else self._new_state(spaces, threads.threads, data)
             if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
                 check_resumed(state, spaces, r.search.supernets)
             ctx = self.context(state, spaces, data, plan, preempt)

@@ -41,6 +41,7 @@ class RunState:
     world_size: int | None = None                            # the processes it started with (None: not recorded)
     threads: int | None = None                               # the intra-op threads it started with (None: same)
     device: str | None = None                                # what it computed on: device_record's (None: not recorded)
+    data_fingerprint: dict[str, Any] | None = None           # its training data at its start (None: not recorded)
     inner: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -63,7 +63,7 @@ from automl.train.distributed import said_by_this_rank
 from automl.recipe import DIGITS_IMAGES, DataConfig
 
 __all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "cutout", "NATIVE_SIZE", "DIGITS_CSV",
-           "DATASETS", "normalization", "eval_crop", "leave_signals_to_the_main_process"]
+           "DATASETS", "normalization", "eval_crop", "leave_signals_to_the_main_process", "data_changes"]
 
 _logger = logging.getLogger(__name__)
 
@@ -521,6 +521,8 @@ class Data:
     dataset: str = ""
     # per-channel mean/std applied to pixels in [0, 1] (recorded in export manifests); None: not normalised
     normalize: dict | None = None
+    # what the training samples are, as a run records it at its start and --resume compares (data_changes)
+    fingerprint: dict | None = None
 
     def bn_batches(self, n: int, size: int | None = None) -> list[torch.Tensor]:
         """The first ``n`` D_W batches of epoch 0, without Cutout: the fixed images BatchNorm is recalibrated on
@@ -570,6 +572,9 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
     if cfg.dataset != "cifar10" and size is not None and size != x_tr.shape[-1]:
         x_tr, x_te = _resize(x_tr, size), _resize(x_te, size)
 
+    fingerprint = {"dataset": cfg.dataset, "train": _tensor_fingerprint(y_tr, classes)}
+    if cfg.dataset == "cifar10":
+        fingerprint["train"]["batches"] = _cifar_sizes(root)
     n_train = len(y_tr) if cfg.limit_train is None else min(cfg.limit_train, len(y_tr))
     idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, seed), f"the {cfg.dataset} training set",
                               limited=n_train < len(y_tr))
@@ -598,12 +603,91 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
                   len(idx_theta), len(y_te))
     return Data(
         input_shape=(int(c), int(h), int(w)), num_classes=classes, dataset=cfg.dataset, normalize=normalize,
+        fingerprint=fingerprint,
         w=train("w", idx_w, cfg.batch_size, cut),
         theta=train("theta", idx_theta, cfg.theta_batch_size or cfg.batch_size),
         full=train("full", torch.arange(n_train), cfg.batch_size, cut),
         test=TensorLoader("test", x_te, y_te, torch.arange(len(y_te)), cfg.test_batch_size, shuffle=False,
                           transform=transform_test, **common),
     )
+
+
+# ------------------------------------------------------------------------------------------- fingerprint
+# The training samples are numbered in the order they are listed, and the D_W / D_theta split and data.limit_train are
+# drawn from those numbers: a run resumed on other training data draws another split, whose D_theta holds images its
+# weights have trained on. A run records what its training samples are when it starts (``Data.fingerprint``, from
+# what is already listed or loaded: no file is read for it, no random number drawn), and ``--resume`` compares
+# (:func:`data_changes`). The test set is left out: a test image may be removed or replaced before a resume (the
+# error for an unreadable one says so), which changes no split.
+
+
+def _tensor_fingerprint(y: torch.Tensor, classes: int) -> dict:
+    """A loaded training set's: its count, classes, and a digest of its labels in order."""
+    labels = np.ascontiguousarray(y.numpy(), dtype=np.int64).tobytes()
+    return {"count": len(y), "classes": int(classes), "labels": "sha256:" + hashlib.sha256(labels).hexdigest()}
+
+
+def _cifar_sizes(root: Path) -> dict[str, int]:
+    """The sizes in bytes of CIFAR-10's training batch files (just read, so each can be looked at)."""
+    return {name: os.stat(root / CIFAR_DIR / name).st_size for name in CIFAR_FILES[:5]}
+
+
+def _folder_fingerprint(folder: Path, dataset) -> dict:
+    """An image folder's train/: its image count, class names, and a digest of its images' paths below ``folder``
+    in the order torchvision lists them (the order they are numbered in)."""
+    prefix = str(folder) + os.sep
+    cut = len(prefix)
+    paths = [p[cut:] if p.startswith(prefix) else os.path.relpath(p, folder) for p, _ in dataset.samples]
+    digest = hashlib.sha256("\0".join(paths).encode("utf-8", "surrogateescape")).hexdigest()
+    return {"count": len(paths), "classes": list(dataset.classes), "paths": "sha256:" + digest}
+
+
+_TRAINING_DATA = {"imagefolder": "train/", "cifar10": "CIFAR-10's training batches", "digits": "the bundled digits "
+                  "data's training split", "synthetic": "the synthetic training set"}
+
+
+def _class_count(classes) -> int:
+    return len(classes) if isinstance(classes, list) else int(classes)
+
+
+def _held(train: dict) -> str:
+    """``1,281,167 images in 1,000 classes``."""
+    k = _class_count(train.get("classes", 0))
+    return f"{train.get('count', 0):,} images in {k:,} class{'es' * (k != 1)}"
+
+
+def _class_changes(before, now) -> str:
+    """Which class folders were added and which removed (``before`` and ``now``: lists of names), else ""."""
+    if not (isinstance(before, list) and isinstance(now, list)) or before == now:
+        return ""
+    added, removed = sorted(set(now) - set(before)), sorted(set(before) - set(now))
+    parts = ([f"added: {_listed(added, 5)}"] if added else []) + ([f"removed: {_listed(removed, 5)}"] if removed
+                                                                  else [])
+    return f"class folders {'; '.join(parts)}" if parts else "the class folders are listed in another order"
+
+
+def data_changes(before: dict, now: dict) -> str | None:
+    """How the training data ``now`` (a :attr:`Data.fingerprint`) differs from ``before`` (the one a run recorded
+    at its start), in words; None when it is the same."""
+    if before == now:
+        return None
+    b, n = before.get("train") or {}, now.get("train") or {}
+    where = _TRAINING_DATA.get(str(before.get("dataset")), "the training set")
+    found = []
+    if b.get("count") != n.get("count") or _class_count(b.get("classes", 0)) != _class_count(n.get("classes", 0)):
+        found.append(f"{where} held {_held(b)} when the run started, now {_held(n)}")
+    classes = _class_changes(b.get("classes"), n.get("classes"))
+    if classes:
+        found.append(classes)
+    sizes, sizes_now = b.get("batches") or {}, n.get("batches") or {}
+    found += [f"{CIFAR_DIR}/{name} was {size:,} bytes when the run started, now {sizes_now.get(name, 0):,}"
+              for name, size in sizes.items() if sizes_now.get(name) != size]
+    if not found and b.get("paths") != n.get("paths"):
+        found.append(f"the list of training images in {where} differs (same count, same classes: an image renamed, "
+                     f"or one removed and another added)")
+    if not found and b.get("labels") != n.get("labels"):
+        found.append(f"the labels of {where} differ (same count)")
+    return "; ".join(found) or f"{where} differs"
 
 
 def split_seed(cfg: DataConfig, seed: int) -> int:
@@ -1499,6 +1583,7 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
 
     return Data(
         input_shape=(3, size, size), num_classes=len(train_set.classes), dataset="imagefolder", normalize=normalize,
+        fingerprint={"dataset": "imagefolder", "train": _folder_fingerprint(root / "train", train_set)},
         w=loader("w", train_set, idx_w, cfg.batch_size, True),
         theta=loader("theta", train_set, idx_theta, cfg.theta_batch_size or cfg.batch_size, True),
         full=loader("full", train_set, kept, cfg.batch_size, True),
