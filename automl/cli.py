@@ -53,6 +53,8 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 FILE_TOO_LARGE = (errno.EFBIG,)
 # a path the machine refuses (too long, no permission, a read-only file system, a loop of links): the user's
 PATH_REFUSED = (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP)
+# a folder where a file is to be written (or removed): the user's
+IS_FOLDER = (errno.EISDIR,)
 # the arguments that name a file or folder to read, by verb: (attribute, name in messages, what to give, an
 # example); an empty one (`"$SPACE"` with SPACE unset) would be read as the current folder ('' is '.' to
 # pathlib). An empty --out is each command's own check (its message says what it writes).
@@ -529,17 +531,24 @@ def _as_shell_gives(value: str, label: str) -> str:
     """``value``, a path given as ``label``, with a leading ``~`` or ``~user`` expanded, as a recipe's paths are:
     the shell leaves it in ``--out=~/runs/x`` and in quotes, and a folder named ``~`` would be created. A
     ``~user`` of no user, or a shell variable no shell expanded (``--out '$HOME/runs/x'``: single quotes), in a
-    path that does not exist, is a :class:`UserError`: a file or folder named so is meant by no one."""
+    path that does not exist, is a :class:`UserError`: a file or folder named so is meant by no one. A variable is
+    taken as unexpanded only where the part of the path up to the end of its name does not exist (an existing
+    folder ``price $x`` is a name)."""
     expanded = os.path.expanduser(value) if value.startswith("~") else value
     exists = os.path.lexists(expanded)
     if expanded == value and value.startswith("~") and not exists:
         head = value.split(os.sep, 1)[0]
         raise UserError(f"{label} {value!r}: {head} is no user's home folder on this machine; write the path out "
                         f"(./{value} for a file or folder whose name starts with ~)")
-    variable = SHELL_VARIABLE.search(expanded)
-    if variable and not exists:
+    for variable in () if exists else SHELL_VARIABLE.finditer(expanded):
+        # the part of the path that holds it: an existing folder named with a `$` is the user's
+        end = expanded.find(os.sep, variable.end())
+        part = expanded if end < 0 else expanded[:end]
+        if os.path.lexists(part):
+            continue
+        missing = "nothing of that name exists" if part == expanded else f"{part!r} does not exist"
         raise UserError(f"{label} {value!r} holds {variable[0]}, a shell variable the shell did not expand (single "
-                        f"quotes keep it as written), and nothing of that name exists; give the path with the "
+                        f"quotes keep it as written), and {missing}; give the path with the "
                         f"variable's value (the shell expands it in double quotes: \"{value}\")")
     return expanded
 
@@ -585,6 +594,9 @@ def _os_error(e: OSError) -> int:
         message = (f"cannot write {_shown(e.filename) or 'a file'} ({e.strerror}): a limit on a file's size was "
                    f"reached (the shell's `ulimit -f`, or the file system's own, such as FAT32's 4 GiB); raise the "
                    f"limit or write to another file system, and run the command again")
+    elif e.errno in IS_FOLDER and e.filename:
+        message = (f"{_shown(e.filename)} is a folder, where a file is to be written; remove or rename that folder (or "
+                   f"write elsewhere) and run the command again")
     elif e.errno in PATH_REFUSED and e.filename:
         message = f"{_shown(e.filename)}: {e.strerror}; check the path (and its permissions) and run the command again"
     else:

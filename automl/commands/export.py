@@ -61,7 +61,7 @@ def main(args) -> int:
     if recorded is not None:
         check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))
     arch = compiled.encode(arch_choices(arch_json, compiled, args.arch))
-    se = check_se(_se(args, recorded), compiled)
+    se = check_se(_se(args, recorded), compiled, arch)
     warning = params_warning(arch_json, compiled, arch, "--arch", args.arch, overrides, se=se)
     if warning is None and not args.weights:  # --weights decides the network exported (and its se)
         warning = export_note(arch_json, compiled, arch, args.arch, se)

@@ -30,6 +30,7 @@ from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
 from automl.nn.measure import count_macs
+from automl.nn.standalone import se_too_small
 from automl.nn.ensemble import member_weights
 from automl.train.data import DATASETS, eval_crop
 from automl.train.loops import nonfinite_tensors, recalibrate_bn
@@ -118,8 +119,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def check_se(se: float, compiled) -> float:
-    """The squeeze-and-excitation ratio, validated: in [0, 1), and only for chain spaces."""
+def check_se(se: float, compiled, arch=None) -> float:
+    """The squeeze-and-excitation ratio, validated: in [0, 1), only for chain spaces and, with ``arch`` (an
+    encoded architecture), large enough that timm gives each SE layer of that network at least one channel
+    (:func:`~automl.nn.standalone.se_too_small`)."""
     try:
         se = float(se)
     except (TypeError, ValueError):
@@ -129,6 +132,11 @@ def check_se(se: float, compiled) -> float:
     if se and compiled.kind != "chain":
         raise UserError(f"--se {se:g}: squeeze-and-excitation applies to MBConv blocks of chain spaces; "
                         f"{compiled.name} is a {compiled.kind} space")
+    smallest = se_too_small(compiled, se, arch) if arch is not None else None
+    if smallest is not None:
+        raise UserError(f"--se {se:g}: too small for this network: timm rounds a block's squeeze-and-excitation "
+                        f"width (its channels x {se:g}) to 0 channels, which it cannot build; the smallest ratio "
+                        f"that works here is {smallest:g} (give --se {smallest:g} or more, or 0 for none)")
     return se
 
 
@@ -145,7 +153,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
     order, or ``{decision: choice}``. The standalone model is ``model`` when given (an already trained
-    one, exported as is; not modified), else ``compiled.build_standalone(arch, se)`` with, in that order
+    one, exported as is, in float32; not modified), else ``compiled.build_standalone(arch, se)`` with, in that order
     of precedence, ``weights`` (its own state_dict), the chosen path of ``supernet_state`` (weight
     inheritance) or fresh initialisation. ``space_path`` / ``space_args`` (the ``--set`` overrides)
     are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
@@ -171,14 +179,15 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file; an earlier
     export's ``model.int8.onnx`` there is removed (:func:`~automl.export.quantize.measure_export` writes one).
     Raises :class:`~automl.errors.UserError` for bad input (before any file of an earlier export in ``out_dir``
-    is replaced or removed), ``OnnxParityError`` (unless recorded) / ``StandaloneSpecError`` / ``InheritError``
-    (internal errors) when the export would be wrong.
+    is replaced or removed; a folder there under one of those names, too), ``OnnxParityError`` (unless
+    recorded) / ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
     """
-    se = check_se(se, compiled)
     _check_onnx(onnx, opset, onnx_failure)  # before anything is written
     arch = as_arch(arch, compiled)
+    se = check_se(se, compiled, arch)
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     out_dir = writable_dir(out_dir, "export folder")
+    _check_names(out_dir, space_path if space_path is not None else _space_file(compiled))
 
     model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state, weights_source)
     recalibrated = None
@@ -207,6 +216,19 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     manifest["versions"] = _versions()
     write_manifest(out_dir, manifest)
     return manifest
+
+
+def _check_names(out_dir: Path, space) -> None:
+    """A :class:`~automl.errors.UserError` when ``out_dir`` holds a folder (not a link) under the name of a file
+    the export writes or removes there: weights, ONNX, int8 ONNX, manifest, the copy of ``space`` (its path)."""
+    names = [ONNX_NAME, SAFETENSORS_NAME, PT_NAME, MANIFEST_NAME, INT8_NAME]
+    if space and Path(space).is_file():  # _copy_space copies it
+        names.append("space" + (Path(space).suffix or ".space"))
+    for name in names:
+        path = out_dir / name
+        if path.is_dir() and not path.is_symlink():
+            raise UserError(f"{path} is a folder, where the export writes its file {name}: remove that folder, or "
+                            f"export into another folder (--out)")
 
 
 def _copy_space(manifest: dict, out_dir: Path) -> None:
@@ -284,9 +306,10 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state,
                       source: str | None = None) -> tuple[nn.Module, str]:
     """(the model to export, where its weights came from): see :func:`export_architecture`."""
     if model is not None:
-        # the caller's model is not modified; a model still carrying the training-only depthwise backward
-        # (automl.nn.depthwise) becomes a plain timm network again
-        return plain_convs(copy.deepcopy(model).cpu()), "model"
+        # the caller's model is not modified; the export is float32 (a half, bfloat16 or double model's copy
+        # converted); a model still carrying the training-only depthwise backward (automl.nn.depthwise) becomes a
+        # plain timm network again
+        return plain_convs(copy.deepcopy(model).cpu().float()), "model"
     model = compiled.build_standalone(arch, se=se)
     if weights is not None:
         try:

@@ -9,12 +9,13 @@ instead). Cell spaces build a :class:`CellNet` with the chosen ops only.
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import replace
 
 import torch
-from timm.layers import get_act_layer
-from timm.models._efficientnet_builder import decode_arch_def, efficientnet_init_weights
+from timm.layers import get_act_layer, make_divisible
+from timm.models._efficientnet_builder import decode_arch_def, efficientnet_init_weights, round_channels
 from timm.models.efficientnet import EfficientNet
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
@@ -24,7 +25,7 @@ from automl.nn.parts import FixedBlock, cell_head, cell_output, cell_preprocess,
 from automl.nn.registry import create_op, get_op
 from automl.plan import SpacePlan
 
-__all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "CellNet", "StandaloneCell"]
+__all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "se_too_small", "CellNet", "StandaloneCell"]
 
 
 def block_map(cs: SpacePlan, arch) -> list[tuple[int, int, int, int]]:
@@ -95,10 +96,59 @@ def timm_network(plan, blocks: list[list[str]]) -> nn.Module:
                         stem_kernel_size=plan.stem_kernel, act_layer=act)
 
 
+def se_too_small(cs: SpacePlan, se: float, arch=None) -> float | None:
+    """None when the squeeze-and-excitation ratio ``se`` gives every SE layer it adds at least one channel, in
+    the architecture ``arch`` or (``arch`` None) in every architecture of ``cs``; else the smallest ratio, to three
+    significant digits, that does.
+
+    ``se`` goes to the ir/ds blocks of a chain space without a ratio of their own (neither the op's ``_se`` nor
+    the stage's ``se``). timm's EfficientNet gives such a block's SE layer ``round(C * (se / e))`` channels, C its
+    expanded width ``make_divisible(in * e)`` (a ds block: its input width; e = 1) and ``in`` its input width as
+    timm rounds it (``round_channels``); 0 channels fail timm's weight initialisation (a ZeroDivisionError).
+    ``family mobilenetv3`` rounds SE widths to a multiple of 8, at least 8: never 0. Cell spaces add none."""
+    if not se or cs.kind != "chain" or cs.plan.family == "mobilenetv3":
+        return None
+    blocks = _se_blocks(cs, arch)
+    if all(round(c * (se / e)) >= 1 for c, e in blocks):
+        return None
+    # round() of a half is 0 (to even): the ratio must exceed 0.5 e / C for every block
+    bound = max(0.5 * e / c for c, e in blocks)
+    step = 10.0 ** (math.floor(math.log10(bound)) - 2)
+    ratio = (math.floor(bound / step) + 1) * step
+    while not all(round(c * (ratio / e)) >= 1 for c, e in blocks):
+        ratio += step
+    return float(f"{ratio:.3g}")
+
+
+def _se_blocks(cs: SpacePlan, arch) -> list[tuple[int, float]]:
+    """``(C, e)`` of each block of ``arch`` (None: of any architecture of ``cs``) that takes the network's SE
+    ratio: C the width its SE layer squeezes, e the ratio timm divides ``se`` by (see :func:`se_too_small`)."""
+    if arch is None:
+        layers = [(layer, op, w) for layer in cs.plan.layers for op in layer.choices if op != "skip"
+                  for w in (layer.in_widths if layer.in_width_dec is not None else (layer.in_ch,))]
+    else:
+        layers = [(layer, op, layer.in_ch) for _, _, layer, op in cs.chosen_layers(arch) if op != "skip"]
+    out = []
+    for layer, op, width in layers:
+        template = get_op(op).block_str or ""
+        if layer.se or not template.startswith(("ir_", "ds_")) or "_se" in template:
+            continue
+        args = decode_arch_def([[template.format(stride=1, out=layer.out_ch)]])[0][0]
+        in_ch = round_channels(width)
+        e = args.get("exp_ratio", 1.0)
+        out.append((make_divisible(in_ch * e) if args["block_type"] == "ir" else in_ch, e))
+    return out
+
+
 def build_standalone(cs: SpacePlan, arch, se: float = 0.0) -> nn.Module:
-    """Only the chosen ops of ``arch``: a timm EfficientNet (chain) or a :class:`CellNet` (cell)."""
+    """Only the chosen ops of ``arch``: a timm EfficientNet (chain) or a :class:`CellNet` (cell). ``ValueError``
+    for an ``se`` that gives an SE layer 0 channels (:func:`se_too_small`)."""
     if cs.kind == "chain":
         blocks, custom = _block_strings(cs, arch, se)
+        smallest = se_too_small(cs, se, arch)
+        if smallest is not None:
+            raise ValueError(f"se {se!r}: timm would round a squeeze-and-excitation layer of this network to 0 "
+                             f"channels; the smallest ratio that works is {smallest:g} (0: none)")
         model = timm_network(cs.plan, blocks)
         for s, b, layer, op in custom:  # FBNet's group-conv MBConv in place of the timm block, ``se`` as theirs
             block = chain_op(cs.plan, replace(layer, se=layer.se or se), op)

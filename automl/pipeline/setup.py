@@ -16,6 +16,7 @@ from automl.errors import RecipeError, SpaceError, UserError, format_source_erro
 from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.export.quantize import EXPORT_TIMED
+from automl.nn.standalone import se_too_small
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
 from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
@@ -81,7 +82,7 @@ def load_spaces(recipe, timed: bool = True) -> Spaces:
                        f"search.cost {shortened(cost, repr)} is not a metric of {recipe.space_path.name} (it has "
                        f"{', '.join(space.cost_table.metrics)}); a latency table comes from `automl space profile "
                        f"SPACE --out TABLE.json` and `search.cost_table: TABLE.json`")
-    check_settings(recipe, space)
+    check_settings(recipe, space, retrain)
     latency = dict(EXPORT_PROTOCOL)
     if recipe.cost_table_path is not None:
         latency = {**table_protocol(table), "clock": table_clock(table)}
@@ -147,23 +148,30 @@ def _few(names: list[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-def check_settings(recipe, space) -> None:
+def check_settings(recipe, space, retrain=None) -> None:
     """The settings that the search engine and the exporter would otherwise refuse only after the supernet was
-    trained: search.theta_min against ``space`` (the search space), retrain.se against its kind, export.opset
-    against what the installed onnx and torch export."""
+    trained: search.theta_min against ``space`` (the search space), retrain.se against the retraining space
+    (``retrain``, default ``space``), export.opset against what the installed onnx and torch export."""
     check_theta_min(recipe, space)
-    check_retrain_se(recipe, space)
+    check_retrain_se(recipe, space if retrain is None else retrain)
     check_export(recipe)
 
 
 def check_retrain_se(recipe, space) -> None:
-    """retrain.se adds squeeze-and-excitation to MBConv blocks: a chain space's only (the exporter's
-    ``check_se``, which would refuse it at the first export, after the search and a retraining)."""
+    """retrain.se adds squeeze-and-excitation to MBConv blocks: a chain space's only, at a ratio that gives each
+    SE layer of any architecture of ``space`` (the retraining space) at least one channel (the exporter's
+    ``check_se`` and timm, which would refuse it at the retraining or the first export, after the search)."""
     se = recipe.retrain.se
     if se and space.kind != "chain":
         raise _recipe_error(recipe, ("retrain", "se"),
                             f"{se:g}: squeeze-and-excitation applies to the MBConv blocks of chain spaces, and "
                             f"{space.name} is a {space.kind} space; remove retrain.se (or set it to 0)")
+    smallest = se_too_small(space, se)
+    if smallest is not None:
+        raise _recipe_error(recipe, ("retrain", "se"),
+                            f"{se:g}: too small for {space.name}: timm rounds a block's squeeze-and-excitation width "
+                            f"(its channels x {se:g}) to 0 channels, which it cannot build; the smallest ratio that "
+                            f"works for every architecture of the space is {smallest:g} (or 0 for none)")
 
 
 def _recipe_error(recipe, keys: tuple[str, ...], message: str) -> RecipeError:
