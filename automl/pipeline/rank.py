@@ -28,7 +28,7 @@ from automl.pipeline.results import (COMPUTED_ON, PARTIAL, ReportStage, build_re
                                      partial_ranking, ranking_epochs, ranking_results, read_results,
                                      recorded_retrainings, reusable_retrainings)
 from automl.pipeline.setup import recipe_costs
-from automl.pipeline.state import RunState
+from automl.pipeline.state import RunState, check_same_data
 from automl.report import results_problem, write_report
 from automl.search import supernet_methods
 from automl.train.preempt import Preemption
@@ -202,7 +202,7 @@ def rank_finished_run(run: Run) -> dict:
     plan = build_plan(r, out, run.method, spaces, costs, run.device)
     _check_finished(run, state, plan)
     _check_fits_the_space(run, state, spaces)
-    on_main(info, lambda: run.check_same_data(state, data, "automl rank"))  # it scores on D_theta: the same split
+    on_main(info, lambda: check_same_data(state, data, r, out, "automl rank"))  # it scores on D_theta: the same split
     state.stage, state.epoch, state.step = 0, 0, 0
     state.phase_seconds["ranking"] = 0.0  # the ranking section's seconds: this command's
     path, finished = out / "results.json", [0]  # finished[0]: the ranking's retrainings done so far, kept

@@ -28,11 +28,11 @@ from automl.pipeline.reuse import (check_fits, check_resumed, differences, finge
                                    weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
                                    load_spaces, recipe_costs, resolve_device, resolved)
-from automl.pipeline.state import RunState, restore_rng
+from automl.pipeline.state import RunState, check_same_data, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
-from automl.train.data import build_data, data_changes
+from automl.train.data import build_data
 from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_object, local_world_size,
                                       losses_unsaid)
 from automl.train.preempt import Preemption
@@ -694,7 +694,7 @@ class Run:
         if ckpt.get("recipe_sha256") not in self._accepted_hashes:
             on_main(self.info, lambda: self._check_same_recipe(ckpt.get("recipe_sha256")))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
-            on_main(self.info, lambda: self.check_same_data(state, data))
+            on_main(self.info, lambda: check_same_data(state, data, self.recipe, self.out))
         length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
         carried = {}
 
@@ -734,23 +734,6 @@ class Run:
                            f"{batch * started}), an epoch resumed inside does not go over the batches it skips, "
                            f"and its results differ from an uninterrupted run's; to continue it as it started, "
                            f"resume {how}")
-
-    def check_same_data(self, state: RunState, data, command: str = "--resume") -> None:
-        """Refuse to go on with training data other than the run recorded at its start (``state.data_fingerprint``;
-        a run checkpointed by an automl that did not record it goes on unchecked), saying what differs
-        (:func:`~automl.train.data.data_changes`). ``command``: what the message names as refused."""
-        if state.data_fingerprint is None or data.fingerprint is None:
-            return
-        what = data_changes(state.data_fingerprint, data.fingerprint)
-        if what is None:
-            return
-        d = self.recipe.data
-        where = f"data.root {d.root}" if d.root is not None else f"data.dataset {d.dataset}"
-        raise UserError(f"{command}: the training data of {where} is not what the run in {self.out} started on: "
-                        f"{what}. The D_W / D_theta split and data.limit_train are drawn from the numbered list of "
-                        f"training samples, so the run would go on with another split, whose D_theta holds images "
-                        f"its weights have trained on; restore the data as it was when the run started, or start a "
-                        f"new run with another --out")
 
     def _check_same_recipe(self, recorded_hash: str | None) -> None:
         """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from automl.errors import UserError
+from automl.train.data import data_changes
 
-__all__ = ["RunState", "CKPT_FORMAT", "capture_rng", "restore_rng", "asdict_shallow"]
+__all__ = ["RunState", "CKPT_FORMAT", "capture_rng", "restore_rng", "asdict_shallow", "check_same_data"]
 
 CKPT_FORMAT = 2
 
@@ -85,3 +86,20 @@ def restore_rng(st: dict[str, Any], sampler: torch.Generator, device: torch.devi
     if "cuda" in st and device.type == "cuda":
         torch.cuda.set_rng_state(st["cuda"], device)
 
+
+def check_same_data(state: RunState, data, recipe, out, command: str = "--resume") -> None:
+    """Refuse to go on with training data other than the run in ``out`` recorded at its start
+    (``state.data_fingerprint``; a run checkpointed by an automl that did not record it goes on unchecked), saying
+    what differs (:func:`~automl.train.data.data_changes`). ``command``: what the message names as refused."""
+    if state.data_fingerprint is None or data.fingerprint is None:
+        return
+    what = data_changes(state.data_fingerprint, data.fingerprint)
+    if what is None:
+        return
+    d = recipe.data
+    where = f"data.root {d.root}" if d.root is not None else f"data.dataset {d.dataset}"
+    raise UserError(f"{command}: the training data of {where} is not what the run in {out} started on: {what}. "
+                    f"The D_W / D_theta split and data.limit_train are drawn from the numbered list of training "
+                    f"samples, so the run would go on with another split, whose D_theta holds images its weights "
+                    f"have trained on; restore the data as it was when the run started, or start a new run with "
+                    f"another --out")
