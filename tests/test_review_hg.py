@@ -34,6 +34,7 @@ import _common  # noqa: E402
 import ranking  # noqa: E402
 
 from automl.errors import UserError  # noqa: E402
+from test_review_bj import fake_study  # noqa: F401  (the fixture: truth_study with its retrainings replaced)
 
 RECIPE = str(ROOT / "recipes" / "quickstart.yaml")
 
@@ -162,25 +163,6 @@ def test_an_empty_part_of_a_list_is_no_folder(monkeypatch, capsys, tmp_path, arg
 # ---- 3. a truth study's cached file of values that are no numbers ---------------------------------------------------
 
 
-class _Workspace:
-    def ranking_archs(self):
-        return ["a", "b", "c"]
-
-
-@pytest.fixture
-def fake_study(monkeypatch):
-    """truth_study with its retrainings replaced (architecture j on seed s: accuracy 0.5 + 0.1 j + 0.01 s); the
-    seeds retrained are recorded."""
-    retrained = []
-
-    def retrain(ws, arch, seed, j, epochs):
-        retrained.append(seed)
-        return {"params": 10 + j, "test_accuracy": 0.5 + 0.1 * j + 0.01 * seed, "test_loss": 1.0 - 0.1 * j}
-
-    monkeypatch.setattr(ranking, "load_recipe", lambda *a, **k: None)
-    monkeypatch.setattr(ranking, "open_workspace", lambda r: _Workspace())
-    monkeypatch.setattr(ranking, "_retrain_once", retrain)
-    return retrained
 
 
 @pytest.mark.parametrize("row, words", [
