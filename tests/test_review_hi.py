@@ -53,7 +53,8 @@ def test_a_bad_training_image_met_in_a_batch_says_to_replace_it_under_its_name_t
     bad.write_text("not an image")
     text = batch_error(tmp_path, "full")
     assert f"cannot read the image {bad}: not an image file PIL can read; replace it" in text, text
-    fix = "replace it with a readable image of its class under the same name and resume the run (--resume)"
+    fix = ("replace it with a readable image of its class under the same name and run the same command again "
+           "(automl run: with --resume)")
     assert fix in text, text
     assert "D_W / D_theta split" in text and "or remove it and start a new run" in text, text
 
@@ -76,8 +77,8 @@ def test_a_bad_test_image_met_in_a_batch_says_to_resume_the_run(tmp_path, monkey
     bad = tmp_path / "val" / "a" / "1.jpg"
     bad.write_bytes(b"")
     text = batch_error(tmp_path, "test")
-    assert f"cannot read the image {bad}: the file is empty (0 bytes); remove or replace it, then resume the run " \
-           f"(--resume)" in text, text
+    assert f"cannot read the image {bad}: the file is empty (0 bytes); remove or replace it, then run the same " \
+           f"command again (automl run: with --resume)" in text, text
     assert "same name" not in text, text  # removing a test image leaves the split as it was
 
 

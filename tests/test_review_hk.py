@@ -69,6 +69,13 @@ def test_se_too_small_names_the_smallest_ratio_for_digits(digits):
     digits.build_standalone(_zeros(digits), se=0.0313)  # the ratio it names builds
 
 
+def test_se_too_small_checks_the_ratio_the_block_strings_write(digits):
+    """The block strings write ``_se{se:g}`` (six digits), which timm builds from: 0.0312500001 is 0.03125 there."""
+    assert standalone.se_too_small(digits, 0.0312500001, _zeros(digits)) == 0.0313
+    with pytest.raises(ValueError, match="smallest ratio that works is 0.0313"):
+        digits.build_standalone(_zeros(digits), se=0.0312500001)
+
+
 def test_se_too_small_follows_timms_rounding_of_ds_and_ir_blocks(tmp_path):
     """Every architecture of a space with 8-channel ds blocks: the verdict is what building the network says."""
     path = tmp_path / "narrow.space"

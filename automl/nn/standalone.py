@@ -108,6 +108,7 @@ def se_too_small(cs: SpacePlan, se: float, arch=None) -> float | None:
     ``family mobilenetv3`` rounds SE widths to a multiple of 8, at least 8: never 0. Cell spaces add none."""
     if not se or cs.kind != "chain" or cs.plan.family == "mobilenetv3":
         return None
+    se = float(f"{se:g}")  # the ratio as the block strings write it (``_se{se:g}``), which timm builds from
     blocks = _se_blocks(cs, arch)
     if all(round(c * (se / e)) >= 1 for c, e in blocks):
         return None

@@ -292,6 +292,10 @@ class _SeededItems(torch.utils.data.Dataset):
             return self.dataset[index]
 
 
+# what to do after fixing an image met in a batch: a run goes on from its checkpoint, automl rank and export start over
+_AGAIN = "run the same command again (automl run: with --resume)"
+
+
 class _BadImage:
     """What :func:`_read_image` returns for a file it cannot decode: the batch that holds it becomes this
     object (:func:`_collate`), and :meth:`FolderLoader.epoch` raises it as a :class:`DataError` in the main
@@ -308,14 +312,14 @@ class _BadImage:
         would draw another split, whose D_theta holds images the weights have trained on, so the fix for it is a
         readable copy under the same name."""
         if self.denied:
-            fix = _make_readable(self.path) + (", then resume the run (--resume)" if in_batch else "")
+            fix = _make_readable(self.path) + (f", then {_AGAIN}" if in_batch else "")
             return DataError(f"cannot read the image {self.path}: {_DENIED_FILE}; {fix}")
         if in_batch and training:
             return DataError(f"cannot read the image {self.path}: {self.reason}; replace it with a readable image of "
-                             f"its class under the same name and resume the run (--resume), or remove it and start "
-                             f"a new run: the D_W / D_theta split is drawn from the list of training images, so a "
-                             f"run resumed without it would search on images its weights trained on ({_IMAGE_RULE})")
-        then = ", then resume the run (--resume)" if in_batch else ""
+                             f"its class under the same name and {_AGAIN}, or remove it and start a new run: the "
+                             f"D_W / D_theta split is drawn from the list of training images, so a run resumed "
+                             f"without it would search on images its weights trained on ({_IMAGE_RULE})")
+        then = f", then {_AGAIN}" if in_batch else ""
         return DataError(f"cannot read the image {self.path}: {self.reason}; remove or replace it{then} "
                          f"({_IMAGE_RULE})")
 
@@ -479,9 +483,9 @@ class FolderLoader(Loader):
     images of an epoch, or of its rest after ``start`` batches, do not depend on the workers or on what ran
     before; the DataLoader's own seed comes from a private generator, not the process's. A file that is not a
     readable image raises a :class:`DataError` naming it when its batch comes up, with or without workers (said by
-    the torchrun rank that meets it), which says to fix it and resume the run, for a training image by a readable
-    copy under its name (:meth:`_BadImage.error`); :func:`build_data` decodes the images of a small folder, and a
-    sample of a larger one's, before that (:func:`_check_images`)."""
+    the torchrun rank that meets it), which says to fix it and run the command again (a run: --resume), a training
+    image by a readable copy under its name (:meth:`_BadImage.error`); :func:`build_data` decodes the images of a
+    small folder, and a sample of a larger one's, before that (:func:`_check_images`)."""
 
     def __init__(self, name: str, dataset, indices: torch.Tensor, batch_size: int, seed: int, shuffle: bool,
                  device: torch.device, workers: int, rank: int = 0, world_size: int = 1):
