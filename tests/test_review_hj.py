@@ -239,3 +239,28 @@ def test_digits_and_synthetic_have_a_constant_fingerprint():
     for cfg in (DataConfig(dataset="digits"), DataConfig(dataset="synthetic")):
         a, b = (build_data(cfg, ".", 0, "cpu").fingerprint for _ in range(2))
         assert a == b and a["train"]["count"] > 0
+
+
+def test_a_supernet_trained_on_other_data_is_refused_or_forced(folder, tmp_path, capsys):
+    """--supernet A on training data that changed since A trained: the new run's D_theta would hold images A's
+    weights trained on. Refused before anything is written; with --supernet-force a warning and results.json's
+    supernet origin say so."""
+    data, overrides = folder
+    first = tmp_path / "first"
+    run(overrides, first)
+    save_image(data / "train" / "a" / "extra.png")
+    capsys.readouterr()
+    code = main(["run", QUICK, *overrides, "--out", str(tmp_path / "second"), "--supernet", str(first)])
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    assert code == 2 and "Traceback" not in text, text
+    assert f"--supernet {first}: its supernet was trained on other training data than this run's" in text, text
+    assert "now 21 images in 2 classes" in text and "--supernet-force" in text, text
+    assert not (tmp_path / "second").exists(), list((tmp_path / "second").iterdir())
+    code = main(["run", QUICK, *overrides, "--out", str(tmp_path / "forced"), "--supernet", str(first),
+                 "--supernet-force"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "warning: --supernet-force" in captured.out + captured.err
+    origin = json.loads((tmp_path / "forced" / "results.json").read_text())["supernet"]
+    assert origin["forced"] and any(d.startswith("training data: ") for d in origin["differs"]), origin

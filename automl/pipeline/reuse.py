@@ -29,11 +29,11 @@ from automl.pipeline.state import CKPT_FORMAT, RunState
 from automl.recipe import ADDED_KEYS, DATASETS_READING
 from automl.search import supernet_methods
 from automl.train.checkpoint import CheckpointStore
-from automl.train.data import NATIVE_SIZE, split_seed
+from automl.train.data import NATIVE_SIZE, data_changes, split_seed
 
 __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS", "ROOT_ONLY_LOCATES",
            "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences",
-           "check_fits", "check_resumed"]
+           "check_fits", "check_resumed", "on_data"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
@@ -199,6 +199,7 @@ class Reused(NamedTuple):
     origin: dict[str, Any]        # for results.json: {from, fingerprint, forced, differs}
     differs: list[str]
     fingerprint: dict[str, Any]   # what trained the weights (the reusing run's checkpoint records it)
+    data: dict[str, Any] | None = None  # the training data it started on (its Data.fingerprint; None: not recorded)
 
 
 def _trained_with(ckpt: dict, run_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -323,7 +324,22 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
                         f"recipe.resolved.yaml), or pass --supernet-force to use the supernet anyway")
     origin = {"from": str(Path(run_dir).absolute()), "fingerprint": fingerprint_digest(theirs),
               "forced": bool(diff), "differs": diff}
-    return Reused(ckpt["supernet"], origin, diff, theirs)
+    return Reused(ckpt["supernet"], origin, diff, theirs, ckpt.get("data_fingerprint"))
+
+
+def on_data(reused: Reused, ours: dict | None, run_dir: Path, force: bool) -> Reused:
+    """``reused`` for a run on the training data ``ours`` (its ``Data.fingerprint``): the supernet's own (or one
+    not recorded) as it is; other data (a run's split is drawn from the list of training samples, so its D_theta
+    would hold images the weights trained on) refused, or with ``force`` a line among the settings that differ."""
+    changed = data_changes(reused.data, ours) if reused.data is not None and ours is not None else None
+    if changed is None:
+        return reused
+    if not force:
+        raise UserError(f"--supernet {run_dir}: its supernet was trained on other training data than this run's: "
+                        f"{changed}; this run's D_theta would hold images those weights trained on. Use the data "
+                        f"that run trained on, or pass --supernet-force to use the supernet anyway")
+    differs = [*reused.differs, f"training data: {changed}"]
+    return reused._replace(differs=differs, origin={**reused.origin, "forced": True, "differs": differs})
 
 
 def _shapes(space, members: int) -> dict[str, tuple[int, ...]]:
@@ -388,7 +404,8 @@ class ReusedWeightsStage:
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         # read (and checked) once at start-up by a new run; a resumed run reads it here
-        reused = ctx.reused or load_supernet(self.run_dir, state.weights_fingerprint, self.force, ctx.spaces.path)
+        reused = ctx.reused or on_data(load_supernet(self.run_dir, state.weights_fingerprint, self.force,
+                                                     ctx.spaces.path), ctx.data.fingerprint, self.run_dir, self.force)
         if ctx.reused is None:
             check_fits(self.run_dir, reused.weights, ctx.spaces.search, ctx.spaces.search_args, self.members,
                        reused.differs)

@@ -25,7 +25,7 @@ from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over, device_record, read_results
 from automl.pipeline.search_stages import SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
-                                   weights_fingerprint)
+                                   on_data, weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
                                    load_spaces, recipe_costs, resolve_device, resolved)
 from automl.pipeline.state import RunState, check_same_data, restore_rng
@@ -793,6 +793,8 @@ class Run:
             if self._prepare_out():  # a --resume that starts afresh: checked as a new run's
                 self._check_supernet()
             spaces, data, threads = self.start_up()
+            if self._reused is not None:  # a new run's supernet: trained on this data (its split is drawn from it)
+                self._reused = on_data(self._reused, data.fingerprint, Path(r.supernet), r.supernet_force)
             costs = recipe_costs(r, spaces.search)
             check_budgets(r, spaces.search, self.reporter.info, costs)
             plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
