@@ -168,6 +168,13 @@ def _uniform_shape(n, D: int) -> tuple[int, int]:
     return n, D
 
 
+def _last_positive(theta: torch.Tensor) -> torch.Tensor:
+    """``(N, D)``: the last choice of each decision with θ > 0 (K_d - 1 unless its θ is 0, as it may be with
+    ``theta_min=0``; a choice of θ 0 is never drawn, since its cumsum equals the one before it)."""
+    index = torch.arange(theta.shape[-1], device=theta.device)
+    return torch.where(theta > 0, index, 0).amax(-1)
+
+
 class MultiEpsilonSearch(Searcher):
     """Importance-sampled multi-epsilon ASNG: N architectures of different complexity from one search.
 
@@ -386,9 +393,9 @@ class MultiEpsilonSearch(Searcher):
         if self.device.type != "cpu":  # non_blocking: a blocking host-to-device copy waits for the stream
             comp, u = comp.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
         # Inverse-CDF sampling of every decision at once: k = #{j : cumsum_j <= u} (searchsorted with
-        # right=True); the clamp keeps k < K_d when rounding leaves the cumulative sum a hair below u.
+        # right=True); the clamp keeps k on a choice of θ > 0 when rounding leaves the cumsum a hair below u.
         cum = self._theta.cumsum(-1)[comp]
-        out = torch.searchsorted(cum, u, right=True).squeeze(-1).minimum(self._inputs.kminus1)
+        out = torch.searchsorted(cum, u, right=True).squeeze(-1).minimum(_last_positive(self._theta)[comp])
         self._last_ask = out
         return out
 
