@@ -168,11 +168,13 @@ def _uniform_shape(n, D: int) -> tuple[int, int]:
     return n, D
 
 
-def _last_positive(theta: torch.Tensor) -> torch.Tensor:
-    """``(N, D)``: the last choice of each decision with θ > 0 (K_d - 1 unless its θ is 0, as it may be with
-    ``theta_min=0``; a choice of θ 0 is never drawn, since its cumsum equals the one before it)."""
-    index = torch.arange(theta.shape[-1], device=theta.device)
-    return torch.where(theta > 0, index, 0).amax(-1)
+def _inverse_cdf(cum: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """``k = #{j : cum_j <= u}`` per row (searchsorted with right=True): the choice a uniform draw ``u`` picks from
+    cumulative probabilities ``cum``; a choice of θ 0 is never drawn (its cumsum equals the one before it). Where
+    rounding leaves a row's sum a hair below ``u``, ``u`` is taken just below the sum: ``k`` is then the last choice
+    of θ > 0, never a padded column or a K_d - 1 of θ 0."""
+    u = torch.minimum(u, torch.nextafter(cum[..., -1:], cum.new_zeros(())))
+    return torch.searchsorted(cum, u, right=True).squeeze(-1)
 
 
 class MultiEpsilonSearch(Searcher):
@@ -392,10 +394,9 @@ class MultiEpsilonSearch(Searcher):
         u = torch.rand(comp.shape[0], D, 1, generator=self._generator, dtype=self.dtype)
         if self.device.type != "cpu":  # non_blocking: a blocking host-to-device copy waits for the stream
             comp, u = comp.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
-        # Inverse-CDF sampling of every decision at once: k = #{j : cumsum_j <= u} (searchsorted with
-        # right=True); the clamp keeps k on a choice of θ > 0 when rounding leaves the cumsum a hair below u.
+        # Inverse-CDF sampling of every decision at once (:func:`_inverse_cdf`)
         cum = self._theta.cumsum(-1)[comp]
-        out = torch.searchsorted(cum, u, right=True).squeeze(-1).minimum(_last_positive(self._theta)[comp])
+        out = _inverse_cdf(cum, u)
         self._last_ask = out
         return out
 
