@@ -100,6 +100,7 @@ def test_internals_state_row_names_every_checkpoint_field():
             "archs": "archs", "results": "results", "phase_seconds": "phase seconds", "supernet": "supernet weights",
             "member_supernets": "member supernets", "supernet_origin": "and origin",
             "weights_fingerprint": "weights fingerprint", "data_fingerprint": "data fingerprint",
+            "weights_data": "the data a reused supernet trained on",
             "final_epsilons": "adapted ε", "bad_steps": "skipped steps",
             "rng": "RNG", "metrics_bytes": "metrics length", "world_size": "the processes", "threads": "threads",
             "device": "device", "inner": "`inner`"}

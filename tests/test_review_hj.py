@@ -264,3 +264,22 @@ def test_a_supernet_trained_on_other_data_is_refused_or_forced(folder, tmp_path,
     assert "warning: --supernet-force" in captured.out + captured.err
     origin = json.loads((tmp_path / "forced" / "results.json").read_text())["supernet"]
     assert origin["forced"] and any(d.startswith("training data: ") for d in origin["differs"]), origin
+
+
+def test_a_chain_of_reuses_compares_the_data_the_weights_trained_on(folder, tmp_path, capsys):
+    """A trains on 20 images; B reuses A's supernet on 21 (forced); C reuses B's: its weights trained on A's 20, so
+    C on 21 is refused (was accepted: B's own data was taken for the weights'), C on A's 20 accepted (was refused)."""
+    data, overrides = folder
+    first, second = tmp_path / "A", tmp_path / "B"
+    run(overrides, first)
+    extra = data / "train" / "a" / "extra.png"
+    save_image(extra)
+    assert main(["run", QUICK, *overrides, "--out", str(second), "--supernet", str(first), "--supernet-force"]) == 0
+    capsys.readouterr()
+    code = main(["run", QUICK, *overrides, "--out", str(tmp_path / "C1"), "--supernet", str(second)])
+    text = "".join(capsys.readouterr())
+    assert code == 2 and "trained on other training data" in text and "now 21 images" in text, text
+    extra.unlink()  # back to the data A's weights trained on
+    code = main(["run", QUICK, *overrides, "--out", str(tmp_path / "C2"), "--supernet", str(second)])
+    text = "".join(capsys.readouterr())
+    assert code == 0, text

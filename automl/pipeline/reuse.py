@@ -324,7 +324,14 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
                         f"recipe.resolved.yaml), or pass --supernet-force to use the supernet anyway")
     origin = {"from": str(Path(run_dir).absolute()), "fingerprint": fingerprint_digest(theirs),
               "forced": bool(diff), "differs": diff}
-    return Reused(ckpt["supernet"], origin, diff, theirs, ckpt.get("data_fingerprint"))
+    return Reused(ckpt["supernet"], origin, diff, theirs, _weights_data(ckpt))
+
+
+def _weights_data(ckpt: dict) -> dict[str, Any] | None:
+    """The training data a checkpoint's supernet was trained on: the run's own (``data_fingerprint``), or for a run
+    that reused another's supernet what that one recorded (``weights_data``); None where it is not recorded."""
+    reused = ckpt.get("weights_data")
+    return ckpt.get("data_fingerprint") if reused is None else reused or None
 
 
 def on_data(reused: Reused, ours: dict | None, run_dir: Path, force: bool) -> Reused:
@@ -416,4 +423,5 @@ class ReusedWeightsStage:
         # the checkpoint records what trained the weights: a run reusing this one compares against that
         state.supernet, state.supernet_origin = reused.weights, reused.origin
         state.weights_fingerprint = reused.fingerprint
+        state.weights_data = reused.data if reused.data is not None else {}  # a run reusing this one compares it
         ctx.keeper.save(idx + 1, 0)

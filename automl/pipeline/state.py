@@ -43,6 +43,7 @@ class RunState:
     threads: int | None = None                               # the intra-op threads it started with (None: same)
     device: str | None = None                                # what it computed on: device_record's (None: not recorded)
     data_fingerprint: dict[str, Any] | None = None           # its training data at its start (None: not recorded)
+    weights_data: dict[str, Any] | None = None               # a reused supernet's data (None: its own; {}: unknown)
     inner: dict[str, Any] = field(default_factory=dict)
 
     @property
