@@ -148,24 +148,25 @@ def read_results(path: Path) -> dict:
     checkpoint. One that is there but cannot be read is no damaged file, and is not written anew: a user error
     (:func:`_unreadable`) that names it and says how to fix it (a folder, a link to nothing or a loop of links, a
     pipe, socket or device, a file the user may not read)."""
-    problem = _unreadable(path)
+    again = "and run the same command again"
+    problem = path_problem(path)  # a loop of links, a link to nothing, a pipe, socket or device: before any read
     if problem:
-        raise UserError(problem)
+        raise UserError(f"{path} {problem}; the run's results.json must be a regular file: move {path} away "
+                        f"(automl then writes a new one from the run's last checkpoint) {again}")
     try:
         results = json.loads(read_utf8_text(path, "results.json"))
     except (UnreadableText, OSError, ValueError, RecursionError):  # RecursionError: nested too deep to parse
+        problem = _unreadable(path, again)
+        if problem:
+            raise UserError(problem) from None
         return {}
     return results if isinstance(results, dict) and not _deeper(results, MAX_RESULTS_DEPTH) else {}
 
 
-def _unreadable(path: Path) -> str | None:
-    """Why the run's results.json ``path`` is there but cannot be read, as a user error's message (one line:
-    the file, why, and the fix, then the same command again); None when it can be read or is not there."""
-    again = "and run the same command again"
-    problem = path_problem(path)  # a loop of links, a link to nothing, a pipe, socket or device
-    if problem:
-        return (f"{path} {problem}; the run's results.json must be a regular file: move {path} away (automl then "
-                f"writes a new one from the run's last checkpoint) {again}")
+def _unreadable(path: Path, again: str) -> str | None:
+    """Why the run's results.json ``path``, which could not be read, is there but cannot be opened, as a user
+    error's message (one line: the file, why, and the fix, then ``again``); None when it is not there, or opens
+    (damaged, then)."""
     if path.is_dir():
         return (f"{path} is a folder, not the run's results.json file: move it away (automl then writes a new "
                 f"results.json from the run's last checkpoint) {again}")
