@@ -179,12 +179,6 @@ class StudyRow(Fields):  # an architecture of a truth study's file (truth_study)
     test_loss: float
 
 
-def recorded_truth(run_dir: Path, k: int) -> tuple[list[float], list[list[str]], int]:
-    """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``): minus the
-    mean test loss of each of its K architectures over its S retrainings, their choices, and S."""
-    return truth_of(checked_truth(run_dir, k))
-
-
 def checked_truth(run_dir: Path, k: int) -> dict:
     """The ranking of a --truth run's results.json, read once and checked (:class:`RecordedRanking`, K
     architectures, retrained): one that is not is one line naming it, exit 2."""
@@ -205,7 +199,9 @@ def checked_truth(run_dir: Path, k: int) -> dict:
 
 
 def truth_of(rk: dict) -> tuple[list[float], list[list[str]], int]:
-    """:func:`recorded_truth` of a ranking :func:`checked_truth` returned."""
+    """The truth a finished ranking recorded (``automl run ... ranking.seeds=S`` or ``automl rank``), from the
+    ranking :func:`checked_truth` returned: minus the mean test loss of each of its K architectures over its S
+    retrainings, their choices, and S."""
     return [-measured(e["test_loss"]) for e in rk["archs"]], [e["choices"] for e in rk["archs"]], int(rk["seeds"])
 
 

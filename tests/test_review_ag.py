@@ -145,7 +145,7 @@ def test_ranking_refuses_a_truth_run_without_a_retrained_ranking(no_runs, tmp_pa
 def test_ranking_reads_a_retrained_truth(tmp_path):
     archs = [{"choices": [str(j)], "test_loss": 1.0 + j, "params": 5} for j in range(3)]
     run = _finished_run(tmp_path / "run", {"archs": archs, "seeds": 4, "retrain_epochs": 25})
-    assert ranking.recorded_truth(run, 3) == ([-1.0, -2.0, -3.0], [["0"], ["1"], ["2"]], 4)
+    assert ranking.truth_of(ranking.checked_truth(run, 3)) == ([-1.0, -2.0, -3.0], [["0"], ["1"], ["2"]], 4)
 
 
 # ---------------------------------------------------------------------------------------- family_budgets.py

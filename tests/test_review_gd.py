@@ -160,7 +160,7 @@ def test_ranking_names_a_damaged_truth_run(monkeypatch, capsys, tmp_path, sectio
 def test_a_truth_of_a_non_finite_loss_is_nan(tmp_path):
     """results.json records a non-finite test loss as null (strict JSON): read as NaN (was: TypeError)."""
     truth = _truth_run(tmp_path / "truth", _truth_section(test_loss=None))
-    t, choices, seeds = ranking.recorded_truth(truth, 3)
+    t, choices, seeds = ranking.truth_of(ranking.checked_truth(truth, 3))
     assert all(x != x for x in t) and choices == [["0"], ["1"], ["2"]] and seeds == 2
 
 
