@@ -36,6 +36,7 @@ if str(BENCH) not in sys.path:
 
 import _common  # noqa: E402
 import ranking  # noqa: E402
+from test_review_fk import _gone  # noqa: E402
 
 # a run going on, in a session of its own as run_child starts it: it writes its pid to READY once its SIGINT
 # handler is set, and appends a line to GOT at each SIGINT. "quick" then exits 130 at once (automl run after its
@@ -115,14 +116,6 @@ def _main(capsys, tmp_path) -> tuple[int, list[str]]:
     with pytest.raises(SystemExit) as e:
         ranking.run_main(ranking.main, ["--out", str(tmp_path / "rk"), *ARGV])
     return e.value.code, capsys.readouterr().err.strip().splitlines()
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 STOPPED = "ranking.py: stopped by Ctrl-C (SIGINT): what it had not printed was not measured"
