@@ -30,6 +30,7 @@ import re
 import sys
 import tempfile
 import traceback
+from pathlib import Path
 
 try:
     import fcntl
@@ -55,6 +56,8 @@ FILE_TOO_LARGE = (errno.EFBIG,)
 PATH_REFUSED = (errno.ENAMETOOLONG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ELOOP)
 # a folder where a file is to be written (or removed): the user's
 IS_FOLDER = (errno.EISDIR,)
+# a file where a folder is to be made (mkdir of an existing file), or a file on the way to a path: the user's
+IS_FILE = (errno.EEXIST, errno.ENOTDIR)
 # the arguments that name a file or folder to read, by verb: (attribute, name in messages, what to give, an
 # example); an empty one (`"$SPACE"` with SPACE unset) would be read as the current folder ('' is '.' to
 # pathlib). An empty --out is each command's own check (its message says what it writes).
@@ -599,11 +602,26 @@ def _os_error(e: OSError) -> int:
                    f"write elsewhere) and run the command again")
     elif e.errno in PATH_REFUSED and e.filename:
         message = f"{_shown(e.filename)}: {e.strerror}; check the path (and its permissions) and run the command again"
+    elif e.errno in IS_FILE and _file_on_the_way(e.filename):
+        message = (f"{_shown(_file_on_the_way(e.filename))} is a file, where a folder is to be made; remove or rename "
+                   f"that file (or write elsewhere) and run the command again")
     else:
         return _internal_error()
     if _rank_zero():
         _say(f"automl: {message}")
     return 2
+
+
+def _file_on_the_way(filename) -> str | None:
+    """The first part of the path ``filename`` (itself included) that is there and is not a folder, where a folder
+    was to be: what ``mkdir`` (EEXIST) or a path through a file (ENOTDIR) stopped on; None when there is none."""
+    if not isinstance(filename, (str, bytes)) or not filename:
+        return None
+    path = Path(os.fsdecode(filename))
+    for part in (*reversed(path.parents), path):
+        if os.path.lexists(part) and not part.is_dir():
+            return str(part)
+    return None
 
 
 def _shown(filename) -> str:

@@ -1,0 +1,54 @@
+"""Review HS: a file where a folder is to be made (``mkdir`` of an existing file, a path through a file) is the
+user's, named with the file to move away; exit 2, not an internal error."""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import pytest
+
+from automl._io import make_folder
+from automl.cli import main
+from automl.commands import space as space_command
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = str(ROOT / "spaces" / "digits.space")
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("below", ["", "sub", "sub/deeper"])
+def test_a_file_where_a_folder_is_to_be_is_named(monkeypatch, capsys, tmp_path, below):
+    """A run folder whose ``export`` (say) is a file: ``make_folder`` stops with EEXIST (the file itself) or
+    ENOTDIR (a folder below it); both were an internal error with a traceback."""
+    (tmp_path / "export").write_text("not a folder")
+    target = tmp_path / "export" / below if below else tmp_path / "export"
+    monkeypatch.setattr(space_command, "main", lambda args: make_folder(target))
+    code, err = _cli(capsys, "space", "check", DIGITS)
+    assert code == 2, err
+    assert "Traceback" not in err and "internal error" not in err, err
+    assert err.count(f"{tmp_path / 'export'} is a file, where a folder is to be made; remove or rename") == 1, err
+
+
+def test_an_exists_error_on_a_folder_stays_internal(monkeypatch, capsys, tmp_path):
+    """EEXIST for what is a folder is no file in the way: our own bug (an O_EXCL create, say), exit 1."""
+    def exists(args):
+        raise FileExistsError(errno.EEXIST, "File exists", str(tmp_path))
+
+    monkeypatch.setattr(space_command, "main", exists)
+    code, err = _cli(capsys, "space", "check", DIGITS)
+    assert code == 1 and "internal error" in err, err
+
+
+def test_a_link_to_a_folder_on_the_way_is_no_file(monkeypatch, capsys, tmp_path):
+    """A link to a folder is a folder on the way: the file named is the one below it."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "f").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.setattr(space_command, "main", lambda args: make_folder(tmp_path / "link" / "f" / "sub"))
+    code, err = _cli(capsys, "space", "check", DIGITS)
+    assert code == 2 and f"{tmp_path / 'link' / 'f'} is a file, where a folder" in err, err
