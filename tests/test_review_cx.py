@@ -177,12 +177,13 @@ def test_automl_rank_with_other_settings_says_it_replaces_the_earlier_ranking(tm
     assert same.returncode == 0 and "replaces" not in same.stdout
 
 
-@pytest.mark.heavy  # a run, then automl rank: 5 s (and the run fixture, 7 s)
-def test_automl_rank_says_it_writes_a_damaged_results_json_anew(tmp_path, finished):
+@pytest.mark.heavy  # a run, then automl rank: 5 s each (and the run fixture, 7 s)
+@pytest.mark.parametrize("text", ['{"architectures": [', "{}", "[1, 2]"])  # cut short; empty (not damaged); a list
+def test_automl_rank_says_it_writes_a_damaged_results_json_anew(tmp_path, finished, text):
     run = _copy(finished, tmp_path / "run")
-    (run / "results.json").write_text('{"architectures": [')  # cut short
+    (run / "results.json").write_text(text)
     p = _rank(run, "--archs", "3", "--retrain-epochs", "0")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert (f"{run / 'results.json'} is not a JSON object automl can read (damaged: cut short, not UTF-8, or nested "
-            f"too deeply): automl rank writes it anew from the run's last checkpoint") in p.stdout
+    assert (f"{run / 'results.json'} holds no results automl can read (empty, cut short, edited, not UTF-8, or "
+            f"nested too deeply): automl rank writes it anew from the run's last checkpoint") in p.stdout
     assert json.loads((run / "results.json").read_text())["architectures"]

@@ -96,9 +96,9 @@ def _say_replaced(results: dict, recipe, path: Path) -> None:
     """Before any work: that this command replaces the ranking section ``results`` (``path``) holds, when that one
     was measured with other settings (its own τ is then gone from the file; the retrainings of the same
     architectures, epochs and seeds are reused, the others dropped), so that a user who wants both keeps a copy;
-    and that a ``path`` that is not a JSON object is written anew."""
+    and that a ``path`` that holds no results (``{}``, no JSON object, or one too deep) is written anew."""
     if not results and path.exists():
-        print(f"{path} is not a JSON object automl can read (damaged: cut short, not UTF-8, or nested too deeply): "
+        print(f"{path} holds no results automl can read (empty, cut short, edited, not UTF-8, or nested too deeply): "
               f"automl rank writes it anew from the run's last checkpoint", flush=True)
     old = results.get("ranking")
     if not isinstance(old, dict) or ranking_problem(old) is not None:
