@@ -671,7 +671,7 @@ def plot_pareto(results: dict) -> bytes:
         ax.text(0.5, 0.5, "no architecture has a test accuracy", transform=ax.transAxes, ha="center",
                 va="center", color="tab:gray")
     labels = [ax.annotate(", ".join(_label(archs[i], i, results) for i in net), (x, y),
-                          textcoords="offset points", xytext=_LABEL_OFFSET, fontsize=9)
+                          textcoords="offset points", xytext=_LABEL_OFFSET, fontsize=9, in_layout=False)
               for net, x, y in zip(shown, xs, ys)]
     # budgets are in the units of the x axis, the search's cost; one line for members that share one
     for b in sorted({a["budget"] for a in archs if a.get("budget") is not None} if budgeted else ()):
@@ -820,19 +820,37 @@ def _overlap(a, b) -> bool:
     return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
 
 
+def _side(fig, ax, label) -> None:
+    """Put ``label`` right of its point, or left of it where it would cross the axes' right edge and crosses less
+    of their left edge there: the rightmost point's label (``ε=0, ε=0.125, ε=0.25`` for members that are one
+    network) stays inside the plot, which the labels take no room from (``in_layout=False``)."""
+    renderer = fig.canvas.get_renderer()
+    label.set_horizontalalignment("left")
+    label.set_position(_LABEL_OFFSET)
+    over_right = label.get_window_extent(renderer).x1 - ax.bbox.x1
+    if over_right <= 0:
+        return
+    label.set_horizontalalignment("right")
+    label.set_position((-_LABEL_OFFSET[0], _LABEL_OFFSET[1]))
+    if ax.bbox.x0 - label.get_window_extent(renderer).x0 >= over_right:
+        label.set_horizontalalignment("left")
+        label.set_position(_LABEL_OFFSET)
+
+
 def _unstack(fig, labels: list) -> None:
     """Move labels that would cover one another up, each above the last, from the lowest point up: members of one
     architecture with different weights (several ε, or budgets, that found it) sit at one cost, at nearby
-    accuracies; their labels were drawn over one another, unreadable."""
+    accuracies; their labels were drawn over one another, unreadable. Each is first put on its side of its point
+    (:func:`_side`)."""
     renderer, placed = fig.canvas.get_renderer(), []
     for label in labels:  # each at its offset first: _png may lay the figure out again
-        label.set_position(_LABEL_OFFSET)
+        _side(fig, label.axes, label)
     for label in sorted(labels, key=lambda t: (t.xy[1], t.xy[0])):
         box, shift = label.get_window_extent(renderer), 0.0
         while any(_overlap(box.translated(0, shift), b) for b in placed):
             shift += box.height + 1
         if shift:
-            label.set_position((_LABEL_OFFSET[0], _LABEL_OFFSET[1] + shift * 72 / fig.dpi))
+            label.set_position((label.get_position()[0], _LABEL_OFFSET[1] + shift * 72 / fig.dpi))
         placed.append(box.translated(0, shift))
 
 
@@ -856,6 +874,12 @@ def _headroom(fig, ax, labels: list, most: float) -> bool:
 
 
 def _png(fig, ax, labels: list = ()) -> bytes:
+    """The figure as PNG bytes, laid out with its ``labels`` (pareto.png's) placed. Axes ticks are written in full,
+    never as an offset in the corner: test accuracies 76.512 % and 76.514 % (a 50,000-image test set) are ticked
+    76.512 to 76.514, not 0.000 to 0.002 under "+7.651e1"."""
+    for axis in (ax.xaxis, ax.yaxis):
+        if hasattr(axis.get_major_formatter(), "set_useOffset"):  # a ScalarFormatter (not the count axis')
+            axis.get_major_formatter().set_useOffset(False)
     ax.grid(alpha=0.3)
     low, high = ax.get_ylim()
     for tries in range(5):  # the layout again after the y axis was raised: the tick labels may have changed
