@@ -23,6 +23,7 @@ Every mistake is a :class:`~automl.errors.RecipeError` naming the file, the dott
 
 from __future__ import annotations
 
+import copy
 import datetime
 import decimal
 import difflib
@@ -1195,6 +1196,7 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
         _logger.warning(warning)
     _cutout_fits(d, filename, node, applied)
     _resized_fit(d, filename, node, applied)
+    _split_fits(d, filename, node, applied)
     _names_fit(recipe, filename, node, applied)
 
 
@@ -1241,6 +1243,45 @@ def _names_fit(recipe: Recipe, filename: str, node, applied) -> None:
         if len(os.fsencode(value)) >= MAX_PATH_BYTES:
             _refuse(keys, f"this path is {len(os.fsencode(value)):,} bytes long, more than file systems take (Linux's "
                     f"{MAX_PATH_BYTES:,}, with its end); check the path", filename, node, applied)
+
+
+# digits' images kept for testing (automl/train/data.py takes it from here), the rest being the training set
+DIGITS_TEST_IMAGES = 360
+
+
+def _training_items(d: DataConfig) -> tuple[int, str] | None:
+    """How many training items the run splits into D_W and D_theta, and the key that sets that number, for the
+    datasets whose size is known without reading them (digits, synthetic); None for the others."""
+    if d.dataset == "digits":
+        n, key = DIGITS_IMAGES - DIGITS_TEST_IMAGES, "data.limit_train"
+    elif d.dataset == "synthetic":
+        n, key = d.synthetic.num_train, "data.synthetic.num_train"
+    else:
+        return None
+    if d.limit_train is not None and d.limit_train < n:
+        return d.limit_train, "data.limit_train"
+    return n, key
+
+
+def _split_fits(d: DataConfig, filename: str, node, applied) -> None:
+    """Refuse a split of the training set that leaves D_W or D_theta no item, where the set's size is known here
+    (:func:`_training_items`): fewer than 2 items, or a data.theta_split count not below their number. The data's
+    own check (automl/train/data.py) would refuse it when the run loads the data, naming no file or line."""
+    known = _training_items(d)
+    if known is None:
+        return
+    n, key = known
+    if n < 2:
+        keys = tuple(key.split("."))
+        _refuse(keys, f"{n}: the {d.dataset} training set would have {n} item, too few to split into D_W and "
+                f"D_theta (data.theta_split needs at least 2 training items); set {key} to 2 or more",
+                filename, node, applied)
+    if isinstance(d.theta_split, int) and d.theta_split >= n:
+        keys = [("data", "theta_split")] + ([tuple(key.split("."))] if key != "data.limit_train" or
+                                            d.limit_train is not None else [])
+        _refuse_either(keys, f"data.theta_split ({d.theta_split}) holds out {d.theta_split} of the {n:,} items of the "
+                       f"{d.dataset} training set, leaving none for D_W; use a fraction such as 0.5, or a count "
+                       f"below {n}", filename, node, applied)
 
 
 # the images of the datasets held in memory as one tensor, which data.image_size resizes whole when the run starts:
@@ -1949,12 +1990,26 @@ def file_line(recipe: Recipe, path: tuple[str, ...]) -> int | None:
     except (OSError, UnicodeDecodeError, yaml.YAMLError):  # the file changed since it was loaded
         return None
     ours: Any = recipe.model_dump()
+    theirs = _as_read(data, recipe.base_dir)
     for k in path:
         data = data.get(k) if isinstance(data, dict) else None
         ours = ours.get(k) if isinstance(ours, dict) else None
+        theirs = theirs.get(k) if isinstance(theirs, dict) else None
     if tuple(path) in PATH_KEYS and isinstance(data, str) and data:  # the file's relative to it, the recipe's resolved
         data = str(_resolve(data, recipe.base_dir))
-    return _line_of(node, path) if data is not None and data == ours else None
+    same = data == ours or (theirs is not None and theirs == ours)
+    return _line_of(node, path) if data is not None and same else None
+
+
+def _as_read(data: Any, base: Path) -> dict | None:
+    """The file's own settings (``data``, as YAML reads them) as a recipe holds them (budgets of 80k as 80000.0, a
+    section with its defaults), or None when they are no valid recipe on their own (an override mends them)."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return Recipe.model_validate(_resolve_paths(copy.deepcopy(data), base)).model_dump()
+    except (ValidationError, ValueError, TypeError):
+        return None
 
 
 def _line_of(node, path: tuple, missing: bool = False) -> int | None:

@@ -30,7 +30,7 @@ from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
 from automl.nn import count_params, plain_convs
 from automl.nn.measure import count_macs
-from automl.nn.standalone import se_too_small
+from automl.nn.standalone import se_too_small, se_too_small_message
 from automl.nn.ensemble import member_weights
 from automl.train.data import DATASETS, eval_crop
 from automl.train.loops import nonfinite_tensors, recalibrate_bn
@@ -134,9 +134,8 @@ def check_se(se: float, compiled, arch=None) -> float:
                         f"{compiled.name} is a {compiled.kind} space")
     smallest = se_too_small(compiled, se, arch) if arch is not None else None
     if smallest is not None:
-        raise UserError(f"--se {se:g}: too small for this network: timm rounds a block's squeeze-and-excitation "
-                        f"width (its channels x {se:g}) to 0 channels, which it cannot build; the smallest ratio "
-                        f"that works here is {smallest:g} (give --se {smallest:g} or more, or 0 for none)")
+        raise UserError(f"--se {se:g}: " + se_too_small_message(se, smallest, "this network", "here",
+                                                                 f"give --se {smallest:g} or more"))
     return se
 
 

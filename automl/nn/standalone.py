@@ -25,7 +25,8 @@ from automl.nn.parts import FixedBlock, cell_head, cell_output, cell_preprocess,
 from automl.nn.registry import create_op, get_op
 from automl.plan import SpacePlan
 
-__all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "se_too_small", "CellNet", "StandaloneCell"]
+__all__ = ["arch_def", "block_map", "build_standalone", "timm_network", "se_too_small", "se_too_small_message",
+           "CellNet", "StandaloneCell"]
 
 
 def block_map(cs: SpacePlan, arch) -> list[tuple[int, int, int, int]]:
@@ -121,6 +122,17 @@ def se_too_small(cs: SpacePlan, se: float, arch=None) -> float | None:
     return float(f"{ratio:.3g}")
 
 
+def se_too_small_message(se: float, smallest: float, what: str, works: str = "", instead: str = "") -> str:
+    """The words for a squeeze-and-excitation ratio ``se`` that timm rounds to 0 channels, after the caller's own
+    prefix (the flag or key that gave ``se``): too small for ``what`` (this network, the space), the smallest ratio
+    that works (``works``: where, such as "here") being ``smallest`` (:func:`se_too_small`'s answer), and
+    ``instead`` what to give in its place (such as "give --se 0.0313 or more"), or else 0 for none."""
+    where = f" {works}" if works else ""
+    fix = f"{instead}, or 0 for none" if instead else "or 0 for none"
+    return (f"too small for {what}: timm rounds a block's squeeze-and-excitation width (its channels x {se:g}) to 0 "
+            f"channels, which it cannot build; the smallest ratio that works{where} is {smallest:g} ({fix})")
+
+
 def _se_blocks(cs: SpacePlan, arch) -> list[tuple[int, float]]:
     """``(C, e)`` of each block of ``arch`` (None: of any architecture of ``cs``) that takes the network's SE
     ratio: C the width its SE layer squeezes, e the ratio timm divides ``se`` by (see :func:`se_too_small`)."""
@@ -148,8 +160,7 @@ def build_standalone(cs: SpacePlan, arch, se: float = 0.0) -> nn.Module:
         blocks, custom = _block_strings(cs, arch, se)
         smallest = se_too_small(cs, se, arch)
         if smallest is not None:
-            raise ValueError(f"se {se!r}: timm would round a squeeze-and-excitation layer of this network to 0 "
-                             f"channels; the smallest ratio that works is {smallest:g} (0: none)")
+            raise ValueError(f"se {se!r}: {se_too_small_message(se, smallest, 'this network')}")
         model = timm_network(cs.plan, blocks)
         for s, b, layer, op in custom:  # FBNet's group-conv MBConv in place of the timm block, ``se`` as theirs
             block = chain_op(cs.plan, replace(layer, se=layer.se or se), op)

@@ -16,7 +16,7 @@ from automl.errors import RecipeError, SpaceError, UserError, format_source_erro
 from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.export.quantize import EXPORT_TIMED
-from automl.nn.standalone import se_too_small
+from automl.nn.standalone import se_too_small, se_too_small_message
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
 from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
@@ -72,8 +72,7 @@ def load_spaces(recipe, timed: bool = True) -> Spaces:
         # measured for the network that is deployed: checked against the retrained space's sizes
         against = None if retrain is space else (f"the retrained space ({recipe.space_path} with the recipe's "
                                                  f"space_args and retrain.space_args: the network that is deployed)")
-        table = read_cost_table(recipe.cost_table_path, retrain, source=f"{recipe.source} search.cost_table",
-                                against=against)
+        table = _read_table(recipe, retrain, against)
         for sp in {id(space): space, id(retrain): retrain}.values():
             apply_cost_table(sp, table)
     cost = recipe.search.cost
@@ -89,6 +88,18 @@ def load_spaces(recipe, timed: bool = True) -> Spaces:
         if timed:
             check_latency_clock(recipe, table_clock(table))
     return Spaces(space, retrain, search_args, retrain_args, recipe.space_path, latency)
+
+
+def _read_table(recipe, retrain, against: str | None) -> dict:
+    """search.cost_table read and checked against ``retrain`` (:func:`automl.profile.read_cost_table`); a mistake
+    in it is a :class:`RecipeError` naming the recipe's file, the line of search.cost_table (when the value is the
+    file's) and the key."""
+    source = f"{recipe.source} search.cost_table"
+    try:
+        return read_cost_table(recipe.cost_table_path, retrain, source=source, against=against)
+    except UserError as e:
+        message = str(e).removeprefix(f"{source}: ")
+        raise _recipe_error(recipe, ("search", "cost_table"), message) from None
 
 
 def check_latency_clock(recipe, clock: str) -> None:
@@ -168,10 +179,8 @@ def check_retrain_se(recipe, space) -> None:
                             f"{space.name} is a {space.kind} space; remove retrain.se (or set it to 0)")
     smallest = se_too_small(space, se)
     if smallest is not None:
-        raise _recipe_error(recipe, ("retrain", "se"),
-                            f"{se:g}: too small for {space.name}: timm rounds a block's squeeze-and-excitation width "
-                            f"(its channels x {se:g}) to 0 channels, which it cannot build; the smallest ratio that "
-                            f"works for every architecture of the space is {smallest:g} (or 0 for none)")
+        raise _recipe_error(recipe, ("retrain", "se"), f"{se:g}: " + se_too_small_message(
+            se, smallest, space.name, "for every architecture of the space", f"set retrain.se to {smallest:g} or more"))
 
 
 def _recipe_error(recipe, keys: tuple[str, ...], message: str) -> RecipeError:
@@ -344,16 +353,17 @@ def check_shapes(recipe, spaces: Spaces, data) -> None:
 
 def check_ranking(recipe, space, has_supernet: bool) -> None:
     """The ranking section fits the run: a weight-sharing supernet to score on, and K <= the space's size."""
-    rk, src = recipe.ranking, recipe.source or "the recipe"
+    rk = recipe.ranking
     if rk is None:
         return
     if not has_supernet:
-        raise UserError(f"{src}: ranking: needs the supernet of the weight phase, which search.method "
-                        f"{recipe.search.method} does not train; use {supernet_methods()}, or "
-                        f"remove ranking")
+        raise _recipe_error(recipe, ("ranking",), f"needs the supernet of the weight phase, which search.method "
+                            f"{recipe.search.method} does not train; use {supernet_methods()}, or "
+                            f"remove ranking")
     n, networks = ranked_pool(space)
     if rk.archs > n:
-        raise TooManyArchs(src, rk.archs, n, recipe.space_path.name, networks)
+        raise TooManyArchs(recipe.source, rk.archs, n, recipe.space_path.name, networks,
+                           line=file_line(recipe, ("ranking", "archs")) or file_line(recipe, ("ranking",)))
 
 
 def ranked_pool(space) -> tuple[int, bool]:
@@ -369,27 +379,33 @@ def ranked_pool(space) -> tuple[int, bool]:
 MIN_RANKED = 3  # the least ranking.archs (automl.recipe's ranking section): fewer give no meaningful τ
 
 
-class TooManyArchs(UserError):
-    """``ranking.archs`` above the number of architectures the space has; ``asked``, ``size`` and ``space``
-    let a caller that took K from elsewhere (``automl rank --archs``) name its own flag."""
+class TooManyArchs(RecipeError):
+    """``ranking.archs`` above the number of architectures the space has, in the recipe ``src`` (its file, or
+    None) at ``line``; ``asked``, ``size`` and ``space`` let a caller that took K from elsewhere (``automl rank
+    --archs``) name its own flag."""
 
-    def __init__(self, src, asked: int, size: int, space: str, networks: bool = False):
+    def __init__(self, src, asked: int, size: int, space: str, networks: bool = False, line: int | None = None):
         self.asked, self.size, self.space = asked, size, space
         fix = (f"set ranking.archs to at most {size}" if size >= MIN_RANKED else
                f"a ranking needs at least {MIN_RANKED}: remove the ranking section (ranking: null)")
         self.of = (" distinct networks (elastic depth: architectures that differ only in a layer their depth "
                    "leaves out are one network)") if networks else ""
-        super().__init__(f"{src}: ranking.archs: {asked} architectures asked for, but the space {space} has only "
-                         f"{size:,}{self.of}; {fix}")
+        super().__init__(f"{asked} architectures asked for, but the space {space} has only {size:,}{self.of}; {fix}",
+                         src and str(src), "ranking.archs", line)
 
 
 def below_smallest(recipe, key: str, j: int, budget: float, space, low: float, null_ok: bool) -> UserError:
     """The message for ``search.KEY[j]`` below ``low``, the smallest network's cost in ``space``: the least
     budget to give instead (rounded up, so it passes) and, where the key takes it, null."""
-    where = f"{recipe.source}: " if recipe.source else ""
-    return UserError(f"{where}search.{key}[{j}]: {short_number(budget)} is below the smallest architecture of "
-                     f"{space.name} ({recipe.search.cost} {low:,.6g}, fixed part included); raise it to at least "
-                     f"{short_number(round_sig(low, up=True))}" + (" or use null for no constraint" if null_ok else ""))
+    return _budget_error(recipe, key, j, f"{short_number(budget)} is below the smallest architecture of {space.name} "
+                         f"({recipe.search.cost} {low:,.6g}, fixed part included); raise it to at least "
+                         f"{short_number(round_sig(low, up=True))}" + (" or use null for no constraint" * null_ok))
+
+
+def _budget_error(recipe, key: str, j: int, message: str) -> RecipeError:
+    """A mistake in ``search.KEY[j]``, at the line of search.KEY when the file gives it."""
+    return RecipeError(message, recipe.source and str(recipe.source), f"search.{key}[{j}]",
+                       file_line(recipe, ("search", key)))
 
 
 def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> None:
@@ -405,18 +421,17 @@ def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> No
     low, high = ct.min_total(s.cost), ct.max_total(s.cost)  # exact with elastic depth's gates too
     bound = low if costs is None else max(low, costs.cheapest())
     bound_slack = 1e-9 * max(abs(bound), 1.0)  # the searchers' units round: a budget at the bound is fine
-    where = f"{recipe.source}: " if recipe.source else ""
     for j, b in enumerate(s.budgets):
         if b is None:
             continue
         if b < low:
             raise below_smallest(recipe, "budgets", j, b, space, low, null_ok=True)
         if b < bound - bound_slack:
-            raise UserError(f"{where}search.budgets[{j}]: {short_number(b)} is below {short_number(bound)}, the "
-                            f"cheapest architecture the search can guarantee within a budget: its per-choice "
-                            f"costs count a layer that elastic depth may leave out as present (the smallest "
-                            f"network, {low:,.6g}, needs the depth decisions to drop them); raise the budget "
-                            f"to at least {short_number(round_sig(bound, up=True))}")
+            raise _budget_error(recipe, "budgets", j, f"{short_number(b)} is below {short_number(bound)}, the "
+                                f"cheapest architecture the search can guarantee within a budget: its per-choice "
+                                f"costs count a layer that elastic depth may leave out as present (the smallest "
+                                f"network, {low:,.6g}, needs the depth decisions to drop them); raise the budget "
+                                f"to at least {short_number(round_sig(bound, up=True))}")
         if b >= high:
             warn(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
                  f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")

@@ -60,7 +60,7 @@ from PIL import Image, UnidentifiedImageError
 from automl.nn.resize import resize_input
 from automl.errors import DataError
 from automl.train.distributed import said_by_this_rank
-from automl.recipe import DIGITS_IMAGES, DataConfig
+from automl.recipe import DIGITS_IMAGES, DIGITS_TEST_IMAGES, DataConfig
 
 __all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "cutout", "NATIVE_SIZE", "DIGITS_CSV",
            "DATASETS", "normalization", "eval_crop", "leave_signals_to_the_main_process", "data_changes"]
@@ -69,7 +69,8 @@ _logger = logging.getLogger(__name__)
 
 DIGITS_CSV = Path(__file__).resolve().parent.parent / "data" / "digits.csv.gz"
 NATIVE_SIZE = {"digits": 8, "cifar10": 32, "imagefolder": 224}
-DIGITS_TEST = 360  # of the DIGITS_IMAGES (1,797): 1,437 train + 360 test, like scikit-learn's usual 80/20 split
+# 360 of the DIGITS_IMAGES (1,797): 1,437 train + 360 test, like scikit-learn's usual 80/20 split
+DIGITS_TEST = DIGITS_TEST_IMAGES
 DIGITS_SPLIT_SEED = 20240501  # a constant: the digits test set never depends on the recipe's seed
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
