@@ -9,7 +9,7 @@ import math
 from timm.models._efficientnet_builder import round_channels
 
 from automl.dsl import ir
-from automl.errors import SpaceError
+from automl.errors import SpaceError, shortened
 from automl.nn.ops import family_hint
 from automl.nn.registry import OpInfo, get_op, is_op, list_ops
 
@@ -220,7 +220,7 @@ class Resolver:
         ops = ", ".join(o for o in list_ops(kind=kind) if not get_op(o).reduction)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
             f"; the ops are: {ops}" + (f"; the choice sets are: {', '.join(self.sets)}" if self.sets else ""))
-        return self.err(f"unknown op or choice set {ref.name!r}{hint}", ref.pos)
+        return self.err(f"unknown op or choice set {shortened(ref.name, repr)}{hint}", ref.pos)
 
     def _check_twice(self, op: str, pos: ir.Pos, via: str | None, seen: dict, where: str) -> None:
         """No op offered twice in one place, however it is spelled (``ir_k3_e3`` and ``ir_k3_e3.0``)."""
@@ -229,8 +229,9 @@ class Resolver:
         if key in seen:
             first, first_pos = seen[key]
             if first == op:
-                raise self.err(f"{op!r} is offered twice in {where}{through}", pos)
-            raise self.err(f"{op!r}{through} is the same op as {first!r} (line {first_pos.line}, column "
+                raise self.err(f"{shortened(op, repr)} is offered twice in {where}{through}", pos)
+            raise self.err(f"{shortened(op, repr)}{through} is the same op as {shortened(first, repr)} (line "
+                           f"{first_pos.line}, column "
                            f"{first_pos.column}), written another way: it is offered twice in {where}; "
                            f"keep one", pos)
         seen[key] = (op, pos)
@@ -240,7 +241,7 @@ class Resolver:
         try:
             return is_op(ref.name)
         except ValueError as e:
-            raise self.err(f"op {ref.name!r}: {e}", ref.pos) from None
+            raise self.err(f"op {shortened(ref.name, repr)}: {e}", ref.pos) from None
 
     def _check_kind(self, info: OpInfo, kind: str | None, pos: ir.Pos) -> None:
         if kind == "block" and info.kind != "block":
