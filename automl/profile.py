@@ -858,9 +858,13 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
         if e.reason == "missing":
             raise UserError(f"{where}cost table {path}: no such file; make one with "
                             f"`automl space profile {space_file} --out {path}`") from None
+        if e.reason == "directory":
+            raise UserError(f"{where}cost table {path} is a folder; give the table file `automl space profile` "
+                            f"wrote, e.g. {path / 'latency.json'}") from None
         why = (f"byte {e.detail} at line {e.line}, column {e.column} is not UTF-8" if e.reason == "encoding" else
-               e.detail or "it is a folder")
-        raise UserError(f"{where}cost table {path}: not a readable JSON cost table ({why})") from None
+               e.detail or e.reason)
+        raise UserError(f"{where}cost table {path}: not a readable JSON cost table ({why}); give the table file "
+                        f"`automl space profile` wrote") from None
     except DuplicateKey as e:  # JSON would keep the last without a word
         number = duplicate_key_line(text, e.key)
         raise UserError(f"{where}{path}{'' if number is None else f':{number}'}: key {json.dumps(e.key)[:80]} is "
@@ -997,10 +1001,12 @@ def _short(v) -> str:
 
 def _check_value(v, what: str) -> None:
     """``v`` is a finite cost >= 0 that a float holds (JSON integers beyond it are not costs)."""
+    again = "correct it, or re-profile with `automl space profile`"
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1e300:
-        raise UserError(f"{what}: expected a cost in ms, got an integer too large for a number ({v.bit_length()} bits)")
+        raise UserError(f"{what}: expected a cost in ms, got an integer too large for a number "
+                        f"({v.bit_length()} bits); {again}")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise UserError(f"{what}: expected a number, got {v!r}")
+        raise UserError(f"{what}: expected a number (a cost in ms, >= 0), got {_short(v)}; {again}")
     if v < 0:
         raise UserError(f"{what}: negative cost {v:g}; a cost table holds costs >= 0 (re-profile it)")
 

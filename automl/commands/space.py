@@ -187,6 +187,7 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
             model = timm_model(args.timm, cs)
         label, source = f"timm's {args.timm}", {"timm_model": args.timm}
     else:
+        _no_arch_def_choices(args.arch_def, arch_json, args.file)
         model, label, source = arch_def_model(args.arch_def, cs, arch_json), f"the arch_def of {args.arch_def}", \
             {"arch_def_file": args.arch_def}
     note = _timm_note(args.timm)
@@ -210,6 +211,23 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _no_arch_def_choices(path: str, obj, space: str) -> None:
+    """A :class:`UserError` where the ``--arch-def`` file ``path`` (its JSON ``obj``) holds architectures' choices
+    and no timm arch_def: an ARCH.json (what ``encode`` writes), a results.json entry, a results.json or its
+    list of architectures. They are encoded already: ``space cost`` and ``export`` read them as ``--arch``."""
+    if isinstance(obj, dict) and "arch_def" not in obj and ("choices" in obj or "architectures" in obj):
+        what = ("a run's results.json" if "choices" not in obj else
+                "an export's manifest.json without an \"arch_def\"" if is_manifest(obj) else
+                "a results.json entry" if "test_accuracy" in obj else "an ARCH.json")
+    elif isinstance(obj, list) and obj and all(isinstance(a, dict) and "choices" in a for a in obj):
+        what = "a list of architectures"
+    else:
+        return
+    raise UserError(f"--arch-def {path} is {what}: the choices of an architecture in the space, encoded already, not "
+                    f"a timm arch_def (stages of block strings); give it as --arch instead: `automl space cost {space} "
+                    f"--arch {path}` or `automl export {space} --arch {path} --out DIR`")
 
 
 def _recorded_placement(cs, manifest: dict, arch, names: dict[str, str]):
@@ -290,9 +308,7 @@ def _profile(args, cs) -> int:
         raise UserError(f"--calibrate {args.calibrate}: the number of whole networks must be >= 0")
     if args.calibrate > MAX_CALIBRATE:  # each is built and timed --repeat times: a typo would run for days
         raise UserError(f"--calibrate {args.calibrate}: at most {MAX_CALIBRATE:,} whole networks (a typo?)")
-    if not args.metric.isidentifier() or args.metric in cs.cost_table.metrics:
-        raise UserError(f"--metric {args.metric or repr(args.metric)}: pick a new metric name (the space has "
-                        f"{', '.join(cs.cost_table.metrics)}), e.g. latency")
+    _check_new_metric(args.metric, cs.cost_table.metrics)
     # before the measuring, which takes minutes on a large space
     out = _out_file(args.out, "latency.json", {"the space file": args.file})
     _only_a_table_replaced(args.out)  # the user's name in its message, not the file a link leads to
@@ -322,6 +338,22 @@ def _profile(args, cs) -> int:
           f"fastest {lo:.3g} ms, slowest {hi:.3g} ms")
     print(_calibration_line(table, args.calibrate))
     return 0
+
+
+def _check_new_metric(metric: str, taken) -> None:
+    """``space profile --metric``: a name a recipe's ``search.cost`` can give (a word: letters, digits, ``_``) that
+    is none of the space's metrics (``taken``); else a :class:`UserError` suggesting a free name."""
+    free, n = "latency", 1
+    while free in taken:
+        n += 1
+        free = f"latency_{n}"
+    shown = metric or repr(metric)
+    if not metric.isidentifier():
+        raise UserError(f"--metric {shown}: pick a new metric name, a word of letters, digits and _ that does not "
+                        f"start with a digit (a recipe's search.cost names it), e.g. --metric {free}")
+    if metric in taken:
+        raise UserError(f"--metric {shown}: pick a new metric name (the space has {', '.join(taken)}), "
+                        f"e.g. --metric {free}")
 
 
 MAX_TABLE_BYTES = 64 << 20  # a file this large at --out is no cost table (a space's is kilobytes)
