@@ -39,6 +39,7 @@ import logging
 import math
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -972,7 +973,11 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> N
                         f"{list(cs.input_shape)}; {again}")
     fp = t_space.get("params_fingerprint")
     if fp is not None and fp != params_fingerprint(cs):
-        theirs = _set_flags(t_space.get("args") if isinstance(t_space.get("args"), dict) else {})
+        args = t_space.get("args") if isinstance(t_space.get("args"), dict) else {}
+        theirs = _set_flags(args)
+        if args != cs.overrides:  # the table still fits its own --set values: measure into a file of its own
+            again = (f"profile it into a file of its own with `{_profile_command(cs, _beside(path, cs.overrides))}` "
+                     f"(keep {path} for {theirs or 'no --set values'})")
         raise UserError(f"{mismatch}: the space's widths or ops differ from those profiled (the table was "
                         f"profiled with {theirs or 'no --set values'}, the space here is compiled with "
                         f"{_set_flags(cs.overrides) or 'no --set values'}); {again}")
@@ -985,6 +990,15 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> N
 
 def _set_flags(args: dict) -> str:
     return " ".join(f"--set {k}={v}" for k, v in args.items())
+
+
+def _beside(path: Path, args: dict) -> Path:
+    """A table file next to ``path`` named for the ``--set`` values ``args`` (``latency.json`` with width 0.5:
+    ``latency-width0.5.json``; none: ``latency-default.json``), for a table measured with other values than
+    ``path``'s, which stays valid for its own."""
+    tag = "-".join(f"{k}{v}" for k, v in args.items()) or "default"
+    tag = re.sub(r"[^A-Za-z0-9._-]+", "_", tag)[:60]
+    return path.with_name(f"{path.stem}-{tag}{path.suffix}")
 
 
 def _profile_command(cs, out: str | os.PathLike) -> str:

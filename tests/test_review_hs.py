@@ -52,3 +52,28 @@ def test_a_link_to_a_folder_on_the_way_is_no_file(monkeypatch, capsys, tmp_path)
     monkeypatch.setattr(space_command, "main", lambda args: make_folder(tmp_path / "link" / "f" / "sub"))
     code, err = _cli(capsys, "space", "check", DIGITS)
     assert code == 2 and f"{tmp_path / 'link' / 'f'} is a file, where a folder" in err, err
+
+
+# ------------------------------------------------------------------ a table of other --set values is kept
+
+def test_a_table_of_other_set_values_is_not_to_be_overwritten(tmp_path, capsys, monkeypatch):
+    """A table profiled without --set, used with ``--set width=2.0``: the refusal's command measured into the
+    same file, which still fits the space without --set; it names a file of its own and keeps the table."""
+    import json
+
+    import automl.profile as profile
+    from automl.compile import load_compiled
+    from test_edge_fixes import _fake_time
+
+    table = tmp_path / "latency.json"
+    monkeypatch.setattr(profile, "time_module", _fake_time)
+    assert main(["space", "profile", DIGITS, "--repeat", "1", "--calibrate", "0", "--out", str(table)]) == 0
+    cs = load_compiled(DIGITS, {"width": "2.0"})
+    arch = tmp_path / "a.json"
+    arch.write_text(json.dumps({"choices": [d.choices[0] for d in cs.decisions]}))
+    capsys.readouterr()
+    code, err = _cli(capsys, "space", "cost", DIGITS, "--set", "width=2.0", "--arch", arch, "--cost-table", table)
+    assert code == 2 and "widths or ops differ" in err, err
+    new = tmp_path / "latency-width2.0.json"
+    assert f"--set width=2.0 --out {new}`" in err and f"(keep {table} for no --set values)" in err, err
+    assert f"--out {table}`" not in err, err
