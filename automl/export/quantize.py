@@ -67,11 +67,14 @@ class _Reader:
 
 def calibration_batches(batches: Iterable, samples: int = CALIBRATION_SAMPLES) -> list[np.ndarray]:
     """The first ``samples`` inputs of ``(x, y)`` batches (torch or numpy), as float32 arrays: whole batches,
-    the last one cut to the images still needed; all of them when there are fewer."""
+    the last one cut to the images still needed; all of them when there are fewer. A batch without an image is
+    left out (it calibrates nothing): batches that hold none give an empty list."""
     out, n = [], 0
     for x, *_ in _pairs(batches if samples > 0 else (), "calibration", labels=False):
         a = x.detach().float().cpu().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float32)
         a = a[:samples - n]
+        if a.ndim >= 1 and not len(a):
+            continue
         out.append(np.ascontiguousarray(a, dtype=np.float32))
         n += len(a)
         if n >= samples:
@@ -104,8 +107,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, cal
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    if not calibration:
-        raise ValueError("no calibration data")
+    if not sum(len(b) for b in calibration):
+        raise ValueError("no calibration data: the calibration batches hold no image")
     with tempfile.TemporaryDirectory(prefix="automl-int8-") as work, \
             atomic_path(out_path, suffix=".onnx") as tmp:
         # onnxruntime opens the files by name in C++, which takes only names that are valid UTF-8: it quantises
@@ -364,9 +367,10 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     says how to mend it: an argument that is none of these, a manifest field it reads that is missing or not what
     an export writes (:func:`~automl.export.manifest.read_manifest`), a folder that cannot be written, a missing,
     damaged or (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's
-    ``input_shape``, calibration or test batches of another shape, a ``clock`` this system reads too coarsely to
-    time a network (:func:`automl.profile.check_clock`: Windows' thread CPU clock); an earlier quantisation's
-    ``model.int8.onnx`` that onnxruntime cannot load is one too (before the manifest is written).
+    ``input_shape``, calibration or test batches of another shape, calibration batches that hold NaN or inf, a
+    ``clock`` this system reads too coarsely to time a network (:func:`automl.profile.check_clock`: Windows' thread
+    CPU clock); an earlier quantisation's ``model.int8.onnx`` that onnxruntime cannot load is one too (before the
+    manifest is written).
     """
     test = _check_arguments(quantize, calibration, clock, threads, batch, test)
     threads, batch = operator.index(threads), operator.index(batch)
@@ -388,6 +392,9 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     batches = calibration_batches(calibration) if quantize == "int8" else []
     for b in batches:  # the caller's data, not the model, when it does not fit
         check_inputs(f"{out_dir}: a calibration batch", b.shape, shape)
+        if not np.isfinite(b).all():  # min-max ranges over NaN or inf: no scale to quantise with
+            raise UserError(f"{out_dir}: a calibration batch holds NaN or infinite values; give (x, y) batches of "
+                            f"finite training images, which the int8 model's activation ranges are calibrated on")
     if test is not None:  # test batches that do not fit the model stop here, before anything is written
         m["onnx"]["test_accuracy"] = _accuracy(session, test(), name, str(fp32))
     latency = {"fp32_ms": _latency(session, shape, batch, input_name=name, clock=clock), "batch": batch,
