@@ -5,6 +5,7 @@ DataLoader workers; ``data.limit_train`` on an image folder keeps items of every
 from __future__ import annotations
 
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +14,12 @@ import torch
 
 from automl.recipe import DataConfig
 from automl.train.data import _seed_of, build_data
+import helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_images(root, classes=("a", "b"), per_class=6, val_per_class=2, size=20):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class), ("val", val_per_class)):
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+write_images = partial(helpers.write_images, per_class=6, val_per_class=2, size=20, ext="png")  # 20 x 20 PNGs
 
 
 def write_cifar(root, per_batch):

@@ -20,6 +20,7 @@ from automl.pipeline.run import STARTUP_FILES
 from automl.pipeline.setup import check_export_dir
 from automl.recipe import load_recipe
 from automl.train import loops
+from helpers import cli_err as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -31,13 +32,6 @@ TINY = ["threads=1", "data.limit_train=96", "data.batch_size=32", "data.theta_ba
 FOLDERS = ["budget-0-none", "budget-1-40k"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err
-    return code, err
 
 
 def manifest(folder: Path) -> dict:

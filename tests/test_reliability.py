@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from automl.recipe import load_recipe, parse_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import DistInfo
 from automl.train.loops import weight_step
+from helpers import cli_err
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -34,11 +36,7 @@ SMALL = ["search.supernets=1",
 AS_ROOT = os.name == "posix" and os.geteuid() == 0
 
 
-def cli(capsys, *argv):
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
+cli = partial(cli_err, internal_ok=True)  # (code, stderr); no traceback
 
 
 # ---------------------------------------------------------------------------------------- CLI misuse

@@ -11,24 +11,17 @@ from pathlib import Path
 import pytest
 
 from automl._io import UnreadableText, read_utf8_text
-from automl.cli import main
 from automl.compile import compile_space
 from automl.dsl import load_space
 from automl.errors import SpaceError
 from automl.export import quantize
+from helpers import cli_out_err as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err and "internal error" not in out.err, out.err
-    return code, out.out, out.err
 
 
 # ---- 1. an empty path argument ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from automl.commands.run import supernet_overrides
 from automl.pipeline.setup import check_out_and_export
 from automl.errors import UserError
 from automl.recipe import load_recipe
+from helpers import cli_err as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -24,13 +25,6 @@ FAST = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epoch
         "search.lam=2", "search.budgets=null", "search.epsilons=[0]", "export.onnx=false"]
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, err
 
 
 def refused(capsys, *argv) -> str:

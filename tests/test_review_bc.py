@@ -22,6 +22,7 @@ from automl.pipeline import Run
 from automl.recipe import load_recipe
 from automl.report import render_markdown
 
+from helpers import cli_said as cli
 from test_ranking import QUICK, TINY  # the ranking tests' tiny synthetic run
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
@@ -56,14 +57,6 @@ def _edit(out: Path, change) -> bytes:
     change(results)
     path.write_text(json.dumps(results, indent=2))
     return path.read_bytes()
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    """The exit code, and standard output and error together; never a traceback."""
-    code = main([str(a) for a in argv])
-    got = capsys.readouterr()
-    assert "Traceback" not in got.err and "internal error" not in got.err, got.err
-    return code, got.out + got.err
 
 
 def _member(i: int, key: str, value):

@@ -18,23 +18,10 @@ import pytest
 from automl.errors import DataError
 from automl.recipe import DataConfig
 from automl.train.data import build_data
+from helpers import rgb_folder_run, write_images
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="POSIX symbolic links")
-
-
-def write_images(root: Path, classes=("a", "b"), per_class=3, val_classes=None):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, names in (("train", classes), ("val", val_classes or classes)):
-        for cls in names:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
 
 
 def folder_cfg(root, **kw):
@@ -213,12 +200,7 @@ def test_a_link_loop_through_the_cli_exits_2_with_one_message(tmp_path, capsys):
     data = tmp_path / "imgs"
     write_images(data, per_class=4)
     (data / "train" / "b" / "again").symlink_to(data / "train")
-    space = tmp_path / "rgb.space"
-    space.write_text((ROOT / "spaces" / "digits.space").read_text().replace("input 1 x", "input 3 x"))
-    rc = main(["run", QUICK, f"space={space}", "data.dataset=imagefolder", f"data.root={data}",
-               "space_args.classes=2", "data.image_size=8", "data.batch_size=4", "threads=1",
-               "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0", "search.supernets=1",
-               "--out", str(tmp_path / "run")])
+    rc = main(rgb_folder_run(tmp_path, data))
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err and str(data / "train" / "b" / "again") in err and err.count("error") == 1, err

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import errno
 import os
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from automl.cli import main
 from automl.commands import space as space_command
+from helpers import cli_err
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -26,14 +28,7 @@ def _rank(monkeypatch, rank: str | None) -> None:
         monkeypatch.setenv("RANK", rank)
 
 
-def _cli(capsys, *argv) -> tuple[int, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, err
+_cli = partial(cli_err, usage_exit=True)  # (code, stderr); argparse's exits too
 
 
 # ------------------------------------------------------------------ which process prints: RANK read as a number

@@ -5,6 +5,7 @@ read exactly as torchvision's loader reads them."""
 from __future__ import annotations
 
 import pickle
+from functools import partial
 
 import numpy as np
 import pytest
@@ -14,16 +15,10 @@ from PIL import Image
 from automl.errors import DataError
 from automl.recipe import DataConfig
 from automl.train.data import IMAGENET_MEAN, IMAGENET_STD, _read_image, build_data
+import helpers
 
 
-def write_images(root, classes=("a", "b"), per_class=4, splits=("train", "val")):
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+write_images = partial(helpers.write_images, per_class=4, ext="png")  # 4 PNGs a class in each split
 
 
 def folder_cfg(root, **kw):

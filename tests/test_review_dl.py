@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from automl.cli import build_parser, main
+from automl.cli import build_parser
 from automl.compile import load_compiled
+from helpers import cli_err
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -35,14 +37,7 @@ def _rank_zero(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)  # rank 0 prints argparse's errors
 
 
-def _cli(capsys, *argv) -> tuple[int, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as e:  # argparse's usage errors
-        code = e.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, err
+_cli = partial(cli_err, usage_exit=True)  # (code, stderr); argparse's exits too
 
 
 def test_every_integer_flag_is_read_by_one_function():

@@ -8,30 +8,15 @@ CIFAR-100, an image folder for cifar10, CIFAR-10 for imagefolder) is named as su
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from automl.errors import DataError
 from automl.recipe import DataConfig
 from automl.train.data import build_data
+from helpers import rgb_folder_run, write_images
 
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 needs_symlinks = pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="POSIX symbolic links")
-
-
-def write_images(root: Path, classes=("a", "b"), per_class=3, splits=("train", "val"), ext="jpg"):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.{ext}")
 
 
 def data_error(root) -> str:
@@ -154,12 +139,7 @@ def test_a_single_class_through_the_cli_exits_2_naming_the_folder(tmp_path, caps
 
     data = tmp_path / "imgs"
     write_images(data, classes=("all",), per_class=4)
-    space = tmp_path / "rgb.space"
-    space.write_text((ROOT / "spaces" / "digits.space").read_text().replace("input 1 x", "input 3 x"))
-    rc = main(["run", QUICK, f"space={space}", "data.dataset=imagefolder", f"data.root={data}",
-               "space_args.classes=2", "data.image_size=8", "data.batch_size=4", "threads=1",
-               "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0", "search.supernets=1",
-               "--out", str(tmp_path / "run")])
+    rc = main(rgb_folder_run(tmp_path, data))
     err = capsys.readouterr().err
     assert rc == 2, err
     assert "Traceback" not in err and f"{data / 'train'} holds a single class folder" in err, err

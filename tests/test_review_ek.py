@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pathlib
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from automl._lock import RunLock
 from automl.cli import main
 from automl.commands.run import _latest_run
 import automl.pipeline.run as run_module
+from helpers import cli_out_err
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -26,11 +28,7 @@ OLD_LINE = json.dumps({"phase": "weights", "epoch": 1, "step": 10, "loss": 2.66,
                        "seconds": 12345.678})
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    said = capsys.readouterr()
-    assert "Traceback" not in said.err, said.err
-    return code, said.out, said.err
+cli = partial(cli_out_err, internal_ok=True)  # (code, stdout, stderr); no traceback
 
 
 def killed_before_first_checkpoint(out: Path) -> Path:

@@ -15,6 +15,7 @@ import pytest
 
 from automl.cli import main
 from automl.compile import load_compiled
+from helpers import cli_out_err as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -31,13 +32,6 @@ def refused(capsys, *argv) -> str:
     errors = [line for line in err.strip().splitlines() if ": error: " in line]
     assert len(errors) == 1, err
     return errors[0]
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, out, err
 
 
 def _arch(tmp_path: Path) -> tuple[Path, list[str]]:

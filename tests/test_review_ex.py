@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
+from helpers import cli_err as _cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -17,13 +17,6 @@ DIGITS = str(ROOT / "spaces" / "digits.space")
 def _rank_zero(monkeypatch):
     for name in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(name, raising=False)  # rank 0 of no torchrun: it prints the errors
-
-
-def _cli(capsys, *argv) -> tuple[int, str]:
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, err
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +17,12 @@ from automl.errors import DataError
 from automl.pipeline.reuse import differences, weights_fingerprint
 from automl.recipe import DataConfig, load_recipe
 from automl.train.data import _split, build_data
+import helpers
 
 LOGGER = "automl.train.data"
 
 
-def write_images(root, sizes: dict[str, int], val_per_class=1, size=8):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for cls, n in sizes.items():
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(n if split == "train" else val_per_class):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+write_images = partial(helpers.write_images, val_per_class=1, size=8)  # per_class={class: count}; 1 val/ JPEG a class
 
 
 def folder_data(root, seed=0, **kw):
@@ -48,7 +41,7 @@ def class_counts(data, loader) -> list[int]:
 
 def test_an_image_folders_split_keeps_every_class_in_both_halves(tmp_path):
     sizes = {"big": 20, "mid": 10, "small": 2}
-    write_images(tmp_path, sizes)
+    write_images(tmp_path, per_class=sizes)
     n = sum(sizes.values())
     for seed in range(6):  # an unstratified draw puts both "small" images in one half for most of these seeds
         data = folder_data(tmp_path, seed=seed, theta_split=0.25)
@@ -66,7 +59,7 @@ def test_an_image_folders_split_keeps_every_class_in_both_halves(tmp_path):
 
 
 def test_a_split_count_and_limit_train_are_stratified_too(tmp_path):
-    write_images(tmp_path, {"a": 8, "b": 8, "c": 8})
+    write_images(tmp_path, per_class={"a": 8, "b": 8, "c": 8})
     for seed in range(5):
         data = folder_data(tmp_path, seed=seed, theta_split=3)
         assert class_counts(data, data.theta) == [1, 1, 1] and class_counts(data, data.w) == [7, 7, 7]
@@ -77,7 +70,7 @@ def test_a_split_count_and_limit_train_are_stratified_too(tmp_path):
 
 
 def test_the_split_keeps_its_errors_on_an_image_folder(tmp_path):
-    write_images(tmp_path, {"a": 2, "b": 2})
+    write_images(tmp_path, per_class={"a": 2, "b": 2})
     with pytest.raises(DataError) as info:
         folder_data(tmp_path, theta_split=4)
     assert "data.theta_split=4 holds out 4 of 4 training items, leaving none for D_W" in str(info.value)

@@ -21,12 +21,13 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
+from helpers import cli_out_err
 from test_review_eq import _cache_file, _fresh, cache_home  # noqa: F401 - its parser-cache fixture and helpers
 
-from automl.cli import main
 from automl.dsl import _parser
 from automl.pipeline.run import STARTUP_FILES
 from automl.profile import threads_warning
@@ -45,11 +46,7 @@ REFUSED = {
 }
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    said = capsys.readouterr()
-    assert "Traceback" not in said.err, said.err
-    return code, said.out, said.err
+cli = partial(cli_out_err, internal_ok=True)  # (code, stdout, stderr); no traceback
 
 
 def refused(capsys, case: str, *flags) -> str:

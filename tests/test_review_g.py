@@ -9,20 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
 from automl.train.checkpoint import CheckpointStore
+from helpers import cli_said as cli
 from test_writes_review_q import QUICK, ROOT, TINY  # seconds: one epoch of each phase on a few digits
 from test_writes_review_q import stopped  # noqa: F401 - the fixture: a run killed after its first checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    """The exit code, and standard output and error together."""
-    code = main([str(a) for a in argv])
-    got = capsys.readouterr()
-    assert "Traceback" not in got.err and "internal error" not in got.err, got.err
-    return code, got.out + got.err
 
 
 # ---------------------------------------------------------------------------------------- a folder no run wrote

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
+from helpers import cli_said as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 DIGITS = str(ROOT / "spaces" / "digits.space")
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    """The exit code, and standard output and error together."""
-    code = main([str(a) for a in argv])
-    got = capsys.readouterr()
-    assert "Traceback" not in got.err and "internal error" not in got.err, got.err
-    return code, got.out + got.err
 
 
 WORDS = {"loop": "a loop of symbolic links", "dangling": "is a symbolic link to nowhere.json, which does not exist",

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from automl._io import writable_dir, writable_file
-from automl.cli import main
 from automl.errors import UserError
+from helpers import cli_said as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -23,14 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 WORDS = {"loop": "leads through a loop of symbolic links", "dangling": "is a symbolic link to nowhere.json, which does "
          "not exist", "fifo": "is a named pipe (FIFO)", "socket": "is a socket", "devnull": "is a device"}
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    """The exit code, and standard output and error together."""
-    code = main([str(a) for a in argv])
-    got = capsys.readouterr()
-    assert "Traceback" not in got.err and "internal error" not in got.err, got.err
-    return code, got.out + got.err
 
 
 @pytest.fixture

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from automl._io import atomic_write_text, writable_file
-from automl.cli import main
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.pipeline import Run
 from automl.pipeline.results import MAX_RESULTS_DEPTH, read_results
 from automl.profile import TABLE_FORMAT
 from automl.recipe import load_recipe
+from helpers import cli_out_err as cli
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -72,13 +72,6 @@ def run_copy(finished_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(finished_run, out)
     return out
-
-
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    got = capsys.readouterr()
-    assert "Traceback" not in got.err and "internal error" not in got.err, got.err
-    return code, got.out, got.err
 
 
 def _results_a_folder(out: Path) -> Path:

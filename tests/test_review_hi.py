@@ -5,6 +5,7 @@ found says where CIFAR-100 or CIFAR-10 one folder down is."""
 from __future__ import annotations
 
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +16,12 @@ import automl.train.data as data_module
 from automl.errors import DataError
 from automl.recipe import DataConfig
 from automl.train.data import build_data
+import helpers
 
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
 
-def write_images(root: Path, classes=("a", "b"), per_class=4):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.jpg")
+write_images = partial(helpers.write_images, per_class=4)  # 4 JPEGs a class in train/ and val/
 
 
 def folder_cfg(root: Path, **kw) -> DataConfig:

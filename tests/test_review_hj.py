@@ -8,6 +8,7 @@ the record resumes unchecked; a finished run (whose resume only writes its repor
 import json
 import os
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -20,20 +21,14 @@ from automl.pipeline.run import Run
 from automl.recipe import DataConfig, load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data, data_changes
+import helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
 
 
-def write_images(root: Path, per_class: int = 10, classes=("a", "b")) -> Path:
-    rng = np.random.default_rng(0)
-    for split, n in (("train", per_class), ("val", 2)):
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return root
+# 10 training and 2 test PNGs (8 x 8) a class
+write_images = partial(helpers.write_images, per_class=10, val_per_class=2, size=8, ext="png")
 
 
 def save_image(path: Path) -> None:

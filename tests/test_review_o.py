@@ -12,27 +12,16 @@
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from automl.errors import DataError
 from automl.recipe import DataConfig
 from automl.train.data import build_data
+from helpers import write_images
 from test_data_review_b import write_cifar as write_batches  # the six pickle batches CIFAR-10 ships
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def write_images(root: Path, classes=("a", "b"), per_class=3, size=12, splits=("train", "val")):
-    rng = np.random.default_rng(0)
-    for split in splits:
-        for c in classes:
-            (root / split / c).mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
-                    root / split / c / f"{i}.jpg")
 
 
 def synthetic_cfg(num_train, theta_split, **kw):

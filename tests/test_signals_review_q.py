@@ -21,11 +21,10 @@ import stat
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import automl.train.data
 import automl.train.loops
@@ -35,6 +34,7 @@ from automl.pipeline import Run
 from automl.recipe import DataConfig, load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import build_data
+import helpers
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="process groups, SIGHUP, permissions")
 
@@ -60,15 +60,7 @@ def _lines(out: Path) -> list[dict]:
     return [json.loads(x) for x in text.splitlines() if x.endswith("}")]  # the last may be half-written
 
 
-def write_images(root: Path, per_class: int, classes=("a", "b"), size: int = 12) -> Path:
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        for cls in classes:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return root
+write_images = partial(helpers.write_images, ext="png")  # PNGs
 
 
 # ------------------------------------------------------------------------------------ workers and signals

@@ -20,6 +20,7 @@ from automl.pipeline.setup import check_export, check_theta_min
 from automl.recipe import load_recipe
 from automl.search import SearchProblem, get_searcher
 from automl.train import loops
+from helpers import cli_err as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -39,13 +40,6 @@ def weight_steps(monkeypatch):
     calls, real = [], loops.weight_step
     monkeypatch.setattr(loops, "weight_step", lambda *a, **k: calls.append(1) or real(*a, **k))
     return calls
-
-
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err
-    return code, err
 
 
 def digits_kmax() -> int:

@@ -5,6 +5,7 @@ image folders that are files, too small to split, or whose class folders differ.
 from __future__ import annotations
 
 import pickle
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from automl.errors import DataError
 from automl.recipe import DataConfig
 import automl.train.data as data_module
 from automl.train.data import build_data
+import helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -23,16 +25,7 @@ CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 # ---------------------------------------------------------------------------------------- image folder
 
 
-def write_images(root, classes=("a", "b"), per_class=4, val_classes=None):
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for split, names in (("train", classes), ("val", val_classes or classes)):
-        for cls in names:
-            folder = root / split / cls
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+write_images = partial(helpers.write_images, per_class=4, ext="png")  # 4 PNGs a class in train/ and val/
 
 
 def folder_cfg(root, **kw):

@@ -5,6 +5,7 @@ one message (exit 2, no traceback) that says what is wrong and how to get out of
 import json
 import logging
 import shutil
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from automl.cli import main
 from automl.pipeline.state import CKPT_FORMAT
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
+from helpers import cli_err
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -22,11 +24,7 @@ FAST = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epoch
         "search.lam=2", "search.budgets=null", "search.epsilons=[0]", "export.onnx=false"]
 
 
-def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
+cli = partial(cli_err, internal_ok=True)  # (code, stderr); no traceback
 
 
 def fake_run(folder: Path, *, supernet=True, method="importance_sampling", files=2) -> Path:

@@ -14,13 +14,13 @@ import automl._io as io_
 import automl.train.progress as progress
 from automl._io import atomic_write_text
 from automl._lock import RunLock
-from automl.cli import main
 from automl.errors import UserError
 from automl.pipeline import Run
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 
 from conftest import Killed
+from helpers import cli_err as cli
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,13 +31,6 @@ TINY = ["threads=1", "data.limit_train=96", "data.batch_size=32", "data.theta_ba
         "search.weight_epochs=1", "search.theta_epochs=1", "search.budgets=[null,40k]", "retrain.epochs=0",
         "export.onnx=false", "search.supernets=1", "device=cpu"]
 REMOVED = "was removed while the run was writing to it; nothing more is written; start again"
-
-
-def cli(capsys, *argv) -> tuple[int, str]:
-    code = main(list(argv))
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "internal error" not in err, err
-    return code, err
 
 
 def run_argv(out: Path, *extra: str) -> list[str]:

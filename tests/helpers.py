@@ -1,0 +1,75 @@
+"""Small helpers the test files share: an ImageFolder writer and in-process runners of the ``automl`` CLI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from automl.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+
+
+def write_images(root: Path, classes=("a", "b"), per_class: int | dict[str, int] = 3, *, splits=("train", "val"),
+                 val_classes=None, val_per_class: int | None = None, size: int = 12, ext: str = "jpg") -> Path:
+    """Writes an ImageFolder ``root/<split>/<class>/<i>.<ext>`` of random ``size`` x ``size`` RGB images and returns
+    ``root``. The pixels come from one generator seeded 0 at each call, drawn split by split, class by class, image by
+    image. ``per_class`` is a count for every class, or a ``{class: count}`` whose keys are the classes; the split
+    named ``val`` holds ``val_classes`` (default: the classes) with ``val_per_class`` images each (default: as in
+    ``per_class``). Folders that exist already are written into."""
+    if isinstance(per_class, dict):
+        classes = tuple(per_class)
+    rng = np.random.default_rng(0)
+    for split in splits:
+        is_val = split == "val"
+        for cls in (val_classes or classes) if is_val else classes:
+            n = val_per_class if is_val and val_per_class is not None else (
+                per_class[cls] if isinstance(per_class, dict) else per_class)
+            folder = root / split / cls
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i}.{ext}")
+    return root
+
+
+def rgb_folder_run(tmp_path: Path, data: Path) -> list[str]:
+    """The arguments of ``automl run`` of quickstart.yaml on the two-class ImageFolder ``data`` with digits.space
+    made RGB (written to ``tmp_path/rgb.space``): one supernet, one epoch of each search phase, no retraining; the run
+    folder is ``tmp_path/run``."""
+    space = tmp_path / "rgb.space"
+    space.write_text((ROOT / "spaces" / "digits.space").read_text().replace("input 1 x", "input 3 x"))
+    return ["run", QUICK, f"space={space}", "data.dataset=imagefolder", f"data.root={data}",
+            "space_args.classes=2", "data.image_size=8", "data.batch_size=4", "threads=1",
+            "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0", "search.supernets=1",
+            "--out", str(tmp_path / "run")]
+
+
+def cli_out_err(capsys, *argv, internal_ok: bool = False, usage_exit: bool = False) -> tuple[int, str, str]:
+    """Runs ``automl ARGV`` in this process (each argument ``str()``-ed) and returns the exit code, standard output
+    and standard error. Standard error holds no traceback, nor "internal error" unless ``internal_ok``; with
+    ``usage_exit`` a ``SystemExit`` (argparse's usage errors) is taken as the exit code."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:
+        if not usage_exit:
+            raise
+        code = e.code
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err, err
+    if not internal_ok:
+        assert "internal error" not in err, err
+    return code, out, err
+
+
+def cli_err(capsys, *argv, internal_ok: bool = False, usage_exit: bool = False) -> tuple[int, str]:
+    """``cli_out_err``'s exit code and standard error."""
+    code, _, err = cli_out_err(capsys, *argv, internal_ok=internal_ok, usage_exit=usage_exit)
+    return code, err
+
+
+def cli_said(capsys, *argv) -> tuple[int, str]:
+    """``cli_out_err``'s exit code, and standard output and error together."""
+    code, out, err = cli_out_err(capsys, *argv)
+    return code, out + err
