@@ -182,8 +182,9 @@ class RandomSearch(Searcher):
     upper bound; the cheapest and dearest architectures are exact too). A cost over a budget by rounding only
     (1e-9 of ``fixed + budget``, the engine's knapsack's ``BUDGET_RTOL``) fits it, as in the engine;
     ``budget=inf`` fits every architecture (a band needs a finite budget). Sampling is by rejection in
-    vectorised batches; a budget below the cheapest architecture, a band above the most expensive one, or one
-    so narrow or tight that ``max_tries`` batches of ``batch`` find too few raises ``ValueError``.
+    vectorised batches; a budget below the cheapest architecture, a band above the most expensive one, a band
+    below 1 of a negative ``fixed + budget`` (an empty range), or one so narrow or tight that ``max_tries``
+    batches of ``max(batch, lam)`` draws find too few raises ``ValueError``.
     :meth:`tell` remembers the lowest loss per group, and :meth:`best` returns it (before any ``tell``, the
     first row of the last ``ask`` per group, drawing one if ``ask`` was never called).
 
@@ -264,6 +265,13 @@ class RandomSearch(Searcher):
         if not all(math.isfinite(b) for b in self.budgets):
             raise ValueError(f"a band needs a finite budget (its networks cost band x budget and more), got "
                              f"budget {shown(given)}; give a finite budget, or no band for an unconstrained one")
+        # below 0, band x (fixed + budget) is above fixed + budget: no cost lies between them
+        empty = [(b, g) for b, g in zip(self.budgets, given) if _floor(band * (fixed + b) - fixed) > _ceiling(b, fixed)]
+        if empty:
+            whole = fixed + empty[0][0]
+            raise ValueError(f"band {band:g} of budget {shown([g for _, g in empty])} asks for networks costing from "
+                             f"{band:g} x (fixed + budget) = {band * whole:.6g} to fixed + budget = {whole:.6g}: an "
+                             f"empty range, as fixed + budget is below 0; use band 1 (the budget alone) or no band")
         dearest = self._extremes[1]
         too_big = [g for b, g in zip(self.budgets, given) if _floor(band * (fixed + b) - fixed) > dearest]
         if too_big:
@@ -306,11 +314,13 @@ class RandomSearch(Searcher):
         return (u * self._k).long().minimum(self._k - 1)
 
     def _within(self, budget: float | None, floor: float | None, n: int) -> torch.Tensor:
+        """``n`` uniform rows within ``budget`` and above ``floor``, from at most ``max_tries`` batches of
+        ``max(batch, n)`` draws each (so that the tries bound the fraction that fits, not the rows wanted)."""
         if budget is None:
             return self._uniform(n)
-        found, have = [], 0
+        found, have, size = [], 0, max(self.batch, n)
         for _ in range(self.max_tries):
-            cand = self._uniform(self.batch)
+            cand = self._uniform(size)
             cost = self._totals(cand)                                  # R(M) per candidate
             fits = cost <= _ceiling(budget, self.fixed)
             if floor is not None:
@@ -322,9 +332,9 @@ class RandomSearch(Searcher):
                 return torch.cat(found)[:n]
         if floor is not None:
             raise ValueError(f"band {self.band:g} of budget {budget:.6g} (cost {floor:.6g} to {budget:.6g}) is too "
-                             f"narrow: {self.max_tries} x {self.batch} uniform architectures gave only {have} of "
+                             f"narrow: {self.max_tries} x {size} uniform architectures gave only {have} of "
                              f"the {n} needed; lower the band, change the budget or raise max_tries")
-        raise ValueError(f"budget {budget:.6g} is too tight: {self.max_tries} x {self.batch} uniform "
+        raise ValueError(f"budget {budget:.6g} is too tight: {self.max_tries} x {size} uniform "
                          f"architectures gave only {have} of the {n} needed; raise the budget or max_tries")
 
     def ask(self) -> torch.Tensor:
