@@ -544,7 +544,7 @@ def test_an_int8_model_onnxruntime_cannot_run_is_recorded_and_the_fp32_export_st
     real = quantize.onnx_latency
 
     def no_int8_kernel(path, *a, **k):
-        if Path(path).name == quantize.INT8_NAME:
+        if quantize.INT8_NAME in Path(path).name:  # the new model is timed in its temporary file
             raise RuntimeError("[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Could not find an implementation for "
                                "ConvInteger(10) node")
         return real(path, *a, **k)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -237,8 +238,9 @@ def _onnx_problem(entry: dict) -> tuple[str, str] | None:
 
 def _int8_problem(entry: dict) -> tuple[str, str] | None:
     """(key, what is wrong) of an ``int8`` entry that is neither shape measuring an export writes: a quantised
-    model's ``{"file": "model.int8.onnx", "size_bytes", "fp32_size_bytes", "test_accuracy",
-    "fp32_test_accuracy", ...}`` (no ``error``; sizes whole numbers of bytes, accuracies in [0, 1] or null) or a
+    model's ``{"file": "model.int8.onnx", "size_bytes", "sha256", "fp32_size_bytes", "test_accuracy",
+    "fp32_test_accuracy", ...}`` (no ``error``; sizes whole numbers of bytes, ``sha256`` 64 lowercase hex digits
+    (absent in an earlier automl's entry), accuracies in [0, 1] or null) or a
     failed quantisation's ``{"file": null, "error": why}``; None when it is one of them."""
     file, error = entry.get("file"), entry.get("error")
     if file is None:
@@ -256,6 +258,9 @@ def _int8_problem(entry: dict) -> tuple[str, str] | None:
         v = entry.get(key)
         if v is not None and not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
             return key, f"must be the model file's size, a whole number of bytes, got {_shown(v)}"
+    digest = entry.get("sha256")
+    if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        return "sha256", f"must be the int8 model's SHA-256, 64 lowercase hex digits, got {_shown(digest)}"
     return _accuracy_problem(entry, "test_accuracy") or _accuracy_problem(entry, "fp32_test_accuracy")
 
 

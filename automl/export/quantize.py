@@ -9,14 +9,19 @@ on batches of the run's own training data.
   machine, batch 1, ``threads`` intra-op threads, with the machine it was measured on;
 - ``onnx.test_accuracy`` (when given test batches): the test accuracy of ``model.onnx`` through onnxruntime
   (null when the test batches hold no image), kept when the model could not be quantised;
-- ``int8`` (when asked): the file, its size and the fp32 size, the test accuracy of both models through
-  onnxruntime (``fp32_test_accuracy``: ``onnx.test_accuracy`` again, measured on the same batches; measuring
-  again with test batches but without quantising measures both again, so the two always agree), or
+- ``int8`` (when asked): the file, its size, its SHA-256 (``sha256``) and the fp32 size, the test accuracy of both
+  models through onnxruntime (``fp32_test_accuracy``: ``onnx.test_accuracy`` again, measured on the same batches;
+  measuring again with test batches but without quantising measures both again, so the two always agree), or
   ``{"file": None, "error": why}`` when the model could not be quantised (the fp32 file stays).
+
+Quantising again replaces ``model.int8.onnx`` only after it is measured and the manifest written: an interrupt
+before leaves the earlier model and its entry; the one moment between the two replacements leaves an entry whose
+``sha256`` the earlier model does not match, which measuring again refuses (:func:`_quantise_and_record`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import operator
 import os
@@ -369,8 +374,9 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     damaged or (for this onnxruntime) too new ``model.onnx``, one whose input is not the manifest's
     ``input_shape``, calibration or test batches of another shape, calibration batches that hold NaN or inf, a
     ``clock`` this system reads too coarsely to time a network (:func:`automl.profile.check_clock`: Windows' thread
-    CPU clock); an earlier quantisation's ``model.int8.onnx`` that onnxruntime cannot load is one too (before the
-    manifest is written).
+    CPU clock); an earlier quantisation's ``model.int8.onnx`` that onnxruntime cannot load, or that is not the
+    model its int8 entry records (another size or SHA-256), is one too (before the manifest is written). Quantising
+    replaces ``model.int8.onnx`` only after the manifest that describes it is written (:func:`_quantise_and_record`).
     """
     test = _check_arguments(quantize, calibration, clock, threads, batch, test)
     threads, batch = operator.index(threads), operator.index(batch)
@@ -402,15 +408,45 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
                "machine": machine_info(threads)}
     m["latency"] = latency
     if quantize == "int8":
-        m["int8"] = _int8_entry(out_dir, m, batches, test, latency)
+        _quantise_and_record(out_dir, m, batches, test, latency)
     else:
         _earlier_int8(out_dir, m, latency, test)
+        _write_measurements(out_dir, m)
+    return m
+
+
+class _NotQuantised(Exception):
+    """The int8 entry just written records a failed quantisation: its staged model is not moved into place."""
+
+
+def _quantise_and_record(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict) -> None:
+    """Quantise into a temporary file in ``out_dir`` (:func:`_int8_entry`), measure it there, write the manifest
+    with its int8 entry (which records the model's ``sha256``), and only then move it into place as
+    ``model.int8.onnx``. The folder holds an earlier model and the entry that describes it until the manifest is
+    replaced: an interrupt (Ctrl-C, an error) while quantising or measuring leaves both as they were, and the
+    temporary file is removed. A process killed between the manifest's replacement and the model's leaves the new
+    entry beside the earlier model (or none): measuring again without quantising refuses that model, whose SHA-256
+    is not the entry's (:func:`_earlier_int8_session`), or records it missing; quantising again mends it. A failed
+    quantisation's entry is written first, then the earlier model removed (one that no entry describes is not
+    timed: :func:`_earlier_int8`)."""
+    int8 = out_dir / INT8_NAME
+    try:
+        with atomic_path(int8, suffix=".onnx") as staged:
+            m["int8"] = _int8_entry(out_dir, m, batches, test, latency, staged)
+            _write_measurements(out_dir, m)
+            if m["int8"].get("file") is None:
+                raise _NotQuantised  # atomic_path removes the staged file, and leaves model.int8.onnx
+    except _NotQuantised:
+        int8.unlink(missing_ok=True)
+
+
+def _write_measurements(out_dir: Path, m: dict) -> None:
+    """Write the measured manifest ``m``; a failed write is a :class:`UserError`."""
     try:
         write_manifest(out_dir, m)
     except OSError as e:  # the folder was writable when the measuring began: it filled up, or was made read-only
         raise UserError(f"{out_dir / MANIFEST_NAME}: cannot write the measurements ({e.strerror or e}); free space "
                         f"there or make the folder writable, and measure again") from None
-    return m
 
 
 def _earlier_int8(out_dir: Path, m: dict, latency: dict, test) -> None:
@@ -447,48 +483,60 @@ def _earlier_int8(out_dir: Path, m: dict, latency: dict, test) -> None:
 
 def _earlier_int8_session(out_dir: Path, m: dict, threads: int):
     """The onnxruntime session (``threads`` intra-op threads) of the ``model.int8.onnx`` an earlier quantisation
-    wrote; one onnxruntime cannot load (truncated, damaged, replaced), or a model of another size than the int8
-    entry records (another export's, copied in), is a :class:`UserError` naming it."""
+    wrote, made from the bytes that are checked; one onnxruntime cannot load (truncated, damaged, replaced), or a
+    model of another size or SHA-256 than the int8 entry records (another export's, copied in; or a quantisation
+    killed between writing the manifest and moving its model into place), is a :class:`UserError` naming it. An
+    entry without ``sha256`` (an earlier automl's) is checked by its size alone."""
     int8 = out_dir / INT8_NAME
     again = (f"quantise again (quantize='int8' with calibration batches), or export the network again: "
              f"{export_again(out_dir, m)}")
     try:
-        session = ort_session(ort_model(int8), threads)
+        data = int8.read_bytes()
+        session = ort_session(data, threads)
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own types for a file it cannot load
         raise UserError(f"{int8}: onnxruntime cannot load the int8 model an earlier quantisation wrote "
                         f"({_ort_reason(e)}), which the manifest's int8 entry describes; {again}") from None
-    recorded = m["int8"].get("size_bytes")
-    if finite_number(recorded) and recorded != _size(int8):  # a model, but not the one quantised here
-        raise UserError(f"{int8}: {_size(int8):,} bytes, where the manifest's int8 entry records the {recorded:,} "
+    recorded, digest = m["int8"].get("size_bytes"), m["int8"].get("sha256")
+    if finite_number(recorded) and recorded != len(data):  # a model, but not the one quantised here
+        raise UserError(f"{int8}: {len(data):,} bytes, where the manifest's int8 entry records the {recorded:,} "
                         f"bytes of the int8 model an earlier quantisation wrote: another model (another export's?) "
                         f"took its place, and its latency would be recorded as this export's; {again}")
+    if digest is not None and digest != _sha256(data):
+        raise UserError(f"{int8}: its SHA-256 is not the one the manifest's int8 entry records (\"int8.sha256\"): "
+                        f"another model took its place (another export's, copied in), or a quantisation was cut "
+                        f"short between writing the manifest and moving its model into place, and its latency "
+                        f"would be recorded as this export's; {again}")
     return session
 
 
-def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict) -> dict:
-    """Quantise the export's ``model.onnx`` on the (checked) calibration ``batches`` into ``model.int8.onnx``, time
-    it into ``latency`` and measure its test accuracy; the manifest's ``int8`` entry (``{"file": None, "error"}``
-    when it could not be quantised: the fp32 model stays)."""
+def _sha256(data: bytes) -> str:
+    """The SHA-256 of a file's bytes, as the int8 entry's ``sha256`` records it (64 lowercase hex digits)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict, staged: Path) -> dict:
+    """Quantise the export's ``model.onnx`` on the (checked) calibration ``batches`` into ``staged`` (the temporary
+    file that becomes ``model.int8.onnx``: :func:`_quantise_and_record`), time it into ``latency`` and measure its
+    test accuracy; the manifest's ``int8`` entry, with the size and SHA-256 of the bytes measured
+    (``{"file": None, "error"}`` when it could not be quantised: the fp32 model stays)."""
     fp32, name, shape = out_dir / m["onnx"]["file"], m["onnx"].get("input_name", "input"), m["input_shape"]
     threads, batch, clock = latency["threads"], latency["batch"], latency["clock"]
-    int8 = out_dir / INT8_NAME
     entry: dict = {"file": INT8_NAME, "format": "QDQ", "weights": "int8 per channel, 7-bit range",
                    "activations": "uint8", "fp32_size_bytes": _size(fp32)}
     try:
-        quantize_int8(fp32, int8, batches, input_name=name)
+        quantize_int8(fp32, staged, batches, input_name=name)
     except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
-        int8.unlink(missing_ok=True)
         return {"file": None, "error": error_entry(e)}
-    entry.update(size_bytes=_size(int8), calibration_samples=sum(len(b) for b in batches))
+    data = staged.read_bytes()
+    entry.update(size_bytes=len(data), sha256=_sha256(data), calibration_samples=sum(len(b) for b in batches))
     try:  # a quantised model this onnxruntime cannot run (an op without an int8 kernel) is no int8 model either
-        latency["int8_ms"] = onnx_latency(int8, shape, threads, batch, input_name=name, clock=clock)
-        if test is not None:
-            entry["test_accuracy"] = onnx_accuracy(int8, test(), name, threads)
+        latency["int8_ms"] = onnx_latency(staged, shape, threads, batch, input_name=name, clock=clock)
+        if test is not None:  # named in messages as the file it becomes
+            entry["test_accuracy"] = _accuracy(ort_session(data, threads), test(), name, str(out_dir / INT8_NAME))
             entry["fp32_test_accuracy"] = m["onnx"]["test_accuracy"]
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - as above: the fp32 model stays, and the run goes on
-        int8.unlink(missing_ok=True)
         latency.pop("int8_ms", None)
         return {"file": None, "error": error_entry(e, "quantised, but onnxruntime cannot run the int8 model: ")}
     return entry
