@@ -285,7 +285,8 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     prof = ssub.add_parser("profile", parents=[verbose], help="measure a latency table of every choice on this machine")
     prof.add_argument("file")
     prof.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
-    prof.add_argument("--runtime", action=_Once, default="onnxruntime", help="runtime to measure with: onnxruntime (the default and only one)")
+    prof.add_argument("--runtime", action=_Once, default="onnxruntime",
+                      help="runtime to measure with: onnxruntime (the default and only one)")
     prof.add_argument("--threads", action=_Once, type=whole_number, default=1,
                       help="intra-op threads of the runtime (default 1)")
     prof.add_argument("--batch", action=_Once, type=whole_number, default=1, help="batch size (default 1)")
@@ -293,7 +294,8 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
                       help="timed runs per piece, after warm-up (default 20)")
     prof.add_argument("--metric", action=_Once, default="latency", help="metric name in the table (default latency)")
     prof.add_argument("--clock", action=_Once, default="wall",
-                      help="wall: elapsed time (default); cpu: the calling thread's CPU time (--threads 1; a shared machine)")
+                      help="wall: elapsed time (default); cpu: the calling thread's CPU time (--threads 1; a shared "
+                           "machine)")
     prof.add_argument("--calibrate", action=_Once, type=whole_number, default=8,
                       help="whole random networks timed to fit the per-piece graph cost (chains; default 8, at most "
                            "10,000; 0: off)")

@@ -820,7 +820,7 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
                         f"{t_space.get('name', '?')!r} ({t_space.get('file', '?')}): profile this space with "
                         f"`automl space profile`")
     if check_shape:
-        _check_shape(table, t_space, cs, mismatch, path)
+        _check_shape(table, t_space, cs, mismatch, path, "search.cost_table" if source else "--cost-table")
     for entry, dec in zip(table["decisions"], cs.decisions):
         got = entry.get("choices")
         if not isinstance(got, dict) or set(got) != set(dec.choices):
@@ -961,9 +961,10 @@ def _check_clock(table: dict, path: Path, where: str) -> None:
                         f"--threads 1`")
 
 
-def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> None:
+def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use: str) -> None:
     """The table was measured at the space's input size, for its widths (``params_fingerprint``) and for its
-    layers (``pieces_fingerprint``: strides, kernels, activations, each layer's input size), each when recorded."""
+    layers (``pieces_fingerprint``: strides, kernels, activations, each layer's input size), each when recorded.
+    ``use``: what names the table (``search.cost_table``, ``--cost-table``), to point at a new one."""
     size = table.get("input_size")
     again = f"profile it with `{_profile_command(cs, path)}`"
     if not isinstance(size, list):
@@ -976,7 +977,8 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path) -> N
         args = t_space.get("args") if isinstance(t_space.get("args"), dict) else {}
         theirs = _set_flags(args)
         if args != cs.overrides:  # the table still fits its own --set values: measure into a file of its own
-            again = (f"profile it into a file of its own with `{_profile_command(cs, _beside(path, cs.overrides))}` "
+            new = _beside(path, cs.overrides)
+            again = (f"profile it into a file of its own with `{_profile_command(cs, new)}` and give {use} {new} "
                      f"(keep {path} for {theirs or 'no --set values'})")
         raise UserError(f"{mismatch}: the space's widths or ops differ from those profiled (the table was "
                         f"profiled with {theirs or 'no --set values'}, the space here is compiled with "

@@ -290,11 +290,21 @@ def _auto_or(low: float, strict: bool):
                 x = None
         if isinstance(x, bool) or not isinstance(x, (int, float)) or (x <= low if strict else x < low):
             raise ValueError(f"must be 'auto' or a number {op} {low:g}")
+        x = _as_float(x)
         if not math.isfinite(x):  # .inf: else pydantic's float refuses it as "auto or a finite number", garbled
             raise ValueError(f"must be 'auto' or a finite number {op} {low:g}")
         return float(x)
 
     return check
+
+
+def _as_float(x: int | float) -> float:
+    """``x`` as a float; an integer too large for one (YAML's 1 and 400 zeros) is inf, which the checks then
+    refuse as not finite (``float()`` would raise OverflowError, an internal error)."""
+    try:
+        return float(x)
+    except OverflowError:
+        return math.inf if x > 0 else -math.inf
 
 
 _SUFFIXES = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9}
@@ -314,7 +324,7 @@ def parse_budget(v: Any, allow_null: bool = True) -> float | None:
     if v is None or isinstance(v, bool):
         raise ValueError(f"must be {null}a number (k, M, G suffixes allowed)")
     if isinstance(v, (int, float)):
-        x = float(v)
+        x = _as_float(v)
     elif isinstance(v, str):
         m = _BUDGET_RE.fullmatch(v)
         if m is None:
@@ -2008,7 +2018,7 @@ def _as_read(data: Any, base: Path) -> dict | None:
         return None
     try:
         return Recipe.model_validate(_resolve_paths(copy.deepcopy(data), base)).model_dump()
-    except (ValidationError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - the file alone may hold what an override replaced (a budget of 1e400)
         return None
 
 

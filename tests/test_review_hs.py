@@ -17,6 +17,7 @@ DIGITS = str(ROOT / "spaces" / "digits.space")
 
 
 def _cli(capsys, *argv) -> tuple[int, str]:
+    """``automl ARGV``'s exit code and standard error (a traceback is this file's to look for)."""
     code = main([str(a) for a in argv])
     return code, capsys.readouterr().err
 
@@ -75,5 +76,40 @@ def test_a_table_of_other_set_values_is_not_to_be_overwritten(tmp_path, capsys, 
     code, err = _cli(capsys, "space", "cost", DIGITS, "--set", "width=2.0", "--arch", arch, "--cost-table", table)
     assert code == 2 and "widths or ops differ" in err, err
     new = tmp_path / "latency-width2.0.json"
-    assert f"--set width=2.0 --out {new}`" in err and f"(keep {table} for no --set values)" in err, err
+    assert f"--set width=2.0 --out {new}` and give --cost-table {new} (keep {table} for no --set values)" in err, err
     assert f"--out {table}`" not in err, err
+    # a recipe's table: the command alone would leave search.cost_table naming the old file
+    recipe = tmp_path / "latency.yaml"
+    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text()
+                      .replace("../spaces/digits.space", DIGITS)
+                      .replace("  cost: params", f"  cost: latency\n  cost_table: {table}"))
+    code, err = _cli(capsys, "run", recipe, "space_args.width=2.0", "search.budgets=[null]",
+                     "--out", tmp_path / "run")
+    assert code == 2 and f"--out {new}` and give search.cost_table {new} (keep {table}" in err, err
+
+
+# ------------------------------------------------------------------ integers too large for a float
+
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize("override,key", [(f"search.budgets=[null,{HUGE}]", "search.budgets[1]"),
+                                          (f"search.theta_lr={HUGE}", "search.theta_lr")])
+def test_an_integer_too_large_for_a_float_is_a_user_error(tmp_path, capsys, override, key):
+    """``float()`` of YAML's 1 and 400 zeros raised OverflowError: an internal error, exit 1."""
+    code, err = _cli(capsys, "run", ROOT / "recipes" / "quickstart.yaml", override, "--out", tmp_path / "run")
+    assert code == 2 and f"{key}: override" in err and "finite number" in err, err
+    assert "Traceback" not in err and "internal error" not in err, err
+
+
+def test_a_file_value_an_override_replaces_does_not_break_the_line_lookup(tmp_path, capsys):
+    """The file's budgets hold a number too large for a float, which the override replaces; the start-up refusal
+    of the override's budget looks up the file's line, which validated the file alone and raised OverflowError."""
+    recipe = tmp_path / "big.yaml"
+    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text()
+                      .replace("../spaces/digits.space", DIGITS)
+                      .replace("  budgets: [null, 80k, 40k, 20k]", f"  budgets: [null, {HUGE}]"))
+    assert f"budgets: [null, {HUGE}]" in recipe.read_text()
+    code, err = _cli(capsys, "run", recipe, "search.budgets=[null,1]", "--out", tmp_path / "run")
+    assert code == 2 and "search.budgets[1]: 1 is below the smallest architecture" in err, err
+    assert "Traceback" not in err and "internal error" not in err, err
