@@ -113,3 +113,18 @@ def test_a_file_value_an_override_replaces_does_not_break_the_line_lookup(tmp_pa
     code, err = _cli(capsys, "run", recipe, "search.budgets=[null,1]", "--out", tmp_path / "run")
     assert code == 2 and "search.budgets[1]: 1 is below the smallest architecture" in err, err
     assert "Traceback" not in err and "internal error" not in err, err
+
+
+def test_export_recipe_data_not_found_is_located_at_data_root(tmp_path, capsys):
+    """``automl export --recipe R`` of a recipe whose data.root holds no CIFAR-10: the refusal names the recipe's
+    line of data.root, as ``automl run`` does (it named no file)."""
+    import json
+
+    (tmp_path / "a.json").write_text(json.dumps({"choices": ["ir_k3_e3"] * 9}))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text().replace("../spaces/digits.space", DIGITS)
+                      .replace("  dataset: digits", f"  dataset: cifar10\n  root: {tmp_path / 'none'}"))
+    line = recipe.read_text().splitlines().index(f"  root: {tmp_path / 'none'}") + 1
+    code, err = _cli(capsys, "export", DIGITS, "--arch", tmp_path / "a.json", "--out", tmp_path / "o",
+                     "--recipe", recipe)
+    assert code == 2 and f"{recipe}:{line}: data.root: CIFAR-10 not found" in err, err

@@ -22,10 +22,10 @@ from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number,
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
-from automl.pipeline.run import RESOLVED
+from automl.pipeline.run import RESOLVED, recipe_data
 from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
-from automl.train.data import DATASETS, build_data, normalization
+from automl.train.data import DATASETS, normalization
 
 __all__ = ["main"]
 
@@ -444,7 +444,7 @@ def _recipe_data(args, compiled, fingerprint: dict | None):
     path = args.recipe
     r = load_recipe(path)
     _same_data_set(args, r, (fingerprint or {}).get("data.dataset"))
-    data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device="cpu")
+    data = recipe_data(r, "cpu")  # data not found where the recipe says: located at its key
     if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:
         raise UserError(f"--recipe {path}: its data gives inputs {tuple(data.input_shape)} with "
                         f"{data.num_classes} classes, the space takes {tuple(compiled.input_shape)} with "

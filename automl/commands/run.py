@@ -15,9 +15,9 @@ from pathlib import Path
 from automl._io import reader_gone
 from automl._signals import Interrupted, raising_on
 from automl.errors import Stopped, UserError
-from automl.pipeline import Run, resolve_device
+from automl.pipeline import Run
 from automl.pipeline.context import how_to_go_on, on_main
-from automl.pipeline.run import held_files, leftovers
+from automl.pipeline.run import held_files, leftovers, recipe_device
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import (DistInfo, elastic_restart, init_distributed, launch_info, reported,
@@ -300,7 +300,7 @@ def main(args) -> int:
         extra = supernet_overrides(args.supernet, args.supernet_force)
         recipe = load_recipe(args.recipe, args.overrides + extra)
         # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
-        info = init_distributed(resolve_device(recipe.device, DistInfo()).type)
+        info = init_distributed(recipe_device(recipe, DistInfo()).type)
     except UserError as e:  # found by each process alone, before the ranks met: who says it (reported)
         raise reported(e, launch, before_start=True)
     try:
@@ -330,7 +330,7 @@ def _run(args, recipe, info: DistInfo) -> int:
     made, runs_was_there, out, again, run = [], RUNS.is_dir(), None, "", None
     try:
         with _stopping_start_up(info):
-            device = resolve_device(recipe.device, info)
+            device = recipe_device(recipe, info)
             if args.out:
                 out = Path(args.out)
             else:  # rank 0 picks (or creates) the folder; every rank uses it

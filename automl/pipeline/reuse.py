@@ -20,7 +20,7 @@ import torch
 from automl._io import path_problem
 from automl._lock import held_by
 from automl.dsl import file_sha256, load_space, space_digest
-from automl.errors import SpaceError, UserError
+from automl.errors import RecipeError, SpaceError, UserError
 from automl.export.inherit import check_state, state_differences
 from automl.export.manifest import MANIFEST_NAME
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
@@ -33,7 +33,7 @@ from automl.train.data import NATIVE_SIZE, data_changes, split_seed
 
 __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS", "ROOT_ONLY_LOCATES",
            "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences",
-           "check_fits", "check_resumed", "on_data"]
+           "check_fits", "check_resumed", "on_data", "Given", "FLAG"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
@@ -192,6 +192,31 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path |
     return out
 
 
+class Given(NamedTuple):
+    """How the folder of the supernet to reuse was given, as its messages name it: the flag ``--supernet DIR``
+    (:data:`FLAG`; a ``supernet=DIR`` override too), or the recipe key ``supernet: DIR`` at ``line`` of the recipe
+    ``file``, whose errors are :class:`RecipeError` naming the file and the line."""
+
+    file: str | None = None
+    line: int | None = None
+
+    @property
+    def name(self) -> str:
+        """``--supernet``, or ``supernet`` (the recipe key)."""
+        return "--supernet" if self.file is None else "supernet"
+
+    def of(self, folder) -> str:
+        """``--supernet DIR``, or ``supernet: DIR``."""
+        return f"{self.name}{' ' if self.file is None else ': '}{folder}"
+
+    def error(self, message: str) -> UserError:
+        """``message`` (which starts with :meth:`of`) as the error to raise: located at the key's line."""
+        return UserError(message) if self.file is None else RecipeError(message, self.file, None, self.line)
+
+
+FLAG = Given()
+
+
 class Reused(NamedTuple):
     """Another run's trained supernet, as :func:`load_supernet` read it."""
 
@@ -214,17 +239,17 @@ def _trained_with(ckpt: dict, run_dir: Path) -> tuple[dict[str, Any], list[str]]
     return theirs, []
 
 
-def _checkpoint(store: CheckpointStore, run_dir: Path) -> dict:
+def _checkpoint(store: CheckpointStore, run_dir: Path, given: Given) -> dict:
     """The newest usable checkpoint in ``store`` (of the run in ``run_dir``), written by an automl of this
     checkpoint format; else a :class:`UserError` naming what is wrong."""
     ckpt = store.load()
     if ckpt is None:
-        raise UserError(f"--supernet {run_dir}: its checkpoints cannot be used: {store.why_none()}; give another "
-                        f"run's folder, or train the supernet again")
+        raise given.error(f"{given.of(run_dir)}: its checkpoints cannot be used: {store.why_none()}; give another "
+                          f"run's folder, or train the supernet again")
     if ckpt.get("format") != CKPT_FORMAT:  # another layout: its keys may not mean what this automl reads
-        raise UserError(f"--supernet {run_dir}: its checkpoint {store.loaded} has format {ckpt.get('format')!r}, "
-                        f"this automl reads format {CKPT_FORMAT}: another version of automl wrote it; reuse it "
-                        f"with that version, or train the supernet again with this one (without --supernet)")
+        raise given.error(f"{given.of(run_dir)}: its checkpoint {store.loaded} has format {ckpt.get('format')!r}, "
+                          f"this automl reads format {CKPT_FORMAT}: another version of automl wrote it; reuse it "
+                          f"with that version, or train the supernet again with this one (without {given.name})")
     return ckpt
 
 
@@ -235,7 +260,7 @@ def _run_above(path: Path) -> Path | None:
                 None)
 
 
-def _store(source: Path) -> CheckpointStore:
+def _store(source: Path, given: Given) -> CheckpointStore:
     """The checkpoints of the run in ``source`` (--supernet); else a :class:`UserError` saying what ``source`` is
     (a file or folder of a run, whose folder to give instead; a run still running or stopped before its first
     checkpoint; an export's folder; a loop of links, a link to nothing, a pipe, socket or device:
@@ -247,55 +272,57 @@ def _store(source: Path) -> CheckpointStore:
     if not source.is_dir():  # a link to nothing too
         what = path_problem(source, "a run's folder") or (
             "is a file, not a run's folder" if source.exists() else "does not exist")
-        inside = f": it is a file of the run in {run}; give the run's folder: --supernet {run}" if run else \
-            "; check --supernet (the --out folder of an automl run whose weight phase has finished)"
-        raise UserError(f"--supernet {source}: no checkpoint there: {source} {what}{inside}")
+        inside = f": it is a file of the run in {run}; give the run's folder: {given.of(run)}" if run else \
+            f"; check {given.name} (the --out folder of an automl run whose weight phase has finished)"
+        raise given.error(f"{given.of(source)}: no checkpoint there: {source} {what}{inside}")
     if not CheckpointStore(source).missing():
-        raise UserError(f"--supernet {source} is the checkpoints folder of the run in {source.parent}; give the "
-                        f"run's folder: --supernet {source.parent}")
+        raise given.error(f"{given.of(source)} is the checkpoints folder of the run in {source.parent}; give the "
+                          f"run's folder: {given.of(source.parent)}")
     running = held_by(source)
     if running:  # started, not checkpointed yet
-        raise UserError(f"--supernet {source}: that run has no checkpoint yet: it is still running ({running});"
-                        f" {_WAIT}")
+        raise given.error(f"{given.of(source)}: that run has no checkpoint yet: it is still running ({running});"
+                          f" {_WAIT}")
     if (source / "recipe.resolved.yaml").is_file():  # what a run writes at its start, before its first checkpoint
-        raise UserError(f"--supernet {source}: that run has no checkpoint: it stopped before its first one (its "
-                        f"recipe.resolved.yaml is there, no checkpoints/); run it again to train its supernet "
-                        f"(automl run RECIPE --out {source}, with its recipe and overrides: it starts afresh there), "
-                        f"or give another run's folder")
+        raise given.error(f"{given.of(source)}: that run has no checkpoint: it stopped before its first one (its "
+                          f"recipe.resolved.yaml is there, no checkpoints/); run it again to train its supernet "
+                          f"(automl run RECIPE --out {source}, with its recipe and overrides: it starts afresh "
+                          f"there), or give another run's folder")
     if run is not None:
-        raise UserError(f"--supernet {source} is a folder of the run in {run}; give the run's folder: "
-                        f"--supernet {run}")
+        raise given.error(f"{given.of(source)} is a folder of the run in {run}; give the run's folder: "
+                          f"{given.of(run)}")
     if (source / MANIFEST_NAME).is_file():
-        raise UserError(f"--supernet {source} is an export's folder (its {MANIFEST_NAME}: one network, not a "
-                        f"supernet); give the --out folder of the automl run that trained the supernet")
-    raise UserError(f"--supernet {source}: no checkpoint there (looked for {store.index_path}); give the "
-                    f"--out folder of an automl run whose weight phase has finished")
+        raise given.error(f"{given.of(source)} is an export's folder (its {MANIFEST_NAME}: one network, not a "
+                          f"supernet); give the --out folder of the automl run that trained the supernet")
+    raise given.error(f"{given.of(source)}: no checkpoint there (looked for {store.index_path}); give the "
+                      f"--out folder of an automl run whose weight phase has finished")
 
 
 _WAIT = ("wait for its weight phase to finish (its checkpoint then holds the trained supernet), then run this command "
          "again")
 
 
-def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path) -> None:
+def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path, given: Given) -> None:
     """Refuse (:class:`UserError`) the checkpoint ``ckpt`` of ``run_dir``, which holds no trained supernet: its
     search.method trains none, its weight phase is still running there, or it was stopped before its end."""
     if ckpt.get("supernet_origin") is None:  # recorded by every run whose search.method trains a supernet
-        raise UserError(f"--supernet {run_dir}: that run has no trained supernet: its search.method trains "
-                        f"none; give the folder of a run of search.method {supernet_methods()}")
+        raise given.error(f"{given.of(run_dir)}: that run has no trained supernet: its search.method trains "
+                          f"none; give the folder of a run of search.method {supernet_methods()}")
     running = held_by(run_dir)
     if running:  # --resume would be refused: the run is writing there now
-        raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: it is still in its weight "
-                        f"phase, running now ({running}); {_WAIT}")
+        raise given.error(f"{given.of(run_dir)}: that run has no trained supernet yet: it is still in its weight "
+                          f"phase, running now ({running}); {_WAIT}")
     resume = f"automl run RECIPE --out {run_dir} --resume, with its recipe and overrides"
     if store.problems:  # the newest was damaged: the weight phase may well have finished
-        raise UserError(f"--supernet {run_dir}: its newest checkpoint cannot be used ({'; '.join(store.problems)}),"
-                        f" and the one before it, {store.loaded}, was written before its weight phase finished; "
-                        f"give another run's folder, or train the rest of that weight phase again ({resume})")
-    raise UserError(f"--supernet {run_dir}: that run has no trained supernet yet: its weight phase has not "
-                    f"finished; finish it first ({resume})")
+        raise given.error(f"{given.of(run_dir)}: its newest checkpoint cannot be used "
+                          f"({'; '.join(store.problems)}), and the one before it, {store.loaded}, was written before "
+                          f"its weight phase finished; give another run's folder, or train the rest of that weight "
+                          f"phase again ({resume})")
+    raise given.error(f"{given.of(run_dir)}: that run has no trained supernet yet: its weight phase has not "
+                      f"finished; finish it first ({resume})")
 
 
-def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: Path | None = None) -> Reused:
+def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: Path | None = None,
+                  given: Given = FLAG) -> Reused:
     """The trained supernet of the run in ``run_dir``, with its origin for results.json and the fingerprint of
     the settings that trained it.
 
@@ -303,25 +330,28 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     :func:`~automl._lock.held_by`, or the newest checkpoint when it is damaged and the one before it holds none),
     a checkpoint of another format, and a fingerprint that differs from ``ours`` unless ``force``. ``space_path``:
     this run's space file, whose bytes' sha256 a run recorded before :func:`~automl.dsl.space_digest` holds instead
-    (and which gives ``space_args`` values)."""
+    (and which gives ``space_args`` values). ``given``: how the folder was given, as the messages name it."""
     source = Path(run_dir)
-    store = _store(source)
-    ckpt = _checkpoint(store, run_dir)
+    store = _store(source, given)
+    ckpt = _checkpoint(store, run_dir, given)
     if ckpt.get("supernet") is None:
-        _untrained(ckpt, store, run_dir)
-    check_state(ckpt["supernet"], f"--supernet {run_dir}: the supernet in its checkpoint {store.loaded}",
-                "another run's folder, or train the supernet again (without --supernet)")
+        _untrained(ckpt, store, run_dir, given)
+    try:
+        check_state(ckpt["supernet"], f"{given.of(run_dir)}: the supernet in its checkpoint {store.loaded}",
+                    f"another run's folder, or train the supernet again (without {given.name})")
+    except UserError as e:
+        raise given.error(str(e)) from None
     if ckpt.get("weights_fingerprint") is None:
-        raise UserError(f"--supernet {run_dir}: that run records no weights fingerprint (an older automl); "
-                        f"train the supernet again with this version")
+        raise given.error(f"{given.of(run_dir)}: that run records no weights fingerprint (an older automl); "
+                          f"train the supernet again with this version")
     theirs, forced_before = _trained_with(ckpt, run_dir)
     if space_path is not None and theirs.get(SPACE_DIGEST) == file_sha256(space_path):
         theirs = {**theirs, SPACE_DIGEST: ours[SPACE_DIGEST]}
     diff = differences(theirs, ours, space_path, only_read=True) + forced_before
     if diff and not force:
-        raise UserError(f"--supernet {run_dir}: its supernet was trained with other settings than this recipe "
-                        f"asks for:\n  " + "\n  ".join(diff) + "\nset these as that run did (its "
-                        f"recipe.resolved.yaml), or pass --supernet-force to use the supernet anyway")
+        raise given.error(f"{given.of(run_dir)}: its supernet was trained with other settings than this recipe "
+                          f"asks for:\n  " + "\n  ".join(diff) + "\nset these as that run did (its "
+                          f"recipe.resolved.yaml), or pass --supernet-force to use the supernet anyway")
     origin = {"from": str(Path(run_dir).absolute()), "fingerprint": fingerprint_digest(theirs),
               "forced": bool(diff), "differs": diff}
     return Reused(ckpt["supernet"], origin, diff, theirs, _weights_data(ckpt))
@@ -334,7 +364,7 @@ def _weights_data(ckpt: dict) -> dict[str, Any] | None:
     return ckpt.get("data_fingerprint") if reused is None else reused or None
 
 
-def on_data(reused: Reused, ours: dict | None, run_dir: Path, force: bool) -> Reused:
+def on_data(reused: Reused, ours: dict | None, run_dir: Path, force: bool, given: Given = FLAG) -> Reused:
     """``reused`` for a run on the training data ``ours`` (its ``Data.fingerprint``): the supernet's own (or one
     not recorded) as it is; other data (a run's split is drawn from the list of training samples, so its D_theta
     would hold images the weights trained on) refused, or with ``force`` a line among the settings that differ."""
@@ -342,9 +372,9 @@ def on_data(reused: Reused, ours: dict | None, run_dir: Path, force: bool) -> Re
     if changed is None:
         return reused
     if not force:
-        raise UserError(f"--supernet {run_dir}: its supernet was trained on other training data than this run's: "
-                        f"{changed}; this run's D_theta would hold images those weights trained on. Use the data "
-                        f"that run trained on, or pass --supernet-force to use the supernet anyway")
+        raise given.error(f"{given.of(run_dir)}: its supernet was trained on other training data than this run's: "
+                          f"{changed}; this run's D_theta would hold images those weights trained on. Use the data "
+                          f"that run trained on, or pass --supernet-force to use the supernet anyway")
     differs = [*reused.differs, f"training data: {changed}"]
     return reused._replace(differs=differs, origin={**reused.origin, "forced": True, "differs": differs})
 
@@ -358,10 +388,10 @@ def _shapes(space, members: int) -> dict[str, tuple[int, ...]]:
 
 
 def check_fits(run_dir: Path, weights: dict, space, space_args: dict[str, str], members: int,
-               differs: list[str] = ()) -> None:
+               differs: list[str] = (), given: Given = FLAG) -> None:
     """Refuse (:class:`UserError`) a reused supernet that is not ``space``'s with ``space_args`` and ``members``
     supernets (search.supernets): --supernet-force takes other settings, never another shape. ``differs``: the
-    settings that differ (:func:`differences`), named in the message."""
+    settings that differ (:func:`differences`), named in the message; ``given``: how the folder was given."""
     there = ensemble_size(weights)
     if there != members:
         what = f"an ensemble of {there} supernets there, {members} here (search.supernets)"
@@ -371,10 +401,10 @@ def check_fits(run_dir: Path, weights: dict, space, space_args: dict[str, str], 
             return
     args = ", ".join(f"{k}={v}" for k, v in sorted(space_args.items())) or "none"
     trained = "; it was trained with " + "; ".join(differs) if differs else ""
-    raise UserError(f"--supernet {run_dir}: its supernet has another shape than the one space {space.name} builds "
-                    f"here (space_args: {args}): {what}{trained}; --supernet-force takes a supernet trained with "
-                    f"other settings, not one of another shape: reuse a run of this space, space_args and "
-                    f"search.supernets, or train the supernet (without --supernet)")
+    raise given.error(f"{given.of(run_dir)}: its supernet has another shape than the one space {space.name} builds "
+                      f"here (space_args: {args}): {what}{trained}; --supernet-force takes a supernet trained with "
+                      f"other settings, not one of another shape: reuse a run of this space, space_args and "
+                      f"search.supernets, or train the supernet (without {given.name})")
 
 
 def _shape_mismatch(have: dict[str, tuple], want: dict[str, tuple], few: int = 3) -> str:

@@ -17,15 +17,15 @@ import yaml
 
 from automl._io import atomic_write_text, remove_temporaries, temporary_pattern, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
-from automl.errors import RecipeError, UserError
+from automl.errors import DataError, RecipeError, UserError
 from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage, RetrainStage
 from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over, device_record, read_results
 from automl.pipeline.search_stages import SimultaneousStage, ThetaStage, WeightsStage
-from automl.pipeline.reuse import (check_fits, check_resumed, differences, fingerprint_digest, load_supernet,
-                                   on_data, weights_fingerprint)
+from automl.pipeline.reuse import (FLAG, Given, check_fits, check_resumed, differences, fingerprint_digest,
+                                   load_supernet, on_data, weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
                                    load_spaces, recipe_costs, resolve_device, resolved)
 from automl.pipeline.state import RunState, check_same_data, restore_rng
@@ -40,7 +40,7 @@ from automl.train.progress import Reporter
 from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
                                   spaces_work)
 
-__all__ = ["Run", "held_files", "leftovers"]
+__all__ = ["Run", "held_files", "leftovers", "recipe_device", "recipe_data", "supernet_given"]
 
 # what a start-up that was killed leaves in --out, or one that failed on a user mistake in a folder that held a
 # previous start-up's files (the thread choice is saved before the data and the space are checked; the resolved
@@ -281,19 +281,82 @@ def _note_device(state: RunState, here: str, say) -> None:
     state.device = f"{state.device}, then {here}"
 
 
-def _check_supernet_folder(source: Path, out: Path) -> None:
+def _check_supernet_folder(source: Path, out: Path, given: Given) -> None:
     """``supernet:`` is not the new run's own ``out`` (the source run's files would make it refuse to start
     there, as a run to ``--resume``); what else is wrong with the folder is
-    :func:`~automl.pipeline.reuse.load_supernet`'s to say, on a resume too."""
+    :func:`~automl.pipeline.reuse.load_supernet`'s to say, on a resume too. ``given``: how the folder was given."""
     try:
         is_dir = source.is_dir()
     except OSError as e:  # not reachable (a folder on the way not searchable, a name too long)
-        raise UserError(f"--supernet {source}: cannot look at it ({e.strerror or e}); give the --out folder of a "
-                        f"finished run (one you can read)") from None
-    if is_dir and resolved(source, "--supernet") == resolved(out, "--out"):
-        raise UserError(f"--supernet {source} is the run's own folder (--out {out}): a run that reuses a supernet "
-                        f"starts in a folder of its own; choose another --out (to continue the run in {out}: "
-                        f"--resume, with the recipe and flags it started with)")
+        raise given.error(f"{given.of(source)}: cannot look at it ({e.strerror or e}); give the --out folder of a "
+                          f"finished run (one you can read)") from None
+    if is_dir and resolved(source, given.name) == resolved(out, "--out"):
+        raise given.error(f"{given.of(source)} is the run's own folder (--out {out}): a run that reuses a supernet "
+                          f"starts in a folder of its own; choose another --out (to continue the run in {out}: "
+                          f"--resume, with the recipe and flags it started with)")
+
+
+def supernet_given(recipe) -> Given:
+    """How the recipe's ``supernet`` was given, for its messages: the recipe key at its line when the value is
+    the recipe file's (:func:`~automl.recipe.file_line`), else the flag ``--supernet`` (or an override)."""
+    line = file_line(recipe, ("supernet",)) if recipe.supernet is not None else None
+    return FLAG if line is None else Given(str(recipe.source), line)
+
+
+def recipe_device(recipe, info: DistInfo) -> torch.device:
+    """The recipe's ``device`` as a torch device (:func:`~automl.pipeline.setup.resolve_device`); one it cannot
+    have (cuda without a GPU) is a :class:`RecipeError` at ``device``'s line, or naming the override."""
+    try:
+        return resolve_device(recipe.device, info)
+    except UserError as e:
+        raise _at_key(recipe, ("device",), e) from None
+
+
+class _DataRecipeError(RecipeError, DataError):
+    """A refusal of the run's data (:class:`DataError`) located at the recipe key it is about."""
+
+
+def _at_key(recipe, keys: tuple[str, ...], e: UserError) -> UserError:
+    """``e`` (already located: as it is) as a :class:`RecipeError` naming the recipe's file, the line of ``keys``
+    when the file gives its value, and the key unless the message starts with it; a :class:`DataError` stays
+    one."""
+    if e.located:
+        return e
+    message, key = str(e), ".".join(keys)
+    shown = None if re.match(re.escape(key) + r"\b", message) else key
+    kind = _DataRecipeError if isinstance(e, DataError) else RecipeError
+    return kind(message, recipe.source and str(recipe.source), shown, file_line(recipe, keys))
+
+
+def _data_key(message: str) -> tuple[str, ...] | None:
+    """The recipe key a refusal of the run's data is about, where its fix is that key's value: the data.* key it
+    starts with (``data.root X is a file``, ``data.theta_split=N holds out ...``), the data.theta_split of a split
+    that leaves a rank no item, the data.limit_train it says to raise, ``data.root`` (or the data.dataset it says to
+    set) of data not found there. None for what is wrong inside the data (an unreadable image, a single class)."""
+    for key in ("limit_train", "theta_split", "root", "dataset"):
+        if message.startswith(f"data.{key}"):
+            return "data", key
+    for found, key in (("(data.theta_split=", "theta_split"), ("raise data.limit_train", "limit_train")):
+        if found in message:
+            return "data", key
+    if message.startswith(("CIFAR-10 not found", "image folder not found")) or "needs data.root" in message:
+        return ("data", "dataset") if "set data.dataset=" in message else ("data", "root")
+    return None
+
+
+def recipe_data(recipe, device, info: DistInfo | None = None):
+    """The recipe's data on ``device`` (:func:`~automl.train.data.build_data`), for this rank of ``info``; data
+    that is not found where the recipe says, or does not fit its counts, is a :class:`DataError` located at the
+    recipe key it is about (:func:`_data_key`), its message kept."""
+    info = info or DistInfo()
+    try:
+        return build_data(recipe.data, base_dir=recipe.base_dir, seed=recipe.seed, device=device, rank=info.rank,
+                          world_size=info.world_size)
+    except UserError as e:
+        keys = _data_key(str(e))
+        if keys is None:
+            raise
+        raise _at_key(recipe, keys, e) from None
 
 
 def _stage_phase(stage, state: RunState) -> tuple[str, int]:
@@ -553,7 +616,7 @@ class Run:
         self.resume_command = resume_command or f"automl run {recipe.source} --out {self.out} --resume"
         self.lock = RunLock(self.out)
         self.info = info or DistInfo()
-        self.device = device if device is not None else resolve_device(recipe.device, self.info)
+        self.device = device if device is not None else recipe_device(recipe, self.info)
         if self.device.type == "cuda":  # every run on a GPU (automl run, automl rank, Run(...) in scripts)
             torch.backends.cudnn.benchmark = recipe.cudnn_benchmark
         self.store = CheckpointStore(self.out / "checkpoints")
@@ -644,8 +707,7 @@ class Run:
             spaces, deferred = None, e
         choice = self._setup_threads(spaces, ranking)
         # before the space's mistakes: a wrong data.root should be named first
-        data = build_data(r.data, base_dir=r.base_dir, seed=r.seed, device=self.device, rank=self.info.rank,
-                          world_size=self.info.world_size)
+        data = recipe_data(r, self.device, self.info)
         if deferred is not None:
             raise deferred
         check_shapes(r, spaces, data)
@@ -772,19 +834,21 @@ class Run:
         r = self.recipe
         if r.supernet is None or self.resume:
             return
+        given = supernet_given(r)
         if not self.method.needs_supernet:
-            raise UserError(f"{r.source or 'the recipe'}: supernet: search.method {self.method.name} trains no "
-                            f"shared supernet to reuse; use {supernet_methods()}, or remove supernet")
-        _check_supernet_folder(Path(r.supernet), self.out)
+            raise RecipeError(f"search.method {self.method.name} trains no shared supernet to reuse; use "
+                              f"{supernet_methods()}, or remove supernet", str(r.source or "the recipe"), "supernet",
+                              given.line)
+        _check_supernet_folder(Path(r.supernet), self.out, given)
         args = {k: str(v) for k, v in r.space_args.items()}
         self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force,
-                                     r.space_path)
+                                     r.space_path, given)
         try:  # --supernet-force takes other settings, never a supernet of another shape
             self._spaces = load_spaces(r)
         except UserError:  # a mistake in the space: start_up reports it, after the data is checked
             return
         check_fits(Path(r.supernet), self._reused.weights, self._spaces.search, self._spaces.search_args,
-                   r.search.supernets, self._reused.differs)
+                   r.search.supernets, self._reused.differs, given)
 
     def _execute(self) -> dict:
         r = self.recipe
@@ -794,7 +858,8 @@ class Run:
                 self._check_supernet()
             spaces, data, threads = self.start_up()
             if self._reused is not None:  # a new run's supernet: trained on this data (its split is drawn from it)
-                self._reused = on_data(self._reused, data.fingerprint, Path(r.supernet), r.supernet_force)
+                self._reused = on_data(self._reused, data.fingerprint, Path(r.supernet), r.supernet_force,
+                                       supernet_given(r))
             costs = recipe_costs(r, spaces.search)
             check_budgets(r, spaces.search, self.reporter.info, costs)
             plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
