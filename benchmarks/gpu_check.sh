@@ -34,6 +34,7 @@ fi
 case "$BUDGET" in
   '' | *[!0-9]*) refuse "BUDGET=$BUDGET is not a whole number of seconds (e.g. BUDGET=450)" ;;
 esac
+BUDGET=$((10#$BUDGET))  # decimal: bash's arithmetic reads 0450 as octal, and 090 as no number (every step lost)
 gpu=$($PY -c "import torch; print(torch.cuda.is_available())" 2>&1 | tail -n 1)
 if [ "$gpu" != True ]; then
   [ "$gpu" = False ] && gpu="torch.cuda.is_available() is False" || gpu="$PY cannot import torch${gpu:+: $gpu}"

@@ -22,7 +22,6 @@ Prints a table, then one JSON line.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 import sys
@@ -31,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import Field
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import (batch_size, emit, int_at_least, parser, positive_int, run_main, seed_int,  # noqa: E402
-                     thread_count, warn_threads)
+from _common import (Fields, batch_size, emit, int_at_least, parser, positive_int, run_main,  # noqa: E402
+                     run_results, seed_int, thread_count, warn_threads)
 from automl.errors import UserError  # noqa: E402
 from automl.ranking import kendall_tau_b  # noqa: E402
 
@@ -129,22 +129,51 @@ def _member(recipe: str, a: dict, budgets: bool) -> str:
     return label
 
 
+class Int8(Fields):
+    """What the int8 rows read of a member's ``int8`` entry (null where the run has no such figure)."""
+
+    error: str | None = None
+    latency_ms: float | None = None
+    size_bytes: int | None = None
+    fp32_size_bytes: int | None = None
+    test_accuracy: float | None = None
+    fp32_onnx_test_accuracy: float | None = None
+
+
+class Member(Fields):
+    """What the int8 rows read of a run's member."""
+
+    latency_ms: float | None = None
+    budget: float | None = None
+    epsilon: float | None = None
+    int8: Int8 | None = None
+
+
+class Results(Fields):
+    """What the int8 rows read of a run's results.json."""
+
+    recipe: str
+    architectures: list[Member] = Field(min_length=1)
+
+
 def _read_run(run_dir: Path) -> dict:
-    path = run_dir / "results.json"
-    if not path.is_file():
+    """``run_dir``'s results.json, checked (:func:`_common.run_results`): one missing, damaged, or without what the
+    int8 rows read is a :class:`UserError` naming it, before anything is measured."""
+    if not (run_dir / "results.json").is_file():
         raise UserError(f"--int8-run {run_dir}: no results.json there (a finished `automl run` folder, e.g. of "
                         f"recipes/quickstart.yaml export.quantize=int8)")
-    try:
-        res = json.loads(path.read_text())
-    except ValueError as e:
-        raise UserError(f"--int8-run {run_dir}: {path.name} is not JSON ({e})") from None
-    if not isinstance(res, dict) or not isinstance(res.get("architectures"), list) or "recipe" not in res:
-        raise UserError(f"--int8-run {run_dir}: {path.name} is not a run's results (no recipe, architectures)")
-    return res
+    return run_results(run_dir, Results, "give --int8-run a finished run of recipes/quickstart.yaml "
+                                         "export.quantize=int8")
+
+
+def _ratio(num, den) -> float | None:
+    """``num / den``, or None where either is missing (null in results.json) or the denominator is not > 0."""
+    return None if num is None or den is None or not den > 0 else num / den
 
 
 def int8_from_run(run_dir: Path) -> list[dict]:
-    """The int8 rows of a finished run (a user error when it has none: not an export.quantize=int8 run)."""
+    """The int8 rows of a finished run (a user error when it has none: not an export.quantize=int8 run); a figure
+    the run has no measurement for (null in results.json) is None."""
     res = _read_run(run_dir)
     rows = []
     budgets = any(a.get("budget") is not None for a in res["architectures"])
@@ -153,15 +182,20 @@ def int8_from_run(run_dir: Path) -> list[dict]:
         if not q or q.get("error"):
             continue
         fp32_acc, int8_acc = q.get("fp32_onnx_test_accuracy"), q.get("test_accuracy")
-        rows.append({"model": _member(res["recipe"], a, budgets), "fp32_ms": a["latency_ms"],
-                     "int8_ms": q["latency_ms"], "speedup": a["latency_ms"] / q["latency_ms"],
-                     "size_ratio": q["size_bytes"] / q["fp32_size_bytes"],
+        rows.append({"model": _member(res["recipe"], a, budgets), "fp32_ms": a.get("latency_ms"),
+                     "int8_ms": q.get("latency_ms"), "speedup": _ratio(a.get("latency_ms"), q.get("latency_ms")),
+                     "size_ratio": _ratio(q.get("size_bytes"), q.get("fp32_size_bytes")),
                      # null where a run had no test image (an accuracy over none is recorded as null)
                      "accuracy_drop_points": None if fp32_acc is None or int8_acc is None else
                      100 * (fp32_acc - int8_acc)})
     if not rows:
         raise UserError(f"--int8-run {run_dir}: no member has an int8 export (run with export.quantize=int8)")
     return rows
+
+
+def _figure(value, fmt: str, unit: str = "") -> str:
+    """``value`` formatted, or "—" where there is none (a run without that measurement)."""
+    return "—" if value is None else f"{value:{fmt}}{unit}"
 
 
 def main() -> None:
@@ -195,8 +229,9 @@ def main() -> None:
     emit("latency_table", rows, int8=int8_rows, details=details)
     for r in int8_rows:
         drop = r["accuracy_drop_points"]
-        print(f"int8 {r['model']}: fp32 {r['fp32_ms']:.3g} ms, int8 {r['int8_ms']:.3g} ms, speed-up "
-              f"{r['speedup']:.2f}x, size {r['size_ratio']:.2f}x"
+        print(f"int8 {r['model']}: fp32 {_figure(r['fp32_ms'], '.3g', ' ms')}, "
+              f"int8 {_figure(r['int8_ms'], '.3g', ' ms')}, speed-up {_figure(r['speedup'], '.2f', 'x')}, "
+              f"size {_figure(r['size_ratio'], '.2f', 'x')}"
               + (f", accuracy drop {drop:+.2f} points" if drop is not None else ""))
 
 
