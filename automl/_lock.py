@@ -11,7 +11,8 @@ system that refuses locks (some NFS mounts) gets one warning per command, and th
 Readers (``results.json``, the report, an exported model, ``--supernet RUN``) take no lock; where a folder's
 run may still be writing, :func:`held_by` looks (a shared lock tried and dropped at once, the file opened for
 reading only), so a run that reuses a supernet names the run still training it instead of advising ``--resume``.
-A lock file that cannot be written (a full disk) is one message, and the lock is not taken.
+A lock file that cannot be written (a full disk) is one message, and the lock is not taken; so is one that cannot be
+opened (its folder or itself not writable) or is no file (a folder, a FIFO: to move away).
 
 While the lock is held, the run's writes check that the folder is still the run's (:meth:`RunLock.gone`,
 through :func:`automl._io.guard_run_folder`): a folder removed or moved mid-run stops the run with one
@@ -28,6 +29,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
@@ -91,27 +93,19 @@ def _holders(held: os.stat_result) -> list[int] | None:
     pids = []
     for line in text.splitlines():
         fields = line.split()  # "1: FLOCK  ADVISORY  WRITE PID MAJOR:MINOR:INODE 0 EOF"; "1: -> ..." waits
-        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key and fields[4].isdigit():
+        # pid 0: a holder this PID namespace cannot see, as kernels before 4.14 list it (newer ones leave it out)
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == key and fields[4].isdigit() and int(fields[4]):
             pids.append(int(fields[4]))
     return pids
-
-
-def _running_here(pid) -> bool:
-    """False when no process ``pid`` exists in this PID namespace."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError, TypeError, ValueError):  # another user's process (EPERM), or not a pid
-        return True
-    return True
 
 
 def _holder(path: Path, holders: list[int] | None) -> tuple[str, str]:
     """(who holds the lock on ``path``, how to stop it) from the lock file's record and, on Linux, the kernel's
     list of holders (:func:`_holders`): a pid is given to ``kill`` only where it names the holder on this machine.
     The record's pid is another one where the run wrote it inside a container (its own PID namespace: the
-    container's first process is pid 1, which on the host is init) or where a new holder has not written it yet."""
+    container's first process is pid 1, which on the host is init) or where a new holder has not written it yet; a
+    holder the kernel lists nowhere in this PID namespace (``holders`` []) gets no pid to kill, whatever process
+    has that pid here."""
     try:
         h = json.loads(path.read_text())
         pid, host, said = h["pid"], h["host"], (f"process {h['pid']} on {h['host']}, started {h['started']}"
@@ -125,7 +119,9 @@ def _holder(path: Path, holders: list[int] | None) -> tuple[str, str]:
                 f"stop it (kill {others[0]}: it writes a checkpoint and exits)")
     if said is None:
         return "another process", "stop it"
-    if holders == [] and host == here and not _running_here(pid):
+    # the kernel lists no holder here: the record's pid, on this host, is another process in this PID namespace
+    # (a container's pid 1 is this one's init) or none
+    if holders == [] and host == here:
         return (f"{said}, a process this command cannot see (one of the two runs in a container)",
                 "stop it where it runs (it writes a checkpoint and exits)")
     # a pid names a process on its own host only: kill it here and another process would get the signal
@@ -167,10 +163,12 @@ def held_by(folder: str | os.PathLike) -> str | None:
     if fcntl is None or _held_here(path):  # this process's own lock (on NFS closing a copy would drop it)
         return None
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO there would block an open
     except OSError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None  # no lock file automl made: acquire says so
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as e:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
@@ -205,15 +203,9 @@ class RunLock:
             return True
         if fcntl is None or self._unlockable:
             return False
-        flags = os.O_RDWR | (os.O_CREAT if create else 0)
-        try:
-            fd = os.open(self.path, flags, 0o644)
-        except OSError as e:
-            if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
-                return False  # no run folder yet, or no run ever locked it
-            raise UserError(f"{'--out ' if then is None else ''}{self.folder}: cannot open its lock file {self.path} "
-                            f"({e.strerror or e}); make the folder writable"
-                            + (" or choose another --out" if then is None else "")) from None
+        fd = self._open(create, then)
+        if fd is None:
+            return False  # no run folder yet, or no run ever locked it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -238,6 +230,34 @@ class RunLock:
         self._folder_id = _identity(self.folder)
         self._guard = guard_run_folder(self.folder, self.gone)
         return True
+
+    def _open(self, create: bool, then: str | None) -> int | None:
+        """The lock file open for reading and writing (created with ``create``), or None where it does not exist and
+        ``create`` is False; a :class:`UserError` where it cannot be opened or is no file (a folder, a FIFO)."""
+        flags = os.O_RDWR | os.O_NONBLOCK | (os.O_CREAT if create else 0)  # a FIFO there would block an open
+        fix = "move it away (a run makes a new one)"
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as e:
+            if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
+                return None
+            if e.errno == errno.EISDIR:
+                why = "it is a folder, not a file"
+            else:
+                why = e.strerror or str(e)
+                exists = e.errno in (errno.EACCES, errno.EPERM) and os.path.lexists(self.path)
+                fix = f"make {'it' if exists else 'the folder'} writable"
+            raise UserError(self._unusable(why, fix, then)) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise UserError(self._unusable("it is not a regular file", fix, then))
+        return fd
+
+    def _unusable(self, why: str, fix: str, then: str | None) -> str:
+        """The message for a lock file that cannot be used: ``why``, and ``fix`` or (for ``automl run``) another
+        ``--out``."""
+        return (f"{'--out ' if then is None else ''}{self.folder}: cannot open its lock file {self.path} ({why}); "
+                f"{fix}" + (" or choose another --out" if then is None else ""))
 
     def _record(self, text: bytes | None = None) -> None:
         """Write this process (pid, host, start time, command), or ``text``, into the held lock file."""

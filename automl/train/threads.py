@@ -348,17 +348,19 @@ def _cgroup_usage(files: tuple[str, ...] | None = None) -> float | None:
 
 
 def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]]:
-    """cpu -> (idle ticks incl. iowait, total ticks) from /proc/stat."""
+    """cpu -> (idle ticks incl. iowait, total ticks) from /proc/stat; a CPU whose line does not parse is left out."""
     text = _read(_at("proc/stat")) or ""
     out = {}
     wanted = set(cpus)
     for line in text.splitlines():
         if line.startswith("cpu") and line[3:4].isdigit():
             name, *vals = line.split()
-            cpu = int(name[3:])
-            if cpu in wanted:
-                v = [int(x) for x in vals[:8]]
-                out[cpu] = (v[3] + v[4], sum(v))
+            try:  # a line without the idle and iowait ticks, or not numbers (an emulated /proc): not counted
+                cpu, v = int(name[3:]), [int(x) for x in vals[:8]]
+                if cpu in wanted:
+                    out[cpu] = (v[3] + v[4], sum(v))
+            except (ValueError, IndexError):
+                continue
     return out
 
 
@@ -465,7 +467,7 @@ def _env_count(environ, name: str) -> int | None:
     if not text:
         return None
     first = text.split(",")[0].strip()
-    if not first.isdigit() or not 1 <= int(first) <= MAX_THREADS:
+    if not (first.isascii() and first.isdigit()) or not 1 <= int(first) <= MAX_THREADS:  # "²" is a digit too
         raise UserError(f"{name}={text!r} in the environment: must be a whole number from 1 to "
                         f"{MAX_THREADS}; unset it "
                         f"(automl then picks the thread count, see the recipe key threads) or set a number")
