@@ -128,3 +128,22 @@ def test_export_recipe_data_not_found_is_located_at_data_root(tmp_path, capsys):
     code, err = _cli(capsys, "export", DIGITS, "--arch", tmp_path / "a.json", "--out", tmp_path / "o",
                      "--recipe", recipe)
     assert code == 2 and f"{recipe}:{line}: data.root: CIFAR-10 not found" in err, err
+
+
+def test_a_split_too_small_for_the_ranks_of_limited_data_is_located_at_limit_train(tmp_path):
+    """Four ranks over data.limit_train: 6 (the file's): D_W and D_θ cannot give each rank an item, whatever the
+    split; the refusal says to raise data.limit_train, and was located at data.theta_split, a key the file does not
+    set (no line)."""
+    from automl.errors import DataError
+    from automl.pipeline.run import recipe_data
+    from automl.recipe import load_recipe
+    from automl.train.distributed import DistInfo
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text().replace("../spaces/digits.space", DIGITS)
+                      .replace("  dataset: digits", "  dataset: digits\n  limit_train: 6"))
+    line = recipe.read_text().splitlines().index("  limit_train: 6") + 1
+    with pytest.raises(DataError) as e:
+        recipe_data(load_recipe(recipe), "cpu", DistInfo(rank=0, world_size=4, local_rank=0))
+    assert str(e.value).startswith(f"{recipe}:{line}: data.limit_train: "), str(e.value)
+    assert "raise data.limit_train" in str(e.value)

@@ -336,7 +336,8 @@ def _data_key(message: str) -> tuple[str, ...] | None:
     for key in ("limit_train", "theta_split", "root", "dataset"):
         if message.startswith(f"data.{key}"):
             return "data", key
-    for found, key in (("(data.theta_split=", "theta_split"), ("raise data.limit_train", "limit_train")):
+    # a split that leaves a rank no item, of data cut by data.limit_train: no split fixes it, more items do
+    for found, key in (("raise data.limit_train", "limit_train"), ("(data.theta_split=", "theta_split")):
         if found in message:
             return "data", key
     if message.startswith(("CIFAR-10 not found", "image folder not found")) or "needs data.root" in message:
