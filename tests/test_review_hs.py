@@ -147,3 +147,17 @@ def test_a_split_too_small_for_the_ranks_of_limited_data_is_located_at_limit_tra
         recipe_data(load_recipe(recipe), "cpu", DistInfo(rank=0, world_size=4, local_rank=0))
     assert str(e.value).startswith(f"{recipe}:{line}: data.limit_train: "), str(e.value)
     assert "raise data.limit_train" in str(e.value)
+
+
+def test_a_workspace_locates_data_not_found_at_data_root(tmp_path):
+    """``open_workspace`` (benchmarks and scripts) loads the data as a run does: located at data.root's line."""
+    from automl.errors import DataError
+    from automl.pipeline import open_workspace
+    from automl.recipe import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text().replace("../spaces/digits.space", DIGITS)
+                      .replace("  dataset: digits", f"  dataset: cifar10\n  root: {tmp_path / 'none'}"))
+    line = recipe.read_text().splitlines().index(f"  root: {tmp_path / 'none'}") + 1
+    with pytest.raises(DataError, match=rf"^{recipe}:{line}: data\.root: CIFAR-10 not found"):
+        open_workspace(load_recipe(recipe, ["device=cpu"]))

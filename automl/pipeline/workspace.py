@@ -16,10 +16,10 @@ from torch import nn
 
 from automl.pipeline.members import Members
 from automl.pipeline.plan import ranking_archs, search_problem
+from automl.pipeline.run import recipe_data, recipe_device
 from automl.pipeline.search_stages import supernet_from_state
-from automl.pipeline.setup import EngineCosts, Spaces, check_shapes, load_spaces, recipe_costs, resolve_device
+from automl.pipeline.setup import EngineCosts, Spaces, check_shapes, load_spaces, recipe_costs
 from automl.search import Searcher, get_searcher
-from automl.train.data import build_data
 from automl.train.distributed import DistInfo
 
 __all__ = ["Workspace", "open_workspace"]
@@ -58,10 +58,9 @@ class Workspace:
 
 def open_workspace(recipe, device: torch.device | None = None, info: DistInfo | None = None) -> Workspace:
     info = info or DistInfo()
-    device = device if device is not None else resolve_device(recipe.device, info)
+    device = device if device is not None else recipe_device(recipe, info)
     spaces = load_spaces(recipe, timed=False)  # a workspace times no export
-    data = build_data(recipe.data, base_dir=recipe.base_dir, seed=recipe.seed, device=device, rank=info.rank,
-                      world_size=info.world_size)
+    data = recipe_data(recipe, device, info)  # data not found where the recipe says: located at its key
     check_shapes(recipe, spaces, data)
     return Workspace(recipe, info, device, spaces, data,
                      recipe_costs(recipe, spaces.search))
