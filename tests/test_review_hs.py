@@ -4,6 +4,7 @@ user's, named with the file to move away; exit 2, not an internal error."""
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,31 @@ def test_a_workspace_locates_data_not_found_at_data_root(tmp_path):
     line = recipe.read_text().splitlines().index(f"  root: {tmp_path / 'none'}") + 1
     with pytest.raises(DataError, match=rf"^{recipe}:{line}: data\.root: CIFAR-10 not found"):
         open_workspace(load_recipe(recipe, ["device=cpu"]))
+
+
+# ------------------------------------------------------------------ space encode --out replaces only an arch.json
+
+def _encode(capsys, out) -> tuple[int, str]:
+    return _cli(capsys, "space", "encode", ROOT / "spaces" / "mobilenetv3.space", "--timm", "mobilenetv3_large_100",
+                "--out", out)
+
+
+@pytest.mark.parametrize("text", ["name: my recipe\nseed: 0\n", '{"architectures": [{"choices": []}]}',
+                                  '{"format_version": 1, "choices": [], "onnx": {}, "input_shape": [3, 8, 8]}'])
+def test_encode_out_does_not_replace_a_file_that_is_no_arch_json(tmp_path, capsys, text):
+    """``space encode --out recipes/quickstart.yaml`` replaced the user's recipe (or a results.json, an export's
+    manifest) with an arch.json; space profile --out already refused such a file."""
+    out = tmp_path / ("manifest.json" if "onnx" in text else "x.yaml")
+    out.write_text(text)
+    code, err = _encode(capsys, out)
+    assert code == 2 and f"--out {out} is a file that holds no architecture's choices" in err, err
+    assert out.read_text() == text
+
+
+def test_encode_out_replaces_an_earlier_arch_json_and_an_empty_file(tmp_path, capsys):
+    out = tmp_path / "arch.json"
+    out.write_text("")
+    assert _encode(capsys, out)[0] == 0
+    first = json.loads(out.read_text())
+    assert first["choices"] and first["timm_model"] == "mobilenetv3_large_100"
+    assert _encode(capsys, out)[0] == 0 and json.loads(out.read_text()) == first

@@ -181,6 +181,8 @@ def _out_file(path: str | None, example: str, inputs: dict[str, str | None]) -> 
 
 def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     out = _out_file(args.out, "arch.json", {"the space file": args.file, "the --arch-def file": args.arch_def})
+    if out:
+        _only_an_arch_replaced(args.out)  # the user's name in its message, not the file a link leads to
     if args.timm:
         with warnings.catch_warnings():  # timm's own "Mapping deprecated model name ...": _timm_note says it
             warnings.filterwarnings("ignore", category=UserWarning, module=r"timm\.")
@@ -363,6 +365,22 @@ def _only_a_table_replaced(path: str) -> None:
     """A :class:`UserError` where ``--out`` names a file that holds something other than a cost table (a recipe,
     a run's results.json, a model), which writing the table would replace; an earlier table (re-profiling) and
     an empty file are replaced."""
+    _only_replaced(path, lambda d: d.get("format") == TABLE_FORMAT, "latency.json",
+                   f"no cost table (no \"format\": \"{TABLE_FORMAT}\")", "the table")
+
+
+def _only_an_arch_replaced(path: str) -> None:
+    """``space encode --out``: as :func:`_only_a_table_replaced`, for an ARCH.json (an object with ``"choices"``:
+    what encode writes, or one architecture of a run's results.json), which encoding again replaces; an export's
+    manifest.json is not one (its folder's models would lose their record)."""
+    _only_replaced(path, lambda d: "choices" in d and "architectures" not in d and not is_manifest(d), "arch.json",
+                   "no architecture's choices (no \"choices\")", "the arch.json")
+
+
+def _only_replaced(path: str, ours, name: str, holds: str, what: str) -> None:
+    """A :class:`UserError` where the file ``path`` (``--out``) is neither empty (no bytes, or ``{}``) nor a JSON
+    object that ``ours`` accepts (what the command writes), naming another file name (``name``, or ``name`` with
+    ``-new``)."""
     try:
         size = os.path.getsize(path) if os.path.isfile(path) else 0
         if not size:
@@ -370,13 +388,13 @@ def _only_a_table_replaced(path: str) -> None:
         data = json.loads(Path(path).read_bytes()) if size <= MAX_TABLE_BYTES else None
     except (OSError, ValueError, RecursionError):
         data = None
-    if isinstance(data, dict) and data.get("format") == TABLE_FORMAT:
+    if isinstance(data, dict) and (not data or ours(data)):  # {} holds nothing to lose
         return
-    name = "latency.json" if os.path.basename(path) != "latency.json" else "latency-table.json"
-    example = os.path.join(os.path.dirname(path), name)
-    raise UserError(f"--out {path} is a file that holds no cost table (no \"format\": \"{TABLE_FORMAT}\"), which "
-                    f"writing the table would replace; give another file name, e.g. --out {example}, or delete "
-                    f"{path} first")
+    stem, dot, ext = name.rpartition(".")
+    other = name if os.path.basename(path) != name else f"{stem}-new{dot}{ext}"
+    example = os.path.join(os.path.dirname(path), other)
+    raise UserError(f"--out {path} is a file that holds {holds}, which writing {what} would replace; give another "
+                    f"file name, e.g. --out {example}, or delete {path} first")
 
 
 def _calibration_line(table: dict, calibrate: int) -> str:
