@@ -190,3 +190,11 @@ def test_encode_out_replaces_an_earlier_arch_json_and_an_empty_file(tmp_path, ca
     first = json.loads(out.read_text())
     assert first["choices"] and first["timm_model"] == "mobilenetv3_large_100"
     assert _encode(capsys, out)[0] == 0 and json.loads(out.read_text()) == first
+
+
+@pytest.mark.parametrize("given,shown", [("", "''"), (" ", "' '"), ("int4", "int4")])
+def test_a_bad_quantize_value_is_shown_so_that_an_empty_one_can_be_seen(tmp_path, capsys, given, shown):
+    """``--quantize ""`` (a variable unset) read "--quantize : supported: int8"."""
+    code, err = _cli(capsys, "export", DIGITS, "--arch", tmp_path / "a.json", "--out", tmp_path / "o",
+                     "--quantize", given, "--recipe", ROOT / "recipes" / "quickstart.yaml")
+    assert code == 2 and f"--quantize {shown}: supported: int8 (e.g. --quantize int8)" in err, err

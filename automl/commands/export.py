@@ -36,7 +36,8 @@ def main(args) -> int:
         raise UserError(f"--out {out!r} is empty; give the folder to export into (--out exported)")
     quantize = getattr(args, "quantize", None)
     if quantize is not None and quantize not in QUANTIZE_MODES:
-        raise UserError(f"--quantize {quantize}: supported: {', '.join(QUANTIZE_MODES)}")
+        raise UserError(f"--quantize {quantize if quantize.strip() else repr(quantize)}: supported: "
+                        f"{', '.join(QUANTIZE_MODES)} (e.g. --quantize {QUANTIZE_MODES[0]})")
     if quantize is not None and not getattr(args, "recipe", None):
         raise UserError(f"--quantize {quantize} calibrates on training data: give --recipe RECIPE.yaml "
                         f"(its data section is used)")
