@@ -192,11 +192,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     recalibrated = None
     if source == "supernet" and bn_calibration:
         batches = list(bn_calibration)
-        # in the layout a run recalibrates in (channels_last weights and images: automl.train.loops.for_training),
-        # which gives the run's statistics bit for bit; the default layout differs by float rounding
-        model.to(memory_format=torch.channels_last)
-        recalibrate_bn(model, lambda x: model(x.contiguous(memory_format=torch.channels_last)), batches)
-        model.to(memory_format=torch.contiguous_format)
+        recalibrate_bn(model, model, batches)
         recalibrated = len(batches)
     model.eval()
     _check_finite(model, source, input_shape)
