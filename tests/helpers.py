@@ -1,6 +1,8 @@
-"""Small helpers the test files share: an ImageFolder writer and in-process runners of the ``automl`` CLI."""
+"""Small helpers the test files share: an ImageFolder writer, in-process runners of the ``automl`` CLI and a
+quantised digits export."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from automl.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
+DIGITS_SPACE = str(ROOT / "spaces" / "digits.space")
 
 
 def write_images(root: Path, classes=("a", "b"), per_class: int | dict[str, int] = 3, *, splits=("train", "val"),
@@ -73,3 +76,22 @@ def cli_said(capsys, *argv) -> tuple[int, str]:
     """``cli_out_err``'s exit code, and standard output and error together."""
     code, out, err = cli_out_err(capsys, *argv)
     return code, out + err
+
+
+def quantised_digits(out: Path, calibration, test) -> Path:
+    """The digits space's first network (the current torch seed's fresh weights) exported into ``out`` and
+    quantised to int8 on ``calibration`` batches, with the test accuracies of ``test()``'s batches."""
+    from automl.compile import load_compiled
+    from automl.export import export_architecture
+    from automl.export.quantize import INT8_NAME, measure_export
+
+    cs = load_compiled(DIGITS_SPACE)
+    export_architecture(cs, [0] * cs.num_decisions, out, space_path=DIGITS_SPACE)
+    m = measure_export(out, quantize="int8", calibration=calibration, test=test)
+    assert m["int8"]["file"] == INT8_NAME and m["int8"]["size_bytes"] > 0 and m["latency"]["int8_ms"] > 0
+    return out
+
+
+def copy_of(folder: Path, tmp_path: Path) -> Path:
+    """A copy of ``folder`` in ``tmp_path``, for a test that changes it."""
+    return Path(shutil.copytree(folder, tmp_path / folder.name))

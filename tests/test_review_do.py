@@ -19,15 +19,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from automl.compile import load_compiled
 from automl.errors import UserError
-from automl.export import export_architecture
 from automl.export.quantize import INT8_NAME, int8_summary, measure_export
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
+from helpers import copy_of, quantised_digits
 
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = str(ROOT / "spaces" / "digits.space")
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
 def _batches(n: int, seed: int = 0):
@@ -39,20 +36,13 @@ def _batches(n: int, seed: int = 0):
 def quantised(tmp_path_factory):
     """A digits network (fresh weights) exported and quantised once, with test accuracies; each test works on
     its own copy."""
-    cs = load_compiled(DIGITS)
-    out = tmp_path_factory.mktemp("do") / "net"
-    export_architecture(cs, [0] * cs.num_decisions, out, space_path=DIGITS)
     test = _batches(2, seed=1)
-    m = measure_export(out, quantize="int8", calibration=iter(_batches(2)), test=lambda: test)
-    assert m["int8"]["file"] == INT8_NAME and m["int8"]["size_bytes"] > 0 and m["latency"]["int8_ms"] > 0
-    return out
+    return quantised_digits(tmp_path_factory.mktemp("do") / "net", iter(_batches(2)), lambda: test)
 
 
 @pytest.fixture
 def export(quantised, tmp_path):
-    out = tmp_path / "net"
-    shutil.copytree(quantised, out)
-    return out
+    return copy_of(quantised, tmp_path)
 
 
 def _manifest(folder: Path) -> dict:

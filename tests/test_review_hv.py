@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import onnx
@@ -23,17 +22,14 @@ import torch
 from onnx import numpy_helper
 
 from automl._io import TEMPORARY
-from automl.compile import load_compiled
 from automl.errors import UserError
-from automl.export import export_architecture
 from automl.export import quantize as q
 from automl.export.manifest import read_manifest
 from automl.export.quantize import INT8_NAME, measure_export
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
+from helpers import copy_of, quantised_digits
 
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = str(ROOT / "spaces" / "digits.space")
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
 def _batches(n: int, seed: int = 0, scale: float = 1.0):
@@ -50,20 +46,13 @@ OTHER = _batches(2, seed=7, scale=3.0)  # other activation ranges: another int8 
 def quantised(tmp_path_factory):
     """A digits network (fresh weights) exported and quantised once, with test accuracies; each test works on
     its own copy."""
-    cs = load_compiled(DIGITS)
     torch.manual_seed(0)  # the fresh weights
-    out = tmp_path_factory.mktemp("hv") / "net"
-    export_architecture(cs, [0] * cs.num_decisions, out, space_path=DIGITS)
-    m = measure_export(out, quantize="int8", calibration=_batches(2), test=lambda: TEST)
-    assert m["int8"]["file"] == INT8_NAME and m["latency"]["int8_ms"] > 0
-    return out
+    return quantised_digits(tmp_path_factory.mktemp("hv") / "net", _batches(2), lambda: TEST)
 
 
 @pytest.fixture
 def export(quantised, tmp_path):
-    out = tmp_path / "net"
-    shutil.copytree(quantised, out)
-    return out
+    return copy_of(quantised, tmp_path)
 
 
 def _state(folder: Path) -> tuple[bytes, bytes]:

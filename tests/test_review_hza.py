@@ -177,10 +177,10 @@ def test_held_by_does_not_wait_on_a_fifo(tmp_path):
     assert out.returncode == 0 and out.stdout.strip() == "None", out.stderr[-2000:]
 
 
-def test_a_lock_file_that_is_not_writable_is_named(tmp_path, monkeypatch):
-    """An existing ``.lock`` this user may not open for writing (another user's, or mode 000) in a writable
-    folder: the advice was "make the folder writable"; the file is what to fix."""
-    (tmp_path / LOCK_NAME).write_text("{}")
+@pytest.fixture
+def lock_refused(tmp_path, monkeypatch):
+    """``os.open`` of ``tmp_path``'s ``.lock`` fails with EACCES, as for a file or folder this user may not
+    write."""
     real_open = os.open
 
     def refuse(path, flags, *a, **k):
@@ -189,21 +189,19 @@ def test_a_lock_file_that_is_not_writable_is_named(tmp_path, monkeypatch):
         return real_open(path, flags, *a, **k)
 
     monkeypatch.setattr(lock_module.os, "open", refuse)
+
+
+def test_a_lock_file_that_is_not_writable_is_named(tmp_path, lock_refused):
+    """An existing ``.lock`` this user may not open for writing (another user's, or mode 000) in a writable
+    folder: the advice was "make the folder writable"; the file is what to fix."""
+    (tmp_path / LOCK_NAME).write_text("{}")
     with pytest.raises(UserError) as e:
         RunLock(tmp_path).acquire(create=False)
     text = str(e.value)
     assert f"{tmp_path / LOCK_NAME} (Permission denied); make it writable or choose another --out" in text, text
 
 
-def test_a_folder_that_is_not_writable_still_says_the_folder(tmp_path, monkeypatch):
-    real_open = os.open
-
-    def refuse(path, flags, *a, **k):
-        if str(path) == str(tmp_path / LOCK_NAME):
-            raise PermissionError(errno.EACCES, "Permission denied")
-        return real_open(path, flags, *a, **k)
-
-    monkeypatch.setattr(lock_module.os, "open", refuse)
+def test_a_folder_that_is_not_writable_still_says_the_folder(tmp_path, lock_refused):
     with pytest.raises(UserError, match=r"\(Permission denied\); make the folder writable or choose another --out"):
         RunLock(tmp_path).acquire()
     with pytest.raises(UserError) as e:
