@@ -27,6 +27,7 @@ import copy
 import datetime
 import decimal
 import difflib
+import functools
 import hashlib
 import logging
 import math
@@ -45,7 +46,7 @@ from pydantic import TypeAdapter, ValidationInfo, model_validator
 
 from automl._io import UnreadableText, atomic_write_text, read_utf8_text
 from automl.dsl import space_digest
-from automl.errors import RecipeError
+from automl.errors import RecipeError, shortened
 from automl.limits import MAX_BATCH, MAX_EPOCHS, MAX_IMAGE_SIZE, MAX_LAM, MAX_WHOLE_EXPONENT, MAX_WORKERS
 from automl.train.threads import check_setting as _check_threads
 
@@ -331,7 +332,7 @@ def parse_budget(v: Any, allow_null: bool = True) -> float | None:
             raise ValueError(f"must be {null}a number with an optional k, M or G suffix, such as 150k")
         unit = m.group(2)
         if unit not in _SUFFIXES and unit not in _TIME_UNITS:
-            raise ValueError(f"'{unit}' is not a unit of search.cost: a budget is a plain count in the "
+            raise ValueError(f"{shortened(unit, repr)} is not a unit of search.cost: a budget is a plain count in the "
                              f"units of the cost metric, with an optional k, M or G suffix (such as 150k), or "
                              f"a time (8ms) for a latency metric")
         x = float(m.group(1)) * {**_SUFFIXES, **_TIME_UNITS}[unit]
@@ -421,8 +422,8 @@ class SearchConfig(_Config):
         for j, b in enumerate(v if isinstance(v, list) else ()):
             m = _BUDGET_RE.fullmatch(b) if isinstance(b, str) else None
             if m and m.group(2) in _TIME_UNITS and cost not in TIME_METRICS:
-                raise ValueError(f"item {j}: '{b}' is a time, but search.cost is {cost}; give the budget in the "
-                                 f"units of {cost} (k, M, G suffixes allowed), or search on latency")
+                raise ValueError(f"item {j}: {shortened(b, repr)} is a time, but search.cost is {cost}; give the "
+                                 f"budget in the units of {cost} (k, M, G suffixes allowed), or search on latency")
         return v
 
 
@@ -568,8 +569,9 @@ class ExportConfig(_Config):
             return v  # absolute: given explicitly, allowed anywhere
         norm = os.path.normpath(v)
         if norm == ".":
-            raise ValueError(f"{v!r} is the run's output folder itself, where its checkpoints and results are; "
-                             f"name a folder inside it (export), give an absolute path, or null for DIR/export")
+            raise ValueError(f"{shortened(v, repr)} is the run's output folder itself, where its checkpoints and "
+                             f"results are; name a folder inside it (export), give an absolute path, or null for "
+                             f"DIR/export")
         if norm == ".." or norm.startswith(".." + os.sep):
             raise ValueError("a relative export.dir is inside the run's output folder and may not leave it "
                              "with '..'; give an absolute path to export elsewhere")
@@ -1289,7 +1291,8 @@ def _split_fits(d: DataConfig, filename: str, node, applied) -> None:
     if isinstance(d.theta_split, int) and d.theta_split >= n:
         keys = [("data", "theta_split")] + ([tuple(key.split("."))] if key != "data.limit_train" or
                                             d.limit_train is not None else [])
-        _refuse_either(keys, f"data.theta_split ({d.theta_split}) holds out {d.theta_split} of the {n:,} items of the "
+        shown = shortened(str(d.theta_split))
+        _refuse_either(keys, f"data.theta_split ({shown}) holds out {shown} of the {n:,} items of the "
                        f"{d.dataset} training set, leaving none for D_W; use a fraction such as 0.5, or a count "
                        f"below {n}", filename, node, applied)
 
@@ -1423,10 +1426,11 @@ def _cutout_fits(d: DataConfig, filename: str, node, applied) -> None:
         return
     side = d.image_size or 32
     if d.cutout > side:
+        cut = shortened(str(d.cutout))
         _refuse_either([("data", "cutout"), ("data", "image_size")],
-                       f"data.cutout ({d.cutout}) is larger than the images ({side} x {side} pixels"
+                       f"data.cutout ({cut}) is larger than the images ({side} x {side} pixels"
                        f"{'' if d.image_size else ', cifar10 at its native size'}) it is cut from; set data.cutout "
-                       f"to at most {side}{f' or data.image_size to at least {d.cutout}' * bool(d.image_size)} "
+                       f"to at most {side}{f' or data.image_size to at least {cut}' * bool(d.image_size)} "
                        f"(ASNG-NAS cuts 16 x 16 from 32 x 32 CIFAR-10), or data.cutout: 0 for no Cutout",
                        filename, node, applied)
 
@@ -1996,11 +2000,10 @@ def file_line(recipe: Recipe, path: tuple[str, ...]) -> int | None:
         return None
     try:
         text = Path(recipe.source).read_text(encoding="utf-8")
-        node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+        node, data, theirs = _file_view(text, recipe.base_dir)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):  # the file changed since it was loaded
         return None
     ours: Any = recipe.model_dump()
-    theirs = _as_read(data, recipe.base_dir)
     for k in path:
         data = data.get(k) if isinstance(data, dict) else None
         ours = ours.get(k) if isinstance(ours, dict) else None
@@ -2009,6 +2012,14 @@ def file_line(recipe: Recipe, path: tuple[str, ...]) -> int | None:
         data = str(_resolve(data, recipe.base_dir))
     same = data == ours or (theirs is not None and theirs == ours)
     return _line_of(node, path) if data is not None and same else None
+
+
+@functools.lru_cache(maxsize=4)
+def _file_view(text: str, base: Path) -> tuple[Any, Any, dict | None]:
+    """A recipe file's ``text`` composed, loaded, and as read (:func:`_as_read`), kept for the next lookup of
+    the same text: one refusal may look up several keys. Callers only read what it returns."""
+    node, data = yaml.compose(text, Loader=yaml.SafeLoader), yaml.safe_load(text)
+    return node, data, _as_read(data, base)
 
 
 def _as_read(data: Any, base: Path) -> dict | None:

@@ -28,6 +28,7 @@ from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import (TABLE_FORMAT, apply_cost_table, check_profile_args, partial_path, partial_summary,
                             profile_space, read_cost_table, remove_partial, threads_warning, usable_cores,
                             write_cost_table)
+from automl.recipe import TIME_METRICS
 
 __all__ = ["main", "space_summary", "format_cost"]
 
@@ -349,13 +350,16 @@ def _check_new_metric(metric: str, taken) -> None:
     while free in taken:
         n += 1
         free = f"latency_{n}"
+    example = f"e.g. --metric {free}"
+    if free not in TIME_METRICS:  # a recipe's budgets take a time (8ms) for these names alone
+        example += (f" (a recipe's search.budgets for {free} are plain milliseconds, such as 8; a time such as "
+                    f"8ms is only for {' or '.join(TIME_METRICS)})")
     shown = metric or repr(metric)
     if not metric.isidentifier():
         raise UserError(f"--metric {shown}: pick a new metric name, a word of letters, digits and _ that does not "
-                        f"start with a digit (a recipe's search.cost names it), e.g. --metric {free}")
+                        f"start with a digit (a recipe's search.cost names it), {example}")
     if metric in taken:
-        raise UserError(f"--metric {shown}: pick a new metric name (the space has {', '.join(taken)}), "
-                        f"e.g. --metric {free}")
+        raise UserError(f"--metric {shown}: pick a new metric name (the space has {', '.join(taken)}), {example}")
 
 
 MAX_TABLE_BYTES = 64 << 20  # a file this large at --out is no cost table (a space's is kilobytes)
