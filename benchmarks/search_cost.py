@@ -8,6 +8,10 @@ seconds and the ratios beside the paper's (proposed / Method 1 = 3.4/16.4 = 0.21
 3.4/5.2 = 0.65), with each run's weight-phase and θ-phase seconds. Then importance_sampling with N = 1, 2,
 4, 8 ε values spread over the recipe's ε range (the goal: flat). ``--repeat R`` runs each method R times,
 interleaved, and uses the median.
+
+Each row also gives ``ms_per_iteration``, the search seconds over the weight steps taken, and, as the recipe's
+``search.supernets`` = M supernets each take every weight step and score every θ-phase path,
+``ms_per_supernet_iteration`` = ``ms_per_iteration`` / M, the figure to compare with a run of one supernet.
 """
 
 from __future__ import annotations
@@ -39,13 +43,17 @@ def search_run(recipe_path, overrides) -> dict:
     return res
 
 
-def _row(method: str, run: int, res: dict) -> dict:
+def _row(method: str, run: int, res: dict, supernets: int) -> dict:
+    """One table row; ``supernets``: the recipe's search.supernets, the supernets every step trains or scores."""
     ph = res["phase_seconds"]
     return {"method": method, "run": run, "N": len(res["architectures"]), "search_s": res["search_seconds"],
             "weights_s": ph.get("weights", ph.get("simultaneous", 0.0)), "theta_s": ph.get("theta", 0.0),
             # ms per weight step plus its θ step(s): Method 1's steps run on the networks its distributions
-            # converge to, the other methods' weight steps on uniform samples
+            # converge to, the other methods' weight steps on uniform samples; each step trains (and each θ
+            # step evaluates) every one of the `supernets` supernets, so the per-supernet figure divides by them
+            "supernets": supernets,
             "ms_per_iteration": 1e3 * res["search_seconds"] / res["iterations"],
+            "ms_per_supernet_iteration": 1e3 * res["search_seconds"] / res["iterations"] / supernets,
             "params": [x["params"] for x in res["architectures"]],
             # the run's own count (recipe key threads, auto by default), not the process's (machine())
             "threads": res["threads"]["threads"]}
@@ -76,7 +84,7 @@ def main(argv: list[str]) -> None:
             print(f"== timed run: {method}, repeat {rep + 1} of {a.repeat}", flush=True)
             res = search_run(a.recipe, a.overrides + [f"search.method={method}"])
             samples.setdefault(method, []).append(res["search_seconds"])
-            rows.append(_row(method, rep + 1, res))
+            rows.append(_row(method, rep + 1, res, recipe.search.supernets))
     secs = {m: statistics.median(v) for m, v in samples.items()}
     ratio_m1 = secs["importance_sampling"] / secs["simultaneous"]
     ratio_m2 = secs["importance_sampling"] / secs["separate"]
@@ -90,7 +98,7 @@ def main(argv: list[str]) -> None:
         print(f"== timed run: importance_sampling, N = {n} (sweep)", flush=True)
         res = search_run(a.recipe, a.overrides + ["search.method=importance_sampling",
                                                   "search.epsilons=[" + ",".join(map(str, eps)) + "]"])
-        scaling.append(_row("importance_sampling", 1, res))
+        scaling.append(_row("importance_sampling", 1, res, recipe.search.supernets))
     emit("search_cost", rows + scaling, median_search_s=secs, ratio_vs_method1=ratio_m1, ratio_vs_method2=ratio_m2,
          paper_ratio_vs_method1=round(3.4 / 16.4, 3), paper_ratio_vs_method2=round(3.4 / 5.2, 3),
          recipe=Path(a.recipe).name, overrides=a.overrides)

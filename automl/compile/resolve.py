@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 
 from timm.models._efficientnet_builder import round_channels
 
@@ -23,18 +24,40 @@ MAX_OPS = 256
 # how a message names a parameter's value given from outside the file: `` (from NAME=VALUE{GIVEN})``; a caller that
 # took the values from a recipe (automl.pipeline.setup) rewords it as the recipe's key
 GIVEN = ", given with --set or a recipe's space_args"
+# the most names a message lists (a space's parameters, its choice sets): more are counted, not listed
+MAX_LISTED = 10
+# the most characters of a number a message shows; a longer one is its first 8 and its count of digits
+MAX_DIGITS = 20
 
 
 def fmt_number(v) -> str:
     """A number for an error message (huge ints do not fit a float format; a real number that ``:g`` would
     show as a whole one, ``2.0000001`` as ``2``, is shown in full)."""
     if isinstance(v, int):
-        text = str(v)
-        return text if len(text) <= 20 else text[:8] + "...(" + str(len(text)) + " digits)"
+        return _cut_number(str(v))
     text = f"{v:g}"
     if math.isfinite(v) and float(text) != v and float(text).is_integer():
         return repr(v)
     return text
+
+
+def _cut_number(text: str) -> str:
+    """The text of a number, or its first 8 characters and its count of digits when longer than MAX_DIGITS."""
+    return text if len(text) <= MAX_DIGITS else f"{text[:8]}...({sum(c.isdigit() for c in text)} digits)"
+
+
+def _cut_numbers(message: str) -> str:
+    """``message`` with each number longer than MAX_DIGITS characters cut (:func:`_cut_number`): the op
+    registry's reason for refusing a name repeats the name's number (``expansion 1111...``) after the name."""
+    return re.sub(r"\d+(?:\.\d+)?", lambda m: _cut_number(m.group(0)), message)
+
+
+def _listed(names) -> str:
+    """``a, b, c``; of more than MAX_LISTED names the first MAX_LISTED and ``and N more`` (a space may have
+    hundreds of parameters or choice sets), each name as :func:`shortened` writes it."""
+    names = list(names)
+    shown = ", ".join(shortened(n) for n in names[:MAX_LISTED])
+    return shown + (f" and {len(names) - MAX_LISTED:,} more" if len(names) > MAX_LISTED else "")
 
 
 class Resolver:
@@ -72,7 +95,7 @@ class Resolver:
             if e.name not in self.values:
                 close = difflib.get_close_matches(e.name, self.values, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (
-                    f"; the parameters are: {', '.join(self.values)}" if self.values else
+                    f"; the parameters are: {_listed(self.values)}" if self.values else
                     f"; declare it with `param {e.name} = VALUE`")
                 raise self.err(f"unknown parameter {e.name!r}{hint}", e.pos)
             return self.values[e.name]
@@ -219,7 +242,7 @@ class Resolver:
             difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6))
         ops = ", ".join(o for o in list_ops(kind=kind) if not get_op(o).reduction)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-            f"; the ops are: {ops}" + (f"; the choice sets are: {', '.join(self.sets)}" if self.sets else ""))
+            f"; the ops are: {ops}" + (f"; the choice sets are: {_listed(self.sets)}" if self.sets else ""))
         return self.err(f"unknown op or choice set {shortened(ref.name, repr)}{hint}", ref.pos)
 
     def _check_twice(self, op: str, pos: ir.Pos, via: str | None, seen: dict, where: str) -> None:
@@ -241,7 +264,7 @@ class Resolver:
         try:
             return is_op(ref.name)
         except ValueError as e:
-            raise self.err(f"op {shortened(ref.name, repr)}: {e}", ref.pos) from None
+            raise self.err(f"op {shortened(ref.name, repr)}: {_cut_numbers(str(e))}", ref.pos) from None
 
     def _check_kind(self, info: OpInfo, kind: str | None, pos: ir.Pos) -> None:
         if kind == "block" and info.kind != "block":
