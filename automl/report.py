@@ -115,6 +115,7 @@ class _Ranking(_Read):
     truth: Literal["loss", "accuracy"] = "accuracy"
     seeds: int = Field(1, ge=1)
     retrain_epochs: int | None = None
+    reused_retrainings: int = Field(0, ge=0)  # automl rank's: those an earlier ranking of the run recorded
 
 
 _SHOULD_BE = {"float_type": "a number", "int_type": "a whole number", "string_type": "text", "bool_type": "true or "
@@ -183,8 +184,11 @@ def round_sig(x: float, up: bool) -> float:
     return (math.ceil(x / unit - 1e-9) if up else math.floor(x / unit)) * unit
 
 
-def _fmt_cost(v: float) -> str:
-    """A cost in full: ``2,393,962`` for a whole number (parameters, MACs), else 6 significant digits."""
+def _fmt_cost(v) -> str:
+    """A cost in full: ``2,393,962`` for a whole number (parameters, MACs), else 6 significant digits; ``—`` (as
+    every missing measurement in the report) where it is missing or not finite (a cost table's NaN or inf)."""
+    if not _finite(v):
+        return "—"
     v = float(v)
     return f"{int(v):,}" if v.is_integer() and abs(v) < 1e15 else f"{v:,.6g}"
 
@@ -647,10 +651,21 @@ def _ranking_lines(rk: dict) -> list[str]:
 
 def _ranking_time(rk) -> str:
     """After the phase times: the time of the ``automl rank`` that measured the ranking report.md shows (it records
-    ``world_size``), whose time is no phase of the run's (their ``ranking`` is the run's own ranking stages)."""
+    ``world_size``), whose time is no phase of the run's (their ``ranking`` is the run's own ranking stages); with
+    the retrainings it reused (``reused_retrainings``: an earlier ranking of the run recorded them), whose time is
+    not in it."""
     if not isinstance(rk, dict) or "world_size" not in rk or not _finite(rk.get("seconds")):
         return ""
-    return f"; the ranking below was measured by `automl rank` in {_seconds(rk['seconds'])}"
+    text = f"; the ranking below was measured by `automl rank` in {_seconds(rk['seconds'])}"
+    reused, total = rk.get("reused_retrainings"), len(rk.get("archs") or ()) * rk.get("seeds", 1)
+    if not isinstance(reused, int) or isinstance(reused, bool) or reused <= 0:
+        return text
+    if reused >= total:
+        which = f"all {total} retrainings" if total > 1 else "its one retraining"
+        return (text + f", which reused {which} from an earlier ranking of this run (the time is that of the supernet "
+                f"scores alone)")
+    return (text + f", which reused {reused} of its {total} retrainings from an earlier ranking of this run (their "
+            f"time is not in it)")
 
 
 def plot_pareto(results: dict) -> bytes:

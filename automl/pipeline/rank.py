@@ -258,7 +258,7 @@ def rank_finished_run(run: Run) -> dict:
         run.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by an earlier ranking of this run "
                           f"folder (the run's own, or an earlier automl rank; the same architectures, epochs, seeds, "
                           f"device and number of processes) and not run again")
-    ranking = {**ranking_results(r, state), **here}
+    ranking = {**ranking_results(r, state), **here, "reused_retrainings": reused}  # report.md says so with its time
     final = {**{k: v for k, v in (results or {}).items() if k != PARTIAL}, "ranking": ranking}
     written_on_main(info, f"the results in {out}", lambda: write_report(out, final, run.reporter), again)
     return ranking
