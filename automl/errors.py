@@ -108,4 +108,10 @@ class RecipeError(UserError):
 
 
 class DataError(UserError):
-    """Missing or unreadable data (wrong root, missing files)."""
+    """Missing or unreadable data (wrong root, missing files). ``recipe_key``: the recipe key whose value is the
+    fix (``("data", "root")`` for data not found there), where the caller names it with the recipe's line; None
+    for what is wrong inside the data (an unreadable image, a single class)."""
+
+    def __init__(self, message: str = "", recipe_key: tuple[str, ...] | None = None):
+        super().__init__(message)
+        self.recipe_key = recipe_key

@@ -136,7 +136,7 @@ def test_a_split_too_small_for_the_ranks_of_limited_data_is_located_at_limit_tra
     split; the refusal says to raise data.limit_train, and was located at data.theta_split, a key the file does not
     set (no line)."""
     from automl.errors import DataError
-    from automl.pipeline.run import recipe_data
+    from automl.pipeline.setup import recipe_data
     from automl.recipe import load_recipe
     from automl.train.distributed import DistInfo
 

@@ -22,7 +22,8 @@ from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number,
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
-from automl.pipeline.run import RESOLVED, recipe_data
+from automl.pipeline.run import RESOLVED
+from automl.pipeline.setup import recipe_data
 from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
 from automl.train.data import DATASETS, normalization

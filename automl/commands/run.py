@@ -17,7 +17,8 @@ from automl._signals import Interrupted, raising_on
 from automl.errors import Stopped, UserError
 from automl.pipeline import Run
 from automl.pipeline.context import how_to_go_on, on_main
-from automl.pipeline.run import held_files, leftovers, recipe_device
+from automl.pipeline.run import held_files, leftovers
+from automl.pipeline.setup import recipe_device
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import (DistInfo, elastic_restart, init_distributed, launch_info, reported,

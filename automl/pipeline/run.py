@@ -17,7 +17,7 @@ import yaml
 
 from automl._io import atomic_write_text, remove_temporaries, temporary_pattern, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
-from automl.errors import DataError, RecipeError, UserError
+from automl.errors import RecipeError, UserError
 from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage, RetrainStage
@@ -27,12 +27,11 @@ from automl.pipeline.search_stages import SimultaneousStage, ThetaStage, Weights
 from automl.pipeline.reuse import (FLAG, Given, check_fits, check_resumed, differences, fingerprint_digest,
                                    load_supernet, on_data, weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
-                                   load_spaces, recipe_costs, resolve_device, resolved)
+                                   load_spaces, recipe_costs, recipe_data, recipe_device, resolved)
 from automl.pipeline.state import RunState, check_same_data, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
-from automl.train.data import build_data
 from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_object, local_world_size,
                                       losses_unsaid)
 from automl.train.preempt import Preemption
@@ -40,7 +39,7 @@ from automl.train.progress import Reporter
 from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
                                   spaces_work)
 
-__all__ = ["Run", "held_files", "leftovers", "recipe_device", "recipe_data", "supernet_given"]
+__all__ = ["Run", "held_files", "leftovers", "supernet_given"]
 
 # what a start-up that was killed leaves in --out, or one that failed on a user mistake in a folder that held a
 # previous start-up's files (the thread choice is saved before the data and the space are checked; the resolved
@@ -301,63 +300,6 @@ def supernet_given(recipe) -> Given:
     the recipe file's (:func:`~automl.recipe.file_line`), else the flag ``--supernet`` (or an override)."""
     line = file_line(recipe, ("supernet",)) if recipe.supernet is not None else None
     return FLAG if line is None else Given(str(recipe.source), line)
-
-
-def recipe_device(recipe, info: DistInfo) -> torch.device:
-    """The recipe's ``device`` as a torch device (:func:`~automl.pipeline.setup.resolve_device`); one it cannot
-    have (cuda without a GPU) is a :class:`RecipeError` at ``device``'s line, or naming the override."""
-    try:
-        return resolve_device(recipe.device, info)
-    except UserError as e:
-        raise _at_key(recipe, ("device",), e) from None
-
-
-class _DataRecipeError(RecipeError, DataError):
-    """A refusal of the run's data (:class:`DataError`) located at the recipe key it is about."""
-
-
-def _at_key(recipe, keys: tuple[str, ...], e: UserError) -> UserError:
-    """``e`` (already located: as it is) as a :class:`RecipeError` naming the recipe's file, the line of ``keys``
-    when the file gives its value, and the key unless the message starts with it; a :class:`DataError` stays
-    one."""
-    if e.located:
-        return e
-    message, key = str(e), ".".join(keys)
-    shown = None if re.match(re.escape(key) + r"\b", message) else key
-    kind = _DataRecipeError if isinstance(e, DataError) else RecipeError
-    return kind(message, recipe.source and str(recipe.source), shown, file_line(recipe, keys))
-
-
-def _data_key(message: str) -> tuple[str, ...] | None:
-    """The recipe key a refusal of the run's data is about, where its fix is that key's value: the data.* key it
-    starts with (``data.root X is a file``, ``data.theta_split=N holds out ...``), the data.theta_split of a split
-    that leaves a rank no item, the data.limit_train it says to raise, ``data.root`` (or the data.dataset it says to
-    set) of data not found there. None for what is wrong inside the data (an unreadable image, a single class)."""
-    for key in ("limit_train", "theta_split", "root", "dataset"):
-        if message.startswith(f"data.{key}"):
-            return "data", key
-    # a split that leaves a rank no item, of data cut by data.limit_train: no split fixes it, more items do
-    for found, key in (("raise data.limit_train", "limit_train"), ("(data.theta_split=", "theta_split")):
-        if found in message:
-            return "data", key
-    if message.startswith(("CIFAR-10 not found", "image folder not found")) or "needs data.root" in message:
-        return ("data", "dataset") if "set data.dataset=" in message else ("data", "root")
-    return None
-
-
-def recipe_data(recipe, device, info: DistInfo | None = None):
-    """The recipe's data on ``device`` (:func:`~automl.train.data.build_data`), for this rank of ``info``; data
-    that is not found where the recipe says, or does not fit its counts, is a :class:`DataError` located at the
-    recipe key it is about (:func:`_data_key`), its message kept."""
-    info = info or DistInfo()
-    try:
-        return build_data(recipe.data, base_dir=recipe.base_dir, seed=recipe.seed, device=device, rank=info.rank,
-                          world_size=info.world_size)
-    except UserError as e:
-        keys = _data_key(str(e))
-        if keys is None:
-            raise
-        raise _at_key(recipe, keys, e) from None
 
 
 def _stage_phase(stage, state: RunState) -> tuple[str, int]:

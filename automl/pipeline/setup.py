@@ -4,6 +4,7 @@ table, the engine's normalised costs, and the checks of the recipe against the s
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
 from automl.dsl import ParamError
-from automl.errors import RecipeError, SpaceError, UserError, format_source_error, shortened
+from automl.errors import DataError, RecipeError, SpaceError, UserError, format_source_error, shortened
 from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.export.quantize import EXPORT_TIMED
@@ -25,12 +26,13 @@ from automl.ranking import exact_costs, space_size
 from automl.recipe import RUN_FILES, file_line
 from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs, supernet_methods
+from automl.train.data import build_data
 from automl.train.distributed import DistInfo
 
-__all__ = ["resolve_device", "Spaces", "load_spaces", "check_settings", "check_theta_min", "check_retrain_se",
-           "check_export", "check_out_and_export", "check_export_dir", "check_member_folder", "resolved",
-           "check_shapes", "check_ranking", "ranked_pool", "check_same_decisions", "TooManyArchs", "check_budgets",
-           "EngineCosts", "engine_costs", "recipe_costs", "check_latency_clock"]
+__all__ = ["resolve_device", "recipe_device", "recipe_data", "Spaces", "load_spaces", "check_settings",
+           "check_theta_min", "check_retrain_se", "check_export", "check_out_and_export", "check_export_dir",
+           "check_member_folder", "resolved", "check_shapes", "check_ranking", "ranked_pool", "check_same_decisions",
+           "TooManyArchs", "check_budgets", "EngineCosts", "engine_costs", "recipe_costs", "check_latency_clock"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -42,6 +44,46 @@ def resolve_device(name: str, info: DistInfo) -> torch.device:
             raise UserError("device: cuda was asked for but no CUDA GPU is visible; set device=cpu or device=auto")
         return torch.device("cuda", info.local_rank)
     return torch.device("cpu")
+
+
+def recipe_device(recipe, info: DistInfo) -> torch.device:
+    """The recipe's ``device`` as a torch device (:func:`resolve_device`); one it cannot have (cuda without a GPU)
+    is a :class:`RecipeError` at ``device``'s line, or naming the override."""
+    try:
+        return resolve_device(recipe.device, info)
+    except UserError as e:
+        raise _at_key(recipe, ("device",), e) from None
+
+
+def recipe_data(recipe, device, info: DistInfo | None = None):
+    """The recipe's data on ``device`` (:func:`~automl.train.data.build_data`), for this rank of ``info``; data
+    that is not found where the recipe says, or does not fit its counts, is a :class:`DataError` located at the
+    recipe key it names as its fix (:attr:`DataError.recipe_key`), its message kept; one that names no key (what
+    is wrong inside the data) as it is raised."""
+    info = info or DistInfo()
+    try:
+        return build_data(recipe.data, base_dir=recipe.base_dir, seed=recipe.seed, device=device, rank=info.rank,
+                          world_size=info.world_size)
+    except DataError as e:
+        if e.recipe_key is None:
+            raise
+        raise _at_key(recipe, e.recipe_key, e) from None
+
+
+class _DataRecipeError(RecipeError, DataError):
+    """A refusal of the run's data (:class:`DataError`) located at the recipe key it is about."""
+
+
+def _at_key(recipe, keys: tuple[str, ...], e: UserError) -> UserError:
+    """``e`` (already located: as it is) as a :class:`RecipeError` naming the recipe's file, the line of ``keys``
+    when the file gives its value, and the key unless the message starts with it (:func:`_located`, else
+    :func:`_recipe_error`); a :class:`DataError` stays one."""
+    if e.located:
+        return e
+    message, kind = str(e), _DataRecipeError if isinstance(e, DataError) else RecipeError
+    if re.match(re.escape(".".join(keys)) + r"\b", message):
+        return _located(recipe, keys, message, kind=kind)
+    return _recipe_error(recipe, keys, message, kind=kind)
 
 
 @dataclass(frozen=True)
@@ -183,17 +225,18 @@ def check_retrain_se(recipe, space) -> None:
             se, smallest, space.name, "for every architecture of the space", f"set retrain.se to {smallest:g} or more"))
 
 
-def _recipe_error(recipe, keys: tuple[str, ...], message: str) -> RecipeError:
+def _recipe_error(recipe, keys: tuple[str, ...], message: str, kind: type[RecipeError] = RecipeError) -> RecipeError:
     """A mistake in the recipe's value at ``keys``, named with the file and, when the value is the file's, the
-    line."""
-    return RecipeError(message, recipe.source and str(recipe.source), ".".join(keys), file_line(recipe, keys))
+    line; a ``kind`` of :class:`RecipeError`."""
+    return kind(message, recipe.source and str(recipe.source), ".".join(keys), file_line(recipe, keys))
 
 
-def _located(recipe, keys: tuple[str, ...], message: str, *more: tuple[str, ...]) -> RecipeError:
+def _located(recipe, keys: tuple[str, ...], message: str, *more: tuple[str, ...],
+             kind: type[RecipeError] = RecipeError) -> RecipeError:
     """:func:`_recipe_error` for a ``message`` that names its keys itself: the file and the line of the first of
     ``keys``, ``*more`` whose value is the file's (none for a recipe built in Python, which has no file)."""
     line = next(filter(None, (file_line(recipe, k) for k in (keys, *more))), None)
-    return RecipeError(message, recipe.source and str(recipe.source), None, line)
+    return kind(message, recipe.source and str(recipe.source), None, line)
 
 
 def check_theta_min(recipe, space) -> None:

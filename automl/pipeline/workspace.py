@@ -16,9 +16,9 @@ from torch import nn
 
 from automl.pipeline.members import Members
 from automl.pipeline.plan import ranking_archs, search_problem
-from automl.pipeline.run import recipe_data, recipe_device
 from automl.pipeline.search_stages import supernet_from_state
-from automl.pipeline.setup import EngineCosts, Spaces, check_shapes, load_spaces, recipe_costs
+from automl.pipeline.setup import (EngineCosts, Spaces, check_shapes, load_spaces, recipe_costs, recipe_data,
+                                   recipe_device)
 from automl.search import Searcher, get_searcher
 from automl.train.distributed import DistInfo
 

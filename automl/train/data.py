@@ -83,6 +83,9 @@ CIFAR_ARCHIVE = "cifar-10-python.tar.gz"  # what CIFAR-10's python version comes
 _TARS = (".tar", ".tar.gz", ".tgz")
 _ARCHIVES = _TARS + (".zip",)  # a file in an image folder's train/ or val/ that is an archive of images
 CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+# the recipe keys a DataError names as its fix (DataError.recipe_key), for the caller to locate it at their line
+_ROOT, _DATASET = ("data", "root"), ("data", "dataset")
+_THETA_SPLIT, _LIMIT_TRAIN = ("data", "theta_split"), ("data", "limit_train")
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -743,13 +746,13 @@ def _theta_count(n: int, theta_split: float | int, what: str, limited: bool) -> 
     if n < 2:
         fix = f"raise data.limit_train (now {n})" if limited else "add training items"
         raise DataError(f"{what} has {n} item{'s' * (n != 1)}: too small to split into D_W and D_theta "
-                        f"(data.theta_split needs at least 2 training items); {fix}")
+                        f"(data.theta_split needs at least 2 training items); {fix}", _LIMIT_TRAIN if limited else None)
     n_theta = theta_split if isinstance(theta_split, int) else round(theta_split * n)
     if isinstance(theta_split, float):
         n_theta = min(max(n_theta, 1), n - 1)
     if not 1 <= n_theta < n:
         raise DataError(f"data.theta_split={theta_split} holds out {n_theta} of {n} training items, leaving "
-                        f"none for D_W; use a fraction such as data.theta_split=0.5 or a count below {n}")
+                        f"none for D_W; use a fraction such as data.theta_split=0.5 or a count below {n}", _THETA_SPLIT)
     return n_theta
 
 
@@ -765,7 +768,8 @@ def _check_shares(n_w: int, n_theta: int, theta_split: float | int, world_size: 
         raise DataError(f"{name} holds {n} of the {n_w + n_theta} items of {what} (data.theta_split={theta_split}), "
                         f"fewer than the {world_size} ranks of torchrun: each rank trains on its own share of "
                         f"{name}, and a share of {n} // {world_size} = 0 items would take no step; {', '.join(fixes)} "
-                        f"or start at most {n} rank{'s' * (n != 1)} (torchrun --nproc_per_node)")
+                        f"or start at most {n} rank{'s' * (n != 1)} (torchrun --nproc_per_node)",
+                        _LIMIT_TRAIN if limited else _THETA_SPLIT)
 
 
 def _classes_cut(labels: torch.Tensor, n: int, what: str) -> str | None:
@@ -995,10 +999,16 @@ def _other_data_in(root: Path) -> str:
     deeper = _image_folder_below(root, holds=_holds_cifar10)
     if deeper is not None:
         found.append(f"{deeper / CIFAR_DIR}/ holds CIFAR-10's batch files: set data.root={deeper}")
-    if _is_dir(root / "train") and _is_dir(root / "val"):
+    if _holds_image_folder(root):
         found.append(f"{root} holds train/ and val/, as an image folder does: for an image folder, set "
                      f"data.dataset=imagefolder")
     return "; ".join(found) + ". " if found else ""
+
+
+def _holds_image_folder(root: Path) -> bool:
+    """Whether ``root`` holds train/ and val/, as an image folder does (data.dataset, not data.root, is then
+    what a cifar10 recipe has wrong)."""
+    return _is_dir(root / "train") and _is_dir(root / "val")
 
 
 def _holds_cifar10(folder: Path) -> bool:
@@ -1040,24 +1050,25 @@ class _ArraysOnlyUnpickler(pickle.Unpickler):
 def _load_cifar10(root: Path | None, download: bool):
     """The python pickles of CIFAR-10 as uint8 tensors (N, 3, 32, 32); downloads them if asked."""
     if root is None:
-        raise DataError("dataset cifar10 needs data.root: set data.root=/path/to/data")
+        raise DataError("dataset cifar10 needs data.root: set data.root=/path/to/data", _ROOT)
     if _exists(root) and not _is_dir(root):
         if root.name.lower().endswith(_TARS):
             raise DataError(f"data.root {root} is an archive, not a folder: extract it (tar -xf {root} -C "
-                            f"{root.parent}, which makes {root.parent / CIFAR_DIR}/) and set data.root={root.parent}")
+                            f"{root.parent}, which makes {root.parent / CIFAR_DIR}/) and set data.root={root.parent}",
+                            _ROOT)
         raise DataError(f"data.root {root} is a file, not a folder; set data.root to the folder that holds "
-                        f"{CIFAR_DIR}/. {_cifar_help(root)}")
+                        f"{CIFAR_DIR}/. {_cifar_help(root)}", _ROOT)
     folder = root / CIFAR_DIR
     missing = [f for f in CIFAR_FILES if not _is_file(folder / f)]
     if missing and root.name == CIFAR_DIR:
         raise DataError(f"data.root {root} is the {CIFAR_DIR} folder itself, not the folder that holds it; "
-                        f"set data.root={root.parent}")
+                        f"set data.root={root.parent}", _ROOT)
     if missing and any(_is_file(root / f) for f in CIFAR_FILES):
         raise DataError(f"data.root {root} holds CIFAR-10's batch files itself, where {folder}/ should hold them; "
-                        f"move them into {folder}/")
+                        f"move them into {folder}/", _ROOT)
     if missing and not _exists(folder) and os.path.islink(folder):  # data.download would fail on it
         raise DataError(f"CIFAR-10 not found: {_does_not_exist(folder)}; make the link lead to the folder that "
-                        f"holds CIFAR-10's batch files, or remove it and run with data.download=true")
+                        f"holds CIFAR-10's batch files, or remove it and run with data.download=true", _ROOT)
     archive = root / CIFAR_ARCHIVE
     if missing and not download and not _exists(folder) and _is_file(archive):
         raise DataError(f"CIFAR-10 is not extracted: {root} holds {CIFAR_ARCHIVE} but not {CIFAR_DIR}/; extract "
@@ -1074,7 +1085,8 @@ def _load_cifar10(root: Path | None, download: bool):
     if missing:
         what = _does_not_exist(root) if not _exists(root) else \
             f"missing {', '.join(str(folder / f) for f in missing)}"
-        raise DataError(f"CIFAR-10 not found: {what}. {_other_data_in(root)}{_cifar_help(root)}")
+        raise DataError(f"CIFAR-10 not found: {what}. {_other_data_in(root)}{_cifar_help(root)}",
+                        _DATASET if _holds_image_folder(root) else _ROOT)
 
     def read(names):
         xs, ys = [], []
@@ -1486,9 +1498,9 @@ def _check_split_folders(root: Path, layout: str) -> None:
     for p in (root, root / "train", root / "val"):
         if _exists(p) and not _is_dir(p):
             what = f"data.root {p}" if p == root else str(p)
-            raise DataError(f"{what} is a file, not a folder; {layout}")
+            raise DataError(f"{what} is a file, not a folder; {layout}", _ROOT if p == root else None)
     if not _is_dir(root):
-        raise DataError(f"image folder not found: {_does_not_exist(root)}; {layout}")
+        raise DataError(f"image folder not found: {_does_not_exist(root)}; {layout}", _ROOT)
     missing = [name for name in ("train", "val") if not _is_dir(root / name)]
     if not missing:
         return
@@ -1507,13 +1519,13 @@ def _check_split_folders(root: Path, layout: str) -> None:
             renames.append(f"{root} holds {shown} but no {name}/: rename {which} to {name}/ (mv {root / found[0]} "
                            f"{root / name}) or link it as {name}/ (ln -s {found[0]} {root / name})")
     if renames:
-        raise DataError(f"image folder not found: {'; '.join(renames)}; {layout}")
+        raise DataError(f"image folder not found: {'; '.join(renames)}; {layout}", _ROOT)
     p = root / missing[0]
     deeper = _image_folder_below(root)
+    cifar = not deeper and missing[0] == "train" and _is_dir(root / CIFAR_DIR)
     hint = f"; {deeper} holds train/ and val/: set data.root={deeper}" if deeper else \
-        f"; {root} holds {CIFAR_DIR}/, CIFAR-10: for it, set data.dataset=cifar10" \
-        if missing[0] == "train" and _is_dir(root / CIFAR_DIR) else ""
-    raise DataError(f"image folder not found: {_does_not_exist(p)}{hint}; {layout}")
+        f"; {root} holds {CIFAR_DIR}/, CIFAR-10: for it, set data.dataset=cifar10" if cifar else ""
+    raise DataError(f"image folder not found: {_does_not_exist(p)}{hint}; {layout}", _DATASET if cifar else _ROOT)
 
 
 def _image_folder_below(root: Path, depth: int = 3, budget: int = 64,
@@ -1546,11 +1558,11 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
 
     layout = "expected <root>/train/<class>/*.jpg and <root>/val/<class>/*.jpg (one folder per class)"
     if root is None:
-        raise DataError(f"dataset imagefolder needs data.root: set data.root=/path/to/data; {layout}")
+        raise DataError(f"dataset imagefolder needs data.root: set data.root=/path/to/data; {layout}", _ROOT)
     if root.name in ("train", "val") and not _exists(root / "train") and _is_dir(root.parent / "train") \
             and _is_dir(root.parent / "val"):
         raise DataError(f"data.root {root} is the image folder's {root.name}/ folder; set data.root={root.parent}, "
-                        f"the folder that holds train/ and val/; {layout}")
+                        f"the folder that holds train/ and val/; {layout}", _ROOT)
     _check_split_folders(root, layout)
     normalize, crop = normalization("imagefolder"), eval_crop("imagefolder")
     norm = transforms.Normalize(normalize["mean"], normalize["std"])
@@ -1571,7 +1583,8 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
         k, n = len(train_set.classes), cfg.limit_train
         raise DataError(f"data.limit_train={n} keeps {n} of the images of {root / 'train'}, fewer than its {k} "
                         f"classes: {k - n} class{'es' * (k - n > 1)} would have no image to train on, yet be tested on "
-                        f"{root / 'val'}; raise data.limit_train to at least {k} (one image of each class), or null")
+                        f"{root / 'val'}; raise data.limit_train to at least {k} (one image of each class), or null",
+                        _LIMIT_TRAIN)
     kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
         else torch.arange(len(train_set))
     labels = torch.as_tensor(train_set.targets, dtype=torch.long)[kept]
