@@ -6,7 +6,8 @@ traceback). Anything else escaping the CLI is an internal error (exit code 1).
 
 from __future__ import annotations
 
-__all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error", "shortened"]
+__all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error", "shortened",
+           "listed", "MAX_LISTED"]
 
 
 class UserError(Exception):
@@ -36,6 +37,18 @@ def shortened(text: str, show=str) -> str:
     40 and last 20 characters (each as ``show`` writes it) and its length (a name too long is often the mistake;
     a value of 5,000 characters is no name the reader can check)."""
     return show(text) if len(text) <= 100 else f"{show(text[:40])}...{show(text[-20:])} ({len(text):,} characters)"
+
+
+# the most names a message lists (a space's parameters, its choice sets): more are counted, not listed
+MAX_LISTED = 10
+
+
+def listed(names) -> str:
+    """``a, b, c``; of more than MAX_LISTED names the first MAX_LISTED and ``and N more`` (a space may have
+    hundreds of parameters or choice sets), each name as :func:`shortened` writes it."""
+    names = list(names)
+    shown = ", ".join(shortened(n) for n in names[:MAX_LISTED])
+    return shown + (f" and {len(names) - MAX_LISTED:,} more" if len(names) > MAX_LISTED else "")
 
 
 def format_source_error(

@@ -10,7 +10,7 @@ import re
 from timm.models._efficientnet_builder import round_channels
 
 from automl.dsl import ir
-from automl.errors import SpaceError, shortened
+from automl.errors import SpaceError, listed, shortened
 from automl.nn.ops import family_hint
 from automl.nn.registry import OpInfo, get_op, is_op, list_ops
 
@@ -24,8 +24,6 @@ MAX_OPS = 256
 # how a message names a parameter's value given from outside the file: `` (from NAME=VALUE{GIVEN})``; a caller that
 # took the values from a recipe (automl.pipeline.setup) rewords it as the recipe's key
 GIVEN = ", given with --set or a recipe's space_args"
-# the most names a message lists (a space's parameters, its choice sets): more are counted, not listed
-MAX_LISTED = 10
 # the most characters of a number a message shows; a longer one is its first 8 and its count of digits
 MAX_DIGITS = 20
 
@@ -50,14 +48,6 @@ def _cut_numbers(message: str) -> str:
     """``message`` with each number longer than MAX_DIGITS characters cut (:func:`_cut_number`): the op
     registry's reason for refusing a name repeats the name's number (``expansion 1111...``) after the name."""
     return re.sub(r"\d+(?:\.\d+)?", lambda m: _cut_number(m.group(0)), message)
-
-
-def _listed(names) -> str:
-    """``a, b, c``; of more than MAX_LISTED names the first MAX_LISTED and ``and N more`` (a space may have
-    hundreds of parameters or choice sets), each name as :func:`shortened` writes it."""
-    names = list(names)
-    shown = ", ".join(shortened(n) for n in names[:MAX_LISTED])
-    return shown + (f" and {len(names) - MAX_LISTED:,} more" if len(names) > MAX_LISTED else "")
 
 
 class Resolver:
@@ -95,7 +85,7 @@ class Resolver:
             if e.name not in self.values:
                 close = difflib.get_close_matches(e.name, self.values, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else (
-                    f"; the parameters are: {_listed(self.values)}" if self.values else
+                    f"; the parameters are: {listed(self.values)}" if self.values else
                     f"; declare it with `param {e.name} = VALUE`")
                 raise self.err(f"unknown parameter {e.name!r}{hint}", e.pos)
             return self.values[e.name]
@@ -242,7 +232,7 @@ class Resolver:
             difflib.get_close_matches(ref.name, pool, n=3, cutoff=0.6))
         ops = ", ".join(o for o in list_ops(kind=kind) if not get_op(o).reduction)
         hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else (
-            f"; the ops are: {ops}" + (f"; the choice sets are: {_listed(self.sets)}" if self.sets else ""))
+            f"; the ops are: {ops}" + (f"; the choice sets are: {listed(self.sets)}" if self.sets else ""))
         return self.err(f"unknown op or choice set {shortened(ref.name, repr)}{hint}", ref.pos)
 
     def _check_twice(self, op: str, pos: ir.Pos, via: str | None, seen: dict, where: str) -> None:

@@ -27,7 +27,7 @@ from lark.utils import FS
 
 from automl._io import UnreadableText, atomic_path, read_utf8_text, temporary_pattern
 from automl.dsl import ir
-from automl.errors import SpaceError, shortened
+from automl.errors import SpaceError, listed, shortened
 
 __all__ = ["parse_space", "load_space", "grammar_text", "space_parser", "ParamError"]
 
@@ -926,18 +926,7 @@ def _unknown_param(name: str, known: tuple[str, ...], filename: str) -> ParamErr
     close = difflib.get_close_matches(name, known, n=1)
     hint = f"; did you mean {close[0]}?" if close else ""
     return ParamError(f"unknown parameter {name!r}; this space's parameters are: "
-                      f"{_listed(known) or 'none'}{hint}", filename, name, known=known)
-
-
-# the most names a message lists (a space's parameters): more are counted, not listed
-MAX_LISTED = 10
-
-
-def _listed(names: tuple[str, ...]) -> str:
-    """``a, b, c``; of more than MAX_LISTED names the first MAX_LISTED and ``and N more`` (a space may have
-    hundreds of parameters), each name as :func:`shortened` writes it."""
-    shown = ", ".join(shortened(n) for n in names[:MAX_LISTED])
-    return shown + (f" and {len(names) - MAX_LISTED:,} more" if len(names) > MAX_LISTED else "")
+                      f"{listed(known) or 'none'}{hint}", filename, name, known=known)
 
 
 def _assemble(statements: list, text: str, filename: str, overrides: dict[str, str]) -> ir.Space:
