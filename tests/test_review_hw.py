@@ -155,10 +155,11 @@ def test_supernet_key_with_a_method_that_trains_none_has_its_line(tmp_path, caps
 
 
 def test_supernet_given_follows_the_value_the_file_sets(tmp_path):
-    """The key's line only while the recipe's value is the file's; --supernet (an override) of another folder is
-    the flag's."""
+    """The key's line only while the recipe's value is the file's; an override of another folder is the
+    override's (tests/test_review_ih.py: the flag is named as the flag)."""
     path = _digits_recipe(tmp_path, top=f"supernet: {tmp_path / 'a'}\n")
     given = run_mod.supernet_given
     assert given(load_recipe(path)).line == _line(path, "supernet:")
-    assert given(load_recipe(path, [f"supernet={tmp_path / 'b'}"])) is reuse.FLAG
-    assert given(load_recipe(_digits_recipe(tmp_path), [f"supernet={tmp_path / 'b'}"])) is reuse.FLAG
+    assert given(load_recipe(path, [f"supernet={tmp_path / 'b'}"])) == reuse.Given(str(path), None, True)
+    bare = _digits_recipe(tmp_path)
+    assert given(load_recipe(bare, [f"supernet={tmp_path / 'b'}"])) == reuse.Given(str(bare), None, True)

@@ -189,6 +189,17 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
             + (["supernet_force=true"] if force else []))
 
 
+def _supernet_typed(args) -> str | None:
+    """How the command line set the recipe's supernet, which its messages name (the last one typed wins, and
+    ``--supernet``'s override comes after the others: :func:`supernet_overrides`): ``"--supernet"``,
+    ``"override"`` (``supernet=DIR``, the key as the recipe reads an override's), or None (the recipe's own)."""
+    if args.supernet is not None:
+        return "--supernet"
+    if any(item.partition("=")[0].strip() == "supernet" for item in args.overrides):
+        return "override"
+    return None
+
+
 class StoppedStarting(Interrupted):
     """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals, or after they all finished
     (:func:`_stopping_start_up`); like ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it
@@ -342,7 +353,8 @@ def _run(args, recipe, info: DistInfo) -> int:
             again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
             resume = args.resume or _restart_resumes(args, out, info)
             try:
-                run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device)
+                run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device,
+                          supernet_typed=_supernet_typed(args))
                 run.execute()  # its stages end with every rank waiting for rank 0's report, signals still caught
             except BaseException as e:
                 if made:

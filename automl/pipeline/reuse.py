@@ -194,23 +194,31 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path |
 
 class Given(NamedTuple):
     """How the folder of the supernet to reuse was given, as its messages name it: the flag ``--supernet DIR``
-    (:data:`FLAG`; a ``supernet=DIR`` override too), or the recipe key ``supernet: DIR`` at ``line`` of the recipe
-    ``file``, whose errors are :class:`RecipeError` naming the file and the line."""
+    (:data:`FLAG`), the recipe key ``supernet: DIR`` at ``line`` of the recipe ``file``, whose errors are
+    :class:`RecipeError` naming the file and the line, or (``override``) the command-line override
+    ``supernet=DIR`` of the recipe ``file``, whose errors name the file and the override, as a mistake in an
+    override is named (``FILE: override supernet=DIR: ...``)."""
 
     file: str | None = None
     line: int | None = None
+    override: bool = False
 
     @property
     def name(self) -> str:
-        """``--supernet``, or ``supernet`` (the recipe key)."""
-        return "--supernet" if self.file is None else "supernet"
+        """``--supernet``, or ``supernet`` (the recipe key, or the override's key)."""
+        return "--supernet" if self.file is None and not self.override else "supernet"
 
     def of(self, folder) -> str:
-        """``--supernet DIR``, or ``supernet: DIR``."""
+        """``--supernet DIR``, ``supernet: DIR``, or ``supernet=DIR``."""
+        if self.override:
+            return f"supernet={folder}"
         return f"{self.name}{' ' if self.file is None else ': '}{folder}"
 
     def error(self, message: str) -> UserError:
-        """``message`` (which starts with :meth:`of`) as the error to raise: located at the key's line."""
+        """``message`` (which starts with :meth:`of` or :attr:`name`) as the error to raise: located at the key's
+        line, or at the override."""
+        if self.override:
+            return RecipeError(f"override {message}", self.file)
         return UserError(message) if self.file is None else RecipeError(message, self.file, None, self.line)
 
 
@@ -421,13 +429,13 @@ def _shape_mismatch(have: dict[str, tuple], want: dict[str, tuple], few: int = 3
     return ", ".join(parts)
 
 
-def check_resumed(state: RunState, spaces, members: int) -> None:
+def check_resumed(state: RunState, spaces, members: int, given: Given = FLAG) -> None:
     """:func:`check_fits` for the reused supernet a resumed run holds (an older automl took one of another shape
-    with --supernet-force, and its θ stage then failed)."""
+    with --supernet-force, and its θ stage then failed); ``given``: how this command gave the folder."""
     origin = state.supernet_origin or {}
     if state.supernet is not None and origin.get("from"):
         check_fits(Path(origin["from"]), state.supernet, spaces.search, spaces.search_args, members,
-                   origin.get("differs") or [])
+                   origin.get("differs") or [], given)
 
 
 class ReusedWeightsStage:

@@ -295,11 +295,20 @@ def _check_supernet_folder(source: Path, out: Path, given: Given) -> None:
                           f"--resume, with the recipe and flags it started with)")
 
 
-def supernet_given(recipe) -> Given:
-    """How the recipe's ``supernet`` was given, for its messages: the recipe key at its line when the value is
-    the recipe file's (:func:`~automl.recipe.file_line`), else the flag ``--supernet`` (or an override)."""
-    line = file_line(recipe, ("supernet",)) if recipe.supernet is not None else None
-    return FLAG if line is None else Given(str(recipe.source), line)
+def supernet_given(recipe, typed: str | None = None) -> Given:
+    """How the recipe's ``supernet`` was given, for its messages. ``typed``: how the command line set it, which
+    wins over the file: ``"--supernet"`` (the flag, applied after every override), or ``"override"`` (a
+    ``supernet=DIR`` override). Else (None) the recipe key at its line when the value is the recipe file's
+    (:func:`~automl.recipe.file_line`), an override when it is not, and the flag for a recipe without a file."""
+    file = None if recipe.source is None else str(recipe.source)
+    if typed == "--supernet" or recipe.supernet is None:
+        return FLAG
+    if typed == "override":
+        return Given(file, None, True)
+    line = file_line(recipe, ("supernet",))
+    if line is not None:
+        return Given(file, line)
+    return FLAG if file is None else Given(file, None, True)
 
 
 def _stage_phase(stage, state: RunState) -> tuple[str, int]:
@@ -549,12 +558,15 @@ class Run:
 
     ``searcher`` names a registered searcher (:func:`automl.search.register_searcher`) to run instead of
     the recipe's ``search.method``; ``device`` is the recipe's device already resolved (commands/run.py
-    resolves it once, for the distributed backend too)."""
+    resolves it once, for the distributed backend too); ``supernet_typed``: how the command line set the recipe's
+    ``supernet``, which its messages name (:func:`supernet_given`)."""
 
     def __init__(self, recipe, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None,
                  tty: bool | None = None, resume_command: str | None = None, searcher: str | None = None,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, supernet_typed: str | None = None):
         self.recipe, self.out, self.resume = recipe, Path(out_dir), resume
+        # how the command line set the recipe's supernet, which its messages name (supernet_given)
+        self.supernet_given = supernet_given(recipe, supernet_typed)
         # printed when the run stops early; commands/run.py passes the command line with its overrides
         self.resume_command = resume_command or f"automl run {recipe.source} --out {self.out} --resume"
         self.lock = RunLock(self.out)
@@ -777,11 +789,11 @@ class Run:
         r = self.recipe
         if r.supernet is None or self.resume:
             return
-        given = supernet_given(r)
+        given = self.supernet_given
         if not self.method.needs_supernet:
-            raise RecipeError(f"search.method {self.method.name} trains no shared supernet to reuse; use "
-                              f"{supernet_methods()}, or remove supernet", str(r.source or "the recipe"), "supernet",
-                              given.line)
+            what = given.of(r.supernet) if given.override else given.name  # an override as typed
+            raise given.error(f"{what}: search.method {self.method.name} trains no shared supernet to reuse; "
+                              f"use {supernet_methods()}, or remove {given.name}")
         _check_supernet_folder(Path(r.supernet), self.out, given)
         args = {k: str(v) for k, v in r.space_args.items()}
         self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force,
@@ -802,7 +814,7 @@ class Run:
             spaces, data, threads = self.start_up()
             if self._reused is not None:  # a new run's supernet: trained on this data (its split is drawn from it)
                 self._reused = on_data(self._reused, data.fingerprint, Path(r.supernet), r.supernet_force,
-                                       supernet_given(r))
+                                       self.supernet_given)
             costs = recipe_costs(r, spaces.search)
             check_budgets(r, spaces.search, self.reporter.info, costs)
             plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
@@ -810,7 +822,7 @@ class Run:
             preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
             state = self._resumed_state(plan, data) if self.resume else self._new_state(spaces, threads.threads, data)
             if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
-                check_resumed(state, spaces, r.search.supernets)
+                check_resumed(state, spaces, r.search.supernets, self.supernet_given)
             ctx = self.context(state, spaces, data, plan, preempt)
             if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
                 restore_rng(state.rng, ctx.sampler, self.device)
