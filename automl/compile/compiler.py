@@ -12,11 +12,10 @@ second. The plan is plain data (:mod:`automl.plan`); :mod:`automl.nn` builds the
 from __future__ import annotations
 
 import difflib
-import itertools
 import math
 import os
 import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -24,6 +23,7 @@ from torch import nn
 from automl import nn as models
 from automl.compile.cells import check_reductions, compile_cells
 from automl.compile.chain import MAX_WIDTH_COMBOS, compile_chain
+from automl.compile.contexts import context_costs
 from automl.compile.costs import BUILTIN_METRICS, CostTable
 from automl.compile.resolve import Resolver, fmt_number
 from automl.dsl import ir, load_space
@@ -45,7 +45,7 @@ MAX_SIZE = 1 << 14  # input height / width
 # real spaces measure at most a few thousand
 MAX_COSTS = 1 << 20
 # the entries of the cost tables of a space with elastic widths or resolutions, one table per combination (each
-# (D, Kmax), per metric, held as Python numbers while they are made): real spaces hold at most a few million
+# (D, Kmax), per metric, float64 tensors: 80 MiB per metric at the limit): real spaces hold at most a few million
 # (ofa_mbv3: 35,712; with OFA's 25 resolutions and an elastic final conv, 1.3 million, compiled in seconds)
 MAX_TABLE_ENTRIES = 1 << 24
 
@@ -267,45 +267,17 @@ def _resolutions(r: Resolver, space: ir.Space, h: int, w: int) -> tuple[int, ...
 def _measured_costs(kind: str, plan, decisions, input_shape, resolutions=()):
     """``(costs, fixed, contexts)`` of the built-in metrics: per-choice tables measured on meta-device
     modules; with elastic widths or resolution one table per combination of their choices (``contexts``
-    for the CostTable: the width decisions, then the resolution decision, the last)."""
+    for the CostTable: the width decisions, then the resolution decision, the last;
+    :func:`automl.compile.contexts.context_costs`)."""
     widths = plan.width_decisions if kind == "chain" else ()
     if not widths and not resolutions:
         modules: dict = {}  # the meta-device ops, each built once for both metrics
         costs, fixed = measure_params(kind, plan, decisions, None, modules)
         macs, macs_fixed = measure_macs(kind, plan, decisions, input_shape, None, modules)
         return {"params": costs, "macs": macs}, {"params": fixed, "macs": macs_fixed}, None
-    context = widths + ((len(decisions) - 1,) if resolutions else ())
-    sizes = [input_shape[1:]] if not resolutions else [(v, v) for v in resolutions]
-    caches: dict[str, dict] = {"params": {}, "macs": {}, "modules": {}}  # an op is built once
-    per: dict[str, tuple[list, list]] = {"params": ([], []), "macs": ([], [])}
-    for at in _plans_at(plan, widths, decisions):
-        params = measure_params(kind, at, decisions, caches["params"], caches["modules"])
-        for size in sizes:
-            macs = measure_macs(kind, at, decisions, (input_shape[0], *size), caches["macs"], caches["modules"])
-            for metric, (costs, fixed) in (("params", params), ("macs", macs)):
-                per[metric][0].append(costs)
-                per[metric][1].append(fixed)
+    context, per = context_costs(kind, plan, decisions, input_shape, resolutions)
     zeros = [[0.0] * len(d.choices) for d in decisions]  # replaced by the summary of the tables
     return ({m: zeros for m in per}, {m: 0.0 for m in per}, (context, per))
-
-
-def _plans_at(plan, widths: tuple[int, ...], decisions):
-    """``plan.at(combination)`` for every combination of the width decisions' choices (row-major, the first
-    slowest; ``plan`` itself without width decisions), each layer's fixed-width copy made once per the widths
-    it reads (``ChainLayer.at`` reads its input and output width decisions)."""
-    if not widths:
-        yield plan
-        return
-    layers: dict = {}
-    for combo in itertools.product(*(range(len(decisions[d].choices)) for d in widths)):
-        chosen = dict(zip(widths, combo))
-        at = []
-        for i, layer in enumerate(plan.layers):
-            key = (i, chosen.get(layer.in_width_dec), chosen.get(layer.width_dec))
-            if key not in layers:
-                layers[key] = layer.at(chosen)
-            at.append(layers[key])
-        yield replace(plan, layers=tuple(at))
 
 
 def compile_space(space: ir.Space) -> CompiledSpace:

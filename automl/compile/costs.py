@@ -42,7 +42,8 @@ class CostTable:
             were there: an upper bound of what a gated decision adds.
         contexts: elastic width: ``(decisions, {metric: (tables, fixed)})``: the context decisions and, for a
             metric whose costs depend on them, one table (rows as in ``costs``) and one fixed cost per
-            combination of their choices (row-major, the first decision slowest). Such a metric's
+            combination of their choices (row-major, the first decision slowest); or the tables as one
+            ``(A, D, Kmax)`` tensor (0 past each row's end) and the fixed costs as an ``(A,)`` tensor. Such a metric's
             ``costs``/``fixed`` arguments are ignored: :meth:`costs` and :attr:`fixed` hold the additive
             summary of the exact tables.
     """
@@ -63,9 +64,14 @@ class CostTable:
         self.context_decisions: tuple[int, ...] = tuple(int(d) for d in (contexts[0] if contexts else ()))
         self._ctx: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for metric, (tables, fixeds) in (contexts[1] if contexts else {}).items():
-            t = torch.stack([_dense(rows, num_dec, kmax) for rows in tables]) if len(tables) else \
-                torch.zeros(0, num_dec, kmax, dtype=torch.float64)
-            self._ctx[metric] = (t, torch.tensor([float(v) for v in fixeds], dtype=torch.float64))
+            if isinstance(tables, torch.Tensor):  # (A, D, Kmax), 0 past each row's end, as made from rows
+                t = tables.to(torch.float64).reshape(-1, num_dec, kmax)
+            else:
+                t = torch.stack([_dense(rows, num_dec, kmax) for rows in tables]) if len(tables) else \
+                    torch.zeros(0, num_dec, kmax, dtype=torch.float64)
+            self._ctx[metric] = (t, torch.as_tensor(fixeds, dtype=torch.float64).reshape(-1) if
+                                 isinstance(fixeds, torch.Tensor) else
+                                 torch.tensor([float(v) for v in fixeds], dtype=torch.float64))
             self._costs[metric], self.fixed[metric] = self._summary(metric)
 
     # ---- elastic width: the context ------------------------------------------------------------
