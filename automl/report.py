@@ -186,7 +186,8 @@ def round_sig(x: float, up: bool) -> float:
 
 def _fmt_cost(v) -> str:
     """A cost in full: ``2,393,962`` for a whole number (parameters, MACs), else 6 significant digits; ``—`` (as
-    every missing measurement in the report) where it is missing or not finite (a cost table's NaN or inf)."""
+    every missing measurement in the report) for a value that is not a finite number (results built in Python:
+    a results.json with a null cost is refused before it is rendered)."""
     if not _finite(v):
         return "—"
     v = float(v)

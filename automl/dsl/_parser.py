@@ -27,7 +27,7 @@ from lark.utils import FS
 
 from automl._io import UnreadableText, atomic_path, read_utf8_text, temporary_pattern
 from automl.dsl import ir
-from automl.errors import SpaceError, listed, shortened
+from automl.errors import SpaceError, listed
 
 __all__ = ["parse_space", "load_space", "grammar_text", "space_parser", "ParamError"]
 
