@@ -41,9 +41,10 @@ AUTO = [o for o in TINY if o != "threads=1"]
 STOP_AT = """
 import os, signal, sys
 import automl.pipeline.run as pr
+import automl.pipeline.setup as ps
 import automl.train.loops as loops
 sig, where, argv = getattr(signal, sys.argv[1]), sys.argv[2], sys.argv[3:]
-owner = pr if where == "build_data" else loops if where == "weight_step" else pr.Run
+owner = ps if where == "build_data" else loops if where == "weight_step" else pr.Run
 real, sent = getattr(owner, where), []
 def stop(*a, **k):
     if not sent:

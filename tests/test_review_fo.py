@@ -21,6 +21,7 @@ from test_review_e import _stop_at
 
 import automl.commands.run as cmd_run
 import automl.pipeline.run as pr
+import automl.pipeline.setup as ps
 from automl.cli import main
 from automl.pipeline.run import leftovers
 
@@ -37,7 +38,7 @@ def _stopped(monkeypatch, capfd, out: Path, where: str, *flags: str) -> str:
     """``automl run`` into ``--out out``, in this process, sent a real SIGTERM at ``where``: ``build_data`` (the
     folder is made and holds the start-up's files) or ``_check_supernet`` (the run's first step, before it looks at
     the folder). Its last line on standard error."""
-    owner = pr if where == "build_data" else pr.Run
+    owner = ps if where == "build_data" else pr.Run
     real = getattr(owner, where)
 
     def stop(*a, **k):
