@@ -71,6 +71,7 @@ __all__ = [
     "parse_recipe",
     "PATH_KEYS",
     "file_line",
+    "file_value",
 ]
 
 # |seed| at most: torch seeds lie in [-2^63, 2^64 - 1] and automl/pipeline seeds stages with seed * 7919 + i,
@@ -798,15 +799,16 @@ def _resolve(p: str | os.PathLike, base: Path) -> Path:
         return Path(os.path.abspath(base / q))
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
-    """Read, override and validate a recipe file. Raises :class:`RecipeError` for every mistake."""
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None, flag: str = "") -> Recipe:
+    """Read, override and validate a recipe file. Raises :class:`RecipeError` for every mistake. ``flag``: the
+    command-line flag that gave ``path`` (``--recipe``), named with it where the file cannot be read."""
     path = Path(path)
-    name = str(path)
+    name = f"{flag} {path}" if flag else str(path)
     try:
         text = read_utf8_text(path)
     except UnreadableText as e:
         message = {
-            "missing": f"no such recipe file (looked for {path.absolute()})",
+            "missing": f"no such recipe file (looked for {path.absolute()}){_recipe_like(path)}",
             "directory": "is a directory, expected a recipe YAML file",
             "unreadable": f"cannot read the recipe: {e.detail}",
             "encoding": f"not UTF-8 text (byte {e.detail}); save the recipe as UTF-8",
@@ -815,8 +817,21 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     if path.suffix.lower() == ".space":  # `automl run spaces/digits.space`: its first line is a YAML syntax error
         raise RecipeError("is a search space (a .space file), not a recipe: give a recipe YAML file whose space: key "
                           "names it (relative to the recipe's folder), such as a copy of recipes/quickstart.yaml", name)
-    return parse_recipe(text, filename=name, base_dir=path.absolute().parent, overrides=overrides,
+    return parse_recipe(text, filename=str(path), base_dir=path.absolute().parent, overrides=overrides,
                         source=path.absolute())
+
+
+def _recipe_like(path: Path) -> str:
+    """``; did you mean P?`` for a recipe file ``path`` that does not exist, where its folder holds one of the
+    other YAML extension (``.yml`` for ``.yaml``, and back) or of a close name; else ""."""
+    try:
+        names = sorted(p.name for p in path.parent.iterdir()
+                       if p.suffix.lower() in (".yaml", ".yml") and p.is_file())
+    except OSError:  # no such folder, or not one to list
+        return ""
+    swapped = path.stem + {".yml": ".yaml", ".yaml": ".yml"}.get(path.suffix.lower(), "")
+    close = [swapped] if swapped in names else difflib.get_close_matches(path.name, names, n=1)
+    return f"; did you mean {path.with_name(close[0])}?" if close else ""
 
 
 def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathLike | None = None,
@@ -1996,22 +2011,34 @@ def _dotted(path: tuple) -> str:
 def file_line(recipe: Recipe, path: tuple[str, ...]) -> int | None:
     """The line of the key at ``path`` in the recipe's file when the recipe's value there is the file's; None
     when it came from a command-line override, or the recipe has no file. Reads the file again: for messages."""
+    return _file_entry(recipe, path)[0]
+
+
+def file_value(recipe: Recipe, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` as the recipe's file writes it (a path as written, relative to the recipe's folder,
+    before it is made absolute) when the recipe's value there is the file's (:func:`file_line`); else None."""
+    return _file_entry(recipe, path)[1]
+
+
+def _file_entry(recipe: Recipe, path: tuple[str, ...]) -> tuple[int | None, Any]:
+    """(:func:`file_line`, :func:`file_value`) of ``path``."""
     if recipe.source is None:
-        return None
+        return None, None
     try:
         text = Path(recipe.source).read_text(encoding="utf-8")
         node, data, theirs = _file_view(text, recipe.base_dir)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):  # the file changed since it was loaded
-        return None
+        return None, None
     ours: Any = recipe.model_dump()
     for k in path:
         data = data.get(k) if isinstance(data, dict) else None
         ours = ours.get(k) if isinstance(ours, dict) else None
         theirs = theirs.get(k) if isinstance(theirs, dict) else None
+    written = data
     if tuple(path) in PATH_KEYS and isinstance(data, str) and data:  # the file's relative to it, the recipe's resolved
         data = str(_resolve(data, recipe.base_dir))
     same = data == ours or (theirs is not None and theirs == ours)
-    return _line_of(node, path) if data is not None and same else None
+    return (_line_of(node, path), written) if data is not None and same else (None, None)
 
 
 @functools.lru_cache(maxsize=4)

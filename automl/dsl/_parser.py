@@ -29,7 +29,8 @@ from automl._io import UnreadableText, atomic_path, read_utf8_text, temporary_pa
 from automl.dsl import ir
 from automl.errors import SpaceError, listed
 
-__all__ = ["parse_space", "load_space", "grammar_text", "space_parser", "ParamError"]
+__all__ = ["parse_space", "load_space", "grammar_text", "space_parser", "ParamError", "SpaceFileError",
+           "PUBLISHED_SPACES"]
 
 _logger = logging.getLogger(__name__)
 _GRAMMAR = Path(__file__).with_name("space.lark")
@@ -871,20 +872,35 @@ def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] 
     return _assemble(statements, text, filename, overrides or {})
 
 
+PUBLISHED_SPACES = ("the published spaces are in the automl repository's spaces/ folder, e.g. spaces/digits.space in "
+                    "a clone")
+
+
+class SpaceFileError(SpaceError):
+    """A ``.space`` file that cannot be read at all: ``reason`` ``missing``, ``directory`` or ``unreadable``
+    (:class:`automl._io.UnreadableText`'s), and ``problem`` says it after the path (``no such file``); a caller
+    that took the path from elsewhere (a recipe's ``space``) names it there. A file that is read but is not UTF-8
+    is a plain :class:`SpaceError` at its line and column."""
+
+    def __init__(self, problem: str, filename: str = "<space>", reason: str = "unreadable"):
+        self.problem, self.reason = problem, reason
+        hint = f"; check the path ({PUBLISHED_SPACES})" if reason == "missing" else ""
+        super().__init__(problem + hint, filename)
+
+
 def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None) -> ir.Space:
-    """Read and parse a ``.space`` file. A missing, unreadable or non-UTF-8 file is a :class:`SpaceError`."""
+    """Read and parse a ``.space`` file. A missing, unreadable or non-UTF-8 file is a :class:`SpaceError` (a
+    :class:`SpaceFileError` but where it is not UTF-8)."""
     filename = str(path)
     try:
         text = read_utf8_text(path)
     except UnreadableText as e:
-        message = {
-            "missing": "no such file; check the path (the published spaces are in the automl repository's "
-                       "spaces/ folder, e.g. spaces/digits.space in a clone)",
-            "directory": "is a directory, not a .space file",
-            "unreadable": f"cannot read the file: {e.detail}",
-            "encoding": f"the file is not UTF-8 text (byte {e.detail}); save it as UTF-8",
-        }[e.reason]
-        raise SpaceError(message, filename, e.line, e.column, e.source_line) from None
+        if e.reason == "encoding":
+            raise SpaceError(f"the file is not UTF-8 text (byte {e.detail}); save it as UTF-8", filename, e.line,
+                             e.column, e.source_line) from None
+        problem = {"missing": "no such file", "directory": "is a directory, not a .space file"}.get(
+            e.reason, f"cannot read the file: {e.detail}")
+        raise SpaceFileError(problem, filename, e.reason) from None
     return parse_space(text, filename, overrides)
 
 

@@ -12,7 +12,8 @@ import torch
 
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
-from automl.dsl import ParamError
+from automl.dsl import ParamError, ir
+from automl.dsl._parser import PUBLISHED_SPACES, SpaceFileError
 from automl.errors import DataError, RecipeError, SpaceError, UserError, format_source_error, shortened
 from automl.export import run_of
 from automl.export.onnx import opset_problem
@@ -23,7 +24,7 @@ from automl.pipeline.state import RunState
 from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
                             table_protocol)
 from automl.ranking import exact_costs, space_size
-from automl.recipe import RUN_FILES, file_line
+from automl.recipe import RUN_FILES, file_line, file_value
 from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs, supernet_methods
 from automl.train.data import build_data
@@ -356,7 +357,9 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
     """The recipe's space compiled with ``args``; a parameter the space rejects is a :class:`RecipeError` that
     names the recipe key it came from (``space_args.NAME``, or ``retrain.space_args.NAME`` for the retraining
     space's own values) and, when the value is the file's, its line. So is a value that the space refuses where it
-    is used (a cell count out of range: ``SpaceError.given``), with the space file's line and the recipe's key."""
+    is used (a cell count out of range: ``SpaceError.given``), with the space file's line and the recipe's key. A
+    space file that cannot be read at all (missing, a folder) is one at the line of ``space``
+    (:func:`_space_file_error`); a mistake inside the file is the file's own :class:`SpaceError`."""
 
     def keys(name: str) -> tuple[str, ...]:
         return ("retrain", "space_args", name) if retrain and name in recipe.retrain.space_args else (
@@ -364,6 +367,10 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
 
     try:
         return load_compiled(recipe.space_path, args)
+    except SpaceFileError as e:
+        if e.filename != str(recipe.space_path):
+            raise
+        raise _space_file_error(recipe, e) from None
     except ParamError as e:
         got = "" if e.value is None else f", got {e.value!r}"
         raise _recipe_error(recipe, keys(e.name), f"{e.problem}{got} (space {recipe.space_path})") from None
@@ -382,16 +389,95 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
                                                 f"the permissions of its folders)") from None
 
 
+def _space_file_error(recipe, e: SpaceFileError) -> RecipeError:
+    """The recipe's space file that cannot be read (``e``), at the line of ``space`` with the path as the file
+    writes it and where it leads (relative to the recipe's folder); an override's (a path relative to the current
+    folder) named as the override."""
+    path, written = recipe.space_path, file_value(recipe, ("space",))
+    published = f" ({PUBLISHED_SPACES})" if e.reason == "missing" else ""
+    if written is None and recipe.source is not None:  # `space=...` on the command line
+        return _located(recipe, ("space",), f"override space={path} (a path on the command line is relative to "
+                                            f"the current folder): {e.problem}; check the path{published}")
+    if isinstance(written, str) and not Path(os.path.expanduser(written)).is_absolute():
+        return _recipe_error(recipe, ("space",), f"{shortened(written)} (relative to the recipe's folder) → {path}: "
+                                                 f"{e.problem}; give an absolute path, or one relative to the "
+                                                 f"recipe's folder {recipe.base_dir}{published}")
+    return _recipe_error(recipe, ("space",), f"{path}: {e.problem}; check the path{published}")
+
+
 def check_shapes(recipe, spaces: Spaces, data) -> None:
-    """Both spaces take the data's input shape and number of classes."""
-    for sp, keys in ((spaces.search, ("space_args",)), (spaces.retrain, ("retrain", "space_args"))):
-        if tuple(sp.input_shape) != tuple(data.input_shape) or sp.num_classes != data.num_classes:
-            where = ".".join(keys)
-            raise _located(recipe, keys,
-                           f"the space {recipe.space_path.name} (with {where}) takes input {tuple(sp.input_shape)} "
-                           f"with {sp.num_classes} classes, but data.dataset {recipe.data.dataset} gives "
-                           f"{tuple(data.input_shape)} with {data.num_classes} classes; set the space's size "
-                           f"parameters in {where} (see `automl space show`)", ("data", "dataset"))
+    """Both spaces take the data's input shape and number of classes. The message says what differs (channels,
+    size, classes) and how each can be fixed: the space's parameters in space_args where the space's ``input``
+    (``classes``) line reads one for that dimension, else another data set or another space."""
+    for sp, keys, given in ((spaces.search, ("space_args",), recipe.space_args),
+                            (spaces.retrain, ("retrain", "space_args"), recipe.retrain.space_args)):
+        ours, theirs = (*sp.input_shape, sp.num_classes), (*data.input_shape, data.num_classes)
+        if ours == theirs:
+            continue
+        where = ".".join(keys)
+        fixes, by_args = _shape_fixes(sp, ours, theirs, where)
+        with_args = f" (with {where})" if given else ""
+        raise _located(recipe, keys if by_args else ("space",),
+                       f"the space {recipe.space_path.name}{with_args} takes input {tuple(sp.input_shape)} with "
+                       f"{sp.num_classes} classes, but data.dataset {recipe.data.dataset} gives "
+                       f"{tuple(data.input_shape)} with {data.num_classes} classes; {'; '.join(fixes)}",
+                       ("data", "dataset"))
+
+
+def _params_in(e) -> list[str]:
+    """The space parameters an expression of the space (an ``input`` dimension, ``classes``) reads."""
+    if isinstance(e, ir.Ref):
+        return [e.name]
+    if isinstance(e, ir.Neg):
+        return _params_in(e.operand)
+    if isinstance(e, ir.BinOp):
+        return _params_in(e.left) + _params_in(e.right)
+    return []
+
+
+def _param_fix(exprs, values, where: str) -> str | None:
+    """How to give the space's dimensions ``exprs`` the data's ``values`` through its parameters: ``set
+    WHERE.NAME=V`` where each is a parameter itself, else the parameters to set; None where none reads one."""
+    names = list(dict.fromkeys(n for e in exprs for n in _params_in(e)))
+    if not names:
+        return None
+    plain: dict[str, int] = {}
+    for e, v in zip(exprs, values):
+        if not isinstance(e, ir.Ref) or plain.setdefault(e.name, v) != v:
+            return f"set the space's parameters {', '.join(names)} in {where} so that they give {_shape(values)}"
+    return "set " + ", ".join(f"{where}.{n}={v}" for n, v in plain.items())
+
+
+def _shape(values) -> str:
+    return " x ".join(map(str, values))
+
+
+def _shape_fixes(sp, ours: tuple, theirs: tuple, where: str) -> tuple[list[str], bool]:
+    """What differs between the space's (C, H, W, classes) ``ours`` and the data's ``theirs``, each with its fix,
+    and whether the space's parameters (``where``) fix all of them. A space compiled without its file's text
+    (``sp.space`` None) names space_args as a fix where a parameter sets the dimension."""
+    exprs = (*sp.space.input_shape, sp.space.classes) if sp.space is not None else None
+    parts = (("the channels", slice(0, 1), "its `input` line"), ("the sizes", slice(1, 3), "its `input` line"),
+             ("the classes", slice(3, 4), "its `classes` line"))
+    resize = f"data.image_size={ours[1]}" if ours[1] == ours[2] else None  # the data resized to the space's
+    fixes, by_args = [], True
+    for what, at, line in parts:
+        if ours[at] == theirs[at]:
+            continue
+        fix = None if exprs is None else _param_fix(exprs[at], theirs[at], where)
+        differ = f"{what} differ ({_shape(ours[at])} in {line}, {_shape(theirs[at])} in the data)"
+        if fix is not None:
+            fixes.append(f"{differ}: {fix}" + (f" (or {resize})" if what == "the sizes" and resize else ""))
+        elif exprs is None:
+            fixes.append(f"{differ}: if a space parameter sets them, set it in {where} (see `automl space show`)")
+        else:
+            by_args = False
+            other = {"the channels": f"a data set with {ours[0]} channels",
+                     "the sizes": resize or "data of that size",
+                     "the classes": f"a data set of {ours[3]} classes"}[what]
+            fixes.append(f"{differ}, which the space fixes (no parameter sets them): use {other}, or a space "
+                         f"whose {line.removeprefix('its ')} takes {_shape(theirs[at])}")
+    return fixes, by_args
 
 
 def check_ranking(recipe, space, has_supernet: bool) -> None:
