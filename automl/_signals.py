@@ -3,12 +3,13 @@ what it made before the process ends (a run's start-up, ``automl space profile``
 
 from __future__ import annotations
 
+import atexit
 import signal
 import threading
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
-__all__ = ["raising_on", "Interrupted"]
+__all__ = ["raising_on", "Interrupted", "ignored_at_exit"]
 
 
 class Interrupted(BaseException):
@@ -42,3 +43,26 @@ def raising_on(signals: Iterable[int], error: Callable[[int], BaseException], en
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+_AT_EXIT: set[int] = set()  # the signals the process ignores once Python exits (ignored_at_exit)
+
+
+def _ignore_at_exit() -> None:
+    """Ignore the signals of :func:`ignored_at_exit` from now on; one whose handler cannot be set (not the main
+    thread) is left as it is."""
+    for sig in sorted(_AT_EXIT):
+        try:
+            signal.signal(sig, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
+
+
+def ignored_at_exit(signals: Iterable[int]) -> None:
+    """The process ignores ``signals`` once Python exits (``atexit``), for a command whose work is complete:
+    unloading torch takes seconds (4 s on a loaded 2-core machine), and a signal there would end the process with
+    128 + the signal and no word, which a script takes for a stopped command; ignored, the process exits with the
+    command's status. Registered once per process, however many commands it runs (tests)."""
+    _AT_EXIT.update(signals)
+    atexit.unregister(_ignore_at_exit)
+    atexit.register(_ignore_at_exit)

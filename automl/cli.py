@@ -372,8 +372,9 @@ def _main(argv: list[str] | None) -> int:
         return e.exit_code
     except Stopped as e:  # SIGTERM / SIGINT / SIGHUP: the run wrote a checkpoint and printed the --resume command
         return e.exit_code
-    except KeyboardInterrupt:
-        _say("interrupted")
+    except KeyboardInterrupt:  # `automl export` says itself what a stop left once it began (its main)
+        _say("interrupted before the export began: nothing was written" if args.command == "export"
+             else "interrupted")
         return 130
     except BrokenPipeError:  # main's to handle, once standard output and error are flushed
         raise

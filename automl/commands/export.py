@@ -7,18 +7,23 @@ import hashlib
 import json
 import math
 import os
+import shutil
+import signal
 import sys
 from pathlib import Path
 
+import torch
+
 from automl._io import path_problem, writable_dir
 from automl._lock import held_by
+from automl._signals import Interrupted, ignored_at_exit, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.compile import load_compiled
 from automl.dsl import load_space, space_digest
-from automl.errors import RecipeError, SpaceError, UserError
+from automl.errors import RecipeError, SpaceError, Stopped, UserError
 from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, run_of, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
-from automl.export.manifest import MANIFEST_NAME, check_channels, finite_number, plain_name
+from automl.export.manifest import MANIFEST_NAME, check_arch_space, check_channels, finite_number, plain_name
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
@@ -28,10 +33,105 @@ from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
 from automl.train.data import DATASETS, normalization
 
-__all__ = ["main"]
+__all__ = ["main", "STOP_SIGNALS"]
+
+# the signals that stop an export: Python's SIGINT (Ctrl-C) and the default SIGTERM and SIGHUP (:func:`main`)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class _Progress:
+    """How far an export got (:func:`main`): ``stage`` ``"checking"`` (nothing written), ``"writing"``
+    (:func:`~automl.export.export_architecture` replaces the files of ``--out``, ``manifest.json`` last),
+    ``"measuring"`` (its files written, ``manifest.json`` without ``latency``), ``"finished"``; ``created``:
+    the folders the export creates (``--out`` and those above it that did not exist, deepest first), once known;
+    ``before``: what ``--out`` held before the export wrote there (:func:`_snapshot`)."""
+
+    def __init__(self):
+        self.stage, self.created, self.before = "checking", None, {}
 
 
 def main(args) -> int:
+    """Export as ``args`` say; SIGTERM, SIGINT (Ctrl-C) or SIGHUP before the export has finished removes a new
+    ``--out`` with what it had written, says what it left (:func:`_stopped`) and exits 128 + the signal; one
+    after it has finished (every file written and measured) says so and exits 0, as a finished ``automl run``
+    does."""
+    progress = _Progress()
+    try:
+        with raising_on(STOP_SIGNALS, Interrupted):
+            code = _export(args, progress)
+    except (KeyboardInterrupt, Interrupted) as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        if progress.stage == "finished":
+            _tell(f"{name} after the export had finished: nothing was stopped; {args.out} holds the complete "
+                  f"export")
+            ignored_at_exit(STOP_SIGNALS)
+            return 0
+        _tell(_stopped(args, progress, name))
+        raise Stopped(signum) from None
+    ignored_at_exit(STOP_SIGNALS)
+    return code
+
+
+def _export(args, progress: _Progress) -> int:
+    _check_args(args)
+    arch_json = read_arch(args.arch)
+    recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
+    # a manifest's network, or the parameters an ARCH.json of `automl space encode` was encoded with
+    overrides = arch_space_args(args.space, args.arch, arch_json, args.set)
+    compiled = load_compiled(args.space, overrides or None)
+    check_arch_space(arch_json, compiled, args.arch)  # a file of another space: said before what does not fit
+    if recorded is not None:
+        check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))
+    arch = compiled.encode(arch_choices(arch_json, compiled, args.arch))
+    se = check_se(_se(args, recorded), compiled, arch)
+    warning = params_warning(arch_json, compiled, arch, "--arch", args.arch, overrides, se=se)
+    if warning is None and not args.weights:  # --weights decides the network exported (and its se)
+        warning = export_note(arch_json, compiled, arch, args.arch, se)
+    if warning:
+        print(warning, file=sys.stderr)
+    check_opset(args.opset)
+    owner = _check_out(args)
+    weights, supernet_state, trained_on, fingerprint = _weights(args, compiled, arch, se, recorded)
+    # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
+    # leaves no half-measured export
+    recipe, data = _recipe_data(args, compiled, fingerprint) if getattr(args, "recipe", None) else (None, None)
+    normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
+    if normalize is None and supernet_state is not None and data is None:
+        normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
+        dataset = dataset or (trained_on if note is None else None)
+    progress.created = created = _missing_folders(args.out)  # --out and the folders above it writable_dir creates
+    writable_dir(args.out, "--out")
+    size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
+    calibration = None
+    if supernet_state is not None and data is not None:
+        # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
+        calibration = data.bn_batches(recipe.retrain.bn_batches, size)
+    progress.before, progress.stage = _snapshot(args.out), "writing"
+    try:
+        export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
+                            se=se, opset=args.opset, space_path=args.space, space_args=overrides,
+                            bn_calibration=calibration, normalize=normalize, dataset=dataset, onnx_failure="record",
+                            run=owner, weights_source=args.weights and f"--weights {args.weights}",
+                            **_kept(args, recorded, compiled, weights is not None))
+    except UserError:  # weights that do not fit, or diverged: a refused export leaves no empty folder behind
+        _remove_if_empty(created)
+        raise
+    progress.stage = "measuring"
+    if _onnx_failed(args):
+        return 1
+    manifest = measure_export(args.out, quantize=getattr(args, "quantize", None),
+                              calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
+                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
+    progress.stage = "finished"
+    _report(args, manifest, supernet_state, calibration)
+    if note:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def _check_args(args) -> None:
+    """The flags and the space file, before anything is read: each mistake one message."""
     out = getattr(args, "out", None)
     if out is not None and not str(out).strip():
         raise UserError(f"--out {out!r} is empty; give the folder to export into (--out exported)")
@@ -55,55 +155,6 @@ def main(args) -> int:
         raise UserError(f"{args.space} {problem}; give the .space file")
     if not os.path.isfile(args.space):
         raise UserError(f"{args.space}: no such space file")
-    arch_json = read_arch(args.arch)
-    recorded = arch_json if is_manifest(arch_json) else None  # an export's manifest.json: that network again
-    # a manifest's network, or the parameters an ARCH.json of `automl space encode` was encoded with
-    overrides = arch_space_args(args.space, args.arch, arch_json, args.set)
-    compiled = load_compiled(args.space, overrides or None)
-    if recorded is not None:
-        check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))
-    arch = compiled.encode(arch_choices(arch_json, compiled, args.arch))
-    se = check_se(_se(args, recorded), compiled, arch)
-    warning = params_warning(arch_json, compiled, arch, "--arch", args.arch, overrides, se=se)
-    if warning is None and not args.weights:  # --weights decides the network exported (and its se)
-        warning = export_note(arch_json, compiled, arch, args.arch, se)
-    if warning:
-        print(warning, file=sys.stderr)
-    check_opset(args.opset)
-    owner = _check_out(args)
-    weights, supernet_state, trained_on, fingerprint = _weights(args, compiled, arch, se, recorded)
-    # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
-    # leaves no half-measured export
-    recipe, data = _recipe_data(args, compiled, fingerprint) if getattr(args, "recipe", None) else (None, None)
-    normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
-    if normalize is None and supernet_state is not None and data is None:
-        normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
-        dataset = dataset or (trained_on if note is None else None)
-    created = _missing_folders(args.out)  # --out and the folders above it that writable_dir creates
-    writable_dir(args.out, "--out")
-    size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
-    calibration = None
-    if supernet_state is not None and data is not None:
-        # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
-        calibration = data.bn_batches(recipe.retrain.bn_batches, size)
-    try:
-        export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
-                            se=se, opset=args.opset, space_path=args.space, space_args=overrides,
-                            bn_calibration=calibration, normalize=normalize, dataset=dataset, onnx_failure="record",
-                            run=owner, weights_source=args.weights and f"--weights {args.weights}",
-                            **_kept(args, recorded, compiled, weights is not None))
-    except UserError:  # weights that do not fit, or diverged: a refused export leaves no empty folder behind
-        _remove_if_empty(created)
-        raise
-    if _onnx_failed(args):
-        return 1
-    manifest = measure_export(args.out, quantize=quantize,
-                              calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
-                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
-    _report(args, manifest, supernet_state, calibration)
-    if note:
-        print(note, file=sys.stderr)
-    return 0
 
 
 # where an export's weights came from when they are not trained ones: fresh initialisation (automl export without
@@ -129,6 +180,52 @@ def _remove_if_empty(folders: list[Path]) -> None:
             os.rmdir(folder)
         except OSError:  # not empty, or gone
             pass
+
+
+def _snapshot(out) -> dict[str, tuple]:
+    """What ``out`` holds, by name: (inode, mtime, size) of each entry (an export replaces its files with new ones,
+    :func:`~automl._io.atomic_path`); {} where it cannot be listed."""
+    found = {}
+    try:
+        with os.scandir(out) as entries:
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                found[entry.name] = (st.st_ino, st.st_mtime_ns, st.st_size)
+    except OSError:
+        pass
+    return found
+
+
+def _stopped(args, progress: _Progress, name: str) -> str:
+    """What a stop signal (``name``) before the export finished leaves, in words; a new ``--out`` (one the export
+    created: ``progress.created``) is removed with what the export wrote there, the folders above it too."""
+    out, created = args.out, progress.created
+    if created:
+        shutil.rmtree(created[0], ignore_errors=True)  # made by this export: what it holds, the export wrote
+        _remove_if_empty(created[1:])
+        left = f"; {out} could not be removed" if os.path.lexists(out) else ""
+        return (f"stopped by {name} before the export finished: nothing was written ({out}, which it had created, "
+                f"is removed with what it held){left}; run the export again")
+    if progress.stage == "checking" or _snapshot(out) == progress.before:
+        there = f"{out} is left as it was" if os.path.lexists(out) else f"{out} was not created"
+        return f"stopped by {name} before the export wrote anything: nothing was written ({there})"
+    if progress.stage == "measuring" and (Path(out) / MANIFEST_NAME).is_file():
+        what = "latency and int8 model" if getattr(args, "quantize", None) else "latency"
+        return (f"stopped by {name} while the export measured its model: {out} holds the exported network, its "
+                f"measurements ({what}) not complete; run the export again")
+    return (f"stopped by {name} while the export replaced the files in {out}: it holds no complete export (no "
+            f"{MANIFEST_NAME}, which the export writes last); run the export again")
+
+
+def _tell(text: str) -> None:
+    """``text`` on standard error; a terminal that hung up (SIGHUP): nothing."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def _check_out(args) -> str | None:
@@ -304,15 +401,34 @@ def _no_supernet(path: str, obj: dict) -> None:
         return
     inner = obj.get("inner")
     if isinstance(inner, dict) and any(k in inner for k in SUPERNET_KEYS):
-        later = sorted(Path(path).parent.glob("ckpt-*.pt"))
-        last = f" ({later[-1]} is the run's last)" if later and later[-1].resolve() != Path(path).resolve() else ""
+        later = _later_supernet(path)
+        give = (f"{later}, which holds the trained supernet" if later is not None else
+                "none of the run's checkpoints holds a trained supernet yet: wait until its weight phase ends (a "
+                "running run), or let the run finish it (automl run RECIPE --out RUN --resume)")
         raise UserError(f"--weights {path}: a checkpoint written inside the run's weight phase: its supernet was "
-                        f"still being trained; give a checkpoint written after the weight phase{last}, or let the "
-                        f"run finish it (automl run RECIPE --out RUN --resume)")
+                        f"still being trained; give a checkpoint written after the weight phase: {give}")
     raise UserError(f"--weights {path}: a run's checkpoint that holds no supernet: the run trained none "
                     f"(search.method random) or had not finished its weight phase; export without --weights "
                     f"(fresh weights), or export its retrained network again: --arch RUN/export/…/manifest.json "
                     f"--weights its model.safetensors")
+
+
+def _later_supernet(path: str) -> Path | None:
+    """The newest checkpoint of the folder of the checkpoint ``path`` (a run's ``checkpoints/``), written after it,
+    that holds a trained supernet (one written after the run's weight phase); None when none does. Read with
+    ``mmap``: only the keys of each (at most the two the run keeps) are looked at; an unreadable one is passed
+    over."""
+    given = Path(path).resolve()
+    for ckpt in sorted(Path(path).parent.glob("ckpt-*.pt"), reverse=True):
+        if ckpt.resolve() == given:
+            return None  # the checkpoints before it were written inside the weight phase too
+        try:
+            obj = torch.load(str(ckpt), map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # noqa: BLE001 - a file torch cannot read: no checkpoint to suggest
+            continue
+        if isinstance(obj, dict) and obj.get("supernet") is not None:
+            return ckpt
+    return None
 
 
 def _normalize(args, recorded: dict | None, data) -> dict | None:
@@ -444,7 +560,7 @@ def _recipe_data(args, compiled, fingerprint: dict | None):
     records (its ``fingerprint``'s ``data.dataset``) before its data is read, the data against the space's input
     shape and classes; an image folder at another path than the checkpoint's is said in a note."""
     path = args.recipe
-    r = load_recipe(path)
+    r = load_recipe(path, flag="--recipe")
     _same_data_set(args, r, (fingerprint or {}).get("data.dataset"))
     data = recipe_data(r, "cpu")  # data not found where the recipe says: located at its key
     if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:

@@ -54,7 +54,8 @@ def _older_paths(resolved: Path) -> list[str]:
 
 def _inside_a_run(out: Path) -> str:
     """For a RUN_DIR without recipe.resolved.yaml that is one of a run's own folders (its checkpoints/, its
-    export/eps-0/): the run folder to pass instead, the nearest of the three above it that holds one; else ""."""
+    export/eps-0/) or files (its results.json, report.md): the run folder to pass instead, the nearest of the
+    three above it that holds one; else ""."""
     for parent in list(out.absolute().parents)[:3]:
         if (parent / "recipe.resolved.yaml").is_file():
             named = parent if out.is_absolute() else Path(os.path.relpath(parent))  # as RUN_DIR was given
@@ -140,7 +141,8 @@ def main(args) -> int:
         raise UserError(f"{out} does not exist; RUN_DIR must be the --out folder of an automl run (the folder "
                         f"that holds its recipe.resolved.yaml)")
     if not out.is_dir():
-        raise UserError(f"{out} is not a folder; RUN_DIR must be the --out folder of an automl run")
+        raise UserError(f"{out} is not a folder; RUN_DIR must be the --out folder of an automl run"
+                        f"{_inside_a_run(out)}")
     if not resolved.is_file():
         raise UserError(f"{out}: no recipe.resolved.yaml; RUN_DIR must be the --out folder of an automl run"
                         f"{_inside_a_run(out)}")

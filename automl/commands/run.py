@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import re
 import shlex
 import signal
@@ -13,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from automl._io import reader_gone
-from automl._signals import Interrupted, raising_on
+from automl._signals import Interrupted, ignored_at_exit, raising_on
 from automl.errors import Stopped, UserError
 from automl.pipeline import Run
 from automl.pipeline.context import how_to_go_on, on_main
@@ -283,25 +282,6 @@ def _say_finished(signum: int, out: Path, info: DistInfo, during_report: bool) -
         pass
 
 
-def _ignore_signals() -> None:
-    """Ignore SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 (those a run catches) from now on; one whose handler
-    cannot be set (not the main thread) is left as it is."""
-    for sig in SIGNALS:
-        try:
-            signal.signal(sig, signal.SIG_IGN)
-        except (ValueError, OSError):
-            pass
-
-
-def _finished_exit_ignores_signals() -> None:
-    """A finished run's process ignores the signals a run catches once Python exits (``atexit``): unloading torch
-    takes seconds (4 s on a loaded 2-core machine), and a signal there would end the process with 128 + the signal
-    and no word, which a requeueing script takes for a stopped run; ignored, the process exits 0 on its own. The
-    seconds between the run's end and Python's exit are its own: a signal there is said (:func:`_say_finished`)."""
-    atexit.unregister(_ignore_signals)  # once per process, however many runs it made (tests)
-    atexit.register(_ignore_signals)
-
-
 def main(args) -> int:
     # torchrun's variables first: a mistake there is what every process says, whatever else is wrong (launch_info)
     launch = launch_info()
@@ -365,7 +345,7 @@ def _run(args, recipe, info: DistInfo) -> int:
     except StoppedStarting as e:  # before the stages took over the signals, or after they all finished
         if run is not None and run.finished:  # told by the run itself: its report is written
             _say_finished(e.signum, out, info, during_report=False)
-            _finished_exit_ignores_signals()
+            ignored_at_exit(SIGNALS)
             return 0
         claimed = made[0] if made else None
         if claimed is not None:  # stopped before Run took it (else removed already, when it held nothing)
@@ -377,5 +357,5 @@ def _run(args, recipe, info: DistInfo) -> int:
         shutdown_distributed()
     if run.late_signal:  # caught by its stages as they wrote the report: they finished it
         _say_finished(run.late_signal, out, info, during_report=True)
-    _finished_exit_ignores_signals()
+    ignored_at_exit(SIGNALS)
     return 0

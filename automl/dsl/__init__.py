@@ -5,8 +5,9 @@
 """
 
 from automl.dsl import ir
-from automl.dsl._parser import ParamError, grammar_text, load_space, parse_space, space_parser
+from automl.dsl._parser import (PUBLISHED_SPACES, ParamError, SpaceFileError, grammar_text, load_space,
+                                parse_space, space_parser)
 from automl.dsl.digest import file_sha256, space_digest
 
 __all__ = ["load_space", "parse_space", "grammar_text", "space_parser", "ir", "ParamError", "space_digest",
-           "file_sha256"]
+           "file_sha256", "SpaceFileError", "PUBLISHED_SPACES"]

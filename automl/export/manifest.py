@@ -1,4 +1,5 @@
-"""The export folder's ``manifest.json``.
+"""The export folder's ``manifest.json``, and the space an architecture file (a manifest, an encoded ARCH.json)
+was made for (:func:`check_arch_space`).
 
 Every file of an export is written to a temporary name in the same folder and moved into place with
 ``os.replace`` (``automl._io``), so a reader (or a crashed run) never sees half a file.
@@ -18,12 +19,13 @@ from timm.models._efficientnet_builder import decode_arch_def
 
 from automl._io import atomic_write_json
 from automl.errors import UserError
+from automl.export._arch import choices_from_json, is_manifest
 from automl.export.timm_spec import timm_kwargs_problem
 from automl.train.data import DATASETS
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "INT8_NAME", "write_manifest", "read_manifest", "check_recorded",
            "check_channels", "is_sizes", "finite_number", "plain_name", "export_again", "manifest_error",
-           "error_entry"]
+           "error_entry", "check_arch_space"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -307,3 +309,50 @@ def error_entry(e: BaseException, what: str = "") -> str:
     """A manifest's ``error`` (``onnx.error``, ``int8.error``): ``what`` failed and why, the exception's type and
     message on one line of at most 500 characters."""
     return " ".join(f"{what}{type(e).__name__}: {e}".split())[:500]
+
+
+def check_arch_space(obj: Any, compiled, path, flag: str = "--arch") -> None:
+    """An architecture file (its JSON ``obj``, given as ``flag`` ``path``) that records another space than
+    ``compiled`` (an export's manifest its ``space_name``, an ARCH.json of ``automl space encode`` its ``space``
+    file) and does not fit ``compiled`` (its choices, or a manifest's ``normalize`` of another channel count) is a
+    :class:`UserError` that says first which space it was made for, then what does not fit; another file, or one
+    that fits, passes (a copy of its space file elsewhere, a space renamed)."""
+    other = _recorded_space(obj, compiled, path)
+    if other is None:
+        return
+    source = f"{flag} {path}"
+    try:
+        choices_from_json(obj, compiled, source=source)
+    except UserError as e:
+        detail = str(e).removeprefix(f"{source}: ")
+        raise UserError(f"{source} {other}; its choices do not fit space {compiled.name}: {detail}") from None
+    norm, channels = obj.get("normalize"), int(compiled.input_shape[0])
+    if is_manifest(obj) and isinstance(norm, dict) and isinstance(norm.get("mean"), list) \
+            and len(norm["mean"]) != channels:
+        raise UserError(f"{source} {other}; its network takes inputs of {len(norm['mean'])} channel(s) (its "
+                        f"\"normalize\"), space {compiled.name}'s {channels}")
+
+
+def _recorded_space(obj: Any, compiled, path) -> str | None:
+    """What an architecture file with ``"choices"`` (JSON ``obj``) says of the space it was made for, when that
+    is another than ``compiled``, with the file to give instead: an export's manifest its ``space_name`` (its
+    folder holds a copy of the space file), an ARCH.json of ``automl space encode`` its ``space`` file. None when
+    it says nothing, or names this one."""
+    if not isinstance(obj, dict) or "choices" not in obj:
+        return None
+    name, recorded = obj.get("space_name"), obj.get("space")
+    if is_manifest(obj):
+        if not isinstance(name, str) or name == compiled.name:
+            return None
+        copy = Path(path).parent / "space.space"
+        where = f" (its folder holds a copy: {copy})" if copy.is_file() else ""
+        return f"is an export of space {name}, not of {compiled.name}: give that space file{where}"
+    ours = getattr(compiled, "filename", None)
+    if not isinstance(recorded, str) or not recorded.strip() or not isinstance(ours, str):
+        return None
+    try:
+        if Path(recorded).resolve() == Path(ours).resolve():
+            return None
+    except (OSError, ValueError):
+        pass
+    return f"was encoded for the space file {recorded} (its \"space\"), not {ours}: give that space file"

@@ -12,8 +12,7 @@ import torch
 
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
-from automl.dsl import ParamError, ir
-from automl.dsl._parser import PUBLISHED_SPACES, SpaceFileError
+from automl.dsl import PUBLISHED_SPACES, ParamError, SpaceFileError, ir
 from automl.errors import DataError, RecipeError, SpaceError, UserError, format_source_error, shortened
 from automl.export import run_of
 from automl.export.onnx import opset_problem
