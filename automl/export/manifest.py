@@ -279,8 +279,9 @@ def check_recorded(manifest: dict[str, Any], source: str) -> None:
     or damaged one is a :class:`UserError` naming ``source`` and the field), and its ``format_version`` one this
     automl reads, where it has one (as :func:`read_manifest` refuses a newer one)."""
     version = manifest.get("format_version")
-    if version is not None and not (isinstance(version, int) and not isinstance(version, bool) and 1 <= version <= FORMAT_VERSION):
-        newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+    whole = isinstance(version, int) and not isinstance(version, bool)
+    if version is not None and not (whole and 1 <= version <= FORMAT_VERSION):
+        newer = whole and version > FORMAT_VERSION
         raise UserError(f"{source}: \"format_version\" {_shown(version)} is "
                         + (f"newer than this automl understands ({FORMAT_VERSION}); upgrade automl, or give a plain "
                            f"ARCH.json with the choices" if newer else

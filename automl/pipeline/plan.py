@@ -29,7 +29,7 @@ from automl.pipeline.context import RunContext
 from automl.pipeline.final_stages import Exporter, RankingStage, RecordedRankings, RetrainStage
 from automl.pipeline.members import Members
 from automl.pipeline.results import ReportStage, ranking_epochs, ranking_seeds
-from automl.pipeline.reuse import ReusedWeightsStage
+from automl.pipeline.reuse import FLAG, FORCE_FLAG, ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.setup import EngineCosts, Spaces, below_smallest, engine_costs
 from automl.pipeline.state import RunState
@@ -114,17 +114,19 @@ def search_problem(recipe, members: Members, group: list[int], spaces: Spaces, c
 
 
 def build_plan(recipe, out: Path, method: SearchMethod, spaces: Spaces, costs: EngineCosts,
-               device: torch.device, threads=None) -> Plan:
+               device: torch.device, threads=None, *, given=FLAG, forced: str = FORCE_FLAG) -> Plan:
     """The stages of ``recipe`` run by ``method`` into ``out``; the last, ``report``, writes results.json
-    (``threads``: the run's thread choice, which results.json records)."""
+    (``threads``: the run's thread choice, which results.json records). ``given`` and ``forced``: how the recipe's
+    ``supernet`` and ``supernet_force`` were given, which a reused supernet's messages name
+    (:class:`~automl.pipeline.reuse.ReusedWeightsStage`)."""
     s, seed = recipe.search, recipe.seed
     members = Members.of(s, sampled=method.mode == "sample")
     groups = [list(range(members.n))] if method.mode == "joint" else [[i] for i in range(members.n)]
     problems = [search_problem(recipe, members, g, spaces, costs, device) for g in groups]
     stages: list[Stage] = []
     if method.needs_supernet:
-        stages.append(ReusedWeightsStage(recipe.supernet, recipe.supernet_force, s.supernets) if recipe.supernet
-                      else WeightsStage(s, recipe.optim, seed))
+        stages.append(ReusedWeightsStage(recipe.supernet, recipe.supernet_force, s.supernets, given, forced)
+                      if recipe.supernet else WeightsStage(s, recipe.optim, seed))
     if method.mode == "joint":
         stages.append(ThetaStage(method, problems[0], members, s, seed))
     elif method.mode == "per_member":

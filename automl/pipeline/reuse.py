@@ -24,7 +24,7 @@ from automl.errors import RecipeError, SpaceError, UserError
 from automl.export.inherit import check_state, state_differences
 from automl.export.manifest import MANIFEST_NAME
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
-from automl.pipeline.context import RunContext
+from automl.pipeline.context import RunContext, shell_path
 from automl.pipeline.state import CKPT_FORMAT, RunState
 from automl.recipe import ADDED_KEYS, DATASETS_READING
 from automl.search import supernet_methods
@@ -33,7 +33,7 @@ from automl.train.data import NATIVE_SIZE, data_changes, split_seed
 
 __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS", "ROOT_ONLY_LOCATES",
            "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences",
-           "check_fits", "check_resumed", "on_data", "Given", "FLAG"]
+           "check_fits", "check_resumed", "on_data", "Given", "FLAG", "holds_trained_supernet", "FORCE_FLAG"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
@@ -293,7 +293,8 @@ def _store(source: Path, given: Given) -> CheckpointStore:
     if (source / "recipe.resolved.yaml").is_file():  # what a run writes at its start, before its first checkpoint
         raise given.error(f"{given.of(source)}: that run has no checkpoint: it stopped before its first one (its "
                           f"recipe.resolved.yaml is there, no checkpoints/); run it again to train its supernet "
-                          f"(automl run RECIPE --out {source}, with its recipe and overrides: it starts afresh "
+                          f"(automl run RECIPE --out {shell_path(source)}, with its recipe and overrides: it starts "
+                          f"afresh "
                           f"there), or give another run's folder")
     if run is not None:
         raise given.error(f"{given.of(source)} is a folder of the run in {run}; give the run's folder: "
@@ -319,7 +320,7 @@ def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path, given: Given) 
     if running:  # --resume would be refused: the run is writing there now
         raise given.error(f"{given.of(run_dir)}: that run has no trained supernet yet: it is still in its weight "
                           f"phase, running now ({running}); {_WAIT}")
-    resume = f"automl run RECIPE --out {run_dir} --resume, with its recipe and overrides"
+    resume = f"automl run RECIPE --out {shell_path(Path(run_dir))} --resume, with its recipe and overrides"
     if store.problems:  # the newest was damaged: the weight phase may well have finished
         raise given.error(f"{given.of(run_dir)}: its newest checkpoint cannot be used "
                           f"({'; '.join(store.problems)}), and the one before it, {store.loaded}, was written before "
@@ -327,6 +328,14 @@ def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path, given: Given) 
                           f"phase again ({resume})")
     raise given.error(f"{given.of(run_dir)}: that run has no trained supernet yet: its weight phase has not "
                       f"finished; finish it first ({resume})")
+
+
+def holds_trained_supernet(ckpt: dict | None) -> bool:
+    """Whether ``ckpt``, a run's newest usable checkpoint, holds a supernet :func:`load_supernet` takes: one of this
+    checkpoint format whose weight phase has finished (or that took another run's supernet), with the fingerprint
+    of what trained it. False for a run still in its weight phase, or of a method that trains none."""
+    return (isinstance(ckpt, dict) and ckpt.get("format") == CKPT_FORMAT and ckpt.get("supernet") is not None
+            and ckpt.get("weights_fingerprint") is not None)
 
 
 def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: Path | None = None,
@@ -438,24 +447,32 @@ def check_resumed(state: RunState, spaces, members: int, given: Given = FLAG) ->
                    origin.get("differs") or [], given)
 
 
+# how the warning of a forced supernet names supernet_force given by the flag (ReusedWeightsStage's ``forced``)
+FORCE_FLAG = "--supernet-force"
+
+
 class ReusedWeightsStage:
     """Instead of the weight phase: another run's trained supernet (stage key ``weights``, so the θ stage
-    that follows has the index, and so the seeds, of a run that trained it)."""
+    that follows has the index, and so the seeds, of a run that trained it). ``given``: how the folder was given;
+    ``forced``: how ``force`` was given, as the warning of a supernet trained with other settings names it
+    (:data:`FORCE_FLAG`, the override ``supernet_force=true``, the recipe key at its line)."""
 
     key = "weights"
 
-    def __init__(self, run_dir: Path, force: bool, members: int = 1):
+    def __init__(self, run_dir: Path, force: bool, members: int = 1, given: Given = FLAG, forced: str = FORCE_FLAG):
         self.run_dir, self.force, self.members = Path(run_dir), force, members
+        self.given, self.forced = given, forced
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         # read (and checked) once at start-up by a new run; a resumed run reads it here
         reused = ctx.reused or on_data(load_supernet(self.run_dir, state.weights_fingerprint, self.force,
-                                                     ctx.spaces.path), ctx.data.fingerprint, self.run_dir, self.force)
+                                                     ctx.spaces.path, self.given), ctx.data.fingerprint,
+                                       self.run_dir, self.force, self.given)
         if ctx.reused is None:
             check_fits(self.run_dir, reused.weights, ctx.spaces.search, ctx.spaces.search_args, self.members,
-                       reused.differs)
+                       reused.differs, self.given)
         if reused.differs:
-            ctx.reporter.info(f"warning: --supernet-force: the supernet of {self.run_dir} was trained with other "
+            ctx.reporter.info(f"warning: {self.forced}: the supernet of {self.run_dir} was trained with other "
                               f"settings:\n  " + "\n  ".join(reused.differs))
         ctx.reporter.info(f"weights: the trained supernet of {self.run_dir} (weight phase skipped)")
         # the checkpoint records what trained the weights: a run reusing this one compares against that

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import stat
 import sys
 from contextlib import contextmanager
@@ -24,8 +25,8 @@ from automl.pipeline.final_stages import RankingStage, RetrainStage
 from automl.pipeline.rank import rank_finished_run
 from automl.pipeline.results import carry_over, device_record, read_results
 from automl.pipeline.search_stages import SimultaneousStage, ThetaStage, WeightsStage
-from automl.pipeline.reuse import (FLAG, Given, check_fits, check_resumed, differences, fingerprint_digest,
-                                   load_supernet, on_data, weights_fingerprint)
+from automl.pipeline.reuse import (FLAG, FORCE_FLAG, Given, check_fits, check_resumed, differences, fingerprint_digest,
+                                   holds_trained_supernet, load_supernet, on_data, weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
                                    load_spaces, recipe_costs, recipe_data, recipe_device, resolved)
 from automl.pipeline.state import RunState, check_same_data, restore_rng
@@ -36,8 +37,8 @@ from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_ob
                                       losses_unsaid)
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
-from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, resolve_threads, save_choice,
-                                  spaces_work)
+from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, note_part, resolve_threads,
+                                  save_choice, spaces_work)
 
 __all__ = ["Run", "held_files", "leftovers", "supernet_given"]
 
@@ -295,6 +296,35 @@ def _check_supernet_folder(source: Path, out: Path, given: Given) -> None:
                           f"--resume, with the recipe and flags it started with)")
 
 
+def _reuse_hint(out: Path, ckpt: dict | None) -> str:
+    """`` (to search again on its trained supernet: a new --out with --supernet OUT)`` where the run in ``out``
+    has a supernet ``--supernet`` takes (its newest checkpoint ``ckpt``: :func:`~automl.pipeline.reuse.
+    holds_trained_supernet`); "" where it has none (its weight phase unfinished, a method that trains none)."""
+    if not holds_trained_supernet(ckpt):
+        return ""
+    return f" (to search again on its trained supernet: a new --out with --supernet {shell_path(out)})"
+
+
+def _supernet_at_start(out: Path, reused: str) -> str:
+    """How the run in ``out`` was given the supernet it reuses (``reused``, as its recipe.resolved.yaml records
+    it), and to give it again: by the recipe key where the recipe file that line names (``# resolved from FILE``)
+    sets ``supernet``; else on the command line, where ``--supernet DIR`` stands for the override ``supernet=DIR``
+    (the records do not tell the two apart); both where that file cannot be read."""
+    try:
+        head = (out / RESOLVED).read_text(encoding="utf-8").partition("\n")[0]
+        source = Path(head.removeprefix("# resolved from ")) if head.startswith("# resolved from ") else None
+        data = yaml.safe_load(source.read_text(encoding="utf-8")) if source else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        source = data = None
+    again = shell_path(Path(reused))
+    if isinstance(data, dict) and data.get("supernet") is not None:
+        return f"it was started with supernet: {data['supernet']} in its recipe {source}: set it again"
+    if source is not None and isinstance(data, dict):
+        return f"it was started with --supernet {again}: pass it again"
+    return (f"it was started reusing the supernet of {reused}: give it again (--supernet {again}, or supernet: in "
+            f"the recipe)")
+
+
 def supernet_given(recipe, typed: str | None = None) -> Given:
     """How the recipe's ``supernet`` was given, for its messages. ``typed``: how the command line set it, which
     wins over the file: ``"--supernet"`` (the flag, applied after every override), or ``"override"`` (a
@@ -309,6 +339,25 @@ def supernet_given(recipe, typed: str | None = None) -> Given:
     if line is not None:
         return Given(file, line)
     return FLAG if file is None else Given(file, None, True)
+
+
+def force_named(recipe, command: str) -> str:
+    """How the recipe's ``supernet_force`` was given, as the warning of a supernet trained with other settings names
+    it: ``supernet_force (FILE:LINE)`` where the recipe file sets it (:func:`~automl.recipe.file_line`), the flag
+    :data:`~automl.pipeline.reuse.FORCE_FLAG` where ``command`` (the command as typed, ``Run.resume_command``) holds
+    it, else the override ``supernet_force=true`` (the key alone for a recipe without a file)."""
+    if not recipe.supernet_force:
+        return FORCE_FLAG
+    line = file_line(recipe, ("supernet_force",))
+    if line is not None:
+        return f"supernet_force ({recipe.source}:{line})"
+    try:
+        typed = FORCE_FLAG in shlex.split(command)
+    except ValueError:  # not a shell command (a script's own text)
+        typed = False
+    if typed:
+        return FORCE_FLAG
+    return "supernet_force" if recipe.source is None else "supernet_force=true"
 
 
 def _stage_phase(stage, state: RunState) -> tuple[str, int]:
@@ -568,7 +617,8 @@ class Run:
         # how the command line set the recipe's supernet, which its messages name (supernet_given)
         self.supernet_given = supernet_given(recipe, supernet_typed)
         # printed when the run stops early; commands/run.py passes the command line with its overrides
-        self.resume_command = resume_command or f"automl run {recipe.source} --out {self.out} --resume"
+        self.resume_command = resume_command or (f"automl run {shell_path(recipe.source or Path('RECIPE'))} --out "
+                                                 f"{shell_path(self.out)} --resume")
         self.lock = RunLock(self.out)
         self.info = info or DistInfo()
         self.device = device if device is not None else recipe_device(recipe, self.info)
@@ -613,8 +663,8 @@ class Run:
             return "pass --resume to continue that run, or choose another --out"
         shown = "; ".join(listed[:3]) + ("; ..." if len(listed) > 3 else "")
         return (f"it is another run's folder, whose recipe differs from this one ({shown}), so --resume would "
-                f"refuse it; choose another --out (to search again on its trained supernet: a new --out with "
-                f"--supernet {self.out}), or resume it with the recipe it was started with")
+                f"refuse it; choose another --out{_reuse_hint(self.out, self.store.load())}, or resume it with the "
+                f"recipe it was started with")
 
     def _held_files(self) -> list[str]:
         """:func:`held_files` of ``out``; a folder that cannot be listed is a user error."""
@@ -709,7 +759,7 @@ class Run:
         # another automl's format first: its recipe fingerprint may not be this automl's way of taking one
         state = RunState.from_checkpoint(ckpt, str(self.store.loaded or self.store.folder))
         if ckpt.get("recipe_sha256") not in self._accepted_hashes:
-            on_main(self.info, lambda: self._check_same_recipe(ckpt.get("recipe_sha256")))
+            on_main(self.info, lambda: self._check_same_recipe(ckpt))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
             on_main(self.info, lambda: check_same_data(state, data, self.recipe, self.out))
         length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
@@ -736,6 +786,7 @@ class Run:
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
             self._warn_processes(state.world_size)
             _note_device(state, device_record(self.device), self.reporter.info)
+            plan.report.threads = on_main(self.info, lambda: note_part(self.out, state.threads, plan.report.threads))
         return state
 
     def _warn_processes(self, started: int | None) -> None:
@@ -752,10 +803,11 @@ class Run:
                            f"and its results differ from an uninterrupted run's; to continue it as it started, "
                            f"resume {how}")
 
-    def _check_same_recipe(self, recorded_hash: str | None) -> None:
+    def _check_same_recipe(self, ckpt: dict) -> None:
         """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing
-        each key that differs with both values (those of the run's recipe.resolved.yaml, and this one's)."""
-        recorded = _recorded(self.out)
+        each key that differs with both values (those of the run's recipe.resolved.yaml, and this one's).
+        ``ckpt``: the run's newest checkpoint, whose recipe fingerprint this recipe's does not match."""
+        recorded_hash, recorded = ckpt.get("recipe_sha256"), _recorded(self.out)
         as_recorded = None if recorded is None else _as_recorded(self.recipe, recorded)
         if as_recorded is not None and recorded_hash in _recipe_hashes(as_recorded):
             return
@@ -767,11 +819,11 @@ class Run:
         else:
             what = "; "
         reused = None if recorded is None else recorded.get("supernet")
-        if isinstance(reused, str) and self.recipe.supernet is None:  # --supernet left out of the resume
-            what += f"(it was started with --supernet {reused}: pass it again) "
+        if isinstance(reused, str) and self.recipe.supernet is None:  # the supernet left out of the resume
+            what += f"({_supernet_at_start(self.out, reused)}) "
         raise UserError(f"--resume: the recipe differs from the one {self.out} was started with (see "
                         f"{self.out / RESOLVED}){what}resume with the same recipe and overrides, or start a new "
-                        f"run (to search again on its trained supernet: a new --out with --supernet {self.out})")
+                        f"run{_reuse_hint(self.out, ckpt)}")
 
     # ------------------------------------------------------------------ main
     def execute(self) -> dict:
@@ -817,9 +869,12 @@ class Run:
                                        self.supernet_given)
             costs = recipe_costs(r, spaces.search)
             check_budgets(r, spaces.search, self.reporter.info, costs)
-            plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads)
+            plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads, given=self.supernet_given,
+                              forced=force_named(r, self.resume_command))
             self._warn_paper_utility(plan.members.n)
-            preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps)
+            # a --resume continues a checkpoint; a new run (or a --resume that started afresh) has none yet
+            preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
+                                 checkpointed=self.resume)
             state = self._resumed_state(plan, data) if self.resume else self._new_state(spaces, threads.threads, data)
             if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
                 check_resumed(state, spaces, r.search.supernets, self.supernet_given)
@@ -835,7 +890,7 @@ class Run:
         results.json and report.md are updated, the checkpoints are left as they are. Holds the run folder's
         lock (a run still writing there is named, and nothing is done)."""
         if self.info.is_main:
-            self.lock.acquire(then=f"then run automl rank {self.out} again")
+            self.lock.acquire(then=f"then run automl rank {shell_path(self.out)} again")
         try:
             return rank_finished_run(self)
         finally:

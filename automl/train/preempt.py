@@ -7,7 +7,8 @@
   loop finishes its current step, writes a checkpoint and raises :class:`automl.errors.Stopped` (exit code
   128 + signal: 143, 130, 129, 138, 140). A second one exits at once (``os._exit``); a checkpoint being
   written then is abandoned before its index names it, so the previous one stays the one ``--resume`` loads
-  (the message says whether this command wrote one: before its first, only an earlier run's is there).
+  (the message says whether this command wrote one: before its first, only an earlier run's is there, or, for a
+  run that has none, that there is nothing to resume: the same command again starts it afresh).
   A second SIGHUP does not: a terminal that closes sends it more than once. Under torchrun neither does the same
   signal again within :data:`REPEAT_S` seconds of the first: a scheduler that signals every process of the job
   (Slurm, systemd) reaches each rank directly and through torchrun, which passes it on.
@@ -53,10 +54,12 @@ REPEAT_S = 5.0
 class Preemption:
     def __init__(self, info: DistInfo, every_minutes: float | None = None, every_steps: int | None = None,
                  finishing: str = "the current step, then writing a checkpoint",
-                 stopping_now: Callable[[], str] | None = None):
+                 stopping_now: Callable[[], str] | None = None, checkpointed: bool | None = None):
         """``finishing``: what the run does before it stops, as the first signal's message says it;
         ``stopping_now``: what a second signal's message says is kept (default: the checkpoints' state). Both may
-        change as the run goes on: its report stage, the last, finishes rather than stops (automl/pipeline/run.py)."""
+        change as the run goes on: its report stage, the last, finishes rather than stops (automl/pipeline/run.py).
+        ``checkpointed``: whether the run had a checkpoint when this command started (a ``--resume``), which a
+        second signal before this command's first checkpoint names; None: not known."""
         self.info = info
         self.finishing, self.stopping_now = finishing, stopping_now
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
@@ -66,6 +69,7 @@ class Preemption:
         self._steps = 0
         self._last = time.monotonic()
         self._written = False  # a checkpoint was written since this command started (saved())
+        self._checkpointed = checkpointed
         self._group = None
         self._ttys: list[int] = []  # standard output and error when they were a terminal as the block began
         if info.enabled and dist.get_backend() != "gloo":
@@ -102,15 +106,25 @@ class Preemption:
                 and time.monotonic() - self._pending_at < REPEAT_S:
             return  # the scheduler's signal to every process, and torchrun's copy of it: one request
         if self.pending:
-            kept = (self.stopping_now() if self.stopping_now is not None else
-                    "the last checkpoint written is intact" if self._written else
-                    "no checkpoint was written since this command started (--resume continues from the run's "
-                    "previous checkpoint, if it has one)")
+            kept = self.stopping_now() if self.stopping_now is not None else self._kept()
             _say(f"{name} again: stopping now; {kept}")
             os._exit(128 + signum)
         self.pending, self._pending_at = signum, time.monotonic()
         if self.info.is_main:
             self._announce(signum)
+
+    def _kept(self) -> str:
+        """What a second signal's message says is kept of the run: its checkpoints' state."""
+        if self._written:
+            return "the last checkpoint written is intact"
+        if self._checkpointed is False:
+            return ("no checkpoint was written yet, so there is nothing to resume: run the same command again (in "
+                    "the same folder it starts the run afresh, in place of what this one left)")
+        if self._checkpointed:
+            return ("no checkpoint was written since this command started; --resume continues from the run's "
+                    "previous checkpoint")
+        return ("no checkpoint was written since this command started (--resume continues from the run's previous "
+                "checkpoint, if it has one)")
 
     def _announce(self, signum: int, by: int | None = None) -> None:
         """Say that the run finishes ``self.finishing`` before it stops, on ``signum``; ``by``: the rank that

@@ -51,7 +51,8 @@ bit on the CPU. The count a run starts with is saved in ``DIR/threads.json`` (an
 threads.json it takes the count the newest checkpoint records, else the one results.json records; with
 neither, ``auto`` chooses anew and a warning names the missing file and the count chosen. An explicit
 ``threads: N``, ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` that differs wins, and the info line says the
-resumed run may then differ in rounding.
+resumed run may then differ in rounding; threads.json and results.json's ``threads`` then list each part's count
+in order in ``history`` (:func:`note_part`).
 A kept or explicit count above :func:`physical_cores` (per torchrun process on this machine) is used as it
 is, and the info line adds that the process has fewer cores to use (those of its CPU affinity, within any
 cgroup CPU quota, as ``automl space profile``'s warning counts its CPUs: :func:`usable_cores`), and the CPUs
@@ -71,17 +72,18 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
-from automl._io import atomic_write_json
+from automl._io import atomic_write_json, write_fix
 from automl.errors import UserError
 
 __all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve_threads", "spaces_work",
            "physical_cores", "usable_cores", "cpu_quota", "busy_cores", "apply_threads", "env_threads", "env_counts",
-           "check_setting", "save_choice", "lost_record", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
+           "check_setting", "save_choice", "lost_record", "note_part", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS",
+           "ENV_VARS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -101,7 +103,9 @@ except (AttributeError, ValueError, OSError):  # not a POSIX system: /proc/stat 
 @dataclass(frozen=True)
 class ThreadChoice:
     """What a run uses: ``threads`` intra-op threads, from ``source`` (auto, recipe, OMP_NUM_THREADS,
-    MKL_NUM_THREADS, resumed), and ``reason`` in words; the measured inputs of ``auto`` where it measured them."""
+    MKL_NUM_THREADS, resumed), and ``reason`` in words; the measured inputs of ``auto`` where it measured them.
+    ``history``: for a run resumed with another count, each part's count in order (:func:`note_part`); None while
+    every part used one."""
 
     threads: int
     source: str
@@ -112,9 +116,10 @@ class ThreadChoice:
     local_world_size: int = 1
     cpu_quota: int | None = None
     quota_busy: float | None = None
+    history: tuple[int, ...] | None = None
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
 
     def line(self) -> str:
         """The progress line, its reason one clause without parentheses of its own: ``threads: 1 (from the
@@ -623,3 +628,37 @@ def apply_threads(n: int) -> None:
 def save_choice(out_dir: Path, choice: ThreadChoice) -> None:
     """``DIR/threads.json``, read back by ``--resume``."""
     atomic_write_json(Path(out_dir) / THREADS_FILE, choice.to_dict())
+
+
+def _a_count(n) -> bool:
+    return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS
+
+
+def note_part(out_dir: Path, started: int | None, choice: ThreadChoice) -> ThreadChoice:
+    """A resumed part of the run in ``out_dir`` computing with ``choice``: the thread count of each part so far, in
+    order, a count listed again only where it changed (``DIR/threads.json``'s ``history``, else the count the run
+    started with, ``started``: its checkpoint's, or threads.json's ``threads``), then ``choice``'s where it differs
+    from the last. A changed list is written into threads.json (its other keys as they are), for the next resume.
+    Returns ``choice`` with that ``history`` (results.json's ``threads.history``), or as it is while every part used
+    one count (or the count the run started with is recorded nowhere)."""
+    path = Path(out_dir) / THREADS_FILE
+    try:
+        record = json.loads(_read(str(path)) or "null")
+    except ValueError:  # damaged: not ASCII, not JSON
+        record = None
+    record = record if isinstance(record, dict) else None
+    history = record.get("history") if record is not None else None
+    if not (isinstance(history, list) and history and all(_a_count(n) for n in history)):
+        first = started if _a_count(started) else _saved(out_dir)
+        history = [] if first is None else [first]
+    if not history:
+        return choice
+    if history[-1] != choice.threads:
+        history = [*history, choice.threads]
+        if record is not None:
+            try:
+                atomic_write_json(path, {**record, "history": history})
+            except OSError as e:
+                raise UserError(f"cannot write {path} ({e.strerror or e}); {write_fix(e)} and run the same command "
+                                f"again (the run's checkpoints are intact)") from None
+    return choice if len(history) < 2 else replace(choice, history=tuple(history))
