@@ -444,5 +444,7 @@ def test_sigterm_to_automl_rank_keeps_the_finished_retrainings_and_the_rerun_doe
     assert counts["train_step"] == 6  # only the third architecture's
     done, ref = (json.loads((d / "results.json").read_text()) for d in (out, whole))
     assert done["ranking"].pop("seconds") >= 0 and ref["ranking"].pop("seconds") >= 0  # each command's own clock
+    # the rerun took the two retrainings the stopped command recorded; the uninterrupted ranking ran all three
+    assert (done["ranking"].pop("reused_retrainings"), ref["ranking"].pop("reused_retrainings")) == (2, 0)
     assert done == ref
     assert _metrics(out) == _metrics(whole)  # every line once, in the same order
