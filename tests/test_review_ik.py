@@ -79,6 +79,20 @@ def test_ctrl_c_while_writing_removes_a_new_out_and_the_folders_it_made(tmp_path
     assert "SIGINT" in err and "nothing was written" in err and str(out) in err, err
 
 
+def test_ctrl_c_into_an_existing_folder_through_a_new_one_and_dotdot_keeps_it(tmp_path, arch, capsys,
+                                                                                 monkeypatch):
+    """``new/../mine``: ``new`` does not exist, so the path did not either as the export began, yet it is the
+    user's folder ``mine`` once ``new`` is made; a stop must not remove it (it removed it with what it held)."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "precious.txt").write_text("keep")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(export_impl, "write_manifest", _interrupt)
+    code, _, err = cli(capsys, "export", DIGITS, "--arch", arch, "--out", "new/../mine")
+    assert code == 130, err
+    assert (mine / "precious.txt").read_text() == "keep", err
+
+
 def test_a_real_sigint_while_writing_removes_a_new_out(tmp_path, arch, capsys, monkeypatch):
     def sigint(*a, **k):
         signal.raise_signal(signal.SIGINT)  # as Ctrl-C: the handler the export set runs here
@@ -154,10 +168,12 @@ def test_a_finished_export_ignores_stop_signals_as_python_exits(tmp_path, arch, 
     assert code == 0, err
     ignoring = [fn for fn in registered if getattr(fn, "__module__", "") == "automl._signals"]
     assert ignoring, registered
-    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    stops = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    # every handler it may set: the process's earlier `automl run`s add SIGUSR1 and SIGUSR2
+    before = {s: signal.getsignal(s) for s in (*stops, signal.SIGUSR1, signal.SIGUSR2)}
     try:
         ignoring[-1]()
-        assert all(signal.getsignal(s) is signal.SIG_IGN for s in before)
+        assert all(signal.getsignal(s) is signal.SIG_IGN for s in stops)
     finally:
         for s, h in before.items():
             signal.signal(s, h)

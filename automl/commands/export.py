@@ -163,13 +163,16 @@ _UNTRAINED = ("fresh", "untrained")
 
 
 def _missing_folders(folder) -> list[Path]:
-    """``folder`` and the folders above it that do not exist (yet), deepest first: those the export creates."""
+    """``folder`` and the folders above it that do not exist (yet), deepest first: those the export creates (and
+    a stop or a refusal removes). Taken on the absolute path with ``..`` resolved: ``new/../mine`` is the folder
+    ``mine`` once ``new`` exists, and none where it exists already, as the system reads the path."""
+    if os.path.lexists(folder):
+        return []
     missing = []
-    for path in (Path(folder), *Path(folder).parents):
+    for path in (p := Path(os.path.abspath(folder)), *p.parents):
         if os.path.lexists(path):
             break
-        if path.name != "..":  # "a/.." is a folder that exists once "a" does: never one the export creates
-            missing.append(path)
+        missing.append(path)
     return missing
 
 

@@ -471,7 +471,7 @@ def _shape_fixes(sp, ours: tuple, theirs: tuple, where: str) -> tuple[list[str],
             fixes.append(f"{differ}: if a space parameter sets them, set it in {where} (see `automl space show`)")
         else:
             by_args = False
-            other = {"the channels": f"a data set with {ours[0]} channels",
+            other = {"the channels": f"a data set with {ours[0]} channel{'s' * (ours[0] != 1)}",
                      "the sizes": resize or "data of that size",
                      "the classes": f"a data set of {ours[3]} classes"}[what]
             fixes.append(f"{differ}, which the space fixes (no parameter sets them): use {other}, or a space "
