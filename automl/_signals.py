@@ -9,7 +9,7 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
-__all__ = ["raising_on", "Interrupted", "ignored_at_exit"]
+__all__ = ["raising_on", "Interrupted", "ignored_at_exit", "ignoring"]
 
 
 class Interrupted(BaseException):
@@ -66,3 +66,22 @@ def ignored_at_exit(signals: Iterable[int]) -> None:
     _AT_EXIT.update(signals)
     atexit.unregister(_ignore_at_exit)
     atexit.register(_ignore_at_exit)
+
+
+@contextmanager
+def ignoring(signals: Iterable[int]) -> Iterator[None]:
+    """The block runs with ``signals`` ignored, their handlers restored after it: a cleanup that a second signal
+    must not cut short (a stopped export removing what it wrote). Outside the main thread, handlers cannot be
+    set: the block runs as it is."""
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in signals:
+            try:
+                previous[sig] = signal.signal(sig, signal.SIG_IGN)
+            except (ValueError, OSError):
+                pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

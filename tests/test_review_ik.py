@@ -93,6 +93,26 @@ def test_ctrl_c_into_an_existing_folder_through_a_new_one_and_dotdot_keeps_it(tm
     assert (mine / "precious.txt").read_text() == "keep", err
 
 
+def test_a_second_ctrl_c_while_a_stopped_export_removes_its_out_does_not_cut_it_short(tmp_path, arch, capsys,
+                                                                                       monkeypatch):
+    """A second SIGINT while the first one's cleanup removes the new --out: the removal goes on and the message
+    is the first one's (it raised KeyboardInterrupt in shutil.rmtree, left the folder half removed, and cli.py
+    said "interrupted before the export began")."""
+    monkeypatch.setattr(export_impl, "write_manifest", _interrupt)
+    real = export_cmd.shutil.rmtree
+
+    def again(*a, **k):
+        signal.raise_signal(signal.SIGINT)
+        return real(*a, **k)
+
+    monkeypatch.setattr(export_cmd.shutil, "rmtree", again)
+    out, before = tmp_path / "a" / "b", signal.getsignal(signal.SIGINT)
+    code, _, err = cli(capsys, "export", DIGITS, "--arch", arch, "--out", out)
+    assert code == 130 and not (tmp_path / "a").exists(), err
+    assert "nothing was written" in err and "before the export began" not in err, err
+    assert signal.getsignal(signal.SIGINT) == before  # restored
+
+
 def test_a_real_sigint_while_writing_removes_a_new_out(tmp_path, arch, capsys, monkeypatch):
     def sigint(*a, **k):
         signal.raise_signal(signal.SIGINT)  # as Ctrl-C: the handler the export set runs here

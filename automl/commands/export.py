@@ -16,7 +16,7 @@ import torch
 
 from automl._io import path_problem, writable_dir
 from automl._lock import held_by
-from automl._signals import Interrupted, ignored_at_exit, raising_on
+from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.compile import load_compiled
 from automl.dsl import load_space, space_digest
@@ -67,7 +67,9 @@ def main(args) -> int:
                   f"export")
             ignored_at_exit(STOP_SIGNALS)
             return 0
-        _tell(_stopped(args, progress, name))
+        with ignoring(STOP_SIGNALS):  # a second Ctrl-C does not cut the removal short
+            said = _stopped(args, progress, name)
+        _tell(said)
         raise Stopped(signum) from None
     ignored_at_exit(STOP_SIGNALS)
     return code
