@@ -91,6 +91,7 @@ def test_ctrl_c_into_an_existing_folder_through_a_new_one_and_dotdot_keeps_it(tm
     code, _, err = cli(capsys, "export", DIGITS, "--arch", arch, "--out", "new/../mine")
     assert code == 130, err
     assert (mine / "precious.txt").read_text() == "keep", err
+    assert not (tmp_path / "new").exists()  # the folder the export made on the way, empty
 
 
 def test_a_second_ctrl_c_while_a_stopped_export_removes_its_out_does_not_cut_it_short(tmp_path, arch, capsys,

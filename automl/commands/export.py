@@ -165,16 +165,16 @@ _UNTRAINED = ("fresh", "untrained")
 
 
 def _missing_folders(folder) -> list[Path]:
-    """``folder`` and the folders above it that do not exist (yet), deepest first: those the export creates (and
-    a stop or a refusal removes). Taken on the absolute path with ``..`` resolved: ``new/../mine`` is the folder
-    ``mine`` once ``new`` exists, and none where it exists already, as the system reads the path."""
-    if os.path.lexists(folder):
-        return []
-    missing = []
-    for path in (p := Path(os.path.abspath(folder)), *p.parents):
+    """The folders that do not exist (yet) and that the export creates for ``folder`` (``writable_dir`` makes
+    them), deepest first, each as the system resolves the path (``os.path.realpath``): ``a/../c/net`` makes
+    ``c/net`` and ``a``; ``new/../mine`` makes ``new`` alone, ``mine`` being a folder that exists."""
+    missing: list[Path] = []
+    for path in (Path(folder), *Path(folder).parents):
         if os.path.lexists(path):
             break
-        missing.append(path)
+        real = Path(os.path.realpath(path))
+        if path.name != ".." and not os.path.lexists(real) and real not in missing:
+            missing.append(real)
     return missing
 
 
@@ -207,8 +207,10 @@ def _snapshot(out) -> dict[str, tuple]:
 def _stopped(args, progress: _Progress, name: str) -> str:
     """What a stop signal (``name``) before the export finished leaves, in words; a new ``--out`` (one the export
     created: ``progress.created``) is removed with what the export wrote there, the folders above it too."""
-    out, created = args.out, progress.created
-    if created:
+    out, created = args.out, progress.created or []
+    if created and created[0] != Path(os.path.realpath(out)):  # a/../mine: --out existed, a/ is the export's
+        _remove_if_empty(created)
+    elif created:
         shutil.rmtree(created[0], ignore_errors=True)  # made by this export: what it holds, the export wrote
         _remove_if_empty(created[1:])
         left = f"; {out} could not be removed" if os.path.lexists(out) else ""
