@@ -26,6 +26,7 @@ from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME, check_arch_space, check_channels, finite_number, plain_name
 from automl.export.onnx import check_opset
 from automl.export.quantize import QUANTIZE_MODES, measure_export
+from automl.pipeline.context import say
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
 from automl.pipeline.run import RESOLVED
 from automl.pipeline.setup import recipe_data
@@ -63,13 +64,13 @@ def main(args) -> int:
         signum = getattr(e, "signum", signal.SIGINT)
         name = signal.Signals(signum).name
         if progress.stage == "finished":
-            _tell(f"{name} after the export had finished: nothing was stopped; {args.out} holds the complete "
+            say(f"{name} after the export had finished: nothing was stopped; {args.out} holds the complete "
                   f"export")
             ignored_at_exit(STOP_SIGNALS)
             return 0
         with ignoring(STOP_SIGNALS):  # a second Ctrl-C does not cut the removal short
             said = _stopped(args, progress, name)
-        _tell(said)
+        say(said)
         raise Stopped(signum) from None
     ignored_at_exit(STOP_SIGNALS)
     return code
@@ -225,14 +226,6 @@ def _stopped(args, progress: _Progress, name: str) -> str:
                 f"measurements ({what}) not complete; run the export again")
     return (f"stopped by {name} while the export replaced the files in {out}: it holds no complete export (no "
             f"{MANIFEST_NAME}, which the export writes last); run the export again")
-
-
-def _tell(text: str) -> None:
-    """``text`` on standard error; a terminal that hung up (SIGHUP): nothing."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except OSError:
-        pass
 
 
 def _check_out(args) -> str | None:

@@ -19,7 +19,7 @@ import yaml
 from automl._io import atomic_write_text, remove_temporaries, temporary_pattern, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import RecipeError, UserError
-from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
+from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, say, shell_path
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage, RetrainStage
 from automl.pipeline.rank import rank_finished_run
@@ -37,8 +37,8 @@ from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_ob
                                       losses_unsaid)
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
-from automl.train.threads import (MAX_THREADS, THREADS_FILE, apply_threads, lost_record, note_part, resolve_threads,
-                                  save_choice, spaces_work)
+from automl.train.threads import (THREADS_FILE, a_thread_count, apply_threads, lost_record, note_part,
+                                  resolve_threads, save_choice, spaces_work)
 
 __all__ = ["Run", "held_files", "leftovers", "supernet_given"]
 
@@ -235,21 +235,17 @@ def _listed(recipe, recorded: dict) -> list[str]:
     return differences(theirs, ours, recipe.space_path if same_space else None)
 
 
-def _a_count(n) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS
-
-
 def _recorded_threads(out: Path) -> tuple[int, str] | None:
     """For a resume whose threads.json is lost: the thread count the run's newest checkpoint records (the count
     it started with), else its results.json's (the count its last part computed with), with the record that
     holds it; None when neither does (a checkpoint of an automl that did not record it)."""
     ckpt = CheckpointStore(out / "checkpoints").load()
     n = ckpt.get("threads") if isinstance(ckpt, dict) else None
-    if _a_count(n):
+    if a_thread_count(n):
         return n, f"its checkpoint in {out / 'checkpoints'}"
     record = read_results(out / "results.json").get("threads")
     n = record.get("threads") if isinstance(record, dict) else None
-    return (n, str(out / "results.json")) if _a_count(n) else None
+    return (n, str(out / "results.json")) if a_thread_count(n) else None
 
 
 def _choose_threads(run: "Run", spaces, ranking: bool):
@@ -428,7 +424,7 @@ def _finish(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: P
         if not (plan.report.written or run.finished):
             raise
         run.finished, run.late_signal = True, 0  # the line below says what a signal meanwhile would
-        _say(_lost_after_report(run))
+        say(_lost_after_report(run))
 
 
 def _lost_after_report(run: "Run") -> str:
@@ -444,14 +440,6 @@ def _lost_after_report(run: "Run") -> str:
     return (f"warning: rank {run.info.rank} of {run.info.world_size}: {who} wrote the report, the run's last step: "
             f"the run is complete, with nothing to resume; rank 0 wrote its results in {results} (torchrun exits 1 "
             f"all the same, for the process that ended)")
-
-
-def _say(text: str) -> None:
-    """``text`` on standard error, now (a terminal that hung up: nothing)."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except OSError:
-        pass
 
 
 # what the first signal during the report says the run does (Preemption's "SIGTERM: finishing ..."), and a second

@@ -82,8 +82,8 @@ from automl.errors import UserError
 
 __all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve_threads", "spaces_work",
            "physical_cores", "usable_cores", "cpu_quota", "busy_cores", "apply_threads", "env_threads", "env_counts",
-           "check_setting", "save_choice", "lost_record", "note_part", "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS",
-           "ENV_VARS"]
+           "check_setting", "save_choice", "lost_record", "note_part", "a_thread_count", "WORK_PER_THREAD",
+           "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -512,7 +512,7 @@ def _saved(out_dir: Path | None) -> int | None:
         n = json.loads(text)["threads"] if text else None
     except (ValueError, KeyError, TypeError):
         return None
-    return n if isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS else None
+    return n if a_thread_count(n) else None
 
 
 def _cores_words(cores: int) -> str:
@@ -611,7 +611,7 @@ def lost_record(out_dir: Path, choice: ThreadChoice) -> str:
 def check_setting(v):
     """The recipe's ``threads`` value: "auto" or a whole number from 1 to :data:`MAX_THREADS` (a pydantic
     before-validator)."""
-    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_THREADS):
+    if v == "auto" or a_thread_count(v):
         return v
     raise ValueError(f"must be 'auto' or a whole number of threads from 1 to {MAX_THREADS}")
 
@@ -625,13 +625,15 @@ def apply_threads(n: int) -> None:
         pass
 
 
+def a_thread_count(n) -> bool:
+    """Whether ``n`` is a thread count a recipe could give: a whole number (not a bool) from 1 to
+    :data:`MAX_THREADS`."""
+    return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS
+
+
 def save_choice(out_dir: Path, choice: ThreadChoice) -> None:
     """``DIR/threads.json``, read back by ``--resume``."""
     atomic_write_json(Path(out_dir) / THREADS_FILE, choice.to_dict())
-
-
-def _a_count(n) -> bool:
-    return isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_THREADS
 
 
 def note_part(out_dir: Path, started: int | None, choice: ThreadChoice) -> ThreadChoice:
@@ -648,8 +650,8 @@ def note_part(out_dir: Path, started: int | None, choice: ThreadChoice) -> Threa
         record = None
     record = record if isinstance(record, dict) else None
     history = record.get("history") if record is not None else None
-    if not (isinstance(history, list) and history and all(_a_count(n) for n in history)):
-        first = started if _a_count(started) else _saved(out_dir)
+    if not (isinstance(history, list) and history and all(a_thread_count(n) for n in history)):
+        first = started if a_thread_count(started) else _saved(out_dir)
         history = [] if first is None else [first]
     if not history:
         return choice
