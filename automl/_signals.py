@@ -1,5 +1,6 @@
 """Stop signals turned into an exception for the length of a block, so that the code inside can keep or remove
-what it made before the process ends (a run's start-up, ``automl space profile``)."""
+what it made before the process ends (a run's start-up, ``automl space profile``,
+``automl export``)."""
 
 from __future__ import annotations
 

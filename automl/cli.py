@@ -5,8 +5,9 @@ lazily (``importlib`` in :func:`main`: the one place automl defers its own impor
 ``automl space check`` does not pay for importing the training stack.
 User mistakes (:class:`automl.errors.UserError`) and argparse's usage errors print one message and exit 2
 (under torchrun, every rank exits 2 and rank 0 alone prints it: :func:`_rank_zero`); a path argument's leading
-``~`` is expanded, as in a recipe (:func:`_as_shell_gives`); a run stopped by SIGTERM, SIGINT or
-SIGHUP (:class:`automl.errors.Stopped`) exits 143, 130 or 129; a full disk (``ENOSPC``, ``EDQUOT``) or a path the
+``~`` is expanded, as in a recipe (:func:`_as_shell_gives`); a run stopped by SIGTERM, SIGINT,
+SIGHUP, SIGUSR1 or SIGUSR2 (:class:`automl.errors.Stopped`) exits 128 + the signal (143, 130, 129, 138,
+140); a full disk (``ENOSPC``, ``EDQUOT``) or a path the
 machine refuses (too long, no permission, read-only) or a file past a size limit (``EFBIG``: ``ulimit -f``) that a
 command does not word itself exits 2 naming the file;
 anything else is an internal error: exit 1 with a request to
@@ -370,7 +371,7 @@ def _main(argv: list[str] | None) -> int:
         if _rank_zero() and not e.printed:
             _say(e.text())
         return e.exit_code
-    except Stopped as e:  # SIGTERM / SIGINT / SIGHUP: the run wrote a checkpoint and printed the --resume command
+    except Stopped as e:  # a stop signal (preempt.SIGNALS): the run wrote a checkpoint and printed the --resume command
         return e.exit_code
     except KeyboardInterrupt:  # `automl export` says itself what a stop left once it began (its main)
         _say("interrupted before the export began: nothing was written" if args.command == "export"

@@ -5,7 +5,8 @@ checkpoint (:mod:`automl.pipeline.state`); every training stage runs the one epo
 (:mod:`automl.pipeline.loop`), and every search method runs through :class:`automl.search.Searcher`
 (:func:`automl.search.register_searcher`). A checkpoint is written atomically at the end of every epoch of
 every stage, inside an epoch every ``checkpoint.every_minutes`` / ``every_steps``, and when SIGTERM,
-SIGINT or SIGHUP asks the run to stop (:mod:`automl.train.preempt`); ``--resume`` restarts at the last one, and on
+SIGINT, SIGHUP, SIGUSR1 or SIGUSR2 asks the run to stop (:mod:`automl.train.preempt`); ``--resume`` restarts
+at the last one, and on
 the CPU the resumed run's architectures equal an uninterrupted run's, because everything random is a
 function of the seed and of state in the checkpoint (model init is seeded per stage, the data order is a
 function of (seed, epoch, rank) and a resumed epoch skips the batches already done, the searchers and

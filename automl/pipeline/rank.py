@@ -65,8 +65,9 @@ def rank_command(recipe, out: Path) -> str:
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
-    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if SIGTERM, SIGINT or SIGHUP
-    came meanwhile, saying what results.json keeps and the command that goes on."""
+    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if a stop
+    signal (:data:`~automl.train.preempt.SIGNALS`) came meanwhile, saying what results.json keeps and the command that
+    goes on."""
     signum = preempt.signalled()
     if not signum:
         return
@@ -241,7 +242,7 @@ def rank_finished_run(run: Run) -> dict:
             again)
 
     reused, kept = 0, False
-    with preempt.armed():  # SIGTERM / SIGINT / SIGHUP: stop after the current retraining, keeping those done
+    with preempt.armed():  # a stop signal (preempt.SIGNALS): stop after the current retraining, keeping those done
         for n, (idx, stage) in enumerate(stages, 1):
             stage.recorded = recorded.get((stage.j, r.seed + stage.s))
             reused += stage.recorded is not None
