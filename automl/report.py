@@ -558,14 +558,15 @@ def _budget_metric(metric: str) -> str:
 
 
 def _supernet_lines(origin: dict | None) -> list[str]:
-    """Where a reused supernet came from (``--supernet``), and whether it was forced; nothing for a run that
-    trained its own (or the random baseline, which has none)."""
+    """Where a reused supernet came from (``--supernet``, or the recipe key ``supernet``), and whether it was
+    forced: by the flag or by the recipe's ``supernet_force: true`` (an override's too), which the record does not
+    tell apart, so both are named; nothing for a run that trained its own (or the random baseline, which has none)."""
     if not origin or not origin.get("from"):
         return []
     said = f"Supernet: the trained supernet of {_md_code(origin['from'])} (weight phase skipped"
     if origin.get("forced"):
-        return [f"{said}), **forced** (`--supernet-force`): it was trained with other settings: "
-                f"{'; '.join(_md_text(d) for d in origin.get('differs') or [])}.", ""]
+        return [f"{said}), **forced** (`--supernet-force` / `supernet_force: true`): it was trained with other "
+                f"settings: {'; '.join(_md_text(d) for d in origin.get('differs') or [])}.", ""]
     return [f"{said}; trained with the settings this recipe asks for).", ""]
 
 
@@ -573,18 +574,29 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
+def _plotted(a: dict) -> bool:
+    """Whether pareto.png draws the architecture ``a``: it has a test accuracy and a cost (finite numbers)."""
+    return _finite(a.get("test_accuracy")) and _finite(a.get("cost"))
+
+
 def _pareto_note(archs: list[dict]) -> list[str]:
-    """The lines that say which architectures pareto.png leaves out: those without a test accuracy."""
+    """The lines that say which architectures pareto.png leaves out: those without a test accuracy, and those
+    without a cost (a finite number; results built in Python: results.json with a null cost is refused)."""
     missing = sum(not _finite(a.get("test_accuracy")) for a in archs)
-    if not missing:
-        return []
+    costless = sum(_finite(a.get("test_accuracy")) and not _plotted(a) for a in archs)
+    lines = []
     if missing == len(archs) == 1:
-        return ["pareto.png shows no point: the architecture has no test accuracy (not evaluated).", ""]
-    if missing == len(archs):
-        return [f"pareto.png shows none of the {missing} architectures: none has a test accuracy (not "
-                f"evaluated).", ""]
-    return [f"pareto.png leaves out the {missing} architecture{'s' if missing > 1 else ''} without a test "
-            f"accuracy (not evaluated).", ""]
+        lines = ["pareto.png shows no point: the architecture has no test accuracy (not evaluated).", ""]
+    elif missing and missing == len(archs):
+        lines = [f"pareto.png shows none of the {missing} architectures: none has a test accuracy (not "
+                 f"evaluated).", ""]
+    elif missing:
+        lines = [f"pareto.png leaves out the {missing} architecture{'s' if missing > 1 else ''} without a test "
+                 f"accuracy (not evaluated).", ""]
+    if costless:
+        lines += [f"pareto.png leaves out the {costless} architecture{'s' if costless > 1 else ''} without a cost "
+                  f"(not a finite number).", ""]
+    return lines
 
 
 def _corr(r) -> str:
@@ -672,20 +684,22 @@ def _ranking_time(rk) -> str:
 def plot_pareto(results: dict) -> bytes:
     """PNG bytes of the search's cost vs test accuracy, one point per network: members that are one network
     (the same choices and weights) are one point, labelled with each. Architectures without a test accuracy (not
-    evaluated) are left out (report.md says how many); with none left the plot says so."""
+    evaluated) or a cost are left out (report.md says how many: :func:`_pareto_note`); with none left the plot says
+    so."""
     fig, ax = _figure()
     archs = results["architectures"]
     metric = results.get("cost_metric", "params")
     # one point per network: members that are one network (_network) share it, labelled with each
-    shown = _networks(results, [i for i, a in enumerate(archs) if _finite(a.get("test_accuracy"))])
-    xs = [archs[net[0]].get("cost") or 0 for net in shown]  # the search's own cost metric
+    shown = _networks(results, [i for i, a in enumerate(archs) if _plotted(a)])
+    xs = [archs[net[0]]["cost"] for net in shown]  # the search's own cost metric
     ys = [100 * archs[net[0]]["test_accuracy"] for net in shown]
     budgeted = _budgeted(results)
     if shown:
         ax.plot(xs, ys, "o", color="tab:blue")
     else:
-        ax.text(0.5, 0.5, "no architecture has a test accuracy", transform=ax.transAxes, ha="center",
-                va="center", color="tab:gray")
+        none = ("no architecture has a test accuracy" if not any(_finite(a.get("test_accuracy")) for a in archs)
+                else "no architecture has a test accuracy and a cost")
+        ax.text(0.5, 0.5, none, transform=ax.transAxes, ha="center", va="center", color="tab:gray")
     labels = [ax.annotate(", ".join(_label(archs[i], i, results) for i in net), (x, y),
                           textcoords="offset points", xytext=_LABEL_OFFSET, fontsize=9, in_layout=False)
               for net, x, y in zip(shown, xs, ys)]

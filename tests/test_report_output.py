@@ -249,8 +249,8 @@ def test_a_manifest_writes_a_non_finite_number_as_null(tmp_path):
      "Supernet: the trained supernet of `/runs/first` (weight phase skipped; trained with the settings this "
      "recipe asks for)."),
     ({"from": "/runs/first", "fingerprint": "f", "forced": True, "differs": ["search.weight_epochs: 6 there, 3 here"]},
-     "Supernet: the trained supernet of `/runs/first` (weight phase skipped), **forced** (`--supernet-force`): "
-     "it was trained with other settings: search.weight_epochs: 6 there, 3 here."),
+     "Supernet: the trained supernet of `/runs/first` (weight phase skipped), **forced** (`--supernet-force` / "
+     "`supernet_force: true`): it was trained with other settings: search.weight_epochs: 6 there, 3 here."),
 ])
 def test_the_report_says_where_the_supernet_came_from(origin, said):
     results = {"recipe": "r", "method": "importance_sampling", "search_seconds": 1.0, "phase_seconds": {},

@@ -180,7 +180,8 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
     """``--supernet DIR`` and ``--supernet-force`` as the recipe overrides they stand for (DIR a folder's name
     as given, never read as YAML: :func:`yaml_string`)."""
     if force and supernet is None:
-        raise UserError("--supernet-force needs --supernet RUN_DIR (or the recipe key supernet)")
+        raise UserError("--supernet-force needs --supernet RUN_DIR; for the recipe key supernet, set "
+                        "supernet_force: true in the recipe (or give the override supernet_force=true)")
     if supernet is not None and not supernet.isprintable():  # bytes that are not UTF-8, a control character
         raise UserError(f"--supernet {supernet!r}: the folder's name is not printable UTF-8 text, which the run "
                         f"records in its recipe.resolved.yaml; rename the folder (or link it under a plain name)")
@@ -195,6 +196,17 @@ def _supernet_typed(args) -> str | None:
     if args.supernet is not None:
         return "--supernet"
     if any(item.partition("=")[0].strip() == "supernet" for item in args.overrides):
+        return "override"
+    return None
+
+
+def _force_typed(args) -> str | None:
+    """How the command line set the recipe's ``supernet_force``, which the warning of a forced supernet names
+    (:func:`~automl.pipeline.run.force_named`): ``"--supernet-force"`` (its override comes after the others:
+    :func:`supernet_overrides`), ``"override"`` (``supernet_force=...``), or None (the recipe's own)."""
+    if args.supernet_force:
+        return "--supernet-force"
+    if any(item.partition("=")[0].strip() == "supernet_force" for item in args.overrides):
         return "override"
     return None
 
@@ -334,7 +346,7 @@ def _run(args, recipe, info: DistInfo) -> int:
             resume = args.resume or _restart_resumes(args, out, info)
             try:
                 run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device,
-                          supernet_typed=_supernet_typed(args))
+                          supernet_typed=_supernet_typed(args), force_typed=_force_typed(args))
                 run.execute()  # its stages end with every rank waiting for rank 0's report, signals still caught
             except BaseException as e:
                 if made:

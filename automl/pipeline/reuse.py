@@ -192,6 +192,10 @@ def differences(theirs: dict[str, Any], ours: dict[str, Any], space_path: Path |
     return out
 
 
+# how the warning of a forced supernet names supernet_force given by the flag (ReusedWeightsStage's ``forced``)
+FORCE_FLAG = "--supernet-force"
+
+
 class Given(NamedTuple):
     """How the folder of the supernet to reuse was given, as its messages name it: the flag ``--supernet DIR``
     (:data:`FLAG`), the recipe key ``supernet: DIR`` at ``line`` of the recipe ``file``, whose errors are
@@ -213,6 +217,21 @@ class Given(NamedTuple):
         if self.override:
             return f"supernet={folder}"
         return f"{self.name}{' ' if self.file is None else ': '}{folder}"
+
+    @property
+    def force(self) -> str:
+        """What forces this supernet, given as it was: :data:`FORCE_FLAG` with the flag, the override
+        ``supernet_force=true`` with an override, the recipe key ``supernet_force: true`` with the key."""
+        if self.override:
+            return "supernet_force=true"
+        return FORCE_FLAG if self.file is None else "supernet_force: true"
+
+    def force_fix(self) -> str:
+        """How to use the supernet anyway (:attr:`force`): ``pass --supernet-force``, ``add the override
+        supernet_force=true``, or ``set supernet_force: true in the recipe``."""
+        if self.override:
+            return f"add the override {self.force}"
+        return f"pass {self.force}" if self.file is None else f"set {self.force} in the recipe"
 
     def error(self, message: str) -> UserError:
         """``message`` (which starts with :meth:`of` or :attr:`name`) as the error to raise: located at the key's
@@ -368,7 +387,7 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     if diff and not force:
         raise given.error(f"{given.of(run_dir)}: its supernet was trained with other settings than this recipe "
                           f"asks for:\n  " + "\n  ".join(diff) + "\nset these as that run did (its "
-                          f"recipe.resolved.yaml), or pass --supernet-force to use the supernet anyway")
+                          f"recipe.resolved.yaml), or {given.force_fix()} to use the supernet anyway")
     origin = {"from": str(Path(run_dir).absolute()), "fingerprint": fingerprint_digest(theirs),
               "forced": bool(diff), "differs": diff}
     return Reused(ckpt["supernet"], origin, diff, theirs, _weights_data(ckpt))
@@ -391,7 +410,7 @@ def on_data(reused: Reused, ours: dict | None, run_dir: Path, force: bool, given
     if not force:
         raise given.error(f"{given.of(run_dir)}: its supernet was trained on other training data than this run's: "
                           f"{changed}; this run's D_theta would hold images those weights trained on. Use the data "
-                          f"that run trained on, or pass --supernet-force to use the supernet anyway")
+                          f"that run trained on, or {given.force_fix()} to use the supernet anyway")
     differs = [*reused.differs, f"training data: {changed}"]
     return reused._replace(differs=differs, origin={**reused.origin, "forced": True, "differs": differs})
 
@@ -419,7 +438,7 @@ def check_fits(run_dir: Path, weights: dict, space, space_args: dict[str, str], 
     args = ", ".join(f"{k}={v}" for k, v in sorted(space_args.items())) or "none"
     trained = "; it was trained with " + "; ".join(differs) if differs else ""
     raise given.error(f"{given.of(run_dir)}: its supernet has another shape than the one space {space.name} builds "
-                      f"here (space_args: {args}): {what}{trained}; --supernet-force takes a supernet trained with "
+                      f"here (space_args: {args}): {what}{trained}; {given.force} takes a supernet trained with "
                       f"other settings, not one of another shape: reuse a run of this space, space_args and "
                       f"search.supernets, or train the supernet (without {given.name})")
 
@@ -445,10 +464,6 @@ def check_resumed(state: RunState, spaces, members: int, given: Given = FLAG) ->
     if state.supernet is not None and origin.get("from"):
         check_fits(Path(origin["from"]), state.supernet, spaces.search, spaces.search_args, members,
                    origin.get("differs") or [], given)
-
-
-# how the warning of a forced supernet names supernet_force given by the flag (ReusedWeightsStage's ``forced``)
-FORCE_FLAG = "--supernet-force"
 
 
 class ReusedWeightsStage:

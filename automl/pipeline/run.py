@@ -6,9 +6,7 @@ import hashlib
 import json
 import os
 import re
-import shlex
 import stat
-import sys
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -251,18 +249,26 @@ def _recorded_threads(out: Path) -> tuple[int, str] | None:
 def _choose_threads(run: "Run", spaces, ranking: bool):
     """Rank 0's thread choice for ``run`` (:func:`~automl.train.threads.resolve_threads`), saved in threads.json
     by a new run and by a resume that finds none. A resume (or ``ranking``) without a readable threads.json takes
-    the count its other records hold (:func:`_recorded_threads`); ``auto`` without one is warned about."""
+    the count its other records hold (:func:`_recorded_threads`); ``auto`` without one is warned about
+    (:func:`_say_threads`)."""
     r, out, resume = run.recipe, run.out, run.resume or ranking
     work = None if spaces is None else (lambda: spaces_work(
         spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
     local = local_world_size(run.info)
     choice = resolve_threads(r.threads, out_dir=out, resume=resume, work=work, local_world_size=local,
                              recorded=lambda: _recorded_threads(out))
-    if resume and choice.source == "auto":  # no record of the count the run started with
-        run.reporter.info(lost_record(out, choice))
     if not ranking and (not run.resume or not (out / THREADS_FILE).exists()):
         save_choice(out, choice)
     return choice
+
+
+def _say_threads(run: "Run", threads, ranking: bool = False) -> None:
+    """The line of ``run``'s thread choice ``threads`` (:meth:`Run._setup_threads`), said once its start-up's checks
+    have passed; before it, for a resume (or ``ranking``) that chose ``auto`` anew, the warning that no record holds
+    the count the run started with."""
+    if (run.resume or ranking) and threads.source == "auto":
+        run.reporter.info(lost_record(run.out, threads))
+    run.reporter.info(threads.line())
 
 
 def _note_device(state: RunState, here: str, say) -> None:
@@ -337,22 +343,20 @@ def supernet_given(recipe, typed: str | None = None) -> Given:
     return FLAG if file is None else Given(file, None, True)
 
 
-def force_named(recipe, command: str) -> str:
+def force_named(recipe, typed: str | None = None) -> str:
     """How the recipe's ``supernet_force`` was given, as the warning of a supernet trained with other settings names
-    it: ``supernet_force (FILE:LINE)`` where the recipe file sets it (:func:`~automl.recipe.file_line`), the flag
-    :data:`~automl.pipeline.reuse.FORCE_FLAG` where ``command`` (the command as typed, ``Run.resume_command``) holds
-    it, else the override ``supernet_force=true`` (the key alone for a recipe without a file)."""
-    if not recipe.supernet_force:
+    it. ``typed``: how the command line set it, which wins over the file (as for ``supernet``:
+    :func:`supernet_given`): ``"--supernet-force"`` (the flag :data:`~automl.pipeline.reuse.FORCE_FLAG`), or
+    ``"override"`` (a ``supernet_force=...`` override), named ``supernet_force=true``. Else (None) ``supernet_force
+    (FILE:LINE)`` where the recipe file sets it (:func:`~automl.recipe.file_line`), the override where it does not,
+    and the key alone for a recipe without a file."""
+    if not recipe.supernet_force or typed == FORCE_FLAG:
         return FORCE_FLAG
+    if typed == "override":
+        return "supernet_force=true"
     line = file_line(recipe, ("supernet_force",))
     if line is not None:
         return f"supernet_force ({recipe.source}:{line})"
-    try:
-        typed = FORCE_FLAG in shlex.split(command)
-    except ValueError:  # not a shell command (a script's own text)
-        typed = False
-    if typed:
-        return FORCE_FLAG
     return "supernet_force" if recipe.source is None else "supernet_force=true"
 
 
@@ -595,15 +599,18 @@ class Run:
 
     ``searcher`` names a registered searcher (:func:`automl.search.register_searcher`) to run instead of
     the recipe's ``search.method``; ``device`` is the recipe's device already resolved (commands/run.py
-    resolves it once, for the distributed backend too); ``supernet_typed``: how the command line set the recipe's
-    ``supernet``, which its messages name (:func:`supernet_given`)."""
+    resolves it once, for the distributed backend too); ``supernet_typed`` and ``force_typed``: how the command line
+    set the recipe's ``supernet`` and ``supernet_force``, which its messages name (:func:`supernet_given`,
+    :func:`force_named`)."""
 
     def __init__(self, recipe, out_dir: str | Path, resume: bool = False, info: DistInfo | None = None,
                  tty: bool | None = None, resume_command: str | None = None, searcher: str | None = None,
-                 device: torch.device | None = None, supernet_typed: str | None = None):
+                 device: torch.device | None = None, supernet_typed: str | None = None,
+                 force_typed: str | None = None):
         self.recipe, self.out, self.resume = recipe, Path(out_dir), resume
-        # how the command line set the recipe's supernet, which its messages name (supernet_given)
+        # how the command line set the recipe's supernet and supernet_force, which its messages name
         self.supernet_given = supernet_given(recipe, supernet_typed)
+        self.force_given = force_named(recipe, force_typed)
         # printed when the run stops early; commands/run.py passes the command line with its overrides
         self.resume_command = resume_command or (f"automl run {shell_path(recipe.source or Path('RECIPE'))} --out "
                                                  f"{shell_path(self.out)} --resume")
@@ -684,14 +691,14 @@ class Run:
         """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0
         (:func:`_choose_threads`) and set on every rank before any torch compute: the count changes float
         rounding. ``ranking`` (automl rank): the count the run recorded, as ``--resume`` keeps it, and its
-        threads.json left as it is."""
+        threads.json left as it is. Said by :func:`_say_threads`, once the start-up's checks have passed."""
         threads = on_main(self.info, lambda: _choose_threads(self, spaces, ranking))
         apply_threads(threads.threads)
-        self.reporter.info(threads.line())
         return threads
 
     def start_up(self, ranking: bool = False):
-        """Compile the spaces once, choose the threads, load the data, check the recipe against both.
+        """Compile the spaces once, choose the threads, load the data, check the recipe against both; the thread
+        choice is said once those checks have passed (a mistake in the data or the space is the only message).
         Returns (spaces, data, thread choice). ``ranking``: for ``automl rank`` (:meth:`_setup_threads`)."""
         r = self.recipe
         try:
@@ -705,6 +712,7 @@ class Run:
             raise deferred
         check_shapes(r, spaces, data)
         check_ranking(r, spaces.search, self.method.needs_supernet)
+        _say_threads(self, choice, ranking)
         return spaces, data, choice
 
     def context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
@@ -858,7 +866,7 @@ class Run:
             costs = recipe_costs(r, spaces.search)
             check_budgets(r, spaces.search, self.reporter.info, costs)
             plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads, given=self.supernet_given,
-                              forced=force_named(r, self.resume_command))
+                              forced=self.force_given)
             self._warn_paper_utility(plan.members.n)
             # a --resume continues a checkpoint; a new run (or a --resume that started afresh) has none yet
             preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
