@@ -7,7 +7,6 @@ manifests, builds networks (automl.export, which loads torch) and loads spaces (
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
@@ -15,7 +14,7 @@ from automl.commands import parse_set_args
 from automl.dsl import ParamError, load_space
 from automl.errors import UserError, shortened
 from automl.export import choices_from_json, count_params, is_manifest, read_arch_json
-from automl.export.manifest import check_recorded, is_sizes
+from automl.export.manifest import check_arch_space, check_recorded, is_sizes, recorded_space
 
 __all__ = ["arch_space_args", "read_arch", "arch_choices", "same_network", "params_warning", "export_note",
            "nested_too_deeply", "recorded_space_args", "space_args_for"]
@@ -52,8 +51,9 @@ def read_arch(path: str, flag: str = "--arch"):
 def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
     """The choice names of the architecture file ``path`` (its JSON ``obj``) in ``compiled``
     (:func:`~automl.export.choices_from_json`). A whole results.json (or its list of architectures) asks for
-    one of them; choices that do not fit ``compiled`` name the space an export's manifest or an encoded
-    ARCH.json records, when it is another."""
+    one of them; a file that records another space, and does not fit ``compiled``, says first which space it
+    was made for (:func:`~automl.export.manifest.check_arch_space`); an export's manifest records the network
+    ``compiled`` builds of its choices (:func:`same_network`)."""
     runs = obj.get("architectures") if isinstance(obj, dict) and "choices" not in obj else obj
     if isinstance(runs, list) and runs and all(isinstance(a, dict) and "choices" in a for a in runs):
         whole = "a run's results.json of" if runs is not obj else "a list of"
@@ -67,13 +67,8 @@ def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
         raise UserError(f"{flag} {path} is a timm arch_def (stages of block strings), not the choices of an "
                         f"architecture: encode it first, `automl space encode {compiled.filename} --arch-def {path} "
                         f"--out arch.json`, and give {flag} arch.json")
-    try:
-        names = choices_from_json(obj, compiled, source=f"{flag} {path}")
-    except UserError as e:
-        other = _other_space(obj, compiled, path)
-        if other is None:
-            raise
-        raise UserError(f"{e}; {other}") from None
+    check_arch_space(obj, compiled, path, flag)  # a file of another space: said before what does not fit
+    names = choices_from_json(obj, compiled, source=f"{flag} {path}")
     if is_manifest(obj):
         same_network(obj, compiled, names, f"{flag} {path}")
     return names
@@ -102,27 +97,6 @@ def same_network(manifest: dict, compiled, names: list[str], source: str,
                             f"(with its space_args) give {want} ({what[field]}): was the manifest edited, or the "
                             f"space file changed since the export? give the manifest.json the export wrote with its "
                             f"space file (the export folder's space.space), or {other}")
-
-
-def _other_space(obj, compiled, path: str) -> str | None:
-    """What the architecture file (JSON ``obj``) says of the space it belongs to, when that is another than
-    ``compiled``: an export's manifest its ``space_name`` (the export folder holds a copy of its space file),
-    an ARCH.json of ``automl space encode`` its ``space`` file. None when it says nothing, or names this one."""
-    if not isinstance(obj, dict):
-        return None
-    name, recorded = obj.get("space_name"), obj.get("space")
-    if is_manifest(obj) and isinstance(name, str) and name != compiled.name:
-        copy = Path(path).parent / "space.space"
-        where = f" (its folder holds a copy: {copy})" if copy.is_file() else ""
-        return f"it is an export of space {name}, not of {compiled.name}: give that space file{where}"
-    if not is_manifest(obj) and isinstance(recorded, str) and recorded.strip():
-        try:
-            same = Path(recorded).resolve() == Path(compiled.filename).resolve()
-        except (OSError, ValueError):
-            same = False
-        if not same:
-            return f"it was encoded for the space file {recorded} (its \"space\"), not {compiled.filename}"
-    return None
 
 
 def _number(v) -> float | None:
@@ -279,8 +253,10 @@ def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str
     try:  # the recorded values: a mistake in them is the file's, not a --set flag's
         before = load_space(space, kept or None).param_values
     except ParamError as e:
-        raise UserError(f"{flag} {arch}: its \"space_args\" {e.name}={kept.get(e.name, e.value)}: {e.problem}; "
-                        f"{fix}, or {other}") from None
+        problem = f"its \"space_args\" {e.name}={kept.get(e.name, e.value)}: {e.problem}"
+        made_for = _made_for(recorded, space, arch)  # another space's parameters: that is said first
+        raise UserError(f"{flag} {arch} {made_for}; {problem}" if made_for else
+                        f"{flag} {arch}: {problem}; {fix}, or {other}") from None
     if given:
         after = load_space(space, merged).param_values
         for key, value in given.items():
@@ -290,6 +266,17 @@ def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str
                                 f"with {was}; drop --set {key} ({whose} space_args are used), or give "
                                 f"{other} to {use}")
     return merged
+
+
+def _made_for(recorded: dict, space: str, arch: str) -> str | None:
+    """What the architecture file ``arch`` (its JSON ``recorded``) says of the space it was made for when that is
+    another than the space file ``space`` (:func:`~automl.export.manifest.recorded_space`), None otherwise (and
+    when ``space`` does not load with its defaults: its own error is said where it is loaded)."""
+    try:
+        name = load_space(space).name
+    except UserError:
+        return None
+    return recorded_space(recorded, name, space, arch)
 
 
 def _check_encoded(space_args, flag: str, arch: str) -> None:

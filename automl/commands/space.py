@@ -24,7 +24,6 @@ from automl.commands._arch_args import arch_choices, arch_space_args, params_war
 from automl.compile import load_compiled
 from automl.errors import Stopped, UserError
 from automl.export import is_manifest
-from automl.export.manifest import check_arch_space
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import (TABLE_FORMAT, apply_cost_table, check_profile_args, partial_path, partial_summary,
                             profile_space, read_cost_table, remove_partial, threads_warning, usable_cores,
@@ -297,7 +296,6 @@ def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
 def _cost(args, cs, arch_json, overrides: dict[str, str]) -> int:
     if args.cost_table:
         apply_cost_table(cs, read_cost_table(args.cost_table, cs))
-    check_arch_space(arch_json, cs, args.arch)  # a file of another space: said before what does not fit
     arch = cs.encode(arch_choices(arch_json, cs, args.arch))
     warning = params_warning(arch_json, cs, arch, "--arch", args.arch, overrides)
     if warning:

@@ -25,7 +25,7 @@ from automl.train.data import DATASETS
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "INT8_NAME", "write_manifest", "read_manifest", "check_recorded",
            "check_channels", "is_sizes", "finite_number", "plain_name", "export_again", "manifest_error",
-           "error_entry", "check_arch_space"]
+           "error_entry", "check_arch_space", "recorded_space"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -44,7 +44,7 @@ def read_manifest(out_dir: str | os.PathLike, require: tuple[str, ...] = ()) -> 
     not what an export writes there (a hand-edited manifest), and a field of ``require`` that is absent or null
     (fields an older automl did not write may be absent)."""
     path = Path(out_dir) / MANIFEST_NAME
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise UserError(f"{path}: no manifest here; is {out_dir} a folder written by `automl export`?")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -93,11 +93,12 @@ def export_again(out_dir: Path, manifest: dict[str, Any]) -> str:
     space file as :func:`~automl.export.load_model` finds it)."""
     spaces = [out_dir / v for v in [manifest.get("space_file")] if isinstance(v, str) and v]
     spaces += [Path(v) for v in [manifest.get("space")] if isinstance(v, str) and v]
-    space = next((str(p) for p in spaces if p.is_file()), "SPACE")
+    # os.path.isfile: False, not an OSError, for a hand-edited path (a name too long, one not to be entered)
+    space = next((str(p) for p in spaces if os.path.isfile(p)), "SPACE")
     file = (manifest.get("weights") if isinstance(manifest.get("weights"), dict) else {}).get("file")
     weights = out_dir / (file if plain_name(file) else "model.safetensors")
     how = f"automl export {space} --arch {out_dir / MANIFEST_NAME} --out {out_dir}"
-    return how.replace(" --out", f" --weights {weights} --out") if weights.is_file() else how
+    return how.replace(" --out", f" --weights {weights} --out") if os.path.isfile(weights) else how
 
 
 def _shown(value) -> str:
@@ -318,7 +319,7 @@ def check_arch_space(obj: Any, compiled, path, flag: str = "--arch") -> None:
     file) and does not fit ``compiled`` (its choices, or a manifest's ``normalize`` of another channel count) is a
     :class:`UserError` that says first which space it was made for, then what does not fit; another file, or one
     that fits, passes (a copy of its space file elsewhere, a space renamed)."""
-    other = _recorded_space(obj, compiled, path)
+    other = recorded_space(obj, compiled.name, getattr(compiled, "filename", None), path)
     if other is None:
         return
     source = f"{flag} {path}"
@@ -334,26 +335,27 @@ def check_arch_space(obj: Any, compiled, path, flag: str = "--arch") -> None:
                         f"\"normalize\"), space {compiled.name}'s {channels}")
 
 
-def _recorded_space(obj: Any, compiled, path) -> str | None:
-    """What an architecture file with ``"choices"`` (JSON ``obj``) says of the space it was made for, when that
-    is another than ``compiled``, with the file to give instead: an export's manifest its ``space_name`` (its
+def recorded_space(obj: Any, name: str, filename: str | None, path) -> str | None:
+    """What an architecture file with ``"choices"`` (JSON ``obj``, the file ``path``) says of the space it was made
+    for, when that is another than the space ``name`` (read from ``filename``), with the file to give instead, as
+    the words after the file's name ("is an export of space ..."): an export's manifest its ``space_name`` (its
     folder holds a copy of the space file), an ARCH.json of ``automl space encode`` its ``space`` file. None when
     it says nothing, or names this one."""
     if not isinstance(obj, dict) or "choices" not in obj:
         return None
-    name, recorded = obj.get("space_name"), obj.get("space")
+    recorded = obj.get("space")
     if is_manifest(obj):
-        if not isinstance(name, str) or name == compiled.name:
+        theirs = obj.get("space_name")
+        if not isinstance(theirs, str) or theirs == name:
             return None
         copy = Path(path).parent / "space.space"
-        where = f" (its folder holds a copy: {copy})" if copy.is_file() else ""
-        return f"is an export of space {name}, not of {compiled.name}: give that space file{where}"
-    ours = getattr(compiled, "filename", None)
-    if not isinstance(recorded, str) or not recorded.strip() or not isinstance(ours, str):
+        where = f" (its folder holds a copy: {copy})" if os.path.isfile(copy) else ""
+        return f"is an export of space {theirs}, not of {name}: give that space file{where}"
+    if not isinstance(recorded, str) or not recorded.strip() or not isinstance(filename, str):
         return None
     try:
-        if Path(recorded).resolve() == Path(ours).resolve():
+        if Path(recorded).resolve() == Path(filename).resolve():
             return None
     except (OSError, ValueError):
         pass
-    return f"was encoded for the space file {recorded} (its \"space\"), not {ours}: give that space file"
+    return f"was encoded for the space file {recorded} (its \"space\"), not {filename}: give that space file"

@@ -986,11 +986,12 @@ _OTHER_CIFARS = {"cifar-10-batches-bin": "CIFAR-10's binary version (cifar-10-bi
 _CIFAR100_FILES = ("train", "test", "meta")
 
 
-def _other_data_in(root: Path) -> str:
+def _other_data_in(root: Path, image_folder: bool) -> str:
     """A sentence on data found in ``root`` where CIFAR-10's python batches are missing: another version of
     CIFAR-10 (or CIFAR-100), which is not read, in a folder of ``root`` or as the files of ``root`` itself or of
     its cifar-10-batches-py/; CIFAR-10's batches in a folder further down (an archive extracted into a folder of
-    its own), whose parent is the data.root to set; or an image folder (data.dataset is then wrong); "" if none."""
+    its own), whose parent is the data.root to set; or, with ``image_folder`` (``root`` holds train/ and val/:
+    :func:`_holds_image_folder`), an image folder (data.dataset is then wrong); "" if none."""
     found = [f"{root / name}/ is {what}, and dataset cifar10 reads only CIFAR-10's python version"
              for name, what in _OTHER_CIFARS.items() if _is_dir(root / name)]
     found += [f"{where} holds {', '.join(_CIFAR100_FILES)}, the files of CIFAR-100 (cifar-100-python.tar.gz), and "
@@ -999,7 +1000,7 @@ def _other_data_in(root: Path) -> str:
     deeper = _image_folder_below(root, holds=_holds_cifar10)
     if deeper is not None:
         found.append(f"{deeper / CIFAR_DIR}/ holds CIFAR-10's batch files: set data.root={deeper}")
-    if _holds_image_folder(root):
+    if image_folder:
         found.append(f"{root} holds train/ and val/, as an image folder does: for an image folder, set "
                      f"data.dataset=imagefolder")
     return "; ".join(found) + ". " if found else ""
@@ -1085,8 +1086,9 @@ def _load_cifar10(root: Path | None, download: bool):
     if missing:
         what = _does_not_exist(root) if not _exists(root) else \
             f"missing {', '.join(str(folder / f) for f in missing)}"
-        raise DataError(f"CIFAR-10 not found: {what}. {_other_data_in(root)}{_cifar_help(root)}",
-                        _DATASET if _holds_image_folder(root) else _ROOT)
+        image_folder = _holds_image_folder(root)
+        raise DataError(f"CIFAR-10 not found: {what}. {_other_data_in(root, image_folder)}{_cifar_help(root)}",
+                        _DATASET if image_folder else _ROOT)
 
     def read(names):
         xs, ys = [], []
