@@ -235,7 +235,8 @@ def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str
     ``arch`` given as ``flag``, ``--arch`` or ``--arch-def``, when it is an export's manifest.json, or, with
     ``encoded``, an ARCH.json of ``automl space encode`` (:func:`recorded_space_args`): that network's
     parameters). A recorded value the space rejects, and a ``--set`` that changes a parameter the recorded
-    network was built with, are user errors naming ``flag``."""
+    network was built with, are user errors naming ``flag`` (for a file of another space, :func:`_made_for`, that
+    is said first: its recorded values and defaults are not this space's)."""
     given = parse_set_args(items)
     if recorded is None:
         return given
@@ -261,6 +262,10 @@ def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str
         after = load_space(space, merged).param_values
         for key, value in given.items():
             if before.get(key) != after.get(key):
+                made_for = _made_for(recorded, space, arch)  # another space's network: its defaults are not these
+                if made_for:
+                    raise UserError(f"{flag} {arch} {made_for}; --set {key}={value} is checked against that space's "
+                                    f"parameters")
                 was = f"{key}={kept[key]}" if key in kept else f"{key}={before.get(key)} (the space's default)"
                 raise UserError(f"--set {key}={value} contradicts {flag} {arch}: its network was {did} "
                                 f"with {was}; drop --set {key} ({whose} space_args are used), or give "

@@ -54,10 +54,11 @@ def read_manifest(out_dir: str | os.PathLike, require: tuple[str, ...] = ()) -> 
         raise UserError(f"{path}: not a readable manifest (its JSON nests too deeply)") from None
     if not isinstance(manifest, dict) or "choices" not in manifest:
         raise UserError(f"{path}: not an automl export manifest (no 'choices')")
-    version = manifest.get("format_version", FORMAT_VERSION)
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise UserError(f"{path}: format_version {version!r} is newer than this automl understands "
-                        f"({FORMAT_VERSION}); upgrade automl")
+    wrong = _version_problem(manifest.get("format_version"))
+    if wrong:
+        newer, problem = wrong
+        raise UserError(f"{path}: \"format_version\" {problem}; " + ("upgrade automl" if newer else
+                                                                   "put back the value the export wrote"))
     for field, (ok, what) in _READ.items():
         v = manifest.get(field)
         if v is None and (field in require or (field in manifest and field in _NOT_NULL)):
@@ -275,19 +276,28 @@ def _weights_problem(entry: dict) -> tuple[str, str] | None:
     return None
 
 
+def _version_problem(version) -> tuple[bool, str] | None:
+    """(whether it is newer than this automl, what is wrong in words) of a manifest's ``format_version`` that this
+    automl does not read: one newer than :data:`FORMAT_VERSION`, or no whole number from 1 (a bool, 0, a negative
+    or fractional number, a text); None for one it reads, and for none (absent or null: an older export's)."""
+    whole = isinstance(version, int) and not isinstance(version, bool)
+    if version is None or (whole and 1 <= version <= FORMAT_VERSION):
+        return None
+    if whole and version > FORMAT_VERSION:
+        return True, f"{_shown(version)} is newer than this automl understands ({FORMAT_VERSION})"
+    return False, f"{_shown(version)} is not one automl writes (a whole number, {FORMAT_VERSION})"
+
+
 def check_recorded(manifest: dict[str, Any], source: str) -> None:
     """The fields of an export's manifest that exporting its network again reuses are well formed (a hand-edited
     or damaged one is a :class:`UserError` naming ``source`` and the field), and its ``format_version`` one this
-    automl reads, where it has one (as :func:`read_manifest` refuses a newer one)."""
-    version = manifest.get("format_version")
-    whole = isinstance(version, int) and not isinstance(version, bool)
-    if version is not None and not (whole and 1 <= version <= FORMAT_VERSION):
-        newer = whole and version > FORMAT_VERSION
-        raise UserError(f"{source}: \"format_version\" {_shown(version)} is "
-                        + (f"newer than this automl understands ({FORMAT_VERSION}); upgrade automl, or give a plain "
-                           f"ARCH.json with the choices" if newer else
-                           f"not one automl writes (a whole number, {FORMAT_VERSION}); put back the value the export "
-                           f"wrote, or give a plain ARCH.json with the choices"))
+    automl reads, where it has one (:func:`read_manifest` refuses the same ones)."""
+    wrong = _version_problem(manifest.get("format_version"))
+    if wrong:
+        newer, problem = wrong
+        raise UserError(f"{source}: \"format_version\" {problem}; "
+                        + ("upgrade automl" if newer else "put back the value the export wrote")
+                        + ", or give a plain ARCH.json with the choices")
     for field, (ok, what) in _RECORDED.items():
         v = manifest.get(field)
         if v is not None and not ok(v):

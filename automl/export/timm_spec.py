@@ -83,9 +83,10 @@ def timm_kwargs_problem(kwargs) -> str | None:
     words; None when they are."""
     if not isinstance(kwargs, dict):
         return f"must be an object of timm EfficientNet arguments, got {type(kwargs).__name__}"
-    cls = _CLASSES.get(kwargs.get("timm_class", "EfficientNet"))
+    name = kwargs.get("timm_class", "EfficientNet")
+    cls = _CLASSES.get(name) if isinstance(name, str) else None  # a list or object: no class, not a TypeError
     if cls is None:
-        return f"\"timm_class\" must be EfficientNet or MobileNetV3, got {kwargs['timm_class']!r}"
+        return f"\"timm_class\" must be EfficientNet or MobileNetV3, got {name!r}"
     params = {n: p.annotation for n, p in inspect.signature(cls.__init__).parameters.items() if n not in _NOT_JSON}
     for key, value in kwargs.items():
         if key in _OWN_KEYS:
