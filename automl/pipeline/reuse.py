@@ -256,13 +256,14 @@ class Reused(NamedTuple):
 
 def _trained_with(ckpt: dict, run_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """The fingerprint of what trained the supernet in ``ckpt``, and what it leaves out. A run that reused a
-    supernet records its source's fingerprint; one recorded by an older automl after --supernet-force holds
-    its own recipe's instead (its origin's digest then differs from it): the settings it forced count as
-    differing, whatever this run asks for."""
+    supernet records its source's fingerprint; one recorded by an older automl after a forced reuse holds its own
+    recipe's instead (its origin's digest then differs from it): the settings it forced count as differing,
+    whatever this run asks for. The line names both ways of forcing (the records do not tell which was used)."""
     theirs, origin = ckpt["weights_fingerprint"], ckpt.get("supernet_origin") or {}
     if origin.get("from") and origin.get("forced") and origin.get("fingerprint") != fingerprint_digest(theirs):
-        return theirs, [f"(forced) {run_dir} reused the supernet of {origin['from']} with --supernet-force, "
-                        f"trained with other settings: " + "; ".join(origin.get("differs") or ["(not recorded)"])]
+        differs = "; ".join(origin.get("differs") or ["(not recorded)"])
+        return theirs, [f"{run_dir} was forced ({FORCE_FLAG} / supernet_force: true) to reuse the supernet of "
+                        f"{origin['from']}, trained with other settings: {differs}"]
     return theirs, []
 
 
@@ -459,7 +460,7 @@ def _shape_mismatch(have: dict[str, tuple], want: dict[str, tuple], few: int = 3
 
 def check_resumed(state: RunState, spaces, members: int, given: Given = FLAG) -> None:
     """:func:`check_fits` for the reused supernet a resumed run holds (an older automl took one of another shape
-    with --supernet-force, and its θ stage then failed); ``given``: how this command gave the folder."""
+    when forced, and its θ stage then failed); ``given``: how this command gave the folder."""
     origin = state.supernet_origin or {}
     if state.supernet is not None and origin.get("from"):
         check_fits(Path(origin["from"]), state.supernet, spaces.search, spaces.search_args, members,

@@ -250,7 +250,7 @@ def _choose_threads(run: "Run", spaces, ranking: bool):
     """Rank 0's thread choice for ``run`` (:func:`~automl.train.threads.resolve_threads`), saved in threads.json
     by a new run and by a resume that finds none. A resume (or ``ranking``) without a readable threads.json takes
     the count its other records hold (:func:`_recorded_threads`); ``auto`` without one is warned about
-    (:func:`_say_threads`)."""
+    (:meth:`Run.say_threads`)."""
     r, out, resume = run.recipe, run.out, run.resume or ranking
     work = None if spaces is None else (lambda: spaces_work(
         spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
@@ -260,15 +260,6 @@ def _choose_threads(run: "Run", spaces, ranking: bool):
     if not ranking and (not run.resume or not (out / THREADS_FILE).exists()):
         save_choice(out, choice)
     return choice
-
-
-def _say_threads(run: "Run", threads, ranking: bool = False) -> None:
-    """The line of ``run``'s thread choice ``threads`` (:meth:`Run._setup_threads`), said once its start-up's checks
-    have passed; before it, for a resume (or ``ranking``) that chose ``auto`` anew, the warning that no record holds
-    the count the run started with."""
-    if (run.resume or ranking) and threads.source == "auto":
-        run.reporter.info(lost_record(run.out, threads))
-    run.reporter.info(threads.line())
 
 
 def _note_device(state: RunState, here: str, say) -> None:
@@ -281,6 +272,20 @@ def _note_device(state: RunState, here: str, say) -> None:
     say(f"warning: the run computed on {state.device}, {here} now: float rounding differs between devices, so the "
         f"rest of it computes other numbers than an uninterrupted run would; to go on as before, resume on {last}")
     state.device = f"{state.device}, then {here}"
+
+
+def _warn_processes(run: "Run", started: int | None) -> None:
+    """A resume of ``run`` with another number of processes than it started with (``started``; torchrun) is said
+    once, and the run goes on (its checkpoints keep the count it started with)."""
+    here, batch = run.info.world_size, run.recipe.data.batch_size
+    if started is None or started == here:
+        return
+    counted = f"{started} process" + ("es" if started != 1 else "")
+    how = "in one process (without torchrun)" if started == 1 else f"with {counted} (torchrun)"
+    run.reporter.info(f"warning: the run started with {counted}, {here} now: data.batch_size is per process, so "
+                      f"the rest of it trains on a total batch of {batch * here} (not {batch * started}), an epoch "
+                      f"resumed inside does not go over the batches it skips, and its results differ from an "
+                      f"uninterrupted run's; to continue it as it started, resume {how}")
 
 
 def _check_supernet_folder(source: Path, out: Path, given: Given) -> None:
@@ -691,15 +696,24 @@ class Run:
         """The run's intra-op thread count (``threads``; automl/train/threads.py), chosen by rank 0
         (:func:`_choose_threads`) and set on every rank before any torch compute: the count changes float
         rounding. ``ranking`` (automl rank): the count the run recorded, as ``--resume`` keeps it, and its
-        threads.json left as it is. Said by :func:`_say_threads`, once the start-up's checks have passed."""
+        threads.json left as it is. Said by :meth:`say_threads`, once the checks before any stage have passed."""
         threads = on_main(self.info, lambda: _choose_threads(self, spaces, ranking))
         apply_threads(threads.threads)
         return threads
 
-    def start_up(self, ranking: bool = False):
-        """Compile the spaces once, choose the threads, load the data, check the recipe against both; the thread
-        choice is said once those checks have passed (a mistake in the data or the space is the only message).
-        Returns (spaces, data, thread choice). ``ranking``: for ``automl rank`` (:meth:`_setup_threads`)."""
+    def say_threads(self, threads, ranking: bool = False) -> None:
+        """The line of the thread choice ``threads`` (:meth:`_setup_threads`), said once every check before the
+        first stage has passed (a user's mistake is then the only message); before it, for a resume (or
+        ``ranking``) that chose ``auto`` anew, the warning that no record holds the count the run started with."""
+        if (self.resume or ranking) and threads.source == "auto":
+            self.reporter.info(lost_record(self.out, threads))
+        self.reporter.info(threads.line())
+
+    def start_up(self, ranking: bool = False, say: bool = True):
+        """Compile the spaces once, choose the threads (set before any torch compute), load the data, check the
+        recipe against both. Returns (spaces, data, thread choice). ``say``: the thread choice is said once those
+        checks have passed (:meth:`say_threads`); False: the caller says it after its own checks (:meth:`_execute`,
+        just before the first stage). ``ranking``: for ``automl rank`` (:meth:`_setup_threads`)."""
         r = self.recipe
         try:
             spaces, deferred = self._spaces or load_spaces(r, timed=not ranking), None
@@ -712,7 +726,8 @@ class Run:
             raise deferred
         check_shapes(r, spaces, data)
         check_ranking(r, spaces.search, self.method.needs_supernet)
-        _say_threads(self, choice, ranking)
+        if say:
+            self.say_threads(choice, ranking)
         return spaces, data, choice
 
     def context(self, state: RunState, spaces, data, plan: Plan, preempt: Preemption,
@@ -747,7 +762,10 @@ class Run:
                         world_size=self.info.world_size, threads=threads, device=device_record(self.device),
                         data_fingerprint=data.fingerprint)
 
-    def _resumed_state(self, plan: Plan, data) -> RunState:
+    def _resumed_state(self, plan: Plan, data, spaces) -> RunState:
+        """The state of the checkpoint ``--resume`` continues, once checked (recipe, data, a reused supernet's
+        shape) before anything in ``out`` is changed (results.json and metrics.jsonl cut back, temporaries removed)
+        or said (the ``resuming`` line)."""
         ckpt = self.store.load() if self.info.is_main else None
         ckpt = broadcast_object(ckpt, self.info)
         if ckpt is None:
@@ -758,6 +776,8 @@ class Run:
             on_main(self.info, lambda: self._check_same_recipe(ckpt))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
             on_main(self.info, lambda: check_same_data(state, data, self.recipe, self.out))
+        # a folder of an older automl may hold a forced supernet of another shape
+        check_resumed(state, spaces, self.recipe.search.supernets, self.supernet_given)
         length = ckpt.get("metrics_bytes")  # the lines logged after the checkpoint are logged again below
         carried = {}
 
@@ -780,24 +800,10 @@ class Run:
         self.reporter.info(f"resuming {self.out} at "
                            + resume_position(plan, state, state.stage, state.epoch, state.step))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
-            self._warn_processes(state.world_size)
+            _warn_processes(self, state.world_size)
             _note_device(state, device_record(self.device), self.reporter.info)
             plan.report.threads = on_main(self.info, lambda: note_part(self.out, state.threads, plan.report.threads))
         return state
-
-    def _warn_processes(self, started: int | None) -> None:
-        """A resume with another number of processes than the run started with (torchrun) is said once, and the
-        run goes on (its checkpoints keep the count it started with)."""
-        here, batch = self.info.world_size, self.recipe.data.batch_size
-        if started is None or started == here:
-            return
-        counted = f"{started} process" + ("es" if started != 1 else "")
-        how = "in one process (without torchrun)" if started == 1 else f"with {counted} (torchrun)"
-        self.reporter.info(f"warning: the run started with {counted}, {here} now: data.batch_size is per "
-                           f"process, so the rest of it trains on a total batch of {batch * here} (not "
-                           f"{batch * started}), an epoch resumed inside does not go over the batches it skips, "
-                           f"and its results differ from an uninterrupted run's; to continue it as it started, "
-                           f"resume {how}")
 
     def _check_same_recipe(self, ckpt: dict) -> None:
         """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing
@@ -859,7 +865,7 @@ class Run:
             self._check_supernet()
             if self._prepare_out():  # a --resume that starts afresh: checked as a new run's
                 self._check_supernet()
-            spaces, data, threads = self.start_up()
+            spaces, data, threads = self.start_up(say=False)  # said below, once the checks before the stages passed
             if self._reused is not None:  # a new run's supernet: trained on this data (its split is drawn from it)
                 self._reused = on_data(self._reused, data.fingerprint, Path(r.supernet), r.supernet_force,
                                        self.supernet_given)
@@ -871,12 +877,14 @@ class Run:
             # a --resume continues a checkpoint; a new run (or a --resume that started afresh) has none yet
             preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
                                  checkpointed=self.resume)
-            state = self._resumed_state(plan, data) if self.resume else self._new_state(spaces, threads.threads, data)
-            if self.resume:  # a folder of an older automl may hold a forced supernet of another shape
-                check_resumed(state, spaces, r.search.supernets, self.supernet_given)
+            if self.resume:
+                state = self._resumed_state(plan, data, spaces)
+            else:
+                state = self._new_state(spaces, threads.threads, data)
             ctx = self.context(state, spaces, data, plan, preempt)
             if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
                 restore_rng(state.rng, ctx.sampler, self.device)
+            self.say_threads(threads)  # a refused budget, supernet, recipe or folder above: its error alone
         _run_stages(self, plan, ctx, state, preempt)
         return plan.report.results
 
