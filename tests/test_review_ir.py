@@ -218,3 +218,16 @@ def test_an_older_forced_reuse_names_both_ways_of_forcing(tmp_path, given):
     assert "(forced)" not in text and "with --supernet-force," not in text, text
     reused = load_supernet(folder, ours, True, DIGITS, given)
     assert reused.origin["forced"] and "forced (--supernet-force / supernet_force: true)" in reused.differs[0]
+
+
+def test_automl_rank_refused_after_its_start_up_prints_no_threads_line(tmp_path, capsys):
+    """automl rank on a run whose training data changed since (check_same_data, after rank's start-up): the
+    refusal alone, as for automl run."""
+    data, overrides = _folder_overrides(tmp_path)
+    first = tmp_path / "A"
+    Run(load_recipe(QUICK, overrides), first, tty=False).execute()
+    Image.fromarray(np.full((8, 8, 3), 7, dtype=np.uint8)).save(data / "train" / "a" / "extra.png")
+    capsys.readouterr()
+    code, out, err = cli_out_err(capsys, "rank", first, "--archs", "3", "--retrain-epochs", "0")
+    assert code == 2 and "automl rank" in err, err
+    assert "threads:" not in out + err, (out, err)

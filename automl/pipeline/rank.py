@@ -197,7 +197,7 @@ def rank_finished_run(run: Run) -> dict:
     results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock."""
     ckpt = _checked_checkpoint(run)
     r, out, info = run.recipe, run.out, run.info
-    spaces, data, threads = run.start_up(ranking=True)
+    spaces, data, threads = run.start_up(ranking=True, say=False)  # said once the checks below have passed
     state = RunState.from_checkpoint(ckpt, str(run.store.loaded or run.store.folder))
     costs = recipe_costs(r, spaces.search)
     plan = build_plan(r, out, run.method, spaces, costs, run.device)
@@ -223,6 +223,7 @@ def rank_finished_run(run: Run) -> dict:
     # rank 0 reads the file, every rank gets it (a folder under torchrun need not be shared): all skip the same
     before, length = on_main(info, lambda: (read_results(path), _cut_length(path, state)))
     check_results(path, before)  # before any retraining (automl rank checks it before start-up too)
+    run.say_threads(threads, ranking=True)  # a refusal above is the only message
     stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
     here = computed_on(ctx)
