@@ -127,7 +127,8 @@ def test_a_budget_from_an_override_names_the_key_without_a_line(digits):
     with pytest.raises(RecipeError) as e:
         check_budgets(load_recipe(QUICK, ["search.budgets=[null,1k]"]), digits, print)
     assert e.value.line is None and e.value.key == "search.budgets[1]"
-    assert str(e.value).startswith(f"{QUICK}: search.budgets[1]: 1k is below the smallest")
+    assert str(e.value).startswith(f"{QUICK}: search.budgets[1]: override search.budgets=[null,1k]: 1k is below "
+                                   f"the smallest")
 
 
 def test_a_ranking_without_a_supernet_names_its_line(tmp_path, digits):

@@ -112,7 +112,8 @@ def test_a_file_value_an_override_replaces_does_not_break_the_line_lookup(tmp_pa
                       .replace("  budgets: [null, 80k, 40k, 20k]", f"  budgets: [null, {HUGE}]"))
     assert f"budgets: [null, {HUGE}]" in recipe.read_text()
     code, err = _cli(capsys, "run", recipe, "search.budgets=[null,1]", "--out", tmp_path / "run")
-    assert code == 2 and "search.budgets[1]: 1 is below the smallest architecture" in err, err
+    assert code == 2 and "search.budgets[1]: override search.budgets=[null,1]: 1 is below the smallest " \
+        "architecture" in err, err
     assert "Traceback" not in err and "internal error" not in err, err
 
 

@@ -153,14 +153,18 @@ def main(args) -> int:
     device = getattr(args, "device", None)
     recipe = _load(resolved, base + ([] if device is None else [f"device={device}"]), flags)
     _check_device(recipe.device, device, resolved)
-    results = read_results(out / "results.json")
-    check_results(out / "results.json", results)  # before start-up reads the data
-    _say_replaced(results, recipe, out / "results.json")
-
+    run = Run(recipe, out)
+    # the folder's lock first: a run still writing there is its one message, before any notice on its results
+    run.lock.acquire(then=f"then run automl rank {shell_path(out)} again")
     try:
-        ranking = Run(recipe, out).rank()
+        results = read_results(out / "results.json")
+        check_results(out / "results.json", results)  # before start-up reads the data
+        _say_replaced(results, recipe, out / "results.json")
+        ranking = run.rank()
     except TooManyArchs as e:
         raise _too_many(e, out, "archs" in flags, "ranking={}" in base) from None
+    finally:
+        run.lock.release()
     tau, rho = (("undefined" if r is None else f"{r:.4f}") for r in (ranking["kendall_tau"], ranking["spearman"]))
     how = (f"{ranking['seeds']} retraining(s) each, truth: mean test {ranking['truth']}" if ranking["retrain_epochs"]
            else f"not retrained, truth: test {ranking['truth']} of the supernet's own weights")

@@ -23,7 +23,7 @@ from automl.pipeline.state import RunState
 from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
                             table_protocol)
 from automl.ranking import exact_costs, space_size
-from automl.recipe import RUN_FILES, file_line, file_value
+from automl.recipe import RUN_FILES, TIME_METRICS, file_line, file_value
 from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs, supernet_methods
 from automl.train.data import build_data
@@ -522,26 +522,93 @@ class TooManyArchs(RecipeError):
                          src and str(src), "ranking.archs", line)
 
 
+# a budget over this many times the largest architecture's cost was written in another metric's units
+FAR_ABOVE = 100
+
+
+def cost_unit(metric: str) -> str:
+    """What follows a cost of ``metric`` in a message: `` ms`` for a time (a latency table's milliseconds); a
+    count (parameters, MACs) has none."""
+    return " ms" if metric in TIME_METRICS else ""
+
+
 def below_smallest(recipe, key: str, j: int, budget: float, space, low: float, null_ok: bool) -> UserError:
     """The message for ``search.KEY[j]`` below ``low``, the smallest network's cost in ``space``: the least
     budget to give instead (rounded up, so it passes) and, where the key takes it, null."""
-    return _budget_error(recipe, key, j, f"{short_number(budget)} is below the smallest architecture of {space.name} "
-                         f"({recipe.search.cost} {low:,.6g}, fixed part included); raise it to at least "
-                         f"{short_number(round_sig(low, up=True))}" + (" or use null for no constraint" * null_ok))
+    u = cost_unit(recipe.search.cost)
+    return _budget_error(recipe, key, j, f"{short_number(budget)}{u} is below the smallest architecture of "
+                         f"{space.name} ({recipe.search.cost} {low:,.6g}{u}, fixed part included); raise it to at "
+                         f"least {short_number(round_sig(low, up=True))}{u}"
+                         + (" or use null for no constraint" * null_ok))
+
+
+def _written(b: float | None, metric: str) -> str:
+    """A budget as a recipe can write it: null, ``80k``, or ``0.03ms`` for a time."""
+    return "null" if b is None else short_number(b) + ("ms" if metric in TIME_METRICS else "")
+
+
+def _as_override(recipe, key: str) -> str:
+    """The override that set search.KEY, as its messages show it (at most 100 characters)."""
+    values = getattr(recipe.search, key)
+    item = f"search.{key}=[{','.join(_written(b, recipe.search.cost) for b in values)}]"
+    return item if len(item) <= 100 else item[:97] + "..."
 
 
 def _budget_error(recipe, key: str, j: int, message: str) -> RecipeError:
-    """A mistake in ``search.KEY[j]``, at the line of search.KEY when the file gives it."""
-    return RecipeError(message, recipe.source and str(recipe.source), f"search.{key}[{j}]",
-                       file_line(recipe, ("search", key)))
+    """A mistake in ``search.KEY[j]``: at the line of search.KEY when the file gives its value, else (a
+    command-line override) naming the override, as recipe errors name one (``FILE: key: override k=v: ...``)."""
+    line = file_line(recipe, ("search", key))
+    if line is None and recipe.source is not None:
+        message = f"override {_as_override(recipe, key)}: {message}"
+    return RecipeError(message, recipe.source and str(recipe.source), f"search.{key}[{j}]", line)
+
+
+def _likely_metric(space, metric: str, budgets: list[float]) -> str | None:
+    """The space's other metric whose range (smallest to largest architecture) holds all of ``budgets``: the one
+    they were probably written for; None when none does."""
+    ct = space.cost_table
+    for m in ct.metrics:
+        if m != metric and ct.min_total(m) <= min(budgets) and max(budgets) <= ct.max_total(m):
+            return m
+    return None
+
+
+def _far_above(recipe, space, far: list[int], warn) -> None:
+    """One warning for the budgets ``far`` (indices) over :data:`FAR_ABOVE` times the largest architecture's
+    cost: they are in search.cost's units and look written for another metric; the fix shows the budgets mapped
+    into search.cost's range (from the other metric's range, else evenly spaced), null and the others kept."""
+    s, ct = recipe.search, space.cost_table
+    low, high, u = ct.min_total(s.cost), ct.max_total(s.cost), cost_unit(s.cost)
+    given = [s.budgets[j] for j in far]
+    other = _likely_metric(space, s.cost, given)
+    if other is not None:
+        lo, hi = ct.min_total(other), ct.max_total(other)
+        fraction = {j: (s.budgets[j] - lo) / (hi - lo) if hi > lo else 1.0 for j in far}
+        was = (f"these look written for {other} ({short_number(lo)} to {short_number(hi)} on {space.name}). Scaled "
+               f"from that range to {s.cost}'s")
+    else:
+        order = sorted(far, key=lambda j: -s.budgets[j])
+        fraction = {j: (len(far) - i) / (len(far) + 1) for i, j in enumerate(order)}
+        was = f"these look written for another metric. Spread over {s.cost}'s range"
+    fixed = [(round_sig(low + fraction[j] * (high - low), up=True) if j in fraction else b)
+             for j, b in enumerate(s.budgets)]
+    units = f"ms for {s.cost}" if s.cost in TIME_METRICS else f"{s.cost} as the space counts it"
+    named = [f"[{j}]" for j in far]
+    named = ", ".join(named[:-1]) + " and " + named[-1] if len(named) > 1 else named[0]
+    warn(f"warning: search.budgets{named} ({', '.join(short_number(b) for b in given)}) "
+         f"{'is' if len(far) == 1 else 'are'} over {FAR_ABOVE}x the largest architecture of {space.name} "
+         f"({s.cost} {high:,.6g}{u}), so {'it constrains' if len(far) == 1 else 'they constrain'} nothing. "
+         f"search.budgets are in search.cost's units ({units}): {was} ({low:,.6g} to {high:,.6g}{u}), for example: "
+         f"search.budgets=[{','.join(_written(b, s.cost) for b in fixed)}]")
 
 
 def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> None:
     """search.budgets against the space: a total cost (fixed part included) in the metric's units.
 
-    Below the smallest architecture's cost is an error; above the largest a warning (no constraint). With
-    ``costs`` (the searchers'), also below the cheapest architecture they can guarantee within a budget:
-    with elastic depth they count a layer a depth choice may leave out as present."""
+    Below the smallest architecture's cost is an error; above the largest a warning (no constraint), one for
+    all the budgets far above it (:data:`FAR_ABOVE` times: written for another metric). With ``costs`` (the
+    searchers'), also below the cheapest architecture they can guarantee within a budget: with elastic depth
+    they count a layer a depth choice may leave out as present."""
     s = recipe.search
     if s.budgets is None:
         return
@@ -549,20 +616,25 @@ def check_budgets(recipe, space, warn, costs: "EngineCosts | None" = None) -> No
     low, high = ct.min_total(s.cost), ct.max_total(s.cost)  # exact with elastic depth's gates too
     bound = low if costs is None else max(low, costs.cheapest())
     bound_slack = 1e-9 * max(abs(bound), 1.0)  # the searchers' units round: a budget at the bound is fine
+    u, far = cost_unit(s.cost), []
     for j, b in enumerate(s.budgets):
         if b is None:
             continue
         if b < low:
             raise below_smallest(recipe, "budgets", j, b, space, low, null_ok=True)
         if b < bound - bound_slack:
-            raise _budget_error(recipe, "budgets", j, f"{short_number(b)} is below {short_number(bound)}, the "
+            raise _budget_error(recipe, "budgets", j, f"{short_number(b)}{u} is below {short_number(bound)}{u}, the "
                                 f"cheapest architecture the search can guarantee within a budget: its per-choice "
                                 f"costs count a layer that elastic depth may leave out as present (the smallest "
-                                f"network, {low:,.6g}, needs the depth decisions to drop them); raise the budget "
-                                f"to at least {short_number(round_sig(bound, up=True))}")
-        if b >= high:
-            warn(f"warning: search.budgets[{j}] = {short_number(b)} is at or above the largest "
-                 f"architecture ({s.cost} {high:,.6g}): it does not constrain that member")
+                                f"network, {low:,.6g}{u}, needs the depth decisions to drop them); raise the budget "
+                                f"to at least {short_number(round_sig(bound, up=True))}{u}")
+        if high > 0 and b > FAR_ABOVE * high:
+            far.append(j)
+        elif b >= high:
+            warn(f"warning: search.budgets[{j}] = {short_number(b)}{u} is at or above the largest "
+                 f"architecture ({s.cost} {high:,.6g}{u}): it does not constrain that member")
+    if far:
+        _far_above(recipe, space, far, warn)
 
 
 @dataclass(frozen=True)
