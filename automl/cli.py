@@ -495,9 +495,38 @@ def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:
     space_command = getattr(args, "space_command", None) if args.command == "space" else None
     prog = " ".join(["automl", args.command, *([space_command] if space_command else [])])
     verb = parser.verbs[prog]
+    hint = ""
     if args.command == "run":  # the others are overrides written after an option
         extra = [e for e in extra if e.startswith("-")]
-    verb.error(f"unrecognized arguments: {' '.join(extra)}; see {prog} --help")
+        hint = _override_hint(argv, extra)
+    verb.error(f"unrecognized arguments: {' '.join(extra)}; {hint}see {prog} --help")
+
+
+# the top-level keys of a recipe (automl.recipe.Recipe's fields, which cli does not import: it loads pydantic)
+RECIPE_KEYS = frozenset({"name", "seed", "device", "threads", "cudnn_benchmark", "space", "space_args", "data",
+                         "search", "optim", "retrain", "export", "checkpoint", "ranking", "supernet",
+                         "supernet_force"})
+_DOTTED_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+")
+
+
+def _override_hint(argv: list[str], extra: list[str]) -> str:
+    """``did you mean the override threads=1? `` for the first of ``automl run``'s unrecognized options ``extra``
+    that is a recipe key written as a flag (``--threads 1``, ``--seed=3``, ``--search.epochs 2``: a top-level
+    key of :data:`RECIPE_KEYS`, or a dotted key), with the value that followed it in ``argv``; else ""."""
+    for e in extra:
+        if not e.startswith("--"):
+            continue
+        key, eq, value = e[2:].partition("=")
+        top = key.replace("-", "_")
+        if top in RECIPE_KEYS:
+            key = top
+        elif not _DOTTED_KEY.fullmatch(key):
+            continue
+        if not eq:
+            after = argv[argv.index(e) + 1:argv.index(e) + 2]
+            value = after[0] if after and not after[0].startswith("-") and "=" not in after[0] else "VALUE"
+        return f"did you mean the override {key}={value}? "
+    return ""
 
 
 def _require_verb(parser, args) -> None:

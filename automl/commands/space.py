@@ -24,6 +24,7 @@ from automl.commands._arch_args import arch_choices, arch_space_args, params_war
 from automl.compile import load_compiled
 from automl.errors import Stopped, UserError
 from automl.export import is_manifest
+from automl.export.manifest import recorded_space
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import (TABLE_FORMAT, apply_cost_table, check_profile_args, partial_path, partial_summary,
                             profile_space, read_cost_table, remove_partial, threads_warning, usable_cores,
@@ -191,20 +192,22 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
         label, source = f"timm's {args.timm}", {"timm_model": args.timm}
     else:
         _no_arch_def_choices(args.arch_def, arch_json, args.file)
-        model, label, source = arch_def_model(args.arch_def, cs, arch_json), f"the arch_def of {args.arch_def}", \
-            {"arch_def_file": args.arch_def}
+        with _made_for_another(args.arch_def, arch_json, cs):
+            model = arch_def_model(args.arch_def, cs, arch_json)
+        label, source = f"the arch_def of {args.arch_def}", {"arch_def_file": args.arch_def}
     note = _timm_note(args.timm)
-    try:
-        names = encode_timm_model(cs, model, label)
-    except UserError as e:
-        raise (UserError(f"{e} ({note})") if note else _exported_with_se(e, arch_json)) from None
-    if args.arch_def and cs.resolution_dec is not None:
-        names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
-    arch = cs.encode(names)
-    if args.arch_def and is_manifest(arch_json):  # what it records of its network is what its arch_def encodes to
-        arch, names = _recorded_placement(cs, arch_json, arch, names)
-        same_network(arch_json, cs, list(cs.decode(arch)), f"--arch-def {args.arch_def}",
-                     "a bare arch_def (the manifest's \"arch_def\" list) for another network")
+    with _made_for_another(args.arch_def, arch_json, cs):
+        try:
+            names = encode_timm_model(cs, model, label)
+        except UserError as e:
+            raise (UserError(f"{e} ({note})") if note else _exported_with_se(e, arch_json)) from None
+        if args.arch_def and cs.resolution_dec is not None:
+            names[cs.decisions[cs.resolution_dec].name] = _arch_def_resolution(args.arch_def, arch_json, cs, names)
+        arch = cs.encode(names)
+        if args.arch_def and is_manifest(arch_json):  # what it records of its network is what its arch_def gives
+            arch, names = _recorded_placement(cs, arch_json, arch, names)
+            same_network(arch_json, cs, list(cs.decode(arch)), f"--arch-def {args.arch_def}",
+                         "a bare arch_def (the manifest's \"arch_def\" list) for another network")
     text = json.dumps({"space": args.file, **source, "choices": names, "space_args": overrides,
                        "params": cs.cost_table.total(arch)}, indent=1) + "\n"
     if out:
@@ -214,6 +217,20 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+@contextlib.contextmanager
+def _made_for_another(path: str | None, obj, cs):
+    """A :class:`UserError` inside (the ``--arch-def`` file ``path``, its JSON ``obj``, does not encode to a network
+    of space ``cs``) says first which space the file was made for, where it records another one (an export's
+    manifest its ``space_name``: :func:`~automl.export.manifest.recorded_space`), then what does not fit."""
+    try:
+        yield
+    except UserError as e:
+        other = recorded_space(obj, cs.name, getattr(cs, "filename", None), path) if path else None
+        if other is None:
+            raise
+        raise UserError(f"--arch-def {path} {other}; its arch_def is not a network of space {cs.name}: {e}") from None
 
 
 def _no_arch_def_choices(path: str, obj, space: str) -> None:

@@ -864,12 +864,41 @@ def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] 
     try:
         tree = space_parser().parse(text)
     except UnexpectedInput as e:
-        raise _syntax_error(e, text, filename) from None
+        raise _recipe_hint(_syntax_error(e, text, filename), text) from None
     except RecursionError:  # pragma: no cover - the LALR parser does not recurse
         raise SpaceError("expression nested too deeply", filename, 1, 1, text.split("\n", 1)[0]) from None
     _check_tree(tree, text, filename)
     statements = _ToIR().transform(tree)
     return _assemble(statements, text, filename, overrides or {})
+
+
+def _recipe_hint(error: SpaceError, text: str) -> SpaceError:
+    """``error`` (a syntax error of the file ``text``), saying the file is a recipe where it fails at its first
+    statement (its first line but comments and blank ones) and its name ends ``.yaml``/``.yml``: `automl run` takes
+    it, `automl space` a ``.space`` file."""
+    name = error.filename
+    if Path(name).suffix.lower() not in (".yaml", ".yml") or not error.line:
+        return error
+    first = next((i for i, line in enumerate(text.split("\n"), 1) if line.strip() and
+                  not line.lstrip().startswith("#")), None)
+    if error.line != first:
+        return error
+    return SpaceError(f"{error.message}; {name} looks like a recipe (YAML), not a .space file: use "
+                      f"`automl run {name}` (a recipe's `space:` names its .space file)", name, error.line,
+                      error.column, error.source_line)
+
+
+def _space_like(path: Path) -> str:
+    """The ``.space`` file the missing file ``path`` likely means: ``path`` with ``.space`` added, or a close
+    name among the ``.space`` files of its folder; else ""."""
+    try:
+        names = sorted(p.name for p in path.parent.iterdir() if p.suffix.lower() == ".space" and p.is_file())
+    except OSError:  # no such folder, or not one to list
+        return ""
+    stem = path.stem if path.suffix.lower() == ".space" else path.name
+    stems = {name[: -len(".space")]: name for name in names}  # compared without the ending every one shares
+    close = [stem] if path.name + ".space" in names else difflib.get_close_matches(stem, list(stems), n=1)
+    return str(path.with_name(stems[close[0]])) if close else ""
 
 
 PUBLISHED_SPACES = ("the published spaces are in the automl repository's spaces/ folder, e.g. spaces/digits.space in "
@@ -879,12 +908,14 @@ PUBLISHED_SPACES = ("the published spaces are in the automl repository's spaces/
 class SpaceFileError(SpaceError):
     """A ``.space`` file that cannot be read at all: ``reason`` ``missing``, ``directory`` or ``unreadable``
     (:class:`automl._io.UnreadableText`'s), and ``problem`` says it after the path (``no such file``); a caller
-    that took the path from elsewhere (a recipe's ``space``) names it there. A file that is read but is not UTF-8
-    is a plain :class:`SpaceError` at its line and column."""
+    that took the path from elsewhere (a recipe's ``space``) names it there. ``suggestion``: for a missing file,
+    the ``.space`` file it likely means (``spaces/digits`` -> ``spaces/digits.space``), or "". A file that is read
+    but is not UTF-8 is a plain :class:`SpaceError` at its line and column."""
 
-    def __init__(self, problem: str, filename: str = "<space>", reason: str = "unreadable"):
-        self.problem, self.reason = problem, reason
-        hint = f"; check the path ({PUBLISHED_SPACES})" if reason == "missing" else ""
+    def __init__(self, problem: str, filename: str = "<space>", reason: str = "unreadable", suggestion: str = ""):
+        self.problem, self.reason, self.suggestion = problem, reason, suggestion
+        hint = "" if reason != "missing" else (f"; did you mean {suggestion}?" if suggestion else
+                                               f"; check the path ({PUBLISHED_SPACES})")
         super().__init__(problem + hint, filename)
 
 
@@ -900,7 +931,8 @@ def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None)
                              e.column, e.source_line) from None
         problem = {"missing": "no such file", "directory": "is a directory, not a .space file"}.get(
             e.reason, f"cannot read the file: {e.detail}")
-        raise SpaceFileError(problem, filename, e.reason) from None
+        like = _space_like(Path(path)) if e.reason == "missing" else ""
+        raise SpaceFileError(problem, filename, e.reason, like) from None
     return parse_space(text, filename, overrides)
 
 
