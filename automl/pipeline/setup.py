@@ -394,14 +394,18 @@ def _space_file_error(recipe, e: SpaceFileError) -> RecipeError:
     folder) named as the override."""
     path, written = recipe.space_path, file_value(recipe, ("space",))
     published = f" ({PUBLISHED_SPACES})" if e.reason == "missing" else ""
+    meant = Path(e.suggestion).name if e.suggestion else None  # a missing file's likely .space file, in its folder
     if written is None and recipe.source is not None:  # `space=...` on the command line
+        fix = f"did you mean space={path.with_name(meant)}?" if meant else f"check the path{published}"
         return _located(recipe, ("space",), f"override space={path} (a path on the command line is relative to "
-                                            f"the current folder): {e.problem}; check the path{published}")
+                                            f"the current folder): {e.problem}; {fix}")
     if isinstance(written, str) and not Path(os.path.expanduser(written)).is_absolute():
+        fix = (f"did you mean space: {Path(written).with_name(meant)}?" if meant else
+               f"give an absolute path, or one relative to the recipe's folder {recipe.base_dir}{published}")
         return _recipe_error(recipe, ("space",), f"{shortened(written)} (relative to the recipe's folder) → {path}: "
-                                                 f"{e.problem}; give an absolute path, or one relative to the "
-                                                 f"recipe's folder {recipe.base_dir}{published}")
-    return _recipe_error(recipe, ("space",), f"{path}: {e.problem}; check the path{published}")
+                                                 f"{e.problem}; {fix}")
+    fix = f"did you mean {path.with_name(meant)}?" if meant else f"check the path{published}"
+    return _recipe_error(recipe, ("space",), f"{path}: {e.problem}; {fix}")
 
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
