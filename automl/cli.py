@@ -498,7 +498,7 @@ def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:
     hint = ""
     if args.command == "run":  # the others are overrides written after an option
         extra = [e for e in extra if e.startswith("-")]
-        hint = _override_hint(argv, extra)
+        hint = _override_hint(argv, extra, set(verb._option_string_actions))
     verb.error(f"unrecognized arguments: {' '.join(extra)}; {hint}see {prog} --help")
 
 
@@ -509,19 +509,21 @@ RECIPE_KEYS = frozenset({"name", "seed", "device", "threads", "cudnn_benchmark",
 _DOTTED_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)+")
 
 
-def _override_hint(argv: list[str], extra: list[str]) -> str:
+def _override_hint(argv: list[str], extra: list[str], flags: set[str]) -> str:
     """``did you mean the override threads=1? `` for the first of ``automl run``'s unrecognized options ``extra``
     that is a recipe key written as a flag (``--threads 1``, ``--seed=3``, ``--search.epochs 2``: a top-level
-    key of :data:`RECIPE_KEYS`, or a dotted key), with the value that followed it in ``argv``; else ""."""
+    key of :data:`RECIPE_KEYS`, or a dotted key; a dash in a key is its underscore), with the value that followed
+    it in ``argv``; ``did you mean --supernet-force? `` for one of the verb's ``flags`` written with underscores;
+    else ""."""
     for e in extra:
         if not e.startswith("--"):
             continue
         key, eq, value = e[2:].partition("=")
-        top = key.replace("-", "_")
-        if top in RECIPE_KEYS:
-            key = top
-        elif not _DOTTED_KEY.fullmatch(key):
+        if "--" + key.replace("_", "-") in flags:
+            return f"did you mean --{key.replace('_', '-')}? "
+        if not _DOTTED_KEY.fullmatch(key) and key.replace("-", "_") not in RECIPE_KEYS:
             continue
+        key = key.replace("-", "_")
         if not eq:
             after = argv[argv.index(e) + 1:argv.index(e) + 2]
             value = after[0] if after and not after[0].startswith("-") and "=" not in after[0] else "VALUE"

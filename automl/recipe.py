@@ -72,6 +72,7 @@ __all__ = [
     "PATH_KEYS",
     "file_line",
     "file_value",
+    "override_of",
 ]
 
 # |seed| at most: torch seeds lie in [-2^63, 2^64 - 1] and automl/pipeline seeds stages with seed * 7919 + i,
@@ -642,6 +643,8 @@ class Recipe(_Config):
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     # search.cost_table as the file or the override wrote it: what fingerprints of earlier versions hashed
     _cost_table_given: str | None = PrivateAttr(None)
+    # the command-line overrides applied, in order: (keys, the override as its messages show it)
+    _overrides: tuple[tuple[tuple[str, ...], str], ...] = PrivateAttr(())
 
     @field_validator("seed")
     @classmethod
@@ -908,6 +911,7 @@ def parse_recipe(text: str, filename: str = "<recipe>", base_dir: str | os.PathL
     recipe._source = source
     recipe._base_dir = base
     recipe._cost_table_given = given if isinstance(given, str) else None
+    recipe._overrides = tuple(applied)
     _cross_checks(recipe, filename, node, applied)
     return recipe
 
@@ -2018,6 +2022,12 @@ def file_value(recipe: Recipe, path: tuple[str, ...]) -> Any:
     """The value at ``path`` as the recipe's file writes it (a path as written, relative to the recipe's folder,
     before it is made absolute) when the recipe's value there is the file's (:func:`file_line`); else None."""
     return _file_entry(recipe, path)[1]
+
+
+def override_of(recipe: Recipe, path: tuple[str, ...]) -> str | None:
+    """The command-line override, as typed (shortened as messages show one), that set the value at ``path``: the last
+    one of that key or of a section above it (``search={...}``); None when no override set it."""
+    return next((item for keys, item in reversed(recipe._overrides) if tuple(path[:len(keys)]) == keys), None)
 
 
 def _file_entry(recipe: Recipe, path: tuple[str, ...]) -> tuple[int | None, Any]:

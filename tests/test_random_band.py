@@ -163,7 +163,7 @@ def test_a_band_above_the_largest_network_is_refused_at_start_up():
 
 
 def test_a_random_budget_below_the_smallest_network_is_a_user_error():
-    below = r"search\.random_budgets\[0\]: override search\.random_budgets=\[1k\]: 1k is below the smallest"
+    below = r"search\.random_budgets\[0\]: override search\.random_budgets=\[1000\]: 1k is below the smallest"
     with pytest.raises(UserError, match=below):
         _pipeline(RANDOM + ["search.random_budgets=[1000]"])
 

@@ -1,11 +1,26 @@
-"""Review lead3: a recipe whose ``space`` names a missing file suggests the ``.space`` file it likely means, as
-``automl space`` does (``dsl.SpaceFileError.suggestion``), written as the recipe or the override gave the path."""
+"""Review lead3:
+
+1. A recipe whose ``space`` names a missing file suggests the ``.space`` file it likely means, as ``automl space``
+   does (``dsl.SpaceFileError.suggestion``), written as the recipe or the override gave the path.
+2. A refused budget names the override that set it, as typed (``recipe.override_of``), and only then: a file that
+   is no recipe on its own (an override mends another key) gave its budgets itself.
+3. ``automl run --KEY``'s hint is one that works: a dash in a dotted key is its underscore, and a flag written
+   with underscores (``--supernet_force``) is named as the flag.
+4. The random baseline's band messages give latency's unit (ms), as the budget messages do.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from automl.compile import load_compiled
+from automl.pipeline.plan import _sampled_problem
+from automl.recipe import load_recipe
 from helpers import cli_out_err
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,3 +60,51 @@ def test_no_close_name_keeps_the_advice_on_the_path(tmp_path, capsys):
     code, _, err = cli_out_err(capsys, "run", _recipe(tmp_path, "../spaces/zzzzzz"), "--out", tmp_path / "o")
     assert code == 2 and "did you mean" not in err, err
     assert "give an absolute path, or one relative to the recipe's folder" in err, err
+
+
+# ---- a budget the file gives is never blamed on an override that was not typed ------------------------------
+def test_a_refused_budget_of_a_file_invalid_alone_names_no_override(tmp_path, capsys):
+    """The file holds ``lam: 0`` (invalid on its own) and the override ``search.lam=8`` mends it: the budget the
+    file gives is the file's (file_line cannot match it, the file alone not being a recipe), not an override's."""
+    text = (ROOT / "recipes" / "quickstart.yaml").read_text()
+    text = text.replace("budgets: [null, 80k, 40k, 20k]", "budgets: [null, 80k, 5k]").replace("lam: 8 ", "lam: 0 ")
+    text = text.replace("../spaces/digits.space", str(ROOT / "spaces" / "digits.space"))
+    path = tmp_path / "q.yaml"
+    path.write_text(text)
+    code, _, err = cli_out_err(capsys, "run", path, "threads=1", "search.lam=8", "--out", tmp_path / "o")
+    assert code == 2 and "search.budgets[2]: 5k is below the smallest architecture of digits" in err, err
+    assert "override" not in err, err
+
+
+def test_a_refused_budget_names_the_override_as_typed(tmp_path, capsys):
+    code, _, err = cli_out_err(capsys, "run", ROOT / "recipes" / "quickstart.yaml", "threads=1",
+                               "search.budgets=[null, 80000, 5000]", "--out", tmp_path / "o")
+    assert code == 2 and "search.budgets[2]: override search.budgets=[null, 80000, 5000]: 5k is below" in err, err
+
+
+# ---- automl run --KEY: the hint is one that works ---------------------------------------------------------------
+@pytest.mark.parametrize("argv, hint", [
+    (["--space-args.width", "2"], "did you mean the override space_args.width=2?"),
+    (["--data.batch-size=3"], "did you mean the override data.batch_size=3?"),
+    (["--supernet_force"], "did you mean --supernet-force?"),
+    (["--threads", "1"], "did you mean the override threads=1?"),
+])
+def test_a_recipe_key_or_flag_mistyped_as_an_option_gets_a_hint_that_works(tmp_path, capsys, argv, hint):
+    code, _, err = cli_out_err(capsys, "run", ROOT / "recipes" / "quickstart.yaml", *argv, "--out", tmp_path / "o",
+                               usage_exit=True)
+    assert code == 2 and hint in err, err
+
+
+# ---- the random baseline's band messages give latency's unit, as the budget messages do ----------------------
+def test_a_random_band_above_the_largest_latency_names_ms():
+    cs = load_compiled(ROOT / "spaces" / "digits.space")
+    ct = cs.cost_table
+    rows = [[float(x) * 3e-7 for x in row[:k]] for row, k in zip(ct.costs("params").tolist(), cs.num_choices)]
+    ct.add_metric("latency", rows, 0.005)  # 0.0067 to 0.056 ms
+    recipe = load_recipe(ROOT / "recipes" / "quickstart.yaml",
+                         ["search.method=random", "search.cost=latency", "search.budgets=[0.065ms]",
+                          "search.random_band=0.9", "search.cost_table=null"])
+    with pytest.raises(Exception) as e:
+        _sampled_problem(recipe, SimpleNamespace(search=cs, retrain=cs), [0])
+    assert "to 0.065 ms latency" in str(e.value), str(e.value)
+    assert re.search(r"\(0\.0560912 ms\)", str(e.value)), str(e.value)

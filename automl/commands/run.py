@@ -212,15 +212,16 @@ def _force_typed(args) -> str | None:
 
 
 class StoppedStarting(Interrupted):
-    """SIGTERM, SIGINT or SIGHUP before the run's stages took over the signals, or after they all finished
-    (:func:`_stopping_start_up`); like ``KeyboardInterrupt``, no ``except Exception`` of the start-up's code takes it
-    for an error of its own. :func:`main` raises it on as :class:`~automl.errors.Stopped` (exit 128 + the signal),
-    or, after a finished run (``Run.finished``), says so and exits 0 (:func:`_say_finished`)."""
+    """A stop signal (SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2) before the run's stages took over the signals, or
+    after they all finished (:func:`_stopping_start_up`); like ``KeyboardInterrupt``, no ``except Exception`` of the
+    start-up's code takes it for an error of its own. :func:`main` raises it on as :class:`~automl.errors.Stopped`
+    (exit 128 + the signal), or, after a finished run (``Run.finished``), says so and exits 0
+    (:func:`_say_finished`)."""
 
 
 @contextmanager
 def _stopping_start_up(info: DistInfo):
-    """Inside the block, SIGTERM, SIGINT and SIGHUP raise :class:`StoppedStarting` where they would end the process
+    """Inside the block, the stop signals (SIGNALS) raise :class:`StoppedStarting` where they would end the process
     (their handler is the default, not ignored as ``nohup`` ignores SIGHUP), so that the run folder a start-up
     created is removed (:func:`_drop_unused`) rather than left behind; the stages replace this with their own
     handling (:meth:`automl.train.preempt.Preemption.armed`) until they all finish (a signal after it: the run

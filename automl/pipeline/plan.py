@@ -31,7 +31,7 @@ from automl.pipeline.members import Members
 from automl.pipeline.results import ReportStage, ranking_epochs, ranking_seeds
 from automl.pipeline.reuse import FLAG, FORCE_FLAG, ReusedWeightsStage
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
-from automl.pipeline.setup import EngineCosts, Spaces, below_smallest, engine_costs
+from automl.pipeline.setup import EngineCosts, Spaces, below_smallest, cost_unit, engine_costs
 from automl.pipeline.state import RunState
 from automl.ranking import exact_costs, select_archs
 from automl.report import round_sig, short_number
@@ -75,7 +75,7 @@ def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
     raw = engine_costs(space, s.cost, normalize=False)
     ct, where, band = space.cost_table, f"{recipe.source}: " if recipe.source else "", s.random_band
     low, high = ct.min_total(s.cost), ct.max_total(s.cost)  # exact; so are RandomSearch's own checks (gates)
-    context = []
+    context, u = [], cost_unit(s.cost)
     for i in group:
         b = totals[i]
         if b is not None and b < low:
@@ -83,11 +83,11 @@ def _sampled_problem(recipe, spaces: Spaces, group: list[int]):
         if b is None or band is None:
             continue
         asks = (f"{where}search.random_band: {band:g} asks search.{key}[{i}] = {short_number(b)} for a network "
-                f"of {short_number(band * b)} to {short_number(b)} {s.cost}")
+                f"of {short_number(band * b)} to {short_number(b)}{u} {s.cost}")
         if band * b > high:
-            raise UserError(f"{asks}, above the largest network of {space.name} ({high:,.6g}); lower "
+            raise UserError(f"{asks}, above the largest network of {space.name} ({high:,.6g}{u}); lower "
                             f"search.random_band to at most {round_sig(high / b, up=False):g}, or the budget to "
-                            f"at most {round_sig(high / band, up=False):,g}")
+                            f"at most {round_sig(high / band, up=False):,g}{u}")
         context.append(asks)
     options = {"random_band": band, "cost_fixed": raw.fixed, "cost_gates": space.cost_table.gates,
                "band_context": context, "budget_key": f"{where}search.{key}[{group[0]}]"}

@@ -23,7 +23,7 @@ from automl.pipeline.state import RunState
 from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
                             table_protocol)
 from automl.ranking import exact_costs, space_size
-from automl.recipe import RUN_FILES, TIME_METRICS, file_line, file_value
+from automl.recipe import RUN_FILES, TIME_METRICS, file_line, file_value, override_of
 from automl.report import round_sig, short_number
 from automl.search import ContextCosts, cost_extremes, normalize_context, normalize_costs, supernet_methods
 from automl.train.data import build_data
@@ -551,19 +551,12 @@ def _written(b: float | None, metric: str) -> str:
     return "null" if b is None else short_number(b) + ("ms" if metric in TIME_METRICS else "")
 
 
-def _as_override(recipe, key: str) -> str:
-    """The override that set search.KEY, as its messages show it (at most 100 characters)."""
-    values = getattr(recipe.search, key)
-    item = f"search.{key}=[{','.join(_written(b, recipe.search.cost) for b in values)}]"
-    return item if len(item) <= 100 else item[:97] + "..."
-
-
 def _budget_error(recipe, key: str, j: int, message: str) -> RecipeError:
     """A mistake in ``search.KEY[j]``: at the line of search.KEY when the file gives its value, else (a
     command-line override) naming the override, as recipe errors name one (``FILE: key: override k=v: ...``)."""
-    line = file_line(recipe, ("search", key))
-    if line is None and recipe.source is not None:
-        message = f"override {_as_override(recipe, key)}: {message}"
+    line, item = file_line(recipe, ("search", key)), override_of(recipe, ("search", key))
+    if line is None and item is not None:
+        message = f"override {item}: {message}"
     return RecipeError(message, recipe.source and str(recipe.source), f"search.{key}[{j}]", line)
 
 
@@ -584,16 +577,16 @@ def _far_above(recipe, space, far: list[int], warn) -> None:
     s, ct = recipe.search, space.cost_table
     low, high, u = ct.min_total(s.cost), ct.max_total(s.cost), cost_unit(s.cost)
     given = [s.budgets[j] for j in far]
-    other = _likely_metric(space, s.cost, given)
+    other, look = _likely_metric(space, s.cost, given), "it looks" if len(far) == 1 else "these look"
     if other is not None:
         lo, hi = ct.min_total(other), ct.max_total(other)
         fraction = {j: (s.budgets[j] - lo) / (hi - lo) if hi > lo else 1.0 for j in far}
-        was = (f"these look written for {other} ({short_number(lo)} to {short_number(hi)} on {space.name}). Scaled "
+        was = (f"{look} written for {other} ({short_number(lo)} to {short_number(hi)} on {space.name}). Scaled "
                f"from that range to {s.cost}'s")
     else:
         order = sorted(far, key=lambda j: -s.budgets[j])
         fraction = {j: (len(far) - i) / (len(far) + 1) for i, j in enumerate(order)}
-        was = f"these look written for another metric. Spread over {s.cost}'s range"
+        was = f"{look} written for another metric. Spread over {s.cost}'s range"
     fixed = [(round_sig(low + fraction[j] * (high - low), up=True) if j in fraction else b)
              for j, b in enumerate(s.budgets)]
     units = f"ms for {s.cost}" if s.cost in TIME_METRICS else f"{s.cost} as the space counts it"
