@@ -42,8 +42,8 @@ def test_both_commands_word_the_same_differences_as_before():
     given = {"a": torch.zeros(2, 3), "x": torch.zeros(1), "y": torch.zeros(1)}
     want = {"a": torch.zeros(3, 3), "m": torch.zeros(1)}
     shapes = {k: tuple(v.shape) for k, v in given.items()}, {k: tuple(v.shape) for k, v in want.items()}
-    assert _shape_mismatch(*shapes, few=1) == ("1 tensors missing (m), 2 tensors not in this space (x, ...), "
-                                               "1 tensors of other sizes (a 2x3 there, 3x3 here)")
+    assert _shape_mismatch(*shapes, few=1) == ("1 tensor missing (m), 2 tensors not in this space (x, ...), "
+                                               "1 tensor of another size (a 2x3 there, 3x3 here)")
     assert _differences(given, want, few=1) == ("1 missing key(s) (m); 2 unexpected key(s) (x, 1 more); "
                                                 "a is (2, 3), the network's (3, 3)")
     assert _shape_mismatch(*shapes[1:] * 2) == "" and _differences(want, want) == "the same tensors"

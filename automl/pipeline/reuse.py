@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import torch
 
@@ -359,7 +359,7 @@ def holds_trained_supernet(ckpt: dict | None) -> bool:
 
 
 def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: Path | None = None,
-                  given: Given = FLAG) -> Reused:
+                  given: Given = FLAG, fits: Callable[[dict, list[str]], None] | None = None) -> Reused:
     """The trained supernet of the run in ``run_dir``, with its origin for results.json and the fingerprint of
     the settings that trained it.
 
@@ -367,7 +367,9 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     :func:`~automl._lock.held_by`, or the newest checkpoint when it is damaged and the one before it holds none),
     a checkpoint of another format, and a fingerprint that differs from ``ours`` unless ``force``. ``space_path``:
     this run's space file, whose bytes' sha256 a run recorded before :func:`~automl.dsl.space_digest` holds instead
-    (and which gives ``space_args`` values). ``given``: how the folder was given, as the messages name it."""
+    (and which gives ``space_args`` values). ``given``: how the folder was given, as the messages name it.
+    ``fits(weights, differs)``: the shape check (:func:`check_fits`), called before the settings are refused: a
+    supernet of another shape, which forcing cannot take, is refused as that, never with advice to force it."""
     source = Path(run_dir)
     store = _store(source, given)
     ckpt = _checkpoint(store, run_dir, given)
@@ -385,6 +387,8 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     if space_path is not None and theirs.get(SPACE_DIGEST) == file_sha256(space_path):
         theirs = {**theirs, SPACE_DIGEST: ours[SPACE_DIGEST]}
     diff = differences(theirs, ours, space_path, only_read=True) + forced_before
+    if fits is not None:
+        fits(ckpt["supernet"], diff)
     if diff and not force:
         raise given.error(f"{given.of(run_dir)}: its supernet was trained with other settings than this recipe "
                           f"asks for:\n  " + "\n  ".join(diff) + "\nset these as that run did (its "
@@ -431,7 +435,8 @@ def check_fits(run_dir: Path, weights: dict, space, space_args: dict[str, str], 
     settings that differ (:func:`differences`), named in the message; ``given``: how the folder was given."""
     there = ensemble_size(weights)
     if there != members:
-        what = f"an ensemble of {there} supernets there, {members} here (search.supernets)"
+        what = (f"a single supernet there, an ensemble of {members} here" if there == 1 else
+                f"an ensemble of {there} supernets there, {members} here") + " (search.supernets)"
     else:
         what = _shape_mismatch({k: tuple(v.shape) for k, v in weights.items()}, _shapes(space, members))
         if not what:
@@ -452,10 +457,16 @@ def _shape_mismatch(have: dict[str, tuple], want: dict[str, tuple], few: int = 3
 
     missing, extra, reshaped = state_differences(have, want)
     sizes = [f"{k} {'x'.join(map(str, there))} there, {'x'.join(map(str, here))} here" for k, there, here in reshaped]
-    parts = ([f"{len(missing)} tensors missing ({listed(missing)})"] if missing else []) + \
-        ([f"{len(extra)} tensors not in this space ({listed(extra)})"] if extra else []) + \
-        ([f"{len(sizes)} tensors of other sizes ({listed(sizes, '; ')})"] if sizes else [])
+    parts = ([f"{_tensors(len(missing))} missing ({listed(missing)})"] if missing else []) + \
+        ([f"{_tensors(len(extra))} not in this space ({listed(extra)})"] if extra else []) + \
+        ([f"{_tensors(len(sizes), 'of another size', 'of other sizes')} ({listed(sizes, '; ')})"] if sizes else [])
     return ", ".join(parts)
+
+
+def _tensors(n: int, one: str = "", many: str = "") -> str:
+    """``1 tensor``, ``2 tensors``; with ``one`` and ``many`` the words after each (``1 tensor of another size``,
+    ``2 tensors of other sizes``)."""
+    return f"1 tensor{' ' + one if one else ''}" if n == 1 else f"{n} tensors{' ' + many if many else ''}"
 
 
 def check_resumed(state: RunState, spaces, members: int, given: Given = FLAG) -> None:
@@ -481,12 +492,13 @@ class ReusedWeightsStage:
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         # read (and checked) once at start-up by a new run; a resumed run reads it here
+        def fits(weights: dict, differs: list[str]) -> None:  # another shape: refused before other settings
+            check_fits(self.run_dir, weights, ctx.spaces.search, ctx.spaces.search_args, self.members, differs,
+                       self.given)
+
         reused = ctx.reused or on_data(load_supernet(self.run_dir, state.weights_fingerprint, self.force,
-                                                     ctx.spaces.path, self.given), ctx.data.fingerprint,
+                                                     ctx.spaces.path, self.given, fits), ctx.data.fingerprint,
                                        self.run_dir, self.force, self.given)
-        if ctx.reused is None:
-            check_fits(self.run_dir, reused.weights, ctx.spaces.search, ctx.spaces.search_args, self.members,
-                       reused.differs, self.given)
         if reused.differs:
             ctx.reporter.info(f"warning: {self.forced}: the supernet of {self.run_dir} was trained with other "
                               f"settings:\n  " + "\n  ".join(reused.differs))

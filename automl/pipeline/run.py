@@ -27,7 +27,7 @@ from automl.pipeline.reuse import (FLAG, FORCE_FLAG, Given, check_fits, check_re
                                    holds_trained_supernet, load_supernet, on_data, weights_fingerprint)
 from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
                                    load_spaces, recipe_costs, recipe_data, recipe_device, resolved)
-from automl.pipeline.state import RunState, check_same_data, restore_rng
+from automl.pipeline.state import CKPT_FORMAT, RunState, check_same_data, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
@@ -599,6 +599,43 @@ def _already_held(run: "Run", held: list[str]) -> UserError:
     return UserError(f"--out {run.out} already holds files ({shown}); {fix}")
 
 
+def _check_recipe_first(run: "Run") -> None:
+    """``--resume`` of ``run`` on rank 0, before the data, the space and the cost table are loaded: a recipe whose
+    keys differ from those the run recorded is refused now (:func:`_check_same_recipe`), so that is what a resume
+    of another recipe hears first; one of the same keys (what a path names counts by its bytes) is left to
+    :meth:`Run._resumed_state`, after the data's and the cost table's own checks, whose messages say more. The
+    checkpoint read here is the one :meth:`Run._resumed_state` continues (this run holds the folder's lock)."""
+    run._ckpt = ckpt = run.store.load()
+    if (isinstance(ckpt, dict) and ckpt.get("format") == CKPT_FORMAT
+            and ckpt.get("recipe_sha256") not in run._accepted_hashes):
+        _check_same_recipe(run, ckpt, keys_only=True)
+
+
+def _check_same_recipe(run: "Run", ckpt: dict, keys_only: bool = False) -> None:
+    """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing
+    each key that differs with both values (those of the run's recipe.resolved.yaml, and this one's).
+    ``ckpt``: the run's newest checkpoint, whose recipe fingerprint this recipe's does not match.
+    ``keys_only``: refuse only where keys differ (:func:`_check_recipe_first`)."""
+    recorded_hash, recorded = ckpt.get("recipe_sha256"), _recorded(run.out)
+    as_recorded = None if recorded is None else _as_recorded(run.recipe, recorded)
+    if as_recorded is not None and recorded_hash in _recipe_hashes(as_recorded):
+        return
+    listed = [] if recorded is None else _listed(run.recipe, recorded)
+    if keys_only and not listed:
+        return
+    if listed:
+        what = ":\n  " + "\n  ".join(listed) + "\n"
+    elif recorded is not None:  # the same keys: what a path names counts by its bytes
+        what = ": its keys are the same, so the space file or the cost table says something else; "
+    else:
+        what = "; "
+    reused = None if recorded is None else recorded.get("supernet")
+    if isinstance(reused, str) and run.recipe.supernet is None:  # the supernet left out of the resume
+        what += f"({_supernet_at_start(run.out, reused)}) "
+    raise UserError(f"--resume: the recipe differs from the one {run.out} was started with (see {run.out / RESOLVED})"
+                    f"{what}resume with the same recipe and overrides, or start a new run{_reuse_hint(run.out, ckpt)}")
+
+
 class Run:
     """One run of a recipe into ``out_dir``. ``execute()`` returns the results dict (results.json).
 
@@ -631,6 +668,7 @@ class Run:
         self.method = get_searcher(searcher or recipe.search.method)
         self._reused: tuple | None = None  # --supernet: the source run's supernet, read once (_check_supernet)
         self._spaces = None  # the compiled spaces, when _check_supernet needed them before start_up
+        self._ckpt: dict | None = None  # --resume: rank 0's newest checkpoint, read by _check_recipe_first
         # the stages all ran (the report is written), and the signal that came meanwhile (0: none): _run_stages
         self.finished, self.late_signal = False, 0
         hashes = _recipe_hashes(recipe)
@@ -766,14 +804,15 @@ class Run:
         """The state of the checkpoint ``--resume`` continues, once checked (recipe, data, a reused supernet's
         shape) before anything in ``out`` is changed (results.json and metrics.jsonl cut back, temporaries removed)
         or said (the ``resuming`` line)."""
-        ckpt = self.store.load() if self.info.is_main else None
+        ckpt = (self._ckpt or self.store.load()) if self.info.is_main else None
+        self._ckpt = None
         ckpt = broadcast_object(ckpt, self.info)
         if ckpt is None:
             raise self._cannot_resume(self._held_files())
         # another automl's format first: its recipe fingerprint may not be this automl's way of taking one
         state = RunState.from_checkpoint(ckpt, str(self.store.loaded or self.store.folder))
         if ckpt.get("recipe_sha256") not in self._accepted_hashes:
-            on_main(self.info, lambda: self._check_same_recipe(ckpt))
+            on_main(self.info, lambda: _check_same_recipe(self, ckpt))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
             on_main(self.info, lambda: check_same_data(state, data, self.recipe, self.out))
         # a folder of an older automl may hold a forced supernet of another shape
@@ -805,28 +844,6 @@ class Run:
             plan.report.threads = on_main(self.info, lambda: note_part(self.out, state.threads, plan.report.threads))
         return state
 
-    def _check_same_recipe(self, ckpt: dict) -> None:
-        """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing
-        each key that differs with both values (those of the run's recipe.resolved.yaml, and this one's).
-        ``ckpt``: the run's newest checkpoint, whose recipe fingerprint this recipe's does not match."""
-        recorded_hash, recorded = ckpt.get("recipe_sha256"), _recorded(self.out)
-        as_recorded = None if recorded is None else _as_recorded(self.recipe, recorded)
-        if as_recorded is not None and recorded_hash in _recipe_hashes(as_recorded):
-            return
-        listed = [] if recorded is None else _listed(self.recipe, recorded)
-        if listed:
-            what = ":\n  " + "\n  ".join(listed) + "\n"
-        elif recorded is not None:  # the same keys: what a path names counts by its bytes
-            what = ": its keys are the same, so the space file or the cost table says something else; "
-        else:
-            what = "; "
-        reused = None if recorded is None else recorded.get("supernet")
-        if isinstance(reused, str) and self.recipe.supernet is None:  # the supernet left out of the resume
-            what += f"({_supernet_at_start(self.out, reused)}) "
-        raise UserError(f"--resume: the recipe differs from the one {self.out} was started with (see "
-                        f"{self.out / RESOLVED}){what}resume with the same recipe and overrides, or start a new "
-                        f"run{_reuse_hint(self.out, ckpt)}")
-
     # ------------------------------------------------------------------ main
     def execute(self) -> dict:
         """Run every stage (from the last checkpoint with ``resume``); torch's thread count is restored after."""
@@ -850,14 +867,18 @@ class Run:
                               f"use {supernet_methods()}, or remove {given.name}")
         _check_supernet_folder(Path(r.supernet), self.out, given)
         args = {k: str(v) for k, v in r.space_args.items()}
+
+        def fits(weights: dict, differs: list[str]) -> None:
+            """--supernet-force takes other settings, never a supernet of another shape: checked first."""
+            try:
+                self._spaces = load_spaces(r)
+            except UserError:  # a mistake in the space: start_up reports it, after the data is checked
+                return
+            check_fits(Path(r.supernet), weights, self._spaces.search, self._spaces.search_args, r.search.supernets,
+                       differs, given)
+
         self._reused = load_supernet(Path(r.supernet), weights_fingerprint(r, r.space_path, args), r.supernet_force,
-                                     r.space_path, given)
-        try:  # --supernet-force takes other settings, never a supernet of another shape
-            self._spaces = load_spaces(r)
-        except UserError:  # a mistake in the space: start_up reports it, after the data is checked
-            return
-        check_fits(Path(r.supernet), self._reused.weights, self._spaces.search, self._spaces.search_args,
-                   r.search.supernets, self._reused.differs, given)
+                                     r.space_path, given, fits)
 
     def _execute(self) -> dict:
         r = self.recipe
@@ -865,6 +886,8 @@ class Run:
             self._check_supernet()
             if self._prepare_out():  # a --resume that starts afresh: checked as a new run's
                 self._check_supernet()
+            elif self.resume:  # another recipe is named before its data or cost table is looked for
+                on_main(self.info, lambda: _check_recipe_first(self))
             spaces, data, threads = self.start_up(say=False)  # said below, once the checks before the stages passed
             if self._reused is not None:  # a new run's supernet: trained on this data (its split is drawn from it)
                 self._reused = on_data(self._reused, data.fingerprint, Path(r.supernet), r.supernet_force,
