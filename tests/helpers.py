@@ -6,9 +6,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from automl.cli import main
+from automl.pipeline.reuse import fingerprint_digest
+from automl.pipeline.state import CKPT_FORMAT
+from automl.train.checkpoint import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -95,3 +99,15 @@ def quantised_digits(out: Path, calibration, test) -> Path:
 def copy_of(folder: Path, tmp_path: Path) -> Path:
     """A copy of ``folder`` in ``tmp_path``, for a test that changes it."""
     return Path(shutil.copytree(folder, tmp_path / folder.name))
+
+
+def fake_supernet_run(folder: Path, fingerprint: dict, weights=None, origin=None) -> Path:
+    """A run folder whose checkpoint holds a trained supernet (``weights``; a stand-in tensor by default) recorded
+    with ``fingerprint``, and ``origin`` as its supernet_origin (by default: trained there)."""
+    CheckpointStore(folder / "checkpoints").save({
+        "format": CKPT_FORMAT, "recipe_sha256": "x", "stage": 1,
+        "supernet": weights if weights is not None else {"w": torch.zeros(3)},
+        "supernet_origin": origin or {"from": None, "fingerprint": fingerprint_digest(fingerprint), "forced": False,
+                                      "differs": []},
+        "weights_fingerprint": fingerprint})
+    return folder

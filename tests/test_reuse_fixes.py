@@ -18,10 +18,10 @@ from automl.pipeline.members import Members
 from automl.pipeline.plan import search_problem
 from automl.pipeline.reuse import differences, fingerprint_digest, load_supernet, weights_fingerprint
 from automl.pipeline.setup import engine_costs, load_spaces
-from automl.pipeline.state import CKPT_FORMAT
 from automl.recipe import load_recipe
 from automl.search import get_searcher
 from automl.train.checkpoint import CheckpointStore
+from helpers import fake_supernet_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -41,15 +41,7 @@ def _fingerprint(*overrides, space=DIGITS):
     return weights_fingerprint(recipe, Path(space), {k: str(v) for k, v in recipe.space_args.items()})
 
 
-def _fake_run(folder: Path, fingerprint: dict, weights=None, origin=None) -> Path:
-    """A run folder whose checkpoint holds a trained supernet (``weights``) recorded with ``fingerprint``."""
-    CheckpointStore(folder / "checkpoints").save({
-        "format": CKPT_FORMAT, "recipe_sha256": "x", "stage": 1,
-        "supernet": weights if weights is not None else {"w": torch.zeros(3)},
-        "supernet_origin": origin or {"from": None, "fingerprint": fingerprint_digest(fingerprint), "forced": False,
-                                      "differs": []},
-        "weights_fingerprint": fingerprint})
-    return folder
+_fake_run = fake_supernet_run
 
 
 # ------------------------------------------------------------------------------------------- F1: provenance

@@ -10,10 +10,10 @@ import torch
 
 from automl.cli import main
 from automl.errors import UserError
-from automl.pipeline.reuse import differences, fingerprint_digest, load_supernet, weights_fingerprint
-from automl.pipeline.state import CKPT_FORMAT
+from automl.pipeline.reuse import differences, load_supernet, weights_fingerprint
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
+from helpers import fake_supernet_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -36,14 +36,7 @@ def _fingerprint(*overrides) -> dict:
     return weights_fingerprint(recipe, DIGITS, {k: str(v) for k, v in recipe.space_args.items()})
 
 
-def _fake_run(folder: Path, fingerprint: dict, weights: dict) -> Path:
-    """A run folder whose checkpoint holds the trained supernet ``weights`` recorded with ``fingerprint``."""
-    CheckpointStore(folder / "checkpoints").save({
-        "format": CKPT_FORMAT, "recipe_sha256": "x", "stage": 1, "supernet": weights,
-        "supernet_origin": {"from": None, "fingerprint": fingerprint_digest(fingerprint), "forced": False,
-                            "differs": []},
-        "weights_fingerprint": fingerprint})
-    return folder
+_fake_run = fake_supernet_run
 
 
 def _reused(out: Path) -> dict:

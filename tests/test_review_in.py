@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from automl.cli import main
 from automl.commands._arch_args import arch_choices
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export.manifest import read_manifest
+from helpers import cli_out_err
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -24,10 +24,7 @@ NB201 = str(ROOT / "spaces" / "nasbench201.space")
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
-def cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+cli = cli_out_err  # exit code, standard output and error; no traceback
 
 
 @pytest.fixture(scope="module")

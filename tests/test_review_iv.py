@@ -14,16 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from automl.cli import main
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.nn.ensemble import SupernetEnsemble
-from automl.pipeline.reuse import _shape_mismatch, check_fits, fingerprint_digest, load_supernet, weights_fingerprint
-from automl.pipeline.state import CKPT_FORMAT
+from automl.pipeline.reuse import _shape_mismatch, check_fits, load_supernet, weights_fingerprint
 from automl.recipe import load_recipe
-from automl.train.checkpoint import CheckpointStore
+from helpers import fake_supernet_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "recipes" / "quickstart.yaml")
@@ -48,14 +46,7 @@ def _supernet(members=1, space=DIGITS):
     return (nets[0] if members == 1 else SupernetEnsemble(nets)).state_dict()
 
 
-def _fake_run(folder: Path, fingerprint: dict, weights: dict) -> Path:
-    """A run folder whose checkpoint holds the trained supernet ``weights``, recorded with ``fingerprint``."""
-    CheckpointStore(folder / "checkpoints").save({
-        "format": CKPT_FORMAT, "recipe_sha256": "x", "stage": 1, "supernet": weights,
-        "supernet_origin": {"from": None, "fingerprint": fingerprint_digest(fingerprint), "forced": False,
-                            "differs": []},
-        "weights_fingerprint": fingerprint})
-    return folder
+_fake_run = fake_supernet_run
 
 
 # ---------------------------------------------------------------- 1. another shape first, never advised to force
