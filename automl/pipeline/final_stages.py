@@ -16,7 +16,7 @@ from automl.errors import UserError
 from automl.export import export_architecture, inherit_from_state, load_model
 from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext, on_main, written_on_main
-from automl.pipeline.loop import EpochTask, run_epochs
+from automl.pipeline.loop import EpochTask, run_epochs, updates_done
 from automl.pipeline.members import Members
 from automl.pipeline.results import COMPUTED_ON, computed_on, read_results, reusable_retrainings
 from automl.pipeline.search_stages import supernet_from_state
@@ -116,7 +116,8 @@ def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase:
     start = (0, 0, None)
     if state.mid_stage:
         rest = ctx.restore(state, task.restorable())
-        task.num_updates = rest["num_updates"]
+        # the schedule where this run's epochs are (another process count changes an epoch's steps)
+        task.num_updates = updates_done(state.epoch, state.step, len(task.loader))
         start = (state.epoch, state.step, rest.get("sums"))
     task.sched.step_update(task.num_updates)
     run_epochs(ctx, idx, task, *start)

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from automl.pipeline.context import RunContext
 
-__all__ = ["EpochTask", "run_epochs"]
+__all__ = ["EpochTask", "run_epochs", "updates_done"]
 
 
 class EpochTask(abc.ABC):
@@ -50,6 +50,15 @@ class EpochTask(abc.ABC):
     @abc.abstractmethod
     def sums(self) -> dict[str, Any]:
         """The epoch's running sums, for a checkpoint inside it."""
+
+
+def updates_done(epoch: int, step: int, steps: int) -> int:
+    """The updates a task that steps once per batch (:func:`run_epochs`) has made at ``step`` of ``epoch``, with
+    ``steps`` batches an epoch: where its learning-rate schedule (a function of the update count, set for
+    ``steps`` an epoch) stands there. It equals the count a checkpoint records when the epoch's length is the one it
+    ran with; a ``--resume`` with another number of processes (torchrun: data.batch_size is per process) changes
+    the length, and the recorded count would put the schedule elsewhere than the epochs are."""
+    return epoch * steps + min(step, steps)
 
 
 def run_epochs(ctx: RunContext, idx: int, task: EpochTask, start_epoch: int = 0, done: int = 0,

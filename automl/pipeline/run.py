@@ -283,8 +283,9 @@ def _warn_processes(run: "Run", started: int | None) -> None:
     counted = f"{started} process" + ("es" if started != 1 else "")
     how = "in one process (without torchrun)" if started == 1 else f"with {counted} (torchrun)"
     run.reporter.info(f"warning: the run started with {counted}, {here} now: data.batch_size is per process, so "
-                      f"the rest of it trains on a total batch of {batch * here} (not {batch * started}), an epoch "
-                      f"resumed inside does not go over the batches it skips, and its results differ from an "
+                      f"the rest of it trains on a total batch of {batch * here} (not {batch * started}) with the "
+                      f"learning-rate schedule at the same epoch, an epoch resumed inside skips as many batches as "
+                      f"were done (with other shards: not the same images), and its results differ from an "
                       f"uninterrupted run's; to continue it as it started, resume {how}")
 
 
