@@ -69,9 +69,16 @@ def _fake_rank(monkeypatch, tmp_path, tau, rho):
     ranking = {"kendall_tau": tau, "spearman": rho, "archs": [{}] * 3, "seeds": 1, "truth": "loss",
                "retrain_epochs": 1}
 
+    class FakeLock:  # automl rank holds the run folder's lock while it ranks
+        def acquire(self, then: str = "") -> None:
+            pass
+
+        def release(self) -> None:
+            pass
+
     class FakeRun:
         def __init__(self, recipe, folder):
-            pass
+            self.lock = FakeLock()
 
         def rank(self):
             return ranking
