@@ -381,8 +381,21 @@ def _main(argv: list[str] | None) -> int:
         raise
     except OSError as e:
         return _os_error(e)
+    except RuntimeError as e:  # a loop of symbolic links met by Path.resolve() (before Python 3.13: not an OSError)
+        loop = _symlink_loop(e)
+        return _internal_error() if loop is None else _os_error(OSError(errno.ELOOP, os.strerror(errno.ELOOP), loop))
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
         return _internal_error()
+
+
+_SYMLINK_LOOP = re.compile(r"Symlink loop from (['\"])(.+)\1")
+
+
+def _symlink_loop(e: RuntimeError) -> str | None:
+    """The path of ``Path.resolve()``'s ``RuntimeError("Symlink loop from '...'")`` (Python 3.11, 3.12), which
+    Python 3.13 raises as ``OSError`` ELOOP; None for any other ``RuntimeError``."""
+    found = _SYMLINK_LOOP.fullmatch(str(e))
+    return found.group(2) if found else None
 
 
 def _closed_at_start() -> bool:

@@ -7,10 +7,13 @@
 3. ``automl run --KEY``'s hint is one that works: a dash in a dotted key is its underscore, and a flag written
    with underscores (``--supernet_force``) is named as the flag.
 4. The random baseline's band messages give latency's unit (ms), as the budget messages do.
+5. A loop of symbolic links that ``Path.resolve()`` meets (a ``RuntimeError`` before Python 3.13) is the user's
+   path, exit 2 naming it, as Python 3.13's ``OSError`` ELOOP is; another ``RuntimeError`` stays an internal error.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -18,6 +21,8 @@ from types import SimpleNamespace
 
 import pytest
 
+import automl.commands.space as space_cmd
+from automl.cli import main
 from automl.compile import load_compiled
 from automl.pipeline.plan import _sampled_problem
 from automl.recipe import load_recipe
@@ -108,3 +113,23 @@ def test_a_random_band_above_the_largest_latency_names_ms():
         _sampled_problem(recipe, SimpleNamespace(search=cs, retrain=cs), [0])
     assert "to 0.065 ms latency" in str(e.value), str(e.value)
     assert re.search(r"\(0\.0560912 ms\)", str(e.value)), str(e.value)
+
+
+# ---- a loop of symbolic links that Path.resolve() meets is the user's path, not an internal error -------------
+def test_an_arch_file_naming_a_symlink_loop_is_a_user_error(tmp_path, capsys):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"choices": ["x"], "space": str(tmp_path / "a")}))
+    code, _, err = cli_out_err(capsys, "space", "cost", ROOT / "spaces" / "digits.space", "--arch", arch)
+    assert code == 2 and str(tmp_path / "a") in err and "symbolic links" in err, err
+
+
+def test_another_runtime_error_is_still_an_internal_error(monkeypatch, capsys):
+    def broken(args):
+        raise RuntimeError("something else")
+
+    monkeypatch.setattr(space_cmd, "main", broken)
+    code = main(["space", "show", str(ROOT / "spaces" / "digits.space")])
+    err = capsys.readouterr().err
+    assert code == 1 and "internal error" in err and "RuntimeError: something else" in err, err
