@@ -818,7 +818,8 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
                      if a != b), f"{len(names)} decisions there, {len(ours)} here")
         raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
                         f"{t_space.get('name', '?')!r} ({t_space.get('file', '?')}): profile this space with "
-                        f"`automl space profile`")
+                        f"`automl space profile {cs.filename} --out {path.parent / (cs.name + '-latency.json')}` and "
+                        f"give that")
     if check_shape:
         _check_shape(table, t_space, cs, mismatch, path, "search.cost_table" if source else "--cost-table")
     for entry, dec in zip(table["decisions"], cs.decisions):
@@ -879,6 +880,11 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
     except RecursionError:  # arrays or objects nested thousands deep
         raise UserError(f"{where}cost table {path}: its JSON nests too deeply to be a cost table; give the file "
                         f"`automl space profile` wrote") from None
+    if isinstance(table, dict) and table.get("format") == PARTIAL_FORMAT and path.name.endswith(".partial"):
+        table_file = path.with_name(path.name.removesuffix(".partial"))
+        raise UserError(f"{where}{path}: the measurements of an interrupted `automl space profile`, not a cost table; "
+                        f"finish it: run that profile again with --out {table_file} (it goes on from these), and "
+                        f"give {table_file}")
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
         # a new file beside it: --out PATH would overwrite what PATH holds (a run's results.json, say)
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "

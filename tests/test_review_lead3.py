@@ -9,6 +9,8 @@
 4. The random baseline's band messages give latency's unit (ms), as the budget messages do.
 5. A loop of symbolic links that ``Path.resolve()`` meets (a ``RuntimeError`` before Python 3.13) is the user's
    path, exit 2 naming it, as Python 3.13's ``OSError`` ELOOP is; another ``RuntimeError`` stays an internal error.
+6. An interrupted profile's ``.partial`` given as a cost table says to finish that profile; a table of another
+   space gives the whole command to profile this one, to a new file.
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from types import SimpleNamespace
 import pytest
 
 import automl.commands.space as space_cmd
+from automl import profile
 from automl.cli import main
 from automl.compile import load_compiled
+from automl.errors import UserError
 from automl.pipeline.plan import _sampled_problem
+from automl.profile import read_cost_table
 from automl.recipe import load_recipe
 from helpers import cli_out_err
+from test_profile import _fake_time
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +139,27 @@ def test_another_runtime_error_is_still_an_internal_error(monkeypatch, capsys):
     code = main(["space", "show", str(ROOT / "spaces" / "digits.space")])
     err = capsys.readouterr().err
     assert code == 1 and "internal error" in err and "RuntimeError: something else" in err, err
+
+
+# ---- cost tables: the advice to profile leads where it should ----------------------------------------------------
+def test_an_interrupted_profiles_partial_file_given_as_a_table_says_to_finish_it(tmp_path):
+    partial = tmp_path / "lat.json.partial"
+    partial.write_text(json.dumps({"format": "automl-profile-partial", "measured": {}}))
+    with pytest.raises(UserError) as e:
+        read_cost_table(partial, load_compiled(ROOT / "spaces" / "digits.space"))
+    assert "interrupted `automl space profile`" in str(e.value) and f"--out {tmp_path / 'lat.json'}" in str(e.value)
+
+
+def test_a_table_of_other_decisions_gives_the_whole_profile_command(tmp_path, monkeypatch):
+    monkeypatch.setattr(profile, "time_module", _fake_time)
+    table = tmp_path / "lat.json"
+    assert main(["space", "profile", str(ROOT / "spaces" / "digits.space"), "--repeat", "2", "--calibrate", "3",
+                 "--out", str(table)]) == 0
+    t = json.loads(table.read_text())
+    t["decisions"][0]["name"] = "renamed"
+    table.write_text(json.dumps(t))
+    cs = load_compiled(ROOT / "spaces" / "digits.space")
+    with pytest.raises(UserError) as e:
+        read_cost_table(table, cs)
+    assert f"`automl space profile {cs.filename} --out {tmp_path / 'digits-latency.json'}` and give that" in \
+        str(e.value), str(e.value)
