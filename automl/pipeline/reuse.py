@@ -30,6 +30,7 @@ from automl.recipe import ADDED_KEYS, DATASETS_READING
 from automl.search import supernet_methods
 from automl.train.checkpoint import CheckpointStore
 from automl.train.data import NATIVE_SIZE, data_changes, split_seed
+from automl.train.progress import plural
 
 __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS", "ROOT_ONLY_LOCATES",
            "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences",
@@ -457,16 +458,11 @@ def _shape_mismatch(have: dict[str, tuple], want: dict[str, tuple], few: int = 3
 
     missing, extra, reshaped = state_differences(have, want)
     sizes = [f"{k} {'x'.join(map(str, there))} there, {'x'.join(map(str, here))} here" for k, there, here in reshaped]
-    parts = ([f"{_tensors(len(missing))} missing ({listed(missing)})"] if missing else []) + \
-        ([f"{_tensors(len(extra))} not in this space ({listed(extra)})"] if extra else []) + \
-        ([f"{_tensors(len(sizes), 'of another size', 'of other sizes')} ({listed(sizes, '; ')})"] if sizes else [])
+    parts = ([f"{plural(len(missing), 'tensor')} missing ({listed(missing)})"] if missing else []) + \
+        ([f"{plural(len(extra), 'tensor')} not in this space ({listed(extra)})"] if extra else []) + \
+        ([f"{plural(len(sizes), 'tensor of another size', 'tensors of other sizes')} ({listed(sizes, '; ')})"]
+         if sizes else [])
     return ", ".join(parts)
-
-
-def _tensors(n: int, one: str = "", many: str = "") -> str:
-    """``1 tensor``, ``2 tensors``; with ``one`` and ``many`` the words after each (``1 tensor of another size``,
-    ``2 tensors of other sizes``)."""
-    return f"1 tensor{' ' + one if one else ''}" if n == 1 else f"{n} tensors{' ' + many if many else ''}"
 
 
 def check_resumed(state: RunState, spaces, members: int, given: Given = FLAG) -> None:
