@@ -6,8 +6,10 @@ traceback). Anything else escaping the CLI is an internal error (exit code 1).
 
 from __future__ import annotations
 
+import sys
+
 __all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error", "shortened",
-           "listed", "MAX_LISTED"]
+           "listed", "MAX_LISTED", "say"]
 
 
 class UserError(Exception):
@@ -30,6 +32,14 @@ class Stopped(Exception):
         super().__init__(f"stopped by signal {signum}")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def say(text: str) -> None:
+    """``text`` as a line on standard error, now; nothing where it cannot be written (a terminal that hung up)."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 def shortened(text: str, show=str) -> str:

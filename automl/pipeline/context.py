@@ -22,7 +22,7 @@ from automl.train.distributed import DistInfo, barrier, broadcast_object
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
 
-__all__ = ["RunContext", "Keeper", "on_main", "written_on_main", "how_to_go_on", "shell_path", "rng_of", "say"]
+__all__ = ["RunContext", "Keeper", "on_main", "written_on_main", "how_to_go_on", "shell_path", "rng_of"]
 
 
 def on_main(info: DistInfo, check: Callable[[], object]) -> object:
@@ -173,11 +173,3 @@ class RunContext:
 
 def rng_of(sampler: torch.Generator, device: torch.device) -> Callable[[], dict]:
     return lambda: capture_rng(sampler, device)
-
-
-def say(text: str) -> None:
-    """``text`` on standard error, now (a terminal that hung up: nothing)."""
-    try:
-        print(text, file=sys.stderr, flush=True)
-    except OSError:
-        pass

@@ -16,8 +16,8 @@ import yaml
 
 from automl._io import atomic_write_text, remove_temporaries, temporary_pattern, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock
-from automl.errors import RecipeError, UserError
-from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, say, shell_path
+from automl.errors import RecipeError, UserError, say
+from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
 from automl.pipeline.plan import Plan, build_plan
 from automl.pipeline.final_stages import RankingStage, RetrainStage
 from automl.pipeline.rank import rank_finished_run

@@ -25,7 +25,6 @@ from __future__ import annotations
 import datetime
 import os
 import re
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from automl.errors import UserError
+from automl.errors import UserError, say
 
 __all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "elastic_restart", "reported",
            "said_by_this_rank", "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks",
@@ -314,10 +313,7 @@ def reported(e: UserError, info: DistInfo, *, before_start: bool = False) -> Use
 
 def _say(e: UserError) -> None:
     """``e``'s message on standard error, now; ``e`` is marked printed (the CLI prints it no more)."""
-    try:
-        print(e.text(), file=sys.stderr, flush=True)
-    except OSError:  # standard error that cannot be written (a terminal gone)
-        pass
+    say(e.text())
     e.printed = True
 
 
