@@ -34,7 +34,7 @@ from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_object, local_world_size,
                                       losses_unsaid)
 from automl.train.preempt import Preemption
-from automl.train.progress import Reporter
+from automl.train.progress import Reporter, plural
 from automl.train.threads import (THREADS_FILE, a_thread_count, apply_threads, lost_record, note_part,
                                   resolve_threads, save_choice, spaces_work)
 
@@ -280,7 +280,7 @@ def _warn_processes(run: "Run", started: int | None) -> None:
     here, batch = run.info.world_size, run.recipe.data.batch_size
     if started is None or started == here:
         return
-    counted = f"{started} process" + ("es" if started != 1 else "")
+    counted = plural(started, "process", "processes")
     how = "in one process (without torchrun)" if started == 1 else f"with {counted} (torchrun)"
     run.reporter.info(f"warning: the run started with {counted}, {here} now: data.batch_size is per process, so "
                       f"the rest of it trains on a total batch of {batch * here} (not {batch * started}) with the "
