@@ -63,8 +63,8 @@ from automl.train.threads import MAX_THREADS, cpu_quota, usable_cores
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
-           "table_protocol", "table_clock", "partial_path", "partial_summary", "remove_partial", "clock_step",
-           "check_clock", "usable_cores", "threads_warning"]
+           "table_protocol", "table_clock", "table_timing", "partial_path", "partial_summary", "remove_partial",
+           "clock_step", "check_clock", "usable_cores", "threads_warning"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
@@ -951,6 +951,19 @@ def table_clock(table: dict) -> str:
     table that does not record it (written by hand, or before tables recorded their clock)."""
     clock = table.get("clock")
     return "wall" if clock is None else str(clock)
+
+
+def table_timing(path: str | os.PathLike, space_file: str = "SPACE") -> dict[str, int | str]:
+    """How the exports of a run with the cost table ``path`` (search.cost_table) are timed: the table's
+    ``{"batch", "threads", "clock"}`` (:func:`table_protocol`, :func:`table_clock`), what a run records as
+    results.json's ``latency_protocol``. The file, its format and version, ``batch``, ``machine.threads`` and
+    ``clock`` are checked as :func:`read_cost_table` checks them, its decisions are not (no space is compared); a
+    mistake is a :class:`UserError` naming the table (``space_file``: the space a message tells to profile)."""
+    path = Path(path)
+    table = _load_table(path, "", space_file)
+    _protocol_of(table, path, "")
+    _check_clock(table, path, "")
+    return {**table_protocol(table), "clock": table_clock(table)}
 
 
 def _check_clock(table: dict, path: Path, where: str) -> None:

@@ -25,10 +25,11 @@ from automl.export import check_se, export_architecture, is_manifest, load_check
 from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import MANIFEST_NAME, check_arch_space, check_channels, finite_number, plain_name
 from automl.export.onnx import check_opset
-from automl.export.quantize import QUANTIZE_MODES, measure_export
+from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
 from automl.pipeline.run import RESOLVED
 from automl.pipeline.setup import recipe_data
+from automl.profile import EXPORT_PROTOCOL, check_clock, table_timing
 from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
 from automl.train.data import DATASETS, normalization
@@ -98,6 +99,7 @@ def _export(args, progress: _Progress) -> int:
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
     recipe, data = _recipe_data(args, compiled, fingerprint) if getattr(args, "recipe", None) else (None, None)
+    timing = _timing(recipe)
     normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
@@ -124,12 +126,50 @@ def _export(args, progress: _Progress) -> int:
         return 1
     manifest = measure_export(args.out, quantize=getattr(args, "quantize", None),
                               calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
-                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None)
+                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None, **timing)
     progress.stage = "finished"
-    _report(args, manifest, supernet_state, calibration)
+    _report(args, manifest, supernet_state, calibration, _timed_as(recipe))
     if note:
         print(note, file=sys.stderr)
     return 0
+
+
+def _timing(recipe) -> dict:
+    """How the export's latency is timed (:func:`~automl.export.quantize.measure_export`'s ``batch``, ``threads``
+    and ``clock``): as a run of ``recipe`` (--recipe) times its exports, by its search.cost_table's batch, threads
+    and clock (results.json's ``latency_protocol``), so that the latency compares with the table's costs and the
+    run's own exports'; without a recipe or a table, batch 1 and one thread by the wall clock. A table that is not
+    one, or a clock this system reads too coarsely, is a :class:`RecipeError` at search.cost_table, said before
+    anything is written."""
+    if recipe is None or recipe.cost_table_path is None:
+        return {**EXPORT_PROTOCOL, "clock": "wall"}
+    keys = ("search", "cost_table")
+    if not os.path.lexists(recipe.cost_table_path):  # a run folder copied without its table: export all the same
+        say(f"note: {recipe.source or 'the recipe'}: search.cost_table {recipe.search.cost_table} is not here, so the "
+            f"latency is timed at batch 1 on one thread by the wall clock, perhaps not as the table's costs were: "
+            f"copy the table to {recipe.cost_table_path} to time as it was")
+        return {**EXPORT_PROTOCOL, "clock": "wall"}
+    # the table is measured for the run's retrained space: the --set values it is compiled with
+    sets = {**recipe.space_args, **recipe.retrain.space_args}
+    profile = " ".join(["automl space profile", str(recipe.space_path), *(f"--set {k}={v}" for k, v in sets.items()),
+                        "--clock wall --out TABLE.json"])
+    try:
+        timing = table_timing(recipe.cost_table_path, str(recipe.space_path))
+        check_clock(timing["clock"], f"{recipe.search.cost_table} was profiled with \"clock\": "
+                                     f"\"{timing['clock']}\", the clock a run of this recipe times its exports' "
+                                     f"latency with, and so this export", EXPORT_TIMED,
+                    f"a recipe whose table was profiled with the wall clock (`{profile}`)")
+    except UserError as e:
+        raise RecipeError(str(e), recipe.source and str(recipe.source), ".".join(keys),
+                          file_line(recipe, keys)) from None
+    return timing
+
+
+def _timed_as(recipe) -> str | None:
+    """What the latency printed is timed as when --recipe's search.cost_table chose it (None: the default)."""
+    if recipe is None or recipe.cost_table_path is None or not os.path.lexists(recipe.cost_table_path):
+        return None
+    return f"as --recipe's search.cost_table {recipe.search.cost_table} was timed"
 
 
 def _check_args(args) -> None:
@@ -502,12 +542,18 @@ def _kept(args, recorded: dict | None, compiled, standalone: bool) -> dict:
     return out
 
 
-def _report(args, manifest: dict, supernet_state, calibration) -> None:
-    """What was exported, in a few lines on stdout."""
-    onnx, w = manifest["onnx"], manifest["weights"]
+def _report(args, manifest: dict, supernet_state, calibration, timed_as: str | None = None) -> None:
+    """What was exported, in a few lines on stdout; ``timed_as``: what chose how the latency was timed (its batch,
+    threads and clock are then said with it)."""
+    onnx, w, latency = manifest["onnx"], manifest["weights"], manifest["latency"]
+    how = ""
+    if timed_as:
+        threads = "one thread" if latency["threads"] == 1 else f"{latency['threads']} threads"
+        clock = "the thread's CPU time" if latency["clock"] == "cpu" else "the wall clock"
+        how = f" by {clock} at batch {latency['batch']} on {threads}, {timed_as}"
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
-          f"{onnx['parity_max_abs_diff']:.2g}, {manifest['latency']['fp32_ms']:.3g} ms here"
+          f"{onnx['parity_max_abs_diff']:.2g}, {latency['fp32_ms']:.3g} ms here{how}"
           + (f", test accuracy {format_accuracy(onnx['test_accuracy'])}" if "test_accuracy" in onnx else "")
           + f"), {w['file']}, manifest.json")
     if supernet_state is not None:
