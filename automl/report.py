@@ -85,6 +85,7 @@ class _Results(_Read):
     cost_metric: str = "params"
     latency_protocol: _Protocol | None = None
     supernet: _Origin | None = None
+    world_sizes: list[int] | None = None  # each part's processes, for a run resumed with another count
     architectures: list[_Member]
 
 
@@ -344,6 +345,7 @@ def render_markdown(results: dict) -> str:
         "",
         f"Search time ({what}; retraining not included): **{_seconds(results['search_seconds'])}**.",
         "",
+        *_processes_lines(results),
         *_supernet_lines(results.get("supernet")),
         *_members_lines(results),
     ]
@@ -379,6 +381,19 @@ def render_markdown(results: dict) -> str:
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
+
+
+def _processes_lines(results: dict) -> list[str]:
+    """The paragraph on a run whose parts computed with different numbers of processes (``world_sizes``: each
+    part's count in order, as :func:`automl.pipeline.results.build_results` writes it); none for a run that kept one
+    count, or a ``world_sizes`` that is no such list (edited)."""
+    parts = results.get("world_sizes")
+    if not isinstance(parts, list) or len(parts) < 2 or not all(type(n) is int and n > 0 for n in parts):
+        return []
+    counts = ", then ".join(str(n) for n in parts)
+    return [f"The run computed with {counts} {'process' if parts[-1] == 1 else 'processes'}: it was resumed with "
+            f"another number of processes, and `data.batch_size` is per process, so what it trained after that "
+            f"used another total batch than an uninterrupted run would.", ""]
 
 
 def _members_lines(results: dict) -> list[str]:

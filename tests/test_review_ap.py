@@ -102,7 +102,8 @@ def test_internals_state_row_names_every_checkpoint_field():
             "weights_fingerprint": "weights fingerprint", "data_fingerprint": "data fingerprint",
             "weights_data": "the data a reused supernet trained on",
             "final_epsilons": "adapted ε", "bad_steps": "skipped steps",
-            "rng": "RNG", "metrics_bytes": "metrics length", "world_size": "the processes", "threads": "threads",
+            "rng": "RNG", "metrics_bytes": "metrics length", "world_size": "the processes",
+            "world_sizes": "each part's processes", "threads": "threads",
             "device": "device", "inner": "`inner`"}
     fields = [f.name for f in dataclasses.fields(RunState)]
     assert set(fields) == set(said), "a RunState field the test (and the row) does not know"

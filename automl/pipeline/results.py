@@ -195,7 +195,7 @@ def _deeper(obj, limit: int) -> bool:
 
 # results.json's record of how the run computed: a finished run resumed (its report written again, elsewhere or
 # with another thread count) keeps what it recorded
-HOW_COMPUTED = ("world_size", "device", "threads")
+HOW_COMPUTED = ("world_size", "world_sizes", "device", "threads")
 
 
 def carry_over(path: Path, metrics_bytes: int | None, finished: bool,
@@ -315,6 +315,17 @@ def device_record(device: torch.device) -> str:
     return device.type
 
 
+def _processes(state: RunState, here: int) -> dict:
+    """results.json's record of the run's processes: ``world_size``, its last part's count (``here``, this
+    process's, unless the checkpoint lists the parts: a finished run's report written again, ``automl rank``), and
+    for a run resumed with another count ``world_sizes``, each part's count in order
+    (:meth:`~automl.pipeline.state.RunState.note_world_size`); a run whose parts all used one count has none."""
+    parts = state.world_sizes
+    if not parts or len(parts) < 2:
+        return {"world_size": here}
+    return {"world_size": parts[-1], "world_sizes": list(parts)}
+
+
 def build_results(recipe, state: RunState, members: Members, ctx: RunContext, method: str, costs: EngineCosts,
                   threads) -> dict:
     s = recipe.search
@@ -326,7 +337,7 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
         "cost_metric": s.cost,
         "utility": s.utility,
         "cost_normalization": {"normalized": costs.normalized, "scale": costs.scale},
-        "world_size": ctx.info.world_size,
+        **_processes(state, ctx.info.world_size),
         # what the checkpoints record: the device of every part of the run ("cpu, then cuda (...)" for one resumed
         # on another), not this process's (a finished run's report written again, automl rank --device)
         "device": state.device or device_record(ctx.device),

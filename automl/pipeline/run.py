@@ -41,9 +41,9 @@ from automl.train.threads import (THREADS_FILE, a_thread_count, apply_threads, l
 __all__ = ["Run", "held_files", "leftovers", "supernet_given"]
 
 # what a start-up that was killed leaves in --out, or one that failed on a user mistake in a folder that held a
-# previous start-up's files (the thread choice is saved before the data and the space are checked; the resolved
-# recipe before the first stage; in a new or empty folder a failed start-up removes them: _left_as_found): a new run
-# takes such a folder over (with what a run killed before its first checkpoint leaves besides: leftovers)
+# previous start-up's files (a new run saves its thread choice before the data and the space are checked, its
+# resolved recipe before the first stage; in a new or empty folder a failed start-up removes them: _left_as_found):
+# a new run takes such a folder over (with what a run killed before its first checkpoint leaves besides: leftovers)
 RESOLVED = "recipe.resolved.yaml"
 STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
 # what every run writes in --out (its start-up's files, its log, its checkpoints' index): a folder holding none of
@@ -248,18 +248,26 @@ def _recorded_threads(out: Path) -> tuple[int, str] | None:
 
 def _choose_threads(run: "Run", spaces, ranking: bool):
     """Rank 0's thread choice for ``run`` (:func:`~automl.train.threads.resolve_threads`), saved in threads.json
-    by a new run and by a resume that finds none. A resume (or ``ranking``) without a readable threads.json takes
-    the count its other records hold (:func:`_recorded_threads`); ``auto`` without one is warned about
-    (:meth:`Run.say_threads`)."""
+    by a new run (a resume saves it once its checks have passed, where its folder holds none: :func:`_save_threads`).
+    A resume (or ``ranking``) without a readable threads.json takes the count its other records hold
+    (:func:`_recorded_threads`); ``auto`` without one is warned about (:meth:`Run.say_threads`)."""
     r, out, resume = run.recipe, run.out, run.resume or ranking
     work = None if spaces is None else (lambda: spaces_work(
         spaces.search, spaces.retrain, r.data.batch_size, r.retrain.batch_size, r.retrain.epochs))
     local = local_world_size(run.info)
     choice = resolve_threads(r.threads, out_dir=out, resume=resume, work=work, local_world_size=local,
                              recorded=lambda: _recorded_threads(out))
-    if not ranking and (not run.resume or not (out / THREADS_FILE).exists()):
+    if not resume:
         save_choice(out, choice)
     return choice
+
+
+def _save_threads(run: "Run", choice) -> None:
+    """On rank 0, for a resume of ``run`` whose folder holds no threads.json (one it holds, readable or not, is left
+    as it is): its thread choice ``choice`` saved there, once the resume's checks have passed (a refused resume
+    writes nothing: :meth:`Run._resumed_state`)."""
+    if not (run.out / THREADS_FILE).exists():
+        save_choice(run.out, choice)
 
 
 def _note_device(state: RunState, here: str, say) -> None:
@@ -274,19 +282,23 @@ def _note_device(state: RunState, here: str, say) -> None:
     state.device = f"{state.device}, then {here}"
 
 
-def _warn_processes(run: "Run", started: int | None) -> None:
-    """A resume of ``run`` with another number of processes than it started with (``started``; torchrun) is said
-    once, and the run goes on (its checkpoints keep the count it started with)."""
-    here, batch = run.info.world_size, run.recipe.data.batch_size
-    if started is None or started == here:
+def _warn_processes(run: "Run", state: RunState) -> None:
+    """A resume of ``run`` with another number of processes than the run's last part computed with (torchrun;
+    ``state.world_size``, the count it started with, or the last of ``state.world_sizes``) is said once, and the run
+    goes on; its checkpoints keep the count it started with and each part's in order
+    (:meth:`~automl.pipeline.state.RunState.note_world_size`)."""
+    here, batch, started = run.info.world_size, run.recipe.data.batch_size, state.world_size
+    last = (state.world_sizes or [started])[-1]
+    if last is None or last == here:
         return
-    counted = plural(started, "process", "processes")
-    how = "in one process (without torchrun)" if started == 1 else f"with {counted} (torchrun)"
-    run.reporter.info(f"warning: the run started with {counted}, {here} now: data.batch_size is per process, so "
-                      f"the rest of it trains on a total batch of {batch * here} (not {batch * started}) with the "
+    counted = plural(last, "process", "processes")
+    how = "in one process (without torchrun)" if last == 1 else f"with {counted} (torchrun)"
+    began = "started" if last == started and not state.world_sizes else "last computed"
+    run.reporter.info(f"warning: the run {began} with {counted}, {here} now: data.batch_size is per process, so "
+                      f"the rest of it trains on a total batch of {batch * here} (not {batch * last}) with the "
                       f"learning-rate schedule at the same epoch, an epoch resumed inside skips as many batches as "
                       f"were done (with other shards: not the same images), and its results differ from an "
-                      f"uninterrupted run's; to continue it as it started, resume {how}")
+                      f"uninterrupted run's; to continue it as it {began}, resume {how}")
 
 
 def _check_supernet_folder(source: Path, out: Path, given: Given) -> None:
@@ -803,8 +815,8 @@ class Run:
 
     def _resumed_state(self, plan: Plan, data, spaces) -> RunState:
         """The state of the checkpoint ``--resume`` continues, once checked (recipe, data, a reused supernet's
-        shape) before anything in ``out`` is changed (results.json and metrics.jsonl cut back, temporaries removed)
-        or said (the ``resuming`` line)."""
+        shape) before anything in ``out`` is changed (results.json and metrics.jsonl cut back, temporaries removed,
+        a missing threads.json saved: :func:`_save_threads`) or said (the ``resuming`` line)."""
         ckpt = (self._ckpt or self.store.load()) if self.info.is_main else None
         self._ckpt = None
         ckpt = broadcast_object(ckpt, self.info)
@@ -831,6 +843,7 @@ class Run:
             exports = self.recipe.export_root(self.out)
             remove_temporaries([self.out] + [exports / plan.members.folder(i, state)
                                                     for i in range(plan.members.n)])
+            _save_threads(self, plan.report.threads)  # before note_part, which adds this part's count to it
 
         on_main(self.info, carry)
         if carried:
@@ -840,7 +853,8 @@ class Run:
         self.reporter.info(f"resuming {self.out} at "
                            + resume_position(plan, state, state.stage, state.epoch, state.step))
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
-            _warn_processes(self, state.world_size)
+            _warn_processes(self, state)
+            state.note_world_size(self.info.world_size)  # results.json's world_sizes, where the count changed
             _note_device(state, device_record(self.device), self.reporter.info)
             plan.report.threads = on_main(self.info, lambda: note_part(self.out, state.threads, plan.report.threads))
         return state

@@ -40,6 +40,7 @@ class RunState:
     rng: dict[str, Any] | None = None                        # global torch RNG and the path sampler's
     metrics_bytes: int = 0                                   # metrics.jsonl's length at the checkpoint
     world_size: int | None = None                            # the processes it started with (None: not recorded)
+    world_sizes: list[int] | None = None                     # each part's processes, where a resume changed them
     threads: int | None = None                               # the intra-op threads it started with (None: same)
     device: str | None = None                                # what it computed on: device_record's (None: not recorded)
     data_fingerprint: dict[str, Any] | None = None           # its training data at its start (None: not recorded)
@@ -56,6 +57,17 @@ class RunState:
 
     def add_seconds(self, phase: str, seconds: float) -> None:
         self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
+
+    def note_world_size(self, here: int) -> None:
+        """A resumed part of the run computing with ``here`` processes: ``world_sizes`` lists each part's count in
+        order (the count it started with first, a count listed again only where it changed), and stays None while
+        every part used the count it started with, or where that count is not recorded (an older automl's
+        checkpoint: the counts before are unknown)."""
+        if self.world_size is None:
+            return
+        parts = self.world_sizes or [self.world_size]
+        if parts[-1] != here:
+            self.world_sizes = [*parts, here]
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {"format": CKPT_FORMAT, **asdict_shallow(self)}
