@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from automl.cli import main
 from automl.pipeline import Run
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
@@ -53,3 +54,37 @@ def test_a_resume_compares_with_the_last_parts_process_count(tmp_path, die_after
     results = json.loads((out / "results.json").read_text())
     assert results["world_size"] == 1 and results["world_sizes"] == [1, 2, 1]
     assert "The run computed with 1, then 2, then 1 process: " in (out / "report.md").read_text()
+
+
+def test_a_run_resumed_with_another_process_count_writes_the_count_it_computed_with_into_a_rebuilt_results_json(
+        tmp_path, capsys):
+    """A finished run that computed with 2 processes (its checkpoint says so, and lists no other part) whose
+    results.json is lost: a resume in one process writes it anew with world_size 2, as the run computed (it wrote
+    the count of the process that wrote it, 1)."""
+    recipe, out = load_recipe(QUICK, TINY), tmp_path / "run"
+    Run(recipe, out, tty=False).execute()
+    store = CheckpointStore(out / "checkpoints")
+    store.save({**store.load(), "world_size": 2})
+    (out / "results.json").unlink()
+    Run(recipe, out, resume=True, tty=False).execute()
+    results = json.loads((out / "results.json").read_text())
+    assert results["world_size"] == 2 and "world_sizes" not in results, results
+
+
+def test_automl_rank_reuses_the_runs_own_retrainings_made_after_a_resume_with_another_process_count(
+        tmp_path, capsys, die_after_save):
+    """A run started under torchrun with 2 processes and resumed in one before its ranking, killed after its
+    ranking's retrainings: `automl rank` in one process reuses them (each records that it computed with 1); it
+    compared with the count the run started with only, and so retrained all three again."""
+    out = tmp_path / "run"
+    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.bn_batches=1"])
+    report = 2 + 2 + 3  # weights, θ, two retrainings, three ranking stages: the report stage's index
+    die_after_save(lambda state, n: state["stage"] >= report)
+    with pytest.raises(KeyboardInterrupt):
+        Run(recipe, out, tty=False).execute()
+    store = CheckpointStore(out / "checkpoints")
+    store.save({**store.load(), "world_size": 2, "world_sizes": [2, 1]})
+    capsys.readouterr()
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "1"]) == 0
+    said = capsys.readouterr().out
+    assert "3 of 3 retrainings were recorded by" in said, said

@@ -156,9 +156,10 @@ def _timing(recipe) -> dict:
     try:
         timing = table_timing(recipe.cost_table_path, str(recipe.space_path))
         check_clock(timing["clock"], f"{recipe.search.cost_table} was profiled with \"clock\": "
-                                     f"\"{timing['clock']}\", the clock a run of this recipe times its exports' "
-                                     f"latency with, and so this export", EXPORT_TIMED,
-                    f"a recipe whose table was profiled with the wall clock (`{profile}`)")
+                                     f"\"{timing['clock']}\", the clock this export is timed by, as the table's "
+                                     f"costs were", EXPORT_TIMED,
+                    f"a recipe whose table was profiled with the wall clock (`{profile}`), or export without "
+                    f"--recipe (the wall clock)")
     except UserError as e:
         raise RecipeError(str(e), recipe.source and str(recipe.source), ".".join(keys),
                           file_line(recipe, keys)) from None

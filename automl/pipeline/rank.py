@@ -136,14 +136,14 @@ def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here:
     computed as this command computes (``here``: :func:`~automl.pipeline.results.computed_on`); None unless
     this command ranks the same architectures as the run did, on the device its checkpoint records (an older
     automl's records none: then with the device setting of the run's recipe; a run resumed on another device
-    records both, and matches neither), with as many processes as it started with. Each retraining is then
-    checked by its own record too (none: an older automl's): a run resumed with another number of processes
-    computed those after the resume with that many."""
+    records both, and matches neither), with as many processes as one of its parts computed with (``world_sizes``).
+    Each retraining is then checked by its own record too (none: an older automl's): a run resumed with another
+    number of processes computed those after the resume with that many."""
     own = (_run_recipe(run.out) or {}).get("ranking")
     r, out = run.recipe, run.out
     same_device = r.device == _run_device(out) if state.device is None else state.device == here["device"]
     if (not isinstance(own, dict) or own.get("archs") != len(choices) or not same_device
-            or state.world_size not in (None, here["world_size"])):
+            or state.world_size is not None and here["world_size"] not in (state.world_sizes or [state.world_size])):
         return None
     entries = [state.results.get(f"ranking/{j}") for j in range(len(choices))]
     if any(e is not None and e.get("choices") != c for e, c in zip(entries, choices)):

@@ -316,13 +316,14 @@ def device_record(device: torch.device) -> str:
 
 
 def _processes(state: RunState, here: int) -> dict:
-    """results.json's record of the run's processes: ``world_size``, its last part's count (``here``, this
-    process's, unless the checkpoint lists the parts: a finished run's report written again, ``automl rank``), and
+    """results.json's record of the run's processes: ``world_size``, its last part's count as the checkpoint records
+    it (``here``, this process's, where it records none: an older automl's), whoever writes it (a finished run's
+    report written again, ``automl rank``), and
     for a run resumed with another count ``world_sizes``, each part's count in order
     (:meth:`~automl.pipeline.state.RunState.note_world_size`); a run whose parts all used one count has none."""
     parts = state.world_sizes
-    if not parts or len(parts) < 2:
-        return {"world_size": here}
+    if not parts or len(parts) < 2:  # every part computed with the count it started with, where recorded
+        return {"world_size": here if state.world_size is None else state.world_size}
     return {"world_size": parts[-1], "world_sizes": list(parts)}
 
 
