@@ -258,8 +258,9 @@ def check_lam(lam, least: int, hint: str = "") -> int:
 
 
 def check_positive(name: str, value, hint: str = "") -> float:
-    """A positive finite number (NumPy's too; bools refused); ``hint`` is added to the message."""
-    number = real_number(value) if isinstance(value, numbers.Real) else None  # inf for an int beyond float64
+    """A positive finite :func:`real_number` (NumPy's and 0-d tensors too; bools refused); ``hint`` is added to the
+    message."""
+    number = real_number(value)  # inf for an int beyond float64
     if number is None or not math.isfinite(number) or number <= 0:
         raise ValueError(f"{name} must be a positive finite number{hint}, got {shown(value)}")
     return number
@@ -295,10 +296,10 @@ def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
     """The lower bound on theta per decision: 0 for a fixed decision, ASNG-NAS's
     ``1 / (D_valid (K_d - 1))`` for ``None`` (``1 / (2 K_d)`` where that is infeasible), else ``theta_min``."""
     if theta_min is not None:  # checked first: float() of a list or a string is not this message
-        real = isinstance(theta_min, numbers.Real) and not isinstance(theta_min, bool)
-        t = real_number(theta_min) if real else math.nan  # inf for an int beyond float64: refused below
+        bound = real_number(theta_min)  # NumPy's and 0-d tensors too; inf for an int beyond float64: refused below
+        bound = math.nan if bound is None else bound
         kmax = max(num_choices)
-        if not (math.isfinite(t) and 0 <= t and (kmax == 1 or t * kmax < 1)):
+        if not (math.isfinite(bound) and 0 <= bound and (kmax == 1 or bound * kmax < 1)):
             raise ValueError(f"theta_min must be None or a number in [0, 1/Kmax) = [0, {1 / kmax:.4g}), "
                              f"got {shown(theta_min)}")
     valid_d = sum(k > 1 for k in num_choices)
@@ -310,7 +311,7 @@ def theta_min_table(num_choices: list[int], theta_min) -> list[float]:
             t = 1.0 / (valid_d * (k - 1))                     # ASNG-NAS
             out.append(t if k * t < 1 else 1.0 / (2 * k))
         else:
-            out.append(float(theta_min))
+            out.append(bound)
     return out
 
 

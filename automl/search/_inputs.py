@@ -69,7 +69,7 @@ class TellInputs:
         return int(self._nonfinite)
 
     def arch(self, arch, rows: int, trusted: bool) -> torch.Tensor:
-        """``arch`` as a ``(rows, D)`` LongTensor on the device; ``trusted``: it is ``ask``'s own output."""
+        """``arch`` as a contiguous ``(rows, D)`` LongTensor on the device; ``trusted``: it is ``ask``'s own output."""
         try:
             arch = torch.as_tensor(arch)
         except (TypeError, ValueError, RuntimeError):
@@ -90,8 +90,9 @@ class TellInputs:
             kmax = self.kminus1_cpu if on_host else self.kminus1.to(arch.device)
             if bool(((arch < 0) | (arch > kmax)).any()):
                 raise ValueError(f"arch has a choice index outside 0..K_d-1 (K = {self.num_choices})")
-        # non-blocking only to a device: a copy to the host could still be in flight when tell() reads it
-        return arch.to(self.device, non_blocking=self.device.type != "cpu")
+        # non-blocking only to a device: a copy to the host could still be in flight when tell() reads it.
+        # Contiguous: tell() flattens the rows (a transposed or Fortran-ordered table of the right shape is taken).
+        return arch.to(self.device, non_blocking=self.device.type != "cpu").contiguous()
 
     def losses(self, losses, rows: int) -> torch.Tensor:
         """``(rows,)`` float64 losses on the device (:attr:`loss_dtype`), NaN and +-inf replaced by +inf (they rank
