@@ -2,7 +2,7 @@
 # The GPU checks and the GPU rows of the Performance table, as ONE prepared run for a lent GPU machine
 # (a few minutes of device time; nothing here is needed by CI, which has no GPU).
 #
-#   bash benchmarks/gpu_check.sh            # writes logs and JSON lines under ${OUT:-gpu-results}/
+#   bash benchmarks/gpu_check.sh            # writes logs and JSON lines under ${OUT:-gpu-results}/ (from any folder)
 #
 # The device machine has PyTorch but not all of our dependencies and no internet: put the missing
 # pure-Python wheels in .whl/ first (here, with internet; .whl/ is git-ignored via .git/info/exclude):
@@ -31,6 +31,7 @@ if ! mkdir -p "$OUT" 2>/dev/null || ! [ -w "$OUT" ]; then
   echo "gpu_check: cannot write to OUT=$OUT (give a writable folder, e.g. OUT=\$PWD/gpu-results); nothing was run" >&2
   exit 2
 fi
+OUT=$(cd "$OUT" && pwd)  # the steps run in the repository: OUT stays the folder named from where the script started
 case "$BUDGET" in
   '' | *[!0-9]*) refuse "BUDGET=$BUDGET is not a whole number of seconds (e.g. BUDGET=450)" ;;
 esac
@@ -40,9 +41,13 @@ if [ "$gpu" != True ]; then
   [ "$gpu" = False ] && gpu="torch.cuda.is_available() is False" || gpu="$PY cannot import torch${gpu:+: $gpu}"
   refuse "no GPU to check on this machine ($gpu)"
 fi
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-if compgen -G ".whl/*.whl" >/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+# the repository this script is in: its .whl/, and the folder the steps run in (their files are named from there),
+# whatever folder the script is run from (that folder comes first on PYTHONPATH, then the repository)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    "$ROOT"/.whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 # every module a step imports, before the first step: a missing one would fail each step in turn, the
@@ -57,6 +62,7 @@ for name in sys.argv[1:]:
 ' automl.pipeline automl.cli onnx onnxruntime pytest 2>&1) \
   || refuse "$PY cannot import $(printf '%s' "$missing" | tail -n 1): put the missing wheels in .whl/ (see the top of \
 $0)"
+cd "$ROOT" || refuse "cannot enter the repository folder $ROOT"
 FAILED=0
 step() {  # step NAME NEED LIMIT CMD...: run with a limit, append its log to all.log, never stop the script
   local name=$1 need=$2 limit=$3; shift 3
@@ -79,8 +85,10 @@ step() {  # step NAME NEED LIMIT CMD...: run with a limit, append its log to all
     echo "$name FAILED rc=${rc:-?}$why in $((SECONDS - t0)) s (limit $limit)" >>"$OUT/summary.txt"
     FAILED=1
   fi
-  # after every step, so a run stopped from outside keeps the figures measured so far
-  grep -sh '^{"benchmark"' "$OUT/all.log" >"$OUT/benchmarks.jsonl"
+  # after every step, so a run stopped from outside keeps the figures measured so far; replaced whole (a temporary
+  # file renamed over it), so a stop while it is written leaves the last whole one
+  grep -sh '^{"benchmark"' "$OUT/all.log" >"$OUT/.benchmarks.jsonl.tmp"
+  mv -f "$OUT/.benchmarks.jsonl.tmp" "$OUT/benchmarks.jsonl"
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv

@@ -226,13 +226,13 @@ def main() -> None:
     rows = [bench_space(name, args) for name in args.spaces]
     details = {r["space"]: r.pop("_detail") for r in rows}
     int8_rows = [] if args.no_int8 else [bench_int8_proxyless(args)] + from_run
-    emit("latency_table", rows, int8=int8_rows, details=details)
-    for r in int8_rows:
+    for r in int8_rows:  # before the table and its JSON line, which ends the output
         drop = r["accuracy_drop_points"]
         print(f"int8 {r['model']}: fp32 {_figure(r['fp32_ms'], '.3g', ' ms')}, "
               f"int8 {_figure(r['int8_ms'], '.3g', ' ms')}, speed-up {_figure(r['speedup'], '.2f', 'x')}, "
               f"size {_figure(r['size_ratio'], '.2f', 'x')}"
               + (f", accuracy drop {drop:+.2f} points" if drop is not None else ""))
+    emit("latency_table", rows, int8=int8_rows, details=details)
 
 
 if __name__ == "__main__":

@@ -784,11 +784,11 @@ def main(argv: list[str]) -> None:
         results = stability_runs(a, out, combos)
         rows = [{"method": m, "threads": t, "seed": sd, "params": [x["params"] for x in res["architectures"]]}
                 for (m, t, sd), res in zip(combos, results)]
-        emit("ranking_stability", rows)
-        for method in a.methods:
+        for method in a.methods:  # before the table and its JSON line, which ends the output
             params = [r["params"][0] for r in rows if r["method"] == method]
             print(f"{method}: most accurate member {min(params):,}-{max(params):,} parameters, "
                   f"max/min {max(params) / min(params):.2f}")
+        emit("ranking_stability", rows)
 
 
 if __name__ == "__main__":

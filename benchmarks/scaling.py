@@ -1,4 +1,5 @@
-"""Throughput of a short run with 1 and 2 processes (torchrun, gloo on the CPU), and 1..k GPUs when present.
+"""Throughput of a short run with 1 and 2 processes (torchrun, gloo on the CPU), and with --gpus 1..k GPUs (nccl;
+refused, exit 2, where torch sees no GPU).
 
     python benchmarks/scaling.py [--gpus]
 
@@ -73,6 +74,8 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--gpus", action="store_true", help="also 1..k GPUs (nccl)")
     a = p.parse_args()
+    if a.gpus and not torch.cuda.is_available():  # no GPU rows to measure: refused before the CPU rows' minute
+        p.error("argument --gpus: torch sees no CUDA GPU on this machine; leave --gpus out for the CPU rows")
     from automl.train.threads import busy_cores, physical_cores
 
     cores, busy = physical_cores(), busy_cores() or 0.0
@@ -80,7 +83,7 @@ def main() -> None:
         print(f"note: {cores} cores, {busy:.1f} busy: the 2-process row ({2 * THREADS} threads) shares a core",
               file=sys.stderr)
     configs = [(1, "cpu"), (2, "cpu")]
-    if a.gpus and torch.cuda.is_available():
+    if a.gpus:
         configs += [(k, "cuda") for k in range(1, torch.cuda.device_count() + 1)]
     rows = []
     for nproc, device in configs:

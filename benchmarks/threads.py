@@ -41,8 +41,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (check_child, emit, int_list, median, names, parser, positive_float,  # noqa: E402
-                     positive_int, run_child_captured, run_main)
+from _common import (batch_size, check_child, emit, int_list, median, names, parser,  # noqa: E402
+                     positive_float, positive_int, run_child_captured, run_main)
 
 BUSY_MOST = 64  # busy processes at once: more only measures the scheduler, and a typo could start thousands
 MAX_LIMIT = 1_000_000  # seconds (11.6 days): more is a typo, and Python cannot wait for 1e30 seconds
@@ -171,7 +171,7 @@ def main(argv: list[str]) -> None:
                    help=f"numbers of busy processes, comma-separated (at most {BUSY_MOST})")
     p.add_argument("--epochs", type=positive_int, default=1, help="digits: weight and θ epochs")
     p.add_argument("--steps", type=positive_int, default=3, help="proxylessnas: timed supernet steps")
-    p.add_argument("--batch", type=positive_int, default=4, help="proxylessnas: batch size")
+    p.add_argument("--batch", type=batch_size, default=4, help="proxylessnas: batch size")
     p.add_argument("--workloads", type=names(WORKLOADS), default=",".join(WORKLOADS),
                    help=f"comma-separated, of {', '.join(WORKLOADS)}")
     p.add_argument("--limit", type=limit_seconds, default=180.0,
