@@ -7,6 +7,7 @@ Every file of an export is written to a temporary name in the same folder and mo
 
 from __future__ import annotations
 
+import filecmp
 import json
 import math
 import os
@@ -350,7 +351,7 @@ def recorded_space(obj: Any, name: str, filename: str | None, path) -> str | Non
     for, when that is another than the space ``name`` (read from ``filename``), with the file to give instead, as
     the words after the file's name ("is an export of space ..."): an export's manifest its ``space_name`` (its
     folder holds a copy of the space file), an ARCH.json of ``automl space encode`` its ``space`` file. None when
-    it says nothing, or names this one."""
+    it says nothing, or names this one (this file by any path, a copy of it: :func:`_same_space_file`)."""
     if not isinstance(obj, dict) or "choices" not in obj:
         return None
     recorded = obj.get("space")
@@ -363,9 +364,21 @@ def recorded_space(obj: Any, name: str, filename: str | None, path) -> str | Non
         return f"is an export of space {theirs}, not of {name}: give that space file{where}"
     if not isinstance(recorded, str) or not recorded.strip() or not isinstance(filename, str):
         return None
-    try:
-        if Path(recorded).resolve() == Path(filename).resolve():
-            return None
-    except (OSError, ValueError):
-        pass
+    if _same_space_file(recorded, filename):
+        return None
     return f"was encoded for the space file {recorded} (its \"space\"), not {filename}: give that space file"
+
+
+def _same_space_file(recorded: str, given: str) -> bool:
+    """Whether the space file an ARCH.json records (``recorded``: the path ``automl space encode`` read, resolved;
+    an earlier automl's file holds the path as typed, relative to the folder it ran in) is the space file
+    ``given``: the same file (by any path or link), a byte-for-byte copy of it, or, where ``recorded`` is not
+    found here (a relative path from another folder, a path of another machine), a file of the same name."""
+    try:
+        if Path(recorded).resolve() == Path(given).resolve():
+            return True
+        if os.path.isfile(recorded) and os.path.isfile(given):
+            return os.path.samefile(recorded, given) or filecmp.cmp(recorded, given, shallow=False)
+        return not os.path.exists(recorded) and Path(recorded).name == Path(given).name
+    except (OSError, ValueError):  # a path too long, with a NUL (a loop of links: the CLI's user error)
+        return False
