@@ -236,18 +236,26 @@ class Resolver:
         return self.err(f"unknown op or choice set {shortened(ref.name, repr)}{hint}", ref.pos)
 
     def _check_twice(self, op: str, pos: ir.Pos, via: str | None, seen: dict, where: str) -> None:
-        """No op offered twice in one place, however it is spelled (``ir_k3_e3`` and ``ir_k3_e3.0``)."""
+        """No op offered twice in one place, however it is spelled (``ir_k3_e3`` and ``ir_k3_e3.0``): an error at
+        the second copy that gives the first's position, and the set each copy came through (none where it is the
+        set ``where`` names, the place itself)."""
         key = op_key(op)
-        through = f" (through choice set {via!r})" if via else ""
-        if key in seen:
-            first, first_pos = seen[key]
-            if first == op:
-                raise self.err(f"{shortened(op, repr)} is offered twice in {where}{through}", pos)
-            raise self.err(f"{shortened(op, repr)}{through} is the same op as {shortened(first, repr)} (line "
-                           f"{first_pos.line}, column "
-                           f"{first_pos.column}), written another way: it is offered twice in {where}; "
+        if key not in seen:
+            seen[key] = (op, pos, via)
+            return
+        first, first_pos, first_via = seen[key]
+        other = {v: f"choice set {v!r}" for v in (via, first_via) if v and where != f"choice set {v}"}
+        through = f" (through {other[via]})" if via in other else ""
+        if first == op and first_pos == pos:  # the same set unfolded twice
+            raise self.err(f"{shortened(op, repr)} is offered twice in {where}{through}: choice set {via!r} is "
+                           f"reached twice (directly or through other sets); include it once", pos)
+        at = f"line {first_pos.line}, column {first_pos.column}"
+        if first == op:
+            first_through = f", through {other[first_via]}" if first_via in other else ""
+            raise self.err(f"{shortened(op, repr)} is offered twice in {where}{through}: first at {at}{first_through}; "
                            f"keep one", pos)
-        seen[key] = (op, pos)
+        raise self.err(f"{shortened(op, repr)}{through} is the same op as {shortened(first, repr)} ({at}), "
+                       f"written another way: it is offered twice in {where}; keep one", pos)
 
     def _known_op(self, ref) -> bool:
         """Whether ``ref`` names an op; a malformed name of a known family (``ir_k3_e6_se1.5``) is an error."""

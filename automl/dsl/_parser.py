@@ -503,6 +503,10 @@ def _list_hint(e: UnexpectedToken) -> str:
         return "; a list of choices holds names (op names or choice sets), not another list"
     if str(tok) == "]" and kind == "COMMA":
         return "; remove the `,` before the `]`"
+    if str(tok) == "]" and kind == "LSQB":
+        keyword = str(stack[-2]) if len(stack) > 1 and isinstance(stack[-2], Token) else "choose"
+        example = "identity, sep_k3" if keyword == "through" else "ir_k3_e3, skip"
+        return f"; a list of choices needs at least one op (a name): `{keyword} [{example}]`"
     if (tok.type == "NAME" and kind == "NAME" and last.line == tok.line and "COMMA" in (e.accepts or e.expected)
             and len(stack) > 1 and getattr(stack[-2], "type", None) in ("COMMA", "EQUAL", "LSQB", "INPUTS", "CONCAT")):
         return f"; separate the names of a list with `,`: `{last}, {tok}`"
@@ -539,6 +543,25 @@ def _keyword_as_name_hint(e: UnexpectedToken, text: str) -> str:
                 f"write {what} after that `{before}`, on its line)")
     return (f" (the `{last}` on line {last.line} was read as a name of the list before it: write the list's names "
             f"before that `{last}`, and no `,` after the last)")
+
+
+def _empty_set(e: UnexpectedToken, text: str) -> tuple[str, Token] | None:
+    """``choices NAME =`` with no names: at the end of the file, or before a statement whose keyword (soft, so a
+    name), starting a later line, is read as the set's first name, which leaves the error a token or a line later.
+    A message that names the set, and its ``choices`` keyword to report it at; None for any other error."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    if len(stack) >= 3 and getattr(stack[-1], "type", None) == "EQUAL" and e.token.type == "$END":
+        read = ""
+    elif (len(stack) >= 4 and getattr(stack[-2], "type", None) == "EQUAL" and isinstance(stack[-1], Token)
+          and str(stack[-1]) in _keywords() and stack[-1].line > stack[-2].line and _starts_line(stack[-1], text)):
+        read, stack = f"; the `{stack[-1]}` on line {stack[-1].line} was read as a name of the list", stack[:-1]
+    else:
+        return None
+    keyword, name = stack[-3], stack[-2]
+    if getattr(keyword, "type", None) != "CHOICES":
+        return None
+    return (f"choice set {str(name)!r} has no choices: list at least one op (or choice set) after its `=`, on its "
+            f"line: `choices {name} = ir_k3_e3, skip`{read}", keyword)
 
 
 def _number_hint(e: UnexpectedToken) -> str:
@@ -780,6 +803,9 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
         number = _malformed_number(tok, text)
         if number:  # at the number's start, which the grammar read as a number and then something else
             return err(number[0], tok.line, tok.column - number[1])
+        empty = _empty_set(e, text)
+        if empty:  # at the set's `choices`, lines before the token the parser stopped at
+            return err(empty[0], empty[1].line, empty[1].column)
         expected = _describe_expected(e.accepts or e.expected or ())
         msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + (
             _keyword_as_name_hint(e, text) or _top_level_hint(e, tok, expected, text)
@@ -827,9 +853,10 @@ def normalize_newlines(text: str) -> str:
 
 
 def _check_tree(tree: lark.Tree, text: str, filename: str) -> None:
-    """Numbers too large to be values, and expressions too deep for the compiler (a long chain
-    ``0 + 0 + ... + 24`` nests as deep as its length): a :class:`SpaceError` at the number, or at the start
-    of the expression. Walks the tree without recursion, so any depth can be checked."""
+    """Numbers too large to be values, a leading zero in a list of numbers (:func:`_check_list`), and expressions
+    too deep for the compiler (a long chain ``0 + 0 + ... + 24`` nests as deep as its length): a :class:`SpaceError`
+    at the number, or at the start of the expression. Walks the tree without recursion, so any depth can be
+    checked."""
     lines = text.split("\n")
     stack: list[tuple[object, int, lark.Tree | None]] = [(tree, 0, None)]
     while stack:
@@ -842,6 +869,7 @@ def _check_tree(tree: lark.Tree, text: str, filename: str) -> None:
             continue
         if not isinstance(node, lark.Tree):
             continue
+        _check_list(node, lines, filename)
         if node.data in _OPERATORS:
             root, depth = root or node, depth + 1
             if depth > MAX_EXPR_DEPTH:
@@ -851,6 +879,41 @@ def _check_tree(tree: lark.Tree, text: str, filename: str) -> None:
                                  f"write it shorter", filename, line, getattr(root.meta, "column", 1) or 1,
                                  lines[line - 1])
         stack.extend((child, depth, root) for child in node.children)
+
+
+_THOUSANDS = re.compile(r"(?<![A-Za-z0-9_.])[1-9][0-9]{0,2}(?:,[0-9]{3})+(?![A-Za-z0-9_.])")  # `1,024`, `12,000,000`
+
+
+def _check_list(node: lark.Tree, lines: list[str], filename: str) -> None:
+    """A list of numbers (``resolution``, a stage's ``depth`` and ``width``) holds no number with a leading zero:
+    ``width 1,024`` would read as the widths 1 and 24, so a leading zero is an error at the number, and one that
+    follows a ``,`` as a thousands separator does (``1,024``, ``12,000``) is an error at the whole number that
+    says how to write it, and how to write the list if a list was meant. ``16,128`` is a list."""
+    if node.data == "stage_attr" and str(node.children[0]) in ("depth", "width"):
+        items = node.children[1:]
+    elif node.data == "resolution_stmt":
+        items = node.children
+    else:
+        return
+    if len(items) < 2:
+        return
+    stack = list(items)
+    while stack:
+        x = stack.pop()
+        if isinstance(x, lark.Tree):
+            stack.extend(x.children)
+        elif isinstance(x, Token) and x.type == "NUMBER" and re.match(r"0[0-9]", str(x)):
+            line, col = x.line or 1, x.column or 1
+            source = lines[line - 1]
+            for m in _THOUSANDS.finditer(source):
+                if m.start() < col - 1 < m.end():
+                    groups = m.group().split(",")
+                    as_list = ", ".join(re.sub(r"^0+(?=[0-9])", "", g) for g in groups)
+                    raise SpaceError(f"`{m.group()}`: write numbers without a thousands separator: "
+                                     f"`{''.join(groups)}` (for a list, write its numbers without leading zeros: "
+                                     f"`{as_list}`)", filename, line, m.start() + 1, source)
+            raise SpaceError(f"`{x}`: write the numbers of a list without leading zeros: "
+                             f"`{re.sub(r'^0+(?=[0-9])', '', str(x))}`", filename, line, col, source)
 
 
 def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] | None = None) -> ir.Space:
