@@ -92,10 +92,13 @@ def export_random(out: Path, space: str, n: int, seed: int, overrides: dict) -> 
     return dirs
 
 
+SPACE = str(ROOT / "spaces" / "proxylessnas.space")  # --space
+
+
 def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("dirs", nargs="*", type=Path, help="export folders (default: export random architectures)")
-    p.add_argument("--space", default=str(ROOT / "spaces" / "proxylessnas.space"))
+    p.add_argument("--space", default=SPACE)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="space overrides")
     p.add_argument("-n", "--num-archs", type=positive_int, default=3)
     p.add_argument("--seed", type=seed_int, default=0)
@@ -105,6 +108,12 @@ def main(argv=None) -> int:
                         f"{torch.get_num_threads()}; at most the CPUs this process can use: more only take turns "
                         "on them, and a warning says so)")
     a = p.parse_args(argv)
+    # what chooses the random architectures: with export folders given, it would be ignored
+    choosing = [flag for flag, given in (("--space", a.space != SPACE), ("--set", bool(a.set)),
+                                         ("--num-archs", a.num_archs != 3), ("--seed", a.seed != 0)) if given]
+    if a.dirs and choosing:
+        p.error(f"{', '.join(choosing)}: {'it chooses' if len(choosing) == 1 else 'they choose'} the random "
+                f"architectures to export, and export folders were given: leave out one or the other")
     from automl.export import read_manifest
 
     for d in a.dirs:  # a wrong folder is found now, not after the others were measured
