@@ -31,7 +31,15 @@ if ! mkdir -p "$OUT" 2>/dev/null || ! [ -w "$OUT" ]; then
   echo "gpu_check: cannot write to OUT=$OUT (give a writable folder, e.g. OUT=\$PWD/gpu-results); nothing was run" >&2
   exit 2
 fi
-OUT=$(cd "$OUT" && pwd)  # the steps run in the repository: OUT stays the folder named from where the script started
+# the steps run in the repository this script is in (their files are named from there), whatever folder it is
+# started from: OUT, and a PY given as a relative path, stay what they name from that folder
+OUT=$(CDPATH='' cd -- "$OUT" && pwd)
+case ${PY%% *} in
+  /*) ;;
+  */*) PY="$PWD/$PY" ;;
+esac
+ROOT=$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd -- "$ROOT" || refuse "cannot enter the repository folder $ROOT"
 case "$BUDGET" in
   '' | *[!0-9]*) refuse "BUDGET=$BUDGET is not a whole number of seconds (e.g. BUDGET=450)" ;;
 esac
@@ -41,13 +49,9 @@ if [ "$gpu" != True ]; then
   [ "$gpu" = False ] && gpu="torch.cuda.is_available() is False" || gpu="$PY cannot import torch${gpu:+: $gpu}"
   refuse "no GPU to check on this machine ($gpu)"
 fi
-# the repository this script is in: its .whl/, and the folder the steps run in (their files are named from there),
-# whatever folder the script is run from (that folder comes first on PYTHONPATH, then the repository)
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-if compgen -G "$ROOT/.whl/*.whl" >/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    "$ROOT"/.whl/*.whl \
+export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 # every module a step imports, before the first step: a missing one would fail each step in turn, the
@@ -62,7 +66,6 @@ for name in sys.argv[1:]:
 ' automl.pipeline automl.cli onnx onnxruntime pytest 2>&1) \
   || refuse "$PY cannot import $(printf '%s' "$missing" | tail -n 1): put the missing wheels in .whl/ (see the top of \
 $0)"
-cd "$ROOT" || refuse "cannot enter the repository folder $ROOT"
 FAILED=0
 step() {  # step NAME NEED LIMIT CMD...: run with a limit, append its log to all.log, never stop the script
   local name=$1 need=$2 limit=$3; shift 3

@@ -72,11 +72,11 @@ def test_gpu_check_refuses_a_budget_that_is_not_whole_seconds(tmp_path, budget):
 
 def test_gpu_check_stops_before_any_step_when_a_module_is_missing(tmp_path):
     # the real interpreter, with lark (a dependency the device machine lacks unless .whl/ brings it) hidden by
-    # a package of that name that cannot be imported, first on PYTHONPATH (the script puts its folder there)
+    # a package of that name that cannot be imported, first on its PYTHONPATH
     (tmp_path / "lark").mkdir()
     (tmp_path / "lark" / "__init__.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'lark'\", name='lark')\n")
-    fake = fake_python(tmp_path, f'exec "{sys.executable}" "$@"')
+    fake = fake_python(tmp_path, f'PYTHONPATH="{tmp_path}:$PYTHONPATH" exec "{sys.executable}" "$@"')
     r = gpu_check(tmp_path, fake, timeout=120)
     line = one_line_refusal(r, tmp_path, "automl.pipeline", "No module named 'lark'", ".whl/")
     assert "Traceback" not in line

@@ -83,12 +83,14 @@ def space_summary(cs, metric: str = "params") -> dict:
     costs = {m: ct.costs(m) for m in ct.metrics}
     context = ct.context(metric)  # elastic widths: a fixed cost per combination of widths
     whole = {m: _whole_metric(ct, m) for m in ct.metrics}
+    # elastic widths: a choice's cost is a first-order average over the other widths, a real number
+    each = {m: whole[m] and ct.context(m) is None for m in ct.metrics}
     decisions = []
     for d, dec in enumerate(cs.decisions):
         decisions.append({
             "name": dec.name,
-            "choices": [{"name": c, "cost": _json_cost(costs[metric][d, k], whole[metric]),
-                         "costs": {m: _json_cost(costs[m][d, k], whole[m]) for m in ct.metrics}}
+            "choices": [{"name": c, "cost": _json_cost(costs[metric][d, k], each[metric]),
+                         "costs": {m: _json_cost(costs[m][d, k], each[m]) for m in ct.metrics}}
                         for k, c in enumerate(dec.choices)],
         })
     return {

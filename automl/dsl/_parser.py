@@ -855,8 +855,8 @@ def normalize_newlines(text: str) -> str:
 def _check_tree(tree: lark.Tree, text: str, filename: str) -> None:
     """Numbers too large to be values, a leading zero in a list of numbers (:func:`_check_list`), and expressions
     too deep for the compiler (a long chain ``0 + 0 + ... + 24`` nests as deep as its length): a :class:`SpaceError`
-    at the number, or at the start of the expression. Walks the tree without recursion, so any depth can be
-    checked."""
+    at the number, or at the start of the expression; the first in the file, where there are several. Walks the tree
+    without recursion, so any depth can be checked."""
     lines = text.split("\n")
     stack: list[tuple[object, int, lark.Tree | None]] = [(tree, 0, None)]
     while stack:
@@ -878,7 +878,7 @@ def _check_tree(tree: lark.Tree, text: str, filename: str) -> None:
                                  f"operators inside one another (each `+` of a chain `a + b + ...` counts); "
                                  f"write it shorter", filename, line, getattr(root.meta, "column", 1) or 1,
                                  lines[line - 1])
-        stack.extend((child, depth, root) for child in node.children)
+        stack.extend((child, depth, root) for child in reversed(node.children))  # the first in the file first
 
 
 _THOUSANDS = re.compile(r"(?<![A-Za-z0-9_.])[1-9][0-9]{0,2}(?:,[0-9]{3})+(?![A-Za-z0-9_.])")  # `1,024`, `12,000,000`
@@ -897,11 +897,11 @@ def _check_list(node: lark.Tree, lines: list[str], filename: str) -> None:
         return
     if len(items) < 2:
         return
-    stack = list(items)
+    stack = list(reversed(items))  # the first in the file first
     while stack:
         x = stack.pop()
         if isinstance(x, lark.Tree):
-            stack.extend(x.children)
+            stack.extend(reversed(x.children))
         elif isinstance(x, Token) and x.type == "NUMBER" and re.match(r"0[0-9]", str(x)):
             line, col = x.line or 1, x.column or 1
             source = lines[line - 1]
