@@ -190,9 +190,9 @@ class Resolver:
         first op beyond.
         """
         out: list[tuple[str, ir.Pos, str | None]] = []
-        seen: dict[tuple, tuple[str, ir.Pos]] = {}
-        for op, pos, via in self._unfold(src, kind, ()):
-            self._check_twice(op, pos, via, seen, where)
+        seen: dict[tuple, tuple] = {}
+        for op, pos, via, refs in self._unfold(src, kind, ()):
+            self._check_twice(op, pos, via, refs, seen, where)
             if len(out) == MAX_OPS:
                 through = f" (through choice set {via!r})" if via and where != f"choice set {via}" else ""
                 raise self.err(f"{where} offers more than {MAX_OPS} ops ({op!r}{through} is op {MAX_OPS + 1}); "
@@ -200,8 +200,13 @@ class Resolver:
             out.append((op, pos, via))
         return out
 
-    def _unfold(self, src, kind: str | None, stack: tuple[str, ...]):
-        """(op, position, set) for each op ``src`` names, sets unfolded in place (a generator)."""
+    def _unfold(self, src, kind: str | None, stack: tuple[str, ...], refs: tuple = ()):
+        """(op, position, set, references) for each op ``src`` names, sets unfolded in place (a generator).
+
+        The set is the innermost one the op came through (None for an op named in ``src`` itself); the
+        references (``ir.ChoiceRef``: name and position) are those to the sets whose unfolding reached the op,
+        outermost first.
+        """
         items = [ir.ChoiceRef(n.name, n.pos) for n in src.items] if isinstance(src, ir.ChoiceInline) else [src]
         for ref in items:
             if ref.name in self.sets:
@@ -213,12 +218,13 @@ class Resolver:
                     raise self.err(f"more than {MAX_SET_DEPTH} choice sets inside one another (set {stack[0]!r} "
                                    f"includes {stack[1]!r}, which includes ...); list the ops in fewer sets",
                                    ref.pos)
+                inner = (stack + (ref.name,), refs + (ref,))
                 for name in self.sets[ref.name].items:
-                    for op, pos, via in self._unfold(ir.ChoiceRef(name.name, name.pos), kind, stack + (ref.name,)):
-                        yield op, pos, via or ref.name
+                    for op, pos, via, path in self._unfold(ir.ChoiceRef(name.name, name.pos), kind, *inner):
+                        yield op, pos, via or ref.name, path
             elif self._known_op(ref):
                 self._check_kind(get_op(ref.name), kind, ref.pos)
-                yield ref.name, ref.pos, None
+                yield ref.name, ref.pos, None, refs
             else:
                 raise self._unknown(ref, kind)
 
@@ -235,20 +241,20 @@ class Resolver:
             f"; the ops are: {ops}" + (f"; the choice sets are: {listed(self.sets)}" if self.sets else ""))
         return self.err(f"unknown op or choice set {shortened(ref.name, repr)}{hint}", ref.pos)
 
-    def _check_twice(self, op: str, pos: ir.Pos, via: str | None, seen: dict, where: str) -> None:
+    def _check_twice(self, op: str, pos: ir.Pos, via: str | None, refs: tuple, seen: dict, where: str) -> None:
         """No op offered twice in one place, however it is spelled (``ir_k3_e3`` and ``ir_k3_e3.0``): an error at
         the second copy that gives the first's position, and the set each copy came through (none where it is the
-        set ``where`` names, the place itself)."""
+        set ``where`` names, the place itself). A set reached twice is an error at the reference that reaches it
+        again (:meth:`_reached_twice`)."""
         key = op_key(op)
         if key not in seen:
-            seen[key] = (op, pos, via)
+            seen[key] = (op, pos, via, refs)
             return
-        first, first_pos, first_via = seen[key]
+        first, first_pos, first_via, first_refs = seen[key]
         other = {v: f"choice set {v!r}" for v in (via, first_via) if v and where != f"choice set {v}"}
         through = f" (through {other[via]})" if via in other else ""
         if first == op and first_pos == pos:  # the same set unfolded twice
-            raise self.err(f"{shortened(op, repr)} is offered twice in {where}{through}: choice set {via!r} is "
-                           f"reached twice (directly or through other sets); include it once", pos)
+            raise self._reached_twice(f"{shortened(op, repr)} is offered twice in {where}{through}", first_refs, refs)
         at = f"line {first_pos.line}, column {first_pos.column}"
         if first == op:
             first_through = f", through {other[first_via]}" if first_via in other else ""
@@ -256,6 +262,26 @@ class Resolver:
                            f"keep one", pos)
         raise self.err(f"{shortened(op, repr)}{through} is the same op as {shortened(first, repr)} ({at}), "
                        f"written another way: it is offered twice in {where}; keep one", pos)
+
+    def _reached_twice(self, head: str, first: tuple, second: tuple) -> SpaceError:
+        """The error for a set unfolded twice in one place, ``first`` and ``second`` the references that reached
+        the op each time (outermost first): at the reference in the innermost list the two share that reaches the
+        set again, naming the set (the outermost one both copies unfold from alike) and where each reference to
+        it is."""
+        split = next(i for i, (a, b) in enumerate(zip(first, second)) if a.pos != b.pos)
+        same = 0  # the references both end with, the set reached twice named by the one before them
+        while same < min(len(first), len(second)) - split - 1 and first[-1 - same].pos == second[-1 - same].pos:
+            same += 1
+        name = first[-1 - same].name
+        reaches = []
+        for refs in (first, second):
+            at = refs[-1 - same].pos
+            sets = [r.name for r in refs[split:len(refs) - 1 - same]]
+            via = f", through choice set{'s' * (len(sets) > 1)} {' -> '.join(map(repr, sets))}" if sets else ""
+            reaches.append((f"line {at.line}, column {at.column}", via, not sets))
+        again = "" if reaches[1][2] else f"; again at {reaches[1][0]}{reaches[1][1]}"
+        return self.err(f"{head}: choice set {name!r} is reached twice, first at "
+                        f"{reaches[0][0]}{reaches[0][1]}{again}; include it once", second[split].pos)
 
     def _known_op(self, ref) -> bool:
         """Whether ``ref`` names an op; a malformed name of a known family (``ir_k3_e6_se1.5``) is an error."""
