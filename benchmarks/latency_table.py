@@ -17,6 +17,7 @@ size do not depend on the weights' values) fp32 vs int8 latency (interleaved; ``
 file size; with ``--int8-run DIR`` (a run of ``automl run recipes/quickstart.yaml export.quantize=int8``)
 also the quickstart family's accuracy drop, speed-up and size ratio from its results.json, one row per
 member, named by its budget (a run with budgets) and its final ε; DIR is read before anything is measured.
+``--no-int8`` skips the int8 comparison (``--int8-run`` with it is refused: one line, exit 2).
 Prints a table, then one JSON line.
 """
 
@@ -38,9 +39,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import (Fields, batch_size, emit, int_at_least, parser, positive_int, run_main,  # noqa: E402
                      run_results, seed_int, thread_count, warn_threads)
 from automl.errors import UserError  # noqa: E402
+from automl.profile import MAX_REPEAT  # noqa: E402  (--repeat's bound in `automl space profile`)
 from automl.ranking import kendall_tau_b  # noqa: E402
 
 SPACES = {"proxylessnas": {}, "digits": {}}
+ARCHS_MOST = 1000  # random architectures exported and timed: more is a typo's extra digits (hours of exports)
 SPNASNET = (["ir_k3_e3"] * 3 + ["skip"] + ["ir_k5_e6"] + ["ir_k3_e3"] * 3 + ["ir_k5_e6"] + ["ir_k3_e3"] * 3
             + ["ir_k5_e6"] + ["ir_k5_e3"] * 3 + ["ir_k5_e6"] * 4 + ["ir_k3_e6"])
 
@@ -201,14 +204,15 @@ def _figure(value, fmt: str, unit: str = "") -> str:
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
-    p.add_argument("--archs", type=int_at_least(2), default=30,
+    p.add_argument("--archs", type=int_at_least(2, ARCHS_MOST), default=30,
                    help="random architectures to export and time (at least 2: Kendall's tau compares pairs)")
     p.add_argument("--threads", type=thread_count, default=1,
                    help="onnxruntime's intra-op threads for the table and the whole models (at most the CPUs "
                         "this process can use: more only take turns on them, and a warning says so)")
     p.add_argument("--batch", type=batch_size, default=1)
     p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")
-    p.add_argument("--measure-repeat", type=positive_int, default=30, help="timed runs per whole model and pass")
+    p.add_argument("--measure-repeat", type=int_at_least(1, MAX_REPEAT), default=30,
+                   help=f"timed runs per whole model and pass (at most {MAX_REPEAT:,}, as --repeat)")
     p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="cpu: the calling thread's CPU time (one thread): what an idle machine's latency would "
@@ -216,11 +220,14 @@ def main() -> None:
     p.add_argument("--int8-run", type=Path, default=None, help="a quickstart run with export.quantize=int8")
     p.add_argument("--no-int8", action="store_true", help="skip the int8 comparison")
     args = p.parse_args()
+    if args.no_int8 and args.int8_run is not None:  # its rows are the int8 comparison's: it would be ignored
+        p.error("--int8-run: its rows are part of the int8 comparison, which --no-int8 skips: leave out one or "
+                "the other")
     from automl.profile import check_profile_args
 
     check_profile_args("onnxruntime", args.threads, args.batch, args.repeat, args.clock)
     # read now: a wrong folder must not cost the whole measurement
-    from_run = int8_from_run(args.int8_run) if args.int8_run and not args.no_int8 else []
+    from_run = int8_from_run(args.int8_run) if args.int8_run else []
     warn_threads(args.threads)
     torch.set_num_threads(args.threads)
     rows = [bench_space(name, args) for name in args.spaces]

@@ -9,7 +9,9 @@ OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when it
 there: the script can be re-run after a change to re-measure only what was deleted (a results.json that cannot
 be read, or lacks what the script reads, is one line naming it, exit 2). The recipe, its overrides,
 the option and method names and the folders given are checked before any run (a truth to retrain needs
-retrain.epochs >= 1, a --truth run a ranking that retrained); a run that fails stops the script with one
+retrain.epochs >= 1, a --truth run a ranking that retrained; a flag of a part the run skips is refused: --truth,
+--archs, --options, --supernet-seeds, --threads or --no-signal with --no-tau, --methods, --jobs or
+--stability-seeds with --no-stability, --se without --one-se); a run that fails stops the script with one
 line naming its command and its log (exit 2 when the run's was 2; with ``--jobs`` N, the stability runs still
 going are first stopped as by Ctrl-C, and a Ctrl-C during that wait kills them, exit 130). Ctrl-C is passed on
 to the runs going on, which save a checkpoint and exit (the script waits up to 30 s, then exits 130; no run is
@@ -649,9 +651,44 @@ def _check_flags(a) -> None:
         raise UserError(f"{studies[0]} and {studies[1]} are two studies: give one of them per run")
     for flag, given, study in (("--retrain", a.retrain is not None, "--truth-seeds"),
                                ("--truth-epochs", a.truth_epochs is not None, "--truth-seeds"),
-                               ("--costlier", a.costlier, "--one-se")):
+                               ("--costlier", a.costlier, "--one-se"), ("--se", a.se is not None, "--one-se")):
         if given and study not in studies:
             raise UserError(f"{flag} is an option of {study}: give {study} too, or leave {flag} out")
+
+
+# the defaults of the options whose default is None in the parser, so that one given can be told from one left
+# out (_settle): the flags of the τ per option and of the stability table, and --se
+DEFAULTS = {"archs": 20, "options": list(OPTIONS), "supernet_seeds": [0],
+            "methods": ["separate", "importance_sampling"], "jobs": 1, "stability_seeds": [0, 1, 2], "se": 1.0}
+# the flags each part a run can skip reads: one given with the part's --no-X would be ignored (_settle)
+PARTS = {"--no-tau": ("--truth", "--archs", "--options", "--supernet-seeds", "--threads", "--no-signal"),
+         "--no-stability": ("--methods", "--jobs", "--stability-seeds")}
+
+
+def _dest(flag: str) -> str:
+    return flag[2:].replace("-", "_")
+
+
+def _default(dest: str) -> str:
+    """``(default: 20)`` for the --help of an option whose default is in :data:`DEFAULTS`."""
+    value = DEFAULTS[dest]
+    return f"(default: {','.join(map(str, value)) if isinstance(value, list) else value})"
+
+
+def _settle(p, a) -> None:
+    """Before any work: :func:`_check_flags`; then, outside a study (which runs neither part), a flag of a part
+    the run skips (:data:`PARTS`: ``--truth`` with ``--no-tau``, ``--jobs`` with ``--no-stability``) would be
+    ignored: one line naming it, exit 2 (``p.error``). Then the options left out get their :data:`DEFAULTS`."""
+    _check_flags(a)
+    if a.one_se is None and a.replay is None and a.truth_seeds is None:
+        for skip, flags in PARTS.items():
+            given = [f for f in flags if getattr(a, _dest(f)) not in (None, False)]
+            if getattr(a, _dest(skip)) and given:
+                p.error(f"{', '.join(given)}: {'it is an option' if len(given) == 1 else 'they are options'} of "
+                        f"the part {skip} skips: leave out one or the other")
+    for dest, value in DEFAULTS.items():
+        if getattr(a, dest) is None:
+            setattr(a, dest, list(value) if isinstance(value, list) else value)
 
 
 def _parser():
@@ -659,23 +696,26 @@ def _parser():
     p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"))
-    p.add_argument("--archs", type=int_at_least(3), default=20, help="K architectures (ranking.archs: at least 3)")
-    p.add_argument("--options", type=names(OPTIONS), default=",".join(OPTIONS),
-                   help=f"comma-separated, of {', '.join(OPTIONS)}")
+    p.add_argument("--archs", type=int_at_least(3), default=None,
+                   help=f"K architectures (ranking.archs: at least 3) {_default('archs')}")
+    p.add_argument("--options", type=names(OPTIONS), default=None,
+                   help=f"comma-separated, of {', '.join(OPTIONS)} {_default('options')}")
     p.add_argument("--no-tau", action="store_true", help="skip the τ per option")
     p.add_argument("--no-stability", action="store_true", help="skip the threads x seeds table")
     p.add_argument("--truth", default=None,
                    help="a finished run folder whose ranking retrained the K architectures (ranking.seeds=S): "
                         "its mean test loss is the truth of the τ per option, instead of two single retrainings")
-    p.add_argument("--supernet-seeds", type=seed_list, default="0",
-                   help="comma-separated: each option's weight phase once per seed (τ's spread over supernets)")
+    p.add_argument("--supernet-seeds", type=seed_list, default=None,
+                   help="comma-separated: each option's weight phase once per seed (τ's spread over supernets) "
+                        + _default("supernet_seeds"))
     p.add_argument("--threads", type=thread_count, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
     p.add_argument("--no-signal", action="store_true", help="skip the loss signal / noise per option")
-    p.add_argument("--methods", type=names(METHODS), default="separate,importance_sampling",
-                   help=f"comma-separated, of {', '.join(METHODS)}")
-    p.add_argument("--jobs", type=positive_int, default=1, help="stability runs at once (each a process)")
-    p.add_argument("--stability-seeds", type=seed_list, default="0,1,2",
-                   help="comma-separated: the stability table's seeds")
+    p.add_argument("--methods", type=names(METHODS), default=None,
+                   help=f"comma-separated, of {', '.join(METHODS)} {_default('methods')}")
+    p.add_argument("--jobs", type=positive_int, default=None,
+                   help=f"stability runs at once (each a process) {_default('jobs')}")
+    p.add_argument("--stability-seeds", type=seed_list, default=None,
+                   help=f"comma-separated: the stability table's seeds {_default('stability_seeds')}")
     p.add_argument("--truth-seeds", type=seed_list, default=None,
                    help="comma-separated seeds: only measure how reliable the stand-alone truth is (each K "
                         "architecture retrained once per seed, accuracy and loss), then stop")
@@ -691,7 +731,8 @@ def _parser():
     p.add_argument("--one-se", default=None,
                    help="comma-separated finished run folders: only apply the one-standard-error tie-breaker to "
                         "their first member (the cheapest within --se standard errors), then stop")
-    p.add_argument("--se", type=positive_float, default=1.0, help="with --one-se: standard errors allowed")
+    p.add_argument("--se", type=positive_float, default=None,
+                   help=f"with --one-se: standard errors allowed {_default('se')}")
     p.add_argument("--costlier", action="store_true",
                    help="with --one-se: the costliest change within --se standard errors instead of the cheapest")
     return p
@@ -732,7 +773,6 @@ def _check(a) -> dict | None:
     """What can be checked before any run: the folders given, and the recipe with its overrides (a mistake must
     not cost the truth's retrainings first). Returns the --truth run's ranking where the τ per option reads it
     (:func:`checked_truth`), else None."""
-    _check_flags(a)
     _check_folders(a)
     for d in run_folders(a.one_se):  # each run's members, before the first run's supernet is loaded
         run_results(d, Members[Choices], ONE_SE_FIX)
@@ -756,6 +796,7 @@ def _check(a) -> dict | None:
 def main(argv: list[str]) -> None:
     p = _parser()
     a = p.parse_args(argv)
+    _settle(p, a)  # flags that would be ignored are refused; the others' defaults filled in
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
         a.recipe = str(ROOT / "recipes" / "quickstart.yaml")

@@ -9,6 +9,10 @@ seconds and the ratios beside the paper's (proposed / Method 1 = 3.4/16.4 = 0.21
 4, 8 ε values spread over the recipe's ε range (the goal: flat). ``--repeat R`` runs each method R times,
 interleaved, and uses the median.
 
+Each run is ``automl.pipeline.Run`` in this process, in a temporary folder removed after it: the run prints what
+``automl run`` prints, its ``results:`` line naming that folder, and a line after it says the folder is gone
+(this script's table and JSON line keep the figures).
+
 Each row also gives ``ms_per_iteration``, the search seconds over the weight steps taken, and, as the recipe's
 ``search.supernets`` = M supernets each take every weight step and score every θ-phase path,
 ``ms_per_supernet_iteration`` = ``ms_per_iteration`` / M, the figure to compare with a run of one supernet.
@@ -22,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import emit, parser, positive_int, run_main  # noqa: E402
+from _common import emit, int_at_least, parser, run_main  # noqa: E402
 
 from automl.errors import UserError  # noqa: E402
 from automl.pipeline import Run, open_workspace  # noqa: E402
@@ -30,6 +34,7 @@ from automl.recipe import load_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OFF = ["retrain.epochs=0", "export.onnx=false"]
+REPEAT_MOST = 100  # runs per method: each is a whole search; more is a typo's extra digits (days of runs)
 
 
 def search_run(recipe_path, overrides) -> dict:
@@ -38,6 +43,9 @@ def search_run(recipe_path, overrides) -> dict:
     recipe = load_recipe(recipe_path, OFF + overrides)
     with tempfile.TemporaryDirectory() as d:
         res = Run(recipe, Path(d) / "run", tty=False).execute()
+    # the run's own last line named its results.json and report.md in that folder, which is gone now
+    print(f"== {d} was a temporary folder and is removed: the run's figures are in this script's table and JSON "
+          f"line", flush=True)
     runs = len(res["architectures"]) if recipe.search.method == "simultaneous" else 1  # one W per member
     res["iterations"] = runs * recipe.search.weight_epochs * len(open_workspace(recipe).data.w)
     return res
@@ -64,7 +72,8 @@ def main(argv: list[str]) -> None:
     p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--no-sweep", action="store_true", help="skip the N = 1, 2, 4, 8 sweep")
-    p.add_argument("--repeat", type=positive_int, default=1, help="runs per method, interleaved; the median is used")
+    p.add_argument("--repeat", type=int_at_least(1, REPEAT_MOST), default=1,
+                   help=f"runs per method, interleaved; the median is used (at most {REPEAT_MOST})")
     a = p.parse_args(argv)
     if "=" in a.recipe:  # only overrides were given
         a.overrides.insert(0, a.recipe)

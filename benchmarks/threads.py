@@ -41,10 +41,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import (batch_size, check_child, emit, int_list, median, names, parser,  # noqa: E402
-                     positive_float, positive_int, run_child_captured, run_main)
+from _common import (batch_size, check_child, emit, int_at_least, int_list, median, names, parser,  # noqa: E402
+                     positive_float, run_child_captured, run_main)
 
 BUSY_MOST = 64  # busy processes at once: more only measures the scheduler, and a typo could start thousands
+# repeats, digits epochs and proxylessnas steps: far above a useful run (the defaults, 3, 1 and 3, take 20 minutes),
+# low enough that a typo's extra digits is a message instead of days of runs
+REPEAT_MOST, EPOCHS_MOST, STEPS_MOST = 100, 1000, 1000
 MAX_LIMIT = 1_000_000  # seconds (11.6 days): more is a typo, and Python cannot wait for 1e30 seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -166,11 +169,14 @@ class Busy:
 
 def main(argv: list[str]) -> None:
     p = parser(__doc__)
-    p.add_argument("--repeat", type=positive_int, default=3, help="runs per row, interleaved; the median is reported")
+    p.add_argument("--repeat", type=int_at_least(1, REPEAT_MOST), default=3,
+                   help=f"runs per row, interleaved; the median is reported (at most {REPEAT_MOST})")
     p.add_argument("--busy", type=int_list(0, BUSY_MOST), default="0,1,2",
                    help=f"numbers of busy processes, comma-separated (at most {BUSY_MOST})")
-    p.add_argument("--epochs", type=positive_int, default=1, help="digits: weight and θ epochs")
-    p.add_argument("--steps", type=positive_int, default=3, help="proxylessnas: timed supernet steps")
+    p.add_argument("--epochs", type=int_at_least(1, EPOCHS_MOST), default=1,
+                   help=f"digits: weight and θ epochs (at most {EPOCHS_MOST:,})")
+    p.add_argument("--steps", type=int_at_least(1, STEPS_MOST), default=3,
+                   help=f"proxylessnas: timed supernet steps (at most {STEPS_MOST:,})")
     p.add_argument("--batch", type=batch_size, default=4, help="proxylessnas: batch size")
     p.add_argument("--workloads", type=names(WORKLOADS), default=",".join(WORKLOADS),
                    help=f"comma-separated, of {', '.join(WORKLOADS)}")
