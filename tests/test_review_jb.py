@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_edge_fixes import _fake_time  # a latency of exactly 1 ms + 1 µs per parameter
 from test_profile import _recipe  # the quickstart on latency with a given table
+from test_review_y import table_file  # noqa: F401 (a fixture: digits' latency table by a fake clock)
 
 import automl.export.quantize as quantize
 import automl.profile as profile
@@ -21,15 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-@pytest.fixture(scope="module")
-def table_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("profile-jb") / "digits.latency.json"
-    with pytest.MonkeyPatch.context() as mp:  # the fake clock: no real timing
-        mp.setattr(profile, "time_module", _fake_time)
-        assert main(["space", "profile", DIGITS, "--repeat", "2", "--calibrate", "0", "--out", str(path)]) == 0
-    return path
 
 
 def _edited(table_file: Path, tmp_path: Path, fn, name: str = "edited.json") -> Path:

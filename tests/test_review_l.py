@@ -57,6 +57,18 @@ def test_a_diverged_retraining_leaves_both_correlations_undefined():
 
 # ---- automl rank on a run killed after its own ranking's retrainings ------------------------------
 
+def killed_after_ranking(tmp_path, die_after_save):
+    """The folder of a tiny run with a ranking section (3 architectures, 1-epoch retrainings) killed after its
+    ranking's retrainings, before its report."""
+    out = tmp_path / "run"
+    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.bn_batches=1"])
+    report = 2 + 2 + 3  # weights, θ, two retrainings, three ranking stages: the report stage's index
+    die_after_save(lambda state, n: state["stage"] >= report)
+    with pytest.raises(KeyboardInterrupt):
+        Run(recipe, out, tty=False).execute()
+    return out
+
+
 def test_automl_rank_with_other_epochs_never_reuses_the_killed_runs_own_retrainings(tmp_path, capsys, monkeypatch,
                                                                                      die_after_save):
     """A run with a ranking section (1-epoch retrainings) killed after them, before its report; then
@@ -65,12 +77,7 @@ def test_automl_rank_with_other_epochs_never_reuses_the_killed_runs_own_retraini
     ranking is made of this command's 2-epoch retrainings."""
     import automl.pipeline.rank as rank
 
-    out = tmp_path / "run"
-    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.bn_batches=1"])
-    report = 2 + 2 + 3  # weights, θ, two retrainings, three ranking stages: the report stage's index
-    die_after_save(lambda state, n: state["stage"] >= report)
-    with pytest.raises(KeyboardInterrupt):
-        Run(recipe, out, tty=False).execute()
+    out = killed_after_ranking(tmp_path, die_after_save)
 
     def full(*a, **k):
         raise OSError(28, "No space left on device")

@@ -12,6 +12,7 @@ from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 
 from test_ranking import QUICK, TINY  # the ranking tests' tiny synthetic run
+from test_review_l import killed_after_ranking
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
@@ -76,12 +77,7 @@ def test_automl_rank_reuses_the_runs_own_retrainings_made_after_a_resume_with_an
     """A run started under torchrun with 2 processes and resumed in one before its ranking, killed after its
     ranking's retrainings: `automl rank` in one process reuses them (each records that it computed with 1); it
     compared with the count the run started with only, and so retrained all three again."""
-    out = tmp_path / "run"
-    recipe = load_recipe(QUICK, TINY + ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.bn_batches=1"])
-    report = 2 + 2 + 3  # weights, θ, two retrainings, three ranking stages: the report stage's index
-    die_after_save(lambda state, n: state["stage"] >= report)
-    with pytest.raises(KeyboardInterrupt):
-        Run(recipe, out, tty=False).execute()
+    out = killed_after_ranking(tmp_path, die_after_save)
     store = CheckpointStore(out / "checkpoints")
     store.save({**store.load(), "world_size": 2, "world_sizes": [2, 1]})
     capsys.readouterr()
