@@ -6,8 +6,9 @@ Measures per model: latency at batch 1 and throughput at batch 32, median and p9
 a warm-up, for PyTorch eager (``automl.export.load_model``, ``torch.inference_mode``) and onnxruntime
 (``CPUExecutionProvider``), both on the same number of threads. Without EXPORT_DIRs it exports a few
 random architectures of the ProxylessNAS space at 224x224 into a temporary folder (fresh weights: the
-latency does not depend on them; deleted at the end, so their rows' ``dir`` reads ``(temporary)/random-I``).
-Prints a table, then one JSON line with every figure.
+latency does not depend on them; deleted at the end, so their rows' ``dir`` reads
+``(temporary)/random-I``); ``-n``, ``--seed``, ``--space`` and ``--set`` choose them, and are refused with
+EXPORT_DIRs. Prints a table, then one JSON line with every figure.
 """
 
 from __future__ import annotations
@@ -98,10 +99,11 @@ SPACE = str(ROOT / "spaces" / "proxylessnas.space")  # --space
 def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("dirs", nargs="*", type=Path, help="export folders (default: export random architectures)")
-    p.add_argument("--space", default=SPACE)
+    # None: not given (export folders refuse them), then their defaults
+    p.add_argument("--space", help=f"(default: {SPACE})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="space overrides")
-    p.add_argument("-n", "--num-archs", type=positive_int, default=3)
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("-n", "--num-archs", type=positive_int, help="(default: 3)")
+    p.add_argument("--seed", type=seed_int, help="(default: 0)")
     p.add_argument("--runs", type=positive_int, default=30, help="timed runs at batch 1 (batch 32: runs/5, at least 3)")
     p.add_argument("--threads", type=thread_count, default=None,
                    help="intra-op threads of both torch and onnxruntime (default: torch's, here "
@@ -109,11 +111,14 @@ def main(argv=None) -> int:
                         "on them, and a warning says so)")
     a = p.parse_args(argv)
     # what chooses the random architectures: with export folders given, it would be ignored
-    choosing = [flag for flag, given in (("--space", a.space != SPACE), ("--set", bool(a.set)),
-                                         ("--num-archs", a.num_archs != 3), ("--seed", a.seed != 0)) if given]
+    choosing = [flag for flag, given in (("--space", a.space is not None), ("--set", bool(a.set)),
+                                         ("--num-archs", a.num_archs is not None), ("--seed", a.seed is not None))
+                if given]
     if a.dirs and choosing:
         p.error(f"{', '.join(choosing)}: {'it chooses' if len(choosing) == 1 else 'they choose'} the random "
                 f"architectures to export, and export folders were given: leave out one or the other")
+    a.space, a.num_archs = a.space or SPACE, 3 if a.num_archs is None else a.num_archs
+    a.seed = 0 if a.seed is None else a.seed
     from automl.export import read_manifest
 
     for d in a.dirs:  # a wrong folder is found now, not after the others were measured

@@ -16,7 +16,7 @@ if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
 
-@pytest.mark.parametrize("flags,named", [(["--seed", "3"], "--seed: it chooses"),
+@pytest.mark.parametrize("flags,named", [(["--seed", "3"], "--seed: it chooses"), (["--seed", "0"], "--seed: it"),
                                          (["-n", "5", "--set", "width=2"], "--set, --num-archs: they choose"),
                                          (["--space", str(ROOT / "spaces" / "digits.space")], "--space: it chooses")])
 def test_export_latency_refuses_flags_it_would_ignore_with_export_folders(tmp_path, capsys, flags, named):
@@ -86,3 +86,15 @@ def test_of_several_numbers_with_a_leading_zero_the_first_in_the_file_is_named(t
     assert main(["space", "check", str(space)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"{space}:10:18: `016`: write the numbers of a list without leading zeros"), err
+
+
+def test_in_one_list_a_number_too_large_before_a_leading_zero_is_named_first(tmp_path, capsys):
+    from automl.cli import main
+
+    space = tmp_path / "big.space"
+    space.write_text("space big\n\ninput 1 x 8 x 8\nclasses 10\n\nchoices block = ir_k3_e1, ir_k3_e3\n\nnetwork\n"
+                     "  stem width 16\n  stage s1 width 99999999999999999999999999, 016 choose block\n"
+                     "  head width 64\nend\n")
+    assert main(["space", "check", str(space)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{space}:10:18: ") and "016" not in err.splitlines()[0], err

@@ -902,9 +902,14 @@ def _check_list(node: lark.Tree, lines: list[str], filename: str) -> None:
         x = stack.pop()
         if isinstance(x, lark.Tree):
             stack.extend(reversed(x.children))
-        elif isinstance(x, Token) and x.type == "NUMBER" and re.match(r"0[0-9]", str(x)):
+        elif isinstance(x, Token) and x.type == "NUMBER":
             line, col = x.line or 1, x.column or 1
             source = lines[line - 1]
+            problem = _number_problem(str(x))  # one too large before it is said first, as _check_tree would
+            if problem:
+                raise SpaceError(problem, filename, line, col, source)
+            if not re.match(r"0[0-9]", str(x)):
+                continue
             for m in _THOUSANDS.finditer(source):
                 if m.start() < col - 1 < m.end():
                     groups = m.group().split(",")
