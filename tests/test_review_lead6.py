@@ -75,26 +75,25 @@ def test_space_show_json_writes_an_elastic_width_spaces_choice_costs_as_reals_an
     assert all(type(v) is int for v in shown["fixed_cost_range"]), shown["fixed_cost_range"]
 
 
-def test_of_several_numbers_with_a_leading_zero_the_first_in_the_file_is_named(tmp_path, capsys):
-    """Two stages' width lists with a leading zero: the error is at line 10's first, not at the last one found."""
+def _refused_space(tmp_path, capsys, stages: str) -> tuple:
+    """``automl space check`` of a small chain space whose network holds ``stages`` (from line 10): its path and
+    the message (exit 2)."""
     from automl.cli import main
 
-    space = tmp_path / "two.space"
-    space.write_text("space two\n\ninput 1 x 8 x 8\nclasses 10\n\nchoices block = ir_k3_e1, ir_k3_e3\n\nnetwork\n"
-                     "  stem width 16\n  stage s1 width 016, 032 depth 01, 02 choose block\n"
-                     "  stage s2 width 024, 48 repeat 2 choose block\n  head width 64\nend\n")
+    space = tmp_path / "bad.space"
+    space.write_text("space bad\n\ninput 1 x 8 x 8\nclasses 10\n\nchoices block = ir_k3_e1, ir_k3_e3\n\nnetwork\n"
+                     f"  stem width 16\n{stages}  head width 64\nend\n")
     assert main(["space", "check", str(space)]) == 2
-    err = capsys.readouterr().err
+    return space, capsys.readouterr().err
+
+
+def test_of_several_numbers_with_a_leading_zero_the_first_in_the_file_is_named(tmp_path, capsys):
+    """Two stages' width lists with a leading zero: the error is at line 10's first, not at the last one found."""
+    space, err = _refused_space(tmp_path, capsys, "  stage s1 width 016, 032 depth 01, 02 choose block\n"
+                                                  "  stage s2 width 024, 48 repeat 2 choose block\n")
     assert err.startswith(f"{space}:10:18: `016`: write the numbers of a list without leading zeros"), err
 
 
 def test_in_one_list_a_number_too_large_before_a_leading_zero_is_named_first(tmp_path, capsys):
-    from automl.cli import main
-
-    space = tmp_path / "big.space"
-    space.write_text("space big\n\ninput 1 x 8 x 8\nclasses 10\n\nchoices block = ir_k3_e1, ir_k3_e3\n\nnetwork\n"
-                     "  stem width 16\n  stage s1 width 99999999999999999999999999, 016 choose block\n"
-                     "  head width 64\nend\n")
-    assert main(["space", "check", str(space)]) == 2
-    err = capsys.readouterr().err
+    space, err = _refused_space(tmp_path, capsys, "  stage s1 width 99999999999999999999999999, 016 choose block\n")
     assert err.startswith(f"{space}:10:18: ") and "016" not in err.splitlines()[0], err
