@@ -99,7 +99,7 @@ def _export(args, progress: _Progress) -> int:
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
     recipe, data = _recipe_data(args, compiled, fingerprint) if getattr(args, "recipe", None) else (None, None)
-    timing = _timing(recipe)
+    timing, timed_as = _timing(recipe)
     normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
@@ -128,27 +128,28 @@ def _export(args, progress: _Progress) -> int:
                               calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
                               test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None, **timing)
     progress.stage = "finished"
-    _report(args, manifest, supernet_state, calibration, _timed_as(recipe))
+    _report(args, manifest, supernet_state, calibration, timed_as)
     if note:
         print(note, file=sys.stderr)
     return 0
 
 
-def _timing(recipe) -> dict:
+def _timing(recipe) -> tuple[dict, str | None]:
     """How the export's latency is timed (:func:`~automl.export.quantize.measure_export`'s ``batch``, ``threads``
-    and ``clock``): as a run of ``recipe`` (--recipe) times its exports, by its search.cost_table's batch, threads
-    and clock (results.json's ``latency_protocol``), so that the latency compares with the table's costs and the
-    run's own exports'; without a recipe or a table, batch 1 and one thread by the wall clock. A table that is not
-    one, or a clock this system reads too coarsely, is a :class:`RecipeError` at search.cost_table, said before
-    anything is written."""
+    and ``clock``), with what chose it as the printed line says it (None: the default): as a run of ``recipe``
+    (--recipe) times its exports, by its search.cost_table's batch, threads and clock (results.json's
+    ``latency_protocol``), so that the latency compares with the table's costs and the run's own exports'; without a
+    recipe or a table, batch 1 and one thread by the wall clock. A table that is not one, or a clock this system
+    reads too coarsely, is a :class:`RecipeError` at search.cost_table, said before anything is written."""
+    default = {**EXPORT_PROTOCOL, "clock": "wall"}, None
     if recipe is None or recipe.cost_table_path is None:
-        return {**EXPORT_PROTOCOL, "clock": "wall"}
+        return default
     keys = ("search", "cost_table")
     if not os.path.lexists(recipe.cost_table_path):  # a run folder copied without its table: export all the same
         say(f"note: {recipe.source or 'the recipe'}: search.cost_table {recipe.search.cost_table} is not here, so the "
             f"latency is timed at batch 1 on one thread by the wall clock, perhaps not as the table's costs were: "
             f"copy the table to {recipe.cost_table_path} to time as it was")
-        return {**EXPORT_PROTOCOL, "clock": "wall"}
+        return default
     # the table is measured for the run's retrained space: the --set values it is compiled with
     sets = {**recipe.space_args, **recipe.retrain.space_args}
     profile = " ".join(["automl space profile", str(recipe.space_path), *(f"--set {k}={v}" for k, v in sets.items()),
@@ -163,14 +164,7 @@ def _timing(recipe) -> dict:
     except UserError as e:
         raise RecipeError(str(e), recipe.source and str(recipe.source), ".".join(keys),
                           file_line(recipe, keys)) from None
-    return timing
-
-
-def _timed_as(recipe) -> str | None:
-    """What the latency printed is timed as when --recipe's search.cost_table chose it (None: the default)."""
-    if recipe is None or recipe.cost_table_path is None or not os.path.lexists(recipe.cost_table_path):
-        return None
-    return f"as --recipe's search.cost_table {recipe.search.cost_table} was timed"
+    return timing, f"as --recipe's search.cost_table {recipe.search.cost_table} was timed"
 
 
 def _check_args(args) -> None:
