@@ -63,7 +63,7 @@ from automl.train.threads import MAX_THREADS, cpu_quota, usable_cores
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
-           "table_protocol", "table_clock", "table_timing", "partial_path", "partial_summary", "remove_partial",
+           "table_protocol", "table_clock", "timing_of", "table_timing", "partial_path", "partial_summary", "remove_partial",
            "clock_step", "check_clock", "usable_cores", "threads_warning"]
 
 RUNTIMES = ("onnxruntime",)
@@ -953,6 +953,12 @@ def table_clock(table: dict) -> str:
     return "wall" if clock is None else str(clock)
 
 
+def timing_of(table: dict) -> dict[str, int | str]:
+    """``{"batch", "threads", "clock"}`` of a (checked) table (:func:`table_protocol`, :func:`table_clock`): how
+    a run with it times its exports, results.json's ``latency_protocol``."""
+    return {**table_protocol(table), "clock": table_clock(table)}
+
+
 def table_timing(path: str | os.PathLike, space_file: str = "SPACE") -> dict[str, int | str]:
     """How the exports of a run with the cost table ``path`` (search.cost_table) are timed: the table's
     ``{"batch", "threads", "clock"}`` (:func:`table_protocol`, :func:`table_clock`), what a run records as
@@ -963,7 +969,7 @@ def table_timing(path: str | os.PathLike, space_file: str = "SPACE") -> dict[str
     table = _load_table(path, "", space_file)
     _protocol_of(table, path, "")
     _check_clock(table, path, "")
-    return {**table_protocol(table), "clock": table_clock(table)}
+    return timing_of(table)
 
 
 def _check_clock(table: dict, path: Path, where: str) -> None:

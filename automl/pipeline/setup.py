@@ -21,7 +21,7 @@ from automl.nn.standalone import se_too_small, se_too_small_message
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
 from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
-                            table_protocol)
+                            timing_of)
 from automl.ranking import exact_costs, space_size
 from automl.recipe import RUN_FILES, TIME_METRICS, file_line, file_value, override_of
 from automl.report import round_sig, short_number
@@ -126,7 +126,7 @@ def load_spaces(recipe, timed: bool = True) -> Spaces:
     check_settings(recipe, space, retrain)
     latency = dict(EXPORT_PROTOCOL)
     if recipe.cost_table_path is not None:
-        latency = {**table_protocol(table), "clock": table_clock(table)}
+        latency = timing_of(table)
         if timed:
             check_latency_clock(recipe, table_clock(table))
     return Spaces(space, retrain, search_args, retrain_args, recipe.space_path, latency)
