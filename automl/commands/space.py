@@ -24,7 +24,7 @@ from automl.commands._arch_args import arch_choices, arch_space_args, params_war
 from automl.compile import load_compiled
 from automl.errors import Stopped, UserError
 from automl.export import is_manifest
-from automl.export.manifest import recorded_space
+from automl.export.manifest import json_cost, json_costs, recorded_space, whole_metric
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import (TABLE_FORMAT, apply_cost_table, check_profile_args, partial_path, partial_summary,
                             profile_space, read_cost_table, remove_partial, threads_warning, usable_cores,
@@ -50,47 +50,20 @@ def format_cost(value: float, metric: str = "params") -> str:
     return f"{value:g}"
 
 
-def _whole_metric(ct, metric: str) -> bool:
-    """Whether ``metric`` of the cost table ``ct`` counts things: parameters and MACs, or a metric every cost of
-    which (per choice, fixed, and per combination of elastic widths) is a whole number (a ``metric`` of the space
-    file counting layers). A time (latency) is a real number, whole or not."""
-    if metric in ("params", "macs"):
-        return True
-    if metric in TIME_METRICS:
-        return False
-    context = ct.context(metric)
-    tables = [ct.costs(metric)] if context is None else list(context)
-    fixed = [ct.fixed[metric]] if context is None else []
-    return all(bool((t == t.round()).all()) for t in tables) and all(float(v).is_integer() for v in fixed)
-
-
-def _json_cost(value: float, whole: bool) -> float | int:
-    """A cost as JSON writes it: one of a metric that counts (``whole``: :func:`_whole_metric`) that is a whole
-    number as an int (``5483032``, not ``5483032.0``), anything else as the float."""
-    value = float(value)
-    return int(value) if whole and math.isfinite(value) and value.is_integer() else value
-
-
-def _json_costs(ct, metrics, total) -> dict[str, float | int]:
-    """``{metric: total(metric)}`` for each of ``metrics`` of the cost table ``ct``, as JSON writes them
-    (:func:`_json_cost`)."""
-    return {m: _json_cost(total(m), _whole_metric(ct, m)) for m in metrics}
-
-
 def space_summary(cs, metric: str = "params") -> dict:
     """The JSON object ``automl space show --json`` prints."""
     ct = cs.cost_table
     costs = {m: ct.costs(m) for m in ct.metrics}
     context = ct.context(metric)  # elastic widths: a fixed cost per combination of widths
-    whole = {m: _whole_metric(ct, m) for m in ct.metrics}
+    whole = {m: whole_metric(ct, m) for m in ct.metrics}
     # elastic widths: a choice's cost is a first-order average over the other widths, a real number
     each = {m: whole[m] and ct.context(m) is None for m in ct.metrics}
     decisions = []
     for d, dec in enumerate(cs.decisions):
         decisions.append({
             "name": dec.name,
-            "choices": [{"name": c, "cost": _json_cost(costs[metric][d, k], each[metric]),
-                         "costs": {m: _json_cost(costs[m][d, k], each[m]) for m in ct.metrics}}
+            "choices": [{"name": c, "cost": json_cost(costs[metric][d, k], each[metric]),
+                         "costs": {m: json_cost(costs[m][d, k], each[m]) for m in ct.metrics}}
                         for k, c in enumerate(dec.choices)],
         })
     return {
@@ -108,11 +81,11 @@ def space_summary(cs, metric: str = "params") -> dict:
         "networks": _json_count(cs.networks),  # distinct networks (elastic depth: fewer than size)
         "decisions": decisions,
         # elastic widths: no one fixed cost (stem and head widths are searched), its range over the combinations
-        **({"fixed_cost": _json_cost(ct.fixed[metric], whole[metric])} if context is None else
-           {"fixed_cost": None, "fixed_cost_range": [_json_cost(context[1].min(), whole[metric]),
-                                                     _json_cost(context[1].max(), whole[metric])]}),
-        "min_cost": _json_cost(ct.min_total(metric), whole[metric]),
-        "max_cost": _json_cost(ct.max_total(metric), whole[metric]),
+        **({"fixed_cost": json_cost(ct.fixed[metric], whole[metric])} if context is None else
+           {"fixed_cost": None, "fixed_cost_range": [json_cost(context[1].min(), whole[metric]),
+                                                     json_cost(context[1].max(), whole[metric])]}),
+        "min_cost": json_cost(ct.min_total(metric), whole[metric]),
+        "max_cost": json_cost(ct.max_total(metric), whole[metric]),
         # elastic widths: the per-choice costs above are the first-order summary; totals are exact
         "context_decisions": [cs.decisions[d].name for d in ct.context_decisions],
     }
@@ -241,7 +214,7 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
                          "a bare arch_def (the manifest's \"arch_def\" list) for another network")
     # the space file by its resolved path: the same file whichever folder the ARCH.json is read from
     text = json.dumps({"space": str(Path(args.file).resolve()), **source, "choices": names, "space_args": overrides,
-                       "params": _json_cost(cs.cost_table.total(arch), whole=True)}, indent=1) + "\n"
+                       "params": json_cost(cs.cost_table.total(arch), whole=True)}, indent=1) + "\n"
     if out:
         atomic_write_text(out, text)
         print(f"{args.out}: {label} in space {cs.name}, {format_cost(cs.cost_table.total(arch))} params"
@@ -350,7 +323,7 @@ def _cost(args, cs, arch_json, overrides: dict[str, str]) -> int:
     if warning:
         print(warning, file=sys.stderr)
     ct = cs.cost_table
-    sys.stdout.write(json.dumps(_json_costs(ct, ct.metrics, lambda m: ct.total(arch, m))) + "\n")
+    sys.stdout.write(json.dumps(json_costs(ct, {m: ct.total(arch, m) for m in ct.metrics})) + "\n")
     return 0
 
 

@@ -23,8 +23,8 @@ from automl.dsl import ParamError
 from automl.errors import Stopped, UserError, shortened
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights, state_differences
-from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, manifest_error,
-                                    read_manifest, write_manifest)
+from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, json_costs,
+                                    manifest_error, read_manifest, write_manifest)
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
@@ -85,8 +85,8 @@ def _cost_entry(compiled, arch, cost, cost_metric) -> dict[str, float]:
 
 
 def _costs(compiled, arch, model, se, cost, cost_metric, search_cost) -> tuple[dict, dict | None]:
-    """The manifest's ``cost`` and ``search_cost``. With squeeze-and-excitation (``se`` > 0), which the cost
-    table does not price, ``cost``'s params and MACs are counted on the exported ``model`` (as its ``params``
+    """The manifest's ``cost`` and ``search_cost``, as floats. With squeeze-and-excitation (``se`` > 0), which the
+    cost table does not price, ``cost``'s params and MACs are counted on the exported ``model`` (as its ``params``
     is) and ``search_cost`` keeps the table's figures (what a search priced), unless one is given."""
     entry = _cost_entry(compiled, arch, cost, cost_metric)
     if not se:
@@ -380,7 +380,9 @@ def _differences(given: dict, want: dict, few: int = 3) -> str:
 def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize,
               dataset) -> dict[str, Any]:
     """The manifest's description of the model (files, weights, ONNX and versions are added after);
-    ``costs``: ``(cost, cost_metric, search_cost)`` of :func:`export_architecture`."""
+    ``costs``: ``(cost, cost_metric, search_cost)`` of :func:`export_architecture`. A cost of a metric that counts
+    (params, MACs, a space file's metric of whole numbers) is written as an int, as ``automl space cost`` writes it
+    (:func:`~automl.export.manifest.json_costs`); a latency as a float."""
     cost, search_cost = _costs(compiled, arch, model, se, *costs)
     cost_metric = costs[1]
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
@@ -394,11 +396,11 @@ def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args,
         "choices": list(compiled.decode(arch)),
         "arch": [int(k) for k in arch.tolist()],
         "params": count_params(model),
-        "cost": cost,
+        "cost": json_costs(compiled.cost_table, cost),
         "cost_metric": cost_metric,
     }
     if search_cost is not None:
-        manifest["search_cost"] = {str(k): float(v) for k, v in search_cost.items()}
+        manifest["search_cost"] = json_costs(compiled.cost_table, search_cost)
     if epsilon is not None:
         manifest["epsilon"] = float(epsilon)
     manifest.update({

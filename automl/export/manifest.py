@@ -1,5 +1,6 @@
-"""The export folder's ``manifest.json``, and the space an architecture file (a manifest, an encoded ARCH.json)
-was made for (:func:`check_arch_space`).
+"""The export folder's ``manifest.json``, the space an architecture file (a manifest, an encoded ARCH.json)
+was made for (:func:`check_arch_space`), and how a cost is written as JSON (:func:`json_costs`: a count as an int,
+a latency as a float), in a manifest and by ``automl space cost`` alike.
 
 Every file of an export is written to a temporary name in the same folder and moved into place with
 ``os.replace`` (``automl._io``), so a reader (or a crashed run) never sees half a file.
@@ -22,15 +23,47 @@ from automl._io import atomic_write_json
 from automl.errors import UserError
 from automl.export._arch import choices_from_json, is_manifest
 from automl.export.timm_spec import timm_kwargs_problem
+from automl.recipe import TIME_METRICS
 from automl.train.data import DATASETS
 
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "INT8_NAME", "write_manifest", "read_manifest", "check_recorded",
            "check_channels", "is_sizes", "finite_number", "plain_name", "export_again", "manifest_error",
-           "error_entry", "check_arch_space", "recorded_space"]
+           "error_entry", "check_arch_space", "recorded_space", "COUNT_METRICS", "whole_metric", "json_cost",
+           "json_costs"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 INT8_NAME = "model.int8.onnx"  # the int8 model measure_export writes (its manifest entry names it)
+COUNT_METRICS = ("params", "macs")  # the metrics the compiler counts for every space: whole numbers
+
+
+def whole_metric(table, metric: str) -> bool:
+    """Whether ``metric`` of the cost table ``table`` counts things: parameters and MACs (:data:`COUNT_METRICS`),
+    or a metric of the table every cost of which (per choice, fixed, and per combination of elastic widths) is a
+    whole number (a ``metric`` of the space file counting layers). A time (latency) is a real number, whole or
+    not, and so is a metric the table does not hold (a cost recorded from another table)."""
+    if metric in COUNT_METRICS:
+        return True
+    if metric in TIME_METRICS or metric not in table.metrics:
+        return False
+    context = table.context(metric)
+    tables = [table.costs(metric)] if context is None else list(context)
+    fixed = [table.fixed[metric]] if context is None else []
+    return all(bool((t == t.round()).all()) for t in tables) and all(float(v).is_integer() for v in fixed)
+
+
+def json_cost(value: float, whole: bool) -> float | int:
+    """A cost as JSON writes it (a manifest's ``cost`` and ``search_cost``, ``automl space cost`` and ``show``):
+    one of a metric that counts (``whole``: :func:`whole_metric`) that is a whole number as an int (``5483032``,
+    not ``5483032.0``), anything else as the float."""
+    value = float(value)
+    return int(value) if whole and math.isfinite(value) and value.is_integer() else value
+
+
+def json_costs(table, costs: dict) -> dict[str, float | int]:
+    """``costs`` (``{metric: value}``) as JSON writes them (:func:`json_cost`), each metric's rule the cost table
+    ``table``'s (:func:`whole_metric`)."""
+    return {str(m): json_cost(v, whole_metric(table, str(m))) for m, v in costs.items()}
 
 
 def write_manifest(out_dir: str | os.PathLike, manifest: dict[str, Any]) -> Path:
@@ -132,7 +165,7 @@ _RECORDED = {
     "space_args": (lambda v: isinstance(v, dict) and all(isinstance(x, (str, int, float)) for x in v.values()),
                    "an object of the space's --set values ({\"width\": \"0.5\"})"),
     "search_cost": (lambda v: isinstance(v, dict) and all(finite_number(x) for x in v.values()),
-                    "an object of costs ({\"params\": 12345.0})"),
+                    "an object of costs ({\"params\": 12345})"),
     "weights": (lambda v: isinstance(v, dict) and isinstance(v.get("source"), (str, type(None)))
                 and (v.get("file") is None or plain_name(v["file"])),
                 "an object ({\"file\": \"model.safetensors\", \"format\", \"source\"}; its file a name in the "
