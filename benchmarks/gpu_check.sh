@@ -15,6 +15,9 @@
 # cut to what is left); otherwise it is skipped without starting anything, as a step cut short would only
 # waste the device time. Before any step it stops at once (one line, also in summary.txt, exit 2) when BUDGET
 # is not a whole number, without a GPU, or when $PY cannot import automl, onnx, onnxruntime or pytest.
+# PY (default python3) is the Python every step runs: a path to it (spaces and all; a relative one is named from the
+# folder the script is started in, as OUT is), or a command line split at its spaces (PY='python3 -X dev'). OUT must
+# be a folder this user may write in and enter (chmod u+wx), else it stops at once (exit 2).
 # summary.txt gives each step's outcome: "done" when it exited 0, "FAILED rc=N" (124 or 137: its time
 # limit), "skipped: not enough budget left (needs N s)", or "skipped: budget spent" (under 20 s left);
 # benchmarks.jsonl, the figures so far, is rewritten after every step; the script exits 1 when a step failed
@@ -27,36 +30,48 @@ refuse() {  # refuse WHY: one line on stderr and in summary.txt, exit 2, before 
   echo "gpu_check: $1; nothing was run" | tee "$OUT/summary.txt" >&2
   exit 2
 }
-if ! mkdir -p "$OUT" 2>/dev/null || ! [ -w "$OUT" ]; then
+if ! mkdir -p -- "$OUT" 2>/dev/null || ! [ -w "$OUT" ]; then
   echo "gpu_check: cannot write to OUT=$OUT (give a writable folder, e.g. OUT=\$PWD/gpu-results); nothing was run" >&2
   exit 2
 fi
 # the steps run in the repository this script is in (their files are named from there), whatever folder it is
-# started from: OUT, and a PY given as a relative path, stay what they name from that folder
-OUT=$(CDPATH='' cd -- "$OUT" && pwd)
-case ${PY%% *} in
+# started from: OUT, and a PY given as a relative path, stay what they name from that folder. A folder that may be
+# written but not entered (no x permission: chmod 200) has no path to write its files under
+if ! out=$(CDPATH='' cd -- "$OUT" 2>/dev/null && pwd) || [ -z "$out" ]; then
+  echo "gpu_check: cannot enter OUT=$OUT (a folder written in must also be searchable: chmod u+x it, or give" \
+    "another folder, e.g. OUT=\$PWD/gpu-results); nothing was run" >&2
+  exit 2
+fi
+OUT=$out
+# PY: one program, its path as given (spaces and all) when it names a file; otherwise a command line split into
+# words at its spaces (PY='python3 -X dev')
+if [[ $PY == */* && -e $PY ]]; then py=("$PY"); else read -r -a py <<<"$PY"; fi
+[ "${#py[@]}" -gt 0 ] || py=(python3)
+case ${py[0]} in
   /*) ;;
-  */*) PY="$PWD/$PY" ;;
+  */*) py[0]="$PWD/${py[0]}" ;;
 esac
+PY="${py[*]}"  # as the messages name it
 ROOT=$(CDPATH='' cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 cd -- "$ROOT" || refuse "cannot enter the repository folder $ROOT"
 case "$BUDGET" in
   '' | *[!0-9]*) refuse "BUDGET=$BUDGET is not a whole number of seconds (e.g. BUDGET=450)" ;;
 esac
 BUDGET=$((10#$BUDGET))  # decimal: bash's arithmetic reads 0450 as octal, and 090 as no number (every step lost)
-gpu=$($PY -c "import torch; print(torch.cuda.is_available())" 2>&1 | tail -n 1)
+gpu=$("${py[@]}" -c "import torch; print(torch.cuda.is_available())" 2>&1 | tail -n 1)
 if [ "$gpu" != True ]; then
   [ "$gpu" = False ] && gpu="torch.cuda.is_available() is False" || gpu="$PY cannot import torch${gpu:+: $gpu}"
   refuse "no GPU to check on this machine ($gpu)"
 fi
 export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 if compgen -G ".whl/*.whl" >/dev/null; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+  "${py[@]}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/*.whl \
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 # every module a step imports, before the first step: a missing one would fail each step in turn, the
 # quickstart only at its export, minutes in
-missing=$($PY -c '
+missing=$("${py[@]}" -c '
 import importlib, sys
 for name in sys.argv[1:]:
     try:
@@ -95,27 +110,29 @@ step() {  # step NAME NEED LIMIT CMD...: run with a limit, append its log to all
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-  $PY -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"; } >"$OUT/summary.txt" 2>&1
+  "${py[@]}" -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
+} >"$OUT/summary.txt" 2>&1
 cat "$OUT/summary.txt"
 
 # step NAME NEED LIMIT: NEED is the step's time on the H200 (README, Performance) where it was measured, and
 # otherwise a low guess (start-up and a first measurement), so as not to skip a step that would fit
-step tests 100 120 $PY -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_search_engine.py \
+step tests 100 120 "${py[@]}" -m pytest -q -p no:cacheprovider tests/test_gpu.py tests/test_search_engine.py \
   -k "cuda or gpu or synchron" -rs  # 99 s (8 passed, 2026-12-04)
-step engine_speed 20 45 $PY benchmarks/engine_speed.py --iters 500 --warmup 50
-step supernet_overhead_digits 20 45 $PY benchmarks/supernet_overhead.py spaces/digits.space --device cuda --batch 256
-step supernet_overhead_proxyless 40 90 $PY benchmarks/supernet_overhead.py spaces/proxylessnas.space --device cuda \
-  --batch 128
-step engine_overhead_proxyless 30 60 $PY benchmarks/engine_overhead.py spaces/proxylessnas.space --device cuda \
+step engine_speed 20 45 "${py[@]}" benchmarks/engine_speed.py --iters 500 --warmup 50
+step supernet_overhead_digits 20 45 "${py[@]}" benchmarks/supernet_overhead.py spaces/digits.space --device cuda \
+  --batch 256
+step supernet_overhead_proxyless 40 90 "${py[@]}" benchmarks/supernet_overhead.py spaces/proxylessnas.space \
+  --device cuda --batch 128
+step engine_overhead_proxyless 30 60 "${py[@]}" benchmarks/engine_overhead.py spaces/proxylessnas.space --device cuda \
   --batch 128 --lam 8 --eps 3
-step scaling 40 120 $PY benchmarks/scaling.py --gpus
+step scaling 40 120 "${py[@]}" benchmarks/scaling.py --gpus
 # the three methods' search seconds, on a third of the quickstart's epochs (the full ones take about 225 s):
 # 61 s of searches on 2026-12-04, besides the warm-up run and the start-up
-step search_cost 80 150 $PY benchmarks/search_cost.py recipes/quickstart.yaml device=cuda search.supernets=1 \
+step search_cost 80 150 "${py[@]}" benchmarks/search_cost.py recipes/quickstart.yaml device=cuda search.supernets=1 \
   search.weight_epochs=5 search.theta_epochs=15 --no-sweep
 # last, as it was measured already: 196 s on an H200 (2026-12-04, with cuDNN's autotuning on, since turned off),
 # launch-bound at 8x8, no faster than 2 CPU cores
-step quickstart 200 240 $PY -m automl run recipes/quickstart.yaml device=cuda --out /tmp/qs-$$
+step quickstart 200 240 "${py[@]}" -m automl run recipes/quickstart.yaml device=cuda --out /tmp/qs-$$
 cp /tmp/qs-$$/results.json "$OUT/quickstart-results.json" 2>/dev/null
 rm -rf /tmp/qs-$$
 cat "$OUT/summary.txt"   # OUT holds 4 files: summary.txt, all.log, benchmarks.jsonl, quickstart-results.json

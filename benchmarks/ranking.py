@@ -4,19 +4,20 @@ of the most accurate member over threads and seeds (issue #20).
     python benchmarks/ranking.py [--out DIR] [--archs 20] [--options a,b,...] [--no-tau] [--no-stability]
                                  [--truth RUN_DIR] [--supernet-seeds 0,1,2] [--threads N] [RECIPE] [key=value ...]
 
-Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and
-OMP_NUM_THREADS), kept in --out (default runs/bench-ranking), and reused when its results.json is already
-there: the script can be re-run after a change to re-measure only what was deleted (a results.json that cannot
-be read, or lacks what the script reads, is one line naming it, exit 2). The recipe, its overrides,
-the option and method names and the folders given are checked before any run (a truth to retrain needs
-retrain.epochs >= 1, a --truth run a ranking that retrained; a flag of a part the run skips is refused: --truth,
---archs, --options, --supernet-seeds, --threads or --no-signal with --no-tau, --methods, --jobs or
---stability-seeds with --no-stability, --se without --one-se); a run that fails stops the script with one
-line naming its command and its log (exit 2 when the run's was 2; with ``--jobs`` N, the stability runs still
-going are first stopped as by Ctrl-C, and a Ctrl-C during that wait kills them, exit 130). Ctrl-C is passed on
-to the runs going on, which save a checkpoint and exit (the script waits up to 30 s, then exits 130; no run is
-started after it); a re-run starts such a run's folder afresh, but not while an automl run still writes there
-(one the script started before it was killed: one line naming the folder and the process, exit 2).
+Every run is ``automl run`` in a subprocess (the stability runs set the recipe's ``threads`` and OMP_NUM_THREADS),
+kept in --out (default runs/bench-ranking), and reused when its results.json is already there: the script can be
+re-run after a change to re-measure only what was deleted (a results.json that cannot be read, or lacks what the
+script reads, is one line naming it, exit 2). The recipe, its overrides, the option and method names and the
+folders given are checked before any run (a truth to retrain needs retrain.epochs >= 1, a --truth run a ranking
+that retrained; a flag of a part the run skips is refused: --truth, --archs, --options, --supernet-seeds, --threads
+or --no-signal with --no-tau, --methods, --jobs or --stability-seeds with --no-stability, --se without --one-se;
+and with a study, which runs neither part, each of those flags but --archs with --truth-seeds alone, a RECIPE with
+--one-se or --replay, overrides with --one-se); a run that fails stops the script with one line naming its command
+and its log (exit 2 when the run's was 2; with ``--jobs`` N, the stability runs still going are first stopped as by
+Ctrl-C, and a Ctrl-C during that wait kills them, exit 130). Ctrl-C is passed on to the runs going on, which save a
+checkpoint and exit (the script waits up to 30 s, then exits 130; no run is started after it); a re-run starts such
+a run's folder afresh, but not while an automl run still writes there (one the script started before it was killed:
+one line naming the folder and the process, exit 2).
 
 * **truth**: the K ranking architectures (spread over the cost range; the same in every run of the space)
   retrained stand-alone once, as the recipe retrains (``ranking.retrain_epochs`` = ``retrain.epochs``), on
@@ -663,6 +664,11 @@ DEFAULTS = {"archs": 20, "options": list(OPTIONS), "supernet_seeds": [0],
 # the flags each part a run can skip reads: one given with the part's --no-X would be ignored (_settle)
 PARTS = {"--no-tau": ("--truth", "--archs", "--options", "--supernet-seeds", "--threads", "--no-signal"),
          "--no-stability": ("--methods", "--jobs", "--stability-seeds")}
+PART_NAMES = {"--no-tau": "the τ per option", "--no-stability": "the stability table"}
+# the flags of :data:`PARTS` each study reads (a study runs neither part: any other one given would be ignored;
+# --truth-seeds with --retrain retrains the architectures --retrain names, and reads no --archs)
+STUDY_READS = {"--one-se": (), "--replay": (), "--truth-seeds": ("--archs",)}
+RECIPE = str(ROOT / "recipes" / "quickstart.yaml")  # the RECIPE left out
 
 
 def _dest(flag: str) -> str:
@@ -675,17 +681,50 @@ def _default(dest: str) -> str:
     return f"(default: {','.join(map(str, value)) if isinstance(value, list) else value})"
 
 
+def _options(given: list[str]) -> str:
+    return "it is an option" if len(given) == 1 else "they are options"
+
+
+def _check_study(p, a, study: str) -> None:
+    """A study (``--one-se``, ``--replay``, ``--truth-seeds``) runs neither part: a flag of a part it does not
+    read (:data:`STUDY_READS`; ``--archs`` with ``--retrain``), and a RECIPE or overrides where it reads each
+    run's own recipe (``--one-se``: no RECIPE nor overrides; ``--replay``: no RECIPE), would be ignored: one line
+    naming it, exit 2 (``p.error``)."""
+    given = {skip: [f for f in flags if f not in STUDY_READS[study] and getattr(a, _dest(f)) not in (None, False)]
+             for skip, flags in PARTS.items()}
+    flags = [f for fs in given.values() for f in fs]
+    if flags:
+        parts = " and ".join(PART_NAMES[skip] for skip, fs in given.items() if fs)
+        p.error(f"{', '.join(flags)}: {_options(flags)} of {parts}, which the study {study} does not run (it runs "
+                f"alone, then stops): leave out one or the other")
+    if study == "--truth-seeds" and a.retrain is not None and a.archs is not None:
+        p.error("--archs: --truth-seeds with --retrain retrains the architectures --retrain names, not K ranking "
+                "ones: leave out one or the other")
+    recipe = [a.recipe] if a.recipe != RECIPE and "=" not in a.recipe else []
+    overrides = ([a.recipe] if "=" in a.recipe else []) + a.overrides
+    if study == "--one-se" and recipe + overrides:
+        p.error(f"{' '.join(recipe + overrides)}: --one-se reads each run's own recipe (its recipe.resolved.yaml), "
+                f"with no RECIPE or overrides: leave {'it' if len(recipe + overrides) == 1 else 'them'} out")
+    if study == "--replay" and recipe:
+        p.error(f"{recipe[0]}: --replay replays each run with its own recipe (its recipe.resolved.yaml) and the "
+                f"overrides given, with no RECIPE: leave it out")
+
+
 def _settle(p, a) -> None:
-    """Before any work: :func:`_check_flags`; then, outside a study (which runs neither part), a flag of a part
-    the run skips (:data:`PARTS`: ``--truth`` with ``--no-tau``, ``--jobs`` with ``--no-stability``) would be
-    ignored: one line naming it, exit 2 (``p.error``). Then the options left out get their :data:`DEFAULTS`."""
+    """Before any work: :func:`_check_flags`; then a flag that would be ignored is one line naming it, exit 2
+    (``p.error``): in a study, one it does not read (:func:`_check_study`); outside one, a flag of a part the run
+    skips (:data:`PARTS`: ``--truth`` with ``--no-tau``, ``--jobs`` with ``--no-stability``). Then the options
+    left out get their :data:`DEFAULTS`."""
     _check_flags(a)
-    if a.one_se is None and a.replay is None and a.truth_seeds is None:
+    study = next((f for f, v in (("--one-se", a.one_se), ("--replay", a.replay), ("--truth-seeds", a.truth_seeds))
+                  if v is not None), None)
+    if study is not None:
+        _check_study(p, a, study)
+    else:
         for skip, flags in PARTS.items():
             given = [f for f in flags if getattr(a, _dest(f)) not in (None, False)]
             if getattr(a, _dest(skip)) and given:
-                p.error(f"{', '.join(given)}: {'it is an option' if len(given) == 1 else 'they are options'} of "
-                        f"the part {skip} skips: leave out one or the other")
+                p.error(f"{', '.join(given)}: {_options(given)} of the part {skip} skips: leave out one or the other")
     for dest, value in DEFAULTS.items():
         if getattr(a, dest) is None:
             setattr(a, dest, list(value) if isinstance(value, list) else value)
@@ -693,7 +732,7 @@ def _settle(p, a) -> None:
 
 def _parser():
     p = parser(__doc__)
-    p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
+    p.add_argument("recipe", nargs="?", default=RECIPE)
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"))
     p.add_argument("--archs", type=int_at_least(3), default=None,
@@ -799,7 +838,7 @@ def main(argv: list[str]) -> None:
     _settle(p, a)  # flags that would be ignored are refused; the others' defaults filled in
     if "=" in a.recipe:
         a.overrides.insert(0, a.recipe)
-        a.recipe = str(ROOT / "recipes" / "quickstart.yaml")
+        a.recipe = RECIPE
     truth_rk = _check(a)  # the --truth run's ranking, read and checked once, where the τ per option reads it
     if a.threads is not None:
         warn_threads(a.threads, "so the runs only take longer")
