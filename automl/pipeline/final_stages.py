@@ -14,6 +14,7 @@ from torch import nn
 
 from automl.errors import UserError
 from automl.export import export_architecture, inherit_from_state, load_model
+from automl.export.manifest import json_cost, whole_metric
 from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext, on_main, written_on_main
 from automl.pipeline.loop import EpochTask, run_epochs, updates_done
@@ -455,8 +456,10 @@ class RankingStage:
             loops.recalibrate_bn(net, lambda x: paths(x.contiguous(memory_format=torch.channels_last)),
                                  ctx.data.bn_batches(self.rk.bn_batches), ctx.info)
             loss, acc = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
-        space = ctx.spaces.search
-        entry = {"choices": space.decode(arch), "cost": float(space.cost_table.total(arch, self.cost)),
+        space, table = ctx.spaces.search, ctx.spaces.search.cost_table
+        # a count (params, MACs, a space file's metric of whole numbers) as an int, as results.json writes it
+        entry = {"choices": space.decode(arch), "cost": json_cost(table.total(arch, self.cost),
+                                                                  whole_metric(table, self.cost)),
                  "supernet_loss": loss, "supernet_accuracy": acc, "supernet_loss_batch_stats": loss_batch,
                  "supernet_accuracy_batch_stats": acc_batch}
         return net, paths, entry

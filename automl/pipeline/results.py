@@ -10,6 +10,7 @@ import torch
 
 from automl._io import UnreadableText, atomic_write_json, path_problem, read_utf8_text, write_fix
 from automl.errors import UserError
+from automl.export.manifest import json_cost, whole_metric
 from automl.nn.measure import count_macs
 from automl.pipeline.context import RunContext, shell_path, written_on_main
 from automl.pipeline.members import Members
@@ -21,7 +22,7 @@ from automl.report import ranking_problem, write_report
 __all__ = ["SEARCH_PHASES", "PARTIAL", "COMPUTED_ON", "build_results", "ranking_epochs", "ranking_seeds",
            "ranking_results", "recorded_retrainings", "reusable_retrainings", "computed_on", "same_computation",
            "partial_ranking", "superseded", "metrics_length", "read_results", "carry_over", "exported_macs",
-           "device_record", "ReportStage"]
+           "device_record", "json_ranking_costs", "ReportStage"]
 
 SEARCH_PHASES = ("weights", "theta", "simultaneous", "random")  # the phases search_seconds adds up
 # results.json's record of an `automl rank` stopped part-way: its retrainings so far (the ranking's shape) and
@@ -270,6 +271,25 @@ def ranking_results(recipe, state: RunState) -> dict | None:
             "seconds": round(state.phase_seconds.get("ranking", 0.0), 3)}
 
 
+def json_ranking_costs(ranking, table, metric: str):
+    """The ranking section ``ranking`` (results.json's) with each architecture's ``cost`` (of ``metric`` in the
+    search space's cost table ``table``) as results.json writes a cost
+    (:func:`~automl.export.manifest.json_cost`): a count (params, MACs, a space file's metric of whole numbers)
+    as an int, as a fresh run's :class:`~automl.pipeline.final_stages.RankingStage` records it, whatever wrote
+    the checkpoint or the results.json it comes from. Anything that is not such a section, and a cost that is
+    not a number, is left as it is (report.md does not read it)."""
+    archs = ranking.get("archs") if isinstance(ranking, dict) else None
+    if not isinstance(archs, list):
+        return ranking
+    whole = whole_metric(table, metric)
+    return {**ranking, "archs": [{**a, "cost": json_cost(a["cost"], whole)} if _a_cost(a) else a for a in archs]}
+
+
+def _a_cost(arch) -> bool:
+    cost = arch.get("cost") if isinstance(arch, dict) else None
+    return isinstance(cost, (int, float)) and not isinstance(cost, bool)
+
+
 def exported_macs(space, arch: torch.Tensor, se: float = 0.0) -> float:
     """The multiply-adds (batch 1) of the network exported for ``arch``, ``space.build_standalone(arch, se)``,
     counted on it (built on the meta device) at the architecture's input shape (its resolution in an elastic
@@ -282,6 +302,9 @@ def exported_macs(space, arch: torch.Tensor, se: float = 0.0) -> float:
 
 def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -> list[dict]:
     search, retrain = ctx.spaces.search, ctx.spaces.retrain
+    # counts (params, MACs, a space file's metric of whole numbers) as ints, as the exports' manifests write them
+    table, metric = search.cost_table, recipe.search.cost
+    whole, whole_macs = whole_metric(table, metric), whole_metric(retrain.cost_table, "macs")
     archs = []
     for i, arch in enumerate(state.archs or []):
         res = state.results.get(str(i), {})
@@ -294,14 +317,14 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
             "choices": search.decode(a),
             "params": res.get("params"),
             "se": recipe.retrain.se,  # the squeeze-and-excitation the retrained network (params) has
-            "cost": float(search.cost_table.total(a, recipe.search.cost)),
+            "cost": json_cost(table.total(a, metric), whole),
             "test_accuracy": res.get("test_accuracy"),
             "weights": res.get("weights"),
             # the earlier member whose network (and retraining) this is: the same choices, or elastic depth's
             "same_network_as": res.get("same_network_as"),
             "onnx": res.get("onnx"),
             "onnx_error": res.get("onnx_error"),
-            "macs": exported_macs(retrain, a, recipe.retrain.se),
+            "macs": json_cost(exported_macs(retrain, a, recipe.retrain.se), whole_macs),
             "latency_ms": res.get("latency_ms"),
             "int8": res.get("int8"),
         })
@@ -350,7 +373,8 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
         # how each export's latency_ms was timed: batch 1, one thread, or search.cost_table's own
         **({"latency_protocol": dict(ctx.spaces.latency)} if recipe.export.onnx else {}),
         "architectures": _architectures(recipe, state, members, ctx),
-        **({"ranking": ranking_results(recipe, state)} if recipe.ranking else {}),
+        **({"ranking": json_ranking_costs(ranking_results(recipe, state), ctx.spaces.search.cost_table, s.cost)}
+           if recipe.ranking else {}),
     }
 
 
@@ -373,6 +397,11 @@ class ReportStage:
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         results = {**build_results(self.recipe, state, self.members, ctx, self.method, self.costs, self.threads),
                    **self.kept}
+        # the ranking the folder's results.json recorded (automl rank's, a finished run's own; an older automl's
+        # wrote its costs as floats): its costs as a fresh run writes them
+        if "ranking" in self.kept:
+            results["ranking"] = json_ranking_costs(results["ranking"], ctx.spaces.search.cost_table,
+                                                    self.recipe.search.cost)
         if superseded(results.get(PARTIAL), results.get("ranking")):  # the ranking it was part of is complete
             del results[PARTIAL]
         self.results = results
