@@ -624,6 +624,20 @@ def _check_recipe_first(run: "Run") -> None:
         _check_same_recipe(run, ckpt, keys_only=True)
 
 
+def _other_supernet(folder: str | None, state: RunState, given: Given) -> str | None:
+    """The note for a resume given (``folder``, as ``given``) another run's supernet than the one the run took
+    already: it goes on with the one it holds (of the folder its results.json records as ``supernet.from``);
+    None where it holds none yet (its reused weights stage takes ``folder``'s, checked) or the folder is the same."""
+    taken = (state.supernet_origin or {}).get("from")
+    if folder is None or state.supernet is None or not isinstance(taken, str):
+        return None
+    if os.path.realpath(folder) == os.path.realpath(taken):
+        return None
+    return (f"note: {given.of(folder)} is not the run's supernet: the run took that of {taken} at its start and "
+            f"goes on with it (a resume keeps it); to search on the supernet of {folder}, start a new run "
+            f"(another --out) with {given.of(folder)}")
+
+
 def _check_same_recipe(run: "Run", ckpt: dict, keys_only: bool = False) -> None:
     """Accept a recipe that differs from the run's only in :data:`RESUME_MAY_CHANGE`; else refuse, listing
     each key that differs with both values (those of the run's recipe.resolved.yaml, and this one's).
@@ -852,6 +866,8 @@ class Run:
             self.reporter.cut(length)
         self.reporter.info(f"resuming {self.out} at "
                            + resume_position(plan, state, state.stage, state.epoch, state.step))
+        if (other := _other_supernet(self.recipe.supernet, state, self.supernet_given)) is not None:
+            self.reporter.info(other)
         if len(plan.stages) - state.stage > 1 or state.mid_stage:  # a finished run only writes its report again
             _warn_processes(self, state)
             state.note_world_size(self.info.world_size)  # results.json's world_sizes, where the count changed
