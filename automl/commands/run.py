@@ -295,6 +295,20 @@ def _say_finished(signum: int, out: Path, info: DistInfo, during_report: bool) -
         pass
 
 
+# seconds a process that leaves a start-up mistake to rank 0 to print waits before it exits (_rank_0_first)
+START_GRACE = 5.0
+
+
+def _rank_0_first(e: UserError, launch: DistInfo) -> UserError:
+    """``e``, once rank 0 has had time to print it: torchrun stops every worker as soon as one exits, so a rank that
+    found the mistake first and exited at once would have rank 0 (the same mistake found a moment later: a busier
+    node, a slower start) stopped before it printed anything. A process that does not print ``e`` itself waits
+    up to :data:`START_GRACE` seconds; rank 0 exits meanwhile (2, the mistake printed) and torchrun stops it."""
+    if launch.enabled and not launch.is_main and not e.printed:
+        time.sleep(START_GRACE)
+    return e
+
+
 def main(args) -> int:
     # torchrun's variables first: a mistake there is what every process says, whatever else is wrong (launch_info)
     launch = launch_info()
@@ -307,7 +321,7 @@ def main(args) -> int:
         # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
         info = init_distributed(recipe_device(recipe, DistInfo()).type)
     except UserError as e:  # found by each process alone, before the ranks met: who says it (reported)
-        raise reported(e, launch, before_start=True)
+        raise _rank_0_first(reported(e, launch, before_start=True), launch)
     try:
         return _run(args, recipe, info)
     except UserError as e:
