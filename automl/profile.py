@@ -63,8 +63,8 @@ from automl.train.threads import MAX_THREADS, cpu_quota, usable_cores
 
 __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
-           "table_protocol", "table_clock", "timing_of", "table_timing", "partial_path", "partial_summary", "remove_partial",
-           "clock_step", "check_clock", "usable_cores", "threads_warning"]
+           "table_protocol", "table_clock", "timing_of", "table_timing", "partial_path", "partial_summary",
+           "remove_partial", "clock_step", "check_clock", "usable_cores", "threads_warning"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
@@ -818,8 +818,7 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
                      if a != b), f"{len(names)} decisions there, {len(ours)} here")
         raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
                         f"{t_space.get('name', '?')!r} ({t_space.get('file', '?')}): profile this space with "
-                        f"`automl space profile {cs.filename} --out {path.parent / (cs.name + '-latency.json')}` and "
-                        f"give that")
+                        f"`{_profile_command(cs, _own_file(path, cs, table['metric']))}` and give that")
     if check_shape:
         _check_shape(table, t_space, cs, mismatch, path, "search.cost_table" if source else "--cost-table")
     for entry, dec in zip(table["decisions"], cs.decisions):
@@ -989,30 +988,78 @@ def _check_clock(table: dict, path: Path, where: str) -> None:
 def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use: str) -> None:
     """The table was measured at the space's input size, for its widths (``params_fingerprint``) and for its
     layers (``pieces_fingerprint``: strides, kernels, activations, each layer's input size), each when recorded.
-    ``use``: what names the table (``search.cost_table``, ``--cost-table``), to point at a new one."""
+    ``use``: what names the table (``search.cost_table``, ``--cost-table``), to point at a new one. A mismatch
+    says which space (name, file, ``--set`` values) the table was profiled for when that is not this one, and
+    then points at a new file: profiling into ``path`` would overwrite a table that still fits its own."""
     size = table.get("input_size")
-    again = f"profile it with `{_profile_command(cs, path)}`"
     if not isinstance(size, list):
-        raise UserError(f"{mismatch}: \"input_size\" must be a list [C, H, W], got {_short(size)}; {again}")
+        raise UserError(f"{mismatch}: \"input_size\" must be a list [C, H, W], got {_short(size)}; profile it "
+                        f"with `{_profile_command(cs, path)}`")
+    fp, pieces_fp = t_space.get("params_fingerprint"), t_space.get("pieces_fingerprint")
+    layers = "a stride, kernel, activation, squeeze-excitation or layer input size"
     if size != list(cs.input_shape):
-        raise UserError(f"{mismatch}: the table was measured at input size {size}, the space takes "
-                        f"{list(cs.input_shape)}; {again}")
-    fp = t_space.get("params_fingerprint")
-    if fp is not None and fp != params_fingerprint(cs):
-        args = t_space.get("args") if isinstance(t_space.get("args"), dict) else {}
-        theirs = _set_flags(args)
-        if args != cs.overrides:  # the table still fits its own --set values: measure into a file of its own
-            new = _beside(path, cs.overrides)
-            again = (f"profile it into a file of its own with `{_profile_command(cs, new)}` and give {use} {new} "
-                     f"(keep {path} for {theirs or 'no --set values'})")
-        raise UserError(f"{mismatch}: the space's widths or ops differ from those profiled (the table was "
-                        f"profiled with {theirs or 'no --set values'}, the space here is compiled with "
-                        f"{_set_flags(cs.overrides) or 'no --set values'}); {again}")
-    fp = t_space.get("pieces_fingerprint")
-    if fp is not None and fp != _pieces_fingerprint(*_pieces(cs)):
-        raise UserError(f"{mismatch}: the space's layers differ from those profiled (a stride, kernel, activation, "
-                        f"squeeze-excitation or layer input size: has {cs.filename} changed since?), so the table's "
-                        f"latencies are another network's; {again}")
+        what = f"the table was measured at input size {size}, the space takes {list(cs.input_shape)}"
+        whose = f" at input size {size}, this space takes {list(cs.input_shape)}"
+    elif fp is not None and fp != params_fingerprint(cs):
+        what = "the space's widths or ops differ from those profiled"
+        whose = ", and this space's widths or ops differ from those profiled"
+    elif pieces_fp is not None and pieces_fp != _pieces_fingerprint(*_pieces(cs)):
+        what = (f"the space's layers differ from those profiled ({layers}), so the table's latencies are another "
+                "network's")
+        whose = f", and this space's layers differ from those profiled ({layers})"
+    else:
+        return
+    args = t_space.get("args") if isinstance(t_space.get("args"), dict) else {}
+    theirs = _set_flags(args)
+    other = _profiled_for(t_space, cs)
+    if other is not None:  # another space's table, which still fits that space: measure into a file of its own
+        new = _own_file(path, cs, table.get("metric"))
+        meant = ("give its file as the recipe's `space`" if use == "search.cost_table" else
+                 f"give its file in place of {cs.filename}")
+        raise UserError(f"{mismatch}: the table was profiled for {other}{' with ' + theirs if theirs else ''}{whose}; "
+                        f"profile this space into a file of its own with `{_profile_command(cs, new)}` and give {use} "
+                        f"{new} (keep {path} for that space), or, if you meant space {t_space['name']}, {meant}")
+    if args != cs.overrides:  # the table still fits its own --set values: measure into a file of its own
+        new = _beside(path, cs.overrides)
+        raise UserError(f"{mismatch}: {what} (the table was profiled with {theirs or 'no --set values'}, the space "
+                        f"here is compiled with {_set_flags(cs.overrides) or 'no --set values'}); profile it into a "
+                        f"file of its own with `{_profile_command(cs, new)}` and give {use} {new} (keep {path} for "
+                        f"{theirs or 'no --set values'})")
+    raise UserError(f"{mismatch}: {what} (has {cs.filename} changed since it was profiled?); profile it again with "
+                    f"`{_profile_command(cs, path)}`")
+
+
+def _profiled_for(t_space: dict, cs) -> str | None:
+    """``"space NAME (FILE)"`` of the table's recorded space (``space.name``, ``space.file``) when it is another
+    space than ``cs``: another name, or a file that cannot be ``cs.filename`` (:func:`_same_file`). None when it is
+    this space, or the table does not record them (a table written by hand)."""
+    name, file = t_space.get("name"), t_space.get("file")
+    if not isinstance(name, str) or not isinstance(file, str):
+        return None
+    if name == cs.name and _same_file(file, cs.filename):
+        return None
+    return f"space {name} ({file})"
+
+
+def _same_file(recorded: str, filename) -> bool:
+    """Whether a table's recorded space file (the path `space profile` was given, relative to where it ran) can
+    be ``filename``: the same file when absolute; else ``filename``'s path ends with it (leading ``..`` dropped)."""
+    here = Path(filename).resolve()
+    if os.path.isabs(recorded):
+        try:
+            return Path(recorded).resolve() == here
+        except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL byte: not a file, so not this one
+            return False
+    parts = [part for part in Path(os.path.normpath(recorded)).parts if part not in (".", "..")]
+    return bool(parts) and list(here.parts[-len(parts):]) == parts
+
+
+def _own_file(path: Path, cs, metric) -> Path:
+    """A table file next to ``path`` for the space ``cs`` (``digits-latency.json``; with ``--set`` values
+    ``digits-latency-width0.5.json``), never ``path`` itself (another space's table)."""
+    new = path.parent / f"{cs.name}-{metric if isinstance(metric, str) else 'latency'}{path.suffix or '.json'}"
+    new = _beside(new, cs.overrides) if cs.overrides else new
+    return _beside(path, cs.overrides) if new == path else new
 
 
 def _set_flags(args: dict) -> str:
