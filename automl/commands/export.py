@@ -29,7 +29,7 @@ from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
 from automl.pipeline.run import RESOLVED
 from automl.pipeline.setup import recipe_data
-from automl.profile import EXPORT_PROTOCOL, check_clock, table_timing
+from automl.profile import EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_timing
 from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
 from automl.train.data import DATASETS, normalization
@@ -99,7 +99,8 @@ def _export(args, progress: _Progress) -> int:
     # the recipe's data and the output folder before anything is written or measured: a bad recipe or --out
     # leaves no half-measured export
     recipe, data = _recipe_data(args, compiled, fingerprint) if getattr(args, "recipe", None) else (None, None)
-    timing, timed_as = _timing(recipe)
+    timing, timed_as = _timing(recipe, compiled)  # with a table that fits, compiled is priced by it too
+    _said(_protocol_note(args, recorded, timing, recipe))
     normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
@@ -117,7 +118,7 @@ def _export(args, progress: _Progress) -> int:
                             se=se, opset=args.opset, space_path=args.space, space_args=overrides,
                             bn_calibration=calibration, normalize=normalize, dataset=dataset, onnx_failure="record",
                             run=owner, weights_source=args.weights and f"--weights {args.weights}",
-                            **_kept(args, recorded, compiled, weights is not None))
+                            **_kept(args, recorded, compiled, weights is not None, recipe))
     except UserError:  # weights that do not fit, or diverged: a refused export leaves no empty folder behind
         _remove_if_empty(created)
         raise
@@ -131,16 +132,23 @@ def _export(args, progress: _Progress) -> int:
     _report(args, manifest, supernet_state, calibration, timed_as)
     if note:
         print(note, file=sys.stderr)
+    _said(_run_folder_note(args, owner))
     return 0
 
 
-def _timing(recipe) -> tuple[dict, str | None]:
+def _said(note: str | None) -> None:
+    if note:
+        say(note)
+
+
+def _timing(recipe, compiled) -> tuple[dict, str | None]:
     """How the export's latency is timed (:func:`~automl.export.quantize.measure_export`'s ``batch``, ``threads``
     and ``clock``), with what chose it as the printed line says it (None: the default): as a run of ``recipe``
     (--recipe) times its exports, by its search.cost_table's batch, threads and clock (results.json's
     ``latency_protocol``), so that the latency compares with the table's costs and the run's own exports'; without a
-    recipe or a table, batch 1 and one thread by the wall clock. A table that is not one, or a clock this system
-    reads too coarsely, is a :class:`RecipeError` at search.cost_table, said before anything is written."""
+    recipe or a table, batch 1 and one thread by the wall clock. A table that fits the exported space also prices
+    ``compiled``, as a run's table prices its network (:func:`_price`). A table that is not one, or a clock this
+    system reads too coarsely, is a :class:`RecipeError` at search.cost_table, said before anything is written."""
     default = {**EXPORT_PROTOCOL, "clock": "wall"}, None
     if recipe is None or recipe.cost_table_path is None:
         return default
@@ -164,7 +172,65 @@ def _timing(recipe) -> tuple[dict, str | None]:
     except UserError as e:
         raise RecipeError(str(e), recipe.source and str(recipe.source), ".".join(keys),
                           file_line(recipe, keys)) from None
+    _price(recipe, compiled, timing)
     return timing, f"as --recipe's search.cost_table {recipe.search.cost_table} was timed"
+
+
+def _price(recipe, compiled, timing: dict) -> None:
+    """Add ``recipe``'s search.cost_table to ``compiled``'s costs when it fits that space (checked and applied as a
+    run applies it, :func:`~automl.profile.read_cost_table` and :func:`~automl.profile.apply_cost_table`): the
+    manifest's ``cost`` then holds the table's prediction for the exported network, as a run's member's does. A
+    table that does not fit (one of another space, or of this space before it was edited) prices nothing: one note
+    says so and why; the latency is timed by the table's ``timing`` all the same."""
+    path = Path(recipe.cost_table_path)
+    try:
+        apply_cost_table(compiled, read_cost_table(path, compiled))
+        return
+    except UserError as e:
+        why = str(e)
+    for prefix in (f"cost table {path} does not fit space {compiled.filename}: ", f"cost table {path}: ",
+                   f"{path}: "):
+        why = why.removeprefix(prefix)
+    sets = "".join(f" --set {k}={v}" for k, v in compiled.overrides.items())
+    say(f"note: {recipe.source or 'the recipe'}: search.cost_table {recipe.search.cost_table} does not price the "
+        f"exported space {compiled.filename}{sets} ({why.split('; ')[0]}): the latency is timed as the table was "
+        f"({_protocol_words(timing)}), but {MANIFEST_NAME}'s cost holds no prediction from the table; give the recipe "
+        f"of a run of this space, or profile it (`automl space profile {compiled.filename}{sets} --out TABLE.json`)")
+
+
+def _protocol_words(p: dict) -> str:
+    """A latency protocol (``batch``, ``threads``, ``clock``) in words."""
+    threads = "one thread" if p["threads"] == 1 else f"{p['threads']} threads"
+    clock = "the thread's CPU time" if p["clock"] == "cpu" else "the wall clock"
+    return f"by {clock} at batch {p['batch']} on {threads}"
+
+
+def _protocol_note(args, recorded: dict | None, timing: dict, recipe) -> str | None:
+    """The note (None: nothing to say) for a manifest given as ``--arch`` whose ``latency`` was timed otherwise
+    than this export times (``timing``): its figure and the new one do not compare."""
+    old = (recorded or {}).get("latency")
+    if not isinstance(old, dict):
+        return None
+    then = {**EXPORT_PROTOCOL, "clock": "wall", **{k: old[k] for k in ("batch", "threads", "clock") if k in old}}
+    if all(then[k] == timing[k] for k in ("batch", "threads", "clock")):
+        return None
+    figure = f" ({old['fp32_ms']:.3g} ms)" if finite_number(old.get("fp32_ms")) else ""
+    table = None if recipe is None else recipe.cost_table_path
+    how = ("give --recipe with a search.cost_table timed so to time it as it was" if recipe is None else
+           f"as --recipe's search.cost_table {recipe.search.cost_table} was timed" if table is not None and
+           os.path.lexists(table) else "--recipe's search.cost_table is not here" if table is not None else
+           "--recipe has no search.cost_table")
+    return (f"note: --arch {args.arch} records a latency{figure} measured {_protocol_words(then)}; this export "
+            f"times it {_protocol_words(timing)} ({how}), so the two figures do not compare")
+
+
+def _run_folder_note(args, run: str | None) -> str | None:
+    """The note (None: nothing to say) for an export into a member folder of ``run`` (the run its manifest named,
+    :func:`_check_out`): the run's results.json and report.md still describe the run's own export."""
+    if run is None or not (Path(run) / "results.json").is_file():
+        return None
+    return (f"note: {args.out} is an export folder of run {run}: its {MANIFEST_NAME} now describes this export, "
+            f"but the run's results.json and report.md keep the figures of the run's own export (not updated)")
 
 
 def _check_args(args) -> None:
@@ -514,20 +580,21 @@ def _show(normalize: dict) -> str:
     return " ".join(f"{k} [{', '.join(f'{float(v):.4g}' for v in normalize[k])}]" for k in ("mean", "std"))
 
 
-def _kept(args, recorded: dict | None, compiled, standalone: bool) -> dict:
+def _kept(args, recorded: dict | None, compiled, standalone: bool, recipe=None) -> dict:
     """What a manifest given as ``--arch`` records that the new export keeps: ``epsilon``, ``cost_metric``
     and ``search_cost`` (the same architecture of the same search), the recorded costs of metrics the space
-    file does not compute (a latency table's: the same network, built with the manifest's ``space_args``),
-    and, when ``--weights`` is that export's own weights file, where they came from (the manifest's
-    ``weights`` record)."""
-    if recorded is None:
-        return {}
-    out: dict = {"epsilon": recorded.get("epsilon"), "search_cost": recorded.get("search_cost")}
-    metric, ours = recorded.get("cost_metric"), compiled.cost_table.metrics
+    (with ``--recipe``'s table when it fits, :func:`_price`) does not compute (a latency table's: the same network,
+    built with the manifest's ``space_args``), and, when ``--weights`` is that export's own weights file, where they
+    came from (the manifest's ``weights`` record). With ``recipe``, ``cost_metric`` is its search.cost, as a run
+    of it records, where the manifest's ``cost`` holds that metric."""
+    recorded = recorded or {}
+    out: dict = {k: recorded[k] for k in ("epsilon", "search_cost") if k in recorded}
+    ours = compiled.cost_table.metrics
     cost = recorded.get("cost") if isinstance(recorded.get("cost"), dict) else {}
     table_costs = {m: v for m, v in cost.items() if m not in ours and finite_number(v)}
-    if metric in ours or metric in table_costs:
-        out["cost_metric"] = metric
+    for metric in (recorded.get("cost_metric"), recipe and recipe.search.cost):
+        if metric and (metric in ours or metric in table_costs):
+            out["cost_metric"] = metric
     if table_costs:
         out["cost"] = table_costs
     own = dict(recorded.get("weights") or {})
@@ -541,11 +608,7 @@ def _report(args, manifest: dict, supernet_state, calibration, timed_as: str | N
     """What was exported, in a few lines on stdout; ``timed_as``: what chose how the latency was timed (its batch,
     threads and clock are then said with it)."""
     onnx, w, latency = manifest["onnx"], manifest["weights"], manifest["latency"]
-    how = ""
-    if timed_as:
-        threads = "one thread" if latency["threads"] == 1 else f"{latency['threads']} threads"
-        clock = "the thread's CPU time" if latency["clock"] == "cpu" else "the wall clock"
-        how = f" by {clock} at batch {latency['batch']} on {threads}, {timed_as}"
+    how = f" {_protocol_words(latency)}, {timed_as}" if timed_as else ""
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
           f"{onnx['parity_max_abs_diff']:.2g}, {latency['fp32_ms']:.3g} ms here{how}"
