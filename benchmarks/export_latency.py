@@ -8,11 +8,15 @@ a warm-up, for PyTorch eager (``automl.export.load_model``, ``torch.inference_mo
 random architectures of the ProxylessNAS space at 224x224 into a temporary folder (fresh weights: the
 latency does not depend on them; deleted at the end, so their rows' ``dir`` reads
 ``(temporary)/random-I``); ``-n``, ``--seed``, ``--space`` and ``--set`` choose them, and are refused with
-EXPORT_DIRs. Prints a table, then one JSON line with every figure.
+EXPORT_DIRs. An EXPORT_DIR without a manifest whose folders hold exports (a run's family folder, ``RUN/export``
+with its ``budget-*`` members) stands for those folders, each timed as if given. Every folder is checked (its
+manifest, its model.onnx) before any is timed. Prints a table (times in milliseconds to 3 significant figures),
+then one JSON line with every figure.
 """
 
 from __future__ import annotations
 
+import math
 import platform
 import statistics
 import sys
@@ -27,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import json_line, parser, positive_int, run_main, seed_int, thread_count, warn_threads  # noqa: E402
 
 from automl.commands import parse_set_args  # noqa: E402
+from automl.errors import UserError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,6 +83,35 @@ def bench_dir(folder: Path, threads: int, runs: int) -> dict:
     return row
 
 
+def export_folders(given: list[Path]) -> list[Path]:
+    """The export folders ``given`` stands for, each checked before anything is measured (a mistake is a
+    :class:`UserError` naming the folder): a folder with a manifest is itself; one without, whose folders hold
+    manifests (a run's ``export`` folder of members), is those folders, in name order."""
+    from automl.export import read_manifest
+    from automl.export.manifest import MANIFEST_NAME
+
+    folders = []
+    for d in given:
+        members = [] if (d / MANIFEST_NAME).is_file() or not d.is_dir() else \
+            sorted(m for m in d.iterdir() if (m / MANIFEST_NAME).is_file())
+        folders += members or [d]
+    for d in folders:
+        read_manifest(d)
+        if not (d / "model.onnx").is_file():
+            raise UserError(f"{d}: no model.onnx here (an export without its ONNX model: a run with export.onnx: "
+                            f"false, or one whose ONNX export failed); give export folders that hold model.onnx")
+    return folders
+
+
+def significant(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant figures in fixed point (0.0371, 5.76, 123), a whole number from
+    10^``digits`` up (12345)."""
+    if not math.isfinite(x) or x == 0:
+        return f"{x:g}"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    return f"{x:.{decimals}f}"
+
+
 def export_random(out: Path, space: str, n: int, seed: int, overrides: dict) -> list[Path]:
     from automl.compile import load_compiled
     from automl.export import export_architecture
@@ -119,32 +153,30 @@ def main(argv=None) -> int:
                 f"architectures to export, and export folders were given: leave out one or the other")
     a.space, a.num_archs = a.space or SPACE, 3 if a.num_archs is None else a.num_archs
     a.seed = 0 if a.seed is None else a.seed
-    from automl.export import read_manifest
-
-    for d in a.dirs:  # a wrong folder is found now, not after the others were measured
-        read_manifest(d)
+    given_dirs = export_folders(a.dirs)  # a wrong folder is found now, not after the others were measured
     overrides = parse_set_args(a.set)
     given = a.threads is not None
     a.threads = a.threads if given else torch.get_num_threads()
     warn_threads(a.threads, given=given)
     torch.set_num_threads(a.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        dirs = a.dirs or export_random(Path(tmp), a.space, a.num_archs, a.seed, overrides)
+        dirs = given_dirs or export_random(Path(tmp), a.space, a.num_archs, a.seed, overrides)
         rows = [bench_dir(Path(d), a.threads, a.runs) for d in dirs]
     if not a.dirs:  # the temporary folder is gone: say so rather than name it
         for r in rows:
             r["dir"] = f"(temporary)/{Path(r['dir']).name}"
-    hdr = (f"{'model':<12} {'params':>10} {'input':>11} | {'b1 torch ms':>15} {'b1 ort ms':>15} | "
+    name = max([12] + [len(Path(r["dir"]).name) for r in rows])
+    hdr = (f"{'model':<{name}} {'params':>10} {'input':>11} | {'b1 torch ms':>17} {'b1 ort ms':>17} | "
            f"{'b32 torch img/s':>17} {'b32 ort img/s':>17}")
     print(f"CPU: {platform.processor() or platform.machine()}, {a.threads} threads, torch {torch.__version__}; "
           f"median (p95)")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        f = lambda v: f"{v['median']:7.2f} ({v['p95']:5.2f})"  # noqa: E731
+        f = lambda v: f"{significant(v['median']):>7} ({significant(v['p95']):>7})"  # noqa: E731
         g = lambda v: f"{v['median']:8.1f} ({v['p95']:6.1f})"  # noqa: E731
-        print(f"{Path(r['dir']).name:<12} {r['params']:>10,} {'x'.join(map(str, r['input_shape'])):>11} | "
-              f"{f(r['torch_b1_ms']):>15} {f(r['onnxruntime_b1_ms']):>15} | "
+        print(f"{Path(r['dir']).name:<{name}} {r['params']:>10,} {'x'.join(map(str, r['input_shape'])):>11} | "
+              f"{f(r['torch_b1_ms']):>17} {f(r['onnxruntime_b1_ms']):>17} | "
               f"{g(r['torch_b32_img_s']):>17} {g(r['onnxruntime_b32_img_s']):>17}")
     json_line("export_latency", threads=a.threads, torch=torch.__version__, results=rows)
     return 0

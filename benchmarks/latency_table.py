@@ -17,6 +17,11 @@ size do not depend on the weights' values) fp32 vs int8 latency (interleaved; ``
 file size; with ``--int8-run DIR`` (a run of ``automl run recipes/quickstart.yaml export.quantize=int8``)
 also the quickstart family's accuracy drop, speed-up and size ratio from its results.json, one row per
 member, named by its budget (a run with budgets) and its final ε; DIR is read before anything is measured.
+The run's rows are its own measurements, timed as the run timed its exports (results.json's
+``latency_protocol``: batch 1 on one thread, or its search.cost_table's batch, threads and clock; a run that
+does not record it: each member's manifest's ``latency``): each row names its batch and threads (and the
+JSON line's rows hold ``batch``, ``threads``, ``clock``), and a note says where they are not this script's
+``--batch``, ``--threads`` and ``--clock``.
 ``--no-int8`` skips the int8 comparison (``--int8-run`` with it is refused: one line, exit 2).
 Prints a table, then one JSON line.
 """
@@ -28,6 +33,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -36,8 +42,8 @@ from pydantic import Field
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _common import (Fields, batch_size, emit, int_at_least, parser, positive_int, run_main,  # noqa: E402
-                     run_results, seed_int, thread_count, warn_threads)
+from _common import (Fields, batch_size, emit, fields_problem, int_at_least, parser, positive_int,  # noqa: E402
+                     run_main, run_results, seed_int, thread_count, warn_threads)
 from automl.errors import UserError  # noqa: E402
 from automl.profile import MAX_REPEAT  # noqa: E402  (--repeat's bound in `automl space profile`)
 from automl.ranking import kendall_tau_b  # noqa: E402
@@ -114,9 +120,21 @@ def bench_int8_proxyless(args) -> dict:
                                   clock=args.clock))
             q.append(onnx_latency(int8, cs.input_shape, args.threads, args.batch, repeat=args.measure_repeat,
                                   clock=args.clock))
-        return {"model": f"spnasnet_100 (proxylessnas, 224, batch {args.batch})", "fp32_ms": statistics.median(f),
-                "int8_ms": statistics.median(q), "speedup": statistics.median(f) / statistics.median(q),
-                "size_ratio": int8.stat().st_size / fp32.stat().st_size, "accuracy_drop_points": None}
+        timing = {"batch": args.batch, "threads": args.threads, "clock": args.clock}
+        return {"model": f"spnasnet_100 (proxylessnas, 224, {timing_words(timing)})",
+                "fp32_ms": statistics.median(f), "int8_ms": statistics.median(q),
+                "speedup": statistics.median(f) / statistics.median(q),
+                "size_ratio": int8.stat().st_size / fp32.stat().st_size, "accuracy_drop_points": None, **timing}
+
+
+def timing_words(timing: dict | None) -> str:
+    """How a row's latencies were timed, in words ("batch 4, 2 threads"; the CPU clock named), or "timing not
+    recorded" (``None``: a run that records it neither in results.json nor in the member's manifest)."""
+    if timing is None:
+        return "timing not recorded"
+    threads = timing["threads"]
+    clock = ", cpu clock" if timing.get("clock") == "cpu" else ""
+    return f"batch {timing['batch']}, {threads} thread{'s' if threads != 1 else ''}{clock}"
 
 
 def _member(recipe: str, a: dict, budgets: bool) -> str:
@@ -143,9 +161,19 @@ class Int8(Fields):
     fp32_onnx_test_accuracy: float | None = None
 
 
+class Protocol(Fields):
+    """How a run timed its exports: results.json's ``latency_protocol``, or a manifest's ``latency`` (a clock not
+    recorded: the wall clock, the only one before runs recorded it)."""
+
+    batch: int = Field(ge=1)
+    threads: int = Field(ge=1)
+    clock: Literal["wall", "cpu"] = "wall"
+
+
 class Member(Fields):
     """What the int8 rows read of a run's member."""
 
+    onnx: str | None = None
     latency_ms: float | None = None
     budget: float | None = None
     epsilon: float | None = None
@@ -156,6 +184,7 @@ class Results(Fields):
     """What the int8 rows read of a run's results.json."""
 
     recipe: str
+    latency_protocol: Protocol | None = None
     architectures: list[Member] = Field(min_length=1)
 
 
@@ -174,9 +203,28 @@ def _ratio(num, den) -> float | None:
     return None if num is None or den is None or not den > 0 else num / den
 
 
+def member_timing(run_dir: Path, results: dict, member: dict) -> dict | None:
+    """``{"batch", "threads", "clock"}`` the run timed ``member``'s export with: results.json's
+    ``latency_protocol``, or (a run that does not record it) the member's manifest's ``latency``; None where
+    neither says (the manifest gone, unreadable, or without them)."""
+    recorded = results.get("latency_protocol")
+    if recorded is None and member.get("onnx"):
+        from automl.export import read_manifest
+
+        try:
+            recorded = read_manifest((run_dir / member["onnx"]).parent).get("latency")
+        except UserError:
+            recorded = None
+    if not isinstance(recorded, dict) or fields_problem(Protocol, recorded) is not None:
+        return None
+    return Protocol.model_validate(recorded).model_dump()
+
+
 def int8_from_run(run_dir: Path) -> list[dict]:
     """The int8 rows of a finished run (a user error when it has none: not an export.quantize=int8 run); a figure
-    the run has no measurement for (null in results.json) is None."""
+    the run has no measurement for (null in results.json) is None. Each row names how the run timed it
+    (:func:`member_timing`) in its ``model`` and holds it as ``batch``, ``threads``, ``clock`` (None: not
+    recorded)."""
     res = _read_run(run_dir)
     rows = []
     budgets = any(a.get("budget") is not None for a in res["architectures"])
@@ -185,15 +233,31 @@ def int8_from_run(run_dir: Path) -> list[dict]:
         if not q or q.get("error"):
             continue
         fp32_acc, int8_acc = q.get("fp32_onnx_test_accuracy"), q.get("test_accuracy")
-        rows.append({"model": _member(res["recipe"], a, budgets), "fp32_ms": a.get("latency_ms"),
+        timing = member_timing(run_dir, res, a)
+        rows.append({"model": f"{_member(res['recipe'], a, budgets)} ({timing_words(timing)})",
+                     "fp32_ms": a.get("latency_ms"),
                      "int8_ms": q.get("latency_ms"), "speedup": _ratio(a.get("latency_ms"), q.get("latency_ms")),
                      "size_ratio": _ratio(q.get("size_bytes"), q.get("fp32_size_bytes")),
                      # null where a run had no test image (an accuracy over none is recorded as null)
                      "accuracy_drop_points": None if fp32_acc is None or int8_acc is None else
-                     100 * (fp32_acc - int8_acc)})
+                     100 * (fp32_acc - int8_acc),
+                     **(timing or dict.fromkeys(("batch", "threads", "clock")))})
     if not rows:
         raise UserError(f"--int8-run {run_dir}: no member has an int8 export (run with export.quantize=int8)")
     return rows
+
+
+def timing_note(run_rows: list[dict], args) -> str | None:
+    """One line saying that the run's rows were not timed as this script times (its ``--batch``, ``--threads``,
+    ``--clock``), and how they were; None where they were timed so (or there are none)."""
+    ours = {"batch": args.batch, "threads": args.threads, "clock": args.clock}
+    theirs = [{k: r[k] for k in ours} for r in run_rows]
+    differ = [t for t in theirs if t != ours]
+    if not differ:
+        return None
+    how = list(dict.fromkeys(timing_words(None if t["batch"] is None else t) for t in differ))
+    return (f"note: the --int8-run rows were timed as the run timed its exports ({'; '.join(how)}), not as this "
+            f"script times ({timing_words(ours)}): their latencies do not compare with this script's own")
 
 
 def _figure(value, fmt: str, unit: str = "") -> str:
@@ -239,6 +303,9 @@ def main() -> None:
               f"int8 {_figure(r['int8_ms'], '.3g', ' ms')}, speed-up {_figure(r['speedup'], '.2f', 'x')}, "
               f"size {_figure(r['size_ratio'], '.2f', 'x')}"
               + (f", accuracy drop {drop:+.2f} points" if drop is not None else ""))
+    note = timing_note(from_run, args)
+    if note:
+        print(note)
     emit("latency_table", rows, int8=int8_rows, details=details)
 
 
