@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import torch
+import yaml
 
 from automl._io import path_problem
 from automl._lock import held_by
@@ -34,7 +35,8 @@ from automl.train.progress import plural
 
 __all__ = ["WEIGHT_SEARCH_KEYS", "DATA_NOT_IN_WEIGHTS", "DATA_READ_BY", "SYNTHETIC_NOT_IN_WEIGHTS", "ROOT_ONLY_LOCATES",
            "weights_fingerprint", "fingerprint_digest", "ReusedWeightsStage", "Reused", "load_supernet", "differences",
-           "check_fits", "check_resumed", "on_data", "Given", "FLAG", "holds_trained_supernet", "FORCE_FLAG"]
+           "check_fits", "check_differences", "check_resumed", "on_data", "Given", "FLAG", "holds_trained_supernet",
+           "FORCE_FLAG"]
 
 # search.* settings the weight phase reads (the others only steer θ, the budgets or the random baseline)
 # data.* settings the weight phase never reads (D_θ's and the test set's batch sizes, loader workers); split_seed is
@@ -292,12 +294,15 @@ def _run_above(path: Path) -> Path | None:
 def _store(source: Path, given: Given) -> CheckpointStore:
     """The checkpoints of the run in ``source`` (--supernet); else a :class:`UserError` saying what ``source`` is
     (a file or folder of a run, whose folder to give instead; a run still running or stopped before its first
-    checkpoint; an export's folder; a loop of links, a link to nothing, a pipe, socket or device:
-    :func:`~automl._io.path_problem`) and what to give."""
+    checkpoint; a finished run whose checkpoints were removed; an export's folder; a loop of links, a link to
+    nothing, a pipe, socket or device: :func:`~automl._io.path_problem`) and what to give."""
     store = CheckpointStore(source / "checkpoints")
     if source.is_dir() and not store.missing():
         return store
     run = _run_above(source) if source.exists() else None
+    if run is not None and source.is_file() and not path_problem(source, "a run's folder"):
+        what = "a checkpoint file" if source.parent == run / "checkpoints" and source.suffix == ".pt" else "a file"
+        raise given.error(f"{given.of(source)} is {what} of the run in {run}; give the run's folder: {given.of(run)}")
     if not source.is_dir():  # a link to nothing too
         what = path_problem(source, "a run's folder") or (
             "is a file, not a run's folder" if source.exists() else "does not exist")
@@ -311,6 +316,14 @@ def _store(source: Path, given: Given) -> CheckpointStore:
     if running:  # started, not checkpointed yet
         raise given.error(f"{given.of(source)}: that run has no checkpoint yet: it is still running ({running});"
                           f" {_WAIT}")
+    finished = [f for f in ("results.json", "report.md") if (source / f).exists()]
+    if finished:  # its checkpoints removed after it finished (automl rank says the same)
+        again = (f"automl run {shell_path(source / 'recipe.resolved.yaml')} --out NEW_DIR"
+                 if (source / "recipe.resolved.yaml").is_file() else
+                 "automl run RECIPE --out NEW_DIR, with its recipe and overrides")
+        raise given.error(f"{given.of(source)}: that run finished (its {finished[0]} is there), but its checkpoints, "
+                          f"which held its trained supernet, are gone ({store.why_none()}); restore its checkpoints/ "
+                          f"folder (from a copy), or run the search again ({again}) and give that run's folder")
     if (source / "recipe.resolved.yaml").is_file():  # what a run writes at its start, before its first checkpoint
         raise given.error(f"{given.of(source)}: that run has no checkpoint: it stopped before its first one (its "
                           f"recipe.resolved.yaml is there, no checkpoints/); run it again to train its supernet "
@@ -331,12 +344,25 @@ _WAIT = ("wait for its weight phase to finish (its checkpoint then holds the tra
          "again")
 
 
+def _method_of(run_dir: Path) -> str:
+    """`` NAME``: the search.method of the run in ``run_dir`` as its recipe.resolved.yaml says (simultaneous, whose
+    supernet per member is not shared, or a plugin's); "" where it cannot be read."""
+    try:
+        recorded = yaml.safe_load((Path(run_dir) / "recipe.resolved.yaml").read_text(encoding="utf-8"))
+        method = recorded["search"]["method"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError, KeyError):
+        return ""
+    return f" {method}" if isinstance(method, str) else ""
+
+
 def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path, given: Given) -> None:
     """Refuse (:class:`UserError`) the checkpoint ``ckpt`` of ``run_dir``, which holds no trained supernet: its
-    search.method trains none, its weight phase is still running there, or it was stopped before its end."""
+    search.method trains no shared supernet, its weight phase is still running there, or it was stopped before its
+    end."""
     if ckpt.get("supernet_origin") is None:  # recorded by every run whose search.method trains a supernet
-        raise given.error(f"{given.of(run_dir)}: that run has no trained supernet: its search.method trains "
-                          f"none; give the folder of a run of search.method {supernet_methods()}")
+        raise given.error(f"{given.of(run_dir)}: that run has no trained supernet: its search.method"
+                          f"{_method_of(run_dir)} trains no shared supernet to reuse; give the folder of a run of "
+                          f"search.method {supernet_methods()}")
     running = held_by(run_dir)
     if running:  # --resume would be refused: the run is writing there now
         raise given.error(f"{given.of(run_dir)}: that run has no trained supernet yet: it is still in its weight "
@@ -390,13 +416,20 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
     diff = differences(theirs, ours, space_path, only_read=True) + forced_before
     if fits is not None:
         fits(ckpt["supernet"], diff)
-    if diff and not force:
-        raise given.error(f"{given.of(run_dir)}: its supernet was trained with other settings than this recipe "
-                          f"asks for:\n  " + "\n  ".join(diff) + "\nset these as that run did (its "
-                          f"recipe.resolved.yaml), or {given.force_fix()} to use the supernet anyway")
+    check_differences(diff, run_dir, force, given)
     origin = {"from": str(Path(run_dir).absolute()), "fingerprint": fingerprint_digest(theirs),
               "forced": bool(diff), "differs": diff}
     return Reused(ckpt["supernet"], origin, diff, theirs, _weights_data(ckpt))
+
+
+def check_differences(differs: list[str], run_dir: Path, force: bool, given: Given = FLAG) -> None:
+    """Refuse (:class:`UserError`) the supernet of ``run_dir`` trained with the settings ``differs`` names
+    (:func:`differences`), unless ``force``: the message lists each and says how to force it (what
+    :func:`load_supernet` checks once the supernet's shape fits)."""
+    if differs and not force:
+        raise given.error(f"{given.of(run_dir)}: its supernet was trained with other settings than this recipe "
+                          f"asks for:\n  " + "\n  ".join(differs) + "\nset these as that run did (its "
+                          f"recipe.resolved.yaml), or {given.force_fix()} to use the supernet anyway")
 
 
 def _weights_data(ckpt: dict) -> dict[str, Any] | None:
