@@ -250,7 +250,21 @@ def _latency_note(results: dict) -> list[str]:
     threads = "one thread" if p["threads"] == 1 else f"{p['threads']} threads"
     clock = ", the thread's CPU time" if p.get("clock") == "cpu" else ""
     return ["", f"Latency: onnxruntime on this machine (CPU, batch {p['batch']}, {threads}{clock}), median after "
-                f"warm-up."]
+                f"warm-up." + _over_budget(results)]
+
+
+def _over_budget(results: dict) -> str:
+    """`` Measured above its budget: ...`` for the members of a latency search whose measured latency exceeds their
+    budget, with why that can be; "" where none does."""
+    if results.get("cost_metric") != "latency":
+        return ""
+    over = [f"{_label(a, i, results)} ({_fmt_ms(a['latency_ms'])})" for i, a in enumerate(results["architectures"])
+            if _finite(_bound(a)) and _finite(a.get("latency_ms")) and a["latency_ms"] > _bound(a)]
+    if not over:
+        return ""
+    return (f" Measured above its budget: {', '.join(over)}. A budget bounds the cost table's prediction (the cost "
+            f"column), which the search sees; a measurement is one median on this machine, which varies from run to "
+            f"run with the machine's load (`automl space profile` says how much where it is large).")
 
 
 def _fmt_eps(a: dict, i: int) -> str:
