@@ -15,10 +15,9 @@ from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
 from automl.pipeline.context import shell_path
 from automl.pipeline.rank import check_results
-from automl.pipeline.results import ranking_epochs, ranking_seeds, read_results
+from automl.pipeline.results import read_results
 from automl.pipeline.setup import MIN_RANKED, TooManyArchs
 from automl.recipe import load_recipe
-from automl.report import ranking_problem
 
 __all__ = ["main"]
 
@@ -85,36 +84,6 @@ def _too_many(e: TooManyArchs, out: Path, flag: bool, default: bool) -> UserErro
     return UserError(f"{asked}, but the space {e.space} has only {e.size:,}{e.of}; {fix}")
 
 
-def _settings(archs: int, epochs: int | None, seeds: int, truth: str) -> str:
-    """A ranking's settings in words: ``3 architectures, 2 retrainings of 25 epochs each, truth loss``."""
-    each = "" if epochs is None else (", not retrained" if epochs == 0 else
-                                      f", {seeds} retraining{'s' * (seeds != 1)} of {epochs} epoch"
-                                      f"{'s' * (epochs != 1)} each")
-    return f"{archs} architectures{each}, truth {truth}"
-
-
-def _say_replaced(results: dict, recipe, path: Path) -> None:
-    """Before any work: that this command replaces the ranking section ``results`` (``path``) holds, when that one
-    was measured with other settings (its own τ is then gone from the file; the retrainings of the same
-    architectures, epochs and seeds are reused, the others dropped), so that a user who wants both keeps a copy;
-    and that a ``path`` that holds no results (``{}``, no JSON object, or one too deep) is written anew."""
-    if not results and path.exists():
-        print(f"{path} holds no results automl can read (empty, cut short, edited, not UTF-8, or nested too deeply): "
-              f"automl rank writes it anew from the run's last checkpoint", flush=True)
-    old = results.get("ranking")
-    if not isinstance(old, dict) or ranking_problem(old) is not None:
-        return
-    rk = recipe.ranking
-    then = (len(old["archs"]), old.get("retrain_epochs"), old.get("seeds", 1), old.get("truth", "accuracy"))
-    now = (rk.archs, ranking_epochs(recipe), ranking_seeds(recipe), rk.truth)
-    if then == now:
-        return
-    tau = "undefined" if old["kendall_tau"] is None else f"{old['kendall_tau']:.4f}"
-    shared = "; the retrainings both share are not run again" if now[1] and then[1] == now[1] else ""
-    print(f"this ranking ({_settings(*now)}) replaces the one in {path} ({_settings(*then)}: kendall_tau {tau}); "
-          f"to keep that one, stop now (Ctrl-C) and copy the file{shared}", flush=True)
-
-
 def _one_process() -> None:
     """``automl rank`` computes in one process: under torchrun (``WORLD_SIZE`` above 1) every process would rank
     alone, all but one stopped by the run folder's lock (unsaid: the CLI prints rank 0's errors only)."""
@@ -159,8 +128,7 @@ def main(args) -> int:
     try:
         results = read_results(out / "results.json")
         check_results(out / "results.json", results)  # before start-up reads the data
-        _say_replaced(results, recipe, out / "results.json")
-        ranking = run.rank()
+        ranking = run.rank()  # it says what it replaces in results.json once its checks have passed
     except TooManyArchs as e:
         raise _too_many(e, out, "archs" in flags, "ranking={}" in base) from None
     finally:

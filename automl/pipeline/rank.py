@@ -25,11 +25,11 @@ from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
 from automl.pipeline.reuse import SPACE_DIGEST, check_fits
 from automl.pipeline.results import (COMPUTED_ON, PARTIAL, ReportStage, build_results, computed_on, metrics_length,
-                                     partial_ranking, ranking_epochs, ranking_results, read_results,
+                                     partial_ranking, ranking_epochs, ranking_results, ranking_seeds, read_results,
                                      recorded_retrainings, reusable_retrainings)
 from automl.pipeline.setup import recipe_costs
 from automl.pipeline.state import RunState, check_same_data
-from automl.report import results_problem, write_report
+from automl.report import ranking_problem, results_problem, write_report
 from automl.search import supernet_methods
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter
@@ -102,12 +102,25 @@ def _checked_checkpoint(run: Run) -> dict:
 
 def _check_finished(run: Run, state: RunState, plan) -> None:
     """The run must have exported its family (the stages before the ranking's and the report's are done);
-    its own ranking may be unfinished: automl rank measures it anew."""
+    its own ranking may be unfinished: automl rank measures it anew. A run whose results.json or report.md is
+    there had finished: when its last checkpoint is of before that, its newest one was damaged (load fell back
+    to the previous one), and the message says so and how to redo the stages since."""
     first = next(i for i, s in enumerate(plan.stages) if isinstance(s, (RankingStage, ReportStage)))
-    if state.stage < first:
-        raise UserError(f"{run.out}: the run has not finished (next: its stage {plan.stages[state.stage].key}); "
-                        f"automl rank ranks a finished run: finish it first (automl run RECIPE --out {run.out} "
-                        f"--resume, with its recipe and overrides)")
+    if state.stage >= first:
+        return
+    out, key = run.out, plan.stages[state.stage].key
+    written = [f for f in ("results.json", "report.md") if (out / f).exists()]
+    if run.store.problems and written:
+        are = "are" if len(written) > 1 else "is"
+        raise UserError(f"{out}: the run had finished (its {' and '.join(written)} {are} there), but its newest "
+                        f"checkpoint is damaged: {'; '.join(run.store.problems)}; the one before it, "
+                        f"{run.store.loaded}, is of before its stage {key}, and automl rank scores the run's last "
+                        f"checkpoint: redo the stages from {key} on (automl run "
+                        f"{shell_path(out / 'recipe.resolved.yaml')} --out {shell_path(out)} --resume: it writes a new "
+                        f"checkpoint, results.json and report.md), then automl rank {shell_path(out)} again; or "
+                        f"restore the folder from a copy")
+    raise UserError(f"{out}: the run has not finished (next: its stage {key}); automl rank ranks a finished run: "
+                    f"finish it first (automl run RECIPE --out {out} --resume, with its recipe and overrides)")
 
 
 def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
@@ -192,9 +205,42 @@ def check_results(path: Path, results: dict) -> None:
                         f"checkpoint)")
 
 
+def _settings(archs: int, epochs: int | None, seeds: int, truth: str) -> str:
+    """A ranking's settings in words: ``3 architectures, 2 retrainings of 25 epochs each, truth loss``."""
+    each = "" if epochs is None else (", not retrained" if epochs == 0 else
+                                      f", {seeds} retraining{'s' * (seeds != 1)} of {epochs} epoch"
+                                      f"{'s' * (epochs != 1)} each")
+    return f"{archs} architectures{each}, truth {truth}"
+
+
+def _say_replaced(results: dict, recipe, path: Path) -> None:
+    """Once every check that can refuse the ranking has passed, before its first retraining (a Ctrl-C then keeps
+    ``path`` as it is): that this ranking replaces the ranking section ``results`` (``path``) holds, when that one
+    was measured with other settings (its own τ is then gone from the file; the retrainings of the same
+    architectures, epochs and seeds are reused, the others dropped), so that a user who wants both keeps a copy;
+    and that a ``path`` that holds no results (``{}``, no JSON object, or one too deep) is written anew."""
+    if not results and path.exists():
+        print(f"{path} holds no results automl can read (empty, cut short, edited, not UTF-8, or nested too deeply): "
+              f"automl rank writes it anew from the run's last checkpoint", flush=True)
+    old = results.get("ranking")
+    if not isinstance(old, dict) or ranking_problem(old) is not None:
+        return
+    rk = recipe.ranking
+    then = (len(old["archs"]), old.get("retrain_epochs"), old.get("seeds", 1), old.get("truth", "accuracy"))
+    now = (rk.archs, ranking_epochs(recipe), ranking_seeds(recipe), rk.truth)
+    if then == now:
+        return
+    tau = "undefined" if old["kendall_tau"] is None else f"{old['kendall_tau']:.4f}"
+    shared = "; the retrainings both share are not run again" if now[1] and then[1] == now[1] else ""
+    print(f"this ranking ({_settings(*now)}) replaces the one in {path} ({_settings(*then)}: kendall_tau {tau}); "
+          f"to keep that one, stop now (Ctrl-C) and copy the file{shared}", flush=True)
+
+
 def rank_finished_run(run: Run) -> dict:
     """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
-    results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock."""
+    results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock. Once
+    every check has passed (the checkpoint, the run finished, the space, the data, results.json), before the first
+    retraining, it says what it replaces in results.json (:func:`_say_replaced`)."""
     ckpt = _checked_checkpoint(run)
     r, out, info = run.recipe, run.out, run.info
     spaces, data, threads = run.start_up(ranking=True, say=False)  # said once the checks below have passed
@@ -223,7 +269,9 @@ def rank_finished_run(run: Run) -> dict:
     # rank 0 reads the file, every rank gets it (a folder under torchrun need not be shared): all skip the same
     before, length = on_main(info, lambda: (read_results(path), _cut_length(path, state)))
     check_results(path, before)  # before any retraining (automl rank checks it before start-up too)
-    run.say_threads(threads, ranking=True)  # a refusal above is the only message
+    if info.is_main:  # a refusal above is the only message
+        _say_replaced(before, r, path)
+    run.say_threads(threads, ranking=True)
     stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
     here = computed_on(ctx)
