@@ -17,7 +17,7 @@ from automl.export import export_architecture, inherit_from_state, load_model
 from automl.export.manifest import json_cost, whole_metric
 from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext, on_main, written_on_main
-from automl.pipeline.loop import EpochTask, run_epochs, updates_done
+from automl.pipeline.loop import EpochTask, run_epochs, schedule_at, updates_done
 from automl.pipeline.members import Members
 from automl.pipeline.results import COMPUTED_ON, computed_on, read_results, reusable_retrainings
 from automl.pipeline.search_stages import supernet_from_state
@@ -120,7 +120,7 @@ def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase:
         # the schedule where this run's epochs are (another process count changes an epoch's steps)
         task.num_updates = updates_done(state.epoch, state.step, len(task.loader))
         start = (state.epoch, state.step, rest.get("sums"))
-    task.sched.step_update(task.num_updates)
+    task.lr = schedule_at(task.sched, task.opt, task.num_updates)  # the last update's rate, until a step
     run_epochs(ctx, idx, task, *start)
     if task.ema is None:
         return model

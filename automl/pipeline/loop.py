@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from automl.pipeline.context import RunContext
 
-__all__ = ["EpochTask", "run_epochs", "updates_done"]
+__all__ = ["EpochTask", "run_epochs", "updates_done", "schedule_at"]
 
 
 class EpochTask(abc.ABC):
@@ -61,6 +61,19 @@ def updates_done(epoch: int, step: int, steps: int) -> int:
     return epoch * steps + min(step, steps)
 
 
+def schedule_at(sched, opt, updates: int) -> float:
+    """Set ``sched`` (stepped once per update, :func:`automl.train.loops.create_scheduler`) where ``updates``
+    updates leave it, for the next step, and return the rate the last of them used: what a task that resumes
+    there logs as ``lr`` until it steps again (an epoch that the steps already done have ended logs no step
+    of its own). Before any update, the rate the first will use."""
+    last = None
+    if updates > 0:
+        sched.step_update(updates - 1)
+        last = opt.param_groups[0]["lr"]
+    sched.step_update(updates)
+    return opt.param_groups[0]["lr"] if last is None else last
+
+
 def run_epochs(ctx: RunContext, idx: int, task: EpochTask, start_epoch: int = 0, done: int = 0,
                sums: dict | None = None) -> None:
     """Run ``task``'s epochs from ``start_epoch`` (``done`` steps of it already done, with running ``sums``)."""
@@ -76,6 +89,12 @@ def run_epochs(ctx: RunContext, idx: int, task: EpochTask, start_epoch: int = 0,
                     update(step + 1, loss=fields.get("loss"), acc=fields.get("accuracy"))
                     reporter.log(phase=task.phase, epoch=epoch + 1, step=step + 1, **fields)
                 keeper.step_done(idx, epoch, step + 1, steps, lambda: {**task.objects(), "sums": task.sums()})
+            if done and done >= steps:
+                # resumed with more processes (shorter epochs): the steps done already end the epoch, and no step
+                # is left to log its line; it is logged here, over the steps done
+                fields = task.progress(epoch, done)
+                update(steps, loss=fields.get("loss"), acc=fields.get("accuracy"))
+                reporter.log(phase=task.phase, epoch=epoch + 1, step=done, **fields)
         done, sums = 0, None
         task.end_epoch(epoch)
         if epoch + 1 < task.epochs:

@@ -18,7 +18,7 @@ from torch import nn
 from automl.errors import UserError
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size, member_weights
 from automl.pipeline.context import RunContext
-from automl.pipeline.loop import EpochTask, run_epochs, updates_done
+from automl.pipeline.loop import EpochTask, run_epochs, schedule_at, updates_done
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
 from automl.search import SearchMethod, SearchProblem, Searcher
@@ -290,6 +290,7 @@ class WeightTask(EpochTask):
         rest = ctx.restore(state, restorable)
         # the schedule where this run's epochs are (another process count changes an epoch's steps)
         self.num_updates = updates_done(state.epoch, state.step, len(self.loader))
+        self.lr = schedule_at(self.sched, self.opt, self.num_updates)  # the last update's rate, until a step
         if self.theta is not None:  # at an epoch's start all reported; inside an epoch begin_epoch's sums say
             self.nonfinite = self.method.nonfinite(self.theta.searcher)
         return state.epoch, state.step, rest.get("sums")
