@@ -45,3 +45,13 @@ def test_another_folder_is_named_with_the_one_the_run_goes_on_with(runs, capsys)
 def test_the_same_folder_written_another_way_is_no_note(runs, capsys):
     text = _resume(capsys, runs, runs / "copy" / ".." / "a")
     assert "is not the run's supernet" not in text, text
+
+
+def test_the_folder_moved_since_is_no_note(runs, capsys):
+    """A run moved with the run whose supernet it took resumes with --supernet at the new path (docs/reliability)."""
+    (runs / "a").rename(runs / "a_moved")
+    try:
+        text = _resume(capsys, runs, runs / "a_moved")
+    finally:
+        (runs / "a_moved").rename(runs / "a")
+    assert "is not the run's supernet" not in text, text

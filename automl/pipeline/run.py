@@ -627,11 +627,15 @@ def _check_recipe_first(run: "Run") -> None:
 def _other_supernet(folder: str | None, state: RunState, given: Given) -> str | None:
     """The note for a resume given (``folder``, as ``given``) another run's supernet than the one the run took
     already: it goes on with the one it holds (of the folder its results.json records as ``supernet.from``);
-    None where it holds none yet (its reused weights stage takes ``folder``'s, checked) or the folder is the same."""
+    None where it holds none yet (its reused weights stage takes ``folder``'s, checked), where the folder is the
+    same, or where either is not there (a run moved with the one whose supernet it took resumes with the new path)."""
     taken = (state.supernet_origin or {}).get("from")
     if folder is None or state.supernet is None or not isinstance(taken, str):
         return None
-    if os.path.realpath(folder) == os.path.realpath(taken):
+    try:  # a folder moved since (with this run, as the docs advise) is not there to compare: nothing to say
+        if not os.path.isdir(taken) or not os.path.isdir(folder) or os.path.samefile(folder, taken):
+            return None
+    except OSError:
         return None
     return (f"note: {given.of(folder)} is not the run's supernet: the run took that of {taken} at its start and "
             f"goes on with it (a resume keeps it); to search on the supernet of {folder}, start a new run "
