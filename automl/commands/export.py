@@ -585,14 +585,15 @@ def _kept(args, recorded: dict | None, compiled, standalone: bool, recipe=None) 
     and ``search_cost`` (the same architecture of the same search), the recorded costs of metrics the space
     (with ``--recipe``'s table when it fits, :func:`_price`) does not compute (a latency table's: the same network,
     built with the manifest's ``space_args``), and, when ``--weights`` is that export's own weights file, where they
-    came from (the manifest's ``weights`` record). With ``recipe``, ``cost_metric`` is its search.cost, as a run
-    of it records, where the manifest's ``cost`` holds that metric."""
+    came from (the manifest's ``weights`` record). ``cost_metric`` is the manifest's where the new ``cost`` holds
+    that metric; else, with ``recipe``, its search.cost where the ``cost`` holds it, as a run of it records."""
     recorded = recorded or {}
     out: dict = {k: recorded[k] for k in ("epsilon", "search_cost") if k in recorded}
     ours = compiled.cost_table.metrics
     cost = recorded.get("cost") if isinstance(recorded.get("cost"), dict) else {}
     table_costs = {m: v for m, v in cost.items() if m not in ours and finite_number(v)}
-    for metric in (recorded.get("cost_metric"), recipe and recipe.search.cost):
+    # the manifest's own metric, where it is one here (its epsilon and search_cost are of that search); else R's
+    for metric in (recipe and recipe.search.cost, recorded.get("cost_metric")):
         if metric and (metric in ours or metric in table_costs):
             out["cost_metric"] = metric
     if table_costs:
