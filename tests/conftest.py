@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import automl.commands.run as run_command
 from automl.train.checkpoint import CheckpointStore
 from automl.train import threads
 from automl.train.threads import usable_cores
@@ -84,6 +85,16 @@ def _signal_handlers_are_given_back():
     for s in _HANDLED:
         signal.signal(s, before[s])
     assert not changed, f"the test left its own handler of {', '.join(changed)} installed"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_start_grace():
+    """In this process, a rank that leaves a start-up mistake to rank 0 does not wait for it (automl run's
+    START_GRACE, 5 s: a test that plays rank 1 would sleep); processes the tests start wait as users' do."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(run_command, "START_GRACE", 0.0)
+    yield
+    mp.undo()
 
 
 @pytest.fixture(autouse=True, scope="session")
