@@ -105,10 +105,12 @@ def export_folders(given: list[Path]) -> list[Path]:
 
 def significant(x: float, digits: int = 3) -> str:
     """``x`` to ``digits`` significant figures in fixed point (0.0371, 5.76, 123), a whole number from
-    10^``digits`` up (12345)."""
+    10^``digits`` up (12345). The decimals are those of ``x`` rounded to ``digits`` figures, so a value that
+    rounds up to the next power of ten keeps ``digits`` figures (0.09996: 0.100; 999.6: 1000)."""
     if not math.isfinite(x) or x == 0:
         return f"{x:g}"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
+    rounded = round(x, digits - 1 - math.floor(math.log10(abs(x))))
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(rounded or x))))
     return f"{x:.{decimals}f}"
 
 

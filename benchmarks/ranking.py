@@ -700,8 +700,9 @@ def _check_study(p, a, study: str) -> None:
     if study == "--truth-seeds" and a.retrain is not None and a.archs is not None:
         p.error("--archs: --truth-seeds with --retrain retrains the architectures --retrain names, not K ranking "
                 "ones: leave out one or the other")
-    recipe = [a.recipe] if a.recipe != RECIPE and "=" not in a.recipe else []
-    overrides = ([a.recipe] if "=" in a.recipe else []) + a.overrides
+    first = [] if a.recipe is None else [a.recipe]  # None: no RECIPE given (the parser's default)
+    recipe = [r for r in first if "=" not in r]
+    overrides = [r for r in first if "=" in r] + a.overrides
     if study == "--one-se" and recipe + overrides:
         p.error(f"{' '.join(recipe + overrides)}: --one-se reads each run's own recipe (its recipe.resolved.yaml), "
                 f"with no RECIPE or overrides: leave {'it' if len(recipe + overrides) == 1 else 'them'} out")
@@ -714,7 +715,8 @@ def _settle(p, a) -> None:
     """Before any work: :func:`_check_flags`; then a flag that would be ignored is one line naming it, exit 2
     (``p.error``): in a study, one it does not read (:func:`_check_study`); outside one, a flag of a part the run
     skips (:data:`PARTS`: ``--truth`` with ``--no-tau``, ``--jobs`` with ``--no-stability``). Then the options
-    left out get their :data:`DEFAULTS`."""
+    left out get their :data:`DEFAULTS`, and the RECIPE left out is :data:`RECIPE` (a first ``key=value`` in
+    its place is an override)."""
     _check_flags(a)
     study = next((f for f, v in (("--one-se", a.one_se), ("--replay", a.replay), ("--truth-seeds", a.truth_seeds))
                   if v is not None), None)
@@ -728,11 +730,16 @@ def _settle(p, a) -> None:
     for dest, value in DEFAULTS.items():
         if getattr(a, dest) is None:
             setattr(a, dest, list(value) if isinstance(value, list) else value)
+    if a.recipe is not None and "=" in a.recipe:
+        a.overrides.insert(0, a.recipe)
+        a.recipe = None
+    if a.recipe is None:
+        a.recipe = RECIPE
 
 
 def _parser():
     p = parser(__doc__)
-    p.add_argument("recipe", nargs="?", default=RECIPE)
+    p.add_argument("recipe", nargs="?", default=None, help=f"(default: {RECIPE})")
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"))
     p.add_argument("--archs", type=int_at_least(3), default=None,
@@ -835,10 +842,7 @@ def _check(a) -> dict | None:
 def main(argv: list[str]) -> None:
     p = _parser()
     a = p.parse_args(argv)
-    _settle(p, a)  # flags that would be ignored are refused; the others' defaults filled in
-    if "=" in a.recipe:
-        a.overrides.insert(0, a.recipe)
-        a.recipe = RECIPE
+    _settle(p, a)  # flags that would be ignored are refused; the others' defaults (and RECIPE's) filled in
     truth_rk = _check(a)  # the --truth run's ranking, read and checked once, where the τ per option reads it
     if a.threads is not None:
         warn_threads(a.threads, "so the runs only take longer")
