@@ -45,7 +45,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
 import numpy as np
 import torch
@@ -810,17 +810,20 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     _protocol_of(table, path, where)
     _check_clock(table, path, where)
     mismatch = f"{where}cost table {path} does not fit {against or f'space {cs.filename}'}"
+    use = "search.cost_table" if source else "--cost-table"
     t_space = table.get("space") if isinstance(table.get("space"), dict) else {}
     names = [d.get("name") if isinstance(d, dict) else None for d in table["decisions"]]
     ours = [d.name for d in cs.decisions]
     if names != ours:
         diff = next((f"decision #{i + 1} is {a!r} there, {b!r} here" for i, (a, b) in enumerate(zip(names, ours))
                      if a != b), f"{len(names)} decisions there, {len(ours)} here")
-        raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
-                        f"{t_space.get('name', '?')!r} ({t_space.get('file', '?')}): profile this space with "
-                        f"`{_profile_command(cs, _own_file(path, cs, table['metric']))}` and give that")
+        if _profiled_for(t_space, cs) is not None:  # another space's table: measure into a file of its own
+            raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
+                            f"{t_space['name']!r} ({t_space['file']}): profile this space with "
+                            f"`{_profile_command(cs, _own_file(path, cs, table['metric']))}` and give that")
+        _refuse_this_space(t_space, cs, mismatch, f"other decisions ({diff})", path, use)
     if check_shape:
-        _check_shape(table, t_space, cs, mismatch, path, "search.cost_table" if source else "--cost-table")
+        _check_shape(table, t_space, cs, mismatch, path, use)
     for entry, dec in zip(table["decisions"], cs.decisions):
         got = entry.get("choices")
         if not isinstance(got, dict) or set(got) != set(dec.choices):
@@ -1009,16 +1012,25 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use:
         whose = f", and this space's layers differ from those profiled ({layers})"
     else:
         return
-    args = t_space.get("args") if isinstance(t_space.get("args"), dict) else {}
-    theirs = _set_flags(args)
     other = _profiled_for(t_space, cs)
-    if other is not None:  # another space's table, which still fits that space: measure into a file of its own
+    if other is None:
+        _refuse_this_space(t_space, cs, mismatch, what, path, use)
+    else:  # another space's table, which still fits that space: measure into a file of its own
+        theirs = _set_flags(t_space["args"]) if isinstance(t_space.get("args"), dict) else ""
         new = _own_file(path, cs, table.get("metric"))
         meant = ("give its file as the recipe's `space`" if use == "search.cost_table" else
                  f"give its file in place of {cs.filename}")
         raise UserError(f"{mismatch}: the table was profiled for {other}{' with ' + theirs if theirs else ''}{whose}; "
                         f"profile this space into a file of its own with `{_profile_command(cs, new)}` and give {use} "
                         f"{new} (keep {path} for that space), or, if you meant space {t_space['name']}, {meant}")
+
+
+def _refuse_this_space(t_space: dict, cs, mismatch: str, what: str, path: Path, use: str) -> NoReturn:
+    """The :class:`UserError` for a table profiled for this space (:func:`_profiled_for` is None) that does not fit
+    it (``what``): with other ``--set`` values, profile into a file of its own (``path`` still fits those values);
+    with the same ones, the space file changed since, so profile it again into ``path``."""
+    args = t_space.get("args") if isinstance(t_space.get("args"), dict) else {}
+    theirs = _set_flags(args)
     if args != cs.overrides:  # the table still fits its own --set values: measure into a file of its own
         new = _beside(path, cs.overrides)
         raise UserError(f"{mismatch}: {what} (the table was profiled with {theirs or 'no --set values'}, the space "
@@ -1043,15 +1055,21 @@ def _profiled_for(t_space: dict, cs) -> str | None:
 
 def _same_file(recorded: str, filename) -> bool:
     """Whether a table's recorded space file (the path `space profile` was given, relative to where it ran) can
-    be ``filename``: the same file when absolute; else ``filename``'s path ends with it (leading ``..`` dropped)."""
-    here = Path(filename).resolve()
+    be ``filename``: the path given itself; the same file (links followed) when absolute or read from this working
+    folder; else, when relative, ``filename``'s absolute path ends with it (leading ``..`` dropped), as given
+    (through its links) or with links followed."""
+    if os.path.normpath(recorded) == os.path.normpath(filename):
+        return True
+    try:
+        here = Path(filename).resolve()
+        if Path(recorded).resolve() == here:
+            return True
+    except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL byte: not a file, so not this one
+        return False
     if os.path.isabs(recorded):
-        try:
-            return Path(recorded).resolve() == here
-        except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL byte: not a file, so not this one
-            return False
+        return False
     parts = [part for part in Path(os.path.normpath(recorded)).parts if part not in (".", "..")]
-    return bool(parts) and list(here.parts[-len(parts):]) == parts
+    return bool(parts) and any(list(p.parts[-len(parts):]) == parts for p in (Path(os.path.abspath(filename)), here))
 
 
 def _own_file(path: Path, cs, metric) -> Path:

@@ -161,5 +161,6 @@ def test_a_table_of_other_decisions_gives_the_whole_profile_command(tmp_path, mo
     cs = load_compiled(ROOT / "spaces" / "digits.space")
     with pytest.raises(UserError) as e:
         read_cost_table(table, cs)
-    assert f"`automl space profile {cs.filename} --out {tmp_path / 'digits-latency.json'}` and give that" in \
-        str(e.value), str(e.value)
+    # the table of this same space file: profiled again into the same path (another space's gets a file of its own)
+    assert f"`automl space profile {cs.filename} --out {table}`" in str(e.value), str(e.value)
+    assert "changed since it was profiled" in str(e.value), str(e.value)
