@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from test_profile import TINY, _recipe  # the quickstart on latency with a given table; a tiny run's settings
+from test_review_jb import _edited  # a copy of a table, edited
 from test_review_y import table_file  # noqa: F401 (a fixture: digits' latency table by a fake clock)
 
 from automl.cli import main
@@ -21,14 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
-
-
-def _edited(table_file: Path, tmp_path: Path, fn, name: str = "edited.json") -> Path:
-    t = json.loads(table_file.read_text())
-    fn(t)
-    path = tmp_path / name
-    path.write_text(json.dumps(t))
-    return path
 
 
 def _arch(tmp_path: Path, space: str = DIGITS, pick: int = 1) -> Path:

@@ -91,7 +91,8 @@ def test_a_checkpoint_file_is_said_to_be_one(tmp_path):
     run = _run(tmp_path / "run")
     ckpt = next((run / "checkpoints").glob("ckpt-*.pt"))
     text = _refused(ckpt)
-    assert text == f"--supernet {ckpt} is a checkpoint file of the run in {run}; give the run's folder: --supernet {run}"
+    assert text == (f"--supernet {ckpt} is a checkpoint file of the run in {run}; give the run's folder: "
+                    f"--supernet {run}")
     index = run / "checkpoints" / "checkpoints.json"
     text = _refused(index)
     assert text.startswith(f"--supernet {index} is a file of the run in {run};") and "no checkpoint" not in text

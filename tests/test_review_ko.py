@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import automl.profile as profile
-from automl.cli import main
 from automl.compile import load_compiled
-from test_edge_fixes import _fake_time
+from test_review_kh import _cli, _fake_timing, _profile  # noqa: F401 (_fake_timing: an autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "spaces" / "digits.space"
@@ -21,20 +19,6 @@ WIDE = ("stage s1 width 24 * width", "stage s1 width 40 * width")
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
 
-@pytest.fixture(autouse=True)
-def _fake_timing(monkeypatch):
-    monkeypatch.setattr(profile, "time_module", _fake_time)
-
-
-def _cli(capsys, *argv) -> tuple[int, str]:
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    return code, capsys.readouterr().err
-
-
-def _profile(capsys, space, table, *flags) -> None:
-    code, err = _cli(capsys, "space", "profile", space, *flags, "--repeat", "1", "--calibrate", "0", "--out", table)
-    assert code == 0, err
 
 
 def _cost(capsys, space, table, arch_dir: Path) -> tuple[int, str]:

@@ -13,11 +13,12 @@ Nothing here runs a search or times a network: the functions that would are repl
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+# fixtures: ranking.py with its work replaced, a finished run's folder
+from test_review_kb import Started, _refused, ranking, run  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -25,43 +26,6 @@ QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 
 
 # ---------------------------------------------------------------------------------------- ranking.py
-
-class Started(Exception):
-    """Work began: the command line was not refused."""
-
-
-def _started(*args, **kwargs):
-    raise Started(args)
-
-
-@pytest.fixture
-def ranking(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    import ranking
-
-    for name in ("automl_run", "truth", "truth_study", "retrain_named", "stability_runs", "checked_truth", "one_se",
-                 "theta_replay"):
-        monkeypatch.setattr(ranking, name, _started)
-    return ranking
-
-
-@pytest.fixture
-def run(tmp_path) -> Path:
-    """A finished run's folder as --one-se and --replay check it (results.json with a member, its recipe)."""
-    d = tmp_path / "run"
-    d.mkdir()
-    (d / "results.json").write_text('{"architectures": [{"choices": ["a"]}]}')
-    shutil.copy(QUICKSTART, d / "recipe.resolved.yaml")
-    return d
-
-
-def _refused(capsys, ranking, argv: list[str]) -> str:
-    with pytest.raises(SystemExit) as e:
-        ranking.main(argv)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    return err[0]
 
 
 # the default recipe, spelled three ways (the test runs from the repository root for the relative one)
@@ -87,19 +51,6 @@ def test_one_se_refuses_the_default_recipe_given_in_any_spelling(ranking, capsys
     recipe = SPELLINGS[spelling]
     err = _refused(capsys, ranking, ["--one-se", str(run), recipe, "--out", str(tmp_path / "rk")])
     assert f"error: {recipe}: --one-se reads each run's own recipe" in err and "leave it out" in err, err
-
-
-def test_replay_without_a_recipe_still_takes_its_overrides(ranking, monkeypatch, tmp_path, run):
-    seen = {}
-
-    def replay(d, overrides, members):
-        seen.update(run=d, overrides=overrides)
-        raise Started()
-
-    monkeypatch.setattr(ranking, "theta_replay", replay)
-    with pytest.raises(Started):
-        ranking.main(["--replay", str(run), "search.lam=4", "--out", str(tmp_path / "rk")])
-    assert seen == {"run": run, "overrides": ["search.lam=4"]}
 
 
 @pytest.mark.parametrize("argv, recipe, overrides",
