@@ -22,7 +22,8 @@ centred from a generator seeded from (seed, epoch, loader name, rank); D_theta, 
 recalibration batches (:meth:`Data.bn_batches`) are whole images.
 An image folder's D_W / D_theta split is drawn class by class (each class in the data.theta_split proportion, and
 in both halves where it has two images or more); the other datasets' is drawn from all their items at once, and
-their data.limit_train keeps the first items (a warning names the classes those miss).
+their data.limit_train keeps the first items (a warning names the classes those miss). A data.theta_split that
+leaves D_W or D_theta no item of a class of two items or more is warned about too, with one that keeps them all.
 ImageNet-style folders go through a torch DataLoader whose batch sampler replays the same batches; each
 training item's random crop and flip are seeded from (seed, epoch, loader name, item), so they do not
 depend on the DataLoader workers or on where a run resumed. The workers ignore SIGTERM, SIGINT and SIGHUP from
@@ -584,13 +585,7 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
     if cfg.dataset == "cifar10":
         fingerprint["train"]["batches"] = _cifar_sizes(root)
     n_train = len(y_tr) if cfg.limit_train is None else min(cfg.limit_train, len(y_tr))
-    idx_w, idx_theta = _split(n_train, cfg.theta_split, split_seed(cfg, seed), f"the {cfg.dataset} training set",
-                              limited=n_train < len(y_tr))
-    _check_shares(len(idx_w), len(idx_theta), cfg.theta_split, world_size, f"the {cfg.dataset} training set",
-                  limited=n_train < len(y_tr))
-    cut = _classes_cut(y_tr, n_train, f"the {cfg.dataset} training set") if cfg.dataset != "synthetic" else None
-    if cut and rank == 0:
-        _logger.warning(cut)
+    idx_w, idx_theta = _split_tensors(cfg, y_tr, n_train, split_seed(cfg, seed), rank, world_size)
     x_tr, y_tr = x_tr[:n_train], y_tr[:n_train]
 
     x_tr, y_tr, x_te, y_te = (t.to(device) for t in (x_tr, y_tr, x_te, y_te))
@@ -618,6 +613,24 @@ def build_data(cfg: DataConfig, base_dir: str | os.PathLike, seed: int, device: 
         test=TensorLoader("test", x_te, y_te, torch.arange(len(y_te)), cfg.test_batch_size, shuffle=False,
                           transform=transform_test, **common),
     )
+
+
+def _split_tensors(cfg: DataConfig, y_tr: torch.Tensor, n_train: int, seed: int, rank: int,
+                   world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_split` of the first ``n_train`` items of a dataset whose training labels are ``y_tr``, with its
+    checks; rank 0 logs the warnings for classes that data.limit_train or data.theta_split leave out (not for
+    synthetic data, whose labels are random)."""
+    what, limited = f"the {cfg.dataset} training set", n_train < len(y_tr)
+    n_theta = _theta_count(n_train, cfg.theta_split, what, limited)
+    order = _random_order(n_train, seed)
+    idx_w, idx_theta = order[n_theta:].sort().values, order[:n_theta].sort().values  # as _split draws them
+    _check_shares(len(idx_w), len(idx_theta), cfg.theta_split, world_size, what, limited=limited)
+    if cfg.dataset != "synthetic" and rank == 0:
+        for warning in (_classes_cut(y_tr, n_train, what),
+                        _classes_split_off(y_tr[:n_train][order], n_theta, cfg.theta_split, what)):
+            if warning:
+                _logger.warning(warning)
+    return idx_w, idx_theta
 
 
 # ------------------------------------------------------------------------------------------- fingerprint
@@ -711,8 +724,13 @@ def _split(n: int, theta_split: float | int, seed: int, what: str = "the trainin
     ``what`` names the training set and ``limited`` says data.limit_train cut it, for the error when n < 2.
     """
     n_theta = _theta_count(n, theta_split, what, limited)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(seed, "theta_split")))
+    perm = _random_order(n, seed)
     return perm[n_theta:].sort().values, perm[:n_theta].sort().values
+
+
+def _random_order(n: int, seed: int) -> torch.Tensor:
+    """The order in which :func:`_split` holds out the n items: D_theta is its first n_theta."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(_seed_of(seed, "theta_split")))
 
 
 def _stratified_split(labels: torch.Tensor, theta_split: float | int, seed: int, what: str = "the training set",
@@ -725,8 +743,16 @@ def _stratified_split(labels: torch.Tensor, theta_split: float | int, seed: int,
     items or more keeps at least one in each half wherever the total allows: its first item is held out before
     any class's second, its last only once every other class holds out all but its last. Which items of a class
     are held out is drawn from ``seed``."""
+    n_theta = _theta_count(len(labels), theta_split, what, limited)
+    order = _stratified_order(labels, n_theta, seed)
+    return order[n_theta:].sort().values, order[:n_theta].sort().values
+
+
+def _stratified_order(labels: torch.Tensor, n_theta: int, seed: int) -> torch.Tensor:
+    """The order in which :func:`_stratified_split` holds out ``n_theta`` of the items whose classes are ``labels``:
+    D_theta is its first ``n_theta``. Each class of 2 items or more has one item among the first as many items as
+    there are such classes, and one among the last as many, whatever ``n_theta``."""
     n, labels = len(labels), labels.long().cpu()
-    n_theta = _theta_count(n, theta_split, what, limited)
     g = torch.Generator().manual_seed(_seed_of(seed, "theta_split"))  # as _split seeds its draw
     by_class, cls, counts, k = _grouped_by_class(labels, g)
     c = counts[cls]                                                # the size of each item's class
@@ -737,7 +763,7 @@ def _stratified_split(labels: torch.Tensor, theta_split: float | int, seed: int,
     order = torch.randperm(len(counts), generator=g)[cls].argsort()  # ties between classes: a seeded order
     order = order[over[order].argsort(stable=True)]
     order = order[tier[order].argsort(stable=True)]
-    return by_class[order[n_theta:]].sort().values, by_class[order[:n_theta]].sort().values
+    return by_class[order]
 
 
 def _theta_count(n: int, theta_split: float | int, what: str, limited: bool) -> int:
@@ -789,6 +815,51 @@ def _classes_cut(labels: torch.Tensor, n: int, what: str) -> str | None:
             f"): the run trains without {'them' if m > 1 else 'it'} and is still tested on "
             f"{'them' if m > 1 else 'it'}; set data.limit_train to at least {enough} (the first {enough} items hold "
             f"every class), or null")
+
+
+def _classes_split_off(held_out: torch.Tensor, n_theta: int, theta_split: float | int, what: str,
+                        names: list[str] | None = None) -> str | None:
+    """The warning for a data.theta_split whose D_W or D_theta holds no item of some classes of ``what`` that have
+    2 items or more: ``held_out`` are the labels of its items in the order the split holds them out (D_theta is the
+    first ``n_theta``). The supernet's weights never train on a class D_W misses; θ is never updated on one D_theta
+    misses. It names the data.theta_split that keeps every such class in both halves. None when none is missing.
+    ``names`` are the classes' names (the labels themselves when None)."""
+    held_out = held_out.long().cpu()
+    counts = torch.bincount(held_out)
+    held = torch.nonzero(counts > 1).flatten().tolist()
+    halves = {"D_W": set(held_out[n_theta:].tolist()), "D_theta": set(held_out[:n_theta].tolist())}
+    missing = {half: [c for c in held if c not in kept] for half, kept in halves.items()}
+    if not any(missing.values()):
+        return None
+    # D_theta holds class c from one count above its first position in the order, D_W up to its last position
+    first = [int(torch.nonzero(held_out == c)[0]) + 1 for c in held]
+    last = [int(torch.nonzero(held_out == c)[-1]) for c in held]
+    low, high, n = max(first), min(last), len(held_out)
+    said = [f"{half} no item of {len(m)} of its {len(held)} classes of two items or more (class{'es' * (len(m) > 1)} "
+            f"{_listed([str(c) if names is None else names[c] for c in m], 10)})" for half, m in missing.items() if m]
+    if low > high:
+        fix = "no data.theta_split keeps every class in both halves with this split seed; set data.split_seed"
+    else:
+        bound = f"from {low} to {high}" if all(missing.values()) else \
+            (f"at most {high}" if missing["D_W"] else f"at least {low}")
+        fix = f"set data.theta_split to a count {bound}"
+        fraction = _theta_fraction(n, low, high, up=not missing["D_W"])
+        if isinstance(theta_split, float) and fraction is not None:
+            fix = f"set data.theta_split to {fraction} (a fraction; or a count {bound})"
+    return (f"warning: data.theta_split={theta_split} holds out {n_theta} of the {n} items of {what} as D_theta, "
+            f"which leaves {' and '.join(said)}: the search trains the supernet's weights on D_W and updates θ on "
+            f"D_theta without them; {fix}, which keeps every class of two items or more in both halves")
+
+
+def _theta_fraction(n: int, low: int, high: int, up: bool) -> float | None:
+    """The shortest fraction (2 to 6 decimals) that :func:`_theta_count` turns into a count from ``low`` to ``high``
+    of n items: the largest of its decimals, or with ``up`` the smallest. None when none is."""
+    for d in range(2, 7):
+        scale = 10 ** d
+        f = (-(-low * scale // n) if up else high * scale // n) / scale
+        if 0 < f < 1 and low <= round(f * n) <= high:
+            return f
+    return None
 
 
 def _spread_over_classes(targets: list[int], n: int, seed: int) -> torch.Tensor:
@@ -1590,10 +1661,14 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     kept = _spread_over_classes(train_set.targets, cfg.limit_train, split_seed(cfg, common["seed"])) if limited \
         else torch.arange(len(train_set))
     labels = torch.as_tensor(train_set.targets, dtype=torch.long)[kept]
-    pos_w, pos_theta = _stratified_split(labels, cfg.theta_split, split_seed(cfg, common["seed"]),
-                                         str(root / "train"), limited=limited)
+    n_theta = _theta_count(len(labels), cfg.theta_split, str(root / "train"), limited)
+    order = _stratified_order(labels, n_theta, split_seed(cfg, common["seed"]))
+    pos_w, pos_theta = order[n_theta:].sort().values, order[:n_theta].sort().values  # as _stratified_split
     _check_shares(len(pos_w), len(pos_theta), cfg.theta_split, common["world_size"], str(root / "train"),
                   limited=limited)
+    split_off = _classes_split_off(labels[order], n_theta, cfg.theta_split, str(root / "train"), train_set.classes)
+    if split_off and common["rank"] == 0:
+        _logger.warning(split_off)
     idx_w, idx_theta = kept[pos_w], kept[pos_theta]
     _check_images(root / "val", test_set.samples)
     _check_images(root / "train", [train_set.samples[i] for i in kept.tolist()])  # those data.limit_train keeps
