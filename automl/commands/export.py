@@ -23,7 +23,8 @@ from automl.dsl import load_space, space_digest
 from automl.errors import RecipeError, SpaceError, Stopped, UserError, say
 from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, run_of, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
-from automl.export.manifest import MANIFEST_NAME, check_arch_space, check_channels, finite_number, plain_name
+from automl.export.manifest import (MANIFEST_NAME, check_arch_space, check_channels, check_classes, class_names,
+                                    finite_number, plain_name)
 from automl.export.onnx import check_opset
 from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
@@ -86,6 +87,7 @@ def _export(args, progress: _Progress) -> int:
     check_arch_space(arch_json, compiled, args.arch)  # a file of another space: said before what does not fit
     if recorded is not None:
         check_channels(recorded, f"--arch {args.arch}", int(compiled.input_shape[0]))
+        check_classes(recorded, f"--arch {args.arch}", int(compiled.num_classes))
     arch = compiled.encode(arch_choices(arch_json, compiled, args.arch))
     se = check_se(_se(args, recorded), compiled, arch)
     warning = params_warning(arch_json, compiled, arch, "--arch", args.arch, overrides, se=se)
@@ -102,6 +104,7 @@ def _export(args, progress: _Progress) -> int:
     timing, timed_as = _timing(recipe, compiled)  # with a table that fits, compiled is priced by it too
     _said(_protocol_note(args, recorded, timing, recipe))
     normalize, note, dataset = _normalize(args, recorded, data), None, _dataset(args, recorded, data)
+    classes = _classes(args, recorded, data)
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
         dataset = dataset or (trained_on if note is None else None)
@@ -117,7 +120,7 @@ def _export(args, progress: _Progress) -> int:
         export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                             se=se, opset=args.opset, space_path=args.space, space_args=overrides,
                             bn_calibration=calibration, normalize=normalize, dataset=dataset, onnx_failure="record",
-                            run=owner, weights_source=args.weights and f"--weights {args.weights}",
+                            run=owner, weights_source=args.weights and f"--weights {args.weights}", classes=classes,
                             **_kept(args, recorded, compiled, weights is not None, recipe))
     except UserError:  # weights that do not fit, or diverged: a refused export leaves no empty folder behind
         _remove_if_empty(created)
@@ -558,6 +561,25 @@ def _dataset(args, recorded: dict | None, data) -> str | None:
         raise UserError(f"--recipe {args.recipe}: its data set is {theirs}, the network of --arch {args.arch} was "
                         f"trained on {kept} (its \"dataset\"); give the recipe it was trained with")
     return kept or theirs
+
+
+def _classes(args, recorded: dict | None, data) -> list[str] | None:
+    """The class names to record (the network's outputs in index order): the recipe's data's
+    (:func:`~automl.export.manifest.class_names`), else the manifest's; the two disagreeing is a user error, as
+    their data sets disagreeing is (the recipe's images would test the network against other labels)."""
+    kept = (recorded or {}).get("classes")
+    theirs = class_names(data) if data is not None else None
+    if kept is not None and theirs is not None and list(kept) != theirs:
+        raise UserError(f"--recipe {args.recipe}: its data's classes are {_names(theirs)}, the network of --arch "
+                        f"{args.arch} was trained on {_names(kept)} (its \"classes\"); give the recipe it was "
+                        f"trained with")
+    return theirs if theirs is not None else kept
+
+
+def _names(names: list[str], few: int = 5) -> str:
+    """A few class names, for a message."""
+    shown = ", ".join(names[:few]) + (f", … ({len(names)} in all)" if len(names) > few else "")
+    return f"[{shown}]"
 
 
 def _checkpoint_normalize(path: str, dataset: str | None, channels: int) -> tuple[dict | None, str | None]:

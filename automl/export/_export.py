@@ -147,7 +147,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         bn_calibration: list | None = None, provenance: dict | None = None,
                         search_cost: dict | None = None, run: str | os.PathLike | None = None,
                         onnx_failure: str = "raise", dataset: str | None = None,
-                        weights_source: str | None = None) -> dict[str, Any]:
+                        weights_source: str | None = None, classes: list[str] | None = None) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -161,7 +161,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     architecture was searched in, when that differs from ``compiled`` (a run's ``retrain.space_args``). ``normalize``
     (``{"mean": [...], "std": [...]}``, per channel, on inputs scaled to [0, 1]) records the input
     normalisation the model was trained with, for deployment code; ``dataset`` the data set it was trained and
-    tested on, with its test crop (:func:`~automl.train.data.eval_crop`). ``bn_calibration`` (with
+    tested on, with its test crop (:func:`~automl.train.data.eval_crop`); ``classes`` the names of its outputs in
+    index order (:func:`~automl.export.manifest.class_names`), one per class. ``bn_calibration`` (with
     ``supernet_state``): input batches, at the architecture's resolution, on which the inherited network's
     BatchNorm statistics are recalibrated (Once-for-All; the supernet's own average over random paths).
     ``provenance`` (with ``model`` or ``weights``): where the model's weights came from, recorded in the
@@ -197,7 +198,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     model.eval()
     _check_finite(model, source, input_shape)
     manifest = _manifest(compiled, arch, model, se, epsilon, (cost, cost_metric, search_cost), space_path,
-                         space_args, normalize, dataset)
+                         space_args, normalize, (dataset, classes))
     # the network is checked: from here on the folder's files are replaced. The manifest is written last: a
     # folder with a manifest holds a complete export, even when an export into it is interrupted halfway; an
     # export refused above leaves an earlier export in the folder as it was
@@ -378,13 +379,14 @@ def _differences(given: dict, want: dict, few: int = 3) -> str:
 
 
 def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize,
-              dataset) -> dict[str, Any]:
+              data: tuple) -> dict[str, Any]:
     """The manifest's description of the model (files, weights, ONNX and versions are added after);
-    ``costs``: ``(cost, cost_metric, search_cost)`` of :func:`export_architecture`. A cost of a metric that counts
+    ``costs``: ``(cost, cost_metric, search_cost)``, ``data``: ``(dataset, classes)``, of
+    :func:`export_architecture`. A cost of a metric that counts
     (params, MACs, a space file's metric of whole numbers) is written as an int, as ``automl space cost`` writes it
     (:func:`~automl.export.manifest.json_costs`); a latency as a float."""
     cost, search_cost = _costs(compiled, arch, model, se, *costs)
-    cost_metric = costs[1]
+    cost_metric, (dataset, classes) = costs[1], data
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -415,6 +417,10 @@ def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args,
         if dataset not in DATASETS:
             raise ValueError(f"dataset {dataset!r}: one of {', '.join(DATASETS)}")
         manifest.update(dataset=dataset, **eval_crop(dataset))
+    if classes is not None:
+        if len(classes) != compiled.num_classes:
+            raise ValueError(f"classes {list(classes)!r}: one name per class of the network ({compiled.num_classes})")
+        manifest["classes"] = [str(v) for v in classes]
     arch_def = compiled.arch_def(arch, se=se) if compiled.kind == "chain" else None
     if arch_def is not None:
         kw = timm_spec(model, arch_def, input_shape)
@@ -493,6 +499,8 @@ def _timm_data_config(out_dir: Path, m: dict) -> dict[str, Any]:
         cfg["input_size"] = tuple(shape)
     if isinstance(m.get("num_classes"), int):
         cfg["num_classes"] = m["num_classes"]
+    if m.get("classes") is not None:
+        cfg["label_names"] = tuple(m["classes"])
     if norm is not None:
         if shape is not None and len(norm["mean"]) != shape[0]:
             raise manifest_error(out_dir, m, "normalize", f"has {len(norm['mean'])} mean and std values, the "

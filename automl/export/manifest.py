@@ -29,12 +29,35 @@ from automl.train.data import DATASETS
 __all__ = ["FORMAT_VERSION", "MANIFEST_NAME", "INT8_NAME", "write_manifest", "read_manifest", "check_recorded",
            "check_channels", "is_sizes", "finite_number", "plain_name", "export_again", "manifest_error",
            "error_entry", "check_arch_space", "recorded_space", "COUNT_METRICS", "whole_metric", "json_cost",
-           "json_costs"]
+           "json_costs", "check_classes", "class_names", "CIFAR10_CLASSES"]
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 INT8_NAME = "model.int8.onnx"  # the int8 model measure_export writes (its manifest entry names it)
 COUNT_METRICS = ("params", "macs")  # the metrics the compiler counts for every space: whole numbers
+# CIFAR-10's class names in label order (its batches.meta's label_names, torchvision's CIFAR10.classes)
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def class_names(data) -> list[str] | None:
+    """The names of the classes of ``data`` (a :class:`~automl.train.data.Data`) in output-index order, as a
+    manifest's ``classes`` records them: digits' ``"0"``..``"9"``, CIFAR-10's :data:`CIFAR10_CLASSES`, an image
+    folder's class folders (sorted as torchvision lists them, from the training set's fingerprint, which holds
+    them); None for data whose classes have no names (synthetic), or no class count, or names of another count."""
+    dataset, count = getattr(data, "dataset", None), getattr(data, "num_classes", None)
+    if not isinstance(count, int) or isinstance(count, bool):
+        return None
+    if dataset == "digits":
+        names = [str(i) for i in range(int(count))]
+    elif dataset == "cifar10":
+        names = list(CIFAR10_CLASSES)
+    elif dataset == "imagefolder":
+        names = ((getattr(data, "fingerprint", None) or {}).get("train") or {}).get("classes")
+    else:
+        return None
+    if not isinstance(names, list) or len(names) != count:
+        return None
+    return [str(v) for v in names]
 
 
 def whole_metric(table, metric: str) -> bool:
@@ -100,6 +123,9 @@ def read_manifest(out_dir: str | os.PathLike, require: tuple[str, ...] = ()) -> 
                                  f"; it must be {what}")
         if v is not None and not ok(v):
             raise manifest_error(Path(out_dir), manifest, field, f"must be {what}, got {_shown(v)}")
+    wrong = _classes_problem(manifest, manifest.get("num_classes"))
+    if wrong:
+        raise manifest_error(Path(out_dir), manifest, "classes", wrong)
     problem = timm_kwargs_problem(manifest["timm_kwargs"]) if manifest.get("timm_kwargs") is not None else None
     if problem:
         raise manifest_error(Path(out_dir), manifest, "timm_kwargs", problem)
@@ -174,6 +200,8 @@ _RECORDED = {
                   and len(v["mean"]) == len(v["std"]),
                   "{\"mean\": [...], \"std\": [...]}: one number per input channel, every std > 0"),
     "dataset": (lambda v: v in DATASETS, f"the data set the network was trained on: {', '.join(DATASETS)}"),
+    "classes": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+                "the list of class names in output-index order ([\"cat\", \"dog\", ...])"),
 }
 
 
@@ -246,6 +274,7 @@ _READ = {
                 "an object {\"fp32_ms\": ..., ...} (as measuring the export writes it)"),
     "normalize": _RECORDED["normalize"],
     "dataset": _RECORDED["dataset"],
+    "classes": _RECORDED["classes"],
     "crop_pct": (lambda v: finite_number(v) and 0 < v <= 1,
                  "the share of the resized test image its centre crop keeps, in (0, 1] (0.875)"),
     "interpolation": (_interpolation, "the name of the interpolation the test images are resized with (bilinear)"),
@@ -344,6 +373,27 @@ def check_channels(manifest: dict[str, Any], source: str, channels: int) -> None
     norm = manifest.get("normalize")
     if norm is not None and len(norm["mean"]) != channels:
         _refuse(source, "normalize", f"one mean and std per input channel ({channels} here)", norm)
+
+
+def check_classes(manifest: dict[str, Any], source: str, num_classes: int) -> None:
+    """A (:func:`check_recorded`) manifest's ``classes`` names each of the ``num_classes`` outputs of the network
+    it is exported as (and each its own ``num_classes`` records)."""
+    wrong = _classes_problem(manifest, num_classes) or _classes_problem(manifest, manifest.get("num_classes"))
+    if wrong:
+        raise UserError(f"{source}: \"classes\" {wrong}; give the manifest.json the export wrote, or a plain "
+                        f"ARCH.json with the choices")
+
+
+def _classes_problem(manifest: dict[str, Any], num_classes) -> str | None:
+    """What is wrong with a manifest's ``classes`` (a list of texts, :data:`_RECORDED`) for a network of
+    ``num_classes`` outputs (not a whole number: nothing to compare); None when it names each output once."""
+    names = manifest.get("classes")
+    if not isinstance(names, list) or not isinstance(num_classes, int) or isinstance(num_classes, bool):
+        return None
+    if len(names) != num_classes:
+        return (f"holds {len(names)} class name(s), but the network has {num_classes} outputs: one name per "
+                f"output, in output-index order")
+    return None
 
 
 def _refuse(source: str, field: str, what: str, value) -> None:

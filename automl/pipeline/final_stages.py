@@ -14,7 +14,7 @@ from torch import nn
 
 from automl.errors import UserError
 from automl.export import export_architecture, inherit_from_state, load_model
-from automl.export.manifest import json_cost, whole_metric
+from automl.export.manifest import class_names, json_cost, whole_metric
 from automl.export.quantize import int8_summary, measure_export
 from automl.pipeline.context import RunContext, on_main, written_on_main
 from automl.pipeline.loop import EpochTask, run_epochs, schedule_at, updates_done
@@ -172,7 +172,7 @@ class Exporter:
         m = export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
                                 onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
                                 space_args=sp.retrain_args, normalize=ctx.data.normalize, dataset=ctx.data.dataset,
-                                provenance=provenance,
+                                provenance=provenance, classes=class_names(ctx.data),
                                 search_cost=search_cost, run=self.out, onnx_failure="record")
         # on standard output with the run's other lines (as `automl export` says it), not on the log's stream
         ctx.reporter.info(f"exported {sp.retrain.name} ({m['params']:,} params) to {folder}")
