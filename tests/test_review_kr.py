@@ -100,3 +100,11 @@ def test_a_split_that_leaves_a_half_empty_is_still_refused(tmp_path):
     root = write_images(tmp_path, classes=("a", "b"), per_class=3)
     with pytest.raises(DataError, match="theta_split=6 holds out 6 of 6"):
         build_data(folder(root, 6), ".", 0, "cpu")
+
+
+def test_where_no_value_keeps_every_class_the_warning_does_not_say_a_seed_would():
+    from automl.train.data import _classes_split_off
+
+    text = _classes_split_off(torch.tensor([0, 0, 1, 1, 2, 2, 2, 2]), 1, 0.125, "t")
+    assert "no data.theta_split keeps every class in both halves" in text, text
+    assert text.endswith("set data.split_seed (another seed draws another order)"), text

@@ -838,7 +838,8 @@ def _classes_split_off(held_out: torch.Tensor, n_theta: int, theta_split: float 
     said = [f"{half} no item of {len(m)} of its {len(held)} classes of two items or more (class{'es' * (len(m) > 1)} "
             f"{_listed([str(c) if names is None else names[c] for c in m], 10)})" for half, m in missing.items() if m]
     if low > high:
-        fix = "no data.theta_split keeps every class in both halves with this split seed; set data.split_seed"
+        fix = ("no data.theta_split keeps every class in both halves with this split seed; set data.split_seed "
+               "(another seed draws another order)")
     else:
         bound = f"from {low} to {high}" if all(missing.values()) else \
             (f"at most {high}" if missing["D_W"] else f"at least {low}")
@@ -846,9 +847,10 @@ def _classes_split_off(held_out: torch.Tensor, n_theta: int, theta_split: float 
         fraction = _theta_fraction(n, low, high, up=not missing["D_W"])
         if isinstance(theta_split, float) and fraction is not None:
             fix = f"set data.theta_split to {fraction} (a fraction; or a count {bound})"
+        fix += ", which keeps every class of two items or more in both halves"
     return (f"warning: data.theta_split={theta_split} holds out {n_theta} of the {n} items of {what} as D_theta, "
             f"which leaves {' and '.join(said)}: the search trains the supernet's weights on D_W and updates θ on "
-            f"D_theta without them; {fix}, which keeps every class of two items or more in both halves")
+            f"D_theta without them; {fix}")
 
 
 def _theta_fraction(n: int, low: int, high: int, up: bool) -> float | None:
