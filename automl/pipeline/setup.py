@@ -420,11 +420,33 @@ def check_shapes(recipe, spaces: Spaces, data) -> None:
         where = ".".join(keys)
         fixes, by_args = _shape_fixes(sp, ours, theirs, where)
         with_args = f" (with {where})" if given else ""
-        raise _located(recipe, keys if by_args else ("space",),
-                       f"the space {recipe.space_path.name}{with_args} takes input {tuple(sp.input_shape)} with "
-                       f"{sp.num_classes} classes, but data.dataset {recipe.data.dataset} gives "
-                       f"{tuple(data.input_shape)} with {data.num_classes} classes; {'; '.join(fixes)}",
-                       ("data", "dataset"))
+        message = (f"the space {recipe.space_path.name}{with_args} takes input {tuple(sp.input_shape)} with "
+                   f"{sp.num_classes} classes, but data.dataset {recipe.data.dataset} gives "
+                   f"{tuple(data.input_shape)} with {data.num_classes} classes; {'; '.join(fixes)}")
+        only_sizes = (ours[0], ours[3]) == (theirs[0], theirs[3])
+        sized = _size_key(recipe, sp, retrain=keys[0] == "retrain") if only_sizes else None
+        if sized is not None:  # the key that set the size: its line, or its override
+            line, item = file_line(recipe, sized), override_of(recipe, sized)
+            if line is None and item is not None:
+                message = f"override {item}: {message}"
+            raise RecipeError(message, recipe.source and str(recipe.source), None, line)
+        raise _located(recipe, keys if by_args else ("space",), message, ("data", "dataset"))
+
+
+def _size_key(recipe, sp, retrain: bool) -> tuple[str, ...] | None:
+    """The recipe key that set the size the space and the data disagree on (only the sizes differ): the data's
+    data.image_size when the recipe gives one, else the space parameter of its ``input`` line's sizes that
+    space_args (or, for the retraining space, retrain.space_args) gives; None when neither was given."""
+    if recipe.data.image_size is not None and (file_line(recipe, ("data", "image_size")) is not None
+                                               or override_of(recipe, ("data", "image_size")) is not None):
+        return ("data", "image_size")
+    names = [] if sp.space is None else [n for e in sp.space.input_shape[1:3] for n in _params_in(e)]
+    for name in dict.fromkeys(names):
+        if retrain and name in recipe.retrain.space_args:
+            return ("retrain", "space_args", name)
+        if name in recipe.space_args:
+            return ("space_args", name)
+    return None
 
 
 def _params_in(e) -> list[str]:
