@@ -56,6 +56,9 @@ class RetrainTask(EpochTask):
         self.lr = self.opt.param_groups[0]["lr"]  # the rate the last step used (logged), not the next one's
         self.loss_sum = self.correct = None
         self.seen = 0
+        # the epoch's steps done, resumed ones too: what its loss is a mean over (more than len(loader) when resumed
+        # with more processes inside an epoch whose steps done already end it), as the epoch's metrics line
+        self.steps_done = 0
 
     def restorable(self) -> dict:
         objs = {"model": self.model, "optimizer": self.opt}
@@ -70,6 +73,7 @@ class RetrainTask(EpochTask):
             self.loss_sum, self.correct, self.seen = torch.zeros((), device=dev), torch.zeros((), device=dev), 0
         else:
             self.loss_sum, self.correct, self.seen = sums["loss"].to(dev), sums["correct"].to(dev), sums["seen"]
+        self.steps_done = done
 
     def step(self, epoch, step, batch):
         x, y = batch
@@ -83,6 +87,7 @@ class RetrainTask(EpochTask):
         self.loss_sum += loss
         self.correct += corr
         self.seen += y.numel()
+        self.steps_done = step + 1
 
     def progress(self, epoch, steps):
         mean = self.loss_sum.item() / steps
@@ -98,7 +103,7 @@ class RetrainTask(EpochTask):
                             f"({plural(len(bad), 'tensor')}, e.g. {bad[0]}), though the training loss was finite: "
                             f"a weight update overflowed; {RETRAIN_FIX} (now {self.grad_clip})")
         self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
-                               f"{self.loss_sum.item() / max(len(self.loader), 1):.4f} "
+                               f"{self.loss_sum.item() / max(self.steps_done, 1):.4f} "
                                f"acc {self.correct.item() / max(self.seen, 1):.3f}")
 
     def objects(self):

@@ -303,6 +303,9 @@ class ThetaTask(EpochTask):
         self.ctx, self.phase, self.epochs, self.method, self.theta = ctx, phase, epochs, method, theta
         self.loader = ctx.data.theta
         self.loss_sum = None
+        # the epoch's steps done, resumed ones too: what its loss is a mean over (more than len(loader) when resumed
+        # with more processes inside an epoch whose steps done already end it), as the epoch's metrics line
+        self.steps_done = 0
         # a searcher resumed at an epoch's start: its count was reported (inside an epoch: begin_epoch's sums)
         self.nonfinite = method.nonfinite(theta.searcher)
 
@@ -312,9 +315,11 @@ class ThetaTask(EpochTask):
                          else sums["loss"].to(dev))
         if sums is not None:  # inside an epoch: what its last end reported (the searcher's count holds more)
             self.nonfinite = sums.get("nonfinite", self.nonfinite)
+        self.steps_done = done
 
     def step(self, epoch, step, batch):
         self.loss_sum += self.theta(*batch).mean()
+        self.steps_done = step + 1
 
     def progress(self, epoch, steps):
         return {"loss": self.loss_sum.item() / steps, **self.method.log_fields(self.theta.searcher)}
@@ -323,7 +328,7 @@ class ThetaTask(EpochTask):
         searcher = self.theta.searcher
         self.nonfinite = report_nonfinite(self.ctx, self.method, searcher, self.phase, epoch, self.nonfinite)
         self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
-                               f"{self.loss_sum.item() / max(len(self.loader), 1):.4f}"
+                               f"{self.loss_sum.item() / max(self.steps_done, 1):.4f}"
                                f"{self.method.epoch_note(searcher)}")
 
     def objects(self):
