@@ -589,10 +589,15 @@ def _budget_metric(metric: str) -> str:
 def _supernet_lines(origin: dict | None) -> list[str]:
     """Where a reused supernet came from (``--supernet``, or the recipe key ``supernet``), and whether it was
     forced: by the flag or by the recipe's ``supernet_force: true`` (an override's too), which the record does not
-    tell apart, so both are named; nothing for a run that trained its own (or the random baseline, which has none)."""
+    tell apart, so both are named; nothing for a run that trained its own (or the random baseline, which has none).
+    A chained reuse (``trained_by``: the run given had itself reused another's) names the run that trained it, and
+    the run it was taken through; a record without ``trained_by`` (an older automl's) names the run given."""
     if not origin or not origin.get("from"):
         return []
-    said = f"Supernet: the trained supernet of {_md_code(origin['from'])} (weight phase skipped"
+    trained = origin.get("trained_by")
+    whose = (f"{_md_code(trained)}, taken through {_md_code(origin['from'])} (a run that reused it; "
+             if isinstance(trained, str) and trained and trained != origin["from"] else f"{_md_code(origin['from'])} (")
+    said = f"Supernet: the trained supernet of {whose}weight phase skipped"
     if origin.get("forced"):
         return [f"{said}), **forced** (`--supernet-force` / `supernet_force: true`): it was trained with other "
                 f"settings: {'; '.join(_md_text(d) for d in origin.get('differs') or [])}.", ""]

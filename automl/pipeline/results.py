@@ -302,9 +302,10 @@ def exported_macs(space, arch: torch.Tensor, se: float = 0.0) -> float:
 
 def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -> list[dict]:
     search, retrain = ctx.spaces.search, ctx.spaces.retrain
-    # counts (params, MACs, a space file's metric of whole numbers) as ints, as the exports' manifests write them
+    # counts (params, MACs, a space file's metric of whole numbers) as ints, as the exports' manifests write them;
+    # the exported network's MACs are a count, whatever the cost tables hold
     table, metric = search.cost_table, recipe.search.cost
-    whole, whole_macs = whole_metric(table, metric), whole_metric(retrain.cost_table, "macs")
+    whole = whole_metric(table, metric)
     archs = []
     for i, arch in enumerate(state.archs or []):
         res = state.results.get(str(i), {})
@@ -324,7 +325,7 @@ def _architectures(recipe, state: RunState, members: Members, ctx: RunContext) -
             "same_network_as": res.get("same_network_as"),
             "onnx": res.get("onnx"),
             "onnx_error": res.get("onnx_error"),
-            "macs": json_cost(exported_macs(retrain, a, recipe.retrain.se), whole_macs),
+            "macs": json_cost(exported_macs(retrain, a, recipe.retrain.se), True),
             "latency_ms": res.get("latency_ms"),
             "int8": res.get("int8"),
         })

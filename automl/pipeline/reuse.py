@@ -251,7 +251,7 @@ class Reused(NamedTuple):
     """Another run's trained supernet, as :func:`load_supernet` read it."""
 
     weights: dict
-    origin: dict[str, Any]        # for results.json: {from, fingerprint, forced, differs}
+    origin: dict[str, Any]        # for results.json: {from, fingerprint, forced, differs[, trained_by]}
     differs: list[str]
     fingerprint: dict[str, Any]   # what trained the weights (the reusing run's checkpoint records it)
     data: dict[str, Any] | None = None  # the training data it started on (its Data.fingerprint; None: not recorded)
@@ -418,8 +418,20 @@ def load_supernet(run_dir: Path, ours: dict[str, Any], force: bool, space_path: 
         fits(ckpt["supernet"], diff)
     check_differences(diff, run_dir, force, given)
     origin = {"from": str(Path(run_dir).absolute()), "fingerprint": fingerprint_digest(theirs),
-              "forced": bool(diff), "differs": diff}
+              "forced": bool(diff), "differs": diff, **_trained_by(ckpt)}
     return Reused(ckpt["supernet"], origin, diff, theirs, _weights_data(ckpt))
+
+
+def _trained_by(ckpt: dict) -> dict[str, str]:
+    """``{"trained_by": RUN}`` for the checkpoint ``ckpt`` of a run that itself reused another run's supernet
+    (a chained reuse: its weight phase was skipped): the run that trained the weights, as that run's origin records
+    it (its ``trained_by``, else its ``from``); {} for a run that trained its own supernet (its ``from`` null), so
+    results.json's ``supernet.from`` trained it. One recorded before the field names the run it reused alone."""
+    origin = ckpt.get("supernet_origin")
+    if not isinstance(origin, dict):
+        return {}
+    trained = origin.get("trained_by") or origin.get("from")
+    return {"trained_by": trained} if isinstance(trained, str) and trained else {}
 
 
 def check_differences(differs: list[str], run_dir: Path, force: bool, given: Given = FLAG) -> None:
@@ -531,7 +543,10 @@ class ReusedWeightsStage:
         if reused.differs:
             ctx.reporter.info(f"warning: {self.forced}: the supernet of {self.run_dir} was trained with other "
                               f"settings:\n  " + "\n  ".join(reused.differs))
-        ctx.reporter.info(f"weights: the trained supernet of {self.run_dir} (weight phase skipped)")
+        trained = reused.origin.get("trained_by")  # a chained reuse: the run that trained it
+        whose = (f"{trained}, taken through {self.run_dir} (a run that reused it; weight phase skipped)" if trained
+                 else f"{self.run_dir} (weight phase skipped)")
+        ctx.reporter.info(f"weights: the trained supernet of {whose}")
         # the checkpoint records what trained the weights: a run reusing this one compares against that
         state.supernet, state.supernet_origin = reused.weights, reused.origin
         state.weights_fingerprint = reused.fingerprint

@@ -33,7 +33,7 @@ class RunState:
     phase_seconds: dict[str, float] = field(default_factory=dict)
     supernet: dict[str, torch.Tensor] | None = None          # trained supernet weights (CPU), once trained
     member_supernets: dict[str, dict] | None = None          # Method 1, retrain.epochs 0: member i's W (its first)
-    supernet_origin: dict[str, Any] | None = None            # {from, fingerprint, forced, differs}
+    supernet_origin: dict[str, Any] | None = None            # {from, fingerprint, forced, differs[, trained_by]}
     weights_fingerprint: dict[str, Any] | None = None        # what the supernet's weights depend on
     final_epsilons: list[float | None] | None = None         # with budgets: the adapted ε per member
     bad_steps: int = 0                                       # weight steps skipped (search.nan_policy skip)
