@@ -3,7 +3,9 @@
 The lock belongs to the open file, not to the file's existence: the kernel drops it when the process ends,
 however it ends (``kill -9`` included), so a dead run never leaves a stale lock. The file itself stays and
 says who held it last (pid, host, start time, command); a second writer that fails to take the lock reads
-it to name the holder. On Linux the kernel's list of locks (``/proc/locks``) checks that pid: where the kernel
+it to name the holder. A command that takes the lock only to look first (a ``--resume`` until its checks pass:
+:meth:`RunLock.keep`) and is refused leaves the file as it found it (its bytes and times), or absent.
+On Linux the kernel's list of locks (``/proc/locks``) checks that pid: where the kernel
 names another holder on this machine (the run wrote its pid inside a container, whose pids are not the host's,
 or a new holder has not written its record yet), the message names that process, and where the holder is
 in a PID namespace this command cannot see, it says so instead of giving a pid to ``kill`` here. A file
@@ -47,6 +49,7 @@ __all__ = ["LOCK_NAME", "RunLock", "held_by"]
 _logger = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
 _held: set[int] = set()  # file descriptors of the locks this process holds
+_RETRIES = 5  # opens of a lock file removed or replaced at each try before it could be locked (RunLock._take)
 
 
 def _close_in_child() -> None:
@@ -78,6 +81,42 @@ def _read_all(fd: int) -> bytes:
         parts.append(chunk)
         at += len(chunk)
     return b"".join(parts)
+
+
+def _in_place(fd: int, path: Path) -> bool:
+    """Whether the file open as ``fd`` is the one at ``path`` (not removed, nor replaced by another); True where
+    ``path`` cannot be looked at for another reason (permissions): the run's writes say why."""
+    try:
+        held = os.fstat(fd)
+        now = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return held.st_nlink > 0 and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _remove_in_place(fd: int, path: Path) -> None:
+    """Remove ``path`` if it is the file open as ``fd`` (a lock file a refused look made), while its lock is held: a
+    process that opened it meanwhile and locks it once it is closed opens the new one instead
+    (:meth:`RunLock._take`)."""
+    try:
+        if _in_place(fd, path):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _put_back(fd: int, text: bytes, times: tuple[int, int] | None) -> None:
+    """The file open as ``fd`` (a held lock file) saying ``text`` again, with its access and modification times
+    ``times`` (ns) where the platform sets them through a file descriptor."""
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text, 0)
+        if times is not None and os.utime in os.supports_fd:
+            os.utime(fd, ns=times)
+    except OSError:
+        pass
 
 
 def _holders(held: os.stat_result) -> list[int] | None:
@@ -188,39 +227,36 @@ class RunLock:
         self.fd: int | None = None
         self._folder_id: tuple[int, int] | None = None  # the folder when the lock was taken
         self._guard = ""  # the key automl._io's run-folder guard has for it
-        self._previous: bytes | None = None  # what the file said before a look (acquire without create)
+        self._previous: bytes | None = None  # what the file said before a look (acquire with ``look``)
+        self._times: tuple[int, int] | None = None  # its access and modification times then (ns)
+        self._made = False  # the look made the file: removed on release
         self._unlockable = False  # the file system refused the lock (warned once)
 
-    def acquire(self, create: bool = True, then: str | None = None) -> bool:
+    def acquire(self, create: bool = True, then: str | None = None, look: bool | None = None) -> bool:
         """Take the lock (``create``: creating the file; else only if it exists). True when held. ``then``:
         what to do once the holder has ended, when the lock is held (default: ``automl run``'s advice).
 
-        The file names this process at once (:meth:`_record`); taken without ``create`` (to look at the folder
-        first), it names the last holder again when released before a ``create`` acquire: a command refused
-        there does not take the run's place in it."""
+        The file names this process at once (:meth:`_record`). ``look`` (the default without ``create``): the
+        lock is taken to look at the folder first, and released before :meth:`keep`, the file is left as it was
+        found (its record and times; one this acquire made is removed): a command refused there does not take
+        the run's place in it, nor leave a trace. An acquire without ``look`` when the lock is held keeps it."""
+        look = not create if look is None else look
         if self.fd is not None:
-            self._previous = None if create else self._previous
+            if not look:
+                self.keep()
             return True
         if fcntl is None or self._unlockable:
             return False
-        fd = self._open(create, then)
-        if fd is None:
-            return False  # no run folder yet, or no run ever locked it
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            held = os.fstat(fd)
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise UserError(self._held_message(then, _holders(held))) from None
-            # a file system without locks (some NFS mounts): go on, unprotected, and say so (once)
-            self._unlockable = True
-            _logger.warning("warning: cannot lock %s (%s); nothing stops a second run from writing to %s",
-                            self.path, e.strerror or e, self.folder)
-            return False
+        taken = self._take(create, then)
+        if taken is None:
+            return False  # no run folder yet, or no run ever locked it, or the file system refuses locks
+        fd, made = taken
         self.fd = fd
         _held.add(fd)
-        self._previous = None if create else _read_all(fd)
+        if look:
+            found = os.fstat(fd)
+            self._made, self._times = made, (found.st_atime_ns, found.st_mtime_ns)
+            self._previous = b"" if made else _read_all(fd)
         try:
             self._record()
         except OSError as e:  # a full disk or quota: the file cannot name this process, so the lock is not taken
@@ -231,13 +267,53 @@ class RunLock:
         self._guard = guard_run_folder(self.folder, self.gone)
         return True
 
-    def _open(self, create: bool, then: str | None) -> int | None:
-        """The lock file open for reading and writing (created with ``create``), or None where it does not exist and
-        ``create`` is False; a :class:`UserError` where it cannot be opened or is no file (a folder, a FIFO)."""
-        flags = os.O_RDWR | os.O_NONBLOCK | (os.O_CREAT if create else 0)  # a FIFO there would block an open
+    def keep(self) -> None:
+        """From now on the lock file keeps naming this process after release (a look becomes the run's hold)."""
+        self._previous, self._times, self._made = None, None, False
+
+    def _take(self, create: bool, then: str | None) -> tuple[int, bool] | None:
+        """The lock file open and locked, and whether this call made it; None where it does not exist (without
+        ``create``) or the file system refuses locks (warned once); a :class:`UserError` naming the holder where
+        another process holds it. A file removed or replaced between the open and the lock (a look that made it
+        and was refused removes it: :meth:`release`) is opened again: the lock is always on the file in place."""
+        for _ in range(_RETRIES):
+            opened = self._open(create, then)
+            if opened is None:
+                return None
+            fd, made = opened
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                held = os.fstat(fd)
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise UserError(self._held_message(then, _holders(held))) from None
+                # a file system without locks (some NFS mounts): go on, unprotected, and say so (once)
+                self._unlockable = True
+                _logger.warning("warning: cannot lock %s (%s); nothing stops a second run from writing to %s",
+                                self.path, e.strerror or e, self.folder)
+                return None
+            if _in_place(fd, self.path):
+                return fd, made
+            os.close(fd)
+        # removed or replaced at each try: other commands are taking and leaving it, one of them is named
+        raise UserError(self._held_message(then))
+
+    def _open(self, create: bool, then: str | None) -> tuple[int, bool] | None:
+        """The lock file open for reading and writing (created with ``create``), and whether this call made it; None
+        where it does not exist and ``create`` is False; a :class:`UserError` where it cannot be opened or is no
+        file (a folder, a FIFO)."""
+        flags = os.O_RDWR | os.O_NONBLOCK  # a FIFO there would block an open
         fix = "move it away (a run makes a new one)"
+        made = False
         try:
-            fd = os.open(self.path, flags, 0o644)
+            if create:
+                try:
+                    fd, made = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+                except FileExistsError:  # there already (or a link: followed, as before)
+                    fd = os.open(self.path, flags | os.O_CREAT, 0o644)
+            else:
+                fd = os.open(self.path, flags)
         except OSError as e:
             if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
                 return None
@@ -251,7 +327,7 @@ class RunLock:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             raise UserError(self._unusable("it is not a regular file", fix, then))
-        return fd
+        return fd, made
 
     def _unusable(self, why: str, fix: str, then: str | None) -> str:
         """The message for a lock file that cannot be used: ``why``, and ``fix`` or (for ``automl run``) another
@@ -293,14 +369,14 @@ class RunLock:
     def release(self) -> None:
         if self.fd is not None:
             unguard_run_folder(self._guard)
-            if self._previous is not None:  # only a look: the last holder is named again
-                try:
-                    self._record(self._previous)
-                except OSError:
-                    pass
+            if self._made:  # a look that made the file: removed while held, if it is still the one in place
+                _remove_in_place(self.fd, self.path)
+            elif self._previous is not None:  # only a look: the file as it was, naming the last holder again
+                _put_back(self.fd, self._previous, self._times)
             _held.discard(self.fd)
             os.close(self.fd)  # closing drops the lock; the file stays, naming the last holder
-            self.fd, self._previous = None, None
+            self.fd = None
+            self.keep()
 
     def _held_message(self, then: str | None = None, holders: list[int] | None = None) -> str:
         """The refusal: who holds the lock and how to stop it (:func:`_holder`)."""

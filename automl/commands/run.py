@@ -303,9 +303,17 @@ def _rank_0_first(e: UserError, launch: DistInfo) -> UserError:
     """``e``, once rank 0 has had time to print it: torchrun stops every worker as soon as one exits, so a rank that
     found the mistake first and exited at once would have rank 0 (the same mistake found a moment later: a busier
     node, a slower start) stopped before it printed anything. A process that does not print ``e`` itself waits
-    up to :data:`START_GRACE` seconds; rank 0 exits meanwhile (2, the mistake printed) and torchrun stops it."""
+    up to :data:`START_GRACE` seconds; rank 0 exits meanwhile (2, the mistake printed) and torchrun stops it.
+
+    The wait has nothing to say: a stop signal then (torchrun's SIGTERM once rank 0 has exited, a Ctrl-C that
+    reaches every rank) ends it, and the process exits 2 without a word, as after the wait; the command's outcome
+    was decided before the signal came, which stopped nothing (as a signal after a finished run: _say_finished)."""
     if launch.enabled and not launch.is_main and not e.printed:
-        time.sleep(START_GRACE)
+        try:
+            with raising_on(SIGNALS, Interrupted):
+                time.sleep(START_GRACE)
+        except Interrupted:
+            ignored_at_exit(SIGNALS)  # torchrun's own stop signal, or a second Ctrl-C, as the process exits: 2 still
     return e
 
 

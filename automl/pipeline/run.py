@@ -496,7 +496,9 @@ def _check_out(run: "Run") -> bool:
     # a member folder of an absolute export.dir that another run exported: refused before anything is written
     check_export_dir(run.recipe, out, not new, sampled=run.method.mode == "sample")
     writable_dir(out, "--out")
-    run.lock.acquire()
+    # a resume's lock stays a look until its checks have passed (Run._resumed_state): refused, it leaves the lock
+    # file as it was, or absent; a new run (or a resume that starts afresh) writes in the folder from here
+    run.lock.acquire(look=not new)
     if new:  # a failed start-up's thread choice and recipe, a stopped run's log: this run writes its own
         note = _fresh_note(out, resume, fresh) if fresh or resume else None
         for p in fresh if fresh is not None else [out / name for name in STARTUP_FILES[1:]]:
@@ -852,6 +854,7 @@ class Run:
         carried = {}
 
         def carry() -> None:  # on rank 0; its user error (results.json unreadable, a full disk) on every rank
+            self.lock.keep()  # the checks passed: the run writes in its folder from here, its lock file names it
             left = plan.stages[state.stage:]
             finished = len(left) == 1 and not state.mid_stage  # only the report: nothing is logged again
             carried["length"] = carry_over(self.out / "results.json", length, finished,
