@@ -14,13 +14,16 @@ fixed cost.
 Table file (JSON)::
 
     {"format": "automl-cost-table", "version": 1, "metric": "latency", "unit": "ms",
-     "space": {"name", "file", "args", "kind", "input_shape", "num_classes", "params_fingerprint",
+     "space": {"name", "file", "cwd", "args", "kind", "input_shape", "num_classes", "params_fingerprint",
                "pieces_fingerprint"},
      "machine": {"cpu", "cores", "machine_cores", "cpu_quota", "threads", "system"},
      "runtime": {"name": "onnxruntime", "version"},
      "batch", "input_size": [C, H, W], "repeat", "warmup", "clock": "wall" | "cpu", "overhead", "calibration",
      "fixed": 1.23, "fixed_parts": {"stem": ..., ...},
      "decisions": [{"name": "s1_1", "choices": {"ir_k3_e3": 0.41, ...}}, ...]}
+
+``space.file`` is the space file as ``space profile`` was given it, ``space.cwd`` the working folder it ran in
+(a relative ``file`` is that folder's; tables written before it was recorded have none).
 
 A recipe searches on it with ``search.cost: latency`` and ``search.cost_table: TABLE.json``.
 
@@ -61,7 +64,8 @@ from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
 from automl.train.threads import MAX_THREADS, cpu_quota, usable_cores
 
-__all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "machine_info", "ort_session", "time_session",
+__all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "CostTableRefusal", "CostTableMismatch",
+           "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
            "table_protocol", "table_clock", "timing_of", "table_timing", "partial_path", "partial_summary",
            "remove_partial", "clock_step", "check_clock", "usable_cores", "threads_warning"]
@@ -77,6 +81,22 @@ EXPORT_PROTOCOL = {"batch": 1, "threads": 1}
 PARTIAL_FORMAT = "automl-profile-partial"  # what an interrupted profile measured (partial_path)
 
 _logger = logging.getLogger(__name__)
+
+
+class CostTableRefusal(UserError):
+    """A cost table file that :func:`read_cost_table` (or :func:`table_timing`) read but refuses: a field it cannot
+    use, or a space no table of one cost per choice describes. ``str()``: the whole message (the table, what is
+    wrong, how to fix it); ``reason``: what is wrong alone (no file named ahead of it, no fix after it), for a
+    caller that says it in its own words, as ``automl export --recipe`` notes a table that prices nothing."""
+
+    def __init__(self, message: str = "", reason: str | None = None):
+        super().__init__(message)
+        self.reason = message if reason is None else reason
+
+
+class CostTableMismatch(CostTableRefusal):
+    """A cost table that does not fit the space it is read for: other decisions or choices, another input size,
+    other widths or layers (another space's table, or this space's before its file or ``--set`` values changed)."""
 
 
 # ---- the machine and the runtime ---------------------------------------------------------------
@@ -426,7 +446,8 @@ def _profile_space(cs, runtime: str, metric: str, progress: bool, calibrate: int
             c: float(sum(values[k] for k in choice_keys[d][i])) for i, c in enumerate(dec.choices)}})
     return {
         "format": TABLE_FORMAT, "version": TABLE_VERSION, "metric": metric, "unit": TABLE_UNIT,
-        "space": {"name": cs.name, "file": str(cs.filename), "args": {k: str(v) for k, v in cs.overrides.items()},
+        "space": {"name": cs.name, "file": str(cs.filename), "cwd": os.getcwd(),
+                  "args": {k: str(v) for k, v in cs.overrides.items()},
                   "kind": cs.kind, "input_shape": list(cs.input_shape), "num_classes": cs.num_classes,
                   "params_fingerprint": params_fingerprint(cs),
                   "pieces_fingerprint": _pieces_fingerprint(pieces, fixed_keys, choice_keys)},
@@ -616,6 +637,12 @@ def _memory_guard(batch: int, cs):
 def _elastic_refusal(cs) -> str:
     """Why a space with elastic widths or an elastic resolution (the cost table's context decisions) has no
     latency table, and what to edit in its file to profile it: a ``--set`` cannot remove those decisions."""
+    why, fix = _elastic_parts(cs)
+    return f"{why}; {fix}"
+
+
+def _elastic_parts(cs) -> tuple[str, str]:
+    """:func:`_elastic_refusal`'s ``(why, fix)``."""
     widths = [cs.decisions[d].name for d in cs.cost_table.context_decisions if d != cs.resolution_dec]
     stages = ", ".join(name.removesuffix("_width") for name in widths)
     what, edits = [], []
@@ -628,9 +655,9 @@ def _elastic_refusal(cs) -> str:
                     f"{cs.decisions[cs.resolution_dec].name}: {', '.join(cs.decisions[cs.resolution_dec].choices)})")
         edits.append("remove the `resolution` statement")
     return (f"space {cs.name} has {' and '.join(what)}: a latency table of one cost per choice cannot describe "
-            f"it (a layer's latency depends on the widths and input size chosen); search with params or macs, "
-            f"or profile a copy of {cs.filename} in which you {' and '.join(edits)}, one copy per width and "
-            f"input size you mean to deploy")
+            f"it (a layer's latency depends on the widths and input size chosen)",
+            f"search with params or macs, or profile a copy of {cs.filename} in which you {' and '.join(edits)}, one "
+            f"copy per width and input size you mean to deploy")
 
 
 def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, repeat, warmup, n, progress,
@@ -789,14 +816,15 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
                     against: str | None = None) -> dict:
     """Read ``path`` and check it against the compiled space ``cs``; returns the table.
 
-    Any mismatch (other space, decisions, choices, input size, widths or layers), a space with elastic widths or
-    resolution (no table of one cost per choice describes it), a missing, negative or
-    non-numeric entry, a key of the wrong type, a unit other than ``ms``, or a metric name the space already
-    has is a :class:`UserError` naming the table and the space (and ``source``, the recipe that asked for
-    it). ``check_shape=False`` skips the input-size, width and layer (``pieces_fingerprint``) checks (for the
-    search space when retraining
-    uses other sizes). ``against``: what ``cs`` is when the caller compiled it otherwise than the user's
-    space and ``--set`` values (a run's retrained space), said in place of "space FILE" in a mismatch.
+    Any mismatch (other space, decisions, choices, input size, widths or layers) or a space with elastic widths or
+    resolution (no table of one cost per choice describes it) is a :class:`CostTableMismatch`; a missing, negative
+    or non-numeric entry, a key of the wrong type, a unit other than ``ms``, or a metric name the space already has
+    is a :class:`CostTableRefusal`; each names the table and the space (and ``source``, the recipe that asked for
+    it) and holds its bare ``reason``. A file that is no cost table (missing, not JSON, another format or version)
+    is a :class:`UserError`. ``check_shape=False`` skips the input-size, width and layer (``pieces_fingerprint``)
+    checks (for the search space when retraining uses other sizes). ``against``: what ``cs`` is when the caller
+    compiled it otherwise than the user's space and ``--set`` values (a run's retrained space), said in place of
+    "space FILE" in a mismatch.
     The table's ``batch`` and ``machine.threads``, when present, are whole numbers from 1 to the bounds of
     ``space profile``'s ``--batch`` and ``--threads`` (:func:`table_protocol`). With ``source``, a table measured
     on another CPU or number of cores than this machine's is logged as a note.
@@ -806,7 +834,8 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     table = _load_table(path, where, str(cs.filename))
     _check_header(table, path, where, cs)
     if cs.cost_table.context_decisions:  # what `space profile` refuses to measure, said the same way
-        raise UserError(f"{where}cost table {path}: {_elastic_refusal(cs)}")
+        why, fix = _elastic_parts(cs)
+        raise CostTableMismatch(f"{where}cost table {path}: {why}; {fix}", why)
     _protocol_of(table, path, where)
     _check_clock(table, path, where)
     mismatch = f"{where}cost table {path} does not fit {against or f'space {cs.filename}'}"
@@ -817,11 +846,13 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     if names != ours:
         diff = next((f"decision #{i + 1} is {a!r} there, {b!r} here" for i, (a, b) in enumerate(zip(names, ours))
                      if a != b), f"{len(names)} decisions there, {len(ours)} here")
+        why = f"other decisions ({diff})"
         if _profiled_for(t_space, cs) is not None:  # another space's table: measure into a file of its own
-            raise UserError(f"{mismatch}: other decisions ({diff}); the table was profiled for space "
-                            f"{t_space['name']!r} ({t_space['file']}): profile this space with "
-                            f"`{_profile_command(cs, _own_file(path, cs, table['metric']))}` and give that")
-        _refuse_this_space(t_space, cs, mismatch, f"other decisions ({diff})", path, use)
+            new = _own_file(path, cs, table["metric"])
+            raise CostTableMismatch(f"{mismatch}: {why}; the table was profiled for space {t_space['name']!r} "
+                                    f"({t_space['file']}): profile this space with `{_profile_command(cs, new)}` and "
+                                    f"give that", why)
+        _refuse_this_space(t_space, cs, mismatch, why, path, use)
     if check_shape:
         _check_shape(table, t_space, cs, mismatch, path, use)
     for entry, dec in zip(table["decisions"], cs.decisions):
@@ -829,12 +860,12 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
         if not isinstance(got, dict) or set(got) != set(dec.choices):
             have = sorted(got) if isinstance(got, dict) else got
             missing = [c for c in dec.choices if not isinstance(got, dict) or c not in got]
-            raise UserError(f"{mismatch}: decision {dec.name}: " + (
-                f"no entry for choice {missing[0]!r}" if missing else
-                f"other choices ({have} there, {list(dec.choices)} here)"))
+            why = f"decision {dec.name}: " + (f"no entry for choice {missing[0]!r}" if missing else
+                                              f"other choices ({have} there, {list(dec.choices)} here)")
+            raise CostTableMismatch(f"{mismatch}: {why}", why)
         for c in dec.choices:
-            _check_value(got[c], f"{where}{path}: decision {dec.name}, choice {c!r}")
-    _check_value(table["fixed"], f"{where}{path}: \"fixed\"")
+            _check_value(got[c], f"{where}{path}: ", f"decision {dec.name}, choice {c!r}")
+    _check_value(table["fixed"], f"{where}{path}: ", "\"fixed\"")
     if source:
         _warn_other_machine(table, path, where)
     return table
@@ -899,42 +930,47 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
 
 def _check_header(table: dict, path: Path, where: str, cs) -> None:
     """The table's metric, unit, ``decisions`` (a list) and ``fixed`` (present): what every table holds."""
-    space_file = str(cs.filename)
+    space_file, head = str(cs.filename), f"{where}{path}: "
     metric = table.get("metric")
     if not isinstance(metric, str) or not metric.isidentifier():
-        raise UserError(f"{where}{path}: \"metric\" must be a metric name such as \"latency\", got {metric!r}")
+        why = f"\"metric\" must be a metric name such as \"latency\", got {metric!r}"
+        raise CostTableRefusal(head + why, why)
     if metric in BUILTIN_METRICS or metric in cs.cost_table.metrics:
-        raise UserError(f"{where}{path}: metric {metric!r} is already a metric of {space_file} "
-                        f"({', '.join(cs.cost_table.metrics)}); rename the table's metric")
+        why = f"metric {metric!r} is already a metric of {space_file} ({', '.join(cs.cost_table.metrics)})"
+        raise CostTableRefusal(f"{head}{why}; rename the table's metric", why)
     if table.get("unit") != TABLE_UNIT:
-        raise UserError(f"{where}{path}: \"unit\" is {table.get('unit')!r}; automl reads cost tables in "
-                        f"milliseconds (\"unit\": \"{TABLE_UNIT}\", as `automl space profile` writes them, and "
-                        f"budgets such as 8ms or 14us are turned into ms): convert the costs and \"fixed\" to ms")
+        why = f"\"unit\" is {table.get('unit')!r}"
+        raise CostTableRefusal(f"{head}{why}; automl reads cost tables in milliseconds (\"unit\": \"{TABLE_UNIT}\", as "
+                               f"`automl space profile` writes them, and budgets such as 8ms or 14us are turned into "
+                               f"ms): convert the costs and \"fixed\" to ms", why)
     if not isinstance(table.get("decisions"), list):
-        raise UserError(f"{where}{path}: \"decisions\" must be a list of {{\"name\", \"choices\"}} objects, one "
-                        f"per decision of {space_file}, got {_short(table.get('decisions'))}")
+        why = (f"\"decisions\" must be a list of {{\"name\", \"choices\"}} objects, one per decision of {space_file}, "
+               f"got {_short(table.get('decisions'))}")
+        raise CostTableRefusal(head + why, why)
     if "fixed" not in table:
-        raise UserError(f"{where}{path}: no \"fixed\" entry (the cost of the parts that are not searched: "
-                        f"stem, head, per-call overhead); re-profile with `automl space profile {space_file}`")
+        why = "no \"fixed\" entry (the cost of the parts that are not searched: stem, head, per-call overhead)"
+        raise CostTableRefusal(f"{head}{why}; re-profile with `automl space profile {space_file}`", why)
 
 
 def _protocol_of(table: dict, path: Path, where: str) -> tuple[int | None, int | None]:
     """The table's ``(batch, machine.threads)`` (None where absent: a table written by hand); a value that
-    is not a whole number >= 1, or is above the bound of ``space profile``'s flag, is a :class:`UserError` naming
-    the field."""
+    is not a whole number >= 1, or is above the bound of ``space profile``'s flag, is a :class:`CostTableRefusal`
+    naming the field."""
     machine = {} if table.get("machine") is None else table["machine"]
+    again = "; re-profile with `automl space profile`"
     if not isinstance(machine, dict):
-        raise UserError(f"{where}{path}: \"machine\" must be an object {{\"cpu\", \"cores\", \"threads\"}}, got "
-                        f"{_short(machine)}; re-profile with `automl space profile`")
+        why = f"\"machine\" must be an object {{\"cpu\", \"cores\", \"threads\"}}, got {_short(machine)}"
+        raise CostTableRefusal(f"{where}{path}: {why}{again}", why)
     out = []
     for field, v, most in (("batch", table.get("batch"), MAX_BATCH),
                            ("machine.threads", machine.get("threads"), MAX_THREADS)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-            raise UserError(f"{where}{path}: \"{field}\" must be a whole number >= 1 (what the table was "
-                            f"measured with), got {_short(v)}; re-profile with `automl space profile`")
+            why = f"\"{field}\" must be a whole number >= 1 (what the table was measured with), got {_short(v)}"
+            raise CostTableRefusal(f"{where}{path}: {why}{again}", why)
         if v is not None and v > most:  # the run's exports are timed with it, after the whole search
-            raise UserError(f"{where}{path}: \"{field}\" is {_short(v)}, at most {most:,} (a typo?): the run's exports "
-                            f"are timed with the table's batch and threads; re-profile with `automl space profile`")
+            why = f"\"{field}\" is {_short(v)}, at most {most:,} (a typo?)"
+            raise CostTableRefusal(f"{where}{path}: {why}: the run's exports are timed with the table's batch and "
+                                   f"threads{again}", why)
         out.append(v)
     return out[0], out[1]
 
@@ -979,13 +1015,13 @@ def _check_clock(table: dict, path: Path, where: str) -> None:
     ``space profile --clock cpu`` measures)."""
     clock = table.get("clock")
     if clock is not None and clock not in CLOCKS:
-        raise UserError(f"{where}{path}: \"clock\" must be \"wall\" or \"cpu\" (what the table was timed "
-                        f"with), got {_short(clock)}; re-profile with `automl space profile`")
+        why = f"\"clock\" must be \"wall\" or \"cpu\" (what the table was timed with), got {_short(clock)}"
+        raise CostTableRefusal(f"{where}{path}: {why}; re-profile with `automl space profile`", why)
     threads = (table.get("machine") or {}).get("threads")
     if clock == "cpu" and threads not in (None, 1):
-        raise UserError(f"{where}{path}: \"clock\" is \"cpu\" with \"machine.threads\" {threads}: the CPU "
-                        f"clock times one intra-op thread; re-profile with `automl space profile --clock cpu "
-                        f"--threads 1`")
+        why = f"\"clock\" is \"cpu\" with \"machine.threads\" {threads}: the CPU clock times one intra-op thread"
+        raise CostTableRefusal(f"{where}{path}: {why}; re-profile with `automl space profile --clock cpu "
+                               f"--threads 1`", why)
 
 
 def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use: str) -> None:
@@ -996,8 +1032,8 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use:
     then points at a new file: profiling into ``path`` would overwrite a table that still fits its own."""
     size = table.get("input_size")
     if not isinstance(size, list):
-        raise UserError(f"{mismatch}: \"input_size\" must be a list [C, H, W], got {_short(size)}; profile it "
-                        f"with `{_profile_command(cs, path)}`")
+        why = f"\"input_size\" must be a list [C, H, W], got {_short(size)}"
+        raise CostTableMismatch(f"{mismatch}: {why}; profile it with `{_profile_command(cs, path)}`", why)
     fp, pieces_fp = t_space.get("params_fingerprint"), t_space.get("pieces_fingerprint")
     layers = "a stride, kernel, activation, squeeze-excitation or layer input size"
     if size != list(cs.input_shape):
@@ -1020,9 +1056,10 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use:
         new = _own_file(path, cs, table.get("metric"))
         meant = ("give its file as the recipe's `space`" if use == "search.cost_table" else
                  f"give its file in place of {cs.filename}")
-        raise UserError(f"{mismatch}: the table was profiled for {other}{' with ' + theirs if theirs else ''}{whose}; "
-                        f"profile this space into a file of its own with `{_profile_command(cs, new)}` and give {use} "
-                        f"{new} (keep {path} for that space), or, if you meant space {t_space['name']}, {meant}")
+        why = f"the table was profiled for {other}{' with ' + theirs if theirs else ''}{whose}"
+        raise CostTableMismatch(f"{mismatch}: {why}; profile this space into a file of its own with "
+                                f"`{_profile_command(cs, new)}` and give {use} {new} (keep {path} for that space), or, "
+                                f"if you meant space {t_space['name']}, {meant}", why)
 
 
 def _refuse_this_space(t_space: dict, cs, mismatch: str, what: str, path: Path, use: str) -> NoReturn:
@@ -1033,12 +1070,13 @@ def _refuse_this_space(t_space: dict, cs, mismatch: str, what: str, path: Path, 
     theirs = _set_flags(args)
     if args != cs.overrides:  # the table still fits its own --set values: measure into a file of its own
         new = _beside(path, cs.overrides)
-        raise UserError(f"{mismatch}: {what} (the table was profiled with {theirs or 'no --set values'}, the space "
-                        f"here is compiled with {_set_flags(cs.overrides) or 'no --set values'}); profile it into a "
-                        f"file of its own with `{_profile_command(cs, new)}` and give {use} {new} (keep {path} for "
-                        f"{theirs or 'no --set values'})")
-    raise UserError(f"{mismatch}: {what} (has {cs.filename} changed since it was profiled?); profile it again with "
-                    f"`{_profile_command(cs, path)}`")
+        why = (f"{what} (the table was profiled with {theirs or 'no --set values'}, the space here is compiled with "
+               f"{_set_flags(cs.overrides) or 'no --set values'})")
+        raise CostTableMismatch(f"{mismatch}: {why}; profile it into a file of its own with "
+                                f"`{_profile_command(cs, new)}` and give {use} {new} (keep {path} for "
+                                f"{theirs or 'no --set values'})", why)
+    why = f"{what} (has {cs.filename} changed since it was profiled?)"
+    raise CostTableMismatch(f"{mismatch}: {why}; profile it again with `{_profile_command(cs, path)}`", why)
 
 
 def _profiled_for(t_space: dict, cs) -> str | None:
@@ -1048,20 +1086,26 @@ def _profiled_for(t_space: dict, cs) -> str | None:
     name, file = t_space.get("name"), t_space.get("file")
     if not isinstance(name, str) or not isinstance(file, str):
         return None
-    if name == cs.name and _same_file(file, cs.filename):
+    if name == cs.name and _same_file(file, cs.filename, t_space.get("cwd")):
         return None
     return f"space {name} ({file})"
 
 
-def _same_file(recorded: str, filename) -> bool:
-    """Whether a table's recorded space file (the path `space profile` was given, relative to where it ran) can
-    be ``filename``: the path given itself; the same file (links followed) when absolute or read from this working
-    folder; else, when relative, ``filename``'s absolute path ends with it (leading ``..`` dropped), as given
-    (through its links) or with links followed."""
-    if os.path.normpath(recorded) == os.path.normpath(filename):
+def _same_file(recorded: str, filename, cwd=None) -> bool:
+    """Whether a table's recorded space file (the path `space profile` was given, relative to ``cwd``, the working
+    folder it ran in: ``space.cwd``, None in a table written before tables recorded it) can be ``filename``. When
+    that file is still here (``cwd`` joined with a relative path), whether it is ``filename`` (links followed):
+    another folder's file of the same name is another file. Else (a table profiled elsewhere, or an older one): the
+    path given itself; the same file (links followed) when absolute or read from this working folder; else, when
+    relative, ``filename``'s absolute path ends with it (leading ``..`` dropped), as given (through its links) or
+    with links followed."""
+    there = _profiled_file(recorded, cwd)
+    if there is None and os.path.normpath(recorded) == os.path.normpath(filename):
         return True
     try:
         here = Path(filename).resolve()
+        if there is not None:
+            return there.resolve() == here
         if Path(recorded).resolve() == here:
             return True
     except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL byte: not a file, so not this one
@@ -1070,6 +1114,19 @@ def _same_file(recorded: str, filename) -> bool:
         return False
     parts = [part for part in Path(os.path.normpath(recorded)).parts if part not in (".", "..")]
     return bool(parts) and any(list(p.parts[-len(parts):]) == parts for p in (Path(os.path.abspath(filename)), here))
+
+
+def _profiled_file(recorded: str, cwd) -> Path | None:
+    """The space file a table was profiled from, found here: its relative ``recorded`` path in the working folder
+    ``cwd`` it was profiled in (``space.cwd``), when that is an absolute path and the file is there; else None
+    (an absolute ``recorded`` path, no ``cwd`` recorded, or a table profiled on another machine or folder)."""
+    if os.path.isabs(recorded) or not isinstance(cwd, str) or not os.path.isabs(cwd):
+        return None
+    try:
+        there = Path(cwd, recorded)
+        return there if there.is_file() else None
+    except (OSError, ValueError):  # a NUL byte in a table edited by hand: no file
+        return None
 
 
 def _own_file(path: Path, cs, metric) -> Path:
@@ -1105,16 +1162,19 @@ def _short(v) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _check_value(v, what: str) -> None:
-    """``v`` is a finite cost >= 0 that a float holds (JSON integers beyond it are not costs)."""
+def _check_value(v, head: str, what: str) -> None:
+    """``v`` is a finite cost >= 0 that a float holds (JSON integers beyond it are not costs); else a
+    :class:`CostTableRefusal` that says ``head`` (the table) and ``what`` (the entry)."""
     again = "correct it, or re-profile with `automl space profile`"
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1e300:
-        raise UserError(f"{what}: expected a cost in ms, got an integer too large for a number "
-                        f"({v.bit_length()} bits); {again}")
+        why = f"{what}: expected a cost in ms, got an integer too large for a number ({v.bit_length()} bits)"
+        raise CostTableRefusal(f"{head}{why}; {again}", why)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise UserError(f"{what}: expected a number (a cost in ms, >= 0), got {_short(v)}; {again}")
+        why = f"{what}: expected a number (a cost in ms, >= 0), got {_short(v)}"
+        raise CostTableRefusal(f"{head}{why}; {again}", why)
     if v < 0:
-        raise UserError(f"{what}: negative cost {v:g}; a cost table holds costs >= 0 (re-profile it)")
+        why = f"{what}: negative cost {v:g}"
+        raise CostTableRefusal(f"{head}{why}; a cost table holds costs >= 0 (re-profile it)", why)
 
 
 def apply_cost_table(cs, table: dict) -> str:

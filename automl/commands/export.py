@@ -30,7 +30,8 @@ from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
 from automl.pipeline.run import RESOLVED
 from automl.pipeline.setup import recipe_data
-from automl.profile import EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_timing
+from automl.profile import (EXPORT_PROTOCOL, CostTableRefusal, apply_cost_table, check_clock, read_cost_table,
+                            table_timing)
 from automl.recipe import file_line, load_recipe
 from automl.report import format_accuracy
 from automl.train.data import DATASETS, normalization
@@ -189,14 +190,13 @@ def _price(recipe, compiled, timing: dict) -> None:
     try:
         apply_cost_table(compiled, read_cost_table(path, compiled))
         return
-    except UserError as e:
+    except CostTableRefusal as e:  # read, but no table of this space: what is wrong, without the table's name or a fix
+        why = e.reason
+    except UserError as e:  # the file changed since it was read for the timing: the whole message
         why = str(e)
-    for prefix in (f"cost table {path} does not fit space {compiled.filename}: ", f"cost table {path}: ",
-                   f"{path}: "):
-        why = why.removeprefix(prefix)
     sets = "".join(f" --set {k}={v}" for k, v in compiled.overrides.items())
     say(f"note: {recipe.source or 'the recipe'}: search.cost_table {recipe.search.cost_table} does not price the "
-        f"exported space {compiled.filename}{sets} ({why.split('; ')[0]}): the latency is timed as the table was "
+        f"exported space {compiled.filename}{sets} ({why}): the latency is timed as the table was "
         f"({_protocol_words(timing)}), but {MANIFEST_NAME}'s cost holds no prediction from the table; give the recipe "
         f"of a run of this space, or profile it (`automl space profile {compiled.filename}{sets} --out TABLE.json`)")
 
