@@ -306,8 +306,9 @@ def _onnx_problem(entry: dict) -> tuple[str, str] | None:
 def _int8_problem(entry: dict) -> tuple[str, str] | None:
     """(key, what is wrong) of an ``int8`` entry that is neither shape measuring an export writes: a quantised
     model's ``{"file": "model.int8.onnx", "size_bytes", "sha256", "fp32_size_bytes", "test_accuracy",
-    "fp32_test_accuracy", ...}`` (no ``error``; sizes whole numbers of bytes, ``sha256`` 64 lowercase hex digits
-    (absent in an earlier automl's entry), accuracies in [0, 1] or null) or a
+    "fp32_test_accuracy", "coverage", ...}`` (no ``error``; sizes whole numbers of bytes, ``sha256`` 64 lowercase
+    hex digits and ``coverage`` ``{"quantized": n, "float": m, "float_ops": [...]}`` (both absent in an earlier
+    automl's entry), accuracies in [0, 1] or null) or a
     failed quantisation's ``{"file": null, "error": why}``; None when it is one of them."""
     file, error = entry.get("file"), entry.get("error")
     if file is None:
@@ -328,7 +329,19 @@ def _int8_problem(entry: dict) -> tuple[str, str] | None:
     digest = entry.get("sha256")
     if digest is not None and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
         return "sha256", f"must be the int8 model's SHA-256, 64 lowercase hex digits, got {_shown(digest)}"
+    cover = entry.get("coverage")
+    if cover is not None and not _is_coverage(cover):
+        return "coverage", ("must be what of the int8 model onnxruntime runs in int8, {\"quantized\": n, \"float\": "
+                            f"m, \"float_ops\": [op types]}} (whole numbers of ops, names), got {_shown(cover)}")
     return _accuracy_problem(entry, "test_accuracy") or _accuracy_problem(entry, "fp32_test_accuracy")
+
+
+def _is_coverage(v) -> bool:
+    """An int8 entry's ``coverage``: the weight-bearing ops run in int8 (``quantized``) and in float (``float``),
+    whole numbers from 0, and the op types run in float (``float_ops``, a list of names)."""
+    counts = [v.get(k) for k in ("quantized", "float")] if isinstance(v, dict) else [None]
+    return (all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts)
+            and isinstance(v.get("float_ops"), list) and all(_nonblank(op) for op in v["float_ops"]))
 
 
 def _weights_problem(entry: dict) -> tuple[str, str] | None:

@@ -11,8 +11,9 @@ on batches of the run's own training data.
   (null when the test batches hold no image), kept when the model could not be quantised;
 - ``int8`` (when asked): the file, its size, its SHA-256 (``sha256``) and the fp32 size, the test accuracy of both
   models through onnxruntime (``fp32_test_accuracy``: ``onnx.test_accuracy`` again, measured on the same batches;
-  measuring again with test batches but without quantising measures both again, so the two always agree), or
-  ``{"file": None, "error": why}`` when the model could not be quantised (the fp32 file stays).
+  measuring again with test batches but without quantising measures both again, so the two always agree), what of
+  it onnxruntime runs in int8 (``coverage``: :func:`int8_coverage`; a note on the console where some of it runs in
+  float), or ``{"file": None, "error": why}`` when the model could not be quantised (the fp32 file stays).
 
 Quantising again replaces ``model.int8.onnx`` only after it is measured and the manifest written: an interrupt
 before leaves the earlier model and its entry; the one moment between the two replacements leaves an entry whose
@@ -28,6 +29,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -42,8 +44,8 @@ from automl.limits import MAX_BATCH
 from automl.profile import CLOCKS, EXPORT_PROTOCOL, check_clock, machine_info, ort_session, time_session
 from automl.train.threads import MAX_THREADS
 
-__all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "onnx_accuracy", "onnx_latency",
-           "measure_export", "calibration_batches", "check_inputs", "EXPORT_TIMED"]
+__all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "int8_coverage", "onnx_accuracy",
+           "onnx_latency", "measure_export", "calibration_batches", "check_inputs", "EXPORT_TIMED"]
 
 _logger = logging.getLogger(__name__)
 
@@ -171,6 +173,71 @@ def _domains(nodes) -> set[str]:
             for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
                 out |= _domains(g.node)
     return out
+
+
+# the weight-bearing ops as onnxruntime runs a quantised model: its int8 kernels (what its fusions make of a QDQ
+# Conv, MatMul or Gemm, and the QOperator format's own ops), and the float ones (its fused float variants named as
+# the op they come from)
+_INT8_COMPUTE = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm",
+                           "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearConvTranspose", "NhwcQLinearConv"})
+_FLOAT_COMPUTE = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "MatMul": "MatMul", "Gemm": "Gemm",
+                  "Einsum": "Einsum", "FusedConv": "Conv", "NhwcFusedConv": "Conv", "FusedGemm": "Gemm",
+                  "FusedMatMul": "MatMul"}
+_FLOAT_TYPES = frozenset({1, 10, 11, 16})  # onnx.TensorProto's FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_NO_DATA = frozenset({"QuantizeLinear", "DequantizeLinear", "Shape", "Size"})  # they end a float region
+
+
+def int8_coverage(model: bytes) -> dict:
+    """How much of a quantised ONNX model (its bytes) onnxruntime runs in int8: its graph as onnxruntime's CPU
+    graph optimiser leaves it (``ORT_ENABLE_EXTENDED``: the fusions that turn a QDQ Conv, MatMul or Gemm into an
+    int8 kernel, without the machine's own layout changes). In the QDQ format every op sits between a
+    DequantizeLinear and a QuantizeLinear, whether onnxruntime has an int8 kernel for it or not; one it has none for
+    (HardSigmoid, Tanh, Mish, ...) runs in float between the two. Returns the manifest's ``int8.coverage``:
+    ``{"quantized": n, "float": m, "float_ops": [...]}``, the weight-bearing ops (Conv, MatMul, Gemm, ...) run in
+    int8 and in float, and the sorted op types run in float (none: ``[]``). Raises where onnxruntime cannot load
+    the model."""
+    import onnx
+    import onnxruntime
+
+    opts = onnxruntime.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = 1
+    opts.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    with tempfile.TemporaryDirectory(prefix="automl-int8-") as work:
+        opts.optimized_model_filepath = os.path.join(work, "optimized.onnx")
+        onnxruntime.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        graph = onnx.load(opts.optimized_model_filepath).graph
+    ops = [n.op_type for n in graph.node]
+    floats = {_FLOAT_COMPUTE.get(ops[i], ops[i]) for i in _float_nodes(graph)}
+    floats |= {_FLOAT_COMPUTE[op] for op in ops if op in _FLOAT_COMPUTE}
+    return {"quantized": sum(op in _INT8_COMPUTE for op in ops), "float": sum(op in _FLOAT_COMPUTE for op in ops),
+            "float_ops": sorted(floats)}
+
+
+def _float_nodes(graph) -> set[int]:
+    """The indices of the nodes of ``graph`` that compute on float tensors: those that read the model's float input
+    or a DequantizeLinear's output, and the nodes that read theirs, up to a QuantizeLinear (an int8 kernel reads
+    none; Shape and Size read no data)."""
+    consumers = defaultdict(list)
+    for i, node in enumerate(graph.node):
+        for name in node.input:
+            if name:  # "": an optional input left out
+                consumers[name].append(i)
+    weights = {t.name for t in graph.initializer}
+    todo = [t.name for t in graph.input if t.name not in weights and t.type.tensor_type.elem_type in _FLOAT_TYPES]
+    todo += [out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output]
+    seen, found = set(), set()
+    while todo:
+        tensor = todo.pop()
+        if tensor in seen:
+            continue
+        seen.add(tensor)
+        for i in consumers.get(tensor, ()):
+            op = graph.node[i].op_type
+            if op not in _NO_DATA and op not in _INT8_COMPUTE and i not in found:
+                found.add(i)
+                todo.extend(graph.node[i].output)
+    return found
 
 
 def _takes(sizes, want) -> bool:
@@ -412,6 +479,7 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     else:
         _earlier_int8(out_dir, m, latency, test)
         _write_measurements(out_dir, m)
+    _note_float(out_dir, m.get("int8"))
     return m
 
 
@@ -461,7 +529,8 @@ def _earlier_int8(out_dir: Path, m: dict, latency: dict, test) -> None:
     from: a warning says so."""
     entry, int8 = m.get("int8") or {}, out_dir / INT8_NAME
     if entry.get("file") and int8.is_file():
-        session = _earlier_int8_session(out_dir, m, latency["threads"])
+        session, data = _earlier_int8_session(out_dir, m, latency["threads"])
+        _record_coverage(entry, data)
         name = m["onnx"].get("input_name", "input")
         latency["int8_ms"] = _latency(session, m["input_shape"], latency["batch"], input_name=name,
                                       clock=latency["clock"])
@@ -481,12 +550,12 @@ def _earlier_int8(out_dir: Path, m: dict, latency: dict, test) -> None:
                         "its int8 entry records a failed quantisation" if entry else "it has no int8 entry")
 
 
-def _earlier_int8_session(out_dir: Path, m: dict, threads: int):
+def _earlier_int8_session(out_dir: Path, m: dict, threads: int) -> tuple:
     """The onnxruntime session (``threads`` intra-op threads) of the ``model.int8.onnx`` an earlier quantisation
-    wrote, made from the bytes that are checked; one onnxruntime cannot load (truncated, damaged, replaced), or a
-    model of another size or SHA-256 than the int8 entry records (another export's, copied in; or a quantisation
-    killed between writing the manifest and moving its model into place), is a :class:`UserError` naming it. An
-    entry without ``sha256`` (an earlier automl's) is checked by its size alone."""
+    wrote, made from the bytes that are checked, and those bytes; one onnxruntime cannot load (truncated, damaged,
+    replaced), or a model of another size or SHA-256 than the int8 entry records (another export's, copied in; or a
+    quantisation killed between writing the manifest and moving its model into place), is a :class:`UserError`
+    naming it. An entry without ``sha256`` (an earlier automl's) is checked by its size alone."""
     int8 = out_dir / INT8_NAME
     again = (f"quantise again (quantize='int8' with calibration batches), or export the network again: "
              f"{export_again(out_dir, m)}")
@@ -506,7 +575,7 @@ def _earlier_int8_session(out_dir: Path, m: dict, threads: int):
                         f"another model took its place (another export's, copied in), or a quantisation was cut "
                         f"short between writing the manifest and moving its model into place, and its latency "
                         f"would be recorded as this export's; {again}")
-    return session
+    return session, data
 
 
 def _sha256(data: bytes) -> str:
@@ -540,7 +609,31 @@ def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency
     except Exception as e:  # noqa: BLE001 - as above: the fp32 model stays, and the run goes on
         latency.pop("int8_ms", None)
         return {"file": None, "error": error_entry(e, "quantised, but onnxruntime cannot run the int8 model: ")}
+    _record_coverage(entry, data)
     return entry
+
+
+def _record_coverage(entry: dict, data: bytes) -> None:
+    """Record in the int8 entry ``entry`` the ``coverage`` of the int8 model's bytes ``data``
+    (:func:`int8_coverage`); where it cannot be counted the entry keeps what it holds (an earlier count of these
+    bytes, or none)."""
+    try:
+        entry["coverage"] = int8_coverage(data)
+    except Exception as e:  # noqa: BLE001 - a note on a model already timed and tested: it never fails the export
+        _logger.debug("int8 coverage not counted (%s)", e)
+
+
+def _note_float(out_dir: Path, entry) -> None:
+    """One note on the console where the int8 model in ``out_dir`` (its manifest entry ``entry``) runs ops in float
+    (its ``coverage``): an int8 model that is not int8 throughout says so once."""
+    cover = entry.get("coverage") if isinstance(entry, dict) and entry.get("file") else None
+    if not isinstance(cover, dict) or not cover.get("float_ops"):
+        return
+    compute = (f"; {cover['float']} of its {cover['float'] + cover['quantized']} weight-bearing ops (Conv, MatMul, "
+               f"Gemm) run in float" if cover.get("float") else "")
+    _logger.warning("%s: note: %s is not int8 throughout: onnxruntime runs %s in float, between a DequantizeLinear "
+                    "and a QuantizeLinear%s (\"int8.coverage\" in its %s)", out_dir, INT8_NAME,
+                    ", ".join(cover["float_ops"]), compute, MANIFEST_NAME)
 
 
 def int8_summary(manifest: dict) -> dict | None:
@@ -552,4 +645,4 @@ def int8_summary(manifest: dict) -> dict | None:
         return {"error": entry["error"]}
     return {"test_accuracy": entry.get("test_accuracy"), "fp32_onnx_test_accuracy": entry.get("fp32_test_accuracy"),
             "latency_ms": (manifest.get("latency") or {}).get("int8_ms"), "size_bytes": entry.get("size_bytes"),
-            "fp32_size_bytes": entry.get("fp32_size_bytes")}
+            "fp32_size_bytes": entry.get("fp32_size_bytes"), "coverage": entry.get("coverage")}
