@@ -28,7 +28,8 @@ from rich.markup import escape
 from automl._io import atomic_write_bytes, atomic_write_json
 
 __all__ = ["write_report", "render_markdown", "plot_pareto", "plot_ranking", "summary_table", "print_summary",
-           "short_number", "budget_text", "UNCONSTRAINED", "results_problem", "ranking_problem", "format_accuracy"]
+           "short_number", "budget_text", "UNCONSTRAINED", "results_problem", "ranking_problem", "format_accuracy",
+           "int8_float_words"]
 
 
 # ---- what report.md and the plots read of results.json (one written by this automl, an older one, or edited)
@@ -41,12 +42,21 @@ class _Read(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
+class _Coverage(_Read):
+    """An int8 model's ``coverage`` (the manifest's ``int8.coverage``): its weight-bearing ops onnxruntime runs in
+    int8 and in float, and the op types it runs in float."""
+    quantized: int = Field(ge=0)
+    float_: int = Field(alias="float", ge=0)
+    float_ops: list[str]
+
+
 class _Int8(_Read):
     error: str | None = None
     test_accuracy: float | None = None
     latency_ms: float | None = None
     size_bytes: int | None = None
     fp32_size_bytes: int | None = None
+    coverage: _Coverage | None = None  # null or absent: measured by an earlier automl
 
 
 class _Member(_Read):
@@ -309,7 +319,56 @@ def _fmt_int8(q) -> str:
         return "not quantised"
     size = q["size_bytes"] / q["fp32_size_bytes"] if q.get("fp32_size_bytes") and _finite(q.get("size_bytes")) else None
     return (f"{_fmt_ms(q.get('latency_ms'))}, {format_accuracy(q.get('test_accuracy'))}, "
-            + (f"{size:.2f}x" if size is not None else "—"))
+            + (f"{size:.2f}x" if size is not None else "—") + (", partly in float" if _float_ops(q) else ""))
+
+
+# the weight-bearing op types of an int8 model's coverage (its "quantized" and "float" count them): an op of these
+# in its "float_ops" has an int8 kernel in onnxruntime, which did not use it there; the others have none
+_WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum"})
+
+
+def _float_ops(q) -> list[str]:
+    """The op types the int8 model of the int8 entry ``q`` (results.json's or a manifest's) runs in float, as its
+    ``coverage`` records them; [] for a failed quantisation, or an entry without a coverage (an earlier automl's)."""
+    cover = q.get("coverage") if isinstance(q, dict) and not q.get("error") else None
+    ops = cover.get("float_ops") if isinstance(cover, dict) else None
+    return [str(op) for op in ops] if isinstance(ops, list) else []
+
+
+def _float_text(ops: list[str], verb: str, counts: str | None) -> str:
+    """``runs HardSigmoid, ReduceMean in float (onnxruntime has no int8 kernel for them: each costs a dequantise and
+    a quantise)`` (``verb``: ``runs``), with ``counts`` (how many weight-bearing ops run in float) after the why."""
+    plain = [op for op in ops if op not in _WEIGHT_OPS]
+    clauses = []
+    if plain:
+        them = ("it" if len(plain) == 1 else "them") if len(plain) == len(ops) else ", ".join(plain)
+        clauses.append(f"onnxruntime has no int8 kernel for {them}: {'it' if len(plain) == 1 else 'each'} costs a "
+                       f"dequantise and a quantise")
+    if counts:
+        clauses.append(counts)
+    return f"{verb} {', '.join(ops)} in float" + (f" ({'; '.join(clauses)})" if clauses else "")
+
+
+_WEIGHT_WORDS = "weight-bearing ops (Conv, MatMul, Gemm)"
+
+
+def _weight_count(cover: dict) -> tuple[int, int] | None:
+    """(how many weight-bearing ops run in float, how many there are) of an int8 model's ``coverage``; None where
+    none runs in float."""
+    n, m = cover.get("quantized"), cover.get("float")
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m))
+    return (m, n + m) if ok and m > 0 else None
+
+
+def int8_float_words(q) -> str | None:
+    """What of the int8 model of the int8 entry ``q`` (a manifest's or results.json's) onnxruntime runs in float, in
+    words after "it" (``runs HardSigmoid in float (onnxruntime has no int8 kernel for it: ...)``); None where it
+    runs nothing in float, or the entry records no ``coverage`` (an earlier automl's) or a failed quantisation."""
+    ops = _float_ops(q)
+    if not ops:
+        return None
+    count = _weight_count(q["coverage"])
+    return _float_text(ops, "runs", count and f"{count[0]} of its {count[1]} {_WEIGHT_WORDS} run in float")
 
 
 # report.md's free texts (an error, a recipe's name, a difference of settings) are shown as they are: on one line
@@ -349,6 +408,41 @@ def _onnx_failures(results: dict) -> list[str]:
     return lines
 
 
+def _float_lines(results: dict) -> list[str]:
+    """A paragraph per set of op types that members' int8 models run in float (their ``coverage``'s ``float_ops``;
+    :func:`int8_float_words`): the members that share one are named in one sentence. None for members without a
+    coverage (an older results.json, or null) or whose int8 model runs nothing in float."""
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, a in enumerate(results["architectures"]):
+        ops = _float_ops(a.get("int8"))
+        if ops:
+            groups.setdefault(tuple(ops), []).append(i)
+    lines = []
+    for ops, members in groups.items():
+        one = len(members) == 1
+        text = _float_text(list(ops), "runs" if one else "run", _group_counts(results, members))
+        lines += ["", _md_text(f"The int8 model{'' if one else 's'} of the {_member_names(results, members)} "
+                               f"{text}.")]
+    return lines
+
+
+def _group_counts(results: dict, members: list[int]) -> str | None:
+    """How many of their weight-bearing ops the int8 models of ``members`` (which run the same op types in float)
+    run in float, in words (:func:`_weight_count`); None where none does."""
+    archs = results["architectures"]
+    counts = [(_weight_count(archs[i]["int8"]["coverage"]), i) for i in members]
+    counts = [(c, i) for c, i in counts if c is not None]
+    if not counts:
+        return None
+    (m, total), _ = counts[0]
+    if len(members) == 1:
+        return f"{m} of its {total} {_WEIGHT_WORDS} run in float"
+    if len(counts) == len(members) and all(c == (m, total) for c, _ in counts):
+        return f"{m} of the {total} {_WEIGHT_WORDS} of each run in float"
+    each = ", ".join(f"{m} of {total} in {_label(archs[i], i, results)}" for (m, total), i in counts)
+    return f"of their {_WEIGHT_WORDS}, {each} run in float"
+
+
 def render_markdown(results: dict) -> str:
     budgeted = _budgeted(results)
     raw = results.get("cost_metric", "params")
@@ -377,6 +471,7 @@ def render_markdown(results: dict) -> str:
                      f"{_fmt_int8(a.get('int8'))} | {cell} |")
     lines += _same_architecture_lines(results)
     lines += _onnx_failures(results)
+    lines += _float_lines(results)
     weights = {a.get("weights") for a in results["architectures"]}
     if "supernet" in weights:
         lines += ["", f"Not retrained (`retrain.epochs: 0`): each network has {_inherited(results)} on its path, "
@@ -528,7 +623,7 @@ def _member_names(results: dict, indices: list[int]) -> str:
     names = [_label(a, i, results) for i, a in enumerate(archs)]
     named = {i: names[i] + (f" (row {i + 1})" if names.count(names[i]) > 1 else "") for i in indices}
     if not _budgeted(results):
-        return "members " + _and([named[i] for i in indices])
+        return ("member " if len(indices) == 1 else "members ") + _and([named[i] for i in indices])
     free = [i for i in indices if _bound(archs[i]) is None]
     bounded = [named[i] for i in indices if i not in free]
     parts = [f"{UNCONSTRAINED} member" + (f"s ({_and([f'row {i + 1}' for i in free])})" if len(free) > 1 else "")

@@ -144,7 +144,7 @@ def test_the_int8_entry_records_the_figures_of_the_model_it_describes(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     entry, data = m["int8"], (out / INT8_NAME).read_bytes()
     assert set(entry) == {"file", "format", "weights", "activations", "fp32_size_bytes", "size_bytes", "sha256",
-                          "calibration_samples", "test_accuracy", "fp32_test_accuracy"}, entry
+                          "calibration_samples", "test_accuracy", "fp32_test_accuracy", "coverage"}, entry
     assert entry["file"] == INT8_NAME and entry["calibration_samples"] == 64
     assert entry["size_bytes"] == len(data) and entry["sha256"] == hashlib.sha256(data).hexdigest()
     assert entry["fp32_size_bytes"] == (out / "model.onnx").stat().st_size

@@ -33,7 +33,7 @@ from automl.pipeline.setup import recipe_data
 from automl.profile import (EXPORT_PROTOCOL, CostTableRefusal, apply_cost_table, check_clock, read_cost_table,
                             table_timing)
 from automl.recipe import file_line, load_recipe
-from automl.report import format_accuracy
+from automl.report import format_accuracy, int8_float_words
 from automl.train.data import DATASETS, normalization
 
 __all__ = ["main", "STOP_SIGNALS"]
@@ -129,9 +129,10 @@ def _export(args, progress: _Progress) -> int:
     progress.stage = "measuring"
     if _onnx_failed(args):
         return 1
-    manifest = measure_export(args.out, quantize=getattr(args, "quantize", None),
-                              calibration=data.full.without_cutout().with_resolution(size).epoch(0) if data else None,
-                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None, **timing)
+    int8_batches = data.full.without_cutout().with_resolution(size).epoch(0) if data else None
+    manifest = measure_export(args.out, quantize=getattr(args, "quantize", None), calibration=int8_batches,
+                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None,
+                              note_float=False, **timing)  # said once, in the summary's int8 line
     progress.stage = "finished"
     _report(args, manifest, supernet_state, calibration, timed_as)
     if note:
@@ -645,7 +646,7 @@ def _report(args, manifest: dict, supernet_state, calibration, timed_as: str | N
     if q is not None and q.get("error"):
         print(f"int8: not quantised, the fp32 model is kept: {q['error']}")
     elif q is not None:
-        print(f"int8: {q['file']} ({_int8_figures(q, manifest.get('latency') or {})})")
+        print(f"int8: {q['file']} ({_int8_figures(q, manifest.get('latency') or {})}){_float_figures(q)}")
 
 
 def _int8_figures(q: dict, latency: dict) -> str:
@@ -661,6 +662,14 @@ def _int8_figures(q: dict, latency: dict) -> str:
     else:
         parts.append("not tested: no test batches")
     return ", ".join(parts)
+
+
+def _float_figures(q: dict) -> str:
+    """What of a quantised model (its manifest entry ``q``) onnxruntime runs in float, after its figures (the only
+    place the export says it: ``note_float=False``); "" where it runs nothing in float or ``q`` records no
+    ``coverage`` (an earlier automl's, whose model could not be counted again)."""
+    words = int8_float_words(q)
+    return f"; it {words}, \"int8.coverage\" in {MANIFEST_NAME}" if words else ""
 
 
 def _not_exported_weights(path: str, obj: dict, arch: str) -> None:

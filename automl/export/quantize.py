@@ -424,7 +424,7 @@ def _check_arguments(quantize, calibration, clock: str, threads, batch, test) ->
 
 def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
                    test: Callable[[], Iterable] | Sequence | None = None, threads: int = EXPORT_PROTOCOL["threads"],
-                   batch: int = EXPORT_PROTOCOL["batch"], clock: str = "wall") -> dict:
+                   batch: int = EXPORT_PROTOCOL["batch"], clock: str = "wall", note_float: bool = True) -> dict:
     """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
 
     ``calibration``: ``(x, y)`` training batches, needed for ``quantize="int8"`` (batches without an image: the
@@ -444,6 +444,8 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     CPU clock); an earlier quantisation's ``model.int8.onnx`` that onnxruntime cannot load, or that is not the
     model its int8 entry records (another size or SHA-256), is one too (before the manifest is written). Quantising
     replaces ``model.int8.onnx`` only after the manifest that describes it is written (:func:`_quantise_and_record`).
+    ``note_float``: log one note where the int8 model runs ops in float (False: the caller says it itself, as
+    ``automl export`` does in its summary).
     """
     test = _check_arguments(quantize, calibration, clock, threads, batch, test)
     threads, batch = operator.index(threads), operator.index(batch)
@@ -479,7 +481,8 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     else:
         _earlier_int8(out_dir, m, latency, test)
         _write_measurements(out_dir, m)
-    _note_float(out_dir, m.get("int8"))
+    if note_float:
+        _note_float(out_dir, m.get("int8"))
     return m
 
 
@@ -620,7 +623,7 @@ def _record_coverage(entry: dict, data: bytes) -> None:
     try:
         entry["coverage"] = int8_coverage(data)
     except Exception as e:  # noqa: BLE001 - a note on a model already timed and tested: it never fails the export
-        _logger.debug("int8 coverage not counted (%s)", e)
+        _logger.warning("warning: %s: how much of it runs in int8 was not counted (%s)", INT8_NAME, e)
 
 
 def _note_float(out_dir: Path, entry) -> None:
