@@ -123,8 +123,10 @@ def main(args) -> int:
     recipe = _load(resolved, base + ([] if device is None else [f"device={device}"]), flags)
     _check_device(recipe.device, device, resolved)
     run = Run(recipe, out)
-    # the folder's lock first: a run still writing there is its one message, before any notice on its results
-    run.lock.acquire(then=f"then run automl rank {shell_path(out)} again")
+    # the folder's lock first: a run still writing there is its one message, before any notice on its results.
+    # Only a look until the ranking's checks have passed (rank_finished_run keeps it before its first write): a
+    # refused rank leaves the lock file as it found it (its record and times), or absent
+    run.lock.acquire(then=f"then run automl rank {shell_path(out)} again", look=True)
     try:
         results = read_results(out / "results.json")
         check_results(out / "results.json", results)  # before start-up reads the data

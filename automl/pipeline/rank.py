@@ -238,7 +238,8 @@ def _say_replaced(results: dict, recipe, path: Path) -> None:
 
 def rank_finished_run(run: Run) -> dict:
     """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
-    results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock. Once
+    results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock (a look,
+    :meth:`~automl._lock.RunLock.acquire`, kept here before the first write: :meth:`~automl._lock.RunLock.keep`). Once
     every check has passed (the checkpoint, the run finished, the space, the data, results.json), before the first
     retraining, it says what it replaces in results.json (:func:`_say_replaced`)."""
     ckpt = _checked_checkpoint(run)
@@ -276,6 +277,9 @@ def rank_finished_run(run: Run) -> dict:
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
     here = computed_on(ctx)
     recorded = _recorded(run, state, before, choices, here)
+    # every check has passed: the first write to the folder is next, and the lock file names this command from here
+    # (automl rank's lock was only a look until now: refused, it left the file as it found it)
+    run.lock.keep()
     if length is not None:  # the lines of a retraining a kill cut short
         run.reporter.cut(length)
     results = None  # rank 0 writes results.json

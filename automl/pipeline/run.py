@@ -47,7 +47,8 @@ __all__ = ["Run", "held_files", "leftovers", "supernet_given"]
 RESOLVED = "recipe.resolved.yaml"
 STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
 # what every run writes in --out (its start-up's files, its log, its checkpoints' index): a folder holding none of
-# them is not a run's (the user's own files, given as --out by mistake), and no message advises deleting it
+# them but the lock file is not a run's (the user's own files, given as --out by mistake), and no message advises
+# deleting it (_written_by_a_run)
 RUN_FILES = (*STARTUP_FILES, "metrics.jsonl", "checkpoints/checkpoints.json")
 # keys inside a section that may differ on --resume: they change how fast a run goes, never what it computes
 # (data.workers: every image is read and augmented alike in the main process and in any number of DataLoader
@@ -74,8 +75,10 @@ def held_files(out: Path) -> list[str]:
 
 
 def _written_by_a_run(out: Path) -> bool:
-    """Whether ``out`` holds one of :data:`RUN_FILES` (an automl run wrote there)."""
-    return any((out / name).exists() for name in RUN_FILES)
+    """Whether ``out`` holds one of :data:`RUN_FILES` other than the lock file (an automl run wrote there). A
+    ``.lock`` alone is no run's: ``rm -r DIR/*`` leaves it (not a dot file), so may an older automl's refused
+    command; with the user's own files beside it, no message advises deleting the folder."""
+    return any((out / name).exists() for name in RUN_FILES if name != LOCK_NAME)
 
 
 # what a run that stopped before its first checkpoint (killed with -9, a power loss, a failed start-up) may leave
@@ -489,7 +492,7 @@ def _check_out(run: "Run") -> bool:
         check_out_and_export(run.recipe, out)
     elif resume:
         if not run.store.exists():
-            raise run._cannot_resume(held)
+            raise _only_a_lock(run, held) or run._cannot_resume(held)
     elif held and fresh is None:
         raise _already_held(run, held)
     new = not resume or fresh is not None
@@ -597,6 +600,20 @@ def _left_as_found(run: "Run"):
         if created is not None:
             _undo_start_up(run, created, exports)
         raise
+
+
+def _only_a_lock(run: "Run", held: list[str]) -> UserError | None:
+    """``--resume``'s refusal of ``run.out`` where it holds no checkpoint and, of a run's files, only the lock file
+    (``rm -r DIR/*`` left it, or an older automl's refused command), beside ``held``, files of the user's own: no run to
+    continue, and no advice to delete the folder (those files are not the run's); else None."""
+    out = run.out
+    if not held or not run.store.missing() or _written_by_a_run(out) or not (out / LOCK_NAME).exists():
+        return None
+    shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
+    return UserError(f"--resume: no checkpoint in {out} (looked for {run.store.index_path}), and no run there: of a "
+                     f"run's files it holds only {out / LOCK_NAME} (a lock file a command left), beside files of "
+                     f"your own ({shown}); nothing to continue: check --out, or start a new run without --resume in "
+                     f"another --out (a new folder, or an empty one)")
 
 
 def _already_held(run: "Run", held: list[str]) -> UserError:
@@ -953,9 +970,10 @@ class Run:
     def rank(self) -> dict:
         """``automl rank``: the ranking section on the finished run in ``out`` (its last checkpoint's supernet);
         results.json and report.md are updated, the checkpoints are left as they are. Holds the run folder's
-        lock (a run still writing there is named, and nothing is done)."""
+        lock (a run still writing there is named, and nothing is done), only to look until its checks have passed:
+        refused, it leaves the lock file as it found it."""
         if self.info.is_main:
-            self.lock.acquire(then=f"then run automl rank {shell_path(self.out)} again")
+            self.lock.acquire(then=f"then run automl rank {shell_path(self.out)} again", look=True)
         try:
             return rank_finished_run(self)
         finally:
