@@ -42,11 +42,13 @@ import logging
 import math
 import os
 import pickle
+import shlex
 import signal
 import stat
 import threading
 import typing
 import unicodedata
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
@@ -61,6 +63,7 @@ from PIL import Image, UnidentifiedImageError
 from automl.nn.resize import resize_input
 from automl.errors import DataError
 from automl.train.distributed import said_by_this_rank
+from automl.train.threads import usable_cores
 from automl.recipe import DIGITS_IMAGES, DIGITS_TEST_IMAGES, DataConfig
 
 __all__ = ["Data", "Loader", "TensorLoader", "FolderLoader", "build_data", "cutout", "NATIVE_SIZE", "DIGITS_CSV",
@@ -482,6 +485,29 @@ def _take_stop_signals(parent: int) -> None:
             os._exit(0)
 
 
+# The start of the warning torch gives, at each DataLoader and at its first iterator, for more workers than the CPUs
+# of this process's affinity; automl says it once, naming data.workers (:func:`_workers_warning`)
+_TORCH_WORKER_COUNT_WARNING = r"This DataLoader will create \d+ worker processes in total"
+
+
+@contextmanager
+def _no_worker_count_warning():
+    """torch's warning for more DataLoader workers than CPUs silenced inside the block (only that warning)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_TORCH_WORKER_COUNT_WARNING, category=UserWarning)
+        yield
+
+
+def _workers_warning(workers: int, cpus: int) -> str | None:
+    """The warning for ``workers`` (data.workers) above ``cpus``, the CPUs this process can keep busy
+    (:func:`usable_cores`), or None within them. The count is the user's: it is used as set."""
+    if workers <= cpus:
+        return None
+    return (f"warning: data.workers: {workers} is more than the {cpus} CPU{'s' * (cpus != 1)} this process can use "
+            f"(its CPU affinity and any cgroup CPU quota): the DataLoader worker processes take turns on them, which "
+            f"slows the run and may stall it; set data.workers={cpus} or fewer (the {workers} workers are used as set)")
+
+
 class FolderLoader(Loader):
     """A torch DataLoader over an ImageFolder whose batch sampler yields :meth:`Loader.batches`. A training
     item's random transform is seeded from (seed, epoch, loader name, item) (:class:`_SeededItems`), so the
@@ -500,16 +526,17 @@ class FolderLoader(Loader):
         self._loader = None  # built on first use: the loader used only for retraining spawns no workers early
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        if self._loader is None:
-            self._loader = torch.utils.data.DataLoader(
-                _SeededItems(self.dataset), batch_sampler=self._batch_sampler, num_workers=self.workers,
-                pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, collate_fn=_collate,
-                generator=torch.Generator().manual_seed(_seed_of(self.seed, self.name, "workers")),
-                worker_init_fn=leave_signals_to_the_main_process)
         self._batch_sampler.key = _seed_of(self.seed, epoch, self.name, "augment") if self.shuffle else None
         self._batch_sampler.batches = self.batches(epoch)[start:]
-        with _stop_signals_held():  # the first epoch forks the workers here
-            batches = iter(self._loader)
+        with _no_worker_count_warning():  # build_data said it, in automl's words (_workers_warning)
+            if self._loader is None:
+                self._loader = torch.utils.data.DataLoader(
+                    _SeededItems(self.dataset), batch_sampler=self._batch_sampler, num_workers=self.workers,
+                    pin_memory=self.device.type == "cuda", persistent_workers=self.workers > 0, collate_fn=_collate,
+                    generator=torch.Generator().manual_seed(_seed_of(self.seed, self.name, "workers")),
+                    worker_init_fn=leave_signals_to_the_main_process)
+            with _stop_signals_held():  # the first epoch forks the workers here
+                batches = iter(self._loader)
         for batch in batches:
             if isinstance(batch, _BadImage):  # in this rank's share only: said by this rank (torchrun)
                 raise said_by_this_rank(batch.error(in_batch=True, training=self.shuffle))
@@ -948,7 +975,14 @@ def _does_not_exist(path: Path) -> str:
 
 
 _DENIED_FILE = "this user may not read it (permission denied)"
-_IMAGE_RULE = "every file in a class folder of <root>/train and <root>/val must be an image"
+# The files of an image folder's class folders that are read as images: those whose names end in one of these (in
+# any case) and do not start with '.' (:func:`_is_visible_image`); other files are skipped, as torchvision's
+# ImageFolder skips them. torchvision's IMG_EXTENSIONS (0.29) as a constant of automl's, which decides what is read
+# (ImageFolder's is_valid_file), so that the messages can name the list without importing torchvision
+_IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+_IMAGE_ENDINGS = f"{', '.join(_IMAGE_EXTENSIONS[:-1])} or {_IMAGE_EXTENSIONS[-1]}, in any case"
+_IMAGE_RULE = (f"every file of a class folder whose name ends in {_IMAGE_ENDINGS}, is read as an image and must be "
+               f"one; files of other names, and those whose names start with '.', are skipped")
 _DENIED_FOLDER = "this user may not list the folder (permission denied)"
 
 
@@ -1358,17 +1392,34 @@ _UNREAD_IMAGES = (".gif", ".jfif", ".jpe", ".jp2", ".j2k", ".avif", ".heic", ".h
 
 class _ImageFiles:
     """An image folder's ``is_valid_file``: :func:`_is_visible_image`, keeping in ``unread`` the visible files
-    it turns down that are images of a format in :data:`_UNREAD_IMAGES` (torchvision would leave them out)."""
+    it turns down that are images of a format in :data:`_UNREAD_IMAGES` (torchvision would leave them out), and
+    counting in ``skipped`` the other visible files it turns down (``example``: the first of them)."""
 
     def __init__(self, folder: str, extensions: tuple[str, ...]):
         self.folder, self.extensions, self.unread = folder, extensions, []
+        self.skipped, self.example = 0, None
 
     def __call__(self, path: str) -> bool:
         if _is_visible_image(self.folder, self.extensions, path):
             return True
         if _is_visible_image(self.folder, _UNREAD_IMAGES, path):
             self.unread.append(path)
+        elif _is_visible_image(self.folder, ("",), path):  # any name that is not hidden
+            self.skipped += 1
+            self.example = self.example or path
         return False
+
+
+def _skipped_files_warning(root: Path, skipped: list[tuple[int, str]]) -> str | None:
+    """The warning for the visible files of the class folders of ``root``'s train/ and val/ that are skipped for
+    their names (``skipped``: a count and an example of each split that has some), or None without any."""
+    n = sum(count for count, _ in skipped)
+    if not n:
+        return None
+    return (f"warning: skipping {n} file{'s' * (n > 1)} in the class folders of {root / 'train'} and {root / 'val'} "
+            f"whose name{'s' * (n > 1)} {'do' if n > 1 else 'does'} not end in an image extension "
+            f"({'e.g. ' if n > 1 else ''}{skipped[0][1]}): only files whose names end in {_IMAGE_ENDINGS}, are read "
+            f"as images")
 
 
 def _check_no_unread_images(folder: Path, unread: list[str], extensions: tuple[str, ...]) -> None:
@@ -1385,13 +1436,15 @@ def _check_no_unread_images(folder: Path, unread: list[str], extensions: tuple[s
                     f"read: {', '.join(extensions)})")
 
 
-def _image_folder(folder: Path, transform, layout: str):
+def _image_folder(folder: Path, transform, layout: str, skipped: list[tuple[int, str]] | None = None):
     """torchvision's ImageFolder of ``folder``, without hidden folders and files (names starting with '.');
     a class folder without an image file is a :class:`DataError` naming it (torchvision's own error names
-    neither the folder nor the split), and so is one this user may not list (torchvision's walk skips it)."""
+    neither the folder nor the split), and so is one this user may not list (torchvision's walk skips it).
+    ``skipped``: a list that gets the count of the other files of its class folders, skipped, and the first of
+    them, where there are any (:func:`_skipped_files_warning`)."""
     from torchvision import datasets
 
-    extensions = datasets.folder.IMG_EXTENSIONS
+    extensions = _IMAGE_EXTENSIONS
     # torchvision's find_classes hook, set on the instance: a subclass at module level would import torchvision
     dataset = datasets.ImageFolder.__new__(datasets.ImageFolder)
     loose: list[str] = []  # images beside the class folders, from the one listing of folder
@@ -1425,6 +1478,8 @@ def _image_folder(folder: Path, transform, layout: str):
                         f"(files ending {', '.join(extensions)} whose names do not start with '.'); put images in "
                         f"{'them' if len(empty) > 1 else 'it'}, or remove the class from train/ and val/")
     _check_folders_read_once(folder, dataset.samples)
+    if skipped is not None and files.skipped:
+        skipped.append((files.skipped, files.example))
     return dataset
 
 
@@ -1599,8 +1654,51 @@ def _check_split_folders(root: Path, layout: str) -> None:
     deeper = _image_folder_below(root)
     cifar = not deeper and missing[0] == "train" and _is_dir(root / CIFAR_DIR)
     hint = f"; {deeper} holds train/ and val/: set data.root={deeper}" if deeper else \
-        f"; {root} holds {CIFAR_DIR}/, CIFAR-10: for it, set data.dataset=cifar10" if cifar else ""
+        f"; {root} holds {CIFAR_DIR}/, CIFAR-10: for it, set data.dataset=cifar10" if cifar else \
+        _split_hint(root, missing, folders)
     raise DataError(f"image folder not found: {_does_not_exist(p)}{hint}; {layout}", _DATASET if cifar else _ROOT)
+
+
+def _holds_images(folder: Path, budget: int = 256) -> bool:
+    """Whether ``folder`` holds an image file itself (:data:`_IMAGE_EXTENSIONS`, not hidden), looking at no more than
+    ``budget`` of its entries (a folder of another kind may be large)."""
+    try:
+        with os.scandir(folder) as it:
+            for e in islice(it, budget):
+                if not e.name.startswith(".") and e.name.lower().endswith(_IMAGE_EXTENSIONS) and e.is_file():
+                    return True
+    except OSError:
+        pass
+    return False
+
+
+def _split_hint(root: Path, missing: list[str], folders: list[str], budget: int = 64) -> str:
+    """What ``root`` holds instead of the split folders in ``missing`` (its visible sub-folders: ``folders``): class
+    folders of images (at most ``budget`` looked into), to move into train/ and val/; or, beside a train/ or val/,
+    the classes the missing one must hold too. "" where it holds neither."""
+    classes = [f for f in folders[:budget] if f not in ("train", "val") and _holds_images(root / f)]
+    if len(classes) >= 2 and "train" in missing:
+        no = " and ".join(f"{name}/" for name in missing)
+        quoted = " ".join(shlex.quote(c) for c in classes)
+        how = f" (cd {shlex.quote(str(root))} && mkdir train && mv {quoted} train/)" if len(classes) <= 5 else ""
+        val = (f" and put held-out images of each class, not in train/, in {root}/val/<class>/ (e.g. a tenth of each "
+               f"class's images)") if "val" in missing else ""
+        return (f"; data.root {root} holds class folders ({_listed(classes, 5)}) but no {no}: move them into "
+                f"{root}/train/{how}{val}")
+    if len(missing) != 1:
+        return ""
+    there, absent = ("val", "train") if missing == ["train"] else ("train", "val")
+    try:
+        with os.scandir(root / there) as it:
+            named = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        named = []
+    if not named:
+        return ""
+    what = "held-out images (not in train/)" if absent == "val" else "the training images"
+    move = ": e.g. move a tenth of each class's images from train/<class>/ to val/<class>/" if absent == "val" else ""
+    return (f"; {absent}/ must hold {what} of the classes of {root / there} ({_listed(named, 5)}), one folder for "
+            f"each, {root}/{absent}/<class>/{move}")
 
 
 def _image_folder_below(root: Path, depth: int = 3, budget: int = 64,
@@ -1645,10 +1743,11 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
                                    transforms.ToTensor(), norm])
     resize = transforms.Resize(int(size / crop["crop_pct"]), transforms.InterpolationMode(crop["interpolation"]))
     test_tf = transforms.Compose([resize, transforms.CenterCrop(size), transforms.ToTensor(), norm])
-    train_set = _image_folder(root / "train", _SkipBad(train_tf), layout)
+    skipped: list[tuple[int, str]] = []
+    train_set = _image_folder(root / "train", _SkipBad(train_tf), layout, skipped)
     if len(train_set.classes) < 2 and len(train_set) >= 2:  # a single image: too small to split, said below
         raise _one_class(root / "train", train_set.classes[0], layout)
-    test_set = _image_folder(root / "val", _SkipBad(test_tf), layout)
+    test_set = _image_folder(root / "val", _SkipBad(test_tf), layout, skipped)
     if train_set.classes != test_set.classes:
         raise _different_classes(root, train_set.classes, test_set.classes, layout)
     _check_val_apart(root, train_set.samples, test_set.samples)
@@ -1674,6 +1773,10 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     idx_w, idx_theta = kept[pos_w], kept[pos_theta]
     _check_images(root / "val", test_set.samples)
     _check_images(root / "train", [train_set.samples[i] for i in kept.tolist()])  # those data.limit_train keeps
+
+    for warning in (_skipped_files_warning(root, skipped), _workers_warning(cfg.workers, usable_cores())):
+        if warning and common["rank"] == 0:
+            _logger.warning(warning)
 
     def loader(name, ds, idx, bs, shuffle):
         return FolderLoader(name, ds, idx, bs, shuffle=shuffle, device=device, workers=cfg.workers, **common)
