@@ -7,6 +7,7 @@ manifests, builds networks (automl.export, which loads torch) and loads spaces (
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -17,7 +18,7 @@ from automl.export import choices_from_json, count_params, is_manifest, read_arc
 from automl.export.manifest import check_arch_space, check_recorded, is_sizes, recorded_space
 
 __all__ = ["arch_space_args", "read_arch", "arch_choices", "same_network", "params_warning", "export_note",
-           "nested_too_deeply", "recorded_space_args", "space_args_for"]
+           "nested_too_deeply", "recorded_space_args", "space_args_for", "other_space_warning"]
 
 
 def arch_space_args(space: str, path: str, arch_json, items: list[str] | None, flag: str = "--arch") -> dict[str, str]:
@@ -194,6 +195,9 @@ def params_warning(obj, compiled, arch, flag: str, path: str, overrides: dict[st
         return None
     recorded = _recorded_se(obj, compiled, flag, path)  # a malformed "se" or "params" is refused, used or not
     _check_recorded_numbers(obj, flag, path)
+    other = other_space_warning(obj, compiled, flag, path)
+    if other:  # its "params" are another space's network's: that is the warning
+        return other
     if obj.get("params") is None:
         return None
     se = se if recorded is None else recorded
@@ -220,6 +224,28 @@ def params_warning(obj, compiled, arch, flag: str, path: str, overrides: dict[st
         why = "was it encoded with other --set values? give them (--set KEY=VALUE), or encode it again with these"
     return (f"warning: {flag} {path} records \"params\" {want:,.0f}, space {compiled.name} with {sets} gives its "
             f"choices {have}: {why}")
+
+
+def other_space_warning(obj, compiled, flag: str, path: str) -> str | None:
+    """A one-line warning when the ARCH.json ``obj`` (given as ``flag`` ``path``) records as its ``"space"`` another
+    space file that exists here and is not ``compiled``'s file (another file, not a copy of it:
+    :func:`~automl.export.manifest.recorded_space`), yet its choices fit ``compiled`` (else
+    :func:`~automl.export.manifest.check_arch_space` refused it): two spaces may share decision and choice names,
+    and ``compiled`` builds its own network of them, not the one encoded. None otherwise: an export's manifest, no
+    ``"space"``, this file by any path or a copy of it, or a recorded file not found here (another machine's, a
+    space file renamed: the docs count one of the same name as this space)."""
+    if not isinstance(obj, dict) or is_manifest(obj) or not isinstance(obj.get("space"), str):
+        return None
+    filename, recorded = getattr(compiled, "filename", None), obj["space"]
+    try:
+        found = os.path.isfile(recorded)
+    except (OSError, ValueError):  # a path the file system refuses (too long, a NUL)
+        found = False
+    if not found or recorded_space(obj, compiled.name, filename, path) is None:
+        return None
+    return (f"warning: {flag} {path} was encoded for the space file {recorded} (its \"space\"), not {filename}, "
+            f"which is another space file; its choices happen to fit space {compiled.name} too, which builds its "
+            f"own network of them, not the one encoded: give {recorded}, or encode the architecture with {filename}")
 
 
 def recorded_space_args(obj) -> dict | None:

@@ -22,7 +22,7 @@ from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch, same_network
 from automl.compile import load_compiled
-from automl.errors import Stopped, UserError
+from automl.errors import Stopped, UserError, say
 from automl.export import is_manifest
 from automl.export.manifest import json_cost, json_costs, recorded_space, whole_metric
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
@@ -458,7 +458,42 @@ def _signals_stop():
         yield
 
 
+def _check_one(file: str, items: list[str] | None) -> None:
+    """``automl space check FILE``: its one line (the space, its size, its params range) on standard output; a
+    mistake in it is a :class:`UserError`."""
+    cs = load_compiled(file, parse_set_args(items))
+    ct = cs.cost_table
+    decisions = f"{cs.num_decisions} decision{'s' if cs.num_decisions != 1 else ''}"
+    print(f"{file}: ok: space {cs.name} ({cs.kind}), {decisions}, sum of K = {cs.sum_k}, "
+          f"{_count(cs.size, 3)} architectures{_networks_note(cs, 3)}, params "
+          f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}", flush=True)
+
+
+def _check(args) -> int:
+    """``automl space check FILE [FILE ...]``: each file checked as one is (its line, or its error, which names it,
+    on standard error), the ``--set`` values applied to each; exit 2 when any has a mistake, 0 when all pass. The
+    files after the first are ``args.more`` (the CLI's second positional, where it takes several)."""
+    files = [args.file, *(getattr(args, "more", None) or [])]
+    if len(files) == 1:
+        _check_one(args.file, args.set)  # one file: its error is the CLI's to print, as for every command
+        return 0
+    failed = 0
+    for file in files:
+        try:
+            _check_one(file, args.set)
+        except UserError as e:
+            failed += 1
+            text = e.text()
+            say(text if file in text else f"error: {file}: {e}")  # named by its file, whatever the message
+        except OSError as e:  # one the space reader does not word itself: the others are still checked
+            failed += 1
+            say(f"error: {file}: {e.strerror or e}; check the path (and its permissions)")
+    return 2 if failed else 0
+
+
 def main(args) -> int:
+    if args.space_command == "check":
+        return _check(args)
     cs, arch_json, overrides = _load(args)
     if args.space_command == "encode":
         return _encode(args, cs, arch_json, overrides)
@@ -466,17 +501,10 @@ def main(args) -> int:
         return _cost(args, cs, arch_json, overrides)
     if args.space_command == "profile":
         return _profile(args, cs)
-    metric = getattr(args, "metric", "params")  # `check` has no --metric
+    metric = args.metric
     if metric not in cs.cost_table.metrics:
         raise UserError(f"--metric {metric or repr(metric)}: space {cs.name} has the metrics "
                         f"{', '.join(cs.cost_table.metrics)}")
-    if args.space_command == "check":
-        ct = cs.cost_table
-        decisions = f"{cs.num_decisions} decision{'s' if cs.num_decisions != 1 else ''}"
-        print(f"{args.file}: ok: space {cs.name} ({cs.kind}), {decisions}, sum of K = {cs.sum_k}, "
-              f"{_count(cs.size, 3)} architectures{_networks_note(cs, 3)}, params "
-              f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}")
-        return 0
     if getattr(args, "json", False):
         sys.stdout.write(json.dumps(space_summary(cs, metric)) + "\n")
         return 0

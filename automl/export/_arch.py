@@ -61,11 +61,19 @@ def choices_from_json(obj: Any, compiled, source: str = "arch") -> list[str]:
     for name, label, (_, options) in zip(names, labels, decisions):
         if not isinstance(name, str):
             raise UserError(f"{source}: {label}: expected a choice name (a string), got "
-                            f"{shortened(repr(name))}{_by_index(name, options)}")
+                            f"{shortened(_json_shown(name))}{_by_index(name, options)}")
         if name not in options:
             raise UserError(f"{source}: {label}: unknown choice {name!r}{_close(name, options)}; "
                             f"choices: {', '.join(options)}" + _foreign(names, decisions, compiled, source, 2))
     return names
+
+
+def _json_shown(value) -> str:
+    """A value read from a JSON file as JSON writes it (null, true, [1, null]), not as Python does (None, True)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):  # not from a JSON file (a caller's Python object)
+        return repr(value)
 
 
 def _by_index(value, options: tuple[str, ...]) -> str:
