@@ -285,10 +285,14 @@ class RunLock:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as e:
                 held = os.fstat(fd)
-                os.close(fd)
                 if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
                     raise UserError(self._held_message(then, _holders(held))) from None
-                # a file system without locks (some NFS mounts): go on, unprotected, and say so (once)
+                # a file system without locks (some NFS mounts): go on, unprotected, and say so (once); a file
+                # this call made is removed (if still the one in place): no file where there was none
+                if made:
+                    _remove_in_place(fd, self.path)
+                os.close(fd)
                 self._unlockable = True
                 _logger.warning("warning: cannot lock %s (%s); nothing stops a second run from writing to %s",
                                 self.path, e.strerror or e, self.folder)
@@ -296,8 +300,8 @@ class RunLock:
             if _in_place(fd, self.path):
                 return fd, made
             os.close(fd)
-        # removed or replaced at each try: other commands are taking and leaving it, one of them is named
-        raise UserError(self._held_message(then))
+        # removed or replaced at each try: nobody to name (the file's record may be a long dead holder's)
+        raise UserError(self._unsteady_message(then))
 
     def _open(self, create: bool, then: str | None) -> tuple[int, bool] | None:
         """The lock file open for reading and writing (created with ``create``), and whether this call made it; None
@@ -334,6 +338,18 @@ class RunLock:
         ``--out``."""
         return (f"{'--out ' if then is None else ''}{self.folder}: cannot open its lock file {self.path} ({why}); "
                 f"{fix}" + (" or choose another --out" if then is None else ""))
+
+    def _unsteady_message(self, then: str | None) -> str:
+        """The refusal where the lock file was removed or replaced at each of :data:`_RETRIES` tries before it
+        could be locked: other commands taking and leaving it, or a file system whose ``stat`` and ``fstat`` do not
+        agree on a file's identity (some overlay, FUSE or CIFS mounts), where every try would end so."""
+        out = "--out " if then is None else ""
+        return (f"{out}{self.folder}: its lock file {self.path} kept being removed or replaced while it was being "
+                f"locked ({_RETRIES} tries): another command is taking and leaving it, or the file system does not "
+                f"keep a file's identity (some overlay, FUSE or CIFS mounts); run the command again once the other "
+                f"automl commands on {self.folder} have ended, and if it happens again, "
+                + ("choose another --out on a local disk" if then is None else
+                   f"move {self.folder} to a local disk and run it there"))
 
     def _record(self, text: bytes | None = None) -> None:
         """Write this process (pid, host, start time, command), or ``text``, into the held lock file."""

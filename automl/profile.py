@@ -850,8 +850,8 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
         if _profiled_for(t_space, cs) is not None:  # another space's table: measure into a file of its own
             new = _own_file(path, cs, table["metric"])
             raise CostTableMismatch(f"{mismatch}: {why}; the table was profiled for space {t_space['name']!r} "
-                                    f"({t_space['file']}): profile this space with `{_profile_command(cs, new)}` and "
-                                    f"give that", why)
+                                    f"({_recorded_file(t_space)}): profile this space with "
+                                    f"`{_profile_command(cs, new)}` and give that", why)
         _refuse_this_space(t_space, cs, mismatch, why, path, use)
     if check_shape:
         _check_shape(table, t_space, cs, mismatch, path, use)
@@ -1088,7 +1088,23 @@ def _profiled_for(t_space: dict, cs) -> str | None:
         return None
     if name == cs.name and _same_file(file, cs.filename, t_space.get("cwd")):
         return None
-    return f"space {name} ({file})"
+    return f"space {name} ({_recorded_file(t_space)})"
+
+
+def _recorded_file(t_space: dict) -> str:
+    """The table's recorded space file (``space.file``) as the user can find it from here: a relative path joined
+    with the working folder it was profiled in (``space.cwd``) where that is recorded and is not this one (read
+    from here, the relative path would name another file, maybe the user's own); else as recorded."""
+    file, cwd = t_space.get("file"), t_space.get("cwd")
+    if not isinstance(file, str) or os.path.isabs(file) or not isinstance(cwd, str) or not os.path.isabs(cwd):
+        return file
+    try:
+        here = os.getcwd()
+    except OSError:  # this working folder was removed: not the one profiled in
+        here = None
+    if here is not None and os.path.normpath(cwd) == os.path.normpath(here):
+        return file
+    return os.path.normpath(os.path.join(cwd, file))
 
 
 def _same_file(recorded: str, filename, cwd=None) -> bool:
