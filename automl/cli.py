@@ -42,9 +42,10 @@ from automl import __version__
 from automl._io import reader_gone
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
 from automl.errors import Stopped, UserError, shortened
-from automl.limits import MAX_WHOLE_EXPONENT
+from automl.limits import MAX_WHOLE_EXPONENT, SET_ASIDE, THREAD_ENV_VARS, env_thread_count
 
 __all__ = ["main", "build_parser", "parse_set_args", "whole_number", "GivenOnce"]
+
 
 SET_HELP = "override a space parameter (repeatable; for a key given twice, the later wins)"
 
@@ -345,7 +346,39 @@ def main(argv: list[str] | None = None) -> int:
         return _os_error(e)
 
 
+def _set_aside_thread_env() -> dict[str, str]:
+    """Moves each malformed thread count of the environment (:func:`env_thread_count`) to ``SET_ASIDE + name``
+    before a command imports torch, so libgomp does not print its own complaint about it: a run that sets its
+    threads itself ignores the value, one that takes it from the environment refuses it in automl's words
+    (automl.train.threads.env_counts). Returns {name: value} of those moved, for :func:`_restore_thread_env`."""
+    moved = {}
+    for name in THREAD_ENV_VARS:
+        os.environ.pop(SET_ASIDE + name, None)  # one an automl process above this one set aside: that one's
+        text = os.environ.get(name)
+        try:
+            env_thread_count(text)
+        except ValueError:
+            moved[name] = os.environ.pop(name)
+            os.environ[SET_ASIDE + name] = moved[name]
+    return moved
+
+
+def _restore_thread_env(moved: dict[str, str]) -> None:
+    """The environment as it was before :func:`_set_aside_thread_env` (``main`` called in a process that goes on)."""
+    for name, text in moved.items():
+        os.environ.pop(SET_ASIDE + name, None)
+        os.environ[name] = text
+
+
 def _main(argv: list[str] | None) -> int:
+    moved = _set_aside_thread_env()  # before any command imports torch
+    try:
+        return _command(argv)
+    finally:
+        _restore_thread_env(moved)
+
+
+def _command(argv: list[str] | None) -> int:
     parser = build_parser()
     # `automl run R --out D a.b=1`: argparse fills the positionals `recipe overrides*` in one go, before
     # --out, so overrides written after an option come back as extras; they are still overrides. The overrides'

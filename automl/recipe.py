@@ -1944,6 +1944,17 @@ def _null_hint(path: tuple, inp: Any) -> str:
     return f"; YAML's null is null or ~ (it reads {inp.strip()} as text): write null"
 
 
+# number keys whose 0 turns their feature off, where null does not (null is no number): what 0 means there, told with
+# "must be a number (got null)" (retrain.se=null gave no hint that 0 means no squeeze-and-excitation)
+ZERO_MEANS = {("retrain", "se"): "no squeeze-and-excitation", ("retrain", "label_smoothing"): "no label smoothing"}
+
+
+def _zero_hint(path: tuple, inp: Any) -> str:
+    """For null at a key of :data:`ZERO_MEANS`: "; write 0 for no squeeze-and-excitation"."""
+    means = ZERO_MEANS.get(tuple(path)) if inp is None else None
+    return f"; write 0 for {means}" if means else ""
+
+
 def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeError:
     groups: dict[tuple, list[dict]] = {}
     for err in e.errors(include_url=False):
@@ -1959,7 +1970,7 @@ def _recipe_error(e: ValidationError, filename: str, node, applied) -> RecipeErr
         if len(msgs) > 1:  # a union: "must be an integer (got x) or must be ..." -> one message
             got = _got_as(errs[0]["type"], errs[0].get("input"), written)
             msgs = [" or ".join(m.removesuffix(got) for m in msgs) + got]
-        msgs[0] += _null_hint(path, errs[0].get("input"))
+        msgs[0] += _null_hint(path, errs[0].get("input")) + _zero_hint(path, errs[0].get("input"))
         key = _dotted(path)
         ov = _override_for(path, applied)
         if ov and msgs[0].endswith("put it in quotes to keep it as written") and written is not None and \

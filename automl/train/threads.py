@@ -79,6 +79,7 @@ import torch
 
 from automl._io import atomic_write_json, write_fix
 from automl.errors import UserError
+from automl.limits import MAX_THREADS, SET_ASIDE, THREAD_ENV_VARS, env_thread_count
 
 __all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve_threads", "spaces_work",
            "physical_cores", "usable_cores", "cpu_quota", "busy_cores", "apply_threads", "env_threads", "env_counts",
@@ -87,10 +88,6 @@ __all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
-# The most intra-op threads a run may ask for. A fixed number, not a multiple of this machine's cores: a recipe
-# is the run's record and must load alike on the machine that resumes or ranks it. 1024 is above the hardware
-# threads of the largest machines (2 x 192 cores x 2); threads=1000000 made torch fail (std::bad_alloc, exit 1).
-MAX_THREADS = 1024
 BUSY_INTERVAL = 0.15
 FS_ROOT = "/"  # where /proc/stat, /proc/self/cgroup and /sys are read from (tests point it at a fake tree)
 CGROUP_MOUNT = "sys/fs/cgroup"  # the cgroup file system, relative to FS_ROOT
@@ -462,28 +459,52 @@ def _parent_started_without_omp() -> bool:
     return b"OMP_NUM_THREADS" not in names
 
 
-ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # the environment's thread counts torch honours, in precedence
+ENV_VARS = THREAD_ENV_VARS  # the environment's thread counts torch honours, in precedence
 
 
-def _env_count(environ, name: str) -> int | None:
-    """The count ``name`` sets in ``environ`` (the first number of a list such as ``4,2``), or None when unset
-    or empty."""
-    text = environ.get(name, "").strip()
-    if not text:
-        return None
-    first = text.split(",")[0].strip()
-    if not (first.isascii() and first.isdigit()) or not 1 <= int(first) <= MAX_THREADS:  # "²" is a digit too
-        raise UserError(f"{name}={text!r} in the environment: must be a whole number from 1 to "
-                        f"{MAX_THREADS}; unset it "
-                        f"(automl then picks the thread count, see the recipe key threads) or set a number")
-    return int(first)
+def _env_text(environ, name: str) -> str | None:
+    """``name``'s value in ``environ``, or the malformed one automl's command line set aside (automl.cli.SET_ASIDE:
+    out of libgomp's sight while torch was imported); None when unset."""
+    text = environ.get(name)
+    return environ.get(SET_ASIDE + name) if text is None else text
 
 
-def env_counts(environ=None, local_world_size: int = 1, parent_without_omp=None) -> dict[str, int]:
+def _env_count(environ, name: str, lenient: bool = False) -> int | None:
+    """The count ``name`` sets in ``environ`` (the first number of a list such as ``4,2``), or None when unset or
+    empty; a malformed value (whitespace alone included) is a UserError, or None where ``lenient`` (a run whose
+    recipe sets its threads ignores the environment's)."""
+    text = _env_text(environ, name)
+    try:
+        return env_thread_count(text)
+    except ValueError:
+        if lenient:
+            return None
+        raise UserError(f"{name}={text!r} in the environment: must be a whole number from 1 to {MAX_THREADS}; set a "
+                        f"number, unset it (automl then picks the thread count), or give the run its count, which "
+                        f"wins over the environment: threads: N in the recipe, or threads=N on the command "
+                        f"line") from None
+
+
+def _malformed(environ) -> str:
+    """What the info line adds for the environment's malformed counts, which a run with a count of its own ignores:
+    "; OMP_NUM_THREADS='abc' ignored"."""
+    said = ""
+    for name in ENV_VARS:
+        text = _env_text(environ, name)
+        try:
+            env_thread_count(text)
+        except ValueError:
+            said += f"; {name}={text!r} ignored"
+    return said
+
+
+def env_counts(environ=None, local_world_size: int = 1, parent_without_omp=None, lenient: bool = False
+               ) -> dict[str, int]:
     """The user's thread counts in the environment, by variable (:data:`ENV_VARS`, in precedence): each
-    whole number from 1 to :data:`MAX_THREADS`, without torchrun's own ``OMP_NUM_THREADS=1`` for its workers."""
+    whole number from 1 to :data:`MAX_THREADS`, without torchrun's own ``OMP_NUM_THREADS=1`` for its workers.
+    A malformed one is a UserError, or left out where ``lenient``."""
     environ = os.environ if environ is None else environ
-    counts = {name: n for name in ENV_VARS if (n := _env_count(environ, name)) is not None}
+    counts = {name: n for name in ENV_VARS if (n := _env_count(environ, name, lenient)) is not None}
     if counts.get("OMP_NUM_THREADS") == 1 and local_world_size > 1:
         started_without = _parent_started_without_omp() if parent_without_omp is None else parent_without_omp
         if started_without:
@@ -570,13 +591,14 @@ def resolve_threads(setting, *, out_dir: Path | None = None, resume: bool = Fals
     ``out_dir`` holds no readable :data:`THREADS_FILE`, a callable giving (the count the run started with,
     the record that holds it) from the run's other records, or None when none does; ``auto`` then keeps that
     count, and without one chooses anew (:func:`lost_record` words the warning)."""
-    env = env_counts(environ, local_world_size)
+    env = env_counts(environ, local_world_size, lenient=setting != "auto")  # a count of its own ignores the env's
     saved = _saved(out_dir) if resume else None
     found = recorded() if resume and saved is None and recorded is not None else None
     saved, where = found if found is not None else (saved, None)
     explicit = None
     if setting != "auto":
-        explicit = ThreadChoice(int(setting), "recipe", "from the recipe" + _ignored(env, int(setting)),
+        explicit = ThreadChoice(int(setting), "recipe", "from the recipe" + _ignored(env, int(setting))
+                                + _malformed(os.environ if environ is None else environ),
                                 local_world_size=local_world_size)
     elif env:
         name, n = next(iter(env.items()))
