@@ -68,6 +68,7 @@ PATH_ARGS = {
             ("supernet", "--supernet", "the folder of a finished run whose supernet to reuse", "runs/quickstart")],
     "rank": [("run_dir", "RUN_DIR", "the --out folder of a finished run", "runs/quickstart")],
     "space": [("file", "FILE", "a .space file", "spaces/digits.space"),
+              ("more", "FILE", "a .space file", "spaces/digits.space"),
               ("arch_def", "--arch-def", "a JSON timm arch_def or an export's manifest.json", "manifest.json"),
               ("arch", "--arch", "an ARCH.json with the chosen choice names", "arch.json"),
               ("cost_table", "--cost-table", "a table written by `automl space profile`", "latency.json")],
@@ -264,6 +265,8 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     show.set_defaults(module="automl.commands.space")
     check = ssub.add_parser("check", parents=[verbose], help="validate a space file")
     check.add_argument("file")
+    check.add_argument("more", nargs="*", default=[], metavar="file",
+                       help="more space files, each checked as the first (the --set values apply to each)")
     check.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     check.set_defaults(module="automl.commands.space")
     enc = ssub.add_parser("encode", parents=[verbose], help="the arch.json of a timm network the space contains")
@@ -391,6 +394,8 @@ def _command(argv: list[str] | None) -> int:
         extra = [e for e in extra if e != "--"]
     if extra and args.command == "run" and not any(e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]
+    elif extra and getattr(args, "space_command", None) == "check" and not any(e.startswith("-") for e in extra):
+        args.more = [*args.more, *extra]  # `automl space check a.space --set k=v b.space`: files after an option
     elif extra:
         _unrecognized(parser, args, argv, extra)
     _require_verb(parser, args)
@@ -598,17 +603,20 @@ def _check_paths(args) -> None:
     (:func:`_as_shell_gives`)."""
     verb = " ".join(["automl", args.command, *([args.space_command] if args.command == "space" else [])])
     for attr, name, what, example in PATH_ARGS.get(args.command, ()):
-        value = getattr(args, attr, None)
-        if value is None or str(value).strip():
-            continue
-        if name.startswith("-"):
-            raise UserError(f"{name} {value!r} is empty; give {what}, e.g. {name} {example}")
-        raise UserError(f"{verb}: {name} is empty ({value!r}); give {what}, e.g. {verb} {example}")
+        given = getattr(args, attr, None)
+        for value in given if isinstance(given, list) else [given]:  # `space check`'s further files: a list
+            if value is None or str(value).strip():
+                continue
+            if name.startswith("-"):
+                raise UserError(f"{name} {value!r} is empty; give {what}, e.g. {name} {example}")
+            raise UserError(f"{verb}: {name} is empty ({value!r}); give {what}, e.g. {verb} {example}")
     paths = [(attr, name) for attr, name, *_ in PATH_ARGS.get(args.command, ())] + OUT_ARGS.get(args.command, [])
     for attr, name in paths:
-        value = getattr(args, attr, None)
+        value, label = getattr(args, attr, None), name if name.startswith("-") else f"{verb}: {name}"
         if isinstance(value, str) and value.strip():
-            setattr(args, attr, _as_shell_gives(value, name if name.startswith("-") else f"{verb}: {name}"))
+            setattr(args, attr, _as_shell_gives(value, label))
+        elif isinstance(value, list):
+            setattr(args, attr, [_as_shell_gives(v, label) for v in value])
 
 
 def _as_shell_gives(value: str, label: str) -> str:

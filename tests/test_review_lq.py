@@ -68,8 +68,6 @@ def test_check_of_one_file_is_as_before(tmp_path, capsys):
     assert "no network" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="needs the `space check` positional of automl/cli.py to take several files "
-                                       "(args.more): remove this mark with that change")
 def test_cli_space_check_takes_several_files(tmp_path, capsys):
     assert main(["space", "check", DIGITS, NB201]) == 0
     out, err = capsys.readouterr()
