@@ -42,7 +42,7 @@ from automl import __version__
 from automl._io import reader_gone
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
 from automl.errors import Stopped, UserError, shortened
-from automl.limits import MAX_WHOLE_EXPONENT, SET_ASIDE, THREAD_ENV_VARS, env_thread_count
+from automl.limits import MAX_WHOLE_EXPONENT, SET_ASIDE, THREAD_ENV_VARS, omp_refuses
 
 __all__ = ["main", "build_parser", "parse_set_args", "whole_number", "GivenOnce"]
 
@@ -350,17 +350,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _set_aside_thread_env() -> dict[str, str]:
-    """Moves each malformed thread count of the environment (:func:`env_thread_count`) to ``SET_ASIDE + name``
-    before a command imports torch, so libgomp does not print its own complaint about it: a run that sets its
-    threads itself ignores the value, one that takes it from the environment refuses it in automl's words
-    (automl.train.threads.env_counts). Returns {name: value} of those moved, for :func:`_restore_thread_env`."""
+    """Moves each thread count of the environment that libgomp would complain about (:func:`omp_refuses`: a
+    malformed one, :func:`env_thread_count`, and ``""``, ``4,x``) to ``SET_ASIDE + name`` before a command imports
+    torch, so libgomp does not print its own complaint: automl reads the value there as it would have (a run that
+    sets its threads itself ignores a malformed one, one that takes it from the environment refuses it in automl's
+    words: automl.train.threads.env_counts). Returns {name: value} of those moved, for :func:`_restore_thread_env`.
+    No automl command starts another automl process, which would read the moved value as unset."""
     moved = {}
     for name in THREAD_ENV_VARS:
         os.environ.pop(SET_ASIDE + name, None)  # one an automl process above this one set aside: that one's
-        text = os.environ.get(name)
-        try:
-            env_thread_count(text)
-        except ValueError:
+        if omp_refuses(os.environ.get(name)):
             moved[name] = os.environ.pop(name)
             os.environ[SET_ASIDE + name] = moved[name]
     return moved

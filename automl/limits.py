@@ -34,3 +34,13 @@ def env_thread_count(text: str | None) -> int | None:
     if not (first.isascii() and first.isdigit()) or not 1 <= int(first) <= MAX_THREADS:  # "²" is a digit too
         raise ValueError(f"not a thread count: {text!r}")
     return int(first)
+
+
+def omp_refuses(text: str | None) -> bool:
+    """Whether torch's OpenMP runtime (libgomp) prints its own "Invalid value" complaint about a thread count
+    ``text``: set, and not a list of whole numbers from 1 (``""``, ``4,x`` and ``4,0`` too, which
+    :func:`env_thread_count` reads as unset and as 4)."""
+    if text is None:
+        return False
+    parts = [p.strip() for p in text.split(",")]
+    return not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts)

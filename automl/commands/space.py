@@ -8,6 +8,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import signal
 import sys
 import warnings
@@ -458,10 +459,12 @@ def _signals_stop():
         yield
 
 
-def _check_one(file: str, items: list[str] | None) -> None:
+def _check_one(file: str, overrides: dict) -> None:
     """``automl space check FILE``: its one line (the space, its size, its params range) on standard output; a
     mistake in it is a :class:`UserError`."""
-    cs = load_compiled(file, parse_set_args(items))
+    if not Path(file).exists() and re.fullmatch(r"[A-Za-z_]\w*=.*", file):
+        raise UserError(f"{file}: no such file; did you mean --set {file}?")
+    cs = load_compiled(file, overrides)
     ct = cs.cost_table
     decisions = f"{cs.num_decisions} decision{'s' if cs.num_decisions != 1 else ''}"
     print(f"{file}: ok: space {cs.name} ({cs.kind}), {decisions}, sum of K = {cs.sum_k}, "
@@ -474,13 +477,14 @@ def _check(args) -> int:
     on standard error), the ``--set`` values applied to each; exit 2 when any has a mistake, 0 when all pass. The
     files after the first are ``args.more`` (the CLI's second positional, where it takes several)."""
     files = [args.file, *(getattr(args, "more", None) or [])]
+    overrides = parse_set_args(args.set)  # a malformed --set: one message, before any file
     if len(files) == 1:
-        _check_one(args.file, args.set)  # one file: its error is the CLI's to print, as for every command
+        _check_one(args.file, overrides)  # one file: its error is the CLI's to print, as for every command
         return 0
     failed = 0
     for file in files:
         try:
-            _check_one(file, args.set)
+            _check_one(file, overrides)
         except UserError as e:
             failed += 1
             text = e.text()
