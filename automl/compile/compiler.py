@@ -299,6 +299,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
         raise space.error(f"a second {kind!r} statement in the network; a network has one" + (
             ": write the whole layout in one (`cells normal x 4, reduction, normal x 4 width 16`)"
             if kind == "cells" else ": remove one of them"), pos)
+    _check_order(space, net)
     r = Resolver(space)
     if space.input_shape is None:
         raise space.error("the space has no input shape; add e.g. `input 3 x 32 x 32`", net.pos)
@@ -363,6 +364,28 @@ def _compile(space: ir.Space) -> CompiledSpace:
                          params=space.param_values, decisions=tuple(decisions), cost_table=table, plan=plan,
                          resolutions=resolutions, resolution_dec=res_dec,
                          filename=space.filename, space=space, overrides=dict(space.overrides))
+
+
+BUILD_ORDER = ("the network is built in this order: the stem, then its stages and layers (or its cells) in the "
+               "order written, then the head")
+
+
+def _check_order(space: ir.Space, net: ir.Network) -> None:
+    """The network's lines in the order it is built (:data:`BUILD_ORDER`): a stage, layer or ``cells`` layout
+    after the head or before the stem, or a head before the stem, is an error at that line."""
+    stem = next((pos for kind, _, pos in net.order if kind == "stem"), None)
+    stem_seen, head = False, None
+    for kind, what, pos in net.order:
+        if kind == "stem":
+            stem_seen = True
+        elif stem is not None and not stem_seen:
+            move = "the `stem` line above this one" if kind == "body" else "the `head` line after the stages"
+            raise space.error(f"{what} comes before the `stem` (line {stem.line}); {BUILD_ORDER}: move {move}", pos)
+        elif kind == "head":
+            head = head or pos
+        elif head is not None:
+            raise space.error(f"{what} comes after the `head` (line {head.line}); {BUILD_ORDER}: move it above "
+                              f"the `head` line", pos)
 
 
 def _check_resolution_name(r: Resolver, space: ir.Space, decisions: list[Decision]) -> None:

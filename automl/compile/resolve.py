@@ -26,6 +26,7 @@ MAX_OPS = 256
 GIVEN = ", given with --set or a recipe's space_args"
 # the most characters of a number a message shows; a longer one is its first 8 and its count of digits
 MAX_DIGITS = 20
+MAX_WHOLE = 1 << 62  # the largest whole number an expression may reach (as a space may write: automl.dsl's MAX_INT)
 
 
 def fmt_number(v) -> str:
@@ -93,17 +94,31 @@ class Resolver:
             return -self.eval(e.operand)
         a, b = self.eval(e.left), self.eval(e.right)
         if e.op in ("/", "//") and b == 0:
-            raise self.err("division by zero", e.right.pos)
+            raise self._arithmetic_error(f"division by zero: the divisor of this `{e.op}` is 0", e.right,
+                                         "the divisor non-zero", "divide by a number other than 0")
         try:
             v = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
                  "//": lambda: a // b}[e.op]()
         except (OverflowError, ZeroDivisionError):
-            raise self.err("number too large", e.pos) from None
-        if isinstance(v, float) and not math.isfinite(v):
-            raise self.err("number too large", e.pos)
-        if isinstance(v, int) and abs(v) > 1 << 62:
-            raise self.err("number too large", e.pos)
+            v = math.inf
+        whole = isinstance(v, int)
+        if abs(v) > MAX_WHOLE if whole else not math.isfinite(v):  # a huge int has no float to test
+            limit = f"2**62 ({MAX_WHOLE:,})" if whole else "about 1.8e308"
+            raise self._arithmetic_error(f"number too large: this `{e.op}` gives a value beyond {limit}", e,
+                                         "it finite" if not whole else "it within 2**62",
+                                         "write smaller numbers")
         return v
+
+    def _arithmetic_error(self, problem: str, e: ir.Expr, kept: str, literal_fix: str) -> SpaceError:
+        """An expression's operation that has no value (``problem``), at ``e`` (the divisor, or the operation):
+        which parameters' values ``e`` reads and where they came from (:meth:`origin`), and how to fix it (choose
+        values that keep it ``kept``, as "it finite"; ``literal_fix`` where it reads no parameter)."""
+        origin = self.origin(e)
+        names = [n for n in _refs(e) if n in self.values]
+        if not names:
+            return self.err(f"{problem}; {literal_fix}", e.pos)
+        which = f"a value of {names[0]} that keeps" if len(names) == 1 else f"values of {', '.join(names)} that keep"
+        return self.err(f"{problem}{origin}; choose {which} {kept}", e.pos)
 
     def whole(self, e: ir.Expr, what: str, lo: int, hi: int) -> int:
         v = self.eval(e)
@@ -128,17 +143,7 @@ class Resolver:
         """Where the parameters an expression reads got their values, for a message about its value:
         `` (from `param classes = 2.5` at line 2)``, `` (from classes=2.5, given with --set or a recipe's
         space_args)``; "" without parameters."""
-        names: list[str] = []
-        stack = [e]
-        while stack:
-            x = stack.pop()
-            if isinstance(x, ir.Ref):
-                if x.name not in names:
-                    names.append(x.name)
-            elif isinstance(x, ir.Neg):
-                stack.append(x.operand)
-            elif isinstance(x, ir.BinOp):
-                stack += [x.right, x.left]
+        names = _refs(e)
         params = {p.name: p for p in self.space.params}
         parts = []
         for name in (n for n in names if n in params):
@@ -302,6 +307,22 @@ class Resolver:
         if kind == "cell" and info.reduction:
             raise self.err(f"{info.name!r} is a fixed reduction block: it goes in the `cells` layout "
                            f"(e.g. `split by {info.name} x 2`), not on an edge", pos)
+
+
+def _refs(e: ir.Expr) -> list[str]:
+    """The names an expression reads, each once, in the order they are written."""
+    names: list[str] = []
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, ir.Ref):
+            if x.name not in names:
+                names.append(x.name)
+        elif isinstance(x, ir.Neg):
+            stack.append(x.operand)
+        elif isinstance(x, ir.BinOp):
+            stack += [x.right, x.left]
+    return names
 
 
 def op_key(name: str) -> tuple:

@@ -339,7 +339,14 @@ class _ToIR(Transformer):
         where = {}
         stages, dups = [], []
         late = None
+        order = []
         for kind, value, pos in c:
+            if kind in ("stem", "head"):
+                order.append((kind, f"the `{kind}`", pos))
+            elif kind in ("stage", "cells"):
+                keyword = "layer" if kind == "stage" and value.single else "stage"
+                what = "the `cells` layout" if kind == "cells" else f"`{keyword} {value.name}`"
+                order.append(("body", what, pos))
             if kind == "stage":
                 stages.append(value)
             elif fields[kind] is not None:
@@ -351,7 +358,8 @@ class _ToIR(Transformer):
         return ("network", ir.Network(
             activation=fields["activation"], stem=fields["stem"], stem_pos=where.get("stem"),
             stages=tuple(stages), head=fields["head"], head_pos=where.get("head"), cells=fields["cells"],
-            pos=_pos(meta), duplicates=tuple(dups), family=fields["family"], late_activation=late), _pos(meta))
+            pos=_pos(meta), duplicates=tuple(dups), family=fields["family"], late_activation=late,
+            order=tuple(order)), _pos(meta))
 
     # cells
     def cell_inputs(self, meta, c):
@@ -740,7 +748,6 @@ _MARKS = {
     ";": "a statement ends at the end of its line: remove the `;`",
     "{": "a block has no braces: it starts with its line (`network`, `cell normal`) and ends with `end`",
     "}": "a block has no braces: it starts with its line (`network`, `cell normal`) and ends with `end`",
-    "\u00d7": "write the letter `x`: `input 3 x 32 x 32`",
     "$": "a parameter is written by its name alone: `width 2 * size`",
     "\\": "a statement may span lines without it: remove the `\\`",
     "|": "separate choices with `,`: `choose [ir_k3_e3, skip]`",
@@ -771,12 +778,27 @@ def _character_hint(ch: str, text: str, pos: int) -> str:
         word = _run_before(text, pos) + re.match(r"[A-Za-z0-9_.]*", text[pos:]).group()
         return (f" (a name holds `.` only before a digit, as the op names `ir_k3_e2.5` and `_se0.25` do: write "
                 f"`{re.sub(r'[.](?![0-9])', '_', word)}`)")
+    if ch == "\u00d7":
+        return f" ({_times_hint(text, pos)})"
     if ch == ":":
         before = text[text.rfind("\n", 0, pos) + 1:pos]
         if re.fullmatch(r"\s*(param|choices)\s+\S+\s*", before):
             return f" (a {before.split()[0]} statement takes `=`: `{before.strip()} = ...`)"
         return " (remove the `:`: a block starts with its keyword alone, as `network`, and ends with `end`)"
     return f" ({_MARKS.get(ch, _ALPHABET)})"
+
+
+def _times_hint(text: str, pos: int) -> str:
+    """How to write the ``×`` at ``pos``: in an ``input`` statement's shape, the letter ``x``; elsewhere (an
+    expression) ``*``, the multiplication, with its operands as the line writes them."""
+    before = text[text.rfind("\n", 0, pos) + 1:pos]
+    if re.match(r"\s*input\b", before):
+        return "in an input shape, write the letter `x`: `input 3 x 32 x 32`"
+    left = re.search(r"[A-Za-z0-9_.]*\s*$", before).group().strip()
+    right = re.match(r"\s*[A-Za-z0-9_.]*", text[pos + 1:]).group().strip()
+    example = f"`{left} * {right}`" if left and right else "`2 * size`"
+    return (f"to multiply, write `*` in its place: {example}; an `input` shape is written with the letter `x`: "
+            f"`input 3 x 32 x 32`")
 
 
 def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:

@@ -179,6 +179,9 @@ class Network:
     duplicates: tuple[tuple[str, Pos], ...] = ()  # a second stem/head/activation/cells statement
     family: Name | None = None  # `family mobilenetv3`: the timm class a chain exports as
     late_activation: Pos | None = None  # a network-wide `activation` written after a stage or layer
+    # the lines that build the network, in the order written: (kind, what, pos), kind "stem", "body" (a stage, a
+    # layer, the `cells` layout) or "head", what as a message names it (`stage s1`)
+    order: tuple[tuple[str, str, Pos], ...] = ()
 
 
 @dataclass(frozen=True)
