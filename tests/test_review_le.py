@@ -12,13 +12,7 @@ from automl.pipeline.reuse import fingerprint_digest, load_supernet, weights_fin
 from automl.recipe import load_recipe
 from automl.report import render_markdown
 from helpers import fake_supernet_run
-
-ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / "recipes" / "quickstart.yaml")
-DIGITS = ROOT / "spaces" / "digits.space"
-FAST = ["data.limit_train=192", "data.batch_size=32", "data.theta_batch_size=32", "data.test_batch_size=512",
-        "search.weight_epochs=1", "search.theta_epochs=1", "search.lam=2", "retrain.epochs=0", "export.onnx=false",
-        "device=cpu", "threads=1", "search.epsilons=[0]", "search.supernets=1"]
+from test_reuse_fixes import DIGITS, FAST, QUICK
 
 
 def _fingerprint():

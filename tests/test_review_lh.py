@@ -19,25 +19,9 @@ from automl.pipeline import Run
 from automl.recipe import load_recipe
 from helpers import cli_err as cli
 from test_ranking import QUICK, TINY
+from test_review_lf import LONG_AGO, RECORD, _as_left, _named_long_ago
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-RECORD = '{"pid": 4242, "host": "elsewhere", "started": "2026-01-01 00:00:00 UTC", "command": "automl run"}\n'
-LONG_AGO = 1_000_000_000_000_000_000  # ns: 2001, the lock file's times before the command
-
-
-def _as_left(lock: Path) -> tuple[bytes, int] | None:
-    """The lock file's bytes and modification time (ns); None where there is none."""
-    if not lock.exists():
-        return None
-    return lock.read_bytes(), lock.stat().st_mtime_ns
-
-
-def _named_long_ago(folder: Path) -> Path:
-    lock = folder / LOCK_NAME
-    lock.write_text(RECORD)
-    os.utime(lock, ns=(LONG_AGO, LONG_AGO))
-    return lock
 
 
 @pytest.fixture(scope="module")
