@@ -70,7 +70,7 @@ def _fake_rank(monkeypatch, tmp_path, tau, rho):
                "retrain_epochs": 1}
 
     class FakeLock:  # automl rank holds the run folder's lock while it ranks
-        def acquire(self, then: str = "") -> None:
+        def acquire(self, then: str = "", look: bool = False) -> None:
             pass
 
         def release(self) -> None:
