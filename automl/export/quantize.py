@@ -42,6 +42,7 @@ from automl.export.onnx import DEFAULT_OPSET, ort_model
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
 from automl.profile import CLOCKS, EXPORT_PROTOCOL, check_clock, machine_info, ort_session, time_session
+from automl.report import int8_float_words
 from automl.train.threads import MAX_THREADS
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "int8_coverage", "onnx_accuracy",
@@ -629,14 +630,10 @@ def _record_coverage(entry: dict, data: bytes) -> None:
 def _note_float(out_dir: Path, entry) -> None:
     """One note on the console where the int8 model in ``out_dir`` (its manifest entry ``entry``) runs ops in float
     (its ``coverage``): an int8 model that is not int8 throughout says so once."""
-    cover = entry.get("coverage") if isinstance(entry, dict) and entry.get("file") else None
-    if not isinstance(cover, dict) or not cover.get("float_ops"):
-        return
-    compute = (f"; {cover['float']} of its {cover['float'] + cover['quantized']} weight-bearing ops (Conv, MatMul, "
-               f"Gemm) run in float" if cover.get("float") else "")
-    _logger.warning("%s: note: %s is not int8 throughout: onnxruntime runs %s in float, between a DequantizeLinear "
-                    "and a QuantizeLinear%s (\"int8.coverage\" in its %s)", out_dir, INT8_NAME,
-                    ", ".join(cover["float_ops"]), compute, MANIFEST_NAME)
+    words = int8_float_words(entry) if isinstance(entry, dict) and entry.get("file") else None
+    if words:  # in report.md's and `automl export`'s words
+        _logger.warning("%s: note: %s is not int8 throughout: it %s (\"int8.coverage\" in its %s)", out_dir,
+                        INT8_NAME, words, MANIFEST_NAME)
 
 
 def int8_summary(manifest: dict) -> dict | None:
