@@ -46,7 +46,6 @@ from automl.limits import MAX_WHOLE_EXPONENT, SET_ASIDE, THREAD_ENV_VARS, omp_re
 
 __all__ = ["main", "build_parser", "parse_set_args", "whole_number", "GivenOnce"]
 
-
 SET_HELP = "override a space parameter (repeatable; for a key given twice, the later wins)"
 
 ISSUES_URL = "the automl issue tracker"

@@ -1096,7 +1096,8 @@ def _recorded_file(t_space: dict) -> str:
     with the working folder it was profiled in (``space.cwd``) where that is recorded and is not this one (read
     from here, the relative path would name another file, maybe the user's own); else as recorded."""
     file, cwd = t_space.get("file"), t_space.get("cwd")
-    if not isinstance(file, str) or os.path.isabs(file) or not isinstance(cwd, str) or not os.path.isabs(cwd):
+    there = _in_profiled_folder(file, cwd)
+    if there is None:
         return file
     try:
         here = os.getcwd()
@@ -1104,7 +1105,15 @@ def _recorded_file(t_space: dict) -> str:
         here = None
     if here is not None and os.path.normpath(cwd) == os.path.normpath(here):
         return file
-    return os.path.normpath(os.path.join(cwd, file))
+    return os.path.normpath(there)
+
+
+def _in_profiled_folder(recorded, cwd) -> str | None:
+    """A table's relative space file ``recorded`` joined with the working folder ``cwd`` it was profiled in
+    (``space.cwd``); None where it cannot be (an absolute path, or no absolute ``cwd`` recorded)."""
+    if not isinstance(recorded, str) or os.path.isabs(recorded) or not isinstance(cwd, str) or not os.path.isabs(cwd):
+        return None
+    return os.path.join(cwd, recorded)
 
 
 def _same_file(recorded: str, filename, cwd=None) -> bool:
@@ -1136,10 +1145,11 @@ def _profiled_file(recorded: str, cwd) -> Path | None:
     """The space file a table was profiled from, found here: its relative ``recorded`` path in the working folder
     ``cwd`` it was profiled in (``space.cwd``), when that is an absolute path and the file is there; else None
     (an absolute ``recorded`` path, no ``cwd`` recorded, or a table profiled on another machine or folder)."""
-    if os.path.isabs(recorded) or not isinstance(cwd, str) or not os.path.isabs(cwd):
+    joined = _in_profiled_folder(recorded, cwd)
+    if joined is None:
         return None
     try:
-        there = Path(cwd, recorded)
+        there = Path(joined)
         return there if there.is_file() else None
     except (OSError, ValueError):  # a NUL byte in a table edited by hand: no file
         return None
