@@ -66,14 +66,20 @@ def test_another_spaces_table_is_named_and_kept(tmp_path, capsys):
     assert f"if you meant space other, give its file in place of {DIGITS}" in err, err
 
 
+def _latency_recipe(tmp_path: Path, space: Path, table: Path) -> Path:
+    """The quickstart recipe on ``space``, searching on the latency table ``table``."""
+    recipe = tmp_path / "latency.yaml"
+    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text()
+                      .replace("../spaces/digits.space", str(space))
+                      .replace("  cost: params", f"  cost: latency\n  cost_table: {table}"))
+    return recipe
+
+
 def test_another_spaces_table_in_a_recipe_names_the_key(tmp_path, capsys):
     other = _other_space(tmp_path)
     table = tmp_path / "lat_other.json"
     _profile(capsys, other, table)
-    recipe = tmp_path / "latency.yaml"
-    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text()
-                      .replace("../spaces/digits.space", str(DIGITS))
-                      .replace("  cost: params", f"  cost: latency\n  cost_table: {table}"))
+    recipe = _latency_recipe(tmp_path, DIGITS, table)
     code, err = _cli(capsys, "run", recipe, "search.budgets=[null]", "--out", tmp_path / "run")
     assert code == 2 and "Traceback" not in err, err
     assert f"{recipe}:" in err and "search.cost_table" in err and f"profiled for space other ({other})" in err, err

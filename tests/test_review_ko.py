@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from automl.compile import load_compiled
-from test_review_kh import _cli, _fake_timing, _profile  # noqa: F401 (_fake_timing: an autouse fixture)
+from test_review_kh import _cli, _fake_timing, _latency_recipe, _profile  # noqa: F401 (_fake_timing: an autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "spaces" / "digits.space"
@@ -126,10 +126,7 @@ def test_renamed_decisions_of_this_space_in_a_recipe_say_its_file_changed(tmp_pa
     table = tmp_path / "latency.json"
     _profile(capsys, space, table)
     _edit(space, "stage s1 ", "stage t1 ")
-    recipe = tmp_path / "latency.yaml"
-    recipe.write_text((ROOT / "recipes" / "quickstart.yaml").read_text()
-                      .replace("../spaces/digits.space", str(space))
-                      .replace("  cost: params", f"  cost: latency\n  cost_table: {table}"))
+    recipe = _latency_recipe(tmp_path, space, table)
     code, err = _cli(capsys, "run", recipe, "search.budgets=[null]", "--out", tmp_path / "run")
     assert code == 2 and "Traceback" not in err, err
     assert f"{recipe}:" in err and "other decisions" in err and f"(has {space} changed since it was profiled?)" in err
