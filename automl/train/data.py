@@ -1634,11 +1634,7 @@ def _check_split_folders(root: Path, layout: str) -> None:
     missing = [name for name in ("train", "val") if not _is_dir(root / name)]
     if not missing:
         return
-    try:
-        with os.scandir(root) as it:
-            folders = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
-    except OSError:
-        folders = []
+    folders = _visible_folders(root)
     renames = []
     for name in missing:
         found = [f for f in folders if f.casefold() in _SPLIT_NAMES[name] and f != name]
@@ -1659,13 +1655,23 @@ def _check_split_folders(root: Path, layout: str) -> None:
     raise DataError(f"image folder not found: {_does_not_exist(p)}{hint}; {layout}", _DATASET if cifar else _ROOT)
 
 
+def _visible_folders(folder: Path) -> list[str]:
+    """The names of ``folder``'s sub-folders that are not hidden (names starting with '.'), sorted; [] where it
+    cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return []
+
+
 def _holds_images(folder: Path, budget: int = 256) -> bool:
     """Whether ``folder`` holds an image file itself (:data:`_IMAGE_EXTENSIONS`, not hidden), looking at no more than
     ``budget`` of its entries (a folder of another kind may be large)."""
     try:
         with os.scandir(folder) as it:
             for e in islice(it, budget):
-                if not e.name.startswith(".") and e.name.lower().endswith(_IMAGE_EXTENSIONS) and e.is_file():
+                if _is_visible_image(str(folder), _IMAGE_EXTENSIONS, e.path) and e.is_file():
                     return True
     except OSError:
         pass
@@ -1688,11 +1694,7 @@ def _split_hint(root: Path, missing: list[str], folders: list[str], budget: int 
     if len(missing) != 1:
         return ""
     there, absent = ("val", "train") if missing == ["train"] else ("train", "val")
-    try:
-        with os.scandir(root / there) as it:
-            named = sorted(e.name for e in it if not e.name.startswith(".") and e.is_dir())
-    except OSError:
-        named = []
+    named = _visible_folders(root / there)
     if not named:
         return ""
     what = "held-out images (not in train/)" if absent == "val" else "the training images"
