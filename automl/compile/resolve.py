@@ -9,7 +9,7 @@ import re
 
 from timm.models._efficientnet_builder import round_channels
 
-from automl.dsl import ir
+from automl.dsl import MAX_INT, ir
 from automl.errors import SpaceError, listed, shortened
 from automl.nn.ops import family_hint
 from automl.nn.registry import OpInfo, get_op, is_op, list_ops
@@ -26,7 +26,6 @@ MAX_OPS = 256
 GIVEN = ", given with --set or a recipe's space_args"
 # the most characters of a number a message shows; a longer one is its first 8 and its count of digits
 MAX_DIGITS = 20
-MAX_WHOLE = 1 << 62  # the largest whole number an expression may reach (as a space may write: automl.dsl's MAX_INT)
 
 
 def fmt_number(v) -> str:
@@ -102,8 +101,8 @@ class Resolver:
         except (OverflowError, ZeroDivisionError):
             v = math.inf
         whole = isinstance(v, int)
-        if abs(v) > MAX_WHOLE if whole else not math.isfinite(v):  # a huge int has no float to test
-            limit = f"2**62 ({MAX_WHOLE:,})" if whole else "about 1.8e308"
+        if abs(v) > MAX_INT if whole else not math.isfinite(v):  # a huge int has no float to test
+            limit = f"2**62 ({MAX_INT:,})" if whole else "about 1.8e308"
             raise self._arithmetic_error(f"number too large: this `{e.op}` gives a value beyond {limit}", e,
                                          "it finite" if not whole else "it within 2**62",
                                          "write smaller numbers")

@@ -5,9 +5,9 @@
 """
 
 from automl.dsl import ir
-from automl.dsl._parser import (PUBLISHED_SPACES, ParamError, SpaceFileError, grammar_text, load_space,
+from automl.dsl._parser import (MAX_INT, PUBLISHED_SPACES, ParamError, SpaceFileError, grammar_text, load_space,
                                 parse_space, space_parser)
 from automl.dsl.digest import file_sha256, space_digest
 
 __all__ = ["load_space", "parse_space", "grammar_text", "space_parser", "ir", "ParamError", "space_digest",
-           "file_sha256", "SpaceFileError", "PUBLISHED_SPACES"]
+           "file_sha256", "SpaceFileError", "PUBLISHED_SPACES", "MAX_INT"]
