@@ -322,9 +322,10 @@ def _fmt_int8(q) -> str:
             + (f"{size:.2f}x" if size is not None else "—") + (", partly in float" if _float_ops(q) else ""))
 
 
-# the weight-bearing op types of an int8 model's coverage (its "quantized" and "float" count them): an op of these
-# in its "float_ops" has an int8 kernel in onnxruntime, which did not use it there; the others have none
-_WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum"})
+# the weight-bearing op types of an int8 model's coverage (its "quantized" and "float" count them; automl.export.quantize
+# counts them by these): an op of these in its "float_ops" has an int8 kernel in onnxruntime, which did not use it
+# there; the others have none
+WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum"})
 
 
 def _float_ops(q) -> list[str]:
@@ -338,7 +339,7 @@ def _float_ops(q) -> list[str]:
 def _float_text(ops: list[str], verb: str, counts: str | None) -> str:
     """``runs HardSigmoid, ReduceMean in float (onnxruntime has no int8 kernel for them: each costs a dequantise and
     a quantise)`` (``verb``: ``runs``), with ``counts`` (how many weight-bearing ops run in float) after the why."""
-    plain = [op for op in ops if op not in _WEIGHT_OPS]
+    plain = [op for op in ops if op not in WEIGHT_OPS]
     clauses = []
     if plain:
         them = ("it" if len(plain) == 1 else "them") if len(plain) == len(ops) else ", ".join(plain)

@@ -42,7 +42,7 @@ from automl.export.onnx import DEFAULT_OPSET, ort_model
 from automl.errors import UserError
 from automl.limits import MAX_BATCH
 from automl.profile import CLOCKS, EXPORT_PROTOCOL, check_clock, machine_info, ort_session, time_session
-from automl.report import int8_float_words
+from automl.report import WEIGHT_OPS, int8_float_words
 from automl.train.threads import MAX_THREADS
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "int8_coverage", "onnx_accuracy",
@@ -181,8 +181,7 @@ def _domains(nodes) -> set[str]:
 # the op they come from)
 _INT8_COMPUTE = frozenset({"QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "QGemm",
                            "MatMulIntegerToFloat", "DynamicQuantizeMatMul", "QLinearConvTranspose", "NhwcQLinearConv"})
-_FLOAT_COMPUTE = {"Conv": "Conv", "ConvTranspose": "ConvTranspose", "MatMul": "MatMul", "Gemm": "Gemm",
-                  "Einsum": "Einsum", "FusedConv": "Conv", "NhwcFusedConv": "Conv", "FusedGemm": "Gemm",
+_FLOAT_COMPUTE = {**{op: op for op in WEIGHT_OPS}, "FusedConv": "Conv", "NhwcFusedConv": "Conv", "FusedGemm": "Gemm",
                   "FusedMatMul": "MatMul"}
 _FLOAT_TYPES = frozenset({1, 10, 11, 16})  # onnx.TensorProto's FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _NO_DATA = frozenset({"QuantizeLinear", "DequantizeLinear", "Shape", "Size"})  # they end a float region
