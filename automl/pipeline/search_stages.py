@@ -303,9 +303,10 @@ class ThetaTask(EpochTask):
         self.ctx, self.phase, self.epochs, self.method, self.theta = ctx, phase, epochs, method, theta
         self.loader = ctx.data.theta
         self.loss_sum = None
-        # the epoch's steps done, resumed ones too: what its loss is a mean over (more than len(loader) when resumed
-        # with more processes inside an epoch whose steps done already end it), as the epoch's metrics line
-        self.steps_done = 0
+        # the epoch's steps done, resumed ones too, that had a finite path loss: what its loss is a mean over (more
+        # than len(loader) when resumed with more processes inside an epoch whose steps done already end it), as the
+        # epoch's metrics line; a tensor on the device (counted without a sync)
+        self.good = None
         # a searcher resumed at an epoch's start: its count was reported (inside an epoch: begin_epoch's sums)
         self.nonfinite = method.nonfinite(theta.searcher)
 
@@ -313,29 +314,42 @@ class ThetaTask(EpochTask):
         dev = self.ctx.device
         self.loss_sum = (torch.zeros((), device=dev, dtype=torch.float64) if sums is None
                          else sums["loss"].to(dev))
+        # a checkpoint without "good" had every step's loss in its sum
+        self.good = torch.as_tensor(done if sums is None else sums.get("good", done), device=dev)
         if sums is not None:  # inside an epoch: what its last end reported (the searcher's count holds more)
             self.nonfinite = sums.get("nonfinite", self.nonfinite)
-        self.steps_done = done
 
     def step(self, epoch, step, batch):
-        self.loss_sum += self.theta(*batch).mean()
-        self.steps_done = step + 1
+        # the mean of the step's finite path losses: a NaN or inf one ranks worst in the searcher and is counted
+        # (report_nonfinite); in the epoch's loss it would make every later line inf
+        losses = self.theta(*batch)
+        finite = torch.isfinite(losses)
+        n = finite.sum()
+        self.loss_sum += torch.where(finite, losses, 0).sum() / n.clamp(min=1)
+        self.good += n > 0
+
+    def _mean(self) -> float | None:
+        """The epoch's loss so far: the mean over its steps of their finite path losses' mean; None where no
+        step had one."""
+        good = int(self.good.item())
+        return self.loss_sum.item() / good if good else None
 
     def progress(self, epoch, steps):
-        return {"loss": self.loss_sum.item() / steps, **self.method.log_fields(self.theta.searcher)}
+        return {"loss": self._mean(), **self.method.log_fields(self.theta.searcher)}
 
     def end_epoch(self, epoch):
         searcher = self.theta.searcher
         self.nonfinite = report_nonfinite(self.ctx, self.method, searcher, self.phase, epoch, self.nonfinite)
+        mean = self._mean()
         self.ctx.reporter.info(f"{self.phase} epoch {epoch + 1}/{self.epochs}: loss "
-                               f"{self.loss_sum.item() / max(self.steps_done, 1):.4f}"
-                               f"{self.method.epoch_note(searcher)}")
+                               + (f"{mean:.4f}" if mean is not None else "none (every path loss was NaN or inf)")
+                               + self.method.epoch_note(searcher))
 
     def objects(self):
         return {"engine": self.theta.searcher}
 
     def sums(self):
-        return {"loss": self.loss_sum, "nonfinite": self.nonfinite}
+        return {"loss": self.loss_sum, "good": self.good, "nonfinite": self.nonfinite}
 
 
 class WeightsStage:

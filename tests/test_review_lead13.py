@@ -1,0 +1,56 @@
+"""Session 48's own fixes (the lead's)."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import torch
+
+from automl.pipeline.search_stages import ThetaTask
+
+
+def _theta_task(batches, lines):
+    """A ThetaTask whose θ step returns the path losses of ``batches`` in turn; its lines go to ``lines``."""
+    losses = iter(batches)
+    task = object.__new__(ThetaTask)
+    reporter = SimpleNamespace(info=lines.append, log=lambda **kw: None)
+    task.ctx = SimpleNamespace(device=torch.device("cpu"), reporter=reporter)
+    task.phase, task.epochs, task.nonfinite = "theta", 2, 0
+    task.method = SimpleNamespace(nonfinite=lambda s: 0, log_fields=lambda s: {}, epoch_note=lambda s: "")
+    task.theta = lambda x, y: torch.tensor(next(losses))
+    task.theta.searcher = None
+    return task
+
+
+def test_a_nonfinite_path_loss_leaves_the_theta_epochs_loss_the_finite_ones_mean():
+    # was: "theta epoch 1/2: loss inf" from the first step with an inf path loss to the epoch's end
+    lines: list[str] = []
+    task = _theta_task([[1.0, math.inf], [3.0, 5.0], [math.nan, math.nan]], lines)
+    task.begin_epoch(0, 0, None)
+    for step in range(3):
+        task.step(0, step, (None, None))
+    assert task.progress(0, 3)["loss"] == 2.5  # (1 + 4) / 2: the third step had no finite loss
+    task.end_epoch(0)
+    assert lines[-1] == "theta epoch 1/2: loss 2.5000", lines
+
+
+def test_a_theta_epoch_without_a_finite_path_loss_says_so():
+    lines: list[str] = []
+    task = _theta_task([[math.nan]], lines)
+    task.begin_epoch(1, 0, None)
+    task.step(1, 0, (None, None))
+    assert task.progress(1, 1)["loss"] is None
+    task.end_epoch(1)
+    assert lines[-1] == "theta epoch 2/2: loss none (every path loss was NaN or inf)", lines
+
+
+def test_a_theta_epoch_resumed_from_sums_without_a_count_takes_its_steps_as_counted():
+    # a checkpoint written inside an epoch before "good" was in its sums: every step's loss was in the sum
+    lines: list[str] = []
+    task = _theta_task([[4.0]], lines)
+    task.begin_epoch(0, 2, {"loss": torch.tensor(2.0, dtype=torch.float64), "nonfinite": 0})
+    task.step(0, 2, (None, None))
+    assert task.progress(0, 3)["loss"] == 2.0  # (2 + 4) / 3
+    again = _theta_task([], lines)
+    again.begin_epoch(0, 3, task.sums())
+    assert again.progress(0, 3)["loss"] == 2.0
