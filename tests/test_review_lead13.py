@@ -1,12 +1,17 @@
 """Session 48's own fixes (the lead's)."""
 from __future__ import annotations
 
+import logging
 import math
 from types import SimpleNamespace
 
 import torch
 
+import automl.train.data as data_module
 from automl.pipeline.search_stages import ThetaTask
+from automl.recipe import DataConfig
+from automl.train.data import build_data
+from helpers import write_images
 
 
 def _theta_task(batches, lines):
@@ -54,3 +59,28 @@ def test_a_theta_epoch_resumed_from_sums_without_a_count_takes_its_steps_as_coun
     again = _theta_task([], lines)
     again.begin_epoch(0, 3, task.sums())
     assert again.progress(0, 3)["loss"] == 2.0
+
+
+def test_workers_of_several_torchrun_processes_on_one_machine_are_counted_together(tmp_path, caplog, monkeypatch):
+    # was: 2 workers in each of 2 local processes on 3 CPUs (4 worker processes) said nothing
+    write_images(tmp_path)
+    monkeypatch.setattr(data_module, "usable_cores", lambda: 3, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    cfg = DataConfig(dataset="imagefolder", root=str(tmp_path), image_size=8, batch_size=2, theta_split=2, workers=2)
+    with caplog.at_level(logging.WARNING, logger="automl.train.data"):
+        build_data(cfg, ".", 0, "cpu")
+    said = [r.getMessage() for r in caplog.records if "data.workers" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(
+        "warning: data.workers: 2 in each of the run's 2 processes on this machine, 4 in all, is more than the 3 CPUs "
+        "each process can use"), said
+    assert "set data.workers=1 or fewer" in said[0], said
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process: 2 workers on 3 CPUs are fine
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="automl.train.data"):
+        build_data(cfg, ".", 0, "cpu")
+    assert not [r for r in caplog.records if "data.workers" in r.getMessage()]
+
+
+def test_more_local_processes_than_cpus_advise_no_workers():
+    said = data_module._workers_warning(1, 2, local=4)
+    assert "set data.workers=0 (each process then reads its images itself)" in said, said

@@ -62,7 +62,7 @@ from PIL import Image, UnidentifiedImageError
 
 from automl.nn.resize import resize_input
 from automl.errors import DataError
-from automl.train.distributed import said_by_this_rank
+from automl.train.distributed import local_processes, said_by_this_rank
 from automl.train.threads import usable_cores
 from automl.recipe import DIGITS_IMAGES, DIGITS_TEST_IMAGES, DataConfig
 
@@ -498,14 +498,22 @@ def _no_worker_count_warning():
         yield
 
 
-def _workers_warning(workers: int, cpus: int) -> str | None:
-    """The warning for ``workers`` (data.workers) above ``cpus``, the CPUs this process can keep busy
+def _workers_warning(workers: int, cpus: int, local: int = 1) -> str | None:
+    """The warning for ``workers`` (data.workers) in each of the run's ``local`` processes on this machine
+    (torchrun's, each with loaders of its own) above ``cpus``, the CPUs this process can keep busy
     (:func:`usable_cores`), or None within them. The count is the user's: it is used as set."""
-    if workers <= cpus:
+    if workers * local <= cpus:
         return None
-    return (f"warning: data.workers: {workers} is more than the {cpus} CPU{'s' * (cpus != 1)} this process can use "
-            f"(its CPU affinity and any cgroup CPU quota): the DataLoader worker processes take turns on them, which "
-            f"slows the run and may stall it; set data.workers={cpus} or fewer (the {workers} workers are used as set)")
+    s = "s" * (cpus != 1)
+    if local == 1:
+        what = f"{workers} is more than the {cpus} CPU{s} this process can use"
+    else:
+        what = (f"{workers} in each of the run's {local} processes on this machine, {workers * local} in all, is more "
+                f"than the {cpus} CPU{s} each process can use")
+    return (f"warning: data.workers: {what} (its CPU affinity and any cgroup CPU quota): the DataLoader worker "
+            f"processes take turns on them, which slows the run and may stall it; set data.workers="
+            + (f"{cpus // local} or fewer" if cpus >= local else "0 (each process then reads its images itself)")
+            + f" (the {workers} workers are used as set)")
 
 
 class FolderLoader(Loader):
@@ -1776,7 +1784,8 @@ def _build_imagefolder(cfg: DataConfig, root: Path | None, size: int, device: to
     _check_images(root / "val", test_set.samples)
     _check_images(root / "train", [train_set.samples[i] for i in kept.tolist()])  # those data.limit_train keeps
 
-    for warning in (_skipped_files_warning(root, skipped), _workers_warning(cfg.workers, usable_cores())):
+    for warning in (_skipped_files_warning(root, skipped), _workers_warning(cfg.workers, usable_cores(),
+                                                                          local_processes(common["world_size"]))):
         if warning and common["rank"] == 0:
             _logger.warning(warning)
 

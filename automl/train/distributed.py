@@ -200,7 +200,12 @@ def _env_int(name: str, default: str) -> int:
 def local_world_size(info: DistInfo) -> int:
     """The run's processes on this machine: torchrun's ``LOCAL_WORLD_SIZE`` (without it, ``info``'s world size);
     a value that is not a whole number is a :class:`UserError` naming it."""
-    return _env_int("LOCAL_WORLD_SIZE", str(info.world_size))
+    return local_processes(info.world_size)
+
+
+def local_processes(world_size: int) -> int:
+    """:func:`local_world_size` of a run of ``world_size`` processes."""
+    return _env_int("LOCAL_WORLD_SIZE", str(world_size))
 
 
 def _check_gpus(local: int) -> None:
