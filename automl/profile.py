@@ -93,6 +93,12 @@ class CostTableRefusal(UserError):
         super().__init__(message)
         self.reason = message if reason is None else reason
 
+    @classmethod
+    def of(cls, head: str, why: str, fix: str = "", sep: str = "; "):
+        """The refusal ``HEAD WHY[SEP FIX]`` whose ``reason`` is ``why`` alone: ``head`` names the table (and the
+        recipe key that gave it) and ends with its own separator (``"TABLE: "``), ``fix`` says what to do."""
+        return cls(f"{head}{why}{sep + fix if fix else ''}", why)
+
 
 class CostTableMismatch(CostTableRefusal):
     """A cost table that does not fit the space it is read for: other decisions or choices, another input size,
@@ -577,7 +583,7 @@ def _read_partial(path: Path) -> dict:
           and isinstance(data.get("settings"), dict) and isinstance(data.get("pieces"), dict)
           and isinstance(data.get("networks"), dict)
           and all(_is_ms(v) for v in [*data["pieces"].values(), *data["networks"].values()])
-          and all(str(i).isdigit() for i in data["networks"])
+          and all(_is_index(i) for i in data["networks"])
           and (data.get("overhead") is None or _is_ms(data["overhead"])))
     if not ok:
         raise UserError(f"{path}: not the partial file of an interrupted `automl space profile` of this automl "
@@ -587,6 +593,12 @@ def _read_partial(path: Path) -> dict:
 
 def _is_ms(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _is_index(key: str) -> bool:
+    """A partial file's whole network number: ASCII digits that ``int`` reads (not ``"²"``, which ``isdigit``
+    accepts, nor thousands of digits, over ``int``'s limit)."""
+    return key.isascii() and key.isdigit() and len(key) <= 18
 
 
 def _check_partial(path: Path, old: dict, new: dict) -> None:
@@ -835,10 +847,10 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
     _check_header(table, path, where, cs)
     if cs.cost_table.context_decisions:  # what `space profile` refuses to measure, said the same way
         why, fix = _elastic_parts(cs)
-        raise CostTableMismatch(f"{where}cost table {path}: {why}; {fix}", why)
+        raise CostTableMismatch.of(f"{where}cost table {path}: ", why, fix)
     _protocol_of(table, path, where)
     _check_clock(table, path, where)
-    mismatch = f"{where}cost table {path} does not fit {against or f'space {cs.filename}'}"
+    mismatch = f"{where}cost table {path} does not fit {against or f'space {cs.filename}'}: "  # a head
     use = "search.cost_table" if source else "--cost-table"
     t_space = table.get("space") if isinstance(table.get("space"), dict) else {}
     names = [d.get("name") if isinstance(d, dict) else None for d in table["decisions"]]
@@ -849,9 +861,9 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
         why = f"other decisions ({diff})"
         if _profiled_for(t_space, cs) is not None:  # another space's table: measure into a file of its own
             new = _own_file(path, cs, table["metric"])
-            raise CostTableMismatch(f"{mismatch}: {why}; the table was profiled for space {t_space['name']!r} "
-                                    f"({_recorded_file(t_space)}): profile this space with "
-                                    f"`{_profile_command(cs, new)}` and give that", why)
+            raise CostTableMismatch.of(mismatch, why, f"the table was profiled for space {t_space['name']!r} "
+                                       f"({_recorded_file(t_space)}): profile this space with "
+                                       f"`{_profile_command(cs, new)}` and give that")
         _refuse_this_space(t_space, cs, mismatch, why, path, use)
     if check_shape:
         _check_shape(table, t_space, cs, mismatch, path, use)
@@ -862,10 +874,10 @@ def read_cost_table(path: str | os.PathLike, cs, *, source: str | None = None, c
             missing = [c for c in dec.choices if not isinstance(got, dict) or c not in got]
             why = f"decision {dec.name}: " + (f"no entry for choice {missing[0]!r}" if missing else
                                               f"other choices ({have} there, {list(dec.choices)} here)")
-            raise CostTableMismatch(f"{mismatch}: {why}", why)
+            raise CostTableMismatch.of(mismatch, why)
         for c in dec.choices:
-            _check_value(got[c], f"{where}{path}: ", f"decision {dec.name}, choice {c!r}")
-    _check_value(table["fixed"], f"{where}{path}: ", "\"fixed\"")
+            _check_value(got[c], _head(where, path), f"decision {dec.name}, choice {c!r}")
+    _check_value(table["fixed"], _head(where, path), "\"fixed\"")
     if source:
         _warn_other_machine(table, path, where)
     return table
@@ -919,9 +931,11 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
                         f"finish it: run that profile again with --out {table_file} (it goes on from these), and "
                         f"give {table_file}")
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
-        # a new file beside it: --out PATH would overwrite what PATH holds (a run's results.json, say)
+        # a new file beside it: --out PATH would overwrite what PATH holds (a run's results.json, say), and
+        # `space profile` refuses to (so latency-new.json beside a latency.json that is no table)
+        new = path.parent / ("latency-new.json" if path.name == "latency.json" else "latency.json")
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
-                        f"`automl space profile {space_file} --out {path.parent / 'latency.json'}` and give that")
+                        f"`automl space profile {space_file} --out {new}` and give that")
     if table.get("version") != TABLE_VERSION:
         raise UserError(f"{where}{path}: cost table version {table.get('version')!r}; this automl reads "
                         f"version {TABLE_VERSION}")
@@ -930,26 +944,26 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
 
 def _check_header(table: dict, path: Path, where: str, cs) -> None:
     """The table's metric, unit, ``decisions`` (a list) and ``fixed`` (present): what every table holds."""
-    space_file, head = str(cs.filename), f"{where}{path}: "
+    space_file, head = str(cs.filename), _head(where, path)
     metric = table.get("metric")
     if not isinstance(metric, str) or not metric.isidentifier():
         why = f"\"metric\" must be a metric name such as \"latency\", got {metric!r}"
-        raise CostTableRefusal(head + why, why)
+        raise CostTableRefusal.of(head, why)
     if metric in BUILTIN_METRICS or metric in cs.cost_table.metrics:
         why = f"metric {metric!r} is already a metric of {space_file} ({', '.join(cs.cost_table.metrics)})"
-        raise CostTableRefusal(f"{head}{why}; rename the table's metric", why)
+        raise CostTableRefusal.of(head, why, "rename the table's metric")
     if table.get("unit") != TABLE_UNIT:
         why = f"\"unit\" is {table.get('unit')!r}"
-        raise CostTableRefusal(f"{head}{why}; automl reads cost tables in milliseconds (\"unit\": \"{TABLE_UNIT}\", as "
-                               f"`automl space profile` writes them, and budgets such as 8ms or 14us are turned into "
-                               f"ms): convert the costs and \"fixed\" to ms", why)
+        raise CostTableRefusal.of(head, why, f"automl reads cost tables in milliseconds (\"unit\": \"{TABLE_UNIT}\", "
+                                  f"as `automl space profile` writes them, and budgets such as 8ms or 14us are "
+                                  f"turned into ms): convert the costs and \"fixed\" to ms")
     if not isinstance(table.get("decisions"), list):
         why = (f"\"decisions\" must be a list of {{\"name\", \"choices\"}} objects, one per decision of {space_file}, "
                f"got {_short(table.get('decisions'))}")
-        raise CostTableRefusal(head + why, why)
+        raise CostTableRefusal.of(head, why)
     if "fixed" not in table:
         why = "no \"fixed\" entry (the cost of the parts that are not searched: stem, head, per-call overhead)"
-        raise CostTableRefusal(f"{head}{why}; re-profile with `automl space profile {space_file}`", why)
+        raise CostTableRefusal.of(head, why, f"re-profile with `automl space profile {space_file}`")
 
 
 def _protocol_of(table: dict, path: Path, where: str) -> tuple[int | None, int | None]:
@@ -957,20 +971,20 @@ def _protocol_of(table: dict, path: Path, where: str) -> tuple[int | None, int |
     is not a whole number >= 1, or is above the bound of ``space profile``'s flag, is a :class:`CostTableRefusal`
     naming the field."""
     machine = {} if table.get("machine") is None else table["machine"]
-    again = "; re-profile with `automl space profile`"
+    head, again = _head(where, path), "re-profile with `automl space profile`"
     if not isinstance(machine, dict):
         why = f"\"machine\" must be an object {{\"cpu\", \"cores\", \"threads\"}}, got {_short(machine)}"
-        raise CostTableRefusal(f"{where}{path}: {why}{again}", why)
+        raise CostTableRefusal.of(head, why, again)
     out = []
     for field, v, most in (("batch", table.get("batch"), MAX_BATCH),
                            ("machine.threads", machine.get("threads"), MAX_THREADS)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             why = f"\"{field}\" must be a whole number >= 1 (what the table was measured with), got {_short(v)}"
-            raise CostTableRefusal(f"{where}{path}: {why}{again}", why)
+            raise CostTableRefusal.of(head, why, again)
         if v is not None and v > most:  # the run's exports are timed with it, after the whole search
             why = f"\"{field}\" is {_short(v)}, at most {most:,} (a typo?)"
-            raise CostTableRefusal(f"{where}{path}: {why}: the run's exports are timed with the table's batch and "
-                                   f"threads{again}", why)
+            raise CostTableRefusal.of(head, why, f"the run's exports are timed with the table's batch and threads; "
+                                      f"{again}", sep=": ")
         out.append(v)
     return out[0], out[1]
 
@@ -1016,12 +1030,12 @@ def _check_clock(table: dict, path: Path, where: str) -> None:
     clock = table.get("clock")
     if clock is not None and clock not in CLOCKS:
         why = f"\"clock\" must be \"wall\" or \"cpu\" (what the table was timed with), got {_short(clock)}"
-        raise CostTableRefusal(f"{where}{path}: {why}; re-profile with `automl space profile`", why)
+        raise CostTableRefusal.of(_head(where, path), why, "re-profile with `automl space profile`")
     threads = (table.get("machine") or {}).get("threads")
     if clock == "cpu" and threads not in (None, 1):
         why = f"\"clock\" is \"cpu\" with \"machine.threads\" {threads}: the CPU clock times one intra-op thread"
-        raise CostTableRefusal(f"{where}{path}: {why}; re-profile with `automl space profile --clock cpu "
-                               f"--threads 1`", why)
+        raise CostTableRefusal.of(_head(where, path), why, "re-profile with `automl space profile --clock cpu "
+                                  "--threads 1`")
 
 
 def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use: str) -> None:
@@ -1033,7 +1047,7 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use:
     size = table.get("input_size")
     if not isinstance(size, list):
         why = f"\"input_size\" must be a list [C, H, W], got {_short(size)}"
-        raise CostTableMismatch(f"{mismatch}: {why}; profile it with `{_profile_command(cs, path)}`", why)
+        raise CostTableMismatch.of(mismatch, why, f"profile it with `{_profile_command(cs, path)}`")
     fp, pieces_fp = t_space.get("params_fingerprint"), t_space.get("pieces_fingerprint")
     layers = "a stride, kernel, activation, squeeze-excitation or layer input size"
     if size != list(cs.input_shape):
@@ -1057,9 +1071,9 @@ def _check_shape(table: dict, t_space: dict, cs, mismatch: str, path: Path, use:
         meant = ("give its file as the recipe's `space`" if use == "search.cost_table" else
                  f"give its file in place of {cs.filename}")
         why = f"the table was profiled for {other}{' with ' + theirs if theirs else ''}{whose}"
-        raise CostTableMismatch(f"{mismatch}: {why}; profile this space into a file of its own with "
-                                f"`{_profile_command(cs, new)}` and give {use} {new} (keep {path} for that space), or, "
-                                f"if you meant space {t_space['name']}, {meant}", why)
+        raise CostTableMismatch.of(mismatch, why, f"profile this space into a file of its own with "
+                                   f"`{_profile_command(cs, new)}` and give {use} {new} (keep {path} for that space), "
+                                   f"or, if you meant space {t_space['name']}, {meant}")
 
 
 def _refuse_this_space(t_space: dict, cs, mismatch: str, what: str, path: Path, use: str) -> NoReturn:
@@ -1072,11 +1086,11 @@ def _refuse_this_space(t_space: dict, cs, mismatch: str, what: str, path: Path, 
         new = _beside(path, cs.overrides)
         why = (f"{what} (the table was profiled with {theirs or 'no --set values'}, the space here is compiled with "
                f"{_set_flags(cs.overrides) or 'no --set values'})")
-        raise CostTableMismatch(f"{mismatch}: {why}; profile it into a file of its own with "
-                                f"`{_profile_command(cs, new)}` and give {use} {new} (keep {path} for "
-                                f"{theirs or 'no --set values'})", why)
+        raise CostTableMismatch.of(mismatch, why, f"profile it into a file of its own with "
+                                   f"`{_profile_command(cs, new)}` and give {use} {new} (keep {path} for "
+                                   f"{theirs or 'no --set values'})")
     why = f"{what} (has {cs.filename} changed since it was profiled?)"
-    raise CostTableMismatch(f"{mismatch}: {why}; profile it again with `{_profile_command(cs, path)}`", why)
+    raise CostTableMismatch.of(mismatch, why, f"profile it again with `{_profile_command(cs, path)}`")
 
 
 def _profiled_for(t_space: dict, cs) -> str | None:
@@ -1183,6 +1197,11 @@ def _profile_command(cs, out: str | os.PathLike) -> str:
     return f"automl space profile {cs.filename}{' ' + flags if flags else ''} --out {out}"
 
 
+def _head(where: str, path: Path) -> str:
+    """The head of a refusal about the table file ``path`` (``where``: the recipe key that gave it, or "")."""
+    return f"{where}{path}: "
+
+
 def _short(v) -> str:
     text = repr(v)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -1194,13 +1213,13 @@ def _check_value(v, head: str, what: str) -> None:
     again = "correct it, or re-profile with `automl space profile`"
     if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 1e300:
         why = f"{what}: expected a cost in ms, got an integer too large for a number ({v.bit_length()} bits)"
-        raise CostTableRefusal(f"{head}{why}; {again}", why)
+        raise CostTableRefusal.of(head, why, again)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         why = f"{what}: expected a number (a cost in ms, >= 0), got {_short(v)}"
-        raise CostTableRefusal(f"{head}{why}; {again}", why)
+        raise CostTableRefusal.of(head, why, again)
     if v < 0:
         why = f"{what}: negative cost {v:g}"
-        raise CostTableRefusal(f"{head}{why}; a cost table holds costs >= 0 (re-profile it)", why)
+        raise CostTableRefusal.of(head, why, "a cost table holds costs >= 0 (re-profile it)")
 
 
 def apply_cost_table(cs, table: dict) -> str:
