@@ -21,6 +21,7 @@ import os
 import re
 import secrets
 import select
+import shlex
 import stat
 import sys
 import tempfile
@@ -425,3 +426,10 @@ def duplicate_key_line(text: str, key: str) -> int | None:
     its objects holds the two is not told by the text alone): None."""
     found = list(re.finditer(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text))
     return text.count("\n", 0, found[1].start()) + 1 if len(found) == 2 else None
+
+
+def shell_path(path: str | os.PathLike) -> str:
+    """``path`` as a shell command names it: quoted where it holds spaces or shell characters (``rm -r 'my runs/a'``,
+    not ``rm -r my runs/a``, which deletes ``my``), and ``./`` before a leading ``-`` (not read as an option)."""
+    text = str(path)
+    return shlex.quote(f"./{text}" if text.startswith("-") else text)

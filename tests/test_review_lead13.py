@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
+import shutil
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 import automl.train.data as data_module
+from automl.compile import load_compiled
+from automl.errors import UserError
 from automl.pipeline.search_stages import ThetaTask
+from automl.profile import read_cost_table
 from automl.recipe import DataConfig
 from automl.train.data import build_data
 from helpers import write_images
@@ -84,3 +91,17 @@ def test_workers_of_several_torchrun_processes_on_one_machine_are_counted_togeth
 def test_more_local_processes_than_cpus_advise_no_workers():
     said = data_module._workers_warning(1, 2, local=4)
     assert "set data.workers=0 (each process then reads its images itself)" in said, said
+
+
+def test_a_suggested_profile_command_quotes_a_path_with_spaces(tmp_path):
+    # was: `automl space profile .../my spaces/digits.space --out .../my tables/latency.json`, which a shell splits
+    spaces = tmp_path / "my spaces"
+    spaces.mkdir()
+    space = spaces / "digits.space"
+    shutil.copy(Path(__file__).resolve().parents[1] / "spaces" / "digits.space", space)
+    missing = tmp_path / "my tables" / "latency.json"
+    with pytest.raises(UserError) as info:
+        read_cost_table(missing, load_compiled(str(space)))
+    text = str(info.value)
+    command = text[text.index("`") + 1:text.rindex("`")]
+    assert shlex.split(command) == ["automl", "space", "profile", str(space), "--out", str(missing)], text

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shlex
 import signal
 import sys
 import time
@@ -13,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from automl._io import write_fix
+from automl._io import shell_path, write_fix
 from automl.errors import Stopped, UserError
 from automl.pipeline.setup import Spaces
 from automl.pipeline.state import RunState, capture_rng, restore_rng
@@ -60,13 +59,6 @@ def written_on_main(info: DistInfo, what: str, write: Callable[[], object], then
             raise UserError(f"cannot write {what} ({e.strerror or e}); {then(write_fix(e))}") from None
 
     return on_main(info, guarded)
-
-
-def shell_path(path: Path) -> str:
-    """``path`` as a shell command names it: quoted where it holds spaces or shell characters (``rm -r 'my runs/a'``,
-    not ``rm -r my runs/a``, which deletes ``my``), and ``./`` before a leading ``-`` (not read as an option)."""
-    text = str(path)
-    return shlex.quote(f"./{text}" if text.startswith("-") else text)
 
 
 def how_to_go_on(saved: bool, out: Path, resume_command: str, fix: str = "free space") -> str:
