@@ -580,7 +580,7 @@ def _read_partial(path: Path) -> dict:
     except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"{path}: not the partial file of an interrupted `automl space profile` "
                         f"({type(e).__name__}: {str(e)[:200]}); {again}") from None
-    ok = (isinstance(data, dict) and data.get("format") == PARTIAL_FORMAT and data.get("version") == TABLE_VERSION
+    ok = (isinstance(data, dict) and data.get("format") == PARTIAL_FORMAT and _is_version(data.get("version"))
           and isinstance(data.get("settings"), dict) and isinstance(data.get("pieces"), dict)
           and isinstance(data.get("networks"), dict)
           and all(_is_ms(v) for v in [*data["pieces"].values(), *data["networks"].values()])
@@ -594,6 +594,11 @@ def _read_partial(path: Path) -> dict:
 
 def _is_ms(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _is_version(v) -> bool:
+    """``v`` is this automl's table version: the whole number itself (JSON's ``true`` and ``1.0`` are not it)."""
+    return type(v) is int and v == TABLE_VERSION
 
 
 def _is_index(key: str) -> bool:
@@ -937,8 +942,8 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
         new = path.parent / ("latency-new.json" if path.name == "latency.json" else "latency.json")
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
                         f"`automl space profile {shell_path(space_file)} --out {shell_path(new)}` and give that")
-    if table.get("version") != TABLE_VERSION:
-        raise UserError(f"{where}{path}: cost table version {table.get('version')!r}; this automl reads "
+    if not _is_version(table.get("version")):
+        raise UserError(f"{where}{path}: cost table version {json.dumps(table.get('version'))[:60]}; this automl reads "
                         f"version {TABLE_VERSION}")
     return table
 

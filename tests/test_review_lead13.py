@@ -1,6 +1,7 @@
 """Session 48's own fixes (the lead's)."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import shlex
@@ -105,3 +106,12 @@ def test_a_suggested_profile_command_quotes_a_path_with_spaces(tmp_path):
     text = str(info.value)
     command = text[text.index("`") + 1:text.rindex("`")]
     assert shlex.split(command) == ["automl", "space", "profile", str(space), "--out", str(missing)], text
+
+
+@pytest.mark.parametrize("version", [True, 1.0])
+def test_a_cost_table_version_is_the_whole_number_1_not_true(tmp_path, version):
+    # was: "version": true and 1.0 read as version 1 (True == 1 == 1.0 in Python)
+    table = tmp_path / "latency.json"
+    table.write_text(json.dumps({"format": "automl-cost-table", "version": version}))
+    with pytest.raises(UserError, match=rf"cost table version {json.dumps(version)}; this automl reads version 1"):
+        read_cost_table(table, load_compiled(str(Path(__file__).resolve().parents[1] / "spaces" / "digits.space")))
