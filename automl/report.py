@@ -839,13 +839,22 @@ def plot_pareto(results: dict) -> bytes:
         ax.annotate(f"budget {budget_text(b, _budgets(results), metric)}", (b, 0),
                     xycoords=("data", "axes fraction"), textcoords="offset points", xytext=(2, 3), fontsize=7,
                     color="tab:gray", rotation=90)
-    ax.set_xlabel({"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}
-                  .get(metric, metric))
+    ax.set_xlabel(_pareto_xlabel(metric, [archs[net[0]] for net in shown]))
     if metric != "latency":  # a count: its ticks in short (140k), as the budgets are
         ax.xaxis.set_major_formatter(_count_ticks(ax.xaxis))
     ax.set_ylabel("test accuracy [%]")
     _title(fig, ax, results["recipe"], f" ({results['method']})")
     return _png(fig, ax, labels)
+
+
+def _pareto_xlabel(metric: str, plotted: list[dict]) -> str:
+    """pareto.png's x axis: the search's cost metric, and where a plotted network was retrained at another size than
+    it was searched (``retrain.space_args``, ``retrain.se``) that the axis is the searched network's."""
+    name = {"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}.get(metric,
+                                                                                                       metric)
+    other = any(metric in ("params", "macs") and _finite(a.get(metric)) and _finite(a.get("cost"))
+                and a[metric] != a["cost"] for a in plotted)
+    return f"{name} of the searched network (the retrained one differs: report.md)" if other else name
 
 
 def _count_tick(v: float, digits: int = 6) -> str:
