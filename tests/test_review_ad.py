@@ -3,6 +3,8 @@ message or advice that does not work; each is now one located message, exit 2, n
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import automl.compile.resolve as resolve
@@ -224,7 +226,7 @@ def test_override_given_as_a_number_applies(value, expect):
 def test_override_that_is_not_a_number_is_a_param_error(value):
     with pytest.raises(ParamError) as info:
         parse_space(CHAIN, "t.space", {"classes": value})
-    assert f"--set classes={value}: expected a number" in str(info.value), str(info.value)
+    assert f"--set classes={json.dumps(value)}: expected a number" in str(info.value), str(info.value)
 
 
 def test_resolution_above_the_input_size_says_why_and_how_to_fix():

@@ -105,19 +105,20 @@ class Resolver:
             limit = f"2**62 ({MAX_INT:,})" if whole else "about 1.8e308"
             raise self._arithmetic_error(f"number too large: this `{e.op}` gives a value beyond {limit}", e,
                                          "it finite" if not whole else "it within 2**62",
-                                         "write smaller numbers")
+                                         "write smaller numbers", at=e.op_pos)
         return v
 
-    def _arithmetic_error(self, problem: str, e: ir.Expr, kept: str, literal_fix: str) -> SpaceError:
+    def _arithmetic_error(self, problem: str, e: ir.Expr, kept: str, literal_fix: str,
+                          at: ir.Pos | None = None) -> SpaceError:
         """An expression's operation that has no value (``problem``), at ``e`` (the divisor, or the operation):
         which parameters' values ``e`` reads and where they came from (:meth:`origin`), and how to fix it (choose
         values that keep it ``kept``, as "it finite"; ``literal_fix`` where it reads no parameter)."""
         origin = self.origin(e)
         names = [n for n in _refs(e) if n in self.values]
         if not names:
-            return self.err(f"{problem}; {literal_fix}", e.pos)
+            return self.err(f"{problem}; {literal_fix}", at or e.pos)
         which = f"a value of {names[0]} that keeps" if len(names) == 1 else f"values of {', '.join(names)} that keep"
-        return self.err(f"{problem}{origin}; choose {which} {kept}", e.pos)
+        return self.err(f"{problem}{origin}; choose {which} {kept}", at or e.pos)
 
     def whole(self, e: ir.Expr, what: str, lo: int, hi: int) -> int:
         v = self.eval(e)

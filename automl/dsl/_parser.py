@@ -6,6 +6,7 @@ tokens in words (``'stage'``, ``a name``, ``a number``), never Lark's internal `
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import functools
 import hashlib
@@ -243,7 +244,7 @@ class _ToIR(Transformer):
 
     def _bin(op):  # noqa: N805 - a method factory used at class creation
         def f(self, meta, c):
-            return ir.BinOp(op, c[0], c[1], c[0].pos)
+            return ir.BinOp(op, c[0], c[1], c[0].pos, getattr(meta, "op_pos", None))
         return f
 
     add, sub, mul, div, floordiv = _bin("+"), _bin("-"), _bin("*"), _bin("/"), _bin("//")
@@ -473,8 +474,12 @@ def _bracket_hint(e: UnexpectedToken, text: str) -> str:
         return ""
     name = space_parser().get_terminal("NAME").pattern.to_regexp()
     names = re.match(rf"(?:{name})(?:\s*,\s*(?:{name}))*", text[first.start_pos:])
-    listed = ", ".join(re.split(r"\s*,\s*", names.group(0))) if names else str(first)
-    return f"; a list of choices goes in brackets: `{keyword} [{listed}]`"
+    items = re.split(r"\s*,\s*", names.group(0)) if names else [str(first)]
+    cut = next((i for i, w in enumerate(items) if i and w in _keywords()), len(items))  # `choose mb,` `end`
+    if cut == 1:
+        return (f"; remove the `,` after `{first}`, or write a list of choices in brackets: "
+                f"`{keyword} [{first}, OTHER]`")
+    return f"; a list of choices goes in brackets: `{keyword} [{', '.join(items[:cut])}]`"
 
 
 @functools.lru_cache(maxsize=1)
@@ -489,7 +494,7 @@ _READS_A_NAME = {"INPUTS": "a name of the list", "CONCAT": "a name of the list",
                  "THROUGH": "the choices", "FIXED": "the op", "ACTIVATION": "the activation", "FAMILY": "the family",
                  "SPACE": "the space's name", "PARAM": "the parameter's name", "STAGE": "the stage's name",
                  "LAYER": "the layer's name", "CELL": "the cell's name", "NODE": "the node's name",
-                 "METRIC": "the metric's name"}
+                 "METRIC": "the metric's name", "CELLS": "a cell's name", "BY": "a cell's name"}
 # the tokens an expression follows: a keyword after one of them is read as a parameter, the expression's value
 _READS_A_VALUE = frozenset({"WIDTH", "STRIDE", "REPEAT", "KERNEL", "SE", "DEPTH", "CLASSES", "INPUT", "X",
                             "RESOLUTION", "SUMS", "MINUS", "PLUS", "STAR", "SLASH", "__ANON_0", "LPAR"})
@@ -625,6 +630,10 @@ def _open_hint(e: UnexpectedToken, text: str) -> str:
         elif kind in ("LSQB", "LPAR") and (tok.type == "$END" or tok.line > item.line):
             fix = "add `]` at the end of its list" if kind == "LSQB" else "add `)` where its expression ends"
             return f"; the `{str(item)}` on line {item.line} is not closed: {fix}"
+        elif (kind in ("LSQB", "LPAR") and {"RSQB", "RPAR"} & set(e.accepts or e.expected or ())
+              and ("]" if kind == "LSQB" else ")") not in text[tok.start_pos:].split("\n", 1)[0]):
+            fix = "add `]` at the end of its list" if kind == "LSQB" else "add `)` where its expression ends"
+            return f"; the `{str(item)}` at column {item.column} is not closed: {fix}"
         elif kind in _BLOCKS:
             culprit = tok if tok.type == "$END" or str(tok) in _TOP_LEVEL else stack[-1]
             at_end = getattr(culprit, "type", None) == "$END"
@@ -735,6 +744,8 @@ def _hint(tok: Token, expected_words: list[str]) -> str:
         glued = sorted((k for k in keywords if len(k) > 2 and text.startswith(k) and len(text) > len(k)), key=len)
         if glued:  # `throughmetric`: words are read whole
             return f"; put a space after `{glued[-1]}`: `{glued[-1]} {text[len(glued[-1]):]}`"
+    if tok.type == "NUMBER" and expected_words == ["a name"]:  # `stage 1s`: the lexer read `1` and then `s`
+        return "; a name starts with a letter or `_` (then letters, digits and `_`), e.g. `s1`"
     if text == "//" and "'//'" not in expected_words:
         return "; comments start with `#`"
     if text == "=" and any(w in expected_words for w in ("a number", "a name")):
@@ -801,6 +812,31 @@ def _times_hint(text: str, pos: int) -> str:
             f"`input 3 x 32 x 32`")
 
 
+def _family_hint(e: UnexpectedToken) -> str:
+    """``family`` written among a stage's options (``stage s1 width 24 family mobilenetv3 choose ...``): it is the
+    whole network's, a line of its own; in a cell it has no meaning; a stage's second ``then``."""
+    accepts = e.accepts or e.expected or ()
+    if str(e.token) == "family" and "NODE" in accepts:  # `cell normal family X`
+        return "; `family` is a chain network's (the timm class it exports as); a cell has none: remove it"
+    if e.token.type == "THEN" and "STAGE" in accepts:  # `choose a then b then c`
+        return ("; a stage has one `then` (the choices of its layers 2 and on): remove the second, or put all the "
+                "choices of those layers in one list: `then [a, b]`")
+    if e.token.type != "FAMILY" or "CHOOSE" not in accepts:
+        return ""
+    return ("; the family is the whole network's (the timm class it exports as), not a stage's or a layer's: write "
+            "`family NAME` on its own line, first in the network, right after `network`")
+
+
+def _input_hint(e: UnexpectedToken) -> str:
+    """An ``input`` statement without its three sizes (``input 3 x 32``, ``input 3, 32, 32``)."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    start = next((t for t in reversed(stack) if isinstance(t, Token) and t.type == "INPUT"), None)
+    if start is None:
+        return ""
+    where = f"the `input` of line {start.line}" if e.token.type == "$END" or e.token.line != start.line else "`input`"
+    return f"; {where} gives the channels, height and width, with `x` between them: `input 3 x 32 x 32`"
+
+
 def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
     lines = text.split("\n")
 
@@ -830,7 +866,8 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
             return err(empty[0], empty[1].line, empty[1].column)
         expected = _describe_expected(e.accepts or e.expected or ())
         msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + (
-            _keyword_as_name_hint(e, text) or _top_level_hint(e, tok, expected, text)
+            _keyword_as_name_hint(e, text) or _top_level_hint(e, tok, expected, text) or _family_hint(e)
+            or _input_hint(e)
             or _hint(tok, expected) + _bracket_hint(e, text) + _dashed_name(tok, text)
             or _list_hint(e) or _number_hint(e) or _output_hint(e) or _open_hint(e, text))
         if tok.type == "$END":
@@ -943,6 +980,30 @@ def _check_list(node: lark.Tree, lines: list[str], filename: str) -> None:
                              f"`{re.sub(r'^0+(?=[0-9])', '', str(x))}`", filename, line, col, source)
 
 
+_BINARY = frozenset({"add", "sub", "mul", "div", "floordiv"})
+
+
+def _mark_operators(tree: lark.Tree, text: str) -> None:
+    """The position of each binary operator (the ``*`` of ``a * b``) as ``op_pos`` on its tree's meta, which
+    :class:`_ToIR` gives the :class:`ir.BinOp`: the first character after the left operand that is no space, no
+    comment and no closing parenthesis. Lark keeps no anonymous token, so the text says where it is."""
+    starts = [0] + [m.end() for m in re.finditer("\n", text)]
+    for t in tree.iter_subtrees():
+        if t.data not in _BINARY or len(t.children) != 2:
+            continue
+        left = t.children[0]
+        i = left.end_pos if isinstance(left, Token) else getattr(left.meta, "end_pos", None)
+        if i is None:
+            continue
+        while i < len(text) and (text[i].isspace() or text[i] in ")#"):
+            i = text.find("\n", i) if text[i] == "#" else i + 1
+            if i < 0:
+                break
+        if 0 <= i < len(text):
+            line = bisect.bisect_right(starts, i)
+            t.meta.op_pos = ir.Pos(line, i - starts[line - 1] + 1)
+
+
 def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] | None = None) -> ir.Space:
     """Parse ``.space`` text into an :class:`ir.Space`, applying ``--set`` style overrides (each value the
     text of a number, or a number as JSON gives it; anything else is a :class:`ParamError`).
@@ -958,6 +1019,7 @@ def parse_space(text: str, filename: str = "<space>", overrides: dict[str, str] 
     except RecursionError:  # pragma: no cover - the LALR parser does not recurse
         raise SpaceError("expression nested too deeply", filename, 1, 1, text.split("\n", 1)[0]) from None
     _check_tree(tree, text, filename)
+    _mark_operators(tree, text)
     statements = _ToIR().transform(tree)
     return _assemble(statements, text, filename, overrides or {})
 
@@ -1026,13 +1088,30 @@ def load_space(path: str | os.PathLike, overrides: dict[str, str] | None = None)
     return parse_space(text, filename, overrides)
 
 
+def _override_text(raw) -> str:
+    """A parameter's value given from outside the file as its message shows it: text as given, any other value
+    (a recipe's or a manifest's, from YAML or JSON) as JSON writes it (``true``, ``null``, ``[1, 2]``, not
+    Python's ``True``, ``None``), an integer too long to write by its number of digits."""
+    if isinstance(raw, str):
+        return raw
+    if isinstance(raw, int) and not isinstance(raw, bool) and raw.bit_length() > 1000:
+        digits = int(raw.bit_length() * math.log10(2)) + 1
+        return f"{'-' if raw < 0 else ''}<a whole number of about {digits:,} digits>"
+    try:
+        return json.dumps(raw, default=repr)
+    except (ValueError, TypeError):  # a structure holding a number too long to write
+        return f"<{type(raw).__name__}>"
+
+
 def _parse_override(filename: str, p: ir.Param, raw: str | int | float) -> int | float:
     def bad(problem: str) -> ParamError:
-        return ParamError(problem, filename, p.name, str(raw))
+        return ParamError(problem, filename, p.name, _override_text(raw))
 
     a_number = f"expected a number, such as its default {p.default}"  # `--set size=` with $SIZE unset: no value
     if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):  # a value from JSON or Python: `0.5`
         raise bad(a_number)
+    if isinstance(raw, int) and abs(raw) > MAX_INT:  # before str(), which refuses more than 4,300 digits
+        raise bad(f"number too large; a whole number is at most 2**62 ({MAX_INT:,})")
     text = str(raw).strip()
     if not text.isascii() or "_" in text:  # float() would take '３' and '1_0'; a space file takes neither
         raise bad("expected a number written with the digits 0-9")
@@ -1065,6 +1144,26 @@ def _unknown_param(name: str, known: tuple[str, ...], filename: str) -> ParamErr
     hint = f"; did you mean {close[0]}?" if close else ""
     return ParamError(f"unknown parameter {name!r}; this space's parameters are: "
                       f"{listed(known) or 'none'}{hint}", filename, name, known=known)
+
+
+def _check_family(net: ir.Network, error_at) -> None:
+    """``family`` names the timm class a chain network exports as, so it is the whole network's: in a network of
+    cells (which has none) it is an error, and so is one written after the stem, a stage, a layer or the head,
+    where it would read as applying only to what follows; both at the family's line, as ``error_at`` makes them."""
+    family = net.family
+    if family is None:
+        return
+    if net.cells is not None and not net.stages:
+        raise error_at(family.pos)(f"`family {family.name}` applies to chain networks (the timm class a chain of "
+                                   f"stages exports as); a network of `cells` has no family: remove the `family` "
+                                   f"line")
+    at = (family.pos.line, family.pos.column)
+    before = [(pos, what) for _, what, pos in net.order if (pos.line, pos.column) < at]
+    if before:
+        pos, what = before[-1]  # the line above it, or its own: `stage s1 ... choose mb family X`
+        raise error_at(family.pos)(f"`family {family.name}` comes after {what} (line {pos.line}); the family is the "
+                                   f"whole network's (the timm class it exports as): write `family {family.name}` "
+                                   f"first in the network, on its own line right after `network`")
 
 
 def _assemble(statements: list, text: str, filename: str, overrides: dict[str, str]) -> ir.Space:
@@ -1124,6 +1223,8 @@ def _assemble(statements: list, text: str, filename: str, overrides: dict[str, s
     if resolutions is not None and len(resolutions) < 2:
         raise error_at(resolution_pos)("elastic resolution needs at least two input sizes, e.g. `resolution 160, 192, "
                                        "224`; for one size, remove `resolution`: the `input` statement gives it")
+    if network is not None:
+        _check_family(network, error_at)
     return ir.Space(
         filename=filename, source=text, name=name.name if name else None, name_pos=name.pos if name else None,
         params=tuple(resolved), input_shape=shape, input_pos=shape_pos, classes=classes,

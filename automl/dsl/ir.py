@@ -54,7 +54,9 @@ class BinOp:
     op: str  # one of + - * / //
     left: "Expr"
     right: "Expr"
-    pos: Pos
+    pos: Pos  # where the expression starts (its left operand's position): for a message about its value
+    # the operator's own position (`*` of `a * b`): for a message about the operation (a value too large)
+    op_pos: Pos | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
