@@ -6,6 +6,7 @@ traceback). Anything else escaping the CLI is an internal error (exit code 1).
 
 from __future__ import annotations
 
+import json
 import sys
 
 __all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error", "shortened",
@@ -47,6 +48,15 @@ def shortened(text: str, show=str) -> str:
     40 and last 20 characters (each as ``show`` writes it) and its length (a name too long is often the mistake;
     a value of 5,000 characters is no name the reader can check)."""
     return show(text) if len(text) <= 100 else f"{show(text[:40])}...{show(text[-20:])} ({len(text):,} characters)"
+
+
+def json_text(value) -> str:
+    """A value read from a JSON (or YAML) file as a message shows it: as JSON writes it (``true``, ``null``,
+    ``"224"``, not Python's ``True``, ``None``, ``'224'``), :func:`shortened` when long."""
+    try:
+        return shortened(json.dumps(value, default=repr))
+    except ValueError:  # an integer beyond the digits str() converts
+        return f"a {type(value).__name__} holding a number too long to show"
 
 
 # the most names a message lists (a space's parameters, its choice sets): more are counted, not listed

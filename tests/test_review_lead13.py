@@ -13,6 +13,8 @@ import pytest
 import torch
 
 import automl.train.data as data_module
+from automl.cli import main
+from automl.commands._arch_args import space_args_for
 from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.pipeline.search_stages import ThetaTask
@@ -21,6 +23,8 @@ from automl.report import _pareto_xlabel
 from automl.recipe import DataConfig
 from automl.train.data import build_data
 from helpers import write_images
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _theta_task(batches, lines):
@@ -126,3 +130,30 @@ def test_pareto_axis_says_it_is_the_searched_networks_where_the_retrained_one_di
     assert _pareto_xlabel("params", wider) == \
         "parameters of the searched network (the retrained one differs: report.md)"
     assert _pareto_xlabel("latency", wider) == "latency [ms] (table)"  # a table's latency is not re-counted
+
+
+def _names(compiled) -> list[str]:
+    return [d.choices[0] for d in compiled.decisions]
+
+
+@pytest.mark.parametrize("field, value, shown", [("params", True, "true"), ("se", None, None),
+                                                 ("se", "quarter", '"quarter"'), ("se", True, "true")])
+def test_an_arch_files_values_are_shown_as_json(tmp_path, capsys, field, value, shown):
+    # was: "params" ... got True; "se" ... got 'quarter' (Python's spelling of what the JSON file says)
+    digits = load_compiled(str(ROOT / "spaces" / "digits.space"))
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps({"choices": _names(digits), field: value}))
+    code = main(["space", "cost", str(ROOT / "spaces" / "digits.space"), "--arch", str(path)])
+    err = capsys.readouterr().err
+    if shown is None:  # "se": null is no se
+        assert code == 0, err
+        return
+    assert code == 2 and f"got {shown}; fix it, or drop \"{field}\"" in " ".join(err.split()), err
+
+
+def test_a_manifests_recorded_space_arg_is_shown_as_json(tmp_path):
+    # was: its "space_args" classes=True (the manifest says true)
+    with pytest.raises(UserError) as info:
+        space_args_for(str(ROOT / "spaces" / "digits.space"), "m.json", {"space_args": {"classes": True}}, [],
+                       "--arch-def")
+    assert "its \"space_args\" classes=true:" in str(info.value), str(info.value)

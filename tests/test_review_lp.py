@@ -44,7 +44,7 @@ def _cli(tmp_path, capsys, text: str, *args: str) -> str:
 def test_overflow_from_set_names_the_value_and_the_fix(tmp_path, capsys):
     err = _cli(tmp_path, capsys, _space(STEM, S1, HEADL), "--set", "width=1e308")
     first = err.splitlines()[0]
-    assert first.startswith("t.space:8:14: number too large"), err
+    assert first.startswith("t.space:8:17: number too large"), err  # at the `*` that overflows
     assert f"(from width=1e308, {GIVEN})" in first and "choose a value of width that keeps it finite" in first, err
 
 

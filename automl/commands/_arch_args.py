@@ -6,6 +6,7 @@ manifests, builds networks (automl.export, which loads torch) and loads spaces (
 
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -13,7 +14,7 @@ import torch
 
 from automl.commands import parse_set_args
 from automl.dsl import ParamError, load_space
-from automl.errors import UserError, shortened
+from automl.errors import UserError, json_text, shortened
 from automl.export import choices_from_json, count_params, is_manifest, read_arch_json
 from automl.export.manifest import check_arch_space, check_recorded, is_sizes, recorded_space
 
@@ -118,7 +119,7 @@ def _recorded_se(obj: dict, compiled, flag: str, path: str) -> float | None:
     if obj.get("se") is None:
         return None
     se = _number(obj["se"])
-    shown = repr(obj["se"]) if len(repr(obj["se"])) <= 30 else repr(obj["se"])[:27] + "..."
+    shown = json_text(obj["se"])
     if se is None or not 0 <= se < 1:
         raise UserError(f"{flag} {path}: \"se\" must be the squeeze-and-excitation ratio its network was "
                         f"retrained with (the run's retrain.se), a number in [0, 1) such as 0.25, got {shown}; "
@@ -144,7 +145,7 @@ def _check_recorded_numbers(obj: dict, flag: str, path: str) -> None:
         number = whole or (isinstance(value, float) and not math.isnan(value))
         if not number or value < 0:
             raise UserError(f"{flag} {path}: \"{field}\" must be {what[field]}, a number of at least 0, got "
-                            f"{shortened(repr(value))}; fix it, or drop \"{field}\"")
+                            f"{json_text(value)}; fix it, or drop \"{field}\"")
 
 
 def _same(a: float | None, b: float) -> bool:
@@ -275,7 +276,9 @@ def space_args_for(space: str, arch: str, recorded: dict | None, items: list[str
         other, use = (("a plain ARCH.json with the choices", "export another network") if flag == "--arch" else
                       ("a bare arch_def (the manifest's \"arch_def\" list)", "encode it with other parameters"))
         did, fix, whose = "exported", f"give the manifest.json the export of {space} wrote", "the manifest's"
-    kept = {str(k): str(v) for k, v in (recorded.get("space_args") or {}).items()}
+    # as the file writes them (JSON's true, not Python's True), which load_space reads as a --set value's text
+    kept = {str(k): v if isinstance(v, str) else json.dumps(v, default=repr)
+            for k, v in (recorded.get("space_args") or {}).items()}
     merged = {**kept, **given}
     try:  # the recorded values: a mistake in them is the file's, not a --set flag's
         before = load_space(space, kept or None).param_values

@@ -23,7 +23,7 @@ from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch, same_network
 from automl.compile import load_compiled
-from automl.errors import Stopped, UserError, say, shortened
+from automl.errors import Stopped, UserError, json_text, say, shortened
 from automl.export import is_manifest
 from automl.export.manifest import json_cost, json_costs, recorded_space, whole_metric
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
@@ -291,15 +291,6 @@ def _exported_with_se(e: UserError, obj) -> UserError:
                      f"the architecture: give it as --arch to `automl space cost` or `automl export`")
 
 
-def _json_text(value) -> str:
-    """A value read from a JSON file as a message shows it: as JSON writes it (``true``, ``null``, ``"224"``, not
-    Python's ``True``, ``None``, ``'224'``), shortened when long."""
-    try:
-        return shortened(json.dumps(value, default=repr))
-    except ValueError:  # an integer beyond the digits str() converts
-        return f"a {type(value).__name__} holding a number too long to show"
-
-
 def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
     """With elastic resolution, the choice of the input size an export's manifest given as ``--arch-def`` (``path``,
     its JSON ``obj``) records (its ``input_shape``: the resolution its architecture chose); a user error when the
@@ -313,10 +304,10 @@ def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
                                                              for v in shape)
     if not ok or shape[1] != shape[2]:
         raise UserError(f"--arch-def {path}: \"input_shape\" must be [channels, size, size] (the input size its "
-                        f"network takes), got {_json_text(shape)}; give the manifest.json the export wrote")
+                        f"network takes), got {json_text(shape)}; give the manifest.json the export wrote")
     if f"r{shape[1]}" not in dec.choices:
         given = obj.get("space_args") if isinstance(obj.get("space_args"), dict) else {}
-        sets = " ".join(f"--set {k}={v if isinstance(v, str) else _json_text(v)}" for k, v in given.items()) or "none"
+        sets = " ".join(f"--set {k}={v if isinstance(v, str) else json_text(v)}" for k, v in given.items()) or "none"
         hint = (f"encode it with the space file it was exported from (its manifest's space_args apply: {sets})"
                 if is_manifest(obj) else  # its space_args were applied (_load)
                 f"encode it with the space and the --set values it was exported with (its space_args: {sets})")
