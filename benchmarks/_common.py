@@ -271,10 +271,11 @@ def device(text: str) -> torch.device:
 def space_parser(default_space: str, doc: str | None = None) -> Parser:
     """The arguments every per-space benchmark takes: SPACE, --set k=v, --batch, --device."""
     p = parser(doc)
-    p.add_argument("space", nargs="?", default=default_space)
+    p.add_argument("space", nargs="?", default=default_space, help="the .space file of the supernet")
     p.add_argument("--set", action="append", help="space parameter override k=v")
-    p.add_argument("--batch", type=batch_size, default=64)
-    p.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--batch", type=batch_size, default=64, help="images per step (a batch)")
+    p.add_argument("--device", type=device, default="cuda" if torch.cuda.is_available() else "cpu",
+                   help="cpu or cuda")
     return p
 
 

@@ -22,8 +22,9 @@ from automl.nn.depthwise import depthwise_weight_grad, fast_path_applies  # noqa
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--batch", type=batch_size, default=64)
-    p.add_argument("--channels", type=positive_int, nargs="+", default=[144, 288])
+    p.add_argument("--batch", type=batch_size, default=64, help="images per timed gradient")
+    p.add_argument("--channels", type=positive_int, nargs="+", default=[144, 288],
+                   help="channel counts to time, space-separated")
     a = p.parse_args()
     rows = []
     for c in a.channels:

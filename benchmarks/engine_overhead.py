@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     p = space_parser(str(ROOT / "spaces" / "digits.space"), __doc__)
-    p.add_argument("--lam", type=int_at_least(2), default=2)
+    p.add_argument("--lam", type=int_at_least(2), default=2, help="architectures per θ step (λ)")
     p.add_argument("--eps", type=positive_int, default=4, help="number of ε values (N)")
     a = p.parse_args()
     dev = a.device

@@ -69,8 +69,9 @@ def time_engine(N, D, K, lam, device, iters, warmup, importance_sampling=True, s
 
 def main():
     ap = parser(__doc__)
-    ap.add_argument("--iters", type=positive_int, default=2000)
-    ap.add_argument("--warmup", type=nonneg_int, default=200)
+    ap.add_argument("--iters", type=positive_int, default=2000,
+                    help="timed ask+tell calls per row (the median is reported)")
+    ap.add_argument("--warmup", type=nonneg_int, default=200, help="untimed ask+tell calls before them")
     ap.add_argument("--context", action="store_true",
                     help="also costs that depend on 5, 8 and 12 two-way width decisions (32, 256, 4,096 combinations)")
     args = ap.parse_args()

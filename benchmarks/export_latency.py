@@ -136,10 +136,10 @@ def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("dirs", nargs="*", type=Path, help="export folders (default: export random architectures)")
     # None: not given (export folders refuse them), then their defaults
-    p.add_argument("--space", help=f"(default: {SPACE})")
+    p.add_argument("--space", help=f"the .space file of the random architectures, without DIRS (default: {SPACE})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="space overrides")
-    p.add_argument("-n", "--num-archs", type=positive_int, help="(default: 3)")
-    p.add_argument("--seed", type=seed_int, help="(default: 0)")
+    p.add_argument("-n", "--num-archs", type=positive_int, help="random architectures, without DIRS (default: 3)")
+    p.add_argument("--seed", type=seed_int, help="seed of the random architectures, without DIRS (default: 0)")
     p.add_argument("--runs", type=positive_int, default=30, help="timed runs at batch 1 (batch 32: runs/5, at least 3)")
     p.add_argument("--threads", type=thread_count, default=None,
                    help="intra-op threads of both torch and onnxruntime (default: torch's, here "

@@ -55,11 +55,13 @@ class Run(Fields):
 
 def main():
     ap = parser(__doc__)
-    ap.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"))
-    ap.add_argument("--seeds", type=seed_list, default="0,1,2", help="comma-separated")
+    ap.add_argument("--recipe", default=str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"),
+                    help="the recipe every run uses")
+    ap.add_argument("--seeds", type=seed_list, default="0,1,2", help="the runs' seeds, comma-separated")
     ap.add_argument("--methods", type=names(METHODS), default="importance_sampling,separate",
                     help=f"comma-separated, of {', '.join(METHODS)}")
-    ap.add_argument("--out", default="runs/family-budgets")
+    ap.add_argument("--out", default="runs/family-budgets",
+                    help="folder of the runs, OUT/<method>-s<seed> (a relative one is named from the current folder)")
     ap.add_argument("--set", action="append", default=[], help="recipe override key=value (repeatable)")
     args = ap.parse_args()
     methods = list(dict.fromkeys(args.methods))  # a method or seed given twice is one
@@ -90,14 +92,14 @@ def main():
                              "cost/budget": None if not b else round(a["cost"] / b, 3),  # a budget of 0: none
                              "test_accuracy": a.get("test_accuracy"), "search_seconds": res["search_seconds"]})
     print(f"{'seed':>4} {'method':<20} {'member':>6} {'budget':>13} {'eps':>7} {'params':>8} {'cost/B':>7} "
-          f"{'test acc':>8} {'search s':>8}")
+          f"{'test acc %':>10} {'search s':>8}")
     for r in rows:
         acc = "—" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.2f}"
         budget = "unconstrained" if r["budget"] is None else r["budget"]  # a budget of 0 is one (a 0-cost metric)
         per_b = "—" if r["cost/budget"] is None else r["cost/budget"]
         eps = "—" if r["epsilon"] is None else f"{r['epsilon']:.3f}"  # none recorded: not an ε of 0
         print(f"{r['seed']:>4} {r['method']:<20} {r['member']:>6} {budget:>13} "
-              f"{eps:>7} {r['params']:>8,} {per_b:>7} {acc:>8} "
+              f"{eps:>7} {r['params']:>8,} {per_b:>7} {acc:>10} "
               f"{r['search_seconds']:>8.1f}")
     ratio = None
     if len(methods) >= 2:

@@ -267,7 +267,8 @@ def _figure(value, fmt: str, unit: str = "") -> str:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES))
+    p.add_argument("--spaces", nargs="+", default=list(SPACES), choices=list(SPACES),
+                   help="published spaces to measure, space-separated")
     p.add_argument("--archs", type=int_at_least(2, ARCHS_MOST), default=30,
                    help="random architectures to export and time (at least 2: Kendall's tau compares pairs)")
     p.add_argument("--threads", type=thread_count, default=1,
@@ -277,7 +278,7 @@ def main() -> None:
     p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")
     p.add_argument("--measure-repeat", type=int_at_least(1, MAX_REPEAT), default=30,
                    help=f"timed runs per whole model and pass (at most {MAX_REPEAT:,}, as --repeat)")
-    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0, help="seed of the random architectures")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="cpu: the calling thread's CPU time (one thread): what an idle machine's latency would "
                         "be, on a machine shared with other work")

@@ -741,7 +741,8 @@ def _parser():
     p = parser(__doc__)
     p.add_argument("recipe", nargs="?", default=None, help=f"(default: {RECIPE})")
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
-    p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"))
+    p.add_argument("--out", default=str(ROOT / "runs" / "bench-ranking"),
+                   help="folder of the runs (a finished one is reused; delete it to rerun)")
     p.add_argument("--archs", type=int_at_least(3), default=None,
                    help=f"K architectures (ranking.archs: at least 3) {_default('archs')}")
     p.add_argument("--options", type=names(OPTIONS), default=None,
@@ -849,6 +850,9 @@ def main(argv: list[str]) -> None:
     out = out_folder(a.out)
     if a.replay or a.truth_seeds or a.one_se:
         return _one_study(a, out)
+    if a.no_tau and a.no_stability:  # no study and both parts skipped: nothing would be measured, nor printed
+        raise UserError("--no-tau and --no-stability together skip both parts: nothing to measure; leave one out, "
+                        "or run a study (--truth-seeds, --replay or --one-se)")
     combos = [] if a.no_stability else [(m, t, sd) for m in a.methods for t in (1, 2) for sd in a.stability_seeds]
     check_stopped_runs(a, out, combos)
     if not a.no_tau:

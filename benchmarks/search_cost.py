@@ -69,7 +69,7 @@ def _row(method: str, run: int, res: dict, supernets: int) -> dict:
 
 def main(argv: list[str]) -> None:
     p = parser(__doc__)
-    p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"))
+    p.add_argument("recipe", nargs="?", default=str(ROOT / "recipes" / "quickstart.yaml"), help="the recipe searched")
     p.add_argument("overrides", nargs="*", help="recipe overrides key=value (as on `automl run`)")
     p.add_argument("--no-sweep", action="store_true", help="skip the N = 1, 2, 4, 8 sweep")
     p.add_argument("--repeat", type=int_at_least(1, REPEAT_MOST), default=1,

@@ -111,11 +111,11 @@ def run(a, costs, lam, iters, sigma, seed, importance_sampling, utility, epsilon
 
 def main():
     ap = parser(__doc__)
-    ap.add_argument("--seeds", type=positive_int, default=5)
-    ap.add_argument("--iters", type=positive_int, default=1200)
-    ap.add_argument("--lam", type=int_at_least(2), default=8)
-    ap.add_argument("--D", type=positive_int, default=16)
-    ap.add_argument("--K", type=int_at_least(2), default=5)
+    ap.add_argument("--seeds", type=positive_int, default=5, help="number of seeds (0 .. SEEDS-1), each a run")
+    ap.add_argument("--iters", type=positive_int, default=1200, help="ask+tell iterations per search")
+    ap.add_argument("--lam", type=int_at_least(2), default=8, help="architectures per iteration (λ)")
+    ap.add_argument("--D", type=positive_int, default=16, help="decisions per architecture")
+    ap.add_argument("--K", type=int_at_least(2), default=5, help="choices per decision")
     ap.add_argument("--N", type=names(EPSILONS), default="2,4,8",
                     help=f"numbers of members, comma-separated, of {', '.join(map(str, EPSILONS))}")
     ap.add_argument("--modes", type=names(MODES), default=",".join(MODES), help="comma-separated, of eps, budget")

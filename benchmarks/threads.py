@@ -167,6 +167,14 @@ class Busy:
             p.wait()
 
 
+def progress_line(rep: int, busy: int, workload: str, setting: str, r: tuple[float, int | None, bool]) -> str:
+    """One measured process, as stderr shows it: ``r`` is (seconds, threads it ran or None, cut off at --limit)."""
+    seconds, threads, cut = r
+    ran = ("stopped at --limit, threads unknown" if threads is None
+           else f"{threads} thread{'' if threads == 1 else 's'}")
+    return f"  rep {rep + 1} busy {busy} {workload} threads={setting}: {'>=' if cut else ''}{seconds:.2f} s ({ran})"
+
+
 def main(argv: list[str]) -> None:
     p = parser(__doc__)
     p.add_argument("--repeat", type=int_at_least(1, REPEAT_MOST), default=3,
@@ -209,8 +217,7 @@ def main(argv: list[str]) -> None:
                         r = (run_digits(s, a.epochs, a.limit) if w == "digits" else
                              run_proxyless(s, a.steps, a.batch, a.limit))
                         samples.setdefault((w, busy, s), []).append(r)
-                        print(f"  rep {rep + 1} busy {busy} {w} threads={s}: {'>=' if r[2] else ''}{r[0]:.2f} s "
-                              f"({r[1]} threads)", file=sys.stderr, flush=True)
+                        print(progress_line(rep, busy, w, s, r), file=sys.stderr, flush=True)
     rows = []
     for w in workloads:
         for s in settings:
