@@ -1352,11 +1352,19 @@ def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
         for i, v in enumerate(values or []):
             j = first.setdefault(name(v), i)
             if j != i:
-                shown = "null" if v is None else f"{v:.17g}"
                 why = (f"is given twice (item {j + 1}): the two members would search for the same network; remove "
-                       f"one" if v == values[j] else f"equals item {j + 1} ({values[j]!r}) to 6 significant digits, "
-                       f"so both members would export to eps-{name(v)}; make them differ within 6 digits")
-                _refuse(("search", key), f"item {i + 1} ({shown}) {why}", filename, node, applied)
+                       f"one" if v == values[j] else f"equals item {j + 1} ({_shortest(values[j])}) to 6 significant "
+                       f"digits, so both members would export to eps-{name(v)}; make them differ within 6 digits")
+                _refuse(("search", key), f"item {i + 1} ({_shortest(v)}) {why}", filename, node, applied)
+
+
+def _shortest(v: float | None) -> str:
+    """An epsilon or budget in a message: the fewest significant digits (6 at least) that read back as the same
+    float, so 0.1 shows as 0.1 (not 0.10000000000000001), and two values alike to 6 digits (0.1 and 0.1000001)
+    show apart; null for an unconstrained budget."""
+    if v is None:
+        return "null"
+    return next(t for n in range(6, 18) if float(t := f"{v:.{n}g}") == v or n == 17)
 
 
 # data.* keys that only some datasets read: the datasets that read each
@@ -1386,6 +1394,7 @@ class _Ignored(NamedTuple):
     ignored: Callable[[Any], bool]  # given the key's section: whether this recipe ignores the key
     setting: str  # a warning: the setting the key applies with; refused: the setting that ignores it
     why: str = ""  # refused: why that setting ignores the key
+    note: str = ""  # a warning: what the recipe does instead, after the setting ("; ...")
 
 
 _METHOD_1 = "Method 1 draws its paths from each member's own distribution, "
@@ -1393,6 +1402,13 @@ _METHOD_1 = "Method 1 draws its paths from each member's own distribution, "
 
 def _simultaneous(s: SearchConfig) -> bool:
     return s.method == "simultaneous"
+
+
+def _method_1_epochs(s: SearchConfig) -> bool:
+    """Method 1 steps θ after each W step, for search.weight_epochs epochs, and never reads search.theta_epochs
+    (automl/pipeline/search_stages.py SimultaneousStage); one equal to weight_epochs says what it does (the paper's
+    single T, as recipes/cifar10-method1.yaml writes it), so is no mistake to warn of."""
+    return _simultaneous(s) and s.theta_epochs != s.weight_epochs
 
 
 # keys a recipe may set that another of its settings makes ignored, in the order they are checked. A warning (a
@@ -1407,6 +1423,9 @@ _IGNORED = {
     ("search", "theta_bn"): _Ignored(_simultaneous, "search.method simultaneous",
                                      _METHOD_1 + "and scores θ with each batch's own BatchNorm statistics"),
     ("search", "theta_bn_batches"): _Ignored(lambda s: s.theta_bn != "recalibrate", "search.theta_bn: recalibrate"),
+    ("search", "theta_epochs"): _Ignored(_method_1_epochs, "search.method importance_sampling or separate",
+                                         note="; Method 1 (simultaneous) steps θ after each W step, for "
+                                         "search.weight_epochs epochs"),
     **{(sec, key): _Ignored(lambda c: c.schedule != "step", f"{sec}.schedule: step")
        for sec in ("optim", "retrain") for key in ("decay_rate", "decay_epochs")},
     **{(sec, "warmup_lr"): _Ignored(lambda c: c.warmup_epochs == 0, f"{sec}.warmup_epochs above 0")
@@ -1424,19 +1443,52 @@ def _ignored_keys(recipe: Recipe, filename: str, node, applied) -> list[str]:
     settings makes it ignored: refused (its override, or its line), or a warning returned, which the caller prints
     once the recipe's other checks pass (a recipe.resolved.yaml, which writes every key, warns of the values its
     recipe set)."""
-    warnings = []
-    for (section, key), (ignored, setting, why) in _IGNORED.items():
+    warnings, warned = [], set()
+    for (section, key), (ignored, setting, why, note) in _IGNORED.items():
         config = getattr(recipe, section)
-        default = type(config).model_fields[key].default
-        if key not in config.model_fields_set or getattr(config, key) == default or not ignored(config):
+        if not _user_set(config, key) or not ignored(config):
             continue
         if why:
+            default = type(config).model_fields[key].default
             shown = str(default).lower() if isinstance(default, bool) else default
             _refuse((section, key), f"does not apply to {setting}: {why}; remove {section}.{key} (default {shown}), "
                     f"or choose another {setting.split()[0]}", filename, node, applied)
-        warnings.append(f"warning: {filename}: {section}.{key} is set, but applies only with {setting}; this recipe "
-                        f"ignores it")
-    return warnings
+        warned.add((section, key))
+        warnings.append(f"warning: {filename}: {section}.{key} is set, but applies only with {setting}{note}; this "
+                        f"recipe ignores it")
+    return warnings + _ignored_by_random(recipe.search, filename, warned)
+
+
+def _user_set(config: BaseModel, key: str) -> bool:
+    """Whether the recipe sets ``key`` of ``config`` (its section) to another value than its default."""
+    return key in config.model_fields_set and getattr(config, key) != type(config).model_fields[key].default
+
+
+# search keys the random baseline (search.method random) never reads: it trains no supernet and no θ, and draws each
+# member's network on the raw cost table (automl/pipeline/search_stages.py SampleStage; automl/pipeline/plan.py
+# _sampled_problem; automl/search/_registry.py's random searcher, which takes neither search.lam nor θ's settings)
+RANDOM_IGNORES = ("lam", "weight_epochs", "theta_epochs", "theta_lr", "theta_min", "utility", "normalize_costs",
+                  "supernets", "weight_sampling", "inplace_distill", "theta_bn", "theta_bn_batches", "nan_policy",
+                  "max_bad_steps")
+
+
+def _ignored_by_random(s: SearchConfig, filename: str, warned: set) -> list[str]:
+    """The warnings of a random-baseline recipe that sets keys it never reads (:data:`RANDOM_IGNORES`, one line for
+    them all, less those ``warned`` of already), and search.epsilons beside search.random_budgets, which give the
+    members instead (without them epsilons give only the number of members, its length)."""
+    if s.method != "random":
+        return []
+    out = []
+    if s.random_budgets is not None and s.epsilons is not None and _user_set(s, "epsilons"):
+        out.append(f"warning: {filename}: search.epsilons is set, but search.method random draws one network per "
+                   f"item of search.random_budgets; this recipe ignores it")
+    keys = [f"search.{k}" for k in RANDOM_IGNORES if ("search", k) not in warned and _user_set(s, k)]
+    if keys:
+        one = len(keys) == 1
+        out.append(f"warning: {filename}: {', '.join(keys)} {'is' if one else 'are'} set, but search.method random "
+                   f"trains no supernet and no θ (it draws each member's network uniformly, within its budget if "
+                   f"any); this recipe ignores {'it' if one else 'them'}")
+    return out
 
 
 def _cutout_fits(d: DataConfig, filename: str, node, applied) -> None:

@@ -132,7 +132,7 @@ IGNORED_CASES = [
      [f"warning: {Q}: optim.nesterov is set, but applies only with optim.name: sgd; this recipe ignores it"], None),
     (["optim.warmup_lr=0.01", "optim.warmup_epochs=1", "search.theta_bn=recalibrate", "search.theta_bn_batches=4"],
      [], None),
-    (["search.method=simultaneous", "search.theta_bn_batches=4"],
+    (["search.method=simultaneous", "search.theta_bn_batches=4", "search.theta_epochs=15"],
      [f"warning: {Q}: search.theta_bn_batches is set, but applies only with search.theta_bn: recalibrate; this "
       f"recipe ignores it"], None),
     (["search.method=simultaneous", "search.weight_sampling=fair", "optim.decay_rate=0.5"], [],
