@@ -54,7 +54,7 @@ def json_text(value) -> str:
     """A value read from a JSON (or YAML) file as a message shows it: as JSON writes it (``true``, ``null``,
     ``"224"``, not Python's ``True``, ``None``, ``'224'``), :func:`shortened` when long."""
     try:
-        return shortened(json.dumps(value, default=repr))
+        return shortened(json.dumps(value, default=repr, ensure_ascii=False))
     except ValueError:  # an integer beyond the digits str() converts
         return f"a {type(value).__name__} holding a number too long to show"
 

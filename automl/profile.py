@@ -59,7 +59,7 @@ from torch import nn
 from automl._io import (DuplicateKey, UnreadableText, atomic_write_json, duplicate_key_line, read_utf8_text, shell_path,
                         unique_keys)
 from automl.compile.costs import BUILTIN_METRICS
-from automl.errors import UserError
+from automl.errors import UserError, json_text
 from automl.limits import MAX_BATCH
 from automl.nn import create_op, parts
 from automl.nn.measure import count_macs
@@ -934,8 +934,8 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
     if isinstance(table, dict) and table.get("format") == PARTIAL_FORMAT and path.name.endswith(".partial"):
         table_file = path.with_name(path.name.removesuffix(".partial"))
         raise UserError(f"{where}{path}: the measurements of an interrupted `automl space profile`, not a cost table; "
-                        f"finish it: run that profile again with --out {shell_path(table_file)} (it goes on from these), "
-                        f"and give {table_file}")
+                        f"finish it: run that profile again with --out {shell_path(table_file)} (it goes on from "
+                        f"these), and give {table_file}")
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
         # a new file beside it: --out PATH would overwrite what PATH holds (a run's results.json, say), and
         # `space profile` refuses to (so latency-new.json beside a latency.json that is no table)
@@ -943,7 +943,7 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
                         f"`automl space profile {shell_path(space_file)} --out {shell_path(new)}` and give that")
     if not _is_version(table.get("version")):
-        raise UserError(f"{where}{path}: cost table version {json.dumps(table.get('version'))[:60]}; this automl reads "
+        raise UserError(f"{where}{path}: cost table version {json_text(table.get('version'))}; this automl reads "
                         f"version {TABLE_VERSION}")
     return table
 

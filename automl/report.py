@@ -322,8 +322,8 @@ def _fmt_int8(q) -> str:
             + (f"{size:.2f}x" if size is not None else "—") + (", partly in float" if _float_ops(q) else ""))
 
 
-# the weight-bearing op types of an int8 model's coverage (its "quantized" and "float" count them; automl.export.quantize
-# counts them by these): an op of these in its "float_ops" has an int8 kernel in onnxruntime, which did not use it
+# the weight-bearing op types of an int8 model's coverage (its "quantized" and "float" count them;
+# automl.export.quantize counts them by these): an op of these in its "float_ops" has an int8 kernel in onnxruntime, which did not use it
 # there; the others have none
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum"})
 
@@ -848,13 +848,14 @@ def plot_pareto(results: dict) -> bytes:
 
 
 def _pareto_xlabel(metric: str, plotted: list[dict]) -> str:
-    """pareto.png's x axis: the search's cost metric, and where a plotted network was retrained at another size than
-    it was searched (``retrain.space_args``, ``retrain.se``) that the axis is the searched network's."""
+    """pareto.png's x axis: the search's cost metric, and where a plotted network's exported count differs from the
+    search's (retrained at another size, ``retrain.space_args`` or ``retrain.se``; a cell space's table, which
+    approximates its networks) that the axis is the search's count."""
     name = {"params": "parameters", "macs": "multiply-adds (MACs)", "latency": "latency [ms] (table)"}.get(metric,
                                                                                                        metric)
     other = any(metric in ("params", "macs") and _finite(a.get(metric)) and _finite(a.get("cost"))
                 and a[metric] != a["cost"] for a in plotted)
-    return f"{name} of the searched network (the retrained one differs: report.md)" if other else name
+    return f"{name} (as the search counts them; the exported networks' own: report.md)" if other else name
 
 
 def _count_tick(v: float, digits: int = 6) -> str:

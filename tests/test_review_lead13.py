@@ -16,6 +16,7 @@ import automl.train.data as data_module
 from automl.cli import main
 from automl.commands._arch_args import space_args_for
 from automl.compile import load_compiled
+from automl.errors import json_text
 from automl.errors import UserError
 from automl.pipeline.search_stages import ThetaTask
 from automl.profile import read_cost_table
@@ -85,7 +86,7 @@ def test_workers_of_several_torchrun_processes_on_one_machine_are_counted_togeth
     said = [r.getMessage() for r in caplog.records if "data.workers" in r.getMessage()]
     assert len(said) == 1 and said[0].startswith(
         "warning: data.workers: 2 in each of the run's 2 processes on this machine, 4 in all, is more than the 3 CPUs "
-        "each process can use"), said
+        "they share (unless each process is pinned to CPUs of its own)"), said
     assert "set data.workers=1 or fewer" in said[0], said
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")  # one process: 2 workers on 3 CPUs are fine
     caplog.clear()
@@ -122,13 +123,13 @@ def test_a_cost_table_version_is_the_whole_number_1_not_true(tmp_path, version):
         read_cost_table(table, load_compiled(str(Path(__file__).resolve().parents[1] / "spaces" / "digits.space")))
 
 
-def test_pareto_axis_says_it_is_the_searched_networks_where_the_retrained_one_differs():
+def test_pareto_axis_says_it_is_the_searchs_count_where_the_exported_one_differs():
     # was: "parameters" under networks searched at 15k and retrained at 26k (retrain.space_args), accuracy the 26k's
     same = [{"cost": 62290, "params": 62290, "macs": 399808}]
     assert _pareto_xlabel("params", same) == "parameters"
     wider = [{"cost": 15126, "params": 26008, "macs": 6082800}]
     assert _pareto_xlabel("params", wider) == \
-        "parameters of the searched network (the retrained one differs: report.md)"
+        "parameters (as the search counts them; the exported networks' own: report.md)"
     assert _pareto_xlabel("latency", wider) == "latency [ms] (table)"  # a table's latency is not re-counted
 
 
@@ -157,3 +158,20 @@ def test_a_manifests_recorded_space_arg_is_shown_as_json(tmp_path):
         space_args_for(str(ROOT / "spaces" / "digits.space"), "m.json", {"space_args": {"classes": True}}, [],
                        "--arch-def")
     assert "its \"space_args\" classes=true:" in str(info.value), str(info.value)
+
+
+def test_json_text_keeps_non_ascii_text_as_written():
+    # was: "\uff10.\uff12\uff15" for a manifest's "se": "０.２５"
+    assert json_text("０.２５") == '"０.２５"'
+    assert json_text(None) == "null" and json_text(True) == "true"
+
+
+def test_a_suggested_encode_command_quotes_paths(tmp_path, capsys):
+    # was: `automl space encode .../my spaces/digits.space --arch-def .../my files/a.json --out arch.json`
+    folder = tmp_path / "my files"
+    folder.mkdir()
+    arch = folder / "a.json"
+    arch.write_text(json.dumps([["ds_r1_k3_s1_e1_c16"], ["ir_r1_k3_s2_e4_c24"]]))
+    code = main(["space", "cost", str(ROOT / "spaces" / "digits.space"), "--arch", str(arch)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--arch-def {shlex.quote(str(arch))} --out arch.json" in " ".join(err.split()), err

@@ -12,6 +12,7 @@ import os
 
 import torch
 
+from automl._io import shell_path
 from automl.commands import parse_set_args
 from automl.dsl import ParamError, load_space
 from automl.errors import UserError, json_text, shortened
@@ -67,8 +68,8 @@ def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
     if isinstance(arch_def, list) and arch_def and all(isinstance(st, list) and st and all(
             isinstance(b, str) for b in st) for st in arch_def):
         raise UserError(f"{flag} {path} is a timm arch_def (stages of block strings), not the choices of an "
-                        f"architecture: encode it first, `automl space encode {compiled.filename} --arch-def {path} "
-                        f"--out arch.json`, and give {flag} arch.json")
+                        f"architecture: encode it first, `automl space encode {shell_path(compiled.filename)} --arch-def "
+                        f"{shell_path(path)} --out arch.json`, and give {flag} arch.json")
     check_arch_space(obj, compiled, path, flag)  # a file of another space: said before what does not fit
     names = choices_from_json(obj, compiled, source=f"{flag} {path}")
     if is_manifest(obj):

@@ -829,6 +829,8 @@ def _family_hint(e: UnexpectedToken) -> str:
 
 def _input_hint(e: UnexpectedToken) -> str:
     """An ``input`` statement without its three sizes (``input 3 x 32``, ``input 3, 32, 32``)."""
+    if "X" not in (e.accepts or e.expected or ()):  # the parser is past `input`'s sizes (a typo on the next line)
+        return ""
     stack = getattr(getattr(e, "state", None), "value_stack", None) or []
     start = next((t for t in reversed(stack) if isinstance(t, Token) and t.type == "INPUT"), None)
     if start is None:

@@ -509,7 +509,7 @@ def _workers_warning(workers: int, cpus: int, local: int = 1) -> str | None:
         what = f"{workers} is more than the {cpus} CPU{s} this process can use"
     else:
         what = (f"{workers} in each of the run's {local} processes on this machine, {workers * local} in all, is more "
-                f"than the {cpus} CPU{s} each process can use")
+                f"than the {cpus} CPU{s} they share (unless each process is pinned to CPUs of its own)")
     return (f"warning: data.workers: {what} (its CPU affinity and any cgroup CPU quota): the DataLoader worker "
             f"processes take turns on them, which slows the run and may stall it; set data.workers="
             + (f"{cpus // local} or fewer" if cpus >= local else "0 (each process then reads its images itself)")
