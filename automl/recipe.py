@@ -1184,10 +1184,12 @@ def _cross_checks(recipe: Recipe, filename: str, node, applied) -> None:
         raise RecipeError(f"{where}{msg}", filename, "data.root", line)
     s = recipe.search
     ignored = _ignored_keys(recipe, filename, node, applied)
-    if s.inplace_distill and s.weight_sampling != "sandwich":
+    # the random baseline trains no supernet: its weight_sampling, inplace_distill and lam are warned of as ignored
+    # (_ignored_by_random), not refused
+    if s.method != "random" and s.inplace_distill and s.weight_sampling != "sandwich":
         _refuse(("search", "inplace_distill"), "needs search.weight_sampling: sandwich (the largest path is the "
                 "teacher); set it, or set search.inplace_distill: false", filename, node, applied)
-    if s.weight_sampling == "sandwich" and s.lam < 3:
+    if s.method != "random" and s.weight_sampling == "sandwich" and s.lam < 3:
         _refuse_either([("search", "weight_sampling"), ("search", "lam")],
                        f"search.weight_sampling sandwich trains the largest path, the smallest path and lam - 2 "
                        f"random ones each step; with search.lam {s.lam} no random path is left, so the other "
@@ -1345,7 +1347,11 @@ def _resized_fit(d: DataConfig, filename: str, node, applied) -> None:
 def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
     """Each member has its own epsilon or budget: two equal ones would search for the same network, and two
     epsilons equal to 6 significant digits would share an export folder (``eps-{epsilon:g}``,
-    automl/pipeline/members.py)."""
+    automl/pipeline/members.py). Not so for the random baseline (search.method random): each member draws its own
+    network from its own seed (the run's seed + its index), exported as ``budget-<i>-<budget>`` or ``random-<i>``,
+    so a budget may repeat there, as in search.random_budgets."""
+    if s.method == "random":
+        return
     for key, values, name in (("epsilons", s.epsilons, lambda v: f"{v + 0.0:g}"),  # -0.0 is 0 (eps-0)
                               ("budgets", s.budgets, lambda v: "null" if v is None else f"{v:.17g}")):
         first: dict[str, int] = {}

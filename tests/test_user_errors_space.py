@@ -46,7 +46,7 @@ def test_bad_space_arg_value_from_an_override_names_the_key(tmp_path):
         load_spaces(recipe)
     e = info.value
     assert e.key == "space_args.width" and e.line is None  # not in the file: given on the command line
-    assert "--set" not in str(e) and "expected a number" in str(e) and "'abc'" in str(e)
+    assert "--set" not in str(e) and "expected a number" in str(e) and '"abc"' in str(e)
 
 
 def test_override_of_a_space_arg_in_the_file_is_not_given_the_files_line(tmp_path):

@@ -13,7 +13,8 @@ import torch
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
 from automl.dsl import PUBLISHED_SPACES, ParamError, SpaceFileError, ir
-from automl.errors import DataError, RecipeError, SpaceError, UserError, format_source_error, shortened
+from automl.errors import (DataError, RecipeError, SpaceError, UserError, format_source_error, json_text,
+                           shortened)
 from automl.export import run_of
 from automl.export.onnx import opset_problem
 from automl.export.quantize import EXPORT_TIMED
@@ -241,10 +242,11 @@ def _located(recipe, keys: tuple[str, ...], message: str, *more: tuple[str, ...]
 
 def check_theta_min(recipe, space) -> None:
     """search.theta_min below 1/Kmax of ``space``: θ_min bounds every choice's probability from below, so a
-    decision of Kmax choices needs Kmax θ_min < 1 (the engine's check, ``automl.search._checks``)."""
+    decision of Kmax choices needs Kmax θ_min < 1 (the engine's check, ``automl.search._checks``). The random
+    baseline (search.method random) has no θ: its recipe's theta_min is warned of as ignored, not refused."""
     t = recipe.search.theta_min
     kmax = max(space.num_choices)
-    if t == "auto" or kmax == 1 or float(t) * kmax < 1:
+    if recipe.search.method == "random" or t == "auto" or kmax == 1 or float(t) * kmax < 1:
         return
     widest = next(d.name for d, k in zip(space.decisions, space.num_choices) if k == kmax)
     raise _recipe_error(recipe, ("search", "theta_min"),
@@ -371,7 +373,7 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
             raise
         raise _space_file_error(recipe, e) from None
     except ParamError as e:
-        got = "" if e.value is None else f", got {e.value!r}"
+        got = "" if e.value is None else f", got {_space_arg_text(recipe, keys(e.name), e.value)}"
         raise _recipe_error(recipe, keys(e.name), f"{e.problem}{got} (space {recipe.space_path})") from None
     except SpaceError as e:
         if not e.given:
@@ -386,6 +388,16 @@ def _compile(recipe, args: dict[str, str], retrain: bool):
             raise
         raise _recipe_error(recipe, ("space",), f"{shortened(str(e.filename))}: {e.strerror or e}; check the path (and "
                                                 f"the permissions of its folders)") from None
+
+
+def _space_arg_text(recipe, keys: tuple[str, ...], value: str) -> str:
+    """A space parameter's value at ``keys`` (space_args.NAME or retrain.space_args.NAME) as a message shows it: as
+    the recipe's YAML holds it, written as JSON (``true``, ``"abc"``, ``1.5``; the compiler is given its text,
+    Python's ``True``), as the manifest's space_args are shown; ``value`` (the compiler's) where the recipe has
+    none."""
+    section = recipe.retrain if keys[0] == "retrain" else recipe
+    raw = section.space_args.get(keys[-1])
+    return shortened(value) if raw is None else json_text(raw)
 
 
 def _space_file_error(recipe, e: SpaceFileError) -> RecipeError:
