@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 import torch
+import yaml
 
 from automl._io import path_problem, writable_dir
-from automl._lock import held_by
+from automl._lock import LOCK_NAME, held_by
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.compile import load_compiled
-from automl.dsl import load_space, space_digest
+from automl.dsl import ir, load_space, space_digest
 from automl.errors import RecipeError, SpaceError, Stopped, UserError, say
 from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, run_of, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
@@ -337,6 +338,7 @@ def _check_out(args) -> str | None:
     its owner (kept in the new manifest: the folder is still that run's), or None. Refused: a folder of a run that
     is still running (its own export may be writing there), and, without ``--weights``, a folder whose weights are
     trained ones, which fresh weights would replace."""
+    _check_run_folder(args)
     try:
         old = json.loads((Path(args.out) / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError):
@@ -359,6 +361,53 @@ def _check_out(args) -> str | None:
                         f"{Path(args.out) / MANIFEST_NAME} --weights {kept}; else give another --out, or remove "
                         f"{args.out} first")
     return run if run is not None and os.path.isdir(run) else None
+
+
+def _run_above(out) -> Path | None:
+    """The nearest folder at or above ``out`` (resolved) that is a run's output folder: it holds the run's lock file
+    and its resolved recipe (what a run writes first, :data:`~automl.pipeline.run.RESOLVED`), or a lock file a
+    process holds (a run starting up); None when there is none."""
+    path = Path(os.path.realpath(os.path.expanduser(str(out))))
+    for folder in (path, *path.parents):
+        if (folder / LOCK_NAME).is_file() and ((folder / RESOLVED).is_file() or held_by(folder) is not None):
+            return folder
+    return None
+
+
+def _export_root(run: Path) -> Path:
+    """Where the run in ``run`` writes its member folders: its resolved recipe's ``export.dir`` (relative: inside
+    the run folder), ``run/export`` by default and where the recipe cannot be read."""
+    try:
+        recipe = yaml.safe_load((run / RESOLVED).read_text(encoding="utf-8"))
+        folder = recipe["export"]["dir"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, TypeError, KeyError):
+        folder = None
+    if not isinstance(folder, str) or not folder.strip():
+        return run / "export"
+    return Path(os.path.realpath(run / os.path.expanduser(folder)))
+
+
+def _check_run_folder(args) -> None:
+    """``--out`` inside a run's output folder (:func:`_run_above`), before anything is written or read: the run
+    folder itself or the folder of its member folders is refused (the export's files would lie among the run's,
+    where no run or reader looks for them), and so is any folder of a run still running (its lock held): a member
+    folder it has not written yet, which its own export would replace without a word."""
+    run = _run_above(args.out)
+    if run is None:
+        return
+    out, root = Path(os.path.realpath(os.path.expanduser(str(args.out)))), _export_root(run)
+    if out in (run, root):
+        what = (f"run {run}'s own folder (its {RESOLVED}, results.json, checkpoints/)" if out == run else
+                f"the folder run {run} writes its member folders in")
+        members = sorted(p for p in root.glob("*") if (p / MANIFEST_NAME).is_file()) if root.is_dir() else []
+        member = members[0] if members else root / "budget-0-none"
+        raise UserError(f"--out {args.out} is {what}: this export would write model.onnx, model.safetensors and "
+                        f"{MANIFEST_NAME} among the run's files; give a folder of its own (e.g. --out "
+                        f"export/NAME), or, to export one of the run's members again, its folder (e.g. {member})")
+    holder = held_by(run)
+    if holder is not None:
+        raise UserError(f"--out {args.out} is inside the folder of run {run}, which is still running ({holder}) and "
+                        f"writes its own models there; give another --out, or wait for the run to end")
 
 
 def _onnx_failed(args) -> bool:
@@ -701,11 +750,50 @@ def _recipe_data(args, compiled, fingerprint: dict | None):
     if tuple(data.input_shape) != tuple(compiled.input_shape) or data.num_classes != compiled.num_classes:
         raise UserError(f"--recipe {path}: its data gives inputs {tuple(data.input_shape)} with "
                         f"{data.num_classes} classes, the space takes {tuple(compiled.input_shape)} with "
-                        f"{compiled.num_classes}; use the --set values the data needs")
+                        f"{compiled.num_classes}; {_shape_fix(compiled, data)}")
     note = _moved_data_note(args, r, fingerprint)
     if note:
         print(note, file=sys.stderr)
     return r, data
+
+
+def _shape_fix(compiled, data) -> str:
+    """How to make the space ``compiled`` take ``data`` (its input shape or classes differ): the ``--set`` values
+    where the space's ``input`` and ``classes`` lines are a parameter for each dimension that differs; else the
+    parameters to set where they read some; else a recipe of data the space takes (no --set value changes a
+    dimension the space file fixes)."""
+    space = getattr(compiled, "space", None)
+    exprs = (*space.input_shape, space.classes) if space is not None else ()
+    ours, theirs = (*compiled.input_shape, compiled.num_classes), (*data.input_shape, data.num_classes)
+    sets: dict[str, int] = {}
+    read, fixed = [], []
+    for what, e, want, have in zip(("channels", "height", "width", "classes"), exprs, theirs, ours):
+        if want == have:
+            continue
+        if isinstance(e, ir.Ref) and sets.setdefault(e.name, want) == want:
+            continue
+        names = _params_read(e)
+        (read if names else fixed).append((what, names))
+    takes = f"inputs {tuple(compiled.input_shape)}, {compiled.num_classes} classes"
+    if not exprs or fixed:
+        which = " and ".join(dict.fromkeys(w for w, _ in fixed)) or "input shape and classes"
+        return (f"no --set value of space {compiled.name} changes its {which} (its file fixes them): give a recipe "
+                f"of data the space takes ({takes}), such as the one the network was trained with")
+    if read:
+        names = ", ".join(dict.fromkeys(n for _, ns in read for n in ns))
+        return f"set the space's parameters {names} (--set NAME=VALUE) so that it takes the data's"
+    return "give the --set values the data needs: " + " ".join(f"--set {k}={v}" for k, v in sets.items())
+
+
+def _params_read(e) -> list[str]:
+    """The space parameters a space expression (an ``input`` dimension, ``classes``) reads."""
+    if isinstance(e, ir.Ref):
+        return [e.name]
+    if isinstance(e, ir.Neg):
+        return _params_read(e.operand)
+    if isinstance(e, ir.BinOp):
+        return _params_read(e.left) + _params_read(e.right)
+    return []
 
 
 def _moved_data_note(args, recipe, fingerprint: dict | None) -> str | None:

@@ -466,8 +466,11 @@ def load_model(out_dir) -> nn.Module:
     m = read_manifest(out_dir)
     if m.get("arch_def") is not None and m.get("timm_kwargs") is not None:
         model = _timm_model(out_dir, m)
+        kw_chans = m["timm_kwargs"].get("in_chans", 3)
+        _check_input_shape(out_dir, m, (kw_chans,), "its \"timm_kwargs\" (in_chans)")
     else:
-        model = _cell_model(out_dir, m)
+        model, shape = _cell_model(out_dir, m)
+        _check_input_shape(out_dir, m, shape, "its \"choices\" and \"space_args\"")
     weights = out_dir / (m.get("weights") or {}).get("file", SAFETENSORS_NAME)
     state = load_weights(weights)
     try:
@@ -535,8 +538,9 @@ def _timm_model(out_dir: Path, m: dict) -> nn.Module:
                     f"export the network again into {out_dir}: {export_again(out_dir, m)}") from None
 
 
-def _cell_model(out_dir: Path, m: dict) -> nn.Module:
-    """The network of the manifest's ``choices``, built through its space file and ``space_args``."""
+def _cell_model(out_dir: Path, m: dict) -> tuple[nn.Module, tuple[int, ...]]:
+    """(the network of the manifest's ``choices``, built through its space file and ``space_args``, its input
+    shape (C, H, W))."""
     candidates = [out_dir / m["space_file"]] if m.get("space_file") else []
     if m.get("space"):
         candidates.append(Path(m["space"]))
@@ -562,4 +566,16 @@ def _cell_model(out_dir: Path, m: dict) -> nn.Module:
             ", the manifest's \"space\", which may have changed since the export"
         raise manifest_error(out_dir, m, "choices", f"do not fit space {compiled.name} (space file {space}{where}): "
                              f"{e}") from None
-    return compiled.build_standalone(arch, se=float(m.get("se", 0.0)))
+    shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
+    return compiled.build_standalone(arch, se=float(m.get("se", 0.0))), shape
+
+
+def _check_input_shape(out_dir: Path, m: dict, built: tuple, whose: str) -> None:
+    """The manifest's ``input_shape`` (when recorded) begins with ``built``: the network's own input shape (a cell
+    network's (C, H, W); a timm network's channels, which takes any size), described by ``whose``; a hand-edited
+    one would give timm's data tooling (``pretrained_cfg``) another input than the network takes."""
+    shape = m.get("input_shape")
+    if shape is None or tuple(shape[:len(built)]) == tuple(built):
+        return
+    what = f"{built[0]} input channels" if len(built) == 1 else f"inputs of {list(built)}"
+    raise manifest_error(out_dir, m, "input_shape", f"is {shape}, but the network {whose} describe takes {what}")

@@ -138,12 +138,16 @@ def read_manifest(out_dir: str | os.PathLike, require: tuple[str, ...] = ()) -> 
 
 def manifest_error(out_dir: Path, manifest: dict[str, Any], field: str, problem: str) -> UserError:
     """The one message for a field of ``out_dir``'s manifest that is wrong (``problem``): it names the file and
-    the field, and says how to mend it: a field that ``automl export --arch`` reads from the manifest by fixing
-    it, any other by exporting the network again from the manifest (:func:`export_again`)."""
+    the field, and says how to mend it: a field that ``automl export --arch`` reads from the manifest (or compares
+    with the network, as an ``input_shape`` of whole numbers) by fixing it, any other by exporting the network again
+    from the manifest (:func:`export_again`)."""
     path = out_dir / MANIFEST_NAME
     top = field.split(".")[0]
     if top in _RECORDED or top == "choices":
         fix = f"put back in \"{field}\" the value the export wrote"
+    elif top == "input_shape" and is_sizes(manifest.get(top)):  # another network's: `automl export --arch` refuses it
+        fix = (f"put back in \"{field}\" the value the export wrote (with it, `{export_again(out_dir, manifest)}` "
+               f"exports the network again where needed)")
     else:
         fix = f"export the network again into {out_dir}: {export_again(out_dir, manifest)}; or fix \"{field}\""
     return UserError(f"{path}: \"{field}\" {problem}; {fix}")
@@ -262,7 +266,9 @@ _READ = {
                 "an object {\"file\": \"model.safetensors\", \"format\": ..., \"source\": ...}"),
     "arch_def": (_decodes, "timm's arch_def of the network: a list of stages, each a list of block strings such as "
                  "\"ir_r1_k3_s1_e1_c16\""),
-    "input_shape": (is_sizes, "the model's input size without the batch axis, e.g. [3, 224, 224]"),
+    "input_shape": (lambda v: is_sizes(v) and len(v) == 3,
+                    "the model's input size without the batch axis, [C, H, W] (three whole numbers, e.g. "
+                    "[3, 224, 224])"),
     "onnx": (lambda v: isinstance(v, dict) and isinstance(v.get("input_name", "input"), str)
              and (_nonblank(v.get("file")) or (v.get("file") is None and _nonblank(v.get("error")))),
              "an object {\"file\": \"model.onnx\", \"input_name\": \"input\", ...} ({\"file\": null, \"error\": "
