@@ -170,8 +170,8 @@ def main(argv=None) -> int:
     name = max([12] + [len(Path(r["dir"]).name) for r in rows])
     hdr = (f"{'model':<{name}} {'params':>10} {'input':>11} | {'b1 torch ms':>17} {'b1 ort ms':>17} | "
            f"{'b32 torch img/s':>17} {'b32 ort img/s':>17}")
-    print(f"CPU: {platform.processor() or platform.machine()}, {a.threads} threads, torch {torch.__version__}; "
-          f"median (p95)")
+    print(f"CPU: {platform.processor() or platform.machine()}, {a.threads} thread{'s' * (a.threads != 1)}, "
+          f"torch {torch.__version__}; median (p95)")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:

@@ -105,8 +105,8 @@ def main():
     if len(methods) >= 2:
         ratios = [a / b for a, b in zip(seconds[methods[0]], seconds[methods[1]]) if b > 0]
         ratio = round(statistics.median(ratios), 3) if ratios else None
-        print(f"search seconds {methods[0]} / {methods[1]}: median {ratio} over {len(ratios)} seeds "
-              f"({', '.join(f'{x:.2f}' for x in ratios)})")
+        print(f"search seconds {methods[0]} / {methods[1]}: median {ratio} over {len(ratios)} "
+              f"seed{'s' * (len(ratios) != 1)} ({', '.join(f'{x:.2f}' for x in ratios)})")
     json_line("family_budgets", recipe=args.recipe, overrides=args.set, rows=rows, search_seconds=seconds,
               ratio_median=ratio)
 

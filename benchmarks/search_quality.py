@@ -134,7 +134,7 @@ def main():
     t0 = time.perf_counter()
     rows = []
     print(f"search quality ({args.problem}), D={args.D} K={args.K} lam={args.lam} sigma={args.sigma}, "
-          f"{args.seeds} seeds, "
+          f"{args.seeds} seed{'s' * (args.seeds != 1)}, "
           f"{args.iters} iterations; per member: cost ratio R(best)/R(opt) / regret [/ budget held]")
     for N in (int(x) for x in args.N):
         for mode in args.modes:

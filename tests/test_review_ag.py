@@ -176,7 +176,7 @@ def test_family_budgets_ratio_of_the_first_two_of_three_methods(monkeypatch, cap
                                  {"importance_sampling-s0": 1.0, "separate-s0": 4.0, "simultaneous-s0": 8.0},
                                  "--methods", "importance_sampling,separate,simultaneous", "--seeds", "0")
     assert out["ratio_median"] == 0.25
-    assert "search seconds importance_sampling / separate: median 0.25 over 1 seeds (0.25)" in lines
+    assert "search seconds importance_sampling / separate: median 0.25 over 1 seed (0.25)" in lines
 
 
 # ---------------------------------------------------------------------------------------- search_cost.py
