@@ -1450,9 +1450,12 @@ def _ignored_keys(recipe: Recipe, filename: str, node, applied) -> list[str]:
     once the recipe's other checks pass (a recipe.resolved.yaml, which writes every key, warns of the values its
     recipe set)."""
     warnings, warned = [], set()
+    random = recipe.search.method == "random"
     for (section, key), (ignored, setting, why, note) in _IGNORED.items():
         config = getattr(recipe, section)
         if not _user_set(config, key) or not ignored(config):
+            continue
+        if random and section == "search" and key in RANDOM_IGNORES:  # never read there: _ignored_by_random says so
             continue
         if why:
             default = type(config).model_fields[key].default
@@ -1462,7 +1465,7 @@ def _ignored_keys(recipe: Recipe, filename: str, node, applied) -> list[str]:
         warned.add((section, key))
         warnings.append(f"warning: {filename}: {section}.{key} is set, but applies only with {setting}{note}; this "
                         f"recipe ignores it")
-    return warnings + _ignored_by_random(recipe.search, filename, warned)
+    return warnings + _ignored_by_random(recipe.search, filename, warned, recipe.optim)
 
 
 def _user_set(config: BaseModel, key: str) -> bool:
@@ -1478,10 +1481,11 @@ RANDOM_IGNORES = ("lam", "weight_epochs", "theta_epochs", "theta_lr", "theta_min
                   "max_bad_steps")
 
 
-def _ignored_by_random(s: SearchConfig, filename: str, warned: set) -> list[str]:
-    """The warnings of a random-baseline recipe that sets keys it never reads (:data:`RANDOM_IGNORES`, one line for
-    them all, less those ``warned`` of already), and search.epsilons beside search.random_budgets, which give the
-    members instead (without them epsilons give only the number of members, its length)."""
+def _ignored_by_random(s: SearchConfig, filename: str, warned: set, optim: BaseModel | None = None) -> list[str]:
+    """The warnings of a random-baseline recipe that sets keys it never reads (:data:`RANDOM_IGNORES`, and the
+    supernet's ``optim`` section: one line for them all, less those ``warned`` of already), and search.epsilons
+    beside search.random_budgets, which give the members instead (without them epsilons give only the number of
+    members, its length)."""
     if s.method != "random":
         return []
     out = []
@@ -1489,6 +1493,8 @@ def _ignored_by_random(s: SearchConfig, filename: str, warned: set) -> list[str]
         out.append(f"warning: {filename}: search.epsilons is set, but search.method random draws one network per "
                    f"item of search.random_budgets; this recipe ignores it")
     keys = [f"search.{k}" for k in RANDOM_IGNORES if ("search", k) not in warned and _user_set(s, k)]
+    keys += [f"optim.{k}" for k in (type(optim).model_fields if optim is not None else ())
+             if ("optim", k) not in warned and _user_set(optim, k)]
     if keys:
         one = len(keys) == 1
         out.append(f"warning: {filename}: {', '.join(keys)} {'is' if one else 'are'} set, but search.method random "
@@ -1518,6 +1524,8 @@ def _schedule_checks(recipe: Recipe, filename: str, node, applied) -> None:
     about (a short smoke run of a recipe with a warm-up is one)."""
     sections = (("optim", recipe.optim, ("search", "weight_epochs"), recipe.search.weight_epochs),
                 ("retrain", recipe.retrain, ("retrain", "epochs"), recipe.retrain.epochs))
+    if recipe.search.method == "random":  # it trains no supernet: optim is not read
+        sections = sections[1:]
     for name, sec, epochs_key, epochs in sections:
         if sec.min_lr > sec.lr:
             _refuse_either([(name, "min_lr"), (name, "lr")],

@@ -18,10 +18,12 @@ from automl.commands._arch_args import space_args_for
 from automl.compile import load_compiled
 from automl.errors import json_text
 from automl.errors import UserError
+import automl.commands.export as export_command
+from automl.pipeline.members import Members
 from automl.pipeline.search_stages import ThetaTask
 from automl.profile import read_cost_table
 from automl.report import _pareto_xlabel
-from automl.recipe import DataConfig
+from automl.recipe import DataConfig, load_recipe
 from automl.train.data import build_data
 from helpers import write_images
 
@@ -175,3 +177,35 @@ def test_a_suggested_encode_command_quotes_paths(tmp_path, capsys):
     code = main(["space", "cost", str(ROOT / "spaces" / "digits.space"), "--arch", str(arch)])
     err = capsys.readouterr().err
     assert code == 2 and f"--arch-def {shlex.quote(str(arch))} --out arch.json" in " ".join(err.split()), err
+
+
+def _warnings_of(caplog, overrides) -> str:
+    with caplog.at_level(logging.WARNING):
+        load_recipe(str(ROOT / "recipes" / "quickstart.yaml"), overrides)
+    return "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_random_does_not_check_the_supernets_optim_schedule_it_never_uses(caplog):
+    # was: exit 2, "... search.weight_epochs is 15: it would never decay", for a run that trains no supernet
+    err = _warnings_of(caplog, ["search.method=random", "optim.schedule=step", "optim.decay_epochs=20"])
+    assert "optim.schedule, optim.decay_epochs" in err and "search.method random trains no supernet" in err, err
+
+
+def test_random_names_theta_bn_batches_among_the_keys_it_never_reads(caplog):
+    # was: "search.theta_bn_batches is set, but applies only with search.theta_bn: recalibrate" (never, with random)
+    err = _warnings_of(caplog, ["search.method=random", "search.theta_bn_batches=4"])
+    assert "applies only with" not in err and "search.theta_bn_batches" in err, err
+
+
+def test_members_of_a_repeated_random_budget_are_told_apart():
+    search = SimpleNamespace(budgets=[50000.0, 50000.0, 20000.0], epsilons=None, random_budgets=None, cost="params")
+    members = Members.of(search, sampled=True)
+    assert [members.tag(i, None) for i in range(3)] == ["budget=50k #0", "budget=50k #1", "budget=20k"]
+
+
+def test_an_out_below_a_folder_that_cannot_be_entered_is_no_run(tmp_path, monkeypatch):
+    # was: PermissionError from Path.is_file on Python 3.11, said as "<out>/.lock: Permission denied"
+    def refuse(self):
+        raise PermissionError(13, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "is_file", refuse)
+    assert export_command._run_above(tmp_path / "a" / "b") is None

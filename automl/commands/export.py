@@ -369,8 +369,11 @@ def _run_above(out) -> Path | None:
     process holds (a run starting up); None when there is none."""
     path = Path(os.path.realpath(os.path.expanduser(str(out))))
     for folder in (path, *path.parents):
-        if (folder / LOCK_NAME).is_file() and ((folder / RESOLVED).is_file() or held_by(folder) is not None):
-            return folder
+        try:  # a folder that cannot be entered is no run's, to this user: writing --out says what it is
+            if (folder / LOCK_NAME).is_file() and ((folder / RESOLVED).is_file() or held_by(folder) is not None):
+                return folder
+        except OSError:
+            continue
     return None
 
 

@@ -56,12 +56,14 @@ class Members:
         (``eps=0``, as the report's ``ε=0`` and the folder ``eps-0``), ``budget=150k`` (``budget=0.05 ms`` for a
         latency), ``unconstrained`` for a member of search.budgets without one (null), ``random 2``. A budget
         whose short form another member's shares (1,234,567 and 1,235,000 are both ``1.235M``) is given in full
-        (``budget=1,234,567``)."""
+        (``budget=1,234,567``); one the random baseline repeats is told apart by the member's index (``budget=50k
+        #1``, as its folder ``budget-1-50k``)."""
         if self.budgets is not None:
             b = self.budget(i)
             if b is None:
                 return UNCONSTRAINED
-            return f"budget={budget_text(b, self.budgets, self.metric)}"
+            again = f" #{i}" if self.budgets.count(b) > 1 else ""
+            return f"budget={budget_text(b, self.budgets, self.metric)}{again}"
         eps = self.epsilon(i, state)  # the recipe's (two alike in 6 digits, one folder, are refused there)
         return f"eps={eps:g}" if eps is not None else f"random {i}"
 
