@@ -556,7 +556,8 @@ def _cell_model(out_dir: Path, m: dict) -> tuple[nn.Module, tuple[int, ...]]:
         compiled = load_compiled(str(space), args or None)
     except ParamError as e:  # the recorded values: a mistake in them is the manifest's, not a --set flag's
         value = args.get(e.name, e.value)
-        raise manifest_error(out_dir, m, "space_args", f"has {e.name}={json_text(value)}, which space file {space} "
+        shown = value if isinstance(value, str) else json_text(value)  # export writes text; JSON's true as true
+        raise manifest_error(out_dir, m, "space_args", f"has {e.name}={shown}, which space file {space} "
                              f"refuses: {e.problem}") from None
     try:
         arch = compiled.encode(m["choices"])
