@@ -10,7 +10,7 @@ import json
 import sys
 
 __all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error", "shortened",
-           "listed", "MAX_LISTED", "say"]
+           "listed", "MAX_LISTED", "say", "json_text", "value_text"]
 
 
 class UserError(Exception):
@@ -57,6 +57,12 @@ def json_text(value) -> str:
         return shortened(json.dumps(value, default=repr, ensure_ascii=False))
     except ValueError:  # an integer beyond the digits str() converts
         return f"a {type(value).__name__} holding a number too long to show"
+
+
+def value_text(value) -> str:
+    """A ``space_args`` value as a message shows it: text as written (export writes them as text: ``size=abc``),
+    anything else as JSON writes it (:func:`json_text`: ``true``, not ``True``)."""
+    return value if isinstance(value, str) else json_text(value)
 
 
 # the most names a message lists (a space's parameters, its choice sets): more are counted, not listed

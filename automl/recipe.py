@@ -1481,7 +1481,7 @@ RANDOM_IGNORES = ("lam", "weight_epochs", "theta_epochs", "theta_lr", "theta_min
                   "max_bad_steps")
 
 
-def _ignored_by_random(s: SearchConfig, filename: str, warned: set, optim: BaseModel | None = None) -> list[str]:
+def _ignored_by_random(s: SearchConfig, filename: str, warned: set, optim: BaseModel) -> list[str]:
     """The warnings of a random-baseline recipe that sets keys it never reads (:data:`RANDOM_IGNORES`, and the
     supernet's ``optim`` section: one line for them all, less those ``warned`` of already), and search.epsilons
     beside search.random_budgets, which give the members instead (without them epsilons give only the number of
@@ -1493,8 +1493,7 @@ def _ignored_by_random(s: SearchConfig, filename: str, warned: set, optim: BaseM
         out.append(f"warning: {filename}: search.epsilons is set, but search.method random draws one network per "
                    f"item of search.random_budgets; this recipe ignores it")
     keys = [f"search.{k}" for k in RANDOM_IGNORES if ("search", k) not in warned and _user_set(s, k)]
-    keys += [f"optim.{k}" for k in (type(optim).model_fields if optim is not None else ())
-             if ("optim", k) not in warned and _user_set(optim, k)]
+    keys += [f"optim.{k}" for k in type(optim).model_fields if ("optim", k) not in warned and _user_set(optim, k)]
     if keys:
         one = len(keys) == 1
         out.append(f"warning: {filename}: {', '.join(keys)} {'is' if one else 'are'} set, but search.method random "

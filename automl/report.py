@@ -323,8 +323,8 @@ def _fmt_int8(q) -> str:
 
 
 # the weight-bearing op types of an int8 model's coverage (its "quantized" and "float" count them;
-# automl.export.quantize counts them by these): an op of these in its "float_ops" has an int8 kernel in onnxruntime, which did not use it
-# there; the others have none
+# automl.export.quantize counts them by these): an op of these in its "float_ops" has an int8 kernel in
+# onnxruntime, which did not use it there; the others have none
 WEIGHT_OPS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum"})
 
 

@@ -68,8 +68,8 @@ def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
     if isinstance(arch_def, list) and arch_def and all(isinstance(st, list) and st and all(
             isinstance(b, str) for b in st) for st in arch_def):
         raise UserError(f"{flag} {path} is a timm arch_def (stages of block strings), not the choices of an "
-                        f"architecture: encode it first, `automl space encode {shell_path(compiled.filename)} --arch-def "
-                        f"{shell_path(path)} --out arch.json`, and give {flag} arch.json")
+                        f"architecture: encode it first, `automl space encode {shell_path(compiled.filename)} "
+                        f"--arch-def {shell_path(path)} --out arch.json`, and give {flag} arch.json")
     check_arch_space(obj, compiled, path, flag)  # a file of another space: said before what does not fit
     names = choices_from_json(obj, compiled, source=f"{flag} {path}")
     if is_manifest(obj):

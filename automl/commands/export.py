@@ -775,7 +775,7 @@ def _shape_fix(compiled, data) -> str:
             continue
         if isinstance(e, ir.Ref) and sets.setdefault(e.name, want) == want:
             continue
-        names = _params_read(e)
+        names = ir.refs(e)
         (read if names else fixed).append((what, names))
     takes = f"inputs {tuple(compiled.input_shape)}, {compiled.num_classes} classes"
     if not exprs or fixed:
@@ -786,17 +786,6 @@ def _shape_fix(compiled, data) -> str:
         names = ", ".join(dict.fromkeys(n for _, ns in read for n in ns))
         return f"set the space's parameters {names} (--set NAME=VALUE) so that it takes the data's"
     return "give the --set values the data needs: " + " ".join(f"--set {k}={v}" for k, v in sets.items())
-
-
-def _params_read(e) -> list[str]:
-    """The space parameters a space expression (an ``input`` dimension, ``classes``) reads."""
-    if isinstance(e, ir.Ref):
-        return [e.name]
-    if isinstance(e, ir.Neg):
-        return _params_read(e.operand)
-    if isinstance(e, ir.BinOp):
-        return _params_read(e.left) + _params_read(e.right)
-    return []
 
 
 def _moved_data_note(args, recipe, fingerprint: dict | None) -> str | None:

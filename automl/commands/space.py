@@ -23,7 +23,7 @@ from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch, same_network
 from automl.compile import load_compiled
-from automl.errors import Stopped, UserError, json_text, say, shortened
+from automl.errors import Stopped, UserError, json_text, say, value_text
 from automl.export import is_manifest
 from automl.export.manifest import json_cost, json_costs, recorded_space, whole_metric
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
@@ -308,7 +308,7 @@ def _arch_def_resolution(path: str, obj, cs, names: dict[str, str]) -> str:
                         f"network takes), got {json_text(shape)}; give the manifest.json the export wrote")
     if f"r{shape[1]}" not in dec.choices:
         given = obj.get("space_args") if isinstance(obj.get("space_args"), dict) else {}
-        sets = " ".join(f"--set {k}={v if isinstance(v, str) else json_text(v)}" for k, v in given.items()) or "none"
+        sets = " ".join(f"--set {k}={value_text(v)}" for k, v in given.items()) or "none"
         hint = (f"encode it with the space file it was exported from (its manifest's space_args apply: {sets})"
                 if is_manifest(obj) else  # its space_args were applied (_load)
                 f"encode it with the space and the --set values it was exported with (its space_args: {sets})")

@@ -114,7 +114,7 @@ class Resolver:
         which parameters' values ``e`` reads and where they came from (:meth:`origin`), and how to fix it (choose
         values that keep it ``kept``, as "it finite"; ``literal_fix`` where it reads no parameter)."""
         origin = self.origin(e)
-        names = [n for n in _refs(e) if n in self.values]
+        names = [n for n in ir.refs(e) if n in self.values]
         if not names:
             return self.err(f"{problem}; {literal_fix}", at or e.pos)
         which = f"a value of {names[0]} that keeps" if len(names) == 1 else f"values of {', '.join(names)} that keep"
@@ -143,7 +143,7 @@ class Resolver:
         """Where the parameters an expression reads got their values, for a message about its value:
         `` (from `param classes = 2.5` at line 2)``, `` (from classes=2.5, given with --set or a recipe's
         space_args)``; "" without parameters."""
-        names = _refs(e)
+        names = ir.refs(e)
         params = {p.name: p for p in self.space.params}
         parts = []
         for name in (n for n in names if n in params):
@@ -307,22 +307,6 @@ class Resolver:
         if kind == "cell" and info.reduction:
             raise self.err(f"{info.name!r} is a fixed reduction block: it goes in the `cells` layout "
                            f"(e.g. `split by {info.name} x 2`), not on an edge", pos)
-
-
-def _refs(e: ir.Expr) -> list[str]:
-    """The names an expression reads, each once, in the order they are written."""
-    names: list[str] = []
-    stack = [e]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, ir.Ref):
-            if x.name not in names:
-                names.append(x.name)
-        elif isinstance(x, ir.Neg):
-            stack.append(x.operand)
-        elif isinstance(x, ir.BinOp):
-            stack += [x.right, x.left]
-    return names
 
 
 def op_key(name: str) -> tuple:

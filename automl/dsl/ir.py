@@ -13,7 +13,7 @@ from typing import Union
 from automl.errors import SpaceError
 
 __all__ = [
-    "Pos", "Name", "Num", "Ref", "BinOp", "Neg", "Expr", "Param", "ChoiceSet", "ChoiceRef", "ChoiceInline",
+    "Pos", "Name", "Num", "Ref", "BinOp", "Neg", "Expr", "refs", "Param", "ChoiceSet", "ChoiceRef", "ChoiceInline",
     "ChoiceSource", "Option", "FixedBody", "ChooseBody", "Stage", "CellItem", "CellsLayout", "Network",
     "Node", "CellTemplate", "CostEntry", "Metric", "Space",
 ]
@@ -66,6 +66,22 @@ class Neg:
 
 
 Expr = Union[Num, Ref, BinOp, Neg]
+
+
+def refs(e: Expr) -> list[str]:
+    """The parameter names an expression reads, each once, in the order they are written."""
+    names: list[str] = []
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Ref):
+            if x.name not in names:
+                names.append(x.name)
+        elif isinstance(x, Neg):
+            stack.append(x.operand)
+        elif isinstance(x, BinOp):
+            stack += [x.right, x.left]
+    return names
 
 
 # ---- declarations ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from torch import nn
 from automl._io import atomic_path, atomic_write_bytes, writable_dir
 from automl.compile import load_compiled
 from automl.dsl import ParamError
-from automl.errors import Stopped, UserError, json_text, shortened
+from automl.errors import Stopped, UserError, shortened, value_text
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights, state_differences
 from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, json_costs,
@@ -556,8 +556,7 @@ def _cell_model(out_dir: Path, m: dict) -> tuple[nn.Module, tuple[int, ...]]:
         compiled = load_compiled(str(space), args or None)
     except ParamError as e:  # the recorded values: a mistake in them is the manifest's, not a --set flag's
         value = args.get(e.name, e.value)
-        shown = value if isinstance(value, str) else json_text(value)  # export writes text; JSON's true as true
-        raise manifest_error(out_dir, m, "space_args", f"has {e.name}={shown}, which space file {space} "
+        raise manifest_error(out_dir, m, "space_args", f"has {e.name}={value_text(value)}, which space file {space} "
                              f"refuses: {e.problem}") from None
     try:
         arch = compiled.encode(m["choices"])

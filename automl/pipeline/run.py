@@ -7,12 +7,9 @@ import json
 import os
 import re
 import stat
-import time
 from contextlib import contextmanager
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import torch
 import yaml
@@ -605,32 +602,14 @@ def _left_as_found(run: "Run"):
         raise
 
 
-def _take_drawn(drawn: dict, create, problem):
-    """The searcher drawn at start-up for ``problem`` (:func:`_draw_at_start_up`), handed over once; else the one
-    ``create`` (the method's own factory) builds."""
-    built, searcher = drawn.pop(id(problem), (None, None))
-    return searcher if built is problem else create(problem)
-
-
-def _draw_at_start_up(plan: Plan, resume: bool) -> Callable[[RunState], None]:
-    """A new run's random baseline (a ``sample`` method's :class:`SampleStage`) builds its members' searchers now,
-    in the start-up: building one draws its architectures, so a search.random_band (or a budget so close to the
-    smallest network) that the draws cannot meet is refused before the stages, its error alone, and a new --out is
-    left as it was (:func:`_left_as_found`). The stage takes the searchers built here: nothing is drawn twice.
-    Returns what adds the draws' seconds to the run's state (the stage's search time, as when it drew them). A
-    resume's stage draws as it did: its recipe passed this check when the run started."""
-    stages = [] if resume else [s for s in plan.stages if isinstance(s, SampleStage)]
-    seconds = 0.0
-    for stage in stages:
-        t0, create = time.perf_counter(), stage.method.create
-        drawn = {id(p): (p, create(p)) for p in stage.problems}
-        seconds += time.perf_counter() - t0
-        stage.method = replace(stage.method, create=partial(_take_drawn, drawn, create))
-
-    def note(state: RunState) -> None:
-        if stages:  # the phase SampleStage.run times
-            state.add_seconds(SampleStage.key, seconds)
-    return note
+def _draw_at_start_up(plan: Plan, resume: bool) -> None:
+    """A new run's random baseline (a ``sample`` method's :class:`SampleStage`) draws its members' architectures now,
+    in the start-up (:meth:`SampleStage.draw`): a search.random_band (or a budget so close to the smallest network)
+    that the draws cannot meet is refused before the stages, its error alone, and a new --out is left as it was
+    (:func:`_left_as_found`). The stage uses these draws: nothing is drawn twice. A resume's stage draws as it did:
+    its recipe passed this check when the run started."""
+    for stage in [] if resume else [s for s in plan.stages if isinstance(s, SampleStage)]:
+        stage.draw()
 
 
 def _only_a_lock(run: "Run", held: list[str]) -> UserError | None:
@@ -983,7 +962,7 @@ class Run:
             plan = build_plan(r, self.out, self.method, spaces, costs, self.device, threads, given=self.supernet_given,
                               forced=self.force_given)
             self._warn_paper_utility(plan.members.n)
-            drawn = _draw_at_start_up(plan, self.resume)  # the random baseline's: a band it cannot meet stops here
+            _draw_at_start_up(plan, self.resume)  # the random baseline's: a band it cannot meet stops here
             # a --resume continues a checkpoint; a new run (or a --resume that started afresh) has none yet
             preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
                                  checkpointed=self.resume)
@@ -991,7 +970,6 @@ class Run:
                 state = self._resumed_state(plan, data, spaces)
             else:
                 state = self._new_state(spaces, threads.threads, data)
-                drawn(state)
             ctx = self.context(state, spaces, data, plan, preempt)
             if self.resume and not state.mid_stage:  # at a stage boundary; mid-stage, the stage restores it
                 restore_rng(state.rng, ctx.sampler, self.device)

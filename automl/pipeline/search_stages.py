@@ -455,10 +455,20 @@ class SampleStage:
 
     def __init__(self, method: SearchMethod, problems: list[SearchProblem], n: int):
         self.method, self.problems, self.n = method, problems, n
+        self.searchers: list | None = None  # drawn ahead of the stage (:meth:`draw`), each used once
+        self.draw_seconds = 0.0
+
+    def draw(self) -> None:
+        """Build each problem's searcher now, which draws its architectures: a band or budget the draws cannot meet
+        raises here (a new run's start-up checks call this); :meth:`run` then uses these and counts their time."""
+        t0 = time.perf_counter()
+        self.searchers = [self.method.create(problem) for problem in self.problems]
+        self.draw_seconds = time.perf_counter() - t0
 
     def run(self, ctx: RunContext, state: RunState, idx: int) -> None:
         t0 = time.perf_counter()
-        for problem in self.problems:
-            finish_search(ctx, state, self.method, self.method.create(problem), problem.members, self.n)
-        state.add_seconds("random", time.perf_counter() - t0)
+        searchers, self.searchers = self.searchers or [self.method.create(p) for p in self.problems], None
+        for problem, searcher in zip(self.problems, searchers):
+            finish_search(ctx, state, self.method, searcher, problem.members, self.n)
+        state.add_seconds("random", time.perf_counter() - t0 + self.draw_seconds)
         ctx.keeper.save(idx + 1, 0)
