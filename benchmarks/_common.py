@@ -539,6 +539,11 @@ def json_line(name: str, **fields) -> None:
     print(json.dumps(strict_json(line), allow_nan=False), flush=True)
 
 
+def progress(row: dict) -> None:
+    """One finished row of a table still being measured, as ``key=value`` pairs (floats as in :func:`emit`)."""
+    print("  ".join(f"{k}={_fmt(v)}" for k, v in row.items()), flush=True)
+
+
 def emit(name: str, rows: list[dict], **extra) -> None:
     """A human table, then one JSON line (:func:`json_line`, with ``rows`` and ``extra``)."""
     if rows:

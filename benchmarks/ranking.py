@@ -68,7 +68,7 @@ from pydantic import Field
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import (RESULTS, Fields, atomic_write_text, cached_json, check_child, check_not_running,  # noqa: E402
                      damaged, emit, fields_problem, int_at_least, measured, names, out_folder, parser, positive_float,
-                     positive_int, run_child, run_main, run_results, seed_list, stop_children, thread_count,
+                     positive_int, progress, run_child, run_main, run_results, seed_list, stop_children, thread_count,
                      warn_threads)
 
 from automl.errors import UserError  # noqa: E402
@@ -236,7 +236,7 @@ def tau_per_option(a, out: Path, t: list[float], t1: list[float] | None, choices
             if seed == seeds[0] and not a.no_signal:
                 row.update(signal_noise(d))
             rows.append(row)
-            print(rows[-1], flush=True)
+            progress(rows[-1])
         taus = [r["tau"] for r in rows if r["option"] == name]
         print(f"{name}: τ {np.mean(taus):.3f} ± {np.std(taus, ddof=1) if len(taus) > 1 else 0:.3f} "
               f"over supernet seeds {seeds}", flush=True)
@@ -604,7 +604,7 @@ def _one_study(a, out: Path) -> None:
     if a.one_se:
         rows = [one_se(Path(d), a.se, a.costlier) for d in run_folders(a.one_se)]
         for r in rows:
-            print(r, flush=True)
+            progress(r)
         sizes = [r["params"] for r in rows]
         emit("ranking_one_se", rows, k=a.se, costlier=a.costlier, max_over_min=max(sizes) / min(sizes))
         return
@@ -614,7 +614,7 @@ def _one_study(a, out: Path) -> None:
             first = load_recipe(d / "recipe.resolved.yaml", a.overrides).search.method == "separate"
             r = theta_replay(d, a.overrides, "first" if first else "all")
             rows.append({"run": d.name, **r})
-            print(rows[-1], flush=True)
+            progress(rows[-1])
         firsts = [r["params"][0] for r in rows]
         emit("ranking_replay", rows, overrides=a.overrides, max_over_min=max(firsts) / min(firsts))
         return
@@ -817,9 +817,12 @@ def _check_folders(a) -> None:
 
 
 def _check(a) -> dict | None:
-    """What can be checked before any run: the folders given, and the recipe with its overrides (a mistake must
-    not cost the truth's retrainings first). Returns the --truth run's ranking where the τ per option reads it
-    (:func:`checked_truth`), else None."""
+    """What can be checked before any run or folder is made: the flags, the folders given, and the recipe with its
+    overrides (a mistake must not cost the truth's retrainings first, nor leave an empty --out). Returns the
+    --truth run's ranking where the τ per option reads it (:func:`checked_truth`), else None."""
+    if a.no_tau and a.no_stability and not (a.replay or a.truth_seeds or a.one_se):  # nothing would be measured
+        raise UserError("--no-tau and --no-stability together skip both parts: nothing to measure; leave one out, "
+                        "or run a study (--truth-seeds, --replay or --one-se)")
     _check_folders(a)
     for d in run_folders(a.one_se):  # each run's members, before the first run's supernet is loaded
         run_results(d, Members[Choices], ONE_SE_FIX)
@@ -850,9 +853,6 @@ def main(argv: list[str]) -> None:
     out = out_folder(a.out)
     if a.replay or a.truth_seeds or a.one_se:
         return _one_study(a, out)
-    if a.no_tau and a.no_stability:  # no study and both parts skipped: nothing would be measured, nor printed
-        raise UserError("--no-tau and --no-stability together skip both parts: nothing to measure; leave one out, "
-                        "or run a study (--truth-seeds, --replay or --one-se)")
     combos = [] if a.no_stability else [(m, t, sd) for m in a.methods for t in (1, 2) for sd in a.stability_seeds]
     check_stopped_runs(a, out, combos)
     if not a.no_tau:

@@ -252,7 +252,7 @@ def test_ranking_with_a_file_as_out_is_one_line(monkeypatch, tmp_path, capsys, o
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["ranking.py"])
     with pytest.raises(SystemExit) as e:  # was: FileExistsError / NotADirectoryError and their traceback
-        ranking.run_main(ranking.main, ["--out", out, "--no-tau", "--no-stability"])
+        ranking.run_main(ranking.main, ["--out", out, "--truth-seeds", "0"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert err.startswith(f"error: --out {out}") and "folder" in err, err

@@ -84,6 +84,7 @@ def test_ranking_with_both_parts_skipped_is_refused(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert e.value.code == 2 and len(err.strip().splitlines()) == 1, err
     assert "--no-tau" in err and "--no-stability" in err and "Traceback" not in err, err
+    assert not (tmp_path / "rk").exists()  # refused before --out is made (was: an empty folder left behind)
 
 
 def _fake_run(folder: Path, accuracy: float, seconds: float) -> None:
