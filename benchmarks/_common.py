@@ -6,7 +6,8 @@ Ctrl-C stops as it stops ``automl run``: passed on once, waited for while they s
 folders the scripts read back (:func:`run_results`: a damaged results.json is one message naming it) and start
 again (:func:`check_not_running`: not while an automl run still holds the folder's lock).
 
-The atomic write is this folder's own: ``automl._io`` is private to the automl package (docs/internals.md)."""
+The atomic write is automl's public one (``automl.files``): ``automl._io`` is private to the automl package
+(docs/internals.md)."""
 
 from __future__ import annotations
 
