@@ -277,6 +277,12 @@ def _over_budget(results: dict) -> str:
             f"run with the machine's load (`automl space profile` says how much where it is large).")
 
 
+def _eps_header(results: dict) -> str:
+    """The header of the table's ε column: ``draw`` for the random baseline, which has no ε and numbers its
+    draws there (``random 0``), else ``ε``."""
+    return "draw" if results["method"] == "random" else "ε"
+
+
 def _fmt_eps(a: dict, i: int) -> str:
     return f"{a['epsilon']:.3g}" if a.get("epsilon") is not None else f"random {i}"
 
@@ -295,8 +301,8 @@ def format_accuracy(acc) -> str:
 
 
 def _fmt_macs(v) -> str:
-    return "—" if not _finite(v) else (f"{v / 1e9:.3g} G" if v >= 1e9 else f"{v / 1e6:.3g} M" if v >= 1e6
-                                       else f"{v / 1e3:.3g} K")
+    """Multiply-adds in short, as the budgets are written (``400k``, ``1.235M``)."""
+    return short_number(v) if _finite(v) else "—"
 
 
 def _fmt_ms(v) -> str:
@@ -458,10 +464,13 @@ def render_markdown(results: dict) -> str:
         *_supernet_lines(results.get("supernet")),
         *_members_lines(results),
     ]
+    # the random baseline's draws are numbered under "draw"; its search time, one for all, is the sentence's alone
+    drawn = results["method"] == "random"
+    timed = "" if drawn else " search time |"
     lines += [
-        ("| budget | " if budgeted else "| ") + f"ε | params | MACs | cost ({metric}) | test accuracy | "
-        f"latency fp32 | int8: latency, accuracy, size | search time |",
-        ("|---:" if budgeted else "") + "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ("| budget | " if budgeted else "| ") + f"{_eps_header(results)} | params | MACs | cost ({metric}) | "
+        f"test accuracy | latency fp32 | int8: latency, accuracy, size vs fp32 |{timed}",
+        ("|---:" if budgeted else "") + "|---:" * (7 if drawn else 8) + "|",
     ]
     for i, a in enumerate(results["architectures"]):
         eps = _fmt_eps(a, i) if budgeted else _eps_cell(a, i)
@@ -469,7 +478,7 @@ def render_markdown(results: dict) -> str:
         head = f"| {_budget(a, results)} | {eps} " if budgeted else f"| {eps} "
         lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {_fmt_cost(a['cost'])} | "
                      f"{format_accuracy(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
-                     f"{_fmt_int8(a.get('int8'))} | {cell} |")
+                     f"{_fmt_int8(a.get('int8'))} |" + ("" if drawn else f" {cell} |"))
     lines += _same_architecture_lines(results)
     lines += _onnx_failures(results)
     lines += _float_lines(results)
@@ -483,7 +492,7 @@ def render_markdown(results: dict) -> str:
                       "`retrain.epochs` to train them."]
     lines += _latency_note(results)
     lines += ["", "Phase times: " + ", ".join(f"{k} {_seconds(v)}" for k, v in results["phase_seconds"].items())
-              + _ranking_time(results.get("ranking")),
+              + _ranking_time(results.get("ranking")) + ".",
               "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
@@ -514,14 +523,14 @@ def _members_lines(results: dict) -> list[str]:
                  "`retrain.space_args`; the cost column prices the searched network)"
                  if _retrained_budgets(results) else "")
         if not _budgeted(results):
-            return ["`random` has no ε: each member is drawn uniformly among all the architectures, and the ε "
-                    "column numbers the draws.", ""]
+            return ["`random` has no ε: each member is drawn uniformly among all the architectures, and the draw "
+                    "column numbers them.", ""]
         # the unconstrained member is named only where there is one (search.random_budgets has none)
         anything = (f"any architecture for the {UNCONSTRAINED} member; "
                     if any(_bound(a) is None for a in results["architectures"]) else "")
         return [f"Budgets are total {_budget_metric(raw)}{whose}; `random` has no ε: each member is drawn uniformly "
                 f"among the architectures within its budget ({anything}with `search.random_band`, only those "
-                f"costing at least that fraction of the budget), and the ε column numbers the draws.", ""]
+                f"costing at least that fraction of the budget), and the draw column numbers them.", ""]
     if _budgeted(results):
         which = "budgeted " if any(_bound(a) is None for a in results["architectures"]) else ""
         return [f"Budgets are total {_budget_metric(raw)}; each {which}member's ε was adapted to meet its budget "
@@ -908,7 +917,8 @@ def plot_ranking(results: dict) -> bytes:
 
     cmap = colormaps["viridis"].with_extremes(bad="tab:gray")
     pts = ax.scatter(xs, ys, c=[_value(a.get("params")) for a in archs], cmap=cmap, plotnonfinite=True)
-    fig.colorbar(pts, ax=ax, label="parameters")
+    bar = fig.colorbar(pts, ax=ax, label="parameters")
+    bar.ax.yaxis.set_major_formatter(_count_ticks(bar.ax.yaxis))  # in short (160k), as pareto.png's axis
     ax.set_xlabel(f"supernet {measure} on D_θ{unit} (BatchNorm recalibrated)")
     ax.set_ylabel(ylabel + ("" if seeds == 1 else f", mean of {seeds} seeds"))
     _fit_ylabel(fig, ax)
@@ -1077,7 +1087,7 @@ def summary_table(results: dict):
               caption=escape(same) or None, caption_justify="left")
     budgeted = _budgeted(results)
     cost = "cost (ms)" if results.get("cost_metric") == "latency" else "cost"
-    for col in (("budget",) if budgeted else ()) + ("ε", "params", cost, "test accuracy", "onnx"):
+    for col in (("budget",) if budgeted else ()) + (_eps_header(results), "params", cost, "test accuracy", "onnx"):
         # a path too long for the terminal wraps rather than ending in "…": it is what a user copies
         t.add_column(col, justify="right" if col != "onnx" else "left", overflow="fold" if col == "onnx" else None)
     for i, a in enumerate(results["architectures"]):

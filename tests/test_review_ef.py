@@ -134,11 +134,11 @@ def test_the_phase_times_say_the_time_of_the_ranking_automl_rank_measured():
     # automl rank's (it records where it computed): its own time beside the run's phase times
     ranked = _phase_times(render_markdown(_results(seconds=4.972, device="cpu", world_size=1)))
     assert ranked == ("Phase times: weights 0.5 s, theta 0.5 s, ranking 3.1 s; the ranking below was measured by "
-                      "`automl rank` in 5.0 s"), ranked
+                      "`automl rank` in 5.0 s."), ranked
     # the run's own ranking: its time is the phase time; the ranking section itself holds no time (two runs'
     # sections compare equal)
     own = render_markdown(_results(seconds=3.1))
-    assert _phase_times(own) == "Phase times: weights 0.5 s, theta 0.5 s, ranking 3.1 s"
+    assert _phase_times(own) == "Phase times: weights 0.5 s, theta 0.5 s, ranking 3.1 s."
     assert " s." not in own.split("## How well")[1] and " s." not in render_markdown(
         _results(seconds=4.972, device="cpu", world_size=1)).split("## How well")[1]
 

@@ -43,19 +43,19 @@ def test_a_ranking_that_reused_every_retraining_says_its_time_is_the_scores_alon
     line = _ranked_by_automl_rank(reused_retrainings=3)
     assert line == ("Phase times: weights 0.5 s, theta 0.5 s, ranking 3.1 s; the ranking below was measured by "
                     "`automl rank` in 0.4 s, which reused all 3 retrainings from an earlier ranking of this run (the "
-                    "time is that of the supernet scores alone)"), line
+                    "time is that of the supernet scores alone)."), line
 
 
 def test_a_ranking_that_reused_some_retrainings_says_how_many():
     # 3 architectures, 2 seeds each: 6 retrainings
     line = _ranked_by_automl_rank(reused_retrainings=4, seeds=2)
     assert line.endswith("`automl rank` in 0.4 s, which reused 4 of its 6 retrainings from an earlier ranking of "
-                         "this run (their time is not in it)"), line
+                         "this run (their time is not in it)."), line
 
 
 def test_a_ranking_that_reused_none_or_an_older_automls_says_only_its_time():
     for ranking in ({"reused_retrainings": 0}, {}):  # none reused; an older automl's section, without the key
-        assert _ranked_by_automl_rank(**ranking).endswith("measured by `automl rank` in 0.4 s"), ranking
+        assert _ranked_by_automl_rank(**ranking).endswith("measured by `automl rank` in 0.4 s."), ranking
 
 
 def test_a_count_of_reused_retrainings_that_automl_does_not_write_is_named():
@@ -71,14 +71,14 @@ def test_automl_rank_records_the_retrainings_it_reused_and_report_md_says_so(tmp
     first = json.loads((out / "results.json").read_text())["ranking"]
     assert first["reused_retrainings"] == 0
     assert _phase_times((out / "report.md").read_text()).endswith(
-        f"measured by `automl rank` in {first['seconds']:.1f} s")
+        f"measured by `automl rank` in {first['seconds']:.1f} s.")
     assert main(["rank", str(out), "--archs", "3", "--seeds", "1"]) == 0  # every retraining recorded
     capsys.readouterr()
     second = json.loads((out / "results.json").read_text())["ranking"]
     assert second["reused_retrainings"] == 3
     assert _phase_times((out / "report.md").read_text()).endswith(
         "which reused all 3 retrainings from an earlier ranking of this run (the time is that of the supernet "
-        "scores alone)")
+        "scores alone).")
 
 
 # ---- 2. a cost that is not finite ------------------------------------------------------------------------------

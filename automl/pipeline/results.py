@@ -18,6 +18,7 @@ from automl.pipeline.setup import EngineCosts
 from automl.pipeline.state import RunState
 from automl.ranking import summarize
 from automl.report import ranking_problem, write_report
+from automl.search import get_searcher
 
 __all__ = ["SEARCH_PHASES", "PARTIAL", "COMPUTED_ON", "build_results", "ranking_epochs", "ranking_seeds",
            "ranking_results", "recorded_retrainings", "reusable_retrainings", "computed_on", "same_computation",
@@ -351,17 +352,28 @@ def _processes(state: RunState, here: int) -> dict:
     return {"world_size": parts[-1], "world_sizes": list(parts)}
 
 
+def _cost_normalization(costs: EngineCosts, whole: bool) -> dict:
+    """results.json's ``cost_normalization``: how the searchers' costs (metrics.jsonl's ``expected_cost``, the
+    engine's budgets) relate to the cost table's: a total is ``fixed + scale * R`` for an engine cost ``R``.
+    ``fixed``: the space's fixed part in the cost table's units (an int for a count, as ``cost``)."""
+    return {"normalized": costs.normalized, "scale": costs.scale, "fixed": json_cost(costs.fixed, whole)}
+
+
 def build_results(recipe, state: RunState, members: Members, ctx: RunContext, method: str, costs: EngineCosts,
                   threads) -> dict:
     s = recipe.search
+    # the random baseline reads neither search.utility nor search.normalize_costs (it draws on the raw table:
+    # automl/pipeline/plan.py _sampled_problem): null, not the recipe's unused values
+    sampled = get_searcher(method).mode == "sample"
+    whole = whole_metric(ctx.spaces.search.cost_table, s.cost)
     return {
         "recipe": recipe.name,
         "method": method,
         "search_seconds": round(sum(state.phase_seconds.get(k, 0.0) for k in SEARCH_PHASES), 3),
         "phase_seconds": {k: round(v, 3) for k, v in state.phase_seconds.items()},
         "cost_metric": s.cost,
-        "utility": s.utility,
-        "cost_normalization": {"normalized": costs.normalized, "scale": costs.scale},
+        "utility": None if sampled else s.utility,
+        "cost_normalization": None if sampled else _cost_normalization(costs, whole),
         **_processes(state, ctx.info.world_size),
         # what the checkpoints record: the device of every part of the run ("cpu, then cuda (...)" for one resumed
         # on another), not this process's (a finished run's report written again, automl rank --device)
