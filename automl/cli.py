@@ -28,6 +28,7 @@ import importlib
 import logging
 import os
 import re
+import shlex
 import sys
 import tempfile
 import traceback
@@ -547,8 +548,35 @@ def _unrecognized(parser, args, argv: list[str], extra: list[str]) -> None:
     hint = ""
     if args.command == "run":  # the others are overrides written after an option
         extra = [e for e in extra if e.startswith("-")]
-        hint = _override_hint(argv, extra, set(verb._option_string_actions))
+        hint = _set_hint(args, argv, extra) or _override_hint(argv, extra, set(verb._option_string_actions))
+    elif args.command == "rank":
+        hint = _set_hint(args, argv, extra)
     verb.error(f"unrecognized arguments: {' '.join(extra)}; {hint}see {prog} --help")
+
+
+def _set_hint(args, argv: list[str], extra: list[str]) -> str:
+    """For ``--set`` given to ``automl run`` or ``automl rank`` (``automl export`` and ``automl space`` take it, so
+    it is tried there too): how to give the override instead. ``run``'s overrides are positional ``KEY=VALUE``
+    after the recipe (``automl run RECIPE search.lam=4``, with the values given to ``--set``); ``rank`` takes none,
+    it ranks with the run's own recipe; else ""."""
+    if not any(e == "--set" or e.startswith("--set=") for e in extra):
+        return ""
+    if args.command == "rank":
+        return ("automl rank takes no --set (no recipe overrides): it ranks with the run's own recipe "
+                "(RUN_DIR/recipe.resolved.yaml); --archs, --retrain-epochs, --seeds, --truth and --device change "
+                "its ranking; ")
+    given = []
+    for i, a in enumerate(argv):
+        if a.startswith("--set="):
+            given.append(a.removeprefix("--set="))
+        elif a == "--set" and i + 1 < len(argv) and "=" in argv[i + 1] and not argv[i + 1].startswith("-"):
+            given.append(argv[i + 1])
+    recipe = args.recipe  # `automl run --set a.b=1 R.yaml` took a.b=1 for the recipe
+    if recipe in given:
+        recipe = next((o for o in args.overrides if "=" not in o), "RECIPE")
+    example = shlex.join(["automl", "run", str(recipe), *(given or ["search.lam=4"])])
+    return (f"automl run takes no --set: its recipe overrides are positional KEY=VALUE after the recipe, "
+            f"e.g. {example}; ")
 
 
 # the top-level keys of a recipe (automl.recipe.Recipe's fields, which cli does not import: it loads pydantic)

@@ -97,7 +97,7 @@ def test_kill_before_index_rewrite_file_is_removed_on_resume(tmp_path):
     store = CheckpointStore(tmp_path)
     store.save({"step": 1})
     atomic_write_bytes(tmp_path / "ckpt-000002.pt", b"written, never indexed")
-    (tmp_path / ".ckpt-000003.pt.abc.tmp").write_bytes(b"half")
+    (tmp_path / ".ckpt-000003.pt.0123abcd.tmp").write_bytes(b"half")
     assert store.remove_temporaries() == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints.json", "ckpt-000001.pt"]
     assert store.load()["step"] == 1
@@ -114,7 +114,7 @@ def test_remove_temporaries_keeps_checkpoints_without_a_usable_index(tmp_path, i
         store.index_path.write_text("{broken")
     else:
         store.index_path.write_text('{"checkpoints": []}')
-    (tmp_path / ".ckpt-000003.pt.abc.tmp").write_bytes(b"half")
+    (tmp_path / ".ckpt-000003.pt.0123abcd.tmp").write_bytes(b"half")
     assert store.remove_temporaries() == 1
     assert sorted(p.name for p in tmp_path.glob("ckpt-*.pt")) == ["ckpt-000001.pt", "ckpt-000002.pt"]
     assert store.load() is None and not store.missing()  # the run's user error still names the index

@@ -23,8 +23,8 @@ from automl.dsl import ParamError
 from automl.errors import Stopped, UserError, shortened, value_text
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights, state_differences
-from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, json_costs,
-                                    manifest_error, read_manifest, write_manifest)
+from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, json_cost, json_costs,
+                                    manifest_error, read_manifest, whole_metric, write_manifest)
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
@@ -43,6 +43,8 @@ _logger = logging.getLogger(__name__)
 ONNX_NAME = "model.onnx"
 SAFETENSORS_NAME = "model.safetensors"
 PT_NAME = "model.pt"
+# export_architecture's budget when none is given: the manifest records no "budget" (an architecture file's export)
+_UNSET: Any = object()
 
 
 def save_weights(model: nn.Module, out_dir: Path) -> dict[str, str]:
@@ -147,7 +149,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         bn_calibration: list | None = None, provenance: dict | None = None,
                         search_cost: dict | None = None, run: str | os.PathLike | None = None,
                         onnx_failure: str = "raise", dataset: str | None = None,
-                        weights_source: str | None = None, classes: list[str] | None = None) -> dict[str, Any]:
+                        weights_source: str | None = None, classes: list[str] | None = None,
+                        budget: float | None = _UNSET) -> dict[str, Any]:
     """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
     ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
@@ -156,7 +159,9 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     of precedence, ``weights`` (its own state_dict), the chosen path of ``supernet_state`` (weight
     inheritance) or fresh initialisation. ``space_path`` / ``space_args`` (the ``--set`` overrides)
     are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
-    the folder. ``cost`` overrides the cost table's total for ``cost_metric``; ``search_cost``
+    the folder. ``epsilon`` and ``budget`` (a run's member: its search.budgets bound in ``cost_metric``'s units, as
+    results.json's ``budget``; None: none, recorded as null; not given: not recorded) go into the manifest.
+    ``cost`` overrides the cost table's total for ``cost_metric``; ``search_cost``
     (``{metric: value}``) is recorded as the manifest's ``search_cost``: the cost table of the space the
     architecture was searched in, when that differs from ``compiled`` (a run's ``retrain.space_args``). ``normalize``
     (``{"mean": [...], "std": [...]}``, per channel, on inputs scaled to [0, 1]) records the input
@@ -197,7 +202,7 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
         recalibrated = len(batches)
     model.eval()
     _check_finite(model, source, input_shape)
-    manifest = _manifest(compiled, arch, model, se, epsilon, (cost, cost_metric, search_cost), space_path,
+    manifest = _manifest(compiled, arch, model, se, (epsilon, budget), (cost, cost_metric, search_cost), space_path,
                          space_args, normalize, (dataset, classes))
     # the network is checked: from here on the folder's files are replaced. The manifest is written last: a
     # folder with a manifest holds a complete export, even when an export into it is interrupted halfway; an
@@ -378,15 +383,16 @@ def _differences(given: dict, want: dict, few: int = 3) -> str:
     return "; ".join(parts) or "the same tensors"
 
 
-def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args, normalize,
+def _manifest(compiled, arch, model, se, member: tuple, costs, space_path, space_args, normalize,
               data: tuple) -> dict[str, Any]:
     """The manifest's description of the model (files, weights, ONNX and versions are added after);
-    ``costs``: ``(cost, cost_metric, search_cost)``, ``data``: ``(dataset, classes)``, of
+    ``member``: ``(epsilon, budget)``, ``costs``: ``(cost, cost_metric, search_cost)``, ``data``: ``(dataset,
+    classes)``, of
     :func:`export_architecture`. A cost of a metric that counts
     (params, MACs, a space file's metric of whole numbers) is written as an int, as ``automl space cost`` writes it
     (:func:`~automl.export.manifest.json_costs`); a latency as a float."""
     cost, search_cost = _costs(compiled, arch, model, se, *costs)
-    cost_metric, (dataset, classes) = costs[1], data
+    cost_metric, (dataset, classes), (epsilon, budget) = costs[1], data, member
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     manifest: dict[str, Any] = {
         "format_version": FORMAT_VERSION,
@@ -405,6 +411,9 @@ def _manifest(compiled, arch, model, se, epsilon, costs, space_path, space_args,
         manifest["search_cost"] = json_costs(compiled.cost_table, search_cost)
     if epsilon is not None:
         manifest["epsilon"] = float(epsilon)
+    if budget is not _UNSET:  # a count's budget as an int (80000), as the cost is written
+        manifest["budget"] = None if budget is None else json_cost(budget, whole_metric(compiled.cost_table,
+                                                                                        cost_metric))
     manifest.update({
         "input_shape": list(input_shape),
         "num_classes": int(compiled.num_classes),

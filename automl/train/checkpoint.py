@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from automl._io import atomic_write_bytes, atomic_write_json
+from automl._io import TEMPORARY, atomic_write_bytes, atomic_write_json
 
 __all__ = ["CheckpointStore"]
 
@@ -127,13 +127,16 @@ class CheckpointStore:
         return self.folder / name
 
     def remove_temporaries(self) -> int:
-        """Delete what a kill cut short: temporary files of writes, and numbered checkpoints the index does not
+        """Delete what a kill cut short: temporary files of atomic writes (named as :data:`automl._io.TEMPORARY`
+        matches, nothing else that ends in ``.tmp``), and numbered checkpoints the index does not
         name (one written before its index, or one the index dropped before it was unlinked). Checkpoints
         are deleted only when the index reads and names at least one; without that nothing tells which are
         current. Only safe for the folder's one writer (the run holding its lock). Returns how many."""
         if not self.folder.is_dir():
             return 0
-        stray = list(self.folder.glob(".*.tmp"))
+        # only what the atomic writer names so (.NAME.XXXXXXXX[.ext].tmp, automl._io.TEMPORARY), as files: a
+        # user's own `.notes.tmp` (or a folder so named) is no temporary of a write
+        stray = [p for p in self.folder.glob(".*.tmp") if TEMPORARY.fullmatch(p.name) and p.is_file()]
         try:
             named = {x["file"] for x in self._read_index()}
         except _DamagedIndex:
