@@ -109,9 +109,12 @@ def real_table(value, name: str) -> torch.Tensor:
 
 
 def is_bool_table(value) -> bool:
-    """Whether ``value`` is a bool tensor or NumPy array (a mask given where numbers are wanted)."""
+    """Whether ``value`` is a mask given where numbers are wanted: a bool tensor or NumPy array, or (nested) lists or
+    tuples holding a bool anywhere (Python's, NumPy's, a bool tensor or array: torch would read them as 1 and 0)."""
     if isinstance(value, torch.Tensor):
         return value.dtype == torch.bool
+    if isinstance(value, (list, tuple)):
+        return any(isinstance(v, bool) or is_bool_table(v) for v in value)
     return getattr(getattr(value, "dtype", None), "kind", None) == "b"
 
 
@@ -176,9 +179,11 @@ def check_number(name: str, value, hint: str = "") -> float:
     return number
 
 
-def check_mask(mask, shape: tuple[int, ...] | None = None, name: str = "mask") -> torch.Tensor:
+def check_mask(mask, shape: tuple[int, ...] | None = None, name: str = "mask", prefix: bool = False) -> torch.Tensor:
     """``mask`` as a ``(D, Kmax)`` bool CPU tensor (of ``shape`` where given) with at least one True per row (a
-    decision without any choice has no architecture); anything else is a ``ValueError`` naming ``name``."""
+    decision without any choice has no architecture); with ``prefix``, each row True for its first ``K_d`` entries
+    and False after them (what reads ``K_d`` as ``mask.sum(-1)`` needs: choices ``0..K_d-1``). Anything else is a
+    ``ValueError`` naming ``name`` (and the first row that is not)."""
     try:
         mask = torch.as_tensor(mask).detach().cpu()
     except (TypeError, ValueError, RuntimeError):
@@ -197,6 +202,13 @@ def check_mask(mask, shape: tuple[int, ...] | None = None, name: str = "mask") -
     if not bool(mask.any(-1).all()):
         raise ValueError(f"{name} has a decision with no choice (rows {(~mask.any(-1)).nonzero().flatten().tolist()} "
                          f"all False); every decision needs at least one")
+    if prefix:
+        gaps = (mask != (torch.arange(mask.shape[1]) < mask.sum(-1, keepdim=True))).any(-1)
+        if bool(gaps.any()):
+            d = int(gaps.nonzero()[0])
+            raise ValueError(f"{name} row {d} (decision {d}) is {shown(mask[d].tolist())}: each row must be True for "
+                             f"its first K_d entries and False after them (a decision's choices are 0..K_d-1), e.g. "
+                             f"torch.arange(Kmax) < torch.tensor(num_choices)[:, None]")
     return mask
 
 
@@ -234,15 +246,17 @@ def check_epsilons(epsilons) -> list[float]:
 
 
 def check_budgets(budgets) -> list[float | None]:
-    """A non-empty list of budgets, each ``None`` (unconstrained) or a finite number >= 0."""
+    """A non-empty list of budgets, each ``None`` (unconstrained) or a finite number; one below 0 too, as costs may be
+    negative (:func:`~automl.search.normalize_costs` keeps their signs): whether the cheapest architecture meets a
+    budget is checked where the costs are known (:class:`~._budgets.BudgetTargets`)."""
     out: list[float | None] = []
     for b in _listed("budgets", budgets, "numbers or None"):
         number = real_number(b)
         if b is None:
             out.append(None)
             continue
-        if number is None or not math.isfinite(number) or number < 0:
-            raise ValueError(f"every budget must be None (unconstrained) or a finite number >= 0, got {shown(b)}")
+        if number is None or not math.isfinite(number):
+            raise ValueError(f"every budget must be None (unconstrained) or a finite number, got {shown(b)}")
         out.append(number)
     if not out:
         raise ValueError("budgets is empty: give at least one budget (None for unconstrained)")

@@ -86,7 +86,7 @@ class ContextCosts:
     """
 
     def __init__(self, context_decisions: Sequence[int], tables, fixed, mask):
-        mask = check_mask(mask)
+        mask = check_mask(mask, prefix=True)  # K_d is read as mask.sum(-1): a gap would price another choice
         D, Kmax = mask.shape
         self.context_decisions = _decision_indices(context_decisions)
         if not self.context_decisions or any(not 0 <= c < D for c in self.context_decisions) \
@@ -362,9 +362,16 @@ def check_cost_model(costs, D: int, Kmax: int, mask: torch.Tensor):
     """A :class:`ContextCosts` checked against the decisions, or :func:`check_costs`' ``(D, Kmax)`` tensor."""
     if not isinstance(costs, ContextCosts):
         return check_costs(costs, D, Kmax, mask)
-    if tuple(costs.mask.shape) != (D, Kmax) or not torch.equal(costs.mask.cpu(), mask.cpu()):
-        raise ValueError(f"the context cost model's choices {costs.mask.sum(-1).tolist()} do not match "
-                         f"num_choices {mask.sum(-1).tolist()}")
+    theirs, ours = costs.mask.cpu(), mask.cpu()
+    if tuple(theirs.shape) != (D, Kmax):
+        raise ValueError(f"the context cost model's mask has shape (D, Kmax) = {tuple(theirs.shape)} (choices "
+                         f"{theirs.sum(-1).tolist()}), but num_choices {ours.sum(-1).tolist()} makes it ({D}, {Kmax}); "
+                         f"build the model with mask = torch.arange(max(num_choices)) < "
+                         f"torch.tensor(num_choices)[:, None]")
+    if not torch.equal(theirs, ours):  # both prefix masks (ContextCosts refuses gaps): a K_d differs
+        d = int((theirs != ours).any(-1).nonzero()[0])
+        raise ValueError(f"the context cost model's decision {d} has {int(theirs[d].sum())} choices (its mask row "
+                         f"{d}), but num_choices[{d}] = {int(ours[d].sum())}; give the model the space's choices")
     return costs.to(torch.float64, "cpu")
 
 

@@ -198,8 +198,9 @@ class MultiEpsilonSearch(Searcher):
         theta_min: lower bound on every ``theta_{d,k}`` after each update. ``None`` gives ASNG-NAS's
             range restriction ``1 / (D_valid (K_d - 1))`` (``D_valid`` = decisions with ``K_d > 1``;
             ``1 / (2 K_d)`` where that is infeasible). ``0`` disables it (theta stays on the simplex).
-        init_theta: optional ``(N, D, Kmax)`` or ``(D, Kmax)`` start (default uniform); it is
-            renormalised and range-restricted like any update.
+        init_theta: optional ``(N, D, Kmax)`` or ``(D, Kmax)`` start (default uniform): rows must be distributions
+            over the ``K_d`` choices (finite, >= 0, 0 beyond ``K_d``, each summing to 1 within about 1e-5), else it
+            is refused (a ``ValueError`` naming the row); then it is range-restricted like any update.
         seed: seed of the engine's own ``torch.Generator`` (CPU; samples are moved to ``device``).
         device: where theta lives and the update runs.
         importance_sampling: ``False`` gives the paper's Method 2 update: distribution n samples its
@@ -403,16 +404,15 @@ class MultiEpsilonSearch(Searcher):
     def tell(self, arch: torch.Tensor, losses: Any) -> None:
         """Apply one update of every distribution (eq. 10) from the losses of ``arch``.
 
-        ``theta_d^(n) <- theta_d^(n) - eta [ (1/lam) sum_i s_i^(n) r_i^(n) (m_d^(i) - theta_d^(n))
-        + epsilon_n (c_d - Q_d 1) * theta_d^(n) ]``, ``Q_d = sum_k c_{d,k} theta_{d,k}``, with
-        ``r_i^(n) = P_theta^(n)(M_i) / ((1/N) sum_m P_theta^(m)(M_i))`` (computed in log space, so
-        D = 40 or more never underflows) and ``s_i^(n)`` from :func:`quantile_utilities` (eq. 9).
-        Then the range restriction (see ``theta_min``). Without importance sampling r = 1 and
-        distribution n sees only its own ``lam`` rows (eq. 7 per distribution).
-
-        NaN and +-inf losses rank worst (tied with each other) and are counted in
-        :attr:`nonfinite_losses`; on the CPU a warning is issued at once. On a GPU nothing in here waits
-        for the device (read :attr:`nonfinite_losses` when you log).
+        ``theta_d^(n) <- theta_d^(n) - eta [ sum_i a_i^(n) s_i^(n) (m_d^(i) - theta_d^(n)) + epsilon_n (c_d - Q_d 1)
+        * theta_d^(n) ]``, ``Q_d = sum_k c_{d,k} theta_{d,k}``, ``r_i^(n) = P_theta^(n)(M_i) / ((1/N) sum_m
+        P_theta^(m)(M_i))`` (in log space: D = 40 or more never underflows). ``utility="paper"`` (eq. 9, the
+        default here): ``a_i = r_i / lam``, ``s_i`` from :func:`quantile_utilities`; ``utility="weighted_quantile"``
+        (the pipeline's default): ``a_i = w_i = r_i / sum_k r_k``, ``s_i`` from :func:`weighted_quantile_utilities`.
+        Then the range restriction (``theta_min``). Without importance sampling r = 1 and distribution n sees only
+        its own ``lam`` rows (eq. 7 per distribution). NaN and +-inf losses rank worst (tied with each other) and
+        are counted in :attr:`nonfinite_losses`; on the CPU a warning is issued at once. On a GPU nothing in here
+        waits for the device (read :attr:`nonfinite_losses` when you log).
         """
         N, lam = self.num_distributions, self.lam
         arch = self._inputs.arch(arch, self.rows_per_ask, trusted=arch is self._last_ask)
@@ -465,7 +465,8 @@ class MultiEpsilonSearch(Searcher):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore theta, the RNG and the step count; the configuration must match this engine's."""
+        """Restore theta, the epsilons (adapted ones, with budgets), the RNG, the step count, the seed and the count
+        of non-finite losses (:attr:`nonfinite_losses`); the configuration must match this engine's."""
         state = _whole_state(state, self._config(), self.budget_lr, self.costs, self.dtype)
         check_state(state, "MultiEpsilonSearch", (1, _STATE_VERSION), self._config(), self.costs, "engine")
         theta, eps, generator, self.step, seed, nonfinite = _state_values(state, self._mask_cpu, self._epsilons,

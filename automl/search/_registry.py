@@ -68,7 +68,9 @@ class SearchProblem:
     lam: int
     seed: int
     device: torch.device = torch.device("cpu")
-    # method settings: theta_lr, theta_min, utility; random: random_band, cost_fixed, band_context, budget_key
+    # method settings: theta_lr, theta_min, utility (ENGINE_OPTIONS); random: those (the run gives them to every
+    # searcher) and random_band, cost_fixed, cost_gates, band_context, budget_key (RANDOM_OPTIONS). A built-in
+    # factory refuses a key it does not read (a misspelt one would be ignored)
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -201,6 +203,23 @@ def supernet_methods() -> str:
 
 # ---------------------------------------------------------------------------------------------- built-ins
 
+#: The SearchProblem.options the engine's factory reads (importance_sampling, separate, simultaneous).
+ENGINE_OPTIONS = ("theta_lr", "theta_min", "utility")
+#: The options the random baseline's factory takes: its own, and the engine's, which automl.pipeline.plan gives
+#: every searcher of a run (the random baseline reads none of them).
+RANDOM_OPTIONS = ENGINE_OPTIONS + ("random_band", "cost_fixed", "cost_gates", "band_context", "budget_key")
+
+
+def _known_options(options: dict, allowed: tuple[str, ...], who: str) -> None:
+    """Refuse a key of ``options`` that is not one of ``allowed`` (it would be ignored silently: a misspelt
+    ``utilty`` ran with the default utility), naming it, the keys ``who`` takes, and the nearest."""
+    for key in options:
+        if key not in allowed:
+            near = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
+            raise ValueError(f"options[{key!r}] is not a setting {who} read; the keys allowed: {', '.join(allowed)}"
+                             + (f"; did you mean {near[0]!r}?" if near else ""))
+
+
 def _auto(options: dict, key: str) -> float | None:
     """``options[key]`` (``"auto"`` where absent) as the engine takes it: None for ``"auto"``, else a number (a
     string or a list is a ``ValueError`` naming the option, not float()'s message)."""
@@ -215,6 +234,7 @@ def _auto(options: dict, key: str) -> float | None:
 
 def _engine(problem: SearchProblem) -> MultiEpsilonSearch:
     o = problem.options
+    _known_options(o, ENGINE_OPTIONS, "the engine's searchers (importance_sampling, separate, simultaneous)")
     target = ({"budgets": list(problem.budgets)} if problem.budgets is not None
               else {"epsilons": problem.epsilons})  # None (neither): the engine's own message
     lr, theta_min = (_auto(o, key) for key in ("theta_lr", "theta_min"))
@@ -275,6 +295,7 @@ def _random(problem: SearchProblem) -> RandomSearch:
     meet is a :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key,
     range), and so is a budget so close to the smallest network that the draws find nothing within it.
     ``cost_gates`` (elastic depth's gates): budgets and band hold on the exact totals."""
+    _known_options(problem.options, RANDOM_OPTIONS, "the random searcher")
     budget = None if problem.budgets is None else problem.budgets[0]
     band = problem.options.get("random_band") if budget is not None else None
     fixed = problem.options.get("cost_fixed", 0.0)
