@@ -497,7 +497,7 @@ def test_context_costs_match_enumeration(spec, data):
 @given(context_model(), st.data())
 def test_context_budgets_keep_members_within_the_exact_totals(spec, data):
     ks, ctx, model = spec
-    # budgets are >= 0 (documented): shift the fixed costs so that every total is
+    # fixed costs shifted so that every total (and so every budget drawn from them) is >= 0
     model = ContextCosts(ctx, model.tables, model.fixed - min(0.0, float(model.fixed.min())), _mask(ks))
     archs = _archs(ks)
     ref = sorted({_context_total(model.tables, model.fixed, ctx, ks, a) for a in archs})
