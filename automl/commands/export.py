@@ -19,6 +19,7 @@ from automl._io import path_problem, writable_dir
 from automl._lock import LOCK_NAME, held_by
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
+from automl.commands.run import one_process
 from automl.compile import load_compiled
 from automl.dsl import ir, load_space, space_digest
 from automl.errors import RecipeError, SpaceError, Stopped, UserError, say
@@ -59,6 +60,10 @@ def main(args) -> int:
     ``--out`` with what it had written, says what it left (:func:`_stopped`) and exits 128 + the signal; one
     after it has finished (every file written and measured) says so and exits 0, as a finished ``automl run``
     does."""
+    # before anything is read or written: under torchrun, every process would export into the same --out, timing
+    # the network on the same cores at once
+    one_process("automl export", "it times the network on this machine's cores",
+                "automl export SPACE --arch ARCH.json --out DIR")
     progress = _Progress()
     try:
         with raising_on(STOP_SIGNALS, Interrupted):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import shlex
 import signal
@@ -24,7 +26,8 @@ from automl.train.distributed import (DistInfo, elastic_restart, init_distribute
                                      shutdown_distributed)
 from automl.train.preempt import SIGNALS
 
-__all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string"]
+__all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string", "rank_0_first", "START_GRACE",
+           "one_process"]
 
 
 STAMP = "%Y%m%d-%H%M%S"  # a run folder's name: <recipe name>-<STAMP>, then -2, -3, ... for one started that second
@@ -295,11 +298,11 @@ def _say_finished(signum: int, out: Path, info: DistInfo, during_report: bool) -
         pass
 
 
-# seconds a process that leaves a start-up mistake to rank 0 to print waits before it exits (_rank_0_first)
+# seconds a process that leaves a start-up mistake to rank 0 to print waits before it exits (rank_0_first)
 START_GRACE = 5.0
 
 
-def _rank_0_first(e: UserError, launch: DistInfo) -> UserError:
+def rank_0_first(e: UserError, launch: DistInfo) -> UserError:
     """``e``, once rank 0 has had time to print it: torchrun stops every worker as soon as one exits, so a rank that
     found the mistake first and exited at once would have rank 0 (the same mistake found a moment later: a busier
     node, a slower start) stopped before it printed anything. A process that does not print ``e`` itself waits
@@ -317,6 +320,43 @@ def _rank_0_first(e: UserError, launch: DistInfo) -> UserError:
     return e
 
 
+def one_process(command: str, why: str, instead: str) -> None:
+    """Refuse ``command``, one that computes in one process (``automl export``; ``why``: what a second process
+    would spoil), under torchrun (``WORLD_SIZE`` above 1), where every process would do all of it alone, into the
+    same files. Every process stops on it (exit 2); rank 0 alone prints it (the CLI prints the error of a process
+    whose ``RANK`` is unset, empty, below 1 or no whole number), which the others wait for (:func:`rank_0_first`);
+    ``instead``: the command to run, in one process."""
+    world, rank = (os.environ.get(k, "").strip() for k in ("WORLD_SIZE", "RANK"))
+    try:
+        if int(world) <= 1:
+            return
+    except ValueError:  # unset, empty or no number: no launch of several processes to speak of
+        return
+    try:
+        rank = max(int(rank or "0"), 0)
+    except ValueError:
+        rank = 0
+    e = UserError(f"{command} computes in one process ({why}), but the environment sets WORLD_SIZE={world} "
+                  f"(torchrun sets it): run it without torchrun, `{instead}`, or unset WORLD_SIZE")
+    raise rank_0_first(e, DistInfo(rank=rank, world_size=int(world)))
+
+
+@contextmanager
+def _warnings_of_rank_0(launch: DistInfo):
+    """Inside the block (the recipe's loading, which every process does before the ranks meet), the recipe's
+    warnings are logged by rank 0 alone: on another rank (``launch``, from torchrun's ``RANK``) the recipe's
+    logger (``automl.recipe``) takes errors only. Its errors are no log records (:class:`~automl.recipe.RecipeError`):
+    who says them is :func:`~automl.train.distributed.reported`'s to decide, as before."""
+    logger = logging.getLogger(load_recipe.__module__)
+    level = logger.level
+    if not launch.is_main:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def main(args) -> int:
     # torchrun's variables first: a mistake there is what every process says, whatever else is wrong (launch_info)
     launch = launch_info()
@@ -325,11 +365,12 @@ def main(args) -> int:
             raise UserError(f"--out {str(args.out)!r} is empty; give the run's folder (--out runs/mine), or leave "
                             f"--out out for a new runs/<name>-<time>")
         extra = supernet_overrides(args.supernet, args.supernet_force)
-        recipe = load_recipe(args.recipe, args.overrides + extra)
+        with _warnings_of_rank_0(launch):
+            recipe = load_recipe(args.recipe, args.overrides + extra)
         # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
         info = init_distributed(recipe_device(recipe, DistInfo()).type)
     except UserError as e:  # found by each process alone, before the ranks met: who says it (reported)
-        raise _rank_0_first(reported(e, launch, before_start=True), launch)
+        raise rank_0_first(reported(e, launch, before_start=True), launch)
     try:
         return _run(args, recipe, info)
     except UserError as e:
