@@ -22,6 +22,7 @@ from automl._io import atomic_write_text, shell_path, writable_file
 from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch, same_network
+from automl.commands.run import one_process
 from automl.compile import load_compiled
 from automl.errors import Stopped, UserError, json_text, say, value_text
 from automl.export import is_manifest
@@ -497,6 +498,9 @@ def _check(args) -> int:
 
 
 def main(args) -> int:
+    if args.space_command == "profile":  # before the space is read: every torchrun process would time each piece
+        one_process("automl space profile", "it times each piece on this machine's cores",
+                    "automl space profile SPACE --out TABLE.json")
     if args.space_command == "check":
         return _check(args)
     cs, arch_json, overrides = _load(args)
