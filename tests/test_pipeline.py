@@ -117,13 +117,13 @@ def reference(tmp_path_factory):
 
 @pytest.mark.parametrize("method,kill_after", [
     # heavy (CI): a resume mid weight phase and mid retraining is also checked by test_preempt's
-    # test_checkpoints_inside_an_epoch... (every_steps=2-1 and every_steps=4-9) and test_threads' resumed run
+    # test_checkpoints_inside_an_epoch... (every_steps=2-1 and every_steps=4-10) and test_threads' resumed run
     pytest.param("importance_sampling", 1, marks=pytest.mark.heavy),
     ("importance_sampling", 2),   # weight -> θ boundary
     # heavy: mid θ phase with importance sampling is also importance_sampling+budgets' case below (8 s)
     pytest.param("importance_sampling", 3, marks=pytest.mark.heavy),   # mid θ phase
     pytest.param("importance_sampling", 5, marks=pytest.mark.heavy),  # mid retraining of the first architecture
-    pytest.param("importance_sampling", 7, marks=pytest.mark.heavy),  # mid retraining of the second
+    pytest.param("importance_sampling", 8, marks=pytest.mark.heavy),  # mid retraining of the second
     # heavy (13 s): Method 1 resumed mid-step is also test_preempt's SIGTERM test at its "simultaneous" point
     pytest.param("simultaneous", 2, marks=pytest.mark.heavy),
     ("separate", 3),

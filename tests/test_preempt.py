@@ -192,7 +192,7 @@ print("not reached")
 @pytest.mark.parametrize("trigger,kill_after", [
     ("checkpoint.every_steps=2", 1),    # weights, epoch 0 after 2 steps
     ("checkpoint.every_steps=2", 7),    # θ, epoch 1 after 2 steps
-    ("checkpoint.every_steps=4", 9),    # retraining retrain/1, epoch 0 after 4 steps
+    ("checkpoint.every_steps=4", 10),   # retraining retrain/1, epoch 0 after 4 steps
     ("checkpoint.every_minutes=1e-9", 4),  # the clock, due after every step: weights, epoch 1 after 1 step
 ])
 def test_checkpoints_inside_an_epoch_then_hard_stop_resume_identical(tmp_path, monkeypatch, die_after_save,

@@ -101,9 +101,11 @@ def test_a_manifest_without_or_with_a_budget_exports_again(digits, tmp_path, cap
     _export(digits, tmp_path / "old", epsilon=0.5)  # as an older automl wrote it: no budget
     assert main(["export", str(DIGITS), "--arch", str(tmp_path / "old" / "manifest.json"),
                  "--out", str(tmp_path / "old-again")]) == 0
+    assert "budget" not in json.loads((tmp_path / "old-again" / "manifest.json").read_text())
     m = _export(digits, tmp_path / "new", epsilon=0.0, budget=80000.0)
     assert main(["export", str(DIGITS), "--arch", str(tmp_path / "new" / "manifest.json"),
                  "--out", str(tmp_path / "new-again")]) == 0
+    assert json.loads((tmp_path / "new-again" / "manifest.json").read_text())["budget"] == 80000  # kept
     m["budget"] = "80k"  # hand-edited: refused, naming the field
     (tmp_path / "new" / "manifest.json").write_text(json.dumps(m))
     capsys.readouterr()

@@ -37,7 +37,11 @@ __all__ = ["RetrainTask", "retrain", "evaluate", "Exporter", "RetrainStage", "Ra
 
 
 class RetrainTask(EpochTask):
-    """Ordinary training of one stand-alone network on all of D (retrain.* settings)."""
+    """Ordinary training of one stand-alone network on all of D (retrain.* settings). Its test evaluation (and a
+    member's export and measurements) follow its last epoch, which is checkpointed too (:attr:`work_after`): a
+    kill during them resumes with the trained weights, and redoes only them."""
+
+    work_after = True
 
     def __init__(self, ctx: RunContext, phase: str, model: nn.Module, rt, data_seed: int | None = None,
                  size: int | None = None):
@@ -115,9 +119,10 @@ class RetrainTask(EpochTask):
 
 def retrain(ctx: RunContext, state: RunState, idx: int, model: nn.Module, phase: str, rt,
             data_seed: int | None = None, size: int | None = None) -> nn.Module:
-    """Train ``model`` by ``rt`` (from the checkpoint when resumed inside this stage); returns the network
-    to evaluate (with retrain.ema: the averaged weights, which ``model`` then holds too). ``data_seed``: the
-    batch order's seed (None: the run's); ``size``: the architecture's resolution (None: the data's)."""
+    """Train ``model`` by ``rt`` (from the checkpoint when resumed inside this stage: one written after its last
+    epoch, ``state.epoch`` = ``rt.epochs``, leaves no epoch to run); returns the network to evaluate (with
+    retrain.ema: the averaged weights, which ``model`` then holds too). ``data_seed``: the batch order's seed
+    (None: the run's); ``size``: the architecture's resolution (None: the data's)."""
     task = RetrainTask(ctx, phase, model, rt, data_seed, size)
     start = (0, 0, None)
     if state.mid_stage:
@@ -160,7 +165,7 @@ class Exporter:
         self.shared = recipe.export_dir is not None  # an absolute export.dir, which other runs may share
 
     def __call__(self, ctx: RunContext, folder_name: str, model: nn.Module, arch: torch.Tensor, eps,
-                 provenance: dict) -> dict:
+                 provenance: dict, budget: float | None = None) -> dict:
         """{"onnx": path relative to the run folder or None, "latency_ms", "int8"}, and "onnx_error" (why) when
         the ONNX export failed: the member keeps its PyTorch export, its manifest records the failure, a warning
         says so and the run goes on; ``provenance``: the manifest's record of where the weights came from
@@ -175,9 +180,9 @@ class Exporter:
         search_cost = None if sp.search is sp.retrain else {m: table.total(arch, m) for m in table.metrics}
         # export_architecture exports a CPU copy in eval mode; the trained model stays where it is
         m = export_architecture(sp.retrain, arch, folder, model=model, se=self.se, opset=self.export.opset,
-                                onnx=self.export.onnx, epsilon=eps, cost_metric=self.cost, space_path=sp.path,
-                                space_args=sp.retrain_args, normalize=ctx.data.normalize, dataset=ctx.data.dataset,
-                                provenance=provenance, classes=class_names(ctx.data),
+                                onnx=self.export.onnx, epsilon=eps, budget=budget, cost_metric=self.cost,
+                                space_path=sp.path, space_args=sp.retrain_args, normalize=ctx.data.normalize,
+                                dataset=ctx.data.dataset, provenance=provenance, classes=class_names(ctx.data),
                                 search_cost=search_cost, run=self.out, onnx_failure="record")
         # on standard output with the run's other lines (as `automl export` says it), not on the log's stream
         ctx.reporter.info(f"exported {sp.retrain.name} ({m['params']:,} params) to {folder}")
@@ -222,7 +227,8 @@ class RetrainStage:
     """Retrain architecture ``i`` from scratch on all of D, evaluate it on the test set, export it.
 
     One checkpointed stage of three steps (:func:`retrain`, :func:`evaluate`, :class:`Exporter`): the
-    trained weights then need no place in a checkpoint, which would otherwise carry N networks."""
+    trained weights need no place in the checkpoints after it, which would otherwise carry N networks (the one
+    after its last epoch holds them, so that a kill during the evaluation or export does not retrain it)."""
 
     def __init__(self, i: int, members: Members, rt, seed: int, exporter: Exporter):
         self.i, self.members, self.rt, self.seed, self.exporter = i, members, rt, seed, exporter
@@ -252,10 +258,10 @@ class RetrainStage:
         weights = provenance["source"]
         ctx.keeper.stop()
         t0 = time.perf_counter()
-        eps = self.members.epsilon(i, state)
+        eps, budget = self.members.epsilon(i, state), self.members.budget(i)
         folder = self.members.folder(i, state)
         edge = written_on_main(ctx.info, f"the export in {self.exporter.root / folder}",
-                               lambda: self.exporter(ctx, folder, model, arch, eps, provenance),
+                               lambda: self.exporter(ctx, folder, model, arch, eps, provenance, budget),
                                lambda fix: f"the run's last checkpoint is intact: {fix} and continue with: "
                                            f"{ctx.keeper.resume_command}")
         state.add_seconds("export", time.perf_counter() - t0)
@@ -411,7 +417,9 @@ class RankingStage:
         elif self.rt.epochs > 0:
             seed = self.seed + s
             torch.manual_seed(seed * 7919 + 100_003 + j)
-            model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device)
+            model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device,
+                                       copies=loops.training_copies(self.rt.optimizer, self.rt.momentum,
+                                                                    supernet=False))
             phase = f"ranking {j + 1}/{self.rk.archs}" + (f" seed {seed}" if self.rk.seeds > 1 else "")
             size = ctx.spaces.retrain.resolution(arch)
             trained = retrain(ctx, state, idx, model, phase, self.rt, data_seed=seed, size=size)

@@ -2,8 +2,11 @@
 
 A stage describes one epoch's work as an :class:`EpochTask`; :func:`run_epochs` runs its epochs from where
 the run stands (inside an epoch too), logs every ``search.log_every`` steps, checkpoints inside an epoch
-when asked (``checkpoint.every_*``, a signal) and after every epoch but the last (the stage's own end
-checkpoint follows it).
+when asked (``checkpoint.every_*``, a signal) and after every epoch but the last, where the stage's own end
+checkpoint follows with nothing long between (the weight and θ phases: a copy of the weights, the searcher's
+answer). A stage with long work after its last epoch (a retraining's test evaluation, export and measurements:
+:attr:`EpochTask.work_after`) is checkpointed after its last epoch too: a kill during that work resumes at it
+(``epoch`` = ``epochs``: no training left), not at the last epoch's start.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ class EpochTask(abc.ABC):
     phase: str      # how logs name it: "weights", "theta eps=0.3", "retrain budget=150k"
     epochs: int
     loader: Any
+    # the stage has long work after its last epoch (a retraining's evaluation and export): checkpoint after it too
+    work_after: bool = False
 
     def batches(self, epoch: int, done: int) -> Iterator:
         """The epoch's batches, less the ``done`` already used (a resumed epoch)."""
@@ -76,7 +81,9 @@ def schedule_at(sched, opt, updates: int) -> float:
 
 def run_epochs(ctx: RunContext, idx: int, task: EpochTask, start_epoch: int = 0, done: int = 0,
                sums: dict | None = None) -> None:
-    """Run ``task``'s epochs from ``start_epoch`` (``done`` steps of it already done, with running ``sums``)."""
+    """Run ``task``'s epochs from ``start_epoch`` (``done`` steps of it already done, with running ``sums``);
+    none when ``start_epoch`` is ``task.epochs`` (a checkpoint after the last epoch of a task with
+    :attr:`~EpochTask.work_after`: its objects restored, the stage goes on with the work after its training)."""
     every, keeper, reporter = ctx.log_every, ctx.keeper, ctx.reporter
     for epoch in range(start_epoch, task.epochs):
         task.begin_epoch(epoch, done, sums)
@@ -97,5 +104,5 @@ def run_epochs(ctx: RunContext, idx: int, task: EpochTask, start_epoch: int = 0,
                 reporter.log(phase=task.phase, epoch=epoch + 1, step=done, **fields)
         done, sums = 0, None
         task.end_epoch(epoch)
-        if epoch + 1 < task.epochs:
+        if epoch + 1 < task.epochs or task.work_after:
             keeper.save(idx, epoch + 1, 0, task.objects())

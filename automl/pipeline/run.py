@@ -403,10 +403,14 @@ def _stage_phase(stage, state: RunState) -> tuple[str, int]:
 def resume_position(plan: Plan, state: RunState, stage: int, epoch: int, step: int) -> str:
     """Where a checkpoint of stage ``stage``, ``epoch`` epochs and ``step`` steps into it, resumes, as the log
     says it: ``weights epoch 2/15, after step 3`` (epochs counted from 1, of the stage's), ``theta budget=80k
-    epoch 1/45``, ``report`` (the checkpoint itself keeps the stage's index and the 0-based epoch)."""
+    epoch 1/45``, ``report``, ``retrain budget=80k epoch 25/25 done, before its evaluation`` (a retraining's last
+    epoch is checkpointed before its evaluation and export); the checkpoint itself keeps the stage's index and the
+    0-based epoch."""
     name, epochs = _stage_phase(plan.stages[stage], state)
     if epochs <= 0:
         return name
+    if epoch >= epochs and not step:  # a retraining's checkpoint after its last epoch: no training is left
+        return f"{name} epoch {epochs}/{epochs} done, before its evaluation"
     return f"{name} epoch {min(epoch, epochs - 1) + 1}/{epochs}" + (f", after step {step}" if step else "")
 
 
