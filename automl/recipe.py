@@ -599,7 +599,7 @@ ADDED_KEYS = {("search", "random_band"): None, ("optim", "warmup_lr"): 0.0, ("op
 
 
 class CheckpointConfig(_Config):
-    """Checkpoints inside an epoch (one is always written at the end of every epoch and on SIGTERM/SIGINT).
+    """Checkpoints inside an epoch (one is always written at the end of every epoch and on a stop signal).
 
     15 minutes: an ImageNet-size epoch (hours) loses at most a quarter of an hour to a crash, for a few
     seconds of writing per checkpoint; the quickstart's epochs last seconds, so it never writes one."""
