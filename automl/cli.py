@@ -567,14 +567,15 @@ def _set_hint(args, argv: list[str], extra: list[str]) -> str:
                 "its ranking; ")
     given = []
     for i, a in enumerate(argv):
-        if a.startswith("--set="):
-            given.append(a.removeprefix("--set="))
-        elif a == "--set" and i + 1 < len(argv) and "=" in argv[i + 1] and not argv[i + 1].startswith("-"):
-            given.append(argv[i + 1])
+        value = a.removeprefix("--set=") if a.startswith("--set=") else argv[i + 1] if a == "--set" and \
+            i + 1 < len(argv) else ""
+        if "=" in value and not value.startswith("-"):  # KEY=VALUE, not an empty --set= or another option
+            given.append(value)
     recipe = args.recipe  # `automl run --set a.b=1 R.yaml` took a.b=1 for the recipe
     if recipe in given:
         recipe = next((o for o in args.overrides if "=" not in o), "RECIPE")
-    example = shlex.join(["automl", "run", str(recipe), *(given or ["search.lam=4"])])
+    own = [o for o in args.overrides if "=" in o and o not in given]  # the overrides given as they should be
+    example = shlex.join(["automl", "run", str(recipe), *own, *(given or ["search.lam=4"])])
     return (f"automl run takes no --set: its recipe overrides are positional KEY=VALUE after the recipe, "
             f"e.g. {example}; ")
 

@@ -301,8 +301,9 @@ def format_accuracy(acc) -> str:
 
 
 def _fmt_macs(v) -> str:
-    """Multiply-adds in short, as the budgets are written (``400k``, ``1.235M``)."""
-    return short_number(v) if _finite(v) else "—"
+    """Multiply-adds in short, as the budgets are written (``400k``, ``1.235M``; 999,960 rounds to ``1M``, not
+    ``1000k``)."""
+    return short_number(float(f"{v:.4g}")) if _finite(v) else "—"
 
 
 def _fmt_ms(v) -> str:

@@ -24,8 +24,8 @@ DIGITS = str(Path(__file__).resolve().parents[1] / "spaces" / "digits.space")
 
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_space_profile_is_refused_under_torchrun(monkeypatch, capsys, tmp_path, rank):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", rank)
+    for key, value in (("WORLD_SIZE", "2"), ("RANK", rank), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(key, value)
     out = tmp_path / "latency.json"
     assert main(["space", "profile", DIGITS, "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -70,3 +70,72 @@ def test_a_runs_manifests_record_their_members_budgets(tmp_path):
     folders = sorted((out / "export").iterdir())  # budget-0-none, budget-1-80k
     budgets = [json.loads((f / "manifest.json").read_text())["budget"] for f in folders]
     assert budgets == [a["budget"] for a in results["architectures"]] == [None, 80000]
+
+
+# ---------------------------------------------------------------- a diff review's findings (NL)
+
+def test_lists_nested_past_a_tensors_dimensions_are_refused_as_costs_not_a_recursion_error():
+    from automl.search import MultiEpsilonSearch
+
+    deep = [1.0]
+    for _ in range(3000):
+        deep = [deep]
+    itself: list = []
+    itself.append(itself)
+    for costs in (deep, itself):
+        with pytest.raises(ValueError, match="costs must be a table of numbers"):
+            MultiEpsilonSearch([2], costs, epsilons=[0.0])
+
+
+@pytest.mark.parametrize("macs, shown", [(999_960, "1M"), (999_949, "999.9k"), (400_000, "400k"), (1_234_567, "1.235M")])
+def test_macs_at_a_units_edge_move_to_the_next_unit(macs, shown):
+    from automl.report import render_markdown
+
+    results = {"recipe": "r", "method": "importance_sampling", "search_seconds": 1.0, "phase_seconds": {"theta": 1.0},
+               "cost_metric": "params", "architectures": [
+                   {"epsilon": 0.0, "budget": None, "choices": {}, "params": 10, "cost": 10, "macs": macs,
+                    "test_accuracy": 0.5, "onnx": None, "latency_ms": None, "int8": None}]}
+    row = next(line for line in render_markdown(results).splitlines() if line.startswith("| 0 |"))
+    assert f"| {shown} |" in row, row
+
+
+@pytest.mark.parametrize("argv, example", [
+    (["R.yaml", "--set="], "automl run R.yaml search.lam=4"),              # an empty --set= is no override
+    (["R.yaml", "--set=--out=x"], "automl run R.yaml search.lam=4"),       # nor an option given to it
+    (["R.yaml", "seed=1", "--set", "a=1"], "automl run R.yaml seed=1 a=1"),  # the overrides given as they should be
+])
+def test_the_set_hint_of_run_shows_only_overrides(capsys, argv, example):
+    with pytest.raises(SystemExit) as e:
+        main(["run", *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"e.g. {example};" in err, err
+
+
+@pytest.mark.parametrize("budget", ["abc", float("nan"), True])
+def test_an_export_budget_that_is_no_number_is_refused_before_anything_is_written(tmp_path, budget):
+    from automl.compile import load_compiled
+    from automl.export import export_architecture
+
+    cs = load_compiled(DIGITS)
+    out = tmp_path / "x"
+    with pytest.raises(ValueError, match="budget must be None"):
+        export_architecture(cs, [d.choices[0] for d in cs.decisions], out, onnx=False, budget=budget)
+    assert not out.exists()
+
+
+def test_a_re_export_keeps_the_budget_only_with_its_cost_metric(tmp_path, capsys):
+    from automl.compile import load_compiled
+    from automl.export import export_architecture
+
+    cs = load_compiled(DIGITS)
+    export_architecture(cs, [d.choices[0] for d in cs.decisions], tmp_path / "a", onnx=False, space_path=DIGITS,
+                        cost_metric="params", epsilon=0.0, budget=80_000)
+    manifest = tmp_path / "a" / "manifest.json"
+    assert main(["export", DIGITS, "--arch", str(manifest), "--out", str(tmp_path / "same")]) == 0
+    assert json.loads((tmp_path / "same" / "manifest.json").read_text())["budget"] == 80_000
+    m = json.loads(manifest.read_text())
+    m["cost_metric"] = "latency"  # a metric this space does not price, and no latency cost recorded
+    manifest.write_text(json.dumps(m))
+    assert main(["export", DIGITS, "--arch", str(manifest), "--out", str(tmp_path / "other")]) == 0
+    again = json.loads((tmp_path / "other" / "manifest.json").read_text())
+    assert again.get("cost_metric") != "latency" and "budget" not in again  # 80k of latency's units would be wrong

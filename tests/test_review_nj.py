@@ -81,10 +81,15 @@ def _arch(tmp_path: Path) -> str:
     return str(path)
 
 
+def _torchrun_env(monkeypatch, rank: str) -> None:
+    """What torchrun sets for a process of 2 (no process group is started by export)."""
+    for key, value in (("WORLD_SIZE", "2"), ("RANK", rank), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(key, value)
+
+
 @pytest.mark.parametrize("rank", ["0", "1"])
 def test_export_is_refused_under_torchrun(monkeypatch, capsys, tmp_path, rank):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", rank)
+    _torchrun_env(monkeypatch, rank)
     out = tmp_path / "out"
     assert main(["export", DIGITS, "--arch", _arch(tmp_path), "--out", str(out)]) == 2
     captured = capsys.readouterr()
@@ -134,12 +139,30 @@ def test_torchrun_export_is_refused_once(tmp_path, free_port):
     assert not out.exists() and "exported digits" not in text
 
 
-@pytest.mark.parametrize("rank, waits", [("0", False), ("1", True), ("", False), ("x", False)])
+@pytest.mark.parametrize("rank, waits", [("0", False), ("1", True)])
 def test_another_rank_waits_for_rank_0_to_print_the_export_refusal(monkeypatch, capsys, tmp_path, rank, waits):
     slept = []
     monkeypatch.setattr(run_cmd.time, "sleep", slept.append)
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.setenv("RANK", rank)
+    _torchrun_env(monkeypatch, rank)
     assert main(["export", DIGITS, "--arch", str(tmp_path / "none.json"), "--out", str(tmp_path / "out")]) == 2
     assert slept == ([run_cmd.START_GRACE] if waits else [])
     assert ("computes in one process" in capsys.readouterr().err) == (not waits)
+
+
+@pytest.mark.parametrize("env, said", [
+    ({"RANK": "1"}, "but not MASTER_ADDR, MASTER_PORT"),  # a stale WORLD_SIZE/RANK, no torchrun
+    ({"RANK": "7", "MASTER_ADDR": "h", "MASTER_PORT": "29500"}, "RANK=7 with WORLD_SIZE=2"),
+    ({"RANK": "", "MASTER_ADDR": "h", "MASTER_PORT": "29500"}, "but not RANK"),
+])
+def test_an_environment_torchrun_did_not_set_is_said_by_every_process(monkeypatch, capsys, tmp_path, env, said):
+    """Was: a stale WORLD_SIZE=2 RANK=1 waited 5 s and exited 2 without a word (no rank 0 to print the refusal)."""
+    slept = []
+    monkeypatch.setattr(run_cmd.time, "sleep", slept.append)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for key in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["export", DIGITS, "--arch", str(tmp_path / "none.json"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1 and slept == [], err

@@ -661,14 +661,15 @@ def _show(normalize: dict) -> str:
 
 
 def _kept(args, recorded: dict | None, compiled, standalone: bool, recipe=None) -> dict:
-    """What a manifest given as ``--arch`` records that the new export keeps: ``epsilon``, ``budget``, ``cost_metric``
-    and ``search_cost`` (the same architecture of the same search), the recorded costs of metrics the space
+    """What a manifest given as ``--arch`` records that the new export keeps: ``epsilon``, ``cost_metric``,
+    ``budget`` (where the cost metric stays the manifest's) and ``search_cost`` (the same architecture of the same
+    search), the recorded costs of metrics the space
     (with ``--recipe``'s table when it fits, :func:`_price`) does not compute (a latency table's: the same network,
     built with the manifest's ``space_args``), and, when ``--weights`` is that export's own weights file, where they
     came from (the manifest's ``weights`` record). ``cost_metric`` is the manifest's where the new ``cost`` holds
     that metric; else, with ``recipe``, its search.cost where the ``cost`` holds it, as a run of it records."""
     recorded = recorded or {}
-    out: dict = {k: recorded[k] for k in ("epsilon", "budget", "search_cost") if k in recorded}
+    out: dict = {k: recorded[k] for k in ("epsilon", "search_cost") if k in recorded}
     ours = compiled.cost_table.metrics
     cost = recorded.get("cost") if isinstance(recorded.get("cost"), dict) else {}
     table_costs = {m: v for m, v in cost.items() if m not in ours and finite_number(v)}
@@ -678,6 +679,8 @@ def _kept(args, recorded: dict | None, compiled, standalone: bool, recipe=None) 
             out["cost_metric"] = metric
     if table_costs:
         out["cost"] = table_costs
+    if "budget" in recorded and out.get("cost_metric") == recorded.get("cost_metric"):  # a bound of that metric
+        out["budget"] = recorded["budget"]
     own = dict(recorded.get("weights") or {})
     if standalone and own.get("file") and own.get("source"):
         if Path(args.weights).resolve() == (Path(args.arch).parent / own["file"]).resolve():

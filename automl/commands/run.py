@@ -323,22 +323,20 @@ def rank_0_first(e: UserError, launch: DistInfo) -> UserError:
 def one_process(command: str, why: str, instead: str) -> None:
     """Refuse ``command``, one that computes in one process (``automl export``; ``why``: what a second process
     would spoil), under torchrun (``WORLD_SIZE`` above 1), where every process would do all of it alone, into the
-    same files. Every process stops on it (exit 2); rank 0 alone prints it (the CLI prints the error of a process
-    whose ``RANK`` is unset, empty, below 1 or no whole number), which the others wait for (:func:`rank_0_first`);
-    ``instead``: the command to run, in one process."""
-    world, rank = (os.environ.get(k, "").strip() for k in ("WORLD_SIZE", "RANK"))
+    same files. Every process stops on it (exit 2); rank 0 alone prints it, which the others wait for
+    (:func:`rank_0_first`); ``instead``: the command to run, in one process. An environment torchrun did not set
+    whole (a stale ``WORLD_SIZE``/``RANK``, no ``MASTER_ADDR``) is :func:`launch_info`'s message, which every
+    process prints (no rank 0 would print this one)."""
     try:
-        if int(world) <= 1:
+        if int(os.environ.get("WORLD_SIZE", "").strip()) <= 1:
             return
-    except ValueError:  # unset, empty or no number: no launch of several processes to speak of
+    except ValueError:  # unset, empty or no whole number: no launch of several processes to speak of
         return
-    try:
-        rank = max(int(rank or "0"), 0)
-    except ValueError:
-        rank = 0
-    e = UserError(f"{command} computes in one process ({why}), but the environment sets WORLD_SIZE={world} "
-                  f"(torchrun sets it): run it without torchrun, `{instead}`, or unset WORLD_SIZE")
-    raise rank_0_first(e, DistInfo(rank=rank, world_size=int(world)))
+    launch = launch_info()
+    e = UserError(f"{command} computes in one process ({why}), but the environment sets "
+                  f"WORLD_SIZE={launch.world_size} (torchrun sets it): run it without torchrun, `{instead}`, or "
+                  f"unset WORLD_SIZE")
+    raise rank_0_first(e, launch)
 
 
 @contextmanager

@@ -23,8 +23,8 @@ from automl.dsl import ParamError
 from automl.errors import Stopped, UserError, shortened, value_text
 from automl.export._arch import as_arch
 from automl.export.inherit import inherit_weights, state_differences
-from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, json_cost, json_costs,
-                                    manifest_error, read_manifest, whole_metric, write_manifest)
+from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, finite_number, json_cost,
+                                    json_costs, manifest_error, read_manifest, whole_metric, write_manifest)
 from automl.export.onnx import check_opset, export_onnx
 from automl.export.quantize import INT8_NAME
 from automl.export.timm_spec import build_timm_model, timm_spec
@@ -188,6 +188,9 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     recorded) / ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
     """
     _check_onnx(onnx, opset, onnx_failure)  # before anything is written
+    if budget is not _UNSET and budget is not None and not finite_number(budget):
+        raise ValueError(f"budget must be None (unconstrained) or a finite number (the member's search.budgets "
+                         f"bound), got {budget!r}")
     arch = as_arch(arch, compiled)
     se = check_se(se, compiled, arch)
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))

@@ -108,13 +108,15 @@ def real_table(value, name: str) -> torch.Tensor:
     return value.detach().to("cpu", torch.float64)
 
 
-def is_bool_table(value) -> bool:
+def is_bool_table(value, depth: int = 0) -> bool:
     """Whether ``value`` is a mask given where numbers are wanted: a bool tensor or NumPy array, or (nested) lists or
-    tuples holding a bool anywhere (Python's, NumPy's, a bool tensor or array: torch would read them as 1 and 0)."""
+    tuples holding a bool anywhere (Python's, NumPy's, a bool tensor or array: torch would read them as 1 and 0).
+    Lists nested deeper than a tensor's 64 dimensions (or holding themselves) are left to the table's own check,
+    which refuses them."""
     if isinstance(value, torch.Tensor):
         return value.dtype == torch.bool
     if isinstance(value, (list, tuple)):
-        return any(isinstance(v, bool) or is_bool_table(v) for v in value)
+        return depth < 64 and any(isinstance(v, bool) or is_bool_table(v, depth + 1) for v in value)
     return getattr(getattr(value, "dtype", None), "kind", None) == "b"
 
 

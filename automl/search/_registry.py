@@ -216,7 +216,7 @@ def _known_options(options: dict, allowed: tuple[str, ...], who: str) -> None:
     for key in options:
         if key not in allowed:
             near = difflib.get_close_matches(key, allowed, n=1) if isinstance(key, str) else []
-            raise ValueError(f"options[{key!r}] is not a setting {who} read; the keys allowed: {', '.join(allowed)}"
+            raise ValueError(f"options[{key!r}] is not a setting {who}; the keys allowed: {', '.join(allowed)}"
                              + (f"; did you mean {near[0]!r}?" if near else ""))
 
 
@@ -234,7 +234,7 @@ def _auto(options: dict, key: str) -> float | None:
 
 def _engine(problem: SearchProblem) -> MultiEpsilonSearch:
     o = problem.options
-    _known_options(o, ENGINE_OPTIONS, "the engine's searchers (importance_sampling, separate, simultaneous)")
+    _known_options(o, ENGINE_OPTIONS, "the engine's searchers (importance_sampling, separate, simultaneous) read")
     target = ({"budgets": list(problem.budgets)} if problem.budgets is not None
               else {"epsilons": problem.epsilons})  # None (neither): the engine's own message
     lr, theta_min = (_auto(o, key) for key in ("theta_lr", "theta_min"))
@@ -295,7 +295,7 @@ def _random(problem: SearchProblem) -> RandomSearch:
     meet is a :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key,
     range), and so is a budget so close to the smallest network that the draws find nothing within it.
     ``cost_gates`` (elastic depth's gates): budgets and band hold on the exact totals."""
-    _known_options(problem.options, RANDOM_OPTIONS, "the random searcher")
+    _known_options(problem.options, RANDOM_OPTIONS, "the random searcher reads")
     budget = None if problem.budgets is None else problem.budgets[0]
     band = problem.options.get("random_band") if budget is not None else None
     fixed = problem.options.get("cost_fixed", 0.0)
