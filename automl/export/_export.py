@@ -188,15 +188,12 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     recorded) / ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
     """
     _check_onnx(onnx, opset, onnx_failure)  # before anything is written
-    if budget is not _UNSET and budget is not None and not finite_number(budget):
-        raise ValueError(f"budget must be None (unconstrained) or a finite number (the member's search.budgets "
-                         f"bound), got {budget!r}")
+    _check_budget(budget)
     arch = as_arch(arch, compiled)
     se = check_se(se, compiled, arch)
     input_shape = tuple(int(v) for v in compiled.arch_input_shape(arch))
     out_dir = writable_dir(out_dir, "export folder")
     _check_names(out_dir, space_path if space_path is not None else _space_file(compiled))
-
     model, source = _standalone_model(compiled, arch, se, model, weights, supernet_state, weights_source)
     recalibrated = None
     if source == "supernet" and bn_calibration:
@@ -384,6 +381,13 @@ def _differences(given: dict, want: dict, few: int = 3) -> str:
     if sizes:
         parts.append(sizes[0] + (f" ({len(sizes) - 1} more of other shapes)" if len(sizes) > 1 else ""))
     return "; ".join(parts) or "the same tensors"
+
+
+def _check_budget(budget) -> None:
+    """export_architecture's ``budget``: not given, None (unconstrained) or a finite number; else a ValueError."""
+    if budget is not _UNSET and budget is not None and not finite_number(budget):
+        raise ValueError(f"budget must be None (unconstrained) or a finite number (the member's search.budgets "
+                         f"bound), got {budget!r}")
 
 
 def _manifest(compiled, arch, model, se, member: tuple, costs, space_path, space_args, normalize,
