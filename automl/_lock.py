@@ -138,9 +138,25 @@ def _holders(held: os.stat_result) -> list[int] | None:
     return pids
 
 
-def _holder(path: Path, holders: list[int] | None) -> tuple[str, str]:
-    """(who holds the lock on ``path``, how to stop it) from the lock file's record and, on Linux, the kernel's
-    list of holders (:func:`_holders`): a pid is given to ``kill`` only where it names the holder on this machine.
+class _Holding:
+    """What the holder of a lock is doing and what stopping it does, by its command (the lock file's record):
+    ``automl rank`` writes no checkpoint (on a signal it finishes the retraining it is in and records it in
+    results.json: rerun then, its recorded retrainings are not run again); ``automl run`` writes one, continued
+    with ``--resume``. A record without a command (an older automl's) is taken for a run's."""
+
+    def __init__(self, command: object = None):
+        words = command.split() if isinstance(command, str) else []
+        self.rank = words[1:2] == ["rank"]  # "automl rank RUN ...": _command() writes the program as automl
+        self.what = "an automl rank is" if self.rank else "another automl run is"
+        self.exits = ("it finishes the current retraining, records it in results.json and exits" if self.rank else
+                      "it writes a checkpoint and exits")
+        self.after = "then run this command again" if self.rank else "then continue it with --resume"
+
+
+def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
+    """(who holds the lock on ``path``, how to stop it, what it does: :class:`_Holding`) from the lock file's record
+    and, on Linux, the kernel's list of holders (:func:`_holders`): a pid is given to ``kill`` only where it names
+    the holder on this machine.
     The record's pid is another one where the run wrote it inside a container (its own PID namespace: the
     container's first process is pid 1, which on the host is init) or where a new holder has not written it yet; a
     holder the kernel lists nowhere in this PID namespace (``holders`` []) gets no pid to kill, whatever process
@@ -149,23 +165,24 @@ def _holder(path: Path, holders: list[int] | None) -> tuple[str, str]:
         h = json.loads(path.read_text())
         pid, host, said = h["pid"], h["host"], (f"process {h['pid']} on {h['host']}, started {h['started']}"
                                                 + (f" ({h['command']})" if h.get("command") else ""))
+        doing = _Holding(h.get("command"))
     except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
-        pid, host, said = None, None, None
+        pid, host, said, doing = None, None, None, _Holding()
     here = socket.gethostname()
     others = [p for p in holders or [] if p != os.getpid()]  # this process: a second lock of its own (a test)
     if others and pid not in others:
         return (f"process {others[0]} on {here}" + (f"; its lock file names {said}" if said else ""),
-                f"stop it (kill {others[0]}: it writes a checkpoint and exits)")
+                f"stop it (kill {others[0]}: {doing.exits})", doing)
     if said is None:
-        return "another process", "stop it"
+        return "another process", "stop it", doing
     # the kernel lists no holder here: the record's pid, on this host, is another process in this PID namespace
     # (a container's pid 1 is this one's init) or none
     if holders == [] and host == here:
         return (f"{said}, a process this command cannot see (one of the two runs in a container)",
-                "stop it where it runs (it writes a checkpoint and exits)")
+                f"stop it where it runs ({doing.exits})", doing)
     # a pid names a process on its own host only: kill it here and another process would get the signal
     there = "" if host == here or pid in others else f" on {host}"
-    return said, f"stop it (kill {pid}{there}: it writes a checkpoint and exits)"
+    return said, f"stop it (kill {pid}{there}: {doing.exits})", doing
 
 
 def _command() -> str:
@@ -395,9 +412,10 @@ class RunLock:
             self.keep()
 
     def _held_message(self, then: str | None = None, holders: list[int] | None = None) -> str:
-        """The refusal: who holds the lock and how to stop it (:func:`_holder`)."""
-        who, stop = _holder(self.path, holders)
+        """The refusal: who holds the lock and how to stop it (:func:`_holder`), and what to do then: continue a
+        run with --resume; after an ``automl rank`` (which writes no checkpoint), run this command again."""
+        who, stop, doing = _holder(self.path, holders)
         if then is not None:
-            return f"{self.folder} is in use: another automl run is writing there ({who}); wait for it to end, {then}"
-        return (f"--out {self.folder} is in use: another automl run is writing there ({who}); wait for it to "
-                f"end or {stop}, then continue it with --resume, or choose another --out")
+            return f"{self.folder} is in use: {doing.what} writing there ({who}); wait for it to end, {then}"
+        return (f"--out {self.folder} is in use: {doing.what} writing there ({who}); wait for it to "
+                f"end or {stop}, {doing.after}, or choose another --out")

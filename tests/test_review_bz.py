@@ -186,7 +186,8 @@ def test_rank_under_torchrun_is_one_message(tmp_path, monkeypatch, capsys, rank,
     """``torchrun --nproc_per_node=4 -m automl rank RUN`` started four rankings of one process each: all but one
     stopped on the run folder's lock, unsaid (the CLI prints rank 0's errors only)."""
     _rank(monkeypatch, rank)
-    monkeypatch.setenv("WORLD_SIZE", "4")
+    for key, value in (("WORLD_SIZE", "4"), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29500")):
+        monkeypatch.setenv(key, value)  # as torchrun sets them
     code, err = _cli(capsys, "rank", tmp_path)
     assert code == 2 and err.count("automl rank computes in one process") == (1 if says else 0), err
     assert "WORLD_SIZE=4" in err or not says

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 from pathlib import Path
 
@@ -10,14 +12,15 @@ import torch
 import yaml
 
 from automl._io import path_problem
-from automl.commands.run import yaml_string
+from automl.commands.run import one_process, yaml_string
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
 from automl.pipeline.context import shell_path
-from automl.pipeline.rank import check_results
+from automl.pipeline.rank import check_results, check_trains_a_supernet
 from automl.pipeline.results import read_results
 from automl.pipeline.setup import MIN_RANKED, TooManyArchs
 from automl.recipe import load_recipe
+from automl.search import UnknownSearcher, get_searcher
 
 __all__ = ["main"]
 
@@ -34,6 +37,36 @@ def _load(resolved: Path, base: list[str], flags: dict[str, object]):
                 reason = e.message.removeprefix(f"override ranking.{key}={value}: ")
                 raise UserError(f"{FLAGS[key]} {value}: {reason}") from None
         raise
+
+
+@contextlib.contextmanager
+def _unwarned():
+    """The recipe's warnings (the ``automl.recipe`` logger's) left unsaid: those of a first look at the run's recipe,
+    which the load with the command's flags says again."""
+    recipe_log = logging.getLogger("automl.recipe")
+
+    def unsaid(record: logging.LogRecord) -> bool:
+        return False
+
+    recipe_log.addFilter(unsaid)
+    try:
+        yield
+    finally:
+        recipe_log.removeFilter(unsaid)
+
+
+def _run_recipe(out: Path, resolved: Path, base: list[str]):
+    """The run's recipe as recorded (``base``: :func:`_older_paths`), looked at without its warnings (the load with
+    the flags says them, once); a run of a method that trains no supernet is refused here, before any warning on
+    keys the user never set (its recipe.resolved.yaml holds every key)."""
+    with _unwarned():
+        recorded = load_recipe(resolved, base)
+    try:
+        method = get_searcher(recorded.search.method)
+    except UnknownSearcher:  # the run says so (automl.pipeline.Run)
+        return recorded
+    check_trains_a_supernet(out, method)
+    return recorded
 
 
 def _older_paths(resolved: Path) -> list[str]:
@@ -86,16 +119,8 @@ def _too_many(e: TooManyArchs, out: Path, flag: bool, default: bool) -> UserErro
 
 def _one_process() -> None:
     """``automl rank`` computes in one process: under torchrun (``WORLD_SIZE`` above 1) every process would rank
-    alone, all but one stopped by the run folder's lock (unsaid: the CLI prints rank 0's errors only)."""
-    world = os.environ.get("WORLD_SIZE", "").strip()
-    try:
-        several = int(world) > 1
-    except ValueError:  # unset, empty or no number: no launch of several processes to speak of
-        several = False
-    if several:
-        raise UserError(f"automl rank computes in one process, but the environment sets WORLD_SIZE={world} (torchrun "
-                        f"sets it): start it without torchrun, `automl rank RUN_DIR` (--device cuda for a GPU), or "
-                        f"unset WORLD_SIZE")
+    alone, all but one stopped by the run folder's lock; refused, rank 0 printing it (:func:`one_process`)."""
+    one_process("automl rank", "one ranking per run folder", "automl rank RUN_DIR (--device cuda for a GPU)")
 
 
 def main(args) -> int:
@@ -117,7 +142,7 @@ def main(args) -> int:
                         f"{_inside_a_run(out)}")
     # the run's own ranking section, or the defaults when it had none; then the flags
     base = _older_paths(resolved)
-    base += [] if load_recipe(resolved, base).ranking is not None else ["ranking={}"]
+    base += [] if _run_recipe(out, resolved, base).ranking is not None else ["ranking={}"]
     flags = {key: getattr(args, key) for key in FLAGS if getattr(args, key) is not None}
     device = getattr(args, "device", None)
     recipe = _load(resolved, base + ([] if device is None else [f"device={device}"]), flags)

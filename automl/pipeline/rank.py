@@ -37,7 +37,7 @@ from automl.train.progress import Reporter
 if TYPE_CHECKING:
     from automl.pipeline.run import Run
 
-__all__ = ["rank_finished_run", "check_results"]
+__all__ = ["rank_finished_run", "check_results", "check_trains_a_supernet"]
 
 
 def _run_recipe(out: Path) -> dict | None:
@@ -65,15 +65,23 @@ def rank_command(recipe, out: Path) -> str:
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
-    """``automl rank`` after a retraining (``done``: "k of K"): stop (:class:`Stopped`) if a stop
-    signal (:data:`~automl.train.preempt.SIGNALS`) came meanwhile, saying what results.json keeps and the command that
-    goes on."""
+    """``automl rank`` after a retraining: stop (:class:`Stopped`) if a stop signal
+    (:data:`~automl.train.preempt.SIGNALS`) came meanwhile, saying what results.json keeps (``done``: "k of K"
+    retrainings recorded, which a rerun does not run again: :func:`_kept`) and the command that goes on."""
     signum = preempt.signalled()
     if not signum:
         return
     reporter.info(f"stopped by {signal.Signals(signum).name}; {done} retrainings are recorded in "
                   f"{out / 'results.json'} and are not run again. Continue with: {rank_command(recipe, out)}")
     raise Stopped(signum)
+
+
+def check_trains_a_supernet(out: Path, method) -> None:
+    """A run of ``method`` (a :class:`~automl.search.SearchMethod`) in ``out`` has a supernet to rank with: else the
+    user error that says which methods train one (random draws its networks, and trains none)."""
+    if not method.needs_supernet:
+        raise UserError(f"{out}: search.method {method.name} trains no shared supernet to rank "
+                        f"with; automl rank needs a run of search.method {supernet_methods()}")
 
 
 def _checked_checkpoint(run: Run) -> dict:
@@ -91,9 +99,7 @@ def _checked_checkpoint(run: Run) -> dict:
                         f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
                         f"search again (automl run {out / 'recipe.resolved.yaml'} --out NEW_DIR)")
     if ckpt.get("supernet") is None:
-        if not method.needs_supernet:
-            raise UserError(f"{out}: search.method {method.name} trains no shared supernet to rank "
-                            f"with; automl rank needs a run of search.method {supernet_methods()}")
+        check_trains_a_supernet(out, method)
         raise UserError(f"{out}: the run has no trained supernet yet: its weight phase has not finished; "
                         f"finish it first (automl run RECIPE --out {shell_path(out)} --resume, with its recipe and "
                         f"overrides)")
@@ -170,14 +176,25 @@ def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here:
     return {"retrain_epochs": r.retrain.epochs if epochs is None else epochs, "archs": archs}
 
 
-def _recorded(run: Run, state: RunState, before: dict, choices: list[list[str]], here: dict) -> dict:
+def _recorded(run: Run, state: RunState, before: dict, choices: list[list[str]],
+              here: dict) -> tuple[dict, set[tuple[int, int]]]:
     """The retrainings recorded earlier that this command would repeat (:func:`recorded_retrainings`): the run's
     own ranking (its checkpoint's), and in results.json an ``automl rank`` stopped part-way (:data:`PARTIAL`) and
-    the last finished one, each only when computed as this command computes (``here``)."""
+    the last finished one, each only when computed as this command computes (``here``); and the keys of the run's
+    own (in its checkpoint, which automl rank leaves as it is: a rerun finds them again)."""
     r = run.recipe
-    found = recorded_retrainings(r, _stopped_runs_own(run, state, choices, here), choices)
-    found.update(reusable_retrainings(before, ranking_epochs(r), choices, here))
-    return found
+    own = recorded_retrainings(r, _stopped_runs_own(run, state, choices, here), choices)
+    return {**own, **reusable_retrainings(before, ranking_epochs(r), choices, here)}, set(own)
+
+
+def _kept(recipe, stages: list, own: set[tuple[int, int]], results: dict, choices: list[list[str]],
+          here: dict) -> str:
+    """``"k of K"``: how many of the ranking's K retrainings (``stages``) a rerun of the same ``automl rank`` finds
+    recorded and does not run again (the count its own message gives): those of results.json as last written
+    (``results``: :func:`reusable_retrainings`), and the run's own (``own``, its checkpoint's). Not the stages
+    passed so far: a retraining an earlier ranking recorded, further on, is kept too."""
+    keys = own | set(reusable_retrainings(results, ranking_epochs(recipe), choices, here))
+    return f"{sum((s.j, recipe.seed + s.s) in keys for _, s in stages)} of {len(stages)}"
 
 
 def _cut_length(path: Path, state: RunState) -> int | None:
@@ -236,6 +253,15 @@ def _say_replaced(results: dict, recipe, path: Path) -> None:
           f"to keep that one, stop now (Ctrl-C) and copy the file{shared}", flush=True)
 
 
+def _say_reused(reporter: Reporter, reused: int, total: int) -> None:
+    """Once the ranking is measured: how many of its ``total`` retrainings an earlier ranking had recorded (none:
+    nothing said)."""
+    if reused:
+        reporter.info(f"{reused} of {total} retrainings were recorded by an earlier ranking of this run folder (the "
+                      f"run's own, or an earlier automl rank; the same architectures, epochs, seeds, device and "
+                      f"number of processes) and not run again")
+
+
 def rank_finished_run(run: Run) -> dict:
     """The ranking section of ``run``'s finished folder (its last checkpoint's supernet), also written to its
     results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock (a look,
@@ -253,11 +279,11 @@ def rank_finished_run(run: Run) -> dict:
     on_main(info, lambda: check_same_data(state, data, r, out, "automl rank"))  # it scores on D_theta: the same split
     state.stage, state.epoch, state.step = 0, 0, 0
     state.phase_seconds["ranking"] = 0.0  # the ranking section's seconds: this command's
-    path, finished = out / "results.json", [0]  # finished[0]: the ranking's retrainings done so far, kept
+    path, written = out / "results.json", [{}]  # written[0]: results.json as last written (or read)
 
     def stopping() -> str:  # a second signal: what is kept, and how to go on
-        return (f"{finished[0]} of {len(stages)} retrainings are recorded in {path} and are not run again (the one "
-                f"cut short is). Continue with: {rank_command(r, out)}")
+        return (f"{kept_now()} retrainings are recorded in {path} and are not run again (the one cut short is). "
+                f"Continue with: {rank_command(r, out)}")
 
     preempt = Preemption(info, finishing="the current retraining, then stopping; results.json keeps those finished",
                          stopping_now=stopping)
@@ -276,7 +302,11 @@ def rank_finished_run(run: Run) -> dict:
     stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
     here = computed_on(ctx)
-    recorded = _recorded(run, state, before, choices, here)
+    recorded, own = _recorded(run, state, before, choices, here)
+    written[0] = before
+
+    def kept_now() -> str:  # "k of K": the retrainings recorded (results.json, the checkpoint), which a rerun reuses
+        return _kept(r, stages, own, written[0], choices, here)
     # every check has passed: the first write to the folder is next, and the lock file names this command from here
     # (automl rank's lock was only a look until now: refused, it left the file as it found it)
     run.lock.keep()
@@ -289,10 +319,10 @@ def rank_finished_run(run: Run) -> dict:
                                                              threads).items() if k != "ranking"}
 
     def keep(n: int) -> None:  # results.json records the retrainings of the first n stages, and the log's length
-        done = {s.j for _, s in stages[:n]}
-        written_on_main(info, f"{path}", lambda: atomic_write_json(path, {
-            **results, PARTIAL: {**partial_ranking(r, state, choices, done, run.reporter.synced_size()), **here}}),
-            again)
+        new = {**(results or {}), PARTIAL: {**partial_ranking(r, state, choices, {s.j for _, s in stages[:n]},
+                                                              run.reporter.synced_size()), **here}}
+        written_on_main(info, f"{path}", lambda: atomic_write_json(path, new), again)
+        written[0] = new  # once in place: a second signal's count (kept_now) is of the file as it is
 
     reused, kept = 0, False
     with preempt.armed():  # a stop signal (preempt.SIGNALS): stop after the current retraining, keeping those done
@@ -305,13 +335,9 @@ def rank_finished_run(run: Run) -> dict:
             if stage.recorded is None:
                 keep(n)
                 kept = True
-            finished[0] = n
             if n < len(stages):
-                stop_ranking_if_signalled(preempt, run.reporter, r, out, f"{n} of {len(stages)}")
-    if reused:
-        run.reporter.info(f"{reused} of {len(stages)} retrainings were recorded by an earlier ranking of this run "
-                          f"folder (the run's own, or an earlier automl rank; the same architectures, epochs, seeds, "
-                          f"device and number of processes) and not run again")
+                stop_ranking_if_signalled(preempt, run.reporter, r, out, kept_now())
+    _say_reused(run.reporter, reused, len(stages))
     ranking = {**ranking_results(r, state), **here, "reused_retrainings": reused}  # report.md says so with its time
     final = {**{k: v for k, v in (results or {}).items() if k != PARTIAL}, "ranking": ranking}
     written_on_main(info, f"the results in {out}", lambda: write_report(out, final, run.reporter), again)
