@@ -146,7 +146,9 @@ class _Holding:
 
     def __init__(self, command: object = None):
         words = command.split() if isinstance(command, str) else []
-        self.rank = words[1:2] == ["rank"]  # "automl rank RUN ...": _command() writes the program as automl
+        # "automl rank RUN ...", "automl -v rank ...": _command() writes the program as automl; the verb is the first
+        # word after it that is no option
+        self.rank = next((w for w in words[1:] if not w.startswith("-")), None) == "rank"
         self.what = "an automl rank is" if self.rank else "another automl run is"
         self.exits = ("it finishes the current retraining, records it in results.json and exits" if self.rank else
                       "it writes a checkpoint and exits")

@@ -189,8 +189,9 @@ def test_ranking_section_writes_results_fields_on_synthetic_data_and_resumes(tmp
     assert "Kendall's τ" in (tmp_path / "run" / "report.md").read_text()
 
     # killed mid-way through the stand-alone training of the second ranked architecture, then resumed
-    # (checkpoints: weights, θ, retrain/0, retrain/1, ranking/0 epoch 1 and end, ranking/0/1 epoch 1)
-    die_after_save(lambda state, n: n == 7)
+    # (checkpoints: weights, θ, retrain/0 after its last epoch and end, retrain/1 the same, ranking/0 epoch 1, after
+    # its last and end, ranking/0/1 epoch 1)
+    die_after_save(lambda state, n: n == 10)
     with pytest.raises(KeyboardInterrupt):
         Run(recipe, tmp_path / "killed", tty=False).execute()
     resumed = Run(recipe, tmp_path / "killed", resume=True, tty=False).execute()

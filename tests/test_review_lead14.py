@@ -1,23 +1,31 @@
 """Lead's fixes of session 49: ``automl space profile`` computes in one process and is refused under torchrun, as
 ``automl export`` is (every process would time each piece on the same cores at once, and write one --out); where a
 retraining's checkpoint after its last epoch resumes is said as done; a run's manifests record their members'
-budgets."""
+budgets; and what two reviews of the session's diff found."""
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from pathlib import Path
 
 import pytest
 import torch
 
+import automl.train.loops as loops
 from automl.cli import main
+from automl.compile import load_compiled
+from automl.export import export_architecture
+from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
+from automl.pipeline.rank import rank_command
 from automl.pipeline.run import resume_position
 from automl.pipeline.setup import load_spaces, recipe_costs
 from automl.pipeline.state import RunState
 from automl.recipe import load_recipe
-from automl.search import get_searcher
+from automl.report import render_markdown
+from automl.search import MultiEpsilonSearch, get_searcher
 
 DIGITS = str(Path(__file__).resolve().parents[1] / "spaces" / "digits.space")
 
@@ -75,8 +83,6 @@ def test_a_runs_manifests_record_their_members_budgets(tmp_path):
 # ---------------------------------------------------------------- a diff review's findings (NL)
 
 def test_lists_nested_past_a_tensors_dimensions_are_refused_as_costs_not_a_recursion_error():
-    from automl.search import MultiEpsilonSearch
-
     deep = [1.0]
     for _ in range(3000):
         deep = [deep]
@@ -89,8 +95,6 @@ def test_lists_nested_past_a_tensors_dimensions_are_refused_as_costs_not_a_recur
 
 @pytest.mark.parametrize("macs, shown", [(999_960, "1M"), (999_949, "999.9k"), (400_000, "400k"), (1_234_567, "1.235M")])
 def test_macs_at_a_units_edge_move_to_the_next_unit(macs, shown):
-    from automl.report import render_markdown
-
     results = {"recipe": "r", "method": "importance_sampling", "search_seconds": 1.0, "phase_seconds": {"theta": 1.0},
                "cost_metric": "params", "architectures": [
                    {"epsilon": 0.0, "budget": None, "choices": {}, "params": 10, "cost": 10, "macs": macs,
@@ -113,9 +117,6 @@ def test_the_set_hint_of_run_shows_only_overrides(capsys, argv, example):
 
 @pytest.mark.parametrize("budget", ["abc", float("nan"), True])
 def test_an_export_budget_that_is_no_number_is_refused_before_anything_is_written(tmp_path, budget):
-    from automl.compile import load_compiled
-    from automl.export import export_architecture
-
     cs = load_compiled(DIGITS)
     out = tmp_path / "x"
     with pytest.raises(ValueError, match="budget must be None"):
@@ -124,9 +125,6 @@ def test_an_export_budget_that_is_no_number_is_refused_before_anything_is_writte
 
 
 def test_a_re_export_keeps_the_budget_only_with_its_cost_metric(tmp_path, capsys):
-    from automl.compile import load_compiled
-    from automl.export import export_architecture
-
     cs = load_compiled(DIGITS)
     export_architecture(cs, [d.choices[0] for d in cs.decisions], tmp_path / "a", onnx=False, space_path=DIGITS,
                         cost_metric="params", epsilon=0.0, budget=80_000)
@@ -139,3 +137,38 @@ def test_a_re_export_keeps_the_budget_only_with_its_cost_metric(tmp_path, capsys
     assert main(["export", DIGITS, "--arch", str(manifest), "--out", str(tmp_path / "other")]) == 0
     again = json.loads((tmp_path / "other" / "manifest.json").read_text())
     assert again.get("cost_metric") != "latency" and "budget" not in again  # 80k of latency's units would be wrong
+
+
+def test_the_rank_command_a_stop_suggests_quotes_a_folder_with_a_space(tmp_path):
+    out = tmp_path / "my runs" / "x"
+    out.mkdir(parents=True)
+    recipe = load_recipe(str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml"),
+                         ["ranking.archs=3", "ranking.retrain_epochs=1"])
+    said = rank_command(recipe, out)
+    assert said.startswith(f"automl rank '{out}' --archs 3 --retrain-epochs 1"), said
+
+
+def test_a_ranking_retraining_frees_the_scored_supernet_before_building_its_network(tmp_path, monkeypatch):
+    """The supernet scored for an architecture stayed referenced through the architecture's stand-alone retraining:
+    on a GPU, the memory check before the retraining (for_training) counted it as taken."""
+
+    scored, alive_at_build = [], []
+    real_score, real_for_training = RankingStage._score, loops.for_training
+
+    def score(self, *a, **k):
+        net, paths, entry = real_score(self, *a, **k)
+        scored.append(weakref.ref(net))
+        return net, paths, entry
+
+    def for_training(model, *a, **k):
+        gc.collect()
+        alive_at_build.append(sum(ref() is not None for ref in scored))
+        return real_for_training(model, *a, **k)
+
+    monkeypatch.setattr(RankingStage, "_score", score)
+    monkeypatch.setattr(loops, "for_training", for_training)
+    quick = str(Path(__file__).resolve().parents[1] / "recipes" / "quickstart.yaml")
+    assert main(["run", quick, "--out", str(tmp_path / "run"), "data.limit_train=192", "search.weight_epochs=1",
+                 "search.theta_epochs=1", "search.lam=2", "search.supernets=1", "retrain.epochs=1", "ranking.archs=3",
+                 "export.onnx=false", "threads=1", "device=cpu"]) == 0
+    assert len(scored) == 3 and alive_at_build[-3:] == [0, 0, 0], (len(scored), alive_at_build)

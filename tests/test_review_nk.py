@@ -108,9 +108,10 @@ def test_rank_refuses_a_random_run_before_its_recipe_warnings(tmp_path, capsys, 
 
 # ---- 3. the lock's holder: automl rank is stopped, then the command run again (no --resume) ----------------------
 
-@pytest.mark.parametrize("program", ["/venv/bin/automl", "/src/automl/__main__.py"])
-def test_a_folder_held_by_automl_rank_is_refused_with_advice_that_fits_it(tmp_path, monkeypatch, program):
-    monkeypatch.setattr(sys, "argv", [program, "rank", str(tmp_path), "--archs", "4"])
+@pytest.mark.parametrize("program, flags", [("/venv/bin/automl", []), ("/src/automl/__main__.py", []),
+                                            ("/venv/bin/automl", ["-v"])])  # a global flag before the verb
+def test_a_folder_held_by_automl_rank_is_refused_with_advice_that_fits_it(tmp_path, monkeypatch, program, flags):
+    monkeypatch.setattr(sys, "argv", [program, *flags, "rank", str(tmp_path), "--archs", "4"])
     holder = RunLock(tmp_path)
     assert holder.acquire(then="then run automl rank again", look=True)
     holder.keep()  # past its checks: the lock file names it
@@ -121,7 +122,7 @@ def test_a_folder_held_by_automl_rank_is_refused_with_advice_that_fits_it(tmp_pa
     finally:
         holder.release()
     said = str(e.value)
-    assert f"(automl rank {tmp_path} --archs 4)" in said, said
+    assert f"(automl {' '.join([*flags, 'rank'])} {tmp_path} --archs 4)" in said, said
     assert (f"stop it (kill {os.getpid()}: it finishes the current retraining, records it in results.json and "
             f"exits), then run this command again, or choose another --out") in said, said
     assert "checkpoint" not in said and "--resume" not in said, said

@@ -23,7 +23,7 @@ from automl.pipeline.setup import recipe_device
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import (DistInfo, elastic_restart, init_distributed, launch_info, reported,
-                                     shutdown_distributed)
+                                     said_by_this_rank, shutdown_distributed)
 from automl.train.preempt import SIGNALS
 
 __all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string", "rank_0_first", "START_GRACE",
@@ -320,23 +320,32 @@ def rank_0_first(e: UserError, launch: DistInfo) -> UserError:
     return e
 
 
+def _whole(name: str) -> int | None:
+    """The environment's ``name`` as a whole number; None where unset, empty or no whole number."""
+    try:
+        return int(os.environ.get(name, "").strip())
+    except ValueError:
+        return None
+
+
 def one_process(command: str, why: str, instead: str) -> None:
     """Refuse ``command``, one that computes in one process (``automl export``; ``why``: what a second process
     would spoil), under torchrun (``WORLD_SIZE`` above 1), where every process would do all of it alone, into the
     same files. Every process stops on it (exit 2); rank 0 alone prints it, which the others wait for
     (:func:`rank_0_first`); ``instead``: the command to run, in one process. An environment torchrun did not set
-    whole (a stale ``WORLD_SIZE``/``RANK``, no ``MASTER_ADDR``) is :func:`launch_info`'s message, which every
-    process prints (no rank 0 would print this one)."""
-    try:
-        if int(os.environ.get("WORLD_SIZE", "").strip()) <= 1:
-            return
-    except ValueError:  # unset, empty or no whole number: no launch of several processes to speak of
+    whole (a stale ``WORLD_SIZE``/``RANK``, no ``MASTER_ADDR``) has no rank 0 to leave it to: every process prints
+    its refusal, which says to unset them."""
+    world, rank = _whole("WORLD_SIZE"), _whole("RANK")
+    if world is None or world <= 1:  # unset, empty, no whole number or 1: no launch of several processes
         return
-    launch = launch_info()
-    e = UserError(f"{command} computes in one process ({why}), but the environment sets "
-                  f"WORLD_SIZE={launch.world_size} (torchrun sets it): run it without torchrun, `{instead}`, or "
-                  f"unset WORLD_SIZE")
-    raise rank_0_first(e, launch)
+    if rank is None or not 0 <= rank < world or not all(os.environ.get(k, "").strip()
+                                                         for k in ("MASTER_ADDR", "MASTER_PORT")):
+        raise said_by_this_rank(UserError(
+            f"{command} computes in one process ({why}), but the environment sets WORLD_SIZE={world}: unset "
+            f"WORLD_SIZE (and RANK, MASTER_ADDR, MASTER_PORT where set), then `{instead}`"))
+    e = UserError(f"{command} computes in one process ({why}), but the environment sets WORLD_SIZE={world} "
+                  f"(torchrun sets it): run it without torchrun, `{instead}`, or unset WORLD_SIZE")
+    raise rank_0_first(e, DistInfo(rank=rank, world_size=world))
 
 
 @contextmanager

@@ -415,6 +415,7 @@ class RankingStage:
             test_loss, test_acc = recorded["test_loss"], recorded["test_accuracy"]
             entry["params"] = recorded["params"]
         elif self.rt.epochs > 0:
+            net = paths = None  # the supernet scored above, freed before the stand-alone network takes its memory
             seed = self.seed + s
             torch.manual_seed(seed * 7919 + 100_003 + j)
             model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device,

@@ -60,8 +60,8 @@ def rank_command(recipe, out: Path) -> str:
     ``--device`` when this one computes on another device than the run's (``automl rank --device``)."""
     rk = recipe.ranking
     device = "" if recipe.device == _run_device(out) else f" --device {recipe.device}"
-    return (f"automl rank {out} --archs {rk.archs} --retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} "
-            f"--truth {rk.truth}{device}")
+    return (f"automl rank {shell_path(out)} --archs {rk.archs} --retrain-epochs {ranking_epochs(recipe)} "
+            f"--seeds {rk.seeds} --truth {rk.truth}{device}")
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
