@@ -138,7 +138,8 @@ def test_resume_from_a_checkpoint_inside_a_retraining_still_trains_its_last_epoc
     assert _lines(tmp_path / "killed") == _lines(tmp_path / "ref")
 
 
-def test_ranking_retrainings_check_the_gpu_for_their_optimisers_copies(tmp_path, monkeypatch):
+@pytest.mark.parametrize("ema", [None, 0.9])
+def test_ranking_retrainings_check_the_gpu_for_their_optimisers_copies(tmp_path, monkeypatch, ema):
     """retrain.optimizer adamw: every stand-alone network the retrainings (the members' and the ranking's) train
     is checked for 4 copies of its weights (weights, gradients, AdamW's two moments), not SGD's 3."""
     seen = []
@@ -151,10 +152,10 @@ def test_ranking_retrainings_check_the_gpu_for_their_optimisers_copies(tmp_path,
     monkeypatch.setattr(loops, "for_training", for_training)
     recipe = load_recipe(QUICK, TINY + RANKING + ["retrain.optimizer=adamw", "search.weight_epochs=1",
                                                   "search.theta_epochs=1", "retrain.epochs=1",
-                                                  "ranking.retrain_epochs=1"])
+                                                  "ranking.retrain_epochs=1"] + ([f"retrain.ema={ema}"] if ema else []))
     Run(recipe, tmp_path / "run", tty=False).execute()
     standalone = [c for fn, mod, c in seen if mod == final_stages.__name__]
     assert len(standalone) == 4  # one member, three ranking retrainings
-    expected = loops.training_copies("adamw", supernet=False)
-    assert expected.count == 4
+    expected = loops.training_copies("adamw", supernet=False, ema=ema)
+    assert expected.count == (5 if ema else 4)  # retrain.ema: timm's averaged copy too
     assert all(c == expected for c in standalone), standalone

@@ -240,7 +240,7 @@ class RetrainStage:
         torch.manual_seed(self.seed * 7919 + i)
         # retrain.epochs 0 trains nothing: the GPU holds the weights once (loops.check_fits_on_gpu)
         model = loops.for_training(sp.retrain.build_standalone(arch, se=rt.se), ctx.device, copies=1 if rt.epochs == 0
-                                   else loops.training_copies(rt.optimizer, rt.momentum, supernet=False))
+                                   else loops.training_copies(rt.optimizer, rt.momentum, supernet=False, ema=rt.ema))
         phase, size = f"retrain {self.members.tag(i, state)}", sp.retrain.resolution(arch)
         same = self._same_network(ctx, state, model)
         ctx.keeper.start("retrain")
@@ -420,7 +420,7 @@ class RankingStage:
             torch.manual_seed(seed * 7919 + 100_003 + j)
             model = loops.for_training(ctx.spaces.retrain.build_standalone(arch, se=self.rt.se), ctx.device,
                                        copies=loops.training_copies(self.rt.optimizer, self.rt.momentum,
-                                                                    supernet=False))
+                                                                    supernet=False, ema=self.rt.ema))
             phase = f"ranking {j + 1}/{self.rk.archs}" + (f" seed {seed}" if self.rk.seeds > 1 else "")
             size = ctx.spaces.retrain.resolution(arch)
             trained = retrain(ctx, state, idx, model, phase, self.rt, data_seed=seed, size=size)

@@ -68,13 +68,15 @@ def _listed(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
-def training_copies(optimizer: str = "sgd", momentum: float = 0.9, *, supernet: bool) -> Copies:
+def training_copies(optimizer: str = "sgd", momentum: float = 0.9, *, supernet: bool,
+                    ema: float | None = None) -> Copies:
     """The copies of its weights that training a network with ``optimizer`` keeps on the GPU once every weight
     has been stepped: the weights; for any network but a supernet a gradient for each (a supernet's weight step
-    holds gradients only for its λ sampled paths' weights, set to None between steps); and the optimiser's state,
+    holds gradients only for its λ sampled paths' weights, set to None between steps); the optimiser's state,
     per weight: SGD's momentum buffer (none with ``momentum`` 0), AdamW's two moment estimates, RMSprop's square
-    average (and its momentum buffer with ``momentum`` > 0; timm's ``rmsproptf`` alike)."""
-    parts = ["its weights"] + ([] if supernet else ["their gradients"])
+    average (and its momentum buffer with ``momentum`` > 0; timm's ``rmsproptf`` alike); and with ``ema``
+    (retrain.ema's decay; None or 0: none) timm's averaged copy of the weights, on the same device."""
+    parts = ["its weights"] + ([] if supernet else ["their gradients"]) + (["their moving average"] if ema else [])
     if optimizer == "adamw":
         parts += ["AdamW's two moment estimates"] * 2
     elif optimizer in ("rmsprop", "rmsproptf"):
