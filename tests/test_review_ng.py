@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import automl.report as report
 from automl.pipeline import Run
 from automl.pipeline.setup import engine_costs, load_spaces
 from automl.recipe import load_recipe
@@ -151,17 +150,7 @@ def test_the_phase_times_line_ends_with_a_period():
 
 # ---- 4. ranking.png's colour bar -----------------------------------------------------------------------------
 
-@pytest.fixture
-def figures(monkeypatch):
-    seen = []
-    real = report._png
-
-    def spy(fig, ax, labels=()):
-        seen.append((fig, ax))
-        return real(fig, ax, labels)
-
-    monkeypatch.setattr(report, "_png", spy)
-    return seen
+from test_review_ef import figures  # noqa: E402,F401  (the figures the plots draw: a spy on report._png)
 
 
 def test_the_ranking_colour_bar_writes_parameters_in_short_as_pareto_png_does(figures):
