@@ -68,6 +68,7 @@ __all__ = [
     "RetrainConfig",
     "ExportConfig",
     "load_recipe",
+    "export_folder",
     "parse_recipe",
     "PATH_KEYS",
     "file_line",
@@ -685,11 +686,8 @@ class Recipe(_Config):
         return q if q.is_absolute() else None
 
     def export_root(self, out_dir: str | os.PathLike) -> Path:
-        """Where the run in ``out_dir`` exports: ``out_dir/export``, ``out_dir/<relative export.dir>``, or the
-        absolute ``export.dir``."""
-        if self.export.dir is None:
-            return Path(out_dir) / "export"
-        return self.export_dir or Path(out_dir) / os.path.normpath(self.export.dir)
+        """Where the run in ``out_dir`` exports (:func:`export_folder` of its ``export.dir``)."""
+        return export_folder(out_dir, self.export.dir)
 
     def __eq__(self, other: object) -> bool:  # where a recipe came from does not change what it says
         return isinstance(other, Recipe) and self.model_dump() == other.model_dump()
@@ -802,9 +800,28 @@ def _resolve(p: str | os.PathLike, base: Path) -> Path:
         return Path(os.path.abspath(base / q))
 
 
-def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None, flag: str = "") -> Recipe:
+def export_folder(out_dir: str | os.PathLike, export_dir: str | None) -> Path:
+    """Where a run in ``out_dir`` whose ``export.dir`` is ``export_dir`` exports: ``out_dir/export`` (None),
+    ``out_dir/<relative export.dir>``, or the absolute one (``~`` expanded)."""
+    if export_dir is None:
+        return Path(out_dir) / "export"
+    absolute = Path(os.path.expanduser(export_dir))
+    return absolute if absolute.is_absolute() else Path(out_dir) / os.path.normpath(export_dir)
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None, flag: str = "",
+                warn: bool = True) -> Recipe:
     """Read, override and validate a recipe file. Raises :class:`RecipeError` for every mistake. ``flag``: the
-    command-line flag that gave ``path`` (``--recipe``), named with it where the file cannot be read."""
+    command-line flag that gave ``path`` (``--recipe``), named with it where the file cannot be read. ``warn``
+    False: the recipe's warnings (this module's logger's) are left unsaid, its errors raised as ever (a rank other
+    than 0 under torchrun; a first look at a recipe that a second load, with more overrides, warns of)."""
+    if not warn:
+        level = _logger.level
+        _logger.setLevel(logging.ERROR)
+        try:
+            return load_recipe(path, overrides, flag)
+        finally:
+            _logger.setLevel(level)
     path = Path(path)
     name = f"{flag} {path}" if flag else str(path)
     try:

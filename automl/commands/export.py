@@ -34,7 +34,7 @@ from automl.pipeline.run import RESOLVED
 from automl.pipeline.setup import recipe_data
 from automl.profile import (EXPORT_PROTOCOL, CostTableRefusal, apply_cost_table, check_clock, read_cost_table,
                             table_timing)
-from automl.recipe import file_line, load_recipe
+from automl.recipe import export_folder, file_line, load_recipe
 from automl.report import format_accuracy, int8_float_words
 from automl.train.data import DATASETS, normalization
 
@@ -392,7 +392,7 @@ def _export_root(run: Path) -> Path:
         folder = None
     if not isinstance(folder, str) or not folder.strip():
         return run / "export"
-    return Path(os.path.realpath(run / os.path.expanduser(folder)))
+    return Path(os.path.realpath(export_folder(run, folder)))
 
 
 def _check_run_folder(args) -> None:

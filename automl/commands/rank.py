@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 from pathlib import Path
 
@@ -39,28 +37,11 @@ def _load(resolved: Path, base: list[str], flags: dict[str, object]):
         raise
 
 
-@contextlib.contextmanager
-def _unwarned():
-    """The recipe's warnings (the ``automl.recipe`` logger's) left unsaid: those of a first look at the run's recipe,
-    which the load with the command's flags says again."""
-    recipe_log = logging.getLogger("automl.recipe")
-
-    def unsaid(record: logging.LogRecord) -> bool:
-        return False
-
-    recipe_log.addFilter(unsaid)
-    try:
-        yield
-    finally:
-        recipe_log.removeFilter(unsaid)
-
-
 def _run_recipe(out: Path, resolved: Path, base: list[str]):
     """The run's recipe as recorded (``base``: :func:`_older_paths`), looked at without its warnings (the load with
     the flags says them, once); a run of a method that trains no supernet is refused here, before any warning on
     keys the user never set (its recipe.resolved.yaml holds every key)."""
-    with _unwarned():
-        recorded = load_recipe(resolved, base)
+    recorded = load_recipe(resolved, base, warn=False)
     try:
         method = get_searcher(recorded.search.method)
     except UnknownSearcher:  # the run says so (automl.pipeline.Run)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shlex
@@ -348,22 +347,6 @@ def one_process(command: str, why: str, instead: str) -> None:
     raise rank_0_first(e, DistInfo(rank=rank, world_size=world))
 
 
-@contextmanager
-def _warnings_of_rank_0(launch: DistInfo):
-    """Inside the block (the recipe's loading, which every process does before the ranks meet), the recipe's
-    warnings are logged by rank 0 alone: on another rank (``launch``, from torchrun's ``RANK``) the recipe's
-    logger (``automl.recipe``) takes errors only. Its errors are no log records (:class:`~automl.recipe.RecipeError`):
-    who says them is :func:`~automl.train.distributed.reported`'s to decide, as before."""
-    logger = logging.getLogger(load_recipe.__module__)
-    level = logger.level
-    if not launch.is_main:
-        logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def main(args) -> int:
     # torchrun's variables first: a mistake there is what every process says, whatever else is wrong (launch_info)
     launch = launch_info()
@@ -372,8 +355,8 @@ def main(args) -> int:
             raise UserError(f"--out {str(args.out)!r} is empty; give the run's folder (--out runs/mine), or leave "
                             f"--out out for a new runs/<name>-<time>")
         extra = supernet_overrides(args.supernet, args.supernet_force)
-        with _warnings_of_rank_0(launch):
-            recipe = load_recipe(args.recipe, args.overrides + extra)
+        # every process loads it before the ranks meet: rank 0 alone says its warnings (its errors: reported)
+        recipe = load_recipe(args.recipe, args.overrides + extra, warn=launch.is_main)
         # the backend (nccl or gloo) follows the device the recipe asks for; resolved once, for this rank
         info = init_distributed(recipe_device(recipe, DistInfo()).type)
     except UserError as e:  # found by each process alone, before the ranks met: who says it (reported)
