@@ -8,7 +8,7 @@ import warnings
 
 import torch
 
-from ._checks import is_complex
+from ._checks import is_bool_table, is_complex
 
 __all__ = ["TellInputs", "as_losses"]
 
@@ -19,7 +19,7 @@ def as_losses(losses, rows: int, dtype: torch.dtype, device: torch.device) -> to
     many = isinstance(losses, (list, tuple))
     if is_complex(losses) or (many and any(is_complex(loss) or isinstance(loss, complex) for loss in losses)):
         raise ValueError("losses must be real numbers (lower is better), got complex ones")
-    if _is_bool(losses) or (many and any(_is_bool(loss) or isinstance(loss, bool) for loss in losses)):
+    if is_bool_table(losses):
         # a flag per row (correct? converged?) read as 0 / 1 would rank True as the worse: refused, not guessed
         raise ValueError("losses must be real numbers (lower is better), got bools; pass a loss per row, e.g. "
                          "1.0 - correct.float() for a flag that is True when the row is good")
@@ -36,13 +36,6 @@ def as_losses(losses, rows: int, dtype: torch.dtype, device: torch.device) -> to
         raise ValueError(f"losses must be one loss per row of arch, a ({rows},) tensor, got shape "
                          f"{tuple(losses.shape)}")
     return losses.reshape(-1)
-
-
-def _is_bool(value) -> bool:
-    """Whether ``value`` is a bool tensor or NumPy array (or a NumPy bool)."""
-    if isinstance(value, torch.Tensor):
-        return value.dtype == torch.bool
-    return getattr(getattr(value, "dtype", None), "kind", None) == "b"
 
 
 class TellInputs:
