@@ -1,7 +1,8 @@
-"""Small helpers the test files share: an ImageFolder writer, in-process runners of the ``automl`` CLI and a
-quantised digits export."""
+"""Small helpers the test files share: an ImageFolder writer, in-process runners of the ``automl`` CLI, a
+digits export and a quantised one."""
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -94,6 +95,19 @@ def quantised_digits(out: Path, calibration, test) -> Path:
     m = measure_export(out, quantize="int8", calibration=calibration, test=test)
     assert m["int8"]["file"] == INT8_NAME and m["int8"]["size_bytes"] > 0 and m["latency"]["int8_ms"] > 0
     return out
+
+
+def digits_export(base: Path) -> tuple[Path, Path]:
+    """(an ARCH.json of the digits space, each decision's first choice; one ``automl export`` of it, fresh weights)
+    in ``base``."""
+    from automl.compile import load_compiled
+
+    digits = load_compiled(DIGITS_SPACE)
+    arch = base / "arch.json"
+    arch.write_text(json.dumps({"choices": [d.choices[0] for d in digits.decisions]}))
+    out = base / "export"
+    assert main(["export", DIGITS_SPACE, "--arch", str(arch), "--out", str(out)]) == 0
+    return arch, out
 
 
 def copy_of(folder: Path, tmp_path: Path) -> Path:

@@ -14,6 +14,7 @@ import torch
 from automl.cli import main
 from automl.compile import load_compiled
 from automl.dsl import space_digest
+from helpers import digits_export
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -24,13 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are sh
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     """One `automl export` of a digits network (fresh weights), copied by each test."""
-    digits = load_compiled(DIGITS)
-    base = tmp_path_factory.mktemp("cu")
-    arch = base / "arch.json"
-    arch.write_text(json.dumps({"choices": [d.choices[0] for d in digits.decisions]}))
-    out = base / "export"
-    assert main(["export", DIGITS, "--arch", str(arch), "--out", str(out)]) == 0
-    return out
+    return digits_export(tmp_path_factory.mktemp("cu"))[1]
 
 
 def _member(exported: Path, folder: Path, **fields) -> Path:

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from automl.cli import main
-from automl.compile import load_compiled
 from automl.errors import UserError
 from automl.export import load_model
+from helpers import digits_export
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = str(ROOT / "spaces" / "digits.space")
@@ -26,13 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are sh
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> tuple[Path, Path]:
     """(an ARCH.json of the digits space, one `automl export` of it), copied by the tests that change it."""
-    digits = load_compiled(DIGITS)
-    base = tmp_path_factory.mktemp("mh")
-    arch = base / "arch.json"
-    arch.write_text(json.dumps({"choices": [d.choices[0] for d in digits.decisions]}))
-    out = base / "export"
-    assert main(["export", DIGITS, "--arch", str(arch), "--out", str(out)]) == 0
-    return arch, out
+    return digits_export(tmp_path_factory.mktemp("mh"))
 
 
 def _one_error(capsys) -> str:
