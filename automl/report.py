@@ -90,6 +90,9 @@ class _Origin(_Read):
 class _Results(_Read):
     recipe: str
     method: str
+    # how the run used its searcher (automl/search/_registry.py's modes): "sample", drawn without a supernet (the
+    # random baseline); absent from an earlier automl's results.json, which its method name tells
+    searcher_mode: str | None = None
     search_seconds: float
     phase_seconds: dict[str, float]
     cost_metric: str = "params"
@@ -277,10 +280,19 @@ def _over_budget(results: dict) -> str:
             f"run with the machine's load (`automl space profile` says how much where it is large).")
 
 
+def _drawn(results: dict) -> bool:
+    """Whether the run's members were drawn without a supernet and have no ε: a searcher of mode ``sample`` (the
+    random baseline, or a plugin registered so), as results.json's ``searcher_mode`` records it, which also nulls
+    its ``utility`` (automl/pipeline/results.py); an earlier automl's results.json, without it, by its method
+    name (``random``, the one such method it had)."""
+    mode = results.get("searcher_mode")
+    return mode == "sample" if mode is not None else results["method"] == "random"
+
+
 def _eps_header(results: dict) -> str:
-    """The header of the table's ε column: ``draw`` for the random baseline, which has no ε and numbers its
-    draws there (``random 0``), else ``ε``."""
-    return "draw" if results["method"] == "random" else "ε"
+    """The header of the table's ε column: ``draw`` for the random baseline (:func:`_drawn`), which has no ε and
+    numbers its draws there (``random 0``), else ``ε``."""
+    return "draw" if _drawn(results) else "ε"
 
 
 def _fmt_eps(a: dict, i: int) -> str:
@@ -466,12 +478,12 @@ def render_markdown(results: dict) -> str:
         *_members_lines(results),
     ]
     # the random baseline's draws are numbered under "draw"; its search time, one for all, is the sentence's alone
-    drawn = results["method"] == "random"
-    timed = "" if drawn else " search time |"
+    sampled = _drawn(results)
+    timed = "" if sampled else " search time |"
     lines += [
         ("| budget | " if budgeted else "| ") + f"{_eps_header(results)} | params | MACs | cost ({metric}) | "
         f"test accuracy | latency fp32 | int8: latency, accuracy, size vs fp32 |{timed}",
-        ("|---:" if budgeted else "") + "|---:" * (7 if drawn else 8) + "|",
+        ("|---:" if budgeted else "") + "|---:" * (7 if sampled else 8) + "|",
     ]
     for i, a in enumerate(results["architectures"]):
         eps = _fmt_eps(a, i) if budgeted else _eps_cell(a, i)
@@ -479,7 +491,7 @@ def render_markdown(results: dict) -> str:
         head = f"| {_budget(a, results)} | {eps} " if budgeted else f"| {eps} "
         lines.append(f"{head}| {params} | {_fmt_macs(a.get('macs'))} | {_fmt_cost(a['cost'])} | "
                      f"{format_accuracy(a.get('test_accuracy'))} | {_fmt_ms(a.get('latency_ms'))} | "
-                     f"{_fmt_int8(a.get('int8'))} |" + ("" if drawn else f" {cell} |"))
+                     f"{_fmt_int8(a.get('int8'))} |" + ("" if sampled else f" {cell} |"))
     lines += _same_architecture_lines(results)
     lines += _onnx_failures(results)
     lines += _float_lines(results)
@@ -492,15 +504,26 @@ def render_markdown(results: dict) -> str:
                       "them (the random baseline trains none; `retrain.space_args` changes their shape). Set "
                       "`retrain.epochs` to train them."]
     lines += _latency_note(results)
-    lines += ["", "Phase times: " + ", ".join(f"{k} {_seconds(v)}" for k, v in results["phase_seconds"].items())
-              + _ranking_time(results.get("ranking")) + ".",
-              "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
+    lines += [*_phase_times(results), "", f"![{results.get('cost_metric', 'params')} vs test accuracy](pareto.png)", "",
               *_pareto_note(results["architectures"]), "Chosen operations:", ""]
     for i, a in enumerate(results["architectures"]):
         lines.append(f"- {_label(a, i, results)}: {_md_code(' '.join(a['choices']))}")
     if results.get("ranking"):
         lines += ["", "## How well the supernet ranks", "", *_ranking_lines(results["ranking"])]
     return "\n".join(lines) + "\n"
+
+
+def _phase_times(results: dict) -> list[str]:
+    """The paragraph on each phase's time (``phase_seconds``), with that of the ``automl rank`` that measured the
+    ranking (:func:`_ranking_time`); a ``phase_seconds`` without any (edited, or an earlier automl's) has no
+    sentence of its own: the ranking's time alone, or none at all (it was ``Phase times: .``)."""
+    phases = ", ".join(f"{k} {_seconds(v)}" for k, v in results["phase_seconds"].items())
+    ranking = _ranking_time(results.get("ranking"))
+    if phases:
+        return ["", f"Phase times: {phases}{ranking}."]
+    if ranking:  # "; the ranking below was measured ..." as a sentence
+        return ["", ranking[2].upper() + ranking[3:] + "."]
+    return []
 
 
 def _processes_lines(results: dict) -> list[str]:
@@ -518,18 +541,19 @@ def _processes_lines(results: dict) -> list[str]:
 
 def _members_lines(results: dict) -> list[str]:
     """The paragraph above the table on what its budget and ε columns hold (none: ε as the recipe gives them)."""
-    raw = results.get("cost_metric", "params")
-    if results["method"] == "random":
+    raw, method = results.get("cost_metric", "params"), _md_code(results["method"])
+    if _drawn(results):  # a plugin searcher of mode sample draws as it will: the random baseline's are uniform
+        how = "uniformly " if results["method"] == "random" else ""
         whose = (" of the retrained network (`search.random_budgets`: the retraining space's table, with "
                  "`retrain.space_args`; the cost column prices the searched network)"
                  if _retrained_budgets(results) else "")
         if not _budgeted(results):
-            return ["`random` has no ε: each member is drawn uniformly among all the architectures, and the draw "
+            return [f"{method} has no ε: each member is drawn {how}among all the architectures, and the draw "
                     "column numbers them.", ""]
         # the unconstrained member is named only where there is one (search.random_budgets has none)
         anything = (f"any architecture for the {UNCONSTRAINED} member; "
                     if any(_bound(a) is None for a in results["architectures"]) else "")
-        return [f"Budgets are total {_budget_metric(raw)}{whose}; `random` has no ε: each member is drawn uniformly "
+        return [f"Budgets are total {_budget_metric(raw)}{whose}; {method} has no ε: each member is drawn {how}"
                 f"among the architectures within its budget ({anything}with `search.random_band`, only those "
                 f"costing at least that fraction of the budget), and the draw column numbers them.", ""]
     if _budgeted(results):
@@ -565,8 +589,9 @@ def _search_time(results: dict) -> tuple[str, str]:
     if method == "simultaneous":
         return ("a search per member, one after another, each training its own supernet with weight and θ steps "
                 "interleaved", f"{t} in all (a search each)")
-    if method == "random":
-        return "drawing the architectures: the random baseline trains no supernet", f"{t} in all (drawing only)"
+    if _drawn(results):
+        who = "the random baseline" if method == "random" else _md_code(method)
+        return f"drawing the architectures: {who} trains no supernet", f"{t} in all (drawing only)"
     return "every member's search", f"{t} in all"
 
 

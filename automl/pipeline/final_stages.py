@@ -258,7 +258,8 @@ class RetrainStage:
         weights = provenance["source"]
         ctx.keeper.stop()
         t0 = time.perf_counter()
-        eps, budget = self.members.epsilon(i, state), self.members.budget(i)
+        # the manifest's budget: the bound the member was searched or drawn under (search.random_budgets' too)
+        eps, budget = self.members.epsilon(i, state), self.members.bound(i)
         folder = self.members.folder(i, state)
         edge = written_on_main(ctx.info, f"the export in {self.exporter.root / folder}",
                                lambda: self.exporter(ctx, folder, model, arch, eps, provenance, budget),

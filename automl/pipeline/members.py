@@ -51,6 +51,13 @@ class Members:
         network's total cost (the retraining space's table, with retrain.space_args); None without."""
         return None if self.random_budgets is None else float(self.random_budgets[i])
 
+    def bound(self, i: int) -> float | None:
+        """The bound member ``i`` was searched or drawn under, as its export's manifest records it (``budget``):
+        search.budgets[i] (:meth:`budget`), else the random baseline's search.random_budgets[i]
+        (:meth:`retrained_budget`, of the exported network: the manifest's ``cost``); None without either, or
+        for an unconstrained member."""
+        return self.budget(i) if self.random_budgets is None else self.retrained_budget(i)
+
     def tag(self, i: int, state: RunState) -> str:
         """How logs (and metrics.jsonl's phases) name member ``i``, in report.md's words and numbers: ``eps=0.3``
         (``eps=0``, as the report's ``ε=0`` and the folder ``eps-0``), ``budget=150k`` (``budget=0.05 ms`` for a

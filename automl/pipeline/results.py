@@ -364,11 +364,15 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
     s = recipe.search
     # the random baseline reads neither search.utility nor search.normalize_costs (it draws on the raw table:
     # automl/pipeline/plan.py _sampled_problem): null, not the recipe's unused values
-    sampled = get_searcher(method).mode == "sample"
+    mode = get_searcher(method).mode
+    sampled = mode == "sample"
     whole = whole_metric(ctx.spaces.search.cost_table, s.cost)
     return {
         "recipe": recipe.name,
         "method": method,
+        # how the run used its searcher (joint, per_member, interleaved, sample): report.md reads the random
+        # baseline's ways (no ε, no utility) from it, for a plugin searcher of mode sample too
+        "searcher_mode": mode,
         "search_seconds": round(sum(state.phase_seconds.get(k, 0.0) for k in SEARCH_PHASES), 3),
         "phase_seconds": {k: round(v, 3) for k, v in state.phase_seconds.items()},
         "cost_metric": s.cost,
@@ -382,7 +386,7 @@ def build_results(recipe, state: RunState, members: Members, ctx: RunContext, me
         "supernet": state.supernet_origin,
         # the supernets the search trained (search.supernets; simultaneous: per member; random: none); a network
         # not retrained has the first one's weights
-        "supernets": 0 if method == "random" else s.supernets,
+        "supernets": 0 if sampled else s.supernets,
         # how each export's latency_ms was timed: batch 1, one thread, or search.cost_table's own
         **({"latency_protocol": dict(ctx.spaces.latency)} if recipe.export.onnx else {}),
         "architectures": _architectures(recipe, state, members, ctx),
