@@ -191,7 +191,7 @@ def _numbers(v, positive: bool = False) -> bool:
 _RECORDED = {
     "se": (lambda v: finite_number(v) and 0 <= v < 1, "a squeeze-and-excitation ratio in [0, 1)"),
     "epsilon": (finite_number, "a number"),
-    "budget": (finite_number, "a number (the member's search.budgets bound; null: none)"),
+    "budget": (finite_number, "a number (the member's search.budgets or search.random_budgets bound; null: none)"),
     "cost_metric": (lambda v: isinstance(v, str), "a metric name"),
     "space_args": (lambda v: isinstance(v, dict) and all(isinstance(x, (str, int, float)) for x in v.values()),
                    "an object of the space's --set values ({\"width\": \"0.5\"})"),
