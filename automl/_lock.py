@@ -4,10 +4,13 @@ The lock belongs to the open file, not to the file's existence: the kernel drops
 however it ends (``kill -9`` included), so a dead run never leaves a stale lock. The file itself stays and
 says who held it last (pid, host, start time, command); a second writer that fails to take the lock reads
 it to name the holder. A command that takes the lock only to look first (a ``--resume`` until its checks pass:
-:meth:`RunLock.keep`) and is refused leaves the file as it found it (its bytes and times), or absent.
+:meth:`RunLock.keep`) and is refused leaves the file as it found it (its bytes and times), or absent; while it
+looks, the file names it, as any holder's (a command refused meanwhile gets the advice that fits the look's command).
 On Linux the kernel's list of locks (``/proc/locks``) checks that pid: where the kernel
 names another holder on this machine (the run wrote its pid inside a container, whose pids are not the host's,
-or a new holder has not written its record yet), the message names that process, and where the holder is
+or a new holder has not written its record yet, and the file still names the last one), the message names that
+process, and its advice is that of the command the process runs (its command line, where this user can read it:
+:func:`_running`), not that of the record's; where the holder is
 in a PID namespace this command cannot see, it says so instead of giving a pid to ``kill`` here. A file
 system that refuses locks (some NFS mounts) gets one warning per command, and the run goes on unprotected.
 Readers (``results.json``, the report, an exported model, ``--supernet RUN``) take no lock; where a folder's
@@ -138,6 +141,25 @@ def _holders(held: os.stat_result) -> list[int] | None:
     return pids
 
 
+def _running(pid: int) -> str | None:
+    """The automl command process ``pid`` runs, as :func:`_command` writes it (``automl rank RUN``), from its
+    command line (``/proc/PID/cmdline``): the program ``automl`` (a console script, ``python -m automl``, or its
+    ``__main__.py``), after the interpreter and its options only. None where that cannot be read (not Linux, the
+    process gone or hidden) or runs no automl program (then the lock file's record says what it does)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            words = [w for w in f.read().decode(errors="replace").split("\0") if w]
+    except OSError:
+        return None
+    for i, word in enumerate(words):
+        path = Path(word)
+        if path.name == "automl" or path.name == "__main__.py" and path.parent.name == "automl":
+            return " ".join(["automl", *words[i + 1:]])
+        if i > 0 and not word.startswith("-"):  # a script or command of another program: no automl
+            return None
+    return None
+
+
 class _Holding:
     """What the holder of a lock is doing and what stopping it does, by its command (the lock file's record):
     ``automl rank`` writes no checkpoint (on a signal it finishes the retraining it is in and records it in
@@ -172,9 +194,12 @@ def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
         pid, host, said, doing = None, None, None, _Holding()
     here = socket.gethostname()
     others = [p for p in holders or [] if p != os.getpid()]  # this process: a second lock of its own (a test)
-    if others and pid not in others:
-        return (f"process {others[0]} on {here}" + (f"; its lock file names {said}" if said else ""),
-                f"stop it (kill {others[0]}: {doing.exits})", doing)
+    if others and pid not in others:  # the record is another process's: the holder's own command says what it does
+        running = _running(others[0])
+        doing = doing if running is None else _Holding(running)
+        who = (f"process {others[0]} on {here}" + (f" ({running})" if running else "")
+               + (f"; its lock file names {said}" if said else ""))
+        return who, f"stop it (kill {others[0]}: {doing.exits})", doing
     if said is None:
         return "another process", "stop it", doing
     # the kernel lists no holder here: the record's pid, on this host, is another process in this PID namespace

@@ -1,7 +1,9 @@
 """``automl rank``: the ranking stages on a finished run's last checkpoint (:func:`rank_finished_run`).
 
 No checkpoint is written; results.json keeps every finished retraining (``ranking_partial``) so that a
-stopped or failed ``automl rank`` reruns only the others, and gets the ranking section at the end. A retraining
+stopped or failed ``automl rank`` reruns only the others, and gets the ranking section at the end; one stopped
+after another stopped ``automl rank`` keeps that one's retrainings it reuses in its record (more seeds of the same
+architectures and epochs: :func:`_with_earlier`), the others are dropped with that record. A retraining
 is reused only with what determines it the same: its architecture (with the whole list of the ranking's),
 epochs and seed, and the device and number of processes it computed on
 (:func:`~automl.pipeline.results.computed_on`, each retraining's own in the checkpoint); a run killed in its own
@@ -197,6 +199,35 @@ def _kept(recipe, stages: list, own: set[tuple[int, int]], results: dict, choice
     return f"{sum((s.j, recipe.seed + s.s) in keys for _, s in stages)} of {len(stages)}"
 
 
+def _earlier_partial(before: dict, recipe, stages: list, choices: list[list[str]],
+                     here: dict) -> dict[tuple[int, int], dict]:
+    """The retrainings the :data:`PARTIAL` record of an earlier ``automl rank`` stopped part-way (in ``before``,
+    results.json as read) holds that this ranking (``stages``) reuses: the same architectures and epochs, computed
+    as ``here``, a seed it asks for (:func:`reusable_retrainings`). Its record is replaced by this ranking's
+    (:func:`_with_earlier` keeps them in it: a rerun finds them again); the others (other seeds, architectures,
+    epochs, device) are not this ranking's, and are dropped with it."""
+    wanted = {(s.j, recipe.seed + s.s) for _, s in stages}
+    found = reusable_retrainings({PARTIAL: before.get(PARTIAL)}, ranking_epochs(recipe), choices, here)
+    return {key: found[key] for key in sorted(found) if key in wanted}
+
+
+def _with_earlier(partial: dict, earlier: dict[tuple[int, int], dict]) -> dict:
+    """``partial`` (:func:`partial_ranking`: this ranking's retrainings so far) with those of ``earlier``
+    (:func:`_earlier_partial`) it does not hold yet: an architecture this ranking has not reached keeps the
+    retrainings the earlier stopped one recorded, and one it has reached those of its seeds not run yet."""
+    archs = []
+    for j, arch in enumerate(partial["archs"]):
+        have = {t["seed"] for t in arch.get("retrainings", [])}
+        more = [(seed, e) for (i, seed), e in earlier.items() if i == j and seed not in have]
+        if more:
+            arch = {"choices": arch["choices"], "params": arch.get("params", more[0][1]["params"]),
+                    "retrainings": [*arch.get("retrainings", []),
+                                    *({"seed": seed, "test_loss": e["test_loss"], "test_accuracy": e["test_accuracy"]}
+                                      for seed, e in more)]}
+        archs.append(arch)
+    return {**partial, "archs": archs}
+
+
 def _cut_length(path: Path, state: RunState) -> int | None:
     """The length metrics.jsonl is cut back to before ``automl rank`` logs (rank 0; None: not cut): the lines
     after it are of a retraining a kill cut short. That of the :data:`PARTIAL` record of an ``automl rank``
@@ -303,12 +334,12 @@ def rank_finished_run(run: Run) -> dict:
     choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
     here = computed_on(ctx)
     recorded, own = _recorded(run, state, before, choices, here)
-    written[0] = before
+    earlier, written[0] = _earlier_partial(before, r, stages, choices, here), before  # earlier: kept by keep()
 
     def kept_now() -> str:  # "k of K": the retrainings recorded (results.json, the checkpoint), which a rerun reuses
         return _kept(r, stages, own, written[0], choices, here)
-    # every check has passed: the first write to the folder is next, and the lock file names this command from here
-    # (automl rank's lock was only a look until now: refused, it left the file as it found it)
+    # every check has passed: the first write to the folder is next, and the lock file keeps naming this command
+    # after it ends (it has named it since the look began; a refusal until now put the last holder's record back)
     run.lock.keep()
     if length is not None:  # the lines of a retraining a kill cut short
         run.reporter.cut(length)
@@ -318,9 +349,9 @@ def rank_finished_run(run: Run) -> dict:
         results = before or {k: v for k, v in build_results(r, state, plan.members, ctx, run.method.name, costs,
                                                              threads).items() if k != "ranking"}
 
-    def keep(n: int) -> None:  # results.json records the retrainings of the first n stages, and the log's length
-        new = {**(results or {}), PARTIAL: {**partial_ranking(r, state, choices, {s.j for _, s in stages[:n]},
-                                                              run.reporter.synced_size()), **here}}
+    def keep(n: int) -> None:  # results.json records the first n stages' retrainings (+ earlier), the log's length
+        partial = partial_ranking(r, state, choices, {s.j for _, s in stages[:n]}, run.reporter.synced_size())
+        new = {**(results or {}), PARTIAL: {**_with_earlier(partial, earlier), **here}}
         written_on_main(info, f"{path}", lambda: atomic_write_json(path, new), again)
         written[0] = new  # once in place: a second signal's count (kept_now) is of the file as it is
 
