@@ -9,7 +9,8 @@ kept in --out (default runs/bench-ranking), and reused when its results.json is 
 re-run after a change to re-measure only what was deleted (a results.json that cannot be read, or lacks what the
 script reads, is one line naming it, exit 2). The recipe, its overrides, the option and method names and the
 folders given are checked before any run (a truth to retrain needs retrain.epochs >= 1, a --truth run a ranking
-that retrained; a flag of a part the run skips is refused: --truth, --archs, --options, --supernet-seeds, --threads
+that retrained, a --replay or --one-se run one shared supernet and its θ phase: not the random baseline's, nor
+simultaneous's; a flag of a part the run skips is refused: --truth, --archs, --options, --supernet-seeds, --threads
 or --no-signal with --no-tau, --methods, --jobs or --stability-seeds with --no-stability, --se without --one-se;
 and with a study, which runs neither part, each of those flags but --archs with --truth-seeds alone, a RECIPE with
 --one-se or --replay, overrides with --one-se); a run that fails stops the script with one line naming its command
@@ -76,6 +77,7 @@ from automl.nn.ensemble import path_outputs  # noqa: E402
 from automl.pipeline import open_workspace  # noqa: E402
 from automl.ranking import kendall_tau_b, seed_mean, spearman  # noqa: E402
 from automl.recipe import load_recipe  # noqa: E402
+from automl.search import UnknownSearcher, get_searcher, supernet_methods  # noqa: E402
 from automl.train.checkpoint import CheckpointStore  # noqa: E402
 from automl.train.loops import (create_optimizer, create_scheduler, evaluate, for_training, path_losses,  # noqa: E402
                                 recalibrate_bn, train_step)
@@ -478,8 +480,9 @@ def theta_replay(run_dir: Path, overrides: list[str], members: str) -> dict:
     ``members`` "all" (importance sampling's one search) or "first" (Method 2's search of the first member).
     With no overrides it repeats the run's own θ phase step for step (same data order, same engine seed)."""
     recipe = load_recipe(run_dir / "recipe.resolved.yaml", overrides)
+    weights = run_supernet(run_dir, "--replay")  # before the data is loaded
     ws = open_workspace(recipe)
-    net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
+    net = ws.supernet(weights)
     engine = ws.searcher(list(range(ws.members.n)) if members == "all" else [0], method="importance_sampling")
     for epoch in range(recipe.search.theta_epochs):
         for x, y in ws.data.theta.epoch(epoch):
@@ -489,6 +492,48 @@ def theta_replay(run_dir: Path, overrides: list[str], members: str) -> dict:
     return {"params": [int(ws.spaces.search.cost_table.total(a, "params")) for a in best],
             "choices": [ws.spaces.search.decode(a) for a in best],
             "max_theta": engine.theta.amax(-1).mean(-1).tolist(), "epsilons": engine.epsilons}
+
+
+# what --replay and --one-se read of a run besides its files: its trained supernet, for their messages
+NEEDS = {"--replay": "--replay needs a run with a θ phase (it replays it on the run's supernet)",
+         "--one-se": "--one-se needs a run with a trained supernet (it scores changes on it)"}
+
+
+def check_trains_a_supernet(flag: str, run_dir: Path) -> None:
+    """A --replay or --one-se run (``flag``) is of a method that trains one shared supernet, then its θ phase, as its
+    results.json records (``searcher_mode``; else its ``method``, where this process knows it): a run of the random
+    baseline (which draws its networks and trains neither) or of simultaneous (a supernet per member, none kept) is
+    one line naming the folder, exit 2, before any run is loaded. A results.json that says neither is left to the
+    study (:func:`run_supernet`, :func:`one_se`'s check of the file)."""
+    try:
+        res = json.loads((run_dir / RESULTS).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # _check_folders found it; one_se names what is wrong with it
+        return
+    name = res.get("method") if isinstance(res, dict) else None
+    mode = res.get("searcher_mode") if isinstance(res, dict) else None
+    if not isinstance(mode, str) and isinstance(name, str):
+        try:
+            mode = get_searcher(name).mode
+        except UnknownSearcher:
+            return
+    if mode in ("sample", "interleaved"):  # needs_supernet: joint and per_member (automl.search.SearchMethod)
+        which = ("trains no supernet and has no θ phase" if mode == "sample" else
+                 "trains no shared supernet (a fresh one per member, each θ step between its weight steps)")
+        raise UserError(f"{flag} {run_dir}: a run of search.method {name}, which {which}; {NEEDS[flag]}: give "
+                        f"{flag} finished runs of search.method {supernet_methods()}")
+
+
+def run_supernet(run_dir: Path, flag: str) -> dict:
+    """The supernet of a finished run's last checkpoint, for ``flag`` (--replay, --one-se); a run whose checkpoints
+    are gone or hold none is one line naming the folder, exit 2."""
+    store = CheckpointStore(run_dir / "checkpoints")
+    ckpt = store.load()
+    weights = None if ckpt is None else ckpt.get("supernet")
+    if weights is None:
+        why = store.why_none() if ckpt is None else "its last checkpoint holds no supernet"
+        raise UserError(f"{flag} {run_dir}: no trained supernet: {why}; {NEEDS[flag]}: give {flag} finished runs "
+                        f"of search.method {supernet_methods()} with their checkpoints/")
+    return weights
 
 
 def _image_losses(ws, net, arch: torch.Tensor, calib: list) -> torch.Tensor:
@@ -512,9 +557,10 @@ def one_se(run_dir: Path, k: float, costlier: bool = False) -> dict:
     reference stays the member), until no change is."""
     first = run_results(run_dir, Members[Choices], ONE_SE_FIX)["architectures"][0]["choices"]  # before the loading
     recipe = load_recipe(run_dir / "recipe.resolved.yaml")
+    weights = run_supernet(run_dir, "--one-se")  # before the data is loaded
     ws = open_workspace(recipe)
     space = ws.spaces.search
-    net = ws.supernet(CheckpointStore(run_dir / "checkpoints").load()["supernet"])
+    net = ws.supernet(weights)
     calib = [x.contiguous(memory_format=torch.channels_last) for x in ws.bn_batches(10)]
     arch = space.encode(first)
     sign = -1.0 if costlier else 1.0
@@ -826,6 +872,9 @@ def _check(a) -> dict | None:
     _check_folders(a)
     for d in run_folders(a.one_se):  # each run's members, before the first run's supernet is loaded
         run_results(d, Members[Choices], ONE_SE_FIX)
+    for flag, value in (("--one-se", a.one_se), ("--replay", a.replay)):
+        for d in run_folders(value):  # each run's method, before the first run is loaded
+            check_trains_a_supernet(flag, Path(d))
     if a.retrain:
         retrain_spec(a.retrain)
     truth_rk = None

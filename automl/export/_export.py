@@ -159,9 +159,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     of precedence, ``weights`` (its own state_dict), the chosen path of ``supernet_state`` (weight
     inheritance) or fresh initialisation. ``space_path`` / ``space_args`` (the ``--set`` overrides)
     are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
-    the folder. ``epsilon`` and ``budget`` (a run's member: its search.budgets bound in ``cost_metric``'s units, as
-    results.json's ``budget``, or the random baseline's search.random_budgets bound, as its
-    ``retrained_budget``; None: none, recorded as null; not given: not recorded) go into the manifest.
+    the folder. ``epsilon`` and ``budget`` (a run's member: its search.budgets or search.random_budgets bound in
+    ``cost_metric``'s units; None: none, recorded as null; not given: not recorded) go into the manifest.
     ``cost`` overrides the cost table's total for ``cost_metric``; ``search_cost``
     (``{metric: value}``) is recorded as the manifest's ``search_cost``: the cost table of the space the
     architecture was searched in, when that differs from ``compiled`` (a run's ``retrain.space_args``). ``normalize``

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._checks import check_mask, check_number, real_table
+from ._checks import check_mask, check_number, cost_table, is_bool_table, real_table
 
 __all__ = ["best_within_budget", "BUDGET_RTOL"]
 
@@ -46,7 +46,8 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
         every architecture within it takes a choice of value ``-inf``.
 
     Raises:
-        ValueError: shapes that differ, a budget that is not a number or NaN, NaN or ``+inf`` values or non-finite
+        ValueError: shapes that differ or an empty table, values or costs of True/False (a mask in their place), a
+            budget that is not a number (a bool, a string, a list) or NaN, NaN or ``+inf`` values or non-finite
             costs of existing choices (a value of ``-inf`` is allowed: that choice is never taken), a decision
             without any choice in ``mask``.
     """
@@ -93,19 +94,16 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
 def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """``values``, ``costs`` (float64) and ``mask`` (bool) on the CPU and ``budget`` as a float, checked (see
     :func:`best_within_budget`)."""
-    values, costs = real_table(values, "values"), real_table(costs, "costs")
-    if costs.dim() != 2 or values.shape != costs.shape or not costs.shape[0]:
-        raise ValueError(f"values and costs must be (D, Kmax) tables of one shape with D >= 1 decisions, got shape "
-                         f"{tuple(values.shape)} and {tuple(costs.shape)}")
+    if is_bool_table(values):  # a mask in the values' place, read as 0 and 1: refused, as tell refuses bool losses
+        raise ValueError("values must be numbers (log theta, or -loss, per choice), got a table of True/False (a "
+                         "mask?); pass the values, and the mask as mask=")
+    values, costs = real_table(values, "values"), cost_table(costs, "costs")
+    if costs.dim() != 2 or values.shape != costs.shape or 0 in costs.shape:
+        raise ValueError(f"values and costs must be (D, Kmax) tables of one shape with D >= 1 decisions and Kmax >= 1 "
+                         f"choices, got shape {tuple(values.shape)} and {tuple(costs.shape)}")
     mask = torch.ones(costs.shape, dtype=torch.bool) if mask is None else check_mask(mask, tuple(costs.shape))
-    try:
-        number = None if isinstance(budget, (bool, str, bytes)) else float(budget)
-    except (TypeError, ValueError, RuntimeError):
-        number = None
-    except OverflowError:  # an int beyond float's range: inf, as a budget of inf (fits everything), or -inf
-        number = math.inf if budget > 0 else -math.inf
-    if number is None or math.isnan(number):
-        raise ValueError(f"budget must be a number, got {budget!r}")
+    # as ContextCosts.best_within reads its budget: a real number, not NaN (a bool, a string, a list of one are not)
+    number = check_number("budget", budget)
     if not bool(torch.isfinite(costs[mask]).all()):
         raise ValueError("costs contain NaN or inf for existing choices; give finite costs")
     if bool(values[mask].isnan().any()) or bool((values[mask] == math.inf).any()):
