@@ -174,3 +174,13 @@ def test_a_random_run_later_in_the_list_is_refused_before_the_first_is_studied(c
     good = _hand_run(tmp_path / "is", "importance_sampling", "joint")
     err = _refused(capsys, [flag, f"{good},{random_run}", "--out", str(tmp_path / "rk")])
     assert str(random_run) in err and not studied, (err, studied)
+
+
+@pytest.mark.parametrize("bad", [[[True, False], [False, True]], torch.tensor([[True, False], [False, True]])])
+def test_context_costs_best_within_refuses_bool_values(bad):
+    # ContextCosts.best_within takes values as best_within_budget does: a mask in their place is refused, not 1/0
+    from automl.search import ContextCosts
+    cc = ContextCosts([0], torch.ones(2, 2, 2), torch.zeros(2), torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="values must be numbers"):
+        cc.best_within(bad, 10.0)
+    assert cc.best_within(torch.tensor([[0.0, 1.0], [1.0, 0.0]]), 10.0).tolist() == [1, 0]

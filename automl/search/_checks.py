@@ -129,6 +129,15 @@ def cost_table(value, name: str) -> torch.Tensor:
     return real_table(value, name)
 
 
+def value_table(value, name: str = "values") -> torch.Tensor:
+    """:func:`real_table` of values per choice (log theta, or -loss) for a knapsack: a True/False table is a
+    ``ValueError`` naming ``name`` (a mask in their place, read as 0 and 1), as ``tell`` refuses bool losses."""
+    if is_bool_table(value):
+        raise ValueError(f"{name} must be numbers (log theta, or -loss, per choice), got a table of True/False (a "
+                         f"mask?); pass the {name}, and the mask as mask=")
+    return real_table(value, name)
+
+
 def check_num_choices(num_choices) -> list[int]:
     """``[K_1, ..., K_D]`` as ints, each an :func:`integer` >= 1 (a list, tuple, 1-d tensor or array); anything
     else is a ``ValueError`` naming the first element that is not one."""

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from ._checks import (cheapest_cost, check_costs, check_device, check_mask, check_number, check_theta_values,
-                      cost_table, dearest_cost, integer, is_bool_table, is_complex, real_table, shown)
+                      cost_table, dearest_cost, integer, is_bool_table, is_complex, real_table, shown, value_table)
 from ._knapsack import best_within_budget
 
 __all__ = ["ContextCosts", "check_cost_model", "step_costs", "expected_total", "arch_totals", "chosen_costs",
@@ -300,7 +300,7 @@ class ContextCosts:
         best found, or can only tie it while its cheapest architecture is no cheaper, is skipped (at a uniform
         theta every combination ties). Among equal values the cheaper architecture wins. ``None`` when nothing
         fits."""
-        values, budget = real_table(values, "values"), check_number("budget", budget)
+        values, budget = value_table(values), check_number("budget", budget)
         if tuple(values.shape) != tuple(self.mask.shape):
             raise ValueError(f"values must be a (D, Kmax) table of shape {tuple(self.mask.shape)}, got "
                              f"{tuple(values.shape)}")

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._checks import check_mask, check_number, cost_table, is_bool_table, real_table
+from ._checks import check_mask, check_number, cost_table, value_table
 
 __all__ = ["best_within_budget", "BUDGET_RTOL"]
 
@@ -94,10 +94,7 @@ def best_within_budget(values: torch.Tensor, costs: torch.Tensor, budget: float,
 def _checked(values, costs, budget, mask) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """``values``, ``costs`` (float64) and ``mask`` (bool) on the CPU and ``budget`` as a float, checked (see
     :func:`best_within_budget`)."""
-    if is_bool_table(values):  # a mask in the values' place, read as 0 and 1: refused, as tell refuses bool losses
-        raise ValueError("values must be numbers (log theta, or -loss, per choice), got a table of True/False (a "
-                         "mask?); pass the values, and the mask as mask=")
-    values, costs = real_table(values, "values"), cost_table(costs, "costs")
+    values, costs = value_table(values), cost_table(costs, "costs")
     if costs.dim() != 2 or values.shape != costs.shape or 0 in costs.shape:
         raise ValueError(f"values and costs must be (D, Kmax) tables of one shape with D >= 1 decisions and Kmax >= 1 "
                          f"choices, got shape {tuple(values.shape)} and {tuple(costs.shape)}")
