@@ -502,7 +502,8 @@ def stop_children(signum: int = signal.SIGINT, by_signal: bool = True) -> Keyboa
             _signal(child, signum)
         them = f"{len(running)} child processes" if len(running) > 1 else "the child process"
         print(f"{_prog()}: {signal.Signals(signum).name} passed on; waiting up to {STOP_WAIT:g} s for {them} to "
-              f"stop (automl run saves a checkpoint first); Ctrl-C {'again ' if by_signal else ''}to kill now",
+              f"stop (a child running automl run saves a checkpoint first); "
+              f"Ctrl-C {'again ' if by_signal else ''}to kill now",
               file=sys.stderr, flush=True)
         deadline = time.monotonic() + STOP_WAIT
         for child in running:

@@ -801,7 +801,8 @@ def _parser():
     p.add_argument("--supernet-seeds", type=seed_list, default=None,
                    help="comma-separated: each option's weight phase once per seed (τ's spread over supernets) "
                         + _default("supernet_seeds"))
-    p.add_argument("--threads", type=thread_count, default=None, help="threads of each τ run (OMP_NUM_THREADS)")
+    p.add_argument("--threads", type=thread_count, default=None,
+                   help="threads of each τ run (OMP_NUM_THREADS; default: the recipe's threads)")
     p.add_argument("--no-signal", action="store_true", help="skip the loss signal / noise per option")
     p.add_argument("--methods", type=names(METHODS), default=None,
                    help=f"comma-separated, of {', '.join(METHODS)} {_default('methods')}")
