@@ -163,18 +163,20 @@ def _running(pid: int) -> str | None:
 class _Holding:
     """What the holder of a lock is doing and what stopping it does, by its command (the lock file's record):
     ``automl rank`` writes no checkpoint (on a signal it finishes the retraining it is in and records it in
-    results.json: rerun then, its recorded retrainings are not run again); ``automl run`` writes one, continued
+    results.json: rerun then, its recorded retrainings are not run again); ``automl export`` neither (stopped, it
+    removes a ``--out`` it created, with what it wrote there: run again); ``automl run`` writes one, continued
     with ``--resume``. A record without a command (an older automl's) is taken for a run's."""
 
     def __init__(self, command: object = None):
         words = command.split() if isinstance(command, str) else []
         # "automl rank RUN ...", "automl -v rank ...": _command() writes the program as automl; the verb is the first
         # word after it that is no option
-        self.rank = next((w for w in words[1:] if not w.startswith("-")), None) == "rank"
-        self.what = "an automl rank is" if self.rank else "another automl run is"
+        verb = next((w for w in words[1:] if not w.startswith("-")), None)
+        self.rank, export = verb == "rank", verb == "export"
+        self.what = "an automl rank is" if self.rank else "an automl export is" if export else "another automl run is"
         self.exits = ("it finishes the current retraining, records it in results.json and exits" if self.rank else
-                      "it writes a checkpoint and exits")
-        self.after = "then run this command again" if self.rank else "then continue it with --resume"
+                      "it stops and removes a --out it created" if export else "it writes a checkpoint and exits")
+        self.after = "then run this command again" if self.rank or export else "then continue it with --resume"
 
 
 def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
@@ -276,14 +278,17 @@ class RunLock:
         self._made = False  # the look made the file: removed on release
         self._unlockable = False  # the file system refused the lock (warned once)
 
-    def acquire(self, create: bool = True, then: str | None = None, look: bool | None = None) -> bool:
+    def acquire(self, create: bool = True, then: str | None = None, look: bool | None = None,
+                guard: bool = True) -> bool:
         """Take the lock (``create``: creating the file; else only if it exists). True when held. ``then``:
         what to do once the holder has ended, when the lock is held (default: ``automl run``'s advice).
 
         The file names this process at once (:meth:`_record`). ``look`` (the default without ``create``): the
         lock is taken to look at the folder first, and released before :meth:`keep`, the file is left as it was
         found (its record and times; one this acquire made is removed): a command refused there does not take
-        the run's place in it, nor leave a trace. An acquire without ``look`` when the lock is held keeps it."""
+        the run's place in it, nor leave a trace. An acquire without ``look`` when the lock is held keeps it.
+        ``guard``: writes below the folder check that it is still the run's (:func:`~automl._io.guard_run_folder`,
+        whose messages are a run's); ``automl export``'s ``--out`` is no run folder and takes none."""
         look = not create if look is None else look
         if self.fd is not None:
             if not look:
@@ -308,7 +313,7 @@ class RunLock:
             raise UserError(f"{'--out ' if then is None else ''}{self.folder}: cannot write its lock file {self.path} "
                             f"({e.strerror or e}); {write_fix(e)} and run the command again") from None
         self._folder_id = _identity(self.folder)
-        self._guard = guard_run_folder(self.folder, self.gone)
+        self._guard = guard_run_folder(self.folder, self.gone) if guard else ""
         return True
 
     def keep(self) -> None:

@@ -1,5 +1,6 @@
 """``automl export SPACE --arch ARCH.json --out DIR [--quantize int8 --recipe R]``: one architecture -> ONNX
-(and int8 ONNX) + weights + manifest with the onnxruntime latency measured on this machine."""
+(and int8 ONNX) + weights + manifest with the onnxruntime latency measured on this machine. While it writes there,
+``--out`` is locked (:func:`_out_locked`): a second export into the same folder is refused, naming this one."""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import os
 import shutil
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 import yaml
 
 from automl._io import path_problem, writable_dir
-from automl._lock import LOCK_NAME, held_by
+from automl._lock import LOCK_NAME, RunLock, held_by
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.commands.run import one_process
@@ -42,6 +44,8 @@ __all__ = ["main", "STOP_SIGNALS"]
 
 # the signals that stop an export: Python's SIGINT (Ctrl-C) and the default SIGTERM and SIGHUP (:func:`main`)
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# what to do once the command writing to --out (another automl export) has ended (:func:`_out_locked`)
+_AGAIN = "then run this export again, or choose another --out"
 
 
 class _Progress:
@@ -116,30 +120,28 @@ def _export(args, progress: _Progress) -> int:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
         dataset = dataset or (trained_on if note is None else None)
     progress.created = created = _missing_folders(args.out)  # --out and the folders above it writable_dir creates
-    writable_dir(args.out, "--out")
-    size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
-    calibration = None
-    if supernet_state is not None and data is not None:
-        # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
-        calibration = data.bn_batches(recipe.retrain.bn_batches, size)
-    progress.before, progress.stage = _snapshot(args.out), "writing"
-    try:
+    # --out locked while written: a second export there is refused; a refused one leaves no empty folder behind
+    with _out_locked(args, created):
+        owner = _check_out(args)  # again, now that no other export writes there: one may have ended meanwhile
+        size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
+        calibration = None
+        if supernet_state is not None and data is not None:
+            # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
+            calibration = data.bn_batches(recipe.retrain.bn_batches, size)
+        progress.before, progress.stage = _snapshot(args.out), "writing"
         export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
                             se=se, opset=args.opset, space_path=args.space, space_args=overrides,
                             bn_calibration=calibration, normalize=normalize, dataset=dataset, onnx_failure="record",
                             run=owner, weights_source=args.weights and f"--weights {args.weights}", classes=classes,
                             **_kept(args, recorded, compiled, weights is not None, recipe))
-    except UserError:  # weights that do not fit, or diverged: a refused export leaves no empty folder behind
-        _remove_if_empty(created)
-        raise
-    progress.stage = "measuring"
-    if _onnx_failed(args):
-        return 1
-    int8_batches = data.full.without_cutout().with_resolution(size).epoch(0) if data else None
-    manifest = measure_export(args.out, quantize=getattr(args, "quantize", None), calibration=int8_batches,
-                              test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None,
-                              note_float=False, **timing)  # said once, in the summary's int8 line
-    progress.stage = "finished"
+        progress.stage = "measuring"
+        if _onnx_failed(args):
+            return 1
+        int8_batches = data.full.without_cutout().with_resolution(size).epoch(0) if data else None
+        manifest = measure_export(args.out, quantize=getattr(args, "quantize", None), calibration=int8_batches,
+                                  test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None,
+                                  note_float=False, **timing)  # said once, in the summary's int8 line
+        progress.stage = "finished"
     _report(args, manifest, supernet_state, calibration, timed_as)
     if note:
         print(note, file=sys.stderr)
@@ -300,11 +302,14 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 def _snapshot(out) -> dict[str, tuple]:
     """What ``out`` holds, by name: (inode, mtime, size) of each entry (an export replaces its files with new ones,
-    :func:`~automl._io.atomic_path`); {} where it cannot be listed."""
+    :func:`~automl._io.atomic_path`), but its lock file (:func:`_out_locked` takes and leaves it); {} where it cannot
+    be listed."""
     found = {}
     try:
         with os.scandir(out) as entries:
             for entry in entries:
+                if entry.name == LOCK_NAME:
+                    continue
                 try:
                     st = entry.stat(follow_symlinks=False)
                 except OSError:
@@ -338,11 +343,49 @@ def _stopped(args, progress: _Progress, name: str) -> str:
             f"{MANIFEST_NAME}, which the export writes last); run the export again")
 
 
+@contextmanager
+def _out_locked(args, created: list[Path]):
+    """``--out`` made (``writable_dir``) and locked while the export checks it again and writes there: the lock of
+    :class:`~automl._lock.RunLock` (``--out``'s lock file), so that another ``automl export`` into the same folder
+    is refused, naming this one, instead of mixing its files with this one's. The lock is taken to look
+    (``look``): released, a lock file this export made is removed and one it found is left as it was (naming its
+    last holder), so that the folder holds the export's files alone. A user error in the block (a refused export)
+    leaves none of the folders this export ``created``, when they are empty."""
+    writable_dir(args.out, "--out")
+    lock = RunLock(args.out)
+    try:
+        lock.acquire(then=_AGAIN, look=True, guard=False)
+        yield
+    except UserError:
+        lock.release()  # first: the lock file it made is removed, so that a folder it created is empty again
+        _remove_if_empty(created)
+        raise
+    finally:
+        lock.release()
+
+
+def _check_not_in_use(args) -> None:
+    """``--out`` that another process holds (its lock file locked: an ``automl export`` writing there,
+    :func:`_out_locked`), refused before anything is read or written, the holder named. A run's folder (its
+    resolved recipe there) is left to :func:`_check_run_folder`, which says what it is."""
+    out = Path(args.out)
+    try:
+        if (out / RESOLVED).is_file() or not (out / LOCK_NAME).is_file():
+            return
+    except OSError:  # a folder that cannot be entered: writing --out says what it is
+        return
+    holder = held_by(out)
+    if holder is not None:
+        raise UserError(f"{out} is in use: another command is writing there ({holder}); wait for it to end, {_AGAIN}")
+
+
 def _check_out(args) -> str | None:
     """The export already in ``--out``, checked before anything is written: the run folder its manifest names as
-    its owner (kept in the new manifest: the folder is still that run's), or None. Refused: a folder of a run that
-    is still running (its own export may be writing there), and, without ``--weights``, a folder whose weights are
-    trained ones, which fresh weights would replace."""
+    its owner (kept in the new manifest: the folder is still that run's), or None. Refused: a folder another
+    command writes to (:func:`_check_not_in_use`), a folder of a run that is still running (its own export may be
+    writing there), and, without ``--weights``, a folder whose weights are trained ones, which fresh weights would
+    replace."""
+    _check_not_in_use(args)
     _check_run_folder(args)
     try:
         old = json.loads((Path(args.out) / MANIFEST_NAME).read_text(encoding="utf-8"))
