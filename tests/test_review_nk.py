@@ -116,7 +116,7 @@ def test_a_folder_held_by_automl_rank_is_refused_with_advice_that_fits_it(tmp_pa
     monkeypatch.setattr(sys, "argv", [program, *flags, "rank", str(tmp_path), "--archs", "4"])
     holder = RunLock(tmp_path)
     assert holder.acquire(then="then run automl rank again", look=True)
-    holder.keep()  # past its checks: the lock file names it
+    holder.keep()  # past its checks (the lock file has named it since acquire): it keeps naming it after release
     monkeypatch.setattr(sys, "argv", ["automl", "run", "r.yaml", "--out", str(tmp_path), "--resume"])
     try:
         with pytest.raises(UserError) as e:

@@ -3,7 +3,8 @@
 No checkpoint is written; results.json keeps every finished retraining (``ranking_partial``) so that a
 stopped or failed ``automl rank`` reruns only the others, and gets the ranking section at the end; one stopped
 after another stopped ``automl rank`` keeps that one's retrainings it reuses in its record (more seeds of the same
-architectures and epochs: :func:`_with_earlier`), the others are dropped with that record. A retraining
+architectures and epochs: :func:`_with_earlier`), the others are dropped with that record (said before its first
+retraining: :func:`_say_partial_replaced`). A retraining
 is reused only with what determines it the same: its architecture (with the whole list of the ranking's),
 epochs and seed, and the device and number of processes it computed on
 (:func:`~automl.pipeline.results.computed_on`, each retraining's own in the checkpoint); a run killed in its own
@@ -284,6 +285,63 @@ def _say_replaced(results: dict, recipe, path: Path) -> None:
           f"to keep that one, stop now (Ctrl-C) and copy the file{shared}", flush=True)
 
 
+def _partial_differs(partial: dict, recipe, choices: list[list[str]], here: dict, lost: set[tuple[int, int]]) -> str:
+    """The settings of the :data:`PARTIAL` record ``partial`` (an earlier ``automl rank`` stopped part-way) that are not
+    this ranking's (``choices`` computed as ``here``), in words: ``retrain_epochs 2, 5 architectures``; with all
+    of them the same, the seeds of its retrainings ``lost`` (not kept: :func:`_say_partial_replaced`)."""
+    epochs = partial["retrain_epochs"]
+    differ = [] if epochs == ranking_epochs(recipe) else [f"retrain_epochs {epochs}"]
+    theirs = [a.get("choices") for a in partial["archs"]]
+    if theirs != choices:
+        differ.append(f"{len(theirs)} architectures" if len(theirs) != len(choices) else "other architectures")
+    if partial.get("device") != here["device"]:
+        differ.append(f"device {partial.get('device') or 'not recorded (an older automl)'}")
+    if partial.get("world_size") != here["world_size"]:
+        n = partial.get("world_size")
+        differ.append("number of processes not recorded" if n is None else f"{n} process{'es' * (n != 1)}")
+    seeds = sorted({seed for _, seed in lost})
+    return ", ".join(differ) or (f"seed{'s' * (len(seeds) != 1)} {', '.join(map(str, seeds))}, which this one does "
+                                 f"not ask for")
+
+
+def _say_partial_replaced(results: dict, recipe, path: Path, choices: list[list[str]], here: dict,
+                          earlier: dict[tuple[int, int], dict]) -> None:
+    """Before the ranking's first retraining (its first write to ``path``, before the first one it computes, or at
+    its end, replaces the :data:`PARTIAL` record ``results`` holds): how many retrainings of an earlier ``automl
+    rank`` stopped part-way this ranking (``choices`` computed as ``here``) drops, those it does not keep
+    (``earlier``: :func:`_earlier_partial`), with the settings of that ranking that differ, and how to keep them
+    another time (finish that ranking first: its command run again). Nothing for a record not as automl writes
+    it (nothing is reused from it), nor for retrainings of 0 epochs (the supernet's weights, evaluated again
+    cheaply)."""
+    partial = results.get(PARTIAL)
+    archs = partial.get("archs") if isinstance(partial, dict) else None
+    if not isinstance(archs, list) or not all(isinstance(a, dict) for a in archs):
+        return
+    epochs = partial.get("retrain_epochs")
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0:
+        return
+    held = reusable_retrainings({PARTIAL: partial}, epochs, [a.get("choices") for a in archs],
+                                {k: partial[k] for k in here if k in partial})  # all it holds, as it computed
+    lost = set(held) - set(earlier)
+    if not lost:
+        return
+    rk, device = recipe.ranking, str(partial.get("device")).split(" ")[0]  # cpu, or cuda (GPU NAME)
+    now = (rk.archs, ranking_epochs(recipe), ranking_seeds(recipe), rk.truth)
+    flag = f" --device {device}" if device in ("cpu", "cuda") and partial["device"] != here["device"] else ""
+    print(f"this ranking ({_settings(*now)}) replaces the {len(lost)} retraining{'s' * (len(lost) != 1)} a stopped "
+          f"automl rank recorded in {path} ({PARTIAL}: {_partial_differs(partial, recipe, choices, here, lost)}), "
+          f"which it does not reuse: they are dropped at its first write; to keep a stopped ranking's "
+          f"retrainings, finish it first by running its command again (automl rank {shell_path(path.parent)} --archs "
+          f"{len(archs)} --retrain-epochs {epochs}{flag} with the --seeds it had: its stop message gives the whole "
+          f"command)", flush=True)
+
+
+def _ranking_stages(plan, spaces) -> tuple[list, list[list[str]]]:
+    """The plan's ranking stages (with their index in it), and the choices of the architectures they rank."""
+    stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
+    return stages, [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
+
+
 def _say_reused(reporter: Reporter, reused: int, total: int) -> None:
     """Once the ranking is measured: how many of its ``total`` retrainings an earlier ranking had recorded (none:
     nothing said)."""
@@ -298,7 +356,7 @@ def rank_finished_run(run: Run) -> dict:
     results.json and report.md; the checkpoints are left as they are. The caller holds the folder's lock (a look,
     :meth:`~automl._lock.RunLock.acquire`, kept here before the first write: :meth:`~automl._lock.RunLock.keep`). Once
     every check has passed (the checkpoint, the run finished, the space, the data, results.json), before the first
-    retraining, it says what it replaces in results.json (:func:`_say_replaced`)."""
+    retraining, it says what it replaces in results.json (:func:`_say_replaced`, :func:`_say_partial_replaced`)."""
     ckpt = _checked_checkpoint(run)
     r, out, info = run.recipe, run.out, run.info
     spaces, data, threads = run.start_up(ranking=True, say=False)  # said once the checks below have passed
@@ -327,14 +385,14 @@ def rank_finished_run(run: Run) -> dict:
     # rank 0 reads the file, every rank gets it (a folder under torchrun need not be shared): all skip the same
     before, length = on_main(info, lambda: (read_results(path), _cut_length(path, state)))
     check_results(path, before)  # before any retraining (automl rank checks it before start-up too)
+    stages, choices = _ranking_stages(plan, spaces)
+    here = computed_on(ctx)
+    earlier, written[0] = _earlier_partial(before, r, stages, choices, here), before  # earlier: kept by keep()
     if info.is_main:  # a refusal above is the only message
         _say_replaced(before, r, path)
+        _say_partial_replaced(before, r, path, choices, here, earlier)
     run.say_threads(threads, ranking=True)
-    stages = [(idx, s) for idx, s in enumerate(plan.stages) if isinstance(s, RankingStage)]
-    choices = [spaces.search.decode(a) for a in stages[0][1].archs()] if stages else []
-    here = computed_on(ctx)
     recorded, own = _recorded(run, state, before, choices, here)
-    earlier, written[0] = _earlier_partial(before, r, stages, choices, here), before  # earlier: kept by keep()
 
     def kept_now() -> str:  # "k of K": the retrainings recorded (results.json, the checkpoint), which a rerun reuses
         return _kept(r, stages, own, written[0], choices, here)
