@@ -141,6 +141,10 @@ def _holders(held: os.stat_result) -> list[int] | None:
     return pids
 
 
+# the interpreter's options followed by a value of their own (python -X dev -W ignore -m automl ...)
+_PYTHON_VALUED = frozenset({"-X", "-W", "-Q", "--check-hash-based-pycs"})
+
+
 def _running(pid: int) -> str | None:
     """The automl command process ``pid`` runs, as :func:`_command` writes it (``automl rank RUN``), from its
     command line (``/proc/PID/cmdline``): the program ``automl`` (a console script, ``python -m automl``, or its
@@ -151,12 +155,17 @@ def _running(pid: int) -> str | None:
             words = [w for w in f.read().decode(errors="replace").split("\0") if w]
     except OSError:
         return None
+    skip = False
     for i, word in enumerate(words):
         path = Path(word)
-        if path.name == "automl" or path.name == "__main__.py" and path.parent.name == "automl":
+        if path.name == "automl" or path.name == "__main__.py" and path.parent.name == "automl" or word == "-mautoml":
             return " ".join(["automl", *words[i + 1:]])
-        if i > 0 and not word.startswith("-"):  # a script or command of another program: no automl
+        if word == "-c":  # python -c CODE: a program of its own
             return None
+        if skip or i == 0 or word.startswith("-"):  # the interpreter, its options and their values (-X dev)
+            skip = word in _PYTHON_VALUED
+            continue
+        return None  # a script or command of another program: no automl
     return None
 
 

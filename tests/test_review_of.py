@@ -26,7 +26,7 @@ REPLACED = (r"this ranking \((.*?)\) replaces the (\d+) retrainings? a stopped a
             r"\(ranking_partial: (.*?)\), which it does not reuse: they are dropped at its first write; to keep "
             r"a stopped ranking's retrainings, finish it first by running its command again \(automl rank (\S+) "
             r"--archs (\d+) --retrain-epochs (\d+)( --device \w+)? with the --seeds it had: its stop message gives the "
-            r"whole command\)\n")
+            r"whole command\) and copy results.json before ranking with other settings\n")
 
 
 def _stopped_rank(out: Path, monkeypatch, capsys, stop_at: int, *flags: str) -> tuple[str, dict]:

@@ -167,3 +167,48 @@ def test_an_exports_lock_does_not_guard_out_as_a_run_folder(tmp_path):
             check_run_folder(out / "manifest.json")
     finally:
         run.release()
+
+
+@pytest.mark.parametrize("cmd, want", [
+    ("/v/bin/automl rank x", "automl rank x"), ("python -m automl -v export o", "automl -v export o"),
+    ("python -X dev /v/bin/automl rank r", "automl rank r"), ("python -W ignore -m automl run r.yaml", "automl run r.yaml"),
+    ("python -mautoml rank r", "automl rank r"), ("python script.py automl", None), ("python -c automl", None)])
+def test_the_holders_command_line_is_read_past_the_interpreters_options(cmd, want, monkeypatch):
+    """The advice follows the holding process's command (/proc/PID/cmdline): options of the interpreter with a
+    value of their own (-X dev, -W ignore) and -mautoml do not hide automl; another program is not taken for it."""
+    import builtins
+    import io
+
+    import automl._lock as lock_module
+    data = "\0".join(cmd.split()).encode() + b"\0"
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: io.BytesIO(data) if f == "/proc/7/cmdline"
+                        else real_open(f, *a, **k))
+    assert lock_module._running(7) == want
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_an_export_into_a_folder_inside_one_another_export_writes_is_not_called_a_run(tmp_path, capsys):
+    """--out x/sub while another process's export holds x: refused (a stop of that export removes x), but x is
+    named as a folder another command writes, not as a run's."""
+    arch, out = digits_export(tmp_path)
+    script = textwrap.dedent(f"""
+        import sys
+        sys.argv = ["automl", "export", "s.space", "--arch", "a.json", "--out", {str(out)!r}]
+        from automl._lock import RunLock
+        lock = RunLock({str(out)!r})
+        assert lock.acquire(look=True)
+        print("ready", flush=True)
+        sys.stdin.read()
+        lock.release()
+    """)
+    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        code, err = cli_err(capsys, "export", DIGITS_SPACE, "--arch", arch, "--out", out / "sub")
+    finally:
+        holder.communicate("", timeout=60)
+    assert code == 2, err
+    assert "which another automl command is writing" in err and "(automl export s.space" in err, err
+    assert "still running" not in err and "run this export again" in err, err

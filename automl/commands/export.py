@@ -119,9 +119,9 @@ def _export(args, progress: _Progress) -> int:
     if normalize is None and supernet_state is not None and data is None:
         normalize, note = _checkpoint_normalize(args.weights, trained_on, int(compiled.input_shape[0]))
         dataset = dataset or (trained_on if note is None else None)
-    progress.created = created = _missing_folders(args.out)  # --out and the folders above it writable_dir creates
+    created = _missing_folders(args.out)  # --out and the folders above it writable_dir creates
     # --out locked while written: a second export there is refused; a refused one leaves no empty folder behind
-    with _out_locked(args, created):
+    with _out_locked(args, created, progress):
         owner = _check_out(args)  # again, now that no other export writes there: one may have ended meanwhile
         size = compiled.resolution(arch)  # elastic resolution: the recipe's images resized to the chosen one
         calibration = None
@@ -344,7 +344,7 @@ def _stopped(args, progress: _Progress, name: str) -> str:
 
 
 @contextmanager
-def _out_locked(args, created: list[Path]):
+def _out_locked(args, created: list[Path], progress: _Progress):
     """``--out`` made (``writable_dir``) and locked while the export checks it again and writes there: the lock of
     :class:`~automl._lock.RunLock` (``--out``'s lock file), so that another ``automl export`` into the same folder
     is refused, naming this one, instead of mixing its files with this one's. The lock is taken to look
@@ -355,6 +355,7 @@ def _out_locked(args, created: list[Path]):
     lock = RunLock(args.out)
     try:
         lock.acquire(then=_AGAIN, look=True, guard=False)
+        progress.created = created  # a stop removes them from here on, not before: another export's, then
         yield
     except UserError:
         lock.release()  # first: the lock file it made is removed, so that a folder it created is empty again
@@ -445,6 +446,12 @@ def _check_run_folder(args) -> None:
     folder it has not written yet, which its own export would replace without a word."""
     run = _run_above(args.out)
     if run is None:
+        return
+    if not (run / RESOLVED).is_file():  # held, no recipe yet: a run starting up, or an export writing there
+        holder = held_by(run)
+        if holder is not None:
+            raise UserError(f"--out {args.out} is inside {run}, which another automl command is writing ({holder}); "
+                            f"wait for it to end, {_AGAIN}")
         return
     out, root = Path(os.path.realpath(os.path.expanduser(str(args.out)))), _export_root(run)
     if out in (run, root):

@@ -333,7 +333,7 @@ def _say_partial_replaced(results: dict, recipe, path: Path, choices: list[list[
           f"which it does not reuse: they are dropped at its first write; to keep a stopped ranking's "
           f"retrainings, finish it first by running its command again (automl rank {shell_path(path.parent)} --archs "
           f"{len(archs)} --retrain-epochs {epochs}{flag} with the --seeds it had: its stop message gives the whole "
-          f"command)", flush=True)
+          f"command) and copy results.json before ranking with other settings", flush=True)
 
 
 def _ranking_stages(plan, spaces) -> tuple[list, list[list[str]]]:
