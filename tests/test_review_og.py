@@ -171,7 +171,8 @@ def test_an_exports_lock_does_not_guard_out_as_a_run_folder(tmp_path):
 
 @pytest.mark.parametrize("cmd, want", [
     ("/v/bin/automl rank x", "automl rank x"), ("python -m automl -v export o", "automl -v export o"),
-    ("python -X dev /v/bin/automl rank r", "automl rank r"), ("python -W ignore -m automl run r.yaml", "automl run r.yaml"),
+    ("python -X dev /v/bin/automl rank r", "automl rank r"),
+    ("python -W ignore -m automl run r.yaml", "automl run r.yaml"),
     ("python -mautoml rank r", "automl rank r"), ("python script.py automl", None), ("python -c automl", None)])
 def test_the_holders_command_line_is_read_past_the_interpreters_options(cmd, want, monkeypatch):
     """The advice follows the holding process's command (/proc/PID/cmdline): options of the interpreter with a
