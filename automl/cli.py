@@ -264,8 +264,8 @@ def _space(sub, verbose) -> list[argparse.ArgumentParser]:
     show.add_argument("--metric", action=_Once, default="params", help="cost metric to show (default params)")
     show.set_defaults(module="automl.commands.space")
     check = ssub.add_parser("check", parents=[verbose], help="validate a space file")
-    check.add_argument("file")
-    check.add_argument("more", nargs="*", default=[], metavar="file",
+    check.add_argument("file", help="a .space file")
+    check.add_argument("more", nargs="*", default=[], metavar="FILE",
                        help="more space files, each checked as the first (the --set values apply to each)")
     check.add_argument("--set", action="append", metavar="KEY=VALUE", help=SET_HELP)
     check.set_defaults(module="automl.commands.space")

@@ -127,7 +127,8 @@ def test_chain_block_in_a_cell_lists_the_ops_an_edge_takes():
 def test_too_many_reductions_says_how_to_fix_it():
     e = space_error(CELLS.replace("OPS", "sep_k3, identity").replace("cell n inputs x", "cell n inputs x stride 2")
                     .replace("width 16\nend", "width 40000\nend"))
-    assert "from 40000 to 80000" in str(e) and "lower the cells' `width` or use fewer reductions" in str(e), str(e)
+    fix = "lower the cells' `width` (line 11) to at most 16384, or use fewer reductions"  # 65536 >> 2 reductions
+    assert "from 40000 to 80000" in str(e) and fix in str(e), str(e)
 
 
 @pytest.mark.parametrize("sep", ["\u2028", "\x85"])

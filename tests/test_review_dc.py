@@ -78,9 +78,9 @@ def test_space_show_counts_the_distinct_networks_of_elastic_depth(tmp_path, caps
     assert shown["networks"] == brute == cs.networks
     assert main(["space", "show", path]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"size = {cs.size:.4g} architectures (the product of the choice counts), {brute:.4g} distinct networks" in out
+    assert f"size = {cs.size:,} architectures (the product of the choice counts), {brute:,} distinct networks" in out
     assert main(["space", "check", path]) == 0
-    assert f"{cs.size:.3g} architectures (the product of the choice counts), {brute:.3g} distinct networks" in (
+    assert f"{cs.size:,} architectures (the product of the choice counts), {brute:,} distinct networks" in (
         capsys.readouterr().out)
 
 

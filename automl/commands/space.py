@@ -112,24 +112,39 @@ def _load(args):
 JSON_DIGITS = 4000
 
 
-def _count(n: int, digits: int) -> str:
-    """``n`` to ``digits`` significant digits; beyond a float's range (10^308), its power of ten (worked out
+# architecture counts below this print in full, with thousands separators (15,625); from it on, to 3
+# significant digits in exponent form (9.12e+18)
+EXACT_COUNT = 10**15
+
+
+def _count(n: int) -> str:
+    """``n`` whole below :data:`EXACT_COUNT`, else to 3 significant digits (rounded half up, in integers: a
+    float's rounding of ``n`` is not always the nearest); beyond 300 digits, its power of ten (worked out
     without writing ``n`` in decimal, which Python refuses past 4,300 digits)."""
-    return f"{n:.{digits}g}" if n < 10**300 else f"~10^{math.floor(math.log10(n))}"
+    if n < EXACT_COUNT:
+        return f"{n:,}"
+    if n >= 10**300:
+        return f"~10^{math.floor(math.log10(n))}"
+    exponent = len(str(n)) - 1
+    unit = 10 ** (exponent - 2)
+    head = (2 * n + unit) // (2 * unit)  # the first 3 digits, rounded half up
+    if head == 1000:
+        head, exponent = 100, exponent + 1
+    return f"{head // 100}.{head % 100:02d}e+{exponent:02d}"
 
 
 def _json_count(n: int) -> int | str:
     """``n`` for --json: the whole number, or past :data:`JSON_DIGITS` digits its power of ten as a string."""
-    return n if n < 10**JSON_DIGITS else _count(n, 3)
+    return n if n < 10**JSON_DIGITS else _count(n)
 
 
-def _networks_note(cs, digits: int) -> str:
+def _networks_note(cs) -> str:
     """`` (the product of the choice counts), N distinct networks (...)`` where elastic depth makes architectures
     that differ only in a layer their depth leaves out one network; empty where every architecture is a network."""
     networks = cs.networks
     if networks == cs.size:
         return ""
-    return (f" (the product of the choice counts), {_count(networks, digits)} distinct networks (elastic depth: the "
+    return (f" (the product of the choice counts), {_count(networks)} distinct networks (elastic depth: the "
             f"choices of a layer the chosen depth leaves out do not matter)")
 
 
@@ -158,8 +173,8 @@ def _show_table(cs, metric: str) -> None:
     console.print(table)
     if cs.params:
         console.print("parameters: " + ", ".join(f"{k}={v}" for k, v in cs.params.items()), highlight=False)
-    console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {_count(cs.size, 4)} architectures"
-                  + _networks_note(cs, 4), highlight=False)
+    console.print(f"decisions D = {cs.num_decisions}, sum of K = {cs.sum_k}, size = {_count(cs.size)} architectures"
+                  + _networks_note(cs), highlight=False)
     context = ct.context(metric)
     fixed = (format_cost(ct.fixed[metric], metric) if context is None else  # per combination of widths
              f"{format_cost(float(context[1].min()), metric)}..{format_cost(float(context[1].max()), metric)}")
@@ -470,7 +485,7 @@ def _check_one(file: str, overrides: dict) -> None:
     ct = cs.cost_table
     decisions = f"{cs.num_decisions} decision{'s' if cs.num_decisions != 1 else ''}"
     print(f"{file}: ok: space {cs.name} ({cs.kind}), {decisions}, sum of K = {cs.sum_k}, "
-          f"{_count(cs.size, 3)} architectures{_networks_note(cs, 3)}, params "
+          f"{_count(cs.size)} architectures{_networks_note(cs)}, params "
           f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}", flush=True)
 
 

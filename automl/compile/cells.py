@@ -9,6 +9,7 @@ import math
 from automl.compile.chain import head_features
 from automl.compile.resolve import MAX_CH, Resolver, is_op_name
 from automl.dsl import ir
+from automl.errors import SpaceError
 from automl.nn.registry import get_op, list_ops
 from automl.plan import CellInstance, CellNode, CellPlan, CellTemplatePlan, Decision
 
@@ -161,8 +162,7 @@ def _instances(r: Resolver, layout: ir.CellsLayout, seq: list[str], plans: list[
         if name not in index:  # a fixed reduction block: halves the resolution, doubles the width
             c *= 2
             if c > MAX_CH:
-                raise r.err(f"too many reduction blocks: the width doubles at each, from {width} to {c}, more "
-                            f"than {MAX_CH} channels; lower the cells' `width` or use fewer reductions", layout.pos)
+                raise _too_wide(r, layout, "blocks", width, c, _widest(seq, index, plans))
             instances.append(CellInstance(-1, c_pp, c_p, c, reduce_prev, op=name))
             c_pp = c_p = c
             reduce_prev = False
@@ -171,14 +171,37 @@ def _instances(r: Resolver, layout: ir.CellsLayout, seq: list[str], plans: list[
         if p.stride == 2:
             c *= 2
             if c > MAX_CH:
-                raise r.err(f"too many reduction cells: the width doubles at each, from {width} to {c}, more "
-                            f"than {MAX_CH} channels; lower the cells' `width` or use fewer reductions", layout.pos)
+                raise _too_wide(r, layout, "cells", width, c, _widest(seq, index, plans))
         out = c * p.multiplier
         instances.append(CellInstance(index[name], c_pp, c_p, c, reduce_prev, out, len(p.inputs) == 1))
         reduce_prev = p.stride == 2
         c_pp, c_p = c_p, out
     _check_output_widths(r, layout, instances, plans, width)
     return instances
+
+
+def _widest(seq: list[str], index: dict[str, int], plans: list[CellTemplatePlan]) -> int:
+    """The most channels any item of ``seq`` makes per channel of the first cell's width: 2^k after k
+    reductions, times K for a cell whose ``output concat`` joins K nodes. ``MAX_CH //`` it is the largest
+    width that fits."""
+    factor, most = 1, 1
+    for name in seq:
+        p = plans[index[name]] if name in index else None
+        if p is None or p.stride == 2:
+            factor *= 2
+        most = max(most, factor * max(p.multiplier, 1) if p is not None else factor)
+    return most
+
+
+def _too_wide(r: Resolver, layout: ir.CellsLayout, what: str, width: int, c: int, widest: int) -> SpaceError:
+    """The error at the ``cells`` line for a reduction ``what`` (cells or blocks) that doubles the width
+    ``width`` past ``MAX_CH`` to ``c``, naming the largest width that fits (``MAX_CH // widest``)."""
+    expr = next(o.value for o in layout.options if o.key == "width")
+    most = MAX_CH // widest
+    fix = (f"lower the cells' `width` (line {expr.pos.line}) to at most {most}{r.origin(expr)}, or use fewer "
+           f"reductions" if most else "no width is small enough: use fewer reductions")
+    return r.err(f"too many reduction {what}: the width doubles at each, from {width} to {c}, more than "
+                 f"{MAX_CH} channels; {fix}", layout.pos)
 
 
 def _check_output_widths(r: Resolver, layout: ir.CellsLayout, instances: list[CellInstance],

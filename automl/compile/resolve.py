@@ -44,6 +44,18 @@ def _cut_number(text: str) -> str:
     return text if len(text) <= MAX_DIGITS else f"{text[:8]}...({sum(c.isdigit() for c in text)} digits)"
 
 
+# a `param NAME = NUMBER` statement from its name on: the default as written (the grammar's NUMBER, maybe negative)
+_PARAM_DEFAULT = re.compile(r"\w+\s*=\s*(-?)\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+
+
+def _written_default(space: ir.Space, p: ir.Param) -> str:
+    """``p``'s default as its ``param`` line writes it (``1.0``, not the ``1`` of :func:`fmt_number`), cut as
+    :func:`_cut_number` cuts; :func:`fmt_number` of the value where the line does not hold it."""
+    line = space.source_line(p.pos.line) or ""
+    m = _PARAM_DEFAULT.match(line, max(p.pos.column - 1, 0))
+    return _cut_number(m.group(1) + m.group(2)) if m else fmt_number(p.default)
+
+
 def _cut_numbers(message: str) -> str:
     """``message`` with each number longer than MAX_DIGITS characters cut (:func:`_cut_number`): the op
     registry's reason for refusing a name repeats the name's number (``expansion 1111...``) after the name."""
@@ -151,7 +163,7 @@ class Resolver:
             if name in self.space.overrides:
                 parts.append(f"{name}={self.space.overrides[name]}{GIVEN}")
             else:
-                parts.append(f"`param {name} = {fmt_number(p.default)}` at line {p.pos.line}")
+                parts.append(f"`param {name} = {_written_default(self.space, p)}` at line {p.pos.line}")
         text = f" (from {', '.join(parts)})" if parts else ""
         given = tuple(n for n in names if n in params and n in self.space.overrides)
         if given:
