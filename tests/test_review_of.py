@@ -5,21 +5,18 @@ how to keep them (that ranking's command run again, first). One that reuses them
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import signal
 from pathlib import Path
 
 import pytest
 
 import automl.pipeline.rank as rank
-from automl.cli import main
 from automl.pipeline import Run
 from automl.pipeline.results import PARTIAL
 from automl.recipe import load_recipe
 from helpers import QUICK
 from test_ranking import TINY
+from test_review_od import _stopped_rank  # what it said (stdout and stderr) and the partial record
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 REPLACED = (r"this ranking \((.*?)\) replaces the (\d+) retrainings? a stopped automl rank recorded in (\S+) "
@@ -27,23 +24,6 @@ REPLACED = (r"this ranking \((.*?)\) replaces the (\d+) retrainings? a stopped a
             r"a stopped ranking's retrainings, finish it first by running its command again \(automl rank (\S+) "
             r"--archs (\d+) --retrain-epochs (\d+)( --device \w+)? with the --seeds it had: its stop message gives the "
             r"whole command\) and copy results.json before ranking with other settings\n")
-
-
-def _stopped_rank(out: Path, monkeypatch, capsys, stop_at: int, *flags: str) -> tuple[str, dict]:
-    """``automl rank out flags`` stopped (SIGTERM) after its ``stop_at``-th stage: what it said, and results.json's
-    partial ranking then."""
-    real_stop, calls = rank.stop_ranking_if_signalled, []
-
-    def stop(preempt, reporter, recipe, where, done):
-        calls.append(done)
-        if len(calls) == stop_at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        real_stop(preempt, reporter, recipe, where, done)
-
-    monkeypatch.setattr(rank, "stop_ranking_if_signalled", stop)
-    assert main(["rank", str(out), *flags]) == 128 + signal.SIGTERM
-    monkeypatch.undo()
-    return capsys.readouterr().out, json.loads((out / "results.json").read_text())[PARTIAL]
 
 
 def _held(partial: dict) -> int:

@@ -2,6 +2,7 @@
 same folder is refused, naming the first; the lock file is no model file and leaves the export loadable."""
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -50,11 +51,10 @@ def test_a_second_export_into_a_folder_an_export_holds_is_refused_naming_it(tmp_
     assert code == 0, err
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="flock")
-def test_an_export_held_by_another_process_is_named_before_anything_is_read(tmp_path, capsys):
-    """Another process's export holds ``--out``: refused before the weights are read (a missing --weights is not
-    what is said), and not taken for a run starting up in that folder."""
-    arch, out = digits_export(tmp_path)
+@contextlib.contextmanager
+def _held_by_another_export(out):
+    """Another process holds ``out``'s lock as an export into it does (its record: ``automl export s.space ...``)
+    while the block runs; yields that process."""
     script = textwrap.dedent(f"""
         import sys
         sys.argv = ["automl", "export", "s.space", "--arch", "a.json", "--out", {str(out)!r}]
@@ -69,10 +69,19 @@ def test_an_export_held_by_another_process_is_named_before_anything_is_read(tmp_
                               text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "ready"
-        code, err = cli_err(capsys, "export", DIGITS_SPACE, "--arch", arch, "--out", out,
-                            "--weights", tmp_path / "missing.pt")
+        yield holder
     finally:
         holder.communicate("", timeout=60)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock")
+def test_an_export_held_by_another_process_is_named_before_anything_is_read(tmp_path, capsys):
+    """Another process's export holds ``--out``: refused before the weights are read (a missing --weights is not
+    what is said), and not taken for a run starting up in that folder."""
+    arch, out = digits_export(tmp_path)
+    with _held_by_another_export(out) as holder:
+        code, err = cli_err(capsys, "export", DIGITS_SPACE, "--arch", arch, "--out", out,
+                            "--weights", tmp_path / "missing.pt")
     assert code == 2, err
     assert f"{out} is in use" in err and f"process {holder.pid} " in err and "(automl export s.space" in err, err
     assert "run this export again" in err and "missing.pt" not in err and "own folder" not in err, err
@@ -193,23 +202,8 @@ def test_an_export_into_a_folder_inside_one_another_export_writes_is_not_called_
     """--out x/sub while another process's export holds x: refused (a stop of that export removes x), but x is
     named as a folder another command writes, not as a run's."""
     arch, out = digits_export(tmp_path)
-    script = textwrap.dedent(f"""
-        import sys
-        sys.argv = ["automl", "export", "s.space", "--arch", "a.json", "--out", {str(out)!r}]
-        from automl._lock import RunLock
-        lock = RunLock({str(out)!r})
-        assert lock.acquire(look=True)
-        print("ready", flush=True)
-        sys.stdin.read()
-        lock.release()
-    """)
-    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              text=True, cwd=ROOT)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
+    with _held_by_another_export(out):
         code, err = cli_err(capsys, "export", DIGITS_SPACE, "--arch", arch, "--out", out / "sub")
-    finally:
-        holder.communicate("", timeout=60)
     assert code == 2, err
     assert "which another automl command is writing" in err and "(automl export s.space" in err, err
     assert "still running" not in err and "run this export again" in err, err
