@@ -502,6 +502,18 @@ _READS_A_VALUE = frozenset({"WIDTH", "STRIDE", "REPEAT", "KERNEL", "SE", "DEPTH"
 # block above it has no `end`
 _TOP_LEVEL = frozenset({"space", "param", "input", "resolution", "classes", "choices", "network", "cell", "metric"})
 _BLOCKS = {"NETWORK": "network", "CELL": "cell", "METRIC": "metric"}
+# the keywords that may follow a closed `[...]` list (`choose [a, b] then c`, or the next statement): met inside a
+# list, they mean its `]` is missing
+_AFTER_A_LIST = frozenset({"then", "end", "stage", "layer", "head", "stem", "cells", "node", "output", "activation",
+                           "family"}) | _TOP_LEVEL
+# the statements that start with a name, with the keywords that may follow it there: such a keyword right after
+# the statement's keyword, with an error after it on its line, was read as the name (`stage width 24 ...`)
+_NAMED_OPTIONS = {"STAGE": frozenset({"width", "stride", "repeat", "kernel", "se", "depth", "activation", "choose",
+                                      "fixed"}),
+                  "CELL": frozenset({"inputs", "stride", "node", "output"}), "NODE": frozenset({"sums"})}
+_NAMED_OPTIONS["LAYER"] = _NAMED_OPTIONS["STAGE"]
+# the statements a `network` block holds (met after its `end`, they belong above it)
+_NETWORK_ONLY = frozenset({"activation", "family", "stem", "stage", "layer", "head", "cells"})
 
 
 def _list_hint(e: UnexpectedToken) -> str:
@@ -520,6 +532,11 @@ def _list_hint(e: UnexpectedToken) -> str:
         keyword = str(stack[-2]) if len(stack) > 1 and isinstance(stack[-2], Token) else "choose"
         example = "identity, sep_k3" if keyword == "through" else "ir_k3_e3, skip"
         return f"; a list of choices needs at least one op (a name): `{keyword} [{example}]`"
+    bracket = next((x for x in reversed(stack) if getattr(x, "type", None) in ("LSQB", "RSQB")), None)
+    if (tok.type == "NAME" and str(tok) in _AFTER_A_LIST and getattr(bracket, "type", None) == "LSQB"
+            and kind == "NAME" and last.line == tok.line):  # on a later line: `_open_hint`
+        where = f"at column {bracket.column}" if bracket.line == tok.line else f"on line {bracket.line}"
+        return f"; the `[` {where} is not closed: add `]` before `{tok}`"
     if (tok.type == "NAME" and kind == "NAME" and last.line == tok.line and "COMMA" in (e.accepts or e.expected)
             and len(stack) > 1 and getattr(stack[-2], "type", None) in ("COMMA", "EQUAL", "LSQB", "INPUTS", "CONCAT")):
         return f"; separate the names of a list with `,`: `{last}, {tok}`"
@@ -547,8 +564,13 @@ def _keyword_as_name_hint(e: UnexpectedToken, text: str) -> str:
         last = last.children[-1]
     elif not (isinstance(before, Token) and before.type in _READS_A_NAME):
         return ""  # a list's first name, not yet reduced to a name_list, follows its keyword
-    if not (isinstance(last, Token) and str(last) in _keywords() and isinstance(before, Token)
-            and last.line > before.line):
+    if not (isinstance(last, Token) and str(last) in _keywords() and isinstance(before, Token)):
+        return ""
+    if (last.line == before.line and str(last) in _NAMED_OPTIONS.get(before.type, ())
+            and e.token.type != "$END" and e.token.line == last.line):
+        return (f"; `{last}` was read as {_READS_A_NAME[before.type]}: write "
+                f"`{before} NAME {last} ...`")
+    if last.line <= before.line:
         return ""
     if before.type in _READS_A_NAME and _READS_A_NAME[before.type] != "a name of the list":
         what = _READS_A_NAME[before.type]
@@ -703,6 +725,9 @@ def _malformed_number(tok: Token, text: str) -> tuple[str, int] | None:
     if glued.startswith("x") and len(glued) > 1:  # `input 3xsize x size`: the shape's `x` glued to a name
         spaced = re.sub(r"(?<=[0-9])x|x(?=[0-9])", " x ", word)
         return f"`{word}`: put spaces around `x`: `{' '.join(spaced.split())}`", len(left)
+    if re.fullmatch(r"[0-9]*\.[0-9]*(\.[0-9]*)+", word):  # `1.0.0`: a version number, or a typo
+        first = word[:word.index(".", word.index(".") + 1)]
+        return f"`{word}` is a malformed number (one `.` at most): write one number, e.g. `{first}`", len(left)
     unit = re.fullmatch(r"((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)[A-Za-z]+", word)
     return (f"`{word}`: a number takes no unit: write `{unit.group(1)}`", len(left)) if unit else None
 
@@ -829,14 +854,49 @@ def _family_hint(e: UnexpectedToken) -> str:
 
 def _input_hint(e: UnexpectedToken) -> str:
     """An ``input`` statement without its three sizes (``input 3 x 32``, ``input 3, 32, 32``)."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    kinds = [getattr(t, "type", None) for t in stack]
+    after = kinds[len(kinds) - kinds[::-1].index("INPUT"):] if "INPUT" in kinds else []
+    if e.token.type == "X" and after.count("X") == 2:  # `input 1 x 8 x 8 x 2`
+        return "; an `input` is C x H x W, three numbers (channels, height, width): `input 3 x 32 x 32`"
     if "X" not in (e.accepts or e.expected or ()):  # the parser is past `input`'s sizes (a typo on the next line)
         return ""
-    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
     start = next((t for t in reversed(stack) if isinstance(t, Token) and t.type == "INPUT"), None)
     if start is None:
         return ""
     where = f"the `input` of line {start.line}" if e.token.type == "$END" or e.token.line != start.line else "`input`"
     return f"; {where} gives the channels, height and width, with `x` between them: `input 3 x 32 x 32`"
+
+
+def _network_end(stack: list) -> int | None:
+    """The line of the last ``network`` block's ``end`` in a parser stack at the top level: the block's own
+    ``END`` token (not yet reduced: the stack's last), or the end line of a reduced ``network_block``."""
+    if stack and getattr(stack[-1], "type", None) == "END":
+        block = next((x for x in reversed(stack) if getattr(x, "type", None) in _BLOCKS), None)
+        if getattr(block, "type", None) == "NETWORK":
+            return stack[-1].line
+    for item in reversed(stack):
+        if isinstance(item, lark.Tree):
+            blocks = [c for c in item.iter_subtrees_topdown() if c.data == "network_block" and not c.meta.empty]
+            if blocks:
+                return blocks[-1].meta.end_line
+    return None
+
+
+def _misplaced_hint(e: UnexpectedToken, text: str) -> str:
+    """A network's statement (``stage``, ``head``, ...) after the network's ``end``; a ``distinct`` node's input
+    set (``c0+c1``) priced in a metric block, where only ``default`` prices it."""
+    stack = getattr(getattr(e, "state", None), "value_stack", None) or []
+    tok, accepts = e.token, e.accepts or e.expected or ()
+    if str(tok) in _NETWORK_ONLY and tok.type == "NAME" and "NETWORK" in accepts and _starts_line(tok, text):
+        end = _network_end(stack)
+        where = f"move it above the `end` of line {end}" if end else "write it in a `network` block"
+        return f"; `{tok}` goes inside `network ... end`: {where}"
+    if str(tok) == "+" and "IN" in accepts and stack and getattr(stack[-1], "type", None) == "NAME":
+        word = re.match(r"[A-Za-z0-9_.+]*", text[stack[-1].start_pos:]).group()
+        return (f"; a `distinct` node's input sets (`{word}`) are not names: only `default` prices them "
+                f"(remove this entry)")
+    return ""
 
 
 def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
@@ -869,7 +929,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
         expected = _describe_expected(e.accepts or e.expected or ())
         msg = f"unexpected {_describe_token(tok)}; expected {_join(expected)}" + (
             _keyword_as_name_hint(e, text) or _top_level_hint(e, tok, expected, text) or _family_hint(e)
-            or _input_hint(e)
+            or _input_hint(e) or _misplaced_hint(e, text)
             or _hint(tok, expected) + _bracket_hint(e, text) + _dashed_name(tok, text)
             or _list_hint(e) or _number_hint(e) or _output_hint(e) or _open_hint(e, text))
         if tok.type == "$END":
