@@ -62,14 +62,22 @@ _RUN_FOLDERS: dict[str, tuple[Path, Callable[[], str | None]]] = {}
 
 def write_fix(e: OSError) -> str:
     """What to do about a failed write, by its errno: "free space", "make the folder writable", "raise the file size
-    limit ..." (a file past the process's limit, ``ulimit -f``, or its file system's: FAT32's 4 GiB), "fix the
-    cause"."""
+    limit ..." (a file past the process's limit, ``ulimit -f``, or its file system's: FAT32's 4 GiB), a symbolic
+    link that loops, a file where the path needs a folder, a path too long for the file system (the run folder
+    moved to a shorter one: a run continues there with ``--resume --out NEW``), "fix the cause"."""
     if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return "free space"
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "make the folder writable"
     if e.errno == errno.EFBIG:
         return "raise the file size limit (ulimit -f) or write to another file system (FAT32 takes at most 4 GiB)"
+    if e.errno == errno.ELOOP:
+        return "a symbolic link on the path points back to itself: fix or remove the link"
+    if e.errno == errno.ENOTDIR:
+        return "a file stands on the path where a folder must be: move it away"
+    if e.errno == errno.ENAMETOOLONG:
+        return ("the path is too long for the file system: move the run folder to a shorter path (give that as "
+                "--out, with --resume to continue)")
     return "fix the cause"
 
 

@@ -379,12 +379,16 @@ class RunLock:
         except OSError as e:
             if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
                 return None
-            if e.errno == errno.EISDIR:
-                why = "it is a folder, not a file"
-            else:
-                why = e.strerror or str(e)
-                exists = e.errno in (errno.EACCES, errno.EPERM) and os.path.lexists(self.path)
-                fix = f"make {'it' if exists else 'the folder'} writable"
+            why = "it is a folder, not a file" if e.errno == errno.EISDIR else (e.strerror or str(e))
+            if e.errno in (errno.EACCES, errno.EPERM):
+                fix = f"make {'it' if os.path.lexists(self.path) else 'the folder'} writable"
+            elif e.errno == errno.ELOOP:  # the lock file a link that loops, or the folder (a link on its way)
+                fix = ("remove that link (a run makes a new lock file)" if os.path.islink(self.path) else
+                       f"{self.folder} is a symbolic-link loop (or one is on its way): fix or remove that link")
+            elif e.errno == errno.ENAMETOOLONG:
+                fix = "the path is too long for the file system: use a shorter one"
+            elif e.errno != errno.EISDIR:
+                fix = write_fix(e)
             raise UserError(self._unusable(why, fix, then)) from None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)

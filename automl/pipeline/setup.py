@@ -68,7 +68,16 @@ def recipe_data(recipe, device, info: DistInfo | None = None):
     except DataError as e:
         if e.recipe_key is None:
             raise
+        root = recipe.data_root
+        recorded = _recorded(recipe, e.recipe_key, "data folder") if e.recipe_key == ("data", "root") and (
+            root is not None and not os.path.lexists(root)) else None
+        if recorded is not None and not e.located:  # a run's own recipe: the folder it ran with has moved
+            raise _at_key(recipe, e.recipe_key, DataError(f"{e}; {recorded}", e.recipe_key)) from None
         raise _at_key(recipe, e.recipe_key, e) from None
+
+
+# what a run writes first: its own recipe (automl.pipeline.run.RESOLVED; run.py imports this module)
+_RESOLVED = "recipe.resolved.yaml"
 
 
 class _DataRecipeError(RecipeError, DataError):
@@ -416,8 +425,24 @@ def _space_file_error(recipe, e: SpaceFileError) -> RecipeError:
                f"give an absolute path, or one relative to the recipe's folder {recipe.base_dir}{published}")
         return _recipe_error(recipe, ("space",), f"{shortened(written)} (relative to the recipe's folder) → {path}: "
                                                  f"{e.problem}; {fix}")
-    fix = f"did you mean {path.with_name(meant)}?" if meant else f"check the path{published}"
+    recorded = _recorded(recipe, ("space",), "space file") if e.reason == "missing" else None
+    if recorded is not None:  # a run's own recipe (automl rank, --resume): the file it ran with has moved
+        fix = recorded + (f" (did you mean {path.with_name(meant)}?)" if meant else "")
+    else:
+        fix = f"did you mean {path.with_name(meant)}?" if meant else f"check the path{published}"
     return _recipe_error(recipe, ("space",), f"{path}: {e.problem}; {fix}")
+
+
+def _recorded(recipe, keys: tuple[str, ...], what: str) -> str | None:
+    """For a run's own recipe (its recipe.resolved.yaml, which ``automl rank RUN`` and ``--resume`` read) whose file
+    gives the value at ``keys``: the advice for ``what`` it names that is no longer there, which the user moved
+    (the path is the run's record, not a mistake to look for); None for any other recipe."""
+    source = recipe.source
+    line = None if source is None or source.name != _RESOLVED else file_line(recipe, keys)
+    if line is None:
+        return None
+    return (f"the {what} recorded for this run is gone or moved: put it back, or edit line {line} of {source} to "
+            f"its new place")
 
 
 def check_shapes(recipe, spaces: Spaces, data) -> None:
