@@ -33,8 +33,8 @@ from automl.errors import UserError
 __all__ = ["TEMPORARY", "temporary_pattern", "atomic_path", "guard_run_folder", "unguard_run_folder",
            "check_run_folder", "make_folder", "write_fix", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json", "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText",
-           "writable_dir", "writable_file", "reader_gone", "DuplicateKey", "unique_keys", "duplicate_key_line",
-           "path_problem"]
+           "writable_dir", "writable_file", "absolute_path", "reader_gone", "DuplicateKey", "unique_keys",
+           "duplicate_key_line", "path_problem"]
 
 
 # the RANDOM part of a temporary's name (_create_temporary): this many random bytes, as hex digits
@@ -441,3 +441,19 @@ def shell_path(path: str | os.PathLike) -> str:
     not ``rm -r my runs/a``, which deletes ``my``), and ``./`` before a leading ``-`` (not read as an option)."""
     text = str(path)
     return shlex.quote(f"./{text}" if text.startswith("-") else text)
+
+
+def absolute_path(path: str | os.PathLike) -> Path:
+    """``path`` (``~`` expanded) made absolute against the current folder, for a command that goes on to name: pasted
+    from any folder (a job's log read later), it names the same file. ``.`` and ``..`` are dropped where the folder
+    and name are then the same (``/home/me/x/../runs/a``: ``/home/me/runs/a``), else kept (a link before a
+    ``..``); links are not followed (a recipe reached by a link reads its relative paths from the link's folder)."""
+    exact = Path(os.path.expanduser(os.fspath(path)))
+    exact = exact if exact.is_absolute() else Path.cwd() / exact  # (a current folder since removed: not asked)
+    plain = Path(os.path.normpath(exact))
+    try:
+        same = (os.path.realpath(plain) == os.path.realpath(exact) if exact.name == ".." else
+                plain.name == exact.name and os.path.realpath(plain.parent) == os.path.realpath(exact.parent))
+    except (OSError, ValueError):  # a character no path holds: as written
+        same = False
+    return plain if same else exact

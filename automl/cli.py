@@ -399,10 +399,13 @@ def _command(argv: list[str] | None) -> int:
         _unrecognized(parser, args, argv, extra)
     _require_verb(parser, args)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    begun = False  # the command's main began: what a Ctrl-C then left is its to say
     try:
         _check_paths(args)
         _check_temporary_folder()
-        return int(importlib.import_module(args.module).main(args) or 0)
+        command = importlib.import_module(args.module)
+        begun = True
+        return int(command.main(args) or 0)
     except UserError as e:
         # under torchrun every rank stops on it: one message (already printed by a check of rank 0 alone)
         if _rank_zero() and not e.printed:
@@ -411,8 +414,7 @@ def _command(argv: list[str] | None) -> int:
     except Stopped as e:  # a stop signal (preempt.SIGNALS): the run wrote a checkpoint and printed the --resume command
         return e.exit_code
     except KeyboardInterrupt:  # `automl export` says itself what a stop left once it began (its main)
-        _say("interrupted before the export began: nothing was written" if args.command == "export"
-             else "interrupted")
+        _say(_interrupted(args, begun))
         return 130
     except BrokenPipeError:  # main's to handle, once standard output and error are flushed
         raise
@@ -423,6 +425,17 @@ def _command(argv: list[str] | None) -> int:
         return _internal_error() if loop is None else _os_error(OSError(errno.ELOOP, os.strerror(errno.ELOOP), loop))
     except Exception:  # noqa: BLE001 - the last line of defence: internal error, exit 1
         return _internal_error()
+
+
+def _interrupted(args, begun: bool) -> str:
+    """What a Ctrl-C (KeyboardInterrupt) that reached the CLI says; ``begun``: the command's main had begun (else it
+    came as automl loaded, before anything was written). ``automl run`` says the same of one before its run began
+    (automl/commands/run.py, ``interrupted_before_the_run``)."""
+    if args.command == "export":
+        return "interrupted before the export began: nothing was written"
+    if args.command == "run" and not begun:
+        return "interrupted before the run began: nothing was written" + (f" in {args.out}" if args.out else "")
+    return "interrupted"
 
 
 _SYMLINK_LOOP = re.compile(r"Symlink loop from (['\"])(.+)\1")

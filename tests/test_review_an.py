@@ -127,7 +127,8 @@ def test_the_resume_command_gives_the_supernet_as_given(tmp_path, monkeypatch, c
     argv = shlex.split(seen["command"])
     assert argv[:2] == ["automl", "run"] and argv[-1] == "--resume", argv
     args = build_parser().parse_args(argv[1:])
-    assert (args.out, args.resume, args.supernet, args.supernet_force) == ("o", True, "null", True), argv
+    assert (args.out, args.resume, args.supernet, args.supernet_force) == (str(tmp_path / "o"), True,
+                                                                          str(tmp_path / "null"), True), argv
     again = load_recipe(args.recipe, args.overrides + supernet_overrides(args.supernet, args.supernet_force))
     assert again == seen["recipe"] and again.supernet == str(tmp_path / "null")
 

@@ -12,21 +12,23 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from automl._io import reader_gone
+import yaml
+
+from automl._io import absolute_path, reader_gone, shell_path
 from automl._signals import Interrupted, ignored_at_exit, raising_on
-from automl.errors import Stopped, UserError
+from automl.errors import Stopped, UserError, say
 from automl.pipeline import Run
 from automl.pipeline.context import how_to_go_on, on_main
 from automl.pipeline.run import held_files, leftovers
 from automl.pipeline.setup import recipe_device
-from automl.recipe import load_recipe
+from automl.recipe import PATH_KEYS, load_recipe
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import (DistInfo, elastic_restart, init_distributed, launch_info, reported,
                                      said_by_this_rank, shutdown_distributed)
 from automl.train.preempt import SIGNALS
 
 __all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string", "rank_0_first", "START_GRACE",
-           "one_process"]
+           "one_process", "absolute_override", "resume_command", "interrupted_before_the_run"]
 
 
 STAMP = "%Y%m%d-%H%M%S"  # a run folder's name: <recipe name>-<STAMP>, then -2, -3, ... for one started that second
@@ -146,7 +148,8 @@ def _latest_run(name: str) -> Path:
     names = [p.name for p in RUNS.iterdir() if p.is_dir()] if RUNS.is_dir() else []
     found = [((m[1], int(m[2] or 1)), m[0]) for m in map(ours.fullmatch, names) if m]
     if not found:
-        raise UserError(f"--resume without --out: no earlier run of {name!r} under runs/; pass --out DIR")
+        raise UserError(f"--resume without --out: no earlier run of {name!r} under {absolute_path(RUNS)} (runs/ "
+                        f"of the current folder); pass --out DIR, or run it from the folder the run started in")
     runs = [RUNS / n for _, n in sorted(found, reverse=True)]
     chosen = next((d for d in runs if not _started_only(d)), runs[0])
     for d in runs[:runs.index(chosen)]:
@@ -189,6 +192,56 @@ def supernet_overrides(supernet: str | None, force: bool) -> list[str]:
                         f"records in its recipe.resolved.yaml; rename the folder (or link it under a plain name)")
     return (([f"supernet={yaml_string(supernet)}"] if supernet is not None else [])
             + (["supernet_force=true"] if force else []))
+
+
+def _relative(value) -> bool:
+    """Whether ``value``, an override's path, is relative to the current folder (``~`` is not)."""
+    return isinstance(value, str) and bool(value) and not Path(os.path.expanduser(value)).is_absolute()
+
+
+def absolute_override(item: str) -> str:
+    """The override ``item`` (``key.path=value``) as a command pasted from any folder gives it: a path relative to
+    the current folder (the recipe's path keys, ``space=../x``, also inside a section's mapping,
+    ``search={cost_table: t.json}``) made absolute (:func:`~automl._io.absolute_path`), read back as
+    the same path (:func:`yaml_string`); any other override, and one the recipe would not read, as typed."""
+    key, sep, text = item.partition("=")
+    keys = tuple(key.strip().split("."))
+    below = [k[len(keys):] for k in PATH_KEYS if k[:len(keys)] == keys]
+    if not sep or not below:
+        return item
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except (yaml.YAMLError, ValueError, OverflowError):
+        return item
+    if below == [()]:  # the key is a path
+        return f"{key.strip()}={yaml_string(str(absolute_path(value)))}" if _relative(value) else item
+    if not isinstance(value, dict):
+        return item
+    changed = False
+    for k in below:  # a section's mapping: each path key in it
+        section = value
+        for name in k[:-1]:
+            section = section.get(name) if isinstance(section, dict) else None
+        if isinstance(section, dict) and _relative(section.get(k[-1])):
+            section[k[-1]], changed = str(absolute_path(section[k[-1]])), True
+    if not changed:
+        return item
+    try:
+        return f"{key.strip()}=" + yaml.safe_dump(value, default_flow_style=True, sort_keys=False,
+                                                  width=2 ** 30).strip()
+    except (yaml.YAMLError, UnicodeError):
+        return item
+
+
+def resume_command(args, out: Path) -> str:
+    """The command that continues the run in ``out`` as ``args`` started it, every path in it absolute (pasted from
+    any folder, a job's log read later, it continues the same run): the recipe, ``--out``, ``--supernet`` and the
+    overrides' paths (:func:`absolute_override`)."""
+    flags = (["--supernet", shell_path(absolute_path(args.supernet))] if args.supernet is not None else []) + (
+        ["--supernet-force"] if args.supernet_force else [])
+    overrides = [shlex.quote(absolute_override(item)) for item in args.overrides]
+    return " ".join(["automl", "run", shell_path(absolute_path(args.recipe)), *overrides,
+                     "--out", shell_path(absolute_path(out)), *flags, "--resume"])
 
 
 def _supernet_typed(args) -> str | None:
@@ -361,10 +414,20 @@ def main(args) -> int:
         info = init_distributed(recipe_device(recipe, DistInfo()).type)
     except UserError as e:  # found by each process alone, before the ranks met: who says it (reported)
         raise rank_0_first(reported(e, launch, before_start=True), launch)
+    except KeyboardInterrupt:  # Ctrl-C as the recipe loads or the ranks meet: exit 130, as the CLI's
+        if launch.is_main:
+            say(interrupted_before_the_run(args.out))
+        raise Stopped(signal.SIGINT) from None
     try:
         return _run(args, recipe, info)
     except UserError as e:
         raise reported(e, info)
+
+
+def interrupted_before_the_run(out: str | None) -> str:
+    """What a Ctrl-C before the run began says: nothing was written (in ``--out``, where given). The CLI says the
+    same of one while automl loads, before this module's :func:`main` (automl/cli.py, ``_interrupted``)."""
+    return "interrupted before the run began: nothing was written" + (f" in {out}" if out else "")
 
 
 def _restart_resumes(args, out: Path, info: DistInfo) -> bool:
@@ -394,9 +457,7 @@ def _run(args, recipe, info: DistInfo) -> int:
             else:  # rank 0 picks (or creates) the folder; every rank uses it
                 out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
                                                       else _new_run_folder(recipe.name, made))))
-            flags = (["--supernet", args.supernet] if args.supernet is not None else []) + (
-                ["--supernet-force"] if args.supernet_force else [])
-            again = shlex.join(["automl", "run", args.recipe, *args.overrides, "--out", str(out), *flags, "--resume"])
+            again = resume_command(args, out)
             resume = args.resume or _restart_resumes(args, out, info)
             try:
                 run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device,

@@ -14,13 +14,14 @@ ranking stage has its finished retrainings (its checkpoint's) reused alike, and 
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from automl._io import atomic_write_json
+from automl._io import absolute_path, atomic_write_json
 from automl.dsl import space_digest
 from automl.errors import Stopped, UserError
 from automl.pipeline.context import on_main, shell_path, written_on_main
@@ -40,7 +41,7 @@ from automl.train.progress import Reporter
 if TYPE_CHECKING:
     from automl.pipeline.run import Run
 
-__all__ = ["rank_finished_run", "check_results", "check_trains_a_supernet"]
+__all__ = ["rank_finished_run", "check_results", "check_trains_a_supernet", "rank_command"]
 
 
 def _run_recipe(out: Path) -> dict | None:
@@ -59,12 +60,13 @@ def _run_device(out: Path) -> str | None:
 
 
 def rank_command(recipe, out: Path) -> str:
-    """The ``automl rank`` command that goes on with the same settings (retrainings recorded are reused); with
-    ``--device`` when this one computes on another device than the run's (``automl rank --device``)."""
+    """The ``automl rank`` command that goes on with the same settings (retrainings recorded are reused), naming the
+    run's folder by its absolute path (:func:`absolute_path`); with ``--device`` when this one computes on another
+    device than the run's (``automl rank --device``)."""
     rk = recipe.ranking
     device = "" if recipe.device == _run_device(out) else f" --device {recipe.device}"
-    return (f"automl rank {shell_path(out)} --archs {rk.archs} --retrain-epochs {ranking_epochs(recipe)} "
-            f"--seeds {rk.seeds} --truth {rk.truth}{device}")
+    return (f"automl rank {shell_path(absolute_path(out))} --archs {rk.archs} "
+            f"--retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} --truth {rk.truth}{device}")
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:

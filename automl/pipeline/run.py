@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import atomic_write_text, remove_temporaries, temporary_pattern, writable_dir, write_fix
+from automl._io import (absolute_path, atomic_write_text, remove_temporaries, temporary_pattern, writable_dir,
+                        write_fix)
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import RecipeError, UserError, say
 from automl.pipeline.context import Keeper, RunContext, how_to_go_on, on_main, rng_of, shell_path
@@ -717,9 +718,11 @@ class Run:
         # how the command line set the recipe's supernet and supernet_force, which its messages name
         self.supernet_given = supernet_given(recipe, supernet_typed)
         self.force_given = force_named(recipe, force_typed)
-        # printed when the run stops early; commands/run.py passes the command line with its overrides
-        self.resume_command = resume_command or (f"automl run {shell_path(recipe.source or Path('RECIPE'))} --out "
-                                                 f"{shell_path(self.out)} --resume")
+        # printed when the run stops early, its paths absolute (pasted from any folder); commands/run.py passes the
+        # command line with its overrides
+        source = shell_path(absolute_path(recipe.source)) if recipe.source else "RECIPE"
+        self.resume_command = (resume_command
+                               or f"automl run {source} --out {shell_path(absolute_path(self.out))} --resume")
         self.lock = RunLock(self.out)
         self.info = info or DistInfo()
         self.device = device if device is not None else recipe_device(recipe, self.info)
