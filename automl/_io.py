@@ -76,8 +76,8 @@ def write_fix(e: OSError) -> str:
     if e.errno == errno.ENOTDIR:
         return "a file stands on the path where a folder must be: move it away"
     if e.errno == errno.ENAMETOOLONG:
-        return ("the path is too long for the file system: move the run folder to a shorter path (give that as "
-                "--out, with --resume to continue)")
+        return ("the path is too long for the file system: move the run folder to a shorter path and name the new "
+                "path where the command names the old one (a run continues there with --resume)")
     return "fix the cause"
 
 

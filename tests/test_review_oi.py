@@ -92,3 +92,20 @@ def test_pricing_a_distinct_input_set_says_only_default_prices_it():
     e = _error(CELLS.replace("  default = 1\n", "  default = 1\n  c0+c1 = 2\n"))
     assert e.line == 17
     assert "input sets (`c0+c1`) are not names: only `default` prices them" in e.message
+
+
+def test_a_set_named_as_a_keyword_in_a_list_without_its_comma_is_told_the_comma():
+    """A choice set named `stem` (keywords are soft) after a name without `,`, the list closed on its line: the `,`
+    left out, not an unclosed `[`."""
+    text = HEAD + "choices stem = ir_k3_e1\n" + NETWORK.replace("choose mb then mb", "choose [mb stem] then mb")
+    e = _error(text)
+    assert "separate the names of a list with `,`: `mb, stem`" in e.message, e.message
+    assert "is not closed" not in e.message, e.message
+
+
+def test_a_stage_named_as_an_option_with_a_misspelt_option_after_it_is_told_the_option():
+    """`stage se widht 24`: a stage named `se` is valid; the misspelt `widht` after it gets its did-you-mean, not
+    "`se` was read as the stage's name"."""
+    e = _error(HEAD + NETWORK.replace("stage s1 width 24", "stage se widht 24"))
+    assert "did you mean 'width'?" in e.message, e.message
+    assert "was read as the stage's name" not in e.message, e.message

@@ -516,7 +516,7 @@ _NAMED_OPTIONS["LAYER"] = _NAMED_OPTIONS["STAGE"]
 _NETWORK_ONLY = frozenset({"activation", "family", "stem", "stage", "layer", "head", "cells"})
 
 
-def _list_hint(e: UnexpectedToken) -> str:
+def _list_hint(e: UnexpectedToken, text: str) -> str:
     """A list written as in another language: in brackets after ``choices NAME =``, nested, ending in ``,``, or
     with a name and no ``,`` before the next name of the line."""
     stack = getattr(getattr(e, "state", None), "value_stack", None) or []
@@ -534,7 +534,8 @@ def _list_hint(e: UnexpectedToken) -> str:
         return f"; a list of choices needs at least one op (a name): `{keyword} [{example}]`"
     bracket = next((x for x in reversed(stack) if getattr(x, "type", None) in ("LSQB", "RSQB")), None)
     if (tok.type == "NAME" and str(tok) in _AFTER_A_LIST and getattr(bracket, "type", None) == "LSQB"
-            and kind == "NAME" and last.line == tok.line):  # on a later line: `_open_hint`
+            and kind == "NAME" and last.line == tok.line  # on a later line: `_open_hint`
+            and "]" not in text.splitlines()[tok.line - 1][tok.column - 1:]):  # closed after: a `,` left out
         where = f"at column {bracket.column}" if bracket.line == tok.line else f"on line {bracket.line}"
         return f"; the `[` {where} is not closed: add `]` before `{tok}`"
     if (tok.type == "NAME" and kind == "NAME" and last.line == tok.line and "COMMA" in (e.accepts or e.expected)
@@ -567,7 +568,8 @@ def _keyword_as_name_hint(e: UnexpectedToken, text: str) -> str:
     if not (isinstance(last, Token) and str(last) in _keywords() and isinstance(before, Token)):
         return ""
     if (last.line == before.line and str(last) in _NAMED_OPTIONS.get(before.type, ())
-            and e.token.type != "$END" and e.token.line == last.line):
+            and e.token.type != "$END" and e.token.line == last.line  # an option misspelt after it: did you mean
+            and not _hint(e.token, _describe_expected(e.accepts or e.expected or ())).startswith("; did you mean")):
         return (f"; `{last}` was read as {_READS_A_NAME[before.type]}: write "
                 f"`{before} NAME {last} ...`")
     if last.line <= before.line:
@@ -931,7 +933,7 @@ def _syntax_error(e: UnexpectedInput, text: str, filename: str) -> SpaceError:
             _keyword_as_name_hint(e, text) or _top_level_hint(e, tok, expected, text) or _family_hint(e)
             or _input_hint(e) or _misplaced_hint(e, text)
             or _hint(tok, expected) + _bracket_hint(e, text) + _dashed_name(tok, text)
-            or _list_hint(e) or _number_hint(e) or _output_hint(e) or _open_hint(e, text))
+            or _list_hint(e, text) or _number_hint(e) or _output_hint(e) or _open_hint(e, text))
         if tok.type == "$END":
             line, col = _end_position(text)
             return err(msg, line, col)
