@@ -377,7 +377,8 @@ def _check_not_in_use(args) -> None:
         return
     holder = held_by(out)
     if holder is not None:
-        raise UserError(f"--out {out} is in use: another command is writing there ({holder}); wait for it to end, {_AGAIN}")
+        raise UserError(f"--out {out} is in use: another command is writing there ({holder}); wait for it to end, "
+                        f"{_AGAIN}")
 
 
 def _check_out(args) -> str | None:
