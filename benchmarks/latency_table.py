@@ -275,7 +275,7 @@ def main() -> None:
                    help="onnxruntime's intra-op threads for the table and the whole models (at most the CPUs "
                         "this process can use: more only take turns on them, and a warning says so)")
     p.add_argument("--batch", type=batch_size, default=1,
-                   help="images per inference, for the table and the whole models (default: 1)")
+                   help="images per inference, for the table and the whole models")
     p.add_argument("--repeat", type=positive_int, default=20, help="timed runs per piece of the table")
     p.add_argument("--measure-repeat", type=int_at_least(1, MAX_REPEAT), default=30,
                    help=f"timed runs per whole model and pass (at most {MAX_REPEAT:,}, as --repeat)")

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -46,6 +47,8 @@ __all__ = ["main", "STOP_SIGNALS"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # what to do once the command writing to --out (another automl export) has ended (:func:`_out_locked`)
 _AGAIN = "then run this export again, or choose another --out"
+# the holder of a lock (automl._lock.held_by's words) that is an automl export: "... (automl -v export ...)"
+_EXPORTING = re.compile(r"\(automl(?: -\S+)* export\b")
 
 
 class _Progress:
@@ -450,10 +453,11 @@ def _check_run_folder(args) -> None:
         return
     if not (run / RESOLVED).is_file():  # held, no recipe yet: a run starting up, or an export writing there
         holder = held_by(run)
-        if holder is not None:
+        if holder is None:
+            return
+        if _EXPORTING.search(holder):
             raise UserError(f"--out {args.out} is inside {run}, which another automl command is writing ({holder}); "
                             f"wait for it to end, {_AGAIN}")
-        return
     out, root = Path(os.path.realpath(os.path.expanduser(str(args.out)))), _export_root(run)
     if out in (run, root):
         what = (f"run {run}'s own folder (its {RESOLVED}, results.json, checkpoints/)" if out == run else
