@@ -145,7 +145,9 @@ def test_help_gives_the_defaults():
     assert r.returncode == 0, r.stderr
     text = " ".join(r.stdout.split())
     for shown in ("--archs ARCHS random architectures to export and time (at least 2: Kendall's tau compares pairs) "
-                  "(default: 30)", "--batch BATCH images per inference, for the table and the whole models (default: 1)", "(default: proxylessnas digits)",
+                  "(default: 30)",
+                  "--batch BATCH images per inference, for the table and the whole models (default: 1)",
+                  "(default: proxylessnas digits)",
                   "(default: wall)"):
         assert shown in text, shown
     assert "(default: False)" not in text and "(default: None)" not in text  # switches, unset options
