@@ -47,7 +47,7 @@ try:
 except ImportError:  # Windows: no flock; runs are not locked there
     fcntl = None
 
-__all__ = ["LOCK_NAME", "RunLock", "held_by"]
+__all__ = ["LOCK_NAME", "RunLock", "held_by", "lock_holder"]
 
 _logger = logging.getLogger(__name__)
 LOCK_NAME = ".lock"
@@ -181,6 +181,7 @@ class _Holding:
         # "automl rank RUN ...", "automl -v rank ...": _command() writes the program as automl; the verb is the first
         # word after it that is no option
         verb = next((w for w in words[1:] if not w.startswith("-")), None)
+        self.verb = verb or "run"  # the automl command: run, rank, export (a record without one: a run's)
         self.rank, export = verb == "rank", verb == "export"
         self.what = "an automl rank is" if self.rank else "an automl export is" if export else "another automl run is"
         self.exits = ("it finishes the current retraining, records it in results.json and exits" if self.rank else
@@ -251,8 +252,15 @@ def _held_here(path: Path) -> bool:
 
 def held_by(folder: str | os.PathLike) -> str | None:
     """Who holds the lock on ``folder`` (a run writing there, :func:`_holder`'s words), or None when nobody does,
-    the folder has no lock file, or the file system refuses locks. Only looks: the file is opened for reading (a
-    folder this user cannot write), and a shared lock is tried and dropped at once."""
+    the folder has no lock file, or the file system refuses locks (:func:`lock_holder`)."""
+    found = lock_holder(folder)
+    return None if found is None else found[0]
+
+
+def lock_holder(folder: str | os.PathLike) -> tuple[str, str] | None:
+    """``(who, command)`` of the process that holds the lock on ``folder``: :func:`held_by`'s words, and the automl
+    command it runs (``run``, ``rank``, ``export``: :class:`_Holding`); None as for :func:`held_by`. Only looks: the
+    file is opened for reading (a folder this user cannot write), and a shared lock is tried and dropped at once."""
     path = Path(folder) / LOCK_NAME
     if fcntl is None or _held_here(path):  # this process's own lock (on NFS closing a copy would drop it)
         return None
@@ -266,7 +274,8 @@ def held_by(folder: str | os.PathLike) -> str | None:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError as e:
         if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            return _holder(path, _holders(os.fstat(fd)))[0]
+            who, _, doing = _holder(path, _holders(os.fstat(fd)))
+            return who, doing.verb
         return None
     finally:
         os.close(fd)  # drops the shared lock, if taken

@@ -8,7 +8,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import signal
 import sys
@@ -19,7 +18,7 @@ import torch
 import yaml
 
 from automl._io import path_problem, writable_dir
-from automl._lock import LOCK_NAME, RunLock, held_by
+from automl._lock import LOCK_NAME, RunLock, held_by, lock_holder
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
 from automl.commands.run import one_process
@@ -47,8 +46,6 @@ __all__ = ["main", "STOP_SIGNALS"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # what to do once the command writing to --out (another automl export) has ended (:func:`_out_locked`)
 _AGAIN = "then run this export again, or choose another --out"
-# the holder of a lock (automl._lock.held_by's words) that is an automl export: "... (automl -v export ...)"
-_EXPORTING = re.compile(r"\(automl(?: -\S+)* export\b")
 
 
 class _Progress:
@@ -452,11 +449,11 @@ def _check_run_folder(args) -> None:
     if run is None:
         return
     if not (run / RESOLVED).is_file():  # held, no recipe yet: a run starting up, or an export writing there
-        holder = held_by(run)
-        if holder is None:
+        found = lock_holder(run)
+        if found is None:
             return
-        if _EXPORTING.search(holder):
-            raise UserError(f"--out {args.out} is inside {run}, which another automl command is writing ({holder}); "
+        if found[1] == "export":
+            raise UserError(f"--out {args.out} is inside {run}, which another automl command is writing ({found[0]}); "
                             f"wait for it to end, {_AGAIN}")
     out, root = Path(os.path.realpath(os.path.expanduser(str(args.out)))), _export_root(run)
     if out in (run, root):
