@@ -42,7 +42,7 @@ except ImportError:  # Windows
 from automl import __version__
 from automl._io import reader_gone
 from automl.commands import parse_set_args  # re-exported: scripts import it from here
-from automl.errors import Stopped, UserError, shortened
+from automl.errors import Stopped, UserError, interrupted_before_the_run, shortened
 from automl.limits import MAX_WHOLE_EXPONENT, SET_ASIDE, THREAD_ENV_VARS, omp_refuses
 
 __all__ = ["main", "build_parser", "parse_set_args", "whole_number", "GivenOnce"]
@@ -429,12 +429,11 @@ def _command(argv: list[str] | None) -> int:
 
 def _interrupted(args, begun: bool) -> str:
     """What a Ctrl-C (KeyboardInterrupt) that reached the CLI says; ``begun``: the command's main had begun (else it
-    came as automl loaded, before anything was written). ``automl run`` says the same of one before its run began
-    (automl/commands/run.py, ``interrupted_before_the_run``)."""
+    came as automl loaded, before anything was written)."""
     if args.command == "export":
         return "interrupted before the export began: nothing was written"
     if args.command == "run" and not begun:
-        return "interrupted before the run began: nothing was written" + (f" in {args.out}" if args.out else "")
+        return interrupted_before_the_run(args.out)
     return "interrupted"
 
 

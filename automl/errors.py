@@ -10,7 +10,7 @@ import json
 import sys
 
 __all__ = ["UserError", "SpaceError", "RecipeError", "DataError", "Stopped", "format_source_error", "shortened",
-           "listed", "MAX_LISTED", "say", "json_text", "value_text"]
+           "listed", "MAX_LISTED", "say", "json_text", "value_text", "interrupted_before_the_run"]
 
 
 class UserError(Exception):
@@ -33,6 +33,12 @@ class Stopped(Exception):
         super().__init__(f"stopped by signal {signum}")
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def interrupted_before_the_run(out: str | None) -> str:
+    """What a Ctrl-C before ``automl run``'s run began says, as automl loads (automl/cli.py) or as the recipe loads
+    and the processes meet (automl/commands/run.py): nothing was written (in ``--out``, where given)."""
+    return "interrupted before the run began: nothing was written" + (f" in {out}" if out else "")
 
 
 def say(text: str) -> None:

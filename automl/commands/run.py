@@ -16,7 +16,7 @@ import yaml
 
 from automl._io import absolute_path, reader_gone, shell_path
 from automl._signals import Interrupted, ignored_at_exit, raising_on
-from automl.errors import Stopped, UserError, say
+from automl.errors import Stopped, UserError, interrupted_before_the_run, say
 from automl.pipeline import Run
 from automl.pipeline.context import how_to_go_on, on_main
 from automl.pipeline.run import held_files, leftovers
@@ -422,12 +422,6 @@ def main(args) -> int:
         return _run(args, recipe, info)
     except UserError as e:
         raise reported(e, info)
-
-
-def interrupted_before_the_run(out: str | None) -> str:
-    """What a Ctrl-C before the run began says: nothing was written (in ``--out``, where given). The CLI says the
-    same of one while automl loads, before this module's :func:`main` (automl/cli.py, ``_interrupted``)."""
-    return "interrupted before the run began: nothing was written" + (f" in {out}" if out else "")
 
 
 def _restart_resumes(args, out: Path, info: DistInfo) -> bool:
