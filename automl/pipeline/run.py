@@ -26,8 +26,8 @@ from automl.pipeline.results import carry_over, device_record, read_results
 from automl.pipeline.search_stages import SampleStage, SimultaneousStage, ThetaStage, WeightsStage
 from automl.pipeline.reuse import (FLAG, FORCE_FLAG, Given, check_fits, check_resumed, differences, fingerprint_digest,
                                    holds_trained_supernet, load_supernet, on_data, weights_fingerprint)
-from automl.pipeline.setup import (check_budgets, check_export_dir, check_out_and_export, check_ranking, check_shapes,
-                                   load_spaces, recipe_costs, recipe_data, recipe_device, resolved)
+from automl.pipeline.setup import (RESOLVED, check_budgets, check_export_dir, check_out_and_export, check_ranking,
+                                   check_shapes, load_spaces, recipe_costs, recipe_data, recipe_device, resolved)
 from automl.pipeline.state import CKPT_FORMAT, RunState, check_same_data, restore_rng
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher, supernet_methods
@@ -45,7 +45,6 @@ __all__ = ["Run", "held_files", "leftovers", "supernet_given"]
 # previous start-up's files (a new run saves its thread choice before the data and the space are checked, its
 # resolved recipe before the first stage; in a new or empty folder a failed start-up removes them: _left_as_found):
 # a new run takes such a folder over (with what a run killed before its first checkpoint leaves besides: leftovers)
-RESOLVED = "recipe.resolved.yaml"
 STARTUP_FILES = (LOCK_NAME, "threads.json", RESOLVED)
 # what every run writes in --out (its start-up's files, its log, its checkpoints' index): a folder holding none of
 # them but the lock file is not a run's (the user's own files, given as --out by mistake), and no message advises

@@ -33,7 +33,8 @@ from automl.train.distributed import DistInfo
 __all__ = ["resolve_device", "recipe_device", "recipe_data", "Spaces", "load_spaces", "check_settings",
            "check_theta_min", "check_retrain_se", "check_export", "check_out_and_export", "check_export_dir",
            "check_member_folder", "resolved", "check_shapes", "check_ranking", "ranked_pool", "check_same_decisions",
-           "TooManyArchs", "check_budgets", "EngineCosts", "engine_costs", "recipe_costs", "check_latency_clock"]
+           "TooManyArchs", "check_budgets", "EngineCosts", "engine_costs", "recipe_costs", "check_latency_clock",
+           "RESOLVED"]
 
 
 def resolve_device(name: str, info: DistInfo) -> torch.device:
@@ -76,8 +77,8 @@ def recipe_data(recipe, device, info: DistInfo | None = None):
         raise _at_key(recipe, e.recipe_key, e) from None
 
 
-# what a run writes first: its own recipe (automl.pipeline.run.RESOLVED; run.py imports this module)
-_RESOLVED = "recipe.resolved.yaml"
+# the file a run writes its own recipe to, in --out (automl.pipeline.run writes it; a run's recipe read back: rank)
+RESOLVED = "recipe.resolved.yaml"
 
 
 class _DataRecipeError(RecipeError, DataError):
@@ -438,7 +439,7 @@ def _recorded(recipe, keys: tuple[str, ...], what: str) -> str | None:
     gives the value at ``keys``: the advice for ``what`` it names that is no longer there, which the user moved
     (the path is the run's record, not a mistake to look for); None for any other recipe."""
     source = recipe.source
-    line = None if source is None or source.name != _RESOLVED else file_line(recipe, keys)
+    line = None if source is None or source.name != RESOLVED else file_line(recipe, keys)
     if line is None:
         return None
     return (f"the {what} recorded for this run is gone or moved: put it back, or edit line {line} of {source} to "
