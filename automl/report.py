@@ -90,8 +90,9 @@ class _Origin(_Read):
 class _Results(_Read):
     recipe: str
     method: str
-    # how the run used its searcher (automl/search/_registry.py's modes): "sample", drawn without a supernet (the
-    # random baseline); absent from an earlier automl's results.json, which its method name tells
+    # how the run used its searcher (automl/search/_registry.py's modes), which words the report (_mode): "sample",
+    # drawn without a supernet (the random baseline); absent from an earlier automl's results.json, which its
+    # method name tells
     searcher_mode: str | None = None
     search_seconds: float
     phase_seconds: dict[str, float]
@@ -182,10 +183,16 @@ def _retrained_budgets(results: dict) -> bool:
 
 
 def short_number(x: float) -> str:
-    """150000 -> '150k', 2500000 -> '2.5M', 12.5 -> '12.5'."""
+    """150000 -> '150k', 2500000 -> '2.5M', 12.5 -> '12.5'; a value that rounds to 1000 of a unit is 1 of the
+    next (999,960 -> '1M', not '1000k'; G is the largest: 999,960,000,000 -> '1000G')."""
+    bigger = None  # the next unit up
     for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
-            return f"{x / div:.4g}{suffix}"
+            text = f"{x / div:.4g}"
+            if bigger is not None and abs(float(text)) >= 1000:
+                return f"{'-' if x < 0 else ''}1{bigger}"
+            return text + suffix
+        bigger = suffix
     return f"{x:.6g}"
 
 
@@ -280,13 +287,26 @@ def _over_budget(results: dict) -> str:
             f"run with the machine's load (`automl space profile` says how much where it is large).")
 
 
+# the mode of each built-in method (automl/search/_registry.py): an earlier automl's results.json records no
+# searcher_mode, and these were the methods it had
+_METHOD_MODES = {"importance_sampling": "joint", "separate": "per_member", "simultaneous": "interleaved",
+                 "random": "sample"}
+
+
+def _mode(results: dict) -> str | None:
+    """How the run used its searcher (``joint``, ``per_member``, ``interleaved``, ``sample``: the modes of
+    automl/search/_registry.py), which decides report.md's wording, so that a plugin searcher is worded as the
+    built-in of its mode: results.json's ``searcher_mode``; an earlier automl's results.json, without it, by its
+    method's name (None for a name that is no built-in one)."""
+    mode = results.get("searcher_mode")
+    return mode if mode is not None else _METHOD_MODES.get(results["method"])
+
+
 def _drawn(results: dict) -> bool:
     """Whether the run's members were drawn without a supernet and have no ε: a searcher of mode ``sample`` (the
-    random baseline, or a plugin registered so), as results.json's ``searcher_mode`` records it, which also nulls
-    its ``utility`` (automl/pipeline/results.py); an earlier automl's results.json, without it, by its method
-    name (``random``, the one such method it had)."""
-    mode = results.get("searcher_mode")
-    return mode == "sample" if mode is not None else results["method"] == "random"
+    random baseline, or a plugin registered so: :func:`_mode`), which also nulls its ``utility``
+    (automl/pipeline/results.py)."""
+    return _mode(results) == "sample"
 
 
 def _eps_header(results: dict) -> str:
@@ -573,20 +593,21 @@ def _search_time(results: dict) -> tuple[str, str]:
     """What ``search_seconds`` covers for the run's method, as report.md's sentence says it, and the table's
     search-time cell: the time of a search every member shares (importance sampling's one θ phase for all), or
     the whole of the run's searches, whose parts per member results.json does not record (Method 2's θ phase
-    per member after one shared weight phase, Method 1's search per member, the random baseline's draws)."""
-    t, method = _seconds(results["search_seconds"]), results["method"]
+    per member after one shared weight phase, Method 1's search per member, the random baseline's draws): by the
+    searcher's mode (:func:`_mode`), a plugin's as the built-in one's of that mode."""
+    t, method, mode = _seconds(results["search_seconds"]), results["method"], _mode(results)
     origin = results.get("supernet")
     reused = isinstance(origin, dict) and bool(origin.get("from"))  # --supernet: no weight phase
-    if method == "importance_sampling":
+    if mode == "joint":
         return (("" if reused else "one weight phase, then ") + "one θ phase that searches every member at once"
                 + ("; the weight phase was skipped" if reused else "")), f"{t} (shared)"
-    if method == "separate":
+    if mode == "per_member":
         if reused:
             return ("a θ phase per member, one after another; the weight phase was skipped",
                     f"{t} in all (a θ phase each)")
         return ("one weight phase, shared, then a θ phase per member, one after another",
                 f"{t} in all (weights shared, a θ phase each)")
-    if method == "simultaneous":
+    if mode == "interleaved":
         return ("a search per member, one after another, each training its own supernet with weight and θ steps "
                 "interleaved", f"{t} in all (a search each)")
     if _drawn(results):
@@ -597,21 +618,23 @@ def _search_time(results: dict) -> tuple[str, str]:
 
 def _search_title(results: dict) -> str:
     """The summary table's search time, as report.md's search-time column says it: ``11.3 s in all (weights shared,
-    a θ phase each)`` for the searches of every member together; importance sampling's one shared search, the
-    same for every row, is its time alone (``5.8 s``)."""
+    a θ phase each)`` for the searches of every member together; importance sampling's one shared search (mode
+    ``joint``), the same for every row, is its time alone (``5.8 s``)."""
     _, cell = _search_time(results)
-    return _seconds(results["search_seconds"]) if results["method"] == "importance_sampling" else cell
+    return _seconds(results["search_seconds"]) if _mode(results) == "joint" else cell
 
 
 def _inherited(results: dict) -> str:
     """Whose weights a network not retrained has: the supernet's; with `search.supernets` M > 1 (results.json's
-    ``supernets``) the first one's (the others only score paths); with `simultaneous` its member's own."""
+    ``supernets``) the first one's (the others only score paths); with `simultaneous` (mode ``interleaved``, a
+    plugin's too) its member's own."""
     m = results.get("supernets")
     several = type(m) is int and m > 1
-    if results["method"] == "simultaneous":
+    if _mode(results) == "interleaved":
+        method = _md_code(results["method"])
         if several:
-            return f"the weights of the first of its member's own {m} supernets (`simultaneous` trains each member's)"
-        return "its member's own supernet's weights (`simultaneous` trains a supernet per member)"
+            return f"the weights of the first of its member's own {m} supernets ({method} trains each member's)"
+        return f"its member's own supernet's weights ({method} trains a supernet per member)"
     if several:
         return f"the weights of the first of the {m} supernets (`search.supernets`)"
     return "the supernet's weights"
@@ -624,16 +647,16 @@ def _root(archs: list[dict], i: int) -> int:
     return same if type(same) is int and 0 <= same < i else i
 
 
-def _network(a: dict, i: int, method: str, archs: list[dict] | None = None) -> tuple:
+def _network(a: dict, i: int, mode: str | None, archs: list[dict] | None = None) -> tuple:
     """What makes member ``a`` (``i``-th) one network with another: the network of the member it names as
     ``same_network_as`` (in ``archs``); else its choices, and weights that are the same for the same choices
     (retrained once: automl/pipeline/final_stages.py RetrainStage; the one supernet's on that path, recalibrated
     on the same batches), seen in the same measurements; ``("member", i)`` for weights of its own (untrained,
-    `simultaneous`'s supernet per member, or unrecorded)."""
+    `simultaneous`'s supernet per member: ``mode`` interleaved (:func:`_mode`), or unrecorded)."""
     if archs is not None and _root(archs, i) != i:
-        return _network(archs[_root(archs, i)], _root(archs, i), method)
+        return _network(archs[_root(archs, i)], _root(archs, i), mode)
     weights = a.get("weights")
-    if weights == "retrained" or weights == "supernet" and method != "simultaneous":
+    if weights == "retrained" or weights == "supernet" and mode != "interleaved":
         acc = a.get("test_accuracy")
         return tuple(a["choices"]), weights, acc if _finite(acc) else None, a.get("params"), a["cost"]
     return "member", i
@@ -644,7 +667,7 @@ def _networks(results: dict, indices) -> list[list[int]]:
     groups: dict[tuple, list[int]] = {}
     for i in indices:
         archs = results["architectures"]
-        groups.setdefault(_network(archs[i], i, results["method"], archs), []).append(i)
+        groups.setdefault(_network(archs[i], i, _mode(results), archs), []).append(i)
     return list(groups.values())
 
 
@@ -675,12 +698,13 @@ _ONE_NETWORK = {"retrained": "one retraining, one test accuracy; each exports it
                             "batches; each is evaluated and exported on its own"}
 
 
-def _apart(weights, method: str) -> str:
+def _apart(weights, results: dict) -> str:
     """Why members of one architecture have different weights."""
     if weights == "untrained":
         return "each is initialised on its own (untrained)"
-    if weights == "supernet" and method == "simultaneous":
-        return "each has its own supernet's weights on that path (`simultaneous` trains one supernet per member)"
+    if weights == "supernet" and _mode(results) == "interleaved":
+        return (f"each has its own supernet's weights on that path ({_md_code(results['method'])} trains one "
+                f"supernet per member)")
     if weights == "retrained":
         return "each was retrained on its own"
     return "each was evaluated on its own"
@@ -706,7 +730,7 @@ def _same_architecture_lines(results: dict) -> list[str]:
             lines += ["", f"The {_member_names(results, members)} are one network ({same}): {how}."]
             continue
         text = (f"The {_member_names(results, members)} are the same architecture (the same choices) with "
-                f"different weights: {_apart(weights, results['method'])}")
+                f"different weights: {_apart(weights, results)}")
         text += "".join(f"; the {_member_names(results, n)} are one network" for n in nets if len(n) > 1)
         lines += ["", text + "."]
     return lines

@@ -111,7 +111,8 @@ def test_a_network_not_retrained_from_several_supernets_has_the_first_ones_weigh
 
 def test_a_network_not_retrained_by_simultaneous_has_its_members_own_supernets_weights(two_supernets):
     _, res = two_supernets
-    sim = {**json.loads(json.dumps(res)), "method": "simultaneous", "supernets": 1}
+    sim = {**json.loads(json.dumps(res)), "method": "simultaneous", "searcher_mode": "interleaved",
+           "supernets": 1}
     line = _not_retrained(render_markdown(sim))
     assert "its member's own supernet's weights (`simultaneous` trains a supernet per member)" in line, line
     line = _not_retrained(render_markdown({**sim, "supernets": 3}))
