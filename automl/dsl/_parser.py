@@ -727,11 +727,18 @@ def _malformed_number(tok: Token, text: str) -> tuple[str, int] | None:
     if glued.startswith("x") and len(glued) > 1:  # `input 3xsize x size`: the shape's `x` glued to a name
         spaced = re.sub(r"(?<=[0-9])x|x(?=[0-9])", " x ", word)
         return f"`{word}`: put spaces around `x`: `{' '.join(spaced.split())}`", len(left)
-    if re.fullmatch(r"[0-9]*\.[0-9]*(\.[0-9]*)+", word):  # `1.0.0`: a version number, or a typo
-        first = word[:word.index(".", word.index(".") + 1)]
-        return f"`{word}` is a malformed number (one `.` at most): write one number, e.g. `{first}`", len(left)
+    if re.fullmatch(r"[0-9]*\.[0-9]*(\.[0-9]*)+", word):  # `1.0.0`: a version number; `1..0`: a typo
+        return _many_dots(word), len(left)
     unit = re.fullmatch(r"((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)[A-Za-z]+", word)
     return (f"`{word}`: a number takes no unit: write `{unit.group(1)}`", len(left)) if unit else None
+
+
+def _many_dots(word: str) -> str:
+    """What to write for a number with more than one `.` (``1.0.0``, ``1..0``): the number it most likely meant."""
+    single = re.sub(r"\.{2,}", ".", word)  # `1..0` -> `1.0`, `1.0..5` -> `1.0.5`
+    first = single if single.count(".") == 1 else single[:single.index(".", single.index(".") + 1)]
+    first = first.rstrip(".") if re.match(r"[0-9]", first) else first  # `1..` -> `1`, not `1.`
+    return f"`{word}` is a malformed number (one `.` at most): write one number, e.g. `{first}`"
 
 
 def _close_keyword(word: str, keywords: list[str]) -> str | None:
@@ -812,6 +819,10 @@ def _character_hint(ch: str, text: str, pos: int) -> str:
         return " (a dash or minus sign as a word processor writes it: write the plain `-`)"
     if category == "Cc":
         return " (a control character: delete it)"
+    before = _run_before(text, pos, "0123456789.")
+    number = before + re.match(r"[0-9.]*", text[pos:]).group()
+    if ch == "." and re.search(r"[0-9]", number) and not re.search(r"[A-Za-z_]$", text[:pos - len(before)]):
+        return f" ({_many_dots(number)})"  # `1.0..5`, `0...5`: a number, not a name, with more than one `.`
     if ch == "." and re.search(r"[A-Za-z0-9_]$", text[:pos]):  # `space my.space`, `choices mb.a = ...`
         word = _run_before(text, pos) + re.match(r"[A-Za-z0-9_.]*", text[pos:]).group()
         return (f" (a name holds `.` only before a digit, as the op names `ir_k3_e2.5` and `_se0.25` do: write "
