@@ -19,7 +19,8 @@ def _message(number: str) -> str:
     return info.value.message
 
 
-@pytest.mark.parametrize("typed, meant", [("1..0", "1.0"), ("0...5", "0.5"), ("1..", "1"), ("1.0..5", "1.0"), ("12..50", "12.50")])
+@pytest.mark.parametrize("typed, meant", [("1..0", "1.0"), ("0...5", "0.5"), ("1..", "1"), ("1.0..5", "1.0"),
+                                           ("12..50", "12.50")])
 def test_a_doubled_dot_suggests_the_number_meant(typed, meant):
     msg = _message(typed)
     assert f"`{typed}` is a malformed number" in msg
