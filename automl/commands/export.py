@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -17,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import path_problem, writable_dir
+from automl._io import path_problem, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock, held_by, lock_holder
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
@@ -46,6 +47,9 @@ __all__ = ["main", "STOP_SIGNALS"]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # what to do once the command writing to --out (another automl export) has ended (:func:`_out_locked`)
 _AGAIN = "then run this export again, or choose another --out"
+# what the machine refuses to write (a full disk or quota, a file past a size limit, a folder that cannot be written):
+# an export that meets one of these while it writes says so in one message (:func:`_write_failed`)
+_REFUSED_WRITES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class _Progress:
@@ -323,13 +327,9 @@ def _snapshot(out) -> dict[str, tuple]:
 def _stopped(args, progress: _Progress, name: str) -> str:
     """What a stop signal (``name``) before the export finished leaves, in words; a new ``--out`` (one the export
     created: ``progress.created``) is removed with what the export wrote there, the folders above it too."""
-    out, created = args.out, progress.created or []
-    if created and created[0] != Path(os.path.realpath(out)):  # a/../mine: --out existed, a/ is the export's
-        _remove_if_empty(created)
-    elif created:
-        shutil.rmtree(created[0], ignore_errors=True)  # made by this export: what it holds, the export wrote
-        _remove_if_empty(created[1:])
-        left = f"; {out} could not be removed" if os.path.lexists(out) else ""
+    out = args.out
+    left = _remove_created(out, progress.created or [])
+    if left is not None:
         return (f"stopped by {name} before the export finished: nothing was written ({out}, which it had created, "
                 f"is removed with what it held){left}; run the export again")
     if progress.stage == "checking" or _snapshot(out) == progress.before:
@@ -343,6 +343,43 @@ def _stopped(args, progress: _Progress, name: str) -> str:
             f"{MANIFEST_NAME}, which the export writes last); run the export again")
 
 
+def _remove_created(out, created: list[Path]) -> str | None:
+    """Remove what this export ``created`` (:func:`_missing_folders`): a new ``--out`` with what it holds and the
+    folders above it, or, where ``--out`` existed (``a/../mine``), the empty folders it made on the way. For a new
+    ``--out``, what could not be removed (``"; OUT could not be removed"``, or ""); None where ``--out`` is not the
+    export's (left as it is)."""
+    if created and created[0] != Path(os.path.realpath(out)):  # a/../mine: --out existed, a/ is the export's
+        _remove_if_empty(created)
+    elif created:
+        shutil.rmtree(created[0], ignore_errors=True)  # made by this export: what it holds, the export wrote
+        _remove_if_empty(created[1:])
+        return f"; {out} could not be removed" if os.path.lexists(out) else ""
+    return None
+
+
+def _write_failed(args, progress: _Progress, e: OSError) -> OSError | UserError:
+    """What a write the machine refused (``e``, raised while the export wrote or measured) ends in: a new ``--out``
+    is removed with what the export wrote there (:func:`_remove_created`), and one that existed is left as the
+    export left it. A full disk or quota, a file past a size limit or a folder that cannot be written
+    (:data:`_REFUSED_WRITES`) is one :class:`UserError` naming the file, what ``--out`` holds now and what to do;
+    any other ``OSError`` (EIO: the disk failed) is ``e`` itself, for the CLI to say (an internal error)."""
+    out = args.out
+    removed = _remove_created(out, progress.created or [])
+    if e.errno not in _REFUSED_WRITES:
+        return e
+    file = f"{os.fsdecode(e.filename)} " if isinstance(e.filename, (str, bytes)) and e.filename else ""
+    if removed is not None:
+        left = f"nothing was exported: {out}, which it had created, is removed with what it held{removed}"
+    elif progress.stage == "checking" or _snapshot(out) == progress.before:
+        left = f"{out} is left as it was"
+    elif progress.stage == "measuring" and (Path(out) / MANIFEST_NAME).is_file():
+        left = f"{out} holds the exported network, its measurements not complete"
+    else:
+        left = f"{out} holds no complete export: no {MANIFEST_NAME}, which the export writes last"
+    return UserError(f"--out {out}: cannot write {file}({e.strerror or e}); {write_fix(e)}, or choose another "
+                     f"--out, and run the export again ({left})")
+
+
 @contextmanager
 def _out_locked(args, created: list[Path], progress: _Progress):
     """``--out`` made (``writable_dir``) and locked while the export checks it again and writes there: the lock of
@@ -350,17 +387,24 @@ def _out_locked(args, created: list[Path], progress: _Progress):
     is refused, naming this one, instead of mixing its files with this one's. The lock is taken to look
     (``look``): released, a lock file this export made is removed and one it found is left as it was (naming its
     last holder), so that the folder holds the export's files alone. A user error in the block (a refused export)
-    leaves none of the folders this export ``created``, when they are empty."""
+    leaves none of the folders this export ``created``, when they are empty; an ``OSError`` (a full disk) none of
+    them, with what the export wrote there, where ``--out`` is one of them (:func:`_write_failed`)."""
     writable_dir(args.out, "--out")
     lock = RunLock(args.out)
     try:
         lock.acquire(then=_AGAIN, look=True, guard=False)
         progress.created = created  # a stop removes them from here on, not before: another export's, then
         yield
-    except UserError:
+    except UserError as e:
         lock.release()  # first: the lock file it made is removed, so that a folder it created is empty again
+        failed = e.__context__  # a write refused while measuring: said as the measurements' (quantize's) UserError
+        if progress.stage != "checking" and isinstance(failed, OSError) and failed.errno in _REFUSED_WRITES:
+            raise _write_failed(args, progress, failed) from None
         _remove_if_empty(created)
         raise
+    except OSError as e:  # a full disk, a quota: a new --out goes with what the export wrote there
+        lock.release()
+        raise _write_failed(args, progress, e) from None
     finally:
         lock.release()
 

@@ -12,6 +12,7 @@ import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from automl._lock import lock_holder
 from automl.errors import UserError
 from automl.export import export_architecture, inherit_from_state, load_model
 from automl.export.manifest import class_names, json_cost, whole_metric
@@ -171,6 +172,7 @@ class Exporter:
         says so and the run goes on; ``provenance``: the manifest's record of where the weights came from
         (``{"source": "retrained"}``, ...)."""
         folder = self.root / folder_name
+        _check_not_in_use(folder, ctx)
         if self.shared:
             check_member_folder(folder, self.out, ctx.keeper.resume_command)
         sp = ctx.spaces
@@ -212,6 +214,18 @@ class Exporter:
         except ValueError:
             rel = str(onnx_path)
         return {"onnx": rel, "latency_ms": m["latency"]["fp32_ms"], "int8": int8_summary(m)}
+
+
+def _check_not_in_use(folder: Path, ctx: RunContext) -> None:
+    """Just before a member's export: refuse ``folder`` while another command holds its lock (an ``automl export
+    --out`` into it, started while this run was not running: resumed since, the run would replace the files it
+    writes, and it the run's), naming the holder. The run stops before writing there; its checkpoints are intact
+    (the one after the member's retraining holds its weights: the resumed run exports it, ``ctx``'s resume command)."""
+    found = lock_holder(folder)
+    if found is not None:
+        raise UserError(f"{folder} is in use: another automl command is writing there ({found[0]}); this run stops "
+                        f"before writing its export there. Its checkpoints are intact: wait for that command to end "
+                        f"(or stop it), then continue with: {ctx.keeper.resume_command}")
 
 
 def _network_of(space):
