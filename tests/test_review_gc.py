@@ -110,7 +110,9 @@ def test_a_file_past_the_size_limit_is_the_users_to_fix(tmp_path):
     p = _automl("export", DIGITS, "--arch", "arch.json", "--out", "out", cwd=tmp_path, file_size=4096)
     assert p.returncode == 2, p.stderr[-3000:]
     assert "Traceback" not in p.stderr and "internal error" not in p.stderr, p.stderr[-3000:]
-    assert "(File too large): a limit on a file's size was reached" in p.stderr and "ulimit -f" in p.stderr
+    assert "cannot write a file (File too large); raise the file size limit (ulimit -f)" in p.stderr, p.stderr
+    # the export's own message: the new --out it created is removed, not left half written
+    assert "out, which it had created, is removed" in p.stderr and not (tmp_path / "out").exists()
 
 
 def test_no_writable_temporary_folder_is_the_users_to_fix(tmp_path):

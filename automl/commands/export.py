@@ -367,7 +367,7 @@ def _write_failed(args, progress: _Progress, e: OSError) -> OSError | UserError:
     removed = _remove_created(out, progress.created or [])
     if e.errno not in _REFUSED_WRITES:
         return e
-    file = f"{os.fsdecode(e.filename)} " if isinstance(e.filename, (str, bytes)) and e.filename else ""
+    file = f"{os.fsdecode(e.filename)} " if isinstance(e.filename, (str, bytes)) and e.filename else "a file "
     if removed is not None:
         left = f"nothing was exported: {out}, which it had created, is removed with what it held{removed}"
     elif progress.stage == "checking" or _snapshot(out) == progress.before:
