@@ -207,9 +207,9 @@ def test_a_run_folder_that_cannot_be_resumed_is_named_for_the_shell(tmp_path, mo
     (out / "results.json").write_text("{}")
     (out / "metrics.jsonl").write_text("")
     assert main(["run", QUICK, "--out", "my run", "--resume"]) == 2
-    assert "(rm -r 'my run')" in capsys.readouterr().err
+    assert f"(rm -r '{out}')" in capsys.readouterr().err  # absolute: the same folder pasted from any other
     assert main(["run", QUICK, "--out", "my run"]) == 2
-    assert "(rm -r 'my run')" in capsys.readouterr().err
+    assert f"(rm -r '{out}')" in capsys.readouterr().err
 
 
 def test_a_run_that_reused_a_supernet_resumes_after_both_folders_moved(tmp_path):

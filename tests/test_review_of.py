@@ -22,8 +22,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are sh
 REPLACED = (r"this ranking \((.*?)\) replaces the (\d+) retrainings? a stopped automl rank recorded in (\S+) "
             r"\(ranking_partial: (.*?)\), which it does not reuse: they are dropped at its first write; to keep "
             r"a stopped ranking's retrainings, finish it first by running its command again \(automl rank (\S+) "
-            r"--archs (\d+) --retrain-epochs (\d+)( --device \w+)? with the --seeds it had: its stop message gives the "
-            r"whole command\) and copy results.json before ranking with other settings\n")
+            r"--archs (\d+) --retrain-epochs (\d+)(?: --seeds \d+ --truth \w+)?( --device \w+)?"
+            r"(?: with the --seeds it had: its stop message gives the whole command)?\) and copy results.json before "
+            r"ranking with other settings\n")
 
 
 def _held(partial: dict) -> int:

@@ -69,6 +69,12 @@ def rank_command(recipe, out: Path) -> str:
             f"--retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} --truth {rk.truth}{device}")
 
 
+def _pasted(path: Path) -> str:
+    """``path`` as a command printed for pasting names it: absolute (:func:`absolute_path`: from any folder, a job's
+    log read later, it names the same folder), quoted for the shell (:func:`shell_path`)."""
+    return shell_path(absolute_path(path))
+
+
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
     """``automl rank`` after a retraining: stop (:class:`Stopped`) if a stop signal
     (:data:`~automl.train.preempt.SIGNALS`) came meanwhile, saying what results.json keeps (``done``: "k of K"
@@ -97,16 +103,16 @@ def _checked_checkpoint(run: Run) -> dict:
     if ckpt is None and run.store.missing() and not any((out / f).exists() for f in ("results.json", "report.md")):
         raise UserError(f"{out}: no usable checkpoint: the run stopped before its first one ({run.store.why_none()}), "
                         f"so it has not finished; automl rank ranks a finished run: finish it first (automl run RECIPE "
-                        f"--out {shell_path(out)} --resume, with its recipe and overrides: it starts afresh in its "
+                        f"--out {_pasted(out)} --resume, with its recipe and overrides: it starts afresh in its "
                         f"place)")
     if ckpt is None:
         raise UserError(f"{out}: no usable checkpoint: {run.store.why_none()}; automl rank scores the "
                         f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
-                        f"search again (automl run {out / 'recipe.resolved.yaml'} --out NEW_DIR)")
+                        f"search again (automl run {_pasted(out / 'recipe.resolved.yaml')} --out NEW_DIR)")
     if ckpt.get("supernet") is None:
         check_trains_a_supernet(out, method)
         raise UserError(f"{out}: the run has no trained supernet yet: its weight phase has not finished; "
-                        f"finish it first (automl run RECIPE --out {shell_path(out)} --resume, with its recipe and "
+                        f"finish it first (automl run RECIPE --out {_pasted(out)} --resume, with its recipe and "
                         f"overrides)")
     return ckpt
 
@@ -127,11 +133,11 @@ def _check_finished(run: Run, state: RunState, plan) -> None:
                         f"checkpoint is damaged: {'; '.join(run.store.problems)}; the one before it, "
                         f"{run.store.loaded}, is of before its stage {key}, and automl rank scores the run's last "
                         f"checkpoint: redo the stages from {key} on (automl run "
-                        f"{shell_path(out / 'recipe.resolved.yaml')} --out {shell_path(out)} --resume: it writes a new "
-                        f"checkpoint, results.json and report.md), then automl rank {shell_path(out)} again; or "
+                        f"{_pasted(out / 'recipe.resolved.yaml')} --out {_pasted(out)} --resume: it writes a new "
+                        f"checkpoint, results.json and report.md), then automl rank {_pasted(out)} again; or "
                         f"restore the folder from a copy")
     raise UserError(f"{out}: the run has not finished (next: its stage {key}); automl rank ranks a finished run: "
-                    f"finish it first (automl run RECIPE --out {out} --resume, with its recipe and overrides)")
+                    f"finish it first (automl run RECIPE --out {_pasted(out)} --resume, with its recipe and overrides)")
 
 
 def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
@@ -306,6 +312,27 @@ def _partial_differs(partial: dict, recipe, choices: list[list[str]], here: dict
                                  f"not ask for")
 
 
+def _partial_flags(recipe) -> dict:
+    """What a :data:`PARTIAL` record keeps of the ``automl rank`` flags beside its epochs and architectures, for the
+    command that finishes it (:func:`_partial_command`): ``seeds`` (retrainings per architecture, as the ranking
+    section's) and ``truth``."""
+    return {"seeds": ranking_seeds(recipe), "truth": recipe.ranking.truth}
+
+
+def _partial_command(partial: dict, out: Path, here: dict) -> str:
+    """The command of the ``automl rank`` stopped part-way whose :data:`PARTIAL` record is ``partial`` (in the run
+    folder ``out``, named absolute: :func:`_pasted`), for a ranking computing as ``here``: with ``--device`` where it
+    computed on another. A record with no ``seeds`` and ``truth`` (an older automl's, or edited) gives what it holds,
+    and says its stop message gives the rest."""
+    device = str(partial.get("device")).split(" ")[0]  # cpu, or cuda (GPU NAME)
+    flag = f" --device {device}" if device in ("cpu", "cuda") and partial.get("device") != here["device"] else ""
+    seeds, truth = partial.get("seeds"), partial.get("truth")
+    head = f"automl rank {_pasted(out)} --archs {len(partial['archs'])} --retrain-epochs {partial['retrain_epochs']}"
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1 and truth in ("loss", "accuracy"):
+        return f"{head} --seeds {seeds} --truth {truth}{flag}"
+    return f"{head}{flag} with the --seeds it had: its stop message gives the whole command"
+
+
 def _say_partial_replaced(results: dict, recipe, path: Path, choices: list[list[str]], here: dict,
                           earlier: dict[tuple[int, int], dict]) -> None:
     """Before the ranking's first retraining (its first write to ``path``, before the first one it computes, or at
@@ -327,15 +354,13 @@ def _say_partial_replaced(results: dict, recipe, path: Path, choices: list[list[
     lost = set(held) - set(earlier)
     if not lost:
         return
-    rk, device = recipe.ranking, str(partial.get("device")).split(" ")[0]  # cpu, or cuda (GPU NAME)
+    rk = recipe.ranking
     now = (rk.archs, ranking_epochs(recipe), ranking_seeds(recipe), rk.truth)
-    flag = f" --device {device}" if device in ("cpu", "cuda") and partial["device"] != here["device"] else ""
     print(f"this ranking ({_settings(*now)}) replaces the {len(lost)} retraining{'s' * (len(lost) != 1)} a stopped "
           f"automl rank recorded in {path} ({PARTIAL}: {_partial_differs(partial, recipe, choices, here, lost)}), "
           f"which it does not reuse: they are dropped at its first write; to keep a stopped ranking's "
-          f"retrainings, finish it first by running its command again (automl rank {shell_path(path.parent)} --archs "
-          f"{len(archs)} --retrain-epochs {epochs}{flag} with the --seeds it had: its stop message gives the whole "
-          f"command) and copy results.json before ranking with other settings", flush=True)
+          f"retrainings, finish it first by running its command again ({_partial_command(partial, path.parent, here)}"
+          f") and copy results.json before ranking with other settings", flush=True)
 
 
 def _ranking_stages(plan, spaces) -> tuple[list, list[list[str]]]:
@@ -411,7 +436,7 @@ def rank_finished_run(run: Run) -> dict:
 
     def keep(n: int) -> None:  # results.json records the first n stages' retrainings (+ earlier), the log's length
         partial = partial_ranking(r, state, choices, {s.j for _, s in stages[:n]}, run.reporter.synced_size())
-        new = {**(results or {}), PARTIAL: {**_with_earlier(partial, earlier), **here}}
+        new = {**(results or {}), PARTIAL: {**_with_earlier(partial, earlier), **here, **_partial_flags(r)}}
         written_on_main(info, f"{path}", lambda: atomic_write_json(path, new), again)
         written[0] = new  # once in place: a second signal's count (kept_now) is of the file as it is
 

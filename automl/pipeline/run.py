@@ -325,7 +325,7 @@ def _reuse_hint(out: Path, ckpt: dict | None) -> str:
     holds_trained_supernet`); "" where it has none (its weight phase unfinished, a method that trains none)."""
     if not holds_trained_supernet(ckpt):
         return ""
-    return f" (to search again on its trained supernet: a new --out with --supernet {shell_path(out)})"
+    return f" (to search again on its trained supernet: a new --out with --supernet {shell_path(absolute_path(out))})"
 
 
 def _supernet_at_start(out: Path, reused: str) -> str:
@@ -640,7 +640,7 @@ def _already_held(run: "Run", held: list[str]) -> UserError:
     else:
         why = ("it holds no checkpoint for --resume to continue" if run.store.missing()
                else f"--resume cannot continue it: {run.store.why_none()}")
-        fix = f"{why}; choose another --out, or delete it (rm -r {shell_path(run.out)}) and start again"
+        fix = f"{why}; choose another --out, or delete it (rm -r {shell_path(absolute_path(run.out))}) and start again"
     shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
     return UserError(f"--out {run.out} already holds files ({shown}); {fix}")
 
@@ -780,7 +780,8 @@ class Run:
 
     def _cannot_resume(self, held: list[str]) -> UserError:
         """``--resume`` with no usable checkpoint in ``out``: what is wrong, and how to start again."""
-        again = f"delete it (rm -r {shell_path(self.out)}) and start again without --resume, or choose another --out"
+        again = (f"delete it (rm -r {shell_path(absolute_path(self.out))}) and start again without --resume, or choose "
+                 f"another --out")
         if self.store.missing():
             if not self.out.exists():  # a mistyped --out, most likely
                 return UserError(f"--resume: no checkpoint in {self.out}: {self.out} does not exist; check --out "
@@ -990,7 +991,7 @@ class Run:
         lock (a run still writing there is named, and nothing is done), only to look until its checks have passed:
         refused, it leaves the lock file as it found it."""
         if self.info.is_main:
-            self.lock.acquire(then=f"then run automl rank {shell_path(self.out)} again", look=True)
+            self.lock.acquire(then=f"then run automl rank {shell_path(absolute_path(self.out))} again", look=True)
         try:
             return rank_finished_run(self)
         finally:
