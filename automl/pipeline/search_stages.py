@@ -135,6 +135,18 @@ def report_nonfinite(ctx: RunContext, method: SearchMethod, searcher: Searcher, 
     return total
 
 
+def theta_batches(loader, epoch: int, done: int):
+    """Algorithm 2's D_θ batches for weight epoch ``epoch``: a D_θ epoch sequence of its own, cycled to match D_W's
+    length; ``done`` batches already used. A generator of the loader alone: one that held its task would keep the
+    task, its supernet and optimiser state (on a GPU: their memory) alive in a reference cycle after the stage,
+    until Python's cyclic collector ran, while the next member's supernet is built."""
+    n = len(loader)
+    e, start = epoch * 1_000_003 + done // n, done % n
+    while True:
+        yield from loader.epoch(e, start)
+        e, start = e + 1, 0
+
+
 class WeightTask(EpochTask):
     """W updates (eq. 3) with λ paths per step from ``sample()``; with ``theta`` also a θ step after each
     on a D_θ batch (Algorithm 2).
@@ -177,19 +189,10 @@ class WeightTask(EpochTask):
             # inside an epoch: what its last end reported (the searcher's count holds this epoch's losses too)
             self.nonfinite = sums.get("nonfinite", self.nonfinite)
         if self.theta is not None:
-            self.theta_batches = self._theta_batches(epoch, done)
+            self.theta_batches = theta_batches(self.ctx.data.theta, epoch, done)
         w = self.loader
         self.member_batches = [w.with_seed(w.seed + MEMBER_SEED * m).epoch(epoch, done)
                                for m in range(1, len(self.nets))]
-
-    def _theta_batches(self, epoch: int, done: int):
-        # a D_θ epoch sequence of its own, cycled to match D_W's length; ``done`` batches already used
-        loader = self.ctx.data.theta
-        n = len(loader)
-        e, start = epoch * 1_000_003 + done // n, done % n
-        while True:
-            yield from loader.epoch(e, start)
-            e, start = e + 1, 0
 
     def step(self, epoch, step, batch):
         s = self.search

@@ -73,18 +73,43 @@ def natural_gradient_step(theta: torch.Tensor, u: torch.Tensor, flat: torch.Tens
             without, ``(S * D,)`` offsets ``n * D * Kmax`` of the distribution each sample belongs to.
     """
     N, D, Kmax = theta.shape
-    S = flat.shape[0] // D
     # eta/lam sum_i u_i (m^(i) - theta) = eta/lam (sum_i u_i m^(i)) - eta/lam (sum_i u_i) theta;
     # sum_i u_i m^(i) adds u_i at position (d, k_i(d)) of every decision.
-    u_rep = u.unsqueeze(-1).expand(N, u.shape[1], D)
-    if group_offsets is None:
-        sum_um = theta.new_zeros(N, D * Kmax).index_add_(1, flat, u_rep.reshape(N, S * D))
-    else:
-        # distribution n adds only its own rows: offset the positions by n * D * Kmax
-        sum_um = theta.new_zeros(N * D * Kmax).index_add_(0, flat + group_offsets, u_rep.reshape(-1))
-    sum_um = sum_um.view(N, D, Kmax)
+    sum_um = choice_sums(theta, u, flat, group_offsets).view(N, D, Kmax)
     Q = (costs * theta).sum(-1, keepdim=True)                             # Q_d = sum_k c_dk theta_dk
     # theta - eta eps (c - Q) theta + eta/lam (sum u) theta - eta/lam sum u m, factored on theta;
     # (c - Q) * theta is the natural gradient of E[R] (eq. 7).
     coef = (costs - Q).mul_(neg_lr_eps).add_(u.sum(-1).view(N, 1, 1) + 1.0)
     return theta.mul(coef).sub_(sum_um)
+
+
+def choice_sums(theta: torch.Tensor, u: torch.Tensor, flat: torch.Tensor,
+                group_offsets: torch.Tensor | None) -> torch.Tensor:
+    """``(N, D * Kmax)``: ``sum_i u_i m^(i)``, the coefficient ``u_i`` added at position ``(d, k_i(d))`` of every
+    decision, over distribution n's samples (all of them with importance sampling; without, its own ``lam``).
+
+    On the CPU index_adds (these products are tiny, and BLAS may hand a matmul to threads, which costs
+    milliseconds on a busy machine). Elsewhere index_add_ accumulates with atomics in no fixed order: theta would
+    differ in its last bits from run to run and between torchrun's ranks, which must apply the identical tell()
+    (their paths, and so the gradients they all-reduce, come from it): there :func:`onehot_sums`."""
+    if theta.device.type != "cpu":
+        return onehot_sums(theta, u, flat, group_offsets)
+    N, D, Kmax = theta.shape
+    S = flat.shape[0] // D
+    u_rep = u.unsqueeze(-1).expand(N, u.shape[1], D)
+    if group_offsets is None:
+        return theta.new_zeros(N, D * Kmax).index_add_(1, flat, u_rep.reshape(N, S * D))
+    # distribution n adds only its own rows: offset the positions by n * D * Kmax
+    return theta.new_zeros(N * D * Kmax).index_add_(0, flat + group_offsets, u_rep.reshape(-1)).view(N, D * Kmax)
+
+
+def onehot_sums(theta: torch.Tensor, u: torch.Tensor, flat: torch.Tensor,
+                group_offsets: torch.Tensor | None) -> torch.Tensor:
+    """:func:`choice_sums` as a product of ``u`` with the samples' one-hot rows: a summation in a fixed order
+    (no atomics), the same bits on every run of the same device."""
+    N, D, Kmax = theta.shape
+    S = flat.shape[0] // D
+    onehot = theta.new_zeros(S, D * Kmax).scatter_(1, flat.view(S, D), 1.0)  # each position written once
+    if group_offsets is None:
+        return u @ onehot
+    return torch.bmm(u.unsqueeze(1), onehot.view(N, S // N, D * Kmax)).squeeze(1)

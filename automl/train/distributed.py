@@ -121,11 +121,15 @@ def init_distributed(device_kind: str) -> DistInfo:
     info = launch_info()
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device_kind == "cuda" else "gloo"
+        bound = {}
         if backend == "nccl":
             _check_gpus(info.local_rank)
             torch.cuda.set_device(info.local_rank)
+            # the group's GPU: barrier() would otherwise guess it and warn on rank 0 ("using the device under
+            # current context"), and the ranks' NCCL connections are made here, inside _starting's errors
+            bound = {"device_id": torch.device("cuda", info.local_rank)}
         with _starting(info):
-            dist.init_process_group(backend=backend, timeout=TIMEOUT, **_restarted_store(info))
+            dist.init_process_group(backend=backend, timeout=TIMEOUT, **bound, **_restarted_store(info))
     return info
 
 

@@ -33,9 +33,15 @@ __all__ = ["autocast_for", "for_training", "Copies", "training_copies", "check_f
            "finite_outputs"]
 
 
+# the compute capability from which cuDNN runs bf16 convolutions (torch's own check before it dispatches one there)
+BF16_CAPABILITY = (8, 0)
+
+
 def autocast_for(device: torch.device):
-    """bf16 autocast on CUDA; full precision on the CPU (bf16 there is slower and changes results)."""
-    if device.type == "cuda":
+    """bf16 autocast on a CUDA GPU of compute capability 8.0 or more (Ampere on); full precision on older GPUs,
+    where torch accepts bf16 autocast but cuDNN has no bf16 convolution (every conv would run in torch's slow
+    native kernels), and on the CPU (bf16 there is slower and changes results)."""
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) >= BF16_CAPABILITY:
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
