@@ -23,8 +23,8 @@ from automl.pipeline.run import held_files, leftovers
 from automl.pipeline.setup import recipe_device
 from automl.recipe import PATH_KEYS, load_recipe
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import (DistInfo, elastic_restart, init_distributed, launch_info, reported,
-                                     said_by_this_rank, shutdown_distributed)
+from automl.train.distributed import (DistInfo, as_launched, continued_by, elastic_restart, init_distributed,
+                                     launch_info, reported, said_by_this_rank, shutdown_distributed)
 from automl.train.preempt import SIGNALS
 
 __all__ = ["main", "default_out_dir", "supernet_overrides", "yaml_string", "rank_0_first", "START_GRACE",
@@ -236,12 +236,13 @@ def absolute_override(item: str) -> str:
 def resume_command(args, out: Path) -> str:
     """The command that continues the run in ``out`` as ``args`` started it, every path in it absolute (pasted from
     any folder, a job's log read later, it continues the same run): the recipe, ``--out``, ``--supernet`` and the
-    overrides' paths (:func:`absolute_override`)."""
+    overrides' paths (:func:`absolute_override`); under torchrun, the torchrun command that starts as many processes
+    (:func:`~automl.train.distributed.as_launched`): pasted as printed, the run goes on with the same count."""
     flags = (["--supernet", shell_path(absolute_path(args.supernet))] if args.supernet is not None else []) + (
         ["--supernet-force"] if args.supernet_force else [])
     overrides = [shlex.quote(absolute_override(item)) for item in args.overrides]
-    return " ".join(["automl", "run", shell_path(absolute_path(args.recipe)), *overrides,
-                     "--out", shell_path(absolute_path(out)), *flags, "--resume"])
+    return as_launched(" ".join(["automl", "run", shell_path(absolute_path(args.recipe)), *overrides,
+                                 "--out", shell_path(absolute_path(out)), *flags, "--resume"]))
 
 
 def _supernet_typed(args) -> str | None:
@@ -452,11 +453,12 @@ def _run(args, recipe, info: DistInfo) -> int:
                 out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
                                                       else _new_run_folder(recipe.name, made))))
             again = resume_command(args, out)
-            resume = args.resume or _restart_resumes(args, out, info)
             try:
-                run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device,
-                          supernet_typed=_supernet_typed(args), force_typed=_force_typed(args))
-                run.execute()  # its stages end with every rank waiting for rank 0's report, signals still caught
+                with continued_by(again, out_given=args.out is not None):  # a lost rank's message names it
+                    resume = args.resume or _restart_resumes(args, out, info)
+                    run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device,
+                              supernet_typed=_supernet_typed(args), force_typed=_force_typed(args))
+                    run.execute()  # its stages end with every rank waiting for rank 0's report, signals still caught
             except BaseException as e:
                 if made:
                     _drop_unused(made[0], runs_was_there)

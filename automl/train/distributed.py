@@ -38,7 +38,7 @@ from automl.errors import UserError, say
 __all__ = ["DistInfo", "RanksLost", "TIMEOUT", "launch_info", "init_distributed", "elastic_restart", "reported",
            "said_by_this_rank", "shutdown_distributed", "collective", "batchnorm_stats", "average_over_ranks",
            "all_reduce_grads", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object",
-           "assert_same_on_all_ranks", "local_world_size", "losses_unsaid"]
+           "assert_same_on_all_ranks", "local_world_size", "losses_unsaid", "as_launched", "continued_by"]
 
 # how long a rank waits for the others, in a collective or as the run starts (rank 0 may checkpoint, evaluate or
 # export alone meanwhile); then it stops with RanksLost
@@ -342,8 +342,65 @@ def collective(info: DistInfo, what: str):
         else:
             how = (f"{other} ended (a crash, an out-of-memory kill, a signal) or its machine went away: its own "
                    f"message above, or torchrun's summary, says why")
-        raise _printed(RanksLost(f"rank {info.rank} of {info.world_size}: {how} ({what}: {_reason(e)}); the "
-                                 f"checkpoints written so far are intact: continue the run with --resume")) from None
+        raise _printed(RanksLost(f"rank {info.rank} of {info.world_size}: {how} ({what}: {_reason(e)}); "
+                                 f"{_what_next()}")) from None
+
+
+# the command that continues this run (:func:`as_launched`) and whether it has --out (a restarted worker group
+# resumes the run in it), which RanksLost's message names: set by ``automl run`` (:func:`continued_by`)
+_continue: dict = {"command": "", "out": False}
+
+
+@contextmanager
+def continued_by(command: str, out_given: bool):
+    """Inside the block, :class:`RanksLost`'s message for a lost rank names ``command`` (the run's resume command,
+    as launched: :func:`as_launched`), and with torchrun restarts left (``--max-restarts``) says what the restarted
+    workers do: resume the run (``out_given``: the command has ``--out``) or start a new one."""
+    before = dict(_continue)
+    _continue.update(command=command, out=out_given)
+    try:
+        yield
+    finally:
+        _continue.update(before)
+
+
+def _what_next() -> str:
+    """What a rank that lost another says comes next: torchrun restarts the workers when it has restarts left
+    (``TORCHELASTIC_RESTART_COUNT`` below ``TORCHELASTIC_MAX_RESTARTS``), else the run is continued by hand."""
+    command = _continue["command"]
+    by_hand = "continue the run with --resume" + (f": {command}" if command else "")
+    restart, most = elastic_restart(), _env_int("TORCHELASTIC_MAX_RESTARTS", "0")
+    if restart >= most:
+        return f"the checkpoints written so far are intact: {by_hand}"
+    restarting = f"torchrun restarts the workers (restart {restart + 1} of its --max-restarts={most})"
+    if _continue["out"]:
+        return (f"{restarting}, which resume the run in its --out folder by themselves, from its last checkpoint "
+                f"(from the start if it has none)")
+    if command:
+        return (f"{restarting}, which start the run anew in a new folder (the command has no --out); the checkpoints "
+                f"written so far are intact: to continue this run instead, stop torchrun and {by_hand}")
+    return f"{restarting}, which start the command again; the checkpoints written so far are intact"
+
+
+def as_launched(command: str) -> str:
+    """``command`` (``automl ...``, one process's) as this run's processes were launched, to be pasted to continue
+    it: as it is for one process; under torchrun (which sets ``GROUP_WORLD_SIZE``, its machines) on one machine
+    ``torchrun --nproc_per_node=LOCAL_WORLD_SIZE -m automl ...``; on several machines with ``--nnodes`` too,
+    saying that the rendezvous flags the run was started with are to be added (no process knows them); another
+    launch of several processes (``RANK``, ``WORLD_SIZE``... set by hand) with a word on that."""
+    world = _env_int("WORLD_SIZE", "1")
+    if world <= 1:
+        return command
+    if not os.environ.get("GROUP_WORLD_SIZE", "").strip():
+        return (f"{command}, in each of the run's {world} processes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and "
+                f"MASTER_PORT set as for this run)")
+    local, machines = local_processes(world), _env_int("GROUP_WORLD_SIZE", "1")
+    rest = command.removeprefix("automl ")
+    if machines <= 1:
+        return f"torchrun --nproc_per_node={local} -m automl {rest}"
+    return (f"torchrun --nnodes={machines} --nproc_per_node={local} -m automl {rest} (on each of the {machines} "
+            f"machines, with the rendezvous flags the run was started with added before -m: --rdzv-backend=c10d "
+            f"--rdzv-endpoint=HOST:PORT, or --node-rank=N --master-addr=HOST --master-port=PORT)")
 
 
 def shutdown_distributed() -> None:

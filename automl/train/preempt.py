@@ -128,10 +128,16 @@ class Preemption:
 
     def _announce(self, signum: int, by: int | None = None) -> None:
         """Say that the run finishes ``self.finishing`` before it stops, on ``signum``; ``by``: the rank that
-        received it, when not this one."""
-        hurry = "send SIGTERM" if signum == getattr(signal, "SIGHUP", None) else "send it again"
+        received it, when not this one. Under torchrun the same signal within :data:`REPEAT_S` of the first is
+        the same request (:meth:`_handle`): the notice says how long to wait before the one that stops at once."""
+        if signum == getattr(signal, "SIGHUP", None):
+            hurry = "send SIGTERM to stop at once"
+        elif self.info.enabled:
+            hurry = f"send it again to stop at once, {REPEAT_S:g} s or more after the first"
+        else:
+            hurry = "send it again to stop at once"
         whose = "" if by is None else f"rank {by} received it; "
-        _say(f"{signal.Signals(signum).name}: finishing {self.finishing} ({whose}{hurry} to stop at once)")
+        _say(f"{signal.Signals(signum).name}: finishing {self.finishing} ({whose}{hurry})")
 
     def step(self) -> bool:
         """After a training step: checkpoint now? (a signal, or ``every_*`` reached). The same on every rank."""
