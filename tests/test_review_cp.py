@@ -192,11 +192,14 @@ def test_a_resume_that_cannot_rewrite_results_json_names_it(tmp_path, monkeypatc
 
 # ------------------------------------------------------------------ advice to delete a folder, as a shell reads it
 
-@pytest.mark.parametrize("out, shown", [("my runs/first", "'my runs/first'"), ("runs/a;b", "'runs/a;b'"),
-                                        ("-x", "./-x"), ("runs/plain", "runs/plain")])
-def test_the_folder_to_delete_is_named_as_a_shell_reads_it(out, shown):
+@pytest.mark.parametrize("out, quoted", [("my runs/first", True), ("runs/a;b", True), ("-x", False),
+                                         ("runs/plain", False)])
+def test_the_folder_to_delete_is_named_as_a_shell_reads_it(out, quoted, tmp_path, monkeypatch):
+    # named from the root (a leading - is then no option), quoted where a shell would split or run it
+    monkeypatch.chdir(tmp_path)
     advice = how_to_go_on(False, Path(out), "automl run R --out X --resume")
-    assert f"delete the folder (rm -r {shown}) and run the command again" in advice
+    shown = f"'{tmp_path / out}'" if quoted else str(tmp_path / out)
+    assert f"delete the folder (rm -r {shown}) and run the command again" in advice, advice
 
 
 def test_a_run_folder_that_cannot_be_resumed_is_named_for_the_shell(tmp_path, monkeypatch, capsys):

@@ -54,7 +54,7 @@ def test_a_relative_path_through_a_linked_folder_given_again_is_this_space(tmp_p
     code, err = _cost(capsys, "sp/digits.space", "latency.json", tmp_path)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert "(has sp/digits.space changed since it was profiled?); profile it again with " \
-           "`automl space profile sp/digits.space --out latency.json`" in err, err
+           f"`automl space profile {tmp_path / 'sp' / 'digits.space'} --out {tmp_path / 'latency.json'}`" in err, err
     assert "profiled for space" not in err, err
 
 
@@ -100,7 +100,7 @@ def test_a_space_file_elsewhere_with_the_recorded_name_is_still_another_file(tmp
     _edit(tmp_path / "b" / "digits.space", *WIDE)
     code, err = _cost(capsys, "b/digits.space", "latency.json", tmp_path)
     assert code == 2 and "profiled for space digits (a/digits.space)" in err, err
-    assert "--out latency.json`" not in err, err
+    assert f"--out {tmp_path / 'latency.json'}`" not in err, err
 
 
 def test_renamed_decisions_of_this_space_say_its_file_changed(tmp_path, capsys):
@@ -158,4 +158,4 @@ def test_the_real_path_of_a_linked_folder_from_where_it_was_profiled_is_this_spa
     _edit(real, *WIDE)
     code, err = _cost(capsys, "real/digits.space", "latency.json", tmp_path)
     assert code == 2 and "(has real/digits.space changed since it was profiled?)" in err, err
-    assert "--out latency.json`" in err and "profiled for space" not in err, err
+    assert f"--out {tmp_path / 'latency.json'}`" in err and "profiled for space" not in err, err

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from automl._io import shell_path, write_fix
+from automl._io import absolute_path, shell_path, write_fix
 from automl.errors import Stopped, UserError
 from automl.pipeline.setup import Spaces
 from automl.pipeline.state import RunState, capture_rng, restore_rng
@@ -68,7 +68,7 @@ def how_to_go_on(saved: bool, out: Path, resume_command: str, fix: str = "free s
     if saved:
         return f"the previous checkpoint is intact: {fix} and continue with: {resume_command}"
     return (f"no checkpoint was written yet, so nothing to resume: {fix}, delete the folder "
-            f"(rm -r {shell_path(out)}) and run the command again")
+            f"(rm -r {shell_path(absolute_path(out))}) and run the command again")
 
 
 class Keeper:
@@ -133,9 +133,9 @@ class Keeper:
         signum = self.preempt.signalled()
         if signum:
             where = self.position(stage, epoch, step)
-            torchrun = " (under torchrun: the same torchrun command, with --resume)" if self.info.enabled else ""
+            # the command is the torchrun one under torchrun (automl/commands/run.py: resume_command)
             self.reporter.info(f"stopped by {signal.Signals(signum).name}; the checkpoint in {self.store.folder} "
-                               f"resumes at {where}. Continue with: {self.resume_command}{torchrun}")
+                               f"resumes at {where}. Continue with: {self.resume_command}")
             raise Stopped(signum)
 
 
