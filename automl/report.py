@@ -548,15 +548,32 @@ def _phase_times(results: dict) -> list[str]:
 
 def _processes_lines(results: dict) -> list[str]:
     """The paragraph on a run whose parts computed with different numbers of processes (``world_sizes``: each
-    part's count in order, as :func:`automl.pipeline.results.build_results` writes it); none for a run that kept one
-    count, or a ``world_sizes`` that is no such list (edited)."""
+    part's count in order, as :func:`automl.pipeline.results.build_results` writes it); for a run that kept one
+    count, or a ``world_sizes`` that is no such list (edited), :func:`_one_count_lines`."""
     parts = results.get("world_sizes")
     if not isinstance(parts, list) or len(parts) < 2 or not all(type(n) is int and n > 0 for n in parts):
-        return []
+        return _one_count_lines(results)
     counts = ", then ".join(str(n) for n in parts)
     return [f"The run computed with {counts} {'process' if parts[-1] == 1 else 'processes'}: it was resumed with "
             f"another number of processes, and `data.batch_size` is per process, so what it trained after that "
             f"used another total batch than an uninterrupted run would.", ""]
+
+
+def _one_count_lines(results: dict) -> list[str]:
+    """The paragraph on a run that computed with one number of processes (results.json's ``world_size``) above one:
+    under torchrun, data-parallel, each step's total batch that many times the recipe's batch sizes (results.json
+    records no batch size: recipe.resolved.yaml does); and the count of the ``automl rank`` that measured the ranking
+    below, where another (its section's ``world_size``). None for one process, a result of an older automl (no
+    ``world_size``), or a count that is not a whole number (edited)."""
+    count, ranking = results.get("world_size"), results.get("ranking")
+    if type(count) is not int or count < 2:
+        return []
+    rank = ranking.get("world_size") if isinstance(ranking, dict) else None
+    by = (f" The ranking below was measured by `automl rank` in {'one process' if rank == 1 else f'{rank} processes'}."
+          if type(rank) is int and 0 < rank != count else "")
+    return [f"Run with {count} processes (torchrun, data-parallel): the batch sizes of recipe.resolved.yaml "
+            f"(`data.batch_size`, `retrain.batch_size`, ...) are per process, so each training step's total batch "
+            f"was {count} × theirs.{by}", ""]
 
 
 def _members_lines(results: dict) -> list[str]:

@@ -63,10 +63,15 @@ def rank_command(recipe, out: Path) -> str:
     """The ``automl rank`` command that goes on with the same settings (retrainings recorded are reused), naming the
     run's folder by its absolute path (:func:`absolute_path`); with ``--device`` when this one computes on another
     device than the run's (``automl rank --device``)."""
+    return _rank_command(recipe, out, "" if recipe.device == _run_device(out) else recipe.device)
+
+
+def _rank_command(recipe, out: Path, device: str) -> str:
+    """:func:`rank_command` with ``--device device`` (none for "")."""
     rk = recipe.ranking
-    device = "" if recipe.device == _run_device(out) else f" --device {recipe.device}"
     return (f"automl rank {shell_path(absolute_path(out))} --archs {rk.archs} "
-            f"--retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} --truth {rk.truth}{device}")
+            f"--retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} --truth {rk.truth}"
+            + (f" --device {device}" if device else ""))
 
 
 def _pasted(path: Path) -> str:
@@ -160,31 +165,43 @@ def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
         raise UserError(changed.format("it says something else than when the run trained its supernet"))
 
 
-def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here: dict) -> dict | None:
+def _runs_own(run: Run, state: RunState, choices: list[list[str]], keep) -> dict | None:
     """The ranking the run itself measured (its checkpoint's ``ranking/j`` entries: finished, or stopped
     part-way), as a record :func:`recorded_retrainings` reads (the run's own epochs), holding the retrainings
-    computed as this command computes (``here``: :func:`~automl.pipeline.results.computed_on`); None unless
-    this command ranks the same architectures as the run did, on the device its checkpoint records (an older
-    automl's records none: then with the device setting of the run's recipe; a run resumed on another device
-    records both, and matches neither), with as many processes as one of its parts computed with (``world_sizes``).
-    Each retraining is then checked by its own record too (none: an older automl's): a run resumed with another
-    number of processes computed those after the resume with that many."""
+    ``keep`` takes (called with the entry and the seed); None unless this command ranks the same architectures as
+    the run did."""
     own = (_run_recipe(run.out) or {}).get("ranking")
-    r, out = run.recipe, run.out
-    same_device = r.device == _run_device(out) if state.device is None else state.device == here["device"]
-    if (not isinstance(own, dict) or own.get("archs") != len(choices) or not same_device
-            or state.world_size is not None and here["world_size"] not in (state.world_sizes or [state.world_size])):
+    if not isinstance(own, dict) or own.get("archs") != len(choices):
         return None
     entries = [state.results.get(f"ranking/{j}") for j in range(len(choices))]
     if any(e is not None and e.get("choices") != c for e, c in zip(entries, choices)):
         return None
     archs = []
     for e, c in zip(entries, choices):
-        records = (e or {}).get(COMPUTED_ON) or {}
-        kept = [t for t in (e or {}).get("retrainings", []) if records.get(t["seed"], here) == here]
+        kept = [t for t in (e or {}).get("retrainings", []) if keep(e, t["seed"])]
         archs.append({"choices": c, "params": e["params"], "retrainings": kept} if kept else {"choices": c})
     epochs = own.get("retrain_epochs")
-    return {"retrain_epochs": r.retrain.epochs if epochs is None else epochs, "archs": archs}
+    return {"retrain_epochs": run.recipe.retrain.epochs if epochs is None else epochs, "archs": archs}
+
+
+def _same_run_computation(run: Run, state: RunState, here: dict) -> bool:
+    """Whether the run as its checkpoint records it computed as ``here`` (:func:`_stopped_runs_own`): on the same
+    device (an older automl's records none: then the device setting of the run's recipe; a run resumed on another
+    device records both, and matches neither), with as many processes as one of its parts (``world_sizes``)."""
+    same_device = (run.recipe.device == _run_device(run.out) if state.device is None
+                   else state.device == here["device"])
+    return same_device and (state.world_size is None
+                            or here["world_size"] in (state.world_sizes or [state.world_size]))
+
+
+def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here: dict) -> dict | None:
+    """The run's own ranking (:func:`_runs_own`) holding the retrainings computed as this command computes
+    (``here``: :func:`~automl.pipeline.results.computed_on`); None unless the run computed so
+    (:func:`_same_run_computation`). Each retraining is then checked by its own record too (none: an older
+    automl's): a run resumed with another number of processes computed those after the resume with that many."""
+    if not _same_run_computation(run, state, here):
+        return None
+    return _runs_own(run, state, choices, lambda e, seed: ((e or {}).get(COMPUTED_ON) or {}).get(seed, here) == here)
 
 
 def _recorded(run: Run, state: RunState, before: dict, choices: list[list[str]],
@@ -270,27 +287,110 @@ def _settings(archs: int, epochs: int | None, seeds: int, truth: str) -> str:
     return f"{archs} architectures{each}, truth {truth}"
 
 
-def _say_replaced(results: dict, recipe, path: Path) -> None:
+def _say_replaced(results: dict, recipe, path: Path, otherwise: str = "") -> None:
     """Once every check that can refuse the ranking has passed, before its first retraining (a Ctrl-C then keeps
     ``path`` as it is): that this ranking replaces the ranking section ``results`` (``path``) holds, when that one
     was measured with other settings (its own τ is then gone from the file; the retrainings of the same
     architectures, epochs and seeds are reused, the others dropped), so that a user who wants both keeps a copy;
-    and that a ``path`` that holds no results (``{}``, no JSON object, or one too deep) is written anew."""
+    that a ``path`` that holds no results (``{}``, no JSON object, or one too deep) is written anew; and
+    ``otherwise``: the retrainings recorded with the same settings but computed otherwise
+    (:func:`_not_reused`)."""
     if not results and path.exists():
         print(f"{path} holds no results automl can read (empty, cut short, edited, not UTF-8, or nested too deeply): "
               f"automl rank writes it anew from the run's last checkpoint", flush=True)
     old = results.get("ranking")
-    if not isinstance(old, dict) or ranking_problem(old) is not None:
-        return
+    if isinstance(old, dict) and ranking_problem(old) is None:
+        _say_other_settings(old, recipe, path, reused=not otherwise)
+    if otherwise:
+        print(otherwise, flush=True)
+
+
+def _say_other_settings(old: dict, recipe, path: Path, reused: bool) -> None:
+    """:func:`_say_replaced`'s notice on a ranking section ``old`` of other settings; ``reused``: the retrainings
+    both share are reused (else :func:`_not_reused` says why not)."""
     rk = recipe.ranking
     then = (len(old["archs"]), old.get("retrain_epochs"), old.get("seeds", 1), old.get("truth", "accuracy"))
     now = (rk.archs, ranking_epochs(recipe), ranking_seeds(recipe), rk.truth)
     if then == now:
         return
     tau = "undefined" if old["kendall_tau"] is None else f"{old['kendall_tau']:.4f}"
-    shared = "; the retrainings both share are not run again" if now[1] and then[1] == now[1] else ""
+    shared = "; the retrainings both share are not run again" if reused and now[1] and then[1] == now[1] else ""
     print(f"this ranking ({_settings(*now)}) replaces the one in {path} ({_settings(*then)}: kendall_tau {tau}); "
           f"to keep that one, stop now (Ctrl-C) and copy the file{shared}", flush=True)
+
+
+def _own_how(state: RunState, entry: dict, seed: int, here: dict) -> dict:
+    """How the run computed its own retraining ``seed`` (of the checkpoint's ranking ``entry``) as far as it is
+    recorded: its own record (:data:`COMPUTED_ON`), with the run's device where the run as a whole computed on
+    another than ``here`` (resumed on another device), the run's where it has none (an older automl's; None: not
+    recorded either)."""
+    how = dict(((entry or {}).get(COMPUTED_ON) or {}).get(seed) or {})
+    if state.device is not None and state.device != here["device"]:
+        how["device"] = state.device
+    how.setdefault("device", state.device)
+    how.setdefault("world_size", None if state.world_sizes else state.world_size)
+    return how
+
+
+def _not_reused(run: Run, state: RunState, before: dict, stages: list, choices: list[list[str]], here: dict,
+                recorded: dict) -> str:
+    """The notice (else "") on the retrainings this ranking (``stages`` of ``choices``) repeats that an earlier
+    ranking recorded with the same architecture, epochs and seed, but computed otherwise than ``here``: another
+    number of processes (a run under torchrun: automl rank computes in one), or another device. Those of the
+    ranking section of results.json (``before``) and of the run's own ranking (its checkpoint's); ``recorded``:
+    those it reuses (:func:`_recorded`). A :data:`PARTIAL` record's are :func:`_say_partial_replaced`'s."""
+    r = run.recipe
+    section = before.get("ranking") if isinstance(before.get("ranking"), dict) else None
+    in_file = set(recorded_retrainings(r, section, choices))
+    hows = {key: {"device": section.get("device"), "world_size": section.get("world_size")} for key in in_file}
+    own = recorded_retrainings(r, _runs_own(run, state, choices, lambda e, seed: True), choices)
+    hows.update({(j, seed): _own_how(state, state.results.get(f"ranking/{j}"), seed, here) for j, seed in own})
+    wanted = [(s.j, r.seed + s.s) for _, s in stages]
+    lost = {key: hows[key] for key in wanted if key in hows and key not in recorded and hows[key] != here}
+    if not lost:
+        return ""
+    mine = set(lost) & set(own)
+    whose = ("the run's own ranking" if mine == set(lost) else "an earlier automl rank" if not mine else
+             "the run's own ranking and an earlier automl rank")
+    then, now, advice = _computed_then(r, list(lost.values()), here, run.out)
+    computes, path = sum(key not in recorded for key in wanted), run.out / "results.json"
+    replaced = bool(set(lost) & in_file) and ranking_problem(section) is None
+    where = (f", and replaces the ranking in {path}" if replaced else
+             " (the run's checkpoint keeps its own: automl rank leaves it as it is)")
+    keep = (f"; to keep that ranking, stop now (Ctrl-C) and copy {path} first" if replaced else
+            "; to use them instead, finish the run's own ranking (its automl run command with --resume, with as many "
+            "processes as it ran with)" if section is None else "")  # a run stopped in its ranking: none in the file
+    them = f"the {len(lost)} retrainings" if len(lost) > 1 else "the retraining"
+    return (f"this ranking does not reuse {them} of the same architectures, epochs and seeds that {whose} "
+            f"recorded: {then}; automl rank computes {now}, which gives other results; so it runs "
+            f"{f'all {computes}' if computes == len(wanted) else f'{computes} of its {len(wanted)}'} retraining"
+            f"{'s' * (computes != 1)}{where}{keep}{advice}")
+
+
+def _computed_then(recipe, hows: list[dict], here: dict, out: Path) -> tuple[str, str, str]:
+    """How the retrainings recorded as ``hows`` were computed, where not as ``here``: ``they were computed with
+    2 processes under torchrun (data-parallel: data.batch_size 32 per process, a total batch of 64)``; how this
+    command computes (``in one process (a total batch of 32) on cpu``); and the advice beside a copy: where only
+    the device differs, the ``--device`` that computes on theirs (or the GPU they need)."""
+    key = "retrain.batch_size" if recipe.retrain.batch_size else "data.batch_size"
+    batch = recipe.retrain.batch_size or recipe.data.batch_size
+    counts = sorted({h.get("world_size") for h in hows} - {here["world_size"]}, key=str)
+    devices = sorted({h.get("device") for h in hows} - {here["device"]}, key=str)
+    parts = [f"with {n} processes under torchrun (data-parallel: {key} {batch} per process, a total batch of "
+             f"{n * batch})" if isinstance(n, int) and n > 1 else "with a number of processes not recorded"
+             for n in counts]
+    parts += [f"on {d}" if d else "on a device not recorded" for d in devices]
+    n = here["world_size"]
+    now = (f"{'in one process' if n == 1 else f'with {n} processes'} (a total batch of {n * batch}"
+           f"{'; it refuses torchrun' if counts and n == 1 else ''}) on {here['device']}")
+    advice = ""
+    if not counts and len(devices) == 1 and devices[0]:
+        flag, mine = devices[0].split(" ")[0], here["device"].split(" ")[0]
+        if flag in ("cpu", "cuda") and flag != mine:
+            advice = f"; or, to reuse them, rank where that device is: {_rank_command(recipe, out, flag)}"
+        elif flag == mine == "cuda":
+            advice = f"; or, to reuse them, run automl rank on a machine with that GPU ({devices[0]})"
+    return "they were computed " + ", ".join(parts), now, advice
 
 
 def _partial_differs(partial: dict, recipe, choices: list[list[str]], here: dict, lost: set[tuple[int, int]]) -> str:
@@ -415,11 +515,11 @@ def rank_finished_run(run: Run) -> dict:
     stages, choices = _ranking_stages(plan, spaces)
     here = computed_on(ctx)
     earlier, written[0] = _earlier_partial(before, r, stages, choices, here), before  # earlier: kept by keep()
+    recorded, own = _recorded(run, state, before, choices, here)
     if info.is_main:  # a refusal above is the only message
-        _say_replaced(before, r, path)
+        _say_replaced(before, r, path, _not_reused(run, state, before, stages, choices, here, recorded))
         _say_partial_replaced(before, r, path, choices, here, earlier)
     run.say_threads(threads, ranking=True)
-    recorded, own = _recorded(run, state, before, choices, here)
 
     def kept_now() -> str:  # "k of K": the retrainings recorded (results.json, the checkpoint), which a rerun reuses
         return _kept(r, stages, own, written[0], choices, here)
