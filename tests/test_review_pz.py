@@ -44,3 +44,35 @@ def test_an_op_name_with_two_dots_is_not_read_as_a_number():
         parse_space(HEAD.format("1.0").replace("ir_k3_e3", "ir_k3_e2..5") + NETWORK, "my.space")
     assert "malformed number" not in info.value.message
     assert "a name holds `.` only before a digit" in info.value.message
+
+
+def test_the_latency_clock_refusal_quotes_the_profile_command_for_the_shell(tmp_path, monkeypatch):
+    """The `automl space profile ...` command the refusal of a coarse CPU clock suggests is pasted into a shell: a
+    space file in a folder with a space in its name, and a --set value with one, are quoted (else the shell splits
+    them: `automl space profile /x/my spaces/d.space` names two files)."""
+    import json
+    import shlex
+    import shutil
+    import time
+
+    from test_review_dn import ROOT, _recipe
+
+    from automl.errors import RecipeError
+    from automl.pipeline.setup import check_latency_clock
+    from automl.recipe import load_recipe
+
+    folder = tmp_path / "my spaces"
+    folder.mkdir()
+    space = folder / "digits.space"
+    shutil.copy(ROOT / "spaces" / "digits.space", space)
+    table = tmp_path / "cpu.latency.json"
+    table.write_text(json.dumps({"clock": "cpu"}))
+    recipe_path = _recipe(tmp_path, table)
+    recipe_path.write_text(recipe_path.read_text().replace(str(ROOT / "spaces" / "digits.space"), str(space)))
+    monkeypatch.setattr(time, "thread_time", lambda: 1.0)  # a clock that never advances
+    recipe = load_recipe(recipe_path, ["device=cpu", "space_args={head: 64}"])
+    with pytest.raises(RecipeError) as info:
+        check_latency_clock(recipe, "cpu")
+    command = info.value.message.split("`automl space profile ", 1)[1].split("`", 1)[0]
+    words = shlex.split(command)
+    assert words[0] == str(space) and words[1:3] == ["--set", "head=64"], words

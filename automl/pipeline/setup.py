@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from automl._io import absolute_path, shell_path
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
 from automl.dsl import PUBLISHED_SPACES, ParamError, SpaceFileError, ir
@@ -164,8 +166,8 @@ def check_latency_clock(recipe, clock: str) -> None:
         return
     # the table is measured for the retrained space (load_spaces): the --set values it is compiled with
     args = {**recipe.space_args, **recipe.retrain.space_args}
-    profile = " ".join(["automl space profile", str(recipe.space_path), *(f"--set {k}={v}" for k, v in args.items()),
-                        "--clock wall --out TABLE.json"])
+    profile = " ".join(["automl space profile", shell_path(absolute_path(recipe.space_path)),
+                        *(f"--set {shlex.quote(f'{k}={v}')}" for k, v in args.items()), "--clock wall --out TABLE.json"])
     try:
         check_clock(clock, f"{recipe.search.cost_table} was profiled with \"clock\": \"{clock}\", the clock the run "
                            f"times its exports' latency with too",
