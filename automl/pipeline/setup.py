@@ -167,7 +167,8 @@ def check_latency_clock(recipe, clock: str) -> None:
     # the table is measured for the retrained space (load_spaces): the --set values it is compiled with
     args = {**recipe.space_args, **recipe.retrain.space_args}
     profile = " ".join(["automl space profile", shell_path(absolute_path(recipe.space_path)),
-                        *(f"--set {shlex.quote(f'{k}={v}')}" for k, v in args.items()), "--clock wall --out TABLE.json"])
+                        *(f"--set {shlex.quote(f'{k}={v}')}" for k, v in args.items()),
+                        "--clock wall --out TABLE.json"])
     try:
         check_clock(clock, f"{recipe.search.cost_table} was profiled with \"clock\": \"{clock}\", the clock the run "
                            f"times its exports' latency with too",
