@@ -563,7 +563,7 @@ def _one_count_lines(results: dict) -> list[str]:
     """The paragraph on a run that computed with one number of processes (results.json's ``world_size``) above one:
     under torchrun, data-parallel, each step's total batch that many times the recipe's batch sizes (results.json
     records no batch size: recipe.resolved.yaml does); and the count of the ``automl rank`` that measured the ranking
-    below, where another (its section's ``world_size``). None for one process, a result of an older automl (no
+    below, where another (its section's ``world_size``). No lines for one process, a result of an older automl (no
     ``world_size``), or a count that is not a whole number (edited)."""
     count, ranking = results.get("world_size"), results.get("ranking")
     if type(count) is not int or count < 2:

@@ -102,7 +102,7 @@ def test_a_lost_rank_with_torchrun_restarts_left_says_the_workers_resume_by_them
     with distributed.continued_by("CMD --resume", out_given=True):
         text = _lost()
     assert "torchrun restarts the workers (restart 2 of its --max-restarts=3)" in text, text
-    assert "resume the run in its --out folder by themselves" in text and "--resume" not in text, text
+    assert "resume the run in its folder by themselves" in text and "--resume" not in text, text
     with distributed.continued_by("CMD --resume", out_given=False):  # without --out: a new run in a new folder
         text = _lost()
     assert "start the run anew in a new folder" in text and text.endswith("with --resume: CMD --resume"), text

@@ -3,10 +3,14 @@ most likely meant (`1.0`), not a prefix of it that is itself odd (`1.`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from automl.dsl import parse_space
 from automl.errors import SpaceError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HEAD = "space my\nparam width = {}\ninput 1 x 8 x 8\nclasses 10\nchoices mb = ir_k3_e1, ir_k3_e3\n"
 NETWORK = "network\n  stem width 16\n  stage s1 width 24 repeat 2 choose mb then mb\n  head width 128\nend\n"
@@ -76,3 +80,69 @@ def test_the_latency_clock_refusal_quotes_the_profile_command_for_the_shell(tmp_
     command = info.value.message.split("`automl space profile ", 1)[1].split("`", 1)[0]
     words = shlex.split(command)
     assert words[0] == str(space) and words[1:3] == ["--set", "head=64"], words
+
+
+@pytest.fixture
+def torchrun_env(monkeypatch):
+    """Set torchrun's variables (the others unset): ``torchrun_env(WORLD_SIZE=2, ...)``."""
+    for k in ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_WORLD_SIZE", "TORCHELASTIC_RESTART_COUNT",
+              "TORCHELASTIC_MAX_RESTARTS"):
+        monkeypatch.delenv(k, raising=False)
+
+    def set_(**values):
+        for k, v in values.items():
+            monkeypatch.setenv(k, str(v))
+    return set_
+
+
+def _lost_rank_message() -> str:
+    from automl.train.distributed import DistInfo, RanksLost, collective
+
+    with pytest.raises(RanksLost) as info:
+        with collective(DistInfo(rank=0, world_size=2), "waiting for every rank"):
+            raise RuntimeError("Connection closed by peer [127.0.0.1]:1234")
+    return str(info.value)
+
+
+def test_a_garbage_max_restarts_leaves_the_lost_rank_its_own_message(torchrun_env):
+    """The lost rank's message is built while the run is failing: a TORCHELASTIC_MAX_RESTARTS that is no number
+    replaced it with a complaint about the variable (exit 2), hiding which rank was lost."""
+    from automl.train import distributed
+
+    torchrun_env(TORCHELASTIC_MAX_RESTARTS="three")
+    with distributed.continued_by("CMD --resume", out_given=True):
+        text = _lost_rank_message()
+    assert "rank 0 of 2" in text and text.endswith("continue the run with --resume: CMD --resume"), text
+
+
+def test_several_machines_without_local_world_size_split_the_processes_evenly(torchrun_env):
+    """A launch by hand that sets GROUP_WORLD_SIZE but not LOCAL_WORLD_SIZE: 8 processes on 2 machines are 4 each
+    (it printed --nproc_per_node=8)."""
+    from automl.train.distributed import as_launched
+
+    torchrun_env(WORLD_SIZE=8, GROUP_WORLD_SIZE=2)
+    assert as_launched("automl run r.yaml --resume").startswith("torchrun --nnodes=2 --nproc_per_node=4 -m automl run")
+
+
+def test_a_restarted_worker_group_of_a_resume_without_out_resumes_the_same_run(tmp_path, torchrun_env, monkeypatch,
+                                                                               capsys):
+    """`automl run R --resume` without --out: torchrun restarts the same command, which finds the same run again
+    (the latest of the recipe); the lost rank's message said the workers would start a new run in a new folder."""
+    from automl.cli import main
+    from automl.train.distributed import DistInfo, collective
+
+    class LosingRun:
+        def __init__(self, recipe, out, **kwargs):
+            pass
+
+        def execute(self):
+            with collective(DistInfo(rank=0, world_size=2), "averaging over the ranks"):
+                raise RuntimeError("Connection reset by peer")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("automl.commands.run.Run", LosingRun)
+    monkeypatch.setattr("automl.commands.run._latest_run", lambda name: tmp_path / "runs" / f"{name}-x")
+    torchrun_env(TORCHELASTIC_RESTART_COUNT=0, TORCHELASTIC_MAX_RESTARTS=2)
+    assert main(["run", str(ROOT / "recipes" / "quickstart.yaml"), "threads=1", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "resume the run in its folder by themselves" in err and "new folder" not in err, err

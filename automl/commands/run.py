@@ -452,9 +452,11 @@ def _run(args, recipe, info: DistInfo) -> int:
             else:  # rank 0 picks (or creates) the folder; every rank uses it
                 out = Path(on_main(info, lambda: str(_latest_run(recipe.name) if args.resume
                                                       else _new_run_folder(recipe.name, made))))
-            again = resume_command(args, out)
             try:
-                with continued_by(again, out_given=args.out is not None):  # a lost rank's message names it
+                again = resume_command(args, out)
+                # a lost rank's message names it; a restarted worker group resumes the run where the command names
+                # its folder (--out) or, with --resume, finds it again (the latest run of the recipe)
+                with continued_by(again, out_given=args.out is not None or args.resume):
                     resume = args.resume or _restart_resumes(args, out, info)
                     run = Run(recipe, out, resume=resume, info=info, resume_command=again, device=device,
                               supernet_typed=_supernet_typed(args), force_typed=_force_typed(args))

@@ -480,7 +480,7 @@ class RankingStage:
         paths = lambda x: path_outputs(net, x, arch)  # noqa: E731  (an ensemble: each member's, averaged)
         with torch.no_grad():
             # what the θ phase sees by default: train mode, each batch's own statistics (evaluate runs in fp32,
-            # where the θ phase on CUDA runs under bf16 autocast)
+            # where the θ phase on a CUDA GPU of compute capability 8.0 or more runs under bf16 autocast)
             loss_batch, acc_batch = loops.evaluate(paths, ctx.data.theta, ctx.device, ctx.info)
             loops.recalibrate_bn(net, lambda x: paths(x.contiguous(memory_format=torch.channels_last)),
                                  ctx.data.bn_batches(self.rk.bn_batches), ctx.info)

@@ -421,8 +421,8 @@ class MultiEpsilonSearch(Searcher):
         theta = self._theta
 
         # Position of theta_{d, k_i(d)} in a flattened (D * Kmax) row, for every sample i and d. The sums over
-        # samples below are gathers and index_adds rather than matmuls with one-hot vectors: these products
-        # are tiny, and BLAS may hand them to threads, which costs milliseconds on a busy machine.
+        # samples below are gathers and, on the CPU, index_adds (elsewhere sums over one-hot rows, in a fixed
+        # order: automl/search/_update.py choice_sums).
         flat = (arch + self._d_offsets).view(-1)                              # (S * D,)
         if self.importance_sampling:
             ratios, log_ratios = importance_ratios(theta, flat, S, self._tiny)

@@ -105,11 +105,12 @@ def choice_sums(theta: torch.Tensor, u: torch.Tensor, flat: torch.Tensor,
 
 def onehot_sums(theta: torch.Tensor, u: torch.Tensor, flat: torch.Tensor,
                 group_offsets: torch.Tensor | None) -> torch.Tensor:
-    """:func:`choice_sums` as a product of ``u`` with the samples' one-hot rows: a summation in a fixed order
-    (no atomics), the same bits on every run of the same device."""
+    """:func:`choice_sums` as a sum of ``u`` times the samples' one-hot rows: a reduction in a fixed order (no
+    atomics), the same bits on every run of the same device; elementwise, not a matmul, so that a program's
+    ``torch.set_float32_matmul_precision("high")`` (TF32) does not round ``u``."""
     N, D, Kmax = theta.shape
     S = flat.shape[0] // D
     onehot = theta.new_zeros(S, D * Kmax).scatter_(1, flat.view(S, D), 1.0)  # each position written once
     if group_offsets is None:
-        return u @ onehot
-    return torch.bmm(u.unsqueeze(1), onehot.view(N, S // N, D * Kmax)).squeeze(1)
+        return (u.unsqueeze(-1) * onehot).sum(-2)                                 # (N, S, D * Kmax) -> (N, D * Kmax)
+    return (u.unsqueeze(-1) * onehot.view(N, S // N, D * Kmax)).sum(-2)

@@ -369,12 +369,15 @@ def _what_next() -> str:
     (``TORCHELASTIC_RESTART_COUNT`` below ``TORCHELASTIC_MAX_RESTARTS``), else the run is continued by hand."""
     command = _continue["command"]
     by_hand = "continue the run with --resume" + (f": {command}" if command else "")
-    restart, most = elastic_restart(), _env_int("TORCHELASTIC_MAX_RESTARTS", "0")
+    try:  # read leniently: the message is of the lost rank, not of a variable torchrun sets
+        restart, most = elastic_restart(), _env_int("TORCHELASTIC_MAX_RESTARTS", "0")
+    except UserError:
+        restart, most = 0, 0
     if restart >= most:
         return f"the checkpoints written so far are intact: {by_hand}"
     restarting = f"torchrun restarts the workers (restart {restart + 1} of its --max-restarts={most})"
     if _continue["out"]:
-        return (f"{restarting}, which resume the run in its --out folder by themselves, from its last checkpoint "
+        return (f"{restarting}, which resume the run in its folder by themselves, from its last checkpoint "
                 f"(from the start if it has none)")
     if command:
         return (f"{restarting}, which start the run anew in a new folder (the command has no --out); the checkpoints "
@@ -394,7 +397,8 @@ def as_launched(command: str) -> str:
     if not os.environ.get("GROUP_WORLD_SIZE", "").strip():
         return (f"{command}, in each of the run's {world} processes (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and "
                 f"MASTER_PORT set as for this run)")
-    local, machines = local_processes(world), _env_int("GROUP_WORLD_SIZE", "1")
+    machines = max(_env_int("GROUP_WORLD_SIZE", "1"), 1)
+    local = local_processes(world // machines)  # torchrun sets LOCAL_WORLD_SIZE; a launch by hand may not
     rest = command.removeprefix("automl ")
     if machines <= 1:
         return f"torchrun --nproc_per_node={local} -m automl {rest}"
