@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import path_problem, writable_dir, write_fix
+from automl._io import absolute_path, path_problem, shell_path, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock, held_by, lock_holder
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
@@ -31,7 +32,7 @@ from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import (MANIFEST_NAME, check_arch_space, check_channels, check_classes, class_names,
                                     finite_number, plain_name)
 from automl.export.onnx import check_opset
-from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, measure_export
+from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, MeasurementsUnwritten, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
 from automl.pipeline.run import RESOLVED
 from automl.pipeline.setup import recipe_data
@@ -177,7 +178,7 @@ def _timing(recipe, compiled) -> tuple[dict, str | None]:
         return default
     # the table is measured for the run's retrained space: the --set values it is compiled with
     sets = {**recipe.space_args, **recipe.retrain.space_args}
-    profile = " ".join(["automl space profile", str(recipe.space_path), *(f"--set {k}={v}" for k, v in sets.items()),
+    profile = " ".join(["automl space profile", _pasted(recipe.space_path), *_pasted_sets(sets),
                         "--clock wall --out TABLE.json"])
     try:
         timing = table_timing(recipe.cost_table_path, str(recipe.space_path))
@@ -208,10 +209,24 @@ def _price(recipe, compiled, timing: dict) -> None:
     except UserError as e:  # the file changed since it was read for the timing: the whole message
         why = str(e)
     sets = "".join(f" --set {k}={v}" for k, v in compiled.overrides.items())
+    profile = " ".join(["automl space profile", _pasted(compiled.filename), *_pasted_sets(compiled.overrides)])
     say(f"note: {recipe.source or 'the recipe'}: search.cost_table {recipe.search.cost_table} does not price the "
         f"exported space {compiled.filename}{sets} ({why}): the latency is timed as the table was "
         f"({_protocol_words(timing)}), but {MANIFEST_NAME}'s cost holds no prediction from the table; give the recipe "
-        f"of a run of this space, or profile it (`automl space profile {compiled.filename}{sets} --out TABLE.json`)")
+        f"of a run of this space, or profile it (`{profile} --out TABLE.json`)")
+
+
+def _pasted(path) -> str:
+    """``path`` as a command printed for pasting names it: absolute (:func:`~automl._io.absolute_path`: from any
+    folder, a job's log read later, it names the same file) and quoted for the shell; a space compiled from text,
+    not from a file (its name ``<space>``), is named as it is."""
+    text = str(path)
+    return shell_path(text if text.startswith("<") and text.endswith(">") else absolute_path(text))
+
+
+def _pasted_sets(sets: dict) -> list[str]:
+    """The ``--set NAME=VALUE`` flags of ``sets`` as a pasted command gives them, each value quoted for the shell."""
+    return [f"--set {shlex.quote(f'{k}={v}')}" for k, v in sets.items()]
 
 
 def _protocol_words(p: dict) -> str:
@@ -397,8 +412,9 @@ def _out_locked(args, created: list[Path], progress: _Progress):
         yield
     except UserError as e:
         lock.release()  # first: the lock file it made is removed, so that a folder it created is empty again
-        failed = e.__context__  # a write refused while measuring: said as the measurements' (quantize's) UserError
-        if progress.stage != "checking" and isinstance(failed, OSError) and failed.errno in _REFUSED_WRITES:
+        # a write refused while measuring: quantize's own UserError carries it (a read that failed is no write)
+        failed = e.os_error if isinstance(e, MeasurementsUnwritten) else None
+        if progress.stage != "checking" and failed is not None and failed.errno in _REFUSED_WRITES:
             raise _write_failed(args, progress, failed) from None
         _remove_if_empty(created)
         raise

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 
 import torch
 
-from automl._io import DuplicateKey, UnreadableText, duplicate_key_line, read_utf8_text, unique_keys
+from automl._io import (DuplicateKey, UnreadableText, absolute_path, duplicate_key_line, read_utf8_text, shell_path,
+                        unique_keys)
 from automl.errors import UserError, shortened
 
 __all__ = ["read_arch_file", "read_arch_json", "is_manifest", "choices_from_json", "as_arch"]
@@ -94,7 +95,8 @@ def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
     count = sum(isinstance(n, str) and n not in known for n in names)
     name, file = getattr(compiled, "name", None), getattr(compiled, "filename", None)
     space = f"space {name}" if name else "this space"
-    show = f" (`automl space show {file}` lists them)" if isinstance(file, str) and file else ""
+    pasted = isinstance(file, str) and file and not (file.startswith("<") and file.endswith(">"))  # not <space>
+    show = f" (`automl space show {shell_path(absolute_path(file))}` lists them)" if pasted else ""
     if count >= fewest and 2 * count > len(names):
         shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
         return (f"; {count} of its {len(names)} names ({shown}) are choices of no decision of {space}: {source} "

@@ -46,9 +46,21 @@ from automl.report import WEIGHT_OPS, int8_float_words
 from automl.train.threads import MAX_THREADS
 
 __all__ = ["QUANTIZE_MODES", "INT8_NAME", "int8_summary", "quantize_int8", "int8_coverage", "onnx_accuracy",
-           "onnx_latency", "measure_export", "calibration_batches", "check_inputs", "EXPORT_TIMED"]
+           "onnx_latency", "measure_export", "calibration_batches", "check_inputs", "EXPORT_TIMED",
+           "MeasurementsUnwritten"]
 
 _logger = logging.getLogger(__name__)
+
+
+class MeasurementsUnwritten(UserError):
+    """The export folder refused the measurements' write (the measured manifest, or the check that the folder takes
+    new files, :func:`measure_export`): the :class:`UserError` that says so, with the refused write's ``OSError``
+    as ``os_error``, so that a caller writing the export itself (``automl export``) can say it as its own refused
+    write, and only it: a user error with another ``OSError`` behind it (a file that could not be read) is not one."""
+
+    def __init__(self, message: str, os_error: OSError):
+        super().__init__(message)
+        self.os_error = os_error
 
 QUANTIZE_MODES = ("int8",)
 CALIBRATION_SAMPLES = 256  # training images the activation ranges are calibrated on
@@ -379,9 +391,10 @@ def _writable(out_dir: Path) -> None:
         with tempfile.TemporaryFile(dir=out_dir):
             pass
     except OSError as e:
-        raise UserError(f"{out_dir}: cannot write into this export folder ({e.strerror or e}), where the "
-                        f"measurements go (its manifest.json, and model.int8.onnx when quantising); make it "
-                        f"writable, or copy the folder somewhere writable and measure the copy") from None
+        raise MeasurementsUnwritten(f"{out_dir}: cannot write into this export folder ({e.strerror or e}), where "
+                                    f"the measurements go (its manifest.json, and model.int8.onnx when quantising); "
+                                    f"make it writable, or copy the folder somewhere writable and measure the copy",
+                                    e) from None
 
 
 def _check_timing(clock: str, threads, batch) -> None:
@@ -516,8 +529,8 @@ def _write_measurements(out_dir: Path, m: dict) -> None:
     try:
         write_manifest(out_dir, m)
     except OSError as e:  # the folder was writable when the measuring began: it filled up, or was made read-only
-        raise UserError(f"{out_dir / MANIFEST_NAME}: cannot write the measurements ({e.strerror or e}); free space "
-                        f"there or make the folder writable, and measure again") from None
+        raise MeasurementsUnwritten(f"{out_dir / MANIFEST_NAME}: cannot write the measurements ({e.strerror or e}); "
+                                    f"free space there or make the folder writable, and measure again", e) from None
 
 
 def _earlier_int8(out_dir: Path, m: dict, latency: dict, test) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from automl._io import UnreadableText, atomic_write_json, path_problem, read_utf8_text, write_fix
+from automl._io import UnreadableText, absolute_path, atomic_write_json, path_problem, read_utf8_text, write_fix
 from automl.errors import UserError
 from automl.export.manifest import json_cost, whole_metric
 from automl.nn.measure import count_macs
@@ -178,7 +178,7 @@ def _unreadable(path: Path, again: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        fix = (f"make it readable and writable (chmod u+rw {shell_path(path)})"
+        fix = (f"make it readable and writable (chmod u+rw {shell_path(absolute_path(path))})"
                if e.errno in (errno.EACCES, errno.EPERM) else "fix the cause")
         return (f"{path}: cannot read it ({e.strerror or e}); automl adds to the run's results.json and writes "
                 f"it again: {fix} {again}")
