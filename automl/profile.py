@@ -56,8 +56,8 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from automl._io import (DuplicateKey, UnreadableText, absolute_path, atomic_write_json, duplicate_key_line,
-                        read_utf8_text, shell_path, unique_keys)
+from automl._io import (DuplicateKey, UnreadableText, atomic_write_json, duplicate_key_line, pasted_path,
+                        read_utf8_text, unique_keys)
 from automl.compile.costs import BUILTIN_METRICS
 from automl.errors import UserError, json_text
 from automl.limits import MAX_BATCH
@@ -910,7 +910,7 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
     except UnreadableText as e:
         if e.reason == "missing":
             raise UserError(f"{where}cost table {path}: no such file; make one with "
-                            f"`automl space profile {_pasted(space_file)} --out {_pasted(path)}`") from None
+                            f"`automl space profile {pasted_path(space_file)} --out {pasted_path(path)}`") from None
         if e.reason == "directory":
             raise UserError(f"{where}cost table {path} is a folder; give the table file `automl space profile` "
                             f"wrote, e.g. {path / 'latency.json'}") from None
@@ -934,14 +934,14 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
     if isinstance(table, dict) and table.get("format") == PARTIAL_FORMAT and path.name.endswith(".partial"):
         table_file = path.with_name(path.name.removesuffix(".partial"))
         raise UserError(f"{where}{path}: the measurements of an interrupted `automl space profile`, not a cost table; "
-                        f"finish it: run that profile again with --out {_pasted(table_file)} (it goes on from "
+                        f"finish it: run that profile again with --out {pasted_path(table_file)} (it goes on from "
                         f"these), and give {table_file}")
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT:
         # a new file beside it: --out PATH would overwrite what PATH holds (a run's results.json, say), and
         # `space profile` refuses to (so latency-new.json beside a latency.json that is no table)
         new = path.parent / ("latency-new.json" if path.name == "latency.json" else "latency.json")
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
-                        f"`automl space profile {_pasted(space_file)} --out {_pasted(new)}` and give that")
+                        f"`automl space profile {pasted_path(space_file)} --out {pasted_path(new)}` and give that")
     if not _is_version(table.get("version")):
         raise UserError(f"{where}{path}: cost table version {json_text(table.get('version'))}; this automl reads "
                         f"version {TABLE_VERSION}")
@@ -969,7 +969,7 @@ def _check_header(table: dict, path: Path, where: str, cs) -> None:
         raise CostTableRefusal.of(head, why)
     if "fixed" not in table:
         why = "no \"fixed\" entry (the cost of the parts that are not searched: stem, head, per-call overhead)"
-        raise CostTableRefusal.of(head, why, f"re-profile with `automl space profile {_pasted(space_file)}`")
+        raise CostTableRefusal.of(head, why, f"re-profile with `automl space profile {pasted_path(space_file)}`")
 
 
 def _protocol_of(table: dict, path: Path, where: str) -> tuple[int | None, int | None]:
@@ -1200,15 +1200,7 @@ def _profile_command(cs, out: str | os.PathLike) -> str:
     """The ``automl space profile`` command line that measures the table of ``cs`` (with its ``--set``
     values) into ``out``."""
     flags = _set_flags(cs.overrides)
-    return f"automl space profile {_pasted(cs.filename)}{' ' + flags if flags else ''} --out {_pasted(out)}"
-
-
-def _pasted(path: str | os.PathLike) -> str:
-    """``path`` as a command printed for pasting names it: absolute (:func:`~automl._io.absolute_path`: from any
-    folder, a job's log read later, it names the same file) and quoted for the shell; a space compiled from text,
-    not from a file (its name ``<space>``), is named as it is."""
-    text = str(path)
-    return shell_path(text if text.startswith("<") and text.endswith(">") else absolute_path(text))
+    return f"automl space profile {pasted_path(cs.filename)}{' ' + flags if flags else ''} --out {pasted_path(out)}"
 
 
 def _head(where: str, path: Path) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import absolute_path, path_problem, shell_path, writable_dir, write_fix
+from automl._io import pasted_path, path_problem, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock, held_by, lock_holder
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
@@ -178,7 +178,7 @@ def _timing(recipe, compiled) -> tuple[dict, str | None]:
         return default
     # the table is measured for the run's retrained space: the --set values it is compiled with
     sets = {**recipe.space_args, **recipe.retrain.space_args}
-    profile = " ".join(["automl space profile", _pasted(recipe.space_path), *_pasted_sets(sets),
+    profile = " ".join(["automl space profile", pasted_path(recipe.space_path), *_pasted_sets(sets),
                         "--clock wall --out TABLE.json"])
     try:
         timing = table_timing(recipe.cost_table_path, str(recipe.space_path))
@@ -209,19 +209,11 @@ def _price(recipe, compiled, timing: dict) -> None:
     except UserError as e:  # the file changed since it was read for the timing: the whole message
         why = str(e)
     sets = "".join(f" --set {k}={v}" for k, v in compiled.overrides.items())
-    profile = " ".join(["automl space profile", _pasted(compiled.filename), *_pasted_sets(compiled.overrides)])
+    profile = " ".join(["automl space profile", pasted_path(compiled.filename), *_pasted_sets(compiled.overrides)])
     say(f"note: {recipe.source or 'the recipe'}: search.cost_table {recipe.search.cost_table} does not price the "
         f"exported space {compiled.filename}{sets} ({why}): the latency is timed as the table was "
         f"({_protocol_words(timing)}), but {MANIFEST_NAME}'s cost holds no prediction from the table; give the recipe "
         f"of a run of this space, or profile it (`{profile} --out TABLE.json`)")
-
-
-def _pasted(path) -> str:
-    """``path`` as a command printed for pasting names it: absolute (:func:`~automl._io.absolute_path`: from any
-    folder, a job's log read later, it names the same file) and quoted for the shell; a space compiled from text,
-    not from a file (its name ``<space>``), is named as it is."""
-    text = str(path)
-    return shell_path(text if text.startswith("<") and text.endswith(">") else absolute_path(text))
 
 
 def _pasted_sets(sets: dict) -> list[str]:

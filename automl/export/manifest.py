@@ -19,7 +19,7 @@ from typing import Any
 from timm.data.transforms import str_to_interp_mode
 from timm.models._efficientnet_builder import decode_arch_def
 
-from automl._io import absolute_path, atomic_write_json, shell_path
+from automl._io import atomic_write_json, pasted_path
 from automl.errors import UserError
 from automl.export._arch import choices_from_json, is_manifest
 from automl.export.timm_spec import timm_kwargs_problem
@@ -159,18 +159,12 @@ def export_again(out_dir: Path, manifest: dict[str, Any]) -> str:
     spaces = [out_dir / v for v in [manifest.get("space_file")] if isinstance(v, str) and v]
     spaces += [Path(v) for v in [manifest.get("space")] if isinstance(v, str) and v]
     # os.path.isfile: False, not an OSError, for a hand-edited path (a name too long, one not to be entered)
-    space = next((_pasted(p) for p in spaces if os.path.isfile(p)), "SPACE")
+    space = next((pasted_path(p) for p in spaces if os.path.isfile(p)), "SPACE")
     file = (manifest.get("weights") if isinstance(manifest.get("weights"), dict) else {}).get("file")
     weights = out_dir / (file if plain_name(file) else "model.safetensors")
-    how = f"automl export {space} --arch {_pasted(out_dir / MANIFEST_NAME)}"
-    weights_flag = f" --weights {_pasted(weights)}" if os.path.isfile(weights) else ""
-    return f"{how}{weights_flag} --out {_pasted(out_dir)}"
-
-
-def _pasted(path: str | os.PathLike) -> str:
-    """``path`` as a command printed for pasting names it: absolute (:func:`~automl._io.absolute_path`: from any
-    folder, a job's log read later, it names the same file) and quoted for the shell."""
-    return shell_path(absolute_path(path))
+    how = f"automl export {space} --arch {pasted_path(out_dir / MANIFEST_NAME)}"
+    weights_flag = f" --weights {pasted_path(weights)}" if os.path.isfile(weights) else ""
+    return f"{how}{weights_flag} --out {pasted_path(out_dir)}"
 
 
 def _shown(value) -> str:

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from automl._io import absolute_path, atomic_write_json
+from automl._io import atomic_write_json, pasted_path
 from automl.dsl import space_digest
 from automl.errors import Stopped, UserError
-from automl.pipeline.context import on_main, shell_path, written_on_main
+from automl.pipeline.context import on_main, written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
 from automl.pipeline.reuse import SPACE_DIGEST, check_fits
@@ -61,23 +61,17 @@ def _run_device(out: Path) -> str | None:
 
 def rank_command(recipe, out: Path) -> str:
     """The ``automl rank`` command that goes on with the same settings (retrainings recorded are reused), naming the
-    run's folder by its absolute path (:func:`absolute_path`); with ``--device`` when this one computes on another
-    device than the run's (``automl rank --device``)."""
+    run's folder by its absolute path (:func:`~automl._io.pasted_path`); with ``--device`` when this one computes on
+    another device than the run's (``automl rank --device``)."""
     return _rank_command(recipe, out, "" if recipe.device == _run_device(out) else recipe.device)
 
 
 def _rank_command(recipe, out: Path, device: str) -> str:
     """:func:`rank_command` with ``--device device`` (none for "")."""
     rk = recipe.ranking
-    return (f"automl rank {shell_path(absolute_path(out))} --archs {rk.archs} "
+    return (f"automl rank {pasted_path(out)} --archs {rk.archs} "
             f"--retrain-epochs {ranking_epochs(recipe)} --seeds {rk.seeds} --truth {rk.truth}"
             + (f" --device {device}" if device else ""))
-
-
-def _pasted(path: Path) -> str:
-    """``path`` as a command printed for pasting names it: absolute (:func:`absolute_path`: from any folder, a job's
-    log read later, it names the same folder), quoted for the shell (:func:`shell_path`)."""
-    return shell_path(absolute_path(path))
 
 
 def stop_ranking_if_signalled(preempt: Preemption, reporter: Reporter, recipe, out: Path, done: str) -> None:
@@ -108,16 +102,16 @@ def _checked_checkpoint(run: Run) -> dict:
     if ckpt is None and run.store.missing() and not any((out / f).exists() for f in ("results.json", "report.md")):
         raise UserError(f"{out}: no usable checkpoint: the run stopped before its first one ({run.store.why_none()}), "
                         f"so it has not finished; automl rank ranks a finished run: finish it first (automl run RECIPE "
-                        f"--out {_pasted(out)} --resume, with its recipe and overrides: it starts afresh in its "
+                        f"--out {pasted_path(out)} --resume, with its recipe and overrides: it starts afresh in its "
                         f"place)")
     if ckpt is None:
         raise UserError(f"{out}: no usable checkpoint: {run.store.why_none()}; automl rank scores the "
                         f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
-                        f"search again (automl run {_pasted(out / 'recipe.resolved.yaml')} --out NEW_DIR)")
+                        f"search again (automl run {pasted_path(out / 'recipe.resolved.yaml')} --out NEW_DIR)")
     if ckpt.get("supernet") is None:
         check_trains_a_supernet(out, method)
         raise UserError(f"{out}: the run has no trained supernet yet: its weight phase has not finished; "
-                        f"finish it first (automl run RECIPE --out {_pasted(out)} --resume, with its recipe and "
+                        f"finish it first (automl run RECIPE --out {pasted_path(out)} --resume, with its recipe and "
                         f"overrides)")
     return ckpt
 
@@ -138,11 +132,12 @@ def _check_finished(run: Run, state: RunState, plan) -> None:
                         f"checkpoint is damaged: {'; '.join(run.store.problems)}; the one before it, "
                         f"{run.store.loaded}, is of before its stage {key}, and automl rank scores the run's last "
                         f"checkpoint: redo the stages from {key} on (automl run "
-                        f"{_pasted(out / 'recipe.resolved.yaml')} --out {_pasted(out)} --resume: it writes a new "
-                        f"checkpoint, results.json and report.md), then automl rank {_pasted(out)} again; or "
+                        f"{pasted_path(out / 'recipe.resolved.yaml')} --out {pasted_path(out)} --resume: it writes a "
+                        f"new checkpoint, results.json and report.md), then automl rank {pasted_path(out)} again; or "
                         f"restore the folder from a copy")
     raise UserError(f"{out}: the run has not finished (next: its stage {key}); automl rank ranks a finished run: "
-                    f"finish it first (automl run RECIPE --out {_pasted(out)} --resume, with its recipe and overrides)")
+                    f"finish it first (automl run RECIPE --out {pasted_path(out)} --resume, with its recipe and "
+                    f"overrides)")
 
 
 def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:
@@ -427,7 +422,8 @@ def _partial_command(partial: dict, out: Path, here: dict) -> str:
     device = str(partial.get("device")).split(" ")[0]  # cpu, or cuda (GPU NAME)
     flag = f" --device {device}" if device in ("cpu", "cuda") and partial.get("device") != here["device"] else ""
     seeds, truth = partial.get("seeds"), partial.get("truth")
-    head = f"automl rank {_pasted(out)} --archs {len(partial['archs'])} --retrain-epochs {partial['retrain_epochs']}"
+    head = (f"automl rank {pasted_path(out)} --archs {len(partial['archs'])} "
+            f"--retrain-epochs {partial['retrain_epochs']}")
     if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds >= 1 and truth in ("loss", "accuracy"):
         return f"{head} --seeds {seeds} --truth {truth}{flag}"
     return f"{head}{flag} with the --seeds it had: its stop message gives the whole command"

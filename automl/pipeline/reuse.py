@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 import yaml
 
-from automl._io import absolute_path, path_problem
+from automl._io import pasted_path, path_problem
 from automl._lock import held_by
 from automl.dsl import file_sha256, load_space, space_digest
 from automl.errors import RecipeError, SpaceError, UserError
@@ -318,7 +318,7 @@ def _store(source: Path, given: Given) -> CheckpointStore:
                           f" {_WAIT}")
     finished = [f for f in ("results.json", "report.md") if (source / f).exists()]
     if finished:  # its checkpoints removed after it finished (automl rank says the same)
-        again = (f"automl run {_pasted(source / 'recipe.resolved.yaml')} --out NEW_DIR"
+        again = (f"automl run {pasted_path(source / 'recipe.resolved.yaml')} --out NEW_DIR"
                  if (source / "recipe.resolved.yaml").is_file() else
                  "automl run RECIPE --out NEW_DIR, with its recipe and overrides")
         raise given.error(f"{given.of(source)}: that run finished (its {finished[0]} is there), but its checkpoints, "
@@ -327,7 +327,7 @@ def _store(source: Path, given: Given) -> CheckpointStore:
     if (source / "recipe.resolved.yaml").is_file():  # what a run writes at its start, before its first checkpoint
         raise given.error(f"{given.of(source)}: that run has no checkpoint: it stopped before its first one (its "
                           f"recipe.resolved.yaml is there, no checkpoints/); run it again to train its supernet "
-                          f"(automl run RECIPE --out {_pasted(source)}, with its recipe and overrides: it starts "
+                          f"(automl run RECIPE --out {pasted_path(source)}, with its recipe and overrides: it starts "
                           f"afresh there), or give another run's folder")
     if run is not None:
         raise given.error(f"{given.of(source)} is a folder of the run in {run}; give the run's folder: "
@@ -337,12 +337,6 @@ def _store(source: Path, given: Given) -> CheckpointStore:
                           f"supernet); give the --out folder of the automl run that trained the supernet")
     raise given.error(f"{given.of(source)}: no checkpoint there (looked for {store.index_path}); give the "
                       f"--out folder of an automl run whose weight phase has finished")
-
-
-def _pasted(path: str | Path) -> str:
-    """``path`` as a command printed for pasting names it: absolute (:func:`~automl._io.absolute_path`: from any
-    folder, a job's log read later, it names the same run) and quoted for the shell."""
-    return shell_path(absolute_path(path))
 
 
 _WAIT = ("wait for its weight phase to finish (its checkpoint then holds the trained supernet), then run this command "
@@ -372,7 +366,7 @@ def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path, given: Given) 
     if running:  # --resume would be refused: the run is writing there now
         raise given.error(f"{given.of(run_dir)}: that run has no trained supernet yet: it is still in its weight "
                           f"phase, running now ({running}); {_WAIT}")
-    resume = f"automl run RECIPE --out {_pasted(run_dir)} --resume, with its recipe and overrides"
+    resume = f"automl run RECIPE --out {pasted_path(run_dir)} --resume, with its recipe and overrides"
     if store.problems:  # the newest was damaged: the weight phase may well have finished
         raise given.error(f"{given.of(run_dir)}: its newest checkpoint cannot be used "
                           f"({'; '.join(store.problems)}), and the one before it, {store.loaded}, was written before "
