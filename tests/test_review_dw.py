@@ -116,6 +116,7 @@ def _env() -> dict:
     return env
 
 
+@pytest.mark.heavy  # a whole journey of subprocesses: 15 s
 def test_what_a_user_sees(tmp_path):
     """A script run as a user runs it: 2.5 is one line and exit 2; 1e1 iterations are 10."""
     cmd = [sys.executable, str(BENCH / "search_quality.py"), "--seeds", "1", "--D", "2", "--K", "2", "--lam",

@@ -72,8 +72,10 @@ def _stop_at(cwd: Path, signame: str, where: str, *args: str, nohup: bool = Fals
 # ------------------------------------------------------------------------------ 1: signals during start-up
 
 
-@pytest.mark.parametrize("signame,where", [("SIGTERM", "build_data"), ("SIGHUP", "build_data"),
-                                           ("SIGINT", "build_data"), ("SIGTERM", "context")])
+@pytest.mark.parametrize("signame,where", [  # the first in the default suite, the others in CI's heavy run
+    pytest.param(*case, marks=[pytest.mark.heavy] if i else [])
+    for i, case in enumerate([("SIGTERM", "build_data"), ("SIGHUP", "build_data"), ("SIGINT", "build_data"),
+                              ("SIGTERM", "context")])])
 def test_a_signal_during_start_up_leaves_no_default_run_folder(tmp_path, signame, where):
     """build_data: threads.json is written, the data not yet read; context: recipe.resolved.yaml is written too,
     the stages have not begun."""
@@ -103,7 +105,7 @@ def test_a_signal_during_start_up_keeps_a_folder_named_with_out(tmp_path):
     assert out.is_dir() and "removed" not in done.stderr
 
 
-@pytest.mark.parametrize("where", ["build_data", "weight_step"])
+@pytest.mark.parametrize("where", ["build_data", pytest.param("weight_step", marks=pytest.mark.heavy)])
 def test_sighup_under_nohup_is_ignored_in_start_up_and_in_the_stages(tmp_path, where):
     """docs/reliability.md: start a run under nohup to keep it going when its terminal closes."""
     done = _stop_at(tmp_path, "SIGHUP", where, QUICK, *TINY, "--out", str(tmp_path / "r"), nohup=True)

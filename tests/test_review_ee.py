@@ -45,7 +45,7 @@ def _signal_at_exit(cwd: Path, signame: str, *args: str) -> subprocess.Completed
                           capture_output=True, text=True, timeout=300, preexec_fn=dispositions)
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("signame", ["SIGTERM", pytest.param("SIGINT", marks=pytest.mark.heavy)])
 def test_a_signal_while_a_finished_run_exits_leaves_exit_code_0(tmp_path, signame):
     done = _signal_at_exit(tmp_path, signame, QUICK, *TINY, "--out", str(tmp_path / "run"))
     assert done.returncode == 0, (done.returncode, done.stderr[-2000:])

@@ -140,6 +140,7 @@ def test_ctrl_c_is_one_line_and_exit_130():
 # ---- 3. --help and options given twice ---------------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # every benchmark's --help, a subprocess each
 def test_help_gives_the_defaults():
     r = bench("latency_table.py", "--help")
     assert r.returncode == 0, r.stderr
@@ -169,6 +170,7 @@ def test_an_option_given_twice_is_refused(common, capsys):
         assert words in capsys.readouterr().err
 
 
+@pytest.mark.heavy  # subprocesses importing torch
 def test_a_script_refuses_a_repeated_threads():
     r = bench("latency_table.py", "--threads", "1", "--threads", "4")
     assert r.returncode == 2 and "Traceback" not in r.stderr

@@ -69,6 +69,7 @@ def killed_after_ranking(tmp_path, die_after_save):
     return out
 
 
+@pytest.mark.heavy  # a run killed in its ranking, then automl rank twice: 20 s
 def test_automl_rank_with_other_epochs_never_reuses_the_killed_runs_own_retrainings(tmp_path, capsys, monkeypatch,
                                                                                      die_after_save):
     """A run with a ranking section (1-epoch retrainings) killed after them, before its report; then

@@ -54,7 +54,9 @@ def help_entries(text: str) -> dict[str, str]:
     return {k: re.sub(r"\(default:[^)]*\)", "", v).strip() for k, v in entries.items()}
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+# one script in the default suite, the rest in CI's heavy run (a subprocess importing torch: seconds each)
+@pytest.mark.parametrize("script", [pytest.param(s, marks=[pytest.mark.heavy] if i else [])
+                                    for i, s in enumerate(SCRIPTS)])
 def test_help_describes_every_flag(script):
     """--help gives each option what it is, not only its default (was: --batch, --iters, --seeds, --D ... bare)."""
     r = bench(script, "--help")
