@@ -146,3 +146,80 @@ def test_a_restarted_worker_group_of_a_resume_without_out_resumes_the_same_run(t
     assert main(["run", str(ROOT / "recipes" / "quickstart.yaml"), "threads=1", "--resume"]) == 1
     err = capsys.readouterr().err
     assert "resume the run in its folder by themselves" in err and "new folder" not in err, err
+
+
+@pytest.fixture(scope="module")
+def ranked_run(tmp_path_factory):
+    """A finished tiny run with a ranking section `automl rank --archs 3 --retrain-epochs 1` wrote."""
+    import torch
+    from test_ranking import QUICK, TINY
+
+    from automl.cli import main
+    from automl.pipeline import Run
+    from automl.recipe import load_recipe
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("pz") / "run"
+    Run(load_recipe(QUICK, TINY + ["threads=1"]), out, tty=False).execute()
+    assert main(["rank", str(out), "--archs", "3", "--retrain-epochs", "1"]) == 0
+    return out
+
+
+def _rank_again_with(ranked_run, tmp_path, capsys, **edits) -> tuple[int, str]:
+    """``automl rank`` again on a copy of ``ranked_run`` whose results.json ranking section has ``edits``."""
+    import json
+    import shutil
+
+    from automl.cli import main
+
+    out = tmp_path / "run"
+    shutil.copytree(ranked_run, out)
+    res = json.loads((out / "results.json").read_text())
+    res["ranking"].update({k: v for k, v in edits.items() if v is not None})
+    for k in [k for k, v in edits.items() if v is None]:
+        res["ranking"].pop(k)
+    (out / "results.json").write_text(json.dumps(res))
+    capsys.readouterr()
+    rc = main(["rank", str(out), "--archs", "3", "--retrain-epochs", "1"])
+    return rc, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("device", [5, ["cpu"], {"a": 1}])
+def test_an_edited_device_of_a_ranking_section_is_not_recorded_not_a_crash(ranked_run, tmp_path, capsys, device):
+    """results.json's ranking `device` edited into a number or a list: automl rank crashed (AttributeError,
+    TypeError: an internal error) where it only means the retrainings were computed on a device not recorded."""
+    rc, out = _rank_again_with(ranked_run, tmp_path, capsys, device=device)
+    assert rc == 0
+    assert "computed on a device not recorded" in out, out
+
+
+def test_a_malformed_section_computed_elsewhere_is_said_to_be_replaced(ranked_run, tmp_path, capsys):
+    """A ranking section without `pairs`, of another device: its retrainings are not reused and the write replaces
+    it. The notice said the run's checkpoint keeps them and gave no advice to copy the file."""
+    rc, out = _rank_again_with(ranked_run, tmp_path, capsys, device="cuda (NVIDIA H100)", pairs=None)
+    assert rc == 0
+    assert "and replaces the ranking in" in out and "copy" in out, out
+    assert "checkpoint keeps its own" not in out, out
+
+
+def test_a_device_of_a_resumed_run_gets_no_device_advice(ranked_run, tmp_path, capsys):
+    """A section computed on `cuda (X), then cpu` (a run resumed on another device): no `--device cuda` advice,
+    which could not reuse them either."""
+    rc, out = _rank_again_with(ranked_run, tmp_path, capsys, device="cuda (NVIDIA H100), then cpu")
+    assert rc == 0
+    assert "a run resumed on another device" in out and "--device" not in out, out
+
+
+def test_a_lost_rank_on_another_rank_says_nothing_of_a_garbage_max_restarts(torchrun_env, monkeypatch, capfd):
+    """Rank 1 printed `the environment variable TORCHELASTIC_MAX_RESTARTS='three' is not a whole number` above the
+    lost rank's message (the lenient read still went through a reader that prints on other ranks)."""
+    from automl.train import distributed
+    from automl.train.distributed import DistInfo, RanksLost, collective
+
+    torchrun_env(TORCHELASTIC_MAX_RESTARTS="three", WORLD_SIZE=2)
+    monkeypatch.setenv("RANK", "1")
+    with distributed.continued_by("CMD --resume", out_given=True):
+        with pytest.raises(RanksLost):
+            with collective(DistInfo(rank=1, world_size=2), "waiting"):
+                raise RuntimeError("Connection closed by peer [127.0.0.1]:1234")
+    assert "TORCHELASTIC_MAX_RESTARTS" not in capfd.readouterr().err

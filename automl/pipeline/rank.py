@@ -337,7 +337,9 @@ def _not_reused(run: Run, state: RunState, before: dict, stages: list, choices: 
     r = run.recipe
     section = before.get("ranking") if isinstance(before.get("ranking"), dict) else None
     in_file = set(recorded_retrainings(r, section, choices))
-    hows = {key: {"device": section.get("device"), "world_size": section.get("world_size")} for key in in_file}
+    device, count = (section or {}).get("device"), (section or {}).get("world_size")  # as written; edited: None
+    hows = {key: {"device": device if isinstance(device, str) else None,
+                  "world_size": count if type(count) is int else None} for key in in_file}
     own = recorded_retrainings(r, _runs_own(run, state, choices, lambda e, seed: True), choices)
     hows.update({(j, seed): _own_how(state, state.results.get(f"ranking/{j}"), seed, here) for j, seed in own})
     wanted = [(s.j, r.seed + s.s) for _, s in stages]
@@ -349,7 +351,7 @@ def _not_reused(run: Run, state: RunState, before: dict, stages: list, choices: 
              "the run's own ranking and an earlier automl rank")
     then, now, advice = _computed_then(r, list(lost.values()), here, run.out)
     computes, path = sum(key not in recorded for key in wanted), run.out / "results.json"
-    replaced = bool(set(lost) & in_file) and ranking_problem(section) is None
+    replaced = bool(set(lost) & in_file)  # the write replaces the section, whole or not
     where = (f", and replaces the ranking in {path}" if replaced else
              " (the run's checkpoint keeps its own: automl rank leaves it as it is)")
     keep = (f"; to keep that ranking, stop now (Ctrl-C) and copy {path} first" if replaced else
@@ -374,12 +376,13 @@ def _computed_then(recipe, hows: list[dict], here: dict, out: Path) -> tuple[str
     parts = [f"with {n} processes under torchrun (data-parallel: {key} {batch} per process, a total batch of "
              f"{n * batch})" if isinstance(n, int) and n > 1 else "with a number of processes not recorded"
              for n in counts]
-    parts += [f"on {d}" if d else "on a device not recorded" for d in devices]
+    parts += [(f"on {d}" + (" (a run resumed on another device: automl rank reuses none of its retrainings)"
+                            if ", then " in d else "")) if d else "on a device not recorded" for d in devices]
     n = here["world_size"]
     now = (f"{'in one process' if n == 1 else f'with {n} processes'} (a total batch of {n * batch}"
            f"{'; it refuses torchrun' if counts and n == 1 else ''}) on {here['device']}")
     advice = ""
-    if not counts and len(devices) == 1 and devices[0]:
+    if not counts and len(devices) == 1 and devices[0] and ", then " not in devices[0]:
         flag, mine = devices[0].split(" ")[0], here["device"].split(" ")[0]
         if flag in ("cpu", "cuda") and flag != mine:
             advice = f"; or, to reuse them, rank where that device is: {_rank_command(recipe, out, flag)}"
@@ -416,9 +419,9 @@ def _partial_flags(recipe) -> dict:
 
 def _partial_command(partial: dict, out: Path, here: dict) -> str:
     """The command of the ``automl rank`` stopped part-way whose :data:`PARTIAL` record is ``partial`` (in the run
-    folder ``out``, named absolute: :func:`_pasted`), for a ranking computing as ``here``: with ``--device`` where it
-    computed on another. A record with no ``seeds`` and ``truth`` (an older automl's, or edited) gives what it holds,
-    and says its stop message gives the rest."""
+    folder ``out``, named absolute: :func:`~automl._io.pasted_path`), for a ranking computing as ``here``: with
+    ``--device`` where it computed on another. A record with no ``seeds`` and ``truth`` (an older automl's, or
+    edited) gives what it holds, and says its stop message gives the rest."""
     device = str(partial.get("device")).split(" ")[0]  # cpu, or cuda (GPU NAME)
     flag = f" --device {device}" if device in ("cpu", "cuda") and partial.get("device") != here["device"] else ""
     seeds, truth = partial.get("seeds"), partial.get("truth")

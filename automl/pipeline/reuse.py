@@ -25,7 +25,7 @@ from automl.errors import RecipeError, SpaceError, UserError
 from automl.export.inherit import check_state, state_differences
 from automl.export.manifest import MANIFEST_NAME
 from automl.nn.ensemble import SupernetEnsemble, ensemble_size
-from automl.pipeline.context import RunContext, shell_path
+from automl.pipeline.context import RunContext
 from automl.pipeline.state import CKPT_FORMAT, RunState
 from automl.recipe import ADDED_KEYS, DATASETS_READING
 from automl.search import supernet_methods

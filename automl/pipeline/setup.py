@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from automl._io import absolute_path, shell_path
+from automl._io import pasted_path
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
 from automl.dsl import PUBLISHED_SPACES, ParamError, SpaceFileError, ir
@@ -166,7 +166,7 @@ def check_latency_clock(recipe, clock: str) -> None:
         return
     # the table is measured for the retrained space (load_spaces): the --set values it is compiled with
     args = {**recipe.space_args, **recipe.retrain.space_args}
-    profile = " ".join(["automl space profile", shell_path(absolute_path(recipe.space_path)),
+    profile = " ".join(["automl space profile", pasted_path(recipe.space_path),
                         *(f"--set {shlex.quote(f'{k}={v}')}" for k, v in args.items()),
                         "--clock wall --out TABLE.json"])
     try:

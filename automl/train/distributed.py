@@ -201,6 +201,15 @@ def _env_int(name: str, default: str) -> int:
                                  f"it for each process it starts: unset it, or start the run with torchrun")) from None
 
 
+def _quiet_int(name: str) -> int:
+    """The environment variable ``name`` as a whole number, 0 when unset or no number, with no word said (on any
+    rank): a lost rank's message is of the lost rank, not of a variable torchrun sets (:func:`_what_next`)."""
+    try:
+        return int(os.environ.get(name, "").strip() or "0")
+    except ValueError:
+        return 0
+
+
 def local_world_size(info: DistInfo) -> int:
     """The run's processes on this machine: torchrun's ``LOCAL_WORLD_SIZE`` (without it, ``info``'s world size);
     a value that is not a whole number is a :class:`UserError` naming it."""
@@ -369,10 +378,7 @@ def _what_next() -> str:
     (``TORCHELASTIC_RESTART_COUNT`` below ``TORCHELASTIC_MAX_RESTARTS``), else the run is continued by hand."""
     command = _continue["command"]
     by_hand = "continue the run with --resume" + (f": {command}" if command else "")
-    try:  # read leniently: the message is of the lost rank, not of a variable torchrun sets
-        restart, most = elastic_restart(), _env_int("TORCHELASTIC_MAX_RESTARTS", "0")
-    except UserError:
-        restart, most = 0, 0
+    restart, most = _quiet_int("TORCHELASTIC_RESTART_COUNT"), _quiet_int("TORCHELASTIC_MAX_RESTARTS")
     if restart >= most:
         return f"the checkpoints written so far are intact: {by_hand}"
     restarting = f"torchrun restarts the workers (restart {restart + 1} of its --max-restarts={most})"
