@@ -69,7 +69,7 @@ __all__ = ["RUNTIMES", "CLOCKS", "TABLE_FORMAT", "EXPORT_PROTOCOL", "CostTableRe
            "machine_info", "ort_session", "time_session",
            "profile_space", "read_cost_table", "apply_cost_table", "params_fingerprint", "write_cost_table",
            "table_protocol", "table_clock", "timing_of", "table_timing", "partial_path", "partial_summary",
-           "remove_partial", "clock_step", "check_clock", "usable_cores", "threads_warning"]
+           "remove_partial", "clock_step", "check_clock", "usable_cores", "threads_warning", "profile_command"]
 
 RUNTIMES = ("onnxruntime",)
 TABLE_FORMAT = "automl-cost-table"
@@ -1196,11 +1196,17 @@ def _beside(path: Path, args: dict) -> Path:
     return path.with_name(f"{path.stem}-{tag}{path.suffix}")
 
 
+def profile_command(space: str | os.PathLike, sets: dict, *rest: str) -> str:
+    """The ``automl space profile`` command line, printed to paste, that measures the table of the space file
+    ``space`` (absolute and quoted: :func:`~automl._io.pasted_path`) with the ``--set`` values ``sets`` (each
+    quoted), then the flags ``rest`` (``--clock wall --out TABLE.json``)."""
+    return " ".join(["automl space profile", pasted_path(space), *([_set_flags(sets)] if sets else []), *rest])
+
+
 def _profile_command(cs, out: str | os.PathLike) -> str:
     """The ``automl space profile`` command line that measures the table of ``cs`` (with its ``--set``
     values) into ``out``."""
-    flags = _set_flags(cs.overrides)
-    return f"automl space profile {pasted_path(cs.filename)}{' ' + flags if flags else ''} --out {pasted_path(out)}"
+    return profile_command(cs.filename, cs.overrides, f"--out {pasted_path(out)}")
 
 
 def _head(where: str, path: Path) -> str:

@@ -9,7 +9,6 @@ import hashlib
 import json
 import math
 import os
-import shlex
 import shutil
 import signal
 import sys
@@ -19,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import pasted_path, path_problem, writable_dir, write_fix
+from automl._io import path_problem, writable_dir, write_fix
 from automl._lock import LOCK_NAME, RunLock, held_by, lock_holder
 from automl._signals import Interrupted, ignored_at_exit, ignoring, raising_on
 from automl.commands._arch_args import arch_choices, arch_space_args, export_note, params_warning, read_arch
@@ -36,8 +35,8 @@ from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, MeasurementsUnw
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
 from automl.pipeline.run import RESOLVED
 from automl.pipeline.setup import recipe_data
-from automl.profile import (EXPORT_PROTOCOL, CostTableRefusal, apply_cost_table, check_clock, read_cost_table,
-                            table_timing)
+from automl.profile import (EXPORT_PROTOCOL, CostTableRefusal, apply_cost_table, check_clock, profile_command,
+                            read_cost_table, table_timing)
 from automl.recipe import export_folder, file_line, load_recipe
 from automl.report import format_accuracy, int8_float_words
 from automl.train.data import DATASETS, normalization
@@ -178,8 +177,7 @@ def _timing(recipe, compiled) -> tuple[dict, str | None]:
         return default
     # the table is measured for the run's retrained space: the --set values it is compiled with
     sets = {**recipe.space_args, **recipe.retrain.space_args}
-    profile = " ".join(["automl space profile", pasted_path(recipe.space_path), *_pasted_sets(sets),
-                        "--clock wall --out TABLE.json"])
+    profile = profile_command(recipe.space_path, sets, "--clock wall --out TABLE.json")
     try:
         timing = table_timing(recipe.cost_table_path, str(recipe.space_path))
         check_clock(timing["clock"], f"{recipe.search.cost_table} was profiled with \"clock\": "
@@ -209,16 +207,11 @@ def _price(recipe, compiled, timing: dict) -> None:
     except UserError as e:  # the file changed since it was read for the timing: the whole message
         why = str(e)
     sets = "".join(f" --set {k}={v}" for k, v in compiled.overrides.items())
-    profile = " ".join(["automl space profile", pasted_path(compiled.filename), *_pasted_sets(compiled.overrides)])
+    profile = profile_command(compiled.filename, compiled.overrides)
     say(f"note: {recipe.source or 'the recipe'}: search.cost_table {recipe.search.cost_table} does not price the "
         f"exported space {compiled.filename}{sets} ({why}): the latency is timed as the table was "
         f"({_protocol_words(timing)}), but {MANIFEST_NAME}'s cost holds no prediction from the table; give the recipe "
         f"of a run of this space, or profile it (`{profile} --out TABLE.json`)")
-
-
-def _pasted_sets(sets: dict) -> list[str]:
-    """The ``--set NAME=VALUE`` flags of ``sets`` as a pasted command gives them, each value quoted for the shell."""
-    return [f"--set {shlex.quote(f'{k}={v}')}" for k, v in sets.items()]
 
 
 def _protocol_words(p: dict) -> str:

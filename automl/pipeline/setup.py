@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from automl._io import pasted_path
 from automl.compile import load_compiled
 from automl.compile.resolve import GIVEN
 from automl.dsl import PUBLISHED_SPACES, ParamError, SpaceFileError, ir
@@ -23,8 +21,8 @@ from automl.export.quantize import EXPORT_TIMED
 from automl.nn.standalone import se_too_small, se_too_small_message
 from automl.pipeline.members import Members
 from automl.pipeline.state import RunState
-from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, read_cost_table, table_clock,
-                            timing_of)
+from automl.profile import (EXPORT_PROTOCOL, apply_cost_table, check_clock, profile_command, read_cost_table,
+                            table_clock, timing_of)
 from automl.ranking import exact_costs, space_size
 from automl.recipe import RUN_FILES, TIME_METRICS, file_line, file_value, override_of
 from automl.report import round_sig, short_number
@@ -166,9 +164,7 @@ def check_latency_clock(recipe, clock: str) -> None:
         return
     # the table is measured for the retrained space (load_spaces): the --set values it is compiled with
     args = {**recipe.space_args, **recipe.retrain.space_args}
-    profile = " ".join(["automl space profile", pasted_path(recipe.space_path),
-                        *(f"--set {shlex.quote(f'{k}={v}')}" for k, v in args.items()),
-                        "--clock wall --out TABLE.json"])
+    profile = profile_command(recipe.space_path, args, "--clock wall --out TABLE.json")
     try:
         check_clock(clock, f"{recipe.search.cost_table} was profiled with \"clock\": \"{clock}\", the clock the run "
                            f"times its exports' latency with too",
