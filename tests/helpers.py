@@ -3,13 +3,16 @@ digits export and a quantised one."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+import automl.pipeline.rank as rank
 from automl.cli import main
 from automl.pipeline.reuse import fingerprint_digest
 from automl.pipeline.state import CKPT_FORMAT
@@ -125,3 +128,19 @@ def fake_supernet_run(folder: Path, fingerprint: dict, weights=None, origin=None
                                       "differs": []},
         "weights_fingerprint": fingerprint})
     return folder
+
+
+def stopped_rank(out: str | Path, monkeypatch, capsys, stop_at: int, *flags: str) -> tuple[str, int]:
+    """``automl rank out flags`` stopped (SIGTERM) after its ``stop_at``-th stage: what it said, and its exit code."""
+    real_stop, calls = rank.stop_ranking_if_signalled, []
+
+    def stop(preempt, reporter, recipe, where, done):
+        calls.append(done)
+        if len(calls) == stop_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        real_stop(preempt, reporter, recipe, where, done)
+
+    monkeypatch.setattr(rank, "stop_ranking_if_signalled", stop)
+    code = main(["rank", str(out), *flags])
+    monkeypatch.setattr(rank, "stop_ranking_if_signalled", real_stop)
+    return "".join(capsys.readouterr()), code

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import pytest
 
-import automl.pipeline.rank as rank
 from automl._lock import LOCK_NAME, RunLock
 from automl.cli import main
 from automl.errors import UserError
 from automl.pipeline import Run
 from automl.pipeline.results import PARTIAL
 from automl.recipe import load_recipe
-from helpers import QUICK
+from helpers import QUICK, stopped_rank
 from test_ranking import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
@@ -102,18 +101,10 @@ def test_a_rank_that_holds_the_lock_to_look_is_named_with_its_advice(tmp_path, m
 def _stopped_rank(out: Path, monkeypatch, capsys, stop_at: int, *flags: str) -> tuple[str, dict]:
     """``automl rank out flags`` stopped (SIGTERM) after its ``stop_at``-th stage: what it said, and results.json's
     partial ranking then."""
-    real_stop, calls = rank.stop_ranking_if_signalled, []
-
-    def stop(preempt, reporter, recipe, where, done):
-        calls.append(done)
-        if len(calls) == stop_at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        real_stop(preempt, reporter, recipe, where, done)
-
-    monkeypatch.setattr(rank, "stop_ranking_if_signalled", stop)
-    assert main(["rank", str(out), *flags]) == 128 + signal.SIGTERM
+    said, code = stopped_rank(out, monkeypatch, capsys, stop_at, *flags)
+    assert code == 128 + signal.SIGTERM
     monkeypatch.undo()
-    return "".join(capsys.readouterr()), json.loads((out / "results.json").read_text())[PARTIAL]
+    return said, json.loads((out / "results.json").read_text())[PARTIAL]
 
 
 def _seeds(partial: dict) -> list[list[int]]:

@@ -22,7 +22,7 @@ from automl.errors import UserError
 from automl.pipeline import Run
 from automl.pipeline.results import PARTIAL
 from automl.recipe import load_recipe
-from helpers import QUICK, cli_err, copy_of
+from helpers import QUICK, cli_err, copy_of, stopped_rank
 from test_ranking import TINY
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
@@ -162,21 +162,6 @@ def test_rank_of_an_unfinished_run_names_its_folder_absolute(finished, tmp_path,
 
 # ---- 4. a ranking that replaces a stopped one gives that one's whole command -------------------------------------
 
-def _stopped_rank(out: str, monkeypatch, capsys, stop_at: int, *flags: str) -> tuple[str, int]:
-    """``automl rank out flags`` stopped (SIGTERM) after its ``stop_at``-th stage: what it said, and its exit code."""
-    real_stop, calls = rank.stop_ranking_if_signalled, []
-
-    def stop(preempt, reporter, recipe, where, done):
-        calls.append(done)
-        if len(calls) == stop_at:
-            os.kill(os.getpid(), signal.SIGTERM)
-        real_stop(preempt, reporter, recipe, where, done)
-
-    monkeypatch.setattr(rank, "stop_ranking_if_signalled", stop)
-    code = main(["rank", out, *flags])
-    monkeypatch.setattr(rank, "stop_ranking_if_signalled", real_stop)
-    return "".join(capsys.readouterr()), code
-
 
 def _finish_command(said: str) -> str:
     found = re.search(r"finish it first by running its command again \((automl rank .*?)\) and copy results.json",
@@ -193,12 +178,12 @@ def test_a_replaced_stopped_ranking_is_named_by_its_whole_command(finished, tmp_
     monkeypatch.chdir(here)
     relative = os.path.relpath(out, here)
     flags = ["--archs", "4", "--retrain-epochs", "2", "--seeds", "2", "--truth", "loss"]
-    said, code = _stopped_rank(relative, monkeypatch, capsys, 2, *flags)
+    said, code = stopped_rank(relative, monkeypatch, capsys, 2, *flags)
     assert code == 128 + signal.SIGTERM, said
     partial = json.loads((out / "results.json").read_text())[PARTIAL]
     assert (partial["seeds"], partial["truth"]) == (2, "loss"), partial
     monkeypatch.chdir(elsewhere)
-    said, code = _stopped_rank(str(out), monkeypatch, capsys, 1, "--archs", "3")
+    said, code = stopped_rank(str(out), monkeypatch, capsys, 1, "--archs", "3")
     assert code == 128 + signal.SIGTERM, said
     command = _finish_command(said)
     assert "with the --seeds it had" not in command, said
@@ -217,12 +202,12 @@ def test_an_older_record_without_seeds_keeps_its_words_with_the_folder_absolute(
     out = copy_of(finished, tmp_path)
     monkeypatch.chdir(here)
     relative = os.path.relpath(out, here)
-    _, code = _stopped_rank(relative, monkeypatch, capsys, 2, "--archs", "4", "--retrain-epochs", "2")
+    _, code = stopped_rank(relative, monkeypatch, capsys, 2, "--archs", "4", "--retrain-epochs", "2")
     assert code == 128 + signal.SIGTERM
     results = json.loads((out / "results.json").read_text())
     results[PARTIAL] = {k: v for k, v in results[PARTIAL].items() if k not in ("seeds", "truth")}
     (out / "results.json").write_text(json.dumps(results))
-    said, code = _stopped_rank(relative, monkeypatch, capsys, 1, "--archs", "3")
+    said, code = stopped_rank(relative, monkeypatch, capsys, 1, "--archs", "3")
     assert code == 128 + signal.SIGTERM, said
     command = _finish_command(said)
     assert command.endswith(" with the --seeds it had: its stop message gives the whole command"), said
