@@ -53,14 +53,20 @@ def ranked_run(tmp_path: Path, capsys) -> Path:
     return out
 
 
-def test_a_torchrun_runs_own_ranking_is_said_to_be_retrained_and_replaced(ranked_run, monkeypatch, capsys):
-    out = ranked_run
-    _computed_as(out, 2, "cpu")
+def _ranked_again(out: Path, monkeypatch, capsys, *flags: str) -> tuple[list, str, list]:
+    """``automl rank out flags`` (exit 0): the retrainings it computed, what it said, and its one notice's parts."""
     calls = _retrainings(monkeypatch)
-    assert main(["rank", str(out)]) == 0
+    assert main(["rank", str(out), *flags]) == 0
     said = capsys.readouterr().out
     found = NOTICE.findall(said)
     assert len(found) == 1, said
+    return calls, said, found
+
+
+def test_a_torchrun_runs_own_ranking_is_said_to_be_retrained_and_replaced(ranked_run, monkeypatch, capsys):
+    out = ranked_run
+    _computed_as(out, 2, "cpu")
+    calls, said, found = _ranked_again(out, monkeypatch, capsys)
     count, whose, then, now, retrains, where, keep = found[0]
     assert (count, whose, retrains) == ("3", "the run's own ranking", "all 3")
     batch = load_recipe(QUICK, TINY).data.batch_size
@@ -80,11 +86,7 @@ def test_a_run_ranked_on_another_device_gets_the_device_flag(ranked_run, monkeyp
     ranking section of results.json it replaces is the run's own."""
     out = ranked_run
     _computed_as(out, 1, H100)
-    calls = _retrainings(monkeypatch)
-    assert main(["rank", str(out)]) == 0
-    said = capsys.readouterr().out
-    found = NOTICE.findall(said)
-    assert len(found) == 1, said
+    calls, said, found = _ranked_again(out, monkeypatch, capsys)
     count, whose, then, now, retrains, where, keep = found[0]
     batch = load_recipe(QUICK, TINY).data.batch_size
     assert (count, then, now, retrains) == ("3", f"on {H100}", f"in one process (a total batch of {batch}) on cpu",
@@ -109,11 +111,7 @@ def test_a_run_stopped_in_its_torchrun_ranking_says_its_checkpoint_keeps_them(tm
             entry["computed_on"] = {seed: {**how, "world_size": 2} for seed, how in entry["computed_on"].items()}
     store.save({**ckpt, "world_size": 2})
     capsys.readouterr()
-    calls = _retrainings(monkeypatch)
-    assert main(["rank", str(out)]) == 0
-    said = capsys.readouterr().out
-    found = NOTICE.findall(said)
-    assert len(found) == 1, said
+    calls, said, found = _ranked_again(out, monkeypatch, capsys)
     count, whose, _, _, retrains, where, keep = found[0]
     assert (count, whose, retrains) == ("2", "the run's own ranking", "all 3")
     assert where == " (the run's checkpoint keeps its own: automl rank leaves it as it is)"
