@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os
@@ -22,6 +21,7 @@ from automl.compile import load_compiled
 from automl.dsl import ParamError
 from automl.errors import Stopped, UserError, shortened, value_text
 from automl.export._arch import as_arch
+from automl.export._copy import cpu_copy
 from automl.export.inherit import inherit_weights, state_differences
 from automl.export.manifest import (FORMAT_VERSION, MANIFEST_NAME, error_entry, export_again, finite_number, json_cost,
                                     json_costs, manifest_error, read_manifest, whole_metric, write_manifest)
@@ -314,7 +314,7 @@ def _standalone_model(compiled, arch, se, model, weights, supernet_state,
         # the caller's model is not modified; the export is float32 (a half, bfloat16 or double model's copy
         # converted); a model still carrying the training-only depthwise backward (automl.nn.depthwise) becomes a
         # plain timm network again
-        return plain_convs(copy.deepcopy(model).cpu().float()), "model"
+        return plain_convs(cpu_copy(model).float()), "model"
     model = compiled.build_standalone(arch, se=se)
     if weights is not None:
         try:

@@ -8,7 +8,6 @@ but honours ``opset_version`` exactly and handles every op our spaces use.
 
 from __future__ import annotations
 
-import copy
 import functools
 import importlib
 import io
@@ -23,6 +22,7 @@ from torch import nn
 
 from automl.errors import UserError
 from automl._io import atomic_path
+from automl.export._copy import cpu_copy
 
 __all__ = ["MIN_OPSET", "DEFAULT_OPSET", "newest_opset", "opset_problem", "check_opset", "PARITY_TOLERANCE",
            "OnnxParityError", "export_onnx", "onnx_parity", "rounding_explains", "ort_model"]
@@ -186,7 +186,7 @@ def rounding_explains(path: str | os.PathLike, model: nn.Module, inputs: Sequenc
     statistics that do not fit the path: outputs of 1e5 whose last digits depend on the kernels' order of
     summation), not a broken export; a wrong graph stays far from the exact result while torch is close."""
     session = _session(path)
-    exact_model = copy.deepcopy(model).cpu().double().to(memory_format=torch.contiguous_format).eval()
+    exact_model = cpu_copy(model).double().to(memory_format=torch.contiguous_format).eval()
     for x in inputs:
         with torch.no_grad():
             got32 = model(x).double().cpu().numpy()

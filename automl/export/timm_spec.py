@@ -33,6 +33,7 @@ from timm.models.efficientnet import EfficientNet
 from timm.models.mobilenetv3 import MobileNetV3
 from torch import nn
 
+from automl.export._copy import cpu_copy
 from automl.nn.depthwise import plain_convs
 from automl.nn.ops import ACTIVATIONS, family_se_layer
 
@@ -144,7 +145,7 @@ def _reference_output(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     is). The model under test may be channels_last on a GPU and its rebuild contiguous on the CPU: in float32 such
     layouts differ by rounding that an ill-conditioned (badly trained, large-output) network amplifies far past
     any tolerance that would still tell another network apart."""
-    ref = plain_convs(copy.deepcopy(model).cpu()).double().to(memory_format=torch.contiguous_format).eval()
+    ref = plain_convs(cpu_copy(model)).double().to(memory_format=torch.contiguous_format).eval()
     with torch.no_grad():
         return ref(x.double())
 
