@@ -61,18 +61,28 @@ def machine() -> str:
     return cpu
 
 
-def timeit(fn, repeat: int = 20, warmup: int = 3, sync: bool = False) -> list[float]:
-    """Seconds per call of ``fn`` after ``warmup`` untimed calls."""
+def synchronizer(device):
+    """A function that waits until the work queued on ``device`` is done: ``torch.cuda.synchronize(device)`` on a
+    CUDA device (that GPU's, e.g. cuda:1's, not the current GPU's: a model on cuda:1 would otherwise be timed by
+    when its kernels were queued), nothing elsewhere (the CPU runs each call to its end)."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return lambda: None
+    return lambda: torch.cuda.synchronize(dev)
+
+
+def timeit(fn, repeat: int = 20, warmup: int = 3, sync: bool | str | torch.device = False) -> list[float]:
+    """Seconds per call of ``fn`` after ``warmup`` untimed calls. ``sync``: the device ``fn`` runs on, whose queued
+    work each timing waits for (:func:`synchronizer`); True: the current GPU; False: none (the CPU)."""
+    wait = synchronizer("cuda" if sync is True else sync) if sync else (lambda: None)
     for _ in range(warmup):
         fn()
     out = []
     for _ in range(repeat):
-        if sync:
-            torch.cuda.synchronize()
+        wait()
         t0 = time.perf_counter()
         fn()
-        if sync:
-            torch.cuda.synchronize()
+        wait()
         out.append(time.perf_counter() - t0)
     return out
 

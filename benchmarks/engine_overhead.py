@@ -30,7 +30,6 @@ def main() -> None:
     p.add_argument("--eps", type=positive_int, default=4, help="number of ε values (N)")
     a = p.parse_args()
     dev = a.device
-    sync = dev.type == "cuda"
     cs = load_compiled(a.space, parse_set_args(a.set))
     net = for_training(cs.build_supernet(), dev).train()  # as the pipeline builds it
     costs = normalize_costs(cs.cost_table.costs("params"), cs.cost_table.mask)
@@ -44,8 +43,8 @@ def main() -> None:
     def ask_tell():
         engine.tell(engine.ask(), losses)
 
-    t_engine = median(timeit(ask_tell, repeat=200, warmup=20, sync=sync))
-    t_eval = median(timeit(lambda: path_losses(net, x, y, archs, dev), repeat=20, sync=sync))
+    t_engine = median(timeit(ask_tell, repeat=200, warmup=20, sync=dev))
+    t_eval = median(timeit(lambda: path_losses(net, x, y, archs, dev), repeat=20, sync=dev))
     share = t_engine / t_eval
     rows = [{"space": Path(a.space).name, "N": a.eps, "lam": a.lam, "ask_tell_ms": 1e3 * t_engine,
              "theta_eval_ms": 1e3 * t_eval, "path_evals_per_s": a.lam / t_eval, "overhead_pct": 100 * share}]

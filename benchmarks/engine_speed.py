@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import json_line, nonneg_int, parser, positive_int, run_main  # noqa: E402
+from _common import json_line, nonneg_int, parser, positive_int, run_main, synchronizer  # noqa: E402
 
 from automl.search import ContextCosts, MultiEpsilonSearch  # noqa: E402
 
@@ -50,7 +50,7 @@ def time_engine(N, D, K, lam, device, iters, warmup, importance_sampling=True, s
     rows = s.rows_per_ask
     # Distinct losses, as a network's losses are; generated up front so only the engine is timed.
     losses = torch.rand(iters + warmup, rows, dtype=torch.float64, device=device)
-    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync = synchronizer(device)
     times = []
     for i in range(iters + warmup):
         sync()

@@ -14,7 +14,7 @@
 # the least time it needs to finish (NEED): a step starts only when that much of BUDGET is left (its limit is
 # cut to what is left); otherwise it is skipped without starting anything, as a step cut short would only
 # waste the device time. Before any step it stops at once (one line, also in summary.txt, exit 2) when BUDGET
-# is not a whole number, without a GPU, or when $PY cannot import automl, onnx, onnxruntime or pytest.
+# is not a whole number, without a GPU, or when $PY cannot import automl, onnx, onnxruntime, pytest or pytest-xdist.
 # PY (default python3) is the Python every step runs: a path to it (spaces and all; a relative one is named from the
 # folder the script is started in, as OUT is), or a command line split at its spaces (PY='python3 -X dev'). OUT must
 # be a folder this user may write in and enter (chmod u+wx), else it stops at once (exit 2).
@@ -70,7 +70,8 @@ if compgen -G ".whl/*.whl" >/dev/null; then
     && export PYTHONPATH="$PYTHONPATH:/tmp/site"
 fi
 # every module a step imports, before the first step: a missing one would fail each step in turn, the
-# quickstart only at its export, minutes in
+# quickstart only at its export, minutes in; xdist (pytest-xdist): pyproject's pytest addopts pass -n, which
+# pytest without it refuses, and tests/conftest.py has an xdist hook
 missing=$("${py[@]}" -c '
 import importlib, sys
 for name in sys.argv[1:]:
@@ -78,7 +79,7 @@ for name in sys.argv[1:]:
         importlib.import_module(name)
     except Exception as e:
         sys.exit(f"{name} ({type(e).__name__}: {e})")
-' automl.pipeline automl.cli onnx onnxruntime pytest 2>&1) \
+' automl.pipeline automl.cli onnx onnxruntime pytest xdist 2>&1) \
   || refuse "$PY cannot import $(printf '%s' "$missing" | tail -n 1): put the missing wheels in .whl/ (see the top of \
 $0)"
 FAILED=0

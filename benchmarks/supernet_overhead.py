@@ -32,7 +32,6 @@ def main() -> None:
     a = p.parse_args()
     dev = a.device
     cs = load_compiled(a.space, parse_set_args(a.set))
-    sync = dev.type == "cuda"
     g = torch.Generator().manual_seed(0)
     x = torch.randn(a.batch, *cs.input_shape, generator=g).to(dev)
     y = torch.randint(0, cs.num_classes, (a.batch,), generator=g).to(dev)
@@ -57,8 +56,8 @@ def main() -> None:
             return step
 
         # arch stays on the CPU, as in the pipeline: the supernet picks its modules from it in Python
-        t_super = median(timeit(stepper(supernet, lambda: supernet(x, arch)), sync=sync))
-        t_alone = median(timeit(stepper(standalone, lambda: standalone(x)), sync=sync))
+        t_super = median(timeit(stepper(supernet, lambda: supernet(x, arch)), sync=dev))
+        t_alone = median(timeit(stepper(standalone, lambda: standalone(x)), sync=dev))
         rows.append({"arch": j, "params": sum(p.numel() for p in standalone.parameters()),
                      "supernet_ms": 1e3 * t_super, "standalone_ms": 1e3 * t_alone,
                      "supernet_img_s": a.batch / t_super, "standalone_img_s": a.batch / t_alone,
