@@ -34,7 +34,8 @@ __all__ = ["TEMPORARY", "temporary_pattern", "atomic_path", "guard_run_folder", 
            "check_run_folder", "make_folder", "write_fix", "atomic_write_bytes", "atomic_write_text",
            "atomic_write_json", "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText",
            "writable_dir", "writable_file", "absolute_path", "reader_gone", "DuplicateKey", "unique_keys",
-           "duplicate_key_line", "path_problem", "shell_path", "pasted_path"]
+           "duplicate_key_line", "path_problem", "shell_path", "pasted_path",
+           "pasted_space"]
 
 
 # the RANDOM part of a temporary's name (_create_temporary): this many random bytes, as hex digits
@@ -461,7 +462,12 @@ def absolute_path(path: str | os.PathLike) -> Path:
 
 def pasted_path(path: str | os.PathLike) -> str:
     """``path`` as a command printed for pasting names it: absolute (:func:`absolute_path`: from any folder, a job's
-    log read later, it names the same file) and quoted for the shell (:func:`shell_path`); a space compiled from text,
-    not from a file (its name ``<space>``), is named as it is."""
-    text = str(path)
-    return shell_path(text if text.startswith("<") and text.endswith(">") else absolute_path(text))
+    log read later, it names the same file) and quoted for the shell (:func:`shell_path`)."""
+    return shell_path(absolute_path(path))
+
+
+def pasted_space(filename: str | os.PathLike) -> str:
+    """A space's ``filename`` as a command printed for pasting names it: :func:`pasted_path`, except a space compiled
+    from text, not from a file (its name ``<space>``), which is named as it is."""
+    text = str(filename)
+    return shell_path(text) if text.startswith("<") and text.endswith(">") else pasted_path(text)

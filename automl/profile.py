@@ -56,7 +56,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
-from automl._io import (DuplicateKey, UnreadableText, atomic_write_json, duplicate_key_line, pasted_path,
+from automl._io import (DuplicateKey, UnreadableText, atomic_write_json, duplicate_key_line, pasted_path, pasted_space,
                         read_utf8_text, unique_keys)
 from automl.compile.costs import BUILTIN_METRICS
 from automl.errors import UserError, json_text
@@ -910,7 +910,7 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
     except UnreadableText as e:
         if e.reason == "missing":
             raise UserError(f"{where}cost table {path}: no such file; make one with "
-                            f"`automl space profile {pasted_path(space_file)} --out {pasted_path(path)}`") from None
+                            f"`automl space profile {pasted_space(space_file)} --out {pasted_path(path)}`") from None
         if e.reason == "directory":
             raise UserError(f"{where}cost table {path} is a folder; give the table file `automl space profile` "
                             f"wrote, e.g. {path / 'latency.json'}") from None
@@ -941,7 +941,7 @@ def _load_table(path: Path, where: str, space_file: str) -> dict:
         # `space profile` refuses to (so latency-new.json beside a latency.json that is no table)
         new = path.parent / ("latency-new.json" if path.name == "latency.json" else "latency.json")
         raise UserError(f"{where}{path}: not a cost table (no \"format\": \"{TABLE_FORMAT}\"); make one with "
-                        f"`automl space profile {pasted_path(space_file)} --out {pasted_path(new)}` and give that")
+                        f"`automl space profile {pasted_space(space_file)} --out {pasted_path(new)}` and give that")
     if not _is_version(table.get("version")):
         raise UserError(f"{where}{path}: cost table version {json_text(table.get('version'))}; this automl reads "
                         f"version {TABLE_VERSION}")
@@ -969,7 +969,7 @@ def _check_header(table: dict, path: Path, where: str, cs) -> None:
         raise CostTableRefusal.of(head, why)
     if "fixed" not in table:
         why = "no \"fixed\" entry (the cost of the parts that are not searched: stem, head, per-call overhead)"
-        raise CostTableRefusal.of(head, why, f"re-profile with `automl space profile {pasted_path(space_file)}`")
+        raise CostTableRefusal.of(head, why, f"re-profile with `automl space profile {pasted_space(space_file)}`")
 
 
 def _protocol_of(table: dict, path: Path, where: str) -> tuple[int | None, int | None]:
@@ -1198,9 +1198,9 @@ def _beside(path: Path, args: dict) -> Path:
 
 def profile_command(space: str | os.PathLike, sets: dict, *rest: str) -> str:
     """The ``automl space profile`` command line, printed to paste, that measures the table of the space file
-    ``space`` (absolute and quoted: :func:`~automl._io.pasted_path`) with the ``--set`` values ``sets`` (each
+    ``space`` (absolute and quoted: :func:`~automl._io.pasted_space`) with the ``--set`` values ``sets`` (each
     quoted), then the flags ``rest`` (``--clock wall --out TABLE.json``)."""
-    return " ".join(["automl space profile", pasted_path(space), *([_set_flags(sets)] if sets else []), *rest])
+    return " ".join(["automl space profile", pasted_space(space), *([_set_flags(sets)] if sets else []), *rest])
 
 
 def _profile_command(cs, out: str | os.PathLike) -> str:

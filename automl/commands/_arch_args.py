@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from automl._io import absolute_path, shell_path
+from automl._io import pasted_path, pasted_space
 from automl.commands import parse_set_args
 from automl.dsl import ParamError, load_space
 from automl.errors import UserError, json_text, shortened
@@ -60,7 +60,7 @@ def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
     runs = obj.get("architectures") if isinstance(obj, dict) and "choices" not in obj else obj
     if isinstance(runs, list) and runs and all(isinstance(a, dict) and "choices" in a for a in runs):
         whole = "a run's results.json of" if runs is not obj else "a list of"
-        pasted = shell_path(absolute_path(path))  # a command pasted from any folder names the same file
+        pasted = pasted_path(path)  # a command pasted from any folder names the same file
         jq = f"jq '.architectures[0]' {pasted}" if runs is not obj else f"jq '.[0]' {pasted}"
         raise UserError(f"{flag} {path} is {whole} {len(runs)} architectures (a results.json's \"architectures\"); "
                         f"give one of them: save one in a file of its own ({jq} > arch.json), or give the "
@@ -70,7 +70,7 @@ def arch_choices(obj, compiled, path: str, flag: str = "--arch") -> list[str]:
             isinstance(b, str) for b in st) for st in arch_def):
         raise UserError(f"{flag} {path} is a timm arch_def (stages of block strings), not the choices of an "
                         f"architecture: encode it first, `automl space encode "
-                        f"{shell_path(absolute_path(compiled.filename))} --arch-def {shell_path(absolute_path(path))} "
+                        f"{pasted_space(compiled.filename)} --arch-def {pasted_path(path)} "
                         f"--out arch.json`, and give {flag} arch.json")
     check_arch_space(obj, compiled, path, flag)  # a file of another space: said before what does not fit
     names = choices_from_json(obj, compiled, source=f"{flag} {path}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from automl._io import absolute_path, reader_gone, shell_path
+from automl._io import absolute_path, pasted_path, reader_gone
 from automl._signals import Interrupted, ignored_at_exit, raising_on
 from automl.errors import Stopped, UserError, interrupted_before_the_run, say
 from automl.pipeline import Run
@@ -238,11 +238,11 @@ def resume_command(args, out: Path) -> str:
     any folder, a job's log read later, it continues the same run): the recipe, ``--out``, ``--supernet`` and the
     overrides' paths (:func:`absolute_override`); under torchrun, the torchrun command that starts as many processes
     (:func:`~automl.train.distributed.as_launched`): pasted as printed, the run goes on with the same count."""
-    flags = (["--supernet", shell_path(absolute_path(args.supernet))] if args.supernet is not None else []) + (
+    flags = (["--supernet", pasted_path(args.supernet)] if args.supernet is not None else []) + (
         ["--supernet-force"] if args.supernet_force else [])
     overrides = [shlex.quote(absolute_override(item)) for item in args.overrides]
-    return as_launched(" ".join(["automl", "run", shell_path(absolute_path(args.recipe)), *overrides,
-                                 "--out", shell_path(absolute_path(out)), *flags, "--resume"]))
+    return as_launched(" ".join(["automl", "run", pasted_path(args.recipe), *overrides,
+                                 "--out", pasted_path(out), *flags, "--resume"]))
 
 
 def _supernet_typed(args) -> str | None:

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from timm.models import get_deprecated_models
 
-from automl._io import absolute_path, atomic_write_text, shell_path, writable_file
+from automl._io import atomic_write_text, pasted_path, writable_file
 from automl._signals import Interrupted, raising_on
 from automl.commands import parse_set_args
 from automl.commands._arch_args import arch_choices, arch_space_args, params_warning, read_arch, same_network
@@ -267,7 +267,7 @@ def _no_arch_def_choices(path: str, obj, space: str) -> None:
         what = "a list of architectures"
     else:
         return
-    space_arg, arch_arg = (shell_path(absolute_path(p)) for p in (space, path))  # pasted from any folder
+    space_arg, arch_arg = (pasted_path(p) for p in (space, path))  # pasted from any folder
     raise UserError(f"--arch-def {path} is {what}: the choices of an architecture in the space, encoded already, not "
                     f"a timm arch_def (stages of block strings); give it as --arch instead: `automl space cost "
                     f"{space_arg} --arch {arch_arg}` or `automl export {space_arg} --arch {arch_arg} --out DIR`")

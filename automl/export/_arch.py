@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import torch
 
-from automl._io import (DuplicateKey, UnreadableText, absolute_path, duplicate_key_line, read_utf8_text, shell_path,
+from automl._io import (DuplicateKey, UnreadableText, duplicate_key_line, pasted_path, read_utf8_text,
                         unique_keys)
 from automl.errors import UserError, shortened
 
@@ -96,7 +96,7 @@ def _foreign(names: list, decisions, compiled, source: str, fewest: int) -> str:
     name, file = getattr(compiled, "name", None), getattr(compiled, "filename", None)
     space = f"space {name}" if name else "this space"
     pasted = isinstance(file, str) and file and not (file.startswith("<") and file.endswith(">"))  # not <space>
-    show = f" (`automl space show {shell_path(absolute_path(file))}` lists them)" if pasted else ""
+    show = f" (`automl space show {pasted_path(file)}` lists them)" if pasted else ""
     if count >= fewest and 2 * count > len(names):
         shown = ", ".join(map(repr, foreign[:3])) + (", ..." if len(foreign) > 3 else "")
         return (f"; {count} of its {len(names)} names ({shown}) are choices of no decision of {space}: {source} "

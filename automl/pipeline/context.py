@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import torch
 
-from automl._io import absolute_path, shell_path, write_fix
+from automl._io import pasted_path, shell_path, write_fix
 from automl.errors import Stopped, UserError
 from automl.pipeline.setup import Spaces
 from automl.pipeline.state import RunState, capture_rng, restore_rng
@@ -68,7 +68,7 @@ def how_to_go_on(saved: bool, out: Path, resume_command: str, fix: str = "free s
     if saved:
         return f"the previous checkpoint is intact: {fix} and continue with: {resume_command}"
     return (f"no checkpoint was written yet, so nothing to resume: {fix}, delete the folder "
-            f"(rm -r {shell_path(absolute_path(out))}) and run the command again")
+            f"(rm -r {pasted_path(out)}) and run the command again")
 
 
 class Keeper:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from automl._io import UnreadableText, absolute_path, atomic_write_json, path_problem, read_utf8_text, write_fix
+from automl._io import UnreadableText, atomic_write_json, pasted_path, path_problem, read_utf8_text, write_fix
 from automl.errors import UserError
 from automl.export.manifest import json_cost, whole_metric
 from automl.nn.measure import count_macs
-from automl.pipeline.context import RunContext, shell_path, written_on_main
+from automl.pipeline.context import RunContext, written_on_main
 from automl.pipeline.members import Members
 from automl.pipeline.setup import EngineCosts
 from automl.pipeline.state import RunState
@@ -178,7 +178,7 @@ def _unreadable(path: Path, again: str) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as e:
-        fix = (f"make it readable and writable (chmod u+rw {shell_path(absolute_path(path))})"
+        fix = (f"make it readable and writable (chmod u+rw {pasted_path(path)})"
                if e.errno in (errno.EACCES, errno.EPERM) else "fix the cause")
         return (f"{path}: cannot read it ({e.strerror or e}); automl adds to the run's results.json and writes "
                 f"it again: {fix} {again}")
