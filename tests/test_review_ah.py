@@ -30,6 +30,19 @@ def _rewrite_checkpoint(out, **fields) -> dict:
     return ckpt
 
 
+def _rewrite_retrainings(out, device: str | None) -> None:
+    """Each ranking retraining's own record (``computed_on``) in the run's newest checkpoint saved again with
+    ``device`` (None: the record removed, as an automl older than it wrote it)."""
+    store = CheckpointStore(out / "checkpoints")
+    ckpt = store.load()
+    for key, entry in ckpt["results"].items():
+        if key.startswith("ranking/") and device is None:
+            entry.pop("computed_on", None)
+        elif key.startswith("ranking/"):
+            entry["computed_on"] = {seed: {**how, "device": device} for seed, how in entry["computed_on"].items()}
+    store.save(ckpt)
+
+
 @pytest.fixture
 def killed_in_its_ranking(tmp_path, die_after_save):
     """A run with a ranking section (3 architectures, 2 seeds) killed at the start of its fourth retraining (three
@@ -41,11 +54,13 @@ def killed_in_its_ranking(tmp_path, die_after_save):
 
 
 def test_automl_rank_never_reuses_a_killed_runs_retrainings_of_another_device(killed_in_its_ranking, monkeypatch):
-    """The checkpoint says the run computed on a GPU, automl rank computes on the CPU (both ``device: auto``):
-    all six retrainings run; with the checkpoint's record of the CPU the three finished ones are reused."""
+    """The checkpoint says the run (and each retraining) computed on a GPU, automl rank computes on the CPU (both
+    ``device: auto``): all six retrainings run; with the checkpoint's record of the CPU the three finished ones are
+    reused."""
     out = killed_in_its_ranking
     shutil.copytree(out, out.parent / "same")
     _rewrite_checkpoint(out, device=GPU)
+    _rewrite_retrainings(out, GPU)
     calls = _retrainings(monkeypatch)
     assert main(["rank", str(out)]) == 0
     assert sorted(calls) == [0, 0, 0, 1, 1, 1]
@@ -55,10 +70,12 @@ def test_automl_rank_never_reuses_a_killed_runs_retrainings_of_another_device(ki
 
 
 def test_automl_rank_on_an_older_checkpoint_compares_the_recipes_device(killed_in_its_ranking, monkeypatch):
-    """A checkpoint without the record (older automl): reused when the command's device setting is the run's
-    recipe's, not when it is another (``--device cpu`` on a ``device: auto`` run)."""
+    """A checkpoint without the records (older automl: neither the run's device nor each retraining's): reused when
+    the command's device setting is the run's recipe's, not when it is another (``--device cpu`` on a
+    ``device: auto`` run)."""
     out = killed_in_its_ranking
     _rewrite_checkpoint(out, device=None)
+    _rewrite_retrainings(out, None)
     shutil.copytree(out, out.parent / "other")
     calls = _retrainings(monkeypatch)
     assert main(["rank", str(out)]) == 0
@@ -81,7 +98,7 @@ def test_automl_rank_with_device_flag_reuses_what_the_run_computed_on_that_devic
 
 def test_resume_on_another_device_warns_and_records_both(tmp_path, die_after_save, capsys):
     """A run started on a GPU (its checkpoint says so) resumed on the CPU: one warning naming both devices, and its
-    checkpoints then record both (so automl rank reuses none of its retrainings on either)."""
+    checkpoints then record both (automl rank then goes by each retraining's own record of its device)."""
     recipe = load_recipe(QUICK, TINY + ["search.weight_epochs=2"])
     out = tmp_path / "k"
     die_after_save(lambda state, n: n == 1)

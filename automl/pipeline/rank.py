@@ -180,23 +180,31 @@ def _runs_own(run: Run, state: RunState, choices: list[list[str]], keep) -> dict
 
 
 def _same_run_computation(run: Run, state: RunState, here: dict) -> bool:
-    """Whether the run as its checkpoint records it computed as ``here`` (:func:`_stopped_runs_own`): on the same
-    device (an older automl's records none: then the device setting of the run's recipe; a run resumed on another
-    device records both, and matches neither), with as many processes as one of its parts (``world_sizes``)."""
+    """Whether the run as its checkpoint records it computed as ``here``, for a retraining with no record of its
+    own (an older automl's: :func:`_computed_as_here`): on the same device (an older automl's records none: then the
+    device setting of the run's recipe; a run resumed on another device records both, and matches neither), with
+    the one number of processes it records (a run resumed with another count records each part's: which computed
+    the retraining is not known)."""
     same_device = (run.recipe.device == _run_device(run.out) if state.device is None
                    else state.device == here["device"])
     return same_device and (state.world_size is None
-                            or here["world_size"] in (state.world_sizes or [state.world_size]))
+                            or not state.world_sizes and state.world_size == here["world_size"])
+
+
+def _computed_as_here(run: Run, state: RunState, entry: dict | None, seed: int, here: dict) -> bool:
+    """Whether the run's own retraining ``seed`` (of the checkpoint's ranking ``entry``) was computed as ``here``
+    (:func:`~automl.pipeline.results.computed_on`): by its own record (:data:`COMPUTED_ON`), which a run resumed on
+    another device or with another number of processes keeps for each retraining (those before the resume and
+    after it are each as they were computed); the run's record (:func:`_same_run_computation`) only for one with
+    none (an older automl's)."""
+    own = ((entry or {}).get(COMPUTED_ON) or {}).get(seed)
+    return own == here if own is not None else _same_run_computation(run, state, here)
 
 
 def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here: dict) -> dict | None:
     """The run's own ranking (:func:`_runs_own`) holding the retrainings computed as this command computes
-    (``here``: :func:`~automl.pipeline.results.computed_on`); None unless the run computed so
-    (:func:`_same_run_computation`). Each retraining is then checked by its own record too (none: an older
-    automl's): a run resumed with another number of processes computed those after the resume with that many."""
-    if not _same_run_computation(run, state, here):
-        return None
-    return _runs_own(run, state, choices, lambda e, seed: ((e or {}).get(COMPUTED_ON) or {}).get(seed, here) == here)
+    (``here``: :func:`_computed_as_here`, each by its own record)."""
+    return _runs_own(run, state, choices, lambda e, seed: _computed_as_here(run, state, e, seed, here))
 
 
 def _recorded(run: Run, state: RunState, before: dict, choices: list[list[str]],
@@ -282,27 +290,29 @@ def _settings(archs: int, epochs: int | None, seeds: int, truth: str) -> str:
     return f"{archs} architectures{each}, truth {truth}"
 
 
-def _say_replaced(results: dict, recipe, path: Path, otherwise: str = "") -> None:
+def _say_replaced(results: dict, recipe, path: Path, otherwise: str = "", copy_said: bool = False) -> None:
     """Once every check that can refuse the ranking has passed, before its first retraining (a Ctrl-C then keeps
     ``path`` as it is): that this ranking replaces the ranking section ``results`` (``path``) holds, when that one
     was measured with other settings (its own τ is then gone from the file; the retrainings of the same
     architectures, epochs and seeds are reused, the others dropped), so that a user who wants both keeps a copy;
     that a ``path`` that holds no results (``{}``, no JSON object, or one too deep) is written anew; and
     ``otherwise``: the retrainings recorded with the same settings but computed otherwise
-    (:func:`_not_reused`)."""
+    (:func:`_not_reused`), which with ``copy_said`` gives the advice to copy ``path`` (said once: not with the
+    ranking of other settings too)."""
     if not results and path.exists():
         print(f"{path} holds no results automl can read (empty, cut short, edited, not UTF-8, or nested too deeply): "
               f"automl rank writes it anew from the run's last checkpoint", flush=True)
     old = results.get("ranking")
     if isinstance(old, dict) and ranking_problem(old) is None:
-        _say_other_settings(old, recipe, path, reused=not otherwise)
+        _say_other_settings(old, recipe, path, reused=not otherwise, advise=not copy_said)
     if otherwise:
         print(otherwise, flush=True)
 
 
-def _say_other_settings(old: dict, recipe, path: Path, reused: bool) -> None:
+def _say_other_settings(old: dict, recipe, path: Path, reused: bool, advise: bool = True) -> None:
     """:func:`_say_replaced`'s notice on a ranking section ``old`` of other settings; ``reused``: the retrainings
-    both share are reused (else :func:`_not_reused` says why not)."""
+    both share are reused (else :func:`_not_reused` says why not); ``advise``: with the advice to copy the file
+    (else :func:`_not_reused`'s notice, which follows, gives it)."""
     rk = recipe.ranking
     then = (len(old["archs"]), old.get("retrain_epochs"), old.get("seeds", 1), old.get("truth", "accuracy"))
     now = (rk.archs, ranking_epochs(recipe), ranking_seeds(recipe), rk.truth)
@@ -310,30 +320,30 @@ def _say_other_settings(old: dict, recipe, path: Path, reused: bool) -> None:
         return
     tau = "undefined" if old["kendall_tau"] is None else f"{old['kendall_tau']:.4f}"
     shared = "; the retrainings both share are not run again" if reused and now[1] and then[1] == now[1] else ""
-    print(f"this ranking ({_settings(*now)}) replaces the one in {path} ({_settings(*then)}: kendall_tau {tau}); "
-          f"to keep that one, stop now (Ctrl-C) and copy the file{shared}", flush=True)
+    copy = "; to keep that one, stop now (Ctrl-C) and copy the file" if advise else ""
+    print(f"this ranking ({_settings(*now)}) replaces the one in {path} ({_settings(*then)}: kendall_tau {tau})"
+          f"{copy}{shared}", flush=True)
 
 
-def _own_how(state: RunState, entry: dict, seed: int, here: dict) -> dict:
+def _own_how(state: RunState, entry: dict, seed: int) -> dict:
     """How the run computed its own retraining ``seed`` (of the checkpoint's ranking ``entry``) as far as it is
-    recorded: its own record (:data:`COMPUTED_ON`), with the run's device where the run as a whole computed on
-    another than ``here`` (resumed on another device), the run's where it has none (an older automl's; None: not
-    recorded either)."""
+    recorded: its own record (:data:`COMPUTED_ON`, the one :func:`_computed_as_here` compares), the run's where it
+    has none (an older automl's; None: not recorded either, as with a run resumed with another number of
+    processes)."""
     how = dict(((entry or {}).get(COMPUTED_ON) or {}).get(seed) or {})
-    if state.device is not None and state.device != here["device"]:
-        how["device"] = state.device
     how.setdefault("device", state.device)
     how.setdefault("world_size", None if state.world_sizes else state.world_size)
     return how
 
 
 def _not_reused(run: Run, state: RunState, before: dict, stages: list, choices: list[list[str]], here: dict,
-                recorded: dict) -> str:
+                recorded: dict) -> tuple[str, bool]:
     """The notice (else "") on the retrainings this ranking (``stages`` of ``choices``) repeats that an earlier
     ranking recorded with the same architecture, epochs and seed, but computed otherwise than ``here``: another
     number of processes (a run under torchrun: automl rank computes in one), or another device. Those of the
     ranking section of results.json (``before``) and of the run's own ranking (its checkpoint's); ``recorded``:
-    those it reuses (:func:`_recorded`). A :data:`PARTIAL` record's are :func:`_say_partial_replaced`'s."""
+    those it reuses (:func:`_recorded`). A :data:`PARTIAL` record's are :func:`_say_partial_replaced`'s. And
+    whether the notice advises to copy results.json (its ranking section is replaced: :func:`_say_replaced`)."""
     r = run.recipe
     section = before.get("ranking") if isinstance(before.get("ranking"), dict) else None
     in_file = set(recorded_retrainings(r, section, choices))
@@ -341,11 +351,11 @@ def _not_reused(run: Run, state: RunState, before: dict, stages: list, choices: 
     hows = {key: {"device": device if isinstance(device, str) else None,
                   "world_size": count if type(count) is int else None} for key in in_file}
     own = recorded_retrainings(r, _runs_own(run, state, choices, lambda e, seed: True), choices)
-    hows.update({(j, seed): _own_how(state, state.results.get(f"ranking/{j}"), seed, here) for j, seed in own})
+    hows.update({(j, seed): _own_how(state, state.results.get(f"ranking/{j}"), seed) for j, seed in own})
     wanted = [(s.j, r.seed + s.s) for _, s in stages]
     lost = {key: hows[key] for key in wanted if key in hows and key not in recorded and hows[key] != here}
     if not lost:
-        return ""
+        return "", False
     mine = set(lost) & set(own)
     whose = ("the run's own ranking" if mine == set(lost) else "an earlier automl rank" if not mine else
              "the run's own ranking and an earlier automl rank")
@@ -361,7 +371,7 @@ def _not_reused(run: Run, state: RunState, before: dict, stages: list, choices: 
     return (f"this ranking does not reuse {them} of the same architectures, epochs and seeds that {whose} "
             f"recorded: {then}; automl rank computes {now}, which gives other results; so it runs "
             f"{f'all {computes}' if computes == len(wanted) else f'{computes} of its {len(wanted)}'} retraining"
-            f"{'s' * (computes != 1)}{where}{keep}{advice}")
+            f"{'s' * (computes != 1)}{where}{keep}{advice}"), replaced
 
 
 def _computed_then(recipe, hows: list[dict], here: dict, out: Path) -> tuple[str, str, str]:
@@ -376,7 +386,8 @@ def _computed_then(recipe, hows: list[dict], here: dict, out: Path) -> tuple[str
     parts = [f"with {n} processes under torchrun (data-parallel: {key} {batch} per process, a total batch of "
              f"{n * batch})" if isinstance(n, int) and n > 1 else "with a number of processes not recorded"
              for n in counts]
-    parts += [(f"on {d}" + (" (a run resumed on another device: automl rank reuses none of its retrainings)"
+    parts += [(f"on {d}" + (" (a run resumed on another device, and these retrainings record no device of their "
+                            "own: which one computed each is not known, so automl rank reuses none of them)"
                             if ", then " in d else "")) if d else "on a device not recorded" for d in devices]
     n = here["world_size"]
     now = (f"{'in one process' if n == 1 else f'with {n} processes'} (a total batch of {n * batch}"
@@ -516,7 +527,7 @@ def rank_finished_run(run: Run) -> dict:
     earlier, written[0] = _earlier_partial(before, r, stages, choices, here), before  # earlier: kept by keep()
     recorded, own = _recorded(run, state, before, choices, here)
     if info.is_main:  # a refusal above is the only message
-        _say_replaced(before, r, path, _not_reused(run, state, before, stages, choices, here, recorded))
+        _say_replaced(before, r, path, *_not_reused(run, state, before, stages, choices, here, recorded))
         _say_partial_replaced(before, r, path, choices, here, earlier)
     run.say_threads(threads, ranking=True)
 
