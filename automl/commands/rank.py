@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import absolute_path, path_problem
+from automl._io import pasted_path, path_problem
 from automl.commands.run import one_process, yaml_string
 from automl.errors import RecipeError, UserError
 from automl.pipeline import Run
@@ -132,7 +132,7 @@ def main(args) -> int:
     # the folder's lock first: a run still writing there is its one message, before any notice on its results.
     # Only a look until the ranking's checks have passed (rank_finished_run keeps it before its first write): a
     # refused rank leaves the lock file as it found it (its record and times), or absent
-    run.lock.acquire(then=f"then run automl rank {shell_path(absolute_path(out))} again", look=True)
+    run.lock.acquire(then=f"then run automl rank {pasted_path(out)} again", look=True)
     try:
         results = read_results(out / "results.json")
         check_results(out / "results.json", results)  # before start-up reads the data
