@@ -15,9 +15,29 @@ from ._context import ContextCosts, arch_totals, check_cost_model, chosen_costs,
 from ._inputs import TellInputs
 from ._knapsack import BUDGET_RTOL
 
-__all__ = ["RandomSearch"]
+__all__ = ["RandomSearch", "member_seed", "MEMBER_STRIDE"]
 
 _STATE_VERSION = 1
+
+#: The step between the seeds of a random baseline's members (:func:`member_seed`): 2**24.
+MEMBER_STRIDE = 2 ** 24
+
+
+def member_seed(seed: int, member: int) -> int:
+    """The seed of member ``member`` of a random-baseline run of seed ``seed``: ``seed + member * 2**24``
+    (:data:`MEMBER_STRIDE`; member 0 draws from the run's seed itself), modulo ``2**64`` where that passes the
+    generator's largest seed (``2**64 - 1``).
+
+    ``torch.Generator`` reads only the low 32 bits of a seed (seeds ``s`` and ``s + 2**32`` draw alike), so the
+    stride keeps those bits apart: for two runs whose seeds are less than ``2**24`` apart (seeds 0 to 16,777,215,
+    say) and members 0 to 255, no two (run seed, member) pairs draw from the same stream (with ``seed + member``,
+    run seed 0's member 1 would draw run seed 1's member 0's networks: random baselines averaged over seeds 0, 1, 2
+    would share members)."""
+    seed, index = check_seed(seed), integer(member)
+    if index is None or index < 0:
+        raise ValueError(f"member must be an integer >= 0 (the member's index in the run), got {shown(member)}")
+    value = seed + index * MEMBER_STRIDE
+    return value % 2 ** 64 if value > 2 ** 64 - 1 else value  # the same low 32 bits, so the same draws
 
 
 def _floor(low: float) -> float:

@@ -40,7 +40,7 @@ from ._base import Searcher
 from ._checks import real_number
 from ._context import ContextCosts
 from ._multi_epsilon import MultiEpsilonSearch
-from ._random import RandomSearch
+from ._random import RandomSearch, member_seed
 
 __all__ = ["SearchProblem", "SearchMethod", "register_searcher", "get_searcher", "searcher_names", "supernet_methods"]
 
@@ -289,7 +289,8 @@ register_searcher("simultaneous", "interleaved", **_ENGINE_HOOKS)(_engine)
 
 @register_searcher("random", "sample")
 def _random(problem: SearchProblem) -> RandomSearch:
-    """Member j: uniform, or uniform within its budget, from its own seed (seed + j). With the option
+    """Member j: uniform, or uniform within its budget, from its own seed (:func:`~automl.search._random.member_seed`:
+    seed + j * 2**24, so that runs of nearby seeds share no member's draws). With the option
     ``random_band`` (search.random_band), uniform within [band x budget, budget] of the whole network
     (``cost_fixed``: its cost outside the table). A budgeted member is drawn here: a band the space cannot
     meet is a :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key,
@@ -300,7 +301,7 @@ def _random(problem: SearchProblem) -> RandomSearch:
     band = problem.options.get("random_band") if budget is not None else None
     fixed = problem.options.get("cost_fixed", 0.0)
     searcher = RandomSearch(problem.num_choices, costs=problem.costs if budget is not None else None,
-                            budget=budget, seed=problem.seed + problem.members[0], band=band,
+                            budget=budget, seed=member_seed(problem.seed, problem.members[0]), band=band,
                             fixed=fixed, gates=problem.options.get("cost_gates"))
     if budget is None:
         return searcher
