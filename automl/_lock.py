@@ -2,7 +2,8 @@
 
 The lock belongs to the open file, not to the file's existence: the kernel drops it when the process ends,
 however it ends (``kill -9`` included), so a dead run never leaves a stale lock. The file itself stays and
-says who held it last (pid, host, start time, command); a second writer that fails to take the lock reads
+says who held it last (pid, host, start time, command; under torchrun also rank 0's place in the run and the pid of
+its torchrun, through which the whole run stops); a second writer that fails to take the lock reads
 it to name the holder. A command that takes the lock only to look first (a ``--resume`` until its checks pass:
 :meth:`RunLock.keep`) and is refused leaves the file as it found it (its bytes and times), or absent; while it
 looks, the file names it, as any holder's (a command refused meanwhile gets the advice that fits the look's command).
@@ -189,6 +190,42 @@ class _Holding:
         self.after = "then run this command again" if self.rank or export else "then continue it with --resume"
 
 
+def _launch() -> dict:
+    """This process's place in a run of several processes, for its lock record: ``rank`` and ``world_size`` (the
+    variables torchrun sets), and ``torchrun``, the pid of the torchrun that started it (its parent: torchrun sets
+    ``GROUP_WORLD_SIZE``, a launch by hand does not), which passes a signal on to every rank; nothing for one
+    process."""
+    try:
+        world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return {}
+    if world <= 1:
+        return {}
+    torchrun = {"torchrun": os.getppid()} if os.environ.get("GROUP_WORLD_SIZE", "").strip() else {}
+    return {"rank": rank, "world_size": world, **torchrun}
+
+
+def _launched(h: dict) -> tuple[str, str, int | None]:
+    """From the lock record ``h``: how its process was launched, before and after the record's words on it
+    (``rank 0 of 2 under torchrun, `` and ``; its torchrun is process N``; both empty for one process), and the
+    pid of its torchrun (None: no torchrun, or an older automl's record)."""
+    rank, world, torchrun = h.get("rank"), h.get("world_size"), h.get("torchrun")
+    if not isinstance(world, int) or world <= 1 or not isinstance(rank, int):
+        return "", "", None
+    if isinstance(torchrun, int) and not isinstance(torchrun, bool) and torchrun > 0:
+        return f"rank {rank} of {world} under torchrun, ", f"; its torchrun is process {torchrun}", torchrun
+    return f"rank {rank} of {world} (started without torchrun), ", "", None
+
+
+def _stopped_by(pid: object, there: str, torchrun: int | None, doing: _Holding) -> str:
+    """How to stop the holder, process ``pid`` (``there``: `` on HOST`` where not this machine): through its
+    torchrun where it has one (``kill`` of rank 0 alone would end a worker torchrun may restart, --max-restarts)."""
+    if torchrun is None:
+        return f"stop it (kill {pid}{there}: {doing.exits})"
+    return (f"stop the whole run through its torchrun (kill {torchrun}{there}, which passes the signal on to every "
+            f"rank: {doing.exits})")
+
+
 def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
     """(who holds the lock on ``path``, how to stop it, what it does: :class:`_Holding`) from the lock file's record
     and, on Linux, the kernel's list of holders (:func:`_holders`): a pid is given to ``kill`` only where it names
@@ -199,11 +236,13 @@ def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
     has that pid here."""
     try:
         h = json.loads(path.read_text())
-        pid, host, said = h["pid"], h["host"], (f"process {h['pid']} on {h['host']}, started {h['started']}"
-                                                + (f" ({h['command']})" if h.get("command") else ""))
+        pid, host, started = h["pid"], h["host"], h["started"]
+        head, tail, torchrun = _launched(h)
+        said = (f"{head}process {pid} on {host}, started {started}" + (f" ({h['command']})" if h.get("command")
+                                                                      else "") + tail)
         doing = _Holding(h.get("command"))
     except (OSError, ValueError, KeyError, TypeError):  # the holder has not written its name yet
-        pid, host, said, doing = None, None, None, _Holding()
+        pid, host, said, doing, torchrun = None, None, None, _Holding(), None
     here = socket.gethostname()
     others = [p for p in holders or [] if p != os.getpid()]  # this process: a second lock of its own (a test)
     if others and pid not in others:  # the record is another process's: the holder's own command says what it does
@@ -221,7 +260,7 @@ def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
                 f"stop it where it runs ({doing.exits})", doing)
     # a pid names a process on its own host only: kill it here and another process would get the signal
     there = "" if host == here or pid in others else f" on {host}"
-    return said, f"stop it (kill {pid}{there}: {doing.exits})", doing
+    return said, _stopped_by(pid, there, torchrun, doing), doing
 
 
 def _command() -> str:
@@ -427,7 +466,7 @@ class RunLock:
         if text is None:
             text = (json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                 "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-                                "command": _command()}) + "\n").encode()
+                                "command": _command(), **_launch()}) + "\n").encode()
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, text, 0)
 
