@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import stat
 from contextlib import contextmanager
 from functools import partial
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from automl._io import (absolute_path, atomic_write_text, remove_temporaries, temporary_pattern, writable_dir,
+from automl._io import (atomic_write_text, pasted_path, remove_temporaries, temporary_pattern, writable_dir,
                         write_fix)
 from automl._lock import LOCK_NAME, RunLock
 from automl.errors import RecipeError, UserError, say
@@ -32,7 +33,7 @@ from automl.pipeline.state import CKPT_FORMAT, RunState, check_same_data, restor
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import (DistInfo, RanksLost, barrier, broadcast_object, local_world_size,
+from automl.train.distributed import (DistInfo, RanksLost, as_launched, barrier, broadcast_object, local_world_size,
                                       losses_unsaid)
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter, plural
@@ -325,7 +326,7 @@ def _reuse_hint(out: Path, ckpt: dict | None) -> str:
     holds_trained_supernet`); "" where it has none (its weight phase unfinished, a method that trains none)."""
     if not holds_trained_supernet(ckpt):
         return ""
-    return f" (to search again on its trained supernet: a new --out with --supernet {shell_path(absolute_path(out))})"
+    return f" (to search again on its trained supernet: a new --out with --supernet {pasted_path(out)})"
 
 
 def _supernet_at_start(out: Path, reused: str) -> str:
@@ -414,12 +415,46 @@ def resume_position(plan: Plan, state: RunState, stage: int, epoch: int, step: i
     return f"{name} epoch {min(epoch, epochs - 1) + 1}/{epochs}" + (f", after step {step}" if step else "")
 
 
-def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: Preemption) -> None:
+class _StopAgreed(Preemption):
+    """A run's :class:`~automl.train.preempt.Preemption` that knows whether the ranks agreed on its first signal
+    (:attr:`agreed`): its :meth:`step` or :meth:`signalled` returned once the signal was pending, so every rank was
+    there, and rank 0 writes the checkpoint (or finishes the report) its notice announced. Under torchrun a signal
+    may instead be torchrun stopping the workers left when one ended: the ranks then never agree, and the notice's
+    promise is not kept (:func:`_unkept`)."""
+
+    agreed = False
+
+    def step(self) -> bool:
+        due = super().step()
+        self.agreed = self.agreed or bool(self.pending)
+        return due
+
+    def signalled(self) -> int:
+        signum = super().signalled()
+        self.agreed = self.agreed or bool(signum)
+        return signum
+
+
+def _unkept(preempt: _StopAgreed) -> str:
+    """What rank 0 says before :class:`RanksLost`'s message when a rank was lost after the first signal's notice
+    ("SIGTERM: finishing the current step, then writing a checkpoint") and before the ranks agreed on it: what the
+    notice announced did not happen."""
+    name = signal.Signals(preempt.pending).name
+    what = "the report was not finished" if preempt.finishing == REPORT_FINISHING else "no checkpoint was written"
+    why = (" (torchrun sends SIGTERM to the workers left when one of them ends)"
+           if preempt.pending == signal.SIGTERM else "")
+    return f"{what} on the {name} above{why}"
+
+
+def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: _StopAgreed) -> None:
     """``plan``'s stages from ``state.stage`` on, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 caught
     (:meth:`~automl.train.preempt.Preemption.armed`): before the report, the run checkpoints after its current step
     and stops (:class:`~automl.errors.Stopped`). One that comes during the report stage, or while the ranks wait for
     rank 0 to finish it, lets the run finish: the report is its last step and leaves nothing to resume. Then
-    ``run.finished`` is set, and ``run.late_signal`` is the signal some rank received (the same on every rank)."""
+    ``run.finished`` is set, and ``run.late_signal`` is the signal some rank received (the same on every rank).
+    A rank lost after rank 0's notice of a signal and before the ranks agreed on it (under torchrun, the SIGTERM
+    torchrun sends the workers left when one ended): rank 0's :class:`RanksLost` says first that what the notice
+    announced did not happen (:func:`_unkept`)."""
     last = len(plan.stages) - 1
     try:
         with preempt.armed():
@@ -431,6 +466,10 @@ def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preemp
         run.reporter.info(f"\ninterrupted; the last checkpoint is in {run.store.folder}. "
                           f"Continue with: {run.resume_command}")
         raise
+    except RanksLost as e:
+        if not (run.info.is_main and preempt.pending and not preempt.agreed and not e.printed):
+            raise
+        raise RanksLost(f"{_unkept(preempt)}: {e}") from None
 
 
 def _finish(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: Preemption) -> None:
@@ -640,7 +679,7 @@ def _already_held(run: "Run", held: list[str]) -> UserError:
     else:
         why = ("it holds no checkpoint for --resume to continue" if run.store.missing()
                else f"--resume cannot continue it: {run.store.why_none()}")
-        fix = f"{why}; choose another --out, or delete it (rm -r {shell_path(absolute_path(run.out))}) and start again"
+        fix = f"{why}; choose another --out, or delete it (rm -r {pasted_path(run.out)}) and start again"
     shown = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
     return UserError(f"--out {run.out} already holds files ({shown}); {fix}")
 
@@ -717,13 +756,13 @@ class Run:
         # how the command line set the recipe's supernet and supernet_force, which its messages name
         self.supernet_given = supernet_given(recipe, supernet_typed)
         self.force_given = force_named(recipe, force_typed)
-        # printed when the run stops early, its paths absolute (pasted from any folder); commands/run.py passes the
-        # command line with its overrides
-        source = shell_path(absolute_path(recipe.source)) if recipe.source else "RECIPE"
-        self.resume_command = (resume_command
-                               or f"automl run {source} --out {shell_path(absolute_path(self.out))} --resume")
-        self.lock = RunLock(self.out)
         self.info = info or DistInfo()
+        # printed when the run stops early, its paths absolute (pasted from any folder); commands/run.py passes the
+        # command line with its overrides. A script's run continues with automl run, under torchrun as launched
+        source = pasted_path(recipe.source) if recipe.source else "RECIPE"
+        again = f"automl run {source} --out {pasted_path(self.out)} --resume"
+        self.resume_command = resume_command or (as_launched(again) if self.info.enabled else again)
+        self.lock = RunLock(self.out)
         self.device = device if device is not None else recipe_device(recipe, self.info)
         if self.device.type == "cuda":  # every run on a GPU (automl run, automl rank, Run(...) in scripts)
             torch.backends.cudnn.benchmark = recipe.cudnn_benchmark
@@ -780,7 +819,7 @@ class Run:
 
     def _cannot_resume(self, held: list[str]) -> UserError:
         """``--resume`` with no usable checkpoint in ``out``: what is wrong, and how to start again."""
-        again = (f"delete it (rm -r {shell_path(absolute_path(self.out))}) and start again without --resume, or choose "
+        again = (f"delete it (rm -r {pasted_path(self.out)}) and start again without --resume, or choose "
                  f"another --out")
         if self.store.missing():
             if not self.out.exists():  # a mistyped --out, most likely
@@ -971,8 +1010,8 @@ class Run:
             self._warn_paper_utility(plan.members.n)
             _draw_at_start_up(plan, self.resume)  # the random baseline's: a band it cannot meet stops here
             # a --resume continues a checkpoint; a new run (or a --resume that started afresh) has none yet
-            preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
-                                 checkpointed=self.resume)
+            preempt = _StopAgreed(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
+                                  checkpointed=self.resume)
             if self.resume:
                 state = self._resumed_state(plan, data, spaces)
             else:
@@ -991,7 +1030,7 @@ class Run:
         lock (a run still writing there is named, and nothing is done), only to look until its checks have passed:
         refused, it leaves the lock file as it found it."""
         if self.info.is_main:
-            self.lock.acquire(then=f"then run automl rank {shell_path(absolute_path(self.out))} again", look=True)
+            self.lock.acquire(then=f"then run automl rank {pasted_path(self.out)} again", look=True)
         try:
             return rank_finished_run(self)
         finally:
