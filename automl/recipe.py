@@ -74,6 +74,7 @@ __all__ = [
     "file_line",
     "file_value",
     "override_of",
+    "overridden",
 ]
 
 # |seed| at most: torch seeds lie in [-2^63, 2^64 - 1] and automl/pipeline seeds stages with seed * 7919 + i,
@@ -2115,6 +2116,11 @@ def file_value(recipe: Recipe, path: tuple[str, ...]) -> Any:
     """The value at ``path`` as the recipe's file writes it (a path as written, relative to the recipe's folder,
     before it is made absolute) when the recipe's value there is the file's (:func:`file_line`); else None."""
     return _file_entry(recipe, path)[1]
+
+
+def overridden(recipe: Recipe) -> bool:
+    """Whether command-line overrides (``load_recipe``'s) set any of the recipe's values."""
+    return bool(recipe._overrides)
 
 
 def override_of(recipe: Recipe, path: tuple[str, ...]) -> str | None:

@@ -196,11 +196,12 @@ def test_a_scripts_run_under_torchrun_is_continued_with_torchrun(tmp_path, monke
     monkeypatch.setenv("RANK", "1")  # any rank: each says what continues the run
     out = tmp_path / "run"
     run = Run(load_recipe(QUICK, FAST), out, info=DistInfo(rank=1, world_size=2, local_rank=1), tty=False)
-    assert run.resume_command == f"torchrun --nproc_per_node=2 -m automl run {QUICK} --out {out} --resume"
+    resolved = out / "recipe.resolved.yaml"  # the recipe has overrides: the run's own resolved recipe names them
+    assert run.resume_command == f"torchrun --nproc_per_node=2 -m automl run {resolved} --out {out} --resume"
 
 
 def test_a_scripts_run_of_one_process_is_continued_with_automl_run(tmp_path, monkeypatch):
     _launched(monkeypatch, None, torchrun=False)
     out = tmp_path / "run"
-    run = Run(load_recipe(QUICK, FAST), out, tty=False)
+    run = Run(load_recipe(QUICK), out, tty=False)
     assert run.resume_command == f"automl run {QUICK} --out {out} --resume"

@@ -8,8 +8,13 @@ import shlex
 from pathlib import Path
 from types import SimpleNamespace
 
+from automl.cli import main
 from automl.pipeline.rank import rank_command
+from automl.pipeline.run import Run
 from automl.profile import profile_command
+from automl.recipe import load_recipe
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_a_run_folder_named_like_a_compiled_space_is_made_absolute(tmp_path, monkeypatch):
@@ -24,3 +29,22 @@ def test_a_space_compiled_from_text_is_named_as_it_is_and_a_file_absolute(tmp_pa
     monkeypatch.chdir(tmp_path)
     assert shlex.split(profile_command("<space>", {}))[3] == "<space>"
     assert shlex.split(profile_command("my space.space", {}))[3] == os.path.join(str(tmp_path), "my space.space")
+
+
+FAST = ["threads=1", "device=cpu", "search.weight_epochs=1", "search.theta_epochs=1", "retrain.epochs=0",
+        "search.supernets=1", "data.limit_train=64", "data.batch_size=16", "data.theta_batch_size=16",
+        "search.lam=2", "search.budgets=null", "search.epsilons=[0]", "export.onnx=false"]
+
+
+def test_a_scripts_run_with_overrides_is_continued_by_the_command_it_prints(tmp_path, capsys):
+    """`Run(load_recipe(file, overrides), out)` in a script: the command it prints to continue names the run's own
+    resolved recipe (the file alone, without the overrides, is another recipe and would be refused), and pasted, it
+    goes on with the run."""
+    quick = str(ROOT / "recipes" / "quickstart.yaml")
+    out = tmp_path / "run"
+    run = Run(load_recipe(quick, FAST), out, tty=False)
+    run.execute()
+    words = shlex.split(run.resume_command)
+    assert words[:3] == ["automl", "run", str(out / "recipe.resolved.yaml")]
+    capsys.readouterr()
+    assert main(words[1:]) == 0, capsys.readouterr().err

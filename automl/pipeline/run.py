@@ -30,7 +30,7 @@ from automl.pipeline.reuse import (FLAG, FORCE_FLAG, Given, check_fits, check_re
 from automl.pipeline.setup import (RESOLVED, check_budgets, check_export_dir, check_out_and_export, check_ranking,
                                    check_shapes, load_spaces, recipe_costs, recipe_data, recipe_device, resolved)
 from automl.pipeline.state import CKPT_FORMAT, RunState, check_same_data, restore_rng
-from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line
+from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line, overridden
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import (DistInfo, RanksLost, as_launched, barrier, broadcast_object, local_world_size,
@@ -415,6 +415,16 @@ def resume_position(plan: Plan, state: RunState, stage: int, epoch: int, step: i
     return f"{name} epoch {min(epoch, epochs - 1) + 1}/{epochs}" + (f", after step {step}" if step else "")
 
 
+def _script_resume_command(recipe, out: Path, info: DistInfo) -> str:
+    """The command that continues the run in ``out`` of a script's ``Run(recipe, out)``, its paths absolute (pasted
+    from any folder): ``automl run`` of the recipe's file, or of the run's own recipe.resolved.yaml where the recipe
+    has overrides or no file (the recipe as the run resolved it: the file alone would be refused as another recipe);
+    under torchrun the torchrun command that starts as many processes (:func:`as_launched`)."""
+    source = recipe.source if recipe.source and not overridden(recipe) else out / "recipe.resolved.yaml"
+    again = f"automl run {pasted_path(source)} --out {pasted_path(out)} --resume"
+    return as_launched(again) if info.enabled else again
+
+
 class _StopAgreed(Preemption):
     """A run's :class:`~automl.train.preempt.Preemption` that knows whether the ranks agreed on its first signal
     (:attr:`agreed`): its :meth:`step` or :meth:`signalled` returned once the signal was pending, so every rank was
@@ -757,11 +767,8 @@ class Run:
         self.supernet_given = supernet_given(recipe, supernet_typed)
         self.force_given = force_named(recipe, force_typed)
         self.info = info or DistInfo()
-        # printed when the run stops early, its paths absolute (pasted from any folder); commands/run.py passes the
-        # command line with its overrides. A script's run continues with automl run, under torchrun as launched
-        source = pasted_path(recipe.source) if recipe.source else "RECIPE"
-        again = f"automl run {source} --out {pasted_path(self.out)} --resume"
-        self.resume_command = resume_command or (as_launched(again) if self.info.enabled else again)
+        # printed when the run stops early; commands/run.py passes the command line with its overrides
+        self.resume_command = resume_command or _script_resume_command(recipe, self.out, self.info)
         self.lock = RunLock(self.out)
         self.device = device if device is not None else recipe_device(recipe, self.info)
         if self.device.type == "cuda":  # every run on a GPU (automl run, automl rank, Run(...) in scripts)
