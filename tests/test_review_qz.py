@@ -1,5 +1,6 @@
 """Commands printed to paste name a run folder by its absolute path even where its name looks like a space compiled
-from text (`<run>`); only a space's own name `<space>` is left as it is (no file to point at)."""
+from text (`<run>`); only a space's own name `<space>` is left as it is (no file to point at). A script's run with
+overrides is continued by the command it prints. A `...` line in a .space file gets the hint that fits it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,11 @@ import shlex
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from automl.cli import main
+from automl.dsl import parse_space
+from automl.errors import SpaceError
 from automl.pipeline.rank import rank_command
 from automl.pipeline.run import Run
 from automl.profile import profile_command
@@ -48,3 +53,14 @@ def test_a_scripts_run_with_overrides_is_continued_by_the_command_it_prints(tmp_
     assert words[:3] == ["automl", "run", str(out / "recipe.resolved.yaml")]
     capsys.readouterr()
     assert main(words[1:]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mark", ["...", "\u2026"])
+def test_an_ellipsis_copied_from_the_docs_is_said_to_stand_for_lines_left_out(mark):
+    """A line `...` (an excerpt's lines left out) after a line that ends in a name: not a name's `.` (`write ___`)."""
+    text = ("space my\ninput 1 x 8 x 8\nclasses 10\nchoices mb = ir_k3_e1, ir_k3_e3\n" + mark + "\nnetwork\n"
+            "  stem width 16\n  stage s1 width 24 repeat 2 choose mb then mb\n  head width 128\nend\n")
+    with pytest.raises(SpaceError) as info:
+        parse_space(text, "my.space")
+    assert info.value.line == 5
+    assert "lines left out" in info.value.message and "___" not in info.value.message
