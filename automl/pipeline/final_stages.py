@@ -6,13 +6,16 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from automl._lock import lock_holder
+from automl._io import writable_dir
+from automl._lock import RunLock, lock_holder
 from automl.errors import UserError
 from automl.export import export_architecture, inherit_from_state, load_model
 from automl.export.manifest import class_names, json_cost, whole_metric
@@ -172,9 +175,15 @@ class Exporter:
         says so and the run goes on; ``provenance``: the manifest's record of where the weights came from
         (``{"source": "retrained"}``, ...)."""
         folder = self.root / folder_name
-        _check_not_in_use(folder, ctx)
-        if self.shared:
-            check_member_folder(folder, self.out, ctx.keeper.resume_command)
+        with _member_locked(folder, ctx):  # an `automl export --out` into it meanwhile is refused
+            if self.shared:
+                check_member_folder(folder, self.out, ctx.keeper.resume_command)
+            return self._export(ctx, folder, model, arch, eps, provenance, budget)
+
+    def _export(self, ctx: RunContext, folder: Path, model: nn.Module, arch: torch.Tensor, eps, provenance: dict,
+                budget: float | None) -> dict:
+        """The export into ``folder`` (locked by :func:`_member_locked`) and its measurements: :meth:`__call__`'s
+        answer."""
         sp = ctx.spaces
         # the manifest's cost is the exported (retrained) network's; the network searched, when retrain.space_args
         # made another one, is recorded beside it
@@ -216,11 +225,35 @@ class Exporter:
         return {"onnx": rel, "latency_ms": m["latency"]["fp32_ms"], "int8": int8_summary(m)}
 
 
+@contextmanager
+def _member_locked(folder: Path, ctx: RunContext) -> Iterator[None]:
+    """``folder`` (a member's export folder, made here: ``writable_dir``) locked while the run exports the member
+    into it and measures it, as ``automl export`` locks its ``--out`` (:class:`~automl._lock.RunLock`'s lock file
+    ``folder/.lock``, taken to look, without the run-folder guard): an ``automl export --out`` into it meanwhile is
+    refused by the lock, naming this run, and this run's export is refused while such an export holds it
+    (:func:`_check_not_in_use`'s message). Released when the export is done, ends in an error, or a signal stops
+    it (a kill -9 drops it with the process); the lock file this made is removed then, one found there (a killed
+    command's) left as it was, so the folder holds the export's files alone and a resumed run locks it again."""
+    writable_dir(folder, "export folder")
+    lock = RunLock(folder)
+    try:
+        lock.acquire(then="then continue this run", look=True, guard=False)
+    except UserError as e:  # held, or a lock file that cannot be used: said with the resume command
+        _check_not_in_use(folder, ctx)  # still held: the holder named, and what to do, as before
+        raise UserError(f"{e} (this run's checkpoints are intact: continue it with: "
+                        f"{ctx.keeper.resume_command})") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def _check_not_in_use(folder: Path, ctx: RunContext) -> None:
-    """Just before a member's export: refuse ``folder`` while another command holds its lock (an ``automl export
-    --out`` into it, started while this run was not running: resumed since, the run would replace the files it
-    writes, and it the run's), naming the holder. The run stops before writing there; its checkpoints are intact
-    (the one after the member's retraining holds its weights: the resumed run exports it, ``ctx``'s resume command)."""
+    """Where a member's export could not lock ``folder`` (:func:`_member_locked`): refuse it while another command
+    holds its lock (an ``automl export --out`` into it, started while this run was not running: resumed since, the
+    run would replace the files it writes, and it the run's), naming the holder. The run stops before writing
+    there; its checkpoints are intact (the one after the member's retraining holds its weights: the resumed run
+    exports it, ``ctx``'s resume command)."""
     found = lock_holder(folder)
     if found is not None:
         raise UserError(f"{folder} is in use: another automl command is writing there ({found[0]}); this run stops "
