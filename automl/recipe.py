@@ -1366,7 +1366,7 @@ def _distinct_members(s: SearchConfig, filename: str, node, applied) -> None:
     """Each member has its own epsilon or budget: two equal ones would search for the same network, and two
     epsilons equal to 6 significant digits would share an export folder (``eps-{epsilon:g}``,
     automl/pipeline/members.py). Not so for the random baseline (search.method random): each member draws its own
-    network from its own seed (the run's seed + its index x 2**24), exported as ``budget-<i>-<budget>`` or
+    network from its own seed (the run's seed + its index x (2**24 + 1)), exported as ``budget-<i>-<budget>`` or
     ``random-<i>``, so a budget may repeat there, as in search.random_budgets."""
     if s.method == "random":
         return

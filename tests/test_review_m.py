@@ -235,7 +235,7 @@ def test_a_budget_the_draws_cannot_meet_names_its_recipe_key():
     """The quickstart's smallest network (13,554 parameters) as a random budget: the one network within it is
     not among the draws, and the message names the recipe key and item that asked for it."""
     from test_random_band import _pipeline
-    _, spaces, problems = _pipeline(["seed=4", "search.random_budgets=[40k,13554]"])  # seed 4: member 1 misses it
+    _, spaces, problems = _pipeline(["seed=3", "search.random_budgets=[40k,13554]"])  # seed 3: member 1 misses it
     assert spaces.retrain.cost_table.min_total("params") == 13_554
     get_searcher("random").create(problems[0])                             # 40k: drawn at once
     with pytest.raises(UserError, match=r"search\.random_budgets\[1\]: the random baseline's budget of 13,554"):

@@ -3,8 +3,9 @@
 Member j of a ``search.method: random`` run drew from seed ``seed + j``: run seed 0's member 1 drew exactly what
 run seed 1's member 0 drew (the same architecture without a budget, the same draw stream with one), so random
 baselines averaged over seeds 0, 1, 2 compared overlapping draws. Member j now draws from
-``member_seed(seed, j) = seed + j * 2**24`` (automl/search/_random.py): torch's generator reads a seed's low 32
-bits only, and the stride keeps those apart for run seeds less than 2**24 apart and members 0 to 255. Member 0
+``member_seed(seed, j) = seed + j * (2**24 + 1)`` (automl/search/_random.py): torch's generator reads a seed's low
+32 bits only, and the stride keeps those apart for run seeds less than 2**24 - 256 apart and members 0 to 255, and
+within a run for any number of members. Member 0
 still draws from the run's seed (a one-member random run draws as before).
 
 A random run that is stopped and resumed does not draw again: its architectures are in the checkpoint written
@@ -95,15 +96,15 @@ def test_member_seeds_are_distinct_where_the_generator_reads_them():
     g0 = torch.Generator().manual_seed(0)
     assert _stream(2 ** 32) == _stream(0) and g0.initial_seed() == 0  # why the low 32 bits are what counts
     seen: dict[int, tuple[int, int]] = {}
-    for seed in [*range(-40, 41), 2 ** 24 - 41]:  # within 2**24 of each other
+    for seed in [*range(-40, 41), 2 ** 24 - 297]:  # within 2**24 - 256 of each other
         for j in range(256):
             low = member_seed(seed, j) % 2 ** 32
             assert low not in seen, (seed, j, seen[low])
             seen[low] = (seed, j)
     gen = torch.Generator().manual_seed(1)
-    for _ in range(200):  # two runs' seeds anywhere in the recipe's range, less than 2**24 apart
+    for _ in range(200):  # two runs' seeds anywhere in the recipe's range, less than 2**24 - 256 apart
         seed = int(torch.randint(-SEED_LIMIT, SEED_LIMIT, (), generator=gen))
-        other = seed + int(torch.randint(1, MEMBER_STRIDE, (), generator=gen))
+        other = seed + int(torch.randint(1, 2 ** 24 - 256, (), generator=gen))
         lows = {member_seed(s, j) % 2 ** 32 for s in (seed, other) for j in range(256)}
         assert len(lows) == 512, (seed, other)
     # the pair that drew alike before draws apart now, in torch's own streams
@@ -112,7 +113,7 @@ def test_member_seeds_are_distinct_where_the_generator_reads_them():
         for j in (0, 1, 255, 10 ** 6):
             value = member_seed(seed, j)
             assert -(2 ** 63) <= value <= 2 ** 64 - 1
-            assert (value - seed - j * MEMBER_STRIDE) % 2 ** 32 == 0  # the same draws as seed + j * 2**24
+            assert (value - seed - j * MEMBER_STRIDE) % 2 ** 32 == 0  # the same draws as seed + j * stride
             torch.Generator().manual_seed(value)
     assert member_seed(-5, 0) == -5 and member_seed(SEED_LIMIT, 0) == SEED_LIMIT
     for bad in (-1, 1.5, "1", None):
@@ -148,3 +149,11 @@ def test_a_run_stopped_before_the_change_resumes_with_its_own_members(tmp_path, 
     now = [space.decode(s.best()[0].cpu()) for s in _searchers(0, ["search.epsilons=[0.0,1.0]"])]
     drawn = [a["choices"] for a in resumed["architectures"]]
     assert drawn[0] == now[0] and drawn[1] != now[1]  # member 0's seed is the run's in both; member 1 is drawn anew
+
+
+def test_no_two_members_of_one_run_share_draws_however_many():
+    """Within one run the members' seeds differ in the bits torch reads for any number of members (member 256 of
+    a stride of 2**24 would be member 0 again: 256 * 2**24 = 2**32)."""
+    for seed in (0, 7, -3, SEED_LIMIT):
+        lows = {member_seed(seed, j) % 2 ** 32 for j in range(4096)}
+        assert len(lows) == 4096

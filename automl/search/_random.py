@@ -19,20 +19,20 @@ __all__ = ["RandomSearch", "member_seed", "MEMBER_STRIDE"]
 
 _STATE_VERSION = 1
 
-#: The step between the seeds of a random baseline's members (:func:`member_seed`): 2**24.
-MEMBER_STRIDE = 2 ** 24
+#: The step between the seeds of a random baseline's members (:func:`member_seed`): 2**24 + 1.
+MEMBER_STRIDE = 2 ** 24 + 1
 
 
 def member_seed(seed: int, member: int) -> int:
-    """The seed of member ``member`` of a random-baseline run of seed ``seed``: ``seed + member * 2**24``
+    """The seed of member ``member`` of a random-baseline run of seed ``seed``: ``seed + member * (2**24 + 1)``
     (:data:`MEMBER_STRIDE`; member 0 draws from the run's seed itself), modulo ``2**64`` where that passes the
     generator's largest seed (``2**64 - 1``).
 
-    ``torch.Generator`` reads only the low 32 bits of a seed (seeds ``s`` and ``s + 2**32`` draw alike), so the
-    stride keeps those bits apart: for two runs whose seeds are less than ``2**24`` apart (seeds 0 to 16,777,215,
-    say) and members 0 to 255, no two (run seed, member) pairs draw from the same stream (with ``seed + member``,
-    run seed 0's member 1 would draw run seed 1's member 0's networks: random baselines averaged over seeds 0, 1, 2
-    would share members)."""
+    ``torch.Generator`` reads only the low 32 bits of a seed (seeds ``s`` and ``s + 2**32`` draw alike); the
+    stride is odd, so within a run no two members share those bits (any number of members), and for two runs whose
+    seeds are less than ``2**24 - 256`` apart (seeds 0 to 16,776,959, say) and members 0 to 255, no two (run seed,
+    member) pairs draw from the same stream (with ``seed + member``, run seed 0's member 1 would draw run seed 1's
+    member 0's networks: random baselines averaged over seeds 0, 1, 2 would share members)."""
     seed, index = check_seed(seed), integer(member)
     if index is None or index < 0:
         raise ValueError(f"member must be an integer >= 0 (the member's index in the run), got {shown(member)}")

@@ -290,7 +290,7 @@ register_searcher("simultaneous", "interleaved", **_ENGINE_HOOKS)(_engine)
 @register_searcher("random", "sample")
 def _random(problem: SearchProblem) -> RandomSearch:
     """Member j: uniform, or uniform within its budget, from its own seed (:func:`~automl.search._random.member_seed`:
-    seed + j * 2**24, so that runs of nearby seeds share no member's draws). With the option
+    seed + j * (2**24 + 1), so that runs of nearby seeds share no member's draws). With the option
     ``random_band`` (search.random_band), uniform within [band x budget, budget] of the whole network
     (``cost_fixed``: its cost outside the table). A budgeted member is drawn here: a band the space cannot
     meet is a :class:`~automl.errors.UserError` that starts with the member's ``band_context`` (recipe, key,
