@@ -64,3 +64,14 @@ def test_an_ellipsis_copied_from_the_docs_is_said_to_stand_for_lines_left_out(ma
         parse_space(text, "my.space")
     assert info.value.line == 5
     assert "lines left out" in info.value.message and "___" not in info.value.message
+
+
+def test_a_scripts_recipe_changed_with_model_copy_is_continued_from_the_resolved_recipe(tmp_path):
+    """A loop over seeds in a script (`recipe.model_copy(update={"seed": s})`): the recipe's file alone says seed 0,
+    and a resume from it would be refused as another recipe; the run's own resolved recipe says what it ran."""
+    quick = str(ROOT / "recipes" / "quickstart.yaml")
+    recipe = load_recipe(quick)
+    changed = Run(recipe.model_copy(update={"seed": 3}), tmp_path / "a", tty=False).resume_command
+    assert shlex.split(changed)[2] == str(tmp_path / "a" / "recipe.resolved.yaml")
+    same = Run(recipe.model_copy(), tmp_path / "b", tty=False).resume_command
+    assert shlex.split(same)[2] == quick

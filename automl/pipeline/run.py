@@ -30,7 +30,7 @@ from automl.pipeline.reuse import (FLAG, FORCE_FLAG, Given, check_fits, check_re
 from automl.pipeline.setup import (RESOLVED, check_budgets, check_export_dir, check_out_and_export, check_ranking,
                                    check_shapes, load_spaces, recipe_costs, recipe_data, recipe_device, resolved)
 from automl.pipeline.state import CKPT_FORMAT, RunState, check_same_data, restore_rng
-from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line, overridden
+from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line, load_recipe, overridden
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
 from automl.train.distributed import (DistInfo, RanksLost, as_launched, barrier, broadcast_object, local_world_size,
@@ -415,12 +415,24 @@ def resume_position(plan: Plan, state: RunState, stage: int, epoch: int, step: i
     return f"{name} epoch {min(epoch, epochs - 1) + 1}/{epochs}" + (f", after step {step}" if step else "")
 
 
+def _said_by_its_file(recipe) -> bool:
+    """Whether the recipe's file, read again without overrides, is ``recipe`` (a file since edited, removed or
+    unreadable: not)."""
+    if not recipe.source or overridden(recipe):
+        return False
+    try:
+        return load_recipe(recipe.source, warn=False) == recipe
+    except (UserError, OSError):
+        return False
+
+
 def _script_resume_command(recipe, out: Path, info: DistInfo) -> str:
     """The command that continues the run in ``out`` of a script's ``Run(recipe, out)``, its paths absolute (pasted
-    from any folder): ``automl run`` of the recipe's file, or of the run's own recipe.resolved.yaml where the recipe
-    has overrides or no file (the recipe as the run resolved it: the file alone would be refused as another recipe);
-    under torchrun the torchrun command that starts as many processes (:func:`as_launched`)."""
-    source = recipe.source if recipe.source and not overridden(recipe) else out / "recipe.resolved.yaml"
+    from any folder): ``automl run`` of the recipe's file where the file alone says what the recipe says, else of
+    the run's own recipe.resolved.yaml (the recipe as the run resolved it: overrides, a ``model_copy(update=...)``,
+    or no file; the file alone would be refused as another recipe); under torchrun the torchrun command that starts
+    as many processes (:func:`as_launched`)."""
+    source = recipe.source if _said_by_its_file(recipe) else out / "recipe.resolved.yaml"
     again = f"automl run {pasted_path(source)} --out {pasted_path(out)} --resume"
     return as_launched(again) if info.enabled else again
 
