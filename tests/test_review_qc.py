@@ -197,3 +197,20 @@ def test_gpu_check_refuses_a_python_without_pytest_xdist_before_any_step(tmp_pat
                        timeout=120, env=dict(env, OUT=str(tmp_path / "gpu"), PY=str(fake)))
     assert r.returncode == 2 and "fake step" not in r.stdout + r.stderr, r.stdout + r.stderr
     assert "cannot import xdist" in r.stderr and "nothing was run" in r.stderr, r.stderr
+
+
+class _Anchored(nn.Module):
+    """Keeps a list of tensors it moves itself in ``_apply`` (the pattern of torch's RNNs' ``_flat_weights``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.anchors, self.applied = nn.Linear(2, 2), [torch.ones(2)], 0
+
+    def _apply(self, fn, recurse=True):
+        self.anchors, self.applied = [fn(a) for a in self.anchors], self.applied + 1
+        return super()._apply(fn, recurse)
+
+
+def test_cpu_copy_runs_a_modules_own_apply_as_cpu_does():
+    """State a module moves in its own ``_apply`` is moved in the copy too, as ``copy.deepcopy(model).cpu()`` did."""
+    assert cpu_copy(_Anchored()).applied == 1

@@ -24,7 +24,9 @@ def _cpu_tensor(t: torch.Tensor) -> torch.Tensor:
 
 def cpu_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` with every parameter and buffer (and each tensor a module holds as a plain
-    attribute) on the CPU, copied straight there: no tensor is copied on ``model``'s device.
+    attribute) copied straight to the CPU, not first on ``model``'s device (a tensor held only inside a list or dict
+    is copied where it is, then moved); the copy's ``.cpu()`` then runs any module's own ``_apply`` (state a module
+    moves itself).
 
     ``model`` is left as it is (device, training mode, ``requires_grad``, its tensors); the copy has its training
     mode, ``requires_grad`` flags and each tensor's dtype and memory layout. A tensor two modules hold (tied
@@ -36,4 +38,4 @@ def cpu_copy(model: nn.Module) -> nn.Module:
         for t in (*module.parameters(recurse=False), *module.buffers(recurse=False), *attributes):
             if id(t) not in memo:
                 memo[id(t)] = _cpu_tensor(t)
-    return copy.deepcopy(model, memo)
+    return copy.deepcopy(model, memo).cpu()
