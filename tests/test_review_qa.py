@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from automl.cli import main
 from automl.pipeline import Run
+from automl.pipeline import rank as rank_mod
+from automl.pipeline.results import COMPUTED_ON
 from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 
@@ -148,3 +151,14 @@ def test_retrainings_without_a_record_of_a_run_resumed_with_another_count_are_no
     assert len(calls) == 3 and _recorded_earlier(said) == [False, False, False], said
     notice = [line for line in said.splitlines() if line.startswith("this ranking does not reuse the 3 retrainings")]
     assert len(notice) == 1 and "computed with a number of processes not recorded" in notice[0], said
+
+
+def test_a_retraining_record_lacking_its_process_count_is_retrained_and_said():
+    """A retraining's own record with its device but no number of processes (an edited checkpoint): retrained, and
+    the notice names it (the reuse rule and the notice read the record alike: the run's count does not fill it)."""
+    here = {"device": "cpu", "world_size": 1}
+    state = SimpleNamespace(device="cpu", world_size=1, world_sizes=None)
+    entry = {COMPUTED_ON: {0: {"device": "cpu"}, 1: dict(here)}}
+    assert rank_mod._own_how(state, entry, 0) != here and rank_mod._own_how(state, entry, 1) == here
+    assert not rank_mod._computed_as_here(None, state, entry, 0, here)
+    assert rank_mod._computed_as_here(None, state, entry, 1, here)

@@ -198,7 +198,7 @@ def _computed_as_here(run: Run, state: RunState, entry: dict | None, seed: int, 
     after it are each as they were computed); the run's record (:func:`_same_run_computation`) only for one with
     none (an older automl's)."""
     own = ((entry or {}).get(COMPUTED_ON) or {}).get(seed)
-    return own == here if own is not None else _same_run_computation(run, state, here)
+    return _own_how(state, entry, seed) == here if own is not None else _same_run_computation(run, state, here)
 
 
 def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here: dict) -> dict | None:
@@ -327,13 +327,13 @@ def _say_other_settings(old: dict, recipe, path: Path, reused: bool, advise: boo
 
 def _own_how(state: RunState, entry: dict, seed: int) -> dict:
     """How the run computed its own retraining ``seed`` (of the checkpoint's ranking ``entry``) as far as it is
-    recorded: its own record (:data:`COMPUTED_ON`, the one :func:`_computed_as_here` compares), the run's where it
-    has none (an older automl's; None: not recorded either, as with a run resumed with another number of
-    processes)."""
-    how = dict(((entry or {}).get(COMPUTED_ON) or {}).get(seed) or {})
-    how.setdefault("device", state.device)
-    how.setdefault("world_size", None if state.world_sizes else state.world_size)
-    return how
+    recorded: its own record (:data:`COMPUTED_ON`, the one :func:`_computed_as_here` compares, as it is: a key it
+    lacks is not recorded), the run's where it has none (an older automl's; None: not recorded either, as with a
+    run resumed with another number of processes)."""
+    own = ((entry or {}).get(COMPUTED_ON) or {}).get(seed)
+    if isinstance(own, dict):
+        return {"device": own.get("device"), "world_size": own.get("world_size")}
+    return {"device": state.device, "world_size": None if state.world_sizes else state.world_size}
 
 
 def _not_reused(run: Run, state: RunState, before: dict, stages: list, choices: list[list[str]], here: dict,
