@@ -3,7 +3,8 @@
 The lock belongs to the open file, not to the file's existence: the kernel drops it when the process ends,
 however it ends (``kill -9`` included), so a dead run never leaves a stale lock. The file itself stays and
 says who held it last (pid, host, start time, command; under torchrun also rank 0's place in the run and the pid of
-its torchrun, through which the whole run stops); a second writer that fails to take the lock reads
+its torchrun, through which the whole run stops: found among its parents, above a wrapper script, or null where it
+cannot be told); a second writer that fails to take the lock reads
 it to name the holder. A command that takes the lock only to look first (a ``--resume`` until its checks pass:
 :meth:`RunLock.keep`) and is refused leaves the file as it found it (its bytes and times), or absent; while it
 looks, the file names it, as any holder's (a command refused meanwhile gets the advice that fits the look's command).
@@ -146,15 +147,74 @@ def _holders(held: os.stat_result) -> list[int] | None:
 _PYTHON_VALUED = frozenset({"-X", "-W", "-Q", "--check-hash-based-pycs"})
 
 
+def _cmdline(pid: int) -> list[str] | None:
+    """The words of process ``pid``'s command line (``/proc/PID/cmdline``); None where it cannot be read (not Linux,
+    the process gone or hidden)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [w for w in f.read().decode(errors="replace").split("\0") if w]
+    except OSError:
+        return None
+
+
+def _parent(pid: int) -> int | None:
+    """The pid of process ``pid``'s parent (``/proc/PID/stat``; 0: none), None where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+        return int(text.rsplit(")", 1)[1].split()[1])  # "PID (COMMAND) STATE PPID ...": the command may hold ") "
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# torchrun's module, run as python -m MODULE (torch.distributed.launch, deprecated, runs it in the same process)
+_TORCHRUN_MODULES = frozenset({"torch.distributed.run", "torch.distributed.launch"})
+_TORCHRUN_FILE = "torch/distributed/run.py"  # python .../site-packages/torch/distributed/run.py
+_TORCHRUN_LEVELS = 5  # the parents looked at for a rank's torchrun: wrappers between them (a script, conda run)
+
+
+def _is_torchrun(words: list[str]) -> bool:
+    """Whether the command line ``words`` runs torchrun: its console script, ``python -m torch.distributed.run``
+    (or ``.launch``) or the module's file, after the interpreter and its options only."""
+    skip = module = False
+    for i, word in enumerate(words):
+        if module or word.startswith("-m") and len(word) > 2:
+            return (word if module else word[2:]) in _TORCHRUN_MODULES
+        if Path(word).name in ("torchrun", "torchrun.exe") or word.replace("\\", "/").endswith(_TORCHRUN_FILE):
+            return True
+        if word in ("-c", "-"):  # python -c CODE, or a program read from standard input
+            return False
+        module = word == "-m"
+        if skip or i == 0 or word.startswith("-"):  # the interpreter, its options and their values (-X dev)
+            skip = word in _PYTHON_VALUED
+            continue
+        return False  # a script or command of another program
+    return False
+
+
+def _torchrun_above(pid: int, parent: int | None = None) -> int | None:
+    """The pid of the torchrun among the first :data:`_TORCHRUN_LEVELS` ancestors of process ``pid`` (``parent``:
+    its parent, where known), the nearest, by their command lines (:func:`_is_torchrun`): its parent, or above a
+    wrapper (``torchrun --no-python ./job.sh``, a script that runs python without exec). None where none is, or
+    where ``/proc`` cannot be read (not Linux, the processes hidden)."""
+    at = _parent(pid) if parent is None else parent
+    for _ in range(_TORCHRUN_LEVELS):
+        words = None if at is None or at < 1 else _cmdline(at)
+        if words is None:
+            return None
+        if _is_torchrun(words):
+            return at
+        at = _parent(at)
+    return None
+
+
 def _running(pid: int) -> str | None:
     """The automl command process ``pid`` runs, as :func:`_command` writes it (``automl rank RUN``), from its
     command line (``/proc/PID/cmdline``): the program ``automl`` (a console script, ``python -m automl``, or its
     ``__main__.py``), after the interpreter and its options only. None where that cannot be read (not Linux, the
     process gone or hidden) or runs no automl program (then the lock file's record says what it does)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            words = [w for w in f.read().decode(errors="replace").split("\0") if w]
-    except OSError:
+    words = _cmdline(pid)
+    if words is None:
         return None
     skip = False
     for i, word in enumerate(words):
@@ -192,38 +252,64 @@ class _Holding:
 
 def _launch() -> dict:
     """This process's place in a run of several processes, for its lock record: ``rank`` and ``world_size`` (the
-    variables torchrun sets), and ``torchrun``, the pid of the torchrun that started it (its parent: torchrun sets
-    ``GROUP_WORLD_SIZE``, a launch by hand does not), which passes a signal on to every rank; nothing for one
-    process."""
+    variables torchrun sets), and under torchrun (it sets ``GROUP_WORLD_SIZE``, a launch by hand does not)
+    ``torchrun``, the pid of the torchrun that started it (:func:`_torchrun`), which passes a signal on to every
+    rank, or null where it cannot be told; nothing for one process."""
     try:
         world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     except ValueError:
         return {}
     if world <= 1:
         return {}
-    torchrun = {"torchrun": os.getppid()} if os.environ.get("GROUP_WORLD_SIZE", "").strip() else {}
+    torchrun = {"torchrun": _torchrun()} if os.environ.get("GROUP_WORLD_SIZE", "").strip() else {}
     return {"rank": rank, "world_size": world, **torchrun}
+
+
+def _torchrun() -> int | None:
+    """The pid of the torchrun that started this process (under torchrun): the nearest of its ancestors whose
+    command is torchrun's (:func:`_torchrun_above`: its parent, or the parent of a wrapper script). Where none is
+    (``/proc`` cannot be read: macOS; or an agent of torch's elastic API, whose command is not torchrun), its parent
+    if this process leads a session of its own: torch starts each worker in one (``start_new_session``), so the
+    parent of a session leader is the agent that started it, and the parent of any other process (a wrapper's
+    python) may be the wrapper; None then."""
+    parent = os.getppid()
+    found = _torchrun_above(os.getpid(), parent)
+    if found is not None:
+        return found
+    getsid = getattr(os, "getsid", None)  # Windows has none
+    try:
+        leads = getsid is not None and getsid(0) == os.getpid()
+    except OSError:
+        leads = False
+    return parent if leads and parent > 1 else None
 
 
 def _launched(h: dict) -> tuple[str, str, int | None]:
     """From the lock record ``h``: how its process was launched, before and after the record's words on it
     (``rank 0 of 2 under torchrun, `` and ``; its torchrun is process N``; both empty for one process), and the
-    pid of its torchrun (None: no torchrun, or an older automl's record)."""
-    rank, world, torchrun = h.get("rank"), h.get("world_size"), h.get("torchrun")
+    pid of its torchrun: 0 where it ran under torchrun whose pid the record has not (null: not found as it
+    started), None without torchrun (no ``torchrun`` in the record: a launch by hand, or an older automl's record
+    of one)."""
+    rank, world = h.get("rank"), h.get("world_size")
     if not isinstance(world, int) or world <= 1 or not isinstance(rank, int):
         return "", "", None
+    if "torchrun" not in h:
+        return f"rank {rank} of {world} (started without torchrun), ", "", None
+    torchrun = h["torchrun"]
     if isinstance(torchrun, int) and not isinstance(torchrun, bool) and torchrun > 0:
         return f"rank {rank} of {world} under torchrun, ", f"; its torchrun is process {torchrun}", torchrun
-    return f"rank {rank} of {world} (started without torchrun), ", "", None
+    return f"rank {rank} of {world} under torchrun, ", "", 0
 
 
 def _stopped_by(pid: object, there: str, torchrun: int | None, doing: _Holding) -> str:
     """How to stop the holder, process ``pid`` (``there``: `` on HOST`` where not this machine): through its
-    torchrun where it has one (``kill`` of rank 0 alone would end a worker torchrun may restart, --max-restarts)."""
+    torchrun where it has one (``kill`` of rank 0 alone would end a worker torchrun may restart, --max-restarts),
+    process ``torchrun``, or (0) the one that started ``pid``, whose pid is not known."""
     if torchrun is None:
         return f"stop it (kill {pid}{there}: {doing.exits})"
-    return (f"stop the whole run through its torchrun (kill {torchrun}{there}, which passes the signal on to every "
-            f"rank: {doing.exits})")
+    whom = f"{torchrun}{there}" if torchrun else f"the torchrun that started process {pid}{there}"
+    return (f"stop the whole run through its torchrun (kill {whom}, which passes the signal on to every rank: "
+            f"{doing.exits})")
 
 
 def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
@@ -248,9 +334,14 @@ def _holder(path: Path, holders: list[int] | None) -> tuple[str, str, _Holding]:
     if others and pid not in others:  # the record is another process's: the holder's own command says what it does
         running = _running(others[0])
         doing = doing if running is None else _Holding(running)
+        # its torchrun here, by the holder's parents (the record's pid of it is another namespace's, or of another
+        # run); none found where the record names one: the torchrun that started it, without a pid
+        above = _torchrun_above(others[0])
+        torchrun = above if above is not None else None if torchrun is None else 0
         who = (f"process {others[0]} on {here}" + (f" ({running})" if running else "")
+               + (f", started by torchrun process {above}" if above is not None else "")
                + (f"; its lock file names {said}" if said else ""))
-        return who, f"stop it (kill {others[0]}: {doing.exits})", doing
+        return who, _stopped_by(others[0], "", torchrun, doing), doing
     if said is None:
         return "another process", "stop it", doing
     # the kernel lists no holder here: the record's pid, on this host, is another process in this PID namespace

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+import automl._lock as lock_module
 from automl._lock import LOCK_NAME, RunLock
 from automl.cli import main
 from automl.errors import UserError
@@ -164,8 +165,11 @@ def _refused(tmp_path, monkeypatch, world: str | None, torchrun: bool) -> tuple[
 
 
 def test_the_lock_of_rank_0_under_torchrun_names_the_run_and_its_torchrun(tmp_path, monkeypatch):
+    torchrun, real = os.getppid(), lock_module._cmdline  # the parent made to look like torchrun
+    monkeypatch.setattr(lock_module, "_cmdline",
+                        lambda p: ["python3", "/v/bin/torchrun", "x.py"] if p == torchrun else real(p))
     message, record = _refused(tmp_path, monkeypatch, "2", torchrun=True)
-    pid, torchrun, host = os.getpid(), os.getppid(), socket.gethostname()
+    pid, host = os.getpid(), socket.gethostname()
     assert record["rank"] == 0 and record["world_size"] == 2 and record["torchrun"] == torchrun, record
     assert f"rank 0 of 2 under torchrun, process {pid} on {host}, started " in message, message
     assert f"; its torchrun is process {torchrun})" in message, message

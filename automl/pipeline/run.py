@@ -437,38 +437,20 @@ def _script_resume_command(recipe, out: Path, info: DistInfo) -> str:
     return as_launched(again) if info.enabled else again
 
 
-class _StopAgreed(Preemption):
-    """A run's :class:`~automl.train.preempt.Preemption` that knows whether the ranks agreed on its first signal
-    (:attr:`agreed`): its :meth:`step` or :meth:`signalled` returned once the signal was pending, so every rank was
-    there, and rank 0 writes the checkpoint (or finishes the report) its notice announced. Under torchrun a signal
-    may instead be torchrun stopping the workers left when one ended: the ranks then never agree, and the notice's
-    promise is not kept (:func:`_unkept`)."""
-
-    agreed = False
-
-    def step(self) -> bool:
-        due = super().step()
-        self.agreed = self.agreed or bool(self.pending)
-        return due
-
-    def signalled(self) -> int:
-        signum = super().signalled()
-        self.agreed = self.agreed or bool(signum)
-        return signum
-
-
-def _unkept(preempt: _StopAgreed) -> str:
+def _unkept(preempt: Preemption) -> str:
     """What rank 0 says before :class:`RanksLost`'s message when a rank was lost after the first signal's notice
     ("SIGTERM: finishing the current step, then writing a checkpoint") and before the ranks agreed on it: what the
-    notice announced did not happen."""
+    notice announced (:attr:`~automl.train.preempt.Preemption.announced`, not what the run finishes now) did not
+    happen."""
     name = signal.Signals(preempt.pending).name
-    what = "the report was not finished" if preempt.finishing == REPORT_FINISHING else "no checkpoint was written"
+    announced = preempt.finishing if preempt.announced is None else preempt.announced
+    what = "the report was not finished" if announced == REPORT_FINISHING else "no checkpoint was written"
     why = (" (torchrun sends SIGTERM to the workers left when one of them ends)"
            if preempt.pending == signal.SIGTERM else "")
     return f"{what} on the {name} above{why}"
 
 
-def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: _StopAgreed) -> None:
+def _run_stages(run: "Run", plan: Plan, ctx: RunContext, state: RunState, preempt: Preemption) -> None:
     """``plan``'s stages from ``state.stage`` on, SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 caught
     (:meth:`~automl.train.preempt.Preemption.armed`): before the report, the run checkpoints after its current step
     and stops (:class:`~automl.errors.Stopped`). One that comes during the report stage, or while the ranks wait for
@@ -1029,7 +1011,7 @@ class Run:
             self._warn_paper_utility(plan.members.n)
             _draw_at_start_up(plan, self.resume)  # the random baseline's: a band it cannot meet stops here
             # a --resume continues a checkpoint; a new run (or a --resume that started afresh) has none yet
-            preempt = _StopAgreed(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
+            preempt = Preemption(self.info, r.checkpoint.every_minutes, r.checkpoint.every_steps,
                                   checkpointed=self.resume)
             if self.resume:
                 state = self._resumed_state(plan, data, spaces)

@@ -65,6 +65,11 @@ class Preemption:
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
         self.every_steps = every_steps
         self.pending = 0  # the first signal received (its number; under torchrun: or another rank's), 0: none
+        # the ranks agreed on it: a step() or signalled() returned it (the exchange's result, the same on every rank;
+        # one process: its own), so the run does what the notice said; under torchrun a rank lost before that
+        # (torchrun's SIGTERM to the workers left when one ended) leaves the notice's promise unkept
+        self.agreed = False
+        self.announced: str | None = None  # what rank 0's notice of it said the run finishes (finishing then)
         self._pending_at = 0.0  # when it came (time.monotonic())
         self._steps = 0
         self._last = time.monotonic()
@@ -137,6 +142,7 @@ class Preemption:
         else:
             hurry = "send it again to stop at once"
         whose = "" if by is None else f"rank {by} received it; "
+        self.announced = self.finishing
         _say(f"{signal.Signals(signum).name}: finishing {self.finishing} ({whose}{hurry})")
 
     def step(self) -> bool:
@@ -159,10 +165,12 @@ class Preemption:
         self._last = time.monotonic()
 
     def _agree(self, signum: int, due: int) -> tuple[int, int]:
-        """The largest ``signum`` and ``due`` over the ranks. A signal this rank did not receive becomes its
+        """The largest ``signum`` and ``due`` over the ranks; a signal among them sets :attr:`agreed` (one received
+        as the exchange runs is not: the other ranks may not have it). A signal this rank did not receive becomes its
         :attr:`pending` one (a second signal then stops it at once, as on the rank that received it), and rank 0
         says the notice the receiving rank leaves to it (:meth:`_announce`), naming that rank."""
         if not self.info.enabled:
+            self.agreed = self.agreed or bool(signum)
             return signum, due
         world = self.info.world_size
         # the signal and, among the ranks that received the largest, the lowest rank: signum * world + world-1-rank
@@ -171,6 +179,7 @@ class Preemption:
         with collective(self.info, "agreeing whether to checkpoint or stop"):
             dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self._group)
         signum, by = divmod(int(t[0]), world)
+        self.agreed = self.agreed or bool(signum)  # the reduced value: a signal handled meanwhile is not in it
         if signum and not self.pending:  # another rank's signal
             self.pending, self._pending_at = signum, time.monotonic()
             if self.info.is_main:
