@@ -785,6 +785,13 @@ def _kept(args, recorded: dict | None, compiled, standalone: bool, recipe=None) 
     return out
 
 
+def _relative(onnx: dict) -> str:
+    """`` (relative 7.8e-07)``: the ONNX parity's largest difference relative to the largest output (the manifest's
+    ``parity_max_rel_diff``), which says whether the absolute one is rounding on large logits; empty without it."""
+    rel = onnx.get("parity_max_rel_diff")
+    return f" (relative {rel:.2g})" if isinstance(rel, (int, float)) and not isinstance(rel, bool) else ""
+
+
 def _report(args, manifest: dict, supernet_state, calibration, timed_as: str | None = None) -> None:
     """What was exported, in a few lines on stdout; ``timed_as``: what chose how the latency was timed (its batch,
     threads and clock are then said with it)."""
@@ -792,7 +799,7 @@ def _report(args, manifest: dict, supernet_state, calibration, timed_as: str | N
     how = f" {_protocol_words(latency)}, {timed_as}" if timed_as else ""
     print(f"exported {manifest['space_name']} ({manifest['params']:,} params, weights: {w['source']}) to "
           f"{args.out}: {onnx['file']} (opset {onnx['opset']}, parity max |diff| "
-          f"{onnx['parity_max_abs_diff']:.2g}, {latency['fp32_ms']:.3g} ms here{how}"
+          f"{onnx['parity_max_abs_diff']:.2g}{_relative(onnx)}, {latency['fp32_ms']:.3g} ms here{how}"
           + (f", test accuracy {format_accuracy(onnx['test_accuracy'])}" if "test_accuracy" in onnx else "")
           + f"), {w['file']}, manifest.json")
     if supernet_state is not None:
