@@ -75,3 +75,13 @@ def test_a_scripts_recipe_changed_with_model_copy_is_continued_from_the_resolved
     assert shlex.split(changed)[2] == str(tmp_path / "a" / "recipe.resolved.yaml")
     same = Run(recipe.model_copy(), tmp_path / "b", tty=False).resume_command
     assert shlex.split(same)[2] == quick
+
+
+def test_a_timm_network_with_another_stem_is_said_to_differ_at_its_stem(tmp_path, capsys):
+    """fbnetc_100 (a 16-channel stem) into proxylessnas (32): the message names the stem, where the networks first
+    differ, not the first block (whose input channels follow from the stem)."""
+    space = str(ROOT / "spaces" / "proxylessnas.space")
+    assert main(["space", "encode", space, "--timm", "fbnetc_100", "--out", str(tmp_path / "a.json")]) == 2
+    err = capsys.readouterr().err
+    assert "fbnetc_100's stem has 16 channels" in err and "proxylessnas's 32" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "a.json").exists()

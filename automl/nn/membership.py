@@ -127,6 +127,7 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
     if not (isinstance(getattr(model, "blocks", None), (nn.Sequential, nn.ModuleList))
             and all(isinstance(stage, (nn.Sequential, nn.ModuleList)) for stage in model.blocks)):
         raise UserError(f"{label} is a {type(model).__name__}, not a timm EfficientNet or MobileNetV3")
+    _same_stem(cs, model, label)
     names = _LayerSearch(cs, _flat_blocks(model), label).run()
     _free_widths(cs, model, names)
     if cs.resolution_dec is not None:  # a timm network takes any input size: the data's (the largest)
@@ -146,6 +147,20 @@ def encode_timm_model(cs, model: nn.Module, label: str = "the network") -> dict[
         where = f": {diff}" if diff else " outside the searched blocks (stem, head or activations)"
         raise UserError(f"{label} and the network of space {cs.name} differ{where}")
     return names
+
+
+def _same_stem(cs, model: nn.Module, label: str) -> None:
+    """:class:`UserError` where ``model``'s stem convolution (timm's ``conv_stem``) has other channels or another
+    kernel than the stem of chain space ``cs``: the networks differ from their first layer on, which a message on
+    the first block that does not fit (its input channels) would hide."""
+    conv = getattr(model, "conv_stem", None)
+    if not isinstance(conv, nn.Conv2d):
+        return
+    theirs, ours = (conv.out_channels, conv.kernel_size[0]), (cs.plan.stem_size, cs.plan.stem_kernel)
+    if theirs != ours:
+        raise UserError(f"{label}'s stem has {theirs[0]} channels ({theirs[1]}x{theirs[1]} convolution), space "
+                        f"{cs.name}'s {ours[0]} ({ours[1]}x{ours[1]}): the networks differ from their stem on (a "
+                        f"space whose `stem` line gives width {theirs[0]} may hold it)")
 
 
 class _LayerSearch:
