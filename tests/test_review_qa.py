@@ -21,22 +21,13 @@ from automl.recipe import load_recipe
 from automl.train.checkpoint import CheckpointStore
 
 from test_ranking import QUICK, TINY
+from test_review_ph import ranked_run  # noqa: F401 (a fixture: a finished run with its own ranking)
 from test_review_s import _retrainings
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the cores are shared
 
-RANKING = ["ranking.archs=3", "ranking.retrain_epochs=1", "ranking.bn_batches=1"]
 GPU = "cuda (NVIDIA H100 80GB HBM3)"
 RESUMED = f"{GPU}, then cpu"
-
-
-@pytest.fixture
-def ranked_run(tmp_path: Path, capsys) -> Path:
-    """A finished run with its own ranking (3 architectures, 1 retraining of 1 epoch each), on the CPU."""
-    out = tmp_path / "run"
-    Run(load_recipe(QUICK, TINY + RANKING), out, tty=False).execute()
-    capsys.readouterr()
-    return out
 
 
 def _resumed_on_the_cpu(out: Path, devices: list[str | None]) -> None:

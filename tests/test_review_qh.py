@@ -54,17 +54,21 @@ def _as_automl_export(folder: Path) -> None:
     lock.release()
 
 
-def test_an_automl_export_into_the_member_folder_during_the_runs_export_is_refused(tmp_path, monkeypatch):
-    """Seen: the run only looked for a holder before it wrote, so an `automl export --out` started just after
-    the look wrote the same files as the run's export."""
-    refused = []
-
+def _refused_into(refused: list):
+    """What the faked export does halfway: take the folder's lock as `automl export` does, which must be refused;
+    the refusal's message appended to ``refused``."""
     def during(folder):
         with pytest.raises(UserError) as e:
             _as_automl_export(folder)
         refused.append(str(e.value))
+    return during
 
-    exporter, ctx = _exporter(tmp_path, monkeypatch, during)
+
+def test_an_automl_export_into_the_member_folder_during_the_runs_export_is_refused(tmp_path, monkeypatch):
+    """Seen: the run only looked for a holder before it wrote, so an `automl export --out` started just after
+    the look wrote the same files as the run's export."""
+    refused = []
+    exporter, ctx = _exporter(tmp_path, monkeypatch, _refused_into(refused))
     assert exporter(ctx, "budget-0-none", None, None, None, {"source": "retrained"}) == {"onnx": None}
     folder = exporter.root / "budget-0-none"
     assert len(refused) == 1 and f"{folder} is in use: another automl run is writing" in refused[0], refused
@@ -118,13 +122,7 @@ def test_a_resumed_run_exports_into_a_folder_a_killed_run_left_its_lock_file_in(
     """A run killed (-9) during a member's export leaves the member folder's lock file, not held: the resumed run
     locks it again and leaves it as it found it."""
     refused = []
-
-    def during(folder):
-        with pytest.raises(UserError) as e:
-            _as_automl_export(folder)
-        refused.append(str(e.value))
-
-    exporter, ctx = _exporter(tmp_path, monkeypatch, during)
+    exporter, ctx = _exporter(tmp_path, monkeypatch, _refused_into(refused))
     folder = exporter.root / "budget-0-none"
     folder.mkdir(parents=True)
     left = '{"pid": 1, "host": "h", "started": "then", "command": "automl run r.yaml --out RUN"}\n'
