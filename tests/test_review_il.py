@@ -80,8 +80,9 @@ def test_no_supernet_hint_for_a_run_still_in_its_weight_phase(stopped, tmp_path,
 def test_a_stopped_scripts_resume_command_quotes_its_paths(tmp_path):
     from automl.pipeline.run import Run
     from automl.recipe import load_recipe
-    run = Run(load_recipe(QUICK, FAST), tmp_path / "my runs" / "a")
-    assert shlex.split(run.resume_command) == ["automl", "run", QUICK, "--out", str(tmp_path / "my runs" / "a"),
+    out = tmp_path / "my runs" / "a"  # a recipe with overrides: continued from the run's own resolved recipe
+    run = Run(load_recipe(QUICK, FAST), out)
+    assert shlex.split(run.resume_command) == ["automl", "run", str(out / "recipe.resolved.yaml"), "--out", str(out),
                                                "--resume"]
 
 
