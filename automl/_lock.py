@@ -144,6 +144,9 @@ def _holders(held: os.stat_result) -> list[int] | None:
 
 
 # the interpreter's options followed by a value of their own (python -X dev -W ignore -m automl ...)
+# the file systems (st_dev) whose refusal of flock this process has warned about: one warning per file system
+_WARNED_UNLOCKABLE: set[int] = set()
+
 _PYTHON_VALUED = frozenset({"-X", "-W", "-Q", "--check-hash-based-pycs"})
 
 
@@ -491,8 +494,11 @@ class RunLock:
                     _remove_in_place(fd, self.path)
                 os.close(fd)
                 self._unlockable = True
-                _logger.warning("warning: cannot lock %s (%s); nothing stops a second run from writing to %s",
-                                self.path, e.strerror or e, self.folder)
+                if held.st_dev not in _WARNED_UNLOCKABLE:  # once per file system (a run's member folders too)
+                    _WARNED_UNLOCKABLE.add(held.st_dev)
+                    _logger.warning("warning: cannot lock %s (%s); nothing stops a second command from writing to "
+                                    "%s (nor to other folders of that file system)", self.path, e.strerror or e,
+                                    self.folder)
                 return None
             if _in_place(fd, self.path):
                 return fd, made

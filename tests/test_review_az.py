@@ -298,6 +298,7 @@ def test_a_file_system_without_locks_warns_once(tmp_path, monkeypatch, caplog):
         raise OSError(errno.ENOLCK, "No locks available")
 
     monkeypatch.setattr(lock_module.fcntl, "flock", refuse)
+    monkeypatch.setattr(lock_module, "_WARNED_UNLOCKABLE", set())  # none warned about yet in this process
     lock = RunLock(tmp_path)
     with caplog.at_level("WARNING", logger="automl._lock"):
         assert lock.acquire(create=False) is False

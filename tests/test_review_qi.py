@@ -89,3 +89,21 @@ def test_export_prints_the_parity_relative_difference(tmp_path, capsys):
     onnx = json.loads((out / "manifest.json").read_text())["onnx"]
     assert (f"parity max |diff| {onnx['parity_max_abs_diff']:.2g} (relative {onnx['parity_max_rel_diff']:.2g})"
             in printed), printed
+
+
+def test_cost_says_nothing_where_the_built_network_has_the_tables_params(tmp_path, capsys):
+    """darts: an architecture whose built network has exactly its table's params gets no note."""
+    cs = load_compiled(str(ROOT / "spaces" / "darts.space"))
+    for seed in range(40):
+        arch = torch.randint(0, 1 << 30, (cs.num_decisions,), generator=torch.Generator().manual_seed(seed))
+        arch = arch % torch.tensor(cs.num_choices)
+        with torch.device("meta"):
+            built = count_params(cs.build_standalone(arch))
+        if built == cs.cost_table.total(arch, "params"):
+            break
+    else:
+        pytest.skip("no architecture of darts whose table params are exact among 40 drawn")
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps({"choices": cs.decode(arch)}))
+    assert main(["space", "cost", str(ROOT / "spaces" / "darts.space"), "--arch", str(path)]) == 0
+    assert capsys.readouterr().err == ""

@@ -4,6 +4,7 @@ overrides is continued by the command it prints. A `...` line in a .space file g
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 from pathlib import Path
@@ -11,9 +12,11 @@ from types import SimpleNamespace
 
 import pytest
 
+import automl._lock as lock_module
 from automl.cli import main
 from automl.dsl import parse_space
-from automl.errors import SpaceError
+from automl.errors import SpaceError, UserError
+from automl.pipeline import final_stages
 from automl.pipeline.rank import rank_command
 from automl.pipeline.run import Run
 from automl.profile import profile_command
@@ -63,7 +66,13 @@ def test_an_ellipsis_copied_from_the_docs_is_said_to_stand_for_lines_left_out(ma
     with pytest.raises(SpaceError) as info:
         parse_space(text, "my.space")
     assert info.value.line == 5
-    assert "lines left out" in info.value.message and "___" not in info.value.message
+    assert "left out" in info.value.message and "___" not in info.value.message
+
+
+def test_an_ellipsis_right_after_a_name_is_an_ellipsis_too():
+    with pytest.raises(SpaceError) as info:
+        parse_space("space my\ninput 1 x 8 x 8\nclasses 10\nchoices mb = ir_k3_e1, ir_k5_e6...\n", "my.space")
+    assert "left out" in info.value.message and "___" not in info.value.message, info.value.message
 
 
 def test_a_scripts_recipe_changed_with_model_copy_is_continued_from_the_resolved_recipe(tmp_path):
@@ -85,3 +94,33 @@ def test_a_timm_network_with_another_stem_is_said_to_differ_at_its_stem(tmp_path
     err = capsys.readouterr().err
     assert "fbnetc_100's stem has 16 channels" in err and "proxylessnas's 32" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "a.json").exists()
+
+
+def test_a_file_system_without_locks_is_warned_about_once_for_all_its_folders(tmp_path, monkeypatch, caplog):
+    """A run on a file system that refuses locks (some NFS mounts) locks its folder and each member's export folder:
+    one warning for the file system, not one per folder."""
+    def refuse(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", refuse)
+    monkeypatch.setattr(lock_module, "_WARNED_UNLOCKABLE", set())
+    with caplog.at_level("WARNING", logger="automl._lock"):
+        for name in ("run", "run/export/budget-0", "run/export/budget-1"):
+            (tmp_path / name).mkdir(parents=True)
+            assert lock_module.RunLock(tmp_path / name).acquire() is False
+    assert sum("cannot lock" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_member_folder_the_run_cannot_write_names_the_resume_command(tmp_path, monkeypatch):
+    """Mid-run, a member's export folder on a read-only (or full) disk: the message says the checkpoints are intact
+    and how to continue, not only to choose another folder."""
+    def read_only(folder, what):
+        raise UserError(f"{what} {folder}: cannot write there (Read-only file system); choose a writable folder")
+
+    monkeypatch.setattr(final_stages, "writable_dir", read_only)
+    ctx = SimpleNamespace(keeper=SimpleNamespace(resume_command="automl run /r.yaml --out /run --resume"))
+    with pytest.raises(UserError) as info:
+        with final_stages._member_locked(tmp_path / "budget-0", ctx):
+            pass
+    assert "Read-only file system" in str(info.value)
+    assert "continue it with: automl run /r.yaml --out /run --resume" in str(info.value), str(info.value)

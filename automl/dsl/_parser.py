@@ -798,7 +798,7 @@ _MARKS = {
     "\\": "a statement may span lines without it: remove the `\\`",
     "|": "separate choices with `,`: `choose [ir_k3_e3, skip]`",
     "^": "there is no power operator: write the number (`256`, not `2^8`) or a product (`2 * 2 * 2`)",
-    ELLIPSIS: "an ellipsis stands for lines left out, as in the excerpts of the docs: delete it, or write those lines",
+    ELLIPSIS: "an ellipsis stands for what was left out, as in the excerpts of the docs: delete it, or write that out",
 }
 # what a .space file is written with, for a character that has no hint of its own
 _ALPHABET = ("a .space file holds names (a-z, A-Z, 0-9, `_`), numbers, `= , [ ] ( ) + - * / //` and `#` "
@@ -825,12 +825,12 @@ def _character_hint(ch: str, text: str, pos: int) -> str:
     number = before + re.match(r"[0-9.]*", text[pos:]).group()
     if ch == "." and re.search(r"[0-9]", number) and not re.search(r"[A-Za-z_]\Z", text[:pos - len(before)]):
         return f" ({_many_dots(number)})"  # `1.0..5`, `0...5`: a number, not a name, with more than one `.`
+    if text.startswith("...", pos):  # copied from an excerpt in the docs, where it stands for lines left out
+        return f" ({_MARKS[ELLIPSIS]})"
     if ch == "." and re.search(r"[A-Za-z0-9_]\Z", text[:pos]):  # `space my.space`, `choices mb.a = ...`
         word = _run_before(text, pos) + re.match(r"[A-Za-z0-9_.]*", text[pos:]).group()
         return (f" (a name holds `.` only before a digit, as the op names `ir_k3_e2.5` and `_se0.25` do: write "
                 f"`{re.sub(r'[.](?![0-9])', '_', word)}`)")
-    if text.startswith("...", pos):  # copied from an excerpt in the docs, where it stands for lines left out
-        return f" ({_MARKS[ELLIPSIS]})"
     if ch == "\u00d7":
         return f" ({_times_hint(text, pos)})"
     if ch == ":":

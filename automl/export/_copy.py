@@ -25,8 +25,8 @@ def _cpu_tensor(t: torch.Tensor) -> torch.Tensor:
 def cpu_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` with every parameter and buffer (and each tensor a module holds as a plain
     attribute) copied straight to the CPU, not first on ``model``'s device (a tensor held only inside a list or dict
-    is copied where it is, then moved); the copy's ``.cpu()`` then runs any module's own ``_apply`` (state a module
-    moves itself).
+    is copied where it is, and stays there unless its module's own ``_apply`` moves it: the copy's ``.cpu()`` runs
+    it).
 
     ``model`` is left as it is (device, training mode, ``requires_grad``, its tensors); the copy has its training
     mode, ``requires_grad`` flags and each tensor's dtype and memory layout. A tensor two modules hold (tied

@@ -160,7 +160,8 @@ def _same_stem(cs, model: nn.Module, label: str) -> None:
     if theirs != ours:
         raise UserError(f"{label}'s stem has {theirs[0]} channels ({theirs[1]}x{theirs[1]} convolution), space "
                         f"{cs.name}'s {ours[0]} ({ours[1]}x{ours[1]}): the networks differ from their stem on (a "
-                        f"space whose `stem` line gives width {theirs[0]} may hold it)")
+                        f"space whose stem line is `stem width {theirs[0]}"
+                        + (f" kernel {theirs[1]}" if theirs[1] != ours[1] else "") + "` may hold it)")
 
 
 class _LayerSearch:

@@ -234,7 +234,11 @@ def _member_locked(folder: Path, ctx: RunContext) -> Iterator[None]:
     (:func:`_check_not_in_use`'s message). Released when the export is done, ends in an error, or a signal stops
     it (a kill -9 drops it with the process); the lock file this made is removed then, one found there (a killed
     command's) left as it was, so the folder holds the export's files alone and a resumed run locks it again."""
-    writable_dir(folder, "export folder")
+    try:
+        writable_dir(folder, "export folder")
+    except UserError as e:  # a full or read-only disk, mid-run: the checkpoints hold the member
+        raise UserError(f"{e} (this run's checkpoints are intact: once it can write there, continue it with: "
+                        f"{ctx.keeper.resume_command})") from None
     lock = RunLock(folder)
     try:
         lock.acquire(then="then continue this run", look=True, guard=False)

@@ -198,7 +198,9 @@ def _computed_as_here(run: Run, state: RunState, entry: dict | None, seed: int, 
     after it are each as they were computed); the run's record (:func:`_same_run_computation`) only for one with
     none (an older automl's)."""
     own = ((entry or {}).get(COMPUTED_ON) or {}).get(seed)
-    return _own_how(state, entry, seed) == here if own is not None else _same_run_computation(run, state, here)
+    if own is not None:  # a record of its own, whole or not (one that is no record at all: not as here)
+        return isinstance(own, dict) and _own_how(state, entry, seed) == here
+    return _same_run_computation(run, state, here)
 
 
 def _stopped_runs_own(run: Run, state: RunState, choices: list[list[str]], here: dict) -> dict | None:

@@ -422,7 +422,7 @@ def _said_by_its_file(recipe) -> bool:
         return False
     try:
         return load_recipe(recipe.source, warn=False) == recipe
-    except (UserError, OSError):
+    except Exception:  # noqa: BLE001 (which command a message names is never a reason to stop the run)
         return False
 
 
