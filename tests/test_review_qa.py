@@ -153,3 +153,10 @@ def test_a_retraining_record_lacking_its_process_count_is_retrained_and_said():
     assert rank_mod._own_how(state, entry, 0) != here and rank_mod._own_how(state, entry, 1) == here
     assert not rank_mod._computed_as_here(None, state, entry, 0, here)
     assert rank_mod._computed_as_here(None, state, entry, 1, here)
+
+
+def test_a_retraining_record_that_is_no_record_is_not_as_here():
+    """A retraining's own record that is not a mapping (an edited checkpoint) is not taken for the run's record."""
+    here = {"device": "cpu", "world_size": 1}
+    state = SimpleNamespace(device="cpu", world_size=1, world_sizes=None)
+    assert not rank_mod._computed_as_here(None, state, {COMPUTED_ON: {0: "cpu"}}, 0, here)
