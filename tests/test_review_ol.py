@@ -130,10 +130,14 @@ def test_an_override_path_relative_to_the_current_folder_is_made_absolute(projec
 
 
 def test_the_default_resume_command_of_a_run_names_its_folder_absolute(project, tmp_path):
-    """A Run made in a script (no command line): its recipe and --out from the root."""
-    run = Run(load_recipe("../my proj é/recipes/q.yaml", FAST), "../runs/-a", tty=False)
+    """A Run made in a script (no command line): its recipe and --out from the root; with overrides, the run's own
+    resolved recipe (the file alone would be another recipe)."""
+    run = Run(load_recipe("../my proj é/recipes/q.yaml"), "../runs/-a", tty=False)
     assert shlex.split(run.resume_command) == ["automl", "run", str(project / "recipes" / "q.yaml"), "--out",
                                                str(tmp_path / "runs" / "-a"), "--resume"]
+    run = Run(load_recipe("../my proj é/recipes/q.yaml", FAST), "../runs/-a", tty=False)
+    assert shlex.split(run.resume_command) == ["automl", "run", str(tmp_path / "runs" / "-a" / "recipe.resolved.yaml"),
+                                               "--out", str(tmp_path / "runs" / "-a"), "--resume"]
 
 
 def test_the_rank_command_names_the_run_folder_absolute(project, tmp_path):
