@@ -589,10 +589,12 @@ class RunLock:
             return None
         return None if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino) else "moved"
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Drop the lock; ``remove``: remove the lock file too (while still held, if it is still the one in place),
+        also one found there (a folder whose files are the holder's alone, as a run's member export folder)."""
         if self.fd is not None:
             unguard_run_folder(self._guard)
-            if self._made:  # a look that made the file: removed while held, if it is still the one in place
+            if self._made or remove:  # a look that made the file: removed while held, if it is still the one in place
                 _remove_in_place(self.fd, self.path)
             elif self._previous is not None:  # only a look: the file as it was, naming the last holder again
                 _put_back(self.fd, self._previous, self._times)

@@ -36,9 +36,10 @@ from automl.cli import main
 signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (a background job ignores it)
 real, name = automl._lock.RunLock.release, sys.argv[1]
 
-def release(self):  # in Run.execute, once its stages have all finished
-    real(self)
-    os.kill(os.getpid(), getattr(signal, name))  # a real signal
+def release(self, *args, **kwargs):  # the run folder's, in Run.execute, once its stages have all finished
+    real(self, *args, **kwargs)
+    if os.path.abspath(self.folder) == os.path.abspath(sys.argv[2]):  # not a member export folder's
+        os.kill(os.getpid(), getattr(signal, name))  # a real signal
 
 automl._lock.RunLock.release = release
 sys.exit(main(["run", {quick!r}, *{fast!r}, "--out", sys.argv[2]]))

@@ -232,8 +232,8 @@ def _member_locked(folder: Path, ctx: RunContext) -> Iterator[None]:
     ``folder/.lock``, taken to look, without the run-folder guard): an ``automl export --out`` into it meanwhile is
     refused by the lock, naming this run, and this run's export is refused while such an export holds it
     (:func:`_check_not_in_use`'s message). Released when the export is done, ends in an error, or a signal stops
-    it (a kill -9 drops it with the process); the lock file this made is removed then, one found there (a killed
-    command's) left as it was, so the folder holds the export's files alone and a resumed run locks it again."""
+    it (a kill -9 drops it with the process, the file staying); the lock file is removed then, also one found there
+    (a killed command's), so the folder holds the export's files alone, as after an uninterrupted run."""
     try:
         writable_dir(folder, "export folder")
     except UserError as e:  # a full or read-only disk, mid-run: the checkpoints hold the member
@@ -249,7 +249,7 @@ def _member_locked(folder: Path, ctx: RunContext) -> Iterator[None]:
     try:
         yield
     finally:
-        lock.release()
+        lock.release(remove=True)  # one a killed export left there too: the folder holds the export's files alone
 
 
 def _check_not_in_use(folder: Path, ctx: RunContext) -> None:
