@@ -176,23 +176,29 @@ _TORCHRUN_FILE = "torch/distributed/run.py"  # python .../site-packages/torch/di
 _TORCHRUN_LEVELS = 5  # the parents looked at for a rank's torchrun: wrappers between them (a script, conda run)
 
 
+def _programs(words: list[str]) -> list[tuple[int, str]]:
+    """The words of the command line ``words`` that may name the program it runs, with their indices: the first
+    (a console script run as itself), and the first after the interpreter and its options (their values too:
+    ``-X dev``): a script's or console script's path, or ``-m``'s module as ``-mNAME`` (at the module's word for
+    ``-m NAME``). After ``-c`` (``python -c CODE``) or ``-`` (a program read from standard input) only the first."""
+    found, skip = [(0, words[0])] if words else [], False
+    for i, word in enumerate(words[1:], 1):
+        if word in ("-c", "-") or word == "-m" and i + 1 == len(words):
+            break
+        if word == "-m" or word.startswith("-m"):
+            return found + [(i + 1, "-m" + words[i + 1]) if word == "-m" else (i, word)]
+        if not skip and not word.startswith("-"):
+            return found + [(i, word)]
+        skip = word in _PYTHON_VALUED
+    return found
+
+
 def _is_torchrun(words: list[str]) -> bool:
-    """Whether the command line ``words`` runs torchrun: its console script, ``python -m torch.distributed.run``
-    (or ``.launch``) or the module's file, after the interpreter and its options only."""
-    skip = module = False
-    for i, word in enumerate(words):
-        if module or word.startswith("-m") and len(word) > 2:
-            return (word if module else word[2:]) in _TORCHRUN_MODULES
-        if Path(word).name in ("torchrun", "torchrun.exe") or word.replace("\\", "/").endswith(_TORCHRUN_FILE):
-            return True
-        if word in ("-c", "-"):  # python -c CODE, or a program read from standard input
-            return False
-        module = word == "-m"
-        if skip or i == 0 or word.startswith("-"):  # the interpreter, its options and their values (-X dev)
-            skip = word in _PYTHON_VALUED
-            continue
-        return False  # a script or command of another program
-    return False
+    """Whether the command line ``words`` runs torchrun (:func:`_programs`): its console script, ``python -m
+    torch.distributed.run`` (or ``.launch``) or the module's file."""
+    return any(word[2:] in _TORCHRUN_MODULES if word.startswith("-m") else
+               Path(word).name in ("torchrun", "torchrun.exe") or word.replace("\\", "/").endswith(_TORCHRUN_FILE)
+               for _, word in _programs(words))
 
 
 def _torchrun_above(pid: int, parent: int | None = None) -> int | None:
@@ -217,19 +223,10 @@ def _running(pid: int) -> str | None:
     ``__main__.py``), after the interpreter and its options only. None where that cannot be read (not Linux, the
     process gone or hidden) or runs no automl program (then the lock file's record says what it does)."""
     words = _cmdline(pid)
-    if words is None:
-        return None
-    skip = False
-    for i, word in enumerate(words):
+    for i, word in _programs(words or []):
         path = Path(word)
         if path.name == "automl" or path.name == "__main__.py" and path.parent.name == "automl" or word == "-mautoml":
             return " ".join(["automl", *words[i + 1:]])
-        if word == "-c":  # python -c CODE: a program of its own
-            return None
-        if skip or i == 0 or word.startswith("-"):  # the interpreter, its options and their values (-X dev)
-            skip = word in _PYTHON_VALUED
-            continue
-        return None  # a script or command of another program: no automl
     return None
 
 
