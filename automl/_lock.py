@@ -143,10 +143,10 @@ def _holders(held: os.stat_result) -> list[int] | None:
     return pids
 
 
-# the interpreter's options followed by a value of their own (python -X dev -W ignore -m automl ...)
 # the file systems (st_dev) whose refusal of flock this process has warned about: one warning per file system
 _WARNED_UNLOCKABLE: set[int] = set()
 
+# the interpreter's options followed by a value of their own (python -X dev -W ignore -m automl ...)
 _PYTHON_VALUED = frozenset({"-X", "-W", "-Q", "--check-hash-based-pycs"})
 
 
