@@ -78,15 +78,22 @@ class Keeper:
     checkpoint written meanwhile books the time so far, so a resumed run does not count it twice."""
 
     def __init__(self, state: RunState, store: CheckpointStore, info: DistInfo, reporter: Reporter,
-                 preempt: Preemption, position: Callable[[int, int, int], str], resume_command: str,
+                 preempt: Preemption, position: Callable[[int, int, int], str], resume_command: str | object,
                  rng: Callable[[], dict], enabled: bool = True, saved: bool = True):
         self.state, self.store, self.info, self.reporter = state, store, info, reporter
         # (stage, epoch, step) of a checkpoint -> where it resumes, in the log's words (pipeline.run.resume_position)
-        self.preempt, self.position, self.resume_command = preempt, position, resume_command
+        self.preempt, self.position, self.resume_given = preempt, position, resume_command
         self.rng = rng
         self.enabled = enabled  # automl rank: off (a finished run's checkpoint is left as it is)
         self.saved = saved  # a checkpoint of the run exists: a resumed run, or a new one once it wrote one
         self._clock: tuple[str, float] | None = None
+
+    @property
+    def resume_command(self) -> str:
+        """The command that continues the run, as a message names it now: ``resume_command`` as given (a string:
+        ``automl run``'s), or its ``str()`` at this time (a script's ``Run(...)``: pipeline.run's ``_ScriptResume``,
+        which names the run's recipe.resolved.yaml once the recipe's file was edited)."""
+        return str(self.resume_given)
 
     # ------------------------------------------------------------------ the phase clock
     def start(self, phase: str) -> None:

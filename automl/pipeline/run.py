@@ -8,7 +8,7 @@ import os
 import re
 import signal
 import stat
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -33,8 +33,8 @@ from automl.pipeline.state import CKPT_FORMAT, RunState, check_same_data, restor
 from automl.recipe import ADDED_KEYS, RESULT_NEUTRAL, RESUME_MAY_SET, file_line, load_recipe, overridden
 from automl.search import get_searcher, supernet_methods
 from automl.train.checkpoint import CheckpointStore
-from automl.train.distributed import (DistInfo, RanksLost, as_launched, barrier, broadcast_object, local_world_size,
-                                      losses_unsaid)
+from automl.train.distributed import (DistInfo, RanksLost, as_launched, barrier, broadcast_object, continued_by,
+                                      local_world_size, losses_unsaid, restarts_left)
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter, plural
 from automl.train.threads import (THREADS_FILE, a_thread_count, apply_threads, lost_record, note_part,
@@ -426,15 +426,56 @@ def _said_by_its_file(recipe) -> bool:
         return False
 
 
-def _script_resume_command(recipe, out: Path, info: DistInfo) -> str:
+def _script_resume_command(recipe, out: Path, info: DistInfo, said: bool | None = None) -> str:
     """The command that continues the run in ``out`` of a script's ``Run(recipe, out)``, its paths absolute (pasted
-    from any folder): ``automl run`` of the recipe's file where the file alone says what the recipe says, else of
-    the run's own recipe.resolved.yaml (the recipe as the run resolved it: overrides, a ``model_copy(update=...)``,
-    or no file; the file alone would be refused as another recipe); under torchrun the torchrun command that starts
-    as many processes (:func:`as_launched`)."""
-    source = recipe.source if _said_by_its_file(recipe) else out / "recipe.resolved.yaml"
+    from any folder): ``automl run`` of the recipe's file where the file alone says what the recipe says (``said``;
+    None: read it now, :func:`_said_by_its_file`), else of the run's own recipe.resolved.yaml (the recipe as the run
+    resolved it: overrides, a ``model_copy(update=...)``, no file, or a file edited since; the file alone would be
+    refused as another recipe); under torchrun the torchrun command that starts as many processes
+    (:func:`as_launched`)."""
+    said = _said_by_its_file(recipe) if said is None else said
+    source = recipe.source if said else out / "recipe.resolved.yaml"
     again = f"automl run {pasted_path(source)} --out {pasted_path(out)} --resume"
     return as_launched(again) if info.enabled else again
+
+
+class _ScriptResume:
+    """The resume command of a script's ``Run(recipe, out)`` (:func:`_script_resume_command`), chosen each time a
+    message names it (its ``str()``), not once when the run started: a recipe file edited while the run goes on
+    (for the next run) would be refused by a resume as another recipe, and the run's recipe.resolved.yaml is named
+    instead. Cheap: the file's bytes are read each time, and parsed again only when they changed."""
+
+    def __init__(self, recipe, out: Path, info: DistInfo):
+        self.recipe, self.out, self.info = recipe, out, info
+        self.seen: tuple[bytes, bool] | None = None  # the file's bytes last parsed, and whether they say the recipe
+
+    def _said(self) -> bool:
+        if not self.recipe.source or overridden(self.recipe):
+            return False
+        try:
+            text = Path(self.recipe.source).read_bytes()
+        except OSError:  # removed or unreadable since
+            return False
+        if self.seen is None or self.seen[0] != text:
+            self.seen = (text, _said_by_its_file(self.recipe))
+        return self.seen[1]
+
+    def __str__(self) -> str:
+        return _script_resume_command(self.recipe, self.out, self.info, self._said())
+
+    def __bool__(self) -> bool:  # a command, for continued_by's "continue the run with --resume: ..."
+        return True
+
+
+def _lost_rank_says(run: "Run"):
+    """Around a script's run (``Run(...)``, whose resume command ``automl run`` did not give): a lost rank's
+    :class:`RanksLost` names the command that continues it, as under ``automl run`` (:func:`continued_by`, the
+    command chosen as the message is made). With torchrun restarts left, the restarted workers run the script
+    again: a script's run with ``resume=True`` resumes by itself; one without is left saying that the workers
+    start the command again (not the "new folder" of ``automl run`` without ``--out``)."""
+    if isinstance(run.resume_given, str) or (not run.resume and restarts_left()):
+        return nullcontext()
+    return continued_by(run.resume_given, out_given=run.resume)
 
 
 def _unkept(preempt: Preemption) -> str:
@@ -762,7 +803,7 @@ class Run:
         self.force_given = force_named(recipe, force_typed)
         self.info = info or DistInfo()
         # printed when the run stops early; commands/run.py passes the command line with its overrides
-        self.resume_command = resume_command or _script_resume_command(recipe, self.out, self.info)
+        self.resume_given = resume_command or _ScriptResume(recipe, self.out, self.info)  # resume_command: str()
         self.lock = RunLock(self.out)
         self.device = device if device is not None else recipe_device(recipe, self.info)
         if self.device.type == "cuda":  # every run on a GPU (automl run, automl rank, Run(...) in scripts)
@@ -779,6 +820,10 @@ class Run:
         self.finished, self.late_signal = False, 0
         hashes = _recipe_hashes(recipe)
         self.recipe_hash, self._accepted_hashes = hashes[0], hashes
+
+    @property
+    def resume_command(self) -> str:  # a script's: chosen now (_ScriptResume)
+        return str(self.resume_given)
 
     # ------------------------------------------------------------------ start-up
     def _prepare_out(self) -> bool:
@@ -879,7 +924,7 @@ class Run:
                  checkpointing: bool = True) -> RunContext:
         sampler = torch.Generator().manual_seed(self.recipe.seed)
         keeper = Keeper(state, self.store, self.info, self.reporter, preempt, partial(resume_position, plan, state),
-                        self.resume_command, rng_of(sampler, self.device), enabled=checkpointing, saved=self.resume)
+                        self.resume_given, rng_of(sampler, self.device), enabled=checkpointing, saved=self.resume)
         return RunContext(self.info, self.device, data, spaces, self.reporter, keeper, sampler,
                           self.recipe.search.log_every, self._reused)
 
@@ -961,7 +1006,8 @@ class Run:
         """Run every stage (from the last checkpoint with ``resume``); torch's thread count is restored after."""
         before = torch.get_num_threads()
         try:
-            return self._execute()
+            with _lost_rank_says(self):
+                return self._execute()
         finally:
             self.lock.release()
             torch.set_num_threads(before)

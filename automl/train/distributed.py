@@ -373,14 +373,20 @@ def continued_by(command: str, out_given: bool):
         _continue.update(before)
 
 
+def restarts_left() -> bool:
+    """Whether torchrun restarts this worker group when a rank is lost (``--max-restarts``): its
+    ``TORCHELASTIC_RESTART_COUNT`` below its ``TORCHELASTIC_MAX_RESTARTS`` (unset or no number: 0)."""
+    return _quiet_int("TORCHELASTIC_RESTART_COUNT") < _quiet_int("TORCHELASTIC_MAX_RESTARTS")
+
+
 def _what_next() -> str:
     """What a rank that lost another says comes next: torchrun restarts the workers when it has restarts left
     (``TORCHELASTIC_RESTART_COUNT`` below ``TORCHELASTIC_MAX_RESTARTS``), else the run is continued by hand."""
     command = _continue["command"]
     by_hand = "continue the run with --resume" + (f": {command}" if command else "")
-    restart, most = _quiet_int("TORCHELASTIC_RESTART_COUNT"), _quiet_int("TORCHELASTIC_MAX_RESTARTS")
-    if restart >= most:
+    if not restarts_left():
         return f"the checkpoints written so far are intact: {by_hand}"
+    restart, most = _quiet_int("TORCHELASTIC_RESTART_COUNT"), _quiet_int("TORCHELASTIC_MAX_RESTARTS")
     restarting = f"torchrun restarts the workers (restart {restart + 1} of its --max-restarts={most})"
     if _continue["out"]:
         return (f"{restarting}, which resume the run in its folder by themselves, from its last checkpoint "
