@@ -687,8 +687,8 @@ def _calibrate(cs, values, fixed_keys, choice_keys, overhead, threads, batch, re
     A piece timed alone runs on an input and weights that the previous run left in the cache, and pays
     for being a graph of its own (reading an input that no earlier op just wrote, allocating its output).
     ``scale`` absorbs the first (the whole network's weights do not stay in the cache: > 1 on large
-    networks), ``c`` the second (a few microseconds a piece: it matters on tiny networks). Where the two
-    cannot be told apart (``scale`` outside [0.5, 2]), ``scale`` stays 1 and only ``c`` is fitted.
+    networks), ``c`` the second (a few microseconds a piece: it matters on tiny networks). The fit keeps
+    ``scale`` in [0.5, 2] and ``c`` >= 0 (:func:`_fit`).
     A network ``kept`` has measured is not timed again (and one measured now is kept there).
 
     The errors reported are those of the table as written (pieces clipped at 0 included) on these networks:
@@ -738,16 +738,35 @@ def _network_pieces(arch: list[int], fixed_keys: list, choice_keys: list, gates:
     return keys
 
 
+_SCALES = (0.5, 2.0)  # the calibration's bounds of scale: beyond them a fit follows the noise of a few networks
+
+
 def _fit(counts: np.ndarray, ys: np.ndarray, v: np.ndarray) -> tuple[float, float]:
     """``(scale, c)`` of ``ys ~ sum over pieces of (scale * v - c)`` (``counts``: each network's pieces, a row per
-    network) by least squares; ``scale`` 1 and only ``c`` fitted where fewer than 3 networks or a scale outside
-    [0.5, 2] cannot tell the two apart."""
+    network) by least squares within the model's bounds: ``scale`` in [0.5, 2] and ``c`` >= 0. A piece alone pays
+    for being a graph of its own (``c``); whole networks slower than their pieces are the scale's to explain, not a
+    negative ``c``, which would add the same time to every piece, the cheapest and the costliest alike (a latency
+    search would then count layers, not weigh ops: a loaded machine's few networks gave c = -1.2 ms, which took
+    two ops' ratio from 2.8 to 1.2). With fewer than 3 networks one of the two is fitted: ``c`` (scale 1) where it
+    comes out >= 0, else ``scale`` (c 0)."""
     ns, sums = counts.sum(1), counts @ v
-    if len(ys) >= 3:
-        (a, b), *_ = np.linalg.lstsq(np.stack([sums, -ns], 1), ys, rcond=None)
-        if 0.5 <= a <= 2.0:
-            return float(a), float(b)
-    return 1.0, float(np.dot(ns, sums - ys) / np.dot(ns, ns)) if len(ys) else 0.0
+    if not len(ys) or not np.dot(ns, ns):
+        return 1.0, 0.0
+
+    def scale_for(c: float) -> float:  # the best scale with c fixed, within its bounds
+        return float(np.clip(np.dot(sums, ys + c * ns) / np.dot(sums, sums), *_SCALES)) if np.dot(sums, sums) else 1.0
+
+    def c_for(scale: float) -> float:  # the best c >= 0 with scale fixed
+        return max(0.0, float(np.dot(ns, scale * sums - ys) / np.dot(ns, ns)))
+
+    if len(ys) < 3:
+        return (1.0, c_for(1.0)) if np.dot(ns, sums - ys) >= 0 else (scale_for(0.0), 0.0)
+    (a, b), *_ = np.linalg.lstsq(np.stack([sums, -ns], 1), ys, rcond=None)
+    if _SCALES[0] <= a <= _SCALES[1] and b >= 0:
+        return float(a), float(b)
+    # the least squares within the bounds lie on their edge: c = 0, or scale at either bound
+    edges = [(scale_for(0.0), 0.0), *((a, c_for(a)) for a in _SCALES)]
+    return min(edges, key=lambda e: float(np.sum((e[0] * sums - e[1] * ns - ys) ** 2)))
 
 
 class _NoProgress:

@@ -115,22 +115,24 @@ def test_the_error_after_the_fit_is_the_written_tables_error(monkeypatch):
 
 
 def test_the_held_out_error_predicts_each_network_from_the_others(monkeypatch):
-    """With 2 networks, each is predicted by the fit on the other alone (only c: scale 1), worked out here from the
-    uncalibrated table: c_j = (sum_j - y_j) / n_j, prediction_i = overhead + sum_i - c_j * n_i."""
+    """With 2 networks, each is predicted by the fit on the other alone. Whole networks slower than their pieces
+    are the scale's to explain (c stays >= 0): the fit on network j alone is scale_j = y_j / sum_j (c 0), worked
+    out here from the uncalibrated table, and network i is predicted as overhead + scale_j * sum_i."""
     cs = load_compiled(str(DIGITS))
-    clock = _Clock(cs, lambda net: 1.0 + 1.1e-3 * _params(net))  # 10 % slower than its pieces
+    # 10 % slower than its pieces, and 0.05 ms a layer more: the two networks' own scales differ
+    clock = _Clock(cs, lambda net: 1.0 + 1.1e-3 * _params(net) + 0.05 * (2 + _blocks(net)))
     monkeypatch.setattr(profile, "time_module", clock)
     plain = profile_space(cs, repeat=1, calibrate=0, progress=False)
     table = profile_space(cs, repeat=1, calibrate=2, progress=False)
     (ch0, y0), (ch1, y1) = clock.networks
     assert ch0 != ch1
     sums = [_predict(plain, ch) - 1.0 for ch in (ch0, ch1)]
-    ns = [2 + sum(c != "skip" for c in ch.values()) for ch in (ch0, ch1)]
     ys = [y0 - 1.0, y1 - 1.0]
-    c = [(s - y) / n for s, y, n in zip(sums, ys, ns)]
-    expected = [abs(1.0 + sums[i] - c[1 - i] * ns[i] - (ys[i] + 1.0)) / (ys[i] + 1.0) for i in (0, 1)]
+    scale = [y / s for s, y in zip(sums, ys)]
+    expected = [abs(1.0 + scale[1 - i] * sums[i] - (ys[i] + 1.0)) / (ys[i] + 1.0) for i in (0, 1)]
     assert table["calibration"]["mape_heldout_pct"] == pytest.approx(100 * np.mean(expected))
     assert table["calibration"]["mape_heldout_pct"] > 0.1
+    assert table["calibration"]["per_piece_ms"] == 0.0 and table["calibration"]["scale"] > 1.1
 
 
 def test_one_network_has_no_held_out_error(monkeypatch):
