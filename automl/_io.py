@@ -35,7 +35,7 @@ __all__ = ["TEMPORARY", "temporary_pattern", "atomic_path", "guard_run_folder", 
            "atomic_write_json", "strict_json", "remove_temporaries", "read_utf8_text", "UnreadableText",
            "writable_dir", "writable_file", "absolute_path", "reader_gone", "DuplicateKey", "unique_keys",
            "duplicate_key_line", "path_problem", "shell_path", "pasted_path",
-           "pasted_space"]
+           "pasted_space", "holds_checkpoints", "unwritable_run_fix"]
 
 
 # the RANDOM part of a temporary's name (_create_temporary): this many random bytes, as hex digits
@@ -286,8 +286,26 @@ def writable_dir(path: str | os.PathLike, what: str) -> Path:
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as e:
-        raise UserError(f"{what} {path}: cannot write there ({e.strerror or e}); choose a writable folder") from None
+        fix = "choose a writable folder"
+        if e.errno in (errno.EACCES, errno.EPERM) and holds_checkpoints(path):  # a run's folder: --resume goes on here
+            fix = f"{unwritable_run_fix(path)} and run the command again"
+        raise UserError(f"{what} {path}: cannot write there ({e.strerror or e}); {fix}") from None
     return path
+
+
+def holds_checkpoints(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a run's checkpoints (a ``checkpoints/`` folder with anything in it): a run that
+    ``--resume`` continues, or ``automl rank`` scores, there and nowhere else."""
+    try:
+        return any(Path(folder, "checkpoints").iterdir())
+    except (OSError, ValueError):
+        return False
+
+
+def unwritable_run_fix(folder: str | os.PathLike) -> str:
+    """The advice for a run's folder (:func:`holds_checkpoints`) this user may not write: make it writable, naming
+    the command; the caller says how to go on (the run continues there, not in another folder)."""
+    return f"the folder holds a run's checkpoints: make it writable (chmod -R u+w {pasted_path(folder)})"
 
 
 def writable_file(path: str | os.PathLike, what: str, example: str = "out.json") -> Path:

@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from automl._io import guard_run_folder, unguard_run_folder, write_fix
+from automl._io import guard_run_folder, holds_checkpoints, unguard_run_folder, unwritable_run_fix, write_fix
 from automl.errors import UserError
 
 try:
@@ -522,6 +522,8 @@ class RunLock:
             if not create and isinstance(e, (FileNotFoundError, NotADirectoryError)):
                 return None
             why = "it is a folder, not a file" if e.errno == errno.EISDIR else (e.strerror or str(e))
+            if e.errno in (errno.EACCES, errno.EPERM) and holds_checkpoints(self.folder):
+                raise UserError(self._unwritable_run(why, then)) from None
             if e.errno in (errno.EACCES, errno.EPERM):
                 fix = f"make {'it' if os.path.lexists(self.path) else 'the folder'} writable"
             elif e.errno == errno.ELOOP:  # the lock file a link that loops, or the folder (a link on its way)
@@ -542,6 +544,15 @@ class RunLock:
         ``--out``."""
         return (f"{'--out ' if then is None else ''}{self.folder}: cannot open its lock file {self.path} ({why}); "
                 f"{fix}" + (" or choose another --out" if then is None else ""))
+
+    def _unwritable_run(self, why: str, then: str | None) -> str:
+        """The message for the lock file of a run's folder (one that holds its checkpoints) this user may not open
+        for writing: make the folder writable, where the run goes on (``--resume``, ``automl rank``), then run the
+        command again (``then``); only a new run may go to another ``--out``."""
+        again = (f", {then}" if then is not None else
+                 " and run the command again (a new run may choose another --out instead)")
+        return (f"{'--out ' if then is None else ''}{self.folder}: cannot open its lock file {self.path} ({why}); "
+                f"{unwritable_run_fix(self.folder)}{again}")
 
     def _unsteady_message(self, then: str | None) -> str:
         """The refusal where the lock file was removed or replaced at each of :data:`_RETRIES` tries before it

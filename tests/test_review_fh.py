@@ -149,7 +149,8 @@ def test_supernet_of_a_run_stopped_before_its_first_checkpoint_says_so(tmp_path)
     run.mkdir()
     (run / "recipe.resolved.yaml").write_text("seed: 0\n")
     text = _refused(run)
-    assert "it stopped before its first one" in text and f"automl run RECIPE --out {run}" in text, text
+    assert "it stopped before its first one" in text, text
+    assert f"automl run {run / 'recipe.resolved.yaml'} --out {run}: it starts afresh" in text, text
 
 
 @pytest.mark.parametrize("supernet, why", [({"w": 1}, "its entry 'w' is 1 (int), not a tensor"),

@@ -125,8 +125,9 @@ def test_rank_of_a_folder_without_a_checkpoint_names_it_absolute(tmp_path, monke
     load_recipe(QUICK, FAST).dump_resolved(out / "recipe.resolved.yaml")
     monkeypatch.chdir(here)
     code, err = cli_err(capsys, "rank", "../my run")
-    assert code == 2 and "automl run RECIPE --out " in err, err
-    assert Path(_word_after(err, "automl run RECIPE --out ")) == out, err
+    assert code == 2 and "finish it first (automl run " in err, err
+    assert Path(_word_after(err, "finish it first (automl run ")) == out / "recipe.resolved.yaml", err
+    assert Path(_word_after(err, " --out ")) == out, err
     # a damaged index beside results.json: run the search again from the resolved recipe
     (out / "results.json").write_text("{}")
     (out / "checkpoints").mkdir()
@@ -157,7 +158,8 @@ def test_rank_of_an_unfinished_run_names_its_folder_absolute(finished, tmp_path,
     monkeypatch.chdir(here)
     code, err = cli_err(capsys, "rank", "../unfinished run")
     assert code == 2 and "the run has not finished" in err, err
-    assert Path(_word_after(err, "finish it first (automl run RECIPE --out ")) == out, err
+    assert Path(_word_after(err, "finish it first (automl run ")) == out / "recipe.resolved.yaml", err
+    assert Path(_word_after(err, " --out ")) == out, err
 
 
 # ---- 4. a ranking that replaces a stopped one gives that one's whole command -------------------------------------

@@ -27,7 +27,7 @@ from automl.errors import Stopped, UserError
 from automl.pipeline.context import on_main, written_on_main
 from automl.pipeline.final_stages import RankingStage
 from automl.pipeline.plan import build_plan
-from automl.pipeline.reuse import SPACE_DIGEST, check_fits
+from automl.pipeline.reuse import SPACE_DIGEST, check_fits, run_command
 from automl.pipeline.results import (COMPUTED_ON, PARTIAL, ReportStage, build_results, computed_on, metrics_length,
                                      partial_ranking, ranking_epochs, ranking_results, ranking_seeds, read_results,
                                      recorded_retrainings, reusable_retrainings)
@@ -101,9 +101,8 @@ def _checked_checkpoint(run: Run) -> dict:
     ckpt = run.store.load()
     if ckpt is None and run.store.missing() and not any((out / f).exists() for f in ("results.json", "report.md")):
         raise UserError(f"{out}: no usable checkpoint: the run stopped before its first one ({run.store.why_none()}), "
-                        f"so it has not finished; automl rank ranks a finished run: finish it first (automl run RECIPE "
-                        f"--out {pasted_path(out)} --resume, with its recipe and overrides: it starts afresh in its "
-                        f"place)")
+                        f"so it has not finished; automl rank ranks a finished run: finish it first "
+                        f"({run_command(out, resume=True)}: it starts afresh in its place)")
     if ckpt is None:
         raise UserError(f"{out}: no usable checkpoint: {run.store.why_none()}; automl rank scores the "
                         f"supernet of the run's last checkpoint: restore the folder (from a copy), or run the "
@@ -111,8 +110,7 @@ def _checked_checkpoint(run: Run) -> dict:
     if ckpt.get("supernet") is None:
         check_trains_a_supernet(out, method)
         raise UserError(f"{out}: the run has no trained supernet yet: its weight phase has not finished; "
-                        f"finish it first (automl run RECIPE --out {pasted_path(out)} --resume, with its recipe and "
-                        f"overrides)")
+                        f"finish it first ({run_command(out, resume=True)})")
     return ckpt
 
 
@@ -136,8 +134,7 @@ def _check_finished(run: Run, state: RunState, plan) -> None:
                         f"new checkpoint, results.json and report.md), then automl rank {pasted_path(out)} again; or "
                         f"restore the folder from a copy")
     raise UserError(f"{out}: the run has not finished (next: its stage {key}); automl rank ranks a finished run: "
-                    f"finish it first (automl run RECIPE --out {pasted_path(out)} --resume, with its recipe and "
-                    f"overrides)")
+                    f"finish it first ({run_command(out, resume=True)})")
 
 
 def _check_fits_the_space(run: Run, state: RunState, spaces) -> None:

@@ -318,17 +318,14 @@ def _store(source: Path, given: Given) -> CheckpointStore:
                           f" {_WAIT}")
     finished = [f for f in ("results.json", "report.md") if (source / f).exists()]
     if finished:  # its checkpoints removed after it finished (automl rank says the same)
-        again = (f"automl run {pasted_path(source / 'recipe.resolved.yaml')} --out NEW_DIR"
-                 if (source / "recipe.resolved.yaml").is_file() else
-                 "automl run RECIPE --out NEW_DIR, with its recipe and overrides")
+        again = run_command(source, "NEW_DIR")
         raise given.error(f"{given.of(source)}: that run finished (its {finished[0]} is there), but its checkpoints, "
                           f"which held its trained supernet, are gone ({store.why_none()}); restore its checkpoints/ "
                           f"folder (from a copy), or run the search again ({again}) and give that run's folder")
     if (source / "recipe.resolved.yaml").is_file():  # what a run writes at its start, before its first checkpoint
         raise given.error(f"{given.of(source)}: that run has no checkpoint: it stopped before its first one (its "
                           f"recipe.resolved.yaml is there, no checkpoints/); run it again to train its supernet "
-                          f"(automl run RECIPE --out {pasted_path(source)}, with its recipe and overrides: it starts "
-                          f"afresh there), or give another run's folder")
+                          f"({run_command(source)}: it starts afresh there), or give another run's folder")
     if run is not None:
         raise given.error(f"{given.of(source)} is a folder of the run in {run}; give the run's folder: "
                           f"{given.of(run)}")
@@ -337,6 +334,17 @@ def _store(source: Path, given: Given) -> CheckpointStore:
                           f"supernet); give the --out folder of the automl run that trained the supernet")
     raise given.error(f"{given.of(source)}: no checkpoint there (looked for {store.index_path}); give the "
                       f"--out folder of an automl run whose weight phase has finished")
+
+
+def run_command(run_dir: str | Path, out: str | None = None, resume: bool = False) -> str:
+    """The command that runs the recipe of the run in ``run_dir`` (its recipe.resolved.yaml: the recipe with its
+    overrides) with ``--out`` ``out`` (default: ``run_dir``) and ``resume``, to paste; where the folder holds no
+    recipe.resolved.yaml, the template that says to give the run's recipe and overrides."""
+    resolved = Path(run_dir) / "recipe.resolved.yaml"
+    where = f"--out {pasted_path(run_dir) if out is None else out}{' --resume' if resume else ''}"
+    if resolved.is_file():
+        return f"automl run {pasted_path(resolved)} {where}"
+    return f"automl run RECIPE {where}, with its recipe and overrides"
 
 
 _WAIT = ("wait for its weight phase to finish (its checkpoint then holds the trained supernet), then run this command "
@@ -366,7 +374,7 @@ def _untrained(ckpt: dict, store: CheckpointStore, run_dir: Path, given: Given) 
     if running:  # --resume would be refused: the run is writing there now
         raise given.error(f"{given.of(run_dir)}: that run has no trained supernet yet: it is still in its weight "
                           f"phase, running now ({running}); {_WAIT}")
-    resume = f"automl run RECIPE --out {pasted_path(run_dir)} --resume, with its recipe and overrides"
+    resume = run_command(run_dir, resume=True)
     if store.problems:  # the newest was damaged: the weight phase may well have finished
         raise given.error(f"{given.of(run_dir)}: its newest checkpoint cannot be used "
                           f"({'; '.join(store.problems)}), and the one before it, {store.loaded}, was written before "
