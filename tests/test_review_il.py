@@ -133,8 +133,9 @@ def test_a_second_sigint_of_a_resume_before_its_checkpoint_names_the_previous_on
     p = _signalled(["run", QUICK, *FAST, "--out", early, "--resume"], times=2)
     assert p.returncode == 130, p.stderr[-3000:]
     last = p.stderr.strip().splitlines()[-1]
-    assert last == ("SIGINT again: stopping now; no checkpoint was written since this command started; --resume "
-                    "continues from the run's previous checkpoint"), last
+    assert last.startswith("SIGINT again: stopping now; no checkpoint was written since this command started; "
+                           "--resume continues from the run's previous checkpoint. Continue with: automl run "), last
+    assert last.endswith(f"--out {early} --resume"), last
 
 
 # ------------------------------------------------------------------------ 3. how the user gave the supernet

@@ -8,7 +8,8 @@
   128 + signal: 143, 130, 129, 138, 140). A second one exits at once (``os._exit``); a checkpoint being
   written then is abandoned before its index names it, so the previous one stays the one ``--resume`` loads
   (the message says whether this command wrote one: before its first, only an earlier run's is there, or, for a
-  run that has none, that there is nothing to resume: the same command again starts it afresh).
+  run that has none, that there is nothing to resume: the same command again starts it afresh; where there is
+  one, it names the command that continues the run, as the run's other stops do).
   A second SIGHUP does not: a terminal that closes sends it more than once. Under torchrun neither does the same
   signal again within :data:`REPEAT_S` seconds of the first: a scheduler that signals every process of the job
   (Slurm, systemd) reaches each rank directly and through torchrun, which passes it on.
@@ -54,14 +55,17 @@ REPEAT_S = 5.0
 class Preemption:
     def __init__(self, info: DistInfo, every_minutes: float | None = None, every_steps: int | None = None,
                  finishing: str = "the current step, then writing a checkpoint",
-                 stopping_now: Callable[[], str] | None = None, checkpointed: bool | None = None):
+                 stopping_now: Callable[[], str] | None = None, checkpointed: bool | None = None,
+                 resume: Callable[[], str] | None = None):
         """``finishing``: what the run does before it stops, as the first signal's message says it;
         ``stopping_now``: what a second signal's message says is kept (default: the checkpoints' state). Both may
         change as the run goes on: its report stage, the last, finishes rather than stops (automl/pipeline/run.py).
         ``checkpointed``: whether the run had a checkpoint when this command started (a ``--resume``), which a
-        second signal before this command's first checkpoint names; None: not known."""
+        second signal before this command's first checkpoint names; None: not known. ``resume``: the command that
+        continues the run from its checkpoint, which the default second-signal message names where the run has one
+        (``Continue with: ...``, as every other stop says it), called as the message is made."""
         self.info = info
-        self.finishing, self.stopping_now = finishing, stopping_now
+        self.finishing, self.stopping_now, self.resume = finishing, stopping_now, resume
         self.every_s = None if every_minutes is None else float(every_minutes) * 60.0
         self.every_steps = every_steps
         self.pending = 0  # the first signal received (its number; under torchrun: or another rank's), 0: none
@@ -119,17 +123,23 @@ class Preemption:
             self._announce(signum)
 
     def _kept(self) -> str:
-        """What a second signal's message says is kept of the run: its checkpoints' state."""
-        if self._written:
-            return "the last checkpoint written is intact"
-        if self._checkpointed is False:
+        """What a second signal's message says is kept of the run: its checkpoints' state, and the command that
+        continues it (:attr:`resume`) where it has a checkpoint."""
+        if self._checkpointed is False and not self._written:
             return ("no checkpoint was written yet, so there is nothing to resume: run the same command again (in "
                     "the same folder it starts the run afresh, in place of what this one left)")
+        try:  # a stop now must not fail on how it words the way on
+            command = None if self.resume is None else self.resume()
+        except Exception:  # noqa: BLE001
+            command = None
+        go_on = "" if command is None else f". Continue with: {command}"
+        if self._written:
+            return f"the last checkpoint written is intact{go_on}"
         if self._checkpointed:
             return ("no checkpoint was written since this command started; --resume continues from the run's "
-                    "previous checkpoint")
+                    f"previous checkpoint{go_on}")
         return ("no checkpoint was written since this command started (--resume continues from the run's previous "
-                "checkpoint, if it has one)")
+                f"checkpoint, if it has one{'' if command is None else f': {command}'})")
 
     def _announce(self, signum: int, by: int | None = None) -> None:
         """Say that the run finishes ``self.finishing`` before it stops, on ``signum``; ``by``: the rank that
