@@ -28,7 +28,7 @@ from automl.compile import load_compiled
 from automl.errors import Stopped, UserError, json_text, say, value_text
 from automl.export import is_manifest
 from automl.export.manifest import json_cost, json_costs, recorded_space, whole_metric
-from automl.nn.measure import cell_op_module, count_params
+from automl.nn.measure import count_params
 from automl.nn.membership import arch_def_model, encode_timm_model, timm_model
 from automl.profile import (TABLE_FORMAT, apply_cost_table, check_profile_args, partial_path, partial_summary,
                             profile_space, read_cost_table, remove_partial, threads_warning, usable_cores,
@@ -92,6 +92,8 @@ def space_summary(cs, metric: str = "params") -> dict:
         "max_cost": json_cost(ct.max_total(metric), whole[metric]),
         # elastic widths: the per-choice costs above are the first-order summary; totals are exact
         "context_decisions": [cs.decisions[d].name for d in ct.context_decisions],
+        # metric -> why its table only approximates the built networks' (a cell space's params and macs); {}: exact
+        "estimate": dict(ct.estimate),
     }
 
 
@@ -157,42 +159,11 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=max(100, console.width))
 
 
-# the metrics the compiler measures, which a cell space's table approximates (the .space file's own metrics and a
-# profiled table's are sums of the table by definition)
-MEASURED = ("params", "macs")
-
-
-def _estimate_reasons(cs) -> list[str]:
-    """Why the ``params`` and ``macs`` of the cost table of cell space ``cs`` are an estimate of its built networks'
-    (docs/space-language.md, "Cell spaces: an approximation"), in a few words each; empty where the table is exact:
-    chain spaces, and cell spaces such as NAS-Bench-201 (a fixed output, one input per slot, stride-1 cells)."""
-    if cs.kind != "cell":
-        return []
-    plan, modules, reasons = cs.plan, {}, []
-
-    def weighs(op: str, c: int, stride: int) -> int:
-        return count_params(cell_op_module(op, c, c, stride, modules))
-
-    for inst in plan.instances:
-        if inst.op is not None:
-            continue
-        t, c = plan.templates[inst.template], inst.channels
-        if t.output == "loose" and any(k >= 2 for n in t.nodes for k in n.candidates):  # a node may read another
-            reasons.append("an output conv counted for every node")
-        if any(n.mode == "choose" and len(n.input_decisions) > 1 and any(weighs(op, c, 1) for op in n.ops)
-               for n in t.nodes):
-            reasons.append("an op two slots share counted twice")
-        if t.stride != 1 and any(weighs(op, c, 1) != weighs(op, c, t.stride) for n in t.nodes
-                                 if any(k < 2 for k in n.candidates) for op in n.ops):
-            reasons.append(f"ops of stride {t.stride} counted at stride 1")
-    return list(dict.fromkeys(reasons))
-
-
-def _estimate_note(cs) -> str:
-    """`` (table estimate: WHY; built networks can differ)`` for a space whose table approximates its networks'
-    ``params`` and ``macs`` (:func:`_estimate_reasons`); empty where it is exact."""
-    reasons = _estimate_reasons(cs)
-    return f" (table estimate: {', '.join(reasons)}; built networks can differ)" if reasons else ""
+def _estimate_note(ct, metric: str = "params") -> str:
+    """`` (table estimate: WHY; built networks can differ)`` where the cost table ``ct`` says its ``metric`` only
+    approximates the built networks' (:attr:`~automl.compile.CostTable.estimate`); empty where it is exact."""
+    why = ct.estimate.get(metric)
+    return f" (table estimate: {why}; built networks can differ)" if why else ""
 
 
 def _show_table(cs, metric: str) -> None:
@@ -222,7 +193,7 @@ def _show_table(cs, metric: str) -> None:
                   f"smallest {format_cost(ct.min_total(metric), metric)}, "
                   f"largest {format_cost(ct.max_total(metric), metric)}"
                   + (f"  (metrics: {', '.join(ct.metrics)})" if len(ct.metrics) > 1 else "")
-                  + (_estimate_note(cs) if metric in MEASURED else ""), highlight=False)
+                  + _estimate_note(ct, metric), highlight=False)
     if context is not None:
         names = ", ".join(cs.decisions[d].name for d in ct.context_decisions)
         console.print(f"elastic width or resolution ({names}): a choice's cost depends on these choices; the "
@@ -383,13 +354,13 @@ def _cost(args, cs, arch_json, overrides: dict[str, str]) -> int:
         print(warning, file=sys.stderr)
     ct = cs.cost_table
     sys.stdout.write(json.dumps(json_costs(ct, {m: ct.total(arch, m) for m in ct.metrics})) + "\n")
-    reasons = _estimate_reasons(cs)
-    if reasons:  # on standard error: standard output stays the JSON scripts read
+    why = ct.estimate.get("params")
+    if why:  # on standard error: standard output stays the JSON scripts read
         with torch.device("meta"):  # no memory, no initialisation
             built = count_params(cs.build_standalone(arch))
         if built != ct.total(arch, "params"):  # where they agree, nothing to say
             print(f"note: params (and macs) are the cost table's estimate for cell space {cs.name} "
-                  f"({', '.join(reasons)}); the network this architecture builds has {built:,} params (what "
+                  f"({why}); the network this architecture builds has {built:,} params (what "
                   f"`automl export` prints)", file=sys.stderr)
     return 0
 
@@ -535,7 +506,7 @@ def _check_one(file: str, overrides: dict) -> None:
     decisions = f"{cs.num_decisions} decision{'s' if cs.num_decisions != 1 else ''}"
     print(f"{file}: ok: space {cs.name} ({cs.kind}), {decisions}, sum of K = {cs.sum_k}, "
           f"{_count(cs.size)} architectures{_networks_note(cs)}, params "
-          f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}{_estimate_note(cs)}", flush=True)
+          f"{format_cost(ct.min_total())}..{format_cost(ct.max_total())}{_estimate_note(ct)}", flush=True)
 
 
 def _check(args) -> int:

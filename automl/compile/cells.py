@@ -10,10 +10,11 @@ from automl.compile.chain import head_features
 from automl.compile.resolve import MAX_CH, Resolver, is_op_name
 from automl.dsl import ir
 from automl.errors import SpaceError
+from automl.nn.measure import cell_op_module, count_params
 from automl.nn.registry import get_op, list_ops
 from automl.plan import CellInstance, CellNode, CellPlan, CellTemplatePlan, Decision
 
-__all__ = ["compile_cells", "check_reductions"]
+__all__ = ["compile_cells", "check_reductions", "estimate_reasons"]
 
 MAX_CELLS = 256
 MAX_INPUT_SETS = 4096  # choices of a `sums K distinct of` decision (DARTS: at most C(5, 2) = 10)
@@ -60,6 +61,32 @@ def compile_cells(r: Resolver, net: ir.Network, in_chans: int, num_classes: int)
     plan = CellPlan(in_chans, stem_width, stem_kernel, stem_stride, tuple(plans), tuple(instances),
                     num_features, num_classes, head_bn)
     return plan, decisions
+
+
+def estimate_reasons(plan: CellPlan, modules: dict | None = None) -> tuple[str, ...]:
+    """Why the measured ``params`` and ``macs`` of a cell plan's cost table are an estimate of its built networks'
+    (docs/space-language.md, "Cell spaces: an approximation"), in a few words each, each once; empty where the
+    table is exact, as for NAS-Bench-201 (a fixed output, one input per slot, stride-1 cells). The meta-device ops
+    it weighs are found in, or kept in, ``modules`` (those the costs were measured with: each built once)."""
+    modules = {} if modules is None else modules
+    reasons: list[str] = []
+
+    def weighs(op: str, c: int, stride: int) -> int:
+        return count_params(cell_op_module(op, c, c, stride, modules))
+
+    for inst in plan.instances:
+        if inst.op is not None:  # a fixed reduction block: no decisions
+            continue
+        t, c = plan.templates[inst.template], inst.channels
+        if t.output == "loose" and any(k >= 2 for n in t.nodes for k in n.candidates):  # a node may read another
+            reasons.append("an output conv counted for every node")
+        if any(n.mode == "choose" and len(n.input_decisions) > 1 and any(weighs(op, c, 1) for op in n.ops)
+               for n in t.nodes):
+            reasons.append("an op two slots share counted twice")
+        if t.stride != 1 and any(weighs(op, c, 1) != weighs(op, c, t.stride) for n in t.nodes
+                                 if any(k < 2 for k in n.candidates) for op in n.ops):
+            reasons.append(f"ops of stride {t.stride} counted at stride 1")
+    return tuple(dict.fromkeys(reasons))
 
 
 def _sequence(r: Resolver, layout: ir.CellsLayout,

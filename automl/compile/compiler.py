@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from automl import nn as models
-from automl.compile.cells import check_reductions, compile_cells
+from automl.compile.cells import check_reductions, compile_cells, estimate_reasons
 from automl.compile.chain import MAX_WIDTH_COMBOS, compile_chain
 from automl.compile.contexts import context_costs
 from automl.compile.costs import BUILTIN_METRICS, CostTable
@@ -265,19 +265,23 @@ def _resolutions(r: Resolver, space: ir.Space, h: int, w: int) -> tuple[int, ...
 
 
 def _measured_costs(kind: str, plan, decisions, input_shape, resolutions=()):
-    """``(costs, fixed, contexts)`` of the built-in metrics: per-choice tables measured on meta-device
+    """``(costs, fixed, contexts, estimate)`` of the built-in metrics: per-choice tables measured on meta-device
     modules; with elastic widths or resolution one table per combination of their choices (``contexts``
     for the CostTable: the width decisions, then the resolution decision, the last;
-    :func:`automl.compile.contexts.context_costs`)."""
+    :func:`automl.compile.contexts.context_costs`); ``estimate`` for the CostTable: why a cell space's tables only
+    approximate its built networks' (:func:`automl.compile.cells.estimate_reasons`), empty where they are exact."""
     widths = plan.width_decisions if kind == "chain" else ()
+    modules: dict = {}  # the meta-device ops, each built once for both metrics and the estimate's reasons
     if not widths and not resolutions:
-        modules: dict = {}  # the meta-device ops, each built once for both metrics
         costs, fixed = measure_params(kind, plan, decisions, None, modules)
         macs, macs_fixed = measure_macs(kind, plan, decisions, input_shape, None, modules)
-        return {"params": costs, "macs": macs}, {"params": fixed, "macs": macs_fixed}, None
-    context, per = context_costs(kind, plan, decisions, input_shape, resolutions)
-    zeros = [[0.0] * len(d.choices) for d in decisions]  # replaced by the summary of the tables
-    return ({m: zeros for m in per}, {m: 0.0 for m in per}, (context, per))
+        out = {"params": costs, "macs": macs}, {"params": fixed, "macs": macs_fixed}, None
+    else:
+        context, per = context_costs(kind, plan, decisions, input_shape, resolutions, modules)
+        zeros = [[0.0] * len(d.choices) for d in decisions]  # replaced by the summary of the tables
+        out = {m: zeros for m in per}, {m: 0.0 for m in per}, (context, per)
+    why = ", ".join(estimate_reasons(plan, modules)) if kind == "cell" else ""  # after the costs: their ops
+    return (*out, {m: why for m in BUILTIN_METRICS} if why else {})
 
 
 def compile_space(space: ir.Space) -> CompiledSpace:
@@ -343,7 +347,7 @@ def _compile(space: ir.Space) -> CompiledSpace:
         decisions.append(Decision("resolution", tuple(f"r{v}" for v in resolutions)))
     _check_something_to_search(space, decisions)
     _check_costs_to_measure(r, space, kind, plan, decisions, combos)
-    all_costs, all_fixed, contexts = _measured_costs(kind, plan, decisions, (c, h, w), resolutions)
+    all_costs, all_fixed, contexts, estimate = _measured_costs(kind, plan, decisions, (c, h, w), resolutions)
     seen: dict[str, ir.Pos] = {}
     for m in space.metrics:
         if m.name in BUILTIN_METRICS:
@@ -358,7 +362,8 @@ def _compile(space: ir.Space) -> CompiledSpace:
         all_fixed[m.name] = m.fixed
     gates = {layer.decision: layer.gate for layer in (plan.layers if kind == "chain" else ())
              if layer.gate is not None and layer.decision is not None}
-    table = CostTable([d.choices for d in decisions], all_costs, all_fixed, gates=gates, contexts=contexts)
+    table = CostTable([d.choices for d in decisions], all_costs, all_fixed, gates=gates, contexts=contexts,
+                      estimate=estimate)
     name = space.name or os.path.splitext(os.path.basename(space.filename))[0]
     return CompiledSpace(name=name, kind=kind, input_shape=(c, h, w), num_classes=num_classes,
                          params=space.param_values, decisions=tuple(decisions), cost_table=table, plan=plan,

@@ -24,17 +24,20 @@ from automl.nn.measure import measure_macs, measure_params
 __all__ = ["context_costs"]
 
 
-def context_costs(kind: str, plan, decisions, input_shape, resolutions) -> tuple[tuple[int, ...], dict]:
+def context_costs(kind: str, plan, decisions, input_shape, resolutions,
+                  modules: dict | None = None) -> tuple[tuple[int, ...], dict]:
     """``(context, {metric: (tables, fixed)})``: the context decisions (the width decisions, then the resolution
     decision, the last of ``decisions``) and, for ``params`` and ``macs``, the ``(A, D, Kmax)`` float64 tables and
     ``(A,)`` fixed costs of the ``A`` combinations of their choices. ``input_shape`` is ``(C, H, W)``;
-    ``resolutions`` the input sizes of the resolution decision (empty: none)."""
+    ``resolutions`` the input sizes of the resolution decision (empty: none); the meta-device ops built to measure
+    them are kept in ``modules`` where given (a dict; building them again is most of the time)."""
     widths = plan.width_decisions if kind == "chain" else ()
     context = widths + ((len(decisions) - 1,) if resolutions else ())
     sizes = [tuple(input_shape[1:])] if not resolutions else [(v, v) for v in resolutions]
     counts = [len(decisions[d].choices) for d in widths]
     groups = _groups(plan, widths, decisions) if widths else {(): list(range(len(decisions)))}
-    measured = _measure(kind, plan, decisions, widths, counts, input_shape[0], sizes, groups)
+    measured = _measure(kind, plan, decisions, widths, counts, input_shape[0], sizes, groups,
+                        {} if modules is None else modules)
     num, kmax = len(decisions), max(len(d.choices) for d in decisions)
     combos = math.prod(counts)
     grid = _grid(counts)  # (combos, widths): each combination's choices
@@ -81,11 +84,12 @@ def _groups(plan, widths: tuple[int, ...], decisions) -> dict[tuple[int, ...], l
     return groups
 
 
-def _measure(kind: str, plan, decisions, widths, counts, chans: int, sizes, groups) -> dict:
+def _measure(kind: str, plan, decisions, widths, counts, chans: int, sizes, groups, modules: dict) -> dict:
     """``{combination: (params (costs, fixed), [macs (costs, fixed) per size])}`` for every combination of the
     width decisions that some group reads (its widths at every choice, the others at 0), measured once each; the
-    ops are built and counted once per shape (caches shared by every combination)."""
-    caches: dict[str, dict] = {"params": {}, "macs": {}, "modules": {}}
+    ops are built and counted once per shape (caches shared by every combination; the built meta-device ops kept
+    in ``modules``)."""
+    caches: dict[str, dict] = {"params": {}, "macs": {}, "modules": modules}
     layers: dict = {}  # each layer's fixed-width copy, made once per the widths it reads
     measured: dict = {}
     for reads in groups:

@@ -46,11 +46,22 @@ class CostTable:
             ``(A, D, Kmax)`` tensor (0 past each row's end) and the fixed costs as an ``(A,)`` tensor. Such a metric's
             ``costs``/``fixed`` arguments are ignored: :meth:`costs` and :attr:`fixed` hold the additive
             summary of the exact tables.
+        estimate: metric name -> why its table is an estimate of the built networks' costs rather than exact,
+            in a few words (e.g. ``"ops of stride 2 counted at stride 1"``; several reasons joined by ``", "``).
+            Kept as the attribute :attr:`estimate`.
+
+    Attributes:
+        estimate: ``{metric: reason}`` for each metric whose table only approximates what the networks it prices
+            build to (a cell space's ``params`` and ``macs`` where its cells' layout makes the per-choice sum
+            inexact, docs/space-language.md "Cell spaces: an approximation"); a metric not in it is exact (its
+            totals are what the built network has, or, for a ``.space`` file's own metric or a profiled one, the
+            sum of the table by definition). Empty for chain spaces and for cell spaces such as NAS-Bench-201.
     """
 
     def __init__(self, choice_names: Sequence[Sequence[str]], costs: dict[str, Sequence[Sequence[float]]],
                  fixed: dict[str, float], gates: dict[int, tuple[int, Sequence[bool]]] | None = None,
-                 contexts: tuple[Sequence[int], dict[str, tuple]] | None = None):
+                 contexts: tuple[Sequence[int], dict[str, tuple]] | None = None,
+                 estimate: dict[str, str] | None = None):
         self.choice_names: list[list[str]] = [list(c) for c in choice_names]
         num_dec = len(self.choice_names)
         kmax = max((len(c) for c in self.choice_names), default=0)
@@ -73,6 +84,10 @@ class CostTable:
                                  isinstance(fixeds, torch.Tensor) else
                                  torch.tensor([float(v) for v in fixeds], dtype=torch.float64))
             self._costs[metric], self.fixed[metric] = self._summary(metric)
+        unknown = [m for m in (estimate or {}) if m not in self._costs]
+        if unknown:
+            raise ValueError(f"estimate names metric(s) {', '.join(map(repr, unknown))} the table does not have")
+        self.estimate: dict[str, str] = {m: str(why) for m, why in (estimate or {}).items() if why}
 
     # ---- elastic width: the context ------------------------------------------------------------
 
@@ -224,7 +239,7 @@ class CostTable:
 
     def __repr__(self) -> str:
         return (f"CostTable(D={len(self.choice_names)}, metrics={list(self.metrics)}, "
-                f"fixed={self.fixed})")
+                f"fixed={self.fixed}" + (f", estimate={self.estimate}" if self.estimate else "") + ")")
 
 
 def _dense(rows: Sequence[Sequence[float]], num_dec: int, kmax: int) -> torch.Tensor:
