@@ -26,11 +26,10 @@ from automl.commands.run import one_process
 from automl.compile import load_compiled
 from automl.dsl import ir, load_space, space_digest
 from automl.errors import RecipeError, SpaceError, Stopped, UserError, say
-from automl.export import (check_se, export_architecture, is_manifest, load_checkpoint, remove_export_temporaries,
-                           run_of, split_checkpoint)
+from automl.export import check_se, export_architecture, is_manifest, load_checkpoint, run_of, split_checkpoint
 from automl.export.inherit import SUPERNET_KEYS
 from automl.export.manifest import (MANIFEST_NAME, check_arch_space, check_channels, check_classes, class_names,
-                                    finite_number, plain_name, write_manifest)
+                                    finite_number, plain_name)
 from automl.export.onnx import check_opset
 from automl.export.quantize import EXPORT_TIMED, QUANTIZE_MODES, MeasurementsUnwritten, measure_export
 from automl.pipeline.reuse import ROOT_ONLY_LOCATES
@@ -55,10 +54,10 @@ _REFUSED_WRITES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.
 
 class _Progress:
     """How far an export got (:func:`main`): ``stage`` ``"checking"`` (nothing written), ``"writing"``
-    (:func:`~automl.export.export_architecture` replaces the files of ``--out``, ``manifest.json`` removed first),
-    ``"measuring"`` (its files written but ``manifest.json``, written last, once they are measured), ``"finished"``;
-    ``created``: the folders the export creates (``--out`` and those above it that did not exist, deepest first),
-    once known; ``before``: what ``--out`` held before the export wrote there (:func:`_snapshot`)."""
+    (:func:`~automl.export.export_architecture` replaces the files of ``--out``, ``manifest.json`` last),
+    ``"measuring"`` (its files written, ``manifest.json`` without ``latency``), ``"finished"``; ``created``:
+    the folders the export creates (``--out`` and those above it that did not exist, deepest first), once known;
+    ``before``: what ``--out`` held before the export wrote there (:func:`_snapshot`)."""
 
     def __init__(self):
         self.stage, self.created, self.before = "checking", None, {}
@@ -133,22 +132,19 @@ def _export(args, progress: _Progress) -> int:
         if supernet_state is not None and data is not None:
             # as a run with retrain.epochs 0 does: the recipe's retrain.bn_batches first D_W batches
             calibration = data.bn_batches(recipe.retrain.bn_batches, size)
-        remove_export_temporaries(args.out)  # of an export killed there; this one holds the folder's lock
         progress.before, progress.stage = _snapshot(args.out), "writing"
-        # manifest.json written last, once measured (measure_export): a folder with one holds a complete export
-        exported = export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
-                                       se=se, opset=args.opset, space_path=args.space, space_args=overrides,
-                                       bn_calibration=calibration, normalize=normalize, dataset=dataset,
-                                       onnx_failure="record", run=owner, classes=classes, write=False,
-                                       weights_source=args.weights and f"--weights {args.weights}",
-                                       **_kept(args, recorded, compiled, weights is not None, recipe))
+        export_architecture(compiled, arch, args.out, weights=weights, supernet_state=supernet_state,
+                            se=se, opset=args.opset, space_path=args.space, space_args=overrides,
+                            bn_calibration=calibration, normalize=normalize, dataset=dataset, onnx_failure="record",
+                            run=owner, weights_source=args.weights and f"--weights {args.weights}", classes=classes,
+                            **_kept(args, recorded, compiled, weights is not None, recipe))
         progress.stage = "measuring"
-        if _onnx_failed(args, exported):
+        if _onnx_failed(args):
             return 1
         int8_batches = data.full.without_cutout().with_resolution(size).epoch(0) if data else None
         manifest = measure_export(args.out, quantize=getattr(args, "quantize", None), calibration=int8_batches,
                                   test=(lambda: data.test.with_resolution(size).epoch(0)) if data else None,
-                                  note_float=False, manifest=exported, **timing)  # note: in the summary's int8 line
+                                  note_float=False, **timing)  # said once, in the summary's int8 line
         progress.stage = "finished"
     _report(args, manifest, supernet_state, calibration, timed_as)
     if note:
@@ -339,12 +335,10 @@ def _stopped(args, progress: _Progress, name: str) -> str:
     if progress.stage == "checking" or _snapshot(out) == progress.before:
         there = f"{out} is left as it was" if os.path.lexists(out) else f"{out} was not created"
         return f"stopped by {name} before the export wrote anything: nothing was written ({there})"
-    if progress.stage == "measuring" and (Path(out) / MANIFEST_NAME).is_file():  # written last: all is there
-        return f"stopped by {name} as the export finished: {out} holds the complete export, its {MANIFEST_NAME} written"
-    if progress.stage == "measuring":
+    if progress.stage == "measuring" and (Path(out) / MANIFEST_NAME).is_file():
         what = "latency and int8 model" if getattr(args, "quantize", None) else "latency"
-        return (f"stopped by {name} while the export measured its model ({what}): {out} holds no complete export "
-                f"(no {MANIFEST_NAME}, which the export writes last, once measured); run the export again")
+        return (f"stopped by {name} while the export measured its model: {out} holds the exported network, its "
+                f"measurements ({what}) not complete; run the export again")
     return (f"stopped by {name} while the export replaced the files in {out}: it holds no complete export (no "
             f"{MANIFEST_NAME}, which the export writes last); run the export again")
 
@@ -413,8 +407,7 @@ def _out_locked(args, created: list[Path], progress: _Progress):
         lock.release()
         raise _write_failed(args, progress, e) from None
     finally:
-        # a finished export removes the lock file, also one a killed export left: the folder holds its files alone
-        lock.release(remove=progress.stage == "finished")
+        lock.release()
 
 
 def _check_not_in_use(args) -> None:
@@ -522,13 +515,11 @@ def _check_run_folder(args) -> None:
                         f"writes its own models there; give another --out, or wait for the run to end")
 
 
-def _onnx_failed(args, manifest: dict) -> bool:
+def _onnx_failed(args) -> bool:
     """Whether the ONNX export failed (a bug: torch's exporter raised, or onnxruntime disagrees with torch); then
-    ``manifest`` (not yet written: :func:`_export`), which records why, is written and one message says so: the
-    command exits 1, the export's weights and manifest.json written."""
-    entry = manifest.get("onnx") or {}
+    one message says so: the command exits 1, the export's weights and manifest.json (which records why) written."""
+    entry = json.loads((Path(args.out) / MANIFEST_NAME).read_text(encoding="utf-8")).get("onnx") or {}
     if entry.get("error"):
-        write_manifest(args.out, manifest)
         print(f"error: the ONNX export failed: {entry['error']}; the network's weights and {MANIFEST_NAME} are "
               f"written to {args.out}, without model.onnx. This is a bug of automl or torch's ONNX exporter: please "
               f"report it with this message", file=sys.stderr)

@@ -9,8 +9,7 @@ spaces, a plain ``nn.Module`` for cell spaces), its weights, ONNX, and a ``manif
 """
 
 from automl.export._arch import as_arch, choices_from_json, is_manifest, read_arch_file, read_arch_json
-from automl.export._export import (check_se, export_architecture, inherit_from_state, load_model,
-                                   remove_export_temporaries, run_of)
+from automl.export._export import check_se, export_architecture, inherit_from_state, load_model, run_of
 from automl.export.inherit import InheritError, inherit_weights, load_checkpoint, split_checkpoint
 from automl.export.manifest import FORMAT_VERSION, read_manifest
 from automl.export.onnx import OnnxParityError, export_onnx
@@ -22,5 +21,5 @@ __all__ = [
     "choices_from_json", "as_arch",
     "export_onnx", "inherit_weights", "inherit_from_state", "load_checkpoint", "split_checkpoint", "build_timm_model",
     "count_params", "check_se", "OnnxParityError", "InheritError", "StandaloneSpecError", "FORMAT_VERSION",
-    "run_of", "remove_export_temporaries",
+    "run_of",
 ]

@@ -16,7 +16,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from automl._io import atomic_path, atomic_write_bytes, temporary_pattern, writable_dir
+from automl._io import atomic_path, atomic_write_bytes, writable_dir
 from automl.compile import load_compiled
 from automl.dsl import ParamError
 from automl.errors import Stopped, UserError, shortened, value_text
@@ -36,7 +36,7 @@ from automl.train.data import DATASETS, eval_crop
 from automl.train.loops import nonfinite_tensors, recalibrate_bn
 
 __all__ = ["export_architecture", "load_model", "run_of", "check_se", "save_weights", "load_weights",
-           "inherit_from_state", "remove_export_temporaries"]
+           "inherit_from_state"]
 
 _logger = logging.getLogger(__name__)
 
@@ -150,38 +150,39 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
                         search_cost: dict | None = None, run: str | os.PathLike | None = None,
                         onnx_failure: str = "raise", dataset: str | None = None,
                         weights_source: str | None = None, classes: list[str] | None = None,
-                        budget: float | None = _UNSET, write: bool = True) -> dict[str, Any]:
-    """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (written there: ``write``).
+                        budget: float | None = _UNSET) -> dict[str, Any]:
+    """Export one architecture of ``compiled`` into ``out_dir``; returns the manifest (also written there).
 
-    ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration order, or
-    ``{decision: choice}``. The standalone model is ``model`` when given (an already trained one, exported as is, in
-    float32; not modified), else ``compiled.build_standalone(arch, se)`` with, in that order of precedence, ``weights``
-    (its own state_dict), the chosen path of ``supernet_state`` (weight inheritance) or fresh initialisation.
-    ``space_path`` / ``space_args`` (the ``--set`` overrides) are recorded so that :func:`load_model` can rebuild cell
-    models; the space file is copied into the folder. ``epsilon`` and ``budget`` (a run's member: its search.budgets or
-    search.random_budgets bound in ``cost_metric``'s units; None: none, recorded as null; not given: not recorded) go
-    into the manifest. ``cost`` overrides the cost table's total for ``cost_metric``; ``search_cost`` (``{metric:
-    value}``) is recorded as the manifest's ``search_cost``: the cost table of the space the architecture was searched
-    in, when that differs from ``compiled`` (a run's ``retrain.space_args``). ``normalize`` (``{"mean": [...], "std":
-    [...]}``, per channel, on inputs scaled to [0, 1]) records the input normalisation the model was trained with, for
-    deployment code; ``dataset`` the data set it was trained and tested on, with its test crop
-    (:func:`~automl.train.data.eval_crop`); ``classes`` the names of its outputs in index order
-    (:func:`~automl.export.manifest.class_names`), one per class. ``bn_calibration`` (with ``supernet_state``): input
-    batches, at the architecture's resolution, on which the inherited network's BatchNorm statistics are recalibrated
-    (Once-for-All; the supernet's own average over random paths). ``provenance`` (with ``model`` or ``weights``): where
-    the model's weights came from, recorded in the manifest's ``weights`` instead of ``source: model`` / ``standalone``
-    (``automl run`` records ``retrained``, ``supernet`` with ``bn_recalibrated_batches``, or ``untrained``; ``automl
-    export`` keeps an export's own record when it exports that network again from its manifest). ``run`` (``automl
-    run``: the run folder) is recorded, as an absolute path, as the manifest's ``run``: the run that owns the folder
-    (:func:`run_of`). ``onnx_failure="record"`` (``automl run``; default ``"raise"``): a failed ONNX export is the
-    manifest's ``onnx`` ``{"file": null, "error": why}`` (:func:`_onnx_entry`), without ``model.onnx``; weights and
-    manifest are written. ``weights_source`` (``automl export``: ``--weights PATH``): where ``weights`` or
-    ``supernet_state`` came from, named when they do not fit the network.
+    ``arch``: an encoded architecture (LongTensor (D,) or list of ints), choice names in declaration
+    order, or ``{decision: choice}``. The standalone model is ``model`` when given (an already trained
+    one, exported as is, in float32; not modified), else ``compiled.build_standalone(arch, se)`` with, in that order
+    of precedence, ``weights`` (its own state_dict), the chosen path of ``supernet_state`` (weight
+    inheritance) or fresh initialisation. ``space_path`` / ``space_args`` (the ``--set`` overrides)
+    are recorded so that :func:`load_model` can rebuild cell models; the space file is copied into
+    the folder. ``epsilon`` and ``budget`` (a run's member: its search.budgets or search.random_budgets bound in
+    ``cost_metric``'s units; None: none, recorded as null; not given: not recorded) go into the manifest.
+    ``cost`` overrides the cost table's total for ``cost_metric``; ``search_cost``
+    (``{metric: value}``) is recorded as the manifest's ``search_cost``: the cost table of the space the
+    architecture was searched in, when that differs from ``compiled`` (a run's ``retrain.space_args``). ``normalize``
+    (``{"mean": [...], "std": [...]}``, per channel, on inputs scaled to [0, 1]) records the input
+    normalisation the model was trained with, for deployment code; ``dataset`` the data set it was trained and
+    tested on, with its test crop (:func:`~automl.train.data.eval_crop`); ``classes`` the names of its outputs in
+    index order (:func:`~automl.export.manifest.class_names`), one per class. ``bn_calibration`` (with
+    ``supernet_state``): input batches, at the architecture's resolution, on which the inherited network's
+    BatchNorm statistics are recalibrated (Once-for-All; the supernet's own average over random paths).
+    ``provenance`` (with ``model`` or ``weights``): where the model's weights came from, recorded in the
+    manifest's ``weights`` instead of ``source: model`` / ``standalone`` (``automl run`` records ``retrained``,
+    ``supernet`` with ``bn_recalibrated_batches``, or ``untrained``; ``automl export`` keeps an export's own
+    record when it exports that network again from its manifest). ``run`` (``automl run``: the run folder)
+    is recorded, as an absolute path, as the manifest's ``run``: the run that owns the folder (:func:`run_of`).
+    ``onnx_failure="record"`` (``automl run``; default ``"raise"``): a failed ONNX export is the manifest's ``onnx``
+    ``{"file": null, "error": why}`` (:func:`_onnx_entry`), without ``model.onnx``; weights and manifest are written.
+    ``weights_source`` (``automl export``: ``--weights PATH``): where ``weights`` or ``supernet_state`` came from,
+    named when they do not fit the network.
 
     Files written (each atomically): ``model.onnx`` (unless ``onnx=False``), ``model.safetensors``
-    (``model.pt`` if safetensors refuses the state_dict), ``manifest.json`` (last; ``write=False``: not written, the
-    caller writes it, as ``measure_export(manifest=...)`` does), the space file; an earlier export's
-    ``model.int8.onnx`` and ``manifest.json`` there are removed (:func:`~automl.export.quantize.measure_export`).
+    (``model.pt`` if safetensors refuses the state_dict), ``manifest.json``, the space file; an earlier
+    export's ``model.int8.onnx`` there is removed (:func:`~automl.export.quantize.measure_export` writes one).
     Raises :class:`~automl.errors.UserError` for bad input (before any file of an earlier export in ``out_dir``
     is replaced or removed; a folder there under one of those names, too), ``OnnxParityError`` (unless
     recorded) / ``StandaloneSpecError`` / ``InheritError`` (internal errors) when the export would be wrong.
@@ -218,31 +219,8 @@ def export_architecture(compiled, arch, out_dir, *, weights: dict | None = None,
     if run is not None:
         manifest["run"] = str(Path(run).resolve())
     manifest["versions"] = _versions()
-    if write:
-        write_manifest(out_dir, manifest)
+    write_manifest(out_dir, manifest)
     return manifest
-
-
-# the temporaries (:func:`~automl._io.atomic_path`, an earlier automl's names too) of the files an export writes in
-# its folder (weights, ONNX, int8 ONNX, manifest, the copy of the space file), with the suffix "" or an extension
-_OWN_FILES = "|".join(re.escape(n) for n in (ONNX_NAME, SAFETENSORS_NAME, PT_NAME, MANIFEST_NAME, INT8_NAME))
-_OWN_TEMPORARY = temporary_pattern(rf"{_OWN_FILES}|space\.[^.]+", r"\.[A-Za-z0-9]+|", earlier=True)
-# and a temporary of one of those: an earlier automl quantised into a temporary of the staged int8 model
-_NESTED_TEMPORARY = temporary_pattern(_OWN_TEMPORARY.pattern, r"\.[A-Za-z0-9]+|", earlier=True)
-
-
-def remove_export_temporaries(out_dir) -> None:
-    """Delete the temporaries of atomic writes a killed export left in its folder ``out_dir`` (not below it): those
-    of the export's own files alone (a user's ``.notes.tmp`` stays); only for the folder's one writer (an export
-    holding its lock: another writer's temporaries would be in use)."""
-    try:
-        entries = list(os.scandir(out_dir))
-    except OSError:  # gone, or cannot be listed: the export's own writes say what is wrong
-        return
-    for entry in entries:
-        if (_OWN_TEMPORARY.fullmatch(entry.name) or _NESTED_TEMPORARY.fullmatch(entry.name)) \
-                and entry.is_file(follow_symlinks=False):
-            Path(entry.path).unlink(missing_ok=True)
 
 
 def _check_names(out_dir: Path, space) -> None:

@@ -22,7 +22,6 @@ before leaves the earlier model and its entry; the one moment between the two re
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import operator
@@ -121,18 +120,17 @@ def _pairs(batches, what: str, labels: bool = True) -> Iterator[tuple]:
 
 
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike, calibration: list[np.ndarray],
-                  input_name: str = "input", atomic: bool = True) -> None:
+                  input_name: str = "input") -> None:
     """Statically quantise ``fp32_path`` to ``out_path`` (atomically): QDQ, per-channel int8 weights in the 7-bit
     range, uint8 activations, min-max calibration on ``calibration`` (float32 batches); the model imports only the
-    opsets its nodes use. Raises on failure. ``atomic=False``: ``out_path`` is itself a temporary file (the staged
-    model :func:`measure_export` moves into place), written as it is, not through a temporary of its own."""
+    opsets its nodes use. Raises on failure."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not sum(len(b) for b in calibration):
         raise ValueError("no calibration data: the calibration batches hold no image")
-    target = atomic_path(out_path, suffix=".onnx") if atomic else contextlib.nullcontext(Path(out_path))
-    with tempfile.TemporaryDirectory(prefix="automl-int8-") as work, target as tmp:
+    with tempfile.TemporaryDirectory(prefix="automl-int8-") as work, \
+            atomic_path(out_path, suffix=".onnx") as tmp:
         # onnxruntime opens the files by name in C++, which takes only names that are valid UTF-8: it quantises
         # copies in a temporary folder, and the result is copied to out_path
         fp32, pre, int8 = (os.path.join(work, name) for name in ("fp32.onnx", "pre.onnx", "int8.onnx"))
@@ -439,12 +437,8 @@ def _check_arguments(quantize, calibration, clock: str, threads, batch, test) ->
 
 def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, calibration: Iterator | None = None,
                    test: Callable[[], Iterable] | Sequence | None = None, threads: int = EXPORT_PROTOCOL["threads"],
-                   batch: int = EXPORT_PROTOCOL["batch"], clock: str = "wall", note_float: bool = True,
-                   manifest: dict | None = None) -> dict:
+                   batch: int = EXPORT_PROTOCOL["batch"], clock: str = "wall", note_float: bool = True) -> dict:
     """Add latency (and int8) measurements to the export in ``out_dir``; returns the updated manifest.
-    ``manifest``: the manifest :func:`~automl.export.export_architecture` returned with ``write=False`` (its files
-    written, not ``manifest.json``): measured and then written, the int8 model first, so that ``manifest.json``
-    is the export's last file (None: the folder's own ``manifest.json``, read and written again).
 
     ``calibration``: ``(x, y)`` training batches, needed for ``quantize="int8"`` (batches without an image: the
     failed quantisation is recorded in ``int8.error``). ``test``: a callable returning fresh ``(x, y)`` test
@@ -469,7 +463,7 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
     test = _check_arguments(quantize, calibration, clock, threads, batch, test)
     threads, batch = operator.index(threads), operator.index(batch)
     out_dir = Path(out_dir)
-    m = read_manifest(out_dir, require=("input_shape",)) if manifest is None else manifest
+    m = read_manifest(out_dir, require=("input_shape",))
     if not m.get("onnx"):
         raise UserError(f"{out_dir}: no ONNX model to measure or quantise (export with ONNX on)")
     if m["onnx"].get("file") is None:
@@ -496,7 +490,7 @@ def measure_export(out_dir: str | os.PathLike, *, quantize: str | None = None, c
                "machine": machine_info(threads)}
     m["latency"] = latency
     if quantize == "int8":
-        _quantise_and_record(out_dir, m, batches, test, latency, fresh=manifest is not None)
+        _quantise_and_record(out_dir, m, batches, test, latency)
     else:
         _earlier_int8(out_dir, m, latency, test)
         _write_measurements(out_dir, m)
@@ -509,8 +503,7 @@ class _NotQuantised(Exception):
     """The int8 entry just written records a failed quantisation: its staged model is not moved into place."""
 
 
-def _quantise_and_record(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict,
-                         fresh: bool = False) -> None:
+def _quantise_and_record(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency: dict) -> None:
     """Quantise into a temporary file in ``out_dir`` (:func:`_int8_entry`), measure it there, write the manifest
     with its int8 entry (which records the model's ``sha256``), and only then move it into place as
     ``model.int8.onnx``. The folder holds an earlier model and the entry that describes it until the manifest is
@@ -519,22 +512,16 @@ def _quantise_and_record(out_dir: Path, m: dict, batches: list[np.ndarray], test
     entry beside the earlier model (or none): measuring again without quantising refuses that model, whose SHA-256
     is not the entry's (:func:`_earlier_int8_session`), or records it missing; quantising again mends it. A failed
     quantisation's entry is written first, then the earlier model removed (one that no entry describes is not
-    timed: :func:`_earlier_int8`). ``fresh``: the folder has no manifest yet (a new export's, written last:
-    :func:`measure_export`'s ``manifest``), nor an int8 model: the model is moved into place first, then the
-    manifest written."""
+    timed: :func:`_earlier_int8`)."""
     int8 = out_dir / INT8_NAME
     try:
         with atomic_path(int8, suffix=".onnx") as staged:
             m["int8"] = _int8_entry(out_dir, m, batches, test, latency, staged)
-            if not fresh or m["int8"].get("file") is None:
-                _write_measurements(out_dir, m)
+            _write_measurements(out_dir, m)
             if m["int8"].get("file") is None:
                 raise _NotQuantised  # atomic_path removes the staged file, and leaves model.int8.onnx
     except _NotQuantised:
         int8.unlink(missing_ok=True)
-        return
-    if fresh:
-        _write_measurements(out_dir, m)
 
 
 def _write_measurements(out_dir: Path, m: dict) -> None:
@@ -622,7 +609,7 @@ def _int8_entry(out_dir: Path, m: dict, batches: list[np.ndarray], test, latency
     entry: dict = {"file": INT8_NAME, "format": "QDQ", "weights": "int8 per channel, 7-bit range",
                    "activations": "uint8", "fp32_size_bytes": _size(fp32)}
     try:
-        quantize_int8(fp32, staged, batches, input_name=name, atomic=False)  # staged: a temporary already
+        quantize_int8(fp32, staged, batches, input_name=name)
     except Exception as e:  # noqa: BLE001 - any failure keeps the fp32 model and says why
         return {"file": None, "error": error_entry(e)}
     data = staged.read_bytes()
