@@ -122,8 +122,9 @@ def test_supernet_advice_names_the_source_run_absolute(tmp_path, monkeypatch):
     (source / "recipe.resolved.yaml").write_text("seed: 0\n")
     # stopped before its first checkpoint: run it again into the same folder
     text = _refused("../a run")
-    args = build_parser().parse_args(["run", "RECIPE", *_words_after(text, "(automl run RECIPE ", ",")])
+    args = build_parser().parse_args(["run", *_words_after(text, "its supernet (automl run ", ": it starts")])
     assert Path(args.out).is_absolute() and Path(args.out) == source, text
+    assert Path(args.recipe) == source / "recipe.resolved.yaml", text
     assert text.startswith("--supernet ../a run: "), text  # named in prose: as given
     # finished, its checkpoints removed: the search again from its recipe.resolved.yaml
     (source / "results.json").write_text("{}")
@@ -137,7 +138,7 @@ def test_supernet_advice_names_the_source_run_absolute(tmp_path, monkeypatch):
         "supernet_origin": {"from": None, "fingerprint": fingerprint_digest(FP), "forced": False, "differs": []}})
     text = _refused("../a run")
     assert "its weight phase has not finished" in text, text
-    args = build_parser().parse_args(["run", "RECIPE", *_words_after(text, "finish it first (automl run RECIPE ", ",")])
+    args = build_parser().parse_args(["run", *_words_after(text, "finish it first (automl run ")])
     assert Path(args.out).is_absolute() and Path(args.out) == source and args.resume, text
 
 
