@@ -227,7 +227,8 @@ def _encode(args, cs, arch_json, overrides: dict[str, str]) -> int:
         _no_arch_def_choices(args.arch_def, arch_json, args.file)
         with _made_for_another(args.arch_def, arch_json, cs):
             model = arch_def_model(args.arch_def, cs, arch_json)
-        label, source = f"the arch_def of {args.arch_def}", {"arch_def_file": args.arch_def}
+        # by its resolved path, as "space" below: the same file whichever folder the ARCH.json is read from
+        label, source = f"the arch_def of {args.arch_def}", {"arch_def_file": str(Path(args.arch_def).resolve())}
     note = _timm_note(args.timm)
     with _made_for_another(args.arch_def, arch_json, cs):
         try:
@@ -550,7 +551,9 @@ def main(args) -> int:
         raise UserError(f"--metric {metric or repr(metric)}: space {cs.name} has the metrics "
                         f"{', '.join(cs.cost_table.metrics)}")
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(space_summary(cs, metric)) + "\n")
+        # "file" by its resolved path (as encode's "space"): the same file whichever folder the JSON is read from
+        summary = {**space_summary(cs, metric), "file": str(Path(args.file).resolve())}
+        sys.stdout.write(json.dumps(summary) + "\n")
         return 0
     _show_table(cs, metric)
     return 0
