@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from automl.cli import main
-import automl.pipeline.run as pr
+import automl.train.threads as th
 from automl.train.threads import ThreadChoice
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,14 +173,14 @@ def test_a_resume_at_the_report_records_the_last_parts_count_where_threads_json_
     (tmp_path / "threads.json").write_text(json.dumps({"threads": 1, "source": "auto", "reason": "one core",
                                                        "history": [1, 2]}), encoding="utf-8")
     now = ThreadChoice(3, "recipe", "from the recipe; the run started with 1, so the resumed part may differ")
-    kept = pr._run_threads(tmp_path, 1, now)
+    kept = th.report_only_choice(tmp_path, 1, now)
     assert (kept.threads, kept.source, kept.history) == (2, "resumed", (1, 2)), kept
     (tmp_path / "threads.json").write_text(json.dumps({"threads": 1, "source": "auto", "reason": "one core"}),
                                            encoding="utf-8")
-    assert pr._run_threads(tmp_path, 1, now) == ThreadChoice(1, "auto", "one core")
+    assert th.report_only_choice(tmp_path, 1, now) == ThreadChoice(1, "auto", "one core")
     (tmp_path / "threads.json").write_text("[1]", encoding="utf-8")  # damaged: the checkpoint's count
-    assert pr._run_threads(tmp_path, 1, now).threads == 1
-    assert pr._run_threads(tmp_path, None, now) is now  # recorded nowhere: this command's
+    assert th.report_only_choice(tmp_path, 1, now).threads == 1
+    assert th.report_only_choice(tmp_path, None, now) is now  # recorded nowhere: this command's
 
 
 # ------------------------------------------------------------------ 3. a refused resume names the command that works

@@ -9,7 +9,6 @@ import re
 import signal
 import stat
 from contextlib import contextmanager, nullcontext
-from dataclasses import fields, replace
 from functools import partial
 from pathlib import Path
 
@@ -39,7 +38,7 @@ from automl.train.distributed import (DistInfo, RanksLost, as_launched, barrier,
 from automl.train.preempt import Preemption
 from automl.train.progress import Reporter, plural
 from automl.train.threads import (THREADS_FILE, ThreadChoice, a_thread_count, apply_threads, lost_record, note_part,
-                                  resolve_threads, save_choice, spaces_work)
+                                  report_only_choice, resolve_threads, save_choice, spaces_work)
 
 __all__ = ["Run", "held_files", "leftovers", "supernet_given"]
 
@@ -273,50 +272,14 @@ def _save_threads(run: "Run", choice: ThreadChoice, started: int | None, only_re
     refused resume writes nothing: :meth:`Run._resumed_state`). That is this command's choice ``choice``, except for
     a resume that only writes the run's report (``only_report``; ``started``: the count the run started with, its
     checkpoint's, None where it records none): the report computes nothing that depends on the count, so the record
-    stays the run's (:func:`_run_threads`), and this part is no part of threads.json's ``history`` (a finished
-    run's resume keeps its results.json's record: :func:`~automl.pipeline.results.carry_over`)."""
+    stays the run's (:func:`~automl.train.threads.report_only_choice`), and this part is no part of threads.json's
+    ``history`` (a finished run's resume keeps its results.json's record:
+    :func:`~automl.pipeline.results.carry_over`)."""
     if only_report:
-        choice = _run_threads(run.out, started, choice)
+        choice = report_only_choice(run.out, started, choice)
     if not (run.out / THREADS_FILE).exists():
         save_choice(run.out, choice)
     return choice
-
-
-# a resume that only writes the report: the thread record is the run's (_run_threads), which this words
-_THE_RUNS = "the count the run computed with ({}); this resume only wrote its report, which does not depend on it"
-_CHOICE_KEYS = frozenset(f.name for f in fields(ThreadChoice))
-
-
-def _recorded_choice(out: Path) -> ThreadChoice | None:
-    """The thread choice ``out``'s threads.json records (the run's start; its ``history`` where a resume changed
-    the count), None where it is missing, damaged or holds no count a recipe could give."""
-    try:
-        record = json.loads((out / THREADS_FILE).read_text(encoding="utf-8"))
-        choice = ThreadChoice(**{k: v for k, v in record.items() if k in _CHOICE_KEYS})
-    except (OSError, ValueError, TypeError, AttributeError):  # missing, not UTF-8 or JSON, not a dict, keys missing
-        return None
-    if not (a_thread_count(choice.threads) and isinstance(choice.source, str) and isinstance(choice.reason, str)):
-        return None
-    history = choice.history
-    listed = isinstance(history, list) and len(history) > 1 and all(a_thread_count(n) for n in history)
-    return replace(choice, history=tuple(history) if listed else None)
-
-
-def _run_threads(out: Path, started: int | None, choice: ThreadChoice) -> ThreadChoice:
-    """The thread record of the run in ``out``, for a resume that computes nothing (only its report is left;
-    ``choice``: this command's): threads.json's, as an uninterrupted run records it; where its ``history`` lists
-    several counts, the last part's count; without a usable threads.json, the count the run started with
-    (``started``: its checkpoint's), or ``choice`` where that is not known or is the same."""
-    record, local = _recorded_choice(out), choice.local_world_size
-    if record is None:
-        if not a_thread_count(started) or started == choice.threads:
-            return choice
-        return ThreadChoice(started, "resumed", _THE_RUNS.format(f"its checkpoint's: {THREADS_FILE} was missing or "
-                                                                 f"unreadable"), local_world_size=local)
-    if record.history is not None and record.history[-1] != record.threads:
-        return ThreadChoice(record.history[-1], "resumed", _THE_RUNS.format(f"last, as {THREADS_FILE} records it"),
-                            local_world_size=local, history=record.history)
-    return record
 
 
 def _note_device(state: RunState, here: str, say) -> None:

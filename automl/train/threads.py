@@ -72,7 +72,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import torch
@@ -83,8 +83,8 @@ from automl.limits import MAX_THREADS, SET_ASIDE, THREAD_ENV_VARS, env_thread_co
 
 __all__ = ["ThreadChoice", "memory_available", "gib", "choose_threads", "resolve_threads", "spaces_work",
            "physical_cores", "usable_cores", "cpu_quota", "busy_cores", "apply_threads", "env_threads", "env_counts",
-           "check_setting", "save_choice", "lost_record", "note_part", "a_thread_count", "WORK_PER_THREAD",
-           "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
+           "check_setting", "save_choice", "lost_record", "note_part", "report_only_choice", "a_thread_count",
+           "WORK_PER_THREAD", "THREADS_FILE", "MAX_THREADS", "ENV_VARS"]
 
 WORK_PER_THREAD = 2_000_000  # activation elements of one step that keep one more thread worth its overhead
 THREADS_FILE = "threads.json"
@@ -672,7 +672,7 @@ def note_part(out_dir: Path, started: int | None, choice: ThreadChoice) -> Threa
         record = None
     record = record if isinstance(record, dict) else None
     history = record.get("history") if record is not None else None
-    if not (isinstance(history, list) and history and all(a_thread_count(n) for n in history)):
+    if not _listed(history):
         first = started if a_thread_count(started) else _saved(out_dir)
         history = [] if first is None else [first]
     if not history:
@@ -686,3 +686,44 @@ def note_part(out_dir: Path, started: int | None, choice: ThreadChoice) -> Threa
                 raise UserError(f"cannot write {path} ({e.strerror or e}); {write_fix(e)} and run the same command "
                                 f"again (the run's checkpoints are intact)") from None
     return choice if len(history) < 2 else replace(choice, history=tuple(history))
+
+
+def _listed(history) -> bool:
+    """Whether ``history`` (threads.json's) lists thread counts: a non-empty list of counts a recipe could give."""
+    return isinstance(history, list) and bool(history) and all(a_thread_count(n) for n in history)
+
+
+# a resume that only writes the report: the thread record is the run's (report_only_choice), which this words
+_THE_RUNS = "the count the run computed with ({}); this resume only wrote its report, which does not depend on it"
+_CHOICE_KEYS = frozenset(f.name for f in fields(ThreadChoice))
+
+
+def _recorded_choice(out_dir: Path) -> ThreadChoice | None:
+    """The thread choice ``DIR/threads.json`` records (the run's start; its ``history`` where a resume changed the
+    count), None where it is missing, damaged or holds no count a recipe could give."""
+    try:  # a damaged file may hold any bytes: not ASCII is a ValueError too (UnicodeDecodeError)
+        record = json.loads(_read(str(Path(out_dir) / THREADS_FILE)) or "null")
+        choice = ThreadChoice(**{k: v for k, v in record.items() if k in _CHOICE_KEYS})
+    except (ValueError, TypeError, AttributeError):  # missing or not JSON, not a dict, keys missing
+        return None
+    if not (a_thread_count(choice.threads) and isinstance(choice.source, str) and isinstance(choice.reason, str)):
+        return None
+    history = choice.history
+    return replace(choice, history=tuple(history) if _listed(history) and len(history) > 1 else None)
+
+
+def report_only_choice(out_dir: Path, started: int | None, choice: ThreadChoice) -> ThreadChoice:
+    """The thread record of the run in ``out_dir``, for a resume that computes nothing (only its report is left;
+    ``choice``: this command's): threads.json's, as an uninterrupted run records it; where its ``history`` lists
+    several counts, the last part's count; without a usable threads.json, the count the run started with
+    (``started``: its checkpoint's), or ``choice`` where that is not known or is the same."""
+    record, local = _recorded_choice(out_dir), choice.local_world_size
+    if record is None:
+        if not a_thread_count(started) or started == choice.threads:
+            return choice
+        return ThreadChoice(started, "resumed", _THE_RUNS.format(f"its checkpoint's: {THREADS_FILE} was missing or "
+                                                                 f"unreadable"), local_world_size=local)
+    if record.history is not None and record.history[-1] != record.threads:
+        return ThreadChoice(record.history[-1], "resumed", _THE_RUNS.format(f"last, as {THREADS_FILE} records it"),
+                            local_world_size=local, history=record.history)
+    return record
