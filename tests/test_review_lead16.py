@@ -7,7 +7,7 @@ import pytest
 import automl.profile as profile
 from automl.compile import load_compiled
 from automl.profile import profile_space
-from tests.test_review_bt import DIGITS, _Clock, _params
+from test_review_bt import DIGITS, _Clock, _params
 
 
 def _nonzero_ratios(table: dict) -> list[float]:
